@@ -1,0 +1,4 @@
+//! The training algorithms. Each file opens with its paper, variant and implementation details.
+
+pub mod common;
+pub mod sft;

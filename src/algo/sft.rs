@@ -1,0 +1,155 @@
+//! Supervised fine-tuning (SFT): maximum likelihood on the world's demonstrations.
+//!
+//! This produces pi_SFT, which is pi_ref and the starting point of every method (as in the DPO
+//! paper). Preferred-FT reuses it on the chosen responses.
+//!
+//! Implementation details (setting in `[sft]`):
+//! 1. Sequences are `<bos> words <eos>`; the loss is the mean token NLL of `words <eos>`,
+//!    padding ignored.
+//! 2. AdamW (betas 0.9, 0.99), weight decay `weight_decay` on every parameter.
+//! 3. Learning rate: linear warm-up over `warmup_steps`, cosine decay to `lr * min_lr_ratio`.
+//! 4. Global gradient-norm clipping at `grad_clip`; the pre-clip norm is logged.
+//! 5. Data order: shuffled epochs from the scenario seed; batches trimmed to their longest row.
+//! 6. Every `eval_every` steps: held-out NLL per token, beside the true process's NLL.
+
+use anyhow::Result;
+use tch::{nn, nn::OptimizerConfig, Device, Kind, Reduction, Tensor};
+
+use super::common::{check_finite, clip_grad_norm, warmup_cosine};
+use crate::experiment::Metrics;
+use crate::model::Gpt;
+use crate::rng::{derive_seed, Rng};
+use crate::scenario::SftConfig;
+use crate::world::{BOS, EOS, PAD};
+
+/// Token sequences `<bos> words <eos> <pad>...` as one `[N, L]` tensor, with row lengths.
+pub struct SeqData {
+    pub seqs: Tensor,
+    pub lens: Vec<usize>,
+}
+
+impl SeqData {
+    pub fn new(texts: &[Vec<i64>], device: Device) -> SeqData {
+        let l = texts.iter().map(|t| t.len() + 2).max().unwrap_or(2);
+        let mut flat = vec![PAD; texts.len() * l];
+        let mut lens = Vec::with_capacity(texts.len());
+        for (i, t) in texts.iter().enumerate() {
+            flat[i * l] = BOS;
+            flat[i * l + 1..i * l + 1 + t.len()].copy_from_slice(t);
+            flat[i * l + 1 + t.len()] = EOS;
+            lens.push(t.len() + 2);
+        }
+        SeqData { seqs: Tensor::from_slice(&flat).view([texts.len() as i64, l as i64]).to_device(device), lens }
+    }
+
+    pub fn len(&self) -> usize {
+        self.lens.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.lens.is_empty()
+    }
+
+    /// (inputs, targets) `[B, T]` for the rows `idx`, trimmed to their longest row.
+    pub fn batch(&self, idx: &[usize]) -> (Tensor, Tensor) {
+        let t = idx.iter().map(|&i| self.lens[i]).max().unwrap() as i64;
+        let index = Tensor::from_slice(&idx.iter().map(|&i| i as i64).collect::<Vec<_>>()).to_device(self.seqs.device());
+        let rows = self.seqs.index_select(0, &index).narrow(1, 0, t);
+        (rows.narrow(1, 0, t - 1), rows.narrow(1, 1, t - 1))
+    }
+}
+
+/// Summed token NLL and the number of tokens, over a whole dataset (no gradients).
+pub fn nll(model: &Gpt, data: &SeqData, batch: usize) -> (f64, f64) {
+    let _guard = tch::no_grad_guard();
+    let mut sum = 0.0;
+    let mut count = 0.0;
+    let idx: Vec<usize> = (0..data.len()).collect();
+    for chunk in idx.chunks(batch) {
+        let (inp, tgt) = data.batch(chunk);
+        let logits = model.logits(&model.forward(&inp, None, None, None));
+        let v = logits.size()[2];
+        sum += logits.view([-1, v]).cross_entropy_loss::<Tensor>(&tgt.reshape([-1]), None, Reduction::Sum, PAD, 0.0).double_value(&[]);
+        count += tgt.ne(PAD).sum(Kind::Float).double_value(&[]);
+    }
+    (sum, count)
+}
+
+/// The SFT loss on one batch: mean NLL of the target tokens, padding ignored.
+pub fn sft_loss(model: &Gpt, inp: &Tensor, tgt: &Tensor) -> Tensor {
+    let logits = model.logits(&model.forward(inp, None, None, None)); // [B, T, V]
+    let v = logits.size()[2];
+    logits.view([-1, v]).cross_entropy_loss::<Tensor>(&tgt.reshape([-1]), None, Reduction::Mean, PAD, 0.0)
+}
+
+pub struct SftReport {
+    pub train_nll: f64,
+    pub val_nll: f64,
+    pub tokens: f64,
+    pub seconds: f64,
+}
+
+/// Train `model` (whose variables live in `vs`) on `train`; evaluate on `val`.
+/// `label` names the run in the metrics (`sft`, `preferred_ft`, ...).
+#[allow(clippy::too_many_arguments)]
+pub fn train(
+    model: &Gpt,
+    vs: &nn::VarStore,
+    train: &SeqData,
+    val: &SeqData,
+    cfg: &SftConfig,
+    seed: u64,
+    label: &str,
+    metrics: &mut Metrics,
+    mut on_step: impl FnMut(usize, f64),
+) -> Result<SftReport> {
+    let mut opt = nn::adamw(0.9, 0.99, cfg.weight_decay).build(vs, cfg.lr)?;
+    let vars = vs.trainable_variables();
+    let mut rng = Rng::new(derive_seed(seed, &format!("{label}/order")));
+    let mut order: Vec<usize> = (0..train.len()).collect();
+    let mut cursor = order.len();
+    let start = std::time::Instant::now();
+    let mut tokens = 0.0;
+    let mut train_ema = f64::NAN;
+    for step in 0..cfg.steps {
+        // 1. Next batch from a shuffled epoch.
+        let mut idx = Vec::with_capacity(cfg.batch_size);
+        while idx.len() < cfg.batch_size {
+            if cursor == order.len() {
+                rng.shuffle(&mut order);
+                cursor = 0;
+            }
+            idx.push(order[cursor]);
+            cursor += 1;
+        }
+        let (inp, tgt) = train.batch(&idx);
+        // 2. Loss, gradient, clip, scheduled step.
+        let lr = cfg.lr * warmup_cosine(step, cfg.steps, cfg.warmup_steps, cfg.min_lr_ratio);
+        opt.set_lr(lr);
+        opt.zero_grad();
+        let loss = sft_loss(model, &inp, &tgt);
+        loss.backward();
+        let grad_norm = clip_grad_norm(&vars, cfg.grad_clip);
+        let loss_v = loss.double_value(&[]);
+        check_finite(loss_v, "the loss", label, step, "none (this stage saves its checkpoint at the end)")?;
+        check_finite(grad_norm, "the gradient norm", label, step, "none (this stage saves its checkpoint at the end)")?;
+        opt.step();
+        tokens += tgt.ne(PAD).sum(Kind::Float).double_value(&[]);
+        train_ema = if train_ema.is_nan() { loss_v } else { 0.98 * train_ema + 0.02 * loss_v };
+        on_step(step, loss_v);
+        // 3. Metrics and periodic held-out NLL.
+        let s = step + 1;
+        if s % 10 == 0 || s == cfg.steps {
+            metrics.push(label, "", seed, s, &format!("{label}/loss/train"), loss_v);
+            metrics.push(label, "", seed, s, &format!("{label}/grad_norm"), grad_norm);
+            metrics.push(label, "", seed, s, &format!("{label}/lr"), lr);
+        }
+        if s % cfg.eval_every == 0 || s == cfg.steps {
+            let (sum, n) = nll(model, val, 512);
+            metrics.push(label, "", seed, s, &format!("{label}/nll/val"), sum / n);
+        }
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    let (sum, n) = nll(model, val, 512);
+    Ok(SftReport { train_nll: train_ema, val_nll: sum / n, tokens, seconds })
+}

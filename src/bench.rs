@@ -1,0 +1,103 @@
+//! `alignlab bench`: throughput of the hot paths and model FLOP utilisation (MFU).
+//!
+//! - matmul peak: best fp32 GFLOP/s of square matmuls (n = 512, 1024): the MFU yardstick;
+//! - SFT step: training tokens/s and MFU at the quick scenario's size and at d_model 256, 4 layers;
+//! - sampling: generated tokens/s at batch 256, 32 new tokens, with and without the KV cache.
+
+use anyhow::Result;
+use std::time::Instant;
+use tch::{nn, nn::OptimizerConfig, Device, Kind, Tensor};
+
+use crate::algo::sft::sft_loss;
+use crate::model::{generate, Gpt, GptConfig, SampleSettings};
+
+/// Median seconds of `reps` timed calls after `warmup` untimed ones.
+fn time_it(warmup: usize, reps: usize, mut f: impl FnMut()) -> f64 {
+    for _ in 0..warmup {
+        f();
+    }
+    let mut ts: Vec<f64> = (0..reps)
+        .map(|_| {
+            let t = Instant::now();
+            f();
+            t.elapsed().as_secs_f64()
+        })
+        .collect();
+    ts.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    ts[ts.len() / 2]
+}
+
+/// Best fp32 matmul throughput in FLOP/s.
+pub fn matmul_peak(device: Device, quick: bool) -> f64 {
+    let mut best: f64 = 0.0;
+    for n in [512i64, 1024] {
+        let a = Tensor::randn([n, n], (Kind::Float, device));
+        let b = Tensor::randn([n, n], (Kind::Float, device));
+        let reps = if quick { 3 } else { 10 };
+        let t = time_it(2, reps, || {
+            let _ = a.matmul(&b).sum(Kind::Float).double_value(&[]);
+        });
+        best = best.max(2.0 * (n * n * n) as f64 / t);
+    }
+    best
+}
+
+pub struct SftBench {
+    pub tokens_per_s: f64,
+    pub mfu: f64,
+}
+
+/// One SFT step (forward, backward, AdamW) on random tokens of full length.
+pub fn sft_step(cfg: &GptConfig, batch: i64, t: i64, device: Device, peak: f64, quick: bool) -> SftBench {
+    tch::manual_seed(0);
+    let vs = nn::VarStore::new(device);
+    let gpt = Gpt::new(&vs.root(), cfg);
+    let mut opt = nn::adamw(0.9, 0.99, 0.0).build(&vs, 1e-4).unwrap();
+    let seq = Tensor::randint_low(3, cfg.vocab_size, [batch, t + 1], (Kind::Int64, device));
+    let (inp, tgt) = (seq.narrow(1, 0, t), seq.narrow(1, 1, t));
+    let reps = if quick { 3 } else { 20 };
+    let secs = time_it(3, reps, || {
+        opt.zero_grad();
+        let loss = sft_loss(&gpt, &inp, &tgt);
+        loss.backward();
+        opt.step();
+        let _ = loss.double_value(&[]);
+    });
+    let tokens_per_s = (batch * t) as f64 / secs;
+    SftBench { tokens_per_s, mfu: tokens_per_s * cfg.train_flops_per_token(t) / peak }
+}
+
+/// Generated tokens/s for batch `b`, prompt length `p`, `n` new tokens.
+pub fn sampling(cfg: &GptConfig, b: i64, p: i64, n: i64, use_cache: bool, device: Device, quick: bool) -> f64 {
+    tch::manual_seed(0);
+    let vs = nn::VarStore::new(device);
+    let gpt = Gpt::new(&vs.root(), cfg);
+    let prompt = Tensor::randint_low(3, cfg.vocab_size, [b, p], (Kind::Int64, device));
+    let _ = prompt.select(1, 0).fill_(crate::world::BOS);
+    let valid = Tensor::ones([b, p], (Kind::Bool, device));
+    let s = SampleSettings { temperature: 1.0, top_k: 0, max_new_tokens: n, use_cache };
+    let reps = if quick { 2 } else { 5 };
+    let secs = time_it(1, reps, || {
+        let ro = generate(&gpt, &prompt, &valid, &s);
+        let _ = ro.mask.sum(Kind::Float).double_value(&[]);
+    });
+    (b * n) as f64 / secs
+}
+
+pub fn run(device: Device, quick: bool) -> Result<()> {
+    println!("alignlab bench on {device:?}, {} threads", tch::get_num_threads());
+    let peak = matmul_peak(device, quick);
+    println!("matmul peak (fp32, n=512/1024)         {:>10.1} GFLOP/s", peak / 1e9);
+    let quick_model = GptConfig { vocab_size: 51, block_size: 64, n_layer: 2, n_head: 4, d_model: 128 };
+    let big_model = GptConfig { vocab_size: 51, block_size: 64, n_layer: 4, n_head: 4, d_model: 256 };
+    for (name, cfg) in [("quick (d128 L2)", &quick_model), ("d256 L4", &big_model)] {
+        let r = sft_step(cfg, 64, 21, device, peak, quick);
+        println!("sft step {name:16} B64 T21       {:>10.0} tokens/s  MFU {:5.1}%", r.tokens_per_s, 100.0 * r.mfu);
+    }
+    let cached = sampling(&quick_model, 256, 9, 32, true, device, quick);
+    let uncached = sampling(&quick_model, 256, 9, 32, false, device, quick);
+    println!("sampling quick B256 P9 N32 cached     {cached:>10.0} tokens/s");
+    println!("sampling quick B256 P9 N32 uncached   {uncached:>10.0} tokens/s");
+    println!("KV-cache speed-up                     {:>10.2}x", cached / uncached);
+    Ok(())
+}

@@ -1,0 +1,12 @@
+//! alignlab: RLHF (reward model + PPO) and DPO side by side, on shared libtorch models, in
+//! controlled worlds where the true reward is known exactly.
+
+pub mod algo;
+pub mod bench;
+pub mod device;
+pub mod eval;
+pub mod experiment;
+pub mod model;
+pub mod rng;
+pub mod scenario;
+pub mod world;

@@ -1,0 +1,29 @@
+//! KV cache for incremental decoding. The model is immutable; the cache is passed in as `&mut`.
+
+use tch::{Device, Kind, Tensor};
+
+use super::GptConfig;
+
+/// One layer's preallocated keys and values, `[B, H, capacity, D_head]`.
+pub struct LayerKv {
+    pub k: Tensor,
+    pub v: Tensor,
+}
+
+/// Keys and values per layer; `len` positions are filled.
+pub struct KvCache {
+    pub layers: Vec<LayerKv>,
+    pub len: i64,
+    pub capacity: i64,
+}
+
+impl KvCache {
+    pub fn new(cfg: &GptConfig, batch: i64, capacity: i64, device: Device) -> KvCache {
+        let d_head = cfg.d_model / cfg.n_head;
+        let shape = [batch, cfg.n_head, capacity, d_head];
+        let layers = (0..cfg.n_layer)
+            .map(|_| LayerKv { k: Tensor::zeros(shape, (Kind::Float, device)), v: Tensor::zeros(shape, (Kind::Float, device)) })
+            .collect();
+        KvCache { layers, len: 0, capacity }
+    }
+}

@@ -1,0 +1,185 @@
+//! GPT: pre-LayerNorm transformer, learned positions, tied input/output embeddings.
+//!
+//! Parameter names follow GPT-2 (`wte`, `wpe`, `h.0.attn.c_attn`, `h.0.mlp.c_fc`, `ln_f`), so
+//! checkpoints map onto GPT-2's by name (tch's Linear stores `[out, in]`, the transpose of
+//! GPT-2's Conv1D). `forward` returns the final hidden states so that the LM head, the reward
+//! head and the critic share one trunk. No dropout: runs are small and must be deterministic.
+
+use serde::Serialize;
+use tch::{nn, Kind, Tensor};
+
+use super::cache::{KvCache, LayerKv};
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct GptConfig {
+    pub vocab_size: i64,
+    pub block_size: i64,
+    pub n_layer: i64,
+    pub n_head: i64,
+    pub d_model: i64,
+}
+
+impl GptConfig {
+    /// Parameters, counting the tied embedding once.
+    pub fn n_params(&self) -> i64 {
+        let d = self.d_model;
+        self.vocab_size * d + self.block_size * d + self.n_layer * (12 * d * d + 13 * d) + 2 * d
+    }
+
+    /// Forward+backward FLOPs per trained token at context length `t` (nanoGPT's estimate:
+    /// 6 per weight in the matmuls, including the tied LM head, plus attention scores).
+    pub fn train_flops_per_token(&self, t: i64) -> f64 {
+        let d = self.d_model as f64;
+        let matmul_weights = self.n_layer as f64 * 12.0 * d * d + d * self.vocab_size as f64;
+        6.0 * matmul_weights + 12.0 * self.n_layer as f64 * d * t as f64
+    }
+}
+
+fn init_linear(p: nn::Path, i: i64, o: i64, std: f64) -> nn::Linear {
+    let cfg = nn::LinearConfig { ws_init: nn::Init::Randn { mean: 0.0, stdev: std }, bs_init: Some(nn::Init::Const(0.0)), bias: true };
+    nn::linear(p, i, o, cfg)
+}
+
+struct Attention {
+    c_attn: nn::Linear,
+    c_proj: nn::Linear,
+    n_head: i64,
+}
+
+impl Attention {
+    fn new(p: nn::Path, cfg: &GptConfig) -> Attention {
+        let d = cfg.d_model;
+        let proj_std = 0.02 / (2.0 * cfg.n_layer as f64).sqrt();
+        Attention { c_attn: init_linear(&p / "c_attn", d, 3 * d, 0.02), c_proj: init_linear(&p / "c_proj", d, d, proj_std), n_head: cfg.n_head }
+    }
+
+    /// x `[B, T, C]`; `mask` is `None` for plain causal attention without a cache.
+    fn forward(&self, x: &Tensor, mask: Option<&Tensor>, cache: Option<(&mut LayerKv, i64)>) -> Tensor {
+        let (b, t, c) = x.size3().unwrap();
+        let dh = c / self.n_head;
+        let qkv = x.apply(&self.c_attn); // [B, T, 3C]
+        let split = |i: i64| qkv.narrow(2, i * c, c).view([b, t, self.n_head, dh]).transpose(1, 2); // [B, H, T, Dh]
+        let (q, k, v) = (split(0), split(1), split(2));
+        let y = match cache {
+            Some((kv, past)) => {
+                kv.k.narrow(2, past, t).copy_(&k);
+                kv.v.narrow(2, past, t).copy_(&v);
+                let k_all = kv.k.narrow(2, 0, past + t); // [B, H, past+T, Dh]
+                let v_all = kv.v.narrow(2, 0, past + t);
+                Tensor::scaled_dot_product_attention(&q, &k_all, &v_all, mask, 0.0, false, None, false)
+            }
+            None => match mask {
+                Some(m) => Tensor::scaled_dot_product_attention(&q, &k, &v, Some(m), 0.0, false, None, false),
+                None => Tensor::scaled_dot_product_attention::<Tensor>(&q, &k, &v, None, 0.0, true, None, false),
+            },
+        }; // [B, H, T, Dh]
+        y.transpose(1, 2).contiguous().view([b, t, c]).apply(&self.c_proj)
+    }
+}
+
+struct Mlp {
+    c_fc: nn::Linear,
+    c_proj: nn::Linear,
+}
+
+impl Mlp {
+    fn new(p: nn::Path, cfg: &GptConfig) -> Mlp {
+        let d = cfg.d_model;
+        let proj_std = 0.02 / (2.0 * cfg.n_layer as f64).sqrt();
+        Mlp { c_fc: init_linear(&p / "c_fc", d, 4 * d, 0.02), c_proj: init_linear(&p / "c_proj", 4 * d, d, proj_std) }
+    }
+
+    fn forward(&self, x: &Tensor) -> Tensor {
+        x.apply(&self.c_fc).gelu("tanh").apply(&self.c_proj)
+    }
+}
+
+struct Block {
+    ln_1: nn::LayerNorm,
+    attn: Attention,
+    ln_2: nn::LayerNorm,
+    mlp: Mlp,
+}
+
+impl Block {
+    fn new(p: nn::Path, cfg: &GptConfig) -> Block {
+        let ln = |name: &str| nn::layer_norm(&p / name, vec![cfg.d_model], Default::default());
+        Block { ln_1: ln("ln_1"), attn: Attention::new(&p / "attn", cfg), ln_2: ln("ln_2"), mlp: Mlp::new(&p / "mlp", cfg) }
+    }
+}
+
+pub struct Gpt {
+    pub cfg: GptConfig,
+    wte: Tensor,
+    wpe: Tensor,
+    h: Vec<Block>,
+    ln_f: nn::LayerNorm,
+}
+
+impl Gpt {
+    pub fn new(p: &nn::Path, cfg: &GptConfig) -> Gpt {
+        let wte = (p / "wte").randn("weight", &[cfg.vocab_size, cfg.d_model], 0.0, 0.02);
+        let wpe = (p / "wpe").randn("weight", &[cfg.block_size, cfg.d_model], 0.0, 0.02);
+        let h = (0..cfg.n_layer).map(|i| Block::new(p / "h" / i, cfg)).collect();
+        let ln_f = nn::layer_norm(p / "ln_f", vec![cfg.d_model], Default::default());
+        Gpt { cfg: cfg.clone(), wte, wpe, h, ln_f }
+    }
+
+    /// Final hidden states `[B, T, C]` for `tokens` `[B, T]`.
+    ///
+    /// - `positions` `[B, T]`: position ids (left-padded batches count from each row's first
+    ///   real token); default `past..past+T`.
+    /// - `key_valid` `[B, past+T]` (bool): which keys are real tokens; `None` means all are.
+    /// - `cache`: keys and values of earlier positions; this call appends to it.
+    ///
+    /// Every query may attend to itself, so a padding row never has all keys masked (which
+    /// would give NaN); padding positions' outputs are never used.
+    pub fn forward(&self, tokens: &Tensor, positions: Option<&Tensor>, key_valid: Option<&Tensor>, mut cache: Option<&mut KvCache>) -> Tensor {
+        let (b, t) = tokens.size2().unwrap();
+        let device = tokens.device();
+        let past = cache.as_ref().map_or(0, |c| c.len);
+        if let Some(c) = cache.as_ref() {
+            assert!(past + t <= c.capacity, "KV cache of capacity {} is full", c.capacity);
+        }
+        assert!(past + t <= self.cfg.block_size, "sequence of {} exceeds block_size {}", past + t, self.cfg.block_size);
+        let pos = match positions {
+            Some(p) => p.shallow_clone(),
+            None => Tensor::arange_start(past, past + t, (Kind::Int64, device)).unsqueeze(0).expand([b, t], false),
+        };
+        let mut x = Tensor::embedding(&self.wte, tokens, -1, false, false) + Tensor::embedding(&self.wpe, &pos, -1, false, false); // [B, T, C]
+
+        // Plain causal attention (no padding, no cache) takes SDPA's fused causal path.
+        let mask = if key_valid.is_none() && past == 0 {
+            None
+        } else if key_valid.is_none() && t == 1 {
+            None // one new query sees every earlier key
+        } else {
+            let tk = past + t;
+            let qi = Tensor::arange_start(past, past + t, (Kind::Int64, device)).unsqueeze(1); // [T, 1]
+            let kj = Tensor::arange(tk, (Kind::Int64, device)).unsqueeze(0); // [1, Tk]
+            let causal = kj.le_tensor(&qi); // [T, Tk]
+            let m = match key_valid {
+                Some(kv) => {
+                    let diag = kj.eq_tensor(&qi); // [T, Tk]
+                    causal.unsqueeze(0).logical_and(&kv.unsqueeze(1)).logical_or(&diag.unsqueeze(0)) // [B, T, Tk]
+                }
+                None => causal.unsqueeze(0),
+            };
+            Some(m.unsqueeze(1)) // [B|1, 1, T, Tk]
+        };
+        for (i, block) in self.h.iter().enumerate() {
+            let layer_cache = cache.as_mut().map(|c| (&mut c.layers[i], past));
+            x = &x + block.attn.forward(&x.apply(&block.ln_1), mask.as_ref(), layer_cache);
+            x = &x + block.mlp.forward(&x.apply(&block.ln_2));
+        }
+        if let Some(c) = cache {
+            c.len = past + t;
+        }
+        x.apply(&self.ln_f)
+    }
+
+    /// LM head with the tied embedding: hidden `[.., C]` -> logits `[.., V]`.
+    pub fn logits(&self, hidden: &Tensor) -> Tensor {
+        hidden.linear::<Tensor>(&self.wte, None)
+    }
+}

@@ -1,0 +1,37 @@
+//! Models: a GPT with its hidden states exposed, a scalar head, the KV cache, sampling.
+
+pub mod cache;
+pub mod gpt;
+pub mod heads;
+pub mod sample;
+
+pub use cache::KvCache;
+pub use gpt::{Gpt, GptConfig};
+pub use heads::ScalarHead;
+pub use sample::{generate, left_pad, Rollout, SampleSettings};
+
+use anyhow::{Context, Result};
+use std::path::Path;
+use tch::nn::VarStore;
+
+/// Save a VarStore as safetensors, atomically (temp file + rename).
+pub fn save_checkpoint(vs: &VarStore, path: &Path) -> Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    // The extension must stay `.safetensors`: tch picks the format from it.
+    let tmp = path.with_extension("partial.safetensors");
+    vs.save(&tmp).with_context(|| format!("cannot write checkpoint {} (is the disk full?)", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot move checkpoint into {}", path.display()))?;
+    Ok(())
+}
+
+/// Load a safetensors checkpoint into a VarStore whose variables already exist.
+pub fn load_checkpoint(vs: &mut VarStore, path: &Path) -> Result<()> {
+    vs.load(path).with_context(|| {
+        format!(
+            "cannot read checkpoint {}; fix: delete it (and its run folder) so the stage is recomputed",
+            path.display()
+        )
+    })
+}

@@ -1,0 +1,327 @@
+//! The scenario file as written (serde wire structs) and its validation into [`Scenario`].
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use super::{SampleConfig, Scenario, ScenarioError, SftConfig, WorldConfig};
+use crate::model::GptConfig;
+use crate::world::SentimentConfig;
+
+#[derive(Deserialize, Serialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct ScenarioWire {
+    /// Name of the scenario: results go to results/<name>/ (default: the file's stem).
+    #[serde(default)]
+    pub name: String,
+    /// The one seed every RNG of every stage is derived from.
+    #[serde(default)]
+    pub seed: u64,
+    pub world: WorldWire,
+    #[serde(default)]
+    pub model: ModelWire,
+    #[serde(default)]
+    pub sft: SftWire,
+    #[serde(default)]
+    pub sample: SampleWire,
+}
+
+#[derive(Deserialize, Serialize, Debug, Clone)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum WorldWire {
+    Sentiment(SentimentWire),
+}
+
+#[derive(Deserialize, Serialize, Debug, Clone)]
+#[serde(deny_unknown_fields, default)]
+pub struct SentimentWire {
+    pub n_positive: usize,
+    pub n_negative: usize,
+    pub n_neutral: usize,
+    pub tilt: f64,
+    pub sharpness: f64,
+    pub min_len: usize,
+    pub max_len: usize,
+    pub stop_prob: f64,
+    pub prompt_min_len: usize,
+    pub prompt_max_len: usize,
+    pub n_train: usize,
+    pub n_val: usize,
+    pub n_train_prompts: usize,
+    pub n_eval_prompts: usize,
+}
+
+impl Default for SentimentWire {
+    fn default() -> Self {
+        SentimentWire {
+            n_positive: 12,
+            n_negative: 12,
+            n_neutral: 24,
+            tilt: 1.0,
+            sharpness: 2.0,
+            min_len: 8,
+            max_len: 20,
+            stop_prob: 0.15,
+            prompt_min_len: 2,
+            prompt_max_len: 8,
+            n_train: 20_000,
+            n_val: 2_000,
+            n_train_prompts: 2_000,
+            n_eval_prompts: 256,
+        }
+    }
+}
+
+#[derive(Deserialize, Serialize, Debug, Clone)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelWire {
+    pub n_layer: usize,
+    pub n_head: usize,
+    pub d_model: usize,
+    pub block_size: usize,
+}
+
+impl Default for ModelWire {
+    fn default() -> Self {
+        ModelWire { n_layer: 2, n_head: 4, d_model: 128, block_size: 32 }
+    }
+}
+
+#[derive(Deserialize, Serialize, Debug, Clone)]
+#[serde(deny_unknown_fields, default)]
+pub struct SftWire {
+    pub steps: usize,
+    pub batch_size: usize,
+    pub lr: f64,
+    pub warmup_steps: usize,
+    pub min_lr_ratio: f64,
+    pub weight_decay: f64,
+    pub grad_clip: f64,
+    pub eval_every: usize,
+}
+
+impl Default for SftWire {
+    fn default() -> Self {
+        SftWire {
+            steps: 1500,
+            batch_size: 64,
+            lr: 2e-3,
+            warmup_steps: 100,
+            min_lr_ratio: 0.1,
+            weight_decay: 0.0,
+            grad_clip: 1.0,
+            eval_every: 250,
+        }
+    }
+}
+
+#[derive(Deserialize, Serialize, Debug, Clone)]
+#[serde(deny_unknown_fields, default)]
+pub struct SampleWire {
+    pub max_new_tokens: usize,
+    pub temperature: f64,
+    pub top_k: usize,
+}
+
+impl Default for SampleWire {
+    fn default() -> Self {
+        SampleWire { max_new_tokens: 16, temperature: 1.0, top_k: 0 }
+    }
+}
+
+fn err(file: &str, text: &str, key: &str, problem: impl Into<String>, fix: impl Into<String>) -> ScenarioError {
+    let line = find_line(text, key).map(|l| format!(":{l}")).unwrap_or_default();
+    ScenarioError { file: file.into(), line, key: key.into(), problem: problem.into(), fix: fix.into() }
+}
+
+/// The 1-based line where `a.b.c` is written in the TOML text (`[a.b]` then `c = ...`).
+fn find_line(text: &str, key: &str) -> Option<usize> {
+    let (table, leaf) = match key.rfind('.') {
+        Some(i) => (&key[..i], &key[i + 1..]),
+        None => ("", key),
+    };
+    let mut current = String::new();
+    for (i, raw) in text.lines().enumerate() {
+        let line = raw.trim();
+        if line.starts_with('[') {
+            current = line.trim_matches(|c| c == '[' || c == ']').trim().to_string();
+            if current == key {
+                return Some(i + 1);
+            }
+            continue;
+        }
+        if current == table {
+            if let Some(eq) = line.find('=') {
+                if line[..eq].trim() == leaf {
+                    return Some(i + 1);
+                }
+            }
+        }
+    }
+    None
+}
+
+/// Parse TOML, apply `--set a.b=value` overrides, and deserialize the wire structs.
+pub fn parse(text: &str, file: &str, overrides: &[String]) -> Result<ScenarioWire, ScenarioError> {
+    let mut table: toml::Table = toml::from_str(text).map_err(|e| {
+        let line = e.span().map(|s| format!(":{}", text[..s.start].lines().count().max(1))).unwrap_or_default();
+        ScenarioError {
+            file: file.into(),
+            line,
+            key: "(syntax)".into(),
+            problem: format!("not valid TOML: {}", e.message().trim()),
+            fix: "correct the TOML syntax at that line".into(),
+        }
+    })?;
+    for ov in overrides {
+        apply_override(&mut table, ov).map_err(|problem| ScenarioError {
+            file: file.into(),
+            line: String::new(),
+            key: format!("--set {ov}"),
+            problem,
+            fix: "write --set section.key=value, e.g. --set sft.lr=1e-3".into(),
+        })?;
+    }
+    let from_set = |key: &str| overrides.iter().any(|o| o.split('=').next().map(str::trim) == Some(key));
+    serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
+        let mut key = e.path().to_string();
+        let msg = e.inner().message().to_string();
+        // An unknown key's name is in serde's message; make it part of the path.
+        if let Some(name) = msg.strip_prefix("unknown field `").and_then(|r| r.split('`').next()) {
+            if !key.ends_with(name) {
+                key = if key == "." || key.is_empty() { name.to_string() } else { format!("{key}.{name}") };
+            }
+        }
+        if let Some(name) = msg.strip_prefix("missing field `").and_then(|r| r.split('`').next()) {
+            key = if key == "." || key.is_empty() { name.to_string() } else { format!("{key}.{name}") };
+        }
+        let fix = if msg.starts_with("unknown field") {
+            "remove the key or correct its spelling".to_string()
+        } else if msg.starts_with("missing field") {
+            format!("add `{key} = ...`; this setting has no safe default")
+        } else if msg.starts_with("unknown variant") {
+            "use one of the listed values".to_string()
+        } else if msg.starts_with("invalid type") || msg.starts_with("invalid value") {
+            "write a value of the expected type".to_string()
+        } else {
+            "see scenarios/sentiment.toml for a valid example".to_string()
+        };
+        let mut error = err(file, text, &key, msg, fix);
+        if from_set(&key) {
+            error.line = " (--set)".into();
+        }
+        error
+    })
+}
+
+fn apply_override(table: &mut toml::Table, ov: &str) -> Result<(), String> {
+    let (key, raw) = ov.split_once('=').ok_or_else(|| format!("`{ov}` has no `=`"))?;
+    let parts: Vec<&str> = key.trim().split('.').collect();
+    if parts.iter().any(|p| p.is_empty()) {
+        return Err(format!("`{key}` is not a dotted key"));
+    }
+    let value: toml::Value = match toml::from_str::<toml::Table>(&format!("x = {raw}")) {
+        Ok(mut t) => t.remove("x").unwrap(),
+        Err(_) => toml::Value::String(raw.trim().to_string()),
+    };
+    let mut cur = table;
+    for p in &parts[..parts.len() - 1] {
+        let entry = cur.entry(p.to_string()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        cur = entry.as_table_mut().ok_or_else(|| format!("`{p}` is not a table"))?;
+    }
+    cur.insert(parts[parts.len() - 1].to_string(), value);
+    Ok(())
+}
+
+/// Range and consistency checks; the first violation is reported.
+pub fn validate(w: ScenarioWire, text: &str, file: &str, default_name: &str, path: &Path) -> Result<Scenario, ScenarioError> {
+    let e = |key: &str, problem: String, fix: &str| Err(err(file, text, key, problem, fix));
+    macro_rules! need {
+        ($cond:expr, $key:expr, $problem:expr, $fix:expr) => {
+            if !$cond {
+                return e($key, $problem, $fix);
+            }
+        };
+    }
+    let name = if w.name.is_empty() { default_name.to_string() } else { w.name.clone() };
+    need!(
+        !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'),
+        "name",
+        format!("`{name}` is not a plain name"),
+        "use letters, digits, '-' and '_' only (it names the results folder)"
+    );
+    let (world, vocab_size, max_text_len, prompt_max_len) = match &w.world {
+        WorldWire::Sentiment(s) => {
+            need!(s.n_positive >= 1 && s.n_negative >= 1, "world.n_positive", format!("needs at least one positive and one negative word (got {} and {})", s.n_positive, s.n_negative), "set n_positive and n_negative to 1 or more");
+            need!(s.n_positive + s.n_negative + s.n_neutral <= 4096, "world.n_neutral", "the vocabulary is larger than 4096 words".into(), "use fewer words; this is a CPU-sized world");
+            need!(s.tilt.is_finite() && s.tilt >= 0.0, "world.tilt", format!("must be finite and >= 0 (got {})", s.tilt), "use a tilt such as 1.0");
+            need!(s.sharpness.is_finite() && s.sharpness >= 0.0, "world.sharpness", format!("must be finite and >= 0 (got {})", s.sharpness), "use a sharpness such as 2.0");
+            need!(s.min_len >= 1, "world.min_len", "must be at least 1".into(), "set min_len = 1 or more");
+            need!(s.max_len >= s.min_len, "world.max_len", format!("max_len {} is below min_len {}", s.max_len, s.min_len), "set max_len >= min_len");
+            need!(s.stop_prob > 0.0 && s.stop_prob <= 1.0, "world.stop_prob", format!("must be in (0, 1] (got {})", s.stop_prob), "use a stopping probability such as 0.15");
+            need!(s.prompt_min_len >= 1 && s.prompt_min_len <= s.prompt_max_len, "world.prompt_min_len", format!("prompt lengths {}..{} are not a valid range", s.prompt_min_len, s.prompt_max_len), "use 1 <= prompt_min_len <= prompt_max_len");
+            need!(s.prompt_max_len <= s.max_len, "world.prompt_max_len", format!("prompt_max_len {} exceeds the longest review ({} words)", s.prompt_max_len, s.max_len), "use prompt_max_len <= max_len");
+            need!(s.n_train >= 1 && s.n_val >= 1, "world.n_train", "the corpus needs at least one training and one validation review".into(), "set n_train and n_val to 1 or more");
+            need!(s.n_train_prompts >= 1 && s.n_eval_prompts >= 1, "world.n_eval_prompts", "needs at least one training and one evaluation prompt".into(), "set n_train_prompts and n_eval_prompts to 1 or more");
+            let c = SentimentConfig {
+                n_positive: s.n_positive,
+                n_negative: s.n_negative,
+                n_neutral: s.n_neutral,
+                tilt: s.tilt,
+                sharpness: s.sharpness,
+                min_len: s.min_len,
+                max_len: s.max_len,
+                stop_prob: s.stop_prob,
+                prompt_min_len: s.prompt_min_len,
+                prompt_max_len: s.prompt_max_len,
+                n_train: s.n_train,
+                n_val: s.n_val,
+                n_train_prompts: s.n_train_prompts,
+                n_eval_prompts: s.n_eval_prompts,
+            };
+            let v = crate::world::N_SPECIAL + s.n_positive + s.n_negative + s.n_neutral;
+            (WorldConfig::Sentiment(c), v, s.max_len, s.prompt_max_len)
+        }
+    };
+    let m = &w.model;
+    need!(m.n_layer >= 1 && m.n_layer <= 48, "model.n_layer", format!("must be in 1..=48 (got {})", m.n_layer), "use a few layers, e.g. 2");
+    need!(m.n_head >= 1, "model.n_head", "must be at least 1".into(), "use e.g. 4 heads");
+    need!(m.d_model >= 1 && m.d_model % m.n_head == 0, "model.d_model", format!("d_model {} is not a multiple of n_head {}", m.d_model, m.n_head), "make d_model divisible by n_head, e.g. d_model = 128 with n_head = 4");
+    // SFT feeds `<bos> words` and predicts `words <eos>`: max_len + 1 positions.
+    need!(m.block_size >= max_text_len + 1, "model.block_size", format!("block_size {} cannot hold a full review (<bos> + {} words)", m.block_size, max_text_len), &format!("set model.block_size >= {}", max_text_len + 1));
+    let s = &w.sample;
+    need!(s.max_new_tokens >= 1, "sample.max_new_tokens", "must be at least 1".into(), "generate at least one token");
+    need!(1 + prompt_max_len + s.max_new_tokens <= m.block_size, "sample.max_new_tokens", format!("<bos> + a {prompt_max_len}-word prompt + {} new tokens exceeds block_size {}", s.max_new_tokens, m.block_size), &format!("lower max_new_tokens to {} or raise model.block_size", m.block_size.saturating_sub(1 + prompt_max_len)));
+    need!(s.temperature.is_finite() && s.temperature >= 0.0, "sample.temperature", format!("must be >= 0 (got {})", s.temperature), "use 1.0 for the frontier (0 is greedy)");
+    let f = &w.sft;
+    need!(f.steps >= 1, "sft.steps", "must be at least 1".into(), "train for some steps, e.g. 1500");
+    need!(f.batch_size >= 1, "sft.batch_size", "must be at least 1".into(), "use e.g. 64");
+    need!(f.lr.is_finite() && f.lr >= 0.0 && f.lr < 1.0, "sft.lr", format!("must be in [0, 1) (got {})", f.lr), "use a learning rate such as 2e-3");
+    need!((0.0..=1.0).contains(&f.min_lr_ratio), "sft.min_lr_ratio", format!("must be in [0, 1] (got {})", f.min_lr_ratio), "use e.g. 0.1");
+    need!(f.weight_decay.is_finite() && f.weight_decay >= 0.0, "sft.weight_decay", format!("must be >= 0 (got {})", f.weight_decay), "use 0 or a small value such as 0.01");
+    need!(f.grad_clip > 0.0, "sft.grad_clip", format!("must be > 0 (got {})", f.grad_clip), "use e.g. 1.0");
+    need!(f.eval_every >= 1, "sft.eval_every", "must be at least 1".into(), "evaluate every few hundred steps");
+
+    let model = GptConfig {
+        vocab_size: vocab_size as i64,
+        block_size: m.block_size as i64,
+        n_layer: m.n_layer as i64,
+        n_head: m.n_head as i64,
+        d_model: m.d_model as i64,
+    };
+    let sft = SftConfig {
+        steps: f.steps,
+        batch_size: f.batch_size,
+        lr: f.lr,
+        warmup_steps: f.warmup_steps,
+        min_lr_ratio: f.min_lr_ratio,
+        weight_decay: f.weight_decay,
+        grad_clip: f.grad_clip,
+        eval_every: f.eval_every,
+    };
+    let sample = SampleConfig { max_new_tokens: s.max_new_tokens, temperature: s.temperature, top_k: s.top_k };
+    let mut resolved = w.clone();
+    resolved.name = name.clone();
+    let resolved_toml = toml::to_string(&resolved).expect("wire structs serialize");
+    Ok(Scenario { name, seed: w.seed, world, model, sft, sample, resolved_toml, source: path.to_path_buf() })
+}

@@ -1,0 +1,259 @@
+//! The sentiment world: an analogue of the DPO paper's IMDb controlled-sentiment task.
+//!
+//! A review has a latent sentiment z in {negative, positive} (prior 1/2). Given z, words follow
+//! a bigram chain whose logits are a random base table tilted by z:
+//!
+//!   logit_z(w | prev) = base[prev][w] + tilt * sign(z) * polarity(w),   polarity in {+1, -1, 0}
+//!
+//! Length: after `min_len` words the review stops with probability `stop_prob` at each step,
+//! and always at `max_len`. The stopping hazard does not depend on z.
+//!
+//! Gold reward: p(positive | text) under this very process (Bayes-optimal classifier):
+//! sigmoid(log p(text | pos) - log p(text | neg)); the hazard cancels. Prompts are 2 to 8 word
+//! prefixes of held-out reviews, so a negative prefix makes a positive review costly in KL.
+//! Fluency and the per-token NLL use the Bayes predictive p(w_t | w_<t), which marginalises z.
+
+use super::{logsumexp, names, sigmoid, Vocab, EOS, N_SPECIAL};
+use crate::rng::{derive_seed, Rng};
+
+const POSITIVE: &[&str] = &[
+    "great", "superb", "wonderful", "brilliant", "moving", "charming", "delightful", "stunning",
+    "masterful", "touching", "gripping", "witty", "beautiful", "clever", "fresh", "powerful",
+    "heartfelt", "vivid", "elegant", "joyful", "hilarious", "compelling", "inspired", "flawless",
+];
+const NEGATIVE: &[&str] = &[
+    "awful", "boring", "dull", "tedious", "clumsy", "bland", "painful", "messy", "lifeless",
+    "forgettable", "annoying", "shallow", "weak", "predictable", "stale", "pointless",
+    "confusing", "ugly", "lazy", "hollow", "dreadful", "silly", "cheap", "tiresome",
+];
+const NEUTRAL: &[&str] = &[
+    "the", "film", "movie", "plot", "actor", "actress", "scene", "story", "director", "cast",
+    "ending", "script", "camera", "music", "and", "was", "is", "very", "quite", "but", "a", "it",
+    "with", "this", "its", "of", "in", "by", "as", "feels", "seems", "performance", "dialogue",
+    "score", "character", "pacing", "tone", "visuals", "runtime", "sequel", "premise", "twist",
+    "humor", "drama", "then", "also", "rather", "simply",
+];
+
+/// Validated settings of the sentiment world (see the scenario's `[world]` table).
+#[derive(Clone, Debug, PartialEq)]
+pub struct SentimentConfig {
+    pub n_positive: usize,
+    pub n_negative: usize,
+    pub n_neutral: usize,
+    /// Logit shift towards words of the latent polarity (and away from the opposite).
+    pub tilt: f64,
+    /// Standard deviation of the base bigram logits; larger is a more predictable language.
+    pub sharpness: f64,
+    pub min_len: usize,
+    pub max_len: usize,
+    pub stop_prob: f64,
+    pub prompt_min_len: usize,
+    pub prompt_max_len: usize,
+    pub n_train: usize,
+    pub n_val: usize,
+    /// Prompts for training the methods (preference data, PPO rollouts).
+    pub n_train_prompts: usize,
+    /// Held-out prompts for evaluation.
+    pub n_eval_prompts: usize,
+}
+
+/// Index of z in the per-z tables.
+pub const NEG: usize = 0;
+pub const POS: usize = 1;
+
+pub struct SentimentWorld {
+    pub cfg: SentimentConfig,
+    pub vocab: Vocab,
+    /// polarity[token] in {+1, -1, 0}.
+    pub polarity: Vec<f64>,
+    /// logp[z][prev * V + next] = log p_z(next word | prev), -inf for non-words as next.
+    logp: [Vec<f64>; 2],
+    pub train: Vec<Vec<i64>>,
+    pub val: Vec<Vec<i64>>,
+    pub train_prompts: Vec<Vec<i64>>,
+    pub eval_prompts: Vec<Vec<i64>>,
+}
+
+impl SentimentWorld {
+    /// Build the process and draw every split, deterministically from `seed`.
+    pub fn new(cfg: &SentimentConfig, seed: u64) -> SentimentWorld {
+        let mut words = names(POSITIVE, cfg.n_positive);
+        words.extend(names(NEGATIVE, cfg.n_negative));
+        words.extend(names(NEUTRAL, cfg.n_neutral));
+        let vocab = Vocab::new(words);
+        let v = vocab.size();
+        let mut polarity = vec![0.0; v];
+        for (i, p) in polarity.iter_mut().enumerate().skip(N_SPECIAL) {
+            let w = i - N_SPECIAL;
+            *p = if w < cfg.n_positive {
+                1.0
+            } else if w < cfg.n_positive + cfg.n_negative {
+                -1.0
+            } else {
+                0.0
+            };
+        }
+        let mut rng = Rng::new(derive_seed(seed, "world/sentiment/process"));
+        let mut base = vec![0.0; v * v];
+        // Rows: <bos> and every word as the previous token.
+        for prev in 1..v {
+            for next in N_SPECIAL..v {
+                base[prev * v + next] = cfg.sharpness * rng.normal();
+            }
+        }
+        let mut logp = [vec![f64::NEG_INFINITY; v * v], vec![f64::NEG_INFINITY; v * v]];
+        for (z, sign) in [(NEG, -1.0), (POS, 1.0)] {
+            for prev in 1..v {
+                let row: Vec<f64> = (N_SPECIAL..v)
+                    .map(|next| base[prev * v + next] + cfg.tilt * sign * polarity[next])
+                    .collect();
+                let lse = logsumexp(&row);
+                for (k, next) in (N_SPECIAL..v).enumerate() {
+                    logp[z][prev * v + next] = row[k] - lse;
+                }
+            }
+        }
+        let mut world = SentimentWorld {
+            cfg: cfg.clone(),
+            vocab,
+            polarity,
+            logp,
+            train: vec![],
+            val: vec![],
+            train_prompts: vec![],
+            eval_prompts: vec![],
+        };
+        let mut rng = Rng::new(derive_seed(seed, "world/sentiment/train"));
+        world.train = (0..cfg.n_train).map(|_| world.sample_review(&mut rng).1).collect();
+        let mut rng = Rng::new(derive_seed(seed, "world/sentiment/val"));
+        world.val = (0..cfg.n_val).map(|_| world.sample_review(&mut rng).1).collect();
+        let mut rng = Rng::new(derive_seed(seed, "world/sentiment/train_prompts"));
+        world.train_prompts = (0..cfg.n_train_prompts).map(|_| world.sample_prompt(&mut rng)).collect();
+        let mut rng = Rng::new(derive_seed(seed, "world/sentiment/eval_prompts"));
+        world.eval_prompts = (0..cfg.n_eval_prompts).map(|_| world.sample_prompt(&mut rng)).collect();
+        world
+    }
+
+    fn v(&self) -> usize {
+        self.vocab.size()
+    }
+
+    /// log p_z(next | prev) for a word `next`.
+    pub fn log_trans(&self, z: usize, prev: i64, next: i64) -> f64 {
+        self.logp[z][prev as usize * self.v() + next as usize]
+    }
+
+    /// Stopping hazard after `t` words.
+    pub fn hazard(&self, t: usize) -> f64 {
+        if t >= self.cfg.max_len {
+            1.0
+        } else if t >= self.cfg.min_len {
+            self.cfg.stop_prob
+        } else {
+            0.0
+        }
+    }
+
+    /// Draw (z, words) from the true process; words exclude `<bos>` and `<eos>`.
+    pub fn sample_review(&self, rng: &mut Rng) -> (usize, Vec<i64>) {
+        let z = if rng.bernoulli(0.5) { POS } else { NEG };
+        let v = self.v();
+        let mut prev = super::BOS;
+        let mut words = Vec::new();
+        loop {
+            if rng.bernoulli(self.hazard(words.len())) {
+                break;
+            }
+            let row = &self.logp[z][prev as usize * v..(prev as usize + 1) * v];
+            let probs: Vec<f64> = row.iter().map(|l| l.exp()).collect();
+            let next = rng.categorical(&probs) as i64;
+            words.push(next);
+            prev = next;
+        }
+        (z, words)
+    }
+
+    /// A 2 to 8 word prefix of a fresh review (held out from the SFT corpus).
+    fn sample_prompt(&self, rng: &mut Rng) -> Vec<i64> {
+        loop {
+            let (_, words) = self.sample_review(rng);
+            let len = rng.range(self.cfg.prompt_min_len, self.cfg.prompt_max_len);
+            if words.len() >= len {
+                return words[..len].to_vec();
+            }
+        }
+    }
+
+    /// Words of a text up to the first `<eos>`, skipping tokens that are not words.
+    fn words_of<'a>(&self, text: &'a [i64]) -> impl Iterator<Item = i64> + 'a {
+        let n_vocab = self.v() as i64;
+        text.iter()
+            .take_while(|&&t| t != EOS)
+            .filter(move |&&t| t >= N_SPECIAL as i64 && t < n_vocab)
+            .copied()
+    }
+
+    /// log p(words | z), transitions only (the hazard is the same under both z).
+    pub fn log_lik_given_z(&self, text: &[i64], z: usize) -> f64 {
+        let mut prev = super::BOS;
+        let mut ll = 0.0;
+        for w in self.words_of(text) {
+            ll += self.log_trans(z, prev, w);
+            prev = w;
+        }
+        ll
+    }
+
+    /// Gold reward: p(positive | text) under the true process, in [0, 1].
+    pub fn gold_reward(&self, text: &[i64]) -> f64 {
+        sigmoid(self.log_lik_given_z(text, POS) - self.log_lik_given_z(text, NEG))
+    }
+
+    /// Bayes-predictive NLL of a review under the true process, summed over its tokens
+    /// (every word and the final `<eos>`); returns (sum of NLL, number of tokens).
+    pub fn predictive_nll(&self, words: &[i64]) -> (f64, usize) {
+        let mut lw = [0.5f64.ln(), 0.5f64.ln()];
+        let mut prev = super::BOS;
+        let mut nll = 0.0;
+        for (t, &w) in words.iter().enumerate() {
+            let h = self.hazard(t);
+            let joint = [lw[NEG] + self.log_trans(NEG, prev, w), lw[POS] + self.log_trans(POS, prev, w)];
+            nll -= logsumexp(&joint) - logsumexp(&lw) + (1.0 - h).ln();
+            lw = joint;
+            prev = w;
+        }
+        nll -= self.hazard(words.len()).ln();
+        (nll, words.len() + 1)
+    }
+
+    /// The true process's held-out NLL per token on the validation reviews.
+    pub fn val_nll_per_token(&self) -> f64 {
+        let (s, n) = self
+            .val
+            .iter()
+            .map(|r| self.predictive_nll(r))
+            .fold((0.0, 0usize), |(a, b), (x, y)| (a + x, b + y));
+        s / n as f64
+    }
+
+    /// Fluency: mean per-word log-likelihood of a text under the true process (Bayes
+    /// predictive, transitions only). Non-word tokens are skipped.
+    pub fn fluency(&self, text: &[i64]) -> f64 {
+        let mut lw = [0.5f64.ln(), 0.5f64.ln()];
+        let mut prev = super::BOS;
+        let mut ll = 0.0;
+        let mut n = 0usize;
+        for w in self.words_of(text) {
+            let joint = [lw[NEG] + self.log_trans(NEG, prev, w), lw[POS] + self.log_trans(POS, prev, w)];
+            ll += logsumexp(&joint) - logsumexp(&lw);
+            lw = joint;
+            prev = w;
+            n += 1;
+        }
+        if n == 0 {
+            0.0
+        } else {
+            ll / n as f64
+        }
+    }
+}
