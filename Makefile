@@ -3,7 +3,6 @@ SHELL := /bin/bash
 ALIGNLAB_CACHE ?= $(HOME)/.cache/alignlab
 TORCH_DIR := $(ALIGNLAB_CACHE)/torch-2.11.0
 SCENARIO ?= scenarios/sentiment.toml
-JOBS ?= 1
 CARGO ?= cargo
 
 .PHONY: setup build run test bench clean-runs
@@ -27,10 +26,10 @@ build: setup
 	$(CARGO) build --release
 
 run: build
-	./target/release/alignlab run $(SCENARIO) --jobs $(JOBS)
+	./target/release/alignlab run $(SCENARIO)
 
 test: setup
-	$(CARGO) test --release -- --test-threads 1
+	$(CARGO) test --release
 
 bench: build
 	./target/release/alignlab bench

@@ -169,7 +169,7 @@ pub fn parse(text: &str, file: &str, overrides: &[String]) -> Result<ScenarioWir
             file: file.into(),
             line,
             key: "(syntax)".into(),
-            problem: format!("not valid TOML: {}", e.message().trim()),
+            problem: format!("not valid TOML: {}", e.message().trim().replace('\n', "; ")),
             fix: "correct the TOML syntax at that line".into(),
         }
     })?;

@@ -226,6 +226,28 @@ impl SentimentWorld {
         (nll, words.len() + 1)
     }
 
+    /// The Bayes-predictive next-token distribution after a prefix of words, over the whole
+    /// vocabulary (`<eos>` and words; 0 for `<pad>` and `<bos>`).
+    pub fn predictive_next(&self, prefix: &[i64]) -> Vec<f64> {
+        let mut lw = [0.0f64, 0.0];
+        let mut prev = super::BOS;
+        for &w in prefix {
+            lw[NEG] += self.log_trans(NEG, prev, w);
+            lw[POS] += self.log_trans(POS, prev, w);
+            prev = w;
+        }
+        let norm = logsumexp(&lw);
+        let post = [(lw[NEG] - norm).exp(), (lw[POS] - norm).exp()];
+        let h = self.hazard(prefix.len());
+        let mut p = vec![0.0; self.v()];
+        p[EOS as usize] = h;
+        for (next, pn) in p.iter_mut().enumerate().skip(N_SPECIAL) {
+            let q = post[NEG] * self.log_trans(NEG, prev, next as i64).exp() + post[POS] * self.log_trans(POS, prev, next as i64).exp();
+            *pn = (1.0 - h) * q;
+        }
+        p
+    }
+
     /// The true process's held-out NLL per token on the validation reviews.
     pub fn val_nll_per_token(&self) -> f64 {
         let (s, n) = self

@@ -1,0 +1,120 @@
+//! Scenario files: every kind of error is one line naming the file, the key and the fix.
+
+use alignlab::scenario::{Scenario, WorldConfig};
+use std::path::Path;
+
+const GOOD: &str = r#"
+name = "t"
+seed = 3
+
+[world]
+kind = "sentiment"
+n_train = 100
+
+[sft]
+steps = 10
+lr = 1e-3
+"#;
+
+fn load(text: &str, sets: &[&str]) -> Result<Scenario, String> {
+    let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
+    Scenario::from_str(text, "scen.toml", "scen", &sets, Path::new("scen.toml")).map_err(|e| e.to_string())
+}
+
+fn expect_err(text: &str, sets: &[&str], needles: &[&str]) {
+    let msg = load(text, sets).expect_err("expected an error");
+    assert!(!msg.contains('\n'), "error is not one line: {msg}");
+    assert!(msg.starts_with("scen.toml"), "error does not name the file: {msg}");
+    assert!(msg.contains("fix:"), "error has no fix: {msg}");
+    for n in needles {
+        assert!(msg.contains(n), "error `{msg}` lacks `{n}`");
+    }
+}
+
+#[test]
+fn a_valid_scenario_resolves_with_defaults() {
+    let sc = load(GOOD, &[]).unwrap();
+    assert_eq!(sc.name, "t");
+    assert_eq!(sc.seed, 3);
+    assert_eq!(sc.sft.steps, 10);
+    let WorldConfig::Sentiment(w) = &sc.world;
+    assert_eq!(w.n_train, 100);
+    assert_eq!(w.n_positive, 12, "default filled in");
+    assert_eq!(sc.model.vocab_size, 3 + 12 + 12 + 24);
+    // The resolved TOML lists every default and round-trips to the same scenario.
+    assert!(sc.resolved_toml.contains("n_neutral = 24"));
+    let again = load(&sc.resolved_toml, &[]).unwrap();
+    assert_eq!(again.world, sc.world);
+    assert_eq!(again.sft, sc.sft);
+    assert_eq!(again.model, sc.model);
+}
+
+#[test]
+fn unknown_key() {
+    expect_err(&GOOD.replace("lr = 1e-3", "lrr = 1e-3"), &[], &["scen.toml:", "sft.lrr", "unknown field", "spelling"]);
+    expect_err(&GOOD.replace("n_train = 100", "n_trian = 100"), &[], &["n_trian", "unknown field"]);
+    expect_err(&format!("{GOOD}\n[sftt]\nsteps = 3\n"), &[], &["sftt", "unknown field"]);
+}
+
+#[test]
+fn wrong_type() {
+    expect_err(&GOOD.replace("steps = 10", "steps = \"ten\""), &[], &["sft.steps", "invalid type", "expected type"]);
+    expect_err(&GOOD.replace("lr = 1e-3", "lr = [1]"), &[], &["sft.lr", "invalid type"]);
+}
+
+#[test]
+fn out_of_range() {
+    expect_err(&GOOD.replace("lr = 1e-3", "lr = -0.5"), &[], &["scen.toml:11", "sft.lr", "-0.5"]);
+    expect_err(&GOOD.replace("n_train = 100", "n_train = 100\nstop_prob = 1.5"), &[], &["world.stop_prob", "(0, 1]"]);
+}
+
+#[test]
+fn inconsistent_combination() {
+    expect_err(&format!("{GOOD}\n[model]\nd_model = 30\nn_head = 4\n"), &[], &["model.d_model", "multiple of n_head"]);
+    expect_err(&format!("{GOOD}\n[model]\nblock_size = 16\n"), &[], &["model.block_size", "block_size >= 21"]);
+    expect_err(&format!("{GOOD}\n[sample]\nmax_new_tokens = 30\n"), &[], &["sample.max_new_tokens", "lower max_new_tokens to 23"]);
+    expect_err(&GOOD.replace("n_train = 100", "n_train = 100\nmin_len = 12\nmax_len = 10"), &[], &["world.max_len", "below min_len"]);
+}
+
+#[test]
+fn unknown_world_kind_and_missing_world() {
+    expect_err(&GOOD.replace("kind = \"sentiment\"", "kind = \"imdb\""), &[], &["unknown variant", "imdb"]);
+    expect_err("seed = 1\n", &[], &["world", "missing field"]);
+}
+
+#[test]
+fn syntax_error_names_the_line() {
+    expect_err(&GOOD.replace("steps = 10", "steps = = 10"), &[], &["scen.toml:10", "not valid TOML"]);
+}
+
+#[test]
+fn overrides_apply_and_are_checked() {
+    let sc = load(GOOD, &["sft.lr=0.01", "world.tilt=2", "model.d_model=64"]).unwrap();
+    assert_eq!(sc.sft.lr, 0.01);
+    assert_eq!(sc.model.d_model, 64);
+    let WorldConfig::Sentiment(w) = &sc.world;
+    assert_eq!(w.tilt, 2.0);
+    expect_err(GOOD, &["sft.lrr=0.01"], &["sft.lrr", "unknown field", "(--set)"]);
+    expect_err(GOOD, &["sft.steps=many"], &["sft.steps", "invalid type"]);
+    expect_err(GOOD, &["sft.lr=-1"], &["sft.lr", "must be in [0, 1)"]);
+    expect_err(GOOD, &["sft.lr"], &["--set sft.lr", "no `=`"]);
+}
+
+#[test]
+fn a_missing_file_is_a_clear_error() {
+    let e = Scenario::load(Path::new("scenarios/does-not-exist.toml"), &[]).unwrap_err().to_string();
+    assert!(e.contains("does-not-exist.toml") && e.contains("cannot read") && e.contains("fix:"), "{e}");
+}
+
+#[test]
+fn every_shipped_scenario_validates() {
+    let mut n = 0;
+    for entry in std::fs::read_dir("scenarios").unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().and_then(|e| e.to_str()) == Some("toml") {
+            Scenario::load(&path, &[]).unwrap_or_else(|e| panic!("{e}"));
+            n += 1;
+        }
+    }
+    assert!(n >= 1);
+}
