@@ -3,6 +3,7 @@
 
 pub mod algo;
 pub mod bench;
+pub mod data;
 pub mod device;
 pub mod eval;
 pub mod experiment;

@@ -51,3 +51,45 @@ pub fn check_finite(value: f64, what: &str, stage: &str, step: usize, last_good:
     }
     Ok(())
 }
+
+/// Log-prob of each response token given its prompt: `[B, N]` (masked positions are 0).
+/// `prompt` `[B, P]` left-padded with `prompt_valid`; `response` `[B, N]` right-padded with
+/// `mask` (float). One forward pass over the concatenation.
+pub fn response_token_logprobs(model: &crate::model::Gpt, prompt: &Tensor, prompt_valid: &Tensor, response: &Tensor, mask: &Tensor) -> Tensor {
+    let (tokens, valid) = concat_prompt_response(prompt, prompt_valid, response);
+    let pos = crate::model::sample::positions_of(&valid);
+    let hidden = model.forward(&tokens, Some(&pos), Some(&valid), None);
+    let (p, n) = (prompt.size()[1], response.size()[1]);
+    let logits = model.logits(&hidden.narrow(1, p - 1, n)); // [B, N, V]: predicts the response
+    token_logprobs(&logits, response) * mask
+}
+
+/// Sum over the response of log pi(y_t | x, y_<t): `[B]`.
+pub fn response_logps(model: &crate::model::Gpt, prompt: &Tensor, prompt_valid: &Tensor, response: &Tensor, mask: &Tensor) -> Tensor {
+    response_token_logprobs(model, prompt, prompt_valid, response, mask).sum_dim_intlist(-1, false, Kind::Float)
+}
+
+/// `[B, P + N]` tokens and validity of a left-padded prompt followed by a right-padded
+/// response (response padding comes after every real token, so causal attention ignores it).
+pub fn concat_prompt_response(prompt: &Tensor, prompt_valid: &Tensor, response: &Tensor) -> (Tensor, Tensor) {
+    let tokens = Tensor::cat(&[prompt, response], 1);
+    let valid = Tensor::cat(&[prompt_valid.shallow_clone(), response.ones_like().to_kind(Kind::Bool)], 1);
+    (tokens, valid)
+}
+
+/// Copy every variable of `src` into the variable of the same name in `dst` (e.g. the SFT
+/// trunk into a reward model). Every variable of `src` must exist in `dst`.
+pub fn copy_weights(dst: &tch::nn::VarStore, src: &tch::nn::VarStore) -> Result<()> {
+    let dst_vars = dst.variables();
+    let _guard = tch::no_grad_guard();
+    for (name, t) in src.variables() {
+        match dst_vars.get(&name) {
+            Some(d) => {
+                let mut d = d.shallow_clone();
+                d.copy_(&t);
+            }
+            None => bail!("cannot initialise from the checkpoint: variable {name} has no counterpart"),
+        }
+    }
+    Ok(())
+}

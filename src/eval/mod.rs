@@ -1,4 +1,8 @@
-//! Evaluation statistics.
+//! Evaluation: statistics and the policy evaluator.
+
+pub mod policy;
+
+pub use policy::Evaluator;
 
 /// A mean with a 95% normal-approximation confidence half-width.
 #[derive(Clone, Copy, Debug, PartialEq)]

@@ -5,6 +5,7 @@
 //! `results/<scenario>/` holds the resolved scenario and the CSV outputs.
 
 mod metrics;
+pub mod stages;
 
 pub use metrics::{write_atomic, Metrics, Row};
 
@@ -14,8 +15,7 @@ use std::path::{Path, PathBuf};
 use tch::{nn, Device};
 
 use crate::algo::sft::{self, SeqData};
-use crate::eval::{mean_ci, Stat};
-use crate::model::{self, generate, left_pad, Gpt, SampleSettings};
+use crate::model::{self, Gpt};
 use crate::rng::derive_seed;
 use crate::scenario::{Scenario, WorldConfig};
 use crate::world::SentimentWorld;
@@ -49,10 +49,12 @@ impl World {
 /// What `alignlab run` prints and writes at the end.
 pub struct Summary {
     pub rows: Vec<(String, String, String)>,
+    /// The per-method table (header first).
+    pub table: Vec<Vec<String>>,
 }
 
 impl Summary {
-    fn add(&mut self, stage: &str, metric: &str, value: String) {
+    pub fn add(&mut self, stage: &str, metric: &str, value: String) {
         self.rows.push((stage.into(), metric.into(), value));
     }
 
@@ -62,6 +64,14 @@ impl Summary {
         println!("{:w0$}  {:w1$}  value", "stage", "metric");
         for (a, b, c) in &self.rows {
             println!("{a:w0$}  {b:w1$}  {c}");
+        }
+        if !self.table.is_empty() {
+            println!();
+            let widths: Vec<usize> = (0..self.table[0].len()).map(|j| self.table.iter().map(|r| r[j].chars().count()).max().unwrap()).collect();
+            for row in &self.table {
+                let cells: Vec<String> = row.iter().zip(&widths).map(|(c, w)| format!("{c:w$}")).collect();
+                println!("{}", cells.join("  ").trim_end());
+            }
         }
     }
 
@@ -74,7 +84,7 @@ impl Summary {
     }
 }
 
-fn progress(show: bool, len: u64, what: &str) -> indicatif::ProgressBar {
+pub(crate) fn progress(show: bool, len: u64, what: &str) -> indicatif::ProgressBar {
     if !show {
         return indicatif::ProgressBar::hidden();
     }
@@ -130,44 +140,70 @@ pub fn sft_stage(sc: &Scenario, world: &SentimentWorld, opts: &RunOptions, metri
     Ok((vs, gpt))
 }
 
-/// Gold reward of a policy's samples on the evaluation prompts (common random numbers).
-pub fn sample_gold(sc: &Scenario, world: &SentimentWorld, gpt: &Gpt, device: Device) -> Stat {
-    let (prompt, valid) = left_pad(&world.eval_prompts, device);
-    let settings = SampleSettings {
-        temperature: sc.sample.temperature,
-        top_k: sc.sample.top_k as i64,
-        max_new_tokens: sc.sample.max_new_tokens as i64,
-        use_cache: true,
-    };
-    tch::manual_seed(derive_seed(sc.seed, "eval/sampling") as i64);
-    let ro = generate(gpt, &prompt, &valid, &settings);
-    let gold: Vec<f64> = world
-        .eval_prompts
-        .iter()
-        .zip(ro.response_rows())
-        .map(|(p, r)| world.gold_reward(&[p.as_slice(), r.as_slice()].concat()))
-        .collect();
-    mean_ci(&gold)
-}
-
 /// `alignlab run`: every stage that exists, then results and a summary.
 pub fn run(sc: &Scenario, opts: &RunOptions) -> Result<Summary> {
-    let mut summary = Summary { rows: vec![] };
+    let mut summary = Summary { rows: vec![], table: vec![] };
     let mut metrics = Metrics::default();
+    let mut evals = Metrics::default();
     let t0 = std::time::Instant::now();
     let world = World::build(sc);
     let World::Sentiment(world) = &world;
     summary.add("world", "vocabulary", format!("{} tokens", world.vocab.size()));
     summary.add("world", "reviews", format!("{} train, {} val", world.train.len(), world.val.len()));
-    let (_vs, gpt) = sft_stage(sc, world, opts, &mut metrics, &mut summary)?;
-    let gold = sample_gold(sc, world, &gpt, opts.device);
-    summary.add("sft", "gold reward (eval prompts)", gold.to_string());
-    metrics.push("sft", "", sc.seed, sc.sft.steps, "eval/gold", gold.mean);
+    let (sft_vs, sft) = sft_stage(sc, world, opts, &mut metrics, &mut summary)?;
+    let prefs = stages::prefs_stage(sc, world, &sft, opts, &mut summary)?;
+    let train = crate::data::PairTensors::new(&prefs.train, opts.device);
+    let val = crate::data::PairTensors::new(&prefs.val, opts.device);
+    let (_rm_vs, rm) = stages::reward_stage(sc, &sft_vs, &train, &val, opts, &mut metrics, &mut summary)?;
+    let train_ref = crate::algo::dpo::reference_logps(&sft, &train, 512);
+    let val_ref = crate::algo::dpo::reference_logps(&sft, &val, 512);
+    let shared = stages::Shared { world, sft_vs: &sft_vs, sft: &sft, rm: &rm, train: &train, train_ref: &train_ref, val: &val, val_ref: &val_ref };
+    stages::eval_sft(sc, &shared, &mut evals);
+    for method in &sc.methods {
+        stages::method_stage(sc, method, &shared, opts, &mut metrics, &mut evals)?;
+    }
     let out = opts.results_root.join(&sc.name);
+    write_atomic(&out.join("eval.csv"), evals.to_csv().as_bytes())?;
     write_results(&out, sc, &metrics, &summary)?;
     summary.add("run", "wall time", format!("{:.1} s", t0.elapsed().as_secs_f64()));
     summary.add("run", "results", out.display().to_string());
+    summary.table = method_table(&evals);
     Ok(summary)
+}
+
+/// One row per run at its last evaluation: method, setting, gold, KL, proxy, implicit accuracy.
+pub fn method_table(evals: &Metrics) -> Vec<Vec<String>> {
+    let mut keys: Vec<(String, String, u64)> = Vec::new();
+    for r in &evals.rows {
+        let k = (r.method.clone(), r.setting.clone(), r.seed);
+        if !keys.contains(&k) {
+            keys.push(k);
+        }
+    }
+    let mut table = vec![["method", "setting", "seed", "step", "gold", "KL", "KL k1", "proxy", "impl. acc", "fluency"].iter().map(|s| s.to_string()).collect()];
+    for (m, s, seed) in keys {
+        let rows: Vec<&Row> = evals.rows.iter().filter(|r| r.method == m && r.setting == s && r.seed == seed).collect();
+        let step = rows.iter().map(|r| r.step).max().unwrap_or(0);
+        let get = |metric: &str| rows.iter().find(|r| r.step == step && r.metric == metric).map(|r| r.value);
+        let pm = |a: Option<f64>, b: Option<f64>| match (a, b) {
+            (Some(a), Some(b)) => format!("{a:.4} ± {b:.4}"),
+            (Some(a), None) => format!("{a:.4}"),
+            _ => "-".into(),
+        };
+        table.push(vec![
+            m.clone(),
+            if s.is_empty() { "-".into() } else { s.clone() },
+            seed.to_string(),
+            step.to_string(),
+            pm(get("eval/gold"), get("eval/gold_ci")),
+            pm(get("eval/kl"), get("eval/kl_ci")),
+            pm(get("eval/kl_k1"), None),
+            pm(get("eval/proxy"), None),
+            pm(get("eval/implicit_acc"), None),
+            pm(get("eval/fluency"), None),
+        ]);
+    }
+    table
 }
 
 fn write_results(out: &Path, sc: &Scenario, metrics: &Metrics, summary: &Summary) -> Result<()> {

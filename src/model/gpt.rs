@@ -178,6 +178,11 @@ impl Gpt {
         x.apply(&self.ln_f)
     }
 
+    /// The device the weights live on.
+    pub fn cfg_device(&self) -> tch::Device {
+        self.wte.device()
+    }
+
     /// LM head with the tied embedding: hidden `[.., C]` -> logits `[.., V]`.
     pub fn logits(&self, hidden: &Tensor) -> Tensor {
         hidden.linear::<Tensor>(&self.wte, None)

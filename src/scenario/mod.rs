@@ -29,6 +29,12 @@ pub struct Scenario {
     pub model: GptConfig,
     pub sft: SftConfig,
     pub sample: SampleConfig,
+    pub prefs: PrefsConfig,
+    pub reward: RewardConfig,
+    pub train: TrainConfig,
+    pub eval: EvalConfig,
+    /// Every method run, in the order of the file: one per grid value.
+    pub methods: Vec<Method>,
     /// The resolved scenario as TOML (every default filled in), written next to the results.
     pub resolved_toml: String,
     pub source: PathBuf,
@@ -60,6 +66,127 @@ pub struct SampleConfig {
     pub temperature: f64,
     /// 0 means no top-k truncation.
     pub top_k: usize,
+}
+
+/// Where the preference pairs' completions come from.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum PrefSource {
+    Sft,
+    TrueProcess,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Labels {
+    Deterministic,
+    BradleyTerry { temperature: f64 },
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct PrefsConfig {
+    /// Completions per prompt; all k(k-1)/2 pairs are used.
+    pub k: usize,
+    pub source: PrefSource,
+    pub labels: Labels,
+    /// Fraction of prompts (with all their pairs) held out for validation.
+    pub val_fraction: f64,
+    /// Sampling temperature of the completions.
+    pub temperature: f64,
+}
+
+/// Bradley-Terry reward model training.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RewardConfig {
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub lr: f64,
+    /// Loss -log sigmoid(r_w - r_l - margin).
+    pub margin: f64,
+    /// Adds center_coef * mean((r_w + r_l)^2), keeping rewards centred.
+    pub center_coef: f64,
+    pub grad_clip: f64,
+}
+
+/// Optimisation shared by the preference methods (DPO family, Preferred-FT, Unlikelihood).
+#[derive(Clone, Debug, PartialEq)]
+pub struct TrainConfig {
+    pub steps: usize,
+    pub batch_size: usize,
+    pub lr: f64,
+    pub warmup_steps: usize,
+    pub grad_clip: f64,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct EvalConfig {
+    /// Evaluate every this many steps (and at the end).
+    pub every: usize,
+    /// Samples per evaluation prompt.
+    pub samples_per_prompt: usize,
+}
+
+/// The loss of the DPO family.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum PrefLoss {
+    /// DPO, -log sigmoid(beta Delta) (Rafailov et al. 2023, Eq. 7).
+    Sigmoid,
+    /// IPO, (Delta - 1/(2 beta))^2 (Azar et al. 2023, Eq. 17).
+    Ipo,
+    /// Conservative DPO: labels flipped with probability `label_smoothing`.
+    Conservative { label_smoothing: f64 },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum MethodKind {
+    Dpo { loss: PrefLoss, beta: f64 },
+    PreferredFt,
+    Unlikelihood { alpha: f64 },
+}
+
+/// Per-method overrides of `[train]`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Overrides {
+    pub lr: Option<f64>,
+    pub steps: Option<usize>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Method {
+    pub kind: MethodKind,
+    pub opt: Overrides,
+}
+
+impl Method {
+    /// The method's name in tables and CSVs.
+    pub fn name(&self) -> &'static str {
+        match self.kind {
+            MethodKind::Dpo { loss: PrefLoss::Sigmoid, .. } => "dpo",
+            MethodKind::Dpo { loss: PrefLoss::Ipo, .. } => "ipo",
+            MethodKind::Dpo { loss: PrefLoss::Conservative { .. }, .. } => "cdpo",
+            MethodKind::PreferredFt => "preferred_ft",
+            MethodKind::Unlikelihood { .. } => "unlikelihood",
+        }
+    }
+
+    /// The method's setting, e.g. `beta=0.1`.
+    pub fn setting(&self) -> String {
+        match self.kind {
+            MethodKind::Dpo { loss: PrefLoss::Conservative { label_smoothing }, beta } => format!("beta={beta};eps={label_smoothing}"),
+            MethodKind::Dpo { beta, .. } => format!("beta={beta}"),
+            MethodKind::PreferredFt => String::new(),
+            MethodKind::Unlikelihood { alpha } => format!("alpha={alpha}"),
+        }
+    }
+
+    pub fn train_config(&self, base: &TrainConfig) -> TrainConfig {
+        let mut t = base.clone();
+        if let Some(lr) = self.opt.lr {
+            t.lr = lr;
+        }
+        if let Some(steps) = self.opt.steps {
+            t.steps = steps;
+        }
+        t
+    }
 }
 
 impl Scenario {

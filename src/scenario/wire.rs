@@ -4,7 +4,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::{SampleConfig, Scenario, ScenarioError, SftConfig, WorldConfig};
+use super::{EvalConfig, Labels, Method, MethodKind, Overrides, PrefLoss, PrefSource, PrefsConfig, RewardConfig, SampleConfig, Scenario, ScenarioError, SftConfig, TrainConfig, WorldConfig};
 use crate::model::GptConfig;
 use crate::world::SentimentConfig;
 
@@ -24,6 +24,138 @@ pub struct ScenarioWire {
     pub sft: SftWire,
     #[serde(default)]
     pub sample: SampleWire,
+    #[serde(default)]
+    pub prefs: PrefsWire,
+    #[serde(default)]
+    pub reward: RewardWire,
+    #[serde(default)]
+    pub train: TrainWire,
+    #[serde(default)]
+    pub eval: EvalWire,
+    /// DPO (sigmoid loss); one run per beta.
+    pub dpo: Option<BetaGridWire>,
+    /// IPO (Azar et al.); one run per beta (their tau).
+    pub ipo: Option<BetaGridWire>,
+    /// Conservative DPO (label smoothing); one run per beta.
+    pub cdpo: Option<CdpoWire>,
+    /// Preferred-FT: SFT on the chosen responses.
+    pub preferred_ft: Option<PreferredFtWire>,
+    /// Unlikelihood: maximise log p(y_w) - alpha log p(y_l); one run per alpha.
+    pub unlikelihood: Option<UnlikelihoodWire>,
+}
+
+#[derive(Deserialize, Serialize, Debug, Clone, Copy, PartialEq)]
+#[serde(rename_all = "snake_case")]
+pub enum PrefSourceWire {
+    /// K completions per prompt from pi_SFT (the paper's IMDb setting).
+    Sft,
+    /// Off-policy: completions from the world's true process (the "human" writer).
+    TrueProcess,
+}
+
+#[derive(Deserialize, Serialize, Debug, Clone, Copy, PartialEq)]
+#[serde(rename_all = "snake_case")]
+pub enum LabelsWire {
+    /// The higher gold reward wins (the paper's setting); ties are dropped.
+    Deterministic,
+    /// y_1 wins with probability sigmoid((gold_1 - gold_2) / bt_temperature).
+    BradleyTerry,
+}
+
+#[derive(Deserialize, Serialize, Debug, Clone)]
+#[serde(deny_unknown_fields, default)]
+pub struct PrefsWire {
+    pub k: usize,
+    pub source: PrefSourceWire,
+    pub labels: LabelsWire,
+    pub bt_temperature: f64,
+    pub val_fraction: f64,
+    pub temperature: f64,
+}
+
+impl Default for PrefsWire {
+    fn default() -> Self {
+        PrefsWire { k: 4, source: PrefSourceWire::Sft, labels: LabelsWire::Deterministic, bt_temperature: 0.1, val_fraction: 0.1, temperature: 1.0 }
+    }
+}
+
+#[derive(Deserialize, Serialize, Debug, Clone)]
+#[serde(deny_unknown_fields, default)]
+pub struct RewardWire {
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub lr: f64,
+    pub margin: f64,
+    pub center_coef: f64,
+    pub grad_clip: f64,
+}
+
+impl Default for RewardWire {
+    fn default() -> Self {
+        RewardWire { epochs: 3, batch_size: 64, lr: 3e-4, margin: 0.0, center_coef: 0.0, grad_clip: 1.0 }
+    }
+}
+
+#[derive(Deserialize, Serialize, Debug, Clone)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainWire {
+    pub steps: usize,
+    pub batch_size: usize,
+    pub lr: f64,
+    pub warmup_steps: usize,
+    pub grad_clip: f64,
+}
+
+impl Default for TrainWire {
+    fn default() -> Self {
+        TrainWire { steps: 400, batch_size: 64, lr: 1e-4, warmup_steps: 50, grad_clip: 10.0 }
+    }
+}
+
+#[derive(Deserialize, Serialize, Debug, Clone)]
+#[serde(deny_unknown_fields, default)]
+pub struct EvalWire {
+    pub every: usize,
+    pub samples_per_prompt: usize,
+}
+
+impl Default for EvalWire {
+    fn default() -> Self {
+        EvalWire { every: 100, samples_per_prompt: 2 }
+    }
+}
+
+#[derive(Deserialize, Serialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct BetaGridWire {
+    /// Required: the KL strength has no honest default.
+    pub beta: Vec<f64>,
+    pub lr: Option<f64>,
+    pub steps: Option<usize>,
+}
+
+#[derive(Deserialize, Serialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct CdpoWire {
+    pub beta: Vec<f64>,
+    pub label_smoothing: f64,
+    pub lr: Option<f64>,
+    pub steps: Option<usize>,
+}
+
+#[derive(Deserialize, Serialize, Debug, Clone, Default)]
+#[serde(deny_unknown_fields)]
+pub struct PreferredFtWire {
+    pub lr: Option<f64>,
+    pub steps: Option<usize>,
+}
+
+#[derive(Deserialize, Serialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct UnlikelihoodWire {
+    pub alpha: Vec<f64>,
+    pub lr: Option<f64>,
+    pub steps: Option<usize>,
 }
 
 #[derive(Deserialize, Serialize, Debug, Clone)]
@@ -302,6 +434,74 @@ pub fn validate(w: ScenarioWire, text: &str, file: &str, default_name: &str, pat
     need!(f.grad_clip > 0.0, "sft.grad_clip", format!("must be > 0 (got {})", f.grad_clip), "use e.g. 1.0");
     need!(f.eval_every >= 1, "sft.eval_every", "must be at least 1".into(), "evaluate every few hundred steps");
 
+    let p = &w.prefs;
+    need!(p.k >= 2 && p.k <= 16, "prefs.k", format!("must be in 2..=16 (got {})", p.k), "use k = 4 (all 6 pairs, as in the paper)");
+    need!(p.bt_temperature.is_finite() && p.bt_temperature > 0.0, "prefs.bt_temperature", format!("must be > 0 (got {})", p.bt_temperature), "use e.g. 0.1 (rewards are in [0, 1])");
+    need!(p.val_fraction > 0.0 && p.val_fraction < 1.0, "prefs.val_fraction", format!("must be in (0, 1) (got {})", p.val_fraction), "use e.g. 0.1");
+    need!(p.temperature.is_finite() && p.temperature > 0.0, "prefs.temperature", format!("must be > 0 (got {})", p.temperature), "sample completions at temperature 1.0");
+    let r = &w.reward;
+    need!(r.epochs >= 1, "reward.epochs", "must be at least 1".into(), "use 3 epochs (as in the paper)");
+    need!(r.batch_size >= 1, "reward.batch_size", "must be at least 1".into(), "use e.g. 64");
+    need!(r.lr.is_finite() && r.lr >= 0.0 && r.lr < 1.0, "reward.lr", format!("must be in [0, 1) (got {})", r.lr), "use e.g. 3e-4");
+    need!(r.margin.is_finite() && r.center_coef.is_finite() && r.center_coef >= 0.0, "reward.center_coef", "margin must be finite and center_coef >= 0".into(), "use margin = 0 and center_coef = 0 (or e.g. 0.01)");
+    need!(r.grad_clip > 0.0, "reward.grad_clip", "must be > 0".into(), "use e.g. 1.0");
+    let t = &w.train;
+    need!(t.steps >= 1, "train.steps", "must be at least 1".into(), "use e.g. 400");
+    need!(t.batch_size >= 1, "train.batch_size", "must be at least 1".into(), "use 64 (as in the paper)");
+    need!(t.lr.is_finite() && t.lr >= 0.0 && t.lr < 1.0, "train.lr", format!("must be in [0, 1) (got {})", t.lr), "use e.g. 1e-4");
+    need!(t.grad_clip > 0.0, "train.grad_clip", "must be > 0".into(), "use 10 (the DPO reference code)");
+    let ev = &w.eval;
+    need!(ev.every >= 1, "eval.every", "must be at least 1".into(), "evaluate every 100 steps (as in the paper)");
+    need!(ev.samples_per_prompt >= 1, "eval.samples_per_prompt", "must be at least 1".into(), "use e.g. 2");
+
+    let mut methods = Vec::new();
+    let opt_check = |key: &str, lr: Option<f64>, steps: Option<usize>| -> Result<(), ScenarioError> {
+        if let Some(lr) = lr {
+            if !(lr.is_finite() && (0.0..1.0).contains(&lr)) {
+                return Err(err(file, text, &format!("{key}.lr"), format!("must be in [0, 1) (got {lr})"), "use e.g. 1e-4"));
+            }
+        }
+        if steps == Some(0) {
+            return Err(err(file, text, &format!("{key}.steps"), "must be at least 1", "remove it to use train.steps"));
+        }
+        Ok(())
+    };
+    let grid_check = |key: &str, values: &[f64], what: &str| -> Result<(), ScenarioError> {
+        if values.is_empty() {
+            return Err(err(file, text, key, "is an empty list", format!("give at least one {what}, e.g. [0.1], or remove the table")));
+        }
+        if let Some(v) = values.iter().find(|v| !(v.is_finite() && **v > 0.0)) {
+            return Err(err(file, text, key, format!("every {what} must be > 0 (got {v})"), "use positive values, e.g. [0.1, 1.0]"));
+        }
+        Ok(())
+    };
+    let over = |lr: Option<f64>, steps: Option<usize>| Overrides { lr, steps };
+    if let Some(d) = &w.dpo {
+        grid_check("dpo.beta", &d.beta, "beta")?;
+        opt_check("dpo", d.lr, d.steps)?;
+        methods.extend(d.beta.iter().map(|&beta| Method { kind: MethodKind::Dpo { loss: PrefLoss::Sigmoid, beta }, opt: over(d.lr, d.steps) }));
+    }
+    if let Some(d) = &w.ipo {
+        grid_check("ipo.beta", &d.beta, "beta")?;
+        opt_check("ipo", d.lr, d.steps)?;
+        methods.extend(d.beta.iter().map(|&beta| Method { kind: MethodKind::Dpo { loss: PrefLoss::Ipo, beta }, opt: over(d.lr, d.steps) }));
+    }
+    if let Some(d) = &w.cdpo {
+        grid_check("cdpo.beta", &d.beta, "beta")?;
+        opt_check("cdpo", d.lr, d.steps)?;
+        need!(d.label_smoothing > 0.0 && d.label_smoothing < 0.5, "cdpo.label_smoothing", format!("must be in (0, 0.5) (got {})", d.label_smoothing), "use e.g. 0.1 (0 is plain DPO)");
+        methods.extend(d.beta.iter().map(|&beta| Method { kind: MethodKind::Dpo { loss: PrefLoss::Conservative { label_smoothing: d.label_smoothing }, beta }, opt: over(d.lr, d.steps) }));
+    }
+    if let Some(d) = &w.preferred_ft {
+        opt_check("preferred_ft", d.lr, d.steps)?;
+        methods.push(Method { kind: MethodKind::PreferredFt, opt: over(d.lr, d.steps) });
+    }
+    if let Some(d) = &w.unlikelihood {
+        grid_check("unlikelihood.alpha", &d.alpha, "alpha")?;
+        opt_check("unlikelihood", d.lr, d.steps)?;
+        methods.extend(d.alpha.iter().map(|&alpha| Method { kind: MethodKind::Unlikelihood { alpha }, opt: over(d.lr, d.steps) }));
+    }
+
     let model = GptConfig {
         vocab_size: vocab_size as i64,
         block_size: m.block_size as i64,
@@ -323,5 +523,21 @@ pub fn validate(w: ScenarioWire, text: &str, file: &str, default_name: &str, pat
     let mut resolved = w.clone();
     resolved.name = name.clone();
     let resolved_toml = toml::to_string(&resolved).expect("wire structs serialize");
-    Ok(Scenario { name, seed: w.seed, world, model, sft, sample, resolved_toml, source: path.to_path_buf() })
+    let prefs = PrefsConfig {
+        k: p.k,
+        source: match p.source {
+            PrefSourceWire::Sft => PrefSource::Sft,
+            PrefSourceWire::TrueProcess => PrefSource::TrueProcess,
+        },
+        labels: match p.labels {
+            LabelsWire::Deterministic => Labels::Deterministic,
+            LabelsWire::BradleyTerry => Labels::BradleyTerry { temperature: p.bt_temperature },
+        },
+        val_fraction: p.val_fraction,
+        temperature: p.temperature,
+    };
+    let reward = RewardConfig { epochs: r.epochs, batch_size: r.batch_size, lr: r.lr, margin: r.margin, center_coef: r.center_coef, grad_clip: r.grad_clip };
+    let train = TrainConfig { steps: t.steps, batch_size: t.batch_size, lr: t.lr, warmup_steps: t.warmup_steps, grad_clip: t.grad_clip };
+    let eval = EvalConfig { every: ev.every, samples_per_prompt: ev.samples_per_prompt };
+    Ok(Scenario { name, seed: w.seed, world, model, sft, sample, prefs, reward, train, eval, methods, resolved_toml, source: path.to_path_buf() })
 }

@@ -4,8 +4,10 @@
 //! A text is a sequence of word tokens; a model sees `<bos> text <eos>`.
 
 pub mod sentiment;
+pub mod tabular;
 
 pub use sentiment::{SentimentConfig, SentimentWorld};
+pub use tabular::{TabularConfig, TabularWorld};
 
 pub const PAD: i64 = 0;
 pub const BOS: i64 = 1;

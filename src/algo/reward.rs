@@ -1,0 +1,135 @@
+//! Bradley-Terry reward model (Ziegler et al. 2019; Ouyang et al. 2022), trained on the same
+//! preference pairs as DPO.
+//!
+//! Implementation details (setting in `[reward]`):
+//! 1. Architecture: the SFT trunk plus a scalar head (`score`), initialised from pi_SFT; the
+//!    score is read at the last real response token.
+//! 2. Loss: -log sigmoid(r_w - r_l - `margin`) + `center_coef` * mean((r_w + r_l)^2).
+//! 3. AdamW (betas 0.9, 0.999), constant `lr`, gradient-norm clip `grad_clip`.
+//! 4. `epochs` passes over the shuffled training pairs (3 in the paper); validation accuracy
+//!    after each epoch; the best-validation weights are kept.
+
+use anyhow::Result;
+use tch::{nn, nn::OptimizerConfig, Kind, Tensor};
+
+use super::common::{check_finite, clip_grad_norm, concat_prompt_response};
+use crate::data::PairTensors;
+use crate::experiment::Metrics;
+use crate::model::{sample::positions_of, Gpt, GptConfig, ScalarHead};
+use crate::rng::{derive_seed, Rng};
+use crate::scenario::RewardConfig;
+
+pub struct RewardModel {
+    pub gpt: Gpt,
+    pub head: ScalarHead,
+}
+
+impl RewardModel {
+    /// Trunk variables at the root (GPT-2 names), the head under `score`.
+    pub fn new(p: &nn::Path, cfg: &GptConfig) -> RewardModel {
+        RewardModel { gpt: Gpt::new(p, cfg), head: ScalarHead::new(p.clone(), cfg.d_model) }
+    }
+
+    /// Score of each (prompt, response) at its last real response token: `[B]`.
+    pub fn score(&self, prompt: &Tensor, prompt_valid: &Tensor, response: &Tensor, mask: &Tensor) -> Tensor {
+        let (tokens, valid) = concat_prompt_response(prompt, prompt_valid, response);
+        let hidden = self.gpt.forward(&tokens, Some(&positions_of(&valid)), Some(&valid), None);
+        let values = self.head.forward(&hidden); // [B, P+N]
+        let last = mask.sum_dim_intlist(1, false, Kind::Int64).clamp_min(1) - 1 + prompt.size()[1]; // [B]
+        values.gather(1, &last.unsqueeze(1), false).squeeze_dim(1)
+    }
+}
+
+/// Bradley-Terry loss and accuracy from chosen and rejected scores `[B]`.
+pub fn reward_loss(r_chosen: &Tensor, r_rejected: &Tensor, margin: f64, center_coef: f64) -> (Tensor, Tensor) {
+    let mut loss = -(r_chosen - r_rejected - margin).log_sigmoid().mean(Kind::Float);
+    if center_coef > 0.0 {
+        loss = loss + (r_chosen + r_rejected).square().mean(Kind::Float) * center_coef;
+    }
+    let acc = r_chosen.gt_tensor(r_rejected).to_kind(Kind::Float).mean(Kind::Float);
+    (loss, acc)
+}
+
+fn scores(rm: &RewardModel, data: &PairTensors, idx: &[usize]) -> (Tensor, Tensor) {
+    let b = data.batch(idx);
+    let n = idx.len() as i64;
+    let s = rm.score(
+        &Tensor::cat(&[&b.prompt, &b.prompt], 0),
+        &Tensor::cat(&[&b.prompt_valid, &b.prompt_valid], 0),
+        &Tensor::cat(&[&b.chosen, &b.rejected], 0),
+        &Tensor::cat(&[&b.chosen_mask, &b.rejected_mask], 0),
+    );
+    (s.narrow(0, 0, n), s.narrow(0, n, n))
+}
+
+/// Accuracy and loss on a whole dataset, without gradients.
+pub fn evaluate(rm: &RewardModel, data: &PairTensors, cfg: &RewardConfig) -> (f64, f64) {
+    let _guard = tch::no_grad_guard();
+    let (mut acc, mut loss) = (0.0, 0.0);
+    let idx: Vec<usize> = (0..data.len()).collect();
+    for chunk in idx.chunks(512) {
+        let (c, r) = scores(rm, data, chunk);
+        let (l, a) = reward_loss(&c, &r, cfg.margin, cfg.center_coef);
+        acc += a.double_value(&[]) * chunk.len() as f64;
+        loss += l.double_value(&[]) * chunk.len() as f64;
+    }
+    (acc / data.len() as f64, loss / data.len() as f64)
+}
+
+pub struct RewardReport {
+    pub best_val_acc: f64,
+    pub best_epoch: usize,
+}
+
+/// Train the reward model; on return `vs` holds the best-validation weights.
+pub fn train(rm: &RewardModel, vs: &nn::VarStore, train: &PairTensors, val: &PairTensors, cfg: &RewardConfig, seed: u64, metrics: &mut Metrics, mut on_step: impl FnMut()) -> Result<RewardReport> {
+    let mut opt = nn::adamw(0.9, 0.999, 0.0).build(vs, cfg.lr)?;
+    let vars = vs.trainable_variables();
+    let mut rng = Rng::new(derive_seed(seed, "reward/order"));
+    let (acc0, loss0) = evaluate(rm, val, cfg);
+    metrics.push("reward", "", seed, 0, "reward/val/accuracy", acc0);
+    metrics.push("reward", "", seed, 0, "reward/val/loss", loss0);
+    let mut best: (f64, usize, Vec<Tensor>) = (f64::NEG_INFINITY, 0, vec![]);
+    let mut step = 0;
+    for epoch in 1..=cfg.epochs {
+        let mut order: Vec<usize> = (0..train.len()).collect();
+        rng.shuffle(&mut order);
+        for chunk in order.chunks(cfg.batch_size) {
+            let (c, r) = scores(rm, train, chunk);
+            let (loss, acc) = reward_loss(&c, &r, cfg.margin, cfg.center_coef);
+            opt.zero_grad();
+            loss.backward();
+            let grad_norm = clip_grad_norm(&vars, cfg.grad_clip);
+            let loss_v = loss.double_value(&[]);
+            check_finite(loss_v, "the loss", "reward", step, "the SFT checkpoint (the reward model restarts from it)")?;
+            opt.step();
+            step += 1;
+            on_step();
+            if step % 10 == 0 {
+                metrics.push("reward", "", seed, step, "reward/loss/train", loss_v);
+                metrics.push("reward", "", seed, step, "reward/accuracy/train", acc.double_value(&[]));
+                metrics.push("reward", "", seed, step, "reward/grad_norm", grad_norm);
+            }
+        }
+        let (acc, loss) = evaluate(rm, val, cfg);
+        metrics.push("reward", "", seed, step, "reward/val/accuracy", acc);
+        metrics.push("reward", "", seed, step, "reward/val/loss", loss);
+        metrics.push("reward", "", seed, step, "reward/epoch", epoch as f64);
+        if acc > best.0 {
+            let _guard = tch::no_grad_guard();
+            best = (acc, epoch, vars.iter().map(|v| v.copy()).collect());
+        }
+    }
+    {
+        let _guard = tch::no_grad_guard();
+        for (v, b) in vars.iter().zip(&best.2) {
+            v.shallow_clone().copy_(b);
+        }
+    }
+    Ok(RewardReport { best_val_acc: best.0, best_epoch: best.1 })
+}
+
+/// Number of batches `train` will run (for progress bars).
+pub fn total_steps(n_pairs: usize, cfg: &RewardConfig) -> usize {
+    cfg.epochs * n_pairs.div_ceil(cfg.batch_size)
+}

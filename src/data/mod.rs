@@ -1,0 +1,220 @@
+//! Preference data: K completions per prompt, all K(K-1)/2 pairs, labels from the gold reward.
+//!
+//! Completions come from pi_SFT (the paper's IMDb setting) or, off-policy, from the world's true
+//! process. Labels are deterministic (the higher gold reward wins; ties dropped) or
+//! Bradley-Terry noisy: y_i wins with probability sigmoid((g_i - g_j) / temperature). The split
+//! is by prompt, so no validation prompt is seen in training.
+
+use anyhow::{bail, Context, Result};
+use std::fmt::Write as _;
+use std::path::Path;
+use tch::{Device, Kind, Tensor};
+
+use crate::model::{generate, left_pad, Gpt, SampleSettings};
+use crate::rng::{derive_seed, Rng};
+use crate::scenario::{Labels, PrefSource, PrefsConfig};
+use crate::world::{SentimentWorld, EOS, PAD};
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Pair {
+    pub prompt: Vec<i64>,
+    pub chosen: Vec<i64>,
+    pub rejected: Vec<i64>,
+    pub gold_chosen: f64,
+    pub gold_rejected: f64,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct PrefData {
+    pub train: Vec<Pair>,
+    pub val: Vec<Pair>,
+}
+
+fn sigmoid(x: f64) -> f64 {
+    1.0 / (1.0 + (-x).exp())
+}
+
+/// Continue `prompt` with the world's Bayes predictive (the true process) for up to `n` tokens.
+fn true_process_completion(world: &SentimentWorld, prompt: &[i64], n: usize, rng: &mut Rng) -> Vec<i64> {
+    let mut text = prompt.to_vec();
+    let mut out = Vec::new();
+    while out.len() < n {
+        let p = world.predictive_next(&text);
+        let t = rng.categorical(&p) as i64;
+        out.push(t);
+        if t == EOS {
+            break;
+        }
+        text.push(t);
+    }
+    out
+}
+
+/// K completions per prompt, labelled pairs, split by prompt.
+pub fn build(world: &SentimentWorld, sft: &Gpt, cfg: &PrefsConfig, max_new_tokens: usize, seed: u64, device: Device) -> PrefData {
+    let prompts = &world.train_prompts;
+    let k = cfg.k;
+    // 1. Completions, prompt-major: completions[i * k + j].
+    let completions: Vec<Vec<i64>> = match cfg.source {
+        PrefSource::Sft => {
+            let rows: Vec<Vec<i64>> = prompts.iter().flat_map(|p| std::iter::repeat_n(p.clone(), k)).collect();
+            let settings = SampleSettings { temperature: cfg.temperature, top_k: 0, max_new_tokens: max_new_tokens as i64, use_cache: true };
+            tch::manual_seed(derive_seed(seed, "prefs/sampling") as i64);
+            let mut out = Vec::with_capacity(rows.len());
+            for chunk in rows.chunks(1024) {
+                let (prompt, valid) = left_pad(chunk, device);
+                out.extend(generate(sft, &prompt, &valid, &settings).response_rows());
+            }
+            out
+        }
+        PrefSource::TrueProcess => {
+            let mut rng = Rng::new(derive_seed(seed, "prefs/true_process"));
+            prompts.iter().flat_map(|p| (0..k).map(|_| true_process_completion(world, p, max_new_tokens, &mut rng)).collect::<Vec<_>>()).collect()
+        }
+    };
+    let gold: Vec<f64> = completions.iter().enumerate().map(|(i, c)| world.gold_reward(&[prompts[i / k].as_slice(), c].concat())).collect();
+    // 2. Split prompts.
+    let mut rng = Rng::new(derive_seed(seed, "prefs/split"));
+    let mut order: Vec<usize> = (0..prompts.len()).collect();
+    rng.shuffle(&mut order);
+    let n_val = ((prompts.len() as f64 * cfg.val_fraction).round() as usize).clamp(1, prompts.len().saturating_sub(1).max(1));
+    let mut is_val = vec![false; prompts.len()];
+    for &i in &order[..n_val] {
+        is_val[i] = true;
+    }
+    // 3. All pairs, labelled.
+    let mut label_rng = Rng::new(derive_seed(seed, "prefs/labels"));
+    let mut data = PrefData { train: vec![], val: vec![] };
+    for (pi, prompt) in prompts.iter().enumerate() {
+        for a in 0..k {
+            for b in a + 1..k {
+                let (ia, ib) = (pi * k + a, pi * k + b);
+                let a_wins = match cfg.labels {
+                    Labels::Deterministic => {
+                        if gold[ia] == gold[ib] {
+                            continue;
+                        }
+                        gold[ia] > gold[ib]
+                    }
+                    Labels::BradleyTerry { temperature } => label_rng.bernoulli(sigmoid((gold[ia] - gold[ib]) / temperature)),
+                };
+                let (w, l) = if a_wins { (ia, ib) } else { (ib, ia) };
+                let pair = Pair { prompt: prompt.clone(), chosen: completions[w].clone(), rejected: completions[l].clone(), gold_chosen: gold[w], gold_rejected: gold[l] };
+                if is_val[pi] {
+                    data.val.push(pair);
+                } else {
+                    data.train.push(pair);
+                }
+            }
+        }
+    }
+    data
+}
+
+fn join(ts: &[i64]) -> String {
+    ts.iter().map(|t| t.to_string()).collect::<Vec<_>>().join(" ")
+}
+
+impl PrefData {
+    /// One line per pair: `split|prompt|chosen|rejected|gold_chosen|gold_rejected`.
+    pub fn to_text(&self) -> String {
+        let mut s = String::new();
+        for (split, pairs) in [("train", &self.train), ("val", &self.val)] {
+            for p in pairs {
+                let _ = writeln!(s, "{split}|{}|{}|{}|{}|{}", join(&p.prompt), join(&p.chosen), join(&p.rejected), p.gold_chosen, p.gold_rejected);
+            }
+        }
+        s
+    }
+
+    pub fn from_text(text: &str) -> Result<PrefData> {
+        let mut d = PrefData { train: vec![], val: vec![] };
+        for (i, line) in text.lines().enumerate() {
+            let f: Vec<&str> = line.split('|').collect();
+            if f.len() != 6 {
+                bail!("line {}: expected 6 fields", i + 1);
+            }
+            let toks = |s: &str| -> Result<Vec<i64>> { s.split_whitespace().map(|t| t.parse::<i64>().with_context(|| format!("line {}: bad token", i + 1))).collect() };
+            let pair = Pair { prompt: toks(f[1])?, chosen: toks(f[2])?, rejected: toks(f[3])?, gold_chosen: f[4].parse()?, gold_rejected: f[5].parse()? };
+            match f[0] {
+                "train" => d.train.push(pair),
+                "val" => d.val.push(pair),
+                s => bail!("line {}: unknown split {s}", i + 1),
+            }
+        }
+        Ok(d)
+    }
+
+    pub fn load(path: &Path) -> Result<PrefData> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+        PrefData::from_text(&text).with_context(|| format!("corrupt preference data {}; fix: delete it to regenerate", path.display()))
+    }
+}
+
+/// A batch of pairs as tensors.
+pub struct PairBatch {
+    pub prompt: Tensor,
+    pub prompt_valid: Tensor,
+    pub chosen: Tensor,
+    pub chosen_mask: Tensor,
+    pub rejected: Tensor,
+    pub rejected_mask: Tensor,
+}
+
+/// Every pair as padded tensors on the device: prompts left-padded (with `<bos>`), responses
+/// right-padded to the longest response.
+pub struct PairTensors {
+    all: PairBatch,
+    n: usize,
+}
+
+fn right_pad(rows: &[&Vec<i64>], width: usize, device: Device) -> (Tensor, Tensor) {
+    let mut toks = vec![PAD; rows.len() * width];
+    let mut mask = vec![0f32; rows.len() * width];
+    for (i, r) in rows.iter().enumerate() {
+        for (j, &t) in r.iter().enumerate() {
+            toks[i * width + j] = t;
+            mask[i * width + j] = 1.0;
+        }
+    }
+    let shape = [rows.len() as i64, width as i64];
+    (Tensor::from_slice(&toks).view(shape).to_device(device), Tensor::from_slice(&mask).view(shape).to_device(device))
+}
+
+impl PairTensors {
+    pub fn new(pairs: &[Pair], device: Device) -> PairTensors {
+        let prompts: Vec<Vec<i64>> = pairs.iter().map(|p| p.prompt.clone()).collect();
+        let (prompt, prompt_valid) = left_pad(&prompts, device);
+        let width = pairs.iter().map(|p| p.chosen.len().max(p.rejected.len())).max().unwrap_or(1).max(1);
+        let (chosen, chosen_mask) = right_pad(&pairs.iter().map(|p| &p.chosen).collect::<Vec<_>>(), width, device);
+        let (rejected, rejected_mask) = right_pad(&pairs.iter().map(|p| &p.rejected).collect::<Vec<_>>(), width, device);
+        PairTensors { all: PairBatch { prompt, prompt_valid, chosen, chosen_mask, rejected, rejected_mask }, n: pairs.len() }
+    }
+
+    pub fn len(&self) -> usize {
+        self.n
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.n == 0
+    }
+
+    pub fn batch(&self, idx: &[usize]) -> PairBatch {
+        let a = &self.all;
+        let index = Tensor::from_slice(&idx.iter().map(|&i| i as i64).collect::<Vec<_>>()).to_device(a.prompt.device());
+        let sel = |t: &Tensor| t.index_select(0, &index);
+        PairBatch {
+            prompt: sel(&a.prompt),
+            prompt_valid: sel(&a.prompt_valid),
+            chosen: sel(&a.chosen),
+            chosen_mask: sel(&a.chosen_mask),
+            rejected: sel(&a.rejected),
+            rejected_mask: sel(&a.rejected_mask),
+        }
+    }
+
+    /// Response lengths `[N]` of the chosen side (for Preferred-FT's token mean).
+    pub fn chosen_tokens(&self) -> Tensor {
+        self.all.chosen_mask.sum_dim_intlist(1, false, Kind::Float)
+    }
+}

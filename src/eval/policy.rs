@@ -1,0 +1,135 @@
+//! Evaluation of a policy on the fixed held-out prompts, with common random numbers: every
+//! method and every step samples with the same seed.
+//!
+//! - gold: mean gold reward of the samples (95% CI);
+//! - kl: KL(pi || pi_ref) of a sampled completion, the sum over its positions of the exact
+//!   full-vocabulary KL between the two next-token distributions (exact per position, unbiased
+//!   for the sequence KL), at the sampling temperature; beside it the sample estimators
+//!   k1 = sum log(pi/pi_ref) and k3 = sum (r - 1 - log r), r = pi_ref/pi, of the sampled tokens;
+//! - proxy: the reward model's score; implicit_acc: fraction of held-out pairs where
+//!   log(pi/pi_ref)(y_w) > log(pi/pi_ref)(y_l) (DPO's implicit reward ranks them right);
+//! - entropy: sum over positions of the per-token entropy; distinct-1/2; fluency (mean per-word
+//!   log-likelihood under the true process); length and EOS rate.
+
+use tch::{Kind, Tensor};
+
+use super::{mean_ci, Stat};
+use crate::algo::common::{concat_prompt_response, response_logps};
+use crate::algo::reward::RewardModel;
+use crate::data::PairTensors;
+use crate::model::{generate, left_pad, sample::positions_of, Gpt, SampleSettings};
+use crate::world::{SentimentWorld, EOS};
+
+pub struct Evaluator<'a> {
+    pub world: &'a SentimentWorld,
+    pub reference: &'a Gpt,
+    pub rm: Option<&'a RewardModel>,
+    /// Held-out pairs and their reference log-probs, for the implicit-reward accuracy.
+    pub heldout: Option<(&'a PairTensors, &'a (Tensor, Tensor))>,
+    pub prompts: Vec<Vec<i64>>,
+    pub settings: SampleSettings,
+    pub seed: i64,
+}
+
+/// Response-position logits `[B, N, V]` of a model on prompt + response.
+fn response_logits(model: &Gpt, prompt: &Tensor, valid: &Tensor, response: &Tensor) -> Tensor {
+    let (tokens, v) = concat_prompt_response(prompt, valid, response);
+    let hidden = model.forward(&tokens, Some(&positions_of(&v)), Some(&v), None);
+    model.logits(&hidden.narrow(1, prompt.size()[1] - 1, response.size()[1]))
+}
+
+fn distinct(texts: &[Vec<i64>], n: usize) -> f64 {
+    let mut all = std::collections::HashSet::new();
+    let mut total = 0usize;
+    for t in texts {
+        let words: Vec<i64> = t.iter().copied().filter(|&x| x != EOS).collect();
+        for g in words.windows(n) {
+            all.insert(g.to_vec());
+            total += 1;
+        }
+    }
+    if total == 0 {
+        0.0
+    } else {
+        all.len() as f64 / total as f64
+    }
+}
+
+/// Per-sample results, kept for tests and CIs.
+pub struct EvalSamples {
+    pub gold: Vec<f64>,
+    pub kl: Vec<f64>,
+    pub k1: Vec<f64>,
+    pub k3: Vec<f64>,
+}
+
+impl Evaluator<'_> {
+    pub fn new<'a>(world: &'a SentimentWorld, reference: &'a Gpt, rm: Option<&'a RewardModel>, heldout: Option<(&'a PairTensors, &'a (Tensor, Tensor))>, samples_per_prompt: usize, settings: SampleSettings, seed: i64) -> Evaluator<'a> {
+        let prompts = world.eval_prompts.iter().flat_map(|p| std::iter::repeat_n(p.clone(), samples_per_prompt)).collect();
+        Evaluator { world, reference, rm, heldout, prompts, settings, seed }
+    }
+
+    /// Sample, then score: returns the named metrics and the per-sample values.
+    pub fn evaluate(&self, policy: &Gpt) -> (Vec<(String, f64)>, EvalSamples) {
+        let _guard = tch::no_grad_guard();
+        let device = self.reference.cfg_device();
+        let (prompt, valid) = left_pad(&self.prompts, device);
+        tch::manual_seed(self.seed);
+        let ro = generate(policy, &prompt, &valid, &self.settings);
+        let rows = ro.response_rows();
+        let gold: Vec<f64> = self.prompts.iter().zip(&rows).map(|(p, r)| self.world.gold_reward(&[p.as_slice(), r].concat())).collect();
+        let fluency: Vec<f64> = self.prompts.iter().zip(&rows).map(|(p, r)| self.world.fluency(&[p.as_slice(), r].concat())).collect();
+        // KL at the sampling temperature (greedy decoding is measured at temperature 1).
+        let t = if self.settings.temperature > 0.0 { self.settings.temperature } else { 1.0 };
+        let lp = (response_logits(policy, &prompt, &valid, &ro.response) / t).log_softmax(-1, Kind::Float); // [B, N, V]
+        let lq = (response_logits(self.reference, &prompt, &valid, &ro.response) / t).log_softmax(-1, Kind::Float);
+        let mask = &ro.mask;
+        let per_pos_kl = (lp.exp() * (&lp - &lq)).sum_dim_intlist(-1, false, Kind::Float); // [B, N]
+        let kl = (per_pos_kl * mask).sum_dim_intlist(-1, false, Kind::Float);
+        let idx = ro.response.unsqueeze(-1);
+        let logratio = lp.gather(-1, &idx, false).squeeze_dim(-1) - lq.gather(-1, &idx, false).squeeze_dim(-1); // log pi/pi_ref
+        let k1 = (&logratio * mask).sum_dim_intlist(-1, false, Kind::Float);
+        let r = (-&logratio).exp();
+        let k3 = ((&r - 1.0 - (-&logratio)) * mask).sum_dim_intlist(-1, false, Kind::Float);
+        let entropy = ((-(lp.exp() * &lp).sum_dim_intlist(-1, false, Kind::Float)) * mask).sum_dim_intlist(-1, false, Kind::Float);
+        let to_vec = |t: &Tensor| Vec::<f64>::try_from(t.to_kind(Kind::Double).to_device(tch::Device::Cpu)).unwrap();
+        let (kl, k1, k3, entropy) = (to_vec(&kl), to_vec(&k1), to_vec(&k3), to_vec(&entropy));
+        let length = mask.sum_dim_intlist(-1, false, Kind::Float).mean(Kind::Float).double_value(&[]);
+        let eos_rate = rows.iter().filter(|r| r.last() == Some(&EOS)).count() as f64 / rows.len() as f64;
+        let g: Stat = mean_ci(&gold);
+        let k: Stat = mean_ci(&kl);
+        let mut out = vec![
+            ("eval/gold".to_string(), g.mean),
+            ("eval/gold_ci".to_string(), g.ci95),
+            ("eval/kl".to_string(), k.mean),
+            ("eval/kl_ci".to_string(), k.ci95),
+            ("eval/kl_k1".to_string(), mean_ci(&k1).mean),
+            ("eval/kl_k3".to_string(), mean_ci(&k3).mean),
+            ("eval/entropy".to_string(), mean_ci(&entropy).mean),
+            ("eval/distinct1".to_string(), distinct(&rows, 1)),
+            ("eval/distinct2".to_string(), distinct(&rows, 2)),
+            ("eval/fluency".to_string(), mean_ci(&fluency).mean),
+            ("eval/length".to_string(), length),
+            ("eval/eos_rate".to_string(), eos_rate),
+        ];
+        if let Some(rm) = self.rm {
+            let proxy = rm.score(&prompt, &valid, &ro.response, mask);
+            out.push(("eval/proxy".to_string(), proxy.mean(Kind::Float).double_value(&[])));
+        }
+        if let Some((pairs, (ref_c, ref_r))) = self.heldout {
+            let mut correct = 0.0;
+            let idx: Vec<usize> = (0..pairs.len()).collect();
+            let mut offset = 0;
+            for chunk in idx.chunks(512) {
+                let b = pairs.batch(chunk);
+                let n = chunk.len() as i64;
+                let c = response_logps(policy, &b.prompt, &b.prompt_valid, &b.chosen, &b.chosen_mask) - ref_c.narrow(0, offset, n);
+                let r = response_logps(policy, &b.prompt, &b.prompt_valid, &b.rejected, &b.rejected_mask) - ref_r.narrow(0, offset, n);
+                correct += c.gt_tensor(&r).to_kind(Kind::Float).sum(Kind::Float).double_value(&[]);
+                offset += n;
+            }
+            out.push(("eval/implicit_acc".to_string(), correct / pairs.len().max(1) as f64));
+        }
+        (out, EvalSamples { gold, kl, k1, k3 })
+    }
+}

@@ -1,0 +1,152 @@
+//! The stages after SFT: preference data, reward model, and each preference method. Each is
+//! cached in its run folder under the hash of every setting it depends on.
+
+use anyhow::{Context, Result};
+use std::path::PathBuf;
+use tch::{nn, Tensor};
+
+use super::{progress, stage_hash, write_atomic, Metrics, RunOptions, Summary};
+use crate::algo::common::copy_weights;
+use crate::algo::{dpo, reward};
+use crate::data::{self, PairTensors, PrefData};
+use crate::eval::Evaluator;
+use crate::model::{self, Gpt, SampleSettings};
+use crate::rng::derive_seed;
+use crate::scenario::{Method, MethodKind, Scenario};
+use crate::world::SentimentWorld;
+
+fn stage_dir(sc: &Scenario, opts: &RunOptions, stage: &str, key: &str) -> PathBuf {
+    opts.runs_root.join(&sc.name).join(format!("{stage}-{}", stage_hash(key)))
+}
+
+fn sft_key(sc: &Scenario) -> String {
+    format!("sft|{:?}|{:?}|{:?}|seed={}", sc.world, sc.model, sc.sft, sc.seed)
+}
+
+pub fn prefs_key(sc: &Scenario) -> String {
+    format!("{}|prefs|{:?}|max_new={}", sft_key(sc), sc.prefs, sc.sample.max_new_tokens)
+}
+
+/// Preference pairs from pi_SFT (or the true process), cached.
+pub fn prefs_stage(sc: &Scenario, world: &SentimentWorld, sft: &Gpt, opts: &RunOptions, summary: &mut Summary) -> Result<PrefData> {
+    let dir = stage_dir(sc, opts, "prefs", &prefs_key(sc));
+    let path = dir.join("pairs.txt");
+    let data = if path.exists() {
+        PrefData::load(&path)?
+    } else {
+        let d = data::build(world, sft, &sc.prefs, sc.sample.max_new_tokens, sc.seed, opts.device);
+        write_atomic(&path, d.to_text().as_bytes())?;
+        d
+    };
+    anyhow::ensure!(data.train.len() >= 2 && !data.val.is_empty(), "preference data has {} training and {} validation pairs; fix: raise world.n_train_prompts or prefs.k", data.train.len(), data.val.len());
+    let gap: f64 = data.train.iter().map(|p| p.gold_chosen - p.gold_rejected).sum::<f64>() / data.train.len() as f64;
+    let agree = data.train.iter().filter(|p| p.gold_chosen > p.gold_rejected).count() as f64 / data.train.len() as f64;
+    summary.add("prefs", "pairs", format!("{} train, {} val (mean gold gap {gap:.3}, labels agree with gold {:.1}%)", data.train.len(), data.val.len(), 100.0 * agree));
+    Ok(data)
+}
+
+/// The Bradley-Terry reward model, initialised from pi_SFT, cached.
+pub fn reward_stage(sc: &Scenario, sft_vs: &nn::VarStore, train: &PairTensors, val: &PairTensors, opts: &RunOptions, metrics: &mut Metrics, summary: &mut Summary) -> Result<(nn::VarStore, reward::RewardModel)> {
+    let dir = stage_dir(sc, opts, "reward", &format!("{}|reward|{:?}", prefs_key(sc), sc.reward));
+    let ckpt = dir.join("model.safetensors");
+    let metrics_path = dir.join("metrics.csv");
+    let mut vs = nn::VarStore::new(opts.device);
+    tch::manual_seed(derive_seed(sc.seed, "reward/init") as i64);
+    let rm = reward::RewardModel::new(&vs.root(), &sc.model);
+    if ckpt.exists() && metrics_path.exists() {
+        model::load_checkpoint(&mut vs, &ckpt)?;
+        let m = Metrics::from_csv(&std::fs::read_to_string(&metrics_path)?).with_context(|| format!("corrupt {}", metrics_path.display()))?;
+        let best = m.rows.iter().filter(|r| r.metric == "reward/val/accuracy").map(|r| r.value).fold(f64::NEG_INFINITY, f64::max);
+        summary.add("reward", "val accuracy (best epoch)", format!("{best:.4} (cached)"));
+        metrics.extend(m);
+        return Ok((vs, rm));
+    }
+    copy_weights(&vs, sft_vs)?;
+    let mut m = Metrics::default();
+    let pb = progress(opts.show_progress, reward::total_steps(train.len(), &sc.reward) as u64, "reward");
+    let report = reward::train(&rm, &vs, train, val, &sc.reward, sc.seed, &mut m, || pb.inc(1))?;
+    pb.finish_and_clear();
+    model::save_checkpoint(&vs, &ckpt)?;
+    write_atomic(&metrics_path, m.to_csv().as_bytes())?;
+    summary.add("reward", "val accuracy (best epoch)", format!("{:.4} (epoch {})", report.best_val_acc, report.best_epoch));
+    metrics.extend(m);
+    Ok((vs, rm))
+}
+
+/// Everything a method run needs, shared across methods.
+pub struct Shared<'a> {
+    pub world: &'a SentimentWorld,
+    pub sft_vs: &'a nn::VarStore,
+    pub sft: &'a Gpt,
+    pub rm: &'a reward::RewardModel,
+    pub train: &'a PairTensors,
+    pub train_ref: &'a (Tensor, Tensor),
+    pub val: &'a PairTensors,
+    pub val_ref: &'a (Tensor, Tensor),
+}
+
+pub fn eval_settings(sc: &Scenario) -> SampleSettings {
+    SampleSettings { temperature: sc.sample.temperature, top_k: sc.sample.top_k as i64, max_new_tokens: sc.sample.max_new_tokens as i64, use_cache: true }
+}
+
+pub fn evaluator<'a>(sc: &Scenario, s: &Shared<'a>) -> Evaluator<'a> {
+    Evaluator::new(s.world, s.sft, Some(s.rm), Some((s.val, s.val_ref)), sc.eval.samples_per_prompt, eval_settings(sc), derive_seed(sc.seed, "eval/sampling") as i64)
+}
+
+/// Evaluate pi_SFT itself (step 0 of every method).
+pub fn eval_sft(sc: &Scenario, s: &Shared, evals: &mut Metrics) {
+    let (rows, _) = evaluator(sc, s).evaluate(s.sft);
+    for (k, v) in rows {
+        evals.push("sft", "", sc.seed, 0, &k, v);
+    }
+}
+
+/// Train and evaluate one method from pi_SFT; cached by its settings.
+pub fn method_stage(sc: &Scenario, method: &Method, s: &Shared, opts: &RunOptions, metrics: &mut Metrics, evals: &mut Metrics) -> Result<()> {
+    let (name, setting) = (method.name(), method.setting());
+    let cfg = method.train_config(&sc.train);
+    let key = format!("{}|reward|{:?}|method|{:?}|{:?}|eval|{:?}|{:?}", prefs_key(sc), sc.reward, method.kind, cfg, sc.eval, sc.sample);
+    let dir = stage_dir(sc, opts, &format!("{name}{}", if setting.is_empty() { String::new() } else { format!("-{}", setting.replace(';', "-")) }), &key);
+    let (metrics_path, eval_path) = (dir.join("metrics.csv"), dir.join("eval.csv"));
+    if metrics_path.exists() && eval_path.exists() {
+        metrics.extend(Metrics::from_csv(&std::fs::read_to_string(&metrics_path)?)?);
+        evals.extend(Metrics::from_csv(&std::fs::read_to_string(&eval_path)?)?);
+        return Ok(());
+    }
+    let vs = nn::VarStore::new(opts.device);
+    let policy = Gpt::new(&vs.root(), &sc.model);
+    copy_weights(&vs, s.sft_vs)?;
+    let ev = evaluator(sc, s);
+    let reference = matches!(method.kind, MethodKind::Dpo { .. }).then_some(s.train_ref);
+    let (mut m, mut e) = (Metrics::default(), Metrics::default());
+    let pb = progress(opts.show_progress, cfg.steps as u64, name);
+    pb.set_message(setting.clone());
+    dpo::train(
+        &policy,
+        &vs,
+        s.train,
+        reference,
+        method.kind,
+        &cfg,
+        sc.eval.every,
+        sc.seed,
+        (name, &setting),
+        &mut m,
+        |step, pol, _| {
+            let (rows, _) = ev.evaluate(pol);
+            for (k, v) in rows {
+                e.push(name, &setting, sc.seed, step, &k, v);
+            }
+            Ok(())
+        },
+        |_| pb.inc(1),
+    )
+    .with_context(|| format!("method {name} {setting}"))?;
+    pb.finish_and_clear();
+    model::save_checkpoint(&vs, &dir.join("model.safetensors"))?;
+    write_atomic(&metrics_path, m.to_csv().as_bytes())?;
+    write_atomic(&eval_path, e.to_csv().as_bytes())?;
+    metrics.extend(m);
+    evals.extend(e);
+    Ok(())
+}
