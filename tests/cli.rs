@@ -23,6 +23,11 @@ const TINY: &[&str] = &[
     "world.n_eval_prompts=16",
     "model.d_model=32",
     "model.n_layer=1",
+    "train.steps=6",
+    "train.warmup_steps=2",
+    "reward.epochs=1",
+    "eval.every=3",
+    "eval.samples_per_prompt=1",
 ];
 
 fn run(file: &Path, out: &Path, extra: &[&str]) -> Output {
@@ -99,7 +104,12 @@ fn bad_input_fails_cleanly() {
     // An unreadable checkpoint in the run folder: a clear error naming it.
     let o = run(Path::new("scenarios/sentiment.toml"), &out, &[]);
     assert!(o.status.success());
-    let ckpt = std::fs::read_dir(out.join("runs/sentiment")).unwrap().next().unwrap().unwrap().path().join("model.safetensors");
+    let sft = std::fs::read_dir(out.join("runs/sentiment"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.file_name().unwrap().to_string_lossy().starts_with("sft-"))
+        .expect("no sft run folder");
+    let ckpt = sft.join("model.safetensors");
     std::fs::write(&ckpt, b"garbage").unwrap();
     assert_clean_failure(&run(Path::new("scenarios/sentiment.toml"), &out, &[]), &["cannot read checkpoint", "model.safetensors", "fix:"]);
     std::fs::remove_dir_all(&out).ok();
