@@ -134,6 +134,7 @@ pub fn train(
             }
             MethodKind::Unlikelihood { alpha } => unlikelihood_loss(alpha, &policy_chosen, &policy_rejected).mean(Kind::Float),
             MethodKind::PreferredFt => preferred_ft_loss(&policy_chosen, &b.chosen_mask),
+            MethodKind::Ppo { .. } => anyhow::bail!("{name}: PPO does not train on preference pairs (use algo::ppo::train)"),
         };
         logged.push(("logps/chosen", policy_chosen.detach().mean(Kind::Float)));
         logged.push(("logps/rejected", policy_rejected.detach().mean(Kind::Float)));

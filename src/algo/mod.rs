@@ -1,6 +1,8 @@
 //! The training algorithms. Each file opens with its paper, variant and implementation details.
 
+pub mod best_of_n;
 pub mod common;
 pub mod dpo;
+pub mod ppo;
 pub mod reward;
 pub mod sft;

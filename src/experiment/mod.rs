@@ -154,13 +154,16 @@ pub fn run(sc: &Scenario, opts: &RunOptions) -> Result<Summary> {
     let prefs = stages::prefs_stage(sc, world, &sft, opts, &mut summary)?;
     let train = crate::data::PairTensors::new(&prefs.train, opts.device);
     let val = crate::data::PairTensors::new(&prefs.val, opts.device);
-    let (_rm_vs, rm) = stages::reward_stage(sc, &sft_vs, &train, &val, opts, &mut metrics, &mut summary)?;
+    let (rm_vs, rm) = stages::reward_stage(sc, &sft_vs, &train, &val, opts, &mut metrics, &mut summary)?;
     let train_ref = crate::algo::dpo::reference_logps(&sft, &train, 512);
     let val_ref = crate::algo::dpo::reference_logps(&sft, &val, 512);
-    let shared = stages::Shared { world, sft_vs: &sft_vs, sft: &sft, rm: &rm, train: &train, train_ref: &train_ref, val: &val, val_ref: &val_ref };
+    let shared = stages::Shared { world, sft_vs: &sft_vs, sft: &sft, rm: &rm, rm_vs: &rm_vs, train: &train, train_ref: &train_ref, val: &val, val_ref: &val_ref };
     stages::eval_sft(sc, &shared, &mut evals);
     for method in &sc.methods {
         stages::method_stage(sc, method, &shared, opts, &mut metrics, &mut evals)?;
+    }
+    if let Some(grid) = &sc.best_of_n {
+        stages::best_of_n_stage(sc, grid, &shared, opts, &mut evals)?;
     }
     let out = opts.results_root.join(&sc.name);
     write_atomic(&out.join("eval.csv"), evals.to_csv().as_bytes())?;

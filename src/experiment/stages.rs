@@ -7,7 +7,7 @@ use tch::{nn, Tensor};
 
 use super::{progress, stage_hash, write_atomic, Metrics, RunOptions, Summary};
 use crate::algo::common::copy_weights;
-use crate::algo::{dpo, reward};
+use crate::algo::{best_of_n, dpo, ppo, reward};
 use crate::data::{self, PairTensors, PrefData};
 use crate::eval::Evaluator;
 use crate::model::{self, Gpt, SampleSettings};
@@ -79,6 +79,7 @@ pub struct Shared<'a> {
     pub sft_vs: &'a nn::VarStore,
     pub sft: &'a Gpt,
     pub rm: &'a reward::RewardModel,
+    pub rm_vs: &'a nn::VarStore,
     pub train: &'a PairTensors,
     pub train_ref: &'a (Tensor, Tensor),
     pub val: &'a PairTensors,
@@ -117,8 +118,52 @@ pub fn method_stage(sc: &Scenario, method: &Method, s: &Shared, opts: &RunOption
     let policy = Gpt::new(&vs.root(), &sc.model);
     copy_weights(&vs, s.sft_vs)?;
     let ev = evaluator(sc, s);
-    let reference = matches!(method.kind, MethodKind::Dpo { .. }).then_some(s.train_ref);
     let (mut m, mut e) = (Metrics::default(), Metrics::default());
+    if let MethodKind::Ppo { gold, cfg } = method.kind {
+        let critic_vs = nn::VarStore::new(opts.device);
+        let critic = reward::RewardModel::new(&critic_vs.root(), &sc.model);
+        copy_weights(&critic_vs, s.rm_vs)?;
+        let world = s.world;
+        let score_rm = |ro: &crate::model::Rollout| s.rm.score(&ro.prompt, &ro.prompt_valid, &ro.response, &ro.mask);
+        let score_gold = |ro: &crate::model::Rollout| {
+            let prompts: Vec<Vec<i64>> = Vec::<Vec<i64>>::try_from(ro.prompt.to_device(tch::Device::Cpu)).expect("prompt rows");
+            let g: Vec<f32> = prompts.iter().zip(ro.response_rows()).map(|(p, r)| world.gold_reward(&[p.as_slice(), &r].concat()) as f32).collect();
+            Tensor::from_slice(&g)
+        };
+        let ctx = ppo::PpoContext {
+            reference: s.sft,
+            prompts: &world.train_prompts,
+            max_new_tokens: sc.sample.max_new_tokens as i64,
+            score: if gold { &score_gold } else { &score_rm },
+        };
+        let pb = progress(opts.show_progress, cfg.iterations as u64, name);
+        ppo::train(
+            &policy,
+            &vs,
+            &critic,
+            &critic_vs,
+            &ctx,
+            &cfg,
+            sc.seed,
+            (name, &setting),
+            &mut m,
+            |step, pol, _| {
+                let (rows, _) = ev.evaluate(pol);
+                for (k, v) in rows {
+                    e.push(name, &setting, sc.seed, step, &k, v);
+                }
+                Ok(())
+            },
+            |_, kl| {
+                pb.inc(1);
+                pb.set_message(format!("{setting} KL {kl:.2}"));
+            },
+        )
+        .with_context(|| format!("method {name} {setting}"))?;
+        pb.finish_and_clear();
+        return finish_method(&dir, &vs, m, e, metrics, evals);
+    }
+    let reference = matches!(method.kind, MethodKind::Dpo { .. }).then_some(s.train_ref);
     let pb = progress(opts.show_progress, cfg.steps as u64, name);
     pb.set_message(setting.clone());
     dpo::train(
@@ -143,10 +188,46 @@ pub fn method_stage(sc: &Scenario, method: &Method, s: &Shared, opts: &RunOption
     )
     .with_context(|| format!("method {name} {setting}"))?;
     pb.finish_and_clear();
-    model::save_checkpoint(&vs, &dir.join("model.safetensors"))?;
-    write_atomic(&metrics_path, m.to_csv().as_bytes())?;
-    write_atomic(&eval_path, e.to_csv().as_bytes())?;
+    finish_method(&dir, &vs, m, e, metrics, evals)
+}
+
+fn finish_method(dir: &std::path::Path, vs: &nn::VarStore, m: Metrics, e: Metrics, metrics: &mut Metrics, evals: &mut Metrics) -> Result<()> {
+    model::save_checkpoint(vs, &dir.join("model.safetensors"))?;
+    write_atomic(&dir.join("metrics.csv"), m.to_csv().as_bytes())?;
+    write_atomic(&dir.join("eval.csv"), e.to_csv().as_bytes())?;
     metrics.extend(m);
+    evals.extend(e);
+    Ok(())
+}
+
+/// Best-of-N from pi_SFT for every N of the grid, on the evaluation prompts; cached.
+pub fn best_of_n_stage(sc: &Scenario, grid: &[usize], s: &Shared, opts: &RunOptions, evals: &mut Metrics) -> Result<()> {
+    let key = format!("{}|reward|{:?}|best_of_n|{grid:?}|eval|{:?}|{:?}", prefs_key(sc), sc.reward, sc.eval, sc.sample);
+    let dir = stage_dir(sc, opts, "best_of_n", &key);
+    let eval_path = dir.join("eval.csv");
+    if eval_path.exists() {
+        evals.extend(Metrics::from_csv(&std::fs::read_to_string(&eval_path)?)?);
+        return Ok(());
+    }
+    let rows: Vec<Vec<i64>> = s.world.eval_prompts.iter().flat_map(|p| std::iter::repeat_n(p.clone(), sc.eval.samples_per_prompt)).collect();
+    let n_max = *grid.iter().max().expect("a non-empty grid");
+    let pb = progress(opts.show_progress, 1, "bon");
+    pb.set_message(format!("{} candidates", rows.len() * n_max));
+    let (proxy, gold) = best_of_n::score_candidates(s.world, s.sft, s.rm, &rows, n_max, &eval_settings(sc), derive_seed(sc.seed, "best_of_n/sampling") as i64);
+    pb.finish_and_clear();
+    let mut e = Metrics::default();
+    for p in best_of_n::evaluate(&proxy, &gold, grid) {
+        let setting = format!("n={}", p.n);
+        let mut put = |k: &str, v: f64| e.push("best_of_n", &setting, sc.seed, 0, k, v);
+        put("eval/gold", p.gold.mean);
+        put("eval/gold_ci", p.gold.ci95);
+        put("eval/kl", p.kl_bound);
+        put("eval/kl_is_bound", 1.0);
+        put("eval/proxy", p.proxy.mean);
+        put("eval/gold_oracle", p.gold_oracle.mean);
+        put("eval/gold_oracle_ci", p.gold_oracle.ci95);
+    }
+    write_atomic(&eval_path, e.to_csv().as_bytes())?;
     evals.extend(e);
     Ok(())
 }

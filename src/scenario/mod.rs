@@ -35,6 +35,8 @@ pub struct Scenario {
     pub eval: EvalConfig,
     /// Every method run, in the order of the file: one per grid value.
     pub methods: Vec<Method>,
+    /// Best-of-N's grid of N, if it runs.
+    pub best_of_n: Option<Vec<usize>>,
     /// The resolved scenario as TOML (every default filled in), written next to the results.
     pub resolved_toml: String,
     pub source: PathBuf,
@@ -140,6 +142,8 @@ pub enum MethodKind {
     Dpo { loss: PrefLoss, beta: f64 },
     PreferredFt,
     Unlikelihood { alpha: f64 },
+    /// PPO with a critic, against the reward model or (`gold`) the world's gold reward.
+    Ppo { gold: bool, cfg: crate::algo::ppo::PpoConfig },
 }
 
 /// Per-method overrides of `[train]`.
@@ -164,6 +168,8 @@ impl Method {
             MethodKind::Dpo { loss: PrefLoss::Conservative { .. }, .. } => "cdpo",
             MethodKind::PreferredFt => "preferred_ft",
             MethodKind::Unlikelihood { .. } => "unlikelihood",
+            MethodKind::Ppo { gold: false, .. } => "ppo",
+            MethodKind::Ppo { gold: true, .. } => "ppo_gt",
         }
     }
 
@@ -174,6 +180,10 @@ impl Method {
             MethodKind::Dpo { beta, .. } => format!("beta={beta}"),
             MethodKind::PreferredFt => String::new(),
             MethodKind::Unlikelihood { alpha } => format!("alpha={alpha}"),
+            MethodKind::Ppo { cfg, .. } => match cfg.kl {
+                crate::algo::ppo::KlControl::Adaptive { target, .. } => format!("target_kl={target}"),
+                crate::algo::ppo::KlControl::Fixed { coef } => format!("kl_coef={coef}"),
+            },
         }
     }
 

@@ -5,6 +5,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use super::{EvalConfig, Labels, Method, MethodKind, Overrides, PrefLoss, PrefSource, PrefsConfig, RewardConfig, SampleConfig, Scenario, ScenarioError, SftConfig, TrainConfig, WorldConfig};
+use crate::algo::ppo::{KlControl, KlEstimator};
 use crate::model::GptConfig;
 use crate::world::SentimentConfig;
 
@@ -42,6 +43,82 @@ pub struct ScenarioWire {
     pub preferred_ft: Option<PreferredFtWire>,
     /// Unlikelihood: maximise log p(y_w) - alpha log p(y_l); one run per alpha.
     pub unlikelihood: Option<UnlikelihoodWire>,
+    /// PPO against the learned reward model; one run per target_kl and per kl_coef.
+    pub ppo: Option<PpoWire>,
+    /// PPO against the world's gold reward (the paper's PPO-GT).
+    pub ppo_gt: Option<PpoWire>,
+    /// Best-of-N from pi_SFT, ranked by the reward model.
+    pub best_of_n: Option<BestOfNWire>,
+}
+
+#[derive(Deserialize, Serialize, Debug, Clone, Copy, PartialEq)]
+#[serde(rename_all = "snake_case")]
+pub enum KlEstimatorWire {
+    K1,
+    K3,
+}
+
+#[derive(Deserialize, Serialize, Debug, Clone)]
+#[serde(deny_unknown_fields, default)]
+pub struct PpoWire {
+    /// Adaptive KL controller targets (one run each).
+    pub target_kl: Vec<f64>,
+    /// Fixed KL coefficients (one run each).
+    pub kl_coef: Vec<f64>,
+    pub init_kl_coef: f64,
+    pub horizon: f64,
+    pub iterations: usize,
+    pub rollout_batch: usize,
+    pub minibatch_size: usize,
+    pub ppo_epochs: usize,
+    pub lr: f64,
+    pub vf_lr: f64,
+    pub clip_coef: f64,
+    pub vf_clip: f64,
+    pub vf_coef: f64,
+    pub gamma: f64,
+    pub gae_lambda: f64,
+    pub kl_estimator: KlEstimatorWire,
+    pub missing_eos_penalty: f64,
+    pub score_norm: bool,
+    pub whiten_advantages: bool,
+    pub grad_clip: f64,
+    pub eval_every: usize,
+}
+
+impl Default for PpoWire {
+    fn default() -> Self {
+        PpoWire {
+            target_kl: vec![],
+            kl_coef: vec![],
+            init_kl_coef: 0.1,
+            horizon: 10000.0,
+            iterations: 100,
+            rollout_batch: 128,
+            minibatch_size: 32,
+            ppo_epochs: 4,
+            lr: 1e-4,
+            vf_lr: 1e-4,
+            clip_coef: 0.2,
+            vf_clip: 0.2,
+            vf_coef: 0.1,
+            gamma: 1.0,
+            gae_lambda: 0.95,
+            kl_estimator: KlEstimatorWire::K1,
+            missing_eos_penalty: 0.0,
+            score_norm: false,
+            whiten_advantages: true,
+            grad_clip: 1.0,
+            eval_every: 25,
+        }
+    }
+}
+
+#[derive(Deserialize, Serialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct BestOfNWire {
+    /// The N of each point, e.g. [1, 2, 4, 8, 16, 32, 64].
+    pub n: Vec<usize>,
 }
 
 #[derive(Deserialize, Serialize, Debug, Clone, Copy, PartialEq)]
@@ -501,6 +578,74 @@ pub fn validate(w: ScenarioWire, text: &str, file: &str, default_name: &str, pat
         opt_check("unlikelihood", d.lr, d.steps)?;
         methods.extend(d.alpha.iter().map(|&alpha| Method { kind: MethodKind::Unlikelihood { alpha }, opt: over(d.lr, d.steps) }));
     }
+    for (key, table, gold) in [("ppo", &w.ppo, false), ("ppo_gt", &w.ppo_gt, true)] {
+        let Some(p) = table else { continue };
+        let k = |f: &str| format!("{key}.{f}");
+        need!(!p.target_kl.is_empty() || !p.kl_coef.is_empty(), &k("target_kl"), "neither target_kl nor kl_coef is given".into(), "give target_kl = [...] (adaptive KL) or kl_coef = [...] (fixed), e.g. target_kl = [2.0]");
+        if let Some(v) = p.target_kl.iter().find(|v| !(v.is_finite() && **v > 0.0)) {
+            return e(&k("target_kl"), format!("every target must be > 0 (got {v})"), "use KL targets in nats, e.g. [1.0, 3.0]");
+        }
+        if let Some(v) = p.kl_coef.iter().find(|v| !(v.is_finite() && **v >= 0.0)) {
+            return e(&k("kl_coef"), format!("every coefficient must be >= 0 (got {v})"), "use e.g. [0.05, 0.1]");
+        }
+        need!(p.init_kl_coef.is_finite() && p.init_kl_coef > 0.0, &k("init_kl_coef"), format!("must be > 0 (got {})", p.init_kl_coef), "use e.g. 0.1");
+        need!(p.horizon.is_finite() && p.horizon >= 1.0, &k("horizon"), format!("must be >= 1 (got {})", p.horizon), "use e.g. 10000 (rollouts)");
+        need!(p.iterations >= 1, &k("iterations"), "must be at least 1".into(), "use e.g. 100");
+        need!(p.rollout_batch >= 2, &k("rollout_batch"), format!("must be at least 2 (got {})", p.rollout_batch), "use e.g. 128");
+        need!(p.minibatch_size >= 1 && p.minibatch_size <= p.rollout_batch, &k("minibatch_size"), format!("must be in 1..=rollout_batch ({})", p.rollout_batch), "use e.g. rollout_batch / 4");
+        need!(p.ppo_epochs >= 1, &k("ppo_epochs"), "must be at least 1".into(), "use 4");
+        need!(p.lr.is_finite() && (0.0..1.0).contains(&p.lr), &k("lr"), format!("must be in [0, 1) (got {})", p.lr), "use e.g. 1e-4");
+        need!(p.vf_lr.is_finite() && (0.0..1.0).contains(&p.vf_lr), &k("vf_lr"), format!("must be in [0, 1) (got {})", p.vf_lr), "use e.g. 1e-4");
+        need!(p.clip_coef > 0.0 && p.clip_coef < 1.0, &k("clip_coef"), format!("must be in (0, 1) (got {})", p.clip_coef), "use 0.2");
+        need!(p.vf_clip > 0.0 && p.vf_clip.is_finite(), &k("vf_clip"), format!("must be > 0 (got {})", p.vf_clip), "use 0.2");
+        need!(p.vf_coef >= 0.0 && p.vf_coef.is_finite(), &k("vf_coef"), format!("must be >= 0 (got {})", p.vf_coef), "use 0.1");
+        need!((0.0..=1.0).contains(&p.gamma), &k("gamma"), format!("must be in [0, 1] (got {})", p.gamma), "use 1.0");
+        need!((0.0..=1.0).contains(&p.gae_lambda), &k("gae_lambda"), format!("must be in [0, 1] (got {})", p.gae_lambda), "use 0.95");
+        need!(p.missing_eos_penalty.is_finite() && p.missing_eos_penalty >= 0.0, &k("missing_eos_penalty"), format!("must be >= 0 (got {})", p.missing_eos_penalty), "use 0 (off) or e.g. 1.0");
+        need!(p.grad_clip > 0.0, &k("grad_clip"), "must be > 0".into(), "use 1.0");
+        need!(p.eval_every >= 1, &k("eval_every"), "must be at least 1".into(), "evaluate every few dozen iterations");
+        need!(s.temperature > 0.0, "sample.temperature", "PPO samples its rollouts at sample.temperature, which is 0 (greedy)".into(), "use sample.temperature = 1.0");
+        let base = crate::algo::ppo::PpoConfig {
+            iterations: p.iterations,
+            rollout_batch: p.rollout_batch,
+            minibatch_size: p.minibatch_size,
+            ppo_epochs: p.ppo_epochs,
+            lr: p.lr,
+            vf_lr: p.vf_lr,
+            clip_coef: p.clip_coef,
+            vf_clip: p.vf_clip,
+            vf_coef: p.vf_coef,
+            gamma: p.gamma,
+            gae_lambda: p.gae_lambda,
+            kl: KlControl::Fixed { coef: 0.0 },
+            kl_estimator: match p.kl_estimator {
+                KlEstimatorWire::K1 => KlEstimator::K1,
+                KlEstimatorWire::K3 => KlEstimator::K3,
+            },
+            missing_eos_penalty: p.missing_eos_penalty,
+            score_norm: p.score_norm,
+            whiten_advantages: p.whiten_advantages,
+            grad_clip: p.grad_clip,
+            temperature: s.temperature,
+            eval_every: p.eval_every,
+        };
+        for &target in &p.target_kl {
+            let cfg = crate::algo::ppo::PpoConfig { kl: KlControl::Adaptive { init: p.init_kl_coef, target, horizon: p.horizon }, ..base };
+            methods.push(Method { kind: MethodKind::Ppo { gold, cfg }, opt: over(None, None) });
+        }
+        for &coef in &p.kl_coef {
+            let cfg = crate::algo::ppo::PpoConfig { kl: KlControl::Fixed { coef }, ..base };
+            methods.push(Method { kind: MethodKind::Ppo { gold, cfg }, opt: over(None, None) });
+        }
+    }
+    let best_of_n = match &w.best_of_n {
+        None => None,
+        Some(b) => {
+            need!(!b.n.is_empty(), "best_of_n.n", "is an empty list".into(), "give the N of each point, e.g. [1, 2, 4, 8, 16]");
+            need!(b.n.iter().all(|&n| (1..=256).contains(&n)), "best_of_n.n", "every N must be in 1..=256".into(), "use e.g. [1, 2, 4, 8, 16, 32, 64]");
+            Some(b.n.clone())
+        }
+    };
 
     let model = GptConfig {
         vocab_size: vocab_size as i64,
@@ -539,5 +684,5 @@ pub fn validate(w: ScenarioWire, text: &str, file: &str, default_name: &str, pat
     let reward = RewardConfig { epochs: r.epochs, batch_size: r.batch_size, lr: r.lr, margin: r.margin, center_coef: r.center_coef, grad_clip: r.grad_clip };
     let train = TrainConfig { steps: t.steps, batch_size: t.batch_size, lr: t.lr, warmup_steps: t.warmup_steps, grad_clip: t.grad_clip };
     let eval = EvalConfig { every: ev.every, samples_per_prompt: ev.samples_per_prompt };
-    Ok(Scenario { name, seed: w.seed, world, model, sft, sample, prefs, reward, train, eval, methods, resolved_toml, source: path.to_path_buf() })
+    Ok(Scenario { name, seed: w.seed, world, model, sft, sample, prefs, reward, train, eval, methods, best_of_n, resolved_toml, source: path.to_path_buf() })
 }

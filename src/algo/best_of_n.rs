@@ -1,0 +1,75 @@
+//! Best-of-N sampling (Stiennon et al. 2020; Gao et al. 2022, arXiv 2210.10760): draw N
+//! completions from pi_SFT, keep the one the reward model scores highest.
+//!
+//! Implementation details:
+//! 1. One draw of N_max candidates per evaluation row (the evaluation prompts, each
+//!    `samples_per_prompt` times); every N of the grid uses the first N of them (nested, so the
+//!    curve over N has common random numbers).
+//! 2. Selection by the learned reward model (the method) and by the gold reward (an oracle).
+//! 3. KL: the analytic log N - (N - 1) / N, an upper bound on KL(pi_BoN || pi_SFT) (Beirami et
+//!    al. 2024), logged as `eval/kl` with `eval/kl_is_bound` = 1.
+
+use tch::Kind;
+
+use super::reward::RewardModel;
+use crate::eval::{mean_ci, Stat};
+use crate::model::{generate, left_pad, Gpt, SampleSettings};
+use crate::world::SentimentWorld;
+
+/// The analytic KL bound of Best-of-N: log N - (N - 1) / N.
+pub fn kl_bound(n: usize) -> f64 {
+    let n = n as f64;
+    n.ln() - (n - 1.0) / n
+}
+
+/// Index of the best of `scores[..n]` (the first one on ties).
+pub fn argmax_prefix(scores: &[f64], n: usize) -> usize {
+    let mut best = 0;
+    for i in 1..n {
+        if scores[i] > scores[best] {
+            best = i;
+        }
+    }
+    best
+}
+
+pub struct BonPoint {
+    pub n: usize,
+    pub gold: Stat,
+    pub proxy: Stat,
+    pub gold_oracle: Stat,
+    pub kl_bound: f64,
+}
+
+/// Candidates for every row, scored: (proxy `[rows][N_max]`, gold `[rows][N_max]`).
+pub fn score_candidates(world: &SentimentWorld, sft: &Gpt, rm: &RewardModel, rows: &[Vec<i64>], n_max: usize, settings: &SampleSettings, seed: i64) -> (Vec<Vec<f64>>, Vec<Vec<f64>>) {
+    let _guard = tch::no_grad_guard();
+    let device = sft.cfg_device();
+    let flat: Vec<Vec<i64>> = rows.iter().flat_map(|p| std::iter::repeat_n(p.clone(), n_max)).collect();
+    let (mut proxy, mut gold) = (Vec::with_capacity(flat.len()), Vec::with_capacity(flat.len()));
+    tch::manual_seed(seed);
+    for chunk in flat.chunks(2048) {
+        let (prompt, valid) = left_pad(chunk, device);
+        let ro = generate(sft, &prompt, &valid, settings);
+        let s = rm.score(&prompt, &valid, &ro.response, &ro.mask).to_kind(Kind::Double).to_device(tch::Device::Cpu);
+        proxy.extend(Vec::<f64>::try_from(s).expect("scores"));
+        for (p, r) in chunk.iter().zip(ro.response_rows()) {
+            gold.push(world.gold_reward(&[p.as_slice(), &r].concat()));
+        }
+    }
+    let split = |v: Vec<f64>| v.chunks(n_max).map(|c| c.to_vec()).collect::<Vec<_>>();
+    (split(proxy), split(gold))
+}
+
+/// Evaluate every N of the grid on the same candidates.
+pub fn evaluate(proxy: &[Vec<f64>], gold: &[Vec<f64>], grid: &[usize]) -> Vec<BonPoint> {
+    grid.iter()
+        .map(|&n| {
+            let picked: Vec<usize> = proxy.iter().map(|p| argmax_prefix(p, n)).collect();
+            let g: Vec<f64> = picked.iter().zip(gold).map(|(&i, g)| g[i]).collect();
+            let p: Vec<f64> = picked.iter().zip(proxy).map(|(&i, p)| p[i]).collect();
+            let oracle: Vec<f64> = gold.iter().map(|g| g[argmax_prefix(g, n)]).collect();
+            BonPoint { n, gold: mean_ci(&g), proxy: mean_ci(&p), gold_oracle: mean_ci(&oracle), kl_bound: kl_bound(n) }
+        })
+        .collect()
+}

@@ -1,0 +1,395 @@
+//! PPO with a learned critic for RLHF (Schulman et al. 2017; Ziegler et al. 2019, arXiv
+//! 1909.08593; Stiennon et al. 2020; Ouyang et al. 2022), the recipe of REFERENCE.md, with the
+//! math visible in the order it runs (CleanRL style).
+//!
+//! Implementation details (setting in `[ppo]` / `[ppo_gt]`):
+//! 1. Rollouts: `rollout_batch` training prompts per iteration, sampled with the KV cache at
+//!    `temperature`; the old log-probs, reference log-probs and values are recomputed in one
+//!    forward pass each (the same code path as the update, so the first ratio is exactly 1).
+//! 2. Score: the reward model's score (PPO) or the world's gold reward (PPO-GT) of the whole
+//!    text, optionally minus `missing_eos_penalty` when the response has no `<eos>`, optionally
+//!    normalised by running mean and std (`score_norm`).
+//! 3. Per-token reward: -kl_coef * kl_t at every response token, kl_t = log pi - log pi_ref
+//!    (`kl_estimator = "k1"`) or (r - 1) - log r with r = pi_ref / pi (`"k3"`), plus the score at
+//!    the last response token.
+//! 4. KL coefficient: fixed (`kl_coef`) or adaptive (`target_kl`, Ziegler et al. 2019 sec. 2.2):
+//!    e = clip(KL / target - 1, -0.2, 0.2), coef *= 1 + e * rollout_batch / `horizon`, where KL
+//!    is the batch mean of the summed per-token KL.
+//! 5. GAE (`gamma`, `gae_lambda`) over response tokens, the value after the last token 0;
+//!    returns = advantages + values; advantages whitened over the batch's tokens
+//!    (`whiten_advantages`).
+//! 6. `ppo_epochs` passes over shuffled minibatches of `minibatch_size` rollouts: clipped policy
+//!    loss (`clip_coef`), clipped value loss 0.5 max((V - R)^2, (V_clip - R)^2) (`vf_clip`),
+//!    token means over the response mask.
+//! 7. The critic is its own network (the reward model's trunk and head, copied) with its own
+//!    Adam at `vf_lr`. Policy and critic share no parameters, so a shared optimiser would only
+//!    couple their learning rates through `vf_coef` and their gradient clipping; separate
+//!    optimisers make both explicit. `vf_coef` scales the value loss as in the reference
+//!    implementations and is logged in the total loss.
+//! 8. Gradient-norm clipping at `grad_clip`, each network separately; a NaN or Inf stops the
+//!    run naming the iteration.
+
+use anyhow::Result;
+use tch::{nn, nn::OptimizerConfig, Kind, Tensor};
+
+use super::common::{check_finite, clip_grad_norm, concat_prompt_response, masked_mean};
+use super::reward::RewardModel;
+use crate::experiment::Metrics;
+use crate::model::{generate, left_pad, sample::positions_of, Gpt, Rollout, SampleSettings};
+use crate::rng::{derive_seed, Rng};
+
+/// How the KL penalty's coefficient is set.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum KlControl {
+    Fixed { coef: f64 },
+    Adaptive { init: f64, target: f64, horizon: f64 },
+}
+
+/// The per-token KL estimator in the reward.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum KlEstimator {
+    K1,
+    K3,
+}
+
+/// Every PPO setting (see the header).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct PpoConfig {
+    pub iterations: usize,
+    pub rollout_batch: usize,
+    pub minibatch_size: usize,
+    pub ppo_epochs: usize,
+    pub lr: f64,
+    pub vf_lr: f64,
+    pub clip_coef: f64,
+    pub vf_clip: f64,
+    pub vf_coef: f64,
+    pub gamma: f64,
+    pub gae_lambda: f64,
+    pub kl: KlControl,
+    pub kl_estimator: KlEstimator,
+    pub missing_eos_penalty: f64,
+    pub score_norm: bool,
+    pub whiten_advantages: bool,
+    pub grad_clip: f64,
+    pub temperature: f64,
+    pub eval_every: usize,
+}
+
+/// Per-token KL of the policy from the reference at the sampled tokens, `[B, N]`.
+pub fn kl_per_token(logp: &Tensor, ref_logp: &Tensor, estimator: KlEstimator) -> Tensor {
+    let logratio = logp - ref_logp; // log pi / pi_ref
+    match estimator {
+        KlEstimator::K1 => logratio,
+        // r = pi_ref / pi: (r - 1) - log r >= 0, unbiased for KL(pi || pi_ref).
+        KlEstimator::K3 => (-&logratio).exp() - 1.0 + logratio,
+    }
+}
+
+/// Token rewards `[B, N]`: -kl_coef * kl_t everywhere, plus `score` `[B]` at each row's last
+/// response token; zero where `mask` is 0.
+pub fn token_rewards(kl: &Tensor, score: &Tensor, mask: &Tensor, kl_coef: f64) -> Tensor {
+    let last = (mask.sum_dim_intlist(1, false, Kind::Int64) - 1).clamp_min(0); // [B]
+    let at_last = Tensor::zeros_like(mask).scatter(1, &last.unsqueeze(1), &score.unsqueeze(1));
+    (kl * -kl_coef + at_last) * mask
+}
+
+/// GAE, the plain backward loop: advantages `[B, N]`. `values` and `rewards` must be 0 where
+/// `mask` is 0 (the value after a row's last token is then 0).
+pub fn gae_loop(rewards: &Tensor, values: &Tensor, mask: &Tensor, gamma: f64, lambda: f64) -> Tensor {
+    let n = rewards.size()[1];
+    let (r, v) = (rewards * mask, values * mask);
+    let mut last = Tensor::zeros_like(&r.select(1, 0));
+    let mut out = Vec::with_capacity(n as usize);
+    for t in (0..n).rev() {
+        let next_v = if t + 1 < n { v.select(1, t + 1) } else { Tensor::zeros_like(&last) };
+        let delta = r.select(1, t) + &next_v * gamma - v.select(1, t);
+        last = delta + &last * (gamma * lambda);
+        out.push(last.shallow_clone());
+    }
+    out.reverse();
+    Tensor::stack(&out, 1) * mask
+}
+
+/// GAE, vectorised: A = delta M with M[k, t] = (gamma lambda)^(k - t) for k >= t. One matmul
+/// instead of N dependent steps.
+pub fn gae(rewards: &Tensor, values: &Tensor, mask: &Tensor, gamma: f64, lambda: f64) -> Tensor {
+    let n = rewards.size()[1];
+    let (r, v) = (rewards * mask, values * mask);
+    let next_v = Tensor::cat(&[v.narrow(1, 1, n - 1), Tensor::zeros_like(&v.narrow(1, 0, 1))], 1);
+    let delta = r + next_v * gamma - &v; // [B, N]
+    let idx = Tensor::arange(n, (Kind::Float, rewards.device()));
+    let diff = idx.unsqueeze(1) - idx.unsqueeze(0); // [k, t] = k - t
+    let decay = (diff.clamp_min(0.0) * (gamma * lambda).max(1e-30).ln()).exp() * diff.ge(0.0).to_kind(Kind::Float);
+    let decay = if gamma * lambda == 0.0 { Tensor::eye(n, (Kind::Float, rewards.device())) } else { decay };
+    delta.matmul(&decay) * mask
+}
+
+/// Whiten over the masked entries (mean 0, std 1), as the reference implementations do.
+pub fn whiten(x: &Tensor, mask: &Tensor) -> Tensor {
+    let mean = masked_mean(x, mask);
+    let var = masked_mean(&(x - &mean).square(), mask);
+    (x - mean) * (var + 1e-8).rsqrt() * mask
+}
+
+/// Clipped policy loss and its diagnostics.
+pub struct PolicyLoss {
+    pub loss: Tensor,
+    pub approx_kl: Tensor,
+    pub clipfrac: Tensor,
+    pub ratio_mean: Tensor,
+    pub ratio_var: Tensor,
+}
+
+/// L = mean(max(-A r, -A clip(r, 1 - c, 1 + c))), r = pi / pi_old, over the masked tokens;
+/// approx_kl = mean((r - 1) - log r) (the k3 estimator of KL(pi_old || pi)).
+pub fn policy_loss(new_logp: &Tensor, old_logp: &Tensor, adv: &Tensor, mask: &Tensor, clip_coef: f64) -> PolicyLoss {
+    let logratio = new_logp - old_logp;
+    let ratio = logratio.exp();
+    let pg1 = -adv * &ratio;
+    let pg2 = -adv * ratio.clamp(1.0 - clip_coef, 1.0 + clip_coef);
+    let loss = masked_mean(&pg1.maximum(&pg2), mask);
+    let detached = ratio.detach();
+    let approx_kl = masked_mean(&(&detached - 1.0 - logratio.detach()), mask);
+    let clipfrac = masked_mean(&(&detached - 1.0).abs().gt(clip_coef).to_kind(Kind::Float), mask);
+    let ratio_mean = masked_mean(&detached, mask);
+    let ratio_var = masked_mean(&(&detached - &ratio_mean).square(), mask);
+    PolicyLoss { loss, approx_kl, clipfrac, ratio_mean, ratio_var }
+}
+
+/// Clipped value loss 0.5 mean(max((V - R)^2, (V_old + clip(V - V_old, -c, c) - R)^2)) and the
+/// fraction of clipped values.
+pub fn value_loss(values: &Tensor, old_values: &Tensor, returns: &Tensor, mask: &Tensor, vf_clip: f64) -> (Tensor, Tensor) {
+    let clipped = old_values + (values - old_values).clamp(-vf_clip, vf_clip);
+    let l1 = (values - returns).square();
+    let l2 = (&clipped - returns).square();
+    let loss = masked_mean(&l1.maximum(&l2), mask) * 0.5;
+    let frac = masked_mean(&l2.gt_tensor(&l1).to_kind(Kind::Float), mask);
+    (loss, frac)
+}
+
+/// 1 - Var(R - V) / Var(R) over the masked tokens.
+pub fn explained_variance(values: &Tensor, returns: &Tensor, mask: &Tensor) -> f64 {
+    let var = |x: &Tensor| {
+        let m = masked_mean(x, mask);
+        masked_mean(&(x - m).square(), mask).double_value(&[])
+    };
+    let vr = var(returns);
+    if vr == 0.0 {
+        f64::NAN
+    } else {
+        1.0 - var(&(returns - values)) / vr
+    }
+}
+
+/// The adaptive KL controller of Ziegler et al. (2019).
+#[derive(Clone, Debug)]
+pub struct KlController {
+    pub coef: f64,
+    control: KlControl,
+}
+
+impl KlController {
+    pub fn new(control: KlControl) -> KlController {
+        let coef = match control {
+            KlControl::Fixed { coef } => coef,
+            KlControl::Adaptive { init, .. } => init,
+        };
+        KlController { coef, control }
+    }
+
+    /// Update from the measured KL of a batch of `n` rollouts.
+    pub fn update(&mut self, kl: f64, n: usize) {
+        if let KlControl::Adaptive { target, horizon, .. } = self.control {
+            let e = (kl / target - 1.0).clamp(-0.2, 0.2);
+            self.coef *= 1.0 + e * n as f64 / horizon;
+        }
+    }
+}
+
+/// Running mean and variance (Welford), for score normalisation.
+#[derive(Clone, Debug, Default)]
+pub struct RunningStats {
+    n: f64,
+    mean: f64,
+    m2: f64,
+}
+
+impl RunningStats {
+    pub fn update(&mut self, xs: &[f64]) {
+        for &x in xs {
+            self.n += 1.0;
+            let d = x - self.mean;
+            self.mean += d / self.n;
+            self.m2 += d * (x - self.mean);
+        }
+    }
+
+    pub fn mean(&self) -> f64 {
+        self.mean
+    }
+
+    pub fn std(&self) -> f64 {
+        if self.n > 1.0 {
+            (self.m2 / (self.n - 1.0)).sqrt()
+        } else {
+            1.0
+        }
+    }
+}
+
+/// Response-position logits `[B, N, V]` and the hidden states `[B, N, C]` they come from
+/// (the state before each response token).
+fn response_hidden(model: &Gpt, prompt: &Tensor, valid: &Tensor, response: &Tensor) -> Tensor {
+    let (tokens, v) = concat_prompt_response(prompt, valid, response);
+    let hidden = model.forward(&tokens, Some(&positions_of(&v)), Some(&v), None);
+    hidden.narrow(1, prompt.size()[1] - 1, response.size()[1])
+}
+
+fn logp_of(logits: &Tensor, response: &Tensor, temperature: f64) -> (Tensor, Tensor) {
+    let logp = (logits / temperature).log_softmax(-1, Kind::Float);
+    let picked = logp.gather(-1, &response.unsqueeze(-1), false).squeeze_dim(-1);
+    (picked, logp)
+}
+
+/// The critic's value of the state before each response token, `[B, N]`.
+fn values_of(critic: &RewardModel, prompt: &Tensor, valid: &Tensor, response: &Tensor) -> Tensor {
+    critic.head.forward(&response_hidden(&critic.gpt, prompt, valid, response))
+}
+
+/// Everything a PPO run needs besides the two networks.
+pub struct PpoContext<'a> {
+    pub reference: &'a Gpt,
+    pub prompts: &'a [Vec<i64>],
+    pub max_new_tokens: i64,
+    /// The score of each rollout `[B]` (reward model or gold reward).
+    pub score: &'a dyn Fn(&Rollout) -> Tensor,
+}
+
+/// Train `policy` (and `critic`) with PPO. `on_eval(iteration, policy)` runs at 0, every
+/// `eval_every` iterations and at the end; `on_step` after each iteration.
+#[allow(clippy::too_many_arguments)]
+pub fn train(
+    policy: &Gpt,
+    policy_vs: &nn::VarStore,
+    critic: &RewardModel,
+    critic_vs: &nn::VarStore,
+    ctx: &PpoContext,
+    cfg: &PpoConfig,
+    seed: u64,
+    (name, setting): (&str, &str),
+    metrics: &mut Metrics,
+    mut on_eval: impl FnMut(usize, &Gpt, &mut Metrics) -> Result<()>,
+    mut on_step: impl FnMut(usize, f64),
+) -> Result<()> {
+    let mut opt = nn::adam(0.9, 0.999, 0.0).build(policy_vs, cfg.lr)?;
+    let mut vf_opt = nn::adam(0.9, 0.999, 0.0).build(critic_vs, cfg.vf_lr)?;
+    let (pvars, cvars) = (policy_vs.trainable_variables(), critic_vs.trainable_variables());
+    let mut rng = Rng::new(derive_seed(seed, &format!("{name}/{setting}/prompts")));
+    let mut kl_ctl = KlController::new(cfg.kl);
+    let mut score_stats = RunningStats::default();
+    let settings = SampleSettings { temperature: cfg.temperature, top_k: 0, max_new_tokens: ctx.max_new_tokens, use_cache: true };
+    let device = policy.cfg_device();
+    on_eval(0, policy, metrics)?;
+    for it in 0..cfg.iterations {
+        // 1. Rollouts.
+        let rows: Vec<Vec<i64>> = (0..cfg.rollout_batch).map(|_| ctx.prompts[rng.range(0, ctx.prompts.len() - 1)].clone()).collect();
+        let (prompt, valid) = left_pad(&rows, device);
+        tch::manual_seed(derive_seed(seed, &format!("{name}/{setting}/rollout/{it}")) as i64);
+        let ro = generate(policy, &prompt, &valid, &settings);
+        let mask = &ro.mask;
+        // 2. Score, old log-probs, reference log-probs, values; token rewards; GAE.
+        let kl_coef = kl_ctl.coef;
+        let (old_logp, old_values, raw_score, kl, adv, returns, kl_seq) = tch::no_grad(|| {
+            let (old_logp, _) = logp_of(&policy.logits(&response_hidden(policy, &prompt, &valid, &ro.response)), &ro.response, cfg.temperature);
+            let (ref_logp, _) = logp_of(&ctx.reference.logits(&response_hidden(ctx.reference, &prompt, &valid, &ro.response)), &ro.response, cfg.temperature);
+            let old_logp = old_logp * mask;
+            let ref_logp = ref_logp * mask;
+            let old_values = values_of(critic, &prompt, &valid, &ro.response) * mask;
+            let raw_score = (ctx.score)(&ro).to_kind(Kind::Float).to_device(device);
+            let mut score = raw_score.shallow_clone();
+            if cfg.missing_eos_penalty != 0.0 {
+                let has_eos = ro.response.eq(crate::world::EOS).any_dim(1, false).to_kind(Kind::Float);
+                score = score - (1.0 - has_eos) * cfg.missing_eos_penalty;
+            }
+            if cfg.score_norm {
+                score_stats.update(&Vec::<f64>::try_from(score.to_kind(Kind::Double).to_device(tch::Device::Cpu)).unwrap());
+                score = (score - score_stats.mean()) / score_stats.std().max(1e-8);
+            }
+            let kl = kl_per_token(&old_logp, &ref_logp, cfg.kl_estimator) * mask;
+            let rewards = token_rewards(&kl, &score, mask, kl_coef);
+            let adv = gae(&rewards, &old_values, mask, cfg.gamma, cfg.gae_lambda);
+            let returns = &adv + &old_values;
+            let adv = if cfg.whiten_advantages { whiten(&adv, mask) } else { adv };
+            let kl_seq = (&old_logp - &ref_logp).sum_dim_intlist(1, false, Kind::Float).mean(Kind::Float).double_value(&[]);
+            (old_logp, old_values, raw_score, kl, adv, returns, kl_seq)
+        });
+        // 3. Update: epochs of minibatches.
+        let n = cfg.rollout_batch;
+        let mb = cfg.minibatch_size.min(n);
+        let mut order: Vec<usize> = (0..n).collect();
+        let mut stats = [0.0f64; 9];
+        let mut count = 0.0;
+        let mut first_approx_kl = f64::NAN;
+        for _epoch in 0..cfg.ppo_epochs {
+            rng.shuffle(&mut order);
+            for chunk in order.chunks(mb) {
+                let index = Tensor::from_slice(&chunk.iter().map(|&i| i as i64).collect::<Vec<_>>()).to_device(device);
+                let sel = |t: &Tensor| t.index_select(0, &index);
+                let (p, v, resp, m) = (sel(&prompt), sel(&valid), sel(&ro.response), sel(mask));
+                let logits = policy.logits(&response_hidden(policy, &p, &v, &resp));
+                let (new_logp, logp_all) = logp_of(&logits, &resp, cfg.temperature);
+                let pl = policy_loss(&(new_logp * &m), &sel(&old_logp), &sel(&adv), &m, cfg.clip_coef);
+                let new_values = values_of(critic, &p, &v, &resp);
+                let (vf_loss, vf_clipfrac) = value_loss(&new_values, &sel(&old_values), &sel(&returns), &m, cfg.vf_clip);
+                let loss = &pl.loss + &vf_loss * cfg.vf_coef;
+                opt.zero_grad();
+                vf_opt.zero_grad();
+                loss.backward();
+                let gn = clip_grad_norm(&pvars, cfg.grad_clip);
+                let vgn = clip_grad_norm(&cvars, cfg.grad_clip);
+                let loss_v = loss.double_value(&[]);
+                check_finite(loss_v, "the PPO loss", name, it, "the SFT checkpoint (this run restarts from it)")?;
+                check_finite(gn + vgn, "the gradient norm", name, it, "the SFT checkpoint (this run restarts from it)")?;
+                opt.step();
+                vf_opt.step();
+                let entropy = tch::no_grad(|| masked_mean(&-(logp_all.exp() * &logp_all).sum_dim_intlist(-1, false, Kind::Float), &m).double_value(&[]));
+                let approx_kl = pl.approx_kl.double_value(&[]);
+                if first_approx_kl.is_nan() {
+                    first_approx_kl = approx_kl;
+                }
+                let vals = [pl.loss.double_value(&[]), vf_loss.double_value(&[]), approx_kl, pl.clipfrac.double_value(&[]), vf_clipfrac.double_value(&[]), entropy, pl.ratio_mean.double_value(&[]), pl.ratio_var.double_value(&[]), gn];
+                for (s, v) in stats.iter_mut().zip(vals) {
+                    *s += v;
+                }
+                count += 1.0;
+            }
+        }
+        // 4. KL controller and metrics.
+        kl_ctl.update(kl_seq, n);
+        let it1 = it + 1;
+        let push = |m: &mut Metrics, k: &str, v: f64| m.push(name, setting, seed, it1, &format!("{name}/{k}"), v);
+        let names = ["loss/policy", "loss/value", "policy/approx_kl", "policy/clipfrac", "value/clipfrac", "policy/entropy", "policy/ratio_mean", "policy/ratio_var", "grad_norm"];
+        for (k, s) in names.iter().zip(stats) {
+            push(metrics, k, s / count);
+        }
+        let (score_mean, nonscore, length, eos_rate, ev) = tch::no_grad(|| {
+            let nonscore = -kl_coef * kl.sum_dim_intlist(1, false, Kind::Float).mean(Kind::Float).double_value(&[]);
+            let eos = ro.response.eq(crate::world::EOS).any_dim(1, false).to_kind(Kind::Float).mean(Kind::Float).double_value(&[]);
+            (raw_score.mean(Kind::Float).double_value(&[]), nonscore, mask.sum_dim_intlist(1, false, Kind::Float).mean(Kind::Float).double_value(&[]), eos, explained_variance(&old_values, &returns, mask))
+        });
+        push(metrics, "policy/approx_kl_first", first_approx_kl);
+        push(metrics, "objective/kl", kl_seq);
+        push(metrics, "objective/kl_coef", kl_coef);
+        push(metrics, "objective/score", score_mean);
+        push(metrics, "objective/non_score_reward", nonscore);
+        push(metrics, "value/explained_variance", ev);
+        push(metrics, "response/length", length);
+        push(metrics, "response/eos_rate", eos_rate);
+        on_step(it, kl_seq);
+        if it1 % cfg.eval_every == 0 || it1 == cfg.iterations {
+            on_eval(it1, policy, metrics)?;
+        }
+    }
+    Ok(())
+}

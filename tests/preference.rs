@@ -1,0 +1,267 @@
+//! The preference methods: losses against hand-computed values, the DPO gradient, the tabular
+//! world's exact optima (Rafailov et al. Eq. 4; Azar et al. on deterministic preferences) and
+//! the KL estimators of the evaluator.
+
+use alignlab::algo::common::response_logps;
+use alignlab::algo::dpo::{preference_loss, preferred_ft_loss, unlikelihood_loss};
+use alignlab::algo::reward::reward_loss;
+use alignlab::data::{Pair, PairTensors};
+use alignlab::eval::{mean_ci, Evaluator};
+use alignlab::model::{Gpt, GptConfig, SampleSettings};
+use alignlab::scenario::{Labels, PrefLoss};
+use alignlab::world::tabular::{kl, to_rows, tv};
+use alignlab::world::{SentimentConfig, SentimentWorld, TabularConfig, TabularWorld};
+use tch::{nn, Device, Kind, Tensor};
+
+static RNG_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn t(v: &[f64]) -> Tensor {
+    Tensor::from_slice(v).to_kind(Kind::Float)
+}
+
+fn close(a: f64, b: f64, tol: f64) -> bool {
+    (a - b).abs() <= tol
+}
+
+#[test]
+fn dpo_family_losses_match_hand_computed_values() {
+    // Policy equal to the reference: every log-ratio is 0, the loss is ln 2 for any beta.
+    for beta in [0.1, 1.0, 5.0] {
+        let lp = t(&[-3.0, -7.5]);
+        let out = preference_loss(PrefLoss::Sigmoid, beta, &lp, &lp, &lp, &lp);
+        for v in Vec::<f64>::try_from(out.losses).unwrap() {
+            assert!(close(v, std::f64::consts::LN_2, 1e-6), "DPO at zero margin: {v}");
+        }
+    }
+    // Delta = (pc - rc) - (pr - rr) = (-2 - -3) - (-5 - -4) = 2.
+    let (pc, pr, rc, rr) = (t(&[-2.0]), t(&[-5.0]), t(&[-3.0]), t(&[-4.0]));
+    let v = |o: &Tensor| o.double_value(&[0]);
+    // DPO: -log sigmoid(0.1 * 2) = 0.598138869...
+    let dpo = preference_loss(PrefLoss::Sigmoid, 0.1, &pc, &pr, &rc, &rr);
+    assert!(close(v(&dpo.losses), 0.5981388693815918, 1e-6));
+    assert!(close(v(&dpo.chosen_rewards), 0.1, 1e-6) && close(v(&dpo.rejected_rewards), -0.1, 1e-6));
+    // IPO: (Delta - 1/(2 beta))^2 = (2 - 1)^2 at beta 0.5; (2 - 5)^2 at beta 0.1.
+    assert!(close(v(&preference_loss(PrefLoss::Ipo, 0.5, &pc, &pr, &rc, &rr).losses), 1.0, 1e-6));
+    assert!(close(v(&preference_loss(PrefLoss::Ipo, 0.1, &pc, &pr, &rc, &rr).losses), 9.0, 1e-5));
+    // cDPO, eps = 0.1: -0.9 log sigmoid(0.2) - 0.1 log sigmoid(-0.2).
+    let c = preference_loss(PrefLoss::Conservative { label_smoothing: 0.1 }, 0.1, &pc, &pr, &rc, &rr);
+    assert!(close(v(&c.losses), 0.6181388693815918, 1e-6));
+    // cDPO with eps = 0 is DPO.
+    let c0 = preference_loss(PrefLoss::Conservative { label_smoothing: 0.0 }, 0.1, &pc, &pr, &rc, &rr);
+    assert!(close(v(&c0.losses), v(&dpo.losses), 1e-7));
+    // Unlikelihood: -(log p_w - alpha log p_l) = -(-2 + 0.5 * 5) = -0.5.
+    assert!(close(v(&unlikelihood_loss(0.5, &pc, &pr)), -0.5, 1e-6));
+    // Preferred-FT: token-mean NLL of the chosen: (2 + 4) / (3 + 1).
+    assert!(close(preferred_ft_loss(&t(&[-2.0, -4.0]), &t(&[1.0, 1.0, 1.0, 0.0, 1.0, 0.0]).view([2, 3])).double_value(&[]), 1.5, 1e-6));
+}
+
+#[test]
+fn reward_model_loss_matches_hand_computed_values() {
+    let (c, r) = (t(&[1.0, -1.0]), t(&[0.0, 0.0]));
+    // mean(-log sigmoid(1), -log sigmoid(-1)) and accuracy 1/2.
+    let (loss, acc) = reward_loss(&c, &r, 0.0, 0.0);
+    assert!(close(loss.double_value(&[]), (0.31326168751822286 + 1.3132616875182228) / 2.0, 1e-6));
+    assert!(close(acc.double_value(&[]), 0.5, 1e-7));
+    // A margin of 0.5 on the first pair alone: -log sigmoid(0.5); centering adds coef * (1+0)^2.
+    let (c1, r1) = (t(&[1.0]), t(&[0.0]));
+    assert!(close(reward_loss(&c1, &r1, 0.5, 0.0).0.double_value(&[]), 0.4740769841801067, 1e-6));
+    assert!(close(reward_loss(&c1, &r1, 0.5, 0.01).0.double_value(&[]), 0.4840769841801067, 1e-6));
+}
+
+fn tiny_gpt(seed: i64, vs: &nn::VarStore) -> Gpt {
+    let _lock = RNG_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    tch::manual_seed(seed);
+    Gpt::new(&vs.root(), &GptConfig { vocab_size: 16, block_size: 16, n_layer: 1, n_head: 2, d_model: 16 })
+}
+
+fn toy_pairs() -> Vec<Pair> {
+    let p = |prompt: &[i64], chosen: &[i64], rejected: &[i64]| Pair { prompt: prompt.to_vec(), chosen: chosen.to_vec(), rejected: rejected.to_vec(), gold_chosen: 1.0, gold_rejected: 0.0 };
+    vec![p(&[1, 5, 6], &[7, 8, 2], &[9, 2]), p(&[1, 4], &[10, 11, 12, 2], &[13, 14, 2]), p(&[1, 3, 3, 3], &[5, 2], &[6, 7, 8, 9])]
+}
+
+fn grads(vs: &nn::VarStore) -> Vec<Tensor> {
+    let mut vars: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
+    vars.sort_by(|a, b| a.0.cmp(&b.0));
+    vars.iter().map(|(_, v)| v.grad().copy()).collect()
+}
+
+#[test]
+fn dpo_gradient_is_the_weighted_likelihood_gradient() {
+    // grad L = -(beta / B) sum_i sigmoid(r_l - r_w) (grad log pi(y_w) - grad log pi(y_l))  (DPO Eq. 8)
+    let beta = 0.7;
+    let vs = nn::VarStore::new(Device::Cpu);
+    let policy = tiny_gpt(1, &vs);
+    let ref_vs = nn::VarStore::new(Device::Cpu);
+    let reference = tiny_gpt(2, &ref_vs);
+    let data = PairTensors::new(&toy_pairs(), Device::Cpu);
+    let b = data.batch(&[0, 1, 2]);
+    let (rc, rr) = tch::no_grad(|| {
+        (response_logps(&reference, &b.prompt, &b.prompt_valid, &b.chosen, &b.chosen_mask), response_logps(&reference, &b.prompt, &b.prompt_valid, &b.rejected, &b.rejected_mask))
+    });
+    let logps = |vs: &nn::VarStore| {
+        for v in vs.variables().values() {
+            let mut g = v.grad();
+            if g.defined() {
+                let _ = g.zero_();
+            }
+        }
+        (response_logps(&policy, &b.prompt, &b.prompt_valid, &b.chosen, &b.chosen_mask), response_logps(&policy, &b.prompt, &b.prompt_valid, &b.rejected, &b.rejected_mask))
+    };
+    // Autograd through the loss.
+    let (pc, pr) = logps(&vs);
+    let out = preference_loss(PrefLoss::Sigmoid, beta, &pc, &pr, &rc, &rr);
+    out.losses.mean(Kind::Float).backward();
+    let auto = grads(&vs);
+    let weights: Vec<f64> = Vec::try_from((&out.rejected_rewards - &out.chosen_rewards).sigmoid().to_kind(Kind::Double)).unwrap();
+    assert!(weights.iter().any(|w| (w - 0.5).abs() > 0.01), "the toy batch must not sit at zero margin");
+    // The closed form, pair by pair.
+    let mut expected: Vec<Tensor> = auto.iter().map(|g| g.zeros_like()).collect();
+    for (i, w) in weights.iter().enumerate() {
+        let (pc, pr) = logps(&vs);
+        (pc.get(i as i64) - pr.get(i as i64)).backward();
+        for (e, g) in expected.iter_mut().zip(grads(&vs)) {
+            *e = &*e + g * (-beta * w / 3.0);
+        }
+    }
+    let mut worst: f64 = 0.0;
+    for (a, e) in auto.iter().zip(&expected) {
+        worst = worst.max((a - e).abs().max().double_value(&[]));
+    }
+    let scale = expected.iter().map(|e| e.abs().max().double_value(&[])).fold(0.0, f64::max);
+    assert!(scale > 1e-3, "gradients vanish: the test would be empty");
+    assert!(worst < 1e-5 * scale.max(1.0), "autograd and Eq. 8 differ by {worst}");
+}
+
+fn tabular() -> (TabularWorld, Tensor, Vec<Vec<f64>>) {
+    let w = TabularWorld::new(&TabularConfig { n_prompts: 3, n_words: 3, length: 2 }, 7);
+    let reference = w.random_table(1.0, 7);
+    let ref_probs = to_rows(&w.table_logprobs(&reference).exp());
+    (w, reference, ref_probs)
+}
+
+#[test]
+fn tabular_policy_is_a_distribution_and_exact_helpers_hold() {
+    let (w, reference, ref_probs) = tabular();
+    assert_eq!(w.n_responses(), 9);
+    assert_eq!(w.n_nodes(), 4);
+    for row in &ref_probs {
+        assert!(close(row.iter().sum::<f64>(), 1.0, 1e-6));
+    }
+    // log pi(y) is the sum of the two per-node log-softmaxes, computed by hand.
+    let ls = reference.log_softmax(-1, Kind::Double);
+    let (x, y1, y2) = (1i64, 2i64, 0i64);
+    let by_hand = ls.double_value(&[x, 0, y1]) + ls.double_value(&[x, 1 + y1, y2]);
+    assert!(close(ref_probs[x as usize][(y1 * 3 + y2) as usize].ln(), by_hand, 1e-6));
+    // pi* at beta -> infinity is pi_ref; at small beta it concentrates on the best response.
+    let far = w.optimal(&ref_probs.iter().map(|r| r.iter().map(|p| p.ln()).collect()).collect::<Vec<Vec<f64>>>(), 1e6);
+    assert!(tv(&far[0], &ref_probs[0]) < 1e-5 && kl(&far[0], &ref_probs[0]).abs() < 1e-6);
+    let sharp = w.optimal(&ref_probs.iter().map(|r| r.iter().map(|p| p.ln()).collect()).collect::<Vec<Vec<f64>>>(), 1e-3);
+    let best = (0..9).max_by(|&a, &b| w.reward[0][a].total_cmp(&w.reward[0][b])).unwrap();
+    assert!(sharp[0][best] > 0.999);
+}
+
+fn log_rows(p: &[Vec<f64>]) -> Vec<Vec<f64>> {
+    p.iter().map(|r| r.iter().map(|v| v.ln()).collect()).collect()
+}
+
+#[test]
+fn tabular_dpo_on_bradley_terry_pairs_reaches_the_optimum() {
+    // Labels p(y1 > y2) = sigmoid(r1 - r2) (temperature 1), pairs drawn from pi_ref: the DPO
+    // optimum is pi* proportional to pi_ref exp(r / beta) (Rafailov et al., Eq. 4 and Thm 1).
+    let (w, reference, ref_probs) = tabular();
+    let counts = w.sample_pair_counts(&ref_probs, 2_000_000, Labels::BradleyTerry { temperature: 1.0 }, 11);
+    for beta in [0.1, 1.0] {
+        let target = w.optimal(&log_rows(&ref_probs), beta);
+        let fitted = w.fit_preference(&reference, &counts, PrefLoss::Sigmoid, beta, 1500, 0.05);
+        let mean_tv = |p: &Vec<Vec<f64>>| p.iter().zip(&target).map(|(a, b)| tv(a, b)).sum::<f64>() / p.len() as f64;
+        let (start, end) = (mean_tv(&ref_probs), mean_tv(&fitted));
+        eprintln!("beta {beta}: TV(pi_ref, pi*) {start:.4}, TV(pi_DPO, pi*) {end:.4}");
+        assert!(start > 0.08, "pi* too close to pi_ref at beta {beta} ({start}): the test would be empty");
+        assert!(end <= 0.05, "DPO at beta {beta} ends at TV {end} from pi*");
+    }
+}
+
+#[test]
+fn tabular_deterministic_labels_dpo_collapses_ipo_stays_bounded() {
+    // Azar et al. (2023), section 4.2: with deterministic preferences DPO's optimum puts zero
+    // mass on every dispreferred response whatever beta; IPO's regularisation keeps it finite.
+    let (w, reference, ref_probs) = tabular();
+    let counts = w.sample_pair_counts(&ref_probs, 200_000, Labels::Deterministic, 3);
+    let worst: Vec<usize> = (0..3).map(|x| (0..9).min_by(|&a, &b| w.reward[x][a].total_cmp(&w.reward[x][b])).unwrap()).collect();
+    let mass = |p: &Vec<Vec<f64>>| (0..3).map(|x| p[x][worst[x]]).fold(0.0, f64::max);
+    for beta in [0.1, 1.0] {
+        let dpo_short = w.fit_preference(&reference, &counts, PrefLoss::Sigmoid, beta, 500, 0.05);
+        let dpo_long = w.fit_preference(&reference, &counts, PrefLoss::Sigmoid, beta, 2000, 0.05);
+        let ipo_short = w.fit_preference(&reference, &counts, PrefLoss::Ipo, beta, 1000, 0.05);
+        let ipo_long = w.fit_preference(&reference, &counts, PrefLoss::Ipo, beta, 3000, 0.05);
+        eprintln!("beta {beta}: worst mass ref {:.2e}, DPO {:.2e} -> {:.2e}, IPO {:.2e} -> {:.2e}", mass(&ref_probs), mass(&dpo_short), mass(&dpo_long), mass(&ipo_short), mass(&ipo_long));
+        assert!(mass(&dpo_long) < 1e-3, "DPO keeps {} on a dispreferred response", mass(&dpo_long));
+        assert!(mass(&dpo_long) < mass(&dpo_short) / 2.0, "DPO's worst mass is not still falling");
+        assert!(mass(&ipo_long) > 100.0 * mass(&dpo_long), "IPO collapsed like DPO: {}", mass(&ipo_long));
+        assert!(close(mass(&ipo_long), mass(&ipo_short), 0.1 * mass(&ipo_long)), "IPO has not converged to a finite optimum");
+    }
+}
+
+fn sentiment() -> SentimentWorld {
+    SentimentWorld::new(
+        &SentimentConfig {
+            n_positive: 4,
+            n_negative: 4,
+            n_neutral: 6,
+            tilt: 1.0,
+            sharpness: 2.0,
+            min_len: 4,
+            max_len: 10,
+            stop_prob: 0.2,
+            prompt_min_len: 2,
+            prompt_max_len: 4,
+            n_train: 10,
+            n_val: 10,
+            n_train_prompts: 10,
+            n_eval_prompts: 16,
+        },
+        1,
+    )
+}
+
+#[test]
+fn exact_kl_and_sampled_estimators_agree() {
+    let world = sentiment();
+    let cfg = GptConfig { vocab_size: world.vocab.size() as i64, block_size: 24, n_layer: 1, n_head: 2, d_model: 16 };
+    let (vs_a, vs_b) = (nn::VarStore::new(Device::Cpu), nn::VarStore::new(Device::Cpu));
+    let (policy, reference) = {
+        let _lock = RNG_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        tch::manual_seed(3);
+        let p = Gpt::new(&vs_a.root(), &cfg);
+        tch::manual_seed(4);
+        (p, Gpt::new(&vs_b.root(), &cfg))
+    };
+    // Sharpen the policy so the two differ well beyond the sampling noise.
+    tch::no_grad(|| {
+        for (_, mut v) in vs_a.variables() {
+            let _ = v.g_mul_scalar_(3.0);
+        }
+    });
+    let settings = SampleSettings { temperature: 1.0, top_k: 0, max_new_tokens: 8, use_cache: true };
+    let ev = Evaluator::new(&world, &reference, None, None, 128, settings, 5);
+    let (named, s) = {
+        let _lock = RNG_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        ev.evaluate(&policy)
+    };
+    let exact = mean_ci(&s.kl);
+    assert!(exact.mean > 0.05, "the two policies must differ: KL {}", exact.mean);
+    assert!(s.kl.iter().all(|&k| k >= -1e-6), "per-position KL is never negative");
+    for (name, est) in [("k1", &s.k1), ("k3", &s.k3)] {
+        let diff: Vec<f64> = est.iter().zip(&s.kl).map(|(a, b)| a - b).collect();
+        let d = mean_ci(&diff);
+        eprintln!("exact {exact}, {name} - exact {d}");
+        assert!(d.mean.abs() <= d.ci95, "{name} disagrees with the exact KL: difference {d}");
+    }
+    assert!(s.k3.iter().all(|&k| k >= -1e-6), "k3 is never negative");
+    let get = |k: &str| named.iter().find(|(n, _)| n == k).unwrap().1;
+    assert!(close(get("eval/kl"), exact.mean, 1e-9));
+    // The same policy as the reference: every estimator is exactly zero.
+    let ev0 = Evaluator::new(&world, &policy, None, None, 4, ev.settings.clone(), 5);
+    let (_, s0) = ev0.evaluate(&policy);
+    assert!(s0.kl.iter().chain(&s0.k1).chain(&s0.k3).all(|k| k.abs() < 1e-5));
+}
