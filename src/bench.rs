@@ -84,6 +84,55 @@ pub fn sampling(cfg: &GptConfig, b: i64, p: i64, n: i64, use_cache: bool, device
     (b * n) as f64 / secs
 }
 
+/// PPO iterations at the quick scenario's settings on random prompts: (rollout generated
+/// tokens/s, rollout seconds, update seconds) per iteration, medians over iterations after the
+/// first. The rollout includes sampling, scoring and the old/reference/value passes.
+pub fn ppo_iteration(cfg: &GptConfig, rollout_batch: usize, device: Device, quick: bool) -> Result<(f64, f64, f64)> {
+    use crate::algo::ppo::{self, KlControl, KlEstimator, PpoConfig, PpoContext};
+    tch::manual_seed(0);
+    let (pvs, rvs, cvs) = (nn::VarStore::new(device), nn::VarStore::new(device), nn::VarStore::new(device));
+    let policy = Gpt::new(&pvs.root(), cfg);
+    let reference = Gpt::new(&rvs.root(), cfg);
+    let critic = crate::algo::reward::RewardModel::new(&cvs.root(), cfg);
+    let rm_vs = nn::VarStore::new(device);
+    let rm = crate::algo::reward::RewardModel::new(&rm_vs.root(), cfg);
+    let score = |ro: &crate::model::Rollout| rm.score(&ro.prompt, &ro.prompt_valid, &ro.response, &ro.mask);
+    let mut rng = crate::rng::Rng::new(0);
+    let prompts: Vec<Vec<i64>> = (0..512).map(|_| (0..rng.range(2, 8)).map(|_| rng.range(3, cfg.vocab_size as usize - 1) as i64).collect()).collect();
+    let ctx = PpoContext { reference: &reference, prompts: &prompts, max_new_tokens: 16, score: &score };
+    let iterations = if quick { 3 } else { 6 };
+    let pcfg = PpoConfig {
+        iterations,
+        rollout_batch,
+        minibatch_size: rollout_batch / 4,
+        ppo_epochs: 4,
+        lr: 1e-4,
+        vf_lr: 1e-4,
+        clip_coef: 0.2,
+        vf_clip: 0.2,
+        vf_coef: 0.1,
+        gamma: 1.0,
+        gae_lambda: 0.95,
+        kl: KlControl::Fixed { coef: 0.1 },
+        kl_estimator: KlEstimator::K1,
+        missing_eos_penalty: 0.0,
+        score_norm: false,
+        whiten_advantages: true,
+        grad_clip: 1.0,
+        temperature: 1.0,
+        eval_every: usize::MAX,
+    };
+    let mut m = crate::experiment::Metrics::default();
+    ppo::train(&policy, &pvs, &critic, &cvs, &ctx, &pcfg, 0, ("ppo", "bench"), &mut m, |_, _, _| Ok(()), |_, _| {})?;
+    let median = |k: &str| {
+        let mut v: Vec<f64> = m.rows.iter().filter(|r| r.metric == k && r.step > 1).map(|r| r.value).collect();
+        v.sort_by(|a, b| a.total_cmp(b));
+        v[v.len() / 2]
+    };
+    let (ro, up, toks) = (median("ppo/time/rollout_s"), median("ppo/time/update_s"), median("ppo/time/rollout_tokens"));
+    Ok((toks / ro, ro, up))
+}
+
 pub fn run(device: Device, quick: bool) -> Result<()> {
     println!("alignlab bench on {device:?}, {} threads", tch::get_num_threads());
     let peak = matmul_peak(device, quick);
@@ -99,5 +148,9 @@ pub fn run(device: Device, quick: bool) -> Result<()> {
     println!("sampling quick B256 P9 N32 cached     {cached:>10.0} tokens/s");
     println!("sampling quick B256 P9 N32 uncached   {uncached:>10.0} tokens/s");
     println!("KV-cache speed-up                     {:>10.2}x", cached / uncached);
+    for b in [64usize, 256] {
+        let (tps, ro, up) = ppo_iteration(&quick_model, b, device, quick)?;
+        println!("ppo iteration quick B{b:<3} N16 4 epochs  rollout {tps:>8.0} tokens/s ({:.3} s), update {up:.3} s", ro);
+    }
     Ok(())
 }

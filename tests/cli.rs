@@ -28,6 +28,9 @@ const TINY: &[&str] = &[
     "reward.epochs=1",
     "eval.every=3",
     "eval.samples_per_prompt=1",
+    "ppo.iterations=2",
+    "ppo_gt.iterations=2",
+    "best_of_n.n=[1,4]",
 ];
 
 fn run(file: &Path, out: &Path, extra: &[&str]) -> Output {

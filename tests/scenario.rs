@@ -118,3 +118,29 @@ fn every_shipped_scenario_validates() {
     }
     assert!(n >= 1);
 }
+
+#[test]
+fn method_tables_expand_and_are_checked() {
+    use alignlab::algo::ppo::KlControl;
+    use alignlab::scenario::MethodKind;
+    let text = format!("{GOOD}\n[dpo]\nbeta = [0.1, 1.0]\n\n[ppo]\ntarget_kl = [2.0]\nkl_coef = [0.05]\n\n[ppo_gt]\nkl_coef = [0.1]\n\n[best_of_n]\nn = [1, 4]\n");
+    let sc = load(&text, &[]).unwrap();
+    let names: Vec<String> = sc.methods.iter().map(|m| format!("{} {}", m.name(), m.setting())).collect();
+    assert_eq!(names, ["dpo beta=0.1", "dpo beta=1", "ppo target_kl=2", "ppo kl_coef=0.05", "ppo_gt kl_coef=0.1"]);
+    let MethodKind::Ppo { gold, cfg } = sc.methods[2].kind else { panic!() };
+    assert!(!gold);
+    assert_eq!(cfg.kl, KlControl::Adaptive { init: 0.1, target: 2.0, horizon: 10000.0 });
+    assert_eq!((cfg.clip_coef, cfg.gae_lambda, cfg.ppo_epochs), (0.2, 0.95, 4), "defaults of the recipe");
+    assert_eq!(sc.best_of_n, Some(vec![1, 4]));
+    // The resolved TOML round-trips the method tables.
+    assert_eq!(load(&sc.resolved_toml, &[]).unwrap().methods, sc.methods);
+    expect_err(&format!("{GOOD}\n[dpo]\nlr = 1e-4\n"), &[], &["dpo", "missing field `beta`"]);
+    expect_err(&format!("{GOOD}\n[dpo]\nbeta = []\n"), &[], &["dpo.beta", "empty list"]);
+    expect_err(&format!("{GOOD}\n[ipo]\nbeta = [0.1, -1]\n"), &[], &["ipo.beta", "> 0"]);
+    expect_err(&format!("{GOOD}\n[cdpo]\nbeta = [0.1]\nlabel_smoothing = 0.7\n"), &[], &["cdpo.label_smoothing", "(0, 0.5)"]);
+    expect_err(&format!("{GOOD}\n[ppo]\niterations = 5\n"), &[], &["ppo.target_kl", "neither target_kl nor kl_coef"]);
+    expect_err(&format!("{GOOD}\n[ppo]\ntarget_kl = [1.0]\nminibatch_size = 500\n"), &[], &["ppo.minibatch_size", "rollout_batch"]);
+    expect_err(&format!("{GOOD}\n[ppo_gt]\nkl_coef = [0.1]\nkl_estimator = \"k2\"\n"), &[], &["kl_estimator", "unknown variant"]);
+    expect_err(&format!("{GOOD}\n[best_of_n]\nn = [0]\n"), &[], &["best_of_n.n", "1..=256"]);
+    expect_err(&format!("{GOOD}\n[prefs]\nlabels = \"noisy\"\n"), &[], &["prefs.labels", "unknown variant"]);
+}

@@ -293,6 +293,7 @@ pub fn train(
     on_eval(0, policy, metrics)?;
     for it in 0..cfg.iterations {
         // 1. Rollouts.
+        let t_rollout = std::time::Instant::now();
         let rows: Vec<Vec<i64>> = (0..cfg.rollout_batch).map(|_| ctx.prompts[rng.range(0, ctx.prompts.len() - 1)].clone()).collect();
         let (prompt, valid) = left_pad(&rows, device);
         tch::manual_seed(derive_seed(seed, &format!("{name}/{setting}/rollout/{it}")) as i64);
@@ -324,7 +325,10 @@ pub fn train(
             let kl_seq = (&old_logp - &ref_logp).sum_dim_intlist(1, false, Kind::Float).mean(Kind::Float).double_value(&[]);
             (old_logp, old_values, raw_score, kl, adv, returns, kl_seq)
         });
+        let rollout_s = t_rollout.elapsed().as_secs_f64();
+        let generated = mask.sum(Kind::Float).double_value(&[]);
         // 3. Update: epochs of minibatches.
+        let t_update = std::time::Instant::now();
         let n = cfg.rollout_batch;
         let mb = cfg.minibatch_size.min(n);
         let mut order: Vec<usize> = (0..n).collect();
@@ -365,6 +369,7 @@ pub fn train(
                 count += 1.0;
             }
         }
+        let update_s = t_update.elapsed().as_secs_f64();
         // 4. KL controller and metrics.
         kl_ctl.update(kl_seq, n);
         let it1 = it + 1;
@@ -386,6 +391,9 @@ pub fn train(
         push(metrics, "value/explained_variance", ev);
         push(metrics, "response/length", length);
         push(metrics, "response/eos_rate", eos_rate);
+        push(metrics, "time/rollout_s", rollout_s);
+        push(metrics, "time/update_s", update_s);
+        push(metrics, "time/rollout_tokens", generated);
         on_step(it, kl_seq);
         if it1 % cfg.eval_every == 0 || it1 == cfg.iterations {
             on_eval(it1, policy, metrics)?;

@@ -199,7 +199,7 @@ pub fn method_table(evals: &Metrics) -> Vec<Vec<String>> {
             seed.to_string(),
             step.to_string(),
             pm(get("eval/gold"), get("eval/gold_ci")),
-            pm(get("eval/kl"), get("eval/kl_ci")),
+            if get("eval/kl_is_bound") == Some(1.0) { format!("<= {:.4} (bound)", get("eval/kl").unwrap_or(f64::NAN)) } else { pm(get("eval/kl"), get("eval/kl_ci")) },
             pm(get("eval/kl_k1"), None),
             pm(get("eval/proxy"), None),
             pm(get("eval/implicit_acc"), None),
