@@ -8,6 +8,7 @@ pub mod device;
 pub mod eval;
 pub mod experiment;
 pub mod model;
+pub mod report;
 pub mod rng;
 pub mod scenario;
 pub mod world;

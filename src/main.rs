@@ -59,6 +59,11 @@ enum Cmd {
         #[arg(long = "set", value_name = "SECTION.KEY=VALUE")]
         set: Vec<String>,
     },
+    /// Regenerate every table and plot of a results folder from its CSVs.
+    Report {
+        /// A results folder, e.g. results/sentiment.
+        dir: PathBuf,
+    },
     /// Benchmarks: matmul peak, SFT tokens/s and MFU, sampling tokens/s with and without cache.
     Bench {
         #[command(flatten)]
@@ -107,6 +112,14 @@ fn run() -> Result<()> {
             let opts = RunOptions { results_root: results, runs_root: runs, device, show_progress: true };
             let summary = experiment::run(&sc, &opts)?;
             summary.print();
+            let out = opts.results_root.join(&sc.name);
+            let plot = alignlab::report::report(&out)?;
+            println!("\nfrontier plot: {}", plot.display());
+        }
+        Cmd::Report { dir } => {
+            let plot = alignlab::report::report(&dir)?;
+            println!("tables: {}/frontier.csv, fits.csv, report.md", dir.display());
+            println!("frontier plot: {}", plot.display());
         }
         Cmd::Bench { common, quick } => {
             let device = setup(&common)?;

@@ -1,0 +1,237 @@
+//! The figures, as PNG and SVG (plotters). Text uses DejaVu Sans embedded in the binary, so it
+//! renders on a machine without fonts.
+
+use anyhow::{anyhow, Result};
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use std::path::Path;
+
+use super::frontier::{at_budget, fit_gao, gao_curve, mean_ci_t, FitForm};
+use super::{envelopes, methods, Point};
+use crate::experiment::Metrics;
+
+const FONT: &str = "sans-serif";
+static FONT_ONCE: std::sync::Once = std::sync::Once::new();
+
+fn register_font() {
+    FONT_ONCE.call_once(|| {
+        let bytes: &'static [u8] = include_bytes!("../../assets/fonts/DejaVuSans.ttf");
+        plotters::style::register_font(FONT, FontStyle::Normal, bytes).map_err(|_| ()).expect("the embedded font parses");
+    });
+}
+
+const PALETTE: &[RGBColor] = &[
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(214, 39, 40),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(127, 127, 127),
+    RGBColor(188, 189, 34),
+    RGBColor(23, 190, 207),
+];
+
+fn color(i: usize) -> RGBColor {
+    PALETTE[i % PALETTE.len()]
+}
+
+fn err<E: std::fmt::Debug>(e: E) -> anyhow::Error {
+    anyhow!("plotting failed: {e:?}")
+}
+
+/// Draw with `f` into `<stem>.png` and `<stem>.svg`.
+fn both(dir: &Path, stem: &str, size: (u32, u32), f: impl Fn(DrawingArea<BitMapBackend, Shift>) -> Result<()>, g: impl Fn(DrawingArea<SVGBackend, Shift>) -> Result<()>) -> Result<()> {
+    let png = dir.join(format!("{stem}.png"));
+    let svg = dir.join(format!("{stem}.svg"));
+    let tmp_png = dir.join(format!(".{stem}.tmp.png"));
+    let tmp_svg = dir.join(format!(".{stem}.tmp.svg"));
+    {
+        let root = BitMapBackend::new(&tmp_png, size).into_drawing_area();
+        root.fill(&WHITE).map_err(err)?;
+        f(root.clone())?;
+        root.present().map_err(err)?;
+    }
+    {
+        let root = SVGBackend::new(&tmp_svg, size).into_drawing_area();
+        root.fill(&WHITE).map_err(err)?;
+        g(root.clone())?;
+        root.present().map_err(err)?;
+    }
+    std::fs::rename(&tmp_png, &png)?;
+    std::fs::rename(&tmp_svg, &svg)?;
+    Ok(())
+}
+
+pub fn all(dir: &Path, points: &[Point], metrics: Option<&Metrics>) -> Result<()> {
+    register_font();
+    let _ = metrics;
+    both(dir, "frontier", (1000, 700), |r| frontier(r, points), |r| frontier(r, points))?;
+    both(dir, "curves", (1400, 600), |r| curves(r, points), |r| curves(r, points))?;
+    both(dir, "overoptimization", (1400, 600), |r| overoptimization(r, points), |r| overoptimization(r, points))?;
+    Ok(())
+}
+
+fn range(vals: impl Iterator<Item = f64>, pad: f64) -> (f64, f64) {
+    let v: Vec<f64> = vals.filter(|x| x.is_finite()).collect();
+    let lo = v.iter().cloned().fold(f64::INFINITY, f64::min);
+    let hi = v.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+    if !lo.is_finite() {
+        return (0.0, 1.0);
+    }
+    let span = (hi - lo).max(1e-6);
+    (lo - pad * span, hi + pad * span)
+}
+
+/// Gold reward against KL: every evaluation a point, each method's envelope (mean over seeds,
+/// with a 95% band when there are several), the optimal frontier dashed.
+fn frontier<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, points: &[Point]) -> Result<()> {
+    let shown: Vec<&Point> = points.iter().filter(|p| p.kl.is_finite() && p.gold.is_finite()).collect();
+    let (_, x1) = range(shown.iter().map(|p| p.kl), 0.05);
+    let (y0, y1) = range(shown.iter().map(|p| p.gold), 0.05);
+    let mut chart = ChartBuilder::on(&root)
+        .caption("Gold reward vs KL(π || π_ref)", (FONT, 24))
+        .margin(15)
+        .x_label_area_size(45)
+        .y_label_area_size(60)
+        .build_cartesian_2d(0.0..x1, y0..y1)
+        .map_err(err)?;
+    chart.configure_mesh().x_desc("KL(π || π_ref) (nats, summed over the response)").y_desc("gold reward").label_style((FONT, 14)).draw().map_err(err)?;
+    for (i, m) in methods(points).iter().enumerate() {
+        if m == "sft" {
+            continue;
+        }
+        let c = color(i);
+        let mine: Vec<&&Point> = shown.iter().filter(|p| &p.method == m).collect();
+        let label = if m == "best_of_n" { "best_of_n (KL bound)".to_string() } else { m.clone() };
+        if m == "optimal" {
+            let mut pts: Vec<(f64, f64)> = mine.iter().map(|p| (p.kl, p.gold)).collect();
+            pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+            chart
+                .draw_series(DashedLineSeries::new(pts, 8, 5, BLACK.stroke_width(2)))
+                .map_err(err)?
+                .label("optimal (SNIS from π_ref)")
+                .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], BLACK.stroke_width(2)));
+            continue;
+        }
+        chart
+            .draw_series(mine.iter().map(|p| Circle::new((p.kl, p.gold), 3, c.mix(0.45).filled())))
+            .map_err(err)?
+            .label(label)
+            .legend(move |(x, y)| Circle::new((x + 9, y), 4, c.filled()));
+        // The envelope: mean over seeds on a KL grid, with a t-band over seeds.
+        let envs = envelopes(points, m);
+        let kmax = envs.iter().filter_map(|(_, e)| e.last().map(|p| p.0)).fold(0.0, f64::max);
+        let grid: Vec<f64> = (0..=80).map(|j| kmax * j as f64 / 80.0).collect();
+        let stats: Vec<(f64, f64, f64)> = grid
+            .iter()
+            .filter_map(|&k| {
+                let vals: Vec<f64> = envs.iter().map(|(_, e)| at_budget(e, k)).collect();
+                let (mean, ci) = mean_ci_t(&vals);
+                (mean.is_finite() && vals.iter().all(|v| v.is_finite())).then_some((k, mean, ci))
+            })
+            .collect();
+        if envs.len() > 1 && !stats.is_empty() {
+            let mut poly: Vec<(f64, f64)> = stats.iter().map(|&(k, m, c)| (k, m + c)).collect();
+            poly.extend(stats.iter().rev().map(|&(k, m, c)| (k, m - c)));
+            chart.draw_series(std::iter::once(Polygon::new(poly, c.mix(0.15).filled()))).map_err(err)?;
+        }
+        chart.draw_series(LineSeries::new(stats.iter().map(|&(k, m, _)| (k, m)), c.stroke_width(2))).map_err(err)?;
+    }
+    chart.configure_series_labels().label_font((FONT, 14)).background_style(WHITE.mix(0.85)).border_style(BLACK).position(SeriesLabelPosition::LowerRight).draw().map_err(err)?;
+    Ok(())
+}
+
+/// Training curves: gold reward and KL against step for every run (first seed), gold with its
+/// 95% band.
+fn curves<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, points: &[Point]) -> Result<()> {
+    let panels = root.split_evenly((1, 2));
+    let runs: Vec<(String, String)> = {
+        let mut r: Vec<(String, String)> = Vec::new();
+        for p in points.iter().filter(|p| !matches!(p.method.as_str(), "sft" | "best_of_n" | "optimal")) {
+            let k = (p.method.clone(), p.setting.clone());
+            if !r.contains(&k) {
+                r.push(k);
+            }
+        }
+        r
+    };
+    let seed = points.iter().map(|p| p.seed).min().unwrap_or(0);
+    for (panel, (title, which)) in panels.iter().zip([("Gold reward during training", 0), ("KL(π || π_ref) during training", 1)]) {
+        let sel: Vec<&Point> = points.iter().filter(|p| p.seed == seed && runs.contains(&(p.method.clone(), p.setting.clone()))).collect();
+        let val = |p: &Point| if which == 0 { p.gold } else { p.kl };
+        let (_, x1) = range(sel.iter().map(|p| p.step as f64), 0.02);
+        let (y0, y1) = range(sel.iter().flat_map(|p| [val(p) - if which == 0 { p.gold_ci } else { 0.0 }, val(p) + if which == 0 { p.gold_ci } else { 0.0 }]), 0.05);
+        let mut chart = ChartBuilder::on(panel)
+            .caption(title, (FONT, 22))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(60)
+            .build_cartesian_2d(0.0..x1.max(1.0), y0..y1)
+            .map_err(err)?;
+        chart.configure_mesh().x_desc("step (PPO: iteration)").y_desc(if which == 0 { "gold reward" } else { "KL (nats)" }).label_style((FONT, 13)).draw().map_err(err)?;
+        for (i, (m, s)) in runs.iter().enumerate() {
+            let c = color(i);
+            let mut pts: Vec<&&Point> = sel.iter().filter(|p| &p.method == m && &p.setting == s).collect();
+            pts.sort_by_key(|p| p.step);
+            if which == 0 && pts.len() > 1 {
+                let mut poly: Vec<(f64, f64)> = pts.iter().map(|p| (p.step as f64, p.gold + p.gold_ci)).collect();
+                poly.extend(pts.iter().rev().map(|p| (p.step as f64, p.gold - p.gold_ci)));
+                chart.draw_series(std::iter::once(Polygon::new(poly, c.mix(0.12).filled()))).map_err(err)?;
+            }
+            let label = if s.is_empty() { m.clone() } else { format!("{m} {s}") };
+            chart
+                .draw_series(LineSeries::new(pts.iter().map(|p| (p.step as f64, val(p))), c.stroke_width(2)))
+                .map_err(err)?
+                .label(label)
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(2)));
+        }
+        chart.configure_series_labels().label_font((FONT, 12)).background_style(WHITE.mix(0.85)).border_style(BLACK).position(if which == 0 { SeriesLabelPosition::LowerRight } else { SeriesLabelPosition::UpperLeft }).draw().map_err(err)?;
+    }
+    Ok(())
+}
+
+/// Overoptimisation (Gao et al. 2022): gold and proxy reward gain over SFT against
+/// d = sqrt(KL), for Best-of-N and PPO, with the fitted functional forms.
+fn overoptimization<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, points: &[Point]) -> Result<()> {
+    let panels = root.split_evenly((1, 2));
+    let families = [("best_of_n", FitForm::BestOfN), ("ppo", FitForm::Rl), ("ppo_gt", FitForm::Rl)];
+    for (panel, (title, proxy)) in panels.iter().zip([("Gold reward gain over SFT", false), ("Proxy (reward model) gain over SFT", true)]) {
+        let val = |p: &Point| if proxy { p.proxy } else { p.gold };
+        let sft = |seed: u64| points.iter().find(|p| p.method == "sft" && p.seed == seed).map(val);
+        let mut series: Vec<(usize, &str, FitForm, Vec<(f64, f64)>)> = Vec::new();
+        for (i, (m, form)) in families.iter().enumerate() {
+            let pts: Vec<(f64, f64)> = points.iter().filter(|p| &p.method == m).filter_map(|p| sft(p.seed).map(|s| (p.kl, val(p) - s))).filter(|(k, g)| k.is_finite() && g.is_finite()).collect();
+            if !pts.is_empty() {
+                series.push((i, m, *form, pts));
+            }
+        }
+        let all: Vec<(f64, f64)> = series.iter().flat_map(|s| s.3.iter().copied()).collect();
+        let (_, x1) = range(all.iter().map(|p| p.0.sqrt()), 0.05);
+        let (y0, y1) = range(all.iter().map(|p| p.1).chain([0.0]), 0.08);
+        let mut chart = ChartBuilder::on(panel)
+            .caption(title, (FONT, 22))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(60)
+            .build_cartesian_2d(0.0..x1.max(0.1), y0..y1)
+            .map_err(err)?;
+        chart.configure_mesh().x_desc("d = sqrt(KL)").y_desc("reward gain").label_style((FONT, 13)).draw().map_err(err)?;
+        for (i, m, form, pts) in &series {
+            let c = color(*i);
+            chart
+                .draw_series(pts.iter().map(|&(k, g)| Circle::new((k.sqrt(), g), 3, c.mix(0.6).filled())))
+                .map_err(err)?
+                .label(m.to_string())
+                .legend(move |(x, y)| Circle::new((x + 9, y), 4, c.filled()));
+            if let Some((a, b, _)) = fit_gao(pts, *form) {
+                let dmax = pts.iter().map(|p| p.0.sqrt()).fold(0.0, f64::max);
+                let curve: Vec<(f64, f64)> = (0..=60).map(|j| dmax * j as f64 / 60.0).map(|d| (d, gao_curve(a, b, *form, d * d))).collect();
+                chart.draw_series(LineSeries::new(curve, c.stroke_width(2))).map_err(err)?;
+            }
+        }
+        chart.configure_series_labels().label_font((FONT, 13)).background_style(WHITE.mix(0.85)).border_style(BLACK).position(SeriesLabelPosition::LowerRight).draw().map_err(err)?;
+    }
+    Ok(())
+}
