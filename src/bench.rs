@@ -123,7 +123,7 @@ pub fn ppo_iteration(cfg: &GptConfig, rollout_batch: usize, device: Device, quic
         eval_every: usize::MAX,
     };
     let mut m = crate::experiment::Metrics::default();
-    ppo::train(&policy, &pvs, &critic, &cvs, &ctx, &pcfg, 0, ("ppo", "bench"), &mut m, |_, _, _| Ok(()), |_, _| {})?;
+    ppo::train(&policy, &pvs, &critic, &cvs, &ctx, &pcfg, 0, ("ppo", "bench"), &mut m, None, |_, _, _, _| Ok(()), |_, _| {})?;
     let median = |k: &str| {
         let mut v: Vec<f64> = m.rows.iter().filter(|r| r.metric == k && r.step > 1).map(|r| r.value).collect();
         v.sort_by(|a, b| a.total_cmp(b));

@@ -43,6 +43,33 @@ enum Cmd {
         /// Run folder root (checkpoints, cached stages).
         #[arg(long, default_value = "runs")]
         runs: PathBuf,
+        /// Method runs at a time, each a child process (`alignlab cell`) with threads/jobs
+        /// torch threads.
+        #[arg(long, default_value_t = 1)]
+        jobs: usize,
+    },
+    /// Run one cell of a scenario's sweep (what `run --jobs N` starts; a cluster array job runs
+    /// the same command). Results go to the run folder; `run` merges them.
+    Cell {
+        file: PathBuf,
+        #[command(flatten)]
+        common: Common,
+        /// The seed of the cell.
+        #[arg(long)]
+        seed: u64,
+        /// The cell's index: a method run in file order (`alignlab cells FILE` lists them).
+        #[arg(long)]
+        index: usize,
+        #[arg(long, default_value = "runs")]
+        runs: PathBuf,
+    },
+    /// List a scenario's cells (seed, index, method, setting) and whether each has finished.
+    Cells {
+        file: PathBuf,
+        #[arg(long = "set", value_name = "SECTION.KEY=VALUE")]
+        set: Vec<String>,
+        #[arg(long, default_value = "runs")]
+        runs: PathBuf,
     },
     /// Validate a scenario file and print it resolved (every default filled in).
     Check {
@@ -105,16 +132,45 @@ fn run() -> Result<()> {
                 println!("  z={z} gold {:.3}  | {}", w.gold_reward(&words), w.vocab.render(&words));
             }
         }
-        Cmd::Run { file, common, results, runs } => {
+        Cmd::Run { file, common, results, runs, jobs } => {
             let sc = Scenario::load(&file, &common.set)?;
+            anyhow::ensure!(jobs >= 1, "--jobs must be at least 1; fix: pass --jobs 1 (in process) or more");
             let device = setup(&common)?;
-            eprintln!("alignlab: scenario {} (seed {}) on {:?}, {} threads", sc.name, sc.seed, device, tch::get_num_threads());
-            let opts = RunOptions { results_root: results, runs_root: runs, device, show_progress: true };
+            eprintln!("alignlab: scenario {} (seeds {:?}) on {:?}, {} threads, {jobs} job(s)", sc.name, sc.seeds, device, tch::get_num_threads());
+            let mut cell_args = vec![file.display().to_string(), "--runs".into(), runs.display().to_string(), "--device".into(), common.device.to_string()];
+            for s in &common.set {
+                cell_args.push("--set".into());
+                cell_args.push(s.clone());
+            }
+            let opts = RunOptions { results_root: results, runs_root: runs, device, show_progress: true, jobs, threads: tch::get_num_threads() as usize, cell_args };
             let summary = experiment::run(&sc, &opts)?;
             summary.print();
             let out = opts.results_root.join(&sc.name);
             let plot = alignlab::report::report(&out)?;
             println!("\nfrontier plot: {}", plot.display());
+            if !summary.failed.is_empty() {
+                anyhow::bail!("{} method run(s) failed (the others finished and are in the results):\n  {}\nfix: see each error above; rerunning the same command retries only these", summary.failed.len(), summary.failed.join("\n  "));
+            }
+        }
+        Cmd::Cell { file, common, seed, index, runs } => {
+            let sc = Scenario::load(&file, &common.set)?.with_seed(seed);
+            anyhow::ensure!(sc.seeds.contains(&seed), "seed {seed} is not in the scenario's seeds {:?}; fix: pick one of them", sc.seeds);
+            let device = setup(&common)?;
+            let opts = RunOptions { results_root: PathBuf::from("results"), runs_root: runs, device, show_progress: false, jobs: 1, threads: tch::get_num_threads() as usize, cell_args: vec![] };
+            experiment::run_cell(&sc, &opts, index)?;
+        }
+        Cmd::Cells { file, set, runs } => {
+            let sc = Scenario::load(&file, &set)?;
+            let opts = RunOptions { results_root: PathBuf::from("results"), runs_root: runs, device: tch::Device::Cpu, show_progress: false, jobs: 1, threads: 1, cell_args: vec![] };
+            let pending = experiment::pending_cells(&sc, &opts);
+            for &seed in &sc.seeds {
+                let s = sc.with_seed(seed);
+                let labels: Vec<String> = s.methods.iter().map(|m| format!("{} {}", m.name(), m.setting())).chain(s.best_of_n.iter().map(|_| "best_of_n".to_string())).collect();
+                for (i, label) in labels.iter().enumerate() {
+                    let state = if pending.iter().any(|p| p.0 == seed && p.1 == i) { "pending" } else { "done" };
+                    println!("--seed {seed} --index {i}\t{label}\t{state}");
+                }
+            }
         }
         Cmd::Report { dir } => {
             let plot = alignlab::report::report(&dir)?;

@@ -30,6 +30,8 @@ const TINY: &[&str] = &[
     "eval.samples_per_prompt=1",
     "ppo.iterations=2",
     "ppo_gt.iterations=2",
+    "ppo.eval_every=1",
+    "ppo_gt.eval_every=1",
     "best_of_n.n=[1,4]",
 ];
 
@@ -77,6 +79,9 @@ fn same_seed_same_bytes_and_cached_stages_are_reused() {
     assert!(oa.status.success() && ob.status.success(), "{}", text(&oa));
     let read = |d: &Path| std::fs::read(d.join("results/sentiment/metrics.csv")).unwrap();
     assert_eq!(read(&a), read(&b), "two runs with the same seed differ");
+    let evals = |d: &Path| std::fs::read(d.join("results/sentiment/eval.csv")).unwrap();
+    assert_eq!(evals(&a), evals(&b), "eval.csv differs between two identical runs");
+    assert!(String::from_utf8(evals(&a)).unwrap().contains("ppo_gt,target_kl=3,0,2,eval/gold"));
     // A second run in the same folder reuses the SFT checkpoint and gives the same metrics.
     let oc = run(file, &a, &[]);
     assert!(oc.status.success());
@@ -146,4 +151,94 @@ fn bench_runs() {
     assert!(o.status.success(), "{}", text(&o));
     let t = text(&o);
     assert!(t.contains("MFU") && t.contains("KV-cache speed-up"), "{t}");
+}
+
+fn run_env(file: &Path, out: &Path, extra: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut c = bin();
+    c.arg("run").arg(file).arg("--threads").arg("1").arg("--device").arg("cpu");
+    c.arg("--results").arg(out.join("results")).arg("--runs").arg(out.join("runs"));
+    for s in TINY.iter().chain(extra) {
+        c.arg("--set").arg(s);
+    }
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.output().unwrap()
+}
+
+#[test]
+fn killed_runs_resume_to_the_same_bytes() {
+    let file = Path::new("scenarios/sentiment.toml");
+    let (whole, killed) = (tmp("resume-whole"), tmp("resume-killed"));
+    assert!(run(file, &whole, &[]).status.success());
+    // Die (SIGABRT, as abrupt as kill -9) right after DPO's checkpoint at step 3, then PPO's.
+    let o = run_env(file, &killed, &[], &[("ALIGNLAB_ABORT_AT", "dpo:3")]);
+    assert!(!o.status.success(), "the abort hook did not fire:\n{}", text(&o));
+    let o = run_env(file, &killed, &[], &[("ALIGNLAB_ABORT_AT", "ppo:1")]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("resuming from"), "DPO did not resume:\n{}", text(&o));
+    assert!(text(&o).contains("reusing the cached checkpoint"), "SFT was retrained:\n{}", text(&o));
+    let o = run(file, &killed, &[]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("resuming from"), "PPO did not resume:\n{}", text(&o));
+    for f in ["eval.csv", "metrics.csv"] {
+        let a = std::fs::read(whole.join("results/sentiment").join(f)).unwrap();
+        let b = std::fs::read(killed.join("results/sentiment").join(f)).unwrap();
+        assert!(a == b, "{f} of the resumed run differs from the uninterrupted one");
+    }
+    std::fs::remove_dir_all(&whole).ok();
+    std::fs::remove_dir_all(&killed).ok();
+}
+
+#[test]
+fn a_nan_stops_its_cell_and_the_others_go_on() {
+    let file = Path::new("scenarios/sentiment.toml");
+    for jobs in ["1", "2"] {
+        let out = tmp(&format!("nan-{jobs}"));
+        let mut c = bin();
+        c.args(["run", "scenarios/sentiment.toml", "--threads", "2", "--device", "cpu", "--jobs", jobs]);
+        c.arg("--results").arg(out.join("results")).arg("--runs").arg(out.join("runs"));
+        for s in TINY {
+            c.arg("--set").arg(s);
+        }
+        c.env("ALIGNLAB_NAN_AT", "ipo:4");
+        let o = c.output().unwrap();
+        let t = text(&o);
+        assert!(!o.status.success(), "a NaN must fail the run:\n{t}");
+        assert!(!t.contains("panicked"), "{t}");
+        assert!(t.contains("ipo: the loss is NaN at step 4") && t.contains("resume folder of this run, at step 3") && t.contains("fix:"), "jobs {jobs}:\n{t}");
+        let evals = std::fs::read_to_string(out.join("results/sentiment/eval.csv")).unwrap();
+        assert!(evals.contains("cdpo,") && evals.contains("ppo_gt,") && evals.contains("best_of_n,"), "the other cells did not finish (jobs {jobs})");
+        assert!(!evals.contains("\nipo,beta=0.1,0,6,"), "the failed cell has final results");
+        let _ = file;
+        std::fs::remove_dir_all(&out).ok();
+    }
+}
+
+#[test]
+fn seeds_sweep_with_jobs_runs_cells_as_processes() {
+    let out = tmp("sweep");
+    let mut c = bin();
+    c.args(["run", "scenarios/sentiment.toml", "--threads", "2", "--device", "cpu", "--jobs", "2"]);
+    c.arg("--results").arg(out.join("results")).arg("--runs").arg(out.join("runs"));
+    for s in TINY.iter().chain(&["sweep.seeds=[0,1]", "sweep.dpo.beta=[0.5]"]) {
+        c.arg("--set").arg(s);
+    }
+    let o = c.output().unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let evals = std::fs::read_to_string(out.join("results/sentiment/eval.csv")).unwrap();
+    for needle in ["dpo,beta=0.5,0,6,eval/gold", "dpo,beta=0.5,1,6,eval/gold", "ppo,target_kl=1,1,2,eval/kl"] {
+        assert!(evals.contains(needle), "missing {needle}");
+    }
+    assert!(!evals.contains("dpo,beta=0.1,"), "the sweep grid did not replace the file's grid");
+    let frontier = std::fs::read_to_string(out.join("results/sentiment/frontier.csv")).unwrap();
+    assert!(frontier.lines().any(|l| l.starts_with("dpo,") && l.ends_with(",2")), "two seeds per budget:\n{frontier}");
+    for f in ["frontier.png", "frontier.svg", "curves.png", "overoptimization.svg", "fits.csv", "report.md"] {
+        assert!(out.join("results/sentiment").join(f).exists(), "no {f}");
+    }
+    // The cells listing knows they are done.
+    let o = bin().args(["cells", "scenarios/sentiment.toml", "--runs"]).arg(out.join("runs")).args(TINY.iter().chain(&["sweep.seeds=[0,1]", "sweep.dpo.beta=[0.5]"]).flat_map(|s| ["--set", s])).output().unwrap();
+    let t = text(&o);
+    assert!(t.contains("--seed 1 --index 0\tdpo beta=0.5\tdone") && !t.contains("pending"), "{t}");
+    std::fs::remove_dir_all(&out).ok();
 }

@@ -173,9 +173,8 @@ fn ppo_learns_to_emit_a_token() {
     let pcfg = PpoConfig { iterations: 8, rollout_batch: 64, minibatch_size: 16, lr: 3e-3, vf_lr: 3e-3, gae_lambda: 0.95, vf_clip: 0.2, vf_coef: 0.1, grad_clip: 1.0, eval_every: 8, ..tabular_cfg() };
     let mut metrics = Metrics::default();
     let mut evals = vec![];
-    ppo::train(&policy, &pvs, &critic, &cvs, &ctx, &pcfg, 0, ("ppo", "toy"), &mut metrics, |it, _, m| {
+    ppo::train(&policy, &pvs, &critic, &cvs, &ctx, &pcfg, 0, ("ppo", "toy"), &mut metrics, None, |it, _, _, _| {
         evals.push(it);
-        let _ = m;
         Ok(())
     }, |_, _| {})
     .unwrap();

@@ -42,8 +42,15 @@ pub fn clip_grad_norm(vars: &[Tensor], max_norm: f64) -> f64 {
     norm
 }
 
+/// Test hook: `ALIGNLAB_NAN_AT=<method>:<step>` makes that method's loss NaN at that step, to
+/// check that a diverging run stops cleanly and the others go on.
+pub fn injected_nan(stage: &str, step: usize) -> bool {
+    std::env::var("ALIGNLAB_NAN_AT").map(|v| v == format!("{stage}:{step}")).unwrap_or(false)
+}
+
 /// Stop a stage on a NaN or Inf, naming where it happened and what survives.
 pub fn check_finite(value: f64, what: &str, stage: &str, step: usize, last_good: &str) -> Result<()> {
+    let value = if injected_nan(stage, step) { f64::NAN } else { value };
     if !value.is_finite() {
         bail!(
             "{stage}: {what} is {value} at step {step}; last good checkpoint: {last_good}; fix: lower the learning rate or raise the gradient clip of [{stage}] and rerun (finished stages are kept)"
@@ -92,4 +99,22 @@ pub fn copy_weights(dst: &tch::nn::VarStore, src: &tch::nn::VarStore) -> Result<
         }
     }
     Ok(())
+}
+
+/// A trainer's state at a checkpoint, besides the weights (which the caller saves): its
+/// optimisers, its host RNG and any scalars it carries (e.g. PPO's KL coefficient).
+pub struct CkptParts<'a> {
+    pub opts: Vec<&'a super::adam::Adam>,
+    pub rng: [u64; 4],
+    pub extra: Vec<f64>,
+}
+
+/// Where a trainer resumes from: the step reached, the optimiser state files (in the order of
+/// `CkptParts::opts`), the RNG and the scalars.
+#[derive(Clone, Debug)]
+pub struct ResumeFrom {
+    pub step: usize,
+    pub opt_files: Vec<std::path::PathBuf>,
+    pub rng: [u64; 4],
+    pub extra: Vec<f64>,
 }

@@ -18,9 +18,10 @@
 //! 7. Unlikelihood: -(log pi(y_w) - alpha log pi(y_l)); without DPO's weighting it degenerates.
 
 use anyhow::Result;
-use tch::{nn, nn::OptimizerConfig, Kind, Tensor};
+use tch::{nn, Kind, Tensor};
 
-use super::common::{check_finite, clip_grad_norm, response_logps};
+use super::adam::Adam;
+use super::common::{check_finite, clip_grad_norm, response_logps, CkptParts, ResumeFrom};
 use crate::data::PairTensors;
 use crate::experiment::Metrics;
 use crate::model::Gpt;
@@ -73,8 +74,26 @@ pub fn reference_logps(reference: &Gpt, data: &PairTensors, batch: usize) -> (Te
     (Tensor::cat(&c, 0), Tensor::cat(&r, 0))
 }
 
-/// Train a policy with one of the preference methods. `on_eval(step, policy)` runs at step 0,
-/// every `eval_every` steps and at the end.
+/// The pair indices of batch `step`: epochs of a fixed-seed shuffle, read in order, so a batch
+/// depends only on its step (a resumed run sees the same batches).
+pub fn batch_indices(n: usize, bs: usize, step: usize, seed: u64, label: &str, cache: &mut Option<(usize, Vec<usize>)>) -> Vec<usize> {
+    (0..bs)
+        .map(|j| {
+            let g = step * bs + j;
+            let (epoch, pos) = (g / n, g % n);
+            if cache.as_ref().map(|c| c.0) != Some(epoch) {
+                let mut order: Vec<usize> = (0..n).collect();
+                Rng::new(derive_seed(seed, &format!("{label}/order/{epoch}"))).shuffle(&mut order);
+                *cache = Some((epoch, order));
+            }
+            cache.as_ref().unwrap().1[pos]
+        })
+        .collect()
+}
+
+/// Train a policy with one of the preference methods. `on_eval(step, policy, metrics, parts)`
+/// runs at step 0, every `eval_every` steps and at the end, with the state a checkpoint needs;
+/// `resume` restarts from such a checkpoint (the caller has restored the weights).
 #[allow(clippy::too_many_arguments)]
 pub fn train(
     policy: &Gpt,
@@ -87,27 +106,28 @@ pub fn train(
     seed: u64,
     (name, setting): (&str, &str),
     metrics: &mut Metrics,
-    mut on_eval: impl FnMut(usize, &Gpt, &mut Metrics) -> Result<()>,
+    resume: Option<ResumeFrom>,
+    mut on_eval: impl FnMut(usize, &Gpt, &mut Metrics, &CkptParts) -> Result<()>,
     mut on_step: impl FnMut(usize),
 ) -> Result<()> {
-    let mut opt = nn::adam(0.9, 0.999, 0.0).build(vs, cfg.lr)?;
-    let vars = vs.trainable_variables();
-    let mut rng = Rng::new(derive_seed(seed, &format!("{name}/{setting}/order")));
-    let mut order: Vec<usize> = (0..data.len()).collect();
-    let mut cursor = order.len();
+    let mut opt = Adam::new(vs, cfg.lr, (0.9, 0.999), 0.0);
+    let vars = opt.tensors();
+    let label = format!("{name}/{setting}");
+    let mut order_cache = None;
     let bs = cfg.batch_size.min(data.len());
-    on_eval(0, policy, metrics)?;
-    for step in 0..cfg.steps {
-        // 1. Batch of pairs from a shuffled epoch.
-        let mut idx = Vec::with_capacity(bs);
-        while idx.len() < bs {
-            if cursor == order.len() {
-                rng.shuffle(&mut order);
-                cursor = 0;
-            }
-            idx.push(order[cursor]);
-            cursor += 1;
+    let start = match &resume {
+        Some(r) => {
+            opt.load(&r.opt_files[0])?;
+            r.step
         }
+        None => {
+            on_eval(0, policy, metrics, &CkptParts { opts: vec![&opt], rng: [0; 4], extra: vec![] })?;
+            0
+        }
+    };
+    for step in start..cfg.steps {
+        // 1. Batch of pairs from a shuffled epoch.
+        let idx = batch_indices(data.len(), bs, step, seed, &label, &mut order_cache);
         let b = data.batch(&idx);
         // 2. Policy log-probs of chosen and rejected in one forward pass.
         let n = idx.len() as i64;
@@ -145,8 +165,12 @@ pub fn train(
         loss.backward();
         let grad_norm = clip_grad_norm(&vars, cfg.grad_clip);
         let loss_v = loss.double_value(&[]);
-        check_finite(loss_v, "the loss", name, step, "the SFT checkpoint (this run restarts from it)")?;
-        check_finite(grad_norm, "the gradient norm", name, step, "the SFT checkpoint (this run restarts from it)")?;
+        let last_good = match step / eval_every * eval_every {
+            0 => "pi_SFT (no evaluation yet)".to_string(),
+            s => format!("the resume folder of this run, at step {s}"),
+        };
+        check_finite(loss_v, "the loss", name, step, &last_good)?;
+        check_finite(grad_norm, "the gradient norm", name, step, &last_good)?;
         opt.step();
         on_step(step);
         let s = step + 1;
@@ -158,7 +182,7 @@ pub fn train(
             }
         }
         if s % eval_every == 0 || s == cfg.steps {
-            on_eval(s, policy, metrics)?;
+            on_eval(s, policy, metrics, &CkptParts { opts: vec![&opt], rng: [0; 4], extra: vec![] })?;
         }
     }
     Ok(())

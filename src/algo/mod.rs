@@ -1,5 +1,6 @@
 //! The training algorithms. Each file opens with its paper, variant and implementation details.
 
+pub mod adam;
 pub mod best_of_n;
 pub mod common;
 pub mod dpo;

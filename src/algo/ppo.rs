@@ -30,9 +30,10 @@
 //!    run naming the iteration.
 
 use anyhow::Result;
-use tch::{nn, nn::OptimizerConfig, Kind, Tensor};
+use tch::{nn, Kind, Tensor};
 
-use super::common::{check_finite, clip_grad_norm, concat_prompt_response, masked_mean};
+use super::adam::Adam;
+use super::common::{check_finite, clip_grad_norm, concat_prompt_response, masked_mean, CkptParts, ResumeFrom};
 use super::reward::RewardModel;
 use crate::experiment::Metrics;
 use crate::model::{generate, left_pad, sample::positions_of, Gpt, Rollout, SampleSettings};
@@ -210,9 +211,9 @@ impl KlController {
 /// Running mean and variance (Welford), for score normalisation.
 #[derive(Clone, Debug, Default)]
 pub struct RunningStats {
-    n: f64,
-    mean: f64,
-    m2: f64,
+    pub n: f64,
+    pub mean: f64,
+    pub m2: f64,
 }
 
 impl RunningStats {
@@ -279,19 +280,38 @@ pub fn train(
     seed: u64,
     (name, setting): (&str, &str),
     metrics: &mut Metrics,
-    mut on_eval: impl FnMut(usize, &Gpt, &mut Metrics) -> Result<()>,
+    resume: Option<ResumeFrom>,
+    mut on_eval: impl FnMut(usize, &Gpt, &mut Metrics, &CkptParts) -> Result<()>,
     mut on_step: impl FnMut(usize, f64),
 ) -> Result<()> {
-    let mut opt = nn::adam(0.9, 0.999, 0.0).build(policy_vs, cfg.lr)?;
-    let mut vf_opt = nn::adam(0.9, 0.999, 0.0).build(critic_vs, cfg.vf_lr)?;
-    let (pvars, cvars) = (policy_vs.trainable_variables(), critic_vs.trainable_variables());
+    let mut opt = Adam::new(policy_vs, cfg.lr, (0.9, 0.999), 0.0);
+    let mut vf_opt = Adam::new(critic_vs, cfg.vf_lr, (0.9, 0.999), 0.0);
+    let (pvars, cvars) = (opt.tensors(), vf_opt.tensors());
     let mut rng = Rng::new(derive_seed(seed, &format!("{name}/{setting}/prompts")));
     let mut kl_ctl = KlController::new(cfg.kl);
     let mut score_stats = RunningStats::default();
     let settings = SampleSettings { temperature: cfg.temperature, top_k: 0, max_new_tokens: ctx.max_new_tokens, use_cache: true };
     let device = policy.cfg_device();
-    on_eval(0, policy, metrics)?;
-    for it in 0..cfg.iterations {
+    let parts = |opt: &Adam, vf_opt: &Adam, rng: &Rng, kl: &KlController, st: &RunningStats| -> (Vec<f64>, [u64; 4]) {
+        let _ = (opt, vf_opt);
+        (vec![kl.coef, st.n, st.mean, st.m2], rng.state())
+    };
+    let start = match &resume {
+        Some(r) => {
+            opt.load(&r.opt_files[0])?;
+            vf_opt.load(&r.opt_files[1])?;
+            rng = Rng::from_state(r.rng);
+            kl_ctl.coef = r.extra[0];
+            score_stats = RunningStats { n: r.extra[1], mean: r.extra[2], m2: r.extra[3] };
+            r.step
+        }
+        None => {
+            let (extra, state) = parts(&opt, &vf_opt, &rng, &kl_ctl, &score_stats);
+            on_eval(0, policy, metrics, &CkptParts { opts: vec![&opt, &vf_opt], rng: state, extra })?;
+            0
+        }
+    };
+    for it in start..cfg.iterations {
         // 1. Rollouts.
         let t_rollout = std::time::Instant::now();
         let rows: Vec<Vec<i64>> = (0..cfg.rollout_batch).map(|_| ctx.prompts[rng.range(0, ctx.prompts.len() - 1)].clone()).collect();
@@ -353,8 +373,12 @@ pub fn train(
                 let gn = clip_grad_norm(&pvars, cfg.grad_clip);
                 let vgn = clip_grad_norm(&cvars, cfg.grad_clip);
                 let loss_v = loss.double_value(&[]);
-                check_finite(loss_v, "the PPO loss", name, it, "the SFT checkpoint (this run restarts from it)")?;
-                check_finite(gn + vgn, "the gradient norm", name, it, "the SFT checkpoint (this run restarts from it)")?;
+                let last_good = match it / cfg.eval_every * cfg.eval_every {
+                    0 => "pi_SFT (no evaluation yet)".to_string(),
+                    s => format!("the resume folder of this run, at iteration {s}"),
+                };
+                check_finite(loss_v, "the PPO loss", name, it, &last_good)?;
+                check_finite(gn + vgn, "the gradient norm", name, it, &last_good)?;
                 opt.step();
                 vf_opt.step();
                 let entropy = tch::no_grad(|| masked_mean(&-(logp_all.exp() * &logp_all).sum_dim_intlist(-1, false, Kind::Float), &m).double_value(&[]));
@@ -396,7 +420,8 @@ pub fn train(
         push(metrics, "time/rollout_tokens", generated);
         on_step(it, kl_seq);
         if it1 % cfg.eval_every == 0 || it1 == cfg.iterations {
-            on_eval(it1, policy, metrics)?;
+            let (extra, state) = parts(&opt, &vf_opt, &rng, &kl_ctl, &score_stats);
+            on_eval(it1, policy, metrics, &CkptParts { opts: vec![&opt, &vf_opt], rng: state, extra })?;
         }
     }
     Ok(())

@@ -26,6 +26,13 @@ impl Metrics {
         self.rows.push(Row { method: method.into(), setting: setting.into(), seed, step, metric: metric.into(), value });
     }
 
+    /// Split off the wall-clock rows (`.../time/...`), which differ between identical runs:
+    /// (deterministic rows, timing rows).
+    pub fn split_timing(&self) -> (Metrics, Metrics) {
+        let (t, d): (Vec<Row>, Vec<Row>) = self.rows.iter().cloned().partition(|r| r.metric.contains("/time/"));
+        (Metrics { rows: d }, Metrics { rows: t })
+    }
+
     pub fn extend(&mut self, other: Metrics) {
         self.rows.extend(other.rows);
     }

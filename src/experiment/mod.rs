@@ -25,6 +25,12 @@ pub struct RunOptions {
     pub runs_root: PathBuf,
     pub device: Device,
     pub show_progress: bool,
+    /// Method runs at a time, as child processes (1: in this process).
+    pub jobs: usize,
+    /// Torch threads in all (divided among the jobs).
+    pub threads: usize,
+    /// Arguments that make `alignlab cell` see the same scenario: file, --set, --device, --runs.
+    pub cell_args: Vec<String>,
 }
 
 /// Short content hash naming a stage's run folder.
@@ -47,10 +53,13 @@ impl World {
 }
 
 /// What `alignlab run` prints and writes at the end.
+#[derive(Default)]
 pub struct Summary {
     pub rows: Vec<(String, String, String)>,
     /// The per-method table (header first).
     pub table: Vec<Vec<String>>,
+    /// Method runs that failed (the others finished).
+    pub failed: Vec<String>,
 }
 
 impl Summary {
@@ -115,6 +124,9 @@ pub fn sft_stage(sc: &Scenario, world: &SentimentWorld, opts: &RunOptions, metri
         let cached = Metrics::from_csv(&text).with_context(|| format!("corrupt {}; fix: delete {}", metrics_path.display(), dir.display()))?;
         let val_nll = cached.last("sft/nll/val").unwrap_or(f64::NAN);
         summary.add("sft", "cached checkpoint", dir.display().to_string());
+        if opts.show_progress {
+            eprintln!("sft: reusing the cached checkpoint in {}", dir.display());
+        }
         summary.add("sft", "val NLL/token", format!("{val_nll:.4} (true process {true_nll:.4}, ratio {:.4})", val_nll / true_nll));
         metrics.extend(cached);
         return Ok((vs, gpt));
@@ -140,30 +152,150 @@ pub fn sft_stage(sc: &Scenario, world: &SentimentWorld, opts: &RunOptions, metri
     Ok((vs, gpt))
 }
 
-/// `alignlab run`: every stage that exists, then results and a summary.
-pub fn run(sc: &Scenario, opts: &RunOptions) -> Result<Summary> {
-    let mut summary = Summary { rows: vec![], table: vec![] };
-    let mut metrics = Metrics::default();
-    let mut evals = Metrics::default();
-    let t0 = std::time::Instant::now();
+/// Build the shared stages of one seed (world, SFT, preference data, reward model, reference
+/// log-probs) and hand them to `f`.
+fn with_shared<T>(sc: &Scenario, opts: &RunOptions, metrics: &mut Metrics, summary: &mut Summary, f: impl FnOnce(&stages::Shared, &mut Metrics, &mut Summary) -> Result<T>) -> Result<T> {
     let world = World::build(sc);
     let World::Sentiment(world) = &world;
     summary.add("world", "vocabulary", format!("{} tokens", world.vocab.size()));
     summary.add("world", "reviews", format!("{} train, {} val", world.train.len(), world.val.len()));
-    let (sft_vs, sft) = sft_stage(sc, world, opts, &mut metrics, &mut summary)?;
-    let prefs = stages::prefs_stage(sc, world, &sft, opts, &mut summary)?;
+    let (sft_vs, sft) = sft_stage(sc, world, opts, metrics, summary)?;
+    let prefs = stages::prefs_stage(sc, world, &sft, opts, summary)?;
     let train = crate::data::PairTensors::new(&prefs.train, opts.device);
     let val = crate::data::PairTensors::new(&prefs.val, opts.device);
-    let (rm_vs, rm) = stages::reward_stage(sc, &sft_vs, &train, &val, opts, &mut metrics, &mut summary)?;
+    let (rm_vs, rm) = stages::reward_stage(sc, &sft_vs, &train, &val, opts, metrics, summary)?;
     let train_ref = crate::algo::dpo::reference_logps(&sft, &train, 512);
     let val_ref = crate::algo::dpo::reference_logps(&sft, &val, 512);
     let shared = stages::Shared { world, sft_vs: &sft_vs, sft: &sft, rm: &rm, rm_vs: &rm_vs, train: &train, train_ref: &train_ref, val: &val, val_ref: &val_ref };
-    stages::eval_sft(sc, &shared, &mut evals);
-    for method in &sc.methods {
-        stages::method_stage(sc, method, &shared, opts, &mut metrics, &mut evals)?;
+    f(&shared, metrics, summary)
+}
+
+/// One cell of a sweep: a method run (index into `sc.methods`) or, at index
+/// `sc.methods.len()`, Best-of-N, for `sc.seed`. The shared stages are reused from the run
+/// folder (or computed, the first time).
+pub fn run_cell(sc: &Scenario, opts: &RunOptions, index: usize) -> Result<()> {
+    let mut metrics = Metrics::default();
+    let mut summary = Summary::default();
+    with_shared(sc, opts, &mut metrics, &mut summary, |shared, metrics, _| {
+        let mut evals = Metrics::default();
+        match sc.methods.get(index) {
+            Some(m) => stages::method_stage(sc, m, shared, opts, metrics, &mut evals),
+            None => match &sc.best_of_n {
+                Some(grid) if index == sc.methods.len() => stages::best_of_n_stage(sc, grid, shared, opts, &mut evals),
+                _ => anyhow::bail!("cell {index} does not exist: the scenario has {} method runs{}", sc.methods.len(), if sc.best_of_n.is_some() { " and Best-of-N" } else { "" }),
+            },
+        }
+    })
+}
+
+/// The cells of a sweep that have not finished: (seed, index, label).
+pub fn pending_cells(sc: &Scenario, opts: &RunOptions) -> Vec<(u64, usize, String)> {
+    let mut out = Vec::new();
+    for &seed in &sc.seeds {
+        let s = sc.with_seed(seed);
+        for (i, m) in s.methods.iter().enumerate() {
+            if !stages::method_done(&s, m, opts) {
+                out.push((seed, i, format!("{} {} seed {seed}", m.name(), m.setting())));
+            }
+        }
+        if let Some(grid) = &s.best_of_n {
+            if !stages::best_of_n_done(&s, grid, opts) {
+                out.push((seed, s.methods.len(), format!("best_of_n seed {seed}")));
+            }
+        }
     }
-    if let Some(grid) = &sc.best_of_n {
-        stages::best_of_n_stage(sc, grid, &shared, opts, &mut evals)?;
+    out
+}
+
+/// Run the pending cells as child processes (`alignlab cell ...`), `jobs` at a time. Returns
+/// the failed cells with the tail of their error output.
+fn run_cells(sc: &Scenario, opts: &RunOptions) -> Result<Vec<(u64, usize, String)>> {
+    let pending = pending_cells(sc, opts);
+    if pending.is_empty() {
+        return Ok(vec![]);
+    }
+    let exe = std::env::current_exe().context("cannot find the alignlab binary to run cells")?;
+    let threads = (opts.threads / opts.jobs).max(1);
+    eprintln!("alignlab: {} cells, {} at a time, {threads} torch threads each", pending.len(), opts.jobs);
+    let mut failed = Vec::new();
+    let mut queue = pending.into_iter();
+    let mut running: Vec<(std::process::Child, (u64, usize, String), PathBuf)> = Vec::new();
+    loop {
+        while running.len() < opts.jobs {
+            let Some((seed, index, label)) = queue.next() else { break };
+            let log = opts.runs_root.join(&sc.name).join("cells").join(format!("seed{seed}-cell{index}.log"));
+            std::fs::create_dir_all(log.parent().unwrap())?;
+            let mut cmd = std::process::Command::new(&exe);
+            cmd.arg("cell").args(&opts.cell_args).arg("--seed").arg(seed.to_string()).arg("--index").arg(index.to_string()).arg("--threads").arg(threads.to_string());
+            let f = std::fs::File::create(&log)?;
+            cmd.stdout(f.try_clone()?).stderr(f);
+            let child = cmd.spawn().with_context(|| format!("cannot start cell {label}"))?;
+            running.push((child, (seed, index, label), log));
+        }
+        if running.is_empty() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let mut i = 0;
+        while i < running.len() {
+            if let Some(status) = running[i].0.try_wait()? {
+                let (_, cell, log) = running.remove(i);
+                if status.success() {
+                    eprintln!("  done: {}", cell.2);
+                } else {
+                    let text = std::fs::read_to_string(&log).unwrap_or_default();
+                    let tail: String = text.lines().filter(|l| l.starts_with("error")).last().unwrap_or("(no error line)").to_string();
+                    eprintln!("  FAILED: {} ({}); log: {}", cell.2, tail, log.display());
+                    failed.push((cell.0, cell.1, tail));
+                }
+            } else {
+                i += 1;
+            }
+        }
+    }
+    Ok(failed)
+}
+
+/// `alignlab run`: every stage of every seed, then results, tables and a summary. With
+/// `jobs > 1` the method runs go to child processes first; either way a failing method run is
+/// reported and the others go on.
+pub fn run(sc: &Scenario, opts: &RunOptions) -> Result<Summary> {
+    let mut summary = Summary::default();
+    let mut metrics = Metrics::default();
+    let mut evals = Metrics::default();
+    let t0 = std::time::Instant::now();
+    let mut failed: Vec<(u64, usize, String)> = Vec::new();
+    if opts.jobs > 1 {
+        // The shared stages once per seed, here, so the cells only read them.
+        for &seed in &sc.seeds {
+            let s = sc.with_seed(seed);
+            with_shared(&s, opts, &mut Metrics::default(), &mut Summary::default(), |_, _, _| Ok(()))?;
+        }
+        failed = run_cells(sc, opts)?;
+    }
+    for &seed in &sc.seeds {
+        let s = sc.with_seed(seed);
+        with_shared(&s, opts, &mut metrics, &mut summary, |shared, metrics, summary| {
+            stages::eval_sft(&s, shared, &mut evals);
+            for (i, method) in s.methods.iter().enumerate() {
+                if failed.iter().any(|f| f.0 == seed && f.1 == i) {
+                    continue;
+                }
+                if let Err(e) = stages::method_stage(&s, method, shared, opts, metrics, &mut evals) {
+                    eprintln!("error: {e:#}");
+                    failed.push((seed, i, format!("{e:#}")));
+                }
+            }
+            if let Some(grid) = &s.best_of_n {
+                if !failed.iter().any(|f| f.0 == seed && f.1 == s.methods.len()) {
+                    if let Err(e) = stages::best_of_n_stage(&s, grid, shared, opts, &mut evals) {
+                        failed.push((seed, s.methods.len(), format!("{e:#}")));
+                    }
+                }
+            }
+            let _ = summary;
+            Ok(())
+        })?;
     }
     let out = opts.results_root.join(&sc.name);
     write_atomic(&out.join("eval.csv"), evals.to_csv().as_bytes())?;
@@ -171,6 +303,13 @@ pub fn run(sc: &Scenario, opts: &RunOptions) -> Result<Summary> {
     summary.add("run", "wall time", format!("{:.1} s", t0.elapsed().as_secs_f64()));
     summary.add("run", "results", out.display().to_string());
     summary.table = method_table(&evals);
+    summary.failed = failed
+        .into_iter()
+        .map(|(seed, i, e)| {
+            let label = sc.methods.get(i).map(|m| format!("{} {}", m.name(), m.setting())).unwrap_or_else(|| "best_of_n".into());
+            format!("{label} (seed {seed}): {e}")
+        })
+        .collect();
     Ok(summary)
 }
 
@@ -211,7 +350,9 @@ pub fn method_table(evals: &Metrics) -> Vec<Vec<String>> {
 
 fn write_results(out: &Path, sc: &Scenario, metrics: &Metrics, summary: &Summary) -> Result<()> {
     write_atomic(&out.join("scenario.resolved.toml"), sc.resolved_toml.as_bytes())?;
-    write_atomic(&out.join("metrics.csv"), metrics.to_csv().as_bytes())?;
+    let (det, timing) = metrics.split_timing();
+    write_atomic(&out.join("metrics.csv"), det.to_csv().as_bytes())?;
+    write_atomic(&out.join("timing.csv"), timing.to_csv().as_bytes())?;
     write_atomic(&out.join("summary.csv"), summary.to_csv().as_bytes())?;
     Ok(())
 }

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use tch::{nn, Tensor};
 
 use super::{progress, stage_hash, write_atomic, Metrics, RunOptions, Summary};
-use crate::algo::common::copy_weights;
+use crate::algo::common::{copy_weights, CkptParts, ResumeFrom};
 use crate::algo::{best_of_n, dpo, ppo, reward};
 use crate::data::{self, PairTensors, PrefData};
 use crate::eval::Evaluator;
@@ -102,27 +102,133 @@ pub fn eval_sft(sc: &Scenario, s: &Shared, evals: &mut Metrics) {
     }
 }
 
-/// Train and evaluate one method from pi_SFT; cached by its settings.
+/// The run folder of one method run.
+pub fn method_dir(sc: &Scenario, method: &Method, opts: &RunOptions) -> PathBuf {
+    let (name, setting) = (method.name(), method.setting());
+    let cfg = method.train_config(&sc.train);
+    let key = match method.kind {
+        MethodKind::Ppo { .. } => format!("{}|reward|{:?}|method|{:?}|eval|{:?}|{:?}", prefs_key(sc), sc.reward, method.kind, sc.eval, sc.sample),
+        _ => format!("{}|reward|{:?}|method|{:?}|{:?}|eval|{:?}|{:?}", prefs_key(sc), sc.reward, method.kind, cfg, sc.eval, sc.sample),
+    };
+    let label = if setting.is_empty() { name.to_string() } else { format!("{name}-{}", setting.replace(';', "-")) };
+    stage_dir(sc, opts, &label, &key)
+}
+
+/// Whether a method run has finished (its results are in its run folder).
+pub fn method_done(sc: &Scenario, method: &Method, opts: &RunOptions) -> bool {
+    let dir = method_dir(sc, method, opts);
+    dir.join("metrics.csv").exists() && dir.join("eval.csv").exists()
+}
+
+/// A method's resume folder: the state at its last evaluation, replaced atomically.
+struct ResumeDir {
+    dir: PathBuf,
+}
+
+struct Resumed {
+    from: ResumeFrom,
+    metrics: Metrics,
+    evals: Metrics,
+}
+
+impl ResumeDir {
+    fn load(&self, stores: &mut [&mut nn::VarStore]) -> Result<Option<Resumed>> {
+        let state_path = self.dir.join("state.txt");
+        if !state_path.exists() {
+            return Ok(None);
+        }
+        eprintln!("resuming from {}", self.dir.display());
+        let bad = |what: &str| anyhow::anyhow!("corrupt resume state {} ({what}); fix: delete {} to restart this method", state_path.display(), self.dir.display());
+        let text = std::fs::read_to_string(&state_path)?;
+        let mut step = None;
+        let mut rng = [0u64; 4];
+        let mut extra = vec![];
+        let mut n_opts = 0;
+        for line in text.lines() {
+            let (k, v) = line.split_once('=').ok_or_else(|| bad("a line without ="))?;
+            match k {
+                "step" => step = Some(v.parse::<usize>().map_err(|_| bad("step"))?),
+                "rng" => {
+                    let parts: Vec<u64> = v.split(',').map(|x| x.parse::<u64>()).collect::<Result<_, _>>().map_err(|_| bad("rng"))?;
+                    rng = parts.try_into().map_err(|_| bad("rng"))?;
+                }
+                "extra" => extra = if v.is_empty() { vec![] } else { v.split(',').map(|x| x.parse::<f64>()).collect::<Result<_, _>>().map_err(|_| bad("extra"))? },
+                "opts" => n_opts = v.parse::<usize>().map_err(|_| bad("opts"))?,
+                _ => return Err(bad("an unknown key")),
+            }
+        }
+        for (i, vs) in stores.iter_mut().enumerate() {
+            model::load_checkpoint(vs, &self.dir.join(format!("weights{i}.safetensors")))?;
+        }
+        let metrics = Metrics::from_csv(&std::fs::read_to_string(self.dir.join("metrics.csv"))?)?;
+        let evals = Metrics::from_csv(&std::fs::read_to_string(self.dir.join("eval.csv"))?)?;
+        let opt_files = (0..n_opts).map(|i| self.dir.join(format!("opt{i}.safetensors"))).collect();
+        Ok(Some(Resumed { from: ResumeFrom { step: step.ok_or_else(|| bad("no step"))?, opt_files, rng, extra }, metrics, evals }))
+    }
+
+    fn save(&self, step: usize, parts: &CkptParts, stores: &[&nn::VarStore], metrics: &Metrics, evals: &Metrics) -> Result<()> {
+        let tmp = self.dir.with_extension("partial");
+        let _ = std::fs::remove_dir_all(&tmp);
+        std::fs::create_dir_all(&tmp)?;
+        for (i, vs) in stores.iter().enumerate() {
+            model::save_checkpoint(vs, &tmp.join(format!("weights{i}.safetensors")))?;
+        }
+        for (i, o) in parts.opts.iter().enumerate() {
+            o.save(&tmp.join(format!("opt{i}.safetensors")))?;
+        }
+        std::fs::write(tmp.join("metrics.csv"), metrics.to_csv())?;
+        std::fs::write(tmp.join("eval.csv"), evals.to_csv())?;
+        let extra: Vec<String> = parts.extra.iter().map(|x| x.to_string()).collect();
+        let rng: Vec<String> = parts.rng.iter().map(|x| x.to_string()).collect();
+        std::fs::write(tmp.join("state.txt"), format!("step={step}\nrng={}\nextra={}\nopts={}\n", rng.join(","), extra.join(","), parts.opts.len()))?;
+        let _ = std::fs::remove_dir_all(&self.dir);
+        std::fs::rename(&tmp, &self.dir)?;
+        Ok(())
+    }
+}
+
+/// Test hook: `ALIGNLAB_ABORT_AT=<method>:<step>` aborts the process (as kill -9 would) right
+/// after that method's checkpoint at that step.
+fn maybe_abort(name: &str, step: usize) {
+    if let Ok(v) = std::env::var("ALIGNLAB_ABORT_AT") {
+        if v == format!("{name}:{step}") {
+            eprintln!("ALIGNLAB_ABORT_AT: aborting after {name} step {step}");
+            std::process::abort();
+        }
+    }
+}
+
+/// Train and evaluate one method from pi_SFT; cached by its settings. Checkpoints at every
+/// evaluation; a killed run resumes from the last one.
 pub fn method_stage(sc: &Scenario, method: &Method, s: &Shared, opts: &RunOptions, metrics: &mut Metrics, evals: &mut Metrics) -> Result<()> {
     let (name, setting) = (method.name(), method.setting());
     let cfg = method.train_config(&sc.train);
-    let key = format!("{}|reward|{:?}|method|{:?}|{:?}|eval|{:?}|{:?}", prefs_key(sc), sc.reward, method.kind, cfg, sc.eval, sc.sample);
-    let dir = stage_dir(sc, opts, &format!("{name}{}", if setting.is_empty() { String::new() } else { format!("-{}", setting.replace(';', "-")) }), &key);
+    let dir = method_dir(sc, method, opts);
     let (metrics_path, eval_path) = (dir.join("metrics.csv"), dir.join("eval.csv"));
     if metrics_path.exists() && eval_path.exists() {
         metrics.extend(Metrics::from_csv(&std::fs::read_to_string(&metrics_path)?)?);
+        if let Ok(t) = std::fs::read_to_string(dir.join("timing.csv")) {
+            metrics.extend(Metrics::from_csv(&t)?);
+        }
         evals.extend(Metrics::from_csv(&std::fs::read_to_string(&eval_path)?)?);
         return Ok(());
     }
-    let vs = nn::VarStore::new(opts.device);
+    let mut vs = nn::VarStore::new(opts.device);
     let policy = Gpt::new(&vs.root(), &sc.model);
     copy_weights(&vs, s.sft_vs)?;
     let ev = evaluator(sc, s);
+    let resume_dir = ResumeDir { dir: dir.join("resume") };
     let (mut m, mut e) = (Metrics::default(), Metrics::default());
     if let MethodKind::Ppo { gold, cfg } = method.kind {
-        let critic_vs = nn::VarStore::new(opts.device);
+        let mut critic_vs = nn::VarStore::new(opts.device);
         let critic = reward::RewardModel::new(&critic_vs.root(), &sc.model);
         copy_weights(&critic_vs, s.rm_vs)?;
+        let resumed = resume_dir.load(&mut [&mut vs, &mut critic_vs])?;
+        let from = resumed.map(|r| {
+            m = r.metrics;
+            e = r.evals;
+            r.from
+        });
         let world = s.world;
         let score_rm = |ro: &crate::model::Rollout| s.rm.score(&ro.prompt, &ro.prompt_valid, &ro.response, &ro.mask);
         let score_gold = |ro: &crate::model::Rollout| {
@@ -137,6 +243,7 @@ pub fn method_stage(sc: &Scenario, method: &Method, s: &Shared, opts: &RunOption
             score: if gold { &score_gold } else { &score_rm },
         };
         let pb = progress(opts.show_progress, cfg.iterations as u64, name);
+        pb.set_position(from.as_ref().map(|f| f.step as u64).unwrap_or(0));
         ppo::train(
             &policy,
             &vs,
@@ -147,10 +254,15 @@ pub fn method_stage(sc: &Scenario, method: &Method, s: &Shared, opts: &RunOption
             sc.seed,
             (name, &setting),
             &mut m,
-            |step, pol, _| {
+            from,
+            |step, pol, m, parts| {
                 let (rows, _) = ev.evaluate(pol);
                 for (k, v) in rows {
                     e.push(name, &setting, sc.seed, step, &k, v);
+                }
+                if step > 0 && step < cfg.iterations {
+                    resume_dir.save(step, parts, &[&vs, &critic_vs], m, &e)?;
+                    maybe_abort(name, step);
                 }
                 Ok(())
             },
@@ -163,9 +275,16 @@ pub fn method_stage(sc: &Scenario, method: &Method, s: &Shared, opts: &RunOption
         pb.finish_and_clear();
         return finish_method(&dir, &vs, m, e, metrics, evals);
     }
+    let resumed = resume_dir.load(&mut [&mut vs])?;
+    let from = resumed.map(|r| {
+        m = r.metrics;
+        e = r.evals;
+        r.from
+    });
     let reference = matches!(method.kind, MethodKind::Dpo { .. }).then_some(s.train_ref);
     let pb = progress(opts.show_progress, cfg.steps as u64, name);
     pb.set_message(setting.clone());
+    pb.set_position(from.as_ref().map(|f| f.step as u64).unwrap_or(0));
     dpo::train(
         &policy,
         &vs,
@@ -177,10 +296,15 @@ pub fn method_stage(sc: &Scenario, method: &Method, s: &Shared, opts: &RunOption
         sc.seed,
         (name, &setting),
         &mut m,
-        |step, pol, _| {
+        from,
+        |step, pol, m, parts| {
             let (rows, _) = ev.evaluate(pol);
             for (k, v) in rows {
                 e.push(name, &setting, sc.seed, step, &k, v);
+            }
+            if step > 0 && step < cfg.steps {
+                resume_dir.save(step, parts, &[&vs], m, &e)?;
+                maybe_abort(name, step);
             }
             Ok(())
         },
@@ -193,17 +317,28 @@ pub fn method_stage(sc: &Scenario, method: &Method, s: &Shared, opts: &RunOption
 
 fn finish_method(dir: &std::path::Path, vs: &nn::VarStore, m: Metrics, e: Metrics, metrics: &mut Metrics, evals: &mut Metrics) -> Result<()> {
     model::save_checkpoint(vs, &dir.join("model.safetensors"))?;
-    write_atomic(&dir.join("metrics.csv"), m.to_csv().as_bytes())?;
+    let (det, timing) = m.split_timing();
+    write_atomic(&dir.join("timing.csv"), timing.to_csv().as_bytes())?;
+    write_atomic(&dir.join("metrics.csv"), det.to_csv().as_bytes())?;
     write_atomic(&dir.join("eval.csv"), e.to_csv().as_bytes())?;
+    let _ = std::fs::remove_dir_all(dir.join("resume"));
     metrics.extend(m);
     evals.extend(e);
     Ok(())
 }
 
+fn best_of_n_dir(sc: &Scenario, grid: &[usize], opts: &RunOptions) -> PathBuf {
+    let key = format!("{}|reward|{:?}|best_of_n|{grid:?}|eval|{:?}|{:?}", prefs_key(sc), sc.reward, sc.eval, sc.sample);
+    stage_dir(sc, opts, "best_of_n", &key)
+}
+
+pub fn best_of_n_done(sc: &Scenario, grid: &[usize], opts: &RunOptions) -> bool {
+    best_of_n_dir(sc, grid, opts).join("eval.csv").exists()
+}
+
 /// Best-of-N from pi_SFT for every N of the grid, on the evaluation prompts; cached.
 pub fn best_of_n_stage(sc: &Scenario, grid: &[usize], s: &Shared, opts: &RunOptions, evals: &mut Metrics) -> Result<()> {
-    let key = format!("{}|reward|{:?}|best_of_n|{grid:?}|eval|{:?}|{:?}", prefs_key(sc), sc.reward, sc.eval, sc.sample);
-    let dir = stage_dir(sc, opts, "best_of_n", &key);
+    let dir = best_of_n_dir(sc, grid, opts);
     let eval_path = dir.join("eval.csv");
     if eval_path.exists() {
         evals.extend(Metrics::from_csv(&std::fs::read_to_string(&eval_path)?)?);

@@ -24,7 +24,10 @@ pub struct ScenarioError {
 #[derive(Clone, Debug)]
 pub struct Scenario {
     pub name: String,
+    /// The seed of this pipeline (the first of `seeds` as loaded; see [`Scenario::with_seed`]).
     pub seed: u64,
+    /// Every seed of the sweep (`[sweep] seeds`, default `[seed]`).
+    pub seeds: Vec<u64>,
     pub world: WorldConfig,
     pub model: GptConfig,
     pub sft: SftConfig,
@@ -223,6 +226,11 @@ impl Scenario {
     ) -> Result<Scenario, ScenarioError> {
         let wire = wire::parse(text, file, overrides)?;
         wire::validate(wire, text, file, default_name, path)
+    }
+
+    /// The same scenario for one seed of its sweep.
+    pub fn with_seed(&self, seed: u64) -> Scenario {
+        Scenario { seed, ..self.clone() }
     }
 
     /// The sampling budget a model must fit: `<bos>` + the longest prompt + new tokens.

@@ -49,6 +49,15 @@ pub struct ScenarioWire {
     pub ppo_gt: Option<PpoWire>,
     /// Best-of-N from pi_SFT, ranked by the reward model.
     pub best_of_n: Option<BestOfNWire>,
+    /// Seeds (and method grids, moved into their tables when read).
+    pub sweep: Option<SweepWire>,
+}
+
+#[derive(Deserialize, Serialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct SweepWire {
+    /// One full pipeline (world, SFT, data, reward model, methods) per seed.
+    pub seeds: Option<Vec<u64>>,
 }
 
 #[derive(Deserialize, Serialize, Debug, Clone, Copy, PartialEq)]
@@ -391,6 +400,7 @@ pub fn parse(text: &str, file: &str, overrides: &[String]) -> Result<ScenarioWir
             fix: "write --set section.key=value, e.g. --set sft.lr=1e-3".into(),
         })?;
     }
+    expand_sweep(&mut table).map_err(|(key, problem, fix)| err(file, text, &key, problem, fix))?;
     let from_set = |key: &str| overrides.iter().any(|o| o.split('=').next().map(str::trim) == Some(key));
     serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
         let mut key = e.path().to_string();
@@ -421,6 +431,42 @@ pub fn parse(text: &str, file: &str, overrides: &[String]) -> Result<ScenarioWir
         }
         error
     })
+}
+
+/// The grids a `[sweep]` table may set, besides `seeds`.
+pub const SWEEP_GRIDS: &[&str] = &["dpo.beta", "ipo.beta", "cdpo.beta", "unlikelihood.alpha", "ppo.target_kl", "ppo.kl_coef", "ppo_gt.target_kl", "ppo_gt.kl_coef", "best_of_n.n"];
+
+/// Move the grids of `[sweep]` (`dpo.beta = [...]`) into their method tables, leaving `seeds`.
+fn expand_sweep(table: &mut toml::Table) -> Result<(), (String, String, String)> {
+    let Some(toml::Value::Table(sweep)) = table.remove("sweep") else { return Ok(()) };
+    let mut kept = toml::Table::new();
+    for (section, v) in sweep {
+        if section == "seeds" {
+            kept.insert(section, v);
+            continue;
+        }
+        let toml::Value::Table(inner) = v else {
+            return Err((format!("sweep.{section}"), "is not a grid".into(), format!("write grids as `method.key = [...]`, one of: seeds, {}", SWEEP_GRIDS.join(", "))));
+        };
+        for (key, list) in inner {
+            let full = format!("{section}.{key}");
+            if !SWEEP_GRIDS.contains(&full.as_str()) {
+                return Err((format!("sweep.{full}"), "is not a sweepable grid".into(), format!("sweep one of: seeds, {}; other settings go in their own table", SWEEP_GRIDS.join(", "))));
+            }
+            if !list.is_array() {
+                return Err((format!("sweep.{full}"), "is not a list".into(), format!("write `{full} = [v1, v2, ...]`")));
+            }
+            let entry = table.entry(section.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            match entry {
+                toml::Value::Table(t) => {
+                    t.insert(key, list);
+                }
+                _ => return Err((section.clone(), "is not a table".into(), format!("write [{section}] as a table"))),
+            }
+        }
+    }
+    table.insert("sweep".into(), toml::Value::Table(kept));
+    Ok(())
 }
 
 fn apply_override(table: &mut toml::Table, ov: &str) -> Result<(), String> {
@@ -638,6 +684,17 @@ pub fn validate(w: ScenarioWire, text: &str, file: &str, default_name: &str, pat
             methods.push(Method { kind: MethodKind::Ppo { gold, cfg }, opt: over(None, None) });
         }
     }
+    let seeds = match w.sweep.as_ref().and_then(|s| s.seeds.clone()) {
+        None => vec![w.seed],
+        Some(v) => {
+            need!(!v.is_empty(), "sweep.seeds", "is an empty list".into(), "give at least one seed, e.g. [0, 1, 2], or remove it");
+            let mut d = v.clone();
+            d.sort();
+            d.dedup();
+            need!(d.len() == v.len(), "sweep.seeds", "lists a seed twice".into(), "list each seed once");
+            v
+        }
+    };
     let best_of_n = match &w.best_of_n {
         None => None,
         Some(b) => {
@@ -684,5 +741,5 @@ pub fn validate(w: ScenarioWire, text: &str, file: &str, default_name: &str, pat
     let reward = RewardConfig { epochs: r.epochs, batch_size: r.batch_size, lr: r.lr, margin: r.margin, center_coef: r.center_coef, grad_clip: r.grad_clip };
     let train = TrainConfig { steps: t.steps, batch_size: t.batch_size, lr: t.lr, warmup_steps: t.warmup_steps, grad_clip: t.grad_clip };
     let eval = EvalConfig { every: ev.every, samples_per_prompt: ev.samples_per_prompt };
-    Ok(Scenario { name, seed: w.seed, world, model, sft, sample, prefs, reward, train, eval, methods, best_of_n, resolved_toml, source: path.to_path_buf() })
+    Ok(Scenario { name, seed: seeds[0], seeds, world, model, sft, sample, prefs, reward, train, eval, methods, best_of_n, resolved_toml, source: path.to_path_buf() })
 }
