@@ -5,7 +5,9 @@ TORCH_DIR := $(ALIGNLAB_CACHE)/torch-2.11.0
 SCENARIO ?= scenarios/sentiment.toml
 CARGO ?= cargo
 
-.PHONY: setup build run test bench clean-runs
+JOBS ?= 2
+
+.PHONY: setup build run test bench clean-runs sweep ablations report
 
 # Install libtorch (the PyPI torch==2.11.0 wheel) once per machine, then link it as .libtorch.
 # A LIBTORCH set by the user is respected: nothing is installed and .libtorch is not touched.
@@ -27,6 +29,20 @@ build: setup
 
 run: build
 	./target/release/alignlab run $(SCENARIO)
+
+# The quick scenario with three seeds, its cells two at a time.
+sweep: build
+	./target/release/alignlab run $(SCENARIO) --jobs $(JOBS) --set 'sweep.seeds=[0,1,2]' --set name=sentiment-3seeds
+
+# Each ablation at its levels (see the header of each scenario file).
+ablations: build
+	for t in 0.02 0.1 0.5; do ./target/release/alignlab run scenarios/ablation-label-noise.toml --jobs $(JOBS) --set prefs.bt_temperature=$$t --set name=ablation-label-noise-T$$t || exit 1; done
+	for n in 125 500 2000; do ./target/release/alignlab run scenarios/ablation-data-size.toml --jobs $(JOBS) --set world.n_train_prompts=$$n --set name=ablation-data-size-$$n || exit 1; done
+	for d in "32 1" "64 2" "128 2"; do set -- $$d; ./target/release/alignlab run scenarios/ablation-rm-size.toml --jobs $(JOBS) --set reward.d_model=$$1 --set reward.n_layer=$$2 --set name=ablation-rm-size-d$$1 || exit 1; done
+
+# Regenerate every table and plot of every results folder from its CSVs.
+report: build
+	for d in results/*/; do [ -f "$$d/eval.csv" ] && ./target/release/alignlab report "$$d"; done; true
 
 test: setup
 	$(CARGO) test --release

@@ -163,7 +163,7 @@ fn with_shared<T>(sc: &Scenario, opts: &RunOptions, metrics: &mut Metrics, summa
     let prefs = stages::prefs_stage(sc, world, &sft, opts, summary)?;
     let train = crate::data::PairTensors::new(&prefs.train, opts.device);
     let val = crate::data::PairTensors::new(&prefs.val, opts.device);
-    let (rm_vs, rm) = stages::reward_stage(sc, &sft_vs, &train, &val, opts, metrics, summary)?;
+    let (rm_vs, rm) = stages::reward_stage(sc, world, &sft_vs, &train, &val, opts, metrics, summary)?;
     let train_ref = crate::algo::dpo::reference_logps(&sft, &train, 512);
     let val_ref = crate::algo::dpo::reference_logps(&sft, &val, 512);
     let shared = stages::Shared { world, sft_vs: &sft_vs, sft: &sft, rm: &rm, rm_vs: &rm_vs, train: &train, train_ref: &train_ref, val: &val, val_ref: &val_ref };

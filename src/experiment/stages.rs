@@ -46,13 +46,13 @@ pub fn prefs_stage(sc: &Scenario, world: &SentimentWorld, sft: &Gpt, opts: &RunO
 }
 
 /// The Bradley-Terry reward model, initialised from pi_SFT, cached.
-pub fn reward_stage(sc: &Scenario, sft_vs: &nn::VarStore, train: &PairTensors, val: &PairTensors, opts: &RunOptions, metrics: &mut Metrics, summary: &mut Summary) -> Result<(nn::VarStore, reward::RewardModel)> {
+pub fn reward_stage(sc: &Scenario, world: &SentimentWorld, sft_vs: &nn::VarStore, train: &PairTensors, val: &PairTensors, opts: &RunOptions, metrics: &mut Metrics, summary: &mut Summary) -> Result<(nn::VarStore, reward::RewardModel)> {
     let dir = stage_dir(sc, opts, "reward", &format!("{}|reward|{:?}", prefs_key(sc), sc.reward));
     let ckpt = dir.join("model.safetensors");
     let metrics_path = dir.join("metrics.csv");
     let mut vs = nn::VarStore::new(opts.device);
     tch::manual_seed(derive_seed(sc.seed, "reward/init") as i64);
-    let rm = reward::RewardModel::new(&vs.root(), &sc.model);
+    let rm = reward::RewardModel::new(&vs.root(), &sc.reward.model);
     if ckpt.exists() && metrics_path.exists() {
         model::load_checkpoint(&mut vs, &ckpt)?;
         let m = Metrics::from_csv(&std::fs::read_to_string(&metrics_path)?).with_context(|| format!("corrupt {}", metrics_path.display()))?;
@@ -61,7 +61,14 @@ pub fn reward_stage(sc: &Scenario, sft_vs: &nn::VarStore, train: &PairTensors, v
         metrics.extend(m);
         return Ok((vs, rm));
     }
-    copy_weights(&vs, sft_vs)?;
+    if sc.reward.model == sc.model {
+        copy_weights(&vs, sft_vs)?;
+    } else {
+        // A reward model of another size: its trunk is an SFT model of that size.
+        let rm_sc = Scenario { model: sc.reward.model.clone(), ..sc.clone() };
+        let (trunk_vs, _) = super::sft_stage(&rm_sc, world, opts, &mut Metrics::default(), &mut super::Summary::default())?;
+        copy_weights(&vs, &trunk_vs)?;
+    }
     let mut m = Metrics::default();
     let pb = progress(opts.show_progress, reward::total_steps(train.len(), &sc.reward) as u64, "reward");
     let report = reward::train(&rm, &vs, train, val, &sc.reward, sc.seed, &mut m, || pb.inc(1))?;
@@ -221,7 +228,7 @@ pub fn method_stage(sc: &Scenario, method: &Method, s: &Shared, opts: &RunOption
     let (mut m, mut e) = (Metrics::default(), Metrics::default());
     if let MethodKind::Ppo { gold, cfg } = method.kind {
         let mut critic_vs = nn::VarStore::new(opts.device);
-        let critic = reward::RewardModel::new(&critic_vs.root(), &sc.model);
+        let critic = reward::RewardModel::new(&critic_vs.root(), &sc.reward.model);
         copy_weights(&critic_vs, s.rm_vs)?;
         let resumed = resume_dir.load(&mut [&mut vs, &mut critic_vs])?;
         let from = resumed.map(|r| {

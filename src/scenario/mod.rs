@@ -109,6 +109,10 @@ pub struct RewardConfig {
     /// Adds center_coef * mean((r_w + r_l)^2), keeping rewards centred.
     pub center_coef: f64,
     pub grad_clip: f64,
+    /// The reward model's (and so PPO's critic's) architecture. Equal to `[model]` unless
+    /// `[reward]` sets `n_layer`/`d_model`/`n_head`; its trunk is then an SFT model of that size
+    /// trained on the same reviews (its own cached SFT stage).
+    pub model: crate::model::GptConfig,
 }
 
 /// Optimisation shared by the preference methods (DPO family, Preferred-FT, Unlikelihood).

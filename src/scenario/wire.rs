@@ -174,11 +174,18 @@ pub struct RewardWire {
     pub margin: f64,
     pub center_coef: f64,
     pub grad_clip: f64,
+    /// Reward-model size (default: the policy's `[model]`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub n_layer: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub d_model: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub n_head: Option<usize>,
 }
 
 impl Default for RewardWire {
     fn default() -> Self {
-        RewardWire { epochs: 3, batch_size: 64, lr: 3e-4, margin: 0.0, center_coef: 0.0, grad_clip: 1.0 }
+        RewardWire { epochs: 3, batch_size: 64, lr: 3e-4, margin: 0.0, center_coef: 0.0, grad_clip: 1.0, n_layer: None, d_model: None, n_head: None }
     }
 }
 
@@ -738,7 +745,15 @@ pub fn validate(w: ScenarioWire, text: &str, file: &str, default_name: &str, pat
         val_fraction: p.val_fraction,
         temperature: p.temperature,
     };
-    let reward = RewardConfig { epochs: r.epochs, batch_size: r.batch_size, lr: r.lr, margin: r.margin, center_coef: r.center_coef, grad_clip: r.grad_clip };
+    let rm_model = GptConfig {
+        n_layer: r.n_layer.unwrap_or(m.n_layer) as i64,
+        d_model: r.d_model.unwrap_or(m.d_model) as i64,
+        n_head: r.n_head.unwrap_or(m.n_head) as i64,
+        ..model.clone()
+    };
+    need!(rm_model.n_layer >= 1 && rm_model.n_layer <= 48, "reward.n_layer", format!("must be in 1..=48 (got {})", rm_model.n_layer), "use a few layers, e.g. 2");
+    need!(rm_model.n_head >= 1 && rm_model.d_model >= 1 && rm_model.d_model % rm_model.n_head == 0, "reward.d_model", format!("d_model {} is not a multiple of n_head {}", rm_model.d_model, rm_model.n_head), "make reward.d_model divisible by reward.n_head (default: model.n_head)");
+    let reward = RewardConfig { epochs: r.epochs, batch_size: r.batch_size, lr: r.lr, margin: r.margin, center_coef: r.center_coef, grad_clip: r.grad_clip, model: rm_model };
     let train = TrainConfig { steps: t.steps, batch_size: t.batch_size, lr: t.lr, warmup_steps: t.warmup_steps, grad_clip: t.grad_clip };
     let eval = EvalConfig { every: ev.every, samples_per_prompt: ev.samples_per_prompt };
     Ok(Scenario { name, seed: seeds[0], seeds, world, model, sft, sample, prefs, reward, train, eval, methods, best_of_n, resolved_toml, source: path.to_path_buf() })
