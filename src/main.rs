@@ -63,6 +63,18 @@ enum Cmd {
         #[arg(long, default_value = "runs")]
         runs: PathBuf,
     },
+    /// Build the shared stages (world, SFT, preference data, reward model) of every seed, or of
+    /// one, without running any method.
+    Prepare {
+        file: PathBuf,
+        #[command(flatten)]
+        common: Common,
+        /// Only this seed.
+        #[arg(long)]
+        seed: Option<u64>,
+        #[arg(long, default_value = "runs")]
+        runs: PathBuf,
+    },
     /// List a scenario's cells (seed, index, method, setting) and whether each has finished.
     Cells {
         file: PathBuf,
@@ -158,6 +170,15 @@ fn run() -> Result<()> {
             let device = setup(&common)?;
             let opts = RunOptions { results_root: PathBuf::from("results"), runs_root: runs, device, show_progress: false, jobs: 1, threads: tch::get_num_threads() as usize, cell_args: vec![] };
             experiment::run_cell(&sc, &opts, index)?;
+        }
+        Cmd::Prepare { file, common, seed, runs } => {
+            let sc = Scenario::load(&file, &common.set)?;
+            let device = setup(&common)?;
+            let opts = RunOptions { results_root: PathBuf::from("results"), runs_root: runs, device, show_progress: true, jobs: 1, threads: tch::get_num_threads() as usize, cell_args: vec![] };
+            for s in sc.seeds.iter().filter(|s| seed.is_none_or(|x| x == **s)) {
+                experiment::prepare(&sc.with_seed(*s), &opts)?;
+                println!("seed {s}: shared stages ready");
+            }
         }
         Cmd::Cells { file, set, runs } => {
             let sc = Scenario::load(&file, &set)?;

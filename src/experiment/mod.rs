@@ -188,6 +188,11 @@ pub fn run_cell(sc: &Scenario, opts: &RunOptions, index: usize) -> Result<()> {
     })
 }
 
+/// The shared stages of `sc.seed` only.
+pub fn prepare(sc: &Scenario, opts: &RunOptions) -> Result<()> {
+    with_shared(sc, opts, &mut Metrics::default(), &mut Summary::default(), |_, _, _| Ok(()))
+}
+
 /// The cells of a sweep that have not finished: (seed, index, label).
 pub fn pending_cells(sc: &Scenario, opts: &RunOptions) -> Vec<(u64, usize, String)> {
     let mut out = Vec::new();

@@ -370,12 +370,17 @@ pub fn best_of_n_stage(sc: &Scenario, grid: &[usize], s: &Shared, opts: &RunOpti
         put("eval/gold_oracle_ci", p.gold_oracle.ci95);
     }
     // The optimal frontier pi* proportional to pi_SFT exp(r / beta), by self-normalised
-    // importance sampling over the same candidates (gold reward).
-    let betas = [0.02, 0.03, 0.05, 0.07, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0, 2.0];
-    for (beta, kl, r) in crate::report::frontier::optimal_frontier(&gold, &betas) {
+    // importance sampling over the same candidates (gold reward), kept while the effective
+    // sample size is at least a tenth of the candidates (past that it only reflects the sample).
+    let betas = [0.01, 0.02, 0.03, 0.05, 0.07, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0, 2.0];
+    for (beta, kl, r, ess) in crate::report::frontier::optimal_frontier(&gold, &betas) {
+        if ess < 0.1 * n_max as f64 {
+            continue;
+        }
         let setting = format!("beta={beta}");
         e.push("optimal", &setting, sc.seed, 0, "eval/gold", r);
         e.push("optimal", &setting, sc.seed, 0, "eval/kl", kl);
+        e.push("optimal", &setting, sc.seed, 0, "eval/ess", ess);
     }
     write_atomic(&eval_path, e.to_csv().as_bytes())?;
     evals.extend(e);

@@ -73,17 +73,20 @@ pub fn mean_ci_t(xs: &[f64]) -> (f64, f64) {
 /// The optimal frontier: for each beta, pi* proportional to pi_ref exp(r / beta) estimated by
 /// self-normalised importance sampling from samples of pi_ref. `rewards[row]` holds the rewards
 /// of independent samples for one prompt. Returns (beta, KL(pi* || pi_ref), E_pi*[r]), averaged
-/// over rows. On a finite sample pi* lives on the sample, so KL is at most log(samples).
-pub fn optimal_frontier(rewards: &[Vec<f64>], betas: &[f64]) -> Vec<(f64, f64, f64)> {
+/// over rows, and the mean effective sample size 1 / sum w^2 of the normalised weights. On a
+/// finite sample pi* lives on the sample, so KL is at most log(samples): a point is only
+/// trustworthy while its effective sample size is large.
+pub fn optimal_frontier(rewards: &[Vec<f64>], betas: &[f64]) -> Vec<(f64, f64, f64, f64)> {
     betas
         .iter()
         .map(|&beta| {
-            let (mut kl, mut r) = (0.0, 0.0);
+            let (mut kl, mut r, mut ess) = (0.0, 0.0, 0.0);
             for row in rewards {
                 let n = row.len() as f64;
                 let m = row.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
                 let w: Vec<f64> = row.iter().map(|x| ((x - m) / beta).exp()).collect();
                 let z: f64 = w.iter().sum();
+                ess += 1.0 / w.iter().map(|x| (x / z).powi(2)).sum::<f64>();
                 for (wi, ri) in w.iter().zip(row) {
                     let p = wi / z;
                     if p > 0.0 {
@@ -93,7 +96,7 @@ pub fn optimal_frontier(rewards: &[Vec<f64>], betas: &[f64]) -> Vec<(f64, f64, f
                 }
             }
             let rows = rewards.len() as f64;
-            (beta, kl / rows, r / rows)
+            (beta, kl / rows, r / rows, ess / rows)
         })
         .collect()
 }
