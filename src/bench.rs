@@ -2,7 +2,9 @@
 //!
 //! - matmul peak: best fp32 GFLOP/s of square matmuls (n = 512, 1024): the MFU yardstick;
 //! - SFT step: training tokens/s and MFU at the quick scenario's size and at d_model 256, 4 layers;
-//! - sampling: generated tokens/s at batch 256, 32 new tokens, with and without the KV cache.
+//! - DPO step: pairs/s (chosen and rejected in one forward pass, reference log-probs cached);
+//! - sampling: generated tokens/s at batch 256, 32 new tokens, with and without the KV cache;
+//! - PPO iteration: rollout tokens/s and update seconds at the quick scenario's settings.
 
 use anyhow::Result;
 use std::time::Instant;
@@ -133,6 +135,35 @@ pub fn ppo_iteration(cfg: &GptConfig, rollout_batch: usize, device: Device, quic
     Ok((toks / ro, ro, up))
 }
 
+/// DPO steps (policy forward and backward on chosen and rejected in one pass, reference
+/// log-probs cached, Adam) on random pairs: pairs/s.
+pub fn dpo_step(cfg: &GptConfig, pairs: usize, device: Device, quick: bool) -> f64 {
+    use crate::algo::common::response_logps;
+    use crate::algo::dpo::preference_loss;
+    tch::manual_seed(0);
+    let vs = nn::VarStore::new(device);
+    let gpt = Gpt::new(&vs.root(), cfg);
+    let mut opt = crate::algo::adam::Adam::new(&vs, 1e-4, (0.9, 0.999), 0.0);
+    let n = pairs as i64;
+    let prompt = Tensor::randint_low(3, cfg.vocab_size, [2 * n, 9], (Kind::Int64, device));
+    let _ = prompt.select(1, 0).fill_(crate::world::BOS);
+    let valid = Tensor::ones([2 * n, 9], (Kind::Bool, device));
+    let response = Tensor::randint_low(3, cfg.vocab_size, [2 * n, 16], (Kind::Int64, device));
+    let mask = Tensor::ones([2 * n, 16], (Kind::Float, device));
+    let (rc, rr) = (Tensor::zeros([n], (Kind::Float, device)), Tensor::zeros([n], (Kind::Float, device)));
+    let reps = if quick { 3 } else { 10 };
+    let secs = time_it(2, reps, || {
+        let lp = response_logps(&gpt, &prompt, &valid, &response, &mask);
+        let out = preference_loss(crate::scenario::PrefLoss::Sigmoid, 0.1, &lp.narrow(0, 0, n), &lp.narrow(0, n, n), &rc, &rr);
+        let loss = out.losses.mean(Kind::Float);
+        opt.zero_grad();
+        loss.backward();
+        opt.step();
+        let _ = loss.double_value(&[]);
+    });
+    pairs as f64 / secs
+}
+
 pub fn run(device: Device, quick: bool) -> Result<()> {
     println!("alignlab bench on {device:?}, {} threads", tch::get_num_threads());
     let peak = matmul_peak(device, quick);
@@ -142,6 +173,9 @@ pub fn run(device: Device, quick: bool) -> Result<()> {
     for (name, cfg) in [("quick (d128 L2)", &quick_model), ("d256 L4", &big_model)] {
         let r = sft_step(cfg, 64, 21, device, peak, quick);
         println!("sft step {name:16} B64 T21       {:>10.0} tokens/s  MFU {:5.1}%", r.tokens_per_s, 100.0 * r.mfu);
+    }
+    for (name, cfg) in [("quick (d128 L2)", &quick_model), ("d256 L4", &big_model)] {
+        println!("dpo step {name:16} B64 pairs P9 N16 {:>10.1} pairs/s", dpo_step(cfg, 64, device, quick));
     }
     let cached = sampling(&quick_model, 256, 9, 32, true, device, quick);
     let uncached = sampling(&quick_model, 256, 9, 32, false, device, quick);

@@ -159,11 +159,13 @@ fn with_shared<T>(sc: &Scenario, opts: &RunOptions, metrics: &mut Metrics, summa
     let World::Sentiment(world) = &world;
     summary.add("world", "vocabulary", format!("{} tokens", world.vocab.size()));
     summary.add("world", "reviews", format!("{} train, {} val", world.train.len(), world.val.len()));
-    let (sft_vs, sft) = sft_stage(sc, world, opts, metrics, summary)?;
+    let (mut sft_vs, sft) = sft_stage(sc, world, opts, metrics, summary)?;
+    sft_vs.freeze(); // pi_SFT is pi_ref from here on: no gradients, ever
     let prefs = stages::prefs_stage(sc, world, &sft, opts, summary)?;
     let train = crate::data::PairTensors::new(&prefs.train, opts.device);
     let val = crate::data::PairTensors::new(&prefs.val, opts.device);
-    let (rm_vs, rm) = stages::reward_stage(sc, world, &sft_vs, &train, &val, opts, metrics, summary)?;
+    let (mut rm_vs, rm) = stages::reward_stage(sc, world, &sft_vs, &train, &val, opts, metrics, summary)?;
+    rm_vs.freeze();
     let train_ref = crate::algo::dpo::reference_logps(&sft, &train, 512);
     let val_ref = crate::algo::dpo::reference_logps(&sft, &val, 512);
     let shared = stages::Shared { world, sft_vs: &sft_vs, sft: &sft, rm: &rm, rm_vs: &rm_vs, train: &train, train_ref: &train_ref, val: &val, val_ref: &val_ref };
