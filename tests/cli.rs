@@ -39,13 +39,18 @@ const TINY: &[&str] = &[
 /// since `--set ppo.x=...` would create them).
 fn tiny_for(file: &Path) -> Vec<&'static str> {
     let text = std::fs::read_to_string(file).unwrap_or_default();
-    TINY.iter()
+    let mut v: Vec<&'static str> = TINY
+        .iter()
         .copied()
         .filter(|s| {
             let section = s.split('.').next().unwrap();
             !matches!(section, "ppo" | "ppo_gt" | "best_of_n") || text.contains(&format!("[{section}]"))
         })
-        .collect()
+        .collect();
+    if text.contains("[sweep]") {
+        v.push("sweep.seeds=[0]"); // one seed is enough for a smoke run
+    }
+    v
 }
 
 fn run(file: &Path, out: &Path, extra: &[&str]) -> Output {
