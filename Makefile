@@ -7,7 +7,7 @@ CARGO ?= cargo
 
 JOBS ?= 2
 
-.PHONY: setup build run test bench clean-runs sweep ablations report
+.PHONY: setup build run test bench bench-compare clean-runs sweep ablations report
 
 # Install libtorch (the PyPI torch==2.11.0 wheel) once per machine, then link it as .libtorch.
 # A LIBTORCH set by the user is respected: nothing is installed and .libtorch is not touched.
@@ -49,6 +49,10 @@ test: setup
 
 bench: build
 	./target/release/alignlab bench
+
+# alignlab against the plain PyTorch reference (baselines/reference), same shapes and threads.
+bench-compare: build
+	cd baselines/reference && PYTHONPATH="$$(dirname "$$(readlink -f ../../.libtorch)")" python3 -W ignore::UserWarning bench.py --alignlab ../../target/release/alignlab --threads 2
 
 clean-runs:
 	rm -rf runs

@@ -106,7 +106,7 @@ pub fn ppo_iteration(cfg: &GptConfig, rollout_batch: usize, device: Device, quic
     let pcfg = PpoConfig {
         iterations,
         rollout_batch,
-        minibatch_size: rollout_batch / 4,
+        minibatch_size: rollout_batch / 2,
         ppo_epochs: 4,
         lr: 1e-4,
         vf_lr: 1e-4,
@@ -184,7 +184,7 @@ pub fn run(device: Device, quick: bool) -> Result<()> {
     println!("KV-cache speed-up                     {:>10.2}x", cached / uncached);
     for b in [64usize, 256] {
         let (tps, ro, up) = ppo_iteration(&quick_model, b, device, quick)?;
-        println!("ppo iteration quick B{b:<3} N16 4 epochs  rollout {tps:>8.0} tokens/s ({:.3} s), update {up:.3} s", ro);
+        println!("ppo iteration quick B{b:<3} N16 4 epochs mb B/2 rollout {tps:>8.0} tokens/s ({:.3} s), update {up:.3} s", ro);
     }
     Ok(())
 }

@@ -1,0 +1,153 @@
+"""The PyTorch reference's speed at the shapes of `alignlab bench`, and the ratios.
+
+usage: python3 bench.py [--alignlab target/release/alignlab] [--threads 2]
+Runs alignlab's bench (same thread count) and the same steps here, then prints both and the
+alignlab / reference ratio of each (higher is better for alignlab).
+"""
+
+import re
+import subprocess
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+
+from alignref import GPT, dpo_loss, gae, ppo_policy_loss, ppo_value_loss
+
+
+def median_time(fn, warmup=2, reps=10):
+    for _ in range(warmup):
+        fn()
+    ts = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t)
+    ts.sort()
+    return ts[len(ts) // 2]
+
+
+def sft_step(d, layers, batch=64, t=21, vocab=51):
+    torch.manual_seed(0)
+    m = GPT(vocab, 64, layers, 4, d)
+    opt = torch.optim.AdamW(m.parameters(), lr=1e-4, betas=(0.9, 0.99), weight_decay=0.0)
+    seq = torch.randint(3, vocab, (batch, t + 1))
+    valid = torch.ones(batch, t, dtype=torch.bool)
+
+    def step():
+        logits = m.logits(m(seq[:, :-1], valid))
+        loss = F.cross_entropy(logits.reshape(-1, vocab), seq[:, 1:].reshape(-1))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        loss.item()
+
+    return batch * t / median_time(step)
+
+
+def dpo_step(d, layers, pairs=64, vocab=51):
+    torch.manual_seed(0)
+    m = GPT(vocab, 64, layers, 4, d)
+    opt = torch.optim.Adam(m.parameters(), lr=1e-4)
+    prompt = torch.randint(3, vocab, (2 * pairs, 9))
+    prompt[:, 0] = 1
+    resp = torch.randint(3, vocab, (2 * pairs, 16))
+    tokens = torch.cat([prompt, resp], 1)
+    valid = torch.ones_like(tokens, dtype=torch.bool)
+    ref = torch.zeros(pairs)
+
+    def step():
+        logits = m.logits(m(tokens, valid)[:, 8:24])
+        lp = torch.gather(F.log_softmax(logits, -1), 2, resp.unsqueeze(2)).squeeze(2).sum(1)
+        loss = dpo_loss("sigmoid", 0.1, lp[:pairs], lp[pairs:], ref, ref).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        loss.item()
+
+    return pairs / median_time(step)
+
+
+def ppo_iteration(d=128, layers=2, batch=64, minibatch=32, epochs=4, vocab=51, n_new=16):
+    torch.manual_seed(0)
+    policy, reference, critic, rm = (GPT(vocab, 64, layers, 4, d) for _ in range(4))
+    vhead, rhead = torch.nn.Linear(d, 1), torch.nn.Linear(d, 1)
+    opt = torch.optim.Adam(policy.parameters(), lr=1e-4)
+    vopt = torch.optim.Adam(list(critic.parameters()) + list(vhead.parameters()), lr=1e-4)
+    lens = torch.randint(3, 9, (batch,))
+    prompt = torch.randint(3, vocab, (batch, 9))
+    pvalid = torch.arange(9).unsqueeze(0) >= (9 - lens).unsqueeze(1)
+    prompt[~pvalid] = 0
+    out = {}
+
+    def rollout():
+        resp = policy.generate(prompt, pvalid, n_new)
+        n = resp.shape[1]
+        tokens = torch.cat([prompt, resp], 1)
+        valid = torch.cat([pvalid, torch.ones_like(resp, dtype=torch.bool)], 1)
+        mask = torch.ones(batch, n)
+        with torch.no_grad():
+            def lp(m):
+                logits = m.logits(m(tokens, valid)[:, 8 : 8 + n])
+                return torch.gather(F.log_softmax(logits, -1), 2, resp.unsqueeze(2)).squeeze(2)
+            old, ref = lp(policy), lp(reference)
+            values = vhead(critic(tokens, valid)[:, 8 : 8 + n]).squeeze(-1)
+            score = rhead(rm(tokens, valid)[:, -1]).squeeze(-1)
+            rewards = -0.1 * (old - ref)
+            rewards[:, -1] += score
+            adv = gae(rewards, values, mask, 1.0, 0.95)
+            ret = adv + values
+            adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+        out.update(tokens=tokens, valid=valid, resp=resp, mask=mask, old=old, values=values, adv=adv, ret=ret, n=n)
+        return mask.sum().item()
+
+    def update():
+        o = out
+        n = o["n"]
+        for _ in range(epochs):
+            perm = torch.randperm(batch)
+            for i in range(0, batch, minibatch):
+                idx = perm[i : i + minibatch]
+                logits = policy.logits(policy(o["tokens"][idx], o["valid"][idx])[:, 8 : 8 + n])
+                new = torch.gather(F.log_softmax(logits, -1), 2, o["resp"][idx].unsqueeze(2)).squeeze(2)
+                v = vhead(critic(o["tokens"][idx], o["valid"][idx])[:, 8 : 8 + n]).squeeze(-1)
+                m = o["mask"][idx]
+                loss = ppo_policy_loss(new, o["old"][idx], o["adv"][idx], m, 0.2) + 0.1 * ppo_value_loss(v, o["values"][idx], o["ret"][idx], m, 0.2)
+                opt.zero_grad(set_to_none=True)
+                vopt.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(policy.parameters(), 1.0)
+                opt.step()
+                vopt.step()
+
+    tokens = rollout()
+    t_roll = median_time(rollout, warmup=1, reps=5)
+    t_upd = median_time(update, warmup=1, reps=5)
+    return tokens / t_roll, t_roll, t_upd
+
+
+def main():
+    threads = int(sys.argv[sys.argv.index("--threads") + 1]) if "--threads" in sys.argv else 2
+    exe = sys.argv[sys.argv.index("--alignlab") + 1] if "--alignlab" in sys.argv else "target/release/alignlab"
+    torch.set_num_threads(threads)
+    ours = subprocess.run([exe, "bench", "--threads", str(threads), "--device", "cpu"], capture_output=True, text=True, check=True).stdout
+    print(ours)
+    num = lambda pat: float(re.search(pat, ours).group(1))
+    rows = [
+        ("sft step d128 L2 (tokens/s)", num(r"sft step quick.*?\s([\d.]+) tokens/s"), sft_step(128, 2)),
+        ("sft step d256 L4 (tokens/s)", num(r"sft step d256.*?\s([\d.]+) tokens/s"), sft_step(256, 4)),
+        ("dpo step d128 L2 (pairs/s)", num(r"dpo step quick.*?\s([\d.]+) pairs/s"), dpo_step(128, 2)),
+        ("dpo step d256 L4 (pairs/s)", num(r"dpo step d256.*?\s([\d.]+) pairs/s"), dpo_step(256, 4)),
+    ]
+    tps, roll, upd = ppo_iteration()
+    rows.append(("ppo rollout B64 (tokens/s)", num(r"B64 .*?rollout\s+([\d.]+) tokens/s"), tps))
+    ours_upd = num(r"B64 .*?update ([\d.]+) s")
+    rows.append(("ppo update B64 (updates/s)", 1.0 / ours_upd, 1.0 / upd))
+    print(f"{'step':32s} {'alignlab':>12s} {'pytorch ref':>12s} {'ratio':>7s}")
+    for name, a, r in rows:
+        print(f"{name:32s} {a:12.1f} {r:12.1f} {a / r:7.2f}x")
+
+
+if __name__ == "__main__":
+    main()
