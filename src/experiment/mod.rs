@@ -221,7 +221,9 @@ fn run_cells(sc: &Scenario, opts: &RunOptions) -> Result<Vec<(u64, usize, String
     if pending.is_empty() {
         return Ok(vec![]);
     }
-    let exe = std::env::current_exe().context("cannot find the alignlab binary to run cells")?;
+    // The running binary; if it was replaced on disk meanwhile (a rebuild), the path it was
+    // started by.
+    let exe = std::env::current_exe().ok().filter(|p| p.exists()).or_else(|| std::env::args().next().map(PathBuf::from)).context("cannot find the alignlab binary to run cells")?;
     let threads = (opts.threads / opts.jobs).max(1);
     eprintln!("alignlab: {} cells, {} at a time, {threads} torch threads each", pending.len(), opts.jobs);
     let mut failed = Vec::new();
