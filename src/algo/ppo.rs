@@ -292,10 +292,8 @@ pub fn train(
     let mut score_stats = RunningStats::default();
     let settings = SampleSettings { temperature: cfg.temperature, top_k: 0, max_new_tokens: ctx.max_new_tokens, use_cache: true };
     let device = policy.cfg_device();
-    let parts = |opt: &Adam, vf_opt: &Adam, rng: &Rng, kl: &KlController, st: &RunningStats| -> (Vec<f64>, [u64; 4]) {
-        let _ = (opt, vf_opt);
-        (vec![kl.coef, st.n, st.mean, st.m2], rng.state())
-    };
+    // The scalars a checkpoint carries besides the optimisers: KL coefficient, score statistics.
+    let scalars = |kl: &KlController, st: &RunningStats| vec![kl.coef, st.n, st.mean, st.m2];
     let start = match &resume {
         Some(r) => {
             opt.load(&r.opt_files[0])?;
@@ -306,8 +304,7 @@ pub fn train(
             r.step
         }
         None => {
-            let (extra, state) = parts(&opt, &vf_opt, &rng, &kl_ctl, &score_stats);
-            on_eval(0, policy, metrics, &CkptParts { opts: vec![&opt, &vf_opt], rng: state, extra })?;
+            on_eval(0, policy, metrics, &CkptParts { opts: vec![&opt, &vf_opt], rng: rng.state(), extra: scalars(&kl_ctl, &score_stats) })?;
             0
         }
     };
@@ -420,8 +417,7 @@ pub fn train(
         push(metrics, "time/rollout_tokens", generated);
         on_step(it, kl_seq);
         if it1 % cfg.eval_every == 0 || it1 == cfg.iterations {
-            let (extra, state) = parts(&opt, &vf_opt, &rng, &kl_ctl, &score_stats);
-            on_eval(it1, policy, metrics, &CkptParts { opts: vec![&opt, &vf_opt], rng: state, extra })?;
+            on_eval(it1, policy, metrics, &CkptParts { opts: vec![&opt, &vf_opt], rng: rng.state(), extra: scalars(&kl_ctl, &score_stats) })?;
         }
     }
     Ok(())

@@ -110,11 +110,16 @@ pub enum FitForm {
     Rl,
 }
 
-/// Least-squares fit of (a, b) and R^2 to points (KL, gain). None with fewer than 3 points
-/// or a singular system.
+/// Least-squares fit of (a, b) and R^2 to points (KL, gain). None with fewer than 3 points,
+/// when the points do not span a range of d (the smallest d above half the largest: two
+/// parameters would be fitted to one cluster) or for a singular system.
 pub fn fit_gao(points: &[(f64, f64)], form: FitForm) -> Option<(f64, f64, f64)> {
     let pts: Vec<(f64, f64)> = points.iter().copied().filter(|(k, r)| k.is_finite() && r.is_finite() && *k > 0.0).collect();
     if pts.len() < 3 {
+        return None;
+    }
+    let (dmin, dmax) = pts.iter().fold((f64::INFINITY, 0.0f64), |(lo, hi), p| (lo.min(p.0.sqrt()), hi.max(p.0.sqrt())));
+    if dmin > 0.5 * dmax {
         return None;
     }
     // gain = a * f1(d) + b * f2(d), f1 = d, f2 = -d^2 or -d log d.

@@ -227,7 +227,7 @@ fn overoptimization<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, points: &[
                 .legend(move |(x, y)| Circle::new((x + 9, y), 4, c.filled()));
             if let Some((a, b, _)) = fit_gao(pts, *form) {
                 let dmax = pts.iter().map(|p| p.0.sqrt()).fold(0.0, f64::max);
-                let curve: Vec<(f64, f64)> = (0..=60).map(|j| dmax * j as f64 / 60.0).map(|d| (d, gao_curve(a, b, *form, d * d))).collect();
+                let curve: Vec<(f64, f64)> = (0..=60).map(|j| dmax * j as f64 / 60.0).map(|d| (d, gao_curve(a, b, *form, d * d))).filter(|p| p.1 >= y0 && p.1 <= y1).collect();
                 chart.draw_series(LineSeries::new(curve, c.stroke_width(2))).map_err(err)?;
             }
         }
