@@ -105,24 +105,21 @@ fn frontier<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, points: &[Point]) 
         let c = color(i);
         let mine: Vec<&&Point> = shown.iter().filter(|p| &p.method == m).collect();
         let label = if m == "best_of_n" { "best_of_n (KL bound)".to_string() } else { m.clone() };
-        if m == "optimal" {
-            let mut pts: Vec<(f64, f64)> = mine.iter().map(|p| (p.kl, p.gold)).collect();
-            pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+        if m != "optimal" {
             chart
-                .draw_series(DashedLineSeries::new(pts, 8, 5, BLACK.stroke_width(2)))
+                .draw_series(mine.iter().map(|p| Circle::new((p.kl, p.gold), 3, c.mix(0.45).filled())))
                 .map_err(err)?
-                .label("optimal (SNIS from π_ref)")
-                .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], BLACK.stroke_width(2)));
-            continue;
+                .label(label)
+                .legend(move |(x, y)| Circle::new((x + 9, y), 4, c.filled()));
         }
-        chart
-            .draw_series(mine.iter().map(|p| Circle::new((p.kl, p.gold), 3, c.mix(0.45).filled())))
-            .map_err(err)?
-            .label(label)
-            .legend(move |(x, y)| Circle::new((x + 9, y), 4, c.filled()));
         // The envelope: mean over seeds on a KL grid, with a t-band over seeds.
         let envs = envelopes(points, m);
-        let kmax = envs.iter().filter_map(|(_, e)| e.last().map(|p| p.0)).fold(0.0, f64::max);
+        // The optimal frontier stops where its estimate stops (the smallest of the seeds' ranges).
+        let kmax = if m == "optimal" {
+            envs.iter().filter_map(|(_, e)| e.last().map(|p| p.0)).fold(f64::INFINITY, f64::min)
+        } else {
+            envs.iter().filter_map(|(_, e)| e.last().map(|p| p.0)).fold(0.0, f64::max)
+        };
         let grid: Vec<f64> = (0..=80).map(|j| kmax * j as f64 / 80.0).collect();
         let stats: Vec<(f64, f64, f64)> = grid
             .iter()
@@ -137,7 +134,15 @@ fn frontier<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, points: &[Point]) 
             poly.extend(stats.iter().rev().map(|&(k, m, c)| (k, m - c)));
             chart.draw_series(std::iter::once(Polygon::new(poly, c.mix(0.15).filled()))).map_err(err)?;
         }
-        chart.draw_series(LineSeries::new(stats.iter().map(|&(k, m, _)| (k, m)), c.stroke_width(2))).map_err(err)?;
+        if m == "optimal" {
+            chart
+                .draw_series(DashedLineSeries::new(stats.iter().map(|&(k, m, _)| (k, m)).collect::<Vec<_>>(), 8, 5, BLACK.stroke_width(2)))
+                .map_err(err)?
+                .label("optimal (SNIS from π_ref)")
+                .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], BLACK.stroke_width(2)));
+        } else {
+            chart.draw_series(LineSeries::new(stats.iter().map(|&(k, m, _)| (k, m)), c.stroke_width(2))).map_err(err)?;
+        }
     }
     chart.configure_series_labels().label_font((FONT, 14)).background_style(WHITE.mix(0.85)).border_style(BLACK).position(SeriesLabelPosition::LowerRight).draw().map_err(err)?;
     Ok(())
