@@ -194,6 +194,43 @@ impl ResumeDir {
     }
 }
 
+impl ResumeDir {
+    /// Restore the weights into `stores` and the logs so far into `metrics` and `evals`;
+    /// returns where the trainer resumes, or None for a fresh start.
+    fn resume_into(&self, stores: &mut [&mut nn::VarStore], metrics: &mut Metrics, evals: &mut Metrics) -> Result<Option<ResumeFrom>> {
+        Ok(self.load(stores)?.map(|r| {
+            *metrics = r.metrics;
+            *evals = r.evals;
+            r.from
+        }))
+    }
+}
+
+/// A trainer's evaluation callback: evaluate `policy` at `step` into `evals`, then, before the
+/// last step, checkpoint everything a resumed run needs.
+#[allow(clippy::too_many_arguments)]
+fn evaluate_and_checkpoint(
+    ev: &Evaluator,
+    policy: &Gpt,
+    (name, setting, seed): (&str, &str, u64),
+    (step, total): (usize, usize),
+    resume: &ResumeDir,
+    parts: &CkptParts,
+    stores: &[&nn::VarStore],
+    metrics: &Metrics,
+    evals: &mut Metrics,
+) -> Result<()> {
+    let (rows, _) = ev.evaluate(policy);
+    for (k, v) in rows {
+        evals.push(name, setting, seed, step, &k, v);
+    }
+    if step > 0 && step < total {
+        resume.save(step, parts, stores, metrics, evals)?;
+        maybe_abort(name, step);
+    }
+    Ok(())
+}
+
 /// Test hook: `ALIGNLAB_ABORT_AT=<method>:<step>` aborts the process (as kill -9 would) right
 /// after that method's checkpoint at that step.
 fn maybe_abort(name: &str, step: usize) {
@@ -230,12 +267,7 @@ pub fn method_stage(sc: &Scenario, method: &Method, s: &Shared, opts: &RunOption
         let mut critic_vs = nn::VarStore::new(opts.device);
         let critic = reward::RewardModel::new(&critic_vs.root(), &sc.reward.model);
         copy_weights(&critic_vs, s.rm_vs)?;
-        let resumed = resume_dir.load(&mut [&mut vs, &mut critic_vs])?;
-        let from = resumed.map(|r| {
-            m = r.metrics;
-            e = r.evals;
-            r.from
-        });
+        let from = resume_dir.resume_into(&mut [&mut vs, &mut critic_vs], &mut m, &mut e)?;
         let world = s.world;
         let score_rm = |ro: &crate::model::Rollout| s.rm.score(&ro.prompt, &ro.prompt_valid, &ro.response, &ro.mask);
         let score_gold = |ro: &crate::model::Rollout| {
@@ -262,17 +294,7 @@ pub fn method_stage(sc: &Scenario, method: &Method, s: &Shared, opts: &RunOption
             (name, &setting),
             &mut m,
             from,
-            |step, pol, m, parts| {
-                let (rows, _) = ev.evaluate(pol);
-                for (k, v) in rows {
-                    e.push(name, &setting, sc.seed, step, &k, v);
-                }
-                if step > 0 && step < cfg.iterations {
-                    resume_dir.save(step, parts, &[&vs, &critic_vs], m, &e)?;
-                    maybe_abort(name, step);
-                }
-                Ok(())
-            },
+            |step, pol, m, parts| evaluate_and_checkpoint(&ev, pol, (name, &setting, sc.seed), (step, cfg.iterations), &resume_dir, parts, &[&vs, &critic_vs], m, &mut e),
             |_, kl| {
                 pb.inc(1);
                 pb.set_message(format!("{setting} KL {kl:.2}"));
@@ -282,12 +304,7 @@ pub fn method_stage(sc: &Scenario, method: &Method, s: &Shared, opts: &RunOption
         pb.finish_and_clear();
         return finish_method(&dir, &vs, m, e, metrics, evals);
     }
-    let resumed = resume_dir.load(&mut [&mut vs])?;
-    let from = resumed.map(|r| {
-        m = r.metrics;
-        e = r.evals;
-        r.from
-    });
+    let from = resume_dir.resume_into(&mut [&mut vs], &mut m, &mut e)?;
     let reference = matches!(method.kind, MethodKind::Dpo { .. }).then_some(s.train_ref);
     let pb = progress(opts.show_progress, cfg.steps as u64, name);
     pb.set_message(setting.clone());
@@ -304,17 +321,7 @@ pub fn method_stage(sc: &Scenario, method: &Method, s: &Shared, opts: &RunOption
         (name, &setting),
         &mut m,
         from,
-        |step, pol, m, parts| {
-            let (rows, _) = ev.evaluate(pol);
-            for (k, v) in rows {
-                e.push(name, &setting, sc.seed, step, &k, v);
-            }
-            if step > 0 && step < cfg.steps {
-                resume_dir.save(step, parts, &[&vs], m, &e)?;
-                maybe_abort(name, step);
-            }
-            Ok(())
-        },
+        |step, pol, m, parts| evaluate_and_checkpoint(&ev, pol, (name, &setting, sc.seed), (step, cfg.steps), &resume_dir, parts, &[&vs], m, &mut e),
         |_| pb.inc(1),
     )
     .with_context(|| format!("method {name} {setting}"))?;
