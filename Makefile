@@ -36,7 +36,7 @@ sweep: build
 
 # Each ablation at its levels (see the header of each scenario file).
 ablations: build
-	for t in 0.02 0.1 0.5; do ./target/release/alignlab run scenarios/ablation-label-noise.toml --jobs $(JOBS) --set prefs.bt_temperature=$$t --set name=ablation-label-noise-T$$t || exit 1; done
+	for t in "0.02 0p02" "0.1 0p1" "0.5 0p5"; do set -- $$t; ./target/release/alignlab run scenarios/ablation-label-noise.toml --jobs $(JOBS) --set prefs.bt_temperature=$$1 --set name=ablation-label-noise-T$$2 || exit 1; done
 	for n in 125 500 2000; do ./target/release/alignlab run scenarios/ablation-data-size.toml --jobs $(JOBS) --set world.n_train_prompts=$$n --set name=ablation-data-size-$$n || exit 1; done
 	for d in "32 1" "64 2" "128 2"; do set -- $$d; ./target/release/alignlab run scenarios/ablation-rm-size.toml --jobs $(JOBS) --set reward.d_model=$$1 --set reward.n_layer=$$2 --set name=ablation-rm-size-d$$1 || exit 1; done
 

@@ -7,8 +7,9 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 
 use alignlab::device::{self, DeviceChoice};
-use alignlab::experiment::{self, RunOptions, World};
-use alignlab::scenario::Scenario;
+use alignlab::experiment::{self, RunOptions};
+use alignlab::scenario::{Scenario, WorldConfig};
+use alignlab::world::{SentimentWorld, SummarizeWorld};
 
 #[derive(Parser)]
 #[command(name = "alignlab", version, about = "RLHF vs DPO in controlled worlds with a known gold reward")]
@@ -130,18 +131,37 @@ fn run() -> Result<()> {
         }
         Cmd::World { file, show, set } => {
             let sc = Scenario::load(&file, &set)?;
-            let World::Sentiment(w) = World::build(&sc);
-            println!("sentiment world: {} tokens, {} train / {} val reviews; true-process NLL {:.4} nats/token", w.vocab.size(), w.train.len(), w.val.len(), w.val_nll_per_token());
-            println!("\nevaluation prompts:");
-            for p in w.eval_prompts.iter().take(show) {
-                println!("  gold {:.3}  | {}", w.gold_reward(p), w.vocab.render(p));
-            }
-            println!("\nreviews from the true process (z = latent sentiment):");
             let mut rng = alignlab::rng::Rng::new(alignlab::rng::derive_seed(sc.seed, "world/show"));
-            for _ in 0..show {
-                let (z, words) = w.sample_review(&mut rng);
-                let z = if z == alignlab::world::sentiment::POS { "pos" } else { "neg" };
-                println!("  z={z} gold {:.3}  | {}", w.gold_reward(&words), w.vocab.render(&words));
+            match &sc.world {
+                WorldConfig::Sentiment(c) => {
+                    let w = SentimentWorld::new(c, sc.seed);
+                    println!("sentiment world: {} tokens, {} train / {} val reviews; true-process NLL {:.4} nats/token", w.vocab.size(), w.train.len(), w.val.len(), w.val_nll_per_token());
+                    println!("\nevaluation prompts:");
+                    for p in w.eval_prompts.iter().take(show) {
+                        println!("  gold {:.3}  | {}", w.gold_reward(p), w.vocab.render(p));
+                    }
+                    println!("\nreviews from the true process (z = latent sentiment):");
+                    for _ in 0..show {
+                        let (z, words) = w.sample_review(&mut rng);
+                        let z = if z == alignlab::world::sentiment::POS { "pos" } else { "neg" };
+                        println!("  z={z} gold {:.3}  | {}", w.gold_reward(&words), w.vocab.render(&words));
+                    }
+                }
+                WorldConfig::Summarize(c) => {
+                    let w = SummarizeWorld::new(c, sc.seed);
+                    println!("summarize world: {} tokens, {} train / {} val documents; reference-process NLL {:.4} nats/token", w.vocab.size(), w.train.len(), w.val.len(), w.val_nll_per_token());
+                    let facts: Vec<String> = (0..c.n_facts).map(|i| format!("{} {:.2}", w.vocab.words[3 + i], w.salience[3 + i].unwrap())).collect();
+                    println!("fact saliences (worth a mention above {}): {}", c.length_penalty, facts.join(", "));
+                    println!("\nevaluation documents, reference summary, optimal summary and a labeller summary (gold judge):");
+                    for (p, r) in w.eval_prompts.iter().zip(&w.eval_references).take(show) {
+                        let o = w.optimal_summary(p);
+                        let l = w.labeller_summary(p, c.summary_max_len() + 1, &mut rng);
+                        println!("  {}", w.vocab.render(p));
+                        println!("    reference {:+.3} | {}", w.judge(p, r), w.vocab.render(r));
+                        println!("    optimal   {:+.3} | {}", w.judge(p, &o), w.vocab.render(&o));
+                        println!("    labeller  {:+.3} | {}", w.judge(p, &l), w.vocab.render(&l));
+                    }
+                }
             }
         }
         Cmd::Run { file, common, results, runs, jobs } => {

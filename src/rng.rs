@@ -66,6 +66,11 @@ impl Rng {
         lo + (self.next_u64() % ((hi - lo + 1) as u64)) as usize
     }
 
+    /// Uniform integer in [0, n) (n >= 1).
+    pub fn below(&mut self, n: usize) -> usize {
+        self.range(0, n - 1)
+    }
+
     /// Standard normal (Box-Muller).
     pub fn normal(&mut self) -> f64 {
         let u1 = self.uniform().max(1e-300);

@@ -84,6 +84,15 @@ fn every_scenario_runs_tiny_and_writes_results() {
         }
         let metrics = std::fs::read_to_string(res.join("metrics.csv")).unwrap();
         assert!(metrics.contains("sft/nll/val"));
+        if name.contains("summarize") {
+            // Win rates at every step and at each final temperature, for every policy.
+            let evals = std::fs::read_to_string(res.join("eval.csv")).unwrap();
+            for m in ["sft,", "dpo,", "ppo,", "best_of_n,"] {
+                for metric in ["eval/winrate,", "eval_t0/winrate,", "eval_t1/winrate_lo,"] {
+                    assert!(evals.lines().any(|l| l.starts_with(m) && l.contains(metric)), "{name}: no {metric} for {m}");
+                }
+            }
+        }
         std::fs::remove_dir_all(&out).ok();
     }
 }
@@ -161,6 +170,10 @@ fn check_and_world_commands() {
     let t = text(&o);
     assert_eq!(t.matches("gold ").count(), 6, "{t}");
     assert!(t.contains("true-process NLL"));
+    let o = bin().args(["world", "scenarios/summarize.toml", "--show", "2", "--set", "world.n_train=10"]).output().unwrap();
+    assert!(o.status.success());
+    let t = text(&o);
+    assert!(t.contains("reference-process NLL") && t.matches("optimal   ").count() == 2, "{t}");
 }
 
 #[test]

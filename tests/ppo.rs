@@ -200,8 +200,10 @@ fn best_of_n_picks_by_proxy_and_bounds_kl() {
     // Proxy ranks candidate 2 best among the first 3; gold disagrees.
     let proxy = vec![vec![0.0, 0.1, 0.9, 0.5], vec![0.3, 0.2, 0.1, 0.0]];
     let gold = vec![vec![0.2, 1.0, 0.1, 0.7], vec![0.4, 0.9, 0.8, 0.6]];
-    let pts = evaluate(&proxy, &gold, &[1, 3]);
+    let pts = evaluate(&proxy, &gold, &[1, 3], Some(&[0.3, 0.4]));
     assert!((pts[0].gold.mean - 0.3).abs() < 1e-12); // first candidates: 0.2, 0.4
+    // Against references 0.3 and 0.4: N=1 loses one and ties one; N=3 (0.1, 0.4) the same.
+    assert!((pts[0].winrate.unwrap().0 - 0.25).abs() < 1e-12 && (pts[1].winrate.unwrap().0 - 0.25).abs() < 1e-12);
     assert!((pts[1].gold.mean - (0.1 + 0.4) / 2.0).abs() < 1e-12);
     assert!((pts[1].gold_oracle.mean - (1.0 + 0.9) / 2.0).abs() < 1e-12);
     assert!((pts[1].proxy.mean - (0.9 + 0.3) / 2.0).abs() < 1e-12);

@@ -37,7 +37,7 @@ fn a_valid_scenario_resolves_with_defaults() {
     assert_eq!(sc.name, "t");
     assert_eq!(sc.seed, 3);
     assert_eq!(sc.sft.steps, 10);
-    let WorldConfig::Sentiment(w) = &sc.world;
+    let WorldConfig::Sentiment(w) = &sc.world else { panic!("not the sentiment world") };
     assert_eq!(w.n_train, 100);
     assert_eq!(w.n_positive, 12, "default filled in");
     assert_eq!(sc.model.vocab_size, 3 + 12 + 12 + 24);
@@ -92,7 +92,7 @@ fn overrides_apply_and_are_checked() {
     let sc = load(GOOD, &["sft.lr=0.01", "world.tilt=2", "model.d_model=64"]).unwrap();
     assert_eq!(sc.sft.lr, 0.01);
     assert_eq!(sc.model.d_model, 64);
-    let WorldConfig::Sentiment(w) = &sc.world;
+    let WorldConfig::Sentiment(w) = &sc.world else { panic!("not the sentiment world") };
     assert_eq!(w.tilt, 2.0);
     expect_err(GOOD, &["sft.lrr=0.01"], &["sft.lrr", "unknown field", "(--set)"]);
     expect_err(GOOD, &["sft.steps=many"], &["sft.steps", "invalid type"]);
@@ -143,4 +143,21 @@ fn method_tables_expand_and_are_checked() {
     expect_err(&format!("{GOOD}\n[ppo_gt]\nkl_coef = [0.1]\nkl_estimator = \"k2\"\n"), &[], &["kl_estimator", "unknown variant"]);
     expect_err(&format!("{GOOD}\n[best_of_n]\nn = [0]\n"), &[], &["best_of_n.n", "1..=256"]);
     expect_err(&format!("{GOOD}\n[prefs]\nlabels = \"noisy\"\n"), &[], &["prefs.labels", "unknown variant"]);
+}
+
+#[test]
+fn summarize_world_settings_are_checked() {
+    let sum = GOOD.replace("kind = \"sentiment\"", "kind = \"summarize\"");
+    let sc = load(&sum, &["prefs.source=\"labeller\"", "eval.temperatures=[0.0, 0.5, 1.0]"]).unwrap();
+    let WorldConfig::Summarize(w) = &sc.world else { panic!("not the summarize world") };
+    assert_eq!((w.n_facts, w.max_facts), (32, 5));
+    assert_eq!(sc.eval.temperatures, vec![0.0, 0.5, 1.0]);
+    expect_err(&sum, &["prefs.source=\"true_process\""], &["prefs.source", "labeller"]);
+    expect_err(GOOD, &["prefs.source=\"labeller\""], &["prefs.source", "true_process"]);
+    expect_err(&sum, &["world.ref_drop=1.5"], &["world.ref_drop", "probability"]);
+    expect_err(&sum, &["world.max_facts=40"], &["world.max_facts"]);
+    expect_err(&sum, &["world.doc_min_len=3"], &["world.doc_min_len"]);
+    expect_err(&sum, &["model.block_size=16"], &["model.block_size"]);
+    expect_err(&sum, &["world.n_fact=3"], &["n_fact"]);
+    expect_err(GOOD, &["eval.temperatures=[-1.0]"], &["eval.temperatures"]);
 }

@@ -12,9 +12,9 @@
 use tch::Kind;
 
 use super::reward::RewardModel;
-use crate::eval::{mean_ci, Stat};
+use crate::eval::{mean_ci, win_rate, Stat};
 use crate::model::{generate, left_pad, Gpt, SampleSettings};
-use crate::world::SentimentWorld;
+use crate::world::TextWorld;
 
 /// The analytic KL bound of Best-of-N: log N - (N - 1) / N.
 pub fn kl_bound(n: usize) -> f64 {
@@ -39,10 +39,12 @@ pub struct BonPoint {
     pub proxy: Stat,
     pub gold_oracle: Stat,
     pub kl_bound: f64,
+    /// Win rate of the picked candidates against the rows' references: (rate, lo, hi).
+    pub winrate: Option<(f64, f64, f64)>,
 }
 
 /// Candidates for every row, scored: (proxy `[rows][N_max]`, gold `[rows][N_max]`).
-pub fn score_candidates(world: &SentimentWorld, sft: &Gpt, rm: &RewardModel, rows: &[Vec<i64>], n_max: usize, settings: &SampleSettings, seed: i64) -> (Vec<Vec<f64>>, Vec<Vec<f64>>) {
+pub fn score_candidates(world: &dyn TextWorld, sft: &Gpt, rm: &RewardModel, rows: &[Vec<i64>], n_max: usize, settings: &SampleSettings, seed: i64) -> (Vec<Vec<f64>>, Vec<Vec<f64>>) {
     let _guard = tch::no_grad_guard();
     let device = sft.cfg_device();
     let flat: Vec<Vec<i64>> = rows.iter().flat_map(|p| std::iter::repeat_n(p.clone(), n_max)).collect();
@@ -54,22 +56,24 @@ pub fn score_candidates(world: &SentimentWorld, sft: &Gpt, rm: &RewardModel, row
         let s = rm.score(&prompt, &valid, &ro.response, &ro.mask).to_kind(Kind::Double).to_device(tch::Device::Cpu);
         proxy.extend(Vec::<f64>::try_from(s).expect("scores"));
         for (p, r) in chunk.iter().zip(ro.response_rows()) {
-            gold.push(world.gold_reward(&[p.as_slice(), &r].concat()));
+            gold.push(world.gold(p, &r));
         }
     }
     let split = |v: Vec<f64>| v.chunks(n_max).map(|c| c.to_vec()).collect::<Vec<_>>();
     (split(proxy), split(gold))
 }
 
-/// Evaluate every N of the grid on the same candidates.
-pub fn evaluate(proxy: &[Vec<f64>], gold: &[Vec<f64>], grid: &[usize]) -> Vec<BonPoint> {
+/// Evaluate every N of the grid on the same candidates; `ref_gold` (one per row) adds the win
+/// rate against the references.
+pub fn evaluate(proxy: &[Vec<f64>], gold: &[Vec<f64>], grid: &[usize], ref_gold: Option<&[f64]>) -> Vec<BonPoint> {
     grid.iter()
         .map(|&n| {
             let picked: Vec<usize> = proxy.iter().map(|p| argmax_prefix(p, n)).collect();
             let g: Vec<f64> = picked.iter().zip(gold).map(|(&i, g)| g[i]).collect();
             let p: Vec<f64> = picked.iter().zip(proxy).map(|(&i, p)| p[i]).collect();
             let oracle: Vec<f64> = gold.iter().map(|g| g[argmax_prefix(g, n)]).collect();
-            BonPoint { n, gold: mean_ci(&g), proxy: mean_ci(&p), gold_oracle: mean_ci(&oracle), kl_bound: kl_bound(n) }
+            let winrate = ref_gold.map(|r| win_rate(&g, r));
+            BonPoint { n, gold: mean_ci(&g), proxy: mean_ci(&p), gold_oracle: mean_ci(&oracle), kl_bound: kl_bound(n), winrate }
         })
         .collect()
 }

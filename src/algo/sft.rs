@@ -23,23 +23,39 @@ use crate::scenario::SftConfig;
 use crate::world::{BOS, EOS, PAD};
 
 /// Token sequences `<bos> words <eos> <pad>...` as one `[N, L]` tensor, with row lengths.
+/// `targets` is the same with the prompt's tokens (of [`SeqData::from_examples`]) set to
+/// `<pad>`, so that the loss covers the response and `<eos>` only.
 pub struct SeqData {
     pub seqs: Tensor,
+    pub targets: Tensor,
     pub lens: Vec<usize>,
 }
 
 impl SeqData {
+    /// Whole texts, every word scored.
     pub fn new(texts: &[Vec<i64>], device: Device) -> SeqData {
-        let l = texts.iter().map(|t| t.len() + 2).max().unwrap_or(2);
-        let mut flat = vec![PAD; texts.len() * l];
-        let mut lens = Vec::with_capacity(texts.len());
-        for (i, t) in texts.iter().enumerate() {
-            flat[i * l] = BOS;
-            flat[i * l + 1..i * l + 1 + t.len()].copy_from_slice(t);
-            flat[i * l + 1 + t.len()] = EOS;
-            lens.push(t.len() + 2);
+        let examples: Vec<(Vec<i64>, Vec<i64>)> = texts.iter().map(|t| (vec![], t.clone())).collect();
+        SeqData::from_examples(&examples, device)
+    }
+
+    /// (prompt, response) pairs: `<bos> prompt response <eos>`, scored on `response <eos>`.
+    pub fn from_examples(examples: &[(Vec<i64>, Vec<i64>)], device: Device) -> SeqData {
+        let l = examples.iter().map(|(p, r)| p.len() + r.len() + 2).max().unwrap_or(2);
+        let mut flat = vec![PAD; examples.len() * l];
+        let mut tflat = vec![PAD; examples.len() * l];
+        let mut lens = Vec::with_capacity(examples.len());
+        for (i, (p, r)) in examples.iter().enumerate() {
+            let row = &mut flat[i * l..(i + 1) * l];
+            row[0] = BOS;
+            row[1..1 + p.len()].copy_from_slice(p);
+            row[1 + p.len()..1 + p.len() + r.len()].copy_from_slice(r);
+            row[1 + p.len() + r.len()] = EOS;
+            let n = p.len() + r.len() + 2;
+            tflat[i * l + 1 + p.len()..i * l + n].copy_from_slice(&row[1 + p.len()..n]);
+            lens.push(n);
         }
-        SeqData { seqs: Tensor::from_slice(&flat).view([texts.len() as i64, l as i64]).to_device(device), lens }
+        let shape = [examples.len() as i64, l as i64];
+        SeqData { seqs: Tensor::from_slice(&flat).view(shape).to_device(device), targets: Tensor::from_slice(&tflat).view(shape).to_device(device), lens }
     }
 
     pub fn len(&self) -> usize {
@@ -55,7 +71,8 @@ impl SeqData {
         let t = idx.iter().map(|&i| self.lens[i]).max().unwrap() as i64;
         let index = Tensor::from_slice(&idx.iter().map(|&i| i as i64).collect::<Vec<_>>()).to_device(self.seqs.device());
         let rows = self.seqs.index_select(0, &index).narrow(1, 0, t);
-        (rows.narrow(1, 0, t - 1), rows.narrow(1, 1, t - 1))
+        let targets = self.targets.index_select(0, &index).narrow(1, 1, t - 1);
+        (rows.narrow(1, 0, t - 1), targets)
     }
 }
 

@@ -13,7 +13,7 @@ use tch::{Device, Kind, Tensor};
 use crate::model::{generate, left_pad, Gpt, SampleSettings};
 use crate::rng::{derive_seed, Rng};
 use crate::scenario::{Labels, PrefSource, PrefsConfig};
-use crate::world::{SentimentWorld, EOS, PAD};
+use crate::world::{TextWorld, PAD};
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Pair {
@@ -34,25 +34,9 @@ fn sigmoid(x: f64) -> f64 {
     1.0 / (1.0 + (-x).exp())
 }
 
-/// Continue `prompt` with the world's Bayes predictive (the true process) for up to `n` tokens.
-fn true_process_completion(world: &SentimentWorld, prompt: &[i64], n: usize, rng: &mut Rng) -> Vec<i64> {
-    let mut text = prompt.to_vec();
-    let mut out = Vec::new();
-    while out.len() < n {
-        let p = world.predictive_next(&text);
-        let t = rng.categorical(&p) as i64;
-        out.push(t);
-        if t == EOS {
-            break;
-        }
-        text.push(t);
-    }
-    out
-}
-
 /// K completions per prompt, labelled pairs, split by prompt.
-pub fn build(world: &SentimentWorld, sft: &Gpt, cfg: &PrefsConfig, max_new_tokens: usize, seed: u64, device: Device) -> PrefData {
-    let prompts = &world.train_prompts;
+pub fn build(world: &dyn TextWorld, sft: &Gpt, cfg: &PrefsConfig, max_new_tokens: usize, seed: u64, device: Device) -> PrefData {
+    let prompts = world.train_prompts();
     let k = cfg.k;
     // 1. Completions, prompt-major: completions[i * k + j].
     let completions: Vec<Vec<i64>> = match cfg.source {
@@ -67,12 +51,12 @@ pub fn build(world: &SentimentWorld, sft: &Gpt, cfg: &PrefsConfig, max_new_token
             }
             out
         }
-        PrefSource::TrueProcess => {
+        PrefSource::OffPolicy => {
             let mut rng = Rng::new(derive_seed(seed, "prefs/true_process"));
-            prompts.iter().flat_map(|p| (0..k).map(|_| true_process_completion(world, p, max_new_tokens, &mut rng)).collect::<Vec<_>>()).collect()
+            prompts.iter().flat_map(|p| (0..k).map(|_| world.offpolicy_completion(p, max_new_tokens, &mut rng)).collect::<Vec<_>>()).collect()
         }
     };
-    let gold: Vec<f64> = completions.iter().enumerate().map(|(i, c)| world.gold_reward(&[prompts[i / k].as_slice(), c].concat())).collect();
+    let gold: Vec<f64> = completions.iter().enumerate().map(|(i, c)| world.gold(&prompts[i / k], c)).collect();
     // 2. Split prompts.
     let mut rng = Rng::new(derive_seed(seed, "prefs/split"));
     let mut order: Vec<usize> = (0..prompts.len()).collect();

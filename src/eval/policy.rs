@@ -13,20 +13,22 @@
 
 use tch::{Kind, Tensor};
 
-use super::{mean_ci, Stat};
+use super::{mean_ci, win_rate, Stat};
 use crate::algo::common::{concat_prompt_response, response_logps};
 use crate::algo::reward::RewardModel;
 use crate::data::PairTensors;
 use crate::model::{generate, left_pad, sample::positions_of, Gpt, SampleSettings};
-use crate::world::{SentimentWorld, EOS};
+use crate::world::{TextWorld, EOS};
 
 pub struct Evaluator<'a> {
-    pub world: &'a SentimentWorld,
+    pub world: &'a dyn TextWorld,
     pub reference: &'a Gpt,
     pub rm: Option<&'a RewardModel>,
     /// Held-out pairs and their reference log-probs, for the implicit-reward accuracy.
     pub heldout: Option<(&'a PairTensors, &'a (Tensor, Tensor))>,
     pub prompts: Vec<Vec<i64>>,
+    /// Gold reward of each row's reference response, where the world has references.
+    pub ref_gold: Option<Vec<f64>>,
     pub settings: SampleSettings,
     pub seed: i64,
 }
@@ -55,6 +57,13 @@ fn distinct(texts: &[Vec<i64>], n: usize) -> f64 {
     }
 }
 
+/// The gold reward of each evaluation row's reference response (`samples_per_prompt` rows per
+/// prompt), where the world has references.
+pub fn reference_gold(world: &dyn TextWorld, samples_per_prompt: usize) -> Option<Vec<f64>> {
+    let refs = world.eval_references()?;
+    Some(world.eval_prompts().iter().zip(refs).flat_map(|(p, r)| std::iter::repeat_n(world.gold(p, r), samples_per_prompt)).collect())
+}
+
 /// Per-sample results, kept for tests and CIs.
 pub struct EvalSamples {
     pub gold: Vec<f64>,
@@ -64,23 +73,36 @@ pub struct EvalSamples {
 }
 
 impl Evaluator<'_> {
-    pub fn new<'a>(world: &'a SentimentWorld, reference: &'a Gpt, rm: Option<&'a RewardModel>, heldout: Option<(&'a PairTensors, &'a (Tensor, Tensor))>, samples_per_prompt: usize, settings: SampleSettings, seed: i64) -> Evaluator<'a> {
-        let prompts = world.eval_prompts.iter().flat_map(|p| std::iter::repeat_n(p.clone(), samples_per_prompt)).collect();
-        Evaluator { world, reference, rm, heldout, prompts, settings, seed }
+    pub fn new<'a>(world: &'a dyn TextWorld, reference: &'a Gpt, rm: Option<&'a RewardModel>, heldout: Option<(&'a PairTensors, &'a (Tensor, Tensor))>, samples_per_prompt: usize, settings: SampleSettings, seed: i64) -> Evaluator<'a> {
+        let prompts = world.eval_prompts().iter().flat_map(|p| std::iter::repeat_n(p.clone(), samples_per_prompt)).collect();
+        let ref_gold = reference_gold(world, samples_per_prompt);
+        Evaluator { world, reference, rm, heldout, prompts, ref_gold, settings, seed }
     }
 
-    /// Sample, then score: returns the named metrics and the per-sample values.
+    /// Sample at the evaluation settings, then score: the named metrics and per-sample values.
     pub fn evaluate(&self, policy: &Gpt) -> (Vec<(String, f64)>, EvalSamples) {
+        self.evaluate_with(policy, &self.settings)
+    }
+
+    /// The evaluation at another sampling temperature, metrics named `eval_t{T}/...`; the
+    /// held-out implicit-reward accuracy does not depend on sampling and is left out.
+    pub fn evaluate_at_temperature(&self, policy: &Gpt, temperature: f64) -> Vec<(String, f64)> {
+        let settings = SampleSettings { temperature, ..self.settings };
+        let (rows, _) = self.evaluate_with(policy, &settings);
+        rows.into_iter().filter(|(k, _)| k != "eval/implicit_acc").map(|(k, v)| (super::at_temperature(&k, temperature), v)).collect()
+    }
+
+    fn evaluate_with(&self, policy: &Gpt, settings: &SampleSettings) -> (Vec<(String, f64)>, EvalSamples) {
         let _guard = tch::no_grad_guard();
         let device = self.reference.cfg_device();
         let (prompt, valid) = left_pad(&self.prompts, device);
         tch::manual_seed(self.seed);
-        let ro = generate(policy, &prompt, &valid, &self.settings);
+        let ro = generate(policy, &prompt, &valid, settings);
         let rows = ro.response_rows();
-        let gold: Vec<f64> = self.prompts.iter().zip(&rows).map(|(p, r)| self.world.gold_reward(&[p.as_slice(), r].concat())).collect();
-        let fluency: Vec<f64> = self.prompts.iter().zip(&rows).map(|(p, r)| self.world.fluency(&[p.as_slice(), r].concat())).collect();
+        let gold: Vec<f64> = self.prompts.iter().zip(&rows).map(|(p, r)| self.world.gold(p, r)).collect();
+        let fluency: Option<Vec<f64>> = self.prompts.iter().zip(&rows).map(|(p, r)| self.world.fluency(p, r)).collect();
         // KL at the sampling temperature (greedy decoding is measured at temperature 1).
-        let t = if self.settings.temperature > 0.0 { self.settings.temperature } else { 1.0 };
+        let t = if settings.temperature > 0.0 { settings.temperature } else { 1.0 };
         let lp = (response_logits(policy, &prompt, &valid, &ro.response) / t).log_softmax(-1, Kind::Float); // [B, N, V]
         let lq = (response_logits(self.reference, &prompt, &valid, &ro.response) / t).log_softmax(-1, Kind::Float);
         let mask = &ro.mask;
@@ -108,10 +130,18 @@ impl Evaluator<'_> {
             ("eval/entropy".to_string(), mean_ci(&entropy).mean),
             ("eval/distinct1".to_string(), distinct(&rows, 1)),
             ("eval/distinct2".to_string(), distinct(&rows, 2)),
-            ("eval/fluency".to_string(), mean_ci(&fluency).mean),
             ("eval/length".to_string(), length),
             ("eval/eos_rate".to_string(), eos_rate),
         ];
+        if let Some(f) = fluency {
+            out.push(("eval/fluency".to_string(), mean_ci(&f).mean));
+        }
+        if let Some(refs) = &self.ref_gold {
+            let (w, lo, hi) = win_rate(&gold, refs);
+            out.push(("eval/winrate".to_string(), w));
+            out.push(("eval/winrate_lo".to_string(), lo));
+            out.push(("eval/winrate_hi".to_string(), hi));
+        }
         if let Some(rm) = self.rm {
             let proxy = rm.score(&prompt, &valid, &ro.response, mask);
             out.push(("eval/proxy".to_string(), proxy.mean(Kind::Float).double_value(&[])));

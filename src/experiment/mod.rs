@@ -18,7 +18,7 @@ use crate::algo::sft::{self, SeqData};
 use crate::model::{self, Gpt};
 use crate::rng::derive_seed;
 use crate::scenario::{Scenario, WorldConfig};
-use crate::world::SentimentWorld;
+use crate::world::{SentimentWorld, SummarizeWorld, TextWorld};
 
 pub struct RunOptions {
     pub results_root: PathBuf,
@@ -40,15 +40,10 @@ pub fn stage_hash(key: &str) -> String {
 }
 
 /// The built world of a scenario.
-pub enum World {
-    Sentiment(SentimentWorld),
-}
-
-impl World {
-    pub fn build(sc: &Scenario) -> World {
-        match &sc.world {
-            WorldConfig::Sentiment(c) => World::Sentiment(SentimentWorld::new(c, sc.seed)),
-        }
+pub fn build_world(sc: &Scenario) -> Box<dyn TextWorld> {
+    match &sc.world {
+        WorldConfig::Sentiment(c) => Box::new(SentimentWorld::new(c, sc.seed)),
+        WorldConfig::Summarize(c) => Box::new(SummarizeWorld::new(c, sc.seed)),
     }
 }
 
@@ -108,7 +103,7 @@ pub(crate) fn progress(show: bool, len: u64, what: &str) -> indicatif::ProgressB
 }
 
 /// SFT stage: train pi_SFT or reuse the cached checkpoint. Returns the model's VarStore.
-pub fn sft_stage(sc: &Scenario, world: &SentimentWorld, opts: &RunOptions, metrics: &mut Metrics, summary: &mut Summary) -> Result<(nn::VarStore, Gpt)> {
+pub fn sft_stage(sc: &Scenario, world: &dyn TextWorld, opts: &RunOptions, metrics: &mut Metrics, summary: &mut Summary) -> Result<(nn::VarStore, Gpt)> {
     let key = format!("sft|{:?}|{:?}|{:?}|seed={}", sc.world, sc.model, sc.sft, sc.seed);
     let dir = opts.runs_root.join(&sc.name).join(format!("sft-{}", stage_hash(&key)));
     let ckpt = dir.join("model.safetensors");
@@ -116,8 +111,8 @@ pub fn sft_stage(sc: &Scenario, world: &SentimentWorld, opts: &RunOptions, metri
     let mut vs = nn::VarStore::new(opts.device);
     tch::manual_seed(derive_seed(sc.seed, "sft/init") as i64);
     let gpt = Gpt::new(&vs.root(), &sc.model);
-    let val = SeqData::new(&world.val, opts.device);
-    let true_nll = world.val_nll_per_token();
+    let val = SeqData::from_examples(&world.sft_examples(true), opts.device);
+    let true_nll = world.true_nll_per_token();
     if ckpt.exists() && metrics_path.exists() {
         model::load_checkpoint(&mut vs, &ckpt)?;
         let text = std::fs::read_to_string(&metrics_path).with_context(|| format!("cannot read {}", metrics_path.display()))?;
@@ -131,7 +126,7 @@ pub fn sft_stage(sc: &Scenario, world: &SentimentWorld, opts: &RunOptions, metri
         metrics.extend(cached);
         return Ok((vs, gpt));
     }
-    let train = SeqData::new(&world.train, opts.device);
+    let train = SeqData::from_examples(&world.sft_examples(false), opts.device);
     let mut m = Metrics::default();
     let pb = progress(opts.show_progress, sc.sft.steps as u64, "sft");
     let report = sft::train(&gpt, &vs, &train, &val, &sc.sft, sc.seed, "sft", &mut m, |step, loss| {
@@ -155,10 +150,11 @@ pub fn sft_stage(sc: &Scenario, world: &SentimentWorld, opts: &RunOptions, metri
 /// Build the shared stages of one seed (world, SFT, preference data, reward model, reference
 /// log-probs) and hand them to `f`.
 fn with_shared<T>(sc: &Scenario, opts: &RunOptions, metrics: &mut Metrics, summary: &mut Summary, f: impl FnOnce(&stages::Shared, &mut Metrics, &mut Summary) -> Result<T>) -> Result<T> {
-    let world = World::build(sc);
-    let World::Sentiment(world) = &world;
-    summary.add("world", "vocabulary", format!("{} tokens", world.vocab.size()));
-    summary.add("world", "reviews", format!("{} train, {} val", world.train.len(), world.val.len()));
+    let world = build_world(sc);
+    let world = world.as_ref();
+    for (k, v) in world.describe() {
+        summary.add("world", &k, v);
+    }
     let (mut sft_vs, sft) = sft_stage(sc, world, opts, metrics, summary)?;
     sft_vs.freeze(); // pi_SFT is pi_ref from here on: no gradients, ever
     let prefs = stages::prefs_stage(sc, world, &sft, opts, summary)?;
@@ -331,7 +327,12 @@ pub fn method_table(evals: &Metrics) -> Vec<Vec<String>> {
             keys.push(k);
         }
     }
-    let mut table = vec![["method", "setting", "seed", "step", "gold", "KL", "KL k1", "proxy", "impl. acc", "fluency"].iter().map(|s| s.to_string()).collect()];
+    let has_win = evals.rows.iter().any(|r| r.metric == "eval/winrate");
+    let mut header: Vec<String> = ["method", "setting", "seed", "step", "gold", "KL", "KL k1", "proxy", "impl. acc", "fluency"].iter().map(|s| s.to_string()).collect();
+    if has_win {
+        header.push("win rate (95% CI)".into());
+    }
+    let mut table = vec![header];
     for (m, s, seed) in keys {
         let rows: Vec<&Row> = evals.rows.iter().filter(|r| r.method == m && r.setting == s && r.seed == seed).collect();
         let step = rows.iter().map(|r| r.step).max().unwrap_or(0);
@@ -353,6 +354,13 @@ pub fn method_table(evals: &Metrics) -> Vec<Vec<String>> {
             pm(get("eval/implicit_acc"), None),
             pm(get("eval/fluency"), None),
         ]);
+        if has_win {
+            let cell = match (get("eval/winrate"), get("eval/winrate_lo"), get("eval/winrate_hi")) {
+                (Some(w), Some(lo), Some(hi)) => format!("{w:.3} [{lo:.3}, {hi:.3}]"),
+                _ => "-".into(),
+            };
+            table.last_mut().unwrap().push(cell);
+        }
     }
     table
 }

@@ -13,7 +13,7 @@ use crate::eval::Evaluator;
 use crate::model::{self, Gpt, SampleSettings};
 use crate::rng::derive_seed;
 use crate::scenario::{Method, MethodKind, Scenario};
-use crate::world::SentimentWorld;
+use crate::world::TextWorld;
 
 fn stage_dir(sc: &Scenario, opts: &RunOptions, stage: &str, key: &str) -> PathBuf {
     opts.runs_root.join(&sc.name).join(format!("{stage}-{}", stage_hash(key)))
@@ -28,7 +28,7 @@ pub fn prefs_key(sc: &Scenario) -> String {
 }
 
 /// Preference pairs from pi_SFT (or the true process), cached.
-pub fn prefs_stage(sc: &Scenario, world: &SentimentWorld, sft: &Gpt, opts: &RunOptions, summary: &mut Summary) -> Result<PrefData> {
+pub fn prefs_stage(sc: &Scenario, world: &dyn TextWorld, sft: &Gpt, opts: &RunOptions, summary: &mut Summary) -> Result<PrefData> {
     let dir = stage_dir(sc, opts, "prefs", &prefs_key(sc));
     let path = dir.join("pairs.txt");
     let data = if path.exists() {
@@ -46,7 +46,7 @@ pub fn prefs_stage(sc: &Scenario, world: &SentimentWorld, sft: &Gpt, opts: &RunO
 }
 
 /// The Bradley-Terry reward model, initialised from pi_SFT, cached.
-pub fn reward_stage(sc: &Scenario, world: &SentimentWorld, sft_vs: &nn::VarStore, train: &PairTensors, val: &PairTensors, opts: &RunOptions, metrics: &mut Metrics, summary: &mut Summary) -> Result<(nn::VarStore, reward::RewardModel)> {
+pub fn reward_stage(sc: &Scenario, world: &dyn TextWorld, sft_vs: &nn::VarStore, train: &PairTensors, val: &PairTensors, opts: &RunOptions, metrics: &mut Metrics, summary: &mut Summary) -> Result<(nn::VarStore, reward::RewardModel)> {
     let dir = stage_dir(sc, opts, "reward", &format!("{}|reward|{:?}", prefs_key(sc), sc.reward));
     let ckpt = dir.join("model.safetensors");
     let metrics_path = dir.join("metrics.csv");
@@ -82,7 +82,7 @@ pub fn reward_stage(sc: &Scenario, world: &SentimentWorld, sft_vs: &nn::VarStore
 
 /// Everything a method run needs, shared across methods.
 pub struct Shared<'a> {
-    pub world: &'a SentimentWorld,
+    pub world: &'a dyn TextWorld,
     pub sft_vs: &'a nn::VarStore,
     pub sft: &'a Gpt,
     pub rm: &'a reward::RewardModel,
@@ -101,11 +101,22 @@ pub fn evaluator<'a>(sc: &Scenario, s: &Shared<'a>) -> Evaluator<'a> {
     Evaluator::new(s.world, s.sft, Some(s.rm), Some((s.val, s.val_ref)), sc.eval.samples_per_prompt, eval_settings(sc), derive_seed(sc.seed, "eval/sampling") as i64)
 }
 
-/// Evaluate pi_SFT itself (step 0 of every method).
+/// Evaluate pi_SFT itself (step 0 of every method), and at each of `[eval] temperatures`.
 pub fn eval_sft(sc: &Scenario, s: &Shared, evals: &mut Metrics) {
-    let (rows, _) = evaluator(sc, s).evaluate(s.sft);
+    let ev = evaluator(sc, s);
+    let (rows, _) = ev.evaluate(s.sft);
     for (k, v) in rows {
         evals.push("sft", "", sc.seed, 0, &k, v);
+    }
+    temperature_sweep(sc, &ev, s.sft, ("sft", "", 0), evals);
+}
+
+/// The final evaluation of a policy at each of `[eval] temperatures` (`eval_t{T}/...`).
+fn temperature_sweep(sc: &Scenario, ev: &Evaluator, policy: &Gpt, (name, setting, step): (&str, &str, usize), evals: &mut Metrics) {
+    for &t in &sc.eval.temperatures {
+        for (k, v) in ev.evaluate_at_temperature(policy, t) {
+            evals.push(name, setting, sc.seed, step, &k, v);
+        }
     }
 }
 
@@ -272,12 +283,12 @@ pub fn method_stage(sc: &Scenario, method: &Method, s: &Shared, opts: &RunOption
         let score_rm = |ro: &crate::model::Rollout| s.rm.score(&ro.prompt, &ro.prompt_valid, &ro.response, &ro.mask);
         let score_gold = |ro: &crate::model::Rollout| {
             let prompts: Vec<Vec<i64>> = Vec::<Vec<i64>>::try_from(ro.prompt.to_device(tch::Device::Cpu)).expect("prompt rows");
-            let g: Vec<f32> = prompts.iter().zip(ro.response_rows()).map(|(p, r)| world.gold_reward(&[p.as_slice(), &r].concat()) as f32).collect();
+            let g: Vec<f32> = prompts.iter().zip(ro.response_rows()).map(|(p, r)| world.gold(p, &r) as f32).collect();
             Tensor::from_slice(&g)
         };
         let ctx = ppo::PpoContext {
             reference: s.sft,
-            prompts: &world.train_prompts,
+            prompts: world.train_prompts(),
             max_new_tokens: sc.sample.max_new_tokens as i64,
             score: if gold { &score_gold } else { &score_rm },
         };
@@ -302,6 +313,7 @@ pub fn method_stage(sc: &Scenario, method: &Method, s: &Shared, opts: &RunOption
         )
         .with_context(|| format!("method {name} {setting}"))?;
         pb.finish_and_clear();
+        temperature_sweep(sc, &ev, &policy, (name, &setting, cfg.iterations), &mut e);
         return finish_method(&dir, &vs, m, e, metrics, evals);
     }
     let from = resume_dir.resume_into(&mut [&mut vs], &mut m, &mut e)?;
@@ -326,6 +338,7 @@ pub fn method_stage(sc: &Scenario, method: &Method, s: &Shared, opts: &RunOption
     )
     .with_context(|| format!("method {name} {setting}"))?;
     pb.finish_and_clear();
+    temperature_sweep(sc, &ev, &policy, (name, &setting, cfg.steps), &mut e);
     finish_method(&dir, &vs, m, e, metrics, evals)
 }
 
@@ -358,14 +371,16 @@ pub fn best_of_n_stage(sc: &Scenario, grid: &[usize], s: &Shared, opts: &RunOpti
         evals.extend(Metrics::from_csv(&std::fs::read_to_string(&eval_path)?)?);
         return Ok(());
     }
-    let rows: Vec<Vec<i64>> = s.world.eval_prompts.iter().flat_map(|p| std::iter::repeat_n(p.clone(), sc.eval.samples_per_prompt)).collect();
+    let rows: Vec<Vec<i64>> = s.world.eval_prompts().iter().flat_map(|p| std::iter::repeat_n(p.clone(), sc.eval.samples_per_prompt)).collect();
+    let ref_gold = crate::eval::policy::reference_gold(s.world, sc.eval.samples_per_prompt);
     let n_max = *grid.iter().max().expect("a non-empty grid");
-    let pb = progress(opts.show_progress, 1, "bon");
+    let pb = progress(opts.show_progress, 1 + sc.eval.temperatures.len() as u64, "bon");
     pb.set_message(format!("{} candidates", rows.len() * n_max));
-    let (proxy, gold) = best_of_n::score_candidates(s.world, s.sft, s.rm, &rows, n_max, &eval_settings(sc), derive_seed(sc.seed, "best_of_n/sampling") as i64);
-    pb.finish_and_clear();
+    let seed = derive_seed(sc.seed, "best_of_n/sampling") as i64;
+    let (proxy, gold) = best_of_n::score_candidates(s.world, s.sft, s.rm, &rows, n_max, &eval_settings(sc), seed);
+    pb.inc(1);
     let mut e = Metrics::default();
-    for p in best_of_n::evaluate(&proxy, &gold, grid) {
+    for p in best_of_n::evaluate(&proxy, &gold, grid, ref_gold.as_deref()) {
         let setting = format!("n={}", p.n);
         let mut put = |k: &str, v: f64| e.push("best_of_n", &setting, sc.seed, 0, k, v);
         put("eval/gold", p.gold.mean);
@@ -375,7 +390,31 @@ pub fn best_of_n_stage(sc: &Scenario, grid: &[usize], s: &Shared, opts: &RunOpti
         put("eval/proxy", p.proxy.mean);
         put("eval/gold_oracle", p.gold_oracle.mean);
         put("eval/gold_oracle_ci", p.gold_oracle.ci95);
+        if let Some((w, lo, hi)) = p.winrate {
+            put("eval/winrate", w);
+            put("eval/winrate_lo", lo);
+            put("eval/winrate_hi", hi);
+        }
     }
+    // Best-of-N at each final-evaluation temperature: candidates drawn from pi_SFT at T.
+    for &t in &sc.eval.temperatures {
+        let settings = SampleSettings { temperature: t, ..eval_settings(sc) };
+        let (proxy_t, gold_t) = best_of_n::score_candidates(s.world, s.sft, s.rm, &rows, n_max, &settings, seed);
+        pb.inc(1);
+        for p in best_of_n::evaluate(&proxy_t, &gold_t, grid, ref_gold.as_deref()) {
+            let setting = format!("n={}", p.n);
+            let mut put = |k: &str, v: f64| e.push("best_of_n", &setting, sc.seed, 0, &crate::eval::at_temperature(k, t), v);
+            put("eval/gold", p.gold.mean);
+            put("eval/gold_ci", p.gold.ci95);
+            put("eval/proxy", p.proxy.mean);
+            if let Some((w, lo, hi)) = p.winrate {
+                put("eval/winrate", w);
+                put("eval/winrate_lo", lo);
+                put("eval/winrate_hi", hi);
+            }
+        }
+    }
+    pb.finish_and_clear();
     // The optimal frontier pi* proportional to pi_SFT exp(r / beta), by self-normalised
     // importance sampling over the same candidates (gold reward), kept while the effective
     // sample size is at least a tenth of the candidates (past that it only reflects the sample).

@@ -6,7 +6,7 @@ mod wire;
 use std::path::{Path, PathBuf};
 
 use crate::model::GptConfig;
-use crate::world::SentimentConfig;
+use crate::world::{SentimentConfig, SummarizeConfig};
 pub use wire::ScenarioWire;
 
 /// A scenario error: one line, `FILE[:LINE]: `KEY`: PROBLEM; fix: FIX`.
@@ -48,6 +48,7 @@ pub struct Scenario {
 #[derive(Clone, Debug, PartialEq)]
 pub enum WorldConfig {
     Sentiment(SentimentConfig),
+    Summarize(SummarizeConfig),
 }
 
 /// Supervised fine-tuning on the world's demonstrations.
@@ -77,7 +78,9 @@ pub struct SampleConfig {
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum PrefSource {
     Sft,
-    TrueProcess,
+    /// The world's own off-policy writer: the true process (sentiment) or the labeller
+    /// (summarize).
+    OffPolicy,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -131,6 +134,8 @@ pub struct EvalConfig {
     pub every: usize,
     /// Samples per evaluation prompt.
     pub samples_per_prompt: usize,
+    /// Temperatures of the final evaluation (empty: none).
+    pub temperatures: Vec<f64>,
 }
 
 /// The loss of the DPO family.
@@ -241,6 +246,7 @@ impl Scenario {
     pub fn max_prompt_len(&self) -> usize {
         match &self.world {
             WorldConfig::Sentiment(c) => c.prompt_max_len,
+            WorldConfig::Summarize(c) => c.prompt_max_len(),
         }
     }
 }

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::{EvalConfig, Labels, Method, MethodKind, Overrides, PrefLoss, PrefSource, PrefsConfig, RewardConfig, SampleConfig, Scenario, ScenarioError, SftConfig, TrainConfig, WorldConfig};
 use crate::algo::ppo::{KlControl, KlEstimator};
 use crate::model::GptConfig;
-use crate::world::SentimentConfig;
+use crate::world::{SentimentConfig, SummarizeConfig};
 
 #[derive(Deserialize, Serialize, Debug, Clone)]
 #[serde(deny_unknown_fields)]
@@ -135,8 +135,10 @@ pub struct BestOfNWire {
 pub enum PrefSourceWire {
     /// K completions per prompt from pi_SFT (the paper's IMDb setting).
     Sft,
-    /// Off-policy: completions from the world's true process (the "human" writer).
+    /// Off-policy, sentiment world: completions from the world's true process.
     TrueProcess,
+    /// Off-policy, summarize world: summaries from the world's labeller policy (as in TL;DR).
+    Labeller,
 }
 
 #[derive(Deserialize, Serialize, Debug, Clone, Copy, PartialEq)]
@@ -210,11 +212,14 @@ impl Default for TrainWire {
 pub struct EvalWire {
     pub every: usize,
     pub samples_per_prompt: usize,
+    /// Sampling temperatures of the final evaluation of every policy (SFT, each method's last
+    /// step, Best-of-N): gold reward, KL and, where the world has references, win rate.
+    pub temperatures: Vec<f64>,
 }
 
 impl Default for EvalWire {
     fn default() -> Self {
-        EvalWire { every: 100, samples_per_prompt: 2 }
+        EvalWire { every: 100, samples_per_prompt: 2, temperatures: vec![] }
     }
 }
 
@@ -255,6 +260,57 @@ pub struct UnlikelihoodWire {
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum WorldWire {
     Sentiment(SentimentWire),
+    Summarize(SummarizeWire),
+}
+
+#[derive(Deserialize, Serialize, Debug, Clone)]
+#[serde(deny_unknown_fields, default)]
+pub struct SummarizeWire {
+    pub n_facts: usize,
+    pub n_filler: usize,
+    pub doc_min_len: usize,
+    pub doc_max_len: usize,
+    pub min_facts: usize,
+    pub max_facts: usize,
+    pub length_penalty: f64,
+    pub repeat_penalty: f64,
+    pub hallucination_penalty: f64,
+    pub ref_drop: f64,
+    pub ref_add: f64,
+    pub ref_hallucinate: f64,
+    pub labeller_keep: f64,
+    pub labeller_repeat: f64,
+    pub labeller_hallucinate: f64,
+    pub n_train: usize,
+    pub n_val: usize,
+    pub n_train_prompts: usize,
+    pub n_eval_prompts: usize,
+}
+
+impl Default for SummarizeWire {
+    fn default() -> Self {
+        SummarizeWire {
+            n_facts: 32,
+            n_filler: 20,
+            doc_min_len: 8,
+            doc_max_len: 14,
+            min_facts: 2,
+            max_facts: 5,
+            length_penalty: 0.35,
+            repeat_penalty: 0.5,
+            hallucination_penalty: 0.5,
+            ref_drop: 0.2,
+            ref_add: 0.2,
+            ref_hallucinate: 0.1,
+            labeller_keep: 0.5,
+            labeller_repeat: 0.15,
+            labeller_hallucinate: 0.3,
+            n_train: 20_000,
+            n_val: 1_000,
+            n_train_prompts: 2_000,
+            n_eval_prompts: 256,
+        }
+    }
 }
 
 #[derive(Deserialize, Serialize, Debug, Clone)]
@@ -544,13 +600,53 @@ pub fn validate(w: ScenarioWire, text: &str, file: &str, default_name: &str, pat
             let v = crate::world::N_SPECIAL + s.n_positive + s.n_negative + s.n_neutral;
             (WorldConfig::Sentiment(c), v, s.max_len, s.prompt_max_len)
         }
+        WorldWire::Summarize(s) => {
+            need!(s.n_facts >= 2 && s.n_facts <= 1024, "world.n_facts", format!("must be in 2..=1024 (got {})", s.n_facts), "use e.g. 32 fact words");
+            need!(s.n_filler >= 1 && s.n_filler <= 1024, "world.n_filler", format!("must be in 1..=1024 (got {})", s.n_filler), "use e.g. 20 filler words");
+            need!(s.min_facts >= 1 && s.min_facts <= s.max_facts, "world.min_facts", format!("facts per document {}..{} is not a valid range", s.min_facts, s.max_facts), "use 1 <= min_facts <= max_facts");
+            need!(s.max_facts < s.n_facts, "world.max_facts", format!("max_facts {} leaves no fact outside the document (n_facts {})", s.max_facts, s.n_facts), "use max_facts < n_facts");
+            need!(s.doc_min_len >= s.max_facts && s.doc_min_len <= s.doc_max_len, "world.doc_min_len", format!("document lengths {}..{} must be a range starting at max_facts ({}) or more", s.doc_min_len, s.doc_max_len, s.max_facts), "use max_facts <= doc_min_len <= doc_max_len");
+            for (key, v) in [("length_penalty", s.length_penalty), ("repeat_penalty", s.repeat_penalty), ("hallucination_penalty", s.hallucination_penalty)] {
+                need!(v.is_finite() && v >= 0.0, &format!("world.{key}"), format!("must be finite and >= 0 (got {v})"), "use a penalty such as 0.35");
+            }
+            for (key, v) in [("ref_drop", s.ref_drop), ("ref_add", s.ref_add), ("ref_hallucinate", s.ref_hallucinate), ("labeller_keep", s.labeller_keep), ("labeller_repeat", s.labeller_repeat), ("labeller_hallucinate", s.labeller_hallucinate)] {
+                need!((0.0..=1.0).contains(&v), &format!("world.{key}"), format!("is a probability, must be in [0, 1] (got {v})"), "use a probability such as 0.2");
+            }
+            need!(s.ref_drop < 1.0 && s.ref_add > 0.0 && s.ref_hallucinate < 1.0, "world.ref_drop", "the reference process must be able to write every summary SFT can learn (ref_drop < 1, ref_add > 0, ref_hallucinate < 1)".into(), "use e.g. ref_drop = 0.2, ref_add = 0.2, ref_hallucinate = 0.1");
+            need!(s.n_train >= 1 && s.n_val >= 1, "world.n_train", "needs at least one training and one validation document".into(), "set n_train and n_val to 1 or more");
+            need!(s.n_train_prompts >= 1 && s.n_eval_prompts >= 1, "world.n_eval_prompts", "needs at least one training and one evaluation prompt".into(), "set n_train_prompts and n_eval_prompts to 1 or more");
+            let c = SummarizeConfig {
+                n_facts: s.n_facts,
+                n_filler: s.n_filler,
+                doc_min_len: s.doc_min_len,
+                doc_max_len: s.doc_max_len,
+                min_facts: s.min_facts,
+                max_facts: s.max_facts,
+                length_penalty: s.length_penalty,
+                repeat_penalty: s.repeat_penalty,
+                hallucination_penalty: s.hallucination_penalty,
+                ref_drop: s.ref_drop,
+                ref_add: s.ref_add,
+                ref_hallucinate: s.ref_hallucinate,
+                labeller_keep: s.labeller_keep,
+                labeller_repeat: s.labeller_repeat,
+                labeller_hallucinate: s.labeller_hallucinate,
+                n_train: s.n_train,
+                n_val: s.n_val,
+                n_train_prompts: s.n_train_prompts,
+                n_eval_prompts: s.n_eval_prompts,
+            };
+            let v = crate::world::N_SPECIAL + s.n_facts + s.n_filler + 1;
+            let (p, r) = (c.prompt_max_len(), c.summary_max_len());
+            (WorldConfig::Summarize(c), v, p + r, p)
+        }
     };
     let m = &w.model;
     need!(m.n_layer >= 1 && m.n_layer <= 48, "model.n_layer", format!("must be in 1..=48 (got {})", m.n_layer), "use a few layers, e.g. 2");
     need!(m.n_head >= 1, "model.n_head", "must be at least 1".into(), "use e.g. 4 heads");
     need!(m.d_model >= 1 && m.d_model % m.n_head == 0, "model.d_model", format!("d_model {} is not a multiple of n_head {}", m.d_model, m.n_head), "make d_model divisible by n_head, e.g. d_model = 128 with n_head = 4");
     // SFT feeds `<bos> words` and predicts `words <eos>`: max_len + 1 positions.
-    need!(m.block_size >= max_text_len + 1, "model.block_size", format!("block_size {} cannot hold a full review (<bos> + {} words)", m.block_size, max_text_len), &format!("set model.block_size >= {}", max_text_len + 1));
+    need!(m.block_size >= max_text_len + 1, "model.block_size", format!("block_size {} cannot hold a full demonstration (<bos> + {} words)", m.block_size, max_text_len), &format!("set model.block_size >= {}", max_text_len + 1));
     let s = &w.sample;
     need!(s.max_new_tokens >= 1, "sample.max_new_tokens", "must be at least 1".into(), "generate at least one token");
     need!(1 + prompt_max_len + s.max_new_tokens <= m.block_size, "sample.max_new_tokens", format!("<bos> + a {prompt_max_len}-word prompt + {} new tokens exceeds block_size {}", s.max_new_tokens, m.block_size), &format!("lower max_new_tokens to {} or raise model.block_size", m.block_size.saturating_sub(1 + prompt_max_len)));
@@ -569,6 +665,11 @@ pub fn validate(w: ScenarioWire, text: &str, file: &str, default_name: &str, pat
     need!(p.bt_temperature.is_finite() && p.bt_temperature > 0.0, "prefs.bt_temperature", format!("must be > 0 (got {})", p.bt_temperature), "use e.g. 0.1 (rewards are in [0, 1])");
     need!(p.val_fraction > 0.0 && p.val_fraction < 1.0, "prefs.val_fraction", format!("must be in (0, 1) (got {})", p.val_fraction), "use e.g. 0.1");
     need!(p.temperature.is_finite() && p.temperature > 0.0, "prefs.temperature", format!("must be > 0 (got {})", p.temperature), "sample completions at temperature 1.0");
+    match (p.source, &w.world) {
+        (PrefSourceWire::TrueProcess, WorldWire::Summarize(_)) => return e("prefs.source", "the summarize world has no true process to write completions".into(), "use source = \"labeller\" (off-policy) or \"sft\""),
+        (PrefSourceWire::Labeller, WorldWire::Sentiment(_)) => return e("prefs.source", "the sentiment world has no labeller policy".into(), "use source = \"true_process\" (off-policy) or \"sft\""),
+        _ => {}
+    }
     let r = &w.reward;
     need!(r.epochs >= 1, "reward.epochs", "must be at least 1".into(), "use 3 epochs (as in the paper)");
     need!(r.batch_size >= 1, "reward.batch_size", "must be at least 1".into(), "use e.g. 64");
@@ -583,6 +684,7 @@ pub fn validate(w: ScenarioWire, text: &str, file: &str, default_name: &str, pat
     let ev = &w.eval;
     need!(ev.every >= 1, "eval.every", "must be at least 1".into(), "evaluate every 100 steps (as in the paper)");
     need!(ev.samples_per_prompt >= 1, "eval.samples_per_prompt", "must be at least 1".into(), "use e.g. 2");
+    need!(ev.temperatures.iter().all(|t| t.is_finite() && (0.0..=4.0).contains(t)), "eval.temperatures", format!("every temperature must be in [0, 4] (got {:?})", ev.temperatures), "use e.g. [0.0, 0.25, 0.5, 0.75, 1.0] (0 is greedy)");
 
     let mut methods = Vec::new();
     let opt_check = |key: &str, lr: Option<f64>, steps: Option<usize>| -> Result<(), ScenarioError> {
@@ -736,7 +838,7 @@ pub fn validate(w: ScenarioWire, text: &str, file: &str, default_name: &str, pat
         k: p.k,
         source: match p.source {
             PrefSourceWire::Sft => PrefSource::Sft,
-            PrefSourceWire::TrueProcess => PrefSource::TrueProcess,
+            PrefSourceWire::TrueProcess | PrefSourceWire::Labeller => PrefSource::OffPolicy,
         },
         labels: match p.labels {
             LabelsWire::Deterministic => Labels::Deterministic,
@@ -755,6 +857,6 @@ pub fn validate(w: ScenarioWire, text: &str, file: &str, default_name: &str, pat
     need!(rm_model.n_head >= 1 && rm_model.d_model >= 1 && rm_model.d_model % rm_model.n_head == 0, "reward.d_model", format!("d_model {} is not a multiple of n_head {}", rm_model.d_model, rm_model.n_head), "make reward.d_model divisible by reward.n_head (default: model.n_head)");
     let reward = RewardConfig { epochs: r.epochs, batch_size: r.batch_size, lr: r.lr, margin: r.margin, center_coef: r.center_coef, grad_clip: r.grad_clip, model: rm_model };
     let train = TrainConfig { steps: t.steps, batch_size: t.batch_size, lr: t.lr, warmup_steps: t.warmup_steps, grad_clip: t.grad_clip };
-    let eval = EvalConfig { every: ev.every, samples_per_prompt: ev.samples_per_prompt };
+    let eval = EvalConfig { every: ev.every, samples_per_prompt: ev.samples_per_prompt, temperatures: ev.temperatures.clone() };
     Ok(Scenario { name, seed: seeds[0], seeds, world, model, sft, sample, prefs, reward, train, eval, methods, best_of_n, resolved_toml, source: path.to_path_buf() })
 }

@@ -4,10 +4,125 @@
 //! A text is a sequence of word tokens; a model sees `<bos> text <eos>`.
 
 pub mod sentiment;
+pub mod summarize;
 pub mod tabular;
 
 pub use sentiment::{SentimentConfig, SentimentWorld};
+pub use summarize::{SummarizeConfig, SummarizeWorld};
 pub use tabular::{TabularConfig, TabularWorld};
+
+use crate::rng::Rng;
+
+/// What the pipeline needs of a text world (sentiment, summarize): its data, its prompts and
+/// its gold reward. A response is the tokens after the prompt, `<eos>` included when emitted.
+pub trait TextWorld: Sync {
+    fn vocab(&self) -> &Vocab;
+    /// SFT demonstrations, (prompt, response) with the loss on the response and `<eos>` only;
+    /// an empty prompt trains on the whole text.
+    fn sft_examples(&self, val: bool) -> Vec<(Vec<i64>, Vec<i64>)>;
+    /// The true process's NLL per scored token on the validation demonstrations (SFT's floor).
+    fn true_nll_per_token(&self) -> f64;
+    /// Prompts for training the methods (preference data, PPO rollouts).
+    fn train_prompts(&self) -> &[Vec<i64>];
+    /// Held-out prompts for evaluation.
+    fn eval_prompts(&self) -> &[Vec<i64>];
+    /// The gold reward of `response` to `prompt`.
+    fn gold(&self, prompt: &[i64], response: &[i64]) -> f64;
+    /// Mean per-word log-likelihood under the true process, where the world has one.
+    fn fluency(&self, _prompt: &[i64], _response: &[i64]) -> Option<f64> {
+        None
+    }
+    /// An off-policy completion (the true process or a labeller) of at most `n` tokens.
+    fn offpolicy_completion(&self, prompt: &[i64], n: usize, rng: &mut Rng) -> Vec<i64>;
+    /// One reference response per evaluation prompt, for win rates, where the world has them.
+    fn eval_references(&self) -> Option<&[Vec<i64>]> {
+        None
+    }
+    /// Lines for the run summary: (metric, value).
+    fn describe(&self) -> Vec<(String, String)>;
+}
+
+impl TextWorld for SentimentWorld {
+    fn vocab(&self) -> &Vocab {
+        &self.vocab
+    }
+    fn sft_examples(&self, val: bool) -> Vec<(Vec<i64>, Vec<i64>)> {
+        let texts = if val { &self.val } else { &self.train };
+        texts.iter().map(|t| (vec![], t.clone())).collect()
+    }
+    fn true_nll_per_token(&self) -> f64 {
+        self.val_nll_per_token()
+    }
+    fn train_prompts(&self) -> &[Vec<i64>] {
+        &self.train_prompts
+    }
+    fn eval_prompts(&self) -> &[Vec<i64>] {
+        &self.eval_prompts
+    }
+    fn gold(&self, prompt: &[i64], response: &[i64]) -> f64 {
+        self.gold_reward(&[prompt, response].concat())
+    }
+    fn fluency(&self, prompt: &[i64], response: &[i64]) -> Option<f64> {
+        Some(SentimentWorld::fluency(self, &[prompt, response].concat()))
+    }
+    fn offpolicy_completion(&self, prompt: &[i64], n: usize, rng: &mut Rng) -> Vec<i64> {
+        let mut text = prompt.to_vec();
+        let mut out = Vec::new();
+        while out.len() < n {
+            let p = self.predictive_next(&text);
+            let t = rng.categorical(&p) as i64;
+            out.push(t);
+            if t == EOS {
+                break;
+            }
+            text.push(t);
+        }
+        out
+    }
+    fn describe(&self) -> Vec<(String, String)> {
+        vec![("vocabulary".into(), format!("{} tokens", self.vocab.size())), ("reviews".into(), format!("{} train, {} val", self.train.len(), self.val.len()))]
+    }
+}
+
+impl TextWorld for SummarizeWorld {
+    fn vocab(&self) -> &Vocab {
+        &self.vocab
+    }
+    fn sft_examples(&self, val: bool) -> Vec<(Vec<i64>, Vec<i64>)> {
+        if val { self.val.clone() } else { self.train.clone() }
+    }
+    fn true_nll_per_token(&self) -> f64 {
+        self.val_nll_per_token()
+    }
+    fn train_prompts(&self) -> &[Vec<i64>] {
+        &self.train_prompts
+    }
+    fn eval_prompts(&self) -> &[Vec<i64>] {
+        &self.eval_prompts
+    }
+    fn gold(&self, prompt: &[i64], response: &[i64]) -> f64 {
+        self.judge(prompt, response)
+    }
+    fn offpolicy_completion(&self, prompt: &[i64], n: usize, rng: &mut Rng) -> Vec<i64> {
+        let mut s = self.labeller_summary(prompt, n, rng);
+        if s.len() < n {
+            s.push(EOS);
+        }
+        s
+    }
+    fn eval_references(&self) -> Option<&[Vec<i64>]> {
+        Some(&self.eval_references)
+    }
+    fn describe(&self) -> Vec<(String, String)> {
+        let mean_ref = self.eval_prompts.iter().zip(&self.eval_references).map(|(p, r)| self.judge(p, r)).sum::<f64>() / self.eval_prompts.len().max(1) as f64;
+        let mean_opt = self.eval_prompts.iter().map(|p| self.judge(p, &self.optimal_summary(p))).sum::<f64>() / self.eval_prompts.len().max(1) as f64;
+        vec![
+            ("vocabulary".into(), format!("{} tokens", self.vocab.size())),
+            ("documents".into(), format!("{} train, {} val", self.train.len(), self.val.len())),
+            ("gold of references (eval)".into(), format!("{mean_ref:.4} (optimal summaries {mean_opt:.4})")),
+        ]
+    }
+}
 
 pub const PAD: i64 = 0;
 pub const BOS: i64 = 1;

@@ -1,0 +1,270 @@
+//! The summarize world: an analogue of the DPO paper's TL;DR summarization.
+//!
+//! A document is `doc_min_len..=doc_max_len` words: `min_facts..=max_facts` distinct fact words
+//! at random positions among filler words. The prompt is the document followed by `tldr`; the
+//! response is the summary. Every fact word f has a salience s_f in [0, 1), drawn once per world.
+//!
+//! Gold judge of a summary (its words up to `<eos>`):
+//!
+//!   gold = sum of s_f over the distinct facts of the document it mentions
+//!          - length_penalty * (number of words)
+//!          - repeat_penalty * (number of words that repeat an earlier word)
+//!          - hallucination_penalty * (number of distinct facts not in the document)
+//!
+//! The best summary lists the document's facts with s_f > length_penalty, once each (any
+//! order). Reference summaries (the human-written ones, SFT's data) are near-optimal with
+//! noise: in document order, each worthwhile fact is kept with probability 1 - ref_drop, each
+//! other fact of the document is put in with probability ref_add, and with probability
+//! ref_hallucinate one fact not in the document is appended. Their likelihood is exact, so
+//! SFT's held-out NLL has a floor to compare with.
+//!
+//! Preference pairs come from a separate labeller policy (off-policy, as in the paper): in
+//! document order it keeps each fact with probability labeller_keep regardless of salience,
+//! repeats a kept fact with probability labeller_repeat, and inserts a fact not in the document
+//! with probability labeller_hallucinate. Label noise is Bradley-Terry (`[prefs] labels`).
+//! Headline metric: win rate against the reference summary under the gold judge.
+
+use super::{names, Vocab, EOS, N_SPECIAL};
+use crate::rng::{derive_seed, Rng};
+
+const FACTS: &[&str] = &[
+    "fire", "flood", "mayor", "strike", "election", "merger", "storm", "verdict", "budget",
+    "outbreak", "protest", "scandal", "recall", "lawsuit", "drought", "treaty", "layoffs",
+    "heatwave", "bankruptcy", "rescue", "arrest", "ceasefire", "blackout", "landslide",
+    "acquisition", "resignation", "recession", "vaccine", "earthquake", "tariff", "leak", "award",
+];
+const FILLER: &[&str] = &[
+    "the", "a", "and", "said", "today", "reports", "city", "people", "officials", "after",
+    "local", "week", "news", "update", "residents", "sources", "on", "in", "that", "were",
+];
+const SEP: &str = "tldr";
+
+/// Validated settings of the summarize world (see the scenario's `[world]` table).
+#[derive(Clone, Debug, PartialEq)]
+pub struct SummarizeConfig {
+    pub n_facts: usize,
+    pub n_filler: usize,
+    pub doc_min_len: usize,
+    pub doc_max_len: usize,
+    pub min_facts: usize,
+    pub max_facts: usize,
+    pub length_penalty: f64,
+    pub repeat_penalty: f64,
+    pub hallucination_penalty: f64,
+    pub ref_drop: f64,
+    pub ref_add: f64,
+    pub ref_hallucinate: f64,
+    pub labeller_keep: f64,
+    pub labeller_repeat: f64,
+    pub labeller_hallucinate: f64,
+    /// Documents with reference summaries for SFT.
+    pub n_train: usize,
+    pub n_val: usize,
+    /// Documents for training the methods (preference data, PPO rollouts).
+    pub n_train_prompts: usize,
+    /// Held-out documents for evaluation, each with one reference summary.
+    pub n_eval_prompts: usize,
+}
+
+impl SummarizeConfig {
+    /// The longest prompt: a document and `tldr`.
+    pub fn prompt_max_len(&self) -> usize {
+        self.doc_max_len + 1
+    }
+
+    /// The longest reference summary: every fact and one hallucination.
+    pub fn summary_max_len(&self) -> usize {
+        self.max_facts + 1
+    }
+}
+
+pub struct SummarizeWorld {
+    pub cfg: SummarizeConfig,
+    pub vocab: Vocab,
+    /// salience[token] for fact tokens, None for other tokens.
+    pub salience: Vec<Option<f64>>,
+    pub sep: i64,
+    /// (prompt, reference summary) pairs for SFT.
+    pub train: Vec<(Vec<i64>, Vec<i64>)>,
+    pub val: Vec<(Vec<i64>, Vec<i64>)>,
+    pub train_prompts: Vec<Vec<i64>>,
+    pub eval_prompts: Vec<Vec<i64>>,
+    /// One reference summary per evaluation prompt.
+    pub eval_references: Vec<Vec<i64>>,
+}
+
+impl SummarizeWorld {
+    pub fn new(cfg: &SummarizeConfig, seed: u64) -> SummarizeWorld {
+        let mut words = names(FACTS, cfg.n_facts);
+        words.extend(names(FILLER, cfg.n_filler));
+        words.push(SEP.to_string());
+        let vocab = Vocab::new(words);
+        let sep = (vocab.size() - 1) as i64;
+        let mut rng = Rng::new(derive_seed(seed, "world/summarize/salience"));
+        let mut salience = vec![None; vocab.size()];
+        for s in salience.iter_mut().skip(N_SPECIAL).take(cfg.n_facts) {
+            *s = Some(rng.uniform());
+        }
+        let mut w = SummarizeWorld { cfg: cfg.clone(), vocab, salience, sep, train: vec![], val: vec![], train_prompts: vec![], eval_prompts: vec![], eval_references: vec![] };
+        let mut rng = Rng::new(derive_seed(seed, "world/summarize/train"));
+        w.train = (0..cfg.n_train).map(|_| w.sample_example(&mut rng)).collect();
+        let mut rng = Rng::new(derive_seed(seed, "world/summarize/val"));
+        w.val = (0..cfg.n_val).map(|_| w.sample_example(&mut rng)).collect();
+        let mut rng = Rng::new(derive_seed(seed, "world/summarize/train_prompts"));
+        w.train_prompts = (0..cfg.n_train_prompts).map(|_| w.sample_document(&mut rng)).collect();
+        let mut rng = Rng::new(derive_seed(seed, "world/summarize/eval_prompts"));
+        let eval: Vec<(Vec<i64>, Vec<i64>)> = (0..cfg.n_eval_prompts).map(|_| w.sample_example(&mut rng)).collect();
+        (w.eval_prompts, w.eval_references) = eval.into_iter().unzip();
+        w
+    }
+
+    fn fact_token(&self, i: usize) -> i64 {
+        (N_SPECIAL + i) as i64
+    }
+
+    fn is_fact(&self, t: i64) -> bool {
+        t >= 0 && self.salience.get(t as usize).is_some_and(|s| s.is_some())
+    }
+
+    /// A document and `tldr`.
+    pub fn sample_document(&self, rng: &mut Rng) -> Vec<i64> {
+        let c = &self.cfg;
+        let len = c.doc_min_len + rng.below(c.doc_max_len - c.doc_min_len + 1);
+        let m = (c.min_facts + rng.below(c.max_facts - c.min_facts + 1)).min(len);
+        let mut facts: Vec<usize> = (0..c.n_facts).collect();
+        rng.shuffle(&mut facts);
+        let mut positions: Vec<usize> = (0..len).collect();
+        rng.shuffle(&mut positions);
+        let mut doc: Vec<i64> = (0..len).map(|_| (N_SPECIAL + c.n_facts + rng.below(c.n_filler)) as i64).collect();
+        for j in 0..m {
+            doc[positions[j]] = self.fact_token(facts[j]);
+        }
+        doc.push(self.sep);
+        doc
+    }
+
+    /// The facts of a prompt, in document order.
+    pub fn doc_facts(&self, prompt: &[i64]) -> Vec<i64> {
+        prompt.iter().copied().filter(|&t| self.is_fact(t)).collect()
+    }
+
+    fn sal(&self, t: i64) -> f64 {
+        self.salience[t as usize].expect("a fact token")
+    }
+
+    fn non_doc_facts(&self, facts: &[i64]) -> Vec<i64> {
+        (0..self.cfg.n_facts).map(|i| self.fact_token(i)).filter(|t| !facts.contains(t)).collect()
+    }
+
+    /// A reference summary of a prompt (without `<eos>`).
+    pub fn sample_reference(&self, prompt: &[i64], rng: &mut Rng) -> Vec<i64> {
+        let facts = self.doc_facts(prompt);
+        let mut out = Vec::new();
+        for &f in &facts {
+            if rng.bernoulli(self.keep_prob(f)) {
+                out.push(f);
+            }
+        }
+        let others = self.non_doc_facts(&facts);
+        if !others.is_empty() && rng.bernoulli(self.cfg.ref_hallucinate) {
+            out.push(others[rng.below(others.len())]);
+        }
+        out
+    }
+
+    fn keep_prob(&self, f: i64) -> f64 {
+        if self.sal(f) > self.cfg.length_penalty {
+            1.0 - self.cfg.ref_drop
+        } else {
+            self.cfg.ref_add
+        }
+    }
+
+    fn sample_example(&self, rng: &mut Rng) -> (Vec<i64>, Vec<i64>) {
+        let doc = self.sample_document(rng);
+        let summary = self.sample_reference(&doc, rng);
+        (doc, summary)
+    }
+
+    /// log p(summary <eos> | prompt) under the reference process; -inf if it cannot write it.
+    pub fn reference_log_lik(&self, prompt: &[i64], summary: &[i64]) -> f64 {
+        let facts = self.doc_facts(prompt);
+        let others = self.non_doc_facts(&facts);
+        let words: Vec<i64> = summary.iter().copied().take_while(|&t| t != EOS).collect();
+        // An optional trailing hallucination, then a subsequence of the facts in document order.
+        let (kept, halluc) = match words.last() {
+            Some(&t) if self.is_fact(t) && !facts.contains(&t) => (&words[..words.len() - 1], true),
+            _ => (&words[..], false),
+        };
+        let mut lp = 0.0;
+        let mut k = 0;
+        for &f in &facts {
+            let p = self.keep_prob(f);
+            if k < kept.len() && kept[k] == f {
+                lp += p.ln();
+                k += 1;
+            } else {
+                lp += (1.0 - p).ln();
+            }
+        }
+        if k < kept.len() {
+            return f64::NEG_INFINITY;
+        }
+        let ph = if others.is_empty() { 0.0 } else { self.cfg.ref_hallucinate };
+        lp + if halluc { (ph / others.len() as f64).ln() } else { (1.0 - ph).ln() }
+    }
+
+    /// The labeller policy's summary of a prompt (without `<eos>`), at most `max_len` words.
+    pub fn labeller_summary(&self, prompt: &[i64], max_len: usize, rng: &mut Rng) -> Vec<i64> {
+        let c = &self.cfg;
+        let facts = self.doc_facts(prompt);
+        let mut out = Vec::new();
+        for &f in &facts {
+            if rng.bernoulli(c.labeller_keep) {
+                out.push(f);
+                if rng.bernoulli(c.labeller_repeat) {
+                    out.push(f);
+                }
+            }
+        }
+        let others = self.non_doc_facts(&facts);
+        if !others.is_empty() && rng.bernoulli(c.labeller_hallucinate) {
+            let at = rng.below(out.len() + 1);
+            out.insert(at, others[rng.below(others.len())]);
+        }
+        out.truncate(max_len);
+        out
+    }
+
+    /// The gold judge's score of a summary of a prompt (words up to the first `<eos>`).
+    pub fn judge(&self, prompt: &[i64], summary: &[i64]) -> f64 {
+        let c = &self.cfg;
+        let facts = self.doc_facts(prompt);
+        let words: Vec<i64> = summary.iter().copied().take_while(|&t| t != EOS).filter(|&t| self.vocab.is_word(t)).collect();
+        let mut seen: Vec<i64> = Vec::new();
+        let mut score = -c.length_penalty * words.len() as f64;
+        for &t in &words {
+            if seen.contains(&t) {
+                score -= c.repeat_penalty;
+                continue;
+            }
+            seen.push(t);
+            if self.is_fact(t) {
+                score += if facts.contains(&t) { self.sal(t) } else { -c.hallucination_penalty };
+            }
+        }
+        score
+    }
+
+    /// The best summary of a prompt: its worthwhile facts in document order.
+    pub fn optimal_summary(&self, prompt: &[i64]) -> Vec<i64> {
+        self.doc_facts(prompt).into_iter().filter(|&f| self.sal(f) > self.cfg.length_penalty).collect()
+    }
+
+    /// Mean NLL per scored token (summary words and `<eos>`) of the validation references
+    /// under the reference process: the floor for SFT's held-out NLL.
+    pub fn val_nll_per_token(&self) -> f64 {
+        let (nll, n) = self.val.iter().fold((0.0, 0usize), |(s, n), (p, y)| (s - self.reference_log_lik(p, y), n + y.len() + 1));
+        nll / n as f64
+    }
+}

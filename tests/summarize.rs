@@ -1,0 +1,159 @@
+//! The summarize world: the gold judge by hand, the reference process's exact likelihood
+//! (normalised over every summary it can write), the optimal summary by enumeration, the SFT
+//! loss mask and the win rate.
+
+use alignlab::algo::sft::SeqData;
+use alignlab::eval::win_rate;
+use alignlab::rng::Rng;
+use alignlab::world::{SummarizeConfig, SummarizeWorld, TextWorld, BOS, EOS, PAD};
+use tch::Device;
+
+fn cfg() -> SummarizeConfig {
+    SummarizeConfig {
+        n_facts: 12,
+        n_filler: 6,
+        doc_min_len: 6,
+        doc_max_len: 9,
+        min_facts: 2,
+        max_facts: 4,
+        length_penalty: 0.35,
+        repeat_penalty: 0.5,
+        hallucination_penalty: 0.5,
+        ref_drop: 0.2,
+        ref_add: 0.2,
+        ref_hallucinate: 0.1,
+        labeller_keep: 0.5,
+        labeller_repeat: 0.15,
+        labeller_hallucinate: 0.3,
+        n_train: 50,
+        n_val: 20,
+        n_train_prompts: 10,
+        n_eval_prompts: 40,
+    }
+}
+
+fn world() -> SummarizeWorld {
+    SummarizeWorld::new(&cfg(), 7)
+}
+
+fn sal(w: &SummarizeWorld, t: i64) -> f64 {
+    w.salience[t as usize].unwrap()
+}
+
+#[test]
+fn judge_by_hand() {
+    let w = world();
+    let p = &w.eval_prompts[0];
+    let facts = w.doc_facts(p);
+    assert!(facts.len() >= 2 && *p.last().unwrap() == w.sep);
+    let (a, b) = (facts[0], facts[1]);
+    let outside = (3..15).find(|t| !facts.contains(t)).unwrap();
+    let filler = 3 + 12; // the first filler word
+    let lp = 0.35;
+    let close = |x: f64, y: f64| assert!((x - y).abs() < 1e-12, "{x} vs {y}");
+    close(w.judge(p, &[]), 0.0);
+    close(w.judge(p, &[a, EOS]), sal(&w, a) - lp);
+    close(w.judge(p, &[a, b, EOS, outside, outside]), sal(&w, a) + sal(&w, b) - 2.0 * lp); // stops at <eos>
+    close(w.judge(p, &[a, a]), sal(&w, a) - 2.0 * lp - 0.5); // a repeat
+    close(w.judge(p, &[outside, a]), sal(&w, a) - 0.5 - 2.0 * lp); // a fact not in the document
+    close(w.judge(p, &[filler, a]), sal(&w, a) - 2.0 * lp); // filler costs its length
+    // Order does not matter.
+    close(w.judge(p, &[a, b]), w.judge(p, &[b, a]));
+    // TextWorld::gold is the judge.
+    close(w.gold(p, &[a, b]), w.judge(p, &[a, b]));
+}
+
+/// Every subsequence of the document's facts, in document order.
+fn subsets(facts: &[i64]) -> Vec<Vec<i64>> {
+    (0..1u32 << facts.len()).map(|m| facts.iter().enumerate().filter(|(i, _)| m >> i & 1 == 1).map(|(_, &f)| f).collect()).collect()
+}
+
+#[test]
+fn reference_likelihood_is_normalised_and_optimal_is_the_argmax() {
+    let w = world();
+    for p in w.eval_prompts.iter().take(10) {
+        let facts = w.doc_facts(p);
+        let outside: Vec<i64> = (3..15).filter(|t| !facts.contains(t)).collect();
+        let mut total = 0.0;
+        let mut best = f64::NEG_INFINITY;
+        for s in subsets(&facts) {
+            total += w.reference_log_lik(p, &s).exp();
+            for &h in &outside {
+                total += w.reference_log_lik(p, &[s.clone(), vec![h]].concat()).exp();
+            }
+            best = best.max(w.judge(p, &s));
+        }
+        assert!((total - 1.0).abs() < 1e-9, "the reference process's probabilities sum to {total}");
+        let opt = w.optimal_summary(p);
+        assert!((w.judge(p, &opt) - best).abs() < 1e-12, "optimal {} vs best subset {best}", w.judge(p, &opt));
+        // Summaries it cannot write: out of document order, or a repeat.
+        if facts.len() >= 2 {
+            assert_eq!(w.reference_log_lik(p, &[facts[1], facts[0]]), f64::NEG_INFINITY);
+            assert_eq!(w.reference_log_lik(p, &[facts[0], facts[0]]), f64::NEG_INFINITY);
+        }
+    }
+    // The references it samples all have a finite likelihood, and its frequency matches: the
+    // probability of the optimal summary, estimated from 20000 draws.
+    let p = &w.eval_prompts[0];
+    let opt = w.optimal_summary(p);
+    let mut rng = Rng::new(3);
+    let n = 20000;
+    let mut hits = 0;
+    for _ in 0..n {
+        let r = w.sample_reference(p, &mut rng);
+        assert!(w.reference_log_lik(p, &r).is_finite());
+        hits += (r == opt) as usize;
+    }
+    let (f, q) = (hits as f64 / n as f64, w.reference_log_lik(p, &opt).exp());
+    assert!((f - q).abs() < 4.0 * (q * (1.0 - q) / n as f64).sqrt() + 1e-9, "frequency {f} vs probability {q}");
+}
+
+#[test]
+fn labeller_is_off_policy_and_worse_than_references() {
+    let w = world();
+    let mut rng = Rng::new(5);
+    let (mut lab, mut refs, mut opt) = (0.0, 0.0, 0.0);
+    for (p, r) in w.eval_prompts.iter().zip(&w.eval_references) {
+        let l = w.offpolicy_completion(p, 8, &mut rng);
+        assert!(l.len() <= 8);
+        lab += w.judge(p, &l);
+        refs += w.judge(p, r);
+        opt += w.judge(p, &w.optimal_summary(p));
+    }
+    assert!(lab < refs && refs <= opt, "labeller {lab}, references {refs}, optimal {opt}");
+}
+
+#[test]
+fn sft_examples_score_the_summary_only() {
+    let w = world();
+    let ex = w.sft_examples(false);
+    let (p, r) = &ex[0];
+    let d = SeqData::from_examples(&ex[..1], Device::Cpu);
+    let (inp, tgt) = d.batch(&[0]);
+    let inp = Vec::<i64>::try_from(inp.reshape([-1])).unwrap();
+    let tgt = Vec::<i64>::try_from(tgt.reshape([-1])).unwrap();
+    assert_eq!(inp[0], BOS);
+    assert_eq!(&inp[1..1 + p.len()], p.as_slice());
+    // Targets: pad over the prompt (positions predicting prompt tokens), then summary and <eos>.
+    assert!(tgt[..p.len()].iter().all(|&t| t == PAD));
+    assert_eq!(&tgt[p.len()..p.len() + r.len()], r.as_slice());
+    assert_eq!(tgt[p.len() + r.len()], EOS);
+    // Whole texts (an empty prompt) score every token.
+    let d = SeqData::new(&[vec![5, 6, 7]], Device::Cpu);
+    let (_, tgt) = d.batch(&[0]);
+    assert_eq!(Vec::<i64>::try_from(tgt.reshape([-1])).unwrap(), vec![5, 6, 7, EOS]);
+}
+
+#[test]
+fn win_rate_counts_ties_half_with_a_wilson_interval() {
+    let (w, lo, hi) = win_rate(&[1.0, 0.0, 0.5, 2.0], &[0.0, 1.0, 0.5, 1.0]);
+    assert!((w - 0.625).abs() < 1e-12);
+    assert!(lo < w && w < hi);
+    // p = 0.5, n = 100: the Wilson interval is 0.5 +- 0.0962.
+    let s: Vec<f64> = (0..100).map(|i| (i % 2) as f64).collect();
+    let (w, lo, hi) = win_rate(&s, &vec![0.5; 100]);
+    assert!((w - 0.5).abs() < 1e-12 && (lo - 0.4038).abs() < 1e-3 && (hi - 0.5962).abs() < 1e-3, "{lo} {hi}");
+    // All wins: the interval stays inside [0, 1].
+    let (w, lo, hi) = win_rate(&[1.0; 20], &[0.0; 20]);
+    assert!(w == 1.0 && hi <= 1.0 + 1e-12 && lo > 0.8 && lo < 1.0);
+}
