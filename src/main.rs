@@ -104,6 +104,17 @@ enum Cmd {
         /// A results folder, e.g. results/sentiment.
         dir: PathBuf,
     },
+    /// The tabular world's convergence to pi* (DPO, IPO, PPO-GT; exact by enumeration): writes
+    /// tabular.csv and tabular.{png,svg}.
+    Tabular {
+        #[command(flatten)]
+        common: Common,
+        /// Output folder.
+        #[arg(long, default_value = "results/tabular")]
+        out: PathBuf,
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+    },
     /// Benchmarks: matmul peak, SFT tokens/s and MFU, sampling tokens/s with and without cache.
     Bench {
         #[command(flatten)]
@@ -217,6 +228,14 @@ fn run() -> Result<()> {
             let plot = alignlab::report::report(&dir)?;
             println!("tables: {}/frontier.csv, fits.csv, report.md", dir.display());
             println!("frontier plot: {}", plot.display());
+        }
+        Cmd::Tabular { common, out, seed } => {
+            setup(&common)?;
+            let rows = alignlab::experiment::tabular::convergence(&out, seed)?;
+            for r in rows.iter().filter(|r| rows.iter().filter(|q| q.series == r.series).map(|q| q.step).max() == Some(r.step)) {
+                println!("{:40} step {:5}  {} = {:.3e}", r.series, r.step, r.metric, r.value);
+            }
+            println!("written: {}/tabular.csv, tabular.png, tabular.svg", out.display());
         }
         Cmd::Bench { common, quick } => {
             let device = setup(&common)?;

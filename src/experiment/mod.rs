@@ -6,6 +6,7 @@
 
 mod metrics;
 pub mod stages;
+pub mod tabular;
 
 pub use metrics::{write_atomic, Metrics, Row};
 

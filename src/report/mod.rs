@@ -6,10 +6,13 @@
 //! - `fits.csv`: Gao et al.'s fits of gold and proxy reward gain against d = sqrt(KL), for
 //!   Best-of-N (R = d(a - b d)) and PPO (R = d(a - b log d));
 //! - `report.md`: the final-evaluation table and the budget table, in Markdown;
-//! - `frontier.{png,svg}`, `curves.{png,svg}`, `overoptimization.{png,svg}`.
+//! - `frontier.{png,svg}`, `curves.{png,svg}`, `overoptimization.{png,svg}`;
+//! - where the world has reference responses: `winrate.csv`, `winrate_temperature.{png,svg}`
+//!   and `winrate_steps.{png,svg}` (see [`winrate`]).
 
 pub mod frontier;
 pub mod plot;
+pub mod winrate;
 
 use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
@@ -220,7 +223,15 @@ pub fn report(dir: &Path) -> Result<PathBuf> {
         let _ = writeln!(csv, "{m},{which},{f},{a},{b},{r2},{n}");
     }
     write_atomic(&dir.join("fits.csv"), csv.as_bytes())?;
-    write_atomic(&dir.join("report.md"), markdown(&pts, &budget_rows).as_bytes())?;
+    let mut md = markdown(&pts, &budget_rows);
+    let (by_temp, by_step) = (winrate::by_temperature(&evals), winrate::by_step(&evals));
+    if !by_temp.is_empty() || !by_step.is_empty() {
+        write_atomic(&dir.join("winrate.csv"), winrate::csv(&by_temp, &by_step).as_bytes())?;
+        md.push('\n');
+        md.push_str(&winrate::markdown(&by_temp));
+        plot::winrates(dir, &by_temp, &by_step)?;
+    }
+    write_atomic(&dir.join("report.md"), md.as_bytes())?;
     let metrics = std::fs::read_to_string(dir.join("metrics.csv")).ok().and_then(|t| Metrics::from_csv(&t).ok());
     plot::all(dir, &pts, metrics.as_ref())?;
     Ok(dir.join("frontier.png"))

@@ -240,3 +240,108 @@ fn overoptimization<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, points: &[
     }
     Ok(())
 }
+
+/// Win rate against the references: by temperature (`by_step = false`) or over training steps,
+/// one line per policy with its interval as error bars (or a band).
+pub fn winrates(dir: &Path, temp: &[super::winrate::WinRow], steps: &[super::winrate::WinRow]) -> Result<()> {
+    register_font();
+    if !temp.is_empty() {
+        both(dir, "winrate_temperature", (1000, 650), |r| winrate_chart(r, temp, false), |r| winrate_chart(r, temp, false))?;
+    }
+    if !steps.is_empty() {
+        both(dir, "winrate_steps", (1000, 650), |r| winrate_chart(r, steps, true), |r| winrate_chart(r, steps, true))?;
+    }
+    Ok(())
+}
+
+fn winrate_chart<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, rows: &[super::winrate::WinRow], by_step: bool) -> Result<()> {
+    let labels = if by_step {
+        let mut l: Vec<String> = Vec::new();
+        for r in rows.iter().filter(|r| r.method != "sft") {
+            if !l.contains(&r.label()) {
+                l.push(r.label());
+            }
+        }
+        l
+    } else {
+        super::winrate::shown(rows)
+    };
+    let sel: Vec<&super::winrate::WinRow> = rows.iter().filter(|r| labels.contains(&r.label())).collect();
+    let (x0, x1) = range(sel.iter().map(|r| r.x), 0.04);
+    let (y0, y1) = range(sel.iter().flat_map(|r| [r.lo, r.hi, 0.5]), 0.05);
+    let (title, xdesc) = if by_step {
+        ("Win rate against the reference over training", "step (DPO: batch of pairs; PPO: iteration)")
+    } else {
+        ("Win rate against the reference by sampling temperature", "sampling temperature")
+    };
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, (FONT, 22))
+        .margin(15)
+        .x_label_area_size(45)
+        .y_label_area_size(60)
+        .build_cartesian_2d(x0..x1, y0.max(0.0)..y1.min(1.0))
+        .map_err(err)?;
+    chart.configure_mesh().x_desc(xdesc).y_desc("win rate (ties count 1/2)").label_style((FONT, 14)).draw().map_err(err)?;
+    chart.draw_series(DashedLineSeries::new(vec![(x0, 0.5), (x1, 0.5)], 6, 4, BLACK.mix(0.5).stroke_width(1))).map_err(err)?;
+    for (i, l) in labels.iter().enumerate() {
+        let c = color(i);
+        let mut pts: Vec<&&super::winrate::WinRow> = sel.iter().filter(|r| &r.label() == l).collect();
+        pts.sort_by(|a, b| a.x.total_cmp(&b.x));
+        if by_step && pts.len() > 1 {
+            let mut poly: Vec<(f64, f64)> = pts.iter().map(|r| (r.x, r.hi)).collect();
+            poly.extend(pts.iter().rev().map(|r| (r.x, r.lo)));
+            chart.draw_series(std::iter::once(Polygon::new(poly, c.mix(0.12).filled()))).map_err(err)?;
+        } else {
+            chart.draw_series(pts.iter().map(|r| ErrorBar::new_vertical(r.x, r.lo, r.mean, r.hi, c.stroke_width(1), 8))).map_err(err)?;
+        }
+        chart
+            .draw_series(LineSeries::new(pts.iter().map(|r| (r.x, r.mean)), c.stroke_width(2)).point_size(3))
+            .map_err(err)?
+            .label(l.clone())
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(2)));
+    }
+    chart.configure_series_labels().label_font((FONT, 13)).background_style(WHITE.mix(0.85)).border_style(BLACK).position(SeriesLabelPosition::LowerLeft).draw().map_err(err)?;
+    Ok(())
+}
+
+/// The tabular world's convergence: TV(pi, pi*) against step under Bradley-Terry labels, and
+/// the worst response's mass under deterministic labels (log scales).
+pub fn tabular(dir: &Path, rows: &[crate::experiment::tabular::TraceRow]) -> Result<()> {
+    register_font();
+    both(dir, "tabular", (1400, 600), |r| tabular_chart(r, rows), |r| tabular_chart(r, rows))
+}
+
+fn tabular_chart<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, rows: &[crate::experiment::tabular::TraceRow]) -> Result<()> {
+    let panels = root.split_evenly((1, 2));
+    for (panel, (metric, title, ydesc)) in panels.iter().zip([
+        ("tv_to_optimal", "Bradley-Terry labels: distance to π*", "mean TV(π, π*) over prompts"),
+        ("worst_mass", "Deterministic labels: the worst response", "largest mass on a prompt's worst response"),
+    ]) {
+        let sel: Vec<&crate::experiment::tabular::TraceRow> = rows.iter().filter(|r| r.metric == metric && r.method != "reference").collect();
+        let x1 = sel.iter().map(|r| r.step as f64).fold(1.0, f64::max);
+        let vals: Vec<f64> = sel.iter().map(|r| r.value.max(1e-300)).collect();
+        let lo = vals.iter().cloned().fold(f64::INFINITY, f64::min).max(1e-45);
+        let hi = vals.iter().cloned().fold(0.0, f64::max).max(lo * 10.0);
+        let mut chart = ChartBuilder::on(panel)
+            .caption(title, (FONT, 22))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(70)
+            .build_cartesian_2d(0.0..x1, (lo * 0.5..hi * 2.0).log_scale())
+            .map_err(err)?;
+        chart.configure_mesh().x_desc("step (PPO-GT: iteration)").y_desc(ydesc).y_label_formatter(&|v| format!("{v:.0e}")).label_style((FONT, 13)).draw().map_err(err)?;
+        let mut series: Vec<&str> = Vec::new();
+        for r in &sel {
+            if !series.contains(&r.series.as_str()) {
+                series.push(&r.series);
+            }
+        }
+        for (i, s) in series.iter().enumerate() {
+            let c = color(i);
+            let pts: Vec<(f64, f64)> = sel.iter().filter(|r| r.series == *s).map(|r| (r.step as f64, r.value.max(lo * 0.5))).collect();
+            chart.draw_series(LineSeries::new(pts, c.stroke_width(2))).map_err(err)?.label(s.to_string()).legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(2)));
+        }
+        chart.configure_series_labels().label_font((FONT, 12)).background_style(WHITE.mix(0.85)).border_style(BLACK).position(SeriesLabelPosition::LowerLeft).draw().map_err(err)?;
+    }
+    Ok(())
+}

@@ -62,6 +62,32 @@ impl TabularWorld {
         TabularWorld { cfg: cfg.clone(), vocab, responses, reward }
     }
 
+    /// The PPO settings of the tabular convergence runs: large batches, no clipping of
+    /// gradients, tabular learning rates; `kl` is replaced by the fixed beta of the run.
+    pub fn ppo_config() -> PpoConfig {
+        PpoConfig {
+            iterations: 300,
+            rollout_batch: 512,
+            minibatch_size: 128,
+            ppo_epochs: 4,
+            lr: 0.05,
+            vf_lr: 0.1,
+            clip_coef: 0.2,
+            vf_clip: 10.0,
+            vf_coef: 1.0,
+            gamma: 1.0,
+            gae_lambda: 0.95,
+            kl: crate::algo::ppo::KlControl::Fixed { coef: 0.0 },
+            kl_estimator: KlEstimator::K1,
+            missing_eos_penalty: 0.0,
+            score_norm: false,
+            whiten_advantages: true,
+            grad_clip: 1e9,
+            temperature: 1.0,
+            eval_every: 1000,
+        }
+    }
+
     /// The token of prompt x.
     pub fn prompt_token(&self, x: usize) -> i64 {
         (N_SPECIAL + self.cfg.n_words + x) as i64
@@ -216,6 +242,13 @@ impl TabularWorld {
     /// every (chosen, rejected) cell, which is exactly the loss over the sampled pairs.
     /// Returns the trained policy's probabilities `[X][R]`.
     pub fn fit_preference(&self, reference: &Tensor, counts: &[Vec<Vec<f64>>], kind: PrefLoss, beta: f64, steps: usize, lr: f64) -> Vec<Vec<f64>> {
+        self.fit_preference_traced(reference, counts, kind, beta, steps, lr, usize::MAX, |_, _| {})
+    }
+
+    /// [`TabularWorld::fit_preference`], calling `trace(step, probabilities)` every `every`
+    /// steps (and at step 0).
+    #[allow(clippy::too_many_arguments)]
+    pub fn fit_preference_traced(&self, reference: &Tensor, counts: &[Vec<Vec<f64>>], kind: PrefLoss, beta: f64, steps: usize, lr: f64, every: usize, mut trace: impl FnMut(usize, &[Vec<f64>])) -> Vec<Vec<f64>> {
         let vs = tch::nn::VarStore::new(Device::Cpu);
         let table = vs.root().var_copy("table", reference);
         let mut opt = tch::nn::Adam::default().build(&vs, lr).expect("Adam on a tabular policy");
@@ -226,15 +259,19 @@ impl TabularWorld {
         let ref_lp = tch::no_grad(|| self.table_logprobs(reference));
         let pair = |lp: &Tensor| (lp.unsqueeze(2).expand([x, r, r], false), lp.unsqueeze(1).expand([x, r, r], false));
         let (ref_chosen, ref_rejected) = pair(&ref_lp);
-        for _ in 0..steps {
+        for step in 0..steps {
+            if step % every == 0 {
+                trace(step, &tch::no_grad(|| to_rows(&self.table_logprobs(&table).exp())));
+            }
             let lp = self.table_logprobs(&table);
             let (chosen, rejected) = pair(&lp);
             let out = preference_loss(kind, beta, &chosen, &rejected, &ref_chosen, &ref_rejected);
             let loss = (out.losses * &weights).sum(Kind::Float) / &total;
             opt.backward_step(&loss);
         }
-        let lp = tch::no_grad(|| self.table_logprobs(&table));
-        to_rows(&lp.exp())
+        let probs = tch::no_grad(|| to_rows(&self.table_logprobs(&table).exp()));
+        trace(steps, &probs);
+        probs
     }
 }
 
@@ -284,6 +321,12 @@ impl TabularWorld {
     /// using the same loss functions as the language-model PPO. The stationary point of this
     /// objective is pi* proportional to pi_ref exp(r / beta). Returns the policy `[X][R]`.
     pub fn fit_ppo_gold(&self, reference: &Tensor, beta: f64, cfg: &PpoConfig, seed: u64) -> Vec<Vec<f64>> {
+        self.fit_ppo_gold_traced(reference, beta, cfg, seed, usize::MAX, |_, _| {})
+    }
+
+    /// [`TabularWorld::fit_ppo_gold`], calling `trace(iteration, probabilities)` every `every`
+    /// iterations (and at 0).
+    pub fn fit_ppo_gold_traced(&self, reference: &Tensor, beta: f64, cfg: &PpoConfig, seed: u64, every: usize, mut trace: impl FnMut(usize, &[Vec<f64>])) -> Vec<Vec<f64>> {
         let vs = tch::nn::VarStore::new(Device::Cpu);
         let table = vs.root().var_copy("table", reference);
         let cvs = tch::nn::VarStore::new(Device::Cpu);
@@ -293,7 +336,10 @@ impl TabularWorld {
         let mut rng = Rng::new(derive_seed(seed, "world/tabular/ppo"));
         let (b, l) = (cfg.rollout_batch as i64, self.cfg.length as i64);
         let nn = self.n_nodes() as i64;
-        for _ in 0..cfg.iterations {
+        for it in 0..cfg.iterations {
+            if it % every == 0 {
+                trace(it, &tch::no_grad(|| to_rows(&self.table_logprobs(&table).exp())));
+            }
             let (xs, nodes, words, idx) = self.sample_table(&table, cfg.rollout_batch, &mut rng);
             let xs_t = Tensor::from_slice(&xs.iter().map(|&x| x as i64).collect::<Vec<_>>());
             let nodes = Tensor::from_slice(&nodes).view([b, l]);
@@ -332,7 +378,8 @@ impl TabularWorld {
                 }
             }
         }
-        let lp = tch::no_grad(|| self.table_logprobs(&table));
-        to_rows(&lp.exp())
+        let probs = tch::no_grad(|| to_rows(&self.table_logprobs(&table).exp()));
+        trace(cfg.iterations, &probs);
+        probs
     }
 }

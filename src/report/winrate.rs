@@ -1,0 +1,187 @@
+//! Win rates against the reference responses (summarize world): by sampling temperature at the
+//! end of training (the paper's Fig. 2 right) and over training steps (Fig. 3 right).
+//!
+//! One seed: the 95% Wilson interval of the win rate over the evaluation samples. Several
+//! seeds: the mean over seeds with a 95% t-interval over seeds (training variance included).
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use super::frontier::mean_ci_t;
+use crate::experiment::Metrics;
+
+/// One policy's win rate at one temperature (or step).
+#[derive(Clone, Debug)]
+pub struct WinRow {
+    pub method: String,
+    pub setting: String,
+    /// The temperature, or the step for the curves over training.
+    pub x: f64,
+    pub mean: f64,
+    pub lo: f64,
+    pub hi: f64,
+    pub seeds: usize,
+}
+
+impl WinRow {
+    pub fn label(&self) -> String {
+        if self.setting.is_empty() {
+            self.method.clone()
+        } else {
+            format!("{} {}", self.method, self.setting)
+        }
+    }
+}
+
+/// The temperature of an `eval_t{T}/winrate` metric.
+fn temperature_of(metric: &str) -> Option<f64> {
+    metric.strip_prefix("eval_t")?.strip_suffix("/winrate")?.parse().ok()
+}
+
+/// Mean and interval over seeds of per-seed (rate, lo, hi).
+fn combine(method: &str, setting: &str, x: f64, per_seed: &[(f64, f64, f64)]) -> WinRow {
+    let (mean, lo, hi) = if per_seed.len() == 1 {
+        per_seed[0]
+    } else {
+        let v: Vec<f64> = per_seed.iter().map(|p| p.0).collect();
+        let (m, ci) = mean_ci_t(&v);
+        (m, m - ci, m + ci)
+    };
+    WinRow { method: method.into(), setting: setting.into(), x, mean, lo, hi, seeds: per_seed.len() }
+}
+
+type Key = (String, String, u64, usize);
+
+/// Every (method, setting, seed, step)'s metrics.
+fn by_run(evals: &Metrics) -> (Vec<Key>, BTreeMap<Key, BTreeMap<String, f64>>) {
+    let mut order = Vec::new();
+    let mut map: BTreeMap<Key, BTreeMap<String, f64>> = BTreeMap::new();
+    for r in &evals.rows {
+        let k = (r.method.clone(), r.setting.clone(), r.seed, r.step);
+        if !map.contains_key(&k) {
+            order.push(k.clone());
+        }
+        map.entry(k).or_default().insert(r.metric.clone(), r.value);
+    }
+    (order, map)
+}
+
+/// Win rate against the references at each final-evaluation temperature, per policy.
+pub fn by_temperature(evals: &Metrics) -> Vec<WinRow> {
+    let (order, map) = by_run(evals);
+    // Per (method, setting): per temperature: per seed (the last step that has it).
+    let mut acc: Vec<((String, String), BTreeMap<u64, BTreeMap<u64, (usize, (f64, f64, f64))>>)> = Vec::new();
+    for k in &order {
+        let m = &map[k];
+        for (metric, &w) in m {
+            let Some(t) = temperature_of(metric) else { continue };
+            let prefix = format!("eval_t{t}/");
+            let (lo, hi) = (m.get(&format!("{prefix}winrate_lo")).copied().unwrap_or(f64::NAN), m.get(&format!("{prefix}winrate_hi")).copied().unwrap_or(f64::NAN));
+            let id = (k.0.clone(), k.1.clone());
+            let i = match acc.iter().position(|a| a.0 == id) {
+                Some(i) => i,
+                None => {
+                    acc.push((id, BTreeMap::new()));
+                    acc.len() - 1
+                }
+            };
+            let slot = acc[i].1.entry(t.to_bits()).or_default();
+            if slot.get(&k.2).is_none_or(|s| s.0 <= k.3) {
+                slot.insert(k.2, (k.3, (w, lo, hi)));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for ((method, setting), temps) in acc {
+        let mut ts: Vec<(f64, Vec<(f64, f64, f64)>)> = temps.into_iter().map(|(t, seeds)| (f64::from_bits(t), seeds.into_values().map(|v| v.1).collect())).collect();
+        ts.sort_by(|a, b| a.0.total_cmp(&b.0));
+        for (t, per_seed) in ts {
+            out.push(combine(&method, &setting, t, &per_seed));
+        }
+    }
+    out
+}
+
+/// Win rate (`eval/winrate`, at the evaluation temperature) over training steps, per run.
+pub fn by_step(evals: &Metrics) -> Vec<WinRow> {
+    let (order, map) = by_run(evals);
+    let mut runs: Vec<(String, String)> = Vec::new();
+    for k in &order {
+        if map[k].contains_key("eval/winrate") && !runs.contains(&(k.0.clone(), k.1.clone())) {
+            runs.push((k.0.clone(), k.1.clone()));
+        }
+    }
+    let mut out = Vec::new();
+    for (method, setting) in runs {
+        let mut steps: BTreeMap<usize, Vec<(f64, f64, f64)>> = BTreeMap::new();
+        for k in order.iter().filter(|k| k.0 == method && k.1 == setting) {
+            let m = &map[k];
+            if let Some(&w) = m.get("eval/winrate") {
+                steps.entry(k.3).or_default().push((w, m.get("eval/winrate_lo").copied().unwrap_or(f64::NAN), m.get("eval/winrate_hi").copied().unwrap_or(f64::NAN)));
+            }
+        }
+        for (step, per_seed) in steps {
+            out.push(combine(&method, &setting, step as f64, &per_seed));
+        }
+    }
+    out
+}
+
+/// The policies of the temperature figure: each run, and Best-of-N at its largest N only.
+pub fn shown(rows: &[WinRow]) -> Vec<String> {
+    let max_n = rows.iter().filter(|r| r.method == "best_of_n").filter_map(|r| r.setting.strip_prefix("n=")?.parse::<usize>().ok()).max();
+    let mut labels: Vec<String> = Vec::new();
+    for r in rows {
+        if r.method == "best_of_n" && Some(r.setting.as_str()) != max_n.map(|n| format!("n={n}")).as_deref() {
+            continue;
+        }
+        if !labels.contains(&r.label()) {
+            labels.push(r.label());
+        }
+    }
+    labels
+}
+
+/// `winrate.csv`.
+pub fn csv(temp: &[WinRow], steps: &[WinRow]) -> String {
+    let mut s = String::from("method,setting,axis,x,winrate,lo95,hi95,seeds\n");
+    for (axis, rows) in [("temperature", temp), ("step", steps)] {
+        for r in rows {
+            let _ = writeln!(s, "{},{},{axis},{},{},{},{},{}", r.method, r.setting, r.x, r.mean, r.lo, r.hi, r.seeds);
+        }
+    }
+    s
+}
+
+/// Markdown: a policy-by-temperature table of win rates with their intervals.
+pub fn markdown(temp: &[WinRow]) -> String {
+    let mut ts: Vec<f64> = temp.iter().map(|r| r.x).collect();
+    ts.sort_by(|a, b| a.total_cmp(b));
+    ts.dedup();
+    let seeds = temp.iter().map(|r| r.seeds).max().unwrap_or(0);
+    let how = if seeds > 1 { format!("mean over {seeds} seeds, 95% t-interval over seeds") } else { "95% Wilson interval over the evaluation samples".to_string() };
+    let mut s = format!("## Win rate against the reference summaries by sampling temperature ({how})\n\n| policy |");
+    for t in &ts {
+        let _ = write!(s, " T = {t} |");
+    }
+    let _ = writeln!(s, "\n|---|{}", "---|".repeat(ts.len()));
+    let mut labels: Vec<String> = Vec::new();
+    for r in temp {
+        if !labels.contains(&r.label()) {
+            labels.push(r.label());
+        }
+    }
+    for l in labels {
+        let _ = write!(s, "| {l} |");
+        for t in &ts {
+            match temp.iter().find(|r| r.label() == l && r.x == *t) {
+                Some(r) => {
+                    let _ = write!(s, " {:.3} [{:.3}, {:.3}] |", r.mean, r.lo, r.hi);
+                }
+                None => s.push_str(" - |"),
+            }
+        }
+        s.push('\n');
+    }
+    s
+}
