@@ -7,7 +7,7 @@ CARGO ?= cargo
 
 JOBS ?= 2
 
-.PHONY: setup build run test bench bench-compare clean-runs sweep ablations report
+.PHONY: setup build run test bench bench-compare clean-runs sweep ablations report paper tabular
 
 # Install libtorch (the PyPI torch==2.11.0 wheel) once per machine, then link it as .libtorch.
 # A LIBTORCH set by the user is respected: nothing is installed and .libtorch is not touched.
@@ -43,6 +43,17 @@ ablations: build
 # Regenerate every table and plot of every results folder from its CSVs.
 report: build
 	for d in results/*/; do [ -f "$$d/eval.csv" ] && ./target/release/alignlab report "$$d"; done; true
+
+# The paper's runs (each about half an hour to an hour on two cores), the tabular world, the
+# ablations, then paper/README.md from results/.
+paper: build tabular ablations
+	./target/release/alignlab run scenarios/paper-sentiment.toml --jobs $(JOBS)
+	./target/release/alignlab run scenarios/paper-summarize.toml --jobs $(JOBS)
+	./target/release/alignlab report --paper
+
+# The tabular world's convergence to pi* (seconds).
+tabular: build
+	./target/release/alignlab tabular
 
 test: setup
 	$(CARGO) test --release

@@ -99,10 +99,18 @@ enum Cmd {
         #[arg(long = "set", value_name = "SECTION.KEY=VALUE")]
         set: Vec<String>,
     },
-    /// Regenerate every table and plot of a results folder from its CSVs.
+    /// Regenerate every table and plot of a results folder from its CSVs; with --paper, of every
+    /// folder under results/, then paper/README.md from them.
     Report {
-        /// A results folder, e.g. results/sentiment.
-        dir: PathBuf,
+        /// A results folder, e.g. results/sentiment (with --paper: the results root).
+        #[arg(required_unless_present = "paper")]
+        dir: Option<PathBuf>,
+        /// Regenerate every results folder and write the paper (paper/README.md).
+        #[arg(long)]
+        paper: bool,
+        /// Where --paper writes README.md.
+        #[arg(long, default_value = "paper")]
+        paper_dir: PathBuf,
     },
     /// The tabular world's convergence to pi* (DPO, IPO, PPO-GT; exact by enumeration): writes
     /// tabular.csv and tabular.{png,svg}.
@@ -224,11 +232,17 @@ fn run() -> Result<()> {
                 }
             }
         }
-        Cmd::Report { dir } => {
+        Cmd::Report { dir, paper: true, paper_dir } => {
+            let results = dir.unwrap_or_else(|| PathBuf::from("results"));
+            let path = alignlab::report::paper::write(&results, &paper_dir)?;
+            println!("paper: {}", path.display());
+        }
+        Cmd::Report { dir: Some(dir), .. } => {
             let plot = alignlab::report::report(&dir)?;
             println!("tables: {}/frontier.csv, fits.csv, report.md", dir.display());
             println!("frontier plot: {}", plot.display());
         }
+        Cmd::Report { dir: None, .. } => unreachable!("clap requires DIR without --paper"),
         Cmd::Tabular { common, out, seed } => {
             setup(&common)?;
             let rows = alignlab::experiment::tabular::convergence(&out, seed)?;

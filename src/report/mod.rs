@@ -11,6 +11,7 @@
 //!   and `winrate_steps.{png,svg}` (see [`winrate`]).
 
 pub mod frontier;
+pub mod paper;
 pub mod plot;
 pub mod winrate;
 

@@ -345,3 +345,47 @@ fn tabular_chart<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, rows: &[crate
     }
     Ok(())
 }
+
+/// One panel of the ablation figure: per method, (level, gold at the budget, ci) points.
+pub struct AblationPanel {
+    pub title: String,
+    pub xdesc: String,
+    pub log_x: bool,
+    pub series: Vec<(String, Vec<(f64, f64, f64)>)>,
+}
+
+/// `ablations.{png,svg}`: one panel per ablation family.
+pub fn ablations(dir: &Path, panels: &[AblationPanel]) -> Result<()> {
+    register_font();
+    let w = 500 * panels.len() as u32;
+    both(dir, "ablations", (w.max(500), 500), |r| ablation_chart(r, panels), |r| ablation_chart(r, panels))
+}
+
+fn ablation_chart<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, panels: &[AblationPanel]) -> Result<()> {
+    let areas = root.split_evenly((1, panels.len()));
+    for (area, p) in areas.iter().zip(panels) {
+        let xs: Vec<f64> = p.series.iter().flat_map(|s| s.1.iter().map(|q| q.0)).collect();
+        let (y0, y1) = range(p.series.iter().flat_map(|s| s.1.iter().map(|q| q.1)), 0.1);
+        let lx = |x: f64| if p.log_x { x.ln() } else { x };
+        let (x0, x1) = range(xs.iter().map(|&x| lx(x)), 0.08);
+        let mut chart = ChartBuilder::on(area)
+            .caption(&p.title, (FONT, 20))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(55)
+            .build_cartesian_2d(x0..x1, y0..y1)
+            .map_err(err)?;
+        let fmt_x = |v: &f64| if p.log_x { format!("{:.3}", v.exp()) } else { format!("{v:.3}") };
+        chart.configure_mesh().x_desc(p.xdesc.as_str()).y_desc("gold reward at KL 2").x_label_formatter(&fmt_x).label_style((FONT, 12)).draw().map_err(err)?;
+        for (i, (m, pts)) in p.series.iter().enumerate() {
+            let c = color(i);
+            chart
+                .draw_series(LineSeries::new(pts.iter().map(|q| (lx(q.0), q.1)), c.stroke_width(2)).point_size(4))
+                .map_err(err)?
+                .label(m.clone())
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(2)));
+        }
+        chart.configure_series_labels().label_font((FONT, 12)).background_style(WHITE.mix(0.85)).border_style(BLACK).position(SeriesLabelPosition::LowerRight).draw().map_err(err)?;
+    }
+    Ok(())
+}
