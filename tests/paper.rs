@@ -1,0 +1,77 @@
+//! Win-rate aggregation and the generated write-up: numbers and verdicts come from results/.
+
+use alignlab::experiment::Metrics;
+use alignlab::report::winrate;
+
+fn push_point(m: &mut Metrics, method: &str, setting: &str, seed: u64, step: usize, kl: f64, gold: f64) {
+    m.push(method, setting, seed, step, "eval/gold", gold);
+    m.push(method, setting, seed, step, "eval/gold_ci", 0.01);
+    m.push(method, setting, seed, step, "eval/kl", kl);
+}
+
+#[test]
+fn win_rates_aggregate_over_seeds_at_the_last_step() {
+    let mut m = Metrics::default();
+    // sft: one seed, its Wilson interval is kept.
+    m.push("sft", "", 0, 0, "eval_t0/winrate", 0.55);
+    m.push("sft", "", 0, 0, "eval_t0/winrate_lo", 0.50);
+    m.push("sft", "", 0, 0, "eval_t0/winrate_hi", 0.60);
+    // dpo: two seeds; an earlier step must be ignored.
+    for (seed, w) in [(0, 0.6), (1, 0.7)] {
+        m.push("dpo", "beta=0.5", seed, 10, "eval_t0/winrate", 0.1);
+        m.push("dpo", "beta=0.5", seed, 20, "eval_t0/winrate", w);
+        m.push("dpo", "beta=0.5", seed, 20, "eval_t0.5/winrate", w - 0.1);
+        m.push("dpo", "beta=0.5", seed, 20, "eval/winrate", w);
+    }
+    let rows = winrate::by_temperature(&m);
+    let sft = rows.iter().find(|r| r.method == "sft").unwrap();
+    assert_eq!((sft.x, sft.mean, sft.lo, sft.hi, sft.seeds), (0.0, 0.55, 0.50, 0.60, 1));
+    let dpo: Vec<_> = rows.iter().filter(|r| r.method == "dpo").collect();
+    assert_eq!(dpo.len(), 2);
+    assert_eq!(dpo[0].x, 0.0);
+    assert!((dpo[0].mean - 0.65).abs() < 1e-12 && dpo[0].seeds == 2);
+    // t(0.975, 1) = 12.706; sd of (0.6, 0.7) = 0.0707; half-width 12.706 * 0.0707 / sqrt 2.
+    assert!((dpo[0].hi - dpo[0].mean - 12.7062 * 0.05).abs() < 1e-3, "{:?}", dpo[0]);
+    assert!((dpo[1].x - 0.5).abs() < 1e-12 && (dpo[1].mean - 0.55).abs() < 1e-12);
+    let steps = winrate::by_step(&m);
+    assert_eq!(steps.len(), 1);
+    assert_eq!((steps[0].x, steps[0].seeds), (20.0, 2));
+}
+
+#[test]
+fn paper_numbers_and_verdicts_come_from_the_results() {
+    let root = std::env::temp_dir().join(format!("alignlab-paper-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    let results = root.join("results");
+    // Sentiment: DPO reaches 0.9 at KL 1, PPO 0.6; one seed (intervals 0).
+    let mut e = Metrics::default();
+    push_point(&mut e, "sft", "", 0, 0, 0.0, 0.5);
+    push_point(&mut e, "dpo", "beta=0.1", 0, 100, 1.0, 0.9);
+    push_point(&mut e, "ppo", "target_kl=1", 0, 50, 1.0, 0.6);
+    let dir = results.join("paper-sentiment");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("eval.csv"), e.to_csv()).unwrap();
+    // Summarize: DPO 0.62 at T = 0 against PPO 0.40.
+    let mut e = Metrics::default();
+    push_point(&mut e, "sft", "", 0, 0, 0.0, 0.1);
+    for (method, setting, w) in [("dpo", "beta=0.5", 0.62), ("ppo", "target_kl=1", 0.40)] {
+        push_point(&mut e, method, setting, 0, 100, 0.5, 0.3);
+        for t in [0.0, 1.0] {
+            e.push(method, setting, 0, 100, &format!("eval_t{t}/winrate"), w - 0.1 * t);
+            e.push(method, setting, 0, 100, &format!("eval_t{t}/winrate_lo"), w - 0.1 * t - 0.04);
+            e.push(method, setting, 0, 100, &format!("eval_t{t}/winrate_hi"), w - 0.1 * t + 0.04);
+        }
+    }
+    let dir = results.join("paper-summarize");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("eval.csv"), e.to_csv()).unwrap();
+    let path = alignlab::report::paper::write(&results, &root.join("paper")).unwrap();
+    let md = std::fs::read_to_string(path).unwrap();
+    assert!(md.contains("KL 1: DPO 0.900 ± 0.000 against PPO 0.600 ± 0.000: DPO is above, outside the intervals"), "{md}");
+    assert!(md.contains("This agrees with the paper's claim."), "{md}");
+    assert!(md.contains("T = 0: dpo beta=0.5 0.620 [0.580, 0.660] against ppo target_kl=1 0.400 [0.360, 0.440]: DPO is above, outside the intervals"), "{md}");
+    assert!(md.contains("dpo beta=0.5: from T = 0 to T = 1 the win rate changes by -0.100"), "{md}");
+    assert!(root.join("results/paper-summarize/winrate_temperature.png").exists());
+    assert!(root.join("results/paper-sentiment/frontier.png").exists());
+    let _ = std::fs::remove_dir_all(&root);
+}
