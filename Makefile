@@ -7,7 +7,7 @@ CARGO ?= cargo
 
 JOBS ?= 2
 
-.PHONY: setup build run test bench bench-compare clean-runs sweep ablations report paper tabular
+.PHONY: setup build run test bench bench-compare clean-runs sweep ablations report paper tabular baselines
 
 # Install libtorch (the PyPI torch==2.11.0 wheel) once per machine, then link it as .libtorch.
 # A LIBTORCH set by the user is respected: nothing is installed and .libtorch is not touched.
@@ -62,8 +62,15 @@ bench: build
 	./target/release/alignlab bench
 
 # alignlab against the plain PyTorch reference (baselines/reference), same shapes and threads.
+# With TRL too when `make baselines` has installed it.
+TRL_VENV := $(ALIGNLAB_CACHE)/trl-1.12.0
 bench-compare: build
-	cd baselines/reference && PYTHONPATH="$$(dirname "$$(readlink -f ../../.libtorch)")" python3 -W ignore::UserWarning bench.py --alignlab ../../target/release/alignlab --threads 2
+	cd baselines/reference && PYTHONPATH="$$(dirname "$$(readlink -f ../../.libtorch)")" python3 -W ignore::UserWarning bench.py --alignlab ../../target/release/alignlab --threads 2 $$([ -x "$(TRL_VENV)/bin/python" ] && echo --trl "$(TRL_VENV)/bin/python")
+
+# TRL (pinned, baselines/trl/requirements.txt) in a venv that reuses the torch of `make setup`;
+# not part of `make test`.
+baselines: setup
+	baselines/trl/setup.sh "$$(dirname "$$(readlink -f .libtorch)")" "$(TRL_VENV)"
 
 clean-runs:
 	rm -rf runs

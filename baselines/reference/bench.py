@@ -1,9 +1,15 @@
 """The PyTorch reference's speed at the shapes of `alignlab bench`, and the ratios.
 
-usage: python3 bench.py [--alignlab target/release/alignlab] [--threads 2]
+usage: python3 bench.py [--alignlab target/release/alignlab] [--threads 2] [--trl PYTHON]
 Runs alignlab's bench (same thread count) and the same steps here, then prints both and the
-alignlab / reference ratio of each (higher is better for alignlab).
+alignlab / reference ratio of each (higher is better for alignlab). With --trl, also runs
+../trl/bench_trl.py under that Python (the venv of `make baselines`) and adds TRL's column and
+the alignlab / TRL ratio.
 """
+
+import json
+import os
+import tempfile
 
 import re
 import subprocess
@@ -143,10 +149,40 @@ def main():
     tps, roll, upd = ppo_iteration()
     rows.append(("ppo rollout B64 (tokens/s)", num(r"B64 .*?rollout\s+([\d.]+) tokens/s"), tps))
     ours_upd = num(r"B64 .*?update ([\d.]+) s")
+    ours_roll = num(r"B64 .*?rollout\s+[\d.]+ tokens/s \(([\d.]+) s\)")
     rows.append(("ppo update B64 (updates/s)", 1.0 / ours_upd, 1.0 / upd))
-    print(f"{'step':32s} {'alignlab':>12s} {'pytorch ref':>12s} {'ratio':>7s}")
+    rows.append(("ppo iteration B64 (iter/s)", 1.0 / (ours_roll + ours_upd), 1.0 / (roll + upd)))
+    trl = {}
+    if "--trl" in sys.argv:
+        py = sys.argv[sys.argv.index("--trl") + 1]
+        here = os.path.dirname(os.path.abspath(__file__))
+        with tempfile.TemporaryDirectory() as d:
+            out = os.path.join(d, "trl.json")
+            subprocess.run([py, os.path.join(here, "..", "trl", "bench_trl.py"), "--threads", str(threads), "--json", out], check=True, capture_output=True, text=True)
+            t = json.load(open(out))
+        p = t["ppo_d128"]
+        trl = {
+            "sft step d128 L2 (tokens/s)": t["sft_d128_tokens_per_s"],
+            "sft step d256 L4 (tokens/s)": t["sft_d256_tokens_per_s"],
+            "dpo step d128 L2 (pairs/s)": t["dpo_d128_pairs_per_s"],
+            "dpo step d256 L4 (pairs/s)": t["dpo_d256_pairs_per_s"],
+            "ppo rollout B64 (tokens/s)": p["rollout_tokens_per_s"],
+            "ppo update B64 (updates/s)": 1.0 / p["update_and_scoring_s"],
+            "ppo iteration B64 (iter/s)": 1.0 / p["iteration_s"],
+        }
+        print(f"TRL {t['trl']}, transformers {t['transformers']}, torch {t['torch']}, {t['threads']} threads, fp32")
+    head = f"{'step':32s} {'alignlab':>12s} {'pytorch ref':>12s} {'ratio':>7s}"
+    if trl:
+        head += f" {'TRL':>12s} {'vs TRL':>8s}"
+    print(head)
     for name, a, r in rows:
-        print(f"{name:32s} {a:12.1f} {r:12.1f} {a / r:7.2f}x")
+        line = f"{name:32s} {a:12.1f} {r:12.1f} {a / r:7.2f}x"
+        if name in trl:
+            line += f" {trl[name]:12.1f} {a / trl[name]:7.2f}x"
+        print(line)
+    if trl:
+        print("TRL's PPO update includes its scoring passes (old log-probs, reference, values, reward), which")
+        print("alignlab counts in its rollout; the iteration row compares whole iterations.")
 
 
 if __name__ == "__main__":
