@@ -161,3 +161,13 @@ fn summarize_world_settings_are_checked() {
     expect_err(&sum, &["world.n_fact=3"], &["n_fact"]);
     expect_err(GOOD, &["eval.temperatures=[-1.0]"], &["eval.temperatures"]);
 }
+
+#[test]
+fn run_folder_keys_without_temperatures_are_unchanged() {
+    // Stage hashes are built from these Debug strings: a scenario that does not use
+    // `[eval] temperatures` must keep the hashes (and cached runs) it had before the field.
+    let sc = load(GOOD, &["eval.every=50", "eval.samples_per_prompt=2"]).unwrap();
+    assert_eq!(format!("{:?}", sc.eval), "EvalConfig { every: 50, samples_per_prompt: 2 }");
+    let sc = load(GOOD, &["eval.temperatures=[0.5]"]).unwrap();
+    assert!(format!("{:?}", sc.eval).contains("temperatures: [0.5]"));
+}

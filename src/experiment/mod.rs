@@ -305,9 +305,9 @@ pub fn run(sc: &Scenario, opts: &RunOptions) -> Result<Summary> {
     }
     let out = opts.results_root.join(&sc.name);
     write_atomic(&out.join("eval.csv"), evals.to_csv().as_bytes())?;
-    write_results(&out, sc, &metrics, &summary)?;
     summary.add("run", "wall time", format!("{:.1} s", t0.elapsed().as_secs_f64()));
     summary.add("run", "results", out.display().to_string());
+    write_results(&out, sc, &metrics, &summary)?;
     summary.table = method_table(&evals);
     summary.failed = failed
         .into_iter()

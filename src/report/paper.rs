@@ -126,7 +126,7 @@ pub fn write(results: &Path, out: &Path) -> Result<PathBuf> {
     if let Some(f) = Csv::read(&sent.join("frontier.csv")) {
         let _ = writeln!(s, "## Sentiment: reward against KL (paper Fig. 2 left)\n");
         if let Some(t) = wall_time(&sent) {
-            let _ = writeln!(s, "`alignlab run scenarios/paper-sentiment.toml --jobs 2`; wall time of the last invocation (which reused cached stages and cells): {t}.\n");
+            let _ = writeln!(s, "`alignlab run scenarios/paper-sentiment.toml --jobs 2`; wall time of the invocation that wrote these results: {t} (a rerun that finds every cell cached only merges, in seconds).\n");
         }
         figure(&mut s, "../results/paper-sentiment/frontier.png", "Gold reward against KL(pi || pi_ref): every evaluation a point, each method's upper envelope (mean over seeds, 95% t-band), the SNIS optimal frontier dashed. Best-of-N's KL is the analytic upper bound.");
         let budgets: Vec<f64> = {
@@ -180,7 +180,7 @@ pub fn write(results: &Path, out: &Path) -> Result<PathBuf> {
     if let Some(w) = Csv::read(&summ.join("winrate.csv")) {
         let _ = writeln!(s, "## Summarize: win rate against the reference by temperature (paper Fig. 2 right)\n");
         if let Some(t) = wall_time(&summ) {
-            let _ = writeln!(s, "`alignlab run scenarios/paper-summarize.toml --jobs 2`; wall time of the last invocation: {t}.\n");
+            let _ = writeln!(s, "`alignlab run scenarios/paper-summarize.toml --jobs 2`; wall time of the invocation that wrote these results: {t}.\n");
         }
         figure(&mut s, "../results/paper-summarize/winrate_temperature.png", "Win rate against the reference summary under the gold judge, by sampling temperature (mean over seeds with 95% t-interval; Best-of-N at its largest N).");
         if let Ok(md) = std::fs::read_to_string(summ.join("report.md")) {

@@ -128,7 +128,7 @@ pub struct TrainConfig {
     pub grad_clip: f64,
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub struct EvalConfig {
     /// Evaluate every this many steps (and at the end).
     pub every: usize,
@@ -136,6 +136,19 @@ pub struct EvalConfig {
     pub samples_per_prompt: usize,
     /// Temperatures of the final evaluation (empty: none).
     pub temperatures: Vec<f64>,
+}
+
+/// Written by hand so that a scenario without `temperatures` keeps the run-folder hashes it had
+/// before the field existed (cached method runs stay valid).
+impl std::fmt::Debug for EvalConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut d = f.debug_struct("EvalConfig");
+        d.field("every", &self.every).field("samples_per_prompt", &self.samples_per_prompt);
+        if !self.temperatures.is_empty() {
+            d.field("temperatures", &self.temperatures);
+        }
+        d.finish()
+    }
 }
 
 /// The loss of the DPO family.
