@@ -157,3 +157,10 @@ fn win_rate_counts_ties_half_with_a_wilson_interval() {
     let (w, lo, hi) = win_rate(&[1.0; 20], &[0.0; 20]);
     assert!(w == 1.0 && hi <= 1.0 + 1e-12 && lo > 0.8 && lo < 1.0);
 }
+
+#[test]
+fn the_world_is_a_function_of_its_seed() {
+    let (a, b, c) = (SummarizeWorld::new(&cfg(), 7), SummarizeWorld::new(&cfg(), 7), SummarizeWorld::new(&cfg(), 8));
+    assert_eq!((&a.train, &a.eval_prompts, &a.eval_references, &a.salience), (&b.train, &b.eval_prompts, &b.eval_references, &b.salience));
+    assert_ne!(a.eval_prompts, c.eval_prompts);
+}

@@ -241,7 +241,19 @@ pub fn write(results: &Path, out: &Path) -> Result<PathBuf> {
             let last = t.rows.iter().filter(|r| t.get(r, "series") == k).max_by_key(|r| t.get(r, "step").parse::<usize>().unwrap_or(0)).unwrap();
             let _ = writeln!(s, "| {k} | {} | {} | {:.3e} |", t.get(last, "step"), t.get(last, "metric"), t.num(last, "value"));
         }
-        let _ = writeln!(s, "\nDPO and PPO-GT both target pi*; IPO optimises another regularised objective, so its distance to pi* under Bradley-Terry labels does not vanish. Under deterministic labels DPO drives the worst response's mass towards zero while IPO keeps it bounded away from zero.\n");
+        let last = |series: &str| t.rows.iter().filter(|r| t.get(r, "series") == series).max_by_key(|r| t.get(r, "step").parse::<usize>().unwrap_or(0)).map(|r| t.num(r, "value"));
+        let _ = writeln!(s, "\nDPO and PPO-GT both target pi*; IPO optimises another regularised objective, so its distance to pi* under Bradley-Terry labels need not vanish.\n");
+        for beta in ["0.1", "1"] {
+            if let (Some(d), Some(i), Some(r)) = (last(&format!("DPO beta={beta}")), last(&format!("IPO beta={beta}")), last(&format!("pi_ref beta={beta}"))) {
+                let p = last(&format!("PPO-GT beta={beta}")).map(|p| format!(", PPO-GT {p:.3e}")).unwrap_or_default();
+                let _ = writeln!(s, "- beta {beta}, Bradley-Terry labels: TV to pi* falls from {r:.3} (pi_ref) to DPO {d:.3e}{p}; IPO {i:.3e}.");
+            }
+            if let (Some(d), Some(i)) = (last(&format!("DPO beta={beta} (deterministic labels)")), last(&format!("IPO beta={beta} (deterministic labels)"))) {
+                let v = if d < i * 1e-3 { "DPO drives it towards zero while IPO keeps it" } else { "DPO does not drive it far below IPO's" };
+                let _ = writeln!(s, "- beta {beta}, deterministic labels: the worst response keeps {d:.3e} under DPO and {i:.3e} under IPO: {v}.");
+            }
+        }
+        s.push('\n');
     }
 
     // Ablations.
