@@ -399,7 +399,12 @@ pub fn best_of_n_stage(sc: &Scenario, grid: &[usize], s: &Shared, opts: &RunOpti
     // Best-of-N at each final-evaluation temperature: candidates drawn from pi_SFT at T.
     for &t in &sc.eval.temperatures {
         let settings = SampleSettings { temperature: t, ..eval_settings(sc) };
-        let (proxy_t, gold_t) = best_of_n::score_candidates(s.world, s.sft, s.rm, &rows, n_max, &settings, seed);
+        // Greedy decoding gives one candidate whatever N is: draw it once.
+        let n_draw = if t == 0.0 { 1 } else { n_max };
+        let (mut proxy_t, mut gold_t) = best_of_n::score_candidates(s.world, s.sft, s.rm, &rows, n_draw, &settings, seed);
+        if n_draw == 1 {
+            proxy_t.iter_mut().chain(gold_t.iter_mut()).for_each(|c| *c = vec![c[0]; n_max]);
+        }
         pb.inc(1);
         for p in best_of_n::evaluate(&proxy_t, &gold_t, grid, ref_gold.as_deref()) {
             let setting = format!("n={}", p.n);
