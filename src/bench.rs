@@ -182,6 +182,8 @@ pub fn run(device: Device, quick: bool) -> Result<()> {
     println!("sampling quick B256 P9 N32 cached     {cached:>10.0} tokens/s");
     println!("sampling quick B256 P9 N32 uncached   {uncached:>10.0} tokens/s");
     println!("KV-cache speed-up                     {:>10.2}x", cached / uncached);
+    let rollout_gen = sampling(&quick_model, 64, 9, 16, true, device, quick);
+    println!("sampling quick B64 P9 N16 cached      {rollout_gen:>10.0} tokens/s  (PPO's generation alone)");
     for b in [64usize, 256] {
         let (tps, ro, up) = ppo_iteration(&quick_model, b, device, quick)?;
         println!("ppo iteration quick B{b:<3} N16 4 epochs mb B/2 rollout {tps:>8.0} tokens/s ({:.3} s), update {up:.3} s", ro);

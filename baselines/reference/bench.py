@@ -88,7 +88,9 @@ def ppo_iteration(d=128, layers=2, batch=64, minibatch=32, epochs=4, vocab=51, n
     out = {}
 
     def rollout():
+        t0 = time.perf_counter()
         resp = policy.generate(prompt, pvalid, n_new)
+        out["gen_s"] = time.perf_counter() - t0
         n = resp.shape[1]
         tokens = torch.cat([prompt, resp], 1)
         valid = torch.cat([pvalid, torch.ones_like(resp, dtype=torch.bool)], 1)
@@ -128,9 +130,16 @@ def ppo_iteration(d=128, layers=2, batch=64, minibatch=32, epochs=4, vocab=51, n
                 vopt.step()
 
     tokens = rollout()
-    t_roll = median_time(rollout, warmup=1, reps=5)
+    gens = []
+
+    def timed_rollout():
+        rollout()
+        gens.append(out["gen_s"])
+
+    t_roll = median_time(timed_rollout, warmup=1, reps=5)
     t_upd = median_time(update, warmup=1, reps=5)
-    return tokens / t_roll, t_roll, t_upd
+    gens.sort()
+    return tokens / t_roll, t_roll, t_upd, batch * n_new / gens[len(gens) // 2]
 
 
 def main():
@@ -146,7 +155,8 @@ def main():
         ("dpo step d128 L2 (pairs/s)", num(r"dpo step quick.*?\s([\d.]+) pairs/s"), dpo_step(128, 2)),
         ("dpo step d256 L4 (pairs/s)", num(r"dpo step d256.*?\s([\d.]+) pairs/s"), dpo_step(256, 4)),
     ]
-    tps, roll, upd = ppo_iteration()
+    tps, roll, upd, gen_tps = ppo_iteration()
+    rows.append(("generation B64 N16 (tokens/s)", num(r"sampling quick B64 P9 N16 cached\s+([\d.]+) tokens/s"), gen_tps))
     rows.append(("ppo rollout B64 (tokens/s)", num(r"B64 .*?rollout\s+([\d.]+) tokens/s"), tps))
     ours_upd = num(r"B64 .*?update ([\d.]+) s")
     ours_roll = num(r"B64 .*?rollout\s+[\d.]+ tokens/s \(([\d.]+) s\)")
@@ -166,7 +176,7 @@ def main():
             "sft step d256 L4 (tokens/s)": t["sft_d256_tokens_per_s"],
             "dpo step d128 L2 (pairs/s)": t["dpo_d128_pairs_per_s"],
             "dpo step d256 L4 (pairs/s)": t["dpo_d256_pairs_per_s"],
-            "ppo rollout B64 (tokens/s)": p["rollout_tokens_per_s"],
+            "generation B64 N16 (tokens/s)": p["rollout_tokens_per_s"],
             "ppo update B64 (updates/s)": 1.0 / p["update_and_scoring_s"],
             "ppo iteration B64 (iter/s)": 1.0 / p["iteration_s"],
         }
@@ -181,8 +191,9 @@ def main():
             line += f" {trl[name]:12.1f} {a / trl[name]:7.2f}x"
         print(line)
     if trl:
-        print("TRL's PPO update includes its scoring passes (old log-probs, reference, values, reward), which")
-        print("alignlab counts in its rollout; the iteration row compares whole iterations.")
+        print("The rollout row includes the scoring passes (old log-probs, reference, values, reward); TRL")
+        print("counts those in its update, so TRL has a generation and an update+scoring figure instead.")
+        print("The iteration row compares whole iterations.")
 
 
 if __name__ == "__main__":

@@ -214,9 +214,29 @@ pub fn write(results: &Path, out: &Path) -> Result<PathBuf> {
                 }
             }
         }
+        for d in &dpo {
+            if let (Some(a), Some(b)) = (temp(d, 0.0), temp("sft", 0.0)) {
+                let v = verdict((a.0, (a.2 - a.1) / 2.0), (b.0, (b.2 - b.1) / 2.0));
+                let _ = writeln!(s, "- T = 0: {d} {} against SFT's greedy summaries {} [{}, {}]: DPO is {v}.", f3(a.0), f3(b.0), f3(b.1), f3(b.2));
+            }
+        }
+        let drop = |l: &str| Some(temp(l, 1.0)?.0 - temp(l, 0.0)?.0);
         for l in dpo.iter().chain(ppo.iter()) {
-            if let (Some(a), Some(b)) = (temp(l, 0.0), temp(l, 1.0)) {
-                let _ = writeln!(s, "- {l}: from T = 0 to T = 1 the win rate changes by {:+.3}.", b.0 - a.0);
+            if let Some(d) = drop(l) {
+                let _ = writeln!(s, "- {l}: from T = 0 to T = 1 the win rate changes by {d:+.3}.");
+            }
+        }
+        let worst = |ls: &[&String]| ls.iter().filter_map(|l| drop(l)).fold(f64::NAN, f64::min);
+        let (dd, pd) = (worst(&dpo), worst(&ppo));
+        if dd.is_finite() && pd.is_finite() {
+            let _ = writeln!(s, "- Temperature robustness: {}.", if dd > pd { "DPO loses less win rate from T = 0 to T = 1 than PPO, as the paper reports" } else { "DPO loses as much or more win rate from T = 0 to T = 1 as PPO; the paper's robustness claim is not reproduced" });
+        }
+        // Each policy's best temperature (Best-of-N at its largest N, as in the paper's Best of 128).
+        let bon = labels.iter().filter(|l| l.starts_with("best_of_n n=")).max_by_key(|l| l.trim_start_matches("best_of_n n=").parse::<usize>().unwrap_or(0));
+        for l in ["sft".to_string()].iter().chain(dpo.iter().copied()).chain(ppo.iter().copied()).chain(bon) {
+            let best = w.rows.iter().filter(|r| w.get(r, "axis") == "temperature" && format!("{} {}", w.get(r, "method"), w.get(r, "setting")).trim() == l).max_by(|a, b| w.num(a, "winrate").total_cmp(&w.num(b, "winrate")));
+            if let Some(r) = best {
+                let _ = writeln!(s, "- {l} peaks at T = {}: {} [{}, {}].", w.get(r, "x"), f3(w.num(r, "winrate")), f3(w.num(r, "lo95")), f3(w.num(r, "hi95")));
             }
         }
         s.push('\n');

@@ -257,7 +257,7 @@ pub fn winrates(dir: &Path, temp: &[super::winrate::WinRow], steps: &[super::win
 fn winrate_chart<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, rows: &[super::winrate::WinRow], by_step: bool) -> Result<()> {
     let labels = if by_step {
         let mut l: Vec<String> = Vec::new();
-        for r in rows.iter().filter(|r| r.method != "sft") {
+        for r in rows.iter().filter(|r| !matches!(r.method.as_str(), "sft" | "best_of_n" | "optimal")) {
             if !l.contains(&r.label()) {
                 l.push(r.label());
             }
