@@ -375,7 +375,14 @@ fn ablation_chart<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, panels: &[Ab
             .y_label_area_size(55)
             .build_cartesian_2d(x0..x1, y0..y1)
             .map_err(err)?;
-        let fmt_x = |v: &f64| if p.log_x { format!("{:.3}", v.exp()) } else { format!("{v:.3}") };
+        let fmt_x = |v: &f64| {
+            let x = if p.log_x { v.exp() } else { *v };
+            if x >= 10.0 {
+                format!("{x:.0}")
+            } else {
+                format!("{x:.2}")
+            }
+        };
         chart.configure_mesh().x_desc(p.xdesc.as_str()).y_desc("gold reward at KL 2").x_label_formatter(&fmt_x).label_style((FONT, 12)).draw().map_err(err)?;
         for (i, (m, pts)) in p.series.iter().enumerate() {
             let c = color(i);
