@@ -157,9 +157,10 @@ def main():
     ]
     tps, roll, upd, gen_tps = ppo_iteration()
     rows.append(("generation B64 N16 (tokens/s)", num(r"sampling quick B64 P9 N16 cached\s+([\d.]+) tokens/s"), gen_tps))
-    rows.append(("ppo rollout B64 (tokens/s)", num(r"B64 .*?rollout\s+([\d.]+) tokens/s"), tps))
     ours_upd = num(r"B64 .*?update ([\d.]+) s")
     ours_roll = num(r"B64 .*?rollout\s+[\d.]+ tokens/s \(([\d.]+) s\)")
+    # Per rollout, not per token: alignlab counts the tokens before <eos>, this reference all 16.
+    rows.append(("ppo rollout B64 (rollouts/s)", 1.0 / ours_roll, 1.0 / roll))
     rows.append(("ppo update B64 (updates/s)", 1.0 / ours_upd, 1.0 / upd))
     rows.append(("ppo iteration B64 (iter/s)", 1.0 / (ours_roll + ours_upd), 1.0 / (roll + upd)))
     trl = {}
