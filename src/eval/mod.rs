@@ -42,6 +42,11 @@ pub fn win_rate(scores: &[f64], refs: &[f64]) -> (f64, f64, f64) {
     (p, centre - half, centre + half)
 }
 
+/// The metrics of a [`win_rate`]: `eval/winrate` and its interval `eval/winrate_lo|hi`.
+pub fn winrate_metrics((rate, lo, hi): (f64, f64, f64)) -> [(&'static str, f64); 3] {
+    [("eval/winrate", rate), ("eval/winrate_lo", lo), ("eval/winrate_hi", hi)]
+}
+
 /// Metric names of an evaluation at another temperature: `eval/x` becomes `eval_t{T}/x`.
 pub fn at_temperature(metric: &str, t: f64) -> String {
     metric.replacen("eval/", &format!("eval_t{t}/"), 1)

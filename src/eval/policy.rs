@@ -13,7 +13,7 @@
 
 use tch::{Kind, Tensor};
 
-use super::{mean_ci, win_rate, Stat};
+use super::{mean_ci, win_rate, winrate_metrics, Stat};
 use crate::algo::common::{concat_prompt_response, response_logps};
 use crate::algo::reward::RewardModel;
 use crate::data::PairTensors;
@@ -137,10 +137,7 @@ impl Evaluator<'_> {
             out.push(("eval/fluency".to_string(), mean_ci(&f).mean));
         }
         if let Some(refs) = &self.ref_gold {
-            let (w, lo, hi) = win_rate(&gold, refs);
-            out.push(("eval/winrate".to_string(), w));
-            out.push(("eval/winrate_lo".to_string(), lo));
-            out.push(("eval/winrate_hi".to_string(), hi));
+            out.extend(winrate_metrics(win_rate(&gold, refs)).map(|(k, v)| (k.to_string(), v)));
         }
         if let Some(rm) = self.rm {
             let proxy = rm.score(&prompt, &valid, &ro.response, mask);

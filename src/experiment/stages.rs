@@ -390,10 +390,8 @@ pub fn best_of_n_stage(sc: &Scenario, grid: &[usize], s: &Shared, opts: &RunOpti
         put("eval/proxy", p.proxy.mean);
         put("eval/gold_oracle", p.gold_oracle.mean);
         put("eval/gold_oracle_ci", p.gold_oracle.ci95);
-        if let Some((w, lo, hi)) = p.winrate {
-            put("eval/winrate", w);
-            put("eval/winrate_lo", lo);
-            put("eval/winrate_hi", hi);
+        for (k, v) in p.winrate.map(crate::eval::winrate_metrics).into_iter().flatten() {
+            put(k, v);
         }
     }
     // Best-of-N at each final-evaluation temperature: candidates drawn from pi_SFT at T.
@@ -412,10 +410,8 @@ pub fn best_of_n_stage(sc: &Scenario, grid: &[usize], s: &Shared, opts: &RunOpti
             put("eval/gold", p.gold.mean);
             put("eval/gold_ci", p.gold.ci95);
             put("eval/proxy", p.proxy.mean);
-            if let Some((w, lo, hi)) = p.winrate {
-                put("eval/winrate", w);
-                put("eval/winrate_lo", lo);
-                put("eval/winrate_hi", hi);
+            for (k, v) in p.winrate.map(crate::eval::winrate_metrics).into_iter().flatten() {
+                put(k, v);
             }
         }
     }

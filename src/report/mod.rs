@@ -61,15 +61,20 @@ pub fn points(evals: &Metrics) -> Vec<Point> {
         .collect()
 }
 
-/// Methods in order of first appearance.
-pub fn methods(points: &[Point]) -> Vec<String> {
-    let mut m: Vec<String> = Vec::new();
-    for p in points {
-        if !m.contains(&p.method) {
-            m.push(p.method.clone());
+/// The distinct items, in order of first appearance.
+pub fn distinct<T: PartialEq>(items: impl IntoIterator<Item = T>) -> Vec<T> {
+    let mut out: Vec<T> = Vec::new();
+    for x in items {
+        if !out.contains(&x) {
+            out.push(x);
         }
     }
-    m
+    out
+}
+
+/// Methods in order of first appearance.
+pub fn methods(points: &[Point]) -> Vec<String> {
+    distinct(points.iter().map(|p| p.method.clone()))
 }
 
 fn seeds(points: &[Point]) -> Vec<u64> {

@@ -6,7 +6,7 @@ use anyhow::{Context, Result};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use super::plot;
+use super::{distinct, plot};
 use crate::experiment::write_atomic;
 
 /// A CSV with a header, as rows of named fields.
@@ -141,13 +141,7 @@ pub fn write(results: &Path, out: &Path) -> Result<PathBuf> {
             let _ = write!(s, " KL {b} |");
         }
         let _ = writeln!(s, "\n|---|{}", "---|".repeat(budgets.len()));
-        let mut methods: Vec<String> = Vec::new();
-        for r in &f.rows {
-            let m = f.get(r, "method").to_string();
-            if !methods.contains(&m) {
-                methods.push(m);
-            }
-        }
+        let methods = distinct(f.rows.iter().map(|r| f.get(r, "method").to_string()));
         for m in &methods {
             let _ = write!(s, "| {m} |");
             for b in &budgets {
@@ -191,16 +185,7 @@ pub fn write(results: &Path, out: &Path) -> Result<PathBuf> {
         let temp = |label: &str, t: f64| {
             w.rows.iter().find(|r| w.get(r, "axis") == "temperature" && format!("{} {}", w.get(r, "method"), w.get(r, "setting")).trim() == label && w.num(r, "x") == t).map(|r| (w.num(r, "winrate"), w.num(r, "lo95"), w.num(r, "hi95")))
         };
-        let labels: Vec<String> = {
-            let mut l: Vec<String> = Vec::new();
-            for r in &w.rows {
-                let k = format!("{} {}", w.get(r, "method"), w.get(r, "setting")).trim().to_string();
-                if w.get(r, "axis") == "temperature" && !l.contains(&k) {
-                    l.push(k);
-                }
-            }
-            l
-        };
+        let labels = distinct(w.rows.iter().filter(|r| w.get(r, "axis") == "temperature").map(|r| format!("{} {}", w.get(r, "method"), w.get(r, "setting")).trim().to_string()));
         let dpo: Vec<&String> = labels.iter().filter(|l| l.starts_with("dpo")).collect();
         let ppo: Vec<&String> = labels.iter().filter(|l| l.starts_with("ppo")).collect();
         let _ = writeln!(s, "**What the runs show.** The paper reports DPO at about 61% at temperature 0 against PPO's 57% at its best, and PPO degrading at high temperature while DPO is more robust. Here:\n");
@@ -250,14 +235,7 @@ pub fn write(results: &Path, out: &Path) -> Result<PathBuf> {
         let _ = writeln!(s, "## Tabular world: convergence to pi*\n\n`alignlab tabular` (3 prompts, 3 words, length 2: 9 responses per prompt; 2M Bradley-Terry pairs per prompt from pi_ref, 200k deterministic pairs).\n");
         figure(&mut s, "../results/tabular/tabular.png", "Left: TV(pi, pi*) over training, Bradley-Terry labels. Right: the largest mass on a prompt's worst response under deterministic labels.");
         let _ = writeln!(s, "| series | final step | metric | value |\n|---|---|---|---|");
-        let mut series: Vec<String> = Vec::new();
-        for r in &t.rows {
-            let k = t.get(r, "series").to_string();
-            if !series.contains(&k) {
-                series.push(k);
-            }
-        }
-        for k in series {
+        for k in distinct(t.rows.iter().map(|r| t.get(r, "series"))) {
             let last = t.rows.iter().filter(|r| t.get(r, "series") == k).max_by_key(|r| t.get(r, "step").parse::<usize>().unwrap_or(0)).unwrap();
             let _ = writeln!(s, "| {k} | {} | {} | {:.3e} |", t.get(last, "step"), t.get(last, "metric"), t.num(last, "value"));
         }
@@ -314,14 +292,7 @@ fn ablation_figure(results: &Path) -> Result<Option<String>> {
         let mut series: Vec<(String, Vec<(f64, f64, f64)>)> = Vec::new();
         for (level, dir) in &levels {
             let Some(f) = Csv::read(&dir.join("frontier.csv")) else { continue };
-            let mut methods: Vec<String> = Vec::new();
-            for r in &f.rows {
-                let m = f.get(r, "method").to_string();
-                if !methods.contains(&m) && m != "optimal" {
-                    methods.push(m);
-                }
-            }
-            for m in methods {
+            for m in distinct(f.rows.iter().map(|r| f.get(r, "method").to_string()).filter(|m| m != "optimal")) {
                 let cells: Vec<String> = [1.0, 2.0, 4.0].iter().map(|b| at_budget(&f, &m, *b).map(|(g, _)| f3(g)).unwrap_or("-".into())).collect();
                 let _ = writeln!(table, "| {family} | {level} | {m} | {} |", cells.join(" | "));
                 if let Some((g, ci)) = at_budget(&f, &m, 2.0) {

@@ -7,7 +7,7 @@ use plotters::prelude::*;
 use std::path::Path;
 
 use super::frontier::{at_budget, fit_gao, gao_curve, mean_ci_t, FitForm};
-use super::{envelopes, methods, Point};
+use super::{distinct, envelopes, methods, Point};
 use crate::experiment::Metrics;
 
 const FONT: &str = "sans-serif";
@@ -152,16 +152,7 @@ fn frontier<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, points: &[Point]) 
 /// 95% band.
 fn curves<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, points: &[Point]) -> Result<()> {
     let panels = root.split_evenly((1, 2));
-    let runs: Vec<(String, String)> = {
-        let mut r: Vec<(String, String)> = Vec::new();
-        for p in points.iter().filter(|p| !matches!(p.method.as_str(), "sft" | "best_of_n" | "optimal")) {
-            let k = (p.method.clone(), p.setting.clone());
-            if !r.contains(&k) {
-                r.push(k);
-            }
-        }
-        r
-    };
+    let runs = distinct(points.iter().filter(|p| !matches!(p.method.as_str(), "sft" | "best_of_n" | "optimal")).map(|p| (p.method.clone(), p.setting.clone())));
     let seed = points.iter().map(|p| p.seed).min().unwrap_or(0);
     for (panel, (title, which)) in panels.iter().zip([("Gold reward during training", 0), ("KL(π || π_ref) during training", 1)]) {
         let sel: Vec<&Point> = points.iter().filter(|p| p.seed == seed && runs.contains(&(p.method.clone(), p.setting.clone()))).collect();
@@ -256,13 +247,7 @@ pub fn winrates(dir: &Path, temp: &[super::winrate::WinRow], steps: &[super::win
 
 fn winrate_chart<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, rows: &[super::winrate::WinRow], by_step: bool) -> Result<()> {
     let labels = if by_step {
-        let mut l: Vec<String> = Vec::new();
-        for r in rows.iter().filter(|r| !matches!(r.method.as_str(), "sft" | "best_of_n" | "optimal")) {
-            if !l.contains(&r.label()) {
-                l.push(r.label());
-            }
-        }
-        l
+        distinct(rows.iter().filter(|r| !matches!(r.method.as_str(), "sft" | "best_of_n" | "optimal")).map(|r| r.label()))
     } else {
         super::winrate::shown(rows)
     };
@@ -330,12 +315,7 @@ fn tabular_chart<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, rows: &[crate
             .build_cartesian_2d(0.0..x1, (lo * 0.5..hi * 2.0).log_scale())
             .map_err(err)?;
         chart.configure_mesh().x_desc("step (PPO-GT: iteration)").y_desc(ydesc).y_label_formatter(&|v| format!("{v:.0e}")).label_style((FONT, 13)).draw().map_err(err)?;
-        let mut series: Vec<&str> = Vec::new();
-        for r in &sel {
-            if !series.contains(&r.series.as_str()) {
-                series.push(&r.series);
-            }
-        }
+        let series = distinct(sel.iter().map(|r| r.series.as_str()));
         for (i, s) in series.iter().enumerate() {
             let c = color(i);
             let pts: Vec<(f64, f64)> = sel.iter().filter(|r| r.series == *s).map(|r| (r.step as f64, r.value.max(lo * 0.5))).collect();

@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
+use super::distinct;
 use super::frontier::mean_ci_t;
 use crate::experiment::Metrics;
 
@@ -105,12 +106,7 @@ pub fn by_temperature(evals: &Metrics) -> Vec<WinRow> {
 /// Win rate (`eval/winrate`, at the evaluation temperature) over training steps, per run.
 pub fn by_step(evals: &Metrics) -> Vec<WinRow> {
     let (order, map) = by_run(evals);
-    let mut runs: Vec<(String, String)> = Vec::new();
-    for k in &order {
-        if map[k].contains_key("eval/winrate") && !runs.contains(&(k.0.clone(), k.1.clone())) {
-            runs.push((k.0.clone(), k.1.clone()));
-        }
-    }
+    let runs = distinct(order.iter().filter(|k| map[*k].contains_key("eval/winrate")).map(|k| (k.0.clone(), k.1.clone())));
     let mut out = Vec::new();
     for (method, setting) in runs {
         let mut steps: BTreeMap<usize, Vec<(f64, f64, f64)>> = BTreeMap::new();
@@ -130,16 +126,8 @@ pub fn by_step(evals: &Metrics) -> Vec<WinRow> {
 /// The policies of the temperature figure: each run, and Best-of-N at its largest N only.
 pub fn shown(rows: &[WinRow]) -> Vec<String> {
     let max_n = rows.iter().filter(|r| r.method == "best_of_n").filter_map(|r| r.setting.strip_prefix("n=")?.parse::<usize>().ok()).max();
-    let mut labels: Vec<String> = Vec::new();
-    for r in rows {
-        if r.method == "best_of_n" && Some(r.setting.as_str()) != max_n.map(|n| format!("n={n}")).as_deref() {
-            continue;
-        }
-        if !labels.contains(&r.label()) {
-            labels.push(r.label());
-        }
-    }
-    labels
+    let largest = max_n.map(|n| format!("n={n}"));
+    distinct(rows.iter().filter(|r| r.method != "best_of_n" || Some(&r.setting) == largest.as_ref()).map(|r| r.label()))
 }
 
 /// `winrate.csv`.
@@ -165,13 +153,7 @@ pub fn markdown(temp: &[WinRow]) -> String {
         let _ = write!(s, " T = {t} |");
     }
     let _ = writeln!(s, "\n|---|{}", "---|".repeat(ts.len()));
-    let mut labels: Vec<String> = Vec::new();
-    for r in temp {
-        if !labels.contains(&r.label()) {
-            labels.push(r.label());
-        }
-    }
-    for l in labels {
+    for l in distinct(temp.iter().map(|r| r.label())) {
         let _ = write!(s, "| {l} |");
         for t in &ts {
             match temp.iter().find(|r| r.label() == l && r.x == *t) {
