@@ -63,12 +63,18 @@ pub fn check_finite(value: f64, what: &str, stage: &str, step: usize, last_good:
 /// `prompt` `[B, P]` left-padded with `prompt_valid`; `response` `[B, N]` right-padded with
 /// `mask` (float). One forward pass over the concatenation.
 pub fn response_token_logprobs(model: &crate::model::Gpt, prompt: &Tensor, prompt_valid: &Tensor, response: &Tensor, mask: &Tensor) -> Tensor {
+    let logits = model.logits(&response_hidden(model, prompt, prompt_valid, response)); // [B, N, V]
+    token_logprobs(&logits, response) * mask
+}
+
+/// Final hidden states `[B, N, C]` of the positions that predict the response tokens (the last
+/// prompt position and every response position but the last): one forward pass over prompt +
+/// response whose last block runs on those rows only.
+pub fn response_hidden(model: &crate::model::Gpt, prompt: &Tensor, prompt_valid: &Tensor, response: &Tensor) -> Tensor {
     let (tokens, valid) = concat_prompt_response(prompt, prompt_valid, response);
     let pos = crate::model::sample::positions_of(&valid);
-    let hidden = model.forward(&tokens, Some(&pos), Some(&valid), None);
     let (p, n) = (prompt.size()[1], response.size()[1]);
-    let logits = model.logits(&hidden.narrow(1, p - 1, n)); // [B, N, V]: predicts the response
-    token_logprobs(&logits, response) * mask
+    model.forward_rows(&tokens, Some(&pos), Some(&valid), crate::model::Rows::Range(p - 1, n))
 }
 
 /// Sum over the response of log pi(y_t | x, y_<t): `[B]`.

@@ -21,7 +21,7 @@ use anyhow::Result;
 use tch::{nn, Kind, Tensor};
 
 use super::adam::Adam;
-use super::common::{check_finite, clip_grad_norm, response_logps, CkptParts, ResumeFrom};
+use super::common::{check_finite, response_logps, CkptParts, ResumeFrom};
 use crate::data::PairTensors;
 use crate::experiment::Metrics;
 use crate::model::Gpt;
@@ -111,7 +111,6 @@ pub fn train(
     mut on_step: impl FnMut(usize),
 ) -> Result<()> {
     let mut opt = Adam::new(vs, cfg.lr, (0.9, 0.999), 0.0);
-    let vars = opt.tensors();
     let label = format!("{name}/{setting}");
     let mut order_cache = None;
     let bs = cfg.batch_size.min(data.len());
@@ -163,7 +162,7 @@ pub fn train(
         opt.set_lr(lr);
         opt.zero_grad();
         loss.backward();
-        let grad_norm = clip_grad_norm(&vars, cfg.grad_clip);
+        let grad_norm = opt.clip_grad_norm(cfg.grad_clip);
         let loss_v = loss.double_value(&[]);
         let last_good = match step / eval_every * eval_every {
             0 => "pi_SFT (no evaluation yet)".to_string(),

@@ -33,10 +33,10 @@ use anyhow::Result;
 use tch::{nn, Kind, Tensor};
 
 use super::adam::Adam;
-use super::common::{check_finite, clip_grad_norm, concat_prompt_response, masked_mean, CkptParts, ResumeFrom};
+use super::common::{check_finite, response_hidden, masked_mean, CkptParts, ResumeFrom};
 use super::reward::RewardModel;
 use crate::experiment::Metrics;
-use crate::model::{generate, left_pad, sample::positions_of, Gpt, Rollout, SampleSettings};
+use crate::model::{generate, left_pad, Gpt, Rollout, SampleSettings};
 use crate::rng::{derive_seed, Rng};
 
 /// How the KL penalty's coefficient is set.
@@ -239,14 +239,6 @@ impl RunningStats {
     }
 }
 
-/// Response-position logits `[B, N, V]` and the hidden states `[B, N, C]` they come from
-/// (the state before each response token).
-fn response_hidden(model: &Gpt, prompt: &Tensor, valid: &Tensor, response: &Tensor) -> Tensor {
-    let (tokens, v) = concat_prompt_response(prompt, valid, response);
-    let hidden = model.forward(&tokens, Some(&positions_of(&v)), Some(&v), None);
-    hidden.narrow(1, prompt.size()[1] - 1, response.size()[1])
-}
-
 fn logp_of(logits: &Tensor, response: &Tensor, temperature: f64) -> (Tensor, Tensor) {
     let logp = (logits / temperature).log_softmax(-1, Kind::Float);
     let picked = logp.gather(-1, &response.unsqueeze(-1), false).squeeze_dim(-1);
@@ -286,7 +278,6 @@ pub fn train(
 ) -> Result<()> {
     let mut opt = Adam::new(policy_vs, cfg.lr, (0.9, 0.999), 0.0);
     let mut vf_opt = Adam::new(critic_vs, cfg.vf_lr, (0.9, 0.999), 0.0);
-    let (pvars, cvars) = (opt.tensors(), vf_opt.tensors());
     let mut rng = Rng::new(derive_seed(seed, &format!("{name}/{setting}/prompts")));
     let mut kl_ctl = KlController::new(cfg.kl);
     let mut score_stats = RunningStats::default();
@@ -367,8 +358,8 @@ pub fn train(
                 opt.zero_grad();
                 vf_opt.zero_grad();
                 loss.backward();
-                let gn = clip_grad_norm(&pvars, cfg.grad_clip);
-                let vgn = clip_grad_norm(&cvars, cfg.grad_clip);
+                let gn = opt.clip_grad_norm(cfg.grad_clip);
+                let vgn = vf_opt.clip_grad_norm(cfg.grad_clip);
                 let loss_v = loss.double_value(&[]);
                 let last_good = match it / cfg.eval_every * cfg.eval_every {
                     0 => "pi_SFT (no evaluation yet)".to_string(),

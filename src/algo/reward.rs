@@ -15,7 +15,7 @@ use tch::{nn, nn::OptimizerConfig, Kind, Tensor};
 use super::common::{check_finite, clip_grad_norm, concat_prompt_response};
 use crate::data::PairTensors;
 use crate::experiment::Metrics;
-use crate::model::{sample::positions_of, Gpt, GptConfig, ScalarHead};
+use crate::model::{sample::positions_of, Gpt, GptConfig, Rows, ScalarHead};
 use crate::rng::{derive_seed, Rng};
 use crate::scenario::RewardConfig;
 
@@ -33,10 +33,9 @@ impl RewardModel {
     /// Score of each (prompt, response) at its last real response token: `[B]`.
     pub fn score(&self, prompt: &Tensor, prompt_valid: &Tensor, response: &Tensor, mask: &Tensor) -> Tensor {
         let (tokens, valid) = concat_prompt_response(prompt, prompt_valid, response);
-        let hidden = self.gpt.forward(&tokens, Some(&positions_of(&valid)), Some(&valid), None);
-        let values = self.head.forward(&hidden); // [B, P+N]
         let last = mask.sum_dim_intlist(1, false, Kind::Int64).clamp_min(1) - 1 + prompt.size()[1]; // [B]
-        values.gather(1, &last.unsqueeze(1), false).squeeze_dim(1)
+        let hidden = self.gpt.forward_rows(&tokens, Some(&positions_of(&valid)), Some(&valid), Rows::Index(&last.unsqueeze(1))); // [B, 1, C]
+        self.head.forward(&hidden).squeeze_dim(1)
     }
 }
 

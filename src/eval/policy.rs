@@ -14,10 +14,10 @@
 use tch::{Kind, Tensor};
 
 use super::{mean_ci, win_rate, winrate_metrics, Stat};
-use crate::algo::common::{concat_prompt_response, response_logps};
+use crate::algo::common::{response_hidden, response_logps};
 use crate::algo::reward::RewardModel;
 use crate::data::PairTensors;
-use crate::model::{generate, left_pad, sample::positions_of, Gpt, SampleSettings};
+use crate::model::{generate, left_pad, Gpt, SampleSettings};
 use crate::world::{TextWorld, EOS};
 
 pub struct Evaluator<'a> {
@@ -35,9 +35,7 @@ pub struct Evaluator<'a> {
 
 /// Response-position logits `[B, N, V]` of a model on prompt + response.
 fn response_logits(model: &Gpt, prompt: &Tensor, valid: &Tensor, response: &Tensor) -> Tensor {
-    let (tokens, v) = concat_prompt_response(prompt, valid, response);
-    let hidden = model.forward(&tokens, Some(&positions_of(&v)), Some(&v), None);
-    model.logits(&hidden.narrow(1, prompt.size()[1] - 1, response.size()[1]))
+    model.logits(&response_hidden(model, prompt, valid, response))
 }
 
 fn distinct(texts: &[Vec<i64>], n: usize) -> f64 {

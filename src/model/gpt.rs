@@ -75,6 +75,21 @@ impl Attention {
         }; // [B, H, T, Dh]
         y.transpose(1, 2).contiguous().view([b, t, c]).apply(&self.c_proj)
     }
+
+    /// Attention for some query rows only: `hq` `[B, Q, C]` the queries' inputs, `h`
+    /// `[B, T, C]` every position's (keys and values), `mask` `[B|1, 1, Q, T]`. The query
+    /// projection runs on the Q rows, the key/value projection on all T.
+    fn forward_rows(&self, hq: &Tensor, h: &Tensor, mask: &Tensor) -> Tensor {
+        let (b, t, c) = h.size3().unwrap();
+        let q_rows = hq.size()[1];
+        let dh = c / self.n_head;
+        let (w, bias) = (&self.c_attn.ws, self.c_attn.bs.as_ref().expect("c_attn has a bias"));
+        let q = hq.linear(&w.narrow(0, 0, c), Some(bias.narrow(0, 0, c))).view([b, q_rows, self.n_head, dh]).transpose(1, 2);
+        let kv = h.linear(&w.narrow(0, c, 2 * c), Some(bias.narrow(0, c, 2 * c))); // [B, T, 2C]
+        let split = |i: i64| kv.narrow(2, i * c, c).view([b, t, self.n_head, dh]).transpose(1, 2);
+        let y = Tensor::scaled_dot_product_attention(&q, &split(0), &split(1), Some(mask), 0.0, false, None, false);
+        y.transpose(1, 2).contiguous().view([b, q_rows, c]).apply(&self.c_proj)
+    }
 }
 
 struct Mlp {
@@ -108,6 +123,17 @@ impl Block {
     }
 }
 
+/// Which positions' final hidden states a caller needs. The last block then runs its queries,
+/// its MLP and the final LayerNorm on those rows only (the other rows feed nothing after it):
+/// e.g. the response positions for log-probs, one position per row for a reward model's score.
+pub enum Rows<'a> {
+    All,
+    /// `len` consecutive positions from `start`, the same for every row.
+    Range(i64, i64),
+    /// Positions per row, `[B, Q]` (int64).
+    Index(&'a Tensor),
+}
+
 pub struct Gpt {
     pub cfg: GptConfig,
     wte: Tensor,
@@ -134,7 +160,17 @@ impl Gpt {
     ///
     /// Every query may attend to itself, so a padding row never has all keys masked (which
     /// would give NaN); padding positions' outputs are never used.
-    pub fn forward(&self, tokens: &Tensor, positions: Option<&Tensor>, key_valid: Option<&Tensor>, mut cache: Option<&mut KvCache>) -> Tensor {
+    pub fn forward(&self, tokens: &Tensor, positions: Option<&Tensor>, key_valid: Option<&Tensor>, cache: Option<&mut KvCache>) -> Tensor {
+        self.forward_impl(tokens, positions, key_valid, cache, Rows::All)
+    }
+
+    /// Final hidden states at `rows` only, `[B, Q, C]`: the same values as `forward` there
+    /// (up to float rounding), with the last block's work on the other rows skipped.
+    pub fn forward_rows(&self, tokens: &Tensor, positions: Option<&Tensor>, key_valid: Option<&Tensor>, rows: Rows) -> Tensor {
+        self.forward_impl(tokens, positions, key_valid, None, rows)
+    }
+
+    fn forward_impl(&self, tokens: &Tensor, positions: Option<&Tensor>, key_valid: Option<&Tensor>, mut cache: Option<&mut KvCache>, rows: Rows) -> Tensor {
         let (b, t) = tokens.size2().unwrap();
         let device = tokens.device();
         let past = cache.as_ref().map_or(0, |c| c.len);
@@ -167,7 +203,10 @@ impl Gpt {
             };
             Some(m.unsqueeze(1)) // [B|1, 1, T, Tk]
         };
-        for (i, block) in self.h.iter().enumerate() {
+        let pruned = !matches!(rows, Rows::All);
+        assert!(!pruned || cache.is_none(), "forward_rows takes no KV cache");
+        let full_blocks = if pruned { self.h.len() - 1 } else { self.h.len() };
+        for (i, block) in self.h.iter().enumerate().take(full_blocks) {
             let layer_cache = cache.as_mut().map(|c| (&mut c.layers[i], past));
             x = &x + block.attn.forward(&x.apply(&block.ln_1), mask.as_ref(), layer_cache);
             x = &x + block.mlp.forward(&x.apply(&block.ln_2));
@@ -175,7 +214,31 @@ impl Gpt {
         if let Some(c) = cache {
             c.len = past + t;
         }
-        x.apply(&self.ln_f)
+        if !pruned {
+            return x.apply(&self.ln_f);
+        }
+        // The last block on the kept rows: their attention-mask rows (without a mask, the
+        // causal mask written out), their queries against every key, their MLP.
+        let block = self.h.last().expect("at least one block");
+        let mask = match (&rows, mask) {
+            (Rows::Range(start, len), Some(m)) => m.narrow(2, *start, *len),
+            (Rows::Index(idx), Some(m)) => {
+                let (q, tk) = (idx.size()[1], m.size()[3]);
+                m.expand([b, 1, t, tk], false).gather(2, &idx.view([b, 1, q, 1]).expand([b, 1, q, tk], false), false)
+            }
+            (Rows::Range(start, len), None) => Tensor::arange(t, (Kind::Int64, device)).view([1, 1, 1, t]).le_tensor(&Tensor::arange_start(*start, start + len, (Kind::Int64, device)).view([1, 1, -1, 1])),
+            (Rows::Index(idx), None) => Tensor::arange(t, (Kind::Int64, device)).view([1, 1, 1, t]).le_tensor(&idx.view([b, 1, -1, 1])),
+            (Rows::All, _) => unreachable!(),
+        };
+        let select = |z: &Tensor| match &rows {
+            Rows::Range(start, len) => z.narrow(1, *start, *len),
+            Rows::Index(idx) => z.gather(1, &idx.unsqueeze(-1).expand([b, idx.size()[1], z.size()[2]], false), false),
+            Rows::All => unreachable!(),
+        };
+        let h = x.apply(&block.ln_1);
+        let xq = select(&x) + block.attn.forward_rows(&select(&h), &h, &mask);
+        let xq = &xq + block.mlp.forward(&xq.apply(&block.ln_2));
+        xq.apply(&self.ln_f)
     }
 
     /// The device the weights live on.

@@ -6,7 +6,7 @@ pub mod heads;
 pub mod sample;
 
 pub use cache::KvCache;
-pub use gpt::{Gpt, GptConfig};
+pub use gpt::{Gpt, GptConfig, Rows};
 pub use heads::ScalarHead;
 pub use sample::{generate, left_pad, Rollout, SampleSettings};
 
