@@ -64,8 +64,9 @@ bench: build
 # alignlab against the plain PyTorch reference (baselines/reference), same shapes and threads.
 # With TRL too when `make baselines` has installed it.
 TRL_VENV := $(ALIGNLAB_CACHE)/trl-1.12.0
+ROUNDS ?= 2
 bench-compare: build
-	cd baselines/reference && PYTHONPATH="$$(dirname "$$(readlink -f ../../.libtorch)")" python3 -W ignore::UserWarning bench.py --alignlab ../../target/release/alignlab --threads 2 $$([ -x "$(TRL_VENV)/bin/python" ] && echo --trl "$(TRL_VENV)/bin/python")
+	cd baselines/reference && PYTHONPATH="$$(dirname "$$(readlink -f ../../.libtorch)")" python3 -W ignore::UserWarning bench.py --alignlab ../../target/release/alignlab --threads 2 --rounds $(ROUNDS) $$([ -x "$(TRL_VENV)/bin/python" ] && echo --trl "$(TRL_VENV)/bin/python")
 
 # TRL (pinned, baselines/trl/requirements.txt) in a venv that reuses the torch of `make setup`;
 # not part of `make test`.

@@ -135,26 +135,26 @@ pub fn ppo_iteration(cfg: &GptConfig, rollout_batch: usize, device: Device, quic
     Ok((toks / ro, ro, up))
 }
 
-/// DPO steps (policy forward and backward on chosen and rejected in one pass, reference
-/// log-probs cached, Adam) on random pairs: pairs/s.
+/// DPO steps (policy forward and backward on chosen and rejected packed after their shared
+/// prompt, reference log-probs cached, Adam) on random pairs: pairs/s.
 pub fn dpo_step(cfg: &GptConfig, pairs: usize, device: Device, quick: bool) -> f64 {
-    use crate::algo::common::response_logps;
+    use crate::algo::common::pair_logps;
     use crate::algo::dpo::preference_loss;
     tch::manual_seed(0);
     let vs = nn::VarStore::new(device);
     let gpt = Gpt::new(&vs.root(), cfg);
     let mut opt = crate::algo::adam::Adam::new(&vs, 1e-4, (0.9, 0.999), 0.0);
     let n = pairs as i64;
-    let prompt = Tensor::randint_low(3, cfg.vocab_size, [2 * n, 9], (Kind::Int64, device));
+    let prompt = Tensor::randint_low(3, cfg.vocab_size, [n, 9], (Kind::Int64, device));
     let _ = prompt.select(1, 0).fill_(crate::world::BOS);
-    let valid = Tensor::ones([2 * n, 9], (Kind::Bool, device));
-    let response = Tensor::randint_low(3, cfg.vocab_size, [2 * n, 16], (Kind::Int64, device));
-    let mask = Tensor::ones([2 * n, 16], (Kind::Float, device));
+    let response = || Tensor::randint_low(3, cfg.vocab_size, [n, 16], (Kind::Int64, device));
+    let mask = Tensor::ones([n, 16], (Kind::Float, device));
+    let batch = crate::data::PairBatch { prompt_valid: prompt.ones_like().to_kind(Kind::Bool), prompt, chosen: response(), chosen_mask: mask.copy(), rejected: response(), rejected_mask: mask };
     let (rc, rr) = (Tensor::zeros([n], (Kind::Float, device)), Tensor::zeros([n], (Kind::Float, device)));
     let reps = if quick { 3 } else { 10 };
     let secs = time_it(2, reps, || {
-        let lp = response_logps(&gpt, &prompt, &valid, &response, &mask);
-        let out = preference_loss(crate::scenario::PrefLoss::Sigmoid, 0.1, &lp.narrow(0, 0, n), &lp.narrow(0, n, n), &rc, &rr);
+        let (lc, lr) = pair_logps(&gpt, &batch);
+        let out = preference_loss(crate::scenario::PrefLoss::Sigmoid, 0.1, &lc, &lr, &rc, &rr);
         let loss = out.losses.mean(Kind::Float);
         opt.zero_grad();
         loss.backward();

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use alignlab::algo::common::{response_token_logprobs, response_logps};
+use alignlab::algo::common::{pair_logps, response_token_logprobs};
 use alignlab::algo::dpo::preference_loss;
 use alignlab::algo::ppo::{gae, policy_loss, value_loss};
 use alignlab::algo::reward::{reward_loss, RewardModel};
@@ -59,9 +59,10 @@ fn export(dir: &Path, beta_in_config: f64) {
     // A left-padded batch for the logits.
     let (tokens, valid) = left_pad(&[vec![4, 5, 6, 7, 8, 9], vec![10, 11], vec![12, 13, 14]], Device::Cpu);
     let logits = policy.logits(&policy.forward(&tokens, Some(&positions_of(&valid)), Some(&valid), None));
-    let lp = |m: &Gpt, r: &Tensor, mk: &Tensor| response_logps(m, &b.prompt, &b.prompt_valid, r, mk);
-    let (pc, pr) = (lp(&policy, &b.chosen, &b.chosen_mask), lp(&policy, &b.rejected, &b.rejected_mask));
-    let (rc, rr) = (lp(&reference, &b.chosen, &b.chosen_mask), lp(&reference, &b.rejected, &b.rejected_mask));
+    // Chosen and rejected packed after their prompt, as DPO trains (the Python side runs two
+    // plain passes).
+    let (pc, pr) = pair_logps(&policy, &b);
+    let (rc, rr) = pair_logps(&reference, &b);
     let token_lp = response_token_logprobs(&policy, &b.prompt, &b.prompt_valid, &b.chosen, &b.chosen_mask);
     let sc = rm.score(&b.prompt, &b.prompt_valid, &b.chosen, &b.chosen_mask);
     let sr = rm.score(&b.prompt, &b.prompt_valid, &b.rejected, &b.rejected_mask);

@@ -82,6 +82,45 @@ pub fn response_logps(model: &crate::model::Gpt, prompt: &Tensor, prompt_valid: 
     response_token_logprobs(model, prompt, prompt_valid, response, mask).sum_dim_intlist(-1, false, Kind::Float)
 }
 
+/// Sums over the response of log pi(y_t | x, y_<t) for two responses to each prompt, `[B]`
+/// each, in one forward pass over `[prompt | chosen | rejected]`: the rejected tokens attend to
+/// the prompt and to each other but not to the chosen ones, and their positions continue from
+/// the prompt, so each response sees exactly what it sees after its prompt alone
+/// (`response_logps`), while the prompt is computed once instead of twice.
+pub fn pair_logps(model: &crate::model::Gpt, batch: &crate::data::PairBatch) -> (Tensor, Tensor) {
+    let crate::data::PairBatch { prompt, prompt_valid, chosen, chosen_mask, rejected, rejected_mask } = batch;
+    let device = prompt.device();
+    let (b, p) = prompt.size2().unwrap();
+    let (nc, nr) = (chosen.size()[1], rejected.size()[1]);
+    let t = p + nc + nr;
+    let tokens = Tensor::cat(&[prompt, chosen, rejected], 1);
+    let prompt_len = prompt_valid.sum_dim_intlist(1, true, Kind::Int64); // [B, 1]
+    let pos = Tensor::cat(
+        &[
+            crate::model::sample::positions_of(prompt_valid),
+            &prompt_len + Tensor::arange(nc, (Kind::Int64, device)).unsqueeze(0),
+            &prompt_len + Tensor::arange(nr, (Kind::Int64, device)).unsqueeze(0),
+        ],
+        1,
+    );
+    // May query i attend to key j: causal, key a real token (response padding only follows a
+    // response's real tokens, as in `concat_prompt_response`), not from rejected to chosen;
+    // and always itself.
+    let idx = Tensor::arange(t, (Kind::Int64, device));
+    let (qi, kj) = (idx.view([t, 1]), idx.view([1, t]));
+    let in_chosen = |z: &Tensor| z.ge(p).logical_and(&z.lt(p + nc));
+    let blind = qi.ge(p + nc).logical_and(&in_chosen(&kj)); // [T, T]
+    let key_valid = Tensor::cat(&[prompt_valid.shallow_clone(), Tensor::ones([b, nc + nr], (Kind::Bool, device))], 1); // [B, T]
+    let allowed = kj.le_tensor(&qi).logical_and(&blind.logical_not()).unsqueeze(0).logical_and(&key_valid.unsqueeze(1)).logical_or(&kj.eq_tensor(&qi).unsqueeze(0)); // [B, T, T]
+    // The rows that predict each response token: the last prompt position predicts both first
+    // tokens.
+    let rows = Tensor::cat(&[Tensor::from_slice(&[p - 1]), Tensor::arange_start(p, p + nc - 1, (Kind::Int64, tch::Device::Cpu)), Tensor::from_slice(&[p - 1]), Tensor::arange_start(p + nc, t - 1, (Kind::Int64, tch::Device::Cpu))], 0).to_device(device);
+    let rows = rows.unsqueeze(0).expand([b, nc + nr], false);
+    let hidden = model.forward_masked(&tokens, &pos, &allowed.unsqueeze(1), crate::model::Rows::Index(&rows)); // [B, Nc+Nr, C]
+    let lp = token_logprobs(&model.logits(&hidden), &Tensor::cat(&[chosen, rejected], 1)) * Tensor::cat(&[chosen_mask, rejected_mask], 1);
+    (lp.narrow(1, 0, nc).sum_dim_intlist(-1, false, Kind::Float), lp.narrow(1, nc, nr).sum_dim_intlist(-1, false, Kind::Float))
+}
+
 /// `[B, P + N]` tokens and validity of a left-padded prompt followed by a right-padded
 /// response (response padding comes after every real token, so causal attention ignores it).
 pub fn concat_prompt_response(prompt: &Tensor, prompt_valid: &Tensor, response: &Tensor) -> (Tensor, Tensor) {

@@ -21,7 +21,7 @@ use anyhow::Result;
 use tch::{nn, Kind, Tensor};
 
 use super::adam::Adam;
-use super::common::{check_finite, response_logps, CkptParts, ResumeFrom};
+use super::common::{check_finite, pair_logps, CkptParts, ResumeFrom};
 use crate::data::PairTensors;
 use crate::experiment::Metrics;
 use crate::model::Gpt;
@@ -68,8 +68,9 @@ pub fn reference_logps(reference: &Gpt, data: &PairTensors, batch: usize) -> (Te
     let idx: Vec<usize> = (0..data.len()).collect();
     for chunk in idx.chunks(batch) {
         let b = data.batch(chunk);
-        c.push(response_logps(reference, &b.prompt, &b.prompt_valid, &b.chosen, &b.chosen_mask));
-        r.push(response_logps(reference, &b.prompt, &b.prompt_valid, &b.rejected, &b.rejected_mask));
+        let (lc, lr) = pair_logps(reference, &b);
+        c.push(lc);
+        r.push(lr);
     }
     (Tensor::cat(&c, 0), Tensor::cat(&r, 0))
 }
@@ -128,16 +129,8 @@ pub fn train(
         // 1. Batch of pairs from a shuffled epoch.
         let idx = batch_indices(data.len(), bs, step, seed, &label, &mut order_cache);
         let b = data.batch(&idx);
-        // 2. Policy log-probs of chosen and rejected in one forward pass.
-        let n = idx.len() as i64;
-        let logps = response_logps(
-            policy,
-            &Tensor::cat(&[&b.prompt, &b.prompt], 0),
-            &Tensor::cat(&[&b.prompt_valid, &b.prompt_valid], 0),
-            &Tensor::cat(&[&b.chosen, &b.rejected], 0),
-            &Tensor::cat(&[&b.chosen_mask, &b.rejected_mask], 0),
-        );
-        let (policy_chosen, policy_rejected) = (logps.narrow(0, 0, n), logps.narrow(0, n, n));
+        // 2. Policy log-probs of chosen and rejected in one forward pass, the prompt once.
+        let (policy_chosen, policy_rejected) = pair_logps(policy, &b);
         // 3. The method's loss.
         let mut logged: Vec<(&str, Tensor)> = vec![];
         let loss = match method {

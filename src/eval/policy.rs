@@ -14,7 +14,7 @@
 use tch::{Kind, Tensor};
 
 use super::{mean_ci, win_rate, winrate_metrics, Stat};
-use crate::algo::common::{response_hidden, response_logps};
+use crate::algo::common::{pair_logps, response_hidden};
 use crate::algo::reward::RewardModel;
 use crate::data::PairTensors;
 use crate::model::{generate, left_pad, Gpt, SampleSettings};
@@ -148,8 +148,8 @@ impl Evaluator<'_> {
             for chunk in idx.chunks(512) {
                 let b = pairs.batch(chunk);
                 let n = chunk.len() as i64;
-                let c = response_logps(policy, &b.prompt, &b.prompt_valid, &b.chosen, &b.chosen_mask) - ref_c.narrow(0, offset, n);
-                let r = response_logps(policy, &b.prompt, &b.prompt_valid, &b.rejected, &b.rejected_mask) - ref_r.narrow(0, offset, n);
+                let (c, r) = pair_logps(policy, &b);
+                let (c, r) = (c - ref_c.narrow(0, offset, n), r - ref_r.narrow(0, offset, n));
                 correct += c.gt_tensor(&r).to_kind(Kind::Float).sum(Kind::Float).double_value(&[]);
                 offset += n;
             }

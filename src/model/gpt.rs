@@ -161,23 +161,32 @@ impl Gpt {
     /// Every query may attend to itself, so a padding row never has all keys masked (which
     /// would give NaN); padding positions' outputs are never used.
     pub fn forward(&self, tokens: &Tensor, positions: Option<&Tensor>, key_valid: Option<&Tensor>, cache: Option<&mut KvCache>) -> Tensor {
-        self.forward_impl(tokens, positions, key_valid, cache, Rows::All)
+        self.forward_impl(tokens, positions, key_valid, None, cache, Rows::All)
     }
 
     /// Final hidden states at `rows` only, `[B, Q, C]`: the same values as `forward` there
     /// (up to float rounding), with the last block's work on the other rows skipped.
     pub fn forward_rows(&self, tokens: &Tensor, positions: Option<&Tensor>, key_valid: Option<&Tensor>, rows: Rows) -> Tensor {
-        self.forward_impl(tokens, positions, key_valid, None, rows)
+        self.forward_impl(tokens, positions, key_valid, None, None, rows)
     }
 
-    fn forward_impl(&self, tokens: &Tensor, positions: Option<&Tensor>, key_valid: Option<&Tensor>, mut cache: Option<&mut KvCache>, rows: Rows) -> Tensor {
+    /// Final hidden states at `rows` under the caller's attention mask `[B, 1, T, T]` (bool,
+    /// true = may attend; every row must allow at least one key) and positions `[B, T]`: e.g.
+    /// two responses packed after one prompt, each blind to the other.
+    pub fn forward_masked(&self, tokens: &Tensor, positions: &Tensor, mask: &Tensor, rows: Rows) -> Tensor {
+        self.forward_impl(tokens, Some(positions), None, Some(mask), None, rows)
+    }
+
+    fn forward_impl(&self, tokens: &Tensor, positions: Option<&Tensor>, key_valid: Option<&Tensor>, mask_given: Option<&Tensor>, mut cache: Option<&mut KvCache>, rows: Rows) -> Tensor {
         let (b, t) = tokens.size2().unwrap();
         let device = tokens.device();
         let past = cache.as_ref().map_or(0, |c| c.len);
         if let Some(c) = cache.as_ref() {
             assert!(past + t <= c.capacity, "KV cache of capacity {} is full", c.capacity);
         }
-        assert!(past + t <= self.cfg.block_size, "sequence of {} exceeds block_size {}", past + t, self.cfg.block_size);
+        // With explicit positions (left padding, packed responses) the position embedding's
+        // own range check guards block_size.
+        assert!(positions.is_some() || past + t <= self.cfg.block_size, "sequence of {} exceeds block_size {}", past + t, self.cfg.block_size);
         let pos = match positions {
             Some(p) => p.shallow_clone(),
             None => Tensor::arange_start(past, past + t, (Kind::Int64, device)).unsqueeze(0).expand([b, t], false),
@@ -185,7 +194,9 @@ impl Gpt {
         let mut x = Tensor::embedding(&self.wte, tokens, -1, false, false) + Tensor::embedding(&self.wpe, &pos, -1, false, false); // [B, T, C]
 
         // Plain causal attention (no padding, no cache) takes SDPA's fused causal path.
-        let mask = if key_valid.is_none() && past == 0 {
+        let mask = if let Some(m) = mask_given {
+            Some(m.shallow_clone())
+        } else if key_valid.is_none() && past == 0 {
             None
         } else if key_valid.is_none() && t == 1 {
             None // one new query sees every earlier key
