@@ -19,4 +19,20 @@ fn main() {
         println!("cargo:rustc-link-arg=-Wl,-rpath,{}", lib.display());
     }
     println!("cargo:rustc-env=ALIGNLAB_LIBTORCH_LIB={}", lib.display());
+    // The commit the binary is built from, written into every run's summary (results say which
+    // code produced them). "-dirty" when tracked files differ from it; "unknown" outside git.
+    let git = |args: &[&str]| std::process::Command::new("git").args(args).output().ok().filter(|o| o.status.success()).map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+    let commit = match git(&["rev-parse", "--short=12", "HEAD"]) {
+        Some(c) => {
+            let dirty = git(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty());
+            format!("{c}{}", if dirty { "-dirty" } else { "" })
+        }
+        None => "unknown".to_string(),
+    };
+    println!("cargo:rustc-env=ALIGNLAB_GIT_COMMIT={commit}");
+    for f in [".git/HEAD", ".git/index", "src", "Cargo.toml", "build.rs"] {
+        if std::path::Path::new(f).exists() {
+            println!("cargo:rerun-if-changed={f}");
+        }
+    }
 }

@@ -12,7 +12,7 @@ use alignlab::scenario::{Scenario, WorldConfig};
 use alignlab::world::{SentimentWorld, SummarizeWorld};
 
 #[derive(Parser)]
-#[command(name = "alignlab", version, about = "RLHF vs DPO in controlled worlds with a known gold reward")]
+#[command(name = "alignlab", version = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("ALIGNLAB_GIT_COMMIT"), ")"), about = "RLHF vs DPO in controlled worlds with a known gold reward")]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,

@@ -84,6 +84,10 @@ fn every_scenario_runs_tiny_and_writes_results() {
         }
         let metrics = std::fs::read_to_string(res.join("metrics.csv")).unwrap();
         assert!(metrics.contains("sft/nll/val"));
+        // The results say which code made them.
+        let summary = std::fs::read_to_string(res.join("summary.csv")).unwrap();
+        let code = format!("numerics {}", alignlab::experiment::stages::NUMERICS);
+        assert!(summary.lines().any(|l| l.starts_with("run,code,") && l.contains("(commit ") && l.contains(&code)), "{name}: no code row in summary.csv:\n{summary}");
         if name.contains("summarize") {
             // Win rates at every step and at each final temperature, for every policy.
             let evals = std::fs::read_to_string(res.join("eval.csv")).unwrap();

@@ -65,12 +65,17 @@ fn paper_numbers_and_verdicts_come_from_the_results() {
     let dir = results.join("paper-summarize");
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("eval.csv"), e.to_csv()).unwrap();
+    // One folder records its code, the other predates the record.
+    std::fs::write(dir.join("summary.csv"), "stage,metric,value\nrun,code,\"alignlab 0.1.0 (commit abc), numerics 2\"\n").unwrap();
+    std::fs::write(results.join("paper-sentiment/summary.csv"), "stage,metric,value\nrun,wall time,1.0 s\n").unwrap();
     let path = alignlab::report::paper::write(&results, &root.join("paper")).unwrap();
     let md = std::fs::read_to_string(path).unwrap();
     assert!(md.contains("KL 1: DPO 0.900 ± 0.000 against PPO 0.600 ± 0.000: DPO is above, outside the intervals"), "{md}");
     assert!(md.contains("This agrees with the paper's claim."), "{md}");
     assert!(md.contains("T = 0: dpo beta=0.5 0.620 [0.580, 0.660] against ppo target_kl=1 0.400 [0.360, 0.440]: DPO is above, outside the intervals"), "{md}");
     assert!(md.contains("dpo beta=0.5: from T = 0 to T = 1 the win rate changes by -0.100"), "{md}");
+    assert!(md.contains("| paper-summarize | alignlab 0.1.0 (commit abc), numerics 2 |"), "{md}");
+    assert!(md.contains("| paper-sentiment | not recorded: numerics 1"), "{md}");
     assert!(root.join("results/paper-summarize/winrate_temperature.png").exists());
     assert!(root.join("results/paper-sentiment/frontier.png").exists());
     let _ = std::fs::remove_dir_all(&root);

@@ -34,6 +34,11 @@ pub struct RunOptions {
     pub cell_args: Vec<String>,
 }
 
+/// Which code produced a result: crate version, commit, numerics version of the stages.
+pub fn code_version() -> String {
+    format!("alignlab {} (commit {}), numerics {}", env!("CARGO_PKG_VERSION"), env!("ALIGNLAB_GIT_COMMIT"), stages::NUMERICS)
+}
+
 /// Short content hash naming a stage's run folder.
 pub fn stage_hash(key: &str) -> String {
     let digest = Sha256::digest(key.as_bytes());
@@ -306,6 +311,7 @@ pub fn run(sc: &Scenario, opts: &RunOptions) -> Result<Summary> {
     let out = opts.results_root.join(&sc.name);
     write_atomic(&out.join("eval.csv"), evals.to_csv().as_bytes())?;
     summary.add("run", "wall time", format!("{:.1} s", t0.elapsed().as_secs_f64()));
+    summary.add("run", "code", code_version());
     summary.add("run", "results", out.display().to_string());
     write_results(&out, sc, &metrics, &summary)?;
     summary.table = method_table(&evals);

@@ -27,6 +27,18 @@ pub fn prefs_key(sc: &Scenario) -> String {
     format!("{}|prefs|{:?}|max_new={}", sft_key(sc), sc.prefs, sc.sample.max_new_tokens)
 }
 
+/// The version of the numerics of the stages after the preference data (reward model, every
+/// method, Best-of-N, evaluation). Raise it when a change alters the numbers they produce,
+/// so that run folders made by older code are not reused as if current. 2: the last block
+/// runs on the rows read, DPO packs chosen and rejected after one prompt, flat-buffer Adam.
+/// SFT and the preference data did not change, and keep their folders.
+pub const NUMERICS: u32 = 2;
+
+/// The key of the reward-model stage, which every later stage extends.
+fn reward_key(sc: &Scenario) -> String {
+    format!("{}|reward|{:?}|numerics={NUMERICS}", prefs_key(sc), sc.reward)
+}
+
 /// Preference pairs from pi_SFT (or the true process), cached.
 pub fn prefs_stage(sc: &Scenario, world: &dyn TextWorld, sft: &Gpt, opts: &RunOptions, summary: &mut Summary) -> Result<PrefData> {
     let dir = stage_dir(sc, opts, "prefs", &prefs_key(sc));
@@ -47,7 +59,7 @@ pub fn prefs_stage(sc: &Scenario, world: &dyn TextWorld, sft: &Gpt, opts: &RunOp
 
 /// The Bradley-Terry reward model, initialised from pi_SFT, cached.
 pub fn reward_stage(sc: &Scenario, world: &dyn TextWorld, sft_vs: &nn::VarStore, train: &PairTensors, val: &PairTensors, opts: &RunOptions, metrics: &mut Metrics, summary: &mut Summary) -> Result<(nn::VarStore, reward::RewardModel)> {
-    let dir = stage_dir(sc, opts, "reward", &format!("{}|reward|{:?}", prefs_key(sc), sc.reward));
+    let dir = stage_dir(sc, opts, "reward", &reward_key(sc));
     let ckpt = dir.join("model.safetensors");
     let metrics_path = dir.join("metrics.csv");
     let mut vs = nn::VarStore::new(opts.device);
@@ -125,8 +137,8 @@ pub fn method_dir(sc: &Scenario, method: &Method, opts: &RunOptions) -> PathBuf 
     let (name, setting) = (method.name(), method.setting());
     let cfg = method.train_config(&sc.train);
     let key = match method.kind {
-        MethodKind::Ppo { .. } => format!("{}|reward|{:?}|method|{:?}|eval|{:?}|{:?}", prefs_key(sc), sc.reward, method.kind, sc.eval, sc.sample),
-        _ => format!("{}|reward|{:?}|method|{:?}|{:?}|eval|{:?}|{:?}", prefs_key(sc), sc.reward, method.kind, cfg, sc.eval, sc.sample),
+        MethodKind::Ppo { .. } => format!("{}|method|{:?}|eval|{:?}|{:?}", reward_key(sc), method.kind, sc.eval, sc.sample),
+        _ => format!("{}|method|{:?}|{:?}|eval|{:?}|{:?}", reward_key(sc), method.kind, cfg, sc.eval, sc.sample),
     };
     let label = if setting.is_empty() { name.to_string() } else { format!("{name}-{}", setting.replace(';', "-")) };
     stage_dir(sc, opts, &label, &key)
@@ -355,7 +367,7 @@ fn finish_method(dir: &std::path::Path, vs: &nn::VarStore, m: Metrics, e: Metric
 }
 
 fn best_of_n_dir(sc: &Scenario, grid: &[usize], opts: &RunOptions) -> PathBuf {
-    let key = format!("{}|reward|{:?}|best_of_n|{grid:?}|eval|{:?}|{:?}", prefs_key(sc), sc.reward, sc.eval, sc.sample);
+    let key = format!("{}|best_of_n|{grid:?}|eval|{:?}|{:?}", reward_key(sc), sc.eval, sc.sample);
     stage_dir(sc, opts, "best_of_n", &key)
 }
 

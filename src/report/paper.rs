@@ -262,10 +262,25 @@ pub fn write(results: &Path, out: &Path) -> Result<PathBuf> {
         s.push('\n');
     }
     let _ = writeln!(s, "## Methods and definitions\n\n- KL(pi || pi_ref): the sum over a sampled response's positions of the exact full-vocabulary KL between the two next-token distributions, at the sampling temperature; Best-of-N reports the analytic bound log N - (N-1)/N.\n- Optimal frontier: pi* proportional to pi_ref exp(r / beta) by self-normalised importance sampling over the Best-of-N candidates, kept while the effective sample size is at least a tenth of them.\n- Frontier summary: per seed, the upper concave envelope of a method's evaluations (SFT's point included); the gold reward at a budget is interpolated on it; mean and 95% t-interval over seeds.\n- Win rate: P(gold(y) > gold(y_ref)) with ties one half; one seed: 95% Wilson interval over the samples; several seeds: 95% t-interval over seeds.\n- Every run's exact settings are in `results/<scenario>/scenario.resolved.toml`.");
+    s.push_str(&provenance(results));
     let path = out.join("README.md");
     std::fs::create_dir_all(out)?;
     write_atomic(&path, s.as_bytes())?;
     Ok(path)
+}
+
+/// Which code produced each results folder (the `code` row of its summary.csv). Folders from
+/// before that row existed were made with numerics 1 (see `experiment::stages::NUMERICS`).
+fn provenance(results: &Path) -> String {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(results).map(|it| it.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.join("summary.csv").exists()).collect()).unwrap_or_default();
+    dirs.sort();
+    let mut s = String::from("\n\n## Provenance\n\nThe code behind each results folder (rerunning a folder's scenario with other code gives other bytes; with the same code, seed and thread count, the same bytes):\n\n| results | code |\n|---|---|\n");
+    for d in dirs {
+        let code = Csv::read(&d.join("summary.csv")).and_then(|c| c.rows.iter().find(|r| c.get(r, "metric") == "code").map(|r| c.get(r, "value").to_string()));
+        let name = d.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+        let _ = writeln!(s, "| {name} | {} |", code.unwrap_or_else(|| "not recorded: numerics 1, before commit 44184c1".to_string()));
+    }
+    s
 }
 
 /// The ablation folders `results/ablation-<family>-<level>`: a Markdown table of gold at KL
