@@ -103,20 +103,18 @@ pub fn pair_logps(model: &crate::model::Gpt, batch: &crate::data::PairBatch) -> 
         ],
         1,
     );
-    // May query i attend to key j: causal, key a real token (response padding only follows a
-    // response's real tokens, as in `concat_prompt_response`), not from rejected to chosen;
-    // and always itself.
+    // The usual padding-aware causal mask (response padding only follows a response's real
+    // tokens, as in `concat_prompt_response`), less the rejected -> chosen block.
     let idx = Tensor::arange(t, (Kind::Int64, device));
     let (qi, kj) = (idx.view([t, 1]), idx.view([1, t]));
-    let in_chosen = |z: &Tensor| z.ge(p).logical_and(&z.lt(p + nc));
-    let blind = qi.ge(p + nc).logical_and(&in_chosen(&kj)); // [T, T]
+    let blind = qi.ge(p + nc).logical_and(&kj.ge(p)).logical_and(&kj.lt(p + nc)); // [T, T]
     let key_valid = Tensor::cat(&[prompt_valid.shallow_clone(), Tensor::ones([b, nc + nr], (Kind::Bool, device))], 1); // [B, T]
-    let allowed = kj.le_tensor(&qi).logical_and(&blind.logical_not()).unsqueeze(0).logical_and(&key_valid.unsqueeze(1)).logical_or(&kj.eq_tensor(&qi).unsqueeze(0)); // [B, T, T]
+    let allowed = crate::model::gpt::attention_mask(0, t, Some(&key_valid), device).logical_and(&blind.logical_not()); // [B, 1, T, T]
     // The rows that predict each response token: the last prompt position predicts both first
     // tokens.
     let rows = Tensor::cat(&[Tensor::from_slice(&[p - 1]), Tensor::arange_start(p, p + nc - 1, (Kind::Int64, tch::Device::Cpu)), Tensor::from_slice(&[p - 1]), Tensor::arange_start(p + nc, t - 1, (Kind::Int64, tch::Device::Cpu))], 0).to_device(device);
     let rows = rows.unsqueeze(0).expand([b, nc + nr], false);
-    let hidden = model.forward_masked(&tokens, &pos, &allowed.unsqueeze(1), crate::model::Rows::Index(&rows)); // [B, Nc+Nr, C]
+    let hidden = model.forward_masked(&tokens, &pos, &allowed, crate::model::Rows::Index(&rows)); // [B, Nc+Nr, C]
     let lp = token_logprobs(&model.logits(&hidden), &Tensor::cat(&[chosen, rejected], 1)) * Tensor::cat(&[chosen_mask, rejected_mask], 1);
     (lp.narrow(1, 0, nc).sum_dim_intlist(-1, false, Kind::Float), lp.narrow(1, nc, nr).sum_dim_intlist(-1, false, Kind::Float))
 }

@@ -123,6 +123,21 @@ impl Block {
     }
 }
 
+/// The attention mask `[B|1, 1, T, past+T]` (bool, true = may attend) of `t` queries at
+/// positions `past..past+t`: causal, and with `key_valid` `[B, past+T]` only real keys, except
+/// that every query may attend to itself, so a padding row never has all keys masked (which
+/// would give NaN; padding positions' outputs are never used).
+pub fn attention_mask(past: i64, t: i64, key_valid: Option<&Tensor>, device: tch::Device) -> Tensor {
+    let qi = Tensor::arange_start(past, past + t, (Kind::Int64, device)).unsqueeze(1); // [T, 1]
+    let kj = Tensor::arange(past + t, (Kind::Int64, device)).unsqueeze(0); // [1, Tk]
+    let causal = kj.le_tensor(&qi); // [T, Tk]
+    let m = match key_valid {
+        Some(kv) => causal.unsqueeze(0).logical_and(&kv.unsqueeze(1)).logical_or(&kj.eq_tensor(&qi).unsqueeze(0)), // [B, T, Tk]
+        None => causal.unsqueeze(0),
+    };
+    m.unsqueeze(1)
+}
+
 /// Which positions' final hidden states a caller needs. The last block then runs its queries,
 /// its MLP and the final LayerNorm on those rows only (the other rows feed nothing after it):
 /// e.g. the response positions for log-probs, one position per row for a reward model's score.
@@ -201,18 +216,7 @@ impl Gpt {
         } else if key_valid.is_none() && t == 1 {
             None // one new query sees every earlier key
         } else {
-            let tk = past + t;
-            let qi = Tensor::arange_start(past, past + t, (Kind::Int64, device)).unsqueeze(1); // [T, 1]
-            let kj = Tensor::arange(tk, (Kind::Int64, device)).unsqueeze(0); // [1, Tk]
-            let causal = kj.le_tensor(&qi); // [T, Tk]
-            let m = match key_valid {
-                Some(kv) => {
-                    let diag = kj.eq_tensor(&qi); // [T, Tk]
-                    causal.unsqueeze(0).logical_and(&kv.unsqueeze(1)).logical_or(&diag.unsqueeze(0)) // [B, T, Tk]
-                }
-                None => causal.unsqueeze(0),
-            };
-            Some(m.unsqueeze(1)) // [B|1, 1, T, Tk]
+            Some(attention_mask(past, t, key_valid, device))
         };
         let pruned = !matches!(rows, Rows::All);
         assert!(!pruned || cache.is_none(), "forward_rows takes no KV cache");
@@ -231,15 +235,14 @@ impl Gpt {
         // The last block on the kept rows: their attention-mask rows (without a mask, the
         // causal mask written out), their queries against every key, their MLP.
         let block = self.h.last().expect("at least one block");
-        let mask = match (&rows, mask) {
-            (Rows::Range(start, len), Some(m)) => m.narrow(2, *start, *len),
-            (Rows::Index(idx), Some(m)) => {
-                let (q, tk) = (idx.size()[1], m.size()[3]);
-                m.expand([b, 1, t, tk], false).gather(2, &idx.view([b, 1, q, 1]).expand([b, 1, q, tk], false), false)
+        let mask = mask.unwrap_or_else(|| attention_mask(0, t, None, device));
+        let mask = match &rows {
+            Rows::Range(start, len) => mask.narrow(2, *start, *len),
+            Rows::Index(idx) => {
+                let (q, tk) = (idx.size()[1], mask.size()[3]);
+                mask.expand([b, 1, t, tk], false).gather(2, &idx.view([b, 1, q, 1]).expand([b, 1, q, tk], false), false)
             }
-            (Rows::Range(start, len), None) => Tensor::arange(t, (Kind::Int64, device)).view([1, 1, 1, t]).le_tensor(&Tensor::arange_start(*start, start + len, (Kind::Int64, device)).view([1, 1, -1, 1])),
-            (Rows::Index(idx), None) => Tensor::arange(t, (Kind::Int64, device)).view([1, 1, 1, t]).le_tensor(&idx.view([b, 1, -1, 1])),
-            (Rows::All, _) => unreachable!(),
+            Rows::All => unreachable!(),
         };
         let select = |z: &Tensor| match &rows {
             Rows::Range(start, len) => z.narrow(1, *start, *len),
