@@ -11,4 +11,5 @@ pub mod model;
 pub mod report;
 pub mod rng;
 pub mod scenario;
+pub mod stats;
 pub mod world;

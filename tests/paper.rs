@@ -38,28 +38,32 @@ fn win_rates_aggregate_over_seeds_at_the_last_step() {
     assert_eq!((steps[0].x, steps[0].seeds), (20.0, 2));
 }
 
-#[test]
-fn paper_numbers_and_verdicts_come_from_the_results() {
-    let root = std::env::temp_dir().join(format!("alignlab-paper-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&root);
+/// A results tree where `first` is ahead of `second` by 0.3 (0.29, 0.30, 0.31 over three seeds)
+/// in gold at KL 1 and by 0.22 in win rate at T = 0; `first = "ppo"` swaps the inputs.
+fn results_tree(root: &std::path::Path, first: &str, second: &str) -> std::path::PathBuf {
+    let _ = std::fs::remove_dir_all(root);
     let results = root.join("results");
-    // Sentiment: DPO reaches 0.9 at KL 1, PPO 0.6; one seed (intervals 0).
     let mut e = Metrics::default();
-    push_point(&mut e, "sft", "", 0, 0, 0.0, 0.5);
-    push_point(&mut e, "dpo", "beta=0.1", 0, 100, 1.0, 0.9);
-    push_point(&mut e, "ppo", "target_kl=1", 0, 50, 1.0, 0.6);
+    for seed in 0..3u64 {
+        let d = 0.01 * seed as f64 - 0.01;
+        push_point(&mut e, "sft", "", seed, 0, 0.0, 0.5);
+        push_point(&mut e, first, if first == "dpo" { "beta=0.1" } else { "target_kl=1" }, seed, 100, 1.0, 0.9 + d);
+        push_point(&mut e, second, if second == "dpo" { "beta=0.1" } else { "target_kl=1" }, seed, 50, 1.0, 0.6);
+    }
     let dir = results.join("paper-sentiment");
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("eval.csv"), e.to_csv()).unwrap();
-    // Summarize: DPO 0.62 at T = 0 against PPO 0.40.
     let mut e = Metrics::default();
-    push_point(&mut e, "sft", "", 0, 0, 0.0, 0.1);
-    for (method, setting, w) in [("dpo", "beta=0.5", 0.62), ("ppo", "target_kl=1", 0.40)] {
-        push_point(&mut e, method, setting, 0, 100, 0.5, 0.3);
-        for t in [0.0, 1.0] {
-            e.push(method, setting, 0, 100, &format!("eval_t{t}/winrate"), w - 0.1 * t);
-            e.push(method, setting, 0, 100, &format!("eval_t{t}/winrate_lo"), w - 0.1 * t - 0.04);
-            e.push(method, setting, 0, 100, &format!("eval_t{t}/winrate_hi"), w - 0.1 * t + 0.04);
+    for seed in 0..3u64 {
+        push_point(&mut e, "sft", "", seed, 0, 0.0, 0.1);
+        for (method, w) in [(first, 0.62 + 0.01 * seed as f64), (second, 0.40)] {
+            let setting = if method == "dpo" { "beta=0.5" } else { "target_kl=1" };
+            push_point(&mut e, method, setting, seed, 100, 0.5, 0.3);
+            for t in [0.0, 1.0] {
+                e.push(method, setting, seed, 100, &format!("eval_t{t}/winrate"), w - 0.1 * t);
+                e.push(method, setting, seed, 100, &format!("eval_t{t}/winrate_lo"), w - 0.1 * t - 0.04);
+                e.push(method, setting, seed, 100, &format!("eval_t{t}/winrate_hi"), w - 0.1 * t + 0.04);
+            }
         }
     }
     let dir = results.join("paper-summarize");
@@ -68,15 +72,32 @@ fn paper_numbers_and_verdicts_come_from_the_results() {
     // One folder records its code, the other predates the record.
     std::fs::write(dir.join("summary.csv"), "stage,metric,value\nrun,code,\"alignlab 0.1.0 (commit abc), numerics 2\"\n").unwrap();
     std::fs::write(results.join("paper-sentiment/summary.csv"), "stage,metric,value\nrun,wall time,1.0 s\n").unwrap();
+    results
+}
+
+#[test]
+fn paper_numbers_and_verdicts_come_from_the_results() {
+    let root = std::env::temp_dir().join(format!("alignlab-paper-{}", std::process::id()));
+    let results = results_tree(&root, "dpo", "ppo");
     let path = alignlab::report::paper::write(&results, &root.join("paper")).unwrap();
     let md = std::fs::read_to_string(path).unwrap();
-    assert!(md.contains("KL 1: DPO 0.900 ± 0.000 against PPO 0.600 ± 0.000: DPO is above, outside the intervals"), "{md}");
+    assert!(md.contains("- KL 1: dpo - ppo = +0.300 ± 0.025 (per seed +0.290, +0.300, +0.310): dpo is above."), "{md}");
+    assert!(md.contains("- KL 2: dpo against ppo: not compared: not reached by every seed"), "no value past KL 1: {md}");
+    assert!(md.contains("| dpo | 0.700 ± 0.012 | 0.900 ± 0.025 | - | - | - |"), "{md}");
     assert!(md.contains("This agrees with the paper's claim."), "{md}");
-    assert!(md.contains("T = 0: dpo beta=0.5 0.620 [0.580, 0.660] against ppo target_kl=1 0.400 [0.360, 0.440]: DPO is above, outside the intervals"), "{md}");
-    assert!(md.contains("dpo beta=0.5: from T = 0 to T = 1 the win rate changes by -0.100"), "{md}");
+    assert!(md.contains("- T = 0: win rate dpo - ppo = +0.230 ± 0.025 (per seed +0.220, +0.230, +0.240): dpo is above."), "{md}");
+    assert!(md.contains("- Temperature robustness, the change in win rate from the lowest temperature to T = 1: dpo - ppo = +0.000"), "{md}");
+    assert!(md.contains("dpo beta=0.5: from T = 0 to T = 1 the win rate (mean over seeds, all documents) changes by -0.100"), "{md}");
     assert!(md.contains("| paper-summarize | alignlab 0.1.0 (commit abc), numerics 2 |"), "{md}");
     assert!(md.contains("| paper-sentiment | not recorded: numerics 1"), "{md}");
     assert!(root.join("results/paper-summarize/winrate_temperature.png").exists());
     assert!(root.join("results/paper-sentiment/frontier.png").exists());
+    assert!(root.join("results/paper-sentiment/paired.csv").exists());
+    // The same numbers with the methods swapped: every verdict word flips.
+    let results = results_tree(&root, "ppo", "dpo");
+    let md = std::fs::read_to_string(alignlab::report::paper::write(&results, &root.join("paper")).unwrap()).unwrap();
+    assert!(md.contains("- KL 1: dpo - ppo = -0.300 ± 0.025 (per seed -0.290, -0.300, -0.310): dpo is below."), "{md}");
+    assert!(md.contains("- T = 0: win rate dpo - ppo = -0.230 ± 0.025 (per seed -0.220, -0.230, -0.240): dpo is below."), "{md}");
+    assert!(md.contains("The paper's claim that DPO dominates PPO is not reproduced in this world."), "{md}");
     let _ = std::fs::remove_dir_all(&root);
 }

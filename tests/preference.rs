@@ -243,7 +243,7 @@ fn exact_kl_and_sampled_estimators_agree() {
         }
     });
     let settings = SampleSettings { temperature: 1.0, top_k: 0, max_new_tokens: 8, use_cache: true };
-    let ev = Evaluator::new(&world, &reference, None, None, 128, settings, 5);
+    let ev = Evaluator::new(&world, &reference, None, None, 128, 0.5, settings, 5);
     let (named, s) = {
         let _lock = RNG_LOCK.lock().unwrap_or_else(|e| e.into_inner());
         ev.evaluate(&policy)
@@ -261,9 +261,34 @@ fn exact_kl_and_sampled_estimators_agree() {
     let get = |k: &str| named.iter().find(|(n, _)| n == k).unwrap().1;
     assert!(close(get("eval/kl"), exact.mean, 1e-9));
     // The same policy as the reference: every estimator is exactly zero.
-    let ev0 = Evaluator::new(&world, &policy, None, None, 4, ev.settings.clone(), 5);
+    let ev0 = Evaluator::new(&world, &policy, None, None, 4, 0.5, ev.settings.clone(), 5);
     let (_, s0) = ev0.evaluate(&policy);
     assert!(s0.kl.iter().chain(&s0.k1).chain(&s0.k3).all(|k| k.abs() < 1e-5));
+}
+
+/// With top-k the policy samples from its truncated distribution, and the KL is that one's. At
+/// top_k = 1 the policy is deterministic: KL = -sum log pi_ref(y) of the greedy tokens, which is
+/// also what k1 computes from the sampled tokens; the untruncated KL of the same policy differs.
+#[test]
+fn top_k_kl_is_the_truncated_distributions() {
+    let world = sentiment();
+    let cfg = GptConfig { vocab_size: world.vocab.size() as i64, block_size: 24, n_layer: 1, n_head: 2, d_model: 16 };
+    let (vs_a, vs_b) = (nn::VarStore::new(Device::Cpu), nn::VarStore::new(Device::Cpu));
+    let (policy, reference) = {
+        let _lock = RNG_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        tch::manual_seed(3);
+        let p = Gpt::new(&vs_a.root(), &cfg);
+        tch::manual_seed(4);
+        (p, Gpt::new(&vs_b.root(), &cfg))
+    };
+    let top1 = SampleSettings { temperature: 1.0, top_k: 1, max_new_tokens: 6, use_cache: true };
+    let greedy = SampleSettings { temperature: 0.0, ..top1.clone() };
+    let (_, s1) = Evaluator::new(&world, &reference, None, None, 1, 0.5, top1, 5).evaluate(&policy);
+    let (_, sg) = Evaluator::new(&world, &reference, None, None, 1, 0.5, greedy, 5).evaluate(&policy);
+    for (i, ((kl, k1), full)) in s1.kl.iter().zip(&s1.k1).zip(&sg.kl).enumerate() {
+        assert!((kl - k1).abs() < 1e-4, "row {i}: truncated KL {kl} vs -sum log pi_ref(y) {k1}");
+        assert!((kl - full).abs() > 1e-3, "row {i}: the truncated KL {kl} equals the full one {full}");
+    }
 }
 
 /// Chosen and rejected packed after one prompt (`pair_logps`) must give the log-probs of two

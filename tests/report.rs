@@ -38,8 +38,9 @@ fn gao_fits_recover_their_parameters() {
 fn snis_frontier_spans_pi_ref_to_the_best_sample() {
     let rows = vec![vec![0.1, 0.5, 0.9, 0.3], vec![0.2, 0.2, 0.8, 0.0]];
     let f = optimal_frontier(&rows, &[1e6, 1e-4]);
-    let (_, kl_wide, r_wide, ess_wide) = f[0];
+    let (kl_wide, r_wide, ess_wide) = (f[0].kl, f[0].gold, f[0].ess_mean);
     assert!(kl_wide.abs() < 1e-9 && (r_wide - 0.375).abs() < 1e-6 && (ess_wide - 4.0).abs() < 1e-6, "beta -> inf is pi_ref");
-    let (_, kl_sharp, r_sharp, ess_sharp) = f[1];
+    let (kl_sharp, r_sharp, ess_sharp) = (f[1].kl, f[1].gold, f[1].ess_mean);
+    assert!((f[1].ess_min - 1.0).abs() < 1e-6 && (f[0].ess_min - 4.0).abs() < 1e-6, "the smallest ESS over prompts");
     assert!((kl_sharp - 4f64.ln()).abs() < 1e-6 && (r_sharp - 0.85).abs() < 1e-6 && (ess_sharp - 1.0).abs() < 1e-6, "beta -> 0 picks the best sample");
 }

@@ -160,14 +160,23 @@ fn summarize_world_settings_are_checked() {
     expect_err(&sum, &["model.block_size=16"], &["model.block_size"]);
     expect_err(&sum, &["world.n_fact=3"], &["n_fact"]);
     expect_err(GOOD, &["eval.temperatures=[-1.0]"], &["eval.temperatures"]);
+    expect_err(GOOD, &["eval.selection_fraction=1.0"], &["eval.selection_fraction", "(0, 1)"]);
+    expect_err(GOOD, &["eval.selection_fraction=0"], &["eval.selection_fraction"]);
+    expect_err(GOOD, &["world.n_eval_prompts=1"], &["world.n_eval_prompts", "selection"]);
+    expect_err(GOOD, &["eval.optimal_min_ess=0.5"], &["eval.optimal_min_ess"]);
+    expect_err(GOOD, &["eval.optimal_samples=5"], &["eval.optimal_samples", "best_of_n"]);
+    expect_err(GOOD, &["report.compare=[[\"sft\", \"ipo\"]]"], &["report.compare", "ipo"]);
+    expect_err(GOOD, &["report.compare=[[\"sft\", \"sft\"]]"], &["report.compare", "itself"]);
 }
 
 #[test]
-fn run_folder_keys_without_temperatures_are_unchanged() {
-    // Stage hashes are built from these Debug strings: a scenario that does not use
-    // `[eval] temperatures` must keep the hashes (and cached runs) it had before the field.
+fn run_folder_keys_follow_the_evaluation_settings() {
+    // Stage hashes are built from these Debug strings: the selection split and the importance-
+    // sampling settings change what an evaluation writes, so they are part of the key.
     let sc = load(GOOD, &["eval.every=50", "eval.samples_per_prompt=2"]).unwrap();
-    assert_eq!(format!("{:?}", sc.eval), "EvalConfig { every: 50, samples_per_prompt: 2 }");
+    assert_eq!(format!("{:?}", sc.eval), "EvalConfig { every: 50, samples_per_prompt: 2, selection_fraction: 0.5, optimal_samples: 0, optimal_min_ess: 8.0 }");
+    let other = load(GOOD, &["eval.every=50", "eval.samples_per_prompt=2", "eval.selection_fraction=0.25"]).unwrap();
+    assert_ne!(format!("{:?}", sc.eval), format!("{:?}", other.eval));
     let sc = load(GOOD, &["eval.temperatures=[0.5]"]).unwrap();
     assert!(format!("{:?}", sc.eval).contains("temperatures: [0.5]"));
 }

@@ -41,6 +41,8 @@ pub struct BonPoint {
     pub kl_bound: f64,
     /// Win rate of the picked candidates against the rows' references: (rate, lo, hi).
     pub winrate: Option<(f64, f64, f64)>,
+    /// The gold reward of each row's picked candidate.
+    pub picked_gold: Vec<f64>,
 }
 
 /// Candidates for every row, scored: (proxy `[rows][N_max]`, gold `[rows][N_max]`).
@@ -73,7 +75,7 @@ pub fn evaluate(proxy: &[Vec<f64>], gold: &[Vec<f64>], grid: &[usize], ref_gold:
             let p: Vec<f64> = picked.iter().zip(proxy).map(|(&i, p)| p[i]).collect();
             let oracle: Vec<f64> = gold.iter().map(|g| g[argmax_prefix(g, n)]).collect();
             let winrate = ref_gold.map(|r| win_rate(&g, r));
-            BonPoint { n, gold: mean_ci(&g), proxy: mean_ci(&p), gold_oracle: mean_ci(&oracle), kl_bound: kl_bound(n), winrate }
+            BonPoint { n, gold: mean_ci(&g), proxy: mean_ci(&p), gold_oracle: mean_ci(&oracle), kl_bound: kl_bound(n), winrate, picked_gold: g }
         })
         .collect()
 }

@@ -14,7 +14,8 @@
 //!    the last response token.
 //! 4. KL coefficient: fixed (`kl_coef`) or adaptive (`target_kl`, Ziegler et al. 2019 sec. 2.2):
 //!    e = clip(KL / target - 1, -0.2, 0.2), coef *= 1 + e * rollout_batch / `horizon`, where KL
-//!    is the batch mean of the summed per-token KL.
+//!    is the batch mean of the summed per-token KL of the estimator in the reward (k1 or k3,
+//!    TRL's convention); `objective/kl` logs that sum, `objective/kl_k1` the k1 sum beside it.
 //! 5. GAE (`gamma`, `gae_lambda`) over response tokens, the value after the last token 0;
 //!    returns = advantages + values; advantages whitened over the batch's tokens
 //!    (`whiten_advantages`).
@@ -309,7 +310,7 @@ pub fn train(
         let mask = &ro.mask;
         // 2. Score, old log-probs, reference log-probs, values; token rewards; GAE.
         let kl_coef = kl_ctl.coef;
-        let (old_logp, old_values, raw_score, kl, adv, returns, kl_seq) = tch::no_grad(|| {
+        let (old_logp, old_values, raw_score, kl, adv, returns, (kl_seq, kl_k1)) = tch::no_grad(|| {
             let (old_logp, _) = logp_of(&policy.logits(&response_hidden(policy, &prompt, &valid, &ro.response)), &ro.response, cfg.temperature);
             let (ref_logp, _) = logp_of(&ctx.reference.logits(&response_hidden(ctx.reference, &prompt, &valid, &ro.response)), &ro.response, cfg.temperature);
             let old_logp = old_logp * mask;
@@ -330,8 +331,11 @@ pub fn train(
             let adv = gae(&rewards, &old_values, mask, cfg.gamma, cfg.gae_lambda);
             let returns = &adv + &old_values;
             let adv = if cfg.whiten_advantages { whiten(&adv, mask) } else { adv };
-            let kl_seq = (&old_logp - &ref_logp).sum_dim_intlist(1, false, Kind::Float).mean(Kind::Float).double_value(&[]);
-            (old_logp, old_values, raw_score, kl, adv, returns, kl_seq)
+            // The controller adapts on (and `objective/kl` logs) the sum of the estimator in the
+            // reward, as TRL does for k3; the k1 sum is logged beside it.
+            let kl_seq = kl.sum_dim_intlist(1, false, Kind::Float).mean(Kind::Float).double_value(&[]);
+            let kl_k1 = (&old_logp - &ref_logp).sum_dim_intlist(1, false, Kind::Float).mean(Kind::Float).double_value(&[]);
+            (old_logp, old_values, raw_score, kl, adv, returns, (kl_seq, kl_k1))
         });
         let rollout_s = t_rollout.elapsed().as_secs_f64();
         let generated = mask.sum(Kind::Float).double_value(&[]);
@@ -397,6 +401,7 @@ pub fn train(
         });
         push(metrics, "policy/approx_kl_first", first_approx_kl);
         push(metrics, "objective/kl", kl_seq);
+        push(metrics, "objective/kl_k1", kl_k1);
         push(metrics, "objective/kl_coef", kl_coef);
         push(metrics, "objective/score", score_mean);
         push(metrics, "objective/non_score_reward", nonscore);

@@ -7,7 +7,11 @@
 //!   for the sequence KL), at the sampling temperature; beside it the sample estimators
 //!   k1 = sum log(pi/pi_ref) and k3 = sum (r - 1 - log r), r = pi_ref/pi, of the sampled tokens;
 //! - proxy: the reward model's score; implicit_acc: fraction of held-out pairs where
-//!   log(pi/pi_ref)(y_w) > log(pi/pi_ref)(y_l) (DPO's implicit reward ranks them right);
+//!   log(pi/pi_ref)(y_w) > log(pi/pi_ref)(y_l) (DPO's implicit reward ranks them right), ties
+//!   one half (0.5 at step 0, where every log-ratio is 0);
+//! - with top-k sampling, the KL is that of the truncated distribution the policy samples from;
+//! - gold, KL and win rate again on the selection half (`_sel`) and the test half (`_test`) of
+//!   the prompts: the report chooses checkpoints on the first and reports the second;
 //! - entropy: sum over positions of the per-token entropy; distinct-1/2; fluency (mean per-word
 //!   log-likelihood under the true process); length and EOS rate.
 
@@ -31,6 +35,8 @@ pub struct Evaluator<'a> {
     pub ref_gold: Option<Vec<f64>>,
     pub settings: SampleSettings,
     pub seed: i64,
+    /// Rows `..n_sel_rows` are the selection half of the held-out prompts, the rest the test half.
+    pub n_sel_rows: usize,
 }
 
 /// Response-position logits `[B, N, V]` of a model on prompt + response.
@@ -71,10 +77,11 @@ pub struct EvalSamples {
 }
 
 impl Evaluator<'_> {
-    pub fn new<'a>(world: &'a dyn TextWorld, reference: &'a Gpt, rm: Option<&'a RewardModel>, heldout: Option<(&'a PairTensors, &'a (Tensor, Tensor))>, samples_per_prompt: usize, settings: SampleSettings, seed: i64) -> Evaluator<'a> {
+    pub fn new<'a>(world: &'a dyn TextWorld, reference: &'a Gpt, rm: Option<&'a RewardModel>, heldout: Option<(&'a PairTensors, &'a (Tensor, Tensor))>, samples_per_prompt: usize, selection_fraction: f64, settings: SampleSettings, seed: i64) -> Evaluator<'a> {
+        let n_sel_rows = super::selection_prompts(world.eval_prompts().len(), selection_fraction) * samples_per_prompt;
         let prompts = world.eval_prompts().iter().flat_map(|p| std::iter::repeat_n(p.clone(), samples_per_prompt)).collect();
         let ref_gold = reference_gold(world, samples_per_prompt);
-        Evaluator { world, reference, rm, heldout, prompts, ref_gold, settings, seed }
+        Evaluator { world, reference, rm, heldout, prompts, ref_gold, settings, seed, n_sel_rows }
     }
 
     /// Sample at the evaluation settings, then score: the named metrics and per-sample values.
@@ -101,17 +108,28 @@ impl Evaluator<'_> {
         let fluency: Option<Vec<f64>> = self.prompts.iter().zip(&rows).map(|(p, r)| self.world.fluency(p, r)).collect();
         // KL at the sampling temperature (greedy decoding is measured at temperature 1).
         let t = if settings.temperature > 0.0 { settings.temperature } else { 1.0 };
-        let lp = (response_logits(policy, &prompt, &valid, &ro.response) / t).log_softmax(-1, Kind::Float); // [B, N, V]
+        let mut lp_logits = response_logits(policy, &prompt, &valid, &ro.response) / t; // [B, N, V]
+        // With top-k the policy samples from its truncated distribution: measure that one's KL
+        // (tokens outside the top k have probability 0 and contribute nothing).
+        let v = lp_logits.size()[2];
+        if settings.temperature > 0.0 && settings.top_k > 0 && settings.top_k < v {
+            let (top, _) = lp_logits.topk(settings.top_k, -1, true, true);
+            let kth = top.narrow(-1, settings.top_k - 1, 1); // [B, N, 1]
+            lp_logits = lp_logits.masked_fill(&lp_logits.lt_tensor(&kth), f64::NEG_INFINITY);
+        }
+        let lp = lp_logits.log_softmax(-1, Kind::Float);
         let lq = (response_logits(self.reference, &prompt, &valid, &ro.response) / t).log_softmax(-1, Kind::Float);
         let mask = &ro.mask;
-        let per_pos_kl = (lp.exp() * (&lp - &lq)).sum_dim_intlist(-1, false, Kind::Float); // [B, N]
+        // 0 * log 0 = 0: positions outside the support contribute nothing.
+        let plogp_ratio = (lp.exp() * (&lp - &lq)).nan_to_num(0.0, 0.0, 0.0);
+        let per_pos_kl = plogp_ratio.sum_dim_intlist(-1, false, Kind::Float); // [B, N]
         let kl = (per_pos_kl * mask).sum_dim_intlist(-1, false, Kind::Float);
         let idx = ro.response.unsqueeze(-1);
         let logratio = lp.gather(-1, &idx, false).squeeze_dim(-1) - lq.gather(-1, &idx, false).squeeze_dim(-1); // log pi/pi_ref
         let k1 = (&logratio * mask).sum_dim_intlist(-1, false, Kind::Float);
         let r = (-&logratio).exp();
         let k3 = ((&r - 1.0 - (-&logratio)) * mask).sum_dim_intlist(-1, false, Kind::Float);
-        let entropy = ((-(lp.exp() * &lp).sum_dim_intlist(-1, false, Kind::Float)) * mask).sum_dim_intlist(-1, false, Kind::Float);
+        let entropy = ((-(lp.exp() * &lp).nan_to_num(0.0, 0.0, 0.0).sum_dim_intlist(-1, false, Kind::Float)) * mask).sum_dim_intlist(-1, false, Kind::Float);
         let to_vec = |t: &Tensor| Vec::<f64>::try_from(t.to_kind(Kind::Double).to_device(tch::Device::Cpu)).unwrap();
         let (kl, k1, k3, entropy) = (to_vec(&kl), to_vec(&k1), to_vec(&k3), to_vec(&entropy));
         let length = mask.sum_dim_intlist(-1, false, Kind::Float).mean(Kind::Float).double_value(&[]);
@@ -137,6 +155,7 @@ impl Evaluator<'_> {
         if let Some(refs) = &self.ref_gold {
             out.extend(winrate_metrics(win_rate(&gold, refs)).map(|(k, v)| (k.to_string(), v)));
         }
+        out.extend(super::split_metrics(self.n_sel_rows, &gold, Some(&kl), self.ref_gold.as_deref()));
         if let Some(rm) = self.rm {
             let proxy = rm.score(&prompt, &valid, &ro.response, mask);
             out.push(("eval/proxy".to_string(), proxy.mean(Kind::Float).double_value(&[])));
@@ -150,7 +169,9 @@ impl Evaluator<'_> {
                 let n = chunk.len() as i64;
                 let (c, r) = pair_logps(policy, &b);
                 let (c, r) = (c - ref_c.narrow(0, offset, n), r - ref_r.narrow(0, offset, n));
-                correct += c.gt_tensor(&r).to_kind(Kind::Float).sum(Kind::Float).double_value(&[]);
+                // A tie (at step 0 every pair) counts one half, as a coin flip would score.
+                let right = c.gt_tensor(&r).to_kind(Kind::Float) + c.eq_tensor(&r).to_kind(Kind::Float) * 0.5;
+                correct += right.sum(Kind::Float).double_value(&[]);
                 offset += n;
             }
             out.push(("eval/implicit_acc".to_string(), correct / pairs.len().max(1) as f64));

@@ -10,6 +10,7 @@ use crate::algo::common::{copy_weights, CkptParts, ResumeFrom};
 use crate::algo::{best_of_n, dpo, ppo, reward};
 use crate::data::{self, PairTensors, PrefData};
 use crate::eval::Evaluator;
+use crate::eval::optimal as frontier;
 use crate::model::{self, Gpt, SampleSettings};
 use crate::rng::derive_seed;
 use crate::scenario::{Method, MethodKind, Scenario};
@@ -31,8 +32,12 @@ pub fn prefs_key(sc: &Scenario) -> String {
 /// method, Best-of-N, evaluation). Raise it when a change alters the numbers they produce,
 /// so that run folders made by older code are not reused as if current. 2: the last block
 /// runs on the rows read, DPO packs chosen and rejected after one prompt, flat-buffer Adam.
-/// SFT and the preference data did not change, and keep their folders.
-pub const NUMERICS: u32 = 2;
+/// SFT and the preference data did not change, and keep their folders. 3: evaluations also
+/// score the selection and test halves of the prompts, the held-out implicit accuracy counts
+/// ties one half, top-k evaluations measure the truncated distribution's KL, PPO with k3
+/// adapts its KL coefficient on the k3 sum, the importance-sampling frontier pools a prompt's
+/// candidates and filters on every prompt's effective sample size.
+pub const NUMERICS: u32 = 3;
 
 /// The key of the reward-model stage, which every later stage extends.
 fn reward_key(sc: &Scenario) -> String {
@@ -110,7 +115,7 @@ pub fn eval_settings(sc: &Scenario) -> SampleSettings {
 }
 
 pub fn evaluator<'a>(sc: &Scenario, s: &Shared<'a>) -> Evaluator<'a> {
-    Evaluator::new(s.world, s.sft, Some(s.rm), Some((s.val, s.val_ref)), sc.eval.samples_per_prompt, eval_settings(sc), derive_seed(sc.seed, "eval/sampling") as i64)
+    Evaluator::new(s.world, s.sft, Some(s.rm), Some((s.val, s.val_ref)), sc.eval.samples_per_prompt, sc.eval.selection_fraction, eval_settings(sc), derive_seed(sc.seed, "eval/sampling") as i64)
 }
 
 /// Evaluate pi_SFT itself (step 0 of every method), and at each of `[eval] temperatures`.
@@ -391,6 +396,7 @@ pub fn best_of_n_stage(sc: &Scenario, grid: &[usize], s: &Shared, opts: &RunOpti
     let seed = derive_seed(sc.seed, "best_of_n/sampling") as i64;
     let (proxy, gold) = best_of_n::score_candidates(s.world, s.sft, s.rm, &rows, n_max, &eval_settings(sc), seed);
     pb.inc(1);
+    let n_sel = crate::eval::selection_prompts(s.world.eval_prompts().len(), sc.eval.selection_fraction) * sc.eval.samples_per_prompt;
     let mut e = Metrics::default();
     for p in best_of_n::evaluate(&proxy, &gold, grid, ref_gold.as_deref()) {
         let setting = format!("n={}", p.n);
@@ -404,6 +410,11 @@ pub fn best_of_n_stage(sc: &Scenario, grid: &[usize], s: &Shared, opts: &RunOpti
         put("eval/gold_oracle_ci", p.gold_oracle.ci95);
         for (k, v) in p.winrate.map(crate::eval::winrate_metrics).into_iter().flatten() {
             put(k, v);
+        }
+        // The analytic KL bound holds on either half.
+        let kl = vec![p.kl_bound; p.picked_gold.len()];
+        for (k, v) in crate::eval::split_metrics(n_sel, &p.picked_gold, Some(&kl), ref_gold.as_deref()) {
+            put(&k, v);
         }
     }
     // Best-of-N at each final-evaluation temperature: candidates drawn from pi_SFT at T.
@@ -425,21 +436,36 @@ pub fn best_of_n_stage(sc: &Scenario, grid: &[usize], s: &Shared, opts: &RunOpti
             for (k, v) in p.winrate.map(crate::eval::winrate_metrics).into_iter().flatten() {
                 put(k, v);
             }
+            for (k, v) in crate::eval::split_metrics(n_sel, &p.picked_gold, None, ref_gold.as_deref()) {
+                put(&k, v);
+            }
         }
     }
     pb.finish_and_clear();
-    // The optimal frontier pi* proportional to pi_SFT exp(r / beta), by self-normalised
-    // importance sampling over the same candidates (gold reward), kept while the effective
-    // sample size is at least a tenth of the candidates (past that it only reflects the sample).
+    // An inner bound of the optimal frontier: pi* proportional to pi_SFT exp(r / beta) on the
+    // first `optimal_samples` candidates of each prompt (its rows pooled), by self-normalised
+    // importance sampling of the gold reward; a beta is kept while every prompt's effective
+    // sample size is at least `optimal_min_ess` (past that the point reflects the sample).
+    let spp = sc.eval.samples_per_prompt;
+    let pooled: Vec<Vec<f64>> = gold.chunks(spp).map(|rows| rows.iter().flatten().copied().take(sc.eval.optimal_samples).collect()).collect();
+    let n_sel_prompts = n_sel / spp;
     let betas = [0.01, 0.02, 0.03, 0.05, 0.07, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0, 2.0];
-    for (beta, kl, r, ess) in crate::report::frontier::optimal_frontier(&gold, &betas) {
-        if ess < 0.1 * n_max as f64 {
+    let (all, sel, test) = (frontier::optimal_frontier(&pooled, &betas), frontier::optimal_frontier(&pooled[..n_sel_prompts], &betas), frontier::optimal_frontier(&pooled[n_sel_prompts..], &betas));
+    for ((p, ps), pt) in all.iter().zip(&sel).zip(&test) {
+        if p.ess_min < sc.eval.optimal_min_ess {
             continue;
         }
-        let setting = format!("beta={beta}");
-        e.push("optimal", &setting, sc.seed, 0, "eval/gold", r);
-        e.push("optimal", &setting, sc.seed, 0, "eval/kl", kl);
-        e.push("optimal", &setting, sc.seed, 0, "eval/ess", ess);
+        let setting = format!("beta={}", p.beta);
+        let mut put = |k: &str, v: f64| e.push("optimal", &setting, sc.seed, 0, k, v);
+        put("eval/gold", p.gold);
+        put("eval/kl", p.kl);
+        put("eval/ess", p.ess_mean);
+        put("eval/ess_min", p.ess_min);
+        put("eval/is_samples", sc.eval.optimal_samples as f64);
+        put("eval/gold_sel", ps.gold);
+        put("eval/kl_sel", ps.kl);
+        put("eval/gold_test", pt.gold);
+        put("eval/kl_test", pt.kl);
     }
     write_atomic(&eval_path, e.to_csv().as_bytes())?;
     evals.extend(e);

@@ -1,8 +1,6 @@
 //! Reward-vs-KL frontiers: envelopes, values at KL budgets with confidence intervals over seeds,
 //! the optimal frontier by self-normalised importance sampling, and Gao et al.'s fits.
 
-use statrs::distribution::{ContinuousCDF, StudentsT};
-
 /// The upper concave envelope of (KL, reward) points, sorted by KL.
 ///
 /// Why concave: a mixture of two policies has reward equal to the mixture of their rewards and,
@@ -10,18 +8,26 @@ use statrs::distribution::{ContinuousCDF, StudentsT};
 /// evaluated policies is attainable (at that KL or less). Points left of the envelope's best
 /// reward that are dominated are dropped; the envelope never decreases.
 pub fn envelope(points: &[(f64, f64)]) -> Vec<(f64, f64)> {
-    let mut pts: Vec<(f64, f64)> = points.iter().copied().filter(|(k, r)| k.is_finite() && r.is_finite()).map(|(k, r)| (k.max(0.0), r)).collect();
-    pts.sort_by(|a, b| a.0.total_cmp(&b.0).then(b.1.total_cmp(&a.1)));
+    envelope_indices(points).into_iter().map(|i| (points[i].0.max(0.0), points[i].1)).collect()
+}
+
+/// The indices of the points that form the [`envelope`], in KL order.
+pub fn envelope_indices(points: &[(f64, f64)]) -> Vec<usize> {
+    let mut idx: Vec<usize> = (0..points.len()).filter(|&i| points[i].0.is_finite() && points[i].1.is_finite()).collect();
+    let kl = |i: usize| points[i].0.max(0.0);
+    idx.sort_by(|&a, &b| kl(a).total_cmp(&kl(b)).then(points[b].1.total_cmp(&points[a].1)).then(a.cmp(&b)));
     // Monotone chain for the upper hull.
-    let mut hull: Vec<(f64, f64)> = Vec::new();
-    for p in pts {
-        if let Some(last) = hull.last() {
-            if p.0 == last.0 {
+    let mut hull: Vec<usize> = Vec::new();
+    for i in idx {
+        let p = (kl(i), points[i].1);
+        if let Some(&last) = hull.last() {
+            if p.0 == kl(last) {
                 continue; // the same KL with a lower reward (sorted by reward, descending)
             }
         }
         while hull.len() >= 2 {
             let (a, b) = (hull[hull.len() - 2], hull[hull.len() - 1]);
+            let (a, b) = ((kl(a), points[a].1), (kl(b), points[b].1));
             // Drop b if it lies on or below the chord from a to p.
             let cross = (b.0 - a.0) * (p.1 - a.1) - (b.1 - a.1) * (p.0 - a.0);
             if cross >= 0.0 {
@@ -30,13 +36,59 @@ pub fn envelope(points: &[(f64, f64)]) -> Vec<(f64, f64)> {
                 break;
             }
         }
-        hull.push(p);
+        hull.push(i);
     }
     // Keep the rising part: past the best reward, more KL buys nothing.
-    if let Some(best) = hull.iter().enumerate().max_by(|a, b| a.1 .1.total_cmp(&b.1 .1)).map(|(i, _)| i) {
+    if let Some(best) = hull.iter().enumerate().max_by(|a, b| points[*a.1].1.total_cmp(&points[*b.1].1)).map(|(i, _)| i) {
         hull.truncate(best + 1);
     }
     hull
+}
+
+/// One evaluated policy seen on two disjoint halves of the held-out prompts: the selection half
+/// (which decides what a method contributes) and the test half (what is reported).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SplitPoint {
+    pub kl_sel: f64,
+    pub gold_sel: f64,
+    pub kl_test: f64,
+    pub gold_test: f64,
+}
+
+/// What a set of policies offers at KL `budget`, chosen on the selection half and reported on
+/// the test half: the selection half's envelope names the two policies (or one) and the mixture
+/// weight that reach the budget; the result is that mixture's test-half (gold, KL). None when no
+/// policy's selection-half KL reaches the budget: a value is never read past the KL evaluated.
+pub fn selected_at_budget(points: &[SplitPoint], budget: f64) -> Option<(f64, f64)> {
+    let reach = points.iter().map(|p| p.kl_sel).filter(|k| k.is_finite()).fold(f64::NEG_INFINITY, f64::max);
+    if reach < budget {
+        return None;
+    }
+    let sel: Vec<(f64, f64)> = points.iter().map(|p| (p.kl_sel, p.gold_sel)).collect();
+    let hull = envelope_indices(&sel);
+    let kl = |i: usize| sel[i].0.max(0.0);
+    let first = *hull.first()?;
+    if budget < kl(first) {
+        return None;
+    }
+    for w in hull.windows(2) {
+        let (i, j) = (w[0], w[1]);
+        if budget <= kl(j) {
+            let lam = (budget - kl(i)) / (kl(j) - kl(i));
+            let (a, b) = (points[i], points[j]);
+            return Some(((1.0 - lam) * a.gold_test + lam * b.gold_test, (1.0 - lam) * a.kl_test + lam * b.kl_test));
+        }
+    }
+    let last = points[*hull.last()?];
+    Some((last.gold_test, last.kl_test))
+}
+
+/// The old procedure on the test half alone: the envelope chosen and read on the same samples
+/// (no extrapolation either). Its excess over [`selected_at_budget`] is the selection bias.
+pub fn same_sample_at_budget(points: &[SplitPoint], budget: f64) -> Option<f64> {
+    let test: Vec<(f64, f64)> = points.iter().map(|p| (p.kl_test, p.gold_test)).collect();
+    let reach = test.iter().map(|p| p.0).filter(|k| k.is_finite()).fold(f64::NEG_INFINITY, f64::max);
+    (reach >= budget).then(|| at_budget(&envelope(&test), budget)).filter(|v| v.is_finite())
 }
 
 /// The envelope's reward at KL `budget`: linear between envelope points, flat after the last
@@ -54,52 +106,9 @@ pub fn at_budget(env: &[(f64, f64)], budget: f64) -> f64 {
     env[env.len() - 1].1
 }
 
-/// Mean and 95% half-width (Student t over `xs.len() - 1` degrees of freedom; 0 for one value).
-pub fn mean_ci_t(xs: &[f64]) -> (f64, f64) {
-    let xs: Vec<f64> = xs.iter().copied().filter(|x| x.is_finite()).collect();
-    let n = xs.len();
-    if n == 0 {
-        return (f64::NAN, f64::NAN);
-    }
-    let mean = xs.iter().sum::<f64>() / n as f64;
-    if n == 1 {
-        return (mean, 0.0);
-    }
-    let var = xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1) as f64;
-    let t = StudentsT::new(0.0, 1.0, (n - 1) as f64).expect("degrees of freedom > 0").inverse_cdf(0.975);
-    (mean, t * (var / n as f64).sqrt())
-}
+pub use crate::stats::mean_ci_t;
 
-/// The optimal frontier: for each beta, pi* proportional to pi_ref exp(r / beta) estimated by
-/// self-normalised importance sampling from samples of pi_ref. `rewards[row]` holds the rewards
-/// of independent samples for one prompt. Returns (beta, KL(pi* || pi_ref), E_pi*[r]), averaged
-/// over rows, and the mean effective sample size 1 / sum w^2 of the normalised weights. On a
-/// finite sample pi* lives on the sample, so KL is at most log(samples): a point is only
-/// trustworthy while its effective sample size is large.
-pub fn optimal_frontier(rewards: &[Vec<f64>], betas: &[f64]) -> Vec<(f64, f64, f64, f64)> {
-    betas
-        .iter()
-        .map(|&beta| {
-            let (mut kl, mut r, mut ess) = (0.0, 0.0, 0.0);
-            for row in rewards {
-                let n = row.len() as f64;
-                let m = row.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-                let w: Vec<f64> = row.iter().map(|x| ((x - m) / beta).exp()).collect();
-                let z: f64 = w.iter().sum();
-                ess += 1.0 / w.iter().map(|x| (x / z).powi(2)).sum::<f64>();
-                for (wi, ri) in w.iter().zip(row) {
-                    let p = wi / z;
-                    if p > 0.0 {
-                        kl += p * (p * n).ln();
-                    }
-                    r += p * ri;
-                }
-            }
-            let rows = rewards.len() as f64;
-            (beta, kl / rows, r / rows, ess / rows)
-        })
-        .collect()
-}
+pub use crate::eval::optimal::{optimal_frontier, IsPoint};
 
 /// Gao et al. (2022) functional forms in d = sqrt(KL), for the reward gain over the start.
 #[derive(Clone, Copy, Debug, PartialEq)]

@@ -1,16 +1,23 @@
 //! `alignlab report RESULTS_DIR`: every table and plot of a results folder, from its CSVs alone.
 //!
-//! Reads `eval.csv` (and `metrics.csv` when present) and writes:
-//! - `frontier.csv`: per method, gold reward at fixed KL budgets on the method's upper concave
-//!   envelope (all its settings and evaluation steps), mean and 95% t-interval over seeds;
+//! Reads `eval.csv` (and `metrics.csv`, `scenario.resolved.toml` when present) and writes:
+//! - `frontier.csv`: per method, gold reward at fixed KL budgets, two frontiers:
+//!   `selected` (which evaluation of which setting a method contributes at a budget is chosen on
+//!   the selection half of the held-out prompts, the value is the test half's) and `final`
+//!   (the final checkpoint of each setting only, chosen the same way); mean and 95% t-interval
+//!   over the seeds that reached the budget, and the selection bias the split removed (the
+//!   test half's own envelope minus the reported value, paired by seed). A seed has a value at a
+//!   budget only if it evaluated a point at or past it: nothing is extrapolated;
+//! - `paired.csv`: the scenario's pairs of methods, compared paired by seed (see [`paired`]);
 //! - `fits.csv`: Gao et al.'s fits of gold and proxy reward gain against d = sqrt(KL), for
 //!   Best-of-N (R = d(a - b d)) and PPO (R = d(a - b log d));
-//! - `report.md`: the final-evaluation table and the budget table, in Markdown;
+//! - `report.md`: the final-evaluation table, the budget tables and the paired verdicts;
 //! - `frontier.{png,svg}`, `curves.{png,svg}`, `overoptimization.{png,svg}`;
 //! - where the world has reference responses: `winrate.csv`, `winrate_temperature.{png,svg}`
 //!   and `winrate_steps.{png,svg}` (see [`winrate`]).
 
 pub mod frontier;
+pub mod paired;
 pub mod paper;
 pub mod plot;
 pub mod winrate;
@@ -21,7 +28,8 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use crate::experiment::{write_atomic, Metrics, Row};
-use frontier::{at_budget, envelope, fit_gao, mean_ci_t, FitForm};
+use crate::stats::Paired;
+use frontier::{fit_gao, mean_ci_t, same_sample_at_budget, selected_at_budget, FitForm, SplitPoint};
 
 /// KL budgets (nats) of the frontier table.
 pub const BUDGETS: &[f64] = &[0.5, 1.0, 2.0, 4.0, 8.0];
@@ -38,6 +46,31 @@ pub struct Point {
     pub gold_ci: f64,
     pub proxy: f64,
     pub kl_is_bound: bool,
+    /// Gold and KL on the selection half and the test half of the prompts (NaN in runs made
+    /// before the split existed).
+    pub gold_sel: f64,
+    pub kl_sel: f64,
+    pub gold_test: f64,
+    pub kl_test: f64,
+    /// The optimal frontier's samples per prompt (N), where recorded.
+    pub is_samples: Option<f64>,
+}
+
+impl Point {
+    /// The point on the two halves. A run from before the split is chosen and reported on all
+    /// its prompts (the report says so: see [`has_split`]).
+    pub fn split(&self) -> SplitPoint {
+        if self.gold_sel.is_finite() && self.gold_test.is_finite() {
+            SplitPoint { kl_sel: self.kl_sel, gold_sel: self.gold_sel, kl_test: self.kl_test, gold_test: self.gold_test }
+        } else {
+            SplitPoint { kl_sel: self.kl, gold_sel: self.gold, kl_test: self.kl, gold_test: self.gold }
+        }
+    }
+}
+
+/// Whether the evaluations carry the selection/test split.
+pub fn has_split(points: &[Point]) -> bool {
+    points.iter().any(|p| p.gold_sel.is_finite())
 }
 
 /// Every evaluation of `eval.csv`, in file order.
@@ -56,7 +89,22 @@ pub fn points(evals: &Metrics) -> Vec<Point> {
         .map(|k| {
             let rows = &by[&k];
             let get = |m: &str| rows.iter().find(|r| r.metric == m).map(|r| r.value).unwrap_or(f64::NAN);
-            Point { method: k.0.clone(), setting: k.1.clone(), seed: k.2, step: k.3, kl: get("eval/kl"), gold: get("eval/gold"), gold_ci: get("eval/gold_ci"), proxy: get("eval/proxy"), kl_is_bound: get("eval/kl_is_bound") == 1.0 }
+            Point {
+                method: k.0.clone(),
+                setting: k.1.clone(),
+                seed: k.2,
+                step: k.3,
+                kl: get("eval/kl"),
+                gold: get("eval/gold"),
+                gold_ci: get("eval/gold_ci"),
+                proxy: get("eval/proxy"),
+                kl_is_bound: get("eval/kl_is_bound") == 1.0,
+                gold_sel: get("eval/gold_sel"),
+                kl_sel: get("eval/kl_sel"),
+                gold_test: get("eval/gold_test"),
+                kl_test: get("eval/kl_test"),
+                is_samples: Some(get("eval/is_samples")).filter(|v| v.is_finite()),
+            }
         })
         .collect()
 }
@@ -77,7 +125,7 @@ pub fn methods(points: &[Point]) -> Vec<String> {
     distinct(points.iter().map(|p| p.method.clone()))
 }
 
-fn seeds(points: &[Point]) -> Vec<u64> {
+pub fn seeds(points: &[Point]) -> Vec<u64> {
     let mut s: Vec<u64> = points.iter().map(|p| p.seed).collect();
     s.sort();
     s.dedup();
@@ -89,40 +137,100 @@ fn sft_point(points: &[Point], seed: u64) -> Option<&Point> {
     points.iter().find(|p| p.method == "sft" && p.seed == seed)
 }
 
-/// Per method: the envelope of each seed (SFT's point included: every method starts there).
-pub fn envelopes(points: &[Point], method: &str) -> Vec<(u64, Vec<(f64, f64)>)> {
-    seeds(points)
-        .into_iter()
-        .filter_map(|seed| {
-            let mut pts: Vec<(f64, f64)> = points.iter().filter(|p| p.method == method && p.seed == seed).map(|p| (p.kl, p.gold)).collect();
-            if pts.is_empty() {
-                return None;
-            }
-            if method != "optimal" {
-                if let Some(s) = sft_point(points, seed) {
-                    pts.push((0.0, s.gold));
-                }
-            }
-            Some((seed, envelope(&pts)))
-        })
-        .collect()
+/// Which evaluations of a method form a frontier.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Frontier {
+    /// Every evaluation (each setting, each step): the checkpoint is a choice.
+    Selected,
+    /// The final checkpoint of each setting only.
+    Final,
 }
 
-/// Rows of `frontier.csv`: (method, budget, mean, ci, seeds reaching the budget, seeds).
-pub fn budget_table(points: &[Point], budgets: &[f64]) -> Vec<(String, f64, f64, f64, usize, usize)> {
+impl Frontier {
+    pub fn name(self) -> &'static str {
+        match self {
+            Frontier::Selected => "selected",
+            Frontier::Final => "final",
+        }
+    }
+}
+
+/// A method's evaluations in one seed, on both halves, with SFT's point at KL 0 (every method
+/// starts there; not for the optimal frontier). Empty when the method did not run in that seed.
+pub fn seed_points(points: &[Point], method: &str, seed: u64, which: Frontier) -> Vec<SplitPoint> {
+    let mine: Vec<&Point> = points.iter().filter(|p| p.method == method && p.seed == seed).collect();
+    let last_step = |p: &Point| mine.iter().filter(|q| q.setting == p.setting).map(|q| q.step).max().unwrap_or(0);
+    let mut out: Vec<SplitPoint> = mine.iter().filter(|p| which == Frontier::Selected || p.step == last_step(p)).map(|p| p.split()).collect();
+    if out.is_empty() {
+        return out;
+    }
+    if method != "optimal" {
+        if let Some(s) = sft_point(points, seed) {
+            let g = s.split();
+            out.push(SplitPoint { kl_sel: 0.0, kl_test: 0.0, ..g });
+        }
+    }
+    out
+}
+
+/// A method's reported value (test-half gold) at a KL budget in one seed; None where the seed
+/// did not reach the budget or the method did not run.
+pub fn value_at(points: &[Point], method: &str, seed: u64, budget: f64, which: Frontier) -> Option<f64> {
+    selected_at_budget(&seed_points(points, method, seed, which), budget).map(|v| v.0)
+}
+
+/// One row of `frontier.csv`: a method's values at a budget, per seed.
+#[derive(Clone, Debug)]
+pub struct FrontierRow {
+    pub method: String,
+    pub frontier: Frontier,
+    pub budget: f64,
+    /// Per seed: the reported (test gold, test KL) of the chosen policy, None if not reached.
+    pub values: Vec<(u64, Option<(f64, f64)>)>,
+    /// Per seed: the test half's own envelope at the budget (chosen and read on the same samples).
+    pub same_sample: Vec<(u64, Option<f64>)>,
+}
+
+impl FrontierRow {
+    pub fn reached(&self) -> usize {
+        self.values.iter().filter(|v| v.1.is_some()).count()
+    }
+
+    pub fn all_reached(&self) -> bool {
+        !self.values.is_empty() && self.reached() == self.values.len()
+    }
+
+    /// Mean and 95% t-interval of the reported gold over the seeds that reached the budget.
+    pub fn gold(&self) -> (f64, f64) {
+        mean_ci_t(&self.values.iter().filter_map(|v| v.1.map(|x| x.0)).collect::<Vec<_>>())
+    }
+
+    pub fn kl_test(&self) -> f64 {
+        mean_ci_t(&self.values.iter().filter_map(|v| v.1.map(|x| x.1)).collect::<Vec<_>>()).0
+    }
+
+    /// The selection bias the split removed: same-sample value minus reported value, per seed.
+    pub fn bias(&self) -> Option<Paired> {
+        let d: Vec<f64> = self.values.iter().zip(&self.same_sample).filter_map(|(v, s)| Some(s.1? - v.1?.0)).collect();
+        (!d.is_empty()).then(|| Paired::new(&d))
+    }
+}
+
+/// Rows of `frontier.csv`: every method but SFT, both frontiers, every budget.
+pub fn budget_table(points: &[Point], budgets: &[f64]) -> Vec<FrontierRow> {
     let mut out = Vec::new();
     for m in methods(points) {
         if m == "sft" {
             continue;
         }
-        let envs = envelopes(points, &m);
-        for &b in budgets {
-            // The optimal frontier is an estimate over its beta grid only: past its largest KL
-            // it is unknown (not flat: a smaller beta would do better).
-            let vals: Vec<f64> = envs.iter().map(|(_, e)| if m == "optimal" && e.last().is_some_and(|l| b > l.0) { f64::NAN } else { at_budget(e, b) }).collect();
-            let reached = vals.iter().filter(|v| v.is_finite()).count();
-            let (mean, ci) = mean_ci_t(&vals);
-            out.push((m.clone(), b, mean, ci, reached, envs.len()));
+        let seeds: Vec<u64> = seeds(points).into_iter().filter(|&s| points.iter().any(|p| p.method == m && p.seed == s)).collect();
+        for which in [Frontier::Selected, Frontier::Final] {
+            for &b in budgets {
+                let per: Vec<(u64, Vec<SplitPoint>)> = seeds.iter().map(|&s| (s, seed_points(points, &m, s, which))).collect();
+                let values = per.iter().map(|(s, pts)| (*s, selected_at_budget(pts, b))).collect();
+                let same_sample = per.iter().map(|(s, pts)| (*s, same_sample_at_budget(pts, b))).collect();
+                out.push(FrontierRow { method: m.clone(), frontier: which, budget: b, values, same_sample });
+            }
         }
     }
     out
@@ -146,7 +254,7 @@ pub fn fits(points: &[Point]) -> Vec<(String, &'static str, FitForm, f64, f64, f
     out
 }
 
-fn fmt(v: f64) -> String {
+pub fn fmt(v: f64) -> String {
     if v.is_finite() {
         format!("{v:.4}")
     } else {
@@ -154,10 +262,75 @@ fn fmt(v: f64) -> String {
     }
 }
 
-/// Markdown: the last evaluation of every run, then the budget table.
-pub fn markdown(points: &[Point], budget_rows: &[(String, f64, f64, f64, usize, usize)]) -> String {
+/// A table cell: mean ± interval when every seed reached the budget, else `-` and how many did.
+pub fn budget_cell(r: &FrontierRow, digits: usize) -> String {
+    let (mean, ci) = r.gold();
+    if r.all_reached() {
+        format!("{mean:.digits$} ± {ci:.digits$}")
+    } else if r.reached() > 0 {
+        format!("- ({}/{} seeds)", r.reached(), r.values.len())
+    } else {
+        "-".into()
+    }
+}
+
+/// The budgets of a table, in order.
+fn budgets_of(rows: &[FrontierRow]) -> Vec<f64> {
+    let mut b: Vec<f64> = rows.iter().map(|r| r.budget).collect();
+    b.sort_by(|a, b| a.total_cmp(b));
+    b.dedup();
+    b
+}
+
+/// A Markdown table of one frontier: method rows, budget columns.
+pub fn budget_markdown(rows: &[FrontierRow], which: Frontier, digits: usize, label: &dyn Fn(&str) -> String) -> String {
     let mut s = String::new();
-    let _ = writeln!(s, "## Last evaluation of every run\n");
+    let budgets = budgets_of(rows);
+    let _ = write!(s, "| method |");
+    for b in &budgets {
+        let _ = write!(s, " KL {b} |");
+    }
+    let _ = writeln!(s, "\n|---|{}", "---|".repeat(budgets.len()));
+    for m in distinct(rows.iter().filter(|r| r.frontier == which).map(|r| r.method.clone())) {
+        let _ = write!(s, "| {} |", label(&m));
+        for b in &budgets {
+            let cell = rows.iter().find(|r| r.method == m && r.frontier == which && r.budget == *b).map(|r| budget_cell(r, digits)).unwrap_or("-".into());
+            let _ = write!(s, " {cell} |");
+        }
+        s.push('\n');
+    }
+    s
+}
+
+/// The selection bias the split removed, per method and budget: mean ± 95% paired t-interval of
+/// (same-sample value - reported value) over the seeds where both exist.
+pub fn bias_markdown(rows: &[FrontierRow], label: &dyn Fn(&str) -> String) -> String {
+    let mut s = String::new();
+    let budgets = budgets_of(rows);
+    let _ = write!(s, "| method |");
+    for b in &budgets {
+        let _ = write!(s, " KL {b} |");
+    }
+    let _ = writeln!(s, "\n|---|{}", "---|".repeat(budgets.len()));
+    for m in distinct(rows.iter().filter(|r| r.frontier == Frontier::Selected).map(|r| r.method.clone())) {
+        let _ = write!(s, "| {} |", label(&m));
+        for b in &budgets {
+            let cell = match rows.iter().find(|r| r.method == m && r.frontier == Frontier::Selected && r.budget == *b).and_then(|r| r.bias()) {
+                Some(p) if p.ci95.is_finite() => format!("{:+.4} ± {:.4}", p.mean, p.ci95),
+                Some(p) => format!("{:+.4}", p.mean),
+                None => "-".into(),
+            };
+            let _ = write!(s, " {cell} |");
+        }
+        s.push('\n');
+    }
+    s
+}
+
+/// Markdown: the last evaluation of every run, the budget tables, the paired verdicts.
+pub fn markdown(points: &[Point], budget_rows: &[FrontierRow], paired_rows: &[paired::PairedRow]) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "## Last evaluation of every run (all held-out prompts)\n");
     let _ = writeln!(s, "| method | setting | seed | step | gold | KL |");
     let _ = writeln!(s, "|---|---|---|---|---|---|");
     let mut seen = Vec::new();
@@ -171,34 +344,37 @@ pub fn markdown(points: &[Point], budget_rows: &[(String, f64, f64, f64, usize, 
         let kl = if last.kl_is_bound { format!("<= {} (bound)", fmt(last.kl)) } else { fmt(last.kl) };
         let _ = writeln!(s, "| {} | {} | {} | {} | {} ± {} | {} |", last.method, if last.setting.is_empty() { "-" } else { &last.setting }, last.seed, last.step, fmt(last.gold), fmt(last.gold_ci), kl);
     }
-    let _ = writeln!(s, "\n## Gold reward at KL budgets (upper concave envelope per method; mean ± 95% t-interval over seeds)\n");
-    let budgets: Vec<f64> = {
-        let mut b: Vec<f64> = budget_rows.iter().map(|r| r.1).collect();
-        b.dedup();
-        b.sort_by(|a, b| a.total_cmp(b));
-        b.dedup();
-        b
+    let plain = |m: &str| m.to_string();
+    let split_note = if has_split(points) {
+        "chosen on the selection half of the held-out prompts, reported on the test half"
+    } else {
+        "these runs predate the selection/test split: chosen and reported on the same prompts"
     };
-    let _ = write!(s, "| method |");
-    for b in &budgets {
-        let _ = write!(s, " KL {b} |");
+    let _ = writeln!(s, "\n## Gold reward at KL budgets (upper concave envelope per method, {split_note}; mean ± 95% t-interval over seeds; `-`: not reached by every seed, never extrapolated)\n");
+    s.push_str(&budget_markdown(budget_rows, Frontier::Selected, 4, &plain));
+    let _ = writeln!(s, "\n## Final checkpoints only (each setting's last evaluation)\n");
+    s.push_str(&budget_markdown(budget_rows, Frontier::Final, 4, &plain));
+    if has_split(points) {
+        let _ = writeln!(s, "\n## Selection bias removed (test half's own envelope minus the reported value; mean ± 95% paired t-interval over seeds)\n");
+        s.push_str(&bias_markdown(budget_rows, &plain));
     }
-    let _ = writeln!(s, "\n|---|{}", "---|".repeat(budgets.len()));
-    let mut ms: Vec<&String> = budget_rows.iter().map(|r| &r.0).collect();
-    ms.dedup();
-    for m in ms {
-        let _ = write!(s, "| {m} |");
-        for b in &budgets {
-            let r = budget_rows.iter().find(|r| &r.0 == m && r.1 == *b).unwrap();
-            if r.2.is_finite() {
-                let _ = write!(s, " {} ± {} ({}/{}) |", fmt(r.2), fmt(r.3), r.4, r.5);
-            } else {
-                let _ = write!(s, " - |");
-            }
-        }
-        let _ = writeln!(s);
+    if !paired_rows.is_empty() {
+        s.push('\n');
+        s.push_str(&paired::markdown(paired_rows));
     }
     s
+}
+
+/// `frontier.csv`.
+fn frontier_csv(rows: &[FrontierRow]) -> String {
+    let mut csv = String::from("method,frontier,kl_budget,gold_mean,gold_ci95,kl_test_mean,same_sample_mean,selection_bias_mean,selection_bias_ci95,seeds_reaching,seeds\n");
+    for r in rows {
+        let (mean, ci) = r.gold();
+        let same = mean_ci_t(&r.same_sample.iter().filter_map(|v| v.1).collect::<Vec<_>>()).0;
+        let (bm, bci) = r.bias().map(|p| (p.mean, p.ci95)).unwrap_or((f64::NAN, f64::NAN));
+        let _ = writeln!(csv, "{},{},{},{mean},{ci},{},{same},{bm},{bci},{},{}", r.method, r.frontier.name(), r.budget, r.kl_test(), r.reached(), r.values.len());
+    }
+    csv
 }
 
 /// Regenerate every table and plot of `dir` from its CSVs. Returns the frontier plot's path.
@@ -214,11 +390,10 @@ pub fn report(dir: &Path) -> Result<PathBuf> {
         bail!("{} has no evaluations; fix: rerun the scenario", eval_path.display());
     }
     let budget_rows = budget_table(&pts, BUDGETS);
-    let mut csv = String::from("method,kl_budget,gold_mean,gold_ci95,seeds_reaching,seeds\n");
-    for (m, b, mean, ci, reached, n) in &budget_rows {
-        let _ = writeln!(csv, "{m},{b},{mean},{ci},{reached},{n}");
-    }
-    write_atomic(&dir.join("frontier.csv"), csv.as_bytes())?;
+    write_atomic(&dir.join("frontier.csv"), frontier_csv(&budget_rows).as_bytes())?;
+    let pairs = paired::pairs(dir, &pts, &evals)?;
+    let paired_rows = paired::compare(&pts, &evals, &pairs, BUDGETS);
+    write_atomic(&dir.join("paired.csv"), paired::csv(&paired_rows).as_bytes())?;
     let fit_rows = fits(&pts);
     let mut csv = String::from("method,reward,form,a,b,r2,points\n");
     for (m, which, form, a, b, r2, n) in &fit_rows {
@@ -229,7 +404,7 @@ pub fn report(dir: &Path) -> Result<PathBuf> {
         let _ = writeln!(csv, "{m},{which},{f},{a},{b},{r2},{n}");
     }
     write_atomic(&dir.join("fits.csv"), csv.as_bytes())?;
-    let mut md = markdown(&pts, &budget_rows);
+    let mut md = markdown(&pts, &budget_rows, &paired_rows);
     let (by_temp, by_step) = (winrate::by_temperature(&evals), winrate::by_step(&evals));
     if !by_temp.is_empty() || !by_step.is_empty() {
         write_atomic(&dir.join("winrate.csv"), winrate::csv(&by_temp, &by_step).as_bytes())?;

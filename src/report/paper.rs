@@ -59,25 +59,33 @@ fn f3(v: f64) -> String {
     }
 }
 
-/// (mean, ci) of a method at a KL budget in a `frontier.csv`.
+/// (mean, ci) of a method at a KL budget on its selected frontier in a `frontier.csv`, where
+/// every seed reached the budget.
 fn at_budget(f: &Csv, method: &str, budget: f64) -> Option<(f64, f64)> {
-    f.rows.iter().find(|r| f.get(r, "method") == method && f.num(r, "kl_budget") == budget).map(|r| (f.num(r, "gold_mean"), f.num(r, "gold_ci95"))).filter(|v| v.0.is_finite())
+    f.rows
+        .iter()
+        .find(|r| f.get(r, "method") == method && f.num(r, "kl_budget") == budget && matches!(f.get(r, "frontier"), "" | "selected"))
+        .filter(|r| f.get(r, "seeds_reaching") == f.get(r, "seeds"))
+        .map(|r| (f.num(r, "gold_mean"), f.num(r, "gold_ci95")))
+        .filter(|v| v.0.is_finite())
 }
 
-/// Compare two (mean, ci) estimates: which is higher, and whether the intervals overlap.
-fn verdict(a: (f64, f64), b: (f64, f64)) -> &'static str {
-    let (lo_a, hi_a, lo_b, hi_b) = (a.0 - a.1, a.0 + a.1, b.0 - b.1, b.0 + b.1);
-    if lo_a > hi_b {
-        "above, outside the intervals"
-    } else if hi_a < lo_b {
-        "below, outside the intervals"
-    } else if a.0 > b.0 {
-        "above, within the intervals"
-    } else if a.0 < b.0 {
-        "below, within the intervals"
-    } else {
-        "equal"
+/// One line of a paired comparison from a `paired.csv` row.
+fn paired_line(p: &Csv, r: &[String]) -> String {
+    let (a, b) = (p.get(r, "a"), p.get(r, "b"));
+    let mean = p.num(r, "mean_diff");
+    if !mean.is_finite() {
+        return format!("{a} against {b}: {}", p.get(r, "verdict"));
     }
+    let diffs: Vec<String> = p.get(r, "diffs").split(';').filter_map(|d| d.parse::<f64>().ok()).map(|d| format!("{d:+.3}")).collect();
+    let ci = p.num(r, "ci95");
+    let ci = if ci.is_finite() { format!(" ± {ci:.3}") } else { String::new() };
+    format!("{a} - {b} = {mean:+.3}{ci} (per seed {}): {a} is {}", diffs.join(", "), p.get(r, "verdict"))
+}
+
+/// The rows of a `paired.csv` on one axis, for A against B.
+fn paired_rows<'a>(p: &'a Csv, a: &str, b: &str, axis: &str) -> Vec<&'a Vec<String>> {
+    p.rows.iter().filter(|r| p.get(r, "a") == a && p.get(r, "b") == b && p.get(r, "axis") == axis).collect()
 }
 
 fn wall_time(dir: &Path) -> Option<String> {
@@ -128,42 +136,61 @@ pub fn write(results: &Path, out: &Path) -> Result<PathBuf> {
         if let Some(t) = wall_time(&sent) {
             let _ = writeln!(s, "`alignlab run scenarios/paper-sentiment.toml --jobs 2`; wall time of the invocation that wrote these results: {t} (a rerun that finds every cell cached only merges, in seconds).\n");
         }
-        figure(&mut s, "../results/paper-sentiment/frontier.png", "Gold reward against KL(pi || pi_ref): every evaluation a point, each method's upper envelope (mean over seeds, 95% t-band), the SNIS optimal frontier dashed. Best-of-N's KL is the analytic upper bound.");
+        figure(&mut s, "../results/paper-sentiment/frontier.png", "Gold reward against KL(pi || pi_ref): every evaluation a point (all held-out prompts); each method's frontier, chosen on the selection half of the prompts and shown on the test half (mean over seeds, 95% t-band, drawn up to the KL every seed reached); thin dashed: final checkpoints only; black dashed: the importance-sampling inner bound of the optimal frontier. Best-of-N's KL is the analytic upper bound.");
         let budgets: Vec<f64> = {
             let mut b: Vec<f64> = f.rows.iter().map(|r| f.num(r, "kl_budget")).collect();
             b.sort_by(|a, b| a.total_cmp(b));
             b.dedup();
             b
         };
-        let _ = writeln!(s, "Gold reward at fixed KL budgets on each method's upper concave envelope (mean ± 95% t-interval over seeds; `-`: not reached by every seed, or past the estimate's range):\n");
-        let _ = write!(s, "| method |");
-        for b in &budgets {
-            let _ = write!(s, " KL {b} |");
-        }
-        let _ = writeln!(s, "\n|---|{}", "---|".repeat(budgets.len()));
-        let methods = distinct(f.rows.iter().map(|r| f.get(r, "method").to_string()));
-        for m in &methods {
-            let _ = write!(s, "| {m} |");
+        let table = |which: &str, col: &str, ci_col: &str, signed: bool| {
+            let mut t = String::new();
+            let _ = write!(t, "| method |");
             for b in &budgets {
-                match f.rows.iter().find(|r| f.get(r, "method") == m && f.num(r, "kl_budget") == *b) {
-                    Some(r) if f.num(r, "gold_mean").is_finite() && f.get(r, "seeds_reaching") == f.get(r, "seeds") => {
-                        let _ = write!(s, " {} ± {} |", f3(f.num(r, "gold_mean")), f3(f.num(r, "gold_ci95")));
+                let _ = write!(t, " KL {b} |");
+            }
+            let _ = writeln!(t, "\n|---|{}", "---|".repeat(budgets.len()));
+            let methods = distinct(f.rows.iter().filter(|r| f.get(r, "frontier") == which).map(|r| f.get(r, "method").to_string()));
+            for m in &methods {
+                let _ = write!(t, "| {} |", if m == "optimal" { "optimal (inner bound)" } else { m });
+                for b in &budgets {
+                    match f.rows.iter().find(|r| f.get(r, "method") == m && f.num(r, "kl_budget") == *b && f.get(r, "frontier") == which) {
+                        Some(r) if f.num(r, col).is_finite() && f.get(r, "seeds_reaching") == f.get(r, "seeds") => {
+                            let v = f.num(r, col);
+                            let v = if signed { format!("{v:+.3}") } else { f3(v) };
+                            let _ = write!(t, " {v} ± {} |", f3(f.num(r, ci_col)));
+                        }
+                        Some(r) if f.num(r, "seeds_reaching") > 0.0 => {
+                            let _ = write!(t, " - ({}/{} seeds) |", f.get(r, "seeds_reaching"), f.get(r, "seeds"));
+                        }
+                        _ => t.push_str(" - |"),
                     }
-                    _ => s.push_str(" - |"),
+                }
+                t.push('\n');
+            }
+            t
+        };
+        let _ = writeln!(s, "Gold reward at fixed KL budgets on each method's upper concave envelope. Which evaluation of which setting a method contributes at a budget is chosen on the selection half of the held-out prompts; the value is the test half's (mean ± 95% t-interval over seeds). A seed has a value only if it evaluated a point at or past the budget: `-` (k/n seeds) where not every seed did; nothing is extrapolated. The optimal row is an inner bound (see Methods).\n");
+        s.push_str(&table("selected", "gold_mean", "gold_ci95", false));
+        let _ = writeln!(s, "\nThe same with each setting's final checkpoint only:\n");
+        s.push_str(&table("final", "gold_mean", "gold_ci95", false));
+        let _ = writeln!(s, "\nSelection bias the split removed: the test half's own envelope (checkpoints chosen and read on the same samples, as before) minus the reported value, mean ± 95% paired t-interval over seeds:\n");
+        s.push_str(&table("selected", "selection_bias_mean", "selection_bias_ci95", true));
+        if let Some(p) = Csv::read(&sent.join("paired.csv")) {
+            let _ = writeln!(s, "\n**What the runs show.** The paper reports that DPO's frontier dominates PPO's. Here, paired by seed (each seed shares the world, SFT, data, reward model and evaluation samples across methods), A - B with a 95% t-interval over seeds; \"inconclusive\" states the difference the seeds could detect at 80% power:\n");
+            let mut above = 0;
+            let mut compared = 0;
+            for b in distinct(p.rows.iter().filter(|r| p.get(r, "a") == "dpo").map(|r| p.get(r, "b").to_string())) {
+                for r in paired_rows(&p, "dpo", &b, "kl_budget") {
+                    let _ = writeln!(s, "- KL {}: {}.", p.get(r, "x"), paired_line(&p, r));
+                    if b == "ppo" && p.num(r, "mean_diff").is_finite() {
+                        compared += 1;
+                        above += usize::from(p.get(r, "verdict") == "above");
+                    }
                 }
             }
-            s.push('\n');
+            let _ = writeln!(s, "\nDPO is above PPO, with the interval excluding 0, at {above} of {compared} budgets both reached in every seed. {}\n", if above == compared && compared > 0 { "This agrees with the paper's claim." } else { "The paper's claim that DPO dominates PPO is not reproduced in this world." });
         }
-        let _ = writeln!(s, "\n**What the runs show.** The paper reports that DPO's frontier dominates PPO's. Here, budget by budget:\n");
-        for b in &budgets {
-            if let (Some(d), Some(p)) = (at_budget(&f, "dpo", *b), at_budget(&f, "ppo", *b)) {
-                let gt = at_budget(&f, "ppo_gt", *b).map(|g| format!("; PPO-GT {} ± {} (DPO {})", f3(g.0), f3(g.1), verdict(d, g))).unwrap_or_default();
-                let _ = writeln!(s, "- KL {b}: DPO {} ± {} against PPO {} ± {}: DPO is {}{gt}.", f3(d.0), f3(d.1), f3(p.0), f3(p.1), verdict(d, p));
-            }
-        }
-        let dominated = budgets.iter().filter_map(|b| Some((at_budget(&f, "dpo", *b)?, at_budget(&f, "ppo", *b)?))).filter(|(d, p)| d.0 > p.0).count();
-        let compared = budgets.iter().filter(|b| at_budget(&f, "dpo", **b).is_some() && at_budget(&f, "ppo", **b).is_some()).count();
-        let _ = writeln!(s, "\nDPO's mean is above PPO's at {dominated} of {compared} budgets compared. {}\n", if dominated == compared && compared > 0 { "This agrees with the paper's claim." } else { "The paper's claim that DPO dominates PPO is not reproduced in this world." });
         figure(&mut s, "../results/paper-sentiment/overoptimization.png", "Overoptimisation: gold and proxy reward gain over SFT against d = sqrt(KL) for Best-of-N and PPO, with Gao et al.'s fitted forms.");
         figure(&mut s, "../results/paper-sentiment/curves.png", "Training curves (seed 0): gold reward and KL per run.");
         let _ = writeln!(s, "Settings as run:\n\n```toml\n{}```\n", settings(&sent, &["sweep", "train", "dpo", "unlikelihood", "preferred_ft", "ppo", "ppo_gt", "best_of_n"]));
@@ -188,33 +215,25 @@ pub fn write(results: &Path, out: &Path) -> Result<PathBuf> {
         let labels = distinct(w.rows.iter().filter(|r| w.get(r, "axis") == "temperature").map(|r| format!("{} {}", w.get(r, "method"), w.get(r, "setting")).trim().to_string()));
         let dpo: Vec<&String> = labels.iter().filter(|l| l.starts_with("dpo")).collect();
         let ppo: Vec<&String> = labels.iter().filter(|l| l.starts_with("ppo")).collect();
-        let _ = writeln!(s, "**What the runs show.** The paper reports DPO at about 61% at temperature 0 against PPO's 57% at its best, and PPO degrading at high temperature while DPO is more robust. Here:\n");
-        for t in [0.0, 1.0] {
-            for d in &dpo {
-                for p in &ppo {
-                    if let (Some(a), Some(b)) = (temp(d, t), temp(p, t)) {
-                        let v = verdict((a.0, (a.2 - a.1) / 2.0), (b.0, (b.2 - b.1) / 2.0));
-                        let _ = writeln!(s, "- T = {t}: {d} {} [{}, {}] against {p} {} [{}, {}]: DPO is {v}.", f3(a.0), f3(a.1), f3(a.2), f3(b.0), f3(b.1), f3(b.2));
+        let _ = writeln!(s, "**What the runs show.** The paper reports DPO at about 61% at temperature 0 against PPO's 57% at its best, and PPO degrading at high temperature while DPO is more robust. Here, paired by seed on the test half of the documents (a method with several settings contributes, per seed and temperature, the one with the best win rate on the selection half), A - B with a 95% t-interval over seeds:\n");
+        if let Some(p) = Csv::read(&summ.join("paired.csv")) {
+            for b in distinct(p.rows.iter().filter(|r| p.get(r, "a") == "dpo").map(|r| p.get(r, "b").to_string())) {
+                for r in paired_rows(&p, "dpo", &b, "temperature") {
+                    let t = p.num(r, "x");
+                    if t == 0.0 || t == 1.0 {
+                        let _ = writeln!(s, "- T = {t}: win rate {}.", paired_line(&p, r));
                     }
                 }
-            }
-        }
-        for d in &dpo {
-            if let (Some(a), Some(b)) = (temp(d, 0.0), temp("sft", 0.0)) {
-                let v = verdict((a.0, (a.2 - a.1) / 2.0), (b.0, (b.2 - b.1) / 2.0));
-                let _ = writeln!(s, "- T = 0: {d} {} against SFT's greedy summaries {} [{}, {}]: DPO is {v}.", f3(a.0), f3(b.0), f3(b.1), f3(b.2));
+                for r in paired_rows(&p, "dpo", &b, "winrate_change") {
+                    let _ = writeln!(s, "- Temperature robustness, the change in win rate from the lowest temperature to T = {}: {}.", p.get(r, "x"), paired_line(&p, r));
+                }
             }
         }
         let drop = |l: &str| Some(temp(l, 1.0)?.0 - temp(l, 0.0)?.0);
         for l in dpo.iter().chain(ppo.iter()) {
             if let Some(d) = drop(l) {
-                let _ = writeln!(s, "- {l}: from T = 0 to T = 1 the win rate changes by {d:+.3}.");
+                let _ = writeln!(s, "- {l}: from T = 0 to T = 1 the win rate (mean over seeds, all documents) changes by {d:+.3}.");
             }
-        }
-        let worst = |ls: &[&String]| ls.iter().filter_map(|l| drop(l)).fold(f64::NAN, f64::min);
-        let (dd, pd) = (worst(&dpo), worst(&ppo));
-        if dd.is_finite() && pd.is_finite() {
-            let _ = writeln!(s, "- Temperature robustness: {}.", if dd > pd { "DPO loses less win rate from T = 0 to T = 1 than PPO, as the paper reports" } else { "DPO loses as much or more win rate from T = 0 to T = 1 as PPO; the paper's robustness claim is not reproduced" });
         }
         // Each policy's best temperature (Best-of-N at its largest N, as in the paper's Best of 128).
         let bon = labels.iter().filter(|l| l.starts_with("best_of_n n=")).max_by_key(|l| l.trim_start_matches("best_of_n n=").parse::<usize>().unwrap_or(0));
@@ -261,7 +280,7 @@ pub fn write(results: &Path, out: &Path) -> Result<PathBuf> {
         s.push_str(&table);
         s.push('\n');
     }
-    let _ = writeln!(s, "## Methods and definitions\n\n- KL(pi || pi_ref): the sum over a sampled response's positions of the exact full-vocabulary KL between the two next-token distributions, at the sampling temperature; Best-of-N reports the analytic bound log N - (N-1)/N.\n- Optimal frontier: pi* proportional to pi_ref exp(r / beta) by self-normalised importance sampling over the Best-of-N candidates, kept while the effective sample size is at least a tenth of them.\n- Frontier summary: per seed, the upper concave envelope of a method's evaluations (SFT's point included); the gold reward at a budget is interpolated on it; mean and 95% t-interval over seeds.\n- Win rate: P(gold(y) > gold(y_ref)) with ties one half; one seed: 95% Wilson interval over the samples; several seeds: 95% t-interval over seeds.\n- Every run's exact settings are in `results/<scenario>/scenario.resolved.toml`.");
+    let _ = writeln!(s, "## Methods and definitions\n\n- KL(pi || pi_ref): the sum over a sampled response's positions of the exact full-vocabulary KL between the two next-token distributions, at the sampling temperature; Best-of-N reports the analytic bound log N - (N-1)/N.\n- Optimal frontier, an inner bound: pi* proportional to pi_ref exp(r / beta) restricted to N samples of pi_SFT per prompt (the Best-of-N candidates of the prompt, `eval.optimal_samples`), by self-normalised importance sampling; the reweighted sample is a policy, so its point is attainable, but its KL cannot pass log N and pi* proper lies above it. A beta is kept only while every prompt's effective sample size is at least `eval.optimal_min_ess`.\n- Selection and report apart: the held-out prompts are split (`eval.selection_fraction`, half by default); per seed, a method's upper concave envelope (SFT's point included) is built on the selection half, and at a budget the two evaluations (or one) it interpolates and their mixture weight are taken to the test half, whose value is reported. A seed has a value at a budget only if it evaluated a point at or past it (selection-half KL).\n- Paired comparisons: per seed, A - B; mean with a 95% t-interval over seeds and the smallest difference a two-sided 5% test detects with 80% power, (t_0.975 + t_0.8) s / sqrt(n). \"above\" or \"below\" when the interval excludes 0, else \"inconclusive\" with that difference. Never from the overlap of unpaired intervals.\n- Win rate: P(gold(y) > gold(y_ref)) with ties one half; in the figure and its table, one seed: 95% Wilson interval over the samples; several seeds: 95% t-interval over seeds.\n- Every run's exact settings are in `results/<scenario>/scenario.resolved.toml`.");
     s.push_str(&provenance(results));
     let path = out.join("README.md");
     std::fs::create_dir_all(out)?;

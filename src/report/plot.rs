@@ -6,8 +6,8 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 use std::path::Path;
 
-use super::frontier::{at_budget, fit_gao, gao_curve, mean_ci_t, FitForm};
-use super::{distinct, envelopes, methods, Point};
+use super::frontier::{fit_gao, gao_curve, mean_ci_t, selected_at_budget, FitForm};
+use super::{distinct, methods, seed_points, seeds, Frontier, Point};
 use crate::experiment::Metrics;
 
 const FONT: &str = "sans-serif";
@@ -84,14 +84,33 @@ fn range(vals: impl Iterator<Item = f64>, pad: f64) -> (f64, f64) {
     (lo - pad * span, hi + pad * span)
 }
 
-/// Gold reward against KL: every evaluation a point, each method's envelope (mean over seeds,
-/// with a 95% band when there are several), the optimal frontier dashed.
+/// A method's frontier on a KL grid: per grid KL where every seed reached it, the mean over
+/// seeds of the test-half value chosen on the selection half, and its 95% t half-width.
+fn frontier_curve(points: &[Point], method: &str, which: Frontier, kmax: f64) -> Vec<(f64, f64, f64)> {
+    let per_seed: Vec<_> = seeds(points).into_iter().map(|s| seed_points(points, method, s, which)).filter(|p| !p.is_empty()).collect();
+    (0..=80)
+        .map(|j| kmax * j as f64 / 80.0)
+        .filter_map(|k| {
+            let vals: Option<Vec<f64>> = per_seed.iter().map(|pts| selected_at_budget(pts, k).map(|v| v.0)).collect();
+            let vals = vals.filter(|v| !v.is_empty())?;
+            let (mean, ci) = mean_ci_t(&vals);
+            Some((k, mean, if vals.len() > 1 { ci } else { 0.0 }))
+        })
+        .collect()
+}
+
+/// Gold reward against KL: every evaluation a point (all held-out prompts), each method's
+/// frontier (chosen on the selection half, the test half's value; mean over seeds with a 95%
+/// band, drawn only up to the KL every seed reached), the final-checkpoint frontier thin, and the
+/// importance-sampling inner bound of the optimal frontier dashed with its N and KL range.
 fn frontier<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, points: &[Point]) -> Result<()> {
     let shown: Vec<&Point> = points.iter().filter(|p| p.kl.is_finite() && p.gold.is_finite()).collect();
     let (_, x1) = range(shown.iter().map(|p| p.kl), 0.05);
     let (y0, y1) = range(shown.iter().map(|p| p.gold), 0.05);
+    let split = super::has_split(points);
+    let caption = if split { "Gold reward vs KL(π || π_ref): chosen on selection prompts, shown on test prompts" } else { "Gold reward vs KL(π || π_ref)" };
     let mut chart = ChartBuilder::on(&root)
-        .caption("Gold reward vs KL(π || π_ref)", (FONT, 24))
+        .caption(caption, (FONT, 20))
         .margin(15)
         .x_label_area_size(45)
         .y_label_area_size(60)
@@ -112,39 +131,31 @@ fn frontier<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, points: &[Point]) 
                 .label(label)
                 .legend(move |(x, y)| Circle::new((x + 9, y), 4, c.filled()));
         }
-        // The envelope: mean over seeds on a KL grid, with a t-band over seeds.
-        let envs = envelopes(points, m);
-        // The optimal frontier stops where its estimate stops (the smallest of the seeds' ranges).
-        let kmax = if m == "optimal" {
-            envs.iter().filter_map(|(_, e)| e.last().map(|p| p.0)).fold(f64::INFINITY, f64::min)
-        } else {
-            envs.iter().filter_map(|(_, e)| e.last().map(|p| p.0)).fold(0.0, f64::max)
-        };
-        let grid: Vec<f64> = (0..=80).map(|j| kmax * j as f64 / 80.0).collect();
-        let stats: Vec<(f64, f64, f64)> = grid
-            .iter()
-            .filter_map(|&k| {
-                let vals: Vec<f64> = envs.iter().map(|(_, e)| at_budget(e, k)).collect();
-                let (mean, ci) = mean_ci_t(&vals);
-                (mean.is_finite() && vals.iter().all(|v| v.is_finite())).then_some((k, mean, ci))
-            })
-            .collect();
-        if envs.len() > 1 && !stats.is_empty() {
+        let kmax = mine.iter().map(|p| p.kl).fold(0.0, f64::max);
+        let stats = frontier_curve(points, m, Frontier::Selected, kmax);
+        if stats.iter().any(|s| s.2 > 0.0) {
             let mut poly: Vec<(f64, f64)> = stats.iter().map(|&(k, m, c)| (k, m + c)).collect();
             poly.extend(stats.iter().rev().map(|&(k, m, c)| (k, m - c)));
             chart.draw_series(std::iter::once(Polygon::new(poly, c.mix(0.15).filled()))).map_err(err)?;
         }
         if m == "optimal" {
+            let n = points.iter().find(|p| p.method == "optimal").and_then(|p| p.is_samples).map(|n| format!("N = {n:.0} per prompt, ")).unwrap_or_default();
+            let lo = mine.iter().map(|p| p.kl).fold(f64::INFINITY, f64::min);
             chart
                 .draw_series(DashedLineSeries::new(stats.iter().map(|&(k, m, _)| (k, m)).collect::<Vec<_>>(), 8, 5, BLACK.stroke_width(2)))
                 .map_err(err)?
-                .label("optimal (SNIS from π_ref)")
+                .label(format!("π* inner bound (IS from π_ref, {n}KL {lo:.2} to {kmax:.2})"))
                 .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], BLACK.stroke_width(2)));
         } else {
             chart.draw_series(LineSeries::new(stats.iter().map(|&(k, m, _)| (k, m)), c.stroke_width(2))).map_err(err)?;
+            if !matches!(m.as_str(), "best_of_n") {
+                let fin = frontier_curve(points, m, Frontier::Final, kmax);
+                chart.draw_series(DashedLineSeries::new(fin.iter().map(|&(k, m, _)| (k, m)).collect::<Vec<_>>(), 4, 4, c.stroke_width(1))).map_err(err)?;
+            }
         }
     }
-    chart.configure_series_labels().label_font((FONT, 14)).background_style(WHITE.mix(0.85)).border_style(BLACK).position(SeriesLabelPosition::LowerRight).draw().map_err(err)?;
+    chart.draw_series(std::iter::once(PathElement::new(vec![(0.0, y0), (0.0, y0)], BLACK.stroke_width(1)))).map_err(err)?.label("thin dashed: final checkpoints only").legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], BLACK.stroke_width(1)));
+    chart.configure_series_labels().label_font((FONT, 13)).background_style(WHITE.mix(0.85)).border_style(BLACK).position(SeriesLabelPosition::LowerRight).draw().map_err(err)?;
     Ok(())
 }
 

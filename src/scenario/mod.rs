@@ -136,6 +136,12 @@ pub struct EvalConfig {
     pub samples_per_prompt: usize,
     /// Temperatures of the final evaluation (empty: none).
     pub temperatures: Vec<f64>,
+    /// Fraction of the held-out prompts that choose checkpoints (the rest report them).
+    pub selection_fraction: f64,
+    /// Samples of pi_SFT per prompt behind the importance-sampling frontier.
+    pub optimal_samples: usize,
+    /// The smallest effective sample size, over prompts, of a kept point of that frontier.
+    pub optimal_min_ess: f64,
 }
 
 /// Written by hand so that a scenario without `temperatures` keeps the run-folder hashes it had
@@ -147,6 +153,7 @@ impl std::fmt::Debug for EvalConfig {
         if !self.temperatures.is_empty() {
             d.field("temperatures", &self.temperatures);
         }
+        d.field("selection_fraction", &self.selection_fraction).field("optimal_samples", &self.optimal_samples).field("optimal_min_ess", &self.optimal_min_ess);
         d.finish()
     }
 }

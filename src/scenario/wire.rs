@@ -51,6 +51,18 @@ pub struct ScenarioWire {
     pub best_of_n: Option<BestOfNWire>,
     /// Seeds (and method grids, moved into their tables when read).
     pub sweep: Option<SweepWire>,
+    #[serde(default)]
+    pub report: ReportWire,
+}
+
+/// What the report compares. Read by `alignlab report` from the resolved scenario.
+#[derive(Deserialize, Serialize, Debug, Clone, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReportWire {
+    /// Pairs of methods compared paired by seed, A against B: at each KL budget (gold reward)
+    /// and each evaluation temperature (win rate). Default: DPO against PPO, PPO-GT and
+    /// Best-of-N; in the summarize world, DPO against PPO and SFT (those the scenario runs).
+    pub compare: Vec<[String; 2]>,
 }
 
 #[derive(Deserialize, Serialize, Debug, Clone)]
@@ -215,11 +227,21 @@ pub struct EvalWire {
     /// Sampling temperatures of the final evaluation of every policy (SFT, each method's last
     /// step, Best-of-N): gold reward, KL and, where the world has references, win rate.
     pub temperatures: Vec<f64>,
+    /// Fraction of the held-out prompts in the selection half: which checkpoint of which
+    /// setting a method contributes at a budget is chosen there; the test half is reported.
+    pub selection_fraction: f64,
+    /// Samples of pi_SFT per prompt behind the importance-sampling frontier (an inner bound of
+    /// the optimal one), taken from Best-of-N's candidates; absent: all of them
+    /// (samples_per_prompt x the largest N).
+    pub optimal_samples: Option<usize>,
+    /// A beta of that frontier is kept only if every prompt's effective sample size is at least
+    /// this (past it the point reflects the sample, not pi*).
+    pub optimal_min_ess: f64,
 }
 
 impl Default for EvalWire {
     fn default() -> Self {
-        EvalWire { every: 100, samples_per_prompt: 2, temperatures: vec![] }
+        EvalWire { every: 100, samples_per_prompt: 2, temperatures: vec![], selection_fraction: 0.5, optimal_samples: None, optimal_min_ess: 8.0 }
     }
 }
 
@@ -685,6 +707,18 @@ pub fn validate(w: ScenarioWire, text: &str, file: &str, default_name: &str, pat
     need!(ev.every >= 1, "eval.every", "must be at least 1".into(), "evaluate every 100 steps (as in the paper)");
     need!(ev.samples_per_prompt >= 1, "eval.samples_per_prompt", "must be at least 1".into(), "use e.g. 2");
     need!(ev.temperatures.iter().all(|t| t.is_finite() && (0.0..=4.0).contains(t)), "eval.temperatures", format!("every temperature must be in [0, 4] (got {:?})", ev.temperatures), "use e.g. [0.0, 0.25, 0.5, 0.75, 1.0] (0 is greedy)");
+    need!(ev.selection_fraction > 0.0 && ev.selection_fraction < 1.0, "eval.selection_fraction", format!("must be in (0, 1) (got {})", ev.selection_fraction), "use 0.5: half the held-out prompts choose checkpoints, half report them");
+    let n_eval_prompts = match &w.world {
+        WorldWire::Sentiment(s) => s.n_eval_prompts,
+        WorldWire::Summarize(s) => s.n_eval_prompts,
+    };
+    need!(n_eval_prompts >= 2, "world.n_eval_prompts", format!("must be at least 2 to split into a selection and a test half (got {n_eval_prompts})"), "use e.g. 256");
+    need!(ev.optimal_min_ess.is_finite() && ev.optimal_min_ess >= 1.0, "eval.optimal_min_ess", format!("must be a number >= 1 (got {})", ev.optimal_min_ess), "use e.g. 8");
+    let candidates = w.best_of_n.as_ref().and_then(|b| b.n.iter().max()).map(|n| n * ev.samples_per_prompt).unwrap_or(0);
+    if let Some(n) = ev.optimal_samples {
+        need!(n >= 2 && n <= candidates, "eval.optimal_samples", format!("must be in 2..={candidates}, the Best-of-N candidates per prompt (samples_per_prompt x the largest best_of_n.n) (got {n})"), "remove it to use every candidate, or raise best_of_n.n");
+        need!(ev.optimal_min_ess <= n as f64, "eval.optimal_min_ess", format!("{} exceeds optimal_samples {n}: no point could pass", ev.optimal_min_ess), "use a threshold below the sample count, e.g. 8");
+    }
 
     let mut methods = Vec::new();
     let opt_check = |key: &str, lr: Option<f64>, steps: Option<usize>| -> Result<(), ScenarioError> {
@@ -812,6 +846,27 @@ pub fn validate(w: ScenarioWire, text: &str, file: &str, default_name: &str, pat
             Some(b.n.clone())
         }
     };
+    // The pairs the report compares: every name one the scenario runs.
+    let mut ran: Vec<&str> = vec!["sft"];
+    ran.extend(methods.iter().map(|m: &Method| m.name()));
+    if best_of_n.is_some() {
+        ran.push("best_of_n");
+    }
+    let compare: Vec<[String; 2]> = if w.report.compare.is_empty() {
+        let defaults: &[[&str; 2]] = match &w.world {
+            WorldWire::Summarize(_) => &[["dpo", "ppo"], ["dpo", "sft"]],
+            WorldWire::Sentiment(_) => &[["dpo", "ppo"], ["dpo", "ppo_gt"], ["dpo", "best_of_n"]],
+        };
+        defaults.iter().filter(|p| p.iter().all(|m| ran.contains(m))).map(|p| [p[0].to_string(), p[1].to_string()]).collect()
+    } else {
+        for [a, b] in &w.report.compare {
+            need!(a != b, "report.compare", format!("compares `{a}` with itself"), "name two different methods, e.g. [\"dpo\", \"ppo\"]");
+            for m in [a, b] {
+                need!(ran.contains(&m.as_str()), "report.compare", format!("names `{m}`, which this scenario does not run (it runs {})", ran.join(", ")), "compare methods the scenario runs, or add the method's table");
+            }
+        }
+        w.report.compare.clone()
+    };
 
     let model = GptConfig {
         vocab_size: vocab_size as i64,
@@ -833,6 +888,7 @@ pub fn validate(w: ScenarioWire, text: &str, file: &str, default_name: &str, pat
     let sample = SampleConfig { max_new_tokens: s.max_new_tokens, temperature: s.temperature, top_k: s.top_k };
     let mut resolved = w.clone();
     resolved.name = name.clone();
+    resolved.report.compare = compare;
     let resolved_toml = toml::to_string(&resolved).expect("wire structs serialize");
     let prefs = PrefsConfig {
         k: p.k,
@@ -857,6 +913,13 @@ pub fn validate(w: ScenarioWire, text: &str, file: &str, default_name: &str, pat
     need!(rm_model.n_head >= 1 && rm_model.d_model >= 1 && rm_model.d_model % rm_model.n_head == 0, "reward.d_model", format!("d_model {} is not a multiple of n_head {}", rm_model.d_model, rm_model.n_head), "make reward.d_model divisible by reward.n_head (default: model.n_head)");
     let reward = RewardConfig { epochs: r.epochs, batch_size: r.batch_size, lr: r.lr, margin: r.margin, center_coef: r.center_coef, grad_clip: r.grad_clip, model: rm_model };
     let train = TrainConfig { steps: t.steps, batch_size: t.batch_size, lr: t.lr, warmup_steps: t.warmup_steps, grad_clip: t.grad_clip };
-    let eval = EvalConfig { every: ev.every, samples_per_prompt: ev.samples_per_prompt, temperatures: ev.temperatures.clone() };
+    let eval = EvalConfig {
+        every: ev.every,
+        samples_per_prompt: ev.samples_per_prompt,
+        temperatures: ev.temperatures.clone(),
+        selection_fraction: ev.selection_fraction,
+        optimal_samples: ev.optimal_samples.unwrap_or(candidates),
+        optimal_min_ess: ev.optimal_min_ess,
+    };
     Ok(Scenario { name, seed: seeds[0], seeds, world, model, sft, sample, prefs, reward, train, eval, methods, best_of_n, resolved_toml, source: path.to_path_buf() })
 }

@@ -1,0 +1,205 @@
+//! Paired comparisons of two methods, per seed: a seed fixes the world, SFT, preference data,
+//! reward model and evaluation samples for every method, so A - B is taken within each seed.
+//!
+//! - `kl_budget`: the test-half gold reward of each method's selected frontier at each budget
+//!   ([`super::value_at`]); compared only where every seed of both methods reached the budget.
+//! - `temperature`: the test-half win rate against the references at each final-evaluation
+//!   temperature. A method with several settings contributes, per seed and temperature, the
+//!   setting with the best selection-half win rate; the win rates of A and B in a seed are on the
+//!   same prompts and reference responses, so their difference is paired over prompts too.
+//! - `winrate_change`: (A at the highest temperature - A at the lowest) - (B's change): the
+//!   temperature-robustness claim, paired the same way.
+//!
+//! Each comparison: the per-seed differences, their mean with a 95% t-interval over seeds, the
+//! difference detectable at 80% power, and the verdict "above", "below" or "inconclusive,
+//! detectable difference d" ([`crate::stats::Paired`]).
+
+use anyhow::{Context, Result};
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::Path;
+
+use super::{methods, seeds, value_at, Frontier, Point};
+use crate::experiment::Metrics;
+use crate::stats::Paired;
+
+/// One comparison of A against B.
+#[derive(Clone, Debug)]
+pub struct PairedRow {
+    pub a: String,
+    pub b: String,
+    /// `kl_budget`, `temperature` or `winrate_change`.
+    pub axis: &'static str,
+    /// The budget or temperature (for `winrate_change`, the highest temperature).
+    pub x: f64,
+    /// `gold` or `winrate`.
+    pub metric: &'static str,
+    /// Seeds of the results folder.
+    pub seeds: usize,
+    /// The comparison, where every seed has a value for both methods.
+    pub paired: Option<Paired>,
+}
+
+impl PairedRow {
+    pub fn verdict(&self) -> String {
+        match &self.paired {
+            Some(p) => p.verdict_text(),
+            None => "not compared: not reached by every seed of both methods".into(),
+        }
+    }
+}
+
+/// The pairs to compare: `[report] compare` of the folder's resolved scenario, else the default
+/// (DPO against PPO, PPO-GT and Best-of-N; where win rates exist, DPO against PPO and SFT), kept
+/// to the methods present.
+pub fn pairs(dir: &Path, points: &[Point], evals: &Metrics) -> Result<Vec<(String, String)>> {
+    let path = dir.join("scenario.resolved.toml");
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        let v: toml::Value = toml::from_str(&text).with_context(|| format!("corrupt {}; fix: rerun the scenario to rewrite it", path.display()))?;
+        if let Some(list) = v.get("report").and_then(|r| r.get("compare")).and_then(|c| c.as_array()) {
+            let mut out = Vec::new();
+            for p in list {
+                let names: Vec<&str> = p.as_array().map(|a| a.iter().filter_map(|x| x.as_str()).collect()).unwrap_or_default();
+                anyhow::ensure!(names.len() == 2, "{}: report.compare holds {p}, not a pair of method names; fix: write pairs such as [\"dpo\", \"ppo\"]", path.display());
+                out.push((names[0].to_string(), names[1].to_string()));
+            }
+            return Ok(out);
+        }
+    }
+    let present = methods(points);
+    let has_winrates = evals.rows.iter().any(|r| r.metric.starts_with("eval_t") && r.metric.ends_with("/winrate"));
+    let defaults: &[(&str, &str)] = if has_winrates { &[("dpo", "ppo"), ("dpo", "sft")] } else { &[("dpo", "ppo"), ("dpo", "ppo_gt"), ("dpo", "best_of_n")] };
+    Ok(defaults.iter().filter(|(a, b)| present.iter().any(|m| m == a) && present.iter().any(|m| m == b)).map(|(a, b)| (a.to_string(), b.to_string())).collect())
+}
+
+/// The temperature of an `eval_t{T}/winrate` metric.
+fn temperature_of(metric: &str) -> Option<f64> {
+    metric.strip_prefix("eval_t")?.strip_suffix("/winrate")?.parse().ok()
+}
+
+/// Per (method, seed, temperature): the reported test-half win rate of the setting chosen on the
+/// selection half, from each setting's last evaluation at that temperature. Runs from before the
+/// split are chosen and reported on all their prompts.
+pub fn winrates(evals: &Metrics) -> BTreeMap<(String, u64, u64), f64> {
+    // (method, setting, seed) -> temperature bits -> (step, sel, test)
+    let mut last: BTreeMap<(String, String, u64), BTreeMap<u64, (usize, f64, f64)>> = BTreeMap::new();
+    let mut by: BTreeMap<(String, String, u64, usize), BTreeMap<&str, f64>> = BTreeMap::new();
+    for r in &evals.rows {
+        by.entry((r.method.clone(), r.setting.clone(), r.seed, r.step)).or_default().insert(&r.metric, r.value);
+    }
+    for ((method, setting, seed, step), m) in &by {
+        for (metric, &w) in m {
+            let Some(t) = temperature_of(metric) else { continue };
+            let prefix = format!("eval_t{t}/");
+            let sel = m.get(format!("{prefix}winrate_sel").as_str()).copied().unwrap_or(w);
+            let test = m.get(format!("{prefix}winrate_test").as_str()).copied().unwrap_or(w);
+            let e = last.entry((method.clone(), setting.clone(), *seed)).or_default().entry(t.to_bits()).or_insert((*step, sel, test));
+            if *step >= e.0 {
+                *e = (*step, sel, test);
+            }
+        }
+    }
+    let mut best: BTreeMap<(String, u64, u64), (f64, f64)> = BTreeMap::new();
+    for ((method, _, seed), temps) in &last {
+        for (&t, &(_, sel, test)) in temps {
+            let e = best.entry((method.clone(), *seed, t)).or_insert((f64::NEG_INFINITY, f64::NAN));
+            if sel > e.0 {
+                *e = (sel, test);
+            }
+        }
+    }
+    best.into_iter().map(|(k, v)| (k, v.1)).collect()
+}
+
+/// Every comparison of every pair: at each KL budget, each temperature, and the change in win
+/// rate from the lowest to the highest temperature.
+pub fn compare(points: &[Point], evals: &Metrics, pairs: &[(String, String)], budgets: &[f64]) -> Vec<PairedRow> {
+    let all_seeds = seeds(points);
+    let n = all_seeds.len();
+    let present = methods(points);
+    let mut out = Vec::new();
+    let w = winrates(evals);
+    let diffs = |f: &dyn Fn(u64) -> Option<f64>| -> Option<Paired> {
+        let d: Option<Vec<f64>> = all_seeds.iter().map(|&s| f(s)).collect();
+        d.filter(|d| !d.is_empty()).map(|d| Paired::new(&d))
+    };
+    for (a, b) in pairs {
+        // Gold at KL budgets (SFT has no frontier; methods without evaluations are skipped).
+        if a != "sft" && b != "sft" && present.contains(a) && present.contains(b) {
+            for &x in budgets {
+                let paired = diffs(&|s| Some(value_at(points, a, s, x, Frontier::Selected)? - value_at(points, b, s, x, Frontier::Selected)?));
+                out.push(PairedRow { a: a.clone(), b: b.clone(), axis: "kl_budget", x, metric: "gold", seeds: n, paired });
+            }
+        }
+        // Win rates by temperature.
+        let temps: Vec<u64> = {
+            let mut t: Vec<u64> = w.keys().filter(|k| &k.0 == a).map(|k| k.2).filter(|t| w.keys().any(|k| &k.0 == b && k.2 == *t)).collect();
+            t.sort_by(|x, y| f64::from_bits(*x).total_cmp(&f64::from_bits(*y)));
+            t.dedup();
+            t
+        };
+        let at = |m: &str, s: u64, t: u64| w.get(&(m.to_string(), s, t)).copied();
+        for &t in &temps {
+            let paired = diffs(&|s| Some(at(a, s, t)? - at(b, s, t)?));
+            out.push(PairedRow { a: a.clone(), b: b.clone(), axis: "temperature", x: f64::from_bits(t), metric: "winrate", seeds: n, paired });
+        }
+        if temps.len() >= 2 {
+            let (lo, hi) = (temps[0], temps[temps.len() - 1]);
+            let paired = diffs(&|s| Some((at(a, s, hi)? - at(a, s, lo)?) - (at(b, s, hi)? - at(b, s, lo)?)));
+            out.push(PairedRow { a: a.clone(), b: b.clone(), axis: "winrate_change", x: f64::from_bits(hi), metric: "winrate", seeds: n, paired });
+        }
+    }
+    out
+}
+
+/// `paired.csv`: one row per comparison; `diffs` lists the per-seed differences A - B in seed
+/// order, separated by `;`.
+pub fn csv(rows: &[PairedRow]) -> String {
+    let mut s = String::from("a,b,axis,x,metric,seeds,seeds_compared,diffs,mean_diff,ci95,lo,hi,mdd80,verdict\n");
+    for r in rows {
+        let (k, d, mean, ci, lo, hi, mdd) = match &r.paired {
+            Some(p) => (p.diffs.len(), p.diffs.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(";"), p.mean, p.ci95, p.lo(), p.hi(), p.mdd80),
+            None => (0, String::new(), f64::NAN, f64::NAN, f64::NAN, f64::NAN, f64::NAN),
+        };
+        let _ = writeln!(s, "{},{},{},{},{},{},{k},\"{d}\",{mean},{ci},{lo},{hi},{mdd},\"{}\"", r.a, r.b, r.axis, r.x, r.metric, r.seeds, r.verdict());
+    }
+    s
+}
+
+/// What an axis value reads as in a table.
+pub fn axis_label(r: &PairedRow) -> String {
+    match r.axis {
+        "kl_budget" => format!("KL {}", r.x),
+        "temperature" => format!("T = {}", r.x),
+        _ => format!("change to T = {}", r.x),
+    }
+}
+
+/// One line of a verdict: "A - B = mean ± ci [per-seed diffs]: verdict".
+pub fn sentence(r: &PairedRow) -> String {
+    match &r.paired {
+        Some(p) => {
+            let ds: Vec<String> = p.diffs.iter().map(|d| format!("{d:+.3}")).collect();
+            let ci = if p.ci95.is_finite() { format!(" ± {:.3}", p.ci95) } else { String::new() };
+            format!("{} - {} = {:+.3}{ci} (per seed {}): {} is {}", r.a, r.b, p.mean, ds.join(", "), r.a, r.verdict())
+        }
+        None => format!("{} against {}: {}", r.a, r.b, r.verdict()),
+    }
+}
+
+/// The paired table in Markdown.
+pub fn markdown(rows: &[PairedRow]) -> String {
+    let mut s = String::from("## Paired comparisons (A - B per seed; mean ± 95% t-interval over seeds; detectable difference at 80% power)\n\n| A | B | at | metric | A - B | per seed | detectable | verdict |\n|---|---|---|---|---|---|---|---|\n");
+    for r in rows {
+        let (mean, per, mdd) = match &r.paired {
+            Some(p) => (
+                if p.ci95.is_finite() { format!("{:+.4} ± {:.4}", p.mean, p.ci95) } else { format!("{:+.4}", p.mean) },
+                p.diffs.iter().map(|d| format!("{d:+.3}")).collect::<Vec<_>>().join(", "),
+                if p.mdd80.is_finite() { format!("{:.4}", p.mdd80) } else { "-".into() },
+            ),
+            None => ("-".into(), "-".into(), "-".into()),
+        };
+        let _ = writeln!(s, "| {} | {} | {} | {} | {mean} | {per} | {mdd} | {} |", r.a, r.b, axis_label(r), r.metric, r.verdict());
+    }
+    s
+}
