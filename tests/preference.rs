@@ -324,3 +324,24 @@ fn packed_pair_logps_equal_separate_passes() {
         assert!(diff(a, b) < 1e-5, "gradients differ by {}", diff(a, b));
     }
 }
+
+/// At step 0 the policy is the reference: every held-out pair's log-ratios tie, and a tie counts
+/// one half (a coin flip's score), so the implicit-reward accuracy is 0.5, not 0.
+#[test]
+fn implicit_accuracy_counts_ties_one_half() {
+    let world = sentiment();
+    let cfg = GptConfig { vocab_size: world.vocab.size() as i64, block_size: 24, n_layer: 1, n_head: 2, d_model: 16 };
+    let vs = nn::VarStore::new(Device::Cpu);
+    let policy = {
+        let _lock = RNG_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        tch::manual_seed(3);
+        Gpt::new(&vs.root(), &cfg)
+    };
+    let data = PairTensors::new(&toy_pairs(), Device::Cpu);
+    let refs = alignlab::algo::dpo::reference_logps(&policy, &data, 512);
+    let settings = SampleSettings { temperature: 1.0, top_k: 0, max_new_tokens: 4, use_cache: true };
+    let ev = Evaluator::new(&world, &policy, None, Some((&data, &refs)), 1, 0.5, settings, 5);
+    let (named, _) = ev.evaluate(&policy);
+    let acc = named.iter().find(|(k, _)| k == "eval/implicit_acc").unwrap().1;
+    assert_eq!(acc, 0.5);
+}
