@@ -224,18 +224,21 @@ fn sentiment() -> SentimentWorld {
     )
 }
 
+/// Two different random models over the world's vocabulary (seeds 3 and 4).
+fn two_policies(world: &SentimentWorld, vs_a: &nn::VarStore, vs_b: &nn::VarStore) -> (Gpt, Gpt) {
+    let cfg = GptConfig { vocab_size: world.vocab.size() as i64, block_size: 24, n_layer: 1, n_head: 2, d_model: 16 };
+    let _lock = RNG_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    tch::manual_seed(3);
+    let p = Gpt::new(&vs_a.root(), &cfg);
+    tch::manual_seed(4);
+    (p, Gpt::new(&vs_b.root(), &cfg))
+}
+
 #[test]
 fn exact_kl_and_sampled_estimators_agree() {
     let world = sentiment();
-    let cfg = GptConfig { vocab_size: world.vocab.size() as i64, block_size: 24, n_layer: 1, n_head: 2, d_model: 16 };
     let (vs_a, vs_b) = (nn::VarStore::new(Device::Cpu), nn::VarStore::new(Device::Cpu));
-    let (policy, reference) = {
-        let _lock = RNG_LOCK.lock().unwrap_or_else(|e| e.into_inner());
-        tch::manual_seed(3);
-        let p = Gpt::new(&vs_a.root(), &cfg);
-        tch::manual_seed(4);
-        (p, Gpt::new(&vs_b.root(), &cfg))
-    };
+    let (policy, reference) = two_policies(&world, &vs_a, &vs_b);
     // Sharpen the policy so the two differ well beyond the sampling noise.
     tch::no_grad(|| {
         for (_, mut v) in vs_a.variables() {
@@ -272,15 +275,8 @@ fn exact_kl_and_sampled_estimators_agree() {
 #[test]
 fn top_k_kl_is_the_truncated_distributions() {
     let world = sentiment();
-    let cfg = GptConfig { vocab_size: world.vocab.size() as i64, block_size: 24, n_layer: 1, n_head: 2, d_model: 16 };
     let (vs_a, vs_b) = (nn::VarStore::new(Device::Cpu), nn::VarStore::new(Device::Cpu));
-    let (policy, reference) = {
-        let _lock = RNG_LOCK.lock().unwrap_or_else(|e| e.into_inner());
-        tch::manual_seed(3);
-        let p = Gpt::new(&vs_a.root(), &cfg);
-        tch::manual_seed(4);
-        (p, Gpt::new(&vs_b.root(), &cfg))
-    };
+    let (policy, reference) = two_policies(&world, &vs_a, &vs_b);
     let top1 = SampleSettings { temperature: 1.0, top_k: 1, max_new_tokens: 6, use_cache: true };
     let greedy = SampleSettings { temperature: 0.0, ..top1.clone() };
     let (_, s1) = Evaluator::new(&world, &reference, None, None, 1, 0.5, top1, 5).evaluate(&policy);

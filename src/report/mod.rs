@@ -282,8 +282,8 @@ fn budgets_of(rows: &[FrontierRow]) -> Vec<f64> {
     b
 }
 
-/// A Markdown table of one frontier: method rows, budget columns.
-pub fn budget_markdown(rows: &[FrontierRow], which: Frontier, digits: usize, label: &dyn Fn(&str) -> String) -> String {
+/// A Markdown table of one frontier: method rows, budget columns, `cell` of each row.
+fn budget_grid(rows: &[FrontierRow], which: Frontier, cell: &dyn Fn(&FrontierRow) -> String) -> String {
     let mut s = String::new();
     let budgets = budgets_of(rows);
     let _ = write!(s, "| method |");
@@ -292,39 +292,29 @@ pub fn budget_markdown(rows: &[FrontierRow], which: Frontier, digits: usize, lab
     }
     let _ = writeln!(s, "\n|---|{}", "---|".repeat(budgets.len()));
     for m in distinct(rows.iter().filter(|r| r.frontier == which).map(|r| r.method.clone())) {
-        let _ = write!(s, "| {} |", label(&m));
+        let _ = write!(s, "| {m} |");
         for b in &budgets {
-            let cell = rows.iter().find(|r| r.method == m && r.frontier == which && r.budget == *b).map(|r| budget_cell(r, digits)).unwrap_or("-".into());
-            let _ = write!(s, " {cell} |");
+            let c = rows.iter().find(|r| r.method == m && r.frontier == which && r.budget == *b).map(cell).unwrap_or("-".into());
+            let _ = write!(s, " {c} |");
         }
         s.push('\n');
     }
     s
 }
 
+/// The gold reward of one frontier at each budget ([`budget_cell`]).
+pub fn budget_markdown(rows: &[FrontierRow], which: Frontier) -> String {
+    budget_grid(rows, which, &|r| budget_cell(r, 4))
+}
+
 /// The selection bias the split removed, per method and budget: mean ± 95% paired t-interval of
 /// (same-sample value - reported value) over the seeds where both exist.
-pub fn bias_markdown(rows: &[FrontierRow], label: &dyn Fn(&str) -> String) -> String {
-    let mut s = String::new();
-    let budgets = budgets_of(rows);
-    let _ = write!(s, "| method |");
-    for b in &budgets {
-        let _ = write!(s, " KL {b} |");
-    }
-    let _ = writeln!(s, "\n|---|{}", "---|".repeat(budgets.len()));
-    for m in distinct(rows.iter().filter(|r| r.frontier == Frontier::Selected).map(|r| r.method.clone())) {
-        let _ = write!(s, "| {} |", label(&m));
-        for b in &budgets {
-            let cell = match rows.iter().find(|r| r.method == m && r.frontier == Frontier::Selected && r.budget == *b).and_then(|r| r.bias()) {
-                Some(p) if p.ci95.is_finite() => format!("{:+.4} ± {:.4}", p.mean, p.ci95),
-                Some(p) => format!("{:+.4}", p.mean),
-                None => "-".into(),
-            };
-            let _ = write!(s, " {cell} |");
-        }
-        s.push('\n');
-    }
-    s
+pub fn bias_markdown(rows: &[FrontierRow]) -> String {
+    budget_grid(rows, Frontier::Selected, &|r| match r.bias() {
+        Some(p) if p.ci95.is_finite() => format!("{:+.4} ± {:.4}", p.mean, p.ci95),
+        Some(p) => format!("{:+.4}", p.mean),
+        None => "-".into(),
+    })
 }
 
 /// Markdown: the last evaluation of every run, the budget tables, the paired verdicts.
@@ -344,19 +334,18 @@ pub fn markdown(points: &[Point], budget_rows: &[FrontierRow], paired_rows: &[pa
         let kl = if last.kl_is_bound { format!("<= {} (bound)", fmt(last.kl)) } else { fmt(last.kl) };
         let _ = writeln!(s, "| {} | {} | {} | {} | {} ± {} | {} |", last.method, if last.setting.is_empty() { "-" } else { &last.setting }, last.seed, last.step, fmt(last.gold), fmt(last.gold_ci), kl);
     }
-    let plain = |m: &str| m.to_string();
     let split_note = if has_split(points) {
         "chosen on the selection half of the held-out prompts, reported on the test half"
     } else {
         "these runs predate the selection/test split: chosen and reported on the same prompts"
     };
     let _ = writeln!(s, "\n## Gold reward at KL budgets (upper concave envelope per method, {split_note}; mean ± 95% t-interval over seeds; `-`: not reached by every seed, never extrapolated)\n");
-    s.push_str(&budget_markdown(budget_rows, Frontier::Selected, 4, &plain));
+    s.push_str(&budget_markdown(budget_rows, Frontier::Selected));
     let _ = writeln!(s, "\n## Final checkpoints only (each setting's last evaluation)\n");
-    s.push_str(&budget_markdown(budget_rows, Frontier::Final, 4, &plain));
+    s.push_str(&budget_markdown(budget_rows, Frontier::Final));
     if has_split(points) {
         let _ = writeln!(s, "\n## Selection bias removed (test half's own envelope minus the reported value; mean ± 95% paired t-interval over seeds)\n");
-        s.push_str(&bias_markdown(budget_rows, &plain));
+        s.push_str(&bias_markdown(budget_rows));
     }
     if !paired_rows.is_empty() {
         s.push('\n');
