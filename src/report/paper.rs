@@ -178,22 +178,27 @@ pub fn write(results: &Path, out: &Path) -> Result<PathBuf> {
         s.push_str(&table("selected", "selection_bias_mean", "selection_bias_ci95", true));
         if let Some(p) = Csv::read(&sent.join("paired.csv")) {
             let _ = writeln!(s, "\n**What the runs show.** The paper reports that DPO's frontier dominates PPO's. Here, paired by seed (each seed shares the world, SFT, data, reward model and evaluation samples across methods), A - B with a 95% t-interval over seeds; \"inconclusive\" states the difference the seeds could detect at 80% power:\n");
-            let mut above = 0;
-            let mut compared = 0;
+            let mut count = [0usize; 3]; // above, below, inconclusive against PPO
             for b in distinct(p.rows.iter().filter(|r| p.get(r, "a") == "dpo").map(|r| p.get(r, "b").to_string())) {
                 for r in paired_rows(&p, "dpo", &b, "kl_budget") {
                     let _ = writeln!(s, "- KL {}: {}.", p.get(r, "x"), paired_line(&p, r));
                     if b == "ppo" && p.num(r, "mean_diff").is_finite() {
-                        compared += 1;
-                        above += usize::from(p.get(r, "verdict") == "above");
+                        let v = p.get(r, "verdict");
+                        count[if v == "above" { 0 } else if v == "below" { 1 } else { 2 }] += 1;
                     }
                 }
             }
-            let _ = writeln!(s, "\nDPO is above PPO, with the interval excluding 0, at {above} of {compared} budgets both reached in every seed. {}\n", if above == compared && compared > 0 { "This agrees with the paper's claim." } else { "The paper's claim that DPO dominates PPO is not reproduced in this world." });
+            let compared: usize = count.iter().sum();
+            let _ = writeln!(s, "\nAgainst PPO, of the {compared} budgets every seed of both reached, DPO is above at {}, below at {} and inconclusive at {}. {}\n", count[0], count[1], count[2], if count[0] == compared && compared > 0 { "This agrees with the paper's claim that DPO dominates PPO." } else { "The paper's claim that DPO dominates PPO is not reproduced in this world." });
+        }
+        if let Some(reach) = optimal_reach(&sent) {
+            let first = budgets.first().copied().unwrap_or(f64::NAN);
+            let tail = if reach.0 < first { format!("short of the first budget (KL {first}): past it, N samples per prompt cannot say where pi* lies, and the table has no optimal value to measure shortfalls against") } else { "past it, N samples per prompt cannot say where pi* lies, and its row stops there".to_string() };
+            let _ = writeln!(s, "The importance-sampling inner bound of the optimal frontier (N = {:.0} samples of pi_SFT per prompt, every prompt's effective sample size at least {:.0}) reaches KL {:.2} in every seed, {tail}.\n", reach.1, reach.2, reach.0);
         }
         figure(&mut s, "../results/paper-sentiment/overoptimization.png", "Overoptimisation: gold and proxy reward gain over SFT against d = sqrt(KL) for Best-of-N and PPO, with Gao et al.'s fitted forms.");
         figure(&mut s, "../results/paper-sentiment/curves.png", "Training curves (seed 0): gold reward and KL per run.");
-        let _ = writeln!(s, "Settings as run:\n\n```toml\n{}```\n", settings(&sent, &["sweep", "train", "dpo", "unlikelihood", "preferred_ft", "ppo", "ppo_gt", "best_of_n"]));
+        let _ = writeln!(s, "Settings as run:\n\n```toml\n{}```\n", settings(&sent, &["sweep", "train", "eval", "dpo", "unlikelihood", "preferred_ft", "ppo", "ppo_gt", "best_of_n", "report"]));
     }
 
     // Summarize.
@@ -228,6 +233,12 @@ pub fn write(results: &Path, out: &Path) -> Result<PathBuf> {
                     let _ = writeln!(s, "- Temperature robustness, the change in win rate from the lowest temperature to T = {}: {}.", p.get(r, "x"), paired_line(&p, r));
                 }
             }
+            let against_ppo: Vec<&str> = paired_rows(&p, "dpo", "ppo", "temperature").iter().map(|r| p.get(r, "verdict")).collect();
+            if !against_ppo.is_empty() {
+                let above = against_ppo.iter().filter(|v| **v == "above").count();
+                let below = against_ppo.iter().filter(|v| **v == "below").count();
+                let _ = writeln!(s, "- Against PPO over all {} temperatures: above at {above}, below at {below}, inconclusive at {}. {}", against_ppo.len(), against_ppo.len() - above - below, if above == against_ppo.len() { "This agrees with the paper's claim." } else if below > 0 { "The paper's claim is contradicted where DPO is below." } else { "The paper's claim that DPO wins is not established here: the seeds cannot tell the two apart at the differences stated." });
+            }
         }
         let drop = |l: &str| Some(temp(l, 1.0)?.0 - temp(l, 0.0)?.0);
         for l in dpo.iter().chain(ppo.iter()) {
@@ -240,12 +251,12 @@ pub fn write(results: &Path, out: &Path) -> Result<PathBuf> {
         for l in ["sft".to_string()].iter().chain(dpo.iter().copied()).chain(ppo.iter().copied()).chain(bon) {
             let best = w.rows.iter().filter(|r| w.get(r, "axis") == "temperature" && format!("{} {}", w.get(r, "method"), w.get(r, "setting")).trim() == l).max_by(|a, b| w.num(a, "winrate").total_cmp(&w.num(b, "winrate")));
             if let Some(r) = best {
-                let _ = writeln!(s, "- {l} peaks at T = {}: {} [{}, {}].", w.get(r, "x"), f3(w.num(r, "winrate")), f3(w.num(r, "lo95")), f3(w.num(r, "hi95")));
+                let _ = writeln!(s, "- {l} peaks at T = {} (all documents, descriptive): {} [{}, {}].", w.get(r, "x"), f3(w.num(r, "winrate")), f3(w.num(r, "lo95")), f3(w.num(r, "hi95")));
             }
         }
         s.push('\n');
         figure(&mut s, "../results/paper-summarize/winrate_steps.png", "Win rate against the reference over training (paper Fig. 3 right analogue), at the evaluation temperature (1.0), mean over seeds with 95% t-band.");
-        let _ = writeln!(s, "Settings as run:\n\n```toml\n{}```\n", settings(&summ, &["world", "sweep", "prefs", "train", "eval", "dpo", "preferred_ft", "ppo", "best_of_n"]));
+        let _ = writeln!(s, "Settings as run:\n\n```toml\n{}```\n", settings(&summ, &["world", "sweep", "prefs", "train", "eval", "dpo", "preferred_ft", "ppo", "best_of_n", "report"]));
     }
 
     // Tabular.
@@ -286,6 +297,20 @@ pub fn write(results: &Path, out: &Path) -> Result<PathBuf> {
     std::fs::create_dir_all(out)?;
     write_atomic(&path, s.as_bytes())?;
     Ok(path)
+}
+
+/// The importance-sampling frontier's reach in a results folder: (the smallest over seeds of the
+/// largest KL kept, N, the ESS threshold), from its `eval.csv` and resolved scenario.
+fn optimal_reach(dir: &Path) -> Option<(f64, f64, f64)> {
+    let e = Csv::read(&dir.join("eval.csv"))?;
+    let rows: Vec<&Vec<String>> = e.rows.iter().filter(|r| e.get(r, "method") == "optimal").collect();
+    let seeds = distinct(rows.iter().map(|r| e.get(r, "seed")));
+    let reach = seeds.iter().map(|sd| rows.iter().filter(|r| e.get(r, "seed") == *sd && e.get(r, "metric") == "eval/kl").map(|r| e.num(r, "value")).fold(f64::NEG_INFINITY, f64::max)).fold(f64::INFINITY, f64::min);
+    let n = rows.iter().find(|r| e.get(r, "metric") == "eval/is_samples").map(|r| e.num(r, "value"))?;
+    let text = std::fs::read_to_string(dir.join("scenario.resolved.toml")).ok()?;
+    let v: toml::Value = toml::from_str(&text).ok()?;
+    let ess = v.get("eval")?.get("optimal_min_ess")?.as_float()?;
+    reach.is_finite().then_some((reach, n, ess))
 }
 
 /// Which code produced each results folder (the `code` row of its summary.csv). Folders from
