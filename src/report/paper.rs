@@ -286,7 +286,7 @@ pub fn write(results: &Path, out: &Path) -> Result<PathBuf> {
 
     // Ablations.
     if let Some(table) = ablations {
-        let _ = writeln!(s, "## Ablations (sentiment, one seed each)\n\n`make ablations`. Gold reward at KL budgets on each method's envelope:\n");
+        let _ = writeln!(s, "## Ablations (sentiment, one seed each)\n\n`make ablations`. Gold reward at KL budgets on each method's envelope (chosen on the selection half of the prompts, reported on the test half; `-`: the run did not reach the budget):\n");
         figure(&mut s, "../results/ablations.png", "Gold reward at KL 2 against the ablated setting: label noise (Bradley-Terry temperature), preference-data size (training prompts, 6 pairs each), reward-model size (d_model).");
         s.push_str(&table);
         s.push('\n');
