@@ -134,6 +134,9 @@ enum Cmd {
 }
 
 fn setup(common: &Common) -> Result<tch::Device> {
+    if let Some(t) = common.threads {
+        anyhow::ensure!((1..=1024).contains(&t), "--threads {t} is not a thread count; fix: pass --threads 1 or more (or leave it out: all cores)");
+    }
     let dev = device::resolve(common.device)?;
     let threads = common.threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
     tch::set_num_threads(threads as i32);
@@ -206,6 +209,9 @@ fn run() -> Result<()> {
         Cmd::Cell { file, common, seed, index, runs } => {
             let sc = Scenario::load(&file, &common.set)?.with_seed(seed);
             anyhow::ensure!(sc.seeds.contains(&seed), "seed {seed} is not in the scenario's seeds {:?}; fix: pick one of them", sc.seeds);
+            // Before any stage runs: a wrong index must not cost an SFT.
+            let cells = sc.methods.len() + usize::from(sc.best_of_n.is_some());
+            anyhow::ensure!(index < cells, "cell {index} does not exist: the scenario has {cells} cells per seed (indices 0..{}); fix: `alignlab cells {}` lists them", cells.saturating_sub(1), file.display());
             let device = setup(&common)?;
             let opts = RunOptions { results_root: PathBuf::from("results"), runs_root: runs, device, show_progress: false, jobs: 1, threads: tch::get_num_threads() as usize, cell_args: vec![] };
             experiment::run_cell(&sc, &opts, index)?;
@@ -260,6 +266,12 @@ fn run() -> Result<()> {
 }
 
 fn main() -> ExitCode {
+    // Output piped into `head` ends quietly when the reader goes away, as in other command-line
+    // tools, instead of panicking on a broken pipe.
+    // SAFETY: restoring the default disposition of SIGPIPE before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     match run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -48,6 +48,14 @@ impl Metrics {
         s
     }
 
+    /// A cached metrics file of a run folder; a missing or corrupt one is an error naming the
+    /// file and the fix (delete the folder, so the stage is recomputed).
+    pub fn read(path: &Path) -> Result<Metrics> {
+        let dir = path.parent().map(|d| d.display().to_string()).unwrap_or_default();
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}; fix: delete {dir} so the stage is recomputed", path.display()))?;
+        Metrics::from_csv(&text).with_context(|| format!("corrupt {}; fix: delete {dir} so the stage is recomputed", path.display()))
+    }
+
     pub fn from_csv(text: &str) -> Result<Metrics> {
         let mut m = Metrics::default();
         for (i, line) in text.lines().enumerate().skip(1) {

@@ -72,7 +72,7 @@ pub fn reward_stage(sc: &Scenario, world: &dyn TextWorld, sft_vs: &nn::VarStore,
     let rm = reward::RewardModel::new(&vs.root(), &sc.reward.model);
     if ckpt.exists() && metrics_path.exists() {
         model::load_checkpoint(&mut vs, &ckpt)?;
-        let m = Metrics::from_csv(&std::fs::read_to_string(&metrics_path)?).with_context(|| format!("corrupt {}", metrics_path.display()))?;
+        let m = Metrics::read(&metrics_path)?;
         let best = m.rows.iter().filter(|r| r.metric == "reward/val/accuracy").map(|r| r.value).fold(f64::NEG_INFINITY, f64::max);
         summary.add("reward", "val accuracy (best epoch)", format!("{best:.4} (cached)"));
         metrics.extend(m);
@@ -195,8 +195,8 @@ impl ResumeDir {
         for (i, vs) in stores.iter_mut().enumerate() {
             model::load_checkpoint(vs, &self.dir.join(format!("weights{i}.safetensors")))?;
         }
-        let metrics = Metrics::from_csv(&std::fs::read_to_string(self.dir.join("metrics.csv"))?)?;
-        let evals = Metrics::from_csv(&std::fs::read_to_string(self.dir.join("eval.csv"))?)?;
+        let metrics = Metrics::read(&self.dir.join("metrics.csv"))?;
+        let evals = Metrics::read(&self.dir.join("eval.csv"))?;
         let opt_files = (0..n_opts).map(|i| self.dir.join(format!("opt{i}.safetensors"))).collect();
         Ok(Some(Resumed { from: ResumeFrom { step: step.ok_or_else(|| bad("no step"))?, opt_files, rng, extra }, metrics, evals }))
     }
@@ -278,11 +278,11 @@ pub fn method_stage(sc: &Scenario, method: &Method, s: &Shared, opts: &RunOption
     let dir = method_dir(sc, method, opts);
     let (metrics_path, eval_path) = (dir.join("metrics.csv"), dir.join("eval.csv"));
     if metrics_path.exists() && eval_path.exists() {
-        metrics.extend(Metrics::from_csv(&std::fs::read_to_string(&metrics_path)?)?);
+        metrics.extend(Metrics::read(&metrics_path)?);
         if let Ok(t) = std::fs::read_to_string(dir.join("timing.csv")) {
             metrics.extend(Metrics::from_csv(&t)?);
         }
-        evals.extend(Metrics::from_csv(&std::fs::read_to_string(&eval_path)?)?);
+        evals.extend(Metrics::read(&eval_path)?);
         return Ok(());
     }
     let mut vs = nn::VarStore::new(opts.device);
@@ -385,7 +385,7 @@ pub fn best_of_n_stage(sc: &Scenario, grid: &[usize], s: &Shared, opts: &RunOpti
     let dir = best_of_n_dir(sc, grid, opts);
     let eval_path = dir.join("eval.csv");
     if eval_path.exists() {
-        evals.extend(Metrics::from_csv(&std::fs::read_to_string(&eval_path)?)?);
+        evals.extend(Metrics::read(&eval_path)?);
         return Ok(());
     }
     let rows: Vec<Vec<i64>> = s.world.eval_prompts().iter().flat_map(|p| std::iter::repeat_n(p.clone(), sc.eval.samples_per_prompt)).collect();

@@ -33,5 +33,14 @@ pub fn load_checkpoint(vs: &mut VarStore, path: &Path) -> Result<()> {
             "cannot read checkpoint {}; fix: delete it (and its run folder) so the stage is recomputed",
             path.display()
         )
-    })
+    })?;
+    // A checkpoint written by a diverged run (or damaged on disk) loads fine and fails much
+    // later, inside sampling: check every weight now.
+    let mut vars: Vec<(String, tch::Tensor)> = vs.variables().into_iter().collect();
+    vars.sort_by(|a, b| a.0.cmp(&b.0));
+    for (name, t) in vars {
+        let finite = tch::no_grad(|| t.isfinite().all().int64_value(&[]) == 1);
+        anyhow::ensure!(finite, "checkpoint {} has non-finite weights in `{name}`; fix: delete it (and its run folder) so the stage is recomputed", path.display());
+    }
+    Ok(())
 }

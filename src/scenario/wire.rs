@@ -434,7 +434,35 @@ impl Default for SampleWire {
 
 fn err(file: &str, text: &str, key: &str, problem: impl Into<String>, fix: impl Into<String>) -> ScenarioError {
     let line = find_line(text, key).map(|l| format!(":{l}")).unwrap_or_default();
-    ScenarioError { file: file.into(), line, key: key.into(), problem: problem.into(), fix: fix.into() }
+    ScenarioError { file: file.into(), line, key: shown(key), problem: compact_numbers(&problem.into()), fix: fix.into() }
+}
+
+/// A message with every number of more than 16 characters written in scientific form
+/// (`1e-250`, not 250 digits) and control characters escaped: one readable line.
+fn compact_numbers(text: &str) -> String {
+    let mut out = String::new();
+    let mut token = String::new();
+    let flush = |token: &mut String, out: &mut String| {
+        match token.parse::<f64>() {
+            Ok(v) if token.len() > 16 => out.push_str(&format!("{v:e}")),
+            _ => out.push_str(token),
+        }
+        token.clear();
+    };
+    for c in text.chars() {
+        if c.is_ascii_digit() || c == '.' {
+            token.push(c);
+        } else {
+            flush(&mut token, &mut out);
+            if c.is_control() {
+                out.extend(c.escape_debug());
+            } else {
+                out.push(c);
+            }
+        }
+    }
+    flush(&mut token, &mut out);
+    out
 }
 
 /// The 1-based line where `a.b.c` is written in the TOML text (`[a.b]` then `c = ...`).
@@ -447,7 +475,9 @@ fn find_line(text: &str, key: &str) -> Option<usize> {
     for (i, raw) in text.lines().enumerate() {
         let line = raw.trim();
         if line.starts_with('[') {
-            current = line.trim_matches(|c| c == '[' || c == ']').trim().to_string();
+            // `[train]   # a comment`: the header is what stands before the comment.
+            let header = line.split('#').next().unwrap_or("").trim();
+            current = header.trim_matches(|c| c == '[' || c == ']').trim().to_string();
             if current == key {
                 return Some(i + 1);
             }
@@ -487,6 +517,31 @@ pub fn parse(text: &str, file: &str, overrides: &[String]) -> Result<ScenarioWir
     }
     expand_sweep(&mut table).map_err(|(key, problem, fix)| err(file, text, &key, problem, fix))?;
     let from_set = |key: &str| overrides.iter().any(|o| o.split('=').next().map(str::trim) == Some(key));
+    // `[world]` is an enum tagged by `kind`, which serde reads as a whole: its field errors
+    // would name only `world`. Read the chosen world's table on its own first, so that an
+    // error names `world.<key>` and its line.
+    if let Some(toml::Value::Table(world)) = table.get("world") {
+        let mut inner = world.clone();
+        let kind = inner.remove("kind");
+        let checked = match kind.as_ref().and_then(|k| k.as_str()) {
+            Some("sentiment") => serde_path_to_error::deserialize::<_, SentimentWire>(toml::Value::Table(inner)).map(|_| ()),
+            Some("summarize") => serde_path_to_error::deserialize::<_, SummarizeWire>(toml::Value::Table(inner)).map(|_| ()),
+            _ => Ok(()), // a missing or unknown kind: the full read below says so
+        };
+        if let Err(e) = checked {
+            let msg = e.inner().message().to_string();
+            let mut key = format!("world.{}", e.path());
+            if let Some(name) = msg.strip_prefix("unknown field `").and_then(|r| r.split('`').next()) {
+                key = format!("world.{name}");
+            }
+            let fix = if msg.starts_with("unknown field") { "remove the key or correct its spelling" } else { "write a value of the expected type" };
+            let mut error = err(file, text, &key, msg, fix);
+            if from_set(&key) {
+                error.line = " (--set)".into();
+            }
+            return Err(error);
+        }
+    }
     serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
         let mut key = e.path().to_string();
         let msg = e.inner().message().to_string();
@@ -573,6 +628,42 @@ fn apply_override(table: &mut toml::Table, ov: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Upper limits that keep a typo in an exponent from allocating the machine away or running
+/// for centuries; each is far past what a CPU-sized study uses.
+const MAX_COUNT: usize = 10_000_000;
+const MAX_STEPS: usize = 10_000_000;
+const MAX_BATCH: usize = 65_536;
+/// Below this, logits / T overflow float32 and sampling draws from inf/NaN.
+pub const MIN_TEMPERATURE: f64 = 0.01;
+
+/// A temperature sampling can use: 0 (greedy, where allowed) or in [MIN_TEMPERATURE, 4].
+fn sampling_temperature(t: f64, greedy_ok: bool) -> bool {
+    (greedy_ok && t == 0.0) || (t.is_finite() && (MIN_TEMPERATURE..=4.0).contains(&t))
+}
+
+/// The DPO family's batch (pairs).
+fn t_batch(t: &TrainWire) -> usize {
+    t.batch_size
+}
+
+/// Memory available to a run: `MemAvailable` of /proc/meminfo, else 16 GiB.
+fn available_memory() -> f64 {
+    let kib = std::fs::read_to_string("/proc/meminfo").ok().and_then(|m| m.lines().find(|l| l.starts_with("MemAvailable:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok()));
+    kib.map(|k| k * 1024.0).unwrap_or(16.0 * (1u64 << 30) as f64)
+}
+
+/// Whether no value of a grid repeats.
+fn distinct<T: PartialEq>(values: &[T]) -> bool {
+    values.iter().enumerate().all(|(i, v)| !values[..i].contains(v))
+}
+
+/// User text for a one-line message: at most 64 characters, control characters escaped.
+pub fn shown(text: &str) -> String {
+    let head: String = text.chars().take(64).flat_map(|c| if c.is_control() { c.escape_debug().collect::<Vec<_>>() } else { vec![c] }).collect();
+    let more = if text.chars().count() > 64 { "..." } else { "" };
+    format!("{head}{more}")
+}
+
 /// Range and consistency checks; the first violation is reported.
 pub fn validate(w: ScenarioWire, text: &str, file: &str, default_name: &str, path: &Path) -> Result<Scenario, ScenarioError> {
     let e = |key: &str, problem: String, fix: &str| Err(err(file, text, key, problem, fix));
@@ -585,15 +676,15 @@ pub fn validate(w: ScenarioWire, text: &str, file: &str, default_name: &str, pat
     }
     let name = if w.name.is_empty() { default_name.to_string() } else { w.name.clone() };
     need!(
-        !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'),
+        !name.is_empty() && name.len() <= 64 && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'),
         "name",
-        format!("`{name}` is not a plain name"),
-        "use letters, digits, '-' and '_' only (it names the results folder)"
+        format!("`{}` is not a plain name of at most 64 characters", shown(&name)),
+        "use letters, digits, '-' and '_' only, at most 64 of them (it names the results folder)"
     );
     let (world, vocab_size, max_text_len, prompt_max_len) = match &w.world {
         WorldWire::Sentiment(s) => {
             need!(s.n_positive >= 1 && s.n_negative >= 1, "world.n_positive", format!("needs at least one positive and one negative word (got {} and {})", s.n_positive, s.n_negative), "set n_positive and n_negative to 1 or more");
-            need!(s.n_positive + s.n_negative + s.n_neutral <= 4096, "world.n_neutral", "the vocabulary is larger than 4096 words".into(), "use fewer words; this is a CPU-sized world");
+            need!(s.n_positive.saturating_add(s.n_negative).saturating_add(s.n_neutral) <= 4096, "world.n_neutral", "the vocabulary is larger than 4096 words".into(), "use fewer words; this is a CPU-sized world");
             need!(s.tilt.is_finite() && s.tilt >= 0.0, "world.tilt", format!("must be finite and >= 0 (got {})", s.tilt), "use a tilt such as 1.0");
             need!(s.sharpness.is_finite() && s.sharpness >= 0.0, "world.sharpness", format!("must be finite and >= 0 (got {})", s.sharpness), "use a sharpness such as 2.0");
             need!(s.min_len >= 1, "world.min_len", "must be at least 1".into(), "set min_len = 1 or more");
@@ -601,7 +692,15 @@ pub fn validate(w: ScenarioWire, text: &str, file: &str, default_name: &str, pat
             need!(s.stop_prob > 0.0 && s.stop_prob <= 1.0, "world.stop_prob", format!("must be in (0, 1] (got {})", s.stop_prob), "use a stopping probability such as 0.15");
             need!(s.prompt_min_len >= 1 && s.prompt_min_len <= s.prompt_max_len, "world.prompt_min_len", format!("prompt lengths {}..{} are not a valid range", s.prompt_min_len, s.prompt_max_len), "use 1 <= prompt_min_len <= prompt_max_len");
             need!(s.prompt_max_len <= s.max_len, "world.prompt_max_len", format!("prompt_max_len {} exceeds the longest review ({} words)", s.prompt_max_len, s.max_len), "use prompt_max_len <= max_len");
+            // Prompts are prefixes of reviews long enough for a drawn length: the chance that a
+            // draw succeeds, exactly, so that prompt sampling cannot loop (nearly) forever.
+            let p_long = |len: usize| if len <= s.min_len { 1.0 } else if len <= s.max_len { (1.0 - s.stop_prob).powi((len - s.min_len) as i32) } else { 0.0 };
+            let accept = (s.prompt_min_len..=s.prompt_max_len).map(p_long).sum::<f64>() / (s.prompt_max_len - s.prompt_min_len + 1) as f64;
+            need!(accept >= 1e-3, "world.prompt_min_len", format!("a review is long enough for a prompt with probability {accept:.2e} (reviews stop after min_len {} words with probability {} per word)", s.min_len, s.stop_prob), "lower prompt_min_len to at most min_len, or lower stop_prob");
             need!(s.n_train >= 1 && s.n_val >= 1, "world.n_train", "the corpus needs at least one training and one validation review".into(), "set n_train and n_val to 1 or more");
+            for (key, n) in [("n_train", s.n_train), ("n_val", s.n_val), ("n_train_prompts", s.n_train_prompts), ("n_eval_prompts", s.n_eval_prompts)] {
+                need!(n <= MAX_COUNT, &format!("world.{key}"), format!("must be at most {MAX_COUNT} (got {n})"), "this is a CPU-sized world: use e.g. 20000 reviews and 256 evaluation prompts");
+            }
             need!(s.n_train_prompts >= 1 && s.n_eval_prompts >= 1, "world.n_eval_prompts", "needs at least one training and one evaluation prompt".into(), "set n_train_prompts and n_eval_prompts to 1 or more");
             let c = SentimentConfig {
                 n_positive: s.n_positive,
@@ -636,6 +735,9 @@ pub fn validate(w: ScenarioWire, text: &str, file: &str, default_name: &str, pat
             }
             need!(s.ref_drop < 1.0 && s.ref_add > 0.0 && s.ref_hallucinate < 1.0, "world.ref_drop", "the reference process must be able to write every summary SFT can learn (ref_drop < 1, ref_add > 0, ref_hallucinate < 1)".into(), "use e.g. ref_drop = 0.2, ref_add = 0.2, ref_hallucinate = 0.1");
             need!(s.n_train >= 1 && s.n_val >= 1, "world.n_train", "needs at least one training and one validation document".into(), "set n_train and n_val to 1 or more");
+            for (key, n) in [("n_train", s.n_train), ("n_val", s.n_val), ("n_train_prompts", s.n_train_prompts), ("n_eval_prompts", s.n_eval_prompts), ("doc_max_len", s.doc_max_len)] {
+                need!(n <= MAX_COUNT, &format!("world.{key}"), format!("must be at most {MAX_COUNT} (got {n})"), "this is a CPU-sized world: use e.g. 20000 documents and 256 evaluation prompts");
+            }
             need!(s.n_train_prompts >= 1 && s.n_eval_prompts >= 1, "world.n_eval_prompts", "needs at least one training and one evaluation prompt".into(), "set n_train_prompts and n_eval_prompts to 1 or more");
             let c = SummarizeConfig {
                 n_facts: s.n_facts,
@@ -667,46 +769,52 @@ pub fn validate(w: ScenarioWire, text: &str, file: &str, default_name: &str, pat
     need!(m.n_layer >= 1 && m.n_layer <= 48, "model.n_layer", format!("must be in 1..=48 (got {})", m.n_layer), "use a few layers, e.g. 2");
     need!(m.n_head >= 1, "model.n_head", "must be at least 1".into(), "use e.g. 4 heads");
     need!(m.d_model >= 1 && m.d_model % m.n_head == 0, "model.d_model", format!("d_model {} is not a multiple of n_head {}", m.d_model, m.n_head), "make d_model divisible by n_head, e.g. d_model = 128 with n_head = 4");
+    need!(m.d_model <= 16384 && m.n_head <= 256, "model.d_model", format!("d_model {} with {} heads is past this harness's range", m.d_model, m.n_head), "use d_model <= 16384 and n_head <= 256 (e.g. 128 and 4)");
+    need!(m.block_size <= 4096, "model.block_size", format!("must be at most 4096 (got {})", m.block_size), "use a block just long enough for prompt + response, e.g. 32");
     // SFT feeds `<bos> words` and predicts `words <eos>`: max_len + 1 positions.
     need!(m.block_size >= max_text_len + 1, "model.block_size", format!("block_size {} cannot hold a full demonstration (<bos> + {} words)", m.block_size, max_text_len), &format!("set model.block_size >= {}", max_text_len + 1));
     let s = &w.sample;
     need!(s.max_new_tokens >= 1, "sample.max_new_tokens", "must be at least 1".into(), "generate at least one token");
     need!(1 + prompt_max_len + s.max_new_tokens <= m.block_size, "sample.max_new_tokens", format!("<bos> + a {prompt_max_len}-word prompt + {} new tokens exceeds block_size {}", s.max_new_tokens, m.block_size), &format!("lower max_new_tokens to {} or raise model.block_size", m.block_size.saturating_sub(1 + prompt_max_len)));
-    need!(s.temperature.is_finite() && s.temperature >= 0.0, "sample.temperature", format!("must be >= 0 (got {})", s.temperature), "use 1.0 for the frontier (0 is greedy)");
+    need!(sampling_temperature(s.temperature, true), "sample.temperature", format!("must be 0 (greedy) or in [{MIN_TEMPERATURE}, 4] (got {})", s.temperature), "use 1.0 for the frontier (0 is greedy)");
     let f = &w.sft;
-    need!(f.steps >= 1, "sft.steps", "must be at least 1".into(), "train for some steps, e.g. 1500");
-    need!(f.batch_size >= 1, "sft.batch_size", "must be at least 1".into(), "use e.g. 64");
+    need!(f.steps >= 1 && f.steps <= MAX_STEPS, "sft.steps", format!("must be in 1..={MAX_STEPS} (got {})", f.steps), "train for some steps, e.g. 1500");
+    need!(f.batch_size >= 1 && f.batch_size <= MAX_BATCH, "sft.batch_size", format!("must be in 1..={MAX_BATCH} (got {})", f.batch_size), "use e.g. 64");
+    need!(f.warmup_steps <= MAX_STEPS, "sft.warmup_steps", format!("must be at most {MAX_STEPS} (got {})", f.warmup_steps), "use e.g. 100");
     need!(f.lr.is_finite() && f.lr >= 0.0 && f.lr < 1.0, "sft.lr", format!("must be in [0, 1) (got {})", f.lr), "use a learning rate such as 2e-3");
     need!((0.0..=1.0).contains(&f.min_lr_ratio), "sft.min_lr_ratio", format!("must be in [0, 1] (got {})", f.min_lr_ratio), "use e.g. 0.1");
     need!(f.weight_decay.is_finite() && f.weight_decay >= 0.0, "sft.weight_decay", format!("must be >= 0 (got {})", f.weight_decay), "use 0 or a small value such as 0.01");
-    need!(f.grad_clip > 0.0, "sft.grad_clip", format!("must be > 0 (got {})", f.grad_clip), "use e.g. 1.0");
+    need!(f.grad_clip.is_finite() && f.grad_clip > 0.0, "sft.grad_clip", format!("must be finite and > 0 (got {})", f.grad_clip), "use e.g. 1.0");
     need!(f.eval_every >= 1, "sft.eval_every", "must be at least 1".into(), "evaluate every few hundred steps");
 
     let p = &w.prefs;
     need!(p.k >= 2 && p.k <= 16, "prefs.k", format!("must be in 2..=16 (got {})", p.k), "use k = 4 (all 6 pairs, as in the paper)");
-    need!(p.bt_temperature.is_finite() && p.bt_temperature > 0.0, "prefs.bt_temperature", format!("must be > 0 (got {})", p.bt_temperature), "use e.g. 0.1 (rewards are in [0, 1])");
+    need!(p.bt_temperature.is_finite() && p.bt_temperature >= 1e-6 && p.bt_temperature <= 1e6, "prefs.bt_temperature", format!("must be in [1e-6, 1e6] (got {})", p.bt_temperature), "use e.g. 0.1 (rewards are in [0, 1])");
     need!(p.val_fraction > 0.0 && p.val_fraction < 1.0, "prefs.val_fraction", format!("must be in (0, 1) (got {})", p.val_fraction), "use e.g. 0.1");
-    need!(p.temperature.is_finite() && p.temperature > 0.0, "prefs.temperature", format!("must be > 0 (got {})", p.temperature), "sample completions at temperature 1.0");
+    need!(sampling_temperature(p.temperature, false), "prefs.temperature", format!("must be in [{MIN_TEMPERATURE}, 4] (got {})", p.temperature), "sample completions at temperature 1.0");
     match (p.source, &w.world) {
         (PrefSourceWire::TrueProcess, WorldWire::Summarize(_)) => return e("prefs.source", "the summarize world has no true process to write completions".into(), "use source = \"labeller\" (off-policy) or \"sft\""),
         (PrefSourceWire::Labeller, WorldWire::Sentiment(_)) => return e("prefs.source", "the sentiment world has no labeller policy".into(), "use source = \"true_process\" (off-policy) or \"sft\""),
         _ => {}
     }
     let r = &w.reward;
-    need!(r.epochs >= 1, "reward.epochs", "must be at least 1".into(), "use 3 epochs (as in the paper)");
-    need!(r.batch_size >= 1, "reward.batch_size", "must be at least 1".into(), "use e.g. 64");
+    need!(r.epochs >= 1 && r.epochs <= 10_000, "reward.epochs", format!("must be in 1..=10000 (got {})", r.epochs), "use 3 epochs (as in the paper)");
+    need!(r.batch_size >= 1 && r.batch_size <= MAX_BATCH, "reward.batch_size", format!("must be in 1..={MAX_BATCH} (got {})", r.batch_size), "use e.g. 64");
     need!(r.lr.is_finite() && r.lr >= 0.0 && r.lr < 1.0, "reward.lr", format!("must be in [0, 1) (got {})", r.lr), "use e.g. 3e-4");
-    need!(r.margin.is_finite() && r.center_coef.is_finite() && r.center_coef >= 0.0, "reward.center_coef", "margin must be finite and center_coef >= 0".into(), "use margin = 0 and center_coef = 0 (or e.g. 0.01)");
-    need!(r.grad_clip > 0.0, "reward.grad_clip", "must be > 0".into(), "use e.g. 1.0");
+    need!(r.margin.is_finite(), "reward.margin", format!("must be finite (got {})", r.margin), "use margin = 0");
+    need!(r.center_coef.is_finite() && r.center_coef >= 0.0, "reward.center_coef", format!("must be finite and >= 0 (got {})", r.center_coef), "use center_coef = 0 (or e.g. 0.01)");
+    need!(r.grad_clip.is_finite() && r.grad_clip > 0.0, "reward.grad_clip", format!("must be finite and > 0 (got {})", r.grad_clip), "use e.g. 1.0");
     let t = &w.train;
-    need!(t.steps >= 1, "train.steps", "must be at least 1".into(), "use e.g. 400");
-    need!(t.batch_size >= 1, "train.batch_size", "must be at least 1".into(), "use 64 (as in the paper)");
+    need!(t.steps >= 1 && t.steps <= MAX_STEPS, "train.steps", format!("must be in 1..={MAX_STEPS} (got {})", t.steps), "use e.g. 400");
+    need!(t.batch_size >= 1 && t.batch_size <= MAX_BATCH, "train.batch_size", format!("must be in 1..={MAX_BATCH} (got {})", t.batch_size), "use 64 (as in the paper)");
+    need!(t.warmup_steps <= MAX_STEPS, "train.warmup_steps", format!("must be at most {MAX_STEPS} (got {})", t.warmup_steps), "use e.g. 50");
     need!(t.lr.is_finite() && t.lr >= 0.0 && t.lr < 1.0, "train.lr", format!("must be in [0, 1) (got {})", t.lr), "use e.g. 1e-4");
-    need!(t.grad_clip > 0.0, "train.grad_clip", "must be > 0".into(), "use 10 (the DPO reference code)");
+    need!(t.grad_clip.is_finite() && t.grad_clip > 0.0, "train.grad_clip", format!("must be finite and > 0 (got {})", t.grad_clip), "use 10 (the DPO reference code)");
     let ev = &w.eval;
     need!(ev.every >= 1, "eval.every", "must be at least 1".into(), "evaluate every 100 steps (as in the paper)");
-    need!(ev.samples_per_prompt >= 1, "eval.samples_per_prompt", "must be at least 1".into(), "use e.g. 2");
-    need!(ev.temperatures.iter().all(|t| t.is_finite() && (0.0..=4.0).contains(t)), "eval.temperatures", format!("every temperature must be in [0, 4] (got {:?})", ev.temperatures), "use e.g. [0.0, 0.25, 0.5, 0.75, 1.0] (0 is greedy)");
+    need!(ev.samples_per_prompt >= 1 && ev.samples_per_prompt <= 1024, "eval.samples_per_prompt", format!("must be in 1..=1024 (got {})", ev.samples_per_prompt), "use e.g. 2");
+    need!(ev.temperatures.iter().all(|t| sampling_temperature(*t, true)), "eval.temperatures", format!("every temperature must be 0 (greedy) or in [{MIN_TEMPERATURE}, 4] (got {:?})", ev.temperatures), "use e.g. [0.0, 0.25, 0.5, 0.75, 1.0] (0 is greedy)");
+    need!(distinct(&ev.temperatures), "eval.temperatures", format!("lists a temperature twice ({:?})", ev.temperatures), "list each temperature once");
     need!(ev.selection_fraction > 0.0 && ev.selection_fraction < 1.0, "eval.selection_fraction", format!("must be in (0, 1) (got {})", ev.selection_fraction), "use 0.5: half the held-out prompts choose checkpoints, half report them");
     let n_eval_prompts = match &w.world {
         WorldWire::Sentiment(s) => s.n_eval_prompts,
@@ -720,6 +828,38 @@ pub fn validate(w: ScenarioWire, text: &str, file: &str, default_name: &str, pat
         need!(ev.optimal_min_ess <= n as f64, "eval.optimal_min_ess", format!("{} exceeds optimal_samples {n}: no point could pass", ev.optimal_min_ess), "use a threshold below the sample count, e.g. 8");
     }
 
+    // Memory, estimated before any work: a size typed in the billions fails here with the
+    // estimate, not in an allocation abort after SFT.
+    {
+        let gib = |b: f64| b / (1u64 << 30) as f64;
+        let params = |d: f64, l: f64| vocab_size as f64 * d + m.block_size as f64 * d + l * (12.0 * d * d + 13.0 * d) + 2.0 * d;
+        let (d, l, t, v) = (m.d_model as f64, m.n_layer as f64, m.block_size as f64, vocab_size as f64);
+        let (rd, rl) = (w.reward.d_model.unwrap_or(m.d_model) as f64, w.reward.n_layer.unwrap_or(m.n_layer) as f64);
+        // Policy with gradient and two Adam moments, the frozen reference, the reward model and
+        // a critic of its size with theirs; float32.
+        let weights = 4.0 * (5.0 * params(d, l) + 5.0 * params(rd, rl));
+        let per_row = |d: f64, l: f64| t * (l * (16.0 * d + 2.0 * m.n_head as f64 * t) + 3.0 * v) * 4.0;
+        let ppo_batch = [&w.ppo, &w.ppo_gt].iter().filter_map(|p| p.as_ref().map(|p| p.rollout_batch)).max().unwrap_or(0);
+        let batches = [("sft.batch_size", f.batch_size), ("train.batch_size", 2 * t_batch(&w.train)), ("reward.batch_size", 2 * w.reward.batch_size), ("ppo.rollout_batch", ppo_batch)];
+        let (batch_key, batch) = batches.iter().max_by_key(|b| b.1).copied().unwrap();
+        let activations = 2.0 * batch as f64 * per_row(d.max(rd), l.max(rl));
+        // Evaluation scores every row at once: two models' logits and a few copies of them.
+        let rows = (n_eval_prompts * ev.samples_per_prompt) as f64;
+        let evaluation = rows * (per_row(d, l) + 6.0 * t * v * 4.0);
+        let n_docs = match &w.world {
+            WorldWire::Sentiment(s) => s.n_train + s.n_val,
+            WorldWire::Summarize(s) => s.n_train + s.n_val,
+        };
+        let corpora = n_docs as f64 * (t + 4.0) * 8.0 * 2.0;
+        let parts = [("model.d_model", weights), (batch_key, activations), ("eval.samples_per_prompt", evaluation), ("world.n_train", corpora)];
+        let total: f64 = parts.iter().map(|p| p.1).sum();
+        let available = available_memory();
+        if total > available {
+            let (key, _) = parts.iter().copied().max_by(|a, b| a.1.total_cmp(&b.1)).unwrap();
+            return e(key, format!("the run needs about {:.1} GiB (parameters and optimiser {:.1}, a batch's activations {:.1}, evaluation {:.1}, corpora {:.1}), more than the {:.1} GiB available", gib(total), gib(weights), gib(activations), gib(evaluation), gib(corpora), gib(available)), &format!("lower {key}, the largest part"));
+        }
+    }
+
     let mut methods = Vec::new();
     let opt_check = |key: &str, lr: Option<f64>, steps: Option<usize>| -> Result<(), ScenarioError> {
         if let Some(lr) = lr {
@@ -727,8 +867,8 @@ pub fn validate(w: ScenarioWire, text: &str, file: &str, default_name: &str, pat
                 return Err(err(file, text, &format!("{key}.lr"), format!("must be in [0, 1) (got {lr})"), "use e.g. 1e-4"));
             }
         }
-        if steps == Some(0) {
-            return Err(err(file, text, &format!("{key}.steps"), "must be at least 1", "remove it to use train.steps"));
+        if steps.is_some_and(|s| s == 0 || s > MAX_STEPS) {
+            return Err(err(file, text, &format!("{key}.steps"), format!("must be in 1..={MAX_STEPS}"), "remove it to use train.steps"));
         }
         Ok(())
     };
@@ -736,8 +876,11 @@ pub fn validate(w: ScenarioWire, text: &str, file: &str, default_name: &str, pat
         if values.is_empty() {
             return Err(err(file, text, key, "is an empty list", format!("give at least one {what}, e.g. [0.1], or remove the table")));
         }
-        if let Some(v) = values.iter().find(|v| !(v.is_finite() && **v > 0.0)) {
-            return Err(err(file, text, key, format!("every {what} must be > 0 (got {v})"), "use positive values, e.g. [0.1, 1.0]"));
+        if let Some(v) = values.iter().find(|v| !(v.is_finite() && (1e-4..=1e4).contains(*v))) {
+            return Err(err(file, text, key, format!("every {what} must be in [1e-4, 1e4] (got {v})"), "use values such as [0.1, 1.0]"));
+        }
+        if !distinct(values) {
+            return Err(err(file, text, key, format!("lists a value twice ({values:?}): the run and its rows would be duplicated"), "list each value once"));
         }
         Ok(())
     };
@@ -771,16 +914,20 @@ pub fn validate(w: ScenarioWire, text: &str, file: &str, default_name: &str, pat
         let Some(p) = table else { continue };
         let k = |f: &str| format!("{key}.{f}");
         need!(!p.target_kl.is_empty() || !p.kl_coef.is_empty(), &k("target_kl"), "neither target_kl nor kl_coef is given".into(), "give target_kl = [...] (adaptive KL) or kl_coef = [...] (fixed), e.g. target_kl = [2.0]");
-        if let Some(v) = p.target_kl.iter().find(|v| !(v.is_finite() && **v > 0.0)) {
-            return e(&k("target_kl"), format!("every target must be > 0 (got {v})"), "use KL targets in nats, e.g. [1.0, 3.0]");
+        if let Some(v) = p.target_kl.iter().find(|v| !(v.is_finite() && (1e-4..=1e4).contains(*v))) {
+            return e(&k("target_kl"), format!("every target must be in [1e-4, 1e4] (got {v})"), "use KL targets in nats, e.g. [1.0, 3.0]");
         }
-        if let Some(v) = p.kl_coef.iter().find(|v| !(v.is_finite() && **v >= 0.0)) {
-            return e(&k("kl_coef"), format!("every coefficient must be >= 0 (got {v})"), "use e.g. [0.05, 0.1]");
+        if let Some(v) = p.kl_coef.iter().find(|v| !(v.is_finite() && (**v == 0.0 || (1e-6..=1e4).contains(*v)))) {
+            return e(&k("kl_coef"), format!("every coefficient must be 0 or in [1e-6, 1e4] (got {v})"), "use e.g. [0.05, 0.1]");
         }
+        need!(distinct(&p.target_kl), &k("target_kl"), format!("lists a value twice ({:?})", p.target_kl), "list each value once");
+        need!(distinct(&p.kl_coef), &k("kl_coef"), format!("lists a value twice ({:?})", p.kl_coef), "list each value once");
         need!(p.init_kl_coef.is_finite() && p.init_kl_coef > 0.0, &k("init_kl_coef"), format!("must be > 0 (got {})", p.init_kl_coef), "use e.g. 0.1");
         need!(p.horizon.is_finite() && p.horizon >= 1.0, &k("horizon"), format!("must be >= 1 (got {})", p.horizon), "use e.g. 10000 (rollouts)");
-        need!(p.iterations >= 1, &k("iterations"), "must be at least 1".into(), "use e.g. 100");
-        need!(p.rollout_batch >= 2, &k("rollout_batch"), format!("must be at least 2 (got {})", p.rollout_batch), "use e.g. 128");
+        need!(p.init_kl_coef <= 1e4, &k("init_kl_coef"), format!("must be at most 1e4 (got {})", p.init_kl_coef), "use e.g. 0.1");
+        need!(p.iterations >= 1 && p.iterations <= MAX_STEPS, &k("iterations"), format!("must be in 1..={MAX_STEPS} (got {})", p.iterations), "use e.g. 100");
+        need!(p.rollout_batch >= 2 && p.rollout_batch <= MAX_BATCH, &k("rollout_batch"), format!("must be in 2..={MAX_BATCH} (got {})", p.rollout_batch), "use e.g. 128");
+        need!(p.ppo_epochs <= 1000, &k("ppo_epochs"), format!("must be at most 1000 (got {})", p.ppo_epochs), "use 4");
         need!(p.minibatch_size >= 1 && p.minibatch_size <= p.rollout_batch, &k("minibatch_size"), format!("must be in 1..=rollout_batch ({})", p.rollout_batch), "use e.g. rollout_batch / 4");
         need!(p.ppo_epochs >= 1, &k("ppo_epochs"), "must be at least 1".into(), "use 4");
         need!(p.lr.is_finite() && (0.0..1.0).contains(&p.lr), &k("lr"), format!("must be in [0, 1) (got {})", p.lr), "use e.g. 1e-4");
@@ -791,7 +938,7 @@ pub fn validate(w: ScenarioWire, text: &str, file: &str, default_name: &str, pat
         need!((0.0..=1.0).contains(&p.gamma), &k("gamma"), format!("must be in [0, 1] (got {})", p.gamma), "use 1.0");
         need!((0.0..=1.0).contains(&p.gae_lambda), &k("gae_lambda"), format!("must be in [0, 1] (got {})", p.gae_lambda), "use 0.95");
         need!(p.missing_eos_penalty.is_finite() && p.missing_eos_penalty >= 0.0, &k("missing_eos_penalty"), format!("must be >= 0 (got {})", p.missing_eos_penalty), "use 0 (off) or e.g. 1.0");
-        need!(p.grad_clip > 0.0, &k("grad_clip"), "must be > 0".into(), "use 1.0");
+        need!(p.grad_clip.is_finite() && p.grad_clip > 0.0, &k("grad_clip"), format!("must be finite and > 0 (got {})", p.grad_clip), "use 1.0");
         need!(p.eval_every >= 1, &k("eval_every"), "must be at least 1".into(), "evaluate every few dozen iterations");
         need!(s.temperature > 0.0, "sample.temperature", "PPO samples its rollouts at sample.temperature, which is 0 (greedy)".into(), "use sample.temperature = 1.0");
         let base = crate::algo::ppo::PpoConfig {
@@ -843,6 +990,7 @@ pub fn validate(w: ScenarioWire, text: &str, file: &str, default_name: &str, pat
         Some(b) => {
             need!(!b.n.is_empty(), "best_of_n.n", "is an empty list".into(), "give the N of each point, e.g. [1, 2, 4, 8, 16]");
             need!(b.n.iter().all(|&n| (1..=256).contains(&n)), "best_of_n.n", "every N must be in 1..=256".into(), "use e.g. [1, 2, 4, 8, 16, 32, 64]");
+            need!(distinct(&b.n), "best_of_n.n", format!("lists an N twice ({:?})", b.n), "list each N once");
             Some(b.n.clone())
         }
     };
