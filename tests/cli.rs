@@ -277,3 +277,53 @@ fn seeds_sweep_with_jobs_runs_cells_as_processes() {
     assert!(t.contains("--seed 1 --index 0\tdpo beta=0.5\tdone") && !t.contains("pending"), "{t}");
     std::fs::remove_dir_all(&out).ok();
 }
+
+/// Inputs that used to panic, hang or work before failing: each is now a one-line error before
+/// any work (no run folder is created), or ends quietly.
+#[test]
+fn limits_are_checked_before_any_work() {
+    let out = tmp("limits");
+    let runs = out.join("runs");
+    let o = bin().args(["run", "scenarios/sentiment.toml", "--threads", "0", "--runs"]).arg(&runs).output().unwrap();
+    assert_clean_failure(&o, &["--threads 0", "fix:"]);
+    let o = bin().args(["cell", "scenarios/sentiment.toml", "--seed", "0", "--index", "99", "--threads", "1", "--runs"]).arg(&runs).output().unwrap();
+    assert_clean_failure(&o, &["cell 99 does not exist", "alignlab cells"]);
+    // A world whose reviews can never be long enough for a prompt used to loop forever.
+    let o = bin().args(["check", "scenarios/sentiment.toml", "--set", "world.stop_prob=1", "--set", "world.min_len=2", "--set", "world.prompt_min_len=5"]).output().unwrap();
+    assert_clean_failure(&o, &["`world.prompt_min_len`", "fix:"]);
+    for (set, key) in [("model.d_model=16384", "GiB"), ("sample.temperature=1e-300", "1e-300"), ("dpo.beta=[1e-250]", "1e-250")] {
+        let o = bin().args(["run", "scenarios/sentiment.toml", "--threads", "1", "--runs"]).arg(&runs).args(["--results"]).arg(out.join("results")).args(["--set", set]).output().unwrap();
+        assert_clean_failure(&o, &[key, "fix:"]);
+        assert_eq!(text(&o).lines().count(), 1, "{set}: {}", text(&o));
+    }
+    assert!(!runs.exists(), "work was done before the error");
+    // Output into a closed pipe ends quietly (SIGPIPE), without a panic.
+    let mut child = bin().args(["world", "scenarios/sentiment.toml", "--show", "300", "--set", "world.n_train=50"]).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    drop(child.stdout.take());
+    let o = child.wait_with_output().unwrap();
+    assert!(!String::from_utf8_lossy(&o.stderr).contains("panicked"), "{}", String::from_utf8_lossy(&o.stderr));
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+/// A checkpoint whose weights are not finite is refused on load, naming the file and the fix.
+#[test]
+fn non_finite_checkpoint_is_refused_on_load() {
+    use tch::{nn, Device};
+    let out = tmp("nan-ckpt");
+    std::fs::create_dir_all(&out).unwrap();
+    let path = out.join("model.safetensors");
+    let cfg = alignlab::model::GptConfig { vocab_size: 8, block_size: 8, n_layer: 1, n_head: 1, d_model: 4 };
+    let vs = nn::VarStore::new(Device::Cpu);
+    let _ = alignlab::model::Gpt::new(&vs.root(), &cfg);
+    tch::no_grad(|| {
+        let mut vars: Vec<_> = vs.variables().into_iter().collect();
+        vars.sort_by(|a, b| a.0.cmp(&b.0));
+        let _ = vars[0].1.fill_(f64::NAN);
+    });
+    alignlab::model::save_checkpoint(&vs, &path).unwrap();
+    let mut fresh = nn::VarStore::new(Device::Cpu);
+    let _ = alignlab::model::Gpt::new(&fresh.root(), &cfg);
+    let e = alignlab::model::load_checkpoint(&mut fresh, &path).unwrap_err().to_string();
+    assert!(e.contains("non-finite") && e.contains("model.safetensors") && e.contains("fix:"), "{e}");
+    let _ = std::fs::remove_dir_all(&out);
+}

@@ -136,7 +136,7 @@ fn method_tables_expand_and_are_checked() {
     assert_eq!(load(&sc.resolved_toml, &[]).unwrap().methods, sc.methods);
     expect_err(&format!("{GOOD}\n[dpo]\nlr = 1e-4\n"), &[], &["dpo", "missing field `beta`"]);
     expect_err(&format!("{GOOD}\n[dpo]\nbeta = []\n"), &[], &["dpo.beta", "empty list"]);
-    expect_err(&format!("{GOOD}\n[ipo]\nbeta = [0.1, -1]\n"), &[], &["ipo.beta", "> 0"]);
+    expect_err(&format!("{GOOD}\n[ipo]\nbeta = [0.1, -1]\n"), &[], &["ipo.beta", "[1e-4, 1e4]"]);
     expect_err(&format!("{GOOD}\n[cdpo]\nbeta = [0.1]\nlabel_smoothing = 0.7\n"), &[], &["cdpo.label_smoothing", "(0, 0.5)"]);
     expect_err(&format!("{GOOD}\n[ppo]\niterations = 5\n"), &[], &["ppo.target_kl", "neither target_kl nor kl_coef"]);
     expect_err(&format!("{GOOD}\n[ppo]\ntarget_kl = [1.0]\nminibatch_size = 500\n"), &[], &["ppo.minibatch_size", "rollout_batch"]);

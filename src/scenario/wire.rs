@@ -697,7 +697,8 @@ pub fn validate(w: ScenarioWire, text: &str, file: &str, default_name: &str, pat
             let p_long = |len: usize| if len <= s.min_len { 1.0 } else if len <= s.max_len { (1.0 - s.stop_prob).powi((len - s.min_len) as i32) } else { 0.0 };
             let accept = (s.prompt_min_len..=s.prompt_max_len).map(p_long).sum::<f64>() / (s.prompt_max_len - s.prompt_min_len + 1) as f64;
             need!(accept >= 1e-3, "world.prompt_min_len", format!("a review is long enough for a prompt with probability {accept:.2e} (reviews stop after min_len {} words with probability {} per word)", s.min_len, s.stop_prob), "lower prompt_min_len to at most min_len, or lower stop_prob");
-            need!(s.n_train >= 1 && s.n_val >= 1, "world.n_train", "the corpus needs at least one training and one validation review".into(), "set n_train and n_val to 1 or more");
+            need!(s.n_train >= 1, "world.n_train", "the corpus needs at least one training review".into(), "set n_train to 1 or more");
+            need!(s.n_val >= 1, "world.n_val", "the corpus needs at least one validation review".into(), "set n_val to 1 or more");
             for (key, n) in [("n_train", s.n_train), ("n_val", s.n_val), ("n_train_prompts", s.n_train_prompts), ("n_eval_prompts", s.n_eval_prompts)] {
                 need!(n <= MAX_COUNT, &format!("world.{key}"), format!("must be at most {MAX_COUNT} (got {n})"), "this is a CPU-sized world: use e.g. 20000 reviews and 256 evaluation prompts");
             }
@@ -734,7 +735,8 @@ pub fn validate(w: ScenarioWire, text: &str, file: &str, default_name: &str, pat
                 need!((0.0..=1.0).contains(&v), &format!("world.{key}"), format!("is a probability, must be in [0, 1] (got {v})"), "use a probability such as 0.2");
             }
             need!(s.ref_drop < 1.0 && s.ref_add > 0.0 && s.ref_hallucinate < 1.0, "world.ref_drop", "the reference process must be able to write every summary SFT can learn (ref_drop < 1, ref_add > 0, ref_hallucinate < 1)".into(), "use e.g. ref_drop = 0.2, ref_add = 0.2, ref_hallucinate = 0.1");
-            need!(s.n_train >= 1 && s.n_val >= 1, "world.n_train", "needs at least one training and one validation document".into(), "set n_train and n_val to 1 or more");
+            need!(s.n_train >= 1, "world.n_train", "needs at least one training document".into(), "set n_train to 1 or more");
+            need!(s.n_val >= 1, "world.n_val", "needs at least one validation document".into(), "set n_val to 1 or more");
             for (key, n) in [("n_train", s.n_train), ("n_val", s.n_val), ("n_train_prompts", s.n_train_prompts), ("n_eval_prompts", s.n_eval_prompts), ("doc_max_len", s.doc_max_len)] {
                 need!(n <= MAX_COUNT, &format!("world.{key}"), format!("must be at most {MAX_COUNT} (got {n})"), "this is a CPU-sized world: use e.g. 20000 documents and 256 evaluation prompts");
             }
@@ -996,7 +998,11 @@ pub fn validate(w: ScenarioWire, text: &str, file: &str, default_name: &str, pat
     };
     // The pairs the report compares: every name one the scenario runs.
     let mut ran: Vec<&str> = vec!["sft"];
-    ran.extend(methods.iter().map(|m: &Method| m.name()));
+    for m in methods.iter().map(|m: &Method| m.name()) {
+        if !ran.contains(&m) {
+            ran.push(m);
+        }
+    }
     if best_of_n.is_some() {
         ran.push("best_of_n");
     }
