@@ -138,16 +138,25 @@ fn well_formed(msg: &str) -> bool {
 #[test]
 fn mutated_scenarios_never_panic_or_hang() {
     let mut g = Gen(0x9E37_79B9_7F4A_7C15);
-    let cases = 4000;
+    // Every key with every value on its own, then random combinations on mutated texts.
+    let singles: Vec<(String, Vec<String>)> = KEYS.iter().flat_map(|k| VALUES.iter().map(move |v| (BASE.to_string(), vec![format!("{k}={v}")]))).collect();
+    let random = 4000;
+    let cases = singles.len() + random;
     let (mut accepted, mut rejected) = (0, 0);
     let start = Instant::now();
     std::panic::set_hook(Box::new(|_| {})); // panics are counted, not printed
     let mut panics = Vec::new();
     let mut slowest = Duration::ZERO;
     for case in 0..cases {
-        let base = if g.next() % 4 == 0 { format!("{BASE}\n{SUMMARIZE}").replacen("[world]\nkind = \"sentiment\"\nn_train = 200\nn_val = 50\nn_train_prompts = 20\nn_eval_prompts = 16\n", "", 1) } else { BASE.to_string() };
-        let text = mutate_text(&mut g, &base);
-        let sets: Vec<String> = (0..g.next() % 3).map(|_| format!("{}={}", g.pick(KEYS), g.pick(VALUES))).collect();
+        let (text, sets) = match singles.get(case) {
+            Some(single) => single.clone(),
+            None => {
+                let base = if g.next() % 4 == 0 { format!("{BASE}\n{SUMMARIZE}").replacen("[world]\nkind = \"sentiment\"\nn_train = 200\nn_val = 50\nn_train_prompts = 20\nn_eval_prompts = 16\n", "", 1) } else { BASE.to_string() };
+                let text = mutate_text(&mut g, &base);
+                let sets: Vec<String> = (0..g.next() % 3).map(|_| format!("{}={}", g.pick(KEYS), g.pick(VALUES))).collect();
+                (text, sets)
+            }
+        };
         let t = Instant::now();
         let out = load(&text, &sets);
         slowest = slowest.max(t.elapsed());
