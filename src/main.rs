@@ -269,8 +269,11 @@ fn main() -> ExitCode {
     // Output piped into `head` ends quietly when the reader goes away, as in other command-line
     // tools, instead of panicking on a broken pipe.
     // SAFETY: restoring the default disposition of SIGPIPE before any thread starts.
+    // A file-size limit (`ulimit -f`) makes writes fail with an error, like a full disk, instead
+    // of killing the process with SIGXFSZ before it can say what happened.
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
     }
     match run() {
         Ok(()) => ExitCode::SUCCESS,

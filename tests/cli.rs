@@ -327,3 +327,34 @@ fn non_finite_checkpoint_is_refused_on_load() {
     assert!(e.contains("non-finite") && e.contains("model.safetensors") && e.contains("fix:"), "{e}");
     let _ = std::fs::remove_dir_all(&out);
 }
+
+/// A full disk (here a file-size limit, `ulimit -f`, which fails writes the same way) stops a
+/// run with one line naming the file and the fix, and leaves the previous results as they were.
+#[test]
+fn a_full_disk_fails_cleanly_and_keeps_the_previous_results() {
+    let out = tmp("full-disk");
+    let previous = out.join("results/sentiment");
+    std::fs::create_dir_all(&previous).unwrap();
+    for f in ["eval.csv", "frontier.csv", "paired.csv", "summary.csv"] {
+        std::fs::copy(Path::new("results/sentiment").join(f), previous.join(f)).unwrap();
+    }
+    let snapshot = |dir: &Path| -> Vec<(String, Vec<u8>)> {
+        let mut v: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).map(|p| (p.display().to_string(), std::fs::read(&p).unwrap())).collect();
+        v.sort();
+        v
+    };
+    let before = snapshot(&previous);
+    let mut cmd = format!("ulimit -f 16; exec '{}' run scenarios/sentiment.toml --threads 1 --device cpu --results '{}' --runs '{}'", env!("CARGO_BIN_EXE_alignlab"), out.join("results").display(), out.join("runs").display());
+    for s in tiny_for(Path::new("scenarios/sentiment.toml")) {
+        cmd.push_str(&format!(" --set '{s}'"));
+    }
+    let o = Command::new("bash").arg("-c").arg(&cmd).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    let last = err.lines().rfind(|l| l.starts_with("error:")).unwrap_or_else(|| panic!("no error line:\n{err}"));
+    assert!(!o.status.success() && !err.contains("panicked"), "{err}");
+    assert!(last.contains("is the disk full?") && last.contains("fix:"), "{last}");
+    assert_eq!(snapshot(&previous), before, "the previous results changed");
+    let partial = std::process::Command::new("find").arg(&out).args(["-name", "*partial*"]).output().unwrap();
+    assert!(partial.stdout.is_empty(), "partial files left: {}", String::from_utf8_lossy(&partial.stdout));
+    let _ = std::fs::remove_dir_all(&out);
+}

@@ -88,7 +88,11 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create folder {}", dir.display()))?;
     }
     let tmp = path.with_extension(format!("{}.partial", path.extension().and_then(|e| e.to_str()).unwrap_or("tmp")));
-    std::fs::write(&tmp, bytes).with_context(|| format!("cannot write {} (is the disk full?)", tmp.display()))?;
+    if let Err(e) = std::fs::write(&tmp, bytes) {
+        // The previous file, if any, is untouched: only the partial one is removed.
+        let _ = std::fs::remove_file(&tmp);
+        anyhow::bail!("cannot write {}: {e} (is the disk full?); fix: free space on that disk or write elsewhere (--results, --runs); the previous file is untouched", path.display());
+    }
     std::fs::rename(&tmp, path).with_context(|| format!("cannot move {} into place", path.display()))?;
     Ok(())
 }

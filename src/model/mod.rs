@@ -21,7 +21,10 @@ pub fn save_checkpoint(vs: &VarStore, path: &Path) -> Result<()> {
     }
     // The extension must stay `.safetensors`: tch picks the format from it.
     let tmp = path.with_extension("partial.safetensors");
-    vs.save(&tmp).with_context(|| format!("cannot write checkpoint {} (is the disk full?)", tmp.display()))?;
+    if let Err(e) = vs.save(&tmp) {
+        let _ = std::fs::remove_file(&tmp);
+        anyhow::bail!("cannot write checkpoint {}: {} (is the disk full?); fix: free space on that disk or pass --runs a folder on another one", path.display(), e.to_string().lines().next().unwrap_or(""));
+    }
     std::fs::rename(&tmp, path).with_context(|| format!("cannot move checkpoint into {}", path.display()))?;
     Ok(())
 }

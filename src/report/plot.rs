@@ -47,6 +47,19 @@ fn both(dir: &Path, stem: &str, size: (u32, u32), f: impl Fn(DrawingArea<BitMapB
     let svg = dir.join(format!("{stem}.svg"));
     let tmp_png = dir.join(format!(".{stem}.tmp.png"));
     let tmp_svg = dir.join(format!(".{stem}.tmp.svg"));
+    let drawn = draw_both(&tmp_png, &tmp_svg, size, f, g);
+    if let Err(e) = drawn {
+        // The previous figures stay; only the partial files go.
+        let _ = std::fs::remove_file(&tmp_png);
+        let _ = std::fs::remove_file(&tmp_svg);
+        anyhow::bail!("cannot write {}: {e:#} (is the disk full?); fix: free space on that disk; the previous figure is untouched", png.display());
+    }
+    std::fs::rename(&tmp_png, &png)?;
+    std::fs::rename(&tmp_svg, &svg)?;
+    Ok(())
+}
+
+fn draw_both(tmp_png: &Path, tmp_svg: &Path, size: (u32, u32), f: impl Fn(DrawingArea<BitMapBackend, Shift>) -> Result<()>, g: impl Fn(DrawingArea<SVGBackend, Shift>) -> Result<()>) -> Result<()> {
     {
         let root = BitMapBackend::new(&tmp_png, size).into_drawing_area();
         root.fill(&WHITE).map_err(err)?;
@@ -59,8 +72,6 @@ fn both(dir: &Path, stem: &str, size: (u32, u32), f: impl Fn(DrawingArea<BitMapB
         g(root.clone())?;
         root.present().map_err(err)?;
     }
-    std::fs::rename(&tmp_png, &png)?;
-    std::fs::rename(&tmp_svg, &svg)?;
     Ok(())
 }
 
