@@ -252,6 +252,7 @@ fn run() -> Result<()> {
         Cmd::Tabular { common, out, seed } => {
             setup(&common)?;
             let rows = alignlab::experiment::tabular::convergence(&out, seed)?;
+            alignlab::report::plot::tabular(&out, &rows)?;
             for r in rows.iter().filter(|r| rows.iter().filter(|q| q.series == r.series).map(|q| q.step).max() == Some(r.step)) {
                 println!("{:40} step {:5}  {} = {:.3e}", r.series, r.step, r.metric, r.value);
             }

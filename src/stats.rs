@@ -1,4 +1,5 @@
-//! Statistics over seeds: means with t-intervals, and paired comparisons of two methods.
+//! Statistics: means with normal and t-intervals, win rates with Wilson intervals, and paired
+//! comparisons of two methods over seeds.
 //!
 //! A seed fixes the world, SFT, preference data, reward model and evaluation samples for every
 //! method, so two methods are compared by their per-seed differences (a paired t-interval), never
@@ -98,4 +99,42 @@ impl Paired {
             Verdict::Inconclusive => format!("inconclusive, detectable difference {:.3}", self.mdd80),
         }
     }
+}
+
+/// A mean with a 95% normal-approximation confidence half-width.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Stat {
+    pub mean: f64,
+    pub ci95: f64,
+    pub n: usize,
+}
+
+impl std::fmt::Display for Stat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:.4} ± {:.4} (n={})", self.mean, self.ci95, self.n)
+    }
+}
+
+pub fn mean_ci(xs: &[f64]) -> Stat {
+    let n = xs.len();
+    if n == 0 {
+        return Stat { mean: f64::NAN, ci95: f64::NAN, n };
+    }
+    let mean = xs.iter().sum::<f64>() / n as f64;
+    let var = if n > 1 { xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1) as f64 } else { 0.0 };
+    Stat { mean, ci95: 1.96 * (var / n as f64).sqrt(), n }
+}
+
+/// Win rate of `scores` against `refs` (ties count one half) with the 95% Wilson score interval
+/// for a binomial proportion over the n comparisons: (rate, lo, hi).
+pub fn win_rate(scores: &[f64], refs: &[f64]) -> (f64, f64, f64) {
+    let n = scores.len().min(refs.len());
+    if n == 0 {
+        return (f64::NAN, f64::NAN, f64::NAN);
+    }
+    let wins: f64 = scores.iter().zip(refs).map(|(a, b)| if (a - b).abs() < 1e-12 { 0.5 } else if a > b { 1.0 } else { 0.0 }).sum();
+    let (p, nf, z) = (wins / n as f64, n as f64, 1.96f64);
+    let centre = (p + z * z / (2.0 * nf)) / (1.0 + z * z / nf);
+    let half = z / (1.0 + z * z / nf) * (p * (1.0 - p) / nf + z * z / (4.0 * nf * nf)).sqrt();
+    (p, centre - half, centre + half)
 }

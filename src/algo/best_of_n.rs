@@ -12,7 +12,7 @@
 use tch::Kind;
 
 use super::reward::RewardModel;
-use crate::eval::{mean_ci, win_rate, Stat};
+use crate::stats::{mean_ci, win_rate, Stat};
 use crate::model::{generate, left_pad, Gpt, SampleSettings};
 use crate::world::TextWorld;
 

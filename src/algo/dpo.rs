@@ -23,10 +23,31 @@ use tch::{nn, Kind, Tensor};
 use super::adam::Adam;
 use super::common::{check_finite, pair_logps, CkptParts, ResumeFrom};
 use crate::data::PairTensors;
-use crate::experiment::Metrics;
+use crate::log::Metrics;
 use crate::model::Gpt;
 use crate::rng::{derive_seed, Rng};
-use crate::scenario::{MethodKind, PrefLoss, TrainConfig};
+
+/// Optimisation shared by the preference methods (DPO family, Preferred-FT, Unlikelihood).
+#[derive(Clone, Debug, PartialEq)]
+pub struct TrainConfig {
+    pub steps: usize,
+    pub batch_size: usize,
+    pub lr: f64,
+    pub warmup_steps: usize,
+    pub grad_clip: f64,
+}
+
+
+/// The loss of the DPO family.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum PrefLoss {
+    /// DPO, -log sigmoid(beta Delta) (Rafailov et al. 2023, Eq. 7).
+    Sigmoid,
+    /// IPO, (Delta - 1/(2 beta))^2 (Azar et al. 2023, Eq. 17).
+    Ipo,
+    /// Conservative DPO: labels flipped with probability `label_smoothing`.
+    Conservative { label_smoothing: f64 },
+}
 
 /// Per-pair losses and implicit rewards of the DPO family.
 pub struct DpoOut {
@@ -92,6 +113,17 @@ pub fn batch_indices(n: usize, bs: usize, step: usize, seed: u64, label: &str, c
         .collect()
 }
 
+/// What an offline preference method optimises on the pairs.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Objective {
+    /// A DPO-family loss at strength beta, against the reference's log-probs.
+    Pref { loss: PrefLoss, beta: f64 },
+    /// SFT on the chosen responses.
+    PreferredFt,
+    /// log p(y_w) - alpha log p(y_l).
+    Unlikelihood { alpha: f64 },
+}
+
 /// Train a policy with one of the preference methods. `on_eval(step, policy, metrics, parts)`
 /// runs at step 0, every `eval_every` steps and at the end, with the state a checkpoint needs;
 /// `resume` restarts from such a checkpoint (the caller has restored the weights).
@@ -101,7 +133,7 @@ pub fn train(
     vs: &nn::VarStore,
     data: &PairTensors,
     reference: Option<&(Tensor, Tensor)>,
-    method: MethodKind,
+    method: Objective,
     cfg: &TrainConfig,
     eval_every: usize,
     seed: u64,
@@ -134,7 +166,7 @@ pub fn train(
         // 3. The method's loss.
         let mut logged: Vec<(&str, Tensor)> = vec![];
         let loss = match method {
-            MethodKind::Dpo { loss: kind, beta } => {
+            Objective::Pref { loss: kind, beta } => {
                 let (rc, rr) = reference.expect("the DPO family needs reference log-probs");
                 let index = Tensor::from_slice(&idx.iter().map(|&i| i as i64).collect::<Vec<_>>()).to_device(rc.device());
                 let out = preference_loss(kind, beta, &policy_chosen, &policy_rejected, &rc.index_select(0, &index), &rr.index_select(0, &index));
@@ -144,9 +176,8 @@ pub fn train(
                 logged.push(("rewards/margins", (&out.chosen_rewards - &out.rejected_rewards).mean(Kind::Float)));
                 out.losses.mean(Kind::Float)
             }
-            MethodKind::Unlikelihood { alpha } => unlikelihood_loss(alpha, &policy_chosen, &policy_rejected).mean(Kind::Float),
-            MethodKind::PreferredFt => preferred_ft_loss(&policy_chosen, &b.chosen_mask),
-            MethodKind::Ppo { .. } => anyhow::bail!("{name}: PPO does not train on preference pairs (use algo::ppo::train)"),
+            Objective::Unlikelihood { alpha } => unlikelihood_loss(alpha, &policy_chosen, &policy_rejected).mean(Kind::Float),
+            Objective::PreferredFt => preferred_ft_loss(&policy_chosen, &b.chosen_mask),
         };
         logged.push(("logps/chosen", policy_chosen.detach().mean(Kind::Float)));
         logged.push(("logps/rejected", policy_rejected.detach().mean(Kind::Float)));

@@ -7,3 +7,4 @@ pub mod dpo;
 pub mod ppo;
 pub mod reward;
 pub mod sft;
+pub mod tabular;

@@ -36,7 +36,7 @@ use tch::{nn, Kind, Tensor};
 use super::adam::Adam;
 use super::common::{check_finite, response_hidden, masked_mean, CkptParts, ResumeFrom};
 use super::reward::RewardModel;
-use crate::experiment::Metrics;
+use crate::log::Metrics;
 use crate::model::{generate, left_pad, Gpt, Rollout, SampleSettings};
 use crate::rng::{derive_seed, Rng};
 

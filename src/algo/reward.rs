@@ -14,10 +14,26 @@ use tch::{nn, nn::OptimizerConfig, Kind, Tensor};
 
 use super::common::{check_finite, clip_grad_norm, concat_prompt_response};
 use crate::data::PairTensors;
-use crate::experiment::Metrics;
+use crate::log::Metrics;
 use crate::model::{sample::positions_of, Gpt, GptConfig, Rows, ScalarHead};
 use crate::rng::{derive_seed, Rng};
-use crate::scenario::RewardConfig;
+
+/// Bradley-Terry reward model training.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RewardConfig {
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub lr: f64,
+    /// Loss -log sigmoid(r_w - r_l - margin).
+    pub margin: f64,
+    /// Adds center_coef * mean((r_w + r_l)^2), keeping rewards centred.
+    pub center_coef: f64,
+    pub grad_clip: f64,
+    /// The reward model's (and so PPO's critic's) architecture. Equal to `[model]` unless
+    /// `[reward]` sets `n_layer`/`d_model`/`n_head`; its trunk is then an SFT model of that size
+    /// trained on the same reviews (its own cached SFT stage).
+    pub model: crate::model::GptConfig,
+}
 
 pub struct RewardModel {
     pub gpt: Gpt,

@@ -16,11 +16,24 @@ use anyhow::Result;
 use tch::{nn, nn::OptimizerConfig, Device, Kind, Reduction, Tensor};
 
 use super::common::{check_finite, clip_grad_norm, warmup_cosine};
-use crate::experiment::Metrics;
+use crate::log::Metrics;
 use crate::model::Gpt;
 use crate::rng::{derive_seed, Rng};
-use crate::scenario::SftConfig;
 use crate::world::{BOS, EOS, PAD};
+
+/// Supervised fine-tuning on the world's demonstrations.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SftConfig {
+    pub steps: usize,
+    pub batch_size: usize,
+    pub lr: f64,
+    pub warmup_steps: usize,
+    /// The cosine schedule decays to lr * min_lr_ratio.
+    pub min_lr_ratio: f64,
+    pub weight_decay: f64,
+    pub grad_clip: f64,
+    pub eval_every: usize,
+}
 
 /// Token sequences `<bos> words <eos> <pad>...` as one `[N, L]` tensor, with row lengths.
 /// `targets` is the same with the prompt's tokens (of [`SeqData::from_examples`]) set to

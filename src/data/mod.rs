@@ -12,8 +12,34 @@ use tch::{Device, Kind, Tensor};
 
 use crate::model::{generate, left_pad, Gpt, SampleSettings};
 use crate::rng::{derive_seed, Rng};
-use crate::scenario::{Labels, PrefSource, PrefsConfig};
 use crate::world::{TextWorld, PAD};
+
+/// Where the preference pairs' completions come from.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum PrefSource {
+    Sft,
+    /// The world's own off-policy writer: the true process (sentiment) or the labeller
+    /// (summarize).
+    OffPolicy,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Labels {
+    Deterministic,
+    BradleyTerry { temperature: f64 },
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct PrefsConfig {
+    /// Completions per prompt; all k(k-1)/2 pairs are used.
+    pub k: usize,
+    pub source: PrefSource,
+    pub labels: Labels,
+    /// Fraction of prompts (with all their pairs) held out for validation.
+    pub val_fraction: f64,
+    /// Sampling temperature of the completions.
+    pub temperature: f64,
+}
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Pair {

@@ -4,11 +4,10 @@
 //! setting the stage depends on, so a stage whose settings did not change is reused.
 //! `results/<scenario>/` holds the resolved scenario and the CSV outputs.
 
-mod metrics;
 pub mod stages;
 pub mod tabular;
 
-pub use metrics::{write_atomic, Metrics, Row};
+pub use crate::log::{write_atomic, Metrics, Row};
 
 use anyhow::{Context, Result};
 use sha2::{Digest, Sha256};

@@ -338,12 +338,18 @@ pub fn method_stage(sc: &Scenario, method: &Method, s: &Shared, opts: &RunOption
     let pb = progress(opts.show_progress, cfg.steps as u64, name);
     pb.set_message(setting.clone());
     pb.set_position(from.as_ref().map(|f| f.step as u64).unwrap_or(0));
+    let objective = match method.kind {
+        MethodKind::Dpo { loss, beta } => dpo::Objective::Pref { loss, beta },
+        MethodKind::PreferredFt => dpo::Objective::PreferredFt,
+        MethodKind::Unlikelihood { alpha } => dpo::Objective::Unlikelihood { alpha },
+        MethodKind::Ppo { .. } => unreachable!("PPO returned above"),
+    };
     dpo::train(
         &policy,
         &vs,
         s.train,
         reference,
-        method.kind,
+        objective,
         &cfg,
         sc.eval.every,
         sc.seed,

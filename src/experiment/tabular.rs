@@ -7,8 +7,8 @@
 //!   regularised optimum, so its TV to pi* need not vanish.
 //! - Deterministic labels (200k pairs): DPO drives the worst response's mass to zero, IPO keeps it.
 //!
-//! Writes `tabular.csv` (series,method,beta,labels,step,metric,value) and
-//! `tabular.{png,svg}` into the output folder.
+//! Writes `tabular.csv` (series,method,beta,labels,step,metric,value) into the output folder;
+//! `alignlab tabular` then draws `tabular.{png,svg}` from the rows (`report::plot::tabular`).
 
 use anyhow::Result;
 use std::fmt::Write as _;
@@ -70,6 +70,5 @@ pub fn convergence(out: &Path, seed: u64) -> Result<Vec<TraceRow>> {
     }
     std::fs::create_dir_all(out)?;
     write_atomic(&out.join("tabular.csv"), csv.as_bytes())?;
-    crate::report::plot::tabular(out, &rows)?;
     Ok(rows)
 }

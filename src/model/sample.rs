@@ -7,7 +7,7 @@
 use tch::{Device, Kind, Tensor};
 
 use super::{Gpt, KvCache};
-use crate::world::{BOS, EOS, PAD};
+use crate::tokens::{BOS, EOS, PAD};
 
 #[derive(Clone, Debug)]
 pub struct SampleSettings {

@@ -8,6 +8,11 @@ use std::path::{Path, PathBuf};
 use crate::model::GptConfig;
 use crate::world::{SentimentConfig, SummarizeConfig};
 pub use wire::ScenarioWire;
+// The configurations live beside the code they configure; the scenario puts them together.
+pub use crate::algo::dpo::{PrefLoss, TrainConfig};
+pub use crate::algo::reward::RewardConfig;
+pub use crate::algo::sft::SftConfig;
+pub use crate::data::{Labels, PrefSource, PrefsConfig};
 
 /// A scenario error: one line, `FILE[:LINE]: `KEY`: PROBLEM; fix: FIX`.
 #[derive(thiserror::Error, Debug)]
@@ -51,20 +56,6 @@ pub enum WorldConfig {
     Summarize(SummarizeConfig),
 }
 
-/// Supervised fine-tuning on the world's demonstrations.
-#[derive(Clone, Debug, PartialEq)]
-pub struct SftConfig {
-    pub steps: usize,
-    pub batch_size: usize,
-    pub lr: f64,
-    pub warmup_steps: usize,
-    /// The cosine schedule decays to lr * min_lr_ratio.
-    pub min_lr_ratio: f64,
-    pub weight_decay: f64,
-    pub grad_clip: f64,
-    pub eval_every: usize,
-}
-
 /// Generation settings for evaluation and `alignlab world --show`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SampleConfig {
@@ -72,60 +63,6 @@ pub struct SampleConfig {
     pub temperature: f64,
     /// 0 means no top-k truncation.
     pub top_k: usize,
-}
-
-/// Where the preference pairs' completions come from.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum PrefSource {
-    Sft,
-    /// The world's own off-policy writer: the true process (sentiment) or the labeller
-    /// (summarize).
-    OffPolicy,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum Labels {
-    Deterministic,
-    BradleyTerry { temperature: f64 },
-}
-
-#[derive(Clone, Debug, PartialEq)]
-pub struct PrefsConfig {
-    /// Completions per prompt; all k(k-1)/2 pairs are used.
-    pub k: usize,
-    pub source: PrefSource,
-    pub labels: Labels,
-    /// Fraction of prompts (with all their pairs) held out for validation.
-    pub val_fraction: f64,
-    /// Sampling temperature of the completions.
-    pub temperature: f64,
-}
-
-/// Bradley-Terry reward model training.
-#[derive(Clone, Debug, PartialEq)]
-pub struct RewardConfig {
-    pub epochs: usize,
-    pub batch_size: usize,
-    pub lr: f64,
-    /// Loss -log sigmoid(r_w - r_l - margin).
-    pub margin: f64,
-    /// Adds center_coef * mean((r_w + r_l)^2), keeping rewards centred.
-    pub center_coef: f64,
-    pub grad_clip: f64,
-    /// The reward model's (and so PPO's critic's) architecture. Equal to `[model]` unless
-    /// `[reward]` sets `n_layer`/`d_model`/`n_head`; its trunk is then an SFT model of that size
-    /// trained on the same reviews (its own cached SFT stage).
-    pub model: crate::model::GptConfig,
-}
-
-/// Optimisation shared by the preference methods (DPO family, Preferred-FT, Unlikelihood).
-#[derive(Clone, Debug, PartialEq)]
-pub struct TrainConfig {
-    pub steps: usize,
-    pub batch_size: usize,
-    pub lr: f64,
-    pub warmup_steps: usize,
-    pub grad_clip: f64,
 }
 
 #[derive(Clone, PartialEq)]
@@ -156,17 +93,6 @@ impl std::fmt::Debug for EvalConfig {
         d.field("selection_fraction", &self.selection_fraction).field("optimal_samples", &self.optimal_samples).field("optimal_min_ess", &self.optimal_min_ess);
         d.finish()
     }
-}
-
-/// The loss of the DPO family.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum PrefLoss {
-    /// DPO, -log sigmoid(beta Delta) (Rafailov et al. 2023, Eq. 7).
-    Sigmoid,
-    /// IPO, (Delta - 1/(2 beta))^2 (Azar et al. 2023, Eq. 17).
-    Ipo,
-    /// Conservative DPO: labels flipped with probability `label_smoothing`.
-    Conservative { label_smoothing: f64 },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]

@@ -124,10 +124,7 @@ impl TextWorld for SummarizeWorld {
     }
 }
 
-pub const PAD: i64 = 0;
-pub const BOS: i64 = 1;
-pub const EOS: i64 = 2;
-pub const N_SPECIAL: usize = 3;
+pub use crate::tokens::{BOS, EOS, N_SPECIAL, PAD};
 
 /// Token ids to readable words and back.
 #[derive(Clone, Debug)]

@@ -1,0 +1,182 @@
+//! The exact tabular trainers: DPO-family losses on preference counts and PPO with the gold
+//! reward, on tabular policies of the tabular world (`world::tabular`), with the same loss
+//! functions as the language-model trainers. The world holds no training code.
+
+use tch::nn::OptimizerConfig;
+use tch::{Device, Kind, Tensor};
+
+use super::dpo::{preference_loss, PrefLoss};
+use super::ppo::{gae, kl_per_token, policy_loss, token_rewards, value_loss, whiten, KlEstimator, PpoConfig};
+use crate::data::Labels;
+use crate::rng::{derive_seed, Rng};
+use crate::world::tabular::{to_rows, TabularWorld};
+
+impl TabularWorld {
+    /// The PPO settings of the tabular convergence runs: large batches, no clipping of
+    /// gradients, tabular learning rates; `kl` is replaced by the fixed beta of the run.
+    pub fn ppo_config() -> PpoConfig {
+        PpoConfig {
+            iterations: 300,
+            rollout_batch: 512,
+            minibatch_size: 128,
+            ppo_epochs: 4,
+            lr: 0.05,
+            vf_lr: 0.1,
+            clip_coef: 0.2,
+            vf_clip: 10.0,
+            vf_coef: 1.0,
+            gamma: 1.0,
+            gae_lambda: 0.95,
+            kl: crate::algo::ppo::KlControl::Fixed { coef: 0.0 },
+            kl_estimator: KlEstimator::K1,
+            missing_eos_penalty: 0.0,
+            score_norm: false,
+            whiten_advantages: true,
+            grad_clip: 1e9,
+            temperature: 1.0,
+            eval_every: 1000,
+        }
+    }
+
+    /// Sample `n_pairs` preference pairs per prompt, both responses drawn independently from
+    /// `policy` (probabilities `[X][R]`), labelled by `labels` on the gold reward. Returns the
+    /// counts `[X][chosen][rejected]` (pairs of a response with itself are dropped).
+    pub fn sample_pair_counts(&self, policy: &[Vec<f64>], n_pairs: usize, labels: Labels, seed: u64) -> Vec<Vec<Vec<f64>>> {
+        let mut rng = Rng::new(derive_seed(seed, "world/tabular/pairs"));
+        let r = self.responses.len();
+        let cdfs: Vec<Vec<f64>> = policy
+            .iter()
+            .map(|p| {
+                let mut acc = 0.0;
+                p.iter().map(|v| {
+                    acc += v;
+                    acc
+                }).collect()
+            })
+            .collect();
+        let draw = |cdf: &Vec<f64>, u: f64| cdf.partition_point(|&c| c < u * cdf[cdf.len() - 1]).min(cdf.len() - 1);
+        (0..self.cfg.n_prompts)
+            .map(|x| {
+                let mut counts = vec![vec![0.0; r]; r];
+                for _ in 0..n_pairs {
+                    let (a, b) = (draw(&cdfs[x], rng.uniform()), draw(&cdfs[x], rng.uniform()));
+                    if a == b {
+                        continue;
+                    }
+                    let (ra, rb) = (self.reward[x][a], self.reward[x][b]);
+                    let a_wins = match labels {
+                        Labels::Deterministic => ra > rb,
+                        Labels::BradleyTerry { temperature } => rng.bernoulli(1.0 / (1.0 + (-(ra - rb) / temperature).exp())),
+                    };
+                    let (w, l) = if a_wins { (a, b) } else { (b, a) };
+                    counts[w][l] += 1.0;
+                }
+                counts
+            })
+            .collect()
+    }
+
+    /// Train a tabular policy, initialised at `reference` (logits), on pair `counts` with a
+    /// DPO-family loss: full-batch Adam on the count-weighted mean of [`preference_loss`] over
+    /// every (chosen, rejected) cell, which is exactly the loss over the sampled pairs.
+    /// Returns the trained policy's probabilities `[X][R]`.
+    pub fn fit_preference(&self, reference: &Tensor, counts: &[Vec<Vec<f64>>], kind: PrefLoss, beta: f64, steps: usize, lr: f64) -> Vec<Vec<f64>> {
+        self.fit_preference_traced(reference, counts, kind, beta, steps, lr, usize::MAX, |_, _| {})
+    }
+
+    /// [`TabularWorld::fit_preference`], calling `trace(step, probabilities)` every `every`
+    /// steps (and at step 0).
+    #[allow(clippy::too_many_arguments)]
+    pub fn fit_preference_traced(&self, reference: &Tensor, counts: &[Vec<Vec<f64>>], kind: PrefLoss, beta: f64, steps: usize, lr: f64, every: usize, mut trace: impl FnMut(usize, &[Vec<f64>])) -> Vec<Vec<f64>> {
+        let vs = tch::nn::VarStore::new(Device::Cpu);
+        let table = vs.root().var_copy("table", reference);
+        let mut opt = tch::nn::Adam::default().build(&vs, lr).expect("Adam on a tabular policy");
+        let (x, r) = (self.cfg.n_prompts as i64, self.responses.len() as i64);
+        let flat: Vec<f32> = counts.iter().flatten().flatten().map(|&c| c as f32).collect();
+        let weights = Tensor::from_slice(&flat).view([x, r, r]);
+        let total = weights.sum(Kind::Float);
+        let ref_lp = tch::no_grad(|| self.table_logprobs(reference));
+        let pair = |lp: &Tensor| (lp.unsqueeze(2).expand([x, r, r], false), lp.unsqueeze(1).expand([x, r, r], false));
+        let (ref_chosen, ref_rejected) = pair(&ref_lp);
+        for step in 0..steps {
+            if step % every == 0 {
+                trace(step, &tch::no_grad(|| to_rows(&self.table_logprobs(&table).exp())));
+            }
+            let lp = self.table_logprobs(&table);
+            let (chosen, rejected) = pair(&lp);
+            let out = preference_loss(kind, beta, &chosen, &rejected, &ref_chosen, &ref_rejected);
+            let loss = (out.losses * &weights).sum(Kind::Float) / &total;
+            opt.backward_step(&loss);
+        }
+        let probs = tch::no_grad(|| to_rows(&self.table_logprobs(&table).exp()));
+        trace(steps, &probs);
+        probs
+    }
+
+    /// PPO with the gold reward and a fixed per-token k1 KL penalty `beta`, on a tabular policy
+    /// (initialised at `reference`) and a tabular critic (one value per prompt and prefix),
+    /// using the same loss functions as the language-model PPO. The stationary point of this
+    /// objective is pi* proportional to pi_ref exp(r / beta). Returns the policy `[X][R]`.
+    pub fn fit_ppo_gold(&self, reference: &Tensor, beta: f64, cfg: &PpoConfig, seed: u64) -> Vec<Vec<f64>> {
+        self.fit_ppo_gold_traced(reference, beta, cfg, seed, usize::MAX, |_, _| {})
+    }
+
+    /// [`TabularWorld::fit_ppo_gold`], calling `trace(iteration, probabilities)` every `every`
+    /// iterations (and at 0).
+    pub fn fit_ppo_gold_traced(&self, reference: &Tensor, beta: f64, cfg: &PpoConfig, seed: u64, every: usize, mut trace: impl FnMut(usize, &[Vec<f64>])) -> Vec<Vec<f64>> {
+        let vs = tch::nn::VarStore::new(Device::Cpu);
+        let table = vs.root().var_copy("table", reference);
+        let cvs = tch::nn::VarStore::new(Device::Cpu);
+        let critic = cvs.root().zeros("values", &[self.cfg.n_prompts as i64, self.n_nodes() as i64]);
+        let mut opt = tch::nn::Adam::default().build(&vs, cfg.lr).expect("Adam");
+        let mut vf_opt = tch::nn::Adam::default().build(&cvs, cfg.vf_lr).expect("Adam");
+        let mut rng = Rng::new(derive_seed(seed, "world/tabular/ppo"));
+        let (b, l) = (cfg.rollout_batch as i64, self.cfg.length as i64);
+        let nn = self.n_nodes() as i64;
+        for it in 0..cfg.iterations {
+            if it % every == 0 {
+                trace(it, &tch::no_grad(|| to_rows(&self.table_logprobs(&table).exp())));
+            }
+            let (xs, nodes, words, idx) = self.sample_table(&table, cfg.rollout_batch, &mut rng);
+            let xs_t = Tensor::from_slice(&xs.iter().map(|&x| x as i64).collect::<Vec<_>>());
+            let nodes = Tensor::from_slice(&nodes).view([b, l]);
+            let words = Tensor::from_slice(&words).view([b, l]);
+            let mask = Tensor::ones([b, l], (Kind::Float, Device::Cpu));
+            let score = Tensor::from_slice(&xs.iter().zip(&idx).map(|(&x, &i)| self.reward[x][i] as f32).collect::<Vec<_>>());
+            let value_rows = (xs_t.unsqueeze(1) * nn + &nodes).view([-1]);
+            let (old_logp, old_values, adv, returns) = tch::no_grad(|| {
+                let old_logp = self.table_token_logprobs(&table, &xs_t, &nodes, &words);
+                let ref_logp = self.table_token_logprobs(reference, &xs_t, &nodes, &words);
+                let old_values = critic.view([-1]).index_select(0, &value_rows).view([b, l]);
+                let kl = kl_per_token(&old_logp, &ref_logp, KlEstimator::K1);
+                let rewards = token_rewards(&kl, &score, &mask, beta);
+                let adv = gae(&rewards, &old_values, &mask, cfg.gamma, cfg.gae_lambda);
+                let returns = &adv + &old_values;
+                let adv = if cfg.whiten_advantages { whiten(&adv, &mask) } else { adv };
+                (old_logp, old_values, adv, returns)
+            });
+            let mut order: Vec<usize> = (0..cfg.rollout_batch).collect();
+            for _ in 0..cfg.ppo_epochs {
+                rng.shuffle(&mut order);
+                for chunk in order.chunks(cfg.minibatch_size) {
+                    let i = Tensor::from_slice(&chunk.iter().map(|&i| i as i64).collect::<Vec<_>>());
+                    let sel = |t: &Tensor| t.index_select(0, &i);
+                    let m = sel(&mask);
+                    let new_logp = self.table_token_logprobs(&table, &sel(&xs_t), &sel(&nodes), &sel(&words));
+                    let pl = policy_loss(&new_logp, &sel(&old_logp), &sel(&adv), &m, cfg.clip_coef);
+                    let rows = (sel(&xs_t).unsqueeze(1) * nn + sel(&nodes)).view([-1]);
+                    let values = critic.view([-1]).index_select(0, &rows).view([chunk.len() as i64, l]);
+                    let (vf, _) = value_loss(&values, &sel(&old_values), &sel(&returns), &m, cfg.vf_clip);
+                    opt.zero_grad();
+                    vf_opt.zero_grad();
+                    (pl.loss + vf * cfg.vf_coef).backward();
+                    opt.step();
+                    vf_opt.step();
+                }
+            }
+        }
+        let probs = tch::no_grad(|| to_rows(&self.table_logprobs(&table).exp()));
+        trace(cfg.iterations, &probs);
+        probs
+    }
+}
