@@ -6,5 +6,6 @@ pub mod common;
 pub mod dpo;
 pub mod ppo;
 pub mod reward;
+pub mod rollout;
 pub mod sft;
 pub mod tabular;

@@ -36,8 +36,10 @@ use tch::{nn, Kind, Tensor};
 use super::adam::Adam;
 use super::common::{check_finite, response_hidden, masked_mean, CkptParts, ResumeFrom};
 use super::reward::RewardModel;
+use super::rollout;
+pub use super::rollout::{kl_per_token, token_rewards, KlEstimator, RunningStats};
 use crate::log::Metrics;
-use crate::model::{generate, left_pad, Gpt, Rollout, SampleSettings};
+use crate::model::{Gpt, Rollout, SampleSettings};
 use crate::rng::{derive_seed, Rng};
 
 /// How the KL penalty's coefficient is set.
@@ -45,13 +47,6 @@ use crate::rng::{derive_seed, Rng};
 pub enum KlControl {
     Fixed { coef: f64 },
     Adaptive { init: f64, target: f64, horizon: f64 },
-}
-
-/// The per-token KL estimator in the reward.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum KlEstimator {
-    K1,
-    K3,
 }
 
 /// Every PPO setting (see the header).
@@ -76,24 +71,6 @@ pub struct PpoConfig {
     pub grad_clip: f64,
     pub temperature: f64,
     pub eval_every: usize,
-}
-
-/// Per-token KL of the policy from the reference at the sampled tokens, `[B, N]`.
-pub fn kl_per_token(logp: &Tensor, ref_logp: &Tensor, estimator: KlEstimator) -> Tensor {
-    let logratio = logp - ref_logp; // log pi / pi_ref
-    match estimator {
-        KlEstimator::K1 => logratio,
-        // r = pi_ref / pi: (r - 1) - log r >= 0, unbiased for KL(pi || pi_ref).
-        KlEstimator::K3 => (-&logratio).exp() - 1.0 + logratio,
-    }
-}
-
-/// Token rewards `[B, N]`: -kl_coef * kl_t everywhere, plus `score` `[B]` at each row's last
-/// response token; zero where `mask` is 0.
-pub fn token_rewards(kl: &Tensor, score: &Tensor, mask: &Tensor, kl_coef: f64) -> Tensor {
-    let last = (mask.sum_dim_intlist(1, false, Kind::Int64) - 1).clamp_min(0); // [B]
-    let at_last = Tensor::zeros_like(mask).scatter(1, &last.unsqueeze(1), &score.unsqueeze(1));
-    (kl * -kl_coef + at_last) * mask
 }
 
 /// GAE, the plain backward loop: advantages `[B, N]`. `values` and `rewards` must be 0 where
@@ -209,43 +186,6 @@ impl KlController {
     }
 }
 
-/// Running mean and variance (Welford), for score normalisation.
-#[derive(Clone, Debug, Default)]
-pub struct RunningStats {
-    pub n: f64,
-    pub mean: f64,
-    pub m2: f64,
-}
-
-impl RunningStats {
-    pub fn update(&mut self, xs: &[f64]) {
-        for &x in xs {
-            self.n += 1.0;
-            let d = x - self.mean;
-            self.mean += d / self.n;
-            self.m2 += d * (x - self.mean);
-        }
-    }
-
-    pub fn mean(&self) -> f64 {
-        self.mean
-    }
-
-    pub fn std(&self) -> f64 {
-        if self.n > 1.0 {
-            (self.m2 / (self.n - 1.0)).sqrt()
-        } else {
-            1.0
-        }
-    }
-}
-
-fn logp_of(logits: &Tensor, response: &Tensor, temperature: f64) -> (Tensor, Tensor) {
-    let logp = (logits / temperature).log_softmax(-1, Kind::Float);
-    let picked = logp.gather(-1, &response.unsqueeze(-1), false).squeeze_dim(-1);
-    (picked, logp)
-}
-
 /// The critic's value of the state before each response token, `[B, N]`.
 fn values_of(critic: &RewardModel, prompt: &Tensor, valid: &Tensor, response: &Tensor) -> Tensor {
     critic.head.forward(&response_hidden(&critic.gpt, prompt, valid, response))
@@ -304,28 +244,14 @@ pub fn train(
         // 1. Rollouts.
         let t_rollout = std::time::Instant::now();
         let rows: Vec<Vec<i64>> = (0..cfg.rollout_batch).map(|_| ctx.prompts[rng.range(0, ctx.prompts.len() - 1)].clone()).collect();
-        let (prompt, valid) = left_pad(&rows, device);
-        tch::manual_seed(derive_seed(seed, &format!("{name}/{setting}/rollout/{it}")) as i64);
-        let ro = generate(policy, &prompt, &valid, &settings);
+        let shaping = rollout::Shaping { missing_eos_penalty: cfg.missing_eos_penalty, score_norm: cfg.score_norm };
+        let batch = rollout::collect(policy, ctx.reference, &rows, &settings, derive_seed(seed, &format!("{name}/{setting}/rollout/{it}")) as i64, ctx.score, shaping, &mut score_stats);
+        let rollout::Batch { prompt, valid, ro, old_logp, ref_logp, raw_score, score } = batch;
         let mask = &ro.mask;
-        // 2. Score, old log-probs, reference log-probs, values; token rewards; GAE.
+        // 2. Values, token rewards, GAE.
         let kl_coef = kl_ctl.coef;
-        let (old_logp, old_values, raw_score, kl, adv, returns, (kl_seq, kl_k1)) = tch::no_grad(|| {
-            let (old_logp, _) = logp_of(&policy.logits(&response_hidden(policy, &prompt, &valid, &ro.response)), &ro.response, cfg.temperature);
-            let (ref_logp, _) = logp_of(&ctx.reference.logits(&response_hidden(ctx.reference, &prompt, &valid, &ro.response)), &ro.response, cfg.temperature);
-            let old_logp = old_logp * mask;
-            let ref_logp = ref_logp * mask;
+        let (old_values, kl, adv, returns, (kl_seq, kl_k1)) = tch::no_grad(|| {
             let old_values = values_of(critic, &prompt, &valid, &ro.response) * mask;
-            let raw_score = (ctx.score)(&ro).to_kind(Kind::Float).to_device(device);
-            let mut score = raw_score.shallow_clone();
-            if cfg.missing_eos_penalty != 0.0 {
-                let has_eos = ro.response.eq(crate::world::EOS).any_dim(1, false).to_kind(Kind::Float);
-                score = score - (1.0 - has_eos) * cfg.missing_eos_penalty;
-            }
-            if cfg.score_norm {
-                score_stats.update(&Vec::<f64>::try_from(score.to_kind(Kind::Double).to_device(tch::Device::Cpu)).unwrap());
-                score = (score - score_stats.mean()) / score_stats.std().max(1e-8);
-            }
             let kl = kl_per_token(&old_logp, &ref_logp, cfg.kl_estimator) * mask;
             let rewards = token_rewards(&kl, &score, mask, kl_coef);
             let adv = gae(&rewards, &old_values, mask, cfg.gamma, cfg.gae_lambda);
@@ -335,7 +261,7 @@ pub fn train(
             // reward, as TRL does for k3; the k1 sum is logged beside it.
             let kl_seq = kl.sum_dim_intlist(1, false, Kind::Float).mean(Kind::Float).double_value(&[]);
             let kl_k1 = (&old_logp - &ref_logp).sum_dim_intlist(1, false, Kind::Float).mean(Kind::Float).double_value(&[]);
-            (old_logp, old_values, raw_score, kl, adv, returns, (kl_seq, kl_k1))
+            (old_values, kl, adv, returns, (kl_seq, kl_k1))
         });
         let rollout_s = t_rollout.elapsed().as_secs_f64();
         let generated = mask.sum(Kind::Float).double_value(&[]);
@@ -354,7 +280,7 @@ pub fn train(
                 let sel = |t: &Tensor| t.index_select(0, &index);
                 let (p, v, resp, m) = (sel(&prompt), sel(&valid), sel(&ro.response), sel(mask));
                 let logits = policy.logits(&response_hidden(policy, &p, &v, &resp));
-                let (new_logp, logp_all) = logp_of(&logits, &resp, cfg.temperature);
+                let (new_logp, logp_all) = rollout::logprobs(&logits, &resp, cfg.temperature);
                 let pl = policy_loss(&(new_logp * &m), &sel(&old_logp), &sel(&adv), &m, cfg.clip_coef);
                 let new_values = values_of(critic, &p, &v, &resp);
                 let (vf_loss, vf_clipfrac) = value_loss(&new_values, &sel(&old_values), &sel(&returns), &m, cfg.vf_clip);

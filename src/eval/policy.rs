@@ -21,7 +21,7 @@ use super::{mean_ci, win_rate, winrate_metrics, Stat};
 use crate::algo::common::{pair_logps, response_hidden};
 use crate::algo::reward::RewardModel;
 use crate::data::PairTensors;
-use crate::model::{generate, left_pad, Gpt, SampleSettings};
+use crate::model::{generate, left_pad, sampling_logprobs, Gpt, SampleSettings};
 use crate::world::{TextWorld, EOS};
 
 pub struct Evaluator<'a> {
@@ -107,18 +107,10 @@ impl Evaluator<'_> {
         let gold: Vec<f64> = self.prompts.iter().zip(&rows).map(|(p, r)| self.world.gold(p, r)).collect();
         let fluency: Option<Vec<f64>> = self.prompts.iter().zip(&rows).map(|(p, r)| self.world.fluency(p, r)).collect();
         // KL at the sampling temperature (greedy decoding is measured at temperature 1).
-        let t = if settings.temperature > 0.0 { settings.temperature } else { 1.0 };
-        let mut lp_logits = response_logits(policy, &prompt, &valid, &ro.response) / t; // [B, N, V]
-        // With top-k the policy samples from its truncated distribution: measure that one's KL
-        // (tokens outside the top k have probability 0 and contribute nothing).
-        let v = lp_logits.size()[2];
-        if settings.temperature > 0.0 && settings.top_k > 0 && settings.top_k < v {
-            let (top, _) = lp_logits.topk(settings.top_k, -1, true, true);
-            let kth = top.narrow(-1, settings.top_k - 1, 1); // [B, N, 1]
-            lp_logits = lp_logits.masked_fill(&lp_logits.lt_tensor(&kth), f64::NEG_INFINITY);
-        }
-        let lp = lp_logits.log_softmax(-1, Kind::Float);
-        let lq = (response_logits(self.reference, &prompt, &valid, &ro.response) / t).log_softmax(-1, Kind::Float);
+        // With top-k the policy samples from its truncated distribution: that one's KL is
+        // measured (tokens outside the top k have probability 0 and contribute nothing).
+        let lp = sampling_logprobs(&response_logits(policy, &prompt, &valid, &ro.response), settings.temperature, settings.top_k); // [B, N, V]
+        let lq = sampling_logprobs(&response_logits(self.reference, &prompt, &valid, &ro.response), settings.temperature, 0);
         let mask = &ro.mask;
         // 0 * log 0 = 0: positions outside the support contribute nothing.
         let plogp_ratio = (lp.exp() * (&lp - &lq)).nan_to_num(0.0, 0.0, 0.0);

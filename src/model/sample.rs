@@ -81,21 +81,30 @@ pub fn left_pad(prompts: &[Vec<i64>], device: Device) -> (Tensor, Tensor) {
     (Tensor::from_slice(&toks).view(shape).to_device(device), Tensor::from_slice(&valid).view(shape).to_device(device))
 }
 
+/// The log-probs `[.., V]` of the distribution a policy samples from, given its logits: divided
+/// by `temperature` (0, greedy decoding, is measured at temperature 1) and, with `top_k` > 0,
+/// truncated to the k most likely tokens (the others get -inf). The one place where sampling,
+/// PPO's log-probs and the evaluator's KL turn logits into a sampling distribution.
+pub fn sampling_logprobs(logits: &Tensor, temperature: f64, top_k: i64) -> Tensor {
+    let t = if temperature > 0.0 { temperature } else { 1.0 };
+    let mut l = logits / t;
+    let v = *l.size().last().expect("logits have a vocabulary dimension");
+    if temperature > 0.0 && top_k > 0 && top_k < v {
+        let (top, _) = l.topk(top_k, -1, true, true);
+        let kth = top.narrow(-1, top_k - 1, 1); // [.., 1]
+        l = l.masked_fill(&l.lt_tensor(&kth), f64::NEG_INFINITY);
+    }
+    l.log_softmax(-1, Kind::Float)
+}
+
 /// Pick the next token from logits `[B, V]`: returns (token `[B]`, its log-prob `[B]`).
 fn pick(logits: &Tensor, s: &SampleSettings) -> (Tensor, Tensor) {
     if s.temperature == 0.0 {
         let tok = logits.argmax(-1, false);
-        let lp = logits.log_softmax(-1, Kind::Float).gather(-1, &tok.unsqueeze(-1), false).squeeze_dim(-1);
+        let lp = sampling_logprobs(logits, 0.0, 0).gather(-1, &tok.unsqueeze(-1), false).squeeze_dim(-1);
         return (tok, lp);
     }
-    let mut l = logits / s.temperature;
-    let v = l.size()[1];
-    if s.top_k > 0 && s.top_k < v {
-        let (top, _) = l.topk(s.top_k, -1, true, true);
-        let kth = top.narrow(1, s.top_k - 1, 1); // [B, 1]
-        l = l.masked_fill(&l.lt_tensor(&kth), f64::NEG_INFINITY);
-    }
-    let logp = l.log_softmax(-1, Kind::Float);
+    let logp = sampling_logprobs(logits, s.temperature, s.top_k);
     let tok = logp.exp().multinomial(1, false); // [B, 1]
     let lp = logp.gather(-1, &tok, false).squeeze_dim(-1);
     (tok.squeeze_dim(-1), lp)

@@ -1,0 +1,124 @@
+//! One rollout batch, shared by every online method: sample completions of training prompts
+//! from the policy, then their log-probs under the policy and the reference (at the sampling
+//! temperature, `model::sampling_logprobs`), the score (reward model or gold) with its shaping,
+//! the per-token KL estimator and the token rewards. PPO adds its critic and GAE on top.
+
+use tch::{Kind, Tensor};
+
+use super::common::response_hidden;
+use crate::model::{generate, left_pad, sampling_logprobs, Gpt, Rollout, SampleSettings};
+
+/// The per-token KL estimator in the reward.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum KlEstimator {
+    K1,
+    K3,
+}
+
+/// Per-token KL of the policy from the reference at the sampled tokens, `[B, N]`.
+pub fn kl_per_token(logp: &Tensor, ref_logp: &Tensor, estimator: KlEstimator) -> Tensor {
+    let logratio = logp - ref_logp; // log pi / pi_ref
+    match estimator {
+        KlEstimator::K1 => logratio,
+        // r = pi_ref / pi: (r - 1) - log r >= 0, unbiased for KL(pi || pi_ref).
+        KlEstimator::K3 => (-&logratio).exp() - 1.0 + logratio,
+    }
+}
+
+/// Token rewards `[B, N]`: -kl_coef * kl_t everywhere, plus `score` `[B]` at each row's last
+/// response token; zero where `mask` is 0.
+pub fn token_rewards(kl: &Tensor, score: &Tensor, mask: &Tensor, kl_coef: f64) -> Tensor {
+    let last = (mask.sum_dim_intlist(1, false, Kind::Int64) - 1).clamp_min(0); // [B]
+    let at_last = Tensor::zeros_like(mask).scatter(1, &last.unsqueeze(1), &score.unsqueeze(1));
+    (kl * -kl_coef + at_last) * mask
+}
+
+
+/// Running mean and variance (Welford), for score normalisation.
+#[derive(Clone, Debug, Default)]
+pub struct RunningStats {
+    pub n: f64,
+    pub mean: f64,
+    pub m2: f64,
+}
+
+impl RunningStats {
+    pub fn update(&mut self, xs: &[f64]) {
+        for &x in xs {
+            self.n += 1.0;
+            let d = x - self.mean;
+            self.mean += d / self.n;
+            self.m2 += d * (x - self.mean);
+        }
+    }
+
+    pub fn mean(&self) -> f64 {
+        self.mean
+    }
+
+    pub fn std(&self) -> f64 {
+        if self.n > 1.0 {
+            (self.m2 / (self.n - 1.0)).sqrt()
+        } else {
+            1.0
+        }
+    }
+}
+
+/// The log-probs of `response` `[B, N]` and the full log-probs `[B, N, V]` under logits at a
+/// sampling temperature.
+pub fn logprobs(logits: &Tensor, response: &Tensor, temperature: f64) -> (Tensor, Tensor) {
+    let logp = sampling_logprobs(logits, temperature, 0);
+    let picked = logp.gather(-1, &response.unsqueeze(-1), false).squeeze_dim(-1);
+    (picked, logp)
+}
+
+/// How the raw score becomes the score in the reward.
+#[derive(Clone, Copy, Debug)]
+pub struct Shaping {
+    /// Subtracted when a response has no `<eos>`.
+    pub missing_eos_penalty: f64,
+    /// Normalise by the running mean and std of every score so far.
+    pub score_norm: bool,
+}
+
+/// A sampled batch with everything an update needs besides the method's own networks.
+pub struct Batch {
+    pub prompt: Tensor,
+    pub valid: Tensor,
+    pub ro: Rollout,
+    /// log pi(y_t) and log pi_ref(y_t) at the sampling temperature, `[B, N]`, 0 past the mask.
+    pub old_logp: Tensor,
+    pub ref_logp: Tensor,
+    /// The score as given, `[B]`, and after shaping.
+    pub raw_score: Tensor,
+    pub score: Tensor,
+}
+
+/// Sample one completion per row of `rows` (torch's generator seeded with `seed`) and score it.
+#[allow(clippy::too_many_arguments)]
+pub fn collect(policy: &Gpt, reference: &Gpt, rows: &[Vec<i64>], settings: &SampleSettings, seed: i64, score_fn: &dyn Fn(&Rollout) -> Tensor, shaping: Shaping, stats: &mut RunningStats) -> Batch {
+    let device = policy.cfg_device();
+    let (prompt, valid) = left_pad(rows, device);
+    tch::manual_seed(seed);
+    let ro = generate(policy, &prompt, &valid, settings);
+    let mask = &ro.mask;
+    let (old_logp, ref_logp, raw_score, score) = tch::no_grad(|| {
+        let (old_logp, _) = logprobs(&policy.logits(&response_hidden(policy, &prompt, &valid, &ro.response)), &ro.response, settings.temperature);
+        let (ref_logp, _) = logprobs(&reference.logits(&response_hidden(reference, &prompt, &valid, &ro.response)), &ro.response, settings.temperature);
+        let old_logp = old_logp * mask;
+        let ref_logp = ref_logp * mask;
+        let raw_score = score_fn(&ro).to_kind(Kind::Float).to_device(device);
+        let mut score = raw_score.shallow_clone();
+        if shaping.missing_eos_penalty != 0.0 {
+            let has_eos = ro.response.eq(crate::tokens::EOS).any_dim(1, false).to_kind(Kind::Float);
+            score = score - (1.0 - has_eos) * shaping.missing_eos_penalty;
+        }
+        if shaping.score_norm {
+            stats.update(&Vec::<f64>::try_from(score.to_kind(Kind::Double).to_device(tch::Device::Cpu)).unwrap());
+            score = (score - stats.mean()) / stats.std().max(1e-8);
+        }
+        (old_logp, ref_logp, raw_score, score)
+    });
+    Batch { prompt, valid, ro, old_logp, ref_logp, raw_score, score }
+}
