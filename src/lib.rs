@@ -2,6 +2,7 @@
 //! controlled worlds where the true reward is known exactly.
 
 pub mod algo;
+pub mod config;
 pub mod bench;
 pub mod data;
 pub mod device;

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 /// Layers from the bottom. `scenario` (parsing, `--set`, sweeps, cross-section checks) sits just
 /// below `experiment`, which puts its configurations together.
 const LAYERS: &[&[&str]] = &[
-    &["rng", "device", "tokens", "log", "stats"],
+    &["rng", "device", "tokens", "log", "stats", "config"],
     &["model"],
     &["world"],
     &["data"],

@@ -17,22 +17,53 @@ use tch::{nn, nn::OptimizerConfig, Device, Kind, Reduction, Tensor};
 
 use super::common::{check_finite, clip_grad_norm, warmup_cosine};
 use crate::log::Metrics;
+use serde::{Deserialize, Serialize};
+
+use crate::config::{need, ConfigError, MAX_BATCH, MAX_STEPS};
 use crate::model::Gpt;
 use crate::rng::{derive_seed, Rng};
 use crate::world::{BOS, EOS, PAD};
 
-/// Supervised fine-tuning on the world's demonstrations.
-#[derive(Clone, Debug, PartialEq)]
+/// Supervised fine-tuning on the world's demonstrations (`[sft]`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct SftConfig {
+    /// Optimiser steps, 1 to 10^7.
     pub steps: usize,
+    /// Demonstrations per step.
     pub batch_size: usize,
+    /// Peak learning rate of AdamW, in [0, 1).
     pub lr: f64,
+    /// Linear warm-up steps before the cosine decay.
     pub warmup_steps: usize,
-    /// The cosine schedule decays to lr * min_lr_ratio.
+    /// The cosine schedule decays to lr * min_lr_ratio, in [0, 1].
     pub min_lr_ratio: f64,
+    /// Decoupled weight decay, >= 0.
     pub weight_decay: f64,
+    /// Global gradient-norm clip, finite and > 0.
     pub grad_clip: f64,
+    /// Held-out NLL every this many steps.
     pub eval_every: usize,
+}
+
+impl Default for SftConfig {
+    fn default() -> Self {
+        SftConfig { steps: 1500, batch_size: 64, lr: 2e-3, warmup_steps: 100, min_lr_ratio: 0.1, weight_decay: 0.0, grad_clip: 1.0, eval_every: 250 }
+    }
+}
+
+impl SftConfig {
+    /// Range checks; the first violation is returned.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        need(self.steps >= 1 && self.steps <= MAX_STEPS, "steps", || format!("must be in 1..={MAX_STEPS} (got {})", self.steps), "train for some steps, e.g. 1500")?;
+        need(self.batch_size >= 1 && self.batch_size <= MAX_BATCH, "batch_size", || format!("must be in 1..={MAX_BATCH} (got {})", self.batch_size), "use e.g. 64")?;
+        need(self.warmup_steps <= MAX_STEPS, "warmup_steps", || format!("must be at most {MAX_STEPS} (got {})", self.warmup_steps), "use e.g. 100")?;
+        need(self.lr.is_finite() && self.lr >= 0.0 && self.lr < 1.0, "lr", || format!("must be in [0, 1) (got {})", self.lr), "use a learning rate such as 2e-3")?;
+        need((0.0..=1.0).contains(&self.min_lr_ratio), "min_lr_ratio", || format!("must be in [0, 1] (got {})", self.min_lr_ratio), "use e.g. 0.1")?;
+        need(self.weight_decay.is_finite() && self.weight_decay >= 0.0, "weight_decay", || format!("must be >= 0 (got {})", self.weight_decay), "use 0 or a small value such as 0.01")?;
+        need(self.grad_clip.is_finite() && self.grad_clip > 0.0, "grad_clip", || format!("must be finite and > 0 (got {})", self.grad_clip), "use e.g. 1.0")?;
+        need(self.eval_every >= 1, "eval_every", || "must be at least 1".into(), "evaluate every few hundred steps")
+    }
 }
 
 /// Token sequences `<bos> words <eos> <pad>...` as one `[N, L]` tensor, with row lengths.

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{EvalConfig, Labels, Method, MethodKind, Overrides, PrefLoss, PrefSource, PrefsConfig, RewardConfig, SampleConfig, Scenario, ScenarioError, SftConfig, TrainConfig, WorldConfig};
 use crate::algo::ppo::{KlControl, KlEstimator};
+use crate::config::{MAX_BATCH, MAX_STEPS};
 use crate::model::GptConfig;
 use crate::world::{SentimentConfig, SummarizeConfig};
 
@@ -22,7 +23,7 @@ pub struct ScenarioWire {
     #[serde(default)]
     pub model: ModelWire,
     #[serde(default)]
-    pub sft: SftWire,
+    pub sft: SftConfig,
     #[serde(default)]
     pub sample: SampleWire,
     #[serde(default)]
@@ -392,34 +393,6 @@ impl Default for ModelWire {
 
 #[derive(Deserialize, Serialize, Debug, Clone)]
 #[serde(deny_unknown_fields, default)]
-pub struct SftWire {
-    pub steps: usize,
-    pub batch_size: usize,
-    pub lr: f64,
-    pub warmup_steps: usize,
-    pub min_lr_ratio: f64,
-    pub weight_decay: f64,
-    pub grad_clip: f64,
-    pub eval_every: usize,
-}
-
-impl Default for SftWire {
-    fn default() -> Self {
-        SftWire {
-            steps: 1500,
-            batch_size: 64,
-            lr: 2e-3,
-            warmup_steps: 100,
-            min_lr_ratio: 0.1,
-            weight_decay: 0.0,
-            grad_clip: 1.0,
-            eval_every: 250,
-        }
-    }
-}
-
-#[derive(Deserialize, Serialize, Debug, Clone)]
-#[serde(deny_unknown_fields, default)]
 pub struct SampleWire {
     pub max_new_tokens: usize,
     pub temperature: f64,
@@ -631,8 +604,6 @@ fn apply_override(table: &mut toml::Table, ov: &str) -> Result<(), String> {
 /// Upper limits that keep a typo in an exponent from allocating the machine away or running
 /// for centuries; each is far past what a CPU-sized study uses.
 const MAX_COUNT: usize = 10_000_000;
-const MAX_STEPS: usize = 10_000_000;
-const MAX_BATCH: usize = 65_536;
 /// Below this, logits / T overflow float32 and sampling draws from inf/NaN.
 pub const MIN_TEMPERATURE: f64 = 0.01;
 
@@ -780,14 +751,7 @@ pub fn validate(w: ScenarioWire, text: &str, file: &str, default_name: &str, pat
     need!(1 + prompt_max_len + s.max_new_tokens <= m.block_size, "sample.max_new_tokens", format!("<bos> + a {prompt_max_len}-word prompt + {} new tokens exceeds block_size {}", s.max_new_tokens, m.block_size), &format!("lower max_new_tokens to {} or raise model.block_size", m.block_size.saturating_sub(1 + prompt_max_len)));
     need!(sampling_temperature(s.temperature, true), "sample.temperature", format!("must be 0 (greedy) or in [{MIN_TEMPERATURE}, 4] (got {})", s.temperature), "use 1.0 for the frontier (0 is greedy)");
     let f = &w.sft;
-    need!(f.steps >= 1 && f.steps <= MAX_STEPS, "sft.steps", format!("must be in 1..={MAX_STEPS} (got {})", f.steps), "train for some steps, e.g. 1500");
-    need!(f.batch_size >= 1 && f.batch_size <= MAX_BATCH, "sft.batch_size", format!("must be in 1..={MAX_BATCH} (got {})", f.batch_size), "use e.g. 64");
-    need!(f.warmup_steps <= MAX_STEPS, "sft.warmup_steps", format!("must be at most {MAX_STEPS} (got {})", f.warmup_steps), "use e.g. 100");
-    need!(f.lr.is_finite() && f.lr >= 0.0 && f.lr < 1.0, "sft.lr", format!("must be in [0, 1) (got {})", f.lr), "use a learning rate such as 2e-3");
-    need!((0.0..=1.0).contains(&f.min_lr_ratio), "sft.min_lr_ratio", format!("must be in [0, 1] (got {})", f.min_lr_ratio), "use e.g. 0.1");
-    need!(f.weight_decay.is_finite() && f.weight_decay >= 0.0, "sft.weight_decay", format!("must be >= 0 (got {})", f.weight_decay), "use 0 or a small value such as 0.01");
-    need!(f.grad_clip.is_finite() && f.grad_clip > 0.0, "sft.grad_clip", format!("must be finite and > 0 (got {})", f.grad_clip), "use e.g. 1.0");
-    need!(f.eval_every >= 1, "sft.eval_every", "must be at least 1".into(), "evaluate every few hundred steps");
+    f.validate().map_err(|c| err(file, text, &format!("sft.{}", c.key), c.problem, c.fix))?;
 
     let p = &w.prefs;
     need!(p.k >= 2 && p.k <= 16, "prefs.k", format!("must be in 2..=16 (got {})", p.k), "use k = 4 (all 6 pairs, as in the paper)");
@@ -1029,16 +993,7 @@ pub fn validate(w: ScenarioWire, text: &str, file: &str, default_name: &str, pat
         n_head: m.n_head as i64,
         d_model: m.d_model as i64,
     };
-    let sft = SftConfig {
-        steps: f.steps,
-        batch_size: f.batch_size,
-        lr: f.lr,
-        warmup_steps: f.warmup_steps,
-        min_lr_ratio: f.min_lr_ratio,
-        weight_decay: f.weight_decay,
-        grad_clip: f.grad_clip,
-        eval_every: f.eval_every,
-    };
+    let sft = f.clone();
     let sample = SampleConfig { max_new_tokens: s.max_new_tokens, temperature: s.temperature, top_k: s.top_k };
     let mut resolved = w.clone();
     resolved.name = name.clone();
