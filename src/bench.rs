@@ -90,7 +90,7 @@ pub fn sampling(cfg: &GptConfig, b: i64, p: i64, n: i64, use_cache: bool, device
 /// tokens/s, rollout seconds, update seconds) per iteration, medians over iterations after the
 /// first. The rollout includes sampling, scoring and the old/reference/value passes.
 pub fn ppo_iteration(cfg: &GptConfig, rollout_batch: usize, device: Device, quick: bool) -> Result<(f64, f64, f64)> {
-    use crate::algo::ppo::{self, KlControl, KlEstimator, PpoConfig, PpoContext};
+    use crate::algo::ppo::{self, KlControl, PpoConfig, PpoContext};
     tch::manual_seed(0);
     let (pvs, rvs, cvs) = (nn::VarStore::new(device), nn::VarStore::new(device), nn::VarStore::new(device));
     let policy = Gpt::new(&pvs.root(), cfg);
@@ -103,27 +103,7 @@ pub fn ppo_iteration(cfg: &GptConfig, rollout_batch: usize, device: Device, quic
     let prompts: Vec<Vec<i64>> = (0..512).map(|_| (0..rng.range(2, 8)).map(|_| rng.range(3, cfg.vocab_size as usize - 1) as i64).collect()).collect();
     let ctx = PpoContext { reference: &reference, prompts: &prompts, max_new_tokens: 16, score: &score };
     let iterations = if quick { 3 } else { 6 };
-    let pcfg = PpoConfig {
-        iterations,
-        rollout_batch,
-        minibatch_size: rollout_batch / 2,
-        ppo_epochs: 4,
-        lr: 1e-4,
-        vf_lr: 1e-4,
-        clip_coef: 0.2,
-        vf_clip: 0.2,
-        vf_coef: 0.1,
-        gamma: 1.0,
-        gae_lambda: 0.95,
-        kl: KlControl::Fixed { coef: 0.1 },
-        kl_estimator: KlEstimator::K1,
-        missing_eos_penalty: 0.0,
-        score_norm: false,
-        whiten_advantages: true,
-        grad_clip: 1.0,
-        temperature: 1.0,
-        eval_every: usize::MAX,
-    };
+    let pcfg = PpoConfig { iterations, rollout_batch, minibatch_size: rollout_batch / 2, kl: KlControl::Fixed { coef: 0.1 }, eval_every: usize::MAX, ..PpoConfig::default() };
     let mut m = crate::experiment::Metrics::default();
     ppo::train(&policy, &pvs, &critic, &cvs, &ctx, &pcfg, 0, ("ppo", "bench"), &mut m, None, |_, _, _, _| Ok(()), |_, _| {})?;
     let median = |k: &str| {

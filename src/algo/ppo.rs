@@ -73,6 +73,35 @@ pub struct PpoConfig {
     pub eval_every: usize,
 }
 
+/// The established recipe (REFERENCE.md: TRL's and CleanRL's defaults); a scenario must still
+/// give its KL control (`target_kl` or `kl_coef`), which has no honest default: this one is a
+/// fixed 0.1.
+impl Default for PpoConfig {
+    fn default() -> Self {
+        PpoConfig {
+            iterations: 100,
+            rollout_batch: 128,
+            minibatch_size: 32,
+            ppo_epochs: 4,
+            lr: 1e-4,
+            vf_lr: 1e-4,
+            clip_coef: 0.2,
+            vf_clip: 0.2,
+            vf_coef: 0.1,
+            gamma: 1.0,
+            gae_lambda: 0.95,
+            kl: KlControl::Fixed { coef: 0.1 },
+            kl_estimator: KlEstimator::K1,
+            missing_eos_penalty: 0.0,
+            score_norm: false,
+            whiten_advantages: true,
+            grad_clip: 1.0,
+            temperature: 1.0,
+            eval_every: 25,
+        }
+    }
+}
+
 /// GAE, the plain backward loop: advantages `[B, N]`. `values` and `rewards` must be 0 where
 /// `mask` is 0 (the value after a row's last token is then 0).
 pub fn gae_loop(rewards: &Tensor, values: &Tensor, mask: &Tensor, gamma: f64, lambda: f64) -> Tensor {

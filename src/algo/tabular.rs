@@ -19,22 +19,14 @@ impl TabularWorld {
             iterations: 300,
             rollout_batch: 512,
             minibatch_size: 128,
-            ppo_epochs: 4,
             lr: 0.05,
             vf_lr: 0.1,
-            clip_coef: 0.2,
             vf_clip: 10.0,
             vf_coef: 1.0,
-            gamma: 1.0,
-            gae_lambda: 0.95,
             kl: crate::algo::ppo::KlControl::Fixed { coef: 0.0 },
-            kl_estimator: KlEstimator::K1,
-            missing_eos_penalty: 0.0,
-            score_norm: false,
-            whiten_advantages: true,
             grad_clip: 1e9,
-            temperature: 1.0,
             eval_every: 1000,
+            ..PpoConfig::default()
         }
     }
 
