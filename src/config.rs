@@ -21,4 +21,5 @@ pub fn need(cond: bool, key: &'static str, problem: impl FnOnce() -> String, fix
 /// Upper limits that keep a typo in an exponent from running for centuries or allocating the
 /// machine away; each is far past what a CPU-sized study uses.
 pub const MAX_STEPS: usize = 10_000_000;
+pub const MAX_COUNT: usize = 10_000_000;
 pub const MAX_BATCH: usize = 65_536;

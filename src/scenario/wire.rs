@@ -282,98 +282,8 @@ pub struct UnlikelihoodWire {
 #[derive(Deserialize, Serialize, Debug, Clone)]
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum WorldWire {
-    Sentiment(SentimentWire),
-    Summarize(SummarizeWire),
-}
-
-#[derive(Deserialize, Serialize, Debug, Clone)]
-#[serde(deny_unknown_fields, default)]
-pub struct SummarizeWire {
-    pub n_facts: usize,
-    pub n_filler: usize,
-    pub doc_min_len: usize,
-    pub doc_max_len: usize,
-    pub min_facts: usize,
-    pub max_facts: usize,
-    pub length_penalty: f64,
-    pub repeat_penalty: f64,
-    pub hallucination_penalty: f64,
-    pub ref_drop: f64,
-    pub ref_add: f64,
-    pub ref_hallucinate: f64,
-    pub labeller_keep: f64,
-    pub labeller_repeat: f64,
-    pub labeller_hallucinate: f64,
-    pub n_train: usize,
-    pub n_val: usize,
-    pub n_train_prompts: usize,
-    pub n_eval_prompts: usize,
-}
-
-impl Default for SummarizeWire {
-    fn default() -> Self {
-        SummarizeWire {
-            n_facts: 32,
-            n_filler: 20,
-            doc_min_len: 8,
-            doc_max_len: 14,
-            min_facts: 2,
-            max_facts: 5,
-            length_penalty: 0.35,
-            repeat_penalty: 0.5,
-            hallucination_penalty: 0.5,
-            ref_drop: 0.2,
-            ref_add: 0.2,
-            ref_hallucinate: 0.1,
-            labeller_keep: 0.5,
-            labeller_repeat: 0.15,
-            labeller_hallucinate: 0.3,
-            n_train: 20_000,
-            n_val: 1_000,
-            n_train_prompts: 2_000,
-            n_eval_prompts: 256,
-        }
-    }
-}
-
-#[derive(Deserialize, Serialize, Debug, Clone)]
-#[serde(deny_unknown_fields, default)]
-pub struct SentimentWire {
-    pub n_positive: usize,
-    pub n_negative: usize,
-    pub n_neutral: usize,
-    pub tilt: f64,
-    pub sharpness: f64,
-    pub min_len: usize,
-    pub max_len: usize,
-    pub stop_prob: f64,
-    pub prompt_min_len: usize,
-    pub prompt_max_len: usize,
-    pub n_train: usize,
-    pub n_val: usize,
-    pub n_train_prompts: usize,
-    pub n_eval_prompts: usize,
-}
-
-impl Default for SentimentWire {
-    fn default() -> Self {
-        SentimentWire {
-            n_positive: 12,
-            n_negative: 12,
-            n_neutral: 24,
-            tilt: 1.0,
-            sharpness: 2.0,
-            min_len: 8,
-            max_len: 20,
-            stop_prob: 0.15,
-            prompt_min_len: 2,
-            prompt_max_len: 8,
-            n_train: 20_000,
-            n_val: 2_000,
-            n_train_prompts: 2_000,
-            n_eval_prompts: 256,
-        }
-    }
+    Sentiment(SentimentConfig),
+    Summarize(SummarizeConfig),
 }
 
 #[derive(Deserialize, Serialize, Debug, Clone)]
@@ -497,8 +407,8 @@ pub fn parse(text: &str, file: &str, overrides: &[String]) -> Result<ScenarioWir
         let mut inner = world.clone();
         let kind = inner.remove("kind");
         let checked = match kind.as_ref().and_then(|k| k.as_str()) {
-            Some("sentiment") => serde_path_to_error::deserialize::<_, SentimentWire>(toml::Value::Table(inner)).map(|_| ()),
-            Some("summarize") => serde_path_to_error::deserialize::<_, SummarizeWire>(toml::Value::Table(inner)).map(|_| ()),
+            Some("sentiment") => serde_path_to_error::deserialize::<_, SentimentConfig>(toml::Value::Table(inner)).map(|_| ()),
+            Some("summarize") => serde_path_to_error::deserialize::<_, SummarizeConfig>(toml::Value::Table(inner)).map(|_| ()),
             _ => Ok(()), // a missing or unknown kind: the full read below says so
         };
         if let Err(e) = checked {
@@ -603,7 +513,6 @@ fn apply_override(table: &mut toml::Table, ov: &str) -> Result<(), String> {
 
 /// Upper limits that keep a typo in an exponent from allocating the machine away or running
 /// for centuries; each is far past what a CPU-sized study uses.
-const MAX_COUNT: usize = 10_000_000;
 /// Below this, logits / T overflow float32 and sampling draws from inf/NaN.
 pub const MIN_TEMPERATURE: f64 = 0.01;
 
@@ -652,87 +561,17 @@ pub fn validate(w: ScenarioWire, text: &str, file: &str, default_name: &str, pat
         format!("`{}` is not a plain name of at most 64 characters", shown(&name)),
         "use letters, digits, '-' and '_' only, at most 64 of them (it names the results folder)"
     );
+    let world_err = |c: crate::config::ConfigError| err(file, text, &format!("world.{}", c.key), c.problem, c.fix);
     let (world, vocab_size, max_text_len, prompt_max_len) = match &w.world {
         WorldWire::Sentiment(s) => {
-            need!(s.n_positive >= 1 && s.n_negative >= 1, "world.n_positive", format!("needs at least one positive and one negative word (got {} and {})", s.n_positive, s.n_negative), "set n_positive and n_negative to 1 or more");
-            need!(s.n_positive.saturating_add(s.n_negative).saturating_add(s.n_neutral) <= 4096, "world.n_neutral", "the vocabulary is larger than 4096 words".into(), "use fewer words; this is a CPU-sized world");
-            need!(s.tilt.is_finite() && s.tilt >= 0.0, "world.tilt", format!("must be finite and >= 0 (got {})", s.tilt), "use a tilt such as 1.0");
-            need!(s.sharpness.is_finite() && s.sharpness >= 0.0, "world.sharpness", format!("must be finite and >= 0 (got {})", s.sharpness), "use a sharpness such as 2.0");
-            need!(s.min_len >= 1, "world.min_len", "must be at least 1".into(), "set min_len = 1 or more");
-            need!(s.max_len >= s.min_len, "world.max_len", format!("max_len {} is below min_len {}", s.max_len, s.min_len), "set max_len >= min_len");
-            need!(s.stop_prob > 0.0 && s.stop_prob <= 1.0, "world.stop_prob", format!("must be in (0, 1] (got {})", s.stop_prob), "use a stopping probability such as 0.15");
-            need!(s.prompt_min_len >= 1 && s.prompt_min_len <= s.prompt_max_len, "world.prompt_min_len", format!("prompt lengths {}..{} are not a valid range", s.prompt_min_len, s.prompt_max_len), "use 1 <= prompt_min_len <= prompt_max_len");
-            need!(s.prompt_max_len <= s.max_len, "world.prompt_max_len", format!("prompt_max_len {} exceeds the longest review ({} words)", s.prompt_max_len, s.max_len), "use prompt_max_len <= max_len");
-            // Prompts are prefixes of reviews long enough for a drawn length: the chance that a
-            // draw succeeds, exactly, so that prompt sampling cannot loop (nearly) forever.
-            let p_long = |len: usize| if len <= s.min_len { 1.0 } else if len <= s.max_len { (1.0 - s.stop_prob).powi((len - s.min_len) as i32) } else { 0.0 };
-            let accept = (s.prompt_min_len..=s.prompt_max_len).map(p_long).sum::<f64>() / (s.prompt_max_len - s.prompt_min_len + 1) as f64;
-            need!(accept >= 1e-3, "world.prompt_min_len", format!("a review is long enough for a prompt with probability {accept:.2e} (reviews stop after min_len {} words with probability {} per word)", s.min_len, s.stop_prob), "lower prompt_min_len to at most min_len, or lower stop_prob");
-            need!(s.n_train >= 1, "world.n_train", "the corpus needs at least one training review".into(), "set n_train to 1 or more");
-            need!(s.n_val >= 1, "world.n_val", "the corpus needs at least one validation review".into(), "set n_val to 1 or more");
-            for (key, n) in [("n_train", s.n_train), ("n_val", s.n_val), ("n_train_prompts", s.n_train_prompts), ("n_eval_prompts", s.n_eval_prompts)] {
-                need!(n <= MAX_COUNT, &format!("world.{key}"), format!("must be at most {MAX_COUNT} (got {n})"), "this is a CPU-sized world: use e.g. 20000 reviews and 256 evaluation prompts");
-            }
-            need!(s.n_train_prompts >= 1 && s.n_eval_prompts >= 1, "world.n_eval_prompts", "needs at least one training and one evaluation prompt".into(), "set n_train_prompts and n_eval_prompts to 1 or more");
-            let c = SentimentConfig {
-                n_positive: s.n_positive,
-                n_negative: s.n_negative,
-                n_neutral: s.n_neutral,
-                tilt: s.tilt,
-                sharpness: s.sharpness,
-                min_len: s.min_len,
-                max_len: s.max_len,
-                stop_prob: s.stop_prob,
-                prompt_min_len: s.prompt_min_len,
-                prompt_max_len: s.prompt_max_len,
-                n_train: s.n_train,
-                n_val: s.n_val,
-                n_train_prompts: s.n_train_prompts,
-                n_eval_prompts: s.n_eval_prompts,
-            };
+            s.validate().map_err(world_err)?;
+            let c = s.clone();
             let v = crate::world::N_SPECIAL + s.n_positive + s.n_negative + s.n_neutral;
             (WorldConfig::Sentiment(c), v, s.max_len, s.prompt_max_len)
         }
         WorldWire::Summarize(s) => {
-            need!(s.n_facts >= 2 && s.n_facts <= 1024, "world.n_facts", format!("must be in 2..=1024 (got {})", s.n_facts), "use e.g. 32 fact words");
-            need!(s.n_filler >= 1 && s.n_filler <= 1024, "world.n_filler", format!("must be in 1..=1024 (got {})", s.n_filler), "use e.g. 20 filler words");
-            need!(s.min_facts >= 1 && s.min_facts <= s.max_facts, "world.min_facts", format!("facts per document {}..{} is not a valid range", s.min_facts, s.max_facts), "use 1 <= min_facts <= max_facts");
-            need!(s.max_facts < s.n_facts, "world.max_facts", format!("max_facts {} leaves no fact outside the document (n_facts {})", s.max_facts, s.n_facts), "use max_facts < n_facts");
-            need!(s.doc_min_len >= s.max_facts && s.doc_min_len <= s.doc_max_len, "world.doc_min_len", format!("document lengths {}..{} must be a range starting at max_facts ({}) or more", s.doc_min_len, s.doc_max_len, s.max_facts), "use max_facts <= doc_min_len <= doc_max_len");
-            for (key, v) in [("length_penalty", s.length_penalty), ("repeat_penalty", s.repeat_penalty), ("hallucination_penalty", s.hallucination_penalty)] {
-                need!(v.is_finite() && v >= 0.0, &format!("world.{key}"), format!("must be finite and >= 0 (got {v})"), "use a penalty such as 0.35");
-            }
-            for (key, v) in [("ref_drop", s.ref_drop), ("ref_add", s.ref_add), ("ref_hallucinate", s.ref_hallucinate), ("labeller_keep", s.labeller_keep), ("labeller_repeat", s.labeller_repeat), ("labeller_hallucinate", s.labeller_hallucinate)] {
-                need!((0.0..=1.0).contains(&v), &format!("world.{key}"), format!("is a probability, must be in [0, 1] (got {v})"), "use a probability such as 0.2");
-            }
-            need!(s.ref_drop < 1.0 && s.ref_add > 0.0 && s.ref_hallucinate < 1.0, "world.ref_drop", "the reference process must be able to write every summary SFT can learn (ref_drop < 1, ref_add > 0, ref_hallucinate < 1)".into(), "use e.g. ref_drop = 0.2, ref_add = 0.2, ref_hallucinate = 0.1");
-            need!(s.n_train >= 1, "world.n_train", "needs at least one training document".into(), "set n_train to 1 or more");
-            need!(s.n_val >= 1, "world.n_val", "needs at least one validation document".into(), "set n_val to 1 or more");
-            for (key, n) in [("n_train", s.n_train), ("n_val", s.n_val), ("n_train_prompts", s.n_train_prompts), ("n_eval_prompts", s.n_eval_prompts), ("doc_max_len", s.doc_max_len)] {
-                need!(n <= MAX_COUNT, &format!("world.{key}"), format!("must be at most {MAX_COUNT} (got {n})"), "this is a CPU-sized world: use e.g. 20000 documents and 256 evaluation prompts");
-            }
-            need!(s.n_train_prompts >= 1 && s.n_eval_prompts >= 1, "world.n_eval_prompts", "needs at least one training and one evaluation prompt".into(), "set n_train_prompts and n_eval_prompts to 1 or more");
-            let c = SummarizeConfig {
-                n_facts: s.n_facts,
-                n_filler: s.n_filler,
-                doc_min_len: s.doc_min_len,
-                doc_max_len: s.doc_max_len,
-                min_facts: s.min_facts,
-                max_facts: s.max_facts,
-                length_penalty: s.length_penalty,
-                repeat_penalty: s.repeat_penalty,
-                hallucination_penalty: s.hallucination_penalty,
-                ref_drop: s.ref_drop,
-                ref_add: s.ref_add,
-                ref_hallucinate: s.ref_hallucinate,
-                labeller_keep: s.labeller_keep,
-                labeller_repeat: s.labeller_repeat,
-                labeller_hallucinate: s.labeller_hallucinate,
-                n_train: s.n_train,
-                n_val: s.n_val,
-                n_train_prompts: s.n_train_prompts,
-                n_eval_prompts: s.n_eval_prompts,
-            };
+            s.validate().map_err(world_err)?;
+            let c = s.clone();
             let v = crate::world::N_SPECIAL + s.n_facts + s.n_filler + 1;
             let (p, r) = (c.prompt_max_len(), c.summary_max_len());
             (WorldConfig::Summarize(c), v, p + r, p)

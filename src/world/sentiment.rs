@@ -15,6 +15,9 @@
 
 use super::{logsumexp, names, sigmoid, Vocab, EOS, N_SPECIAL};
 use crate::rng::{derive_seed, Rng};
+use serde::{Deserialize, Serialize};
+
+use crate::config::{need, ConfigError, MAX_COUNT};
 
 const POSITIVE: &[&str] = &[
     "great", "superb", "wonderful", "brilliant", "moving", "charming", "delightful", "stunning",
@@ -35,7 +38,8 @@ const NEUTRAL: &[&str] = &[
 ];
 
 /// Validated settings of the sentiment world (see the scenario's `[world]` table).
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct SentimentConfig {
     pub n_positive: usize,
     pub n_negative: usize,
@@ -55,6 +59,54 @@ pub struct SentimentConfig {
     pub n_train_prompts: usize,
     /// Held-out prompts for evaluation.
     pub n_eval_prompts: usize,
+}
+
+impl Default for SentimentConfig {
+    fn default() -> Self {
+        SentimentConfig {
+            n_positive: 12,
+            n_negative: 12,
+            n_neutral: 24,
+            tilt: 1.0,
+            sharpness: 2.0,
+            min_len: 8,
+            max_len: 20,
+            stop_prob: 0.15,
+            prompt_min_len: 2,
+            prompt_max_len: 8,
+            n_train: 20_000,
+            n_val: 2_000,
+            n_train_prompts: 2_000,
+            n_eval_prompts: 256,
+        }
+    }
+}
+
+impl SentimentConfig {
+    /// Range and consistency checks; the first violation is returned.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        need(self.n_positive >= 1 && self.n_negative >= 1, "n_positive", || format!("needs at least one positive and one negative word (got {} and {})", self.n_positive, self.n_negative), "set n_positive and n_negative to 1 or more")?;
+        need(self.n_positive.saturating_add(self.n_negative).saturating_add(self.n_neutral) <= 4096, "n_neutral", || "the vocabulary is larger than 4096 words".into(), "use fewer words; this is a CPU-sized world")?;
+        need(self.tilt.is_finite() && self.tilt >= 0.0, "tilt", || format!("must be finite and >= 0 (got {})", self.tilt), "use a tilt such as 1.0")?;
+        need(self.sharpness.is_finite() && self.sharpness >= 0.0, "sharpness", || format!("must be finite and >= 0 (got {})", self.sharpness), "use a sharpness such as 2.0")?;
+        need(self.min_len >= 1, "min_len", || "must be at least 1".into(), "set min_len = 1 or more")?;
+        need(self.max_len >= self.min_len, "max_len", || format!("max_len {} is below min_len {}", self.max_len, self.min_len), "set max_len >= min_len")?;
+        need(self.stop_prob > 0.0 && self.stop_prob <= 1.0, "stop_prob", || format!("must be in (0, 1] (got {})", self.stop_prob), "use a stopping probability such as 0.15")?;
+        need(self.prompt_min_len >= 1 && self.prompt_min_len <= self.prompt_max_len, "prompt_min_len", || format!("prompt lengths {}..{} are not a valid range", self.prompt_min_len, self.prompt_max_len), "use 1 <= prompt_min_len <= prompt_max_len")?;
+        need(self.prompt_max_len <= self.max_len, "prompt_max_len", || format!("prompt_max_len {} exceeds the longest review ({} words)", self.prompt_max_len, self.max_len), "use prompt_max_len <= max_len")?;
+        // Prompts are prefixes of reviews long enough for a drawn length: the chance that a
+        // draw succeeds, exactly, so that prompt sampling cannot loop (nearly) forever.
+        let p_long = |len: usize| if len <= self.min_len { 1.0 } else if len <= self.max_len { (1.0 - self.stop_prob).powi((len - self.min_len) as i32) } else { 0.0 };
+        let accept = (self.prompt_min_len..=self.prompt_max_len).map(p_long).sum::<f64>() / (self.prompt_max_len - self.prompt_min_len + 1) as f64;
+        need(accept >= 1e-3, "prompt_min_len", || format!("a review is long enough for a prompt with probability {accept:.2e} (reviews stop after min_len {} words with probability {} per word)", self.min_len, self.stop_prob), "lower prompt_min_len to at most min_len, or lower stop_prob")?;
+        need(self.n_train >= 1, "n_train", || "the corpus needs at least one training review".into(), "set n_train to 1 or more")?;
+        need(self.n_val >= 1, "n_val", || "the corpus needs at least one validation review".into(), "set n_val to 1 or more")?;
+        for (key, n) in [("n_train", self.n_train), ("n_val", self.n_val), ("n_train_prompts", self.n_train_prompts), ("n_eval_prompts", self.n_eval_prompts)] {
+            need(n <= MAX_COUNT, key, || format!("must be at most {MAX_COUNT} (got {n})"), "this is a CPU-sized world: use e.g. 20000 reviews and 256 evaluation prompts")?;
+        }
+        need(self.n_train_prompts >= 1 && self.n_eval_prompts >= 1, "n_eval_prompts", || "needs at least one training and one evaluation prompt".into(), "set n_train_prompts and n_eval_prompts to 1 or more")?;
+        Ok(())
+    }
 }
 
 /// Index of z in the per-z tables.

@@ -26,6 +26,9 @@
 
 use super::{names, Vocab, EOS, N_SPECIAL};
 use crate::rng::{derive_seed, Rng};
+use serde::{Deserialize, Serialize};
+
+use crate::config::{need, ConfigError, MAX_COUNT};
 
 const FACTS: &[&str] = &[
     "fire", "flood", "mayor", "strike", "election", "merger", "storm", "verdict", "budget",
@@ -40,7 +43,8 @@ const FILLER: &[&str] = &[
 const SEP: &str = "tldr";
 
 /// Validated settings of the summarize world (see the scenario's `[world]` table).
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct SummarizeConfig {
     pub n_facts: usize,
     pub n_filler: usize,
@@ -64,6 +68,57 @@ pub struct SummarizeConfig {
     pub n_train_prompts: usize,
     /// Held-out documents for evaluation, each with one reference summary.
     pub n_eval_prompts: usize,
+}
+
+impl Default for SummarizeConfig {
+    fn default() -> Self {
+        SummarizeConfig {
+            n_facts: 32,
+            n_filler: 20,
+            doc_min_len: 8,
+            doc_max_len: 14,
+            min_facts: 2,
+            max_facts: 5,
+            length_penalty: 0.35,
+            repeat_penalty: 0.5,
+            hallucination_penalty: 0.5,
+            ref_drop: 0.2,
+            ref_add: 0.2,
+            ref_hallucinate: 0.1,
+            labeller_keep: 0.5,
+            labeller_repeat: 0.15,
+            labeller_hallucinate: 0.3,
+            n_train: 20_000,
+            n_val: 1_000,
+            n_train_prompts: 2_000,
+            n_eval_prompts: 256,
+        }
+    }
+}
+
+impl SummarizeConfig {
+    /// Range and consistency checks; the first violation is returned.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        need(self.n_facts >= 2 && self.n_facts <= 1024, "n_facts", || format!("must be in 2..=1024 (got {})", self.n_facts), "use e.g. 32 fact words")?;
+        need(self.n_filler >= 1 && self.n_filler <= 1024, "n_filler", || format!("must be in 1..=1024 (got {})", self.n_filler), "use e.g. 20 filler words")?;
+        need(self.min_facts >= 1 && self.min_facts <= self.max_facts, "min_facts", || format!("facts per document {}..{} is not a valid range", self.min_facts, self.max_facts), "use 1 <= min_facts <= max_facts")?;
+        need(self.max_facts < self.n_facts, "max_facts", || format!("max_facts {} leaves no fact outside the document (n_facts {})", self.max_facts, self.n_facts), "use max_facts < n_facts")?;
+        need(self.doc_min_len >= self.max_facts && self.doc_min_len <= self.doc_max_len, "doc_min_len", || format!("document lengths {}..{} must be a range starting at max_facts ({}) or more", self.doc_min_len, self.doc_max_len, self.max_facts), "use max_facts <= doc_min_len <= doc_max_len")?;
+        for (key, v) in [("length_penalty", self.length_penalty), ("repeat_penalty", self.repeat_penalty), ("hallucination_penalty", self.hallucination_penalty)] {
+            need(v.is_finite() && v >= 0.0, key, || format!("must be finite and >= 0 (got {v})"), "use a penalty such as 0.35")?;
+        }
+        for (key, v) in [("ref_drop", self.ref_drop), ("ref_add", self.ref_add), ("ref_hallucinate", self.ref_hallucinate), ("labeller_keep", self.labeller_keep), ("labeller_repeat", self.labeller_repeat), ("labeller_hallucinate", self.labeller_hallucinate)] {
+            need((0.0..=1.0).contains(&v), key, || format!("is a probability, must be in [0, 1] (got {v})"), "use a probability such as 0.2")?;
+        }
+        need(self.ref_drop < 1.0 && self.ref_add > 0.0 && self.ref_hallucinate < 1.0, "ref_drop", || "the reference process must be able to write every summary SFT can learn (ref_drop < 1, ref_add > 0, ref_hallucinate < 1)".into(), "use e.g. ref_drop = 0.2, ref_add = 0.2, ref_hallucinate = 0.1")?;
+        need(self.n_train >= 1, "n_train", || "needs at least one training document".into(), "set n_train to 1 or more")?;
+        need(self.n_val >= 1, "n_val", || "needs at least one validation document".into(), "set n_val to 1 or more")?;
+        for (key, n) in [("n_train", self.n_train), ("n_val", self.n_val), ("n_train_prompts", self.n_train_prompts), ("n_eval_prompts", self.n_eval_prompts), ("doc_max_len", self.doc_max_len)] {
+            need(n <= MAX_COUNT, key, || format!("must be at most {MAX_COUNT} (got {n})"), "this is a CPU-sized world: use e.g. 20000 documents and 256 evaluation prompts")?;
+        }
+        need(self.n_train_prompts >= 1 && self.n_eval_prompts >= 1, "n_eval_prompts", || "needs at least one training and one evaluation prompt".into(), "set n_train_prompts and n_eval_prompts to 1 or more")?;
+        Ok(())
+    }
 }
 
 impl SummarizeConfig {
