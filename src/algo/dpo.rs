@@ -26,15 +26,42 @@ use crate::data::PairTensors;
 use crate::log::Metrics;
 use crate::model::Gpt;
 use crate::rng::{derive_seed, Rng};
+use serde::{Deserialize, Serialize};
 
-/// Optimisation shared by the preference methods (DPO family, Preferred-FT, Unlikelihood).
-#[derive(Clone, Debug, PartialEq)]
+use crate::config::{need, ConfigError, MAX_BATCH, MAX_STEPS};
+
+/// Optimisation shared by the preference methods (DPO family, Preferred-FT, Unlikelihood):
+/// `[train]`, which a method's table may override (`lr`, `steps`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct TrainConfig {
+    /// Optimiser steps (batches of pairs), 1 to 10^7.
     pub steps: usize,
+    /// Pairs per step (the paper: 64).
     pub batch_size: usize,
+    /// Peak learning rate, in [0, 1). Tiny models need far more than the paper's 1e-6.
     pub lr: f64,
+    /// Linear warm-up steps.
     pub warmup_steps: usize,
+    /// Global gradient-norm clip (the DPO reference code: 10), finite and > 0.
     pub grad_clip: f64,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig { steps: 400, batch_size: 64, lr: 1e-4, warmup_steps: 50, grad_clip: 10.0 }
+    }
+}
+
+impl TrainConfig {
+    /// Range checks; the first violation is returned.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        need(self.steps >= 1 && self.steps <= MAX_STEPS, "steps", || format!("must be in 1..={MAX_STEPS} (got {})", self.steps), "use e.g. 400")?;
+        need(self.batch_size >= 1 && self.batch_size <= MAX_BATCH, "batch_size", || format!("must be in 1..={MAX_BATCH} (got {})", self.batch_size), "use 64 (as in the paper)")?;
+        need(self.warmup_steps <= MAX_STEPS, "warmup_steps", || format!("must be at most {MAX_STEPS} (got {})", self.warmup_steps), "use e.g. 50")?;
+        need(self.lr.is_finite() && self.lr >= 0.0 && self.lr < 1.0, "lr", || format!("must be in [0, 1) (got {})", self.lr), "use e.g. 1e-4")?;
+        need(self.grad_clip.is_finite() && self.grad_clip > 0.0, "grad_clip", || format!("must be finite and > 0 (got {})", self.grad_clip), "use 10 (the DPO reference code)")
+    }
 }
 
 

@@ -31,7 +31,7 @@ pub struct ScenarioWire {
     #[serde(default)]
     pub reward: RewardWire,
     #[serde(default)]
-    pub train: TrainWire,
+    pub train: TrainConfig,
     #[serde(default)]
     pub eval: EvalWire,
     /// DPO (sigmoid loss); one run per beta.
@@ -201,22 +201,6 @@ pub struct RewardWire {
 impl Default for RewardWire {
     fn default() -> Self {
         RewardWire { epochs: 3, batch_size: 64, lr: 3e-4, margin: 0.0, center_coef: 0.0, grad_clip: 1.0, n_layer: None, d_model: None, n_head: None }
-    }
-}
-
-#[derive(Deserialize, Serialize, Debug, Clone)]
-#[serde(deny_unknown_fields, default)]
-pub struct TrainWire {
-    pub steps: usize,
-    pub batch_size: usize,
-    pub lr: f64,
-    pub warmup_steps: usize,
-    pub grad_clip: f64,
-}
-
-impl Default for TrainWire {
-    fn default() -> Self {
-        TrainWire { steps: 400, batch_size: 64, lr: 1e-4, warmup_steps: 50, grad_clip: 10.0 }
     }
 }
 
@@ -521,11 +505,6 @@ fn sampling_temperature(t: f64, greedy_ok: bool) -> bool {
     (greedy_ok && t == 0.0) || (t.is_finite() && (MIN_TEMPERATURE..=4.0).contains(&t))
 }
 
-/// The DPO family's batch (pairs).
-fn t_batch(t: &TrainWire) -> usize {
-    t.batch_size
-}
-
 /// Memory available to a run: `MemAvailable` of /proc/meminfo, else 16 GiB.
 fn available_memory() -> f64 {
     let kib = std::fs::read_to_string("/proc/meminfo").ok().and_then(|m| m.lines().find(|l| l.starts_with("MemAvailable:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok()));
@@ -610,11 +589,7 @@ pub fn validate(w: ScenarioWire, text: &str, file: &str, default_name: &str, pat
     need!(r.center_coef.is_finite() && r.center_coef >= 0.0, "reward.center_coef", format!("must be finite and >= 0 (got {})", r.center_coef), "use center_coef = 0 (or e.g. 0.01)");
     need!(r.grad_clip.is_finite() && r.grad_clip > 0.0, "reward.grad_clip", format!("must be finite and > 0 (got {})", r.grad_clip), "use e.g. 1.0");
     let t = &w.train;
-    need!(t.steps >= 1 && t.steps <= MAX_STEPS, "train.steps", format!("must be in 1..={MAX_STEPS} (got {})", t.steps), "use e.g. 400");
-    need!(t.batch_size >= 1 && t.batch_size <= MAX_BATCH, "train.batch_size", format!("must be in 1..={MAX_BATCH} (got {})", t.batch_size), "use 64 (as in the paper)");
-    need!(t.warmup_steps <= MAX_STEPS, "train.warmup_steps", format!("must be at most {MAX_STEPS} (got {})", t.warmup_steps), "use e.g. 50");
-    need!(t.lr.is_finite() && t.lr >= 0.0 && t.lr < 1.0, "train.lr", format!("must be in [0, 1) (got {})", t.lr), "use e.g. 1e-4");
-    need!(t.grad_clip.is_finite() && t.grad_clip > 0.0, "train.grad_clip", format!("must be finite and > 0 (got {})", t.grad_clip), "use 10 (the DPO reference code)");
+    t.validate().map_err(|c| err(file, text, &format!("train.{}", c.key), c.problem, c.fix))?;
     let ev = &w.eval;
     need!(ev.every >= 1, "eval.every", "must be at least 1".into(), "evaluate every 100 steps (as in the paper)");
     need!(ev.samples_per_prompt >= 1 && ev.samples_per_prompt <= 1024, "eval.samples_per_prompt", format!("must be in 1..=1024 (got {})", ev.samples_per_prompt), "use e.g. 2");
@@ -645,7 +620,7 @@ pub fn validate(w: ScenarioWire, text: &str, file: &str, default_name: &str, pat
         let weights = 4.0 * (5.0 * params(d, l) + 5.0 * params(rd, rl));
         let per_row = |d: f64, l: f64| t * (l * (16.0 * d + 2.0 * m.n_head as f64 * t) + 3.0 * v) * 4.0;
         let ppo_batch = [&w.ppo, &w.ppo_gt].iter().filter_map(|p| p.as_ref().map(|p| p.rollout_batch)).max().unwrap_or(0);
-        let batches = [("sft.batch_size", f.batch_size), ("train.batch_size", 2 * t_batch(&w.train)), ("reward.batch_size", 2 * w.reward.batch_size), ("ppo.rollout_batch", ppo_batch)];
+        let batches = [("sft.batch_size", f.batch_size), ("train.batch_size", 2 * w.train.batch_size), ("reward.batch_size", 2 * w.reward.batch_size), ("ppo.rollout_batch", ppo_batch)];
         let (batch_key, batch) = batches.iter().max_by_key(|b| b.1).copied().unwrap();
         let activations = 2.0 * batch as f64 * per_row(d.max(rd), l.max(rl));
         // Evaluation scores every row at once: two models' logits and a few copies of them.
@@ -860,7 +835,7 @@ pub fn validate(w: ScenarioWire, text: &str, file: &str, default_name: &str, pat
     need!(rm_model.n_layer >= 1 && rm_model.n_layer <= 48, "reward.n_layer", format!("must be in 1..=48 (got {})", rm_model.n_layer), "use a few layers, e.g. 2");
     need!(rm_model.n_head >= 1 && rm_model.d_model >= 1 && rm_model.d_model % rm_model.n_head == 0, "reward.d_model", format!("d_model {} is not a multiple of n_head {}", rm_model.d_model, rm_model.n_head), "make reward.d_model divisible by reward.n_head (default: model.n_head)");
     let reward = RewardConfig { epochs: r.epochs, batch_size: r.batch_size, lr: r.lr, margin: r.margin, center_coef: r.center_coef, grad_clip: r.grad_clip, model: rm_model };
-    let train = TrainConfig { steps: t.steps, batch_size: t.batch_size, lr: t.lr, warmup_steps: t.warmup_steps, grad_clip: t.grad_clip };
+    let train = t.clone();
     let eval = EvalConfig {
         every: ev.every,
         samples_per_prompt: ev.samples_per_prompt,
