@@ -1,10 +1,11 @@
 //! The exact tabular trainers: DPO-family losses on preference counts and PPO with the gold
 //! reward, on tabular policies of the tabular world (`world::tabular`), with the same loss
-//! functions as the language-model trainers. The world holds no training code.
+//! functions and the same optimiser (the flat `Adam`) as the language-model trainers. The world
+//! holds no training code.
 
-use tch::nn::OptimizerConfig;
 use tch::{Device, Kind, Tensor};
 
+use super::adam::Adam;
 use super::dpo::{preference_loss, PrefLoss};
 use super::ppo::{gae, kl_per_token, policy_loss, token_rewards, value_loss, whiten, KlEstimator, PpoConfig};
 use crate::data::Labels;
@@ -82,7 +83,7 @@ impl TabularWorld {
     pub fn fit_preference_traced(&self, reference: &Tensor, counts: &[Vec<Vec<f64>>], kind: PrefLoss, beta: f64, steps: usize, lr: f64, every: usize, mut trace: impl FnMut(usize, &[Vec<f64>])) -> Vec<Vec<f64>> {
         let vs = tch::nn::VarStore::new(Device::Cpu);
         let table = vs.root().var_copy("table", reference);
-        let mut opt = tch::nn::Adam::default().build(&vs, lr).expect("Adam on a tabular policy");
+        let mut opt = Adam::new(&vs, lr, (0.9, 0.999), 0.0);
         let (x, r) = (self.cfg.n_prompts as i64, self.responses.len() as i64);
         let flat: Vec<f32> = counts.iter().flatten().flatten().map(|&c| c as f32).collect();
         let weights = Tensor::from_slice(&flat).view([x, r, r]);
@@ -98,7 +99,9 @@ impl TabularWorld {
             let (chosen, rejected) = pair(&lp);
             let out = preference_loss(kind, beta, &chosen, &rejected, &ref_chosen, &ref_rejected);
             let loss = (out.losses * &weights).sum(Kind::Float) / &total;
-            opt.backward_step(&loss);
+            opt.zero_grad();
+            loss.backward();
+            opt.step();
         }
         let probs = tch::no_grad(|| to_rows(&self.table_logprobs(&table).exp()));
         trace(steps, &probs);
@@ -120,8 +123,8 @@ impl TabularWorld {
         let table = vs.root().var_copy("table", reference);
         let cvs = tch::nn::VarStore::new(Device::Cpu);
         let critic = cvs.root().zeros("values", &[self.cfg.n_prompts as i64, self.n_nodes() as i64]);
-        let mut opt = tch::nn::Adam::default().build(&vs, cfg.lr).expect("Adam");
-        let mut vf_opt = tch::nn::Adam::default().build(&cvs, cfg.vf_lr).expect("Adam");
+        let mut opt = Adam::new(&vs, cfg.lr, (0.9, 0.999), 0.0);
+        let mut vf_opt = Adam::new(&cvs, cfg.vf_lr, (0.9, 0.999), 0.0);
         let mut rng = Rng::new(derive_seed(seed, "world/tabular/ppo"));
         let (b, l) = (cfg.rollout_batch as i64, self.cfg.length as i64);
         let nn = self.n_nodes() as i64;
