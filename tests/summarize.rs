@@ -9,27 +9,7 @@ use alignlab::world::{SummarizeConfig, SummarizeWorld, TextWorld, BOS, EOS, PAD}
 use tch::Device;
 
 fn cfg() -> SummarizeConfig {
-    SummarizeConfig {
-        n_facts: 12,
-        n_filler: 6,
-        doc_min_len: 6,
-        doc_max_len: 9,
-        min_facts: 2,
-        max_facts: 4,
-        length_penalty: 0.35,
-        repeat_penalty: 0.5,
-        hallucination_penalty: 0.5,
-        ref_drop: 0.2,
-        ref_add: 0.2,
-        ref_hallucinate: 0.1,
-        labeller_keep: 0.5,
-        labeller_repeat: 0.15,
-        labeller_hallucinate: 0.3,
-        n_train: 50,
-        n_val: 20,
-        n_train_prompts: 10,
-        n_eval_prompts: 40,
-    }
+    SummarizeConfig { n_facts: 12, n_filler: 6, doc_min_len: 6, doc_max_len: 9, max_facts: 4, n_train: 50, n_val: 20, n_train_prompts: 10, n_eval_prompts: 40, ..SummarizeConfig::default() }
 }
 
 fn world() -> SummarizeWorld {

@@ -109,29 +109,31 @@ pub struct PpoWire {
 }
 
 impl Default for PpoWire {
+    /// The recipe's values, from `PpoConfig::default()`: declared once.
     fn default() -> Self {
+        let d = crate::algo::ppo::PpoConfig::default();
         PpoWire {
             target_kl: vec![],
             kl_coef: vec![],
             init_kl_coef: 0.1,
             horizon: 10000.0,
-            iterations: 100,
-            rollout_batch: 128,
-            minibatch_size: 32,
-            ppo_epochs: 4,
-            lr: 1e-4,
-            vf_lr: 1e-4,
-            clip_coef: 0.2,
-            vf_clip: 0.2,
-            vf_coef: 0.1,
-            gamma: 1.0,
-            gae_lambda: 0.95,
+            iterations: d.iterations,
+            rollout_batch: d.rollout_batch,
+            minibatch_size: d.minibatch_size,
+            ppo_epochs: d.ppo_epochs,
+            lr: d.lr,
+            vf_lr: d.vf_lr,
+            clip_coef: d.clip_coef,
+            vf_clip: d.vf_clip,
+            vf_coef: d.vf_coef,
+            gamma: d.gamma,
+            gae_lambda: d.gae_lambda,
             kl_estimator: KlEstimatorWire::K1,
-            missing_eos_penalty: 0.0,
-            score_norm: false,
-            whiten_advantages: true,
-            grad_clip: 1.0,
-            eval_every: 25,
+            missing_eos_penalty: d.missing_eos_penalty,
+            score_norm: d.score_norm,
+            whiten_advantages: d.whiten_advantages,
+            grad_clip: d.grad_clip,
+            eval_every: d.eval_every,
         }
     }
 }
