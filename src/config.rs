@@ -23,3 +23,11 @@ pub fn need(cond: bool, key: &'static str, problem: impl FnOnce() -> String, fix
 pub const MAX_STEPS: usize = 10_000_000;
 pub const MAX_COUNT: usize = 10_000_000;
 pub const MAX_BATCH: usize = 65_536;
+
+/// Below this, logits / T overflow float32 and sampling draws from inf/NaN.
+pub const MIN_TEMPERATURE: f64 = 0.01;
+
+/// A temperature sampling can use: 0 (greedy, where allowed) or in [MIN_TEMPERATURE, 4].
+pub fn sampling_temperature(t: f64, greedy_ok: bool) -> bool {
+    (greedy_ok && t == 0.0) || (t.is_finite() && (MIN_TEMPERATURE..=4.0).contains(&t))
+}

@@ -8,7 +8,7 @@ pub mod sample;
 pub use cache::KvCache;
 pub use gpt::{Gpt, GptConfig, Rows};
 pub use heads::ScalarHead;
-pub use sample::{generate, left_pad, sampling_logprobs, Rollout, SampleSettings};
+pub use sample::{generate, left_pad, sampling_logprobs, Rollout, SampleConfig, SampleSettings};
 
 use anyhow::{Context, Result};
 use std::path::Path;

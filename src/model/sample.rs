@@ -4,10 +4,38 @@
 //! and top-k applied; for greedy decoding, the log-prob at temperature 1) and a response mask
 //! that covers every generated token up to and including `<eos>`.
 
+use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
 
 use super::{Gpt, KvCache};
+use crate::config::{need, sampling_temperature, ConfigError, MIN_TEMPERATURE};
 use crate::tokens::{BOS, EOS, PAD};
+
+/// Generation settings of a scenario (`[sample]`): evaluation, PPO's rollouts, `world --show`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SampleConfig {
+    /// New tokens at most per response (with `<bos>` and the longest prompt, within the block).
+    pub max_new_tokens: usize,
+    /// 0 (greedy) or in [0.01, 4]; 1.0 for the frontier.
+    pub temperature: f64,
+    /// 0 means no top-k truncation.
+    pub top_k: usize,
+}
+
+impl Default for SampleConfig {
+    fn default() -> Self {
+        SampleConfig { max_new_tokens: 16, temperature: 1.0, top_k: 0 }
+    }
+}
+
+impl SampleConfig {
+    /// Range checks (the fit with the model's block is the scenario's cross-section check).
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        need(self.max_new_tokens >= 1, "max_new_tokens", || "must be at least 1".into(), "generate at least one token")?;
+        need(sampling_temperature(self.temperature, true), "temperature", || format!("must be 0 (greedy) or in [{MIN_TEMPERATURE}, 4] (got {})", self.temperature), "use 1.0 for the frontier (0 is greedy)")
+    }
+}
 
 #[derive(Clone, Debug)]
 pub struct SampleSettings {

@@ -13,6 +13,7 @@ pub use crate::algo::dpo::{PrefLoss, TrainConfig};
 pub use crate::algo::reward::RewardConfig;
 pub use crate::algo::sft::SftConfig;
 pub use crate::data::{Labels, PrefSource, PrefsConfig};
+pub use crate::model::SampleConfig;
 
 /// A scenario error: one line, `FILE[:LINE]: `KEY`: PROBLEM; fix: FIX`.
 #[derive(thiserror::Error, Debug)]
@@ -54,15 +55,6 @@ pub struct Scenario {
 pub enum WorldConfig {
     Sentiment(SentimentConfig),
     Summarize(SummarizeConfig),
-}
-
-/// Generation settings for evaluation and `alignlab world --show`.
-#[derive(Clone, Debug, PartialEq)]
-pub struct SampleConfig {
-    pub max_new_tokens: usize,
-    pub temperature: f64,
-    /// 0 means no top-k truncation.
-    pub top_k: usize,
 }
 
 #[derive(Clone, PartialEq)]

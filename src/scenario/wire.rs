@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{EvalConfig, Labels, Method, MethodKind, Overrides, PrefLoss, PrefSource, PrefsConfig, RewardConfig, SampleConfig, Scenario, ScenarioError, SftConfig, TrainConfig, WorldConfig};
 use crate::algo::ppo::{KlControl, KlEstimator};
-use crate::config::{MAX_BATCH, MAX_STEPS};
+use crate::config::{sampling_temperature, MAX_BATCH, MAX_STEPS, MIN_TEMPERATURE};
 use crate::model::GptConfig;
 use crate::world::{SentimentConfig, SummarizeConfig};
 
@@ -25,7 +25,7 @@ pub struct ScenarioWire {
     #[serde(default)]
     pub sft: SftConfig,
     #[serde(default)]
-    pub sample: SampleWire,
+    pub sample: SampleConfig,
     #[serde(default)]
     pub prefs: PrefsWire,
     #[serde(default)]
@@ -287,20 +287,6 @@ impl Default for ModelWire {
     }
 }
 
-#[derive(Deserialize, Serialize, Debug, Clone)]
-#[serde(deny_unknown_fields, default)]
-pub struct SampleWire {
-    pub max_new_tokens: usize,
-    pub temperature: f64,
-    pub top_k: usize,
-}
-
-impl Default for SampleWire {
-    fn default() -> Self {
-        SampleWire { max_new_tokens: 16, temperature: 1.0, top_k: 0 }
-    }
-}
-
 fn err(file: &str, text: &str, key: &str, problem: impl Into<String>, fix: impl Into<String>) -> ScenarioError {
     let line = find_line(text, key).map(|l| format!(":{l}")).unwrap_or_default();
     ScenarioError { file: file.into(), line, key: shown(key), problem: compact_numbers(&problem.into()), fix: fix.into() }
@@ -499,14 +485,6 @@ fn apply_override(table: &mut toml::Table, ov: &str) -> Result<(), String> {
 
 /// Upper limits that keep a typo in an exponent from allocating the machine away or running
 /// for centuries; each is far past what a CPU-sized study uses.
-/// Below this, logits / T overflow float32 and sampling draws from inf/NaN.
-pub const MIN_TEMPERATURE: f64 = 0.01;
-
-/// A temperature sampling can use: 0 (greedy, where allowed) or in [MIN_TEMPERATURE, 4].
-fn sampling_temperature(t: f64, greedy_ok: bool) -> bool {
-    (greedy_ok && t == 0.0) || (t.is_finite() && (MIN_TEMPERATURE..=4.0).contains(&t))
-}
-
 /// Memory available to a run: `MemAvailable` of /proc/meminfo, else 16 GiB.
 fn available_memory() -> f64 {
     let kib = std::fs::read_to_string("/proc/meminfo").ok().and_then(|m| m.lines().find(|l| l.starts_with("MemAvailable:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok()));
@@ -567,9 +545,8 @@ pub fn validate(w: ScenarioWire, text: &str, file: &str, default_name: &str, pat
     // SFT feeds `<bos> words` and predicts `words <eos>`: max_len + 1 positions.
     need!(m.block_size >= max_text_len + 1, "model.block_size", format!("block_size {} cannot hold a full demonstration (<bos> + {} words)", m.block_size, max_text_len), &format!("set model.block_size >= {}", max_text_len + 1));
     let s = &w.sample;
-    need!(s.max_new_tokens >= 1, "sample.max_new_tokens", "must be at least 1".into(), "generate at least one token");
+    s.validate().map_err(|c| err(file, text, &format!("sample.{}", c.key), c.problem, c.fix))?;
     need!(1 + prompt_max_len + s.max_new_tokens <= m.block_size, "sample.max_new_tokens", format!("<bos> + a {prompt_max_len}-word prompt + {} new tokens exceeds block_size {}", s.max_new_tokens, m.block_size), &format!("lower max_new_tokens to {} or raise model.block_size", m.block_size.saturating_sub(1 + prompt_max_len)));
-    need!(sampling_temperature(s.temperature, true), "sample.temperature", format!("must be 0 (greedy) or in [{MIN_TEMPERATURE}, 4] (got {})", s.temperature), "use 1.0 for the frontier (0 is greedy)");
     let f = &w.sft;
     f.validate().map_err(|c| err(file, text, &format!("sft.{}", c.key), c.problem, c.fix))?;
 
@@ -810,7 +787,7 @@ pub fn validate(w: ScenarioWire, text: &str, file: &str, default_name: &str, pat
         d_model: m.d_model as i64,
     };
     let sft = f.clone();
-    let sample = SampleConfig { max_new_tokens: s.max_new_tokens, temperature: s.temperature, top_k: s.top_k };
+    let sample = s.clone();
     let mut resolved = w.clone();
     resolved.name = name.clone();
     resolved.report.compare = compare;
