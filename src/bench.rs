@@ -134,7 +134,7 @@ pub fn dpo_step(cfg: &GptConfig, pairs: usize, device: Device, quick: bool) -> f
     let reps = if quick { 3 } else { 10 };
     let secs = time_it(2, reps, || {
         let (lc, lr) = pair_logps(&gpt, &batch);
-        let out = preference_loss(crate::scenario::PrefLoss::Sigmoid, 0.1, &lc, &lr, &rc, &rr);
+        let out = preference_loss(crate::experiment::scenario::PrefLoss::Sigmoid, 0.1, &lc, &lr, &rc, &rr);
         let loss = out.losses.mean(Kind::Float);
         opt.zero_grad();
         loss.backward();

@@ -12,7 +12,9 @@ pub mod log;
 pub mod model;
 pub mod report;
 pub mod rng;
-pub mod scenario;
 pub mod stats;
 pub mod tokens;
 pub mod world;
+
+/// The scenario files (parsing, `--set`, sweeps, cross-section checks), part of `experiment`.
+pub use experiment::scenario;

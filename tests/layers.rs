@@ -6,8 +6,8 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-/// Layers from the bottom. `scenario` (parsing, `--set`, sweeps, cross-section checks) sits just
-/// below `experiment`, which puts its configurations together.
+/// Layers from the bottom (DESIGN.md section 2). `experiment/scenario/` (parsing, `--set`,
+/// sweeps, cross-section checks) is part of `experiment`, which puts the configurations together.
 const LAYERS: &[&[&str]] = &[
     &["rng", "device", "tokens", "log", "stats", "config"],
     &["model"],
@@ -15,7 +15,6 @@ const LAYERS: &[&[&str]] = &[
     &["data"],
     &["algo"],
     &["eval"],
-    &["scenario"],
     &["experiment"],
     &["report"],
     &["main", "bench", "lib"],

@@ -4,6 +4,8 @@
 //! setting the stage depends on, so a stage whose settings did not change is reused.
 //! `results/<scenario>/` holds the resolved scenario and the CSV outputs.
 
+pub mod methods;
+pub mod scenario;
 pub mod stages;
 pub mod tabular;
 
@@ -17,7 +19,7 @@ use tch::{nn, Device};
 use crate::algo::sft::{self, SeqData};
 use crate::model::{self, Gpt};
 use crate::rng::derive_seed;
-use crate::scenario::{Scenario, WorldConfig};
+use crate::experiment::scenario::{Scenario, WorldConfig};
 use crate::world::{SentimentWorld, SummarizeWorld, TextWorld};
 
 pub struct RunOptions {

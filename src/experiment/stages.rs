@@ -13,7 +13,7 @@ use crate::eval::Evaluator;
 use crate::eval::optimal as frontier;
 use crate::model::{self, Gpt, SampleSettings};
 use crate::rng::derive_seed;
-use crate::scenario::{Method, MethodKind, Scenario};
+use crate::experiment::scenario::{Method, MethodKind, Scenario};
 use crate::world::TextWorld;
 
 fn stage_dir(sc: &Scenario, opts: &RunOptions, stage: &str, key: &str) -> PathBuf {
@@ -140,11 +140,7 @@ fn temperature_sweep(sc: &Scenario, ev: &Evaluator, policy: &Gpt, (name, setting
 /// The run folder of one method run.
 pub fn method_dir(sc: &Scenario, method: &Method, opts: &RunOptions) -> PathBuf {
     let (name, setting) = (method.name(), method.setting());
-    let cfg = method.train_config(&sc.train);
-    let key = match method.kind {
-        MethodKind::Ppo { .. } => format!("{}|method|{:?}|eval|{:?}|{:?}", reward_key(sc), method.kind, sc.eval, sc.sample),
-        _ => format!("{}|method|{:?}|{:?}|eval|{:?}|{:?}", reward_key(sc), method.kind, cfg, sc.eval, sc.sample),
-    };
+    let key = format!("{}|{}|eval|{:?}|{:?}", reward_key(sc), method.cache_key(&sc.train), sc.eval, sc.sample);
     let label = if setting.is_empty() { name.to_string() } else { format!("{name}-{}", setting.replace(';', "-")) };
     stage_dir(sc, opts, &label, &key)
 }

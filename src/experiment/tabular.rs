@@ -16,7 +16,7 @@ use std::path::Path;
 
 use super::write_atomic;
 use crate::algo::ppo::KlControl;
-use crate::scenario::{Labels, PrefLoss};
+use crate::experiment::scenario::{Labels, PrefLoss};
 use crate::world::tabular::{to_rows, tv};
 use crate::world::{TabularConfig, TabularWorld};
 

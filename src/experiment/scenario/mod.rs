@@ -14,6 +14,7 @@ pub use crate::algo::reward::RewardConfig;
 pub use crate::algo::sft::SftConfig;
 pub use crate::data::{Labels, PrefSource, PrefsConfig};
 pub use crate::model::SampleConfig;
+pub use super::methods::{Method, MethodKind, Overrides};
 
 /// A scenario error: one line, `FILE[:LINE]: `KEY`: PROBLEM; fix: FIX`.
 #[derive(thiserror::Error, Debug)]
@@ -84,68 +85,6 @@ impl std::fmt::Debug for EvalConfig {
         }
         d.field("selection_fraction", &self.selection_fraction).field("optimal_samples", &self.optimal_samples).field("optimal_min_ess", &self.optimal_min_ess);
         d.finish()
-    }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum MethodKind {
-    Dpo { loss: PrefLoss, beta: f64 },
-    PreferredFt,
-    Unlikelihood { alpha: f64 },
-    /// PPO with a critic, against the reward model or (`gold`) the world's gold reward.
-    Ppo { gold: bool, cfg: crate::algo::ppo::PpoConfig },
-}
-
-/// Per-method overrides of `[train]`.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Overrides {
-    pub lr: Option<f64>,
-    pub steps: Option<usize>,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Method {
-    pub kind: MethodKind,
-    pub opt: Overrides,
-}
-
-impl Method {
-    /// The method's name in tables and CSVs.
-    pub fn name(&self) -> &'static str {
-        match self.kind {
-            MethodKind::Dpo { loss: PrefLoss::Sigmoid, .. } => "dpo",
-            MethodKind::Dpo { loss: PrefLoss::Ipo, .. } => "ipo",
-            MethodKind::Dpo { loss: PrefLoss::Conservative { .. }, .. } => "cdpo",
-            MethodKind::PreferredFt => "preferred_ft",
-            MethodKind::Unlikelihood { .. } => "unlikelihood",
-            MethodKind::Ppo { gold: false, .. } => "ppo",
-            MethodKind::Ppo { gold: true, .. } => "ppo_gt",
-        }
-    }
-
-    /// The method's setting, e.g. `beta=0.1`.
-    pub fn setting(&self) -> String {
-        match self.kind {
-            MethodKind::Dpo { loss: PrefLoss::Conservative { label_smoothing }, beta } => format!("beta={beta};eps={label_smoothing}"),
-            MethodKind::Dpo { beta, .. } => format!("beta={beta}"),
-            MethodKind::PreferredFt => String::new(),
-            MethodKind::Unlikelihood { alpha } => format!("alpha={alpha}"),
-            MethodKind::Ppo { cfg, .. } => match cfg.kl {
-                crate::algo::ppo::KlControl::Adaptive { target, .. } => format!("target_kl={target}"),
-                crate::algo::ppo::KlControl::Fixed { coef } => format!("kl_coef={coef}"),
-            },
-        }
-    }
-
-    pub fn train_config(&self, base: &TrainConfig) -> TrainConfig {
-        let mut t = base.clone();
-        if let Some(lr) = self.opt.lr {
-            t.lr = lr;
-        }
-        if let Some(steps) = self.opt.steps {
-            t.steps = steps;
-        }
-        t
     }
 }
 

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{EvalConfig, Labels, Method, MethodKind, Overrides, PrefLoss, PrefSource, PrefsConfig, RewardConfig, SampleConfig, Scenario, ScenarioError, SftConfig, TrainConfig, WorldConfig};
 use crate::algo::ppo::{KlControl, KlEstimator};
+use crate::experiment::methods::SWEEP_GRIDS;
 use crate::config::{sampling_temperature, MAX_BATCH, MAX_STEPS, MIN_TEMPERATURE};
 use crate::model::GptConfig;
 use crate::world::{SentimentConfig, SummarizeConfig};
@@ -428,8 +429,6 @@ pub fn parse(text: &str, file: &str, overrides: &[String]) -> Result<ScenarioWir
     })
 }
 
-/// The grids a `[sweep]` table may set, besides `seeds`.
-pub const SWEEP_GRIDS: &[&str] = &["dpo.beta", "ipo.beta", "cdpo.beta", "unlikelihood.alpha", "ppo.target_kl", "ppo.kl_coef", "ppo_gt.target_kl", "ppo_gt.kl_coef", "best_of_n.n"];
 
 /// Move the grids of `[sweep]` (`dpo.beta = [...]`) into their method tables, leaving `seeds`.
 fn expand_sweep(table: &mut toml::Table) -> Result<(), (String, String, String)> {
