@@ -180,3 +180,30 @@ fn run_folder_keys_follow_the_evaluation_settings() {
     let sc = load(GOOD, &["eval.temperatures=[0.5]"]).unwrap();
     assert!(format!("{:?}", sc.eval).contains("temperatures: [0.5]"));
 }
+
+/// Run-folder keys come from the settings serialized as TOML (names and values), so each
+/// setting a stage depends on changes its key, and nothing else does.
+#[test]
+fn cache_keys_follow_the_settings_they_depend_on() {
+    use alignlab::experiment::stages::{prefs_key, sft_key};
+    let with_dpo = format!("{GOOD}\n[dpo]\nbeta = [0.1]\n");
+    let base = load(&with_dpo, &[]).unwrap();
+    assert!(sft_key(&base).contains("tilt = 1.0") && sft_key(&base).contains("lr = 0.001"), "{}", sft_key(&base));
+    for set in ["world.tilt=1.5", "world.n_train=101", "model.d_model=64", "sft.lr=1e-2", "sft.steps=11", "seed=4"] {
+        let other = load(&with_dpo, &[set]).unwrap();
+        assert_ne!(sft_key(&base), sft_key(&other), "{set} must change the SFT key");
+    }
+    for set in ["train.lr=1e-3", "dpo.beta=[0.2]", "eval.every=7", "reward.lr=1e-3"] {
+        let other = load(&with_dpo, &[set]).unwrap();
+        assert_eq!(sft_key(&base), sft_key(&other), "{set} must not change the SFT key");
+        assert_eq!(prefs_key(&base), prefs_key(&other), "{set} must not change the preference-data key");
+    }
+    let other = load(&with_dpo, &["prefs.k=3"]).unwrap();
+    assert_ne!(prefs_key(&base), prefs_key(&other));
+    let key = |sc: &Scenario| sc.methods[0].cache_key(&sc.train);
+    assert!(key(&base).contains("beta = 0.1"), "{}", key(&base));
+    for set in ["train.lr=1e-3", "dpo.beta=[0.2]", "dpo.steps=3"] {
+        assert_ne!(key(&base), key(&load(&with_dpo, &[set]).unwrap()), "{set} must change the method's key");
+    }
+    assert_eq!(key(&base), key(&load(&with_dpo, &["reward.lr=1e-3"]).unwrap()));
+}

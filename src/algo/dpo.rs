@@ -66,7 +66,7 @@ impl TrainConfig {
 
 
 /// The loss of the DPO family.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
 pub enum PrefLoss {
     /// DPO, -log sigmoid(beta Delta) (Rafailov et al. 2023, Eq. 7).
     Sigmoid,

@@ -43,14 +43,14 @@ use crate::model::{Gpt, Rollout, SampleSettings};
 use crate::rng::{derive_seed, Rng};
 
 /// How the KL penalty's coefficient is set.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
 pub enum KlControl {
     Fixed { coef: f64 },
     Adaptive { init: f64, target: f64, horizon: f64 },
 }
 
 /// Every PPO setting (see the header).
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
 pub struct PpoConfig {
     pub iterations: usize,
     pub rollout_batch: usize,

@@ -19,7 +19,7 @@ use crate::model::{sample::positions_of, Gpt, GptConfig, Rows, ScalarHead};
 use crate::rng::{derive_seed, Rng};
 
 /// Bradley-Terry reward model training.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct RewardConfig {
     pub epochs: usize,
     pub batch_size: usize,

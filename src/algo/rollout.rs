@@ -9,7 +9,7 @@ use super::common::response_hidden;
 use crate::model::{generate, left_pad, sampling_logprobs, Gpt, Rollout, SampleSettings};
 
 /// The per-token KL estimator in the reward.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
 pub enum KlEstimator {
     K1,
     K3,

@@ -15,7 +15,7 @@ use crate::rng::{derive_seed, Rng};
 use crate::world::{TextWorld, PAD};
 
 /// Where the preference pairs' completions come from.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
 pub enum PrefSource {
     Sft,
     /// The world's own off-policy writer: the true process (sentiment) or the labeller
@@ -23,13 +23,13 @@ pub enum PrefSource {
     OffPolicy,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
 pub enum Labels {
     Deterministic,
     BradleyTerry { temperature: f64 },
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct PrefsConfig {
     /// Completions per prompt; all k(k-1)/2 pairs are used.
     pub k: usize,

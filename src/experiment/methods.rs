@@ -9,7 +9,7 @@ use crate::algo::ppo::{KlControl, PpoConfig};
 /// The grids a `[sweep]` table may set, besides `seeds`: `table.key` of each method's list.
 pub const SWEEP_GRIDS: &[&str] = &["dpo.beta", "ipo.beta", "cdpo.beta", "unlikelihood.alpha", "ppo.target_kl", "ppo.kl_coef", "ppo_gt.target_kl", "ppo_gt.kl_coef", "best_of_n.n"];
 
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
 pub enum MethodKind {
     Dpo { loss: PrefLoss, beta: f64 },
     PreferredFt,
@@ -62,10 +62,13 @@ impl Method {
     /// The method's part of its run folder's cache key: its kind with every setting, and for
     /// the offline methods the optimisation they run with (PPO's is in its kind).
     pub fn cache_key(&self, base: &TrainConfig) -> String {
-        match self.kind {
-            MethodKind::Ppo { .. } => format!("method|{:?}", self.kind),
-            _ => format!("method|{:?}|{:?}", self.kind, self.train_config(base)),
+        #[derive(serde::Serialize)]
+        struct Key {
+            kind: MethodKind,
+            train: Option<TrainConfig>,
         }
+        let train = (!matches!(self.kind, MethodKind::Ppo { .. })).then(|| self.train_config(base));
+        format!("method|{}", super::key_of(&Key { kind: self.kind, train }))
     }
 
     pub fn train_config(&self, base: &TrainConfig) -> TrainConfig {

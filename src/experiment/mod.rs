@@ -40,6 +40,17 @@ pub fn code_version() -> String {
     format!("alignlab {} (commit {}), numerics {}", env!("CARGO_PKG_VERSION"), env!("ALIGNLAB_GIT_COMMIT"), stages::NUMERICS)
 }
 
+/// A configuration as TOML text. Cache keys are built from these: a key follows the settings'
+/// names and values, never a type's name or its `Debug` output, so moving or renaming a type
+/// neither changes a key nor keeps one whose settings changed.
+pub fn key_of<T: serde::Serialize>(x: &T) -> String {
+    #[derive(serde::Serialize)]
+    struct Key<'a, T> {
+        v: &'a T,
+    }
+    toml::to_string(&Key { v: x }).expect("configurations serialize to TOML")
+}
+
 /// Short content hash naming a stage's run folder.
 pub fn stage_hash(key: &str) -> String {
     let digest = Sha256::digest(key.as_bytes());
@@ -111,8 +122,7 @@ pub(crate) fn progress(show: bool, len: u64, what: &str) -> indicatif::ProgressB
 
 /// SFT stage: train pi_SFT or reuse the cached checkpoint. Returns the model's VarStore.
 pub fn sft_stage(sc: &Scenario, world: &dyn TextWorld, opts: &RunOptions, metrics: &mut Metrics, summary: &mut Summary) -> Result<(nn::VarStore, Gpt)> {
-    let key = format!("sft|{:?}|{:?}|{:?}|seed={}", sc.world, sc.model, sc.sft, sc.seed);
-    let dir = opts.runs_root.join(&sc.name).join(format!("sft-{}", stage_hash(&key)));
+    let dir = opts.runs_root.join(&sc.name).join(format!("sft-{}", stage_hash(&stages::sft_key(sc))));
     let ckpt = dir.join("model.safetensors");
     let metrics_path = dir.join("metrics.csv");
     let mut vs = nn::VarStore::new(opts.device);

@@ -5,7 +5,7 @@ use anyhow::{Context, Result};
 use std::path::PathBuf;
 use tch::{nn, Tensor};
 
-use super::{progress, stage_hash, write_atomic, Metrics, RunOptions, Summary};
+use super::{key_of, progress, stage_hash, write_atomic, Metrics, RunOptions, Summary};
 use crate::algo::common::{copy_weights, CkptParts, ResumeFrom};
 use crate::algo::{best_of_n, dpo, ppo, reward};
 use crate::data::{self, PairTensors, PrefData};
@@ -20,12 +20,13 @@ fn stage_dir(sc: &Scenario, opts: &RunOptions, stage: &str, key: &str) -> PathBu
     opts.runs_root.join(&sc.name).join(format!("{stage}-{}", stage_hash(key)))
 }
 
-fn sft_key(sc: &Scenario) -> String {
-    format!("sft|{:?}|{:?}|{:?}|seed={}", sc.world, sc.model, sc.sft, sc.seed)
+/// The key of the SFT stage: the world, the model and SFT's settings, and the seed.
+pub fn sft_key(sc: &Scenario) -> String {
+    format!("sft|{}|{}|{}|seed={}", key_of(&sc.world), key_of(&sc.model), key_of(&sc.sft), sc.seed)
 }
 
 pub fn prefs_key(sc: &Scenario) -> String {
-    format!("{}|prefs|{:?}|max_new={}", sft_key(sc), sc.prefs, sc.sample.max_new_tokens)
+    format!("{}|prefs|{}|max_new={}", sft_key(sc), key_of(&sc.prefs), sc.sample.max_new_tokens)
 }
 
 /// The version of the numerics of the stages after the preference data (reward model, every
@@ -41,7 +42,7 @@ pub const NUMERICS: u32 = 3;
 
 /// The key of the reward-model stage, which every later stage extends.
 fn reward_key(sc: &Scenario) -> String {
-    format!("{}|reward|{:?}|numerics={NUMERICS}", prefs_key(sc), sc.reward)
+    format!("{}|reward|{}|numerics={NUMERICS}", prefs_key(sc), key_of(&sc.reward))
 }
 
 /// Preference pairs from pi_SFT (or the true process), cached.
@@ -140,7 +141,7 @@ fn temperature_sweep(sc: &Scenario, ev: &Evaluator, policy: &Gpt, (name, setting
 /// The run folder of one method run.
 pub fn method_dir(sc: &Scenario, method: &Method, opts: &RunOptions) -> PathBuf {
     let (name, setting) = (method.name(), method.setting());
-    let key = format!("{}|{}|eval|{:?}|{:?}", reward_key(sc), method.cache_key(&sc.train), sc.eval, sc.sample);
+    let key = format!("{}|{}|eval|{}|{}", reward_key(sc), method.cache_key(&sc.train), key_of(&sc.eval), key_of(&sc.sample));
     let label = if setting.is_empty() { name.to_string() } else { format!("{name}-{}", setting.replace(';', "-")) };
     stage_dir(sc, opts, &label, &key)
 }
@@ -374,7 +375,7 @@ fn finish_method(dir: &std::path::Path, vs: &nn::VarStore, m: Metrics, e: Metric
 }
 
 fn best_of_n_dir(sc: &Scenario, grid: &[usize], opts: &RunOptions) -> PathBuf {
-    let key = format!("{}|best_of_n|{grid:?}|eval|{:?}|{:?}", reward_key(sc), sc.eval, sc.sample);
+    let key = format!("{}|best_of_n|{}|eval|{}|{}", reward_key(sc), key_of(&grid), key_of(&sc.eval), key_of(&sc.sample));
     stage_dir(sc, opts, "best_of_n", &key)
 }
 

@@ -52,13 +52,13 @@ pub struct Scenario {
     pub source: PathBuf,
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub enum WorldConfig {
     Sentiment(SentimentConfig),
     Summarize(SummarizeConfig),
 }
 
-#[derive(Clone, PartialEq)]
+#[derive(Clone, PartialEq, serde::Serialize)]
 pub struct EvalConfig {
     /// Evaluate every this many steps (and at the end).
     pub every: usize,
