@@ -120,7 +120,7 @@ fn two_methods(first: &str, second: &str) -> Metrics {
 fn verdict_words_flip_when_their_inputs_are_swapped() {
     let verdicts = |e: &Metrics| {
         let pts = points(e);
-        let rows = paired::compare(&pts, e, &[("dpo".into(), "ppo".into())], &[1.0, 2.0]);
+        let rows = paired::compare(&pts, e, &[("dpo".into(), "ppo".into())], &budget_table(&pts, &[1.0, 2.0]));
         rows.iter().map(|r| (r.axis.to_string(), r.x, r.verdict(), r.paired.as_ref().map(|p| p.mean))).collect::<Vec<_>>()
     };
     let straight = verdicts(&two_methods("dpo", "ppo"));

@@ -173,12 +173,6 @@ pub fn seed_points(points: &[Point], method: &str, seed: u64, which: Frontier) -
     out
 }
 
-/// A method's reported value (test-half gold) at a KL budget in one seed; None where the seed
-/// did not reach the budget or the method did not run.
-pub fn value_at(points: &[Point], method: &str, seed: u64, budget: f64, which: Frontier) -> Option<f64> {
-    selected_at_budget(&seed_points(points, method, seed, which), budget).map(|v| v.0)
-}
-
 /// One row of `frontier.csv`: a method's values at a budget, per seed.
 #[derive(Clone, Debug)]
 pub struct FrontierRow {
@@ -254,7 +248,7 @@ pub fn fits(points: &[Point]) -> Vec<(String, &'static str, FitForm, f64, f64, f
     out
 }
 
-pub fn fmt(v: f64) -> String {
+fn fmt(v: f64) -> String {
     if v.is_finite() {
         format!("{v:.4}")
     } else {
@@ -381,7 +375,7 @@ pub fn report(dir: &Path) -> Result<PathBuf> {
     let budget_rows = budget_table(&pts, BUDGETS);
     write_atomic(&dir.join("frontier.csv"), frontier_csv(&budget_rows).as_bytes())?;
     let pairs = paired::pairs(dir, &pts, &evals)?;
-    let paired_rows = paired::compare(&pts, &evals, &pairs, BUDGETS);
+    let paired_rows = paired::compare(&pts, &evals, &pairs, &budget_rows);
     write_atomic(&dir.join("paired.csv"), paired::csv(&paired_rows).as_bytes())?;
     let fit_rows = fits(&pts);
     let mut csv = String::from("method,reward,form,a,b,r2,points\n");

@@ -2,7 +2,8 @@
 //! reward model and evaluation samples for every method, so A - B is taken within each seed.
 //!
 //! - `kl_budget`: the test-half gold reward of each method's selected frontier at each budget
-//!   ([`super::value_at`]); compared only where every seed of both methods reached the budget.
+//!   (read from the budget table); compared only where every seed of both methods reached the
+//!   budget.
 //! - `temperature`: the test-half win rate against the references at each final-evaluation
 //!   temperature. A method with several settings contributes, per seed and temperature, the
 //!   setting with the best selection-half win rate; the win rates of A and B in a seed are on the
@@ -19,7 +20,8 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
 
-use super::{methods, seeds, value_at, Frontier, Point};
+use super::winrate::{by_run, temperature_of};
+use super::{distinct, methods, seeds, Frontier, FrontierRow, Point};
 use crate::experiment::Metrics;
 use crate::stats::Paired;
 
@@ -72,27 +74,19 @@ pub fn pairs(dir: &Path, points: &[Point], evals: &Metrics) -> Result<Vec<(Strin
     Ok(defaults.iter().filter(|(a, b)| present.iter().any(|m| m == a) && present.iter().any(|m| m == b)).map(|(a, b)| (a.to_string(), b.to_string())).collect())
 }
 
-/// The temperature of an `eval_t{T}/winrate` metric.
-fn temperature_of(metric: &str) -> Option<f64> {
-    metric.strip_prefix("eval_t")?.strip_suffix("/winrate")?.parse().ok()
-}
-
 /// Per (method, seed, temperature): the reported test-half win rate of the setting chosen on the
 /// selection half, from each setting's last evaluation at that temperature. Runs from before the
 /// split are chosen and reported on all their prompts.
 pub fn winrates(evals: &Metrics) -> BTreeMap<(String, u64, u64), f64> {
     // (method, setting, seed) -> temperature bits -> (step, sel, test)
     let mut last: BTreeMap<(String, String, u64), BTreeMap<u64, (usize, f64, f64)>> = BTreeMap::new();
-    let mut by: BTreeMap<(String, String, u64, usize), BTreeMap<&str, f64>> = BTreeMap::new();
-    for r in &evals.rows {
-        by.entry((r.method.clone(), r.setting.clone(), r.seed, r.step)).or_default().insert(&r.metric, r.value);
-    }
+    let (_, by) = by_run(evals);
     for ((method, setting, seed, step), m) in &by {
         for (metric, &w) in m {
             let Some(t) = temperature_of(metric) else { continue };
             let prefix = format!("eval_t{t}/");
-            let sel = m.get(format!("{prefix}winrate_sel").as_str()).copied().unwrap_or(w);
-            let test = m.get(format!("{prefix}winrate_test").as_str()).copied().unwrap_or(w);
+            let sel = m.get(&format!("{prefix}winrate_sel")).copied().unwrap_or(w);
+            let test = m.get(&format!("{prefix}winrate_test")).copied().unwrap_or(w);
             let e = last.entry((method.clone(), setting.clone(), *seed)).or_default().entry(t.to_bits()).or_insert((*step, sel, test));
             if *step >= e.0 {
                 *e = (*step, sel, test);
@@ -113,10 +107,17 @@ pub fn winrates(evals: &Metrics) -> BTreeMap<(String, u64, u64), f64> {
 
 /// Every comparison of every pair: at each KL budget, each temperature, and the change in win
 /// rate from the lowest to the highest temperature.
-pub fn compare(points: &[Point], evals: &Metrics, pairs: &[(String, String)], budgets: &[f64]) -> Vec<PairedRow> {
+/// The gold values at budgets come from `budget_rows` (the selected frontier of [`super::budget_table`]).
+pub fn compare(points: &[Point], evals: &Metrics, pairs: &[(String, String)], budget_rows: &[FrontierRow]) -> Vec<PairedRow> {
     let all_seeds = seeds(points);
     let n = all_seeds.len();
     let present = methods(points);
+    let budgets: Vec<f64> = distinct(budget_rows.iter().map(|r| r.budget));
+    // A method's reported value at a budget in a seed, None where that seed did not reach it.
+    let value_at = |m: &str, s: u64, x: f64| -> Option<f64> {
+        let row = budget_rows.iter().find(|r| r.method == m && r.frontier == Frontier::Selected && r.budget == x)?;
+        row.values.iter().find(|v| v.0 == s)?.1.map(|v| v.0)
+    };
     let mut out = Vec::new();
     let w = winrates(evals);
     let diffs = |f: &dyn Fn(u64) -> Option<f64>| -> Option<Paired> {
@@ -126,8 +127,8 @@ pub fn compare(points: &[Point], evals: &Metrics, pairs: &[(String, String)], bu
     for (a, b) in pairs {
         // Gold at KL budgets (SFT has no frontier; methods without evaluations are skipped).
         if a != "sft" && b != "sft" && present.contains(a) && present.contains(b) {
-            for &x in budgets {
-                let paired = diffs(&|s| Some(value_at(points, a, s, x, Frontier::Selected)? - value_at(points, b, s, x, Frontier::Selected)?));
+            for &x in &budgets {
+                let paired = diffs(&|s| Some(value_at(a, s, x)? - value_at(b, s, x)?));
                 out.push(PairedRow { a: a.clone(), b: b.clone(), axis: "kl_budget", x, metric: "gold", seeds: n, paired });
             }
         }
@@ -172,18 +173,6 @@ pub fn axis_label(r: &PairedRow) -> String {
         "kl_budget" => format!("KL {}", r.x),
         "temperature" => format!("T = {}", r.x),
         _ => format!("change to T = {}", r.x),
-    }
-}
-
-/// One line of a verdict: "A - B = mean ± ci [per-seed diffs]: verdict".
-pub fn sentence(r: &PairedRow) -> String {
-    match &r.paired {
-        Some(p) => {
-            let ds: Vec<String> = p.diffs.iter().map(|d| format!("{d:+.3}")).collect();
-            let ci = if p.ci95.is_finite() { format!(" ± {:.3}", p.ci95) } else { String::new() };
-            format!("{} - {} = {:+.3}{ci} (per seed {}): {} is {}", r.a, r.b, p.mean, ds.join(", "), r.a, r.verdict())
-        }
-        None => format!("{} against {}: {}", r.a, r.b, r.verdict()),
     }
 }
 

@@ -35,7 +35,7 @@ impl WinRow {
 }
 
 /// The temperature of an `eval_t{T}/winrate` metric.
-fn temperature_of(metric: &str) -> Option<f64> {
+pub(super) fn temperature_of(metric: &str) -> Option<f64> {
     metric.strip_prefix("eval_t")?.strip_suffix("/winrate")?.parse().ok()
 }
 
@@ -54,7 +54,7 @@ fn combine(method: &str, setting: &str, x: f64, per_seed: &[(f64, f64, f64)]) ->
 type Key = (String, String, u64, usize);
 
 /// Every (method, setting, seed, step)'s metrics.
-fn by_run(evals: &Metrics) -> (Vec<Key>, BTreeMap<Key, BTreeMap<String, f64>>) {
+pub(super) fn by_run(evals: &Metrics) -> (Vec<Key>, BTreeMap<Key, BTreeMap<String, f64>>) {
     let mut order = Vec::new();
     let mut map: BTreeMap<Key, BTreeMap<String, f64>> = BTreeMap::new();
     for r in &evals.rows {
