@@ -366,49 +366,25 @@ pub fn parse(text: &str, file: &str, overrides: &[String]) -> Result<ScenarioWir
         apply_override(&mut table, ov).map_err(|problem| ScenarioError {
             file: file.into(),
             line: String::new(),
-            key: format!("--set {ov}"),
-            problem,
+            key: shown(&format!("--set {ov}")),
+            problem: compact_numbers(&problem),
             fix: "write --set section.key=value, e.g. --set sft.lr=1e-3".into(),
         })?;
     }
     expand_sweep(&mut table).map_err(|(key, problem, fix)| err(file, text, &key, problem, fix))?;
     let from_set = |key: &str| overrides.iter().any(|o| o.split('=').next().map(str::trim) == Some(key));
-    // `[world]` is an enum tagged by `kind`, which serde reads as a whole: its field errors
-    // would name only `world`. Read the chosen world's table on its own first, so that an
-    // error names `world.<key>` and its line.
-    if let Some(toml::Value::Table(world)) = table.get("world") {
-        let mut inner = world.clone();
-        let kind = inner.remove("kind");
-        let checked = match kind.as_ref().and_then(|k| k.as_str()) {
-            Some("sentiment") => serde_path_to_error::deserialize::<_, SentimentConfig>(toml::Value::Table(inner)).map(|_| ()),
-            Some("summarize") => serde_path_to_error::deserialize::<_, SummarizeConfig>(toml::Value::Table(inner)).map(|_| ()),
-            _ => Ok(()), // a missing or unknown kind: the full read below says so
-        };
-        if let Err(e) = checked {
-            let msg = e.inner().message().to_string();
-            let mut key = format!("world.{}", e.path());
-            if let Some(name) = msg.strip_prefix("unknown field `").and_then(|r| r.split('`').next()) {
-                key = format!("world.{name}");
-            }
-            let fix = if msg.starts_with("unknown field") { "remove the key or correct its spelling" } else { "write a value of the expected type" };
-            let mut error = err(file, text, &key, msg, fix);
-            if from_set(&key) {
-                error.line = " (--set)".into();
-            }
-            return Err(error);
-        }
-    }
-    serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
-        let mut key = e.path().to_string();
-        let msg = e.inner().message().to_string();
-        // An unknown key's name is in serde's message; make it part of the path.
+    // One mapping of serde's errors to a key and a fix: `path` is where serde stopped ("" at the
+    // top), and an unknown or missing key's name, which is in serde's message, is appended.
+    let serde_error = |path: String, msg: String| {
+        let mut key = path;
+        let join = |key: &str, name: &str| if key.is_empty() { name.to_string() } else { format!("{key}.{name}") };
         if let Some(name) = msg.strip_prefix("unknown field `").and_then(|r| r.split('`').next()) {
             if !key.ends_with(name) {
-                key = if key == "." || key.is_empty() { name.to_string() } else { format!("{key}.{name}") };
+                key = join(&key, name);
             }
         }
         if let Some(name) = msg.strip_prefix("missing field `").and_then(|r| r.split('`').next()) {
-            key = if key == "." || key.is_empty() { name.to_string() } else { format!("{key}.{name}") };
+            key = join(&key, name);
         }
         let fix = if msg.starts_with("unknown field") {
             "remove the key or correct its spelling".to_string()
@@ -426,7 +402,26 @@ pub fn parse(text: &str, file: &str, overrides: &[String]) -> Result<ScenarioWir
             error.line = " (--set)".into();
         }
         error
-    })
+    };
+    let path = |p: String| if p == "." { String::new() } else { p };
+    // `[world]` is an enum tagged by `kind`, which serde reads as a whole: its field errors
+    // would name only `world`. Read the chosen world's table on its own first, so that an
+    // error names `world.<key>` and its line.
+    if let Some(toml::Value::Table(world)) = table.get("world") {
+        let mut inner = world.clone();
+        let kind = inner.remove("kind");
+        let checked = match kind.as_ref().and_then(|k| k.as_str()) {
+            Some("sentiment") => serde_path_to_error::deserialize::<_, SentimentConfig>(toml::Value::Table(inner)).map(|_| ()),
+            Some("summarize") => serde_path_to_error::deserialize::<_, SummarizeConfig>(toml::Value::Table(inner)).map(|_| ()),
+            _ => Ok(()), // a missing or unknown kind: the full read below says so
+        };
+        if let Err(e) = checked {
+            let inner_path = path(e.path().to_string());
+            let key = if inner_path.is_empty() { "world".to_string() } else { format!("world.{inner_path}") };
+            return Err(serde_error(key, e.inner().message().to_string()));
+        }
+    }
+    serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| serde_error(path(e.path().to_string()), e.inner().message().to_string()))
 }
 
 
