@@ -112,16 +112,19 @@ impl Evaluator<'_> {
         let lp = sampling_logprobs(&response_logits(policy, &prompt, &valid, &ro.response), settings.temperature, settings.top_k); // [B, N, V]
         let lq = sampling_logprobs(&response_logits(self.reference, &prompt, &valid, &ro.response), settings.temperature, 0);
         let mask = &ro.mask;
-        // 0 * log 0 = 0: positions outside the support contribute nothing.
-        let plogp_ratio = (lp.exp() * (&lp - &lq)).nan_to_num(0.0, 0.0, 0.0);
-        let per_pos_kl = plogp_ratio.sum_dim_intlist(-1, false, Kind::Float); // [B, N]
+        let p = lp.exp();
+        // 0 * log 0 = 0: tokens outside a top-k support contribute nothing (without truncation
+        // every log-prob is finite and there is nothing to zero).
+        let truncated = settings.temperature > 0.0 && settings.top_k > 0;
+        let outside_zero = |t: Tensor| if truncated { t.nan_to_num(0.0, 0.0, 0.0) } else { t };
+        let per_pos_kl = outside_zero(&p * (&lp - &lq)).sum_dim_intlist(-1, false, Kind::Float); // [B, N]
         let kl = (per_pos_kl * mask).sum_dim_intlist(-1, false, Kind::Float);
         let idx = ro.response.unsqueeze(-1);
         let logratio = lp.gather(-1, &idx, false).squeeze_dim(-1) - lq.gather(-1, &idx, false).squeeze_dim(-1); // log pi/pi_ref
         let k1 = (&logratio * mask).sum_dim_intlist(-1, false, Kind::Float);
         let r = (-&logratio).exp();
         let k3 = ((&r - 1.0 - (-&logratio)) * mask).sum_dim_intlist(-1, false, Kind::Float);
-        let entropy = ((-(lp.exp() * &lp).nan_to_num(0.0, 0.0, 0.0).sum_dim_intlist(-1, false, Kind::Float)) * mask).sum_dim_intlist(-1, false, Kind::Float);
+        let entropy = ((-outside_zero(&p * &lp).sum_dim_intlist(-1, false, Kind::Float)) * mask).sum_dim_intlist(-1, false, Kind::Float);
         let to_vec = |t: &Tensor| Vec::<f64>::try_from(t.to_kind(Kind::Double).to_device(tch::Device::Cpu)).unwrap();
         let (kl, k1, k3, entropy) = (to_vec(&kl), to_vec(&k1), to_vec(&k3), to_vec(&entropy));
         let length = mask.sum_dim_intlist(-1, false, Kind::Float).mean(Kind::Float).double_value(&[]);
