@@ -119,7 +119,7 @@ pub fn ppo_iteration(cfg: &GptConfig, rollout_batch: usize, device: Device, quic
 /// prompt, reference log-probs cached, Adam) on random pairs: pairs/s.
 pub fn dpo_step(cfg: &GptConfig, pairs: usize, device: Device, quick: bool) -> f64 {
     use crate::algo::common::pair_logps;
-    use crate::algo::dpo::preference_loss;
+    use crate::algo::dpo::{preference_loss, PairLogps, PrefLoss};
     tch::manual_seed(0);
     let vs = nn::VarStore::new(device);
     let gpt = Gpt::new(&vs.root(), cfg);
@@ -134,8 +134,9 @@ pub fn dpo_step(cfg: &GptConfig, pairs: usize, device: Device, quick: bool) -> f
     let reps = if quick { 3 } else { 10 };
     let secs = time_it(2, reps, || {
         let (lc, lr) = pair_logps(&gpt, &batch);
-        let out = preference_loss(crate::experiment::scenario::PrefLoss::Sigmoid, 0.1, &lc, &lr, &rc, &rr);
-        let loss = out.losses.mean(Kind::Float);
+        let tokens = batch.chosen_mask.sum_dim_intlist(1, false, Kind::Float);
+        let lp = PairLogps { policy_chosen: &lc, policy_rejected: &lr, reference_chosen: &rc, reference_rejected: &rr, chosen_tokens: &tokens };
+        let loss = preference_loss(PrefLoss::Dpo { beta: 0.1 }, &lp).batch_loss();
         opt.zero_grad();
         loss.backward();
         opt.step();

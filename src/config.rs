@@ -4,17 +4,95 @@
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct ConfigError {
-    pub key: &'static str,
+    pub key: String,
     pub problem: String,
     pub fix: String,
 }
 
+impl ConfigError {
+    /// Serde's error at `path` (dotted, "" at the top) as a key and a fix. The name of an
+    /// unknown or missing key, which serde gives only in its message, is appended to the path.
+    pub fn from_serde(path: &str, msg: &str) -> ConfigError {
+        let join = |key: &str, name: &str| if key.is_empty() { name.to_string() } else { format!("{key}.{name}") };
+        let named = |prefix: &str| msg.strip_prefix(prefix).and_then(|r| r.split('`').next());
+        let mut key = path.to_string();
+        if let Some(name) = named("unknown field `") {
+            if !key.ends_with(name) {
+                key = join(&key, name);
+            }
+        }
+        if let Some(name) = named("missing field `") {
+            key = join(&key, name);
+        }
+        let fix = if msg.starts_with("unknown field") {
+            "remove the key or correct its spelling".to_string()
+        } else if msg.starts_with("missing field") {
+            format!("add `{key} = ...`; this setting has no safe default")
+        } else if msg.starts_with("unknown variant") {
+            "use one of the listed values".to_string()
+        } else if msg.starts_with("invalid type") || msg.starts_with("invalid value") {
+            "write a value of the expected type".to_string()
+        } else {
+            "see scenarios/sentiment.toml for a valid example".to_string()
+        };
+        ConfigError { key, problem: msg.to_string(), fix }
+    }
+
+    /// The error with its key inside section `section`.
+    pub fn within(mut self, section: &str) -> ConfigError {
+        self.key = format!("{section}.{}", self.key);
+        self
+    }
+}
+
+/// Deserialize `value`, an error naming the key where serde stopped inside `section`.
+pub fn read<T: serde::de::DeserializeOwned>(section: &str, value: toml::Value) -> Result<T, ConfigError> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let path = if path == "." { section.to_string() } else if section.is_empty() { path } else { format!("{section}.{path}") };
+        ConfigError::from_serde(&path, &e.inner().message().to_string())
+    })
+}
+
 /// `Ok` when `cond` holds, else the error for `key`.
-pub fn need(cond: bool, key: &'static str, problem: impl FnOnce() -> String, fix: &str) -> Result<(), ConfigError> {
+pub fn need(cond: bool, key: &str, problem: impl FnOnce() -> String, fix: &str) -> Result<(), ConfigError> {
     if cond {
         Ok(())
     } else {
-        Err(ConfigError { key, problem: problem(), fix: fix.to_string() })
+        Err(ConfigError { key: key.to_string(), problem: problem(), fix: fix.to_string() })
+    }
+}
+
+/// The variant names of an enum that serde reads tagged by `tag` (`#[serde(tag = "...")]`),
+/// in declaration order: the registry of a family (the preference losses) is its enum, and
+/// nothing keeps a second list. Read from the error serde raises for an unknown variant.
+pub fn variant_names<T: serde::de::DeserializeOwned>(tag: &str) -> &'static [&'static str] {
+    use serde::de::value::MapDeserializer;
+    let input = MapDeserializer::<_, Expected>::new(std::iter::once((tag, "\u{0}")));
+    match T::deserialize(input) {
+        Err(Expected(names)) => names,
+        Ok(_) => &[],
+    }
+}
+
+/// The error type [`variant_names`] reads with: it keeps the list serde expected.
+#[derive(Debug)]
+struct Expected(&'static [&'static str]);
+
+impl std::fmt::Display for Expected {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "expected one of {:?}", self.0)
+    }
+}
+
+impl std::error::Error for Expected {}
+
+impl serde::de::Error for Expected {
+    fn custom<M: std::fmt::Display>(_: M) -> Self {
+        Expected(&[])
+    }
+    fn unknown_variant(_: &str, expected: &'static [&'static str]) -> Self {
+        Expected(expected)
     }
 }
 

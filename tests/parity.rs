@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use alignlab::algo::common::{pair_logps, response_token_logprobs};
-use alignlab::algo::dpo::preference_loss;
+use alignlab::algo::dpo::{preference_loss, PairLogps};
 use alignlab::algo::ppo::{gae, policy_loss, value_loss};
 use alignlab::algo::reward::{reward_loss, RewardModel};
 use alignlab::data::{Pair, PairTensors};
@@ -105,9 +105,9 @@ fn export(dir: &Path, beta_in_config: f64) {
             ("expect.token_logprobs", token_lp),
             ("expect.policy_chosen", pc.shallow_clone()),
             ("expect.policy_rejected", pr.shallow_clone()),
-            ("expect.loss_dpo", preference_loss(PrefLoss::Sigmoid, BETA, &pc, &pr, &rc, &rr).losses),
-            ("expect.loss_ipo", preference_loss(PrefLoss::Ipo, BETA, &pc, &pr, &rc, &rr).losses),
-            ("expect.loss_cdpo", preference_loss(PrefLoss::Conservative { label_smoothing: EPS }, BETA, &pc, &pr, &rc, &rr).losses),
+            ("expect.loss_dpo", pref(PrefLoss::Dpo { beta: BETA }, &pc, &pr, &rc, &rr).losses),
+            ("expect.loss_ipo", pref(PrefLoss::Ipo { beta: BETA }, &pc, &pr, &rc, &rr).losses),
+            ("expect.loss_cdpo", pref(PrefLoss::Cdpo { beta: BETA, label_smoothing: EPS }, &pc, &pr, &rc, &rr).losses),
             ("expect.rm_chosen", sc),
             ("expect.rm_loss", fl(&rml).reshape([1])),
             ("expect.gae", advs),
@@ -121,6 +121,13 @@ fn export(dir: &Path, beta_in_config: f64) {
         cfg.vocab_size, cfg.block_size, cfg.n_layer, cfg.n_head, cfg.d_model
     );
     std::fs::write(dir.join("config.json"), config).unwrap();
+}
+
+
+/// A preference loss on summed log-probs, each chosen response counted as one token.
+fn pref(loss: PrefLoss, pc: &Tensor, pr: &Tensor, rc: &Tensor, rr: &Tensor) -> alignlab::algo::dpo::LossOut {
+    let tokens = pc.ones_like();
+    preference_loss(loss, &PairLogps { policy_chosen: pc, policy_rejected: pr, reference_chosen: rc, reference_rejected: rr, chosen_tokens: &tokens })
 }
 
 #[test]

@@ -3,7 +3,7 @@
 //! the KL estimators of the evaluator.
 
 use alignlab::algo::common::response_logps;
-use alignlab::algo::dpo::{preference_loss, preferred_ft_loss, unlikelihood_loss};
+use alignlab::algo::dpo::{preference_loss, PairLogps};
 use alignlab::algo::reward::reward_loss;
 use alignlab::data::{Pair, PairTensors};
 use alignlab::eval::{mean_ci, Evaluator};
@@ -12,6 +12,12 @@ use alignlab::scenario::{Labels, PrefLoss};
 use alignlab::world::tabular::{kl, to_rows, tv};
 use alignlab::world::{SentimentConfig, SentimentWorld, TabularConfig, TabularWorld};
 use tch::{nn, Device, Kind, Tensor};
+
+/// A preference loss on summed log-probs, each chosen response counted as one token.
+fn pref(loss: PrefLoss, pc: &Tensor, pr: &Tensor, rc: &Tensor, rr: &Tensor) -> alignlab::algo::dpo::LossOut {
+    let tokens = pc.ones_like();
+    preference_loss(loss, &PairLogps { policy_chosen: pc, policy_rejected: pr, reference_chosen: rc, reference_rejected: rr, chosen_tokens: &tokens })
+}
 
 static RNG_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
@@ -28,7 +34,7 @@ fn dpo_family_losses_match_hand_computed_values() {
     // Policy equal to the reference: every log-ratio is 0, the loss is ln 2 for any beta.
     for beta in [0.1, 1.0, 5.0] {
         let lp = t(&[-3.0, -7.5]);
-        let out = preference_loss(PrefLoss::Sigmoid, beta, &lp, &lp, &lp, &lp);
+        let out = pref(PrefLoss::Dpo { beta: beta }, &lp, &lp, &lp, &lp);
         for v in Vec::<f64>::try_from(out.losses).unwrap() {
             assert!(close(v, std::f64::consts::LN_2, 1e-6), "DPO at zero margin: {v}");
         }
@@ -37,22 +43,28 @@ fn dpo_family_losses_match_hand_computed_values() {
     let (pc, pr, rc, rr) = (t(&[-2.0]), t(&[-5.0]), t(&[-3.0]), t(&[-4.0]));
     let v = |o: &Tensor| o.double_value(&[0]);
     // DPO: -log sigmoid(0.1 * 2) = 0.598138869...
-    let dpo = preference_loss(PrefLoss::Sigmoid, 0.1, &pc, &pr, &rc, &rr);
+    let dpo = pref(PrefLoss::Dpo { beta: 0.1 }, &pc, &pr, &rc, &rr);
     assert!(close(v(&dpo.losses), 0.5981388693815918, 1e-6));
-    assert!(close(v(&dpo.chosen_rewards), 0.1, 1e-6) && close(v(&dpo.rejected_rewards), -0.1, 1e-6));
+    let (chosen, rejected) = dpo.rewards.as_ref().unwrap();
+    assert!(close(v(chosen), 0.1, 1e-6) && close(v(rejected), -0.1, 1e-6));
     // IPO: (Delta - 1/(2 beta))^2 = (2 - 1)^2 at beta 0.5; (2 - 5)^2 at beta 0.1.
-    assert!(close(v(&preference_loss(PrefLoss::Ipo, 0.5, &pc, &pr, &rc, &rr).losses), 1.0, 1e-6));
-    assert!(close(v(&preference_loss(PrefLoss::Ipo, 0.1, &pc, &pr, &rc, &rr).losses), 9.0, 1e-5));
+    assert!(close(v(&pref(PrefLoss::Ipo { beta: 0.5 }, &pc, &pr, &rc, &rr).losses), 1.0, 1e-6));
+    assert!(close(v(&pref(PrefLoss::Ipo { beta: 0.1 }, &pc, &pr, &rc, &rr).losses), 9.0, 1e-5));
     // cDPO, eps = 0.1: -0.9 log sigmoid(0.2) - 0.1 log sigmoid(-0.2).
-    let c = preference_loss(PrefLoss::Conservative { label_smoothing: 0.1 }, 0.1, &pc, &pr, &rc, &rr);
+    let c = pref(PrefLoss::Cdpo { beta: 0.1, label_smoothing: 0.1 }, &pc, &pr, &rc, &rr);
     assert!(close(v(&c.losses), 0.6181388693815918, 1e-6));
     // cDPO with eps = 0 is DPO.
-    let c0 = preference_loss(PrefLoss::Conservative { label_smoothing: 0.0 }, 0.1, &pc, &pr, &rc, &rr);
+    let c0 = pref(PrefLoss::Cdpo { beta: 0.1, label_smoothing: 0.0 }, &pc, &pr, &rc, &rr);
     assert!(close(v(&c0.losses), v(&dpo.losses), 1e-7));
     // Unlikelihood: -(log p_w - alpha log p_l) = -(-2 + 0.5 * 5) = -0.5.
-    assert!(close(v(&unlikelihood_loss(0.5, &pc, &pr)), -0.5, 1e-6));
-    // Preferred-FT: token-mean NLL of the chosen: (2 + 4) / (3 + 1).
-    assert!(close(preferred_ft_loss(&t(&[-2.0, -4.0]), &t(&[1.0, 1.0, 1.0, 0.0, 1.0, 0.0]).view([2, 3])).double_value(&[]), 1.5, 1e-6));
+    let ul = pref(PrefLoss::Unlikelihood { alpha: 0.5 }, &pc, &pr, &rc, &rr);
+    assert!(close(v(&ul.losses), -0.5, 1e-6) && ul.rewards.is_none());
+    // Preferred-FT: token-mean NLL of the chosen: (2 + 4) / (3 + 1) over the batch.
+    let (pc2, tokens) = (t(&[-2.0, -4.0]), t(&[3.0, 1.0]));
+    let ft = preference_loss(PrefLoss::PreferredFt {}, &PairLogps { policy_chosen: &pc2, policy_rejected: &pc2, reference_chosen: &pc2, reference_rejected: &pc2, chosen_tokens: &tokens });
+    assert!(close(ft.batch_loss().double_value(&[]), 1.5, 1e-6));
+    // The batch loss of the others is the mean over pairs.
+    assert!(close(pref(PrefLoss::Dpo { beta: 0.1 }, &t(&[-2.0, -3.0]), &t(&[-5.0, -3.0]), &t(&[-3.0, -3.0]), &t(&[-4.0, -3.0])).batch_loss().double_value(&[]), (0.5981388693815918 + std::f64::consts::LN_2) / 2.0, 1e-6));
 }
 
 #[test]
@@ -109,10 +121,11 @@ fn dpo_gradient_is_the_weighted_likelihood_gradient() {
     };
     // Autograd through the loss.
     let (pc, pr) = logps(&vs);
-    let out = preference_loss(PrefLoss::Sigmoid, beta, &pc, &pr, &rc, &rr);
-    out.losses.mean(Kind::Float).backward();
+    let out = pref(PrefLoss::Dpo { beta: beta }, &pc, &pr, &rc, &rr);
+    out.batch_loss().backward();
     let auto = grads(&vs);
-    let weights: Vec<f64> = Vec::try_from((&out.rejected_rewards - &out.chosen_rewards).sigmoid().to_kind(Kind::Double)).unwrap();
+    let (chosen, rejected) = out.rewards.as_ref().unwrap();
+    let weights: Vec<f64> = Vec::try_from((rejected - chosen).sigmoid().to_kind(Kind::Double)).unwrap();
     assert!(weights.iter().any(|w| (w - 0.5).abs() > 0.01), "the toy batch must not sit at zero margin");
     // The closed form, pair by pair.
     let mut expected: Vec<Tensor> = auto.iter().map(|g| g.zeros_like()).collect();
@@ -172,7 +185,7 @@ fn tabular_dpo_on_bradley_terry_pairs_reaches_the_optimum() {
     let counts = w.sample_pair_counts(&ref_probs, 2_000_000, Labels::BradleyTerry { temperature: 1.0 }, 11);
     for beta in [0.1, 1.0] {
         let target = w.optimal(&log_rows(&ref_probs), beta);
-        let fitted = w.fit_preference(&reference, &counts, PrefLoss::Sigmoid, beta, 1500, 0.05);
+        let fitted = w.fit_preference(&reference, &counts, PrefLoss::Dpo { beta }, 1500, 0.05);
         let mean_tv = |p: &Vec<Vec<f64>>| p.iter().zip(&target).map(|(a, b)| tv(a, b)).sum::<f64>() / p.len() as f64;
         let (start, end) = (mean_tv(&ref_probs), mean_tv(&fitted));
         eprintln!("beta {beta}: TV(pi_ref, pi*) {start:.4}, TV(pi_DPO, pi*) {end:.4}");
@@ -190,10 +203,10 @@ fn tabular_deterministic_labels_dpo_collapses_ipo_stays_bounded() {
     let worst: Vec<usize> = (0..3).map(|x| (0..9).min_by(|&a, &b| w.reward[x][a].total_cmp(&w.reward[x][b])).unwrap()).collect();
     let mass = |p: &Vec<Vec<f64>>| (0..3).map(|x| p[x][worst[x]]).fold(0.0, f64::max);
     for beta in [0.1, 1.0] {
-        let dpo_short = w.fit_preference(&reference, &counts, PrefLoss::Sigmoid, beta, 500, 0.05);
-        let dpo_long = w.fit_preference(&reference, &counts, PrefLoss::Sigmoid, beta, 2000, 0.05);
-        let ipo_short = w.fit_preference(&reference, &counts, PrefLoss::Ipo, beta, 1000, 0.05);
-        let ipo_long = w.fit_preference(&reference, &counts, PrefLoss::Ipo, beta, 3000, 0.05);
+        let dpo_short = w.fit_preference(&reference, &counts, PrefLoss::Dpo { beta }, 500, 0.05);
+        let dpo_long = w.fit_preference(&reference, &counts, PrefLoss::Dpo { beta }, 2000, 0.05);
+        let ipo_short = w.fit_preference(&reference, &counts, PrefLoss::Ipo { beta }, 1000, 0.05);
+        let ipo_long = w.fit_preference(&reference, &counts, PrefLoss::Ipo { beta }, 3000, 0.05);
         eprintln!("beta {beta}: worst mass ref {:.2e}, DPO {:.2e} -> {:.2e}, IPO {:.2e} -> {:.2e}", mass(&ref_probs), mass(&dpo_short), mass(&dpo_long), mass(&ipo_short), mass(&ipo_long));
         assert!(mass(&dpo_long) < 1e-3, "DPO keeps {} on a dispreferred response", mass(&dpo_long));
         assert!(mass(&dpo_long) < mass(&dpo_short) / 2.0, "DPO's worst mass is not still falling");

@@ -171,14 +171,15 @@ fn summarize_world_settings_are_checked() {
 
 #[test]
 fn run_folder_keys_follow_the_evaluation_settings() {
-    // Stage hashes are built from these Debug strings: the selection split and the importance-
-    // sampling settings change what an evaluation writes, so they are part of the key.
+    // The selection split and the importance-sampling settings change what an evaluation
+    // writes, so they are part of a method's key; `optimal_samples` is filled in resolved.
+    use alignlab::experiment::key_of;
     let sc = load(GOOD, &["eval.every=50", "eval.samples_per_prompt=2"]).unwrap();
-    assert_eq!(format!("{:?}", sc.eval), "EvalConfig { every: 50, samples_per_prompt: 2, selection_fraction: 0.5, optimal_samples: 0, optimal_min_ess: 8.0 }");
+    assert_eq!(key_of(&sc.eval), "[v]\nevery = 50\nsamples_per_prompt = 2\ntemperatures = []\nselection_fraction = 0.5\noptimal_samples = 0\noptimal_min_ess = 8.0\n");
     let other = load(GOOD, &["eval.every=50", "eval.samples_per_prompt=2", "eval.selection_fraction=0.25"]).unwrap();
-    assert_ne!(format!("{:?}", sc.eval), format!("{:?}", other.eval));
+    assert_ne!(key_of(&sc.eval), key_of(&other.eval));
     let sc = load(GOOD, &["eval.temperatures=[0.5]"]).unwrap();
-    assert!(format!("{:?}", sc.eval).contains("temperatures: [0.5]"));
+    assert!(key_of(&sc.eval).contains("temperatures = [0.5]"));
 }
 
 /// Run-folder keys come from the settings serialized as TOML (names and values), so each

@@ -79,3 +79,22 @@ pub fn evaluate(proxy: &[Vec<f64>], gold: &[Vec<f64>], grid: &[usize], ref_gold:
         })
         .collect()
 }
+
+/// `[best_of_n]`: Best-of-N from pi_SFT, ranked by the reward model.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BestOfNConfig {
+    /// The N of each point, e.g. [1, 2, 4, 8, 16, 32, 64].
+    pub n: Vec<usize>,
+}
+
+impl BestOfNConfig {
+    /// Range checks; the first violation is returned.
+    pub fn validate(&self) -> Result<(), crate::config::ConfigError> {
+        use crate::config::need;
+        let n = &self.n;
+        need(!n.is_empty(), "n", || "is an empty list".into(), "give the N of each point, e.g. [1, 2, 4, 8, 16]")?;
+        need(n.iter().all(|&n| (1..=256).contains(&n)), "n", || "every N must be in 1..=256".into(), "use e.g. [1, 2, 4, 8, 16, 32, 64]")?;
+        need(n.iter().enumerate().all(|(i, v)| !n[..i].contains(v)), "n", || format!("lists an N twice ({n:?})"), "list each N once")
+    }
+}

@@ -65,48 +65,126 @@ impl TrainConfig {
 }
 
 
-/// The loss of the DPO family.
-#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+/// The offline preference losses. Each is a method of its own: a scenario's `[dpo]`, `[ipo]`,
+/// `[cdpo]`, `[preferred_ft]` or `[unlikelihood]` table, whose keys are the variant's fields (a
+/// list is a grid: one run per value) beside the `[train]` overrides `lr` and `steps`. The
+/// variant names are the registry: adding a loss that needs only log-probs is one variant here
+/// and its arm in [`preference_loss`].
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "loss", rename_all = "snake_case", deny_unknown_fields)]
 pub enum PrefLoss {
     /// DPO, -log sigmoid(beta Delta) (Rafailov et al. 2023, Eq. 7).
-    Sigmoid,
-    /// IPO, (Delta - 1/(2 beta))^2 (Azar et al. 2023, Eq. 17).
-    Ipo,
-    /// Conservative DPO: labels flipped with probability `label_smoothing`.
-    Conservative { label_smoothing: f64 },
+    Dpo { beta: f64 },
+    /// IPO, (Delta - 1/(2 beta))^2 (Azar et al. 2023, Eq. 17), on summed log-probs: not
+    /// length-normalised, as in the DPO reference code (TRL's `ipo` divides by the length).
+    Ipo { beta: f64 },
+    /// Conservative DPO: labels flipped with probability `label_smoothing`, in (0, 0.5).
+    Cdpo { beta: f64, label_smoothing: f64 },
+    /// Preferred-FT: SFT on the chosen responses, the mean token NLL over the batch.
+    PreferredFt {},
+    /// Unlikelihood: -(log pi(y_w) - alpha log pi(y_l)); without DPO's weighting it degenerates.
+    Unlikelihood { alpha: f64 },
 }
 
-/// Per-pair losses and implicit rewards of the DPO family.
-pub struct DpoOut {
+impl PrefLoss {
+    /// Every loss's name, in declaration order: the scenario tables that are preference methods.
+    pub fn names() -> &'static [&'static str] {
+        crate::config::variant_names::<PrefLoss>("loss")
+    }
+
+    /// Its name in tables and CSVs (its scenario table): the serde tag.
+    pub fn name(&self) -> String {
+        match self.fields().remove("loss") {
+            Some(toml::Value::String(name)) => name,
+            _ => unreachable!("PrefLoss serializes with its tag"),
+        }
+    }
+
+    /// Its parameters in field order of the TOML table, as numbers.
+    pub fn params(&self) -> Vec<(String, f64)> {
+        let mut fields = self.fields();
+        fields.remove("loss");
+        fields.into_iter().map(|(k, v)| (k, v.as_float().or(v.as_integer().map(|i| i as f64)).expect("parameters are numbers"))).collect()
+    }
+
+    fn fields(&self) -> toml::Table {
+        toml::Table::try_from(self).expect("PrefLoss serializes to a table")
+    }
+
+    /// Its setting, e.g. `beta=0.1`; the label also seeds the run's batch order.
+    pub fn setting(&self) -> String {
+        match self {
+            // Runs before this registry labelled label_smoothing `eps`: kept, so that their
+            // batch orders (and numbers) stay as they were.
+            PrefLoss::Cdpo { beta, label_smoothing } => format!("beta={beta};eps={label_smoothing}"),
+            _ => self.params().iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(";"),
+        }
+    }
+
+    /// Range checks: every parameter in [1e-4, 1e4], and those a loss bounds further.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if let PrefLoss::Cdpo { label_smoothing, .. } = *self {
+            need(label_smoothing > 0.0 && label_smoothing < 0.5, "label_smoothing", || format!("must be in (0, 0.5) (got {label_smoothing})"), "use e.g. 0.1 (0 is plain DPO)")?;
+        }
+        for (key, v) in self.params() {
+            need(v.is_finite() && (1e-4..=1e4).contains(&v), &key, || format!("every {key} must be in [1e-4, 1e4] (got {v})"), "use values such as [0.1, 1.0]")?;
+        }
+        Ok(())
+    }
+}
+
+/// Summed response log-probs `[B]` of a batch of pairs under the policy and the reference, and
+/// the chosen responses' token counts.
+pub struct PairLogps<'a> {
+    pub policy_chosen: &'a Tensor,
+    pub policy_rejected: &'a Tensor,
+    pub reference_chosen: &'a Tensor,
+    pub reference_rejected: &'a Tensor,
+    pub chosen_tokens: &'a Tensor,
+}
+
+/// A preference loss on a batch.
+pub struct LossOut {
+    /// Per-pair losses `[B]`.
     pub losses: Tensor,
-    pub chosen_rewards: Tensor,
-    pub rejected_rewards: Tensor,
+    /// `None`: the batch loss is their mean; `Some(n)`: their sum over the sum of these
+    /// per-pair token counts (a token mean).
+    pub per_token: Option<Tensor>,
+    /// The implicit rewards beta (log pi - log pi_ref) of chosen and rejected, where the loss
+    /// has a beta.
+    pub rewards: Option<(Tensor, Tensor)>,
 }
 
-/// The DPO-family loss from the four log-prob tensors `[B]` (summed over response tokens).
-pub fn preference_loss(kind: PrefLoss, beta: f64, policy_chosen: &Tensor, policy_rejected: &Tensor, reference_chosen: &Tensor, reference_rejected: &Tensor) -> DpoOut {
-    let chosen_logratio = policy_chosen - reference_chosen;
-    let rejected_logratio = policy_rejected - reference_rejected;
+impl LossOut {
+    /// The scalar the optimiser minimises.
+    pub fn batch_loss(&self) -> Tensor {
+        match &self.per_token {
+            None => self.losses.mean(Kind::Float),
+            Some(n) => self.losses.sum(Kind::Float) / n.sum(Kind::Float).clamp_min(1.0),
+        }
+    }
+}
+
+/// Every preference loss, from the log-probs alone. Delta = s_w - s_l with s = log pi - log
+/// pi_ref summed over the response.
+pub fn preference_loss(loss: PrefLoss, lp: &PairLogps) -> LossOut {
+    let chosen_logratio = lp.policy_chosen - lp.reference_chosen;
+    let rejected_logratio = lp.policy_rejected - lp.reference_rejected;
     let delta = &chosen_logratio - &rejected_logratio;
-    let losses = match kind {
+    let implicit = |beta: f64| Some(((&chosen_logratio * beta).detach(), (&rejected_logratio * beta).detach()));
+    let mean = |losses: Tensor, rewards| LossOut { losses, per_token: None, rewards };
+    match loss {
         // -log sigmoid(beta Delta)
-        PrefLoss::Sigmoid => -(&delta * beta).log_sigmoid(),
+        PrefLoss::Dpo { beta } => mean(-(&delta * beta).log_sigmoid(), implicit(beta)),
         // (Delta - 1/(2 beta))^2
-        PrefLoss::Ipo => (&delta - 1.0 / (2.0 * beta)).square(),
+        PrefLoss::Ipo { beta } => mean((&delta - 1.0 / (2.0 * beta)).square(), implicit(beta)),
         // -(1 - eps) log sigmoid(beta Delta) - eps log sigmoid(-beta Delta)
-        PrefLoss::Conservative { label_smoothing: eps } => -(&delta * beta).log_sigmoid() * (1.0 - eps) - (&delta * -beta).log_sigmoid() * eps,
-    };
-    DpoOut { losses, chosen_rewards: (chosen_logratio * beta).detach(), rejected_rewards: (rejected_logratio * beta).detach() }
-}
-
-/// Unlikelihood: -(log pi(y_w) - alpha log pi(y_l)) per pair.
-pub fn unlikelihood_loss(alpha: f64, policy_chosen: &Tensor, policy_rejected: &Tensor) -> Tensor {
-    -(policy_chosen - policy_rejected * alpha)
-}
-
-/// Preferred-FT: mean token NLL of the chosen responses.
-pub fn preferred_ft_loss(policy_chosen: &Tensor, chosen_tokens: &Tensor) -> Tensor {
-    -policy_chosen.sum(Kind::Float) / chosen_tokens.sum(Kind::Float).clamp_min(1.0)
+        PrefLoss::Cdpo { beta, label_smoothing: eps } => mean(-(&delta * beta).log_sigmoid() * (1.0 - eps) - (&delta * -beta).log_sigmoid() * eps, implicit(beta)),
+        // token NLL of y_w
+        PrefLoss::PreferredFt {} => LossOut { losses: -lp.policy_chosen, per_token: Some(lp.chosen_tokens.shallow_clone()), rewards: None },
+        // -(log pi(y_w) - alpha log pi(y_l))
+        PrefLoss::Unlikelihood { alpha } => mean(-(lp.policy_chosen - lp.policy_rejected * alpha), None),
+    }
 }
 
 /// Reference log-probs of every pair, `([N], [N])`, computed once without gradients.
@@ -140,17 +218,6 @@ pub fn batch_indices(n: usize, bs: usize, step: usize, seed: u64, label: &str, c
         .collect()
 }
 
-/// What an offline preference method optimises on the pairs.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum Objective {
-    /// A DPO-family loss at strength beta, against the reference's log-probs.
-    Pref { loss: PrefLoss, beta: f64 },
-    /// SFT on the chosen responses.
-    PreferredFt,
-    /// log p(y_w) - alpha log p(y_l).
-    Unlikelihood { alpha: f64 },
-}
-
 /// Train a policy with one of the preference methods. `on_eval(step, policy, metrics, parts)`
 /// runs at step 0, every `eval_every` steps and at the end, with the state a checkpoint needs;
 /// `resume` restarts from such a checkpoint (the caller has restored the weights).
@@ -159,8 +226,8 @@ pub fn train(
     policy: &Gpt,
     vs: &nn::VarStore,
     data: &PairTensors,
-    reference: Option<&(Tensor, Tensor)>,
-    method: Objective,
+    reference: &(Tensor, Tensor),
+    method: PrefLoss,
     cfg: &TrainConfig,
     eval_every: usize,
     seed: u64,
@@ -191,21 +258,19 @@ pub fn train(
         // 2. Policy log-probs of chosen and rejected in one forward pass, the prompt once.
         let (policy_chosen, policy_rejected) = pair_logps(policy, &b);
         // 3. The method's loss.
+        let (rc, rr) = reference;
+        let index = Tensor::from_slice(&idx.iter().map(|&i| i as i64).collect::<Vec<_>>()).to_device(rc.device());
+        let chosen_tokens = b.chosen_mask.sum_dim_intlist(1, false, Kind::Float);
+        let (reference_chosen, reference_rejected) = (rc.index_select(0, &index), rr.index_select(0, &index));
+        let out = preference_loss(method, &PairLogps { policy_chosen: &policy_chosen, policy_rejected: &policy_rejected, reference_chosen: &reference_chosen, reference_rejected: &reference_rejected, chosen_tokens: &chosen_tokens });
         let mut logged: Vec<(&str, Tensor)> = vec![];
-        let loss = match method {
-            Objective::Pref { loss: kind, beta } => {
-                let (rc, rr) = reference.expect("the DPO family needs reference log-probs");
-                let index = Tensor::from_slice(&idx.iter().map(|&i| i as i64).collect::<Vec<_>>()).to_device(rc.device());
-                let out = preference_loss(kind, beta, &policy_chosen, &policy_rejected, &rc.index_select(0, &index), &rr.index_select(0, &index));
-                logged.push(("rewards/chosen", out.chosen_rewards.mean(Kind::Float)));
-                logged.push(("rewards/rejected", out.rejected_rewards.mean(Kind::Float)));
-                logged.push(("rewards/accuracies", out.chosen_rewards.gt_tensor(&out.rejected_rewards).to_kind(Kind::Float).mean(Kind::Float)));
-                logged.push(("rewards/margins", (&out.chosen_rewards - &out.rejected_rewards).mean(Kind::Float)));
-                out.losses.mean(Kind::Float)
-            }
-            Objective::Unlikelihood { alpha } => unlikelihood_loss(alpha, &policy_chosen, &policy_rejected).mean(Kind::Float),
-            Objective::PreferredFt => preferred_ft_loss(&policy_chosen, &b.chosen_mask),
-        };
+        if let Some((chosen, rejected)) = &out.rewards {
+            logged.push(("rewards/chosen", chosen.mean(Kind::Float)));
+            logged.push(("rewards/rejected", rejected.mean(Kind::Float)));
+            logged.push(("rewards/accuracies", chosen.gt_tensor(rejected).to_kind(Kind::Float).mean(Kind::Float)));
+            logged.push(("rewards/margins", (chosen - rejected).mean(Kind::Float)));
+        }
+        let loss = out.batch_loss();
         logged.push(("logps/chosen", policy_chosen.detach().mean(Kind::Float)));
         logged.push(("logps/rejected", policy_rejected.detach().mean(Kind::Float)));
         // 4. Step with warm-up, clipping and a NaN guard.

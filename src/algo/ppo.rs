@@ -40,17 +40,22 @@ use super::rollout;
 pub use super::rollout::{kl_per_token, token_rewards, KlEstimator, RunningStats};
 use crate::log::Metrics;
 use crate::model::{Gpt, Rollout, SampleSettings};
+use crate::config::{need, ConfigError, MAX_BATCH, MAX_STEPS};
 use crate::rng::{derive_seed, Rng};
+use serde::{Deserialize, Serialize};
 
-/// How the KL penalty's coefficient is set.
-#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+/// How the KL penalty's coefficient is set: one run of `[ppo]` per `kl_coef` (fixed) and per
+/// `target_kl` (adaptive, from `init_kl_coef` over `horizon`).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
 pub enum KlControl {
     Fixed { coef: f64 },
     Adaptive { init: f64, target: f64, horizon: f64 },
 }
 
-/// Every PPO setting (see the header).
-#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+/// Every PPO setting (see the header): a scenario's `[ppo]` and `[ppo_gt]` tables, whose grids
+/// `target_kl` and `kl_coef` set `kl`, one run per value.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct PpoConfig {
     pub iterations: usize,
     pub rollout_batch: usize,
@@ -63,14 +68,28 @@ pub struct PpoConfig {
     pub vf_coef: f64,
     pub gamma: f64,
     pub gae_lambda: f64,
+    /// The adaptive controller's start and horizon (rollouts), for each `target_kl`.
+    pub init_kl_coef: f64,
+    pub horizon: f64,
+    /// The run's KL control, set from the grids (never a key of the table).
+    #[serde(skip_deserializing)]
     pub kl: KlControl,
     pub kl_estimator: KlEstimator,
     pub missing_eos_penalty: f64,
     pub score_norm: bool,
     pub whiten_advantages: bool,
     pub grad_clip: f64,
+    /// The rollouts' sampling temperature: `sample.temperature`, not a key of the table (the
+    /// method's cache key holds `[sample]`).
+    #[serde(skip)]
     pub temperature: f64,
     pub eval_every: usize,
+}
+
+impl Default for KlControl {
+    fn default() -> Self {
+        KlControl::Fixed { coef: 0.1 }
+    }
 }
 
 /// The established recipe (REFERENCE.md: TRL's and CleanRL's defaults); a scenario must still
@@ -90,7 +109,9 @@ impl Default for PpoConfig {
             vf_coef: 0.1,
             gamma: 1.0,
             gae_lambda: 0.95,
-            kl: KlControl::Fixed { coef: 0.1 },
+            init_kl_coef: 0.1,
+            horizon: 10000.0,
+            kl: KlControl::default(),
             kl_estimator: KlEstimator::K1,
             missing_eos_penalty: 0.0,
             score_norm: false,
@@ -99,6 +120,44 @@ impl Default for PpoConfig {
             temperature: 1.0,
             eval_every: 25,
         }
+    }
+}
+
+impl PpoConfig {
+    /// Range checks; the first violation is returned.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let unit = |v: f64| v.is_finite() && (0.0..1.0).contains(&v);
+        need(self.init_kl_coef.is_finite() && self.init_kl_coef > 0.0 && self.init_kl_coef <= 1e4, "init_kl_coef", || format!("must be in (0, 1e4] (got {})", self.init_kl_coef), "use e.g. 0.1")?;
+        need(self.horizon.is_finite() && self.horizon >= 1.0, "horizon", || format!("must be >= 1 (got {})", self.horizon), "use e.g. 10000 (rollouts)")?;
+        need(self.iterations >= 1 && self.iterations <= MAX_STEPS, "iterations", || format!("must be in 1..={MAX_STEPS} (got {})", self.iterations), "use e.g. 100")?;
+        need(self.rollout_batch >= 2 && self.rollout_batch <= MAX_BATCH, "rollout_batch", || format!("must be in 2..={MAX_BATCH} (got {})", self.rollout_batch), "use e.g. 128")?;
+        need(self.ppo_epochs >= 1 && self.ppo_epochs <= 1000, "ppo_epochs", || format!("must be in 1..=1000 (got {})", self.ppo_epochs), "use 4")?;
+        need(self.minibatch_size >= 1 && self.minibatch_size <= self.rollout_batch, "minibatch_size", || format!("must be in 1..=rollout_batch ({})", self.rollout_batch), "use e.g. rollout_batch / 4")?;
+        need(unit(self.lr), "lr", || format!("must be in [0, 1) (got {})", self.lr), "use e.g. 1e-4")?;
+        need(unit(self.vf_lr), "vf_lr", || format!("must be in [0, 1) (got {})", self.vf_lr), "use e.g. 1e-4")?;
+        need(self.clip_coef > 0.0 && self.clip_coef < 1.0, "clip_coef", || format!("must be in (0, 1) (got {})", self.clip_coef), "use 0.2")?;
+        need(self.vf_clip > 0.0 && self.vf_clip.is_finite(), "vf_clip", || format!("must be > 0 (got {})", self.vf_clip), "use 0.2")?;
+        need(self.vf_coef >= 0.0 && self.vf_coef.is_finite(), "vf_coef", || format!("must be >= 0 (got {})", self.vf_coef), "use 0.1")?;
+        need((0.0..=1.0).contains(&self.gamma), "gamma", || format!("must be in [0, 1] (got {})", self.gamma), "use 1.0")?;
+        need((0.0..=1.0).contains(&self.gae_lambda), "gae_lambda", || format!("must be in [0, 1] (got {})", self.gae_lambda), "use 0.95")?;
+        need(self.missing_eos_penalty.is_finite() && self.missing_eos_penalty >= 0.0, "missing_eos_penalty", || format!("must be >= 0 (got {})", self.missing_eos_penalty), "use 0 (off) or e.g. 1.0")?;
+        need(self.grad_clip.is_finite() && self.grad_clip > 0.0, "grad_clip", || format!("must be finite and > 0 (got {})", self.grad_clip), "use 1.0")?;
+        need(self.eval_every >= 1, "eval_every", || "must be at least 1".into(), "evaluate every few dozen iterations")
+    }
+
+    /// The runs of a table's grids: one per `target_kl` (adaptive), then one per `kl_coef`.
+    pub fn runs(&self, target_kl: &[f64], kl_coef: &[f64]) -> Result<Vec<PpoConfig>, ConfigError> {
+        need(!target_kl.is_empty() || !kl_coef.is_empty(), "target_kl", || "neither target_kl nor kl_coef is given".into(), "give target_kl = [...] (adaptive KL) or kl_coef = [...] (fixed), e.g. target_kl = [2.0]")?;
+        if let Some(v) = target_kl.iter().find(|v| !(v.is_finite() && (1e-4..=1e4).contains(*v))) {
+            need(false, "target_kl", || format!("every target must be in [1e-4, 1e4] (got {v})"), "use KL targets in nats, e.g. [1.0, 3.0]")?;
+        }
+        if let Some(v) = kl_coef.iter().find(|v| !(v.is_finite() && (**v == 0.0 || (1e-6..=1e4).contains(*v)))) {
+            need(false, "kl_coef", || format!("every coefficient must be 0 or in [1e-6, 1e4] (got {v})"), "use e.g. [0.05, 0.1]")?;
+        }
+        self.validate()?;
+        let adaptive = target_kl.iter().map(|&target| KlControl::Adaptive { init: self.init_kl_coef, target, horizon: self.horizon });
+        let fixed = kl_coef.iter().map(|&coef| KlControl::Fixed { coef });
+        Ok(adaptive.chain(fixed).map(|kl| PpoConfig { kl, ..*self }).collect())
     }
 }
 

@@ -13,13 +13,17 @@ use anyhow::Result;
 use tch::{nn, nn::OptimizerConfig, Kind, Tensor};
 
 use super::common::{check_finite, clip_grad_norm, concat_prompt_response};
+use serde::{Deserialize, Serialize};
+
+use crate::config::{need, ConfigError, MAX_BATCH};
 use crate::data::PairTensors;
 use crate::log::Metrics;
 use crate::model::{sample::positions_of, Gpt, GptConfig, Rows, ScalarHead};
 use crate::rng::{derive_seed, Rng};
 
-/// Bradley-Terry reward model training.
-#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+/// `[reward]`: Bradley-Terry reward model training.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct RewardConfig {
     pub epochs: usize,
     pub batch_size: usize,
@@ -29,10 +33,39 @@ pub struct RewardConfig {
     /// Adds center_coef * mean((r_w + r_l)^2), keeping rewards centred.
     pub center_coef: f64,
     pub grad_clip: f64,
-    /// The reward model's (and so PPO's critic's) architecture. Equal to `[model]` unless
-    /// `[reward]` sets `n_layer`/`d_model`/`n_head`; its trunk is then an SFT model of that size
-    /// trained on the same reviews (its own cached SFT stage).
-    pub model: crate::model::GptConfig,
+    /// The reward model's (and so PPO's critic's) size; each absent one is `[model]`'s. A
+    /// different size gets its trunk from an SFT model of that size trained on the same
+    /// reviews (its own cached SFT stage).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub n_layer: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub d_model: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub n_head: Option<usize>,
+}
+
+impl Default for RewardConfig {
+    fn default() -> Self {
+        RewardConfig { epochs: 3, batch_size: 64, lr: 3e-4, margin: 0.0, center_coef: 0.0, grad_clip: 1.0, n_layer: None, d_model: None, n_head: None }
+    }
+}
+
+impl RewardConfig {
+    /// The reward model's architecture, given the policy's.
+    pub fn model(&self, policy: &GptConfig) -> GptConfig {
+        let or = |v: Option<usize>, d: i64| v.map(|v| v as i64).unwrap_or(d);
+        GptConfig { n_layer: or(self.n_layer, policy.n_layer), d_model: or(self.d_model, policy.d_model), n_head: or(self.n_head, policy.n_head), ..policy.clone() }
+    }
+
+    /// Range checks; the first violation is returned.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        need(self.epochs >= 1 && self.epochs <= 10_000, "epochs", || format!("must be in 1..=10000 (got {})", self.epochs), "use 3 epochs (as in the paper)")?;
+        need(self.batch_size >= 1 && self.batch_size <= MAX_BATCH, "batch_size", || format!("must be in 1..={MAX_BATCH} (got {})", self.batch_size), "use e.g. 64")?;
+        need(self.lr.is_finite() && self.lr >= 0.0 && self.lr < 1.0, "lr", || format!("must be in [0, 1) (got {})", self.lr), "use e.g. 3e-4")?;
+        need(self.margin.is_finite(), "margin", || format!("must be finite (got {})", self.margin), "use margin = 0")?;
+        need(self.center_coef.is_finite() && self.center_coef >= 0.0, "center_coef", || format!("must be finite and >= 0 (got {})", self.center_coef), "use center_coef = 0 (or e.g. 0.01)")?;
+        need(self.grad_clip.is_finite() && self.grad_clip > 0.0, "grad_clip", || format!("must be finite and > 0 (got {})", self.grad_clip), "use e.g. 1.0")
+    }
 }
 
 pub struct RewardModel {

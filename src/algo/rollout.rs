@@ -8,8 +8,9 @@ use tch::{Kind, Tensor};
 use super::common::response_hidden;
 use crate::model::{generate, left_pad, sampling_logprobs, Gpt, Rollout, SampleSettings};
 
-/// The per-token KL estimator in the reward.
-#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+/// The per-token KL estimator in the reward: `"k1"` (the default, TRL's) or `"k3"`.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum KlEstimator {
     K1,
     K3,

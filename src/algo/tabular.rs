@@ -6,7 +6,7 @@
 use tch::{Device, Kind, Tensor};
 
 use super::adam::Adam;
-use super::dpo::{preference_loss, PrefLoss};
+use super::dpo::{preference_loss, PairLogps, PrefLoss};
 use super::ppo::{gae, kl_per_token, policy_loss, token_rewards, value_loss, whiten, KlEstimator, PpoConfig};
 use crate::data::Labels;
 use crate::rng::{derive_seed, Rng};
@@ -73,14 +73,14 @@ impl TabularWorld {
     /// DPO-family loss: full-batch Adam on the count-weighted mean of [`preference_loss`] over
     /// every (chosen, rejected) cell, which is exactly the loss over the sampled pairs.
     /// Returns the trained policy's probabilities `[X][R]`.
-    pub fn fit_preference(&self, reference: &Tensor, counts: &[Vec<Vec<f64>>], kind: PrefLoss, beta: f64, steps: usize, lr: f64) -> Vec<Vec<f64>> {
-        self.fit_preference_traced(reference, counts, kind, beta, steps, lr, usize::MAX, |_, _| {})
+    pub fn fit_preference(&self, reference: &Tensor, counts: &[Vec<Vec<f64>>], loss: PrefLoss, steps: usize, lr: f64) -> Vec<Vec<f64>> {
+        self.fit_preference_traced(reference, counts, loss, steps, lr, usize::MAX, |_, _| {})
     }
 
     /// [`TabularWorld::fit_preference`], calling `trace(step, probabilities)` every `every`
     /// steps (and at step 0).
     #[allow(clippy::too_many_arguments)]
-    pub fn fit_preference_traced(&self, reference: &Tensor, counts: &[Vec<Vec<f64>>], kind: PrefLoss, beta: f64, steps: usize, lr: f64, every: usize, mut trace: impl FnMut(usize, &[Vec<f64>])) -> Vec<Vec<f64>> {
+    pub fn fit_preference_traced(&self, reference: &Tensor, counts: &[Vec<Vec<f64>>], loss: PrefLoss, steps: usize, lr: f64, every: usize, mut trace: impl FnMut(usize, &[Vec<f64>])) -> Vec<Vec<f64>> {
         let vs = tch::nn::VarStore::new(Device::Cpu);
         let table = vs.root().var_copy("table", reference);
         let mut opt = Adam::new(&vs, lr, (0.9, 0.999), 0.0);
@@ -91,16 +91,18 @@ impl TabularWorld {
         let ref_lp = tch::no_grad(|| self.table_logprobs(reference));
         let pair = |lp: &Tensor| (lp.unsqueeze(2).expand([x, r, r], false), lp.unsqueeze(1).expand([x, r, r], false));
         let (ref_chosen, ref_rejected) = pair(&ref_lp);
+        let ones = Tensor::ones([x, r, r], (Kind::Float, Device::Cpu));
         for step in 0..steps {
             if step % every == 0 {
                 trace(step, &tch::no_grad(|| to_rows(&self.table_logprobs(&table).exp())));
             }
             let lp = self.table_logprobs(&table);
             let (chosen, rejected) = pair(&lp);
-            let out = preference_loss(kind, beta, &chosen, &rejected, &ref_chosen, &ref_rejected);
-            let loss = (out.losses * &weights).sum(Kind::Float) / &total;
+            let out = preference_loss(loss, &PairLogps { policy_chosen: &chosen, policy_rejected: &rejected, reference_chosen: &ref_chosen, reference_rejected: &ref_rejected, chosen_tokens: &ones });
+            assert!(out.per_token.is_none(), "a token-mean loss has no meaning on tabular responses");
+            let objective = (out.losses * &weights).sum(Kind::Float) / &total;
             opt.zero_grad();
-            loss.backward();
+            objective.backward();
             opt.step();
         }
         let probs = tch::no_grad(|| to_rows(&self.table_logprobs(&table).exp()));

@@ -10,35 +10,80 @@ use std::fmt::Write as _;
 use std::path::Path;
 use tch::{Device, Kind, Tensor};
 
+use serde::{Deserialize, Serialize};
+
+use crate::config::{need, sampling_temperature, ConfigError, MIN_TEMPERATURE};
 use crate::model::{generate, left_pad, Gpt, SampleSettings};
 use crate::rng::{derive_seed, Rng};
 use crate::world::{TextWorld, PAD};
 
 /// Where the preference pairs' completions come from.
-#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum PrefSource {
+    /// K completions per prompt from pi_SFT (the paper's IMDb setting).
     Sft,
-    /// The world's own off-policy writer: the true process (sentiment) or the labeller
-    /// (summarize).
-    OffPolicy,
+    /// Off-policy, sentiment world: completions from the world's true process.
+    TrueProcess,
+    /// Off-policy, summarize world: summaries from the world's labeller policy (as in TL;DR).
+    Labeller,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+/// How a pair is labelled, as written in `[prefs] labels`.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LabelKind {
+    /// The higher gold reward wins (the paper's setting); ties are dropped.
+    Deterministic,
+    /// y_1 wins with probability sigmoid((gold_1 - gold_2) / bt_temperature).
+    BradleyTerry,
+}
+
+/// A labelling rule with its parameter.
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Labels {
     Deterministic,
     BradleyTerry { temperature: f64 },
 }
 
-#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+/// `[prefs]`: the preference data.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct PrefsConfig {
     /// Completions per prompt; all k(k-1)/2 pairs are used.
     pub k: usize,
     pub source: PrefSource,
-    pub labels: Labels,
+    pub labels: LabelKind,
+    /// The Bradley-Terry labels' temperature (rewards are in [0, 1]).
+    pub bt_temperature: f64,
     /// Fraction of prompts (with all their pairs) held out for validation.
     pub val_fraction: f64,
     /// Sampling temperature of the completions.
     pub temperature: f64,
+}
+
+impl Default for PrefsConfig {
+    fn default() -> Self {
+        PrefsConfig { k: 4, source: PrefSource::Sft, labels: LabelKind::Deterministic, bt_temperature: 0.1, val_fraction: 0.1, temperature: 1.0 }
+    }
+}
+
+impl PrefsConfig {
+    /// The labelling rule.
+    pub fn label_rule(&self) -> Labels {
+        match self.labels {
+            LabelKind::Deterministic => Labels::Deterministic,
+            LabelKind::BradleyTerry => Labels::BradleyTerry { temperature: self.bt_temperature },
+        }
+    }
+
+    /// Range checks; the first violation is returned.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        need(self.k >= 2 && self.k <= 16, "k", || format!("must be in 2..=16 (got {})", self.k), "use k = 4 (all 6 pairs, as in the paper)")?;
+        need(self.bt_temperature.is_finite() && self.bt_temperature >= 1e-6 && self.bt_temperature <= 1e6, "bt_temperature", || format!("must be in [1e-6, 1e6] (got {})", self.bt_temperature), "use e.g. 0.1 (rewards are in [0, 1])")?;
+        need(self.val_fraction > 0.0 && self.val_fraction < 1.0, "val_fraction", || format!("must be in (0, 1) (got {})", self.val_fraction), "use e.g. 0.1")?;
+        need(sampling_temperature(self.temperature, false), "temperature", || format!("must be in [{MIN_TEMPERATURE}, 4] (got {})", self.temperature), "sample completions at temperature 1.0")
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -77,7 +122,7 @@ pub fn build(world: &dyn TextWorld, sft: &Gpt, cfg: &PrefsConfig, max_new_tokens
             }
             out
         }
-        PrefSource::OffPolicy => {
+        PrefSource::TrueProcess | PrefSource::Labeller => {
             let mut rng = Rng::new(derive_seed(seed, "prefs/true_process"));
             prompts.iter().flat_map(|p| (0..k).map(|_| world.offpolicy_completion(p, max_new_tokens, &mut rng)).collect::<Vec<_>>()).collect()
         }
@@ -99,7 +144,7 @@ pub fn build(world: &dyn TextWorld, sft: &Gpt, cfg: &PrefsConfig, max_new_tokens
         for a in 0..k {
             for b in a + 1..k {
                 let (ia, ib) = (pi * k + a, pi * k + b);
-                let a_wins = match cfg.labels {
+                let a_wins = match cfg.label_rule() {
                     Labels::Deterministic => {
                         if gold[ia] == gold[ib] {
                             continue;

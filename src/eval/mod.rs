@@ -7,6 +7,53 @@ pub use policy::Evaluator;
 
 pub use crate::stats::{mean_ci, win_rate, Stat};
 
+use serde::{Deserialize, Serialize};
+
+use crate::config::{need, sampling_temperature, ConfigError, MIN_TEMPERATURE};
+
+/// `[eval]`: how and when every policy is evaluated.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EvalConfig {
+    /// Evaluate every this many steps (and at the end).
+    pub every: usize,
+    /// Samples per evaluation prompt.
+    pub samples_per_prompt: usize,
+    /// Sampling temperatures of the final evaluation of every policy (SFT, each method's last
+    /// step, Best-of-N): gold reward, KL and, where the world has references, win rate.
+    pub temperatures: Vec<f64>,
+    /// Fraction of the held-out prompts in the selection half: which checkpoint of which
+    /// setting a method contributes at a budget is chosen there; the test half is reported.
+    pub selection_fraction: f64,
+    /// Samples of pi_SFT per prompt behind the importance-sampling frontier (an inner bound of
+    /// the optimal one), taken from Best-of-N's candidates; absent: all of them
+    /// (samples_per_prompt x the largest N), which the scenario fills in.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub optimal_samples: Option<usize>,
+    /// A beta of that frontier is kept only if every prompt's effective sample size is at least
+    /// this (past it the point reflects the sample, not pi*).
+    pub optimal_min_ess: f64,
+}
+
+impl Default for EvalConfig {
+    fn default() -> Self {
+        EvalConfig { every: 100, samples_per_prompt: 2, temperatures: vec![], selection_fraction: 0.5, optimal_samples: None, optimal_min_ess: 8.0 }
+    }
+}
+
+impl EvalConfig {
+    /// Range checks; the first violation is returned.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        need(self.every >= 1, "every", || "must be at least 1".into(), "evaluate every 100 steps (as in the paper)")?;
+        need(self.samples_per_prompt >= 1 && self.samples_per_prompt <= 1024, "samples_per_prompt", || format!("must be in 1..=1024 (got {})", self.samples_per_prompt), "use e.g. 2")?;
+        let t = &self.temperatures;
+        need(t.iter().all(|t| sampling_temperature(*t, true)), "temperatures", || format!("every temperature must be 0 (greedy) or in [{MIN_TEMPERATURE}, 4] (got {t:?})"), "use e.g. [0.0, 0.25, 0.5, 0.75, 1.0] (0 is greedy)")?;
+        need(t.iter().enumerate().all(|(i, v)| !t[..i].contains(v)), "temperatures", || format!("lists a temperature twice ({t:?})"), "list each temperature once")?;
+        need(self.selection_fraction > 0.0 && self.selection_fraction < 1.0, "selection_fraction", || format!("must be in (0, 1) (got {})", self.selection_fraction), "use 0.5: half the held-out prompts choose checkpoints, half report them")?;
+        need(self.optimal_min_ess.is_finite() && self.optimal_min_ess >= 1.0, "optimal_min_ess", || format!("must be a number >= 1 (got {})", self.optimal_min_ess), "use e.g. 8")
+    }
+}
+
 /// The metrics of a [`win_rate`]: `eval/winrate` and its interval `eval/winrate_lo|hi`.
 pub fn winrate_metrics((rate, lo, hi): (f64, f64, f64)) -> [(&'static str, f64); 3] {
     [("eval/winrate", rate), ("eval/winrate_lo", lo), ("eval/winrate_hi", hi)]

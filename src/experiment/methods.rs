@@ -1,25 +1,43 @@
 //! The method registry: every method a scenario can run, with its name in tables and CSVs, its
-//! setting label, the part of its run folder's cache key it owns, and the grids a `[sweep]`
-//! may set. Adding a method is one variant here (with its arms below), its table in the
-//! scenario, and its dispatch in `stages::method_stage`.
+//! setting label, the part of its run folder's cache key it owns, its grids and how a table of
+//! the scenario becomes its runs.
+//!
+//! The offline preference methods are the variants of [`PrefLoss`]: a scenario table named after
+//! one (`[dpo]`, `[ipo]`, ...) holds its parameters (a list is a grid, one run per value; several
+//! lists give their product) and the `[train]` overrides `lr` and `steps`. Adding such a loss
+//! touches only `algo/dpo.rs`. The online methods are PPO against the reward model (`[ppo]`)
+//! and against the gold reward (`[ppo_gt]`), whose grids are `target_kl` and `kl_coef`.
+
+use anyhow::Result;
+use serde::Deserialize;
+use tch::{nn, Tensor};
+
+use super::progress;
+use super::stages::Run;
+use crate::algo::common::copy_weights;
+use crate::algo::{dpo, ppo, reward};
+use crate::model::{Gpt, Rollout};
 
 use crate::algo::dpo::{PrefLoss, TrainConfig};
 use crate::algo::ppo::{KlControl, PpoConfig};
-
-/// The grids a `[sweep]` table may set, besides `seeds`: `table.key` of each method's list.
-pub const SWEEP_GRIDS: &[&str] = &["dpo.beta", "ipo.beta", "cdpo.beta", "unlikelihood.alpha", "ppo.target_kl", "ppo.kl_coef", "ppo_gt.target_kl", "ppo_gt.kl_coef", "best_of_n.n"];
+use crate::config::{need, read, ConfigError, MAX_STEPS};
 
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
 pub enum MethodKind {
-    Dpo { loss: PrefLoss, beta: f64 },
-    PreferredFt,
-    Unlikelihood { alpha: f64 },
+    /// An offline preference loss on the pairs.
+    Pref(PrefLoss),
     /// PPO with a critic, against the reward model or (`gold`) the world's gold reward.
     Ppo { gold: bool, cfg: PpoConfig },
 }
 
-/// Per-method overrides of `[train]`.
-#[derive(Clone, Copy, Debug, PartialEq)]
+/// The PPO tables and whether each scores with the gold reward.
+const PPO_TABLES: [(&str, bool); 2] = [("ppo", false), ("ppo_gt", true)];
+/// The grids of a PPO table: one run per value of each.
+const PPO_GRIDS: [&str; 2] = ["target_kl", "kl_coef"];
+
+/// Per-method overrides of `[train]`, the keys of a preference table besides its loss's.
+#[derive(Clone, Copy, Debug, PartialEq, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Overrides {
     pub lr: Option<f64>,
     pub steps: Option<usize>,
@@ -31,27 +49,108 @@ pub struct Method {
     pub opt: Overrides,
 }
 
+/// Every table of a scenario that holds a method, in the order the methods run.
+pub fn tables() -> Vec<&'static str> {
+    PrefLoss::names().iter().copied().chain(PPO_TABLES.map(|t| t.0)).collect()
+}
+
+/// Whether `[sweep] table.key = [...]` names a grid: a preference loss's parameter, a PPO
+/// table's KL grid, or Best-of-N's `n`.
+pub fn is_grid(table: &str, key: &str) -> bool {
+    let pref = PrefLoss::names().contains(&table) && key != "lr" && key != "steps";
+    let ppo = PPO_TABLES.iter().any(|t| t.0 == table) && PPO_GRIDS.contains(&key);
+    pref || ppo || (table == "best_of_n" && key == "n")
+}
+
+/// The grids `[sweep]` may set, for messages.
+pub const GRIDS: &str = "a preference loss's parameter (e.g. dpo.beta, unlikelihood.alpha), ppo.target_kl, ppo.kl_coef, ppo_gt.target_kl, ppo_gt.kl_coef, best_of_n.n";
+
+/// The runs of method table `name` as written, and the table resolved (every default filled in).
+/// `temperature` is `sample.temperature`, at which PPO samples its rollouts. Errors name the
+/// key in full (`dpo.beta`).
+pub fn expand(name: &str, table: &toml::Table, temperature: f64) -> Result<(Vec<Method>, toml::Table), ConfigError> {
+    if let Some(&(_, gold)) = PPO_TABLES.iter().find(|t| t.0 == name) {
+        let mut rest = table.clone();
+        let mut grid = |key: &str| -> Result<Vec<f64>, ConfigError> {
+            let values: Vec<f64> = rest.remove(key).map(|v| read(&format!("{name}.{key}"), v)).transpose()?.unwrap_or_default();
+            need(distinct(&values), key, || format!("lists a value twice ({values:?})"), "list each value once").map_err(|e| e.within(name))?;
+            Ok(values)
+        };
+        let (target_kl, kl_coef) = (grid("target_kl")?, grid("kl_coef")?);
+        let mut cfg: PpoConfig = read(name, toml::Value::Table(rest))?;
+        cfg.temperature = temperature;
+        let runs = cfg.runs(&target_kl, &kl_coef).map_err(|e| e.within(name))?;
+        let mut resolved = toml::Table::try_from(cfg).expect("PpoConfig serializes");
+        resolved.remove("kl");
+        resolved.insert("target_kl".into(), toml::Value::try_from(target_kl).unwrap());
+        resolved.insert("kl_coef".into(), toml::Value::try_from(kl_coef).unwrap());
+        let methods = runs.into_iter().map(|cfg| Method { kind: MethodKind::Ppo { gold, cfg }, opt: Overrides::default() }).collect();
+        return Ok((methods, resolved));
+    }
+    // A preference loss: the overrides, then one run per point of the grids' product.
+    let mut params = table.clone();
+    let mut overrides = toml::Table::new();
+    for key in ["lr", "steps"] {
+        if let Some(v) = params.remove(key) {
+            overrides.insert(key.into(), v);
+        }
+    }
+    let opt: Overrides = read(name, toml::Value::Table(overrides))?;
+    if let Some(lr) = opt.lr {
+        need(lr.is_finite() && (0.0..1.0).contains(&lr), "lr", || format!("must be in [0, 1) (got {lr})"), "use e.g. 1e-4").map_err(|e| e.within(name))?;
+    }
+    need(!opt.steps.is_some_and(|s| s == 0 || s > MAX_STEPS), "steps", || format!("must be in 1..={MAX_STEPS}"), "remove it to use train.steps").map_err(|e| e.within(name))?;
+    need(!params.contains_key("loss"), "loss", || "unknown field `loss`: the table's name is its loss".into(), "remove the key").map_err(|e| e.within(name))?;
+    let mut runs = vec![toml::Table::from_iter([("loss".to_string(), toml::Value::String(name.into()))])];
+    for (key, value) in &params {
+        let values = match value {
+            toml::Value::Array(v) => v.clone(),
+            v => vec![v.clone()],
+        };
+        need(!values.is_empty(), key, || "is an empty list".into(), "give at least one value, e.g. [0.1], or remove the table").map_err(|e| e.within(name))?;
+        need(distinct(&values), key, || format!("lists a value twice ({value}): the run and its rows would be duplicated"), "list each value once").map_err(|e| e.within(name))?;
+        runs = runs
+            .iter()
+            .flat_map(|run| {
+                values.iter().map(move |v| {
+                    let mut run = run.clone();
+                    run.insert(key.clone(), v.clone());
+                    run
+                })
+            })
+            .collect();
+    }
+    let mut methods = Vec::new();
+    for run in runs {
+        // Serde reads a tagged enum from a buffer and loses the path of a field's error: a
+        // value of the wrong type is named by the key that holds it.
+        let loss: PrefLoss = read(name, toml::Value::Table(run.clone())).map_err(|e| match run.iter().find(|(k, v)| *k != "loss" && !(v.is_float() || v.is_integer())) {
+            Some((key, v)) if e.key == name => ConfigError { key: format!("{name}.{key}"), problem: format!("must be a number (got {v})"), fix: "write e.g. [0.1, 0.5]".into() },
+            _ => e,
+        })?;
+        loss.validate().map_err(|e| e.within(name))?;
+        methods.push(Method { kind: MethodKind::Pref(loss), opt });
+    }
+    Ok((methods, table.clone()))
+}
+
+fn distinct<T: PartialEq>(values: &[T]) -> bool {
+    values.iter().enumerate().all(|(i, v)| !values[..i].contains(v))
+}
+
 impl Method {
-    /// The method's name in tables and CSVs.
-    pub fn name(&self) -> &'static str {
+    /// The method's name in tables and CSVs: its scenario table.
+    pub fn name(&self) -> String {
         match self.kind {
-            MethodKind::Dpo { loss: PrefLoss::Sigmoid, .. } => "dpo",
-            MethodKind::Dpo { loss: PrefLoss::Ipo, .. } => "ipo",
-            MethodKind::Dpo { loss: PrefLoss::Conservative { .. }, .. } => "cdpo",
-            MethodKind::PreferredFt => "preferred_ft",
-            MethodKind::Unlikelihood { .. } => "unlikelihood",
-            MethodKind::Ppo { gold: false, .. } => "ppo",
-            MethodKind::Ppo { gold: true, .. } => "ppo_gt",
+            MethodKind::Pref(loss) => loss.name(),
+            MethodKind::Ppo { gold, .. } => PPO_TABLES.iter().find(|t| t.1 == gold).unwrap().0.to_string(),
         }
     }
 
     /// The method's setting, e.g. `beta=0.1`.
     pub fn setting(&self) -> String {
         match self.kind {
-            MethodKind::Dpo { loss: PrefLoss::Conservative { label_smoothing }, beta } => format!("beta={beta};eps={label_smoothing}"),
-            MethodKind::Dpo { beta, .. } => format!("beta={beta}"),
-            MethodKind::PreferredFt => String::new(),
-            MethodKind::Unlikelihood { alpha } => format!("alpha={alpha}"),
+            MethodKind::Pref(loss) => loss.setting(),
             MethodKind::Ppo { cfg, .. } => match cfg.kl {
                 KlControl::Adaptive { target, .. } => format!("target_kl={target}"),
                 KlControl::Fixed { coef } => format!("kl_coef={coef}"),
@@ -67,7 +166,7 @@ impl Method {
             kind: MethodKind,
             train: Option<TrainConfig>,
         }
-        let train = (!matches!(self.kind, MethodKind::Ppo { .. })).then(|| self.train_config(base));
+        let train = matches!(self.kind, MethodKind::Pref(_)).then(|| self.train_config(base));
         format!("method|{}", super::key_of(&Key { kind: self.kind, train }))
     }
 
@@ -83,4 +182,51 @@ impl Method {
     }
 }
 
-
+impl Method {
+    /// Train `policy` (pi_SFT's copy, in `vs`) from the run's resume folder, evaluating and
+    /// checkpointing as it goes, into `run.metrics` and `run.evals`; returns the last step.
+    pub(super) fn train(&self, run: &mut Run, policy: &Gpt, vs: &mut nn::VarStore) -> Result<usize> {
+        let (sc, s) = (run.sc, run.s);
+        let (mut m, mut e) = (std::mem::take(&mut run.metrics), std::mem::take(&mut run.evals));
+        let (name, setting) = (run.name.as_str(), run.setting.as_str());
+        let last = match self.kind {
+            MethodKind::Pref(loss) => {
+                let cfg = self.train_config(&sc.train);
+                let from = run.resume.resume_into(&mut [vs], &mut m, &mut e)?;
+                let pb = progress(run.opts.show_progress, cfg.steps as u64, name);
+                pb.set_message(setting.to_string());
+                pb.set_position(from.as_ref().map(|f| f.step as u64).unwrap_or(0));
+                let vs = &*vs;
+                dpo::train(policy, vs, s.train, s.train_ref, loss, &cfg, sc.eval.every, sc.seed, (name, setting), &mut m, from, |step, pol, m, parts| run.on_eval(step, cfg.steps, pol, parts, &[vs], m, &mut e), |_| pb.inc(1))?;
+                pb.finish_and_clear();
+                cfg.steps
+            }
+            MethodKind::Ppo { gold, cfg } => {
+                let mut critic_vs = nn::VarStore::new(run.opts.device);
+                let critic = reward::RewardModel::new(&critic_vs.root(), &sc.reward_model);
+                copy_weights(&critic_vs, s.rm_vs)?;
+                let from = run.resume.resume_into(&mut [vs, &mut critic_vs], &mut m, &mut e)?;
+                let world = s.world;
+                let score_rm = |ro: &Rollout| s.rm.score(&ro.prompt, &ro.prompt_valid, &ro.response, &ro.mask);
+                let score_gold = |ro: &Rollout| {
+                    let prompts: Vec<Vec<i64>> = Vec::<Vec<i64>>::try_from(ro.prompt.to_device(tch::Device::Cpu)).expect("prompt rows");
+                    let g: Vec<f32> = prompts.iter().zip(ro.response_rows()).map(|(p, r)| world.gold(p, &r) as f32).collect();
+                    Tensor::from_slice(&g)
+                };
+                let ctx = ppo::PpoContext { reference: s.sft, prompts: world.train_prompts(), max_new_tokens: sc.sample.max_new_tokens as i64, score: if gold { &score_gold } else { &score_rm } };
+                let pb = progress(run.opts.show_progress, cfg.iterations as u64, name);
+                pb.set_position(from.as_ref().map(|f| f.step as u64).unwrap_or(0));
+                let vs = &*vs;
+                let on_iteration = |_, kl: f64| {
+                    pb.inc(1);
+                    pb.set_message(format!("{setting} KL {kl:.2}"));
+                };
+                ppo::train(policy, vs, &critic, &critic_vs, &ctx, &cfg, sc.seed, (name, setting), &mut m, from, |step, pol, m, parts| run.on_eval(step, cfg.iterations, pol, parts, &[vs, &critic_vs], m, &mut e), on_iteration)?;
+                pb.finish_and_clear();
+                cfg.iterations
+            }
+        };
+        (run.metrics, run.evals) = (m, e);
+        Ok(last)
+    }
+}

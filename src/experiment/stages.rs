@@ -7,13 +7,13 @@ use tch::{nn, Tensor};
 
 use super::{key_of, progress, stage_hash, write_atomic, Metrics, RunOptions, Summary};
 use crate::algo::common::{copy_weights, CkptParts, ResumeFrom};
-use crate::algo::{best_of_n, dpo, ppo, reward};
+use crate::algo::{best_of_n, reward};
 use crate::data::{self, PairTensors, PrefData};
 use crate::eval::Evaluator;
 use crate::eval::optimal as frontier;
 use crate::model::{self, Gpt, SampleSettings};
 use crate::rng::derive_seed;
-use crate::experiment::scenario::{Method, MethodKind, Scenario};
+use crate::experiment::scenario::{Method, Scenario};
 use crate::world::TextWorld;
 
 fn stage_dir(sc: &Scenario, opts: &RunOptions, stage: &str, key: &str) -> PathBuf {
@@ -70,7 +70,7 @@ pub fn reward_stage(sc: &Scenario, world: &dyn TextWorld, sft_vs: &nn::VarStore,
     let metrics_path = dir.join("metrics.csv");
     let mut vs = nn::VarStore::new(opts.device);
     tch::manual_seed(derive_seed(sc.seed, "reward/init") as i64);
-    let rm = reward::RewardModel::new(&vs.root(), &sc.reward.model);
+    let rm = reward::RewardModel::new(&vs.root(), &sc.reward_model);
     if ckpt.exists() && metrics_path.exists() {
         model::load_checkpoint(&mut vs, &ckpt)?;
         let m = Metrics::read(&metrics_path)?;
@@ -79,11 +79,11 @@ pub fn reward_stage(sc: &Scenario, world: &dyn TextWorld, sft_vs: &nn::VarStore,
         metrics.extend(m);
         return Ok((vs, rm));
     }
-    if sc.reward.model == sc.model {
+    if sc.reward_model == sc.model {
         copy_weights(&vs, sft_vs)?;
     } else {
         // A reward model of another size: its trunk is an SFT model of that size.
-        let rm_sc = Scenario { model: sc.reward.model.clone(), ..sc.clone() };
+        let rm_sc = Scenario { model: sc.reward_model.clone(), ..sc.clone() };
         let (trunk_vs, _) = super::sft_stage(&rm_sc, world, opts, &mut Metrics::default(), &mut super::Summary::default())?;
         copy_weights(&vs, &trunk_vs)?;
     }
@@ -153,7 +153,7 @@ pub fn method_done(sc: &Scenario, method: &Method, opts: &RunOptions) -> bool {
 }
 
 /// A method's resume folder: the state at its last evaluation, replaced atomically.
-struct ResumeDir {
+pub(super) struct ResumeDir {
     dir: PathBuf,
 }
 
@@ -222,7 +222,7 @@ impl ResumeDir {
 impl ResumeDir {
     /// Restore the weights into `stores` and the logs so far into `metrics` and `evals`;
     /// returns where the trainer resumes, or None for a fresh start.
-    fn resume_into(&self, stores: &mut [&mut nn::VarStore], metrics: &mut Metrics, evals: &mut Metrics) -> Result<Option<ResumeFrom>> {
+    pub fn resume_into(&self, stores: &mut [&mut nn::VarStore], metrics: &mut Metrics, evals: &mut Metrics) -> Result<Option<ResumeFrom>> {
         Ok(self.load(stores)?.map(|r| {
             *metrics = r.metrics;
             *evals = r.evals;
@@ -267,11 +267,31 @@ fn maybe_abort(name: &str, step: usize) {
     }
 }
 
+/// What a method's trainer works with (see `Method::train`): the scenario, the shared stages,
+/// its evaluator and resume folder, and the metrics and evaluations it writes.
+pub(super) struct Run<'a> {
+    pub sc: &'a Scenario,
+    pub s: &'a Shared<'a>,
+    pub opts: &'a RunOptions,
+    pub ev: Evaluator<'a>,
+    pub resume: ResumeDir,
+    pub name: String,
+    pub setting: String,
+    pub metrics: Metrics,
+    pub evals: Metrics,
+}
+
+impl Run<'_> {
+    /// The evaluation callback of a trainer: evaluate at `step` of `total`, then checkpoint.
+    pub fn on_eval(&self, step: usize, total: usize, policy: &Gpt, parts: &CkptParts, stores: &[&nn::VarStore], metrics: &Metrics, evals: &mut Metrics) -> Result<()> {
+        evaluate_and_checkpoint(&self.ev, policy, (&self.name, &self.setting, self.sc.seed), (step, total), &self.resume, parts, stores, metrics, evals)
+    }
+}
+
 /// Train and evaluate one method from pi_SFT; cached by its settings. Checkpoints at every
-/// evaluation; a killed run resumes from the last one.
+/// evaluation; a killed run resumes from the last one. The training itself is the registry's
+/// (`Method::train`).
 pub fn method_stage(sc: &Scenario, method: &Method, s: &Shared, opts: &RunOptions, metrics: &mut Metrics, evals: &mut Metrics) -> Result<()> {
-    let (name, setting) = (method.name(), method.setting());
-    let cfg = method.train_config(&sc.train);
     let dir = method_dir(sc, method, opts);
     let (metrics_path, eval_path) = (dir.join("metrics.csv"), dir.join("eval.csv"));
     if metrics_path.exists() && eval_path.exists() {
@@ -285,81 +305,11 @@ pub fn method_stage(sc: &Scenario, method: &Method, s: &Shared, opts: &RunOption
     let mut vs = nn::VarStore::new(opts.device);
     let policy = Gpt::new(&vs.root(), &sc.model);
     copy_weights(&vs, s.sft_vs)?;
-    let ev = evaluator(sc, s);
-    let resume_dir = ResumeDir { dir: dir.join("resume") };
-    let (mut m, mut e) = (Metrics::default(), Metrics::default());
-    if let MethodKind::Ppo { gold, cfg } = method.kind {
-        let mut critic_vs = nn::VarStore::new(opts.device);
-        let critic = reward::RewardModel::new(&critic_vs.root(), &sc.reward.model);
-        copy_weights(&critic_vs, s.rm_vs)?;
-        let from = resume_dir.resume_into(&mut [&mut vs, &mut critic_vs], &mut m, &mut e)?;
-        let world = s.world;
-        let score_rm = |ro: &crate::model::Rollout| s.rm.score(&ro.prompt, &ro.prompt_valid, &ro.response, &ro.mask);
-        let score_gold = |ro: &crate::model::Rollout| {
-            let prompts: Vec<Vec<i64>> = Vec::<Vec<i64>>::try_from(ro.prompt.to_device(tch::Device::Cpu)).expect("prompt rows");
-            let g: Vec<f32> = prompts.iter().zip(ro.response_rows()).map(|(p, r)| world.gold(p, &r) as f32).collect();
-            Tensor::from_slice(&g)
-        };
-        let ctx = ppo::PpoContext {
-            reference: s.sft,
-            prompts: world.train_prompts(),
-            max_new_tokens: sc.sample.max_new_tokens as i64,
-            score: if gold { &score_gold } else { &score_rm },
-        };
-        let pb = progress(opts.show_progress, cfg.iterations as u64, name);
-        pb.set_position(from.as_ref().map(|f| f.step as u64).unwrap_or(0));
-        ppo::train(
-            &policy,
-            &vs,
-            &critic,
-            &critic_vs,
-            &ctx,
-            &cfg,
-            sc.seed,
-            (name, &setting),
-            &mut m,
-            from,
-            |step, pol, m, parts| evaluate_and_checkpoint(&ev, pol, (name, &setting, sc.seed), (step, cfg.iterations), &resume_dir, parts, &[&vs, &critic_vs], m, &mut e),
-            |_, kl| {
-                pb.inc(1);
-                pb.set_message(format!("{setting} KL {kl:.2}"));
-            },
-        )
-        .with_context(|| format!("method {name} {setting}"))?;
-        pb.finish_and_clear();
-        temperature_sweep(sc, &ev, &policy, (name, &setting, cfg.iterations), &mut e);
-        return finish_method(&dir, &vs, m, e, metrics, evals);
-    }
-    let from = resume_dir.resume_into(&mut [&mut vs], &mut m, &mut e)?;
-    let reference = matches!(method.kind, MethodKind::Dpo { .. }).then_some(s.train_ref);
-    let pb = progress(opts.show_progress, cfg.steps as u64, name);
-    pb.set_message(setting.clone());
-    pb.set_position(from.as_ref().map(|f| f.step as u64).unwrap_or(0));
-    let objective = match method.kind {
-        MethodKind::Dpo { loss, beta } => dpo::Objective::Pref { loss, beta },
-        MethodKind::PreferredFt => dpo::Objective::PreferredFt,
-        MethodKind::Unlikelihood { alpha } => dpo::Objective::Unlikelihood { alpha },
-        MethodKind::Ppo { .. } => unreachable!("PPO returned above"),
-    };
-    dpo::train(
-        &policy,
-        &vs,
-        s.train,
-        reference,
-        objective,
-        &cfg,
-        sc.eval.every,
-        sc.seed,
-        (name, &setting),
-        &mut m,
-        from,
-        |step, pol, m, parts| evaluate_and_checkpoint(&ev, pol, (name, &setting, sc.seed), (step, cfg.steps), &resume_dir, parts, &[&vs], m, &mut e),
-        |_| pb.inc(1),
-    )
-    .with_context(|| format!("method {name} {setting}"))?;
-    pb.finish_and_clear();
-    temperature_sweep(sc, &ev, &policy, (name, &setting, cfg.steps), &mut e);
-    finish_method(&dir, &vs, m, e, metrics, evals)
+    let mut run = Run { sc, s, opts, ev: evaluator(sc, s), resume: ResumeDir { dir: dir.join("resume") }, name: method.name(), setting: method.setting(), metrics: Metrics::default(), evals: Metrics::default() };
+    let last = method.train(&mut run, &policy, &mut vs).with_context(|| format!("method {} {}", run.name, run.setting))?;
+    let mut e = std::mem::take(&mut run.evals);
+    temperature_sweep(sc, &run.ev, &policy, (&run.name, &run.setting, last), &mut e);
+    finish_method(&dir, &vs, std::mem::take(&mut run.metrics), e, metrics, evals)
 }
 
 fn finish_method(dir: &std::path::Path, vs: &nn::VarStore, m: Metrics, e: Metrics, metrics: &mut Metrics, evals: &mut Metrics) -> Result<()> {
@@ -450,7 +400,7 @@ pub fn best_of_n_stage(sc: &Scenario, grid: &[usize], s: &Shared, opts: &RunOpti
     // importance sampling of the gold reward; a beta is kept while every prompt's effective
     // sample size is at least `optimal_min_ess` (past that the point reflects the sample).
     let spp = sc.eval.samples_per_prompt;
-    let pooled: Vec<Vec<f64>> = gold.chunks(spp).map(|rows| rows.iter().flatten().copied().take(sc.eval.optimal_samples).collect()).collect();
+    let pooled: Vec<Vec<f64>> = gold.chunks(spp).map(|rows| rows.iter().flatten().copied().take(sc.eval.optimal_samples.unwrap_or(usize::MAX)).collect()).collect();
     let n_sel_prompts = n_sel / spp;
     let betas = [0.01, 0.02, 0.03, 0.05, 0.07, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0, 2.0];
     let (all, sel, test) = (frontier::optimal_frontier(&pooled, &betas), frontier::optimal_frontier(&pooled[..n_sel_prompts], &betas), frontier::optimal_frontier(&pooled[n_sel_prompts..], &betas));
@@ -464,7 +414,7 @@ pub fn best_of_n_stage(sc: &Scenario, grid: &[usize], s: &Shared, opts: &RunOpti
         put("eval/kl", p.kl);
         put("eval/ess", p.ess_mean);
         put("eval/ess_min", p.ess_min);
-        put("eval/is_samples", sc.eval.optimal_samples as f64);
+        put("eval/is_samples", sc.eval.optimal_samples.unwrap_or(0) as f64);
         put("eval/gold_sel", ps.gold);
         put("eval/kl_sel", ps.kl);
         put("eval/gold_test", pt.gold);

@@ -45,13 +45,13 @@ pub fn convergence(out: &Path, seed: u64) -> Result<Vec<TraceRow>> {
     for beta in [0.1, 1.0] {
         let target = w.optimal(&ref_lp, beta);
         let mean_tv = |p: &[Vec<f64>]| p.iter().zip(&target).map(|(a, b)| tv(a, b)).sum::<f64>() / p.len() as f64;
-        for (method, kind) in [("dpo", PrefLoss::Sigmoid), ("ipo", PrefLoss::Ipo)] {
+        for (method, kind) in [("dpo", PrefLoss::Dpo { beta }), ("ipo", PrefLoss::Ipo { beta })] {
             let series = format!("{} beta={beta}", method.to_uppercase());
-            w.fit_preference_traced(&reference, &bt, kind, beta, 1500, 0.05, 25, |step, p| {
+            w.fit_preference_traced(&reference, &bt, kind, 1500, 0.05, 25, |step, p| {
                 rows.push(TraceRow { series: series.clone(), method, beta, labels: "bradley_terry", step, metric: "tv_to_optimal", value: mean_tv(p) });
             });
             let series = format!("{} beta={beta} (deterministic labels)", method.to_uppercase());
-            w.fit_preference_traced(&reference, &det, kind, beta, 3000, 0.05, 50, |step, p| {
+            w.fit_preference_traced(&reference, &det, kind, 3000, 0.05, 50, |step, p| {
                 let mass = (0..n_x).map(|x| p[x][worst[x]]).fold(0.0, f64::max);
                 rows.push(TraceRow { series: series.clone(), method, beta, labels: "deterministic", step, metric: "worst_mass", value: mass });
             });

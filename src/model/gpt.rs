@@ -5,10 +5,44 @@
 //! GPT-2's Conv1D). `forward` returns the final hidden states so that the LM head, the reward
 //! head and the critic share one trunk. No dropout: runs are small and must be deterministic.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+
+use crate::config::{need, ConfigError};
 use tch::{nn, Kind, Tensor};
 
 use super::cache::{KvCache, LayerKv};
+
+/// `[model]`: the policy's size (its vocabulary is the world's).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelConfig {
+    pub n_layer: usize,
+    pub n_head: usize,
+    pub d_model: usize,
+    pub block_size: usize,
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        ModelConfig { n_layer: 2, n_head: 4, d_model: 128, block_size: 32 }
+    }
+}
+
+impl ModelConfig {
+    /// The network over a vocabulary of `vocab_size` tokens.
+    pub fn gpt(&self, vocab_size: usize) -> GptConfig {
+        GptConfig { vocab_size: vocab_size as i64, block_size: self.block_size as i64, n_layer: self.n_layer as i64, n_head: self.n_head as i64, d_model: self.d_model as i64 }
+    }
+
+    /// Range checks; the first violation is returned.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        need(self.n_layer >= 1 && self.n_layer <= 48, "n_layer", || format!("must be in 1..=48 (got {})", self.n_layer), "use a few layers, e.g. 2")?;
+        need(self.n_head >= 1, "n_head", || "must be at least 1".into(), "use e.g. 4 heads")?;
+        need(self.d_model >= 1 && self.d_model % self.n_head == 0, "d_model", || format!("d_model {} is not a multiple of n_head {}", self.d_model, self.n_head), "make d_model divisible by n_head, e.g. d_model = 128 with n_head = 4")?;
+        need(self.d_model <= 16384 && self.n_head <= 256, "d_model", || format!("d_model {} with {} heads is past this harness's range", self.d_model, self.n_head), "use d_model <= 16384 and n_head <= 256 (e.g. 128 and 4)")?;
+        need(self.block_size <= 4096, "block_size", || format!("must be at most 4096 (got {})", self.block_size), "use a block just long enough for prompt + response, e.g. 32")
+    }
+}
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct GptConfig {

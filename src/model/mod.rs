@@ -6,7 +6,7 @@ pub mod heads;
 pub mod sample;
 
 pub use cache::KvCache;
-pub use gpt::{Gpt, GptConfig, Rows};
+pub use gpt::{Gpt, GptConfig, ModelConfig, Rows};
 pub use heads::ScalarHead;
 pub use sample::{generate, left_pad, sampling_logprobs, Rollout, SampleConfig, SampleSettings};
 

@@ -11,7 +11,73 @@ pub use sentiment::{SentimentConfig, SentimentWorld};
 pub use summarize::{SummarizeConfig, SummarizeWorld};
 pub use tabular::{TabularConfig, TabularWorld};
 
+use crate::config::ConfigError;
 use crate::rng::Rng;
+
+/// `[world]`: the text world, chosen by `kind`, with its own settings.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum WorldConfig {
+    Sentiment(SentimentConfig),
+    Summarize(SummarizeConfig),
+}
+
+impl WorldConfig {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        match self {
+            WorldConfig::Sentiment(c) => c.validate(),
+            WorldConfig::Summarize(c) => c.validate(),
+        }
+    }
+
+    /// The vocabulary: the special tokens and the words.
+    pub fn vocab_size(&self) -> usize {
+        N_SPECIAL
+            + match self {
+                WorldConfig::Sentiment(c) => c.n_positive + c.n_negative + c.n_neutral,
+                WorldConfig::Summarize(c) => c.n_facts + c.n_filler + 1,
+            }
+    }
+
+    /// The longest prompt, in words.
+    pub fn prompt_max_len(&self) -> usize {
+        match self {
+            WorldConfig::Sentiment(c) => c.prompt_max_len,
+            WorldConfig::Summarize(c) => c.prompt_max_len(),
+        }
+    }
+
+    /// The longest demonstration (prompt and response), in words.
+    pub fn max_text_len(&self) -> usize {
+        match self {
+            WorldConfig::Sentiment(c) => c.max_len,
+            WorldConfig::Summarize(c) => c.prompt_max_len() + c.summary_max_len(),
+        }
+    }
+
+    pub fn n_eval_prompts(&self) -> usize {
+        match self {
+            WorldConfig::Sentiment(c) => c.n_eval_prompts,
+            WorldConfig::Summarize(c) => c.n_eval_prompts,
+        }
+    }
+
+    /// Documents of the SFT corpora, training and validation.
+    pub fn n_docs(&self) -> usize {
+        match self {
+            WorldConfig::Sentiment(c) => c.n_train + c.n_val,
+            WorldConfig::Summarize(c) => c.n_train + c.n_val,
+        }
+    }
+
+    /// Its kind, as written in `kind`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            WorldConfig::Sentiment(_) => "sentiment",
+            WorldConfig::Summarize(_) => "summarize",
+        }
+    }
+}
 
 /// What the pipeline needs of a text world (sentiment, summarize): its data, its prompts and
 /// its gold reward. A response is the tokens after the prompt, `<eos>` included when emitted.

@@ -1,19 +1,24 @@
-//! Scenario files: TOML wire structs (`deny_unknown_fields`) validated into the types the code
-//! uses. Every error is one line naming the file, the key and the fix, raised before any work.
+//! Scenario files: each section is read into the configuration type declared beside the code it
+//! configures (serde, `deny_unknown_fields`, its `Default` and `validate()`); this module parses,
+//! applies `--set`, expands the method tables through the registry and checks what spans
+//! sections. Every error is one line naming the file, the key and the fix, raised before any
+//! work.
 
-mod wire;
+mod parse;
 
 use std::path::{Path, PathBuf};
 
-use crate::model::GptConfig;
-use crate::world::{SentimentConfig, SummarizeConfig};
-pub use wire::ScenarioWire;
-// The configurations live beside the code they configure; the scenario puts them together.
+use parse::err;
+pub use parse::{shown, File, ReportConfig};
+
+use crate::config::ConfigError;
 pub use crate::algo::dpo::{PrefLoss, TrainConfig};
 pub use crate::algo::reward::RewardConfig;
 pub use crate::algo::sft::SftConfig;
 pub use crate::data::{Labels, PrefSource, PrefsConfig};
-pub use crate::model::SampleConfig;
+pub use crate::eval::EvalConfig;
+pub use crate::model::{GptConfig, SampleConfig};
+pub use crate::world::WorldConfig;
 pub use super::methods::{Method, MethodKind, Overrides};
 
 /// A scenario error: one line, `FILE[:LINE]: `KEY`: PROBLEM; fix: FIX`.
@@ -36,56 +41,24 @@ pub struct Scenario {
     /// Every seed of the sweep (`[sweep] seeds`, default `[seed]`).
     pub seeds: Vec<u64>,
     pub world: WorldConfig,
+    /// The policy's network: `[model]` over the world's vocabulary.
     pub model: GptConfig,
+    /// The reward model's (and critic's) network.
+    pub reward_model: GptConfig,
     pub sft: SftConfig,
     pub sample: SampleConfig,
     pub prefs: PrefsConfig,
     pub reward: RewardConfig,
     pub train: TrainConfig,
+    /// `[eval]`, with `optimal_samples` filled in.
     pub eval: EvalConfig,
-    /// Every method run, in the order of the file: one per grid value.
+    /// Every method run, in the registry's order: one per grid value.
     pub methods: Vec<Method>,
     /// Best-of-N's grid of N, if it runs.
     pub best_of_n: Option<Vec<usize>>,
     /// The resolved scenario as TOML (every default filled in), written next to the results.
     pub resolved_toml: String,
     pub source: PathBuf,
-}
-
-#[derive(Clone, Debug, PartialEq, serde::Serialize)]
-pub enum WorldConfig {
-    Sentiment(SentimentConfig),
-    Summarize(SummarizeConfig),
-}
-
-#[derive(Clone, PartialEq, serde::Serialize)]
-pub struct EvalConfig {
-    /// Evaluate every this many steps (and at the end).
-    pub every: usize,
-    /// Samples per evaluation prompt.
-    pub samples_per_prompt: usize,
-    /// Temperatures of the final evaluation (empty: none).
-    pub temperatures: Vec<f64>,
-    /// Fraction of the held-out prompts that choose checkpoints (the rest report them).
-    pub selection_fraction: f64,
-    /// Samples of pi_SFT per prompt behind the importance-sampling frontier.
-    pub optimal_samples: usize,
-    /// The smallest effective sample size, over prompts, of a kept point of that frontier.
-    pub optimal_min_ess: f64,
-}
-
-/// Written by hand so that a scenario without `temperatures` keeps the run-folder hashes it had
-/// before the field existed (cached method runs stay valid).
-impl std::fmt::Debug for EvalConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let mut d = f.debug_struct("EvalConfig");
-        d.field("every", &self.every).field("samples_per_prompt", &self.samples_per_prompt);
-        if !self.temperatures.is_empty() {
-            d.field("temperatures", &self.temperatures);
-        }
-        d.field("selection_fraction", &self.selection_fraction).field("optimal_samples", &self.optimal_samples).field("optimal_min_ess", &self.optimal_min_ess);
-        d.finish()
-    }
 }
 
 impl Scenario {
@@ -103,15 +76,9 @@ impl Scenario {
         Scenario::from_str(&text, &file, &stem, overrides, path)
     }
 
-    pub fn from_str(
-        text: &str,
-        file: &str,
-        default_name: &str,
-        overrides: &[String],
-        path: &Path,
-    ) -> Result<Scenario, ScenarioError> {
-        let wire = wire::parse(text, file, overrides)?;
-        wire::validate(wire, text, file, default_name, path)
+    pub fn from_str(text: &str, file: &str, default_name: &str, overrides: &[String], path: &Path) -> Result<Scenario, ScenarioError> {
+        let parsed = parse::parse(text, file, overrides)?;
+        validate(parsed, text, file, default_name, path)
     }
 
     /// The same scenario for one seed of its sweep.
@@ -121,9 +88,150 @@ impl Scenario {
 
     /// The sampling budget a model must fit: `<bos>` + the longest prompt + new tokens.
     pub fn max_prompt_len(&self) -> usize {
-        match &self.world {
-            WorldConfig::Sentiment(c) => c.prompt_max_len,
-            WorldConfig::Summarize(c) => c.prompt_max_len(),
+        self.world.prompt_max_len()
+    }
+}
+
+/// Each section's own checks, then those that span sections; the first violation is reported.
+fn validate(parsed: parse::Parsed, text: &str, file: &str, default_name: &str, path: &Path) -> Result<Scenario, ScenarioError> {
+    let (w, sets) = (parsed.file, &parsed.sets);
+    let at = |e: ConfigError| err(file, text, sets, &e.key, e.problem, e.fix);
+    let need = |cond: bool, key: &str, problem: String, fix: &str| if cond { Ok(()) } else { Err(err(file, text, sets, key, problem, fix)) };
+    let name = if w.name.is_empty() { default_name.to_string() } else { w.name.clone() };
+    need(
+        !name.is_empty() && name.len() <= 64 && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'),
+        "name",
+        format!("`{}` is not a plain name of at most 64 characters", shown(&name)),
+        "use letters, digits, '-' and '_' only, at most 64 of them (it names the results folder)",
+    )?;
+    w.world.validate().map_err(|e| at(e.within("world")))?;
+    let (m, s) = (&w.model, &w.sample);
+    m.validate().map_err(|e| at(e.within("model")))?;
+    let (max_text_len, prompt_max_len) = (w.world.max_text_len(), w.world.prompt_max_len());
+    // SFT feeds `<bos> words` and predicts `words <eos>`: max_len + 1 positions.
+    need(m.block_size > max_text_len, "model.block_size", format!("block_size {} cannot hold a full demonstration (<bos> + {} words)", m.block_size, max_text_len), &format!("set model.block_size >= {}", max_text_len + 1))?;
+    s.validate().map_err(|e| at(e.within("sample")))?;
+    need(1 + prompt_max_len + s.max_new_tokens <= m.block_size, "sample.max_new_tokens", format!("<bos> + a {prompt_max_len}-word prompt + {} new tokens exceeds block_size {}", s.max_new_tokens, m.block_size), &format!("lower max_new_tokens to {} or raise model.block_size", m.block_size.saturating_sub(1 + prompt_max_len)))?;
+    w.sft.validate().map_err(|e| at(e.within("sft")))?;
+    w.prefs.validate().map_err(|e| at(e.within("prefs")))?;
+    match (w.prefs.source, &w.world) {
+        (PrefSource::TrueProcess, WorldConfig::Summarize(_)) => need(false, "prefs.source", "the summarize world has no true process to write completions".into(), "use source = \"labeller\" (off-policy) or \"sft\"")?,
+        (PrefSource::Labeller, WorldConfig::Sentiment(_)) => need(false, "prefs.source", "the sentiment world has no labeller policy".into(), "use source = \"true_process\" (off-policy) or \"sft\"")?,
+        _ => {}
+    }
+    w.reward.validate().map_err(|e| at(e.within("reward")))?;
+    let model = m.gpt(w.world.vocab_size());
+    let rm = w.reward.model(&model);
+    need(rm.n_layer >= 1 && rm.n_layer <= 48, "reward.n_layer", format!("must be in 1..=48 (got {})", rm.n_layer), "use a few layers, e.g. 2")?;
+    need(rm.n_head >= 1 && rm.d_model >= 1 && rm.d_model % rm.n_head == 0, "reward.d_model", format!("d_model {} is not a multiple of n_head {}", rm.d_model, rm.n_head), "make reward.d_model divisible by reward.n_head (default: model.n_head)")?;
+    w.train.validate().map_err(|e| at(e.within("train")))?;
+    let ev = &w.eval;
+    ev.validate().map_err(|e| at(e.within("eval")))?;
+    let n_eval_prompts = w.world.n_eval_prompts();
+    need(n_eval_prompts >= 2, "world.n_eval_prompts", format!("must be at least 2 to split into a selection and a test half (got {n_eval_prompts})"), "use e.g. 256")?;
+    let best_of_n = match &w.best_of_n {
+        None => None,
+        Some(b) => {
+            b.validate().map_err(|e| at(e.within("best_of_n")))?;
+            Some(b.n.clone())
+        }
+    };
+    let candidates = best_of_n.as_ref().and_then(|n| n.iter().max()).map(|n| n * ev.samples_per_prompt).unwrap_or(0);
+    if let Some(n) = ev.optimal_samples {
+        need(n >= 2 && n <= candidates, "eval.optimal_samples", format!("must be in 2..={candidates}, the Best-of-N candidates per prompt (samples_per_prompt x the largest best_of_n.n) (got {n})"), "remove it to use every candidate, or raise best_of_n.n")?;
+        need(ev.optimal_min_ess <= n as f64, "eval.optimal_min_ess", format!("{} exceeds optimal_samples {n}: no point could pass", ev.optimal_min_ess), "use a threshold below the sample count, e.g. 8")?;
+    }
+
+    let mut methods = Vec::new();
+    let mut resolved = Vec::new();
+    let mut ppo_batch = 0;
+    for (table_name, table) in &parsed.methods {
+        let (runs, table) = super::methods::expand(table_name, table, s.temperature).map_err(at)?;
+        for run in &runs {
+            if let MethodKind::Ppo { cfg, .. } = run.kind {
+                need(s.temperature > 0.0, "sample.temperature", "PPO samples its rollouts at sample.temperature, which is 0 (greedy)".into(), "use sample.temperature = 1.0")?;
+                ppo_batch = ppo_batch.max(cfg.rollout_batch);
+            }
+        }
+        methods.extend(runs);
+        resolved.push(toml::Table::from_iter([(table_name.to_string(), toml::Value::Table(table))]));
+    }
+    memory(&w, &model, &rm, ppo_batch).map_err(at)?;
+    let seeds = match w.sweep.as_ref().and_then(|s| s.seeds.clone()) {
+        None => vec![w.seed],
+        Some(v) => {
+            need(!v.is_empty(), "sweep.seeds", "is an empty list".into(), "give at least one seed, e.g. [0, 1, 2], or remove it")?;
+            need(v.iter().enumerate().all(|(i, s)| !v[..i].contains(s)), "sweep.seeds", "lists a seed twice".into(), "list each seed once")?;
+            v
+        }
+    };
+    // The pairs the report compares: every name one the scenario runs.
+    let mut ran: Vec<String> = vec!["sft".into()];
+    for m in methods.iter().map(|m: &Method| m.name()) {
+        if !ran.contains(&m) {
+            ran.push(m);
         }
     }
+    if best_of_n.is_some() {
+        ran.push("best_of_n".into());
+    }
+    let compare: Vec<[String; 2]> = if w.report.compare.is_empty() {
+        let defaults: &[[&str; 2]] = match &w.world {
+            WorldConfig::Summarize(_) => &[["dpo", "ppo"], ["dpo", "sft"]],
+            WorldConfig::Sentiment(_) => &[["dpo", "ppo"], ["dpo", "ppo_gt"], ["dpo", "best_of_n"]],
+        };
+        defaults.iter().filter(|p| p.iter().all(|m| ran.iter().any(|r| r == m))).map(|p| p.map(String::from)).collect()
+    } else {
+        for [a, b] in &w.report.compare {
+            need(a != b, "report.compare", format!("compares `{a}` with itself"), "name two different methods, e.g. [\"dpo\", \"ppo\"]")?;
+            for m in [a, b] {
+                need(ran.contains(m), "report.compare", format!("names `{m}`, which this scenario does not run (it runs {})", ran.join(", ")), "compare methods the scenario runs, or add the method's table")?;
+            }
+        }
+        w.report.compare.clone()
+    };
+
+    let mut file_ = w.clone();
+    file_.name = name.clone();
+    file_.report.compare = compare;
+    // The sections in their order, then the methods in theirs.
+    let resolved_toml = std::iter::once(toml::to_string(&file_)).chain(resolved.iter().map(toml::to_string)).collect::<Result<Vec<_>, _>>().expect("the resolved scenario serializes").join("\n");
+    let eval = EvalConfig { optimal_samples: Some(ev.optimal_samples.unwrap_or(candidates)), ..ev.clone() };
+    let parse::File { world, sft, sample, prefs, reward, train, .. } = w;
+    Ok(Scenario { name, seed: seeds[0], seeds, world, model, reward_model: rm, sft, sample, prefs, reward, train, eval, methods, best_of_n, resolved_toml, source: path.to_path_buf() })
+}
+
+/// Memory, estimated before any work: a size typed in the billions fails here with the
+/// estimate, not in an allocation abort after SFT. The largest part names the key to lower.
+fn memory(w: &File, model: &GptConfig, rm: &GptConfig, ppo_batch: usize) -> Result<(), ConfigError> {
+    let gib = |b: f64| b / (1u64 << 30) as f64;
+    let (t, v, heads) = (model.block_size as f64, model.vocab_size as f64, model.n_head as f64);
+    let params = |d: f64, l: f64| v * d + t * d + l * (12.0 * d * d + 13.0 * d) + 2.0 * d;
+    let (d, l, rd, rl) = (model.d_model as f64, model.n_layer as f64, rm.d_model as f64, rm.n_layer as f64);
+    // Policy with gradient and two Adam moments, the frozen reference, the reward model and a
+    // critic of its size with theirs; float32.
+    let weights = 4.0 * (5.0 * params(d, l) + 5.0 * params(rd, rl));
+    let per_row = |d: f64, l: f64| t * (l * (16.0 * d + 2.0 * heads * t) + 3.0 * v) * 4.0;
+    let batches = [("sft.batch_size", w.sft.batch_size), ("train.batch_size", 2 * w.train.batch_size), ("reward.batch_size", 2 * w.reward.batch_size), ("ppo.rollout_batch", ppo_batch)];
+    let (batch_key, batch) = batches.iter().max_by_key(|b| b.1).copied().unwrap();
+    let activations = 2.0 * batch as f64 * per_row(d.max(rd), l.max(rl));
+    // Evaluation scores every row at once: two models' logits and a few copies of them.
+    let rows = (w.world.n_eval_prompts() * w.eval.samples_per_prompt) as f64;
+    let evaluation = rows * (per_row(d, l) + 6.0 * t * v * 4.0);
+    let corpora = w.world.n_docs() as f64 * (t + 4.0) * 8.0 * 2.0;
+    let parts = [("model.d_model", weights), (batch_key, activations), ("eval.samples_per_prompt", evaluation), ("world.n_train", corpora)];
+    let total: f64 = parts.iter().map(|p| p.1).sum();
+    let available = available_memory();
+    if total <= available {
+        return Ok(());
+    }
+    let (key, _) = parts.iter().copied().max_by(|a, b| a.1.total_cmp(&b.1)).unwrap();
+    let problem = format!("the run needs about {:.1} GiB (parameters and optimiser {:.1}, a batch's activations {:.1}, evaluation {:.1}, corpora {:.1}), more than the {:.1} GiB available", gib(total), gib(weights), gib(activations), gib(evaluation), gib(corpora), gib(available));
+    Err(ConfigError { key: key.into(), problem, fix: format!("lower {key}, the largest part") })
+}
+
+/// Memory available to a run: `MemAvailable` of /proc/meminfo, else 16 GiB.
+fn available_memory() -> f64 {
+    let kib = std::fs::read_to_string("/proc/meminfo").ok().and_then(|m| m.lines().find(|l| l.starts_with("MemAvailable:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok()));
+    kib.map(|k| k * 1024.0).unwrap_or(16.0 * (1u64 << 30) as f64)
 }

@@ -1,0 +1,251 @@
+//! A scenario file as written: TOML, `--set` overrides, `[sweep]` grids moved into their
+//! tables, the method tables set apart, and serde's errors as one line naming the key.
+
+use serde::{Deserialize, Serialize};
+
+use super::ScenarioError;
+use crate::algo::best_of_n::BestOfNConfig;
+use crate::algo::dpo::TrainConfig;
+use crate::algo::reward::RewardConfig;
+use crate::algo::sft::SftConfig;
+use crate::config::{read, ConfigError};
+use crate::data::PrefsConfig;
+use crate::eval::EvalConfig;
+use crate::experiment::methods;
+use crate::model::{ModelConfig, SampleConfig};
+use crate::world::WorldConfig;
+
+/// Every section of a scenario but its methods, each declared beside the code it configures.
+#[derive(Deserialize, Serialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct File {
+    /// Name of the scenario: results go to results/<name>/ (default: the file's stem).
+    #[serde(default)]
+    pub name: String,
+    /// The one seed every RNG of every stage is derived from.
+    #[serde(default)]
+    pub seed: u64,
+    pub world: WorldConfig,
+    #[serde(default)]
+    pub model: ModelConfig,
+    #[serde(default)]
+    pub sft: SftConfig,
+    #[serde(default)]
+    pub sample: SampleConfig,
+    #[serde(default)]
+    pub prefs: PrefsConfig,
+    #[serde(default)]
+    pub reward: RewardConfig,
+    #[serde(default)]
+    pub train: TrainConfig,
+    #[serde(default)]
+    pub eval: EvalConfig,
+    pub best_of_n: Option<BestOfNConfig>,
+    /// Seeds (the method grids are moved into their tables when read).
+    pub sweep: Option<Sweep>,
+    #[serde(default)]
+    pub report: ReportConfig,
+}
+
+#[derive(Deserialize, Serialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct Sweep {
+    /// One full pipeline (world, SFT, data, reward model, methods) per seed.
+    pub seeds: Option<Vec<u64>>,
+}
+
+/// What the report compares. Read by `alignlab report` from the resolved scenario.
+#[derive(Deserialize, Serialize, Debug, Clone, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReportConfig {
+    /// Pairs of methods compared paired by seed, A against B: at each KL budget (gold reward)
+    /// and each evaluation temperature (win rate). Default: DPO against PPO, PPO-GT and
+    /// Best-of-N; in the summarize world, DPO against PPO and SFT (those the scenario runs).
+    pub compare: Vec<[String; 2]>,
+}
+
+/// A scenario as written: its sections and its method tables, in the registry's order.
+pub struct Parsed {
+    pub file: File,
+    pub methods: Vec<(&'static str, toml::Table)>,
+    /// The keys `--set` wrote: an error on one points there, not at the file's line.
+    pub sets: Vec<String>,
+}
+
+/// The one-line error of `key` (dotted, in full), with the line where the text writes it, or
+/// ` (--set)` where one of `sets` wrote it.
+pub fn err(file: &str, text: &str, sets: &[String], key: &str, problem: impl Into<String>, fix: impl Into<String>) -> ScenarioError {
+    let line = if sets.iter().any(|s| s == key) { " (--set)".into() } else { find_line(text, key).map(|l| format!(":{l}")).unwrap_or_default() };
+    ScenarioError { file: file.into(), line, key: shown(key), problem: compact_numbers(&problem.into()), fix: fix.into() }
+}
+
+/// A message with every number of more than 16 characters written in scientific form
+/// (`1e-250`, not 250 digits) and control characters escaped: one readable line.
+fn compact_numbers(text: &str) -> String {
+    let mut out = String::new();
+    let mut token = String::new();
+    let flush = |token: &mut String, out: &mut String| {
+        match token.parse::<f64>() {
+            Ok(v) if token.len() > 16 => out.push_str(&format!("{v:e}")),
+            _ => out.push_str(token),
+        }
+        token.clear();
+    };
+    for c in text.chars() {
+        if c.is_ascii_digit() || c == '.' {
+            token.push(c);
+        } else {
+            flush(&mut token, &mut out);
+            if c.is_control() {
+                out.extend(c.escape_debug());
+            } else {
+                out.push(c);
+            }
+        }
+    }
+    flush(&mut token, &mut out);
+    out
+}
+
+/// The 1-based line where `a.b.c` is written in the TOML text (`[a.b]` then `c = ...`).
+fn find_line(text: &str, key: &str) -> Option<usize> {
+    let (table, leaf) = match key.rfind('.') {
+        Some(i) => (&key[..i], &key[i + 1..]),
+        None => ("", key),
+    };
+    let mut current = String::new();
+    for (i, raw) in text.lines().enumerate() {
+        let line = raw.trim();
+        if line.starts_with('[') {
+            // `[train]   # a comment`: the header is what stands before the comment.
+            let header = line.split('#').next().unwrap_or("").trim();
+            current = header.trim_matches(|c| c == '[' || c == ']').trim().to_string();
+            if current == key {
+                return Some(i + 1);
+            }
+            continue;
+        }
+        if current == table {
+            if let Some(eq) = line.find('=') {
+                if line[..eq].trim() == leaf {
+                    return Some(i + 1);
+                }
+            }
+        }
+    }
+    None
+}
+
+/// Parse TOML, apply `--set a.b=value` overrides, move `[sweep]` grids, set the method tables
+/// apart and deserialize the sections.
+pub fn parse(text: &str, file: &str, overrides: &[String]) -> Result<Parsed, ScenarioError> {
+    let mut table: toml::Table = toml::from_str(text).map_err(|e| {
+        let line = e.span().map(|s| format!(":{}", text[..s.start].lines().count().max(1))).unwrap_or_default();
+        ScenarioError {
+            file: file.into(),
+            line,
+            key: "(syntax)".into(),
+            problem: format!("not valid TOML: {}", e.message().trim().replace('\n', "; ")),
+            fix: "correct the TOML syntax at that line".into(),
+        }
+    })?;
+    for ov in overrides {
+        apply_override(&mut table, ov).map_err(|problem| ScenarioError {
+            file: file.into(),
+            line: String::new(),
+            key: shown(&format!("--set {ov}")),
+            problem: compact_numbers(&problem),
+            fix: "write --set section.key=value, e.g. --set sft.lr=1e-3".into(),
+        })?;
+    }
+    let sets: Vec<String> = overrides.iter().filter_map(|o| o.split('=').next()).map(|k| k.trim().to_string()).collect();
+    let at = |e: ConfigError| err(file, text, &sets, &e.key, e.problem, e.fix);
+    expand_sweep(&mut table).map_err(at)?;
+    let mut methods = Vec::new();
+    for name in methods::tables() {
+        match table.remove(name) {
+            None => {}
+            Some(toml::Value::Table(t)) => methods.push((name, t)),
+            Some(_) => return Err(at(ConfigError { key: name.into(), problem: "is not a table".into(), fix: format!("write [{name}] with its settings") })),
+        }
+    }
+    // `[world]` is an enum tagged by `kind`, which serde reads as a whole: its field errors
+    // would name only `world`. Read the chosen world's table on its own first, so that an
+    // error names `world.<key>` and its line.
+    if let Some(toml::Value::Table(world)) = table.get("world") {
+        let mut inner = world.clone();
+        let checked = match inner.remove("kind").as_ref().and_then(|k| k.as_str()) {
+            Some("sentiment") => read::<crate::world::SentimentConfig>("world", toml::Value::Table(inner)).map(|_| ()),
+            Some("summarize") => read::<crate::world::SummarizeConfig>("world", toml::Value::Table(inner)).map(|_| ()),
+            _ => Ok(()), // a missing or unknown kind: the full read below says so
+        };
+        checked.map_err(at)?;
+    }
+    let file_ = read::<File>("", toml::Value::Table(table)).map_err(|mut e| {
+        if e.problem.starts_with("unknown field") && !e.key.contains('.') {
+            e.problem = format!("{}; or a method: {}", e.problem, methods::tables().join(", "));
+        }
+        at(e)
+    })?;
+    Ok(Parsed { file: file_, methods, sets })
+}
+
+/// Move the grids of `[sweep]` (`dpo.beta = [...]`) into their method tables, leaving `seeds`.
+fn expand_sweep(table: &mut toml::Table) -> Result<(), ConfigError> {
+    let Some(toml::Value::Table(sweep)) = table.remove("sweep") else { return Ok(()) };
+    let fail = |key: String, problem: &str, fix: String| Err(ConfigError { key, problem: problem.into(), fix });
+    let mut kept = toml::Table::new();
+    for (section, v) in sweep {
+        if section == "seeds" {
+            kept.insert(section, v);
+            continue;
+        }
+        let toml::Value::Table(inner) = v else {
+            return fail(format!("sweep.{section}"), "is not a grid", format!("write grids as `method.key = [...]`: seeds, {}", methods::GRIDS));
+        };
+        for (key, list) in inner {
+            let full = format!("{section}.{key}");
+            if !methods::is_grid(&section, &key) {
+                return fail(format!("sweep.{full}"), "is not a sweepable grid", format!("sweep seeds, {}; other settings go in their own table", methods::GRIDS));
+            }
+            if !list.is_array() {
+                return fail(format!("sweep.{full}"), "is not a list", format!("write `{full} = [v1, v2, ...]`"));
+            }
+            match table.entry(section.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new())) {
+                toml::Value::Table(t) => {
+                    t.insert(key, list);
+                }
+                _ => return fail(section.clone(), "is not a table", format!("write [{section}] as a table")),
+            }
+        }
+    }
+    table.insert("sweep".into(), toml::Value::Table(kept));
+    Ok(())
+}
+
+fn apply_override(table: &mut toml::Table, ov: &str) -> Result<(), String> {
+    let (key, raw) = ov.split_once('=').ok_or_else(|| format!("`{ov}` has no `=`"))?;
+    let parts: Vec<&str> = key.trim().split('.').collect();
+    if parts.iter().any(|p| p.is_empty()) {
+        return Err(format!("`{key}` is not a dotted key"));
+    }
+    let value: toml::Value = match toml::from_str::<toml::Table>(&format!("x = {raw}")) {
+        Ok(mut t) => t.remove("x").unwrap(),
+        Err(_) => toml::Value::String(raw.trim().to_string()),
+    };
+    let mut cur = table;
+    for p in &parts[..parts.len() - 1] {
+        let entry = cur.entry(p.to_string()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        cur = entry.as_table_mut().ok_or_else(|| format!("`{p}` is not a table"))?;
+    }
+    cur.insert(parts[parts.len() - 1].to_string(), value);
+    Ok(())
+}
+
+/// User text for a one-line message: at most 64 characters, control characters escaped.
+pub fn shown(text: &str) -> String {
+    let head: String = text.chars().take(64).flat_map(|c| if c.is_control() { c.escape_debug().collect::<Vec<_>>() } else { vec![c] }).collect();
+    let more = if text.chars().count() > 64 { "..." } else { "" };
+    format!("{head}{more}")
+}
+
