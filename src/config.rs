@@ -109,3 +109,67 @@ pub const MIN_TEMPERATURE: f64 = 0.01;
 pub fn sampling_temperature(t: f64, greedy_ok: bool) -> bool {
     (greedy_ok && t == 0.0) || (t.is_finite() && (MIN_TEMPERATURE..=4.0).contains(&t))
 }
+
+/// A message with every number of more than 16 characters written in scientific form
+/// (`1e-250`, not 250 digits) and control characters escaped: one readable line.
+pub fn compact_numbers(text: &str) -> String {
+    let mut out = String::new();
+    let mut token = String::new();
+    let flush = |token: &mut String, out: &mut String| {
+        match token.parse::<f64>() {
+            Ok(v) if token.len() > 16 => out.push_str(&format!("{v:e}")),
+            _ => out.push_str(token),
+        }
+        token.clear();
+    };
+    for c in text.chars() {
+        if c.is_ascii_digit() || c == '.' {
+            token.push(c);
+        } else {
+            flush(&mut token, &mut out);
+            if c.is_control() {
+                out.extend(c.escape_debug());
+            } else {
+                out.push(c);
+            }
+        }
+    }
+    flush(&mut token, &mut out);
+    out
+}
+
+/// The 1-based line where `a.b.c` is written in the TOML text (`[a.b]` then `c = ...`).
+pub fn find_line(text: &str, key: &str) -> Option<usize> {
+    let (table, leaf) = match key.rfind('.') {
+        Some(i) => (&key[..i], &key[i + 1..]),
+        None => ("", key),
+    };
+    let mut current = String::new();
+    for (i, raw) in text.lines().enumerate() {
+        let line = raw.trim();
+        if line.starts_with('[') {
+            // `[train]   # a comment`: the header is what stands before the comment.
+            let header = line.split('#').next().unwrap_or("").trim();
+            current = header.trim_matches(|c| c == '[' || c == ']').trim().to_string();
+            if current == key {
+                return Some(i + 1);
+            }
+            continue;
+        }
+        if current == table {
+            if let Some(eq) = line.find('=') {
+                if line[..eq].trim() == leaf {
+                    return Some(i + 1);
+                }
+            }
+        }
+    }
+    None
+}
+
+/// User text for a one-line message: at most 64 characters, control characters escaped.
+pub fn shown(text: &str) -> String {
+    let head: String = text.chars().take(64).flat_map(|c| if c.is_control() { c.escape_debug().collect::<Vec<_>>() } else { vec![c] }).collect();
+    let more = if text.chars().count() > 64 { "..." } else { "" };
+    format!("{head}{more}")
+}

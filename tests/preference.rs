@@ -57,6 +57,9 @@ fn dpo_family_losses_match_hand_computed_values() {
     let c0 = pref(PrefLoss::Cdpo { beta: 0.1, label_smoothing: 0.0 }, &pc, &pr, &rc, &rr);
     assert!(close(v(&c0.losses), v(&dpo.losses), 1e-7));
     // Unlikelihood: -(log p_w - alpha log p_l) = -(-2 + 0.5 * 5) = -0.5.
+    // Hinge (SLiC): max(0, 1 - beta Delta) = 1 - 0.2 at beta 0.1, 0 once beta Delta >= 1.
+    assert!(close(v(&pref(PrefLoss::Hinge { beta: 0.1 }, &pc, &pr, &rc, &rr).losses), 0.8, 1e-6));
+    assert!(close(v(&pref(PrefLoss::Hinge { beta: 1.0 }, &pc, &pr, &rc, &rr).losses), 0.0, 1e-7));
     let ul = pref(PrefLoss::Unlikelihood { alpha: 0.5 }, &pc, &pr, &rc, &rr);
     assert!(close(v(&ul.losses), -0.5, 1e-6) && ul.rewards.is_none());
     // Preferred-FT: token-mean NLL of the chosen: (2 + 4) / (3 + 1) over the batch.

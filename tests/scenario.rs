@@ -1,6 +1,6 @@
 //! Scenario files: every kind of error is one line naming the file, the key and the fix.
 
-use alignlab::scenario::{Scenario, WorldConfig};
+use alignlab::scenario::{MethodKind, Scenario, WorldConfig};
 use std::path::Path;
 
 const GOOD: &str = r#"
@@ -207,4 +207,36 @@ fn cache_keys_follow_the_settings_they_depend_on() {
         assert_ne!(key(&base), key(&load(&with_dpo, &[set]).unwrap()), "{set} must change the method's key");
     }
     assert_eq!(key(&base), key(&load(&with_dpo, &["reward.lr=1e-3"]).unwrap()));
+}
+
+/// The preference losses are their enum: its variant names are the scenario tables, in order; a
+/// table's parameters are the variant's fields, each a value or a grid (several grids: their
+/// product); the setting label and the grids `[sweep]` may set follow from them.
+#[test]
+fn preference_methods_come_from_the_loss_enum() {
+    use alignlab::algo::dpo::PrefLoss;
+    assert_eq!(PrefLoss::names(), ["dpo", "ipo", "cdpo", "preferred_ft", "unlikelihood", "hinge"]);
+    let text = format!("{GOOD}\n[hinge]\nbeta = [0.5, 2.0]\nlr = 1e-3\n[cdpo]\nbeta = [0.1, 0.2]\nlabel_smoothing = [0.1, 0.3]\n[dpo]\nbeta = 0.3\n[preferred_ft]\n");
+    let sc = load(&text, &[]).unwrap();
+    let runs: Vec<String> = sc.methods.iter().map(|m| format!("{} {}", m.name(), m.setting())).collect();
+    assert_eq!(runs, ["dpo beta=0.3", "cdpo beta=0.1;eps=0.1", "cdpo beta=0.1;eps=0.3", "cdpo beta=0.2;eps=0.1", "cdpo beta=0.2;eps=0.3", "preferred_ft ", "hinge beta=0.5", "hinge beta=2"]);
+    assert_eq!(sc.methods[0].kind, MethodKind::Pref(PrefLoss::Dpo { beta: 0.3 }));
+    assert_eq!(sc.methods[6].train_config(&sc.train).lr, 1e-3);
+    assert_eq!(sc.methods[0].train_config(&sc.train).lr, sc.train.lr);
+    // The resolved scenario runs the same methods.
+    let again = load(&sc.resolved_toml, &[]).unwrap();
+    assert_eq!(again.methods, sc.methods);
+    // Any parameter of a loss is a grid `[sweep]` may set; the overrides are not.
+    let swept = load(&format!("{GOOD}\n[hinge]\nbeta = [1.0]\n[sweep]\nhinge.beta = [0.1, 0.2, 0.4]\n"), &[]).unwrap();
+    assert_eq!(swept.methods.len(), 3);
+    expect_err(&text, &["sweep.hinge.lr=[0.1]"], &["sweep.hinge.lr", "not a sweepable grid"]);
+    expect_err(&text, &["hinge.margin=1.0"], &["hinge.margin", "unknown field"]);
+    expect_err(&text, &["hinge.loss=\"dpo\""], &["hinge.loss"]);
+    expect_err(&text, &["hinge.beta=[]"], &["hinge.beta", "empty"]);
+    expect_err(&text, &["hinge.beta=[0.5, 0.5]"], &["hinge.beta", "twice"]);
+    expect_err(&text, &["hinge.beta=[0.0]"], &["hinge.beta", "[1e-4, 1e4]"]);
+    expect_err(&text, &["hinge.beta=[\"a\"]"], &["hinge.beta", "must be a number"]);
+    expect_err(&text, &["cdpo.label_smoothing=0.5"], &["cdpo.label_smoothing", "(0, 0.5)"]);
+    expect_err(&format!("{GOOD}\n[hingee]\nbeta = [1.0]\n"), &[], &["hingee", "or a method: dpo, ipo, cdpo, preferred_ft, unlikelihood, hinge, ppo, ppo_gt"]);
+    expect_err(&format!("{GOOD}\n[dpo]\n"), &[], &["dpo.beta", "no safe default"]);
 }

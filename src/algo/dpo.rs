@@ -84,6 +84,9 @@ pub enum PrefLoss {
     PreferredFt {},
     /// Unlikelihood: -(log pi(y_w) - alpha log pi(y_l)); without DPO's weighting it degenerates.
     Unlikelihood { alpha: f64 },
+    /// SLiC's hinge, max(0, 1 - beta Delta) (Zhao et al. 2023; TRL's `hinge`, with beta the
+    /// reciprocal of the margin).
+    Hinge { beta: f64 },
 }
 
 impl PrefLoss {
@@ -184,6 +187,8 @@ pub fn preference_loss(loss: PrefLoss, lp: &PairLogps) -> LossOut {
         PrefLoss::PreferredFt {} => LossOut { losses: -lp.policy_chosen, per_token: Some(lp.chosen_tokens.shallow_clone()), rewards: None },
         // -(log pi(y_w) - alpha log pi(y_l))
         PrefLoss::Unlikelihood { alpha } => mean(-(lp.policy_chosen - lp.policy_rejected * alpha), None),
+        // max(0, 1 - beta Delta)
+        PrefLoss::Hinge { beta } => mean((&delta * -beta + 1.0).relu(), implicit(beta)),
     }
 }
 

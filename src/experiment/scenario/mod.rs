@@ -9,7 +9,8 @@ mod parse;
 use std::path::{Path, PathBuf};
 
 use parse::err;
-pub use parse::{shown, File, ReportConfig};
+pub use crate::config::shown;
+pub use parse::{File, ReportConfig};
 
 use crate::config::ConfigError;
 pub use crate::algo::dpo::{PrefLoss, TrainConfig};

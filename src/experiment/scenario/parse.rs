@@ -8,7 +8,7 @@ use crate::algo::best_of_n::BestOfNConfig;
 use crate::algo::dpo::TrainConfig;
 use crate::algo::reward::RewardConfig;
 use crate::algo::sft::SftConfig;
-use crate::config::{read, ConfigError};
+use crate::config::{compact_numbers, find_line, read, shown, ConfigError};
 use crate::data::PrefsConfig;
 use crate::eval::EvalConfig;
 use crate::experiment::methods;
@@ -77,63 +77,6 @@ pub struct Parsed {
 pub fn err(file: &str, text: &str, sets: &[String], key: &str, problem: impl Into<String>, fix: impl Into<String>) -> ScenarioError {
     let line = if sets.iter().any(|s| s == key) { " (--set)".into() } else { find_line(text, key).map(|l| format!(":{l}")).unwrap_or_default() };
     ScenarioError { file: file.into(), line, key: shown(key), problem: compact_numbers(&problem.into()), fix: fix.into() }
-}
-
-/// A message with every number of more than 16 characters written in scientific form
-/// (`1e-250`, not 250 digits) and control characters escaped: one readable line.
-fn compact_numbers(text: &str) -> String {
-    let mut out = String::new();
-    let mut token = String::new();
-    let flush = |token: &mut String, out: &mut String| {
-        match token.parse::<f64>() {
-            Ok(v) if token.len() > 16 => out.push_str(&format!("{v:e}")),
-            _ => out.push_str(token),
-        }
-        token.clear();
-    };
-    for c in text.chars() {
-        if c.is_ascii_digit() || c == '.' {
-            token.push(c);
-        } else {
-            flush(&mut token, &mut out);
-            if c.is_control() {
-                out.extend(c.escape_debug());
-            } else {
-                out.push(c);
-            }
-        }
-    }
-    flush(&mut token, &mut out);
-    out
-}
-
-/// The 1-based line where `a.b.c` is written in the TOML text (`[a.b]` then `c = ...`).
-fn find_line(text: &str, key: &str) -> Option<usize> {
-    let (table, leaf) = match key.rfind('.') {
-        Some(i) => (&key[..i], &key[i + 1..]),
-        None => ("", key),
-    };
-    let mut current = String::new();
-    for (i, raw) in text.lines().enumerate() {
-        let line = raw.trim();
-        if line.starts_with('[') {
-            // `[train]   # a comment`: the header is what stands before the comment.
-            let header = line.split('#').next().unwrap_or("").trim();
-            current = header.trim_matches(|c| c == '[' || c == ']').trim().to_string();
-            if current == key {
-                return Some(i + 1);
-            }
-            continue;
-        }
-        if current == table {
-            if let Some(eq) = line.find('=') {
-                if line[..eq].trim() == leaf {
-                    return Some(i + 1);
-                }
-            }
-        }
-    }
-    None
 }
 
 /// Parse TOML, apply `--set a.b=value` overrides, move `[sweep]` grids, set the method tables
@@ -240,12 +183,5 @@ fn apply_override(table: &mut toml::Table, ov: &str) -> Result<(), String> {
     }
     cur.insert(parts[parts.len() - 1].to_string(), value);
     Ok(())
-}
-
-/// User text for a one-line message: at most 64 characters, control characters escaped.
-pub fn shown(text: &str) -> String {
-    let head: String = text.chars().take(64).flat_map(|c| if c.is_control() { c.escape_debug().collect::<Vec<_>>() } else { vec![c] }).collect();
-    let more = if text.chars().count() > 64 { "..." } else { "" };
-    format!("{head}{more}")
 }
 
