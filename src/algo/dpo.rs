@@ -22,7 +22,7 @@ use tch::{nn, Kind, Tensor};
 
 use super::adam::Adam;
 use super::common::{check_finite, pair_logps, CkptParts, ResumeFrom};
-use crate::data::PairTensors;
+use crate::data::{PairBatch, PairTensors};
 use crate::log::Metrics;
 use crate::model::Gpt;
 use crate::rng::{derive_seed, Rng};
@@ -260,50 +260,72 @@ pub fn train(
         // 1. Batch of pairs from a shuffled epoch.
         let idx = batch_indices(data.len(), bs, step, seed, &label, &mut order_cache);
         let b = data.batch(&idx);
-        // 2. Policy log-probs of chosen and rejected in one forward pass, the prompt once.
-        let (policy_chosen, policy_rejected) = pair_logps(policy, &b);
-        // 3. The method's loss.
+        // 2. Reference log-probs of the batch, from the cache.
         let (rc, rr) = reference;
         let index = Tensor::from_slice(&idx.iter().map(|&i| i as i64).collect::<Vec<_>>()).to_device(rc.device());
-        let chosen_tokens = b.chosen_mask.sum_dim_intlist(1, false, Kind::Float);
         let (reference_chosen, reference_rejected) = (rc.index_select(0, &index), rr.index_select(0, &index));
-        let out = preference_loss(method, &PairLogps { policy_chosen: &policy_chosen, policy_rejected: &policy_rejected, reference_chosen: &reference_chosen, reference_rejected: &reference_rejected, chosen_tokens: &chosen_tokens });
-        let mut logged: Vec<(&str, Tensor)> = vec![];
-        if let Some((chosen, rejected)) = &out.rewards {
-            logged.push(("rewards/chosen", chosen.mean(Kind::Float)));
-            logged.push(("rewards/rejected", rejected.mean(Kind::Float)));
-            logged.push(("rewards/accuracies", chosen.gt_tensor(rejected).to_kind(Kind::Float).mean(Kind::Float)));
-            logged.push(("rewards/margins", (chosen - rejected).mean(Kind::Float)));
-        }
-        let loss = out.batch_loss();
-        logged.push(("logps/chosen", policy_chosen.detach().mean(Kind::Float)));
-        logged.push(("logps/rejected", policy_rejected.detach().mean(Kind::Float)));
-        // 4. Step with warm-up, clipping and a NaN guard.
-        let lr = cfg.lr * ((step + 1) as f64 / cfg.warmup_steps.max(1) as f64).min(1.0);
-        opt.set_lr(lr);
-        opt.zero_grad();
-        loss.backward();
-        let grad_norm = opt.clip_grad_norm(cfg.grad_clip);
-        let loss_v = loss.double_value(&[]);
-        let last_good = match step / eval_every * eval_every {
-            0 => "pi_SFT (no evaluation yet)".to_string(),
-            s => format!("the resume folder of this run, at step {s}"),
-        };
-        check_finite(loss_v, "the loss", name, step, &last_good)?;
-        check_finite(grad_norm, "the gradient norm", name, step, &last_good)?;
-        opt.step();
+        // 3. The loss and the step.
+        let out = pref_step(policy, &mut opt, &b, (&reference_chosen, &reference_rejected), method, cfg, step, eval_every, name)?;
         on_step(step);
         let s = step + 1;
         if s % 10 == 0 || s == cfg.steps {
-            metrics.push(name, setting, seed, s, &format!("{name}/loss"), loss_v);
-            metrics.push(name, setting, seed, s, &format!("{name}/grad_norm"), grad_norm);
-            for (k, v) in &logged {
-                metrics.push(name, setting, seed, s, &format!("{name}/{k}"), v.double_value(&[]));
-            }
+            out.log(metrics, (name, setting, seed), s);
         }
         if s % eval_every == 0 || s == cfg.steps {
             on_eval(s, policy, metrics, &CkptParts { opts: vec![&opt], rng: [0; 4], extra: vec![] })?;
         }
     }
     Ok(())
+}
+
+/// One optimiser step on a batch of pairs: what it logs.
+pub struct Step {
+    pub loss: f64,
+    pub grad_norm: f64,
+    pub logged: Vec<(&'static str, Tensor)>,
+}
+
+impl Step {
+    /// `{name}/loss`, `{name}/grad_norm` and the logged tensors, at step `s`.
+    pub fn log(&self, metrics: &mut Metrics, (name, setting, seed): (&str, &str, u64), s: usize) {
+        metrics.push(name, setting, seed, s, &format!("{name}/loss"), self.loss);
+        metrics.push(name, setting, seed, s, &format!("{name}/grad_norm"), self.grad_norm);
+        for (k, v) in &self.logged {
+            metrics.push(name, setting, seed, s, &format!("{name}/{k}"), v.double_value(&[]));
+        }
+    }
+}
+
+/// Step `step` of a preference loss on batch `b`, given the reference's log-probs of its pairs:
+/// the policy's log-probs of chosen and rejected in one forward pass (the prompt once), the
+/// loss, warm-up, clipping, a NaN guard and the Adam step.
+#[allow(clippy::too_many_arguments)]
+pub fn pref_step(policy: &Gpt, opt: &mut Adam, b: &PairBatch, (reference_chosen, reference_rejected): (&Tensor, &Tensor), method: PrefLoss, cfg: &TrainConfig, step: usize, eval_every: usize, name: &str) -> Result<Step> {
+    let (policy_chosen, policy_rejected) = pair_logps(policy, b);
+    let chosen_tokens = b.chosen_mask.sum_dim_intlist(1, false, Kind::Float);
+    let out = preference_loss(method, &PairLogps { policy_chosen: &policy_chosen, policy_rejected: &policy_rejected, reference_chosen, reference_rejected, chosen_tokens: &chosen_tokens });
+    let mut logged: Vec<(&'static str, Tensor)> = vec![];
+    if let Some((chosen, rejected)) = &out.rewards {
+        logged.push(("rewards/chosen", chosen.mean(Kind::Float)));
+        logged.push(("rewards/rejected", rejected.mean(Kind::Float)));
+        logged.push(("rewards/accuracies", chosen.gt_tensor(rejected).to_kind(Kind::Float).mean(Kind::Float)));
+        logged.push(("rewards/margins", (chosen - rejected).mean(Kind::Float)));
+    }
+    let loss = out.batch_loss();
+    logged.push(("logps/chosen", policy_chosen.detach().mean(Kind::Float)));
+    logged.push(("logps/rejected", policy_rejected.detach().mean(Kind::Float)));
+    let lr = cfg.lr * ((step + 1) as f64 / cfg.warmup_steps.max(1) as f64).min(1.0);
+    opt.set_lr(lr);
+    opt.zero_grad();
+    loss.backward();
+    let grad_norm = opt.clip_grad_norm(cfg.grad_clip);
+    let loss_v = loss.double_value(&[]);
+    let last_good = match step / eval_every * eval_every {
+        0 => "pi_SFT (no evaluation yet)".to_string(),
+        s => format!("the resume folder of this run, at step {s}"),
+    };
+    check_finite(loss_v, "the loss", name, step, &last_good)?;
+    check_finite(grad_norm, "the gradient norm", name, step, &last_good)?;
+    opt.step();
+    Ok(Step { loss: loss_v, grad_norm, logged })
 }

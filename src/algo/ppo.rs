@@ -37,7 +37,7 @@ use super::adam::Adam;
 use super::common::{check_finite, response_hidden, masked_mean, CkptParts, ResumeFrom};
 use super::reward::RewardModel;
 use super::rollout;
-pub use super::rollout::{kl_per_token, token_rewards, KlEstimator, RunningStats};
+pub use super::rollout::{aggregate, kl_per_token, token_rewards, Aggregate, KlEstimator, RunningStats};
 use crate::log::Metrics;
 use crate::model::{Gpt, Rollout, SampleSettings};
 use crate::config::{need, ConfigError, MAX_BATCH, MAX_STEPS};
@@ -211,11 +211,16 @@ pub struct PolicyLoss {
 /// L = mean(max(-A r, -A clip(r, 1 - c, 1 + c))), r = pi / pi_old, over the masked tokens;
 /// approx_kl = mean((r - 1) - log r) (the k3 estimator of KL(pi_old || pi)).
 pub fn policy_loss(new_logp: &Tensor, old_logp: &Tensor, adv: &Tensor, mask: &Tensor, clip_coef: f64) -> PolicyLoss {
+    policy_loss_by(new_logp, old_logp, adv, mask, clip_coef, Aggregate::TokenMean)
+}
+
+/// [`policy_loss`] with the per-token terms aggregated by `how`; the diagnostics are token means.
+pub fn policy_loss_by(new_logp: &Tensor, old_logp: &Tensor, adv: &Tensor, mask: &Tensor, clip_coef: f64, how: Aggregate) -> PolicyLoss {
     let logratio = new_logp - old_logp;
     let ratio = logratio.exp();
     let pg1 = -adv * &ratio;
     let pg2 = -adv * ratio.clamp(1.0 - clip_coef, 1.0 + clip_coef);
-    let loss = masked_mean(&pg1.maximum(&pg2), mask);
+    let loss = aggregate(&pg1.maximum(&pg2), mask, how);
     let detached = ratio.detach();
     let approx_kl = masked_mean(&(&detached - 1.0 - logratio.detach()), mask);
     let clipfrac = masked_mean(&(&detached - 1.0).abs().gt(clip_coef).to_kind(Kind::Float), mask);

@@ -35,6 +35,32 @@ pub fn token_rewards(kl: &Tensor, score: &Tensor, mask: &Tensor, kl_coef: f64) -
 }
 
 
+/// How a per-token loss `[B, N]` becomes the batch's scalar: the established trainers differ.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Aggregate {
+    /// The mean over every response token of the batch (PPO, REINFORCE++).
+    TokenMean,
+    /// Each response's tokens summed, the mean over responses: REINFORCE on the sequence
+    /// log-prob (RLOO).
+    SeqSum,
+    /// Each response's token mean, the mean over responses (GRPO).
+    SeqMean,
+    /// Each response's tokens summed over a constant (the generation budget), the mean over
+    /// responses (Dr. GRPO: no per-length normalisation).
+    SeqSumOver(f64),
+}
+
+/// A per-token quantity `x` `[B, N]` over the `mask`ed tokens, aggregated by `how`.
+pub fn aggregate(x: &Tensor, mask: &Tensor, how: Aggregate) -> Tensor {
+    let per_seq = || (x * mask).sum_dim_intlist(1, false, Kind::Float);
+    match how {
+        Aggregate::TokenMean => super::common::masked_mean(x, mask),
+        Aggregate::SeqSum => per_seq().mean(Kind::Float),
+        Aggregate::SeqMean => (per_seq() / mask.sum_dim_intlist(1, false, Kind::Float).clamp_min(1.0)).mean(Kind::Float),
+        Aggregate::SeqSumOver(n) => per_seq().mean(Kind::Float) / n,
+    }
+}
+
 /// Running mean and variance (Welford), for score normalisation.
 #[derive(Clone, Debug, Default)]
 pub struct RunningStats {

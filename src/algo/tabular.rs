@@ -7,7 +7,8 @@ use tch::{Device, Kind, Tensor};
 
 use super::adam::Adam;
 use super::dpo::{preference_loss, PairLogps, PrefLoss};
-use super::ppo::{gae, kl_per_token, policy_loss, token_rewards, value_loss, whiten, KlEstimator, PpoConfig};
+use super::pg::{Estimator, PgConfig};
+use super::ppo::{aggregate, gae, kl_per_token, policy_loss, policy_loss_by, token_rewards, value_loss, whiten, KlEstimator, PpoConfig};
 use crate::data::Labels;
 use crate::rng::{derive_seed, Rng};
 use crate::world::tabular::{to_rows, TabularWorld};
@@ -175,5 +176,97 @@ impl TabularWorld {
         let probs = tch::no_grad(|| to_rows(&self.table_logprobs(&table).exp()));
         trace(cfg.iterations, &probs);
         probs
+    }
+
+    /// A critic-free estimator (RLOO, REINFORCE++, GRPO) with the gold reward and KL coefficient
+    /// `cfg.kl_coef` on a tabular policy initialised at `reference`, with the method's own
+    /// advantages, KL placement and aggregation ([`Estimator::recipe`]) and the same clipped
+    /// loss as the language-model loop. Returns the policy `[X][R]`.
+    pub fn fit_pg_gold(&self, reference: &Tensor, est: Estimator, cfg: &PgConfig, seed: u64) -> Vec<Vec<f64>> {
+        let vs = tch::nn::VarStore::new(Device::Cpu);
+        let table = vs.root().var_copy("table", reference);
+        let mut opt = Adam::new(&vs, cfg.lr, (0.9, 0.999), 0.0);
+        let mut rng = Rng::new(derive_seed(seed, &format!("world/tabular/{}", est.name())));
+        let recipe = est.recipe(cfg);
+        let estimator = cfg.kl_estimator.unwrap_or(KlEstimator::K1);
+        let (k, l) = (cfg.group_size, self.cfg.length as i64);
+        for _ in 0..cfg.iterations {
+            let prompts: Vec<usize> = (0..cfg.prompts_per_iteration).flat_map(|_| std::iter::repeat_n(rng.range(0, self.cfg.n_prompts - 1), k)).collect();
+            let (xs, nodes, words, idx) = self.sample_table_for(&table, &prompts, &mut rng);
+            let b = xs.len() as i64;
+            let xs_t = Tensor::from_slice(&xs.iter().map(|&x| x as i64).collect::<Vec<_>>());
+            let (nodes, words) = (Tensor::from_slice(&nodes).view([b, l]), Tensor::from_slice(&words).view([b, l]));
+            let mask = Tensor::ones([b, l], (Kind::Float, Device::Cpu));
+            let score = Tensor::from_slice(&xs.iter().zip(&idx).map(|(&x, &i)| self.reward[x][i] as f32).collect::<Vec<_>>());
+            let (old_logp, ref_logp, adv) = tch::no_grad(|| {
+                let old_logp = self.table_token_logprobs(&table, &xs_t, &nodes, &words);
+                let ref_logp = self.table_token_logprobs(reference, &xs_t, &nodes, &words);
+                let kl = kl_per_token(&old_logp, &ref_logp, estimator);
+                let adv = (recipe.advantages)(&score, &(kl * cfg.kl_coef), &mask, k);
+                (old_logp, ref_logp, adv)
+            });
+            let mut order: Vec<usize> = (0..xs.len()).collect();
+            for _ in 0..cfg.ppo_epochs {
+                rng.shuffle(&mut order);
+                for chunk in order.chunks(cfg.minibatch_size) {
+                    let i = Tensor::from_slice(&chunk.iter().map(|&i| i as i64).collect::<Vec<_>>());
+                    let sel = |t: &Tensor| t.index_select(0, &i);
+                    let m = sel(&mask);
+                    let new_logp = self.table_token_logprobs(&table, &sel(&xs_t), &sel(&nodes), &sel(&words));
+                    let mut loss = policy_loss_by(&new_logp, &sel(&old_logp), &sel(&adv), &m, cfg.clip_coef, recipe.aggregate).loss;
+                    if recipe.kl_in_loss {
+                        loss = loss + aggregate(&kl_per_token(&new_logp, &sel(&ref_logp), estimator), &m, recipe.aggregate) * cfg.kl_coef;
+                    }
+                    opt.zero_grad();
+                    loss.backward();
+                    opt.step();
+                }
+            }
+        }
+        tch::no_grad(|| to_rows(&self.table_logprobs(&table).exp()))
+    }
+
+    /// Online DPO with the gold reward's Bradley-Terry labels (temperature 1): each step,
+    /// `n_pairs` prompts, two samples of each from the current tabular policy, labelled, and one
+    /// full-batch Adam step of [`preference_loss`] against `reference`. Its stationary point is
+    /// pi* proportional to pi_ref exp(r / beta). Returns the policy `[X][R]`.
+    pub fn fit_online_dpo(&self, reference: &Tensor, loss: PrefLoss, n_pairs: usize, steps: usize, lr: f64, seed: u64) -> Vec<Vec<f64>> {
+        let vs = tch::nn::VarStore::new(Device::Cpu);
+        let table = vs.root().var_copy("table", reference);
+        let mut opt = Adam::new(&vs, lr, (0.9, 0.999), 0.0);
+        let mut rng = Rng::new(derive_seed(seed, "world/tabular/online_dpo"));
+        let l = self.cfg.length as i64;
+        let seq_logp = |t: &Tensor, xs: &Tensor, nodes: &[i64], words: &[i64]| {
+            let b = xs.size()[0];
+            self.table_token_logprobs(t, xs, &Tensor::from_slice(nodes).view([b, l]), &Tensor::from_slice(words).view([b, l])).sum_dim_intlist(1, false, Kind::Float)
+        };
+        for _ in 0..steps {
+            let prompts: Vec<usize> = (0..n_pairs).flat_map(|_| std::iter::repeat_n(rng.range(0, self.cfg.n_prompts - 1), 2)).collect();
+            let (xs, nodes, words, idx) = self.sample_table_for(&table, &prompts, &mut rng);
+            // Row 2i against row 2i + 1: the winner first.
+            let (mut win, mut lose) = (Vec::new(), Vec::new());
+            for i in 0..n_pairs {
+                let (a, b) = (2 * i, 2 * i + 1);
+                let (ra, rb) = (self.reward[xs[a]][idx[a]], self.reward[xs[b]][idx[b]]);
+                let a_wins = rng.bernoulli(1.0 / (1.0 + (-(ra - rb)).exp()));
+                let (w, r) = if a_wins { (a, b) } else { (b, a) };
+                win.push(w);
+                lose.push(r);
+            }
+            let rows = |which: &[usize]| {
+                let n: Vec<i64> = which.iter().flat_map(|&i| nodes[i * l as usize..(i + 1) * l as usize].to_vec()).collect();
+                let w: Vec<i64> = which.iter().flat_map(|&i| words[i * l as usize..(i + 1) * l as usize].to_vec()).collect();
+                (Tensor::from_slice(&which.iter().map(|&i| xs[i] as i64).collect::<Vec<_>>()), n, w)
+            };
+            let ((xw, nw, ww), (xl, nl, wl)) = (rows(&win), rows(&lose));
+            let (rc, rr) = tch::no_grad(|| (seq_logp(reference, &xw, &nw, &ww), seq_logp(reference, &xl, &nl, &wl)));
+            let (pc, pr) = (seq_logp(&table, &xw, &nw, &ww), seq_logp(&table, &xl, &nl, &wl));
+            let ones = pc.ones_like();
+            let out = preference_loss(loss, &PairLogps { policy_chosen: &pc, policy_rejected: &pr, reference_chosen: &rc, reference_rejected: &rr, chosen_tokens: &ones });
+            opt.zero_grad();
+            out.batch_loss().backward();
+            opt.step();
+        }
+        tch::no_grad(|| to_rows(&self.table_logprobs(&table).exp()))
     }
 }

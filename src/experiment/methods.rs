@@ -15,11 +15,13 @@ use tch::{nn, Tensor};
 use super::progress;
 use super::stages::Run;
 use crate::algo::common::copy_weights;
-use crate::algo::{dpo, ppo, reward};
+use crate::algo::{dpo, online_dpo, pg, ppo, reward};
 use crate::model::{Gpt, Rollout};
 
 use crate::algo::dpo::{PrefLoss, TrainConfig};
+use crate::algo::pg::{Estimator, PgConfig};
 use crate::algo::ppo::{KlControl, PpoConfig};
+use crate::model::SampleConfig;
 use crate::config::{need, read, ConfigError, MAX_STEPS};
 
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
@@ -28,12 +30,23 @@ pub enum MethodKind {
     Pref(PrefLoss),
     /// PPO with a critic, against the reward model or (`gold`) the world's gold reward.
     Ppo { gold: bool, cfg: PpoConfig },
+    /// A critic-free estimator (RLOO, REINFORCE++, GRPO) against the reward model.
+    Pg { est: Estimator, cfg: PgConfig },
+    /// A preference loss on pairs the policy samples, labelled by the reward model or (`gold`)
+    /// the gold reward; the sampler synced every `sync_every` steps.
+    Online { gold: bool, loss: PrefLoss, sync_every: usize },
 }
 
 /// The PPO tables and whether each scores with the gold reward.
 const PPO_TABLES: [(&str, bool); 2] = [("ppo", false), ("ppo_gt", true)];
 /// The grids of a PPO table: one run per value of each.
 const PPO_GRIDS: [&str; 2] = ["target_kl", "kl_coef"];
+/// The critic-free tables.
+const PG_TABLES: [Estimator; 3] = [Estimator::Rloo, Estimator::ReinforcePp, Estimator::Grpo];
+/// The online preference tables and whether each labels with the gold reward.
+const ONLINE_TABLES: [(&str, bool); 2] = [("online_dpo", false), ("online_dpo_gt", true)];
+/// Keys of a preference table that are not its loss's parameters.
+const OPT_KEYS: [&str; 2] = ["lr", "steps"];
 
 /// Per-method overrides of `[train]`, the keys of a preference table besides its loss's.
 #[derive(Clone, Copy, Debug, PartialEq, Default, Deserialize)]
@@ -51,58 +64,95 @@ pub struct Method {
 
 /// Every table of a scenario that holds a method, in the order the methods run.
 pub fn tables() -> Vec<&'static str> {
-    PrefLoss::names().iter().copied().chain(PPO_TABLES.map(|t| t.0)).collect()
+    let pref = PrefLoss::names().iter().copied();
+    pref.chain(PPO_TABLES.map(|t| t.0)).chain(PG_TABLES.map(|e| e.name())).chain(ONLINE_TABLES.map(|t| t.0)).collect()
 }
 
-/// Whether `[sweep] table.key = [...]` names a grid: a preference loss's parameter, a PPO
-/// table's KL grid, or Best-of-N's `n`.
+/// Whether `[sweep] table.key = [...]` names a grid: a preference loss's parameter (offline or
+/// online, and `sync_every`), a KL grid of PPO or of a critic-free method, or Best-of-N's `n`.
 pub fn is_grid(table: &str, key: &str) -> bool {
-    let pref = PrefLoss::names().contains(&table) && key != "lr" && key != "steps";
+    let loss_param = !OPT_KEYS.contains(&key) && key != "loss";
+    let pref = (PrefLoss::names().contains(&table) || ONLINE_TABLES.iter().any(|t| t.0 == table)) && loss_param;
     let ppo = PPO_TABLES.iter().any(|t| t.0 == table) && PPO_GRIDS.contains(&key);
-    pref || ppo || (table == "best_of_n" && key == "n")
+    let pg = PG_TABLES.iter().any(|e| e.name() == table) && key == "kl_coef";
+    pref || ppo || pg || (table == "best_of_n" && key == "n")
 }
 
 /// The grids `[sweep]` may set, for messages.
-pub const GRIDS: &str = "a preference loss's parameter (e.g. dpo.beta, unlikelihood.alpha), ppo.target_kl, ppo.kl_coef, ppo_gt.target_kl, ppo_gt.kl_coef, best_of_n.n";
+pub const GRIDS: &str = "a preference loss's parameter (e.g. dpo.beta, unlikelihood.alpha, online_dpo.beta, online_dpo.sync_every), ppo.target_kl, ppo.kl_coef, ppo_gt.target_kl, ppo_gt.kl_coef, rloo.kl_coef, reinforce_pp.kl_coef, grpo.kl_coef, best_of_n.n";
+
+/// A list of numbers at `key` of `table` (absent: empty), each value once.
+fn number_grid(name: &str, table: &mut toml::Table, key: &str) -> Result<Vec<f64>, ConfigError> {
+    let values: Vec<f64> = table.remove(key).map(|v| read(&format!("{name}.{key}"), v)).transpose()?.unwrap_or_default();
+    need(distinct(&values), key, || format!("lists a value twice ({values:?})"), "list each value once").map_err(|e| e.within(name))?;
+    Ok(values)
+}
 
 /// The runs of method table `name` as written, and the table resolved (every default filled in).
-/// `temperature` is `sample.temperature`, at which PPO samples its rollouts. Errors name the
-/// key in full (`dpo.beta`).
-pub fn expand(name: &str, table: &toml::Table, temperature: f64) -> Result<(Vec<Method>, toml::Table), ConfigError> {
+/// PPO and the critic-free methods sample their rollouts with `[sample]`. Errors name the key
+/// in full (`dpo.beta`).
+pub fn expand(name: &str, table: &toml::Table, sample: &SampleConfig) -> Result<(Vec<Method>, toml::Table), ConfigError> {
+    let mut rest = table.clone();
+    let method = |kind| Method { kind, opt: Overrides::default() };
     if let Some(&(_, gold)) = PPO_TABLES.iter().find(|t| t.0 == name) {
-        let mut rest = table.clone();
-        let mut grid = |key: &str| -> Result<Vec<f64>, ConfigError> {
-            let values: Vec<f64> = rest.remove(key).map(|v| read(&format!("{name}.{key}"), v)).transpose()?.unwrap_or_default();
-            need(distinct(&values), key, || format!("lists a value twice ({values:?})"), "list each value once").map_err(|e| e.within(name))?;
-            Ok(values)
-        };
-        let (target_kl, kl_coef) = (grid("target_kl")?, grid("kl_coef")?);
+        let (target_kl, kl_coef) = (number_grid(name, &mut rest, "target_kl")?, number_grid(name, &mut rest, "kl_coef")?);
         let mut cfg: PpoConfig = read(name, toml::Value::Table(rest))?;
-        cfg.temperature = temperature;
+        cfg.temperature = sample.temperature;
         let runs = cfg.runs(&target_kl, &kl_coef).map_err(|e| e.within(name))?;
         let mut resolved = toml::Table::try_from(cfg).expect("PpoConfig serializes");
         resolved.remove("kl");
         resolved.insert("target_kl".into(), toml::Value::try_from(target_kl).unwrap());
         resolved.insert("kl_coef".into(), toml::Value::try_from(kl_coef).unwrap());
-        let methods = runs.into_iter().map(|cfg| Method { kind: MethodKind::Ppo { gold, cfg }, opt: Overrides::default() }).collect();
-        return Ok((methods, resolved));
+        return Ok((runs.into_iter().map(|cfg| method(MethodKind::Ppo { gold, cfg })).collect(), resolved));
     }
-    // A preference loss: the overrides, then one run per point of the grids' product.
-    let mut params = table.clone();
-    let mut overrides = toml::Table::new();
-    for key in ["lr", "steps"] {
-        if let Some(v) = params.remove(key) {
-            overrides.insert(key.into(), v);
+    if let Some(&est) = PG_TABLES.iter().find(|e| e.name() == name) {
+        let kl_coef = number_grid(name, &mut rest, "kl_coef")?;
+        need(!kl_coef.is_empty(), "kl_coef", || "is missing or empty".into(), "give the KL coefficients to run, e.g. kl_coef = [0.02, 0.05, 0.1] (0 is allowed)").map_err(|e| e.within(name))?;
+        if let Some(v) = kl_coef.iter().find(|v| !(v.is_finite() && (**v == 0.0 || (1e-6..=1e4).contains(*v)))) {
+            return Err(ConfigError { key: format!("{name}.kl_coef"), problem: format!("every coefficient must be 0 or in [1e-6, 1e4] (got {v})"), fix: "use e.g. [0.02, 0.05]".into() });
         }
+        let mut cfg = read::<PgConfig>(name, toml::Value::Table(rest))?.for_estimator(est).map_err(|e| e.within(name))?;
+        cfg.validate().map_err(|e| e.within(name))?;
+        (cfg.temperature, cfg.max_new_tokens) = (sample.temperature, sample.max_new_tokens);
+        let mut resolved = toml::Table::try_from(cfg).expect("PgConfig serializes");
+        resolved.insert("kl_coef".into(), toml::Value::try_from(&kl_coef).unwrap());
+        return Ok((kl_coef.iter().map(|&kl_coef| method(MethodKind::Pg { est, cfg: PgConfig { kl_coef, ..cfg } })).collect(), resolved));
     }
-    let opt: Overrides = read(name, toml::Value::Table(overrides))?;
+    let opt = overrides(name, &mut rest)?;
+    if let Some(&(_, gold)) = ONLINE_TABLES.iter().find(|t| t.0 == name) {
+        let loss: String = rest.remove("loss").map(|v| read(&format!("{name}.loss"), v)).transpose()?.unwrap_or_else(|| "dpo".into());
+        need(PrefLoss::names().contains(&loss.as_str()), "loss", || format!("`{}` is not a preference loss (one of {})", crate::config::shown(&loss), PrefLoss::names().join(", ")), "use e.g. loss = \"dpo\" or \"ipo\"").map_err(|e| e.within(name))?;
+        let sync: Vec<usize> = match rest.remove("sync_every") {
+            None => vec![1],
+            Some(toml::Value::Array(v)) => read(&format!("{name}.sync_every"), toml::Value::Array(v))?,
+            Some(v) => vec![read(&format!("{name}.sync_every"), v)?],
+        };
+        need(!sync.is_empty() && distinct(&sync) && sync.iter().all(|&s| (1..=MAX_STEPS).contains(&s)), "sync_every", || format!("must be distinct steps in 1..={MAX_STEPS} (got {sync:?})"), "use 1 (online) or e.g. [10, 50] (semi-online)").map_err(|e| e.within(name))?;
+        let losses = loss_runs(name, &loss, &rest)?;
+        let runs = sync.iter().flat_map(|&sync_every| losses.iter().map(move |&loss| Method { kind: MethodKind::Online { gold, loss, sync_every }, opt }));
+        return Ok((runs.collect(), table.clone()));
+    }
+    need(!rest.contains_key("loss"), "loss", || "unknown field `loss`: the table's name is its loss".into(), "remove the key").map_err(|e| e.within(name))?;
+    let runs = loss_runs(name, name, &rest)?.into_iter().map(|loss| Method { kind: MethodKind::Pref(loss), opt });
+    Ok((runs.collect(), table.clone()))
+}
+
+/// The `[train]` overrides `lr` and `steps` of a preference table, taken out of it.
+fn overrides(name: &str, table: &mut toml::Table) -> Result<Overrides, ConfigError> {
+    let written = toml::Table::from_iter(OPT_KEYS.iter().filter_map(|&k| table.remove(k).map(|v| (k.to_string(), v))));
+    let opt: Overrides = read(name, toml::Value::Table(written))?;
     if let Some(lr) = opt.lr {
         need(lr.is_finite() && (0.0..1.0).contains(&lr), "lr", || format!("must be in [0, 1) (got {lr})"), "use e.g. 1e-4").map_err(|e| e.within(name))?;
     }
     need(!opt.steps.is_some_and(|s| s == 0 || s > MAX_STEPS), "steps", || format!("must be in 1..={MAX_STEPS}"), "remove it to use train.steps").map_err(|e| e.within(name))?;
-    need(!params.contains_key("loss"), "loss", || "unknown field `loss`: the table's name is its loss".into(), "remove the key").map_err(|e| e.within(name))?;
-    let mut runs = vec![toml::Table::from_iter([("loss".to_string(), toml::Value::String(name.into()))])];
-    for (key, value) in &params {
+    Ok(opt)
+}
+
+/// The losses `loss` of table `name` with parameters `params`: one per point of the product of
+/// its lists.
+fn loss_runs(name: &str, loss: &str, params: &toml::Table) -> Result<Vec<PrefLoss>, ConfigError> {
+    let mut runs = vec![toml::Table::from_iter([("loss".to_string(), toml::Value::String(loss.into()))])];
+    for (key, value) in params {
         let values = match value {
             toml::Value::Array(v) => v.clone(),
             v => vec![v.clone()],
@@ -120,7 +170,7 @@ pub fn expand(name: &str, table: &toml::Table, temperature: f64) -> Result<(Vec<
             })
             .collect();
     }
-    let mut methods = Vec::new();
+    let mut losses = Vec::new();
     for run in runs {
         // Serde reads a tagged enum from a buffer and loses the path of a field's error: a
         // value of the wrong type is named by the key that holds it.
@@ -129,9 +179,9 @@ pub fn expand(name: &str, table: &toml::Table, temperature: f64) -> Result<(Vec<
             _ => e,
         })?;
         loss.validate().map_err(|e| e.within(name))?;
-        methods.push(Method { kind: MethodKind::Pref(loss), opt });
+        losses.push(loss);
     }
-    Ok((methods, table.clone()))
+    Ok(losses)
 }
 
 fn distinct<T: PartialEq>(values: &[T]) -> bool {
@@ -144,6 +194,13 @@ impl Method {
         match self.kind {
             MethodKind::Pref(loss) => loss.name(),
             MethodKind::Ppo { gold, .. } => PPO_TABLES.iter().find(|t| t.1 == gold).unwrap().0.to_string(),
+            MethodKind::Pg { est, .. } => est.name().to_string(),
+            // online_dpo, online_ipo_gt, online_dpo_s10: a sampler synced every s steps is a
+            // method of its own (its own frontier), not a setting of the online one.
+            MethodKind::Online { gold, loss, sync_every } => {
+                let sync = if sync_every > 1 { format!("_s{sync_every}") } else { String::new() };
+                format!("online_{}{}{sync}", loss.name(), if gold { "_gt" } else { "" })
+            }
         }
     }
 
@@ -155,6 +212,8 @@ impl Method {
                 KlControl::Adaptive { target, .. } => format!("target_kl={target}"),
                 KlControl::Fixed { coef } => format!("kl_coef={coef}"),
             },
+            MethodKind::Pg { cfg, .. } => format!("kl_coef={}", cfg.kl_coef),
+            MethodKind::Online { loss, .. } => loss.setting(),
         }
     }
 
@@ -166,7 +225,7 @@ impl Method {
             kind: MethodKind,
             train: Option<TrainConfig>,
         }
-        let train = matches!(self.kind, MethodKind::Pref(_)).then(|| self.train_config(base));
+        let train = matches!(self.kind, MethodKind::Pref(_) | MethodKind::Online { .. }).then(|| self.train_config(base));
         format!("method|{}", super::key_of(&Key { kind: self.kind, train }))
     }
 
@@ -189,6 +248,14 @@ impl Method {
         let (sc, s) = (run.sc, run.s);
         let (mut m, mut e) = (std::mem::take(&mut run.metrics), std::mem::take(&mut run.evals));
         let (name, setting) = (run.name.as_str(), run.setting.as_str());
+        let world = s.world;
+        let score_rm = |ro: &Rollout| s.rm.score(&ro.prompt, &ro.prompt_valid, &ro.response, &ro.mask);
+        let score_gold = |ro: &Rollout| {
+            let prompts: Vec<Vec<i64>> = Vec::<Vec<i64>>::try_from(ro.prompt.to_device(tch::Device::Cpu)).expect("prompt rows");
+            let g: Vec<f32> = prompts.iter().zip(ro.response_rows()).map(|(p, r)| world.gold(p, &r) as f32).collect();
+            Tensor::from_slice(&g)
+        };
+        let score = |gold: bool| -> &dyn Fn(&Rollout) -> Tensor { if gold { &score_gold } else { &score_rm } };
         let last = match self.kind {
             MethodKind::Pref(loss) => {
                 let cfg = self.train_config(&sc.train);
@@ -201,19 +268,50 @@ impl Method {
                 pb.finish_and_clear();
                 cfg.steps
             }
+            MethodKind::Online { gold, loss, sync_every } => {
+                let cfg = self.train_config(&sc.train);
+                let mut sampler_vs = nn::VarStore::new(run.opts.device);
+                let sampler = Gpt::new(&sampler_vs.root(), &sc.model);
+                let from = if sync_every > 1 { run.resume.resume_into(&mut [vs, &mut sampler_vs], &mut m, &mut e)? } else { run.resume.resume_into(&mut [vs], &mut m, &mut e)? };
+                let pb = progress(run.opts.show_progress, cfg.steps as u64, name);
+                pb.set_message(setting.to_string());
+                pb.set_position(from.as_ref().map(|f| f.step as u64).unwrap_or(0));
+                let ctx = online_dpo::OnlineContext {
+                    reference: s.sft,
+                    prompts: world.train_prompts(),
+                    max_new_tokens: sc.sample.max_new_tokens as i64,
+                    temperature: sc.prefs.temperature,
+                    labels: sc.prefs.label_rule(),
+                    score: score(gold),
+                    sampler: (&sampler, &sampler_vs),
+                    sync_every,
+                };
+                let vs = &*vs;
+                let stores: Vec<&nn::VarStore> = if sync_every > 1 { vec![vs, &sampler_vs] } else { vec![vs] };
+                online_dpo::train(policy, vs, &ctx, loss, &cfg, sc.eval.every, sc.seed, (name, setting), &mut m, from, |step, pol, m, parts| run.on_eval(step, cfg.steps, pol, parts, &stores, m, &mut e), |_| pb.inc(1))?;
+                pb.finish_and_clear();
+                cfg.steps
+            }
+            MethodKind::Pg { est, cfg } => {
+                let from = run.resume.resume_into(&mut [vs], &mut m, &mut e)?;
+                let ctx = ppo::PpoContext { reference: s.sft, prompts: world.train_prompts(), max_new_tokens: sc.sample.max_new_tokens as i64, score: score(false) };
+                let pb = progress(run.opts.show_progress, cfg.iterations as u64, name);
+                pb.set_position(from.as_ref().map(|f| f.step as u64).unwrap_or(0));
+                let vs = &*vs;
+                let on_iteration = |_, kl: f64| {
+                    pb.inc(1);
+                    pb.set_message(format!("{setting} KL {kl:.2}"));
+                };
+                pg::train(policy, vs, &ctx, est, &cfg, sc.seed, (name, setting), &mut m, from, |step, pol, m, parts| run.on_eval(step, cfg.iterations, pol, parts, &[vs], m, &mut e), on_iteration)?;
+                pb.finish_and_clear();
+                cfg.iterations
+            }
             MethodKind::Ppo { gold, cfg } => {
                 let mut critic_vs = nn::VarStore::new(run.opts.device);
                 let critic = reward::RewardModel::new(&critic_vs.root(), &sc.reward_model);
                 copy_weights(&critic_vs, s.rm_vs)?;
                 let from = run.resume.resume_into(&mut [vs, &mut critic_vs], &mut m, &mut e)?;
-                let world = s.world;
-                let score_rm = |ro: &Rollout| s.rm.score(&ro.prompt, &ro.prompt_valid, &ro.response, &ro.mask);
-                let score_gold = |ro: &Rollout| {
-                    let prompts: Vec<Vec<i64>> = Vec::<Vec<i64>>::try_from(ro.prompt.to_device(tch::Device::Cpu)).expect("prompt rows");
-                    let g: Vec<f32> = prompts.iter().zip(ro.response_rows()).map(|(p, r)| world.gold(p, &r) as f32).collect();
-                    Tensor::from_slice(&g)
-                };
-                let ctx = ppo::PpoContext { reference: s.sft, prompts: world.train_prompts(), max_new_tokens: sc.sample.max_new_tokens as i64, score: if gold { &score_gold } else { &score_rm } };
+                let ctx = ppo::PpoContext { reference: s.sft, prompts: world.train_prompts(), max_new_tokens: sc.sample.max_new_tokens as i64, score: score(gold) };
                 let pb = progress(run.opts.show_progress, cfg.iterations as u64, name);
                 pb.set_position(from.as_ref().map(|f| f.step as u64).unwrap_or(0));
                 let vs = &*vs;

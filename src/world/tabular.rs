@@ -181,11 +181,22 @@ impl TabularWorld {
     /// Sample `n` rollouts from a table of logits with the host RNG: (prompt `[B]`, node
     /// indices `[B, L]`, words `[B, L]`, response index into `responses` per row).
     pub fn sample_table(&self, logits: &Tensor, n: usize, rng: &mut Rng) -> (Vec<usize>, Vec<i64>, Vec<i64>, Vec<usize>) {
+        self.sample_rows(logits, n, rng, |rng| rng.range(0, self.cfg.n_prompts - 1))
+    }
+
+    /// [`TabularWorld::sample_table`] for the given prompts, in order.
+    pub fn sample_table_for(&self, logits: &Tensor, xs: &[usize], rng: &mut Rng) -> (Vec<usize>, Vec<i64>, Vec<i64>, Vec<usize>) {
+        let mut next = xs.iter().copied();
+        self.sample_rows(logits, xs.len(), rng, |_| next.next().unwrap())
+    }
+
+    /// `n` rollouts, the prompt of each from `prompt(rng)` just before its words.
+    fn sample_rows(&self, logits: &Tensor, n: usize, rng: &mut Rng, mut prompt: impl FnMut(&mut Rng) -> usize) -> (Vec<usize>, Vec<i64>, Vec<i64>, Vec<usize>) {
         let probs = to_rows(&logits.detach().softmax(-1, Kind::Double).view([-1, self.cfg.n_words as i64]));
         let (nn, w) = (self.n_nodes(), self.cfg.n_words);
         let (mut xs, mut nodes, mut words, mut idx) = (Vec::with_capacity(n), Vec::new(), Vec::new(), Vec::with_capacity(n));
         for _ in 0..n {
-            let x = rng.range(0, self.cfg.n_prompts - 1);
+            let x = prompt(rng);
             let (mut offset, mut within, mut width, mut response) = (0usize, 0usize, 1usize, 0usize);
             for _ in 0..self.cfg.length {
                 let node = offset + within;

@@ -147,11 +147,16 @@ fn validate(parsed: parse::Parsed, text: &str, file: &str, default_name: &str, p
     let mut resolved = Vec::new();
     let mut ppo_batch = 0;
     for (table_name, table) in &parsed.methods {
-        let (runs, table) = super::methods::expand(table_name, table, s.temperature).map_err(at)?;
+        let (runs, table) = super::methods::expand(table_name, table, s).map_err(at)?;
         for run in &runs {
-            if let MethodKind::Ppo { cfg, .. } = run.kind {
-                need(s.temperature > 0.0, "sample.temperature", "PPO samples its rollouts at sample.temperature, which is 0 (greedy)".into(), "use sample.temperature = 1.0")?;
-                ppo_batch = ppo_batch.max(cfg.rollout_batch);
+            let rollouts = match run.kind {
+                MethodKind::Ppo { cfg, .. } => cfg.rollout_batch,
+                MethodKind::Pg { cfg, .. } => cfg.prompts_per_iteration * cfg.group_size,
+                _ => 0,
+            };
+            if rollouts > 0 {
+                need(s.temperature > 0.0, "sample.temperature", format!("{} samples its rollouts at sample.temperature, which is 0 (greedy)", run.name()), "use sample.temperature = 1.0")?;
+                ppo_batch = ppo_batch.max(rollouts);
             }
         }
         methods.extend(runs);

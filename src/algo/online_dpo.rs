@@ -1,0 +1,125 @@
+//! Online DPO (Guo et al. 2024, "Direct Language Model Alignment from Online AI Feedback",
+//! arXiv 2402.04792) and its semi-online form (Lanchantin et al. 2025): the offline
+//! preference losses of `dpo.rs` on pairs the policy samples as it trains.
+//!
+//! Implementation details (setting in `[online_dpo]`, `[online_dpo_gt]`):
+//! 1. Each step, `train.batch_size` training prompts (drawn with replacement), two samples of
+//!    each at `prefs.temperature` from the sampler, with the KV cache.
+//! 2. The sampler is a copy of the policy refreshed every `sync_every` steps: 1 is online,
+//!    more is semi-online, `train.steps` samples pi_SFT only (the offline data distribution).
+//!    Online samples from the copy too, so that it is semi-online at s = 1 to the byte: the
+//!    policy's weights live in the optimiser's flat buffer, and a matrix product on such a view
+//!    need not round as on a fresh tensor.
+//! 3. Labels by the annotator: the reward model (`[online_dpo]`) or the gold reward
+//!    (`[online_dpo_gt]`), with the rule of the offline data (`prefs.labels`: the higher score
+//!    wins, ties dropped; or Bradley-Terry at `prefs.bt_temperature`).
+//! 4. The loss (`loss`: any preference loss, DPO by default, with its parameters) against the
+//!    frozen pi_ref, whose log-probs of the fresh pairs are computed without gradients; the
+//!    optimisation of `[train]` (Adam, warm-up, clipping), one step per batch.
+
+use anyhow::Result;
+use tch::{nn, Tensor};
+
+use super::adam::Adam;
+use super::common::{copy_weights, pair_logps, CkptParts, ResumeFrom};
+use super::dpo::{pref_step, PrefLoss, TrainConfig};
+use crate::data::{Labels, Pair, PairTensors};
+use crate::log::Metrics;
+use crate::model::{generate, left_pad, Gpt, Rollout, SampleSettings};
+use crate::rng::{derive_seed, Rng};
+
+/// Everything an online DPO run needs besides its policy.
+pub struct OnlineContext<'a> {
+    pub reference: &'a Gpt,
+    pub prompts: &'a [Vec<i64>],
+    pub max_new_tokens: i64,
+    /// `prefs.temperature`.
+    pub temperature: f64,
+    pub labels: Labels,
+    /// The annotator's score of each sample `[B]` (reward model or gold reward).
+    pub score: &'a dyn Fn(&Rollout) -> Tensor,
+    /// The sampler and its store, refreshed from the policy every `sync_every` steps.
+    pub sampler: (&'a Gpt, &'a nn::VarStore),
+    pub sync_every: usize,
+}
+
+/// Train `policy` on pairs it samples. `on_eval(step, policy)` runs at 0, every `eval_every`
+/// steps and at the end.
+#[allow(clippy::too_many_arguments)]
+pub fn train(
+    policy: &Gpt,
+    vs: &nn::VarStore,
+    ctx: &OnlineContext,
+    method: PrefLoss,
+    cfg: &TrainConfig,
+    eval_every: usize,
+    seed: u64,
+    (name, setting): (&str, &str),
+    metrics: &mut Metrics,
+    resume: Option<ResumeFrom>,
+    mut on_eval: impl FnMut(usize, &Gpt, &mut Metrics, &CkptParts) -> Result<()>,
+    mut on_step: impl FnMut(usize),
+) -> Result<()> {
+    let mut opt = Adam::new(vs, cfg.lr, (0.9, 0.999), 0.0);
+    let label = format!("{name}/{setting}");
+    let mut rng = Rng::new(derive_seed(seed, &format!("{label}/prompts")));
+    let settings = SampleSettings { temperature: ctx.temperature, top_k: 0, max_new_tokens: ctx.max_new_tokens, use_cache: true };
+    let device = policy.cfg_device();
+    let start = match &resume {
+        Some(r) => {
+            opt.load(&r.opt_files[0])?;
+            rng = Rng::from_state(r.rng);
+            r.step
+        }
+        None => {
+            on_eval(0, policy, metrics, &CkptParts { opts: vec![&opt], rng: rng.state(), extra: vec![] })?;
+            0
+        }
+    };
+    for step in start..cfg.steps {
+        // 1. The sampler: the policy's copy of the last sync.
+        let (sampler, sampler_vs) = ctx.sampler;
+        if step % ctx.sync_every == 0 {
+            copy_weights(sampler_vs, vs)?;
+        }
+        // 2. Two samples of each prompt, scored by the annotator.
+        let rows: Vec<Vec<i64>> = (0..cfg.batch_size).flat_map(|_| std::iter::repeat_n(ctx.prompts[rng.below(ctx.prompts.len())].clone(), 2)).collect();
+        let (prompt, valid) = left_pad(&rows, device);
+        tch::manual_seed(derive_seed(seed, &format!("{label}/sample/{step}")) as i64);
+        let ro = tch::no_grad(|| generate(sampler, &prompt, &valid, &settings));
+        let scores: Vec<f64> = Vec::try_from(tch::no_grad(|| (ctx.score)(&ro)).to_kind(tch::Kind::Double).to_device(tch::Device::Cpu))?;
+        let responses = ro.response_rows();
+        // 3. Labels by the rule of the offline data; ties under deterministic labels are dropped.
+        let mut pairs = Vec::with_capacity(cfg.batch_size);
+        for i in 0..cfg.batch_size {
+            let (a, b) = (2 * i, 2 * i + 1);
+            let a_wins = match ctx.labels {
+                Labels::Deterministic if scores[a] == scores[b] => continue,
+                Labels::Deterministic => scores[a] > scores[b],
+                Labels::BradleyTerry { temperature } => rng.bernoulli(1.0 / (1.0 + (-(scores[a] - scores[b]) / temperature).exp())),
+            };
+            let (w, l) = if a_wins { (a, b) } else { (b, a) };
+            pairs.push(Pair { prompt: rows[a].clone(), chosen: responses[w].clone(), rejected: responses[l].clone(), gold_chosen: scores[w], gold_rejected: scores[l] });
+        }
+        let s = step + 1;
+        if !pairs.is_empty() {
+            // 4. The loss against the frozen reference, and the step.
+            let b = PairTensors::new(&pairs, device).batch(&(0..pairs.len()).collect::<Vec<_>>());
+            let (rc, rr) = tch::no_grad(|| pair_logps(ctx.reference, &b));
+            let out = pref_step(policy, &mut opt, &b, (&rc, &rr), method, cfg, step, eval_every, name)?;
+            if s % 10 == 0 || s == cfg.steps {
+                out.log(metrics, (name, setting, seed), s);
+            }
+        }
+        if s % 10 == 0 || s == cfg.steps {
+            let mean = scores.iter().sum::<f64>() / scores.len() as f64;
+            metrics.push(name, setting, seed, s, &format!("{name}/objective/score"), mean);
+            metrics.push(name, setting, seed, s, &format!("{name}/pairs"), pairs.len() as f64);
+        }
+        on_step(step);
+        if s % eval_every == 0 || s == cfg.steps {
+            on_eval(s, policy, metrics, &CkptParts { opts: vec![&opt], rng: rng.state(), extra: vec![] })?;
+        }
+    }
+    Ok(())
+}

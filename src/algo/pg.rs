@@ -1,0 +1,301 @@
+//! The critic-free policy-gradient loop shared by RLOO (`rloo.rs`), REINFORCE++
+//! (`reinforce_pp.rs`) and GRPO (`grpo.rs`). Each of those files holds its method's advantages,
+//! where its KL goes and how its loss is aggregated ([`Recipe`]); this loop samples, scores and
+//! steps, in the order below (CleanRL style).
+//!
+//! Implementation details (setting in `[rloo]`, `[reinforce_pp]`, `[grpo]`):
+//! 1. Rollouts: `prompts_per_iteration` training prompts, each sampled `group_size` times (the
+//!    group of RLOO's leave-one-out and GRPO's normalisation) at `sample.temperature`, with the
+//!    KV cache; the old and reference log-probs are recomputed in one pass each
+//!    (`rollout::collect`, as PPO).
+//! 2. Score: the reward model's (the paper's RLHF setting), optionally minus
+//!    `missing_eos_penalty`; no running normalisation (the advantages are normalised instead).
+//! 3. KL to pi_ref with `kl_estimator` (k1 or k3) at coefficient `kl_coef`, one run per value:
+//!    in the sequence reward (RLOO), in the token rewards (REINFORCE++) or as a loss term
+//!    (GRPO), as the method's recipe says.
+//! 4. Advantages: the method's, from the rewards of a group or of the batch.
+//! 5. Update: `ppo_epochs` passes over shuffled minibatches of `minibatch_size` rollouts;
+//!    clipped ratio (`clip_coef`; with one epoch the first step is plain REINFORCE), the
+//!    per-token terms aggregated as the method says; Adam at `lr`, gradient-norm clip
+//!    `grad_clip`; a NaN or Inf stops the run naming the iteration.
+
+use anyhow::Result;
+use serde::{Deserialize, Serialize};
+use tch::{nn, Kind, Tensor};
+
+use super::adam::Adam;
+use super::common::{check_finite, masked_mean, response_hidden, CkptParts, ResumeFrom};
+use super::ppo::{policy_loss_by, PpoContext};
+use super::rollout::{self, kl_per_token, Aggregate, KlEstimator, RunningStats};
+use crate::config::{need, ConfigError, MAX_BATCH, MAX_STEPS};
+use crate::log::Metrics;
+use crate::model::{Gpt, SampleSettings};
+use crate::rng::{derive_seed, Rng};
+
+/// The three critic-free estimators.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Estimator {
+    Rloo,
+    ReinforcePp,
+    Grpo,
+}
+
+/// `[rloo]`, `[reinforce_pp]` and `[grpo]`: every setting of the loop, and the knobs of one
+/// method each (`baseline`: REINFORCE++; `scale_std`, `length_norm`: GRPO), which the other
+/// tables refuse.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PgConfig {
+    pub iterations: usize,
+    pub prompts_per_iteration: usize,
+    /// Samples per prompt (RLOO's k, GRPO's G), at least 2.
+    pub group_size: usize,
+    pub ppo_epochs: usize,
+    /// Rollouts per minibatch.
+    pub minibatch_size: usize,
+    pub lr: f64,
+    pub clip_coef: f64,
+    pub grad_clip: f64,
+    /// k1 (RLOO's and REINFORCE++'s default) or k3 (GRPO's).
+    pub kl_estimator: Option<KlEstimator>,
+    pub missing_eos_penalty: f64,
+    pub eval_every: usize,
+    /// REINFORCE++ only: subtract the group's mean score first (the `baseline` variant).
+    pub baseline: Option<bool>,
+    /// GRPO only: divide by the group's std (false: Dr. GRPO).
+    pub scale_std: Option<bool>,
+    /// GRPO only: each response's token mean (false: Dr. GRPO's sum over the budget).
+    pub length_norm: Option<bool>,
+    /// The run's KL coefficient, from the table's `kl_coef` grid.
+    #[serde(skip_deserializing)]
+    pub kl_coef: f64,
+    /// `sample.temperature` and `sample.max_new_tokens`, not keys of the table.
+    #[serde(skip)]
+    pub temperature: f64,
+    #[serde(skip)]
+    pub max_new_tokens: usize,
+}
+
+impl Default for PgConfig {
+    fn default() -> Self {
+        PgConfig {
+            iterations: 100,
+            prompts_per_iteration: 16,
+            group_size: 4,
+            ppo_epochs: 4,
+            minibatch_size: 32,
+            lr: 1e-4,
+            clip_coef: 0.2,
+            grad_clip: 1.0,
+            kl_estimator: None,
+            missing_eos_penalty: 0.0,
+            eval_every: 25,
+            baseline: None,
+            scale_std: None,
+            length_norm: None,
+            kl_coef: 0.05,
+            temperature: 1.0,
+            max_new_tokens: 16,
+        }
+    }
+}
+
+impl PgConfig {
+    /// Fill in the method's own defaults, refusing a knob of another method.
+    pub fn for_estimator(mut self, est: Estimator) -> Result<PgConfig, ConfigError> {
+        let only = |set: bool, key: &str, owner: &str| need(!set || owner == est.name(), key, || format!("applies to [{owner}] only"), "remove it");
+        only(self.baseline.is_some(), "baseline", "reinforce_pp")?;
+        only(self.scale_std.is_some(), "scale_std", "grpo")?;
+        only(self.length_norm.is_some(), "length_norm", "grpo")?;
+        self.kl_estimator.get_or_insert(if est == Estimator::Grpo { KlEstimator::K3 } else { KlEstimator::K1 });
+        match est {
+            Estimator::ReinforcePp => {
+                self.baseline.get_or_insert(false);
+            }
+            Estimator::Grpo => {
+                self.scale_std.get_or_insert(true);
+                self.length_norm.get_or_insert(true);
+            }
+            Estimator::Rloo => {}
+        }
+        Ok(self)
+    }
+
+    /// Range checks; the first violation is returned.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        need(self.iterations >= 1 && self.iterations <= MAX_STEPS, "iterations", || format!("must be in 1..={MAX_STEPS} (got {})", self.iterations), "use e.g. 100")?;
+        need(self.group_size >= 2 && self.group_size <= 256, "group_size", || format!("must be in 2..=256 (got {})", self.group_size), "use e.g. 4: a baseline needs two samples of a prompt")?;
+        let batch = self.prompts_per_iteration * self.group_size;
+        need(self.prompts_per_iteration >= 1 && batch <= MAX_BATCH, "prompts_per_iteration", || format!("must be at least 1, with prompts_per_iteration x group_size at most {MAX_BATCH}"), "use e.g. 16")?;
+        need(self.ppo_epochs >= 1 && self.ppo_epochs <= 1000, "ppo_epochs", || format!("must be in 1..=1000 (got {})", self.ppo_epochs), "use 1 to 4")?;
+        need(self.minibatch_size >= 1 && self.minibatch_size <= batch, "minibatch_size", || format!("must be in 1..=prompts_per_iteration x group_size ({batch})"), "use e.g. 32")?;
+        need(self.lr.is_finite() && (0.0..1.0).contains(&self.lr), "lr", || format!("must be in [0, 1) (got {})", self.lr), "use e.g. 1e-4")?;
+        need(self.clip_coef > 0.0 && self.clip_coef < 1.0, "clip_coef", || format!("must be in (0, 1) (got {})", self.clip_coef), "use 0.2")?;
+        need(self.grad_clip.is_finite() && self.grad_clip > 0.0, "grad_clip", || format!("must be finite and > 0 (got {})", self.grad_clip), "use 1.0")?;
+        need(self.missing_eos_penalty.is_finite() && self.missing_eos_penalty >= 0.0, "missing_eos_penalty", || format!("must be >= 0 (got {})", self.missing_eos_penalty), "use 0 (off)")?;
+        need(self.eval_every >= 1, "eval_every", || "must be at least 1".into(), "evaluate every few dozen iterations")
+    }
+}
+
+impl Estimator {
+    /// Its scenario table.
+    pub fn name(self) -> &'static str {
+        match self {
+            Estimator::Rloo => "rloo",
+            Estimator::ReinforcePp => "reinforce_pp",
+            Estimator::Grpo => "grpo",
+        }
+    }
+
+    /// The method's choices, from its file.
+    pub fn recipe(self, cfg: &PgConfig) -> Recipe {
+        match self {
+            Estimator::Rloo => super::rloo::recipe(cfg),
+            Estimator::ReinforcePp => super::reinforce_pp::recipe(cfg),
+            Estimator::Grpo => super::grpo::recipe(cfg),
+        }
+    }
+}
+
+/// What a critic-free method decides: its advantages, whether its KL is a loss term, and how its
+/// per-token loss is aggregated.
+pub struct Recipe {
+    /// Advantages `[B, N]` from the shaped scores `[B]`, the per-token KL estimate `[B, N]`
+    /// (0 past the mask), the mask and the group size (rows of a group are consecutive).
+    pub advantages: Box<dyn Fn(&Tensor, &Tensor, &Tensor, usize) -> Tensor>,
+    /// The KL is `kl_coef` times its estimate in the loss (GRPO), not in the reward.
+    pub kl_in_loss: bool,
+    pub aggregate: Aggregate,
+}
+
+/// Train `policy` with a critic-free estimator. `on_eval(iteration, policy)` runs at 0, every
+/// `eval_every` iterations and at the end; `on_step` after each iteration with the KL.
+#[allow(clippy::too_many_arguments)]
+pub fn train(
+    policy: &Gpt,
+    vs: &nn::VarStore,
+    ctx: &PpoContext,
+    est: Estimator,
+    cfg: &PgConfig,
+    seed: u64,
+    (name, setting): (&str, &str),
+    metrics: &mut Metrics,
+    resume: Option<ResumeFrom>,
+    mut on_eval: impl FnMut(usize, &Gpt, &mut Metrics, &CkptParts) -> Result<()>,
+    mut on_step: impl FnMut(usize, f64),
+) -> Result<()> {
+    let recipe = est.recipe(cfg);
+    let estimator = cfg.kl_estimator.unwrap_or(KlEstimator::K1);
+    let mut opt = Adam::new(vs, cfg.lr, (0.9, 0.999), 0.0);
+    let mut rng = Rng::new(derive_seed(seed, &format!("{name}/{setting}/prompts")));
+    let settings = SampleSettings { temperature: cfg.temperature, top_k: 0, max_new_tokens: ctx.max_new_tokens, use_cache: true };
+    let device = policy.cfg_device();
+    let start = match &resume {
+        Some(r) => {
+            opt.load(&r.opt_files[0])?;
+            rng = Rng::from_state(r.rng);
+            r.step
+        }
+        None => {
+            on_eval(0, policy, metrics, &CkptParts { opts: vec![&opt], rng: rng.state(), extra: vec![] })?;
+            0
+        }
+    };
+    let k = cfg.group_size;
+    for it in start..cfg.iterations {
+        // 1. Rollouts: each prompt `group_size` times, a group's rows consecutive.
+        let t_rollout = std::time::Instant::now();
+        let rows: Vec<Vec<i64>> = (0..cfg.prompts_per_iteration).flat_map(|_| std::iter::repeat_n(ctx.prompts[rng.below(ctx.prompts.len())].clone(), k)).collect();
+        let shaping = rollout::Shaping { missing_eos_penalty: cfg.missing_eos_penalty, score_norm: false };
+        let batch = rollout::collect(policy, ctx.reference, &rows, &settings, derive_seed(seed, &format!("{name}/{setting}/rollout/{it}")) as i64, ctx.score, shaping, &mut RunningStats::default());
+        let rollout::Batch { prompt, valid, ro, old_logp, ref_logp, raw_score, score } = batch;
+        let mask = &ro.mask;
+        // 2. KL and the method's advantages.
+        let (adv, kl_seq, kl_k1) = tch::no_grad(|| {
+            let kl = kl_per_token(&old_logp, &ref_logp, estimator) * mask;
+            let adv = (recipe.advantages)(&score, &(&kl * cfg.kl_coef), mask, k) * mask;
+            let seq_mean = |x: &Tensor| x.sum_dim_intlist(1, false, Kind::Float).mean(Kind::Float).double_value(&[]);
+            let kl_seq = seq_mean(&kl);
+            (adv, kl_seq, seq_mean(&(&old_logp - &ref_logp)))
+        });
+        let rollout_s = t_rollout.elapsed().as_secs_f64();
+        // 3. Update: epochs of minibatches, the clipped surrogate (and GRPO's KL term).
+        let t_update = std::time::Instant::now();
+        let n = rows.len();
+        let mut order: Vec<usize> = (0..n).collect();
+        let mut stats = [0.0f64; 7];
+        let mut count = 0.0;
+        for _epoch in 0..cfg.ppo_epochs {
+            rng.shuffle(&mut order);
+            for chunk in order.chunks(cfg.minibatch_size.min(n)) {
+                let index = Tensor::from_slice(&chunk.iter().map(|&i| i as i64).collect::<Vec<_>>()).to_device(device);
+                let sel = |t: &Tensor| t.index_select(0, &index);
+                let (p, v, resp, m) = (sel(&prompt), sel(&valid), sel(&ro.response), sel(mask));
+                let logits = policy.logits(&response_hidden(policy, &p, &v, &resp));
+                let (new_logp, logp_all) = rollout::logprobs(&logits, &resp, cfg.temperature);
+                let new_logp = new_logp * &m;
+                let pl = policy_loss_by(&new_logp, &sel(&old_logp), &sel(&adv), &m, cfg.clip_coef, recipe.aggregate);
+                let loss = if recipe.kl_in_loss { &pl.loss + rollout::aggregate(&kl_per_token(&new_logp, &sel(&ref_logp), estimator), &m, recipe.aggregate) * cfg.kl_coef } else { pl.loss.shallow_clone() };
+                opt.zero_grad();
+                loss.backward();
+                let gn = opt.clip_grad_norm(cfg.grad_clip);
+                let loss_v = loss.double_value(&[]);
+                let last_good = match it / cfg.eval_every * cfg.eval_every {
+                    0 => "pi_SFT (no evaluation yet)".to_string(),
+                    s => format!("the resume folder of this run, at iteration {s}"),
+                };
+                check_finite(loss_v, "the loss", name, it, &last_good)?;
+                check_finite(gn, "the gradient norm", name, it, &last_good)?;
+                opt.step();
+                let entropy = tch::no_grad(|| masked_mean(&-(logp_all.exp() * &logp_all).sum_dim_intlist(-1, false, Kind::Float), &m).double_value(&[]));
+                let vals = [loss_v, pl.approx_kl.double_value(&[]), pl.clipfrac.double_value(&[]), entropy, pl.ratio_mean.double_value(&[]), pl.ratio_var.double_value(&[]), gn];
+                for (s, v) in stats.iter_mut().zip(vals) {
+                    *s += v;
+                }
+                count += 1.0;
+            }
+        }
+        let update_s = t_update.elapsed().as_secs_f64();
+        // 4. Metrics.
+        let it1 = it + 1;
+        let push = |m: &mut Metrics, k: &str, v: f64| m.push(name, setting, seed, it1, &format!("{name}/{k}"), v);
+        let names = ["loss/policy", "policy/approx_kl", "policy/clipfrac", "policy/entropy", "policy/ratio_mean", "policy/ratio_var", "grad_norm"];
+        for (key, s) in names.iter().zip(stats) {
+            push(metrics, key, s / count);
+        }
+        let (score_mean, adv_mean, adv_std, length, eos_rate) = tch::no_grad(|| {
+            let eos = ro.response.eq(crate::tokens::EOS).any_dim(1, false).to_kind(Kind::Float).mean(Kind::Float).double_value(&[]);
+            let adv_mean = masked_mean(&adv, mask);
+            let adv_std = masked_mean(&(&adv - &adv_mean).square(), mask).sqrt();
+            (raw_score.mean(Kind::Float).double_value(&[]), adv_mean.double_value(&[]), adv_std.double_value(&[]), mask.sum_dim_intlist(1, false, Kind::Float).mean(Kind::Float).double_value(&[]), eos)
+        });
+        push(metrics, "objective/kl", kl_seq);
+        push(metrics, "objective/kl_k1", kl_k1);
+        push(metrics, "objective/kl_coef", cfg.kl_coef);
+        push(metrics, "objective/score", score_mean);
+        push(metrics, "objective/non_score_reward", -cfg.kl_coef * kl_seq);
+        push(metrics, "advantage/mean", adv_mean);
+        push(metrics, "advantage/std", adv_std);
+        push(metrics, "response/length", length);
+        push(metrics, "response/eos_rate", eos_rate);
+        push(metrics, "time/rollout_s", rollout_s);
+        push(metrics, "time/update_s", update_s);
+        on_step(it, kl_seq);
+        if it1 % cfg.eval_every == 0 || it1 == cfg.iterations {
+            on_eval(it1, policy, metrics, &CkptParts { opts: vec![&opt], rng: rng.state(), extra: vec![] })?;
+        }
+    }
+    Ok(())
+}
+
+/// Group means `[B]` of `x` `[B]` (groups of `k` consecutive rows), broadcast back to the rows.
+pub fn group_mean(x: &Tensor, k: usize) -> Tensor {
+    let g = x.view([-1, k as i64]);
+    g.mean_dim(1, true, Kind::Float).expand_as(&g).reshape([-1])
+}
+
+/// A per-sequence quantity `[B]` on every token `[B, N]`.
+pub fn on_tokens(x: &Tensor, mask: &Tensor) -> Tensor {
+    x.unsqueeze(1) * mask
+}
