@@ -33,6 +33,14 @@ const TINY: &[&str] = &[
     "ppo.eval_every=1",
     "ppo_gt.eval_every=1",
     "best_of_n.n=[1,4]",
+    "rloo.iterations=2",
+    "rloo.eval_every=1",
+    "rloo.prompts_per_iteration=2",
+    "rloo.minibatch_size=4",
+    "grpo.iterations=2",
+    "grpo.eval_every=1",
+    "grpo.prompts_per_iteration=2",
+    "grpo.minibatch_size=4",
 ];
 
 /// The tiny settings that apply to a scenario file (method tables it does not have are left out,
@@ -44,7 +52,7 @@ fn tiny_for(file: &Path) -> Vec<&'static str> {
         .copied()
         .filter(|s| {
             let section = s.split('.').next().unwrap();
-            !matches!(section, "ppo" | "ppo_gt" | "best_of_n") || text.contains(&format!("[{section}]"))
+            !matches!(section, "ppo" | "ppo_gt" | "best_of_n" | "rloo" | "grpo") || text.contains(&format!("[{section}]"))
         })
         .collect();
     if text.contains("[sweep]") {

@@ -152,7 +152,7 @@ fn critic_free_methods_learn_to_emit_a_token() {
     let prompts = vec![vec![3, 4], vec![5], vec![6, 8, 9]];
     for est in [Estimator::Rloo, Estimator::ReinforcePp, Estimator::Grpo] {
         let (pvs, policy, _rvs, reference) = toy_models();
-        let ctx = PpoContext { reference: &reference, prompts: &prompts, max_new_tokens: 6, score: &emits_x };
+        let ctx = PpoContext { reference: &reference, prompts: &prompts, max_new_tokens: 6, score: &emits_x, ema_reference: None };
         let cfg = PgConfig { iterations: 12, prompts_per_iteration: 8, group_size: 4, minibatch_size: 16, lr: 3e-3, kl_coef: 0.0, max_new_tokens: 6, eval_every: 12, ..PgConfig::default() }.for_estimator(est).unwrap();
         let mut metrics = Metrics::default();
         pg::train(&policy, &pvs, &ctx, est, &cfg, 0, (est.name(), "toy"), &mut metrics, None, |_, _, _, _| Ok(()), |_, _| {}).unwrap();
@@ -169,6 +169,12 @@ fn critic_free_methods_learn_to_emit_a_token() {
 /// Runs online DPO on the toy model and returns its metrics CSV, the final weights and every
 /// sampled response (recorded by the annotator).
 fn online_run(sync_every: usize, lr: f64) -> (String, Vec<f64>, Vec<Vec<Vec<i64>>>) {
+    let (csv, weights, seen, _) = online_run_recorded(sync_every, lr);
+    (csv, weights, seen)
+}
+
+/// [`online_run`], with the pairs it trained on.
+fn online_run_recorded(sync_every: usize, lr: f64) -> (String, Vec<f64>, Vec<Vec<Vec<i64>>>, Vec<alignlab::data::Pair>) {
     let (pvs, policy, _rvs, reference) = toy_models();
     let svs = nn::VarStore::new(Device::Cpu);
     let sampler = Gpt::new(&svs.root(), &policy.cfg);
@@ -178,14 +184,15 @@ fn online_run(sync_every: usize, lr: f64) -> (String, Vec<f64>, Vec<Vec<Vec<i64>
         seen.borrow_mut().push(ro.response_rows());
         emits_x(ro)
     };
-    let ctx = OnlineContext { reference: &reference, prompts: &prompts, max_new_tokens: 6, temperature: 1.0, labels: Labels::Deterministic, score: &score, sampler: (&sampler, &svs), sync_every };
+    let record = RefCell::new(Vec::new());
+    let ctx = OnlineContext { reference: &reference, prompts: &prompts, max_new_tokens: 6, temperature: 1.0, labels: Labels::Deterministic, score: &score, sampler: (&sampler, &svs), sync_every, record: Some(&record) };
     let cfg = TrainConfig { steps: 12, batch_size: 16, lr, warmup_steps: 1, grad_clip: 10.0 };
     let mut metrics = Metrics::default();
     online_dpo::train(&policy, &pvs, &ctx, PrefLoss::Dpo { beta: 0.1 }, &cfg, 6, 0, ("online_dpo", "toy"), &mut metrics, None, |_, _, _, _| Ok(()), |_| {}).unwrap();
     let mut named: Vec<(String, Tensor)> = pvs.variables().into_iter().collect();
     named.sort_by(|a, b| a.0.cmp(&b.0));
     let weights: Vec<f64> = named.iter().flat_map(|(_, v)| vals(v)).collect();
-    (metrics.to_csv(), weights, seen.into_inner())
+    (metrics.split_timing().0.to_csv(), weights, seen.into_inner(), record.into_inner())
 }
 
 #[test]
@@ -214,4 +221,35 @@ fn semi_online_at_its_two_ends() {
     let mean_x = |seen: &[Vec<Vec<i64>>]| seen.last().unwrap().iter().flatten().filter(|&&t| t == X).count() as f64 / seen.last().unwrap().iter().flatten().count() as f64;
     eprintln!("share of X in the last samples: online {:.3}, frozen {:.3}", mean_x(&online_seen), mean_x(&frozen_seen));
     assert!(mean_x(&online_seen) > mean_x(&frozen_seen) + 0.1);
+}
+
+/// The pairs online DPO keeps for Tang et al.'s control are exactly those it trained on: each
+/// step's two samples of a prompt, the one with more X first, ties dropped.
+#[test]
+fn online_dpo_records_the_pairs_it_trains_on() {
+    let _turn = TORCH_RNG.lock().unwrap_or_else(|e| e.into_inner());
+    let (_, _, seen, pairs) = online_run_recorded(1, 1e-2);
+    let share = |r: &Vec<i64>| r.iter().filter(|&&t| t == X).count() as f64 / r.len().max(1) as f64;
+    let mut expected = Vec::new();
+    for step in &seen {
+        for two in step.chunks(2) {
+            let (a, b) = (share(&two[0]), share(&two[1]));
+            if a != b {
+                expected.push(if a > b { (two[0].clone(), two[1].clone()) } else { (two[1].clone(), two[0].clone()) });
+            }
+        }
+    }
+    let got: Vec<(Vec<i64>, Vec<i64>)> = pairs.iter().map(|p| (p.chosen.clone(), p.rejected.clone())).collect();
+    assert!(!got.is_empty());
+    assert_eq!(got, expected);
+}
+
+/// Xu et al.'s moving-average reference: ref <- d ref + (1 - d) pi.
+#[test]
+fn ema_reference_moves_towards_the_policy() {
+    let (rvs, pvs) = (nn::VarStore::new(Device::Cpu), nn::VarStore::new(Device::Cpu));
+    let _r = rvs.root().var_copy("w", &t(&[1.0, 2.0]));
+    let _p = pvs.root().var_copy("w", &t(&[3.0, 4.0]));
+    alignlab::algo::ppo::ema_update(&rvs, &pvs, 0.9);
+    assert!(close(&vals(&rvs.variables()["w"]), &[1.2, 2.2], 1e-6));
 }

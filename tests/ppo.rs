@@ -149,7 +149,7 @@ fn ppo_learns_to_emit_a_token() {
         hits.sum_dim_intlist(1, false, Kind::Float) / ro.mask.sum_dim_intlist(1, false, Kind::Float).clamp_min(1.0)
     };
     let prompts = vec![vec![3, 4], vec![5], vec![6, 8, 9]];
-    let ctx = PpoContext { reference: &reference, prompts: &prompts, max_new_tokens: 6, score: &score };
+    let ctx = PpoContext { reference: &reference, prompts: &prompts, max_new_tokens: 6, score: &score, ema_reference: None };
     let pcfg = PpoConfig { iterations: 8, rollout_batch: 64, minibatch_size: 16, lr: 3e-3, vf_lr: 3e-3, gae_lambda: 0.95, vf_clip: 0.2, vf_coef: 0.1, grad_clip: 1.0, eval_every: 8, ..tabular_cfg() };
     let mut metrics = Metrics::default();
     let mut evals = vec![];

@@ -127,7 +127,7 @@ fn method_tables_expand_and_are_checked() {
     let sc = load(&text, &[]).unwrap();
     let names: Vec<String> = sc.methods.iter().map(|m| format!("{} {}", m.name(), m.setting())).collect();
     assert_eq!(names, ["dpo beta=0.1", "dpo beta=1", "ppo target_kl=2", "ppo kl_coef=0.05", "ppo_gt kl_coef=0.1"]);
-    let MethodKind::Ppo { gold, cfg } = sc.methods[2].kind else { panic!() };
+    let MethodKind::Ppo { gold, cfg, .. } = sc.methods[2].kind else { panic!() };
     assert!(!gold);
     assert_eq!(cfg.kl, KlControl::Adaptive { init: 0.1, target: 2.0, horizon: 10000.0 });
     assert_eq!((cfg.clip_coef, cfg.gae_lambda, cfg.ppo_epochs), (0.2, 0.95, 4), "defaults of the recipe");
@@ -239,4 +239,23 @@ fn preference_methods_come_from_the_loss_enum() {
     expect_err(&text, &["cdpo.label_smoothing=0.5"], &["cdpo.label_smoothing", "(0, 0.5)"]);
     expect_err(&format!("{GOOD}\n[hingee]\nbeta = [1.0]\n"), &[], &["hingee", "or a method: dpo, ipo, cdpo, preferred_ft, unlikelihood, hinge, ppo, ppo_gt"]);
     expect_err(&format!("{GOOD}\n[dpo]\n"), &[], &["dpo.beta", "no safe default"]);
+}
+
+/// The online tables: their names follow loss, annotator, sync and control; PPO's rollout batch
+/// is a grid the setting label shows; a knob of another critic-free method is refused.
+#[test]
+fn online_methods_come_from_their_tables() {
+    let text = format!("{GOOD}\n[online_dpo]\nbeta = [0.1]\nsync_every = [1, 10]\n[online_dpo_gt]\nloss = \"ipo\"\nbeta = 0.5\n[online_dpo_shuffled]\nbeta = 0.1\n[rloo]\nkl_coef = [0.05]\n[grpo]\nkl_coef = [0.0, 0.1]\nscale_std = false\n[ppo]\ntarget_kl = [1.0]\nrollout_batch = [32, 64]\nminibatch_size = 16\nref_ema = 0.9\n");
+    let sc = load(&text, &[]).unwrap();
+    let runs: Vec<String> = sc.methods.iter().map(|m| format!("{} {}", m.name(), m.setting())).collect();
+    assert_eq!(runs, ["ppo target_kl=1;rollout_batch=32", "ppo target_kl=1;rollout_batch=64", "rloo kl_coef=0.05", "grpo kl_coef=0", "grpo kl_coef=0.1", "online_dpo beta=0.1", "online_dpo_s10 beta=0.1", "online_ipo_gt beta=0.5", "online_dpo_shuffled beta=0.1"]);
+    assert_eq!(load(&sc.resolved_toml, &[]).unwrap().methods, sc.methods);
+    expect_err(&text, &["rloo.scale_std=true"], &["rloo.scale_std", "applies to [grpo] only"]);
+    expect_err(&text, &["rloo.kl_coef=[]"], &["rloo.kl_coef"]);
+    expect_err(&text, &["online_dpo.loss=\"x\""], &["online_dpo.loss", "not a preference loss"]);
+    expect_err(&text, &["online_dpo_shuffled.sync_every=5"], &["online_dpo_shuffled.sync_every"]);
+    expect_err(&text, &["ppo.ref_ema=1.0"], &["ppo.ref_ema"]);
+    expect_err(&text, &["online_dpo.sync_every=[0]"], &["online_dpo.sync_every"]);
+    let swept = load(&format!("{text}\n[sweep]\nonline_dpo.sync_every = [5]\ngrpo.kl_coef = [0.2]\n"), &[]).unwrap();
+    assert!(swept.methods.iter().any(|m| m.name() == "online_dpo_s5"));
 }

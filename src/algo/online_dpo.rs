@@ -41,6 +41,9 @@ pub struct OnlineContext<'a> {
     /// The sampler and its store, refreshed from the policy every `sync_every` steps.
     pub sampler: (&'a Gpt, &'a nn::VarStore),
     pub sync_every: usize,
+    /// Where every labelled pair is kept, in the order trained on (Tang et al.'s control
+    /// trains offline on them, shuffled).
+    pub record: Option<&'a std::cell::RefCell<Vec<Pair>>>,
 }
 
 /// Train `policy` on pairs it samples. `on_eval(step, policy)` runs at 0, every `eval_every`
@@ -83,6 +86,7 @@ pub fn train(
             copy_weights(sampler_vs, vs)?;
         }
         // 2. Two samples of each prompt, scored by the annotator.
+        let t_sample = std::time::Instant::now();
         let rows: Vec<Vec<i64>> = (0..cfg.batch_size).flat_map(|_| std::iter::repeat_n(ctx.prompts[rng.below(ctx.prompts.len())].clone(), 2)).collect();
         let (prompt, valid) = left_pad(&rows, device);
         tch::manual_seed(derive_seed(seed, &format!("{label}/sample/{step}")) as i64);
@@ -101,7 +105,12 @@ pub fn train(
             let (w, l) = if a_wins { (a, b) } else { (b, a) };
             pairs.push(Pair { prompt: rows[a].clone(), chosen: responses[w].clone(), rejected: responses[l].clone(), gold_chosen: scores[w], gold_rejected: scores[l] });
         }
+        let sample_s = t_sample.elapsed().as_secs_f64();
+        let t_update = std::time::Instant::now();
         let s = step + 1;
+        if let Some(record) = ctx.record {
+            record.borrow_mut().extend(pairs.iter().cloned());
+        }
         if !pairs.is_empty() {
             // 4. The loss against the frozen reference, and the step.
             let b = PairTensors::new(&pairs, device).batch(&(0..pairs.len()).collect::<Vec<_>>());
@@ -115,6 +124,8 @@ pub fn train(
             let mean = scores.iter().sum::<f64>() / scores.len() as f64;
             metrics.push(name, setting, seed, s, &format!("{name}/objective/score"), mean);
             metrics.push(name, setting, seed, s, &format!("{name}/pairs"), pairs.len() as f64);
+            metrics.push(name, setting, seed, s, &format!("{name}/time/sample_s"), sample_s);
+            metrics.push(name, setting, seed, s, &format!("{name}/time/update_s"), t_update.elapsed().as_secs_f64());
         }
         on_step(step);
         if s % eval_every == 0 || s == cfg.steps {

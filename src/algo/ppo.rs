@@ -71,6 +71,10 @@ pub struct PpoConfig {
     /// The adaptive controller's start and horizon (rollouts), for each `target_kl`.
     pub init_kl_coef: f64,
     pub horizon: f64,
+    /// The KL penalty's reference as an exponential moving average of the policy, updated
+    /// after each iteration: ref <- ref_ema ref + (1 - ref_ema) pi (Xu et al. 2024); 0 keeps
+    /// pi_SFT (the default). The evaluation's KL is always to pi_SFT.
+    pub ref_ema: f64,
     /// The run's KL control, set from the grids (never a key of the table).
     #[serde(skip_deserializing)]
     pub kl: KlControl,
@@ -111,6 +115,7 @@ impl Default for PpoConfig {
             gae_lambda: 0.95,
             init_kl_coef: 0.1,
             horizon: 10000.0,
+            ref_ema: 0.0,
             kl: KlControl::default(),
             kl_estimator: KlEstimator::K1,
             missing_eos_penalty: 0.0,
@@ -128,6 +133,7 @@ impl PpoConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
         let unit = |v: f64| v.is_finite() && (0.0..1.0).contains(&v);
         need(self.init_kl_coef.is_finite() && self.init_kl_coef > 0.0 && self.init_kl_coef <= 1e4, "init_kl_coef", || format!("must be in (0, 1e4] (got {})", self.init_kl_coef), "use e.g. 0.1")?;
+        need(self.ref_ema.is_finite() && (0.0..1.0).contains(&self.ref_ema), "ref_ema", || format!("must be in [0, 1) (got {})", self.ref_ema), "use 0 (off) or e.g. 0.99")?;
         need(self.horizon.is_finite() && self.horizon >= 1.0, "horizon", || format!("must be >= 1 (got {})", self.horizon), "use e.g. 10000 (rollouts)")?;
         need(self.iterations >= 1 && self.iterations <= MAX_STEPS, "iterations", || format!("must be in 1..={MAX_STEPS} (got {})", self.iterations), "use e.g. 100")?;
         need(self.rollout_batch >= 2 && self.rollout_batch <= MAX_BATCH, "rollout_batch", || format!("must be in 2..={MAX_BATCH} (got {})", self.rollout_batch), "use e.g. 128")?;
@@ -291,6 +297,20 @@ pub struct PpoContext<'a> {
     pub max_new_tokens: i64,
     /// The score of each rollout `[B]` (reward model or gold reward).
     pub score: &'a dyn Fn(&Rollout) -> Tensor,
+    /// The store behind `reference`, moved towards the policy after each iteration when
+    /// `ref_ema` > 0 (it must then be the run's own copy of pi_SFT, checkpointed with it).
+    pub ema_reference: Option<&'a nn::VarStore>,
+}
+
+/// ref <- decay ref + (1 - decay) policy, variable by variable.
+pub fn ema_update(reference: &nn::VarStore, policy: &nn::VarStore, decay: f64) {
+    let _guard = tch::no_grad_guard();
+    let policy = policy.variables();
+    for (name, r) in reference.variables() {
+        let mut r = r.shallow_clone();
+        let p = &policy[&name];
+        let _ = r.g_mul_scalar_(decay).g_add_(&(p * (1.0 - decay)));
+    }
 }
 
 /// Train `policy` (and `critic`) with PPO. `on_eval(iteration, policy)` runs at 0, every
@@ -405,8 +425,11 @@ pub fn train(
             }
         }
         let update_s = t_update.elapsed().as_secs_f64();
-        // 4. KL controller and metrics.
+        // 4. KL controller, the reference's moving average and metrics.
         kl_ctl.update(kl_seq, n);
+        if let (Some(reference_vs), true) = (ctx.ema_reference, cfg.ref_ema > 0.0) {
+            ema_update(reference_vs, policy_vs, cfg.ref_ema);
+        }
         let it1 = it + 1;
         let push = |m: &mut Metrics, k: &str, v: f64| m.push(name, setting, seed, it1, &format!("{name}/{k}"), v);
         let names = ["loss/policy", "loss/value", "policy/approx_kl", "policy/clipfrac", "value/clipfrac", "policy/entropy", "policy/ratio_mean", "policy/ratio_var", "grad_norm"];

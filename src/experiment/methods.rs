@@ -28,23 +28,27 @@ use crate::config::{need, read, ConfigError, MAX_STEPS};
 pub enum MethodKind {
     /// An offline preference loss on the pairs.
     Pref(PrefLoss),
-    /// PPO with a critic, against the reward model or (`gold`) the world's gold reward.
-    Ppo { gold: bool, cfg: PpoConfig },
+    /// PPO with a critic, against the reward model or (`gold`) the world's gold reward;
+    /// `batch_grid`: the table sweeps `rollout_batch`, which the setting label then shows.
+    Ppo { gold: bool, cfg: PpoConfig, batch_grid: bool },
     /// A critic-free estimator (RLOO, REINFORCE++, GRPO) against the reward model.
     Pg { est: Estimator, cfg: PgConfig },
     /// A preference loss on pairs the policy samples, labelled by the reward model or (`gold`)
-    /// the gold reward; the sampler synced every `sync_every` steps.
-    Online { gold: bool, loss: PrefLoss, sync_every: usize },
+    /// the gold reward; the sampler synced every `sync_every` steps. `shuffled` (Tang et al.'s
+    /// control): the same loss offline, from pi_SFT, on the pooled and shuffled pairs of that
+    /// online run.
+    Online { gold: bool, loss: PrefLoss, sync_every: usize, shuffled: bool },
 }
 
 /// The PPO tables and whether each scores with the gold reward.
 const PPO_TABLES: [(&str, bool); 2] = [("ppo", false), ("ppo_gt", true)];
 /// The grids of a PPO table: one run per value of each.
-const PPO_GRIDS: [&str; 2] = ["target_kl", "kl_coef"];
+const PPO_GRIDS: [&str; 3] = ["target_kl", "kl_coef", "rollout_batch"];
 /// The critic-free tables.
 const PG_TABLES: [Estimator; 3] = [Estimator::Rloo, Estimator::ReinforcePp, Estimator::Grpo];
-/// The online preference tables and whether each labels with the gold reward.
-const ONLINE_TABLES: [(&str, bool); 2] = [("online_dpo", false), ("online_dpo_gt", true)];
+/// The online preference tables, whether each labels with the gold reward, and whether it is
+/// Tang et al.'s control (offline on the online run's pairs, shuffled).
+const ONLINE_TABLES: [(&str, bool, bool); 3] = [("online_dpo", false, false), ("online_dpo_gt", true, false), ("online_dpo_shuffled", false, true)];
 /// Keys of a preference table that are not its loss's parameters.
 const OPT_KEYS: [&str; 2] = ["lr", "steps"];
 
@@ -96,14 +100,28 @@ pub fn expand(name: &str, table: &toml::Table, sample: &SampleConfig) -> Result<
     let method = |kind| Method { kind, opt: Overrides::default() };
     if let Some(&(_, gold)) = PPO_TABLES.iter().find(|t| t.0 == name) {
         let (target_kl, kl_coef) = (number_grid(name, &mut rest, "target_kl")?, number_grid(name, &mut rest, "kl_coef")?);
+        // `rollout_batch` may be a grid (Xu et al.: the batch size matters), crossed with the KL runs.
+        let batches = match rest.get("rollout_batch") {
+            Some(toml::Value::Array(_)) => Some(number_grid(name, &mut rest, "rollout_batch")?),
+            _ => None,
+        };
+        need(batches.as_ref().is_none_or(|b| !b.is_empty() && b.iter().all(|v| v.fract() == 0.0 && *v >= 0.0)), "rollout_batch", || "must be a whole number or a list of them".into(), "use e.g. [64, 256]").map_err(|e| e.within(name))?;
         let mut cfg: PpoConfig = read(name, toml::Value::Table(rest))?;
         cfg.temperature = sample.temperature;
-        let runs = cfg.runs(&target_kl, &kl_coef).map_err(|e| e.within(name))?;
+        let mut runs = Vec::new();
+        for batch in batches.clone().unwrap_or(vec![cfg.rollout_batch as f64]) {
+            let cfg = PpoConfig { rollout_batch: batch as usize, ..cfg };
+            let batch_grid = batches.is_some();
+            runs.extend(cfg.runs(&target_kl, &kl_coef).map_err(|e| e.within(name))?.into_iter().map(|cfg| method(MethodKind::Ppo { gold, cfg, batch_grid })));
+        }
         let mut resolved = toml::Table::try_from(cfg).expect("PpoConfig serializes");
         resolved.remove("kl");
         resolved.insert("target_kl".into(), toml::Value::try_from(target_kl).unwrap());
         resolved.insert("kl_coef".into(), toml::Value::try_from(kl_coef).unwrap());
-        return Ok((runs.into_iter().map(|cfg| method(MethodKind::Ppo { gold, cfg })).collect(), resolved));
+        if let Some(b) = batches {
+            resolved.insert("rollout_batch".into(), toml::Value::try_from(b.iter().map(|&v| v as i64).collect::<Vec<_>>()).unwrap());
+        }
+        return Ok((runs, resolved));
     }
     if let Some(&est) = PG_TABLES.iter().find(|e| e.name() == name) {
         let kl_coef = number_grid(name, &mut rest, "kl_coef")?;
@@ -119,7 +137,8 @@ pub fn expand(name: &str, table: &toml::Table, sample: &SampleConfig) -> Result<
         return Ok((kl_coef.iter().map(|&kl_coef| method(MethodKind::Pg { est, cfg: PgConfig { kl_coef, ..cfg } })).collect(), resolved));
     }
     let opt = overrides(name, &mut rest)?;
-    if let Some(&(_, gold)) = ONLINE_TABLES.iter().find(|t| t.0 == name) {
+    if let Some(&(_, gold, shuffled)) = ONLINE_TABLES.iter().find(|t| t.0 == name) {
+        need(!(shuffled && rest.contains_key("sync_every")), "sync_every", || "does not apply: the control replays the online run (sync_every = 1)".into(), "remove it").map_err(|e| e.within(name))?;
         let loss: String = rest.remove("loss").map(|v| read(&format!("{name}.loss"), v)).transpose()?.unwrap_or_else(|| "dpo".into());
         need(PrefLoss::names().contains(&loss.as_str()), "loss", || format!("`{}` is not a preference loss (one of {})", crate::config::shown(&loss), PrefLoss::names().join(", ")), "use e.g. loss = \"dpo\" or \"ipo\"").map_err(|e| e.within(name))?;
         let sync: Vec<usize> = match rest.remove("sync_every") {
@@ -129,7 +148,7 @@ pub fn expand(name: &str, table: &toml::Table, sample: &SampleConfig) -> Result<
         };
         need(!sync.is_empty() && distinct(&sync) && sync.iter().all(|&s| (1..=MAX_STEPS).contains(&s)), "sync_every", || format!("must be distinct steps in 1..={MAX_STEPS} (got {sync:?})"), "use 1 (online) or e.g. [10, 50] (semi-online)").map_err(|e| e.within(name))?;
         let losses = loss_runs(name, &loss, &rest)?;
-        let runs = sync.iter().flat_map(|&sync_every| losses.iter().map(move |&loss| Method { kind: MethodKind::Online { gold, loss, sync_every }, opt }));
+        let runs = sync.iter().flat_map(|&sync_every| losses.iter().map(move |&loss| Method { kind: MethodKind::Online { gold, loss, sync_every, shuffled }, opt }));
         return Ok((runs.collect(), table.clone()));
     }
     need(!rest.contains_key("loss"), "loss", || "unknown field `loss`: the table's name is its loss".into(), "remove the key").map_err(|e| e.within(name))?;
@@ -197,9 +216,9 @@ impl Method {
             MethodKind::Pg { est, .. } => est.name().to_string(),
             // online_dpo, online_ipo_gt, online_dpo_s10: a sampler synced every s steps is a
             // method of its own (its own frontier), not a setting of the online one.
-            MethodKind::Online { gold, loss, sync_every } => {
+            MethodKind::Online { gold, loss, sync_every, shuffled } => {
                 let sync = if sync_every > 1 { format!("_s{sync_every}") } else { String::new() };
-                format!("online_{}{}{sync}", loss.name(), if gold { "_gt" } else { "" })
+                format!("online_{}{}{sync}{}", loss.name(), if gold { "_gt" } else { "" }, if shuffled { "_shuffled" } else { "" })
             }
         }
     }
@@ -208,10 +227,13 @@ impl Method {
     pub fn setting(&self) -> String {
         match self.kind {
             MethodKind::Pref(loss) => loss.setting(),
-            MethodKind::Ppo { cfg, .. } => match cfg.kl {
-                KlControl::Adaptive { target, .. } => format!("target_kl={target}"),
-                KlControl::Fixed { coef } => format!("kl_coef={coef}"),
-            },
+            MethodKind::Ppo { cfg, batch_grid, .. } => {
+                let kl = match cfg.kl {
+                    KlControl::Adaptive { target, .. } => format!("target_kl={target}"),
+                    KlControl::Fixed { coef } => format!("kl_coef={coef}"),
+                };
+                if batch_grid { format!("{kl};rollout_batch={}", cfg.rollout_batch) } else { kl }
+            }
             MethodKind::Pg { cfg, .. } => format!("kl_coef={}", cfg.kl_coef),
             MethodKind::Online { loss, .. } => loss.setting(),
         }
@@ -268,14 +290,15 @@ impl Method {
                 pb.finish_and_clear();
                 cfg.steps
             }
-            MethodKind::Online { gold, loss, sync_every } => {
+            MethodKind::Online { gold, loss, sync_every, shuffled } => {
                 let cfg = self.train_config(&sc.train);
                 let mut sampler_vs = nn::VarStore::new(run.opts.device);
                 let sampler = Gpt::new(&sampler_vs.root(), &sc.model);
-                let from = if sync_every > 1 { run.resume.resume_into(&mut [vs, &mut sampler_vs], &mut m, &mut e)? } else { run.resume.resume_into(&mut [vs], &mut m, &mut e)? };
-                let pb = progress(run.opts.show_progress, cfg.steps as u64, name);
+                let semi = sync_every > 1 && !shuffled;
+                let from = if semi { run.resume.resume_into(&mut [vs, &mut sampler_vs], &mut m, &mut e)? } else { run.resume.resume_into(&mut [vs], &mut m, &mut e)? };
+                let pb = progress(run.opts.show_progress, cfg.steps as u64 * if shuffled { 2 } else { 1 }, name);
                 pb.set_message(setting.to_string());
-                pb.set_position(from.as_ref().map(|f| f.step as u64).unwrap_or(0));
+                let record = std::cell::RefCell::new(Vec::new());
                 let ctx = online_dpo::OnlineContext {
                     reference: s.sft,
                     prompts: world.train_prompts(),
@@ -285,16 +308,35 @@ impl Method {
                     score: score(gold),
                     sampler: (&sampler, &sampler_vs),
                     sync_every,
+                    record: shuffled.then_some(&record),
                 };
-                let vs = &*vs;
-                let stores: Vec<&nn::VarStore> = if sync_every > 1 { vec![vs, &sampler_vs] } else { vec![vs] };
-                online_dpo::train(policy, vs, &ctx, loss, &cfg, sc.eval.every, sc.seed, (name, setting), &mut m, from, |step, pol, m, parts| run.on_eval(step, cfg.steps, pol, parts, &stores, m, &mut e), |_| pb.inc(1))?;
+                if shuffled {
+                    // 1. The online run, replayed in full (it is deterministic, so a resumed cell
+                    // gets the same pairs), its pairs kept and its policy dropped.
+                    let online_vs = nn::VarStore::new(run.opts.device);
+                    let online = Gpt::new(&online_vs.root(), &sc.model);
+                    copy_weights(&online_vs, s.sft_vs)?;
+                    let online_name = format!("online_{}", loss.name());
+                    online_dpo::train(&online, &online_vs, &ctx, loss, &cfg, sc.eval.every, sc.seed, (&online_name, setting), &mut crate::log::Metrics::default(), None, |_, _, _, _| Ok(()), |_| pb.inc(1))?;
+                    // 2. The same loss offline from pi_SFT on those pairs, in a shuffled order.
+                    let pairs = record.into_inner();
+                    let data = crate::data::PairTensors::new(&pairs, run.opts.device);
+                    let reference = dpo::reference_logps(s.sft, &data, 512);
+                    pb.set_position(from.as_ref().map(|f| f.step as u64).unwrap_or(0));
+                    let vs = &*vs;
+                    dpo::train(policy, vs, &data, &reference, loss, &cfg, sc.eval.every, sc.seed, (name, setting), &mut m, from, |step, pol, m, parts| run.on_eval(step, cfg.steps, pol, parts, &[vs], m, &mut e), |_| pb.inc(1))?;
+                } else {
+                    pb.set_position(from.as_ref().map(|f| f.step as u64).unwrap_or(0));
+                    let vs = &*vs;
+                    let stores: Vec<&nn::VarStore> = if semi { vec![vs, &sampler_vs] } else { vec![vs] };
+                    online_dpo::train(policy, vs, &ctx, loss, &cfg, sc.eval.every, sc.seed, (name, setting), &mut m, from, |step, pol, m, parts| run.on_eval(step, cfg.steps, pol, parts, &stores, m, &mut e), |_| pb.inc(1))?;
+                }
                 pb.finish_and_clear();
                 cfg.steps
             }
             MethodKind::Pg { est, cfg } => {
                 let from = run.resume.resume_into(&mut [vs], &mut m, &mut e)?;
-                let ctx = ppo::PpoContext { reference: s.sft, prompts: world.train_prompts(), max_new_tokens: sc.sample.max_new_tokens as i64, score: score(false) };
+                let ctx = ppo::PpoContext { reference: s.sft, prompts: world.train_prompts(), max_new_tokens: sc.sample.max_new_tokens as i64, score: score(false), ema_reference: None };
                 let pb = progress(run.opts.show_progress, cfg.iterations as u64, name);
                 pb.set_position(from.as_ref().map(|f| f.step as u64).unwrap_or(0));
                 let vs = &*vs;
@@ -306,20 +348,27 @@ impl Method {
                 pb.finish_and_clear();
                 cfg.iterations
             }
-            MethodKind::Ppo { gold, cfg } => {
+            MethodKind::Ppo { gold, cfg, .. } => {
                 let mut critic_vs = nn::VarStore::new(run.opts.device);
                 let critic = reward::RewardModel::new(&critic_vs.root(), &sc.reward_model);
                 copy_weights(&critic_vs, s.rm_vs)?;
-                let from = run.resume.resume_into(&mut [vs, &mut critic_vs], &mut m, &mut e)?;
-                let ctx = ppo::PpoContext { reference: s.sft, prompts: world.train_prompts(), max_new_tokens: sc.sample.max_new_tokens as i64, score: score(gold) };
+                // With `ref_ema`, the penalty's reference is the run's own copy of pi_SFT.
+                let mut ref_vs = nn::VarStore::new(run.opts.device);
+                let ema_ref = Gpt::new(&ref_vs.root(), &sc.model);
+                copy_weights(&ref_vs, s.sft_vs)?;
+                let ema = cfg.ref_ema > 0.0;
+                let from = if ema { run.resume.resume_into(&mut [vs, &mut critic_vs, &mut ref_vs], &mut m, &mut e)? } else { run.resume.resume_into(&mut [vs, &mut critic_vs], &mut m, &mut e)? };
+                let reference = if ema { &ema_ref } else { s.sft };
+                let ctx = ppo::PpoContext { reference, prompts: world.train_prompts(), max_new_tokens: sc.sample.max_new_tokens as i64, score: score(gold), ema_reference: ema.then_some(&ref_vs) };
                 let pb = progress(run.opts.show_progress, cfg.iterations as u64, name);
                 pb.set_position(from.as_ref().map(|f| f.step as u64).unwrap_or(0));
                 let vs = &*vs;
+                let stores: Vec<&nn::VarStore> = if ema { vec![vs, &critic_vs, &ref_vs] } else { vec![vs, &critic_vs] };
                 let on_iteration = |_, kl: f64| {
                     pb.inc(1);
                     pb.set_message(format!("{setting} KL {kl:.2}"));
                 };
-                ppo::train(policy, vs, &critic, &critic_vs, &ctx, &cfg, sc.seed, (name, setting), &mut m, from, |step, pol, m, parts| run.on_eval(step, cfg.iterations, pol, parts, &[vs, &critic_vs], m, &mut e), on_iteration)?;
+                ppo::train(policy, vs, &critic, &critic_vs, &ctx, &cfg, sc.seed, (name, setting), &mut m, from, |step, pol, m, parts| run.on_eval(step, cfg.iterations, pol, parts, &stores, m, &mut e), on_iteration)?;
                 pb.finish_and_clear();
                 cfg.iterations
             }
