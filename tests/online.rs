@@ -201,6 +201,9 @@ fn semi_online_at_its_two_ends() {
     // Online (s = 1) is reproducible to the byte.
     let (online_csv, online_w, online_seen) = online_run(1, 1e-2);
     let (again_csv, again_w, again_seen) = online_run(1, 1e-2);
+    for k in ["online_dpo/objective/kl_k1", "online_dpo/response/length", "online_dpo/response/eos_rate", "online_dpo/pairs", "online_dpo/rewards/margins"] {
+        assert!(online_csv.contains(k), "{k} is not logged");
+    }
     assert_eq!((online_csv, online_w), (again_csv, again_w));
     assert_eq!(online_seen, again_seen);
     // The policy learns from its own samples: later samples differ from pi_SFT's.

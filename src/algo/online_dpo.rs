@@ -93,6 +93,8 @@ pub fn train(
         let ro = tch::no_grad(|| generate(sampler, &prompt, &valid, &settings));
         let scores: Vec<f64> = Vec::try_from(tch::no_grad(|| (ctx.score)(&ro)).to_kind(tch::Kind::Double).to_device(tch::Device::Cpu))?;
         let responses = ro.response_rows();
+        let length = responses.iter().map(|r| r.len() as f64).sum::<f64>() / responses.len() as f64;
+        let eos_rate = responses.iter().filter(|r| r.last() == Some(&crate::tokens::EOS)).count() as f64 / responses.len() as f64;
         // 3. Labels by the rule of the offline data; ties under deterministic labels are dropped.
         let mut pairs = Vec::with_capacity(cfg.batch_size);
         for i in 0..cfg.batch_size {
@@ -118,12 +120,18 @@ pub fn train(
             let out = pref_step(policy, &mut opt, &b, (&rc, &rr), method, cfg, step, eval_every, name)?;
             if s % 10 == 0 || s == cfg.steps {
                 out.log(metrics, (name, setting, seed), s);
+                // k1 estimate of KL(pi || pi_ref) on the step's pairs (sampled at prefs.temperature).
+                let logp = |k: &str| out.logged.iter().find(|l| l.0 == k).map(|l| l.1.double_value(&[])).unwrap_or(f64::NAN);
+                let kl = (logp("logps/chosen") + logp("logps/rejected") - rc.mean(tch::Kind::Float).double_value(&[]) - rr.mean(tch::Kind::Float).double_value(&[])) / 2.0;
+                metrics.push(name, setting, seed, s, &format!("{name}/objective/kl_k1"), kl);
             }
         }
         if s % 10 == 0 || s == cfg.steps {
             let mean = scores.iter().sum::<f64>() / scores.len() as f64;
             metrics.push(name, setting, seed, s, &format!("{name}/objective/score"), mean);
             metrics.push(name, setting, seed, s, &format!("{name}/pairs"), pairs.len() as f64);
+            metrics.push(name, setting, seed, s, &format!("{name}/response/length"), length);
+            metrics.push(name, setting, seed, s, &format!("{name}/response/eos_rate"), eos_rate);
             metrics.push(name, setting, seed, s, &format!("{name}/time/sample_s"), sample_s);
             metrics.push(name, setting, seed, s, &format!("{name}/time/update_s"), t_update.elapsed().as_secs_f64());
         }

@@ -111,6 +111,109 @@ fn settings(dir: &Path, sections: &[&str]) -> String {
     out
 }
 
+/// "Online against offline": the frontier, the paired differences at each budget, what they say
+/// of Tang et al.'s finding, and each online method's cost per iteration against PPO's.
+fn online_section(s: &mut String, dir: &Path, f: &Csv, p: &Csv) {
+    let _ = writeln!(s, "## Online against offline (sentiment)\n");
+    let _ = writeln!(s, "Tang et al. (2024) found online preference optimisation a Pareto improvement over offline at matched KL, and offline training on the *shuffled* pairs of an online run (the same data without the on-policy order) gaining little, so that coverage does not explain the gap; Guo et al. (2024) found online DPO ahead of offline DPO; Ahmadian et al. (2024) found RLOO ahead of PPO. Here, at the paper's sentiment settings (`scenarios/online-vs-offline.toml`): offline DPO on pi_SFT's pairs; online DPO, labelled by the reward model (`online_dpo`) or the gold reward (`online_dpo_gt`); semi-online, the sampler synced every 10 or 50 steps (`online_dpo_s10`, `online_dpo_s50`); Tang et al.'s control (`online_dpo_shuffled`); PPO, RLOO and GRPO with 64 rollouts per iteration. Every preference method takes the same number of steps on batches of the same size.\n");
+    if let Some(t) = wall_time(dir) {
+        let _ = writeln!(s, "`alignlab run scenarios/online-vs-offline.toml --jobs 2`; wall time of the invocation that wrote these results: {t}.\n");
+    }
+    figure(s, "../results/online-vs-offline/frontier.png", "Gold reward against KL(pi || pi_ref) for offline and online methods: each method's frontier chosen on the selection half of the prompts and shown on the test half (mean over seeds, 95% t-band).");
+    let budgets = budgets_of(f);
+    let _ = writeln!(s, "Gold reward at fixed KL budgets (selection and test halves apart, as above):\n");
+    s.push_str(&budget_table(f, &budgets, "selected", "gold_mean", "gold_ci95", false));
+    let _ = writeln!(s, "\nPaired by seed, A - B with a 95% t-interval over seeds:\n");
+    let pairs = distinct(p.rows.iter().filter(|r| p.get(r, "axis") == "kl_budget").map(|r| format!("{}|{}", p.get(r, "a"), p.get(r, "b"))));
+    let verdict = |a: &str, b: &str, kl: f64| p.rows.iter().find(|r| p.get(r, "a") == a && p.get(r, "b") == b && p.get(r, "axis") == "kl_budget" && p.num(r, "x") == kl).map(|r| p.get(r, "verdict").to_string());
+    for pair in &pairs {
+        let (a, b) = pair.split_once('|').unwrap();
+        for r in paired_rows(p, a, b, "kl_budget") {
+            let _ = writeln!(s, "- KL {}: {}.", p.get(r, "x"), paired_line(p, r));
+        }
+    }
+    // Tang et al.'s finding, read from the verdicts at KL 1 and 2.
+    let mut lines = Vec::new();
+    for kl in [1.0, 2.0] {
+        let (on_off, on_shuf, shuf_off) = (verdict("online_dpo", "dpo", kl), verdict("online_dpo", "online_dpo_shuffled", kl), verdict("online_dpo_shuffled", "dpo", kl));
+        let text = match (on_off.as_deref(), on_shuf.as_deref()) {
+            (Some("above"), Some("above")) => "online DPO is above offline DPO and above the shuffled control: Tang et al.'s finding holds (the on-policy order, not the coverage of the data, makes the gain)".to_string(),
+            (Some("above"), Some(v)) => format!("online DPO is above offline DPO, but against the shuffled control it is {v}: the gain is not shown to come from the on-policy order rather than the data"),
+            (Some(v), _) => format!("online DPO against offline DPO is {v}: Tang et al.'s Pareto improvement is not reproduced at this budget"),
+            (None, _) => "not every seed of both reached it".to_string(),
+        };
+        let control = shuf_off.map(|v| format!(" (the control against offline DPO: {v})")).unwrap_or_default();
+        lines.push(format!("at KL {kl}, {text}{control}"));
+    }
+    let _ = writeln!(s, "\n**What the runs show.** {}.\n", lines.join("; "));
+    // Cost per iteration, from the same sweep's timing.
+    if let Some(t) = Csv::read(&dir.join("timing.csv")) {
+        let mean = |method: &str, keys: &[&str]| {
+            let per: Vec<f64> = keys.iter().map(|k| {
+                let v: Vec<f64> = t.rows.iter().filter(|r| t.get(r, "method") == method && t.get(r, "metric") == format!("{method}/time/{k}")).map(|r| t.num(r, "value")).collect();
+                v.iter().sum::<f64>() / v.len().max(1) as f64
+            }).collect();
+            (!per.is_empty() && per.iter().all(|v| *v > 0.0)).then(|| per.iter().sum::<f64>())
+        };
+        let rl = ["rollout_s", "update_s"];
+        let online = ["sample_s", "update_s"];
+        let costs: Vec<(&str, &str, Option<f64>)> = vec![
+            ("ppo", "64 rollouts, 4 epochs of 2 minibatches, a critic", mean("ppo", &rl)),
+            ("rloo", "16 prompts x 4 samples, 4 epochs of 2 minibatches", mean("rloo", &rl)),
+            ("grpo", "16 prompts x 4 samples, 4 epochs of 2 minibatches", mean("grpo", &rl)),
+            ("online_dpo", "64 prompts x 2 samples, one step on the pairs", mean("online_dpo", &online)),
+        ];
+        if let Some(ppo) = costs[0].2 {
+            let _ = writeln!(s, "Cost of an iteration (online DPO: a step), sampling and update, mean wall seconds over every iteration of the sweep, cells running two at a time on this machine:\n\n| method | iteration | seconds | / PPO |\n|---|---|---|---|");
+            for (m, what, c) in &costs {
+                if let Some(c) = c {
+                    let _ = writeln!(s, "| {m} | {what} | {c:.3} | {:.2} |", c / ppo);
+                }
+            }
+            s.push('\n');
+        }
+    }
+    let _ = writeln!(s, "Settings as run:\n\n```toml\n{}```\n", settings(dir, &["sweep", "train", "dpo", "online_dpo", "online_dpo_gt", "online_dpo_shuffled", "ppo", "rloo", "grpo", "report"]));
+}
+
+/// The KL budgets of a `frontier.csv`, ascending.
+fn budgets_of(f: &Csv) -> Vec<f64> {
+    let mut b: Vec<f64> = f.rows.iter().map(|r| f.num(r, "kl_budget")).collect();
+    b.sort_by(|a, b| a.total_cmp(b));
+    b.dedup();
+    b
+}
+
+/// A markdown table of `col` ± `ci_col` per method (rows) and KL budget (columns) of the
+/// `which` frontier; `- (k/n seeds)` where not every seed reached a budget.
+fn budget_table(f: &Csv, budgets: &[f64], which: &str, col: &str, ci_col: &str, signed: bool) -> String {
+    let mut t = String::new();
+    let _ = write!(t, "| method |");
+    for b in budgets {
+        let _ = write!(t, " KL {b} |");
+    }
+    let _ = writeln!(t, "\n|---|{}", "---|".repeat(budgets.len()));
+    let methods = distinct(f.rows.iter().filter(|r| f.get(r, "frontier") == which).map(|r| f.get(r, "method").to_string()));
+    for m in &methods {
+        let _ = write!(t, "| {} |", if m == "optimal" { "optimal (inner bound)" } else { m });
+        for b in budgets {
+            match f.rows.iter().find(|r| f.get(r, "method") == m && f.num(r, "kl_budget") == *b && f.get(r, "frontier") == which) {
+                Some(r) if f.num(r, col).is_finite() && f.get(r, "seeds_reaching") == f.get(r, "seeds") => {
+                    let v = f.num(r, col);
+                    let v = if signed { format!("{v:+.3}") } else { f3(v) };
+                    let _ = write!(t, " {v} ± {} |", f3(f.num(r, ci_col)));
+                }
+                Some(r) if f.num(r, "seeds_reaching") > 0.0 => {
+                    let _ = write!(t, " - ({}/{} seeds) |", f.get(r, "seeds_reaching"), f.get(r, "seeds"));
+                }
+                _ => t.push_str(" - |"),
+            }
+        }
+        t.push('\n');
+    }
+    t
+}
+
 fn figure(s: &mut String, rel: &str, caption: &str) {
     let _ = writeln!(s, "![{caption}]({rel})\n\n*{caption}*\n");
 }
@@ -137,39 +240,8 @@ pub fn write(results: &Path, out: &Path) -> Result<PathBuf> {
             let _ = writeln!(s, "`alignlab run scenarios/paper-sentiment.toml --jobs 2`; wall time of the invocation that wrote these results: {t} (a rerun that finds every cell cached only merges, in seconds).\n");
         }
         figure(&mut s, "../results/paper-sentiment/frontier.png", "Gold reward against KL(pi || pi_ref): every evaluation a point (all held-out prompts); each method's frontier, chosen on the selection half of the prompts and shown on the test half (mean over seeds, 95% t-band, drawn up to the KL every seed reached); thin dashed: final checkpoints only; black dashed: the importance-sampling inner bound of the optimal frontier. Best-of-N's KL is the analytic upper bound.");
-        let budgets: Vec<f64> = {
-            let mut b: Vec<f64> = f.rows.iter().map(|r| f.num(r, "kl_budget")).collect();
-            b.sort_by(|a, b| a.total_cmp(b));
-            b.dedup();
-            b
-        };
-        let table = |which: &str, col: &str, ci_col: &str, signed: bool| {
-            let mut t = String::new();
-            let _ = write!(t, "| method |");
-            for b in &budgets {
-                let _ = write!(t, " KL {b} |");
-            }
-            let _ = writeln!(t, "\n|---|{}", "---|".repeat(budgets.len()));
-            let methods = distinct(f.rows.iter().filter(|r| f.get(r, "frontier") == which).map(|r| f.get(r, "method").to_string()));
-            for m in &methods {
-                let _ = write!(t, "| {} |", if m == "optimal" { "optimal (inner bound)" } else { m });
-                for b in &budgets {
-                    match f.rows.iter().find(|r| f.get(r, "method") == m && f.num(r, "kl_budget") == *b && f.get(r, "frontier") == which) {
-                        Some(r) if f.num(r, col).is_finite() && f.get(r, "seeds_reaching") == f.get(r, "seeds") => {
-                            let v = f.num(r, col);
-                            let v = if signed { format!("{v:+.3}") } else { f3(v) };
-                            let _ = write!(t, " {v} ± {} |", f3(f.num(r, ci_col)));
-                        }
-                        Some(r) if f.num(r, "seeds_reaching") > 0.0 => {
-                            let _ = write!(t, " - ({}/{} seeds) |", f.get(r, "seeds_reaching"), f.get(r, "seeds"));
-                        }
-                        _ => t.push_str(" - |"),
-                    }
-                }
-                t.push('\n');
-            }
-            t
-        };
+        let budgets = budgets_of(&f);
+        let table = |which: &str, col: &str, ci_col: &str, signed: bool| budget_table(&f, &budgets, which, col, ci_col, signed);
         let _ = writeln!(s, "Gold reward at fixed KL budgets on each method's upper concave envelope. Which evaluation of which setting a method contributes at a budget is chosen on the selection half of the held-out prompts; the value is the test half's (mean ± 95% t-interval over seeds). A seed has a value only if it evaluated a point at or past the budget: `-` (k/n seeds) where not every seed did; nothing is extrapolated. The optimal row is an inner bound (see Methods).\n");
         s.push_str(&table("selected", "gold_mean", "gold_ci95", false));
         let _ = writeln!(s, "\nThe same with each setting's final checkpoint only:\n");
@@ -199,6 +271,12 @@ pub fn write(results: &Path, out: &Path) -> Result<PathBuf> {
         figure(&mut s, "../results/paper-sentiment/overoptimization.png", "Overoptimisation: gold and proxy reward gain over SFT against d = sqrt(KL) for Best-of-N and PPO, with Gao et al.'s fitted forms.");
         figure(&mut s, "../results/paper-sentiment/curves.png", "Training curves (seed 0): gold reward and KL per run.");
         let _ = writeln!(s, "Settings as run:\n\n```toml\n{}```\n", settings(&sent, &["sweep", "train", "eval", "dpo", "unlikelihood", "preferred_ft", "ppo", "ppo_gt", "best_of_n", "report"]));
+    }
+
+    // Online against offline.
+    let ovo = results.join("online-vs-offline");
+    if let (Some(f), Some(p)) = (Csv::read(&ovo.join("frontier.csv")), Csv::read(&ovo.join("paired.csv"))) {
+        online_section(&mut s, &ovo, &f, &p);
     }
 
     // Summarize.
