@@ -135,7 +135,7 @@ pub fn dpo_step(cfg: &GptConfig, pairs: usize, device: Device, quick: bool) -> f
     let secs = time_it(2, reps, || {
         let (lc, lr) = pair_logps(&gpt, &batch);
         let tokens = batch.chosen_mask.sum_dim_intlist(1, false, Kind::Float);
-        let lp = PairLogps { policy_chosen: &lc, policy_rejected: &lr, reference_chosen: &rc, reference_rejected: &rr, chosen_tokens: &tokens };
+        let lp = PairLogps { policy_chosen: &lc, policy_rejected: &lr, reference_chosen: &rc, reference_rejected: &rr, chosen_tokens: &tokens, rejected_tokens: &tokens };
         let loss = preference_loss(PrefLoss::Dpo { beta: 0.1 }, &lp).batch_loss();
         opt.zero_grad();
         loss.backward();

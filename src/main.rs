@@ -253,10 +253,11 @@ fn run() -> Result<()> {
             setup(&common)?;
             let rows = alignlab::experiment::tabular::convergence(&out, seed)?;
             alignlab::report::plot::tabular(&out, &rows)?;
+            alignlab::experiment::tabular::unseen_mass(&out, seed)?;
             for r in rows.iter().filter(|r| rows.iter().filter(|q| q.series == r.series).map(|q| q.step).max() == Some(r.step)) {
                 println!("{:40} step {:5}  {} = {:.3e}", r.series, r.step, r.metric, r.value);
             }
-            println!("written: {}/tabular.csv, tabular.png, tabular.svg", out.display());
+            println!("written: {}/tabular.csv, tabular_unseen.csv, tabular.png, tabular.svg", out.display());
         }
         Cmd::Bench { common, quick } => {
             let device = setup(&common)?;

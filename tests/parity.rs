@@ -106,7 +106,7 @@ fn export(dir: &Path, beta_in_config: f64) {
             ("expect.policy_chosen", pc.shallow_clone()),
             ("expect.policy_rejected", pr.shallow_clone()),
             ("expect.loss_dpo", pref(PrefLoss::Dpo { beta: BETA }, &pc, &pr, &rc, &rr).losses),
-            ("expect.loss_ipo", pref(PrefLoss::Ipo { beta: BETA }, &pc, &pr, &rc, &rr).losses),
+            ("expect.loss_ipo", pref(PrefLoss::Ipo { beta: BETA, length_normalize: false }, &pc, &pr, &rc, &rr).losses),
             ("expect.loss_cdpo", pref(PrefLoss::Cdpo { beta: BETA, label_smoothing: EPS }, &pc, &pr, &rc, &rr).losses),
             ("expect.rm_chosen", sc),
             ("expect.rm_loss", fl(&rml).reshape([1])),
@@ -127,7 +127,7 @@ fn export(dir: &Path, beta_in_config: f64) {
 /// A preference loss on summed log-probs, each chosen response counted as one token.
 fn pref(loss: PrefLoss, pc: &Tensor, pr: &Tensor, rc: &Tensor, rr: &Tensor) -> alignlab::algo::dpo::LossOut {
     let tokens = pc.ones_like();
-    preference_loss(loss, &PairLogps { policy_chosen: pc, policy_rejected: pr, reference_chosen: rc, reference_rejected: rr, chosen_tokens: &tokens })
+    preference_loss(loss, &PairLogps { policy_chosen: pc, policy_rejected: pr, reference_chosen: rc, reference_rejected: rr, chosen_tokens: &tokens, rejected_tokens: &tokens })
 }
 
 #[test]

@@ -188,3 +188,34 @@ fn best_of_n_picks_by_proxy_and_bounds_kl() {
     assert!((pts[1].gold_oracle.mean - (1.0 + 0.9) / 2.0).abs() < 1e-12);
     assert!((pts[1].proxy.mean - (0.9 + 0.3) / 2.0).abs() < 1e-12);
 }
+
+/// PPO's conventions as settings: the biased and unbiased whitening, the two clip fractions, and
+/// the score at the last token or after it, by hand.
+#[test]
+fn ppo_conventions_match_hand_computed_values() {
+    use alignlab::algo::ppo::{token_rewards_at, value_mask, whiten_with, ScorePosition};
+    let v = |t: &Tensor| Vec::<f64>::try_from(t.reshape([-1]).to_kind(Kind::Double)).unwrap();
+    let close = |a: &[f64], b: &[f64]| a.len() == b.len() && a.iter().zip(b).all(|(x, y)| (x - y).abs() < 1e-5);
+    // Whitening [1, 2, 3, 4]: mean 2.5, variance 1.25 (n) or 5/3 (n - 1).
+    let x = Tensor::from_slice(&[1.0f32, 2.0, 3.0, 4.0]).view([1, 4]);
+    let ones = Tensor::ones([1, 4], (Kind::Float, Device::Cpu));
+    let z = |var: f64| [-1.5, -0.5, 0.5, 1.5].map(|d| d / (var + 1e-8).sqrt());
+    assert!(close(&v(&whiten_with(&x, &ones, false)), &z(1.25)));
+    assert!(close(&v(&whiten_with(&x, &ones, true)), &z(5.0 / 3.0)));
+    // Ratio 1.5 with a negative advantage: outside [0.8, 1.2], yet the unclipped term is the one
+    // taken (-A 1.5 > -A 1.2); ratio 1.5 with a positive advantage: both definitions count it.
+    let new = Tensor::from_slice(&[1.5f32.ln(), 1.5f32.ln()]).view([1, 2]);
+    let old = Tensor::zeros([1, 2], (Kind::Float, Device::Cpu));
+    let adv = Tensor::from_slice(&[-1.0f32, 1.0]).view([1, 2]);
+    let mask = Tensor::ones([1, 2], (Kind::Float, Device::Cpu));
+    let pl = policy_loss(&new, &old, &adv, &mask, 0.2);
+    assert!((pl.clipfrac.double_value(&[]) - 1.0).abs() < 1e-6 && (pl.clipfrac_active.double_value(&[]) - 0.5).abs() < 1e-6);
+    // The score at the last response token, or one past it (where there is room).
+    let mask = Tensor::from_slice(&[1.0f32, 1.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0]).view([2, 4]);
+    let kl = Tensor::from_slice(&[0.1f32, 0.2, 0.0, 0.0, 0.1, 0.1, 0.1, 0.1]).view([2, 4]);
+    let score = Tensor::from_slice(&[1.0f32, 2.0]);
+    assert!(close(&v(&token_rewards_at(&kl, &score, &mask, 1.0, ScorePosition::LastToken)), &[-0.1, 0.8, 0.0, 0.0, -0.1, -0.1, -0.1, 1.9]));
+    assert!(close(&v(&token_rewards_at(&kl, &score, &mask, 1.0, ScorePosition::AfterEos)), &[-0.1, -0.2, 1.0, 0.0, -0.1, -0.1, -0.1, 1.9]));
+    assert!(close(&v(&value_mask(&mask, ScorePosition::AfterEos)), &[1.0, 1.0, 1.0, 0.0, 1.0, 1.0, 1.0, 1.0]));
+    assert!(close(&v(&value_mask(&mask, ScorePosition::LastToken)), &v(&mask)));
+}

@@ -65,28 +65,65 @@ impl TrainConfig {
 }
 
 
-/// The offline preference losses. Each is a method of its own: a scenario's `[dpo]`, `[ipo]`,
-/// `[cdpo]`, `[preferred_ft]` or `[unlikelihood]` table, whose keys are the variant's fields (a
-/// list is a grid: one run per value) beside the `[train]` overrides `lr` and `steps`. The
-/// variant names are the registry: adding a loss that needs only log-probs is one variant here
-/// and its arm in [`preference_loss`].
+/// The offline preference losses. Each is a method of its own: a scenario table named after it
+/// (`[dpo]`, `[ipo]`, ...), whose keys are the variant's fields (a list is a grid: one run per
+/// value) beside the `[train]` overrides `lr` and `steps`. The variant names are the registry:
+/// adding a loss that needs only log-probs is one variant here and its arm in
+/// [`preference_loss`]. TRL's `loss_type` name is given where it has one. Delta is the
+/// difference of the summed log-ratios, D = beta Delta, l(z) = -log sigmoid(z).
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "loss", rename_all = "snake_case", deny_unknown_fields)]
 pub enum PrefLoss {
-    /// DPO, -log sigmoid(beta Delta) (Rafailov et al. 2023, Eq. 7).
+    /// DPO, l(D) (Rafailov et al. 2023, Eq. 7; TRL `sigmoid`).
     Dpo { beta: f64 },
-    /// IPO, (Delta - 1/(2 beta))^2 (Azar et al. 2023, Eq. 17), on summed log-probs: not
-    /// length-normalised, as in the DPO reference code (TRL's `ipo` divides by the length).
-    Ipo { beta: f64 },
-    /// Conservative DPO: labels flipped with probability `label_smoothing`, in (0, 0.5).
+    /// IPO, (Delta - 1/(2 beta))^2 (Azar et al. 2023, Eq. 17; TRL `ipo`). By default on summed
+    /// log-ratios, as in the DPO reference code; `length_normalize = true` divides each
+    /// log-ratio by its response's length first, as TRL does.
+    Ipo {
+        beta: f64,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        length_normalize: bool,
+    },
+    /// Conservative DPO, (1 - eps) l(D) + eps l(-D) with eps = `label_smoothing` in (0, 0.5)
+    /// (the DPO authors' note; TRL has no such loss_type).
     Cdpo { beta: f64, label_smoothing: f64 },
     /// Preferred-FT: SFT on the chosen responses, the mean token NLL over the batch.
     PreferredFt {},
     /// Unlikelihood: -(log pi(y_w) - alpha log pi(y_l)); without DPO's weighting it degenerates.
     Unlikelihood { alpha: f64 },
-    /// SLiC's hinge, max(0, 1 - beta Delta) (Zhao et al. 2023; TRL's `hinge`, with beta the
-    /// reciprocal of the margin).
+    /// SLiC's hinge, max(0, 1 - D) (Zhao et al. 2023; TRL `hinge`, with beta the reciprocal of
+    /// the margin).
     Hinge { beta: f64 },
+    /// Robust DPO, [(1 - eps) l(D) - eps l(-D)] / (1 - 2 eps) (Chowdhury et al. 2024; TRL
+    /// `robust`): unbiased for the clean loss when labels flip at rate eps = `label_smoothing`.
+    Robust { beta: f64, label_smoothing: f64 },
+    /// SimPO, l(beta (log pi(y_w) / |y_w| - log pi(y_l) / |y_l|) - gamma) (Meng et al. 2024):
+    /// no reference, length-normalised, target margin `gamma` >= 0.
+    Simpo { beta: f64, gamma: f64 },
+    /// KTO on the pairs as unpaired examples (Ethayarajh et al. 2024; TRL's KTO trainer):
+    /// (lambda_d (1 - sigmoid(beta (s_w - z0))) + lambda_u (1 - sigmoid(beta (z0 - s_l)))) / 2,
+    /// s the log-ratio, z0 the batch's mean log-ratio of its chosen and rejected responses,
+    /// clamped at 0, without gradient (TRL estimates it on mismatched prompt-response pairs).
+    Kto {
+        beta: f64,
+        #[serde(default = "one")]
+        lambda_d: f64,
+        #[serde(default = "one")]
+        lambda_u: f64,
+    },
+    /// ORPO, NLL(y_w) + lambda l(log odds(y_w) - log odds(y_l)) with odds(y) = p / (1 - p) and p
+    /// the per-token mean probability exp(log pi(y) / |y|); no reference (Hong et al. 2024;
+    /// TRL's ORPO, whose `beta` is lambda). The NLL is each chosen response's token mean.
+    Orpo { lambda: f64 },
+    /// EXO, sigmoid(D) (log sigmoid(D) - log(1 - eps)) + sigmoid(-D) (log sigmoid(-D) - log eps)
+    /// (Ji et al. 2024; TRL `exo_pair`, eps = `label_smoothing`, 1e-3 there by default).
+    ExoPair { beta: f64, label_smoothing: f64 },
+    /// NCA, l(beta s_w) + l(-beta s_w) / 2 + l(-beta s_l) / 2 (Chen et al. 2024; TRL `nca_pair`).
+    NcaPair { beta: f64 },
+}
+
+fn one() -> f64 {
+    1.0
 }
 
 impl PrefLoss {
@@ -103,34 +140,43 @@ impl PrefLoss {
         }
     }
 
-    /// Its parameters in field order of the TOML table, as numbers.
-    pub fn params(&self) -> Vec<(String, f64)> {
+    /// Its parameters as written (a switch left at its default is not listed).
+    pub fn params(&self) -> Vec<(String, toml::Value)> {
         let mut fields = self.fields();
         fields.remove("loss");
-        fields.into_iter().map(|(k, v)| (k, v.as_float().or(v.as_integer().map(|i| i as f64)).expect("parameters are numbers"))).collect()
+        fields.into_iter().collect()
     }
 
     fn fields(&self) -> toml::Table {
         toml::Table::try_from(self).expect("PrefLoss serializes to a table")
     }
 
+    /// Whether the loss reads the reference's log-probs (SimPO and ORPO do not: their callers
+    /// may skip the reference pass).
+    pub fn uses_reference(&self) -> bool {
+        !matches!(self, PrefLoss::Simpo { .. } | PrefLoss::Orpo { .. })
+    }
+
     /// Its setting, e.g. `beta=0.1`; the label also seeds the run's batch order.
     pub fn setting(&self) -> String {
+        let shown = |v: &toml::Value| v.as_float().or(v.as_integer().map(|i| i as f64)).map(|f| f.to_string()).unwrap_or_else(|| v.to_string());
         match self {
             // Runs before this registry labelled label_smoothing `eps`: kept, so that their
             // batch orders (and numbers) stay as they were.
             PrefLoss::Cdpo { beta, label_smoothing } => format!("beta={beta};eps={label_smoothing}"),
-            _ => self.params().iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(";"),
+            _ => self.params().iter().map(|(k, v)| format!("{k}={}", shown(v))).collect::<Vec<_>>().join(";"),
         }
     }
 
-    /// Range checks: every parameter in [1e-4, 1e4], and those a loss bounds further.
+    /// Range checks: a flip rate in (0, 0.5), a margin >= 0, every other number in [1e-4, 1e4].
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if let PrefLoss::Cdpo { label_smoothing, .. } = *self {
-            need(label_smoothing > 0.0 && label_smoothing < 0.5, "label_smoothing", || format!("must be in (0, 0.5) (got {label_smoothing})"), "use e.g. 0.1 (0 is plain DPO)")?;
-        }
         for (key, v) in self.params() {
-            need(v.is_finite() && (1e-4..=1e4).contains(&v), &key, || format!("every {key} must be in [1e-4, 1e4] (got {v})"), "use values such as [0.1, 1.0]")?;
+            let Some(v) = v.as_float().or(v.as_integer().map(|i| i as f64)) else { continue };
+            match key.as_str() {
+                "label_smoothing" => need(v > 0.0 && v < 0.5, &key, || format!("must be in (0, 0.5) (got {v})"), "use e.g. 0.1 (0 is plain DPO)")?,
+                "gamma" => need(v.is_finite() && (0.0..=1e4).contains(&v), &key, || format!("must be in [0, 1e4] (got {v})"), "use e.g. 0.5")?,
+                _ => need(v.is_finite() && (1e-4..=1e4).contains(&v), &key, || format!("every {key} must be in [1e-4, 1e4] (got {v})"), "use values such as [0.1, 1.0]")?,
+            }
         }
         Ok(())
     }
@@ -144,6 +190,7 @@ pub struct PairLogps<'a> {
     pub reference_chosen: &'a Tensor,
     pub reference_rejected: &'a Tensor,
     pub chosen_tokens: &'a Tensor,
+    pub rejected_tokens: &'a Tensor,
 }
 
 /// A preference loss on a batch.
@@ -176,11 +223,15 @@ pub fn preference_loss(loss: PrefLoss, lp: &PairLogps) -> LossOut {
     let delta = &chosen_logratio - &rejected_logratio;
     let implicit = |beta: f64| Some(((&chosen_logratio * beta).detach(), (&rejected_logratio * beta).detach()));
     let mean = |losses: Tensor, rewards| LossOut { losses, per_token: None, rewards };
+    let l = |z: Tensor| -z.log_sigmoid();
+    let (len_w, len_l) = (lp.chosen_tokens.clamp_min(1.0), lp.rejected_tokens.clamp_min(1.0));
     match loss {
         // -log sigmoid(beta Delta)
         PrefLoss::Dpo { beta } => mean(-(&delta * beta).log_sigmoid(), implicit(beta)),
         // (Delta - 1/(2 beta))^2
-        PrefLoss::Ipo { beta } => mean((&delta - 1.0 / (2.0 * beta)).square(), implicit(beta)),
+        PrefLoss::Ipo { beta, length_normalize: false } => mean((&delta - 1.0 / (2.0 * beta)).square(), implicit(beta)),
+        // (Delta / |y| - 1/(2 beta))^2, each log-ratio over its length
+        PrefLoss::Ipo { beta, length_normalize: true } => mean((&chosen_logratio / &len_w - &rejected_logratio / &len_l - 1.0 / (2.0 * beta)).square(), implicit(beta)),
         // -(1 - eps) log sigmoid(beta Delta) - eps log sigmoid(-beta Delta)
         PrefLoss::Cdpo { beta, label_smoothing: eps } => mean(-(&delta * beta).log_sigmoid() * (1.0 - eps) - (&delta * -beta).log_sigmoid() * eps, implicit(beta)),
         // token NLL of y_w
@@ -189,6 +240,37 @@ pub fn preference_loss(loss: PrefLoss, lp: &PairLogps) -> LossOut {
         PrefLoss::Unlikelihood { alpha } => mean(-(lp.policy_chosen - lp.policy_rejected * alpha), None),
         // max(0, 1 - beta Delta)
         PrefLoss::Hinge { beta } => mean((&delta * -beta + 1.0).relu(), implicit(beta)),
+        // [(1 - eps) l(D) - eps l(-D)] / (1 - 2 eps)
+        PrefLoss::Robust { beta, label_smoothing: eps } => mean((l(&delta * beta) * (1.0 - eps) - l(&delta * -beta) * eps) / (1.0 - 2.0 * eps), implicit(beta)),
+        // l(beta (mean log pi(y_w) - mean log pi(y_l)) - gamma)
+        PrefLoss::Simpo { beta, gamma } => {
+            let (w, r) = (lp.policy_chosen / &len_w * beta, lp.policy_rejected / &len_l * beta);
+            mean(l(&w - &r - gamma), Some((w.detach(), r.detach())))
+        }
+        // (lambda_d (1 - sigmoid(beta (s_w - z0))) + lambda_u (1 - sigmoid(beta (z0 - s_l)))) / 2
+        PrefLoss::Kto { beta, lambda_d, lambda_u } => {
+            let z0 = ((&chosen_logratio + &rejected_logratio) / 2.0).mean(chosen_logratio.kind()).clamp_min(0.0).detach();
+            let desirable = -((&chosen_logratio - &z0) * beta).sigmoid() + 1.0;
+            let undesirable = -((&z0 - &rejected_logratio) * beta).sigmoid() + 1.0;
+            mean((desirable * lambda_d + undesirable * lambda_u) / 2.0, implicit(beta))
+        }
+        // NLL(y_w) + lambda l(log odds(y_w) - log odds(y_l)), odds from per-token means
+        PrefLoss::Orpo { lambda } => {
+            let (m_w, m_l) = (lp.policy_chosen / &len_w, lp.policy_rejected / &len_l);
+            let log_odds = |m: &Tensor| m - (-m.exp()).log1p();
+            mean(-&m_w + l(log_odds(&m_w) - log_odds(&m_l)) * lambda, Some((m_w.detach() * lambda, m_l.detach() * lambda)))
+        }
+        // sigmoid(D) (log sigmoid(D) - log(1 - eps)) + sigmoid(-D) (log sigmoid(-D) - log eps)
+        PrefLoss::ExoPair { beta, label_smoothing: eps } => {
+            let d = &delta * beta;
+            let (pos, neg) = (d.sigmoid() * (d.log_sigmoid() - (1.0 - eps).ln()), (-&d).sigmoid() * ((-&d).log_sigmoid() - eps.ln()));
+            mean(pos + neg, implicit(beta))
+        }
+        // l(beta s_w) + l(-beta s_w) / 2 + l(-beta s_l) / 2
+        PrefLoss::NcaPair { beta } => {
+            let (w, r) = (&chosen_logratio * beta, &rejected_logratio * beta);
+            mean(l(w.shallow_clone()) + l(-&w) / 2.0 + l(-&r) / 2.0, implicit(beta))
+        }
     }
 }
 
@@ -303,7 +385,8 @@ impl Step {
 pub fn pref_step(policy: &Gpt, opt: &mut Adam, b: &PairBatch, (reference_chosen, reference_rejected): (&Tensor, &Tensor), method: PrefLoss, cfg: &TrainConfig, step: usize, eval_every: usize, name: &str) -> Result<Step> {
     let (policy_chosen, policy_rejected) = pair_logps(policy, b);
     let chosen_tokens = b.chosen_mask.sum_dim_intlist(1, false, Kind::Float);
-    let out = preference_loss(method, &PairLogps { policy_chosen: &policy_chosen, policy_rejected: &policy_rejected, reference_chosen, reference_rejected, chosen_tokens: &chosen_tokens });
+    let rejected_tokens = b.rejected_mask.sum_dim_intlist(1, false, Kind::Float);
+    let out = preference_loss(method, &PairLogps { policy_chosen: &policy_chosen, policy_rejected: &policy_rejected, reference_chosen, reference_rejected, chosen_tokens: &chosen_tokens, rejected_tokens: &rejected_tokens });
     let mut logged: Vec<(&'static str, Tensor)> = vec![];
     if let Some((chosen, rejected)) = &out.rewards {
         logged.push(("rewards/chosen", chosen.mean(Kind::Float)));
@@ -314,6 +397,9 @@ pub fn pref_step(policy: &Gpt, opt: &mut Adam, b: &PairBatch, (reference_chosen,
     let loss = out.batch_loss();
     logged.push(("logps/chosen", policy_chosen.detach().mean(Kind::Float)));
     logged.push(("logps/rejected", policy_rejected.detach().mean(Kind::Float)));
+    // Likelihood displacement (Razin et al. 2024): both log-ratios falling.
+    logged.push(("dynamics/logratio_chosen", (policy_chosen.detach() - reference_chosen).mean(Kind::Float)));
+    logged.push(("dynamics/logratio_rejected", (policy_rejected.detach() - reference_rejected).mean(Kind::Float)));
     let lr = cfg.lr * ((step + 1) as f64 / cfg.warmup_steps.max(1) as f64).min(1.0);
     opt.set_lr(lr);
     opt.zero_grad();

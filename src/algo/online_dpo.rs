@@ -116,7 +116,8 @@ pub fn train(
         if !pairs.is_empty() {
             // 4. The loss against the frozen reference, and the step.
             let b = PairTensors::new(&pairs, device).batch(&(0..pairs.len()).collect::<Vec<_>>());
-            let (rc, rr) = tch::no_grad(|| pair_logps(ctx.reference, &b));
+            // Reference-free losses (SimPO, ORPO) skip the reference pass.
+            let (rc, rr) = if method.uses_reference() { tch::no_grad(|| pair_logps(ctx.reference, &b)) } else { (Tensor::zeros([pairs.len() as i64], (tch::Kind::Float, device)), Tensor::zeros([pairs.len() as i64], (tch::Kind::Float, device))) };
             let out = pref_step(policy, &mut opt, &b, (&rc, &rr), method, cfg, step, eval_every, name)?;
             if s % 10 == 0 || s == cfg.steps {
                 out.log(metrics, (name, setting, seed), s);

@@ -37,7 +37,7 @@ use super::adam::Adam;
 use super::common::{check_finite, response_hidden, masked_mean, CkptParts, ResumeFrom};
 use super::reward::RewardModel;
 use super::rollout;
-pub use super::rollout::{aggregate, kl_per_token, token_rewards, Aggregate, KlEstimator, RunningStats};
+pub use super::rollout::{aggregate, kl_per_token, token_rewards, token_rewards_at, value_mask, Aggregate, KlEstimator, RunningStats, ScorePosition};
 use crate::log::Metrics;
 use crate::model::{Gpt, Rollout, SampleSettings};
 use crate::config::{need, ConfigError, MAX_BATCH, MAX_STEPS};
@@ -82,6 +82,12 @@ pub struct PpoConfig {
     pub missing_eos_penalty: f64,
     pub score_norm: bool,
     pub whiten_advantages: bool,
+    /// Where the score goes: `"last_token"` (the default) or `"after_eos"` (TRL's).
+    pub score_position: ScorePosition,
+    /// Whiten with the n - 1 variance (TRL's and OpenRLHF's); default: the n one.
+    pub whiten_unbiased: bool,
+    /// `policy/clipfrac` as `"ratio"` (CleanRL's, the default) or `"active"` (TRL's).
+    pub clipfrac: ClipFrac,
     pub grad_clip: f64,
     /// The rollouts' sampling temperature: `sample.temperature`, not a key of the table (the
     /// method's cache key holds `[sample]`).
@@ -121,6 +127,9 @@ impl Default for PpoConfig {
             missing_eos_penalty: 0.0,
             score_norm: false,
             whiten_advantages: true,
+            score_position: ScorePosition::LastToken,
+            whiten_unbiased: false,
+            clipfrac: ClipFrac::Ratio,
             grad_clip: 1.0,
             temperature: 1.0,
             eval_every: 25,
@@ -198,11 +207,34 @@ pub fn gae(rewards: &Tensor, values: &Tensor, mask: &Tensor, gamma: f64, lambda:
     delta.matmul(&decay) * mask
 }
 
-/// Whiten over the masked entries (mean 0, std 1), as the reference implementations do.
+/// Whiten over the masked entries (mean 0, std 1) with the biased variance.
 pub fn whiten(x: &Tensor, mask: &Tensor) -> Tensor {
+    whiten_with(x, mask, false)
+}
+
+/// [`whiten`] with the biased (divided by n) or, `unbiased`, the n - 1 variance (TRL's
+/// `masked_whiten`, OpenRLHF).
+pub fn whiten_with(x: &Tensor, mask: &Tensor, unbiased: bool) -> Tensor {
     let mean = masked_mean(x, mask);
     let var = masked_mean(&(x - &mean).square(), mask);
+    let var = if unbiased {
+        let n = mask.sum(Kind::Float);
+        var * &n / (n - 1.0).clamp_min(1.0)
+    } else {
+        var
+    };
     (x - mean) * (var + 1e-8).rsqrt() * mask
+}
+
+/// Which fraction `policy/clipfrac` logs.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClipFrac {
+    /// Tokens whose ratio lies outside [1 - c, 1 + c] (CleanRL's `clipfracs`).
+    Ratio,
+    /// Tokens where the clipped term is the one taken (TRL's `pg_clipfrac`: it depends on the
+    /// advantage's sign).
+    Active,
 }
 
 /// Clipped policy loss and its diagnostics.
@@ -210,6 +242,8 @@ pub struct PolicyLoss {
     pub loss: Tensor,
     pub approx_kl: Tensor,
     pub clipfrac: Tensor,
+    /// The fraction of tokens where the clipped term is taken (TRL's definition).
+    pub clipfrac_active: Tensor,
     pub ratio_mean: Tensor,
     pub ratio_var: Tensor,
 }
@@ -230,9 +264,10 @@ pub fn policy_loss_by(new_logp: &Tensor, old_logp: &Tensor, adv: &Tensor, mask: 
     let detached = ratio.detach();
     let approx_kl = masked_mean(&(&detached - 1.0 - logratio.detach()), mask);
     let clipfrac = masked_mean(&(&detached - 1.0).abs().gt(clip_coef).to_kind(Kind::Float), mask);
+    let clipfrac_active = masked_mean(&pg2.detach().gt_tensor(&pg1.detach()).to_kind(Kind::Float), mask);
     let ratio_mean = masked_mean(&detached, mask);
     let ratio_var = masked_mean(&(&detached - &ratio_mean).square(), mask);
-    PolicyLoss { loss, approx_kl, clipfrac, ratio_mean, ratio_var }
+    PolicyLoss { loss, approx_kl, clipfrac, clipfrac_active, ratio_mean, ratio_var }
 }
 
 /// Clipped value loss 0.5 mean(max((V - R)^2, (V_old + clip(V - V_old, -c, c) - R)^2)) and the
@@ -363,13 +398,15 @@ pub fn train(
         let mask = &ro.mask;
         // 2. Values, token rewards, GAE.
         let kl_coef = kl_ctl.coef;
+        // The critic's positions: the response's, and with `after_eos` the score's one after it.
+        let vmask = value_mask(mask, cfg.score_position);
         let (old_values, kl, adv, returns, (kl_seq, kl_k1)) = tch::no_grad(|| {
-            let old_values = values_of(critic, &prompt, &valid, &ro.response) * mask;
+            let old_values = values_of(critic, &prompt, &valid, &ro.response) * &vmask;
             let kl = kl_per_token(&old_logp, &ref_logp, cfg.kl_estimator) * mask;
-            let rewards = token_rewards(&kl, &score, mask, kl_coef);
-            let adv = gae(&rewards, &old_values, mask, cfg.gamma, cfg.gae_lambda);
+            let rewards = token_rewards_at(&kl, &score, mask, kl_coef, cfg.score_position);
+            let adv = gae(&rewards, &old_values, &vmask, cfg.gamma, cfg.gae_lambda);
             let returns = &adv + &old_values;
-            let adv = if cfg.whiten_advantages { whiten(&adv, mask) } else { adv };
+            let adv = if cfg.whiten_advantages { whiten_with(&adv, mask, cfg.whiten_unbiased) } else if cfg.score_position == ScorePosition::LastToken { adv } else { adv * mask };
             // The controller adapts on (and `objective/kl` logs) the sum of the estimator in the
             // reward, as TRL does for k3; the k1 sum is logged beside it.
             let kl_seq = kl.sum_dim_intlist(1, false, Kind::Float).mean(Kind::Float).double_value(&[]);
@@ -396,7 +433,7 @@ pub fn train(
                 let (new_logp, logp_all) = rollout::logprobs(&logits, &resp, cfg.temperature);
                 let pl = policy_loss(&(new_logp * &m), &sel(&old_logp), &sel(&adv), &m, cfg.clip_coef);
                 let new_values = values_of(critic, &p, &v, &resp);
-                let (vf_loss, vf_clipfrac) = value_loss(&new_values, &sel(&old_values), &sel(&returns), &m, cfg.vf_clip);
+                let (vf_loss, vf_clipfrac) = value_loss(&new_values, &sel(&old_values), &sel(&returns), &sel(&vmask), cfg.vf_clip);
                 let loss = &pl.loss + &vf_loss * cfg.vf_coef;
                 opt.zero_grad();
                 vf_opt.zero_grad();
@@ -417,7 +454,11 @@ pub fn train(
                 if first_approx_kl.is_nan() {
                     first_approx_kl = approx_kl;
                 }
-                let vals = [pl.loss.double_value(&[]), vf_loss.double_value(&[]), approx_kl, pl.clipfrac.double_value(&[]), vf_clipfrac.double_value(&[]), entropy, pl.ratio_mean.double_value(&[]), pl.ratio_var.double_value(&[]), gn];
+                let clipfrac = match cfg.clipfrac {
+                    ClipFrac::Ratio => &pl.clipfrac,
+                    ClipFrac::Active => &pl.clipfrac_active,
+                };
+                let vals = [pl.loss.double_value(&[]), vf_loss.double_value(&[]), approx_kl, clipfrac.double_value(&[]), vf_clipfrac.double_value(&[]), entropy, pl.ratio_mean.double_value(&[]), pl.ratio_var.double_value(&[]), gn];
                 for (s, v) in stats.iter_mut().zip(vals) {
                     *s += v;
                 }

@@ -35,6 +35,43 @@ pub fn token_rewards(kl: &Tensor, score: &Tensor, mask: &Tensor, kl_coef: f64) -
 }
 
 
+/// Where the score goes among a response's token rewards.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ScorePosition {
+    /// At the last response token (`<eos>` when emitted): the value after it is 0.
+    LastToken,
+    /// At the position after it, where the policy takes no action but the critic has a value
+    /// (TRL's `sequence_lengths_p1` and its value mask); at the last position when there is no
+    /// room.
+    AfterEos,
+}
+
+/// The positions of the score `[B]`: the last response token, or the one after it.
+fn score_index(mask: &Tensor, position: ScorePosition) -> Tensor {
+    let len = mask.sum_dim_intlist(1, false, Kind::Int64);
+    match position {
+        ScorePosition::LastToken => (len - 1).clamp_min(0),
+        ScorePosition::AfterEos => len.clamp_max(mask.size()[1] - 1),
+    }
+}
+
+/// The mask of the positions with a value: the response's, plus the score's position.
+pub fn value_mask(mask: &Tensor, position: ScorePosition) -> Tensor {
+    match position {
+        ScorePosition::LastToken => mask.shallow_clone(),
+        ScorePosition::AfterEos => mask.scatter_value(1, &score_index(mask, position).unsqueeze(1), 1.0),
+    }
+}
+
+/// [`token_rewards`] with the score at `position`; the KL term stays on the response's tokens.
+pub fn token_rewards_at(kl: &Tensor, score: &Tensor, mask: &Tensor, kl_coef: f64, position: ScorePosition) -> Tensor {
+    match position {
+        ScorePosition::LastToken => token_rewards(kl, score, mask, kl_coef),
+        ScorePosition::AfterEos => kl * -kl_coef * mask + Tensor::zeros_like(mask).scatter(1, &score_index(mask, position).unsqueeze(1), &score.unsqueeze(1)),
+    }
+}
+
 /// How a per-token loss `[B, N]` becomes the batch's scalar: the established trainers differ.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Aggregate {

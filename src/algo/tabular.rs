@@ -92,14 +92,15 @@ impl TabularWorld {
         let ref_lp = tch::no_grad(|| self.table_logprobs(reference));
         let pair = |lp: &Tensor| (lp.unsqueeze(2).expand([x, r, r], false), lp.unsqueeze(1).expand([x, r, r], false));
         let (ref_chosen, ref_rejected) = pair(&ref_lp);
-        let ones = Tensor::ones([x, r, r], (Kind::Float, Device::Cpu));
+        // Every response has `length` tokens.
+        let ones = Tensor::full([x, r, r], self.cfg.length as f64, (Kind::Float, Device::Cpu));
         for step in 0..steps {
             if step % every == 0 {
                 trace(step, &tch::no_grad(|| to_rows(&self.table_logprobs(&table).exp())));
             }
             let lp = self.table_logprobs(&table);
             let (chosen, rejected) = pair(&lp);
-            let out = preference_loss(loss, &PairLogps { policy_chosen: &chosen, policy_rejected: &rejected, reference_chosen: &ref_chosen, reference_rejected: &ref_rejected, chosen_tokens: &ones });
+            let out = preference_loss(loss, &PairLogps { policy_chosen: &chosen, policy_rejected: &rejected, reference_chosen: &ref_chosen, reference_rejected: &ref_rejected, chosen_tokens: &ones, rejected_tokens: &ones });
             assert!(out.per_token.is_none(), "a token-mean loss has no meaning on tabular responses");
             let objective = (out.losses * &weights).sum(Kind::Float) / &total;
             opt.zero_grad();
@@ -261,8 +262,8 @@ impl TabularWorld {
             let ((xw, nw, ww), (xl, nl, wl)) = (rows(&win), rows(&lose));
             let (rc, rr) = tch::no_grad(|| (seq_logp(reference, &xw, &nw, &ww), seq_logp(reference, &xl, &nl, &wl)));
             let (pc, pr) = (seq_logp(&table, &xw, &nw, &ww), seq_logp(&table, &xl, &nl, &wl));
-            let ones = pc.ones_like();
-            let out = preference_loss(loss, &PairLogps { policy_chosen: &pc, policy_rejected: &pr, reference_chosen: &rc, reference_rejected: &rr, chosen_tokens: &ones });
+            let ones = pc.ones_like() * self.cfg.length as f64;
+            let out = preference_loss(loss, &PairLogps { policy_chosen: &pc, policy_rejected: &pr, reference_chosen: &rc, reference_rejected: &rr, chosen_tokens: &ones, rejected_tokens: &ones });
             opt.zero_grad();
             out.batch_loss().backward();
             opt.step();

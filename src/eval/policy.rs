@@ -73,6 +73,7 @@ pub struct EvalSamples {
     pub gold: Vec<f64>,
     pub kl: Vec<f64>,
     pub k1: Vec<f64>,
+    pub k2: Vec<f64>,
     pub k3: Vec<f64>,
 }
 
@@ -124,9 +125,15 @@ impl Evaluator<'_> {
         let k1 = (&logratio * mask).sum_dim_intlist(-1, false, Kind::Float);
         let r = (-&logratio).exp();
         let k3 = ((&r - 1.0 - (-&logratio)) * mask).sum_dim_intlist(-1, false, Kind::Float);
+        // k2 = (log r)^2 / 2 per token: low variance, biased (Schulman's note on KL estimators).
+        let k2 = (logratio.square() * 0.5 * mask).sum_dim_intlist(-1, false, Kind::Float);
         let entropy = ((-outside_zero(&p * &lp).sum_dim_intlist(-1, false, Kind::Float)) * mask).sum_dim_intlist(-1, false, Kind::Float);
         let to_vec = |t: &Tensor| Vec::<f64>::try_from(t.to_kind(Kind::Double).to_device(tch::Device::Cpu)).unwrap();
-        let (kl, k1, k3, entropy) = (to_vec(&kl), to_vec(&k1), to_vec(&k3), to_vec(&entropy));
+        let (kl, k1, k2, k3, entropy) = (to_vec(&kl), to_vec(&k1), to_vec(&k2), to_vec(&k3), to_vec(&entropy));
+        let sd = |x: &[f64]| {
+            let m = x.iter().sum::<f64>() / x.len() as f64;
+            (x.iter().map(|v| (v - m).powi(2)).sum::<f64>() / (x.len() as f64 - 1.0).max(1.0)).sqrt()
+        };
         let length = mask.sum_dim_intlist(-1, false, Kind::Float).mean(Kind::Float).double_value(&[]);
         let eos_rate = rows.iter().filter(|r| r.last() == Some(&EOS)).count() as f64 / rows.len() as f64;
         let g: Stat = mean_ci(&gold);
@@ -138,6 +145,11 @@ impl Evaluator<'_> {
             ("eval/kl_ci".to_string(), k.ci95),
             ("eval/kl_k1".to_string(), mean_ci(&k1).mean),
             ("eval/kl_k3".to_string(), mean_ci(&k3).mean),
+            ("eval/kl_k2".to_string(), mean_ci(&k2).mean),
+            ("eval/kl_sd".to_string(), sd(&kl)),
+            ("eval/kl_k1_sd".to_string(), sd(&k1)),
+            ("eval/kl_k2_sd".to_string(), sd(&k2)),
+            ("eval/kl_k3_sd".to_string(), sd(&k3)),
             ("eval/entropy".to_string(), mean_ci(&entropy).mean),
             ("eval/distinct1".to_string(), distinct(&rows, 1)),
             ("eval/distinct2".to_string(), distinct(&rows, 2)),
@@ -171,6 +183,6 @@ impl Evaluator<'_> {
             }
             out.push(("eval/implicit_acc".to_string(), correct / pairs.len().max(1) as f64));
         }
-        (out, EvalSamples { gold, kl, k1, k3 })
+        (out, EvalSamples { gold, kl, k1, k2, k3 })
     }
 }

@@ -9,6 +9,7 @@
 //!   test half's own envelope minus the reported value, paired by seed). A seed has a value at a
 //!   budget only if it evaluated a point at or past it: nothing is extrapolated;
 //! - `paired.csv`: the scenario's pairs of methods, compared paired by seed (see [`paired`]);
+//! - `kl_estimators.csv`: k1, k2 and k3 against the exact KL per method (see [`estimators`]);
 //! - `fits.csv`: Gao et al.'s fits of gold and proxy reward gain against d = sqrt(KL), for
 //!   Best-of-N (R = d(a - b d)) and PPO (R = d(a - b log d));
 //! - `report.md`: the final-evaluation table, the budget tables and the paired verdicts;
@@ -16,6 +17,7 @@
 //! - where the world has reference responses: `winrate.csv`, `winrate_temperature.{png,svg}`
 //!   and `winrate_steps.{png,svg}` (see [`winrate`]).
 
+pub mod estimators;
 pub mod frontier;
 pub mod paired;
 pub mod paper;
@@ -387,6 +389,10 @@ pub fn report(dir: &Path) -> Result<PathBuf> {
         let _ = writeln!(csv, "{m},{which},{f},{a},{b},{r2},{n}");
     }
     write_atomic(&dir.join("fits.csv"), csv.as_bytes())?;
+    let kl_rows = estimators::rows(&evals);
+    if !kl_rows.is_empty() {
+        write_atomic(&dir.join("kl_estimators.csv"), estimators::csv(&kl_rows).as_bytes())?;
+    }
     let mut md = markdown(&pts, &budget_rows, &paired_rows);
     let (by_temp, by_step) = (winrate::by_temperature(&evals), winrate::by_step(&evals));
     if !by_temp.is_empty() || !by_step.is_empty() {

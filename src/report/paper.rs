@@ -3,6 +3,7 @@
 //! verdicts ("above", "within the intervals", ...) are computed from those numbers.
 
 use anyhow::{Context, Result};
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -176,6 +177,83 @@ fn online_section(s: &mut String, dir: &Path, f: &Csv, p: &Csv) {
     let _ = writeln!(s, "Settings as run:\n\n```toml\n{}```\n", settings(dir, &["sweep", "train", "dpo", "online_dpo", "online_dpo_gt", "online_dpo_shuffled", "ppo", "rloo", "grpo", "report"]));
 }
 
+/// "The preference-loss zoo": the frontier, each loss paired against DPO, likelihood
+/// displacement (both log-ratios falling at the end of training) and the KL estimators.
+fn loss_zoo_section(s: &mut String, dir: &Path, f: &Csv, p: &Csv) {
+    let _ = writeln!(s, "## The preference-loss zoo (sentiment)\n");
+    let _ = writeln!(s, "Every loss of `algo::dpo::PrefLoss` on the same pairs, from the same pi_SFT, with the same optimisation (`scenarios/loss-zoo.toml`): DPO (TRL `sigmoid`), IPO on summed log-ratios (the DPO reference code's convention; TRL's divides by the length, `length_normalize = true` here), conservative DPO and robust DPO (Chowdhury et al. 2024, TRL `robust`) at the same flip rate 0.1, SLiC's hinge, KTO on the pairs as unpaired examples, EXO (`exo_pair`), NCA (`nca_pair`), and the reference-free SimPO and ORPO; each with a grid of its strength.\n");
+    if let Some(t) = wall_time(dir) {
+        let _ = writeln!(s, "`alignlab run scenarios/loss-zoo.toml --jobs 2`; wall time of the invocation that wrote these results: {t}.\n");
+    }
+    figure(s, "../results/loss-zoo/frontier.png", "Gold reward against KL(pi || pi_ref) for every preference loss: each loss's frontier chosen on the selection half of the prompts and shown on the test half (mean over seeds, 95% t-band).");
+    let budgets = budgets_of(f);
+    let _ = writeln!(s, "Gold reward at fixed KL budgets:\n");
+    s.push_str(&budget_table(f, &budgets, "selected", "gold_mean", "gold_ci95", false));
+    let _ = writeln!(s, "\nEach loss against DPO, paired by seed (A - B with a 95% t-interval over seeds):\n");
+    let pairs = distinct(p.rows.iter().filter(|r| p.get(r, "axis") == "kl_budget").map(|r| format!("{}|{}", p.get(r, "a"), p.get(r, "b"))));
+    for pair in &pairs {
+        let (a, b) = pair.split_once('|').unwrap();
+        for r in paired_rows(p, a, b, "kl_budget").into_iter().filter(|r| [1.0, 2.0].contains(&p.num(r, "x"))) {
+            let _ = writeln!(s, "- KL {}: {}.", p.get(r, "x"), paired_line(p, r));
+        }
+    }
+    // Likelihood displacement: the last logged log-ratios of chosen and rejected, mean over seeds.
+    if let Some(m) = Csv::read(&dir.join("metrics.csv")) {
+        let mut last: BTreeMap<(String, String, String), (usize, f64)> = BTreeMap::new(); // (method, setting, seed) per metric
+        let mut table: BTreeMap<(String, String), [Vec<f64>; 2]> = BTreeMap::new();
+        for which in 0..2 {
+            last.clear();
+            let key = ["dynamics/logratio_chosen", "dynamics/logratio_rejected"][which];
+            for r in &m.rows {
+                let method = m.get(r, "method");
+                if m.get(r, "metric") != format!("{method}/{key}") {
+                    continue;
+                }
+                let step: usize = m.get(r, "step").parse().unwrap_or(0);
+                let e = last.entry((method.to_string(), m.get(r, "setting").to_string(), m.get(r, "seed").to_string())).or_insert((0, f64::NAN));
+                if step >= e.0 {
+                    *e = (step, m.num(r, "value"));
+                }
+            }
+            for ((method, setting, _), (_, v)) in &last {
+                table.entry((method.clone(), setting.clone())).or_default()[which].push(*v);
+            }
+        }
+        if !table.is_empty() {
+            let _ = writeln!(s, "\nLikelihood displacement (Razin et al. 2024): the change of the chosen and the rejected responses' log-probabilities from pi_ref on the last training batch, mean over seeds; \"both\" where both fell in every seed:\n\n| loss | setting | log pi(y_w) - log pi_ref(y_w) | log pi(y_l) - log pi_ref(y_l) | both fell |\n|---|---|---|---|---|");
+            let mut displaced = Vec::new();
+            for ((method, setting), [c, r]) in &table {
+                let mean = |v: &Vec<f64>| v.iter().sum::<f64>() / v.len().max(1) as f64;
+                let both = !c.is_empty() && c.iter().zip(r).all(|(a, b)| *a < 0.0 && *b < 0.0);
+                if both {
+                    displaced.push(format!("{method} {setting}"));
+                }
+                let _ = writeln!(s, "| {method} | {setting} | {:+.2} | {:+.2} | {} |", mean(c), mean(r), if both { "both" } else { "" });
+            }
+            let _ = writeln!(s, "\n{}\n", if displaced.is_empty() { "No loss and strength shows both log-probabilities falling in every seed.".to_string() } else { format!("Both fall, in every seed, under: {}.", displaced.join("; ")) });
+        }
+    }
+    kl_estimator_table(s, dir);
+    let _ = writeln!(s, "Settings as run:\n\n```toml\n{}```\n", settings(dir, &["sweep", "train", "dpo", "ipo", "cdpo", "robust", "hinge", "kto", "exo_pair", "nca_pair", "simpo", "orpo", "report"]));
+}
+
+/// The KL estimators against the exact KL, per method, from a folder's `kl_estimators.csv`.
+fn kl_estimator_table(s: &mut String, dir: &Path) {
+    let Some(k) = Csv::read(&dir.join("kl_estimators.csv")) else { return };
+    let _ = writeln!(s, "### KL estimators\n\nEvery evaluation scores its samples with the exact KL (the full-vocabulary sum along each sampled response) and with the sampled estimators k1 = sum log(pi/pi_ref), k2 = sum (log(pi/pi_ref))^2 / 2 and k3 = sum (r - 1) - log r, r = pi_ref/pi. Bias: estimator minus exact, mean over a method's evaluations (relative: over evaluations with KL > 0.05); spread: the standard deviation over an evaluation's samples, mean over evaluations.\n\n| method | evaluations | exact KL | k1 bias (rel.) | k2 bias (rel.) | k3 bias (rel.) | sd exact | sd k1 | sd k2 | sd k3 |\n|---|---|---|---|---|---|---|---|---|---|");
+    for m in distinct(k.rows.iter().map(|r| k.get(r, "method").to_string())) {
+        let row = |e: &str| k.rows.iter().find(|r| k.get(r, "method") == m && k.get(r, "estimator") == e);
+        let (Some(x), Some(k1), Some(k2), Some(k3)) = (row("exact"), row("k1"), row("k2"), row("k3")) else { continue };
+        let b = |r: &Vec<String>| {
+            let rel = k.num(r, "rel_bias_mean");
+            let rel = if rel.is_finite() { format!(" ({:+.0}%)", 100.0 * rel) } else { String::new() };
+            format!("{:+.3}{rel}", k.num(r, "bias_mean"))
+        };
+        let _ = writeln!(s, "| {m} | {} | {:.3} | {} | {} | {} | {:.3} | {:.3} | {:.3} | {:.3} |", k.get(x, "evaluations"), k.num(x, "kl_mean"), b(k1), b(k2), b(k3), k.num(x, "sd_mean"), k.num(k1, "sd_mean"), k.num(k2, "sd_mean"), k.num(k3, "sd_mean"));
+    }
+    s.push('\n');
+}
+
 /// The KL budgets of a `frontier.csv`, ascending.
 fn budgets_of(f: &Csv) -> Vec<f64> {
     let mut b: Vec<f64> = f.rows.iter().map(|r| f.num(r, "kl_budget")).collect();
@@ -279,6 +357,12 @@ pub fn write(results: &Path, out: &Path) -> Result<PathBuf> {
         online_section(&mut s, &ovo, &f, &p);
     }
 
+    // The loss zoo and the KL estimators.
+    let zoo = results.join("loss-zoo");
+    if let (Some(f), Some(p)) = (Csv::read(&zoo.join("frontier.csv")), Csv::read(&zoo.join("paired.csv"))) {
+        loss_zoo_section(&mut s, &zoo, &f, &p);
+    }
+
     // Summarize.
     let summ = results.join("paper-summarize");
     if let Some(w) = Csv::read(&summ.join("winrate.csv")) {
@@ -357,6 +441,16 @@ pub fn write(results: &Path, out: &Path) -> Result<PathBuf> {
             if let (Some(d), Some(i)) = (last(&format!("DPO beta={beta} (deterministic labels)")), last(&format!("IPO beta={beta} (deterministic labels)"))) {
                 let v = if d < i * 1e-3 { "DPO drives it towards zero while IPO keeps it" } else { "DPO does not drive it far below IPO's" };
                 let _ = writeln!(s, "- beta {beta}, deterministic labels: the worst response keeps {d:.3e} under DPO and {i:.3e} under IPO: {v}.");
+            }
+        }
+        if let Some(u) = Csv::read(&results.join("tabular").join("tabular_unseen.csv")) {
+            if let Some(first) = u.rows.first() {
+                let _ = writeln!(s, "\nLikelihood displacement, exactly: each loss trained from pi_ref (2000 full-batch steps) on {} deterministic pairs per prompt drawn from pi_ref, which leave {:.2} of a prompt's 9 responses in no pair. The mass on those unseen responses (mean over prompts), at pi_ref and at the end:\n\n| loss | setting | pi_ref | trained |\n|---|---|---|---|", u.get(first, "pairs"), u.num(first, "unseen_responses"));
+                for r in &u.rows {
+                    let _ = writeln!(s, "| {} | {} | {:.3} | {:.2e} |", u.get(r, "loss"), u.get(r, "setting"), u.num(r, "mass_ref"), u.num(r, "mass"));
+                }
+                let rising: Vec<&str> = u.rows.iter().filter(|r| u.num(r, "mass") > u.num(r, "mass_ref")).map(|r| u.get(r, "loss")).collect();
+                let _ = writeln!(s, "\n{}", if rising.is_empty() { "No loss moves mass onto the unseen responses in this world: every one takes mass off them.".to_string() } else { format!("Mass moves onto unseen responses under: {}.", rising.join(", ")) });
             }
         }
         s.push('\n');

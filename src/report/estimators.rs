@@ -1,0 +1,75 @@
+//! `kl_estimators.csv`: the sampled KL estimators against the exact KL, per method over every
+//! evaluation of its runs. Each evaluation scores the same samples with the exact KL (the
+//! full-vocabulary sum along each sampled response) and with k1 = sum log r, k2 = sum (log r)^2
+//! / 2 and k3 = sum (r - 1) - log r, r = pi(y_t) / pi_ref(y_t) inverted as in the evaluator
+//! (k1 and k3 are unbiased, k2 is not). Bias: the estimator's mean minus the exact mean of an
+//! evaluation, averaged over evaluations; spread: the standard deviation over an evaluation's
+//! samples, averaged likewise.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use crate::log::Metrics;
+
+/// One method and estimator: evaluations, mean exact KL, mean bias, mean bias relative to the
+/// exact KL (over evaluations with KL > 0.05), mean spread.
+pub struct EstimatorRow {
+    pub method: String,
+    pub estimator: &'static str,
+    pub evaluations: usize,
+    pub kl: f64,
+    pub bias: f64,
+    pub rel_bias: f64,
+    pub sd: f64,
+}
+
+/// The rows, or none when the evaluations predate k2.
+pub fn rows(evals: &Metrics) -> Vec<EstimatorRow> {
+    // (method, setting, seed, step) -> metric -> value
+    let mut at: BTreeMap<(String, String, u64, usize), BTreeMap<&str, f64>> = BTreeMap::new();
+    for r in &evals.rows {
+        if r.metric.starts_with("eval/kl") {
+            at.entry((r.method.clone(), r.setting.clone(), r.seed, r.step)).or_default().insert(r.metric.as_str(), r.value);
+        }
+    }
+    let mut out = Vec::new();
+    let methods: Vec<String> = {
+        let mut m: Vec<String> = at.keys().map(|k| k.0.clone()).collect();
+        m.dedup();
+        m
+    };
+    for method in methods {
+        let evs: Vec<&BTreeMap<&str, f64>> = at.iter().filter(|(k, v)| k.0 == method && v.contains_key("eval/kl_k2") && k.3 > 0).map(|(_, v)| v).collect();
+        if evs.is_empty() {
+            continue;
+        }
+        let mean = |f: &dyn Fn(&BTreeMap<&str, f64>) -> Option<f64>| {
+            let v: Vec<f64> = evs.iter().filter_map(|e| f(e)).filter(|x| x.is_finite()).collect();
+            if v.is_empty() {
+                f64::NAN
+            } else {
+                v.iter().sum::<f64>() / v.len() as f64
+            }
+        };
+        let kl = mean(&|e| e.get("eval/kl").copied());
+        for (name, key, sd_key) in [("exact", "eval/kl", "eval/kl_sd"), ("k1", "eval/kl_k1", "eval/kl_k1_sd"), ("k2", "eval/kl_k2", "eval/kl_k2_sd"), ("k3", "eval/kl_k3", "eval/kl_k3_sd")] {
+            let bias = mean(&|e| Some(e.get(key)? - e.get("eval/kl")?));
+            let rel_bias = mean(&|e| {
+                let exact = *e.get("eval/kl")?;
+                let est = *e.get(key)?;
+                (exact > 0.05).then(|| (est - exact) / exact)
+            });
+            let sd = mean(&|e| e.get(sd_key).copied());
+            out.push(EstimatorRow { method: method.clone(), estimator: name, evaluations: evs.len(), kl, bias, rel_bias, sd });
+        }
+    }
+    out
+}
+
+pub fn csv(rows: &[EstimatorRow]) -> String {
+    let mut s = String::from("method,estimator,evaluations,kl_mean,bias_mean,rel_bias_mean,sd_mean\n");
+    for r in rows {
+        let _ = writeln!(s, "{},{},{},{},{},{},{}", r.method, r.estimator, r.evaluations, r.kl, r.bias, r.rel_bias, r.sd);
+    }
+    s
+}
