@@ -206,7 +206,7 @@ fn run_env(file: &Path, out: &Path, extra: &[&str], env: &[(&str, &str)]) -> Out
     let mut c = bin();
     c.arg("run").arg(file).arg("--threads").arg("1").arg("--device").arg("cpu");
     c.arg("--results").arg(out.join("results")).arg("--runs").arg(out.join("runs"));
-    for s in TINY.iter().chain(extra) {
+    for s in tiny_for(file).iter().chain(extra) {
         c.arg("--set").arg(s);
     }
     for (k, v) in env {
@@ -247,7 +247,7 @@ fn a_nan_stops_its_cell_and_the_others_go_on() {
         let mut c = bin();
         c.args(["run", "scenarios/sentiment.toml", "--threads", "2", "--device", "cpu", "--jobs", jobs]);
         c.arg("--results").arg(out.join("results")).arg("--runs").arg(out.join("runs"));
-        for s in TINY {
+        for s in tiny_for(file) {
             c.arg("--set").arg(s);
         }
         c.env("ALIGNLAB_NAN_AT", "ipo:4");
@@ -270,7 +270,7 @@ fn seeds_sweep_with_jobs_runs_cells_as_processes() {
     let mut c = bin();
     c.args(["run", "scenarios/sentiment.toml", "--threads", "2", "--device", "cpu", "--jobs", "2"]);
     c.arg("--results").arg(out.join("results")).arg("--runs").arg(out.join("runs"));
-    for s in TINY.iter().chain(&["sweep.seeds=[0,1]", "sweep.dpo.beta=[0.5]"]) {
+    for s in tiny_for(Path::new("scenarios/sentiment.toml")).iter().chain(&["sweep.seeds=[0,1]", "sweep.dpo.beta=[0.5]"]) {
         c.arg("--set").arg(s);
     }
     let o = c.output().unwrap();
@@ -286,7 +286,7 @@ fn seeds_sweep_with_jobs_runs_cells_as_processes() {
         assert!(out.join("results/sentiment").join(f).exists(), "no {f}");
     }
     // The cells listing knows they are done.
-    let o = bin().args(["cells", "scenarios/sentiment.toml", "--runs"]).arg(out.join("runs")).args(TINY.iter().chain(&["sweep.seeds=[0,1]", "sweep.dpo.beta=[0.5]"]).flat_map(|s| ["--set", s])).output().unwrap();
+    let o = bin().args(["cells", "scenarios/sentiment.toml", "--runs"]).arg(out.join("runs")).args(tiny_for(Path::new("scenarios/sentiment.toml")).iter().chain(&["sweep.seeds=[0,1]", "sweep.dpo.beta=[0.5]"]).flat_map(|s| ["--set", s])).output().unwrap();
     let t = text(&o);
     assert!(t.contains("--seed 1 --index 0\tdpo beta=0.5\tdone") && !t.contains("pending"), "{t}");
     std::fs::remove_dir_all(&out).ok();
