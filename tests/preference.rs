@@ -284,6 +284,14 @@ fn exact_kl_and_sampled_estimators_agree() {
     assert!(d2.mean.abs() > d2.ci95, "k2 shows no bias: {d2}");
     let get = |k: &str| named.iter().find(|(n, _)| n == k).unwrap().1;
     assert!(close(get("eval/kl"), exact.mean, 1e-9));
+    // Squeezing: the sharpened policy puts more mass on its greedy response than the reference
+    // does on its own.
+    let (named_ref, _) = {
+        let _lock = RNG_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        ev.evaluate(&reference)
+    };
+    let greedy_ref = named_ref.iter().find(|(n, _)| n == "eval/greedy_logp").unwrap().1;
+    assert!(get("eval/greedy_logp") <= 0.0 && get("eval/greedy_logp") > greedy_ref + 1.0, "greedy log-mass {} against the reference's {greedy_ref}", get("eval/greedy_logp"));
     // The same policy as the reference: every estimator is exactly zero.
     let ev0 = Evaluator::new(&world, &policy, None, None, 4, 0.5, ev.settings.clone(), 5);
     let (_, s0) = ev0.evaluate(&policy);

@@ -85,9 +85,25 @@ impl Evaluator<'_> {
         Evaluator { world, reference, rm, heldout, prompts, ref_gold, settings, seed, n_sel_rows }
     }
 
-    /// Sample at the evaluation settings, then score: the named metrics and per-sample values.
+    /// Sample at the evaluation settings, then score: the named metrics and per-sample values;
+    /// and the squeezing diagnostic `eval/greedy_logp`.
     pub fn evaluate(&self, policy: &Gpt) -> (Vec<(String, f64)>, EvalSamples) {
-        self.evaluate_with(policy, &self.settings)
+        let (mut rows, samples) = self.evaluate_with(policy, &self.settings);
+        rows.push(("eval/greedy_logp".to_string(), self.greedy_logp(policy)));
+        (rows, samples)
+    }
+
+    /// Squeezing (Ren and Sutherland 2025): the log-probability, at temperature 1, of the
+    /// policy's greedy response to each held-out prompt (its most likely response, as far as
+    /// greedy decoding finds it), mean over prompts. Rising: mass piles onto one response.
+    fn greedy_logp(&self, policy: &Gpt) -> f64 {
+        let _guard = tch::no_grad_guard();
+        let (prompt, valid) = left_pad(self.world.eval_prompts(), self.reference.cfg_device());
+        let greedy = SampleSettings { temperature: 0.0, top_k: 0, ..self.settings.clone() };
+        let ro = generate(policy, &prompt, &valid, &greedy);
+        let lp = sampling_logprobs(&response_logits(policy, &prompt, &valid, &ro.response), 0.0, 0);
+        let picked = lp.gather(-1, &ro.response.unsqueeze(-1), false).squeeze_dim(-1) * &ro.mask;
+        picked.sum_dim_intlist(-1, false, Kind::Float).mean(Kind::Float).double_value(&[])
     }
 
     /// The evaluation at another sampling temperature, metrics named `eval_t{T}/...`; the

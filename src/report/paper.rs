@@ -219,8 +219,22 @@ fn loss_zoo_section(s: &mut String, dir: &Path, f: &Csv, p: &Csv) {
                 table.entry((method.clone(), setting.clone())).or_default()[which].push(*v);
             }
         }
+        // Squeezing: the final evaluation's log-mass on the greedy response, mean over seeds.
+        let mut greedy: BTreeMap<(String, String), Vec<(String, usize, f64)>> = BTreeMap::new();
+        if let Some(e) = Csv::read(&dir.join("eval.csv")) {
+            for r in e.rows.iter().filter(|r| e.get(r, "metric") == "eval/greedy_logp") {
+                greedy.entry((e.get(r, "method").to_string(), e.get(r, "setting").to_string())).or_default().push((e.get(r, "seed").to_string(), e.get(r, "step").parse().unwrap_or(0), e.num(r, "value")));
+            }
+        }
+        let final_greedy = |method: &str, setting: &str| -> Option<f64> {
+            let v = greedy.get(&(method.to_string(), setting.to_string()))?;
+            let seeds = distinct(v.iter().map(|x| x.0.clone()));
+            let last: Vec<f64> = seeds.iter().filter_map(|sd| v.iter().filter(|x| &x.0 == sd).max_by_key(|x| x.1).map(|x| x.2)).collect();
+            (!last.is_empty()).then(|| last.iter().sum::<f64>() / last.len() as f64)
+        };
+        let sft_greedy = final_greedy("sft", "");
         if !table.is_empty() {
-            let _ = writeln!(s, "\nLikelihood displacement (Razin et al. 2024): the change of the chosen and the rejected responses' log-probabilities from pi_ref on the last training batch, mean over seeds; \"both\" where both fell in every seed:\n\n| loss | setting | log pi(y_w) - log pi_ref(y_w) | log pi(y_l) - log pi_ref(y_l) | both fell |\n|---|---|---|---|---|");
+            let _ = writeln!(s, "\nLikelihood displacement (Razin et al. 2024): the change of the chosen and the rejected responses' log-probabilities from pi_ref on the last training batch, mean over seeds; \"both\" where both fell in every seed. Squeezing (Ren and Sutherland 2025): the log-probability of the policy's greedy response to a held-out prompt at the final evaluation, mean over prompts and seeds (pi_SFT: {}).\n\n| loss | setting | log pi(y_w) - log pi_ref(y_w) | log pi(y_l) - log pi_ref(y_l) | both fell | greedy log-mass |\n|---|---|---|---|---|---|", sft_greedy.map(|g| format!("{g:.2}")).unwrap_or_else(|| "-".into()));
             let mut displaced = Vec::new();
             for ((method, setting), [c, r]) in &table {
                 let mean = |v: &Vec<f64>| v.iter().sum::<f64>() / v.len().max(1) as f64;
@@ -228,7 +242,8 @@ fn loss_zoo_section(s: &mut String, dir: &Path, f: &Csv, p: &Csv) {
                 if both {
                     displaced.push(format!("{method} {setting}"));
                 }
-                let _ = writeln!(s, "| {method} | {setting} | {:+.2} | {:+.2} | {} |", mean(c), mean(r), if both { "both" } else { "" });
+                let g = final_greedy(method, setting).map(|g| format!("{g:.2}")).unwrap_or_else(|| "-".into());
+                let _ = writeln!(s, "| {method} | {setting} | {:+.2} | {:+.2} | {} | {g} |", mean(c), mean(r), if both { "both" } else { "" });
             }
             let _ = writeln!(s, "\n{}\n", if displaced.is_empty() { "No loss and strength shows both log-probabilities falling in every seed.".to_string() } else { format!("Both fall, in every seed, under: {}.", displaced.join("; ")) });
         }
