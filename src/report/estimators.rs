@@ -73,3 +73,17 @@ pub fn csv(rows: &[EstimatorRow]) -> String {
     }
     s
 }
+
+/// Every evaluation with k2 (after step 0): its exact KL and k1, k2, k3 minus it.
+pub fn points(evals: &Metrics) -> Vec<(f64, [f64; 3])> {
+    let mut at: BTreeMap<(String, String, u64, usize), BTreeMap<&str, f64>> = BTreeMap::new();
+    for r in evals.rows.iter().filter(|r| r.metric.starts_with("eval/kl") && r.step > 0) {
+        at.entry((r.method.clone(), r.setting.clone(), r.seed, r.step)).or_default().insert(r.metric.as_str(), r.value);
+    }
+    at.values()
+        .filter_map(|e| {
+            let exact = *e.get("eval/kl")?;
+            Some((exact, [e.get("eval/kl_k1")? - exact, e.get("eval/kl_k2")? - exact, e.get("eval/kl_k3")? - exact]))
+        })
+        .collect()
+}

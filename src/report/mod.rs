@@ -392,6 +392,7 @@ pub fn report(dir: &Path) -> Result<PathBuf> {
     let kl_rows = estimators::rows(&evals);
     if !kl_rows.is_empty() {
         write_atomic(&dir.join("kl_estimators.csv"), estimators::csv(&kl_rows).as_bytes())?;
+        plot::kl_estimators(dir, &estimators::points(&evals))?;
     }
     let mut md = markdown(&pts, &budget_rows, &paired_rows);
     let (by_temp, by_step) = (winrate::by_temperature(&evals), winrate::by_step(&evals));

@@ -255,7 +255,10 @@ fn loss_zoo_section(s: &mut String, dir: &Path, f: &Csv, p: &Csv) {
 /// The KL estimators against the exact KL, per method, from a folder's `kl_estimators.csv`.
 fn kl_estimator_table(s: &mut String, dir: &Path) {
     let Some(k) = Csv::read(&dir.join("kl_estimators.csv")) else { return };
-    let _ = writeln!(s, "### KL estimators\n\nEvery evaluation scores its samples with the exact KL (the full-vocabulary sum along each sampled response) and with the sampled estimators k1 = sum log(pi/pi_ref), k2 = sum (log(pi/pi_ref))^2 / 2 and k3 = sum (r - 1) - log r, r = pi_ref/pi. Bias: estimator minus exact, mean over a method's evaluations (relative: over evaluations with KL > 0.05); spread: the standard deviation over an evaluation's samples, mean over evaluations.\n\n| method | evaluations | exact KL | k1 bias (rel.) | k2 bias (rel.) | k3 bias (rel.) | sd exact | sd k1 | sd k2 | sd k3 |\n|---|---|---|---|---|---|---|---|---|---|");
+    let rel = dir.file_name().map(|n| format!("../results/{}/kl_estimators.png", n.to_string_lossy())).unwrap_or_default();
+    let _ = writeln!(s, "### KL estimators\n");
+    figure(s, &rel, "Each sampled estimator minus the exact KL against the exact KL, one point per evaluation of every run.");
+    let _ = writeln!(s, "Every evaluation scores its samples with the exact KL (the full-vocabulary sum along each sampled response) and with the sampled estimators k1 = sum log(pi/pi_ref), k2 = sum (log(pi/pi_ref))^2 / 2 and k3 = sum (r - 1) - log r, r = pi_ref/pi. Bias: estimator minus exact, mean over a method's evaluations (relative: over evaluations with KL > 0.05); spread: the standard deviation over an evaluation's samples, mean over evaluations.\n\n| method | evaluations | exact KL | k1 bias (rel.) | k2 bias (rel.) | k3 bias (rel.) | sd exact | sd k1 | sd k2 | sd k3 |\n|---|---|---|---|---|---|---|---|---|---|");
     for m in distinct(k.rows.iter().map(|r| k.get(r, "method").to_string())) {
         let row = |e: &str| k.rows.iter().find(|r| k.get(r, "method") == m && k.get(r, "estimator") == e);
         let (Some(x), Some(k1), Some(k2), Some(k3)) = (row("exact"), row("k1"), row("k2"), row("k3")) else { continue };

@@ -398,3 +398,34 @@ fn ablation_chart<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, panels: &[Ab
     }
     Ok(())
 }
+
+/// `kl_estimators.{png,svg}`: each sampled estimator minus the exact KL against the exact KL,
+/// one point per evaluation.
+pub fn kl_estimators(dir: &Path, points: &[(f64, [f64; 3])]) -> Result<()> {
+    register_font();
+    both(dir, "kl_estimators", (800, 520), |r| kl_estimator_chart(r, points), |r| kl_estimator_chart(r, points))
+}
+
+fn kl_estimator_chart<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, points: &[(f64, [f64; 3])]) -> Result<()> {
+    let (x0, x1) = range(points.iter().map(|p| p.0), 0.05);
+    let (y0, y1) = range(points.iter().flat_map(|p| p.1), 0.1);
+    let mut chart = ChartBuilder::on(&root)
+        .caption("Sampled KL estimators minus the exact KL, per evaluation", (FONT, 20))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(60)
+        .build_cartesian_2d(x0..x1, y0..y1)
+        .map_err(err)?;
+    chart.configure_mesh().x_desc("exact KL(pi || pi_ref)").y_desc("estimator - exact").label_style((FONT, 12)).draw().map_err(err)?;
+    chart.draw_series(LineSeries::new([(x0, 0.0), (x1, 0.0)], BLACK.mix(0.5))).map_err(err)?;
+    for (i, name) in ["k1", "k2", "k3"].iter().enumerate() {
+        let c = color(i);
+        chart
+            .draw_series(points.iter().map(|p| Circle::new((p.0, p.1[i]), 3, c.mix(0.6).filled())))
+            .map_err(err)?
+            .label(*name)
+            .legend(move |(x, y)| Circle::new((x + 9, y), 4, c.filled()));
+    }
+    chart.configure_series_labels().label_font((FONT, 12)).background_style(WHITE.mix(0.85)).border_style(BLACK).position(SeriesLabelPosition::UpperLeft).draw().map_err(err)?;
+    Ok(())
+}
