@@ -192,3 +192,60 @@ fn tabular_reference_free_losses_go_where_the_labels_point() {
         assert!(orpo[x][best] > ref_probs[x][best] && orpo[x][worst] < 0.1 * ref_probs[x][worst], "ORPO on prompt {x}");
     }
 }
+
+/// IPO's fixed point in closed form. On pair counts n[a][b] (a chosen over b) the loss
+/// sum n[a][b] (g_a - g_b - c)^2, g = log pi - log pi_ref and c = 1/(2 beta), is stationary where
+/// L g = c (wins - losses), L the Laplacian of n + n^T: a linear system per prompt, solved here
+/// (g up to a constant), then pi = pi_ref exp(g) / Z. The tabular IPO run must reach it.
+#[test]
+fn tabular_ipo_reaches_its_closed_form_fixed_point() {
+    let (w, reference, ref_probs, _) = tabular();
+    let counts = w.sample_pair_counts(&ref_probs, 200_000, Labels::BradleyTerry { temperature: 1.0 }, 13);
+    for beta in [0.1, 1.0] {
+        let c = 1.0 / (2.0 * beta);
+        let target: Vec<Vec<f64>> = counts
+            .iter()
+            .zip(&ref_probs)
+            .map(|(n, pref)| {
+                let r = n.len();
+                // Rows 1..r of L g = c (wins - losses) with g_0 = 0 (the gauge), by elimination.
+                let mut a = vec![vec![0.0; r]; r];
+                let mut rhs = vec![0.0; r];
+                for y in 0..r {
+                    for o in 0..r {
+                        if o != y {
+                            let both = n[y][o] + n[o][y];
+                            a[y][y] += both;
+                            a[y][o] -= both;
+                            rhs[y] += c * (n[y][o] - n[o][y]);
+                        }
+                    }
+                }
+                let (mut m, mut b): (Vec<Vec<f64>>, Vec<f64>) = ((1..r).map(|i| a[i][1..].to_vec()).collect(), rhs[1..].to_vec());
+                let k = r - 1;
+                for col in 0..k {
+                    let piv = (col..k).max_by(|&i, &j| m[i][col].abs().total_cmp(&m[j][col].abs())).unwrap();
+                    m.swap(col, piv);
+                    b.swap(col, piv);
+                    for row in 0..k {
+                        if row != col {
+                            let f = m[row][col] / m[col][col];
+                            for j in col..k {
+                                m[row][j] -= f * m[col][j];
+                            }
+                            b[row] -= f * b[col];
+                        }
+                    }
+                }
+                let g: Vec<f64> = std::iter::once(0.0).chain((0..k).map(|i| b[i] / m[i][i])).collect();
+                let un: Vec<f64> = pref.iter().zip(&g).map(|(p, g)| p * g.exp()).collect();
+                let z: f64 = un.iter().sum();
+                un.iter().map(|u| u / z).collect()
+            })
+            .collect();
+        let fitted = w.fit_preference(&reference, &counts, PrefLoss::Ipo { beta, length_normalize: false }, 3000, 0.05);
+        eprintln!("beta {beta}: TV(pi_ref, IPO's fixed point) {:.4}, TV(pi_IPO, it) {:.5}", mean_tv(&ref_probs, &target), mean_tv(&fitted, &target));
+        assert!(mean_tv(&ref_probs, &target) > 0.02, "the test would be empty");
+        assert!(mean_tv(&fitted, &target) <= 0.002, "IPO ends at TV {} from its fixed point", mean_tv(&fitted, &target));
+    }
+}
