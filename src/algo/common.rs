@@ -161,3 +161,12 @@ pub struct ResumeFrom {
     pub rng: [u64; 4],
     pub extra: Vec<f64>,
 }
+
+/// Where a run stopped by a NaN can restart from: its last evaluation's resume folder, or
+/// pi_SFT before the first (`unit`: "step" or "iteration").
+pub fn last_good(step: usize, eval_every: usize, unit: &str) -> String {
+    match step / eval_every * eval_every {
+        0 => "pi_SFT (no evaluation yet)".to_string(),
+        s => format!("the resume folder of this run, at {unit} {s}"),
+    }
+}

@@ -21,7 +21,7 @@ use anyhow::Result;
 use tch::{nn, Kind, Tensor};
 
 use super::adam::Adam;
-use super::common::{check_finite, pair_logps, CkptParts, ResumeFrom};
+use super::common::{check_finite, last_good, pair_logps, CkptParts, ResumeFrom};
 use crate::data::{PairBatch, PairTensors};
 use crate::log::Metrics;
 use crate::model::Gpt;
@@ -406,10 +406,7 @@ pub fn pref_step(policy: &Gpt, opt: &mut Adam, b: &PairBatch, (reference_chosen,
     loss.backward();
     let grad_norm = opt.clip_grad_norm(cfg.grad_clip);
     let loss_v = loss.double_value(&[]);
-    let last_good = match step / eval_every * eval_every {
-        0 => "pi_SFT (no evaluation yet)".to_string(),
-        s => format!("the resume folder of this run, at step {s}"),
-    };
+    let last_good = last_good(step, eval_every, "step");
     check_finite(loss_v, "the loss", name, step, &last_good)?;
     check_finite(grad_norm, "the gradient norm", name, step, &last_good)?;
     opt.step();

@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use tch::{nn, Kind, Tensor};
 
 use super::adam::Adam;
-use super::common::{check_finite, masked_mean, response_hidden, CkptParts, ResumeFrom};
+use super::common::{check_finite, last_good, masked_mean, response_hidden, CkptParts, ResumeFrom};
 use super::ppo::{policy_loss_by, PpoContext};
 use super::rollout::{self, kl_per_token, Aggregate, KlEstimator, RunningStats};
 use crate::config::{need, ConfigError, MAX_BATCH, MAX_STEPS};
@@ -241,10 +241,7 @@ pub fn train(
                 loss.backward();
                 let gn = opt.clip_grad_norm(cfg.grad_clip);
                 let loss_v = loss.double_value(&[]);
-                let last_good = match it / cfg.eval_every * cfg.eval_every {
-                    0 => "pi_SFT (no evaluation yet)".to_string(),
-                    s => format!("the resume folder of this run, at iteration {s}"),
-                };
+                let last_good = last_good(it, cfg.eval_every, "iteration");
                 check_finite(loss_v, "the loss", name, it, &last_good)?;
                 check_finite(gn, "the gradient norm", name, it, &last_good)?;
                 opt.step();

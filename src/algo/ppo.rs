@@ -34,7 +34,7 @@ use anyhow::Result;
 use tch::{nn, Kind, Tensor};
 
 use super::adam::Adam;
-use super::common::{check_finite, response_hidden, masked_mean, CkptParts, ResumeFrom};
+use super::common::{check_finite, last_good, response_hidden, masked_mean, CkptParts, ResumeFrom};
 use super::reward::RewardModel;
 use super::rollout;
 pub use super::rollout::{aggregate, kl_per_token, token_rewards, token_rewards_at, value_mask, Aggregate, KlEstimator, RunningStats, ScorePosition};
@@ -441,10 +441,7 @@ pub fn train(
                 let gn = opt.clip_grad_norm(cfg.grad_clip);
                 let vgn = vf_opt.clip_grad_norm(cfg.grad_clip);
                 let loss_v = loss.double_value(&[]);
-                let last_good = match it / cfg.eval_every * cfg.eval_every {
-                    0 => "pi_SFT (no evaluation yet)".to_string(),
-                    s => format!("the resume folder of this run, at iteration {s}"),
-                };
+                let last_good = last_good(it, cfg.eval_every, "iteration");
                 check_finite(loss_v, "the PPO loss", name, it, &last_good)?;
                 check_finite(gn + vgn, "the gradient norm", name, it, &last_good)?;
                 opt.step();
