@@ -215,7 +215,7 @@ fn cache_keys_follow_the_settings_they_depend_on() {
 #[test]
 fn preference_methods_come_from_the_loss_enum() {
     use alignlab::algo::dpo::PrefLoss;
-    assert_eq!(PrefLoss::names(), ["dpo", "ipo", "cdpo", "preferred_ft", "unlikelihood", "hinge"]);
+    assert_eq!(PrefLoss::names(), ["dpo", "ipo", "cdpo", "preferred_ft", "unlikelihood", "hinge", "robust", "simpo", "kto", "orpo", "exo_pair", "nca_pair"]);
     let text = format!("{GOOD}\n[hinge]\nbeta = [0.5, 2.0]\nlr = 1e-3\n[cdpo]\nbeta = [0.1, 0.2]\nlabel_smoothing = [0.1, 0.3]\n[dpo]\nbeta = 0.3\n[preferred_ft]\n");
     let sc = load(&text, &[]).unwrap();
     let runs: Vec<String> = sc.methods.iter().map(|m| format!("{} {}", m.name(), m.setting())).collect();
@@ -237,7 +237,7 @@ fn preference_methods_come_from_the_loss_enum() {
     expect_err(&text, &["hinge.beta=[0.0]"], &["hinge.beta", "[1e-4, 1e4]"]);
     expect_err(&text, &["hinge.beta=[\"a\"]"], &["hinge.beta", "must be a number"]);
     expect_err(&text, &["cdpo.label_smoothing=0.5"], &["cdpo.label_smoothing", "(0, 0.5)"]);
-    expect_err(&format!("{GOOD}\n[hingee]\nbeta = [1.0]\n"), &[], &["hingee", "or a method: dpo, ipo, cdpo, preferred_ft, unlikelihood, hinge, ppo, ppo_gt"]);
+    expect_err(&format!("{GOOD}\n[hingee]\nbeta = [1.0]\n"), &[], &["hingee", "or a method: dpo, ipo, cdpo, preferred_ft, unlikelihood, hinge, robust, simpo, kto, orpo, exo_pair, nca_pair, ppo, ppo_gt, rloo, reinforce_pp, grpo, online_dpo, online_dpo_gt, online_dpo_shuffled"]);
     expect_err(&format!("{GOOD}\n[dpo]\n"), &[], &["dpo.beta", "no safe default"]);
 }
 
