@@ -7,7 +7,7 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 
 use alignlab::device::{self, DeviceChoice};
-use alignlab::experiment::{self, RunOptions};
+use alignlab::experiment::{self, ProgressMode, RunOptions};
 use alignlab::scenario::{Scenario, WorldConfig};
 use alignlab::world::{SentimentWorld, SummarizeWorld};
 
@@ -44,6 +44,12 @@ enum Cmd {
         /// Run folder root (checkpoints, cached stages).
         #[arg(long, default_value = "runs")]
         runs: PathBuf,
+        /// No progress on stderr.
+        #[arg(long)]
+        quiet: bool,
+        /// Progress as one JSON object per line on stderr (stage, step, total, rate, eta_s).
+        #[arg(long)]
+        json_progress: bool,
         /// Method runs at a time, each a child process (`alignlab cell`) with threads/jobs
         /// torch threads.
         #[arg(long, default_value_t = 1)]
@@ -75,6 +81,12 @@ enum Cmd {
         seed: Option<u64>,
         #[arg(long, default_value = "runs")]
         runs: PathBuf,
+        /// No progress on stderr.
+        #[arg(long)]
+        quiet: bool,
+        /// Progress as one JSON object per line on stderr.
+        #[arg(long)]
+        json_progress: bool,
     },
     /// List a scenario's cells (seed, index, method, setting) and whether each has finished.
     Cells {
@@ -186,7 +198,7 @@ fn run() -> Result<()> {
                 }
             }
         }
-        Cmd::Run { file, common, results, runs, jobs } => {
+        Cmd::Run { file, common, results, runs, jobs, quiet, json_progress } => {
             let sc = Scenario::load(&file, &common.set)?;
             anyhow::ensure!(jobs >= 1, "--jobs must be at least 1; fix: pass --jobs 1 (in process) or more");
             let device = setup(&common)?;
@@ -196,7 +208,7 @@ fn run() -> Result<()> {
                 cell_args.push("--set".into());
                 cell_args.push(s.clone());
             }
-            let opts = RunOptions { results_root: results, runs_root: runs, device, show_progress: true, jobs, threads: tch::get_num_threads() as usize, cell_args };
+            let opts = RunOptions { results_root: results, runs_root: runs, device, progress: ProgressMode::choose(quiet, json_progress), jobs, threads: tch::get_num_threads() as usize, cell_args };
             let summary = experiment::run(&sc, &opts)?;
             summary.print();
             let out = opts.results_root.join(&sc.name);
@@ -213,13 +225,13 @@ fn run() -> Result<()> {
             let cells = sc.methods.len() + usize::from(sc.best_of_n.is_some());
             anyhow::ensure!(index < cells, "cell {index} does not exist: the scenario has {cells} cells per seed (indices 0..{}); fix: `alignlab cells {}` lists them", cells.saturating_sub(1), file.display());
             let device = setup(&common)?;
-            let opts = RunOptions { results_root: PathBuf::from("results"), runs_root: runs, device, show_progress: false, jobs: 1, threads: tch::get_num_threads() as usize, cell_args: vec![] };
+            let opts = RunOptions { results_root: PathBuf::from("results"), runs_root: runs, device, progress: ProgressMode::Quiet, jobs: 1, threads: tch::get_num_threads() as usize, cell_args: vec![] };
             experiment::run_cell(&sc, &opts, index)?;
         }
-        Cmd::Prepare { file, common, seed, runs } => {
+        Cmd::Prepare { file, common, seed, runs, quiet, json_progress } => {
             let sc = Scenario::load(&file, &common.set)?;
             let device = setup(&common)?;
-            let opts = RunOptions { results_root: PathBuf::from("results"), runs_root: runs, device, show_progress: true, jobs: 1, threads: tch::get_num_threads() as usize, cell_args: vec![] };
+            let opts = RunOptions { results_root: PathBuf::from("results"), runs_root: runs, device, progress: ProgressMode::choose(quiet, json_progress), jobs: 1, threads: tch::get_num_threads() as usize, cell_args: vec![] };
             for s in sc.seeds.iter().filter(|s| seed.is_none_or(|x| x == **s)) {
                 experiment::prepare(&sc.with_seed(*s), &opts)?;
                 println!("seed {s}: shared stages ready");
@@ -227,7 +239,7 @@ fn run() -> Result<()> {
         }
         Cmd::Cells { file, set, runs } => {
             let sc = Scenario::load(&file, &set)?;
-            let opts = RunOptions { results_root: PathBuf::from("results"), runs_root: runs, device: tch::Device::Cpu, show_progress: false, jobs: 1, threads: 1, cell_args: vec![] };
+            let opts = RunOptions { results_root: PathBuf::from("results"), runs_root: runs, device: tch::Device::Cpu, progress: ProgressMode::Quiet, jobs: 1, threads: 1, cell_args: vec![] };
             let pending = experiment::pending_cells(&sc, &opts);
             for &seed in &sc.seeds {
                 let s = sc.with_seed(seed);

@@ -372,3 +372,34 @@ fn a_full_disk_fails_cleanly_and_keeps_the_previous_results() {
     assert!(partial.stdout.is_empty(), "partial files left: {}", String::from_utf8_lossy(&partial.stdout));
     let _ = std::fs::remove_dir_all(&out);
 }
+
+/// Progress when stderr is not a terminal: lines with the stage, step, rate and ETA; one JSON
+/// object per line with `--json-progress`; nothing with `--quiet`.
+#[test]
+fn progress_is_readable_off_a_terminal() {
+    let file = Path::new("scenarios/sentiment.toml");
+    let out = tmp("progress");
+    let run_with = |flag: &[&str]| {
+        let mut c = bin();
+        c.arg("run").arg(file).args(["--threads", "1", "--device", "cpu"]).args(flag);
+        c.arg("--results").arg(out.join("results")).arg("--runs").arg(out.join("runs"));
+        for s in tiny_for(file).iter().chain(&["sweep.seeds=[0]"]) {
+            c.arg("--set").arg(s);
+        }
+        let o = c.output().unwrap();
+        assert!(o.status.success(), "{}", text(&o));
+        String::from_utf8_lossy(&o.stderr).to_string()
+    };
+    let lines = run_with(&[]);
+    assert!(lines.lines().any(|l| l.starts_with("sft: 30/30 (") && l.contains("/s") && l.ends_with("done")), "no SFT progress line:\n{lines}");
+    assert!(lines.lines().any(|l| l.starts_with("dpo: ") && l.contains("eta")), "no DPO progress line:\n{lines}");
+    std::fs::remove_dir_all(out.join("runs")).ok();
+    let json = run_with(&["--json-progress"]);
+    let objects: Vec<&str> = json.lines().filter(|l| l.starts_with('{')).collect();
+    assert!(objects.iter().any(|l| l.contains("\"stage\":\"sft\"") && l.contains("\"step\":30") && l.contains("\"done\":true")), "no JSON SFT line:\n{json}");
+    assert!(objects.iter().all(|l| l.ends_with('}') && l.matches('"').count() % 2 == 0));
+    std::fs::remove_dir_all(out.join("runs")).ok();
+    let quiet = run_with(&["--quiet"]);
+    assert!(!quiet.lines().any(|l| l.starts_with("sft:") || l.starts_with('{')), "--quiet printed progress:\n{quiet}");
+    std::fs::remove_dir_all(&out).ok();
+}

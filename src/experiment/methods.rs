@@ -282,7 +282,7 @@ impl Method {
             MethodKind::Pref(loss) => {
                 let cfg = self.train_config(&sc.train);
                 let from = run.resume.resume_into(&mut [vs], &mut m, &mut e)?;
-                let pb = progress(run.opts.show_progress, cfg.steps as u64, name);
+                let pb = progress(run.opts.progress, cfg.steps as u64, name);
                 pb.set_message(setting.to_string());
                 pb.set_position(from.as_ref().map(|f| f.step as u64).unwrap_or(0));
                 let vs = &*vs;
@@ -296,7 +296,7 @@ impl Method {
                 let sampler = Gpt::new(&sampler_vs.root(), &sc.model);
                 let semi = sync_every > 1 && !shuffled;
                 let from = if semi { run.resume.resume_into(&mut [vs, &mut sampler_vs], &mut m, &mut e)? } else { run.resume.resume_into(&mut [vs], &mut m, &mut e)? };
-                let pb = progress(run.opts.show_progress, cfg.steps as u64 * if shuffled { 2 } else { 1 }, name);
+                let pb = progress(run.opts.progress, cfg.steps as u64 * if shuffled { 2 } else { 1 }, name);
                 pb.set_message(setting.to_string());
                 let record = std::cell::RefCell::new(Vec::new());
                 let ctx = online_dpo::OnlineContext {
@@ -337,7 +337,7 @@ impl Method {
             MethodKind::Pg { est, cfg } => {
                 let from = run.resume.resume_into(&mut [vs], &mut m, &mut e)?;
                 let ctx = ppo::PpoContext { reference: s.sft, prompts: world.train_prompts(), max_new_tokens: sc.sample.max_new_tokens as i64, score: score(false), ema_reference: None };
-                let pb = progress(run.opts.show_progress, cfg.iterations as u64, name);
+                let pb = progress(run.opts.progress, cfg.iterations as u64, name);
                 pb.set_position(from.as_ref().map(|f| f.step as u64).unwrap_or(0));
                 let vs = &*vs;
                 let on_iteration = |_, kl: f64| {
@@ -360,7 +360,7 @@ impl Method {
                 let from = if ema { run.resume.resume_into(&mut [vs, &mut critic_vs, &mut ref_vs], &mut m, &mut e)? } else { run.resume.resume_into(&mut [vs, &mut critic_vs], &mut m, &mut e)? };
                 let reference = if ema { &ema_ref } else { s.sft };
                 let ctx = ppo::PpoContext { reference, prompts: world.train_prompts(), max_new_tokens: sc.sample.max_new_tokens as i64, score: score(gold), ema_reference: ema.then_some(&ref_vs) };
-                let pb = progress(run.opts.show_progress, cfg.iterations as u64, name);
+                let pb = progress(run.opts.progress, cfg.iterations as u64, name);
                 pb.set_position(from.as_ref().map(|f| f.step as u64).unwrap_or(0));
                 let vs = &*vs;
                 let stores: Vec<&nn::VarStore> = if ema { vec![vs, &critic_vs, &ref_vs] } else { vec![vs, &critic_vs] };

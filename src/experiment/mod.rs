@@ -26,7 +26,8 @@ pub struct RunOptions {
     pub results_root: PathBuf,
     pub runs_root: PathBuf,
     pub device: Device,
-    pub show_progress: bool,
+    /// How training progress is shown (see [`ProgressMode`]).
+    pub progress: ProgressMode,
     /// Method runs at a time, as child processes (1: in this process).
     pub jobs: usize,
     /// Torch threads in all (divided among the jobs).
@@ -106,18 +107,105 @@ impl Summary {
     }
 }
 
-pub(crate) fn progress(show: bool, len: u64, what: &str) -> indicatif::ProgressBar {
-    if !show {
-        return indicatif::ProgressBar::hidden();
+/// How a run shows its progress on stderr.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum ProgressMode {
+    /// A live bar (stderr is a terminal).
+    Bar,
+    /// One line per stage every few seconds and at its end: stage, step, rate, ETA (stderr is a
+    /// file or a pipe, where a bar would stay silent).
+    Lines,
+    /// The same as one JSON object per line (`--json-progress`), for wrappers.
+    Json,
+    /// Nothing (`--quiet`, and the cells a sweep starts).
+    Quiet,
+}
+
+impl ProgressMode {
+    /// `--quiet`, `--json-progress`, else a bar on a terminal and lines elsewhere.
+    pub fn choose(quiet: bool, json: bool) -> ProgressMode {
+        use std::io::IsTerminal;
+        match (quiet, json) {
+            (true, _) => ProgressMode::Quiet,
+            (_, true) => ProgressMode::Json,
+            _ if std::io::stderr().is_terminal() => ProgressMode::Bar,
+            _ => ProgressMode::Lines,
+        }
     }
-    let pb = indicatif::ProgressBar::new(len);
-    pb.set_style(
-        indicatif::ProgressStyle::with_template("{prefix:>6} [{bar:30}] {pos}/{len} {elapsed_precise} eta {eta} {msg}")
-            .unwrap()
-            .progress_chars("=> "),
-    );
-    pb.set_prefix(what.to_string());
-    pb
+}
+
+/// A stage's progress: a bar, or lines every few seconds, or nothing.
+pub(crate) struct Progress {
+    mode: ProgressMode,
+    bar: indicatif::ProgressBar,
+    what: String,
+    len: u64,
+    pos: std::cell::Cell<u64>,
+    msg: std::cell::RefCell<String>,
+    start: std::time::Instant,
+    last: std::cell::Cell<std::time::Instant>,
+}
+
+/// Seconds between two progress lines.
+const LINE_EVERY_S: f64 = 5.0;
+
+impl Progress {
+    pub fn inc(&self, n: u64) {
+        self.set_position(self.pos.get() + n);
+    }
+
+    pub fn set_position(&self, pos: u64) {
+        self.pos.set(pos);
+        self.bar.set_position(pos);
+        if self.last.get().elapsed().as_secs_f64() >= LINE_EVERY_S {
+            self.line(false);
+        }
+    }
+
+    pub fn set_message(&self, msg: String) {
+        self.bar.set_message(msg.clone());
+        *self.msg.borrow_mut() = msg;
+    }
+
+    pub fn finish_and_clear(&self) {
+        self.bar.finish_and_clear();
+        self.line(true);
+    }
+
+    /// One line: stage, step, rate and ETA (text or JSON).
+    fn line(&self, done: bool) {
+        self.last.set(std::time::Instant::now());
+        let (pos, elapsed) = (self.pos.get(), self.start.elapsed().as_secs_f64());
+        let rate = pos as f64 / elapsed.max(1e-9);
+        let eta = if rate > 0.0 { self.len.saturating_sub(pos) as f64 / rate } else { f64::NAN };
+        let msg = self.msg.borrow();
+        match self.mode {
+            ProgressMode::Lines => eprintln!("{}: {pos}/{} ({rate:.1}/s, {elapsed:.0} s, eta {eta:.0} s){}{}", self.what, self.len, if msg.is_empty() { String::new() } else { format!(" {msg}") }, if done { " done" } else { "" }),
+            ProgressMode::Json => {
+                let esc = |t: &str| t.replace('\\', "\\\\").replace('"', "\\\"");
+                let num = |v: f64| if v.is_finite() { format!("{v:.3}") } else { "null".into() };
+                eprintln!("{{\"stage\":\"{}\",\"step\":{pos},\"total\":{},\"rate\":{},\"elapsed_s\":{},\"eta_s\":{},\"message\":\"{}\",\"done\":{done}}}", esc(&self.what), self.len, num(rate), num(elapsed), num(eta), esc(&msg));
+            }
+            ProgressMode::Bar | ProgressMode::Quiet => {}
+        }
+    }
+}
+
+pub(crate) fn progress(mode: ProgressMode, len: u64, what: &str) -> Progress {
+    let bar = if mode == ProgressMode::Bar {
+        let pb = indicatif::ProgressBar::new(len);
+        pb.set_style(
+            indicatif::ProgressStyle::with_template("{prefix:>6} [{bar:30}] {pos}/{len} {elapsed_precise} eta {eta} {msg}")
+                .unwrap()
+                .progress_chars("=> "),
+        );
+        pb.set_prefix(what.to_string());
+        pb
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    let now = std::time::Instant::now();
+    Progress { mode, bar, what: what.to_string(), len, pos: std::cell::Cell::new(0), msg: std::cell::RefCell::new(String::new()), start: now, last: std::cell::Cell::new(now) }
 }
 
 /// SFT stage: train pi_SFT or reuse the cached checkpoint. Returns the model's VarStore.
@@ -136,7 +224,7 @@ pub fn sft_stage(sc: &Scenario, world: &dyn TextWorld, opts: &RunOptions, metric
         let cached = Metrics::from_csv(&text).with_context(|| format!("corrupt {}; fix: delete {}", metrics_path.display(), dir.display()))?;
         let val_nll = cached.last("sft/nll/val").unwrap_or(f64::NAN);
         summary.add("sft", "cached checkpoint", dir.display().to_string());
-        if opts.show_progress {
+        if opts.progress != ProgressMode::Quiet {
             eprintln!("sft: reusing the cached checkpoint in {}", dir.display());
         }
         summary.add("sft", "val NLL/token", format!("{val_nll:.4} (true process {true_nll:.4}, ratio {:.4})", val_nll / true_nll));
@@ -145,7 +233,7 @@ pub fn sft_stage(sc: &Scenario, world: &dyn TextWorld, opts: &RunOptions, metric
     }
     let train = SeqData::from_examples(&world.sft_examples(false), opts.device);
     let mut m = Metrics::default();
-    let pb = progress(opts.show_progress, sc.sft.steps as u64, "sft");
+    let pb = progress(opts.progress, sc.sft.steps as u64, "sft");
     let report = sft::train(&gpt, &vs, &train, &val, &sc.sft, sc.seed, "sft", &mut m, |step, loss| {
         pb.set_position(step as u64 + 1);
         if step % 10 == 0 {
@@ -238,7 +326,10 @@ fn run_cells(sc: &Scenario, opts: &RunOptions) -> Result<Vec<(u64, usize, String
     // started by.
     let exe = std::env::current_exe().ok().filter(|p| p.exists()).or_else(|| std::env::args().next().map(PathBuf::from)).context("cannot find the alignlab binary to run cells")?;
     let threads = (opts.threads / opts.jobs).max(1);
-    eprintln!("alignlab: {} cells, {} at a time, {threads} torch threads each", pending.len(), opts.jobs);
+    if opts.progress != ProgressMode::Quiet {
+        eprintln!("alignlab: {} cells, {} at a time, {threads} torch threads each", pending.len(), opts.jobs);
+    }
+    let (total, mut finished) = (pending.len(), 0usize);
     let mut failed = Vec::new();
     let mut queue = pending.into_iter();
     let mut running: Vec<(std::process::Child, (u64, usize, String), PathBuf)> = Vec::new();
@@ -262,8 +353,13 @@ fn run_cells(sc: &Scenario, opts: &RunOptions) -> Result<Vec<(u64, usize, String
         while i < running.len() {
             if let Some(status) = running[i].0.try_wait()? {
                 let (_, cell, log) = running.remove(i);
+                finished += 1;
                 if status.success() {
-                    eprintln!("  done: {}", cell.2);
+                    match opts.progress {
+                        ProgressMode::Json => eprintln!("{{\"cell\":\"{}\",\"done\":true,\"finished\":{finished},\"total\":{total}}}", cell.2.replace('"', "\\\"")),
+                        ProgressMode::Quiet => {}
+                        _ => eprintln!("  done: {} ({finished}/{total})", cell.2),
+                    }
                 } else {
                     let text = std::fs::read_to_string(&log).unwrap_or_default();
                     let tail: String = text.lines().filter(|l| l.starts_with("error")).last().unwrap_or("(no error line)").to_string();

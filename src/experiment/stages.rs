@@ -88,7 +88,7 @@ pub fn reward_stage(sc: &Scenario, world: &dyn TextWorld, sft_vs: &nn::VarStore,
         copy_weights(&vs, &trunk_vs)?;
     }
     let mut m = Metrics::default();
-    let pb = progress(opts.show_progress, reward::total_steps(train.len(), &sc.reward) as u64, "reward");
+    let pb = progress(opts.progress, reward::total_steps(train.len(), &sc.reward) as u64, "reward");
     let report = reward::train(&rm, &vs, train, val, &sc.reward, sc.seed, &mut m, || pb.inc(1))?;
     pb.finish_and_clear();
     model::save_checkpoint(&vs, &ckpt)?;
@@ -344,7 +344,7 @@ pub fn best_of_n_stage(sc: &Scenario, grid: &[usize], s: &Shared, opts: &RunOpti
     let rows: Vec<Vec<i64>> = s.world.eval_prompts().iter().flat_map(|p| std::iter::repeat_n(p.clone(), sc.eval.samples_per_prompt)).collect();
     let ref_gold = crate::eval::policy::reference_gold(s.world, sc.eval.samples_per_prompt);
     let n_max = *grid.iter().max().expect("a non-empty grid");
-    let pb = progress(opts.show_progress, 1 + sc.eval.temperatures.len() as u64, "bon");
+    let pb = progress(opts.progress, 1 + sc.eval.temperatures.len() as u64, "bon");
     pb.set_message(format!("{} candidates", rows.len() * n_max));
     let seed = derive_seed(sc.seed, "best_of_n/sampling") as i64;
     let (proxy, gold) = best_of_n::score_candidates(s.world, s.sft, s.rm, &rows, n_max, &eval_settings(sc), seed);
