@@ -7,7 +7,7 @@ CARGO ?= cargo
 
 JOBS ?= 2
 
-.PHONY: setup build run test bench bench-compare clean-runs sweep ablations report paper tabular baselines
+.PHONY: setup build run test bench bench-compare clean-runs sweep ablations report paper tabular baselines hf-check
 
 # Install libtorch (the PyPI torch==2.11.0 wheel) once per machine, then link it as .libtorch.
 # A LIBTORCH set by the user is respected: nothing is installed and .libtorch is not touched.
@@ -72,6 +72,16 @@ bench-compare: build
 # not part of `make test`.
 baselines: setup
 	baselines/trl/setup.sh "$$(dirname "$$(readlink -f .libtorch)")" "$(TRL_VENV)"
+	$(MAKE) hf-check
+
+# A policy trained by a tiny sentiment run, exported with `alignlab export --hf` and loaded by
+# transformers (GPT2LMHeadModel, PreTrainedTokenizerFast): logits within 1e-5, greedy
+# continuations token for token, the tokenizer's ids of the prompts (baselines/hf/check.py).
+HF_TINY := --set sft.steps=30 --set world.n_train=300 --set world.n_val=50 --set world.n_train_prompts=20 --set world.n_eval_prompts=16 --set model.d_model=32 --set model.n_layer=1 --set train.steps=6 --set reward.epochs=1 --set eval.every=3 --set ppo.iterations=2 --set sweep.seeds=[0] --set best_of_n.n=[1,4]
+hf-check: build
+	@d=$$(mktemp -d) && ./target/release/alignlab run scenarios/sentiment.toml --quiet --threads 2 --results $$d/results --runs $$d/runs $(HF_TINY) > /dev/null \
+	&& ./target/release/alignlab export "$$(ls -d $$d/runs/sentiment/dpo-* | head -1)" --hf $$d/hf \
+	&& "$(TRL_VENV)/bin/python" -W ignore baselines/hf/check.py $$d/hf; s=$$?; rm -rf $$d; exit $$s
 
 clean-runs:
 	rm -rf runs

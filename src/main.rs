@@ -124,6 +124,16 @@ enum Cmd {
         #[arg(long, default_value = "paper")]
         paper_dir: PathBuf,
     },
+    /// Export a run folder's policy as a Hugging Face transformers GPT-2 checkpoint (config.json,
+    /// model.safetensors, tokenizer.json, ...), with alignlab's logits and greedy continuations
+    /// of a few prompts for `baselines/hf/check.py`.
+    Export {
+        /// A method's (or SFT's) run folder, e.g. runs/sentiment/dpo-beta=0.1-<hash>.
+        run_dir: PathBuf,
+        /// The output folder.
+        #[arg(long)]
+        hf: PathBuf,
+    },
     /// The tabular world's convergence to pi* (DPO, IPO, PPO-GT; exact by enumeration): writes
     /// tabular.csv and tabular.{png,svg}.
     Tabular {
@@ -261,6 +271,10 @@ fn run() -> Result<()> {
             println!("frontier plot: {}", plot.display());
         }
         Cmd::Report { dir: None, .. } => unreachable!("clap requires DIR without --paper"),
+        Cmd::Export { run_dir, hf } => {
+            experiment::export::hf(&run_dir, &hf)?;
+            println!("written: {} (config.json, model.safetensors, tokenizer.json, tokenizer_config.json, generation_config.json, alignlab_check.safetensors)", hf.display());
+        }
         Cmd::Tabular { common, out, seed } => {
             setup(&common)?;
             let rows = alignlab::experiment::tabular::convergence(&out, seed)?;

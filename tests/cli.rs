@@ -403,3 +403,29 @@ fn progress_is_readable_off_a_terminal() {
     assert!(!quiet.lines().any(|l| l.starts_with("sft:") || l.starts_with('{')), "--quiet printed progress:\n{quiet}");
     std::fs::remove_dir_all(&out).ok();
 }
+
+/// `alignlab export --hf`: the files transformers loads (checked by `make hf-check` with
+/// transformers itself), the GPT-2 layout, and a clear error for a folder that is not a run.
+#[test]
+fn export_writes_a_transformers_checkpoint() {
+    let file = Path::new("scenarios/sentiment.toml");
+    let out = tmp("export");
+    let o = run(file, &out, &[]);
+    assert!(o.status.success(), "{}", text(&o));
+    let dpo = std::fs::read_dir(out.join("runs/sentiment")).unwrap().map(|e| e.unwrap().path()).find(|p| p.file_name().unwrap().to_string_lossy().starts_with("dpo-")).unwrap();
+    let hf = out.join("hf");
+    let o = bin().arg("export").arg(&dpo).arg("--hf").arg(&hf).output().unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    for f in ["config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "generation_config.json", "alignlab_check.safetensors"] {
+        assert!(hf.join(f).exists(), "no {f}");
+    }
+    let config = std::fs::read_to_string(hf.join("config.json")).unwrap();
+    assert!(config.contains("\"n_embd\": 32") && config.contains("\"activation_function\": \"gelu_new\"") && config.contains("\"tie_word_embeddings\": true"), "{config}");
+    // Conv1D layout: c_attn is [in, out] = [32, 96].
+    let named = tch::Tensor::read_safetensors(hf.join("model.safetensors")).unwrap();
+    let c_attn = named.iter().find(|(n, _)| n == "transformer.h.0.attn.c_attn.weight").unwrap();
+    assert_eq!(c_attn.1.size(), vec![32, 96]);
+    let o = bin().arg("export").arg(out.join("runs")).arg("--hf").arg(out.join("hf2")).output().unwrap();
+    assert_clean_failure(&o, &["no model.safetensors", "fix:"]);
+    std::fs::remove_dir_all(&out).ok();
+}

@@ -4,6 +4,7 @@
 //! setting the stage depends on, so a stage whose settings did not change is reused.
 //! `results/<scenario>/` holds the resolved scenario and the CSV outputs.
 
+pub mod export;
 pub mod methods;
 pub mod scenario;
 pub mod stages;
@@ -243,6 +244,7 @@ pub fn sft_stage(sc: &Scenario, world: &dyn TextWorld, opts: &RunOptions, metric
     pb.finish_and_clear();
     m.push("sft", "", sc.seed, sc.sft.steps, "sft/nll/true_process", true_nll);
     model::save_checkpoint(&vs, &ckpt)?;
+    export::write_card(&dir, &sc.model, &world.vocab().words)?;
     write_atomic(&metrics_path, m.to_csv().as_bytes())?;
     summary.add("sft", "val NLL/token", format!("{:.4} (true process {true_nll:.4}, ratio {:.4})", report.val_nll, report.val_nll / true_nll));
     summary.add("sft", "train NLL/token (EMA)", format!("{:.4}", report.train_nll));

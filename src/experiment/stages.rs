@@ -307,6 +307,7 @@ pub fn method_stage(sc: &Scenario, method: &Method, s: &Shared, opts: &RunOption
     copy_weights(&vs, s.sft_vs)?;
     let mut run = Run { sc, s, opts, ev: evaluator(sc, s), resume: ResumeDir { dir: dir.join("resume") }, name: method.name(), setting: method.setting(), metrics: Metrics::default(), evals: Metrics::default() };
     let last = method.train(&mut run, &policy, &mut vs).with_context(|| format!("method {} {}", run.name, run.setting))?;
+    super::export::write_card(&dir, &sc.model, &s.world.vocab().words)?;
     let mut e = std::mem::take(&mut run.evals);
     temperature_sweep(sc, &run.ev, &policy, (&run.name, &run.setting, last), &mut e);
     finish_method(&dir, &vs, std::mem::take(&mut run.metrics), e, metrics, evals)

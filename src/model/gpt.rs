@@ -44,7 +44,7 @@ impl ModelConfig {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct GptConfig {
     pub vocab_size: i64,
     pub block_size: i64,

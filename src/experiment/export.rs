@@ -1,0 +1,132 @@
+//! `alignlab export RUN_DIR --hf OUT`: a trained policy as a Hugging Face `transformers` GPT-2
+//! checkpoint. The architecture is GPT-2's (pre-LayerNorm, learned positions, tied head, tanh
+//! GELU = `gelu_new`, LayerNorm eps 1e-5), so only names and layouts change: tch's `Linear`
+//! stores `[out, in]`, GPT-2's `Conv1D` `[in, out]`.
+//!
+//! Writes `config.json` (a `GPT2Config`), `model.safetensors` (GPT-2 names, the head tied to
+//! `wte`), `tokenizer.json` (a WordLevel tokenizer of the world's words, split on whitespace),
+//! `tokenizer_config.json`, `generation_config.json`, and `alignlab_check.safetensors`: a few
+//! prompts with alignlab's own logits and greedy continuations, which `baselines/hf/check.py`
+//! compares against `transformers`.
+
+use anyhow::{bail, Context, Result};
+use std::fmt::Write as _;
+use std::path::Path;
+use tch::{nn, Device, Kind, Tensor};
+
+use super::write_atomic;
+use crate::model::{self, generate, Gpt, GptConfig, SampleSettings};
+use crate::tokens::{BOS, EOS, N_SPECIAL, PAD};
+
+/// What a run folder records beside `model.safetensors`: the network and the vocabulary.
+#[derive(serde::Serialize, serde::Deserialize)]
+pub struct ModelCard {
+    pub gpt: GptConfig,
+    pub words: Vec<String>,
+}
+
+/// Write `model.toml` into a run folder.
+pub fn write_card(dir: &Path, gpt: &GptConfig, words: &[String]) -> Result<()> {
+    let card = ModelCard { gpt: gpt.clone(), words: words.to_vec() };
+    write_atomic(&dir.join("model.toml"), toml::to_string(&card).expect("the model card serializes").as_bytes())
+}
+
+fn json_str(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control() => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// Export the policy of `run_dir` into `out`.
+pub fn hf(run_dir: &Path, out: &Path) -> Result<()> {
+    let (ckpt, card_path) = (run_dir.join("model.safetensors"), run_dir.join("model.toml"));
+    if !ckpt.exists() {
+        bail!("{} has no model.safetensors; fix: pass a finished run folder, e.g. runs/<scenario>/dpo-beta=0.1-<hash>", run_dir.display());
+    }
+    if !card_path.exists() {
+        bail!("{} has no model.toml (run folders record it since this export exists); fix: rerun the scenario so the stage is written again", run_dir.display());
+    }
+    let text = std::fs::read_to_string(&card_path).with_context(|| format!("cannot read {}", card_path.display()))?;
+    let card: ModelCard = toml::from_str(&text).with_context(|| format!("corrupt {}; fix: delete the run folder and rerun", card_path.display()))?;
+    let cfg = &card.gpt;
+    anyhow::ensure!(card.words.len() as i64 == cfg.vocab_size, "{}: {} words for a vocabulary of {}; fix: delete the run folder and rerun", card_path.display(), card.words.len(), cfg.vocab_size);
+    let mut vs = nn::VarStore::new(Device::Cpu);
+    let policy = Gpt::new(&vs.root(), cfg);
+    model::load_checkpoint(&mut vs, &ckpt)?;
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+
+    // Weights, GPT-2's names; Conv1D weights transposed.
+    let vars = vs.variables();
+    let mut names: Vec<&String> = vars.keys().collect();
+    names.sort();
+    let mut tensors: Vec<(String, Tensor)> = Vec::new();
+    for name in names {
+        let t = &vars[name];
+        let conv1d = ["attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight"].iter().any(|s| name.ends_with(s));
+        let t = if conv1d { t.transpose(0, 1).contiguous() } else { t.shallow_clone() };
+        tensors.push((format!("transformer.{name}"), t));
+    }
+    let tmp = out.join("model.partial.safetensors");
+    Tensor::write_safetensors(&tensors, &tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, out.join("model.safetensors"))?;
+
+    let config = format!(
+        "{{\n  \"architectures\": [\"GPT2LMHeadModel\"],\n  \"model_type\": \"gpt2\",\n  \"vocab_size\": {},\n  \"n_positions\": {},\n  \"n_embd\": {},\n  \"n_layer\": {},\n  \"n_head\": {},\n  \"n_inner\": null,\n  \"activation_function\": \"gelu_new\",\n  \"layer_norm_epsilon\": 1e-05,\n  \"resid_pdrop\": 0.0,\n  \"embd_pdrop\": 0.0,\n  \"attn_pdrop\": 0.0,\n  \"initializer_range\": 0.02,\n  \"scale_attn_weights\": true,\n  \"tie_word_embeddings\": true,\n  \"bos_token_id\": {BOS},\n  \"eos_token_id\": {EOS},\n  \"pad_token_id\": {PAD},\n  \"torch_dtype\": \"float32\"\n}}\n",
+        cfg.vocab_size, cfg.block_size, cfg.d_model, cfg.n_layer, cfg.n_head
+    );
+    write_atomic(&out.join("config.json"), config.as_bytes())?;
+    write_atomic(&out.join("generation_config.json"), format!("{{\n  \"bos_token_id\": {BOS},\n  \"eos_token_id\": {EOS},\n  \"pad_token_id\": {PAD}\n}}\n").as_bytes())?;
+    // A WordLevel tokenizer: the world's words split on whitespace; the three special tokens.
+    let special: Vec<String> = card.words[..N_SPECIAL]
+        .iter()
+        .enumerate()
+        .map(|(i, w)| format!("    {{\"id\": {i}, \"content\": {}, \"single_word\": false, \"lstrip\": false, \"rstrip\": false, \"normalized\": false, \"special\": true}}", json_str(w)))
+        .collect();
+    let vocab: Vec<String> = card.words.iter().enumerate().map(|(i, w)| format!("{}: {i}", json_str(w))).collect();
+    let tokenizer = format!(
+        "{{\n  \"version\": \"1.0\",\n  \"truncation\": null,\n  \"padding\": null,\n  \"added_tokens\": [\n{}\n  ],\n  \"normalizer\": null,\n  \"pre_tokenizer\": {{\"type\": \"WhitespaceSplit\"}},\n  \"post_processor\": null,\n  \"decoder\": null,\n  \"model\": {{\"type\": \"WordLevel\", \"vocab\": {{{}}}, \"unk_token\": {}}}\n}}\n",
+        special.join(",\n"),
+        vocab.join(", "),
+        json_str(&card.words[PAD as usize])
+    );
+    write_atomic(&out.join("tokenizer.json"), tokenizer.as_bytes())?;
+    let tok_config = format!(
+        "{{\n  \"tokenizer_class\": \"PreTrainedTokenizerFast\",\n  \"bos_token\": {},\n  \"eos_token\": {},\n  \"pad_token\": {},\n  \"unk_token\": {},\n  \"model_max_length\": {}\n}}\n",
+        json_str(&card.words[BOS as usize]),
+        json_str(&card.words[EOS as usize]),
+        json_str(&card.words[PAD as usize]),
+        json_str(&card.words[PAD as usize]),
+        cfg.block_size
+    );
+    write_atomic(&out.join("tokenizer_config.json"), tok_config.as_bytes())?;
+
+    // What transformers must reproduce: logits of a few prompts and greedy continuations.
+    let n_words = cfg.vocab_size - N_SPECIAL as i64;
+    let (rows, len) = (3i64, 5i64);
+    let ids: Vec<i64> = (0..rows).flat_map(|r| std::iter::once(BOS).chain((1..len).map(move |j| N_SPECIAL as i64 + (r * 7 + j * 3) % n_words))).collect();
+    let prompt = Tensor::from_slice(&ids).view([rows, len]);
+    let valid = prompt.ones_like().to_kind(Kind::Bool);
+    let new = (cfg.block_size - len).clamp(0, 12);
+    let (logits, greedy) = tch::no_grad(|| {
+        let logits = policy.logits(&policy.forward(&prompt, None, None, None));
+        let ro = generate(&policy, &prompt, &valid, &SampleSettings { temperature: 0.0, top_k: 0, max_new_tokens: new, use_cache: true });
+        // Positions past `<eos>` are padding: -1 marks them for the check.
+        let greedy = ro.response.where_self(&ro.mask.gt(0.0), &Tensor::full_like(&ro.response, -1));
+        (logits, greedy)
+    });
+    let texts: Vec<String> = (0..rows as usize).map(|r| ids[r * len as usize + 1..(r + 1) * len as usize].iter().map(|&i| card.words[i as usize].clone()).collect::<Vec<_>>().join(" ")).collect();
+    write_atomic(&out.join("alignlab_check.txt"), (texts.join("\n") + "\n").as_bytes())?;
+    let check = out.join("alignlab_check.safetensors");
+    Tensor::write_safetensors(&[("input_ids", prompt), ("logits", logits), ("greedy", greedy)], &check).with_context(|| format!("cannot write {}", check.display()))?;
+    Ok(())
+}
