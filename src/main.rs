@@ -134,6 +134,12 @@ enum Cmd {
         #[arg(long)]
         hf: PathBuf,
     },
+    /// Export the preference pairs of a preference-data run folder (runs/<scenario>/prefs-<hash>)
+    /// as TRL's JSON lines: prompt, chosen, rejected as text and token ids, split, gold rewards.
+    ExportPrefs {
+        prefs_dir: PathBuf,
+        out: PathBuf,
+    },
     /// The tabular world's convergence to pi* (DPO, IPO, PPO-GT; exact by enumeration): writes
     /// tabular.csv and tabular.{png,svg}.
     Tabular {
@@ -274,6 +280,10 @@ fn run() -> Result<()> {
         Cmd::Export { run_dir, hf } => {
             experiment::export::hf(&run_dir, &hf)?;
             println!("written: {} (config.json, model.safetensors, tokenizer.json, tokenizer_config.json, generation_config.json, alignlab_check.safetensors)", hf.display());
+        }
+        Cmd::ExportPrefs { prefs_dir, out } => {
+            let n = experiment::export::prefs(&prefs_dir, &out)?;
+            println!("written: {} ({n} pairs)", out.display());
         }
         Cmd::Tabular { common, out, seed } => {
             setup(&common)?;

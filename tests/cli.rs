@@ -429,3 +429,29 @@ fn export_writes_a_transformers_checkpoint() {
     assert_clean_failure(&o, &["no model.safetensors", "fix:"]);
     std::fs::remove_dir_all(&out).ok();
 }
+
+/// `alignlab export-prefs`: every pair of a preference-data folder as one JSON line, text and ids.
+#[test]
+fn export_prefs_writes_every_pair() {
+    let file = Path::new("scenarios/sentiment.toml");
+    let out = tmp("export-prefs");
+    let o = run(file, &out, &[]);
+    assert!(o.status.success(), "{}", text(&o));
+    let prefs = std::fs::read_dir(out.join("runs/sentiment")).unwrap().map(|e| e.unwrap().path()).find(|p| p.file_name().unwrap().to_string_lossy().starts_with("prefs-")).unwrap();
+    let jsonl = out.join("prefs.jsonl");
+    let o = bin().arg("export-prefs").arg(&prefs).arg(&jsonl).output().unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let pairs = std::fs::read_to_string(prefs.join("pairs.txt")).unwrap();
+    let lines = std::fs::read_to_string(&jsonl).unwrap();
+    assert_eq!(lines.lines().count(), pairs.lines().count());
+    // The first pair: its ids as in pairs.txt, its text as many words as ids (without <eos>).
+    let first: Vec<&str> = pairs.lines().next().unwrap().split('|').collect();
+    let line = lines.lines().next().unwrap();
+    assert!(line.contains(&format!("\"prompt_ids\": [{}]", first[1].replace(' ', ", "))), "{line}");
+    assert!(line.contains(&format!("\"chosen_ids\": [{}]", first[2].replace(' ', ", "))), "{line}");
+    let chosen_text = line.split("\"chosen\": \"").nth(1).unwrap().split('"').next().unwrap();
+    assert_eq!(chosen_text.split(' ').count(), first[2].split(' ').filter(|t| *t != "2").count());
+    let o = bin().arg("export-prefs").arg(out.join("runs")).arg(out.join("x.jsonl")).output().unwrap();
+    assert_clean_failure(&o, &["no pairs.txt", "fix:"]);
+    std::fs::remove_dir_all(&out).ok();
+}

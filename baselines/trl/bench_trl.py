@@ -104,12 +104,32 @@ def sft_step(d, layers, steps):
     return 64 * 21 / median(timer.times, 2)
 
 
-def dpo_step(d, layers, steps):
+def prefs_dataset(path, n):
+    """The first `n` training pairs of `alignlab export-prefs` (cycled if fewer), as TRL's
+    prompt/chosen/rejected text over this script's words: token id i is word `w{i}`, so TRL
+    trains on exactly alignlab's token ids (TRL appends `<eos>` to each completion itself)."""
+    rows = [json.loads(line) for line in open(path)]
+    rows = [r for r in rows if r["split"] == "train"]
+    if not rows:
+        sys.exit(f"{path} has no training pairs; fix: pass a file written by alignlab export-prefs")
+    special = {0: "<pad>", 1: "<bos>"}
+    ids = lambda v: " ".join(special.get(i) or WORDS[i - 3] for i in v if i != 2)
+    top = max(max(r["prompt_ids"] + r["chosen_ids"] + r["rejected_ids"]) for r in rows)
+    if top >= VOCAB:
+        sys.exit(f"{path}: token id {top} is past this script's vocabulary of {VOCAB}; fix: export a world with at most {VOCAB} tokens (the sentiment world)")
+    pick = [rows[i % len(rows)] for i in range(n)]
+    return Dataset.from_dict({"prompt": [ids(r["prompt_ids"]) for r in pick], "chosen": [ids(r["chosen_ids"]) for r in pick], "rejected": [ids(r["rejected_ids"]) for r in pick]})
+
+
+def dpo_step(d, layers, steps, prefs=None):
     from trl import DPOConfig, DPOTrainer
 
     g = torch.Generator().manual_seed(0)
     n = 64 * steps
-    ds = Dataset.from_dict({"prompt": [text(g, 8) for _ in range(n)], "chosen": [text(g, 15) for _ in range(n)], "rejected": [text(g, 15) for _ in range(n)]})
+    if prefs:
+        ds = prefs_dataset(prefs, n)
+    else:
+        ds = Dataset.from_dict({"prompt": [text(g, 8) for _ in range(n)], "chosen": [text(g, 15) for _ in range(n)], "rejected": [text(g, 15) for _ in range(n)]})
     timer = StepTimer()
     with tempfile.TemporaryDirectory() as out:
         args = DPOConfig(**common_args(out, steps, 64), beta=0.1, loss_type=["sigmoid"], precompute_ref_log_probs=True, max_length=32, lr_scheduler_type="constant", max_grad_norm=10.0)
@@ -171,8 +191,12 @@ def main():
     res = {"threads": threads, "trl": __import__("trl").__version__, "transformers": __import__("transformers").__version__, "torch": torch.__version__}
     res["sft_d128_tokens_per_s"] = sft_step(128, 2, steps)
     res["sft_d256_tokens_per_s"] = sft_step(256, 4, steps)
-    res["dpo_d128_pairs_per_s"] = dpo_step(128, 2, steps)
-    res["dpo_d256_pairs_per_s"] = dpo_step(256, 4, steps)
+    # --prefs FILE: DPO on the pairs alignlab trained on (`alignlab export-prefs`).
+    prefs = sys.argv[sys.argv.index("--prefs") + 1] if "--prefs" in sys.argv else None
+    if prefs:
+        res["prefs"] = prefs
+    res["dpo_d128_pairs_per_s"] = dpo_step(128, 2, steps, prefs)
+    res["dpo_d256_pairs_per_s"] = dpo_step(256, 4, steps, prefs)
     res["ppo_d128"] = ppo_iteration(128, 2, 3 if quick else 6)
     out = json.dumps(res, indent=1)
     if "--json" in sys.argv:

@@ -31,6 +31,61 @@ pub fn write_card(dir: &Path, gpt: &GptConfig, words: &[String]) -> Result<()> {
     write_atomic(&dir.join("model.toml"), toml::to_string(&card).expect("the model card serializes").as_bytes())
 }
 
+/// Write `words.toml` (the vocabulary, by id) into a preference-data folder.
+pub fn write_words(dir: &Path, words: &[String]) -> Result<()> {
+    #[derive(serde::Serialize)]
+    struct Words<'a> {
+        words: &'a [String],
+    }
+    write_atomic(&dir.join("words.toml"), toml::to_string(&Words { words }).expect("words serialize").as_bytes())
+}
+
+/// `alignlab export-prefs PREFS_DIR OUT.jsonl`: the pairs of a preference-data run folder
+/// (`runs/<scenario>/prefs-<hash>`, the pairs every method of that seed trained on) in TRL's
+/// format: one JSON object per line with `prompt`, `chosen`, `rejected` as text (words split by
+/// spaces, without the final `<eos>`, which TRL appends itself), the same as token ids (with
+/// `<eos>`), the split (`train` or `val`) and the gold rewards.
+pub fn prefs(dir: &Path, out: &Path) -> Result<usize> {
+    let (pairs_path, words_path) = (dir.join("pairs.txt"), dir.join("words.toml"));
+    if !pairs_path.exists() {
+        bail!("{} has no pairs.txt; fix: pass a preference-data run folder, e.g. runs/<scenario>/prefs-<hash>", dir.display());
+    }
+    if !words_path.exists() {
+        bail!("{} has no words.toml (preference folders record it since this export exists); fix: rerun the scenario's stages (alignlab prepare)", dir.display());
+    }
+    #[derive(serde::Deserialize)]
+    struct Words {
+        words: Vec<String>,
+    }
+    let text = std::fs::read_to_string(&words_path).with_context(|| format!("cannot read {}", words_path.display()))?;
+    let words: Words = toml::from_str(&text).with_context(|| format!("corrupt {}; fix: delete the folder and rerun", words_path.display()))?;
+    let data = crate::data::PrefData::load(&pairs_path)?;
+    let word = |i: i64| words.words.get(i as usize).cloned().with_context(|| format!("{}: token {i} is past the vocabulary; fix: delete the folder and rerun", pairs_path.display()));
+    let as_text = |ids: &[i64]| -> Result<String> { Ok(ids.iter().filter(|&&t| t != EOS).map(|&t| word(t)).collect::<Result<Vec<_>>>()?.join(" ")) };
+    let ids = |v: &[i64]| v.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(", ");
+    let mut s = String::new();
+    let mut n = 0;
+    for (split, pairs) in [("train", &data.train), ("val", &data.val)] {
+        for p in pairs {
+            let _ = writeln!(
+                s,
+                "{{\"prompt\": {}, \"chosen\": {}, \"rejected\": {}, \"prompt_ids\": [{}], \"chosen_ids\": [{}], \"rejected_ids\": [{}], \"split\": \"{split}\", \"gold_chosen\": {}, \"gold_rejected\": {}}}",
+                json_str(&as_text(&p.prompt)?),
+                json_str(&as_text(&p.chosen)?),
+                json_str(&as_text(&p.rejected)?),
+                ids(&p.prompt),
+                ids(&p.chosen),
+                ids(&p.rejected),
+                p.gold_chosen,
+                p.gold_rejected
+            );
+            n += 1;
+        }
+    }
+    write_atomic(out, s.as_bytes())?;
+    Ok(n)
+}
+
 fn json_str(s: &str) -> String {
     let mut out = String::from("\"");
     for c in s.chars() {

@@ -56,6 +56,10 @@ pub fn prefs_stage(sc: &Scenario, world: &dyn TextWorld, sft: &Gpt, opts: &RunOp
         write_atomic(&path, d.to_text().as_bytes())?;
         d
     };
+    // The words behind the ids, for `alignlab export-prefs`.
+    if !dir.join("words.toml").exists() {
+        super::export::write_words(&dir, &world.vocab().words)?;
+    }
     anyhow::ensure!(data.train.len() >= 2 && !data.val.is_empty(), "preference data has {} training and {} validation pairs; fix: raise world.n_train_prompts or prefs.k", data.train.len(), data.val.len());
     let gap: f64 = data.train.iter().map(|p| p.gold_chosen - p.gold_rejected).sum::<f64>() / data.train.len() as f64;
     let agree = data.train.iter().filter(|p| p.gold_chosen > p.gold_rejected).count() as f64 / data.train.len() as f64;
