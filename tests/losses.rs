@@ -2,10 +2,11 @@
 //! gradient against a finite difference, the conventions that tell losses apart (IPO's length
 //! normalisation, robust against conservative DPO), and where each goes in the tabular world.
 
+mod common;
+use common::{mean_tv, tabular};
 use alignlab::algo::dpo::{preference_loss, LossOut, PairLogps, PrefLoss};
 use alignlab::data::Labels;
-use alignlab::world::tabular::{to_rows, tv};
-use alignlab::world::{TabularConfig, TabularWorld};
+use alignlab::world::tabular::to_rows;
 use tch::{Kind, Tensor};
 
 fn d(v: &[f64]) -> Tensor {
@@ -142,17 +143,6 @@ fn robust_is_unbiased_under_flipped_labels_and_conservative_dpo_is_not() {
     }
 }
 
-fn tabular() -> (TabularWorld, Tensor, Vec<Vec<f64>>, Vec<Vec<f64>>) {
-    let w = TabularWorld::new(&TabularConfig { n_prompts: 3, n_words: 3, length: 2 }, 7);
-    let reference = w.random_table(1.0, 7);
-    let ref_probs = to_rows(&w.table_logprobs(&reference).exp());
-    let ref_lp: Vec<Vec<f64>> = ref_probs.iter().map(|r| r.iter().map(|p| p.ln()).collect()).collect();
-    (w, reference, ref_probs, ref_lp)
-}
-
-fn mean_tv(p: &[Vec<f64>], q: &[Vec<f64>]) -> f64 {
-    p.iter().zip(q).map(|(a, b)| tv(a, b)).sum::<f64>() / p.len() as f64
-}
 
 /// Robust DPO on Bradley-Terry pairs whose labels flip at rate eps reaches pi* (it estimates the
 /// clean loss); conservative DPO on the same pairs stops short of it.

@@ -2,6 +2,8 @@
 //! values, convergence in the tabular world (exact pi* by enumeration), a toy language model
 //! learning from each, and semi-online sampling at its two ends.
 
+mod common;
+use common::{mean_tv, tabular};
 use alignlab::algo::dpo::{PrefLoss, TrainConfig};
 use alignlab::algo::grpo::group_advantages;
 use alignlab::algo::online_dpo::{self, OnlineContext};
@@ -12,8 +14,6 @@ use alignlab::algo::rloo::loo_advantages;
 use alignlab::data::Labels;
 use alignlab::log::Metrics;
 use alignlab::model::{Gpt, GptConfig, Rollout};
-use alignlab::world::tabular::{to_rows, tv};
-use alignlab::world::{TabularConfig, TabularWorld};
 use std::cell::RefCell;
 use tch::{nn, Device, Kind, Tensor};
 
@@ -71,17 +71,6 @@ fn aggregations_match_hand_computed_values() {
     assert!((v(Aggregate::SeqSumOver(3.0)) - 2.5).abs() < 1e-6);
 }
 
-fn tabular() -> (TabularWorld, Tensor, Vec<Vec<f64>>, Vec<Vec<f64>>) {
-    let w = TabularWorld::new(&TabularConfig { n_prompts: 3, n_words: 3, length: 2 }, 7);
-    let reference = w.random_table(1.0, 7);
-    let ref_probs = to_rows(&w.table_logprobs(&reference).exp());
-    let ref_lp: Vec<Vec<f64>> = ref_probs.iter().map(|r| r.iter().map(|p| p.ln()).collect()).collect();
-    (w, reference, ref_probs, ref_lp)
-}
-
-fn mean_tv(p: &[Vec<f64>], q: &[Vec<f64>]) -> f64 {
-    p.iter().zip(q).map(|(a, b)| tv(a, b)).sum::<f64>() / p.len() as f64
-}
 
 /// The tabular settings of the critic-free runs: full-batch steps at a tabular learning rate.
 fn tabular_pg(kl_coef: f64, est: Estimator) -> PgConfig {
