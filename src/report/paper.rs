@@ -148,25 +148,7 @@ fn online_section(s: &mut String, dir: &Path, f: &Csv, p: &Csv) {
     }
     let joined = lines.join("; ");
     let _ = writeln!(s, "\n**What the runs show.** {}{}.\n", joined[..1].to_uppercase(), &joined[1..]);
-    // Where a method's grid has no evaluation below a budget, its value there is a mixture of
-    // pi_SFT and an evaluation past the budget: a statement about the grid, not the method.
-    if let Some(e) = Csv::read(&dir.join("eval.csv")) {
-        let mut first: BTreeMap<(String, String), f64> = BTreeMap::new(); // (method, seed) -> smallest evaluated KL
-        for r in e.rows.iter().filter(|r| e.get(r, "metric") == "eval/kl_sel" && e.get(r, "step") != "0") {
-            let k = first.entry((e.get(r, "method").to_string(), e.get(r, "seed").to_string())).or_insert(f64::INFINITY);
-            *k = k.min(e.num(r, "value"));
-        }
-        let mut coarse: Vec<String> = Vec::new();
-        for m in distinct(first.keys().map(|k| k.0.clone())) {
-            let worst = first.iter().filter(|(k, _)| k.0 == m).map(|(_, v)| *v).fold(0.0, f64::max);
-            if worst > 1.0 {
-                coarse.push(format!("{m} ({worst:.1})"));
-            }
-        }
-        if !coarse.is_empty() {
-            let _ = writeln!(s, "Read these verdicts with the grids: in some seed, the smallest KL any evaluation of these methods reached (selection half) lies past KL 1: {}. Their values at the budgets below it are mixtures of pi_SFT and an evaluation past the budget, so they bound what the method reaches there from below; finer evaluation (`eval.every`, `eval_every`) or stronger KL settings are needed before they say anything about the method (the fair protocol's calibration).\n", coarse.join(", "));
-        }
-    }
+    grid_caveat(s, dir);
     // Cost per iteration, from the same sweep's timing.
     if let Some(t) = Csv::read(&dir.join("timing.csv")) {
         let mean = |method: &str, keys: &[&str]| {
@@ -268,6 +250,7 @@ fn loss_zoo_section(s: &mut String, dir: &Path, f: &Csv, p: &Csv) {
             let _ = writeln!(s, "\n{}\n", if displaced.is_empty() { "No loss and strength shows both log-probabilities falling in every seed.".to_string() } else { format!("Both fall, in every seed, under: {}.", displaced.join("; ")) });
         }
     }
+    grid_caveat(s, dir);
     kl_estimator_table(s, dir);
     let _ = writeln!(s, "Settings as run:\n\n```toml\n{}```\n", settings(dir, &["sweep", "train", "dpo", "ipo", "cdpo", "robust", "hinge", "kto", "exo_pair", "nca_pair", "simpo", "orpo", "report"]));
 }
@@ -284,12 +267,35 @@ fn kl_estimator_table(s: &mut String, dir: &Path) {
         let (Some(x), Some(k1), Some(k2), Some(k3)) = (row("exact"), row("k1"), row("k2"), row("k3")) else { continue };
         let b = |r: &Vec<String>| {
             let rel = k.num(r, "rel_bias_mean");
-            let rel = if rel.is_finite() { format!(" ({:+.0}%)", 100.0 * rel) } else { String::new() };
+            let rel = if rel.is_finite() { format!(" ({:+.1}%)", 100.0 * rel) } else { String::new() };
             format!("{:+.3}{rel}", k.num(r, "bias_mean"))
         };
         let _ = writeln!(s, "| {m} | {} | {:.3} | {} | {} | {} | {:.3} | {:.3} | {:.3} | {:.3} |", k.get(x, "evaluations"), k.num(x, "kl_mean"), b(k1), b(k2), b(k3), k.num(x, "sd_mean"), k.num(k1, "sd_mean"), k.num(k2, "sd_mean"), k.num(k3, "sd_mean"));
     }
     s.push('\n');
+}
+
+/// Where a method's grid has no evaluation below a budget, its value there is a mixture of
+/// pi_SFT and an evaluation past the budget: a statement about the grid, not the method. Names
+/// the methods whose smallest evaluated KL (selection half, worst seed) lies past KL 1.
+fn grid_caveat(s: &mut String, dir: &Path) {
+    if let Some(e) = Csv::read(&dir.join("eval.csv")) {
+        let mut first: BTreeMap<(String, String), f64> = BTreeMap::new(); // (method, seed) -> smallest evaluated KL
+        for r in e.rows.iter().filter(|r| e.get(r, "metric") == "eval/kl_sel" && e.get(r, "step") != "0") {
+            let k = first.entry((e.get(r, "method").to_string(), e.get(r, "seed").to_string())).or_insert(f64::INFINITY);
+            *k = k.min(e.num(r, "value"));
+        }
+        let mut coarse: Vec<String> = Vec::new();
+        for m in distinct(first.keys().map(|k| k.0.clone())) {
+            let worst = first.iter().filter(|(k, _)| k.0 == m).map(|(_, v)| *v).fold(0.0, f64::max);
+            if worst > 1.0 {
+                coarse.push(format!("{m} ({worst:.1})"));
+            }
+        }
+        if !coarse.is_empty() {
+            let _ = writeln!(s, "Read these verdicts with the grids: in some seed, the smallest KL any evaluation of these methods reached (selection half) lies past KL 1: {}. Their values at the budgets below it are mixtures of pi_SFT and an evaluation past the budget, so they bound what the method reaches there from below; finer evaluation (`eval.every`, `eval_every`) or stronger KL settings are needed before they say anything about the method (the fair protocol's calibration).\n", coarse.join(", "));
+        }
+    }
 }
 
 /// The KL budgets of a `frontier.csv`, ascending.
