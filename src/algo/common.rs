@@ -170,3 +170,23 @@ pub fn last_good(step: usize, eval_every: usize, unit: &str) -> String {
         s => format!("the resume folder of this run, at {unit} {s}"),
     }
 }
+
+/// Where a one-optimiser trainer starts: from `resume` (the optimiser's state and, when it has
+/// one, its RNG restored; the step returned) or at step 0, after `on_eval` has seen the state a
+/// checkpoint needs.
+pub fn start_at(resume: &Option<ResumeFrom>, opt: &mut super::adam::Adam, rng: Option<&mut crate::rng::Rng>, on_eval: impl FnOnce(&CkptParts) -> Result<()>) -> Result<usize> {
+    match resume {
+        Some(r) => {
+            opt.load(&r.opt_files[0])?;
+            if let Some(rng) = rng {
+                *rng = crate::rng::Rng::from_state(r.rng);
+            }
+            Ok(r.step)
+        }
+        None => {
+            let state = rng.map(|r| r.state()).unwrap_or([0; 4]);
+            on_eval(&CkptParts { opts: vec![opt], rng: state, extra: vec![] })?;
+            Ok(0)
+        }
+    }
+}

@@ -21,7 +21,7 @@ use anyhow::Result;
 use tch::{nn, Kind, Tensor};
 
 use super::adam::Adam;
-use super::common::{check_finite, last_good, pair_logps, CkptParts, ResumeFrom};
+use super::common::{start_at, check_finite, last_good, pair_logps, CkptParts, ResumeFrom};
 use crate::data::{PairBatch, PairTensors};
 use crate::log::Metrics;
 use crate::model::Gpt;
@@ -328,16 +328,7 @@ pub fn train(
     let label = format!("{name}/{setting}");
     let mut order_cache = None;
     let bs = cfg.batch_size.min(data.len());
-    let start = match &resume {
-        Some(r) => {
-            opt.load(&r.opt_files[0])?;
-            r.step
-        }
-        None => {
-            on_eval(0, policy, metrics, &CkptParts { opts: vec![&opt], rng: [0; 4], extra: vec![] })?;
-            0
-        }
-    };
+    let start = start_at(&resume, &mut opt, None, |parts| on_eval(0, policy, metrics, parts))?;
     for step in start..cfg.steps {
         // 1. Batch of pairs from a shuffled epoch.
         let idx = batch_indices(data.len(), bs, step, seed, &label, &mut order_cache);

@@ -21,7 +21,7 @@ use anyhow::Result;
 use tch::{nn, Tensor};
 
 use super::adam::Adam;
-use super::common::{copy_weights, pair_logps, CkptParts, ResumeFrom};
+use super::common::{start_at, copy_weights, pair_logps, CkptParts, ResumeFrom};
 use super::dpo::{pref_step, PrefLoss, TrainConfig};
 use crate::data::{Labels, Pair, PairTensors};
 use crate::log::Metrics;
@@ -68,17 +68,7 @@ pub fn train(
     let mut rng = Rng::new(derive_seed(seed, &format!("{label}/prompts")));
     let settings = SampleSettings { temperature: ctx.temperature, top_k: 0, max_new_tokens: ctx.max_new_tokens, use_cache: true };
     let device = policy.cfg_device();
-    let start = match &resume {
-        Some(r) => {
-            opt.load(&r.opt_files[0])?;
-            rng = Rng::from_state(r.rng);
-            r.step
-        }
-        None => {
-            on_eval(0, policy, metrics, &CkptParts { opts: vec![&opt], rng: rng.state(), extra: vec![] })?;
-            0
-        }
-    };
+    let start = start_at(&resume, &mut opt, Some(&mut rng), |parts| on_eval(0, policy, metrics, parts))?;
     for step in start..cfg.steps {
         // 1. The sampler: the policy's copy of the last sync.
         let (sampler, sampler_vs) = ctx.sampler;

@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use tch::{nn, Kind, Tensor};
 
 use super::adam::Adam;
-use super::common::{check_finite, last_good, masked_mean, response_hidden, CkptParts, ResumeFrom};
+use super::common::{start_at, check_finite, last_good, masked_mean, response_hidden, CkptParts, ResumeFrom};
 use super::ppo::{policy_loss_by, PpoContext};
 use super::rollout::{self, kl_per_token, Aggregate, KlEstimator, RunningStats};
 use crate::config::{need, ConfigError, MAX_BATCH, MAX_STEPS};
@@ -191,17 +191,7 @@ pub fn train(
     let mut rng = Rng::new(derive_seed(seed, &format!("{name}/{setting}/prompts")));
     let settings = SampleSettings { temperature: cfg.temperature, top_k: 0, max_new_tokens: ctx.max_new_tokens, use_cache: true };
     let device = policy.cfg_device();
-    let start = match &resume {
-        Some(r) => {
-            opt.load(&r.opt_files[0])?;
-            rng = Rng::from_state(r.rng);
-            r.step
-        }
-        None => {
-            on_eval(0, policy, metrics, &CkptParts { opts: vec![&opt], rng: rng.state(), extra: vec![] })?;
-            0
-        }
-    };
+    let start = start_at(&resume, &mut opt, Some(&mut rng), |parts| on_eval(0, policy, metrics, parts))?;
     let k = cfg.group_size;
     for it in start..cfg.iterations {
         // 1. Rollouts: each prompt `group_size` times, a group's rows consecutive.
