@@ -250,6 +250,12 @@ fn online_methods_come_from_their_tables() {
     let runs: Vec<String> = sc.methods.iter().map(|m| format!("{} {}", m.name(), m.setting())).collect();
     assert_eq!(runs, ["ppo target_kl=1;rollout_batch=32", "ppo target_kl=1;rollout_batch=64", "rloo kl_coef=0.05", "grpo kl_coef=0", "grpo kl_coef=0.1", "online_dpo beta=0.1", "online_dpo_s10 beta=0.1", "online_ipo_gt beta=0.5", "online_dpo_shuffled beta=0.1"]);
     assert_eq!(load(&sc.resolved_toml, &[]).unwrap().methods, sc.methods);
+    // The resolved scenario fills in what the tables left to defaults.
+    let kto = load(&format!("{GOOD}\n[kto]\nbeta = [0.1]\n[online_dpo]\nbeta = 0.1\n"), &[]).unwrap();
+    for line in ["lambda_d = 1.0", "lambda_u = 1.0", "loss = \"dpo\"", "sync_every = 1"] {
+        assert!(kto.resolved_toml.contains(line), "the resolved scenario lacks `{line}`:\n{}", kto.resolved_toml);
+    }
+    assert_eq!(load(&kto.resolved_toml, &[]).unwrap().methods, kto.methods);
     expect_err(&text, &["rloo.scale_std=true"], &["rloo.scale_std", "applies to [grpo] only"]);
     expect_err(&text, &["rloo.kl_coef=[]"], &["rloo.kl_coef"]);
     expect_err(&text, &["online_dpo.loss=\"x\""], &["online_dpo.loss", "not a preference loss"]);

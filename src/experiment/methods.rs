@@ -148,12 +148,29 @@ pub fn expand(name: &str, table: &toml::Table, sample: &SampleConfig) -> Result<
         };
         need(!sync.is_empty() && distinct(&sync) && sync.iter().all(|&s| (1..=MAX_STEPS).contains(&s)), "sync_every", || format!("must be distinct steps in 1..={MAX_STEPS} (got {sync:?})"), "use 1 (online) or e.g. [10, 50] (semi-online)").map_err(|e| e.within(name))?;
         let losses = loss_runs(name, &loss, &rest)?;
+        let mut resolved = with_defaults(table, &losses[0]);
+        resolved.entry("loss").or_insert_with(|| toml::Value::String(loss.clone()));
+        if !shuffled {
+            resolved.entry("sync_every").or_insert(toml::Value::Integer(1));
+        }
         let runs = sync.iter().flat_map(|&sync_every| losses.iter().map(move |&loss| Method { kind: MethodKind::Online { gold, loss, sync_every, shuffled }, opt }));
-        return Ok((runs.collect(), table.clone()));
+        return Ok((runs.collect(), resolved));
     }
     need(!rest.contains_key("loss"), "loss", || "unknown field `loss`: the table's name is its loss".into(), "remove the key").map_err(|e| e.within(name))?;
-    let runs = loss_runs(name, name, &rest)?.into_iter().map(|loss| Method { kind: MethodKind::Pref(loss), opt });
-    Ok((runs.collect(), table.clone()))
+    let losses = loss_runs(name, name, &rest)?;
+    let resolved = with_defaults(table, &losses[0]);
+    let runs = losses.into_iter().map(|loss| Method { kind: MethodKind::Pref(loss), opt });
+    Ok((runs.collect(), resolved))
+}
+
+/// A preference table as written, with the loss's defaulted parameters filled in (KTO's
+/// `lambda_d`, ...): the resolved scenario lists every setting a run used.
+fn with_defaults(table: &toml::Table, loss: &PrefLoss) -> toml::Table {
+    let mut resolved = table.clone();
+    for (key, value) in loss.params() {
+        resolved.entry(key).or_insert(value);
+    }
+    resolved
 }
 
 /// The `[train]` overrides `lr` and `steps` of a preference table, taken out of it.
