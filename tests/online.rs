@@ -164,6 +164,11 @@ fn online_run(sync_every: usize, lr: f64) -> (String, Vec<f64>, Vec<Vec<Vec<i64>
 
 /// [`online_run`], with the pairs it trained on.
 fn online_run_recorded(sync_every: usize, lr: f64) -> (String, Vec<f64>, Vec<Vec<Vec<i64>>>, Vec<alignlab::data::Pair>) {
+    online_run_with(PrefLoss::Dpo { beta: 0.1 }, sync_every, lr)
+}
+
+/// [`online_run_recorded`] with another loss.
+fn online_run_with(loss: PrefLoss, sync_every: usize, lr: f64) -> (String, Vec<f64>, Vec<Vec<Vec<i64>>>, Vec<alignlab::data::Pair>) {
     let (pvs, policy, _rvs, reference) = toy_models();
     let svs = nn::VarStore::new(Device::Cpu);
     let sampler = Gpt::new(&svs.root(), &policy.cfg);
@@ -177,7 +182,7 @@ fn online_run_recorded(sync_every: usize, lr: f64) -> (String, Vec<f64>, Vec<Vec
     let ctx = OnlineContext { reference: &reference, prompts: &prompts, max_new_tokens: 6, temperature: 1.0, labels: Labels::Deterministic, score: &score, sampler: (&sampler, &svs), sync_every, record: Some(&record) };
     let cfg = TrainConfig { steps: 12, batch_size: 16, lr, warmup_steps: 1, grad_clip: 10.0 };
     let mut metrics = Metrics::default();
-    online_dpo::train(&policy, &pvs, &ctx, PrefLoss::Dpo { beta: 0.1 }, &cfg, 6, 0, ("online_dpo", "toy"), &mut metrics, None, |_, _, _, _| Ok(()), |_| {}).unwrap();
+    online_dpo::train(&policy, &pvs, &ctx, loss, &cfg, 6, 0, ("online_dpo", "toy"), &mut metrics, None, |_, _, _, _| Ok(()), |_| {}).unwrap();
     let mut named: Vec<(String, Tensor)> = pvs.variables().into_iter().collect();
     named.sort_by(|a, b| a.0.cmp(&b.0));
     let weights: Vec<f64> = named.iter().flat_map(|(_, v)| vals(v)).collect();
@@ -244,4 +249,16 @@ fn ema_reference_moves_towards_the_policy() {
     let _p = pvs.root().var_copy("w", &t(&[3.0, 4.0]));
     alignlab::algo::ppo::ema_update(&rvs, &pvs, 0.9);
     assert!(close(&vals(&rvs.variables()["w"]), &[1.2, 2.2], 1e-6));
+}
+
+/// A reference-free loss skips the reference pass online, so it logs no KL and no log-ratios
+/// (they would be the policy's log-probs against zeros), and still learns.
+#[test]
+fn online_reference_free_loss_logs_no_reference_quantities() {
+    let _turn = TORCH_RNG.lock().unwrap_or_else(|e| e.into_inner());
+    let (csv, _, _, pairs) = online_run_with(PrefLoss::Simpo { beta: 2.0, gamma: 0.5 }, 1, 1e-2);
+    assert!(!pairs.is_empty() && csv.contains("online_dpo/loss") && csv.contains("online_dpo/rewards/margins"), "{csv}");
+    for k in ["objective/kl_k1", "dynamics/logratio_chosen", "dynamics/logratio_rejected"] {
+        assert!(!csv.contains(k), "a reference-free run logged {k}");
+    }
 }

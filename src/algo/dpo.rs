@@ -338,7 +338,7 @@ pub fn train(
         let index = Tensor::from_slice(&idx.iter().map(|&i| i as i64).collect::<Vec<_>>()).to_device(rc.device());
         let (reference_chosen, reference_rejected) = (rc.index_select(0, &index), rr.index_select(0, &index));
         // 3. The loss and the step.
-        let out = pref_step(policy, &mut opt, &b, (&reference_chosen, &reference_rejected), method, cfg, step, eval_every, name)?;
+        let out = pref_step(policy, &mut opt, &b, Some((&reference_chosen, &reference_rejected)), method, cfg, step, eval_every, name)?;
         on_step(step);
         let s = step + 1;
         if s % 10 == 0 || s == cfg.steps {
@@ -369,12 +369,17 @@ impl Step {
     }
 }
 
-/// Step `step` of a preference loss on batch `b`, given the reference's log-probs of its pairs:
-/// the policy's log-probs of chosen and rejected in one forward pass (the prompt once), the
-/// loss, warm-up, clipping, a NaN guard and the Adam step.
+/// Step `step` of a preference loss on batch `b`, given the reference's log-probs of its pairs
+/// (`None` for a reference-free loss, whose caller skipped the reference pass): the policy's
+/// log-probs of chosen and rejected in one forward pass (the prompt once), the loss, warm-up,
+/// clipping, a NaN guard and the Adam step.
 #[allow(clippy::too_many_arguments)]
-pub fn pref_step(policy: &Gpt, opt: &mut Adam, b: &PairBatch, (reference_chosen, reference_rejected): (&Tensor, &Tensor), method: PrefLoss, cfg: &TrainConfig, step: usize, eval_every: usize, name: &str) -> Result<Step> {
+pub fn pref_step(policy: &Gpt, opt: &mut Adam, b: &PairBatch, reference: Option<(&Tensor, &Tensor)>, method: PrefLoss, cfg: &TrainConfig, step: usize, eval_every: usize, name: &str) -> Result<Step> {
+    anyhow::ensure!(reference.is_some() || !method.uses_reference(), "{} needs the reference's log-probs", method.name());
     let (policy_chosen, policy_rejected) = pair_logps(policy, b);
+    // A reference-free loss reads no reference log-probs: zeros stand in for them.
+    let zeros = policy_chosen.zeros_like().detach();
+    let (reference_chosen, reference_rejected) = reference.unwrap_or((&zeros, &zeros));
     let chosen_tokens = b.chosen_mask.sum_dim_intlist(1, false, Kind::Float);
     let rejected_tokens = b.rejected_mask.sum_dim_intlist(1, false, Kind::Float);
     let out = preference_loss(method, &PairLogps { policy_chosen: &policy_chosen, policy_rejected: &policy_rejected, reference_chosen, reference_rejected, chosen_tokens: &chosen_tokens, rejected_tokens: &rejected_tokens });
@@ -389,8 +394,10 @@ pub fn pref_step(policy: &Gpt, opt: &mut Adam, b: &PairBatch, (reference_chosen,
     logged.push(("logps/chosen", policy_chosen.detach().mean(Kind::Float)));
     logged.push(("logps/rejected", policy_rejected.detach().mean(Kind::Float)));
     // Likelihood displacement (Razin et al. 2024): both log-ratios falling.
-    logged.push(("dynamics/logratio_chosen", (policy_chosen.detach() - reference_chosen).mean(Kind::Float)));
-    logged.push(("dynamics/logratio_rejected", (policy_rejected.detach() - reference_rejected).mean(Kind::Float)));
+    if reference.is_some() {
+        logged.push(("dynamics/logratio_chosen", (policy_chosen.detach() - reference_chosen).mean(Kind::Float)));
+        logged.push(("dynamics/logratio_rejected", (policy_rejected.detach() - reference_rejected).mean(Kind::Float)));
+    }
     let lr = cfg.lr * ((step + 1) as f64 / cfg.warmup_steps.max(1) as f64).min(1.0);
     opt.set_lr(lr);
     opt.zero_grad();

@@ -106,15 +106,17 @@ pub fn train(
         if !pairs.is_empty() {
             // 4. The loss against the frozen reference, and the step.
             let b = PairTensors::new(&pairs, device).batch(&(0..pairs.len()).collect::<Vec<_>>());
-            // Reference-free losses (SimPO, ORPO) skip the reference pass.
-            let (rc, rr) = if method.uses_reference() { tch::no_grad(|| pair_logps(ctx.reference, &b)) } else { (Tensor::zeros([pairs.len() as i64], (tch::Kind::Float, device)), Tensor::zeros([pairs.len() as i64], (tch::Kind::Float, device))) };
-            let out = pref_step(policy, &mut opt, &b, (&rc, &rr), method, cfg, step, eval_every, name)?;
+            // Reference-free losses (SimPO, ORPO) skip the reference pass, and with it the KL.
+            let reference = method.uses_reference().then(|| tch::no_grad(|| pair_logps(ctx.reference, &b)));
+            let out = pref_step(policy, &mut opt, &b, reference.as_ref().map(|(c, r)| (c, r)), method, cfg, step, eval_every, name)?;
             if s % 10 == 0 || s == cfg.steps {
                 out.log(metrics, (name, setting, seed), s);
-                // k1 estimate of KL(pi || pi_ref) on the step's pairs (sampled at prefs.temperature).
-                let logp = |k: &str| out.logged.iter().find(|l| l.0 == k).map(|l| l.1.double_value(&[])).unwrap_or(f64::NAN);
-                let kl = (logp("logps/chosen") + logp("logps/rejected") - rc.mean(tch::Kind::Float).double_value(&[]) - rr.mean(tch::Kind::Float).double_value(&[])) / 2.0;
-                metrics.push(name, setting, seed, s, &format!("{name}/objective/kl_k1"), kl);
+                if let Some((rc, rr)) = &reference {
+                    // k1 estimate of KL(pi || pi_ref) on the step's pairs (sampled at prefs.temperature).
+                    let logp = |k: &str| out.logged.iter().find(|l| l.0 == k).map(|l| l.1.double_value(&[])).unwrap_or(f64::NAN);
+                    let kl = (logp("logps/chosen") + logp("logps/rejected") - rc.mean(tch::Kind::Float).double_value(&[]) - rr.mean(tch::Kind::Float).double_value(&[])) / 2.0;
+                    metrics.push(name, setting, seed, s, &format!("{name}/objective/kl_k1"), kl);
+                }
             }
         }
         if s % 10 == 0 || s == cfg.steps {
