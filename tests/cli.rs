@@ -84,8 +84,9 @@ fn every_scenario_runs_tiny_and_writes_results() {
         }
         let out = tmp(&format!("smoke-{}", path.file_stem().unwrap().to_string_lossy()));
         // A loss the shipped scenarios do not use runs from its table alone (the registry).
-        // And PPO under TRL's conventions (score after <eos>, unbiased whitening, active clip fraction).
-        let extra: &[&str] = if path.ends_with("sentiment.toml") { &["hinge.beta=[0.5]", "ppo.score_position=\"after_eos\"", "ppo.whiten_unbiased=true", "ppo.clipfrac=\"active\""] } else { &[] };
+        // And PPO under TRL's conventions (score after <eos>, unbiased whitening, active clip
+        // fraction) with a moving-average reference.
+        let extra: &[&str] = if path.ends_with("sentiment.toml") { &["hinge.beta=[0.5]", "ppo.score_position=\"after_eos\"", "ppo.whiten_unbiased=true", "ppo.clipfrac=\"active\"", "ppo.ref_ema=0.5"] } else { &[] };
         let o = run(&path, &out, extra);
         assert!(o.status.success(), "{} failed:\n{}", path.display(), text(&o));
         let name = alignlab::scenario::Scenario::load(&path, &[]).unwrap().name;

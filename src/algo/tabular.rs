@@ -93,14 +93,14 @@ impl TabularWorld {
         let pair = |lp: &Tensor| (lp.unsqueeze(2).expand([x, r, r], false), lp.unsqueeze(1).expand([x, r, r], false));
         let (ref_chosen, ref_rejected) = pair(&ref_lp);
         // Every response has `length` tokens.
-        let ones = Tensor::full([x, r, r], self.cfg.length as f64, (Kind::Float, Device::Cpu));
+        let lengths = Tensor::full([x, r, r], self.cfg.length as f64, (Kind::Float, Device::Cpu));
         for step in 0..steps {
             if step % every == 0 {
                 trace(step, &tch::no_grad(|| to_rows(&self.table_logprobs(&table).exp())));
             }
             let lp = self.table_logprobs(&table);
             let (chosen, rejected) = pair(&lp);
-            let out = preference_loss(loss, &PairLogps { policy_chosen: &chosen, policy_rejected: &rejected, reference_chosen: &ref_chosen, reference_rejected: &ref_rejected, chosen_tokens: &ones, rejected_tokens: &ones });
+            let out = preference_loss(loss, &PairLogps { policy_chosen: &chosen, policy_rejected: &rejected, reference_chosen: &ref_chosen, reference_rejected: &ref_rejected, chosen_tokens: &lengths, rejected_tokens: &lengths });
             assert!(out.per_token.is_none(), "a token-mean loss has no meaning on tabular responses");
             let objective = (out.losses * &weights).sum(Kind::Float) / &total;
             opt.zero_grad();
@@ -136,12 +136,7 @@ impl TabularWorld {
             if it % every == 0 {
                 trace(it, &tch::no_grad(|| to_rows(&self.table_logprobs(&table).exp())));
             }
-            let (xs, nodes, words, idx) = self.sample_table(&table, cfg.rollout_batch, &mut rng);
-            let xs_t = Tensor::from_slice(&xs.iter().map(|&x| x as i64).collect::<Vec<_>>());
-            let nodes = Tensor::from_slice(&nodes).view([b, l]);
-            let words = Tensor::from_slice(&words).view([b, l]);
-            let mask = Tensor::ones([b, l], (Kind::Float, Device::Cpu));
-            let score = Tensor::from_slice(&xs.iter().zip(&idx).map(|(&x, &i)| self.reward[x][i] as f32).collect::<Vec<_>>());
+            let (xs_t, nodes, words, mask, score) = self.rollout_tensors(self.sample_table(&table, cfg.rollout_batch, &mut rng));
             let value_rows = (xs_t.unsqueeze(1) * nn + &nodes).view([-1]);
             let (old_logp, old_values, adv, returns) = tch::no_grad(|| {
                 let old_logp = self.table_token_logprobs(&table, &xs_t, &nodes, &words);
@@ -179,6 +174,16 @@ impl TabularWorld {
         probs
     }
 
+    /// Sampled rollouts (`sample_table`'s) as tensors: prompts `[B]`, nodes and words `[B, L]`,
+    /// an all-ones mask `[B, L]` and the gold reward of each `[B]`.
+    fn rollout_tensors(&self, (xs, nodes, words, idx): (Vec<usize>, Vec<i64>, Vec<i64>, Vec<usize>)) -> (Tensor, Tensor, Tensor, Tensor, Tensor) {
+        let (b, l) = (xs.len() as i64, self.cfg.length as i64);
+        let xs_t = Tensor::from_slice(&xs.iter().map(|&x| x as i64).collect::<Vec<_>>());
+        let mask = Tensor::ones([b, l], (Kind::Float, Device::Cpu));
+        let score = Tensor::from_slice(&xs.iter().zip(&idx).map(|(&x, &i)| self.reward[x][i] as f32).collect::<Vec<_>>());
+        (xs_t, Tensor::from_slice(&nodes).view([b, l]), Tensor::from_slice(&words).view([b, l]), mask, score)
+    }
+
     /// A critic-free estimator (RLOO, REINFORCE++, GRPO) with the gold reward and KL coefficient
     /// `cfg.kl_coef` on a tabular policy initialised at `reference`, with the method's own
     /// advantages, KL placement and aggregation ([`Estimator::recipe`]) and the same clipped
@@ -190,15 +195,10 @@ impl TabularWorld {
         let mut rng = Rng::new(derive_seed(seed, &format!("world/tabular/{}", est.name())));
         let recipe = est.recipe(cfg);
         let estimator = cfg.kl_estimator.unwrap_or(KlEstimator::K1);
-        let (k, l) = (cfg.group_size, self.cfg.length as i64);
+        let k = cfg.group_size;
         for _ in 0..cfg.iterations {
             let prompts: Vec<usize> = (0..cfg.prompts_per_iteration).flat_map(|_| std::iter::repeat_n(rng.range(0, self.cfg.n_prompts - 1), k)).collect();
-            let (xs, nodes, words, idx) = self.sample_table_for(&table, &prompts, &mut rng);
-            let b = xs.len() as i64;
-            let xs_t = Tensor::from_slice(&xs.iter().map(|&x| x as i64).collect::<Vec<_>>());
-            let (nodes, words) = (Tensor::from_slice(&nodes).view([b, l]), Tensor::from_slice(&words).view([b, l]));
-            let mask = Tensor::ones([b, l], (Kind::Float, Device::Cpu));
-            let score = Tensor::from_slice(&xs.iter().zip(&idx).map(|(&x, &i)| self.reward[x][i] as f32).collect::<Vec<_>>());
+            let (xs_t, nodes, words, mask, score) = self.rollout_tensors(self.sample_table_for(&table, &prompts, &mut rng));
             let (old_logp, ref_logp, adv) = tch::no_grad(|| {
                 let old_logp = self.table_token_logprobs(&table, &xs_t, &nodes, &words);
                 let ref_logp = self.table_token_logprobs(reference, &xs_t, &nodes, &words);
@@ -206,7 +206,7 @@ impl TabularWorld {
                 let adv = (recipe.advantages)(&score, &(kl * cfg.kl_coef), &mask, k);
                 (old_logp, ref_logp, adv)
             });
-            let mut order: Vec<usize> = (0..xs.len()).collect();
+            let mut order: Vec<usize> = (0..prompts.len()).collect();
             for _ in 0..cfg.ppo_epochs {
                 rng.shuffle(&mut order);
                 for chunk in order.chunks(cfg.minibatch_size) {
@@ -262,8 +262,8 @@ impl TabularWorld {
             let ((xw, nw, ww), (xl, nl, wl)) = (rows(&win), rows(&lose));
             let (rc, rr) = tch::no_grad(|| (seq_logp(reference, &xw, &nw, &ww), seq_logp(reference, &xl, &nl, &wl)));
             let (pc, pr) = (seq_logp(&table, &xw, &nw, &ww), seq_logp(&table, &xl, &nl, &wl));
-            let ones = pc.ones_like() * self.cfg.length as f64;
-            let out = preference_loss(loss, &PairLogps { policy_chosen: &pc, policy_rejected: &pr, reference_chosen: &rc, reference_rejected: &rr, chosen_tokens: &ones, rejected_tokens: &ones });
+            let lengths = pc.ones_like() * self.cfg.length as f64;
+            let out = preference_loss(loss, &PairLogps { policy_chosen: &pc, policy_rejected: &pr, reference_chosen: &rc, reference_rejected: &rr, chosen_tokens: &lengths, rejected_tokens: &lengths });
             opt.zero_grad();
             out.batch_loss().backward();
             opt.step();

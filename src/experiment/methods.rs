@@ -5,8 +5,11 @@
 //! The offline preference methods are the variants of [`PrefLoss`]: a scenario table named after
 //! one (`[dpo]`, `[ipo]`, ...) holds its parameters (a list is a grid, one run per value; several
 //! lists give their product) and the `[train]` overrides `lr` and `steps`. Adding such a loss
-//! touches only `algo/dpo.rs`. The online methods are PPO against the reward model (`[ppo]`)
-//! and against the gold reward (`[ppo_gt]`), whose grids are `target_kl` and `kl_coef`.
+//! touches only `algo/dpo.rs`. The online methods: PPO against the reward model (`[ppo]`) or the
+//! gold reward (`[ppo_gt]`), grids `target_kl`, `kl_coef` and `rollout_batch`; the critic-free
+//! `[rloo]`, `[reinforce_pp]`, `[grpo]`, grid `kl_coef`; online DPO (`[online_dpo]`,
+//! `[online_dpo_gt]`, Tang et al.'s control `[online_dpo_shuffled]`), whose keys are a
+//! preference table's plus `loss` and `sync_every`.
 
 use anyhow::Result;
 use serde::Deserialize;
@@ -369,18 +372,27 @@ impl Method {
                 let mut critic_vs = nn::VarStore::new(run.opts.device);
                 let critic = reward::RewardModel::new(&critic_vs.root(), &sc.reward_model);
                 copy_weights(&critic_vs, s.rm_vs)?;
-                // With `ref_ema`, the penalty's reference is the run's own copy of pi_SFT.
-                let mut ref_vs = nn::VarStore::new(run.opts.device);
-                let ema_ref = Gpt::new(&ref_vs.root(), &sc.model);
-                copy_weights(&ref_vs, s.sft_vs)?;
-                let ema = cfg.ref_ema > 0.0;
-                let from = if ema { run.resume.resume_into(&mut [vs, &mut critic_vs, &mut ref_vs], &mut m, &mut e)? } else { run.resume.resume_into(&mut [vs, &mut critic_vs], &mut m, &mut e)? };
-                let reference = if ema { &ema_ref } else { s.sft };
-                let ctx = ppo::PpoContext { reference, prompts: world.train_prompts(), max_new_tokens: sc.sample.max_new_tokens as i64, score: score(gold), ema_reference: ema.then_some(&ref_vs) };
+                // With `ref_ema`, the penalty's reference is the run's own copy of pi_SFT,
+                // checkpointed with the run; without it, pi_SFT itself.
+                let mut ema_ref = match cfg.ref_ema > 0.0 {
+                    true => {
+                        let ref_vs = nn::VarStore::new(run.opts.device);
+                        let gpt = Gpt::new(&ref_vs.root(), &sc.model);
+                        copy_weights(&ref_vs, s.sft_vs)?;
+                        Some((ref_vs, gpt))
+                    }
+                    false => None,
+                };
+                let from = match &mut ema_ref {
+                    Some((ref_vs, _)) => run.resume.resume_into(&mut [vs, &mut critic_vs, ref_vs], &mut m, &mut e)?,
+                    None => run.resume.resume_into(&mut [vs, &mut critic_vs], &mut m, &mut e)?,
+                };
+                let reference = ema_ref.as_ref().map_or(s.sft, |r| &r.1);
+                let ctx = ppo::PpoContext { reference, prompts: world.train_prompts(), max_new_tokens: sc.sample.max_new_tokens as i64, score: score(gold), ema_reference: ema_ref.as_ref().map(|r| &r.0) };
                 let pb = progress(run.opts.progress, cfg.iterations as u64, name);
                 pb.set_position(from.as_ref().map(|f| f.step as u64).unwrap_or(0));
                 let vs = &*vs;
-                let stores: Vec<&nn::VarStore> = if ema { vec![vs, &critic_vs, &ref_vs] } else { vec![vs, &critic_vs] };
+                let stores: Vec<&nn::VarStore> = std::iter::once(vs).chain([&critic_vs]).chain(ema_ref.as_ref().map(|r| &r.0)).collect();
                 let on_iteration = |_, kl: f64| {
                     pb.inc(1);
                     pb.set_message(format!("{setting} KL {kl:.2}"));

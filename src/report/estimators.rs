@@ -1,7 +1,7 @@
 //! `kl_estimators.csv`: the sampled KL estimators against the exact KL, per method over every
 //! evaluation of its runs. Each evaluation scores the same samples with the exact KL (the
-//! full-vocabulary sum along each sampled response) and with k1 = sum log r, k2 = sum (log r)^2
-//! / 2 and k3 = sum (r - 1) - log r, r = pi(y_t) / pi_ref(y_t) inverted as in the evaluator
+//! full-vocabulary sum along each sampled response) and with k1 = sum log(pi/pi_ref), k2 = sum
+//! (log(pi/pi_ref))^2 / 2 and k3 = sum (r - 1) - log r with r = pi_ref/pi, at the sampled tokens
 //! (k1 and k3 are unbiased, k2 is not). Bias: the estimator's mean minus the exact mean of an
 //! evaluation, averaged over evaluations; spread: the standard deviation over an evaluation's
 //! samples, averaged likewise.
@@ -23,15 +23,20 @@ pub struct EstimatorRow {
     pub sd: f64,
 }
 
+/// Every training evaluation (after step 0) that has k2: its `eval/kl*` values by metric, keyed
+/// by (method, setting, seed, step).
+fn evaluations(evals: &Metrics) -> BTreeMap<(String, String, u64, usize), BTreeMap<&str, f64>> {
+    let mut at: BTreeMap<(String, String, u64, usize), BTreeMap<&str, f64>> = BTreeMap::new();
+    for r in evals.rows.iter().filter(|r| r.metric.starts_with("eval/kl") && r.step > 0) {
+        at.entry((r.method.clone(), r.setting.clone(), r.seed, r.step)).or_default().insert(r.metric.as_str(), r.value);
+    }
+    at.retain(|_, v| v.contains_key("eval/kl_k2"));
+    at
+}
+
 /// The rows, or none when the evaluations predate k2.
 pub fn rows(evals: &Metrics) -> Vec<EstimatorRow> {
-    // (method, setting, seed, step) -> metric -> value
-    let mut at: BTreeMap<(String, String, u64, usize), BTreeMap<&str, f64>> = BTreeMap::new();
-    for r in &evals.rows {
-        if r.metric.starts_with("eval/kl") {
-            at.entry((r.method.clone(), r.setting.clone(), r.seed, r.step)).or_default().insert(r.metric.as_str(), r.value);
-        }
-    }
+    let at = evaluations(evals);
     let mut out = Vec::new();
     let methods: Vec<String> = {
         let mut m: Vec<String> = at.keys().map(|k| k.0.clone()).collect();
@@ -39,10 +44,7 @@ pub fn rows(evals: &Metrics) -> Vec<EstimatorRow> {
         m
     };
     for method in methods {
-        let evs: Vec<&BTreeMap<&str, f64>> = at.iter().filter(|(k, v)| k.0 == method && v.contains_key("eval/kl_k2") && k.3 > 0).map(|(_, v)| v).collect();
-        if evs.is_empty() {
-            continue;
-        }
+        let evs: Vec<&BTreeMap<&str, f64>> = at.iter().filter(|(k, _)| k.0 == method).map(|(_, v)| v).collect();
         let mean = |f: &dyn Fn(&BTreeMap<&str, f64>) -> Option<f64>| {
             let v: Vec<f64> = evs.iter().filter_map(|e| f(e)).filter(|x| x.is_finite()).collect();
             if v.is_empty() {
@@ -76,11 +78,8 @@ pub fn csv(rows: &[EstimatorRow]) -> String {
 
 /// Every evaluation with k2 (after step 0): its exact KL and k1, k2, k3 minus it.
 pub fn points(evals: &Metrics) -> Vec<(f64, [f64; 3])> {
-    let mut at: BTreeMap<(String, String, u64, usize), BTreeMap<&str, f64>> = BTreeMap::new();
-    for r in evals.rows.iter().filter(|r| r.metric.starts_with("eval/kl") && r.step > 0) {
-        at.entry((r.method.clone(), r.setting.clone(), r.seed, r.step)).or_default().insert(r.metric.as_str(), r.value);
-    }
-    at.values()
+    evaluations(evals)
+        .values()
         .filter_map(|e| {
             let exact = *e.get("eval/kl")?;
             Some((exact, [e.get("eval/kl_k1")? - exact, e.get("eval/kl_k2")? - exact, e.get("eval/kl_k3")? - exact]))

@@ -125,14 +125,8 @@ fn online_section(s: &mut String, dir: &Path, f: &Csv, p: &Csv) {
     let _ = writeln!(s, "Gold reward at fixed KL budgets (selection and test halves apart, as above):\n");
     s.push_str(&budget_table(f, &budgets, "selected", "gold_mean", "gold_ci95", false));
     let _ = writeln!(s, "\nPaired by seed, A - B with a 95% t-interval over seeds:\n");
-    let pairs = distinct(p.rows.iter().filter(|r| p.get(r, "axis") == "kl_budget").map(|r| format!("{}|{}", p.get(r, "a"), p.get(r, "b"))));
+    budget_lines(s, p, |_| true);
     let verdict = |a: &str, b: &str, kl: f64| p.rows.iter().find(|r| p.get(r, "a") == a && p.get(r, "b") == b && p.get(r, "axis") == "kl_budget" && p.num(r, "x") == kl).map(|r| p.get(r, "verdict").to_string());
-    for pair in &pairs {
-        let (a, b) = pair.split_once('|').unwrap();
-        for r in paired_rows(p, a, b, "kl_budget") {
-            let _ = writeln!(s, "- KL {}: {}.", p.get(r, "x"), paired_line(p, r));
-        }
-    }
     // Tang et al.'s finding, read from the verdicts at KL 1 and 2.
     let mut lines = Vec::new();
     for kl in [1.0, 2.0, 4.0, 8.0] {
@@ -192,13 +186,7 @@ fn loss_zoo_section(s: &mut String, dir: &Path, f: &Csv, p: &Csv) {
     let _ = writeln!(s, "Gold reward at fixed KL budgets:\n");
     s.push_str(&budget_table(f, &budgets, "selected", "gold_mean", "gold_ci95", false));
     let _ = writeln!(s, "\nEach loss against DPO, paired by seed (A - B with a 95% t-interval over seeds):\n");
-    let pairs = distinct(p.rows.iter().filter(|r| p.get(r, "axis") == "kl_budget").map(|r| format!("{}|{}", p.get(r, "a"), p.get(r, "b"))));
-    for pair in &pairs {
-        let (a, b) = pair.split_once('|').unwrap();
-        for r in paired_rows(p, a, b, "kl_budget").into_iter().filter(|r| [1.0, 2.0].contains(&p.num(r, "x"))) {
-            let _ = writeln!(s, "- KL {}: {}.", p.get(r, "x"), paired_line(p, r));
-        }
-    }
+    budget_lines(s, p, |kl| kl == 1.0 || kl == 2.0);
     // Likelihood displacement: the last logged log-ratios of chosen and rejected, mean over seeds.
     if let Some(m) = Csv::read(&dir.join("metrics.csv")) {
         let mut last: BTreeMap<(String, String, String), (usize, f64)> = BTreeMap::new(); // (method, setting, seed) per metric
@@ -273,6 +261,17 @@ fn kl_estimator_table(s: &mut String, dir: &Path) {
         let _ = writeln!(s, "| {m} | {} | {:.3} | {} | {} | {} | {:.3} | {:.3} | {:.3} | {:.3} |", k.get(x, "evaluations"), k.num(x, "kl_mean"), b(k1), b(k2), b(k3), k.num(x, "sd_mean"), k.num(k1, "sd_mean"), k.num(k2, "sd_mean"), k.num(k3, "sd_mean"));
     }
     s.push('\n');
+}
+
+/// One line per pair of a `paired.csv` and KL budget that `keep` admits, pair by pair.
+fn budget_lines(s: &mut String, p: &Csv, keep: impl Fn(f64) -> bool) {
+    let pairs = distinct(p.rows.iter().filter(|r| p.get(r, "axis") == "kl_budget").map(|r| format!("{}|{}", p.get(r, "a"), p.get(r, "b"))));
+    for pair in &pairs {
+        let (a, b) = pair.split_once('|').unwrap();
+        for r in paired_rows(p, a, b, "kl_budget").into_iter().filter(|r| keep(p.num(r, "x"))) {
+            let _ = writeln!(s, "- KL {}: {}.", p.get(r, "x"), paired_line(p, r));
+        }
+    }
 }
 
 /// Where a method's grid has no evaluation below a budget, its value there is a mixture of
