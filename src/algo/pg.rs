@@ -235,7 +235,7 @@ pub fn train(
                 check_finite(loss_v, "the loss", name, it, &last_good)?;
                 check_finite(gn, "the gradient norm", name, it, &last_good)?;
                 opt.step();
-                let entropy = tch::no_grad(|| masked_mean(&-(logp_all.exp() * &logp_all).sum_dim_intlist(-1, false, Kind::Float), &m).double_value(&[]));
+                let entropy = rollout::mean_entropy(&logp_all, &m);
                 let vals = [loss_v, pl.approx_kl.double_value(&[]), pl.clipfrac.double_value(&[]), entropy, pl.ratio_mean.double_value(&[]), pl.ratio_var.double_value(&[]), gn];
                 for (s, v) in stats.iter_mut().zip(vals) {
                     *s += v;
@@ -252,7 +252,7 @@ pub fn train(
             push(metrics, key, s / count);
         }
         let (score_mean, adv_mean, adv_std, length, eos_rate) = tch::no_grad(|| {
-            let eos = ro.response.eq(crate::tokens::EOS).any_dim(1, false).to_kind(Kind::Float).mean(Kind::Float).double_value(&[]);
+            let eos = rollout::has_eos(&ro).mean(Kind::Float).double_value(&[]);
             let adv_mean = masked_mean(&adv, mask);
             let adv_std = masked_mean(&(&adv - &adv_mean).square(), mask).sqrt();
             (raw_score.mean(Kind::Float).double_value(&[]), adv_mean.double_value(&[]), adv_std.double_value(&[]), mask.sum_dim_intlist(1, false, Kind::Float).mean(Kind::Float).double_value(&[]), eos)

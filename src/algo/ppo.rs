@@ -446,7 +446,7 @@ pub fn train(
                 check_finite(gn + vgn, "the gradient norm", name, it, &last_good)?;
                 opt.step();
                 vf_opt.step();
-                let entropy = tch::no_grad(|| masked_mean(&-(logp_all.exp() * &logp_all).sum_dim_intlist(-1, false, Kind::Float), &m).double_value(&[]));
+                let entropy = rollout::mean_entropy(&logp_all, &m);
                 let approx_kl = pl.approx_kl.double_value(&[]);
                 if first_approx_kl.is_nan() {
                     first_approx_kl = approx_kl;
@@ -476,7 +476,7 @@ pub fn train(
         }
         let (score_mean, nonscore, length, eos_rate, ev) = tch::no_grad(|| {
             let nonscore = -kl_coef * kl.sum_dim_intlist(1, false, Kind::Float).mean(Kind::Float).double_value(&[]);
-            let eos = ro.response.eq(crate::world::EOS).any_dim(1, false).to_kind(Kind::Float).mean(Kind::Float).double_value(&[]);
+            let eos = rollout::has_eos(&ro).mean(Kind::Float).double_value(&[]);
             (raw_score.mean(Kind::Float).double_value(&[]), nonscore, mask.sum_dim_intlist(1, false, Kind::Float).mean(Kind::Float).double_value(&[]), eos, explained_variance(&old_values, &returns, mask))
         });
         push(metrics, "policy/approx_kl_first", first_approx_kl);

@@ -137,6 +137,17 @@ pub fn logprobs(logits: &Tensor, response: &Tensor, temperature: f64) -> (Tensor
     (picked, logp)
 }
 
+/// 1 for each row of a rollout that emitted `<eos>`, else 0: `[B]`.
+pub fn has_eos(ro: &Rollout) -> Tensor {
+    ro.response.eq(crate::tokens::EOS).any_dim(1, false).to_kind(Kind::Float)
+}
+
+/// The policy's entropy per token from its full log-probs `[B, N, V]`, mean over the `mask`ed
+/// tokens, without gradient.
+pub fn mean_entropy(logp_all: &Tensor, mask: &Tensor) -> f64 {
+    tch::no_grad(|| super::common::masked_mean(&-(logp_all.exp() * logp_all).sum_dim_intlist(-1, false, Kind::Float), mask).double_value(&[]))
+}
+
 /// How the raw score becomes the score in the reward.
 #[derive(Clone, Copy, Debug)]
 pub struct Shaping {
@@ -175,8 +186,7 @@ pub fn collect(policy: &Gpt, reference: &Gpt, rows: &[Vec<i64>], settings: &Samp
         let raw_score = score_fn(&ro).to_kind(Kind::Float).to_device(device);
         let mut score = raw_score.shallow_clone();
         if shaping.missing_eos_penalty != 0.0 {
-            let has_eos = ro.response.eq(crate::tokens::EOS).any_dim(1, false).to_kind(Kind::Float);
-            score = score - (1.0 - has_eos) * shaping.missing_eos_penalty;
+            score = score - (1.0 - has_eos(&ro)) * shaping.missing_eos_penalty;
         }
         if shaping.score_norm {
             stats.update(&Vec::<f64>::try_from(score.to_kind(Kind::Double).to_device(tch::Device::Cpu)).unwrap());
