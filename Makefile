@@ -7,7 +7,7 @@ CARGO ?= cargo
 
 JOBS ?= 2
 
-.PHONY: setup build run test bench bench-compare clean-runs sweep ablations report paper tabular baselines hf-check
+.PHONY: setup build run test bench bench-compare clean-runs sweep ablations report paper tabular baselines hf-check gpu-check
 
 # Install libtorch (the PyPI torch==2.11.0 wheel) once per machine, then link it as .libtorch.
 # A LIBTORCH set by the user is respected: nothing is installed and .libtorch is not touched.
@@ -60,6 +60,12 @@ test: setup
 
 bench: build
 	./target/release/alignlab bench
+
+# The GPU path, on a machine with CUDA: `alignlab bench --device cuda` and the quick scenario
+# with `--device cuda`, their outputs and wall times in gpu-check/ (scripts/gpu-check.sh; a
+# binary built elsewhere runs with this machine's torch 2.11.0 libraries).
+gpu-check: build
+	scripts/gpu-check.sh ./target/release/alignlab gpu-check
 
 # alignlab against the plain PyTorch reference (baselines/reference), same shapes and threads.
 # With TRL too when `make baselines` has installed it.

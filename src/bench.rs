@@ -4,7 +4,9 @@
 //! - SFT step: training tokens/s and MFU at the quick scenario's size and at d_model 256, 4 layers;
 //! - DPO step: pairs/s (chosen and rejected in one forward pass, reference log-probs cached);
 //! - sampling: generated tokens/s at batch 256, 32 new tokens, with and without the KV cache;
-//! - PPO iteration: rollout tokens/s and update seconds at the quick scenario's settings.
+//! - PPO iteration: rollout tokens/s and update seconds at the quick scenario's settings;
+//! - several small policies: K quick-size GPTs trained one after another against the same K
+//!   stacked into one model (batched matmuls), seconds per step of all K.
 
 use anyhow::Result;
 use std::time::Instant;
@@ -29,20 +31,7 @@ fn time_it(warmup: usize, reps: usize, mut f: impl FnMut()) -> f64 {
     ts[ts.len() / 2]
 }
 
-/// Best fp32 matmul throughput in FLOP/s.
-pub fn matmul_peak(device: Device, quick: bool) -> f64 {
-    let mut best: f64 = 0.0;
-    for n in [512i64, 1024] {
-        let a = Tensor::randn([n, n], (Kind::Float, device));
-        let b = Tensor::randn([n, n], (Kind::Float, device));
-        let reps = if quick { 3 } else { 10 };
-        let t = time_it(2, reps, || {
-            let _ = a.matmul(&b).sum(Kind::Float).double_value(&[]);
-        });
-        best = best.max(2.0 * (n * n * n) as f64 / t);
-    }
-    best
-}
+pub use crate::profile::matmul_peak;
 
 pub struct SftBench {
     pub tokens_per_s: f64,
@@ -145,6 +134,94 @@ pub fn dpo_step(cfg: &GptConfig, pairs: usize, device: Device, quick: bool) -> f
     pairs as f64 / secs
 }
 
+/// K GPTs of one shape as one model: every weight gets a leading K dimension and each linear
+/// layer is one batched matmul over the K models (`baddbmm`), attention runs on K x B rows.
+/// The same architecture as [`Gpt`] (pre-LayerNorm, tanh GELU, tied head); for measuring
+/// whether training several small policies in one batch beats training them one by one.
+struct StackedGpt {
+    k: i64,
+    cfg: GptConfig,
+    wte: Tensor, // [K, V, C]
+    wpe: Tensor, // [K, T, C]
+    layers: Vec<[Tensor; 12]>,
+    ln_f: (Tensor, Tensor),
+}
+
+impl StackedGpt {
+    fn new(p: &nn::Path, cfg: &GptConfig, k: i64) -> StackedGpt {
+        let d = cfg.d_model;
+        let w = |name: &str, i: i64, o: i64| p.randn(name, &[k, i, o], 0.0, 0.02);
+        let z = |name: &str, o: i64| p.zeros(name, &[k, 1, o]);
+        let o = |name: &str| p.ones(name, &[k, 1, d]);
+        let layers = (0..cfg.n_layer)
+            .map(|l| {
+                let n = |s: &str| format!("h{l}_{s}");
+                [o(&n("ln1w")), z(&n("ln1b"), d), w(&n("qkv"), d, 3 * d), z(&n("qkvb"), 3 * d), w(&n("proj"), d, d), z(&n("projb"), d), o(&n("ln2w")), z(&n("ln2b"), d), w(&n("fc"), d, 4 * d), z(&n("fcb"), 4 * d), w(&n("fc2"), 4 * d, d), z(&n("fc2b"), d)]
+            })
+            .collect();
+        StackedGpt { k, cfg: cfg.clone(), wte: w("wte", cfg.vocab_size, d), wpe: w("wpe", cfg.block_size, d), layers, ln_f: (o("lnfw"), z("lnfb", d)) }
+    }
+
+    /// Logits `[K, B*T, V]` of tokens `[K, B, T]`.
+    fn logits(&self, tokens: &Tensor) -> Tensor {
+        let (k, b, t) = tokens.size3().unwrap();
+        let (d, h) = (self.cfg.d_model, self.cfg.n_head);
+        let ln = |x: &Tensor, w: &Tensor, bias: &Tensor| x.layer_norm([d], None::<Tensor>, None::<Tensor>, 1e-5, false) * w + bias;
+        let offsets = (Tensor::arange(k, (Kind::Int64, tokens.device())) * self.cfg.vocab_size).view([k, 1, 1]);
+        let emb = self.wte.view([k * self.cfg.vocab_size, d]).index_select(0, &(tokens + offsets).view([-1])).view([k, b * t, d]);
+        let mut x = (emb.view([k, b, t, d]) + self.wpe.narrow(1, 0, t).unsqueeze(1)).view([k, b * t, d]);
+        for [l1w, l1b, qkv_w, qkv_b, pw, pb, l2w, l2b, fw, fb, f2w, f2b] in &self.layers {
+            let qkv = qkv_b.baddbmm(&ln(&x, l1w, l1b), qkv_w, 1.0, 1.0).view([k * b, t, 3, h, d / h]).permute([2, 0, 3, 1, 4]);
+            let y = Tensor::scaled_dot_product_attention(&qkv.get(0), &qkv.get(1), &qkv.get(2), None::<Tensor>, 0.0, true, None, false);
+            let y = y.permute([0, 2, 1, 3]).contiguous().view([k, b * t, d]);
+            x = &x + pb.baddbmm(&y, pw, 1.0, 1.0);
+            let m = fb.baddbmm(&ln(&x, l2w, l2b), fw, 1.0, 1.0).gelu("tanh");
+            x = &x + f2b.baddbmm(&m, f2w, 1.0, 1.0);
+        }
+        ln(&x, &self.ln_f.0, &self.ln_f.1).bmm(&self.wte.transpose(1, 2))
+    }
+}
+
+/// Seconds per training step (forward, backward, Adam) of `k` GPTs at batch 64, 21 tokens:
+/// (one after another as separate models, stacked as one).
+pub fn stacked_steps(cfg: &GptConfig, k: i64, device: Device, quick: bool) -> (f64, f64) {
+    let (batch, t) = (64i64, 21i64);
+    tch::manual_seed(0);
+    let seq = Tensor::randint_low(3, cfg.vocab_size, [k, batch, t + 1], (Kind::Int64, device));
+    let (inp, tgt) = (seq.narrow(2, 0, t), seq.narrow(2, 1, t));
+    let reps = if quick { 3 } else { 10 };
+    let models: Vec<(nn::VarStore, Gpt)> = (0..k)
+        .map(|_| {
+            let vs = nn::VarStore::new(device);
+            let g = Gpt::new(&vs.root(), cfg);
+            (vs, g)
+        })
+        .collect();
+    let mut opts: Vec<nn::Optimizer> = models.iter().map(|(vs, _)| nn::adam(0.9, 0.99, 0.0).build(vs, 1e-4).unwrap()).collect();
+    let separate = time_it(2, reps, || {
+        for (i, ((_, g), opt)) in models.iter().zip(opts.iter_mut()).enumerate() {
+            opt.zero_grad();
+            let loss = sft_loss(g, &inp.get(i as i64), &tgt.get(i as i64));
+            loss.backward();
+            opt.step();
+            let _ = loss.double_value(&[]);
+        }
+    });
+    let vs = nn::VarStore::new(device);
+    let stacked = StackedGpt::new(&vs.root(), cfg, k);
+    let mut opt = nn::adam(0.9, 0.99, 0.0).build(&vs, 1e-4).unwrap();
+    let together = time_it(2, reps, || {
+        opt.zero_grad();
+        let logits = stacked.logits(&inp);
+        // The sum over models of each model's mean token NLL: each model's gradient is its own.
+        let loss = logits.view([-1, cfg.vocab_size]).cross_entropy_for_logits(&tgt.reshape([-1])) * stacked.k as f64;
+        loss.backward();
+        opt.step();
+        let _ = loss.double_value(&[]);
+    });
+    (separate, together)
+}
+
 pub fn run(device: Device, quick: bool) -> Result<()> {
     println!("alignlab bench on {device:?}, {} threads", tch::get_num_threads());
     let peak = matmul_peak(device, quick);
@@ -169,5 +246,60 @@ pub fn run(device: Device, quick: bool) -> Result<()> {
         let (tps, ro, up) = ppo_iteration(&quick_model, b, device, quick)?;
         println!("ppo iteration quick B{b:<3} N16 4 epochs mb B/2 rollout {tps:>8.0} tokens/s ({:.3} s), update {up:.3} s", ro);
     }
+    for k in [2i64, 4, 8] {
+        let (separate, together) = stacked_steps(&quick_model, k, device, quick);
+        println!("{k} quick policies, one step each: separate {:.4} s, stacked {:.4} s, speed-up {:.2}x", separate, together, separate / together);
+    }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The stacked model with K separate GPTs' weights computes each one's logits: the
+    /// benchmark compares the same work.
+    #[test]
+    fn stacked_model_matches_separate_models() {
+        let cfg = GptConfig { vocab_size: 11, block_size: 8, n_layer: 2, n_head: 2, d_model: 16 };
+        let k = 3i64;
+        tch::manual_seed(1);
+        let gpts: Vec<(nn::VarStore, Gpt)> = (0..k)
+            .map(|_| {
+                let vs = nn::VarStore::new(Device::Cpu);
+                let g = Gpt::new(&vs.root(), &cfg);
+                (vs, g)
+            })
+            .collect();
+        let vs = nn::VarStore::new(Device::Cpu);
+        let st = StackedGpt::new(&vs.root(), &cfg, k);
+        tch::no_grad(|| {
+            for (i, (gvs, _)) in gpts.iter().enumerate() {
+                let v = gvs.variables();
+                let get = |n: &str| v.get(n).unwrap_or_else(|| panic!("no variable {n} in {:?}", v.keys().collect::<Vec<_>>())).shallow_clone();
+                let i = i as i64;
+                st.wte.get(i).copy_(&get("wte.weight"));
+                st.wpe.get(i).copy_(&get("wpe.weight"));
+                for (l, w) in st.layers.iter().enumerate() {
+                    let n = |s: &str| get(&format!("h.{l}.{s}"));
+                    // Linear weights are [out, in]; the stacked ones [in, out].
+                    let pairs = [("ln_1.weight", 0, false), ("ln_1.bias", 1, false), ("attn.c_attn.weight", 2, true), ("attn.c_attn.bias", 3, false), ("attn.c_proj.weight", 4, true), ("attn.c_proj.bias", 5, false), ("ln_2.weight", 6, false), ("ln_2.bias", 7, false), ("mlp.c_fc.weight", 8, true), ("mlp.c_fc.bias", 9, false), ("mlp.c_proj.weight", 10, true), ("mlp.c_proj.bias", 11, false)];
+                    for (name, j, transpose) in pairs {
+                        let src = n(name);
+                        let src = if transpose { src.transpose(0, 1) } else { src.view([1, -1]) };
+                        w[j].get(i).copy_(&src);
+                    }
+                }
+                st.ln_f.0.get(i).copy_(&get("ln_f.weight").view([1, -1]));
+                st.ln_f.1.get(i).copy_(&get("ln_f.bias").view([1, -1]));
+            }
+        });
+        let tokens = Tensor::randint_low(3, cfg.vocab_size, [k, 2, 5], (Kind::Int64, Device::Cpu));
+        let stacked = st.logits(&tokens).view([k, 2, 5, cfg.vocab_size]);
+        for (i, (_, g)) in gpts.iter().enumerate() {
+            let one = g.logits(&g.forward(&tokens.get(i as i64), None, None, None));
+            let diff = (stacked.get(i as i64) - one).abs().max().double_value(&[]);
+            assert!(diff < 1e-5, "model {i}: stacked logits differ by {diff}");
+        }
+    }
 }

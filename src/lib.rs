@@ -10,6 +10,7 @@ pub mod eval;
 pub mod experiment;
 pub mod log;
 pub mod model;
+pub mod profile;
 pub mod report;
 pub mod rng;
 pub mod stats;

@@ -26,10 +26,10 @@ impl Metrics {
         self.rows.push(Row { method: method.into(), setting: setting.into(), seed, step, metric: metric.into(), value });
     }
 
-    /// Split off the wall-clock rows (`.../time/...`), which differ between identical runs:
-    /// (deterministic rows, timing rows).
+    /// Split off the wall-clock rows (`.../time/...` and the profile, `profile/...`), which
+    /// differ between identical runs: (deterministic rows, timing rows).
     pub fn split_timing(&self) -> (Metrics, Metrics) {
-        let (t, d): (Vec<Row>, Vec<Row>) = self.rows.iter().cloned().partition(|r| r.metric.contains("/time/"));
+        let (t, d): (Vec<Row>, Vec<Row>) = self.rows.iter().cloned().partition(|r| r.metric.contains("/time/") || r.metric.starts_with("profile/"));
         (Metrics { rows: d }, Metrics { rows: t })
     }
 

@@ -313,6 +313,8 @@ fn main() -> ExitCode {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
         libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
     }
+    // Start the profile's clock (see `profile`): what happens before the first stage is start-up.
+    alignlab::profile::stage("startup", "", 0, "startup");
     match run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -48,6 +48,7 @@ pub struct BonPoint {
 /// Candidates for every row, scored: (proxy `[rows][N_max]`, gold `[rows][N_max]`).
 pub fn score_candidates(world: &dyn TextWorld, sft: &Gpt, rm: &RewardModel, rows: &[Vec<i64>], n_max: usize, settings: &SampleSettings, seed: i64) -> (Vec<Vec<f64>>, Vec<Vec<f64>>) {
     let _guard = tch::no_grad_guard();
+    let _p = crate::profile::span("candidates");
     let device = sft.cfg_device();
     let flat: Vec<Vec<i64>> = rows.iter().flat_map(|p| std::iter::repeat_n(p.clone(), n_max)).collect();
     let (mut proxy, mut gold) = (Vec::with_capacity(flat.len()), Vec::with_capacity(flat.len()));

@@ -77,6 +77,7 @@ pub fn train(
         }
         // 2. Two samples of each prompt, scored by the annotator.
         let t_sample = std::time::Instant::now();
+        let span = crate::profile::span("rollout");
         let rows: Vec<Vec<i64>> = (0..cfg.batch_size).flat_map(|_| std::iter::repeat_n(ctx.prompts[rng.below(ctx.prompts.len())].clone(), 2)).collect();
         let (prompt, valid) = left_pad(&rows, device);
         tch::manual_seed(derive_seed(seed, &format!("{label}/sample/{step}")) as i64);
@@ -97,6 +98,7 @@ pub fn train(
             let (w, l) = if a_wins { (a, b) } else { (b, a) };
             pairs.push(Pair { prompt: rows[a].clone(), chosen: responses[w].clone(), rejected: responses[l].clone(), gold_chosen: scores[w], gold_rejected: scores[l] });
         }
+        drop(span);
         let sample_s = t_sample.elapsed().as_secs_f64();
         let t_update = std::time::Instant::now();
         let s = step + 1;

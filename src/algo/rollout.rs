@@ -173,6 +173,7 @@ pub struct Batch {
 /// Sample one completion per row of `rows` (torch's generator seeded with `seed`) and score it.
 #[allow(clippy::too_many_arguments)]
 pub fn collect(policy: &Gpt, reference: &Gpt, rows: &[Vec<i64>], settings: &SampleSettings, seed: i64, score_fn: &dyn Fn(&Rollout) -> Tensor, shaping: Shaping, stats: &mut RunningStats) -> Batch {
+    let _p = crate::profile::span("rollout");
     let device = policy.cfg_device();
     let (prompt, valid) = left_pad(rows, device);
     tch::manual_seed(seed);

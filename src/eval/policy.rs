@@ -21,6 +21,7 @@ use super::{mean_ci, win_rate, winrate_metrics, Stat};
 use crate::algo::common::{pair_logps, response_hidden};
 use crate::algo::reward::RewardModel;
 use crate::data::PairTensors;
+use crate::profile;
 use crate::model::{generate, left_pad, sampling_logprobs, Gpt, SampleSettings};
 use crate::world::{TextWorld, EOS};
 
@@ -100,7 +101,11 @@ impl Evaluator<'_> {
         let _guard = tch::no_grad_guard();
         let (prompt, valid) = left_pad(self.world.eval_prompts(), self.reference.cfg_device());
         let greedy = SampleSettings { temperature: 0.0, top_k: 0, ..self.settings.clone() };
-        let ro = generate(policy, &prompt, &valid, &greedy);
+        let ro = {
+            let _p = profile::span("eval_generate");
+            generate(policy, &prompt, &valid, &greedy)
+        };
+        let _p = profile::span("eval_estimators");
         let lp = sampling_logprobs(&response_logits(policy, &prompt, &valid, &ro.response), 0.0, 0);
         let picked = lp.gather(-1, &ro.response.unsqueeze(-1), false).squeeze_dim(-1) * &ro.mask;
         picked.sum_dim_intlist(-1, false, Kind::Float).mean(Kind::Float).double_value(&[])
@@ -119,15 +124,23 @@ impl Evaluator<'_> {
         let device = self.reference.cfg_device();
         let (prompt, valid) = left_pad(&self.prompts, device);
         tch::manual_seed(self.seed);
+        let span = profile::span("eval_generate");
         let ro = generate(policy, &prompt, &valid, settings);
         let rows = ro.response_rows();
+        drop(span);
+        let span = profile::span("eval_gold");
         let gold: Vec<f64> = self.prompts.iter().zip(&rows).map(|(p, r)| self.world.gold(p, r)).collect();
         let fluency: Option<Vec<f64>> = self.prompts.iter().zip(&rows).map(|(p, r)| self.world.fluency(p, r)).collect();
+        drop(span);
+        let span = profile::span("eval_estimators");
         // KL at the sampling temperature (greedy decoding is measured at temperature 1).
         // With top-k the policy samples from its truncated distribution: that one's KL is
         // measured (tokens outside the top k have probability 0 and contribute nothing).
         let lp = sampling_logprobs(&response_logits(policy, &prompt, &valid, &ro.response), settings.temperature, settings.top_k); // [B, N, V]
-        let lq = sampling_logprobs(&response_logits(self.reference, &prompt, &valid, &ro.response), settings.temperature, 0);
+        let lq = {
+            let _p = profile::span("eval_reference");
+            sampling_logprobs(&response_logits(self.reference, &prompt, &valid, &ro.response), settings.temperature, 0)
+        };
         let mask = &ro.mask;
         let p = lp.exp();
         // 0 * log 0 = 0: tokens outside a top-k support contribute nothing (without truncation
@@ -199,6 +212,7 @@ impl Evaluator<'_> {
             }
             out.push(("eval/implicit_acc".to_string(), correct / pairs.len().max(1) as f64));
         }
+        drop(span);
         (out, EvalSamples { gold, kl, k1, k2, k3 })
     }
 }

@@ -271,6 +271,24 @@ impl Method {
         format!("method|{}", super::key_of(&Key { kind: self.kind, train }))
     }
 
+    /// A rough cost of the run, in sequence passes (a forward or a generated sequence 1, a
+    /// backward 2), to start a sweep's longest cells first. It orders work only: no result
+    /// depends on it.
+    pub fn cost(&self, base: &TrainConfig) -> f64 {
+        let t = self.train_config(base);
+        match &self.kind {
+            // Chosen and rejected, forward and backward.
+            MethodKind::Pref(_) => (t.steps * t.batch_size) as f64 * 6.0,
+            // Two samples per prompt, their reference pass, the loss on both.
+            MethodKind::Online { shuffled: false, .. } => (t.steps * t.batch_size) as f64 * 10.0,
+            // The online run first, then the offline pass on its pairs.
+            MethodKind::Online { shuffled: true, .. } => (t.steps * t.batch_size) as f64 * 16.0,
+            // Rollout, old, reference and value passes; each epoch policy and critic.
+            MethodKind::Ppo { cfg, .. } => (cfg.iterations * cfg.rollout_batch) as f64 * (4.0 + 6.0 * cfg.ppo_epochs as f64),
+            MethodKind::Pg { cfg, .. } => (cfg.iterations * cfg.prompts_per_iteration * cfg.group_size) as f64 * (3.0 + 3.0 * cfg.ppo_epochs as f64),
+        }
+    }
+
     pub fn train_config(&self, base: &TrainConfig) -> TrainConfig {
         let mut t = base.clone();
         if let Some(lr) = self.opt.lr {

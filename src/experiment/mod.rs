@@ -232,6 +232,7 @@ pub fn sft_stage(sc: &Scenario, world: &dyn TextWorld, opts: &RunOptions, metric
         metrics.extend(cached);
         return Ok((vs, gpt));
     }
+    let _stage = crate::profile::enter_stage("sft", "", sc.seed, "train");
     let train = SeqData::from_examples(&world.sft_examples(false), opts.device);
     let mut m = Metrics::default();
     let pb = progress(opts.progress, sc.sft.steps as u64, "sft");
@@ -257,6 +258,9 @@ pub fn sft_stage(sc: &Scenario, world: &dyn TextWorld, opts: &RunOptions, metric
 /// Build the shared stages of one seed (world, SFT, preference data, reward model, reference
 /// log-probs) and hand them to `f`.
 fn with_shared<T>(sc: &Scenario, opts: &RunOptions, metrics: &mut Metrics, summary: &mut Summary, f: impl FnOnce(&stages::Shared, &mut Metrics, &mut Summary) -> Result<T>) -> Result<T> {
+    // Building the world and loading the cached stages: start-up (a cell's labels its own).
+    let (stage, setting, _) = crate::profile::current();
+    crate::profile::stage("load", if stage == "load" { &setting } else { "" }, sc.seed, "startup");
     let world = build_world(sc);
     let world = world.as_ref();
     for (k, v) in world.describe() {
@@ -269,8 +273,7 @@ fn with_shared<T>(sc: &Scenario, opts: &RunOptions, metrics: &mut Metrics, summa
     let val = crate::data::PairTensors::new(&prefs.val, opts.device);
     let (mut rm_vs, rm) = stages::reward_stage(sc, world, &sft_vs, &train, &val, opts, metrics, summary)?;
     rm_vs.freeze();
-    let train_ref = crate::algo::dpo::reference_logps(&sft, &train, 512);
-    let val_ref = crate::algo::dpo::reference_logps(&sft, &val, 512);
+    let (train_ref, val_ref) = stages::reference_stage(sc, &sft, &train, &val, opts)?;
     let shared = stages::Shared { world, sft_vs: &sft_vs, sft: &sft, rm: &rm, rm_vs: &rm_vs, train: &train, train_ref: &train_ref, val: &val, val_ref: &val_ref };
     f(&shared, metrics, summary)
 }
@@ -281,7 +284,8 @@ fn with_shared<T>(sc: &Scenario, opts: &RunOptions, metrics: &mut Metrics, summa
 pub fn run_cell(sc: &Scenario, opts: &RunOptions, index: usize) -> Result<()> {
     let mut metrics = Metrics::default();
     let mut summary = Summary::default();
-    with_shared(sc, opts, &mut metrics, &mut summary, |shared, metrics, _| {
+    crate::profile::stage("load", &format!("cell{index}"), sc.seed, "startup");
+    let done = with_shared(sc, opts, &mut metrics, &mut summary, |shared, metrics, _| {
         let mut evals = Metrics::default();
         match sc.methods.get(index) {
             Some(m) => stages::method_stage(sc, m, shared, opts, metrics, &mut evals),
@@ -290,7 +294,34 @@ pub fn run_cell(sc: &Scenario, opts: &RunOptions, index: usize) -> Result<()> {
                 _ => anyhow::bail!("cell {index} does not exist: the scenario has {} method runs{}", sc.methods.len(), if sc.best_of_n.is_some() { " and Best-of-N" } else { "" }),
             },
         }
-    })
+    });
+    // For the sweep's profile (read by `run_cells`).
+    write_atomic(&cell_profile_path(sc, opts, sc.seed, index), profile_rows().to_csv().as_bytes())?;
+    done
+}
+
+fn cell_profile_path(sc: &Scenario, opts: &RunOptions, seed: u64, index: usize) -> PathBuf {
+    opts.runs_root.join(&sc.name).join("cells").join(format!("seed{seed}-cell{index}.profile.csv"))
+}
+
+/// This process's profile so far as rows `profile/{phase}/wall_s|cpu_s|gflop` of each stage.
+pub fn profile_rows() -> Metrics {
+    let mut m = Metrics::default();
+    for ((stage, phase), c) in crate::profile::snapshot() {
+        let (method, setting, seed) = stage;
+        m.push(&method, &setting, seed, 0, &format!("profile/{phase}/wall_s"), c.wall_s);
+        m.push(&method, &setting, seed, 0, &format!("profile/{phase}/cpu_s"), c.cpu_s);
+        m.push(&method, &setting, seed, 0, &format!("profile/{phase}/gflop"), c.flops / 1e9);
+    }
+    m
+}
+
+/// What the cells of a sweep cost: their profiles, and the time job slots stood idle.
+#[derive(Default)]
+struct CellsProfile {
+    rows: Metrics,
+    /// Job-slot seconds with no cell running, from the first start to the last exit.
+    idle_s: f64,
 }
 
 /// The shared stages of `sc.seed` only.
@@ -298,31 +329,37 @@ pub fn prepare(sc: &Scenario, opts: &RunOptions) -> Result<()> {
     with_shared(sc, opts, &mut Metrics::default(), &mut Summary::default(), |_, _, _| Ok(()))
 }
 
-/// The cells of a sweep that have not finished: (seed, index, label).
+/// The cells of a sweep that have not finished: (seed, index, label), in the order a sweep
+/// starts them: the costliest first (by [`Method::cost`]; ties in file order), so that no
+/// long cell starts last and leaves the other job slots idle at the end.
 pub fn pending_cells(sc: &Scenario, opts: &RunOptions) -> Vec<(u64, usize, String)> {
     let mut out = Vec::new();
     for &seed in &sc.seeds {
         let s = sc.with_seed(seed);
         for (i, m) in s.methods.iter().enumerate() {
             if !stages::method_done(&s, m, opts) {
-                out.push((seed, i, format!("{} {} seed {seed}", m.name(), m.setting())));
+                out.push((m.cost(&s.train), (seed, i, format!("{} {} seed {seed}", m.name(), m.setting()))));
             }
         }
         if let Some(grid) = &s.best_of_n {
             if !stages::best_of_n_done(&s, grid, opts) {
-                out.push((seed, s.methods.len(), format!("best_of_n seed {seed}")));
+                // Every candidate generated and scored, at each temperature.
+                let n = s.world.n_eval_prompts() * s.eval.samples_per_prompt * grid.iter().max().copied().unwrap_or(1);
+                out.push((n as f64 * 2.0 * (1 + s.eval.temperatures.len()) as f64, (seed, s.methods.len(), format!("best_of_n seed {seed}"))));
             }
         }
     }
-    out
+    out.sort_by(|a, b| b.0.total_cmp(&a.0));
+    out.into_iter().map(|(_, cell)| cell).collect()
 }
 
 /// Run the pending cells as child processes (`alignlab cell ...`), `jobs` at a time. Returns
 /// the failed cells with the tail of their error output.
-fn run_cells(sc: &Scenario, opts: &RunOptions) -> Result<Vec<(u64, usize, String)>> {
+fn run_cells(sc: &Scenario, opts: &RunOptions) -> Result<(Vec<(u64, usize, String)>, CellsProfile)> {
     let pending = pending_cells(sc, opts);
+    let mut prof = CellsProfile::default();
     if pending.is_empty() {
-        return Ok(vec![]);
+        return Ok((vec![], prof));
     }
     // The running binary; if it was replaced on disk meanwhile (a rebuild), the path it was
     // started by.
@@ -334,7 +371,9 @@ fn run_cells(sc: &Scenario, opts: &RunOptions) -> Result<Vec<(u64, usize, String
     let (total, mut finished) = (pending.len(), 0usize);
     let mut failed = Vec::new();
     let mut queue = pending.into_iter();
-    let mut running: Vec<(std::process::Child, (u64, usize, String), PathBuf)> = Vec::new();
+    let mut running: Vec<(std::process::Child, (u64, usize, String), PathBuf, std::time::Instant)> = Vec::new();
+    let t_first = std::time::Instant::now();
+    let mut busy_s = 0.0;
     loop {
         while running.len() < opts.jobs {
             let Some((seed, index, label)) = queue.next() else { break };
@@ -345,7 +384,7 @@ fn run_cells(sc: &Scenario, opts: &RunOptions) -> Result<Vec<(u64, usize, String
             let f = std::fs::File::create(&log)?;
             cmd.stdout(f.try_clone()?).stderr(f);
             let child = cmd.spawn().with_context(|| format!("cannot start cell {label}"))?;
-            running.push((child, (seed, index, label), log));
+            running.push((child, (seed, index, label), log, std::time::Instant::now()));
         }
         if running.is_empty() {
             break;
@@ -354,8 +393,17 @@ fn run_cells(sc: &Scenario, opts: &RunOptions) -> Result<Vec<(u64, usize, String
         let mut i = 0;
         while i < running.len() {
             if let Some(status) = running[i].0.try_wait()? {
-                let (_, cell, log) = running.remove(i);
+                let (_, cell, log, started) = running.remove(i);
                 finished += 1;
+                let wall = started.elapsed().as_secs_f64();
+                busy_s += wall;
+                // The cell's own profile, and what it cost before its first line ran (exec,
+                // loading libtorch): its wall time here less the time it accounted for.
+                if let Ok(m) = Metrics::read(&cell_profile_path(sc, opts, cell.0, cell.1)) {
+                    let accounted: f64 = m.rows.iter().filter(|r| r.metric.ends_with("/wall_s")).map(|r| r.value).sum();
+                    prof.rows.push("load", &format!("cell{}", cell.1), cell.0, 0, "profile/exec/wall_s", (wall - accounted).max(0.0));
+                    prof.rows.extend(m);
+                }
                 if status.success() {
                     match opts.progress {
                         ProgressMode::Json => eprintln!("{{\"cell\":\"{}\",\"done\":true,\"finished\":{finished},\"total\":{total}}}", cell.2.replace('"', "\\\"")),
@@ -373,7 +421,8 @@ fn run_cells(sc: &Scenario, opts: &RunOptions) -> Result<Vec<(u64, usize, String
             }
         }
     }
-    Ok(failed)
+    prof.idle_s = (opts.jobs as f64 * t_first.elapsed().as_secs_f64() - busy_s).max(0.0);
+    Ok((failed, prof))
 }
 
 /// `alignlab run`: every stage of every seed, then results, tables and a summary. With
@@ -385,18 +434,20 @@ pub fn run(sc: &Scenario, opts: &RunOptions) -> Result<Summary> {
     let mut evals = Metrics::default();
     let t0 = std::time::Instant::now();
     let mut failed: Vec<(u64, usize, String)> = Vec::new();
+    let mut cells = CellsProfile::default();
     if opts.jobs > 1 {
         // The shared stages once per seed, here, so the cells only read them.
         for &seed in &sc.seeds {
             let s = sc.with_seed(seed);
             with_shared(&s, opts, &mut Metrics::default(), &mut Summary::default(), |_, _, _| Ok(()))?;
         }
-        failed = run_cells(sc, opts)?;
+        let _wait = crate::profile::enter_stage("cells", "", 0, "wait");
+        (failed, cells) = run_cells(sc, opts)?;
     }
     for &seed in &sc.seeds {
         let s = sc.with_seed(seed);
         with_shared(&s, opts, &mut metrics, &mut summary, |shared, metrics, summary| {
-            stages::eval_sft(&s, shared, &mut evals);
+            stages::eval_sft(&s, shared, opts, &mut evals)?;
             for (i, method) in s.methods.iter().enumerate() {
                 if failed.iter().any(|f| f.0 == seed && f.1 == i) {
                     continue;
@@ -418,8 +469,13 @@ pub fn run(sc: &Scenario, opts: &RunOptions) -> Result<Summary> {
         })?;
     }
     let out = opts.results_root.join(&sc.name);
+    crate::profile::stage("report", "", 0, "checkpoint_io");
     write_atomic(&out.join("eval.csv"), evals.to_csv().as_bytes())?;
-    summary.add("run", "wall time", format!("{:.1} s", t0.elapsed().as_secs_f64()));
+    let wall = t0.elapsed().as_secs_f64();
+    summary.add("run", "wall time", format!("{wall:.1} s"));
+    let profile = sweep_profile(opts, wall, cells);
+    summary.add("run", "profile", profile_line(&profile));
+    metrics.extend(profile);
     summary.add("run", "code", code_version());
     summary.add("run", "results", out.display().to_string());
     write_results(&out, sc, &metrics, &summary)?;
@@ -432,6 +488,36 @@ pub fn run(sc: &Scenario, opts: &RunOptions) -> Result<Summary> {
         })
         .collect();
     Ok(summary)
+}
+
+/// The sweep's profile: this process's stages, the cells', and the sweep's totals (method
+/// `sweep`): wall and CPU time, idle job slots, model FLOPs, the matmul peak measured now, and
+/// the FLOP utilisation (FLOPs / (wall x peak)).
+fn sweep_profile(opts: &RunOptions, wall: f64, cells: CellsProfile) -> Metrics {
+    let mut m = profile_rows();
+    m.extend(cells.rows);
+    let sum = |suffix: &str| m.rows.iter().filter(|r| r.metric.starts_with("profile/") && r.metric.ends_with(suffix)).map(|r| r.value).sum::<f64>();
+    let (cpu, gflop) = (sum("/cpu_s"), sum("/gflop"));
+    let peak = crate::profile::matmul_peak(opts.device, true) / 1e9;
+    for (k, v) in [("wall_s", wall), ("cpu_s", cpu), ("idle_s", cells.idle_s), ("gflop", gflop), ("peak_gflops", peak), ("flop_utilisation", gflop / (wall * peak)), ("jobs", opts.jobs as f64), ("threads", opts.threads as f64)] {
+        m.push("sweep", "", 0, 0, &format!("profile/sweep/{k}"), v);
+    }
+    m
+}
+
+/// The summary's profile line: where the work went (wall seconds of every process by phase,
+/// the coordinator's waiting left out), idle job slots, CPU time and FLOP utilisation.
+fn profile_line(m: &Metrics) -> String {
+    let get = |k: &str| m.rows.iter().find(|r| r.method == "sweep" && r.metric == format!("profile/sweep/{k}")).map_or(f64::NAN, |r| r.value);
+    let phases = crate::profile::by_phase(m.rows.iter().filter(|r| r.method != "sweep" && r.metric.ends_with("/wall_s")).filter_map(|r| {
+        let phase = r.metric.strip_prefix("profile/")?.strip_suffix("/wall_s")?;
+        Some((phase, crate::profile::Cost { wall_s: r.value, ..Default::default() }))
+    }));
+    let work: f64 = phases.iter().filter(|(p, _)| *p != "wait").map(|(_, c)| c.wall_s).sum();
+    let parts: Vec<String> = phases.iter().filter(|(p, c)| *p != "wait" && c.wall_s >= 0.005 * work).map(|(p, c)| format!("{p} {:.0}%", 100.0 * c.wall_s / work)).collect();
+    let idle = get("idle_s");
+    let idle = if idle > 0.0 { format!("; idle job slots {idle:.0} s") } else { String::new() };
+    format!("work {work:.0} s: {}{idle}; CPU {:.0} s; {:.1} TFLOP, FLOP utilisation {:.1}% of {:.0} GFLOP/s", parts.join(", "), get("cpu_s"), get("gflop") / 1e3, 100.0 * get("flop_utilisation"), get("peak_gflops"))
 }
 
 /// One row per run at its last evaluation: method, setting, gold, KL, proxy, implicit accuracy.

@@ -52,6 +52,7 @@ pub fn prefs_stage(sc: &Scenario, world: &dyn TextWorld, sft: &Gpt, opts: &RunOp
     let data = if path.exists() {
         PrefData::load(&path)?
     } else {
+        let _stage = crate::profile::enter_stage("prefs", "", sc.seed, "prefs");
         let d = data::build(world, sft, &sc.prefs, sc.sample.max_new_tokens, sc.seed, opts.device);
         write_atomic(&path, d.to_text().as_bytes())?;
         d
@@ -83,6 +84,7 @@ pub fn reward_stage(sc: &Scenario, world: &dyn TextWorld, sft_vs: &nn::VarStore,
         metrics.extend(m);
         return Ok((vs, rm));
     }
+    let _stage = crate::profile::enter_stage("reward", "", sc.seed, "train");
     if sc.reward_model == sc.model {
         copy_weights(&vs, sft_vs)?;
     } else {
@@ -100,6 +102,35 @@ pub fn reward_stage(sc: &Scenario, world: &dyn TextWorld, sft_vs: &nn::VarStore,
     summary.add("reward", "val accuracy (best epoch)", format!("{:.4} (epoch {})", report.best_val_acc, report.best_epoch));
     metrics.extend(m);
     Ok((vs, rm))
+}
+
+/// pi_SFT's log-probs of every preference pair's chosen and rejected response (DPO's
+/// reference), for the training and the validation pairs; cached, per torch thread count: the
+/// last bits of the values depend on it, and a cell (one thread of a `--jobs 2` sweep) must
+/// get the bytes it would have computed itself.
+pub fn reference_stage(sc: &Scenario, sft: &Gpt, train: &PairTensors, val: &PairTensors, opts: &RunOptions) -> Result<((Tensor, Tensor), (Tensor, Tensor))> {
+    let key = format!("{}|reference|threads={}", prefs_key(sc), tch::get_num_threads());
+    let path = stage_dir(sc, opts, "reference", &key).join("logps.safetensors");
+    let names = ["train_chosen", "train_rejected", "val_chosen", "val_rejected"];
+    if path.exists() {
+        let _p = crate::profile::span("checkpoint_io");
+        let read = Tensor::read_safetensors(&path).with_context(|| format!("cannot read {}; fix: delete its folder so it is recomputed", path.display()))?;
+        let get = |name: &str| read.iter().find(|(n, _)| n == name).map(|(_, t)| t.to_device(opts.device)).with_context(|| format!("{} lacks {name}; fix: delete its folder so it is recomputed", path.display()));
+        let (tc, tr, vc, vr) = (get(names[0])?, get(names[1])?, get(names[2])?, get(names[3])?);
+        if tc.size() == [train.len() as i64] && vc.size() == [val.len() as i64] {
+            return Ok(((tc, tr), (vc, vr)));
+        }
+    }
+    let train_ref = crate::algo::dpo::reference_logps(sft, train, 512);
+    let val_ref = crate::algo::dpo::reference_logps(sft, val, 512);
+    let _p = crate::profile::span("checkpoint_io");
+    std::fs::create_dir_all(path.parent().unwrap())?;
+    // A unique temporary name: two cells of a sweep may write the same file at once.
+    let tmp = path.with_extension(format!("{}.partial.safetensors", std::process::id()));
+    let tensors = [(names[0], &train_ref.0), (names[1], &train_ref.1), (names[2], &val_ref.0), (names[3], &val_ref.1)];
+    Tensor::write_safetensors(&tensors, &tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, &path).with_context(|| format!("cannot move {} into place", path.display()))?;
+    Ok((train_ref, val_ref))
 }
 
 /// Everything a method run needs, shared across methods.
@@ -123,14 +154,36 @@ pub fn evaluator<'a>(sc: &Scenario, s: &Shared<'a>) -> Evaluator<'a> {
     Evaluator::new(s.world, s.sft, Some(s.rm), Some((s.val, s.val_ref)), sc.eval.samples_per_prompt, sc.eval.selection_fraction, eval_settings(sc), derive_seed(sc.seed, "eval/sampling") as i64)
 }
 
-/// Evaluate pi_SFT itself (step 0 of every method), and at each of `[eval] temperatures`.
-pub fn eval_sft(sc: &Scenario, s: &Shared, evals: &mut Metrics) {
-    let ev = evaluator(sc, s);
+/// pi_SFT's evaluation, which is also every method's step 0 (each starts as a copy of pi_SFT
+/// and samples with the same seed: the same bytes); cached per torch thread count, like the
+/// reference log-probs, so each cell of a sweep reads it instead of evaluating again.
+fn sft_evaluation(sc: &Scenario, s: &Shared, ev: &Evaluator, opts: &RunOptions) -> Result<Vec<(String, f64)>> {
+    let key = format!("{}|eval0|{}|{}|threads={}", reward_key(sc), key_of(&sc.eval), key_of(&sc.sample), tch::get_num_threads());
+    let path = stage_dir(sc, opts, "eval0", &key).join("eval.csv");
+    if path.exists() {
+        return Ok(Metrics::read(&path)?.rows.into_iter().map(|r| (r.metric, r.value)).collect());
+    }
     let (rows, _) = ev.evaluate(s.sft);
-    for (k, v) in rows {
+    let mut m = Metrics::default();
+    for (k, v) in &rows {
+        m.push("sft", "", sc.seed, 0, k, *v);
+    }
+    // Two cells may write it at once: the same bytes, each through its own temporary file.
+    let tmp = path.with_extension(format!("{}.partial", std::process::id()));
+    write_atomic(&tmp, m.to_csv().as_bytes())?;
+    std::fs::rename(&tmp, &path).with_context(|| format!("cannot move {} into place", path.display()))?;
+    Ok(rows)
+}
+
+/// Evaluate pi_SFT itself (step 0 of every method), and at each of `[eval] temperatures`.
+pub fn eval_sft(sc: &Scenario, s: &Shared, opts: &RunOptions, evals: &mut Metrics) -> Result<()> {
+    let _stage = crate::profile::enter_stage("sft", "", sc.seed, "eval_estimators");
+    let ev = evaluator(sc, s);
+    for (k, v) in sft_evaluation(sc, s, &ev, opts)? {
         evals.push("sft", "", sc.seed, 0, &k, v);
     }
     temperature_sweep(sc, &ev, s.sft, ("sft", "", 0), evals);
+    Ok(())
 }
 
 /// The final evaluation of a policy at each of `[eval] temperatures` (`eval_t{T}/...`).
@@ -203,6 +256,7 @@ impl ResumeDir {
     }
 
     fn save(&self, step: usize, parts: &CkptParts, stores: &[&nn::VarStore], metrics: &Metrics, evals: &Metrics) -> Result<()> {
+        let _p = crate::profile::span("checkpoint_io");
         let tmp = self.dir.with_extension("partial");
         let _ = std::fs::remove_dir_all(&tmp);
         std::fs::create_dir_all(&tmp)?;
@@ -239,8 +293,7 @@ impl ResumeDir {
 /// last step, checkpoint everything a resumed run needs.
 #[allow(clippy::too_many_arguments)]
 fn evaluate_and_checkpoint(
-    ev: &Evaluator,
-    policy: &Gpt,
+    rows: Vec<(String, f64)>,
     (name, setting, seed): (&str, &str, u64),
     (step, total): (usize, usize),
     resume: &ResumeDir,
@@ -249,7 +302,6 @@ fn evaluate_and_checkpoint(
     metrics: &Metrics,
     evals: &mut Metrics,
 ) -> Result<()> {
-    let (rows, _) = ev.evaluate(policy);
     for (k, v) in rows {
         evals.push(name, setting, seed, step, &k, v);
     }
@@ -288,7 +340,9 @@ pub(super) struct Run<'a> {
 impl Run<'_> {
     /// The evaluation callback of a trainer: evaluate at `step` of `total`, then checkpoint.
     pub fn on_eval(&self, step: usize, total: usize, policy: &Gpt, parts: &CkptParts, stores: &[&nn::VarStore], metrics: &Metrics, evals: &mut Metrics) -> Result<()> {
-        evaluate_and_checkpoint(&self.ev, policy, (&self.name, &self.setting, self.sc.seed), (step, total), &self.resume, parts, stores, metrics, evals)
+        // Step 0 is pi_SFT (a fresh start; a resumed run does not evaluate it again).
+        let rows = if step == 0 { sft_evaluation(self.sc, self.s, &self.ev, self.opts)? } else { self.ev.evaluate(policy).0 };
+        evaluate_and_checkpoint(rows, (&self.name, &self.setting, self.sc.seed), (step, total), &self.resume, parts, stores, metrics, evals)
     }
 }
 
@@ -306,6 +360,7 @@ pub fn method_stage(sc: &Scenario, method: &Method, s: &Shared, opts: &RunOption
         evals.extend(Metrics::read(&eval_path)?);
         return Ok(());
     }
+    let _stage = crate::profile::enter_stage(&method.name(), &method.setting(), sc.seed, "train");
     let mut vs = nn::VarStore::new(opts.device);
     let policy = Gpt::new(&vs.root(), &sc.model);
     copy_weights(&vs, s.sft_vs)?;
@@ -346,6 +401,7 @@ pub fn best_of_n_stage(sc: &Scenario, grid: &[usize], s: &Shared, opts: &RunOpti
         evals.extend(Metrics::read(&eval_path)?);
         return Ok(());
     }
+    let _stage = crate::profile::enter_stage("best_of_n", "", sc.seed, "candidates");
     let rows: Vec<Vec<i64>> = s.world.eval_prompts().iter().flat_map(|p| std::iter::repeat_n(p.clone(), sc.eval.samples_per_prompt)).collect();
     let ref_gold = crate::eval::policy::reference_gold(s.world, sc.eval.samples_per_prompt);
     let n_max = *grid.iter().max().expect("a non-empty grid");
@@ -408,6 +464,7 @@ pub fn best_of_n_stage(sc: &Scenario, grid: &[usize], s: &Shared, opts: &RunOpti
     let pooled: Vec<Vec<f64>> = gold.chunks(spp).map(|rows| rows.iter().flatten().copied().take(sc.eval.optimal_samples.unwrap_or(usize::MAX)).collect()).collect();
     let n_sel_prompts = n_sel / spp;
     let betas = [0.01, 0.02, 0.03, 0.05, 0.07, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0, 2.0];
+    let span = crate::profile::span("frontier");
     let (all, sel, test) = (frontier::optimal_frontier(&pooled, &betas), frontier::optimal_frontier(&pooled[..n_sel_prompts], &betas), frontier::optimal_frontier(&pooled[n_sel_prompts..], &betas));
     for ((p, ps), pt) in all.iter().zip(&sel).zip(&test) {
         if p.ess_min < sc.eval.optimal_min_ess {
@@ -425,6 +482,7 @@ pub fn best_of_n_stage(sc: &Scenario, grid: &[usize], s: &Shared, opts: &RunOpti
         put("eval/gold_test", pt.gold);
         put("eval/kl_test", pt.kl);
     }
+    drop(span);
     write_atomic(&eval_path, e.to_csv().as_bytes())?;
     evals.extend(e);
     Ok(())

@@ -253,6 +253,7 @@ impl Gpt {
             Some(attention_mask(past, t, key_valid, device))
         };
         let pruned = !matches!(rows, Rows::All);
+        self.count_flops(b, t, past, &rows, &x);
         assert!(!pruned || cache.is_none(), "forward_rows takes no KV cache");
         let full_blocks = if pruned { self.h.len() - 1 } else { self.h.len() };
         for (i, block) in self.h.iter().enumerate().take(full_blocks) {
@@ -289,6 +290,28 @@ impl Gpt {
         xq.apply(&self.ln_f)
     }
 
+    /// Model FLOPs of this pass (see `profile`): every block on `t` new tokens after `past`,
+    /// or, with `rows`, the last block's queries on the kept rows only; three times that
+    /// when the output will carry a gradient (forward and backward).
+    fn count_flops(&self, b: i64, t: i64, past: i64, rows: &Rows, x: &Tensor) {
+        let (d, l) = (self.cfg.d_model, self.cfg.n_layer);
+        // Causal attention: query i sees past + i + 1 keys.
+        let keys = past as f64 + (t as f64 + 1.0) / 2.0;
+        let q = match rows {
+            Rows::All => t,
+            Rows::Range(_, len) => *len,
+            Rows::Index(idx) => idx.size()[1],
+        };
+        let flops = if q == t {
+            crate::profile::transformer_flops(b, t, keys, d, l)
+        } else {
+            // The last block: keys and values on every row (QKV is 3 of its 12 d^2), the
+            // rest on the kept queries, each against every key.
+            crate::profile::transformer_flops(b, t, keys, d, l - 1) + (b * t) as f64 * 6.0 * (d * d) as f64 + (b * q) as f64 * (18.0 * (d * d) as f64 + 4.0 * t as f64 * d as f64)
+        };
+        crate::profile::add_flops(if x.requires_grad() { 3.0 * flops } else { flops });
+    }
+
     /// The device the weights live on.
     pub fn cfg_device(&self) -> tch::Device {
         self.wte.device()
@@ -296,6 +319,9 @@ impl Gpt {
 
     /// LM head with the tied embedding: hidden `[.., C]` -> logits `[.., V]`.
     pub fn logits(&self, hidden: &Tensor) -> Tensor {
-        hidden.linear::<Tensor>(&self.wte, None)
+        let out = hidden.linear::<Tensor>(&self.wte, None);
+        let flops = 2.0 * out.numel() as f64 * self.cfg.d_model as f64;
+        crate::profile::add_flops(if out.requires_grad() { 3.0 * flops } else { flops });
+        out
     }
 }

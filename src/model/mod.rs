@@ -16,6 +16,7 @@ use tch::nn::VarStore;
 
 /// Save a VarStore as safetensors, atomically (temp file + rename).
 pub fn save_checkpoint(vs: &VarStore, path: &Path) -> Result<()> {
+    let _p = crate::profile::span("checkpoint_io");
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
@@ -31,6 +32,7 @@ pub fn save_checkpoint(vs: &VarStore, path: &Path) -> Result<()> {
 
 /// Load a safetensors checkpoint into a VarStore whose variables already exist.
 pub fn load_checkpoint(vs: &mut VarStore, path: &Path) -> Result<()> {
+    let _p = crate::profile::span("checkpoint_io");
     vs.load(path).with_context(|| {
         format!(
             "cannot read checkpoint {}; fix: delete it (and its run folder) so the stage is recomputed",

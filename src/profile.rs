@@ -1,0 +1,267 @@
+//! Where a run's time goes: wall and CPU time per stage and per phase, and the model FLOPs of
+//! every forward and backward pass.
+//!
+//! One profiler per thread (the stages run on one). A stage (`sft`, `reward`, `dpo beta=0.1 seed 0`, ...) is set
+//! with [`stage`]; inside it, code marks phases with [`span`] (`rollout`, `eval_generate`,
+//! ...). Spans nest, and time is exclusive: a phase's clock pauses while a phase inside it
+//! runs, so the phases of a stage add up to its wall time. Time in a stage outside any span
+//! is the stage's default phase (`train`). CPU time is the process's (every torch thread).
+//!
+//! FLOPs are counted where the model computes ([`add_flops`] from the GPT forward and its LM
+//! head): 2 per weight per token in the matmuls plus attention's scores and mixing, and twice
+//! that again for the backward pass when the output requires a gradient (the estimate of
+//! nanoGPT and Kaplan et al.: forward 2N, backward 4N per token).
+
+use std::cell::RefCell;
+use std::time::Instant;
+
+/// The phases time is split into, in the order tables show them.
+pub const PHASES: &[&str] = &[
+    "exec",
+    "startup",
+    "train",
+    "rollout",
+    "prefs",
+    "eval_generate",
+    "eval_reference",
+    "eval_gold",
+    "eval_estimators",
+    "candidates",
+    "frontier",
+    "checkpoint_io",
+    // A sweep's coordinating process waiting for its cells (their own phases are counted in
+    // them).
+    "wait",
+];
+
+/// Wall seconds, CPU seconds and FLOPs of one (stage, phase).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Cost {
+    pub wall_s: f64,
+    pub cpu_s: f64,
+    pub flops: f64,
+}
+
+impl Cost {
+    fn add(&mut self, o: &Cost) {
+        self.wall_s += o.wall_s;
+        self.cpu_s += o.cpu_s;
+        self.flops += o.flops;
+    }
+}
+
+/// A stage: (method or shared stage, setting, seed), as in the metric files.
+pub type Stage = (String, String, u64);
+
+struct State {
+    stage: Stage,
+    /// Where time outside any span goes in this stage.
+    default_phase: &'static str,
+    /// Open phases, innermost last; the stage's default phase when empty.
+    stack: Vec<&'static str>,
+    since_wall: Instant,
+    since_cpu: f64,
+    /// (stage, phase) -> cost, in first-seen order.
+    totals: Vec<((Stage, &'static str), Cost)>,
+}
+
+thread_local! {
+    /// The profiler of the thread that runs the stages (data-parallel helpers open no spans).
+    static STATE: RefCell<Option<State>> = const { RefCell::new(None) };
+}
+
+/// CPU seconds of this process, all threads.
+pub fn process_cpu_s() -> f64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime writes the timespec it is given.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
+    if rc != 0 {
+        return 0.0;
+    }
+    ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
+}
+
+fn with_state<T>(f: impl FnOnce(&mut State) -> T) -> T {
+    STATE.with(|cell| {
+        let mut guard = cell.borrow_mut();
+        let st = guard.get_or_insert_with(|| State { stage: ("startup".into(), String::new(), 0), default_phase: "startup", stack: vec![], since_wall: Instant::now(), since_cpu: process_cpu_s(), totals: vec![] });
+        f(st)
+    })
+}
+
+impl State {
+    fn phase(&self) -> &'static str {
+        self.stack.last().copied().unwrap_or(self.default_phase)
+    }
+
+    fn slot(&mut self) -> &mut Cost {
+        let key = (self.stage.clone(), self.phase());
+        let i = match self.totals.iter().position(|(k, _)| *k == key) {
+            Some(i) => i,
+            None => {
+                self.totals.push((key, Cost::default()));
+                self.totals.len() - 1
+            }
+        };
+        &mut self.totals[i].1
+    }
+
+    /// Charge the time since the last change to the current (stage, phase).
+    fn charge(&mut self) {
+        let (now, cpu) = (Instant::now(), process_cpu_s());
+        let dt = Cost { wall_s: now.duration_since(self.since_wall).as_secs_f64(), cpu_s: cpu - self.since_cpu, flops: 0.0 };
+        self.slot().add(&dt);
+        self.since_wall = now;
+        self.since_cpu = cpu;
+    }
+}
+
+/// While alive, time goes to `phase` of the current stage.
+#[must_use = "the phase ends when the guard is dropped"]
+pub struct Span(());
+
+impl Drop for Span {
+    fn drop(&mut self) {
+        with_state(|st| {
+            st.charge();
+            st.stack.pop();
+        });
+    }
+}
+
+/// Start a phase (one of [`PHASES`]) until the returned guard is dropped.
+pub fn span(phase: &'static str) -> Span {
+    debug_assert!(PHASES.contains(&phase), "unknown phase {phase}");
+    with_state(|st| {
+        st.charge();
+        st.stack.push(phase);
+    });
+    Span(())
+}
+
+/// From now on time goes to the stage (`method`, `setting`, `seed`), to `default_phase` where
+/// no span is open.
+pub fn stage(method: &str, setting: &str, seed: u64, default_phase: &'static str) {
+    debug_assert!(PHASES.contains(&default_phase), "unknown phase {default_phase}");
+    with_state(|st| {
+        st.charge();
+        st.stage = (method.to_string(), setting.to_string(), seed);
+        st.default_phase = default_phase;
+    });
+}
+
+/// While alive, time goes to another stage; the one before it resumes at drop.
+#[must_use = "the stage ends when the guard is dropped"]
+pub struct StageGuard(Option<(Stage, &'static str)>);
+
+impl Drop for StageGuard {
+    fn drop(&mut self) {
+        if let Some((s, phase)) = self.0.take() {
+            stage(&s.0, &s.1, s.2, phase);
+        }
+    }
+}
+
+/// The current stage.
+pub fn current() -> Stage {
+    with_state(|st| st.stage.clone())
+}
+
+/// [`stage`] until the returned guard is dropped.
+pub fn enter_stage(method: &str, setting: &str, seed: u64, default_phase: &'static str) -> StageGuard {
+    let before = with_state(|st| (st.stage.clone(), st.default_phase));
+    stage(method, setting, seed, default_phase);
+    StageGuard(Some(before))
+}
+
+/// Count model FLOPs against the current (stage, phase).
+pub fn add_flops(flops: f64) {
+    with_state(|st| st.slot().flops += flops);
+}
+
+/// Every (stage, phase) with its cost so far, time charged up to now.
+pub fn snapshot() -> Vec<((Stage, &'static str), Cost)> {
+    with_state(|st| {
+        st.charge();
+        st.totals.clone()
+    })
+}
+
+/// Forward FLOPs of the matmuls and attention of one transformer pass: `tokens` new tokens per
+/// row in `rows` rows of width `d`, `layers` layers, each query seeing `keys` keys on average.
+pub fn transformer_flops(rows: i64, tokens: i64, keys: f64, d: i64, layers: i64) -> f64 {
+    let (n, d, l) = ((rows * tokens) as f64, d as f64, layers as f64);
+    // 12 d^2 weights per layer (QKV 3, projection 1, MLP 8), 2 FLOPs each per token;
+    // scores and mixing: 2 * 2 * keys * d per token per layer.
+    l * n * (24.0 * d * d + 4.0 * keys * d)
+}
+
+/// Best fp32 matmul throughput in FLOP/s on the current torch threads: square matmuls of
+/// n = 512 and 1024, the yardstick of FLOP utilisation.
+pub fn matmul_peak(device: tch::Device, quick: bool) -> f64 {
+    use tch::{Kind, Tensor};
+    let _guard = tch::no_grad_guard();
+    let mut best: f64 = 0.0;
+    for n in [512i64, 1024] {
+        let a = Tensor::randn([n, n], (Kind::Float, device));
+        let b = Tensor::randn([n, n], (Kind::Float, device));
+        let reps = if quick { 3 } else { 10 };
+        let mut times: Vec<f64> = (0..2 + reps)
+            .map(|_| {
+                let t = Instant::now();
+                let _ = a.matmul(&b).sum(Kind::Float).double_value(&[]);
+                t.elapsed().as_secs_f64()
+            })
+            .skip(2)
+            .collect();
+        times.sort_by(|a, b| a.total_cmp(b));
+        best = best.max(2.0 * (n * n * n) as f64 / times[times.len() / 2]);
+    }
+    best
+}
+
+/// A profile's rows summed by phase (every stage together), in [`PHASES`] order.
+pub fn by_phase<'a>(rows: impl IntoIterator<Item = (&'a str, Cost)>) -> Vec<(&'static str, Cost)> {
+    let mut out: Vec<(&'static str, Cost)> = PHASES.iter().map(|p| (*p, Cost::default())).collect();
+    for (phase, c) in rows {
+        if let Some(slot) = out.iter_mut().find(|(p, _)| *p == phase) {
+            slot.1.add(&c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nested_spans_are_exclusive_and_add_up() {
+        stage("profile-test", "", 0, "train");
+        let t0 = Instant::now();
+        {
+            let _a = span("rollout");
+            std::thread::sleep(std::time::Duration::from_millis(30));
+            {
+                let _b = span("eval_gold");
+                std::thread::sleep(std::time::Duration::from_millis(40));
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let total = t0.elapsed().as_secs_f64();
+        stage("startup", "", 0, "startup");
+        let rows: Vec<_> = snapshot().into_iter().filter(|((s, _), _)| s.0 == "profile-test").collect();
+        let get = |p: &str| rows.iter().find(|((_, q), _)| *q == p).map(|(_, c)| c.wall_s).unwrap_or(0.0);
+        assert!((0.029..0.039).contains(&get("rollout")), "rollout {}", get("rollout"));
+        assert!((0.039..0.049).contains(&get("eval_gold")), "eval_gold {}", get("eval_gold"));
+        assert!((0.019..0.029).contains(&get("train")), "train {}", get("train"));
+        let sum: f64 = rows.iter().map(|(_, c)| c.wall_s).sum();
+        assert!((sum - total).abs() < 0.005, "phases {sum} vs wall {total}");
+    }
+
+    #[test]
+    fn transformer_flops_by_hand() {
+        // 2 rows x 3 tokens, d = 4, 1 layer, 2 keys each: 6 * (24*16 + 4*2*4) = 6 * 416.
+        assert_eq!(transformer_flops(2, 3, 2.0, 4, 1), 2496.0);
+    }
+}
