@@ -100,12 +100,17 @@ impl Summary {
     }
 
     fn to_csv(&self) -> String {
-        let mut s = String::from("stage,metric,value\n");
-        for (a, b, c) in &self.rows {
-            s.push_str(&format!("{a},{b},\"{c}\"\n"));
-        }
-        s
+        let rows: Vec<SummaryRecord> = self.rows.iter().map(|(stage, metric, value)| SummaryRecord { stage: stage.clone(), metric: metric.clone(), value: value.clone() }).collect();
+        crate::log::csv_text(&rows)
     }
+}
+
+/// One row of `summary.csv`: a stage, what was measured, and its value as text.
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+pub struct SummaryRecord {
+    pub stage: String,
+    pub metric: String,
+    pub value: String,
 }
 
 /// How a run shows its progress on stderr.

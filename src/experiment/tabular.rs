@@ -11,7 +11,6 @@
 //! `alignlab tabular` then draws `tabular.{png,svg}` from the rows (`report::plot::tabular`).
 
 use anyhow::Result;
-use std::fmt::Write as _;
 use std::path::Path;
 
 use super::write_atomic;
@@ -19,6 +18,34 @@ use crate::algo::ppo::KlControl;
 use crate::experiment::scenario::{Labels, PrefLoss};
 use crate::world::tabular::{to_rows, tv};
 use crate::world::{TabularConfig, TabularWorld};
+
+/// One row of `tabular.csv`.
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+pub struct TabularRecord {
+    pub series: String,
+    pub method: String,
+    #[serde(with = "crate::log::float_text")]
+    pub beta: f64,
+    pub labels: String,
+    pub step: usize,
+    pub metric: String,
+    #[serde(with = "crate::log::float_text")]
+    pub value: f64,
+}
+
+/// One row of `tabular_unseen.csv`.
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+pub struct UnseenRecord {
+    pub loss: String,
+    pub setting: String,
+    pub pairs: usize,
+    #[serde(with = "crate::log::float_text")]
+    pub unseen_responses: f64,
+    #[serde(with = "crate::log::float_text")]
+    pub mass_ref: f64,
+    #[serde(with = "crate::log::float_text")]
+    pub mass: f64,
+}
 
 /// One traced value.
 #[derive(Clone, Debug)]
@@ -64,12 +91,9 @@ pub fn convergence(out: &Path, seed: u64) -> Result<Vec<TraceRow>> {
         });
         rows.push(TraceRow { series: format!("pi_ref beta={beta}"), method: "reference", beta, labels: "-", step: 0, metric: "tv_to_optimal", value: mean_tv(&ref_probs) });
     }
-    let mut csv = String::from("series,method,beta,labels,step,metric,value\n");
-    for r in &rows {
-        let _ = writeln!(csv, "{},{},{},{},{},{},{}", r.series, r.method, r.beta, r.labels, r.step, r.metric, r.value);
-    }
+    let records: Vec<TabularRecord> = rows.iter().map(|r| TabularRecord { series: r.series.clone(), method: r.method.into(), beta: r.beta, labels: r.labels.into(), step: r.step, metric: r.metric.into(), value: r.value }).collect();
     std::fs::create_dir_all(out)?;
-    write_atomic(&out.join("tabular.csv"), csv.as_bytes())?;
+    write_atomic(&out.join("tabular.csv"), crate::log::csv_text(&records).as_bytes())?;
     Ok(rows)
 }
 
@@ -100,14 +124,14 @@ pub fn unseen_mass(out: &Path, seed: u64) -> Result<Vec<(String, String, f64, f6
         PrefLoss::Orpo { lambda: 1.0 },
     ];
     let mut rows = Vec::new();
-    let mut csv = String::from("loss,setting,pairs,unseen_responses,mass_ref,mass\n");
+    let mut records = Vec::new();
     for loss in losses {
         let fitted = w.fit_preference(&reference, &counts, loss, 2000, 0.05);
         let (m0, m) = (mass(&ref_probs), mass(&fitted));
-        let _ = writeln!(csv, "{},{},{n_pairs},{n_unseen},{m0},{m}", loss.name(), loss.setting().replace(';', " "));
+        records.push(UnseenRecord { loss: loss.name(), setting: loss.setting().replace(';', " "), pairs: n_pairs, unseen_responses: n_unseen, mass_ref: m0, mass: m });
         rows.push((loss.name(), loss.setting(), m0, m));
     }
     std::fs::create_dir_all(out)?;
-    write_atomic(&out.join("tabular_unseen.csv"), csv.as_bytes())?;
+    write_atomic(&out.join("tabular_unseen.csv"), crate::log::csv_text(&records).as_bytes())?;
     Ok(rows)
 }

@@ -7,7 +7,6 @@
 //! samples, averaged likewise.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 
 use crate::log::Metrics;
 
@@ -68,12 +67,25 @@ pub fn rows(evals: &Metrics) -> Vec<EstimatorRow> {
     out
 }
 
+/// One row of `kl_estimators.csv`.
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+pub struct EstimatorRecord {
+    pub method: String,
+    pub estimator: String,
+    pub evaluations: usize,
+    #[serde(with = "crate::log::float_text")]
+    pub kl_mean: f64,
+    #[serde(with = "crate::log::float_text")]
+    pub bias_mean: f64,
+    #[serde(with = "crate::log::float_text")]
+    pub rel_bias_mean: f64,
+    #[serde(with = "crate::log::float_text")]
+    pub sd_mean: f64,
+}
+
 pub fn csv(rows: &[EstimatorRow]) -> String {
-    let mut s = String::from("method,estimator,evaluations,kl_mean,bias_mean,rel_bias_mean,sd_mean\n");
-    for r in rows {
-        let _ = writeln!(s, "{},{},{},{},{},{},{}", r.method, r.estimator, r.evaluations, r.kl, r.bias, r.rel_bias, r.sd);
-    }
-    s
+    let records: Vec<EstimatorRecord> = rows.iter().map(|r| EstimatorRecord { method: r.method.clone(), estimator: r.estimator.into(), evaluations: r.evaluations, kl_mean: r.kl, bias_mean: r.bias, rel_bias_mean: r.rel_bias, sd_mean: r.sd }).collect();
+    crate::log::csv_text(&records)
 }
 
 /// Every evaluation with k2 (after step 0): its exact KL and k1, k2, k3 minus it.

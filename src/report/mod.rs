@@ -30,6 +30,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use crate::experiment::{write_atomic, Metrics, Row};
+use crate::log::csv_text;
 use crate::stats::Paired;
 use frontier::{fit_gao, mean_ci_t, same_sample_at_budget, selected_at_budget, FitForm, SplitPoint};
 
@@ -351,15 +352,55 @@ pub fn markdown(points: &[Point], budget_rows: &[FrontierRow], paired_rows: &[pa
 }
 
 /// `frontier.csv`.
+/// One row of `frontier.csv`: a method's gold at a KL budget on one frontier, over seeds.
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+pub struct FrontierRecord {
+    pub method: String,
+    pub frontier: String,
+    #[serde(with = "crate::log::float_text")]
+    pub kl_budget: f64,
+    #[serde(with = "crate::log::float_text")]
+    pub gold_mean: f64,
+    #[serde(with = "crate::log::float_text")]
+    pub gold_ci95: f64,
+    #[serde(with = "crate::log::float_text")]
+    pub kl_test_mean: f64,
+    #[serde(with = "crate::log::float_text")]
+    pub same_sample_mean: f64,
+    #[serde(with = "crate::log::float_text")]
+    pub selection_bias_mean: f64,
+    #[serde(with = "crate::log::float_text")]
+    pub selection_bias_ci95: f64,
+    pub seeds_reaching: usize,
+    pub seeds: usize,
+}
+
+/// One row of `fits.csv`: Gao et al.'s fit of gold (or proxy) against KL for a method.
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+pub struct FitRecord {
+    pub method: String,
+    pub reward: String,
+    pub form: String,
+    #[serde(with = "crate::log::float_text")]
+    pub a: f64,
+    #[serde(with = "crate::log::float_text")]
+    pub b: f64,
+    #[serde(with = "crate::log::float_text")]
+    pub r2: f64,
+    pub points: usize,
+}
+
 fn frontier_csv(rows: &[FrontierRow]) -> String {
-    let mut csv = String::from("method,frontier,kl_budget,gold_mean,gold_ci95,kl_test_mean,same_sample_mean,selection_bias_mean,selection_bias_ci95,seeds_reaching,seeds\n");
-    for r in rows {
-        let (mean, ci) = r.gold();
-        let same = mean_ci_t(&r.same_sample.iter().filter_map(|v| v.1).collect::<Vec<_>>()).0;
-        let (bm, bci) = r.bias().map(|p| (p.mean, p.ci95)).unwrap_or((f64::NAN, f64::NAN));
-        let _ = writeln!(csv, "{},{},{},{mean},{ci},{},{same},{bm},{bci},{},{}", r.method, r.frontier.name(), r.budget, r.kl_test(), r.reached(), r.values.len());
-    }
-    csv
+    let records: Vec<FrontierRecord> = rows
+        .iter()
+        .map(|r| {
+            let (gold_mean, gold_ci95) = r.gold();
+            let same_sample_mean = mean_ci_t(&r.same_sample.iter().filter_map(|v| v.1).collect::<Vec<_>>()).0;
+            let (selection_bias_mean, selection_bias_ci95) = r.bias().map(|p| (p.mean, p.ci95)).unwrap_or((f64::NAN, f64::NAN));
+            FrontierRecord { method: r.method.clone(), frontier: r.frontier.name().to_string(), kl_budget: r.budget, gold_mean, gold_ci95, kl_test_mean: r.kl_test(), same_sample_mean, selection_bias_mean, selection_bias_ci95, seeds_reaching: r.reached(), seeds: r.values.len() }
+        })
+        .collect();
+    csv_text(&records)
 }
 
 /// Regenerate every table and plot of `dir` from its CSVs. Returns the frontier plot's path.
@@ -380,15 +421,17 @@ pub fn report(dir: &Path) -> Result<PathBuf> {
     let paired_rows = paired::compare(&pts, &evals, &pairs, &budget_rows);
     write_atomic(&dir.join("paired.csv"), paired::csv(&paired_rows).as_bytes())?;
     let fit_rows = fits(&pts);
-    let mut csv = String::from("method,reward,form,a,b,r2,points\n");
-    for (m, which, form, a, b, r2, n) in &fit_rows {
-        let f = match form {
-            FitForm::BestOfN => "d(a-b*d)",
-            FitForm::Rl => "d(a-b*log(d))",
-        };
-        let _ = writeln!(csv, "{m},{which},{f},{a},{b},{r2},{n}");
-    }
-    write_atomic(&dir.join("fits.csv"), csv.as_bytes())?;
+    let records: Vec<FitRecord> = fit_rows
+        .iter()
+        .map(|(m, which, form, a, b, r2, n)| {
+            let form = match form {
+                FitForm::BestOfN => "d(a-b*d)",
+                FitForm::Rl => "d(a-b*log(d))",
+            };
+            FitRecord { method: m.to_string(), reward: which.to_string(), form: form.into(), a: *a, b: *b, r2: *r2, points: *n }
+        })
+        .collect();
+    write_atomic(&dir.join("fits.csv"), csv_text(&records).as_bytes())?;
     let kl_rows = estimators::rows(&evals);
     if !kl_rows.is_empty() {
         write_atomic(&dir.join("kl_estimators.csv"), estimators::csv(&kl_rows).as_bytes())?;

@@ -155,16 +155,44 @@ pub fn compare(points: &[Point], evals: &Metrics, pairs: &[(String, String)], bu
 
 /// `paired.csv`: one row per comparison; `diffs` lists the per-seed differences A - B in seed
 /// order, separated by `;`.
+/// One row of `paired.csv`: A - B paired by seed at one budget or temperature.
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+pub struct PairedRecord {
+    pub a: String,
+    pub b: String,
+    pub axis: String,
+    #[serde(with = "crate::log::float_text")]
+    pub x: f64,
+    pub metric: String,
+    pub seeds: usize,
+    pub seeds_compared: usize,
+    /// The per-seed differences, `;`-separated.
+    pub diffs: String,
+    #[serde(with = "crate::log::float_text")]
+    pub mean_diff: f64,
+    #[serde(with = "crate::log::float_text")]
+    pub ci95: f64,
+    #[serde(with = "crate::log::float_text")]
+    pub lo: f64,
+    #[serde(with = "crate::log::float_text")]
+    pub hi: f64,
+    #[serde(with = "crate::log::float_text")]
+    pub mdd80: f64,
+    pub verdict: String,
+}
+
 pub fn csv(rows: &[PairedRow]) -> String {
-    let mut s = String::from("a,b,axis,x,metric,seeds,seeds_compared,diffs,mean_diff,ci95,lo,hi,mdd80,verdict\n");
-    for r in rows {
-        let (k, d, mean, ci, lo, hi, mdd) = match &r.paired {
-            Some(p) => (p.diffs.len(), p.diffs.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(";"), p.mean, p.ci95, p.lo(), p.hi(), p.mdd80),
-            None => (0, String::new(), f64::NAN, f64::NAN, f64::NAN, f64::NAN, f64::NAN),
-        };
-        let _ = writeln!(s, "{},{},{},{},{},{},{k},\"{d}\",{mean},{ci},{lo},{hi},{mdd},\"{}\"", r.a, r.b, r.axis, r.x, r.metric, r.seeds, r.verdict());
-    }
-    s
+    let records: Vec<PairedRecord> = rows
+        .iter()
+        .map(|r| {
+            let (k, d, mean, ci, lo, hi, mdd) = match &r.paired {
+                Some(p) => (p.diffs.len(), p.diffs.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(";"), p.mean, p.ci95, p.lo(), p.hi(), p.mdd80),
+                None => (0, String::new(), f64::NAN, f64::NAN, f64::NAN, f64::NAN, f64::NAN),
+            };
+            PairedRecord { a: r.a.clone(), b: r.b.clone(), axis: r.axis.into(), x: r.x, metric: r.metric.into(), seeds: r.seeds, seeds_compared: k, diffs: d, mean_diff: mean, ci95: ci, lo, hi, mdd80: mdd, verdict: r.verdict() }
+        })
+        .collect();
+    crate::log::csv_text(&records)
 }
 
 /// What an axis value reads as in a table.

@@ -131,14 +131,31 @@ pub fn shown(rows: &[WinRow]) -> Vec<String> {
 }
 
 /// `winrate.csv`.
+/// One row of `winrate.csv`: a policy's win rate at a temperature or a training step.
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+pub struct WinrateRecord {
+    pub method: String,
+    pub setting: String,
+    pub axis: String,
+    #[serde(with = "crate::log::float_text")]
+    pub x: f64,
+    #[serde(with = "crate::log::float_text")]
+    pub winrate: f64,
+    #[serde(with = "crate::log::float_text")]
+    pub lo95: f64,
+    #[serde(with = "crate::log::float_text")]
+    pub hi95: f64,
+    pub seeds: usize,
+}
+
 pub fn csv(temp: &[WinRow], steps: &[WinRow]) -> String {
-    let mut s = String::from("method,setting,axis,x,winrate,lo95,hi95,seeds\n");
+    let mut records = Vec::new();
     for (axis, rows) in [("temperature", temp), ("step", steps)] {
         for r in rows {
-            let _ = writeln!(s, "{},{},{axis},{},{},{},{},{}", r.method, r.setting, r.x, r.mean, r.lo, r.hi, r.seeds);
+            records.push(WinrateRecord { method: r.method.clone(), setting: r.setting.clone(), axis: axis.into(), x: r.x, winrate: r.mean, lo95: r.lo, hi95: r.hi, seeds: r.seeds });
         }
     }
-    s
+    crate::log::csv_text(&records)
 }
 
 /// Markdown: a policy-by-temperature table of win rates with their intervals.
