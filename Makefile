@@ -7,7 +7,7 @@ CARGO ?= cargo
 
 JOBS ?= 2
 
-.PHONY: setup build run test bench bench-compare clean-runs sweep ablations report paper tabular baselines hf-check gpu-check
+.PHONY: setup build run test bench bench-compare clean-runs sweep ablations report paper tabular baselines hf-check gpu-check test-slurm
 
 # Install libtorch (the PyPI torch==2.11.0 wheel) once per machine, then link it as .libtorch.
 # A LIBTORCH set by the user is respected: nothing is installed and .libtorch is not touched.
@@ -60,6 +60,14 @@ test: setup
 
 bench: build
 	./target/release/alignlab bench
+
+# A sweep on a real Slurm (not part of `make test`; installs Debian's slurm-wlm and munge if
+# missing, so run it as root): a single-node slurmctld + slurmd on localhost, a tiny scenario's
+# shared stages as a job and its cells as an array with a dependency (scripts/slurm/submit.sh,
+# the script the README's Slurm section uses), merged, and eval.csv and metrics.csv checked byte
+# for byte against `alignlab run --jobs 2`; the daemons stopped (scripts/slurm-check.sh).
+test-slurm: build
+	scripts/slurm-check.sh ./target/release/alignlab
 
 # The GPU path, on a machine with CUDA: `alignlab bench --device cuda` and the quick scenario
 # with `--device cuda`, their outputs and wall times in gpu-check/ (scripts/gpu-check.sh; a
