@@ -169,6 +169,12 @@ fn setup(common: &Common) -> Result<tch::Device> {
     let threads = common.threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
     tch::set_num_threads(threads as i32);
     tch::set_num_interop_threads(1);
+    // The data-parallel CPU work outside libtorch (gold scoring, the importance-sampling
+    // frontier, reports over folders) runs on as many threads as torch gets, never beside a
+    // torch op, so the two never oversubscribe the cores. RAYON_NUM_THREADS, if set, wins.
+    if std::env::var_os("RAYON_NUM_THREADS").is_none() {
+        let _ = rayon::ThreadPoolBuilder::new().num_threads(threads).build_global();
+    }
     Ok(dev)
 }
 

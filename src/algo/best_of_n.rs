@@ -9,6 +9,7 @@
 //! 3. KL: the analytic log N - (N - 1) / N, an upper bound on KL(pi_BoN || pi_SFT) (Beirami et
 //!    al. 2024), logged as `eval/kl` with `eval/kl_is_bound` = 1.
 
+use rayon::prelude::*;
 use tch::Kind;
 
 use super::reward::RewardModel;
@@ -58,9 +59,9 @@ pub fn score_candidates(world: &dyn TextWorld, sft: &Gpt, rm: &RewardModel, rows
         let ro = generate(sft, &prompt, &valid, settings);
         let s = rm.score(&prompt, &valid, &ro.response, &ro.mask).to_kind(Kind::Double).to_device(tch::Device::Cpu);
         proxy.extend(Vec::<f64>::try_from(s).expect("scores"));
-        for (p, r) in chunk.iter().zip(ro.response_rows()) {
-            gold.push(world.gold(p, &r));
-        }
+        let _p = crate::profile::span("eval_gold");
+        let responses = ro.response_rows();
+        gold.par_extend(chunk.par_iter().zip(&responses).map(|(p, r)| world.gold(p, r)));
     }
     let split = |v: Vec<f64>| v.chunks(n_max).map(|c| c.to_vec()).collect::<Vec<_>>();
     (split(proxy), split(gold))

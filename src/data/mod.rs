@@ -8,6 +8,7 @@
 use anyhow::{bail, Context, Result};
 use std::fmt::Write as _;
 use std::path::Path;
+use rayon::prelude::*;
 use tch::{Device, Kind, Tensor};
 
 use serde::{Deserialize, Serialize};
@@ -127,7 +128,7 @@ pub fn build(world: &dyn TextWorld, sft: &Gpt, cfg: &PrefsConfig, max_new_tokens
             prompts.iter().flat_map(|p| (0..k).map(|_| world.offpolicy_completion(p, max_new_tokens, &mut rng)).collect::<Vec<_>>()).collect()
         }
     };
-    let gold: Vec<f64> = completions.iter().enumerate().map(|(i, c)| world.gold(&prompts[i / k], c)).collect();
+    let gold: Vec<f64> = completions.par_iter().enumerate().map(|(i, c)| world.gold(&prompts[i / k], c)).collect();
     // 2. Split prompts.
     let mut rng = Rng::new(derive_seed(seed, "prefs/split"));
     let mut order: Vec<usize> = (0..prompts.len()).collect();

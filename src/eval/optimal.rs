@@ -20,8 +20,11 @@ pub struct IsPoint {
 /// and its KL is not capped at log N as this one's is. A point is close to pi*'s only while every
 /// prompt keeps a large effective sample size (`ess_min`).
 pub fn optimal_frontier(rewards: &[Vec<f64>], betas: &[f64]) -> Vec<IsPoint> {
+    use rayon::prelude::*;
+    // One beta per task; each sums over the prompts in order, so any thread count gives the
+    // same bytes.
     betas
-        .iter()
+        .par_iter()
         .map(|&beta| {
             let (mut kl, mut r, mut ess, mut ess_min) = (0.0, 0.0, 0.0, f64::INFINITY);
             for row in rewards {

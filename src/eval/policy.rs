@@ -15,6 +15,7 @@
 //! - entropy: sum over positions of the per-token entropy; distinct-1/2; fluency (mean per-word
 //!   log-likelihood under the true process); length and EOS rate.
 
+use rayon::prelude::*;
 use tch::{Kind, Tensor};
 
 use super::{mean_ci, win_rate, winrate_metrics, Stat};
@@ -129,8 +130,9 @@ impl Evaluator<'_> {
         let rows = ro.response_rows();
         drop(span);
         let span = profile::span("eval_gold");
-        let gold: Vec<f64> = self.prompts.iter().zip(&rows).map(|(p, r)| self.world.gold(p, r)).collect();
-        let fluency: Option<Vec<f64>> = self.prompts.iter().zip(&rows).map(|(p, r)| self.world.fluency(p, r)).collect();
+        // Each sample's gold reward and fluency on its own: in parallel, in order.
+        let gold: Vec<f64> = self.prompts.par_iter().zip(&rows).map(|(p, r)| self.world.gold(p, r)).collect();
+        let fluency: Option<Vec<f64>> = self.prompts.par_iter().zip(&rows).map(|(p, r)| self.world.fluency(p, r)).collect();
         drop(span);
         let span = profile::span("eval_estimators");
         // KL at the sampling temperature (greedy decoding is measured at temperature 1).

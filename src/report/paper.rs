@@ -310,9 +310,9 @@ fn figure(s: &mut String, rel: &str, caption: &str) {
 pub fn write(results: &Path, out: &Path) -> Result<PathBuf> {
     let mut dirs: Vec<PathBuf> = std::fs::read_dir(results).with_context(|| format!("cannot read {}; fix: run from the repository root", results.display()))?.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.join("eval.csv").exists()).collect();
     dirs.sort();
-    for d in &dirs {
-        super::report(d).with_context(|| format!("report of {}", d.display()))?;
-    }
+    // Each folder's report on its own: in parallel (each writes only its folder).
+    use rayon::prelude::*;
+    dirs.par_iter().map(|d| super::report(d).with_context(|| format!("report of {}", d.display()))).collect::<Result<Vec<_>>>()?;
     let ablations = ablation_figure(results)?;
     let mut s = String::new();
     let _ = writeln!(s, "# RLHF (PPO) against DPO in worlds with a known reward\n");
