@@ -290,6 +290,25 @@ fn seeds_sweep_with_jobs_runs_cells_as_processes() {
     let o = bin().args(["cells", "scenarios/sentiment.toml", "--runs"]).arg(out.join("runs")).args(tiny_for(Path::new("scenarios/sentiment.toml")).iter().chain(&["sweep.seeds=[0,1]", "sweep.dpo.beta=[0.5]"]).flat_map(|s| ["--set", s])).output().unwrap();
     let t = text(&o);
     assert!(t.contains("--seed 1 --index 0\tdpo beta=0.5\tdone") && !t.contains("pending"), "{t}");
+    // The sweep's profile: every cell's phases, and the sweep's FLOP utilisation.
+    let timing = std::fs::read_to_string(out.join("results/sentiment/timing.csv")).unwrap();
+    let util: f64 = timing.lines().find(|l| l.starts_with("sweep,,0,0,profile/sweep/flop_utilisation,")).and_then(|l| l.rsplit(',').next()?.parse().ok()).expect("no FLOP utilisation row");
+    assert!(util > 0.0 && util < 1.5, "FLOP utilisation {util}");
+    assert!(timing.contains("dpo,beta=0.5,1,0,profile/train/wall_s,") && timing.contains(",profile/exec/wall_s,") && timing.contains("load,cell0,1,0,profile/startup/wall_s,"), "per-cell profile rows missing");
+    let summary = std::fs::read_to_string(out.join("results/sentiment/summary.csv")).unwrap();
+    assert!(summary.contains("run,profile,") && summary.contains("FLOP utilisation"), "{summary}");
+    // pi_SFT's evaluation and the reference log-probs are read from their caches by the cells:
+    // a cell that computes them itself (caches and its own folder deleted) writes the same bytes.
+    let dir = |prefix: &str| std::fs::read_dir(out.join("runs/sentiment")).unwrap().map(|e| e.unwrap().path()).filter(|p| p.file_name().unwrap().to_string_lossy().starts_with(prefix)).collect::<Vec<_>>();
+    let cell = dir("dpo-beta=0.5-").into_iter().find(|d| std::fs::read_to_string(d.join("eval.csv")).unwrap().contains("\ndpo,beta=0.5,1,")).expect("seed 1's dpo folder");
+    let before = std::fs::read(cell.join("eval.csv")).unwrap();
+    assert!(!dir("eval0-").is_empty() && !dir("reference-").is_empty(), "no caches written");
+    for d in dir("eval0-").into_iter().chain(dir("reference-")).chain([cell.clone()]) {
+        std::fs::remove_dir_all(d).unwrap();
+    }
+    let o = bin().args(["cell", "scenarios/sentiment.toml", "--seed", "1", "--index", "0", "--threads", "1", "--device", "cpu", "--runs"]).arg(out.join("runs")).args(tiny_for(Path::new("scenarios/sentiment.toml")).iter().chain(&["sweep.seeds=[0,1]", "sweep.dpo.beta=[0.5]"]).flat_map(|s| ["--set", s])).output().unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(std::fs::read(cell.join("eval.csv")).unwrap() == before, "a cell computing pi_SFT's evaluation and the reference itself wrote other bytes");
     std::fs::remove_dir_all(&out).ok();
 }
 
