@@ -218,6 +218,29 @@ fn run() -> Result<()> {
                         println!("    labeller  {:+.3} | {}", w.judge(p, &l), w.vocab.render(&l));
                     }
                 }
+                WorldConfig::Dialogue(c) => {
+                    let w = alignlab::world::DialogueWorld::new(c, sc.seed);
+                    println!("dialogue world: {} tokens, {} benign and {} harmful intents, {} train / {} val requests with a chosen reply (SFT's data)", w.vocab.size(), c.n_benign, c.n_harmful, w.train.len(), w.val.len());
+                    let agree = (0..4000).filter_map(|_| {
+                        let p = w.sample_request(&mut rng);
+                        let (a, b, first) = w.labelled_pair(&p, &mut rng);
+                        let (ga, gb) = (w.judge(&p, &a), w.judge(&p, &b));
+                        (ga != gb).then_some(first == (ga > gb))
+                    });
+                    let v: Vec<bool> = agree.collect();
+                    println!("labeller: agrees with the gold judge on {:.3} of 4000 fresh pairs of distinct gold (configured {})", v.iter().filter(|x| **x).count() as f64 / v.len().max(1) as f64, c.labeller_agreement);
+                    println!("\nrequests with two writer drafts, the labeller's choice (*) and the gold judge:");
+                    for _ in 0..show {
+                        let p = w.sample_request(&mut rng);
+                        let (a, b, first) = w.labelled_pair(&p, &mut rng);
+                        println!("  {}", w.vocab.render(&p));
+                        for (r, chosen) in [(&a, first), (&b, !first)] {
+                            println!("   {} {:+.3} | {}", if chosen { "*" } else { " " }, w.judge(&p, r), w.vocab.render(r));
+                        }
+                        let o = w.optimal_reply(&p);
+                        println!("   optimal {:+.3} | {}", w.judge(&p, &o), w.vocab.render(&o));
+                    }
+                }
             }
         }
         Cmd::Run { file, common, results, runs, jobs, quiet, json_progress } => {

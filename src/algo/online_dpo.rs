@@ -91,8 +91,8 @@ pub fn train(
         for i in 0..cfg.batch_size {
             let (a, b) = (2 * i, 2 * i + 1);
             let a_wins = match ctx.labels {
-                Labels::Deterministic if scores[a] == scores[b] => continue,
-                Labels::Deterministic => scores[a] > scores[b],
+                Labels::Deterministic | Labels::World if scores[a] == scores[b] => continue,
+                Labels::Deterministic | Labels::World => scores[a] > scores[b],
                 Labels::BradleyTerry { temperature } => rng.bernoulli(1.0 / (1.0 + (-(scores[a] - scores[b]) / temperature).exp())),
             };
             let (w, l) = if a_wins { (a, b) } else { (b, a) };

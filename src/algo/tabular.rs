@@ -59,7 +59,7 @@ impl TabularWorld {
                     }
                     let (ra, rb) = (self.reward[x][a], self.reward[x][b]);
                     let a_wins = match labels {
-                        Labels::Deterministic => ra > rb,
+                        Labels::Deterministic | Labels::World => ra > rb,
                         Labels::BradleyTerry { temperature } => rng.bernoulli(1.0 / (1.0 + (-(ra - rb) / temperature).exp())),
                     };
                     let (w, l) = if a_wins { (a, b) } else { (b, a) };

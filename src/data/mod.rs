@@ -38,6 +38,9 @@ pub enum LabelKind {
     Deterministic,
     /// y_1 wins with probability sigmoid((gold_1 - gold_2) / bt_temperature).
     BradleyTerry,
+    /// The world's own labeller (the dialogue world's: partial agreement with gold, and a
+    /// spurious taste); online methods, which label with a reward, treat it as deterministic.
+    World,
 }
 
 /// A labelling rule with its parameter.
@@ -45,6 +48,7 @@ pub enum LabelKind {
 pub enum Labels {
     Deterministic,
     BradleyTerry { temperature: f64 },
+    World,
 }
 
 /// `[prefs]`: the preference data.
@@ -75,6 +79,7 @@ impl PrefsConfig {
         match self.labels {
             LabelKind::Deterministic => Labels::Deterministic,
             LabelKind::BradleyTerry => Labels::BradleyTerry { temperature: self.bt_temperature },
+            LabelKind::World => Labels::World,
         }
     }
 
@@ -146,6 +151,10 @@ pub fn build(world: &dyn TextWorld, sft: &Gpt, cfg: &PrefsConfig, max_new_tokens
             for b in a + 1..k {
                 let (ia, ib) = (pi * k + a, pi * k + b);
                 let a_wins = match cfg.label_rule() {
+                    Labels::World => match world.labeller_prefers_first(prompt, &completions[ia], &completions[ib], &mut label_rng) {
+                        Some(first) => first,
+                        None => unreachable!("the scenario checks that the world has a labeller"),
+                    },
                     Labels::Deterministic => {
                         if gold[ia] == gold[ib] {
                             continue;

@@ -64,6 +64,7 @@ pub fn build_world(sc: &Scenario) -> Box<dyn TextWorld> {
     match &sc.world {
         WorldConfig::Sentiment(c) => Box::new(SentimentWorld::new(c, sc.seed)),
         WorldConfig::Summarize(c) => Box::new(SummarizeWorld::new(c, sc.seed)),
+        WorldConfig::Dialogue(c) => Box::new(crate::world::DialogueWorld::new(c, sc.seed)),
     }
 }
 

@@ -3,10 +3,12 @@
 //! Every world shares the token layout of [`Vocab`]: `<pad>`, `<bos>`, `<eos>`, then words.
 //! A text is a sequence of word tokens; a model sees `<bos> text <eos>`.
 
+pub mod dialogue;
 pub mod sentiment;
 pub mod summarize;
 pub mod tabular;
 
+pub use dialogue::{DialogueConfig, DialogueWorld};
 pub use sentiment::{SentimentConfig, SentimentWorld};
 pub use summarize::{SummarizeConfig, SummarizeWorld};
 pub use tabular::{TabularConfig, TabularWorld};
@@ -20,6 +22,7 @@ use crate::rng::Rng;
 pub enum WorldConfig {
     Sentiment(SentimentConfig),
     Summarize(SummarizeConfig),
+    Dialogue(DialogueConfig),
 }
 
 impl WorldConfig {
@@ -27,6 +30,7 @@ impl WorldConfig {
         match self {
             WorldConfig::Sentiment(c) => c.validate(),
             WorldConfig::Summarize(c) => c.validate(),
+            WorldConfig::Dialogue(c) => c.validate(),
         }
     }
 
@@ -36,6 +40,7 @@ impl WorldConfig {
             + match self {
                 WorldConfig::Sentiment(c) => c.n_positive + c.n_negative + c.n_neutral,
                 WorldConfig::Summarize(c) => c.n_facts + c.n_filler + 1,
+                WorldConfig::Dialogue(c) => c.n_words(),
             }
     }
 
@@ -44,6 +49,7 @@ impl WorldConfig {
         match self {
             WorldConfig::Sentiment(c) => c.prompt_max_len,
             WorldConfig::Summarize(c) => c.prompt_max_len(),
+            WorldConfig::Dialogue(c) => c.prompt_max_len(),
         }
     }
 
@@ -52,6 +58,7 @@ impl WorldConfig {
         match self {
             WorldConfig::Sentiment(c) => c.max_len,
             WorldConfig::Summarize(c) => c.prompt_max_len() + c.summary_max_len(),
+            WorldConfig::Dialogue(c) => c.prompt_max_len() + c.reply_max_len(),
         }
     }
 
@@ -59,6 +66,7 @@ impl WorldConfig {
         match self {
             WorldConfig::Sentiment(c) => c.n_eval_prompts,
             WorldConfig::Summarize(c) => c.n_eval_prompts,
+            WorldConfig::Dialogue(c) => c.n_eval_prompts,
         }
     }
 
@@ -67,6 +75,7 @@ impl WorldConfig {
         match self {
             WorldConfig::Sentiment(c) => c.n_train + c.n_val,
             WorldConfig::Summarize(c) => c.n_train + c.n_val,
+            WorldConfig::Dialogue(c) => c.n_train + c.n_val,
         }
     }
 
@@ -75,6 +84,7 @@ impl WorldConfig {
         match self {
             WorldConfig::Sentiment(_) => "sentiment",
             WorldConfig::Summarize(_) => "summarize",
+            WorldConfig::Dialogue(_) => "dialogue",
         }
     }
 }
@@ -100,6 +110,11 @@ pub trait TextWorld: Sync {
     }
     /// An off-policy completion (the true process or a labeller) of at most `n` tokens.
     fn offpolicy_completion(&self, prompt: &[i64], n: usize, rng: &mut Rng) -> Vec<i64>;
+    /// The world's own labeller's choice between two responses to `prompt` (true: the first),
+    /// where the world has one (`[prefs] labels = "world"`).
+    fn labeller_prefers_first(&self, _prompt: &[i64], _a: &[i64], _b: &[i64], _rng: &mut Rng) -> Option<bool> {
+        None
+    }
     /// One reference response per evaluation prompt, for win rates, where the world has them.
     fn eval_references(&self) -> Option<&[Vec<i64>]> {
         None
@@ -186,6 +201,51 @@ impl TextWorld for SummarizeWorld {
             ("vocabulary".into(), format!("{} tokens", self.vocab.size())),
             ("documents".into(), format!("{} train, {} val", self.train.len(), self.val.len())),
             ("gold of references (eval)".into(), format!("{mean_ref:.4} (optimal summaries {mean_opt:.4})")),
+        ]
+    }
+}
+
+impl TextWorld for DialogueWorld {
+    fn vocab(&self) -> &Vocab {
+        &self.vocab
+    }
+    fn sft_examples(&self, val: bool) -> Vec<(Vec<i64>, Vec<i64>)> {
+        if val { self.val.clone() } else { self.train.clone() }
+    }
+    /// The chosen replies come from the labeller's choice between two writer drafts: their
+    /// likelihood has no closed form here, so SFT's NLL has no floor to compare with.
+    fn true_nll_per_token(&self) -> f64 {
+        f64::NAN
+    }
+    fn train_prompts(&self) -> &[Vec<i64>] {
+        &self.train_prompts
+    }
+    fn eval_prompts(&self) -> &[Vec<i64>] {
+        &self.eval_prompts
+    }
+    fn gold(&self, prompt: &[i64], response: &[i64]) -> f64 {
+        self.judge(prompt, response)
+    }
+    fn offpolicy_completion(&self, prompt: &[i64], n: usize, rng: &mut Rng) -> Vec<i64> {
+        let mut r = self.write_reply(prompt, rng);
+        r.truncate(n);
+        if r.len() < n {
+            r.push(EOS);
+        }
+        r
+    }
+    fn labeller_prefers_first(&self, prompt: &[i64], a: &[i64], b: &[i64], rng: &mut Rng) -> Option<bool> {
+        Some(DialogueWorld::labeller_prefers_first(self, prompt, a, b, rng))
+    }
+    fn eval_references(&self) -> Option<&[Vec<i64>]> {
+        Some(&self.eval_references)
+    }
+    fn describe(&self) -> Vec<(String, String)> {
+        let mean = |f: &dyn Fn(&Vec<i64>, &Vec<i64>) -> f64| self.eval_prompts.iter().zip(&self.eval_references).map(|(p, r)| f(p, r)).sum::<f64>() / self.eval_prompts.len().max(1) as f64;
+        vec![
+            ("vocabulary".into(), format!("{} tokens", self.vocab.size())),
+            ("requests".into(), format!("{} train, {} val (chosen replies for SFT)", self.train.len(), self.val.len())),
+            ("gold of references (eval)".into(), format!("{:.4} (optimal replies {:.4})", mean(&|p, r| self.judge(p, r)), mean(&|p, _| self.judge(p, &self.optimal_reply(p))))),
         ]
     }
 }

@@ -118,8 +118,10 @@ fn validate(parsed: parse::Parsed, text: &str, file: &str, default_name: &str, p
     match (w.prefs.source, &w.world) {
         (PrefSource::TrueProcess, WorldConfig::Summarize(_)) => need(false, "prefs.source", "the summarize world has no true process to write completions".into(), "use source = \"labeller\" (off-policy) or \"sft\"")?,
         (PrefSource::Labeller, WorldConfig::Sentiment(_)) => need(false, "prefs.source", "the sentiment world has no labeller policy".into(), "use source = \"true_process\" (off-policy) or \"sft\"")?,
+        (PrefSource::TrueProcess, WorldConfig::Dialogue(_)) => need(false, "prefs.source", "the dialogue world has no true process, only its writer".into(), "use source = \"labeller\" (the writer's drafts, off-policy) or \"sft\"")?,
         _ => {}
     }
+    need(w.prefs.labels != crate::data::LabelKind::World || matches!(w.world, WorldConfig::Dialogue(_)), "prefs.labels", format!("\"world\" labels by the world's own labeller, and the {} world has none", w.world.kind()), "use labels = \"deterministic\" or \"bradley_terry\" (the dialogue world has a labeller)")?;
     w.reward.validate().map_err(|e| at(e.within("reward")))?;
     let model = m.gpt(w.world.vocab_size());
     let rm = w.reward.model(&model);
@@ -184,6 +186,7 @@ fn validate(parsed: parse::Parsed, text: &str, file: &str, default_name: &str, p
     let compare: Vec<[String; 2]> = if w.report.compare.is_empty() {
         let defaults: &[[&str; 2]] = match &w.world {
             WorldConfig::Summarize(_) => &[["dpo", "ppo"], ["dpo", "sft"]],
+            WorldConfig::Dialogue(_) => &[["dpo", "ppo"], ["dpo", "best_of_n"], ["dpo", "preferred_ft"], ["dpo", "sft"]],
             WorldConfig::Sentiment(_) => &[["dpo", "ppo"], ["dpo", "ppo_gt"], ["dpo", "best_of_n"]],
         };
         defaults.iter().filter(|p| p.iter().all(|m| ran.iter().any(|r| r == m))).map(|p| p.map(String::from)).collect()
