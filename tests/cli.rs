@@ -475,3 +475,24 @@ fn export_prefs_writes_every_pair() {
     assert_clean_failure(&o, &["no pairs.txt", "fix:"]);
     std::fs::remove_dir_all(&out).ok();
 }
+
+/// `eval.curve_temperatures` repeats every training evaluation at each temperature: the rows
+/// are there at every step, once each (also at the last step, which the final temperature sweep
+/// would otherwise evaluate again), and the report draws them as win-rate curves.
+#[test]
+fn curve_temperatures_evaluate_every_step() {
+    let out = tmp("curves");
+    let file = Path::new("scenarios/dialogue.toml");
+    let o = run(file, &out, &["eval.curve_temperatures=[0.5]", "eval.temperatures=[0.5, 1.0]", "sweep.dpo.beta=[0.5]"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let evals = std::fs::read_to_string(out.join("results/dialogue/eval.csv")).unwrap();
+    for step in [0, 3, 6] {
+        let n = evals.lines().filter(|l| l.starts_with(&format!("dpo,beta=0.5,0,{step},eval_t0.5/winrate,"))).count();
+        assert_eq!(n, 1, "step {step}: {n} rows of eval_t0.5/winrate");
+    }
+    // T = 1 is a final temperature only: the last step alone.
+    assert!(evals.contains("dpo,beta=0.5,0,6,eval_t1/winrate,") && !evals.contains("dpo,beta=0.5,0,3,eval_t1/"));
+    let win = std::fs::read_to_string(out.join("results/dialogue/winrate.csv")).unwrap();
+    assert!(win.lines().any(|l| l.starts_with("dpo,beta=0.5 T=0.5,step,3,")), "no T = 0.5 curve:\n{win}");
+    std::fs::remove_dir_all(&out).ok();
+}

@@ -34,8 +34,16 @@ fn win_rates_aggregate_over_seeds_at_the_last_step() {
     assert!((dpo[0].hi - dpo[0].mean - 12.7062 * 0.05).abs() < 1e-3, "{:?}", dpo[0]);
     assert!((dpo[1].x - 0.5).abs() < 1e-12 && (dpo[1].mean - 0.55).abs() < 1e-12);
     let steps = winrate::by_step(&m);
-    assert_eq!(steps.len(), 1);
-    assert_eq!((steps[0].x, steps[0].seeds), (20.0, 2));
+    // At the evaluation temperature: step 20. At T = 0, logged at two steps (a curve
+    // temperature): steps 10 and 20, labelled with it. T = 0.5 only at the last step: no curve.
+    let plain: Vec<_> = steps.iter().filter(|r| r.setting == "beta=0.5").collect();
+    assert_eq!(plain.len(), 1);
+    assert_eq!((plain[0].x, plain[0].seeds), (20.0, 2));
+    let t0: Vec<_> = steps.iter().filter(|r| r.setting == "beta=0.5 T=0").collect();
+    assert_eq!(t0.iter().map(|r| (r.x, r.seeds)).collect::<Vec<_>>(), vec![(10.0, 2), (20.0, 2)]);
+    assert!((t0[0].mean - 0.1).abs() < 1e-12 && (t0[1].mean - 0.65).abs() < 1e-12);
+    assert!(!steps.iter().any(|r| r.setting.ends_with("T=0.5")), "a final-only temperature made a curve");
+    assert_eq!(steps.len(), 3);
 }
 
 /// A results tree where `first` is ahead of `second` by 0.3 (0.29, 0.30, 0.31 over three seeds)

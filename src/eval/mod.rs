@@ -22,6 +22,11 @@ pub struct EvalConfig {
     /// Sampling temperatures of the final evaluation of every policy (SFT, each method's last
     /// step, Best-of-N): gold reward, KL and, where the world has references, win rate.
     pub temperatures: Vec<f64>,
+    /// Sampling temperatures at which every evaluation during training is repeated
+    /// (`eval_t{T}/...` at each step): win rate over training at several temperatures (the
+    /// DPO paper's Fig. 3 right). Each costs one more evaluation per evaluation step.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub curve_temperatures: Vec<f64>,
     /// Fraction of the held-out prompts in the selection half: which checkpoint of which
     /// setting a method contributes at a budget is chosen there; the test half is reported.
     pub selection_fraction: f64,
@@ -37,7 +42,7 @@ pub struct EvalConfig {
 
 impl Default for EvalConfig {
     fn default() -> Self {
-        EvalConfig { every: 100, samples_per_prompt: 2, temperatures: vec![], selection_fraction: 0.5, optimal_samples: None, optimal_min_ess: 8.0 }
+        EvalConfig { every: 100, samples_per_prompt: 2, temperatures: vec![], curve_temperatures: vec![], selection_fraction: 0.5, optimal_samples: None, optimal_min_ess: 8.0 }
     }
 }
 
@@ -49,6 +54,9 @@ impl EvalConfig {
         let t = &self.temperatures;
         need(t.iter().all(|t| sampling_temperature(*t, true)), "temperatures", || format!("every temperature must be 0 (greedy) or in [{MIN_TEMPERATURE}, 4] (got {t:?})"), "use e.g. [0.0, 0.25, 0.5, 0.75, 1.0] (0 is greedy)")?;
         need(t.iter().enumerate().all(|(i, v)| !t[..i].contains(v)), "temperatures", || format!("lists a temperature twice ({t:?})"), "list each temperature once")?;
+        let c = &self.curve_temperatures;
+        need(c.iter().all(|t| sampling_temperature(*t, true)), "curve_temperatures", || format!("every temperature must be 0 (greedy) or in [{MIN_TEMPERATURE}, 4] (got {c:?})"), "use e.g. [0.25, 0.5, 0.75, 1.0]")?;
+        need(c.iter().enumerate().all(|(i, v)| !c[..i].contains(v)), "curve_temperatures", || format!("lists a temperature twice ({c:?})"), "list each temperature once")?;
         need(self.selection_fraction > 0.0 && self.selection_fraction < 1.0, "selection_fraction", || format!("must be in (0, 1) (got {})", self.selection_fraction), "use 0.5: half the held-out prompts choose checkpoints, half report them")?;
         need(self.optimal_min_ess.is_finite() && self.optimal_min_ess >= 1.0, "optimal_min_ess", || format!("must be a number >= 1 (got {})", self.optimal_min_ess), "use e.g. 8")
     }

@@ -63,8 +63,11 @@ pub fn prefs_stage(sc: &Scenario, world: &dyn TextWorld, sft: &Gpt, opts: &RunOp
     }
     anyhow::ensure!(data.train.len() >= 2 && !data.val.is_empty(), "preference data has {} training and {} validation pairs; fix: raise world.n_train_prompts or prefs.k", data.train.len(), data.val.len());
     let gap: f64 = data.train.iter().map(|p| p.gold_chosen - p.gold_rejected).sum::<f64>() / data.train.len() as f64;
-    let agree = data.train.iter().filter(|p| p.gold_chosen > p.gold_rejected).count() as f64 / data.train.len() as f64;
-    summary.add("prefs", "pairs", format!("{} train, {} val (mean gold gap {gap:.3}, labels agree with gold {:.1}%)", data.train.len(), data.val.len(), 100.0 * agree));
+    // Agreement with gold on the pairs gold can tell apart (a gold tie has no right label).
+    let distinct = data.train.iter().filter(|p| p.gold_chosen != p.gold_rejected).count();
+    let agree = data.train.iter().filter(|p| p.gold_chosen > p.gold_rejected).count() as f64 / distinct.max(1) as f64;
+    let ties = if distinct < data.train.len() { format!(", {} gold ties", data.train.len() - distinct) } else { String::new() };
+    summary.add("prefs", "pairs", format!("{} train, {} val (mean gold gap {gap:.3}, labels agree with gold on {:.1}% of the pairs of distinct gold{ties})", data.train.len(), data.val.len(), 100.0 * agree));
     Ok(data)
 }
 
@@ -189,6 +192,12 @@ pub fn eval_sft(sc: &Scenario, s: &Shared, opts: &RunOptions, evals: &mut Metric
 /// The final evaluation of a policy at each of `[eval] temperatures` (`eval_t{T}/...`).
 fn temperature_sweep(sc: &Scenario, ev: &Evaluator, policy: &Gpt, (name, setting, step): (&str, &str, usize), evals: &mut Metrics) {
     for &t in &sc.eval.temperatures {
+        // Already evaluated at this step (a curve temperature at the last evaluation): the
+        // same policy, settings and seed, so the same values.
+        let gold = crate::eval::at_temperature("eval/gold", t);
+        if evals.rows.iter().any(|r| r.method == name && r.setting == setting && r.seed == sc.seed && r.step == step && r.metric == gold) {
+            continue;
+        }
         for (k, v) in ev.evaluate_at_temperature(policy, t) {
             evals.push(name, setting, sc.seed, step, &k, v);
         }
@@ -341,7 +350,10 @@ impl Run<'_> {
     /// The evaluation callback of a trainer: evaluate at `step` of `total`, then checkpoint.
     pub fn on_eval(&self, step: usize, total: usize, policy: &Gpt, parts: &CkptParts, stores: &[&nn::VarStore], metrics: &Metrics, evals: &mut Metrics) -> Result<()> {
         // Step 0 is pi_SFT (a fresh start; a resumed run does not evaluate it again).
-        let rows = if step == 0 { sft_evaluation(self.sc, self.s, &self.ev, self.opts)? } else { self.ev.evaluate(policy).0 };
+        let mut rows = if step == 0 { sft_evaluation(self.sc, self.s, &self.ev, self.opts)? } else { self.ev.evaluate(policy).0 };
+        for &t in &self.sc.eval.curve_temperatures {
+            rows.extend(self.ev.evaluate_at_temperature(policy, t));
+        }
         evaluate_and_checkpoint(rows, (&self.name, &self.setting, self.sc.seed), (step, total), &self.resume, parts, stores, metrics, evals)
     }
 }

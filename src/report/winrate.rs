@@ -103,21 +103,43 @@ pub fn by_temperature(evals: &Metrics) -> Vec<WinRow> {
     out
 }
 
-/// Win rate (`eval/winrate`, at the evaluation temperature) over training steps, per run.
+/// Win rate over training steps, per run: at the evaluation temperature (`eval/winrate`), and
+/// at each curve temperature (`eval_t{T}/winrate` logged at two steps or more; the setting
+/// then ends in `T=..`).
 pub fn by_step(evals: &Metrics) -> Vec<WinRow> {
     let (order, map) = by_run(evals);
-    let runs = distinct(order.iter().filter(|k| map[*k].contains_key("eval/winrate")).map(|k| (k.0.clone(), k.1.clone())));
-    let mut out = Vec::new();
-    for (method, setting) in runs {
-        let mut steps: BTreeMap<usize, Vec<(f64, f64, f64)>> = BTreeMap::new();
-        for k in order.iter().filter(|k| k.0 == method && k.1 == setting) {
-            let m = &map[k];
-            if let Some(&w) = m.get("eval/winrate") {
-                steps.entry(k.3).or_default().push((w, m.get("eval/winrate_lo").copied().unwrap_or(f64::NAN), m.get("eval/winrate_hi").copied().unwrap_or(f64::NAN)));
-            }
+    // (metric prefix, label suffix) of every win-rate curve.
+    let mut curves = vec![("eval/".to_string(), String::new())];
+    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+    for k in &order {
+        for metric in map[k].keys().filter(|m| temperature_of(m).is_some()) {
+            *seen.entry(metric.clone()).or_default() += 1;
         }
-        for (step, per_seed) in steps {
-            out.push(combine(&method, &setting, step as f64, &per_seed));
+    }
+    let mut temps: Vec<f64> = seen.iter().filter(|(_, n)| **n >= 2).filter_map(|(m, _)| temperature_of(m)).collect();
+    temps.sort_by(|a, b| a.total_cmp(b));
+    temps.dedup();
+    curves.extend(temps.iter().map(|t| (format!("eval_t{t}/"), format!("T={t}"))));
+    let mut out = Vec::new();
+    for (prefix, suffix) in &curves {
+        let win = format!("{prefix}winrate");
+        let runs = distinct(order.iter().filter(|k| map[*k].contains_key(&win)).map(|k| (k.0.clone(), k.1.clone())));
+        for (method, setting) in runs {
+            let mut steps: BTreeMap<usize, Vec<(f64, f64, f64)>> = BTreeMap::new();
+            for k in order.iter().filter(|k| k.0 == method && k.1 == setting) {
+                let m = &map[k];
+                if let Some(&w) = m.get(&win) {
+                    steps.entry(k.3).or_default().push((w, m.get(&format!("{win}_lo")).copied().unwrap_or(f64::NAN), m.get(&format!("{win}_hi")).copied().unwrap_or(f64::NAN)));
+                }
+            }
+            // One point (a final evaluation only) is no curve.
+            if !suffix.is_empty() && steps.len() < 2 {
+                continue;
+            }
+            let label = [setting.as_str(), suffix.as_str()].iter().filter(|s| !s.is_empty()).copied().collect::<Vec<_>>().join(" ");
+            for (step, per_seed) in steps {
+                out.push(combine(&method, &label, step as f64, &per_seed));
+            }
         }
     }
     out
