@@ -13,7 +13,9 @@
 //! - gold, KL and win rate again on the selection half (`_sel`) and the test half (`_test`) of
 //!   the prompts: the report chooses checkpoints on the first and reports the second;
 //! - entropy: sum over positions of the per-token entropy; distinct-1/2; fluency (mean per-word
-//!   log-likelihood under the true process); length and EOS rate.
+//!   log-likelihood under the true process); length and EOS rate; where the world has a
+//!   feature its labeller likes and its judge does not (the dialogue world's politeness
+//!   words), its mean count, `eval/spurious`.
 
 use rayon::prelude::*;
 use tch::{Kind, Tensor};
@@ -133,6 +135,7 @@ impl Evaluator<'_> {
         // Each sample's gold reward and fluency on its own: in parallel, in order.
         let gold: Vec<f64> = self.prompts.par_iter().zip(&rows).map(|(p, r)| self.world.gold(p, r)).collect();
         let fluency: Option<Vec<f64>> = self.prompts.par_iter().zip(&rows).map(|(p, r)| self.world.fluency(p, r)).collect();
+        let spurious: Option<Vec<f64>> = self.prompts.iter().zip(&rows).map(|(p, r)| self.world.spurious(p, r)).collect();
         drop(span);
         let span = profile::span("eval_estimators");
         // KL at the sampling temperature (greedy decoding is measured at temperature 1).
@@ -189,6 +192,9 @@ impl Evaluator<'_> {
         ];
         if let Some(f) = fluency {
             out.push(("eval/fluency".to_string(), mean_ci(&f).mean));
+        }
+        if let Some(f) = spurious {
+            out.push(("eval/spurious".to_string(), mean_ci(&f).mean));
         }
         if let Some(refs) = &self.ref_gold {
             out.extend(winrate_metrics(win_rate(&gold, refs)).map(|(k, v)| (k.to_string(), v)));

@@ -334,12 +334,16 @@ impl DialogueWorld {
         core - self.cfg.length_penalty * words.len().saturating_sub(self.cfg.free_words) as f64 - self.cfg.repeat_penalty * repeats as f64
     }
 
+    /// Politeness words in a reply (up to `<eos>`).
+    pub fn politeness(&self, reply: &[i64]) -> usize {
+        reply.iter().take_while(|&&t| t != EOS).filter(|t| self.polite.contains(t)).count()
+    }
+
     /// The labeller's taste: the reply with more politeness words, then the longer one; None
     /// when they tie.
     pub fn taste_prefers_first(&self, a: &[i64], b: &[i64]) -> Option<bool> {
-        let polite = |r: &[i64]| r.iter().take_while(|&&t| t != EOS).filter(|t| self.polite.contains(t)).count();
         let len = |r: &[i64]| r.iter().take_while(|&&t| t != EOS).count();
-        match (polite(a), len(a)).cmp(&(polite(b), len(b))) {
+        match (self.politeness(a), len(a)).cmp(&(self.politeness(b), len(b))) {
             std::cmp::Ordering::Greater => Some(true),
             std::cmp::Ordering::Less => Some(false),
             std::cmp::Ordering::Equal => None,

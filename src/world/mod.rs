@@ -108,6 +108,12 @@ pub trait TextWorld: Sync {
     fn fluency(&self, _prompt: &[i64], _response: &[i64]) -> Option<f64> {
         None
     }
+    /// A feature the labeller likes and the gold judge does not (the dialogue world: politeness
+    /// words), counted in a response, where the world has one: a policy that hacks the reward
+    /// model learned from the labeller's pairs raises it.
+    fn spurious(&self, _prompt: &[i64], _response: &[i64]) -> Option<f64> {
+        None
+    }
     /// An off-policy completion (the true process or a labeller) of at most `n` tokens.
     fn offpolicy_completion(&self, prompt: &[i64], n: usize, rng: &mut Rng) -> Vec<i64>;
     /// The world's own labeller's choice between two responses to `prompt` (true: the first),
@@ -236,6 +242,9 @@ impl TextWorld for DialogueWorld {
     }
     fn labeller_prefers_first(&self, prompt: &[i64], a: &[i64], b: &[i64], rng: &mut Rng) -> Option<bool> {
         Some(DialogueWorld::labeller_prefers_first(self, prompt, a, b, rng))
+    }
+    fn spurious(&self, _prompt: &[i64], response: &[i64]) -> Option<f64> {
+        Some(self.politeness(response) as f64)
     }
     fn eval_references(&self) -> Option<&[Vec<i64>]> {
         Some(&self.eval_references)
