@@ -77,6 +77,21 @@ fn results_tree(root: &std::path::Path, first: &str, second: &str) -> std::path:
     let dir = results.join("paper-summarize");
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("eval.csv"), e.to_csv()).unwrap();
+    // The dialogue folder: the same win rates; politeness 0.5 words per reply for pi_SFT and
+    // 2 for PPO (which hacks the labeller's taste), 0.5 for DPO; proxy rising with KL.
+    for seed in 0..3u64 {
+        e.push("sft", "", seed, 0, "eval/spurious", 0.5);
+        e.push("sft", "", seed, 0, "eval/proxy", 0.0);
+        for method in [first, second] {
+            let setting = if method == "dpo" { "beta=0.5" } else { "target_kl=1" };
+            e.push(method, setting, seed, 100, "eval/spurious", if method == "ppo" { 2.0 } else { 0.5 });
+            e.push(method, setting, seed, 100, "eval/proxy", 1.0);
+        }
+    }
+    let dlg = results.join("paper-dialogue");
+    std::fs::create_dir_all(&dlg).unwrap();
+    std::fs::write(dlg.join("eval.csv"), e.to_csv()).unwrap();
+    std::fs::write(dlg.join("summary.csv"), "stage,metric,value\nreward,val accuracy (best epoch),0.8000 (epoch 2)\nreward,val accuracy (best epoch),0.7500 (cached)\n").unwrap();
     // One folder records its code, the other predates the record.
     std::fs::write(dir.join("summary.csv"), "stage,metric,value\nrun,code,\"alignlab 0.1.0 (commit abc), numerics 2\"\n").unwrap();
     std::fs::write(results.join("paper-sentiment/summary.csv"), "stage,metric,value\nrun,wall time,1.0 s\n").unwrap();
@@ -99,6 +114,13 @@ fn paper_numbers_and_verdicts_come_from_the_results() {
     assert!(md.contains("| paper-summarize | alignlab 0.1.0 (commit abc), numerics 2 |"), "{md}");
     assert!(md.contains("| paper-sentiment | not recorded: numerics 1"), "{md}");
     assert!(root.join("results/paper-summarize/winrate_temperature.png").exists());
+    // The dialogue section: its verdicts, the reward model's accuracy per seed, the taste.
+    assert!(md.contains("## Dialogue: win rate against the chosen reply (paper Fig. 3)"), "{md}");
+    let dialogue = &md[md.find("## Dialogue").unwrap()..];
+    assert!(dialogue.contains("- T = 1: win rate dpo - ppo = +0.230 ± 0.025"), "{dialogue}");
+    assert!(dialogue.contains("accuracy 0.800, 0.750 (per seed)"), "{dialogue}");
+    assert!(dialogue.contains("| ppo | target_kl=1 | 0.500 | 0.300 | 1.000 | 2.000 |"), "{dialogue}");
+    assert!(dialogue.contains("PPO ends at 2.000 at its smallest KL (0.50) and 2.000 at its largest (0.50): PPO exploits the labeller's taste"), "{dialogue}");
     assert!(root.join("results/paper-sentiment/frontier.png").exists());
     assert!(root.join("results/paper-sentiment/paired.csv").exists());
     // The same numbers with the methods swapped: every verdict word flips.

@@ -207,6 +207,70 @@ fn loss_zoo_section(s: &mut String, dir: &Path, f: &[FrontierRecord], p: &[Paire
     let _ = writeln!(s, "Settings as run:\n\n```toml\n{}```\n", settings(dir, &["sweep", "train", "dpo", "ipo", "cdpo", "robust", "hinge", "kto", "exo_pair", "nca_pair", "simpo", "orpo", "report"]));
 }
 
+/// "Dialogue" (the paper's Fig. 3): win rate against the chosen reply by temperature and over
+/// training, the paired verdicts, the reward model's accuracy, and whether PPO hacks the
+/// labeller's taste (politeness words, gold against proxy over the KL grid).
+fn dialogue_section(s: &mut String, dir: &Path) {
+    let _ = writeln!(s, "## Dialogue: win rate against the chosen reply (paper Fig. 3)\n");
+    let _ = writeln!(s, "The paper's single-turn dialogue experiment (Anthropic HH) in the dialogue world (`scenarios/paper-dialogue.toml`): benign and harmful requests; the gold judge rewards serving a benign request and refusing a harmful one and penalises the opposite; the pairs are written off-policy and labelled by a labeller that agrees with the judge on 80% of the pairs of distinct gold and errs towards politeness, a taste the judge does not share. As in the paper, the base policy is Preferred-FT on the chosen replies, and the metric is the win rate against the chosen reply of a held-out pair under the gold judge (ties one half). The paper reports DPO as the only computationally efficient method above 50% win rate against the chosen response, Best of 128 close behind, Preferred-FT below, and DPO passing 50% within a few hundred steps (PPO is not in the paper's dialogue figure; it is here).\n");
+    if let Some(t) = wall_time(dir) {
+        let _ = writeln!(s, "`alignlab run scenarios/paper-dialogue.toml --jobs 2`; wall time of the invocation that wrote these results: {t}.\n");
+    }
+    figure(s, "../results/paper-dialogue/winrate_temperature.png", "Win rate against the chosen reply under the gold judge, by sampling temperature (mean over seeds with 95% t-interval; Best-of-N at its largest N).");
+    if let Ok(md) = std::fs::read_to_string(dir.join("report.md")) {
+        if let Some(i) = md.find("## Win rate against") {
+            let _ = writeln!(s, "{}", md[i..].replacen("## ", "### ", 1));
+        }
+    }
+    if let Some(p) = read::<PairedRecord>(&dir.join("paired.csv")) {
+        let _ = writeln!(s, "**What the runs show.** Paired by seed on the test half of the requests (a method with several settings contributes, per seed and temperature, the one with the best win rate on the selection half), A - B with a 95% t-interval over seeds:\n");
+        for b in distinct(p.iter().filter(|r| r.a == "dpo").map(|r| r.b.clone())) {
+            for r in paired_rows(&p, "dpo", &b, "temperature").into_iter().filter(|r| r.x == 0.25 || r.x == 1.0) {
+                let _ = writeln!(s, "- T = {}: win rate {}.", r.x, paired_line(r));
+            }
+        }
+        s.push('\n');
+    }
+    figure(s, "../results/paper-dialogue/winrate_steps.png", "Win rate against the chosen reply over training (paper Fig. 3 right), at the evaluation temperature and at T = 0.25, 0.5, 0.75 and 1 (`eval.curve_temperatures`), mean over seeds with 95% t-band.");
+    // The reward model, and whether PPO hacks the labeller's taste.
+    if let Some(sm) = read::<SummaryRecord>(&dir.join("summary.csv")) {
+        let acc: Vec<String> = sm.iter().filter(|r| r.stage == "reward" && r.metric.starts_with("val accuracy")).filter_map(|r| r.value.split_whitespace().next()?.parse::<f64>().ok()).map(f3).collect();
+        if !acc.is_empty() {
+            let _ = writeln!(s, "The reward model, learned from the labeller's pairs, ranks held-out pairs as the labeller did with accuracy {} (per seed).\n", acc.join(", "));
+        }
+    }
+    if let Some(e) = read::<Row>(&dir.join("eval.csv")) {
+        // The last training evaluation (at the evaluation temperature) of each run, per seed.
+        let mut last: BTreeMap<(String, String, u64), usize> = BTreeMap::new();
+        for r in e.iter().filter(|r| r.metric == "eval/spurious") {
+            let k = last.entry((r.method.clone(), r.setting.clone(), r.seed)).or_insert(0);
+            *k = (*k).max(r.step);
+        }
+        let value = |m: &str, st: &str, metric: &str| -> Option<f64> {
+            let v: Vec<f64> = last.iter().filter(|((mm, ss, _), _)| mm == m && ss == st).filter_map(|((mm, ss, seed), step)| e.iter().find(|r| &r.method == mm && &r.setting == ss && r.seed == *seed && r.step == *step && r.metric == metric).map(|r| r.value)).collect();
+            (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
+        };
+        let runs = distinct(last.keys().map(|k| (k.0.clone(), k.1.clone())));
+        let _ = writeln!(s, "Does PPO hack the labeller's taste? Each run's last evaluation (T = 1, mean over seeds): politeness words per reply, which the labeller likes and the judge does not, beside gold, the reward model's score (proxy) and the KL:\n\n| method | setting | KL | gold | proxy | politeness words |\n|---|---|---|---|---|---|");
+        for (m, st) in &runs {
+            let g = |metric: &str| value(m, st, metric).map(f3).unwrap_or_else(|| "-".into());
+            let _ = writeln!(s, "| {m} | {} | {} | {} | {} | {} |", if st.is_empty() { "-" } else { st }, g("eval/kl"), g("eval/gold"), g("eval/proxy"), g("eval/spurious"));
+        }
+        let sft = value("sft", "", "eval/spurious");
+        let mut ppo: Vec<(f64, f64, f64, f64)> = runs.iter().filter(|(m, _)| m == "ppo").filter_map(|(m, st)| Some((value(m, st, "eval/kl")?, value(m, st, "eval/gold")?, value(m, st, "eval/proxy")?, value(m, st, "eval/spurious")?))).collect();
+        ppo.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let gt: Vec<f64> = runs.iter().filter(|(m, _)| m == "ppo_gt").filter_map(|(m, st)| value(m, st, "eval/spurious")).collect();
+        if let (Some(sft), Some(lo), Some(hi)) = (sft, ppo.first(), ppo.last()) {
+            let hacked = hi.3 > sft + 0.25;
+            let over = hi.1 < lo.1 && hi.2 > lo.2;
+            let gt = gt.first().map(|g| format!(" (PPO-GT, on the gold judge: {})", f3(*g))).unwrap_or_default();
+            let _ = writeln!(s, "\nFrom pi_SFT's {} politeness words per reply, PPO ends at {} at its smallest KL ({:.2}) and {} at its largest ({:.2}){gt}: {}. Across PPO's KL grid the proxy goes from {} to {} and gold from {} to {}: {}.\n", f3(sft), f3(lo.3), lo.0, f3(hi.3), hi.0, if hacked { "PPO exploits the labeller's taste" } else { "PPO does not measurably exploit the labeller's taste here" }, f3(lo.2), f3(hi.2), f3(lo.1), f3(hi.1), if over { "gold falls while the proxy rises, overoptimisation" } else { "gold does not fall while the proxy rises within this grid" });
+        }
+    }
+    figure(s, "../results/paper-dialogue/overoptimization.png", "Overoptimisation: gold and proxy reward gain over SFT against d = sqrt(KL) for Best-of-N and PPO, with Gao et al.'s fitted forms.");
+    let _ = writeln!(s, "Settings as run:\n\n```toml\n{}```\n", settings(dir, &["world", "sweep", "prefs", "train", "eval", "dpo", "preferred_ft", "ppo", "ppo_gt", "best_of_n", "report"]));
+}
+
 /// The KL estimators against the exact KL, per method, from a folder's `kl_estimators.csv`.
 fn kl_estimator_table(s: &mut String, dir: &Path) {
     let Some(k) = read::<EstimatorRecord>(&dir.join("kl_estimators.csv")) else { return };
@@ -428,6 +492,12 @@ pub fn write(results: &Path, out: &Path) -> Result<PathBuf> {
         s.push('\n');
         figure(&mut s, "../results/paper-summarize/winrate_steps.png", "Win rate against the reference over training (paper Fig. 3 right analogue), at the evaluation temperature (1.0), mean over seeds with 95% t-band.");
         let _ = writeln!(s, "Settings as run:\n\n```toml\n{}```\n", settings(&summ, &["world", "sweep", "prefs", "train", "eval", "dpo", "preferred_ft", "ppo", "best_of_n", "report"]));
+    }
+
+    // Dialogue.
+    let dlg = results.join("paper-dialogue");
+    if dlg.join("winrate.csv").exists() {
+        dialogue_section(&mut s, &dlg);
     }
 
     // Tabular.

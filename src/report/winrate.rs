@@ -187,7 +187,7 @@ pub fn markdown(temp: &[WinRow]) -> String {
     ts.dedup();
     let seeds = temp.iter().map(|r| r.seeds).max().unwrap_or(0);
     let how = if seeds > 1 { format!("mean over {seeds} seeds, 95% t-interval over seeds") } else { "95% Wilson interval over the evaluation samples".to_string() };
-    let mut s = format!("## Win rate against the reference summaries by sampling temperature ({how})\n\n| policy |");
+    let mut s = format!("## Win rate against the references by sampling temperature ({how})\n\n| policy |");
     for t in &ts {
         let _ = write!(s, " T = {t} |");
     }
