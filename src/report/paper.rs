@@ -231,7 +231,7 @@ fn dialogue_section(s: &mut String, dir: &Path) {
         }
         s.push('\n');
     }
-    figure(s, "../results/paper-dialogue/winrate_steps.png", "Win rate against the chosen reply over training (paper Fig. 3 right), at the evaluation temperature and at T = 0.25, 0.5, 0.75 and 1 (`eval.curve_temperatures`), mean over seeds with 95% t-band.");
+    figure(s, "../results/paper-dialogue/winrate_steps.png", "DPO's win rate against the chosen reply over training (paper Fig. 3 right) at T = 0.25, 0.5, 0.75 and 1 (`eval.curve_temperatures`), for its beta with the best final win rate at the evaluation temperature, mean over seeds with 95% t-band; every run's curves are in `winrate.csv`.");
     // The reward model, and whether PPO hacks the labeller's taste.
     if let Some(sm) = read::<SummaryRecord>(&dir.join("summary.csv")) {
         let acc: Vec<String> = sm.iter().filter(|r| r.stage == "reward" && r.metric.starts_with("val accuracy")).filter_map(|r| r.value.split_whitespace().next()?.parse::<f64>().ok()).map(f3).collect();
@@ -264,7 +264,10 @@ fn dialogue_section(s: &mut String, dir: &Path) {
             let hacked = hi.3 > sft + 0.25;
             let over = hi.1 < lo.1 && hi.2 > lo.2;
             let gt = gt.first().map(|g| format!(" (PPO-GT, on the gold judge: {})", f3(*g))).unwrap_or_default();
-            let _ = writeln!(s, "\nFrom pi_SFT's {} politeness words per reply, PPO ends at {} at its smallest KL ({:.2}) and {} at its largest ({:.2}){gt}: {}. Across PPO's KL grid the proxy goes from {} to {} and gold from {} to {}: {}.\n", f3(sft), f3(lo.3), lo.0, f3(hi.3), hi.0, if hacked { "PPO exploits the labeller's taste" } else { "PPO does not measurably exploit the labeller's taste here" }, f3(lo.2), f3(hi.2), f3(lo.1), f3(hi.1), if over { "gold falls while the proxy rises, overoptimisation" } else { "gold does not fall while the proxy rises within this grid" });
+            // DPO learns from the same labels, so it can take on the taste without any reward model.
+            let dpo: Vec<f64> = runs.iter().filter(|(m, _)| m == "dpo").filter_map(|(m, st)| value(m, st, "eval/spurious")).collect();
+            let dpo = if dpo.is_empty() { String::new() } else { format!(" DPO, trained on the same labels without a reward model, ends at {} to {} over its betas.", f3(dpo.iter().copied().fold(f64::INFINITY, f64::min)), f3(dpo.iter().copied().fold(f64::NEG_INFINITY, f64::max))) };
+            let _ = writeln!(s, "\nFrom pi_SFT's {} politeness words per reply, PPO ends at {} at its smallest KL ({:.2}) and {} at its largest ({:.2}){gt}: {}.{dpo} Across PPO's KL grid the proxy goes from {} to {} and gold from {} to {}: {}.\n", f3(sft), f3(lo.3), lo.0, f3(hi.3), hi.0, if hacked { "PPO exploits the labeller's taste" } else { "PPO does not measurably exploit the labeller's taste here" }, f3(lo.2), f3(hi.2), f3(lo.1), f3(hi.1), if over { "gold falls while the proxy rises, overoptimisation" } else { "gold does not fall while the proxy rises within this grid" });
         }
     }
     figure(s, "../results/paper-dialogue/overoptimization.png", "Overoptimisation: gold and proxy reward gain over SFT against d = sqrt(KL) for Best-of-N and PPO, with Gao et al.'s fitted forms.");

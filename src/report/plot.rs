@@ -269,7 +269,17 @@ pub fn winrates(dir: &Path, temp: &[super::winrate::WinRow], steps: &[super::win
 
 fn winrate_chart<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, rows: &[super::winrate::WinRow], by_step: bool) -> Result<()> {
     let labels = if by_step {
-        distinct(rows.iter().filter(|r| !matches!(r.method.as_str(), "sft" | "best_of_n" | "optimal")).map(|r| r.label()))
+        let curves = rows.iter().any(|r| r.setting.contains("T="));
+        if curves && rows.iter().any(|r| r.method == "dpo" && r.setting.contains("T=")) {
+            // With curves at several temperatures: the paper's Fig. 3 right, DPO alone at each
+            // temperature, its setting with the highest last win rate at the evaluation
+            // temperature (the one that is not a curve).
+            let last = |setting: &str| rows.iter().filter(|r| r.method == "dpo" && r.setting == setting).max_by(|a, b| a.x.total_cmp(&b.x)).map_or(f64::NEG_INFINITY, |r| r.mean);
+            let best = distinct(rows.iter().filter(|r| r.method == "dpo" && !r.setting.contains("T=")).map(|r| r.setting.clone())).into_iter().max_by(|a, b| last(a).total_cmp(&last(b)));
+            distinct(rows.iter().filter(|r| r.method == "dpo" && best.as_ref().is_some_and(|b| r.setting.starts_with(&format!("{b} T=")))).map(|r| r.label()))
+        } else {
+            distinct(rows.iter().filter(|r| !matches!(r.method.as_str(), "sft" | "best_of_n" | "optimal")).map(|r| r.label()))
+        }
     } else {
         super::winrate::shown(rows)
     };
