@@ -144,3 +144,42 @@ fn the_world_is_a_function_of_its_seed() {
     assert_eq!((&a.train, &a.eval_prompts, &a.eval_references, &a.salience), (&b.train, &b.eval_prompts, &b.eval_references, &b.salience));
     assert_ne!(a.eval_prompts, c.eval_prompts);
 }
+
+/// The shifted documents differ from the training documents in what the shift changes
+/// (length, facts per document, filler register, facts first), keep the judge, and leave every
+/// other draw of the world as it was without a shift.
+#[test]
+fn shifted_documents_change_what_they_should_and_nothing_else() {
+    use alignlab::world::summarize::ShiftConfig;
+    let shift = ShiftConfig { doc_min_len: 12, doc_max_len: 16, min_facts: 5, max_facts: 7, filler_share: 0.5, facts_first: true, n_eval_prompts: 400 };
+    let base = SummarizeConfig { n_facts: 32, n_filler: 20, doc_min_len: 8, doc_max_len: 14, min_facts: 2, max_facts: 5, n_train: 50, n_val: 20, n_train_prompts: 10, n_eval_prompts: 400, ..SummarizeConfig::default() };
+    let (plain, w) = (SummarizeWorld::new(&base, 3), SummarizeWorld::new(&SummarizeConfig { shift: Some(shift), ..base.clone() }, 3));
+    // Everything else is drawn exactly as without a shift.
+    assert_eq!(plain.train, w.train);
+    assert_eq!(plain.eval_prompts, w.eval_prompts);
+    assert_eq!(plain.eval_references, w.eval_references);
+    assert!(plain.shifted_eval().is_none());
+    let (prompts, refs) = w.shifted_eval().unwrap();
+    assert_eq!((prompts.len(), refs.len()), (400, 400));
+    let mean = |docs: &[Vec<i64>], f: &dyn Fn(&Vec<i64>) -> f64| docs.iter().map(f).sum::<f64>() / docs.len() as f64;
+    let len = |d: &Vec<i64>| (d.len() - 1) as f64; // without `tldr`
+    let facts = |d: &Vec<i64>| w.doc_facts(d).len() as f64;
+    let (lo_filler, hi_filler) = ((N_SPECIAL_WORDS + 32) as i64, (N_SPECIAL_WORDS + 32 + 10) as i64);
+    let old_filler = |d: &Vec<i64>| d.iter().filter(|&&t| t >= lo_filler && t < hi_filler).count() as f64;
+    // Length 8..14 (mean 11) against 12..16 (mean 14); facts 2..5 (3.5) against 5..7 (6).
+    assert!((mean(&w.eval_prompts, &len) - 11.0).abs() < 0.3 && (mean(prompts, &len) - 14.0).abs() < 0.3);
+    assert!((mean(&w.eval_prompts, &facts) - 3.5).abs() < 0.2 && (mean(prompts, &facts) - 6.0).abs() < 0.2);
+    // The first half of the filler words never appears in the shifted documents.
+    assert!(mean(&w.eval_prompts, &old_filler) > 2.0 && mean(prompts, &old_filler) == 0.0);
+    // Facts first: every shifted document opens with its facts.
+    assert!(prompts.iter().all(|d| { let n = w.doc_facts(d).len(); d[..n].iter().all(|t| w.doc_facts(d).contains(t)) }));
+    // The same judge: a shifted document's optimal summary scores what the judge's definition
+    // gives, the sum of its worthwhile saliences less their length cost.
+    for p in prompts.iter().take(20) {
+        let o = w.optimal_summary(p);
+        let by_hand: f64 = o.iter().map(|&t| sal(&w, t) - base.length_penalty).sum();
+        assert!((w.judge(p, &o) - by_hand).abs() < 1e-12);
+    }
+}
+
+const N_SPECIAL_WORDS: usize = alignlab::world::N_SPECIAL;

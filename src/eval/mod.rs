@@ -27,6 +27,10 @@ pub struct EvalConfig {
     /// DPO paper's Fig. 3 right). Each costs one more evaluation per evaluation step.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub curve_temperatures: Vec<f64>,
+    /// Sampling temperatures of the final evaluation of every policy on the world's shifted
+    /// inputs (`[world.shift]`; metrics `shift_t{T}/...`): generalisation.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub shift_temperatures: Vec<f64>,
     /// Fraction of the held-out prompts in the selection half: which checkpoint of which
     /// setting a method contributes at a budget is chosen there; the test half is reported.
     pub selection_fraction: f64,
@@ -42,7 +46,7 @@ pub struct EvalConfig {
 
 impl Default for EvalConfig {
     fn default() -> Self {
-        EvalConfig { every: 100, samples_per_prompt: 2, temperatures: vec![], curve_temperatures: vec![], selection_fraction: 0.5, optimal_samples: None, optimal_min_ess: 8.0 }
+        EvalConfig { every: 100, samples_per_prompt: 2, temperatures: vec![], curve_temperatures: vec![], shift_temperatures: vec![], selection_fraction: 0.5, optimal_samples: None, optimal_min_ess: 8.0 }
     }
 }
 
@@ -57,6 +61,9 @@ impl EvalConfig {
         let c = &self.curve_temperatures;
         need(c.iter().all(|t| sampling_temperature(*t, true)), "curve_temperatures", || format!("every temperature must be 0 (greedy) or in [{MIN_TEMPERATURE}, 4] (got {c:?})"), "use e.g. [0.25, 0.5, 0.75, 1.0]")?;
         need(c.iter().enumerate().all(|(i, v)| !c[..i].contains(v)), "curve_temperatures", || format!("lists a temperature twice ({c:?})"), "list each temperature once")?;
+        let c = &self.shift_temperatures;
+        need(c.iter().all(|t| sampling_temperature(*t, true)), "shift_temperatures", || format!("every temperature must be 0 (greedy) or in [{MIN_TEMPERATURE}, 4] (got {c:?})"), "use e.g. [0.0, 0.25]")?;
+        need(c.iter().enumerate().all(|(i, v)| !c[..i].contains(v)), "shift_temperatures", || format!("lists a temperature twice ({c:?})"), "list each temperature once")?;
         need(self.selection_fraction > 0.0 && self.selection_fraction < 1.0, "selection_fraction", || format!("must be in (0, 1) (got {})", self.selection_fraction), "use 0.5: half the held-out prompts choose checkpoints, half report them")?;
         need(self.optimal_min_ess.is_finite() && self.optimal_min_ess >= 1.0, "optimal_min_ess", || format!("must be a number >= 1 (got {})", self.optimal_min_ess), "use e.g. 8")
     }

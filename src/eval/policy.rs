@@ -89,6 +89,16 @@ impl Evaluator<'_> {
         Evaluator { world, reference, rm, heldout, prompts, ref_gold, settings, seed, n_sel_rows }
     }
 
+    /// The same evaluation on other prompts with their references (a shifted distribution):
+    /// every prompt repeated `samples_per_prompt` times, the first `selection_fraction` of
+    /// them the selection half.
+    pub fn on_prompts(mut self, prompts: &[Vec<i64>], refs: &[Vec<i64>], samples_per_prompt: usize, selection_fraction: f64) -> Self {
+        self.prompts = prompts.iter().flat_map(|p| std::iter::repeat_n(p.clone(), samples_per_prompt)).collect();
+        self.ref_gold = Some(prompts.iter().zip(refs).flat_map(|(p, r)| std::iter::repeat_n(self.world.gold(p, r), samples_per_prompt)).collect());
+        self.n_sel_rows = super::selection_prompts(prompts.len(), selection_fraction) * samples_per_prompt;
+        self
+    }
+
     /// Sample at the evaluation settings, then score: the named metrics and per-sample values;
     /// and the squeezing diagnostic `eval/greedy_logp`.
     pub fn evaluate(&self, policy: &Gpt) -> (Vec<(String, f64)>, EvalSamples) {

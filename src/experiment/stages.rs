@@ -186,7 +186,23 @@ pub fn eval_sft(sc: &Scenario, s: &Shared, opts: &RunOptions, evals: &mut Metric
         evals.push("sft", "", sc.seed, 0, &k, v);
     }
     temperature_sweep(sc, &ev, s.sft, ("sft", "", 0), evals);
+    shifted_sweep(sc, s, s.sft, ("sft", "", 0), evals);
     Ok(())
+}
+
+/// The final evaluation of a policy on the world's shifted inputs at each of `[eval]
+/// shift_temperatures` (`shift_t{T}/...`), where the world has a shift.
+fn shifted_sweep(sc: &Scenario, s: &Shared, policy: &Gpt, (name, setting, step): (&str, &str, usize), evals: &mut Metrics) {
+    let Some((prompts, refs)) = s.world.shifted_eval() else { return };
+    if sc.eval.shift_temperatures.is_empty() {
+        return;
+    }
+    let ev = evaluator(sc, s).on_prompts(prompts, refs, sc.eval.samples_per_prompt, sc.eval.selection_fraction);
+    for &t in &sc.eval.shift_temperatures {
+        for (k, v) in ev.evaluate_at_temperature(policy, t) {
+            evals.push(name, setting, sc.seed, step, &k.replacen("eval_t", "shift_t", 1), v);
+        }
+    }
 }
 
 /// The final evaluation of a policy at each of `[eval] temperatures` (`eval_t{T}/...`).
@@ -381,6 +397,7 @@ pub fn method_stage(sc: &Scenario, method: &Method, s: &Shared, opts: &RunOption
     super::export::write_card(&dir, &sc.model, &s.world.vocab().words)?;
     let mut e = std::mem::take(&mut run.evals);
     temperature_sweep(sc, &run.ev, &policy, (&run.name, &run.setting, last), &mut e);
+    shifted_sweep(sc, s, &policy, (&run.name, &run.setting, last), &mut e);
     finish_method(&dir, &vs, std::mem::take(&mut run.metrics), e, metrics, evals)
 }
 

@@ -20,7 +20,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
 
-use super::winrate::{by_run, temperature_of};
+use super::winrate::by_run;
 use super::{distinct, methods, seeds, Frontier, FrontierRow, Point};
 use crate::experiment::Metrics;
 use crate::stats::Paired;
@@ -78,13 +78,19 @@ pub fn pairs(dir: &Path, points: &[Point], evals: &Metrics) -> Result<Vec<(Strin
 /// selection half, from each setting's last evaluation at that temperature. Runs from before the
 /// split are chosen and reported on all their prompts.
 pub fn winrates(evals: &Metrics) -> BTreeMap<(String, u64, u64), f64> {
+    winrates_of(evals, "eval_t")
+}
+
+/// [`winrates`] of a metric family: `eval_t` (the evaluation prompts) or `shift_t` (the
+/// world's shifted inputs).
+pub fn winrates_of(evals: &Metrics, family: &str) -> BTreeMap<(String, u64, u64), f64> {
     // (method, setting, seed) -> temperature bits -> (step, sel, test)
     let mut last: BTreeMap<(String, String, u64), BTreeMap<u64, (usize, f64, f64)>> = BTreeMap::new();
     let (_, by) = by_run(evals);
     for ((method, setting, seed, step), m) in &by {
         for (metric, &w) in m {
-            let Some(t) = temperature_of(metric) else { continue };
-            let prefix = format!("eval_t{t}/");
+            let Some(t) = metric.strip_prefix(family).and_then(|r| r.strip_suffix("/winrate")).and_then(|t| t.parse::<f64>().ok()) else { continue };
+            let prefix = format!("{family}{t}/");
             let sel = m.get(&format!("{prefix}winrate_sel")).copied().unwrap_or(w);
             let test = m.get(&format!("{prefix}winrate_test")).copied().unwrap_or(w);
             let e = last.entry((method.clone(), setting.clone(), *seed)).or_default().entry(t.to_bits()).or_insert((*step, sel, test));
@@ -120,6 +126,7 @@ pub fn compare(points: &[Point], evals: &Metrics, pairs: &[(String, String)], bu
     };
     let mut out = Vec::new();
     let w = winrates(evals);
+    let ws = winrates_of(evals, "shift_t");
     let diffs = |f: &dyn Fn(u64) -> Option<f64>| -> Option<Paired> {
         let d: Option<Vec<f64>> = all_seeds.iter().map(|&s| f(s)).collect();
         d.filter(|d| !d.is_empty()).map(|d| Paired::new(&d))
@@ -148,6 +155,15 @@ pub fn compare(points: &[Point], evals: &Metrics, pairs: &[(String, String)], bu
             let (lo, hi) = (temps[0], temps[temps.len() - 1]);
             let paired = diffs(&|s| Some((at(a, s, hi)? - at(a, s, lo)?) - (at(b, s, hi)? - at(b, s, lo)?)));
             out.push(PairedRow { a: a.clone(), b: b.clone(), axis: "winrate_change", x: f64::from_bits(hi), metric: "winrate", seeds: n, paired });
+        }
+        // Win rates on the world's shifted inputs (generalisation), by temperature.
+        let mut shifted: Vec<u64> = ws.keys().filter(|k| &k.0 == a).map(|k| k.2).filter(|t| ws.keys().any(|k| &k.0 == b && k.2 == *t)).collect();
+        shifted.sort_by(|x, y| f64::from_bits(*x).total_cmp(&f64::from_bits(*y)));
+        shifted.dedup();
+        for &t in &shifted {
+            let at = |m: &str, s: u64| ws.get(&(m.to_string(), s, t)).copied();
+            let paired = diffs(&|s| Some(at(a, s)? - at(b, s)?));
+            out.push(PairedRow { a: a.clone(), b: b.clone(), axis: "shifted_temperature", x: f64::from_bits(t), metric: "winrate", seeds: n, paired });
         }
     }
     out
@@ -200,6 +216,7 @@ pub fn axis_label(r: &PairedRow) -> String {
     match r.axis {
         "kl_budget" => format!("KL {}", r.x),
         "temperature" => format!("T = {}", r.x),
+        "shifted_temperature" => format!("shifted inputs, T = {}", r.x),
         _ => format!("change to T = {}", r.x),
     }
 }

@@ -121,6 +121,11 @@ pub trait TextWorld: Sync {
     fn labeller_prefers_first(&self, _prompt: &[i64], _a: &[i64], _b: &[i64], _rng: &mut Rng) -> Option<bool> {
         None
     }
+    /// Evaluation prompts from a shifted input distribution and a reference response for each
+    /// (the same judge), where the world has a shift: generalisation.
+    fn shifted_eval(&self) -> Option<(&[Vec<i64>], &[Vec<i64>])> {
+        None
+    }
     /// One reference response per evaluation prompt, for win rates, where the world has them.
     fn eval_references(&self) -> Option<&[Vec<i64>]> {
         None
@@ -199,6 +204,9 @@ impl TextWorld for SummarizeWorld {
     }
     fn eval_references(&self) -> Option<&[Vec<i64>]> {
         Some(&self.eval_references)
+    }
+    fn shifted_eval(&self) -> Option<(&[Vec<i64>], &[Vec<i64>])> {
+        self.cfg.shift.as_ref().map(|_| (&self.shifted_prompts[..], &self.shifted_references[..]))
     }
     fn describe(&self) -> Vec<(String, String)> {
         let mean_ref = self.eval_prompts.iter().zip(&self.eval_references).map(|(p, r)| self.judge(p, r)).sum::<f64>() / self.eval_prompts.len().max(1) as f64;

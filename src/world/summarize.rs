@@ -68,6 +68,38 @@ pub struct SummarizeConfig {
     pub n_train_prompts: usize,
     /// Held-out documents for evaluation, each with one reference summary.
     pub n_eval_prompts: usize,
+    /// A shifted document distribution for evaluation only (generalisation, as the paper's
+    /// CNN/DailyMail test of TL;DR policies): the same judge, vocabulary and reference process.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shift: Option<ShiftConfig>,
+}
+
+/// `[world.shift]`: how the shifted documents differ from the training distribution.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShiftConfig {
+    pub doc_min_len: usize,
+    pub doc_max_len: usize,
+    pub min_facts: usize,
+    pub max_facts: usize,
+    /// The shifted documents draw their filler from the last `filler_share` of the filler
+    /// words only (another register; the first ones never appear).
+    pub filler_share: f64,
+    /// Facts first, in a lede (news style), instead of at random positions.
+    pub facts_first: bool,
+    /// Shifted documents for evaluation, each with one reference summary.
+    pub n_eval_prompts: usize,
+}
+
+/// How documents are drawn: the training distribution's or a shift's.
+struct DocStyle {
+    min_len: usize,
+    max_len: usize,
+    min_facts: usize,
+    max_facts: usize,
+    /// Filler words `filler_lo..n_filler`.
+    filler_lo: usize,
+    facts_first: bool,
 }
 
 impl Default for SummarizeConfig {
@@ -92,6 +124,7 @@ impl Default for SummarizeConfig {
             n_val: 1_000,
             n_train_prompts: 2_000,
             n_eval_prompts: 256,
+            shift: None,
         }
     }
 }
@@ -117,14 +150,20 @@ impl SummarizeConfig {
             need(n <= MAX_COUNT, key, || format!("must be at most {MAX_COUNT} (got {n})"), "this is a CPU-sized world: use e.g. 20000 documents and 256 evaluation prompts")?;
         }
         need(self.n_train_prompts >= 1 && self.n_eval_prompts >= 1, "n_eval_prompts", || "needs at least one training and one evaluation prompt".into(), "set n_train_prompts and n_eval_prompts to 1 or more")?;
+        if let Some(s) = &self.shift {
+            need(s.min_facts >= 1 && s.min_facts <= s.max_facts && s.max_facts < self.n_facts, "shift.min_facts", || format!("facts per shifted document {}..{} is not a range in 1..{}", s.min_facts, s.max_facts, self.n_facts), "use 1 <= min_facts <= max_facts < n_facts")?;
+            need(s.doc_min_len >= s.max_facts && s.doc_min_len <= s.doc_max_len && s.doc_max_len <= 64, "shift.doc_min_len", || format!("shifted document lengths {}..{} must be a range from max_facts ({}) to at most 64", s.doc_min_len, s.doc_max_len, s.max_facts), "use max_facts <= doc_min_len <= doc_max_len <= 64")?;
+            need(s.filler_share > 0.0 && s.filler_share <= 1.0, "shift.filler_share", || format!("must be in (0, 1] (got {})", s.filler_share), "use e.g. 0.5: the last half of the filler words")?;
+            need(s.n_eval_prompts >= 1 && s.n_eval_prompts <= MAX_COUNT, "shift.n_eval_prompts", || format!("must be in 1..={MAX_COUNT} (got {})", s.n_eval_prompts), "use e.g. 256")?;
+        }
         Ok(())
     }
 }
 
 impl SummarizeConfig {
-    /// The longest prompt: a document and `tldr`.
+    /// The longest prompt: a document (of either distribution) and `tldr`.
     pub fn prompt_max_len(&self) -> usize {
-        self.doc_max_len + 1
+        self.doc_max_len.max(self.shift.as_ref().map_or(0, |s| s.doc_max_len)) + 1
     }
 
     /// The longest reference summary: every fact and one hallucination.
@@ -146,6 +185,9 @@ pub struct SummarizeWorld {
     pub eval_prompts: Vec<Vec<i64>>,
     /// One reference summary per evaluation prompt.
     pub eval_references: Vec<Vec<i64>>,
+    /// Shifted documents and their reference summaries, where the world has a shift.
+    pub shifted_prompts: Vec<Vec<i64>>,
+    pub shifted_references: Vec<Vec<i64>>,
 }
 
 impl SummarizeWorld {
@@ -160,7 +202,7 @@ impl SummarizeWorld {
         for s in salience.iter_mut().skip(N_SPECIAL).take(cfg.n_facts) {
             *s = Some(rng.uniform());
         }
-        let mut w = SummarizeWorld { cfg: cfg.clone(), vocab, salience, sep, train: vec![], val: vec![], train_prompts: vec![], eval_prompts: vec![], eval_references: vec![] };
+        let mut w = SummarizeWorld { cfg: cfg.clone(), vocab, salience, sep, train: vec![], val: vec![], train_prompts: vec![], eval_prompts: vec![], eval_references: vec![], shifted_prompts: vec![], shifted_references: vec![] };
         let mut rng = Rng::new(derive_seed(seed, "world/summarize/train"));
         w.train = (0..cfg.n_train).map(|_| w.sample_example(&mut rng)).collect();
         let mut rng = Rng::new(derive_seed(seed, "world/summarize/val"));
@@ -170,6 +212,19 @@ impl SummarizeWorld {
         let mut rng = Rng::new(derive_seed(seed, "world/summarize/eval_prompts"));
         let eval: Vec<(Vec<i64>, Vec<i64>)> = (0..cfg.n_eval_prompts).map(|_| w.sample_example(&mut rng)).collect();
         (w.eval_prompts, w.eval_references) = eval.into_iter().unzip();
+        // From a stream of its own: the other draws are those of a world without a shift.
+        if let Some(s) = &cfg.shift {
+            let style = DocStyle { min_len: s.doc_min_len, max_len: s.doc_max_len, min_facts: s.min_facts, max_facts: s.max_facts, filler_lo: cfg.n_filler - ((s.filler_share * cfg.n_filler as f64).round() as usize).clamp(1, cfg.n_filler), facts_first: s.facts_first };
+            let mut rng = Rng::new(derive_seed(seed, "world/summarize/shift"));
+            let shifted: Vec<(Vec<i64>, Vec<i64>)> = (0..s.n_eval_prompts)
+                .map(|_| {
+                    let doc = w.sample_styled(&style, &mut rng);
+                    let summary = w.sample_reference(&doc, &mut rng);
+                    (doc, summary)
+                })
+                .collect();
+            (w.shifted_prompts, w.shifted_references) = shifted.into_iter().unzip();
+        }
         w
     }
 
@@ -184,13 +239,22 @@ impl SummarizeWorld {
     /// A document and `tldr`.
     pub fn sample_document(&self, rng: &mut Rng) -> Vec<i64> {
         let c = &self.cfg;
-        let len = c.doc_min_len + rng.below(c.doc_max_len - c.doc_min_len + 1);
-        let m = (c.min_facts + rng.below(c.max_facts - c.min_facts + 1)).min(len);
+        self.sample_styled(&DocStyle { min_len: c.doc_min_len, max_len: c.doc_max_len, min_facts: c.min_facts, max_facts: c.max_facts, filler_lo: 0, facts_first: false }, rng)
+    }
+
+    /// A document of a style and `tldr` (the training style draws exactly as it always has).
+    fn sample_styled(&self, st: &DocStyle, rng: &mut Rng) -> Vec<i64> {
+        let c = &self.cfg;
+        let len = st.min_len + rng.below(st.max_len - st.min_len + 1);
+        let m = (st.min_facts + rng.below(st.max_facts - st.min_facts + 1)).min(len);
         let mut facts: Vec<usize> = (0..c.n_facts).collect();
         rng.shuffle(&mut facts);
         let mut positions: Vec<usize> = (0..len).collect();
-        rng.shuffle(&mut positions);
-        let mut doc: Vec<i64> = (0..len).map(|_| (N_SPECIAL + c.n_facts + rng.below(c.n_filler)) as i64).collect();
+        if !st.facts_first {
+            rng.shuffle(&mut positions);
+        }
+        let fillers = c.n_filler - st.filler_lo;
+        let mut doc: Vec<i64> = (0..len).map(|_| (N_SPECIAL + c.n_facts + st.filler_lo + rng.below(fillers)) as i64).collect();
         for j in 0..m {
             doc[positions[j]] = self.fact_token(facts[j]);
         }
