@@ -74,6 +74,13 @@ fn results_tree(root: &std::path::Path, first: &str, second: &str) -> std::path:
             }
         }
     }
+    // Shifted documents: `first` ahead by 0.10 (0.09, 0.10, 0.11) at T = 0.
+    for seed in 0..3u64 {
+        for (method, w) in [(first, 0.45 + 0.01 * seed as f64), (second, 0.36)] {
+            let setting = if method == "dpo" { "beta=0.5" } else { "target_kl=1" };
+            e.push(method, setting, seed, 100, "shift_t0/winrate", w);
+        }
+    }
     let dir = results.join("paper-summarize");
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("eval.csv"), e.to_csv()).unwrap();
@@ -114,6 +121,7 @@ fn paper_numbers_and_verdicts_come_from_the_results() {
     assert!(md.contains("| paper-summarize | alignlab 0.1.0 (commit abc), numerics 2 |"), "{md}");
     assert!(md.contains("| paper-sentiment | not recorded: numerics 1"), "{md}");
     assert!(root.join("results/paper-summarize/winrate_temperature.png").exists());
+    assert!(md.contains("- T = 0: shifted documents: dpo - ppo = +0.100 ± 0.025 (per seed +0.090, +0.100, +0.110): dpo is above; in distribution: dpo - ppo = +0.230"), "{md}");
     // The dialogue section: its verdicts, the reward model's accuracy per seed, the taste.
     assert!(md.contains("## Dialogue: win rate against the chosen reply (paper Fig. 3)"), "{md}");
     let dialogue = &md[md.find("## Dialogue").unwrap()..];
