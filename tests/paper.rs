@@ -139,3 +139,24 @@ fn paper_numbers_and_verdicts_come_from_the_results() {
     assert!(md.contains("The paper's claim that DPO dominates PPO is not reproduced in this world."), "{md}");
     let _ = std::fs::remove_dir_all(&root);
 }
+
+/// Best-of-N's win rate in the paired comparisons is its largest N's (the paper's Best of 128),
+/// even where a smaller N did better on the selection half; other methods take their setting
+/// chosen on the selection half.
+#[test]
+fn best_of_n_compares_at_its_largest_n() {
+    let mut m = Metrics::default();
+    for (setting, sel, test) in [("n=4", 0.9, 0.8), ("n=128", 0.6, 0.55)] {
+        m.push("best_of_n", setting, 0, 0, "eval_t1/winrate", test);
+        m.push("best_of_n", setting, 0, 0, "eval_t1/winrate_sel", sel);
+        m.push("best_of_n", setting, 0, 0, "eval_t1/winrate_test", test);
+    }
+    for (setting, sel, test) in [("beta=0.1", 0.5, 0.4), ("beta=1", 0.7, 0.65)] {
+        m.push("dpo", setting, 0, 10, "eval_t1/winrate", test);
+        m.push("dpo", setting, 0, 10, "eval_t1/winrate_sel", sel);
+        m.push("dpo", setting, 0, 10, "eval_t1/winrate_test", test);
+    }
+    let w = alignlab::report::paired::winrates(&m);
+    assert_eq!(w[&("best_of_n".to_string(), 0, 1f64.to_bits())], 0.55);
+    assert_eq!(w[&("dpo".to_string(), 0, 1f64.to_bits())], 0.65);
+}

@@ -99,6 +99,10 @@ pub fn winrates_of(evals: &Metrics, family: &str) -> BTreeMap<(String, u64, u64)
             }
         }
     }
+    // Best-of-N contributes its largest N, the paper's Best of 128, not the N its selection half
+    // likes best.
+    let largest_n = last.keys().filter(|k| k.0 == "best_of_n").filter_map(|k| k.1.strip_prefix("n=")?.parse::<usize>().ok()).max();
+    last.retain(|k, _| k.0 != "best_of_n" || largest_n.is_some_and(|n| k.1 == format!("n={n}")));
     let mut best: BTreeMap<(String, u64, u64), (f64, f64)> = BTreeMap::new();
     for ((method, _, seed), temps) in &last {
         for (&t, &(_, sel, test)) in temps {

@@ -223,7 +223,7 @@ fn dialogue_section(s: &mut String, dir: &Path) {
         }
     }
     if let Some(p) = read::<PairedRecord>(&dir.join("paired.csv")) {
-        let _ = writeln!(s, "**What the runs show.** Paired by seed on the test half of the requests (a method with several settings contributes, per seed and temperature, the one with the best win rate on the selection half), A - B with a 95% t-interval over seeds:\n");
+        let _ = writeln!(s, "**What the runs show.** Paired by seed on the test half of the requests (a method with several settings contributes, per seed and temperature, the one with the best win rate on the selection half; Best-of-N its largest N, as the paper's Best of 128), A - B with a 95% t-interval over seeds:\n");
         for b in distinct(p.iter().filter(|r| r.a == "dpo").map(|r| r.b.clone())) {
             for r in paired_rows(&p, "dpo", &b, "temperature").into_iter().filter(|r| r.x == 0.25 || r.x == 1.0) {
                 let _ = writeln!(s, "- T = {}: win rate {}.", r.x, paired_line(r));
