@@ -9,27 +9,12 @@
 //!   stacked into one model (batched matmuls), seconds per step of all K.
 
 use anyhow::Result;
-use std::time::Instant;
 use tch::{nn, nn::OptimizerConfig, Device, Kind, Tensor};
 
 use crate::algo::sft::sft_loss;
 use crate::model::{generate, Gpt, GptConfig, SampleSettings};
 
-/// Median seconds of `reps` timed calls after `warmup` untimed ones.
-fn time_it(warmup: usize, reps: usize, mut f: impl FnMut()) -> f64 {
-    for _ in 0..warmup {
-        f();
-    }
-    let mut ts: Vec<f64> = (0..reps)
-        .map(|_| {
-            let t = Instant::now();
-            f();
-            t.elapsed().as_secs_f64()
-        })
-        .collect();
-    ts.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    ts[ts.len() / 2]
-}
+use crate::profile::time_it;
 
 pub use crate::profile::matmul_peak;
 

@@ -122,12 +122,20 @@ impl Metrics {
     }
 }
 
-/// Write a file atomically: a temp file in the same folder, then rename.
+/// The temporary file beside `path` that an atomic write goes through: unique to this process
+/// (two cells of a sweep may write the same cached file at once, with the same bytes), and
+/// ending in `path`'s extension (tch picks a checkpoint's format from it).
+pub fn partial_path(path: &Path) -> std::path::PathBuf {
+    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("tmp");
+    path.with_extension(format!("{}.partial.{ext}", std::process::id()))
+}
+
+/// Write a file atomically: a temp file in the same folder ([`partial_path`]), then rename.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create folder {}", dir.display()))?;
     }
-    let tmp = path.with_extension(format!("{}.partial", path.extension().and_then(|e| e.to_str()).unwrap_or("tmp")));
+    let tmp = partial_path(path);
     if let Err(e) = std::fs::write(&tmp, bytes) {
         // The previous file, if any, is untouched: only the partial one is removed.
         let _ = std::fs::remove_file(&tmp);

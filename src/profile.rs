@@ -196,6 +196,22 @@ pub fn transformer_flops(rows: i64, tokens: i64, keys: f64, d: i64, layers: i64)
     l * n * (24.0 * d * d + 4.0 * keys * d)
 }
 
+/// Median seconds of `reps` timed calls after `warmup` untimed ones.
+pub fn time_it(warmup: usize, reps: usize, mut f: impl FnMut()) -> f64 {
+    for _ in 0..warmup {
+        f();
+    }
+    let mut ts: Vec<f64> = (0..reps)
+        .map(|_| {
+            let t = Instant::now();
+            f();
+            t.elapsed().as_secs_f64()
+        })
+        .collect();
+    ts.sort_by(|a, b| a.total_cmp(b));
+    ts[ts.len() / 2]
+}
+
 /// Best fp32 matmul throughput in FLOP/s on the current torch threads: square matmuls of
 /// n = 512 and 1024, the yardstick of FLOP utilisation.
 pub fn matmul_peak(device: tch::Device, quick: bool) -> f64 {
@@ -206,16 +222,10 @@ pub fn matmul_peak(device: tch::Device, quick: bool) -> f64 {
         let a = Tensor::randn([n, n], (Kind::Float, device));
         let b = Tensor::randn([n, n], (Kind::Float, device));
         let reps = if quick { 3 } else { 10 };
-        let mut times: Vec<f64> = (0..2 + reps)
-            .map(|_| {
-                let t = Instant::now();
-                let _ = a.matmul(&b).sum(Kind::Float).double_value(&[]);
-                t.elapsed().as_secs_f64()
-            })
-            .skip(2)
-            .collect();
-        times.sort_by(|a, b| a.total_cmp(b));
-        best = best.max(2.0 * (n * n * n) as f64 / times[times.len() / 2]);
+        let t = time_it(2, reps, || {
+            let _ = a.matmul(&b).sum(Kind::Float).double_value(&[]);
+        });
+        best = best.max(2.0 * (n * n * n) as f64 / t);
     }
     best
 }

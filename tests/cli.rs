@@ -61,6 +61,11 @@ fn tiny_for(file: &Path) -> Vec<&'static str> {
     v
 }
 
+/// The run folders of a scenario (`runs/<scenario>` under `out`) whose names start with `prefix`.
+fn run_dirs(out: &Path, scenario: &str, prefix: &str) -> Vec<std::path::PathBuf> {
+    std::fs::read_dir(out.join("runs").join(scenario)).unwrap().map(|e| e.unwrap().path()).filter(|p| p.file_name().unwrap().to_string_lossy().starts_with(prefix)).collect()
+}
+
 fn run(file: &Path, out: &Path, extra: &[&str]) -> Output {
     let mut c = bin();
     c.arg("run").arg(file).arg("--threads").arg("1").arg("--device").arg("cpu");
@@ -158,11 +163,7 @@ fn bad_input_fails_cleanly() {
     // An unreadable checkpoint in the run folder: a clear error naming it.
     let o = run(Path::new("scenarios/sentiment.toml"), &out, &[]);
     assert!(o.status.success());
-    let sft = std::fs::read_dir(out.join("runs/sentiment"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.file_name().unwrap().to_string_lossy().starts_with("sft-"))
-        .expect("no sft run folder");
+    let sft = run_dirs(&out, "sentiment", "sft-").pop().expect("no sft run folder");
     let ckpt = sft.join("model.safetensors");
     std::fs::write(&ckpt, b"garbage").unwrap();
     assert_clean_failure(&run(Path::new("scenarios/sentiment.toml"), &out, &[]), &["cannot read checkpoint", "model.safetensors", "fix:"]);
@@ -299,7 +300,7 @@ fn seeds_sweep_with_jobs_runs_cells_as_processes() {
     assert!(summary.contains("run,profile,") && summary.contains("FLOP utilisation"), "{summary}");
     // pi_SFT's evaluation and the reference log-probs are read from their caches by the cells:
     // a cell that computes them itself (caches and its own folder deleted) writes the same bytes.
-    let dir = |prefix: &str| std::fs::read_dir(out.join("runs/sentiment")).unwrap().map(|e| e.unwrap().path()).filter(|p| p.file_name().unwrap().to_string_lossy().starts_with(prefix)).collect::<Vec<_>>();
+    let dir = |prefix: &str| run_dirs(&out, "sentiment", prefix);
     let cell = dir("dpo-beta=0.5-").into_iter().find(|d| std::fs::read_to_string(d.join("eval.csv")).unwrap().contains("\ndpo,beta=0.5,1,")).expect("seed 1's dpo folder");
     let before = std::fs::read(cell.join("eval.csv")).unwrap();
     assert!(!dir("eval0-").is_empty() && !dir("reference-").is_empty(), "no caches written");
@@ -432,7 +433,7 @@ fn export_writes_a_transformers_checkpoint() {
     let out = tmp("export");
     let o = run(file, &out, &[]);
     assert!(o.status.success(), "{}", text(&o));
-    let dpo = std::fs::read_dir(out.join("runs/sentiment")).unwrap().map(|e| e.unwrap().path()).find(|p| p.file_name().unwrap().to_string_lossy().starts_with("dpo-")).unwrap();
+    let dpo = run_dirs(&out, "sentiment", "dpo-").pop().expect("no dpo run folder");
     let hf = out.join("hf");
     let o = bin().arg("export").arg(&dpo).arg("--hf").arg(&hf).output().unwrap();
     assert!(o.status.success(), "{}", text(&o));
@@ -457,7 +458,7 @@ fn export_prefs_writes_every_pair() {
     let out = tmp("export-prefs");
     let o = run(file, &out, &[]);
     assert!(o.status.success(), "{}", text(&o));
-    let prefs = std::fs::read_dir(out.join("runs/sentiment")).unwrap().map(|e| e.unwrap().path()).find(|p| p.file_name().unwrap().to_string_lossy().starts_with("prefs-")).unwrap();
+    let prefs = run_dirs(&out, "sentiment", "prefs-").pop().expect("no prefs run folder");
     let jsonl = out.join("prefs.jsonl");
     let o = bin().arg("export-prefs").arg(&prefs).arg(&jsonl).output().unwrap();
     assert!(o.status.success(), "{}", text(&o));

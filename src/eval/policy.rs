@@ -68,8 +68,12 @@ fn distinct(texts: &[Vec<i64>], n: usize) -> f64 {
 /// The gold reward of each evaluation row's reference response (`samples_per_prompt` rows per
 /// prompt), where the world has references.
 pub fn reference_gold(world: &dyn TextWorld, samples_per_prompt: usize) -> Option<Vec<f64>> {
-    let refs = world.eval_references()?;
-    Some(world.eval_prompts().iter().zip(refs).flat_map(|(p, r)| std::iter::repeat_n(world.gold(p, r), samples_per_prompt)).collect())
+    Some(gold_per_row(world, world.eval_prompts(), world.eval_references()?, samples_per_prompt))
+}
+
+/// The gold reward of each prompt's reference, repeated for its `samples_per_prompt` rows.
+fn gold_per_row(world: &dyn TextWorld, prompts: &[Vec<i64>], refs: &[Vec<i64>], samples_per_prompt: usize) -> Vec<f64> {
+    prompts.iter().zip(refs).flat_map(|(p, r)| std::iter::repeat_n(world.gold(p, r), samples_per_prompt)).collect()
 }
 
 /// Per-sample results, kept for tests and CIs.
@@ -83,20 +87,24 @@ pub struct EvalSamples {
 
 impl Evaluator<'_> {
     pub fn new<'a>(world: &'a dyn TextWorld, reference: &'a Gpt, rm: Option<&'a RewardModel>, heldout: Option<(&'a PairTensors, &'a (Tensor, Tensor))>, samples_per_prompt: usize, selection_fraction: f64, settings: SampleSettings, seed: i64) -> Evaluator<'a> {
-        let n_sel_rows = super::selection_prompts(world.eval_prompts().len(), selection_fraction) * samples_per_prompt;
-        let prompts = world.eval_prompts().iter().flat_map(|p| std::iter::repeat_n(p.clone(), samples_per_prompt)).collect();
-        let ref_gold = reference_gold(world, samples_per_prompt);
-        Evaluator { world, reference, rm, heldout, prompts, ref_gold, settings, seed, n_sel_rows }
+        let ev = Evaluator { world, reference, rm, heldout, prompts: vec![], ref_gold: None, settings, seed, n_sel_rows: 0 };
+        ev.with_rows(world.eval_prompts(), world.eval_references(), samples_per_prompt, selection_fraction)
+    }
+
+    /// Evaluate on `prompts` (each repeated `samples_per_prompt` times; the first
+    /// `selection_fraction` of them the selection half), with `refs` for the win rate.
+    fn with_rows(mut self, prompts: &[Vec<i64>], refs: Option<&[Vec<i64>]>, samples_per_prompt: usize, selection_fraction: f64) -> Self {
+        self.prompts = prompts.iter().flat_map(|p| std::iter::repeat_n(p.clone(), samples_per_prompt)).collect();
+        self.ref_gold = refs.map(|refs| gold_per_row(self.world, prompts, refs, samples_per_prompt));
+        self.n_sel_rows = super::selection_prompts(prompts.len(), selection_fraction) * samples_per_prompt;
+        self
     }
 
     /// The same evaluation on other prompts with their references (a shifted distribution):
     /// every prompt repeated `samples_per_prompt` times, the first `selection_fraction` of
     /// them the selection half.
-    pub fn on_prompts(mut self, prompts: &[Vec<i64>], refs: &[Vec<i64>], samples_per_prompt: usize, selection_fraction: f64) -> Self {
-        self.prompts = prompts.iter().flat_map(|p| std::iter::repeat_n(p.clone(), samples_per_prompt)).collect();
-        self.ref_gold = Some(prompts.iter().zip(refs).flat_map(|(p, r)| std::iter::repeat_n(self.world.gold(p, r), samples_per_prompt)).collect());
-        self.n_sel_rows = super::selection_prompts(prompts.len(), selection_fraction) * samples_per_prompt;
-        self
+    pub fn on_prompts(self, prompts: &[Vec<i64>], refs: &[Vec<i64>], samples_per_prompt: usize, selection_fraction: f64) -> Self {
+        self.with_rows(prompts, Some(refs), samples_per_prompt, selection_fraction)
     }
 
     /// Sample at the evaluation settings, then score: the named metrics and per-sample values;

@@ -128,8 +128,7 @@ pub fn reference_stage(sc: &Scenario, sft: &Gpt, train: &PairTensors, val: &Pair
     let val_ref = crate::algo::dpo::reference_logps(sft, val, 512);
     let _p = crate::profile::span("checkpoint_io");
     std::fs::create_dir_all(path.parent().unwrap())?;
-    // A unique temporary name: two cells of a sweep may write the same file at once.
-    let tmp = path.with_extension(format!("{}.partial.safetensors", std::process::id()));
+    let tmp = crate::log::partial_path(&path);
     let tensors = [(names[0], &train_ref.0), (names[1], &train_ref.1), (names[2], &val_ref.0), (names[3], &val_ref.1)];
     Tensor::write_safetensors(&tensors, &tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
     std::fs::rename(&tmp, &path).with_context(|| format!("cannot move {} into place", path.display()))?;
@@ -171,10 +170,7 @@ fn sft_evaluation(sc: &Scenario, s: &Shared, ev: &Evaluator, opts: &RunOptions) 
     for (k, v) in &rows {
         m.push("sft", "", sc.seed, 0, k, *v);
     }
-    // Two cells may write it at once: the same bytes, each through its own temporary file.
-    let tmp = path.with_extension(format!("{}.partial", std::process::id()));
-    write_atomic(&tmp, m.to_csv().as_bytes())?;
-    std::fs::rename(&tmp, &path).with_context(|| format!("cannot move {} into place", path.display()))?;
+    write_atomic(&path, m.to_csv().as_bytes())?;
     Ok(rows)
 }
 

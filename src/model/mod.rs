@@ -20,8 +20,7 @@ pub fn save_checkpoint(vs: &VarStore, path: &Path) -> Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
-    // The extension must stay `.safetensors`: tch picks the format from it.
-    let tmp = path.with_extension("partial.safetensors");
+    let tmp = crate::log::partial_path(path);
     if let Err(e) = vs.save(&tmp) {
         let _ = std::fs::remove_file(&tmp);
         anyhow::bail!("cannot write checkpoint {}: {} (is the disk full?); fix: free space on that disk or pass --runs a folder on another one", path.display(), e.to_string().lines().next().unwrap_or(""));

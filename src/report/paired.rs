@@ -20,7 +20,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
 
-use super::winrate::by_run;
+use super::winrate::{by_run, temperature_in};
 use super::{distinct, methods, seeds, Frontier, FrontierRow, Point};
 use crate::experiment::Metrics;
 use crate::stats::Paired;
@@ -89,7 +89,7 @@ pub fn winrates_of(evals: &Metrics, family: &str) -> BTreeMap<(String, u64, u64)
     let (_, by) = by_run(evals);
     for ((method, setting, seed, step), m) in &by {
         for (metric, &w) in m {
-            let Some(t) = metric.strip_prefix(family).and_then(|r| r.strip_suffix("/winrate")).and_then(|t| t.parse::<f64>().ok()) else { continue };
+            let Some(t) = temperature_in(family, metric) else { continue };
             let prefix = format!("{family}{t}/");
             let sel = m.get(&format!("{prefix}winrate_sel")).copied().unwrap_or(w);
             let test = m.get(&format!("{prefix}winrate_test")).copied().unwrap_or(w);

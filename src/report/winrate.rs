@@ -36,7 +36,12 @@ impl WinRow {
 
 /// The temperature of an `eval_t{T}/winrate` metric.
 pub(super) fn temperature_of(metric: &str) -> Option<f64> {
-    metric.strip_prefix("eval_t")?.strip_suffix("/winrate")?.parse().ok()
+    temperature_in("eval_t", metric)
+}
+
+/// The temperature of a `{family}{T}/winrate` metric (`eval_t`, or `shift_t` on shifted inputs).
+pub(super) fn temperature_in(family: &str, metric: &str) -> Option<f64> {
+    metric.strip_prefix(family)?.strip_suffix("/winrate")?.parse().ok()
 }
 
 /// Mean and interval over seeds of per-seed (rate, lo, hi).
@@ -108,15 +113,10 @@ pub fn by_temperature(evals: &Metrics) -> Vec<WinRow> {
 /// then ends in `T=..`).
 pub fn by_step(evals: &Metrics) -> Vec<WinRow> {
     let (order, map) = by_run(evals);
-    // (metric prefix, label suffix) of every win-rate curve.
+    // (metric prefix, label suffix) of every win-rate curve: the evaluation temperature's and
+    // each other temperature's (a run has a curve there only if it logged two steps or more).
     let mut curves = vec![("eval/".to_string(), String::new())];
-    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
-    for k in &order {
-        for metric in map[k].keys().filter(|m| temperature_of(m).is_some()) {
-            *seen.entry(metric.clone()).or_default() += 1;
-        }
-    }
-    let mut temps: Vec<f64> = seen.iter().filter(|(_, n)| **n >= 2).filter_map(|(m, _)| temperature_of(m)).collect();
+    let mut temps: Vec<f64> = order.iter().flat_map(|k| map[k].keys().filter_map(|m| temperature_of(m))).collect();
     temps.sort_by(|a, b| a.total_cmp(b));
     temps.dedup();
     curves.extend(temps.iter().map(|t| (format!("eval_t{t}/"), format!("T={t}"))));

@@ -243,9 +243,8 @@ impl DialogueWorld {
         let mut rng = Rng::new(derive_seed(seed, "dialogue/data"));
         let example = |w: &DialogueWorld, rng: &mut Rng| {
             let p = w.sample_request(rng);
-            let (a, b) = (w.write_reply(&p, rng), w.write_reply(&p, rng));
-            let chosen = if w.labeller_prefers_first(&p, &a, &b, rng) { a } else { b };
-            (p, chosen)
+            let (a, b, first) = w.labelled_pair(&p, rng);
+            (p, if first { a } else { b })
         };
         let with_eos = |(p, mut r): (Vec<i64>, Vec<i64>)| {
             r.push(EOS);
