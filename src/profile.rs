@@ -34,12 +34,14 @@ pub const PHASES: &[&str] = &[
     "wait",
 ];
 
-/// Wall seconds, CPU seconds and FLOPs of one (stage, phase).
+/// Wall seconds, CPU seconds, FLOPs and work counts of one (stage, phase).
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Cost {
     pub wall_s: f64,
     pub cpu_s: f64,
     pub flops: f64,
+    /// The work counted in [`COUNTS`] order (see [`count`]).
+    pub counts: [f64; N_COUNTS],
 }
 
 impl Cost {
@@ -47,8 +49,35 @@ impl Cost {
         self.wall_s += o.wall_s;
         self.cpu_s += o.cpu_s;
         self.flops += o.flops;
+        for (a, b) in self.counts.iter_mut().zip(&o.counts) {
+            *a += b;
+        }
     }
 }
+
+/// What compute accounting counts besides FLOPs, each a deterministic function of the run (so it
+/// can sit beside the evaluations, unlike wall time):
+/// - `tokens_fwd`: token positions through a model's forward pass (policy, reference, reward
+///   model and critic alike), `tokens_bwd` those of them that also went backward;
+/// - `grad_steps`: optimiser steps (a PPO minibatch steps the policy and the critic: two);
+/// - `samples`: sequences a policy generated;
+/// - `rm_queries`, `gold_queries`: responses scored by the reward model, by the gold reward.
+pub const COUNTS: &[&str] = &["tokens_fwd", "tokens_bwd", "grad_steps", "samples", "rm_queries", "gold_queries"];
+pub const N_COUNTS: usize = 6;
+
+/// One of [`COUNTS`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Count {
+    TokensFwd = 0,
+    TokensBwd = 1,
+    GradSteps = 2,
+    Samples = 3,
+    RmQueries = 4,
+    GoldQueries = 5,
+}
+
+/// The phases whose work is a method's own compute (the rest is evaluation, I/O and start-up).
+pub const WORK_PHASES: &[&str] = &["train", "rollout", "prefs", "candidates"];
 
 /// A stage: (method or shared stage, setting, seed), as in the metric files.
 pub type Stage = (String, String, u64);
@@ -109,7 +138,7 @@ impl State {
     /// Charge the time since the last change to the current (stage, phase).
     fn charge(&mut self) {
         let (now, cpu) = (Instant::now(), process_cpu_s());
-        let dt = Cost { wall_s: now.duration_since(self.since_wall).as_secs_f64(), cpu_s: cpu - self.since_cpu, flops: 0.0 };
+        let dt = Cost { wall_s: now.duration_since(self.since_wall).as_secs_f64(), cpu_s: cpu - self.since_cpu, ..Default::default() };
         self.slot().add(&dt);
         self.since_wall = now;
         self.since_cpu = cpu;
@@ -177,6 +206,49 @@ pub fn enter_stage(method: &str, setting: &str, seed: u64, default_phase: &'stat
 /// Count model FLOPs against the current (stage, phase).
 pub fn add_flops(flops: f64) {
     with_state(|st| st.slot().flops += flops);
+}
+
+/// Count `n` of `what` against the current (stage, phase).
+pub fn count(what: Count, n: f64) {
+    with_state(|st| st.slot().counts[what as usize] += n);
+}
+
+/// The compute of a stage so far in this process: FLOPs and counts of its [`WORK_PHASES`], as
+/// `[gflop, tokens_fwd, tokens_bwd, grad_steps, samples, rm_queries, gold_queries]`.
+pub fn stage_work(stage: &Stage) -> Work {
+    let mut out = [0.0; N_COUNTS + 1];
+    with_state(|st| {
+        for ((s, phase), c) in &st.totals {
+            if s == stage && WORK_PHASES.contains(phase) {
+                out[0] += c.flops / 1e9;
+                for (o, v) in out[1..].iter_mut().zip(&c.counts) {
+                    *o += v;
+                }
+            }
+        }
+    });
+    out
+}
+
+/// A stage's compute as [`stage_work`] gives it, named by [`WORK`].
+pub type Work = [f64; N_COUNTS + 1];
+
+/// The names of a [`Work`]'s entries: model GFLOPs, then [`COUNTS`].
+pub const WORK: &[&str] = &["gflop", "tokens_fwd", "tokens_bwd", "grad_steps", "samples", "rm_queries", "gold_queries"];
+
+/// A [`Work`] as a two-line CSV (header, values), as a cached stage keeps it.
+pub fn work_csv(w: &Work) -> String {
+    format!("{}\n{}\n", WORK.join(","), w.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(","))
+}
+
+/// A [`Work`] back from [`work_csv`]'s text; None if it is not one.
+pub fn parse_work(text: &str) -> Option<Work> {
+    let mut lines = text.lines();
+    if lines.next()? != WORK.join(",") {
+        return None;
+    }
+    let v: Vec<f64> = lines.next()?.split(',').map(|x| x.parse().ok()).collect::<Option<_>>()?;
+    v.try_into().ok()
 }
 
 /// Every (stage, phase) with its cost so far, time charged up to now.

@@ -497,3 +497,43 @@ fn curve_temperatures_evaluate_every_step() {
     assert!(win.lines().any(|l| l.starts_with("dpo,beta=0.5 T=0.5,step,3,")), "no T = 0.5 curve:\n{win}");
     std::fs::remove_dir_all(&out).ok();
 }
+
+#[test]
+fn compute_is_counted_by_hand() {
+    let file = Path::new("scenarios/sentiment.toml");
+    let out = tmp("compute");
+    let o = run(file, &out, &[]);
+    assert!(o.status.success(), "{}", text(&o));
+    let res = out.join("results/sentiment");
+    let evals = alignlab::experiment::Metrics::read(&res.join("eval.csv")).unwrap();
+    let get = |m: &str, s: &str, step: usize, k: &str| evals.rows.iter().find(|r| r.method == m && r.setting == s && r.step == step && r.metric == format!("compute/{k}")).unwrap_or_else(|| panic!("no compute/{k} for {m} {s} at {step}")).value;
+    // The preference data: 4 completions for each of 20 prompts, each scored by gold.
+    for step in [0, 3, 6] {
+        assert_eq!(get("dpo", "beta=0.1", step, "samples"), 80.0);
+        assert_eq!(get("dpo", "beta=0.1", step, "gold_queries"), 80.0);
+        assert_eq!(get("dpo", "beta=0.1", step, "rm_queries"), 0.0);
+        // DPO: one optimiser step per step, nothing before.
+        assert_eq!(get("dpo", "beta=0.1", step, "grad_steps"), step as f64);
+    }
+    // PPO: 64 rollouts per iteration, each scored by the reward model; 4 epochs of 2 minibatches,
+    // each stepping the policy and the critic: 16 optimiser steps; on top of the reward model's.
+    for step in [1, 2] {
+        let d = |k: &str| get("ppo", "target_kl=1", step, k) - get("ppo", "target_kl=1", step - 1, k);
+        assert_eq!((d("samples"), d("rm_queries"), d("gold_queries"), d("grad_steps")), (64.0, 64.0, 0.0, 16.0), "PPO iteration {step}");
+        let d = |k: &str| get("ppo_gt", "target_kl=3", step, k) - get("ppo_gt", "target_kl=3", step - 1, k);
+        assert_eq!((d("samples"), d("rm_queries"), d("gold_queries")), (64.0, 0.0, 64.0), "PPO-GT iteration {step}");
+    }
+    assert!(get("ppo", "target_kl=1", 0, "grad_steps") > 0.0, "PPO stands on the reward model's training");
+    assert!(get("ppo", "target_kl=1", 2, "gflop") > get("ppo", "target_kl=1", 1, "gflop"));
+    // Best-of-N at N: N samples and reward-model queries for each of the 16 evaluation prompts.
+    let bon = |n: usize, k: &str| get("best_of_n", &format!("n={n}"), 0, k);
+    assert_eq!((bon(1, "samples"), bon(4, "samples")), (80.0 + 16.0, 80.0 + 64.0));
+    assert_eq!((bon(1, "rm_queries"), bon(4, "rm_queries")), (16.0, 64.0));
+    // The report's compute tables, and the totals in the summary.
+    assert!(res.join("compute.csv").exists());
+    let md = std::fs::read_to_string(res.join("report.md")).unwrap();
+    assert!(md.contains("## Gold reward at equal compute") && md.contains("## Compute per run"), "{md}");
+    let summary = std::fs::read_to_string(res.join("summary.csv")).unwrap();
+    assert!(summary.lines().any(|l| l.starts_with("compute,dpo,\"per run (2 runs)")), "{summary}");
+    std::fs::remove_dir_all(&out).ok();
+}

@@ -12,7 +12,7 @@ use alignlab::world::{SentimentConfig, SentimentWorld, TextWorld};
 use tch::{nn, Device};
 
 fn world() -> SentimentWorld {
-    let cfg = SentimentConfig { n_positive: 6, n_negative: 6, n_neutral: 8, tilt: 1.0, sharpness: 2.0, min_len: 4, max_len: 10, stop_prob: 0.2, prompt_min_len: 2, prompt_max_len: 4, n_train: 200, n_val: 50, n_train_prompts: 60, n_eval_prompts: 24 };
+    let cfg = SentimentConfig { n_positive: 6, n_negative: 6, n_neutral: 8, tilt: 1.0, sharpness: 2.0, min_len: 4, max_len: 10, stop_prob: 0.2, prompt_min_len: 2, prompt_max_len: 4, n_train: 200, n_val: 50, n_train_prompts: 60, n_eval_prompts: 24, labeller: None };
     SentimentWorld::new(&cfg, 3)
 }
 

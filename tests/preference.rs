@@ -235,6 +235,7 @@ fn sentiment() -> SentimentWorld {
             n_val: 10,
             n_train_prompts: 10,
             n_eval_prompts: 16,
+            labeller: None,
         },
         1,
     )
@@ -369,4 +370,16 @@ fn implicit_accuracy_counts_ties_one_half() {
     let (named, _) = ev.evaluate(&policy);
     let acc = named.iter().find(|(k, _)| k == "eval/implicit_acc").unwrap().1;
     assert_eq!(acc, 0.5);
+}
+
+#[test]
+fn online_methods_never_roll_out_on_the_preference_validation_prompts() {
+    use alignlab::data::{Pair, PrefData, RolloutPrompts};
+    let pair = |p: Vec<i64>| Pair { prompt: p, chosen: vec![5], rejected: vec![6], gold_chosen: 1.0, gold_rejected: 0.0 };
+    let data = PrefData { train: vec![pair(vec![3, 4]), pair(vec![3, 4]), pair(vec![7])], val: vec![pair(vec![8, 9]), pair(vec![3])] };
+    let world = vec![vec![3, 4], vec![8, 9], vec![7], vec![3], vec![10]];
+    // "train": the world's order, less every prompt of a validation pair (a prompt without pairs,
+    // [10], whose completions all tied, stays a training prompt).
+    assert_eq!(data.rollout_prompts(&world, RolloutPrompts::Train), vec![vec![3, 4], vec![7], vec![10]]);
+    assert_eq!(data.rollout_prompts(&world, RolloutPrompts::All), world);
 }

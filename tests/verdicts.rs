@@ -140,3 +140,56 @@ fn verdict_words_flip_when_their_inputs_are_swapped() {
     let change = find(&straight, "winrate_change", 1.0);
     assert!((change.3.unwrap() - 0.02).abs() < 1e-9 && change.2.starts_with("inconclusive"), "{change:?}");
 }
+
+/// PPO's gold along d = sqrt(KL) from Gao's RL form with a per-seed b, plus SFT at KL 0.
+fn gao_seed(e: &mut Metrics, seed: u64, a: f64, b: f64) {
+    point(e, "sft", "", seed, 0, 0.0, 0.5);
+    e.push("sft", "", seed, 0, "eval/proxy", 0.0);
+    for (i, kl) in [0.25f64, 1.0, 2.0, 4.0, 9.0, 16.0].into_iter().enumerate() {
+        let d = kl.sqrt();
+        point(e, "ppo", "target_kl=1", seed, 10 * (i + 1), kl, 0.5 + d * (a - b * d.ln()));
+        e.push("ppo", "target_kl=1", seed, 10 * (i + 1), "eval/proxy", d * a);
+    }
+}
+
+#[test]
+fn gao_b_is_fitted_per_seed_and_tested_over_seeds() {
+    let mut e = Metrics::default();
+    for (seed, b) in [(0, 0.30), (1, 0.25), (2, 0.35)] {
+        gao_seed(&mut e, seed, 0.4, b);
+    }
+    let pts = points(&e);
+    let fits = report::overopt::fits(&pts);
+    // Each seed's own fit recovers its b exactly (noise-free points of the fitted form).
+    for (seed, b) in [(0u64, 0.30), (1, 0.25), (2, 0.35)] {
+        let f = fits.iter().find(|f| f.method == "ppo" && f.reward == "gold" && f.seed == Some(seed)).unwrap();
+        assert!((f.b - b).abs() < 1e-9 && (f.a - 0.4).abs() < 1e-9, "seed {seed}: {f:?}");
+    }
+    // Over seeds: mean 0.30, sd 0.05, t(0.975, 2) = 4.302653: 0.30 ± 0.1242, above 0.
+    let p = report::overopt::b_over_seeds(&fits, "ppo", "gold").unwrap();
+    assert!((p.mean - 0.30).abs() < 1e-9 && (p.ci95 - 4.302653 * 0.05 / 3f64.sqrt()).abs() < 1e-5, "{p:?}");
+    assert_eq!(p.verdict(), Verdict::Above);
+    // The proxy is linear in d: b = 0 on every seed.
+    assert!(report::overopt::b_over_seeds(&fits, "ppo", "proxy").unwrap().mean.abs() < 1e-9);
+    let md = report::overopt::markdown(&pts, &fits);
+    assert!(md.contains("| ppo | gold | 0.3000 ± 0.1242 | 0.300, 0.250, 0.350 | b > 0 (overoptimised) |"), "{md}");
+    // A seed whose gold keeps rising (b < 0) pulls the verdict to inconclusive.
+    let mut e2 = Metrics::default();
+    for (seed, b) in [(0, 0.30), (1, 0.25), (2, 0.35), (3, -0.9)] {
+        gao_seed(&mut e2, seed, 0.4, b);
+    }
+    let p = report::overopt::b_over_seeds(&report::overopt::fits(&points(&e2)), "ppo", "gold").unwrap();
+    assert_eq!(p.verdict(), Verdict::Inconclusive, "{p:?}");
+}
+
+#[test]
+fn the_peak_of_gold_is_chosen_on_the_selection_half() {
+    let mut e = Metrics::default();
+    point(&mut e, "sft", "", 0, 0, 0.0, 0.5);
+    // The selection half peaks at KL 2 (0.9); the test half's own maximum is at KL 4 (0.85).
+    split_point(&mut e, "ppo", "target_kl=8", 0, 10, (2.0, 0.9), (2.0, 0.8));
+    split_point(&mut e, "ppo", "target_kl=8", 0, 20, (4.0, 0.7), (4.0, 0.85));
+    split_point(&mut e, "ppo", "target_kl=8", 0, 30, (8.0, 0.6), (8.0, 0.6));
+    let (kp, gp, kl, gl) = report::overopt::peak_and_decline(&points(&e), "ppo", 0).unwrap();
+    assert_eq!((kp, gp, kl, gl), (2.0, 0.8, 8.0, 0.6), "peak at KL 2 on selection, its test value 0.8");
+}

@@ -20,6 +20,7 @@ fn cfg() -> SentimentConfig {
         n_val: 100,
         n_train_prompts: 50,
         n_eval_prompts: 20,
+        labeller: None,
     }
 }
 
@@ -116,4 +117,43 @@ fn the_world_is_deterministic_from_its_seed() {
         assert!((4..=10).contains(&r.len()), "review of {} words", r.len());
     }
     assert!(a.val_nll_per_token() > 0.5 && a.val_nll_per_token() < (a.vocab.size() as f64).ln());
+}
+
+#[test]
+fn the_sentiment_labeller_prefers_gold_plus_its_word() {
+    use alignlab::rng::Rng;
+    use alignlab::world::sentiment::LabellerConfig;
+    use alignlab::world::TextWorld;
+    let c = SentimentConfig { labeller: Some(LabellerConfig { word: "film".into(), bonus: 0.3, polarity: 0.0 }), ..cfg() };
+    c.validate().unwrap();
+    let w = SentimentWorld::new(&c, 3);
+    let film = w.vocab.words.iter().position(|x| x == "film").unwrap() as i64;
+    let great = w.vocab.words.iter().position(|x| x == "great").unwrap() as i64;
+    let prompt = w.eval_prompts[0].clone();
+    let mut rng = Rng::new(1);
+    // Its count stops at <eos>, and it is the world's spurious feature.
+    assert_eq!(w.spurious_count(&[film, great, film, EOS, film]), Some(2));
+    assert_eq!(TextWorld::spurious(&w, &prompt, &[film, film]), Some(2.0));
+    // Brute force over pairs of short completions: the choice is gold + 0.3 x count.
+    let words: Vec<i64> = (3..w.vocab.size() as i64).collect();
+    let mut disagree_gold = 0;
+    for &x in &words {
+        for &y in &words {
+            let (a, b) = (vec![x, film, x], vec![y, y, great]);
+            let score = |r: &[i64]| w.gold(&prompt, r) + 0.3 * r.iter().filter(|&&t| t == film).count() as f64;
+            let first = w.labeller_prefers_first(&prompt, &a, &b, &mut rng).unwrap();
+            if score(&a) != score(&b) {
+                assert_eq!(first, score(&a) > score(&b), "{a:?} {b:?}");
+            }
+            disagree_gold += (first != (w.gold(&prompt, &a) > w.gold(&prompt, &b))) as usize;
+        }
+    }
+    assert!(disagree_gold > 0, "the bonus changes some choices");
+    // No labeller: no choice and no spurious feature; a word that is not neutral is refused.
+    let plain = SentimentWorld::new(&cfg(), 3);
+    assert_eq!(plain.labeller_prefers_first(&prompt, &[film], &[great], &mut rng), None);
+    assert_eq!(TextWorld::spurious(&plain, &prompt, &[film]), None);
+    let bad = SentimentConfig { labeller: Some(LabellerConfig { word: "great".into(), bonus: 0.3, polarity: 0.0 }), ..cfg() };
+    let e = format!("{:?}", bad.validate().unwrap_err());
+    assert!(e.contains("labeller.word") && e.contains("neutral"), "{e}");
 }

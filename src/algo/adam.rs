@@ -109,6 +109,7 @@ impl Adam {
             assert_eq!(first.data_ptr(), self.flat.narrow(0, o, 1).data_ptr(), "optimiser's variables were rebound (a second Adam on the same store?)");
         }
         self.step += 1;
+        crate::profile::count(crate::profile::Count::GradSteps, 1.0);
         let bc1 = 1.0 - self.beta1.powi(self.step as i32);
         let bc2 = 1.0 - self.beta2.powi(self.step as i32);
         let grad = self.grad.take().or_else(|| self.gather());

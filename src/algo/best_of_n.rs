@@ -57,6 +57,7 @@ pub fn score_candidates(world: &dyn TextWorld, sft: &Gpt, rm: &RewardModel, rows
     for chunk in flat.chunks(2048) {
         let (prompt, valid) = left_pad(chunk, device);
         let ro = generate(sft, &prompt, &valid, settings);
+        crate::profile::count(crate::profile::Count::RmQueries, ro.response.size()[0] as f64);
         let s = rm.score(&prompt, &valid, &ro.response, &ro.mask).to_kind(Kind::Double).to_device(tch::Device::Cpu);
         proxy.extend(Vec::<f64>::try_from(s).expect("scores"));
         let _p = crate::profile::span("eval_gold");

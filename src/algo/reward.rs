@@ -151,6 +151,7 @@ pub fn train(rm: &RewardModel, vs: &nn::VarStore, train: &PairTensors, val: &Pai
             let loss_v = loss.double_value(&[]);
             check_finite(loss_v, "the loss", "reward", step, "the SFT checkpoint (the reward model restarts from it)")?;
             opt.step();
+            crate::profile::count(crate::profile::Count::GradSteps, 1.0);
             step += 1;
             on_step();
             if step % 10 == 0 {

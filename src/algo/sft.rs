@@ -195,6 +195,7 @@ pub fn train(
         check_finite(loss_v, "the loss", label, step, "none (this stage saves its checkpoint at the end)")?;
         check_finite(grad_norm, "the gradient norm", label, step, "none (this stage saves its checkpoint at the end)")?;
         opt.step();
+        crate::profile::count(crate::profile::Count::GradSteps, 1.0);
         tokens += tgt.ne(PAD).sum(Kind::Float).double_value(&[]);
         train_ema = if train_ema.is_nan() { loss_v } else { 0.98 * train_ema + 0.02 * loss_v };
         on_step(step, loss_v);

@@ -43,6 +43,19 @@ pub enum LabelKind {
     World,
 }
 
+/// Which of the world's training prompts the online methods (PPO, PPO-GT, the policy-gradient
+/// family, online DPO) roll out on, as written in `[prefs] rollout_prompts`.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RolloutPrompts {
+    /// Only the preference data's training prompts: the prompts held out to validate the reward
+    /// model (and DPO) are never trained on by any method (the default).
+    Train,
+    /// Every training prompt, the validation prompts of the preference data included (the first
+    /// wave's protocol, kept so that its scenarios reproduce their results).
+    All,
+}
+
 /// A labelling rule with its parameter.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Labels {
@@ -65,11 +78,13 @@ pub struct PrefsConfig {
     pub val_fraction: f64,
     /// Sampling temperature of the completions.
     pub temperature: f64,
+    /// Which training prompts the online methods roll out on.
+    pub rollout_prompts: RolloutPrompts,
 }
 
 impl Default for PrefsConfig {
     fn default() -> Self {
-        PrefsConfig { k: 4, source: PrefSource::Sft, labels: LabelKind::Deterministic, bt_temperature: 0.1, val_fraction: 0.1, temperature: 1.0 }
+        PrefsConfig { k: 4, source: PrefSource::Sft, labels: LabelKind::Deterministic, bt_temperature: 0.1, val_fraction: 0.1, temperature: 1.0, rollout_prompts: RolloutPrompts::Train }
     }
 }
 
@@ -133,6 +148,7 @@ pub fn build(world: &dyn TextWorld, sft: &Gpt, cfg: &PrefsConfig, max_new_tokens
             prompts.iter().flat_map(|p| (0..k).map(|_| world.offpolicy_completion(p, max_new_tokens, &mut rng)).collect::<Vec<_>>()).collect()
         }
     };
+    crate::profile::count(crate::profile::Count::GoldQueries, completions.len() as f64);
     let gold: Vec<f64> = completions.par_iter().enumerate().map(|(i, c)| world.gold(&prompts[i / k], c)).collect();
     // 2. Split prompts.
     let mut rng = Rng::new(derive_seed(seed, "prefs/split"));
@@ -181,6 +197,18 @@ fn join(ts: &[i64]) -> String {
 }
 
 impl PrefData {
+    /// The prompts online methods roll out on: with [`RolloutPrompts::Train`], the world's
+    /// training prompts less every prompt of a validation pair (in the world's order).
+    pub fn rollout_prompts(&self, world_prompts: &[Vec<i64>], which: RolloutPrompts) -> Vec<Vec<i64>> {
+        match which {
+            RolloutPrompts::All => world_prompts.to_vec(),
+            RolloutPrompts::Train => {
+                let held_out: std::collections::HashSet<&[i64]> = self.val.iter().map(|p| &p.prompt[..]).collect();
+                world_prompts.iter().filter(|p| !held_out.contains(&p[..])).cloned().collect()
+            }
+        }
+    }
+
     /// One line per pair: `split|prompt|chosen|rejected|gold_chosen|gold_rejected`.
     pub fn to_text(&self) -> String {
         let mut s = String::new();

@@ -289,6 +289,19 @@ impl Method {
         }
     }
 
+    /// Which shared stages the run stands on, for its compute: (preference data, reward model,
+    /// reference log-probs of the pairs). PPO-GT stands on the reward model too: its critic
+    /// starts from it. Online DPO with gold labels stands on neither: it draws and labels its
+    /// own pairs. A preference loss that reads no reference (SimPO, ORPO: see
+    /// `PrefLoss::uses_reference`) does not stand on the reference log-probs.
+    pub fn uses_shared(&self) -> (bool, bool, bool) {
+        match &self.kind {
+            MethodKind::Pref(loss) => (true, false, loss.uses_reference()),
+            MethodKind::Ppo { .. } | MethodKind::Pg { .. } | MethodKind::Online { gold: false, .. } => (true, true, false),
+            MethodKind::Online { gold: true, .. } => (false, false, false),
+        }
+    }
+
     pub fn train_config(&self, base: &TrainConfig) -> TrainConfig {
         let mut t = base.clone();
         if let Some(lr) = self.opt.lr {
@@ -309,8 +322,12 @@ impl Method {
         let (mut m, mut e) = (std::mem::take(&mut run.metrics), std::mem::take(&mut run.evals));
         let (name, setting) = (run.name.as_str(), run.setting.as_str());
         let world = s.world;
-        let score_rm = |ro: &Rollout| s.rm.score(&ro.prompt, &ro.prompt_valid, &ro.response, &ro.mask);
+        let score_rm = |ro: &Rollout| {
+            crate::profile::count(crate::profile::Count::RmQueries, ro.response.size()[0] as f64);
+            s.rm.score(&ro.prompt, &ro.prompt_valid, &ro.response, &ro.mask)
+        };
         let score_gold = |ro: &Rollout| {
+            crate::profile::count(crate::profile::Count::GoldQueries, ro.response.size()[0] as f64);
             let prompts: Vec<Vec<i64>> = Vec::<Vec<i64>>::try_from(ro.prompt.to_device(tch::Device::Cpu)).expect("prompt rows");
             let g: Vec<f32> = prompts.iter().zip(ro.response_rows()).map(|(p, r)| world.gold(p, &r) as f32).collect();
             Tensor::from_slice(&g)
@@ -339,7 +356,7 @@ impl Method {
                 let record = std::cell::RefCell::new(Vec::new());
                 let ctx = online_dpo::OnlineContext {
                     reference: s.sft,
-                    prompts: world.train_prompts(),
+                    prompts: s.rollout_prompts,
                     max_new_tokens: sc.sample.max_new_tokens as i64,
                     temperature: sc.prefs.temperature,
                     labels: sc.prefs.label_rule(),
@@ -374,7 +391,7 @@ impl Method {
             }
             MethodKind::Pg { est, cfg } => {
                 let from = run.resume.resume_into(&mut [vs], &mut m, &mut e)?;
-                let ctx = ppo::PpoContext { reference: s.sft, prompts: world.train_prompts(), max_new_tokens: sc.sample.max_new_tokens as i64, score: score(false), ema_reference: None };
+                let ctx = ppo::PpoContext { reference: s.sft, prompts: s.rollout_prompts, max_new_tokens: sc.sample.max_new_tokens as i64, score: score(false), ema_reference: None };
                 let pb = progress(run.opts.progress, cfg.iterations as u64, name);
                 pb.set_position(from.as_ref().map(|f| f.step as u64).unwrap_or(0));
                 let vs = &*vs;
@@ -406,7 +423,7 @@ impl Method {
                     None => run.resume.resume_into(&mut [vs, &mut critic_vs], &mut m, &mut e)?,
                 };
                 let reference = ema_ref.as_ref().map_or(s.sft, |r| &r.1);
-                let ctx = ppo::PpoContext { reference, prompts: world.train_prompts(), max_new_tokens: sc.sample.max_new_tokens as i64, score: score(gold), ema_reference: ema_ref.as_ref().map(|r| &r.0) };
+                let ctx = ppo::PpoContext { reference, prompts: s.rollout_prompts, max_new_tokens: sc.sample.max_new_tokens as i64, score: score(gold), ema_reference: ema_ref.as_ref().map(|r| &r.0) };
                 let pb = progress(run.opts.progress, cfg.iterations as u64, name);
                 pb.set_position(from.as_ref().map(|f| f.step as u64).unwrap_or(0));
                 let vs = &*vs;

@@ -274,13 +274,15 @@ fn with_shared<T>(sc: &Scenario, opts: &RunOptions, metrics: &mut Metrics, summa
     }
     let (mut sft_vs, sft) = sft_stage(sc, world, opts, metrics, summary)?;
     sft_vs.freeze(); // pi_SFT is pi_ref from here on: no gradients, ever
-    let prefs = stages::prefs_stage(sc, world, &sft, opts, summary)?;
+    let (prefs, prefs_work) = stages::prefs_stage(sc, world, &sft, opts, summary)?;
     let train = crate::data::PairTensors::new(&prefs.train, opts.device);
     let val = crate::data::PairTensors::new(&prefs.val, opts.device);
-    let (mut rm_vs, rm) = stages::reward_stage(sc, world, &sft_vs, &train, &val, opts, metrics, summary)?;
+    let (mut rm_vs, rm, reward_work) = stages::reward_stage(sc, world, &sft_vs, &train, &val, opts, metrics, summary)?;
     rm_vs.freeze();
-    let (train_ref, val_ref) = stages::reference_stage(sc, &sft, &train, &val, opts)?;
-    let shared = stages::Shared { world, sft_vs: &sft_vs, sft: &sft, rm: &rm, rm_vs: &rm_vs, train: &train, train_ref: &train_ref, val: &val, val_ref: &val_ref };
+    let (train_ref, val_ref, reference_work) = stages::reference_stage(sc, &sft, &train, &val, opts)?;
+    let work = stages::SharedWork { prefs: prefs_work, reward: reward_work, reference: reference_work };
+    let rollout_prompts = prefs.rollout_prompts(world.train_prompts(), sc.prefs.rollout_prompts);
+    let shared = stages::Shared { world, rollout_prompts: &rollout_prompts, sft_vs: &sft_vs, sft: &sft, rm: &rm, rm_vs: &rm_vs, train: &train, train_ref: &train_ref, val: &val, val_ref: &val_ref, work };
     f(&shared, metrics, summary)
 }
 
@@ -481,6 +483,10 @@ pub fn run(sc: &Scenario, opts: &RunOptions) -> Result<Summary> {
     summary.add("run", "wall time", format!("{wall:.1} s"));
     let profile = sweep_profile(opts, wall, cells);
     summary.add("run", "profile", profile_line(&profile));
+    for (m, n, v) in compute_totals(&evals) {
+        let wall: f64 = profile.rows.iter().filter(|r| r.method == m && r.metric.ends_with("/wall_s")).map(|r| r.value).sum();
+        summary.add("compute", &m, format!("per run ({n} runs): {:.3} TFLOP, {:.0} tokens forward, {:.0} backward, {:.0} optimiser steps, {:.0} samples, {:.0} reward-model and {:.0} gold queries; {:.1} s wall with its evaluations", v[0] / 1e3, v[1], v[2], v[3], v[4], v[5], v[6], wall / n as f64));
+    }
     metrics.extend(profile);
     summary.add("run", "code", code_version());
     summary.add("run", "results", out.display().to_string());
@@ -524,6 +530,47 @@ fn profile_line(m: &Metrics) -> String {
     let idle = get("idle_s");
     let idle = if idle > 0.0 { format!("; idle job slots {idle:.0} s") } else { String::new() };
     format!("work {work:.0} s: {}{idle}; CPU {:.0} s; {:.1} TFLOP, FLOP utilisation {:.1}% of {:.0} GFLOP/s", parts.join(", "), get("cpu_s"), get("gflop") / 1e3, 100.0 * get("flop_utilisation"), get("peak_gflops"))
+}
+
+/// Per method, the mean over its runs (settings x seeds) of each run's final compute, in
+/// [`WORK`] order.
+pub fn compute_totals(evals: &Metrics) -> Vec<(String, usize, Vec<f64>)> {
+    let mut last: Vec<((String, String, u64), usize, [f64; 7])> = Vec::new();
+    for r in evals.rows.iter().filter(|r| r.metric.starts_with("compute/")) {
+        let Some(i) = crate::profile::WORK.iter().position(|w| r.metric == format!("compute/{w}")) else { continue };
+        let key = (r.method.clone(), r.setting.clone(), r.seed);
+        match last.iter_mut().find(|(k, _, _)| *k == key) {
+            Some((_, step, v)) if r.step > *step => {
+                *step = r.step;
+                *v = [f64::NAN; 7];
+                v[i] = r.value;
+            }
+            Some((_, step, v)) if r.step == *step => v[i] = r.value,
+            Some(_) => {}
+            None => {
+                let mut v = [f64::NAN; 7];
+                v[i] = r.value;
+                last.push((key, r.step, v));
+            }
+        }
+    }
+    let methods = {
+        let mut m: Vec<String> = Vec::new();
+        for (k, _, _) in &last {
+            if !m.contains(&k.0) {
+                m.push(k.0.clone());
+            }
+        }
+        m
+    };
+    methods
+        .into_iter()
+        .map(|m| {
+            let runs: Vec<&[f64; 7]> = last.iter().filter(|(k, _, _)| k.0 == m).map(|(_, _, v)| v).collect();
+            let mean = (0..crate::profile::WORK.len()).map(|i| runs.iter().map(|v| v[i]).sum::<f64>() / runs.len() as f64).collect();
+            (m, runs.len(), mean)
+        })
+        .collect()
 }
 
 /// One row per run at its last evaluation: method, setting, gold, KL, proxy, implicit accuracy.

@@ -9,6 +9,7 @@ use super::{key_of, progress, stage_hash, write_atomic, Metrics, RunOptions, Sum
 use crate::algo::common::{copy_weights, CkptParts, ResumeFrom};
 use crate::algo::{best_of_n, reward};
 use crate::data::{self, PairTensors, PrefData};
+use crate::profile::{parse_work, stage_work, work_csv, Work, WORK};
 use crate::eval::Evaluator;
 use crate::eval::optimal as frontier;
 use crate::model::{self, Gpt, SampleSettings};
@@ -45,8 +46,30 @@ fn reward_key(sc: &Scenario) -> String {
     format!("{}|reward|{}|numerics={NUMERICS}", prefs_key(sc), key_of(&sc.reward))
 }
 
-/// Preference pairs from pi_SFT (or the true process), cached.
-pub fn prefs_stage(sc: &Scenario, world: &dyn TextWorld, sft: &Gpt, opts: &RunOptions, summary: &mut Summary) -> Result<PrefData> {
+/// A cached stage's compute (its folder's `compute.csv`); NaN where the folder predates it.
+fn stage_compute(dir: &std::path::Path) -> Work {
+    std::fs::read_to_string(dir.join("compute.csv")).ok().and_then(|t| parse_work(&t)).unwrap_or([f64::NAN; WORK.len()])
+}
+
+/// Keep the compute of the stage just run (`stage` of `seed`) beside its outputs.
+fn save_stage_compute(dir: &std::path::Path, stage: &str, seed: u64) -> Result<Work> {
+    let w = stage_work(&(stage.to_string(), String::new(), seed));
+    write_atomic(&dir.join("compute.csv"), work_csv(&w).as_bytes())?;
+    Ok(w)
+}
+
+/// What the shared stages cost, which a method's compute includes where it uses them: the
+/// preference data, the reward model, DPO's reference log-probs. SFT is every method's start,
+/// and is left out of all of them.
+#[derive(Clone, Copy, Debug)]
+pub struct SharedWork {
+    pub prefs: Work,
+    pub reward: Work,
+    pub reference: Work,
+}
+
+/// Preference pairs from pi_SFT (or the true process), cached; with the compute they took.
+pub fn prefs_stage(sc: &Scenario, world: &dyn TextWorld, sft: &Gpt, opts: &RunOptions, summary: &mut Summary) -> Result<(PrefData, Work)> {
     let dir = stage_dir(sc, opts, "prefs", &prefs_key(sc));
     let path = dir.join("pairs.txt");
     let data = if path.exists() {
@@ -54,6 +77,7 @@ pub fn prefs_stage(sc: &Scenario, world: &dyn TextWorld, sft: &Gpt, opts: &RunOp
     } else {
         let _stage = crate::profile::enter_stage("prefs", "", sc.seed, "prefs");
         let d = data::build(world, sft, &sc.prefs, sc.sample.max_new_tokens, sc.seed, opts.device);
+        save_stage_compute(&dir, "prefs", sc.seed)?;
         write_atomic(&path, d.to_text().as_bytes())?;
         d
     };
@@ -68,11 +92,11 @@ pub fn prefs_stage(sc: &Scenario, world: &dyn TextWorld, sft: &Gpt, opts: &RunOp
     let agree = data.train.iter().filter(|p| p.gold_chosen > p.gold_rejected).count() as f64 / distinct.max(1) as f64;
     let ties = if distinct < data.train.len() { format!(", {} gold ties", data.train.len() - distinct) } else { String::new() };
     summary.add("prefs", "pairs", format!("{} train, {} val (mean gold gap {gap:.3}, labels agree with gold on {:.1}% of the pairs of distinct gold{ties})", data.train.len(), data.val.len(), 100.0 * agree));
-    Ok(data)
+    Ok((data, stage_compute(&dir)))
 }
 
-/// The Bradley-Terry reward model, initialised from pi_SFT, cached.
-pub fn reward_stage(sc: &Scenario, world: &dyn TextWorld, sft_vs: &nn::VarStore, train: &PairTensors, val: &PairTensors, opts: &RunOptions, metrics: &mut Metrics, summary: &mut Summary) -> Result<(nn::VarStore, reward::RewardModel)> {
+/// The Bradley-Terry reward model, initialised from pi_SFT, cached; with the compute it took.
+pub fn reward_stage(sc: &Scenario, world: &dyn TextWorld, sft_vs: &nn::VarStore, train: &PairTensors, val: &PairTensors, opts: &RunOptions, metrics: &mut Metrics, summary: &mut Summary) -> Result<(nn::VarStore, reward::RewardModel, Work)> {
     let dir = stage_dir(sc, opts, "reward", &reward_key(sc));
     let ckpt = dir.join("model.safetensors");
     let metrics_path = dir.join("metrics.csv");
@@ -85,7 +109,7 @@ pub fn reward_stage(sc: &Scenario, world: &dyn TextWorld, sft_vs: &nn::VarStore,
         let best = m.rows.iter().filter(|r| r.metric == "reward/val/accuracy").map(|r| r.value).fold(f64::NEG_INFINITY, f64::max);
         summary.add("reward", "val accuracy (best epoch)", format!("{best:.4} (cached)"));
         metrics.extend(m);
-        return Ok((vs, rm));
+        return Ok((vs, rm, stage_compute(&dir)));
     }
     let _stage = crate::profile::enter_stage("reward", "", sc.seed, "train");
     if sc.reward_model == sc.model {
@@ -100,20 +124,22 @@ pub fn reward_stage(sc: &Scenario, world: &dyn TextWorld, sft_vs: &nn::VarStore,
     let pb = progress(opts.progress, reward::total_steps(train.len(), &sc.reward) as u64, "reward");
     let report = reward::train(&rm, &vs, train, val, &sc.reward, sc.seed, &mut m, || pb.inc(1))?;
     pb.finish_and_clear();
+    let work = save_stage_compute(&dir, "reward", sc.seed)?;
     model::save_checkpoint(&vs, &ckpt)?;
     write_atomic(&metrics_path, m.to_csv().as_bytes())?;
     summary.add("reward", "val accuracy (best epoch)", format!("{:.4} (epoch {})", report.best_val_acc, report.best_epoch));
     metrics.extend(m);
-    Ok((vs, rm))
+    Ok((vs, rm, work))
 }
 
 /// pi_SFT's log-probs of every preference pair's chosen and rejected response (DPO's
 /// reference), for the training and the validation pairs; cached, per torch thread count: the
 /// last bits of the values depend on it, and a cell (one thread of a `--jobs 2` sweep) must
 /// get the bytes it would have computed itself.
-pub fn reference_stage(sc: &Scenario, sft: &Gpt, train: &PairTensors, val: &PairTensors, opts: &RunOptions) -> Result<((Tensor, Tensor), (Tensor, Tensor))> {
+pub fn reference_stage(sc: &Scenario, sft: &Gpt, train: &PairTensors, val: &PairTensors, opts: &RunOptions) -> Result<((Tensor, Tensor), (Tensor, Tensor), Work)> {
     let key = format!("{}|reference|threads={}", prefs_key(sc), tch::get_num_threads());
-    let path = stage_dir(sc, opts, "reference", &key).join("logps.safetensors");
+    let dir = stage_dir(sc, opts, "reference", &key);
+    let path = dir.join("logps.safetensors");
     let names = ["train_chosen", "train_rejected", "val_chosen", "val_rejected"];
     if path.exists() {
         let _p = crate::profile::span("checkpoint_io");
@@ -121,23 +147,28 @@ pub fn reference_stage(sc: &Scenario, sft: &Gpt, train: &PairTensors, val: &Pair
         let get = |name: &str| read.iter().find(|(n, _)| n == name).map(|(_, t)| t.to_device(opts.device)).with_context(|| format!("{} lacks {name}; fix: delete its folder so it is recomputed", path.display()));
         let (tc, tr, vc, vr) = (get(names[0])?, get(names[1])?, get(names[2])?, get(names[3])?);
         if tc.size() == [train.len() as i64] && vc.size() == [val.len() as i64] {
-            return Ok(((tc, tr), (vc, vr)));
+            return Ok(((tc, tr), (vc, vr), stage_compute(&dir)));
         }
     }
+    let stage = crate::profile::enter_stage("reference", "", sc.seed, "train");
     let train_ref = crate::algo::dpo::reference_logps(sft, train, 512);
     let val_ref = crate::algo::dpo::reference_logps(sft, val, 512);
+    std::fs::create_dir_all(&dir)?;
+    let work = save_stage_compute(&dir, "reference", sc.seed)?;
+    drop(stage);
     let _p = crate::profile::span("checkpoint_io");
-    std::fs::create_dir_all(path.parent().unwrap())?;
     let tmp = crate::log::partial_path(&path);
     let tensors = [(names[0], &train_ref.0), (names[1], &train_ref.1), (names[2], &val_ref.0), (names[3], &val_ref.1)];
     Tensor::write_safetensors(&tensors, &tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
     std::fs::rename(&tmp, &path).with_context(|| format!("cannot move {} into place", path.display()))?;
-    Ok((train_ref, val_ref))
+    Ok((train_ref, val_ref, work))
 }
 
 /// Everything a method run needs, shared across methods.
 pub struct Shared<'a> {
     pub world: &'a dyn TextWorld,
+    /// The prompts the online methods roll out on (`[prefs] rollout_prompts`).
+    pub rollout_prompts: &'a [Vec<i64>],
     pub sft_vs: &'a nn::VarStore,
     pub sft: &'a Gpt,
     pub rm: &'a reward::RewardModel,
@@ -146,6 +177,8 @@ pub struct Shared<'a> {
     pub train_ref: &'a (Tensor, Tensor),
     pub val: &'a PairTensors,
     pub val_ref: &'a (Tensor, Tensor),
+    /// What the shared stages cost.
+    pub work: SharedWork,
 }
 
 pub fn eval_settings(sc: &Scenario) -> SampleSettings {
@@ -356,9 +389,62 @@ pub(super) struct Run<'a> {
     pub setting: String,
     pub metrics: Metrics,
     pub evals: Metrics,
+    /// The compute of the shared stages the method stands on.
+    pub deps: Work,
+    /// What this process adds its own compute to: `deps` in a fresh run, the compute logged at
+    /// the checkpoint in a resumed one (set at this process's first evaluation).
+    pub compute_base: std::cell::Cell<Option<Work>>,
+}
+
+/// The sum of the shared stages' compute that `uses` (prefs, reward, reference) selects.
+pub fn shared_work(w: &SharedWork, (prefs, reward, reference): (bool, bool, bool)) -> Work {
+    let mut out = [0.0; WORK.len()];
+    for (used, part) in [(prefs, &w.prefs), (reward, &w.reward), (reference, &w.reference)] {
+        if used {
+            for (o, v) in out.iter_mut().zip(part) {
+                *o += v;
+            }
+        }
+    }
+    out
+}
+
+/// The `compute/*` evaluation rows: the compute a run has used so far (see [`crate::profile`]).
+pub fn compute_rows(w: &Work) -> Vec<(String, f64)> {
+    WORK.iter().zip(w).map(|(k, v)| (format!("compute/{k}"), *v)).collect()
 }
 
 impl Run<'_> {
+    /// The method's compute up to now: its shared stages, and its own work in the stage (the
+    /// FLOPs and counts of the stage's work phases; evaluation is not part of it). Deterministic,
+    /// and the same whether the run was resumed or not: a resumed process starts from the values
+    /// logged with the checkpoint it resumes.
+    fn compute_now(&self, step: usize, evals: &Metrics) -> Work {
+        let base = match self.compute_base.get() {
+            Some(b) => b,
+            None => {
+                let b = if step == 0 {
+                    self.deps
+                } else {
+                    let last = |k: &str| evals.rows.iter().rev().find(|r| r.method == self.name && r.setting == self.setting && r.metric == format!("compute/{k}")).map_or(f64::NAN, |r| r.value);
+                    let mut b = [0.0; WORK.len()];
+                    for (o, k) in b.iter_mut().zip(WORK) {
+                        *o = last(k);
+                    }
+                    b
+                };
+                self.compute_base.set(Some(b));
+                b
+            }
+        };
+        let own = stage_work(&crate::profile::current());
+        let mut out = base;
+        for (o, v) in out.iter_mut().zip(own) {
+            *o += v;
+        }
+        out
+    }
+
     /// The evaluation callback of a trainer: evaluate at `step` of `total`, then checkpoint.
     pub fn on_eval(&self, step: usize, total: usize, policy: &Gpt, parts: &CkptParts, stores: &[&nn::VarStore], metrics: &Metrics, evals: &mut Metrics) -> Result<()> {
         // Step 0 is pi_SFT (a fresh start; a resumed run does not evaluate it again).
@@ -366,6 +452,7 @@ impl Run<'_> {
         for &t in &self.sc.eval.curve_temperatures {
             rows.extend(self.ev.evaluate_at_temperature(policy, t));
         }
+        rows.extend(compute_rows(&self.compute_now(step, evals)));
         evaluate_and_checkpoint(rows, (&self.name, &self.setting, self.sc.seed), (step, total), &self.resume, parts, stores, metrics, evals)
     }
 }
@@ -388,7 +475,7 @@ pub fn method_stage(sc: &Scenario, method: &Method, s: &Shared, opts: &RunOption
     let mut vs = nn::VarStore::new(opts.device);
     let policy = Gpt::new(&vs.root(), &sc.model);
     copy_weights(&vs, s.sft_vs)?;
-    let mut run = Run { sc, s, opts, ev: evaluator(sc, s), resume: ResumeDir { dir: dir.join("resume") }, name: method.name(), setting: method.setting(), metrics: Metrics::default(), evals: Metrics::default() };
+    let mut run = Run { sc, s, opts, ev: evaluator(sc, s), resume: ResumeDir { dir: dir.join("resume") }, name: method.name(), setting: method.setting(), metrics: Metrics::default(), evals: Metrics::default(), deps: shared_work(&s.work, method.uses_shared()), compute_base: Default::default() };
     let last = method.train(&mut run, &policy, &mut vs).with_context(|| format!("method {} {}", run.name, run.setting))?;
     super::export::write_card(&dir, &sc.model, &s.world.vocab().words)?;
     let mut e = std::mem::take(&mut run.evals);
@@ -434,6 +521,10 @@ pub fn best_of_n_stage(sc: &Scenario, grid: &[usize], s: &Shared, opts: &RunOpti
     pb.set_message(format!("{} candidates", rows.len() * n_max));
     let seed = derive_seed(sc.seed, "best_of_n/sampling") as i64;
     let (proxy, gold) = best_of_n::score_candidates(s.world, s.sft, s.rm, &rows, n_max, &eval_settings(sc), seed);
+    // Its compute at N: the preference data and the reward model, and N of the n_max candidates
+    // drawn and scored per row.
+    let candidates = stage_work(&("best_of_n".to_string(), String::new(), sc.seed));
+    let deps = shared_work(&s.work, (true, true, false));
     pb.inc(1);
     let n_sel = crate::eval::selection_prompts(s.world.eval_prompts().len(), sc.eval.selection_fraction) * sc.eval.samples_per_prompt;
     let mut e = Metrics::default();
@@ -447,6 +538,11 @@ pub fn best_of_n_stage(sc: &Scenario, grid: &[usize], s: &Shared, opts: &RunOpti
         put("eval/proxy", p.proxy.mean);
         put("eval/gold_oracle", p.gold_oracle.mean);
         put("eval/gold_oracle_ci", p.gold_oracle.ci95);
+        let share = p.n as f64 / n_max as f64;
+        let work: Work = std::array::from_fn(|i| deps[i] + share * candidates[i]);
+        for (k, v) in compute_rows(&work) {
+            put(&k, v);
+        }
         for (k, v) in p.winrate.map(crate::eval::winrate_metrics).into_iter().flatten() {
             put(k, v);
         }

@@ -310,6 +310,10 @@ impl Gpt {
             crate::profile::transformer_flops(b, t, keys, d, l - 1) + (b * t) as f64 * 6.0 * (d * d) as f64 + (b * q) as f64 * (18.0 * (d * d) as f64 + 4.0 * t as f64 * d as f64)
         };
         crate::profile::add_flops(if x.requires_grad() { 3.0 * flops } else { flops });
+        crate::profile::count(crate::profile::Count::TokensFwd, (b * t) as f64);
+        if x.requires_grad() {
+            crate::profile::count(crate::profile::Count::TokensBwd, (b * t) as f64);
+        }
     }
 
     /// The device the weights live on.

@@ -143,6 +143,7 @@ fn pick(logits: &Tensor, s: &SampleSettings) -> (Tensor, Tensor) {
 pub fn generate(model: &Gpt, prompt: &Tensor, prompt_valid: &Tensor, s: &SampleSettings) -> Rollout {
     let _guard = tch::no_grad_guard();
     let (b, p) = prompt.size2().unwrap();
+    crate::profile::count(crate::profile::Count::Samples, b as f64);
     let n = s.max_new_tokens;
     let device = prompt.device();
     // Every response column is a real key; finished rows keep decoding padding, unused.

@@ -11,14 +11,18 @@
 //! - `paired.csv`: the scenario's pairs of methods, compared paired by seed (see [`paired`]);
 //! - `kl_estimators.csv`: k1, k2 and k3 against the exact KL per method (see [`estimators`]);
 //! - `fits.csv`: Gao et al.'s fits of gold and proxy reward gain against d = sqrt(KL), for
-//!   Best-of-N (R = d(a - b d)) and PPO (R = d(a - b log d));
+//!   Best-of-N (R = d(a - b d)) and PPO (R = d(a - b log d)), pooled and per seed (see
+//!   [`overopt`], which also tests b > 0 over seeds and PPO's gold peak and decline);
+//! - `compute.csv`: gold at equal compute per method (see [`compute`]), where the runs log it;
 //! - `report.md`: the final-evaluation table, the budget tables and the paired verdicts;
 //! - `frontier.{png,svg}`, `curves.{png,svg}`, `overoptimization.{png,svg}`;
 //! - where the world has reference responses: `winrate.csv`, `winrate_temperature.{png,svg}`
 //!   and `winrate_steps.{png,svg}` (see [`winrate`]).
 
+pub mod compute;
 pub mod estimators;
 pub mod frontier;
+pub mod overopt;
 pub mod paired;
 pub mod paper;
 pub mod plot;
@@ -32,7 +36,7 @@ use std::path::{Path, PathBuf};
 use crate::experiment::{write_atomic, Metrics, Row};
 use crate::log::csv_text;
 use crate::stats::Paired;
-use frontier::{fit_gao, mean_ci_t, same_sample_at_budget, selected_at_budget, FitForm, SplitPoint};
+use frontier::{mean_ci_t, same_sample_at_budget, selected_at_budget, SplitPoint};
 
 /// KL budgets (nats) of the frontier table.
 pub const BUDGETS: &[f64] = &[0.5, 1.0, 2.0, 4.0, 8.0];
@@ -136,7 +140,7 @@ pub fn seeds(points: &[Point]) -> Vec<u64> {
 }
 
 /// The SFT evaluation of a seed (the start of every method).
-fn sft_point(points: &[Point], seed: u64) -> Option<&Point> {
+pub(crate) fn sft_point(points: &[Point], seed: u64) -> Option<&Point> {
     points.iter().find(|p| p.method == "sft" && p.seed == seed)
 }
 
@@ -227,24 +231,6 @@ pub fn budget_table(points: &[Point], budgets: &[f64]) -> Vec<FrontierRow> {
                 let values = per.iter().map(|(s, pts)| (*s, selected_at_budget(pts, b))).collect();
                 let same_sample = per.iter().map(|(s, pts)| (*s, same_sample_at_budget(pts, b))).collect();
                 out.push(FrontierRow { method: m.clone(), frontier: which, budget: b, values, same_sample });
-            }
-        }
-    }
-    out
-}
-
-/// Rows of `fits.csv`: (method, reward, form, a, b, r2, points).
-pub fn fits(points: &[Point]) -> Vec<(String, &'static str, FitForm, f64, f64, f64, usize)> {
-    let mut out = Vec::new();
-    for (method, form) in [("best_of_n", FitForm::BestOfN), ("ppo", FitForm::Rl), ("ppo_gt", FitForm::Rl)] {
-        for (which, get) in [("gold", (|p: &Point| p.gold) as fn(&Point) -> f64), ("proxy", |p: &Point| p.proxy)] {
-            let pts: Vec<(f64, f64)> = points
-                .iter()
-                .filter(|p| p.method == method)
-                .filter_map(|p| sft_point(points, p.seed).map(|s| (p.kl, get(p) - get(s))))
-                .collect();
-            if let Some((a, b, r2)) = fit_gao(&pts, form) {
-                out.push((method.to_string(), which, form, a, b, r2, pts.len()));
             }
         }
     }
@@ -375,21 +361,6 @@ pub struct FrontierRecord {
     pub seeds: usize,
 }
 
-/// One row of `fits.csv`: Gao et al.'s fit of gold (or proxy) against KL for a method.
-#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
-pub struct FitRecord {
-    pub method: String,
-    pub reward: String,
-    pub form: String,
-    #[serde(with = "crate::log::float_text")]
-    pub a: f64,
-    #[serde(with = "crate::log::float_text")]
-    pub b: f64,
-    #[serde(with = "crate::log::float_text")]
-    pub r2: f64,
-    pub points: usize,
-}
-
 fn frontier_csv(rows: &[FrontierRow]) -> String {
     let records: Vec<FrontierRecord> = rows
         .iter()
@@ -420,24 +391,20 @@ pub fn report(dir: &Path) -> Result<PathBuf> {
     let pairs = paired::pairs(dir, &pts, &evals)?;
     let paired_rows = paired::compare(&pts, &evals, &pairs, &budget_rows);
     write_atomic(&dir.join("paired.csv"), paired::csv(&paired_rows).as_bytes())?;
-    let fit_rows = fits(&pts);
-    let records: Vec<FitRecord> = fit_rows
-        .iter()
-        .map(|(m, which, form, a, b, r2, n)| {
-            let form = match form {
-                FitForm::BestOfN => "d(a-b*d)",
-                FitForm::Rl => "d(a-b*log(d))",
-            };
-            FitRecord { method: m.to_string(), reward: which.to_string(), form: form.into(), a: *a, b: *b, r2: *r2, points: *n }
-        })
-        .collect();
-    write_atomic(&dir.join("fits.csv"), csv_text(&records).as_bytes())?;
+    let fit_rows = overopt::fits(&pts);
+    write_atomic(&dir.join("fits.csv"), csv_text(&overopt::records(&fit_rows)).as_bytes())?;
     let kl_rows = estimators::rows(&evals);
     if !kl_rows.is_empty() {
         write_atomic(&dir.join("kl_estimators.csv"), estimators::csv(&kl_rows).as_bytes())?;
         plot::kl_estimators(dir, &estimators::points(&evals))?;
     }
     let mut md = markdown(&pts, &budget_rows, &paired_rows);
+    md.push_str(&overopt::markdown(&pts, &fit_rows));
+    let cost = compute::table(&compute::cost_points(&evals, &pts));
+    if !cost.is_empty() {
+        write_atomic(&dir.join("compute.csv"), csv_text(&cost).as_bytes())?;
+    }
+    md.push_str(&compute::markdown(&evals, &cost));
     let (by_temp, by_step) = (winrate::by_temperature(&evals), winrate::by_step(&evals));
     if !by_temp.is_empty() || !by_step.is_empty() {
         write_atomic(&dir.join("winrate.csv"), winrate::csv(&by_temp, &by_step).as_bytes())?;

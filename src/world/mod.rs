@@ -79,6 +79,15 @@ impl WorldConfig {
         }
     }
 
+    /// Whether the world has its own labeller (`[prefs] labels = "world"`).
+    pub fn has_labeller(&self) -> bool {
+        match self {
+            WorldConfig::Sentiment(c) => c.labeller.is_some(),
+            WorldConfig::Summarize(_) => false,
+            WorldConfig::Dialogue(_) => true,
+        }
+    }
+
     /// Its kind, as written in `kind`.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -109,7 +118,7 @@ pub trait TextWorld: Sync {
         None
     }
     /// A feature the labeller likes and the gold judge does not (the dialogue world: politeness
-    /// words), counted in a response, where the world has one: a policy that hacks the reward
+    /// words; the sentiment world with a labeller: its word), counted in a response, where the world has one: a policy that hacks the reward
     /// model learned from the labeller's pairs raises it.
     fn spurious(&self, _prompt: &[i64], _response: &[i64]) -> Option<f64> {
         None
@@ -170,6 +179,12 @@ impl TextWorld for SentimentWorld {
             text.push(t);
         }
         out
+    }
+    fn labeller_prefers_first(&self, prompt: &[i64], a: &[i64], b: &[i64], rng: &mut Rng) -> Option<bool> {
+        SentimentWorld::labeller_prefers_first(self, prompt, a, b, rng)
+    }
+    fn spurious(&self, _prompt: &[i64], response: &[i64]) -> Option<f64> {
+        self.spurious_count(response).map(|c| c as f64)
     }
     fn describe(&self) -> Vec<(String, String)> {
         vec![("vocabulary".into(), format!("{} tokens", self.vocab.size())), ("reviews".into(), format!("{} train, {} val", self.train.len(), self.val.len()))]

@@ -12,6 +12,23 @@
 //! sigmoid(log p(text | pos) - log p(text | neg)); the hazard cancels. Prompts are 2 to 8 word
 //! prefixes of held-out reviews, so a negative prefix makes a positive review costly in KL.
 //! Fluency and the per-token NLL use the Bayes predictive p(w_t | w_<t), which marginalises z.
+//!
+//! Past `max_len` the true process has no mass under either z. The gold reward there is defined
+//! by the same formula: the posterior of z given the words, the length law (which does not
+//! depend on z inside the support) left out. A policy's text may run past `max_len` when
+//! `prompt_max_len + sample.max_new_tokens > max_len`; its gold is this definition, not an
+//! extrapolation of a posterior that exists.
+//!
+//! A labeller with a spurious taste (`[world.labeller]`, used with `[prefs] labels = "world"`):
+//! it ranks two completions by gold + `bonus` x the count of one `word` in each, a word of the
+//! neutral list to which the true process gives the polarity `polarity` (default 0; negative:
+//! the process uses it more in negative reviews, as "very" in "very dull"). The labeller reads
+//! the word as emphasis and likes it; a reward model learned from its pairs rewards it; a policy
+//! that optimises that reward far enough repeats it, and with a negative polarity each
+//! repetition is evidence for a negative review, so its gold falls while the proxy keeps rising:
+//! the world where the proxy is hacked (Gao et al. 2022's overoptimisation). With polarity 0 the
+//! word carries no sentiment and a long enough completion has room for both it and the words
+//! that carry sentiment: gold need not fall.
 
 use super::{logsumexp, names, sigmoid, Vocab, EOS, N_SPECIAL};
 use crate::rng::{derive_seed, Rng};
@@ -59,6 +76,23 @@ pub struct SentimentConfig {
     pub n_train_prompts: usize,
     /// Held-out prompts for evaluation.
     pub n_eval_prompts: usize,
+    /// The world's own labeller with a spurious taste (`[prefs] labels = "world"`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub labeller: Option<LabellerConfig>,
+}
+
+/// `[world.labeller]`: a labeller that likes one neutral word.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LabellerConfig {
+    /// The neutral word the labeller likes (one of the world's neutral words).
+    pub word: String,
+    /// What one occurrence of the word is worth to the labeller, in units of gold (p(positive)).
+    pub bonus: f64,
+    /// The word's polarity in the true process, in [-1, 1] (0: neutral, as the other neutral
+    /// words; -1: as a negative word).
+    #[serde(default)]
+    pub polarity: f64,
 }
 
 impl Default for SentimentConfig {
@@ -78,6 +112,7 @@ impl Default for SentimentConfig {
             n_val: 2_000,
             n_train_prompts: 2_000,
             n_eval_prompts: 256,
+            labeller: None,
         }
     }
 }
@@ -105,6 +140,12 @@ impl SentimentConfig {
             need(n <= MAX_COUNT, key, || format!("must be at most {MAX_COUNT} (got {n})"), "this is a CPU-sized world: use e.g. 20000 reviews and 256 evaluation prompts")?;
         }
         need(self.n_train_prompts >= 1 && self.n_eval_prompts >= 1, "n_eval_prompts", || "needs at least one training and one evaluation prompt".into(), "set n_train_prompts and n_eval_prompts to 1 or more")?;
+        if let Some(l) = &self.labeller {
+            let neutral = names(NEUTRAL, self.n_neutral);
+            need(neutral.contains(&l.word), "labeller.word", || format!("`{}` is not one of this world's {} neutral words", crate::config::shown(&l.word), self.n_neutral), &format!("use a neutral word, e.g. \"{}\"", neutral.get(17).or(neutral.last()).map_or("very", |w| w.as_str())))?;
+            need(l.bonus.is_finite() && l.bonus > 0.0 && l.bonus <= 10.0, "labeller.bonus", || format!("must be in (0, 10] (got {})", l.bonus), "use e.g. 0.3 (gold is in [0, 1])")?;
+            need(l.polarity.is_finite() && l.polarity.abs() <= 1.0, "labeller.polarity", || format!("must be in [-1, 1] (got {})", l.polarity), "use 0 (neutral) or e.g. -0.5 (leans negative)")?;
+        }
         Ok(())
     }
 }
@@ -124,6 +165,8 @@ pub struct SentimentWorld {
     pub val: Vec<Vec<i64>>,
     pub train_prompts: Vec<Vec<i64>>,
     pub eval_prompts: Vec<Vec<i64>>,
+    /// The labeller's word and its bonus, where the world has a labeller.
+    labeller: Option<(i64, f64)>,
 }
 
 impl SentimentWorld {
@@ -144,6 +187,10 @@ impl SentimentWorld {
             } else {
                 0.0
             };
+        }
+        if let Some(l) = &cfg.labeller {
+            let w = vocab.words.iter().position(|w| *w == l.word).expect("validated: a neutral word");
+            polarity[w] = l.polarity;
         }
         let mut rng = Rng::new(derive_seed(seed, "world/sentiment/process"));
         let mut base = vec![0.0; v * v];
@@ -174,7 +221,9 @@ impl SentimentWorld {
             val: vec![],
             train_prompts: vec![],
             eval_prompts: vec![],
+            labeller: None,
         };
+        world.labeller = cfg.labeller.as_ref().map(|l| (world.vocab.words.iter().position(|w| *w == l.word).expect("validated: a neutral word") as i64, l.bonus));
         let mut rng = Rng::new(derive_seed(seed, "world/sentiment/train"));
         world.train = (0..cfg.n_train).map(|_| world.sample_review(&mut rng).1).collect();
         let mut rng = Rng::new(derive_seed(seed, "world/sentiment/val"));
@@ -259,6 +308,21 @@ impl SentimentWorld {
     /// Gold reward: p(positive | text) under the true process, in [0, 1].
     pub fn gold_reward(&self, text: &[i64]) -> f64 {
         sigmoid(self.log_lik_given_z(text, POS) - self.log_lik_given_z(text, NEG))
+    }
+
+    /// How often the labeller's word occurs in a response (up to `<eos>`); None without a labeller.
+    pub fn spurious_count(&self, response: &[i64]) -> Option<usize> {
+        let (word, _) = self.labeller?;
+        Some(response.iter().take_while(|&&t| t != EOS).filter(|&&t| t == word).count())
+    }
+
+    /// The labeller's choice between two completions of `prompt` (true: the first): the higher
+    /// gold + bonus x count of its word; an exact tie goes to a coin. None without a labeller.
+    pub fn labeller_prefers_first(&self, prompt: &[i64], a: &[i64], b: &[i64], rng: &mut Rng) -> Option<bool> {
+        let (_, bonus) = self.labeller?;
+        let score = |r: &[i64]| self.gold_reward(&[prompt, r].concat()) + bonus * self.spurious_count(r).unwrap_or(0) as f64;
+        let (sa, sb) = (score(a), score(b));
+        Some(if sa == sb { rng.bernoulli(0.5) } else { sa > sb })
     }
 
     /// Bayes-predictive NLL of a review under the true process, summed over its tokens

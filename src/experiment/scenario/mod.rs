@@ -121,7 +121,7 @@ fn validate(parsed: parse::Parsed, text: &str, file: &str, default_name: &str, p
         (PrefSource::TrueProcess, WorldConfig::Dialogue(_)) => need(false, "prefs.source", "the dialogue world has no true process, only its writer".into(), "use source = \"labeller\" (the writer's drafts, off-policy) or \"sft\"")?,
         _ => {}
     }
-    need(w.prefs.labels != crate::data::LabelKind::World || matches!(w.world, WorldConfig::Dialogue(_)), "prefs.labels", format!("\"world\" labels by the world's own labeller, and the {} world has none", w.world.kind()), "use labels = \"deterministic\" or \"bradley_terry\" (the dialogue world has a labeller)")?;
+    need(w.prefs.labels != crate::data::LabelKind::World || w.world.has_labeller(), "prefs.labels", format!("\"world\" labels by the world's own labeller, and this {} world has none", w.world.kind()), "use labels = \"deterministic\" or \"bradley_terry\" (the dialogue world has a labeller; the sentiment world has one with [world.labeller])")?;
     w.reward.validate().map_err(|e| at(e.within("reward")))?;
     let model = m.gpt(w.world.vocab_size());
     let rm = w.reward.model(&model);

@@ -1,0 +1,151 @@
+//! Compute accounting: what each run cost, and the gold reward at equal compute.
+//!
+//! Every evaluation of a method carries `compute/*` rows (see `crate::profile`): the model
+//! GFLOPs, token positions forward and backward, optimiser steps, policy samples, reward-model
+//! and gold queries the run has used so far, the shared stages it stands on included (the
+//! preference data, the reward model, DPO's reference log-probs) and SFT, every method's
+//! start, left out. Evaluation is not part of a method's compute. Best-of-N at N is charged N
+//! samples and reward-model queries per prompt.
+//!
+//! Reward at equal compute, per method and seed: of the method's evaluations (every setting,
+//! every step) that cost at most C GFLOPs, the one with the best gold on the selection half of
+//! the prompts, its gold on the test half. A run that finished below C is credited with what
+//! it reached (it needed less); below a method's cheapest evaluation it has no value. Each
+//! cell is one run: the cost of trying a grid of settings is the tuning's (not counted here).
+
+use std::fmt::Write as _;
+
+use super::Point;
+use crate::experiment::Metrics;
+use crate::stats::mean_ci_t;
+
+/// One evaluation's compute and gold on the two halves.
+#[derive(Clone, Debug)]
+pub struct CostPoint {
+    pub method: String,
+    pub seed: u64,
+    pub gflop: f64,
+    pub gold_sel: f64,
+    pub gold_test: f64,
+}
+
+/// The evaluations that carry compute (step-0 pi_SFT rows of a method included: their cost is
+/// the shared stages it stands on).
+pub fn cost_points(evals: &Metrics, points: &[Point]) -> Vec<CostPoint> {
+    let mut gflop = std::collections::HashMap::new();
+    for r in evals.rows.iter().filter(|r| r.metric == "compute/gflop") {
+        gflop.insert((r.method.as_str(), r.setting.as_str(), r.seed, r.step), r.value);
+    }
+    points
+        .iter()
+        .filter_map(|p| {
+            let g = *gflop.get(&(p.method.as_str(), p.setting.as_str(), p.seed, p.step))?;
+            let s = p.split();
+            (g.is_finite() && s.gold_sel.is_finite()).then(|| CostPoint { method: p.method.clone(), seed: p.seed, gflop: g, gold_sel: s.gold_sel, gold_test: s.gold_test })
+        })
+        .collect()
+}
+
+/// A method's test-half gold at compute `budget` for one seed (see the module's header).
+pub fn at_compute(points: &[CostPoint], method: &str, seed: u64, budget: f64) -> Option<f64> {
+    points
+        .iter()
+        .filter(|p| p.method == method && p.seed == seed && p.gflop <= budget)
+        .max_by(|a, b| a.gold_sel.total_cmp(&b.gold_sel))
+        .map(|p| p.gold_test)
+}
+
+/// Budgets of 1 and 3 x 10^k GFLOPs from the cheapest evaluation's cost to the dearest's.
+pub fn budgets(points: &[CostPoint]) -> Vec<f64> {
+    let (lo, hi) = points.iter().filter(|p| p.gflop > 0.0).fold((f64::INFINITY, 0.0f64), |(lo, hi), p| (lo.min(p.gflop), hi.max(p.gflop)));
+    if !lo.is_finite() {
+        return vec![];
+    }
+    let mut out = Vec::new();
+    let mut k = lo.log10().floor() as i32;
+    while 10f64.powi(k) <= hi * 3.0 {
+        for m in [1.0, 3.0] {
+            let b = m * 10f64.powi(k);
+            if b >= lo && b <= hi * 3.0 {
+                out.push(b);
+            }
+        }
+        k += 1;
+    }
+    out
+}
+
+/// One row of `compute.csv`: a method's gold at a compute budget, over seeds.
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+pub struct ComputeRecord {
+    pub method: String,
+    #[serde(with = "crate::log::float_text")]
+    pub gflop_budget: f64,
+    #[serde(with = "crate::log::float_text")]
+    pub gold_mean: f64,
+    #[serde(with = "crate::log::float_text")]
+    pub gold_ci95: f64,
+    pub seeds_reaching: usize,
+    pub seeds: usize,
+}
+
+/// Every method's gold at every budget.
+pub fn table(points: &[CostPoint]) -> Vec<ComputeRecord> {
+    let methods = super::distinct(points.iter().map(|p| p.method.clone()));
+    let seeds = super::distinct(points.iter().map(|p| p.seed));
+    let mut out = Vec::new();
+    for b in budgets(points) {
+        for m in &methods {
+            let v: Vec<f64> = seeds.iter().filter_map(|&s| at_compute(points, m, s, b)).collect();
+            let (mean, ci) = mean_ci_t(&v);
+            out.push(ComputeRecord { method: m.clone(), gflop_budget: b, gold_mean: mean, gold_ci95: ci, seeds_reaching: v.len(), seeds: seeds.len() });
+        }
+    }
+    out
+}
+
+fn si(v: f64) -> String {
+    if !v.is_finite() {
+        "-".into()
+    } else if v.abs() >= 1e9 {
+        format!("{:.2}G", v / 1e9)
+    } else if v.abs() >= 1e6 {
+        format!("{:.2}M", v / 1e6)
+    } else if v.abs() >= 1e4 {
+        format!("{:.1}k", v / 1e3)
+    } else {
+        format!("{v:.0}")
+    }
+}
+
+/// The report's compute section: each method's cost per run, and gold at equal compute.
+pub fn markdown(evals: &Metrics, rows: &[ComputeRecord]) -> String {
+    let tot = crate::experiment::compute_totals(evals);
+    let mut s = String::new();
+    if tot.is_empty() {
+        return s;
+    }
+    let _ = writeln!(s, "\n## Compute per run (mean over each method's runs of the final evaluation's compute; shared stages a method stands on included, SFT left out, evaluation not counted)\n");
+    let _ = writeln!(s, "| method | runs | TFLOP | tokens fwd | tokens bwd | optimiser steps | samples | RM queries | gold queries |\n|---|---|---|---|---|---|---|---|---|");
+    for (m, n, v) in &tot {
+        let _ = writeln!(s, "| {m} | {n} | {:.3} | {} | {} | {} | {} | {} | {} |", v[0] / 1e3, si(v[1]), si(v[2]), si(v[3]), si(v[4]), si(v[5]), si(v[6]));
+    }
+    let budgets = super::distinct(rows.iter().map(|r| r.gflop_budget.to_bits()));
+    if budgets.is_empty() {
+        return s;
+    }
+    let _ = writeln!(s, "\n## Gold reward at equal compute (best evaluation within the budget, chosen on the selection half, reported on the test half; mean ± 95% t-interval over seeds; `-`: no evaluation that cheap)\n");
+    let head: Vec<String> = budgets.iter().map(|b| format!("{:.3} TFLOP", f64::from_bits(*b) / 1e3)).collect();
+    let _ = writeln!(s, "| method | {} |\n|---|{}", head.join(" | "), "---|".repeat(head.len()));
+    for m in super::distinct(rows.iter().map(|r| r.method.clone())) {
+        let cells: Vec<String> = budgets
+            .iter()
+            .map(|b| match rows.iter().find(|r| r.method == m && r.gflop_budget.to_bits() == *b) {
+                Some(r) if r.seeds_reaching > 0 => format!("{:.3} ± {:.3} ({}/{})", r.gold_mean, r.gold_ci95, r.seeds_reaching, r.seeds),
+                _ => "-".into(),
+            })
+            .collect();
+        let _ = writeln!(s, "| {m} | {} |", cells.join(" | "));
+    }
+    s
+}

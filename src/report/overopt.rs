@@ -1,0 +1,156 @@
+//! Overoptimisation: Gao et al. (2022)'s fits of reward gain against d = sqrt(KL), pooled over
+//! seeds and per seed, and whether a method's gold reward peaks and then falls with its KL.
+//!
+//! - The fits: gold (or proxy) gain over pi_SFT of every evaluation of Best-of-N
+//!   (R = d(a - b d)), PPO and PPO-GT (R = d(a - b log d)), by least squares. b > 0 is the
+//!   overoptimisation shape: gain that turns over as d grows.
+//! - Over seeds: each seed's own fit gives a b; their mean with a 95% t-interval, and the
+//!   verdict "b > 0" or "b < 0" only where the interval excludes 0, else "inconclusive".
+//! - Peak and decline, per seed: the evaluation with the highest gold on the *selection* half of
+//!   the prompts is the peak; the decline is the *test* half's gold at the peak minus its gold at
+//!   the evaluation of largest KL. Choosing the peak on one half and measuring on the other keeps
+//!   the maximum of noisy points from reading as a decline. A decline whose interval over seeds
+//!   lies above 0 is a measured fall of gold with KL.
+
+use std::fmt::Write as _;
+
+use super::frontier::{fit_gao, FitForm};
+use super::{sft_point, Point};
+use crate::stats::Paired;
+
+/// The methods fitted, with their forms.
+const FITTED: &[(&str, FitForm)] = &[("best_of_n", FitForm::BestOfN), ("ppo", FitForm::Rl), ("ppo_gt", FitForm::Rl)];
+
+/// One fit: a method's gold or proxy gain against KL, over every seed (`seed` None) or one.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Fit {
+    pub method: String,
+    pub reward: &'static str,
+    pub form: FitForm,
+    pub seed: Option<u64>,
+    pub a: f64,
+    pub b: f64,
+    pub r2: f64,
+    pub points: usize,
+}
+
+/// One row of `fits.csv`: Gao et al.'s fit of gold (or proxy) against KL for a method, over
+/// every seed (`seed` = `all`) or one seed.
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+pub struct FitRecord {
+    pub method: String,
+    pub reward: String,
+    pub form: String,
+    pub seed: String,
+    #[serde(with = "crate::log::float_text")]
+    pub a: f64,
+    #[serde(with = "crate::log::float_text")]
+    pub b: f64,
+    #[serde(with = "crate::log::float_text")]
+    pub r2: f64,
+    pub points: usize,
+}
+
+fn form_name(form: FitForm) -> &'static str {
+    match form {
+        FitForm::BestOfN => "d(a-b*d)",
+        FitForm::Rl => "d(a-b*log(d))",
+    }
+}
+
+/// Every fit: per method and reward, the pooled fit, then one per seed (where it can be fitted).
+pub fn fits(points: &[Point]) -> Vec<Fit> {
+    let mut seeds: Vec<u64> = points.iter().map(|p| p.seed).collect();
+    seeds.sort_unstable();
+    seeds.dedup();
+    let mut out = Vec::new();
+    for &(method, form) in FITTED {
+        for (reward, get) in [("gold", (|p: &Point| p.gold) as fn(&Point) -> f64), ("proxy", |p: &Point| p.proxy)] {
+            let gains = |seed: Option<u64>| -> Vec<(f64, f64)> {
+                points
+                    .iter()
+                    .filter(|p| p.method == method && seed.is_none_or(|s| p.seed == s))
+                    .filter_map(|p| sft_point(points, p.seed).map(|s| (p.kl, get(p) - get(s))))
+                    .collect()
+            };
+            for seed in std::iter::once(None).chain(seeds.iter().map(|&s| Some(s))) {
+                let pts = gains(seed);
+                if let Some((a, b, r2)) = fit_gao(&pts, form) {
+                    out.push(Fit { method: method.to_string(), reward, form, seed, a, b, r2, points: pts.len() });
+                }
+            }
+        }
+    }
+    out
+}
+
+pub fn records(fits: &[Fit]) -> Vec<FitRecord> {
+    fits.iter()
+        .map(|f| FitRecord { method: f.method.clone(), reward: f.reward.into(), form: form_name(f.form).into(), seed: f.seed.map_or("all".into(), |s| s.to_string()), a: f.a, b: f.b, r2: f.r2, points: f.points })
+        .collect()
+}
+
+/// Per seed, b of each seed's own fit of `method`'s `reward`, over the seeds that have one.
+pub fn b_over_seeds(fits: &[Fit], method: &str, reward: &str) -> Option<Paired> {
+    let bs: Vec<f64> = fits.iter().filter(|f| f.method == method && f.reward == reward && f.seed.is_some()).map(|f| f.b).collect();
+    (!bs.is_empty()).then(|| Paired::new(&bs))
+}
+
+/// One seed's peak and decline of a method's gold: (KL at the peak, test gold at the peak, KL
+/// at the last point, test gold there). The peak is chosen on the selection half.
+pub fn peak_and_decline(points: &[Point], method: &str, seed: u64) -> Option<(f64, f64, f64, f64)> {
+    let pts: Vec<&Point> = points.iter().filter(|p| p.method == method && p.seed == seed && p.gold_sel.is_finite() && p.gold_test.is_finite() && p.kl.is_finite()).collect();
+    let peak = pts.iter().max_by(|a, b| a.gold_sel.total_cmp(&b.gold_sel))?;
+    let last = pts.iter().max_by(|a, b| a.kl.total_cmp(&b.kl))?;
+    Some((peak.kl, peak.gold_test, last.kl, last.gold_test))
+}
+
+fn verdict_b(p: &Paired) -> String {
+    match p.verdict() {
+        crate::stats::Verdict::Above => "b > 0 (overoptimised)".into(),
+        crate::stats::Verdict::Below => "b < 0 (no turn-over)".into(),
+        crate::stats::Verdict::Inconclusive => p.verdict_text(),
+    }
+}
+
+/// The report's overoptimisation section: b over seeds, and the peak and decline of gold.
+pub fn markdown(points: &[Point], fits: &[Fit]) -> String {
+    let mut s = String::new();
+    let rows: Vec<(&str, &str, Paired)> = FITTED.iter().flat_map(|&(m, _)| ["gold", "proxy"].map(|r| (m, r))).filter_map(|(m, r)| b_over_seeds(fits, m, r).map(|p| (m, r, p))).collect();
+    if rows.is_empty() {
+        return s;
+    }
+    let _ = writeln!(s, "\n## Overoptimisation: Gao et al.'s b per seed (b > 0: gain turns over with KL; mean ± 95% t-interval over seeds)\n");
+    let _ = writeln!(s, "| method | reward | b | per seed | verdict |\n|---|---|---|---|---|");
+    for (m, r, p) in &rows {
+        let per: Vec<String> = p.diffs.iter().map(|b| format!("{b:.3}")).collect();
+        let _ = writeln!(s, "| {m} | {r} | {:.4} ± {:.4} | {} | {} |", p.mean, p.ci95, per.join(", "), verdict_b(p));
+    }
+    let mut seeds: Vec<u64> = points.iter().map(|p| p.seed).collect();
+    seeds.sort_unstable();
+    seeds.dedup();
+    let mut decl = Vec::new();
+    for &(m, _) in &FITTED[1..] {
+        let per: Vec<(u64, (f64, f64, f64, f64))> = seeds.iter().filter_map(|&sd| peak_and_decline(points, m, sd).map(|v| (sd, v))).collect();
+        if !per.is_empty() {
+            decl.push((m, per));
+        }
+    }
+    if !decl.is_empty() {
+        let _ = writeln!(s, "\n## Peak and decline of gold with KL (peak chosen on the selection half; test-half gold at the peak minus at the largest KL evaluated)\n");
+        let _ = writeln!(s, "| method | seed | KL at peak | gold at peak | largest KL | gold there | decline |\n|---|---|---|---|---|---|---|");
+        for (m, per) in &decl {
+            for (sd, (kp, gp, kl, gl)) in per {
+                let _ = writeln!(s, "| {m} | {sd} | {kp:.3} | {gp:.4} | {kl:.3} | {gl:.4} | {:.4} |", gp - gl);
+            }
+            let d = Paired::new(&per.iter().map(|(_, v)| v.1 - v.3).collect::<Vec<_>>());
+            let v = match d.verdict() {
+                crate::stats::Verdict::Above => "gold falls past its peak".to_string(),
+                crate::stats::Verdict::Below => "gold rises to the largest KL".to_string(),
+                crate::stats::Verdict::Inconclusive => d.verdict_text(),
+            };
+            let _ = writeln!(s, "| {m} | mean | | | | | {:.4} ± {:.4}: {v} |", d.mean, d.ci95);
+        }
+    }
+    s
+}
