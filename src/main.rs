@@ -244,7 +244,7 @@ fn run() -> Result<()> {
             }
         }
         Cmd::Run { file, common, results, runs, jobs, quiet, json_progress } => {
-            let sc = Scenario::load(&file, &common.set)?;
+            let mut sc = Scenario::load(&file, &common.set)?;
             anyhow::ensure!(jobs >= 1, "--jobs must be at least 1; fix: pass --jobs 1 (in process) or more");
             let device = setup(&common)?;
             eprintln!("alignlab: scenario {} (seeds {:?}) on {:?}, {} threads, {jobs} job(s)", sc.name, sc.seeds, device, tch::get_num_threads());
@@ -253,8 +253,33 @@ fn run() -> Result<()> {
                 cell_args.push("--set".into());
                 cell_args.push(s.clone());
             }
-            let opts = RunOptions { results_root: results, runs_root: runs, device, progress: ProgressMode::choose(quiet, json_progress), jobs, threads: tch::get_num_threads() as usize, cell_args };
+            let mut opts = RunOptions { results_root: results, runs_root: runs, device, progress: ProgressMode::choose(quiet, json_progress), jobs, threads: tch::get_num_threads() as usize, cell_args };
+            // Budget-calibrated grids: searched on the pilot seed, then the sweep runs them.
+            let calibration = if sc.budgets.is_empty() {
+                None
+            } else {
+                let with = |extra: &[String]| -> Vec<String> { common.set.iter().chain(extra).cloned().collect() };
+                let load = |extra: &[String]| -> anyhow::Result<Scenario> { Ok(Scenario::load(&file, &with(extra))?) };
+                let run_pilot = |pilot: &Scenario, tables: &[String], extra: &[String]| -> anyhow::Result<()> {
+                    let mut o = opts.clone();
+                    for s in extra {
+                        o.cell_args.extend(["--set".to_string(), s.clone()]);
+                    }
+                    experiment::run_tables(pilot, &o, tables)
+                };
+                let cal = experiment::calibrate::calibrate(&sc, &opts, &load, &run_pilot)?;
+                sc = load(&cal.overrides)?;
+                for s in &cal.overrides {
+                    opts.cell_args.extend(["--set".to_string(), s.clone()]);
+                }
+                eprintln!("calibrated grids: {}", cal.overrides.join(" "));
+                Some(cal)
+            };
             let summary = experiment::run(&sc, &opts)?;
+            if let Some(cal) = &calibration {
+                let path = opts.results_root.join(&sc.name).join("calibration.csv");
+                experiment::write_atomic(&path, alignlab::log::csv_text(&cal.records).as_bytes())?;
+            }
             summary.print();
             let out = opts.results_root.join(&sc.name);
             let plot = alignlab::report::report(&out)?;

@@ -537,3 +537,37 @@ fn compute_is_counted_by_hand() {
     assert!(summary.lines().any(|l| l.starts_with("compute,dpo,\"per run (2 runs)")), "{summary}");
     std::fs::remove_dir_all(&out).ok();
 }
+
+#[test]
+fn calibrated_grids_run_on_the_pilot_seed_and_replace_the_grids() {
+    let file = Path::new("scenarios/sentiment.toml");
+    let out = tmp("calibrate");
+    let extra = ["sweep.budgets=[0.01, 0.03]", "sweep.calibration_rounds=1"];
+    let o = run(file, &out, &extra);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("calibration round 1"), "{}", text(&o));
+    let res = out.join("results/sentiment");
+    let cal: Vec<alignlab::experiment::calibrate::CalibrationRecord> = alignlab::log::read_csv(&res.join("calibration.csv")).unwrap();
+    // Every table with a knob, and Best-of-N, gets a setting per budget.
+    for t in ["dpo", "ipo", "cdpo", "unlikelihood", "ppo", "ppo_gt", "best_of_n"] {
+        assert_eq!(cal.iter().filter(|r| r.table == t).count(), 2, "{t}: {cal:?}");
+    }
+    // The sweep ran exactly the calibrated settings, and nothing of the pilot seed is reported.
+    let evals = alignlab::experiment::Metrics::read(&res.join("eval.csv")).unwrap();
+    let dpo: Vec<String> = alignlab::report::distinct(evals.rows.iter().filter(|r| r.method == "dpo").map(|r| r.setting.clone()));
+    let mut want: Vec<String> = alignlab::report::distinct(cal.iter().filter(|r| r.table == "dpo").map(|r| format!("beta={}", r.value)));
+    let mut got = dpo.clone();
+    got.sort();
+    want.sort();
+    assert_eq!(got, want);
+    assert!(evals.rows.iter().all(|r| r.seed == 0), "a pilot-seed row was reported");
+    // The pilot runs are cached: a second run calibrates from them and trains nothing new.
+    let before = run_dirs(&out, "sentiment", "dpo-").len();
+    let o = run(file, &out, &extra);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(run_dirs(&out, "sentiment", "dpo-").len(), before);
+    assert_eq!(std::fs::read(res.join("calibration.csv")).unwrap(), alignlab::log::csv_text(&cal).into_bytes());
+    let md = std::fs::read_to_string(res.join("report.md")).unwrap();
+    assert!(md.contains("## Calibrated grids"), "{md}");
+    std::fs::remove_dir_all(&out).ok();
+}

@@ -4,6 +4,7 @@
 //! setting the stage depends on, so a stage whose settings did not change is reused.
 //! `results/<scenario>/` holds the resolved scenario and the CSV outputs.
 
+pub mod calibrate;
 pub mod export;
 pub mod methods;
 pub mod scenario;
@@ -23,6 +24,7 @@ use crate::rng::derive_seed;
 use crate::experiment::scenario::{Scenario, WorldConfig};
 use crate::world::{SentimentWorld, SummarizeWorld, TextWorld};
 
+#[derive(Clone)]
 pub struct RunOptions {
     pub results_root: PathBuf,
     pub runs_root: PathBuf,
@@ -363,8 +365,7 @@ pub fn pending_cells(sc: &Scenario, opts: &RunOptions) -> Vec<(u64, usize, Strin
 
 /// Run the pending cells as child processes (`alignlab cell ...`), `jobs` at a time. Returns
 /// the failed cells with the tail of their error output.
-fn run_cells(sc: &Scenario, opts: &RunOptions) -> Result<(Vec<(u64, usize, String)>, CellsProfile)> {
-    let pending = pending_cells(sc, opts);
+fn run_cells(sc: &Scenario, opts: &RunOptions, pending: Vec<(u64, usize, String)>) -> Result<(Vec<(u64, usize, String)>, CellsProfile)> {
     let mut prof = CellsProfile::default();
     if pending.is_empty() {
         return Ok((vec![], prof));
@@ -433,6 +434,33 @@ fn run_cells(sc: &Scenario, opts: &RunOptions) -> Result<(Vec<(u64, usize, Strin
     Ok((failed, prof))
 }
 
+/// The runs of `sc`'s methods whose table is in `tables` (the calibration's pilot runs), each
+/// seed's shared stages first; as cells with `jobs > 1`, in this process otherwise. Finished runs
+/// are reused; a failed one is an error.
+pub fn run_tables(sc: &Scenario, opts: &RunOptions, tables: &[String]) -> Result<()> {
+    for &seed in &sc.seeds {
+        let s = sc.with_seed(seed);
+        with_shared(&s, opts, &mut Metrics::default(), &mut Summary::default(), |shared, metrics, _| {
+            if opts.jobs > 1 {
+                return Ok(());
+            }
+            for m in s.methods.iter().filter(|m| tables.contains(&m.name())) {
+                stages::method_stage(&s, m, shared, opts, metrics, &mut Metrics::default())?;
+            }
+            Ok(())
+        })?;
+    }
+    if opts.jobs > 1 {
+        let pending: Vec<_> = pending_cells(sc, opts).into_iter().filter(|(_, i, _)| sc.methods.get(*i).is_some_and(|m| tables.contains(&m.name()))).collect();
+        let _wait = crate::profile::enter_stage("cells", "", 0, "wait");
+        let (failed, _) = run_cells(sc, opts, pending)?;
+        if let Some((seed, _, e)) = failed.first() {
+            anyhow::bail!("a pilot run of the calibration failed (seed {seed}): {e}; fix: see its log under {}/cells, then rerun", opts.runs_root.join(&sc.name).display());
+        }
+    }
+    Ok(())
+}
+
 /// `alignlab run`: every stage of every seed, then results, tables and a summary. With
 /// `jobs > 1` the method runs go to child processes first; either way a failing method run is
 /// reported and the others go on.
@@ -450,7 +478,7 @@ pub fn run(sc: &Scenario, opts: &RunOptions) -> Result<Summary> {
             with_shared(&s, opts, &mut Metrics::default(), &mut Summary::default(), |_, _, _| Ok(()))?;
         }
         let _wait = crate::profile::enter_stage("cells", "", 0, "wait");
-        (failed, cells) = run_cells(sc, opts)?;
+        (failed, cells) = run_cells(sc, opts, pending_cells(sc, opts))?;
     }
     for &seed in &sc.seeds {
         let s = sc.with_seed(seed);

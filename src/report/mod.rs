@@ -13,12 +13,15 @@
 //! - `fits.csv`: Gao et al.'s fits of gold and proxy reward gain against d = sqrt(KL), for
 //!   Best-of-N (R = d(a - b d)) and PPO (R = d(a - b log d)), pooled and per seed (see
 //!   [`overopt`], which also tests b > 0 over seeds and PPO's gold peak and decline);
+//! - with `calibration.csv` (calibrated grids), where each calibrated run landed per seed (see
+//!   [`calibration`]);
 //! - `compute.csv`: gold at equal compute per method (see [`compute`]), where the runs log it;
 //! - `report.md`: the final-evaluation table, the budget tables and the paired verdicts;
 //! - `frontier.{png,svg}`, `curves.{png,svg}`, `overoptimization.{png,svg}`;
 //! - where the world has reference responses: `winrate.csv`, `winrate_temperature.{png,svg}`
 //!   and `winrate_steps.{png,svg}` (see [`winrate`]).
 
+pub mod calibration;
 pub mod compute;
 pub mod estimators;
 pub mod frontier;
@@ -405,6 +408,9 @@ pub fn report(dir: &Path) -> Result<PathBuf> {
         write_atomic(&dir.join("compute.csv"), csv_text(&cost).as_bytes())?;
     }
     md.push_str(&compute::markdown(&evals, &cost));
+    if let Some(cal) = calibration::read(dir)? {
+        md.push_str(&calibration::markdown(&cal, &evals));
+    }
     let (by_temp, by_step) = (winrate::by_temperature(&evals), winrate::by_step(&evals));
     if !by_temp.is_empty() || !by_step.is_empty() {
         write_atomic(&dir.join("winrate.csv"), winrate::csv(&by_temp, &by_step).as_bytes())?;

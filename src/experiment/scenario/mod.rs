@@ -57,6 +57,12 @@ pub struct Scenario {
     pub methods: Vec<Method>,
     /// Best-of-N's grid of N, if it runs.
     pub best_of_n: Option<Vec<usize>>,
+    /// `[sweep] budgets`: the KL budgets the grids are calibrated to (empty: no calibration).
+    pub budgets: Vec<f64>,
+    /// `[sweep] pilot_seed`: where the calibration runs.
+    pub pilot_seed: u64,
+    /// `[sweep] calibration_rounds`.
+    pub calibration_rounds: usize,
     /// The resolved scenario as TOML (every default filled in), written next to the results.
     pub resolved_toml: String,
     pub source: PathBuf,
@@ -173,6 +179,13 @@ fn validate(parsed: parse::Parsed, text: &str, file: &str, default_name: &str, p
             v
         }
     };
+    let sweep = w.sweep.clone();
+    let budgets = sweep.as_ref().map(|s| s.budgets.clone()).unwrap_or_default();
+    let pilot_seed = sweep.as_ref().and_then(|s| s.pilot_seed).unwrap_or(1000);
+    let calibration_rounds = sweep.as_ref().and_then(|s| s.calibration_rounds).unwrap_or(3);
+    need(budgets.len() <= 16 && budgets.iter().all(|b| b.is_finite() && *b > 0.0 && *b <= 64.0) && budgets.windows(2).all(|w| w[0] < w[1]), "sweep.budgets", format!("must be at most 16 increasing KL budgets in (0, 64] nats (got {budgets:?})"), "use e.g. [0.5, 1.0, 2.0, 4.0]")?;
+    need(budgets.is_empty() || !seeds.contains(&pilot_seed), "sweep.pilot_seed", format!("seed {pilot_seed} is also a reported seed: the calibration would choose settings on data it reports"), "pick a pilot seed outside sweep.seeds (default 1000)")?;
+    need((1..=6).contains(&calibration_rounds), "sweep.calibration_rounds", format!("must be in 1..=6 (got {calibration_rounds})"), "use 3")?;
     // The pairs the report compares: every name one the scenario runs.
     let mut ran: Vec<String> = vec!["sft".into()];
     for m in methods.iter().map(|m: &Method| m.name()) {
@@ -207,7 +220,7 @@ fn validate(parsed: parse::Parsed, text: &str, file: &str, default_name: &str, p
     let resolved_toml = std::iter::once(toml::to_string(&file_)).chain(resolved.iter().map(toml::to_string)).collect::<Result<Vec<_>, _>>().expect("the resolved scenario serializes").join("\n");
     let eval = EvalConfig { optimal_samples: Some(ev.optimal_samples.unwrap_or(candidates)), ..ev.clone() };
     let parse::File { world, sft, sample, prefs, reward, train, .. } = w;
-    Ok(Scenario { name, seed: seeds[0], seeds, world, model, reward_model: rm, sft, sample, prefs, reward, train, eval, methods, best_of_n, resolved_toml, source: path.to_path_buf() })
+    Ok(Scenario { name, seed: seeds[0], seeds, world, model, reward_model: rm, sft, sample, prefs, reward, train, eval, methods, best_of_n, budgets, pilot_seed, calibration_rounds, resolved_toml, source: path.to_path_buf() })
 }
 
 /// Memory, estimated before any work: a size typed in the billions fails here with the

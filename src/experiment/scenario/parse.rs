@@ -52,6 +52,16 @@ pub struct File {
 pub struct Sweep {
     /// One full pipeline (world, SFT, data, reward model, methods) per seed.
     pub seeds: Option<Vec<u64>>,
+    /// KL budgets (nats) each calibrated method's grid is fitted to, on the pilot seed (see
+    /// `experiment::calibrate`); empty: the grids run as written.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub budgets: Vec<f64>,
+    /// The seed the calibration runs on, never reported (default 1000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pilot_seed: Option<u64>,
+    /// Search rounds of the calibration after the first (default 3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calibration_rounds: Option<usize>,
 }
 
 /// What the report compares. Read by `alignlab report` from the resolved scenario.
@@ -139,7 +149,7 @@ fn expand_sweep(table: &mut toml::Table) -> Result<(), ConfigError> {
     let fail = |key: String, problem: &str, fix: String| Err(ConfigError { key, problem: problem.into(), fix });
     let mut kept = toml::Table::new();
     for (section, v) in sweep {
-        if section == "seeds" {
+        if matches!(section.as_str(), "seeds" | "budgets" | "pilot_seed" | "calibration_rounds") {
             kept.insert(section, v);
             continue;
         }

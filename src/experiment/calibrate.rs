@@ -1,0 +1,247 @@
+//! Budget-calibrated grids (`[sweep] budgets`): every method evaluated at the same KL budgets.
+//!
+//! On a pilot seed that is never reported (`[sweep] pilot_seed`), each method table's KL knob
+//! (`target_kl` or `kl_coef` for PPO, PPO-GT and the policy-gradient family, `beta` for the DPO
+//! family and online DPO, `alpha` for Unlikelihood) is searched in log space for the setting
+//! whose converged run (its final checkpoint) lands near each budget:
+//! 1. round 0 runs the table's own grid;
+//! 2. each later round proposes, for every budget no run has landed within 25% of, the setting
+//!    interpolated linearly in (log setting, log KL) between the two runs that bracket it, or
+//!    extrapolated along the two runs nearest it (at most a factor 4 past the last one tried);
+//! 3. after `[sweep] calibration_rounds` rounds, each budget takes the run that landed nearest it
+//!    in log KL, and the table's grid becomes those settings (one run where budgets share one).
+//!
+//! Best-of-N needs no pilot: its KL is the analytic log N - (N-1)/N, and N is the integer whose
+//! KL is nearest each budget in log KL. Tables without a knob (Preferred-FT) run as written.
+//! The pilot runs are ordinary cells of the pilot seed, cached like any other, so a rerun
+//! calibrates from its cache in seconds.
+
+use anyhow::{Context, Result};
+
+use super::scenario::Scenario;
+use super::{methods, stages, Metrics, RunOptions};
+
+/// A budget counts as reached when a run lands within this relative distance of it.
+pub const TOLERANCE: f64 = 0.25;
+
+/// The knobs searched, in order of preference, where the table has them as a grid.
+const KNOBS: &[&str] = &["target_kl", "kl_coef", "beta", "alpha"];
+
+/// One calibrated setting: a table's knob value for a budget, and where it landed on the pilot.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct CalibrationRecord {
+    pub table: String,
+    pub key: String,
+    #[serde(with = "crate::log::float_text")]
+    pub budget: f64,
+    #[serde(with = "crate::log::float_text")]
+    pub value: f64,
+    /// The converged run's KL on the pilot seed (Best-of-N: the analytic value).
+    #[serde(with = "crate::log::float_text")]
+    pub pilot_kl: f64,
+    pub within_tolerance: bool,
+    /// Pilot runs of this table, every round together (0 for Best-of-N).
+    pub pilot_runs: usize,
+}
+
+impl Default for CalibrationRecord {
+    fn default() -> Self {
+        CalibrationRecord { table: String::new(), key: String::new(), budget: f64::NAN, value: f64::NAN, pilot_kl: f64::NAN, within_tolerance: false, pilot_runs: 0 }
+    }
+}
+
+/// The calibrated grids as `--set` overrides, and the table of what each budget got.
+pub struct Calibration {
+    pub overrides: Vec<String>,
+    pub records: Vec<CalibrationRecord>,
+}
+
+/// The knob of a method table in a resolved scenario, if it has one.
+pub fn knob(resolved: &toml::Table, table: &str) -> Option<&'static str> {
+    let t = resolved.get(table)?.as_table()?;
+    KNOBS.iter().copied().find(|k| t.contains_key(*k) && methods::is_grid(table, k))
+}
+
+/// Best-of-N's analytic KL bound.
+pub fn best_of_n_kl(n: usize) -> f64 {
+    let n = n as f64;
+    n.ln() - (n - 1.0) / n
+}
+
+/// The N whose Best-of-N KL is nearest `budget` in log KL (N >= 2).
+pub fn best_of_n_for(budget: f64) -> usize {
+    let mut best = (2usize, f64::INFINITY);
+    let mut n = 2usize;
+    while n <= 1 << 20 {
+        let d = (best_of_n_kl(n) / budget).ln().abs();
+        if d < best.1 {
+            best = (n, d);
+        }
+        if best_of_n_kl(n) > 2.0 * budget {
+            break;
+        }
+        n += 1;
+    }
+    best.0
+}
+
+/// The setting a next round tries for `budget`, from the (setting, landed KL) runs so far, all
+/// positive: interpolated in (log setting, log KL) between the runs that bracket the budget,
+/// else extrapolated along the two runs nearest it, at most a factor 4 past them. With one run,
+/// a factor 2 in the direction `sign` (+1: KL grows with the setting, -1: it falls).
+pub fn propose(runs: &[(f64, f64)], budget: f64, sign: f64) -> f64 {
+    let mut pts: Vec<(f64, f64)> = runs.iter().filter(|(v, k)| *v > 0.0 && *k > 0.0 && k.is_finite()).map(|(v, k)| (v.ln(), k.ln())).collect();
+    pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+    pts.dedup_by(|a, b| a.0 == b.0);
+    let b = budget.ln();
+    match pts.len() {
+        0 => f64::NAN,
+        1 => (pts[0].0 + sign * (2f64.ln()) * (b - pts[0].1).signum()).exp(),
+        _ => {
+            // Bracketing neighbours first.
+            for w in pts.windows(2) {
+                let ((x0, y0), (x1, y1)) = (w[0], w[1]);
+                if (y0 - b) * (y1 - b) <= 0.0 && y0 != y1 {
+                    return (x0 + (b - y0) * (x1 - x0) / (y1 - y0)).exp();
+                }
+            }
+            // Not bracketed: the two runs nearest the budget in KL, their slope.
+            let mut near = pts.clone();
+            near.sort_by(|p, q| (p.1 - b).abs().total_cmp(&(q.1 - b).abs()));
+            let ((x0, y0), (x1, y1)) = (near[0], near[1]);
+            let slope = if y1 != y0 && x1 != x0 { (y1 - y0) / (x1 - x0) } else { sign };
+            let step = ((b - y0) / slope).clamp(-4f64.ln(), 4f64.ln());
+            (x0 + step).exp()
+        }
+    }
+}
+
+/// A setting rounded to 3 significant digits, so that labels stay readable.
+pub fn round3(v: f64) -> f64 {
+    if v == 0.0 || !v.is_finite() {
+        return v;
+    }
+    let scale = 10f64.powi(2 - v.abs().log10().floor() as i32);
+    (v * scale).round() / scale
+}
+
+fn within(kl: f64, budget: f64) -> bool {
+    (kl - budget).abs() <= TOLERANCE * budget
+}
+
+/// The value of `key` in a method's setting label (`beta=0.1`, `target_kl=1;rollout_batch=64`).
+fn setting_value(setting: &str, key: &str) -> Option<f64> {
+    setting.split(';').find_map(|p| p.strip_prefix(&format!("{key}="))).and_then(|v| v.parse().ok())
+}
+
+fn grid_override(table: &str, key: &str, values: &[f64]) -> String {
+    format!("{table}.{key}=[{}]", values.iter().map(|v| format!("{v:?}")).collect::<Vec<_>>().join(", "))
+}
+
+/// Calibrate `sc`'s grids to its budgets (see the module's header). `load` reads the scenario
+/// with extra overrides; `run_pilot` runs the methods of the pilot scenario (loaded with the
+/// overrides it is given) whose table is listed (cached cells are reused).
+pub fn calibrate(sc: &Scenario, opts: &RunOptions, load: &dyn Fn(&[String]) -> Result<Scenario>, run_pilot: &dyn Fn(&Scenario, &[String], &[String]) -> Result<()>) -> Result<Calibration> {
+    let resolved: toml::Table = toml::from_str(&sc.resolved_toml).context("the resolved scenario is TOML")?;
+    let mut tables: Vec<(String, &'static str, f64)> = Vec::new();
+    for m in &sc.methods {
+        let name = m.name();
+        if tables.iter().any(|t| t.0 == name) {
+            continue;
+        }
+        if let Some(k) = knob(&resolved, &name) {
+            // Which way KL moves with the knob, for a first step from a single run.
+            let sign = if k == "target_kl" || k == "alpha" { 1.0 } else { -1.0 };
+            tables.push((name, k, sign));
+        }
+    }
+    let pilot_base = vec![format!("sweep.seeds=[{}]", sc.pilot_seed), "sweep.budgets=[]".to_string()];
+    // Round 0: each table's own grid.
+    let mut tried: Vec<(String, Vec<f64>)> = tables
+        .iter()
+        .map(|(t, k, _)| {
+            let vals: Vec<f64> = sc.methods.iter().filter(|m| m.name() == *t).filter_map(|m| setting_value(&m.setting(), k)).collect();
+            (t.clone(), vals)
+        })
+        .collect();
+    let mut landed: Vec<(String, Vec<(f64, f64)>)> = tables.iter().map(|t| (t.0.clone(), vec![])).collect();
+    for round in 0..=sc.calibration_rounds {
+        // This round's settings: round 0 the grids, then proposals for the budgets not reached.
+        let mut todo: Vec<(String, Vec<f64>)> = Vec::new();
+        for (t, _, sign) in &tables {
+            let runs = &landed.iter().find(|l| l.0 == *t).unwrap().1;
+            let vals: Vec<f64> = if round == 0 {
+                tried.iter().find(|x| x.0 == *t).unwrap().1.clone()
+            } else {
+                let mut v: Vec<f64> = sc.budgets.iter().filter(|b| !runs.iter().any(|r| within(r.1, **b))).map(|b| round3(propose(runs, *b, *sign))).filter(|v| v.is_finite() && *v > 0.0).collect();
+                v.sort_by(|a, b| a.total_cmp(b));
+                v.dedup();
+                v.retain(|x| !runs.iter().any(|r| r.0 == *x));
+                v
+            };
+            if !vals.is_empty() {
+                todo.push((t.clone(), vals));
+            }
+        }
+        if todo.is_empty() {
+            break;
+        }
+        let mut ov = pilot_base.clone();
+        ov.extend(todo.iter().map(|(t, v)| grid_override(t, tables.iter().find(|x| x.0 == *t).unwrap().1, v)));
+        let pilot = load(&ov)?;
+        let names: Vec<String> = todo.iter().map(|t| t.0.clone()).collect();
+        eprintln!("calibration round {round}: {}", todo.iter().map(|(t, v)| format!("{t} {v:?}")).collect::<Vec<_>>().join(", "));
+        run_pilot(&pilot, &names, &ov)?;
+        for m in pilot.methods.iter().filter(|m| names.contains(&m.name())) {
+            let key = tables.iter().find(|x| x.0 == m.name()).unwrap().1;
+            let Some(v) = setting_value(&m.setting(), key) else { continue };
+            let kl = final_kl(&pilot, m, opts)?;
+            let runs = &mut landed.iter_mut().find(|l| l.0 == m.name()).unwrap().1;
+            if !runs.iter().any(|r| r.0 == v) {
+                runs.push((v, kl));
+            }
+        }
+        for (t, v) in &todo {
+            tried.iter_mut().find(|x| x.0 == *t).unwrap().1.extend(v);
+        }
+    }
+    // Each budget's nearest run; the grids.
+    let mut records = Vec::new();
+    let mut overrides = Vec::new();
+    for (t, key, _) in &tables {
+        let runs = &landed.iter().find(|l| l.0 == *t).unwrap().1;
+        let mut grid: Vec<f64> = Vec::new();
+        for &b in &sc.budgets {
+            let best = runs.iter().filter(|r| r.1 > 0.0 && r.1.is_finite()).min_by(|p, q| (p.1 / b).ln().abs().total_cmp(&(q.1 / b).ln().abs()));
+            if let Some(&(v, kl)) = best {
+                records.push(CalibrationRecord { table: t.clone(), key: key.to_string(), budget: b, value: v, pilot_kl: kl, within_tolerance: within(kl, b), pilot_runs: runs.len() });
+                if !grid.contains(&v) {
+                    grid.push(v);
+                }
+            }
+        }
+        if !grid.is_empty() {
+            overrides.push(grid_override(t, key, &grid));
+        }
+    }
+    if sc.best_of_n.is_some() {
+        let mut grid: Vec<usize> = Vec::new();
+        for &b in &sc.budgets {
+            let n = best_of_n_for(b);
+            records.push(CalibrationRecord { table: "best_of_n".into(), key: "n".into(), budget: b, value: n as f64, pilot_kl: best_of_n_kl(n), within_tolerance: within(best_of_n_kl(n), b), pilot_runs: 0 });
+            if !grid.contains(&n) {
+                grid.push(n);
+            }
+        }
+        overrides.push(format!("best_of_n.n=[{}]", grid.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(", ")));
+    }
+    Ok(Calibration { overrides, records })
+}
+
+/// The KL of a pilot run's final evaluation.
+fn final_kl(sc: &Scenario, m: &methods::Method, opts: &RunOptions) -> Result<f64> {
+    let path = stages::method_dir(sc, m, opts).join("eval.csv");
+    let e = Metrics::read(&path).with_context(|| format!("the pilot run {} {} left no {}", m.name(), m.setting(), path.display()))?;
+    let last = e.rows.iter().filter(|r| r.metric == "eval/kl").max_by_key(|r| r.step).map(|r| r.value);
+    last.with_context(|| format!("the pilot run {} {} has no eval/kl", m.name(), m.setting()))
+}

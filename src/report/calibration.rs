@@ -1,0 +1,52 @@
+//! The calibrated grids of a results folder (`calibration.csv`, written by `alignlab run` with
+//! `[sweep] budgets`): what each budget got on the pilot seed, and where each calibrated run
+//! landed on every reported seed: its final checkpoint's KL against the budget, within the
+//! calibration's tolerance (25%) or not.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use crate::experiment::calibrate::{CalibrationRecord, TOLERANCE};
+use crate::experiment::Metrics;
+
+/// The calibration of `dir`, if it has one.
+pub fn read(dir: &Path) -> anyhow::Result<Option<Vec<CalibrationRecord>>> {
+    let path = dir.join("calibration.csv");
+    if !path.exists() {
+        return Ok(None);
+    }
+    Ok(Some(crate::log::read_csv(&path)?))
+}
+
+/// The final KL of the run of `table` whose `key` is `value`, per seed (in seed order).
+pub fn landed(evals: &Metrics, table: &str, key: &str, value: f64) -> Vec<(u64, f64)> {
+    let mut out: Vec<(u64, usize, f64)> = Vec::new();
+    for r in evals.rows.iter().filter(|r| r.method == table && r.metric == "eval/kl") {
+        let v = r.setting.split(';').find_map(|p| p.strip_prefix(&format!("{key}="))).and_then(|v| v.parse::<f64>().ok());
+        let v = if table == "best_of_n" { r.setting.strip_prefix("n=").and_then(|v| v.parse::<f64>().ok()) } else { v };
+        if v != Some(value) {
+            continue;
+        }
+        match out.iter_mut().find(|o| o.0 == r.seed) {
+            Some(o) if r.step >= o.1 => *o = (r.seed, r.step, r.value),
+            Some(_) => {}
+            None => out.push((r.seed, r.step, r.value)),
+        }
+    }
+    out.sort_by_key(|o| o.0);
+    out.into_iter().map(|(s, _, kl)| (s, kl)).collect()
+}
+
+/// The report's section: the calibration, and the landed KL of every calibrated run per seed.
+pub fn markdown(records: &[CalibrationRecord], evals: &Metrics) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "\n## Calibrated grids (searched on the pilot seed; a run lands when its final KL is within {:.0}% of its budget)\n", 100.0 * TOLERANCE);
+    let _ = writeln!(s, "| method | knob | budget | setting | pilot KL | landed per seed (final KL) | seeds within |\n|---|---|---|---|---|---|---|");
+    for r in records {
+        let per = landed(evals, &r.table, &r.key, r.value);
+        let cells: Vec<String> = per.iter().map(|(sd, kl)| format!("{sd}: {kl:.3}")).collect();
+        let ok = per.iter().filter(|(_, kl)| (kl - r.budget).abs() <= TOLERANCE * r.budget).count();
+        let _ = writeln!(s, "| {} | {} | {} | {} | {:.3}{} | {} | {ok}/{} |", r.table, r.key, r.budget, r.value, r.pilot_kl, if r.within_tolerance { "" } else { " (not reached)" }, cells.join(", "), per.len());
+    }
+    s
+}

@@ -1,0 +1,58 @@
+//! Budget-calibrated grids: the search's steps by hand, Best-of-N's analytic N, and the
+//! scenario checks of `[sweep] budgets`.
+
+use alignlab::experiment::calibrate::{best_of_n_for, best_of_n_kl, propose, round3};
+
+fn close(a: f64, b: f64) -> bool {
+    (a - b).abs() < 1e-9 * b.abs().max(1.0)
+}
+
+#[test]
+fn a_bracketed_budget_is_interpolated_in_log_log() {
+    // beta 0.1 lands at 4 nats, beta 1 at 1: KL 2 lies halfway in log KL, so halfway in log beta.
+    let v = propose(&[(0.1, 4.0), (1.0, 1.0)], 2.0, -1.0);
+    assert!(close(v, 0.1 * 10f64.sqrt()), "{v}");
+    // The order the runs come in does not matter, nor a third run outside the bracket.
+    assert!(close(propose(&[(5.0, 0.2), (1.0, 1.0), (0.1, 4.0)], 2.0, -1.0), v));
+}
+
+#[test]
+fn an_unbracketed_budget_is_extrapolated_at_most_a_factor_four() {
+    // KL proportional to the setting: budget 3 from runs at 1 and 2 is the setting 3.
+    assert!(close(propose(&[(1.0, 1.0), (2.0, 2.0)], 3.0, 1.0), 3.0));
+    // Budget 100 would be the setting 100: clamped to 4 x the nearest run (2).
+    assert!(close(propose(&[(1.0, 1.0), (2.0, 2.0)], 100.0, 1.0), 8.0));
+    // Decreasing KL (a beta): a smaller budget needs a larger beta, clamped likewise.
+    assert!(close(propose(&[(0.1, 4.0), (1.0, 1.0)], 0.001, -1.0), 4.0));
+    // One run: a factor 2 towards the budget in the knob's direction.
+    assert!(close(propose(&[(1.0, 1.0)], 4.0, 1.0), 2.0));
+    assert!(close(propose(&[(1.0, 1.0)], 4.0, -1.0), 0.5));
+    assert!(close(propose(&[(1.0, 1.0)], 0.25, -1.0), 2.0));
+}
+
+#[test]
+fn best_of_n_takes_the_n_nearest_each_budget() {
+    // log N - (N-1)/N: N = 3 gives 0.432, 4 gives 0.636; nearest 0.5 in log KL is 3.
+    assert!(close(best_of_n_kl(3), 3f64.ln() - 2.0 / 3.0));
+    assert_eq!([0.5, 1.0, 2.0, 4.0].map(best_of_n_for), [3, 6, 19, 147]);
+}
+
+#[test]
+fn settings_are_rounded_to_three_digits() {
+    assert_eq!(round3(0.0123456), 0.0123);
+    assert_eq!(round3(123456.0), 123000.0);
+    assert_eq!(round3(2.0), 2.0);
+}
+
+#[test]
+fn budgets_are_checked_before_any_work() {
+    let load = |sets: &[&str]| alignlab::scenario::Scenario::load(std::path::Path::new("scenarios/sentiment.toml"), &sets.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+    let ok = load(&["sweep.budgets=[0.5, 1.0]"]).unwrap();
+    assert_eq!((ok.budgets.clone(), ok.pilot_seed, ok.calibration_rounds), (vec![0.5, 1.0], 1000, 3));
+    let e = load(&["sweep.budgets=[1.0, 0.5]"]).unwrap_err().to_string();
+    assert!(e.contains("sweep.budgets") && e.contains("increasing"), "{e}");
+    let e = load(&["sweep.budgets=[1.0]", "sweep.seeds=[0, 7]", "sweep.pilot_seed=7"]).unwrap_err().to_string();
+    assert!(e.contains("sweep.pilot_seed") && e.contains("reported seed"), "{e}");
+    // Without budgets the resolved scenario does not mention them.
+    assert!(!load(&[]).unwrap().resolved_toml.contains("budgets"));
+}
