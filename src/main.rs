@@ -254,31 +254,57 @@ fn run() -> Result<()> {
                 cell_args.push(s.clone());
             }
             let mut opts = RunOptions { results_root: results, runs_root: runs, device, progress: ProgressMode::choose(quiet, json_progress), jobs, threads: tch::get_num_threads() as usize, cell_args };
+            // The settings fixed before the sweep: the tuned configurations, the calibrated grids.
+            let mut fixed: Vec<String> = Vec::new();
+            let run_pilot = |o: &RunOptions, pilot: &Scenario, tables: &[String], extra: &[String]| -> anyhow::Result<()> {
+                let mut o = o.clone();
+                for s in extra {
+                    o.cell_args.extend(["--set".to_string(), s.clone()]);
+                }
+                experiment::run_tables(pilot, &o, tables)
+            };
+            // Equal tuning on the tuning seeds; every configuration is checked before any work.
+            let tuning = match &sc.tune {
+                None => None,
+                Some(t) => {
+                    for c in t.tables.iter().flat_map(|x| &x.1) {
+                        let sets: Vec<String> = common.set.iter().chain(c).cloned().chain(["tune.seeds=[]".to_string()]).collect();
+                        Scenario::load(&file, &sets)?;
+                    }
+                    let load = |extra: &[String]| -> anyhow::Result<Scenario> { Ok(Scenario::load(&file, &common.set.iter().chain(extra).cloned().collect::<Vec<_>>())?) };
+                    let tuned = experiment::tune::tune(&sc, &opts, &load, &|p, t, e| run_pilot(&opts, p, t, e))?;
+                    eprintln!("tuned: {}", tuned.overrides.join(" "));
+                    fixed.extend(tuned.overrides.iter().cloned());
+                    sc = load(&fixed)?;
+                    Some(tuned)
+                }
+            };
             // Budget-calibrated grids: searched on the pilot seed, then the sweep runs them.
             let calibration = if sc.budgets.is_empty() {
                 None
             } else {
-                let with = |extra: &[String]| -> Vec<String> { common.set.iter().chain(extra).cloned().collect() };
-                let load = |extra: &[String]| -> anyhow::Result<Scenario> { Ok(Scenario::load(&file, &with(extra))?) };
-                let run_pilot = |pilot: &Scenario, tables: &[String], extra: &[String]| -> anyhow::Result<()> {
-                    let mut o = opts.clone();
-                    for s in extra {
-                        o.cell_args.extend(["--set".to_string(), s.clone()]);
-                    }
-                    experiment::run_tables(pilot, &o, tables)
-                };
-                let cal = experiment::calibrate::calibrate(&sc, &opts, &load, &run_pilot)?;
-                sc = load(&cal.overrides)?;
-                for s in &cal.overrides {
-                    opts.cell_args.extend(["--set".to_string(), s.clone()]);
+                let load = |extra: &[String]| -> anyhow::Result<Scenario> { Ok(Scenario::load(&file, &common.set.iter().chain(&fixed).chain(extra).cloned().collect::<Vec<_>>())?) };
+                let mut o = opts.clone();
+                for s in &fixed {
+                    o.cell_args.extend(["--set".to_string(), s.clone()]);
                 }
+                let cal = experiment::calibrate::calibrate(&sc, &o, &load, &|p, t, e| run_pilot(&o, p, t, e))?;
+                sc = load(&cal.overrides)?;
+                fixed.extend(cal.overrides.iter().cloned());
                 eprintln!("calibrated grids: {}", cal.overrides.join(" "));
                 Some(cal)
             };
+            for s in &fixed {
+                opts.cell_args.extend(["--set".to_string(), s.clone()]);
+            }
             let summary = experiment::run(&sc, &opts)?;
             if let Some(cal) = &calibration {
                 let path = opts.results_root.join(&sc.name).join("calibration.csv");
                 experiment::write_atomic(&path, alignlab::log::csv_text(&cal.records).as_bytes())?;
+            }
+            if let Some(t) = &tuning {
+                let path = opts.results_root.join(&sc.name).join("tuning.csv");
+                experiment::write_atomic(&path, alignlab::log::csv_text(&t.records).as_bytes())?;
             }
             summary.print();
             let out = opts.results_root.join(&sc.name);

@@ -1,5 +1,6 @@
-//! Statistics: means with normal and t-intervals, win rates with Wilson intervals, and paired
-//! comparisons of two methods over seeds.
+//! Statistics: means with normal and t-intervals, win rates with Wilson intervals, paired
+//! comparisons of two methods over seeds, and the upper concave envelope of (KL, reward) points
+//! with its value at a KL budget (used by the report and by the tuning's selection).
 //!
 //! A seed fixes the world, SFT, preference data, reward model and evaluation samples for every
 //! method, so two methods are compared by their per-seed differences (a paired t-interval), never
@@ -137,4 +138,63 @@ pub fn win_rate(scores: &[f64], refs: &[f64]) -> (f64, f64, f64) {
     let centre = (p + z * z / (2.0 * nf)) / (1.0 + z * z / nf);
     let half = z / (1.0 + z * z / nf) * (p * (1.0 - p) / nf + z * z / (4.0 * nf * nf)).sqrt();
     (p, centre - half, centre + half)
+}
+
+/// The upper concave envelope of (KL, reward) points, sorted by KL.
+///
+/// Why concave: a mixture of two policies has reward equal to the mixture of their rewards and,
+/// KL being convex, KL at most the mixture of their KLs, so every point on a chord between two
+/// evaluated policies is attainable (at that KL or less). Points left of the envelope's best
+/// reward that are dominated are dropped; the envelope never decreases.
+pub fn envelope(points: &[(f64, f64)]) -> Vec<(f64, f64)> {
+    envelope_indices(points).into_iter().map(|i| (points[i].0.max(0.0), points[i].1)).collect()
+}
+
+/// The indices of the points that form the [`envelope`], in KL order.
+pub fn envelope_indices(points: &[(f64, f64)]) -> Vec<usize> {
+    let mut idx: Vec<usize> = (0..points.len()).filter(|&i| points[i].0.is_finite() && points[i].1.is_finite()).collect();
+    let kl = |i: usize| points[i].0.max(0.0);
+    idx.sort_by(|&a, &b| kl(a).total_cmp(&kl(b)).then(points[b].1.total_cmp(&points[a].1)).then(a.cmp(&b)));
+    // Monotone chain for the upper hull.
+    let mut hull: Vec<usize> = Vec::new();
+    for i in idx {
+        let p = (kl(i), points[i].1);
+        if let Some(&last) = hull.last() {
+            if p.0 == kl(last) {
+                continue; // the same KL with a lower reward (sorted by reward, descending)
+            }
+        }
+        while hull.len() >= 2 {
+            let (a, b) = (hull[hull.len() - 2], hull[hull.len() - 1]);
+            let (a, b) = ((kl(a), points[a].1), (kl(b), points[b].1));
+            // Drop b if it lies on or below the chord from a to p.
+            let cross = (b.0 - a.0) * (p.1 - a.1) - (b.1 - a.1) * (p.0 - a.0);
+            if cross >= 0.0 {
+                hull.pop();
+            } else {
+                break;
+            }
+        }
+        hull.push(i);
+    }
+    // Keep the rising part: past the best reward, more KL buys nothing.
+    if let Some(best) = hull.iter().enumerate().max_by(|a, b| points[*a.1].1.total_cmp(&points[*b.1].1)).map(|(i, _)| i) {
+        hull.truncate(best + 1);
+    }
+    hull
+}
+
+/// The envelope's reward at KL `budget`: linear between envelope points, flat after the last
+/// one (more KL budget than used), NaN below the first (the budget is not reached).
+pub fn at_budget(env: &[(f64, f64)], budget: f64) -> f64 {
+    if env.is_empty() || budget < env[0].0 {
+        return f64::NAN;
+    }
+    for w in env.windows(2) {
+        let ((k0, r0), (k1, r1)) = (w[0], w[1]);
+        if budget <= k1 {
+            return r0 + (r1 - r0) * (budget - k0) / (k1 - k0);
+        }
+    }
+    env[env.len() - 1].1
 }

@@ -56,3 +56,35 @@ fn budgets_are_checked_before_any_work() {
     // Without budgets the resolved scenario does not mention them.
     assert!(!load(&[]).unwrap().resolved_toml.contains("budgets"));
 }
+
+#[test]
+fn a_tuning_configuration_is_scored_on_its_selection_envelope_at_the_budget() {
+    use alignlab::experiment::tune::score;
+    // Envelope through (0, 0.5), (1, 0.7), (2, 0.8); (1.5, 0.6) lies under it.
+    let pts = [(0.0, 0.5), (1.0, 0.7), (1.5, 0.6), (2.0, 0.8)];
+    let (v, reached) = score(&pts, 1.5);
+    assert!((v - 0.75).abs() < 1e-12 && reached, "{v}");
+    // Runs that stay under the budget are read at their best, and say so.
+    assert_eq!(score(&pts, 3.0), (0.8, false));
+}
+
+#[test]
+fn tuning_is_checked_before_any_work() {
+    let load = |sets: &[&str]| alignlab::scenario::Scenario::load(std::path::Path::new("scenarios/sentiment.toml"), &sets.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+    let t = load(&["tune.seeds=[2000]", "tune.budget=1.0", "tune.dpo.lr=[1e-4, 3e-4]", "tune.dpo.steps=[100, 200]", "tune.ppo.lr=[1e-5, 3e-5, 1e-4, 3e-4]"]).unwrap();
+    let tune = t.tune.unwrap();
+    // The product of a table's lists: 4 configurations each.
+    assert_eq!(tune.tables.iter().map(|x| x.1.len()).collect::<Vec<_>>(), vec![4, 4]);
+    assert_eq!(tune.tables[0].1[1], vec!["dpo.lr=0.0001".to_string(), "dpo.steps=200".to_string()]);
+    let err = |sets: &[&str]| load(sets).unwrap_err().to_string();
+    let e = err(&["tune.seeds=[2000]", "tune.budget=1.0", "tune.dpo.lr=[1e-4, 3e-4]", "tune.ppo.lr=[1e-5]"]);
+    assert!(e.contains("different numbers of configurations") && e.contains("dpo 2") && e.contains("ppo 1"), "{e}");
+    let e = err(&["tune.seeds=[2000]", "tune.budget=1.0", "tune.dpo.beta=[0.1, 1.0]"]);
+    assert!(e.contains("tune.dpo.beta") && e.contains("grid"), "{e}");
+    let e = err(&["tune.seeds=[0]", "tune.budget=1.0", "tune.dpo.lr=[1e-4]"]);
+    assert!(e.contains("tune.seeds") && e.contains("reported"), "{e}");
+    let e = err(&["tune.seeds=[2000]", "tune.budget=1.0", "tune.rloo.lr=[1e-4]"]);
+    assert!(e.contains("tune.rloo") && e.contains("not a trained method"), "{e}");
+    // An empty list of tuning seeds turns tuning off.
+    assert!(load(&["tune.seeds=[]", "tune.budget=1.0", "tune.dpo.lr=[1e-4]"]).unwrap().tune.is_none());
+}

@@ -542,10 +542,10 @@ fn compute_is_counted_by_hand() {
 fn calibrated_grids_run_on_the_pilot_seed_and_replace_the_grids() {
     let file = Path::new("scenarios/sentiment.toml");
     let out = tmp("calibrate");
-    let extra = ["sweep.budgets=[0.01, 0.03]", "sweep.calibration_rounds=1"];
+    let extra = ["sweep.budgets=[0.01, 0.03]", "sweep.calibration_rounds=1", "tune.seeds=[2000]", "tune.budget=0.01", "tune.dpo.lr=[1e-4, 1e-3]", "tune.ppo.lr=[1e-5, 1e-4]"];
     let o = run(file, &out, &extra);
     assert!(o.status.success(), "{}", text(&o));
-    assert!(text(&o).contains("calibration round 1"), "{}", text(&o));
+    assert!(text(&o).contains("calibration round 1") && text(&o).contains("tuning configuration 2/2"), "{}", text(&o));
     let res = out.join("results/sentiment");
     let cal: Vec<alignlab::experiment::calibrate::CalibrationRecord> = alignlab::log::read_csv(&res.join("calibration.csv")).unwrap();
     // Every table with a knob, and Best-of-N, gets a setting per budget.
@@ -560,7 +560,16 @@ fn calibrated_grids_run_on_the_pilot_seed_and_replace_the_grids() {
     got.sort();
     want.sort();
     assert_eq!(got, want);
-    assert!(evals.rows.iter().all(|r| r.seed == 0), "a pilot-seed row was reported");
+    assert!(evals.rows.iter().all(|r| r.seed == 0), "a pilot-seed or tuning-seed row was reported");
+    // Tuning: two configurations per method on the tuning seed, one picked each, and the
+    // picked learning rate is the one the sweep ran.
+    let tuning: Vec<alignlab::experiment::tune::TuningRecord> = alignlab::log::read_csv(&res.join("tuning.csv")).unwrap();
+    assert_eq!(tuning.len(), 4);
+    let picked: Vec<&str> = tuning.iter().filter(|r| r.picked).map(|r| r.config.as_str()).collect();
+    assert_eq!(picked.len(), 2);
+    let resolved = std::fs::read_to_string(res.join("scenario.resolved.toml")).unwrap();
+    let dpo_lr = picked[0].strip_prefix("lr=").unwrap().parse::<f64>().unwrap();
+    assert!(resolved.contains(&format!("[dpo]")) && resolved.split("[dpo]").nth(1).unwrap().split("\n[").next().unwrap().contains(&format!("lr = {dpo_lr:?}")), "{resolved}");
     // The pilot runs are cached: a second run calibrates from them and trains nothing new.
     let before = run_dirs(&out, "sentiment", "dpo-").len();
     let o = run(file, &out, &extra);
@@ -568,6 +577,6 @@ fn calibrated_grids_run_on_the_pilot_seed_and_replace_the_grids() {
     assert_eq!(run_dirs(&out, "sentiment", "dpo-").len(), before);
     assert_eq!(std::fs::read(res.join("calibration.csv")).unwrap(), alignlab::log::csv_text(&cal).into_bytes());
     let md = std::fs::read_to_string(res.join("report.md")).unwrap();
-    assert!(md.contains("## Calibrated grids"), "{md}");
+    assert!(md.contains("## Calibrated grids") && md.contains("## Equal tuning") && md.contains("## Robustness to hyperparameters"), "{md}");
     std::fs::remove_dir_all(&out).ok();
 }

@@ -10,6 +10,7 @@ pub mod methods;
 pub mod scenario;
 pub mod stages;
 pub mod tabular;
+pub mod tune;
 
 pub use crate::log::{write_atomic, Metrics, Row};
 

@@ -55,6 +55,25 @@ pub fn at_compute(points: &[CostPoint], method: &str, seed: u64, budget: f64) ->
         .map(|p| p.gold_test)
 }
 
+/// The least compute at which a method's evaluations reach selection-half gold `level` on a seed.
+pub fn cost_to_reach(points: &[CostPoint], method: &str, seed: u64, level: f64) -> Option<f64> {
+    points.iter().filter(|p| p.method == method && p.seed == seed && p.gold_sel >= level).map(|p| p.gflop).min_by(|a, b| a.total_cmp(b))
+}
+
+/// The DPO paper's cost claim at equal gold: for `a` against `b`, the highest selection-half gold
+/// both reach on every seed, and per seed the ratio of the compute each needed to reach it
+/// (b / a); None where a seed lacks either method.
+pub fn cost_ratio(points: &[CostPoint], a: &str, b: &str) -> Option<(f64, Vec<(u64, f64)>)> {
+    let seeds = super::distinct(points.iter().map(|p| p.seed));
+    let best = |m: &str, s: u64| points.iter().filter(|p| p.method == m && p.seed == s).map(|p| p.gold_sel).fold(f64::NEG_INFINITY, f64::max);
+    let level = seeds.iter().map(|&s| best(a, s).min(best(b, s))).fold(f64::INFINITY, f64::min);
+    if !level.is_finite() {
+        return None;
+    }
+    let per: Option<Vec<(u64, f64)>> = seeds.iter().map(|&s| Some((s, cost_to_reach(points, b, s, level)? / cost_to_reach(points, a, s, level)?))).collect();
+    Some((level, per?))
+}
+
 /// Budgets of 1 and 3 x 10^k GFLOPs from the cheapest evaluation's cost to the dearest's.
 pub fn budgets(points: &[CostPoint]) -> Vec<f64> {
     let (lo, hi) = points.iter().filter(|p| p.gflop > 0.0).fold((f64::INFINITY, 0.0f64), |(lo, hi), p| (lo.min(p.gflop), hi.max(p.gflop)));
@@ -118,8 +137,9 @@ fn si(v: f64) -> String {
     }
 }
 
-/// The report's compute section: each method's cost per run, and gold at equal compute.
-pub fn markdown(evals: &Metrics, rows: &[ComputeRecord]) -> String {
+/// The report's compute section: each method's cost per run, gold at equal compute, and DPO's
+/// compute against each other method's at equal gold.
+pub fn markdown(evals: &Metrics, rows: &[ComputeRecord], points: &[CostPoint]) -> String {
     let tot = crate::experiment::compute_totals(evals);
     let mut s = String::new();
     if tot.is_empty() {
@@ -146,6 +166,19 @@ pub fn markdown(evals: &Metrics, rows: &[ComputeRecord]) -> String {
             })
             .collect();
         let _ = writeln!(s, "| {m} | {} |", cells.join(" | "));
+    }
+    let methods = super::distinct(points.iter().map(|p| p.method.clone()));
+    if methods.iter().any(|m| m == "dpo") {
+        let _ = writeln!(s, "\n## Compute at equal gold (the highest selection-half gold both methods reach on every seed; per seed the compute the other method needed over DPO's; geometric mean with a 95% t-interval on the log ratio)\n");
+        let _ = writeln!(s, "| method | gold level | ratio per seed | geometric mean |\n|---|---|---|---|");
+        for m in methods.iter().filter(|m| *m != "dpo" && *m != "sft") {
+            if let Some((level, per)) = cost_ratio(points, "dpo", m) {
+                let logs: Vec<f64> = per.iter().map(|p| p.1.ln()).collect();
+                let (mean, ci) = mean_ci_t(&logs);
+                let cells: Vec<String> = per.iter().map(|(sd, r)| format!("{sd}: {r:.2}")).collect();
+                let _ = writeln!(s, "| {m} / dpo | {level:.4} | {} | {:.2} ({:.2} to {:.2}) |", cells.join(", "), mean.exp(), (mean - ci).exp(), (mean + ci).exp());
+            }
+        }
     }
     s
 }

@@ -1,49 +1,7 @@
 //! Reward-vs-KL frontiers: envelopes, values at KL budgets with confidence intervals over seeds,
 //! the optimal frontier by self-normalised importance sampling, and Gao et al.'s fits.
 
-/// The upper concave envelope of (KL, reward) points, sorted by KL.
-///
-/// Why concave: a mixture of two policies has reward equal to the mixture of their rewards and,
-/// KL being convex, KL at most the mixture of their KLs, so every point on a chord between two
-/// evaluated policies is attainable (at that KL or less). Points left of the envelope's best
-/// reward that are dominated are dropped; the envelope never decreases.
-pub fn envelope(points: &[(f64, f64)]) -> Vec<(f64, f64)> {
-    envelope_indices(points).into_iter().map(|i| (points[i].0.max(0.0), points[i].1)).collect()
-}
-
-/// The indices of the points that form the [`envelope`], in KL order.
-pub fn envelope_indices(points: &[(f64, f64)]) -> Vec<usize> {
-    let mut idx: Vec<usize> = (0..points.len()).filter(|&i| points[i].0.is_finite() && points[i].1.is_finite()).collect();
-    let kl = |i: usize| points[i].0.max(0.0);
-    idx.sort_by(|&a, &b| kl(a).total_cmp(&kl(b)).then(points[b].1.total_cmp(&points[a].1)).then(a.cmp(&b)));
-    // Monotone chain for the upper hull.
-    let mut hull: Vec<usize> = Vec::new();
-    for i in idx {
-        let p = (kl(i), points[i].1);
-        if let Some(&last) = hull.last() {
-            if p.0 == kl(last) {
-                continue; // the same KL with a lower reward (sorted by reward, descending)
-            }
-        }
-        while hull.len() >= 2 {
-            let (a, b) = (hull[hull.len() - 2], hull[hull.len() - 1]);
-            let (a, b) = ((kl(a), points[a].1), (kl(b), points[b].1));
-            // Drop b if it lies on or below the chord from a to p.
-            let cross = (b.0 - a.0) * (p.1 - a.1) - (b.1 - a.1) * (p.0 - a.0);
-            if cross >= 0.0 {
-                hull.pop();
-            } else {
-                break;
-            }
-        }
-        hull.push(i);
-    }
-    // Keep the rising part: past the best reward, more KL buys nothing.
-    if let Some(best) = hull.iter().enumerate().max_by(|a, b| points[*a.1].1.total_cmp(&points[*b.1].1)).map(|(i, _)| i) {
-        hull.truncate(best + 1);
-    }
-    hull
-}
+pub use crate::stats::{at_budget, envelope, envelope_indices};
 
 /// One evaluated policy seen on two disjoint halves of the held-out prompts: the selection half
 /// (which decides what a method contributes) and the test half (what is reported).
@@ -89,21 +47,6 @@ pub fn same_sample_at_budget(points: &[SplitPoint], budget: f64) -> Option<f64> 
     let test: Vec<(f64, f64)> = points.iter().map(|p| (p.kl_test, p.gold_test)).collect();
     let reach = test.iter().map(|p| p.0).filter(|k| k.is_finite()).fold(f64::NEG_INFINITY, f64::max);
     (reach >= budget).then(|| at_budget(&envelope(&test), budget)).filter(|v| v.is_finite())
-}
-
-/// The envelope's reward at KL `budget`: linear between envelope points, flat after the last
-/// one (more KL budget than used), NaN below the first (the budget is not reached).
-pub fn at_budget(env: &[(f64, f64)], budget: f64) -> f64 {
-    if env.is_empty() || budget < env[0].0 {
-        return f64::NAN;
-    }
-    for w in env.windows(2) {
-        let ((k0, r0), (k1, r1)) = (w[0], w[1]);
-        if budget <= k1 {
-            return r0 + (r1 - r0) * (budget - k0) / (k1 - k0);
-        }
-    }
-    env[env.len() - 1].1
 }
 
 pub use crate::stats::mean_ci_t;

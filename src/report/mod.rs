@@ -15,6 +15,8 @@
 //!   [`overopt`], which also tests b > 0 over seeds and PPO's gold peak and decline);
 //! - with `calibration.csv` (calibrated grids), where each calibrated run landed per seed (see
 //!   [`calibration`]);
+//! - with `tuning.csv` (equal tuning), each method's configurations and pick, and the spread of
+//!   gold across them compared between methods (see [`tuning`]);
 //! - `compute.csv`: gold at equal compute per method (see [`compute`]), where the runs log it;
 //! - `report.md`: the final-evaluation table, the budget tables and the paired verdicts;
 //! - `frontier.{png,svg}`, `curves.{png,svg}`, `overoptimization.{png,svg}`;
@@ -29,6 +31,7 @@ pub mod overopt;
 pub mod paired;
 pub mod paper;
 pub mod plot;
+pub mod tuning;
 pub mod winrate;
 
 use anyhow::{bail, Context, Result};
@@ -403,13 +406,17 @@ pub fn report(dir: &Path) -> Result<PathBuf> {
     }
     let mut md = markdown(&pts, &budget_rows, &paired_rows);
     md.push_str(&overopt::markdown(&pts, &fit_rows));
-    let cost = compute::table(&compute::cost_points(&evals, &pts));
+    let cost_points = compute::cost_points(&evals, &pts);
+    let cost = compute::table(&cost_points);
     if !cost.is_empty() {
         write_atomic(&dir.join("compute.csv"), csv_text(&cost).as_bytes())?;
     }
-    md.push_str(&compute::markdown(&evals, &cost));
+    md.push_str(&compute::markdown(&evals, &cost, &cost_points));
     if let Some(cal) = calibration::read(dir)? {
         md.push_str(&calibration::markdown(&cal, &evals));
+    }
+    if let Some(t) = tuning::read(dir)? {
+        md.push_str(&tuning::markdown(&t));
     }
     let (by_temp, by_step) = (winrate::by_temperature(&evals), winrate::by_step(&evals));
     if !by_temp.is_empty() || !by_step.is_empty() {

@@ -63,9 +63,20 @@ pub struct Scenario {
     pub pilot_seed: u64,
     /// `[sweep] calibration_rounds`.
     pub calibration_rounds: usize,
+    /// `[tune]`: equal tuning before the sweep (None: the settings run as written).
+    pub tune: Option<Tune>,
     /// The resolved scenario as TOML (every default filled in), written next to the results.
     pub resolved_toml: String,
     pub source: PathBuf,
+}
+
+/// Equal tuning, as validated: the tuning seeds, the reference budget, and per method table its
+/// configurations, each a list of `--set` overrides (`dpo.lr=0.0001`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Tune {
+    pub seeds: Vec<u64>,
+    pub budget: f64,
+    pub tables: Vec<(String, Vec<Vec<String>>)>,
 }
 
 impl Scenario {
@@ -213,6 +224,30 @@ fn validate(parsed: parse::Parsed, text: &str, file: &str, default_name: &str, p
         w.report.compare.clone()
     };
 
+    let tune = match &w.tune {
+        Some(t) if !t.seeds.is_empty() => {
+            need(t.seeds.iter().all(|s| !seeds.contains(s) && !(budgets.len() > 0 && *s == pilot_seed)), "tune.seeds", format!("{:?} shares a seed with the reported seeds {seeds:?} or the pilot seed", t.seeds), "tune on seeds of their own, e.g. [2000, 2001]")?;
+            need(t.budget.is_finite() && t.budget > 0.0 && t.budget <= 64.0, "tune.budget", format!("must be a KL budget in (0, 64] nats (got {})", t.budget), "use the scenario's reference budget, e.g. 1.0")?;
+            need(!t.tables.is_empty(), "tune", "names no method table to tune".into(), "add e.g. [tune.dpo] lr = [1e-4, 3e-4] and [tune.ppo] lr = [3e-5, 1e-4]")?;
+            let mut tables = Vec::new();
+            for (table, keys) in &t.tables {
+                need(ran.contains(table) && table != "sft" && table != "best_of_n", &format!("tune.{table}"), format!("`{table}` is not a trained method this scenario runs (it runs {})", ran.join(", ")), "tune the tables the scenario runs")?;
+                let mut configs: Vec<Vec<String>> = vec![vec![]];
+                for (key, list) in keys {
+                    let items = list.as_array().filter(|a| !a.is_empty());
+                    need(items.is_some(), &format!("tune.{table}.{key}"), "is not a non-empty list".into(), &format!("write `{key} = [v1, v2, ...]`"))?;
+                    need(!crate::experiment::methods::is_grid(table, key), &format!("tune.{table}.{key}"), "is a grid of the sweep (calibrated to the budgets or listed), not a tuned setting".into(), "tune the optimisation: lr, steps or iterations, and for PPO init_kl_coef and horizon")?;
+                    configs = configs.iter().flat_map(|c| items.unwrap().iter().map(move |v| c.iter().cloned().chain([format!("{table}.{key}={v}")]).collect::<Vec<_>>())).collect();
+                }
+                tables.push((table.clone(), configs));
+            }
+            let n = tables[0].1.len();
+            need(tables.iter().all(|t| t.1.len() == n), "tune", format!("the tables have different numbers of configurations ({})", tables.iter().map(|t| format!("{} {}", t.0, t.1.len())).collect::<Vec<_>>().join(", ")), "give every tuned method the same number of configurations (equal tuning)")?;
+            need(n <= 32, "tune", format!("{n} configurations per method"), "use at most 32")?;
+            Some(Tune { seeds: t.seeds.clone(), budget: t.budget, tables })
+        }
+        _ => None,
+    };
     let mut file_ = w.clone();
     file_.name = name.clone();
     file_.report.compare = compare;
@@ -220,7 +255,7 @@ fn validate(parsed: parse::Parsed, text: &str, file: &str, default_name: &str, p
     let resolved_toml = std::iter::once(toml::to_string(&file_)).chain(resolved.iter().map(toml::to_string)).collect::<Result<Vec<_>, _>>().expect("the resolved scenario serializes").join("\n");
     let eval = EvalConfig { optimal_samples: Some(ev.optimal_samples.unwrap_or(candidates)), ..ev.clone() };
     let parse::File { world, sft, sample, prefs, reward, train, .. } = w;
-    Ok(Scenario { name, seed: seeds[0], seeds, world, model, reward_model: rm, sft, sample, prefs, reward, train, eval, methods, best_of_n, budgets, pilot_seed, calibration_rounds, resolved_toml, source: path.to_path_buf() })
+    Ok(Scenario { name, seed: seeds[0], seeds, world, model, reward_model: rm, sft, sample, prefs, reward, train, eval, methods, best_of_n, budgets, pilot_seed, calibration_rounds, tune, resolved_toml, source: path.to_path_buf() })
 }
 
 /// Memory, estimated before any work: a size typed in the billions fails here with the

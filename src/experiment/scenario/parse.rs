@@ -45,6 +45,20 @@ pub struct File {
     pub sweep: Option<Sweep>,
     #[serde(default)]
     pub report: ReportConfig,
+    /// Equal tuning (see `experiment::tune`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tune: Option<TuneFile>,
+}
+
+/// `[tune]`: tuning seeds, the reference budget, and per method table a grid of its settings
+/// (`[tune.dpo] lr = [1e-4, 3e-4]`), the same number of configurations for every table.
+#[derive(Deserialize, Serialize, Debug, Clone)]
+pub struct TuneFile {
+    pub seeds: Vec<u64>,
+    /// The KL budget (nats) at which configurations are compared.
+    pub budget: f64,
+    #[serde(flatten)]
+    pub tables: std::collections::BTreeMap<String, toml::Table>,
 }
 
 #[derive(Deserialize, Serialize, Debug, Clone)]

@@ -1,0 +1,116 @@
+//! Equal tuning (`[tune]`): every trained method gets the same number of configurations of its
+//! optimisation settings, run on tuning seeds that are never reported, and keeps the one with
+//! the best gold at the reference budget.
+//!
+//! - `[tune.<method>]` lists settings of the method's table (`lr`, `steps`; for PPO also
+//!   `iterations`, `init_kl_coef`, `horizon`, ...); their product is its configurations, and
+//!   every tuned table must have as many (the scenario refuses otherwise). The KL knob is not
+//!   tuned: it is the sweep's grid (calibrated with `[sweep] budgets`, or as written).
+//! - Configuration j of every table runs together, with the table's whole grid, on every
+//!   tuning seed (cells, cached like any other).
+//! - A configuration's score on a seed is the upper concave envelope of its runs' evaluations
+//!   (every setting, every step, pi_SFT included) on the *selection* half of the prompts, read
+//!   at `[tune] budget`; a method whose runs never reach the budget is read at the largest KL
+//!   it reached (`reached` false). The configuration with the best mean score over the tuning
+//!   seeds is frozen for the sweep (ties: the first listed).
+
+use anyhow::{Context, Result};
+
+use super::scenario::Scenario;
+use super::{stages, Metrics, RunOptions};
+use crate::stats::{at_budget, envelope};
+
+/// One configuration of one method on one tuning seed.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct TuningRecord {
+    pub method: String,
+    /// Its settings, `key=value` joined by spaces.
+    pub config: String,
+    pub seed: u64,
+    /// Selection-half gold of the method's envelope at the reference budget.
+    #[serde(with = "crate::log::float_text")]
+    pub gold_sel: f64,
+    #[serde(with = "crate::log::float_text")]
+    pub budget: f64,
+    /// Whether the runs reached the budget (else the envelope's value at their largest KL).
+    pub reached: bool,
+    /// Whether this configuration was frozen for the sweep.
+    pub picked: bool,
+}
+
+impl Default for TuningRecord {
+    fn default() -> Self {
+        TuningRecord { method: String::new(), config: String::new(), seed: 0, gold_sel: f64::NAN, budget: f64::NAN, reached: false, picked: false }
+    }
+}
+
+/// The frozen configurations as `--set` overrides, and every configuration's scores.
+pub struct Tuning {
+    pub overrides: Vec<String>,
+    pub records: Vec<TuningRecord>,
+}
+
+/// The selection-half envelope of (KL, gold) points at `budget`; past the largest KL reached,
+/// the value there (and false).
+pub fn score(points: &[(f64, f64)], budget: f64) -> (f64, bool) {
+    let env = envelope(points);
+    let Some(last) = env.last() else { return (f64::NAN, false) };
+    if last.0 >= budget {
+        (at_budget(&env, budget), true)
+    } else {
+        (env.iter().map(|p| p.1).fold(f64::NEG_INFINITY, f64::max), false)
+    }
+}
+
+/// Tune `sc` (see the module's header). `load` reads the scenario with extra overrides;
+/// `run_pilot` runs the listed tables' methods of a scenario loaded with the overrides given.
+pub fn tune(sc: &Scenario, opts: &RunOptions, load: &dyn Fn(&[String]) -> Result<Scenario>, run_pilot: &dyn Fn(&Scenario, &[String], &[String]) -> Result<()>) -> Result<Tuning> {
+    let t = sc.tune.as_ref().context("the scenario has no [tune]")?;
+    let n = t.tables[0].1.len();
+    let seeds = t.seeds.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(", ");
+    let base = vec!["tune.seeds=[]".to_string(), "sweep.budgets=[]".to_string(), format!("sweep.seeds=[{seeds}]")];
+    let names: Vec<String> = t.tables.iter().map(|x| x.0.clone()).collect();
+    let mut records = Vec::new();
+    for j in 0..n {
+        let mut ov = base.clone();
+        for (_, configs) in &t.tables {
+            ov.extend(configs[j].iter().cloned());
+        }
+        let tuning = load(&ov)?;
+        eprintln!("tuning configuration {}/{n}: {}", j + 1, t.tables.iter().map(|(_, c)| c[j].join(" ")).collect::<Vec<_>>().join(", "));
+        run_pilot(&tuning, &names, &ov)?;
+        for (table, configs) in &t.tables {
+            let config = configs[j].iter().map(|s| s.split_once('.').map_or(s.as_str(), |x| x.1)).collect::<Vec<_>>().join(" ");
+            for &seed in &t.seeds {
+                let s = tuning.with_seed(seed);
+                let mut pts = Vec::new();
+                for m in s.methods.iter().filter(|m| m.name() == *table) {
+                    let path = stages::method_dir(&s, m, opts).join("eval.csv");
+                    let e = Metrics::read(&path).with_context(|| format!("the tuning run {} {} left no {}", m.name(), m.setting(), path.display()))?;
+                    let get = |step: usize, k: &str| e.rows.iter().find(|r| r.step == step && r.metric == k).map(|r| r.value);
+                    pts.extend(e.rows.iter().filter(|r| r.metric == "eval/kl_sel").filter_map(|r| Some((r.value, get(r.step, "eval/gold_sel")?))));
+                }
+                let (gold_sel, reached) = score(&pts, t.budget);
+                records.push(TuningRecord { method: table.clone(), config: config.clone(), seed, gold_sel, budget: t.budget, reached, picked: false });
+            }
+        }
+    }
+    // Freeze each table's best configuration by its mean over the tuning seeds.
+    let mut overrides = Vec::new();
+    for (table, configs) in &t.tables {
+        let mean = |j: usize| {
+            let v: Vec<f64> = records.iter().filter(|r| r.method == *table).skip(j * t.seeds.len()).take(t.seeds.len()).map(|r| r.gold_sel).collect();
+            v.iter().sum::<f64>() / v.len() as f64
+        };
+        let best = (0..n).filter(|&j| mean(j).is_finite()).fold(None, |b: Option<usize>, j| match b {
+            Some(k) if mean(k) >= mean(j) => Some(k),
+            _ => Some(j),
+        });
+        let best = best.with_context(|| format!("no configuration of {table} could be scored on the tuning seeds"))?;
+        for r in records.iter_mut().filter(|r| r.method == *table).skip(best * t.seeds.len()).take(t.seeds.len()) {
+            r.picked = true;
+        }
+        overrides.extend(configs[best].iter().cloned());
+    }
+    Ok(Tuning { overrides, records })
+}

@@ -1,0 +1,76 @@
+//! Equal tuning in a results folder (`tuning.csv`, written by `alignlab run` with `[tune]`):
+//! each method's configurations with their selection-half gold at the reference budget on the
+//! tuning seeds, the one frozen for the sweep, and the DPO paper's robustness claim tested: per
+//! method and tuning seed, the spread of that gold across the method's configurations (best
+//! minus worst), compared between methods paired by tuning seed.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use crate::experiment::tune::TuningRecord;
+use crate::stats::{mean_ci_t, Paired, Verdict};
+
+pub fn read(dir: &Path) -> anyhow::Result<Option<Vec<TuningRecord>>> {
+    let path = dir.join("tuning.csv");
+    if !path.exists() {
+        return Ok(None);
+    }
+    Ok(Some(crate::log::read_csv(&path)?))
+}
+
+/// Per method, per tuning seed (in seed order): best minus worst gold across its configurations.
+pub fn spreads(records: &[TuningRecord]) -> Vec<(String, Vec<(u64, f64)>)> {
+    let methods = super::distinct(records.iter().map(|r| r.method.clone()));
+    let mut seeds = super::distinct(records.iter().map(|r| r.seed));
+    seeds.sort_unstable();
+    methods
+        .into_iter()
+        .map(|m| {
+            let per = seeds
+                .iter()
+                .map(|&s| {
+                    let v: Vec<f64> = records.iter().filter(|r| r.method == m && r.seed == s).map(|r| r.gold_sel).collect();
+                    let (lo, hi) = v.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), x| (lo.min(*x), hi.max(*x)));
+                    (s, hi - lo)
+                })
+                .collect();
+            (m, per)
+        })
+        .collect()
+}
+
+pub fn markdown(records: &[TuningRecord]) -> String {
+    let mut s = String::new();
+    let Some(first) = records.first() else { return s };
+    let _ = writeln!(s, "\n## Equal tuning (selection-half gold at KL {} on the tuning seeds; `*` the configuration frozen for the sweep; `(below)`: its runs stayed under the budget, read at their best)\n", first.budget);
+    let _ = writeln!(s, "| method | configuration | per tuning seed | mean |\n|---|---|---|---|");
+    for m in super::distinct(records.iter().map(|r| r.method.clone())) {
+        for c in super::distinct(records.iter().filter(|r| r.method == m).map(|r| r.config.clone())) {
+            let rs: Vec<&TuningRecord> = records.iter().filter(|r| r.method == m && r.config == c).collect();
+            let per: Vec<String> = rs.iter().map(|r| format!("{}: {:.4}{}", r.seed, r.gold_sel, if r.reached { "" } else { " (below)" })).collect();
+            let mean = rs.iter().map(|r| r.gold_sel).sum::<f64>() / rs.len() as f64;
+            let _ = writeln!(s, "| {m} | {}{} | {} | {mean:.4} |", c, if rs.iter().any(|r| r.picked) { " *" } else { "" }, per.join(", "));
+        }
+    }
+    let sp = spreads(records);
+    let _ = writeln!(s, "\n## Robustness to hyperparameters (spread: best minus worst configuration's gold per tuning seed; A - B paired by seed)\n");
+    let _ = writeln!(s, "| method | spread per seed | mean ± 95% t |\n|---|---|---|");
+    for (m, per) in &sp {
+        let (mean, ci) = mean_ci_t(&per.iter().map(|p| p.1).collect::<Vec<_>>());
+        let cells: Vec<String> = per.iter().map(|(sd, v)| format!("{sd}: {v:.4}")).collect();
+        let _ = writeln!(s, "| {m} | {} | {mean:.4} ± {ci:.4} |", cells.join(", "));
+    }
+    if let Some((_, dpo)) = sp.iter().find(|(m, _)| m == "dpo") {
+        for (m, per) in sp.iter().filter(|(m, _)| m != "dpo") {
+            let d: Vec<f64> = dpo.iter().zip(per).filter(|(a, b)| a.0 == b.0).map(|(a, b)| a.1 - b.1).collect();
+            let p = Paired::new(&d);
+            let v = match p.verdict() {
+                Verdict::Below => format!("DPO's spread is smaller: DPO more robust than {m}"),
+                Verdict::Above => format!("DPO's spread is larger: {m} more robust than DPO"),
+                Verdict::Inconclusive => p.verdict_text(),
+            };
+            let _ = writeln!(s, "\nDPO - {m} spread: {:.4} ± {:.4} over {} tuning seeds: {v}.", p.mean, p.ci95, d.len());
+        }
+    }
+    s
+}
