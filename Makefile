@@ -52,6 +52,7 @@ paper: build tabular ablations
 	./target/release/alignlab run scenarios/paper-dialogue.toml --jobs $(JOBS)
 	./target/release/alignlab run scenarios/online-vs-offline.toml --jobs $(JOBS)
 	./target/release/alignlab run scenarios/loss-zoo.toml --jobs $(JOBS)
+	./target/release/alignlab run scenarios/overoptimisation.toml --jobs $(JOBS)
 	./target/release/alignlab report --paper
 
 # The tabular world's convergence to pi* (seconds).

@@ -99,6 +99,23 @@ fn results_tree(root: &std::path::Path, first: &str, second: &str) -> std::path:
     std::fs::create_dir_all(&dlg).unwrap();
     std::fs::write(dlg.join("eval.csv"), e.to_csv()).unwrap();
     std::fs::write(dlg.join("summary.csv"), "stage,metric,value\nreward,val accuracy (best epoch),0.8000 (epoch 2)\nreward,val accuracy (best epoch),0.7500 (cached)\n").unwrap();
+    // The overoptimisation folder: PPO's gold along Gao's RL form with b 0.30, 0.25, 0.35 per
+    // seed; the proxy linear in d; the labeller's word rising with d.
+    let mut e = Metrics::default();
+    for (seed, b) in [(0u64, 0.30), (1, 0.25), (2, 0.35)] {
+        push_point(&mut e, "sft", "", seed, 0, 0.0, 0.5);
+        e.push("sft", "", seed, 0, "eval/proxy", 0.0);
+        e.push("sft", "", seed, 0, "eval/spurious", 0.2);
+        for (i, kl) in [0.25f64, 1.0, 2.0, 4.0, 9.0, 16.0].into_iter().enumerate() {
+            let d = kl.sqrt();
+            push_point(&mut e, "ppo", "target_kl=16", seed, 10 * (i + 1), kl, 0.5 + d * (0.4 - b * d.ln()));
+            e.push("ppo", "target_kl=16", seed, 10 * (i + 1), "eval/proxy", 0.4 * d);
+            e.push("ppo", "target_kl=16", seed, 10 * (i + 1), "eval/spurious", 0.2 + d);
+        }
+    }
+    let over = results.join("overoptimisation");
+    std::fs::create_dir_all(&over).unwrap();
+    std::fs::write(over.join("eval.csv"), e.to_csv()).unwrap();
     // One folder records its code, the other predates the record.
     std::fs::write(dir.join("summary.csv"), "stage,metric,value\nrun,code,\"alignlab 0.1.0 (commit abc), numerics 2\"\n").unwrap();
     std::fs::write(results.join("paper-sentiment/summary.csv"), "stage,metric,value\nrun,wall time,1.0 s\n").unwrap();
@@ -131,6 +148,11 @@ fn paper_numbers_and_verdicts_come_from_the_results() {
     assert!(dialogue.contains("PPO ends at 2.000 at its smallest KL (0.50) and 2.000 at its largest (0.50): PPO exploits the labeller's taste"), "{dialogue}");
     assert!(root.join("results/paper-sentiment/frontier.png").exists());
     assert!(root.join("results/paper-sentiment/paired.csv").exists());
+    // The overoptimisation section: Gao's b per seed and its interval (hand values as in
+    // tests/verdicts.rs), and the labeller's word under PPO.
+    let over = &md[md.find("## Overoptimisation: a reward model").unwrap()..];
+    assert!(over.contains("- PPO, gold: b = 0.300 ± 0.124 over 3 seeds (the interval excludes 0: b > 0, overoptimised; per seed 0.300, 0.250, 0.350)."), "{over}");
+    assert!(over.contains("From pi_SFT's 0.200 \"very\" per completion, PPO ends at 4.200"), "{over}");
     // The same numbers with the methods swapped: every verdict word flips.
     let results = results_tree(&root, "ppo", "dpo");
     let md = std::fs::read_to_string(alignlab::report::paper::write(&results, &root.join("paper")).unwrap()).unwrap();

@@ -13,6 +13,7 @@ use crate::experiment::tabular::{TabularRecord, UnseenRecord};
 use crate::experiment::{write_atomic, Row, SummaryRecord};
 use crate::log::Record;
 use crate::report::estimators::EstimatorRecord;
+use crate::report::overopt::FitRecord;
 use crate::report::winrate::WinrateRecord;
 
 /// A results file's records, if it is there and reads (a report skips what a folder lacks).
@@ -239,6 +240,15 @@ fn dialogue_section(s: &mut String, dir: &Path) {
             let _ = writeln!(s, "The reward model, learned from the labeller's pairs, ranks held-out pairs as the labeller did with accuracy {} (per seed).\n", acc.join(", "));
         }
     }
+    hack_table(s, dir, "politeness words per reply, which the labeller likes and the judge does not", ("politeness words", "reply"), "PPO exploits the labeller's taste", "PPO does not measurably exploit the labeller's taste here");
+    figure(s, "../results/paper-dialogue/overoptimization.png", "Overoptimisation: gold and proxy reward gain over SFT against d = sqrt(KL) for Best-of-N and PPO, with Gao et al.'s fitted forms.");
+    let _ = writeln!(s, "Settings as run:\n\n```toml\n{}```\n", settings(dir, &["world", "sweep", "prefs", "train", "eval", "dpo", "preferred_ft", "ppo", "ppo_gt", "best_of_n", "report"]));
+}
+
+/// Does PPO hack the labeller's taste? Each run's last evaluation (mean over seeds) of the
+/// world's spurious feature (`eval/spurious`) beside KL, gold and proxy, and what PPO's grid does
+/// to it, from a folder's `eval.csv`.
+fn hack_table(s: &mut String, dir: &Path, what: &str, (column, unit): (&str, &str), hacked_text: &str, not_hacked_text: &str) {
     if let Some(e) = read::<Row>(&dir.join("eval.csv")) {
         // The last training evaluation (at the evaluation temperature) of each run, per seed.
         let mut last: BTreeMap<(String, String, u64), usize> = BTreeMap::new();
@@ -251,7 +261,7 @@ fn dialogue_section(s: &mut String, dir: &Path) {
             (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
         };
         let runs = distinct(last.keys().map(|k| (k.0.clone(), k.1.clone())));
-        let _ = writeln!(s, "Does PPO hack the labeller's taste? Each run's last evaluation (T = 1, mean over seeds): politeness words per reply, which the labeller likes and the judge does not, beside gold, the reward model's score (proxy) and the KL:\n\n| method | setting | KL | gold | proxy | politeness words |\n|---|---|---|---|---|---|");
+        let _ = writeln!(s, "Does PPO hack the labeller's taste? Each run's last evaluation (T = 1, mean over seeds): {what}, beside gold, the reward model's score (proxy) and the KL:\n\n| method | setting | KL | gold | proxy | {column} |\n|---|---|---|---|---|---|");
         for (m, st) in &runs {
             let g = |metric: &str| value(m, st, metric).map(f3).unwrap_or_else(|| "-".into());
             let _ = writeln!(s, "| {m} | {} | {} | {} | {} | {} |", if st.is_empty() { "-" } else { st }, g("eval/kl"), g("eval/gold"), g("eval/proxy"), g("eval/spurious"));
@@ -267,11 +277,69 @@ fn dialogue_section(s: &mut String, dir: &Path) {
             // DPO learns from the same labels, so it can take on the taste without any reward model.
             let dpo: Vec<f64> = runs.iter().filter(|(m, _)| m == "dpo").filter_map(|(m, st)| value(m, st, "eval/spurious")).collect();
             let dpo = if dpo.is_empty() { String::new() } else { format!(" DPO, trained on the same labels without a reward model, ends at {} to {} over its betas.", f3(dpo.iter().copied().fold(f64::INFINITY, f64::min)), f3(dpo.iter().copied().fold(f64::NEG_INFINITY, f64::max))) };
-            let _ = writeln!(s, "\nFrom pi_SFT's {} politeness words per reply, PPO ends at {} at its smallest KL ({:.2}) and {} at its largest ({:.2}){gt}: {}.{dpo} Across PPO's KL grid the proxy goes from {} to {} and gold from {} to {}: {}.\n", f3(sft), f3(lo.3), lo.0, f3(hi.3), hi.0, if hacked { "PPO exploits the labeller's taste" } else { "PPO does not measurably exploit the labeller's taste here" }, f3(lo.2), f3(hi.2), f3(lo.1), f3(hi.1), if over { "gold falls while the proxy rises, overoptimisation" } else { "gold does not fall while the proxy rises within this grid" });
+            let _ = writeln!(s, "\nFrom pi_SFT's {} {column} per {unit}, PPO ends at {} at its smallest KL ({:.2}) and {} at its largest ({:.2}){gt}: {}.{dpo} Across PPO's KL grid the proxy goes from {} to {} and gold from {} to {}: {}.\n", f3(sft), f3(lo.3), lo.0, f3(hi.3), hi.0, if hacked { hacked_text } else { not_hacked_text }, f3(lo.2), f3(hi.2), f3(lo.1), f3(hi.1), if over { "gold falls while the proxy rises, overoptimisation" } else { "gold does not fall while the proxy rises within this grid" });
         }
     }
-    figure(s, "../results/paper-dialogue/overoptimization.png", "Overoptimisation: gold and proxy reward gain over SFT against d = sqrt(KL) for Best-of-N and PPO, with Gao et al.'s fitted forms.");
-    let _ = writeln!(s, "Settings as run:\n\n```toml\n{}```\n", settings(dir, &["world", "sweep", "prefs", "train", "eval", "dpo", "preferred_ft", "ppo", "ppo_gt", "best_of_n", "report"]));
+}
+
+/// Gao et al.'s b of `method`'s gold over seeds, from a folder's `fits.csv`: the sentence.
+fn b_line(fits: &[FitRecord], method: &str, reward: &str) -> Option<String> {
+    let bs: Vec<f64> = fits.iter().filter(|f| f.method == method && f.reward == reward && f.seed != "all").map(|f| f.b).collect();
+    if bs.is_empty() {
+        return None;
+    }
+    let p = crate::stats::Paired::new(&bs);
+    let v = match p.verdict() {
+        crate::stats::Verdict::Above => "the interval excludes 0: b > 0, overoptimised".to_string(),
+        crate::stats::Verdict::Below => "the interval excludes 0: b < 0, no turn-over".to_string(),
+        crate::stats::Verdict::Inconclusive => p.verdict_text(),
+    };
+    Some(format!("b = {} ± {} over {} seeds ({}; per seed {})", f3(p.mean), f3(p.ci95), bs.len(), v, bs.iter().map(|b| f3(*b)).collect::<Vec<_>>().join(", ")))
+}
+
+/// The overoptimisation world (`results/overoptimisation`): whether PPO and Best-of-N hack a
+/// reward model learned from a labeller with a spurious taste, and how DPO fares on those pairs.
+fn overopt_section(s: &mut String, dir: &Path) {
+    let _ = writeln!(s, "## Overoptimisation: a reward model that is hacked (sentiment, beyond the paper)
+");
+    let _ = writeln!(s, "RLHF's main failure mode, and the reason DPO's authors expected it to lose, is that the policy exploits the learned reward model (Gao et al., 2022). The paper's sentiment world never shows it: its reward model is 91% accurate, PPO tracks PPO-GT, and Gao's b is not positive. Here (`scenarios/overoptimisation.toml`) the same world is labelled by a labeller with a spurious taste: it ranks two completions by gold + 0.6 x the number of times they say \"very\", which it reads as emphasis, while the true process uses \"very\" more in negative reviews (half a negative word's polarity), so every \"very\" is evidence against a positive review. DPO learns from these pairs directly; PPO and Best-of-N optimise the reward model learned from them; PPO-GT the gold reward.\n");
+    if let Some(t) = wall_time(dir) {
+        let _ = writeln!(s, "`alignlab run scenarios/overoptimisation.toml --jobs 2`; wall time of the invocation that wrote these results: {t}.\n");
+    }
+    if let Some(sm) = read::<SummaryRecord>(&dir.join("summary.csv")) {
+        let acc: Vec<String> = sm.iter().filter(|r| r.stage == "reward" && r.metric.starts_with("val accuracy")).filter_map(|r| r.value.split_whitespace().next()?.parse::<f64>().ok()).map(f3).collect();
+        let agree: Vec<String> = sm.iter().filter(|r| r.stage == "prefs" && r.metric == "pairs").filter_map(|r| Some(r.value.split("agree with gold on ").nth(1)?.split('%').next()?.to_string() + "%")).collect();
+        if !acc.is_empty() {
+            let _ = writeln!(s, "The labels agree with gold on {} of the pairs of distinct gold, and the reward model ranks held-out pairs as the labeller did with accuracy {} (per seed).\n", agree.join(", "), acc.join(", "));
+        }
+    }
+    figure(s, "../results/overoptimisation/overoptimization.png", "Gold and proxy reward gain over SFT against d = sqrt(KL) for Best-of-N and PPO, every evaluation of every seed, with Gao et al.'s fitted forms (pooled over seeds).");
+    if let Some(fits) = read::<FitRecord>(&dir.join("fits.csv")) {
+        let _ = writeln!(s, "**Gao et al.'s fits, per seed** (gold gain R = d(a - b log d) for PPO, d(a - b d) for Best-of-N; mean with a 95% t-interval over seeds):\n");
+        for (m, label) in [("ppo", "PPO"), ("best_of_n", "Best-of-N"), ("ppo_gt", "PPO-GT")] {
+            if let Some(l) = b_line(&fits, m, "gold") {
+                let _ = writeln!(s, "- {label}, gold: {l}.");
+            }
+            if let Some(l) = b_line(&fits, m, "proxy") {
+                let _ = writeln!(s, "- {label}, proxy: {l}.");
+            }
+        }
+        s.push('\n');
+    }
+    if let Ok(md) = std::fs::read_to_string(dir.join("report.md")) {
+        if let Some(i) = md.find("## Peak and decline") {
+            let end = md[i + 3..].find("\n## ").map_or(md.len(), |j| i + 3 + j);
+            let _ = writeln!(s, "{}", md[i..end].replacen("## ", "### ", 1));
+        }
+    }
+    hack_table(s, dir, "how often a completion says \"very\", which the labeller likes and the true process reads as negative", ("\"very\"", "completion"), "PPO exploits the labeller's taste", "PPO does not measurably exploit the labeller's taste here");
+    figure(s, "../results/overoptimisation/frontier.png", "Reward against KL in the overoptimisation world: every evaluation a point, each method's selected frontier.");
+    if let Some(p) = read::<PairedRecord>(&dir.join("paired.csv")) {
+        let _ = writeln!(s, "**What the runs show at the KL budgets.** Paired by seed (envelope chosen on the selection half, read on the test half), A - B with a 95% t-interval over seeds:\n");
+        budget_lines(s, &p, |x| x <= 8.0);
+        s.push('\n');
+    }
+    let _ = writeln!(s, "Settings as run:\n\n```toml\n{}```\n", settings(dir, &["world", "sweep", "prefs", "train", "eval", "dpo", "preferred_ft", "ppo", "ppo_gt", "best_of_n"]));
 }
 
 /// The KL estimators against the exact KL, per method, from a folder's `kl_estimators.csv`.
@@ -510,6 +578,12 @@ pub fn write(results: &Path, out: &Path) -> Result<PathBuf> {
     let dlg = results.join("paper-dialogue");
     if dlg.join("winrate.csv").exists() {
         dialogue_section(&mut s, &dlg);
+    }
+
+    // Overoptimisation.
+    let over = results.join("overoptimisation");
+    if over.join("fits.csv").exists() {
+        overopt_section(&mut s, &over);
     }
 
     // Tabular.
