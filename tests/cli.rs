@@ -221,15 +221,17 @@ fn run_env(file: &Path, out: &Path, extra: &[&str], env: &[(&str, &str)]) -> Out
 fn killed_runs_resume_to_the_same_bytes() {
     let file = Path::new("scenarios/sentiment.toml");
     let (whole, killed) = (tmp("resume-whole"), tmp("resume-killed"));
-    assert!(run(file, &whole, &[]).status.success());
+    // The preference runs keep their best checkpoint (kept across the kill in `best/`).
+    let keep = ["train.keep=\"val_accuracy\""];
+    assert!(run(file, &whole, &keep).status.success());
     // Die (SIGABRT, as abrupt as kill -9) right after DPO's checkpoint at step 3, then PPO's.
-    let o = run_env(file, &killed, &[], &[("ALIGNLAB_ABORT_AT", "dpo:3")]);
+    let o = run_env(file, &killed, &keep, &[("ALIGNLAB_ABORT_AT", "dpo:3")]);
     assert!(!o.status.success(), "the abort hook did not fire:\n{}", text(&o));
-    let o = run_env(file, &killed, &[], &[("ALIGNLAB_ABORT_AT", "ppo:1")]);
+    let o = run_env(file, &killed, &keep, &[("ALIGNLAB_ABORT_AT", "ppo:1")]);
     assert!(!o.status.success());
     assert!(text(&o).contains("resuming from"), "DPO did not resume:\n{}", text(&o));
     assert!(text(&o).contains("reusing the cached checkpoint"), "SFT was retrained:\n{}", text(&o));
-    let o = run(file, &killed, &[]);
+    let o = run(file, &killed, &keep);
     assert!(o.status.success(), "{}", text(&o));
     assert!(text(&o).contains("resuming from"), "PPO did not resume:\n{}", text(&o));
     for f in ["eval.csv", "metrics.csv"] {
@@ -237,6 +239,9 @@ fn killed_runs_resume_to_the_same_bytes() {
         let b = std::fs::read(killed.join("results/sentiment").join(f)).unwrap();
         assert!(a == b, "{f} of the resumed run differs from the uninterrupted one");
     }
+    // The kept policy too.
+    let model = |root: &Path| std::fs::read(run_dirs(root, "sentiment", "dpo-beta=0.1")[0].join("model.safetensors")).unwrap();
+    assert!(model(&whole) == model(&killed), "the resumed DPO run kept another checkpoint");
     std::fs::remove_dir_all(&whole).ok();
     std::fs::remove_dir_all(&killed).ok();
 }
@@ -578,5 +583,27 @@ fn calibrated_grids_run_on_the_pilot_seed_and_replace_the_grids() {
     assert_eq!(std::fs::read(res.join("calibration.csv")).unwrap(), alignlab::log::csv_text(&cal).into_bytes());
     let md = std::fs::read_to_string(res.join("report.md")).unwrap();
     assert!(md.contains("## Calibrated grids") && md.contains("## Equal tuning") && md.contains("## Robustness to hyperparameters"), "{md}");
+    std::fs::remove_dir_all(&out).ok();
+}
+
+#[test]
+fn a_run_keeps_its_best_checkpoint_by_the_keep_rule() {
+    let file = Path::new("scenarios/sentiment.toml");
+    let out = tmp("keep");
+    let o = run(file, &out, &["train.keep=\"val_accuracy\"", "eval.every=2", "eval.temperatures=[0.5]"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let evals = alignlab::experiment::Metrics::read(&out.join("results/sentiment/eval.csv")).unwrap();
+    for (m, s) in [("dpo", "beta=0.1"), ("dpo", "beta=1"), ("unlikelihood", "alpha=1")] {
+        let acc: Vec<(usize, f64)> = evals.rows.iter().filter(|r| r.method == m && r.setting == s && r.metric == "eval/implicit_acc").map(|r| (r.step, r.value)).collect();
+        // The earliest step of the best held-out implicit accuracy, step 0 (pi_SFT) included.
+        let best = acc.iter().fold(acc[0], |b, x| if x.1 > b.1 { *x } else { b });
+        let kept: Vec<usize> = evals.rows.iter().filter(|r| r.method == m && r.setting == s && r.metric == "eval/kept").map(|r| r.step).collect();
+        assert_eq!(kept, vec![best.0], "{m} {s}: {acc:?}");
+        // The final-only evaluation is the kept checkpoint's.
+        assert!(evals.rows.iter().any(|r| r.method == m && r.setting == s && r.step == best.0 && r.metric == "eval_t0.5/gold"), "{m} {s}");
+    }
+    // PPO has no [train]: it keeps its last checkpoint.
+    assert!(!evals.rows.iter().any(|r| r.method == "ppo" && r.metric == "eval/kept"));
+    assert!(run_dirs(&out, "sentiment", "dpo-").iter().all(|d| !d.join("best").exists()), "the best-so-far copy is left behind");
     std::fs::remove_dir_all(&out).ok();
 }

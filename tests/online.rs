@@ -180,7 +180,7 @@ fn online_run_with(loss: PrefLoss, sync_every: usize, lr: f64) -> (String, Vec<f
     };
     let record = RefCell::new(Vec::new());
     let ctx = OnlineContext { reference: &reference, prompts: &prompts, max_new_tokens: 6, temperature: 1.0, labels: Labels::Deterministic, score: &score, sampler: (&sampler, &svs), sync_every, record: Some(&record) };
-    let cfg = TrainConfig { steps: 12, batch_size: 16, lr, warmup_steps: 1, grad_clip: 10.0 };
+    let cfg = TrainConfig { steps: 12, batch_size: 16, lr, warmup_steps: 1, grad_clip: 10.0, ..Default::default() };
     let mut metrics = Metrics::default();
     online_dpo::train(&policy, &pvs, &ctx, loss, &cfg, 6, 0, ("online_dpo", "toy"), &mut metrics, None, |_, _, _, _| Ok(()), |_| {}).unwrap();
     let mut named: Vec<(String, Tensor)> = pvs.variables().into_iter().collect();

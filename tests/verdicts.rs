@@ -193,3 +193,18 @@ fn the_peak_of_gold_is_chosen_on_the_selection_half() {
     let (kp, gp, kl, gl) = report::overopt::peak_and_decline(&points(&e), "ppo", 0).unwrap();
     assert_eq!((kp, gp, kl, gl), (2.0, 0.8, 8.0, 0.6), "peak at KL 2 on selection, its test value 0.8");
 }
+
+#[test]
+fn the_final_frontier_takes_the_checkpoint_a_run_kept() {
+    let mut e = Metrics::default();
+    point(&mut e, "sft", "", 0, 0, 0.0, 0.5);
+    point(&mut e, "dpo", "beta=0.1", 0, 50, 1.0, 0.9);
+    point(&mut e, "dpo", "beta=0.1", 0, 100, 2.0, 0.7);
+    let last = report::seed_points(&points(&e), "dpo", 0, Frontier::Final);
+    assert!(last.iter().any(|p| p.gold_test == 0.7) && !last.iter().any(|p| p.gold_test == 0.9), "without a kept mark: the last evaluation");
+    e.push("dpo", "beta=0.1", 0, 50, "eval/kept", 1.0);
+    let kept = report::seed_points(&points(&e), "dpo", 0, Frontier::Final);
+    assert!(kept.iter().any(|p| p.gold_test == 0.9) && !kept.iter().any(|p| p.gold_test == 0.7), "the kept checkpoint, not the last");
+    // The selected frontier still sees every evaluation.
+    assert_eq!(report::seed_points(&points(&e), "dpo", 0, Frontier::Selected).len(), 3);
+}

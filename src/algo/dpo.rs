@@ -45,11 +45,44 @@ pub struct TrainConfig {
     pub warmup_steps: usize,
     /// Global gradient-norm clip (the DPO reference code: 10), finite and > 0.
     pub grad_clip: f64,
+    /// Which evaluated checkpoint a run keeps as its final policy (see [`Keep`]).
+    #[serde(skip_serializing_if = "Keep::is_last")]
+    pub keep: Keep,
+}
+
+/// The checkpoint a preference run keeps, chosen among its evaluations (step 0, pi_SFT,
+/// included), as `[train] keep` names it. `last` is the DPO reference code's and TRL's (no
+/// selection); `val_accuracy` is the reward model's rule (the best held-out accuracy, here the
+/// implicit reward's on the validation pairs); `selection_gold` the best gold on the selection
+/// half of the evaluation prompts (the half the report chooses on, never the half it reports).
+/// Ties go to the earliest step.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Keep {
+    #[default]
+    Last,
+    ValAccuracy,
+    SelectionGold,
+}
+
+impl Keep {
+    pub fn is_last(&self) -> bool {
+        *self == Keep::Last
+    }
+
+    /// The evaluation metric it maximises, if it selects.
+    pub fn metric(&self) -> Option<&'static str> {
+        match self {
+            Keep::Last => None,
+            Keep::ValAccuracy => Some("eval/implicit_acc"),
+            Keep::SelectionGold => Some("eval/gold_sel"),
+        }
+    }
 }
 
 impl Default for TrainConfig {
     fn default() -> Self {
-        TrainConfig { steps: 400, batch_size: 64, lr: 1e-4, warmup_steps: 50, grad_clip: 10.0 }
+        TrainConfig { steps: 400, batch_size: 64, lr: 1e-4, warmup_steps: 50, grad_clip: 10.0, keep: Keep::Last }
     }
 }
 

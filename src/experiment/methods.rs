@@ -302,6 +302,15 @@ impl Method {
         }
     }
 
+    /// Which checkpoint the run keeps: `[train] keep` for the methods `[train]` configures (the
+    /// offline and online preference losses), the last for the others.
+    pub fn keep(&self, base: &TrainConfig) -> crate::algo::dpo::Keep {
+        match self.kind {
+            MethodKind::Pref(_) | MethodKind::Online { .. } => base.keep,
+            _ => crate::algo::dpo::Keep::Last,
+        }
+    }
+
     pub fn train_config(&self, base: &TrainConfig) -> TrainConfig {
         let mut t = base.clone();
         if let Some(lr) = self.opt.lr {

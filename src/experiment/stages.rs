@@ -394,6 +394,10 @@ pub(super) struct Run<'a> {
     /// What this process adds its own compute to: `deps` in a fresh run, the compute logged at
     /// the checkpoint in a resumed one (set at this process's first evaluation).
     pub compute_base: std::cell::Cell<Option<Work>>,
+    /// Which checkpoint the run keeps (`[train] keep`), and where the best so far is written
+    /// (beside the resume folder, which each checkpoint replaces).
+    pub keep: crate::algo::dpo::Keep,
+    pub best: PathBuf,
 }
 
 /// The sum of the shared stages' compute that `uses` (prefs, reward, reference) selects.
@@ -453,6 +457,16 @@ impl Run<'_> {
             rows.extend(self.ev.evaluate_at_temperature(policy, t));
         }
         rows.extend(compute_rows(&self.compute_now(step, evals)));
+        // A better checkpoint by the keep rule than every earlier evaluation (ties keep the
+        // earliest): its weights, for the end of the run.
+        if let Some(metric) = self.keep.metric() {
+            let before = evals.rows.iter().filter(|r| r.method == self.name && r.setting == self.setting && r.metric == metric).map(|r| r.value).fold(f64::NEG_INFINITY, f64::max);
+            if rows.iter().any(|(k, v)| k == metric && *v > before) {
+                let _p = crate::profile::span("checkpoint_io");
+                std::fs::create_dir_all(self.best.parent().expect("a run folder"))?;
+                model::save_checkpoint(stores[0], &self.best)?;
+            }
+        }
         evaluate_and_checkpoint(rows, (&self.name, &self.setting, self.sc.seed), (step, total), &self.resume, parts, stores, metrics, evals)
     }
 }
@@ -475,13 +489,30 @@ pub fn method_stage(sc: &Scenario, method: &Method, s: &Shared, opts: &RunOption
     let mut vs = nn::VarStore::new(opts.device);
     let policy = Gpt::new(&vs.root(), &sc.model);
     copy_weights(&vs, s.sft_vs)?;
-    let mut run = Run { sc, s, opts, ev: evaluator(sc, s), resume: ResumeDir { dir: dir.join("resume") }, name: method.name(), setting: method.setting(), metrics: Metrics::default(), evals: Metrics::default(), deps: shared_work(&s.work, method.uses_shared()), compute_base: Default::default() };
+    let mut run = Run { sc, s, opts, ev: evaluator(sc, s), resume: ResumeDir { dir: dir.join("resume") }, name: method.name(), setting: method.setting(), metrics: Metrics::default(), evals: Metrics::default(), deps: shared_work(&s.work, method.uses_shared()), compute_base: Default::default(), keep: method.keep(&sc.train), best: dir.join("best").join("policy.safetensors") };
     let last = method.train(&mut run, &policy, &mut vs).with_context(|| format!("method {} {}", run.name, run.setting))?;
     super::export::write_card(&dir, &sc.model, &s.world.vocab().words)?;
     let mut e = std::mem::take(&mut run.evals);
-    temperature_sweep(sc, &run.ev, &policy, (&run.name, &run.setting, last), &mut e);
-    shifted_sweep(sc, s, &policy, (&run.name, &run.setting, last), &mut e);
-    finish_method(&dir, &vs, std::mem::take(&mut run.metrics), e, metrics, evals)
+    // The kept checkpoint: the last, or the best evaluation by the keep rule, marked
+    // `eval/kept` at its step; the final-only evaluations and the saved model are its.
+    let kept = match run.keep.metric() {
+        None => last,
+        Some(metric) => {
+            let best = e.rows.iter().filter(|r| r.method == run.name && r.setting == run.setting && r.metric == metric).fold(None, |b: Option<(usize, f64)>, r| match b {
+                Some((_, v)) if v >= r.value => b,
+                _ => Some((r.step, r.value)),
+            });
+            let (step, _) = best.with_context(|| format!("method {} {}: no {metric} to keep a checkpoint by", run.name, run.setting))?;
+            model::load_checkpoint(&mut vs, &run.best)?;
+            e.push(&run.name, &run.setting, sc.seed, step, "eval/kept", 1.0);
+            step
+        }
+    };
+    temperature_sweep(sc, &run.ev, &policy, (&run.name, &run.setting, kept), &mut e);
+    shifted_sweep(sc, s, &policy, (&run.name, &run.setting, kept), &mut e);
+    finish_method(&dir, &vs, std::mem::take(&mut run.metrics), e, metrics, evals)?;
+    let _ = std::fs::remove_dir_all(dir.join("best"));
+    Ok(())
 }
 
 fn finish_method(dir: &std::path::Path, vs: &nn::VarStore, m: Metrics, e: Metrics, metrics: &mut Metrics, evals: &mut Metrics) -> Result<()> {

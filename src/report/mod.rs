@@ -67,6 +67,8 @@ pub struct Point {
     pub kl_test: f64,
     /// The optimal frontier's samples per prompt (N), where recorded.
     pub is_samples: Option<f64>,
+    /// The checkpoint its run kept (`[train] keep`), where the run chose one.
+    pub kept: bool,
 }
 
 impl Point {
@@ -117,6 +119,7 @@ pub fn points(evals: &Metrics) -> Vec<Point> {
                 gold_test: get("eval/gold_test"),
                 kl_test: get("eval/kl_test"),
                 is_samples: Some(get("eval/is_samples")).filter(|v| v.is_finite()),
+                kept: get("eval/kept") == 1.0,
             }
         })
         .collect()
@@ -172,7 +175,11 @@ impl Frontier {
 /// starts there; not for the optimal frontier). Empty when the method did not run in that seed.
 pub fn seed_points(points: &[Point], method: &str, seed: u64, which: Frontier) -> Vec<SplitPoint> {
     let mine: Vec<&Point> = points.iter().filter(|p| p.method == method && p.seed == seed).collect();
-    let last_step = |p: &Point| mine.iter().filter(|q| q.setting == p.setting).map(|q| q.step).max().unwrap_or(0);
+    // A setting's final checkpoint: the one its run kept, else its last evaluation.
+    let last_step = |p: &Point| {
+        let same = || mine.iter().filter(|q| q.setting == p.setting);
+        same().find(|q| q.kept).map(|q| q.step).unwrap_or_else(|| same().map(|q| q.step).max().unwrap_or(0))
+    };
     let mut out: Vec<SplitPoint> = mine.iter().filter(|p| which == Frontier::Selected || p.step == last_step(p)).map(|p| p.split()).collect();
     if out.is_empty() {
         return out;
