@@ -58,6 +58,14 @@ fn tiny_for(file: &Path) -> Vec<&'static str> {
     if text.contains("[sweep]") {
         v.push("sweep.seeds=[0]"); // one seed is enough for a smoke run
     }
+    // Tuning would run its own lengths (hundreds of steps); the tuned tiny sweep is
+    // `calibrated_grids_run_on_the_pilot_seed_and_replace_the_grids`. One calibration round.
+    if text.contains("[tune]") {
+        v.push("tune.seeds=[]");
+    }
+    if text.contains("budgets") {
+        v.push("sweep.calibration_rounds=1");
+    }
     v
 }
 
