@@ -116,6 +116,18 @@ fn results_tree(root: &std::path::Path, first: &str, second: &str) -> std::path:
     let over = results.join("overoptimisation");
     std::fs::create_dir_all(&over).unwrap();
     std::fs::write(over.join("eval.csv"), e.to_csv()).unwrap();
+    // The fair rerun of the sentiment experiment: PPO ahead of DPO by 0.1 at KL 1 (0.09, 0.10,
+    // 0.11), with its tuning table.
+    let mut e = Metrics::default();
+    for seed in 0..3u64 {
+        push_point(&mut e, "sft", "", seed, 0, 0.0, 0.5);
+        push_point(&mut e, "dpo", "beta=0.2", seed, 100, 1.0, 0.8);
+        push_point(&mut e, "ppo", "target_kl=1", seed, 60, 1.0, 0.89 + 0.01 * seed as f64);
+    }
+    let fair = results.join("fair-sentiment");
+    std::fs::create_dir_all(&fair).unwrap();
+    std::fs::write(fair.join("eval.csv"), e.to_csv()).unwrap();
+    std::fs::write(fair.join("tuning.csv"), "method,config,seed,gold_sel,budget,reached,picked\ndpo,lr=0.0001,2000,0.7,1,true,false\ndpo,lr=0.0003,2000,0.8,1,true,true\nppo,lr=0.0001,2000,0.9,1,true,true\nppo,lr=0.0003,2000,0.6,1,true,false\n").unwrap();
     // One folder records its code, the other predates the record.
     std::fs::write(dir.join("summary.csv"), "stage,metric,value\nrun,code,\"alignlab 0.1.0 (commit abc), numerics 2\"\n").unwrap();
     std::fs::write(results.join("paper-sentiment/summary.csv"), "stage,metric,value\nrun,wall time,1.0 s\n").unwrap();
@@ -148,6 +160,10 @@ fn paper_numbers_and_verdicts_come_from_the_results() {
     assert!(dialogue.contains("PPO ends at 2.000 at its smallest KL (0.50) and 2.000 at its largest (0.50): PPO exploits the labeller's taste"), "{dialogue}");
     assert!(root.join("results/paper-sentiment/frontier.png").exists());
     assert!(root.join("results/paper-sentiment/paired.csv").exists());
+    // The fair protocol's section: after and before side by side, and its tuning table.
+    let fair = &md[md.find("## Sentiment: the fair protocol").unwrap()..];
+    assert!(fair.contains("- KL 1: after: dpo - ppo = -0.100 ± 0.025 (per seed -0.090, -0.100, -0.110): dpo is below; before: dpo - ppo = +0.300 ± 0.025"), "{fair}");
+    assert!(fair.contains("### Equal tuning") && fair.contains("| ppo | lr=0.0001 * | 2000: 0.9000 | 0.9000 |"), "{fair}");
     // The overoptimisation section: Gao's b per seed and its interval (hand values as in
     // tests/verdicts.rs), and the labeller's word under PPO.
     let over = &md[md.find("## Overoptimisation: a reward model").unwrap()..];

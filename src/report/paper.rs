@@ -282,6 +282,52 @@ fn hack_table(s: &mut String, dir: &Path, what: &str, (column, unit): (&str, &st
     }
 }
 
+/// A section of a folder's `report.md`, from its heading to the next, one level down.
+fn report_section(dir: &Path, heading: &str) -> Option<String> {
+    let md = std::fs::read_to_string(dir.join("report.md")).ok()?;
+    let i = md.find(heading)?;
+    let end = md[i + 3..].find("\n## ").map_or(md.len(), |j| i + 3 + j);
+    Some(md[i..end].replacen("## ", "### ", 1))
+}
+
+/// The fair protocol's rerun of a paper experiment (`after`, e.g. results/fair-sentiment)
+/// beside the first wave's (`before`): DPO against PPO at each KL budget before and after, then
+/// the calibration (landed KL per seed), the tuning with the robustness claim, and the compute
+/// tables with the cost claim, from the folders' own tables.
+fn fair_section(s: &mut String, title: &str, scenario: &str, before: &Path, after: &Path) {
+    let _ = writeln!(s, "## {title}: the fair protocol
+");
+    let _ = writeln!(s, "`alignlab run scenarios/{scenario}.toml --jobs 2`: the same world and methods as the first wave's run, with equal tuning (the same number of configurations of every trained method's optimisation, on a tuning seed that is never reported, the best at the reference budget on the selection half frozen), grids calibrated to the KL budgets on a pilot seed, rollouts on the training prompts only, and the preference methods keeping their checkpoint by held-out implicit accuracy (the reward model's rule).\n");
+    if let Some(t) = wall_time(after) {
+        let _ = writeln!(s, "Wall time of the invocation that wrote these results (tuning, calibration and sweep): {t}.\n");
+    }
+    let (pb, pa) = (read::<PairedRecord>(&before.join("paired.csv")), read::<PairedRecord>(&after.join("paired.csv")));
+    if let Some(pa) = &pa {
+        let _ = writeln!(s, "**DPO against PPO at the KL budgets, before (first wave: untuned, grids as written) and after (fair protocol).** Paired by seed, envelope chosen on the selection half and read on the test half:\n");
+        for r in paired_rows(pa, "dpo", "ppo", "kl_budget") {
+            let old = pb.as_ref().and_then(|pb| paired_rows(pb, "dpo", "ppo", "kl_budget").into_iter().find(|o| o.x == r.x).map(paired_line));
+            let _ = writeln!(s, "- KL {}: after: {}; before: {}.", r.x, paired_line(r), old.unwrap_or_else(|| "-".into()));
+        }
+        s.push('\n');
+        let others: Vec<String> = distinct(pa.iter().filter(|r| r.a == "dpo" && r.b != "ppo" && r.axis == "kl_budget").map(|r| r.b.clone()));
+        if !others.is_empty() {
+            let _ = writeln!(s, "DPO against the other methods after:\n");
+            for b in others {
+                for r in paired_rows(pa, "dpo", &b, "kl_budget") {
+                    let _ = writeln!(s, "- KL {}: {}.", r.x, paired_line(r));
+                }
+            }
+            s.push('\n');
+        }
+    }
+    figure(s, &format!("../results/{scenario}/frontier.png"), "Reward against KL under the fair protocol: every evaluation a point, each method's selected frontier.");
+    for heading in ["## Calibrated grids", "## Equal tuning", "## Robustness to hyperparameters", "## Compute per run", "## Gold reward at equal compute", "## Compute at equal gold"] {
+        if let Some(sec) = report_section(after, heading) {
+            let _ = writeln!(s, "{sec}");
+        }
+    }
+}
+
 /// Gao et al.'s b of `method`'s gold over seeds, from a folder's `fits.csv`: the sentence.
 fn b_line(fits: &[FitRecord], method: &str, reward: &str) -> Option<String> {
     let bs: Vec<f64> = fits.iter().filter(|f| f.method == method && f.reward == reward && f.seed != "all").map(|f| f.b).collect();
@@ -326,11 +372,8 @@ fn overopt_section(s: &mut String, dir: &Path) {
         }
         s.push('\n');
     }
-    if let Ok(md) = std::fs::read_to_string(dir.join("report.md")) {
-        if let Some(i) = md.find("## Peak and decline") {
-            let end = md[i + 3..].find("\n## ").map_or(md.len(), |j| i + 3 + j);
-            let _ = writeln!(s, "{}", md[i..end].replacen("## ", "### ", 1));
-        }
+    if let Some(sec) = report_section(dir, "## Peak and decline") {
+        let _ = writeln!(s, "{sec}");
     }
     hack_table(s, dir, "how often a completion says \"very\", which the labeller likes and the true process reads as negative", ("\"very\"", "completion"), "PPO exploits the labeller's taste", "PPO does not measurably exploit the labeller's taste here");
     figure(s, "../results/overoptimisation/frontier.png", "Reward against KL in the overoptimisation world: every evaluation a point, each method's selected frontier.");
@@ -578,6 +621,14 @@ pub fn write(results: &Path, out: &Path) -> Result<PathBuf> {
     let dlg = results.join("paper-dialogue");
     if dlg.join("winrate.csv").exists() {
         dialogue_section(&mut s, &dlg);
+    }
+
+    // The fair protocol's reruns, beside the first wave's.
+    for (title, scenario, first) in [("Sentiment", "fair-sentiment", "paper-sentiment"), ("Summarize", "fair-summarize", "paper-summarize")] {
+        let after = results.join(scenario);
+        if after.join("paired.csv").exists() {
+            fair_section(&mut s, title, scenario, &results.join(first), &after);
+        }
     }
 
     // Overoptimisation.
