@@ -116,6 +116,7 @@ fn results_tree(root: &std::path::Path, first: &str, second: &str) -> std::path:
     let over = results.join("overoptimisation");
     std::fs::create_dir_all(&over).unwrap();
     std::fs::write(over.join("eval.csv"), e.to_csv()).unwrap();
+    std::fs::write(over.join("scenario.resolved.toml"), "name = \"overoptimisation\"\n\n[world]\nkind = \"sentiment\"\n\n[world.labeller]\nword = \"very\"\nbonus = 0.6\npolarity = -0.5\n").unwrap();
     // The fair rerun of the sentiment experiment: PPO ahead of DPO by 0.1 at KL 1 (0.09, 0.10,
     // 0.11), with its tuning table.
     let mut e = Metrics::default();
@@ -169,6 +170,7 @@ fn paper_numbers_and_verdicts_come_from_the_results() {
     let over = &md[md.find("## Overoptimisation: a reward model").unwrap()..];
     assert!(over.contains("- PPO, gold: b = 0.300 ± 0.124 over 3 seeds (the interval excludes 0: b > 0, overoptimised; per seed 0.300, 0.250, 0.350)."), "{over}");
     assert!(over.contains("From pi_SFT's 0.200 \"very\" per completion, PPO ends at 4.200"), "{over}");
+    assert!(over.contains("gold + 0.6 x the number of times they say \"very\"") && over.contains("the polarity -0.5"), "{over}");
     // The same numbers with the methods swapped: every verdict word flips.
     let results = results_tree(&root, "ppo", "dpo");
     let md = std::fs::read_to_string(alignlab::report::paper::write(&results, &root.join("paper")).unwrap()).unwrap();

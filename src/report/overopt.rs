@@ -11,6 +11,9 @@
 //!   the evaluation of largest KL. Choosing the peak on one half and measuring on the other keeps
 //!   the maximum of noisy points from reading as a decline. A decline whose interval over seeds
 //!   lies above 0 is a measured fall of gold with KL.
+//! - Within each run, the same test over training: the run's peak (chosen on the selection
+//!   half, step 0 left out) against its end, with the KL and proxy at both: gold that falls at a
+//!   steady KL while the proxy rises is the reward model being hacked as training goes on.
 
 use std::fmt::Write as _;
 
@@ -105,6 +108,18 @@ pub fn peak_and_decline(points: &[Point], method: &str, seed: u64) -> Option<(f6
     Some((peak.kl, peak.gold_test, last.kl, last.gold_test))
 }
 
+/// Within one run (a method's setting on a seed): its peak, the evaluation after step 0 with
+/// the best selection-half gold, and its final evaluation, each as (step, KL, test-half gold,
+/// proxy). A run whose gold falls from its peak at a steady KL is hacking its reward over
+/// training, not spending more KL.
+pub fn run_peak(points: &[Point], method: &str, setting: &str, seed: u64) -> Option<[(usize, f64, f64, f64); 2]> {
+    let pts: Vec<&Point> = points.iter().filter(|p| p.method == method && p.setting == setting && p.seed == seed && p.step > 0 && p.gold_sel.is_finite() && p.gold_test.is_finite()).collect();
+    let peak = pts.iter().max_by(|a, b| a.gold_sel.total_cmp(&b.gold_sel).then(b.step.cmp(&a.step)))?;
+    let last = pts.iter().max_by_key(|p| p.step)?;
+    let row = |p: &Point| (p.step, p.kl, p.gold_test, p.proxy);
+    Some([row(peak), row(last)])
+}
+
 fn verdict_b(p: &Paired) -> String {
     match p.verdict() {
         crate::stats::Verdict::Above => "b > 0 (overoptimised)".into(),
@@ -150,6 +165,30 @@ pub fn markdown(points: &[Point], fits: &[Fit]) -> String {
                 crate::stats::Verdict::Inconclusive => d.verdict_text(),
             };
             let _ = writeln!(s, "| {m} | mean | | | | | {:.4} ± {:.4}: {v} |", d.mean, d.ci95);
+        }
+    }
+    // Within each PPO run: gold from its peak to its end, at the KL its controller holds.
+    let mut rows = Vec::new();
+    for &(m, _) in &FITTED[1..] {
+        for setting in super::distinct(points.iter().filter(|p| p.method == m).map(|p| p.setting.clone())) {
+            let per: Vec<[(usize, f64, f64, f64); 2]> = seeds.iter().filter_map(|&sd| run_peak(points, m, &setting, sd)).collect();
+            if per.len() >= 2 {
+                rows.push((m, setting, per));
+            }
+        }
+    }
+    if !rows.is_empty() {
+        let _ = writeln!(s, "\n## Gold over training within each run (peak: the evaluation after step 0 best on the selection half; decline: test-half gold at the peak minus at the run's end; means over seeds, the decline with a 95% t-interval)\n");
+        let _ = writeln!(s, "| method | setting | KL at peak -> end | proxy at peak -> end | gold at peak -> end | decline |\n|---|---|---|---|---|---|");
+        for (m, setting, per) in &rows {
+            let mean = |f: &dyn Fn(&[(usize, f64, f64, f64); 2]) -> f64| per.iter().map(f).sum::<f64>() / per.len() as f64;
+            let d = Paired::new(&per.iter().map(|r| r[0].2 - r[1].2).collect::<Vec<_>>());
+            let v = match d.verdict() {
+                crate::stats::Verdict::Above => "gold falls over training".to_string(),
+                crate::stats::Verdict::Below => "gold rises to the end".to_string(),
+                crate::stats::Verdict::Inconclusive => d.verdict_text(),
+            };
+            let _ = writeln!(s, "| {m} | {setting} | {:.2} -> {:.2} | {:.3} -> {:.3} | {:.4} -> {:.4} | {:.4} ± {:.4}: {v} |", mean(&|r| r[0].1), mean(&|r| r[1].1), mean(&|r| r[0].3), mean(&|r| r[1].3), mean(&|r| r[0].2), mean(&|r| r[1].2), d.mean, d.ci95);
         }
     }
     s

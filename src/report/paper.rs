@@ -348,7 +348,14 @@ fn b_line(fits: &[FitRecord], method: &str, reward: &str) -> Option<String> {
 fn overopt_section(s: &mut String, dir: &Path) {
     let _ = writeln!(s, "## Overoptimisation: a reward model that is hacked (sentiment, beyond the paper)
 ");
-    let _ = writeln!(s, "RLHF's main failure mode, and the reason DPO's authors expected it to lose, is that the policy exploits the learned reward model (Gao et al., 2022). The paper's sentiment world never shows it: its reward model is 91% accurate, PPO tracks PPO-GT, and Gao's b is not positive. Here (`scenarios/overoptimisation.toml`) the same world is labelled by a labeller with a spurious taste: it ranks two completions by gold + 0.6 x the number of times they say \"very\", which it reads as emphasis, while the true process uses \"very\" more in negative reviews (half a negative word's polarity), so every \"very\" is evidence against a positive review. DPO learns from these pairs directly; PPO and Best-of-N optimise the reward model learned from them; PPO-GT the gold reward.\n");
+    // The labeller's settings as run.
+    let resolved: Option<toml::Table> = std::fs::read_to_string(dir.join("scenario.resolved.toml")).ok().and_then(|t| toml::from_str(&t).ok());
+    let lab = resolved.as_ref().and_then(|t| t.get("world")?.get("labeller")?.as_table().cloned()).unwrap_or_default();
+    let word = lab.get("word").and_then(|v| v.as_str()).unwrap_or("?").to_string();
+    let (bonus, polarity) = (lab.get("bonus").map_or("?".into(), |v| v.to_string()), lab.get("polarity").map_or("0".into(), |v| v.to_string()));
+    let before = dir.parent().map(|r| r.join("paper-sentiment")).and_then(|d| read::<FitRecord>(&d.join("fits.csv"))).and_then(|f| b_line(&f, "ppo", "gold"));
+    let before = before.map(|b| format!(" In the paper's sentiment world above, PPO's gold gain gives {b}.")).unwrap_or_default();
+    let _ = writeln!(s, "RLHF's main failure mode, and the reason DPO's authors expected it to lose, is that the policy exploits the learned reward model (Gao et al., 2022).{before} Here (`scenarios/overoptimisation.toml`) the same world is labelled by a labeller with a spurious taste: it ranks two completions by gold + {bonus} x the number of times they say \"{word}\", which it reads as emphasis, while the true process gives \"{word}\" the polarity {polarity} (a negative word's is -1), so every \"{word}\" is evidence against a positive review. DPO learns from these pairs directly; PPO and Best-of-N optimise the reward model learned from them; PPO-GT the gold reward.\n");
     if let Some(t) = wall_time(dir) {
         let _ = writeln!(s, "`alignlab run scenarios/overoptimisation.toml --jobs 2`; wall time of the invocation that wrote these results: {t}.\n");
     }
@@ -372,10 +379,12 @@ fn overopt_section(s: &mut String, dir: &Path) {
         }
         s.push('\n');
     }
-    if let Some(sec) = report_section(dir, "## Peak and decline") {
-        let _ = writeln!(s, "{sec}");
+    for heading in ["## Peak and decline", "## Gold over training within each run"] {
+        if let Some(sec) = report_section(dir, heading) {
+            let _ = writeln!(s, "{sec}");
+        }
     }
-    hack_table(s, dir, "how often a completion says \"very\", which the labeller likes and the true process reads as negative", ("\"very\"", "completion"), "PPO exploits the labeller's taste", "PPO does not measurably exploit the labeller's taste here");
+    hack_table(s, dir, &format!("how often a completion says \"{word}\", which the labeller likes and the true process reads as negative"), (&format!("\"{word}\""), "completion"), "PPO exploits the labeller's taste", "PPO does not measurably exploit the labeller's taste here");
     figure(s, "../results/overoptimisation/frontier.png", "Reward against KL in the overoptimisation world: every evaluation a point, each method's selected frontier.");
     if let Some(p) = read::<PairedRecord>(&dir.join("paired.csv")) {
         let _ = writeln!(s, "**What the runs show at the KL budgets.** Paired by seed (envelope chosen on the selection half, read on the test half), A - B with a 95% t-interval over seeds:\n");
