@@ -578,10 +578,10 @@ fn calibrated_grids_run_on_the_pilot_seed_and_replace_the_grids() {
     // picked learning rate is the one the sweep ran.
     let tuning: Vec<alignlab::experiment::tune::TuningRecord> = alignlab::log::read_csv(&res.join("tuning.csv")).unwrap();
     assert_eq!(tuning.len(), 4);
-    let picked: Vec<&str> = tuning.iter().filter(|r| r.picked).map(|r| r.config.as_str()).collect();
-    assert_eq!(picked.len(), 2);
+    assert_eq!(tuning.iter().filter(|r| r.picked).count(), 2);
     let resolved = std::fs::read_to_string(res.join("scenario.resolved.toml")).unwrap();
-    let dpo_lr = picked[0].strip_prefix("lr=").unwrap().parse::<f64>().unwrap();
+    let dpo_pick = tuning.iter().find(|r| r.picked && r.method == "dpo").unwrap();
+    let dpo_lr = dpo_pick.config.strip_prefix("lr=").unwrap().parse::<f64>().unwrap();
     assert!(resolved.contains(&format!("[dpo]")) && resolved.split("[dpo]").nth(1).unwrap().split("\n[").next().unwrap().contains(&format!("lr = {dpo_lr:?}")), "{resolved}");
     // The pilot runs are cached: a second run calibrates from them and trains nothing new.
     let before = run_dirs(&out, "sentiment", "dpo-").len();
