@@ -88,3 +88,18 @@ fn tuning_is_checked_before_any_work() {
     // An empty list of tuning seeds turns tuning off.
     assert!(load(&["tune.seeds=[]", "tune.budget=1.0", "tune.dpo.lr=[1e-4]"]).unwrap().tune.is_none());
 }
+
+#[test]
+fn the_spread_across_configurations_is_best_minus_worst_per_tuning_seed() {
+    use alignlab::experiment::tune::TuningRecord;
+    use alignlab::report::tuning::spreads;
+    let r = |method: &str, config: &str, seed: u64, gold_sel: f64| TuningRecord { method: method.into(), config: config.into(), seed, gold_sel, budget: 1.0, reached: true, picked: false };
+    let records = vec![r("dpo", "a", 1, 0.7), r("dpo", "a", 2, 0.6), r("dpo", "b", 1, 0.9), r("dpo", "b", 2, 0.5), r("ppo", "a", 1, 0.2), r("ppo", "a", 2, 0.8), r("ppo", "b", 1, 0.9), r("ppo", "b", 2, 0.8)];
+    let s = spreads(&records);
+    let get = |m: &str| s.iter().find(|x| x.0 == m).unwrap().1.iter().map(|(sd, v)| (*sd, (v * 1e9).round() / 1e9)).collect::<Vec<_>>();
+    assert_eq!(get("dpo"), vec![(1, 0.2), (2, 0.1)]);
+    assert_eq!(get("ppo"), vec![(1, 0.7), (2, 0.0)]);
+    // DPO - PPO spreads per seed: -0.5 and +0.1; the report's sentence.
+    let md = alignlab::report::tuning::markdown(&records);
+    assert!(md.contains("DPO - ppo spread: -0.2000 ± "), "{md}");
+}

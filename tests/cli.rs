@@ -574,6 +574,8 @@ fn calibrated_grids_run_on_the_pilot_seed_and_replace_the_grids() {
     want.sort();
     assert_eq!(got, want);
     assert!(evals.rows.iter().all(|r| r.seed == 0), "a pilot-seed or tuning-seed row was reported");
+    // Three seeds trained an SFT: the reported one, the pilot (1000) and the tuning seed (2000).
+    assert_eq!(run_dirs(&out, "sentiment", "sft-").len(), 3, "the calibration or the tuning did not run on a seed of its own");
     // Tuning: two configurations per method on the tuning seed, one picked each, and the
     // picked learning rate is the one the sweep ran.
     let tuning: Vec<alignlab::experiment::tune::TuningRecord> = alignlab::log::read_csv(&res.join("tuning.csv")).unwrap();
