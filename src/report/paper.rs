@@ -633,7 +633,7 @@ pub fn write(results: &Path, out: &Path) -> Result<PathBuf> {
     }
 
     // The fair protocol's reruns, beside the first wave's.
-    for (title, scenario, first) in [("Sentiment", "fair-sentiment", "paper-sentiment"), ("Summarize", "fair-summarize", "paper-summarize")] {
+    for (title, scenario, first) in [("Sentiment", "fair-sentiment", "paper-sentiment"), ("Summarize", "fair-summarize", "paper-summarize"), ("Dialogue", "fair-dialogue", "paper-dialogue")] {
         let after = results.join(scenario);
         if after.join("paired.csv").exists() {
             fair_section(&mut s, title, scenario, &results.join(first), &after);
