@@ -85,6 +85,16 @@ fn tuning_is_checked_before_any_work() {
     assert!(e.contains("tune.seeds") && e.contains("reported"), "{e}");
     let e = err(&["tune.seeds=[2000]", "tune.budget=1.0", "tune.rloo.lr=[1e-4]"]);
     assert!(e.contains("tune.rloo") && e.contains("not a trained method"), "{e}");
+    // Configurations listed one by one: PPO varies four settings in as many configurations as
+    // DPO's product of two lists.
+    let t = load(&["tune.seeds=[2000]", "tune.budget=1.0", "tune.dpo.lr=[1e-4, 3e-4]", "tune.dpo.steps=[100, 200]", "tune.ppo.configs=[{lr = 1e-4, iterations = 60}, {lr = 3e-4, iterations = 60}, {lr = 1e-4, init_kl_coef = 0.3, iterations = 120, horizon = 512}, {lr = 3e-4, init_kl_coef = 0.3, iterations = 120, horizon = 128}]"]).unwrap();
+    let ppo = &t.tune.unwrap().tables[1];
+    assert_eq!(ppo.1.len(), 4);
+    assert_eq!(ppo.1[2], ["ppo.horizon=512", "ppo.init_kl_coef=0.3", "ppo.iterations=120", "ppo.lr=0.0001"].map(String::from).to_vec());
+    let e = err(&["tune.seeds=[2000]", "tune.budget=1.0", "tune.ppo.configs=[{target_kl = 1.0}]"]);
+    assert!(e.contains("tune.ppo.target_kl") && e.contains("grid"), "{e}");
+    let e = err(&["tune.seeds=[2000]", "tune.budget=1.0", "tune.ppo.configs=[{lr = 1e-4}]", "tune.ppo.iterations=[60]"]);
+    assert!(e.contains("tune.ppo.configs") && e.contains("alone"), "{e}");
     // An empty list of tuning seeds turns tuning off.
     assert!(load(&["tune.seeds=[]", "tune.budget=1.0", "tune.dpo.lr=[1e-4]"]).unwrap().tune.is_none());
 }

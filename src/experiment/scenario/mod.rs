@@ -233,10 +233,27 @@ fn validate(parsed: parse::Parsed, text: &str, file: &str, default_name: &str, p
             for (table, keys) in &t.tables {
                 need(ran.contains(table) && table != "sft" && table != "best_of_n", &format!("tune.{table}"), format!("`{table}` is not a trained method this scenario runs (it runs {})", ran.join(", ")), "tune the tables the scenario runs")?;
                 let mut configs: Vec<Vec<String>> = vec![vec![]];
+                let grid_key = |key: &str| need(!crate::experiment::methods::is_grid(table, key), &format!("tune.{table}.{key}"), "is a grid of the sweep (calibrated to the budgets or listed), not a tuned setting".into(), "tune the optimisation: lr, steps or iterations, and for PPO init_kl_coef and horizon");
+                // `configs = [{ lr = 1e-4, iterations = 60 }, ...]`: the configurations listed,
+                // in place of a product of lists (so that every method can have as many while
+                // varying different numbers of settings).
+                if let Some(list) = keys.get("configs") {
+                    let items: Option<Vec<&toml::Table>> = list.as_array().filter(|a| !a.is_empty()).and_then(|a| a.iter().map(|v| v.as_table().filter(|t| !t.is_empty())).collect());
+                    need(items.is_some() && keys.len() == 1, &format!("tune.{table}.configs"), "is not a non-empty list of non-empty tables, alone in its table".into(), "write `configs = [{ lr = 1e-4, iterations = 60 }, { lr = 3e-4, iterations = 120 }]`, or lists of values without `configs`")?;
+                    configs = Vec::new();
+                    for c in items.unwrap() {
+                        for key in c.keys() {
+                            grid_key(key)?;
+                        }
+                        configs.push(c.iter().map(|(k, v)| format!("{table}.{k}={v}")).collect());
+                    }
+                    tables.push((table.clone(), configs));
+                    continue;
+                }
                 for (key, list) in keys {
                     let items = list.as_array().filter(|a| !a.is_empty());
                     need(items.is_some(), &format!("tune.{table}.{key}"), "is not a non-empty list".into(), &format!("write `{key} = [v1, v2, ...]`"))?;
-                    need(!crate::experiment::methods::is_grid(table, key), &format!("tune.{table}.{key}"), "is a grid of the sweep (calibrated to the budgets or listed), not a tuned setting".into(), "tune the optimisation: lr, steps or iterations, and for PPO init_kl_coef and horizon")?;
+                    grid_key(key)?;
                     configs = configs.iter().flat_map(|c| items.unwrap().iter().map(move |v| c.iter().cloned().chain([format!("{table}.{key}={v}")]).collect::<Vec<_>>())).collect();
                 }
                 tables.push((table.clone(), configs));
