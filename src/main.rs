@@ -253,16 +253,10 @@ fn run() -> Result<()> {
                 cell_args.push("--set".into());
                 cell_args.push(s.clone());
             }
-            let mut opts = RunOptions { results_root: results, runs_root: runs, device, progress: ProgressMode::choose(quiet, json_progress), jobs, threads: tch::get_num_threads() as usize, cell_args };
+            let opts = RunOptions { results_root: results, runs_root: runs, device, progress: ProgressMode::choose(quiet, json_progress), jobs, threads: tch::get_num_threads() as usize, cell_args };
             // The settings fixed before the sweep: the tuned configurations, the calibrated grids.
             let mut fixed: Vec<String> = Vec::new();
-            let run_pilot = |o: &RunOptions, pilot: &Scenario, tables: &[String], extra: &[String]| -> anyhow::Result<()> {
-                let mut o = o.clone();
-                for s in extra {
-                    o.cell_args.extend(["--set".to_string(), s.clone()]);
-                }
-                experiment::run_tables(pilot, &o, tables)
-            };
+            let run_pilot = |o: &RunOptions, pilot: &Scenario, tables: &[String], extra: &[String]| experiment::run_tables(pilot, &o.with_sets(extra), tables);
             // Equal tuning on the tuning seeds; every configuration is checked before any work.
             let tuning = match &sc.tune {
                 None => None,
@@ -284,19 +278,14 @@ fn run() -> Result<()> {
                 None
             } else {
                 let load = |extra: &[String]| -> anyhow::Result<Scenario> { Ok(Scenario::load(&file, &common.set.iter().chain(&fixed).chain(extra).cloned().collect::<Vec<_>>())?) };
-                let mut o = opts.clone();
-                for s in &fixed {
-                    o.cell_args.extend(["--set".to_string(), s.clone()]);
-                }
+                let o = opts.with_sets(&fixed);
                 let cal = experiment::calibrate::calibrate(&sc, &o, &load, &|p, t, e| run_pilot(&o, p, t, e))?;
                 sc = load(&cal.overrides)?;
                 fixed.extend(cal.overrides.iter().cloned());
                 eprintln!("calibrated grids: {}", cal.overrides.join(" "));
                 Some(cal)
             };
-            for s in &fixed {
-                opts.cell_args.extend(["--set".to_string(), s.clone()]);
-            }
+            let opts = opts.with_sets(&fixed);
             let summary = experiment::run(&sc, &opts)?;
             if let Some(cal) = &calibration {
                 let path = opts.results_root.join(&sc.name).join("calibration.csv");

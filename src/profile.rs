@@ -236,6 +236,13 @@ pub type Work = [f64; N_COUNTS + 1];
 /// The names of a [`Work`]'s entries: model GFLOPs, then [`COUNTS`].
 pub const WORK: &[&str] = &["gflop", "tokens_fwd", "tokens_bwd", "grad_steps", "samples", "rm_queries", "gold_queries"];
 
+/// `into += scale * w`, entry by entry.
+pub fn add_work(into: &mut Work, w: &Work, scale: f64) {
+    for (o, v) in into.iter_mut().zip(w) {
+        *o += scale * v;
+    }
+}
+
 /// A [`Work`] as a two-line CSV (header, values), as a cached stage keeps it.
 pub fn work_csv(w: &Work) -> String {
     format!("{}\n{}\n", WORK.join(","), w.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(","))

@@ -91,6 +91,17 @@ impl Paired {
         }
     }
 
+    /// `above` or `below` where the interval excludes 0 on that side, else
+    /// [`Paired::verdict_text`]'s "inconclusive, detectable difference d": the verdict in the
+    /// words of what is compared.
+    pub fn verdict_words(&self, above: &str, below: &str) -> String {
+        match self.verdict() {
+            Verdict::Above => above.to_string(),
+            Verdict::Below => below.to_string(),
+            Verdict::Inconclusive => self.verdict_text(),
+        }
+    }
+
     /// "above", "below", or "inconclusive, detectable difference d" (d at 80% power).
     pub fn verdict_text(&self) -> String {
         match self.verdict() {

@@ -129,8 +129,9 @@ fn within(kl: f64, budget: f64) -> bool {
     (kl - budget).abs() <= TOLERANCE * budget
 }
 
-/// The value of `key` in a method's setting label (`beta=0.1`, `target_kl=1;rollout_batch=64`).
-fn setting_value(setting: &str, key: &str) -> Option<f64> {
+/// The value of `key` in a method's setting label (`beta=0.1`, `target_kl=1;rollout_batch=64`,
+/// Best-of-N's `n=16`).
+pub fn setting_value(setting: &str, key: &str) -> Option<f64> {
     setting.split(';').find_map(|p| p.strip_prefix(&format!("{key}="))).and_then(|v| v.parse().ok())
 }
 
@@ -143,85 +144,79 @@ fn grid_override(table: &str, key: &str, values: &[f64]) -> String {
 /// overrides it is given) whose table is listed (cached cells are reused).
 pub fn calibrate(sc: &Scenario, opts: &RunOptions, load: &dyn Fn(&[String]) -> Result<Scenario>, run_pilot: &dyn Fn(&Scenario, &[String], &[String]) -> Result<()>) -> Result<Calibration> {
     let resolved: toml::Table = toml::from_str(&sc.resolved_toml).context("the resolved scenario is TOML")?;
-    let mut tables: Vec<(String, &'static str, f64)> = Vec::new();
+    // Each calibrated table: its knob, the way KL moves with it (for a first step from a single
+    // run), its own grid (round 0) and the (setting, landed KL) of its pilot runs.
+    struct Knob {
+        table: String,
+        key: &'static str,
+        sign: f64,
+        grid: Vec<f64>,
+        runs: Vec<(f64, f64)>,
+    }
+    let mut knobs: Vec<Knob> = Vec::new();
     for m in &sc.methods {
-        let name = m.name();
-        if tables.iter().any(|t| t.0 == name) {
+        let table = m.name();
+        if knobs.iter().any(|k| k.table == table) {
             continue;
         }
-        if let Some(k) = knob(&resolved, &name) {
-            // Which way KL moves with the knob, for a first step from a single run.
-            let sign = if k == "target_kl" || k == "alpha" { 1.0 } else { -1.0 };
-            tables.push((name, k, sign));
+        if let Some(key) = knob(&resolved, &table) {
+            let sign = if key == "target_kl" || key == "alpha" { 1.0 } else { -1.0 };
+            let grid = sc.methods.iter().filter(|m| m.name() == table).filter_map(|m| setting_value(&m.setting(), key)).collect();
+            knobs.push(Knob { table, key, sign, grid, runs: vec![] });
         }
     }
     let pilot_base = vec![format!("sweep.seeds=[{}]", sc.pilot_seed), "sweep.budgets=[]".to_string()];
-    // Round 0: each table's own grid.
-    let mut tried: Vec<(String, Vec<f64>)> = tables
-        .iter()
-        .map(|(t, k, _)| {
-            let vals: Vec<f64> = sc.methods.iter().filter(|m| m.name() == *t).filter_map(|m| setting_value(&m.setting(), k)).collect();
-            (t.clone(), vals)
-        })
-        .collect();
-    let mut landed: Vec<(String, Vec<(f64, f64)>)> = tables.iter().map(|t| (t.0.clone(), vec![])).collect();
     for round in 0..=sc.calibration_rounds {
         // This round's settings: round 0 the grids, then proposals for the budgets not reached.
-        let mut todo: Vec<(String, Vec<f64>)> = Vec::new();
-        for (t, _, sign) in &tables {
-            let runs = &landed.iter().find(|l| l.0 == *t).unwrap().1;
+        let mut todo: Vec<(usize, Vec<f64>)> = Vec::new();
+        for (i, k) in knobs.iter().enumerate() {
             let vals: Vec<f64> = if round == 0 {
-                tried.iter().find(|x| x.0 == *t).unwrap().1.clone()
+                k.grid.clone()
             } else {
-                let mut v: Vec<f64> = sc.budgets.iter().filter(|b| !runs.iter().any(|r| within(r.1, **b))).map(|b| round3(propose(runs, *b, *sign))).filter(|v| v.is_finite() && *v > 0.0).collect();
+                let mut v: Vec<f64> = sc.budgets.iter().filter(|b| !k.runs.iter().any(|r| within(r.1, **b))).map(|b| round3(propose(&k.runs, *b, k.sign))).filter(|v| v.is_finite() && *v > 0.0).collect();
                 v.sort_by(|a, b| a.total_cmp(b));
                 v.dedup();
-                v.retain(|x| !runs.iter().any(|r| r.0 == *x));
+                v.retain(|x| !k.runs.iter().any(|r| r.0 == *x));
                 v
             };
             if !vals.is_empty() {
-                todo.push((t.clone(), vals));
+                todo.push((i, vals));
             }
         }
         if todo.is_empty() {
             break;
         }
         let mut ov = pilot_base.clone();
-        ov.extend(todo.iter().map(|(t, v)| grid_override(t, tables.iter().find(|x| x.0 == *t).unwrap().1, v)));
+        ov.extend(todo.iter().map(|(i, v)| grid_override(&knobs[*i].table, knobs[*i].key, v)));
         let pilot = load(&ov)?;
-        let names: Vec<String> = todo.iter().map(|t| t.0.clone()).collect();
-        eprintln!("calibration round {round}: {}", todo.iter().map(|(t, v)| format!("{t} {v:?}")).collect::<Vec<_>>().join(", "));
+        let names: Vec<String> = todo.iter().map(|(i, _)| knobs[*i].table.clone()).collect();
+        eprintln!("calibration round {round}: {}", todo.iter().map(|(i, v)| format!("{} {v:?}", knobs[*i].table)).collect::<Vec<_>>().join(", "));
         run_pilot(&pilot, &names, &ov)?;
         for m in pilot.methods.iter().filter(|m| names.contains(&m.name())) {
-            let key = tables.iter().find(|x| x.0 == m.name()).unwrap().1;
-            let Some(v) = setting_value(&m.setting(), key) else { continue };
+            let k = knobs.iter_mut().find(|k| k.table == m.name()).expect("a calibrated table");
+            let Some(v) = setting_value(&m.setting(), k.key) else { continue };
             let kl = final_kl(&pilot, m, opts)?;
-            let runs = &mut landed.iter_mut().find(|l| l.0 == m.name()).unwrap().1;
-            if !runs.iter().any(|r| r.0 == v) {
-                runs.push((v, kl));
+            if !k.runs.iter().any(|r| r.0 == v) {
+                k.runs.push((v, kl));
             }
-        }
-        for (t, v) in &todo {
-            tried.iter_mut().find(|x| x.0 == *t).unwrap().1.extend(v);
         }
     }
     // Each budget's nearest run; the grids.
     let mut records = Vec::new();
     let mut overrides = Vec::new();
-    for (t, key, _) in &tables {
-        let runs = &landed.iter().find(|l| l.0 == *t).unwrap().1;
+    for k in &knobs {
         let mut grid: Vec<f64> = Vec::new();
         for &b in &sc.budgets {
-            let best = runs.iter().filter(|r| r.1 > 0.0 && r.1.is_finite()).min_by(|p, q| (p.1 / b).ln().abs().total_cmp(&(q.1 / b).ln().abs()));
+            let best = k.runs.iter().filter(|r| r.1 > 0.0 && r.1.is_finite()).min_by(|p, q| (p.1 / b).ln().abs().total_cmp(&(q.1 / b).ln().abs()));
             if let Some(&(v, kl)) = best {
-                records.push(CalibrationRecord { table: t.clone(), key: key.to_string(), budget: b, value: v, pilot_kl: kl, within_tolerance: within(kl, b), pilot_runs: runs.len() });
+                records.push(CalibrationRecord { table: k.table.clone(), key: k.key.to_string(), budget: b, value: v, pilot_kl: kl, within_tolerance: within(kl, b), pilot_runs: k.runs.len() });
                 if !grid.contains(&v) {
                     grid.push(v);
                 }
             }
         }
         if !grid.is_empty() {
-            overrides.push(grid_override(t, key, &grid));
+            overrides.push(grid_override(&k.table, k.key, &grid));
         }
     }
     if sc.best_of_n.is_some() {

@@ -40,6 +40,18 @@ pub struct RunOptions {
     pub cell_args: Vec<String>,
 }
 
+impl RunOptions {
+    /// The same options with `sets` appended to the cells' `--set` overrides (settings fixed by
+    /// the tuning or the calibration, or a pilot's grids).
+    pub fn with_sets(&self, sets: &[String]) -> RunOptions {
+        let mut o = self.clone();
+        for s in sets {
+            o.cell_args.extend(["--set".to_string(), s.clone()]);
+        }
+        o
+    }
+}
+
 /// Which code produced a result: crate version, commit, numerics version of the stages.
 pub fn code_version() -> String {
     format!("alignlab {} (commit {}), numerics {}", env!("CARGO_PKG_VERSION"), env!("ALIGNLAB_GIT_COMMIT"), stages::NUMERICS)
@@ -564,20 +576,21 @@ fn profile_line(m: &Metrics) -> String {
 /// Per method, the mean over its runs (settings x seeds) of each run's final compute, in
 /// [`WORK`] order.
 pub fn compute_totals(evals: &Metrics) -> Vec<(String, usize, Vec<f64>)> {
-    let mut last: Vec<((String, String, u64), usize, [f64; 7])> = Vec::new();
+    use crate::profile::{Work, WORK};
+    let mut last: Vec<((String, String, u64), usize, Work)> = Vec::new();
     for r in evals.rows.iter().filter(|r| r.metric.starts_with("compute/")) {
-        let Some(i) = crate::profile::WORK.iter().position(|w| r.metric == format!("compute/{w}")) else { continue };
+        let Some(i) = WORK.iter().position(|w| r.metric == format!("compute/{w}")) else { continue };
         let key = (r.method.clone(), r.setting.clone(), r.seed);
         match last.iter_mut().find(|(k, _, _)| *k == key) {
             Some((_, step, v)) if r.step > *step => {
                 *step = r.step;
-                *v = [f64::NAN; 7];
+                *v = [f64::NAN; WORK.len()];
                 v[i] = r.value;
             }
             Some((_, step, v)) if r.step == *step => v[i] = r.value,
             Some(_) => {}
             None => {
-                let mut v = [f64::NAN; 7];
+                let mut v = [f64::NAN; WORK.len()];
                 v[i] = r.value;
                 last.push((key, r.step, v));
             }
@@ -595,8 +608,8 @@ pub fn compute_totals(evals: &Metrics) -> Vec<(String, usize, Vec<f64>)> {
     methods
         .into_iter()
         .map(|m| {
-            let runs: Vec<&[f64; 7]> = last.iter().filter(|(k, _, _)| k.0 == m).map(|(_, _, v)| v).collect();
-            let mean = (0..crate::profile::WORK.len()).map(|i| runs.iter().map(|v| v[i]).sum::<f64>() / runs.len() as f64).collect();
+            let runs: Vec<&Work> = last.iter().filter(|(k, _, _)| k.0 == m).map(|(_, _, v)| v).collect();
+            let mean = (0..WORK.len()).map(|i| runs.iter().map(|v| v[i]).sum::<f64>() / runs.len() as f64).collect();
             (m, runs.len(), mean)
         })
         .collect()

@@ -9,7 +9,7 @@ use super::{key_of, progress, stage_hash, write_atomic, Metrics, RunOptions, Sum
 use crate::algo::common::{copy_weights, CkptParts, ResumeFrom};
 use crate::algo::{best_of_n, reward};
 use crate::data::{self, PairTensors, PrefData};
-use crate::profile::{parse_work, stage_work, work_csv, Work, WORK};
+use crate::profile::{add_work, parse_work, stage_work, work_csv, Work, WORK};
 use crate::eval::Evaluator;
 use crate::eval::optimal as frontier;
 use crate::model::{self, Gpt, SampleSettings};
@@ -405,9 +405,7 @@ pub fn shared_work(w: &SharedWork, (prefs, reward, reference): (bool, bool, bool
     let mut out = [0.0; WORK.len()];
     for (used, part) in [(prefs, &w.prefs), (reward, &w.reward), (reference, &w.reference)] {
         if used {
-            for (o, v) in out.iter_mut().zip(part) {
-                *o += v;
-            }
+            add_work(&mut out, part, 1.0);
         }
     }
     out
@@ -441,11 +439,8 @@ impl Run<'_> {
                 b
             }
         };
-        let own = stage_work(&crate::profile::current());
         let mut out = base;
-        for (o, v) in out.iter_mut().zip(own) {
-            *o += v;
-        }
+        add_work(&mut out, &stage_work(&crate::profile::current()), 1.0);
         out
     }
 
@@ -570,7 +565,8 @@ pub fn best_of_n_stage(sc: &Scenario, grid: &[usize], s: &Shared, opts: &RunOpti
         put("eval/gold_oracle", p.gold_oracle.mean);
         put("eval/gold_oracle_ci", p.gold_oracle.ci95);
         let share = p.n as f64 / n_max as f64;
-        let work: Work = std::array::from_fn(|i| deps[i] + share * candidates[i]);
+        let mut work = deps;
+        add_work(&mut work, &candidates, share);
         for (k, v) in compute_rows(&work) {
             put(&k, v);
         }

@@ -50,6 +50,11 @@ pub struct Tuning {
     pub records: Vec<TuningRecord>,
 }
 
+/// A configuration as `tuning.csv` names it: its settings, `key=value` joined by spaces.
+fn label(overrides: &[String]) -> String {
+    overrides.iter().map(|s| s.split_once('.').map_or(s.as_str(), |x| x.1)).collect::<Vec<_>>().join(" ")
+}
+
 /// The selection-half envelope of (KL, gold) points at `budget`; past the largest KL reached,
 /// the value there (and false).
 pub fn score(points: &[(f64, f64)], budget: f64) -> (f64, bool) {
@@ -80,7 +85,7 @@ pub fn tune(sc: &Scenario, opts: &RunOptions, load: &dyn Fn(&[String]) -> Result
         eprintln!("tuning configuration {}/{n}: {}", j + 1, t.tables.iter().map(|(_, c)| c[j].join(" ")).collect::<Vec<_>>().join(", "));
         run_pilot(&tuning, &names, &ov)?;
         for (table, configs) in &t.tables {
-            let config = configs[j].iter().map(|s| s.split_once('.').map_or(s.as_str(), |x| x.1)).collect::<Vec<_>>().join(" ");
+            let config = label(&configs[j]);
             for &seed in &t.seeds {
                 let s = tuning.with_seed(seed);
                 let mut pts = Vec::new();
@@ -98,8 +103,12 @@ pub fn tune(sc: &Scenario, opts: &RunOptions, load: &dyn Fn(&[String]) -> Result
     // Freeze each table's best configuration by its mean over the tuning seeds.
     let mut overrides = Vec::new();
     for (table, configs) in &t.tables {
+        let mine = |j: usize| {
+            let config = label(&configs[j]);
+            move |r: &&TuningRecord| r.method == *table && r.config == config
+        };
         let mean = |j: usize| {
-            let v: Vec<f64> = records.iter().filter(|r| r.method == *table).skip(j * t.seeds.len()).take(t.seeds.len()).map(|r| r.gold_sel).collect();
+            let v: Vec<f64> = records.iter().filter(mine(j)).map(|r| r.gold_sel).collect();
             v.iter().sum::<f64>() / v.len() as f64
         };
         let best = (0..n).filter(|&j| mean(j).is_finite()).fold(None, |b: Option<usize>, j| match b {
@@ -107,8 +116,9 @@ pub fn tune(sc: &Scenario, opts: &RunOptions, load: &dyn Fn(&[String]) -> Result
             _ => Some(j),
         });
         let best = best.with_context(|| format!("no configuration of {table} could be scored on the tuning seeds"))?;
-        for r in records.iter_mut().filter(|r| r.method == *table).skip(best * t.seeds.len()).take(t.seeds.len()) {
-            r.picked = true;
+        let picked = mine(best);
+        for r in records.iter_mut() {
+            r.picked |= picked(&&*r);
         }
         overrides.extend(configs[best].iter().cloned());
     }

@@ -4,27 +4,15 @@
 //! calibration's tolerance (25%) or not.
 
 use std::fmt::Write as _;
-use std::path::Path;
 
-use crate::experiment::calibrate::{CalibrationRecord, TOLERANCE};
+use crate::experiment::calibrate::{setting_value, CalibrationRecord, TOLERANCE};
 use crate::experiment::Metrics;
-
-/// The calibration of `dir`, if it has one.
-pub fn read(dir: &Path) -> anyhow::Result<Option<Vec<CalibrationRecord>>> {
-    let path = dir.join("calibration.csv");
-    if !path.exists() {
-        return Ok(None);
-    }
-    Ok(Some(crate::log::read_csv(&path)?))
-}
 
 /// The final KL of the run of `table` whose `key` is `value`, per seed (in seed order).
 pub fn landed(evals: &Metrics, table: &str, key: &str, value: f64) -> Vec<(u64, f64)> {
     let mut out: Vec<(u64, usize, f64)> = Vec::new();
     for r in evals.rows.iter().filter(|r| r.method == table && r.metric == "eval/kl") {
-        let v = r.setting.split(';').find_map(|p| p.strip_prefix(&format!("{key}="))).and_then(|v| v.parse::<f64>().ok());
-        let v = if table == "best_of_n" { r.setting.strip_prefix("n=").and_then(|v| v.parse::<f64>().ok()) } else { v };
-        if v != Some(value) {
+        if setting_value(&r.setting, key) != Some(value) {
             continue;
         }
         match out.iter_mut().find(|o| o.0 == r.seed) {

@@ -387,6 +387,15 @@ fn frontier_csv(rows: &[FrontierRow]) -> String {
     csv_text(&records)
 }
 
+/// The records of an optional results file (`calibration.csv`, `tuning.csv`): None when the
+/// run did not write it, an error when it is there and does not read.
+fn read_if_present<R: crate::log::Record>(path: &Path) -> Result<Option<Vec<R>>> {
+    if !path.exists() {
+        return Ok(None);
+    }
+    Ok(Some(crate::log::read_csv(path)?))
+}
+
 /// Regenerate every table and plot of `dir` from its CSVs. Returns the frontier plot's path.
 pub fn report(dir: &Path) -> Result<PathBuf> {
     let eval_path = dir.join("eval.csv");
@@ -419,10 +428,10 @@ pub fn report(dir: &Path) -> Result<PathBuf> {
         write_atomic(&dir.join("compute.csv"), csv_text(&cost).as_bytes())?;
     }
     md.push_str(&compute::markdown(&evals, &cost, &cost_points));
-    if let Some(cal) = calibration::read(dir)? {
+    if let Some(cal) = read_if_present(&dir.join("calibration.csv"))? {
         md.push_str(&calibration::markdown(&cal, &evals));
     }
-    if let Some(t) = tuning::read(dir)? {
+    if let Some(t) = read_if_present(&dir.join("tuning.csv"))? {
         md.push_str(&tuning::markdown(&t));
     }
     let (by_temp, by_step) = (winrate::by_temperature(&evals), winrate::by_step(&evals));

@@ -120,14 +120,6 @@ pub fn run_peak(points: &[Point], method: &str, setting: &str, seed: u64) -> Opt
     Some([row(peak), row(last)])
 }
 
-fn verdict_b(p: &Paired) -> String {
-    match p.verdict() {
-        crate::stats::Verdict::Above => "b > 0 (overoptimised)".into(),
-        crate::stats::Verdict::Below => "b < 0 (no turn-over)".into(),
-        crate::stats::Verdict::Inconclusive => p.verdict_text(),
-    }
-}
-
 /// The report's overoptimisation section: b over seeds, and the peak and decline of gold.
 pub fn markdown(points: &[Point], fits: &[Fit]) -> String {
     let mut s = String::new();
@@ -139,7 +131,7 @@ pub fn markdown(points: &[Point], fits: &[Fit]) -> String {
     let _ = writeln!(s, "| method | reward | b | per seed | verdict |\n|---|---|---|---|---|");
     for (m, r, p) in &rows {
         let per: Vec<String> = p.diffs.iter().map(|b| format!("{b:.3}")).collect();
-        let _ = writeln!(s, "| {m} | {r} | {:.4} ± {:.4} | {} | {} |", p.mean, p.ci95, per.join(", "), verdict_b(p));
+        let _ = writeln!(s, "| {m} | {r} | {:.4} ± {:.4} | {} | {} |", p.mean, p.ci95, per.join(", "), p.verdict_words("b > 0 (overoptimised)", "b < 0 (no turn-over)"));
     }
     let mut seeds: Vec<u64> = points.iter().map(|p| p.seed).collect();
     seeds.sort_unstable();
@@ -159,11 +151,7 @@ pub fn markdown(points: &[Point], fits: &[Fit]) -> String {
                 let _ = writeln!(s, "| {m} | {sd} | {kp:.3} | {gp:.4} | {kl:.3} | {gl:.4} | {:.4} |", gp - gl);
             }
             let d = Paired::new(&per.iter().map(|(_, v)| v.1 - v.3).collect::<Vec<_>>());
-            let v = match d.verdict() {
-                crate::stats::Verdict::Above => "gold falls past its peak".to_string(),
-                crate::stats::Verdict::Below => "gold rises to the largest KL".to_string(),
-                crate::stats::Verdict::Inconclusive => d.verdict_text(),
-            };
+            let v = d.verdict_words("gold falls past its peak", "gold rises to the largest KL");
             let _ = writeln!(s, "| {m} | mean | | | | | {:.4} ± {:.4}: {v} |", d.mean, d.ci95);
         }
     }
@@ -183,11 +171,7 @@ pub fn markdown(points: &[Point], fits: &[Fit]) -> String {
         for (m, setting, per) in &rows {
             let mean = |f: &dyn Fn(&[(usize, f64, f64, f64); 2]) -> f64| per.iter().map(f).sum::<f64>() / per.len() as f64;
             let d = Paired::new(&per.iter().map(|r| r[0].2 - r[1].2).collect::<Vec<_>>());
-            let v = match d.verdict() {
-                crate::stats::Verdict::Above => "gold falls over training".to_string(),
-                crate::stats::Verdict::Below => "gold rises to the end".to_string(),
-                crate::stats::Verdict::Inconclusive => d.verdict_text(),
-            };
+            let v = d.verdict_words("gold falls over training", "gold rises to the end");
             let _ = writeln!(s, "| {m} | {setting} | {:.2} -> {:.2} | {:.3} -> {:.3} | {:.4} -> {:.4} | {:.4} ± {:.4}: {v} |", mean(&|r| r[0].1), mean(&|r| r[1].1), mean(&|r| r[0].3), mean(&|r| r[1].3), mean(&|r| r[0].2), mean(&|r| r[1].2), d.mean, d.ci95);
         }
     }

@@ -335,11 +335,7 @@ fn b_line(fits: &[FitRecord], method: &str, reward: &str) -> Option<String> {
         return None;
     }
     let p = crate::stats::Paired::new(&bs);
-    let v = match p.verdict() {
-        crate::stats::Verdict::Above => "the interval excludes 0: b > 0, overoptimised".to_string(),
-        crate::stats::Verdict::Below => "the interval excludes 0: b < 0, no turn-over".to_string(),
-        crate::stats::Verdict::Inconclusive => p.verdict_text(),
-    };
+    let v = p.verdict_words("the interval excludes 0: b > 0, overoptimised", "the interval excludes 0: b < 0, no turn-over");
     Some(format!("b = {} ± {} over {} seeds ({}; per seed {})", f3(p.mean), f3(p.ci95), bs.len(), v, bs.iter().map(|b| f3(*b)).collect::<Vec<_>>().join(", ")))
 }
 

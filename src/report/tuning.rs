@@ -5,18 +5,9 @@
 //! minus worst), compared between methods paired by tuning seed.
 
 use std::fmt::Write as _;
-use std::path::Path;
 
 use crate::experiment::tune::TuningRecord;
-use crate::stats::{mean_ci_t, Paired, Verdict};
-
-pub fn read(dir: &Path) -> anyhow::Result<Option<Vec<TuningRecord>>> {
-    let path = dir.join("tuning.csv");
-    if !path.exists() {
-        return Ok(None);
-    }
-    Ok(Some(crate::log::read_csv(&path)?))
-}
+use crate::stats::{mean_ci_t, Paired};
 
 /// Per method, per tuning seed (in seed order): best minus worst gold across its configurations.
 pub fn spreads(records: &[TuningRecord]) -> Vec<(String, Vec<(u64, f64)>)> {
@@ -64,11 +55,7 @@ pub fn markdown(records: &[TuningRecord]) -> String {
         for (m, per) in sp.iter().filter(|(m, _)| m != "dpo") {
             let d: Vec<f64> = dpo.iter().zip(per).filter(|(a, b)| a.0 == b.0).map(|(a, b)| a.1 - b.1).collect();
             let p = Paired::new(&d);
-            let v = match p.verdict() {
-                Verdict::Below => format!("DPO's spread is smaller: DPO more robust than {m}"),
-                Verdict::Above => format!("DPO's spread is larger: {m} more robust than DPO"),
-                Verdict::Inconclusive => p.verdict_text(),
-            };
+            let v = p.verdict_words(&format!("DPO's spread is larger: {m} more robust than DPO"), &format!("DPO's spread is smaller: DPO more robust than {m}"));
             let _ = writeln!(s, "\nDPO - {m} spread: {:.4} ± {:.4} over {} tuning seeds: {v}.", p.mean, p.ci95, d.len());
         }
     }
