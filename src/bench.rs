@@ -73,7 +73,7 @@ pub fn ppo_iteration(cfg: &GptConfig, rollout_batch: usize, device: Device, quic
     let rm_vs = nn::VarStore::new(device);
     let rm = crate::algo::reward::RewardModel::new(&rm_vs.root(), cfg);
     let score = |ro: &crate::model::Rollout| rm.score(&ro.prompt, &ro.prompt_valid, &ro.response, &ro.mask);
-    let mut rng = crate::rng::Rng::new(0);
+    let mut rng = crate::draw::Rng::new(0);
     let prompts: Vec<Vec<i64>> = (0..512).map(|_| (0..rng.range(2, 8)).map(|_| rng.range(3, cfg.vocab_size as usize - 1) as i64).collect()).collect();
     let ctx = PpoContext { reference: &reference, prompts: &prompts, max_new_tokens: 16, score: &score, ema_reference: None };
     let iterations = if quick { 3 } else { 6 };

@@ -12,7 +12,7 @@ pub mod log;
 pub mod model;
 pub mod profile;
 pub mod report;
-pub mod rng;
+pub mod draw;
 pub mod stats;
 pub mod tokens;
 pub mod world;

@@ -187,7 +187,7 @@ fn run() -> Result<()> {
         }
         Cmd::World { file, show, set } => {
             let sc = Scenario::load(&file, &set)?;
-            let mut rng = alignlab::rng::Rng::new(alignlab::rng::derive_seed(sc.seed, "world/show"));
+            let mut rng = alignlab::draw::Rng::new(alignlab::draw::derive_seed(sc.seed, "world/show"));
             match &sc.world {
                 WorldConfig::Sentiment(c) => {
                     let w = SentimentWorld::new(c, sc.seed);

@@ -1,7 +1,7 @@
 //! The dialogue world: the gold judge by hand, the labeller's agreement with gold and its
 //! spurious taste, determinism.
 
-use alignlab::rng::Rng;
+use alignlab::draw::Rng;
 use alignlab::world::{DialogueConfig, DialogueWorld, TextWorld, EOS};
 
 fn cfg() -> DialogueConfig {

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 /// Layers from the bottom (DESIGN.md section 2). `experiment/scenario/` (parsing, `--set`,
 /// sweeps, cross-section checks) is part of `experiment`, which puts the configurations together.
 const LAYERS: &[&[&str]] = &[
-    &["rng", "device", "tokens", "log", "stats", "config", "profile"],
+    &["draw", "device", "tokens", "log", "stats", "config", "profile"],
     &["model"],
     &["world"],
     &["data"],

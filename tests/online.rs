@@ -95,7 +95,7 @@ fn tabular_online_dpo_reaches_the_kl_regularised_optimum() {
     let (w, reference, ref_probs, ref_lp) = tabular();
     for beta in [0.1, 1.0] {
         let target = w.optimal(&ref_lp, beta);
-        let fitted = w.fit_online_dpo(&reference, PrefLoss::Dpo { beta }, 1024, 400, 0.05, 1);
+        let fitted = w.fit_online_dpo(&reference, PrefLoss::Dpo { beta }, 4096, 400, 0.05, 1);
         eprintln!("beta {beta}: TV(pi_ref, pi*) {:.4}, TV(pi_online, pi*) {:.4}", mean_tv(&ref_probs, &target), mean_tv(&fitted, &target));
         assert!(mean_tv(&fitted, &target) <= 0.05, "online DPO ends at TV {} from pi*", mean_tv(&fitted, &target));
     }

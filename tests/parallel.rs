@@ -1,6 +1,7 @@
 //! The data-parallel CPU work (rayon) gives the same bytes whatever the number of threads:
-//! gold scoring in the evaluator, in Best-of-N and in the preference data, and the
-//! importance-sampling frontier, each run in a pool of one thread and in one of three.
+//! the worlds' corpora (every document from a stream of its own), gold scoring in the evaluator,
+//! in Best-of-N and in the preference data, and the importance-sampling frontier, each run in a
+//! pool of one thread and in one of three.
 
 use alignlab::algo::best_of_n::score_candidates;
 use alignlab::algo::reward::RewardModel;
@@ -33,6 +34,12 @@ fn digest() -> String {
     let rm = RewardModel::new(&rm_vs.root(), &cfg);
     let settings = SampleSettings { temperature: 1.0, top_k: 0, max_new_tokens: 8, use_cache: true };
     let mut out = String::new();
+    // Every world's corpora and prompts.
+    out += &format!("sentiment {:?} {:?} {:?} {:?}\n", w.train, w.val, w.train_prompts, w.eval_prompts);
+    let sum = alignlab::world::SummarizeWorld::new(&alignlab::world::SummarizeConfig { n_train: 300, n_val: 50, ..Default::default() }, 4);
+    out += &format!("summarize {:?}\n", sum.sft_examples(false));
+    let dlg = alignlab::world::DialogueWorld::new(&alignlab::world::DialogueConfig { n_train: 300, n_val: 50, ..Default::default() }, 5);
+    out += &format!("dialogue {:?} {:?}\n", dlg.sft_examples(false), dlg.eval_prompts());
     // The evaluator: gold, fluency and everything computed from them.
     let ev = Evaluator::new(&w, &policy, None, None, 2, 0.5, settings.clone(), 7);
     let (rows, samples) = ev.evaluate(&policy);

@@ -4,7 +4,7 @@
 
 use alignlab::algo::sft::SeqData;
 use alignlab::eval::win_rate;
-use alignlab::rng::Rng;
+use alignlab::draw::Rng;
 use alignlab::world::{SummarizeConfig, SummarizeWorld, TextWorld, BOS, EOS, PAD};
 use tch::Device;
 

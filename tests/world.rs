@@ -1,6 +1,6 @@
 //! The sentiment world: gold reward, Bayes predictive, determinism.
 
-use alignlab::rng::Rng;
+use alignlab::draw::Rng;
 use alignlab::world::sentiment::{NEG, POS};
 use alignlab::world::{SentimentConfig, SentimentWorld, EOS};
 
@@ -121,7 +121,7 @@ fn the_world_is_deterministic_from_its_seed() {
 
 #[test]
 fn the_sentiment_labeller_prefers_gold_plus_its_word() {
-    use alignlab::rng::Rng;
+    use alignlab::draw::Rng;
     use alignlab::world::sentiment::LabellerConfig;
     use alignlab::world::TextWorld;
     let c = SentimentConfig { labeller: Some(LabellerConfig { word: "film".into(), bonus: 0.3, polarity: 0.0 }), ..cfg() };

@@ -148,7 +148,7 @@ pub fn copy_weights(dst: &tch::nn::VarStore, src: &tch::nn::VarStore) -> Result<
 /// optimisers, its host RNG and any scalars it carries (e.g. PPO's KL coefficient).
 pub struct CkptParts<'a> {
     pub opts: Vec<&'a super::adam::Adam>,
-    pub rng: [u64; 4],
+    pub rng: [u64; 7],
     pub extra: Vec<f64>,
 }
 
@@ -158,7 +158,7 @@ pub struct CkptParts<'a> {
 pub struct ResumeFrom {
     pub step: usize,
     pub opt_files: Vec<std::path::PathBuf>,
-    pub rng: [u64; 4],
+    pub rng: [u64; 7],
     pub extra: Vec<f64>,
 }
 
@@ -174,17 +174,17 @@ pub fn last_good(step: usize, eval_every: usize, unit: &str) -> String {
 /// Where a one-optimiser trainer starts: from `resume` (the optimiser's state and, when it has
 /// one, its RNG restored; the step returned) or at step 0, after `on_eval` has seen the state a
 /// checkpoint needs.
-pub fn start_at(resume: &Option<ResumeFrom>, opt: &mut super::adam::Adam, rng: Option<&mut crate::rng::Rng>, on_eval: impl FnOnce(&CkptParts) -> Result<()>) -> Result<usize> {
+pub fn start_at(resume: &Option<ResumeFrom>, opt: &mut super::adam::Adam, rng: Option<&mut crate::draw::Rng>, on_eval: impl FnOnce(&CkptParts) -> Result<()>) -> Result<usize> {
     match resume {
         Some(r) => {
             opt.load(&r.opt_files[0])?;
             if let Some(rng) = rng {
-                *rng = crate::rng::Rng::from_state(r.rng);
+                *rng = crate::draw::Rng::from_state(r.rng);
             }
             Ok(r.step)
         }
         None => {
-            let state = rng.map(|r| r.state()).unwrap_or([0; 4]);
+            let state = rng.map(|r| r.state()).unwrap_or([0; 7]);
             on_eval(&CkptParts { opts: vec![opt], rng: state, extra: vec![] })?;
             Ok(0)
         }

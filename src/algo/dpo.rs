@@ -25,7 +25,7 @@ use super::common::{start_at, check_finite, last_good, pair_logps, CkptParts, Re
 use crate::data::{PairBatch, PairTensors};
 use crate::log::Metrics;
 use crate::model::Gpt;
-use crate::rng::{derive_seed, Rng};
+use crate::draw::{derive_seed, Rng};
 use serde::{Deserialize, Serialize};
 
 use crate::config::{need, ConfigError, MAX_BATCH, MAX_STEPS};
@@ -378,7 +378,7 @@ pub fn train(
             out.log(metrics, (name, setting, seed), s);
         }
         if s % eval_every == 0 || s == cfg.steps {
-            on_eval(s, policy, metrics, &CkptParts { opts: vec![&opt], rng: [0; 4], extra: vec![] })?;
+            on_eval(s, policy, metrics, &CkptParts { opts: vec![&opt], rng: [0; 7], extra: vec![] })?;
         }
     }
     Ok(())

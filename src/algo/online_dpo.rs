@@ -26,7 +26,7 @@ use super::dpo::{pref_step, PrefLoss, TrainConfig};
 use crate::data::{Labels, Pair, PairTensors};
 use crate::log::Metrics;
 use crate::model::{generate, left_pad, Gpt, Rollout, SampleSettings};
-use crate::rng::{derive_seed, Rng};
+use crate::draw::{derive_seed, Rng};
 
 /// Everything an online DPO run needs besides its policy.
 pub struct OnlineContext<'a> {

@@ -30,7 +30,7 @@ use super::rollout::{self, kl_per_token, Aggregate, KlEstimator, RunningStats};
 use crate::config::{need, ConfigError, MAX_BATCH, MAX_STEPS};
 use crate::log::Metrics;
 use crate::model::{Gpt, SampleSettings};
-use crate::rng::{derive_seed, Rng};
+use crate::draw::{derive_seed, Rng};
 
 /// The three critic-free estimators.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]

@@ -41,7 +41,7 @@ pub use super::rollout::{aggregate, kl_per_token, token_rewards, token_rewards_a
 use crate::log::Metrics;
 use crate::model::{Gpt, Rollout, SampleSettings};
 use crate::config::{need, ConfigError, MAX_BATCH, MAX_STEPS};
-use crate::rng::{derive_seed, Rng};
+use crate::draw::{derive_seed, Rng};
 use serde::{Deserialize, Serialize};
 
 /// How the KL penalty's coefficient is set: one run of `[ppo]` per `kl_coef` (fixed) and per

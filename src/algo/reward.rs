@@ -19,7 +19,7 @@ use crate::config::{need, ConfigError, MAX_BATCH};
 use crate::data::PairTensors;
 use crate::log::Metrics;
 use crate::model::{sample::positions_of, Gpt, GptConfig, Rows, ScalarHead};
-use crate::rng::{derive_seed, Rng};
+use crate::draw::{derive_seed, Rng};
 
 /// `[reward]`: Bradley-Terry reward model training.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{need, ConfigError, MAX_BATCH, MAX_STEPS};
 use crate::model::Gpt;
-use crate::rng::{derive_seed, Rng};
+use crate::draw::{derive_seed, Rng};
 use crate::world::{BOS, EOS, PAD};
 
 /// Supervised fine-tuning on the world's demonstrations (`[sft]`).

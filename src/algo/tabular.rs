@@ -10,7 +10,7 @@ use super::dpo::{preference_loss, PairLogps, PrefLoss};
 use super::pg::{Estimator, PgConfig};
 use super::ppo::{aggregate, gae, kl_per_token, policy_loss, policy_loss_by, token_rewards, value_loss, whiten, KlEstimator, PpoConfig};
 use crate::data::Labels;
-use crate::rng::{derive_seed, Rng};
+use crate::draw::{derive_seed, Rng};
 use crate::world::tabular::{to_rows, TabularWorld};
 
 impl TabularWorld {

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{need, sampling_temperature, ConfigError, MIN_TEMPERATURE};
 use crate::model::{generate, left_pad, Gpt, SampleSettings};
-use crate::rng::{derive_seed, Rng};
+use crate::draw::{derive_seed, Rng};
 use crate::world::{TextWorld, PAD};
 
 /// Where the preference pairs' completions come from.

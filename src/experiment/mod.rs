@@ -21,7 +21,7 @@ use tch::{nn, Device};
 
 use crate::algo::sft::{self, SeqData};
 use crate::model::{self, Gpt};
-use crate::rng::derive_seed;
+use crate::draw::derive_seed;
 use crate::experiment::scenario::{Scenario, WorldConfig};
 use crate::world::{SentimentWorld, SummarizeWorld, TextWorld};
 

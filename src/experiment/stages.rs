@@ -13,7 +13,7 @@ use crate::profile::{add_work, parse_work, stage_work, work_csv, Work, WORK};
 use crate::eval::Evaluator;
 use crate::eval::optimal as frontier;
 use crate::model::{self, Gpt, SampleSettings};
-use crate::rng::derive_seed;
+use crate::draw::derive_seed;
 use crate::experiment::scenario::{Method, Scenario};
 use crate::world::TextWorld;
 
@@ -21,9 +21,15 @@ fn stage_dir(sc: &Scenario, opts: &RunOptions, stage: &str, key: &str) -> PathBu
     opts.runs_root.join(&sc.name).join(format!("{stage}-{}", stage_hash(key)))
 }
 
-/// The key of the SFT stage: the world, the model and SFT's settings, and the seed.
+/// The version of the worlds' draws, part of every stage's key. 2: every draw from rand_chacha's
+/// ChaCha12 (one stream per document) and rand/rand_distr's distributions, in place of the
+/// hand-written xoshiro generator (version 1, unmarked in older keys).
+pub const WORLDS: u32 = 2;
+
+/// The key of the SFT stage: the world (and the version of its draws), the model and SFT's
+/// settings, and the seed.
 pub fn sft_key(sc: &Scenario) -> String {
-    format!("sft|{}|{}|{}|seed={}", key_of(&sc.world), key_of(&sc.model), key_of(&sc.sft), sc.seed)
+    format!("sft|{}|worlds={WORLDS}|{}|{}|seed={}", key_of(&sc.world), key_of(&sc.model), key_of(&sc.sft), sc.seed)
 }
 
 pub fn prefs_key(sc: &Scenario) -> String {
@@ -38,8 +44,9 @@ pub fn prefs_key(sc: &Scenario) -> String {
 /// score the selection and test halves of the prompts, the held-out implicit accuracy counts
 /// ties one half, top-k evaluations measure the truncated distribution's KL, PPO with k3
 /// adapts its KL coefficient on the k3 sum, the importance-sampling frontier pools a prompt's
-/// candidates and filters on every prompt's effective sample size.
-pub const NUMERICS: u32 = 3;
+/// candidates and filters on every prompt's effective sample size. 4: the worlds, data orders
+/// and labels draw from ChaCha12 ([`WORLDS`] 2), and every evaluation carries its compute.
+pub const NUMERICS: u32 = 4;
 
 /// The key of the reward-model stage, which every later stage extends.
 fn reward_key(sc: &Scenario) -> String {
@@ -284,7 +291,7 @@ impl ResumeDir {
         let bad = |what: &str| anyhow::anyhow!("corrupt resume state {} ({what}); fix: delete {} to restart this method", state_path.display(), self.dir.display());
         let text = std::fs::read_to_string(&state_path)?;
         let mut step = None;
-        let mut rng = [0u64; 4];
+        let mut rng = [0u64; 7];
         let mut extra = vec![];
         let mut n_opts = 0;
         for line in text.lines() {

@@ -33,7 +33,7 @@
 
 use super::{Vocab, EOS, N_SPECIAL};
 use crate::config::{need, ConfigError, MAX_COUNT};
-use crate::rng::{derive_seed, Rng};
+use crate::draw::Rng;
 use serde::{Deserialize, Serialize};
 
 /// The benign intents, each with the words that serve it.
@@ -223,24 +223,19 @@ impl DialogueWorld {
         };
         // The labeller's error rates, from the share of distinct-gold pairs where the politer
         // reply is the gold-worse one (estimated on 20000 writer pairs of a stream of its own).
-        let mut rng = Rng::new(derive_seed(seed, "dialogue/calibration"));
-        let (mut distinct, mut tempting) = (0usize, 0usize);
-        for _ in 0..20_000 {
-            let p = w.sample_request(&mut rng);
-            let (a, b) = (w.write_reply(&p, &mut rng), w.write_reply(&p, &mut rng));
-            let (ga, gb) = (w.judge(&p, &a), w.judge(&p, &b));
-            if ga != gb {
-                distinct += 1;
-                let worse_first = ga < gb;
-                if w.taste_prefers_first(&a, &b) == Some(worse_first) {
-                    tempting += 1;
-                }
-            }
-        }
+        let ww = &w;
+        // Per pair: (gold can tell them apart, and the politer is the gold-worse one).
+        let pairs = super::drawn(seed, "dialogue/calibration", 20_000, |r| {
+            let p = ww.sample_request(r);
+            let (a, b) = (ww.write_reply(&p, r), ww.write_reply(&p, r));
+            let (ga, gb) = (ww.judge(&p, &a), ww.judge(&p, &b));
+            (ga != gb, ga != gb && ww.taste_prefers_first(&a, &b) == Some(ga < gb))
+        });
+        let distinct = pairs.iter().filter(|p| p.0).count();
+        let tempting = pairs.iter().filter(|p| p.1).count();
         let tempting = tempting as f64 / distinct.max(1) as f64;
         let errors = 1.0 - cfg.labeller_agreement;
         (w.taste_error, w.other_error) = if tempting >= errors { (errors / tempting.max(1e-12), 0.0) } else { (1.0, (errors - tempting) / (1.0 - tempting)) };
-        let mut rng = Rng::new(derive_seed(seed, "dialogue/data"));
         let example = |w: &DialogueWorld, rng: &mut Rng| {
             let p = w.sample_request(rng);
             let (a, b, first) = w.labelled_pair(&p, rng);
@@ -250,10 +245,13 @@ impl DialogueWorld {
             r.push(EOS);
             (p, r)
         };
-        w.train = (0..cfg.n_train).map(|_| with_eos(example(&w, &mut rng))).collect();
-        w.val = (0..cfg.n_val).map(|_| with_eos(example(&w, &mut rng))).collect();
-        w.train_prompts = (0..cfg.n_train_prompts).map(|_| w.sample_request(&mut rng)).collect();
-        let eval: Vec<(Vec<i64>, Vec<i64>)> = (0..cfg.n_eval_prompts).map(|_| example(&w, &mut rng)).collect();
+        // Every example from a stream of its own, in parallel.
+        let ww = &w;
+        let train = super::drawn(seed, "dialogue/train", cfg.n_train, |r| with_eos(example(ww, r)));
+        let val = super::drawn(seed, "dialogue/val", cfg.n_val, |r| with_eos(example(ww, r)));
+        let train_prompts = super::drawn(seed, "dialogue/train_prompts", cfg.n_train_prompts, |r| ww.sample_request(r));
+        let eval: Vec<(Vec<i64>, Vec<i64>)> = super::drawn(seed, "dialogue/eval", cfg.n_eval_prompts, |r| example(ww, r));
+        (w.train, w.val, w.train_prompts) = (train, val, train_prompts);
         (w.eval_prompts, w.eval_references) = eval.into_iter().unzip();
         w
     }

@@ -14,7 +14,7 @@ pub use summarize::{SummarizeConfig, SummarizeWorld};
 pub use tabular::{TabularConfig, TabularWorld};
 
 use crate::config::ConfigError;
-use crate::rng::Rng;
+use crate::draw::Rng;
 
 /// `[world]`: the text world, chosen by `kind`, with its own settings.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -333,6 +333,15 @@ pub(crate) fn names(list: &[&str], n: usize) -> Vec<String> {
             }
         })
         .collect()
+}
+
+/// `n` draws of `f`, the i-th from the i-th independent stream of `derive_seed(seed, label)`,
+/// made in parallel: every document of a corpus has its own generator, so the corpus has the
+/// same bytes at any thread count.
+pub(crate) fn drawn<T: Send>(seed: u64, label: &str, n: usize, f: impl Fn(&mut Rng) -> T + Sync) -> Vec<T> {
+    use rayon::prelude::*;
+    let base = crate::draw::derive_seed(seed, label);
+    (0..n).into_par_iter().map(|i| f(&mut Rng::stream(base, i as u64))).collect()
 }
 
 pub(crate) fn logsumexp(xs: &[f64]) -> f64 {

@@ -31,7 +31,7 @@
 //! that carry sentiment: gold need not fall.
 
 use super::{logsumexp, names, sigmoid, Vocab, EOS, N_SPECIAL};
-use crate::rng::{derive_seed, Rng};
+use crate::draw::{derive_seed, Rng};
 use serde::{Deserialize, Serialize};
 
 use crate::config::{need, ConfigError, MAX_COUNT};
@@ -224,14 +224,13 @@ impl SentimentWorld {
             labeller: None,
         };
         world.labeller = cfg.labeller.as_ref().map(|l| (world.vocab.words.iter().position(|w| *w == l.word).expect("validated: a neutral word") as i64, l.bonus));
-        let mut rng = Rng::new(derive_seed(seed, "world/sentiment/train"));
-        world.train = (0..cfg.n_train).map(|_| world.sample_review(&mut rng).1).collect();
-        let mut rng = Rng::new(derive_seed(seed, "world/sentiment/val"));
-        world.val = (0..cfg.n_val).map(|_| world.sample_review(&mut rng).1).collect();
-        let mut rng = Rng::new(derive_seed(seed, "world/sentiment/train_prompts"));
-        world.train_prompts = (0..cfg.n_train_prompts).map(|_| world.sample_prompt(&mut rng)).collect();
-        let mut rng = Rng::new(derive_seed(seed, "world/sentiment/eval_prompts"));
-        world.eval_prompts = (0..cfg.n_eval_prompts).map(|_| world.sample_prompt(&mut rng)).collect();
+        // Every review and prompt from a stream of its own, in parallel.
+        let w = &world;
+        let train = super::drawn(seed, "world/sentiment/train", cfg.n_train, |r| w.sample_review(r).1);
+        let val = super::drawn(seed, "world/sentiment/val", cfg.n_val, |r| w.sample_review(r).1);
+        let train_prompts = super::drawn(seed, "world/sentiment/train_prompts", cfg.n_train_prompts, |r| w.sample_prompt(r));
+        let eval_prompts = super::drawn(seed, "world/sentiment/eval_prompts", cfg.n_eval_prompts, |r| w.sample_prompt(r));
+        (world.train, world.val, world.train_prompts, world.eval_prompts) = (train, val, train_prompts, eval_prompts);
         world
     }
 

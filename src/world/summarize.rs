@@ -25,7 +25,7 @@
 //! Headline metric: win rate against the reference summary under the gold judge.
 
 use super::{names, Vocab, EOS, N_SPECIAL};
-use crate::rng::{derive_seed, Rng};
+use crate::draw::{derive_seed, Rng};
 use serde::{Deserialize, Serialize};
 
 use crate::config::{need, ConfigError, MAX_COUNT};
@@ -203,26 +203,23 @@ impl SummarizeWorld {
             *s = Some(rng.uniform());
         }
         let mut w = SummarizeWorld { cfg: cfg.clone(), vocab, salience, sep, train: vec![], val: vec![], train_prompts: vec![], eval_prompts: vec![], eval_references: vec![], shifted_prompts: vec![], shifted_references: vec![] };
-        let mut rng = Rng::new(derive_seed(seed, "world/summarize/train"));
-        w.train = (0..cfg.n_train).map(|_| w.sample_example(&mut rng)).collect();
-        let mut rng = Rng::new(derive_seed(seed, "world/summarize/val"));
-        w.val = (0..cfg.n_val).map(|_| w.sample_example(&mut rng)).collect();
-        let mut rng = Rng::new(derive_seed(seed, "world/summarize/train_prompts"));
-        w.train_prompts = (0..cfg.n_train_prompts).map(|_| w.sample_document(&mut rng)).collect();
-        let mut rng = Rng::new(derive_seed(seed, "world/summarize/eval_prompts"));
-        let eval: Vec<(Vec<i64>, Vec<i64>)> = (0..cfg.n_eval_prompts).map(|_| w.sample_example(&mut rng)).collect();
+        // Every document from a stream of its own, in parallel.
+        let ww = &w;
+        let train = super::drawn(seed, "world/summarize/train", cfg.n_train, |r| ww.sample_example(r));
+        let val = super::drawn(seed, "world/summarize/val", cfg.n_val, |r| ww.sample_example(r));
+        let train_prompts = super::drawn(seed, "world/summarize/train_prompts", cfg.n_train_prompts, |r| ww.sample_document(r));
+        let eval: Vec<(Vec<i64>, Vec<i64>)> = super::drawn(seed, "world/summarize/eval_prompts", cfg.n_eval_prompts, |r| ww.sample_example(r));
+        (w.train, w.val, w.train_prompts) = (train, val, train_prompts);
         (w.eval_prompts, w.eval_references) = eval.into_iter().unzip();
         // From a stream of its own: the other draws are those of a world without a shift.
         if let Some(s) = &cfg.shift {
             let style = DocStyle { min_len: s.doc_min_len, max_len: s.doc_max_len, min_facts: s.min_facts, max_facts: s.max_facts, filler_lo: cfg.n_filler - ((s.filler_share * cfg.n_filler as f64).round() as usize).clamp(1, cfg.n_filler), facts_first: s.facts_first };
-            let mut rng = Rng::new(derive_seed(seed, "world/summarize/shift"));
-            let shifted: Vec<(Vec<i64>, Vec<i64>)> = (0..s.n_eval_prompts)
-                .map(|_| {
-                    let doc = w.sample_styled(&style, &mut rng);
-                    let summary = w.sample_reference(&doc, &mut rng);
-                    (doc, summary)
-                })
-                .collect();
+            let ww = &w;
+            let shifted: Vec<(Vec<i64>, Vec<i64>)> = super::drawn(seed, "world/summarize/shift", s.n_eval_prompts, |r| {
+                let doc = ww.sample_styled(&style, r);
+                let summary = ww.sample_reference(&doc, r);
+                (doc, summary)
+            });
             (w.shifted_prompts, w.shifted_references) = shifted.into_iter().unzip();
         }
         w

@@ -14,7 +14,7 @@ use tch::{Device, Kind, Tensor};
 
 use super::{names, Vocab, BOS, N_SPECIAL};
 use crate::model::Gpt;
-use crate::rng::{derive_seed, Rng};
+use crate::draw::{derive_seed, Rng};
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct TabularConfig {
