@@ -275,7 +275,9 @@ fn exact_kl_and_sampled_estimators_agree() {
         let diff: Vec<f64> = est.iter().zip(&s.kl).map(|(a, b)| a - b).collect();
         let d = mean_ci(&diff);
         eprintln!("exact {exact}, {name} - exact {d}");
-        assert!(d.mean.abs() <= d.ci95, "{name} disagrees with the exact KL: difference {d}");
+        // Within about four standard errors (twice the 95% half-width): an unbiased estimator
+        // fails this once in about 15,000 draws; a 95% bound would fail one world in twenty.
+        assert!(d.mean.abs() <= 2.0 * d.ci95, "{name} disagrees with the exact KL: difference {d}");
     }
     assert!(s.k3.iter().all(|&k| k >= -1e-6), "k3 is never negative");
     // k2 = (log r)^2 / 2 is biased at this divergence: its difference from the exact KL lies
