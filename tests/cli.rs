@@ -265,15 +265,15 @@ fn a_nan_stops_its_cell_and_the_others_go_on() {
         for s in tiny_for(file) {
             c.arg("--set").arg(s);
         }
-        c.env("ALIGNLAB_NAN_AT", "ipo:4");
+        c.env("ALIGNLAB_NAN_AT", "unlikelihood:4");
         let o = c.output().unwrap();
         let t = text(&o);
         assert!(!o.status.success(), "a NaN must fail the run:\n{t}");
         assert!(!t.contains("panicked"), "{t}");
-        assert!(t.contains("ipo: the loss is NaN at step 4") && t.contains("resume folder of this run, at step 3") && t.contains("fix:"), "jobs {jobs}:\n{t}");
+        assert!(t.contains("unlikelihood: the loss is NaN at step 4") && t.contains("resume folder of this run, at step 3") && t.contains("fix:"), "jobs {jobs}:\n{t}");
         let evals = std::fs::read_to_string(out.join("results/sentiment/eval.csv")).unwrap();
-        assert!(evals.contains("cdpo,") && evals.contains("ppo_gt,") && evals.contains("best_of_n,"), "the other cells did not finish (jobs {jobs})");
-        assert!(!evals.contains("\nipo,beta=0.1,0,6,"), "the failed cell has final results");
+        assert!(evals.contains("dpo,beta=1,0,6,") && evals.contains("ppo_gt,") && evals.contains("best_of_n,"), "the other cells did not finish (jobs {jobs})");
+        assert!(!evals.contains("\nunlikelihood,alpha=1,0,6,"), "the failed cell has final results");
         let _ = file;
         std::fs::remove_dir_all(&out).ok();
     }
@@ -562,7 +562,7 @@ fn calibrated_grids_run_on_the_pilot_seed_and_replace_the_grids() {
     let res = out.join("results/sentiment");
     let cal: Vec<alignlab::experiment::calibrate::CalibrationRecord> = alignlab::log::read_csv(&res.join("calibration.csv")).unwrap();
     // Every table with a knob, and Best-of-N, gets a setting per budget.
-    for t in ["dpo", "ipo", "cdpo", "unlikelihood", "ppo", "ppo_gt", "best_of_n"] {
+    for t in ["dpo", "unlikelihood", "ppo", "ppo_gt", "best_of_n"] {
         assert_eq!(cal.iter().filter(|r| r.table == t).count(), 2, "{t}: {cal:?}");
     }
     // The sweep ran exactly the calibrated settings, and nothing of the pilot seed is reported.
