@@ -286,7 +286,32 @@ fn run() -> Result<()> {
                 Some(cal)
             };
             let opts = opts.with_sets(&fixed);
-            let summary = experiment::run(&sc, &opts)?;
+            let mut summary = experiment::run(&sc, &opts)?;
+            // What the protocol cost: the tuning's and the calibration's runs beside the sweep's.
+            if tuning.is_some() || calibration.is_some() {
+                let out = opts.results_root.join(&sc.name);
+                let mut sweep = experiment::RunsWork::default();
+                sweep.add(&experiment::Metrics::read(&out.join("eval.csv"))?);
+                let mut total = sweep;
+                let mut seeds = sc.seeds.len();
+                if let Some(t) = &tuning {
+                    let configs = alignlab::report::distinct(t.records.iter().filter(|r| r.method == t.records[0].method).map(|r| r.config.clone())).len();
+                    let tune_seeds = alignlab::report::distinct(t.records.iter().map(|r| r.seed));
+                    summary.add("protocol", "tuning", format!("{configs} configurations on tuning seed(s) {tune_seeds:?}, {}", t.work.line()));
+                    total.runs += t.work.runs;
+                    alignlab::profile::add_work(&mut total.work, &t.work.work, 1.0);
+                    seeds += tune_seeds.len();
+                }
+                if let Some(cal) = &calibration {
+                    summary.add("protocol", "calibration", format!("pilot seed {}, {}", sc.pilot_seed, cal.work.line()));
+                    total.runs += cal.work.runs;
+                    alignlab::profile::add_work(&mut total.work, &cal.work.work, 1.0);
+                    seeds += 1;
+                }
+                summary.add("protocol", "sweep", format!("{} reported seed(s), {}", sc.seeds.len(), sweep.line()));
+                summary.add("protocol", "total", format!("{}, each run charged as in the compute table (its own work and the shared stages it stands on): {:.2} times the sweep's model FLOPs; SFT, preference data and reward model trained on {seeds} seeds instead of {}", total.line(), total.work[0] / sweep.work[0], sc.seeds.len()));
+                experiment::write_atomic(&out.join("summary.csv"), summary.to_csv().as_bytes())?;
+            }
             if let Some(cal) = &calibration {
                 let path = opts.results_root.join(&sc.name).join("calibration.csv");
                 experiment::write_atomic(&path, alignlab::log::csv_text(&cal.records).as_bytes())?;

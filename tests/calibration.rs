@@ -113,3 +113,29 @@ fn the_spread_across_configurations_is_best_minus_worst_per_tuning_seed() {
     let md = alignlab::report::tuning::markdown(&records);
     assert!(md.contains("DPO - ppo spread: -0.2000 ± "), "{md}");
 }
+
+#[test]
+fn a_protocols_work_counts_each_run_once_at_its_last_evaluation() {
+    use alignlab::experiment::{Metrics, RunsWork};
+    let mut m = Metrics::default();
+    let mut push = |method: &str, setting: &str, seed: u64, step: usize, gflop: f64, steps: f64, samples: f64| {
+        for (k, v) in alignlab::profile::WORK.iter().zip([gflop, 0.0, 0.0, steps, samples, 0.0, 0.0]) {
+            m.push(method, setting, seed, step, &format!("compute/{k}"), v);
+        }
+    };
+    // DPO at steps 0 and 200 (the last counts), on two seeds; Best-of-N's points are charged
+    // N/N_max of their seed's candidates, so only the largest N counts.
+    for seed in [0, 1] {
+        for (step, g) in [(0, 1.0), (200, 10.0 + seed as f64)] {
+            push("dpo", "beta=0.1", seed, step, g, step as f64, 0.0);
+        }
+        for (n, g) in [(1, 2.0), (4, 5.0)] {
+            push("best_of_n", &format!("n={n}"), seed, 0, g, 0.0, 4.0 * n as f64);
+        }
+    }
+    let mut w = RunsWork::default();
+    w.add(&m);
+    assert_eq!(w.runs, 4);
+    assert_eq!((w.work[0], w.work[3], w.work[4]), (10.0 + 11.0 + 5.0 + 5.0, 400.0, 32.0));
+    assert_eq!(w.line(), "4 runs: 0.031 TFLOP, 400 optimiser steps, 32 samples, 0 reward-model and 0 gold queries");
+}

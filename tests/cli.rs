@@ -585,6 +585,31 @@ fn calibrated_grids_run_on_the_pilot_seed_and_replace_the_grids() {
     let dpo_pick = tuning.iter().find(|r| r.picked && r.method == "dpo").unwrap();
     let dpo_lr = dpo_pick.config.strip_prefix("lr=").unwrap().parse::<f64>().unwrap();
     assert!(resolved.contains(&format!("[dpo]")) && resolved.split("[dpo]").nth(1).unwrap().split("\n[").next().unwrap().contains(&format!("lr = {dpo_lr:?}")), "{resolved}");
+    // What the protocol cost, counted again here from the run folders of each seed: every
+    // method run's work at its last evaluation (the tuning seed's, the pilot seed's, the sweep's).
+    let summary: Vec<alignlab::experiment::SummaryRecord> = alignlab::log::read_csv(&res.join("summary.csv")).unwrap();
+    let line = |m: &str| summary.iter().find(|r| r.stage == "protocol" && r.metric == m).unwrap_or_else(|| panic!("no protocol,{m} in summary.csv")).value.clone();
+    for (m, seed) in [("tuning", 2000u64), ("calibration", 1000), ("sweep", 0)] {
+        let mut runs = 0;
+        let mut gflop = 0.0;
+        for d in run_dirs(&out, "sentiment", "") {
+            let Ok(e) = alignlab::experiment::Metrics::read(&d.join("eval.csv")) else { continue };
+            let last = e.rows.iter().filter(|r| r.seed == seed && r.method != "best_of_n" && r.metric == "compute/gflop").max_by_key(|r| r.step);
+            if let Some(r) = last {
+                runs += 1;
+                gflop += r.value;
+            }
+        }
+        if m == "sweep" {
+            // Best-of-N: its largest N, the candidates drawn once.
+            let bon = evals.rows.iter().filter(|r| r.method == "best_of_n" && r.metric == "compute/gflop").map(|r| r.value).fold(0.0, f64::max);
+            runs += 1;
+            gflop += bon;
+        }
+        let want = format!("{runs} runs: {:.3} TFLOP", gflop / 1e3);
+        assert!(runs > 1 && line(m).contains(&want), "protocol,{m}: {} (counted {want})", line(m));
+    }
+    assert!(line("tuning").starts_with("2 configurations on tuning seed(s) [2000]"), "{}", line("tuning"));
     // The pilot runs are cached: a second run calibrates from them and trains nothing new.
     let before = run_dirs(&out, "sentiment", "dpo-").len();
     let o = run(file, &out, &extra);

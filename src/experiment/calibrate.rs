@@ -54,6 +54,8 @@ impl Default for CalibrationRecord {
 pub struct Calibration {
     pub overrides: Vec<String>,
     pub records: Vec<CalibrationRecord>,
+    /// The pilot runs' work.
+    pub work: super::RunsWork,
 }
 
 /// The knob of a method table in a resolved scenario, if it has one.
@@ -165,6 +167,7 @@ pub fn calibrate(sc: &Scenario, opts: &RunOptions, load: &dyn Fn(&[String]) -> R
             knobs.push(Knob { table, key, sign, grid, runs: vec![] });
         }
     }
+    let mut work = super::RunsWork::default();
     let pilot_base = vec![format!("sweep.seeds=[{}]", sc.pilot_seed), "sweep.budgets=[]".to_string()];
     for round in 0..=sc.calibration_rounds {
         // This round's settings: round 0 the grids, then proposals for the budgets not reached.
@@ -195,9 +198,12 @@ pub fn calibrate(sc: &Scenario, opts: &RunOptions, load: &dyn Fn(&[String]) -> R
         for m in pilot.methods.iter().filter(|m| names.contains(&m.name())) {
             let k = knobs.iter_mut().find(|k| k.table == m.name()).expect("a calibrated table");
             let Some(v) = setting_value(&m.setting(), k.key) else { continue };
-            let kl = final_kl(&pilot, m, opts)?;
             if !k.runs.iter().any(|r| r.0 == v) {
+                let e = pilot_evals(&pilot, m, opts)?;
+                let last = e.rows.iter().filter(|r| r.metric == "eval/kl").max_by_key(|r| r.step).map(|r| r.value);
+                let kl = last.with_context(|| format!("the pilot run {} {} has no eval/kl", m.name(), m.setting()))?;
                 k.runs.push((v, kl));
+                work.add(&e);
             }
         }
     }
@@ -230,13 +236,11 @@ pub fn calibrate(sc: &Scenario, opts: &RunOptions, load: &dyn Fn(&[String]) -> R
         }
         overrides.push(format!("best_of_n.n=[{}]", grid.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(", ")));
     }
-    Ok(Calibration { overrides, records })
+    Ok(Calibration { overrides, records, work })
 }
 
-/// The KL of a pilot run's final evaluation.
-fn final_kl(sc: &Scenario, m: &methods::Method, opts: &RunOptions) -> Result<f64> {
+/// A pilot run's evaluations.
+fn pilot_evals(sc: &Scenario, m: &methods::Method, opts: &RunOptions) -> Result<Metrics> {
     let path = stages::method_dir(sc, m, opts).join("eval.csv");
-    let e = Metrics::read(&path).with_context(|| format!("the pilot run {} {} left no {}", m.name(), m.setting(), path.display()))?;
-    let last = e.rows.iter().filter(|r| r.metric == "eval/kl").max_by_key(|r| r.step).map(|r| r.value);
-    last.with_context(|| format!("the pilot run {} {} has no eval/kl", m.name(), m.setting()))
+    Metrics::read(&path).with_context(|| format!("the pilot run {} {} left no {}", m.name(), m.setting(), path.display()))
 }

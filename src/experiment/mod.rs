@@ -115,7 +115,7 @@ impl Summary {
         }
     }
 
-    fn to_csv(&self) -> String {
+    pub fn to_csv(&self) -> String {
         let rows: Vec<SummaryRecord> = self.rows.iter().map(|(stage, metric, value)| SummaryRecord { stage: stage.clone(), metric: metric.clone(), value: value.clone() }).collect();
         crate::log::csv_text(&rows)
     }
@@ -576,6 +576,29 @@ fn profile_line(m: &Metrics) -> String {
 /// Per method, the mean over its runs (settings x seeds) of each run's final compute, in
 /// [`WORK`] order.
 pub fn compute_totals(evals: &Metrics) -> Vec<(String, usize, Vec<f64>)> {
+    use crate::profile::WORK;
+    let last = run_work(evals);
+    let methods = {
+        let mut m: Vec<String> = Vec::new();
+        for (k, _) in &last {
+            if !m.contains(&k.0) {
+                m.push(k.0.clone());
+            }
+        }
+        m
+    };
+    methods
+        .into_iter()
+        .map(|m| {
+            let runs: Vec<&crate::profile::Work> = last.iter().filter(|(k, _)| k.0 == m).map(|(_, v)| v).collect();
+            let mean = (0..WORK.len()).map(|i| runs.iter().map(|v| v[i]).sum::<f64>() / runs.len() as f64).collect();
+            (m, runs.len(), mean)
+        })
+        .collect()
+}
+
+/// Each run's work, (method, setting, seed) and its `compute/*` rows at its last evaluation.
+pub fn run_work(evals: &Metrics) -> Vec<((String, String, u64), crate::profile::Work)> {
     use crate::profile::{Work, WORK};
     let mut last: Vec<((String, String, u64), usize, Work)> = Vec::new();
     for r in evals.rows.iter().filter(|r| r.metric.starts_with("compute/")) {
@@ -596,23 +619,37 @@ pub fn compute_totals(evals: &Metrics) -> Vec<(String, usize, Vec<f64>)> {
             }
         }
     }
-    let methods = {
-        let mut m: Vec<String> = Vec::new();
-        for (k, _, _) in &last {
-            if !m.contains(&k.0) {
-                m.push(k.0.clone());
+    last.into_iter().map(|(k, _, v)| (k, v)).collect()
+}
+
+/// The work of a set of method runs (a protocol's tuning, its calibration, its sweep): how many
+/// and the sum of their work. A Best-of-N point is charged N/N_max of its seed's candidates, so
+/// the sweep takes each seed's largest N, the candidates drawn once.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct RunsWork {
+    pub runs: usize,
+    pub work: crate::profile::Work,
+}
+
+impl RunsWork {
+    /// Add the runs in `evals` (one run's or a sweep's `eval.csv`).
+    pub fn add(&mut self, evals: &Metrics) {
+        let all = run_work(evals);
+        for (k, w) in &all {
+            let bon_max = |seed: u64| all.iter().filter(|(q, _)| q.0 == "best_of_n" && q.2 == seed).map(|(_, v)| v[0]).fold(f64::MIN, f64::max);
+            if k.0 == "best_of_n" && w[0] < bon_max(k.2) {
+                continue;
             }
+            self.runs += 1;
+            crate::profile::add_work(&mut self.work, w, 1.0);
         }
-        m
-    };
-    methods
-        .into_iter()
-        .map(|m| {
-            let runs: Vec<&Work> = last.iter().filter(|(k, _, _)| k.0 == m).map(|(_, _, v)| v).collect();
-            let mean = (0..WORK.len()).map(|i| runs.iter().map(|v| v[i]).sum::<f64>() / runs.len() as f64).collect();
-            (m, runs.len(), mean)
-        })
-        .collect()
+    }
+
+    /// As `summary.csv` gives it.
+    pub fn line(&self) -> String {
+        let w = &self.work;
+        format!("{} runs: {:.3} TFLOP, {:.0} optimiser steps, {:.0} samples, {:.0} reward-model and {:.0} gold queries", self.runs, w[0] / 1e3, w[3], w[4], w[5], w[6])
+    }
 }
 
 /// One row per run at its last evaluation: method, setting, gold, KL, proxy, implicit accuracy.

@@ -48,6 +48,8 @@ impl Default for TuningRecord {
 pub struct Tuning {
     pub overrides: Vec<String>,
     pub records: Vec<TuningRecord>,
+    /// The tuning runs' work (every configuration on every tuning seed).
+    pub work: super::RunsWork,
 }
 
 /// A configuration as `tuning.csv` names it: its settings, `key=value` joined by spaces.
@@ -76,6 +78,7 @@ pub fn tune(sc: &Scenario, opts: &RunOptions, load: &dyn Fn(&[String]) -> Result
     let base = vec!["tune.seeds=[]".to_string(), "sweep.budgets=[]".to_string(), format!("sweep.seeds=[{seeds}]")];
     let names: Vec<String> = t.tables.iter().map(|x| x.0.clone()).collect();
     let mut records = Vec::new();
+    let mut work = super::RunsWork::default();
     for j in 0..n {
         let mut ov = base.clone();
         for (_, configs) in &t.tables {
@@ -92,6 +95,7 @@ pub fn tune(sc: &Scenario, opts: &RunOptions, load: &dyn Fn(&[String]) -> Result
                 for m in s.methods.iter().filter(|m| m.name() == *table) {
                     let path = stages::method_dir(&s, m, opts).join("eval.csv");
                     let e = Metrics::read(&path).with_context(|| format!("the tuning run {} {} left no {}", m.name(), m.setting(), path.display()))?;
+                    work.add(&e);
                     let get = |step: usize, k: &str| e.rows.iter().find(|r| r.step == step && r.metric == k).map(|r| r.value);
                     pts.extend(e.rows.iter().filter(|r| r.metric == "eval/kl_sel").filter_map(|r| Some((r.value, get(r.step, "eval/gold_sel")?))));
                 }
@@ -122,5 +126,5 @@ pub fn tune(sc: &Scenario, opts: &RunOptions, load: &dyn Fn(&[String]) -> Result
         }
         overrides.extend(configs[best].iter().cloned());
     }
-    Ok(Tuning { overrides, records })
+    Ok(Tuning { overrides, records, work })
 }

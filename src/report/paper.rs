@@ -299,7 +299,15 @@ fn fair_section(s: &mut String, title: &str, scenario: &str, before: &Path, afte
 ");
     let _ = writeln!(s, "`alignlab run scenarios/{scenario}.toml --jobs 2`: the same world and methods as the first wave's run, with equal tuning (the same number of configurations of every trained method's optimisation, on a tuning seed that is never reported, the best at the reference budget on the selection half frozen), grids calibrated to the KL budgets on a pilot seed, rollouts on the training prompts only, and the preference methods keeping their checkpoint by held-out implicit accuracy (the reward model's rule).\n");
     if let Some(t) = wall_time(after) {
-        let _ = writeln!(s, "Wall time of the invocation that wrote these results (tuning, calibration and sweep): {t}.\n");
+        let _ = writeln!(s, "Wall time of the invocation that wrote these results (tuning, calibration and sweep): {t}; runs it found cached from an earlier invocation are not in it, their work is.\n");
+    }
+    let protocol: Vec<SummaryRecord> = read::<SummaryRecord>(&after.join("summary.csv")).unwrap_or_default().into_iter().filter(|r| r.stage == "protocol").collect();
+    if !protocol.is_empty() {
+        let _ = writeln!(s, "**What the protocol cost** (model work of the method runs):\n");
+        for r in &protocol {
+            let _ = writeln!(s, "- {}: {}.", r.metric, r.value);
+        }
+        s.push('\n');
     }
     let (pb, pa) = (read::<PairedRecord>(&before.join("paired.csv")), read::<PairedRecord>(&after.join("paired.csv")));
     if let Some(pa) = &pa {
