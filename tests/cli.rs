@@ -146,6 +146,10 @@ fn same_seed_same_bytes_and_cached_stages_are_reused() {
     assert!(oc.status.success());
     assert!(text(&oc).contains("cached checkpoint"), "SFT was not reused:\n{}", text(&oc));
     assert_eq!(read(&a), read(&b));
+    // Its summary says that its runs were found cached instead of giving them no wall time.
+    let compute = |d: &Path| std::fs::read_to_string(d.join("results/sentiment/summary.csv")).unwrap().lines().filter(|l| l.starts_with("compute,")).map(String::from).collect::<Vec<_>>();
+    assert!(compute(&a).len() == 5 && compute(&a).iter().all(|l| l.ends_with("found cached, no wall time in this invocation\"")), "{:?}", compute(&a));
+    assert!(compute(&b).iter().all(|l| l.ends_with(" s wall with its evaluations\"")), "{:?}", compute(&b));
     // Another seed gives other numbers.
     let od = run(file, &b, &["seed=5"]);
     assert!(od.status.success());

@@ -525,8 +525,19 @@ pub fn run(sc: &Scenario, opts: &RunOptions) -> Result<Summary> {
     let profile = sweep_profile(opts, wall, cells);
     summary.add("run", "profile", profile_line(&profile));
     for (m, n, v) in compute_totals(&evals) {
-        let wall: f64 = profile.rows.iter().filter(|r| r.method == m && r.metric.ends_with("/wall_s")).map(|r| r.value).sum();
-        summary.add("compute", &m, format!("per run ({n} runs): {:.3} TFLOP, {:.0} tokens forward, {:.0} backward, {:.0} optimiser steps, {:.0} samples, {:.0} reward-model and {:.0} gold queries; {:.1} s wall with its evaluations", v[0] / 1e3, v[1], v[2], v[3], v[4], v[5], v[6], wall / n as f64));
+        // Runs found cached did no work in this invocation and have no wall time in it.
+        // A run is a (setting, seed); Best-of-N's points of a seed are one stage.
+        let unit = |setting: &str, seed: u64| if m == "best_of_n" { (String::new(), seed) } else { (setting.to_string(), seed) };
+        let rows: Vec<_> = profile.rows.iter().filter(|r| r.method == m && r.metric.ends_with("/wall_s")).collect();
+        let ran = crate::report::distinct(rows.iter().map(|r| unit(&r.setting, r.seed))).len();
+        let units = crate::report::distinct(evals.rows.iter().filter(|r| r.method == m).map(|r| unit(&r.setting, r.seed))).len().max(1);
+        let per_run = rows.iter().map(|r| r.value).sum::<f64>() / ran.max(1) as f64 * units as f64 / n as f64;
+        let wall = match ran {
+            0 => "found cached, no wall time in this invocation".to_string(),
+            r if r >= units => format!("{per_run:.1} s wall with its evaluations"),
+            r => format!("{per_run:.1} s wall with its evaluations ({r} of {units} run in this invocation, the others found cached)"),
+        };
+        summary.add("compute", &m, format!("per run ({n} runs): {:.3} TFLOP, {:.0} tokens forward, {:.0} backward, {:.0} optimiser steps, {:.0} samples, {:.0} reward-model and {:.0} gold queries; {wall}", v[0] / 1e3, v[1], v[2], v[3], v[4], v[5], v[6]));
     }
     metrics.extend(profile);
     summary.add("run", "code", code_version());
