@@ -341,11 +341,14 @@ mod tests {
         stage("startup", "", 0, "startup");
         let rows: Vec<_> = snapshot().into_iter().filter(|((s, _), _)| s.0 == "profile-test").collect();
         let get = |p: &str| rows.iter().find(|((_, q), _)| *q == p).map(|(_, c)| c.wall_s).unwrap_or(0.0);
-        assert!((0.029..0.039).contains(&get("rollout")), "rollout {}", get("rollout"));
-        assert!((0.039..0.049).contains(&get("eval_gold")), "eval_gold {}", get("eval_gold"));
-        assert!((0.019..0.029).contains(&get("train")), "train {}", get("train"));
+        // Each phase its own sleep, with room for a loaded machine's oversleeping (up to 25 ms)
+        // but not for the inner span's 40 ms: a clock that did not pause would give rollout
+        // 70 ms and train 90 ms.
+        assert!((0.029..0.055).contains(&get("rollout")), "rollout {}", get("rollout"));
+        assert!((0.039..0.065).contains(&get("eval_gold")), "eval_gold {}", get("eval_gold"));
+        assert!((0.019..0.045).contains(&get("train")), "train {}", get("train"));
         let sum: f64 = rows.iter().map(|(_, c)| c.wall_s).sum();
-        assert!((sum - total).abs() < 0.005, "phases {sum} vs wall {total}");
+        assert!((sum - total).abs() < 0.02, "phases {sum} vs wall {total}");
     }
 
     #[test]

@@ -35,6 +35,8 @@ fn best_of_n_takes_the_n_nearest_each_budget() {
     // log N - (N-1)/N: N = 3 gives 0.432, 4 gives 0.636; nearest 0.5 in log KL is 3.
     assert!(close(best_of_n_kl(3), 3f64.ln() - 2.0 / 3.0));
     assert_eq!([0.5, 1.0, 2.0, 4.0].map(best_of_n_for), [3, 6, 19, 147]);
+    // Past the largest N a grid may ask for (KL 4.55 at N = 256), the largest.
+    assert_eq!([5.0, 8.0].map(best_of_n_for), [256, 256]);
 }
 
 #[test]

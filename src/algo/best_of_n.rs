@@ -12,6 +12,9 @@
 use rayon::prelude::*;
 use tch::Kind;
 
+/// The largest N a Best-of-N grid may ask for (its KL bound: log 256 - 255/256 = 4.55 nats).
+pub const MAX_N: usize = 256;
+
 use super::reward::RewardModel;
 use crate::stats::{mean_ci, win_rate, Stat};
 use crate::model::{generate, left_pad, Gpt, SampleSettings};
@@ -97,7 +100,7 @@ impl BestOfNConfig {
         use crate::config::need;
         let n = &self.n;
         need(!n.is_empty(), "n", || "is an empty list".into(), "give the N of each point, e.g. [1, 2, 4, 8, 16]")?;
-        need(n.iter().all(|&n| (1..=256).contains(&n)), "n", || "every N must be in 1..=256".into(), "use e.g. [1, 2, 4, 8, 16, 32, 64]")?;
+        need(n.iter().all(|&n| (1..=MAX_N).contains(&n)), "n", || format!("every N must be in 1..={MAX_N}"), "use e.g. [1, 2, 4, 8, 16, 32, 64]")?;
         need(n.iter().enumerate().all(|(i, v)| !n[..i].contains(v)), "n", || format!("lists an N twice ({n:?})"), "list each N once")
     }
 }

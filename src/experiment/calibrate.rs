@@ -70,11 +70,12 @@ pub fn best_of_n_kl(n: usize) -> f64 {
     n.ln() - (n - 1.0) / n
 }
 
-/// The N whose Best-of-N KL is nearest `budget` in log KL (N >= 2).
+/// The N whose Best-of-N KL is nearest `budget` in log KL (2 <= N <= `best_of_n::MAX_N`: past
+/// KL 4.55 every budget gets the largest N, and the landed-KL table says how far it falls short).
 pub fn best_of_n_for(budget: f64) -> usize {
     let mut best = (2usize, f64::INFINITY);
     let mut n = 2usize;
-    while n <= 1 << 20 {
+    while n <= crate::algo::best_of_n::MAX_N {
         let d = (best_of_n_kl(n) / budget).ln().abs();
         if d < best.1 {
             best = (n, d);

@@ -529,8 +529,9 @@ pub fn run(sc: &Scenario, opts: &RunOptions) -> Result<Summary> {
         // A run is a (setting, seed); Best-of-N's points of a seed are one stage.
         let unit = |setting: &str, seed: u64| if m == "best_of_n" { (String::new(), seed) } else { (setting.to_string(), seed) };
         let rows: Vec<_> = profile.rows.iter().filter(|r| r.method == m && r.metric.ends_with("/wall_s")).collect();
-        let ran = crate::report::distinct(rows.iter().map(|r| unit(&r.setting, r.seed))).len();
-        let units = crate::report::distinct(evals.rows.iter().filter(|r| r.method == m).map(|r| unit(&r.setting, r.seed))).len().max(1);
+        let count = |keys: Vec<(String, u64)>| keys.into_iter().collect::<std::collections::BTreeSet<_>>().len();
+        let ran = count(rows.iter().map(|r| unit(&r.setting, r.seed)).collect());
+        let units = count(evals.rows.iter().filter(|r| r.method == m).map(|r| unit(&r.setting, r.seed)).collect()).max(1);
         let per_run = rows.iter().map(|r| r.value).sum::<f64>() / ran.max(1) as f64 * units as f64 / n as f64;
         let wall = match ran {
             0 => "found cached, no wall time in this invocation".to_string(),
