@@ -245,16 +245,19 @@ pub fn add_work(into: &mut Work, w: &Work, scale: f64) {
 
 /// A [`Work`] as a two-line CSV (header, values), as a cached stage keeps it.
 pub fn work_csv(w: &Work) -> String {
-    format!("{}\n{}\n", WORK.join(","), w.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(","))
+    let mut out = csv::Writer::from_writer(Vec::new());
+    out.write_record(WORK).expect("writing to memory");
+    out.write_record(w.iter().map(|v| v.to_string())).expect("writing to memory");
+    String::from_utf8(out.into_inner().expect("writing to memory")).expect("CSV of ASCII fields")
 }
 
 /// A [`Work`] back from [`work_csv`]'s text; None if it is not one.
 pub fn parse_work(text: &str) -> Option<Work> {
-    let mut lines = text.lines();
-    if lines.next()? != WORK.join(",") {
+    let mut rd = csv::Reader::from_reader(text.as_bytes());
+    if !rd.headers().ok()?.iter().eq(WORK.iter().copied()) {
         return None;
     }
-    let v: Vec<f64> = lines.next()?.split(',').map(|x| x.parse().ok()).collect::<Option<_>>()?;
+    let v: Vec<f64> = rd.records().next()?.ok()?.iter().map(|x| x.parse().ok()).collect::<Option<_>>()?;
     v.try_into().ok()
 }
 
@@ -349,6 +352,16 @@ mod tests {
         assert!((0.019..0.045).contains(&get("train")), "train {}", get("train"));
         let sum: f64 = rows.iter().map(|(_, c)| c.wall_s).sum();
         assert!((sum - total).abs() < 0.02, "phases {sum} vs wall {total}");
+    }
+
+    #[test]
+    fn work_round_trips_through_its_csv() {
+        let w: Work = [1.5, 2.0, 3.0, 4.0, 5.0, 0.0, 7.25];
+        let text = work_csv(&w);
+        assert_eq!(text, "gflop,tokens_fwd,tokens_bwd,grad_steps,samples,rm_queries,gold_queries\n1.5,2,3,4,5,0,7.25\n");
+        assert_eq!(parse_work(&text), Some(w));
+        assert_eq!(parse_work(&text.replace("gflop", "flop")), None);
+        assert_eq!(parse_work("gflop,tokens_fwd,tokens_bwd,grad_steps,samples,rm_queries,gold_queries\n1,2,x,4,5,6,7\n"), None);
     }
 
     #[test]
