@@ -298,14 +298,12 @@ fn run() -> Result<()> {
                     let configs = alignlab::report::distinct(t.records.iter().filter(|r| r.method == t.records[0].method).map(|r| r.config.clone())).len();
                     let tune_seeds = alignlab::report::distinct(t.records.iter().map(|r| r.seed));
                     summary.add("protocol", "tuning", format!("{configs} configurations on tuning seed(s) {tune_seeds:?}, {}", t.work.line()));
-                    total.runs += t.work.runs;
-                    alignlab::profile::add_work(&mut total.work, &t.work.work, 1.0);
+                    total.absorb(&t.work);
                     seeds += tune_seeds.len();
                 }
                 if let Some(cal) = &calibration {
                     summary.add("protocol", "calibration", format!("pilot seed {}, {}", sc.pilot_seed, cal.work.line()));
-                    total.runs += cal.work.runs;
-                    alignlab::profile::add_work(&mut total.work, &cal.work.work, 1.0);
+                    total.absorb(&cal.work);
                     seeds += 1;
                 }
                 summary.add("protocol", "sweep", format!("{} reported seed(s), {}", sc.seeds.len(), sweep.line()));

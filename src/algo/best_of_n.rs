@@ -12,13 +12,13 @@
 use rayon::prelude::*;
 use tch::Kind;
 
-/// The largest N a Best-of-N grid may ask for (its KL bound: log 256 - 255/256 = 4.55 nats).
-pub const MAX_N: usize = 256;
-
 use super::reward::RewardModel;
 use crate::stats::{mean_ci, win_rate, Stat};
 use crate::model::{generate, left_pad, Gpt, SampleSettings};
 use crate::world::TextWorld;
+
+/// The largest N a Best-of-N grid may ask for (its KL bound: log 256 - 255/256 = 4.55 nats).
+pub const MAX_N: usize = 256;
 
 /// The analytic KL bound of Best-of-N: log N - (N - 1) / N.
 pub fn kl_bound(n: usize) -> f64 {

@@ -647,14 +647,25 @@ impl RunsWork {
     /// Add the runs in `evals` (one run's or a sweep's `eval.csv`).
     pub fn add(&mut self, evals: &Metrics) {
         let all = run_work(evals);
+        // Each seed's Best-of-N point with the most work (its largest N).
+        let mut bon_max: std::collections::BTreeMap<u64, f64> = std::collections::BTreeMap::new();
+        for (k, w) in all.iter().filter(|(k, _)| k.0 == "best_of_n") {
+            let m = bon_max.entry(k.2).or_insert(f64::MIN);
+            *m = m.max(w[0]);
+        }
         for (k, w) in &all {
-            let bon_max = |seed: u64| all.iter().filter(|(q, _)| q.0 == "best_of_n" && q.2 == seed).map(|(_, v)| v[0]).fold(f64::MIN, f64::max);
-            if k.0 == "best_of_n" && w[0] < bon_max(k.2) {
+            if k.0 == "best_of_n" && w[0] < bon_max[&k.2] {
                 continue;
             }
             self.runs += 1;
             crate::profile::add_work(&mut self.work, w, 1.0);
         }
+    }
+
+    /// Add another set's runs and work.
+    pub fn absorb(&mut self, other: &RunsWork) {
+        self.runs += other.runs;
+        crate::profile::add_work(&mut self.work, &other.work, 1.0);
     }
 
     /// As `summary.csv` gives it.
