@@ -6,7 +6,10 @@
 //! - sampling: generated tokens/s at batch 256, 32 new tokens, with and without the KV cache;
 //! - PPO iteration: rollout tokens/s and update seconds at the quick scenario's settings;
 //! - several small policies: K quick-size GPTs trained one after another against the same K
-//!   stacked into one model (batched matmuls), seconds per step of all K.
+//!   stacked into one model (batched matmuls), seconds per step of all K;
+//! - the CPU work outside libtorch that runs on rayon (corpus generation of the summarize and
+//!   dialogue worlds, gold scoring, the importance-sampling frontier): seconds on a pool of one
+//!   thread against one of `--threads`, each result checked equal between the two.
 
 use anyhow::Result;
 use tch::{nn, nn::OptimizerConfig, Device, Kind, Tensor};
@@ -235,12 +238,87 @@ pub fn run(device: Device, quick: bool) -> Result<()> {
         let (separate, together) = stacked_steps(&quick_model, k, device, quick);
         println!("{k} quick policies, one step each: separate {:.4} s, stacked {:.4} s, speed-up {:.2}x", separate, together, separate / together);
     }
+    let threads = tch::get_num_threads().max(1) as usize;
+    for p in cpu_parallel(threads, quick)? {
+        println!("rayon {:36} 1 thread {:.4} s, {threads} threads {:.4} s, speed-up {:.2}x", p.name, p.one, p.many, p.one / p.many);
+    }
     Ok(())
+}
+
+/// One place of the CPU work that runs on rayon, timed on a pool of one thread and on a pool
+/// of `threads`.
+pub struct CpuParallel {
+    pub name: String,
+    pub one: f64,
+    pub many: f64,
+}
+
+/// Median seconds of `f` on a rayon pool of one thread and on one of `threads`; an error if the
+/// two pools' results differ (the places promise the same bytes at any thread count).
+fn on_pools<T: PartialEq + Send>(name: &str, threads: usize, reps: usize, f: impl Fn() -> T + Sync) -> Result<CpuParallel> {
+    let pool = |n: usize| rayon::ThreadPoolBuilder::new().num_threads(n).build();
+    let (p1, pn) = (pool(1)?, pool(threads)?);
+    anyhow::ensure!(p1.install(&f) == pn.install(&f), "{name}: the result on {threads} threads differs from the one on 1");
+    let one = time_it(1, reps, || drop(p1.install(&f)));
+    let many = time_it(1, reps, || drop(pn.install(&f)));
+    Ok(CpuParallel { name: name.to_string(), one, many })
+}
+
+/// The places of the CPU work outside libtorch that run on rayon, at the paper worlds' sizes
+/// (the worlds' default settings): building the summarize and dialogue worlds (every document
+/// drawn from its own stream), the gold reward of 64 off-policy completions of every evaluation
+/// prompt (the parallel map of preference data, evaluation and Best-of-N's candidates), and the
+/// importance-sampling frontier over 256 prompts with 512 candidates each at the 12 betas of
+/// the evaluation.
+pub fn cpu_parallel(threads: usize, quick: bool) -> Result<Vec<CpuParallel>> {
+    use crate::draw::{derive_seed, Rng};
+    use crate::world::{DialogueConfig, DialogueWorld, SentimentConfig, SentimentWorld, SummarizeConfig, SummarizeWorld, TextWorld};
+    use rayon::prelude::*;
+    let reps = if quick { 1 } else { 5 };
+    let mut out = vec![];
+    let (scfg, dcfg) = (SummarizeConfig::default(), DialogueConfig::default());
+    // A world's identity is its corpora and prompts (the worlds do not implement PartialEq).
+    out.push(on_pools("summarize world (corpora, prompts)", threads, reps, || {
+        let w = SummarizeWorld::new(&scfg, 0);
+        (w.train_prompts().to_vec(), w.eval_prompts().to_vec(), w.sft_examples(false))
+    })?);
+    out.push(on_pools("dialogue world (corpora, prompts)", threads, reps, || {
+        let w = DialogueWorld::new(&dcfg, 0);
+        (w.train_prompts().to_vec(), w.eval_prompts().to_vec(), w.sft_examples(false))
+    })?);
+    let worlds: Vec<(&str, Box<dyn TextWorld>)> = vec![
+        ("sentiment", Box::new(SentimentWorld::new(&SentimentConfig::default(), 0))),
+        ("summarize", Box::new(SummarizeWorld::new(&scfg, 0))),
+        ("dialogue", Box::new(DialogueWorld::new(&dcfg, 0))),
+    ];
+    for (name, w) in &worlds {
+        let mut rng = Rng::new(derive_seed(0, "bench/gold"));
+        let pairs: Vec<(Vec<i64>, Vec<i64>)> =
+            w.eval_prompts().iter().flat_map(|p| (0..64).map(|_| (p.clone(), w.offpolicy_completion(p, 24, &mut rng))).collect::<Vec<_>>()).collect();
+        let label = format!("gold of {} {name} completions", pairs.len());
+        out.push(on_pools(&label, threads, reps, || pairs.par_iter().map(|(p, r)| w.gold(p, r)).collect::<Vec<f64>>())?);
+    }
+    let mut rng = Rng::new(derive_seed(0, "bench/frontier"));
+    let rewards: Vec<Vec<f64>> = (0..256).map(|_| (0..512).map(|_| rng.normal()).collect()).collect();
+    let betas = [0.01, 0.02, 0.03, 0.05, 0.07, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0, 2.0];
+    out.push(on_pools("importance-sampling frontier", threads, reps, || crate::eval::optimal::optimal_frontier(&rewards, &betas))?);
+    Ok(out)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The rayon benchmark times the same work on both pools: a result that depends on the
+    /// thread count is refused, and every place's result is the same on one thread and on two.
+    #[test]
+    fn cpu_parallel_checks_equal_results() {
+        let e = on_pools("threads", 2, 1, rayon::current_num_threads).err().expect("a thread-dependent result is refused");
+        assert!(e.to_string().contains("differs"), "{e}");
+        let places = cpu_parallel(2, true).unwrap();
+        assert_eq!(places.len(), 6);
+        assert!(places.iter().all(|p| p.one > 0.0 && p.many > 0.0));
+    }
 
     /// The stacked model with K separate GPTs' weights computes each one's logits: the
     /// benchmark compares the same work.
