@@ -161,6 +161,14 @@ enum Cmd {
     },
 }
 
+/// "pilot seed 1000", or "pilot seeds [1000, 1001]".
+fn pilot_words(seeds: &[u64]) -> String {
+    match seeds {
+        [one] => format!("pilot seed {one}"),
+        _ => format!("pilot seeds {seeds:?}"),
+    }
+}
+
 fn setup(common: &Common) -> Result<tch::Device> {
     if let Some(t) = common.threads {
         anyhow::ensure!((1..=1024).contains(&t), "--threads {t} is not a thread count; fix: pass --threads 1 or more (or leave it out: all cores)");
@@ -302,7 +310,7 @@ fn run() -> Result<()> {
                     seeds += tune_seeds.len();
                 }
                 if let Some(cal) = &calibration {
-                    summary.add("protocol", "calibration", format!("pilot seed {}, {}", sc.pilot_seed, cal.work.line()));
+                    summary.add("protocol", "calibration", format!("{}, {}", pilot_words(&sc.pilot_seeds), cal.work.line()));
                     total.absorb(&cal.work);
                     seeds += 1;
                 }

@@ -50,7 +50,7 @@ fn settings_are_rounded_to_three_digits() {
 fn budgets_are_checked_before_any_work() {
     let load = |sets: &[&str]| alignlab::scenario::Scenario::load(std::path::Path::new("scenarios/sentiment.toml"), &sets.iter().map(|s| s.to_string()).collect::<Vec<_>>());
     let ok = load(&["sweep.budgets=[0.5, 1.0]"]).unwrap();
-    assert_eq!((ok.budgets.clone(), ok.pilot_seed, ok.calibration_rounds), (vec![0.5, 1.0], 1000, 3));
+    assert_eq!((ok.budgets.clone(), ok.pilot_seeds.clone(), ok.calibration_rounds), (vec![0.5, 1.0], vec![1000], 3));
     let e = load(&["sweep.budgets=[1.0, 0.5]"]).unwrap_err().to_string();
     assert!(e.contains("sweep.budgets") && e.contains("increasing"), "{e}");
     let e = load(&["sweep.budgets=[1.0]", "sweep.seeds=[0, 7]", "sweep.pilot_seed=7"]).unwrap_err().to_string();
@@ -140,4 +140,52 @@ fn a_protocols_work_counts_each_run_once_at_its_last_evaluation() {
     assert_eq!(w.runs, 4);
     assert_eq!((w.work[0], w.work[3], w.work[4]), (10.0 + 11.0 + 5.0 + 5.0, 400.0, 32.0));
     assert_eq!(w.line(), "4 runs: 0.031 TFLOP, 400 optimiser steps, 32 samples, 0 reward-model and 0 gold queries");
+}
+
+/// With two pilot seeds a setting lands at the mean of its final KLs over them, and the grid is
+/// chosen from that mean. A fake pilot writes each run's eval.csv without training: PPO's final
+/// KL is its target times 1.0 on seed 1000 and 0.6 on seed 1001 (the other tables land far
+/// off). Reading one seed gives 1.0 or 0.6 for target 1; the mean is 0.8.
+#[test]
+fn several_pilot_seeds_land_at_their_mean_kl() {
+    use alignlab::experiment::{calibrate::calibrate, stages, Metrics, ProgressMode, RunOptions};
+    use alignlab::scenario::Scenario;
+    let root = std::env::temp_dir().join(format!("alignlab-pilots-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    let opts = RunOptions { results_root: root.join("results"), runs_root: root.join("runs"), device: tch::Device::Cpu, progress: ProgressMode::Quiet, jobs: 1, threads: 1, cell_args: vec![] };
+    let base = ["sweep.budgets=[1.0]", "sweep.pilot_seeds=[1000, 1001]", "ppo.target_kl=[1.0, 3.0]"];
+    let load = |sets: &[String]| {
+        let mut all: Vec<String> = base.iter().map(|s| s.to_string()).collect();
+        all.extend(sets.iter().cloned());
+        Scenario::load(std::path::Path::new("scenarios/sentiment.toml"), &all).map_err(anyhow::Error::from)
+    };
+    let sc = load(&[]).unwrap();
+    assert_eq!(sc.pilot_seeds, vec![1000, 1001]);
+    let seen = std::cell::RefCell::new(Vec::new());
+    let run_pilot = |pilot: &Scenario, tables: &[String], _: &[String]| -> anyhow::Result<()> {
+        for m in pilot.methods.iter().filter(|m| tables.contains(&m.name())) {
+            for &seed in &pilot.seeds {
+                let v: f64 = m.setting().split('=').nth(1).and_then(|v| v.parse().ok()).unwrap_or(1.0);
+                let kl = if m.name() == "ppo" { v * if seed == 1000 { 1.0 } else { 0.6 } } else { 40.0 };
+                let mut e = Metrics::default();
+                e.push(&m.name(), &m.setting(), seed, 40, "eval/kl", kl);
+                let dir = stages::method_dir(&pilot.with_seed(seed), m, &opts);
+                std::fs::create_dir_all(&dir)?;
+                std::fs::write(dir.join("eval.csv"), e.to_csv())?;
+                seen.borrow_mut().push(seed);
+            }
+        }
+        Ok(())
+    };
+    let cal = calibrate(&sc, &opts, &load, &run_pilot).unwrap();
+    let ppo = cal.records.iter().find(|r| r.table == "ppo").unwrap();
+    assert_eq!((ppo.value, ppo.within_tolerance), (1.0, true));
+    assert!(close(ppo.pilot_kl, 0.8), "PPO's target 1 lands at {} (the mean of 1.0 and 0.6 is 0.8)", ppo.pilot_kl);
+    assert!(seen.borrow().contains(&1000) && seen.borrow().contains(&1001));
+    // One list or one seed, not both; a pilot seed that is reported is refused.
+    let e = Scenario::load(std::path::Path::new("scenarios/sentiment.toml"), &["sweep.budgets=[1.0]".into(), "sweep.pilot_seed=5".into(), "sweep.pilot_seeds=[6]".into()]).unwrap_err().to_string();
+    assert!(e.contains("sweep.pilot_seeds") && e.contains("pilot_seed"), "{e}");
+    let e = Scenario::load(std::path::Path::new("scenarios/sentiment.toml"), &["sweep.budgets=[1.0]".into(), "sweep.seeds=[0, 7]".into(), "sweep.pilot_seeds=[1000, 7]".into()]).unwrap_err().to_string();
+    assert!(e.contains("sweep.pilot_seeds") && e.contains("reported seed"), "{e}");
+    let _ = std::fs::remove_dir_all(&root);
 }

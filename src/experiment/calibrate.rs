@@ -1,6 +1,7 @@
 //! Budget-calibrated grids (`[sweep] budgets`): every method evaluated at the same KL budgets.
 //!
-//! On a pilot seed that is never reported (`[sweep] pilot_seed`), each method table's KL knob
+//! On a pilot seed that is never reported (`[sweep] pilot_seed`, or several: `pilot_seeds`, where
+//! a setting's landed KL is the mean of its final KLs over them), each method table's KL knob
 //! (`target_kl` or `kl_coef` for PPO, PPO-GT and the policy-gradient family, `beta` for the DPO
 //! family and online DPO, `alpha` for Unlikelihood) is searched in log space for the setting
 //! whose converged run (its final checkpoint) lands near each budget:
@@ -36,7 +37,8 @@ pub struct CalibrationRecord {
     pub budget: f64,
     #[serde(with = "crate::log::float_text")]
     pub value: f64,
-    /// The converged run's KL on the pilot seed (Best-of-N: the analytic value).
+    /// The converged run's KL on the pilot seed, the mean over them where there are several
+    /// (Best-of-N: the analytic value).
     #[serde(with = "crate::log::float_text")]
     pub pilot_kl: f64,
     pub within_tolerance: bool,
@@ -169,7 +171,8 @@ pub fn calibrate(sc: &Scenario, opts: &RunOptions, load: &dyn Fn(&[String]) -> R
         }
     }
     let mut work = super::RunsWork::default();
-    let pilot_base = vec![format!("sweep.seeds=[{}]", sc.pilot_seed), "sweep.budgets=[]".to_string()];
+    let seeds = sc.pilot_seeds.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(", ");
+    let pilot_base = vec![format!("sweep.seeds=[{seeds}]"), "sweep.budgets=[]".to_string()];
     for round in 0..=sc.calibration_rounds {
         // This round's settings: round 0 the grids, then proposals for the budgets not reached.
         let mut todo: Vec<(usize, Vec<f64>)> = Vec::new();
@@ -200,11 +203,15 @@ pub fn calibrate(sc: &Scenario, opts: &RunOptions, load: &dyn Fn(&[String]) -> R
             let k = knobs.iter_mut().find(|k| k.table == m.name()).expect("a calibrated table");
             let Some(v) = setting_value(&m.setting(), k.key) else { continue };
             if !k.runs.iter().any(|r| r.0 == v) {
-                let e = pilot_evals(&pilot, m, opts)?;
-                let last = e.rows.iter().filter(|r| r.metric == "eval/kl").max_by_key(|r| r.step).map(|r| r.value);
-                let kl = last.with_context(|| format!("the pilot run {} {} has no eval/kl", m.name(), m.setting()))?;
-                k.runs.push((v, kl));
-                work.add(&e);
+                // Where a setting lands: its final KL, the mean over the pilot seeds.
+                let mut kls = Vec::new();
+                for &seed in &sc.pilot_seeds {
+                    let e = pilot_evals(&pilot.with_seed(seed), m, opts)?;
+                    let last = e.rows.iter().filter(|r| r.metric == "eval/kl").max_by_key(|r| r.step).map(|r| r.value);
+                    kls.push(last.with_context(|| format!("the pilot run {} {} (seed {seed}) has no eval/kl", m.name(), m.setting()))?);
+                    work.add(&e);
+                }
+                k.runs.push((v, kls.iter().sum::<f64>() / kls.len() as f64));
             }
         }
     }

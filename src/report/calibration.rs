@@ -1,5 +1,5 @@
 //! The calibrated grids of a results folder (`calibration.csv`, written by `alignlab run` with
-//! `[sweep] budgets`): what each budget got on the pilot seed, and where each calibrated run
+//! `[sweep] budgets`): what each budget got on the pilot seed(s), and where each calibrated run
 //! landed on every reported seed: its final checkpoint's KL against the budget, within the
 //! calibration's tolerance (25%) or not.
 

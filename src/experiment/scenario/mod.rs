@@ -59,8 +59,8 @@ pub struct Scenario {
     pub best_of_n: Option<Vec<usize>>,
     /// `[sweep] budgets`: the KL budgets the grids are calibrated to (empty: no calibration).
     pub budgets: Vec<f64>,
-    /// `[sweep] pilot_seed`: where the calibration runs.
-    pub pilot_seed: u64,
+    /// `[sweep] pilot_seed` or `pilot_seeds`: where the calibration runs (default [1000]).
+    pub pilot_seeds: Vec<u64>,
     /// `[sweep] calibration_rounds`.
     pub calibration_rounds: usize,
     /// `[tune]`: equal tuning before the sweep (None: the settings run as written).
@@ -192,10 +192,16 @@ fn validate(parsed: parse::Parsed, text: &str, file: &str, default_name: &str, p
     };
     let sweep = w.sweep.clone();
     let budgets = sweep.as_ref().map(|s| s.budgets.clone()).unwrap_or_default();
-    let pilot_seed = sweep.as_ref().and_then(|s| s.pilot_seed).unwrap_or(1000);
+    let (one_pilot, pilots) = (sweep.as_ref().and_then(|s| s.pilot_seed), sweep.as_ref().and_then(|s| s.pilot_seeds.clone()));
+    need(one_pilot.is_none() || pilots.is_none(), "sweep.pilot_seeds", "is given with sweep.pilot_seed".into(), "keep one of the two: pilot_seed = 1000 or pilot_seeds = [1000, 1001]")?;
+    let pilot_seeds = pilots.unwrap_or_else(|| vec![one_pilot.unwrap_or(1000)]);
+    need(!pilot_seeds.is_empty() && pilot_seeds.len() <= 8 && pilot_seeds.iter().enumerate().all(|(i, s)| !pilot_seeds[..i].contains(s)), "sweep.pilot_seeds", format!("must list 1 to 8 distinct seeds (got {pilot_seeds:?})"), "use e.g. [1000, 1001]")?;
     let calibration_rounds = sweep.as_ref().and_then(|s| s.calibration_rounds).unwrap_or(3);
     need(budgets.len() <= 16 && budgets.iter().all(|b| b.is_finite() && *b > 0.0 && *b <= 64.0) && budgets.windows(2).all(|w| w[0] < w[1]), "sweep.budgets", format!("must be at most 16 increasing KL budgets in (0, 64] nats (got {budgets:?})"), "use e.g. [0.5, 1.0, 2.0, 4.0]")?;
-    need(budgets.is_empty() || !seeds.contains(&pilot_seed), "sweep.pilot_seed", format!("seed {pilot_seed} is also a reported seed: the calibration would choose settings on data it reports"), "pick a pilot seed outside sweep.seeds (default 1000)")?;
+    let pilot_key = if one_pilot.is_some() || pilot_seeds == [1000] { "sweep.pilot_seed" } else { "sweep.pilot_seeds" };
+    if let Some(s) = pilot_seeds.iter().find(|s| !budgets.is_empty() && seeds.contains(s)) {
+        need(false, pilot_key, format!("seed {s} is also a reported seed: the calibration would choose settings on data it reports"), "pick pilot seeds outside sweep.seeds (default 1000)")?;
+    }
     need((1..=6).contains(&calibration_rounds), "sweep.calibration_rounds", format!("must be in 1..=6 (got {calibration_rounds})"), "use 3")?;
     // The pairs the report compares: every name one the scenario runs.
     let mut ran: Vec<String> = vec!["sft".into()];
@@ -226,7 +232,7 @@ fn validate(parsed: parse::Parsed, text: &str, file: &str, default_name: &str, p
 
     let tune = match &w.tune {
         Some(t) if !t.seeds.is_empty() => {
-            need(t.seeds.iter().all(|s| !seeds.contains(s) && !(budgets.len() > 0 && *s == pilot_seed)), "tune.seeds", format!("{:?} shares a seed with the reported seeds {seeds:?} or the pilot seed", t.seeds), "tune on seeds of their own, e.g. [2000, 2001]")?;
+            need(t.seeds.iter().all(|s| !seeds.contains(s) && !(budgets.len() > 0 && pilot_seeds.contains(s))), "tune.seeds", format!("{:?} shares a seed with the reported seeds {seeds:?} or the pilot seed", t.seeds), "tune on seeds of their own, e.g. [2000, 2001]")?;
             need(t.budget.is_finite() && t.budget > 0.0 && t.budget <= 64.0, "tune.budget", format!("must be a KL budget in (0, 64] nats (got {})", t.budget), "use the scenario's reference budget, e.g. 1.0")?;
             need(!t.tables.is_empty(), "tune", "names no method table to tune".into(), "add e.g. [tune.dpo] lr = [1e-4, 3e-4] and [tune.ppo] lr = [3e-5, 1e-4]")?;
             let mut tables = Vec::new();
@@ -272,7 +278,7 @@ fn validate(parsed: parse::Parsed, text: &str, file: &str, default_name: &str, p
     let resolved_toml = std::iter::once(toml::to_string(&file_)).chain(resolved.iter().map(toml::to_string)).collect::<Result<Vec<_>, _>>().expect("the resolved scenario serializes").join("\n");
     let eval = EvalConfig { optimal_samples: Some(ev.optimal_samples.unwrap_or(candidates)), ..ev.clone() };
     let parse::File { world, sft, sample, prefs, reward, train, .. } = w;
-    Ok(Scenario { name, seed: seeds[0], seeds, world, model, reward_model: rm, sft, sample, prefs, reward, train, eval, methods, best_of_n, budgets, pilot_seed, calibration_rounds, tune, resolved_toml, source: path.to_path_buf() })
+    Ok(Scenario { name, seed: seeds[0], seeds, world, model, reward_model: rm, sft, sample, prefs, reward, train, eval, methods, best_of_n, budgets, pilot_seeds, calibration_rounds, tune, resolved_toml, source: path.to_path_buf() })
 }
 
 /// Memory, estimated before any work: a size typed in the billions fails here with the

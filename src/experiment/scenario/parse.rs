@@ -73,6 +73,9 @@ pub struct Sweep {
     /// The seed the calibration runs on, never reported (default 1000).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pilot_seed: Option<u64>,
+    /// Several pilot seeds instead of one: each setting's landed KL is the mean over them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pilot_seeds: Option<Vec<u64>>,
     /// Search rounds of the calibration after the first (default 3).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub calibration_rounds: Option<usize>,
@@ -163,7 +166,7 @@ fn expand_sweep(table: &mut toml::Table) -> Result<(), ConfigError> {
     let fail = |key: String, problem: &str, fix: String| Err(ConfigError { key, problem: problem.into(), fix });
     let mut kept = toml::Table::new();
     for (section, v) in sweep {
-        if matches!(section.as_str(), "seeds" | "budgets" | "pilot_seed" | "calibration_rounds") {
+        if matches!(section.as_str(), "seeds" | "budgets" | "pilot_seed" | "pilot_seeds" | "calibration_rounds") {
             kept.insert(section, v);
             continue;
         }
