@@ -1,7 +1,7 @@
 //! Budget-calibrated grids: the search's steps by hand, Best-of-N's analytic N, and the
 //! scenario checks of `[sweep] budgets`.
 
-use alignlab::experiment::calibrate::{best_of_n_for, best_of_n_kl, propose, round3};
+use alignlab::experiment::calibrate::{best_of_n_for, best_of_n_kl, propose, round3, setting_value};
 
 fn close(a: f64, b: f64) -> bool {
     (a - b).abs() < 1e-9 * b.abs().max(1.0)
@@ -165,8 +165,10 @@ fn several_pilot_seeds_land_at_their_mean_kl() {
     let run_pilot = |pilot: &Scenario, tables: &[String], _: &[String]| -> anyhow::Result<()> {
         for m in pilot.methods.iter().filter(|m| tables.contains(&m.name())) {
             for &seed in &pilot.seeds {
-                let v: f64 = m.setting().split('=').nth(1).and_then(|v| v.parse().ok()).unwrap_or(1.0);
-                let kl = if m.name() == "ppo" { v * if seed == 1000 { 1.0 } else { 0.6 } } else { 40.0 };
+                let kl = match setting_value(&m.setting(), "target_kl") {
+                    Some(v) if m.name() == "ppo" => v * if seed == 1000 { 1.0 } else { 0.6 },
+                    _ => 40.0,
+                };
                 let mut e = Metrics::default();
                 e.push(&m.name(), &m.setting(), seed, 40, "eval/kl", kl);
                 let dir = stages::method_dir(&pilot.with_seed(seed), m, &opts);
@@ -187,5 +189,10 @@ fn several_pilot_seeds_land_at_their_mean_kl() {
     assert!(e.contains("sweep.pilot_seeds") && e.contains("pilot_seed"), "{e}");
     let e = Scenario::load(std::path::Path::new("scenarios/sentiment.toml"), &["sweep.budgets=[1.0]".into(), "sweep.seeds=[0, 7]".into(), "sweep.pilot_seeds=[1000, 7]".into()]).unwrap_err().to_string();
     assert!(e.contains("sweep.pilot_seeds") && e.contains("reported seed"), "{e}");
+    // The error names the key the file wrote, even when the list is the default's one seed.
+    let e = Scenario::load(std::path::Path::new("scenarios/sentiment.toml"), &["sweep.budgets=[1.0]".into(), "sweep.seeds=[1000]".into(), "sweep.pilot_seeds=[1000]".into()]).unwrap_err().to_string();
+    assert!(e.contains("sweep.pilot_seeds") && e.contains("reported seed"), "{e}");
+    let e = Scenario::load(std::path::Path::new("scenarios/sentiment.toml"), &["sweep.budgets=[1.0]".into(), "sweep.pilot_seeds=[1000, 1000]".into()]).unwrap_err().to_string();
+    assert!(e.contains("sweep.pilot_seeds") && e.contains("distinct"), "{e}");
     let _ = std::fs::remove_dir_all(&root);
 }

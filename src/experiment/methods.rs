@@ -223,7 +223,8 @@ fn loss_runs(name: &str, loss: &str, params: &toml::Table) -> Result<Vec<PrefLos
     Ok(losses)
 }
 
-fn distinct<T: PartialEq>(values: &[T]) -> bool {
+/// Whether no value is listed twice.
+pub(crate) fn distinct<T: PartialEq>(values: &[T]) -> bool {
     values.iter().enumerate().all(|(i, v)| !values[..i].contains(v))
 }
 

@@ -186,7 +186,7 @@ fn validate(parsed: parse::Parsed, text: &str, file: &str, default_name: &str, p
         None => vec![w.seed],
         Some(v) => {
             need(!v.is_empty(), "sweep.seeds", "is an empty list".into(), "give at least one seed, e.g. [0, 1, 2], or remove it")?;
-            need(v.iter().enumerate().all(|(i, s)| !v[..i].contains(s)), "sweep.seeds", "lists a seed twice".into(), "list each seed once")?;
+            need(crate::experiment::methods::distinct(&v), "sweep.seeds", "lists a seed twice".into(), "list each seed once")?;
             v
         }
     };
@@ -194,11 +194,11 @@ fn validate(parsed: parse::Parsed, text: &str, file: &str, default_name: &str, p
     let budgets = sweep.as_ref().map(|s| s.budgets.clone()).unwrap_or_default();
     let (one_pilot, pilots) = (sweep.as_ref().and_then(|s| s.pilot_seed), sweep.as_ref().and_then(|s| s.pilot_seeds.clone()));
     need(one_pilot.is_none() || pilots.is_none(), "sweep.pilot_seeds", "is given with sweep.pilot_seed".into(), "keep one of the two: pilot_seed = 1000 or pilot_seeds = [1000, 1001]")?;
-    let pilot_seeds = pilots.unwrap_or_else(|| vec![one_pilot.unwrap_or(1000)]);
-    need(!pilot_seeds.is_empty() && pilot_seeds.len() <= 8 && pilot_seeds.iter().enumerate().all(|(i, s)| !pilot_seeds[..i].contains(s)), "sweep.pilot_seeds", format!("must list 1 to 8 distinct seeds (got {pilot_seeds:?})"), "use e.g. [1000, 1001]")?;
+    let pilot_seeds = pilots.clone().unwrap_or_else(|| vec![one_pilot.unwrap_or(1000)]);
+    need(!pilot_seeds.is_empty() && pilot_seeds.len() <= 8 && crate::experiment::methods::distinct(&pilot_seeds), "sweep.pilot_seeds", format!("must list 1 to 8 distinct seeds (got {pilot_seeds:?})"), "use e.g. [1000, 1001]")?;
     let calibration_rounds = sweep.as_ref().and_then(|s| s.calibration_rounds).unwrap_or(3);
     need(budgets.len() <= 16 && budgets.iter().all(|b| b.is_finite() && *b > 0.0 && *b <= 64.0) && budgets.windows(2).all(|w| w[0] < w[1]), "sweep.budgets", format!("must be at most 16 increasing KL budgets in (0, 64] nats (got {budgets:?})"), "use e.g. [0.5, 1.0, 2.0, 4.0]")?;
-    let pilot_key = if one_pilot.is_some() || pilot_seeds == [1000] { "sweep.pilot_seed" } else { "sweep.pilot_seeds" };
+    let pilot_key = if pilots.is_some() { "sweep.pilot_seeds" } else { "sweep.pilot_seed" };
     if let Some(s) = pilot_seeds.iter().find(|s| !budgets.is_empty() && seeds.contains(s)) {
         need(false, pilot_key, format!("seed {s} is also a reported seed: the calibration would choose settings on data it reports"), "pick pilot seeds outside sweep.seeds (default 1000)")?;
     }
