@@ -44,8 +44,9 @@ ablations: build
 report: build
 	for d in results/*/; do [ -f "$$d/eval.csv" ] && ./target/release/alignlab report "$$d"; done; true
 
-# The paper's runs (each about half an hour to an hour on two cores), the tabular world, the
-# ablations, then paper/README.md from results/.
+# The paper's runs (each about half an hour to an hour on two cores; the fair protocol's more),
+# the tabular world, the ablations, then paper/README.md from results/ (its last section says
+# what each folder cost).
 paper: build tabular ablations
 	./target/release/alignlab run scenarios/paper-sentiment.toml --jobs $(JOBS)
 	./target/release/alignlab run scenarios/paper-summarize.toml --jobs $(JOBS)
@@ -53,6 +54,9 @@ paper: build tabular ablations
 	./target/release/alignlab run scenarios/online-vs-offline.toml --jobs $(JOBS)
 	./target/release/alignlab run scenarios/loss-zoo.toml --jobs $(JOBS)
 	./target/release/alignlab run scenarios/overoptimisation.toml --jobs $(JOBS)
+	./target/release/alignlab run scenarios/fair-sentiment.toml --jobs $(JOBS)
+	./target/release/alignlab run scenarios/fair-summarize.toml --jobs $(JOBS)
+	./target/release/alignlab run scenarios/fair-dialogue.toml --jobs $(JOBS)
 	./target/release/alignlab report --paper
 
 # The tabular world's convergence to pi* (seconds).

@@ -114,6 +114,11 @@ fn the_spread_across_configurations_is_best_minus_worst_per_tuning_seed() {
     // DPO - PPO spreads per seed: -0.5 and +0.1; the report's sentence.
     let md = alignlab::report::tuning::markdown(&records);
     assert!(md.contains("DPO - ppo spread: -0.2000 ± "), "{md}");
+    // One tuning seed has no interval: the table and the sentence say so instead of "± 0" or "± NaN".
+    let one: Vec<TuningRecord> = records.into_iter().filter(|r| r.seed == 1).collect();
+    let md = alignlab::report::tuning::markdown(&one);
+    assert!(md.contains("| dpo | 1: 0.2000 | 0.2000 ± - (one seed) |") && md.contains("DPO - ppo spread: -0.5000 over 1 tuning seed: inconclusive"), "{md}");
+    assert!(!md.contains("NaN") && !md.contains("± 0.0000"), "{md}");
 }
 
 #[test]

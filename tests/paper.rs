@@ -129,6 +129,8 @@ fn results_tree(root: &std::path::Path, first: &str, second: &str) -> std::path:
     std::fs::create_dir_all(&fair).unwrap();
     std::fs::write(fair.join("eval.csv"), e.to_csv()).unwrap();
     std::fs::write(fair.join("tuning.csv"), "method,config,seed,gold_sel,budget,reached,picked\ndpo,lr=0.0001,2000,0.7,1,true,false\ndpo,lr=0.0003,2000,0.8,1,true,true\nppo,lr=0.0001,2000,0.9,1,true,true\nppo,lr=0.0003,2000,0.6,1,true,false\n").unwrap();
+    // Its invocation found some runs cached from an earlier one: its wall time is a lower bound.
+    std::fs::write(fair.join("summary.csv"), "stage,metric,value\nrun,wall time,14400.0 s\nrun,profile,\"work 2 s: train 100%; CPU 2 s; 110.0 TFLOP, FLOP utilisation 50.0% of 200 GFLOP/s\"\ncompute,ppo,\"per run (5 runs): 1.000 TFLOP; found cached, no wall time in this invocation\"\n").unwrap();
     // One folder records its code, the other predates the record.
     std::fs::write(dir.join("summary.csv"), "stage,metric,value\nrun,code,\"alignlab 0.1.0 (commit abc), numerics 2\"\n").unwrap();
     std::fs::write(results.join("paper-sentiment/summary.csv"), "stage,metric,value\nrun,wall time,1.0 s\n").unwrap();
@@ -171,6 +173,11 @@ fn paper_numbers_and_verdicts_come_from_the_results() {
     assert!(over.contains("- PPO, gold: b = 0.300 ± 0.124 over 3 seeds (the interval excludes 0: b > 0, overoptimised; per seed 0.300, 0.250, 0.350)."), "{over}");
     assert!(over.contains("From pi_SFT's 0.200 \"very\" per completion, PPO ends at 4.200"), "{over}");
     assert!(over.contains("gold + 0.6 x the number of times they say \"very\"") && over.contains("the polarity -0.5"), "{over}");
+    // What the paper costs: each folder's invocation, a lower bound where runs were cached, and
+    // 4.0003 h in all, past an afternoon of 4 h.
+    let cost = &md[md.find("## What the paper costs").unwrap()..];
+    assert!(cost.contains("| paper-sentiment | 1 s (0.00 h) | every run | - |") && cost.contains("| fair-sentiment | 14400 s (4.00 h) | some runs found cached: a lower bound | 110.0 |"), "{cost}");
+    assert!(cost.contains("Every folder together: 4.0 h at least (the invocations of fair-sentiment found runs cached from earlier ones); it does not fit an afternoon (4 h) on two cores."), "{cost}");
     // The same numbers with the methods swapped: every verdict word flips.
     let results = results_tree(&root, "ppo", "dpo");
     let md = std::fs::read_to_string(alignlab::report::paper::write(&results, &root.join("paper")).unwrap()).unwrap();

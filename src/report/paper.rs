@@ -692,12 +692,45 @@ pub fn write(results: &Path, out: &Path) -> Result<PathBuf> {
         s.push_str(&table);
         s.push('\n');
     }
+    s.push_str(&cost_section(results));
     let _ = writeln!(s, "## Methods and definitions\n\n- KL(pi || pi_ref): the sum over a sampled response's positions of the exact full-vocabulary KL between the two next-token distributions, at the sampling temperature; Best-of-N reports the analytic bound log N - (N-1)/N.\n- Optimal frontier, an inner bound: pi* proportional to pi_ref exp(r / beta) restricted to N samples of pi_SFT per prompt (the Best-of-N candidates of the prompt, `eval.optimal_samples`), by self-normalised importance sampling; the reweighted sample is a policy, so its point is attainable, but its KL cannot pass log N and pi* proper lies above it. A beta is kept only while every prompt's effective sample size is at least `eval.optimal_min_ess`.\n- Selection and report apart: the held-out prompts are split (`eval.selection_fraction`, half by default); per seed, a method's upper concave envelope (SFT's point included) is built on the selection half, and at a budget the two evaluations (or one) it interpolates and their mixture weight are taken to the test half, whose value is reported. A seed has a value at a budget only if it evaluated a point at or past it (selection-half KL).\n- Paired comparisons: per seed, A - B; mean with a 95% t-interval over seeds and the smallest difference a two-sided 5% test detects with 80% power, (t_0.975 + t_0.8) s / sqrt(n). \"above\" or \"below\" when the interval excludes 0, else \"inconclusive\" with that difference. Never from the overlap of unpaired intervals.\n- Win rate: P(gold(y) > gold(y_ref)) with ties one half; in the figure and its table, one seed: 95% Wilson interval over the samples; several seeds: 95% t-interval over seeds.\n- Every run's exact settings are in `results/<scenario>/scenario.resolved.toml`.");
     s.push_str(&provenance(results));
     let path = out.join("README.md");
     std::fs::create_dir_all(out)?;
     write_atomic(&path, s.as_bytes())?;
     Ok(path)
+}
+
+/// What the paper costs: per results folder, the wall time of the invocation that wrote it and
+/// whether that invocation ran every run (else some were found cached from an earlier one, and
+/// the folder cost more than its wall time); the total against an afternoon on two cores.
+fn cost_section(results: &Path) -> String {
+    const AFTERNOON_H: f64 = 4.0;
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(results).map(|it| it.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.join("summary.csv").exists()).collect()).unwrap_or_default();
+    dirs.sort();
+    let mut rows = String::new();
+    let (mut total, mut partial) = (0.0, Vec::new());
+    for d in &dirs {
+        let Some(sm) = read::<SummaryRecord>(&d.join("summary.csv")) else { continue };
+        let Some(wall) = sm.iter().find(|r| r.stage == "run" && r.metric == "wall time").and_then(|r| r.value.trim_end_matches(" s").parse::<f64>().ok()) else { continue };
+        let name = d.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+        let cached = sm.iter().any(|r| r.stage == "compute" && (r.value.contains("found cached") || r.value.contains("run in this invocation")));
+        let flop = sm.iter().find(|r| r.stage == "run" && r.metric == "profile").and_then(|r| Some(r.value.split(" TFLOP").next()?.rsplit(' ').next()?.to_string())).unwrap_or_else(|| "-".into());
+        total += wall;
+        if cached {
+            partial.push(name.clone());
+        }
+        let _ = writeln!(rows, "| {name} | {wall:.0} s ({:.2} h) | {} | {flop} |", wall / 3600.0, if cached { "some runs found cached: a lower bound" } else { "every run" });
+    }
+    if rows.is_empty() {
+        return String::new();
+    }
+    let mut s = String::from("\n## What the paper costs\n\nThe wall time of the invocation that wrote each results folder (its `summary.csv`), cells two at a time (`--jobs 2`) on this machine's two cores; the tabular world (seconds) is not in it. Whether runs were found cached is read from the compute rows, which cover the reported seeds' runs only: a fair-protocol folder whose tuning or calibration runs came from an earlier invocation cost more than its wall time even where this column says every run.\n\n| results | wall time | reported runs in the invocation | model TFLOP of the invocation |\n|---|---|---|---|\n");
+    s.push_str(&rows);
+    let bound = if partial.is_empty() { String::new() } else { format!(" at least (the invocations of {} found runs cached from earlier ones)", partial.join(", ")) };
+    let fits = if total / 3600.0 <= AFTERNOON_H { "fits" } else { "does not fit" };
+    let _ = writeln!(s, "\nEvery folder together: {:.1} h{bound}; it {fits} an afternoon ({AFTERNOON_H} h) on two cores.\n", total / 3600.0);
+    s
 }
 
 /// The importance-sampling frontier's reach in a results folder: (the smallest over seeds of the

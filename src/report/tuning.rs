@@ -49,14 +49,17 @@ pub fn markdown(records: &[TuningRecord]) -> String {
     for (m, per) in &sp {
         let (mean, ci) = mean_ci_t(&per.iter().map(|p| p.1).collect::<Vec<_>>());
         let cells: Vec<String> = per.iter().map(|(sd, v)| format!("{sd}: {v:.4}")).collect();
-        let _ = writeln!(s, "| {m} | {} | {mean:.4} ± {ci:.4} |", cells.join(", "));
+        // One tuning seed has no interval: say so rather than print ± 0.
+        let ci = if per.len() < 2 { "- (one seed)".to_string() } else { format!("{ci:.4}") };
+        let _ = writeln!(s, "| {m} | {} | {mean:.4} ± {ci} |", cells.join(", "));
     }
     if let Some((_, dpo)) = sp.iter().find(|(m, _)| m == "dpo") {
         for (m, per) in sp.iter().filter(|(m, _)| m != "dpo") {
             let d: Vec<f64> = dpo.iter().zip(per).filter(|(a, b)| a.0 == b.0).map(|(a, b)| a.1 - b.1).collect();
             let p = Paired::new(&d);
             let v = p.verdict_words(&format!("DPO's spread is larger: {m} more robust than DPO"), &format!("DPO's spread is smaller: DPO more robust than {m}"));
-            let _ = writeln!(s, "\nDPO - {m} spread: {:.4} ± {:.4} over {} tuning seeds: {v}.", p.mean, p.ci95, d.len());
+            let ci = if d.len() < 2 { String::new() } else { format!(" ± {:.4}", p.ci95) };
+            let _ = writeln!(s, "\nDPO - {m} spread: {:.4}{ci} over {} tuning seed{}: {v}.", p.mean, d.len(), if d.len() == 1 { "" } else { "s" });
         }
     }
     s
