@@ -124,6 +124,9 @@ fn results_tree(root: &std::path::Path, first: &str, second: &str) -> std::path:
         push_point(&mut e, "sft", "", seed, 0, 0.0, 0.5);
         push_point(&mut e, "dpo", "beta=0.2", seed, 100, 1.0, 0.8);
         push_point(&mut e, "ppo", "target_kl=1", seed, 60, 1.0, 0.89 + 0.01 * seed as f64);
+        // Win rates at T = 0: PPO ahead by 0.1 (0.09, 0.10, 0.11).
+        e.push("dpo", "beta=0.2", seed, 100, "eval_t0/winrate", 0.6);
+        e.push("ppo", "target_kl=1", seed, 60, "eval_t0/winrate", 0.69 + 0.01 * seed as f64);
     }
     let fair = results.join("fair-sentiment");
     std::fs::create_dir_all(&fair).unwrap();
@@ -166,6 +169,7 @@ fn paper_numbers_and_verdicts_come_from_the_results() {
     // The fair protocol's section: after and before side by side, and its tuning table.
     let fair = &md[md.find("## Sentiment: the fair protocol").unwrap()..];
     assert!(fair.contains("- KL 1: after: dpo - ppo = -0.100 ± 0.025 (per seed -0.090, -0.100, -0.110): dpo is below; before: dpo - ppo = +0.300 ± 0.025"), "{fair}");
+    assert!(fair.contains("- T = 0: after: dpo - ppo = -0.100 ± 0.025 (per seed -0.090, -0.100, -0.110): dpo is below; before: -."), "{fair}");
     assert!(fair.contains("### Equal tuning") && fair.contains("| ppo | lr=0.0001 * | 2000: 0.9000 | 0.9000 |"), "{fair}");
     // The overoptimisation section: Gao's b per seed and its interval (hand values as in
     // tests/verdicts.rs), and the labeller's word under PPO.

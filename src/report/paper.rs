@@ -317,6 +317,16 @@ fn fair_section(s: &mut String, title: &str, scenario: &str, before: &Path, afte
             let _ = writeln!(s, "- KL {}: after: {}; before: {}.", r.x, paired_line(r), old.unwrap_or_else(|| "-".into()));
         }
         s.push('\n');
+        // Where the world has references (summarize, dialogue), the paper's own metric too.
+        let wins = paired_rows(pa, "dpo", "ppo", "temperature");
+        if !wins.is_empty() {
+            let _ = writeln!(s, "**DPO against PPO in win rate against the reference, by sampling temperature, before and after.** Paired by seed:\n");
+            for r in wins {
+                let old = pb.as_ref().and_then(|pb| paired_rows(pb, "dpo", "ppo", "temperature").into_iter().find(|o| o.x == r.x).map(paired_line));
+                let _ = writeln!(s, "- T = {}: after: {}; before: {}.", r.x, paired_line(r), old.unwrap_or_else(|| "-".into()));
+            }
+            s.push('\n');
+        }
         let others: Vec<String> = distinct(pa.iter().filter(|r| r.a == "dpo" && r.b != "ppo" && r.axis == "kl_budget").map(|r| r.b.clone()));
         if !others.is_empty() {
             let _ = writeln!(s, "DPO against the other methods after:\n");
