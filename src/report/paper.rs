@@ -311,22 +311,22 @@ fn fair_section(s: &mut String, title: &str, scenario: &str, before: &Path, afte
     }
     let (pb, pa) = (read::<PairedRecord>(&before.join("paired.csv")), read::<PairedRecord>(&after.join("paired.csv")));
     if let Some(pa) = &pa {
-        let _ = writeln!(s, "**DPO against PPO at the KL budgets, before (first wave: untuned, grids as written) and after (fair protocol).** Paired by seed, envelope chosen on the selection half and read on the test half:\n");
-        for r in paired_rows(pa, "dpo", "ppo", "kl_budget") {
-            let old = pb.as_ref().and_then(|pb| paired_rows(pb, "dpo", "ppo", "kl_budget").into_iter().find(|o| o.x == r.x).map(paired_line));
-            let _ = writeln!(s, "- KL {}: after: {}; before: {}.", r.x, paired_line(r), old.unwrap_or_else(|| "-".into()));
-        }
-        s.push('\n');
-        // Where the world has references (summarize, dialogue), the paper's own metric too.
-        let wins = paired_rows(pa, "dpo", "ppo", "temperature");
-        if !wins.is_empty() {
-            let _ = writeln!(s, "**DPO against PPO in win rate against the reference, by sampling temperature, before and after.** Paired by seed:\n");
-            for r in wins {
-                let old = pb.as_ref().and_then(|pb| paired_rows(pb, "dpo", "ppo", "temperature").into_iter().find(|o| o.x == r.x).map(paired_line));
-                let _ = writeln!(s, "- T = {}: after: {}; before: {}.", r.x, paired_line(r), old.unwrap_or_else(|| "-".into()));
+        // DPO against PPO on one axis, after beside before, each point a line.
+        let before_after = |s: &mut String, axis: &str, heading: &str, at: &str| {
+            let rows = paired_rows(pa, "dpo", "ppo", axis);
+            if rows.is_empty() {
+                return;
+            }
+            let _ = writeln!(s, "{heading}\n");
+            for r in rows {
+                let old = pb.as_ref().and_then(|pb| paired_rows(pb, "dpo", "ppo", axis).into_iter().find(|o| o.x == r.x).map(paired_line));
+                let _ = writeln!(s, "- {at} {}: after: {}; before: {}.", r.x, paired_line(r), old.unwrap_or_else(|| "-".into()));
             }
             s.push('\n');
-        }
+        };
+        before_after(s, "kl_budget", "**DPO against PPO at the KL budgets, before (first wave: untuned, grids as written) and after (fair protocol).** Paired by seed, envelope chosen on the selection half and read on the test half:", "KL");
+        // Where the world has references (summarize, dialogue), the paper's own metric too.
+        before_after(s, "temperature", "**DPO against PPO in win rate against the reference, by sampling temperature, before and after.** Paired by seed:", "T =");
         let others: Vec<String> = distinct(pa.iter().filter(|r| r.a == "dpo" && r.b != "ppo" && r.axis == "kl_budget").map(|r| r.b.clone()));
         if !others.is_empty() {
             let _ = writeln!(s, "DPO against the other methods after:\n");
@@ -711,13 +711,19 @@ pub fn write(results: &Path, out: &Path) -> Result<PathBuf> {
     Ok(path)
 }
 
+/// The results folders that hold a `summary.csv`, in name order.
+fn summary_dirs(results: &Path) -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(results).map(|it| it.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.join("summary.csv").exists()).collect()).unwrap_or_default();
+    dirs.sort();
+    dirs
+}
+
 /// What the paper costs: per results folder, the wall time of the invocation that wrote it and
 /// whether that invocation ran every run (else some were found cached from an earlier one, and
 /// the folder cost more than its wall time); the total against an afternoon on two cores.
 fn cost_section(results: &Path) -> String {
     const AFTERNOON_H: f64 = 4.0;
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(results).map(|it| it.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.join("summary.csv").exists()).collect()).unwrap_or_default();
-    dirs.sort();
+    let dirs = summary_dirs(results);
     let mut rows = String::new();
     let (mut total, mut partial) = (0.0, Vec::new());
     for d in &dirs {
@@ -760,8 +766,7 @@ fn optimal_reach(dir: &Path) -> Option<(f64, f64, f64)> {
 /// Which code produced each results folder (the `code` row of its summary.csv). Folders from
 /// before that row existed were made with numerics 1 (see `experiment::stages::NUMERICS`).
 fn provenance(results: &Path) -> String {
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(results).map(|it| it.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.join("summary.csv").exists()).collect()).unwrap_or_default();
-    dirs.sort();
+    let dirs = summary_dirs(results);
     let mut s = String::from("\n\n## Provenance\n\nThe code behind each results folder (rerunning a folder's scenario with other code gives other bytes; with the same code, seed and thread count, the same bytes):\n\n| results | code |\n|---|---|\n");
     for d in dirs {
         let code = read::<SummaryRecord>(&d.join("summary.csv")).and_then(|c| c.into_iter().find(|r| r.metric == "code").map(|r| r.value));
