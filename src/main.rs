@@ -264,7 +264,15 @@ fn run() -> Result<()> {
             let opts = RunOptions { results_root: results, runs_root: runs, device, progress: ProgressMode::choose(quiet, json_progress), jobs, threads: tch::get_num_threads() as usize, cell_args };
             // The settings fixed before the sweep: the tuned configurations, the calibrated grids.
             let mut fixed: Vec<String> = Vec::new();
-            let run_pilot = |o: &RunOptions, pilot: &Scenario, tables: &[String], extra: &[String]| experiment::run_tables(pilot, &o.with_sets(extra), tables);
+            // What this invocation ran and found cached, per stage.
+            let (tune_done, cal_done) = (std::cell::Cell::new(experiment::RunsDone::default()), std::cell::Cell::new(experiment::RunsDone::default()));
+            let run_pilot = |o: &RunOptions, pilot: &Scenario, tables: &[String], extra: &[String], count: &std::cell::Cell<experiment::RunsDone>| {
+                let d = experiment::run_tables(pilot, &o.with_sets(extra), tables)?;
+                let mut c = count.get();
+                c.absorb(d);
+                count.set(c);
+                anyhow::Ok(())
+            };
             // Equal tuning on the tuning seeds; every configuration is checked before any work.
             let tuning = match &sc.tune {
                 None => None,
@@ -274,7 +282,7 @@ fn run() -> Result<()> {
                         Scenario::load(&file, &sets)?;
                     }
                     let load = |extra: &[String]| -> anyhow::Result<Scenario> { Ok(Scenario::load(&file, &common.set.iter().chain(extra).cloned().collect::<Vec<_>>())?) };
-                    let tuned = experiment::tune::tune(&sc, &opts, &load, &|p, t, e| run_pilot(&opts, p, t, e))?;
+                    let tuned = experiment::tune::tune(&sc, &opts, &load, &|p, t, e| run_pilot(&opts, p, t, e, &tune_done))?;
                     eprintln!("tuned: {}", tuned.overrides.join(" "));
                     fixed.extend(tuned.overrides.iter().cloned());
                     sc = load(&fixed)?;
@@ -287,7 +295,7 @@ fn run() -> Result<()> {
             } else {
                 let load = |extra: &[String]| -> anyhow::Result<Scenario> { Ok(Scenario::load(&file, &common.set.iter().chain(&fixed).chain(extra).cloned().collect::<Vec<_>>())?) };
                 let o = opts.with_sets(&fixed);
-                let cal = experiment::calibrate::calibrate(&sc, &o, &load, &|p, t, e| run_pilot(&o, p, t, e))?;
+                let cal = experiment::calibrate::calibrate(&sc, &o, &load, &|p, t, e| run_pilot(&o, p, t, e, &cal_done))?;
                 sc = load(&cal.overrides)?;
                 fixed.extend(cal.overrides.iter().cloned());
                 eprintln!("calibrated grids: {}", cal.overrides.join(" "));
@@ -306,11 +314,14 @@ fn run() -> Result<()> {
                     let configs = alignlab::report::distinct(t.records.iter().filter(|r| r.method == t.records[0].method).map(|r| r.config.clone())).len();
                     let tune_seeds = alignlab::report::distinct(t.records.iter().map(|r| r.seed));
                     summary.add("protocol", "tuning", format!("{configs} configurations on tuning seed(s) {tune_seeds:?}, {}", t.work.line()));
+                    summary.add("invocation", "tuning runs", tune_done.get().line());
                     total.absorb(&t.work);
                     seeds += tune_seeds.len();
                 }
                 if let Some(cal) = &calibration {
                     summary.add("protocol", "calibration", format!("{}, {}", pilot_words(&sc.pilot_seeds), cal.work.line()));
+                    summary.add("protocol", "calibration rule", format!("{}: settled within {} of a budget, one run per budget", experiment::calibrate::RULE, sc.calibration_aim));
+                    summary.add("invocation", "calibration runs", cal_done.get().line());
                     total.absorb(&cal.work);
                     seeds += 1;
                 }

@@ -1,7 +1,7 @@
 //! Budget-calibrated grids: the search's steps by hand, Best-of-N's analytic N, and the
 //! scenario checks of `[sweep] budgets`.
 
-use alignlab::experiment::calibrate::{best_of_n_for, best_of_n_kl, propose, round3, setting_value};
+use alignlab::experiment::calibrate::{best_of_n_for, best_of_n_kl, pick, propose, round3, setting_value, settles};
 
 fn close(a: f64, b: f64) -> bool {
     (a - b).abs() < 1e-9 * b.abs().max(1.0)
@@ -46,11 +46,35 @@ fn settings_are_rounded_to_three_digits() {
     assert_eq!(round3(2.0), 2.0);
 }
 
+/// A run settles only the budget it is nearest, and only within the aim; each budget picks among
+/// its own runs. Rule 1 let beta 0.014 at KL 2.00 serve both 2 and 2.5 (2.00 is within 25% of
+/// 2.5), so the search never looked for 2.5.
+#[test]
+fn one_run_settles_one_budget_within_the_aim() {
+    let budgets = [0.5, 1.0, 2.0, 2.5];
+    assert!(settles(2.0, 2.0, &budgets, 0.1));
+    assert!(!settles(2.0, 2.5, &budgets, 0.25), "2.00 is nearer 2 than 2.5");
+    assert!(settles(2.4, 2.5, &budgets, 0.1));
+    // 0.81 is within 25% of 1 but not within 10%.
+    assert!(settles(0.81, 1.0, &budgets, 0.25) && !settles(0.81, 1.0, &budgets, 0.1));
+    assert!(!settles(f64::NAN, 1.0, &budgets, 0.1) && !settles(0.0, 0.5, &budgets, 0.1));
+    // 2.5 takes the run nearest it among those nearer it than 2; with none, the nearest of all.
+    let runs = [(0.014, 2.0), (0.01, 3.2), (0.05, 1.0)];
+    assert_eq!(pick(&runs, 2.5, &budgets), Some((0.01, 3.2)), "3.2 is farther from 2.5 than 2.0 is, but 2.0 is 2's");
+    assert_eq!(pick(&runs, 2.0, &budgets), Some((0.014, 2.0)));
+    assert_eq!(pick(&runs[..1], 2.5, &budgets), Some((0.014, 2.0)));
+    assert_eq!(pick(&[(0.1, f64::NAN)], 2.5, &budgets), None);
+}
+
 #[test]
 fn budgets_are_checked_before_any_work() {
     let load = |sets: &[&str]| alignlab::scenario::Scenario::load(std::path::Path::new("scenarios/sentiment.toml"), &sets.iter().map(|s| s.to_string()).collect::<Vec<_>>());
     let ok = load(&["sweep.budgets=[0.5, 1.0]"]).unwrap();
-    assert_eq!((ok.budgets.clone(), ok.pilot_seeds.clone(), ok.calibration_rounds), (vec![0.5, 1.0], vec![1000], 3));
+    assert_eq!((ok.budgets.clone(), ok.pilot_seeds.clone(), ok.calibration_rounds, ok.calibration_aim), (vec![0.5, 1.0], vec![1000], 3, 0.1));
+    for bad in ["0.0", "0.3", "nan"] {
+        let e = load(&["sweep.budgets=[1.0]", &format!("sweep.calibration_aim={bad}")]).unwrap_err().to_string();
+        assert!(e.contains("sweep.calibration_aim") && e.contains("fix"), "{e}");
+    }
     let e = load(&["sweep.budgets=[1.0, 0.5]"]).unwrap_err().to_string();
     assert!(e.contains("sweep.budgets") && e.contains("increasing"), "{e}");
     let e = load(&["sweep.budgets=[1.0]", "sweep.seeds=[0, 7]", "sweep.pilot_seed=7"]).unwrap_err().to_string();
@@ -147,31 +171,27 @@ fn a_protocols_work_counts_each_run_once_at_its_last_evaluation() {
     assert_eq!(w.line(), "4 runs: 0.031 TFLOP, 400 optimiser steps, 32 samples, 0 reward-model and 0 gold queries");
 }
 
-/// With two pilot seeds a setting lands at the mean of its final KLs over them, and the grid is
-/// chosen from that mean. A fake pilot writes each run's eval.csv without training: PPO's final
-/// KL is its target times 1.0 on seed 1000 and 0.6 on seed 1001 (the other tables land far
-/// off). Reading one seed gives 1.0 or 0.6 for target 1; the mean is 0.8.
-#[test]
-fn several_pilot_seeds_land_at_their_mean_kl() {
+/// The calibration of `sets` over sentiment.toml with a fake pilot that writes each run's
+/// eval.csv without training: PPO's final KL is its target times `factor(seed)` (the other
+/// tables land far off). Also returns the seeds the pilot ran.
+fn fake_calibration(tag: &str, sets: &[&str], factor: fn(u64) -> f64) -> (alignlab::experiment::calibrate::Calibration, Vec<u64>) {
     use alignlab::experiment::{calibrate::calibrate, stages, Metrics, ProgressMode, RunOptions};
     use alignlab::scenario::Scenario;
-    let root = std::env::temp_dir().join(format!("alignlab-pilots-{}", std::process::id()));
+    let root = std::env::temp_dir().join(format!("alignlab-pilots-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&root);
     let opts = RunOptions { results_root: root.join("results"), runs_root: root.join("runs"), device: tch::Device::Cpu, progress: ProgressMode::Quiet, jobs: 1, threads: 1, cell_args: vec![] };
-    let base = ["sweep.budgets=[1.0]", "sweep.pilot_seeds=[1000, 1001]", "ppo.target_kl=[1.0, 3.0]"];
-    let load = |sets: &[String]| {
-        let mut all: Vec<String> = base.iter().map(|s| s.to_string()).collect();
-        all.extend(sets.iter().cloned());
+    let load = |extra: &[String]| {
+        let mut all: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
+        all.extend(extra.iter().cloned());
         Scenario::load(std::path::Path::new("scenarios/sentiment.toml"), &all).map_err(anyhow::Error::from)
     };
     let sc = load(&[]).unwrap();
-    assert_eq!(sc.pilot_seeds, vec![1000, 1001]);
     let seen = std::cell::RefCell::new(Vec::new());
     let run_pilot = |pilot: &Scenario, tables: &[String], _: &[String]| -> anyhow::Result<()> {
         for m in pilot.methods.iter().filter(|m| tables.contains(&m.name())) {
             for &seed in &pilot.seeds {
                 let kl = match setting_value(&m.setting(), "target_kl") {
-                    Some(v) if m.name() == "ppo" => v * if seed == 1000 { 1.0 } else { 0.6 },
+                    Some(v) if m.name() == "ppo" => v * factor(seed),
                     _ => 40.0,
                 };
                 let mut e = Metrics::default();
@@ -185,10 +205,30 @@ fn several_pilot_seeds_land_at_their_mean_kl() {
         Ok(())
     };
     let cal = calibrate(&sc, &opts, &load, &run_pilot).unwrap();
+    let _ = std::fs::remove_dir_all(&root);
+    (cal, seen.into_inner())
+}
+
+/// With two pilot seeds a setting lands at the mean of its final KLs over them, and the grid is
+/// chosen from that mean: PPO lands at its target times 1.0 on seed 1000 and 0.6 on seed 1001,
+/// so target 1 lands at 0.8 (one seed would read 1.0 or 0.6). 0.8 is within a 25% aim of
+/// budget 1 and kept; the default 10% aim goes on to the interpolated target 1.25 (from
+/// targets 1 and 3 landing at 0.8 and 2.4), which lands at 1.0.
+#[test]
+fn several_pilot_seeds_land_at_their_mean_kl() {
+    use alignlab::scenario::Scenario;
+    let base = ["sweep.budgets=[1.0]", "sweep.pilot_seeds=[1000, 1001]", "ppo.target_kl=[1.0, 3.0]"];
+    let factor = |seed: u64| if seed == 1000 { 1.0 } else { 0.6 };
+    let (cal, seen) = fake_calibration("wide", &[&base[..], &["sweep.calibration_aim=0.25"]].concat(), factor);
     let ppo = cal.records.iter().find(|r| r.table == "ppo").unwrap();
     assert_eq!((ppo.value, ppo.within_tolerance), (1.0, true));
     assert!(close(ppo.pilot_kl, 0.8), "PPO's target 1 lands at {} (the mean of 1.0 and 0.6 is 0.8)", ppo.pilot_kl);
-    assert!(seen.borrow().contains(&1000) && seen.borrow().contains(&1001));
+    assert!(seen.contains(&1000) && seen.contains(&1001));
+    let (cal, _) = fake_calibration("aim", &base, factor);
+    let ppo = cal.records.iter().find(|r| r.table == "ppo").unwrap();
+    assert_eq!(ppo.value, 1.25);
+    assert!(close(ppo.pilot_kl, 1.0), "{}", ppo.pilot_kl);
+    assert!(cal.overrides.contains(&"ppo.target_kl=[1.25]".to_string()), "{:?}", cal.overrides);
     // One list or one seed, not both; a pilot seed that is reported is refused.
     let e = Scenario::load(std::path::Path::new("scenarios/sentiment.toml"), &["sweep.budgets=[1.0]".into(), "sweep.pilot_seed=5".into(), "sweep.pilot_seeds=[6]".into()]).unwrap_err().to_string();
     assert!(e.contains("sweep.pilot_seeds") && e.contains("pilot_seed"), "{e}");
@@ -199,5 +239,15 @@ fn several_pilot_seeds_land_at_their_mean_kl() {
     assert!(e.contains("sweep.pilot_seeds") && e.contains("reported seed"), "{e}");
     let e = Scenario::load(std::path::Path::new("scenarios/sentiment.toml"), &["sweep.budgets=[1.0]".into(), "sweep.pilot_seeds=[1000, 1000]".into()]).unwrap_err().to_string();
     assert!(e.contains("sweep.pilot_seeds") && e.contains("distinct"), "{e}");
-    let _ = std::fs::remove_dir_all(&root);
+}
+
+/// One run serves one budget: PPO landing exactly at its target, grid {2, 4}, budgets 2 and 2.5.
+/// Target 2 settles 2 but not 2.5 although 2.00 is within 25% of it; the search interpolates
+/// target 2.5 between 2 and 4, and the grid becomes {2, 2.5}. Rule 1 stopped at {2}.
+#[test]
+fn a_run_within_reach_of_two_budgets_settles_one() {
+    let (cal, _) = fake_calibration("two", &["sweep.budgets=[2.0, 2.5]", "ppo.target_kl=[2.0, 4.0]"], |_| 1.0);
+    assert!(cal.overrides.contains(&"ppo.target_kl=[2.0, 2.5]".to_string()), "{:?}", cal.overrides);
+    let ppo: Vec<_> = cal.records.iter().filter(|r| r.table == "ppo").map(|r| (r.budget, r.value)).collect();
+    assert_eq!(ppo, vec![(2.0, 2.0), (2.5, 2.5)]);
 }

@@ -614,11 +614,25 @@ fn calibrated_grids_run_on_the_pilot_seed_and_replace_the_grids() {
         assert!(runs > 1 && line(m).contains(&want), "protocol,{m}: {} (counted {want})", line(m));
     }
     assert!(line("tuning").starts_with("2 configurations on tuning seed(s) [2000]"), "{}", line("tuning"));
-    // The pilot runs are cached: a second run calibrates from them and trains nothing new.
+    assert!(line("calibration rule").starts_with("2: settled within 0.1 of a budget"), "{}", line("calibration rule"));
+    // What this invocation ran, per stage: everything, nothing cached; the sweep one cell per
+    // (setting, seed) and one for Best-of-N.
+    let invocation = |summary: &[alignlab::experiment::SummaryRecord]| -> Vec<(String, alignlab::experiment::RunsDone)> {
+        summary.iter().filter(|r| r.stage == "invocation").map(|r| (r.metric.clone(), alignlab::experiment::RunsDone::parse(&r.value).unwrap())).collect()
+    };
+    let first = invocation(&summary);
+    assert_eq!(first.iter().map(|x| x.0.as_str()).collect::<Vec<_>>(), ["sweep runs", "tuning runs", "calibration runs"]);
+    assert!(first.iter().all(|(_, d)| d.ran > 0 && d.cached == 0), "{first:?}");
+    let cells = alignlab::report::distinct(evals.rows.iter().filter(|r| r.method != "sft").map(|r| (r.method.clone(), if r.method == "best_of_n" { String::new() } else { r.setting.clone() }))).len();
+    assert_eq!(first[0].1.ran, cells, "{first:?}");
+    // The pilot runs are cached: a second run calibrates from them and trains nothing new, and
+    // says so stage by stage.
     let before = run_dirs(&out, "sentiment", "dpo-").len();
     let o = run(file, &out, &extra);
     assert!(o.status.success(), "{}", text(&o));
     assert_eq!(run_dirs(&out, "sentiment", "dpo-").len(), before);
+    let again = invocation(&alignlab::log::read_csv(&res.join("summary.csv")).unwrap());
+    assert_eq!(again, first.iter().map(|(s, d)| (s.clone(), alignlab::experiment::RunsDone { ran: 0, cached: d.ran })).collect::<Vec<_>>());
     assert_eq!(std::fs::read(res.join("calibration.csv")).unwrap(), alignlab::log::csv_text(&cal).into_bytes());
     let md = std::fs::read_to_string(res.join("report.md")).unwrap();
     assert!(md.contains("## Calibrated grids") && md.contains("## Equal tuning") && md.contains("## Robustness to hyperparameters"), "{md}");

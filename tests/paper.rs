@@ -137,6 +137,17 @@ fn results_tree(root: &std::path::Path, first: &str, second: &str) -> std::path:
     // One folder records its code, the other predates the record.
     std::fs::write(dir.join("summary.csv"), "stage,metric,value\nrun,code,\"alignlab 0.1.0 (commit abc), numerics 2\"\n").unwrap();
     std::fs::write(results.join("paper-sentiment/summary.csv"), "stage,metric,value\nrun,wall time,1.0 s\n").unwrap();
+    // Two calibrated folders that count their runs per stage: one under the current calibration
+    // rule whose tuning was partly cached, one under rule 1 (no rule row) that ran everything.
+    for (name, rows) in [
+        ("calibrated-new", "run,wall time,100.0 s\nprotocol,calibration rule,\"2: settled within 0.1 of a budget, one run per budget\"\ninvocation,sweep runs,\"10 run, 0 found cached\"\ninvocation,tuning runs,\"3 run, 2 found cached\"\n"),
+        ("calibrated-old", "run,wall time,10.0 s\ninvocation,sweep runs,\"4 run, 0 found cached\"\n"),
+    ] {
+        let d = results.join(name);
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("summary.csv"), format!("stage,metric,value\nrun,code,\"alignlab 0.1.0 (commit def), numerics 4\"\n{rows}")).unwrap();
+        std::fs::write(d.join("calibration.csv"), "table,key,budget,value,pilot_kl,within_tolerance,pilot_runs\n").unwrap();
+    }
     results
 }
 
@@ -178,10 +189,16 @@ fn paper_numbers_and_verdicts_come_from_the_results() {
     assert!(over.contains("From pi_SFT's 0.200 \"very\" per completion, PPO ends at 4.200"), "{over}");
     assert!(over.contains("gold + 0.6 x the number of times they say \"very\"") && over.contains("the polarity -0.5"), "{over}");
     // What the paper costs: each folder's invocation, a lower bound where runs were cached, and
-    // 4.0003 h in all, past an afternoon of 4 h.
+    // 4.0306 h in all, past an afternoon of 4 h.
     let cost = &md[md.find("## What the paper costs").unwrap()..];
-    assert!(cost.contains("| paper-sentiment | 1 s (0.00 h) | every run | - |") && cost.contains("| fair-sentiment | 14400 s (4.00 h) | some runs found cached: a lower bound | 110.0 |"), "{cost}");
-    assert!(cost.contains("Every folder together: 4.0 h at least (the invocations of fair-sentiment found runs cached from earlier ones); it does not fit an afternoon (4 h) on two cores."), "{cost}");
+    assert!(cost.contains("| paper-sentiment | 1 s (0.00 h) | every reported run (tuning and calibration not recorded) | - |") && cost.contains("| fair-sentiment | 14400 s (4.00 h) | some reported runs found cached: a lower bound | 110.0 |"), "{cost}");
+    // Counted per stage: cached tuning runs make a lower bound although the sweep ran every run.
+    assert!(cost.contains("| calibrated-new | 100 s (0.03 h) | sweep 10 run, 0 found cached; tuning 3 run, 2 found cached: a lower bound | - |"), "{cost}");
+    assert!(cost.contains("| calibrated-old | 10 s (0.00 h) | every run (sweep 4 run, 0 found cached) | - |"), "{cost}");
+    assert!(cost.contains("Every folder together: 4.0 h at least (the invocations of calibrated-new, fair-sentiment found runs cached from earlier ones); it does not fit an afternoon (4 h) on two cores."), "{cost}");
+    // Provenance: the calibration rule, and a folder under an older one marked stale.
+    assert!(md.contains("| calibrated-new | alignlab 0.1.0 (commit def), numerics 4, calibration rule 2 |"), "{md}");
+    assert!(md.contains("| calibrated-old | alignlab 0.1.0 (commit def), numerics 4, calibration rule 1: stale, rerun its scenario for rule 2 |"), "{md}");
     // The same numbers with the methods swapped: every verdict word flips.
     let results = results_tree(&root, "ppo", "dpo");
     let md = std::fs::read_to_string(alignlab::report::paper::write(&results, &root.join("paper")).unwrap()).unwrap();

@@ -447,10 +447,43 @@ fn run_cells(sc: &Scenario, opts: &RunOptions, pending: Vec<(u64, usize, String)
     Ok((failed, prof))
 }
 
+/// How many method runs (cells: a Best-of-N seed is one) an invocation ran and how many it found
+/// cached from an earlier one; `summary.csv` keeps one per stage (`invocation` rows).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct RunsDone {
+    pub ran: usize,
+    pub cached: usize,
+}
+
+impl RunsDone {
+    /// The cells of `sc` in `pending` (not finished) out of `total`.
+    fn of(total: usize, pending: usize) -> RunsDone {
+        RunsDone { ran: pending, cached: total - pending }
+    }
+
+    pub fn absorb(&mut self, o: RunsDone) {
+        self.ran += o.ran;
+        self.cached += o.cached;
+    }
+
+    /// As `summary.csv` gives it: `12 run, 3 found cached`.
+    pub fn line(&self) -> String {
+        format!("{} run, {} found cached", self.ran, self.cached)
+    }
+
+    /// The inverse of [`RunsDone::line`].
+    pub fn parse(s: &str) -> Option<RunsDone> {
+        let (ran, rest) = s.split_once(" run, ")?;
+        Some(RunsDone { ran: ran.parse().ok()?, cached: rest.strip_suffix(" found cached")?.parse().ok()? })
+    }
+}
+
 /// The runs of `sc`'s methods whose table is in `tables` (the calibration's pilot runs), each
 /// seed's shared stages first; as cells with `jobs > 1`, in this process otherwise. Finished runs
-/// are reused; a failed one is an error.
-pub fn run_tables(sc: &Scenario, opts: &RunOptions, tables: &[String]) -> Result<()> {
+/// are reused; a failed one is an error. Returns how many were run and how many found cached.
+pub fn run_tables(sc: &Scenario, opts: &RunOptions, tables: &[String]) -> Result<RunsDone> {
+    let pending: Vec<_> = pending_cells(sc, opts).into_iter().filter(|(_, i, _)| sc.methods.get(*i).is_some_and(|m| tables.contains(&m.name()))).collect();
+    let done = RunsDone::of(sc.seeds.len() * sc.methods.iter().filter(|m| tables.contains(&m.name())).count(), pending.len());
     for &seed in &sc.seeds {
         let s = sc.with_seed(seed);
         with_shared(&s, opts, &mut Metrics::default(), &mut Summary::default(), |shared, metrics, _| {
@@ -464,14 +497,13 @@ pub fn run_tables(sc: &Scenario, opts: &RunOptions, tables: &[String]) -> Result
         })?;
     }
     if opts.jobs > 1 {
-        let pending: Vec<_> = pending_cells(sc, opts).into_iter().filter(|(_, i, _)| sc.methods.get(*i).is_some_and(|m| tables.contains(&m.name()))).collect();
         let _wait = crate::profile::enter_stage("cells", "", 0, "wait");
         let (failed, _) = run_cells(sc, opts, pending)?;
         if let Some((seed, _, e)) = failed.first() {
             anyhow::bail!("a pilot run of the calibration failed (seed {seed}): {e}; fix: see its log under {}/cells, then rerun", opts.runs_root.join(&sc.name).display());
         }
     }
-    Ok(())
+    Ok(done)
 }
 
 /// `alignlab run`: every stage of every seed, then results, tables and a summary. With
@@ -484,6 +516,8 @@ pub fn run(sc: &Scenario, opts: &RunOptions) -> Result<Summary> {
     let t0 = std::time::Instant::now();
     let mut failed: Vec<(u64, usize, String)> = Vec::new();
     let mut cells = CellsProfile::default();
+    let pending = pending_cells(sc, opts);
+    let done = RunsDone::of(sc.seeds.len() * (sc.methods.len() + usize::from(sc.best_of_n.is_some())), pending.len());
     if opts.jobs > 1 {
         // The shared stages once per seed, here, so the cells only read them.
         for &seed in &sc.seeds {
@@ -491,7 +525,7 @@ pub fn run(sc: &Scenario, opts: &RunOptions) -> Result<Summary> {
             with_shared(&s, opts, &mut Metrics::default(), &mut Summary::default(), |_, _, _| Ok(()))?;
         }
         let _wait = crate::profile::enter_stage("cells", "", 0, "wait");
-        (failed, cells) = run_cells(sc, opts, pending_cells(sc, opts))?;
+        (failed, cells) = run_cells(sc, opts, pending)?;
     }
     for &seed in &sc.seeds {
         let s = sc.with_seed(seed);
@@ -522,6 +556,7 @@ pub fn run(sc: &Scenario, opts: &RunOptions) -> Result<Summary> {
     write_atomic(&out.join("eval.csv"), evals.to_csv().as_bytes())?;
     let wall = t0.elapsed().as_secs_f64();
     summary.add("run", "wall time", format!("{wall:.1} s"));
+    summary.add("invocation", "sweep runs", done.line());
     let profile = sweep_profile(opts, wall, cells);
     summary.add("run", "profile", profile_line(&profile));
     for (m, n, v) in compute_totals(&evals) {

@@ -730,18 +730,29 @@ fn cost_section(results: &Path) -> String {
         let Some(sm) = read::<SummaryRecord>(&d.join("summary.csv")) else { continue };
         let Some(wall) = sm.iter().find(|r| r.stage == "run" && r.metric == "wall time").and_then(|r| r.value.trim_end_matches(" s").parse::<f64>().ok()) else { continue };
         let name = d.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
-        let cached = sm.iter().any(|r| r.stage == "compute" && (r.value.contains("found cached") || r.value.contains("run in this invocation")));
+        // The invocation's own count where `alignlab run` wrote it (every stage: tuning,
+        // calibration, sweep); older folders only say it in their compute rows.
+        let counted: Vec<(String, crate::experiment::RunsDone)> = sm.iter().filter(|r| r.stage == "invocation").filter_map(|r| Some((r.metric.trim_end_matches(" runs").to_string(), crate::experiment::RunsDone::parse(&r.value)?))).collect();
+        let (cached, what) = if counted.is_empty() {
+            let c = sm.iter().any(|r| r.stage == "compute" && (r.value.contains("found cached") || r.value.contains("run in this invocation")));
+            (c, if c { "some reported runs found cached: a lower bound".to_string() } else { "every reported run (tuning and calibration not recorded)".to_string() })
+        } else {
+            let mut all = crate::experiment::RunsDone::default();
+            counted.iter().for_each(|(_, d)| all.absorb(*d));
+            let parts = counted.iter().map(|(st, d)| format!("{st} {}", d.line())).collect::<Vec<_>>().join("; ");
+            (all.cached > 0, if all.cached > 0 { format!("{parts}: a lower bound") } else { format!("every run ({parts})") })
+        };
         let flop = sm.iter().find(|r| r.stage == "run" && r.metric == "profile").and_then(|r| Some(r.value.split(" TFLOP").next()?.rsplit(' ').next()?.to_string())).unwrap_or_else(|| "-".into());
         total += wall;
         if cached {
             partial.push(name.clone());
         }
-        let _ = writeln!(rows, "| {name} | {wall:.0} s ({:.2} h) | {} | {flop} |", wall / 3600.0, if cached { "some runs found cached: a lower bound" } else { "every run" });
+        let _ = writeln!(rows, "| {name} | {wall:.0} s ({:.2} h) | {what} | {flop} |", wall / 3600.0);
     }
     if rows.is_empty() {
         return String::new();
     }
-    let mut s = String::from("\n## What the paper costs\n\nThe wall time of the invocation that wrote each results folder (its `summary.csv`), cells two at a time (`--jobs 2`) on this machine's two cores; the tabular world (seconds) is not in it. Whether runs were found cached is read from the compute rows, which cover the reported seeds' runs only: a fair-protocol folder whose tuning or calibration runs came from an earlier invocation cost more than its wall time even where this column says every run.\n\n| results | wall time | reported runs in the invocation | model TFLOP of the invocation |\n|---|---|---|---|\n");
+    let mut s = String::from("\n## What the paper costs\n\nThe wall time of the invocation that wrote each results folder (its `summary.csv`), cells two at a time (`--jobs 2`) on this machine's two cores; the tabular world (seconds) is not in it. Which runs the invocation ran and which it found cached from an earlier one: `alignlab run` counts them per stage (tuning, calibration, sweep); folders written before it did are read from their compute rows, which cover the reported seeds' runs only, so such a fair-protocol folder whose tuning or calibration came from an earlier invocation cost more than its wall time even where this column says every reported run.\n\n| results | wall time | runs in the invocation | model TFLOP of the invocation |\n|---|---|---|---|\n");
     s.push_str(&rows);
     let bound = if partial.is_empty() { String::new() } else { format!(" at least (the invocations of {} found runs cached from earlier ones)", partial.join(", ")) };
     let fits = if total / 3600.0 <= AFTERNOON_H { "fits" } else { "does not fit" };
@@ -769,9 +780,18 @@ fn provenance(results: &Path) -> String {
     let dirs = summary_dirs(results);
     let mut s = String::from("\n\n## Provenance\n\nThe code behind each results folder (rerunning a folder's scenario with other code gives other bytes; with the same code, seed and thread count, the same bytes):\n\n| results | code |\n|---|---|\n");
     for d in dirs {
-        let code = read::<SummaryRecord>(&d.join("summary.csv")).and_then(|c| c.into_iter().find(|r| r.metric == "code").map(|r| r.value));
+        let sm = read::<SummaryRecord>(&d.join("summary.csv")).unwrap_or_default();
+        let code = sm.iter().find(|r| r.metric == "code").map(|r| r.value.clone());
         let name = d.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
-        let _ = writeln!(s, "| {name} | {} |", code.unwrap_or_else(|| "not recorded: numerics 1, before commit 44184c1".to_string()));
+        // A calibrated folder names its calibration's search; one under an older rule is stale.
+        let rule = if d.join("calibration.csv").exists() {
+            let r = sm.iter().find(|r| r.metric == "calibration rule").and_then(|r| r.value.split(':').next()?.parse::<u32>().ok()).unwrap_or(1);
+            let cur = crate::experiment::calibrate::RULE;
+            if r < cur { format!(", calibration rule {r}: stale, rerun its scenario for rule {cur}") } else { format!(", calibration rule {r}") }
+        } else {
+            String::new()
+        };
+        let _ = writeln!(s, "| {name} | {}{rule} |", code.unwrap_or_else(|| "not recorded: numerics 1, before commit 44184c1".to_string()));
     }
     s
 }

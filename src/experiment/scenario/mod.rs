@@ -63,6 +63,9 @@ pub struct Scenario {
     pub pilot_seeds: Vec<u64>,
     /// `[sweep] calibration_rounds`.
     pub calibration_rounds: usize,
+    /// `[sweep] calibration_aim`: a budget is settled once a pilot run lands within this
+    /// relative distance of it (and nearer it than any other budget).
+    pub calibration_aim: f64,
     /// `[tune]`: equal tuning before the sweep (None: the settings run as written).
     pub tune: Option<Tune>,
     /// The resolved scenario as TOML (every default filled in), written next to the results.
@@ -203,6 +206,8 @@ fn validate(parsed: parse::Parsed, text: &str, file: &str, default_name: &str, p
         need(false, pilot_key, format!("seed {s} is also a reported seed: the calibration would choose settings on data it reports"), "pick pilot seeds outside sweep.seeds (default 1000)")?;
     }
     need((1..=6).contains(&calibration_rounds), "sweep.calibration_rounds", format!("must be in 1..=6 (got {calibration_rounds})"), "use 3")?;
+    let calibration_aim = sweep.as_ref().and_then(|s| s.calibration_aim).unwrap_or(crate::experiment::calibrate::AIM);
+    need(calibration_aim.is_finite() && calibration_aim > 0.0 && calibration_aim <= crate::experiment::calibrate::TOLERANCE, "sweep.calibration_aim", format!("must be in (0, {}] (got {calibration_aim})", crate::experiment::calibrate::TOLERANCE), "use 0.1: the search stops for a budget once a pilot run lands within 10% of it")?;
     // The pairs the report compares: every name one the scenario runs.
     let mut ran: Vec<String> = vec!["sft".into()];
     for m in methods.iter().map(|m: &Method| m.name()) {
@@ -278,7 +283,7 @@ fn validate(parsed: parse::Parsed, text: &str, file: &str, default_name: &str, p
     let resolved_toml = std::iter::once(toml::to_string(&file_)).chain(resolved.iter().map(toml::to_string)).collect::<Result<Vec<_>, _>>().expect("the resolved scenario serializes").join("\n");
     let eval = EvalConfig { optimal_samples: Some(ev.optimal_samples.unwrap_or(candidates)), ..ev.clone() };
     let parse::File { world, sft, sample, prefs, reward, train, .. } = w;
-    Ok(Scenario { name, seed: seeds[0], seeds, world, model, reward_model: rm, sft, sample, prefs, reward, train, eval, methods, best_of_n, budgets, pilot_seeds, calibration_rounds, tune, resolved_toml, source: path.to_path_buf() })
+    Ok(Scenario { name, seed: seeds[0], seeds, world, model, reward_model: rm, sft, sample, prefs, reward, train, eval, methods, best_of_n, budgets, pilot_seeds, calibration_rounds, calibration_aim, tune, resolved_toml, source: path.to_path_buf() })
 }
 
 /// Memory, estimated before any work: a size typed in the billions fails here with the

@@ -79,6 +79,9 @@ pub struct Sweep {
     /// Search rounds of the calibration after the first (default 3).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub calibration_rounds: Option<usize>,
+    /// How near a budget the search aims (relative; default 0.1, see `experiment::calibrate`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calibration_aim: Option<f64>,
 }
 
 /// What the report compares. Read by `alignlab report` from the resolved scenario.
@@ -166,7 +169,7 @@ fn expand_sweep(table: &mut toml::Table) -> Result<(), ConfigError> {
     let fail = |key: String, problem: &str, fix: String| Err(ConfigError { key, problem: problem.into(), fix });
     let mut kept = toml::Table::new();
     for (section, v) in sweep {
-        if matches!(section.as_str(), "seeds" | "budgets" | "pilot_seed" | "pilot_seeds" | "calibration_rounds") {
+        if matches!(section.as_str(), "seeds" | "budgets" | "pilot_seed" | "pilot_seeds" | "calibration_rounds" | "calibration_aim") {
             kept.insert(section, v);
             continue;
         }
