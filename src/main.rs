@@ -252,6 +252,9 @@ fn run() -> Result<()> {
             }
         }
         Cmd::Run { file, common, results, runs, jobs, quiet, json_progress } => {
+            // The whole invocation's wall time: tuning and calibration included (`run,wall time`
+            // is the sweep's alone).
+            let t_start = std::time::Instant::now();
             let mut sc = Scenario::load(&file, &common.set)?;
             anyhow::ensure!(jobs >= 1, "--jobs must be at least 1; fix: pass --jobs 1 (in process) or more");
             let device = setup(&common)?;
@@ -323,12 +326,13 @@ fn run() -> Result<()> {
                     summary.add("protocol", "calibration rule", format!("{}: settled within {} of a budget, one run per budget", experiment::calibrate::RULE, sc.calibration_aim));
                     summary.add("invocation", "calibration runs", cal_done.get().line());
                     total.absorb(&cal.work);
-                    seeds += 1;
+                    seeds += sc.pilot_seeds.len();
                 }
                 summary.add("protocol", "sweep", format!("{} reported seed(s), {}", sc.seeds.len(), sweep.line()));
                 summary.add("protocol", "total", format!("{}, each run charged as in the compute table (its own work and the shared stages it stands on): {:.2} times the sweep's model FLOPs; SFT, preference data and reward model trained on {seeds} seeds instead of {}", total.line(), total.work[0] / sweep.work[0], sc.seeds.len()));
-                experiment::write_atomic(&out.join("summary.csv"), summary.to_csv().as_bytes())?;
             }
+            summary.add("invocation", "wall time", format!("{:.1} s", t_start.elapsed().as_secs_f64()));
+            experiment::write_atomic(&opts.results_root.join(&sc.name).join("summary.csv"), summary.to_csv().as_bytes())?;
             if let Some(cal) = &calibration {
                 let path = opts.results_root.join(&sc.name).join("calibration.csv");
                 experiment::write_atomic(&path, alignlab::log::csv_text(&cal.records).as_bytes())?;

@@ -251,3 +251,22 @@ fn a_run_within_reach_of_two_budgets_settles_one() {
     let ppo: Vec<_> = cal.records.iter().filter(|r| r.table == "ppo").map(|r| (r.budget, r.value)).collect();
     assert_eq!(ppo, vec![(2.0, 2.0), (2.5, 2.5)]);
 }
+
+/// The landed-KL table counts, per (budget, seed), whether the calibrated run's final KL is
+/// within 25% of the budget, over every budget and over those the pilot reached: PPO at budget
+/// 1 lands 0.8 (in) and 0.7 (out); PPO-GT at budget 5, which its pilot missed, 3.0 (out) and
+/// 4.0 (in: 3.75 is 25% short).
+#[test]
+fn the_landed_kl_table_counts_runs_within_the_tolerance() {
+    use alignlab::experiment::{calibrate::CalibrationRecord, Metrics};
+    let rec = |table: &str, budget: f64, value: f64, pilot_kl: f64, within_tolerance: bool| CalibrationRecord { table: table.into(), key: "target_kl".into(), budget, value, pilot_kl, within_tolerance, pilot_runs: 3 };
+    let mut e = Metrics::default();
+    for (m, v, seed, kl) in [("ppo", 1.0, 0, 0.8), ("ppo", 1.0, 1, 0.7), ("ppo_gt", 6.0, 0, 3.0), ("ppo_gt", 6.0, 1, 4.0)] {
+        e.push(m, &format!("target_kl={v}"), seed, 10, "eval/kl", 9.0);
+        e.push(m, &format!("target_kl={v}"), seed, 60, "eval/kl", kl);
+    }
+    let md = alignlab::report::calibration::markdown(&[rec("ppo", 1.0, 1.0, 0.9, true), rec("ppo_gt", 5.0, 6.0, 3.6, false)], &e);
+    assert!(md.contains("| ppo | target_kl | 1 | 1 | 0.900 | 0: 0.800, 1: 0.700 | 1/2 |"), "{md}");
+    assert!(md.contains("| ppo_gt | target_kl | 5 | 6 | 3.600 (not reached) | 0: 3.000, 1: 4.000 | 1/2 |"), "{md}");
+    assert!(md.contains("Landed within 25%: 2 of 4 (budget, seed) runs; 1 of 2 on the budgets the pilot reached."), "{md}");
+}

@@ -618,8 +618,11 @@ fn calibrated_grids_run_on_the_pilot_seed_and_replace_the_grids() {
     // What this invocation ran, per stage: everything, nothing cached; the sweep one cell per
     // (setting, seed) and one for Best-of-N.
     let invocation = |summary: &[alignlab::experiment::SummaryRecord]| -> Vec<(String, alignlab::experiment::RunsDone)> {
-        summary.iter().filter(|r| r.stage == "invocation").map(|r| (r.metric.clone(), alignlab::experiment::RunsDone::parse(&r.value).unwrap())).collect()
+        summary.iter().filter(|r| r.stage == "invocation" && r.metric != "wall time").map(|r| (r.metric.clone(), alignlab::experiment::RunsDone::parse(&r.value).unwrap())).collect()
     };
+    // The invocation's wall time takes in the tuning and the calibration: more than the sweep's.
+    let wall = |stage: &str| summary.iter().find(|r| r.stage == stage && r.metric == "wall time").and_then(|r| r.value.strip_suffix(" s")?.parse::<f64>().ok()).unwrap_or_else(|| panic!("no {stage},wall time"));
+    assert!(wall("invocation") > wall("run"), "invocation {} s, sweep {} s", wall("invocation"), wall("run"));
     let first = invocation(&summary);
     assert_eq!(first.iter().map(|x| x.0.as_str()).collect::<Vec<_>>(), ["sweep runs", "tuning runs", "calibration runs"]);
     assert!(first.iter().all(|(_, d)| d.ran > 0 && d.cached == 0), "{first:?}");
