@@ -182,6 +182,8 @@ fn paper_numbers_and_verdicts_come_from_the_results() {
     assert!(fair.contains("- KL 1: after: dpo - ppo = -0.100 ± 0.025 (per seed -0.090, -0.100, -0.110): dpo is below; before: dpo - ppo = +0.300 ± 0.025"), "{fair}");
     assert!(fair.contains("- T = 0: after: dpo - ppo = -0.100 ± 0.025 (per seed -0.090, -0.100, -0.110): dpo is below; before: -."), "{fair}");
     assert!(fair.contains("### Equal tuning") && fair.contains("| ppo | lr=0.0001 * | 2000: 0.9000 | 0.9000 |"), "{fair}");
+    // Its summary has the sweep's wall time only: the section says so, not "the invocation".
+    assert!(fair.contains("Wall time of the sweep that wrote these results: 14400.0 s; the folder predates") && !fair[..fair.find("###").unwrap()].contains("Wall time of the invocation"), "{fair}");
     // The overoptimisation section: Gao's b per seed and its interval (hand values as in
     // tests/verdicts.rs), and the labeller's word under PPO.
     let over = &md[md.find("## Overoptimisation: a reward model").unwrap()..];

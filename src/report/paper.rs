@@ -57,8 +57,16 @@ fn paired_rows<'a>(p: &'a [PairedRecord], a: &str, b: &str, axis: &str) -> Vec<&
 }
 
 fn wall_time(dir: &Path) -> Option<String> {
+    invocation_wall_time(dir).or_else(|| {
+        let s: Vec<SummaryRecord> = read(&dir.join("summary.csv"))?;
+        s.into_iter().find(|r| r.stage == "run" && r.metric == "wall time").map(|r| r.value)
+    })
+}
+
+/// The whole invocation's wall time (tuning, calibration and sweep), where `summary.csv` has it.
+fn invocation_wall_time(dir: &Path) -> Option<String> {
     let s: Vec<SummaryRecord> = read(&dir.join("summary.csv"))?;
-    s.into_iter().find(|r| r.metric == "wall time").map(|r| r.value)
+    s.into_iter().find(|r| r.stage == "invocation" && r.metric == "wall time").map(|r| r.value)
 }
 
 /// The `[section]`s of a resolved scenario, as they were run.
@@ -297,9 +305,11 @@ fn report_section(dir: &Path, heading: &str) -> Option<String> {
 fn fair_section(s: &mut String, title: &str, scenario: &str, before: &Path, after: &Path) {
     let _ = writeln!(s, "## {title}: the fair protocol
 ");
-    let _ = writeln!(s, "`alignlab run scenarios/{scenario}.toml --jobs 2`: the same world and methods as the first wave's run, with equal tuning (the same number of configurations of every trained method's optimisation, on a tuning seed that is never reported, the best at the reference budget on the selection half frozen), grids calibrated to the KL budgets on a pilot seed, rollouts on the training prompts only, and the preference methods keeping their checkpoint by held-out implicit accuracy (the reward model's rule).\n");
-    if let Some(t) = wall_time(after) {
+    let _ = writeln!(s, "`alignlab run scenarios/{scenario}.toml --jobs 2`: the same world and methods as the first wave's run, with equal tuning (the same number of configurations of every trained method's optimisation, on a tuning seed that is never reported, the best at the reference budget on the selection half frozen), grids calibrated to the KL budgets on pilot seeds that are never reported, rollouts on the training prompts only, and the preference methods keeping their checkpoint by held-out implicit accuracy (the reward model's rule).\n");
+    if let Some(t) = invocation_wall_time(after) {
         let _ = writeln!(s, "Wall time of the invocation that wrote these results (tuning, calibration and sweep): {t}; runs it found cached from an earlier invocation are not in it, their work is.\n");
+    } else if let Some(t) = wall_time(after) {
+        let _ = writeln!(s, "Wall time of the sweep that wrote these results: {t}; the folder predates the invocation's own wall time, so its tuning and calibration are not in it, nor runs found cached from an earlier invocation (their work is).\n");
     }
     let protocol: Vec<SummaryRecord> = read::<SummaryRecord>(&after.join("summary.csv")).unwrap_or_default().into_iter().filter(|r| r.stage == "protocol").collect();
     if !protocol.is_empty() {
