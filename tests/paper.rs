@@ -199,6 +199,11 @@ fn paper_numbers_and_verdicts_come_from_the_results() {
     assert!(cost.contains("| calibrated-new | 150 s (0.04 h) | sweep 10 run, 0 found cached; tuning 3 run, 2 found cached: a lower bound | - |"), "{cost}");
     assert!(cost.contains("| calibrated-old | 10 s (0.00 h) (the sweep's alone: tuning and calibration not timed) | every run (sweep 4 run, 0 found cached) | - |"), "{cost}");
     assert!(cost.contains("Every folder together: 4.0 h at least (the wall times of calibrated-new, calibrated-old, fair-sentiment miss runs found cached from earlier invocations, or their tuning and calibration); it does not fit an afternoon (4 h) on two cores."), "{cost}");
+    // A lower bound under the afternoon decides nothing.
+    use alignlab::report::paper::afternoon_verdict;
+    assert_eq!(afternoon_verdict(3.9, false, 4.0), "it fits an afternoon (4 h) on two cores");
+    assert_eq!(afternoon_verdict(4.1, true, 4.0), "it does not fit an afternoon (4 h) on two cores");
+    assert!(afternoon_verdict(3.9, true, 4.0).contains("do not say whether"));
     // Provenance: the calibration rule, and a folder under an older one marked stale.
     assert!(md.contains("| calibrated-new | alignlab 0.1.0 (commit def), numerics 4, calibration rule 2 |"), "{md}");
     assert!(md.contains("| calibrated-old | alignlab 0.1.0 (commit def), numerics 4, calibration rule 1: stale, rerun its scenario for rule 2 |"), "{md}");
