@@ -11,9 +11,10 @@
 //!    along the two runs nearest it (at most a factor 4 past the last one tried). A budget is
 //!    settled by a run that lands within `[sweep] calibration_aim` of it (default 10%) and
 //!    nearer it in log KL than any other budget: the aim is tighter than the 25% the landed-KL
-//!    table asks of every test seed, because test seeds scatter around the pilot by 10 to 20% (Unlikelihood's alpha 0.206
-//!    landed 0.81 on the pilot and 0.74 to 0.90 on the test seeds), and one run serves one
-//!    budget (a run at 2.00 is within 25% of both 2 and 2.5, but it settles only 2);
+//!    table asks of every test seed, because test seeds scatter around the pilot by 10 to 20%
+//!    (Unlikelihood's alpha 0.206 landed 0.81 on the pilot and 0.74 to 0.90 on the test
+//!    seeds), and one run serves one budget (a run at 2.00 is within 25% of both 2 and 2.5, but
+//!    it settles only 2);
 //! 3. after `[sweep] calibration_rounds` rounds, each budget takes, among the runs nearer it than
 //!    any other budget, the one that landed nearest it in log KL (where there is none, the
 //!    nearest run of all, which then serves two budgets), and the table's grid becomes those
