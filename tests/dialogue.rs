@@ -95,3 +95,28 @@ fn the_world_is_a_function_of_its_seed() {
     assert!(a.sft_examples(false).iter().all(|(p, r)| p.last() == Some(&asst) && r.last() == Some(&EOS)));
     assert_eq!(a.eval_references().unwrap().len(), a.eval_prompts().len());
 }
+
+/// A gold-scored rollout reads its prompts as the world wrote them. The rollout's rows are
+/// left-padded (`<pad>`s, `<bos>`, the request): read as they are, the judge finds no intent at
+/// position 1 and scores serving a recipe request 0 instead of 1 (how PPO-GT in dialogue was
+/// trained before `GOLD_PROMPTS` 2).
+#[test]
+fn gold_reads_the_prompt_the_world_wrote_not_the_padded_row() {
+    use alignlab::model::{left_pad, Rollout};
+    use tch::{Device, Kind, Tensor};
+    let w = DialogueWorld::new(&cfg(), 0);
+    let id = |name: &str| w.vocab.words.iter().position(|x| x == name).unwrap() as i64;
+    let short = vec![id("user"), id("recipe"), id("asst")];
+    let long = vec![id("user"), id("recipe"), id("today"), id("today"), id("asst")];
+    let reply = vec![id("flour"), id("oven"), EOS];
+    let (prompt, prompt_valid) = left_pad(&[short.clone(), long.clone()], Device::Cpu);
+    let response = Tensor::from_slice(&[reply.clone(), reply.clone()].concat()).view([2, 3]);
+    let ro = Rollout { prompt, prompt_valid, logprobs: Tensor::zeros([2, 3], (Kind::Float, Device::Cpu)), mask: Tensor::ones([2, 3], (Kind::Float, Device::Cpu)), response };
+    assert_eq!(ro.prompt_rows(), vec![short.clone(), long.clone()]);
+    let gold: Vec<f64> = ro.prompt_rows().iter().zip(ro.response_rows()).map(|(p, r)| w.gold(p, &r)).collect();
+    assert_eq!(gold, vec![1.0, 1.0]);
+    // The padded rows, as the scorer used to pass them, hide the request.
+    let padded: Vec<Vec<i64>> = Vec::<Vec<i64>>::try_from(&ro.prompt).unwrap();
+    assert_eq!(w.gold(&padded[0], &reply), 0.0);
+    assert_eq!(w.gold(&padded[1], &reply), 0.0);
+}

@@ -43,6 +43,13 @@ pub enum MethodKind {
     Online { gold: bool, loss: PrefLoss, sync_every: usize, shuffled: bool },
 }
 
+/// How runs scored by the gold reward pass their prompts to it, in their cache key: 2, the
+/// prompt as the world wrote it; 1 (before commit 1e533e9's successor) passed the rollout's
+/// left-padded row, `<pad>`s and `<bos>` first. The sentiment and summarize golds skip those
+/// tokens, so their runs are the same; the dialogue judge reads the request's intent at
+/// position 1 and scored every rollout as answering no request (length and repeats only).
+pub const GOLD_PROMPTS: u32 = 2;
+
 /// The PPO tables and whether each scores with the gold reward.
 const PPO_TABLES: [(&str, bool); 2] = [("ppo", false), ("ppo_gt", true)];
 /// The grids of a PPO table: one run per value of each.
@@ -269,7 +276,8 @@ impl Method {
             train: Option<TrainConfig>,
         }
         let train = matches!(self.kind, MethodKind::Pref(_) | MethodKind::Online { .. }).then(|| self.train_config(base));
-        format!("method|{}", super::key_of(&Key { kind: self.kind, train }))
+        let gold = if matches!(self.kind, MethodKind::Ppo { gold: true, .. } | MethodKind::Online { gold: true, .. }) { format!("|gold_prompts={GOLD_PROMPTS}") } else { String::new() };
+        format!("method|{}{gold}", super::key_of(&Key { kind: self.kind, train }))
     }
 
     /// A rough cost of the run, in sequence passes (a forward or a generated sequence 1, a
@@ -338,8 +346,8 @@ impl Method {
         };
         let score_gold = |ro: &Rollout| {
             crate::profile::count(crate::profile::Count::GoldQueries, ro.response.size()[0] as f64);
-            let prompts: Vec<Vec<i64>> = Vec::<Vec<i64>>::try_from(ro.prompt.to_device(tch::Device::Cpu)).expect("prompt rows");
-            let g: Vec<f32> = prompts.iter().zip(ro.response_rows()).map(|(p, r)| world.gold(p, &r) as f32).collect();
+            // The prompts as the world wrote them, never the rollout's padded rows.
+            let g: Vec<f32> = ro.prompt_rows().iter().zip(ro.response_rows()).map(|(p, r)| world.gold(p, &r) as f32).collect();
             Tensor::from_slice(&g)
         };
         let score = |gold: bool| -> &dyn Fn(&Rollout) -> Tensor { if gold { &score_gold } else { &score_rm } };

@@ -78,6 +78,14 @@ impl Rollout {
         positions_of(&self.valid())
     }
 
+    /// Prompt token ids per row as the world wrote them (padding and `<bos>` dropped), on the
+    /// host: what the world's gold reward reads.
+    pub fn prompt_rows(&self) -> Vec<Vec<i64>> {
+        let toks: Vec<Vec<i64>> = Vec::<Vec<i64>>::try_from(self.prompt.to_device(Device::Cpu)).unwrap();
+        let valid: Vec<Vec<bool>> = Vec::<Vec<bool>>::try_from(self.prompt_valid.to_device(Device::Cpu)).unwrap();
+        toks.into_iter().zip(valid).map(|(t, v)| t.into_iter().zip(v).filter(|(_, v)| *v).map(|(t, _)| t).skip(1).collect()).collect()
+    }
+
     /// Response token ids per row, up to and including `<eos>`, on the host.
     pub fn response_rows(&self) -> Vec<Vec<i64>> {
         let resp: Vec<Vec<i64>> = Vec::<Vec<i64>>::try_from(self.response.to_device(Device::Cpu)).unwrap();
