@@ -44,7 +44,7 @@ pub enum MethodKind {
 }
 
 /// How runs scored by the gold reward pass their prompts to it, in their cache key: 2, the
-/// prompt as the world wrote it; 1 (before commit 1e533e9's successor) passed the rollout's
+/// prompt as the world wrote it; 1 (before commit b25cbc3) passed the rollout's
 /// left-padded row, `<pad>`s and `<bos>` first. The sentiment and summarize golds skip those
 /// tokens, so their runs are the same; the dialogue judge reads the request's intent at
 /// position 1 and scored every rollout as answering no request (length and repeats only).
