@@ -56,17 +56,22 @@ fn paired_rows<'a>(p: &'a [PairedRecord], a: &str, b: &str, axis: &str) -> Vec<&
     p.iter().filter(|r| r.a == a && r.b == b && r.axis == axis).collect()
 }
 
+/// A summary's `wall time` row of `stage`: `invocation` (tuning, calibration and sweep) or
+/// `run` (the sweep's alone).
+fn wall_row<'a>(sm: &'a [SummaryRecord], stage: &str) -> Option<&'a str> {
+    sm.iter().find(|r| r.stage == stage && r.metric == "wall time").map(|r| r.value.as_str())
+}
+
+/// A folder's wall time: the whole invocation's where `summary.csv` has it, else the sweep's.
 fn wall_time(dir: &Path) -> Option<String> {
-    invocation_wall_time(dir).or_else(|| {
-        let s: Vec<SummaryRecord> = read(&dir.join("summary.csv"))?;
-        s.into_iter().find(|r| r.stage == "run" && r.metric == "wall time").map(|r| r.value)
-    })
+    let sm: Vec<SummaryRecord> = read(&dir.join("summary.csv"))?;
+    wall_row(&sm, "invocation").or_else(|| wall_row(&sm, "run")).map(String::from)
 }
 
 /// The whole invocation's wall time (tuning, calibration and sweep), where `summary.csv` has it.
 fn invocation_wall_time(dir: &Path) -> Option<String> {
-    let s: Vec<SummaryRecord> = read(&dir.join("summary.csv"))?;
-    s.into_iter().find(|r| r.stage == "invocation" && r.metric == "wall time").map(|r| r.value)
+    let sm: Vec<SummaryRecord> = read(&dir.join("summary.csv"))?;
+    wall_row(&sm, "invocation").map(String::from)
 }
 
 /// The `[section]`s of a resolved scenario, as they were run.
@@ -740,7 +745,7 @@ fn cost_section(results: &Path) -> String {
         let Some(sm) = read::<SummaryRecord>(&d.join("summary.csv")) else { continue };
         // The whole invocation's wall time where recorded, else the sweep's (older folders,
         // whose tuning and calibration then come on top).
-        let wall_of = |stage: &str| sm.iter().find(|r| r.stage == stage && r.metric == "wall time").and_then(|r| r.value.trim_end_matches(" s").parse::<f64>().ok());
+        let wall_of = |stage: &str| wall_row(&sm, stage).and_then(|v| v.trim_end_matches(" s").parse::<f64>().ok());
         let whole = wall_of("invocation");
         let Some(wall) = whole.or_else(|| wall_of("run")) else { continue };
         let calibrated = d.join("calibration.csv").exists() || d.join("tuning.csv").exists();
