@@ -305,7 +305,9 @@ fn run() -> Result<()> {
                 Some(cal)
             };
             let opts = opts.with_sets(&fixed);
-            let mut summary = experiment::run(&sc, &opts)?;
+            let load_fixed = |extra: &[String]| -> anyhow::Result<Scenario> { Ok(Scenario::load(&file, &common.set.iter().chain(&fixed).chain(extra).cloned().collect::<Vec<_>>())?) };
+            let top_up = calibration.as_ref().map(|c| experiment::TopUp { records: &c.records, load: &load_fixed });
+            let mut summary = experiment::run(&sc, &opts, top_up)?;
             // What the protocol cost: the tuning's and the calibration's runs beside the sweep's.
             if tuning.is_some() || calibration.is_some() {
                 let out = opts.results_root.join(&sc.name);

@@ -265,8 +265,125 @@ fn the_landed_kl_table_counts_runs_within_the_tolerance() {
         e.push(m, &format!("target_kl={v}"), seed, 10, "eval/kl", 9.0);
         e.push(m, &format!("target_kl={v}"), seed, 60, "eval/kl", kl);
     }
-    let md = alignlab::report::calibration::markdown(&[rec("ppo", 1.0, 1.0, 0.9, true), rec("ppo_gt", 5.0, 6.0, 3.6, false)], &e);
+    let md = alignlab::report::calibration::markdown(&[rec("ppo", 1.0, 1.0, 0.9, true), rec("ppo_gt", 5.0, 6.0, 3.6, false)], &e, &[]);
     assert!(md.contains("| ppo | target_kl | 1 | 1 | 0.900 | 0: 0.800, 1: 0.700 | 1/2 |"), "{md}");
     assert!(md.contains("| ppo_gt | target_kl | 5 | 6 | 3.600 (not reached) | 0: 3.000, 1: 4.000 | 1/2 |"), "{md}");
     assert!(md.contains("Landed within 25%: 2 of 4 (budget, seed) runs; 1 of 2 on the budgets the pilot reached."), "{md}");
+}
+
+/// A top-up is proposed only where the calibrated run and the seed's top-ups so far all missed
+/// the budget by more than 25%, from the seed's own runs (in log-log, as the pilot's search).
+#[test]
+fn a_top_up_is_proposed_only_for_a_miss_from_the_seeds_own_runs() {
+    use alignlab::experiment::calibrate::top_up_value;
+    let runs = [(1.0, 1.5), (2.0, 3.0)];
+    // Landed 1.2 for budget 1: within 25%, nothing to add.
+    assert_eq!(top_up_value(1.2, &[], &runs, 1.0, 1.0), None);
+    // Landed 1.5: a miss. KL proportional to the target on this seed, so budget 1 wants 2/3.
+    assert_eq!(top_up_value(1.5, &[], &runs, 1.0, 1.0), Some(0.667));
+    // A top-up that landed within 25% ends it; one that missed does not.
+    assert_eq!(top_up_value(1.5, &[0.9], &[(1.0, 1.5), (2.0, 3.0), (0.667, 0.9)], 1.0, 1.0), None);
+    // 0.667 at 0.7 and 1 at 1.5 bracket budget 1: ln 0.667 + ln(1/0.7) x ln(1/0.667) / ln(1.5/0.7)
+    // = -0.405 + 0.357 x 0.405 / 0.762 = -0.2155, the target 0.806.
+    assert_eq!(top_up_value(1.5, &[0.7], &[(1.0, 1.5), (2.0, 3.0), (0.667, 0.7)], 1.0, 1.0), Some(0.806));
+    // A diverged run (alpha 0.8 at 8.9 nats for budget 4) is bracketed by the seed's alpha 0.4
+    // at 2 nats: ln 4 lies at (ln 4 - ln 2) / (ln 8.9 - ln 2) of the way from ln 0.4 to ln 0.8.
+    let f = (4f64.ln() - 2f64.ln()) / (8.9f64.ln() - 2f64.ln());
+    let want = round3((0.4f64.ln() + f * (0.8f64.ln() - 0.4f64.ln())).exp());
+    assert_eq!(top_up_value(8.9, &[], &[(0.4, 2.0), (0.8, 8.9)], 4.0, 1.0), Some(want));
+    assert_eq!(want, 0.552); // ln 2 / ln 4.45 = 0.464 of the way: exp(-0.916 + 0.464 x 0.693)
+    // No finite proposal (every run diverged): nothing.
+    assert_eq!(top_up_value(f64::NAN, &[], &[(0.8, f64::NAN)], 4.0, 1.0), None);
+}
+
+/// The round of top-ups reads each seed's finished runs: PPO target 1 lands at 0.9 on seed 0
+/// (in) and at 1.5 on seed 1 (out), so seed 1 alone gets target 0.667; a budget the pilot did
+/// not reach, and Best-of-N, get none. With that run listed in `[sweep] seed_runs`, seed 1 runs
+/// it and seed 0 does not, and once it lands within 25% the next round adds nothing.
+#[test]
+fn a_seed_whose_calibrated_run_missed_gets_a_run_of_its_own() {
+    use alignlab::experiment::calibrate::{seed_runs_override, top_ups, CalibrationRecord};
+    use alignlab::experiment::{stages, Metrics, ProgressMode, RunOptions};
+    use alignlab::scenario::Scenario;
+    let root = std::env::temp_dir().join(format!("alignlab-topup-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    let opts = RunOptions { results_root: root.join("results"), runs_root: root.join("runs"), device: tch::Device::Cpu, progress: ProgressMode::Quiet, jobs: 1, threads: 1, cell_args: vec![] };
+    let base = ["sweep.budgets=[1.0, 8.0]", "sweep.seeds=[0, 1]", "ppo.target_kl=[1.0, 2.0]", "sweep.top_up_rounds=2"];
+    let load = |extra: &[String]| Scenario::load(std::path::Path::new("scenarios/sentiment.toml"), &base.iter().map(|s| s.to_string()).chain(extra.iter().cloned()).collect::<Vec<_>>()).unwrap();
+    let finish = |sc: &Scenario, seed: u64, target: f64, kl: f64| {
+        let s = sc.with_seed(seed);
+        let m = s.methods.iter().find(|m| m.name() == "ppo" && setting_value(&m.setting(), "target_kl") == Some(target)).unwrap();
+        let mut e = Metrics::default();
+        e.push("ppo", &m.setting(), seed, 60, "eval/kl", kl);
+        let dir = stages::method_dir(&s, m, &opts);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("eval.csv"), e.to_csv()).unwrap();
+    };
+    let sc = load(&[]);
+    for (seed, target, kl) in [(0, 1.0, 0.9), (0, 2.0, 1.9), (1, 1.0, 1.5), (1, 2.0, 3.0)] {
+        finish(&sc, seed, target, kl);
+    }
+    let rec = |table: &str, key: &str, budget: f64, value: f64, within_tolerance: bool| CalibrationRecord { table: table.into(), key: key.into(), budget, value, pilot_kl: budget, within_tolerance, pilot_runs: 2 };
+    let records = [rec("ppo", "target_kl", 1.0, 1.0, true), rec("ppo", "target_kl", 8.0, 2.0, false), rec("best_of_n", "n", 1.0, 6.0, true)];
+    let new = top_ups(&sc, &opts, &records);
+    assert_eq!(new.len(), 1, "{new:?}");
+    assert_eq!((new[0].seed, new[0].table.as_str(), new[0].value, new[0].budget), (1, "ppo", 0.667, 1.0));
+    let sc = load(&[seed_runs_override(&new)]);
+    let targets = |seed: u64| sc.with_seed(seed).methods.iter().filter(|m| m.name() == "ppo").filter_map(|m| setting_value(&m.setting(), "target_kl")).collect::<Vec<_>>();
+    assert_eq!((targets(0), targets(1)), (vec![1.0, 2.0], vec![1.0, 2.0, 0.667]));
+    assert_eq!(sc.seed_runs.len(), 1);
+    // Not finished yet: no new proposal from an unfinished run; finished at 1.1, none either.
+    finish(&sc, 1, 0.667, 1.1);
+    assert!(top_ups(&sc, &opts, &records).is_empty());
+    // Landed at 0.6 instead: a second top-up, from the three runs of seed 1.
+    finish(&sc, 1, 0.667, 0.6);
+    let again = top_ups(&sc, &opts, &records);
+    assert_eq!(again.iter().map(|r| (r.seed, r.budget)).collect::<Vec<_>>(), vec![(1, 1.0)]);
+    assert!(again[0].value > 0.667 && again[0].value < 1.0, "{again:?}");
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+/// `[sweep] seed_runs` and `top_up_rounds` are checked before any work, each error naming its key.
+#[test]
+fn seed_runs_are_checked_before_any_work() {
+    use alignlab::scenario::Scenario;
+    let load = |sets: &[&str]| Scenario::load(std::path::Path::new("scenarios/sentiment.toml"), &["sweep.budgets=[1.0]", "sweep.seeds=[0, 1]"].iter().chain(sets).map(|s| s.to_string()).collect::<Vec<_>>());
+    for (set, words) in [
+        ("sweep.seed_runs=[{ seed = 5, table = \"dpo\", value = 0.2, budget = 1.0 }]", "not in sweep.seeds"),
+        ("sweep.seed_runs=[{ seed = 1, table = \"sft\", value = 0.2, budget = 1.0 }]", "not a method table"),
+        ("sweep.seed_runs=[{ seed = 1, table = \"dpo\", value = -1.0, budget = 1.0 }]", "positive"),
+        ("sweep.seed_runs=[{ seed = 1, table = \"dpo\", value = 0.1, budget = 1.0 }]", "already a run"),
+        ("sweep.seed_runs=[{ seed = 1, table = \"dpo\", value = 0.2 }]", "budget"),
+        ("sweep.top_up_rounds=5", "0..=4"),
+    ] {
+        let e = load(&[set]).unwrap_err().to_string();
+        let key = if set.contains("top_up") { "sweep.top_up_rounds" } else { "sweep.seed_runs" };
+        assert!(e.contains(key) && e.contains(words) && e.contains("fix:"), "{set}: {e}");
+    }
+    let e = Scenario::load(std::path::Path::new("scenarios/sentiment.toml"), &["sweep.top_up_rounds=1".to_string()]).unwrap_err().to_string();
+    assert!(e.contains("sweep.top_up_rounds") && e.contains("sweep.budgets"), "{e}");
+    // A valid one: seed 1 runs DPO at beta 0.2 besides the grid, seed 0 does not.
+    let sc = load(&["sweep.seed_runs=[{ seed = 1, table = \"dpo\", value = 0.2, budget = 1.0 }]"]).unwrap();
+    let betas = |seed: u64| sc.with_seed(seed).methods.iter().filter(|m| m.name() == "dpo").count();
+    assert_eq!(betas(1), betas(0) + 1);
+    assert_eq!(sc.methods.len(), sc.n_shared, "seed 0's methods are the shared ones");
+}
+
+/// The landed-KL table shows a seed's top-up beside the calibrated run it stands in for, and
+/// counts the (budget, seed) as landed when the top-up is within 25%.
+#[test]
+fn the_landed_kl_table_counts_a_top_up_that_landed() {
+    use alignlab::experiment::{calibrate::CalibrationRecord, scenario::SeedRun, Metrics};
+    let rec = CalibrationRecord { table: "ppo".into(), key: "target_kl".into(), budget: 1.0, value: 1.0, pilot_kl: 0.95, within_tolerance: true, pilot_runs: 3 };
+    let mut e = Metrics::default();
+    for (v, seed, kl) in [(1.0, 0, 0.8), (1.0, 1, 1.5), (0.667, 1, 1.1), (0.667, 0, 9.0)] {
+        e.push("ppo", &format!("target_kl={v}"), seed, 60, "eval/kl", kl);
+    }
+    let tops = [SeedRun { seed: 1, table: "ppo".into(), value: 0.667, budget: 1.0 }];
+    let md = alignlab::report::calibration::markdown(std::slice::from_ref(&rec), &e, &tops);
+    assert!(md.contains("| 0: 0.800, 1: 1.500 → 1.100 (top-up 0.667) | 2/2 |"), "{md}");
+    assert!(md.contains("Landed within 25%: 2 of 2 (budget, seed) runs; 2 of 2 on the budgets the pilot reached (1 of them through a top-up)."), "{md}");
+    // Without it, seed 1 is a miss.
+    let md = alignlab::report::calibration::markdown(&[rec], &e, &[]);
+    assert!(md.contains("| 1/2 |") && md.contains("1 of 2 (budget, seed) runs;"), "{md}");
 }

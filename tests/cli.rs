@@ -285,19 +285,23 @@ fn a_nan_stops_its_cell_and_the_others_go_on() {
 
 #[test]
 fn seeds_sweep_with_jobs_runs_cells_as_processes() {
+    // Seed 1 also runs DPO at beta 0.25, a run of its own (`[sweep] seed_runs`: a top-up).
+    const SETS: [&str; 3] = ["sweep.seeds=[0,1]", "sweep.dpo.beta=[0.5]", "sweep.seed_runs=[{ seed = 1, table = \"dpo\", value = 0.25, budget = 1.0 }]"];
     let out = tmp("sweep");
     let mut c = bin();
     c.args(["run", "scenarios/sentiment.toml", "--threads", "2", "--device", "cpu", "--jobs", "2"]);
     c.arg("--results").arg(out.join("results")).arg("--runs").arg(out.join("runs"));
-    for s in tiny_for(Path::new("scenarios/sentiment.toml")).iter().chain(&["sweep.seeds=[0,1]", "sweep.dpo.beta=[0.5]"]) {
+    for s in tiny_for(Path::new("scenarios/sentiment.toml")).iter().chain(&SETS) {
         c.arg("--set").arg(s);
     }
     let o = c.output().unwrap();
     assert!(o.status.success(), "{}", text(&o));
     let evals = std::fs::read_to_string(out.join("results/sentiment/eval.csv")).unwrap();
-    for needle in ["dpo,beta=0.5,0,6,eval/gold", "dpo,beta=0.5,1,6,eval/gold", "ppo,target_kl=1,1,2,eval/kl"] {
+    for needle in ["dpo,beta=0.5,0,6,eval/gold", "dpo,beta=0.5,1,6,eval/gold", "ppo,target_kl=1,1,2,eval/kl", "dpo,beta=0.25,1,6,eval/gold"] {
         assert!(evals.contains(needle), "missing {needle}");
     }
+    assert!(!evals.contains("dpo,beta=0.25,0,"), "seed 0 ran seed 1's own run");
+    assert!(std::fs::read_to_string(out.join("results/sentiment/scenario.resolved.toml")).unwrap().contains("seed_runs"), "the results' scenario does not list the seed run");
     assert!(!evals.contains("dpo,beta=0.1,"), "the sweep grid did not replace the file's grid");
     let frontier = std::fs::read_to_string(out.join("results/sentiment/frontier.csv")).unwrap();
     assert!(frontier.lines().any(|l| l.starts_with("dpo,") && l.ends_with(",2")), "two seeds per budget:\n{frontier}");
@@ -305,9 +309,11 @@ fn seeds_sweep_with_jobs_runs_cells_as_processes() {
         assert!(out.join("results/sentiment").join(f).exists(), "no {f}");
     }
     // The cells listing knows they are done.
-    let o = bin().args(["cells", "scenarios/sentiment.toml", "--runs"]).arg(out.join("runs")).args(tiny_for(Path::new("scenarios/sentiment.toml")).iter().chain(&["sweep.seeds=[0,1]", "sweep.dpo.beta=[0.5]"]).flat_map(|s| ["--set", s])).output().unwrap();
+    let o = bin().args(["cells", "scenarios/sentiment.toml", "--runs"]).arg(out.join("runs")).args(tiny_for(Path::new("scenarios/sentiment.toml")).iter().chain(&SETS).flat_map(|s| ["--set", s])).output().unwrap();
     let t = text(&o);
     assert!(t.contains("--seed 1 --index 0\tdpo beta=0.5\tdone") && !t.contains("pending"), "{t}");
+    assert_eq!(t.matches("dpo beta=0.25\tdone").count(), 1, "{t}");
+    assert!(t.lines().any(|l| l.contains("--seed 1 ") && l.contains("dpo beta=0.25")), "{t}");
     // The sweep's profile: every cell's phases, and the sweep's FLOP utilisation.
     let timing = std::fs::read_to_string(out.join("results/sentiment/timing.csv")).unwrap();
     let util: f64 = timing.lines().find(|l| l.starts_with("sweep,,0,0,profile/sweep/flop_utilisation,")).and_then(|l| l.rsplit(',').next()?.parse().ok()).expect("no FLOP utilisation row");
@@ -324,7 +330,7 @@ fn seeds_sweep_with_jobs_runs_cells_as_processes() {
     for d in dir("eval0-").into_iter().chain(dir("reference-")).chain([cell.clone()]) {
         std::fs::remove_dir_all(d).unwrap();
     }
-    let o = bin().args(["cell", "scenarios/sentiment.toml", "--seed", "1", "--index", "0", "--threads", "1", "--device", "cpu", "--runs"]).arg(out.join("runs")).args(tiny_for(Path::new("scenarios/sentiment.toml")).iter().chain(&["sweep.seeds=[0,1]", "sweep.dpo.beta=[0.5]"]).flat_map(|s| ["--set", s])).output().unwrap();
+    let o = bin().args(["cell", "scenarios/sentiment.toml", "--seed", "1", "--index", "0", "--threads", "1", "--device", "cpu", "--runs"]).arg(out.join("runs")).args(tiny_for(Path::new("scenarios/sentiment.toml")).iter().chain(&SETS).flat_map(|s| ["--set", s])).output().unwrap();
     assert!(o.status.success(), "{}", text(&o));
     assert!(std::fs::read(cell.join("eval.csv")).unwrap() == before, "a cell computing pi_SFT's evaluation and the reference itself wrote other bytes");
     std::fs::remove_dir_all(&out).ok();
@@ -559,7 +565,7 @@ fn compute_is_counted_by_hand() {
 fn calibrated_grids_run_on_the_pilot_seed_and_replace_the_grids() {
     let file = Path::new("scenarios/sentiment.toml");
     let out = tmp("calibrate");
-    let extra = ["sweep.budgets=[0.01, 0.03]", "sweep.calibration_rounds=1", "tune.seeds=[2000]", "tune.budget=0.01", "tune.dpo.lr=[1e-4, 1e-3]", "tune.ppo.lr=[1e-5, 1e-4]"];
+    let extra = ["sweep.budgets=[0.01, 0.03]", "sweep.calibration_rounds=1", "tune.seeds=[2000]", "tune.budget=0.01", "tune.dpo.lr=[1e-4, 1e-3]", "tune.ppo.lr=[1e-5, 1e-4]", "sweep.top_up_rounds=1"];
     let o = run(file, &out, &extra);
     assert!(o.status.success(), "{}", text(&o));
     assert!(text(&o).contains("calibration round 1") && text(&o).contains("tuning configuration 2/2"), "{}", text(&o));
@@ -572,11 +578,20 @@ fn calibrated_grids_run_on_the_pilot_seed_and_replace_the_grids() {
     // The sweep ran exactly the calibrated settings, and nothing of the pilot seed is reported.
     let evals = alignlab::experiment::Metrics::read(&res.join("eval.csv")).unwrap();
     let dpo: Vec<String> = alignlab::report::distinct(evals.rows.iter().filter(|r| r.method == "dpo").map(|r| r.setting.clone()));
-    let mut want: Vec<String> = alignlab::report::distinct(cal.iter().filter(|r| r.table == "dpo").map(|r| format!("beta={}", r.value)));
+    // ... and the top-ups: one round, so exactly the (table, budget) whose calibrated run missed
+    // on seed 0 by more than 25%, among the budgets the pilot reached.
+    let tops = alignlab::report::calibration::seed_runs(&res).unwrap();
+    let mut want: Vec<String> = alignlab::report::distinct(cal.iter().filter(|r| r.table == "dpo").map(|r| format!("beta={}", r.value)).chain(tops.iter().filter(|t| t.table == "dpo").map(|t| format!("beta={}", t.value))));
     let mut got = dpo.clone();
     got.sort();
     want.sort();
     assert_eq!(got, want);
+    for r in cal.iter().filter(|r| r.table != "best_of_n") {
+        let kl = alignlab::report::calibration::landed(&evals, &r.table, &r.key, r.value)[0].1;
+        let missed = r.within_tolerance && (kl - r.budget).abs() > 0.25 * r.budget;
+        let topped = tops.iter().any(|t| t.seed == 0 && t.table == r.table && t.budget == r.budget);
+        assert_eq!(missed, topped, "{} at budget {}: landed {kl}, top-ups {tops:?}", r.table, r.budget);
+    }
     assert!(evals.rows.iter().all(|r| r.seed == 0), "a pilot-seed or tuning-seed row was reported");
     // Three seeds trained an SFT: the reported one, the pilot (1000) and the tuning seed (2000).
     assert_eq!(run_dirs(&out, "sentiment", "sft-").len(), 3, "the calibration or the tuning did not run on a seed of its own");
@@ -624,10 +639,11 @@ fn calibrated_grids_run_on_the_pilot_seed_and_replace_the_grids() {
     let wall = |stage: &str| summary.iter().find(|r| r.stage == stage && r.metric == "wall time").and_then(|r| r.value.strip_suffix(" s")?.parse::<f64>().ok()).unwrap_or_else(|| panic!("no {stage},wall time"));
     assert!(wall("invocation") > wall("run"), "invocation {} s, sweep {} s", wall("invocation"), wall("run"));
     let first = invocation(&summary);
-    assert_eq!(first.iter().map(|x| x.0.as_str()).collect::<Vec<_>>(), ["sweep runs", "tuning runs", "calibration runs"]);
-    assert!(first.iter().all(|(_, d)| d.ran > 0 && d.cached == 0), "{first:?}");
+    assert_eq!(first.iter().map(|x| x.0.as_str()).collect::<Vec<_>>(), ["sweep runs", "top-up runs", "tuning runs", "calibration runs"]);
+    assert!(first.iter().all(|(s, d)| (d.ran > 0 || s == "top-up runs") && d.cached == 0), "{first:?}");
+    assert_eq!(first[1].1.ran, tops.len(), "{first:?}");
     let cells = alignlab::report::distinct(evals.rows.iter().filter(|r| r.method != "sft").map(|r| (r.method.clone(), if r.method == "best_of_n" { String::new() } else { r.setting.clone() }))).len();
-    assert_eq!(first[0].1.ran, cells, "{first:?}");
+    assert_eq!(first[0].1.ran + first[1].1.ran, cells, "{first:?}");
     // The pilot runs are cached: a second run calibrates from them and trains nothing new, and
     // says so stage by stage.
     let before = run_dirs(&out, "sentiment", "dpo-").len();

@@ -27,6 +27,18 @@
 //! KL is nearest each budget in log KL. Tables without a knob (Preferred-FT) run as written.
 //! The pilot runs are ordinary cells of the pilot seed, cached like any other, so a rerun
 //! calibrates from its cache in seconds.
+//!
+//! **Top-ups** (`[sweep] top_up_rounds`, default 0). A setting fixed on the pilot can still miss
+//! a budget on a test seed: PPO-GT's same target KL lands 25% apart from seed to seed, and an
+//! Unlikelihood alpha that lands at 4 nats on the pilot diverges on one test seed. After the
+//! sweep, for every (calibrated table, budget the pilot reached, test seed) whose calibrated run
+//! landed more than 25% from the budget, a run of that seed alone is added at the setting
+//! [`propose`] gives from *that seed's* runs of the table (setting, final KL); up to
+//! `top_up_rounds` rounds, each from the runs so far ([`top_up_value`]). The choice reads final
+//! KLs only, never gold, so it does not select on what is reported; the added runs are
+//! `[sweep] seed_runs` of the results' scenario, and the report's landed-KL table shows them
+//! beside the run they stand in for. Every seed still reports every calibrated run; a top-up
+//! adds a point to that seed's frontier, not a replacement.
 
 use anyhow::{Context, Result};
 
@@ -203,14 +215,14 @@ pub fn calibrate(sc: &Scenario, opts: &RunOptions, load: &dyn Fn(&[String]) -> R
             continue;
         }
         if let Some(key) = knob(&resolved, &table) {
-            let sign = if key == "target_kl" || key == "alpha" { 1.0 } else { -1.0 };
+            let sign = sign_of(key);
             let grid = sc.methods.iter().filter(|m| m.name() == table).filter_map(|m| setting_value(&m.setting(), key)).collect();
             knobs.push(Knob { table, key, sign, grid, runs: vec![] });
         }
     }
     let mut work = super::RunsWork::default();
     let seeds = sc.pilot_seeds.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(", ");
-    let pilot_base = vec![format!("sweep.seeds=[{seeds}]"), "sweep.budgets=[]".to_string()];
+    let pilot_base = vec![format!("sweep.seeds=[{seeds}]"), "sweep.budgets=[]".to_string(), "sweep.seed_runs=[]".to_string(), "sweep.top_up_rounds=0".to_string()];
     for round in 0..=sc.calibration_rounds {
         // This round's settings: round 0 the grids, then proposals for the budgets not reached.
         let mut todo: Vec<(usize, Vec<f64>)> = Vec::new();
@@ -282,6 +294,62 @@ pub fn calibrate(sc: &Scenario, opts: &RunOptions, load: &dyn Fn(&[String]) -> R
         overrides.push(format!("best_of_n.n=[{}]", grid.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(", ")));
     }
     Ok(Calibration { overrides, records, work })
+}
+
+/// The way KL moves with a knob: +1 where it grows with the setting (target KL, alpha), -1
+/// where it falls (beta, a KL coefficient).
+pub fn sign_of(key: &str) -> f64 {
+    if key == "target_kl" || key == "alpha" {
+        1.0
+    } else {
+        -1.0
+    }
+}
+
+/// The setting a top-up round runs on one seed for `budget`, or None when none is needed or
+/// none can be proposed. `calibrated` is the final KL of the seed's calibrated run for the
+/// budget, `topped` those of the top-ups it has had, and `runs` every run of the table on the
+/// seed as (setting, final KL). None when one of them lands within 25% of the budget, or when
+/// the proposal is a setting the seed has run already.
+pub fn top_up_value(calibrated: f64, topped: &[f64], runs: &[(f64, f64)], budget: f64, sign: f64) -> Option<f64> {
+    if std::iter::once(&calibrated).chain(topped).any(|kl| within(*kl, budget)) {
+        return None;
+    }
+    let v = round3(propose(runs, budget, sign));
+    (v.is_finite() && v > 0.0 && !runs.iter().any(|r| r.0 == v)).then_some(v)
+}
+
+/// The final KL of a finished run (None: not finished, or no `eval/kl`).
+pub fn final_kl(sc: &Scenario, m: &methods::Method, opts: &RunOptions) -> Option<f64> {
+    let e = Metrics::read(&stages::method_dir(sc, m, opts).join("eval.csv")).ok()?;
+    e.rows.iter().filter(|r| r.metric == "eval/kl").max_by_key(|r| r.step).map(|r| r.value)
+}
+
+/// One round of top-ups (see the module's header): the seed runs to add, from the finished runs
+/// of `sc`'s seeds (its calibrated grids and the top-ups it has) and the calibration's records.
+pub fn top_ups(sc: &Scenario, opts: &RunOptions, records: &[CalibrationRecord]) -> Vec<crate::experiment::scenario::SeedRun> {
+    let mut out = Vec::new();
+    for &seed in &sc.seeds {
+        let s = sc.with_seed(seed);
+        for r in records.iter().filter(|r| r.within_tolerance && r.table != "best_of_n") {
+            let runs: Vec<(f64, f64)> = s.methods.iter().filter(|m| m.name() == r.table).filter_map(|m| Some((setting_value(&m.setting(), &r.key)?, final_kl(&s, m, opts)?))).collect();
+            // A failed or missing calibrated run is reported as such, not topped up.
+            let Some(calibrated) = runs.iter().find(|x| x.0 == r.value).map(|x| x.1) else { continue };
+            let topped: Vec<f64> = s.seed_runs.iter().filter(|(x, _)| x.seed == seed && x.table == r.table && x.budget == r.budget).filter_map(|(x, _)| runs.iter().find(|y| y.0 == x.value).map(|y| y.1)).collect();
+            if let Some(value) = top_up_value(calibrated, &topped, &runs, r.budget, sign_of(&r.key)) {
+                if !out.iter().any(|o: &crate::experiment::scenario::SeedRun| o.seed == seed && o.table == r.table && o.value == value) {
+                    out.push(crate::experiment::scenario::SeedRun { seed, table: r.table.clone(), value, budget: r.budget });
+                }
+            }
+        }
+    }
+    out
+}
+
+/// `[sweep] seed_runs` as a `--set` override.
+pub fn seed_runs_override(runs: &[crate::experiment::scenario::SeedRun]) -> String {
+    let items: Vec<String> = runs.iter().map(|r| format!("{{ seed = {}, table = \"{}\", value = {:?}, budget = {:?} }}", r.seed, r.table, r.value, r.budget)).collect();
+    format!("sweep.seed_runs=[{}]", items.join(", "))
 }
 
 /// A pilot run's evaluations.

@@ -482,7 +482,7 @@ impl RunsDone {
 /// seed's shared stages first; as cells with `jobs > 1`, in this process otherwise. Finished runs
 /// are reused; a failed one is an error. Returns how many were run and how many found cached.
 pub fn run_tables(sc: &Scenario, opts: &RunOptions, tables: &[String]) -> Result<RunsDone> {
-    let pending: Vec<_> = pending_cells(sc, opts).into_iter().filter(|(_, i, _)| sc.methods.get(*i).is_some_and(|m| tables.contains(&m.name()))).collect();
+    let pending: Vec<_> = pending_cells(sc, opts).into_iter().filter(|(seed, i, _)| sc.with_seed(*seed).methods.get(*i).is_some_and(|m| tables.contains(&m.name()))).collect();
     let done = RunsDone::of(sc.seeds.len() * sc.methods.iter().filter(|m| tables.contains(&m.name())).count(), pending.len());
     for &seed in &sc.seeds {
         let s = sc.with_seed(seed);
@@ -506,27 +506,93 @@ pub fn run_tables(sc: &Scenario, opts: &RunOptions, tables: &[String]) -> Result
     Ok(done)
 }
 
+/// The per-seed top-ups of a calibrated sweep: the calibration's records, and how to load the
+/// scenario with extra overrides (`[sweep] seed_runs`).
+pub struct TopUp<'a> {
+    pub records: &'a [calibrate::CalibrationRecord],
+    pub load: &'a dyn Fn(&[String]) -> Result<Scenario>,
+}
+
+/// Run `pending` cells of `sc`: as child processes with `jobs > 1` (each seed's shared stages
+/// first, here, so that the cells only read them), else in this process. Returns the failed
+/// cells with their error.
+fn run_pending(sc: &Scenario, opts: &RunOptions, pending: Vec<(u64, usize, String)>) -> Result<(Vec<(u64, usize, String)>, CellsProfile)> {
+    let seeds: Vec<u64> = sc.seeds.iter().copied().filter(|s| pending.iter().any(|p| p.0 == *s)).collect();
+    if opts.jobs > 1 {
+        for &seed in &seeds {
+            with_shared(&sc.with_seed(seed), opts, &mut Metrics::default(), &mut Summary::default(), |_, _, _| Ok(()))?;
+        }
+        let _wait = crate::profile::enter_stage("cells", "", 0, "wait");
+        return run_cells(sc, opts, pending);
+    }
+    let mut failed = Vec::new();
+    for seed in seeds {
+        let s = sc.with_seed(seed);
+        with_shared(&s, opts, &mut Metrics::default(), &mut Summary::default(), |shared, metrics, _| {
+            for (_, i, label) in pending.iter().filter(|p| p.0 == seed) {
+                let done = match s.methods.get(*i) {
+                    Some(m) => stages::method_stage(&s, m, shared, opts, metrics, &mut Metrics::default()),
+                    None => stages::best_of_n_stage(&s, s.best_of_n.as_ref().expect("a Best-of-N cell"), shared, opts, &mut Metrics::default()),
+                };
+                if let Err(e) = done {
+                    eprintln!("error: {label}: {e:#}");
+                    failed.push((seed, *i, format!("{e:#}")));
+                }
+            }
+            Ok(())
+        })?;
+    }
+    Ok((failed, CellsProfile::default()))
+}
+
 /// `alignlab run`: every stage of every seed, then results, tables and a summary. With
 /// `jobs > 1` the method runs go to child processes first; either way a failing method run is
 /// reported and the others go on.
-pub fn run(sc: &Scenario, opts: &RunOptions) -> Result<Summary> {
+pub fn run(sc: &Scenario, opts: &RunOptions, top_up: Option<TopUp>) -> Result<Summary> {
     let mut summary = Summary::default();
     let mut metrics = Metrics::default();
     let mut evals = Metrics::default();
     let t0 = std::time::Instant::now();
     let mut failed: Vec<(u64, usize, String)> = Vec::new();
     let mut cells = CellsProfile::default();
-    let pending = pending_cells(sc, opts);
-    let done = RunsDone::of(sc.seeds.len() * (sc.methods.len() + usize::from(sc.best_of_n.is_some())), pending.len());
-    if opts.jobs > 1 {
-        // The shared stages once per seed, here, so the cells only read them.
-        for &seed in &sc.seeds {
-            let s = sc.with_seed(seed);
-            with_shared(&s, opts, &mut Metrics::default(), &mut Summary::default(), |_, _, _| Ok(()))?;
-        }
-        let _wait = crate::profile::enter_stage("cells", "", 0, "wait");
-        (failed, cells) = run_cells(sc, opts, pending)?;
+    let (mut sc, mut opts) = (sc.clone(), opts.clone());
+    let top_up = top_up.filter(|_| sc.top_up_rounds > 0);
+    let pending = pending_cells(&sc, &opts);
+    // The sweep's cells; the top-ups are counted apart.
+    let total: usize = sc.seeds.iter().map(|&s| sc.with_seed(s).methods.len() + usize::from(sc.best_of_n.is_some())).sum();
+    let done = RunsDone::of(total, pending.len());
+    if opts.jobs > 1 || top_up.is_some() {
+        (failed, cells) = run_pending(&sc, &opts, pending)?;
     }
+    // Per-seed top-ups, decided on the finished runs' final KLs (see `calibrate`).
+    let mut topped = RunsDone::default();
+    if let Some(t) = &top_up {
+        let base = opts.clone();
+        let mut n_new = 0;
+        let mut added: Vec<scenario::SeedRun> = sc.seed_runs.iter().map(|r| r.0.clone()).collect();
+        for round in 1..=sc.top_up_rounds {
+            let new = calibrate::top_ups(&sc, &opts, t.records);
+            if new.is_empty() {
+                break;
+            }
+            eprintln!("top-up round {round}: {}", new.iter().map(|r| format!("{} {} (budget {}) on seed {}", r.table, r.value, r.budget, r.seed)).collect::<Vec<_>>().join(", "));
+            n_new += new.len();
+            added.extend(new);
+            let set = calibrate::seed_runs_override(&added);
+            sc = (t.load)(std::slice::from_ref(&set))?;
+            opts = base.with_sets(&[set]);
+            // Only the new runs: a failed cell of the grid is not retried here.
+            let pending: Vec<_> = pending_cells(&sc, &opts).into_iter().filter(|(seed, i, _)| *i >= sc.n_shared && *i < sc.with_seed(*seed).methods.len() && !failed.iter().any(|f| f.0 == *seed && f.1 == *i)).collect();
+            topped.ran += pending.len();
+            let (f, c) = run_pending(&sc, &opts, pending)?;
+            failed.extend(f);
+            cells.rows.extend(c.rows);
+            cells.idle_s += c.idle_s;
+        }
+        topped.cached = n_new.saturating_sub(topped.ran);
+    }
+    let sc = &sc;
+    let opts = &opts;
     for &seed in &sc.seeds {
         let s = sc.with_seed(seed);
         with_shared(&s, opts, &mut metrics, &mut summary, |shared, metrics, summary| {
@@ -557,6 +623,11 @@ pub fn run(sc: &Scenario, opts: &RunOptions) -> Result<Summary> {
     let wall = t0.elapsed().as_secs_f64();
     summary.add("run", "wall time", format!("{wall:.1} s"));
     summary.add("invocation", "sweep runs", done.line());
+    if top_up.is_some() {
+        summary.add("invocation", "top-up runs", topped.line());
+        let misses = sc.seed_runs.iter().map(|(r, _)| (r.table.clone(), r.seed, r.budget.to_bits())).collect::<std::collections::BTreeSet<_>>().len();
+        summary.add("protocol", "top-ups", format!("{} run(s) of one seed for {misses} (method, budget, seed) whose calibrated run landed more than {:.0}% from the budget; at most {} round(s), chosen on the seed's final KLs only", sc.seed_runs.len(), 100.0 * calibrate::TOLERANCE, sc.top_up_rounds));
+    }
     let profile = sweep_profile(opts, wall, cells);
     summary.add("run", "profile", profile_line(&profile));
     for (m, n, v) in compute_totals(&evals) {
@@ -583,7 +654,7 @@ pub fn run(sc: &Scenario, opts: &RunOptions) -> Result<Summary> {
     summary.failed = failed
         .into_iter()
         .map(|(seed, i, e)| {
-            let label = sc.methods.get(i).map(|m| format!("{} {}", m.name(), m.setting())).unwrap_or_else(|| "best_of_n".into());
+            let label = sc.with_seed(seed).methods.get(i).map(|m| format!("{} {}", m.name(), m.setting())).unwrap_or_else(|| "best_of_n".into());
             format!("{label} (seed {seed}): {e}")
         })
         .collect();

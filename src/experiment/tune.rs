@@ -75,7 +75,7 @@ pub fn tune(sc: &Scenario, opts: &RunOptions, load: &dyn Fn(&[String]) -> Result
     let t = sc.tune.as_ref().context("the scenario has no [tune]")?;
     let n = t.tables[0].1.len();
     let seeds = t.seeds.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(", ");
-    let base = vec!["tune.seeds=[]".to_string(), "sweep.budgets=[]".to_string(), format!("sweep.seeds=[{seeds}]")];
+    let base = vec!["tune.seeds=[]".to_string(), "sweep.budgets=[]".to_string(), "sweep.seed_runs=[]".to_string(), "sweep.top_up_rounds=0".to_string(), format!("sweep.seeds=[{seeds}]")];
     let names: Vec<String> = t.tables.iter().map(|x| x.0.clone()).collect();
     let mut records = Vec::new();
     let mut work = super::RunsWork::default();

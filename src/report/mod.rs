@@ -429,7 +429,7 @@ pub fn report(dir: &Path) -> Result<PathBuf> {
     }
     md.push_str(&compute::markdown(&evals, &cost, &cost_points));
     if let Some(cal) = read_if_present(&dir.join("calibration.csv"))? {
-        md.push_str(&calibration::markdown(&cal, &evals));
+        md.push_str(&calibration::markdown(&cal, &evals, &calibration::seed_runs(dir)?));
     }
     if let Some(t) = read_if_present(&dir.join("tuning.csv"))? {
         md.push_str(&tuning::markdown(&t));

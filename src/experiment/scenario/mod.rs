@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use parse::err;
 pub use crate::config::shown;
-pub use parse::{File, ReportConfig};
+pub use parse::{File, ReportConfig, SeedRun};
 
 use crate::config::ConfigError;
 pub use crate::algo::dpo::{PrefLoss, TrainConfig};
@@ -53,8 +53,15 @@ pub struct Scenario {
     pub train: TrainConfig,
     /// `[eval]`, with `optimal_samples` filled in.
     pub eval: EvalConfig,
-    /// Every method run, in the registry's order: one per grid value.
+    /// Every method run of this seed: one per grid value, in the registry's order, then this
+    /// seed's own runs (`[sweep] seed_runs`).
     pub methods: Vec<Method>,
+    /// How many of `methods` every seed runs (the rest are this seed's own).
+    pub n_shared: usize,
+    /// `[sweep] seed_runs`: runs of one seed only, each with its method.
+    pub seed_runs: Vec<(SeedRun, Method)>,
+    /// `[sweep] top_up_rounds`: per-seed top-ups after the sweep (0: none).
+    pub top_up_rounds: usize,
     /// Best-of-N's grid of N, if it runs.
     pub best_of_n: Option<Vec<usize>>,
     /// `[sweep] budgets`: the KL budgets the grids are calibrated to (empty: no calibration).
@@ -104,7 +111,9 @@ impl Scenario {
 
     /// The same scenario for one seed of its sweep.
     pub fn with_seed(&self, seed: u64) -> Scenario {
-        Scenario { seed, ..self.clone() }
+        let mut methods = self.methods[..self.n_shared].to_vec();
+        methods.extend(self.seed_runs.iter().filter(|(r, _)| r.seed == seed).map(|(_, m)| *m));
+        Scenario { seed, methods, ..self.clone() }
     }
 
     /// The sampling budget a model must fit: `<bos>` + the longest prompt + new tokens.
@@ -208,6 +217,27 @@ fn validate(parsed: parse::Parsed, text: &str, file: &str, default_name: &str, p
     need((1..=6).contains(&calibration_rounds), "sweep.calibration_rounds", format!("must be in 1..=6 (got {calibration_rounds})"), "use 3")?;
     let calibration_aim = sweep.as_ref().and_then(|s| s.calibration_aim).unwrap_or(crate::experiment::calibrate::AIM);
     need(calibration_aim.is_finite() && calibration_aim > 0.0 && calibration_aim <= crate::experiment::calibrate::TOLERANCE, "sweep.calibration_aim", format!("must be in (0, {}] (got {calibration_aim})", crate::experiment::calibrate::TOLERANCE), "use 0.1: the search stops for a budget once a pilot run lands within 10% of it")?;
+    let top_up_rounds = sweep.as_ref().and_then(|s| s.top_up_rounds).unwrap_or(0);
+    need(top_up_rounds <= 4, "sweep.top_up_rounds", format!("must be in 0..=4 (got {top_up_rounds})"), "use 2: a seed whose calibrated run missed a budget gets at most 2 runs of its own")?;
+    need(top_up_rounds == 0 || !budgets.is_empty(), "sweep.top_up_rounds", "tops up calibrated grids, and sweep.budgets is empty".into(), "give sweep.budgets, or remove top_up_rounds")?;
+    // Runs of one seed only: the table's KL knob at one value, checked like the table's grid.
+    let n_shared = methods.len();
+    let mut seed_runs: Vec<(SeedRun, Method)> = Vec::new();
+    for r in sweep.as_ref().map(|s| s.seed_runs.clone()).unwrap_or_default() {
+        let key = "sweep.seed_runs";
+        need(seeds.contains(&r.seed), key, format!("names seed {}, which is not in sweep.seeds {seeds:?}", r.seed), "give each run a seed of the sweep")?;
+        need(r.value.is_finite() && r.value > 0.0 && r.budget.is_finite() && r.budget > 0.0, key, format!("{} at {} for budget {} needs a positive value and budget", r.table, r.value, r.budget), "write e.g. { seed = 3, table = \"dpo\", value = 0.2, budget = 2.0 }")?;
+        let raw = parsed.methods.iter().find(|(n, _)| *n == r.table).map(|(_, t)| t.clone());
+        let knob = raw.as_ref().and_then(|t| crate::experiment::calibrate::knob(&toml::Table::from_iter([(r.table.clone(), toml::Value::Table(t.clone()))]), &r.table));
+        let (Some(mut table), Some(knob)) = (raw, knob) else {
+            return Err(err(file, text, sets, key, format!("names `{}`, which is not a method table of this scenario with a KL knob", r.table), "name a table the scenario runs with a grid of beta, alpha, target_kl or kl_coef"));
+        };
+        table.insert(knob.into(), toml::Value::Array(vec![toml::Value::Float(r.value)]));
+        let (runs, _) = super::methods::expand(&r.table, &table, s).map_err(at)?;
+        let (m, shared) = (runs[0], &methods[..n_shared]);
+        need(runs.len() == 1 && !shared.contains(&m) && !seed_runs.iter().any(|(o, x)| o.seed == r.seed && *x == m), key, format!("{} {knob} = {} on seed {} is already a run of the sweep", r.table, r.value, r.seed), "list each run once, outside the table's grid")?;
+        seed_runs.push((r, m));
+    }
     // The pairs the report compares: every name one the scenario runs.
     let mut ran: Vec<String> = vec!["sft".into()];
     for m in methods.iter().map(|m: &Method| m.name()) {
@@ -283,7 +313,9 @@ fn validate(parsed: parse::Parsed, text: &str, file: &str, default_name: &str, p
     let resolved_toml = std::iter::once(toml::to_string(&file_)).chain(resolved.iter().map(toml::to_string)).collect::<Result<Vec<_>, _>>().expect("the resolved scenario serializes").join("\n");
     let eval = EvalConfig { optimal_samples: Some(ev.optimal_samples.unwrap_or(candidates)), ..ev.clone() };
     let parse::File { world, sft, sample, prefs, reward, train, .. } = w;
-    Ok(Scenario { name, seed: seeds[0], seeds, world, model, reward_model: rm, sft, sample, prefs, reward, train, eval, methods, best_of_n, budgets, pilot_seeds, calibration_rounds, calibration_aim, tune, resolved_toml, source: path.to_path_buf() })
+    let sc = Scenario { name, seed: seeds[0], seeds, world, model, reward_model: rm, sft, sample, prefs, reward, train, eval, methods, n_shared, seed_runs, top_up_rounds, best_of_n, budgets, pilot_seeds, calibration_rounds, calibration_aim, tune, resolved_toml, source: path.to_path_buf() };
+    // `methods` holds the first seed's own runs too.
+    Ok(sc.with_seed(sc.seed))
 }
 
 /// Memory, estimated before any work: a size typed in the billions fails here with the

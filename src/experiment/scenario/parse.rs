@@ -82,6 +82,25 @@ pub struct Sweep {
     /// How near a budget the search aims (relative; default 0.1, see `experiment::calibrate`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub calibration_aim: Option<f64>,
+    /// Rounds of per-seed top-ups after the sweep (default 0: none; see
+    /// `experiment::calibrate::top_ups`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub top_up_rounds: Option<usize>,
+    /// Runs of one seed only (the top-ups `alignlab run` adds; they may be written by hand).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub seed_runs: Vec<SeedRun>,
+}
+
+/// A run on one seed of the sweep only: `table`'s KL knob (beta, alpha, target KL, ...) at
+/// `value`, added where that seed's calibrated run missed `budget` (a top-up).
+#[derive(Deserialize, Serialize, Debug, Clone, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SeedRun {
+    pub seed: u64,
+    pub table: String,
+    pub value: f64,
+    /// The budget it is for (the report's landed-KL table reads it).
+    pub budget: f64,
 }
 
 /// What the report compares. Read by `alignlab report` from the resolved scenario.
@@ -169,7 +188,7 @@ fn expand_sweep(table: &mut toml::Table) -> Result<(), ConfigError> {
     let fail = |key: String, problem: &str, fix: String| Err(ConfigError { key, problem: problem.into(), fix });
     let mut kept = toml::Table::new();
     for (section, v) in sweep {
-        if matches!(section.as_str(), "seeds" | "budgets" | "pilot_seed" | "pilot_seeds" | "calibration_rounds" | "calibration_aim") {
+        if matches!(section.as_str(), "seeds" | "budgets" | "pilot_seed" | "pilot_seeds" | "calibration_rounds" | "calibration_aim" | "top_up_rounds" | "seed_runs") {
             kept.insert(section, v);
             continue;
         }
