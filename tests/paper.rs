@@ -131,7 +131,9 @@ fn results_tree(root: &std::path::Path, first: &str, second: &str) -> std::path:
     let fair = results.join("fair-sentiment");
     std::fs::create_dir_all(&fair).unwrap();
     std::fs::write(fair.join("eval.csv"), e.to_csv()).unwrap();
-    std::fs::write(fair.join("tuning.csv"), "method,config,seed,gold_sel,budget,reached,picked\ndpo,lr=0.0001,2000,0.7,1,true,false\ndpo,lr=0.0003,2000,0.8,1,true,true\nppo,lr=0.0001,2000,0.9,1,true,true\nppo,lr=0.0003,2000,0.6,1,true,false\n").unwrap();
+    std::fs::write(fair.join("tuning.csv"), "method,config,seed,gold_sel,budget,reached,picked\ndpo,lr=0.0001,2000,0.7,1,true,false\ndpo,lr=0.0003,2000,0.8,1,true,true\nppo,lr=0.0001,2000,0.9,1,true,true\nppo,lr=0.0003,2000,0.6,1,true,false\ndpo,lr=0.0001,2001,0.7,1,true,false\ndpo,lr=0.0003,2001,0.8,1,true,true\nppo,lr=0.0001,2001,0.9,1,true,true\nppo,lr=0.0003,2001,0.6,1,true,false\n").unwrap();
+    // Tuned on two seeds, and one seed topped up.
+    std::fs::write(fair.join("scenario.resolved.toml"), "[sweep]\nseeds = [0, 1, 2]\nseed_runs = [{ seed = 1, table = \"ppo\", value = 0.8, budget = 1.0 }]\n").unwrap();
     // Its invocation found some runs cached from an earlier one: its wall time is a lower bound.
     std::fs::write(fair.join("summary.csv"), "stage,metric,value\nrun,wall time,14400.0 s\nrun,profile,\"work 2 s: train 100%; CPU 2 s; 110.0 TFLOP, FLOP utilisation 50.0% of 200 GFLOP/s\"\ncompute,ppo,\"per run (5 runs): 1.000 TFLOP; found cached, no wall time in this invocation\"\n").unwrap();
     // One folder records its code, the other predates the record.
@@ -181,7 +183,8 @@ fn paper_numbers_and_verdicts_come_from_the_results() {
     let fair = &md[md.find("## Sentiment: the fair protocol").unwrap()..];
     assert!(fair.contains("- KL 1: after: dpo - ppo = -0.100 ± 0.025 (per seed -0.090, -0.100, -0.110): dpo is below; before: dpo - ppo = +0.300 ± 0.025"), "{fair}");
     assert!(fair.contains("- T = 0: after: dpo - ppo = -0.100 ± 0.025 (per seed -0.090, -0.100, -0.110): dpo is below; before: -."), "{fair}");
-    assert!(fair.contains("### Equal tuning") && fair.contains("| ppo | lr=0.0001 * | 2000: 0.9000 | 0.9000 |"), "{fair}");
+    assert!(fair.contains("### Equal tuning") && fair.contains("| ppo | lr=0.0001 * | 2000: 0.9000, 2001: 0.9000 | 0.9000 |"), "{fair}");
+    assert!(fair.contains("on 2 tuning seeds that are never reported, the best mean at the reference budget") && fair.contains("settings chosen from its own final KLs (top-ups)"), "{fair}");
     // Its summary has the sweep's wall time only: the section says so, not "the invocation".
     assert!(fair.contains("Wall time of the sweep that wrote these results: 14400.0 s; the folder predates") && !fair[..fair.find("###").unwrap()].contains("Wall time of the invocation"), "{fair}");
     // The overoptimisation section: Gao's b per seed and its interval (hand values as in

@@ -310,7 +310,13 @@ fn report_section(dir: &Path, heading: &str) -> Option<String> {
 fn fair_section(s: &mut String, title: &str, scenario: &str, before: &Path, after: &Path) {
     let _ = writeln!(s, "## {title}: the fair protocol
 ");
-    let _ = writeln!(s, "`alignlab run scenarios/{scenario}.toml --jobs 2`: the same world and methods as the first wave's run, with equal tuning (the same number of configurations of every trained method's optimisation, on a tuning seed that is never reported, the best at the reference budget on the selection half frozen), grids calibrated to the KL budgets on pilot seeds that are never reported, rollouts on the training prompts only, and the preference methods keeping their checkpoint by held-out implicit accuracy (the reward model's rule).\n");
+    let tune_seeds = read::<crate::experiment::tune::TuningRecord>(&after.join("tuning.csv")).map_or(0, |t| distinct(t.iter().map(|r| r.seed)).len());
+    let tuned_on = match tune_seeds {
+        0 | 1 => "on a tuning seed that is never reported, the best".to_string(),
+        n => format!("on {n} tuning seeds that are never reported, the best mean"),
+    };
+    let topped = if super::calibration::seed_runs(after).is_ok_and(|t| !t.is_empty()) { ", and where a reported seed's calibrated run still landed more than 25% from a budget, runs of that seed alone at settings chosen from its own final KLs (top-ups)" } else { "" };
+    let _ = writeln!(s, "`alignlab run scenarios/{scenario}.toml --jobs 2`: the same world and methods as the first wave's run, with equal tuning (the same number of configurations of every trained method's optimisation, {tuned_on} at the reference budget on the selection half frozen), grids calibrated to the KL budgets on pilot seeds that are never reported{topped}, rollouts on the training prompts only, and the preference methods keeping their checkpoint by held-out implicit accuracy (the reward model's rule).\n");
     if let Some(t) = invocation_wall_time(after) {
         let _ = writeln!(s, "Wall time of the invocation that wrote these results (tuning, calibration and sweep): {t}; runs it found cached from an earlier invocation are not in it, their work is.\n");
     } else if let Some(t) = wall_time(after) {
