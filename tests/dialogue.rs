@@ -120,3 +120,33 @@ fn gold_reads_the_prompt_the_world_wrote_not_the_padded_row() {
     assert_eq!(w.gold(&padded[0], &reply), 0.0);
     assert_eq!(w.gold(&padded[1], &reply), 0.0);
 }
+
+/// The sentiment and summarize golds skip `<pad>` and `<bos>`: on their evaluation prompts, the
+/// left-padded rows score as the prompts the world wrote, so their gold-scored runs keep the
+/// cache key they had before `GOLD_PROMPTS` 2; only a dialogue run's key carries it.
+#[test]
+fn only_the_dialogue_gold_reads_the_padding() {
+    use alignlab::model::left_pad;
+    use alignlab::scenario::Scenario;
+    for file in ["scenarios/fair-sentiment.toml", "scenarios/fair-summarize.toml"] {
+        let sc = Scenario::load(std::path::Path::new(file), &[]).unwrap();
+        let w = alignlab::experiment::build_world(&sc);
+        let prompts: Vec<Vec<i64>> = w.eval_prompts().iter().take(64).cloned().collect();
+        let (padded, _) = left_pad(&prompts, tch::Device::Cpu);
+        let padded: Vec<Vec<i64>> = Vec::<Vec<i64>>::try_from(&padded).unwrap();
+        assert!(padded.iter().zip(&prompts).any(|(a, b)| a.len() > b.len()), "{file}: no prompt was padded");
+        let mut rng = Rng::new(0);
+        let mut differ = 0;
+        for (p, q) in prompts.iter().zip(&padded) {
+            let r: Vec<i64> = (0..12).map(|_| rng.range(4, w.vocab().words.len()) as i64).chain([EOS]).collect();
+            assert_eq!(w.gold(p, &r), w.gold(q, &r), "{file}: the padded row scores otherwise");
+            differ += usize::from(w.gold(p, &r) != w.gold(p, &r[..4]));
+        }
+        assert!(differ > 0, "{file}: the gold ignores the response, the check says nothing");
+    }
+    let sc = Scenario::load(std::path::Path::new("scenarios/fair-sentiment.toml"), &[]).unwrap();
+    let ppo_gt = sc.methods.iter().find(|m| m.name() == "ppo_gt").unwrap();
+    let dpo = sc.methods.iter().find(|m| m.name() == "dpo").unwrap();
+    assert!(ppo_gt.cache_key(&sc.train, true).ends_with("|gold_prompts=2") && !ppo_gt.cache_key(&sc.train, false).contains("gold_prompts"));
+    assert_eq!(dpo.cache_key(&sc.train, true), dpo.cache_key(&sc.train, false));
+}

@@ -201,7 +201,7 @@ fn cache_keys_follow_the_settings_they_depend_on() {
     }
     let other = load(&with_dpo, &["prefs.k=3"]).unwrap();
     assert_ne!(prefs_key(&base), prefs_key(&other));
-    let key = |sc: &Scenario| sc.methods[0].cache_key(&sc.train);
+    let key = |sc: &Scenario| sc.methods[0].cache_key(&sc.train, false);
     assert!(key(&base).contains("beta = 0.1"), "{}", key(&base));
     for set in ["train.lr=1e-3", "dpo.beta=[0.2]", "dpo.steps=3"] {
         assert_ne!(key(&base), key(&load(&with_dpo, &[set]).unwrap()), "{set} must change the method's key");

@@ -43,11 +43,14 @@ pub enum MethodKind {
     Online { gold: bool, loss: PrefLoss, sync_every: usize, shuffled: bool },
 }
 
-/// How runs scored by the gold reward pass their prompts to it, in their cache key: 2, the
-/// prompt as the world wrote it; 1 (before commit b25cbc3) passed the rollout's
-/// left-padded row, `<pad>`s and `<bos>` first. The sentiment and summarize golds skip those
-/// tokens, so their runs are the same; the dialogue judge reads the request's intent at
-/// position 1 and scored every rollout as answering no request (length and repeats only).
+/// How runs scored by the gold reward pass their prompts to it: 2, the prompt as the world
+/// wrote it; 1 (before commit b25cbc3) passed the rollout's left-padded row, `<pad>`s and
+/// `<bos>` first. The dialogue judge reads the request's intent at position 1 and scored every
+/// such rollout as answering no request (length and repeats only), so dialogue runs carry
+/// `gold_prompts=2` in their cache key ([`Method::cache_key`] with `gold_reads_padding`). The
+/// sentiment and summarize golds skip those tokens (tests/dialogue.rs checks it), so their
+/// runs are the same bytes under both (checked on sentiment PPO-GT tuning runs: eval.csv
+/// identical) and keep their key.
 pub const GOLD_PROMPTS: u32 = 2;
 
 /// The PPO tables and whether each scores with the gold reward.
@@ -269,14 +272,16 @@ impl Method {
 
     /// The method's part of its run folder's cache key: its kind with every setting, and for
     /// the offline methods the optimisation they run with (PPO's is in its kind).
-    pub fn cache_key(&self, base: &TrainConfig) -> String {
+    /// `gold_reads_padding`: whether the world's gold scored the padded rows differently (the
+    /// dialogue judge; see [`GOLD_PROMPTS`]).
+    pub fn cache_key(&self, base: &TrainConfig, gold_reads_padding: bool) -> String {
         #[derive(serde::Serialize)]
         struct Key {
             kind: MethodKind,
             train: Option<TrainConfig>,
         }
         let train = matches!(self.kind, MethodKind::Pref(_) | MethodKind::Online { .. }).then(|| self.train_config(base));
-        let gold = if matches!(self.kind, MethodKind::Ppo { gold: true, .. } | MethodKind::Online { gold: true, .. }) { format!("|gold_prompts={GOLD_PROMPTS}") } else { String::new() };
+        let gold = if gold_reads_padding && matches!(self.kind, MethodKind::Ppo { gold: true, .. } | MethodKind::Online { gold: true, .. }) { format!("|gold_prompts={GOLD_PROMPTS}") } else { String::new() };
         format!("method|{}{gold}", super::key_of(&Key { kind: self.kind, train }))
     }
 

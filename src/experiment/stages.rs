@@ -259,7 +259,8 @@ fn temperature_sweep(sc: &Scenario, ev: &Evaluator, policy: &Gpt, (name, setting
 /// The run folder of one method run.
 pub fn method_dir(sc: &Scenario, method: &Method, opts: &RunOptions) -> PathBuf {
     let (name, setting) = (method.name(), method.setting());
-    let key = format!("{}|{}|eval|{}|{}", reward_key(sc), method.cache_key(&sc.train), key_of(&sc.eval), key_of(&sc.sample));
+    let gold_reads_padding = matches!(sc.world, super::scenario::WorldConfig::Dialogue(_));
+    let key = format!("{}|{}|eval|{}|{}", reward_key(sc), method.cache_key(&sc.train, gold_reads_padding), key_of(&sc.eval), key_of(&sc.sample));
     let label = if setting.is_empty() { name.to_string() } else { format!("{name}-{}", setting.replace(';', "-")) };
     stage_dir(sc, opts, &label, &key)
 }
