@@ -292,6 +292,15 @@ fn a_top_up_is_proposed_only_for_a_miss_from_the_seeds_own_runs() {
     let want = round3((0.4f64.ln() + f * (0.8f64.ln() - 0.4f64.ln())).exp());
     assert_eq!(top_up_value(8.9, &[], &[(0.4, 2.0), (0.8, 8.9)], 4.0, 1.0), Some(want));
     assert_eq!(want, 0.552); // ln 2 / ln 4.45 = 0.464 of the way: exp(-0.916 + 0.464 x 0.693)
+    // KL not monotone on this seed: target 2 lands 1.78, target 2.66 lands 1.59 (saturated), so
+    // extrapolating to budget 2.5 along them points down (0.85 and lower). The proposal must move
+    // from the run nearest the budget (target 2 at 1.78) towards more KL: a factor 2, target 4.
+    let sat = [(1.0, 0.9), (2.0, 1.78), (2.66, 1.59)];
+    assert!(propose(&sat, 2.5, 1.0) < 2.0, "{}", propose(&sat, 2.5, 1.0));
+    assert_eq!(top_up_value(1.59, &[], &sat, 2.5, 1.0), Some(4.0));
+    // The same for a beta (KL falls with it): beta 0.34 at 4.25 and 0.3 at 3.74 point to a larger
+    // beta for budget 5; it must be smaller than 0.34, by a factor 2.
+    assert_eq!(top_up_value(3.74, &[], &[(0.3, 3.74), (0.34, 4.25), (0.53, 2.06)], 5.0, -1.0), Some(0.17));
     // No finite proposal (every run diverged): nothing.
     assert_eq!(top_up_value(f64::NAN, &[], &[(0.8, f64::NAN)], 4.0, 1.0), None);
 }

@@ -311,11 +311,23 @@ pub fn sign_of(key: &str) -> f64 {
 /// budget, `topped` those of the top-ups it has had, and `runs` every run of the table on the
 /// seed as (setting, final KL). None when one of them lands within 25% of the budget, or when
 /// the proposal is a setting the seed has run already.
+///
+/// A seed's KL need not be monotone in the knob where it saturates or diverges (summarize's PPO
+/// on seed 3: target 2.66 lands lower than target 2), and extrapolating along two such runs
+/// points the wrong way. So the proposal must move from the run nearest the budget in the
+/// direction the knob moves KL (`sign`); where it does not, it is a factor 2 that way.
 pub fn top_up_value(calibrated: f64, topped: &[f64], runs: &[(f64, f64)], budget: f64, sign: f64) -> Option<f64> {
     if std::iter::once(&calibrated).chain(topped).any(|kl| within(*kl, budget)) {
         return None;
     }
-    let v = round3(propose(runs, budget, sign));
+    let mut v = round3(propose(runs, budget, sign));
+    let nearest = runs.iter().filter(|r| r.0 > 0.0 && r.1 > 0.0 && r.1.is_finite()).min_by(|p, q| (p.1 / budget).ln().abs().total_cmp(&(q.1 / budget).ln().abs()));
+    if let Some(&(x0, k0)) = nearest {
+        let way = sign * (budget / k0).ln().signum();
+        if v.is_finite() && v > 0.0 && (v / x0).ln() * way <= 0.0 {
+            v = round3(x0 * 2f64.powf(way));
+        }
+    }
     (v.is_finite() && v > 0.0 && !runs.iter().any(|r| r.0 == v)).then_some(v)
 }
 
