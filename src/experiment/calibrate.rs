@@ -42,7 +42,7 @@
 
 use anyhow::{Context, Result};
 
-use super::scenario::Scenario;
+use super::scenario::{Scenario, SeedRun};
 use super::{methods, stages, Metrics, RunOptions};
 
 /// A budget counts as reached when a run lands within this relative distance of it.
@@ -181,7 +181,13 @@ pub fn pick(runs: &[(f64, f64)], budget: f64, budgets: &[f64]) -> Option<(f64, f
     let ok: Vec<(f64, f64)> = runs.iter().copied().filter(|r| r.1 > 0.0 && r.1.is_finite()).collect();
     let dist = |r: &&(f64, f64)| (r.1 / budget).ln().abs();
     let own = ok.iter().filter(|r| nearest_budget(r.1, budgets) == Some(budget)).min_by(|p, q| dist(p).total_cmp(&dist(q)));
-    own.or_else(|| ok.iter().min_by(|p, q| dist(p).total_cmp(&dist(q)))).copied()
+    own.copied().or_else(|| nearest_run(runs, budget))
+}
+
+/// The (setting, landed KL) run that landed nearest `budget` in log KL (runs with a positive,
+/// finite KL).
+fn nearest_run(runs: &[(f64, f64)], budget: f64) -> Option<(f64, f64)> {
+    runs.iter().copied().filter(|r| r.1 > 0.0 && r.1.is_finite()).min_by(|p, q| (p.1 / budget).ln().abs().total_cmp(&(q.1 / budget).ln().abs()))
 }
 
 /// The value of `key` in a method's setting label (`beta=0.1`, `target_kl=1;rollout_batch=64`,
@@ -257,8 +263,7 @@ pub fn calibrate(sc: &Scenario, opts: &RunOptions, load: &dyn Fn(&[String]) -> R
                 let mut kls = Vec::new();
                 for &seed in &sc.pilot_seeds {
                     let e = pilot_evals(&pilot.with_seed(seed), m, opts)?;
-                    let last = e.rows.iter().filter(|r| r.metric == "eval/kl").max_by_key(|r| r.step).map(|r| r.value);
-                    kls.push(last.with_context(|| format!("the pilot run {} {} (seed {seed}) has no eval/kl", m.name(), m.setting()))?);
+                    kls.push(last_kl(&e).with_context(|| format!("the pilot run {} {} (seed {seed}) has no eval/kl", m.name(), m.setting()))?);
                     work.add(&e);
                 }
                 k.runs.push((v, kls.iter().sum::<f64>() / kls.len() as f64));
@@ -321,8 +326,8 @@ pub fn top_up_value(calibrated: f64, topped: &[f64], runs: &[(f64, f64)], budget
         return None;
     }
     let mut v = round3(propose(runs, budget, sign));
-    let nearest = runs.iter().filter(|r| r.0 > 0.0 && r.1 > 0.0 && r.1.is_finite()).min_by(|p, q| (p.1 / budget).ln().abs().total_cmp(&(q.1 / budget).ln().abs()));
-    if let Some(&(x0, k0)) = nearest {
+    let positive: Vec<(f64, f64)> = runs.iter().copied().filter(|r| r.0 > 0.0).collect();
+    if let Some((x0, k0)) = nearest_run(&positive, budget) {
         let way = sign * (budget / k0).ln().signum();
         if v.is_finite() && v > 0.0 && (v / x0).ln() * way <= 0.0 {
             v = round3(x0 * 2f64.powf(way));
@@ -331,26 +336,32 @@ pub fn top_up_value(calibrated: f64, topped: &[f64], runs: &[(f64, f64)], budget
     (v.is_finite() && v > 0.0 && !runs.iter().any(|r| r.0 == v)).then_some(v)
 }
 
+/// A run's final KL: its `eval/kl` at the last step evaluated.
+fn last_kl(e: &Metrics) -> Option<f64> {
+    e.rows.iter().filter(|r| r.metric == "eval/kl").max_by_key(|r| r.step).map(|r| r.value)
+}
+
 /// The final KL of a finished run (None: not finished, or no `eval/kl`).
 pub fn final_kl(sc: &Scenario, m: &methods::Method, opts: &RunOptions) -> Option<f64> {
-    let e = Metrics::read(&stages::method_dir(sc, m, opts).join("eval.csv")).ok()?;
-    e.rows.iter().filter(|r| r.metric == "eval/kl").max_by_key(|r| r.step).map(|r| r.value)
+    last_kl(&Metrics::read(&stages::method_dir(sc, m, opts).join("eval.csv")).ok()?)
 }
 
 /// One round of top-ups (see the module's header): the seed runs to add, from the finished runs
 /// of `sc`'s seeds (its calibrated grids and the top-ups it has) and the calibration's records.
-pub fn top_ups(sc: &Scenario, opts: &RunOptions, records: &[CalibrationRecord]) -> Vec<crate::experiment::scenario::SeedRun> {
+pub fn top_ups(sc: &Scenario, opts: &RunOptions, records: &[CalibrationRecord]) -> Vec<SeedRun> {
     let mut out = Vec::new();
     for &seed in &sc.seeds {
         let s = sc.with_seed(seed);
+        // Each table's finished runs on this seed, read once: (table, setting, final KL).
+        let finished: Vec<(String, f64, f64)> = s.methods.iter().filter_map(|m| Some((m.name(), setting_value(&m.setting(), knob_of(records, &m.name())?)?, final_kl(&s, m, opts)?))).collect();
         for r in records.iter().filter(|r| r.within_tolerance && r.table != "best_of_n") {
-            let runs: Vec<(f64, f64)> = s.methods.iter().filter(|m| m.name() == r.table).filter_map(|m| Some((setting_value(&m.setting(), &r.key)?, final_kl(&s, m, opts)?))).collect();
+            let runs: Vec<(f64, f64)> = finished.iter().filter(|f| f.0 == r.table).map(|f| (f.1, f.2)).collect();
             // A failed or missing calibrated run is reported as such, not topped up.
             let Some(calibrated) = runs.iter().find(|x| x.0 == r.value).map(|x| x.1) else { continue };
             let topped: Vec<f64> = s.seed_runs.iter().filter(|(x, _)| x.seed == seed && x.table == r.table && x.budget == r.budget).filter_map(|(x, _)| runs.iter().find(|y| y.0 == x.value).map(|y| y.1)).collect();
             if let Some(value) = top_up_value(calibrated, &topped, &runs, r.budget, sign_of(&r.key)) {
-                if !out.iter().any(|o: &crate::experiment::scenario::SeedRun| o.seed == seed && o.table == r.table && o.value == value) {
-                    out.push(crate::experiment::scenario::SeedRun { seed, table: r.table.clone(), value, budget: r.budget });
+                if !out.iter().any(|o: &SeedRun| o.seed == seed && o.table == r.table && o.value == value) {
+                    out.push(SeedRun { seed, table: r.table.clone(), value, budget: r.budget });
                 }
             }
         }
@@ -358,8 +369,13 @@ pub fn top_ups(sc: &Scenario, opts: &RunOptions, records: &[CalibrationRecord]) 
     out
 }
 
+/// The knob the calibration's records give `table` (None: not calibrated, or Best-of-N).
+fn knob_of<'a>(records: &'a [CalibrationRecord], table: &str) -> Option<&'a str> {
+    records.iter().find(|r| r.table == table && r.table != "best_of_n").map(|r| r.key.as_str())
+}
+
 /// `[sweep] seed_runs` as a `--set` override.
-pub fn seed_runs_override(runs: &[crate::experiment::scenario::SeedRun]) -> String {
+pub fn seed_runs_override(runs: &[SeedRun]) -> String {
     let items: Vec<String> = runs.iter().map(|r| format!("{{ seed = {}, table = \"{}\", value = {:?}, budget = {:?} }}", r.seed, r.table, r.value, r.budget)).collect();
     format!("sweep.seed_runs=[{}]", items.join(", "))
 }
