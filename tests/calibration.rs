@@ -301,6 +301,19 @@ fn a_top_up_is_proposed_only_for_a_miss_from_the_seeds_own_runs() {
     // The same for a beta (KL falls with it): beta 0.34 at 4.25 and 0.3 at 3.74 point to a larger
     // beta for budget 5; it must be smaller than 0.34, by a factor 2.
     assert_eq!(top_up_value(3.74, &[], &[(0.3, 3.74), (0.34, 4.25), (0.53, 2.06)], 5.0, -1.0), Some(0.17));
+    // KL flat and not monotone in beta on this seed (dialogue DPO, seed 1, budget 5): beta 0.3
+    // at 3.2, 0.15 at 3.6, 0.075 at 3.3. Extrapolating along the two nearest the budget (0.15
+    // and 0.075) points to a larger beta, so the rule takes a factor 2 down from 0.15: 0.075,
+    // run already. It steps on from that run, whose KL is short too: 0.0375.
+    let flat = [(0.3, 3.2), (0.15, 3.6), (0.075, 3.3)];
+    assert_eq!(top_up_value(3.2, &[3.6, 3.3], &flat, 5.0, -1.0), Some(0.0375));
+    // And past every setting already run: with 0.0375 run too (at 3.4), 0.0188.
+    let flatter = [(0.3, 3.2), (0.15, 3.6), (0.075, 3.3), (0.0375, 3.4)];
+    assert_eq!(top_up_value(3.2, &[3.6, 3.3, 3.4], &flatter, 5.0, -1.0), Some(0.0188));
+    // An extrapolation that lands on a setting run already steps on the same way: along 0.3 at
+    // 3.45 and 0.6 at 3.40 the step is the clamp, a factor 4 down: 0.075, run (at 3.30), so 0.0375.
+    let flat2 = [(0.3, 3.45), (0.6, 3.40), (0.15, 3.35), (0.075, 3.30)];
+    assert_eq!(top_up_value(3.45, &[3.35, 3.30], &flat2, 5.0, -1.0), Some(0.0375));
     // No finite proposal (every run diverged): nothing.
     assert_eq!(top_up_value(f64::NAN, &[], &[(0.8, f64::NAN)], 4.0, 1.0), None);
 }

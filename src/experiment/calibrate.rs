@@ -315,7 +315,7 @@ pub fn sign_of(key: &str) -> f64 {
 /// none can be proposed. `calibrated` is the final KL of the seed's calibrated run for the
 /// budget, `topped` those of the top-ups it has had, and `runs` every run of the table on the
 /// seed as (setting, final KL). None when one of them lands within 25% of the budget, or when
-/// the proposal is a setting the seed has run already.
+/// no setting can be proposed.
 ///
 /// A seed's KL need not be monotone in the knob where it saturates or diverges (summarize's PPO
 /// on seed 3: target 2.66 lands lower than target 2), and extrapolating along two such runs
@@ -332,6 +332,17 @@ pub fn top_up_value(calibrated: f64, topped: &[f64], runs: &[(f64, f64)], budget
         if v.is_finite() && v > 0.0 && (v / x0).ln() * way <= 0.0 {
             v = round3(x0 * 2f64.powf(way));
         }
+    }
+    // A setting the seed has run already would add nothing (where KL is flat in the knob, the
+    // factor 2 lands on an earlier top-up): step on from that run by factors of 2, the way its
+    // own KL must move, to a setting not yet run.
+    for _ in 0..8 {
+        let Some(&(x, k)) = runs.iter().find(|r| r.0 == v) else { break };
+        let way = sign * (budget / k).ln().signum();
+        if !(way != 0.0 && k.is_finite()) {
+            return None;
+        }
+        v = round3(x * 2f64.powf(way));
     }
     (v.is_finite() && v > 0.0 && !runs.iter().any(|r| r.0 == v)).then_some(v)
 }
