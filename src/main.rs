@@ -313,6 +313,7 @@ fn run() -> Result<()> {
                 let out = opts.results_root.join(&sc.name);
                 let mut sweep = experiment::RunsWork::default();
                 sweep.add(&experiment::Metrics::read(&out.join("eval.csv"))?);
+                sweep.add_timing(&experiment::Metrics::read(&out.join("timing.csv"))?);
                 let mut total = sweep;
                 let mut seeds = sc.seeds.len();
                 if let Some(t) = &tuning {
@@ -331,6 +332,7 @@ fn run() -> Result<()> {
                     seeds += sc.pilot_seeds.len();
                 }
                 summary.add("protocol", "sweep", format!("{} reported seed(s), {}", sc.seeds.len(), sweep.line()));
+                summary.add("protocol", "ledger", total.wall_line());
                 summary.add("protocol", "total", format!("{}, each run charged as in the compute table (its own work and the shared stages it stands on): {:.2} times the sweep's model FLOPs; SFT, preference data and reward model trained on {seeds} seeds instead of {}", total.line(), total.work[0] / sweep.work[0], sc.seeds.len()));
             }
             summary.add("invocation", "wall time", format!("{:.1} s", t_start.elapsed().as_secs_f64()));

@@ -141,6 +141,11 @@ fn same_seed_same_bytes_and_cached_stages_are_reused() {
     let evals = |d: &Path| std::fs::read(d.join("results/sentiment/eval.csv")).unwrap();
     assert_eq!(evals(&a), evals(&b), "eval.csv differs between two identical runs");
     assert!(String::from_utf8(evals(&a)).unwrap().contains("ppo_gt,target_kl=3,0,2,eval/gold"));
+    // The ledger: every reported run kept its own wall time.
+    let ledger = |d: &Path| std::fs::read_to_string(d.join("results/sentiment/summary.csv")).unwrap().lines().find_map(|l| l.strip_prefix("run,ledger,").map(String::from)).unwrap();
+    let first = ledger(&a);
+    let (secs, timed, runs) = alignlab::experiment::RunsWork::parse_wall(&first).unwrap();
+    assert!(secs > 0.0 && timed == runs && runs > 5, "{first}");
     // A second run in the same folder reuses the SFT checkpoint and gives the same metrics.
     let oc = run(file, &a, &[]);
     assert!(oc.status.success());
@@ -150,6 +155,8 @@ fn same_seed_same_bytes_and_cached_stages_are_reused() {
     let compute = |d: &Path| std::fs::read_to_string(d.join("results/sentiment/summary.csv")).unwrap().lines().filter(|l| l.starts_with("compute,")).map(String::from).collect::<Vec<_>>();
     assert!(compute(&a).len() == 5 && compute(&a).iter().all(|l| l.ends_with("found cached, no wall time in this invocation\"")), "{:?}", compute(&a));
     assert!(compute(&b).iter().all(|l| l.ends_with(" s wall with its evaluations\"")), "{:?}", compute(&b));
+    // ... and its ledger still counts what they cost when they ran.
+    assert_eq!(ledger(&a), first);
     // Another seed gives other numbers.
     let od = run(file, &b, &["seed=5"]);
     assert!(od.status.success());
@@ -628,6 +635,19 @@ fn calibrated_grids_run_on_the_pilot_seed_and_replace_the_grids() {
         let want = format!("{runs} runs: {:.3} TFLOP", gflop / 1e3);
         assert!(runs > 1 && line(m).contains(&want), "protocol,{m}: {} (counted {want})", line(m));
     }
+    // The ledger, summed again from the run folders' timing.csv: every run the protocol stands
+    // on (tuning, pilot, sweep, top-ups) kept its own wall time, and each is counted once.
+    let (mut secs, mut n) = (0.0, 0);
+    for d in run_dirs(&out, "sentiment", "") {
+        let Ok(t) = alignlab::experiment::Metrics::read(&d.join("timing.csv")) else { continue };
+        for r in t.rows.iter().filter(|r| r.metric.ends_with("/time/run_s")) {
+            secs += r.value;
+            n += 1;
+        }
+    }
+    let (s, timed, runs) = alignlab::experiment::RunsWork::parse_wall(&line("ledger")).unwrap();
+    assert!(n > 10 && (timed, runs) == (n, n) && (s - secs).abs() < 0.051, "protocol,ledger: {} (counted {secs} s over {n} runs)", line("ledger"));
+    assert!(line("total").starts_with(&format!("{n} runs:")), "{}", line("total"));
     assert!(line("tuning").starts_with("2 configurations on tuning seed(s) [2000]"), "{}", line("tuning"));
     assert!(line("calibration rule").starts_with("2: settled within 0.1 of a budget"), "{}", line("calibration rule"));
     // What this invocation ran, per stage: everything, nothing cached; the sweep one cell per

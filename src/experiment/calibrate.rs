@@ -265,6 +265,7 @@ pub fn calibrate(sc: &Scenario, opts: &RunOptions, load: &dyn Fn(&[String]) -> R
                     let e = pilot_evals(&pilot.with_seed(seed), m, opts)?;
                     kls.push(last_kl(&e).with_context(|| format!("the pilot run {} {} (seed {seed}) has no eval/kl", m.name(), m.setting()))?);
                     work.add(&e);
+                    work.add_timing(&stages::run_timing(&pilot.with_seed(seed), m, opts));
                 }
                 k.runs.push((v, kls.iter().sum::<f64>() / kls.len() as f64));
             }

@@ -313,7 +313,7 @@ pub fn run_cell(sc: &Scenario, opts: &RunOptions, index: usize) -> Result<()> {
         match sc.methods.get(index) {
             Some(m) => stages::method_stage(sc, m, shared, opts, metrics, &mut evals),
             None => match &sc.best_of_n {
-                Some(grid) if index == sc.methods.len() => stages::best_of_n_stage(sc, grid, shared, opts, &mut evals),
+                Some(grid) if index == sc.methods.len() => stages::best_of_n_stage(sc, grid, shared, opts, metrics, &mut evals),
                 _ => anyhow::bail!("cell {index} does not exist: the scenario has {} method runs{}", sc.methods.len(), if sc.best_of_n.is_some() { " and Best-of-N" } else { "" }),
             },
         }
@@ -532,7 +532,7 @@ fn run_pending(sc: &Scenario, opts: &RunOptions, pending: Vec<(u64, usize, Strin
             for (_, i, label) in pending.iter().filter(|p| p.0 == seed) {
                 let done = match s.methods.get(*i) {
                     Some(m) => stages::method_stage(&s, m, shared, opts, metrics, &mut Metrics::default()),
-                    None => stages::best_of_n_stage(&s, s.best_of_n.as_ref().expect("a Best-of-N cell"), shared, opts, &mut Metrics::default()),
+                    None => stages::best_of_n_stage(&s, s.best_of_n.as_ref().expect("a Best-of-N cell"), shared, opts, metrics, &mut Metrics::default()),
                 };
                 if let Err(e) = done {
                     eprintln!("error: {label}: {e:#}");
@@ -608,7 +608,7 @@ pub fn run(sc: &Scenario, opts: &RunOptions, top_up: Option<TopUp>) -> Result<Su
             }
             if let Some(grid) = &s.best_of_n {
                 if !failed.iter().any(|f| f.0 == seed && f.1 == s.methods.len()) {
-                    if let Err(e) = stages::best_of_n_stage(&s, grid, shared, opts, &mut evals) {
+                    if let Err(e) = stages::best_of_n_stage(&s, grid, shared, opts, metrics, &mut evals) {
                         failed.push((seed, s.methods.len(), format!("{e:#}")));
                     }
                 }
@@ -646,6 +646,11 @@ pub fn run(sc: &Scenario, opts: &RunOptions, top_up: Option<TopUp>) -> Result<Su
         };
         summary.add("compute", &m, format!("per run ({n} runs): {:.3} TFLOP, {:.0} tokens forward, {:.0} backward, {:.0} optimiser steps, {:.0} samples, {:.0} reward-model and {:.0} gold queries; {wall}", v[0] / 1e3, v[1], v[2], v[3], v[4], v[5], v[6]));
     }
+    // The cost ledger: what the reported runs cost when they ran, cached or not.
+    let mut ledger = RunsWork::default();
+    ledger.add(&evals);
+    ledger.add_timing(&metrics);
+    summary.add("run", "ledger", ledger.wall_line());
     metrics.extend(profile);
     summary.add("run", "code", code_version());
     summary.add("run", "results", out.display().to_string());
@@ -747,6 +752,11 @@ pub fn run_work(evals: &Metrics) -> Vec<((String, String, u64), crate::profile::
 pub struct RunsWork {
     pub runs: usize,
     pub work: crate::profile::Work,
+    /// The cost ledger: the runs' own wall seconds (`{method}/time/run_s` of their folders'
+    /// `timing.csv`), whether they ran in this invocation or an earlier one, and how many runs
+    /// had one (folders written before it was kept have none).
+    pub wall_s: f64,
+    pub timed: usize,
 }
 
 impl RunsWork {
@@ -768,10 +778,33 @@ impl RunsWork {
         }
     }
 
+    /// Add the runs' own wall times in `timing` (one run's or a sweep's `timing.csv`).
+    pub fn add_timing(&mut self, timing: &Metrics) {
+        for r in timing.rows.iter().filter(|r| r.step == 0 && r.metric == stages::run_wall_metric(&r.method)) {
+            self.wall_s += r.value;
+            self.timed += 1;
+        }
+    }
+
     /// Add another set's runs and work.
     pub fn absorb(&mut self, other: &RunsWork) {
         self.runs += other.runs;
         crate::profile::add_work(&mut self.work, &other.work, 1.0);
+        self.wall_s += other.wall_s;
+        self.timed += other.timed;
+    }
+
+    /// The ledger as `summary.csv` gives it: `5321.4 s over 158 of 158 runs`.
+    pub fn wall_line(&self) -> String {
+        format!("{:.1} s over {} of {} runs", self.wall_s, self.timed, self.runs)
+    }
+
+    /// The ledger back from [`RunsWork::wall_line`]'s text: (seconds, runs timed, runs).
+    pub fn parse_wall(text: &str) -> Option<(f64, usize, usize)> {
+        let (s, rest) = text.split_once(" s over ")?;
+        let (timed, rest) = rest.split_once(" of ")?;
+        let runs = rest.split(' ').next()?;
+        Some((s.parse().ok()?, timed.parse().ok()?, runs.parse().ok()?))
     }
 
     /// As `summary.csv` gives it.

@@ -474,6 +474,18 @@ impl Run<'_> {
     }
 }
 
+/// A run's own wall seconds, kept in its folder's `timing.csv` (a killed run that resumed:
+/// the last process's): `{method}/time/run_s` at step 0. The cost ledger sums them over every
+/// run a result stands on, whether it ran in this invocation or was found cached.
+pub fn run_wall_metric(method: &str) -> String {
+    format!("{method}/time/run_s")
+}
+
+/// A finished run's `timing.csv` (empty where its folder has none).
+pub fn run_timing(sc: &Scenario, method: &Method, opts: &RunOptions) -> Metrics {
+    Metrics::read(&method_dir(sc, method, opts).join("timing.csv")).unwrap_or_default()
+}
+
 /// Train and evaluate one method from pi_SFT; cached by its settings. Checkpoints at every
 /// evaluation; a killed run resumes from the last one. The training itself is the registry's
 /// (`Method::train`).
@@ -489,6 +501,7 @@ pub fn method_stage(sc: &Scenario, method: &Method, s: &Shared, opts: &RunOption
         return Ok(());
     }
     let _stage = crate::profile::enter_stage(&method.name(), &method.setting(), sc.seed, "train");
+    let started = std::time::Instant::now();
     let mut vs = nn::VarStore::new(opts.device);
     let policy = Gpt::new(&vs.root(), &sc.model);
     copy_weights(&vs, s.sft_vs)?;
@@ -513,6 +526,7 @@ pub fn method_stage(sc: &Scenario, method: &Method, s: &Shared, opts: &RunOption
     };
     temperature_sweep(sc, &run.ev, &policy, (&run.name, &run.setting, kept), &mut e);
     shifted_sweep(sc, s, &policy, (&run.name, &run.setting, kept), &mut e);
+    run.metrics.push(&run.name, &run.setting, sc.seed, 0, &run_wall_metric(&run.name), started.elapsed().as_secs_f64());
     finish_method(&dir, &vs, std::mem::take(&mut run.metrics), e, metrics, evals)?;
     let _ = std::fs::remove_dir_all(dir.join("best"));
     Ok(())
@@ -540,14 +554,18 @@ pub fn best_of_n_done(sc: &Scenario, grid: &[usize], opts: &RunOptions) -> bool 
 }
 
 /// Best-of-N from pi_SFT for every N of the grid, on the evaluation prompts; cached.
-pub fn best_of_n_stage(sc: &Scenario, grid: &[usize], s: &Shared, opts: &RunOptions, evals: &mut Metrics) -> Result<()> {
+pub fn best_of_n_stage(sc: &Scenario, grid: &[usize], s: &Shared, opts: &RunOptions, metrics: &mut Metrics, evals: &mut Metrics) -> Result<()> {
     let dir = best_of_n_dir(sc, grid, opts);
     let eval_path = dir.join("eval.csv");
     if eval_path.exists() {
         evals.extend(Metrics::read(&eval_path)?);
+        if let Ok(t) = std::fs::read_to_string(dir.join("timing.csv")) {
+            metrics.extend(Metrics::from_csv(&t)?);
+        }
         return Ok(());
     }
     let _stage = crate::profile::enter_stage("best_of_n", "", sc.seed, "candidates");
+    let started = std::time::Instant::now();
     let rows: Vec<Vec<i64>> = s.world.eval_prompts().iter().flat_map(|p| std::iter::repeat_n(p.clone(), sc.eval.samples_per_prompt)).collect();
     let ref_gold = crate::eval::policy::reference_gold(s.world, sc.eval.samples_per_prompt);
     let n_max = *grid.iter().max().expect("a non-empty grid");
@@ -639,7 +657,11 @@ pub fn best_of_n_stage(sc: &Scenario, grid: &[usize], s: &Shared, opts: &RunOpti
         put("eval/kl_test", pt.kl);
     }
     drop(span);
+    let mut timing = Metrics::default();
+    timing.push("best_of_n", "", sc.seed, 0, &run_wall_metric("best_of_n"), started.elapsed().as_secs_f64());
+    write_atomic(&dir.join("timing.csv"), timing.to_csv().as_bytes())?;
     write_atomic(&eval_path, e.to_csv().as_bytes())?;
+    metrics.extend(timing);
     evals.extend(e);
     Ok(())
 }

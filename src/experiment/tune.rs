@@ -96,6 +96,7 @@ pub fn tune(sc: &Scenario, opts: &RunOptions, load: &dyn Fn(&[String]) -> Result
                     let path = stages::method_dir(&s, m, opts).join("eval.csv");
                     let e = Metrics::read(&path).with_context(|| format!("the tuning run {} {} left no {}", m.name(), m.setting(), path.display()))?;
                     work.add(&e);
+                    work.add_timing(&stages::run_timing(&s, m, opts));
                     let get = |step: usize, k: &str| e.rows.iter().find(|r| r.step == step && r.metric == k).map(|r| r.value);
                     pts.extend(e.rows.iter().filter(|r| r.metric == "eval/kl_sel").filter_map(|r| Some((r.value, get(r.step, "eval/gold_sel")?))));
                 }
