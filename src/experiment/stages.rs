@@ -481,9 +481,18 @@ pub fn run_wall_metric(method: &str) -> String {
     format!("{method}/time/run_s")
 }
 
-/// A finished run's `timing.csv` (empty where its folder has none).
+/// A finished stage's `timing.csv`: empty where its folder has none (written before it was
+/// kept), an error where it is corrupt.
+fn cached_timing(dir: &std::path::Path) -> Result<Metrics> {
+    match std::fs::read_to_string(dir.join("timing.csv")) {
+        Ok(t) => Metrics::from_csv(&t),
+        Err(_) => Ok(Metrics::default()),
+    }
+}
+
+/// A finished run's `timing.csv` (empty where its folder has none or it cannot be read).
 pub fn run_timing(sc: &Scenario, method: &Method, opts: &RunOptions) -> Metrics {
-    Metrics::read(&method_dir(sc, method, opts).join("timing.csv")).unwrap_or_default()
+    cached_timing(&method_dir(sc, method, opts)).unwrap_or_default()
 }
 
 /// Train and evaluate one method from pi_SFT; cached by its settings. Checkpoints at every
@@ -494,9 +503,7 @@ pub fn method_stage(sc: &Scenario, method: &Method, s: &Shared, opts: &RunOption
     let (metrics_path, eval_path) = (dir.join("metrics.csv"), dir.join("eval.csv"));
     if metrics_path.exists() && eval_path.exists() {
         metrics.extend(Metrics::read(&metrics_path)?);
-        if let Ok(t) = std::fs::read_to_string(dir.join("timing.csv")) {
-            metrics.extend(Metrics::from_csv(&t)?);
-        }
+        metrics.extend(cached_timing(&dir)?);
         evals.extend(Metrics::read(&eval_path)?);
         return Ok(());
     }
@@ -559,9 +566,7 @@ pub fn best_of_n_stage(sc: &Scenario, grid: &[usize], s: &Shared, opts: &RunOpti
     let eval_path = dir.join("eval.csv");
     if eval_path.exists() {
         evals.extend(Metrics::read(&eval_path)?);
-        if let Ok(t) = std::fs::read_to_string(dir.join("timing.csv")) {
-            metrics.extend(Metrics::from_csv(&t)?);
-        }
+        metrics.extend(cached_timing(&dir)?);
         return Ok(());
     }
     let _stage = crate::profile::enter_stage("best_of_n", "", sc.seed, "candidates");
