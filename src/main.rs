@@ -316,6 +316,7 @@ fn run() -> Result<()> {
                 sweep.add_timing(&experiment::Metrics::read(&out.join("timing.csv"))?);
                 let mut total = sweep;
                 let mut seeds = sc.seeds.len();
+                let mut all_seeds = sc.seeds.clone();
                 if let Some(t) = &tuning {
                     let configs = alignlab::report::distinct(t.records.iter().filter(|r| r.method == t.records[0].method).map(|r| r.config.clone())).len();
                     let tune_seeds = alignlab::report::distinct(t.records.iter().map(|r| r.seed));
@@ -323,6 +324,7 @@ fn run() -> Result<()> {
                     summary.add("invocation", "tuning runs", tune_done.get().line());
                     total.absorb(&t.work);
                     seeds += tune_seeds.len();
+                    all_seeds.extend(tune_seeds);
                 }
                 if let Some(cal) = &calibration {
                     summary.add("protocol", "calibration", format!("{}, {}", pilot_words(&sc.pilot_seeds), cal.work.line()));
@@ -330,9 +332,11 @@ fn run() -> Result<()> {
                     summary.add("invocation", "calibration runs", cal_done.get().line());
                     total.absorb(&cal.work);
                     seeds += sc.pilot_seeds.len();
+                    all_seeds.extend(&sc.pilot_seeds);
                 }
                 summary.add("protocol", "sweep", format!("{} reported seed(s), {}", sc.seeds.len(), sweep.line()));
                 summary.add("protocol", "ledger", total.wall_line());
+                summary.add("protocol", "shared ledger", experiment::Ledger::of_seeds(&sc, &opts, &all_seeds).line("stages"));
                 summary.add("protocol", "total", format!("{}, each run charged as in the compute table (its own work and the shared stages it stands on): {:.2} times the sweep's model FLOPs; SFT, preference data and reward model trained on {seeds} seeds instead of {}", total.line(), total.work[0] / sweep.work[0], sc.seeds.len()));
             }
             summary.add("invocation", "wall time", format!("{:.1} s", t_start.elapsed().as_secs_f64()));

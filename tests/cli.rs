@@ -146,6 +146,12 @@ fn same_seed_same_bytes_and_cached_stages_are_reused() {
     let first = ledger(&a);
     let (secs, timed, runs) = alignlab::experiment::RunsWork::parse_wall(&first).unwrap();
     assert!(secs > 0.0 && timed == runs && runs > 5, "{first}");
+    // ... and every shared stage of the seed its own: SFT, preference data, reward model and
+    // the reference log-probs, each at least once.
+    let shared = |d: &Path| std::fs::read_to_string(d.join("results/sentiment/summary.csv")).unwrap().lines().find_map(|l| l.strip_prefix("run,shared ledger,").map(String::from)).unwrap();
+    let first_shared = shared(&a);
+    let (secs, timed, stages) = alignlab::experiment::RunsWork::parse_wall(&first_shared).unwrap();
+    assert!(secs > 0.0 && timed == stages && stages >= 4, "{first_shared}");
     // A second run in the same folder reuses the SFT checkpoint and gives the same metrics.
     let oc = run(file, &a, &[]);
     assert!(oc.status.success());
@@ -157,6 +163,7 @@ fn same_seed_same_bytes_and_cached_stages_are_reused() {
     assert!(compute(&b).iter().all(|l| l.ends_with(" s wall with its evaluations\"")), "{:?}", compute(&b));
     // ... and its ledger still counts what they cost when they ran.
     assert_eq!(ledger(&a), first);
+    assert_eq!(shared(&a), first_shared);
     // Another seed gives other numbers.
     let od = run(file, &b, &["seed=5"]);
     assert!(od.status.success());
@@ -637,16 +644,26 @@ fn calibrated_grids_run_on_the_pilot_seed_and_replace_the_grids() {
     }
     // The ledger, summed again from the run folders' timing.csv: every run the protocol stands
     // on (tuning, pilot, sweep, top-ups) kept its own wall time, and each is counted once.
-    let (mut secs, mut n) = (0.0, 0);
+    // The shared stages (SFT, preference data, reward model, reference log-probs) keep theirs
+    // too, in a ledger of their own over every seed (tuning, pilot, reported).
+    let shared_stage = |d: &Path| ["sft-", "prefs-", "reward-", "reference-"].iter().any(|p| d.file_name().unwrap().to_string_lossy().starts_with(p));
+    let (mut secs, mut n, mut shared_secs, mut shared_n) = (0.0, 0, 0.0, 0);
     for d in run_dirs(&out, "sentiment", "") {
         let Ok(t) = alignlab::experiment::Metrics::read(&d.join("timing.csv")) else { continue };
         for r in t.rows.iter().filter(|r| r.metric.ends_with("/time/run_s")) {
-            secs += r.value;
-            n += 1;
+            if shared_stage(&d) {
+                shared_secs += r.value;
+                shared_n += 1;
+            } else {
+                secs += r.value;
+                n += 1;
+            }
         }
     }
     let (s, timed, runs) = alignlab::experiment::RunsWork::parse_wall(&line("ledger")).unwrap();
     assert!(n > 10 && (timed, runs) == (n, n) && (s - secs).abs() < 0.051, "protocol,ledger: {} (counted {secs} s over {n} runs)", line("ledger"));
+    let (s, timed, stages) = alignlab::experiment::RunsWork::parse_wall(&line("shared ledger")).unwrap();
+    assert!(shared_n >= 12 && (timed, stages) == (shared_n, shared_n) && (s - shared_secs).abs() < 0.051, "protocol,shared ledger: {} (counted {shared_secs} s over {shared_n} stages)", line("shared ledger"));
     assert!(line("total").starts_with(&format!("{n} runs:")), "{}", line("total"));
     assert!(line("tuning").starts_with("2 configurations on tuning seed(s) [2000]"), "{}", line("tuning"));
     assert!(line("calibration rule").starts_with("2: settled within 0.1 of a budget"), "{}", line("calibration rule"));

@@ -142,8 +142,8 @@ fn results_tree(root: &std::path::Path, first: &str, second: &str) -> std::path:
     // Two calibrated folders that count their runs per stage: one under the current calibration
     // rule whose tuning was partly cached, one under rule 1 (no rule row) that ran everything.
     for (name, rows) in [
-        ("calibrated-new", "run,wall time,100.0 s\ninvocation,wall time,150.0 s\nrun,ledger,1800.0 s over 10 of 10 runs\nprotocol,ledger,3600.0 s over 15 of 15 runs\nprotocol,calibration rule,\"2: settled within 0.1 of a budget, one run per budget\"\ninvocation,sweep runs,\"10 run, 0 found cached\"\ninvocation,tuning runs,\"3 run, 2 found cached\"\n"),
-        ("calibrated-old", "run,wall time,10.0 s\nrun,ledger,20.0 s over 3 of 4 runs\ninvocation,sweep runs,\"4 run, 0 found cached\"\n"),
+        ("calibrated-new", "run,wall time,100.0 s\ninvocation,wall time,150.0 s\nrun,ledger,1800.0 s over 10 of 10 runs\nprotocol,ledger,3600.0 s over 15 of 15 runs\nprotocol,shared ledger,720.0 s over 12 of 12 stages\nrun,shared ledger,300.0 s over 4 of 4 stages\nprotocol,calibration rule,\"2: settled within 0.1 of a budget, one run per budget\"\ninvocation,sweep runs,\"10 run, 0 found cached\"\ninvocation,tuning runs,\"3 run, 2 found cached\"\n"),
+        ("calibrated-old", "run,wall time,10.0 s\nrun,ledger,20.0 s over 3 of 4 runs\nrun,shared ledger,30.0 s over 2 of 4 stages\ninvocation,sweep runs,\"4 run, 0 found cached\"\n"),
     ] {
         let d = results.join(name);
         std::fs::create_dir_all(&d).unwrap();
@@ -196,15 +196,17 @@ fn paper_numbers_and_verdicts_come_from_the_results() {
     // What the paper costs: each folder's invocation, a lower bound where runs were cached, and
     // 4.0447 h in all, past an afternoon of 4 h.
     let cost = &md[md.find("## What the paper costs").unwrap()..];
-    assert!(cost.contains("| paper-sentiment | 1 s (0.00 h) | every reported run (tuning and calibration not recorded) | - | - |") && cost.contains("| fair-sentiment | 14400 s (4.00 h) (the sweep's alone: tuning and calibration not timed) | some reported runs found cached: a lower bound | - | 110.0 |"), "{cost}");
+    assert!(cost.contains("| paper-sentiment | 1 s (0.00 h) | every reported run (tuning and calibration not recorded) | - | - | - |") && cost.contains("| fair-sentiment | 14400 s (4.00 h) (the sweep's alone: tuning and calibration not timed) | some reported runs found cached: a lower bound | - | - | 110.0 |"), "{cost}");
     // Counted per stage: cached tuning runs make a lower bound although the sweep ran every run;
     // the whole invocation's wall time (150 s) before the sweep's (100 s).
-    assert!(cost.contains("| calibrated-new | 150 s (0.04 h) | sweep 10 run, 0 found cached; tuning 3 run, 2 found cached: a lower bound | 3600 s (1.00 h) | - |"), "{cost}");
-    assert!(cost.contains("| calibrated-old | 10 s (0.00 h) (the sweep's alone: tuning and calibration not timed) | every run (sweep 4 run, 0 found cached) | 20 s, 3 of 4 runs timed | - |"), "{cost}");
+    assert!(cost.contains("| calibrated-new | 150 s (0.04 h) | sweep 10 run, 0 found cached; tuning 3 run, 2 found cached: a lower bound | 3600 s (1.00 h) | 720 s (12 stages) | - |"), "{cost}");
+    assert!(cost.contains("| calibrated-old | 10 s (0.00 h) (the sweep's alone: tuning and calibration not timed) | every run (sweep 4 run, 0 found cached) | 20 s, 3 of 4 runs timed | 30 s, 2 of 4 stages timed | - |"), "{cost}");
     assert!(cost.contains("Every folder together: 4.0 h at least (the wall times of calibrated-new, calibrated-old, fair-sentiment miss runs found cached from earlier invocations, or their tuning and calibration); it does not fit an afternoon (4 h) on two cores."), "{cost}");
     // The ledger: the protocol's (tuning, calibration, sweep) before the sweep's; a folder whose
     // runs were not all timed is shown, not summed.
     assert!(cost.contains("The folders with a complete ledger (calibrated-new): 1.0 h of runs' own wall time, about 0.5 h at two cells at a time, shared stages not counted."), "{cost}");
+    // The shared stages' ledger the same way: the protocol's (every seed's) before the sweep's.
+    assert!(cost.contains("The folders with a complete shared ledger (calibrated-new): 0.20 h of shared stages' own wall time."), "{cost}");
     // A lower bound under the afternoon decides nothing.
     use alignlab::report::paper::afternoon_verdict;
     assert_eq!(afternoon_verdict(3.9, false, 4.0), "it fits an afternoon (4 h) on two cores");

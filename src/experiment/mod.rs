@@ -232,7 +232,7 @@ pub(crate) fn progress(mode: ProgressMode, len: u64, what: &str) -> Progress {
 
 /// SFT stage: train pi_SFT or reuse the cached checkpoint. Returns the model's VarStore.
 pub fn sft_stage(sc: &Scenario, world: &dyn TextWorld, opts: &RunOptions, metrics: &mut Metrics, summary: &mut Summary) -> Result<(nn::VarStore, Gpt)> {
-    let dir = opts.runs_root.join(&sc.name).join(format!("sft-{}", stage_hash(&stages::sft_key(sc))));
+    let dir = stages::sft_dir(sc, opts);
     let ckpt = dir.join("model.safetensors");
     let metrics_path = dir.join("metrics.csv");
     let mut vs = nn::VarStore::new(opts.device);
@@ -254,6 +254,7 @@ pub fn sft_stage(sc: &Scenario, world: &dyn TextWorld, opts: &RunOptions, metric
         return Ok((vs, gpt));
     }
     let _stage = crate::profile::enter_stage("sft", "", sc.seed, "train");
+    let started = std::time::Instant::now();
     let train = SeqData::from_examples(&world.sft_examples(false), opts.device);
     let mut m = Metrics::default();
     let pb = progress(opts.progress, sc.sft.steps as u64, "sft");
@@ -268,6 +269,7 @@ pub fn sft_stage(sc: &Scenario, world: &dyn TextWorld, opts: &RunOptions, metric
     model::save_checkpoint(&vs, &ckpt)?;
     export::write_card(&dir, &sc.model, &world.vocab().words)?;
     write_atomic(&metrics_path, m.to_csv().as_bytes())?;
+    stages::save_stage_wall(&dir, "sft", sc.seed, started)?;
     summary.add("sft", "val NLL/token", format!("{:.4} (true process {true_nll:.4}, ratio {:.4})", report.val_nll, report.val_nll / true_nll));
     summary.add("sft", "train NLL/token (EMA)", format!("{:.4}", report.train_nll));
     summary.add("sft", "train tokens/s", format!("{:.0} ({:.1} s)", report.tokens / report.seconds, report.seconds));
@@ -651,6 +653,7 @@ pub fn run(sc: &Scenario, opts: &RunOptions, top_up: Option<TopUp>) -> Result<Su
     ledger.add(&evals);
     ledger.add_timing(&metrics);
     summary.add("run", "ledger", ledger.wall_line());
+    summary.add("run", "shared ledger", Ledger::of_seeds(sc, opts, &sc.seeds).line("stages"));
     metrics.extend(profile);
     summary.add("run", "code", code_version());
     summary.add("run", "results", out.display().to_string());
@@ -796,7 +799,7 @@ impl RunsWork {
 
     /// The ledger as `summary.csv` gives it: `5321.4 s over 158 of 158 runs`.
     pub fn wall_line(&self) -> String {
-        format!("{:.1} s over {} of {} runs", self.wall_s, self.timed, self.runs)
+        Ledger { wall_s: self.wall_s, timed: self.timed, stages: self.runs }.line("runs")
     }
 
     /// The ledger back from [`RunsWork::wall_line`]'s text: (seconds, runs timed, runs).
@@ -811,6 +814,36 @@ impl RunsWork {
     pub fn line(&self) -> String {
         let w = &self.work;
         format!("{} runs: {:.3} TFLOP, {:.0} optimiser steps, {:.0} samples, {:.0} reward-model and {:.0} gold queries", self.runs, w[0] / 1e3, w[3], w[4], w[5], w[6])
+    }
+}
+
+/// The shared stages' part of the cost ledger (see [`stages::shared_ledger`]): their own wall
+/// seconds, how many stage folders kept one, and how many there are.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Ledger {
+    pub wall_s: f64,
+    pub timed: usize,
+    pub stages: usize,
+}
+
+impl Ledger {
+    /// Over every seed in `seeds`, each once.
+    pub fn of_seeds(sc: &Scenario, opts: &RunOptions, seeds: &[u64]) -> Ledger {
+        let max_threads = (opts.threads as i32).max(tch::get_num_threads());
+        let mut all = Ledger::default();
+        for &seed in seeds.iter().collect::<std::collections::BTreeSet<_>>() {
+            let l = stages::shared_ledger(&sc.with_seed(seed), opts, max_threads);
+            all.wall_s += l.wall_s;
+            all.timed += l.timed;
+            all.stages += l.stages;
+        }
+        all
+    }
+
+    /// As `summary.csv` gives it: `812.3 s over 27 of 28 stages`, read back by
+    /// [`RunsWork::parse_wall`].
+    pub fn line(&self, unit: &str) -> String {
+        format!("{:.1} s over {} of {} {unit}", self.wall_s, self.timed, self.stages)
     }
 }
 

@@ -53,6 +53,61 @@ fn reward_key(sc: &Scenario) -> String {
     format!("{}|reward|{}|numerics={NUMERICS}", prefs_key(sc), key_of(&sc.reward))
 }
 
+/// The SFT stage's folder.
+pub fn sft_dir(sc: &Scenario, opts: &RunOptions) -> PathBuf {
+    opts.runs_root.join(&sc.name).join(format!("sft-{}", stage_hash(&sft_key(sc))))
+}
+
+/// pi_SFT's log-probs of the preference pairs are cached per torch thread count (see
+/// [`reference_stage`]), and so is pi_SFT's evaluation (`sft_evaluation`).
+fn reference_key(sc: &Scenario, threads: i32) -> String {
+    format!("{}|reference|threads={threads}", prefs_key(sc))
+}
+
+fn eval0_key(sc: &Scenario, threads: i32) -> String {
+    format!("{}|eval0|{}|{}|threads={threads}", reward_key(sc), key_of(&sc.eval), key_of(&sc.sample))
+}
+
+/// A shared stage's own wall seconds, kept beside its outputs in `timing.csv` as a method
+/// run's are (`{stage}/time/run_s` at step 0): the shared part of the cost ledger.
+pub fn save_stage_wall(dir: &std::path::Path, stage: &str, seed: u64, started: std::time::Instant) -> Result<()> {
+    let mut t = Metrics::default();
+    t.push(stage, "", seed, 0, &run_wall_metric(stage), started.elapsed().as_secs_f64());
+    write_atomic(&dir.join("timing.csv"), t.to_csv().as_bytes())
+}
+
+/// The shared part of the cost ledger for one seed: the folders of the stages its runs stand
+/// on (SFT, and the reward model's trunk where it has another size; preference data; reward
+/// model; pi_SFT's reference log-probs at every torch thread count up to `max_threads`, one
+/// per process kind that built them), and the wall seconds each kept when it ran. A reference
+/// folder that does not exist was never computed and costs nothing; any other folder without
+/// its time counts as not timed. pi_SFT's evaluation is not here: the first run that needed it
+/// computed it inside its own time.
+pub fn shared_ledger(sc: &Scenario, opts: &RunOptions, max_threads: i32) -> super::Ledger {
+    let mut dirs = vec![(sft_dir(sc, opts), true)];
+    if sc.reward_model != sc.model {
+        dirs.push((sft_dir(&Scenario { model: sc.reward_model.clone(), ..sc.clone() }, opts), true));
+    }
+    dirs.push((stage_dir(sc, opts, "prefs", &prefs_key(sc)), true));
+    dirs.push((stage_dir(sc, opts, "reward", &reward_key(sc)), true));
+    for t in 1..=max_threads.max(1) {
+        dirs.push((stage_dir(sc, opts, "reference", &reference_key(sc, t)), false));
+    }
+    let mut ledger = super::Ledger::default();
+    for (dir, always) in dirs {
+        if !always && !dir.exists() {
+            continue;
+        }
+        ledger.stages += 1;
+        let timing = cached_timing(&dir).unwrap_or_default();
+        if let Some(r) = timing.rows.iter().find(|r| r.step == 0 && r.metric == run_wall_metric(&r.method)) {
+            ledger.wall_s += r.value;
+            ledger.timed += 1;
+        }
+    }
+    ledger
+}
+
 /// A cached stage's compute (its folder's `compute.csv`); NaN where the folder predates it.
 fn stage_compute(dir: &std::path::Path) -> Work {
     std::fs::read_to_string(dir.join("compute.csv")).ok().and_then(|t| parse_work(&t)).unwrap_or([f64::NAN; WORK.len()])
@@ -83,8 +138,10 @@ pub fn prefs_stage(sc: &Scenario, world: &dyn TextWorld, sft: &Gpt, opts: &RunOp
         PrefData::load(&path)?
     } else {
         let _stage = crate::profile::enter_stage("prefs", "", sc.seed, "prefs");
+        let started = std::time::Instant::now();
         let d = data::build(world, sft, &sc.prefs, sc.sample.max_new_tokens, sc.seed, opts.device);
         save_stage_compute(&dir, "prefs", sc.seed)?;
+        save_stage_wall(&dir, "prefs", sc.seed, started)?;
         write_atomic(&path, d.to_text().as_bytes())?;
         d
     };
@@ -127,12 +184,15 @@ pub fn reward_stage(sc: &Scenario, world: &dyn TextWorld, sft_vs: &nn::VarStore,
         let (trunk_vs, _) = super::sft_stage(&rm_sc, world, opts, &mut Metrics::default(), &mut super::Summary::default())?;
         copy_weights(&vs, &trunk_vs)?;
     }
+    // The reward model's own time (a trunk of another size keeps its own in its SFT folder).
+    let started = std::time::Instant::now();
     let mut m = Metrics::default();
     let pb = progress(opts.progress, reward::total_steps(train.len(), &sc.reward) as u64, "reward");
     let report = reward::train(&rm, &vs, train, val, &sc.reward, sc.seed, &mut m, || pb.inc(1))?;
     pb.finish_and_clear();
     let work = save_stage_compute(&dir, "reward", sc.seed)?;
     model::save_checkpoint(&vs, &ckpt)?;
+    save_stage_wall(&dir, "reward", sc.seed, started)?;
     write_atomic(&metrics_path, m.to_csv().as_bytes())?;
     summary.add("reward", "val accuracy (best epoch)", format!("{:.4} (epoch {})", report.best_val_acc, report.best_epoch));
     metrics.extend(m);
@@ -144,8 +204,7 @@ pub fn reward_stage(sc: &Scenario, world: &dyn TextWorld, sft_vs: &nn::VarStore,
 /// last bits of the values depend on it, and a cell (one thread of a `--jobs 2` sweep) must
 /// get the bytes it would have computed itself.
 pub fn reference_stage(sc: &Scenario, sft: &Gpt, train: &PairTensors, val: &PairTensors, opts: &RunOptions) -> Result<((Tensor, Tensor), (Tensor, Tensor), Work)> {
-    let key = format!("{}|reference|threads={}", prefs_key(sc), tch::get_num_threads());
-    let dir = stage_dir(sc, opts, "reference", &key);
+    let dir = stage_dir(sc, opts, "reference", &reference_key(sc, tch::get_num_threads()));
     let path = dir.join("logps.safetensors");
     let names = ["train_chosen", "train_rejected", "val_chosen", "val_rejected"];
     if path.exists() {
@@ -158,6 +217,7 @@ pub fn reference_stage(sc: &Scenario, sft: &Gpt, train: &PairTensors, val: &Pair
         }
     }
     let stage = crate::profile::enter_stage("reference", "", sc.seed, "train");
+    let started = std::time::Instant::now();
     let train_ref = crate::algo::dpo::reference_logps(sft, train, 512);
     let val_ref = crate::algo::dpo::reference_logps(sft, val, 512);
     std::fs::create_dir_all(&dir)?;
@@ -168,6 +228,7 @@ pub fn reference_stage(sc: &Scenario, sft: &Gpt, train: &PairTensors, val: &Pair
     let tensors = [(names[0], &train_ref.0), (names[1], &train_ref.1), (names[2], &val_ref.0), (names[3], &val_ref.1)];
     Tensor::write_safetensors(&tensors, &tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
     std::fs::rename(&tmp, &path).with_context(|| format!("cannot move {} into place", path.display()))?;
+    save_stage_wall(&dir, "reference", sc.seed, started)?;
     Ok((train_ref, val_ref, work))
 }
 
@@ -200,8 +261,7 @@ pub fn evaluator<'a>(sc: &Scenario, s: &Shared<'a>) -> Evaluator<'a> {
 /// and samples with the same seed: the same bytes); cached per torch thread count, like the
 /// reference log-probs, so each cell of a sweep reads it instead of evaluating again.
 fn sft_evaluation(sc: &Scenario, s: &Shared, ev: &Evaluator, opts: &RunOptions) -> Result<Vec<(String, f64)>> {
-    let key = format!("{}|eval0|{}|{}|threads={}", reward_key(sc), key_of(&sc.eval), key_of(&sc.sample), tch::get_num_threads());
-    let path = stage_dir(sc, opts, "eval0", &key).join("eval.csv");
+    let path = stage_dir(sc, opts, "eval0", &eval0_key(sc, tch::get_num_threads())).join("eval.csv");
     if path.exists() {
         return Ok(Metrics::read(&path)?.rows.into_iter().map(|r| (r.metric, r.value)).collect());
     }

@@ -746,7 +746,7 @@ fn cost_section(results: &Path) -> String {
     const AFTERNOON_H: f64 = 4.0;
     let dirs = summary_dirs(results);
     let mut rows = String::new();
-    let (mut total, mut partial, mut ledgers) = (0.0, Vec::new(), Vec::new());
+    let (mut total, mut partial, mut ledgers, mut shared_ledgers) = (0.0, Vec::new(), Vec::new(), Vec::new());
     for d in &dirs {
         let Some(sm) = read::<SummaryRecord>(&d.join("summary.csv")) else { continue };
         // The whole invocation's wall time where recorded, else the sweep's (older folders,
@@ -780,17 +780,27 @@ fn cost_section(results: &Path) -> String {
             Some((secs, timed, runs)) => format!("{secs:.0} s, {timed} of {runs} runs timed"),
             None => "-".into(),
         };
+        // The shared stages' part, where every stage folder kept its time.
+        let shared = ["protocol", "run"].iter().find_map(|st| sm.iter().find(|r| r.stage == *st && r.metric == "shared ledger")).and_then(|r| crate::experiment::RunsWork::parse_wall(&r.value));
+        let shared_cell = match shared {
+            Some((secs, timed, n)) if timed == n => {
+                shared_ledgers.push((name.clone(), secs));
+                format!("{secs:.0} s ({n} stages)")
+            }
+            Some((secs, timed, n)) if timed > 0 => format!("{secs:.0} s, {timed} of {n} stages timed"),
+            _ => "-".into(),
+        };
         total += wall;
         let sweep_only = if whole.is_none() && calibrated { " (the sweep's alone: tuning and calibration not timed)" } else { "" };
         if cached || !sweep_only.is_empty() {
             partial.push(name.clone());
         }
-        let _ = writeln!(rows, "| {name} | {wall:.0} s ({:.2} h){sweep_only} | {what} | {ledger_cell} | {flop} |", wall / 3600.0);
+        let _ = writeln!(rows, "| {name} | {wall:.0} s ({:.2} h){sweep_only} | {what} | {ledger_cell} | {shared_cell} | {flop} |", wall / 3600.0);
     }
     if rows.is_empty() {
         return String::new();
     }
-    let mut s = String::from("\n## What the paper costs\n\nThe wall time of the invocation that wrote each results folder (`invocation,wall time` in its `summary.csv`: tuning, calibration and sweep; folders from before that row give their sweep's alone, `run,wall time`), cells two at a time (`--jobs 2`) on this machine's two cores; the tabular world (seconds) is not in it. Which runs the invocation ran and which it found cached from an earlier one: `alignlab run` counts them per stage (tuning, calibration, sweep); folders written before it did are read from their compute rows, which cover the reported seeds' runs only, so such a fair-protocol folder whose tuning or calibration came from an earlier invocation cost more than its wall time even where this column says every reported run. The ledger (`protocol,ledger`, else `run,ledger`) is what the runs cost whenever they ran: each run keeps its own wall time in its folder (`{method}/time/run_s` in `timing.csv`), and the ledger sums it over every run the folder stands on (tuning, calibration, sweep and top-ups), those found cached included; it leaves out the shared stages (SFT, preference data, reward model, reference log-probs) and start-up, and with cells two at a time each run shared the two cores with another, so a folder's runs take about half their ledger in wall time. Folders written before runs kept their wall time have none (-).\n\n| results | wall time | runs in the invocation | ledger: runs' own wall time | model TFLOP of the sweep |\n|---|---|---|---|---|\n");
+    let mut s = String::from("\n## What the paper costs\n\nThe wall time of the invocation that wrote each results folder (`invocation,wall time` in its `summary.csv`: tuning, calibration and sweep; folders from before that row give their sweep's alone, `run,wall time`), cells two at a time (`--jobs 2`) on this machine's two cores; the tabular world (seconds) is not in it. Which runs the invocation ran and which it found cached from an earlier one: `alignlab run` counts them per stage (tuning, calibration, sweep); folders written before it did are read from their compute rows, which cover the reported seeds' runs only, so such a fair-protocol folder whose tuning or calibration came from an earlier invocation cost more than its wall time even where this column says every reported run. The ledger (`protocol,ledger`, else `run,ledger`) is what the runs cost whenever they ran: each run keeps its own wall time in its folder (`{method}/time/run_s` in `timing.csv`), and the ledger sums it over every run the folder stands on (tuning, calibration, sweep and top-ups), those found cached included (the shared stages are not: they have a column of their own); with cells two at a time each run shared the two cores with another, so a folder's runs take about half their ledger in wall time. The shared stages (SFT, preference data, reward model, reference log-probs) keep their own wall time the same way, and their ledger (`protocol,shared ledger`, else `run,shared ledger`) sums it over every seed the folder stands on (tuning, pilot and reported seeds); start-up is in neither. Folders written before runs or stages kept their wall time have none (-).\n\n| results | wall time | runs in the invocation | ledger: runs' own wall time | shared stages' own wall time | model TFLOP of the sweep |\n|---|---|---|---|---|---|\n");
     s.push_str(&rows);
     let bound = if partial.is_empty() { String::new() } else { format!(" at least (the wall times of {} miss runs found cached from earlier invocations, or their tuning and calibration)", partial.join(", ")) };
     let _ = writeln!(s, "\nEvery folder together: {:.1} h{bound}; {}.\n", total / 3600.0, afternoon_verdict(total / 3600.0, !partial.is_empty(), AFTERNOON_H));
@@ -798,6 +808,11 @@ fn cost_section(results: &Path) -> String {
         let sum: f64 = ledgers.iter().map(|l| l.1).sum();
         let names: Vec<&str> = ledgers.iter().map(|l| l.0.as_str()).collect();
         let _ = writeln!(s, "The folders with a complete ledger ({}): {:.1} h of runs' own wall time, about {:.1} h at two cells at a time, shared stages not counted.\n", names.join(", "), sum / 3600.0, sum / 7200.0);
+    }
+    if !shared_ledgers.is_empty() {
+        let sum: f64 = shared_ledgers.iter().map(|l| l.1).sum();
+        let names: Vec<&str> = shared_ledgers.iter().map(|l| l.0.as_str()).collect();
+        let _ = writeln!(s, "The folders with a complete shared ledger ({}): {:.2} h of shared stages' own wall time.\n", names.join(", "), sum / 3600.0);
     }
     s
 }
