@@ -132,17 +132,32 @@ fn the_spread_across_configurations_is_best_minus_worst_per_tuning_seed() {
     let r = |method: &str, config: &str, seed: u64, gold_sel: f64| TuningRecord { method: method.into(), config: config.into(), seed, gold_sel, budget: 1.0, reached: true, picked: false };
     let records = vec![r("dpo", "a", 1, 0.7), r("dpo", "a", 2, 0.6), r("dpo", "b", 1, 0.9), r("dpo", "b", 2, 0.5), r("ppo", "a", 1, 0.2), r("ppo", "a", 2, 0.8), r("ppo", "b", 1, 0.9), r("ppo", "b", 2, 0.8)];
     let s = spreads(&records);
-    let get = |m: &str| s.iter().find(|x| x.0 == m).unwrap().1.iter().map(|(sd, v)| (*sd, (v * 1e9).round() / 1e9)).collect::<Vec<_>>();
+    let get = |m: &str| s.iter().find(|x| x.0 == m).unwrap().1.iter().map(|(sd, v)| (*sd, (v.unwrap() * 1e9).round() / 1e9)).collect::<Vec<_>>();
     assert_eq!(get("dpo"), vec![(1, 0.2), (2, 0.1)]);
     assert_eq!(get("ppo"), vec![(1, 0.7), (2, 0.0)]);
     // DPO - PPO spreads per seed: -0.5 and +0.1; the report's sentence.
     let md = alignlab::report::tuning::markdown(&records);
     assert!(md.contains("DPO - ppo spread: -0.2000 ± "), "{md}");
     // One tuning seed has no interval: the table and the sentence say so instead of "± 0" or "± NaN".
-    let one: Vec<TuningRecord> = records.into_iter().filter(|r| r.seed == 1).collect();
+    let records_again = || records.clone();
+    let one: Vec<TuningRecord> = records.iter().filter(|r| r.seed == 1).cloned().collect();
     let md = alignlab::report::tuning::markdown(&one);
     assert!(md.contains("| dpo | 1: 0.2000 | 0.2000 ± - (one seed) |") && md.contains("DPO - ppo spread: -0.5000 over 1 tuning seed: inconclusive"), "{md}");
     assert!(!md.contains("NaN") && !md.contains("± 0.0000"), "{md}");
+    // A method none of whose configurations reached the budget on a seed has no spread there
+    // (its values are read below the budget: one that never moves would look perfectly
+    // robust); paired on the seeds where both have one, and not compared where none is left.
+    let below = |method: &str, config: &str, seed: u64, gold_sel: f64| TuningRecord { reached: false, ..r(method, config, seed, gold_sel) };
+    let mut mixed = records_again();
+    mixed.extend([below("pft", "a", 1, 0.3), below("pft", "b", 1, 0.3), below("pft", "a", 2, 0.3), below("pft", "b", 2, 0.3)]);
+    mixed.extend([r("ul", "a", 1, 0.5), r("ul", "b", 1, 0.6), below("ul", "a", 2, 0.3), below("ul", "b", 2, 0.3)]);
+    let s = spreads(&mixed);
+    assert_eq!(s.iter().find(|x| x.0 == "pft").unwrap().1, vec![(1, None), (2, None)]);
+    let md = alignlab::report::tuning::markdown(&mixed);
+    assert!(md.contains("| pft | 1: - (none reached KL 1), 2: - (none reached KL 1) | - (no configuration reached KL 1) |"), "{md}");
+    assert!(md.contains("DPO - pft spread: not compared: no tuning seed on which a configuration of both reached KL 1."), "{md}");
+    // ul: seed 1 only (spread 0.1 against DPO's 0.2).
+    assert!(md.contains("DPO - ul spread: 0.1000 over 1 tuning seed: inconclusive, one seed (no interval)."), "{md}");
 }
 
 #[test]

@@ -9,8 +9,11 @@ use std::fmt::Write as _;
 use crate::experiment::tune::TuningRecord;
 use crate::stats::{mean_ci_t, Paired};
 
-/// Per method, per tuning seed (in seed order): best minus worst gold across its configurations.
-pub fn spreads(records: &[TuningRecord]) -> Vec<(String, Vec<(u64, f64)>)> {
+/// Per method, per tuning seed (in seed order): best minus worst gold across its configurations
+/// at the reference budget; `None` on a seed where none of them reached the budget (their
+/// values are then each run's best below it, and their spread is not one at the budget: a
+/// method that never moves far enough would look perfectly robust).
+pub fn spreads(records: &[TuningRecord]) -> Vec<(String, Vec<(u64, Option<f64>)>)> {
     let methods = super::distinct(records.iter().map(|r| r.method.clone()));
     let mut seeds = super::distinct(records.iter().map(|r| r.seed));
     seeds.sort_unstable();
@@ -20,9 +23,9 @@ pub fn spreads(records: &[TuningRecord]) -> Vec<(String, Vec<(u64, f64)>)> {
             let per = seeds
                 .iter()
                 .map(|&s| {
-                    let v: Vec<f64> = records.iter().filter(|r| r.method == m && r.seed == s).map(|r| r.gold_sel).collect();
-                    let (lo, hi) = v.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), x| (lo.min(*x), hi.max(*x)));
-                    (s, hi - lo)
+                    let rs: Vec<&TuningRecord> = records.iter().filter(|r| r.method == m && r.seed == s).collect();
+                    let (lo, hi) = rs.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), r| (lo.min(r.gold_sel), hi.max(r.gold_sel)));
+                    (s, rs.iter().any(|r| r.reached).then_some(hi - lo))
                 })
                 .collect();
             (m, per)
@@ -47,15 +50,25 @@ pub fn markdown(records: &[TuningRecord]) -> String {
     let _ = writeln!(s, "\n## Robustness to hyperparameters (spread: best minus worst configuration's gold per tuning seed; A - B paired by seed)\n");
     let _ = writeln!(s, "| method | spread per seed | mean ± 95% t |\n|---|---|---|");
     for (m, per) in &sp {
-        let (mean, ci) = mean_ci_t(&per.iter().map(|p| p.1).collect::<Vec<_>>());
-        let cells: Vec<String> = per.iter().map(|(sd, v)| format!("{sd}: {v:.4}")).collect();
+        let have: Vec<f64> = per.iter().filter_map(|p| p.1).collect();
+        let (mean, ci) = mean_ci_t(&have);
+        let cells: Vec<String> = per.iter().map(|(sd, v)| v.map_or(format!("{sd}: - (none reached KL {})", first.budget), |v| format!("{sd}: {v:.4}"))).collect();
         // One tuning seed has no interval: say so rather than print ± 0.
-        let ci = if per.len() < 2 { "- (one seed)".to_string() } else { format!("{ci:.4}") };
-        let _ = writeln!(s, "| {m} | {} | {mean:.4} ± {ci} |", cells.join(", "));
+        let summary = match have.len() {
+            0 => format!("- (no configuration reached KL {})", first.budget),
+            1 => format!("{mean:.4} ± - (one seed)"),
+            _ => format!("{mean:.4} ± {ci:.4}"),
+        };
+        let _ = writeln!(s, "| {m} | {} | {summary} |", cells.join(", "));
     }
     if let Some((_, dpo)) = sp.iter().find(|(m, _)| m == "dpo") {
         for (m, per) in sp.iter().filter(|(m, _)| m != "dpo") {
-            let d: Vec<f64> = dpo.iter().zip(per).filter(|(a, b)| a.0 == b.0).map(|(a, b)| a.1 - b.1).collect();
+            // Paired by tuning seed, on the seeds where both have a spread at the budget.
+            let d: Vec<f64> = dpo.iter().filter_map(|(sd, a)| Some(a.as_ref()? - per.iter().find(|b| b.0 == *sd)?.1?)).collect();
+            if d.is_empty() {
+                let _ = writeln!(s, "\nDPO - {m} spread: not compared: no tuning seed on which a configuration of both reached KL {}.", first.budget);
+                continue;
+            }
             let p = Paired::new(&d);
             let v = p.verdict_words(&format!("DPO's spread is larger: {m} more robust than DPO"), &format!("DPO's spread is smaller: DPO more robust than {m}"));
             let ci = if d.len() < 2 { String::new() } else { format!(" ± {:.4}", p.ci95) };
