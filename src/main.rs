@@ -315,7 +315,6 @@ fn run() -> Result<()> {
                 sweep.add(&experiment::Metrics::read(&out.join("eval.csv"))?);
                 sweep.add_timing(&experiment::Metrics::read(&out.join("timing.csv"))?);
                 let mut total = sweep;
-                let mut seeds = sc.seeds.len();
                 let mut all_seeds = sc.seeds.clone();
                 if let Some(t) = &tuning {
                     let configs = alignlab::report::distinct(t.records.iter().filter(|r| r.method == t.records[0].method).map(|r| r.config.clone())).len();
@@ -323,7 +322,6 @@ fn run() -> Result<()> {
                     summary.add("protocol", "tuning", format!("{configs} configurations on tuning seed(s) {tune_seeds:?}, {}", t.work.line()));
                     summary.add("invocation", "tuning runs", tune_done.get().line());
                     total.absorb(&t.work);
-                    seeds += tune_seeds.len();
                     all_seeds.extend(tune_seeds);
                 }
                 if let Some(cal) = &calibration {
@@ -331,13 +329,12 @@ fn run() -> Result<()> {
                     summary.add("protocol", "calibration rule", format!("{}: settled within {} of a budget, one run per budget", experiment::calibrate::RULE, sc.calibration_aim));
                     summary.add("invocation", "calibration runs", cal_done.get().line());
                     total.absorb(&cal.work);
-                    seeds += sc.pilot_seeds.len();
                     all_seeds.extend(&sc.pilot_seeds);
                 }
                 summary.add("protocol", "sweep", format!("{} reported seed(s), {}", sc.seeds.len(), sweep.line()));
                 summary.add("protocol", "ledger", total.wall_line());
                 summary.add("protocol", "shared ledger", experiment::Ledger::of_seeds(&sc, &opts, &all_seeds).line("stages"));
-                summary.add("protocol", "total", format!("{}, each run charged as in the compute table (its own work and the shared stages it stands on): {:.2} times the sweep's model FLOPs; SFT, preference data and reward model trained on {seeds} seeds instead of {}", total.line(), total.work[0] / sweep.work[0], sc.seeds.len()));
+                summary.add("protocol", "total", format!("{}, each run charged as in the compute table (its own work and the shared stages it stands on): {:.2} times the sweep's model FLOPs; SFT, preference data and reward model trained on {} seeds instead of {}", total.line(), total.work[0] / sweep.work[0], all_seeds.len(), sc.seeds.len()));
             }
             summary.add("invocation", "wall time", format!("{:.1} s", t_start.elapsed().as_secs_f64()));
             experiment::write_atomic(&opts.results_root.join(&sc.name).join("summary.csv"), summary.to_csv().as_bytes())?;

@@ -783,8 +783,8 @@ impl RunsWork {
 
     /// Add the runs' own wall times in `timing` (one run's or a sweep's `timing.csv`).
     pub fn add_timing(&mut self, timing: &Metrics) {
-        for r in timing.rows.iter().filter(|r| r.step == 0 && r.metric == stages::run_wall_metric(&r.method)) {
-            self.wall_s += r.value;
+        for secs in stages::own_walls(timing) {
+            self.wall_s += secs;
             self.timed += 1;
         }
     }
@@ -832,12 +832,16 @@ impl Ledger {
         let max_threads = (opts.threads as i32).max(tch::get_num_threads());
         let mut all = Ledger::default();
         for &seed in seeds.iter().collect::<std::collections::BTreeSet<_>>() {
-            let l = stages::shared_ledger(&sc.with_seed(seed), opts, max_threads);
-            all.wall_s += l.wall_s;
-            all.timed += l.timed;
-            all.stages += l.stages;
+            all.absorb(&stages::shared_ledger(&sc.with_seed(seed), opts, max_threads));
         }
         all
+    }
+
+    /// Add another ledger's stages.
+    pub fn absorb(&mut self, other: &Ledger) {
+        self.wall_s += other.wall_s;
+        self.timed += other.timed;
+        self.stages += other.stages;
     }
 
     /// As `summary.csv` gives it: `812.3 s over 27 of 28 stages`, read back by

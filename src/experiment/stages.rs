@@ -99,9 +99,8 @@ pub fn shared_ledger(sc: &Scenario, opts: &RunOptions, max_threads: i32) -> supe
             continue;
         }
         ledger.stages += 1;
-        let timing = cached_timing(&dir).unwrap_or_default();
-        if let Some(r) = timing.rows.iter().find(|r| r.step == 0 && r.metric == run_wall_metric(&r.method)) {
-            ledger.wall_s += r.value;
+        if let Some(secs) = own_walls(&cached_timing(&dir).unwrap_or_default()).next() {
+            ledger.wall_s += secs;
             ledger.timed += 1;
         }
     }
@@ -539,6 +538,12 @@ impl Run<'_> {
 /// run a result stands on, whether it ran in this invocation or was found cached.
 pub fn run_wall_metric(method: &str) -> String {
     format!("{method}/time/run_s")
+}
+
+/// The own wall seconds in a `timing.csv` (a run's, a Best-of-N stage's or a shared stage's;
+/// a sweep's holds one per run): its rows of [`run_wall_metric`] at step 0.
+pub fn own_walls(timing: &Metrics) -> impl Iterator<Item = f64> + '_ {
+    timing.rows.iter().filter(|r| r.step == 0 && r.metric == run_wall_metric(&r.method)).map(|r| r.value)
 }
 
 /// A finished stage's `timing.csv`: empty where its folder has none (written before it was

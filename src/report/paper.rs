@@ -771,7 +771,8 @@ fn cost_section(results: &Path) -> String {
         let flop = sm.iter().find(|r| r.stage == "run" && r.metric == "profile").and_then(|r| Some(r.value.split(" TFLOP").next()?.rsplit(' ').next()?.to_string())).unwrap_or_else(|| "-".into());
         // The ledger: every run's own wall time, the protocol's where it has one (tuning,
         // calibration and sweep), else the sweep's.
-        let ledger = ["protocol", "run"].iter().find_map(|st| sm.iter().find(|r| r.stage == *st && r.metric == "ledger")).and_then(|r| crate::experiment::RunsWork::parse_wall(&r.value));
+        let ledger_row = |metric: &str| ["protocol", "run"].iter().find_map(|st| sm.iter().find(|r| r.stage == *st && r.metric == metric)).and_then(|r| crate::experiment::RunsWork::parse_wall(&r.value));
+        let ledger = ledger_row("ledger");
         let ledger_cell = match ledger {
             Some((secs, timed, runs)) if timed == runs => {
                 ledgers.push((name.clone(), secs));
@@ -781,8 +782,7 @@ fn cost_section(results: &Path) -> String {
             None => "-".into(),
         };
         // The shared stages' part, where every stage folder kept its time.
-        let shared = ["protocol", "run"].iter().find_map(|st| sm.iter().find(|r| r.stage == *st && r.metric == "shared ledger")).and_then(|r| crate::experiment::RunsWork::parse_wall(&r.value));
-        let shared_cell = match shared {
+        let shared_cell = match ledger_row("shared ledger") {
             Some((secs, timed, n)) if timed == n => {
                 shared_ledgers.push((name.clone(), secs));
                 format!("{secs:.0} s ({n} stages)")
