@@ -127,6 +127,9 @@ fn results_tree(root: &std::path::Path, first: &str, second: &str) -> std::path:
         // Win rates at T = 0: PPO ahead by 0.1 (0.09, 0.10, 0.11).
         e.push("dpo", "beta=0.2", seed, 100, "eval_t0/winrate", 0.6);
         e.push("ppo", "target_kl=1", seed, 60, "eval_t0/winrate", 0.69 + 0.01 * seed as f64);
+        // Compute: DPO 100 GFLOP, PPO 2, 3 and 4 times that by seed.
+        e.push("dpo", "beta=0.2", seed, 100, "compute/gflop", 100.0);
+        e.push("ppo", "target_kl=1", seed, 60, "compute/gflop", 100.0 * (2 + seed) as f64);
     }
     let fair = results.join("fair-sentiment");
     std::fs::create_dir_all(&fair).unwrap();
@@ -185,6 +188,15 @@ fn paper_numbers_and_verdicts_come_from_the_results() {
     assert!(fair.contains("- T = 0: after: dpo - ppo = -0.100 ± 0.025 (per seed -0.090, -0.100, -0.110): dpo is below; before: -."), "{fair}");
     assert!(fair.contains("### Equal tuning") && fair.contains("| ppo | lr=0.0001 * | 2000: 0.9000, 2001: 0.9000 | 0.9000 |"), "{fair}");
     assert!(fair.contains("on 2 tuning seeds that are never reported, the best mean at the reference budget") && fair.contains("settings chosen from its own final KLs (top-ups)"), "{fair}");
+    // The paper's claims after the protocol, against PPO: below at both budgets and at T = 0;
+    // spreads 0.1 (DPO) and 0.3 (PPO) on both tuning seeds; compute at DPO's gold 0.8, PPO over
+    // DPO 2, 3, 4: geometric mean 24^(1/3) = 2.88, log interval 1.059 +- 4.303 x 0.2011, that is
+    // 1.21 to 6.85.
+    let claims = &fair[fair.find("**The DPO paper's claims after the fair protocol**").expect("claims") ..];
+    assert!(claims.contains("- Gold at the KL budgets: DPO - PPO above at none; below at KL 0.5, KL 1; inconclusive at none: this contradicts the paper's claim that DPO's reward-KL frontier dominates PPO's."), "{claims}");
+    assert!(claims.contains("- Win rate against the reference: DPO - PPO above at none; below at T = 0; inconclusive at none: this contradicts"), "{claims}");
+    assert!(claims.contains("- Robustness (spread of gold across the tuning grid): DPO - PPO spread -0.200 ± 0.000 over 2 tuning seed(s): this agrees with the paper's claim that DPO is more robust to its hyperparameters than PPO."), "{claims}");
+    assert!(claims.contains("- Cost (compute at equal gold): PPO needed 2.88 (1.21 to 6.85) times DPO's compute to reach selection-half gold 0.8000, over 3 seeds: this agrees with the paper's claim that DPO is cheaper than PPO."), "{claims}");
     // Its summary has the sweep's wall time only: the section says so, not "the invocation".
     assert!(fair.contains("Wall time of the sweep that wrote these results: 14400.0 s; the folder predates") && !fair[..fair.find("###").unwrap()].contains("Wall time of the invocation"), "{fair}");
     // The overoptimisation section: Gao's b per seed and its interval (hand values as in

@@ -74,6 +74,15 @@ pub fn cost_ratio(points: &[CostPoint], a: &str, b: &str) -> Option<(f64, Vec<(u
     Some((level, per?))
 }
 
+/// The cost claim at equal gold, `other` against DPO: the gold level, per seed the compute
+/// `other` needed over DPO's, and the paired comparison of their logs (above 0: `other` needed
+/// more, DPO the cheaper).
+pub fn equal_gold(points: &[CostPoint], other: &str) -> Option<(f64, Vec<(u64, f64)>, crate::stats::Paired)> {
+    let (level, per) = cost_ratio(points, "dpo", other)?;
+    let logs: Vec<f64> = per.iter().map(|p| p.1.ln()).collect();
+    Some((level, per, crate::stats::Paired::new(&logs)))
+}
+
 /// Budgets of 1 and 3 x 10^k GFLOPs from the cheapest evaluation's cost to the dearest's.
 pub fn budgets(points: &[CostPoint]) -> Vec<f64> {
     let (lo, hi) = points.iter().filter(|p| p.gflop > 0.0).fold((f64::INFINITY, 0.0f64), |(lo, hi), p| (lo.min(p.gflop), hi.max(p.gflop)));
@@ -172,9 +181,8 @@ pub fn markdown(evals: &Metrics, rows: &[ComputeRecord], points: &[CostPoint]) -
         let _ = writeln!(s, "\n## Compute at equal gold (the highest selection-half gold both methods reach on every seed; per seed the compute the other method needed over DPO's; geometric mean with a 95% t-interval on the log ratio)\n");
         let _ = writeln!(s, "| method | gold level | ratio per seed | geometric mean |\n|---|---|---|---|");
         for m in methods.iter().filter(|m| *m != "dpo" && *m != "sft") {
-            if let Some((level, per)) = cost_ratio(points, "dpo", m) {
-                let logs: Vec<f64> = per.iter().map(|p| p.1.ln()).collect();
-                let (mean, ci) = mean_ci_t(&logs);
+            if let Some((level, per, logs)) = equal_gold(points, m) {
+                let (mean, ci) = mean_ci_t(&logs.diffs);
                 let cells: Vec<String> = per.iter().map(|(sd, r)| format!("{sd}: {r:.2}")).collect();
                 let _ = writeln!(s, "| {m} / dpo | {level:.4} | {} | {:.2} ({:.2} to {:.2}) |", cells.join(", "), mean.exp(), (mean - ci).exp(), (mean + ci).exp());
             }

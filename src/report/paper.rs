@@ -359,11 +359,67 @@ fn fair_section(s: &mut String, title: &str, scenario: &str, before: &Path, afte
             s.push('\n');
         }
     }
+    fair_claims(s, after, pa.as_deref());
     figure(s, &format!("../results/{scenario}/frontier.png"), "Reward against KL under the fair protocol: every evaluation a point, each method's selected frontier.");
     for heading in ["## Calibrated grids", "## Equal tuning", "## Robustness to hyperparameters", "## Compute per run", "## Gold reward at equal compute", "## Compute at equal gold"] {
         if let Some(sec) = report_section(after, heading) {
             let _ = writeln!(s, "{sec}");
         }
+    }
+}
+
+/// Where a verdict agrees with a claim made of A against B, from the paired comparisons: every
+/// one above agrees, any below contradicts, otherwise the seeds do not establish it.
+fn claim_words(above: usize, below: usize, n: usize, claim: &str) -> String {
+    match (above, below) {
+        (a, 0) if a == n => format!("this agrees with the paper's claim that {claim}"),
+        (0, b) if b > 0 => format!("this contradicts the paper's claim that {claim}"),
+        (_, b) if b > 0 => format!("this contradicts the paper's claim that {claim} where DPO is below, and agrees with it where DPO is above"),
+        _ => format!("the paper's claim that {claim} is not established here: the seeds cannot tell the two apart at the differences stated"),
+    }
+}
+
+/// The DPO paper's claims after the fair protocol, each against PPO and from the folder's own
+/// paired comparisons: the frontier (KL budgets), the win rate (temperatures, where the world
+/// has references), robustness (the tuning spreads) and cost (compute at equal gold).
+fn fair_claims(s: &mut String, after: &Path, pa: Option<&[PairedRecord]>) {
+    let mut lines = Vec::new();
+    for (axis, at, claim) in [("kl_budget", "KL", "DPO's reward-KL frontier dominates PPO's"), ("temperature", "T =", "DPO's win rate is above PPO's")] {
+        let rows: Vec<&PairedRecord> = pa.map(|p| paired_rows(p, "dpo", "ppo", axis)).unwrap_or_default().into_iter().filter(|r| r.mean_diff.is_finite()).collect();
+        if rows.is_empty() {
+            continue;
+        }
+        let class = |v: &str| if v.starts_with("above") { 0 } else if v.starts_with("below") { 1 } else { 2 };
+        let list = |c: usize| {
+            let xs: Vec<String> = rows.iter().filter(|r| class(&r.verdict) == c).map(|r| format!("{at} {}", r.x)).collect();
+            if xs.is_empty() { "none".to_string() } else { xs.join(", ") }
+        };
+        let count = |c: usize| rows.iter().filter(|r| class(&r.verdict) == c).count();
+        lines.push(format!("- {}: DPO - PPO above at {}; below at {}; inconclusive at {}: {}.", if axis == "kl_budget" { "Gold at the KL budgets" } else { "Win rate against the reference" }, list(0), list(1), list(2), claim_words(count(0), count(1), rows.len(), claim)));
+    }
+    let tuning = read::<crate::experiment::tune::TuningRecord>(&after.join("tuning.csv")).unwrap_or_default();
+    if let Some((_, p)) = super::tuning::robustness(&tuning).into_iter().find(|(m, _)| m == "ppo") {
+        let claim = "DPO is more robust to its hyperparameters than PPO";
+        let line = match p {
+            None => "not compared: no tuning seed on which a configuration of both reached the reference budget".to_string(),
+            Some(p) => {
+                // Below 0: DPO's spread is the smaller, which is the claim.
+                let (above, below) = (p.verdict() == crate::stats::Verdict::Below, p.verdict() == crate::stats::Verdict::Above);
+                let ci = if p.diffs.len() < 2 { String::new() } else { format!(" ± {:.3}", p.ci95) };
+                format!("DPO - PPO spread {:+.3}{ci} over {} tuning seed(s): {}", p.mean, p.diffs.len(), claim_words(usize::from(above), usize::from(below), 1, claim))
+            }
+        };
+        lines.push(format!("- Robustness (spread of gold across the tuning grid): {line}."));
+    }
+    let evals = std::fs::read_to_string(after.join("eval.csv")).ok().and_then(|t| crate::experiment::Metrics::from_csv(&t).ok());
+    if let Some((level, _, p)) = evals.and_then(|e| super::compute::equal_gold(&super::compute::cost_points(&e, &super::points(&e)), "ppo")) {
+        // Above 0: PPO needed more compute than DPO, which is the claim.
+        let (above, below) = (p.verdict() == crate::stats::Verdict::Above, p.verdict() == crate::stats::Verdict::Below);
+        let range = if p.diffs.len() < 2 { String::new() } else { format!(" ({:.2} to {:.2})", p.lo().exp(), p.hi().exp()) };
+        lines.push(format!("- Cost (compute at equal gold): PPO needed {:.2}{range} times DPO's compute to reach selection-half gold {level:.4}, over {} seeds: {}.", p.mean.exp(), p.diffs.len(), claim_words(usize::from(above), usize::from(below), 1, "DPO is cheaper than PPO")));
+    }
+    if !lines.is_empty() {
+        let _ = writeln!(s, "**The DPO paper's claims after the fair protocol**, each against PPO, paired by seed:\n\n{}\n", lines.join("\n"));
     }
 }
 

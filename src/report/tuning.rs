@@ -33,6 +33,20 @@ pub fn spreads(records: &[TuningRecord]) -> Vec<(String, Vec<(u64, Option<f64>)>
         .collect()
 }
 
+/// The robustness claim tested: per method other than DPO, DPO's spread minus its own, paired
+/// on the tuning seeds where both have one; None where there is no such seed.
+pub fn robustness(records: &[TuningRecord]) -> Vec<(String, Option<Paired>)> {
+    let sp = spreads(records);
+    let Some((_, dpo)) = sp.iter().find(|(m, _)| m == "dpo") else { return vec![] };
+    sp.iter()
+        .filter(|(m, _)| m != "dpo")
+        .map(|(m, per)| {
+            let d: Vec<f64> = dpo.iter().filter_map(|(sd, a)| Some(a.as_ref()? - per.iter().find(|b| b.0 == *sd)?.1?)).collect();
+            (m.clone(), (!d.is_empty()).then(|| Paired::new(&d)))
+        })
+        .collect()
+}
+
 pub fn markdown(records: &[TuningRecord]) -> String {
     let mut s = String::new();
     let Some(first) = records.first() else { return s };
@@ -61,19 +75,15 @@ pub fn markdown(records: &[TuningRecord]) -> String {
         };
         let _ = writeln!(s, "| {m} | {} | {summary} |", cells.join(", "));
     }
-    if let Some((_, dpo)) = sp.iter().find(|(m, _)| m == "dpo") {
-        for (m, per) in sp.iter().filter(|(m, _)| m != "dpo") {
-            // Paired by tuning seed, on the seeds where both have a spread at the budget.
-            let d: Vec<f64> = dpo.iter().filter_map(|(sd, a)| Some(a.as_ref()? - per.iter().find(|b| b.0 == *sd)?.1?)).collect();
-            if d.is_empty() {
-                let _ = writeln!(s, "\nDPO - {m} spread: not compared: no tuning seed on which a configuration of both reached KL {}.", first.budget);
-                continue;
-            }
-            let p = Paired::new(&d);
-            let v = p.verdict_words(&format!("DPO's spread is larger: {m} more robust than DPO"), &format!("DPO's spread is smaller: DPO more robust than {m}"));
-            let ci = if d.len() < 2 { String::new() } else { format!(" ± {:.4}", p.ci95) };
-            let _ = writeln!(s, "\nDPO - {m} spread: {:.4}{ci} over {} tuning seed{}: {v}.", p.mean, d.len(), if d.len() == 1 { "" } else { "s" });
-        }
+    for (m, p) in robustness(records) {
+        let Some(p) = p else {
+            let _ = writeln!(s, "\nDPO - {m} spread: not compared: no tuning seed on which a configuration of both reached KL {}.", first.budget);
+            continue;
+        };
+        let v = p.verdict_words(&format!("DPO's spread is larger: {m} more robust than DPO"), &format!("DPO's spread is smaller: DPO more robust than {m}"));
+        let n = p.diffs.len();
+        let ci = if n < 2 { String::new() } else { format!(" ± {:.4}", p.ci95) };
+        let _ = writeln!(s, "\nDPO - {m} spread: {:.4}{ci} over {n} tuning seed{}: {v}.", p.mean, if n == 1 { "" } else { "s" });
     }
     s
 }
