@@ -197,6 +197,10 @@ fn paper_numbers_and_verdicts_come_from_the_results() {
     assert!(claims.contains("- Win rate against the reference: DPO - PPO above at none; below at T = 0; inconclusive at none: this contradicts"), "{claims}");
     assert!(claims.contains("- Robustness (spread of gold across the tuning grid): DPO - PPO spread -0.200 ± 0.000 over 2 tuning seed(s): this agrees with the paper's claim that DPO is more robust to its hyperparameters than PPO."), "{claims}");
     assert!(claims.contains("- Cost (compute at equal gold): PPO needed 2.88 (1.21 to 6.85) times DPO's compute to reach selection-half gold 0.8000, over 3 seeds: this agrees with the paper's claim that DPO is cheaper than PPO."), "{claims}");
+    // The same lines head the paper, before the worlds.
+    let short = &md[md.find("## The answers in short").expect("short answers")..md.find("## The worlds").unwrap()];
+    assert!(short.contains("**Sentiment** (`results/fair-sentiment`, its section below):") && short.contains("DPO - PPO spread -0.200 ± 0.000 over 2 tuning seed(s): this agrees"), "{short}");
+    assert!(short.contains("is above PPO's (made for TL;DR, carried to this world)"), "{short}");
     // Its summary has the sweep's wall time only: the section says so, not "the invocation".
     assert!(fair.contains("Wall time of the sweep that wrote these results: 14400.0 s; the folder predates") && !fair[..fair.find("###").unwrap()].contains("Wall time of the invocation"), "{fair}");
     // The overoptimisation section: Gao's b per seed and its interval (hand values as in
