@@ -378,7 +378,7 @@ fn claim_words(above: usize, below: usize, n: usize, claim: &str) -> String {
         (a, 0) if a == n => format!("this agrees with the paper's claim that {claim}"),
         (0, b) if b > 0 => format!("this contradicts the paper's claim that {claim}"),
         (_, b) if b > 0 => format!("this contradicts the paper's claim that {claim} where DPO is below, and agrees with it where DPO is above"),
-        _ => format!("the paper's claim that {claim} is not established here: the seeds cannot tell the two apart at the differences stated"),
+        _ => format!("the paper's claim that {claim} is not established here: the 95% interval does not exclude 0"),
     }
 }
 
@@ -418,7 +418,7 @@ fn fair_claims(title: &str, after: &Path) -> Vec<String> {
             Some(p) => {
                 // Below 0: DPO's spread is the smaller, which is the claim.
                 let (above, below) = (p.verdict() == crate::stats::Verdict::Below, p.verdict() == crate::stats::Verdict::Above);
-                let ci = if p.diffs.len() < 2 { String::new() } else { format!(" ± {:.3}", p.ci95) };
+                let ci = if p.diffs.len() < 2 { " (one seed, no interval)".to_string() } else { format!(" ± {:.3}", p.ci95) };
                 format!("DPO - PPO spread {:+.3}{ci} over {} tuning seed(s): {}", p.mean, p.diffs.len(), claim_words(usize::from(above), usize::from(below), 1, claim))
             }
         };
@@ -428,7 +428,7 @@ fn fair_claims(title: &str, after: &Path) -> Vec<String> {
     if let Some((level, _, p)) = evals.and_then(|e| super::compute::equal_gold(&super::compute::cost_points(&e, &super::points(&e)), "ppo")) {
         // Above 0: PPO needed more compute than DPO, which is the claim.
         let (above, below) = (p.verdict() == crate::stats::Verdict::Above, p.verdict() == crate::stats::Verdict::Below);
-        let range = if p.diffs.len() < 2 { String::new() } else { format!(" ({:.2} to {:.2})", p.lo().exp(), p.hi().exp()) };
+        let range = if p.diffs.len() < 2 { " (one seed, no interval)".to_string() } else { format!(" ({:.2} to {:.2})", p.lo().exp(), p.hi().exp()) };
         lines.push(format!("- Cost (compute at equal gold): PPO needed {:.2}{range} times DPO's compute to reach selection-half gold {level:.4}, over {} seeds: {}.", p.mean.exp(), p.diffs.len(), claim_words(usize::from(above), usize::from(below), 1, "DPO is cheaper than PPO")));
     }
     lines
