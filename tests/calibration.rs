@@ -139,7 +139,6 @@ fn the_spread_across_configurations_is_best_minus_worst_per_tuning_seed() {
     let md = alignlab::report::tuning::markdown(&records);
     assert!(md.contains("DPO - ppo spread: -0.2000 ± "), "{md}");
     // One tuning seed has no interval: the table and the sentence say so instead of "± 0" or "± NaN".
-    let records_again = || records.clone();
     let one: Vec<TuningRecord> = records.iter().filter(|r| r.seed == 1).cloned().collect();
     let md = alignlab::report::tuning::markdown(&one);
     assert!(md.contains("| dpo | 1: 0.2000 | 0.2000 ± - (one seed) |") && md.contains("DPO - ppo spread: -0.5000 over 1 tuning seed: inconclusive"), "{md}");
@@ -148,7 +147,7 @@ fn the_spread_across_configurations_is_best_minus_worst_per_tuning_seed() {
     // (its values are read below the budget: one that never moves would look perfectly
     // robust); paired on the seeds where both have one, and not compared where none is left.
     let below = |method: &str, config: &str, seed: u64, gold_sel: f64| TuningRecord { reached: false, ..r(method, config, seed, gold_sel) };
-    let mut mixed = records_again();
+    let mut mixed = records.clone();
     mixed.extend([below("pft", "a", 1, 0.3), below("pft", "b", 1, 0.3), below("pft", "a", 2, 0.3), below("pft", "b", 2, 0.3)]);
     mixed.extend([r("ul", "a", 1, 0.5), r("ul", "b", 1, 0.6), below("ul", "a", 2, 0.3), below("ul", "b", 2, 0.3)]);
     let s = spreads(&mixed);
