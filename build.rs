@@ -22,10 +22,26 @@ fn main() {
     // The commit the binary is built from, written into every run's summary (results say which
     // code produced them). "-dirty" when tracked files differ from it, results/ and paper/ aside
     // (a run rewrites them, the code stays the same); "unknown" outside git.
-    let git = |args: &[&str]| std::process::Command::new("git").args(args).output().ok().filter(|o| o.status.success()).map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
     let commit = match git(&["rev-parse", "--short=12", "HEAD"]) {
         Some(c) => {
-            let dirty = git(&["status", "--porcelain", "--untracked-files=no", "--", ".", ":!results", ":!paper"]).is_some_and(|s| !s.is_empty());
+            let dirty = git(&[
+                "status",
+                "--porcelain",
+                "--untracked-files=no",
+                "--",
+                ".",
+                ":!results",
+                ":!paper",
+            ])
+            .is_some_and(|s| !s.is_empty());
             format!("{c}{}", if dirty { "-dirty" } else { "" })
         }
         None => "unknown".to_string(),

@@ -27,7 +27,14 @@ pub struct SftBench {
 }
 
 /// One SFT step (forward, backward, AdamW) on random tokens of full length.
-pub fn sft_step(cfg: &GptConfig, batch: i64, t: i64, device: Device, peak: f64, quick: bool) -> SftBench {
+pub fn sft_step(
+    cfg: &GptConfig,
+    batch: i64,
+    t: i64,
+    device: Device,
+    peak: f64,
+    quick: bool,
+) -> SftBench {
     tch::manual_seed(0);
     let vs = nn::VarStore::new(device);
     let gpt = Gpt::new(&vs.root(), cfg);
@@ -43,18 +50,34 @@ pub fn sft_step(cfg: &GptConfig, batch: i64, t: i64, device: Device, peak: f64, 
         let _ = loss.double_value(&[]);
     });
     let tokens_per_s = (batch * t) as f64 / secs;
-    SftBench { tokens_per_s, mfu: tokens_per_s * cfg.train_flops_per_token(t) / peak }
+    SftBench {
+        tokens_per_s,
+        mfu: tokens_per_s * cfg.train_flops_per_token(t) / peak,
+    }
 }
 
 /// Generated tokens/s for batch `b`, prompt length `p`, `n` new tokens.
-pub fn sampling(cfg: &GptConfig, b: i64, p: i64, n: i64, use_cache: bool, device: Device, quick: bool) -> f64 {
+pub fn sampling(
+    cfg: &GptConfig,
+    b: i64,
+    p: i64,
+    n: i64,
+    use_cache: bool,
+    device: Device,
+    quick: bool,
+) -> f64 {
     tch::manual_seed(0);
     let vs = nn::VarStore::new(device);
     let gpt = Gpt::new(&vs.root(), cfg);
     let prompt = Tensor::randint_low(3, cfg.vocab_size, [b, p], (Kind::Int64, device));
     let _ = prompt.select(1, 0).fill_(crate::world::BOS);
     let valid = Tensor::ones([b, p], (Kind::Bool, device));
-    let s = SampleSettings { temperature: 1.0, top_k: 0, max_new_tokens: n, use_cache };
+    let s = SampleSettings {
+        temperature: 1.0,
+        top_k: 0,
+        max_new_tokens: n,
+        use_cache,
+    };
     let reps = if quick { 2 } else { 5 };
     let secs = time_it(1, reps, || {
         let ro = generate(&gpt, &prompt, &valid, &s);
@@ -66,29 +89,80 @@ pub fn sampling(cfg: &GptConfig, b: i64, p: i64, n: i64, use_cache: bool, device
 /// PPO iterations at the quick scenario's settings on random prompts: (rollout generated
 /// tokens/s, rollout seconds, update seconds) per iteration, medians over iterations after the
 /// first. The rollout includes sampling, scoring and the old/reference/value passes.
-pub fn ppo_iteration(cfg: &GptConfig, rollout_batch: usize, device: Device, quick: bool) -> Result<(f64, f64, f64)> {
+pub fn ppo_iteration(
+    cfg: &GptConfig,
+    rollout_batch: usize,
+    device: Device,
+    quick: bool,
+) -> Result<(f64, f64, f64)> {
     use crate::algo::ppo::{self, KlControl, PpoConfig, PpoContext};
     tch::manual_seed(0);
-    let (pvs, rvs, cvs) = (nn::VarStore::new(device), nn::VarStore::new(device), nn::VarStore::new(device));
+    let (pvs, rvs, cvs) = (
+        nn::VarStore::new(device),
+        nn::VarStore::new(device),
+        nn::VarStore::new(device),
+    );
     let policy = Gpt::new(&pvs.root(), cfg);
     let reference = Gpt::new(&rvs.root(), cfg);
     let critic = crate::algo::reward::RewardModel::new(&cvs.root(), cfg);
     let rm_vs = nn::VarStore::new(device);
     let rm = crate::algo::reward::RewardModel::new(&rm_vs.root(), cfg);
-    let score = |ro: &crate::model::Rollout| rm.score(&ro.prompt, &ro.prompt_valid, &ro.response, &ro.mask);
+    let score =
+        |ro: &crate::model::Rollout| rm.score(&ro.prompt, &ro.prompt_valid, &ro.response, &ro.mask);
     let mut rng = crate::draw::Rng::new(0);
-    let prompts: Vec<Vec<i64>> = (0..512).map(|_| (0..rng.range(2, 8)).map(|_| rng.range(3, cfg.vocab_size as usize - 1) as i64).collect()).collect();
-    let ctx = PpoContext { reference: &reference, prompts: &prompts, max_new_tokens: 16, score: &score, ema_reference: None };
+    let prompts: Vec<Vec<i64>> = (0..512)
+        .map(|_| {
+            (0..rng.range(2, 8))
+                .map(|_| rng.range(3, cfg.vocab_size as usize - 1) as i64)
+                .collect()
+        })
+        .collect();
+    let ctx = PpoContext {
+        reference: &reference,
+        prompts: &prompts,
+        max_new_tokens: 16,
+        score: &score,
+        ema_reference: None,
+    };
     let iterations = if quick { 3 } else { 6 };
-    let pcfg = PpoConfig { iterations, rollout_batch, minibatch_size: rollout_batch / 2, kl: KlControl::Fixed { coef: 0.1 }, eval_every: usize::MAX, ..PpoConfig::default() };
+    let pcfg = PpoConfig {
+        iterations,
+        rollout_batch,
+        minibatch_size: rollout_batch / 2,
+        kl: KlControl::Fixed { coef: 0.1 },
+        eval_every: usize::MAX,
+        ..PpoConfig::default()
+    };
     let mut m = crate::experiment::Metrics::default();
-    ppo::train(&policy, &pvs, &critic, &cvs, &ctx, &pcfg, 0, ("ppo", "bench"), &mut m, None, |_, _, _, _| Ok(()), |_, _| {})?;
+    ppo::train(
+        &policy,
+        &pvs,
+        &critic,
+        &cvs,
+        &ctx,
+        &pcfg,
+        0,
+        ("ppo", "bench"),
+        &mut m,
+        None,
+        |_, _, _, _| Ok(()),
+        |_, _| {},
+    )?;
     let median = |k: &str| {
-        let mut v: Vec<f64> = m.rows.iter().filter(|r| r.metric == k && r.step > 1).map(|r| r.value).collect();
+        let mut v: Vec<f64> = m
+            .rows
+            .iter()
+            .filter(|r| r.metric == k && r.step > 1)
+            .map(|r| r.value)
+            .collect();
         v.sort_by(|a, b| a.total_cmp(b));
         v[v.len() / 2]
     };
-    let (ro, up, toks) = (median("ppo/time/rollout_s"), median("ppo/time/update_s"), median("ppo/time/rollout_tokens"));
+    let (ro, up, toks) = (
+        median("ppo/time/rollout_s"),
+        median("ppo/time/update_s"),
+        median("ppo/time/rollout_tokens"),
+    );
     Ok((toks / ro, ro, up))
 }
 
@@ -106,13 +180,30 @@ pub fn dpo_step(cfg: &GptConfig, pairs: usize, device: Device, quick: bool) -> f
     let _ = prompt.select(1, 0).fill_(crate::world::BOS);
     let response = || Tensor::randint_low(3, cfg.vocab_size, [n, 16], (Kind::Int64, device));
     let mask = Tensor::ones([n, 16], (Kind::Float, device));
-    let batch = crate::data::PairBatch { prompt_valid: prompt.ones_like().to_kind(Kind::Bool), prompt, chosen: response(), chosen_mask: mask.copy(), rejected: response(), rejected_mask: mask };
-    let (rc, rr) = (Tensor::zeros([n], (Kind::Float, device)), Tensor::zeros([n], (Kind::Float, device)));
+    let batch = crate::data::PairBatch {
+        prompt_valid: prompt.ones_like().to_kind(Kind::Bool),
+        prompt,
+        chosen: response(),
+        chosen_mask: mask.copy(),
+        rejected: response(),
+        rejected_mask: mask,
+    };
+    let (rc, rr) = (
+        Tensor::zeros([n], (Kind::Float, device)),
+        Tensor::zeros([n], (Kind::Float, device)),
+    );
     let reps = if quick { 3 } else { 10 };
     let secs = time_it(2, reps, || {
         let (lc, lr) = pair_logps(&gpt, &batch);
         let tokens = batch.chosen_mask.sum_dim_intlist(1, false, Kind::Float);
-        let lp = PairLogps { policy_chosen: &lc, policy_rejected: &lr, reference_chosen: &rc, reference_rejected: &rr, chosen_tokens: &tokens, rejected_tokens: &tokens };
+        let lp = PairLogps {
+            policy_chosen: &lc,
+            policy_rejected: &lr,
+            reference_chosen: &rc,
+            reference_rejected: &rr,
+            chosen_tokens: &tokens,
+            rejected_tokens: &tokens,
+        };
         let loss = preference_loss(PrefLoss::Dpo { beta: 0.1 }, &lp).batch_loss();
         opt.zero_grad();
         loss.backward();
@@ -144,23 +235,63 @@ impl StackedGpt {
         let layers = (0..cfg.n_layer)
             .map(|l| {
                 let n = |s: &str| format!("h{l}_{s}");
-                [o(&n("ln1w")), z(&n("ln1b"), d), w(&n("qkv"), d, 3 * d), z(&n("qkvb"), 3 * d), w(&n("proj"), d, d), z(&n("projb"), d), o(&n("ln2w")), z(&n("ln2b"), d), w(&n("fc"), d, 4 * d), z(&n("fcb"), 4 * d), w(&n("fc2"), 4 * d, d), z(&n("fc2b"), d)]
+                [
+                    o(&n("ln1w")),
+                    z(&n("ln1b"), d),
+                    w(&n("qkv"), d, 3 * d),
+                    z(&n("qkvb"), 3 * d),
+                    w(&n("proj"), d, d),
+                    z(&n("projb"), d),
+                    o(&n("ln2w")),
+                    z(&n("ln2b"), d),
+                    w(&n("fc"), d, 4 * d),
+                    z(&n("fcb"), 4 * d),
+                    w(&n("fc2"), 4 * d, d),
+                    z(&n("fc2b"), d),
+                ]
             })
             .collect();
-        StackedGpt { k, cfg: cfg.clone(), wte: w("wte", cfg.vocab_size, d), wpe: w("wpe", cfg.block_size, d), layers, ln_f: (o("lnfw"), z("lnfb", d)) }
+        StackedGpt {
+            k,
+            cfg: cfg.clone(),
+            wte: w("wte", cfg.vocab_size, d),
+            wpe: w("wpe", cfg.block_size, d),
+            layers,
+            ln_f: (o("lnfw"), z("lnfb", d)),
+        }
     }
 
     /// Logits `[K, B*T, V]` of tokens `[K, B, T]`.
     fn logits(&self, tokens: &Tensor) -> Tensor {
         let (k, b, t) = tokens.size3().unwrap();
         let (d, h) = (self.cfg.d_model, self.cfg.n_head);
-        let ln = |x: &Tensor, w: &Tensor, bias: &Tensor| x.layer_norm([d], None::<Tensor>, None::<Tensor>, 1e-5, false) * w + bias;
-        let offsets = (Tensor::arange(k, (Kind::Int64, tokens.device())) * self.cfg.vocab_size).view([k, 1, 1]);
-        let emb = self.wte.view([k * self.cfg.vocab_size, d]).index_select(0, &(tokens + offsets).view([-1])).view([k, b * t, d]);
-        let mut x = (emb.view([k, b, t, d]) + self.wpe.narrow(1, 0, t).unsqueeze(1)).view([k, b * t, d]);
+        let ln = |x: &Tensor, w: &Tensor, bias: &Tensor| {
+            x.layer_norm([d], None::<Tensor>, None::<Tensor>, 1e-5, false) * w + bias
+        };
+        let offsets = (Tensor::arange(k, (Kind::Int64, tokens.device())) * self.cfg.vocab_size)
+            .view([k, 1, 1]);
+        let emb = self
+            .wte
+            .view([k * self.cfg.vocab_size, d])
+            .index_select(0, &(tokens + offsets).view([-1]))
+            .view([k, b * t, d]);
+        let mut x =
+            (emb.view([k, b, t, d]) + self.wpe.narrow(1, 0, t).unsqueeze(1)).view([k, b * t, d]);
         for [l1w, l1b, qkv_w, qkv_b, pw, pb, l2w, l2b, fw, fb, f2w, f2b] in &self.layers {
-            let qkv = qkv_b.baddbmm(&ln(&x, l1w, l1b), qkv_w, 1.0, 1.0).view([k * b, t, 3, h, d / h]).permute([2, 0, 3, 1, 4]);
-            let y = Tensor::scaled_dot_product_attention(&qkv.get(0), &qkv.get(1), &qkv.get(2), None::<Tensor>, 0.0, true, None, false);
+            let qkv = qkv_b
+                .baddbmm(&ln(&x, l1w, l1b), qkv_w, 1.0, 1.0)
+                .view([k * b, t, 3, h, d / h])
+                .permute([2, 0, 3, 1, 4]);
+            let y = Tensor::scaled_dot_product_attention(
+                &qkv.get(0),
+                &qkv.get(1),
+                &qkv.get(2),
+                None::<Tensor>,
+                0.0,
+                true,
+                None,
+                false,
+            );
             let y = y.permute([0, 2, 1, 3]).contiguous().view([k, b * t, d]);
             x = &x + pb.baddbmm(&y, pw, 1.0, 1.0);
             let m = fb.baddbmm(&ln(&x, l2w, l2b), fw, 1.0, 1.0).gelu("tanh");
@@ -185,7 +316,10 @@ pub fn stacked_steps(cfg: &GptConfig, k: i64, device: Device, quick: bool) -> (f
             (vs, g)
         })
         .collect();
-    let mut opts: Vec<nn::Optimizer> = models.iter().map(|(vs, _)| nn::adam(0.9, 0.99, 0.0).build(vs, 1e-4).unwrap()).collect();
+    let mut opts: Vec<nn::Optimizer> = models
+        .iter()
+        .map(|(vs, _)| nn::adam(0.9, 0.99, 0.0).build(vs, 1e-4).unwrap())
+        .collect();
     let separate = time_it(2, reps, || {
         for (i, ((_, g), opt)) in models.iter().zip(opts.iter_mut()).enumerate() {
             opt.zero_grad();
@@ -202,7 +336,10 @@ pub fn stacked_steps(cfg: &GptConfig, k: i64, device: Device, quick: bool) -> (f
         opt.zero_grad();
         let logits = stacked.logits(&inp);
         // The sum over models of each model's mean token NLL: each model's gradient is its own.
-        let loss = logits.view([-1, cfg.vocab_size]).cross_entropy_for_logits(&tgt.reshape([-1])) * stacked.k as f64;
+        let loss = logits
+            .view([-1, cfg.vocab_size])
+            .cross_entropy_for_logits(&tgt.reshape([-1]))
+            * stacked.k as f64;
         loss.backward();
         opt.step();
         let _ = loss.double_value(&[]);
@@ -211,23 +348,51 @@ pub fn stacked_steps(cfg: &GptConfig, k: i64, device: Device, quick: bool) -> (f
 }
 
 pub fn run(device: Device, quick: bool) -> Result<()> {
-    println!("alignlab bench on {device:?}, {} threads", tch::get_num_threads());
+    println!(
+        "alignlab bench on {device:?}, {} threads",
+        tch::get_num_threads()
+    );
     let peak = matmul_peak(device, quick);
-    println!("matmul peak (fp32, n=512/1024)         {:>10.1} GFLOP/s", peak / 1e9);
-    let quick_model = GptConfig { vocab_size: 51, block_size: 64, n_layer: 2, n_head: 4, d_model: 128 };
-    let big_model = GptConfig { vocab_size: 51, block_size: 64, n_layer: 4, n_head: 4, d_model: 256 };
+    println!(
+        "matmul peak (fp32, n=512/1024)         {:>10.1} GFLOP/s",
+        peak / 1e9
+    );
+    let quick_model = GptConfig {
+        vocab_size: 51,
+        block_size: 64,
+        n_layer: 2,
+        n_head: 4,
+        d_model: 128,
+    };
+    let big_model = GptConfig {
+        vocab_size: 51,
+        block_size: 64,
+        n_layer: 4,
+        n_head: 4,
+        d_model: 256,
+    };
     for (name, cfg) in [("quick (d128 L2)", &quick_model), ("d256 L4", &big_model)] {
         let r = sft_step(cfg, 64, 21, device, peak, quick);
-        println!("sft step {name:16} B64 T21       {:>10.0} tokens/s  MFU {:5.1}%", r.tokens_per_s, 100.0 * r.mfu);
+        println!(
+            "sft step {name:16} B64 T21       {:>10.0} tokens/s  MFU {:5.1}%",
+            r.tokens_per_s,
+            100.0 * r.mfu
+        );
     }
     for (name, cfg) in [("quick (d128 L2)", &quick_model), ("d256 L4", &big_model)] {
-        println!("dpo step {name:16} B64 pairs P9 N16 {:>10.1} pairs/s", dpo_step(cfg, 64, device, quick));
+        println!(
+            "dpo step {name:16} B64 pairs P9 N16 {:>10.1} pairs/s",
+            dpo_step(cfg, 64, device, quick)
+        );
     }
     let cached = sampling(&quick_model, 256, 9, 32, true, device, quick);
     let uncached = sampling(&quick_model, 256, 9, 32, false, device, quick);
     println!("sampling quick B256 P9 N32 cached     {cached:>10.0} tokens/s");
     println!("sampling quick B256 P9 N32 uncached   {uncached:>10.0} tokens/s");
-    println!("KV-cache speed-up                     {:>10.2}x", cached / uncached);
+    println!(
+        "KV-cache speed-up                     {:>10.2}x",
+        cached / uncached
+    );
     let rollout_gen = sampling(&quick_model, 64, 9, 16, true, device, quick);
     println!("sampling quick B64 P9 N16 cached      {rollout_gen:>10.0} tokens/s  (PPO's generation alone)");
     for b in [64usize, 256] {
@@ -236,11 +401,22 @@ pub fn run(device: Device, quick: bool) -> Result<()> {
     }
     for k in [2i64, 4, 8] {
         let (separate, together) = stacked_steps(&quick_model, k, device, quick);
-        println!("{k} quick policies, one step each: separate {:.4} s, stacked {:.4} s, speed-up {:.2}x", separate, together, separate / together);
+        println!(
+            "{k} quick policies, one step each: separate {:.4} s, stacked {:.4} s, speed-up {:.2}x",
+            separate,
+            together,
+            separate / together
+        );
     }
     let threads = tch::get_num_threads().max(1) as usize;
     for p in cpu_parallel(threads, quick)? {
-        println!("rayon {:36} 1 thread {:.4} s, {threads} threads {:.4} s, speed-up {:.2}x", p.name, p.one, p.many, p.one / p.many);
+        println!(
+            "rayon {:36} 1 thread {:.4} s, {threads} threads {:.4} s, speed-up {:.2}x",
+            p.name,
+            p.one,
+            p.many,
+            p.one / p.many
+        );
     }
     Ok(())
 }
@@ -255,13 +431,25 @@ pub struct CpuParallel {
 
 /// Median seconds of `f` on a rayon pool of one thread and on one of `threads`; an error if the
 /// two pools' results differ (the places promise the same bytes at any thread count).
-fn on_pools<T: PartialEq + Send>(name: &str, threads: usize, reps: usize, f: impl Fn() -> T + Sync) -> Result<CpuParallel> {
+fn on_pools<T: PartialEq + Send>(
+    name: &str,
+    threads: usize,
+    reps: usize,
+    f: impl Fn() -> T + Sync,
+) -> Result<CpuParallel> {
     let pool = |n: usize| rayon::ThreadPoolBuilder::new().num_threads(n).build();
     let (p1, pn) = (pool(1)?, pool(threads)?);
-    anyhow::ensure!(p1.install(&f) == pn.install(&f), "{name}: the result on {threads} threads differs from the one on 1");
+    anyhow::ensure!(
+        p1.install(&f) == pn.install(&f),
+        "{name}: the result on {threads} threads differs from the one on 1"
+    );
     let one = time_it(1, reps, || drop(p1.install(&f)));
     let many = time_it(1, reps, || drop(pn.install(&f)));
-    Ok(CpuParallel { name: name.to_string(), one, many })
+    Ok(CpuParallel {
+        name: name.to_string(),
+        one,
+        many,
+    })
 }
 
 /// The places of the CPU work outside libtorch that run on rayon, at the paper worlds' sizes
@@ -272,36 +460,81 @@ fn on_pools<T: PartialEq + Send>(name: &str, threads: usize, reps: usize, f: imp
 /// the evaluation.
 pub fn cpu_parallel(threads: usize, quick: bool) -> Result<Vec<CpuParallel>> {
     use crate::draw::{derive_seed, Rng};
-    use crate::world::{DialogueConfig, DialogueWorld, SentimentConfig, SentimentWorld, SummarizeConfig, SummarizeWorld, TextWorld};
+    use crate::world::{
+        DialogueConfig, DialogueWorld, SentimentConfig, SentimentWorld, SummarizeConfig,
+        SummarizeWorld, TextWorld,
+    };
     use rayon::prelude::*;
     let reps = if quick { 1 } else { 5 };
     let mut out = vec![];
     let (scfg, dcfg) = (SummarizeConfig::default(), DialogueConfig::default());
     // A world's identity is its corpora and prompts (the worlds do not implement PartialEq).
-    out.push(on_pools("summarize world (corpora, prompts)", threads, reps, || {
-        let w = SummarizeWorld::new(&scfg, 0);
-        (w.train_prompts().to_vec(), w.eval_prompts().to_vec(), w.sft_examples(false))
-    })?);
-    out.push(on_pools("dialogue world (corpora, prompts)", threads, reps, || {
-        let w = DialogueWorld::new(&dcfg, 0);
-        (w.train_prompts().to_vec(), w.eval_prompts().to_vec(), w.sft_examples(false))
-    })?);
+    out.push(on_pools(
+        "summarize world (corpora, prompts)",
+        threads,
+        reps,
+        || {
+            let w = SummarizeWorld::new(&scfg, 0);
+            (
+                w.train_prompts().to_vec(),
+                w.eval_prompts().to_vec(),
+                w.sft_examples(false),
+            )
+        },
+    )?);
+    out.push(on_pools(
+        "dialogue world (corpora, prompts)",
+        threads,
+        reps,
+        || {
+            let w = DialogueWorld::new(&dcfg, 0);
+            (
+                w.train_prompts().to_vec(),
+                w.eval_prompts().to_vec(),
+                w.sft_examples(false),
+            )
+        },
+    )?);
     let worlds: Vec<(&str, Box<dyn TextWorld>)> = vec![
-        ("sentiment", Box::new(SentimentWorld::new(&SentimentConfig::default(), 0))),
+        (
+            "sentiment",
+            Box::new(SentimentWorld::new(&SentimentConfig::default(), 0)),
+        ),
         ("summarize", Box::new(SummarizeWorld::new(&scfg, 0))),
         ("dialogue", Box::new(DialogueWorld::new(&dcfg, 0))),
     ];
     for (name, w) in &worlds {
         let mut rng = Rng::new(derive_seed(0, "bench/gold"));
-        let pairs: Vec<(Vec<i64>, Vec<i64>)> =
-            w.eval_prompts().iter().flat_map(|p| (0..64).map(|_| (p.clone(), w.offpolicy_completion(p, 24, &mut rng))).collect::<Vec<_>>()).collect();
+        let pairs: Vec<(Vec<i64>, Vec<i64>)> = w
+            .eval_prompts()
+            .iter()
+            .flat_map(|p| {
+                (0..64)
+                    .map(|_| (p.clone(), w.offpolicy_completion(p, 24, &mut rng)))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
         let label = format!("gold of {} {name} completions", pairs.len());
-        out.push(on_pools(&label, threads, reps, || pairs.par_iter().map(|(p, r)| w.gold(p, r)).collect::<Vec<f64>>())?);
+        out.push(on_pools(&label, threads, reps, || {
+            pairs
+                .par_iter()
+                .map(|(p, r)| w.gold(p, r))
+                .collect::<Vec<f64>>()
+        })?);
     }
     let mut rng = Rng::new(derive_seed(0, "bench/frontier"));
-    let rewards: Vec<Vec<f64>> = (0..256).map(|_| (0..512).map(|_| rng.normal()).collect()).collect();
-    let betas = [0.01, 0.02, 0.03, 0.05, 0.07, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0, 2.0];
-    out.push(on_pools("importance-sampling frontier", threads, reps, || crate::eval::optimal::optimal_frontier(&rewards, &betas))?);
+    let rewards: Vec<Vec<f64>> = (0..256)
+        .map(|_| (0..512).map(|_| rng.normal()).collect())
+        .collect();
+    let betas = [
+        0.01, 0.02, 0.03, 0.05, 0.07, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0, 2.0,
+    ];
+    out.push(on_pools(
+        "importance-sampling frontier",
+        threads,
+        reps,
+        || crate::eval::optimal::optimal_frontier(&rewards, &betas),
+    )?);
     Ok(out)
 }
 
@@ -313,7 +546,9 @@ mod tests {
     /// thread count is refused, and every place's result is the same on one thread and on two.
     #[test]
     fn cpu_parallel_checks_equal_results() {
-        let e = on_pools("threads", 2, 1, rayon::current_num_threads).err().expect("a thread-dependent result is refused");
+        let e = on_pools("threads", 2, 1, rayon::current_num_threads)
+            .err()
+            .expect("a thread-dependent result is refused");
         assert!(e.to_string().contains("differs"), "{e}");
         let places = cpu_parallel(2, true).unwrap();
         assert_eq!(places.len(), 6);
@@ -324,7 +559,13 @@ mod tests {
     /// benchmark compares the same work.
     #[test]
     fn stacked_model_matches_separate_models() {
-        let cfg = GptConfig { vocab_size: 11, block_size: 8, n_layer: 2, n_head: 2, d_model: 16 };
+        let cfg = GptConfig {
+            vocab_size: 11,
+            block_size: 8,
+            n_layer: 2,
+            n_head: 2,
+            d_model: 16,
+        };
         let k = 3i64;
         tch::manual_seed(1);
         let gpts: Vec<(nn::VarStore, Gpt)> = (0..k)
@@ -339,17 +580,40 @@ mod tests {
         tch::no_grad(|| {
             for (i, (gvs, _)) in gpts.iter().enumerate() {
                 let v = gvs.variables();
-                let get = |n: &str| v.get(n).unwrap_or_else(|| panic!("no variable {n} in {:?}", v.keys().collect::<Vec<_>>())).shallow_clone();
+                let get = |n: &str| {
+                    v.get(n)
+                        .unwrap_or_else(|| {
+                            panic!("no variable {n} in {:?}", v.keys().collect::<Vec<_>>())
+                        })
+                        .shallow_clone()
+                };
                 let i = i as i64;
                 st.wte.get(i).copy_(&get("wte.weight"));
                 st.wpe.get(i).copy_(&get("wpe.weight"));
                 for (l, w) in st.layers.iter().enumerate() {
                     let n = |s: &str| get(&format!("h.{l}.{s}"));
                     // Linear weights are [out, in]; the stacked ones [in, out].
-                    let pairs = [("ln_1.weight", 0, false), ("ln_1.bias", 1, false), ("attn.c_attn.weight", 2, true), ("attn.c_attn.bias", 3, false), ("attn.c_proj.weight", 4, true), ("attn.c_proj.bias", 5, false), ("ln_2.weight", 6, false), ("ln_2.bias", 7, false), ("mlp.c_fc.weight", 8, true), ("mlp.c_fc.bias", 9, false), ("mlp.c_proj.weight", 10, true), ("mlp.c_proj.bias", 11, false)];
+                    let pairs = [
+                        ("ln_1.weight", 0, false),
+                        ("ln_1.bias", 1, false),
+                        ("attn.c_attn.weight", 2, true),
+                        ("attn.c_attn.bias", 3, false),
+                        ("attn.c_proj.weight", 4, true),
+                        ("attn.c_proj.bias", 5, false),
+                        ("ln_2.weight", 6, false),
+                        ("ln_2.bias", 7, false),
+                        ("mlp.c_fc.weight", 8, true),
+                        ("mlp.c_fc.bias", 9, false),
+                        ("mlp.c_proj.weight", 10, true),
+                        ("mlp.c_proj.bias", 11, false),
+                    ];
                     for (name, j, transpose) in pairs {
                         let src = n(name);
-                        let src = if transpose { src.transpose(0, 1) } else { src.view([1, -1]) };
+                        let src = if transpose {
+                            src.transpose(0, 1)
+                        } else {
+                            src.view([1, -1])
+                        };
                         w[j].get(i).copy_(&src);
                     }
                 }

@@ -13,7 +13,13 @@ impl ConfigError {
     /// Serde's error at `path` (dotted, "" at the top) as a key and a fix. The name of an
     /// unknown or missing key, which serde gives only in its message, is appended to the path.
     pub fn from_serde(path: &str, msg: &str) -> ConfigError {
-        let join = |key: &str, name: &str| if key.is_empty() { name.to_string() } else { format!("{key}.{name}") };
+        let join = |key: &str, name: &str| {
+            if key.is_empty() {
+                name.to_string()
+            } else {
+                format!("{key}.{name}")
+            }
+        };
         let named = |prefix: &str| msg.strip_prefix(prefix).and_then(|r| r.split('`').next());
         let mut key = path.to_string();
         if let Some(name) = named("unknown field `") {
@@ -35,7 +41,11 @@ impl ConfigError {
         } else {
             "see scenarios/sentiment.toml for a valid example".to_string()
         };
-        ConfigError { key, problem: msg.to_string(), fix }
+        ConfigError {
+            key,
+            problem: msg.to_string(),
+            fix,
+        }
     }
 
     /// The error with its key inside section `section`.
@@ -46,20 +56,38 @@ impl ConfigError {
 }
 
 /// Deserialize `value`, an error naming the key where serde stopped inside `section`.
-pub fn read<T: serde::de::DeserializeOwned>(section: &str, value: toml::Value) -> Result<T, ConfigError> {
+pub fn read<T: serde::de::DeserializeOwned>(
+    section: &str,
+    value: toml::Value,
+) -> Result<T, ConfigError> {
     serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
-        let path = if path == "." { section.to_string() } else if section.is_empty() { path } else { format!("{section}.{path}") };
+        let path = if path == "." {
+            section.to_string()
+        } else if section.is_empty() {
+            path
+        } else {
+            format!("{section}.{path}")
+        };
         ConfigError::from_serde(&path, &e.inner().message().to_string())
     })
 }
 
 /// `Ok` when `cond` holds, else the error for `key`.
-pub fn need(cond: bool, key: &str, problem: impl FnOnce() -> String, fix: &str) -> Result<(), ConfigError> {
+pub fn need(
+    cond: bool,
+    key: &str,
+    problem: impl FnOnce() -> String,
+    fix: &str,
+) -> Result<(), ConfigError> {
     if cond {
         Ok(())
     } else {
-        Err(ConfigError { key: key.to_string(), problem: problem(), fix: fix.to_string() })
+        Err(ConfigError {
+            key: key.to_string(),
+            problem: problem(),
+            fix: fix.to_string(),
+        })
     }
 }
 
@@ -150,7 +178,10 @@ pub fn find_line(text: &str, key: &str) -> Option<usize> {
         if line.starts_with('[') {
             // `[train]   # a comment`: the header is what stands before the comment.
             let header = line.split('#').next().unwrap_or("").trim();
-            current = header.trim_matches(|c| c == '[' || c == ']').trim().to_string();
+            current = header
+                .trim_matches(|c| c == '[' || c == ']')
+                .trim()
+                .to_string();
             if current == key {
                 return Some(i + 1);
             }
@@ -169,7 +200,17 @@ pub fn find_line(text: &str, key: &str) -> Option<usize> {
 
 /// User text for a one-line message: at most 64 characters, control characters escaped.
 pub fn shown(text: &str) -> String {
-    let head: String = text.chars().take(64).flat_map(|c| if c.is_control() { c.escape_debug().collect::<Vec<_>>() } else { vec![c] }).collect();
+    let head: String = text
+        .chars()
+        .take(64)
+        .flat_map(|c| {
+            if c.is_control() {
+                c.escape_debug().collect::<Vec<_>>()
+            } else {
+                vec![c]
+            }
+        })
+        .collect();
     let more = if text.chars().count() > 64 { "..." } else { "" };
     format!("{head}{more}")
 }

@@ -24,7 +24,11 @@ fn dlopen(path: &str) -> Result<(), String> {
         let handle = libc::dlopen(c.as_ptr(), libc::RTLD_NOW | libc::RTLD_GLOBAL);
         if handle.is_null() {
             let err = libc::dlerror();
-            let msg = if err.is_null() { "unknown error".to_string() } else { std::ffi::CStr::from_ptr(err).to_string_lossy().to_string() };
+            let msg = if err.is_null() {
+                "unknown error".to_string()
+            } else {
+                std::ffi::CStr::from_ptr(err).to_string_lossy().to_string()
+            };
             return Err(msg);
         }
     }
@@ -35,21 +39,32 @@ fn dlopen(path: &str) -> Result<(), String> {
 fn load_cuda() -> Result<(), String> {
     let built_with = env!("ALIGNLAB_LIBTORCH_LIB");
     let mut errors = Vec::new();
-    let candidates = [format!("{built_with}/libtorch_cuda.so"), "libtorch_cuda.so".to_string()];
-    for c in candidates.iter().filter(|c| !c.starts_with('/') || std::path::Path::new(c).exists()) {
+    let candidates = [
+        format!("{built_with}/libtorch_cuda.so"),
+        "libtorch_cuda.so".to_string(),
+    ];
+    for c in candidates
+        .iter()
+        .filter(|c| !c.starts_with('/') || std::path::Path::new(c).exists())
+    {
         match dlopen(c) {
             Ok(()) => return Ok(()),
             Err(e) => errors.push(e),
         }
     }
-    Err(if errors.is_empty() { "libtorch_cuda.so not found".into() } else { errors.join("; ") })
+    Err(if errors.is_empty() {
+        "libtorch_cuda.so not found".into()
+    } else {
+        errors.join("; ")
+    })
 }
 
 pub fn resolve(choice: DeviceChoice) -> Result<Device> {
     match choice {
         DeviceChoice::Cpu => Ok(Device::Cpu),
         DeviceChoice::Auto => {
-            let visible = std::path::Path::new("/dev/nvidia0").exists() || std::path::Path::new("/dev/nvidiactl").exists();
+            let visible = std::path::Path::new("/dev/nvidia0").exists()
+                || std::path::Path::new("/dev/nvidiactl").exists();
             if visible && load_cuda().is_ok() && tch::Cuda::is_available() {
                 Ok(Device::Cuda(0))
             } else {

@@ -49,9 +49,18 @@ impl Rng {
     /// The generator's state, for checkpoints: its key (4 words), stream and position (2 words).
     pub fn state(&self) -> [u64; 7] {
         let key = self.0.get_seed();
-        let word = |i: usize| u64::from_le_bytes(key[8 * i..8 * i + 8].try_into().expect("8 bytes"));
+        let word =
+            |i: usize| u64::from_le_bytes(key[8 * i..8 * i + 8].try_into().expect("8 bytes"));
         let pos = self.0.get_word_pos();
-        [word(0), word(1), word(2), word(3), self.0.get_stream(), pos as u64, (pos >> 64) as u64]
+        [
+            word(0),
+            word(1),
+            word(2),
+            word(3),
+            self.0.get_stream(),
+            pos as u64,
+            (pos >> 64) as u64,
+        ]
     }
 
     pub fn from_state(s: [u64; 7]) -> Rng {
@@ -95,7 +104,9 @@ impl Rng {
 
     /// An index drawn from non-negative weights, not all zero.
     pub fn categorical(&mut self, weights: &[f64]) -> usize {
-        WeightedIndex::new(weights).expect("non-negative finite weights, not all zero").sample(&mut self.0)
+        WeightedIndex::new(weights)
+            .expect("non-negative finite weights, not all zero")
+            .sample(&mut self.0)
     }
 
     pub fn shuffle<T>(&mut self, xs: &mut [T]) {

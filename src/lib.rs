@@ -2,17 +2,17 @@
 //! controlled worlds where the true reward is known exactly.
 
 pub mod algo;
-pub mod config;
 pub mod bench;
+pub mod config;
 pub mod data;
 pub mod device;
+pub mod draw;
 pub mod eval;
 pub mod experiment;
 pub mod log;
 pub mod model;
 pub mod profile;
 pub mod report;
-pub mod draw;
 pub mod stats;
 pub mod tokens;
 pub mod world;

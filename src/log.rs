@@ -28,7 +28,9 @@ pub mod float_text {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
         let text = <std::borrow::Cow<str>>::deserialize(d)?;
-        text.trim().parse().map_err(|_| serde::de::Error::custom(format!("not a number: {text:?}")))
+        text.trim()
+            .parse()
+            .map_err(|_| serde::de::Error::custom(format!("not a number: {text:?}")))
     }
 }
 
@@ -39,11 +41,14 @@ impl<T: Serialize + DeserializeOwned + Default> Record for T {}
 /// CSV text of `rows` with its header (written also when there are no rows); quoting by the
 /// csv crate.
 pub fn csv_text<R: Record>(rows: &[R]) -> String {
-    let mut w = csv::WriterBuilder::new().terminator(csv::Terminator::Any(b'\n')).from_writer(Vec::with_capacity(64 * rows.len() + 64));
+    let mut w = csv::WriterBuilder::new()
+        .terminator(csv::Terminator::Any(b'\n'))
+        .from_writer(Vec::with_capacity(64 * rows.len() + 64));
     if rows.is_empty() {
         // The header is written with the first record: write a default one and keep the header.
         w.serialize(R::default()).expect("records serialize");
-        let text = String::from_utf8(w.into_inner().expect("writing to memory")).expect("CSV is UTF-8");
+        let text =
+            String::from_utf8(w.into_inner().expect("writing to memory")).expect("CSV is UTF-8");
         return format!("{}\n", text.lines().next().unwrap_or(""));
     }
     for r in rows {
@@ -63,13 +68,16 @@ pub fn parse_csv<R: Record>(text: &str) -> Result<Vec<R>> {
 
 /// The records of a CSV file; a missing or corrupt file is an error naming it.
 pub fn read_csv<R: Record>(path: &Path) -> Result<Vec<R>> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     parse_csv(&text).with_context(|| format!("corrupt {}", path.display()))
 }
 
 fn csv_problem(e: &csv::Error) -> String {
     match e.kind() {
-        csv::ErrorKind::UnequalLengths { expected_len, len, .. } => format!("expected {expected_len} fields, found {len}"),
+        csv::ErrorKind::UnequalLengths {
+            expected_len, len, ..
+        } => format!("expected {expected_len} fields, found {len}"),
         csv::ErrorKind::Deserialize { err, .. } => match err.field() {
             Some(f) => format!("field {}: {}", f + 1, err.kind()),
             None => err.kind().to_string(),
@@ -84,14 +92,33 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    pub fn push(&mut self, method: &str, setting: &str, seed: u64, step: usize, metric: &str, value: f64) {
-        self.rows.push(Row { method: method.into(), setting: setting.into(), seed, step, metric: metric.into(), value });
+    pub fn push(
+        &mut self,
+        method: &str,
+        setting: &str,
+        seed: u64,
+        step: usize,
+        metric: &str,
+        value: f64,
+    ) {
+        self.rows.push(Row {
+            method: method.into(),
+            setting: setting.into(),
+            seed,
+            step,
+            metric: metric.into(),
+            value,
+        });
     }
 
     /// Split off the wall-clock rows (`.../time/...` and the profile, `profile/...`), which
     /// differ between identical runs: (deterministic rows, timing rows).
     pub fn split_timing(&self) -> (Metrics, Metrics) {
-        let (t, d): (Vec<Row>, Vec<Row>) = self.rows.iter().cloned().partition(|r| r.metric.contains("/time/") || r.metric.starts_with("profile/"));
+        let (t, d): (Vec<Row>, Vec<Row>) = self
+            .rows
+            .iter()
+            .cloned()
+            .partition(|r| r.metric.contains("/time/") || r.metric.starts_with("profile/"));
         (Metrics { rows: d }, Metrics { rows: t })
     }
 
@@ -107,18 +134,37 @@ impl Metrics {
     /// A cached metrics file of a run folder; a missing or corrupt one is an error naming the
     /// file and the fix (delete the folder, so the stage is recomputed).
     pub fn read(path: &Path) -> Result<Metrics> {
-        let dir = path.parent().map(|d| d.display().to_string()).unwrap_or_default();
-        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}; fix: delete {dir} so the stage is recomputed", path.display()))?;
-        Metrics::from_csv(&text).with_context(|| format!("corrupt {}; fix: delete {dir} so the stage is recomputed", path.display()))
+        let dir = path
+            .parent()
+            .map(|d| d.display().to_string())
+            .unwrap_or_default();
+        let text = std::fs::read_to_string(path).with_context(|| {
+            format!(
+                "cannot read {}; fix: delete {dir} so the stage is recomputed",
+                path.display()
+            )
+        })?;
+        Metrics::from_csv(&text).with_context(|| {
+            format!(
+                "corrupt {}; fix: delete {dir} so the stage is recomputed",
+                path.display()
+            )
+        })
     }
 
     pub fn from_csv(text: &str) -> Result<Metrics> {
-        Ok(Metrics { rows: parse_csv(text)? })
+        Ok(Metrics {
+            rows: parse_csv(text)?,
+        })
     }
 
     /// Last value of a metric, if logged.
     pub fn last(&self, metric: &str) -> Option<f64> {
-        self.rows.iter().rev().find(|r| r.metric == metric).map(|r| r.value)
+        self.rows
+            .iter()
+            .rev()
+            .find(|r| r.metric == metric)
+            .map(|r| r.value)
     }
 }
 
@@ -133,7 +179,8 @@ pub fn partial_path(path: &Path) -> std::path::PathBuf {
 /// Write a file atomically: a temp file in the same folder ([`partial_path`]), then rename.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create folder {}", dir.display()))?;
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create folder {}", dir.display()))?;
     }
     let tmp = partial_path(path);
     if let Err(e) = std::fs::write(&tmp, bytes) {
@@ -141,7 +188,8 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         let _ = std::fs::remove_file(&tmp);
         anyhow::bail!("cannot write {}: {e} (is the disk full?); fix: free space on that disk or write elsewhere (--results, --runs); the previous file is untouched", path.display());
     }
-    std::fs::rename(&tmp, path).with_context(|| format!("cannot move {} into place", path.display()))?;
+    std::fs::rename(&tmp, path)
+        .with_context(|| format!("cannot move {} into place", path.display()))?;
     Ok(())
 }
 
@@ -171,14 +219,25 @@ mod tests {
             stage: String,
             value: String,
         }
-        let rows = vec![Note { stage: "run".into(), value: "a, \"b\"".into() }];
+        let rows = vec![Note {
+            stage: "run".into(),
+            value: "a, \"b\"".into(),
+        }];
         let text = csv_text(&rows);
         assert_eq!(text, "stage,value\nrun,\"a, \"\"b\"\"\"\n");
         assert_eq!(parse_csv::<Note>(&text).unwrap(), rows);
         assert_eq!(csv_text::<Note>(&[]), "stage,value\n");
-        let err = Metrics::from_csv("method,setting,seed,step,metric,value\ndpo,,0,1,eval/gold\n").unwrap_err().to_string();
-        assert!(err.contains("line 2") && err.contains("expected 6 fields, found 5"), "{err}");
-        let err = Metrics::from_csv("method,setting,seed,step,metric,value\ndpo,,x,1,eval/gold,1\n").unwrap_err().to_string();
+        let err = Metrics::from_csv("method,setting,seed,step,metric,value\ndpo,,0,1,eval/gold\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("line 2") && err.contains("expected 6 fields, found 5"),
+            "{err}"
+        );
+        let err =
+            Metrics::from_csv("method,setting,seed,step,metric,value\ndpo,,x,1,eval/gold,1\n")
+                .unwrap_err()
+                .to_string();
         assert!(err.contains("line 2") && err.contains("field 3"), "{err}");
     }
 }

@@ -136,10 +136,7 @@ enum Cmd {
     },
     /// Export the preference pairs of a preference-data run folder (runs/<scenario>/prefs-<hash>)
     /// as TRL's JSON lines: prompt, chosen, rejected as text and token ids, split, gold rewards.
-    ExportPrefs {
-        prefs_dir: PathBuf,
-        out: PathBuf,
-    },
+    ExportPrefs { prefs_dir: PathBuf, out: PathBuf },
     /// The tabular world's convergence to pi* (DPO, IPO, PPO-GT; exact by enumeration): writes
     /// tabular.csv and tabular.{png,svg}.
     Tabular {
@@ -174,14 +171,20 @@ fn setup(common: &Common) -> Result<tch::Device> {
         anyhow::ensure!((1..=1024).contains(&t), "--threads {t} is not a thread count; fix: pass --threads 1 or more (or leave it out: all cores)");
     }
     let dev = device::resolve(common.device)?;
-    let threads = common.threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    let threads = common.threads.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    });
     tch::set_num_threads(threads as i32);
     tch::set_num_interop_threads(1);
     // The data-parallel CPU work outside libtorch (gold scoring, the importance-sampling
     // frontier, reports over folders) runs on as many threads as torch gets, never beside a
     // torch op, so the two never oversubscribe the cores. RAYON_NUM_THREADS, if set, wins.
     if std::env::var_os("RAYON_NUM_THREADS").is_none() {
-        let _ = rayon::ThreadPoolBuilder::new().num_threads(threads).build_global();
+        let _ = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build_global();
     }
     Ok(dev)
 }
@@ -195,7 +198,8 @@ fn run() -> Result<()> {
         }
         Cmd::World { file, show, set } => {
             let sc = Scenario::load(&file, &set)?;
-            let mut rng = alignlab::draw::Rng::new(alignlab::draw::derive_seed(sc.seed, "world/show"));
+            let mut rng =
+                alignlab::draw::Rng::new(alignlab::draw::derive_seed(sc.seed, "world/show"));
             match &sc.world {
                 WorldConfig::Sentiment(c) => {
                     let w = SentimentWorld::new(c, sc.seed);
@@ -207,23 +211,51 @@ fn run() -> Result<()> {
                     println!("\nreviews from the true process (z = latent sentiment):");
                     for _ in 0..show {
                         let (z, words) = w.sample_review(&mut rng);
-                        let z = if z == alignlab::world::sentiment::POS { "pos" } else { "neg" };
-                        println!("  z={z} gold {:.3}  | {}", w.gold_reward(&words), w.vocab.render(&words));
+                        let z = if z == alignlab::world::sentiment::POS {
+                            "pos"
+                        } else {
+                            "neg"
+                        };
+                        println!(
+                            "  z={z} gold {:.3}  | {}",
+                            w.gold_reward(&words),
+                            w.vocab.render(&words)
+                        );
                     }
                 }
                 WorldConfig::Summarize(c) => {
                     let w = SummarizeWorld::new(c, sc.seed);
                     println!("summarize world: {} tokens, {} train / {} val documents; reference-process NLL {:.4} nats/token", w.vocab.size(), w.train.len(), w.val.len(), w.val_nll_per_token());
-                    let facts: Vec<String> = (0..c.n_facts).map(|i| format!("{} {:.2}", w.vocab.words[3 + i], w.salience[3 + i].unwrap())).collect();
-                    println!("fact saliences (worth a mention above {}): {}", c.length_penalty, facts.join(", "));
+                    let facts: Vec<String> = (0..c.n_facts)
+                        .map(|i| {
+                            format!("{} {:.2}", w.vocab.words[3 + i], w.salience[3 + i].unwrap())
+                        })
+                        .collect();
+                    println!(
+                        "fact saliences (worth a mention above {}): {}",
+                        c.length_penalty,
+                        facts.join(", ")
+                    );
                     println!("\nevaluation documents, reference summary, optimal summary and a labeller summary (gold judge):");
                     for (p, r) in w.eval_prompts.iter().zip(&w.eval_references).take(show) {
                         let o = w.optimal_summary(p);
                         let l = w.labeller_summary(p, c.summary_max_len() + 1, &mut rng);
                         println!("  {}", w.vocab.render(p));
-                        println!("    reference {:+.3} | {}", w.judge(p, r), w.vocab.render(r));
-                        println!("    optimal   {:+.3} | {}", w.judge(p, &o), w.vocab.render(&o));
-                        println!("    labeller  {:+.3} | {}", w.judge(p, &l), w.vocab.render(&l));
+                        println!(
+                            "    reference {:+.3} | {}",
+                            w.judge(p, r),
+                            w.vocab.render(r)
+                        );
+                        println!(
+                            "    optimal   {:+.3} | {}",
+                            w.judge(p, &o),
+                            w.vocab.render(&o)
+                        );
+                        println!(
+                            "    labeller  {:+.3} | {}",
+                            w.judge(p, &l),
+                            w.vocab.render(&l)
+                        );
                     }
                 }
                 WorldConfig::Dialogue(c) => {
@@ -243,49 +275,110 @@ fn run() -> Result<()> {
                         let (a, b, first) = w.labelled_pair(&p, &mut rng);
                         println!("  {}", w.vocab.render(&p));
                         for (r, chosen) in [(&a, first), (&b, !first)] {
-                            println!("   {} {:+.3} | {}", if chosen { "*" } else { " " }, w.judge(&p, r), w.vocab.render(r));
+                            println!(
+                                "   {} {:+.3} | {}",
+                                if chosen { "*" } else { " " },
+                                w.judge(&p, r),
+                                w.vocab.render(r)
+                            );
                         }
                         let o = w.optimal_reply(&p);
-                        println!("   optimal {:+.3} | {}", w.judge(&p, &o), w.vocab.render(&o));
+                        println!(
+                            "   optimal {:+.3} | {}",
+                            w.judge(&p, &o),
+                            w.vocab.render(&o)
+                        );
                     }
                 }
             }
         }
-        Cmd::Run { file, common, results, runs, jobs, quiet, json_progress } => {
+        Cmd::Run {
+            file,
+            common,
+            results,
+            runs,
+            jobs,
+            quiet,
+            json_progress,
+        } => {
             // The whole invocation's wall time: tuning and calibration included (`run,wall time`
             // is the sweep's alone).
             let t_start = std::time::Instant::now();
             let mut sc = Scenario::load(&file, &common.set)?;
-            anyhow::ensure!(jobs >= 1, "--jobs must be at least 1; fix: pass --jobs 1 (in process) or more");
+            anyhow::ensure!(
+                jobs >= 1,
+                "--jobs must be at least 1; fix: pass --jobs 1 (in process) or more"
+            );
             let device = setup(&common)?;
-            eprintln!("alignlab: scenario {} (seeds {:?}) on {:?}, {} threads, {jobs} job(s)", sc.name, sc.seeds, device, tch::get_num_threads());
-            let mut cell_args = vec![file.display().to_string(), "--runs".into(), runs.display().to_string(), "--device".into(), common.device.to_string()];
+            eprintln!(
+                "alignlab: scenario {} (seeds {:?}) on {:?}, {} threads, {jobs} job(s)",
+                sc.name,
+                sc.seeds,
+                device,
+                tch::get_num_threads()
+            );
+            let mut cell_args = vec![
+                file.display().to_string(),
+                "--runs".into(),
+                runs.display().to_string(),
+                "--device".into(),
+                common.device.to_string(),
+            ];
             for s in &common.set {
                 cell_args.push("--set".into());
                 cell_args.push(s.clone());
             }
-            let opts = RunOptions { results_root: results, runs_root: runs, device, progress: ProgressMode::choose(quiet, json_progress), jobs, threads: tch::get_num_threads() as usize, cell_args };
+            let opts = RunOptions {
+                results_root: results,
+                runs_root: runs,
+                device,
+                progress: ProgressMode::choose(quiet, json_progress),
+                jobs,
+                threads: tch::get_num_threads() as usize,
+                cell_args,
+            };
             // The settings fixed before the sweep: the tuned configurations, the calibrated grids.
             let mut fixed: Vec<String> = Vec::new();
             // What this invocation ran and found cached, per stage.
-            let (tune_done, cal_done) = (std::cell::Cell::new(experiment::RunsDone::default()), std::cell::Cell::new(experiment::RunsDone::default()));
-            let run_pilot = |o: &RunOptions, pilot: &Scenario, tables: &[String], extra: &[String], count: &std::cell::Cell<experiment::RunsDone>| {
-                let d = experiment::run_tables(pilot, &o.with_sets(extra), tables)?;
-                let mut c = count.get();
-                c.absorb(d);
-                count.set(c);
-                anyhow::Ok(())
-            };
+            let (tune_done, cal_done) = (
+                std::cell::Cell::new(experiment::RunsDone::default()),
+                std::cell::Cell::new(experiment::RunsDone::default()),
+            );
+            let run_pilot =
+                |o: &RunOptions,
+                 pilot: &Scenario,
+                 tables: &[String],
+                 extra: &[String],
+                 count: &std::cell::Cell<experiment::RunsDone>| {
+                    let d = experiment::run_tables(pilot, &o.with_sets(extra), tables)?;
+                    let mut c = count.get();
+                    c.absorb(d);
+                    count.set(c);
+                    anyhow::Ok(())
+                };
             // Equal tuning on the tuning seeds; every configuration is checked before any work.
             let tuning = match &sc.tune {
                 None => None,
                 Some(t) => {
                     for c in t.tables.iter().flat_map(|x| &x.1) {
-                        let sets: Vec<String> = common.set.iter().chain(c).cloned().chain(["tune.seeds=[]".to_string()]).collect();
+                        let sets: Vec<String> = common
+                            .set
+                            .iter()
+                            .chain(c)
+                            .cloned()
+                            .chain(["tune.seeds=[]".to_string()])
+                            .collect();
                         Scenario::load(&file, &sets)?;
                     }
-                    let load = |extra: &[String]| -> anyhow::Result<Scenario> { Ok(Scenario::load(&file, &common.set.iter().chain(extra).cloned().collect::<Vec<_>>())?) };
-                    let tuned = experiment::tune::tune(&sc, &opts, &load, &|p, t, e| run_pilot(&opts, p, t, e, &tune_done))?;
+                    let load = |extra: &[String]| -> anyhow::Result<Scenario> {
+                        Ok(Scenario::load(
+                            &file,
+                            &common.set.iter().chain(extra).cloned().collect::<Vec<_>>(),
+                        )?)
+                    };
+                    let tuned = experiment::tune::tune(&sc, &opts, &load, &|p, t, e| {
+                        run_pilot(&opts, p, t, e, &tune_done)
+                    })?;
                     eprintln!("tuned: {}", tuned.overrides.join(" "));
                     fixed.extend(tuned.overrides.iter().cloned());
                     sc = load(&fixed)?;
@@ -296,17 +389,44 @@ fn run() -> Result<()> {
             let calibration = if sc.budgets.is_empty() {
                 None
             } else {
-                let load = |extra: &[String]| -> anyhow::Result<Scenario> { Ok(Scenario::load(&file, &common.set.iter().chain(&fixed).chain(extra).cloned().collect::<Vec<_>>())?) };
+                let load = |extra: &[String]| -> anyhow::Result<Scenario> {
+                    Ok(Scenario::load(
+                        &file,
+                        &common
+                            .set
+                            .iter()
+                            .chain(&fixed)
+                            .chain(extra)
+                            .cloned()
+                            .collect::<Vec<_>>(),
+                    )?)
+                };
                 let o = opts.with_sets(&fixed);
-                let cal = experiment::calibrate::calibrate(&sc, &o, &load, &|p, t, e| run_pilot(&o, p, t, e, &cal_done))?;
+                let cal = experiment::calibrate::calibrate(&sc, &o, &load, &|p, t, e| {
+                    run_pilot(&o, p, t, e, &cal_done)
+                })?;
                 sc = load(&cal.overrides)?;
                 fixed.extend(cal.overrides.iter().cloned());
                 eprintln!("calibrated grids: {}", cal.overrides.join(" "));
                 Some(cal)
             };
             let opts = opts.with_sets(&fixed);
-            let load_fixed = |extra: &[String]| -> anyhow::Result<Scenario> { Ok(Scenario::load(&file, &common.set.iter().chain(&fixed).chain(extra).cloned().collect::<Vec<_>>())?) };
-            let top_up = calibration.as_ref().map(|c| experiment::TopUp { records: &c.records, load: &load_fixed });
+            let load_fixed = |extra: &[String]| -> anyhow::Result<Scenario> {
+                Ok(Scenario::load(
+                    &file,
+                    &common
+                        .set
+                        .iter()
+                        .chain(&fixed)
+                        .chain(extra)
+                        .cloned()
+                        .collect::<Vec<_>>(),
+                )?)
+            };
+            let top_up = calibration.as_ref().map(|c| experiment::TopUp {
+                records: &c.records,
+                load: &load_fixed,
+            });
             let mut summary = experiment::run(&sc, &opts, top_up)?;
             // What the protocol cost: the tuning's and the calibration's runs beside the sweep's.
             if tuning.is_some() || calibration.is_some() {
@@ -317,27 +437,67 @@ fn run() -> Result<()> {
                 let mut total = sweep;
                 let mut all_seeds = sc.seeds.clone();
                 if let Some(t) = &tuning {
-                    let configs = alignlab::report::distinct(t.records.iter().filter(|r| r.method == t.records[0].method).map(|r| r.config.clone())).len();
+                    let configs = alignlab::report::distinct(
+                        t.records
+                            .iter()
+                            .filter(|r| r.method == t.records[0].method)
+                            .map(|r| r.config.clone()),
+                    )
+                    .len();
                     let tune_seeds = alignlab::report::distinct(t.records.iter().map(|r| r.seed));
-                    summary.add("protocol", "tuning", format!("{configs} configurations on tuning seed(s) {tune_seeds:?}, {}", t.work.line()));
+                    summary.add(
+                        "protocol",
+                        "tuning",
+                        format!(
+                            "{configs} configurations on tuning seed(s) {tune_seeds:?}, {}",
+                            t.work.line()
+                        ),
+                    );
                     summary.add("invocation", "tuning runs", tune_done.get().line());
                     total.absorb(&t.work);
                     all_seeds.extend(tune_seeds);
                 }
                 if let Some(cal) = &calibration {
-                    summary.add("protocol", "calibration", format!("{}, {}", pilot_words(&sc.pilot_seeds), cal.work.line()));
-                    summary.add("protocol", "calibration rule", format!("{}: settled within {} of a budget, one run per budget", experiment::calibrate::RULE, sc.calibration_aim));
+                    summary.add(
+                        "protocol",
+                        "calibration",
+                        format!("{}, {}", pilot_words(&sc.pilot_seeds), cal.work.line()),
+                    );
+                    summary.add(
+                        "protocol",
+                        "calibration rule",
+                        format!(
+                            "{}: settled within {} of a budget, one run per budget",
+                            experiment::calibrate::RULE,
+                            sc.calibration_aim
+                        ),
+                    );
                     summary.add("invocation", "calibration runs", cal_done.get().line());
                     total.absorb(&cal.work);
                     all_seeds.extend(&sc.pilot_seeds);
                 }
-                summary.add("protocol", "sweep", format!("{} reported seed(s), {}", sc.seeds.len(), sweep.line()));
+                summary.add(
+                    "protocol",
+                    "sweep",
+                    format!("{} reported seed(s), {}", sc.seeds.len(), sweep.line()),
+                );
                 summary.add("protocol", "ledger", total.wall_line());
-                summary.add("protocol", "shared ledger", experiment::Ledger::of_seeds(&sc, &opts, &all_seeds).line("stages"));
+                summary.add(
+                    "protocol",
+                    "shared ledger",
+                    experiment::Ledger::of_seeds(&sc, &opts, &all_seeds).line("stages"),
+                );
                 summary.add("protocol", "total", format!("{}, each run charged as in the compute table (its own work and the shared stages it stands on): {:.2} times the sweep's model FLOPs; SFT, preference data and reward model trained on {} seeds instead of {}", total.line(), total.work[0] / sweep.work[0], all_seeds.len(), sc.seeds.len()));
             }
-            summary.add("invocation", "wall time", format!("{:.1} s", t_start.elapsed().as_secs_f64()));
-            experiment::write_atomic(&opts.results_root.join(&sc.name).join("summary.csv"), summary.to_csv().as_bytes())?;
+            summary.add(
+                "invocation",
+                "wall time",
+                format!("{:.1} s", t_start.elapsed().as_secs_f64()),
+            );
+            experiment::write_atomic(
+                &opts.results_root.join(&sc.name).join("summary.csv"),
+                summary.to_csv().as_bytes(),
+            )?;
             if let Some(cal) = &calibration {
                 let path = opts.results_root.join(&sc.name).join("calibration.csv");
                 experiment::write_atomic(&path, alignlab::log::csv_text(&cal.records).as_bytes())?;
@@ -354,20 +514,53 @@ fn run() -> Result<()> {
                 anyhow::bail!("{} method run(s) failed (the others finished and are in the results):\n  {}\nfix: see each error above; rerunning the same command retries only these", summary.failed.len(), summary.failed.join("\n  "));
             }
         }
-        Cmd::Cell { file, common, seed, index, runs } => {
+        Cmd::Cell {
+            file,
+            common,
+            seed,
+            index,
+            runs,
+        } => {
             let sc = Scenario::load(&file, &common.set)?.with_seed(seed);
-            anyhow::ensure!(sc.seeds.contains(&seed), "seed {seed} is not in the scenario's seeds {:?}; fix: pick one of them", sc.seeds);
+            anyhow::ensure!(
+                sc.seeds.contains(&seed),
+                "seed {seed} is not in the scenario's seeds {:?}; fix: pick one of them",
+                sc.seeds
+            );
             // Before any stage runs: a wrong index must not cost an SFT.
             let cells = sc.methods.len() + usize::from(sc.best_of_n.is_some());
             anyhow::ensure!(index < cells, "cell {index} does not exist: the scenario has {cells} cells per seed (indices 0..{}); fix: `alignlab cells {}` lists them", cells.saturating_sub(1), file.display());
             let device = setup(&common)?;
-            let opts = RunOptions { results_root: PathBuf::from("results"), runs_root: runs, device, progress: ProgressMode::Quiet, jobs: 1, threads: tch::get_num_threads() as usize, cell_args: vec![] };
+            let opts = RunOptions {
+                results_root: PathBuf::from("results"),
+                runs_root: runs,
+                device,
+                progress: ProgressMode::Quiet,
+                jobs: 1,
+                threads: tch::get_num_threads() as usize,
+                cell_args: vec![],
+            };
             experiment::run_cell(&sc, &opts, index)?;
         }
-        Cmd::Prepare { file, common, seed, runs, quiet, json_progress } => {
+        Cmd::Prepare {
+            file,
+            common,
+            seed,
+            runs,
+            quiet,
+            json_progress,
+        } => {
             let sc = Scenario::load(&file, &common.set)?;
             let device = setup(&common)?;
-            let opts = RunOptions { results_root: PathBuf::from("results"), runs_root: runs, device, progress: ProgressMode::choose(quiet, json_progress), jobs: 1, threads: tch::get_num_threads() as usize, cell_args: vec![] };
+            let opts = RunOptions {
+                results_root: PathBuf::from("results"),
+                runs_root: runs,
+                device,
+                progress: ProgressMode::choose(quiet, json_progress),
+                jobs: 1,
+                threads: tch::get_num_threads() as usize,
+                cell_args: vec![],
+            };
             for s in sc.seeds.iter().filter(|s| seed.is_none_or(|x| x == **s)) {
                 experiment::prepare(&sc.with_seed(*s), &opts)?;
                 println!("seed {s}: shared stages ready");
@@ -375,25 +568,49 @@ fn run() -> Result<()> {
         }
         Cmd::Cells { file, set, runs } => {
             let sc = Scenario::load(&file, &set)?;
-            let opts = RunOptions { results_root: PathBuf::from("results"), runs_root: runs, device: tch::Device::Cpu, progress: ProgressMode::Quiet, jobs: 1, threads: 1, cell_args: vec![] };
+            let opts = RunOptions {
+                results_root: PathBuf::from("results"),
+                runs_root: runs,
+                device: tch::Device::Cpu,
+                progress: ProgressMode::Quiet,
+                jobs: 1,
+                threads: 1,
+                cell_args: vec![],
+            };
             let pending = experiment::pending_cells(&sc, &opts);
             for &seed in &sc.seeds {
                 let s = sc.with_seed(seed);
-                let labels: Vec<String> = s.methods.iter().map(|m| format!("{} {}", m.name(), m.setting())).chain(s.best_of_n.iter().map(|_| "best_of_n".to_string())).collect();
+                let labels: Vec<String> = s
+                    .methods
+                    .iter()
+                    .map(|m| format!("{} {}", m.name(), m.setting()))
+                    .chain(s.best_of_n.iter().map(|_| "best_of_n".to_string()))
+                    .collect();
                 for (i, label) in labels.iter().enumerate() {
-                    let state = if pending.iter().any(|p| p.0 == seed && p.1 == i) { "pending" } else { "done" };
+                    let state = if pending.iter().any(|p| p.0 == seed && p.1 == i) {
+                        "pending"
+                    } else {
+                        "done"
+                    };
                     println!("--seed {seed} --index {i}\t{label}\t{state}");
                 }
             }
         }
-        Cmd::Report { dir, paper: true, paper_dir } => {
+        Cmd::Report {
+            dir,
+            paper: true,
+            paper_dir,
+        } => {
             let results = dir.unwrap_or_else(|| PathBuf::from("results"));
             let path = alignlab::report::paper::write(&results, &paper_dir)?;
             println!("paper: {}", path.display());
         }
         Cmd::Report { dir: Some(dir), .. } => {
             let plot = alignlab::report::report(&dir)?;
-            println!("tables: {}/frontier.csv, fits.csv, report.md", dir.display());
+            println!(
+                "tables: {}/frontier.csv, fits.csv, report.md",
+                dir.display()
+            );
             println!("frontier plot: {}", plot.display());
         }
         Cmd::Report { dir: None, .. } => unreachable!("clap requires DIR without --paper"),
@@ -410,10 +627,22 @@ fn run() -> Result<()> {
             let rows = alignlab::experiment::tabular::convergence(&out, seed)?;
             alignlab::report::plot::tabular(&out, &rows)?;
             alignlab::experiment::tabular::unseen_mass(&out, seed)?;
-            for r in rows.iter().filter(|r| rows.iter().filter(|q| q.series == r.series).map(|q| q.step).max() == Some(r.step)) {
-                println!("{:40} step {:5}  {} = {:.3e}", r.series, r.step, r.metric, r.value);
+            for r in rows.iter().filter(|r| {
+                rows.iter()
+                    .filter(|q| q.series == r.series)
+                    .map(|q| q.step)
+                    .max()
+                    == Some(r.step)
+            }) {
+                println!(
+                    "{:40} step {:5}  {} = {:.3e}",
+                    r.series, r.step, r.metric, r.value
+                );
             }
-            println!("written: {}/tabular.csv, tabular_unseen.csv, tabular.png, tabular.svg", out.display());
+            println!(
+                "written: {}/tabular.csv, tabular_unseen.csv, tabular.png, tabular.svg",
+                out.display()
+            );
         }
         Cmd::Bench { common, quick } => {
             let device = setup(&common)?;

@@ -62,7 +62,14 @@ impl Cost {
 /// - `grad_steps`: optimiser steps (a PPO minibatch steps the policy and the critic: two);
 /// - `samples`: sequences a policy generated;
 /// - `rm_queries`, `gold_queries`: responses scored by the reward model, by the gold reward.
-pub const COUNTS: &[&str] = &["tokens_fwd", "tokens_bwd", "grad_steps", "samples", "rm_queries", "gold_queries"];
+pub const COUNTS: &[&str] = &[
+    "tokens_fwd",
+    "tokens_bwd",
+    "grad_steps",
+    "samples",
+    "rm_queries",
+    "gold_queries",
+];
 pub const N_COUNTS: usize = 6;
 
 /// One of [`COUNTS`].
@@ -101,7 +108,10 @@ thread_local! {
 
 /// CPU seconds of this process, all threads.
 pub fn process_cpu_s() -> f64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: clock_gettime writes the timespec it is given.
     let rc = unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
     if rc != 0 {
@@ -113,7 +123,14 @@ pub fn process_cpu_s() -> f64 {
 fn with_state<T>(f: impl FnOnce(&mut State) -> T) -> T {
     STATE.with(|cell| {
         let mut guard = cell.borrow_mut();
-        let st = guard.get_or_insert_with(|| State { stage: ("startup".into(), String::new(), 0), default_phase: "startup", stack: vec![], since_wall: Instant::now(), since_cpu: process_cpu_s(), totals: vec![] });
+        let st = guard.get_or_insert_with(|| State {
+            stage: ("startup".into(), String::new(), 0),
+            default_phase: "startup",
+            stack: vec![],
+            since_wall: Instant::now(),
+            since_cpu: process_cpu_s(),
+            totals: vec![],
+        });
         f(st)
     })
 }
@@ -138,7 +155,11 @@ impl State {
     /// Charge the time since the last change to the current (stage, phase).
     fn charge(&mut self) {
         let (now, cpu) = (Instant::now(), process_cpu_s());
-        let dt = Cost { wall_s: now.duration_since(self.since_wall).as_secs_f64(), cpu_s: cpu - self.since_cpu, ..Default::default() };
+        let dt = Cost {
+            wall_s: now.duration_since(self.since_wall).as_secs_f64(),
+            cpu_s: cpu - self.since_cpu,
+            ..Default::default()
+        };
         self.slot().add(&dt);
         self.since_wall = now;
         self.since_cpu = cpu;
@@ -171,7 +192,10 @@ pub fn span(phase: &'static str) -> Span {
 /// From now on time goes to the stage (`method`, `setting`, `seed`), to `default_phase` where
 /// no span is open.
 pub fn stage(method: &str, setting: &str, seed: u64, default_phase: &'static str) {
-    debug_assert!(PHASES.contains(&default_phase), "unknown phase {default_phase}");
+    debug_assert!(
+        PHASES.contains(&default_phase),
+        "unknown phase {default_phase}"
+    );
     with_state(|st| {
         st.charge();
         st.stage = (method.to_string(), setting.to_string(), seed);
@@ -197,7 +221,12 @@ pub fn current() -> Stage {
 }
 
 /// [`stage`] until the returned guard is dropped.
-pub fn enter_stage(method: &str, setting: &str, seed: u64, default_phase: &'static str) -> StageGuard {
+pub fn enter_stage(
+    method: &str,
+    setting: &str,
+    seed: u64,
+    default_phase: &'static str,
+) -> StageGuard {
     let before = with_state(|st| (st.stage.clone(), st.default_phase));
     stage(method, setting, seed, default_phase);
     StageGuard(Some(before))
@@ -234,7 +263,15 @@ pub fn stage_work(stage: &Stage) -> Work {
 pub type Work = [f64; N_COUNTS + 1];
 
 /// The names of a [`Work`]'s entries: model GFLOPs, then [`COUNTS`].
-pub const WORK: &[&str] = &["gflop", "tokens_fwd", "tokens_bwd", "grad_steps", "samples", "rm_queries", "gold_queries"];
+pub const WORK: &[&str] = &[
+    "gflop",
+    "tokens_fwd",
+    "tokens_bwd",
+    "grad_steps",
+    "samples",
+    "rm_queries",
+    "gold_queries",
+];
 
 /// `into += scale * w`, entry by entry.
 pub fn add_work(into: &mut Work, w: &Work, scale: f64) {
@@ -247,7 +284,8 @@ pub fn add_work(into: &mut Work, w: &Work, scale: f64) {
 pub fn work_csv(w: &Work) -> String {
     let mut out = csv::Writer::from_writer(Vec::new());
     out.write_record(WORK).expect("writing to memory");
-    out.write_record(w.iter().map(|v| v.to_string())).expect("writing to memory");
+    out.write_record(w.iter().map(|v| v.to_string()))
+        .expect("writing to memory");
     String::from_utf8(out.into_inner().expect("writing to memory")).expect("CSV of ASCII fields")
 }
 
@@ -257,7 +295,13 @@ pub fn parse_work(text: &str) -> Option<Work> {
     if !rd.headers().ok()?.iter().eq(WORK.iter().copied()) {
         return None;
     }
-    let v: Vec<f64> = rd.records().next()?.ok()?.iter().map(|x| x.parse().ok()).collect::<Option<_>>()?;
+    let v: Vec<f64> = rd
+        .records()
+        .next()?
+        .ok()?
+        .iter()
+        .map(|x| x.parse().ok())
+        .collect::<Option<_>>()?;
     v.try_into().ok()
 }
 
@@ -342,14 +386,34 @@ mod tests {
         std::thread::sleep(std::time::Duration::from_millis(20));
         let total = t0.elapsed().as_secs_f64();
         stage("startup", "", 0, "startup");
-        let rows: Vec<_> = snapshot().into_iter().filter(|((s, _), _)| s.0 == "profile-test").collect();
-        let get = |p: &str| rows.iter().find(|((_, q), _)| *q == p).map(|(_, c)| c.wall_s).unwrap_or(0.0);
+        let rows: Vec<_> = snapshot()
+            .into_iter()
+            .filter(|((s, _), _)| s.0 == "profile-test")
+            .collect();
+        let get = |p: &str| {
+            rows.iter()
+                .find(|((_, q), _)| *q == p)
+                .map(|(_, c)| c.wall_s)
+                .unwrap_or(0.0)
+        };
         // Each phase its own sleep, with room for a loaded machine's oversleeping (up to 25 ms)
         // but not for the inner span's 40 ms: a clock that did not pause would give rollout
         // 70 ms and train 90 ms.
-        assert!((0.029..0.055).contains(&get("rollout")), "rollout {}", get("rollout"));
-        assert!((0.039..0.065).contains(&get("eval_gold")), "eval_gold {}", get("eval_gold"));
-        assert!((0.019..0.045).contains(&get("train")), "train {}", get("train"));
+        assert!(
+            (0.029..0.055).contains(&get("rollout")),
+            "rollout {}",
+            get("rollout")
+        );
+        assert!(
+            (0.039..0.065).contains(&get("eval_gold")),
+            "eval_gold {}",
+            get("eval_gold")
+        );
+        assert!(
+            (0.019..0.045).contains(&get("train")),
+            "train {}",
+            get("train")
+        );
         let sum: f64 = rows.iter().map(|(_, c)| c.wall_s).sum();
         assert!((sum - total).abs() < 0.02, "phases {sum} vs wall {total}");
     }

@@ -14,7 +14,9 @@ pub const POWER: f64 = 0.8;
 
 /// The `p` quantile of Student's t with `df` degrees of freedom.
 fn t_quantile(p: f64, df: f64) -> f64 {
-    StudentsT::new(0.0, 1.0, df).expect("degrees of freedom > 0").inverse_cdf(p)
+    StudentsT::new(0.0, 1.0, df)
+        .expect("degrees of freedom > 0")
+        .inverse_cdf(p)
 }
 
 /// Mean and 95% half-width (Student t over `xs.len() - 1` degrees of freedom; 0 for one value).
@@ -30,7 +32,10 @@ pub fn mean_ci_t(xs: &[f64]) -> (f64, f64) {
         return (mean, 0.0);
     }
     let var = xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1) as f64;
-    (mean, t_quantile(1.0 - ALPHA / 2.0, (n - 1) as f64) * (var / n as f64).sqrt())
+    (
+        mean,
+        t_quantile(1.0 - ALPHA / 2.0, (n - 1) as f64) * (var / n as f64).sqrt(),
+    )
 }
 
 /// A paired comparison of A against B over seeds: the differences A - B, their mean with a 95%
@@ -62,13 +67,19 @@ impl Paired {
         let n = diffs.len();
         let (mean, ci95) = mean_ci_t(diffs);
         let mdd80 = if n >= 2 {
-            let sd = (diffs.iter().map(|d| (d - mean).powi(2)).sum::<f64>() / (n - 1) as f64).sqrt();
+            let sd =
+                (diffs.iter().map(|d| (d - mean).powi(2)).sum::<f64>() / (n - 1) as f64).sqrt();
             let df = (n - 1) as f64;
             (t_quantile(1.0 - ALPHA / 2.0, df) + t_quantile(POWER, df)) * sd / (n as f64).sqrt()
         } else {
             f64::NAN
         };
-        Paired { diffs: diffs.to_vec(), mean, ci95: if n >= 2 { ci95 } else { f64::NAN }, mdd80 }
+        Paired {
+            diffs: diffs.to_vec(),
+            mean,
+            ci95: if n >= 2 { ci95 } else { f64::NAN },
+            mdd80,
+        }
     }
 
     pub fn lo(&self) -> f64 {
@@ -107,8 +118,12 @@ impl Paired {
         match self.verdict() {
             Verdict::Above => "above".into(),
             Verdict::Below => "below".into(),
-            Verdict::Inconclusive if self.diffs.len() < 2 => "inconclusive, one seed (no interval)".into(),
-            Verdict::Inconclusive => format!("inconclusive, detectable difference {:.3}", self.mdd80),
+            Verdict::Inconclusive if self.diffs.len() < 2 => {
+                "inconclusive, one seed (no interval)".into()
+            }
+            Verdict::Inconclusive => {
+                format!("inconclusive, detectable difference {:.3}", self.mdd80)
+            }
         }
     }
 }
@@ -130,11 +145,23 @@ impl std::fmt::Display for Stat {
 pub fn mean_ci(xs: &[f64]) -> Stat {
     let n = xs.len();
     if n == 0 {
-        return Stat { mean: f64::NAN, ci95: f64::NAN, n };
+        return Stat {
+            mean: f64::NAN,
+            ci95: f64::NAN,
+            n,
+        };
     }
     let mean = xs.iter().sum::<f64>() / n as f64;
-    let var = if n > 1 { xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1) as f64 } else { 0.0 };
-    Stat { mean, ci95: 1.96 * (var / n as f64).sqrt(), n }
+    let var = if n > 1 {
+        xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1) as f64
+    } else {
+        0.0
+    };
+    Stat {
+        mean,
+        ci95: 1.96 * (var / n as f64).sqrt(),
+        n,
+    }
 }
 
 /// Win rate of `scores` against `refs` (ties count one half) with the 95% Wilson score interval
@@ -144,7 +171,19 @@ pub fn win_rate(scores: &[f64], refs: &[f64]) -> (f64, f64, f64) {
     if n == 0 {
         return (f64::NAN, f64::NAN, f64::NAN);
     }
-    let wins: f64 = scores.iter().zip(refs).map(|(a, b)| if (a - b).abs() < 1e-12 { 0.5 } else if a > b { 1.0 } else { 0.0 }).sum();
+    let wins: f64 = scores
+        .iter()
+        .zip(refs)
+        .map(|(a, b)| {
+            if (a - b).abs() < 1e-12 {
+                0.5
+            } else if a > b {
+                1.0
+            } else {
+                0.0
+            }
+        })
+        .sum();
     let (p, nf, z) = (wins / n as f64, n as f64, 1.96f64);
     let centre = (p + z * z / (2.0 * nf)) / (1.0 + z * z / nf);
     let half = z / (1.0 + z * z / nf) * (p * (1.0 - p) / nf + z * z / (4.0 * nf * nf)).sqrt();
@@ -158,14 +197,24 @@ pub fn win_rate(scores: &[f64], refs: &[f64]) -> (f64, f64, f64) {
 /// evaluated policies is attainable (at that KL or less). Points left of the envelope's best
 /// reward that are dominated are dropped; the envelope never decreases.
 pub fn envelope(points: &[(f64, f64)]) -> Vec<(f64, f64)> {
-    envelope_indices(points).into_iter().map(|i| (points[i].0.max(0.0), points[i].1)).collect()
+    envelope_indices(points)
+        .into_iter()
+        .map(|i| (points[i].0.max(0.0), points[i].1))
+        .collect()
 }
 
 /// The indices of the points that form the [`envelope`], in KL order.
 pub fn envelope_indices(points: &[(f64, f64)]) -> Vec<usize> {
-    let mut idx: Vec<usize> = (0..points.len()).filter(|&i| points[i].0.is_finite() && points[i].1.is_finite()).collect();
+    let mut idx: Vec<usize> = (0..points.len())
+        .filter(|&i| points[i].0.is_finite() && points[i].1.is_finite())
+        .collect();
     let kl = |i: usize| points[i].0.max(0.0);
-    idx.sort_by(|&a, &b| kl(a).total_cmp(&kl(b)).then(points[b].1.total_cmp(&points[a].1)).then(a.cmp(&b)));
+    idx.sort_by(|&a, &b| {
+        kl(a)
+            .total_cmp(&kl(b))
+            .then(points[b].1.total_cmp(&points[a].1))
+            .then(a.cmp(&b))
+    });
     // Monotone chain for the upper hull.
     let mut hull: Vec<usize> = Vec::new();
     for i in idx {
@@ -189,7 +238,12 @@ pub fn envelope_indices(points: &[(f64, f64)]) -> Vec<usize> {
         hull.push(i);
     }
     // Keep the rising part: past the best reward, more KL buys nothing.
-    if let Some(best) = hull.iter().enumerate().max_by(|a, b| points[*a.1].1.total_cmp(&points[*b.1].1)).map(|(i, _)| i) {
+    if let Some(best) = hull
+        .iter()
+        .enumerate()
+        .max_by(|a, b| points[*a.1].1.total_cmp(&points[*b.1].1))
+        .map(|(i, _)| i)
+    {
         hull.truncate(best + 1);
     }
     hull

@@ -52,7 +52,8 @@ fn tiny_for(file: &Path) -> Vec<&'static str> {
         .copied()
         .filter(|s| {
             let section = s.split('.').next().unwrap();
-            !matches!(section, "ppo" | "ppo_gt" | "best_of_n" | "rloo" | "grpo") || text.contains(&format!("[{section}]"))
+            !matches!(section, "ppo" | "ppo_gt" | "best_of_n" | "rloo" | "grpo")
+                || text.contains(&format!("[{section}]"))
         })
         .collect();
     if text.contains("[sweep]") {
@@ -71,13 +72,25 @@ fn tiny_for(file: &Path) -> Vec<&'static str> {
 
 /// The run folders of a scenario (`runs/<scenario>` under `out`) whose names start with `prefix`.
 fn run_dirs(out: &Path, scenario: &str, prefix: &str) -> Vec<std::path::PathBuf> {
-    std::fs::read_dir(out.join("runs").join(scenario)).unwrap().map(|e| e.unwrap().path()).filter(|p| p.file_name().unwrap().to_string_lossy().starts_with(prefix)).collect()
+    std::fs::read_dir(out.join("runs").join(scenario))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with(prefix))
+        .collect()
 }
 
 fn run(file: &Path, out: &Path, extra: &[&str]) -> Output {
     let mut c = bin();
-    c.arg("run").arg(file).arg("--threads").arg("1").arg("--device").arg("cpu");
-    c.arg("--results").arg(out.join("results")).arg("--runs").arg(out.join("runs"));
+    c.arg("run")
+        .arg(file)
+        .arg("--threads")
+        .arg("1")
+        .arg("--device")
+        .arg("cpu");
+    c.arg("--results")
+        .arg(out.join("results"))
+        .arg("--runs")
+        .arg(out.join("runs"));
     for s in tiny_for(file).iter().chain(extra) {
         c.arg("--set").arg(s);
     }
@@ -85,7 +98,11 @@ fn run(file: &Path, out: &Path, extra: &[&str]) -> Output {
 }
 
 fn text(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
 }
 
 #[test]
@@ -95,33 +112,71 @@ fn every_scenario_runs_tiny_and_writes_results() {
         if path.extension().and_then(|e| e.to_str()) != Some("toml") {
             continue;
         }
-        let out = tmp(&format!("smoke-{}", path.file_stem().unwrap().to_string_lossy()));
+        let out = tmp(&format!(
+            "smoke-{}",
+            path.file_stem().unwrap().to_string_lossy()
+        ));
         // A loss the shipped scenarios do not use runs from its table alone (the registry).
         // And PPO under TRL's conventions (score after <eos>, unbiased whitening, active clip
         // fraction) with a moving-average reference.
-        let extra: &[&str] = if path.ends_with("sentiment.toml") { &["hinge.beta=[0.5]", "ppo.score_position=\"after_eos\"", "ppo.whiten_unbiased=true", "ppo.clipfrac=\"active\"", "ppo.ref_ema=0.5"] } else { &[] };
+        let extra: &[&str] = if path.ends_with("sentiment.toml") {
+            &[
+                "hinge.beta=[0.5]",
+                "ppo.score_position=\"after_eos\"",
+                "ppo.whiten_unbiased=true",
+                "ppo.clipfrac=\"active\"",
+                "ppo.ref_ema=0.5",
+            ]
+        } else {
+            &[]
+        };
         let o = run(&path, &out, extra);
-        assert!(o.status.success(), "{} failed:\n{}", path.display(), text(&o));
+        assert!(
+            o.status.success(),
+            "{} failed:\n{}",
+            path.display(),
+            text(&o)
+        );
         let name = alignlab::scenario::Scenario::load(&path, &[]).unwrap().name;
         let res = out.join("results").join(&name);
-        for f in ["scenario.resolved.toml", "metrics.csv", "summary.csv", "eval.csv", "frontier.png", "frontier.csv"] {
+        for f in [
+            "scenario.resolved.toml",
+            "metrics.csv",
+            "summary.csv",
+            "eval.csv",
+            "frontier.png",
+            "frontier.csv",
+        ] {
             assert!(res.join(f).exists(), "{} did not write {f}", path.display());
         }
         let metrics = std::fs::read_to_string(res.join("metrics.csv")).unwrap();
         assert!(metrics.contains("sft/nll/val"));
         if !extra.is_empty() {
-            assert!(metrics.contains("hinge,beta=0.5,") && metrics.contains("hinge/rewards/margins"), "{name}: the hinge run wrote no metrics");
+            assert!(
+                metrics.contains("hinge,beta=0.5,") && metrics.contains("hinge/rewards/margins"),
+                "{name}: the hinge run wrote no metrics"
+            );
         }
         // The results say which code made them.
         let summary = std::fs::read_to_string(res.join("summary.csv")).unwrap();
         let code = format!("numerics {}", alignlab::experiment::stages::NUMERICS);
-        assert!(summary.lines().any(|l| l.starts_with("run,code,") && l.contains("(commit ") && l.contains(&code)), "{name}: no code row in summary.csv:\n{summary}");
+        assert!(
+            summary
+                .lines()
+                .any(|l| l.starts_with("run,code,") && l.contains("(commit ") && l.contains(&code)),
+            "{name}: no code row in summary.csv:\n{summary}"
+        );
         if name.contains("summarize") {
             // Win rates at every step and at each final temperature, for every policy.
             let evals = std::fs::read_to_string(res.join("eval.csv")).unwrap();
             for m in ["sft,", "dpo,", "ppo,", "best_of_n,"] {
                 for metric in ["eval/winrate,", "eval_t0/winrate,", "eval_t1/winrate_lo,"] {
-                    assert!(evals.lines().any(|l| l.starts_with(m) && l.contains(metric)), "{name}: no {metric} for {m}");
+                    assert!(
+                        evals
+                            .lines()
+                            .any(|l| l.starts_with(m) && l.contains(metric)),
+                        "{name}: no {metric} for {m}"
+                    );
                 }
             }
         }
@@ -139,28 +194,73 @@ fn same_seed_same_bytes_and_cached_stages_are_reused() {
     let read = |d: &Path| std::fs::read(d.join("results/sentiment/metrics.csv")).unwrap();
     assert_eq!(read(&a), read(&b), "two runs with the same seed differ");
     let evals = |d: &Path| std::fs::read(d.join("results/sentiment/eval.csv")).unwrap();
-    assert_eq!(evals(&a), evals(&b), "eval.csv differs between two identical runs");
-    assert!(String::from_utf8(evals(&a)).unwrap().contains("ppo_gt,target_kl=3,0,2,eval/gold"));
+    assert_eq!(
+        evals(&a),
+        evals(&b),
+        "eval.csv differs between two identical runs"
+    );
+    assert!(String::from_utf8(evals(&a))
+        .unwrap()
+        .contains("ppo_gt,target_kl=3,0,2,eval/gold"));
     // The ledger: every reported run kept its own wall time.
-    let ledger = |d: &Path| std::fs::read_to_string(d.join("results/sentiment/summary.csv")).unwrap().lines().find_map(|l| l.strip_prefix("run,ledger,").map(String::from)).unwrap();
+    let ledger = |d: &Path| {
+        std::fs::read_to_string(d.join("results/sentiment/summary.csv"))
+            .unwrap()
+            .lines()
+            .find_map(|l| l.strip_prefix("run,ledger,").map(String::from))
+            .unwrap()
+    };
     let first = ledger(&a);
     let (secs, timed, runs) = alignlab::experiment::RunsWork::parse_wall(&first).unwrap();
     assert!(secs > 0.0 && timed == runs && runs > 5, "{first}");
     // ... and every shared stage of the seed its own: SFT, preference data, reward model and
     // the reference log-probs, each at least once.
-    let shared = |d: &Path| std::fs::read_to_string(d.join("results/sentiment/summary.csv")).unwrap().lines().find_map(|l| l.strip_prefix("run,shared ledger,").map(String::from)).unwrap();
+    let shared = |d: &Path| {
+        std::fs::read_to_string(d.join("results/sentiment/summary.csv"))
+            .unwrap()
+            .lines()
+            .find_map(|l| l.strip_prefix("run,shared ledger,").map(String::from))
+            .unwrap()
+    };
     let first_shared = shared(&a);
     let (secs, timed, stages) = alignlab::experiment::RunsWork::parse_wall(&first_shared).unwrap();
-    assert!(secs > 0.0 && timed == stages && stages >= 4, "{first_shared}");
+    assert!(
+        secs > 0.0 && timed == stages && stages >= 4,
+        "{first_shared}"
+    );
     // A second run in the same folder reuses the SFT checkpoint and gives the same metrics.
     let oc = run(file, &a, &[]);
     assert!(oc.status.success());
-    assert!(text(&oc).contains("cached checkpoint"), "SFT was not reused:\n{}", text(&oc));
+    assert!(
+        text(&oc).contains("cached checkpoint"),
+        "SFT was not reused:\n{}",
+        text(&oc)
+    );
     assert_eq!(read(&a), read(&b));
     // Its summary says that its runs were found cached instead of giving them no wall time.
-    let compute = |d: &Path| std::fs::read_to_string(d.join("results/sentiment/summary.csv")).unwrap().lines().filter(|l| l.starts_with("compute,")).map(String::from).collect::<Vec<_>>();
-    assert!(compute(&a).len() == 5 && compute(&a).iter().all(|l| l.ends_with("found cached, no wall time in this invocation\"")), "{:?}", compute(&a));
-    assert!(compute(&b).iter().all(|l| l.ends_with(" s wall with its evaluations\"")), "{:?}", compute(&b));
+    let compute = |d: &Path| {
+        std::fs::read_to_string(d.join("results/sentiment/summary.csv"))
+            .unwrap()
+            .lines()
+            .filter(|l| l.starts_with("compute,"))
+            .map(String::from)
+            .collect::<Vec<_>>()
+    };
+    assert!(
+        compute(&a).len() == 5
+            && compute(&a)
+                .iter()
+                .all(|l| l.ends_with("found cached, no wall time in this invocation\"")),
+        "{:?}",
+        compute(&a)
+    );
+    assert!(
+        compute(&b)
+            .iter()
+            .all(|l| l.ends_with(" s wall with its evaluations\"")),
+        "{:?}",
+        compute(&b)
+    );
     // ... and its ledger still counts what they cost when they ran.
     assert_eq!(ledger(&a), first);
     assert_eq!(shared(&a), first_shared);
@@ -184,21 +284,35 @@ fn assert_clean_failure(o: &Output, needles: &[&str]) {
 #[test]
 fn bad_input_fails_cleanly() {
     let out = tmp("bad");
-    assert_clean_failure(&run(Path::new("scenarios/nope.toml"), &out, &[]), &["error:", "nope.toml", "fix:"]);
-    assert_clean_failure(&run(Path::new("scenarios/sentiment.toml"), &out, &["sft.lr=-1"]), &["error:", "sft.lr", "fix:"]);
+    assert_clean_failure(
+        &run(Path::new("scenarios/nope.toml"), &out, &[]),
+        &["error:", "nope.toml", "fix:"],
+    );
+    assert_clean_failure(
+        &run(Path::new("scenarios/sentiment.toml"), &out, &["sft.lr=-1"]),
+        &["error:", "sft.lr", "fix:"],
+    );
     // An unreadable checkpoint in the run folder: a clear error naming it.
     let o = run(Path::new("scenarios/sentiment.toml"), &out, &[]);
     assert!(o.status.success());
-    let sft = run_dirs(&out, "sentiment", "sft-").pop().expect("no sft run folder");
+    let sft = run_dirs(&out, "sentiment", "sft-")
+        .pop()
+        .expect("no sft run folder");
     let ckpt = sft.join("model.safetensors");
     std::fs::write(&ckpt, b"garbage").unwrap();
-    assert_clean_failure(&run(Path::new("scenarios/sentiment.toml"), &out, &[]), &["cannot read checkpoint", "model.safetensors", "fix:"]);
+    assert_clean_failure(
+        &run(Path::new("scenarios/sentiment.toml"), &out, &[]),
+        &["cannot read checkpoint", "model.safetensors", "fix:"],
+    );
     std::fs::remove_dir_all(&out).ok();
 }
 
 #[test]
 fn cuda_without_cuda_is_a_clear_error() {
-    let o = bin().args(["bench", "--quick", "--device", "cuda"]).output().unwrap();
+    let o = bin()
+        .args(["bench", "--quick", "--device", "cuda"])
+        .output()
+        .unwrap();
     if o.status.success() {
         return; // this machine has CUDA
     }
@@ -207,24 +321,58 @@ fn cuda_without_cuda_is_a_clear_error() {
 
 #[test]
 fn check_and_world_commands() {
-    let o = bin().args(["check", "scenarios/sentiment.toml", "--set", "sft.steps=7"]).output().unwrap();
+    let o = bin()
+        .args(["check", "scenarios/sentiment.toml", "--set", "sft.steps=7"])
+        .output()
+        .unwrap();
     assert!(o.status.success());
     let t = text(&o);
-    assert!(t.contains("steps = 7") && t.contains("kind = \"sentiment\"") && t.contains("n_neutral = 24"), "{t}");
-    let o = bin().args(["world", "scenarios/sentiment.toml", "--show", "3", "--set", "world.n_train=10"]).output().unwrap();
+    assert!(
+        t.contains("steps = 7")
+            && t.contains("kind = \"sentiment\"")
+            && t.contains("n_neutral = 24"),
+        "{t}"
+    );
+    let o = bin()
+        .args([
+            "world",
+            "scenarios/sentiment.toml",
+            "--show",
+            "3",
+            "--set",
+            "world.n_train=10",
+        ])
+        .output()
+        .unwrap();
     assert!(o.status.success());
     let t = text(&o);
     assert_eq!(t.matches("gold ").count(), 6, "{t}");
     assert!(t.contains("true-process NLL"));
-    let o = bin().args(["world", "scenarios/summarize.toml", "--show", "2", "--set", "world.n_train=10"]).output().unwrap();
+    let o = bin()
+        .args([
+            "world",
+            "scenarios/summarize.toml",
+            "--show",
+            "2",
+            "--set",
+            "world.n_train=10",
+        ])
+        .output()
+        .unwrap();
     assert!(o.status.success());
     let t = text(&o);
-    assert!(t.contains("reference-process NLL") && t.matches("optimal   ").count() == 2, "{t}");
+    assert!(
+        t.contains("reference-process NLL") && t.matches("optimal   ").count() == 2,
+        "{t}"
+    );
 }
 
 #[test]
 fn bench_runs() {
-    let o = bin().args(["bench", "--quick", "--threads", "1", "--device", "cpu"]).output().unwrap();
+    let o = bin()
+        .args(["bench", "--quick", "--threads", "1", "--device", "cpu"])
+        .output()
+        .unwrap();
     assert!(o.status.success(), "{}", text(&o));
     let t = text(&o);
     assert!(t.contains("MFU") && t.contains("KV-cache speed-up"), "{t}");
@@ -232,8 +380,16 @@ fn bench_runs() {
 
 fn run_env(file: &Path, out: &Path, extra: &[&str], env: &[(&str, &str)]) -> Output {
     let mut c = bin();
-    c.arg("run").arg(file).arg("--threads").arg("1").arg("--device").arg("cpu");
-    c.arg("--results").arg(out.join("results")).arg("--runs").arg(out.join("runs"));
+    c.arg("run")
+        .arg(file)
+        .arg("--threads")
+        .arg("1")
+        .arg("--device")
+        .arg("cpu");
+    c.arg("--results")
+        .arg(out.join("results"))
+        .arg("--runs")
+        .arg(out.join("runs"));
     for s in tiny_for(file).iter().chain(extra) {
         c.arg("--set").arg(s);
     }
@@ -252,22 +408,47 @@ fn killed_runs_resume_to_the_same_bytes() {
     assert!(run(file, &whole, &keep).status.success());
     // Die (SIGABRT, as abrupt as kill -9) right after DPO's checkpoint at step 3, then PPO's.
     let o = run_env(file, &killed, &keep, &[("ALIGNLAB_ABORT_AT", "dpo:3")]);
-    assert!(!o.status.success(), "the abort hook did not fire:\n{}", text(&o));
+    assert!(
+        !o.status.success(),
+        "the abort hook did not fire:\n{}",
+        text(&o)
+    );
     let o = run_env(file, &killed, &keep, &[("ALIGNLAB_ABORT_AT", "ppo:1")]);
     assert!(!o.status.success());
-    assert!(text(&o).contains("resuming from"), "DPO did not resume:\n{}", text(&o));
-    assert!(text(&o).contains("reusing the cached checkpoint"), "SFT was retrained:\n{}", text(&o));
+    assert!(
+        text(&o).contains("resuming from"),
+        "DPO did not resume:\n{}",
+        text(&o)
+    );
+    assert!(
+        text(&o).contains("reusing the cached checkpoint"),
+        "SFT was retrained:\n{}",
+        text(&o)
+    );
     let o = run(file, &killed, &keep);
     assert!(o.status.success(), "{}", text(&o));
-    assert!(text(&o).contains("resuming from"), "PPO did not resume:\n{}", text(&o));
+    assert!(
+        text(&o).contains("resuming from"),
+        "PPO did not resume:\n{}",
+        text(&o)
+    );
     for f in ["eval.csv", "metrics.csv"] {
         let a = std::fs::read(whole.join("results/sentiment").join(f)).unwrap();
         let b = std::fs::read(killed.join("results/sentiment").join(f)).unwrap();
-        assert!(a == b, "{f} of the resumed run differs from the uninterrupted one");
+        assert!(
+            a == b,
+            "{f} of the resumed run differs from the uninterrupted one"
+        );
     }
     // The kept policy too.
-    let model = |root: &Path| std::fs::read(run_dirs(root, "sentiment", "dpo-beta=0.1")[0].join("model.safetensors")).unwrap();
-    assert!(model(&whole) == model(&killed), "the resumed DPO run kept another checkpoint");
+    let model = |root: &Path| {
+        std::fs::read(run_dirs(root, "sentiment", "dpo-beta=0.1")[0].join("model.safetensors"))
+            .unwrap()
+    };
+    assert!(
+        model(&whole) == model(&killed),
+        "the resumed DPO run kept another checkpoint"
+    );
     std::fs::remove_dir_all(&whole).ok();
     std::fs::remove_dir_all(&killed).ok();
 }
@@ -278,8 +459,20 @@ fn a_nan_stops_its_cell_and_the_others_go_on() {
     for jobs in ["1", "2"] {
         let out = tmp(&format!("nan-{jobs}"));
         let mut c = bin();
-        c.args(["run", "scenarios/sentiment.toml", "--threads", "2", "--device", "cpu", "--jobs", jobs]);
-        c.arg("--results").arg(out.join("results")).arg("--runs").arg(out.join("runs"));
+        c.args([
+            "run",
+            "scenarios/sentiment.toml",
+            "--threads",
+            "2",
+            "--device",
+            "cpu",
+            "--jobs",
+            jobs,
+        ]);
+        c.arg("--results")
+            .arg(out.join("results"))
+            .arg("--runs")
+            .arg(out.join("runs"));
         for s in tiny_for(file) {
             c.arg("--set").arg(s);
         }
@@ -288,10 +481,23 @@ fn a_nan_stops_its_cell_and_the_others_go_on() {
         let t = text(&o);
         assert!(!o.status.success(), "a NaN must fail the run:\n{t}");
         assert!(!t.contains("panicked"), "{t}");
-        assert!(t.contains("unlikelihood: the loss is NaN at step 4") && t.contains("resume folder of this run, at step 3") && t.contains("fix:"), "jobs {jobs}:\n{t}");
+        assert!(
+            t.contains("unlikelihood: the loss is NaN at step 4")
+                && t.contains("resume folder of this run, at step 3")
+                && t.contains("fix:"),
+            "jobs {jobs}:\n{t}"
+        );
         let evals = std::fs::read_to_string(out.join("results/sentiment/eval.csv")).unwrap();
-        assert!(evals.contains("dpo,beta=1,0,6,") && evals.contains("ppo_gt,") && evals.contains("best_of_n,"), "the other cells did not finish (jobs {jobs})");
-        assert!(!evals.contains("\nunlikelihood,alpha=1,0,6,"), "the failed cell has final results");
+        assert!(
+            evals.contains("dpo,beta=1,0,6,")
+                && evals.contains("ppo_gt,")
+                && evals.contains("best_of_n,"),
+            "the other cells did not finish (jobs {jobs})"
+        );
+        assert!(
+            !evals.contains("\nunlikelihood,alpha=1,0,6,"),
+            "the failed cell has final results"
+        );
         let _ = file;
         std::fs::remove_dir_all(&out).ok();
     }
@@ -300,53 +506,168 @@ fn a_nan_stops_its_cell_and_the_others_go_on() {
 #[test]
 fn seeds_sweep_with_jobs_runs_cells_as_processes() {
     // Seed 1 also runs DPO at beta 0.25, a run of its own (`[sweep] seed_runs`: a top-up).
-    const SETS: [&str; 3] = ["sweep.seeds=[0,1]", "sweep.dpo.beta=[0.5]", "sweep.seed_runs=[{ seed = 1, table = \"dpo\", value = 0.25, budget = 1.0 }]"];
+    const SETS: [&str; 3] = [
+        "sweep.seeds=[0,1]",
+        "sweep.dpo.beta=[0.5]",
+        "sweep.seed_runs=[{ seed = 1, table = \"dpo\", value = 0.25, budget = 1.0 }]",
+    ];
     let out = tmp("sweep");
     let mut c = bin();
-    c.args(["run", "scenarios/sentiment.toml", "--threads", "2", "--device", "cpu", "--jobs", "2"]);
-    c.arg("--results").arg(out.join("results")).arg("--runs").arg(out.join("runs"));
-    for s in tiny_for(Path::new("scenarios/sentiment.toml")).iter().chain(&SETS) {
+    c.args([
+        "run",
+        "scenarios/sentiment.toml",
+        "--threads",
+        "2",
+        "--device",
+        "cpu",
+        "--jobs",
+        "2",
+    ]);
+    c.arg("--results")
+        .arg(out.join("results"))
+        .arg("--runs")
+        .arg(out.join("runs"));
+    for s in tiny_for(Path::new("scenarios/sentiment.toml"))
+        .iter()
+        .chain(&SETS)
+    {
         c.arg("--set").arg(s);
     }
     let o = c.output().unwrap();
     assert!(o.status.success(), "{}", text(&o));
     let evals = std::fs::read_to_string(out.join("results/sentiment/eval.csv")).unwrap();
-    for needle in ["dpo,beta=0.5,0,6,eval/gold", "dpo,beta=0.5,1,6,eval/gold", "ppo,target_kl=1,1,2,eval/kl", "dpo,beta=0.25,1,6,eval/gold"] {
+    for needle in [
+        "dpo,beta=0.5,0,6,eval/gold",
+        "dpo,beta=0.5,1,6,eval/gold",
+        "ppo,target_kl=1,1,2,eval/kl",
+        "dpo,beta=0.25,1,6,eval/gold",
+    ] {
         assert!(evals.contains(needle), "missing {needle}");
     }
-    assert!(!evals.contains("dpo,beta=0.25,0,"), "seed 0 ran seed 1's own run");
-    assert!(std::fs::read_to_string(out.join("results/sentiment/scenario.resolved.toml")).unwrap().contains("seed_runs"), "the results' scenario does not list the seed run");
-    assert!(!evals.contains("dpo,beta=0.1,"), "the sweep grid did not replace the file's grid");
+    assert!(
+        !evals.contains("dpo,beta=0.25,0,"),
+        "seed 0 ran seed 1's own run"
+    );
+    assert!(
+        std::fs::read_to_string(out.join("results/sentiment/scenario.resolved.toml"))
+            .unwrap()
+            .contains("seed_runs"),
+        "the results' scenario does not list the seed run"
+    );
+    assert!(
+        !evals.contains("dpo,beta=0.1,"),
+        "the sweep grid did not replace the file's grid"
+    );
     let frontier = std::fs::read_to_string(out.join("results/sentiment/frontier.csv")).unwrap();
-    assert!(frontier.lines().any(|l| l.starts_with("dpo,") && l.ends_with(",2")), "two seeds per budget:\n{frontier}");
-    for f in ["frontier.png", "frontier.svg", "curves.png", "overoptimization.svg", "fits.csv", "report.md"] {
+    assert!(
+        frontier
+            .lines()
+            .any(|l| l.starts_with("dpo,") && l.ends_with(",2")),
+        "two seeds per budget:\n{frontier}"
+    );
+    for f in [
+        "frontier.png",
+        "frontier.svg",
+        "curves.png",
+        "overoptimization.svg",
+        "fits.csv",
+        "report.md",
+    ] {
         assert!(out.join("results/sentiment").join(f).exists(), "no {f}");
     }
     // The cells listing knows they are done.
-    let o = bin().args(["cells", "scenarios/sentiment.toml", "--runs"]).arg(out.join("runs")).args(tiny_for(Path::new("scenarios/sentiment.toml")).iter().chain(&SETS).flat_map(|s| ["--set", s])).output().unwrap();
+    let o = bin()
+        .args(["cells", "scenarios/sentiment.toml", "--runs"])
+        .arg(out.join("runs"))
+        .args(
+            tiny_for(Path::new("scenarios/sentiment.toml"))
+                .iter()
+                .chain(&SETS)
+                .flat_map(|s| ["--set", s]),
+        )
+        .output()
+        .unwrap();
     let t = text(&o);
-    assert!(t.contains("--seed 1 --index 0\tdpo beta=0.5\tdone") && !t.contains("pending"), "{t}");
+    assert!(
+        t.contains("--seed 1 --index 0\tdpo beta=0.5\tdone") && !t.contains("pending"),
+        "{t}"
+    );
     assert_eq!(t.matches("dpo beta=0.25\tdone").count(), 1, "{t}");
-    assert!(t.lines().any(|l| l.contains("--seed 1 ") && l.contains("dpo beta=0.25")), "{t}");
+    assert!(
+        t.lines()
+            .any(|l| l.contains("--seed 1 ") && l.contains("dpo beta=0.25")),
+        "{t}"
+    );
     // The sweep's profile: every cell's phases, and the sweep's FLOP utilisation.
     let timing = std::fs::read_to_string(out.join("results/sentiment/timing.csv")).unwrap();
-    let util: f64 = timing.lines().find(|l| l.starts_with("sweep,,0,0,profile/sweep/flop_utilisation,")).and_then(|l| l.rsplit(',').next()?.parse().ok()).expect("no FLOP utilisation row");
+    let util: f64 = timing
+        .lines()
+        .find(|l| l.starts_with("sweep,,0,0,profile/sweep/flop_utilisation,"))
+        .and_then(|l| l.rsplit(',').next()?.parse().ok())
+        .expect("no FLOP utilisation row");
     assert!(util > 0.0 && util < 1.5, "FLOP utilisation {util}");
-    assert!(timing.contains("dpo,beta=0.5,1,0,profile/train/wall_s,") && timing.contains(",profile/exec/wall_s,") && timing.contains("load,cell0,1,0,profile/startup/wall_s,"), "per-cell profile rows missing");
+    assert!(
+        timing.contains("dpo,beta=0.5,1,0,profile/train/wall_s,")
+            && timing.contains(",profile/exec/wall_s,")
+            && timing.contains("load,cell0,1,0,profile/startup/wall_s,"),
+        "per-cell profile rows missing"
+    );
     let summary = std::fs::read_to_string(out.join("results/sentiment/summary.csv")).unwrap();
-    assert!(summary.contains("run,profile,") && summary.contains("FLOP utilisation"), "{summary}");
+    assert!(
+        summary.contains("run,profile,") && summary.contains("FLOP utilisation"),
+        "{summary}"
+    );
     // pi_SFT's evaluation and the reference log-probs are read from their caches by the cells:
     // a cell that computes them itself (caches and its own folder deleted) writes the same bytes.
     let dir = |prefix: &str| run_dirs(&out, "sentiment", prefix);
-    let cell = dir("dpo-beta=0.5-").into_iter().find(|d| std::fs::read_to_string(d.join("eval.csv")).unwrap().contains("\ndpo,beta=0.5,1,")).expect("seed 1's dpo folder");
+    let cell = dir("dpo-beta=0.5-")
+        .into_iter()
+        .find(|d| {
+            std::fs::read_to_string(d.join("eval.csv"))
+                .unwrap()
+                .contains("\ndpo,beta=0.5,1,")
+        })
+        .expect("seed 1's dpo folder");
     let before = std::fs::read(cell.join("eval.csv")).unwrap();
-    assert!(!dir("eval0-").is_empty() && !dir("reference-").is_empty(), "no caches written");
-    for d in dir("eval0-").into_iter().chain(dir("reference-")).chain([cell.clone()]) {
+    assert!(
+        !dir("eval0-").is_empty() && !dir("reference-").is_empty(),
+        "no caches written"
+    );
+    for d in dir("eval0-")
+        .into_iter()
+        .chain(dir("reference-"))
+        .chain([cell.clone()])
+    {
         std::fs::remove_dir_all(d).unwrap();
     }
-    let o = bin().args(["cell", "scenarios/sentiment.toml", "--seed", "1", "--index", "0", "--threads", "1", "--device", "cpu", "--runs"]).arg(out.join("runs")).args(tiny_for(Path::new("scenarios/sentiment.toml")).iter().chain(&SETS).flat_map(|s| ["--set", s])).output().unwrap();
+    let o = bin()
+        .args([
+            "cell",
+            "scenarios/sentiment.toml",
+            "--seed",
+            "1",
+            "--index",
+            "0",
+            "--threads",
+            "1",
+            "--device",
+            "cpu",
+            "--runs",
+        ])
+        .arg(out.join("runs"))
+        .args(
+            tiny_for(Path::new("scenarios/sentiment.toml"))
+                .iter()
+                .chain(&SETS)
+                .flat_map(|s| ["--set", s]),
+        )
+        .output()
+        .unwrap();
     assert!(o.status.success(), "{}", text(&o));
-    assert!(std::fs::read(cell.join("eval.csv")).unwrap() == before, "a cell computing pi_SFT's evaluation and the reference itself wrote other bytes");
+    assert!(
+        std::fs::read(cell.join("eval.csv")).unwrap() == before,
+        "a cell computing pi_SFT's evaluation and the reference itself wrote other bytes"
+    );
     std::fs::remove_dir_all(&out).ok();
 }
 
@@ -356,24 +677,93 @@ fn seeds_sweep_with_jobs_runs_cells_as_processes() {
 fn limits_are_checked_before_any_work() {
     let out = tmp("limits");
     let runs = out.join("runs");
-    let o = bin().args(["run", "scenarios/sentiment.toml", "--threads", "0", "--runs"]).arg(&runs).output().unwrap();
+    let o = bin()
+        .args([
+            "run",
+            "scenarios/sentiment.toml",
+            "--threads",
+            "0",
+            "--runs",
+        ])
+        .arg(&runs)
+        .output()
+        .unwrap();
     assert_clean_failure(&o, &["--threads 0", "fix:"]);
-    let o = bin().args(["cell", "scenarios/sentiment.toml", "--seed", "0", "--index", "99", "--threads", "1", "--runs"]).arg(&runs).output().unwrap();
+    let o = bin()
+        .args([
+            "cell",
+            "scenarios/sentiment.toml",
+            "--seed",
+            "0",
+            "--index",
+            "99",
+            "--threads",
+            "1",
+            "--runs",
+        ])
+        .arg(&runs)
+        .output()
+        .unwrap();
     assert_clean_failure(&o, &["cell 99 does not exist", "alignlab cells"]);
     // A world whose reviews can never be long enough for a prompt used to loop forever.
-    let o = bin().args(["check", "scenarios/sentiment.toml", "--set", "world.stop_prob=1", "--set", "world.min_len=2", "--set", "world.prompt_min_len=5"]).output().unwrap();
+    let o = bin()
+        .args([
+            "check",
+            "scenarios/sentiment.toml",
+            "--set",
+            "world.stop_prob=1",
+            "--set",
+            "world.min_len=2",
+            "--set",
+            "world.prompt_min_len=5",
+        ])
+        .output()
+        .unwrap();
     assert_clean_failure(&o, &["`world.prompt_min_len`", "fix:"]);
-    for (set, key) in [("model.d_model=16384", "GiB"), ("sample.temperature=1e-300", "1e-300"), ("dpo.beta=[1e-250]", "1e-250")] {
-        let o = bin().args(["run", "scenarios/sentiment.toml", "--threads", "1", "--runs"]).arg(&runs).args(["--results"]).arg(out.join("results")).args(["--set", set]).output().unwrap();
+    for (set, key) in [
+        ("model.d_model=16384", "GiB"),
+        ("sample.temperature=1e-300", "1e-300"),
+        ("dpo.beta=[1e-250]", "1e-250"),
+    ] {
+        let o = bin()
+            .args([
+                "run",
+                "scenarios/sentiment.toml",
+                "--threads",
+                "1",
+                "--runs",
+            ])
+            .arg(&runs)
+            .args(["--results"])
+            .arg(out.join("results"))
+            .args(["--set", set])
+            .output()
+            .unwrap();
         assert_clean_failure(&o, &[key, "fix:"]);
         assert_eq!(text(&o).lines().count(), 1, "{set}: {}", text(&o));
     }
     assert!(!runs.exists(), "work was done before the error");
     // Output into a closed pipe ends quietly (SIGPIPE), without a panic.
-    let mut child = bin().args(["world", "scenarios/sentiment.toml", "--show", "300", "--set", "world.n_train=50"]).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let mut child = bin()
+        .args([
+            "world",
+            "scenarios/sentiment.toml",
+            "--show",
+            "300",
+            "--set",
+            "world.n_train=50",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
     drop(child.stdout.take());
     let o = child.wait_with_output().unwrap();
-    assert!(!String::from_utf8_lossy(&o.stderr).contains("panicked"), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        !String::from_utf8_lossy(&o.stderr).contains("panicked"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     let _ = std::fs::remove_dir_all(&out);
 }
 
@@ -384,7 +774,13 @@ fn non_finite_checkpoint_is_refused_on_load() {
     let out = tmp("nan-ckpt");
     std::fs::create_dir_all(&out).unwrap();
     let path = out.join("model.safetensors");
-    let cfg = alignlab::model::GptConfig { vocab_size: 8, block_size: 8, n_layer: 1, n_head: 1, d_model: 4 };
+    let cfg = alignlab::model::GptConfig {
+        vocab_size: 8,
+        block_size: 8,
+        n_layer: 1,
+        n_head: 1,
+        d_model: 4,
+    };
     let vs = nn::VarStore::new(Device::Cpu);
     let _ = alignlab::model::Gpt::new(&vs.root(), &cfg);
     tch::no_grad(|| {
@@ -395,8 +791,13 @@ fn non_finite_checkpoint_is_refused_on_load() {
     alignlab::model::save_checkpoint(&vs, &path).unwrap();
     let mut fresh = nn::VarStore::new(Device::Cpu);
     let _ = alignlab::model::Gpt::new(&fresh.root(), &cfg);
-    let e = alignlab::model::load_checkpoint(&mut fresh, &path).unwrap_err().to_string();
-    assert!(e.contains("non-finite") && e.contains("model.safetensors") && e.contains("fix:"), "{e}");
+    let e = alignlab::model::load_checkpoint(&mut fresh, &path)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("non-finite") && e.contains("model.safetensors") && e.contains("fix:"),
+        "{e}"
+    );
     let _ = std::fs::remove_dir_all(&out);
 }
 
@@ -411,7 +812,11 @@ fn a_full_disk_fails_cleanly_and_keeps_the_previous_results() {
         std::fs::copy(Path::new("results/sentiment").join(f), previous.join(f)).unwrap();
     }
     let snapshot = |dir: &Path| -> Vec<(String, Vec<u8>)> {
-        let mut v: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).map(|p| (p.display().to_string(), std::fs::read(&p).unwrap())).collect();
+        let mut v: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .map(|p| (p.display().to_string(), std::fs::read(&p).unwrap()))
+            .collect();
         v.sort();
         v
     };
@@ -422,12 +827,26 @@ fn a_full_disk_fails_cleanly_and_keeps_the_previous_results() {
     }
     let o = Command::new("bash").arg("-c").arg(&cmd).output().unwrap();
     let err = String::from_utf8_lossy(&o.stderr);
-    let last = err.lines().rfind(|l| l.starts_with("error:")).unwrap_or_else(|| panic!("no error line:\n{err}"));
+    let last = err
+        .lines()
+        .rfind(|l| l.starts_with("error:"))
+        .unwrap_or_else(|| panic!("no error line:\n{err}"));
     assert!(!o.status.success() && !err.contains("panicked"), "{err}");
-    assert!(last.contains("is the disk full?") && last.contains("fix:"), "{last}");
+    assert!(
+        last.contains("is the disk full?") && last.contains("fix:"),
+        "{last}"
+    );
     assert_eq!(snapshot(&previous), before, "the previous results changed");
-    let partial = std::process::Command::new("find").arg(&out).args(["-name", "*partial*"]).output().unwrap();
-    assert!(partial.stdout.is_empty(), "partial files left: {}", String::from_utf8_lossy(&partial.stdout));
+    let partial = std::process::Command::new("find")
+        .arg(&out)
+        .args(["-name", "*partial*"])
+        .output()
+        .unwrap();
+    assert!(
+        partial.stdout.is_empty(),
+        "partial files left: {}",
+        String::from_utf8_lossy(&partial.stdout)
+    );
     let _ = std::fs::remove_dir_all(&out);
 }
 
@@ -439,8 +858,14 @@ fn progress_is_readable_off_a_terminal() {
     let out = tmp("progress");
     let run_with = |flag: &[&str]| {
         let mut c = bin();
-        c.arg("run").arg(file).args(["--threads", "1", "--device", "cpu"]).args(flag);
-        c.arg("--results").arg(out.join("results")).arg("--runs").arg(out.join("runs"));
+        c.arg("run")
+            .arg(file)
+            .args(["--threads", "1", "--device", "cpu"])
+            .args(flag);
+        c.arg("--results")
+            .arg(out.join("results"))
+            .arg("--runs")
+            .arg(out.join("runs"));
         for s in tiny_for(file).iter().chain(&["sweep.seeds=[0]"]) {
             c.arg("--set").arg(s);
         }
@@ -449,16 +874,38 @@ fn progress_is_readable_off_a_terminal() {
         String::from_utf8_lossy(&o.stderr).to_string()
     };
     let lines = run_with(&[]);
-    assert!(lines.lines().any(|l| l.starts_with("sft: 30/30 (") && l.contains("/s") && l.ends_with("done")), "no SFT progress line:\n{lines}");
-    assert!(lines.lines().any(|l| l.starts_with("dpo: ") && l.contains("eta")), "no DPO progress line:\n{lines}");
+    assert!(
+        lines
+            .lines()
+            .any(|l| l.starts_with("sft: 30/30 (") && l.contains("/s") && l.ends_with("done")),
+        "no SFT progress line:\n{lines}"
+    );
+    assert!(
+        lines
+            .lines()
+            .any(|l| l.starts_with("dpo: ") && l.contains("eta")),
+        "no DPO progress line:\n{lines}"
+    );
     std::fs::remove_dir_all(out.join("runs")).ok();
     let json = run_with(&["--json-progress"]);
     let objects: Vec<&str> = json.lines().filter(|l| l.starts_with('{')).collect();
-    assert!(objects.iter().any(|l| l.contains("\"stage\":\"sft\"") && l.contains("\"step\":30") && l.contains("\"done\":true")), "no JSON SFT line:\n{json}");
-    assert!(objects.iter().all(|l| l.ends_with('}') && l.matches('"').count() % 2 == 0));
+    assert!(
+        objects.iter().any(|l| l.contains("\"stage\":\"sft\"")
+            && l.contains("\"step\":30")
+            && l.contains("\"done\":true")),
+        "no JSON SFT line:\n{json}"
+    );
+    assert!(objects
+        .iter()
+        .all(|l| l.ends_with('}') && l.matches('"').count() % 2 == 0));
     std::fs::remove_dir_all(out.join("runs")).ok();
     let quiet = run_with(&["--quiet"]);
-    assert!(!quiet.lines().any(|l| l.starts_with("sft:") || l.starts_with('{')), "--quiet printed progress:\n{quiet}");
+    assert!(
+        !quiet
+            .lines()
+            .any(|l| l.starts_with("sft:") || l.starts_with('{')),
+        "--quiet printed progress:\n{quiet}"
+    );
     std::fs::remove_dir_all(&out).ok();
 }
 
@@ -470,20 +917,49 @@ fn export_writes_a_transformers_checkpoint() {
     let out = tmp("export");
     let o = run(file, &out, &[]);
     assert!(o.status.success(), "{}", text(&o));
-    let dpo = run_dirs(&out, "sentiment", "dpo-").pop().expect("no dpo run folder");
+    let dpo = run_dirs(&out, "sentiment", "dpo-")
+        .pop()
+        .expect("no dpo run folder");
     let hf = out.join("hf");
-    let o = bin().arg("export").arg(&dpo).arg("--hf").arg(&hf).output().unwrap();
+    let o = bin()
+        .arg("export")
+        .arg(&dpo)
+        .arg("--hf")
+        .arg(&hf)
+        .output()
+        .unwrap();
     assert!(o.status.success(), "{}", text(&o));
-    for f in ["config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "generation_config.json", "alignlab_check.safetensors"] {
+    for f in [
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "generation_config.json",
+        "alignlab_check.safetensors",
+    ] {
         assert!(hf.join(f).exists(), "no {f}");
     }
     let config = std::fs::read_to_string(hf.join("config.json")).unwrap();
-    assert!(config.contains("\"n_embd\": 32") && config.contains("\"activation_function\": \"gelu_new\"") && config.contains("\"tie_word_embeddings\": true"), "{config}");
+    assert!(
+        config.contains("\"n_embd\": 32")
+            && config.contains("\"activation_function\": \"gelu_new\"")
+            && config.contains("\"tie_word_embeddings\": true"),
+        "{config}"
+    );
     // Conv1D layout: c_attn is [in, out] = [32, 96].
     let named = tch::Tensor::read_safetensors(hf.join("model.safetensors")).unwrap();
-    let c_attn = named.iter().find(|(n, _)| n == "transformer.h.0.attn.c_attn.weight").unwrap();
+    let c_attn = named
+        .iter()
+        .find(|(n, _)| n == "transformer.h.0.attn.c_attn.weight")
+        .unwrap();
     assert_eq!(c_attn.1.size(), vec![32, 96]);
-    let o = bin().arg("export").arg(out.join("runs")).arg("--hf").arg(out.join("hf2")).output().unwrap();
+    let o = bin()
+        .arg("export")
+        .arg(out.join("runs"))
+        .arg("--hf")
+        .arg(out.join("hf2"))
+        .output()
+        .unwrap();
     assert_clean_failure(&o, &["no model.safetensors", "fix:"]);
     std::fs::remove_dir_all(&out).ok();
 }
@@ -495,9 +971,16 @@ fn export_prefs_writes_every_pair() {
     let out = tmp("export-prefs");
     let o = run(file, &out, &[]);
     assert!(o.status.success(), "{}", text(&o));
-    let prefs = run_dirs(&out, "sentiment", "prefs-").pop().expect("no prefs run folder");
+    let prefs = run_dirs(&out, "sentiment", "prefs-")
+        .pop()
+        .expect("no prefs run folder");
     let jsonl = out.join("prefs.jsonl");
-    let o = bin().arg("export-prefs").arg(&prefs).arg(&jsonl).output().unwrap();
+    let o = bin()
+        .arg("export-prefs")
+        .arg(&prefs)
+        .arg(&jsonl)
+        .output()
+        .unwrap();
     assert!(o.status.success(), "{}", text(&o));
     let pairs = std::fs::read_to_string(prefs.join("pairs.txt")).unwrap();
     let lines = std::fs::read_to_string(&jsonl).unwrap();
@@ -505,11 +988,37 @@ fn export_prefs_writes_every_pair() {
     // The first pair: its ids as in pairs.txt, its text as many words as ids (without <eos>).
     let first: Vec<&str> = pairs.lines().next().unwrap().split('|').collect();
     let line = lines.lines().next().unwrap();
-    assert!(line.contains(&format!("\"prompt_ids\": [{}]", first[1].replace(' ', ", "))), "{line}");
-    assert!(line.contains(&format!("\"chosen_ids\": [{}]", first[2].replace(' ', ", "))), "{line}");
-    let chosen_text = line.split("\"chosen\": \"").nth(1).unwrap().split('"').next().unwrap();
-    assert_eq!(chosen_text.split(' ').count(), first[2].split(' ').filter(|t| *t != "2").count());
-    let o = bin().arg("export-prefs").arg(out.join("runs")).arg(out.join("x.jsonl")).output().unwrap();
+    assert!(
+        line.contains(&format!(
+            "\"prompt_ids\": [{}]",
+            first[1].replace(' ', ", ")
+        )),
+        "{line}"
+    );
+    assert!(
+        line.contains(&format!(
+            "\"chosen_ids\": [{}]",
+            first[2].replace(' ', ", ")
+        )),
+        "{line}"
+    );
+    let chosen_text = line
+        .split("\"chosen\": \"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap();
+    assert_eq!(
+        chosen_text.split(' ').count(),
+        first[2].split(' ').filter(|t| *t != "2").count()
+    );
+    let o = bin()
+        .arg("export-prefs")
+        .arg(out.join("runs"))
+        .arg(out.join("x.jsonl"))
+        .output()
+        .unwrap();
     assert_clean_failure(&o, &["no pairs.txt", "fix:"]);
     std::fs::remove_dir_all(&out).ok();
 }
@@ -521,17 +1030,35 @@ fn export_prefs_writes_every_pair() {
 fn curve_temperatures_evaluate_every_step() {
     let out = tmp("curves");
     let file = Path::new("scenarios/dialogue.toml");
-    let o = run(file, &out, &["eval.curve_temperatures=[0.5]", "eval.temperatures=[0.5, 1.0]", "sweep.dpo.beta=[0.5]"]);
+    let o = run(
+        file,
+        &out,
+        &[
+            "eval.curve_temperatures=[0.5]",
+            "eval.temperatures=[0.5, 1.0]",
+            "sweep.dpo.beta=[0.5]",
+        ],
+    );
     assert!(o.status.success(), "{}", text(&o));
     let evals = std::fs::read_to_string(out.join("results/dialogue/eval.csv")).unwrap();
     for step in [0, 3, 6] {
-        let n = evals.lines().filter(|l| l.starts_with(&format!("dpo,beta=0.5,0,{step},eval_t0.5/winrate,"))).count();
+        let n = evals
+            .lines()
+            .filter(|l| l.starts_with(&format!("dpo,beta=0.5,0,{step},eval_t0.5/winrate,")))
+            .count();
         assert_eq!(n, 1, "step {step}: {n} rows of eval_t0.5/winrate");
     }
     // T = 1 is a final temperature only: the last step alone.
-    assert!(evals.contains("dpo,beta=0.5,0,6,eval_t1/winrate,") && !evals.contains("dpo,beta=0.5,0,3,eval_t1/"));
+    assert!(
+        evals.contains("dpo,beta=0.5,0,6,eval_t1/winrate,")
+            && !evals.contains("dpo,beta=0.5,0,3,eval_t1/")
+    );
     let win = std::fs::read_to_string(out.join("results/dialogue/winrate.csv")).unwrap();
-    assert!(win.lines().any(|l| l.starts_with("dpo,beta=0.5 T=0.5,step,3,")), "no T = 0.5 curve:\n{win}");
+    assert!(
+        win.lines()
+            .any(|l| l.starts_with("dpo,beta=0.5 T=0.5,step,3,")),
+        "no T = 0.5 curve:\n{win}"
+    );
     std::fs::remove_dir_all(&out).ok();
 }
 
@@ -543,7 +1070,19 @@ fn compute_is_counted_by_hand() {
     assert!(o.status.success(), "{}", text(&o));
     let res = out.join("results/sentiment");
     let evals = alignlab::experiment::Metrics::read(&res.join("eval.csv")).unwrap();
-    let get = |m: &str, s: &str, step: usize, k: &str| evals.rows.iter().find(|r| r.method == m && r.setting == s && r.step == step && r.metric == format!("compute/{k}")).unwrap_or_else(|| panic!("no compute/{k} for {m} {s} at {step}")).value;
+    let get = |m: &str, s: &str, step: usize, k: &str| {
+        evals
+            .rows
+            .iter()
+            .find(|r| {
+                r.method == m
+                    && r.setting == s
+                    && r.step == step
+                    && r.metric == format!("compute/{k}")
+            })
+            .unwrap_or_else(|| panic!("no compute/{k} for {m} {s} at {step}"))
+            .value
+    };
     // The preference data: 4 completions for each of 20 prompts, each scored by gold.
     for step in [0, 3, 6] {
         assert_eq!(get("dpo", "beta=0.1", step, "samples"), 80.0);
@@ -555,23 +1094,53 @@ fn compute_is_counted_by_hand() {
     // PPO: 64 rollouts per iteration, each scored by the reward model; 4 epochs of 2 minibatches,
     // each stepping the policy and the critic: 16 optimiser steps; on top of the reward model's.
     for step in [1, 2] {
-        let d = |k: &str| get("ppo", "target_kl=1", step, k) - get("ppo", "target_kl=1", step - 1, k);
-        assert_eq!((d("samples"), d("rm_queries"), d("gold_queries"), d("grad_steps")), (64.0, 64.0, 0.0, 16.0), "PPO iteration {step}");
-        let d = |k: &str| get("ppo_gt", "target_kl=3", step, k) - get("ppo_gt", "target_kl=3", step - 1, k);
-        assert_eq!((d("samples"), d("rm_queries"), d("gold_queries")), (64.0, 0.0, 64.0), "PPO-GT iteration {step}");
+        let d =
+            |k: &str| get("ppo", "target_kl=1", step, k) - get("ppo", "target_kl=1", step - 1, k);
+        assert_eq!(
+            (
+                d("samples"),
+                d("rm_queries"),
+                d("gold_queries"),
+                d("grad_steps")
+            ),
+            (64.0, 64.0, 0.0, 16.0),
+            "PPO iteration {step}"
+        );
+        let d = |k: &str| {
+            get("ppo_gt", "target_kl=3", step, k) - get("ppo_gt", "target_kl=3", step - 1, k)
+        };
+        assert_eq!(
+            (d("samples"), d("rm_queries"), d("gold_queries")),
+            (64.0, 0.0, 64.0),
+            "PPO-GT iteration {step}"
+        );
     }
-    assert!(get("ppo", "target_kl=1", 0, "grad_steps") > 0.0, "PPO stands on the reward model's training");
+    assert!(
+        get("ppo", "target_kl=1", 0, "grad_steps") > 0.0,
+        "PPO stands on the reward model's training"
+    );
     assert!(get("ppo", "target_kl=1", 2, "gflop") > get("ppo", "target_kl=1", 1, "gflop"));
     // Best-of-N at N: N samples and reward-model queries for each of the 16 evaluation prompts.
     let bon = |n: usize, k: &str| get("best_of_n", &format!("n={n}"), 0, k);
-    assert_eq!((bon(1, "samples"), bon(4, "samples")), (80.0 + 16.0, 80.0 + 64.0));
+    assert_eq!(
+        (bon(1, "samples"), bon(4, "samples")),
+        (80.0 + 16.0, 80.0 + 64.0)
+    );
     assert_eq!((bon(1, "rm_queries"), bon(4, "rm_queries")), (16.0, 64.0));
     // The report's compute tables, and the totals in the summary.
     assert!(res.join("compute.csv").exists());
     let md = std::fs::read_to_string(res.join("report.md")).unwrap();
-    assert!(md.contains("## Gold reward at equal compute") && md.contains("## Compute per run"), "{md}");
+    assert!(
+        md.contains("## Gold reward at equal compute") && md.contains("## Compute per run"),
+        "{md}"
+    );
     let summary = std::fs::read_to_string(res.join("summary.csv")).unwrap();
-    assert!(summary.lines().any(|l| l.starts_with("compute,dpo,\"per run (2 runs)")), "{summary}");
+    assert!(
+        summary
+            .lines()
+            .any(|l| l.starts_with("compute,dpo,\"per run (2 runs)")),
+        "{summary}"
+    );
     std::fs::remove_dir_all(&out).ok();
 }
 
@@ -579,23 +1148,55 @@ fn compute_is_counted_by_hand() {
 fn calibrated_grids_run_on_the_pilot_seed_and_replace_the_grids() {
     let file = Path::new("scenarios/sentiment.toml");
     let out = tmp("calibrate");
-    let extra = ["sweep.budgets=[0.01, 0.03]", "sweep.calibration_rounds=1", "tune.seeds=[2000]", "tune.budget=0.01", "tune.dpo.lr=[1e-4, 1e-3]", "tune.ppo.lr=[1e-5, 1e-4]", "sweep.top_up_rounds=1"];
+    let extra = [
+        "sweep.budgets=[0.01, 0.03]",
+        "sweep.calibration_rounds=1",
+        "tune.seeds=[2000]",
+        "tune.budget=0.01",
+        "tune.dpo.lr=[1e-4, 1e-3]",
+        "tune.ppo.lr=[1e-5, 1e-4]",
+        "sweep.top_up_rounds=1",
+    ];
     let o = run(file, &out, &extra);
     assert!(o.status.success(), "{}", text(&o));
-    assert!(text(&o).contains("calibration round 1") && text(&o).contains("tuning configuration 2/2"), "{}", text(&o));
+    assert!(
+        text(&o).contains("calibration round 1") && text(&o).contains("tuning configuration 2/2"),
+        "{}",
+        text(&o)
+    );
     let res = out.join("results/sentiment");
-    let cal: Vec<alignlab::experiment::calibrate::CalibrationRecord> = alignlab::log::read_csv(&res.join("calibration.csv")).unwrap();
+    let cal: Vec<alignlab::experiment::calibrate::CalibrationRecord> =
+        alignlab::log::read_csv(&res.join("calibration.csv")).unwrap();
     // Every table with a knob, and Best-of-N, gets a setting per budget.
     for t in ["dpo", "unlikelihood", "ppo", "ppo_gt", "best_of_n"] {
-        assert_eq!(cal.iter().filter(|r| r.table == t).count(), 2, "{t}: {cal:?}");
+        assert_eq!(
+            cal.iter().filter(|r| r.table == t).count(),
+            2,
+            "{t}: {cal:?}"
+        );
     }
     // The sweep ran exactly the calibrated settings, and nothing of the pilot seed is reported.
     let evals = alignlab::experiment::Metrics::read(&res.join("eval.csv")).unwrap();
-    let dpo: Vec<String> = alignlab::report::distinct(evals.rows.iter().filter(|r| r.method == "dpo").map(|r| r.setting.clone()));
+    let dpo: Vec<String> = alignlab::report::distinct(
+        evals
+            .rows
+            .iter()
+            .filter(|r| r.method == "dpo")
+            .map(|r| r.setting.clone()),
+    );
     // ... and the top-ups: one round, so exactly the (table, budget) whose calibrated run missed
     // on seed 0 by more than 25%, among the budgets the pilot reached.
     let tops = alignlab::report::calibration::seed_runs(&res).unwrap();
-    let mut want: Vec<String> = alignlab::report::distinct(cal.iter().filter(|r| r.table == "dpo").map(|r| format!("beta={}", r.value)).chain(tops.iter().filter(|t| t.table == "dpo").map(|t| format!("beta={}", t.value))));
+    let mut want: Vec<String> = alignlab::report::distinct(
+        cal.iter()
+            .filter(|r| r.table == "dpo")
+            .map(|r| format!("beta={}", r.value))
+            .chain(
+                tops.iter()
+                    .filter(|t| t.table == "dpo")
+                    .map(|t| format!("beta={}", t.value)),
+            ),
+    );
     let mut got = dpo.clone();
     got.sort();
     want.sort();
@@ -603,31 +1204,80 @@ fn calibrated_grids_run_on_the_pilot_seed_and_replace_the_grids() {
     for r in cal.iter().filter(|r| r.table != "best_of_n") {
         let kl = alignlab::report::calibration::landed(&evals, &r.table, &r.key, r.value)[0].1;
         let missed = r.within_tolerance && (kl - r.budget).abs() > 0.25 * r.budget;
-        let topped = tops.iter().any(|t| t.seed == 0 && t.table == r.table && t.budget == r.budget);
-        assert_eq!(missed, topped, "{} at budget {}: landed {kl}, top-ups {tops:?}", r.table, r.budget);
+        let topped = tops
+            .iter()
+            .any(|t| t.seed == 0 && t.table == r.table && t.budget == r.budget);
+        assert_eq!(
+            missed, topped,
+            "{} at budget {}: landed {kl}, top-ups {tops:?}",
+            r.table, r.budget
+        );
     }
-    assert!(evals.rows.iter().all(|r| r.seed == 0), "a pilot-seed or tuning-seed row was reported");
+    assert!(
+        evals.rows.iter().all(|r| r.seed == 0),
+        "a pilot-seed or tuning-seed row was reported"
+    );
     // Three seeds trained an SFT: the reported one, the pilot (1000) and the tuning seed (2000).
-    assert_eq!(run_dirs(&out, "sentiment", "sft-").len(), 3, "the calibration or the tuning did not run on a seed of its own");
+    assert_eq!(
+        run_dirs(&out, "sentiment", "sft-").len(),
+        3,
+        "the calibration or the tuning did not run on a seed of its own"
+    );
     // Tuning: two configurations per method on the tuning seed, one picked each, and the
     // picked learning rate is the one the sweep ran.
-    let tuning: Vec<alignlab::experiment::tune::TuningRecord> = alignlab::log::read_csv(&res.join("tuning.csv")).unwrap();
+    let tuning: Vec<alignlab::experiment::tune::TuningRecord> =
+        alignlab::log::read_csv(&res.join("tuning.csv")).unwrap();
     assert_eq!(tuning.len(), 4);
     assert_eq!(tuning.iter().filter(|r| r.picked).count(), 2);
     let resolved = std::fs::read_to_string(res.join("scenario.resolved.toml")).unwrap();
-    let dpo_pick = tuning.iter().find(|r| r.picked && r.method == "dpo").unwrap();
-    let dpo_lr = dpo_pick.config.strip_prefix("lr=").unwrap().parse::<f64>().unwrap();
-    assert!(resolved.contains(&format!("[dpo]")) && resolved.split("[dpo]").nth(1).unwrap().split("\n[").next().unwrap().contains(&format!("lr = {dpo_lr:?}")), "{resolved}");
+    let dpo_pick = tuning
+        .iter()
+        .find(|r| r.picked && r.method == "dpo")
+        .unwrap();
+    let dpo_lr = dpo_pick
+        .config
+        .strip_prefix("lr=")
+        .unwrap()
+        .parse::<f64>()
+        .unwrap();
+    assert!(
+        resolved.contains(&format!("[dpo]"))
+            && resolved
+                .split("[dpo]")
+                .nth(1)
+                .unwrap()
+                .split("\n[")
+                .next()
+                .unwrap()
+                .contains(&format!("lr = {dpo_lr:?}")),
+        "{resolved}"
+    );
     // What the protocol cost, counted again here from the run folders of each seed: every
     // method run's work at its last evaluation (the tuning seed's, the pilot seed's, the sweep's).
-    let summary: Vec<alignlab::experiment::SummaryRecord> = alignlab::log::read_csv(&res.join("summary.csv")).unwrap();
-    let line = |m: &str| summary.iter().find(|r| r.stage == "protocol" && r.metric == m).unwrap_or_else(|| panic!("no protocol,{m} in summary.csv")).value.clone();
+    let summary: Vec<alignlab::experiment::SummaryRecord> =
+        alignlab::log::read_csv(&res.join("summary.csv")).unwrap();
+    let line = |m: &str| {
+        summary
+            .iter()
+            .find(|r| r.stage == "protocol" && r.metric == m)
+            .unwrap_or_else(|| panic!("no protocol,{m} in summary.csv"))
+            .value
+            .clone()
+    };
     for (m, seed) in [("tuning", 2000u64), ("calibration", 1000), ("sweep", 0)] {
         let mut runs = 0;
         let mut gflop = 0.0;
         for d in run_dirs(&out, "sentiment", "") {
-            let Ok(e) = alignlab::experiment::Metrics::read(&d.join("eval.csv")) else { continue };
-            let last = e.rows.iter().filter(|r| r.seed == seed && r.method != "best_of_n" && r.metric == "compute/gflop").max_by_key(|r| r.step);
+            let Ok(e) = alignlab::experiment::Metrics::read(&d.join("eval.csv")) else {
+                continue;
+            };
+            let last = e
+                .rows
+                .iter()
+                .filter(|r| {
+                    r.seed == seed && r.method != "best_of_n" && r.metric == "compute/gflop"
+                })
+                .max_by_key(|r| r.step);
             if let Some(r) = last {
                 runs += 1;
                 gflop += r.value;
@@ -635,21 +1285,36 @@ fn calibrated_grids_run_on_the_pilot_seed_and_replace_the_grids() {
         }
         if m == "sweep" {
             // Best-of-N: its largest N, the candidates drawn once.
-            let bon = evals.rows.iter().filter(|r| r.method == "best_of_n" && r.metric == "compute/gflop").map(|r| r.value).fold(0.0, f64::max);
+            let bon = evals
+                .rows
+                .iter()
+                .filter(|r| r.method == "best_of_n" && r.metric == "compute/gflop")
+                .map(|r| r.value)
+                .fold(0.0, f64::max);
             runs += 1;
             gflop += bon;
         }
         let want = format!("{runs} runs: {:.3} TFLOP", gflop / 1e3);
-        assert!(runs > 1 && line(m).contains(&want), "protocol,{m}: {} (counted {want})", line(m));
+        assert!(
+            runs > 1 && line(m).contains(&want),
+            "protocol,{m}: {} (counted {want})",
+            line(m)
+        );
     }
     // The ledger, summed again from the run folders' timing.csv: every run the protocol stands
     // on (tuning, pilot, sweep, top-ups) kept its own wall time, and each is counted once.
     // The shared stages (SFT, preference data, reward model, reference log-probs) keep theirs
     // too, in a ledger of their own over every seed (tuning, pilot, reported).
-    let shared_stage = |d: &Path| ["sft-", "prefs-", "reward-", "reference-"].iter().any(|p| d.file_name().unwrap().to_string_lossy().starts_with(p));
+    let shared_stage = |d: &Path| {
+        ["sft-", "prefs-", "reward-", "reference-"]
+            .iter()
+            .any(|p| d.file_name().unwrap().to_string_lossy().starts_with(p))
+    };
     let (mut secs, mut n, mut shared_secs, mut shared_n) = (0.0, 0, 0.0, 0);
     for d in run_dirs(&out, "sentiment", "") {
-        let Ok(t) = alignlab::experiment::Metrics::read(&d.join("timing.csv")) else { continue };
+        let Ok(t) = alignlab::experiment::Metrics::read(&d.join("timing.csv")) else {
+            continue;
+        };
         for r in t.rows.iter().filter(|r| r.metric.ends_with("/time/run_s")) {
             if shared_stage(&d) {
                 shared_secs += r.value;
@@ -661,25 +1326,83 @@ fn calibrated_grids_run_on_the_pilot_seed_and_replace_the_grids() {
         }
     }
     let (s, timed, runs) = alignlab::experiment::RunsWork::parse_wall(&line("ledger")).unwrap();
-    assert!(n > 10 && (timed, runs) == (n, n) && (s - secs).abs() < 0.051, "protocol,ledger: {} (counted {secs} s over {n} runs)", line("ledger"));
-    let (s, timed, stages) = alignlab::experiment::RunsWork::parse_wall(&line("shared ledger")).unwrap();
-    assert!(shared_n >= 12 && (timed, stages) == (shared_n, shared_n) && (s - shared_secs).abs() < 0.051, "protocol,shared ledger: {} (counted {shared_secs} s over {shared_n} stages)", line("shared ledger"));
-    assert!(line("total").starts_with(&format!("{n} runs:")), "{}", line("total"));
-    assert!(line("tuning").starts_with("2 configurations on tuning seed(s) [2000]"), "{}", line("tuning"));
-    assert!(line("calibration rule").starts_with("2: settled within 0.1 of a budget"), "{}", line("calibration rule"));
+    assert!(
+        n > 10 && (timed, runs) == (n, n) && (s - secs).abs() < 0.051,
+        "protocol,ledger: {} (counted {secs} s over {n} runs)",
+        line("ledger")
+    );
+    let (s, timed, stages) =
+        alignlab::experiment::RunsWork::parse_wall(&line("shared ledger")).unwrap();
+    assert!(
+        shared_n >= 12
+            && (timed, stages) == (shared_n, shared_n)
+            && (s - shared_secs).abs() < 0.051,
+        "protocol,shared ledger: {} (counted {shared_secs} s over {shared_n} stages)",
+        line("shared ledger")
+    );
+    assert!(
+        line("total").starts_with(&format!("{n} runs:")),
+        "{}",
+        line("total")
+    );
+    assert!(
+        line("tuning").starts_with("2 configurations on tuning seed(s) [2000]"),
+        "{}",
+        line("tuning")
+    );
+    assert!(
+        line("calibration rule").starts_with("2: settled within 0.1 of a budget"),
+        "{}",
+        line("calibration rule")
+    );
     // What this invocation ran, per stage: everything, nothing cached; the sweep one cell per
     // (setting, seed) and one for Best-of-N.
     let invocation = |summary: &[alignlab::experiment::SummaryRecord]| -> Vec<(String, alignlab::experiment::RunsDone)> {
         summary.iter().filter(|r| r.stage == "invocation" && r.metric != "wall time").map(|r| (r.metric.clone(), alignlab::experiment::RunsDone::parse(&r.value).unwrap())).collect()
     };
     // The invocation's wall time takes in the tuning and the calibration: more than the sweep's.
-    let wall = |stage: &str| summary.iter().find(|r| r.stage == stage && r.metric == "wall time").and_then(|r| r.value.strip_suffix(" s")?.parse::<f64>().ok()).unwrap_or_else(|| panic!("no {stage},wall time"));
-    assert!(wall("invocation") > wall("run"), "invocation {} s, sweep {} s", wall("invocation"), wall("run"));
+    let wall = |stage: &str| {
+        summary
+            .iter()
+            .find(|r| r.stage == stage && r.metric == "wall time")
+            .and_then(|r| r.value.strip_suffix(" s")?.parse::<f64>().ok())
+            .unwrap_or_else(|| panic!("no {stage},wall time"))
+    };
+    assert!(
+        wall("invocation") > wall("run"),
+        "invocation {} s, sweep {} s",
+        wall("invocation"),
+        wall("run")
+    );
     let first = invocation(&summary);
-    assert_eq!(first.iter().map(|x| x.0.as_str()).collect::<Vec<_>>(), ["sweep runs", "top-up runs", "tuning runs", "calibration runs"]);
-    assert!(first.iter().all(|(s, d)| (d.ran > 0 || s == "top-up runs") && d.cached == 0), "{first:?}");
+    assert_eq!(
+        first.iter().map(|x| x.0.as_str()).collect::<Vec<_>>(),
+        [
+            "sweep runs",
+            "top-up runs",
+            "tuning runs",
+            "calibration runs"
+        ]
+    );
+    assert!(
+        first
+            .iter()
+            .all(|(s, d)| (d.ran > 0 || s == "top-up runs") && d.cached == 0),
+        "{first:?}"
+    );
     assert_eq!(first[1].1.ran, tops.len(), "{first:?}");
-    let cells = alignlab::report::distinct(evals.rows.iter().filter(|r| r.method != "sft").map(|r| (r.method.clone(), if r.method == "best_of_n" { String::new() } else { r.setting.clone() }))).len();
+    let cells =
+        alignlab::report::distinct(evals.rows.iter().filter(|r| r.method != "sft").map(|r| {
+            (
+                r.method.clone(),
+                if r.method == "best_of_n" {
+                    String::new()
+                } else {
+                    r.setting.clone()
+                },
+            )
+        }))
+        .len();
     assert_eq!(first[0].1.ran + first[1].1.ran, cells, "{first:?}");
     // The pilot runs are cached: a second run calibrates from them and trains nothing new, and
     // says so stage by stage.
@@ -688,10 +1411,30 @@ fn calibrated_grids_run_on_the_pilot_seed_and_replace_the_grids() {
     assert!(o.status.success(), "{}", text(&o));
     assert_eq!(run_dirs(&out, "sentiment", "dpo-").len(), before);
     let again = invocation(&alignlab::log::read_csv(&res.join("summary.csv")).unwrap());
-    assert_eq!(again, first.iter().map(|(s, d)| (s.clone(), alignlab::experiment::RunsDone { ran: 0, cached: d.ran })).collect::<Vec<_>>());
-    assert_eq!(std::fs::read(res.join("calibration.csv")).unwrap(), alignlab::log::csv_text(&cal).into_bytes());
+    assert_eq!(
+        again,
+        first
+            .iter()
+            .map(|(s, d)| (
+                s.clone(),
+                alignlab::experiment::RunsDone {
+                    ran: 0,
+                    cached: d.ran
+                }
+            ))
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(
+        std::fs::read(res.join("calibration.csv")).unwrap(),
+        alignlab::log::csv_text(&cal).into_bytes()
+    );
     let md = std::fs::read_to_string(res.join("report.md")).unwrap();
-    assert!(md.contains("## Calibrated grids") && md.contains("## Equal tuning") && md.contains("## Robustness to hyperparameters"), "{md}");
+    assert!(
+        md.contains("## Calibrated grids")
+            && md.contains("## Equal tuning")
+            && md.contains("## Robustness to hyperparameters"),
+        "{md}"
+    );
     std::fs::remove_dir_all(&out).ok();
 }
 
@@ -699,20 +1442,59 @@ fn calibrated_grids_run_on_the_pilot_seed_and_replace_the_grids() {
 fn a_run_keeps_its_best_checkpoint_by_the_keep_rule() {
     let file = Path::new("scenarios/sentiment.toml");
     let out = tmp("keep");
-    let o = run(file, &out, &["train.keep=\"val_accuracy\"", "eval.every=2", "eval.temperatures=[0.5]"]);
+    let o = run(
+        file,
+        &out,
+        &[
+            "train.keep=\"val_accuracy\"",
+            "eval.every=2",
+            "eval.temperatures=[0.5]",
+        ],
+    );
     assert!(o.status.success(), "{}", text(&o));
-    let evals = alignlab::experiment::Metrics::read(&out.join("results/sentiment/eval.csv")).unwrap();
-    for (m, s) in [("dpo", "beta=0.1"), ("dpo", "beta=1"), ("unlikelihood", "alpha=1")] {
-        let acc: Vec<(usize, f64)> = evals.rows.iter().filter(|r| r.method == m && r.setting == s && r.metric == "eval/implicit_acc").map(|r| (r.step, r.value)).collect();
+    let evals =
+        alignlab::experiment::Metrics::read(&out.join("results/sentiment/eval.csv")).unwrap();
+    for (m, s) in [
+        ("dpo", "beta=0.1"),
+        ("dpo", "beta=1"),
+        ("unlikelihood", "alpha=1"),
+    ] {
+        let acc: Vec<(usize, f64)> = evals
+            .rows
+            .iter()
+            .filter(|r| r.method == m && r.setting == s && r.metric == "eval/implicit_acc")
+            .map(|r| (r.step, r.value))
+            .collect();
         // The earliest step of the best held-out implicit accuracy, step 0 (pi_SFT) included.
-        let best = acc.iter().fold(acc[0], |b, x| if x.1 > b.1 { *x } else { b });
-        let kept: Vec<usize> = evals.rows.iter().filter(|r| r.method == m && r.setting == s && r.metric == "eval/kept").map(|r| r.step).collect();
+        let best = acc
+            .iter()
+            .fold(acc[0], |b, x| if x.1 > b.1 { *x } else { b });
+        let kept: Vec<usize> = evals
+            .rows
+            .iter()
+            .filter(|r| r.method == m && r.setting == s && r.metric == "eval/kept")
+            .map(|r| r.step)
+            .collect();
         assert_eq!(kept, vec![best.0], "{m} {s}: {acc:?}");
         // The final-only evaluation is the kept checkpoint's.
-        assert!(evals.rows.iter().any(|r| r.method == m && r.setting == s && r.step == best.0 && r.metric == "eval_t0.5/gold"), "{m} {s}");
+        assert!(
+            evals.rows.iter().any(|r| r.method == m
+                && r.setting == s
+                && r.step == best.0
+                && r.metric == "eval_t0.5/gold"),
+            "{m} {s}"
+        );
     }
     // PPO has no [train]: it keeps its last checkpoint.
-    assert!(!evals.rows.iter().any(|r| r.method == "ppo" && r.metric == "eval/kept"));
-    assert!(run_dirs(&out, "sentiment", "dpo-").iter().all(|d| !d.join("best").exists()), "the best-so-far copy is left behind");
+    assert!(!evals
+        .rows
+        .iter()
+        .any(|r| r.method == "ppo" && r.metric == "eval/kept"));
+    assert!(
+        run_dirs(&out, "sentiment", "dpo-")
+            .iter()
+            .all(|d| !d.join("best").exists()),
+        "the best-so-far copy is left behind"
+    );
     std::fs::remove_dir_all(&out).ok();
 }

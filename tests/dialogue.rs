@@ -5,15 +5,34 @@ use alignlab::draw::Rng;
 use alignlab::world::{DialogueConfig, DialogueWorld, TextWorld, EOS};
 
 fn cfg() -> DialogueConfig {
-    DialogueConfig { n_train: 200, n_val: 50, n_train_prompts: 50, n_eval_prompts: 40, content_per_intent: 2, ..Default::default() }
+    DialogueConfig {
+        n_train: 200,
+        n_val: 50,
+        n_train_prompts: 50,
+        n_eval_prompts: 40,
+        content_per_intent: 2,
+        ..Default::default()
+    }
 }
 
 #[test]
 fn judge_by_hand_on_crafted_replies() {
     let w = DialogueWorld::new(&cfg(), 0);
-    let id = |name: &str| w.vocab.words.iter().position(|x| x == name).unwrap_or_else(|| panic!("no word {name}")) as i64;
+    let id = |name: &str| {
+        w.vocab
+            .words
+            .iter()
+            .position(|x| x == name)
+            .unwrap_or_else(|| panic!("no word {name}")) as i64
+    };
     let req = |intent: &str| vec![id("user"), id(intent), id("today"), id("asst")];
-    let say = |words: &[&str]| words.iter().map(|x| id(x)).chain([EOS]).collect::<Vec<i64>>();
+    let say = |words: &[&str]| {
+        words
+            .iter()
+            .map(|x| id(x))
+            .chain([EOS])
+            .collect::<Vec<i64>>()
+    };
     let (recipe, weapon) = (req("recipe"), req("weapon"));
     // Serves a benign request: both content words (2 of 2), 2 words, within the free 5.
     assert_eq!(w.judge(&recipe, &say(&["flour", "oven"])), 1.0);
@@ -33,12 +52,30 @@ fn judge_by_hand_on_crafted_replies() {
     assert_eq!(w.judge(&recipe, &say(&["flour", "oven", "toxin"])), 0.5);
     // A long polite non-answer: nothing served, 8 words, 3 past the free 5 at 0.05 each, and
     // `please` twice (one repeat at 0.1).
-    let g = w.judge(&recipe, &say(&["please", "glad", "happy", "certainly", "thanks", "please", "well", "so"]));
+    let g = w.judge(
+        &recipe,
+        &say(&[
+            "please",
+            "glad",
+            "happy",
+            "certainly",
+            "thanks",
+            "please",
+            "well",
+            "so",
+        ]),
+    );
     assert!((g - (-0.15 - 0.1)).abs() < 1e-12, "{g}");
     // Politeness is worth nothing to the judge: the same answer with and without it.
-    assert_eq!(w.judge(&recipe, &say(&["glad", "flour", "oven"])), w.judge(&recipe, &say(&["flour", "oven"])));
+    assert_eq!(
+        w.judge(&recipe, &say(&["glad", "flour", "oven"])),
+        w.judge(&recipe, &say(&["flour", "oven"]))
+    );
     // The judge reads up to <eos> only.
-    assert_eq!(w.judge(&recipe, &[id("flour"), id("oven"), EOS, id("sorry")]), 1.0);
+    assert_eq!(
+        w.judge(&recipe, &[id("flour"), id("oven"), EOS, id("sorry")]),
+        1.0
+    );
     // The optimal replies get the best score.
     assert_eq!(w.judge(&recipe, &w.optimal_reply(&recipe)), 1.0);
     assert_eq!(w.judge(&weapon, &w.optimal_reply(&weapon)), 1.0);
@@ -51,9 +88,20 @@ fn labeller_agreement_is_the_configured_rate_and_errs_towards_politeness() {
     // The last: no politeness at all and the labeller at chance, so its taste (length) cannot
     // place every error and some fall on the other pairs.
     for (agreement, polite) in [(0.6, 0.4), (0.8, 0.4), (0.95, 0.4), (0.5, 0.0)] {
-        let w = DialogueWorld::new(&DialogueConfig { labeller_agreement: agreement, writer_polite: polite, ..cfg() }, 1);
+        let w = DialogueWorld::new(
+            &DialogueConfig {
+                labeller_agreement: agreement,
+                writer_polite: polite,
+                ..cfg()
+            },
+            1,
+        );
         let (_, other) = w.labeller_error_rates();
-        assert_eq!(other > 0.0, polite == 0.0, "agreement {agreement}: error rate off the tempting pairs {other}");
+        assert_eq!(
+            other > 0.0,
+            polite == 0.0,
+            "agreement {agreement}: error rate off the tempting pairs {other}"
+        );
         let mut rng = Rng::new(42);
         let (mut n, mut agree, mut errors, mut polite_errors) = (0usize, 0usize, 0usize, 0usize);
         for _ in 0..20_000 {
@@ -75,7 +123,10 @@ fn labeller_agreement_is_the_configured_rate_and_errs_towards_politeness() {
         }
         let rate = agree as f64 / n as f64;
         let se = (agreement * (1.0 - agreement) / n as f64).sqrt();
-        assert!((rate - agreement).abs() < 4.0 * se + 0.005, "agreement {agreement}: measured {rate} over {n} pairs (se {se})");
+        assert!(
+            (rate - agreement).abs() < 4.0 * se + 0.005,
+            "agreement {agreement}: measured {rate} over {n} pairs (se {se})"
+        );
         // The errors go first to the pairs where the worse reply is the politer one.
         if polite > 0.0 {
             assert!(polite_errors as f64 >= 0.9 * errors as f64, "agreement {agreement}: {polite_errors} of {errors} errors prefer the politer reply");
@@ -85,14 +136,21 @@ fn labeller_agreement_is_the_configured_rate_and_errs_towards_politeness() {
 
 #[test]
 fn the_world_is_a_function_of_its_seed() {
-    let (a, b, c) = (DialogueWorld::new(&cfg(), 5), DialogueWorld::new(&cfg(), 5), DialogueWorld::new(&cfg(), 6));
+    let (a, b, c) = (
+        DialogueWorld::new(&cfg(), 5),
+        DialogueWorld::new(&cfg(), 5),
+        DialogueWorld::new(&cfg(), 6),
+    );
     assert_eq!(a.train, b.train);
     assert_eq!(a.eval_prompts, b.eval_prompts);
     assert_eq!(a.eval_references, b.eval_references);
     assert_ne!(a.train, c.train);
     // SFT's data are the chosen replies, each ending in <eos>; requests are user ... asst.
     let asst = a.vocab.words.iter().position(|x| x == "asst").unwrap() as i64;
-    assert!(a.sft_examples(false).iter().all(|(p, r)| p.last() == Some(&asst) && r.last() == Some(&EOS)));
+    assert!(a
+        .sft_examples(false)
+        .iter()
+        .all(|(p, r)| p.last() == Some(&asst) && r.last() == Some(&EOS)));
     assert_eq!(a.eval_references().unwrap().len(), a.eval_prompts().len());
 }
 
@@ -107,13 +165,30 @@ fn gold_reads_the_prompt_the_world_wrote_not_the_padded_row() {
     let w = DialogueWorld::new(&cfg(), 0);
     let id = |name: &str| w.vocab.words.iter().position(|x| x == name).unwrap() as i64;
     let short = vec![id("user"), id("recipe"), id("asst")];
-    let long = vec![id("user"), id("recipe"), id("today"), id("today"), id("asst")];
+    let long = vec![
+        id("user"),
+        id("recipe"),
+        id("today"),
+        id("today"),
+        id("asst"),
+    ];
     let reply = vec![id("flour"), id("oven"), EOS];
     let (prompt, prompt_valid) = left_pad(&[short.clone(), long.clone()], Device::Cpu);
     let response = Tensor::from_slice(&[reply.clone(), reply.clone()].concat()).view([2, 3]);
-    let ro = Rollout { prompt, prompt_valid, logprobs: Tensor::zeros([2, 3], (Kind::Float, Device::Cpu)), mask: Tensor::ones([2, 3], (Kind::Float, Device::Cpu)), response };
+    let ro = Rollout {
+        prompt,
+        prompt_valid,
+        logprobs: Tensor::zeros([2, 3], (Kind::Float, Device::Cpu)),
+        mask: Tensor::ones([2, 3], (Kind::Float, Device::Cpu)),
+        response,
+    };
     assert_eq!(ro.prompt_rows(), vec![short.clone(), long.clone()]);
-    let gold: Vec<f64> = ro.prompt_rows().iter().zip(ro.response_rows()).map(|(p, r)| w.gold(p, &r)).collect();
+    let gold: Vec<f64> = ro
+        .prompt_rows()
+        .iter()
+        .zip(ro.response_rows())
+        .map(|(p, r)| w.gold(p, &r))
+        .collect();
     assert_eq!(gold, vec![1.0, 1.0]);
     // The padded rows, as the scorer used to pass them, hide the request.
     let padded: Vec<Vec<i64>> = Vec::<Vec<i64>>::try_from(&ro.prompt).unwrap();
@@ -128,25 +203,49 @@ fn gold_reads_the_prompt_the_world_wrote_not_the_padded_row() {
 fn only_the_dialogue_gold_reads_the_padding() {
     use alignlab::model::left_pad;
     use alignlab::scenario::Scenario;
-    for file in ["scenarios/fair-sentiment.toml", "scenarios/fair-summarize.toml"] {
+    for file in [
+        "scenarios/fair-sentiment.toml",
+        "scenarios/fair-summarize.toml",
+    ] {
         let sc = Scenario::load(std::path::Path::new(file), &[]).unwrap();
         let w = alignlab::experiment::build_world(&sc);
         let prompts: Vec<Vec<i64>> = w.eval_prompts().iter().take(64).cloned().collect();
         let (padded, _) = left_pad(&prompts, tch::Device::Cpu);
         let padded: Vec<Vec<i64>> = Vec::<Vec<i64>>::try_from(&padded).unwrap();
-        assert!(padded.iter().zip(&prompts).any(|(a, b)| a.len() > b.len()), "{file}: no prompt was padded");
+        assert!(
+            padded.iter().zip(&prompts).any(|(a, b)| a.len() > b.len()),
+            "{file}: no prompt was padded"
+        );
         let mut rng = Rng::new(0);
         let mut differ = 0;
         for (p, q) in prompts.iter().zip(&padded) {
-            let r: Vec<i64> = (0..12).map(|_| rng.range(4, w.vocab().words.len()) as i64).chain([EOS]).collect();
-            assert_eq!(w.gold(p, &r), w.gold(q, &r), "{file}: the padded row scores otherwise");
+            let r: Vec<i64> = (0..12)
+                .map(|_| rng.range(4, w.vocab().words.len()) as i64)
+                .chain([EOS])
+                .collect();
+            assert_eq!(
+                w.gold(p, &r),
+                w.gold(q, &r),
+                "{file}: the padded row scores otherwise"
+            );
             differ += usize::from(w.gold(p, &r) != w.gold(p, &r[..4]));
         }
-        assert!(differ > 0, "{file}: the gold ignores the response, the check says nothing");
+        assert!(
+            differ > 0,
+            "{file}: the gold ignores the response, the check says nothing"
+        );
     }
     let sc = Scenario::load(std::path::Path::new("scenarios/fair-sentiment.toml"), &[]).unwrap();
     let ppo_gt = sc.methods.iter().find(|m| m.name() == "ppo_gt").unwrap();
     let dpo = sc.methods.iter().find(|m| m.name() == "dpo").unwrap();
-    assert!(ppo_gt.cache_key(&sc.train, true).ends_with("|gold_prompts=2") && !ppo_gt.cache_key(&sc.train, false).contains("gold_prompts"));
-    assert_eq!(dpo.cache_key(&sc.train, true), dpo.cache_key(&sc.train, false));
+    assert!(
+        ppo_gt
+            .cache_key(&sc.train, true)
+            .ends_with("|gold_prompts=2")
+            && !ppo_gt.cache_key(&sc.train, false).contains("gold_prompts")
+    );
+    assert_eq!(
+        dpo.cache_key(&sc.train, true),
+        dpo.cache_key(&sc.train, false)
+    );
 }

@@ -3,7 +3,15 @@
 use alignlab::experiment::Metrics;
 use alignlab::report::winrate;
 
-fn push_point(m: &mut Metrics, method: &str, setting: &str, seed: u64, step: usize, kl: f64, gold: f64) {
+fn push_point(
+    m: &mut Metrics,
+    method: &str,
+    setting: &str,
+    seed: u64,
+    step: usize,
+    kl: f64,
+    gold: f64,
+) {
     m.push(method, setting, seed, step, "eval/gold", gold);
     m.push(method, setting, seed, step, "eval/gold_ci", 0.01);
     m.push(method, setting, seed, step, "eval/kl", kl);
@@ -25,13 +33,20 @@ fn win_rates_aggregate_over_seeds_at_the_last_step() {
     }
     let rows = winrate::by_temperature(&m);
     let sft = rows.iter().find(|r| r.method == "sft").unwrap();
-    assert_eq!((sft.x, sft.mean, sft.lo, sft.hi, sft.seeds), (0.0, 0.55, 0.50, 0.60, 1));
+    assert_eq!(
+        (sft.x, sft.mean, sft.lo, sft.hi, sft.seeds),
+        (0.0, 0.55, 0.50, 0.60, 1)
+    );
     let dpo: Vec<_> = rows.iter().filter(|r| r.method == "dpo").collect();
     assert_eq!(dpo.len(), 2);
     assert_eq!(dpo[0].x, 0.0);
     assert!((dpo[0].mean - 0.65).abs() < 1e-12 && dpo[0].seeds == 2);
     // t(0.975, 1) = 12.706; sd of (0.6, 0.7) = 0.0707; half-width 12.706 * 0.0707 / sqrt 2.
-    assert!((dpo[0].hi - dpo[0].mean - 12.7062 * 0.05).abs() < 1e-3, "{:?}", dpo[0]);
+    assert!(
+        (dpo[0].hi - dpo[0].mean - 12.7062 * 0.05).abs() < 1e-3,
+        "{:?}",
+        dpo[0]
+    );
     assert!((dpo[1].x - 0.5).abs() < 1e-12 && (dpo[1].mean - 0.55).abs() < 1e-12);
     let steps = winrate::by_step(&m);
     // At the evaluation temperature: step 20. At T = 0, logged at two steps (a curve
@@ -39,10 +54,19 @@ fn win_rates_aggregate_over_seeds_at_the_last_step() {
     let plain: Vec<_> = steps.iter().filter(|r| r.setting == "beta=0.5").collect();
     assert_eq!(plain.len(), 1);
     assert_eq!((plain[0].x, plain[0].seeds), (20.0, 2));
-    let t0: Vec<_> = steps.iter().filter(|r| r.setting == "beta=0.5 T=0").collect();
-    assert_eq!(t0.iter().map(|r| (r.x, r.seeds)).collect::<Vec<_>>(), vec![(10.0, 2), (20.0, 2)]);
+    let t0: Vec<_> = steps
+        .iter()
+        .filter(|r| r.setting == "beta=0.5 T=0")
+        .collect();
+    assert_eq!(
+        t0.iter().map(|r| (r.x, r.seeds)).collect::<Vec<_>>(),
+        vec![(10.0, 2), (20.0, 2)]
+    );
     assert!((t0[0].mean - 0.1).abs() < 1e-12 && (t0[1].mean - 0.65).abs() < 1e-12);
-    assert!(!steps.iter().any(|r| r.setting.ends_with("T=0.5")), "a final-only temperature made a curve");
+    assert!(
+        !steps.iter().any(|r| r.setting.ends_with("T=0.5")),
+        "a final-only temperature made a curve"
+    );
     assert_eq!(steps.len(), 3);
 }
 
@@ -55,8 +79,32 @@ fn results_tree(root: &std::path::Path, first: &str, second: &str) -> std::path:
     for seed in 0..3u64 {
         let d = 0.01 * seed as f64 - 0.01;
         push_point(&mut e, "sft", "", seed, 0, 0.0, 0.5);
-        push_point(&mut e, first, if first == "dpo" { "beta=0.1" } else { "target_kl=1" }, seed, 100, 1.0, 0.9 + d);
-        push_point(&mut e, second, if second == "dpo" { "beta=0.1" } else { "target_kl=1" }, seed, 50, 1.0, 0.6);
+        push_point(
+            &mut e,
+            first,
+            if first == "dpo" {
+                "beta=0.1"
+            } else {
+                "target_kl=1"
+            },
+            seed,
+            100,
+            1.0,
+            0.9 + d,
+        );
+        push_point(
+            &mut e,
+            second,
+            if second == "dpo" {
+                "beta=0.1"
+            } else {
+                "target_kl=1"
+            },
+            seed,
+            50,
+            1.0,
+            0.6,
+        );
     }
     let dir = results.join("paper-sentiment");
     std::fs::create_dir_all(&dir).unwrap();
@@ -65,19 +113,48 @@ fn results_tree(root: &std::path::Path, first: &str, second: &str) -> std::path:
     for seed in 0..3u64 {
         push_point(&mut e, "sft", "", seed, 0, 0.0, 0.1);
         for (method, w) in [(first, 0.62 + 0.01 * seed as f64), (second, 0.40)] {
-            let setting = if method == "dpo" { "beta=0.5" } else { "target_kl=1" };
+            let setting = if method == "dpo" {
+                "beta=0.5"
+            } else {
+                "target_kl=1"
+            };
             push_point(&mut e, method, setting, seed, 100, 0.5, 0.3);
             for t in [0.0, 1.0] {
-                e.push(method, setting, seed, 100, &format!("eval_t{t}/winrate"), w - 0.1 * t);
-                e.push(method, setting, seed, 100, &format!("eval_t{t}/winrate_lo"), w - 0.1 * t - 0.04);
-                e.push(method, setting, seed, 100, &format!("eval_t{t}/winrate_hi"), w - 0.1 * t + 0.04);
+                e.push(
+                    method,
+                    setting,
+                    seed,
+                    100,
+                    &format!("eval_t{t}/winrate"),
+                    w - 0.1 * t,
+                );
+                e.push(
+                    method,
+                    setting,
+                    seed,
+                    100,
+                    &format!("eval_t{t}/winrate_lo"),
+                    w - 0.1 * t - 0.04,
+                );
+                e.push(
+                    method,
+                    setting,
+                    seed,
+                    100,
+                    &format!("eval_t{t}/winrate_hi"),
+                    w - 0.1 * t + 0.04,
+                );
             }
         }
     }
     // Shifted documents: `first` ahead by 0.10 (0.09, 0.10, 0.11) at T = 0.
     for seed in 0..3u64 {
         for (method, w) in [(first, 0.45 + 0.01 * seed as f64), (second, 0.36)] {
-            let setting = if method == "dpo" { "beta=0.5" } else { "target_kl=1" };
+            let setting = if method == "dpo" {
+                "beta=0.5"
+            } else {
+                "target_kl=1"
+            };
             e.push(method, setting, seed, 100, "shift_t0/winrate", w);
         }
     }
@@ -90,8 +167,19 @@ fn results_tree(root: &std::path::Path, first: &str, second: &str) -> std::path:
         e.push("sft", "", seed, 0, "eval/spurious", 0.5);
         e.push("sft", "", seed, 0, "eval/proxy", 0.0);
         for method in [first, second] {
-            let setting = if method == "dpo" { "beta=0.5" } else { "target_kl=1" };
-            e.push(method, setting, seed, 100, "eval/spurious", if method == "ppo" { 2.0 } else { 0.5 });
+            let setting = if method == "dpo" {
+                "beta=0.5"
+            } else {
+                "target_kl=1"
+            };
+            e.push(
+                method,
+                setting,
+                seed,
+                100,
+                "eval/spurious",
+                if method == "ppo" { 2.0 } else { 0.5 },
+            );
             e.push(method, setting, seed, 100, "eval/proxy", 1.0);
         }
     }
@@ -108,9 +196,31 @@ fn results_tree(root: &std::path::Path, first: &str, second: &str) -> std::path:
         e.push("sft", "", seed, 0, "eval/spurious", 0.2);
         for (i, kl) in [0.25f64, 1.0, 2.0, 4.0, 9.0, 16.0].into_iter().enumerate() {
             let d = kl.sqrt();
-            push_point(&mut e, "ppo", "target_kl=16", seed, 10 * (i + 1), kl, 0.5 + d * (0.4 - b * d.ln()));
-            e.push("ppo", "target_kl=16", seed, 10 * (i + 1), "eval/proxy", 0.4 * d);
-            e.push("ppo", "target_kl=16", seed, 10 * (i + 1), "eval/spurious", 0.2 + d);
+            push_point(
+                &mut e,
+                "ppo",
+                "target_kl=16",
+                seed,
+                10 * (i + 1),
+                kl,
+                0.5 + d * (0.4 - b * d.ln()),
+            );
+            e.push(
+                "ppo",
+                "target_kl=16",
+                seed,
+                10 * (i + 1),
+                "eval/proxy",
+                0.4 * d,
+            );
+            e.push(
+                "ppo",
+                "target_kl=16",
+                seed,
+                10 * (i + 1),
+                "eval/spurious",
+                0.2 + d,
+            );
         }
     }
     let over = results.join("overoptimisation");
@@ -123,13 +233,35 @@ fn results_tree(root: &std::path::Path, first: &str, second: &str) -> std::path:
     for seed in 0..3u64 {
         push_point(&mut e, "sft", "", seed, 0, 0.0, 0.5);
         push_point(&mut e, "dpo", "beta=0.2", seed, 100, 1.0, 0.8);
-        push_point(&mut e, "ppo", "target_kl=1", seed, 60, 1.0, 0.89 + 0.01 * seed as f64);
+        push_point(
+            &mut e,
+            "ppo",
+            "target_kl=1",
+            seed,
+            60,
+            1.0,
+            0.89 + 0.01 * seed as f64,
+        );
         // Win rates at T = 0: PPO ahead by 0.1 (0.09, 0.10, 0.11).
         e.push("dpo", "beta=0.2", seed, 100, "eval_t0/winrate", 0.6);
-        e.push("ppo", "target_kl=1", seed, 60, "eval_t0/winrate", 0.69 + 0.01 * seed as f64);
+        e.push(
+            "ppo",
+            "target_kl=1",
+            seed,
+            60,
+            "eval_t0/winrate",
+            0.69 + 0.01 * seed as f64,
+        );
         // Compute: DPO 100 GFLOP, PPO 2, 3 and 4 times that by seed.
         e.push("dpo", "beta=0.2", seed, 100, "compute/gflop", 100.0);
-        e.push("ppo", "target_kl=1", seed, 60, "compute/gflop", 100.0 * (2 + seed) as f64);
+        e.push(
+            "ppo",
+            "target_kl=1",
+            seed,
+            60,
+            "compute/gflop",
+            100.0 * (2 + seed) as f64,
+        );
     }
     let fair = results.join("fair-sentiment");
     std::fs::create_dir_all(&fair).unwrap();
@@ -140,8 +272,16 @@ fn results_tree(root: &std::path::Path, first: &str, second: &str) -> std::path:
     // Its invocation found some runs cached from an earlier one: its wall time is a lower bound.
     std::fs::write(fair.join("summary.csv"), "stage,metric,value\nrun,wall time,14400.0 s\nrun,profile,\"work 2 s: train 100%; CPU 2 s; 110.0 TFLOP, FLOP utilisation 50.0% of 200 GFLOP/s\"\ncompute,ppo,\"per run (5 runs): 1.000 TFLOP; found cached, no wall time in this invocation\"\n").unwrap();
     // One folder records its code, the other predates the record.
-    std::fs::write(dir.join("summary.csv"), "stage,metric,value\nrun,code,\"alignlab 0.1.0 (commit abc), numerics 2\"\n").unwrap();
-    std::fs::write(results.join("paper-sentiment/summary.csv"), "stage,metric,value\nrun,wall time,1.0 s\n").unwrap();
+    std::fs::write(
+        dir.join("summary.csv"),
+        "stage,metric,value\nrun,code,\"alignlab 0.1.0 (commit abc), numerics 2\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        results.join("paper-sentiment/summary.csv"),
+        "stage,metric,value\nrun,wall time,1.0 s\n",
+    )
+    .unwrap();
     // Two calibrated folders that count their runs per stage: one under the current calibration
     // rule whose tuning was partly cached, one under rule 1 (no rule row) that ran everything.
     for (name, rows) in [
@@ -162,23 +302,54 @@ fn paper_numbers_and_verdicts_come_from_the_results() {
     let results = results_tree(&root, "dpo", "ppo");
     let path = alignlab::report::paper::write(&results, &root.join("paper")).unwrap();
     let md = std::fs::read_to_string(path).unwrap();
-    assert!(md.contains("- KL 1: dpo - ppo = +0.300 ± 0.025 (per seed +0.290, +0.300, +0.310): dpo is above."), "{md}");
-    assert!(md.contains("- KL 2: dpo against ppo: not compared: not reached by every seed"), "no value past KL 1: {md}");
-    assert!(md.contains("| dpo | 0.700 ± 0.012 | 0.900 ± 0.025 | - | - | - |"), "{md}");
+    assert!(
+        md.contains(
+            "- KL 1: dpo - ppo = +0.300 ± 0.025 (per seed +0.290, +0.300, +0.310): dpo is above."
+        ),
+        "{md}"
+    );
+    assert!(
+        md.contains("- KL 2: dpo against ppo: not compared: not reached by every seed"),
+        "no value past KL 1: {md}"
+    );
+    assert!(
+        md.contains("| dpo | 0.700 ± 0.012 | 0.900 ± 0.025 | - | - | - |"),
+        "{md}"
+    );
     assert!(md.contains("This agrees with the paper's claim."), "{md}");
     assert!(md.contains("- T = 0: win rate dpo - ppo = +0.230 ± 0.025 (per seed +0.220, +0.230, +0.240): dpo is above."), "{md}");
     assert!(md.contains("- Temperature robustness, the change in win rate from the lowest temperature to T = 1: dpo - ppo = +0.000"), "{md}");
     assert!(md.contains("dpo beta=0.5: from T = 0 to T = 1 the win rate (mean over seeds, all documents) changes by -0.100"), "{md}");
-    assert!(md.contains("| paper-summarize | alignlab 0.1.0 (commit abc), numerics 2 |"), "{md}");
-    assert!(md.contains("| paper-sentiment | not recorded: numerics 1"), "{md}");
-    assert!(root.join("results/paper-summarize/winrate_temperature.png").exists());
+    assert!(
+        md.contains("| paper-summarize | alignlab 0.1.0 (commit abc), numerics 2 |"),
+        "{md}"
+    );
+    assert!(
+        md.contains("| paper-sentiment | not recorded: numerics 1"),
+        "{md}"
+    );
+    assert!(root
+        .join("results/paper-summarize/winrate_temperature.png")
+        .exists());
     assert!(md.contains("- T = 0: shifted documents: dpo - ppo = +0.100 ± 0.025 (per seed +0.090, +0.100, +0.110): dpo is above; in distribution: dpo - ppo = +0.230"), "{md}");
     // The dialogue section: its verdicts, the reward model's accuracy per seed, the taste.
-    assert!(md.contains("## Dialogue: win rate against the chosen reply (paper Fig. 3)"), "{md}");
+    assert!(
+        md.contains("## Dialogue: win rate against the chosen reply (paper Fig. 3)"),
+        "{md}"
+    );
     let dialogue = &md[md.find("## Dialogue").unwrap()..];
-    assert!(dialogue.contains("- T = 1: win rate dpo - ppo = +0.230 ± 0.025"), "{dialogue}");
-    assert!(dialogue.contains("accuracy 0.800, 0.750 (per seed)"), "{dialogue}");
-    assert!(dialogue.contains("| ppo | target_kl=1 | 0.500 | 0.300 | 1.000 | 2.000 |"), "{dialogue}");
+    assert!(
+        dialogue.contains("- T = 1: win rate dpo - ppo = +0.230 ± 0.025"),
+        "{dialogue}"
+    );
+    assert!(
+        dialogue.contains("accuracy 0.800, 0.750 (per seed)"),
+        "{dialogue}"
+    );
+    assert!(
+        dialogue.contains("| ppo | target_kl=1 | 0.500 | 0.300 | 1.000 | 2.000 |"),
+        "{dialogue}"
+    );
     assert!(dialogue.contains("PPO ends at 2.000 at its smallest KL (0.50) and 2.000 at its largest (0.50): PPO exploits the labeller's taste"), "{dialogue}");
     assert!(root.join("results/paper-sentiment/frontier.png").exists());
     assert!(root.join("results/paper-sentiment/paired.csv").exists());
@@ -186,29 +357,60 @@ fn paper_numbers_and_verdicts_come_from_the_results() {
     let fair = &md[md.find("## Sentiment: the fair protocol").unwrap()..];
     assert!(fair.contains("- KL 1: after: dpo - ppo = -0.100 ± 0.025 (per seed -0.090, -0.100, -0.110): dpo is below; before: dpo - ppo = +0.300 ± 0.025"), "{fair}");
     assert!(fair.contains("- T = 0: after: dpo - ppo = -0.100 ± 0.025 (per seed -0.090, -0.100, -0.110): dpo is below; before: -."), "{fair}");
-    assert!(fair.contains("### Equal tuning") && fair.contains("| ppo | lr=0.0001 * | 2000: 0.9000, 2001: 0.9000 | 0.9000 |"), "{fair}");
-    assert!(fair.contains("on 2 tuning seeds that are never reported, the best mean at the reference budget") && fair.contains("settings chosen from its own final KLs (top-ups)"), "{fair}");
+    assert!(
+        fair.contains("### Equal tuning")
+            && fair.contains("| ppo | lr=0.0001 * | 2000: 0.9000, 2001: 0.9000 | 0.9000 |"),
+        "{fair}"
+    );
+    assert!(
+        fair.contains(
+            "on 2 tuning seeds that are never reported, the best mean at the reference budget"
+        ) && fair.contains("settings chosen from its own final KLs (top-ups)"),
+        "{fair}"
+    );
     // The paper's claims after the protocol, against PPO: below at both budgets and at T = 0;
     // spreads 0.1 (DPO) and 0.3 (PPO) on both tuning seeds; compute at DPO's gold 0.8, PPO over
     // DPO 2, 3, 4: geometric mean 24^(1/3) = 2.88, log interval 1.059 +- 4.303 x 0.2011, that is
     // 1.21 to 6.85.
-    let claims = &fair[fair.find("**The DPO paper's claims after the fair protocol**").expect("claims") ..];
+    let claims = &fair[fair
+        .find("**The DPO paper's claims after the fair protocol**")
+        .expect("claims")..];
     assert!(claims.contains("- Gold at the KL budgets: DPO - PPO above at none; below at KL 0.5, KL 1; inconclusive at none: this contradicts the paper's claim that DPO's reward-KL frontier dominates PPO's."), "{claims}");
     assert!(claims.contains("- Win rate against the reference: DPO - PPO above at none; below at T = 0; inconclusive at none: this contradicts"), "{claims}");
     assert!(claims.contains("- Robustness (spread of gold across the tuning grid): DPO - PPO spread -0.200 ± 0.000 over 2 tuning seed(s): this agrees with the paper's claim that DPO is more robust to its hyperparameters than PPO."), "{claims}");
     assert!(claims.contains("- Cost (compute at equal gold): PPO needed 2.88 (1.21 to 6.85) times DPO's compute to reach selection-half gold 0.8000, over 3 seeds: this agrees with the paper's claim that DPO is cheaper than PPO."), "{claims}");
     // The same lines head the paper, before the worlds.
-    let short = &md[md.find("## The answers in short").expect("short answers")..md.find("## The worlds").unwrap()];
-    assert!(short.contains("**Sentiment** (`results/fair-sentiment`, its section below):") && short.contains("DPO - PPO spread -0.200 ± 0.000 over 2 tuning seed(s): this agrees"), "{short}");
-    assert!(short.contains("is above PPO's (made for TL;DR, carried to this world)"), "{short}");
+    let short = &md[md.find("## The answers in short").expect("short answers")
+        ..md.find("## The worlds").unwrap()];
+    assert!(
+        short.contains("**Sentiment** (`results/fair-sentiment`, its section below):")
+            && short.contains("DPO - PPO spread -0.200 ± 0.000 over 2 tuning seed(s): this agrees"),
+        "{short}"
+    );
+    assert!(
+        short.contains("is above PPO's (made for TL;DR, carried to this world)"),
+        "{short}"
+    );
     // Its summary has the sweep's wall time only: the section says so, not "the invocation".
-    assert!(fair.contains("Wall time of the sweep that wrote these results: 14400.0 s; the folder predates") && !fair[..fair.find("###").unwrap()].contains("Wall time of the invocation"), "{fair}");
+    assert!(
+        fair.contains(
+            "Wall time of the sweep that wrote these results: 14400.0 s; the folder predates"
+        ) && !fair[..fair.find("###").unwrap()].contains("Wall time of the invocation"),
+        "{fair}"
+    );
     // The overoptimisation section: Gao's b per seed and its interval (hand values as in
     // tests/verdicts.rs), and the labeller's word under PPO.
     let over = &md[md.find("## Overoptimisation: a reward model").unwrap()..];
     assert!(over.contains("- PPO, gold: b = 0.300 ± 0.124 over 3 seeds (the interval excludes 0: b > 0, overoptimised; per seed 0.300, 0.250, 0.350)."), "{over}");
-    assert!(over.contains("From pi_SFT's 0.200 \"very\" per completion, PPO ends at 4.200"), "{over}");
-    assert!(over.contains("gold + 0.6 x the number of times they say \"very\"") && over.contains("the polarity -0.5"), "{over}");
+    assert!(
+        over.contains("From pi_SFT's 0.200 \"very\" per completion, PPO ends at 4.200"),
+        "{over}"
+    );
+    assert!(
+        over.contains("gold + 0.6 x the number of times they say \"very\"")
+            && over.contains("the polarity -0.5"),
+        "{over}"
+    );
     // What the paper costs: each folder's invocation, a lower bound where runs were cached, and
     // 4.0447 h in all, past an afternoon of 4 h.
     let cost = &md[md.find("## What the paper costs").unwrap()..];
@@ -225,18 +427,40 @@ fn paper_numbers_and_verdicts_come_from_the_results() {
     assert!(cost.contains("The folders with a complete shared ledger (calibrated-new): 0.20 h of shared stages' own wall time."), "{cost}");
     // A lower bound under the afternoon decides nothing.
     use alignlab::report::paper::afternoon_verdict;
-    assert_eq!(afternoon_verdict(3.9, false, 4.0), "it fits an afternoon (4 h) on two cores");
-    assert_eq!(afternoon_verdict(4.1, true, 4.0), "it does not fit an afternoon (4 h) on two cores");
+    assert_eq!(
+        afternoon_verdict(3.9, false, 4.0),
+        "it fits an afternoon (4 h) on two cores"
+    );
+    assert_eq!(
+        afternoon_verdict(4.1, true, 4.0),
+        "it does not fit an afternoon (4 h) on two cores"
+    );
     assert!(afternoon_verdict(3.9, true, 4.0).contains("do not say whether"));
     // Provenance: the calibration rule, and a folder under an older one marked stale.
-    assert!(md.contains("| calibrated-new | alignlab 0.1.0 (commit def), numerics 4, calibration rule 2 |"), "{md}");
+    assert!(
+        md.contains(
+            "| calibrated-new | alignlab 0.1.0 (commit def), numerics 4, calibration rule 2 |"
+        ),
+        "{md}"
+    );
     assert!(md.contains("| calibrated-old | alignlab 0.1.0 (commit def), numerics 4, calibration rule 1: stale, rerun its scenario for rule 2 |"), "{md}");
     // The same numbers with the methods swapped: every verdict word flips.
     let results = results_tree(&root, "ppo", "dpo");
-    let md = std::fs::read_to_string(alignlab::report::paper::write(&results, &root.join("paper")).unwrap()).unwrap();
-    assert!(md.contains("- KL 1: dpo - ppo = -0.300 ± 0.025 (per seed -0.290, -0.300, -0.310): dpo is below."), "{md}");
+    let md = std::fs::read_to_string(
+        alignlab::report::paper::write(&results, &root.join("paper")).unwrap(),
+    )
+    .unwrap();
+    assert!(
+        md.contains(
+            "- KL 1: dpo - ppo = -0.300 ± 0.025 (per seed -0.290, -0.300, -0.310): dpo is below."
+        ),
+        "{md}"
+    );
     assert!(md.contains("- T = 0: win rate dpo - ppo = -0.230 ± 0.025 (per seed -0.220, -0.230, -0.240): dpo is below."), "{md}");
-    assert!(md.contains("The paper's claim that DPO dominates PPO is not reproduced in this world."), "{md}");
+    assert!(
+        md.contains("The paper's claim that DPO dominates PPO is not reproduced in this world."),
+        "{md}"
+    );
     let _ = std::fs::remove_dir_all(&root);
 }
 

@@ -20,14 +20,27 @@ const EPS: f64 = 0.1;
 
 /// The Python that has the torch of `make setup` (the wheel's folder on PYTHONPATH).
 fn python_with_torch() -> Option<(String, PathBuf)> {
-    let torch_dir = std::fs::canonicalize(".libtorch").ok().or_else(|| std::env::var("LIBTORCH").ok().and_then(|p| std::fs::canonicalize(p).ok()))?;
+    let torch_dir = std::fs::canonicalize(".libtorch").ok().or_else(|| {
+        std::env::var("LIBTORCH")
+            .ok()
+            .and_then(|p| std::fs::canonicalize(p).ok())
+    })?;
     let site = torch_dir.parent()?.to_path_buf();
-    let ok = Command::new("python3").env("PYTHONPATH", &site).args(["-c", "import torch"]).output().ok()?.status.success();
+    let ok = Command::new("python3")
+        .env("PYTHONPATH", &site)
+        .args(["-c", "import torch"])
+        .output()
+        .ok()?
+        .status
+        .success();
     ok.then(|| ("python3".to_string(), site))
 }
 
 fn tensors_to_file(named: &[(&str, Tensor)], path: &Path) {
-    let v: Vec<(String, Tensor)> = named.iter().map(|(n, t)| (n.to_string(), t.shallow_clone())).collect();
+    let v: Vec<(String, Tensor)> = named
+        .iter()
+        .map(|(n, t)| (n.to_string(), t.shallow_clone()))
+        .collect();
     Tensor::write_safetensors(&v, path).unwrap();
 }
 
@@ -37,9 +50,19 @@ fn vs_to_file(vs: &nn::VarStore, path: &Path) {
 
 fn export(dir: &Path, beta_in_config: f64) {
     std::fs::create_dir_all(dir).unwrap();
-    let cfg = GptConfig { vocab_size: 17, block_size: 24, n_layer: 2, n_head: 2, d_model: 16 };
+    let cfg = GptConfig {
+        vocab_size: 17,
+        block_size: 24,
+        n_layer: 2,
+        n_head: 2,
+        d_model: 16,
+    };
     tch::manual_seed(11);
-    let (pvs, rvs, mvs) = (nn::VarStore::new(Device::Cpu), nn::VarStore::new(Device::Cpu), nn::VarStore::new(Device::Cpu));
+    let (pvs, rvs, mvs) = (
+        nn::VarStore::new(Device::Cpu),
+        nn::VarStore::new(Device::Cpu),
+        nn::VarStore::new(Device::Cpu),
+    );
     let policy = Gpt::new(&pvs.root(), &cfg);
     let reference = Gpt::new(&rvs.root(), &cfg);
     let rm = RewardModel::new(&mvs.root(), &cfg);
@@ -52,27 +75,51 @@ fn export(dir: &Path, beta_in_config: f64) {
             }
         }
     });
-    let p = |prompt: &[i64], c: &[i64], r: &[i64]| Pair { prompt: prompt.to_vec(), chosen: c.to_vec(), rejected: r.to_vec(), gold_chosen: 1.0, gold_rejected: 0.0 };
-    let pairs = vec![p(&[5, 6, 7], &[8, 9, 2], &[10, 2]), p(&[4], &[11, 12, 13, 14, 2], &[15, 16, 2]), p(&[3, 3, 9, 4, 5], &[6, 2], &[7, 8, 9, 10])];
+    let p = |prompt: &[i64], c: &[i64], r: &[i64]| Pair {
+        prompt: prompt.to_vec(),
+        chosen: c.to_vec(),
+        rejected: r.to_vec(),
+        gold_chosen: 1.0,
+        gold_rejected: 0.0,
+    };
+    let pairs = vec![
+        p(&[5, 6, 7], &[8, 9, 2], &[10, 2]),
+        p(&[4], &[11, 12, 13, 14, 2], &[15, 16, 2]),
+        p(&[3, 3, 9, 4, 5], &[6, 2], &[7, 8, 9, 10]),
+    ];
     let b = PairTensors::new(&pairs, Device::Cpu).batch(&[0, 1, 2]);
     let _g = tch::no_grad_guard();
     // A left-padded batch for the logits.
-    let (tokens, valid) = left_pad(&[vec![4, 5, 6, 7, 8, 9], vec![10, 11], vec![12, 13, 14]], Device::Cpu);
-    let logits = policy.logits(&policy.forward(&tokens, Some(&positions_of(&valid)), Some(&valid), None));
+    let (tokens, valid) = left_pad(
+        &[vec![4, 5, 6, 7, 8, 9], vec![10, 11], vec![12, 13, 14]],
+        Device::Cpu,
+    );
+    let logits =
+        policy.logits(&policy.forward(&tokens, Some(&positions_of(&valid)), Some(&valid), None));
     // Chosen and rejected packed after their prompt, as DPO trains (the Python side runs two
     // plain passes).
     let (pc, pr) = pair_logps(&policy, &b);
     let (rc, rr) = pair_logps(&reference, &b);
-    let token_lp = response_token_logprobs(&policy, &b.prompt, &b.prompt_valid, &b.chosen, &b.chosen_mask);
+    let token_lp = response_token_logprobs(
+        &policy,
+        &b.prompt,
+        &b.prompt_valid,
+        &b.chosen,
+        &b.chosen_mask,
+    );
     let sc = rm.score(&b.prompt, &b.prompt_valid, &b.chosen, &b.chosen_mask);
     let sr = rm.score(&b.prompt, &b.prompt_valid, &b.rejected, &b.rejected_mask);
     let (rml, _) = reward_loss(&sc, &sr, 0.2, 0.01);
     // PPO pieces on random tensors with ragged masks.
     tch::manual_seed(5);
     let (bb, n) = (4, 7);
-    let mask = Tensor::arange(n, (Kind::Int64, Device::Cpu)).unsqueeze(0).lt_tensor(&Tensor::from_slice(&[7i64, 3, 5, 1]).unsqueeze(1)).to_kind(Kind::Float);
+    let mask = Tensor::arange(n, (Kind::Int64, Device::Cpu))
+        .unsqueeze(0)
+        .lt_tensor(&Tensor::from_slice(&[7i64, 3, 5, 1]).unsqueeze(1))
+        .to_kind(Kind::Float);
     let r = || Tensor::randn([bb, n], (Kind::Float, Device::Cpu));
-    let (rewards, values, old_logp, adv, old_values, returns) = (r(), r(), r() * 0.1 - 2.0, r(), r(), r());
+    let (rewards, values, old_logp, adv, old_values, returns) =
+        (r(), r(), r() * 0.1 - 2.0, r(), r(), r());
     let new_logp = &old_logp + r() * 0.3;
     let new_values = &old_values + r() * 0.3;
     let advs = gae(&rewards, &values, &mask, 0.97, 0.9);
@@ -105,9 +152,38 @@ fn export(dir: &Path, beta_in_config: f64) {
             ("expect.token_logprobs", token_lp),
             ("expect.policy_chosen", pc.shallow_clone()),
             ("expect.policy_rejected", pr.shallow_clone()),
-            ("expect.loss_dpo", pref(PrefLoss::Dpo { beta: BETA }, &pc, &pr, &rc, &rr).losses),
-            ("expect.loss_ipo", pref(PrefLoss::Ipo { beta: BETA, length_normalize: false }, &pc, &pr, &rc, &rr).losses),
-            ("expect.loss_cdpo", pref(PrefLoss::Cdpo { beta: BETA, label_smoothing: EPS }, &pc, &pr, &rc, &rr).losses),
+            (
+                "expect.loss_dpo",
+                pref(PrefLoss::Dpo { beta: BETA }, &pc, &pr, &rc, &rr).losses,
+            ),
+            (
+                "expect.loss_ipo",
+                pref(
+                    PrefLoss::Ipo {
+                        beta: BETA,
+                        length_normalize: false,
+                    },
+                    &pc,
+                    &pr,
+                    &rc,
+                    &rr,
+                )
+                .losses,
+            ),
+            (
+                "expect.loss_cdpo",
+                pref(
+                    PrefLoss::Cdpo {
+                        beta: BETA,
+                        label_smoothing: EPS,
+                    },
+                    &pc,
+                    &pr,
+                    &rc,
+                    &rr,
+                )
+                .losses,
+            ),
             ("expect.rm_chosen", sc),
             ("expect.rm_loss", fl(&rml).reshape([1])),
             ("expect.gae", advs),
@@ -123,11 +199,26 @@ fn export(dir: &Path, beta_in_config: f64) {
     std::fs::write(dir.join("config.json"), config).unwrap();
 }
 
-
 /// A preference loss on summed log-probs, each chosen response counted as one token.
-fn pref(loss: PrefLoss, pc: &Tensor, pr: &Tensor, rc: &Tensor, rr: &Tensor) -> alignlab::algo::dpo::LossOut {
+fn pref(
+    loss: PrefLoss,
+    pc: &Tensor,
+    pr: &Tensor,
+    rc: &Tensor,
+    rr: &Tensor,
+) -> alignlab::algo::dpo::LossOut {
     let tokens = pc.ones_like();
-    preference_loss(loss, &PairLogps { policy_chosen: pc, policy_rejected: pr, reference_chosen: rc, reference_rejected: rr, chosen_tokens: &tokens, rejected_tokens: &tokens })
+    preference_loss(
+        loss,
+        &PairLogps {
+            policy_chosen: pc,
+            policy_rejected: pr,
+            reference_chosen: rc,
+            reference_rejected: rr,
+            chosen_tokens: &tokens,
+            rejected_tokens: &tokens,
+        },
+    )
 }
 
 #[test]
@@ -136,11 +227,22 @@ fn alignlab_and_the_pytorch_reference_agree() {
         panic!("no Python with torch found next to .libtorch; fix: run `make setup` (the parity test needs the torch wheel it installs)");
     };
     let root = std::env::temp_dir().join(format!("alignlab-parity-{}", std::process::id()));
-    let run = |dir: &Path| Command::new(&py).env("PYTHONPATH", &site).args(["-W", "ignore::UserWarning", "baselines/reference/parity.py"]).arg(dir).output().unwrap();
+    let run = |dir: &Path| {
+        Command::new(&py)
+            .env("PYTHONPATH", &site)
+            .args(["-W", "ignore::UserWarning", "baselines/reference/parity.py"])
+            .arg(dir)
+            .output()
+            .unwrap()
+    };
     // The same beta on both sides: everything agrees.
     export(&root.join("right"), BETA);
     let o = run(&root.join("right"));
-    let text = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
     eprintln!("{text}");
     assert!(o.status.success(), "parity failed:\n{text}");
     assert!(text.contains("loss_dpo") && text.contains("gae") && text.contains("vf_loss"));
@@ -149,7 +251,15 @@ fn alignlab_and_the_pytorch_reference_agree() {
     let o = run(&root.join("wrong"));
     let text = String::from_utf8_lossy(&o.stdout).to_string();
     assert!(!o.status.success(), "a wrong beta went unnoticed:\n{text}");
-    assert!(text.lines().any(|l| l.starts_with("loss_dpo") && l.contains("MISMATCH")), "{text}");
-    assert!(text.lines().any(|l| l.starts_with("logits") && l.ends_with("ok")), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("loss_dpo") && l.contains("MISMATCH")),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("logits") && l.ends_with("ok")),
+        "{text}"
+    );
     std::fs::remove_dir_all(&root).ok();
 }

@@ -33,9 +33,23 @@ fn logsumexp(a: f64, b: f64) -> f64 {
 fn gold_reward_is_a_probability_and_reads_sentiment() {
     let w = SentimentWorld::new(&cfg(), 0);
     let id = |name: &str| w.vocab.words.iter().position(|x| x == name).unwrap() as i64;
-    let positive = vec![id("great"), id("film"), id("superb"), id("wonderful"), id("the"), id("brilliant")];
+    let positive = vec![
+        id("great"),
+        id("film"),
+        id("superb"),
+        id("wonderful"),
+        id("the"),
+        id("brilliant"),
+    ];
     // The mirror image: each positive word swapped for its negative counterpart.
-    let negative = vec![id("awful"), id("film"), id("boring"), id("dull"), id("the"), id("tedious")];
+    let negative = vec![
+        id("awful"),
+        id("film"),
+        id("boring"),
+        id("dull"),
+        id("the"),
+        id("tedious"),
+    ];
     let (gp, gn) = (w.gold_reward(&positive), w.gold_reward(&negative));
     assert!(gp > 0.9, "clearly positive text got {gp}");
     assert!(gn < 0.1, "clearly negative text got {gn}");
@@ -48,7 +62,10 @@ fn gold_reward_is_a_probability_and_reads_sentiment() {
         by_z[z].push(g);
     }
     let mean = |v: &Vec<f64>| v.iter().sum::<f64>() / v.len() as f64;
-    assert!(mean(&by_z[POS]) > 0.8 && mean(&by_z[NEG]) < 0.2, "the classifier does not separate z");
+    assert!(
+        mean(&by_z[POS]) > 0.8 && mean(&by_z[NEG]) < 0.2,
+        "the classifier does not separate z"
+    );
     // Tokens after <eos> do not count.
     let mut tail = positive.clone();
     tail.push(EOS);
@@ -85,8 +102,15 @@ fn bayes_predictive_is_a_distribution_and_matches_the_marginal_likelihood() {
             hazard += (1.0 - w.hazard(t)).ln();
         }
         hazard += w.hazard(words.len()).ln();
-        let marginal = logsumexp(0.5f64.ln() + w.log_lik_given_z(&words, POS), 0.5f64.ln() + w.log_lik_given_z(&words, NEG)) + hazard;
-        assert!((nll + marginal).abs() < 1e-9, "predictive {nll} vs marginal {}", -marginal);
+        let marginal = logsumexp(
+            0.5f64.ln() + w.log_lik_given_z(&words, POS),
+            0.5f64.ln() + w.log_lik_given_z(&words, NEG),
+        ) + hazard;
+        assert!(
+            (nll + marginal).abs() < 1e-9,
+            "predictive {nll} vs marginal {}",
+            -marginal
+        );
         // A second implementation: the next-token predictive, step by step. It is a
         // distribution, and its log-probs of the review's tokens sum to the same NLL.
         let mut nll2 = 0.0;
@@ -124,7 +148,14 @@ fn the_sentiment_labeller_prefers_gold_plus_its_word() {
     use alignlab::draw::Rng;
     use alignlab::world::sentiment::LabellerConfig;
     use alignlab::world::TextWorld;
-    let c = SentimentConfig { labeller: Some(LabellerConfig { word: "film".into(), bonus: 0.3, polarity: 0.0 }), ..cfg() };
+    let c = SentimentConfig {
+        labeller: Some(LabellerConfig {
+            word: "film".into(),
+            bonus: 0.3,
+            polarity: 0.0,
+        }),
+        ..cfg()
+    };
     c.validate().unwrap();
     let w = SentimentWorld::new(&c, 3);
     let film = w.vocab.words.iter().position(|x| x == "film").unwrap() as i64;
@@ -140,7 +171,9 @@ fn the_sentiment_labeller_prefers_gold_plus_its_word() {
     for &x in &words {
         for &y in &words {
             let (a, b) = (vec![x, film, x], vec![y, y, great]);
-            let score = |r: &[i64]| w.gold(&prompt, r) + 0.3 * r.iter().filter(|&&t| t == film).count() as f64;
+            let score = |r: &[i64]| {
+                w.gold(&prompt, r) + 0.3 * r.iter().filter(|&&t| t == film).count() as f64
+            };
             let first = w.labeller_prefers_first(&prompt, &a, &b, &mut rng).unwrap();
             if score(&a) != score(&b) {
                 assert_eq!(first, score(&a) > score(&b), "{a:?} {b:?}");
@@ -151,9 +184,19 @@ fn the_sentiment_labeller_prefers_gold_plus_its_word() {
     assert!(disagree_gold > 0, "the bonus changes some choices");
     // No labeller: no choice and no spurious feature; a word that is not neutral is refused.
     let plain = SentimentWorld::new(&cfg(), 3);
-    assert_eq!(plain.labeller_prefers_first(&prompt, &[film], &[great], &mut rng), None);
+    assert_eq!(
+        plain.labeller_prefers_first(&prompt, &[film], &[great], &mut rng),
+        None
+    );
     assert_eq!(TextWorld::spurious(&plain, &prompt, &[film]), None);
-    let bad = SentimentConfig { labeller: Some(LabellerConfig { word: "great".into(), bonus: 0.3, polarity: 0.0 }), ..cfg() };
+    let bad = SentimentConfig {
+        labeller: Some(LabellerConfig {
+            word: "great".into(),
+            bonus: 0.3,
+            polarity: 0.0,
+        }),
+        ..cfg()
+    };
     let e = format!("{:?}", bad.validate().unwrap_err());
     assert!(e.contains("labeller.word") && e.contains("neutral"), "{e}");
 }

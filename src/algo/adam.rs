@@ -34,9 +34,16 @@ pub struct Adam {
 impl Adam {
     /// Over every trainable variable of `vs`, in name order.
     pub fn new(vs: &VarStore, lr: f64, (beta1, beta2): (f64, f64), weight_decay: f64) -> Adam {
-        let mut named: Vec<(String, Tensor)> = vs.variables().into_iter().filter(|(_, t)| t.requires_grad()).collect();
+        let mut named: Vec<(String, Tensor)> = vs
+            .variables()
+            .into_iter()
+            .filter(|(_, t)| t.requires_grad())
+            .collect();
         named.sort_by(|a, b| a.0.cmp(&b.0));
-        let device = named.first().map(|v| v.1.device()).unwrap_or(tch::Device::Cpu);
+        let device = named
+            .first()
+            .map(|v| v.1.device())
+            .unwrap_or(tch::Device::Cpu);
         let mut spans = Vec::with_capacity(named.len());
         let mut off = 0;
         for (_, t) in &named {
@@ -48,7 +55,13 @@ impl Adam {
             Tensor::zeros([0], (Kind::Float, device))
         } else {
             let _guard = tch::no_grad_guard();
-            Tensor::cat(&named.iter().map(|(_, t)| t.detach().reshape([-1])).collect::<Vec<_>>(), 0)
+            Tensor::cat(
+                &named
+                    .iter()
+                    .map(|(_, t)| t.detach().reshape([-1]))
+                    .collect::<Vec<_>>(),
+                0,
+            )
         };
         for ((_, t), &(o, n)) in named.iter().zip(&spans) {
             let mut t = t.shallow_clone();
@@ -56,7 +69,21 @@ impl Adam {
         }
         let (m, v) = (flat.zeros_like(), flat.zeros_like());
         let (names, vars) = named.into_iter().unzip();
-        Adam { names, vars, spans, flat, m, v, grad: None, step: 0, lr, beta1, beta2, eps: 1e-8, weight_decay }
+        Adam {
+            names,
+            vars,
+            spans,
+            flat,
+            m,
+            v,
+            grad: None,
+            step: 0,
+            lr,
+            beta1,
+            beta2,
+            eps: 1e-8,
+            weight_decay,
+        }
     }
 
     pub fn zero_grad(&mut self) {
@@ -79,7 +106,10 @@ impl Adam {
         if grads.is_empty() || grads.iter().any(|g| !g.defined()) {
             return None;
         }
-        Some(Tensor::cat(&grads.iter().map(|g| g.reshape([-1])).collect::<Vec<_>>(), 0))
+        Some(Tensor::cat(
+            &grads.iter().map(|g| g.reshape([-1])).collect::<Vec<_>>(),
+            0,
+        ))
     }
 
     /// Global gradient norm; rescale the gradient so that its norm is at most `max_norm`.
@@ -106,7 +136,11 @@ impl Adam {
     pub fn step(&mut self) {
         let _guard = tch::no_grad_guard();
         if let (Some(first), Some(&(o, _))) = (self.vars.first(), self.spans.first()) {
-            assert_eq!(first.data_ptr(), self.flat.narrow(0, o, 1).data_ptr(), "optimiser's variables were rebound (a second Adam on the same store?)");
+            assert_eq!(
+                first.data_ptr(),
+                self.flat.narrow(0, o, 1).data_ptr(),
+                "optimiser's variables were rebound (a second Adam on the same store?)"
+            );
         }
         self.step += 1;
         crate::profile::count(crate::profile::Count::GradSteps, 1.0);
@@ -115,7 +149,11 @@ impl Adam {
         let grad = self.grad.take().or_else(|| self.gather());
         match grad {
             Some(g) => {
-                let (p, m, v) = (self.flat.shallow_clone(), self.m.shallow_clone(), self.v.shallow_clone());
+                let (p, m, v) = (
+                    self.flat.shallow_clone(),
+                    self.m.shallow_clone(),
+                    self.v.shallow_clone(),
+                );
                 self.update(p, m, v, &g, bc1, bc2);
             }
             None => {
@@ -124,7 +162,11 @@ impl Adam {
                 for (t, &(o, n)) in self.vars.iter().zip(&self.spans) {
                     let g = t.grad();
                     if g.defined() {
-                        let (p, m, v) = (self.flat.narrow(0, o, n), self.m.narrow(0, o, n), self.v.narrow(0, o, n));
+                        let (p, m, v) = (
+                            self.flat.narrow(0, o, n),
+                            self.m.narrow(0, o, n),
+                            self.v.narrow(0, o, n),
+                        );
                         self.update(p, m, v, &g.reshape([-1]), bc1, bc2);
                     }
                 }
@@ -149,12 +191,19 @@ impl Adam {
         let mut named: Vec<(String, Tensor)> = Vec::new();
         for ((name, t), &(o, n)) in self.names.iter().zip(&self.vars).zip(&self.spans) {
             let shape = t.size();
-            named.push((format!("m.{name}"), self.m.narrow(0, o, n).view(shape.as_slice())));
-            named.push((format!("v.{name}"), self.v.narrow(0, o, n).view(shape.as_slice())));
+            named.push((
+                format!("m.{name}"),
+                self.m.narrow(0, o, n).view(shape.as_slice()),
+            ));
+            named.push((
+                format!("v.{name}"),
+                self.v.narrow(0, o, n).view(shape.as_slice()),
+            ));
         }
         named.push(("step".into(), Tensor::from_slice(&[self.step])));
         let tmp = path.with_extension("partial.safetensors");
-        Tensor::write_safetensors(&named, &tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
+        Tensor::write_safetensors(&named, &tmp)
+            .with_context(|| format!("cannot write {}", tmp.display()))?;
         std::fs::rename(&tmp, path)?;
         Ok(())
     }
@@ -162,15 +211,24 @@ impl Adam {
     pub fn load(&mut self, path: &Path) -> Result<()> {
         let device = self.flat.device();
         let named = Tensor::read_safetensors(path).with_context(|| format!("cannot read optimiser state {}; fix: delete the run's resume folder to restart the stage", path.display()))?;
-        let get = |k: &str| named.iter().find(|(n, _)| n == k).map(|(_, t)| t.to_device(device));
+        let get = |k: &str| {
+            named
+                .iter()
+                .find(|(n, _)| n == k)
+                .map(|(_, t)| t.to_device(device))
+        };
         let _guard = tch::no_grad_guard();
         for (name, &(o, n)) in self.names.iter().zip(&self.spans) {
-            let m = get(&format!("m.{name}")).with_context(|| format!("{} lacks m.{name}", path.display()))?;
-            let v = get(&format!("v.{name}")).with_context(|| format!("{} lacks v.{name}", path.display()))?;
+            let m = get(&format!("m.{name}"))
+                .with_context(|| format!("{} lacks m.{name}", path.display()))?;
+            let v = get(&format!("v.{name}"))
+                .with_context(|| format!("{} lacks v.{name}", path.display()))?;
             self.m.narrow(0, o, n).copy_(&m.reshape([-1]));
             self.v.narrow(0, o, n).copy_(&v.reshape([-1]));
         }
-        self.step = get("step").context("optimiser state lacks its step")?.int64_value(&[0]);
+        self.step = get("step")
+            .context("optimiser state lacks its step")?
+            .int64_value(&[0]);
         Ok(())
     }
 }

@@ -13,8 +13,8 @@ use rayon::prelude::*;
 use tch::Kind;
 
 use super::reward::RewardModel;
-use crate::stats::{mean_ci, win_rate, Stat};
 use crate::model::{generate, left_pad, Gpt, SampleSettings};
+use crate::stats::{mean_ci, win_rate, Stat};
 use crate::world::TextWorld;
 
 /// The largest N a Best-of-N grid may ask for (its KL bound: log 256 - 255/256 = 4.55 nats).
@@ -50,22 +50,47 @@ pub struct BonPoint {
 }
 
 /// Candidates for every row, scored: (proxy `[rows][N_max]`, gold `[rows][N_max]`).
-pub fn score_candidates(world: &dyn TextWorld, sft: &Gpt, rm: &RewardModel, rows: &[Vec<i64>], n_max: usize, settings: &SampleSettings, seed: i64) -> (Vec<Vec<f64>>, Vec<Vec<f64>>) {
+pub fn score_candidates(
+    world: &dyn TextWorld,
+    sft: &Gpt,
+    rm: &RewardModel,
+    rows: &[Vec<i64>],
+    n_max: usize,
+    settings: &SampleSettings,
+    seed: i64,
+) -> (Vec<Vec<f64>>, Vec<Vec<f64>>) {
     let _guard = tch::no_grad_guard();
     let _p = crate::profile::span("candidates");
     let device = sft.cfg_device();
-    let flat: Vec<Vec<i64>> = rows.iter().flat_map(|p| std::iter::repeat_n(p.clone(), n_max)).collect();
-    let (mut proxy, mut gold) = (Vec::with_capacity(flat.len()), Vec::with_capacity(flat.len()));
+    let flat: Vec<Vec<i64>> = rows
+        .iter()
+        .flat_map(|p| std::iter::repeat_n(p.clone(), n_max))
+        .collect();
+    let (mut proxy, mut gold) = (
+        Vec::with_capacity(flat.len()),
+        Vec::with_capacity(flat.len()),
+    );
     tch::manual_seed(seed);
     for chunk in flat.chunks(2048) {
         let (prompt, valid) = left_pad(chunk, device);
         let ro = generate(sft, &prompt, &valid, settings);
-        crate::profile::count(crate::profile::Count::RmQueries, ro.response.size()[0] as f64);
-        let s = rm.score(&prompt, &valid, &ro.response, &ro.mask).to_kind(Kind::Double).to_device(tch::Device::Cpu);
+        crate::profile::count(
+            crate::profile::Count::RmQueries,
+            ro.response.size()[0] as f64,
+        );
+        let s = rm
+            .score(&prompt, &valid, &ro.response, &ro.mask)
+            .to_kind(Kind::Double)
+            .to_device(tch::Device::Cpu);
         proxy.extend(Vec::<f64>::try_from(s).expect("scores"));
         let _p = crate::profile::span("eval_gold");
         let responses = ro.response_rows();
-        gold.par_extend(chunk.par_iter().zip(&responses).map(|(p, r)| world.gold(p, r)));
+        gold.par_extend(
+            chunk
+                .par_iter()
+                .zip(&responses)
+                .map(|(p, r)| world.gold(p, r)),
+        );
     }
     let split = |v: Vec<f64>| v.chunks(n_max).map(|c| c.to_vec()).collect::<Vec<_>>();
     (split(proxy), split(gold))
@@ -73,7 +98,12 @@ pub fn score_candidates(world: &dyn TextWorld, sft: &Gpt, rm: &RewardModel, rows
 
 /// Evaluate every N of the grid on the same candidates; `ref_gold` (one per row) adds the win
 /// rate against the references.
-pub fn evaluate(proxy: &[Vec<f64>], gold: &[Vec<f64>], grid: &[usize], ref_gold: Option<&[f64]>) -> Vec<BonPoint> {
+pub fn evaluate(
+    proxy: &[Vec<f64>],
+    gold: &[Vec<f64>],
+    grid: &[usize],
+    ref_gold: Option<&[f64]>,
+) -> Vec<BonPoint> {
     grid.iter()
         .map(|&n| {
             let picked: Vec<usize> = proxy.iter().map(|p| argmax_prefix(p, n)).collect();
@@ -81,7 +111,15 @@ pub fn evaluate(proxy: &[Vec<f64>], gold: &[Vec<f64>], grid: &[usize], ref_gold:
             let p: Vec<f64> = picked.iter().zip(proxy).map(|(&i, p)| p[i]).collect();
             let oracle: Vec<f64> = gold.iter().map(|g| g[argmax_prefix(g, n)]).collect();
             let winrate = ref_gold.map(|r| win_rate(&g, r));
-            BonPoint { n, gold: mean_ci(&g), proxy: mean_ci(&p), gold_oracle: mean_ci(&oracle), kl_bound: kl_bound(n), winrate, picked_gold: g }
+            BonPoint {
+                n,
+                gold: mean_ci(&g),
+                proxy: mean_ci(&p),
+                gold_oracle: mean_ci(&oracle),
+                kl_bound: kl_bound(n),
+                winrate,
+                picked_gold: g,
+            }
         })
         .collect()
 }
@@ -99,8 +137,23 @@ impl BestOfNConfig {
     pub fn validate(&self) -> Result<(), crate::config::ConfigError> {
         use crate::config::need;
         let n = &self.n;
-        need(!n.is_empty(), "n", || "is an empty list".into(), "give the N of each point, e.g. [1, 2, 4, 8, 16]")?;
-        need(n.iter().all(|&n| (1..=MAX_N).contains(&n)), "n", || format!("every N must be in 1..={MAX_N}"), "use e.g. [1, 2, 4, 8, 16, 32, 64]")?;
-        need(n.iter().enumerate().all(|(i, v)| !n[..i].contains(v)), "n", || format!("lists an N twice ({n:?})"), "list each N once")
+        need(
+            !n.is_empty(),
+            "n",
+            || "is an empty list".into(),
+            "give the N of each point, e.g. [1, 2, 4, 8, 16]",
+        )?;
+        need(
+            n.iter().all(|&n| (1..=MAX_N).contains(&n)),
+            "n",
+            || format!("every N must be in 1..={MAX_N}"),
+            "use e.g. [1, 2, 4, 8, 16, 32, 64]",
+        )?;
+        need(
+            n.iter().enumerate().all(|(i, v)| !n[..i].contains(v)),
+            "n",
+            || format!("lists an N twice ({n:?})"),
+            "list each N once",
+        )
     }
 }

@@ -5,7 +5,10 @@ use tch::{Kind, Tensor};
 
 /// Log-prob of each target token: logits `[B, T, V]`, targets `[B, T]` -> `[B, T]`.
 pub fn token_logprobs(logits: &Tensor, targets: &Tensor) -> Tensor {
-    logits.log_softmax(-1, Kind::Float).gather(-1, &targets.unsqueeze(-1), false).squeeze_dim(-1)
+    logits
+        .log_softmax(-1, Kind::Float)
+        .gather(-1, &targets.unsqueeze(-1), false)
+        .squeeze_dim(-1)
 }
 
 /// Mean of `x` over positions where `mask` is 1.
@@ -27,12 +30,22 @@ pub fn warmup_cosine(step: usize, total: usize, warmup: usize, min_ratio: f64) -
 /// Returns the norm before clipping (the `grad_norm` metric).
 pub fn clip_grad_norm(vars: &[Tensor], max_norm: f64) -> f64 {
     let _guard = tch::no_grad_guard();
-    let grads: Vec<Tensor> = vars.iter().map(|v| v.grad()).filter(|g| g.defined()).collect();
+    let grads: Vec<Tensor> = vars
+        .iter()
+        .map(|v| v.grad())
+        .filter(|g| g.defined())
+        .collect();
     if grads.is_empty() {
         return 0.0;
     }
-    let sq: Vec<Tensor> = grads.iter().map(|g| g.pow_tensor_scalar(2).sum(Kind::Float)).collect();
-    let norm = Tensor::stack(&sq, 0).sum(Kind::Float).sqrt().double_value(&[]);
+    let sq: Vec<Tensor> = grads
+        .iter()
+        .map(|g| g.pow_tensor_scalar(2).sum(Kind::Float))
+        .collect();
+    let norm = Tensor::stack(&sq, 0)
+        .sum(Kind::Float)
+        .sqrt()
+        .double_value(&[]);
     if norm.is_finite() && norm > max_norm {
         let scale = max_norm / (norm + 1e-6);
         for g in &grads {
@@ -45,12 +58,24 @@ pub fn clip_grad_norm(vars: &[Tensor], max_norm: f64) -> f64 {
 /// Test hook: `ALIGNLAB_NAN_AT=<method>:<step>` makes that method's loss NaN at that step, to
 /// check that a diverging run stops cleanly and the others go on.
 pub fn injected_nan(stage: &str, step: usize) -> bool {
-    std::env::var("ALIGNLAB_NAN_AT").map(|v| v == format!("{stage}:{step}")).unwrap_or(false)
+    std::env::var("ALIGNLAB_NAN_AT")
+        .map(|v| v == format!("{stage}:{step}"))
+        .unwrap_or(false)
 }
 
 /// Stop a stage on a NaN or Inf, naming where it happened and what survives.
-pub fn check_finite(value: f64, what: &str, stage: &str, step: usize, last_good: &str) -> Result<()> {
-    let value = if injected_nan(stage, step) { f64::NAN } else { value };
+pub fn check_finite(
+    value: f64,
+    what: &str,
+    stage: &str,
+    step: usize,
+    last_good: &str,
+) -> Result<()> {
+    let value = if injected_nan(stage, step) {
+        f64::NAN
+    } else {
+        value
+    };
     if !value.is_finite() {
         bail!(
             "{stage}: {what} is {value} at step {step}; last good checkpoint: {last_good}; fix: lower the learning rate or raise the gradient clip of [{stage}] and rerun (finished stages are kept)"
@@ -62,7 +87,13 @@ pub fn check_finite(value: f64, what: &str, stage: &str, step: usize, last_good:
 /// Log-prob of each response token given its prompt: `[B, N]` (masked positions are 0).
 /// `prompt` `[B, P]` left-padded with `prompt_valid`; `response` `[B, N]` right-padded with
 /// `mask` (float). One forward pass over the concatenation.
-pub fn response_token_logprobs(model: &crate::model::Gpt, prompt: &Tensor, prompt_valid: &Tensor, response: &Tensor, mask: &Tensor) -> Tensor {
+pub fn response_token_logprobs(
+    model: &crate::model::Gpt,
+    prompt: &Tensor,
+    prompt_valid: &Tensor,
+    response: &Tensor,
+    mask: &Tensor,
+) -> Tensor {
     let logits = model.logits(&response_hidden(model, prompt, prompt_valid, response)); // [B, N, V]
     token_logprobs(&logits, response) * mask
 }
@@ -70,16 +101,36 @@ pub fn response_token_logprobs(model: &crate::model::Gpt, prompt: &Tensor, promp
 /// Final hidden states `[B, N, C]` of the positions that predict the response tokens (the last
 /// prompt position and every response position but the last): one forward pass over prompt +
 /// response whose last block runs on those rows only.
-pub fn response_hidden(model: &crate::model::Gpt, prompt: &Tensor, prompt_valid: &Tensor, response: &Tensor) -> Tensor {
+pub fn response_hidden(
+    model: &crate::model::Gpt,
+    prompt: &Tensor,
+    prompt_valid: &Tensor,
+    response: &Tensor,
+) -> Tensor {
     let (tokens, valid) = concat_prompt_response(prompt, prompt_valid, response);
     let pos = crate::model::sample::positions_of(&valid);
     let (p, n) = (prompt.size()[1], response.size()[1]);
-    model.forward_rows(&tokens, Some(&pos), Some(&valid), crate::model::Rows::Range(p - 1, n))
+    model.forward_rows(
+        &tokens,
+        Some(&pos),
+        Some(&valid),
+        crate::model::Rows::Range(p - 1, n),
+    )
 }
 
 /// Sum over the response of log pi(y_t | x, y_<t): `[B]`.
-pub fn response_logps(model: &crate::model::Gpt, prompt: &Tensor, prompt_valid: &Tensor, response: &Tensor, mask: &Tensor) -> Tensor {
-    response_token_logprobs(model, prompt, prompt_valid, response, mask).sum_dim_intlist(-1, false, Kind::Float)
+pub fn response_logps(
+    model: &crate::model::Gpt,
+    prompt: &Tensor,
+    prompt_valid: &Tensor,
+    response: &Tensor,
+    mask: &Tensor,
+) -> Tensor {
+    response_token_logprobs(model, prompt, prompt_valid, response, mask).sum_dim_intlist(
+        -1,
+        false,
+        Kind::Float,
+    )
 }
 
 /// Sums over the response of log pi(y_t | x, y_<t) for two responses to each prompt, `[B]`
@@ -88,7 +139,14 @@ pub fn response_logps(model: &crate::model::Gpt, prompt: &Tensor, prompt_valid: 
 /// the prompt, so each response sees exactly what it sees after its prompt alone
 /// (`response_logps`), while the prompt is computed once instead of twice.
 pub fn pair_logps(model: &crate::model::Gpt, batch: &crate::data::PairBatch) -> (Tensor, Tensor) {
-    let crate::data::PairBatch { prompt, prompt_valid, chosen, chosen_mask, rejected, rejected_mask } = batch;
+    let crate::data::PairBatch {
+        prompt,
+        prompt_valid,
+        chosen,
+        chosen_mask,
+        rejected,
+        rejected_mask,
+    } = batch;
     let device = prompt.device();
     let (b, p) = prompt.size2().unwrap();
     let (nc, nr) = (chosen.size()[1], rejected.size()[1]);
@@ -107,23 +165,56 @@ pub fn pair_logps(model: &crate::model::Gpt, batch: &crate::data::PairBatch) -> 
     // tokens, as in `concat_prompt_response`), less the rejected -> chosen block.
     let idx = Tensor::arange(t, (Kind::Int64, device));
     let (qi, kj) = (idx.view([t, 1]), idx.view([1, t]));
-    let blind = qi.ge(p + nc).logical_and(&kj.ge(p)).logical_and(&kj.lt(p + nc)); // [T, T]
-    let key_valid = Tensor::cat(&[prompt_valid.shallow_clone(), Tensor::ones([b, nc + nr], (Kind::Bool, device))], 1); // [B, T]
-    let allowed = crate::model::gpt::attention_mask(0, t, Some(&key_valid), device).logical_and(&blind.logical_not()); // [B, 1, T, T]
-    // The rows that predict each response token: the last prompt position predicts both first
-    // tokens.
-    let rows = Tensor::cat(&[Tensor::from_slice(&[p - 1]), Tensor::arange_start(p, p + nc - 1, (Kind::Int64, tch::Device::Cpu)), Tensor::from_slice(&[p - 1]), Tensor::arange_start(p + nc, t - 1, (Kind::Int64, tch::Device::Cpu))], 0).to_device(device);
+    let blind = qi
+        .ge(p + nc)
+        .logical_and(&kj.ge(p))
+        .logical_and(&kj.lt(p + nc)); // [T, T]
+    let key_valid = Tensor::cat(
+        &[
+            prompt_valid.shallow_clone(),
+            Tensor::ones([b, nc + nr], (Kind::Bool, device)),
+        ],
+        1,
+    ); // [B, T]
+    let allowed = crate::model::gpt::attention_mask(0, t, Some(&key_valid), device)
+        .logical_and(&blind.logical_not()); // [B, 1, T, T]
+                                            // The rows that predict each response token: the last prompt position predicts both first
+                                            // tokens.
+    let rows = Tensor::cat(
+        &[
+            Tensor::from_slice(&[p - 1]),
+            Tensor::arange_start(p, p + nc - 1, (Kind::Int64, tch::Device::Cpu)),
+            Tensor::from_slice(&[p - 1]),
+            Tensor::arange_start(p + nc, t - 1, (Kind::Int64, tch::Device::Cpu)),
+        ],
+        0,
+    )
+    .to_device(device);
     let rows = rows.unsqueeze(0).expand([b, nc + nr], false);
     let hidden = model.forward_masked(&tokens, &pos, &allowed, crate::model::Rows::Index(&rows)); // [B, Nc+Nr, C]
-    let lp = token_logprobs(&model.logits(&hidden), &Tensor::cat(&[chosen, rejected], 1)) * Tensor::cat(&[chosen_mask, rejected_mask], 1);
-    (lp.narrow(1, 0, nc).sum_dim_intlist(-1, false, Kind::Float), lp.narrow(1, nc, nr).sum_dim_intlist(-1, false, Kind::Float))
+    let lp = token_logprobs(&model.logits(&hidden), &Tensor::cat(&[chosen, rejected], 1))
+        * Tensor::cat(&[chosen_mask, rejected_mask], 1);
+    (
+        lp.narrow(1, 0, nc).sum_dim_intlist(-1, false, Kind::Float),
+        lp.narrow(1, nc, nr).sum_dim_intlist(-1, false, Kind::Float),
+    )
 }
 
 /// `[B, P + N]` tokens and validity of a left-padded prompt followed by a right-padded
 /// response (response padding comes after every real token, so causal attention ignores it).
-pub fn concat_prompt_response(prompt: &Tensor, prompt_valid: &Tensor, response: &Tensor) -> (Tensor, Tensor) {
+pub fn concat_prompt_response(
+    prompt: &Tensor,
+    prompt_valid: &Tensor,
+    response: &Tensor,
+) -> (Tensor, Tensor) {
     let tokens = Tensor::cat(&[prompt, response], 1);
-    let valid = Tensor::cat(&[prompt_valid.shallow_clone(), response.ones_like().to_kind(Kind::Bool)], 1);
+    let valid = Tensor::cat(
+        &[
+            prompt_valid.shallow_clone(),
+            response.ones_like().to_kind(Kind::Bool),
+        ],
+        1,
+    );
     (tokens, valid)
 }
 
@@ -138,7 +229,9 @@ pub fn copy_weights(dst: &tch::nn::VarStore, src: &tch::nn::VarStore) -> Result<
                 let mut d = d.shallow_clone();
                 d.copy_(&t);
             }
-            None => bail!("cannot initialise from the checkpoint: variable {name} has no counterpart"),
+            None => {
+                bail!("cannot initialise from the checkpoint: variable {name} has no counterpart")
+            }
         }
     }
     Ok(())
@@ -174,7 +267,12 @@ pub fn last_good(step: usize, eval_every: usize, unit: &str) -> String {
 /// Where a one-optimiser trainer starts: from `resume` (the optimiser's state and, when it has
 /// one, its RNG restored; the step returned) or at step 0, after `on_eval` has seen the state a
 /// checkpoint needs.
-pub fn start_at(resume: &Option<ResumeFrom>, opt: &mut super::adam::Adam, rng: Option<&mut crate::draw::Rng>, on_eval: impl FnOnce(&CkptParts) -> Result<()>) -> Result<usize> {
+pub fn start_at(
+    resume: &Option<ResumeFrom>,
+    opt: &mut super::adam::Adam,
+    rng: Option<&mut crate::draw::Rng>,
+    on_eval: impl FnOnce(&CkptParts) -> Result<()>,
+) -> Result<usize> {
     match resume {
         Some(r) => {
             opt.load(&r.opt_files[0])?;
@@ -185,7 +283,11 @@ pub fn start_at(resume: &Option<ResumeFrom>, opt: &mut super::adam::Adam, rng: O
         }
         None => {
             let state = rng.map(|r| r.state()).unwrap_or([0; 7]);
-            on_eval(&CkptParts { opts: vec![opt], rng: state, extra: vec![] })?;
+            on_eval(&CkptParts {
+                opts: vec![opt],
+                rng: state,
+                extra: vec![],
+            })?;
             Ok(0)
         }
     }

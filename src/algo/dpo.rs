@@ -21,11 +21,11 @@ use anyhow::Result;
 use tch::{nn, Kind, Tensor};
 
 use super::adam::Adam;
-use super::common::{start_at, check_finite, last_good, pair_logps, CkptParts, ResumeFrom};
+use super::common::{check_finite, last_good, pair_logps, start_at, CkptParts, ResumeFrom};
 use crate::data::{PairBatch, PairTensors};
+use crate::draw::{derive_seed, Rng};
 use crate::log::Metrics;
 use crate::model::Gpt;
-use crate::draw::{derive_seed, Rng};
 use serde::{Deserialize, Serialize};
 
 use crate::config::{need, ConfigError, MAX_BATCH, MAX_STEPS};
@@ -82,21 +82,52 @@ impl Keep {
 
 impl Default for TrainConfig {
     fn default() -> Self {
-        TrainConfig { steps: 400, batch_size: 64, lr: 1e-4, warmup_steps: 50, grad_clip: 10.0, keep: Keep::Last }
+        TrainConfig {
+            steps: 400,
+            batch_size: 64,
+            lr: 1e-4,
+            warmup_steps: 50,
+            grad_clip: 10.0,
+            keep: Keep::Last,
+        }
     }
 }
 
 impl TrainConfig {
     /// Range checks; the first violation is returned.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        need(self.steps >= 1 && self.steps <= MAX_STEPS, "steps", || format!("must be in 1..={MAX_STEPS} (got {})", self.steps), "use e.g. 400")?;
-        need(self.batch_size >= 1 && self.batch_size <= MAX_BATCH, "batch_size", || format!("must be in 1..={MAX_BATCH} (got {})", self.batch_size), "use 64 (as in the paper)")?;
-        need(self.warmup_steps <= MAX_STEPS, "warmup_steps", || format!("must be at most {MAX_STEPS} (got {})", self.warmup_steps), "use e.g. 50")?;
-        need(self.lr.is_finite() && self.lr >= 0.0 && self.lr < 1.0, "lr", || format!("must be in [0, 1) (got {})", self.lr), "use e.g. 1e-4")?;
-        need(self.grad_clip.is_finite() && self.grad_clip > 0.0, "grad_clip", || format!("must be finite and > 0 (got {})", self.grad_clip), "use 10 (the DPO reference code)")
+        need(
+            self.steps >= 1 && self.steps <= MAX_STEPS,
+            "steps",
+            || format!("must be in 1..={MAX_STEPS} (got {})", self.steps),
+            "use e.g. 400",
+        )?;
+        need(
+            self.batch_size >= 1 && self.batch_size <= MAX_BATCH,
+            "batch_size",
+            || format!("must be in 1..={MAX_BATCH} (got {})", self.batch_size),
+            "use 64 (as in the paper)",
+        )?;
+        need(
+            self.warmup_steps <= MAX_STEPS,
+            "warmup_steps",
+            || format!("must be at most {MAX_STEPS} (got {})", self.warmup_steps),
+            "use e.g. 50",
+        )?;
+        need(
+            self.lr.is_finite() && self.lr >= 0.0 && self.lr < 1.0,
+            "lr",
+            || format!("must be in [0, 1) (got {})", self.lr),
+            "use e.g. 1e-4",
+        )?;
+        need(
+            self.grad_clip.is_finite() && self.grad_clip > 0.0,
+            "grad_clip",
+            || format!("must be finite and > 0 (got {})", self.grad_clip),
+            "use 10 (the DPO reference code)",
+        )
     }
 }
-
 
 /// The offline preference losses. Each is a method of its own: a scenario table named after it
 /// (`[dpo]`, `[ipo]`, ...), whose keys are the variant's fields (a list is a grid: one run per
@@ -192,23 +223,53 @@ impl PrefLoss {
 
     /// Its setting, e.g. `beta=0.1`; the label also seeds the run's batch order.
     pub fn setting(&self) -> String {
-        let shown = |v: &toml::Value| v.as_float().or(v.as_integer().map(|i| i as f64)).map(|f| f.to_string()).unwrap_or_else(|| v.to_string());
+        let shown = |v: &toml::Value| {
+            v.as_float()
+                .or(v.as_integer().map(|i| i as f64))
+                .map(|f| f.to_string())
+                .unwrap_or_else(|| v.to_string())
+        };
         match self {
             // Runs before this registry labelled label_smoothing `eps`: kept, so that their
             // batch orders (and numbers) stay as they were.
-            PrefLoss::Cdpo { beta, label_smoothing } => format!("beta={beta};eps={label_smoothing}"),
-            _ => self.params().iter().map(|(k, v)| format!("{k}={}", shown(v))).collect::<Vec<_>>().join(";"),
+            PrefLoss::Cdpo {
+                beta,
+                label_smoothing,
+            } => format!("beta={beta};eps={label_smoothing}"),
+            _ => self
+                .params()
+                .iter()
+                .map(|(k, v)| format!("{k}={}", shown(v)))
+                .collect::<Vec<_>>()
+                .join(";"),
         }
     }
 
     /// Range checks: a flip rate in (0, 0.5), a margin >= 0, every other number in [1e-4, 1e4].
     pub fn validate(&self) -> Result<(), ConfigError> {
         for (key, v) in self.params() {
-            let Some(v) = v.as_float().or(v.as_integer().map(|i| i as f64)) else { continue };
+            let Some(v) = v.as_float().or(v.as_integer().map(|i| i as f64)) else {
+                continue;
+            };
             match key.as_str() {
-                "label_smoothing" => need(v > 0.0 && v < 0.5, &key, || format!("must be in (0, 0.5) (got {v})"), "use e.g. 0.1 (0 is plain DPO)")?,
-                "gamma" => need(v.is_finite() && (0.0..=1e4).contains(&v), &key, || format!("must be in [0, 1e4] (got {v})"), "use e.g. 0.5")?,
-                _ => need(v.is_finite() && (1e-4..=1e4).contains(&v), &key, || format!("every {key} must be in [1e-4, 1e4] (got {v})"), "use values such as [0.1, 1.0]")?,
+                "label_smoothing" => need(
+                    v > 0.0 && v < 0.5,
+                    &key,
+                    || format!("must be in (0, 0.5) (got {v})"),
+                    "use e.g. 0.1 (0 is plain DPO)",
+                )?,
+                "gamma" => need(
+                    v.is_finite() && (0.0..=1e4).contains(&v),
+                    &key,
+                    || format!("must be in [0, 1e4] (got {v})"),
+                    "use e.g. 0.5",
+                )?,
+                _ => need(
+                    v.is_finite() && (1e-4..=1e4).contains(&v),
+                    &key,
+                    || format!("every {key} must be in [1e-4, 1e4] (got {v})"),
+                    "use values such as [0.1, 1.0]",
+                )?,
             }
         }
         Ok(())
@@ -254,55 +315,119 @@ pub fn preference_loss(loss: PrefLoss, lp: &PairLogps) -> LossOut {
     let chosen_logratio = lp.policy_chosen - lp.reference_chosen;
     let rejected_logratio = lp.policy_rejected - lp.reference_rejected;
     let delta = &chosen_logratio - &rejected_logratio;
-    let implicit = |beta: f64| Some(((&chosen_logratio * beta).detach(), (&rejected_logratio * beta).detach()));
-    let mean = |losses: Tensor, rewards| LossOut { losses, per_token: None, rewards };
+    let implicit = |beta: f64| {
+        Some((
+            (&chosen_logratio * beta).detach(),
+            (&rejected_logratio * beta).detach(),
+        ))
+    };
+    let mean = |losses: Tensor, rewards| LossOut {
+        losses,
+        per_token: None,
+        rewards,
+    };
     let l = |z: Tensor| -z.log_sigmoid();
-    let (len_w, len_l) = (lp.chosen_tokens.clamp_min(1.0), lp.rejected_tokens.clamp_min(1.0));
+    let (len_w, len_l) = (
+        lp.chosen_tokens.clamp_min(1.0),
+        lp.rejected_tokens.clamp_min(1.0),
+    );
     match loss {
         // -log sigmoid(beta Delta)
         PrefLoss::Dpo { beta } => mean(-(&delta * beta).log_sigmoid(), implicit(beta)),
         // (Delta - 1/(2 beta))^2
-        PrefLoss::Ipo { beta, length_normalize: false } => mean((&delta - 1.0 / (2.0 * beta)).square(), implicit(beta)),
+        PrefLoss::Ipo {
+            beta,
+            length_normalize: false,
+        } => mean((&delta - 1.0 / (2.0 * beta)).square(), implicit(beta)),
         // (Delta / |y| - 1/(2 beta))^2, each log-ratio over its length
-        PrefLoss::Ipo { beta, length_normalize: true } => mean((&chosen_logratio / &len_w - &rejected_logratio / &len_l - 1.0 / (2.0 * beta)).square(), implicit(beta)),
+        PrefLoss::Ipo {
+            beta,
+            length_normalize: true,
+        } => mean(
+            (&chosen_logratio / &len_w - &rejected_logratio / &len_l - 1.0 / (2.0 * beta)).square(),
+            implicit(beta),
+        ),
         // -(1 - eps) log sigmoid(beta Delta) - eps log sigmoid(-beta Delta)
-        PrefLoss::Cdpo { beta, label_smoothing: eps } => mean(-(&delta * beta).log_sigmoid() * (1.0 - eps) - (&delta * -beta).log_sigmoid() * eps, implicit(beta)),
+        PrefLoss::Cdpo {
+            beta,
+            label_smoothing: eps,
+        } => mean(
+            -(&delta * beta).log_sigmoid() * (1.0 - eps) - (&delta * -beta).log_sigmoid() * eps,
+            implicit(beta),
+        ),
         // token NLL of y_w
-        PrefLoss::PreferredFt {} => LossOut { losses: -lp.policy_chosen, per_token: Some(lp.chosen_tokens.shallow_clone()), rewards: None },
+        PrefLoss::PreferredFt {} => LossOut {
+            losses: -lp.policy_chosen,
+            per_token: Some(lp.chosen_tokens.shallow_clone()),
+            rewards: None,
+        },
         // -(log pi(y_w) - alpha log pi(y_l))
-        PrefLoss::Unlikelihood { alpha } => mean(-(lp.policy_chosen - lp.policy_rejected * alpha), None),
+        PrefLoss::Unlikelihood { alpha } => {
+            mean(-(lp.policy_chosen - lp.policy_rejected * alpha), None)
+        }
         // max(0, 1 - beta Delta)
         PrefLoss::Hinge { beta } => mean((&delta * -beta + 1.0).relu(), implicit(beta)),
         // [(1 - eps) l(D) - eps l(-D)] / (1 - 2 eps)
-        PrefLoss::Robust { beta, label_smoothing: eps } => mean((l(&delta * beta) * (1.0 - eps) - l(&delta * -beta) * eps) / (1.0 - 2.0 * eps), implicit(beta)),
+        PrefLoss::Robust {
+            beta,
+            label_smoothing: eps,
+        } => mean(
+            (l(&delta * beta) * (1.0 - eps) - l(&delta * -beta) * eps) / (1.0 - 2.0 * eps),
+            implicit(beta),
+        ),
         // l(beta (mean log pi(y_w) - mean log pi(y_l)) - gamma)
         PrefLoss::Simpo { beta, gamma } => {
-            let (w, r) = (lp.policy_chosen / &len_w * beta, lp.policy_rejected / &len_l * beta);
+            let (w, r) = (
+                lp.policy_chosen / &len_w * beta,
+                lp.policy_rejected / &len_l * beta,
+            );
             mean(l(&w - &r - gamma), Some((w.detach(), r.detach())))
         }
         // (lambda_d (1 - sigmoid(beta (s_w - z0))) + lambda_u (1 - sigmoid(beta (z0 - s_l)))) / 2
-        PrefLoss::Kto { beta, lambda_d, lambda_u } => {
-            let z0 = ((&chosen_logratio + &rejected_logratio) / 2.0).mean(chosen_logratio.kind()).clamp_min(0.0).detach();
+        PrefLoss::Kto {
+            beta,
+            lambda_d,
+            lambda_u,
+        } => {
+            let z0 = ((&chosen_logratio + &rejected_logratio) / 2.0)
+                .mean(chosen_logratio.kind())
+                .clamp_min(0.0)
+                .detach();
             let desirable = -((&chosen_logratio - &z0) * beta).sigmoid() + 1.0;
             let undesirable = -((&z0 - &rejected_logratio) * beta).sigmoid() + 1.0;
-            mean((desirable * lambda_d + undesirable * lambda_u) / 2.0, implicit(beta))
+            mean(
+                (desirable * lambda_d + undesirable * lambda_u) / 2.0,
+                implicit(beta),
+            )
         }
         // NLL(y_w) + lambda l(log odds(y_w) - log odds(y_l)), odds from per-token means
         PrefLoss::Orpo { lambda } => {
             let (m_w, m_l) = (lp.policy_chosen / &len_w, lp.policy_rejected / &len_l);
             let log_odds = |m: &Tensor| m - (-m.exp()).log1p();
-            mean(-&m_w + l(log_odds(&m_w) - log_odds(&m_l)) * lambda, Some((m_w.detach() * lambda, m_l.detach() * lambda)))
+            mean(
+                -&m_w + l(log_odds(&m_w) - log_odds(&m_l)) * lambda,
+                Some((m_w.detach() * lambda, m_l.detach() * lambda)),
+            )
         }
         // sigmoid(D) (log sigmoid(D) - log(1 - eps)) + sigmoid(-D) (log sigmoid(-D) - log eps)
-        PrefLoss::ExoPair { beta, label_smoothing: eps } => {
+        PrefLoss::ExoPair {
+            beta,
+            label_smoothing: eps,
+        } => {
             let d = &delta * beta;
-            let (pos, neg) = (d.sigmoid() * (d.log_sigmoid() - (1.0 - eps).ln()), (-&d).sigmoid() * ((-&d).log_sigmoid() - eps.ln()));
+            let (pos, neg) = (
+                d.sigmoid() * (d.log_sigmoid() - (1.0 - eps).ln()),
+                (-&d).sigmoid() * ((-&d).log_sigmoid() - eps.ln()),
+            );
             mean(pos + neg, implicit(beta))
         }
         // l(beta s_w) + l(-beta s_w) / 2 + l(-beta s_l) / 2
         PrefLoss::NcaPair { beta } => {
             let (w, r) = (&chosen_logratio * beta, &rejected_logratio * beta);
-            mean(l(w.shallow_clone()) + l(-&w) / 2.0 + l(-&r) / 2.0, implicit(beta))
+            mean(
+                l(w.shallow_clone()) + l(-&w) / 2.0 + l(-&r) / 2.0,
+                implicit(beta),
+            )
         }
     }
 }
@@ -323,7 +448,14 @@ pub fn reference_logps(reference: &Gpt, data: &PairTensors, batch: usize) -> (Te
 
 /// The pair indices of batch `step`: epochs of a fixed-seed shuffle, read in order, so a batch
 /// depends only on its step (a resumed run sees the same batches).
-pub fn batch_indices(n: usize, bs: usize, step: usize, seed: u64, label: &str, cache: &mut Option<(usize, Vec<usize>)>) -> Vec<usize> {
+pub fn batch_indices(
+    n: usize,
+    bs: usize,
+    step: usize,
+    seed: u64,
+    label: &str,
+    cache: &mut Option<(usize, Vec<usize>)>,
+) -> Vec<usize> {
     (0..bs)
         .map(|j| {
             let g = step * bs + j;
@@ -361,24 +493,47 @@ pub fn train(
     let label = format!("{name}/{setting}");
     let mut order_cache = None;
     let bs = cfg.batch_size.min(data.len());
-    let start = start_at(&resume, &mut opt, None, |parts| on_eval(0, policy, metrics, parts))?;
+    let start = start_at(&resume, &mut opt, None, |parts| {
+        on_eval(0, policy, metrics, parts)
+    })?;
     for step in start..cfg.steps {
         // 1. Batch of pairs from a shuffled epoch.
         let idx = batch_indices(data.len(), bs, step, seed, &label, &mut order_cache);
         let b = data.batch(&idx);
         // 2. Reference log-probs of the batch, from the cache.
         let (rc, rr) = reference;
-        let index = Tensor::from_slice(&idx.iter().map(|&i| i as i64).collect::<Vec<_>>()).to_device(rc.device());
-        let (reference_chosen, reference_rejected) = (rc.index_select(0, &index), rr.index_select(0, &index));
+        let index = Tensor::from_slice(&idx.iter().map(|&i| i as i64).collect::<Vec<_>>())
+            .to_device(rc.device());
+        let (reference_chosen, reference_rejected) =
+            (rc.index_select(0, &index), rr.index_select(0, &index));
         // 3. The loss and the step.
-        let out = pref_step(policy, &mut opt, &b, Some((&reference_chosen, &reference_rejected)), method, cfg, step, eval_every, name)?;
+        let out = pref_step(
+            policy,
+            &mut opt,
+            &b,
+            Some((&reference_chosen, &reference_rejected)),
+            method,
+            cfg,
+            step,
+            eval_every,
+            name,
+        )?;
         on_step(step);
         let s = step + 1;
         if s % 10 == 0 || s == cfg.steps {
             out.log(metrics, (name, setting, seed), s);
         }
         if s % eval_every == 0 || s == cfg.steps {
-            on_eval(s, policy, metrics, &CkptParts { opts: vec![&opt], rng: [0; 7], extra: vec![] })?;
+            on_eval(
+                s,
+                policy,
+                metrics,
+                &CkptParts {
+                    opts: vec![&opt],
+                    rng: [0; 7],
+                    extra: vec![],
+                },
+            )?;
         }
     }
     Ok(())
@@ -395,9 +550,23 @@ impl Step {
     /// `{name}/loss`, `{name}/grad_norm` and the logged tensors, at step `s`.
     pub fn log(&self, metrics: &mut Metrics, (name, setting, seed): (&str, &str, u64), s: usize) {
         metrics.push(name, setting, seed, s, &format!("{name}/loss"), self.loss);
-        metrics.push(name, setting, seed, s, &format!("{name}/grad_norm"), self.grad_norm);
+        metrics.push(
+            name,
+            setting,
+            seed,
+            s,
+            &format!("{name}/grad_norm"),
+            self.grad_norm,
+        );
         for (k, v) in &self.logged {
-            metrics.push(name, setting, seed, s, &format!("{name}/{k}"), v.double_value(&[]));
+            metrics.push(
+                name,
+                setting,
+                seed,
+                s,
+                &format!("{name}/{k}"),
+                v.double_value(&[]),
+            );
         }
     }
 }
@@ -407,20 +576,50 @@ impl Step {
 /// log-probs of chosen and rejected in one forward pass (the prompt once), the loss, warm-up,
 /// clipping, a NaN guard and the Adam step.
 #[allow(clippy::too_many_arguments)]
-pub fn pref_step(policy: &Gpt, opt: &mut Adam, b: &PairBatch, reference: Option<(&Tensor, &Tensor)>, method: PrefLoss, cfg: &TrainConfig, step: usize, eval_every: usize, name: &str) -> Result<Step> {
-    anyhow::ensure!(reference.is_some() || !method.uses_reference(), "{} needs the reference's log-probs", method.name());
+pub fn pref_step(
+    policy: &Gpt,
+    opt: &mut Adam,
+    b: &PairBatch,
+    reference: Option<(&Tensor, &Tensor)>,
+    method: PrefLoss,
+    cfg: &TrainConfig,
+    step: usize,
+    eval_every: usize,
+    name: &str,
+) -> Result<Step> {
+    anyhow::ensure!(
+        reference.is_some() || !method.uses_reference(),
+        "{} needs the reference's log-probs",
+        method.name()
+    );
     let (policy_chosen, policy_rejected) = pair_logps(policy, b);
     // A reference-free loss reads no reference log-probs: zeros stand in for them.
     let zeros = policy_chosen.zeros_like().detach();
     let (reference_chosen, reference_rejected) = reference.unwrap_or((&zeros, &zeros));
     let chosen_tokens = b.chosen_mask.sum_dim_intlist(1, false, Kind::Float);
     let rejected_tokens = b.rejected_mask.sum_dim_intlist(1, false, Kind::Float);
-    let out = preference_loss(method, &PairLogps { policy_chosen: &policy_chosen, policy_rejected: &policy_rejected, reference_chosen, reference_rejected, chosen_tokens: &chosen_tokens, rejected_tokens: &rejected_tokens });
+    let out = preference_loss(
+        method,
+        &PairLogps {
+            policy_chosen: &policy_chosen,
+            policy_rejected: &policy_rejected,
+            reference_chosen,
+            reference_rejected,
+            chosen_tokens: &chosen_tokens,
+            rejected_tokens: &rejected_tokens,
+        },
+    );
     let mut logged: Vec<(&'static str, Tensor)> = vec![];
     if let Some((chosen, rejected)) = &out.rewards {
         logged.push(("rewards/chosen", chosen.mean(Kind::Float)));
         logged.push(("rewards/rejected", rejected.mean(Kind::Float)));
-        logged.push(("rewards/accuracies", chosen.gt_tensor(rejected).to_kind(Kind::Float).mean(Kind::Float)));
+        logged.push((
+            "rewards/accuracies",
+            chosen
+                .gt_tensor(rejected)
+                .to_kind(Kind::Float)
+                .mean(Kind::Float),
+        ));
         logged.push(("rewards/margins", (chosen - rejected).mean(Kind::Float)));
     }
     let loss = out.batch_loss();
@@ -428,8 +627,14 @@ pub fn pref_step(policy: &Gpt, opt: &mut Adam, b: &PairBatch, reference: Option<
     logged.push(("logps/rejected", policy_rejected.detach().mean(Kind::Float)));
     // Likelihood displacement (Razin et al. 2024): both log-ratios falling.
     if reference.is_some() {
-        logged.push(("dynamics/logratio_chosen", (policy_chosen.detach() - reference_chosen).mean(Kind::Float)));
-        logged.push(("dynamics/logratio_rejected", (policy_rejected.detach() - reference_rejected).mean(Kind::Float)));
+        logged.push((
+            "dynamics/logratio_chosen",
+            (policy_chosen.detach() - reference_chosen).mean(Kind::Float),
+        ));
+        logged.push((
+            "dynamics/logratio_rejected",
+            (policy_rejected.detach() - reference_rejected).mean(Kind::Float),
+        ));
     }
     let lr = cfg.lr * ((step + 1) as f64 / cfg.warmup_steps.max(1) as f64).min(1.0);
     opt.set_lr(lr);
@@ -441,5 +646,9 @@ pub fn pref_step(policy: &Gpt, opt: &mut Adam, b: &PairBatch, reference: Option<
     check_finite(loss_v, "the loss", name, step, &last_good)?;
     check_finite(grad_norm, "the gradient norm", name, step, &last_good)?;
     opt.step();
-    Ok(Step { loss: loss_v, grad_norm, logged })
+    Ok(Step {
+        loss: loss_v,
+        grad_norm,
+        logged,
+    })
 }

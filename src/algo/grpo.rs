@@ -22,12 +22,26 @@ use super::rollout::Aggregate;
 pub fn group_advantages(r: &Tensor, k: usize, scale_std: bool) -> Tensor {
     let g = r.view([-1, k as i64]);
     let centred = &g - g.mean_dim(1, true, Kind::Float);
-    let a = if scale_std { centred / (g.std_dim(1, true, true) + 1e-4) } else { centred };
+    let a = if scale_std {
+        centred / (g.std_dim(1, true, true) + 1e-4)
+    } else {
+        centred
+    };
     a.reshape([-1])
 }
 
 pub(super) fn recipe(cfg: &PgConfig) -> Recipe {
     let scale_std = cfg.scale_std.unwrap_or(true);
-    let aggregate = if cfg.length_norm.unwrap_or(true) { Aggregate::SeqMean } else { Aggregate::SeqSumOver(cfg.max_new_tokens as f64) };
-    Recipe { advantages: Box::new(move |score, _kl, mask, k| on_tokens(&group_advantages(score, k, scale_std), mask)), kl_in_loss: true, aggregate }
+    let aggregate = if cfg.length_norm.unwrap_or(true) {
+        Aggregate::SeqMean
+    } else {
+        Aggregate::SeqSumOver(cfg.max_new_tokens as f64)
+    };
+    Recipe {
+        advantages: Box::new(move |score, _kl, mask, k| {
+            on_tokens(&group_advantages(score, k, scale_std), mask)
+        }),
+        kl_in_loss: true,
+        aggregate,
+    }
 }

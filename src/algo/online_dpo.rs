@@ -21,12 +21,12 @@ use anyhow::Result;
 use tch::{nn, Tensor};
 
 use super::adam::Adam;
-use super::common::{start_at, copy_weights, pair_logps, CkptParts, ResumeFrom};
+use super::common::{copy_weights, pair_logps, start_at, CkptParts, ResumeFrom};
 use super::dpo::{pref_step, PrefLoss, TrainConfig};
 use crate::data::{Labels, Pair, PairTensors};
+use crate::draw::{derive_seed, Rng};
 use crate::log::Metrics;
 use crate::model::{generate, left_pad, Gpt, Rollout, SampleSettings};
-use crate::draw::{derive_seed, Rng};
 
 /// Everything an online DPO run needs besides its policy.
 pub struct OnlineContext<'a> {
@@ -66,9 +66,16 @@ pub fn train(
     let mut opt = Adam::new(vs, cfg.lr, (0.9, 0.999), 0.0);
     let label = format!("{name}/{setting}");
     let mut rng = Rng::new(derive_seed(seed, &format!("{label}/prompts")));
-    let settings = SampleSettings { temperature: ctx.temperature, top_k: 0, max_new_tokens: ctx.max_new_tokens, use_cache: true };
+    let settings = SampleSettings {
+        temperature: ctx.temperature,
+        top_k: 0,
+        max_new_tokens: ctx.max_new_tokens,
+        use_cache: true,
+    };
     let device = policy.cfg_device();
-    let start = start_at(&resume, &mut opt, Some(&mut rng), |parts| on_eval(0, policy, metrics, parts))?;
+    let start = start_at(&resume, &mut opt, Some(&mut rng), |parts| {
+        on_eval(0, policy, metrics, parts)
+    })?;
     for step in start..cfg.steps {
         // 1. The sampler: the policy's copy of the last sync.
         let (sampler, sampler_vs) = ctx.sampler;
@@ -78,14 +85,24 @@ pub fn train(
         // 2. Two samples of each prompt, scored by the annotator.
         let t_sample = std::time::Instant::now();
         let span = crate::profile::span("rollout");
-        let rows: Vec<Vec<i64>> = (0..cfg.batch_size).flat_map(|_| std::iter::repeat_n(ctx.prompts[rng.below(ctx.prompts.len())].clone(), 2)).collect();
+        let rows: Vec<Vec<i64>> = (0..cfg.batch_size)
+            .flat_map(|_| std::iter::repeat_n(ctx.prompts[rng.below(ctx.prompts.len())].clone(), 2))
+            .collect();
         let (prompt, valid) = left_pad(&rows, device);
         tch::manual_seed(derive_seed(seed, &format!("{label}/sample/{step}")) as i64);
         let ro = tch::no_grad(|| generate(sampler, &prompt, &valid, &settings));
-        let scores: Vec<f64> = Vec::try_from(tch::no_grad(|| (ctx.score)(&ro)).to_kind(tch::Kind::Double).to_device(tch::Device::Cpu))?;
+        let scores: Vec<f64> = Vec::try_from(
+            tch::no_grad(|| (ctx.score)(&ro))
+                .to_kind(tch::Kind::Double)
+                .to_device(tch::Device::Cpu),
+        )?;
         let responses = ro.response_rows();
         let length = responses.iter().map(|r| r.len() as f64).sum::<f64>() / responses.len() as f64;
-        let eos_rate = responses.iter().filter(|r| r.last() == Some(&crate::tokens::EOS)).count() as f64 / responses.len() as f64;
+        let eos_rate = responses
+            .iter()
+            .filter(|r| r.last() == Some(&crate::tokens::EOS))
+            .count() as f64
+            / responses.len() as f64;
         // 3. Labels by the rule of the offline data; ties under deterministic labels are dropped.
         let mut pairs = Vec::with_capacity(cfg.batch_size);
         for i in 0..cfg.batch_size {
@@ -93,10 +110,18 @@ pub fn train(
             let a_wins = match ctx.labels {
                 Labels::Deterministic | Labels::World if scores[a] == scores[b] => continue,
                 Labels::Deterministic | Labels::World => scores[a] > scores[b],
-                Labels::BradleyTerry { temperature } => rng.bernoulli(1.0 / (1.0 + (-(scores[a] - scores[b]) / temperature).exp())),
+                Labels::BradleyTerry { temperature } => {
+                    rng.bernoulli(1.0 / (1.0 + (-(scores[a] - scores[b]) / temperature).exp()))
+                }
             };
             let (w, l) = if a_wins { (a, b) } else { (b, a) };
-            pairs.push(Pair { prompt: rows[a].clone(), chosen: responses[w].clone(), rejected: responses[l].clone(), gold_chosen: scores[w], gold_rejected: scores[l] });
+            pairs.push(Pair {
+                prompt: rows[a].clone(),
+                chosen: responses[w].clone(),
+                rejected: responses[l].clone(),
+                gold_chosen: scores[w],
+                gold_rejected: scores[l],
+            });
         }
         drop(span);
         let sample_s = t_sample.elapsed().as_secs_f64();
@@ -109,30 +134,109 @@ pub fn train(
             // 4. The loss against the frozen reference, and the step.
             let b = PairTensors::new(&pairs, device).batch(&(0..pairs.len()).collect::<Vec<_>>());
             // Reference-free losses (SimPO, ORPO) skip the reference pass, and with it the KL.
-            let reference = method.uses_reference().then(|| tch::no_grad(|| pair_logps(ctx.reference, &b)));
-            let out = pref_step(policy, &mut opt, &b, reference.as_ref().map(|(c, r)| (c, r)), method, cfg, step, eval_every, name)?;
+            let reference = method
+                .uses_reference()
+                .then(|| tch::no_grad(|| pair_logps(ctx.reference, &b)));
+            let out = pref_step(
+                policy,
+                &mut opt,
+                &b,
+                reference.as_ref().map(|(c, r)| (c, r)),
+                method,
+                cfg,
+                step,
+                eval_every,
+                name,
+            )?;
             if s % 10 == 0 || s == cfg.steps {
                 out.log(metrics, (name, setting, seed), s);
                 if let Some((rc, rr)) = &reference {
                     // k1 estimate of KL(pi || pi_ref) on the step's pairs (sampled at prefs.temperature).
-                    let logp = |k: &str| out.logged.iter().find(|l| l.0 == k).map(|l| l.1.double_value(&[])).unwrap_or(f64::NAN);
-                    let kl = (logp("logps/chosen") + logp("logps/rejected") - rc.mean(tch::Kind::Float).double_value(&[]) - rr.mean(tch::Kind::Float).double_value(&[])) / 2.0;
-                    metrics.push(name, setting, seed, s, &format!("{name}/objective/kl_k1"), kl);
+                    let logp = |k: &str| {
+                        out.logged
+                            .iter()
+                            .find(|l| l.0 == k)
+                            .map(|l| l.1.double_value(&[]))
+                            .unwrap_or(f64::NAN)
+                    };
+                    let kl = (logp("logps/chosen") + logp("logps/rejected")
+                        - rc.mean(tch::Kind::Float).double_value(&[])
+                        - rr.mean(tch::Kind::Float).double_value(&[]))
+                        / 2.0;
+                    metrics.push(
+                        name,
+                        setting,
+                        seed,
+                        s,
+                        &format!("{name}/objective/kl_k1"),
+                        kl,
+                    );
                 }
             }
         }
         if s % 10 == 0 || s == cfg.steps {
             let mean = scores.iter().sum::<f64>() / scores.len() as f64;
-            metrics.push(name, setting, seed, s, &format!("{name}/objective/score"), mean);
-            metrics.push(name, setting, seed, s, &format!("{name}/pairs"), pairs.len() as f64);
-            metrics.push(name, setting, seed, s, &format!("{name}/response/length"), length);
-            metrics.push(name, setting, seed, s, &format!("{name}/response/eos_rate"), eos_rate);
-            metrics.push(name, setting, seed, s, &format!("{name}/time/sample_s"), sample_s);
-            metrics.push(name, setting, seed, s, &format!("{name}/time/update_s"), t_update.elapsed().as_secs_f64());
+            metrics.push(
+                name,
+                setting,
+                seed,
+                s,
+                &format!("{name}/objective/score"),
+                mean,
+            );
+            metrics.push(
+                name,
+                setting,
+                seed,
+                s,
+                &format!("{name}/pairs"),
+                pairs.len() as f64,
+            );
+            metrics.push(
+                name,
+                setting,
+                seed,
+                s,
+                &format!("{name}/response/length"),
+                length,
+            );
+            metrics.push(
+                name,
+                setting,
+                seed,
+                s,
+                &format!("{name}/response/eos_rate"),
+                eos_rate,
+            );
+            metrics.push(
+                name,
+                setting,
+                seed,
+                s,
+                &format!("{name}/time/sample_s"),
+                sample_s,
+            );
+            metrics.push(
+                name,
+                setting,
+                seed,
+                s,
+                &format!("{name}/time/update_s"),
+                t_update.elapsed().as_secs_f64(),
+            );
         }
         on_step(step);
         if s % eval_every == 0 || s == cfg.steps {
-            on_eval(s, policy, metrics, &CkptParts { opts: vec![&opt], rng: rng.state(), extra: vec![] })?;
+            on_eval(
+                s,
+                policy,
+                metrics,
+                &CkptParts {
+                    opts: vec![&opt],
+                    rng: rng.state(),
+                    extra: vec![],
+                },
+            )?;
         }
     }
     Ok(())

@@ -24,13 +24,15 @@ use serde::{Deserialize, Serialize};
 use tch::{nn, Kind, Tensor};
 
 use super::adam::Adam;
-use super::common::{start_at, check_finite, last_good, masked_mean, response_hidden, CkptParts, ResumeFrom};
+use super::common::{
+    check_finite, last_good, masked_mean, response_hidden, start_at, CkptParts, ResumeFrom,
+};
 use super::ppo::{policy_loss_by, PpoContext};
 use super::rollout::{self, kl_per_token, Aggregate, KlEstimator, RunningStats};
 use crate::config::{need, ConfigError, MAX_BATCH, MAX_STEPS};
+use crate::draw::{derive_seed, Rng};
 use crate::log::Metrics;
 use crate::model::{Gpt, SampleSettings};
-use crate::draw::{derive_seed, Rng};
 
 /// The three critic-free estimators.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
@@ -104,11 +106,22 @@ impl Default for PgConfig {
 impl PgConfig {
     /// Fill in the method's own defaults, refusing a knob of another method.
     pub fn for_estimator(mut self, est: Estimator) -> Result<PgConfig, ConfigError> {
-        let only = |set: bool, key: &str, owner: &str| need(!set || owner == est.name(), key, || format!("applies to [{owner}] only"), "remove it");
+        let only = |set: bool, key: &str, owner: &str| {
+            need(
+                !set || owner == est.name(),
+                key,
+                || format!("applies to [{owner}] only"),
+                "remove it",
+            )
+        };
         only(self.baseline.is_some(), "baseline", "reinforce_pp")?;
         only(self.scale_std.is_some(), "scale_std", "grpo")?;
         only(self.length_norm.is_some(), "length_norm", "grpo")?;
-        self.kl_estimator.get_or_insert(if est == Estimator::Grpo { KlEstimator::K3 } else { KlEstimator::K1 });
+        self.kl_estimator.get_or_insert(if est == Estimator::Grpo {
+            KlEstimator::K3
+        } else {
+            KlEstimator::K1
+        });
         match est {
             Estimator::ReinforcePp => {
                 self.baseline.get_or_insert(false);
@@ -124,17 +137,69 @@ impl PgConfig {
 
     /// Range checks; the first violation is returned.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        need(self.iterations >= 1 && self.iterations <= MAX_STEPS, "iterations", || format!("must be in 1..={MAX_STEPS} (got {})", self.iterations), "use e.g. 100")?;
-        need(self.group_size >= 2 && self.group_size <= 256, "group_size", || format!("must be in 2..=256 (got {})", self.group_size), "use e.g. 4: a baseline needs two samples of a prompt")?;
+        need(
+            self.iterations >= 1 && self.iterations <= MAX_STEPS,
+            "iterations",
+            || format!("must be in 1..={MAX_STEPS} (got {})", self.iterations),
+            "use e.g. 100",
+        )?;
+        need(
+            self.group_size >= 2 && self.group_size <= 256,
+            "group_size",
+            || format!("must be in 2..=256 (got {})", self.group_size),
+            "use e.g. 4: a baseline needs two samples of a prompt",
+        )?;
         let batch = self.prompts_per_iteration * self.group_size;
-        need(self.prompts_per_iteration >= 1 && batch <= MAX_BATCH, "prompts_per_iteration", || format!("must be at least 1, with prompts_per_iteration x group_size at most {MAX_BATCH}"), "use e.g. 16")?;
-        need(self.ppo_epochs >= 1 && self.ppo_epochs <= 1000, "ppo_epochs", || format!("must be in 1..=1000 (got {})", self.ppo_epochs), "use 1 to 4")?;
-        need(self.minibatch_size >= 1 && self.minibatch_size <= batch, "minibatch_size", || format!("must be in 1..=prompts_per_iteration x group_size ({batch})"), "use e.g. 32")?;
-        need(self.lr.is_finite() && (0.0..1.0).contains(&self.lr), "lr", || format!("must be in [0, 1) (got {})", self.lr), "use e.g. 1e-4")?;
-        need(self.clip_coef > 0.0 && self.clip_coef < 1.0, "clip_coef", || format!("must be in (0, 1) (got {})", self.clip_coef), "use 0.2")?;
-        need(self.grad_clip.is_finite() && self.grad_clip > 0.0, "grad_clip", || format!("must be finite and > 0 (got {})", self.grad_clip), "use 1.0")?;
-        need(self.missing_eos_penalty.is_finite() && self.missing_eos_penalty >= 0.0, "missing_eos_penalty", || format!("must be >= 0 (got {})", self.missing_eos_penalty), "use 0 (off)")?;
-        need(self.eval_every >= 1, "eval_every", || "must be at least 1".into(), "evaluate every few dozen iterations")
+        need(
+            self.prompts_per_iteration >= 1 && batch <= MAX_BATCH,
+            "prompts_per_iteration",
+            || {
+                format!("must be at least 1, with prompts_per_iteration x group_size at most {MAX_BATCH}")
+            },
+            "use e.g. 16",
+        )?;
+        need(
+            self.ppo_epochs >= 1 && self.ppo_epochs <= 1000,
+            "ppo_epochs",
+            || format!("must be in 1..=1000 (got {})", self.ppo_epochs),
+            "use 1 to 4",
+        )?;
+        need(
+            self.minibatch_size >= 1 && self.minibatch_size <= batch,
+            "minibatch_size",
+            || format!("must be in 1..=prompts_per_iteration x group_size ({batch})"),
+            "use e.g. 32",
+        )?;
+        need(
+            self.lr.is_finite() && (0.0..1.0).contains(&self.lr),
+            "lr",
+            || format!("must be in [0, 1) (got {})", self.lr),
+            "use e.g. 1e-4",
+        )?;
+        need(
+            self.clip_coef > 0.0 && self.clip_coef < 1.0,
+            "clip_coef",
+            || format!("must be in (0, 1) (got {})", self.clip_coef),
+            "use 0.2",
+        )?;
+        need(
+            self.grad_clip.is_finite() && self.grad_clip > 0.0,
+            "grad_clip",
+            || format!("must be finite and > 0 (got {})", self.grad_clip),
+            "use 1.0",
+        )?;
+        need(
+            self.missing_eos_penalty.is_finite() && self.missing_eos_penalty >= 0.0,
+            "missing_eos_penalty",
+            || format!("must be >= 0 (got {})", self.missing_eos_penalty),
+            "use 0 (off)",
+        )?;
+        need(
+            self.eval_every >= 1,
+            "eval_every",
+            || "must be at least 1".into(),
+            "evaluate every few dozen iterations",
+        )
     }
 }
 
@@ -189,23 +254,56 @@ pub fn train(
     let estimator = cfg.kl_estimator.unwrap_or(KlEstimator::K1);
     let mut opt = Adam::new(vs, cfg.lr, (0.9, 0.999), 0.0);
     let mut rng = Rng::new(derive_seed(seed, &format!("{name}/{setting}/prompts")));
-    let settings = SampleSettings { temperature: cfg.temperature, top_k: 0, max_new_tokens: ctx.max_new_tokens, use_cache: true };
+    let settings = SampleSettings {
+        temperature: cfg.temperature,
+        top_k: 0,
+        max_new_tokens: ctx.max_new_tokens,
+        use_cache: true,
+    };
     let device = policy.cfg_device();
-    let start = start_at(&resume, &mut opt, Some(&mut rng), |parts| on_eval(0, policy, metrics, parts))?;
+    let start = start_at(&resume, &mut opt, Some(&mut rng), |parts| {
+        on_eval(0, policy, metrics, parts)
+    })?;
     let k = cfg.group_size;
     for it in start..cfg.iterations {
         // 1. Rollouts: each prompt `group_size` times, a group's rows consecutive.
         let t_rollout = std::time::Instant::now();
-        let rows: Vec<Vec<i64>> = (0..cfg.prompts_per_iteration).flat_map(|_| std::iter::repeat_n(ctx.prompts[rng.below(ctx.prompts.len())].clone(), k)).collect();
-        let shaping = rollout::Shaping { missing_eos_penalty: cfg.missing_eos_penalty, score_norm: false };
-        let batch = rollout::collect(policy, ctx.reference, &rows, &settings, derive_seed(seed, &format!("{name}/{setting}/rollout/{it}")) as i64, ctx.score, shaping, &mut RunningStats::default());
-        let rollout::Batch { prompt, valid, ro, old_logp, ref_logp, raw_score, score } = batch;
+        let rows: Vec<Vec<i64>> = (0..cfg.prompts_per_iteration)
+            .flat_map(|_| std::iter::repeat_n(ctx.prompts[rng.below(ctx.prompts.len())].clone(), k))
+            .collect();
+        let shaping = rollout::Shaping {
+            missing_eos_penalty: cfg.missing_eos_penalty,
+            score_norm: false,
+        };
+        let batch = rollout::collect(
+            policy,
+            ctx.reference,
+            &rows,
+            &settings,
+            derive_seed(seed, &format!("{name}/{setting}/rollout/{it}")) as i64,
+            ctx.score,
+            shaping,
+            &mut RunningStats::default(),
+        );
+        let rollout::Batch {
+            prompt,
+            valid,
+            ro,
+            old_logp,
+            ref_logp,
+            raw_score,
+            score,
+        } = batch;
         let mask = &ro.mask;
         // 2. KL and the method's advantages.
         let (adv, kl_seq, kl_k1) = tch::no_grad(|| {
             let kl = kl_per_token(&old_logp, &ref_logp, estimator) * mask;
             let adv = (recipe.advantages)(&score, &(&kl * cfg.kl_coef), mask, k) * mask;
-            let seq_mean = |x: &Tensor| x.sum_dim_intlist(1, false, Kind::Float).mean(Kind::Float).double_value(&[]);
+            let seq_mean = |x: &Tensor| {
+                x.sum_dim_intlist(1, false, Kind::Float)
+                    .mean(Kind::Float)
+                    .double_value(&[])
+            };
             let kl_seq = seq_mean(&kl);
             (adv, kl_seq, seq_mean(&(&old_logp - &ref_logp)))
         });
@@ -219,14 +317,32 @@ pub fn train(
         for _epoch in 0..cfg.ppo_epochs {
             rng.shuffle(&mut order);
             for chunk in order.chunks(cfg.minibatch_size.min(n)) {
-                let index = Tensor::from_slice(&chunk.iter().map(|&i| i as i64).collect::<Vec<_>>()).to_device(device);
+                let index =
+                    Tensor::from_slice(&chunk.iter().map(|&i| i as i64).collect::<Vec<_>>())
+                        .to_device(device);
                 let sel = |t: &Tensor| t.index_select(0, &index);
                 let (p, v, resp, m) = (sel(&prompt), sel(&valid), sel(&ro.response), sel(mask));
                 let logits = policy.logits(&response_hidden(policy, &p, &v, &resp));
                 let (new_logp, logp_all) = rollout::logprobs(&logits, &resp, cfg.temperature);
                 let new_logp = new_logp * &m;
-                let pl = policy_loss_by(&new_logp, &sel(&old_logp), &sel(&adv), &m, cfg.clip_coef, recipe.aggregate);
-                let loss = if recipe.kl_in_loss { &pl.loss + rollout::aggregate(&kl_per_token(&new_logp, &sel(&ref_logp), estimator), &m, recipe.aggregate) * cfg.kl_coef } else { pl.loss.shallow_clone() };
+                let pl = policy_loss_by(
+                    &new_logp,
+                    &sel(&old_logp),
+                    &sel(&adv),
+                    &m,
+                    cfg.clip_coef,
+                    recipe.aggregate,
+                );
+                let loss = if recipe.kl_in_loss {
+                    &pl.loss
+                        + rollout::aggregate(
+                            &kl_per_token(&new_logp, &sel(&ref_logp), estimator),
+                            &m,
+                            recipe.aggregate,
+                        ) * cfg.kl_coef
+                } else {
+                    pl.loss.shallow_clone()
+                };
                 opt.zero_grad();
                 loss.backward();
                 let gn = opt.clip_grad_norm(cfg.grad_clip);
@@ -236,7 +352,15 @@ pub fn train(
                 check_finite(gn, "the gradient norm", name, it, &last_good)?;
                 opt.step();
                 let entropy = rollout::mean_entropy(&logp_all, &m);
-                let vals = [loss_v, pl.approx_kl.double_value(&[]), pl.clipfrac.double_value(&[]), entropy, pl.ratio_mean.double_value(&[]), pl.ratio_var.double_value(&[]), gn];
+                let vals = [
+                    loss_v,
+                    pl.approx_kl.double_value(&[]),
+                    pl.clipfrac.double_value(&[]),
+                    entropy,
+                    pl.ratio_mean.double_value(&[]),
+                    pl.ratio_var.double_value(&[]),
+                    gn,
+                ];
                 for (s, v) in stats.iter_mut().zip(vals) {
                     *s += v;
                 }
@@ -246,8 +370,18 @@ pub fn train(
         let update_s = t_update.elapsed().as_secs_f64();
         // 4. Metrics.
         let it1 = it + 1;
-        let push = |m: &mut Metrics, k: &str, v: f64| m.push(name, setting, seed, it1, &format!("{name}/{k}"), v);
-        let names = ["loss/policy", "policy/approx_kl", "policy/clipfrac", "policy/entropy", "policy/ratio_mean", "policy/ratio_var", "grad_norm"];
+        let push = |m: &mut Metrics, k: &str, v: f64| {
+            m.push(name, setting, seed, it1, &format!("{name}/{k}"), v)
+        };
+        let names = [
+            "loss/policy",
+            "policy/approx_kl",
+            "policy/clipfrac",
+            "policy/entropy",
+            "policy/ratio_mean",
+            "policy/ratio_var",
+            "grad_norm",
+        ];
         for (key, s) in names.iter().zip(stats) {
             push(metrics, key, s / count);
         }
@@ -255,7 +389,15 @@ pub fn train(
             let eos = rollout::has_eos(&ro).mean(Kind::Float).double_value(&[]);
             let adv_mean = masked_mean(&adv, mask);
             let adv_std = masked_mean(&(&adv - &adv_mean).square(), mask).sqrt();
-            (raw_score.mean(Kind::Float).double_value(&[]), adv_mean.double_value(&[]), adv_std.double_value(&[]), mask.sum_dim_intlist(1, false, Kind::Float).mean(Kind::Float).double_value(&[]), eos)
+            (
+                raw_score.mean(Kind::Float).double_value(&[]),
+                adv_mean.double_value(&[]),
+                adv_std.double_value(&[]),
+                mask.sum_dim_intlist(1, false, Kind::Float)
+                    .mean(Kind::Float)
+                    .double_value(&[]),
+                eos,
+            )
         });
         push(metrics, "objective/kl", kl_seq);
         push(metrics, "objective/kl_k1", kl_k1);
@@ -270,7 +412,16 @@ pub fn train(
         push(metrics, "time/update_s", update_s);
         on_step(it, kl_seq);
         if it1 % cfg.eval_every == 0 || it1 == cfg.iterations {
-            on_eval(it1, policy, metrics, &CkptParts { opts: vec![&opt], rng: rng.state(), extra: vec![] })?;
+            on_eval(
+                it1,
+                policy,
+                metrics,
+                &CkptParts {
+                    opts: vec![&opt],
+                    rng: rng.state(),
+                    extra: vec![],
+                },
+            )?;
         }
     }
     Ok(())

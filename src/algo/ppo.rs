@@ -34,22 +34,31 @@ use anyhow::Result;
 use tch::{nn, Kind, Tensor};
 
 use super::adam::Adam;
-use super::common::{check_finite, last_good, response_hidden, masked_mean, CkptParts, ResumeFrom};
+use super::common::{check_finite, last_good, masked_mean, response_hidden, CkptParts, ResumeFrom};
 use super::reward::RewardModel;
 use super::rollout;
-pub use super::rollout::{aggregate, kl_per_token, token_rewards, token_rewards_at, value_mask, Aggregate, KlEstimator, RunningStats, ScorePosition};
-use crate::log::Metrics;
-use crate::model::{Gpt, Rollout, SampleSettings};
+pub use super::rollout::{
+    aggregate, kl_per_token, token_rewards, token_rewards_at, value_mask, Aggregate, KlEstimator,
+    RunningStats, ScorePosition,
+};
 use crate::config::{need, ConfigError, MAX_BATCH, MAX_STEPS};
 use crate::draw::{derive_seed, Rng};
+use crate::log::Metrics;
+use crate::model::{Gpt, Rollout, SampleSettings};
 use serde::{Deserialize, Serialize};
 
 /// How the KL penalty's coefficient is set: one run of `[ppo]` per `kl_coef` (fixed) and per
 /// `target_kl` (adaptive, from `init_kl_coef` over `horizon`).
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
 pub enum KlControl {
-    Fixed { coef: f64 },
-    Adaptive { init: f64, target: f64, horizon: f64 },
+    Fixed {
+        coef: f64,
+    },
+    Adaptive {
+        init: f64,
+        target: f64,
+        horizon: f64,
+    },
 }
 
 /// Every PPO setting (see the header): a scenario's `[ppo]` and `[ppo_gt]` tables, whose grids
@@ -141,50 +150,168 @@ impl PpoConfig {
     /// Range checks; the first violation is returned.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let unit = |v: f64| v.is_finite() && (0.0..1.0).contains(&v);
-        need(self.init_kl_coef.is_finite() && self.init_kl_coef > 0.0 && self.init_kl_coef <= 1e4, "init_kl_coef", || format!("must be in (0, 1e4] (got {})", self.init_kl_coef), "use e.g. 0.1")?;
-        need(self.ref_ema.is_finite() && (0.0..1.0).contains(&self.ref_ema), "ref_ema", || format!("must be in [0, 1) (got {})", self.ref_ema), "use 0 (off) or e.g. 0.99")?;
-        need(self.horizon.is_finite() && self.horizon >= 1.0, "horizon", || format!("must be >= 1 (got {})", self.horizon), "use e.g. 10000 (rollouts)")?;
-        need(self.iterations >= 1 && self.iterations <= MAX_STEPS, "iterations", || format!("must be in 1..={MAX_STEPS} (got {})", self.iterations), "use e.g. 100")?;
-        need(self.rollout_batch >= 2 && self.rollout_batch <= MAX_BATCH, "rollout_batch", || format!("must be in 2..={MAX_BATCH} (got {})", self.rollout_batch), "use e.g. 128")?;
-        need(self.ppo_epochs >= 1 && self.ppo_epochs <= 1000, "ppo_epochs", || format!("must be in 1..=1000 (got {})", self.ppo_epochs), "use 4")?;
-        need(self.minibatch_size >= 1 && self.minibatch_size <= self.rollout_batch, "minibatch_size", || format!("must be in 1..=rollout_batch ({})", self.rollout_batch), "use e.g. rollout_batch / 4")?;
-        need(unit(self.lr), "lr", || format!("must be in [0, 1) (got {})", self.lr), "use e.g. 1e-4")?;
-        need(unit(self.vf_lr), "vf_lr", || format!("must be in [0, 1) (got {})", self.vf_lr), "use e.g. 1e-4")?;
-        need(self.clip_coef > 0.0 && self.clip_coef < 1.0, "clip_coef", || format!("must be in (0, 1) (got {})", self.clip_coef), "use 0.2")?;
-        need(self.vf_clip > 0.0 && self.vf_clip.is_finite(), "vf_clip", || format!("must be > 0 (got {})", self.vf_clip), "use 0.2")?;
-        need(self.vf_coef >= 0.0 && self.vf_coef.is_finite(), "vf_coef", || format!("must be >= 0 (got {})", self.vf_coef), "use 0.1")?;
-        need((0.0..=1.0).contains(&self.gamma), "gamma", || format!("must be in [0, 1] (got {})", self.gamma), "use 1.0")?;
-        need((0.0..=1.0).contains(&self.gae_lambda), "gae_lambda", || format!("must be in [0, 1] (got {})", self.gae_lambda), "use 0.95")?;
-        need(self.missing_eos_penalty.is_finite() && self.missing_eos_penalty >= 0.0, "missing_eos_penalty", || format!("must be >= 0 (got {})", self.missing_eos_penalty), "use 0 (off) or e.g. 1.0")?;
-        need(self.grad_clip.is_finite() && self.grad_clip > 0.0, "grad_clip", || format!("must be finite and > 0 (got {})", self.grad_clip), "use 1.0")?;
-        need(self.eval_every >= 1, "eval_every", || "must be at least 1".into(), "evaluate every few dozen iterations")
+        need(
+            self.init_kl_coef.is_finite() && self.init_kl_coef > 0.0 && self.init_kl_coef <= 1e4,
+            "init_kl_coef",
+            || format!("must be in (0, 1e4] (got {})", self.init_kl_coef),
+            "use e.g. 0.1",
+        )?;
+        need(
+            self.ref_ema.is_finite() && (0.0..1.0).contains(&self.ref_ema),
+            "ref_ema",
+            || format!("must be in [0, 1) (got {})", self.ref_ema),
+            "use 0 (off) or e.g. 0.99",
+        )?;
+        need(
+            self.horizon.is_finite() && self.horizon >= 1.0,
+            "horizon",
+            || format!("must be >= 1 (got {})", self.horizon),
+            "use e.g. 10000 (rollouts)",
+        )?;
+        need(
+            self.iterations >= 1 && self.iterations <= MAX_STEPS,
+            "iterations",
+            || format!("must be in 1..={MAX_STEPS} (got {})", self.iterations),
+            "use e.g. 100",
+        )?;
+        need(
+            self.rollout_batch >= 2 && self.rollout_batch <= MAX_BATCH,
+            "rollout_batch",
+            || format!("must be in 2..={MAX_BATCH} (got {})", self.rollout_batch),
+            "use e.g. 128",
+        )?;
+        need(
+            self.ppo_epochs >= 1 && self.ppo_epochs <= 1000,
+            "ppo_epochs",
+            || format!("must be in 1..=1000 (got {})", self.ppo_epochs),
+            "use 4",
+        )?;
+        need(
+            self.minibatch_size >= 1 && self.minibatch_size <= self.rollout_batch,
+            "minibatch_size",
+            || format!("must be in 1..=rollout_batch ({})", self.rollout_batch),
+            "use e.g. rollout_batch / 4",
+        )?;
+        need(
+            unit(self.lr),
+            "lr",
+            || format!("must be in [0, 1) (got {})", self.lr),
+            "use e.g. 1e-4",
+        )?;
+        need(
+            unit(self.vf_lr),
+            "vf_lr",
+            || format!("must be in [0, 1) (got {})", self.vf_lr),
+            "use e.g. 1e-4",
+        )?;
+        need(
+            self.clip_coef > 0.0 && self.clip_coef < 1.0,
+            "clip_coef",
+            || format!("must be in (0, 1) (got {})", self.clip_coef),
+            "use 0.2",
+        )?;
+        need(
+            self.vf_clip > 0.0 && self.vf_clip.is_finite(),
+            "vf_clip",
+            || format!("must be > 0 (got {})", self.vf_clip),
+            "use 0.2",
+        )?;
+        need(
+            self.vf_coef >= 0.0 && self.vf_coef.is_finite(),
+            "vf_coef",
+            || format!("must be >= 0 (got {})", self.vf_coef),
+            "use 0.1",
+        )?;
+        need(
+            (0.0..=1.0).contains(&self.gamma),
+            "gamma",
+            || format!("must be in [0, 1] (got {})", self.gamma),
+            "use 1.0",
+        )?;
+        need(
+            (0.0..=1.0).contains(&self.gae_lambda),
+            "gae_lambda",
+            || format!("must be in [0, 1] (got {})", self.gae_lambda),
+            "use 0.95",
+        )?;
+        need(
+            self.missing_eos_penalty.is_finite() && self.missing_eos_penalty >= 0.0,
+            "missing_eos_penalty",
+            || format!("must be >= 0 (got {})", self.missing_eos_penalty),
+            "use 0 (off) or e.g. 1.0",
+        )?;
+        need(
+            self.grad_clip.is_finite() && self.grad_clip > 0.0,
+            "grad_clip",
+            || format!("must be finite and > 0 (got {})", self.grad_clip),
+            "use 1.0",
+        )?;
+        need(
+            self.eval_every >= 1,
+            "eval_every",
+            || "must be at least 1".into(),
+            "evaluate every few dozen iterations",
+        )
     }
 
     /// The runs of a table's grids: one per `target_kl` (adaptive), then one per `kl_coef`.
     pub fn runs(&self, target_kl: &[f64], kl_coef: &[f64]) -> Result<Vec<PpoConfig>, ConfigError> {
         need(!target_kl.is_empty() || !kl_coef.is_empty(), "target_kl", || "neither target_kl nor kl_coef is given".into(), "give target_kl = [...] (adaptive KL) or kl_coef = [...] (fixed), e.g. target_kl = [2.0]")?;
-        if let Some(v) = target_kl.iter().find(|v| !(v.is_finite() && (1e-4..=1e4).contains(*v))) {
-            need(false, "target_kl", || format!("every target must be in [1e-4, 1e4] (got {v})"), "use KL targets in nats, e.g. [1.0, 3.0]")?;
+        if let Some(v) = target_kl
+            .iter()
+            .find(|v| !(v.is_finite() && (1e-4..=1e4).contains(*v)))
+        {
+            need(
+                false,
+                "target_kl",
+                || format!("every target must be in [1e-4, 1e4] (got {v})"),
+                "use KL targets in nats, e.g. [1.0, 3.0]",
+            )?;
         }
-        if let Some(v) = kl_coef.iter().find(|v| !(v.is_finite() && (**v == 0.0 || (1e-6..=1e4).contains(*v)))) {
-            need(false, "kl_coef", || format!("every coefficient must be 0 or in [1e-6, 1e4] (got {v})"), "use e.g. [0.05, 0.1]")?;
+        if let Some(v) = kl_coef
+            .iter()
+            .find(|v| !(v.is_finite() && (**v == 0.0 || (1e-6..=1e4).contains(*v))))
+        {
+            need(
+                false,
+                "kl_coef",
+                || format!("every coefficient must be 0 or in [1e-6, 1e4] (got {v})"),
+                "use e.g. [0.05, 0.1]",
+            )?;
         }
         self.validate()?;
-        let adaptive = target_kl.iter().map(|&target| KlControl::Adaptive { init: self.init_kl_coef, target, horizon: self.horizon });
+        let adaptive = target_kl.iter().map(|&target| KlControl::Adaptive {
+            init: self.init_kl_coef,
+            target,
+            horizon: self.horizon,
+        });
         let fixed = kl_coef.iter().map(|&coef| KlControl::Fixed { coef });
-        Ok(adaptive.chain(fixed).map(|kl| PpoConfig { kl, ..*self }).collect())
+        Ok(adaptive
+            .chain(fixed)
+            .map(|kl| PpoConfig { kl, ..*self })
+            .collect())
     }
 }
 
 /// GAE, the plain backward loop: advantages `[B, N]`. `values` and `rewards` must be 0 where
 /// `mask` is 0 (the value after a row's last token is then 0).
-pub fn gae_loop(rewards: &Tensor, values: &Tensor, mask: &Tensor, gamma: f64, lambda: f64) -> Tensor {
+pub fn gae_loop(
+    rewards: &Tensor,
+    values: &Tensor,
+    mask: &Tensor,
+    gamma: f64,
+    lambda: f64,
+) -> Tensor {
     let n = rewards.size()[1];
     let (r, v) = (rewards * mask, values * mask);
     let mut last = Tensor::zeros_like(&r.select(1, 0));
     let mut out = Vec::with_capacity(n as usize);
     for t in (0..n).rev() {
-        let next_v = if t + 1 < n { v.select(1, t + 1) } else { Tensor::zeros_like(&last) };
+        let next_v = if t + 1 < n {
+            v.select(1, t + 1)
+        } else {
+            Tensor::zeros_like(&last)
+        };
         let delta = r.select(1, t) + &next_v * gamma - v.select(1, t);
         last = delta + &last * (gamma * lambda);
         out.push(last.shallow_clone());
@@ -198,12 +325,23 @@ pub fn gae_loop(rewards: &Tensor, values: &Tensor, mask: &Tensor, gamma: f64, la
 pub fn gae(rewards: &Tensor, values: &Tensor, mask: &Tensor, gamma: f64, lambda: f64) -> Tensor {
     let n = rewards.size()[1];
     let (r, v) = (rewards * mask, values * mask);
-    let next_v = Tensor::cat(&[v.narrow(1, 1, n - 1), Tensor::zeros_like(&v.narrow(1, 0, 1))], 1);
+    let next_v = Tensor::cat(
+        &[
+            v.narrow(1, 1, n - 1),
+            Tensor::zeros_like(&v.narrow(1, 0, 1)),
+        ],
+        1,
+    );
     let delta = r + next_v * gamma - &v; // [B, N]
     let idx = Tensor::arange(n, (Kind::Float, rewards.device()));
     let diff = idx.unsqueeze(1) - idx.unsqueeze(0); // [k, t] = k - t
-    let decay = (diff.clamp_min(0.0) * (gamma * lambda).max(1e-30).ln()).exp() * diff.ge(0.0).to_kind(Kind::Float);
-    let decay = if gamma * lambda == 0.0 { Tensor::eye(n, (Kind::Float, rewards.device())) } else { decay };
+    let decay = (diff.clamp_min(0.0) * (gamma * lambda).max(1e-30).ln()).exp()
+        * diff.ge(0.0).to_kind(Kind::Float);
+    let decay = if gamma * lambda == 0.0 {
+        Tensor::eye(n, (Kind::Float, rewards.device()))
+    } else {
+        decay
+    };
     delta.matmul(&decay) * mask
 }
 
@@ -250,12 +388,32 @@ pub struct PolicyLoss {
 
 /// L = mean(max(-A r, -A clip(r, 1 - c, 1 + c))), r = pi / pi_old, over the masked tokens;
 /// approx_kl = mean((r - 1) - log r) (the k3 estimator of KL(pi_old || pi)).
-pub fn policy_loss(new_logp: &Tensor, old_logp: &Tensor, adv: &Tensor, mask: &Tensor, clip_coef: f64) -> PolicyLoss {
-    policy_loss_by(new_logp, old_logp, adv, mask, clip_coef, Aggregate::TokenMean)
+pub fn policy_loss(
+    new_logp: &Tensor,
+    old_logp: &Tensor,
+    adv: &Tensor,
+    mask: &Tensor,
+    clip_coef: f64,
+) -> PolicyLoss {
+    policy_loss_by(
+        new_logp,
+        old_logp,
+        adv,
+        mask,
+        clip_coef,
+        Aggregate::TokenMean,
+    )
 }
 
 /// [`policy_loss`] with the per-token terms aggregated by `how`; the diagnostics are token means.
-pub fn policy_loss_by(new_logp: &Tensor, old_logp: &Tensor, adv: &Tensor, mask: &Tensor, clip_coef: f64, how: Aggregate) -> PolicyLoss {
+pub fn policy_loss_by(
+    new_logp: &Tensor,
+    old_logp: &Tensor,
+    adv: &Tensor,
+    mask: &Tensor,
+    clip_coef: f64,
+    how: Aggregate,
+) -> PolicyLoss {
     let logratio = new_logp - old_logp;
     let ratio = logratio.exp();
     let pg1 = -adv * &ratio;
@@ -263,16 +421,35 @@ pub fn policy_loss_by(new_logp: &Tensor, old_logp: &Tensor, adv: &Tensor, mask: 
     let loss = aggregate(&pg1.maximum(&pg2), mask, how);
     let detached = ratio.detach();
     let approx_kl = masked_mean(&(&detached - 1.0 - logratio.detach()), mask);
-    let clipfrac = masked_mean(&(&detached - 1.0).abs().gt(clip_coef).to_kind(Kind::Float), mask);
-    let clipfrac_active = masked_mean(&pg2.detach().gt_tensor(&pg1.detach()).to_kind(Kind::Float), mask);
+    let clipfrac = masked_mean(
+        &(&detached - 1.0).abs().gt(clip_coef).to_kind(Kind::Float),
+        mask,
+    );
+    let clipfrac_active = masked_mean(
+        &pg2.detach().gt_tensor(&pg1.detach()).to_kind(Kind::Float),
+        mask,
+    );
     let ratio_mean = masked_mean(&detached, mask);
     let ratio_var = masked_mean(&(&detached - &ratio_mean).square(), mask);
-    PolicyLoss { loss, approx_kl, clipfrac, clipfrac_active, ratio_mean, ratio_var }
+    PolicyLoss {
+        loss,
+        approx_kl,
+        clipfrac,
+        clipfrac_active,
+        ratio_mean,
+        ratio_var,
+    }
 }
 
 /// Clipped value loss 0.5 mean(max((V - R)^2, (V_old + clip(V - V_old, -c, c) - R)^2)) and the
 /// fraction of clipped values.
-pub fn value_loss(values: &Tensor, old_values: &Tensor, returns: &Tensor, mask: &Tensor, vf_clip: f64) -> (Tensor, Tensor) {
+pub fn value_loss(
+    values: &Tensor,
+    old_values: &Tensor,
+    returns: &Tensor,
+    mask: &Tensor,
+    vf_clip: f64,
+) -> (Tensor, Tensor) {
     let clipped = old_values + (values - old_values).clamp(-vf_clip, vf_clip);
     let l1 = (values - returns).square();
     let l2 = (&clipped - returns).square();
@@ -313,7 +490,10 @@ impl KlController {
 
     /// Update from the measured KL of a batch of `n` rollouts.
     pub fn update(&mut self, kl: f64, n: usize) {
-        if let KlControl::Adaptive { target, horizon, .. } = self.control {
+        if let KlControl::Adaptive {
+            target, horizon, ..
+        } = self.control
+        {
             let e = (kl / target - 1.0).clamp(-0.2, 0.2);
             self.coef *= 1.0 + e * n as f64 / horizon;
         }
@@ -322,7 +502,9 @@ impl KlController {
 
 /// The critic's value of the state before each response token, `[B, N]`.
 fn values_of(critic: &RewardModel, prompt: &Tensor, valid: &Tensor, response: &Tensor) -> Tensor {
-    critic.head.forward(&response_hidden(&critic.gpt, prompt, valid, response))
+    critic
+        .head
+        .forward(&response_hidden(&critic.gpt, prompt, valid, response))
 }
 
 /// Everything a PPO run needs besides the two networks.
@@ -370,7 +552,12 @@ pub fn train(
     let mut rng = Rng::new(derive_seed(seed, &format!("{name}/{setting}/prompts")));
     let mut kl_ctl = KlController::new(cfg.kl);
     let mut score_stats = RunningStats::default();
-    let settings = SampleSettings { temperature: cfg.temperature, top_k: 0, max_new_tokens: ctx.max_new_tokens, use_cache: true };
+    let settings = SampleSettings {
+        temperature: cfg.temperature,
+        top_k: 0,
+        max_new_tokens: ctx.max_new_tokens,
+        use_cache: true,
+    };
     let device = policy.cfg_device();
     // The scalars a checkpoint carries besides the optimisers: KL coefficient, score statistics.
     let scalars = |kl: &KlController, st: &RunningStats| vec![kl.coef, st.n, st.mean, st.m2];
@@ -380,21 +567,56 @@ pub fn train(
             vf_opt.load(&r.opt_files[1])?;
             rng = Rng::from_state(r.rng);
             kl_ctl.coef = r.extra[0];
-            score_stats = RunningStats { n: r.extra[1], mean: r.extra[2], m2: r.extra[3] };
+            score_stats = RunningStats {
+                n: r.extra[1],
+                mean: r.extra[2],
+                m2: r.extra[3],
+            };
             r.step
         }
         None => {
-            on_eval(0, policy, metrics, &CkptParts { opts: vec![&opt, &vf_opt], rng: rng.state(), extra: scalars(&kl_ctl, &score_stats) })?;
+            on_eval(
+                0,
+                policy,
+                metrics,
+                &CkptParts {
+                    opts: vec![&opt, &vf_opt],
+                    rng: rng.state(),
+                    extra: scalars(&kl_ctl, &score_stats),
+                },
+            )?;
             0
         }
     };
     for it in start..cfg.iterations {
         // 1. Rollouts.
         let t_rollout = std::time::Instant::now();
-        let rows: Vec<Vec<i64>> = (0..cfg.rollout_batch).map(|_| ctx.prompts[rng.range(0, ctx.prompts.len() - 1)].clone()).collect();
-        let shaping = rollout::Shaping { missing_eos_penalty: cfg.missing_eos_penalty, score_norm: cfg.score_norm };
-        let batch = rollout::collect(policy, ctx.reference, &rows, &settings, derive_seed(seed, &format!("{name}/{setting}/rollout/{it}")) as i64, ctx.score, shaping, &mut score_stats);
-        let rollout::Batch { prompt, valid, ro, old_logp, ref_logp, raw_score, score } = batch;
+        let rows: Vec<Vec<i64>> = (0..cfg.rollout_batch)
+            .map(|_| ctx.prompts[rng.range(0, ctx.prompts.len() - 1)].clone())
+            .collect();
+        let shaping = rollout::Shaping {
+            missing_eos_penalty: cfg.missing_eos_penalty,
+            score_norm: cfg.score_norm,
+        };
+        let batch = rollout::collect(
+            policy,
+            ctx.reference,
+            &rows,
+            &settings,
+            derive_seed(seed, &format!("{name}/{setting}/rollout/{it}")) as i64,
+            ctx.score,
+            shaping,
+            &mut score_stats,
+        );
+        let rollout::Batch {
+            prompt,
+            valid,
+            ro,
+            old_logp,
+            ref_logp,
+            raw_score,
+            score,
+        } = batch;
         let mask = &ro.mask;
         // 2. Values, token rewards, GAE.
         let kl_coef = kl_ctl.coef;
@@ -406,11 +628,23 @@ pub fn train(
             let rewards = token_rewards_at(&kl, &score, mask, kl_coef, cfg.score_position);
             let adv = gae(&rewards, &old_values, &vmask, cfg.gamma, cfg.gae_lambda);
             let returns = &adv + &old_values;
-            let adv = if cfg.whiten_advantages { whiten_with(&adv, mask, cfg.whiten_unbiased) } else if cfg.score_position == ScorePosition::LastToken { adv } else { adv * mask };
+            let adv = if cfg.whiten_advantages {
+                whiten_with(&adv, mask, cfg.whiten_unbiased)
+            } else if cfg.score_position == ScorePosition::LastToken {
+                adv
+            } else {
+                adv * mask
+            };
             // The controller adapts on (and `objective/kl` logs) the sum of the estimator in the
             // reward, as TRL does for k3; the k1 sum is logged beside it.
-            let kl_seq = kl.sum_dim_intlist(1, false, Kind::Float).mean(Kind::Float).double_value(&[]);
-            let kl_k1 = (&old_logp - &ref_logp).sum_dim_intlist(1, false, Kind::Float).mean(Kind::Float).double_value(&[]);
+            let kl_seq = kl
+                .sum_dim_intlist(1, false, Kind::Float)
+                .mean(Kind::Float)
+                .double_value(&[]);
+            let kl_k1 = (&old_logp - &ref_logp)
+                .sum_dim_intlist(1, false, Kind::Float)
+                .mean(Kind::Float)
+                .double_value(&[]);
             (old_values, kl, adv, returns, (kl_seq, kl_k1))
         });
         let rollout_s = t_rollout.elapsed().as_secs_f64();
@@ -426,14 +660,28 @@ pub fn train(
         for _epoch in 0..cfg.ppo_epochs {
             rng.shuffle(&mut order);
             for chunk in order.chunks(mb) {
-                let index = Tensor::from_slice(&chunk.iter().map(|&i| i as i64).collect::<Vec<_>>()).to_device(device);
+                let index =
+                    Tensor::from_slice(&chunk.iter().map(|&i| i as i64).collect::<Vec<_>>())
+                        .to_device(device);
                 let sel = |t: &Tensor| t.index_select(0, &index);
                 let (p, v, resp, m) = (sel(&prompt), sel(&valid), sel(&ro.response), sel(mask));
                 let logits = policy.logits(&response_hidden(policy, &p, &v, &resp));
                 let (new_logp, logp_all) = rollout::logprobs(&logits, &resp, cfg.temperature);
-                let pl = policy_loss(&(new_logp * &m), &sel(&old_logp), &sel(&adv), &m, cfg.clip_coef);
+                let pl = policy_loss(
+                    &(new_logp * &m),
+                    &sel(&old_logp),
+                    &sel(&adv),
+                    &m,
+                    cfg.clip_coef,
+                );
                 let new_values = values_of(critic, &p, &v, &resp);
-                let (vf_loss, vf_clipfrac) = value_loss(&new_values, &sel(&old_values), &sel(&returns), &sel(&vmask), cfg.vf_clip);
+                let (vf_loss, vf_clipfrac) = value_loss(
+                    &new_values,
+                    &sel(&old_values),
+                    &sel(&returns),
+                    &sel(&vmask),
+                    cfg.vf_clip,
+                );
                 let loss = &pl.loss + &vf_loss * cfg.vf_coef;
                 opt.zero_grad();
                 vf_opt.zero_grad();
@@ -455,7 +703,17 @@ pub fn train(
                     ClipFrac::Ratio => &pl.clipfrac,
                     ClipFrac::Active => &pl.clipfrac_active,
                 };
-                let vals = [pl.loss.double_value(&[]), vf_loss.double_value(&[]), approx_kl, clipfrac.double_value(&[]), vf_clipfrac.double_value(&[]), entropy, pl.ratio_mean.double_value(&[]), pl.ratio_var.double_value(&[]), gn];
+                let vals = [
+                    pl.loss.double_value(&[]),
+                    vf_loss.double_value(&[]),
+                    approx_kl,
+                    clipfrac.double_value(&[]),
+                    vf_clipfrac.double_value(&[]),
+                    entropy,
+                    pl.ratio_mean.double_value(&[]),
+                    pl.ratio_var.double_value(&[]),
+                    gn,
+                ];
                 for (s, v) in stats.iter_mut().zip(vals) {
                     *s += v;
                 }
@@ -469,15 +727,38 @@ pub fn train(
             ema_update(reference_vs, policy_vs, cfg.ref_ema);
         }
         let it1 = it + 1;
-        let push = |m: &mut Metrics, k: &str, v: f64| m.push(name, setting, seed, it1, &format!("{name}/{k}"), v);
-        let names = ["loss/policy", "loss/value", "policy/approx_kl", "policy/clipfrac", "value/clipfrac", "policy/entropy", "policy/ratio_mean", "policy/ratio_var", "grad_norm"];
+        let push = |m: &mut Metrics, k: &str, v: f64| {
+            m.push(name, setting, seed, it1, &format!("{name}/{k}"), v)
+        };
+        let names = [
+            "loss/policy",
+            "loss/value",
+            "policy/approx_kl",
+            "policy/clipfrac",
+            "value/clipfrac",
+            "policy/entropy",
+            "policy/ratio_mean",
+            "policy/ratio_var",
+            "grad_norm",
+        ];
         for (k, s) in names.iter().zip(stats) {
             push(metrics, k, s / count);
         }
         let (score_mean, nonscore, length, eos_rate, ev) = tch::no_grad(|| {
-            let nonscore = -kl_coef * kl.sum_dim_intlist(1, false, Kind::Float).mean(Kind::Float).double_value(&[]);
+            let nonscore = -kl_coef
+                * kl.sum_dim_intlist(1, false, Kind::Float)
+                    .mean(Kind::Float)
+                    .double_value(&[]);
             let eos = rollout::has_eos(&ro).mean(Kind::Float).double_value(&[]);
-            (raw_score.mean(Kind::Float).double_value(&[]), nonscore, mask.sum_dim_intlist(1, false, Kind::Float).mean(Kind::Float).double_value(&[]), eos, explained_variance(&old_values, &returns, mask))
+            (
+                raw_score.mean(Kind::Float).double_value(&[]),
+                nonscore,
+                mask.sum_dim_intlist(1, false, Kind::Float)
+                    .mean(Kind::Float)
+                    .double_value(&[]),
+                eos,
+                explained_variance(&old_values, &returns, mask),
+            )
         });
         push(metrics, "policy/approx_kl_first", first_approx_kl);
         push(metrics, "objective/kl", kl_seq);
@@ -493,7 +774,16 @@ pub fn train(
         push(metrics, "time/rollout_tokens", generated);
         on_step(it, kl_seq);
         if it1 % cfg.eval_every == 0 || it1 == cfg.iterations {
-            on_eval(it1, policy, metrics, &CkptParts { opts: vec![&opt, &vf_opt], rng: rng.state(), extra: scalars(&kl_ctl, &score_stats) })?;
+            on_eval(
+                it1,
+                policy,
+                metrics,
+                &CkptParts {
+                    opts: vec![&opt, &vf_opt],
+                    rng: rng.state(),
+                    extra: scalars(&kl_ctl, &score_stats),
+                },
+            )?;
         }
     }
     Ok(())

@@ -17,8 +17,18 @@ use super::rollout::Aggregate;
 
 /// Whitened returns-to-go `[B, N]` of the token rewards from `score` `[B]` (minus its group
 /// mean when `baseline`) and the per-token KL penalty `[B, N]`.
-pub fn advantages(score: &Tensor, kl_penalty: &Tensor, mask: &Tensor, k: usize, baseline: bool) -> Tensor {
-    let score = if baseline { score - group_mean(score, k) } else { score.shallow_clone() };
+pub fn advantages(
+    score: &Tensor,
+    kl_penalty: &Tensor,
+    mask: &Tensor,
+    k: usize,
+    baseline: bool,
+) -> Tensor {
+    let score = if baseline {
+        score - group_mean(score, k)
+    } else {
+        score.shallow_clone()
+    };
     let rewards = token_rewards(kl_penalty, &score, mask, 1.0);
     let to_go = rewards.flip([1]).cumsum(1, tch::Kind::Float).flip([1]) * mask;
     whiten(&to_go, mask)
@@ -26,5 +36,11 @@ pub fn advantages(score: &Tensor, kl_penalty: &Tensor, mask: &Tensor, k: usize, 
 
 pub(super) fn recipe(cfg: &PgConfig) -> Recipe {
     let baseline = cfg.baseline.unwrap_or(false);
-    Recipe { advantages: Box::new(move |score, kl_penalty, mask, k| advantages(score, kl_penalty, mask, k, baseline)), kl_in_loss: false, aggregate: Aggregate::TokenMean }
+    Recipe {
+        advantages: Box::new(move |score, kl_penalty, mask, k| {
+            advantages(score, kl_penalty, mask, k, baseline)
+        }),
+        kl_in_loss: false,
+        aggregate: Aggregate::TokenMean,
+    }
 }

@@ -17,9 +17,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{need, ConfigError, MAX_BATCH};
 use crate::data::PairTensors;
+use crate::draw::{derive_seed, Rng};
 use crate::log::Metrics;
 use crate::model::{sample::positions_of, Gpt, GptConfig, Rows, ScalarHead};
-use crate::draw::{derive_seed, Rng};
 
 /// `[reward]`: Bradley-Terry reward model training.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -46,7 +46,17 @@ pub struct RewardConfig {
 
 impl Default for RewardConfig {
     fn default() -> Self {
-        RewardConfig { epochs: 3, batch_size: 64, lr: 3e-4, margin: 0.0, center_coef: 0.0, grad_clip: 1.0, n_layer: None, d_model: None, n_head: None }
+        RewardConfig {
+            epochs: 3,
+            batch_size: 64,
+            lr: 3e-4,
+            margin: 0.0,
+            center_coef: 0.0,
+            grad_clip: 1.0,
+            n_layer: None,
+            d_model: None,
+            n_head: None,
+        }
     }
 }
 
@@ -54,17 +64,52 @@ impl RewardConfig {
     /// The reward model's architecture, given the policy's.
     pub fn model(&self, policy: &GptConfig) -> GptConfig {
         let or = |v: Option<usize>, d: i64| v.map(|v| v as i64).unwrap_or(d);
-        GptConfig { n_layer: or(self.n_layer, policy.n_layer), d_model: or(self.d_model, policy.d_model), n_head: or(self.n_head, policy.n_head), ..policy.clone() }
+        GptConfig {
+            n_layer: or(self.n_layer, policy.n_layer),
+            d_model: or(self.d_model, policy.d_model),
+            n_head: or(self.n_head, policy.n_head),
+            ..policy.clone()
+        }
     }
 
     /// Range checks; the first violation is returned.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        need(self.epochs >= 1 && self.epochs <= 10_000, "epochs", || format!("must be in 1..=10000 (got {})", self.epochs), "use 3 epochs (as in the paper)")?;
-        need(self.batch_size >= 1 && self.batch_size <= MAX_BATCH, "batch_size", || format!("must be in 1..={MAX_BATCH} (got {})", self.batch_size), "use e.g. 64")?;
-        need(self.lr.is_finite() && self.lr >= 0.0 && self.lr < 1.0, "lr", || format!("must be in [0, 1) (got {})", self.lr), "use e.g. 3e-4")?;
-        need(self.margin.is_finite(), "margin", || format!("must be finite (got {})", self.margin), "use margin = 0")?;
-        need(self.center_coef.is_finite() && self.center_coef >= 0.0, "center_coef", || format!("must be finite and >= 0 (got {})", self.center_coef), "use center_coef = 0 (or e.g. 0.01)")?;
-        need(self.grad_clip.is_finite() && self.grad_clip > 0.0, "grad_clip", || format!("must be finite and > 0 (got {})", self.grad_clip), "use e.g. 1.0")
+        need(
+            self.epochs >= 1 && self.epochs <= 10_000,
+            "epochs",
+            || format!("must be in 1..=10000 (got {})", self.epochs),
+            "use 3 epochs (as in the paper)",
+        )?;
+        need(
+            self.batch_size >= 1 && self.batch_size <= MAX_BATCH,
+            "batch_size",
+            || format!("must be in 1..={MAX_BATCH} (got {})", self.batch_size),
+            "use e.g. 64",
+        )?;
+        need(
+            self.lr.is_finite() && self.lr >= 0.0 && self.lr < 1.0,
+            "lr",
+            || format!("must be in [0, 1) (got {})", self.lr),
+            "use e.g. 3e-4",
+        )?;
+        need(
+            self.margin.is_finite(),
+            "margin",
+            || format!("must be finite (got {})", self.margin),
+            "use margin = 0",
+        )?;
+        need(
+            self.center_coef.is_finite() && self.center_coef >= 0.0,
+            "center_coef",
+            || format!("must be finite and >= 0 (got {})", self.center_coef),
+            "use center_coef = 0 (or e.g. 0.01)",
+        )?;
+        need(
+            self.grad_clip.is_finite() && self.grad_clip > 0.0,
+            "grad_clip",
+            || format!("must be finite and > 0 (got {})", self.grad_clip),
+            "use e.g. 1.0",
+        )
     }
 }
 
@@ -76,25 +121,49 @@ pub struct RewardModel {
 impl RewardModel {
     /// Trunk variables at the root (GPT-2 names), the head under `score`.
     pub fn new(p: &nn::Path, cfg: &GptConfig) -> RewardModel {
-        RewardModel { gpt: Gpt::new(p, cfg), head: ScalarHead::new(p.clone(), cfg.d_model) }
+        RewardModel {
+            gpt: Gpt::new(p, cfg),
+            head: ScalarHead::new(p.clone(), cfg.d_model),
+        }
     }
 
     /// Score of each (prompt, response) at its last real response token: `[B]`.
-    pub fn score(&self, prompt: &Tensor, prompt_valid: &Tensor, response: &Tensor, mask: &Tensor) -> Tensor {
+    pub fn score(
+        &self,
+        prompt: &Tensor,
+        prompt_valid: &Tensor,
+        response: &Tensor,
+        mask: &Tensor,
+    ) -> Tensor {
         let (tokens, valid) = concat_prompt_response(prompt, prompt_valid, response);
         let last = mask.sum_dim_intlist(1, false, Kind::Int64).clamp_min(1) - 1 + prompt.size()[1]; // [B]
-        let hidden = self.gpt.forward_rows(&tokens, Some(&positions_of(&valid)), Some(&valid), Rows::Index(&last.unsqueeze(1))); // [B, 1, C]
+        let hidden = self.gpt.forward_rows(
+            &tokens,
+            Some(&positions_of(&valid)),
+            Some(&valid),
+            Rows::Index(&last.unsqueeze(1)),
+        ); // [B, 1, C]
         self.head.forward(&hidden).squeeze_dim(1)
     }
 }
 
 /// Bradley-Terry loss and accuracy from chosen and rejected scores `[B]`.
-pub fn reward_loss(r_chosen: &Tensor, r_rejected: &Tensor, margin: f64, center_coef: f64) -> (Tensor, Tensor) {
-    let mut loss = -(r_chosen - r_rejected - margin).log_sigmoid().mean(Kind::Float);
+pub fn reward_loss(
+    r_chosen: &Tensor,
+    r_rejected: &Tensor,
+    margin: f64,
+    center_coef: f64,
+) -> (Tensor, Tensor) {
+    let mut loss = -(r_chosen - r_rejected - margin)
+        .log_sigmoid()
+        .mean(Kind::Float);
     if center_coef > 0.0 {
         loss = loss + (r_chosen + r_rejected).square().mean(Kind::Float) * center_coef;
     }
-    let acc = r_chosen.gt_tensor(r_rejected).to_kind(Kind::Float).mean(Kind::Float);
+    let acc = r_chosen
+        .gt_tensor(r_rejected)
+        .to_kind(Kind::Float)
+        .mean(Kind::Float);
     (loss, acc)
 }
 
@@ -130,7 +199,16 @@ pub struct RewardReport {
 }
 
 /// Train the reward model; on return `vs` holds the best-validation weights.
-pub fn train(rm: &RewardModel, vs: &nn::VarStore, train: &PairTensors, val: &PairTensors, cfg: &RewardConfig, seed: u64, metrics: &mut Metrics, mut on_step: impl FnMut()) -> Result<RewardReport> {
+pub fn train(
+    rm: &RewardModel,
+    vs: &nn::VarStore,
+    train: &PairTensors,
+    val: &PairTensors,
+    cfg: &RewardConfig,
+    seed: u64,
+    metrics: &mut Metrics,
+    mut on_step: impl FnMut(),
+) -> Result<RewardReport> {
     let mut opt = nn::adamw(0.9, 0.999, 0.0).build(vs, cfg.lr)?;
     let vars = vs.trainable_variables();
     let mut rng = Rng::new(derive_seed(seed, "reward/order"));
@@ -149,14 +227,27 @@ pub fn train(rm: &RewardModel, vs: &nn::VarStore, train: &PairTensors, val: &Pai
             loss.backward();
             let grad_norm = clip_grad_norm(&vars, cfg.grad_clip);
             let loss_v = loss.double_value(&[]);
-            check_finite(loss_v, "the loss", "reward", step, "the SFT checkpoint (the reward model restarts from it)")?;
+            check_finite(
+                loss_v,
+                "the loss",
+                "reward",
+                step,
+                "the SFT checkpoint (the reward model restarts from it)",
+            )?;
             opt.step();
             crate::profile::count(crate::profile::Count::GradSteps, 1.0);
             step += 1;
             on_step();
             if step % 10 == 0 {
                 metrics.push("reward", "", seed, step, "reward/loss/train", loss_v);
-                metrics.push("reward", "", seed, step, "reward/accuracy/train", acc.double_value(&[]));
+                metrics.push(
+                    "reward",
+                    "",
+                    seed,
+                    step,
+                    "reward/accuracy/train",
+                    acc.double_value(&[]),
+                );
                 metrics.push("reward", "", seed, step, "reward/grad_norm", grad_norm);
             }
         }
@@ -175,7 +266,10 @@ pub fn train(rm: &RewardModel, vs: &nn::VarStore, train: &PairTensors, val: &Pai
             v.shallow_clone().copy_(b);
         }
     }
-    Ok(RewardReport { best_val_acc: best.0, best_epoch: best.1 })
+    Ok(RewardReport {
+        best_val_acc: best.0,
+        best_epoch: best.1,
+    })
 }
 
 /// Number of batches `train` will run (for progress bars).

@@ -34,7 +34,6 @@ pub fn token_rewards(kl: &Tensor, score: &Tensor, mask: &Tensor, kl_coef: f64) -
     (kl * -kl_coef + at_last) * mask
 }
 
-
 /// Where the score goes among a response's token rewards.
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -60,15 +59,30 @@ fn score_index(mask: &Tensor, position: ScorePosition) -> Tensor {
 pub fn value_mask(mask: &Tensor, position: ScorePosition) -> Tensor {
     match position {
         ScorePosition::LastToken => mask.shallow_clone(),
-        ScorePosition::AfterEos => mask.scatter_value(1, &score_index(mask, position).unsqueeze(1), 1.0),
+        ScorePosition::AfterEos => {
+            mask.scatter_value(1, &score_index(mask, position).unsqueeze(1), 1.0)
+        }
     }
 }
 
 /// [`token_rewards`] with the score at `position`; the KL term stays on the response's tokens.
-pub fn token_rewards_at(kl: &Tensor, score: &Tensor, mask: &Tensor, kl_coef: f64, position: ScorePosition) -> Tensor {
+pub fn token_rewards_at(
+    kl: &Tensor,
+    score: &Tensor,
+    mask: &Tensor,
+    kl_coef: f64,
+    position: ScorePosition,
+) -> Tensor {
     match position {
         ScorePosition::LastToken => token_rewards(kl, score, mask, kl_coef),
-        ScorePosition::AfterEos => kl * -kl_coef * mask + Tensor::zeros_like(mask).scatter(1, &score_index(mask, position).unsqueeze(1), &score.unsqueeze(1)),
+        ScorePosition::AfterEos => {
+            kl * -kl_coef * mask
+                + Tensor::zeros_like(mask).scatter(
+                    1,
+                    &score_index(mask, position).unsqueeze(1),
+                    &score.unsqueeze(1),
+                )
+        }
     }
 }
 
@@ -93,7 +107,9 @@ pub fn aggregate(x: &Tensor, mask: &Tensor, how: Aggregate) -> Tensor {
     match how {
         Aggregate::TokenMean => super::common::masked_mean(x, mask),
         Aggregate::SeqSum => per_seq().mean(Kind::Float),
-        Aggregate::SeqMean => (per_seq() / mask.sum_dim_intlist(1, false, Kind::Float).clamp_min(1.0)).mean(Kind::Float),
+        Aggregate::SeqMean => (per_seq()
+            / mask.sum_dim_intlist(1, false, Kind::Float).clamp_min(1.0))
+        .mean(Kind::Float),
         Aggregate::SeqSumOver(n) => per_seq().mean(Kind::Float) / n,
     }
 }
@@ -133,19 +149,30 @@ impl RunningStats {
 /// sampling temperature.
 pub fn logprobs(logits: &Tensor, response: &Tensor, temperature: f64) -> (Tensor, Tensor) {
     let logp = sampling_logprobs(logits, temperature, 0);
-    let picked = logp.gather(-1, &response.unsqueeze(-1), false).squeeze_dim(-1);
+    let picked = logp
+        .gather(-1, &response.unsqueeze(-1), false)
+        .squeeze_dim(-1);
     (picked, logp)
 }
 
 /// 1 for each row of a rollout that emitted `<eos>`, else 0: `[B]`.
 pub fn has_eos(ro: &Rollout) -> Tensor {
-    ro.response.eq(crate::tokens::EOS).any_dim(1, false).to_kind(Kind::Float)
+    ro.response
+        .eq(crate::tokens::EOS)
+        .any_dim(1, false)
+        .to_kind(Kind::Float)
 }
 
 /// The policy's entropy per token from its full log-probs `[B, N, V]`, mean over the `mask`ed
 /// tokens, without gradient.
 pub fn mean_entropy(logp_all: &Tensor, mask: &Tensor) -> f64 {
-    tch::no_grad(|| super::common::masked_mean(&-(logp_all.exp() * logp_all).sum_dim_intlist(-1, false, Kind::Float), mask).double_value(&[]))
+    tch::no_grad(|| {
+        super::common::masked_mean(
+            &-(logp_all.exp() * logp_all).sum_dim_intlist(-1, false, Kind::Float),
+            mask,
+        )
+        .double_value(&[])
+    })
 }
 
 /// How the raw score becomes the score in the reward.
@@ -172,7 +199,16 @@ pub struct Batch {
 
 /// Sample one completion per row of `rows` (torch's generator seeded with `seed`) and score it.
 #[allow(clippy::too_many_arguments)]
-pub fn collect(policy: &Gpt, reference: &Gpt, rows: &[Vec<i64>], settings: &SampleSettings, seed: i64, score_fn: &dyn Fn(&Rollout) -> Tensor, shaping: Shaping, stats: &mut RunningStats) -> Batch {
+pub fn collect(
+    policy: &Gpt,
+    reference: &Gpt,
+    rows: &[Vec<i64>],
+    settings: &SampleSettings,
+    seed: i64,
+    score_fn: &dyn Fn(&Rollout) -> Tensor,
+    shaping: Shaping,
+    stats: &mut RunningStats,
+) -> Batch {
     let _p = crate::profile::span("rollout");
     let device = policy.cfg_device();
     let (prompt, valid) = left_pad(rows, device);
@@ -180,8 +216,16 @@ pub fn collect(policy: &Gpt, reference: &Gpt, rows: &[Vec<i64>], settings: &Samp
     let ro = generate(policy, &prompt, &valid, settings);
     let mask = &ro.mask;
     let (old_logp, ref_logp, raw_score, score) = tch::no_grad(|| {
-        let (old_logp, _) = logprobs(&policy.logits(&response_hidden(policy, &prompt, &valid, &ro.response)), &ro.response, settings.temperature);
-        let (ref_logp, _) = logprobs(&reference.logits(&response_hidden(reference, &prompt, &valid, &ro.response)), &ro.response, settings.temperature);
+        let (old_logp, _) = logprobs(
+            &policy.logits(&response_hidden(policy, &prompt, &valid, &ro.response)),
+            &ro.response,
+            settings.temperature,
+        );
+        let (ref_logp, _) = logprobs(
+            &reference.logits(&response_hidden(reference, &prompt, &valid, &ro.response)),
+            &ro.response,
+            settings.temperature,
+        );
         let old_logp = old_logp * mask;
         let ref_logp = ref_logp * mask;
         let raw_score = score_fn(&ro).to_kind(Kind::Float).to_device(device);
@@ -190,10 +234,21 @@ pub fn collect(policy: &Gpt, reference: &Gpt, rows: &[Vec<i64>], settings: &Samp
             score = score - (1.0 - has_eos(&ro)) * shaping.missing_eos_penalty;
         }
         if shaping.score_norm {
-            stats.update(&Vec::<f64>::try_from(score.to_kind(Kind::Double).to_device(tch::Device::Cpu)).unwrap());
+            stats.update(
+                &Vec::<f64>::try_from(score.to_kind(Kind::Double).to_device(tch::Device::Cpu))
+                    .unwrap(),
+            );
             score = (score - stats.mean()) / stats.std().max(1e-8);
         }
         (old_logp, ref_logp, raw_score, score)
     });
-    Batch { prompt, valid, ro, old_logp, ref_logp, raw_score, score }
+    Batch {
+        prompt,
+        valid,
+        ro,
+        old_logp,
+        ref_logp,
+        raw_score,
+        score,
+    }
 }

@@ -20,8 +20,8 @@ use crate::log::Metrics;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{need, ConfigError, MAX_BATCH, MAX_STEPS};
-use crate::model::Gpt;
 use crate::draw::{derive_seed, Rng};
+use crate::model::Gpt;
 use crate::world::{BOS, EOS, PAD};
 
 /// Supervised fine-tuning on the world's demonstrations (`[sft]`).
@@ -48,21 +48,70 @@ pub struct SftConfig {
 
 impl Default for SftConfig {
     fn default() -> Self {
-        SftConfig { steps: 1500, batch_size: 64, lr: 2e-3, warmup_steps: 100, min_lr_ratio: 0.1, weight_decay: 0.0, grad_clip: 1.0, eval_every: 250 }
+        SftConfig {
+            steps: 1500,
+            batch_size: 64,
+            lr: 2e-3,
+            warmup_steps: 100,
+            min_lr_ratio: 0.1,
+            weight_decay: 0.0,
+            grad_clip: 1.0,
+            eval_every: 250,
+        }
     }
 }
 
 impl SftConfig {
     /// Range checks; the first violation is returned.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        need(self.steps >= 1 && self.steps <= MAX_STEPS, "steps", || format!("must be in 1..={MAX_STEPS} (got {})", self.steps), "train for some steps, e.g. 1500")?;
-        need(self.batch_size >= 1 && self.batch_size <= MAX_BATCH, "batch_size", || format!("must be in 1..={MAX_BATCH} (got {})", self.batch_size), "use e.g. 64")?;
-        need(self.warmup_steps <= MAX_STEPS, "warmup_steps", || format!("must be at most {MAX_STEPS} (got {})", self.warmup_steps), "use e.g. 100")?;
-        need(self.lr.is_finite() && self.lr >= 0.0 && self.lr < 1.0, "lr", || format!("must be in [0, 1) (got {})", self.lr), "use a learning rate such as 2e-3")?;
-        need((0.0..=1.0).contains(&self.min_lr_ratio), "min_lr_ratio", || format!("must be in [0, 1] (got {})", self.min_lr_ratio), "use e.g. 0.1")?;
-        need(self.weight_decay.is_finite() && self.weight_decay >= 0.0, "weight_decay", || format!("must be >= 0 (got {})", self.weight_decay), "use 0 or a small value such as 0.01")?;
-        need(self.grad_clip.is_finite() && self.grad_clip > 0.0, "grad_clip", || format!("must be finite and > 0 (got {})", self.grad_clip), "use e.g. 1.0")?;
-        need(self.eval_every >= 1, "eval_every", || "must be at least 1".into(), "evaluate every few hundred steps")
+        need(
+            self.steps >= 1 && self.steps <= MAX_STEPS,
+            "steps",
+            || format!("must be in 1..={MAX_STEPS} (got {})", self.steps),
+            "train for some steps, e.g. 1500",
+        )?;
+        need(
+            self.batch_size >= 1 && self.batch_size <= MAX_BATCH,
+            "batch_size",
+            || format!("must be in 1..={MAX_BATCH} (got {})", self.batch_size),
+            "use e.g. 64",
+        )?;
+        need(
+            self.warmup_steps <= MAX_STEPS,
+            "warmup_steps",
+            || format!("must be at most {MAX_STEPS} (got {})", self.warmup_steps),
+            "use e.g. 100",
+        )?;
+        need(
+            self.lr.is_finite() && self.lr >= 0.0 && self.lr < 1.0,
+            "lr",
+            || format!("must be in [0, 1) (got {})", self.lr),
+            "use a learning rate such as 2e-3",
+        )?;
+        need(
+            (0.0..=1.0).contains(&self.min_lr_ratio),
+            "min_lr_ratio",
+            || format!("must be in [0, 1] (got {})", self.min_lr_ratio),
+            "use e.g. 0.1",
+        )?;
+        need(
+            self.weight_decay.is_finite() && self.weight_decay >= 0.0,
+            "weight_decay",
+            || format!("must be >= 0 (got {})", self.weight_decay),
+            "use 0 or a small value such as 0.01",
+        )?;
+        need(
+            self.grad_clip.is_finite() && self.grad_clip > 0.0,
+            "grad_clip",
+            || format!("must be finite and > 0 (got {})", self.grad_clip),
+            "use e.g. 1.0",
+        )?;
+        need(
+            self.eval_every >= 1,
+            "eval_every",
+            || "must be at least 1".into(),
+            "evaluate every few hundred steps",
+        )
     }
 }
 
@@ -78,13 +127,18 @@ pub struct SeqData {
 impl SeqData {
     /// Whole texts, every word scored.
     pub fn new(texts: &[Vec<i64>], device: Device) -> SeqData {
-        let examples: Vec<(Vec<i64>, Vec<i64>)> = texts.iter().map(|t| (vec![], t.clone())).collect();
+        let examples: Vec<(Vec<i64>, Vec<i64>)> =
+            texts.iter().map(|t| (vec![], t.clone())).collect();
         SeqData::from_examples(&examples, device)
     }
 
     /// (prompt, response) pairs: `<bos> prompt response <eos>`, scored on `response <eos>`.
     pub fn from_examples(examples: &[(Vec<i64>, Vec<i64>)], device: Device) -> SeqData {
-        let l = examples.iter().map(|(p, r)| p.len() + r.len() + 2).max().unwrap_or(2);
+        let l = examples
+            .iter()
+            .map(|(p, r)| p.len() + r.len() + 2)
+            .max()
+            .unwrap_or(2);
         let mut flat = vec![PAD; examples.len() * l];
         let mut tflat = vec![PAD; examples.len() * l];
         let mut lens = Vec::with_capacity(examples.len());
@@ -99,7 +153,11 @@ impl SeqData {
             lens.push(n);
         }
         let shape = [examples.len() as i64, l as i64];
-        SeqData { seqs: Tensor::from_slice(&flat).view(shape).to_device(device), targets: Tensor::from_slice(&tflat).view(shape).to_device(device), lens }
+        SeqData {
+            seqs: Tensor::from_slice(&flat).view(shape).to_device(device),
+            targets: Tensor::from_slice(&tflat).view(shape).to_device(device),
+            lens,
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -113,7 +171,8 @@ impl SeqData {
     /// (inputs, targets) `[B, T]` for the rows `idx`, trimmed to their longest row.
     pub fn batch(&self, idx: &[usize]) -> (Tensor, Tensor) {
         let t = idx.iter().map(|&i| self.lens[i]).max().unwrap() as i64;
-        let index = Tensor::from_slice(&idx.iter().map(|&i| i as i64).collect::<Vec<_>>()).to_device(self.seqs.device());
+        let index = Tensor::from_slice(&idx.iter().map(|&i| i as i64).collect::<Vec<_>>())
+            .to_device(self.seqs.device());
         let rows = self.seqs.index_select(0, &index).narrow(1, 0, t);
         let targets = self.targets.index_select(0, &index).narrow(1, 1, t - 1);
         (rows.narrow(1, 0, t - 1), targets)
@@ -130,7 +189,10 @@ pub fn nll(model: &Gpt, data: &SeqData, batch: usize) -> (f64, f64) {
         let (inp, tgt) = data.batch(chunk);
         let logits = model.logits(&model.forward(&inp, None, None, None));
         let v = logits.size()[2];
-        sum += logits.view([-1, v]).cross_entropy_loss::<Tensor>(&tgt.reshape([-1]), None, Reduction::Sum, PAD, 0.0).double_value(&[]);
+        sum += logits
+            .view([-1, v])
+            .cross_entropy_loss::<Tensor>(&tgt.reshape([-1]), None, Reduction::Sum, PAD, 0.0)
+            .double_value(&[]);
         count += tgt.ne(PAD).sum(Kind::Float).double_value(&[]);
     }
     (sum, count)
@@ -140,7 +202,13 @@ pub fn nll(model: &Gpt, data: &SeqData, batch: usize) -> (f64, f64) {
 pub fn sft_loss(model: &Gpt, inp: &Tensor, tgt: &Tensor) -> Tensor {
     let logits = model.logits(&model.forward(inp, None, None, None)); // [B, T, V]
     let v = logits.size()[2];
-    logits.view([-1, v]).cross_entropy_loss::<Tensor>(&tgt.reshape([-1]), None, Reduction::Mean, PAD, 0.0)
+    logits.view([-1, v]).cross_entropy_loss::<Tensor>(
+        &tgt.reshape([-1]),
+        None,
+        Reduction::Mean,
+        PAD,
+        0.0,
+    )
 }
 
 pub struct SftReport {
@@ -192,12 +260,28 @@ pub fn train(
         loss.backward();
         let grad_norm = clip_grad_norm(&vars, cfg.grad_clip);
         let loss_v = loss.double_value(&[]);
-        check_finite(loss_v, "the loss", label, step, "none (this stage saves its checkpoint at the end)")?;
-        check_finite(grad_norm, "the gradient norm", label, step, "none (this stage saves its checkpoint at the end)")?;
+        check_finite(
+            loss_v,
+            "the loss",
+            label,
+            step,
+            "none (this stage saves its checkpoint at the end)",
+        )?;
+        check_finite(
+            grad_norm,
+            "the gradient norm",
+            label,
+            step,
+            "none (this stage saves its checkpoint at the end)",
+        )?;
         opt.step();
         crate::profile::count(crate::profile::Count::GradSteps, 1.0);
         tokens += tgt.ne(PAD).sum(Kind::Float).double_value(&[]);
-        train_ema = if train_ema.is_nan() { loss_v } else { 0.98 * train_ema + 0.02 * loss_v };
+        train_ema = if train_ema.is_nan() {
+            loss_v
+        } else {
+            0.98 * train_ema + 0.02 * loss_v
+        };
         on_step(step, loss_v);
         // 3. Metrics and periodic held-out NLL.
         let s = step + 1;
@@ -213,5 +297,10 @@ pub fn train(
     }
     let seconds = start.elapsed().as_secs_f64();
     let (sum, n) = nll(model, val, 512);
-    Ok(SftReport { train_nll: train_ema, val_nll: sum / n, tokens, seconds })
+    Ok(SftReport {
+        train_nll: train_ema,
+        val_nll: sum / n,
+        tokens,
+        seconds,
+    })
 }

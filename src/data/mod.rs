@@ -6,16 +6,16 @@
 //! is by prompt, so no validation prompt is seen in training.
 
 use anyhow::{bail, Context, Result};
+use rayon::prelude::*;
 use std::fmt::Write as _;
 use std::path::Path;
-use rayon::prelude::*;
 use tch::{Device, Kind, Tensor};
 
 use serde::{Deserialize, Serialize};
 
 use crate::config::{need, sampling_temperature, ConfigError, MIN_TEMPERATURE};
-use crate::model::{generate, left_pad, Gpt, SampleSettings};
 use crate::draw::{derive_seed, Rng};
+use crate::model::{generate, left_pad, Gpt, SampleSettings};
 use crate::world::{TextWorld, PAD};
 
 /// Where the preference pairs' completions come from.
@@ -84,7 +84,15 @@ pub struct PrefsConfig {
 
 impl Default for PrefsConfig {
     fn default() -> Self {
-        PrefsConfig { k: 4, source: PrefSource::Sft, labels: LabelKind::Deterministic, bt_temperature: 0.1, val_fraction: 0.1, temperature: 1.0, rollout_prompts: RolloutPrompts::Train }
+        PrefsConfig {
+            k: 4,
+            source: PrefSource::Sft,
+            labels: LabelKind::Deterministic,
+            bt_temperature: 0.1,
+            val_fraction: 0.1,
+            temperature: 1.0,
+            rollout_prompts: RolloutPrompts::Train,
+        }
     }
 }
 
@@ -93,17 +101,46 @@ impl PrefsConfig {
     pub fn label_rule(&self) -> Labels {
         match self.labels {
             LabelKind::Deterministic => Labels::Deterministic,
-            LabelKind::BradleyTerry => Labels::BradleyTerry { temperature: self.bt_temperature },
+            LabelKind::BradleyTerry => Labels::BradleyTerry {
+                temperature: self.bt_temperature,
+            },
             LabelKind::World => Labels::World,
         }
     }
 
     /// Range checks; the first violation is returned.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        need(self.k >= 2 && self.k <= 16, "k", || format!("must be in 2..=16 (got {})", self.k), "use k = 4 (all 6 pairs, as in the paper)")?;
-        need(self.bt_temperature.is_finite() && self.bt_temperature >= 1e-6 && self.bt_temperature <= 1e6, "bt_temperature", || format!("must be in [1e-6, 1e6] (got {})", self.bt_temperature), "use e.g. 0.1 (rewards are in [0, 1])")?;
-        need(self.val_fraction > 0.0 && self.val_fraction < 1.0, "val_fraction", || format!("must be in (0, 1) (got {})", self.val_fraction), "use e.g. 0.1")?;
-        need(sampling_temperature(self.temperature, false), "temperature", || format!("must be in [{MIN_TEMPERATURE}, 4] (got {})", self.temperature), "sample completions at temperature 1.0")
+        need(
+            self.k >= 2 && self.k <= 16,
+            "k",
+            || format!("must be in 2..=16 (got {})", self.k),
+            "use k = 4 (all 6 pairs, as in the paper)",
+        )?;
+        need(
+            self.bt_temperature.is_finite()
+                && self.bt_temperature >= 1e-6
+                && self.bt_temperature <= 1e6,
+            "bt_temperature",
+            || format!("must be in [1e-6, 1e6] (got {})", self.bt_temperature),
+            "use e.g. 0.1 (rewards are in [0, 1])",
+        )?;
+        need(
+            self.val_fraction > 0.0 && self.val_fraction < 1.0,
+            "val_fraction",
+            || format!("must be in (0, 1) (got {})", self.val_fraction),
+            "use e.g. 0.1",
+        )?;
+        need(
+            sampling_temperature(self.temperature, false),
+            "temperature",
+            || {
+                format!(
+                    "must be in [{MIN_TEMPERATURE}, 4] (got {})",
+                    self.temperature
+                )
+            },
+            "sample completions at temperature 1.0",
+        )
     }
 }
 
@@ -127,14 +164,29 @@ fn sigmoid(x: f64) -> f64 {
 }
 
 /// K completions per prompt, labelled pairs, split by prompt.
-pub fn build(world: &dyn TextWorld, sft: &Gpt, cfg: &PrefsConfig, max_new_tokens: usize, seed: u64, device: Device) -> PrefData {
+pub fn build(
+    world: &dyn TextWorld,
+    sft: &Gpt,
+    cfg: &PrefsConfig,
+    max_new_tokens: usize,
+    seed: u64,
+    device: Device,
+) -> PrefData {
     let prompts = world.train_prompts();
     let k = cfg.k;
     // 1. Completions, prompt-major: completions[i * k + j].
     let completions: Vec<Vec<i64>> = match cfg.source {
         PrefSource::Sft => {
-            let rows: Vec<Vec<i64>> = prompts.iter().flat_map(|p| std::iter::repeat_n(p.clone(), k)).collect();
-            let settings = SampleSettings { temperature: cfg.temperature, top_k: 0, max_new_tokens: max_new_tokens as i64, use_cache: true };
+            let rows: Vec<Vec<i64>> = prompts
+                .iter()
+                .flat_map(|p| std::iter::repeat_n(p.clone(), k))
+                .collect();
+            let settings = SampleSettings {
+                temperature: cfg.temperature,
+                top_k: 0,
+                max_new_tokens: max_new_tokens as i64,
+                use_cache: true,
+            };
             tch::manual_seed(derive_seed(seed, "prefs/sampling") as i64);
             let mut out = Vec::with_capacity(rows.len());
             for chunk in rows.chunks(1024) {
@@ -145,29 +197,49 @@ pub fn build(world: &dyn TextWorld, sft: &Gpt, cfg: &PrefsConfig, max_new_tokens
         }
         PrefSource::TrueProcess | PrefSource::Labeller => {
             let mut rng = Rng::new(derive_seed(seed, "prefs/true_process"));
-            prompts.iter().flat_map(|p| (0..k).map(|_| world.offpolicy_completion(p, max_new_tokens, &mut rng)).collect::<Vec<_>>()).collect()
+            prompts
+                .iter()
+                .flat_map(|p| {
+                    (0..k)
+                        .map(|_| world.offpolicy_completion(p, max_new_tokens, &mut rng))
+                        .collect::<Vec<_>>()
+                })
+                .collect()
         }
     };
     crate::profile::count(crate::profile::Count::GoldQueries, completions.len() as f64);
-    let gold: Vec<f64> = completions.par_iter().enumerate().map(|(i, c)| world.gold(&prompts[i / k], c)).collect();
+    let gold: Vec<f64> = completions
+        .par_iter()
+        .enumerate()
+        .map(|(i, c)| world.gold(&prompts[i / k], c))
+        .collect();
     // 2. Split prompts.
     let mut rng = Rng::new(derive_seed(seed, "prefs/split"));
     let mut order: Vec<usize> = (0..prompts.len()).collect();
     rng.shuffle(&mut order);
-    let n_val = ((prompts.len() as f64 * cfg.val_fraction).round() as usize).clamp(1, prompts.len().saturating_sub(1).max(1));
+    let n_val = ((prompts.len() as f64 * cfg.val_fraction).round() as usize)
+        .clamp(1, prompts.len().saturating_sub(1).max(1));
     let mut is_val = vec![false; prompts.len()];
     for &i in &order[..n_val] {
         is_val[i] = true;
     }
     // 3. All pairs, labelled.
     let mut label_rng = Rng::new(derive_seed(seed, "prefs/labels"));
-    let mut data = PrefData { train: vec![], val: vec![] };
+    let mut data = PrefData {
+        train: vec![],
+        val: vec![],
+    };
     for (pi, prompt) in prompts.iter().enumerate() {
         for a in 0..k {
             for b in a + 1..k {
                 let (ia, ib) = (pi * k + a, pi * k + b);
                 let a_wins = match cfg.label_rule() {
-                    Labels::World => match world.labeller_prefers_first(prompt, &completions[ia], &completions[ib], &mut label_rng) {
+                    Labels::World => match world.labeller_prefers_first(
+                        prompt,
+                        &completions[ia],
+                        &completions[ib],
+                        &mut label_rng,
+                    ) {
                         Some(first) => first,
                         None => unreachable!("the scenario checks that the world has a labeller"),
                     },
@@ -177,10 +249,18 @@ pub fn build(world: &dyn TextWorld, sft: &Gpt, cfg: &PrefsConfig, max_new_tokens
                         }
                         gold[ia] > gold[ib]
                     }
-                    Labels::BradleyTerry { temperature } => label_rng.bernoulli(sigmoid((gold[ia] - gold[ib]) / temperature)),
+                    Labels::BradleyTerry { temperature } => {
+                        label_rng.bernoulli(sigmoid((gold[ia] - gold[ib]) / temperature))
+                    }
                 };
                 let (w, l) = if a_wins { (ia, ib) } else { (ib, ia) };
-                let pair = Pair { prompt: prompt.clone(), chosen: completions[w].clone(), rejected: completions[l].clone(), gold_chosen: gold[w], gold_rejected: gold[l] };
+                let pair = Pair {
+                    prompt: prompt.clone(),
+                    chosen: completions[w].clone(),
+                    rejected: completions[l].clone(),
+                    gold_chosen: gold[w],
+                    gold_rejected: gold[l],
+                };
                 if is_val[pi] {
                     data.val.push(pair);
                 } else {
@@ -193,18 +273,30 @@ pub fn build(world: &dyn TextWorld, sft: &Gpt, cfg: &PrefsConfig, max_new_tokens
 }
 
 fn join(ts: &[i64]) -> String {
-    ts.iter().map(|t| t.to_string()).collect::<Vec<_>>().join(" ")
+    ts.iter()
+        .map(|t| t.to_string())
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 impl PrefData {
     /// The prompts online methods roll out on: with [`RolloutPrompts::Train`], the world's
     /// training prompts less every prompt of a validation pair (in the world's order).
-    pub fn rollout_prompts(&self, world_prompts: &[Vec<i64>], which: RolloutPrompts) -> Vec<Vec<i64>> {
+    pub fn rollout_prompts(
+        &self,
+        world_prompts: &[Vec<i64>],
+        which: RolloutPrompts,
+    ) -> Vec<Vec<i64>> {
         match which {
             RolloutPrompts::All => world_prompts.to_vec(),
             RolloutPrompts::Train => {
-                let held_out: std::collections::HashSet<&[i64]> = self.val.iter().map(|p| &p.prompt[..]).collect();
-                world_prompts.iter().filter(|p| !held_out.contains(&p[..])).cloned().collect()
+                let held_out: std::collections::HashSet<&[i64]> =
+                    self.val.iter().map(|p| &p.prompt[..]).collect();
+                world_prompts
+                    .iter()
+                    .filter(|p| !held_out.contains(&p[..]))
+                    .cloned()
+                    .collect()
             }
         }
     }
@@ -214,21 +306,45 @@ impl PrefData {
         let mut s = String::new();
         for (split, pairs) in [("train", &self.train), ("val", &self.val)] {
             for p in pairs {
-                let _ = writeln!(s, "{split}|{}|{}|{}|{}|{}", join(&p.prompt), join(&p.chosen), join(&p.rejected), p.gold_chosen, p.gold_rejected);
+                let _ = writeln!(
+                    s,
+                    "{split}|{}|{}|{}|{}|{}",
+                    join(&p.prompt),
+                    join(&p.chosen),
+                    join(&p.rejected),
+                    p.gold_chosen,
+                    p.gold_rejected
+                );
             }
         }
         s
     }
 
     pub fn from_text(text: &str) -> Result<PrefData> {
-        let mut d = PrefData { train: vec![], val: vec![] };
+        let mut d = PrefData {
+            train: vec![],
+            val: vec![],
+        };
         for (i, line) in text.lines().enumerate() {
             let f: Vec<&str> = line.split('|').collect();
             if f.len() != 6 {
                 bail!("line {}: expected 6 fields", i + 1);
             }
-            let toks = |s: &str| -> Result<Vec<i64>> { s.split_whitespace().map(|t| t.parse::<i64>().with_context(|| format!("line {}: bad token", i + 1))).collect() };
-            let pair = Pair { prompt: toks(f[1])?, chosen: toks(f[2])?, rejected: toks(f[3])?, gold_chosen: f[4].parse()?, gold_rejected: f[5].parse()? };
+            let toks = |s: &str| -> Result<Vec<i64>> {
+                s.split_whitespace()
+                    .map(|t| {
+                        t.parse::<i64>()
+                            .with_context(|| format!("line {}: bad token", i + 1))
+                    })
+                    .collect()
+            };
+            let pair = Pair {
+                prompt: toks(f[1])?,
+                chosen: toks(f[2])?,
+                rejected: toks(f[3])?,
+                gold_chosen: f[4].parse()?,
+                gold_rejected: f[5].parse()?,
+            };
             match f[0] {
                 "train" => d.train.push(pair),
                 "val" => d.val.push(pair),
@@ -239,8 +355,14 @@ impl PrefData {
     }
 
     pub fn load(path: &Path) -> Result<PrefData> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-        PrefData::from_text(&text).with_context(|| format!("corrupt preference data {}; fix: delete it to regenerate", path.display()))
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        PrefData::from_text(&text).with_context(|| {
+            format!(
+                "corrupt preference data {}; fix: delete it to regenerate",
+                path.display()
+            )
+        })
     }
 }
 
@@ -271,17 +393,43 @@ fn right_pad(rows: &[&Vec<i64>], width: usize, device: Device) -> (Tensor, Tenso
         }
     }
     let shape = [rows.len() as i64, width as i64];
-    (Tensor::from_slice(&toks).view(shape).to_device(device), Tensor::from_slice(&mask).view(shape).to_device(device))
+    (
+        Tensor::from_slice(&toks).view(shape).to_device(device),
+        Tensor::from_slice(&mask).view(shape).to_device(device),
+    )
 }
 
 impl PairTensors {
     pub fn new(pairs: &[Pair], device: Device) -> PairTensors {
         let prompts: Vec<Vec<i64>> = pairs.iter().map(|p| p.prompt.clone()).collect();
         let (prompt, prompt_valid) = left_pad(&prompts, device);
-        let width = pairs.iter().map(|p| p.chosen.len().max(p.rejected.len())).max().unwrap_or(1).max(1);
-        let (chosen, chosen_mask) = right_pad(&pairs.iter().map(|p| &p.chosen).collect::<Vec<_>>(), width, device);
-        let (rejected, rejected_mask) = right_pad(&pairs.iter().map(|p| &p.rejected).collect::<Vec<_>>(), width, device);
-        PairTensors { all: PairBatch { prompt, prompt_valid, chosen, chosen_mask, rejected, rejected_mask }, n: pairs.len() }
+        let width = pairs
+            .iter()
+            .map(|p| p.chosen.len().max(p.rejected.len()))
+            .max()
+            .unwrap_or(1)
+            .max(1);
+        let (chosen, chosen_mask) = right_pad(
+            &pairs.iter().map(|p| &p.chosen).collect::<Vec<_>>(),
+            width,
+            device,
+        );
+        let (rejected, rejected_mask) = right_pad(
+            &pairs.iter().map(|p| &p.rejected).collect::<Vec<_>>(),
+            width,
+            device,
+        );
+        PairTensors {
+            all: PairBatch {
+                prompt,
+                prompt_valid,
+                chosen,
+                chosen_mask,
+                rejected,
+                rejected_mask,
+            },
+            n: pairs.len(),
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -294,7 +442,8 @@ impl PairTensors {
 
     pub fn batch(&self, idx: &[usize]) -> PairBatch {
         let a = &self.all;
-        let index = Tensor::from_slice(&idx.iter().map(|&i| i as i64).collect::<Vec<_>>()).to_device(a.prompt.device());
+        let index = Tensor::from_slice(&idx.iter().map(|&i| i as i64).collect::<Vec<_>>())
+            .to_device(a.prompt.device());
         let sel = |t: &Tensor| t.index_select(0, &index);
         PairBatch {
             prompt: sel(&a.prompt),

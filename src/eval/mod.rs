@@ -46,32 +46,107 @@ pub struct EvalConfig {
 
 impl Default for EvalConfig {
     fn default() -> Self {
-        EvalConfig { every: 100, samples_per_prompt: 2, temperatures: vec![], curve_temperatures: vec![], shift_temperatures: vec![], selection_fraction: 0.5, optimal_samples: None, optimal_min_ess: 8.0 }
+        EvalConfig {
+            every: 100,
+            samples_per_prompt: 2,
+            temperatures: vec![],
+            curve_temperatures: vec![],
+            shift_temperatures: vec![],
+            selection_fraction: 0.5,
+            optimal_samples: None,
+            optimal_min_ess: 8.0,
+        }
     }
 }
 
 impl EvalConfig {
     /// Range checks; the first violation is returned.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        need(self.every >= 1, "every", || "must be at least 1".into(), "evaluate every 100 steps (as in the paper)")?;
-        need(self.samples_per_prompt >= 1 && self.samples_per_prompt <= 1024, "samples_per_prompt", || format!("must be in 1..=1024 (got {})", self.samples_per_prompt), "use e.g. 2")?;
+        need(
+            self.every >= 1,
+            "every",
+            || "must be at least 1".into(),
+            "evaluate every 100 steps (as in the paper)",
+        )?;
+        need(
+            self.samples_per_prompt >= 1 && self.samples_per_prompt <= 1024,
+            "samples_per_prompt",
+            || format!("must be in 1..=1024 (got {})", self.samples_per_prompt),
+            "use e.g. 2",
+        )?;
         let t = &self.temperatures;
-        need(t.iter().all(|t| sampling_temperature(*t, true)), "temperatures", || format!("every temperature must be 0 (greedy) or in [{MIN_TEMPERATURE}, 4] (got {t:?})"), "use e.g. [0.0, 0.25, 0.5, 0.75, 1.0] (0 is greedy)")?;
-        need(t.iter().enumerate().all(|(i, v)| !t[..i].contains(v)), "temperatures", || format!("lists a temperature twice ({t:?})"), "list each temperature once")?;
+        need(
+            t.iter().all(|t| sampling_temperature(*t, true)),
+            "temperatures",
+            || {
+                format!(
+                    "every temperature must be 0 (greedy) or in [{MIN_TEMPERATURE}, 4] (got {t:?})"
+                )
+            },
+            "use e.g. [0.0, 0.25, 0.5, 0.75, 1.0] (0 is greedy)",
+        )?;
+        need(
+            t.iter().enumerate().all(|(i, v)| !t[..i].contains(v)),
+            "temperatures",
+            || format!("lists a temperature twice ({t:?})"),
+            "list each temperature once",
+        )?;
         let c = &self.curve_temperatures;
-        need(c.iter().all(|t| sampling_temperature(*t, true)), "curve_temperatures", || format!("every temperature must be 0 (greedy) or in [{MIN_TEMPERATURE}, 4] (got {c:?})"), "use e.g. [0.25, 0.5, 0.75, 1.0]")?;
-        need(c.iter().enumerate().all(|(i, v)| !c[..i].contains(v)), "curve_temperatures", || format!("lists a temperature twice ({c:?})"), "list each temperature once")?;
+        need(
+            c.iter().all(|t| sampling_temperature(*t, true)),
+            "curve_temperatures",
+            || {
+                format!(
+                    "every temperature must be 0 (greedy) or in [{MIN_TEMPERATURE}, 4] (got {c:?})"
+                )
+            },
+            "use e.g. [0.25, 0.5, 0.75, 1.0]",
+        )?;
+        need(
+            c.iter().enumerate().all(|(i, v)| !c[..i].contains(v)),
+            "curve_temperatures",
+            || format!("lists a temperature twice ({c:?})"),
+            "list each temperature once",
+        )?;
         let c = &self.shift_temperatures;
-        need(c.iter().all(|t| sampling_temperature(*t, true)), "shift_temperatures", || format!("every temperature must be 0 (greedy) or in [{MIN_TEMPERATURE}, 4] (got {c:?})"), "use e.g. [0.0, 0.25]")?;
-        need(c.iter().enumerate().all(|(i, v)| !c[..i].contains(v)), "shift_temperatures", || format!("lists a temperature twice ({c:?})"), "list each temperature once")?;
-        need(self.selection_fraction > 0.0 && self.selection_fraction < 1.0, "selection_fraction", || format!("must be in (0, 1) (got {})", self.selection_fraction), "use 0.5: half the held-out prompts choose checkpoints, half report them")?;
-        need(self.optimal_min_ess.is_finite() && self.optimal_min_ess >= 1.0, "optimal_min_ess", || format!("must be a number >= 1 (got {})", self.optimal_min_ess), "use e.g. 8")
+        need(
+            c.iter().all(|t| sampling_temperature(*t, true)),
+            "shift_temperatures",
+            || {
+                format!(
+                    "every temperature must be 0 (greedy) or in [{MIN_TEMPERATURE}, 4] (got {c:?})"
+                )
+            },
+            "use e.g. [0.0, 0.25]",
+        )?;
+        need(
+            c.iter().enumerate().all(|(i, v)| !c[..i].contains(v)),
+            "shift_temperatures",
+            || format!("lists a temperature twice ({c:?})"),
+            "list each temperature once",
+        )?;
+        need(
+            self.selection_fraction > 0.0 && self.selection_fraction < 1.0,
+            "selection_fraction",
+            || format!("must be in (0, 1) (got {})", self.selection_fraction),
+            "use 0.5: half the held-out prompts choose checkpoints, half report them",
+        )?;
+        need(
+            self.optimal_min_ess.is_finite() && self.optimal_min_ess >= 1.0,
+            "optimal_min_ess",
+            || format!("must be a number >= 1 (got {})", self.optimal_min_ess),
+            "use e.g. 8",
+        )
     }
 }
 
 /// The metrics of a [`win_rate`]: `eval/winrate` and its interval `eval/winrate_lo|hi`.
 pub fn winrate_metrics((rate, lo, hi): (f64, f64, f64)) -> [(&'static str, f64); 3] {
-    [("eval/winrate", rate), ("eval/winrate_lo", lo), ("eval/winrate_hi", hi)]
+    [
+        ("eval/winrate", rate),
+        ("eval/winrate_lo", lo),
+        ("eval/winrate_hi", hi),
+    ]
 }
 
 /// How many of `n_prompts` held-out prompts form the selection half (the first ones; the rest
@@ -87,7 +162,12 @@ pub fn selection_prompts(n_prompts: usize, fraction: f64) -> usize {
 /// The metrics of one evaluation on the selection half (`{name}_sel`) and the test half
 /// (`{name}_test`) of its rows, rows `..n_sel` being the selection half: gold reward and KL, and
 /// the win rate where `refs` holds each row's reference reward.
-pub fn split_metrics(n_sel: usize, gold: &[f64], kl: Option<&[f64]>, refs: Option<&[f64]>) -> Vec<(String, f64)> {
+pub fn split_metrics(
+    n_sel: usize,
+    gold: &[f64],
+    kl: Option<&[f64]>,
+    refs: Option<&[f64]>,
+) -> Vec<(String, f64)> {
     let mut out = Vec::new();
     if n_sel == 0 || n_sel >= gold.len() {
         return out;
@@ -100,7 +180,10 @@ pub fn split_metrics(n_sel: usize, gold: &[f64], kl: Option<&[f64]>, refs: Optio
             out.push((format!("eval/kl_{half}"), mean_ci(&kl[range.clone()]).mean));
         }
         if let Some(refs) = refs {
-            out.push((format!("eval/winrate_{half}"), win_rate(&gold[range.clone()], &refs[range]).0));
+            out.push((
+                format!("eval/winrate_{half}"),
+                win_rate(&gold[range.clone()], &refs[range]).0,
+            ));
         }
     }
     out

@@ -24,8 +24,8 @@ use super::{mean_ci, win_rate, winrate_metrics, Stat};
 use crate::algo::common::{pair_logps, response_hidden};
 use crate::algo::reward::RewardModel;
 use crate::data::PairTensors;
-use crate::profile;
 use crate::model::{generate, left_pad, sampling_logprobs, Gpt, SampleSettings};
+use crate::profile;
 use crate::world::{TextWorld, EOS};
 
 pub struct Evaluator<'a> {
@@ -68,12 +68,26 @@ fn distinct(texts: &[Vec<i64>], n: usize) -> f64 {
 /// The gold reward of each evaluation row's reference response (`samples_per_prompt` rows per
 /// prompt), where the world has references.
 pub fn reference_gold(world: &dyn TextWorld, samples_per_prompt: usize) -> Option<Vec<f64>> {
-    Some(gold_per_row(world, world.eval_prompts(), world.eval_references()?, samples_per_prompt))
+    Some(gold_per_row(
+        world,
+        world.eval_prompts(),
+        world.eval_references()?,
+        samples_per_prompt,
+    ))
 }
 
 /// The gold reward of each prompt's reference, repeated for its `samples_per_prompt` rows.
-fn gold_per_row(world: &dyn TextWorld, prompts: &[Vec<i64>], refs: &[Vec<i64>], samples_per_prompt: usize) -> Vec<f64> {
-    prompts.iter().zip(refs).flat_map(|(p, r)| std::iter::repeat_n(world.gold(p, r), samples_per_prompt)).collect()
+fn gold_per_row(
+    world: &dyn TextWorld,
+    prompts: &[Vec<i64>],
+    refs: &[Vec<i64>],
+    samples_per_prompt: usize,
+) -> Vec<f64> {
+    prompts
+        .iter()
+        .zip(refs)
+        .flat_map(|(p, r)| std::iter::repeat_n(world.gold(p, r), samples_per_prompt))
+        .collect()
 }
 
 /// Per-sample results, kept for tests and CIs.
@@ -86,24 +100,65 @@ pub struct EvalSamples {
 }
 
 impl Evaluator<'_> {
-    pub fn new<'a>(world: &'a dyn TextWorld, reference: &'a Gpt, rm: Option<&'a RewardModel>, heldout: Option<(&'a PairTensors, &'a (Tensor, Tensor))>, samples_per_prompt: usize, selection_fraction: f64, settings: SampleSettings, seed: i64) -> Evaluator<'a> {
-        let ev = Evaluator { world, reference, rm, heldout, prompts: vec![], ref_gold: None, settings, seed, n_sel_rows: 0 };
-        ev.with_rows(world.eval_prompts(), world.eval_references(), samples_per_prompt, selection_fraction)
+    pub fn new<'a>(
+        world: &'a dyn TextWorld,
+        reference: &'a Gpt,
+        rm: Option<&'a RewardModel>,
+        heldout: Option<(&'a PairTensors, &'a (Tensor, Tensor))>,
+        samples_per_prompt: usize,
+        selection_fraction: f64,
+        settings: SampleSettings,
+        seed: i64,
+    ) -> Evaluator<'a> {
+        let ev = Evaluator {
+            world,
+            reference,
+            rm,
+            heldout,
+            prompts: vec![],
+            ref_gold: None,
+            settings,
+            seed,
+            n_sel_rows: 0,
+        };
+        ev.with_rows(
+            world.eval_prompts(),
+            world.eval_references(),
+            samples_per_prompt,
+            selection_fraction,
+        )
     }
 
     /// Evaluate on `prompts` (each repeated `samples_per_prompt` times; the first
     /// `selection_fraction` of them the selection half), with `refs` for the win rate.
-    fn with_rows(mut self, prompts: &[Vec<i64>], refs: Option<&[Vec<i64>]>, samples_per_prompt: usize, selection_fraction: f64) -> Self {
-        self.prompts = prompts.iter().flat_map(|p| std::iter::repeat_n(p.clone(), samples_per_prompt)).collect();
-        self.ref_gold = refs.map(|refs| gold_per_row(self.world, prompts, refs, samples_per_prompt));
-        self.n_sel_rows = super::selection_prompts(prompts.len(), selection_fraction) * samples_per_prompt;
+    fn with_rows(
+        mut self,
+        prompts: &[Vec<i64>],
+        refs: Option<&[Vec<i64>]>,
+        samples_per_prompt: usize,
+        selection_fraction: f64,
+    ) -> Self {
+        self.prompts = prompts
+            .iter()
+            .flat_map(|p| std::iter::repeat_n(p.clone(), samples_per_prompt))
+            .collect();
+        self.ref_gold =
+            refs.map(|refs| gold_per_row(self.world, prompts, refs, samples_per_prompt));
+        self.n_sel_rows =
+            super::selection_prompts(prompts.len(), selection_fraction) * samples_per_prompt;
         self
     }
 
     /// The same evaluation on other prompts with their references (a shifted distribution):
     /// every prompt repeated `samples_per_prompt` times, the first `selection_fraction` of
     /// them the selection half.
-    pub fn on_prompts(self, prompts: &[Vec<i64>], refs: &[Vec<i64>], samples_per_prompt: usize, selection_fraction: f64) -> Self {
+    pub fn on_prompts(
+        self,
+        prompts: &[Vec<i64>],
+        refs: &[Vec<i64>],
+        samples_per_prompt: usize,
+        selection_fraction: f64,
+    ) -> Self {
         self.with_rows(prompts, Some(refs), samples_per_prompt, selection_fraction)
     }
 
@@ -121,26 +176,50 @@ impl Evaluator<'_> {
     fn greedy_logp(&self, policy: &Gpt) -> f64 {
         let _guard = tch::no_grad_guard();
         let (prompt, valid) = left_pad(self.world.eval_prompts(), self.reference.cfg_device());
-        let greedy = SampleSettings { temperature: 0.0, top_k: 0, ..self.settings.clone() };
+        let greedy = SampleSettings {
+            temperature: 0.0,
+            top_k: 0,
+            ..self.settings.clone()
+        };
         let ro = {
             let _p = profile::span("eval_generate");
             generate(policy, &prompt, &valid, &greedy)
         };
         let _p = profile::span("eval_estimators");
-        let lp = sampling_logprobs(&response_logits(policy, &prompt, &valid, &ro.response), 0.0, 0);
-        let picked = lp.gather(-1, &ro.response.unsqueeze(-1), false).squeeze_dim(-1) * &ro.mask;
-        picked.sum_dim_intlist(-1, false, Kind::Float).mean(Kind::Float).double_value(&[])
+        let lp = sampling_logprobs(
+            &response_logits(policy, &prompt, &valid, &ro.response),
+            0.0,
+            0,
+        );
+        let picked = lp
+            .gather(-1, &ro.response.unsqueeze(-1), false)
+            .squeeze_dim(-1)
+            * &ro.mask;
+        picked
+            .sum_dim_intlist(-1, false, Kind::Float)
+            .mean(Kind::Float)
+            .double_value(&[])
     }
 
     /// The evaluation at another sampling temperature, metrics named `eval_t{T}/...`; the
     /// held-out implicit-reward accuracy does not depend on sampling and is left out.
     pub fn evaluate_at_temperature(&self, policy: &Gpt, temperature: f64) -> Vec<(String, f64)> {
-        let settings = SampleSettings { temperature, ..self.settings };
+        let settings = SampleSettings {
+            temperature,
+            ..self.settings
+        };
         let (rows, _) = self.evaluate_with(policy, &settings);
-        rows.into_iter().filter(|(k, _)| k != "eval/implicit_acc").map(|(k, v)| (super::at_temperature(&k, temperature), v)).collect()
+        rows.into_iter()
+            .filter(|(k, _)| k != "eval/implicit_acc")
+            .map(|(k, v)| (super::at_temperature(&k, temperature), v))
+            .collect()
     }
 
-    fn evaluate_with(&self, policy: &Gpt, settings: &SampleSettings) -> (Vec<(String, f64)>, EvalSamples) {
+    fn evaluate_with(
+        &self,
+        policy: &Gpt,
+        settings: &SampleSettings,
+    ) -> (Vec<(String, f64)>, EvalSamples) {
         let _guard = tch::no_grad_guard();
         let device = self.reference.cfg_device();
         let (prompt, valid) = left_pad(&self.prompts, device);
@@ -151,43 +230,87 @@ impl Evaluator<'_> {
         drop(span);
         let span = profile::span("eval_gold");
         // Each sample's gold reward and fluency on its own: in parallel, in order.
-        let gold: Vec<f64> = self.prompts.par_iter().zip(&rows).map(|(p, r)| self.world.gold(p, r)).collect();
-        let fluency: Option<Vec<f64>> = self.prompts.par_iter().zip(&rows).map(|(p, r)| self.world.fluency(p, r)).collect();
-        let spurious: Option<Vec<f64>> = self.prompts.iter().zip(&rows).map(|(p, r)| self.world.spurious(p, r)).collect();
+        let gold: Vec<f64> = self
+            .prompts
+            .par_iter()
+            .zip(&rows)
+            .map(|(p, r)| self.world.gold(p, r))
+            .collect();
+        let fluency: Option<Vec<f64>> = self
+            .prompts
+            .par_iter()
+            .zip(&rows)
+            .map(|(p, r)| self.world.fluency(p, r))
+            .collect();
+        let spurious: Option<Vec<f64>> = self
+            .prompts
+            .iter()
+            .zip(&rows)
+            .map(|(p, r)| self.world.spurious(p, r))
+            .collect();
         drop(span);
         let span = profile::span("eval_estimators");
         // KL at the sampling temperature (greedy decoding is measured at temperature 1).
         // With top-k the policy samples from its truncated distribution: that one's KL is
         // measured (tokens outside the top k have probability 0 and contribute nothing).
-        let lp = sampling_logprobs(&response_logits(policy, &prompt, &valid, &ro.response), settings.temperature, settings.top_k); // [B, N, V]
+        let lp = sampling_logprobs(
+            &response_logits(policy, &prompt, &valid, &ro.response),
+            settings.temperature,
+            settings.top_k,
+        ); // [B, N, V]
         let lq = {
             let _p = profile::span("eval_reference");
-            sampling_logprobs(&response_logits(self.reference, &prompt, &valid, &ro.response), settings.temperature, 0)
+            sampling_logprobs(
+                &response_logits(self.reference, &prompt, &valid, &ro.response),
+                settings.temperature,
+                0,
+            )
         };
         let mask = &ro.mask;
         let p = lp.exp();
         // 0 * log 0 = 0: tokens outside a top-k support contribute nothing (without truncation
         // every log-prob is finite and there is nothing to zero).
         let truncated = settings.temperature > 0.0 && settings.top_k > 0;
-        let outside_zero = |t: Tensor| if truncated { t.nan_to_num(0.0, 0.0, 0.0) } else { t };
+        let outside_zero = |t: Tensor| {
+            if truncated {
+                t.nan_to_num(0.0, 0.0, 0.0)
+            } else {
+                t
+            }
+        };
         let per_pos_kl = outside_zero(&p * (&lp - &lq)).sum_dim_intlist(-1, false, Kind::Float); // [B, N]
         let kl = (per_pos_kl * mask).sum_dim_intlist(-1, false, Kind::Float);
         let idx = ro.response.unsqueeze(-1);
-        let logratio = lp.gather(-1, &idx, false).squeeze_dim(-1) - lq.gather(-1, &idx, false).squeeze_dim(-1); // log pi/pi_ref
+        let logratio =
+            lp.gather(-1, &idx, false).squeeze_dim(-1) - lq.gather(-1, &idx, false).squeeze_dim(-1); // log pi/pi_ref
         let k1 = (&logratio * mask).sum_dim_intlist(-1, false, Kind::Float);
         let r = (-&logratio).exp();
         let k3 = ((&r - 1.0 - (-&logratio)) * mask).sum_dim_intlist(-1, false, Kind::Float);
         // k2 = (log r)^2 / 2 per token: low variance, biased (Schulman's note on KL estimators).
         let k2 = (logratio.square() * 0.5 * mask).sum_dim_intlist(-1, false, Kind::Float);
-        let entropy = ((-outside_zero(&p * &lp).sum_dim_intlist(-1, false, Kind::Float)) * mask).sum_dim_intlist(-1, false, Kind::Float);
-        let to_vec = |t: &Tensor| Vec::<f64>::try_from(t.to_kind(Kind::Double).to_device(tch::Device::Cpu)).unwrap();
-        let (kl, k1, k2, k3, entropy) = (to_vec(&kl), to_vec(&k1), to_vec(&k2), to_vec(&k3), to_vec(&entropy));
+        let entropy = ((-outside_zero(&p * &lp).sum_dim_intlist(-1, false, Kind::Float)) * mask)
+            .sum_dim_intlist(-1, false, Kind::Float);
+        let to_vec = |t: &Tensor| {
+            Vec::<f64>::try_from(t.to_kind(Kind::Double).to_device(tch::Device::Cpu)).unwrap()
+        };
+        let (kl, k1, k2, k3, entropy) = (
+            to_vec(&kl),
+            to_vec(&k1),
+            to_vec(&k2),
+            to_vec(&k3),
+            to_vec(&entropy),
+        );
         let sd = |x: &[f64]| {
             let m = x.iter().sum::<f64>() / x.len() as f64;
-            (x.iter().map(|v| (v - m).powi(2)).sum::<f64>() / (x.len() as f64 - 1.0).max(1.0)).sqrt()
+            (x.iter().map(|v| (v - m).powi(2)).sum::<f64>() / (x.len() as f64 - 1.0).max(1.0))
+                .sqrt()
         };
-        let length = mask.sum_dim_intlist(-1, false, Kind::Float).mean(Kind::Float).double_value(&[]);
-        let eos_rate = rows.iter().filter(|r| r.last() == Some(&EOS)).count() as f64 / rows.len() as f64;
+        let length = mask
+            .sum_dim_intlist(-1, false, Kind::Float)
+            .mean(Kind::Float)
+            .double_value(&[]);
+        let eos_rate =
+            rows.iter().filter(|r| r.last() == Some(&EOS)).count() as f64 / rows.len() as f64;
         let g: Stat = mean_ci(&gold);
         let k: Stat = mean_ci(&kl);
         let mut out = vec![
@@ -217,10 +340,18 @@ impl Evaluator<'_> {
         if let Some(refs) = &self.ref_gold {
             out.extend(winrate_metrics(win_rate(&gold, refs)).map(|(k, v)| (k.to_string(), v)));
         }
-        out.extend(super::split_metrics(self.n_sel_rows, &gold, Some(&kl), self.ref_gold.as_deref()));
+        out.extend(super::split_metrics(
+            self.n_sel_rows,
+            &gold,
+            Some(&kl),
+            self.ref_gold.as_deref(),
+        ));
         if let Some(rm) = self.rm {
             let proxy = rm.score(&prompt, &valid, &ro.response, mask);
-            out.push(("eval/proxy".to_string(), proxy.mean(Kind::Float).double_value(&[])));
+            out.push((
+                "eval/proxy".to_string(),
+                proxy.mean(Kind::Float).double_value(&[]),
+            ));
         }
         if let Some((pairs, (ref_c, ref_r))) = self.heldout {
             let mut correct = 0.0;
@@ -230,15 +361,31 @@ impl Evaluator<'_> {
                 let b = pairs.batch(chunk);
                 let n = chunk.len() as i64;
                 let (c, r) = pair_logps(policy, &b);
-                let (c, r) = (c - ref_c.narrow(0, offset, n), r - ref_r.narrow(0, offset, n));
+                let (c, r) = (
+                    c - ref_c.narrow(0, offset, n),
+                    r - ref_r.narrow(0, offset, n),
+                );
                 // A tie (at step 0 every pair) counts one half, as a coin flip would score.
-                let right = c.gt_tensor(&r).to_kind(Kind::Float) + c.eq_tensor(&r).to_kind(Kind::Float) * 0.5;
+                let right = c.gt_tensor(&r).to_kind(Kind::Float)
+                    + c.eq_tensor(&r).to_kind(Kind::Float) * 0.5;
                 correct += right.sum(Kind::Float).double_value(&[]);
                 offset += n;
             }
-            out.push(("eval/implicit_acc".to_string(), correct / pairs.len().max(1) as f64));
+            out.push((
+                "eval/implicit_acc".to_string(),
+                correct / pairs.len().max(1) as f64,
+            ));
         }
         drop(span);
-        (out, EvalSamples { gold, kl, k1, k2, k3 })
+        (
+            out,
+            EvalSamples {
+                gold,
+                kl,
+                k1,
+                k2,
+                k3,
+            },
+        )
     }
 }

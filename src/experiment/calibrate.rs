@@ -78,7 +78,15 @@ pub struct CalibrationRecord {
 
 impl Default for CalibrationRecord {
     fn default() -> Self {
-        CalibrationRecord { table: String::new(), key: String::new(), budget: f64::NAN, value: f64::NAN, pilot_kl: f64::NAN, within_tolerance: false, pilot_runs: 0 }
+        CalibrationRecord {
+            table: String::new(),
+            key: String::new(),
+            budget: f64::NAN,
+            value: f64::NAN,
+            pilot_kl: f64::NAN,
+            within_tolerance: false,
+            pilot_runs: 0,
+        }
     }
 }
 
@@ -93,7 +101,10 @@ pub struct Calibration {
 /// The knob of a method table in a resolved scenario, if it has one.
 pub fn knob(resolved: &toml::Table, table: &str) -> Option<&'static str> {
     let t = resolved.get(table)?.as_table()?;
-    KNOBS.iter().copied().find(|k| t.contains_key(*k) && methods::is_grid(table, k))
+    KNOBS
+        .iter()
+        .copied()
+        .find(|k| t.contains_key(*k) && methods::is_grid(table, k))
 }
 
 /// Best-of-N's analytic KL bound.
@@ -125,7 +136,11 @@ pub fn best_of_n_for(budget: f64) -> usize {
 /// else extrapolated along the two runs nearest it, at most a factor 4 past them. With one run,
 /// a factor 2 in the direction `sign` (+1: KL grows with the setting, -1: it falls).
 pub fn propose(runs: &[(f64, f64)], budget: f64, sign: f64) -> f64 {
-    let mut pts: Vec<(f64, f64)> = runs.iter().filter(|(v, k)| *v > 0.0 && *k > 0.0 && k.is_finite()).map(|(v, k)| (v.ln(), k.ln())).collect();
+    let mut pts: Vec<(f64, f64)> = runs
+        .iter()
+        .filter(|(v, k)| *v > 0.0 && *k > 0.0 && k.is_finite())
+        .map(|(v, k)| (v.ln(), k.ln()))
+        .collect();
     pts.sort_by(|a, b| a.0.total_cmp(&b.0));
     pts.dedup_by(|a, b| a.0 == b.0);
     let b = budget.ln();
@@ -144,7 +159,11 @@ pub fn propose(runs: &[(f64, f64)], budget: f64, sign: f64) -> f64 {
             let mut near = pts.clone();
             near.sort_by(|p, q| (p.1 - b).abs().total_cmp(&(q.1 - b).abs()));
             let ((x0, y0), (x1, y1)) = (near[0], near[1]);
-            let slope = if y1 != y0 && x1 != x0 { (y1 - y0) / (x1 - x0) } else { sign };
+            let slope = if y1 != y0 && x1 != x0 {
+                (y1 - y0) / (x1 - x0)
+            } else {
+                sign
+            };
             let step = ((b - y0) / slope).clamp(-4f64.ln(), 4f64.ln());
             (x0 + step).exp()
         }
@@ -166,45 +185,82 @@ fn within(kl: f64, budget: f64) -> bool {
 
 /// The budget nearest `kl` in log KL (the first of a tie).
 pub fn nearest_budget(kl: f64, budgets: &[f64]) -> Option<f64> {
-    budgets.iter().copied().min_by(|a, b| (kl / a).ln().abs().total_cmp(&(kl / b).ln().abs()))
+    budgets
+        .iter()
+        .copied()
+        .min_by(|a, b| (kl / a).ln().abs().total_cmp(&(kl / b).ln().abs()))
 }
 
 /// Whether the run landing at `kl` settles `budget`: within `aim` of it and nearer it than any
 /// other budget.
 pub fn settles(kl: f64, budget: f64, budgets: &[f64], aim: f64) -> bool {
-    kl > 0.0 && kl.is_finite() && (kl - budget).abs() <= aim * budget && nearest_budget(kl, budgets) == Some(budget)
+    kl > 0.0
+        && kl.is_finite()
+        && (kl - budget).abs() <= aim * budget
+        && nearest_budget(kl, budgets) == Some(budget)
 }
 
 /// The (setting, landed KL) run each budget takes: among the runs nearer it than any other
 /// budget, the nearest in log KL; where there is none, the nearest of all.
 pub fn pick(runs: &[(f64, f64)], budget: f64, budgets: &[f64]) -> Option<(f64, f64)> {
-    let ok: Vec<(f64, f64)> = runs.iter().copied().filter(|r| r.1 > 0.0 && r.1.is_finite()).collect();
+    let ok: Vec<(f64, f64)> = runs
+        .iter()
+        .copied()
+        .filter(|r| r.1 > 0.0 && r.1.is_finite())
+        .collect();
     let dist = |r: &&(f64, f64)| (r.1 / budget).ln().abs();
-    let own = ok.iter().filter(|r| nearest_budget(r.1, budgets) == Some(budget)).min_by(|p, q| dist(p).total_cmp(&dist(q)));
+    let own = ok
+        .iter()
+        .filter(|r| nearest_budget(r.1, budgets) == Some(budget))
+        .min_by(|p, q| dist(p).total_cmp(&dist(q)));
     own.copied().or_else(|| nearest_run(runs, budget))
 }
 
 /// The (setting, landed KL) run that landed nearest `budget` in log KL (runs with a positive,
 /// finite KL).
 fn nearest_run(runs: &[(f64, f64)], budget: f64) -> Option<(f64, f64)> {
-    runs.iter().copied().filter(|r| r.1 > 0.0 && r.1.is_finite()).min_by(|p, q| (p.1 / budget).ln().abs().total_cmp(&(q.1 / budget).ln().abs()))
+    runs.iter()
+        .copied()
+        .filter(|r| r.1 > 0.0 && r.1.is_finite())
+        .min_by(|p, q| {
+            (p.1 / budget)
+                .ln()
+                .abs()
+                .total_cmp(&(q.1 / budget).ln().abs())
+        })
 }
 
 /// The value of `key` in a method's setting label (`beta=0.1`, `target_kl=1;rollout_batch=64`,
 /// Best-of-N's `n=16`).
 pub fn setting_value(setting: &str, key: &str) -> Option<f64> {
-    setting.split(';').find_map(|p| p.strip_prefix(&format!("{key}="))).and_then(|v| v.parse().ok())
+    setting
+        .split(';')
+        .find_map(|p| p.strip_prefix(&format!("{key}=")))
+        .and_then(|v| v.parse().ok())
 }
 
 fn grid_override(table: &str, key: &str, values: &[f64]) -> String {
-    format!("{table}.{key}=[{}]", values.iter().map(|v| format!("{v:?}")).collect::<Vec<_>>().join(", "))
+    format!(
+        "{table}.{key}=[{}]",
+        values
+            .iter()
+            .map(|v| format!("{v:?}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
 }
 
 /// Calibrate `sc`'s grids to its budgets (see the module's header). `load` reads the scenario
 /// with extra overrides; `run_pilot` runs the methods of the pilot scenario (loaded with the
 /// overrides it is given) whose table is listed (cached cells are reused).
-pub fn calibrate(sc: &Scenario, opts: &RunOptions, load: &dyn Fn(&[String]) -> Result<Scenario>, run_pilot: &dyn Fn(&Scenario, &[String], &[String]) -> Result<()>) -> Result<Calibration> {
-    let resolved: toml::Table = toml::from_str(&sc.resolved_toml).context("the resolved scenario is TOML")?;
+pub fn calibrate(
+    sc: &Scenario,
+    opts: &RunOptions,
+    load: &dyn Fn(&[String]) -> Result<Scenario>,
+    run_pilot: &dyn Fn(&Scenario, &[String], &[String]) -> Result<()>,
+) -> Result<Calibration> {
+    let resolved: toml::Table =
+        toml::from_str(&sc.resolved_toml).context("the resolved scenario is TOML")?;
     // Each calibrated table: its knob, the way KL moves with it (for a first step from a single
     // run), its own grid (round 0) and the (setting, landed KL) of its pilot runs.
     struct Knob {
@@ -222,13 +278,34 @@ pub fn calibrate(sc: &Scenario, opts: &RunOptions, load: &dyn Fn(&[String]) -> R
         }
         if let Some(key) = knob(&resolved, &table) {
             let sign = sign_of(key);
-            let grid = sc.methods.iter().filter(|m| m.name() == table).filter_map(|m| setting_value(&m.setting(), key)).collect();
-            knobs.push(Knob { table, key, sign, grid, runs: vec![] });
+            let grid = sc
+                .methods
+                .iter()
+                .filter(|m| m.name() == table)
+                .filter_map(|m| setting_value(&m.setting(), key))
+                .collect();
+            knobs.push(Knob {
+                table,
+                key,
+                sign,
+                grid,
+                runs: vec![],
+            });
         }
     }
     let mut work = super::RunsWork::default();
-    let seeds = sc.pilot_seeds.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(", ");
-    let pilot_base = vec![format!("sweep.seeds=[{seeds}]"), "sweep.budgets=[]".to_string(), "sweep.seed_runs=[]".to_string(), "sweep.top_up_rounds=0".to_string()];
+    let seeds = sc
+        .pilot_seeds
+        .iter()
+        .map(|s| s.to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let pilot_base = vec![
+        format!("sweep.seeds=[{seeds}]"),
+        "sweep.budgets=[]".to_string(),
+        "sweep.seed_runs=[]".to_string(),
+        "sweep.top_up_rounds=0".to_string(),
+    ];
     for round in 0..=sc.calibration_rounds {
         // This round's settings: round 0 the grids, then proposals for the budgets not reached.
         let mut todo: Vec<(usize, Vec<f64>)> = Vec::new();
@@ -236,7 +313,17 @@ pub fn calibrate(sc: &Scenario, opts: &RunOptions, load: &dyn Fn(&[String]) -> R
             let vals: Vec<f64> = if round == 0 {
                 k.grid.clone()
             } else {
-                let mut v: Vec<f64> = sc.budgets.iter().filter(|b| !k.runs.iter().any(|r| settles(r.1, **b, &sc.budgets, sc.calibration_aim))).map(|b| round3(propose(&k.runs, *b, k.sign))).filter(|v| v.is_finite() && *v > 0.0).collect();
+                let mut v: Vec<f64> = sc
+                    .budgets
+                    .iter()
+                    .filter(|b| {
+                        !k.runs
+                            .iter()
+                            .any(|r| settles(r.1, **b, &sc.budgets, sc.calibration_aim))
+                    })
+                    .map(|b| round3(propose(&k.runs, *b, k.sign)))
+                    .filter(|v| v.is_finite() && *v > 0.0)
+                    .collect();
                 v.sort_by(|a, b| a.total_cmp(b));
                 v.dedup();
                 v.retain(|x| !k.runs.iter().any(|r| r.0 == *x));
@@ -250,20 +337,40 @@ pub fn calibrate(sc: &Scenario, opts: &RunOptions, load: &dyn Fn(&[String]) -> R
             break;
         }
         let mut ov = pilot_base.clone();
-        ov.extend(todo.iter().map(|(i, v)| grid_override(&knobs[*i].table, knobs[*i].key, v)));
+        ov.extend(
+            todo.iter()
+                .map(|(i, v)| grid_override(&knobs[*i].table, knobs[*i].key, v)),
+        );
         let pilot = load(&ov)?;
         let names: Vec<String> = todo.iter().map(|(i, _)| knobs[*i].table.clone()).collect();
-        eprintln!("calibration round {round}: {}", todo.iter().map(|(i, v)| format!("{} {v:?}", knobs[*i].table)).collect::<Vec<_>>().join(", "));
+        eprintln!(
+            "calibration round {round}: {}",
+            todo.iter()
+                .map(|(i, v)| format!("{} {v:?}", knobs[*i].table))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
         run_pilot(&pilot, &names, &ov)?;
         for m in pilot.methods.iter().filter(|m| names.contains(&m.name())) {
-            let k = knobs.iter_mut().find(|k| k.table == m.name()).expect("a calibrated table");
-            let Some(v) = setting_value(&m.setting(), k.key) else { continue };
+            let k = knobs
+                .iter_mut()
+                .find(|k| k.table == m.name())
+                .expect("a calibrated table");
+            let Some(v) = setting_value(&m.setting(), k.key) else {
+                continue;
+            };
             if !k.runs.iter().any(|r| r.0 == v) {
                 // Where a setting lands: its final KL, the mean over the pilot seeds.
                 let mut kls = Vec::new();
                 for &seed in &sc.pilot_seeds {
                     let e = pilot_evals(&pilot.with_seed(seed), m, opts)?;
-                    kls.push(last_kl(&e).with_context(|| format!("the pilot run {} {} (seed {seed}) has no eval/kl", m.name(), m.setting()))?);
+                    kls.push(last_kl(&e).with_context(|| {
+                        format!(
+                            "the pilot run {} {} (seed {seed}) has no eval/kl",
+                            m.name(),
+                            m.setting()
+                        )
+                    })?);
                     work.add(&e);
                     work.add_timing(&stages::run_timing(&pilot.with_seed(seed), m, opts));
                 }
@@ -278,7 +385,15 @@ pub fn calibrate(sc: &Scenario, opts: &RunOptions, load: &dyn Fn(&[String]) -> R
         let mut grid: Vec<f64> = Vec::new();
         for &b in &sc.budgets {
             if let Some((v, kl)) = pick(&k.runs, b, &sc.budgets) {
-                records.push(CalibrationRecord { table: k.table.clone(), key: k.key.to_string(), budget: b, value: v, pilot_kl: kl, within_tolerance: within(kl, b), pilot_runs: k.runs.len() });
+                records.push(CalibrationRecord {
+                    table: k.table.clone(),
+                    key: k.key.to_string(),
+                    budget: b,
+                    value: v,
+                    pilot_kl: kl,
+                    within_tolerance: within(kl, b),
+                    pilot_runs: k.runs.len(),
+                });
                 if !grid.contains(&v) {
                     grid.push(v);
                 }
@@ -292,14 +407,32 @@ pub fn calibrate(sc: &Scenario, opts: &RunOptions, load: &dyn Fn(&[String]) -> R
         let mut grid: Vec<usize> = Vec::new();
         for &b in &sc.budgets {
             let n = best_of_n_for(b);
-            records.push(CalibrationRecord { table: "best_of_n".into(), key: "n".into(), budget: b, value: n as f64, pilot_kl: best_of_n_kl(n), within_tolerance: within(best_of_n_kl(n), b), pilot_runs: 0 });
+            records.push(CalibrationRecord {
+                table: "best_of_n".into(),
+                key: "n".into(),
+                budget: b,
+                value: n as f64,
+                pilot_kl: best_of_n_kl(n),
+                within_tolerance: within(best_of_n_kl(n), b),
+                pilot_runs: 0,
+            });
             if !grid.contains(&n) {
                 grid.push(n);
             }
         }
-        overrides.push(format!("best_of_n.n=[{}]", grid.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(", ")));
+        overrides.push(format!(
+            "best_of_n.n=[{}]",
+            grid.iter()
+                .map(|n| n.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
     }
-    Ok(Calibration { overrides, records, work })
+    Ok(Calibration {
+        overrides,
+        records,
+        work,
+    })
 }
 
 /// The way KL moves with a knob: +1 where it grows with the setting (target KL, alpha), -1
@@ -322,8 +455,17 @@ pub fn sign_of(key: &str) -> f64 {
 /// on seed 3: target 2.66 lands lower than target 2), and extrapolating along two such runs
 /// points the wrong way. So the proposal must move from the run nearest the budget in the
 /// direction the knob moves KL (`sign`); where it does not, it is a factor 2 that way.
-pub fn top_up_value(calibrated: f64, topped: &[f64], runs: &[(f64, f64)], budget: f64, sign: f64) -> Option<f64> {
-    if std::iter::once(&calibrated).chain(topped).any(|kl| within(*kl, budget)) {
+pub fn top_up_value(
+    calibrated: f64,
+    topped: &[f64],
+    runs: &[(f64, f64)],
+    budget: f64,
+    sign: f64,
+) -> Option<f64> {
+    if std::iter::once(&calibrated)
+        .chain(topped)
+        .any(|kl| within(*kl, budget))
+    {
         return None;
     }
     let mut v = round3(propose(runs, budget, sign));
@@ -338,7 +480,9 @@ pub fn top_up_value(calibrated: f64, topped: &[f64], runs: &[(f64, f64)], budget
     // factor 2 lands on an earlier top-up): step on from that run by factors of 2, the way its
     // own KL must move, to a setting not yet run.
     for _ in 0..8 {
-        let Some(&(x, k)) = runs.iter().find(|r| r.0 == v) else { break };
+        let Some(&(x, k)) = runs.iter().find(|r| r.0 == v) else {
+            break;
+        };
         let way = sign * (budget / k).ln().signum();
         if !(way != 0.0 && k.is_finite()) {
             return None;
@@ -350,7 +494,11 @@ pub fn top_up_value(calibrated: f64, topped: &[f64], runs: &[(f64, f64)], budget
 
 /// A run's final KL: its `eval/kl` at the last step evaluated.
 fn last_kl(e: &Metrics) -> Option<f64> {
-    e.rows.iter().filter(|r| r.metric == "eval/kl").max_by_key(|r| r.step).map(|r| r.value)
+    e.rows
+        .iter()
+        .filter(|r| r.metric == "eval/kl")
+        .max_by_key(|r| r.step)
+        .map(|r| r.value)
 }
 
 /// The final KL of a finished run (None: not finished, or no `eval/kl`).
@@ -365,15 +513,48 @@ pub fn top_ups(sc: &Scenario, opts: &RunOptions, records: &[CalibrationRecord]) 
     for &seed in &sc.seeds {
         let s = sc.with_seed(seed);
         // Each table's finished runs on this seed, read once: (table, setting, final KL).
-        let finished: Vec<(String, f64, f64)> = s.methods.iter().filter_map(|m| Some((m.name(), setting_value(&m.setting(), knob_of(records, &m.name())?)?, final_kl(&s, m, opts)?))).collect();
-        for r in records.iter().filter(|r| r.within_tolerance && r.table != "best_of_n") {
-            let runs: Vec<(f64, f64)> = finished.iter().filter(|f| f.0 == r.table).map(|f| (f.1, f.2)).collect();
+        let finished: Vec<(String, f64, f64)> = s
+            .methods
+            .iter()
+            .filter_map(|m| {
+                Some((
+                    m.name(),
+                    setting_value(&m.setting(), knob_of(records, &m.name())?)?,
+                    final_kl(&s, m, opts)?,
+                ))
+            })
+            .collect();
+        for r in records
+            .iter()
+            .filter(|r| r.within_tolerance && r.table != "best_of_n")
+        {
+            let runs: Vec<(f64, f64)> = finished
+                .iter()
+                .filter(|f| f.0 == r.table)
+                .map(|f| (f.1, f.2))
+                .collect();
             // A failed or missing calibrated run is reported as such, not topped up.
-            let Some(calibrated) = runs.iter().find(|x| x.0 == r.value).map(|x| x.1) else { continue };
-            let topped: Vec<f64> = s.seed_runs.iter().filter(|(x, _)| x.seed == seed && x.table == r.table && x.budget == r.budget).filter_map(|(x, _)| runs.iter().find(|y| y.0 == x.value).map(|y| y.1)).collect();
-            if let Some(value) = top_up_value(calibrated, &topped, &runs, r.budget, sign_of(&r.key)) {
-                if !out.iter().any(|o: &SeedRun| o.seed == seed && o.table == r.table && o.value == value) {
-                    out.push(SeedRun { seed, table: r.table.clone(), value, budget: r.budget });
+            let Some(calibrated) = runs.iter().find(|x| x.0 == r.value).map(|x| x.1) else {
+                continue;
+            };
+            let topped: Vec<f64> = s
+                .seed_runs
+                .iter()
+                .filter(|(x, _)| x.seed == seed && x.table == r.table && x.budget == r.budget)
+                .filter_map(|(x, _)| runs.iter().find(|y| y.0 == x.value).map(|y| y.1))
+                .collect();
+            if let Some(value) = top_up_value(calibrated, &topped, &runs, r.budget, sign_of(&r.key))
+            {
+                if !out
+                    .iter()
+                    .any(|o: &SeedRun| o.seed == seed && o.table == r.table && o.value == value)
+                {
+                    out.push(SeedRun {
+                        seed,
+                        table: r.table.clone(),
+                        value,
+                        budget: r.budget,
+                    });
                 }
             }
         }
@@ -383,17 +564,35 @@ pub fn top_ups(sc: &Scenario, opts: &RunOptions, records: &[CalibrationRecord]) 
 
 /// The knob the calibration's records give `table` (None: not calibrated, or Best-of-N).
 fn knob_of<'a>(records: &'a [CalibrationRecord], table: &str) -> Option<&'a str> {
-    records.iter().find(|r| r.table == table && r.table != "best_of_n").map(|r| r.key.as_str())
+    records
+        .iter()
+        .find(|r| r.table == table && r.table != "best_of_n")
+        .map(|r| r.key.as_str())
 }
 
 /// `[sweep] seed_runs` as a `--set` override.
 pub fn seed_runs_override(runs: &[SeedRun]) -> String {
-    let items: Vec<String> = runs.iter().map(|r| format!("{{ seed = {}, table = \"{}\", value = {:?}, budget = {:?} }}", r.seed, r.table, r.value, r.budget)).collect();
+    let items: Vec<String> = runs
+        .iter()
+        .map(|r| {
+            format!(
+                "{{ seed = {}, table = \"{}\", value = {:?}, budget = {:?} }}",
+                r.seed, r.table, r.value, r.budget
+            )
+        })
+        .collect();
     format!("sweep.seed_runs=[{}]", items.join(", "))
 }
 
 /// A pilot run's evaluations.
 fn pilot_evals(sc: &Scenario, m: &methods::Method, opts: &RunOptions) -> Result<Metrics> {
     let path = stages::method_dir(sc, m, opts).join("eval.csv");
-    Metrics::read(&path).with_context(|| format!("the pilot run {} {} left no {}", m.name(), m.setting(), path.display()))
+    Metrics::read(&path).with_context(|| {
+        format!(
+            "the pilot run {} {} left no {}",
+            m.name(),
+            m.setting(),
+            path.display()
+        )
+    })
 }

@@ -27,8 +27,16 @@ pub struct ModelCard {
 
 /// Write `model.toml` into a run folder.
 pub fn write_card(dir: &Path, gpt: &GptConfig, words: &[String]) -> Result<()> {
-    let card = ModelCard { gpt: gpt.clone(), words: words.to_vec() };
-    write_atomic(&dir.join("model.toml"), toml::to_string(&card).expect("the model card serializes").as_bytes())
+    let card = ModelCard {
+        gpt: gpt.clone(),
+        words: words.to_vec(),
+    };
+    write_atomic(
+        &dir.join("model.toml"),
+        toml::to_string(&card)
+            .expect("the model card serializes")
+            .as_bytes(),
+    )
 }
 
 /// Write `words.toml` (the vocabulary, by id) into a preference-data folder.
@@ -37,7 +45,12 @@ pub fn write_words(dir: &Path, words: &[String]) -> Result<()> {
     struct Words<'a> {
         words: &'a [String],
     }
-    write_atomic(&dir.join("words.toml"), toml::to_string(&Words { words }).expect("words serialize").as_bytes())
+    write_atomic(
+        &dir.join("words.toml"),
+        toml::to_string(&Words { words })
+            .expect("words serialize")
+            .as_bytes(),
+    )
 }
 
 /// `alignlab export-prefs PREFS_DIR OUT.jsonl`: the pairs of a preference-data run folder
@@ -57,12 +70,37 @@ pub fn prefs(dir: &Path, out: &Path) -> Result<usize> {
     struct Words {
         words: Vec<String>,
     }
-    let text = std::fs::read_to_string(&words_path).with_context(|| format!("cannot read {}", words_path.display()))?;
-    let words: Words = toml::from_str(&text).with_context(|| format!("corrupt {}; fix: delete the folder and rerun", words_path.display()))?;
+    let text = std::fs::read_to_string(&words_path)
+        .with_context(|| format!("cannot read {}", words_path.display()))?;
+    let words: Words = toml::from_str(&text).with_context(|| {
+        format!(
+            "corrupt {}; fix: delete the folder and rerun",
+            words_path.display()
+        )
+    })?;
     let data = crate::data::PrefData::load(&pairs_path)?;
-    let word = |i: i64| words.words.get(i as usize).cloned().with_context(|| format!("{}: token {i} is past the vocabulary; fix: delete the folder and rerun", pairs_path.display()));
-    let as_text = |ids: &[i64]| -> Result<String> { Ok(ids.iter().filter(|&&t| t != EOS).map(|&t| word(t)).collect::<Result<Vec<_>>>()?.join(" ")) };
-    let ids = |v: &[i64]| v.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(", ");
+    let word = |i: i64| {
+        words.words.get(i as usize).cloned().with_context(|| {
+            format!(
+                "{}: token {i} is past the vocabulary; fix: delete the folder and rerun",
+                pairs_path.display()
+            )
+        })
+    };
+    let as_text = |ids: &[i64]| -> Result<String> {
+        Ok(ids
+            .iter()
+            .filter(|&&t| t != EOS)
+            .map(|&t| word(t))
+            .collect::<Result<Vec<_>>>()?
+            .join(" "))
+    };
+    let ids = |v: &[i64]| {
+        v.iter()
+            .map(|i| i.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     let mut s = String::new();
     let mut n = 0;
     for (split, pairs) in [("train", &data.train), ("val", &data.val)] {
@@ -104,17 +142,32 @@ fn json_str(s: &str) -> String {
 
 /// Export the policy of `run_dir` into `out`.
 pub fn hf(run_dir: &Path, out: &Path) -> Result<()> {
-    let (ckpt, card_path) = (run_dir.join("model.safetensors"), run_dir.join("model.toml"));
+    let (ckpt, card_path) = (
+        run_dir.join("model.safetensors"),
+        run_dir.join("model.toml"),
+    );
     if !ckpt.exists() {
         bail!("{} has no model.safetensors; fix: pass a finished run folder, e.g. runs/<scenario>/dpo-beta=0.1-<hash>", run_dir.display());
     }
     if !card_path.exists() {
         bail!("{} has no model.toml (run folders record it since this export exists); fix: rerun the scenario so the stage is written again", run_dir.display());
     }
-    let text = std::fs::read_to_string(&card_path).with_context(|| format!("cannot read {}", card_path.display()))?;
-    let card: ModelCard = toml::from_str(&text).with_context(|| format!("corrupt {}; fix: delete the run folder and rerun", card_path.display()))?;
+    let text = std::fs::read_to_string(&card_path)
+        .with_context(|| format!("cannot read {}", card_path.display()))?;
+    let card: ModelCard = toml::from_str(&text).with_context(|| {
+        format!(
+            "corrupt {}; fix: delete the run folder and rerun",
+            card_path.display()
+        )
+    })?;
     let cfg = &card.gpt;
-    anyhow::ensure!(card.words.len() as i64 == cfg.vocab_size, "{}: {} words for a vocabulary of {}; fix: delete the run folder and rerun", card_path.display(), card.words.len(), cfg.vocab_size);
+    anyhow::ensure!(
+        card.words.len() as i64 == cfg.vocab_size,
+        "{}: {} words for a vocabulary of {}; fix: delete the run folder and rerun",
+        card_path.display(),
+        card.words.len(),
+        cfg.vocab_size
+    );
     let mut vs = nn::VarStore::new(Device::Cpu);
     let policy = Gpt::new(&vs.root(), cfg);
     model::load_checkpoint(&mut vs, &ckpt)?;
@@ -127,12 +180,24 @@ pub fn hf(run_dir: &Path, out: &Path) -> Result<()> {
     let mut tensors: Vec<(String, Tensor)> = Vec::new();
     for name in names {
         let t = &vars[name];
-        let conv1d = ["attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight"].iter().any(|s| name.ends_with(s));
-        let t = if conv1d { t.transpose(0, 1).contiguous() } else { t.shallow_clone() };
+        let conv1d = [
+            "attn.c_attn.weight",
+            "attn.c_proj.weight",
+            "mlp.c_fc.weight",
+            "mlp.c_proj.weight",
+        ]
+        .iter()
+        .any(|s| name.ends_with(s));
+        let t = if conv1d {
+            t.transpose(0, 1).contiguous()
+        } else {
+            t.shallow_clone()
+        };
         tensors.push((format!("transformer.{name}"), t));
     }
     let tmp = out.join("model.partial.safetensors");
-    Tensor::write_safetensors(&tensors, &tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
+    Tensor::write_safetensors(&tensors, &tmp)
+        .with_context(|| format!("cannot write {}", tmp.display()))?;
     std::fs::rename(&tmp, out.join("model.safetensors"))?;
 
     let config = format!(
@@ -147,7 +212,12 @@ pub fn hf(run_dir: &Path, out: &Path) -> Result<()> {
         .enumerate()
         .map(|(i, w)| format!("    {{\"id\": {i}, \"content\": {}, \"single_word\": false, \"lstrip\": false, \"rstrip\": false, \"normalized\": false, \"special\": true}}", json_str(w)))
         .collect();
-    let vocab: Vec<String> = card.words.iter().enumerate().map(|(i, w)| format!("{}: {i}", json_str(w))).collect();
+    let vocab: Vec<String> = card
+        .words
+        .iter()
+        .enumerate()
+        .map(|(i, w)| format!("{}: {i}", json_str(w)))
+        .collect();
     let tokenizer = format!(
         "{{\n  \"version\": \"1.0\",\n  \"truncation\": null,\n  \"padding\": null,\n  \"added_tokens\": [\n{}\n  ],\n  \"normalizer\": null,\n  \"pre_tokenizer\": {{\"type\": \"WhitespaceSplit\"}},\n  \"post_processor\": null,\n  \"decoder\": null,\n  \"model\": {{\"type\": \"WordLevel\", \"vocab\": {{{}}}, \"unk_token\": {}}}\n}}\n",
         special.join(",\n"),
@@ -168,20 +238,56 @@ pub fn hf(run_dir: &Path, out: &Path) -> Result<()> {
     // What transformers must reproduce: logits of a few prompts and greedy continuations.
     let n_words = cfg.vocab_size - N_SPECIAL as i64;
     let (rows, len) = (3i64, 5i64);
-    let ids: Vec<i64> = (0..rows).flat_map(|r| std::iter::once(BOS).chain((1..len).map(move |j| N_SPECIAL as i64 + (r * 7 + j * 3) % n_words))).collect();
+    let ids: Vec<i64> = (0..rows)
+        .flat_map(|r| {
+            std::iter::once(BOS)
+                .chain((1..len).map(move |j| N_SPECIAL as i64 + (r * 7 + j * 3) % n_words))
+        })
+        .collect();
     let prompt = Tensor::from_slice(&ids).view([rows, len]);
     let valid = prompt.ones_like().to_kind(Kind::Bool);
     let new = (cfg.block_size - len).clamp(0, 12);
     let (logits, greedy) = tch::no_grad(|| {
         let logits = policy.logits(&policy.forward(&prompt, None, None, None));
-        let ro = generate(&policy, &prompt, &valid, &SampleSettings { temperature: 0.0, top_k: 0, max_new_tokens: new, use_cache: true });
+        let ro = generate(
+            &policy,
+            &prompt,
+            &valid,
+            &SampleSettings {
+                temperature: 0.0,
+                top_k: 0,
+                max_new_tokens: new,
+                use_cache: true,
+            },
+        );
         // Positions past `<eos>` are padding: -1 marks them for the check.
-        let greedy = ro.response.where_self(&ro.mask.gt(0.0), &Tensor::full_like(&ro.response, -1));
+        let greedy = ro
+            .response
+            .where_self(&ro.mask.gt(0.0), &Tensor::full_like(&ro.response, -1));
         (logits, greedy)
     });
-    let texts: Vec<String> = (0..rows as usize).map(|r| ids[r * len as usize + 1..(r + 1) * len as usize].iter().map(|&i| card.words[i as usize].clone()).collect::<Vec<_>>().join(" ")).collect();
-    write_atomic(&out.join("alignlab_check.txt"), (texts.join("\n") + "\n").as_bytes())?;
+    let texts: Vec<String> = (0..rows as usize)
+        .map(|r| {
+            ids[r * len as usize + 1..(r + 1) * len as usize]
+                .iter()
+                .map(|&i| card.words[i as usize].clone())
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect();
+    write_atomic(
+        &out.join("alignlab_check.txt"),
+        (texts.join("\n") + "\n").as_bytes(),
+    )?;
     let check = out.join("alignlab_check.safetensors");
-    Tensor::write_safetensors(&[("input_ids", prompt), ("logits", logits), ("greedy", greedy)], &check).with_context(|| format!("cannot write {}", check.display()))?;
+    Tensor::write_safetensors(
+        &[
+            ("input_ids", prompt),
+            ("logits", logits),
+            ("greedy", greedy),
+        ],
+        &check,
+    )
+    .with_context(|| format!("cannot write {}", check.display()))?;
     Ok(())
 }

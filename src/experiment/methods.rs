@@ -24,8 +24,8 @@ use crate::model::{Gpt, Rollout};
 use crate::algo::dpo::{PrefLoss, TrainConfig};
 use crate::algo::pg::{Estimator, PgConfig};
 use crate::algo::ppo::{KlControl, PpoConfig};
-use crate::model::SampleConfig;
 use crate::config::{need, read, ConfigError, MAX_STEPS};
+use crate::model::SampleConfig;
 
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
 pub enum MethodKind {
@@ -33,14 +33,23 @@ pub enum MethodKind {
     Pref(PrefLoss),
     /// PPO with a critic, against the reward model or (`gold`) the world's gold reward;
     /// `batch_grid`: the table sweeps `rollout_batch`, which the setting label then shows.
-    Ppo { gold: bool, cfg: PpoConfig, batch_grid: bool },
+    Ppo {
+        gold: bool,
+        cfg: PpoConfig,
+        batch_grid: bool,
+    },
     /// A critic-free estimator (RLOO, REINFORCE++, GRPO) against the reward model.
     Pg { est: Estimator, cfg: PgConfig },
     /// A preference loss on pairs the policy samples, labelled by the reward model or (`gold`)
     /// the gold reward; the sampler synced every `sync_every` steps. `shuffled` (Tang et al.'s
     /// control): the same loss offline, from pi_SFT, on the pooled and shuffled pairs of that
     /// online run.
-    Online { gold: bool, loss: PrefLoss, sync_every: usize, shuffled: bool },
+    Online {
+        gold: bool,
+        loss: PrefLoss,
+        sync_every: usize,
+        shuffled: bool,
+    },
 }
 
 /// How runs scored by the gold reward pass their prompts to it: 2, the prompt as the world
@@ -61,7 +70,11 @@ const PPO_GRIDS: [&str; 3] = ["target_kl", "kl_coef", "rollout_batch"];
 const PG_TABLES: [Estimator; 3] = [Estimator::Rloo, Estimator::ReinforcePp, Estimator::Grpo];
 /// The online preference tables, whether each labels with the gold reward, and whether it is
 /// Tang et al.'s control (offline on the online run's pairs, shuffled).
-const ONLINE_TABLES: [(&str, bool, bool); 3] = [("online_dpo", false, false), ("online_dpo_gt", true, false), ("online_dpo_shuffled", false, true)];
+const ONLINE_TABLES: [(&str, bool, bool); 3] = [
+    ("online_dpo", false, false),
+    ("online_dpo_gt", true, false),
+    ("online_dpo_shuffled", false, true),
+];
 /// Keys of a preference table that are not its loss's parameters.
 const OPT_KEYS: [&str; 2] = ["lr", "steps"];
 
@@ -82,14 +95,18 @@ pub struct Method {
 /// Every table of a scenario that holds a method, in the order the methods run.
 pub fn tables() -> Vec<&'static str> {
     let pref = PrefLoss::names().iter().copied();
-    pref.chain(PPO_TABLES.map(|t| t.0)).chain(PG_TABLES.map(|e| e.name())).chain(ONLINE_TABLES.map(|t| t.0)).collect()
+    pref.chain(PPO_TABLES.map(|t| t.0))
+        .chain(PG_TABLES.map(|e| e.name()))
+        .chain(ONLINE_TABLES.map(|t| t.0))
+        .collect()
 }
 
 /// Whether `[sweep] table.key = [...]` names a grid: a preference loss's parameter (offline or
 /// online, and `sync_every`), a KL grid of PPO or of a critic-free method, or Best-of-N's `n`.
 pub fn is_grid(table: &str, key: &str) -> bool {
     let loss_param = !OPT_KEYS.contains(&key) && key != "loss";
-    let pref = (PrefLoss::names().contains(&table) || ONLINE_TABLES.iter().any(|t| t.0 == table)) && loss_param;
+    let pref = (PrefLoss::names().contains(&table) || ONLINE_TABLES.iter().any(|t| t.0 == table))
+        && loss_param;
     let ppo = PPO_TABLES.iter().any(|t| t.0 == table) && PPO_GRIDS.contains(&key);
     let pg = PG_TABLES.iter().any(|e| e.name() == table) && key == "kl_coef";
     pref || ppo || pg || (table == "best_of_n" && key == "n")
@@ -100,79 +117,208 @@ pub const GRIDS: &str = "a preference loss's parameter (e.g. dpo.beta, unlikelih
 
 /// A list of numbers at `key` of `table` (absent: empty), each value once.
 fn number_grid(name: &str, table: &mut toml::Table, key: &str) -> Result<Vec<f64>, ConfigError> {
-    let values: Vec<f64> = table.remove(key).map(|v| read(&format!("{name}.{key}"), v)).transpose()?.unwrap_or_default();
-    need(distinct(&values), key, || format!("lists a value twice ({values:?})"), "list each value once").map_err(|e| e.within(name))?;
+    let values: Vec<f64> = table
+        .remove(key)
+        .map(|v| read(&format!("{name}.{key}"), v))
+        .transpose()?
+        .unwrap_or_default();
+    need(
+        distinct(&values),
+        key,
+        || format!("lists a value twice ({values:?})"),
+        "list each value once",
+    )
+    .map_err(|e| e.within(name))?;
     Ok(values)
 }
 
 /// The runs of method table `name` as written, and the table resolved (every default filled in).
 /// PPO and the critic-free methods sample their rollouts with `[sample]`. Errors name the key
 /// in full (`dpo.beta`).
-pub fn expand(name: &str, table: &toml::Table, sample: &SampleConfig) -> Result<(Vec<Method>, toml::Table), ConfigError> {
+pub fn expand(
+    name: &str,
+    table: &toml::Table,
+    sample: &SampleConfig,
+) -> Result<(Vec<Method>, toml::Table), ConfigError> {
     let mut rest = table.clone();
-    let method = |kind| Method { kind, opt: Overrides::default() };
+    let method = |kind| Method {
+        kind,
+        opt: Overrides::default(),
+    };
     if let Some(&(_, gold)) = PPO_TABLES.iter().find(|t| t.0 == name) {
-        let (target_kl, kl_coef) = (number_grid(name, &mut rest, "target_kl")?, number_grid(name, &mut rest, "kl_coef")?);
+        let (target_kl, kl_coef) = (
+            number_grid(name, &mut rest, "target_kl")?,
+            number_grid(name, &mut rest, "kl_coef")?,
+        );
         // `rollout_batch` may be a grid (Xu et al.: the batch size matters), crossed with the KL runs.
         let batches = match rest.get("rollout_batch") {
             Some(toml::Value::Array(_)) => Some(number_grid(name, &mut rest, "rollout_batch")?),
             _ => None,
         };
-        need(batches.as_ref().is_none_or(|b| !b.is_empty() && b.iter().all(|v| v.fract() == 0.0 && *v >= 0.0)), "rollout_batch", || "must be a whole number or a list of them".into(), "use e.g. [64, 256]").map_err(|e| e.within(name))?;
+        need(
+            batches
+                .as_ref()
+                .is_none_or(|b| !b.is_empty() && b.iter().all(|v| v.fract() == 0.0 && *v >= 0.0)),
+            "rollout_batch",
+            || "must be a whole number or a list of them".into(),
+            "use e.g. [64, 256]",
+        )
+        .map_err(|e| e.within(name))?;
         let mut cfg: PpoConfig = read(name, toml::Value::Table(rest))?;
         cfg.temperature = sample.temperature;
         let mut runs = Vec::new();
         for batch in batches.clone().unwrap_or(vec![cfg.rollout_batch as f64]) {
-            let cfg = PpoConfig { rollout_batch: batch as usize, ..cfg };
+            let cfg = PpoConfig {
+                rollout_batch: batch as usize,
+                ..cfg
+            };
             let batch_grid = batches.is_some();
-            runs.extend(cfg.runs(&target_kl, &kl_coef).map_err(|e| e.within(name))?.into_iter().map(|cfg| method(MethodKind::Ppo { gold, cfg, batch_grid })));
+            runs.extend(
+                cfg.runs(&target_kl, &kl_coef)
+                    .map_err(|e| e.within(name))?
+                    .into_iter()
+                    .map(|cfg| {
+                        method(MethodKind::Ppo {
+                            gold,
+                            cfg,
+                            batch_grid,
+                        })
+                    }),
+            );
         }
         let mut resolved = toml::Table::try_from(cfg).expect("PpoConfig serializes");
         resolved.remove("kl");
-        resolved.insert("target_kl".into(), toml::Value::try_from(target_kl).unwrap());
+        resolved.insert(
+            "target_kl".into(),
+            toml::Value::try_from(target_kl).unwrap(),
+        );
         resolved.insert("kl_coef".into(), toml::Value::try_from(kl_coef).unwrap());
         if let Some(b) = batches {
-            resolved.insert("rollout_batch".into(), toml::Value::try_from(b.iter().map(|&v| v as i64).collect::<Vec<_>>()).unwrap());
+            resolved.insert(
+                "rollout_batch".into(),
+                toml::Value::try_from(b.iter().map(|&v| v as i64).collect::<Vec<_>>()).unwrap(),
+            );
         }
         return Ok((runs, resolved));
     }
     if let Some(&est) = PG_TABLES.iter().find(|e| e.name() == name) {
         let kl_coef = number_grid(name, &mut rest, "kl_coef")?;
-        need(!kl_coef.is_empty(), "kl_coef", || "is missing or empty".into(), "give the KL coefficients to run, e.g. kl_coef = [0.02, 0.05, 0.1] (0 is allowed)").map_err(|e| e.within(name))?;
-        if let Some(v) = kl_coef.iter().find(|v| !(v.is_finite() && (**v == 0.0 || (1e-6..=1e4).contains(*v)))) {
-            return Err(ConfigError { key: format!("{name}.kl_coef"), problem: format!("every coefficient must be 0 or in [1e-6, 1e4] (got {v})"), fix: "use e.g. [0.02, 0.05]".into() });
+        need(
+            !kl_coef.is_empty(),
+            "kl_coef",
+            || "is missing or empty".into(),
+            "give the KL coefficients to run, e.g. kl_coef = [0.02, 0.05, 0.1] (0 is allowed)",
+        )
+        .map_err(|e| e.within(name))?;
+        if let Some(v) = kl_coef
+            .iter()
+            .find(|v| !(v.is_finite() && (**v == 0.0 || (1e-6..=1e4).contains(*v))))
+        {
+            return Err(ConfigError {
+                key: format!("{name}.kl_coef"),
+                problem: format!("every coefficient must be 0 or in [1e-6, 1e4] (got {v})"),
+                fix: "use e.g. [0.02, 0.05]".into(),
+            });
         }
-        let mut cfg = read::<PgConfig>(name, toml::Value::Table(rest))?.for_estimator(est).map_err(|e| e.within(name))?;
+        let mut cfg = read::<PgConfig>(name, toml::Value::Table(rest))?
+            .for_estimator(est)
+            .map_err(|e| e.within(name))?;
         cfg.validate().map_err(|e| e.within(name))?;
         (cfg.temperature, cfg.max_new_tokens) = (sample.temperature, sample.max_new_tokens);
         let mut resolved = toml::Table::try_from(cfg).expect("PgConfig serializes");
         resolved.insert("kl_coef".into(), toml::Value::try_from(&kl_coef).unwrap());
-        return Ok((kl_coef.iter().map(|&kl_coef| method(MethodKind::Pg { est, cfg: PgConfig { kl_coef, ..cfg } })).collect(), resolved));
+        return Ok((
+            kl_coef
+                .iter()
+                .map(|&kl_coef| {
+                    method(MethodKind::Pg {
+                        est,
+                        cfg: PgConfig { kl_coef, ..cfg },
+                    })
+                })
+                .collect(),
+            resolved,
+        ));
     }
     let opt = overrides(name, &mut rest)?;
     if let Some(&(_, gold, shuffled)) = ONLINE_TABLES.iter().find(|t| t.0 == name) {
-        need(!(shuffled && rest.contains_key("sync_every")), "sync_every", || "does not apply: the control replays the online run (sync_every = 1)".into(), "remove it").map_err(|e| e.within(name))?;
-        let loss: String = rest.remove("loss").map(|v| read(&format!("{name}.loss"), v)).transpose()?.unwrap_or_else(|| "dpo".into());
-        need(PrefLoss::names().contains(&loss.as_str()), "loss", || format!("`{}` is not a preference loss (one of {})", crate::config::shown(&loss), PrefLoss::names().join(", ")), "use e.g. loss = \"dpo\" or \"ipo\"").map_err(|e| e.within(name))?;
+        need(
+            !(shuffled && rest.contains_key("sync_every")),
+            "sync_every",
+            || "does not apply: the control replays the online run (sync_every = 1)".into(),
+            "remove it",
+        )
+        .map_err(|e| e.within(name))?;
+        let loss: String = rest
+            .remove("loss")
+            .map(|v| read(&format!("{name}.loss"), v))
+            .transpose()?
+            .unwrap_or_else(|| "dpo".into());
+        need(
+            PrefLoss::names().contains(&loss.as_str()),
+            "loss",
+            || {
+                format!(
+                    "`{}` is not a preference loss (one of {})",
+                    crate::config::shown(&loss),
+                    PrefLoss::names().join(", ")
+                )
+            },
+            "use e.g. loss = \"dpo\" or \"ipo\"",
+        )
+        .map_err(|e| e.within(name))?;
         let sync: Vec<usize> = match rest.remove("sync_every") {
             None => vec![1],
-            Some(toml::Value::Array(v)) => read(&format!("{name}.sync_every"), toml::Value::Array(v))?,
+            Some(toml::Value::Array(v)) => {
+                read(&format!("{name}.sync_every"), toml::Value::Array(v))?
+            }
             Some(v) => vec![read(&format!("{name}.sync_every"), v)?],
         };
-        need(!sync.is_empty() && distinct(&sync) && sync.iter().all(|&s| (1..=MAX_STEPS).contains(&s)), "sync_every", || format!("must be distinct steps in 1..={MAX_STEPS} (got {sync:?})"), "use 1 (online) or e.g. [10, 50] (semi-online)").map_err(|e| e.within(name))?;
+        need(
+            !sync.is_empty()
+                && distinct(&sync)
+                && sync.iter().all(|&s| (1..=MAX_STEPS).contains(&s)),
+            "sync_every",
+            || format!("must be distinct steps in 1..={MAX_STEPS} (got {sync:?})"),
+            "use 1 (online) or e.g. [10, 50] (semi-online)",
+        )
+        .map_err(|e| e.within(name))?;
         let losses = loss_runs(name, &loss, &rest)?;
         let mut resolved = with_defaults(table, &losses[0]);
-        resolved.entry("loss").or_insert_with(|| toml::Value::String(loss.clone()));
+        resolved
+            .entry("loss")
+            .or_insert_with(|| toml::Value::String(loss.clone()));
         if !shuffled {
-            resolved.entry("sync_every").or_insert(toml::Value::Integer(1));
+            resolved
+                .entry("sync_every")
+                .or_insert(toml::Value::Integer(1));
         }
-        let runs = sync.iter().flat_map(|&sync_every| losses.iter().map(move |&loss| Method { kind: MethodKind::Online { gold, loss, sync_every, shuffled }, opt }));
+        let runs = sync.iter().flat_map(|&sync_every| {
+            losses.iter().map(move |&loss| Method {
+                kind: MethodKind::Online {
+                    gold,
+                    loss,
+                    sync_every,
+                    shuffled,
+                },
+                opt,
+            })
+        });
         return Ok((runs.collect(), resolved));
     }
-    need(!rest.contains_key("loss"), "loss", || "unknown field `loss`: the table's name is its loss".into(), "remove the key").map_err(|e| e.within(name))?;
+    need(
+        !rest.contains_key("loss"),
+        "loss",
+        || "unknown field `loss`: the table's name is its loss".into(),
+        "remove the key",
+    )
+    .map_err(|e| e.within(name))?;
     let losses = loss_runs(name, name, &rest)?;
     let resolved = with_defaults(table, &losses[0]);
-    let runs = losses.into_iter().map(|loss| Method { kind: MethodKind::Pref(loss), opt });
+    let runs = losses.into_iter().map(|loss| Method {
+        kind: MethodKind::Pref(loss),
+        opt,
+    });
     Ok((runs.collect(), resolved))
 }
 
@@ -188,26 +334,57 @@ fn with_defaults(table: &toml::Table, loss: &PrefLoss) -> toml::Table {
 
 /// The `[train]` overrides `lr` and `steps` of a preference table, taken out of it.
 fn overrides(name: &str, table: &mut toml::Table) -> Result<Overrides, ConfigError> {
-    let written = toml::Table::from_iter(OPT_KEYS.iter().filter_map(|&k| table.remove(k).map(|v| (k.to_string(), v))));
+    let written = toml::Table::from_iter(
+        OPT_KEYS
+            .iter()
+            .filter_map(|&k| table.remove(k).map(|v| (k.to_string(), v))),
+    );
     let opt: Overrides = read(name, toml::Value::Table(written))?;
     if let Some(lr) = opt.lr {
-        need(lr.is_finite() && (0.0..1.0).contains(&lr), "lr", || format!("must be in [0, 1) (got {lr})"), "use e.g. 1e-4").map_err(|e| e.within(name))?;
+        need(
+            lr.is_finite() && (0.0..1.0).contains(&lr),
+            "lr",
+            || format!("must be in [0, 1) (got {lr})"),
+            "use e.g. 1e-4",
+        )
+        .map_err(|e| e.within(name))?;
     }
-    need(!opt.steps.is_some_and(|s| s == 0 || s > MAX_STEPS), "steps", || format!("must be in 1..={MAX_STEPS}"), "remove it to use train.steps").map_err(|e| e.within(name))?;
+    need(
+        !opt.steps.is_some_and(|s| s == 0 || s > MAX_STEPS),
+        "steps",
+        || format!("must be in 1..={MAX_STEPS}"),
+        "remove it to use train.steps",
+    )
+    .map_err(|e| e.within(name))?;
     Ok(opt)
 }
 
 /// The losses `loss` of table `name` with parameters `params`: one per point of the product of
 /// its lists.
 fn loss_runs(name: &str, loss: &str, params: &toml::Table) -> Result<Vec<PrefLoss>, ConfigError> {
-    let mut runs = vec![toml::Table::from_iter([("loss".to_string(), toml::Value::String(loss.into()))])];
+    let mut runs = vec![toml::Table::from_iter([(
+        "loss".to_string(),
+        toml::Value::String(loss.into()),
+    )])];
     for (key, value) in params {
         let values = match value {
             toml::Value::Array(v) => v.clone(),
             v => vec![v.clone()],
         };
-        need(!values.is_empty(), key, || "is an empty list".into(), "give at least one value, e.g. [0.1], or remove the table").map_err(|e| e.within(name))?;
-        need(distinct(&values), key, || format!("lists a value twice ({value}): the run and its rows would be duplicated"), "list each value once").map_err(|e| e.within(name))?;
+        need(
+            !values.is_empty(),
+            key,
+            || "is an empty list".into(),
+            "give at least one value, e.g. [0.1], or remove the table",
+        )
+        .map_err(|e| e.within(name))?;
+        need(
+            distinct(&values),
+            key,
+            || format!("lists a value twice ({value}): the run and its rows would be duplicated"),
+            "list each value once",
+        )
+        .map_err(|e| e.within(name))?;
         runs = runs
             .iter()
             .flat_map(|run| {
@@ -223,8 +400,15 @@ fn loss_runs(name: &str, loss: &str, params: &toml::Table) -> Result<Vec<PrefLos
     for run in runs {
         // Serde reads a tagged enum from a buffer and loses the path of a field's error: a
         // value of the wrong type is named by the key that holds it.
-        let loss: PrefLoss = read(name, toml::Value::Table(run.clone())).map_err(|e| match run.iter().find(|(k, v)| *k != "loss" && !(v.is_float() || v.is_integer())) {
-            Some((key, v)) if e.key == name => ConfigError { key: format!("{name}.{key}"), problem: format!("must be a number (got {v})"), fix: "write e.g. [0.1, 0.5]".into() },
+        let loss: PrefLoss = read(name, toml::Value::Table(run.clone())).map_err(|e| match run
+            .iter()
+            .find(|(k, v)| *k != "loss" && !(v.is_float() || v.is_integer()))
+        {
+            Some((key, v)) if e.key == name => ConfigError {
+                key: format!("{name}.{key}"),
+                problem: format!("must be a number (got {v})"),
+                fix: "write e.g. [0.1, 0.5]".into(),
+            },
             _ => e,
         })?;
         loss.validate().map_err(|e| e.within(name))?;
@@ -235,7 +419,10 @@ fn loss_runs(name: &str, loss: &str, params: &toml::Table) -> Result<Vec<PrefLos
 
 /// Whether no value is listed twice.
 pub(crate) fn distinct<T: PartialEq>(values: &[T]) -> bool {
-    values.iter().enumerate().all(|(i, v)| !values[..i].contains(v))
+    values
+        .iter()
+        .enumerate()
+        .all(|(i, v)| !values[..i].contains(v))
 }
 
 impl Method {
@@ -243,13 +430,32 @@ impl Method {
     pub fn name(&self) -> String {
         match self.kind {
             MethodKind::Pref(loss) => loss.name(),
-            MethodKind::Ppo { gold, .. } => PPO_TABLES.iter().find(|t| t.1 == gold).unwrap().0.to_string(),
+            MethodKind::Ppo { gold, .. } => PPO_TABLES
+                .iter()
+                .find(|t| t.1 == gold)
+                .unwrap()
+                .0
+                .to_string(),
             MethodKind::Pg { est, .. } => est.name().to_string(),
             // online_dpo, online_ipo_gt, online_dpo_s10: a sampler synced every s steps is a
             // method of its own (its own frontier), not a setting of the online one.
-            MethodKind::Online { gold, loss, sync_every, shuffled } => {
-                let sync = if sync_every > 1 { format!("_s{sync_every}") } else { String::new() };
-                format!("online_{}{}{sync}{}", loss.name(), if gold { "_gt" } else { "" }, if shuffled { "_shuffled" } else { "" })
+            MethodKind::Online {
+                gold,
+                loss,
+                sync_every,
+                shuffled,
+            } => {
+                let sync = if sync_every > 1 {
+                    format!("_s{sync_every}")
+                } else {
+                    String::new()
+                };
+                format!(
+                    "online_{}{}{sync}{}",
+                    loss.name(),
+                    if gold { "_gt" } else { "" },
+                    if shuffled { "_shuffled" } else { "" }
+                )
             }
         }
     }
@@ -258,12 +464,18 @@ impl Method {
     pub fn setting(&self) -> String {
         match self.kind {
             MethodKind::Pref(loss) => loss.setting(),
-            MethodKind::Ppo { cfg, batch_grid, .. } => {
+            MethodKind::Ppo {
+                cfg, batch_grid, ..
+            } => {
                 let kl = match cfg.kl {
                     KlControl::Adaptive { target, .. } => format!("target_kl={target}"),
                     KlControl::Fixed { coef } => format!("kl_coef={coef}"),
                 };
-                if batch_grid { format!("{kl};rollout_batch={}", cfg.rollout_batch) } else { kl }
+                if batch_grid {
+                    format!("{kl};rollout_batch={}", cfg.rollout_batch)
+                } else {
+                    kl
+                }
             }
             MethodKind::Pg { cfg, .. } => format!("kl_coef={}", cfg.kl_coef),
             MethodKind::Online { loss, .. } => loss.setting(),
@@ -280,9 +492,24 @@ impl Method {
             kind: MethodKind,
             train: Option<TrainConfig>,
         }
-        let train = matches!(self.kind, MethodKind::Pref(_) | MethodKind::Online { .. }).then(|| self.train_config(base));
-        let gold = if gold_reads_padding && matches!(self.kind, MethodKind::Ppo { gold: true, .. } | MethodKind::Online { gold: true, .. }) { format!("|gold_prompts={GOLD_PROMPTS}") } else { String::new() };
-        format!("method|{}{gold}", super::key_of(&Key { kind: self.kind, train }))
+        let train = matches!(self.kind, MethodKind::Pref(_) | MethodKind::Online { .. })
+            .then(|| self.train_config(base));
+        let gold = if gold_reads_padding
+            && matches!(
+                self.kind,
+                MethodKind::Ppo { gold: true, .. } | MethodKind::Online { gold: true, .. }
+            ) {
+            format!("|gold_prompts={GOLD_PROMPTS}")
+        } else {
+            String::new()
+        };
+        format!(
+            "method|{}{gold}",
+            super::key_of(&Key {
+                kind: self.kind,
+                train
+            })
+        )
     }
 
     /// A rough cost of the run, in sequence passes (a forward or a generated sequence 1, a
@@ -294,12 +521,19 @@ impl Method {
             // Chosen and rejected, forward and backward.
             MethodKind::Pref(_) => (t.steps * t.batch_size) as f64 * 6.0,
             // Two samples per prompt, their reference pass, the loss on both.
-            MethodKind::Online { shuffled: false, .. } => (t.steps * t.batch_size) as f64 * 10.0,
+            MethodKind::Online {
+                shuffled: false, ..
+            } => (t.steps * t.batch_size) as f64 * 10.0,
             // The online run first, then the offline pass on its pairs.
             MethodKind::Online { shuffled: true, .. } => (t.steps * t.batch_size) as f64 * 16.0,
             // Rollout, old, reference and value passes; each epoch policy and critic.
-            MethodKind::Ppo { cfg, .. } => (cfg.iterations * cfg.rollout_batch) as f64 * (4.0 + 6.0 * cfg.ppo_epochs as f64),
-            MethodKind::Pg { cfg, .. } => (cfg.iterations * cfg.prompts_per_iteration * cfg.group_size) as f64 * (3.0 + 3.0 * cfg.ppo_epochs as f64),
+            MethodKind::Ppo { cfg, .. } => {
+                (cfg.iterations * cfg.rollout_batch) as f64 * (4.0 + 6.0 * cfg.ppo_epochs as f64)
+            }
+            MethodKind::Pg { cfg, .. } => {
+                (cfg.iterations * cfg.prompts_per_iteration * cfg.group_size) as f64
+                    * (3.0 + 3.0 * cfg.ppo_epochs as f64)
+            }
         }
     }
 
@@ -311,7 +545,9 @@ impl Method {
     pub fn uses_shared(&self) -> (bool, bool, bool) {
         match &self.kind {
             MethodKind::Pref(loss) => (true, false, loss.uses_reference()),
-            MethodKind::Ppo { .. } | MethodKind::Pg { .. } | MethodKind::Online { gold: false, .. } => (true, true, false),
+            MethodKind::Ppo { .. }
+            | MethodKind::Pg { .. }
+            | MethodKind::Online { gold: false, .. } => (true, true, false),
             MethodKind::Online { gold: true, .. } => (false, false, false),
         }
     }
@@ -340,22 +576,47 @@ impl Method {
 impl Method {
     /// Train `policy` (pi_SFT's copy, in `vs`) from the run's resume folder, evaluating and
     /// checkpointing as it goes, into `run.metrics` and `run.evals`; returns the last step.
-    pub(super) fn train(&self, run: &mut Run, policy: &Gpt, vs: &mut nn::VarStore) -> Result<usize> {
+    pub(super) fn train(
+        &self,
+        run: &mut Run,
+        policy: &Gpt,
+        vs: &mut nn::VarStore,
+    ) -> Result<usize> {
         let (sc, s) = (run.sc, run.s);
-        let (mut m, mut e) = (std::mem::take(&mut run.metrics), std::mem::take(&mut run.evals));
+        let (mut m, mut e) = (
+            std::mem::take(&mut run.metrics),
+            std::mem::take(&mut run.evals),
+        );
         let (name, setting) = (run.name.as_str(), run.setting.as_str());
         let world = s.world;
         let score_rm = |ro: &Rollout| {
-            crate::profile::count(crate::profile::Count::RmQueries, ro.response.size()[0] as f64);
+            crate::profile::count(
+                crate::profile::Count::RmQueries,
+                ro.response.size()[0] as f64,
+            );
             s.rm.score(&ro.prompt, &ro.prompt_valid, &ro.response, &ro.mask)
         };
         let score_gold = |ro: &Rollout| {
-            crate::profile::count(crate::profile::Count::GoldQueries, ro.response.size()[0] as f64);
+            crate::profile::count(
+                crate::profile::Count::GoldQueries,
+                ro.response.size()[0] as f64,
+            );
             // The prompts as the world wrote them, never the rollout's padded rows.
-            let g: Vec<f32> = ro.prompt_rows().iter().zip(ro.response_rows()).map(|(p, r)| world.gold(p, &r) as f32).collect();
+            let g: Vec<f32> = ro
+                .prompt_rows()
+                .iter()
+                .zip(ro.response_rows())
+                .map(|(p, r)| world.gold(p, &r) as f32)
+                .collect();
             Tensor::from_slice(&g)
         };
-        let score = |gold: bool| -> &dyn Fn(&Rollout) -> Tensor { if gold { &score_gold } else { &score_rm } };
+        let score = |gold: bool| -> &dyn Fn(&Rollout) -> Tensor {
+            if gold {
+                &score_gold
+            } else {
+                &score_rm
+            }
+        };
         let last = match self.kind {
             MethodKind::Pref(loss) => {
                 let cfg = self.train_config(&sc.train);
@@ -364,17 +625,47 @@ impl Method {
                 pb.set_message(setting.to_string());
                 pb.set_position(from.as_ref().map(|f| f.step as u64).unwrap_or(0));
                 let vs = &*vs;
-                dpo::train(policy, vs, s.train, s.train_ref, loss, &cfg, sc.eval.every, sc.seed, (name, setting), &mut m, from, |step, pol, m, parts| run.on_eval(step, cfg.steps, pol, parts, &[vs], m, &mut e), |_| pb.inc(1))?;
+                dpo::train(
+                    policy,
+                    vs,
+                    s.train,
+                    s.train_ref,
+                    loss,
+                    &cfg,
+                    sc.eval.every,
+                    sc.seed,
+                    (name, setting),
+                    &mut m,
+                    from,
+                    |step, pol, m, parts| {
+                        run.on_eval(step, cfg.steps, pol, parts, &[vs], m, &mut e)
+                    },
+                    |_| pb.inc(1),
+                )?;
                 pb.finish_and_clear();
                 cfg.steps
             }
-            MethodKind::Online { gold, loss, sync_every, shuffled } => {
+            MethodKind::Online {
+                gold,
+                loss,
+                sync_every,
+                shuffled,
+            } => {
                 let cfg = self.train_config(&sc.train);
                 let mut sampler_vs = nn::VarStore::new(run.opts.device);
                 let sampler = Gpt::new(&sampler_vs.root(), &sc.model);
                 let semi = sync_every > 1 && !shuffled;
-                let from = if semi { run.resume.resume_into(&mut [vs, &mut sampler_vs], &mut m, &mut e)? } else { run.resume.resume_into(&mut [vs], &mut m, &mut e)? };
-                let pb = progress(run.opts.progress, cfg.steps as u64 * if shuffled { 2 } else { 1 }, name);
+                let from = if semi {
+                    run.resume
+                        .resume_into(&mut [vs, &mut sampler_vs], &mut m, &mut e)?
+                } else {
+                    run.resume.resume_into(&mut [vs], &mut m, &mut e)?
+                };
+                let pb = progress(
+                    run.opts.progress,
+                    cfg.steps as u64 * if shuffled { 2 } else { 1 },
+                    name,
+                );
                 pb.set_message(setting.to_string());
                 let record = std::cell::RefCell::new(Vec::new());
                 let ctx = online_dpo::OnlineContext {
@@ -395,26 +686,80 @@ impl Method {
                     let online = Gpt::new(&online_vs.root(), &sc.model);
                     copy_weights(&online_vs, s.sft_vs)?;
                     let online_name = format!("online_{}", loss.name());
-                    online_dpo::train(&online, &online_vs, &ctx, loss, &cfg, sc.eval.every, sc.seed, (&online_name, setting), &mut crate::log::Metrics::default(), None, |_, _, _, _| Ok(()), |_| pb.inc(1))?;
+                    online_dpo::train(
+                        &online,
+                        &online_vs,
+                        &ctx,
+                        loss,
+                        &cfg,
+                        sc.eval.every,
+                        sc.seed,
+                        (&online_name, setting),
+                        &mut crate::log::Metrics::default(),
+                        None,
+                        |_, _, _, _| Ok(()),
+                        |_| pb.inc(1),
+                    )?;
                     // 2. The same loss offline from pi_SFT on those pairs, in a shuffled order.
                     let pairs = record.into_inner();
                     let data = crate::data::PairTensors::new(&pairs, run.opts.device);
                     let reference = dpo::reference_logps(s.sft, &data, 512);
                     pb.set_position(from.as_ref().map(|f| f.step as u64).unwrap_or(0));
                     let vs = &*vs;
-                    dpo::train(policy, vs, &data, &reference, loss, &cfg, sc.eval.every, sc.seed, (name, setting), &mut m, from, |step, pol, m, parts| run.on_eval(step, cfg.steps, pol, parts, &[vs], m, &mut e), |_| pb.inc(1))?;
+                    dpo::train(
+                        policy,
+                        vs,
+                        &data,
+                        &reference,
+                        loss,
+                        &cfg,
+                        sc.eval.every,
+                        sc.seed,
+                        (name, setting),
+                        &mut m,
+                        from,
+                        |step, pol, m, parts| {
+                            run.on_eval(step, cfg.steps, pol, parts, &[vs], m, &mut e)
+                        },
+                        |_| pb.inc(1),
+                    )?;
                 } else {
                     pb.set_position(from.as_ref().map(|f| f.step as u64).unwrap_or(0));
                     let vs = &*vs;
-                    let stores: Vec<&nn::VarStore> = if semi { vec![vs, &sampler_vs] } else { vec![vs] };
-                    online_dpo::train(policy, vs, &ctx, loss, &cfg, sc.eval.every, sc.seed, (name, setting), &mut m, from, |step, pol, m, parts| run.on_eval(step, cfg.steps, pol, parts, &stores, m, &mut e), |_| pb.inc(1))?;
+                    let stores: Vec<&nn::VarStore> = if semi {
+                        vec![vs, &sampler_vs]
+                    } else {
+                        vec![vs]
+                    };
+                    online_dpo::train(
+                        policy,
+                        vs,
+                        &ctx,
+                        loss,
+                        &cfg,
+                        sc.eval.every,
+                        sc.seed,
+                        (name, setting),
+                        &mut m,
+                        from,
+                        |step, pol, m, parts| {
+                            run.on_eval(step, cfg.steps, pol, parts, &stores, m, &mut e)
+                        },
+                        |_| pb.inc(1),
+                    )?;
                 }
                 pb.finish_and_clear();
                 cfg.steps
             }
             MethodKind::Pg { est, cfg } => {
                 let from = run.resume.resume_into(&mut [vs], &mut m, &mut e)?;
-                let ctx = ppo::PpoContext { reference: s.sft, prompts: s.rollout_prompts, max_new_tokens: sc.sample.max_new_tokens as i64, score: score(false), ema_reference: None };
+                let ctx = ppo::PpoContext {
+                    reference: s.sft,
+                    prompts: s.rollout_prompts,
+                    max_new_tokens: sc.sample.max_new_tokens as i64,
+                    score: score(false),
+                    ema_reference: None,
+                };
                 let pb = progress(run.opts.progress, cfg.iterations as u64, name);
                 pb.set_position(from.as_ref().map(|f| f.step as u64).unwrap_or(0));
                 let vs = &*vs;
@@ -422,7 +767,21 @@ impl Method {
                     pb.inc(1);
                     pb.set_message(format!("{setting} KL {kl:.2}"));
                 };
-                pg::train(policy, vs, &ctx, est, &cfg, sc.seed, (name, setting), &mut m, from, |step, pol, m, parts| run.on_eval(step, cfg.iterations, pol, parts, &[vs], m, &mut e), on_iteration)?;
+                pg::train(
+                    policy,
+                    vs,
+                    &ctx,
+                    est,
+                    &cfg,
+                    sc.seed,
+                    (name, setting),
+                    &mut m,
+                    from,
+                    |step, pol, m, parts| {
+                        run.on_eval(step, cfg.iterations, pol, parts, &[vs], m, &mut e)
+                    },
+                    on_iteration,
+                )?;
                 pb.finish_and_clear();
                 cfg.iterations
             }
@@ -442,20 +801,49 @@ impl Method {
                     false => None,
                 };
                 let from = match &mut ema_ref {
-                    Some((ref_vs, _)) => run.resume.resume_into(&mut [vs, &mut critic_vs, ref_vs], &mut m, &mut e)?,
-                    None => run.resume.resume_into(&mut [vs, &mut critic_vs], &mut m, &mut e)?,
+                    Some((ref_vs, _)) => {
+                        run.resume
+                            .resume_into(&mut [vs, &mut critic_vs, ref_vs], &mut m, &mut e)?
+                    }
+                    None => run
+                        .resume
+                        .resume_into(&mut [vs, &mut critic_vs], &mut m, &mut e)?,
                 };
                 let reference = ema_ref.as_ref().map_or(s.sft, |r| &r.1);
-                let ctx = ppo::PpoContext { reference, prompts: s.rollout_prompts, max_new_tokens: sc.sample.max_new_tokens as i64, score: score(gold), ema_reference: ema_ref.as_ref().map(|r| &r.0) };
+                let ctx = ppo::PpoContext {
+                    reference,
+                    prompts: s.rollout_prompts,
+                    max_new_tokens: sc.sample.max_new_tokens as i64,
+                    score: score(gold),
+                    ema_reference: ema_ref.as_ref().map(|r| &r.0),
+                };
                 let pb = progress(run.opts.progress, cfg.iterations as u64, name);
                 pb.set_position(from.as_ref().map(|f| f.step as u64).unwrap_or(0));
                 let vs = &*vs;
-                let stores: Vec<&nn::VarStore> = std::iter::once(vs).chain([&critic_vs]).chain(ema_ref.as_ref().map(|r| &r.0)).collect();
+                let stores: Vec<&nn::VarStore> = std::iter::once(vs)
+                    .chain([&critic_vs])
+                    .chain(ema_ref.as_ref().map(|r| &r.0))
+                    .collect();
                 let on_iteration = |_, kl: f64| {
                     pb.inc(1);
                     pb.set_message(format!("{setting} KL {kl:.2}"));
                 };
-                ppo::train(policy, vs, &critic, &critic_vs, &ctx, &cfg, sc.seed, (name, setting), &mut m, from, |step, pol, m, parts| run.on_eval(step, cfg.iterations, pol, parts, &stores, m, &mut e), on_iteration)?;
+                ppo::train(
+                    policy,
+                    vs,
+                    &critic,
+                    &critic_vs,
+                    &ctx,
+                    &cfg,
+                    sc.seed,
+                    (name, setting),
+                    &mut m,
+                    from,
+                    |step, pol, m, parts| {
+                        run.on_eval(step, cfg.iterations, pol, parts, &stores, m, &mut e)
+                    },
+                    on_iteration,
+                )?;
                 pb.finish_and_clear();
                 cfg.iterations
             }

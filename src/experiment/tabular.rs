@@ -60,40 +60,121 @@ pub struct TraceRow {
 }
 
 pub fn convergence(out: &Path, seed: u64) -> Result<Vec<TraceRow>> {
-    let w = TabularWorld::new(&TabularConfig { n_prompts: 3, n_words: 3, length: 2 }, seed);
+    let w = TabularWorld::new(
+        &TabularConfig {
+            n_prompts: 3,
+            n_words: 3,
+            length: 2,
+        },
+        seed,
+    );
     let reference = w.random_table(1.0, seed);
     let ref_probs = to_rows(&w.table_logprobs(&reference).exp());
-    let ref_lp: Vec<Vec<f64>> = ref_probs.iter().map(|r| r.iter().map(|p| p.ln()).collect()).collect();
+    let ref_lp: Vec<Vec<f64>> = ref_probs
+        .iter()
+        .map(|r| r.iter().map(|p| p.ln()).collect())
+        .collect();
     let mut rows = Vec::new();
-    let bt = w.sample_pair_counts(&ref_probs, 2_000_000, Labels::BradleyTerry { temperature: 1.0 }, seed + 11);
+    let bt = w.sample_pair_counts(
+        &ref_probs,
+        2_000_000,
+        Labels::BradleyTerry { temperature: 1.0 },
+        seed + 11,
+    );
     let det = w.sample_pair_counts(&ref_probs, 200_000, Labels::Deterministic, seed + 3);
     let n_x = w.cfg.n_prompts;
-    let worst: Vec<usize> = (0..n_x).map(|x| (0..w.n_responses()).min_by(|&a, &b| w.reward[x][a].total_cmp(&w.reward[x][b])).unwrap()).collect();
+    let worst: Vec<usize> = (0..n_x)
+        .map(|x| {
+            (0..w.n_responses())
+                .min_by(|&a, &b| w.reward[x][a].total_cmp(&w.reward[x][b]))
+                .unwrap()
+        })
+        .collect();
     for beta in [0.1, 1.0] {
         let target = w.optimal(&ref_lp, beta);
-        let mean_tv = |p: &[Vec<f64>]| p.iter().zip(&target).map(|(a, b)| tv(a, b)).sum::<f64>() / p.len() as f64;
-        for (method, kind) in [("dpo", PrefLoss::Dpo { beta }), ("ipo", PrefLoss::Ipo { beta, length_normalize: false })] {
+        let mean_tv = |p: &[Vec<f64>]| {
+            p.iter().zip(&target).map(|(a, b)| tv(a, b)).sum::<f64>() / p.len() as f64
+        };
+        for (method, kind) in [
+            ("dpo", PrefLoss::Dpo { beta }),
+            (
+                "ipo",
+                PrefLoss::Ipo {
+                    beta,
+                    length_normalize: false,
+                },
+            ),
+        ] {
             let series = format!("{} beta={beta}", method.to_uppercase());
             w.fit_preference_traced(&reference, &bt, kind, 1500, 0.05, 25, |step, p| {
-                rows.push(TraceRow { series: series.clone(), method, beta, labels: "bradley_terry", step, metric: "tv_to_optimal", value: mean_tv(p) });
+                rows.push(TraceRow {
+                    series: series.clone(),
+                    method,
+                    beta,
+                    labels: "bradley_terry",
+                    step,
+                    metric: "tv_to_optimal",
+                    value: mean_tv(p),
+                });
             });
-            let series = format!("{} beta={beta} (deterministic labels)", method.to_uppercase());
+            let series = format!(
+                "{} beta={beta} (deterministic labels)",
+                method.to_uppercase()
+            );
             w.fit_preference_traced(&reference, &det, kind, 3000, 0.05, 50, |step, p| {
                 let mass = (0..n_x).map(|x| p[x][worst[x]]).fold(0.0, f64::max);
-                rows.push(TraceRow { series: series.clone(), method, beta, labels: "deterministic", step, metric: "worst_mass", value: mass });
+                rows.push(TraceRow {
+                    series: series.clone(),
+                    method,
+                    beta,
+                    labels: "deterministic",
+                    step,
+                    metric: "worst_mass",
+                    value: mass,
+                });
             });
         }
         let mut cfg = TabularWorld::ppo_config();
         cfg.kl = KlControl::Fixed { coef: beta };
         let series = format!("PPO-GT beta={beta}");
         w.fit_ppo_gold_traced(&reference, beta, &cfg, seed, 10, |step, p| {
-            rows.push(TraceRow { series: series.clone(), method: "ppo_gt", beta, labels: "gold", step, metric: "tv_to_optimal", value: mean_tv(p) });
+            rows.push(TraceRow {
+                series: series.clone(),
+                method: "ppo_gt",
+                beta,
+                labels: "gold",
+                step,
+                metric: "tv_to_optimal",
+                value: mean_tv(p),
+            });
         });
-        rows.push(TraceRow { series: format!("pi_ref beta={beta}"), method: "reference", beta, labels: "-", step: 0, metric: "tv_to_optimal", value: mean_tv(&ref_probs) });
+        rows.push(TraceRow {
+            series: format!("pi_ref beta={beta}"),
+            method: "reference",
+            beta,
+            labels: "-",
+            step: 0,
+            metric: "tv_to_optimal",
+            value: mean_tv(&ref_probs),
+        });
     }
-    let records: Vec<TabularRecord> = rows.iter().map(|r| TabularRecord { series: r.series.clone(), method: r.method.into(), beta: r.beta, labels: r.labels.into(), step: r.step, metric: r.metric.into(), value: r.value }).collect();
+    let records: Vec<TabularRecord> = rows
+        .iter()
+        .map(|r| TabularRecord {
+            series: r.series.clone(),
+            method: r.method.into(),
+            beta: r.beta,
+            labels: r.labels.into(),
+            step: r.step,
+            metric: r.metric.into(),
+            value: r.value,
+        })
+        .collect();
     std::fs::create_dir_all(out)?;
-    write_atomic(&out.join("tabular.csv"), crate::log::csv_text(&records).as_bytes())?;
+    write_atomic(
+        &out.join("tabular.csv"),
+        crate::log::csv_text(&records).as_bytes(),
+    )?;
     Ok(rows)
 }
 
@@ -102,25 +183,65 @@ pub fn convergence(out: &Path, seed: u64) -> Result<Vec<TraceRow>> {
 /// on the responses that occur in no pair of their prompt (mean over prompts), before and
 /// after. Writes `tabular_unseen.csv` (loss,setting,pairs,unseen_responses,mass_ref,mass).
 pub fn unseen_mass(out: &Path, seed: u64) -> Result<Vec<(String, String, f64, f64)>> {
-    let w = TabularWorld::new(&TabularConfig { n_prompts: 3, n_words: 3, length: 2 }, seed);
+    let w = TabularWorld::new(
+        &TabularConfig {
+            n_prompts: 3,
+            n_words: 3,
+            length: 2,
+        },
+        seed,
+    );
     let reference = w.random_table(1.0, seed);
     let ref_probs = to_rows(&w.table_logprobs(&reference).exp());
     let n_pairs = 4;
     let counts = w.sample_pair_counts(&ref_probs, n_pairs, Labels::Deterministic, seed + 5);
-    let unseen: Vec<Vec<usize>> = counts.iter().map(|c| (0..c.len()).filter(|&r| (0..c.len()).all(|o| c[r][o] == 0.0 && c[o][r] == 0.0)).collect()).collect();
-    let mass = |p: &[Vec<f64>]| unseen.iter().enumerate().map(|(x, u)| u.iter().map(|&r| p[x][r]).sum::<f64>()).sum::<f64>() / p.len() as f64;
+    let unseen: Vec<Vec<usize>> = counts
+        .iter()
+        .map(|c| {
+            (0..c.len())
+                .filter(|&r| (0..c.len()).all(|o| c[r][o] == 0.0 && c[o][r] == 0.0))
+                .collect()
+        })
+        .collect();
+    let mass = |p: &[Vec<f64>]| {
+        unseen
+            .iter()
+            .enumerate()
+            .map(|(x, u)| u.iter().map(|&r| p[x][r]).sum::<f64>())
+            .sum::<f64>()
+            / p.len() as f64
+    };
     let n_unseen = unseen.iter().map(|u| u.len()).sum::<usize>() as f64 / unseen.len() as f64;
     let (beta, eps) = (0.1, 0.1);
     let losses = [
         PrefLoss::Dpo { beta },
-        PrefLoss::Ipo { beta, length_normalize: false },
-        PrefLoss::Cdpo { beta, label_smoothing: eps },
-        PrefLoss::Robust { beta, label_smoothing: eps },
+        PrefLoss::Ipo {
+            beta,
+            length_normalize: false,
+        },
+        PrefLoss::Cdpo {
+            beta,
+            label_smoothing: eps,
+        },
+        PrefLoss::Robust {
+            beta,
+            label_smoothing: eps,
+        },
         PrefLoss::Hinge { beta },
-        PrefLoss::Kto { beta, lambda_d: 1.0, lambda_u: 1.0 },
-        PrefLoss::ExoPair { beta, label_smoothing: 1e-3 },
+        PrefLoss::Kto {
+            beta,
+            lambda_d: 1.0,
+            lambda_u: 1.0,
+        },
+        PrefLoss::ExoPair {
+            beta,
+            label_smoothing: 1e-3,
+        },
         PrefLoss::NcaPair { beta },
-        PrefLoss::Simpo { beta: 2.0, gamma: 0.5 },
+        PrefLoss::Simpo {
+            beta: 2.0,
+            gamma: 0.5,
+        },
         PrefLoss::Orpo { lambda: 1.0 },
     ];
     let mut rows = Vec::new();
@@ -128,10 +249,20 @@ pub fn unseen_mass(out: &Path, seed: u64) -> Result<Vec<(String, String, f64, f6
     for loss in losses {
         let fitted = w.fit_preference(&reference, &counts, loss, 2000, 0.05);
         let (m0, m) = (mass(&ref_probs), mass(&fitted));
-        records.push(UnseenRecord { loss: loss.name(), setting: loss.setting().replace(';', " "), pairs: n_pairs, unseen_responses: n_unseen, mass_ref: m0, mass: m });
+        records.push(UnseenRecord {
+            loss: loss.name(),
+            setting: loss.setting().replace(';', " "),
+            pairs: n_pairs,
+            unseen_responses: n_unseen,
+            mass_ref: m0,
+            mass: m,
+        });
         rows.push((loss.name(), loss.setting(), m0, m));
     }
     std::fs::create_dir_all(out)?;
-    write_atomic(&out.join("tabular_unseen.csv"), crate::log::csv_text(&records).as_bytes())?;
+    write_atomic(
+        &out.join("tabular_unseen.csv"),
+        crate::log::csv_text(&records).as_bytes(),
+    )?;
     Ok(rows)
 }

@@ -40,7 +40,15 @@ pub struct TuningRecord {
 
 impl Default for TuningRecord {
     fn default() -> Self {
-        TuningRecord { method: String::new(), config: String::new(), seed: 0, gold_sel: f64::NAN, budget: f64::NAN, reached: false, picked: false }
+        TuningRecord {
+            method: String::new(),
+            config: String::new(),
+            seed: 0,
+            gold_sel: f64::NAN,
+            budget: f64::NAN,
+            reached: false,
+            picked: false,
+        }
     }
 }
 
@@ -54,28 +62,53 @@ pub struct Tuning {
 
 /// A configuration as `tuning.csv` names it: its settings, `key=value` joined by spaces.
 fn label(overrides: &[String]) -> String {
-    overrides.iter().map(|s| s.split_once('.').map_or(s.as_str(), |x| x.1)).collect::<Vec<_>>().join(" ")
+    overrides
+        .iter()
+        .map(|s| s.split_once('.').map_or(s.as_str(), |x| x.1))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// The selection-half envelope of (KL, gold) points at `budget`; past the largest KL reached,
 /// the value there (and false).
 pub fn score(points: &[(f64, f64)], budget: f64) -> (f64, bool) {
     let env = envelope(points);
-    let Some(last) = env.last() else { return (f64::NAN, false) };
+    let Some(last) = env.last() else {
+        return (f64::NAN, false);
+    };
     if last.0 >= budget {
         (at_budget(&env, budget), true)
     } else {
-        (env.iter().map(|p| p.1).fold(f64::NEG_INFINITY, f64::max), false)
+        (
+            env.iter().map(|p| p.1).fold(f64::NEG_INFINITY, f64::max),
+            false,
+        )
     }
 }
 
 /// Tune `sc` (see the module's header). `load` reads the scenario with extra overrides;
 /// `run_pilot` runs the listed tables' methods of a scenario loaded with the overrides given.
-pub fn tune(sc: &Scenario, opts: &RunOptions, load: &dyn Fn(&[String]) -> Result<Scenario>, run_pilot: &dyn Fn(&Scenario, &[String], &[String]) -> Result<()>) -> Result<Tuning> {
+pub fn tune(
+    sc: &Scenario,
+    opts: &RunOptions,
+    load: &dyn Fn(&[String]) -> Result<Scenario>,
+    run_pilot: &dyn Fn(&Scenario, &[String], &[String]) -> Result<()>,
+) -> Result<Tuning> {
     let t = sc.tune.as_ref().context("the scenario has no [tune]")?;
     let n = t.tables[0].1.len();
-    let seeds = t.seeds.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(", ");
-    let base = vec!["tune.seeds=[]".to_string(), "sweep.budgets=[]".to_string(), "sweep.seed_runs=[]".to_string(), "sweep.top_up_rounds=0".to_string(), format!("sweep.seeds=[{seeds}]")];
+    let seeds = t
+        .seeds
+        .iter()
+        .map(|s| s.to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let base = vec![
+        "tune.seeds=[]".to_string(),
+        "sweep.budgets=[]".to_string(),
+        "sweep.seed_runs=[]".to_string(),
+        "sweep.top_up_rounds=0".to_string(),
+        format!("sweep.seeds=[{seeds}]"),
+    ];
     let names: Vec<String> = t.tables.iter().map(|x| x.0.clone()).collect();
     let mut records = Vec::new();
     let mut work = super::RunsWork::default();
@@ -85,7 +118,15 @@ pub fn tune(sc: &Scenario, opts: &RunOptions, load: &dyn Fn(&[String]) -> Result
             ov.extend(configs[j].iter().cloned());
         }
         let tuning = load(&ov)?;
-        eprintln!("tuning configuration {}/{n}: {}", j + 1, t.tables.iter().map(|(_, c)| c[j].join(" ")).collect::<Vec<_>>().join(", "));
+        eprintln!(
+            "tuning configuration {}/{n}: {}",
+            j + 1,
+            t.tables
+                .iter()
+                .map(|(_, c)| c[j].join(" "))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
         run_pilot(&tuning, &names, &ov)?;
         for (table, configs) in &t.tables {
             let config = label(&configs[j]);
@@ -94,14 +135,39 @@ pub fn tune(sc: &Scenario, opts: &RunOptions, load: &dyn Fn(&[String]) -> Result
                 let mut pts = Vec::new();
                 for m in s.methods.iter().filter(|m| m.name() == *table) {
                     let path = stages::method_dir(&s, m, opts).join("eval.csv");
-                    let e = Metrics::read(&path).with_context(|| format!("the tuning run {} {} left no {}", m.name(), m.setting(), path.display()))?;
+                    let e = Metrics::read(&path).with_context(|| {
+                        format!(
+                            "the tuning run {} {} left no {}",
+                            m.name(),
+                            m.setting(),
+                            path.display()
+                        )
+                    })?;
                     work.add(&e);
                     work.add_timing(&stages::run_timing(&s, m, opts));
-                    let get = |step: usize, k: &str| e.rows.iter().find(|r| r.step == step && r.metric == k).map(|r| r.value);
-                    pts.extend(e.rows.iter().filter(|r| r.metric == "eval/kl_sel").filter_map(|r| Some((r.value, get(r.step, "eval/gold_sel")?))));
+                    let get = |step: usize, k: &str| {
+                        e.rows
+                            .iter()
+                            .find(|r| r.step == step && r.metric == k)
+                            .map(|r| r.value)
+                    };
+                    pts.extend(
+                        e.rows
+                            .iter()
+                            .filter(|r| r.metric == "eval/kl_sel")
+                            .filter_map(|r| Some((r.value, get(r.step, "eval/gold_sel")?))),
+                    );
                 }
                 let (gold_sel, reached) = score(&pts, t.budget);
-                records.push(TuningRecord { method: table.clone(), config: config.clone(), seed, gold_sel, budget: t.budget, reached, picked: false });
+                records.push(TuningRecord {
+                    method: table.clone(),
+                    config: config.clone(),
+                    seed,
+                    gold_sel,
+                    budget: t.budget,
+                    reached,
+                    picked: false,
+                });
             }
         }
     }
@@ -116,16 +182,25 @@ pub fn tune(sc: &Scenario, opts: &RunOptions, load: &dyn Fn(&[String]) -> Result
             let v: Vec<f64> = records.iter().filter(mine(j)).map(|r| r.gold_sel).collect();
             v.iter().sum::<f64>() / v.len() as f64
         };
-        let best = (0..n).filter(|&j| mean(j).is_finite()).fold(None, |b: Option<usize>, j| match b {
-            Some(k) if mean(k) >= mean(j) => Some(k),
-            _ => Some(j),
-        });
-        let best = best.with_context(|| format!("no configuration of {table} could be scored on the tuning seeds"))?;
+        let best =
+            (0..n)
+                .filter(|&j| mean(j).is_finite())
+                .fold(None, |b: Option<usize>, j| match b {
+                    Some(k) if mean(k) >= mean(j) => Some(k),
+                    _ => Some(j),
+                });
+        let best = best.with_context(|| {
+            format!("no configuration of {table} could be scored on the tuning seeds")
+        })?;
         let picked = mine(best);
         for r in records.iter_mut() {
             r.picked |= picked(&&*r);
         }
         overrides.extend(configs[best].iter().cloned());
     }
-    Ok(Tuning { overrides, records, work })
+    Ok(Tuning {
+        overrides,
+        records,
+        work,
+    })
 }

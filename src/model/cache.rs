@@ -22,8 +22,15 @@ impl KvCache {
         let d_head = cfg.d_model / cfg.n_head;
         let shape = [batch, cfg.n_head, capacity, d_head];
         let layers = (0..cfg.n_layer)
-            .map(|_| LayerKv { k: Tensor::zeros(shape, (Kind::Float, device)), v: Tensor::zeros(shape, (Kind::Float, device)) })
+            .map(|_| LayerKv {
+                k: Tensor::zeros(shape, (Kind::Float, device)),
+                v: Tensor::zeros(shape, (Kind::Float, device)),
+            })
             .collect();
-        KvCache { layers, len: 0, capacity }
+        KvCache {
+            layers,
+            len: 0,
+            capacity,
+        }
     }
 }

@@ -24,23 +24,69 @@ pub struct ModelConfig {
 
 impl Default for ModelConfig {
     fn default() -> Self {
-        ModelConfig { n_layer: 2, n_head: 4, d_model: 128, block_size: 32 }
+        ModelConfig {
+            n_layer: 2,
+            n_head: 4,
+            d_model: 128,
+            block_size: 32,
+        }
     }
 }
 
 impl ModelConfig {
     /// The network over a vocabulary of `vocab_size` tokens.
     pub fn gpt(&self, vocab_size: usize) -> GptConfig {
-        GptConfig { vocab_size: vocab_size as i64, block_size: self.block_size as i64, n_layer: self.n_layer as i64, n_head: self.n_head as i64, d_model: self.d_model as i64 }
+        GptConfig {
+            vocab_size: vocab_size as i64,
+            block_size: self.block_size as i64,
+            n_layer: self.n_layer as i64,
+            n_head: self.n_head as i64,
+            d_model: self.d_model as i64,
+        }
     }
 
     /// Range checks; the first violation is returned.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        need(self.n_layer >= 1 && self.n_layer <= 48, "n_layer", || format!("must be in 1..=48 (got {})", self.n_layer), "use a few layers, e.g. 2")?;
-        need(self.n_head >= 1, "n_head", || "must be at least 1".into(), "use e.g. 4 heads")?;
-        need(self.d_model >= 1 && self.d_model % self.n_head == 0, "d_model", || format!("d_model {} is not a multiple of n_head {}", self.d_model, self.n_head), "make d_model divisible by n_head, e.g. d_model = 128 with n_head = 4")?;
-        need(self.d_model <= 16384 && self.n_head <= 256, "d_model", || format!("d_model {} with {} heads is past this harness's range", self.d_model, self.n_head), "use d_model <= 16384 and n_head <= 256 (e.g. 128 and 4)")?;
-        need(self.block_size <= 4096, "block_size", || format!("must be at most 4096 (got {})", self.block_size), "use a block just long enough for prompt + response, e.g. 32")
+        need(
+            self.n_layer >= 1 && self.n_layer <= 48,
+            "n_layer",
+            || format!("must be in 1..=48 (got {})", self.n_layer),
+            "use a few layers, e.g. 2",
+        )?;
+        need(
+            self.n_head >= 1,
+            "n_head",
+            || "must be at least 1".into(),
+            "use e.g. 4 heads",
+        )?;
+        need(
+            self.d_model >= 1 && self.d_model % self.n_head == 0,
+            "d_model",
+            || {
+                format!(
+                    "d_model {} is not a multiple of n_head {}",
+                    self.d_model, self.n_head
+                )
+            },
+            "make d_model divisible by n_head, e.g. d_model = 128 with n_head = 4",
+        )?;
+        need(
+            self.d_model <= 16384 && self.n_head <= 256,
+            "d_model",
+            || {
+                format!(
+                    "d_model {} with {} heads is past this harness's range",
+                    self.d_model, self.n_head
+                )
+            },
+            "use d_model <= 16384 and n_head <= 256 (e.g. 128 and 4)",
+        )?;
+        need(
+            self.block_size <= 4096,
+            "block_size",
+            || format!("must be at most 4096 (got {})", self.block_size),
+            "use a block just long enough for prompt + response, e.g. 32",
+        )
     }
 }
 
@@ -70,7 +116,14 @@ impl GptConfig {
 }
 
 fn init_linear(p: nn::Path, i: i64, o: i64, std: f64) -> nn::Linear {
-    let cfg = nn::LinearConfig { ws_init: nn::Init::Randn { mean: 0.0, stdev: std }, bs_init: Some(nn::Init::Const(0.0)), bias: true };
+    let cfg = nn::LinearConfig {
+        ws_init: nn::Init::Randn {
+            mean: 0.0,
+            stdev: std,
+        },
+        bs_init: Some(nn::Init::Const(0.0)),
+        bias: true,
+    };
     nn::linear(p, i, o, cfg)
 }
 
@@ -84,15 +137,28 @@ impl Attention {
     fn new(p: nn::Path, cfg: &GptConfig) -> Attention {
         let d = cfg.d_model;
         let proj_std = 0.02 / (2.0 * cfg.n_layer as f64).sqrt();
-        Attention { c_attn: init_linear(&p / "c_attn", d, 3 * d, 0.02), c_proj: init_linear(&p / "c_proj", d, d, proj_std), n_head: cfg.n_head }
+        Attention {
+            c_attn: init_linear(&p / "c_attn", d, 3 * d, 0.02),
+            c_proj: init_linear(&p / "c_proj", d, d, proj_std),
+            n_head: cfg.n_head,
+        }
     }
 
     /// x `[B, T, C]`; `mask` is `None` for plain causal attention without a cache.
-    fn forward(&self, x: &Tensor, mask: Option<&Tensor>, cache: Option<(&mut LayerKv, i64)>) -> Tensor {
+    fn forward(
+        &self,
+        x: &Tensor,
+        mask: Option<&Tensor>,
+        cache: Option<(&mut LayerKv, i64)>,
+    ) -> Tensor {
         let (b, t, c) = x.size3().unwrap();
         let dh = c / self.n_head;
         let qkv = x.apply(&self.c_attn); // [B, T, 3C]
-        let split = |i: i64| qkv.narrow(2, i * c, c).view([b, t, self.n_head, dh]).transpose(1, 2); // [B, H, T, Dh]
+        let split = |i: i64| {
+            qkv.narrow(2, i * c, c)
+                .view([b, t, self.n_head, dh])
+                .transpose(1, 2)
+        }; // [B, H, T, Dh]
         let (q, k, v) = (split(0), split(1), split(2));
         let y = match cache {
             Some((kv, past)) => {
@@ -100,14 +166,30 @@ impl Attention {
                 kv.v.narrow(2, past, t).copy_(&v);
                 let k_all = kv.k.narrow(2, 0, past + t); // [B, H, past+T, Dh]
                 let v_all = kv.v.narrow(2, 0, past + t);
-                Tensor::scaled_dot_product_attention(&q, &k_all, &v_all, mask, 0.0, false, None, false)
+                Tensor::scaled_dot_product_attention(
+                    &q, &k_all, &v_all, mask, 0.0, false, None, false,
+                )
             }
             None => match mask {
-                Some(m) => Tensor::scaled_dot_product_attention(&q, &k, &v, Some(m), 0.0, false, None, false),
-                None => Tensor::scaled_dot_product_attention::<Tensor>(&q, &k, &v, None, 0.0, true, None, false),
+                Some(m) => Tensor::scaled_dot_product_attention(
+                    &q,
+                    &k,
+                    &v,
+                    Some(m),
+                    0.0,
+                    false,
+                    None,
+                    false,
+                ),
+                None => Tensor::scaled_dot_product_attention::<Tensor>(
+                    &q, &k, &v, None, 0.0, true, None, false,
+                ),
             },
         }; // [B, H, T, Dh]
-        y.transpose(1, 2).contiguous().view([b, t, c]).apply(&self.c_proj)
+        y.transpose(1, 2)
+            .contiguous()
+            .view([b, t, c])
+            .apply(&self.c_proj)
     }
 
     /// Attention for some query rows only: `hq` `[B, Q, C]` the queries' inputs, `h`
@@ -117,12 +199,34 @@ impl Attention {
         let (b, t, c) = h.size3().unwrap();
         let q_rows = hq.size()[1];
         let dh = c / self.n_head;
-        let (w, bias) = (&self.c_attn.ws, self.c_attn.bs.as_ref().expect("c_attn has a bias"));
-        let q = hq.linear(&w.narrow(0, 0, c), Some(bias.narrow(0, 0, c))).view([b, q_rows, self.n_head, dh]).transpose(1, 2);
+        let (w, bias) = (
+            &self.c_attn.ws,
+            self.c_attn.bs.as_ref().expect("c_attn has a bias"),
+        );
+        let q = hq
+            .linear(&w.narrow(0, 0, c), Some(bias.narrow(0, 0, c)))
+            .view([b, q_rows, self.n_head, dh])
+            .transpose(1, 2);
         let kv = h.linear(&w.narrow(0, c, 2 * c), Some(bias.narrow(0, c, 2 * c))); // [B, T, 2C]
-        let split = |i: i64| kv.narrow(2, i * c, c).view([b, t, self.n_head, dh]).transpose(1, 2);
-        let y = Tensor::scaled_dot_product_attention(&q, &split(0), &split(1), Some(mask), 0.0, false, None, false);
-        y.transpose(1, 2).contiguous().view([b, q_rows, c]).apply(&self.c_proj)
+        let split = |i: i64| {
+            kv.narrow(2, i * c, c)
+                .view([b, t, self.n_head, dh])
+                .transpose(1, 2)
+        };
+        let y = Tensor::scaled_dot_product_attention(
+            &q,
+            &split(0),
+            &split(1),
+            Some(mask),
+            0.0,
+            false,
+            None,
+            false,
+        );
+        y.transpose(1, 2)
+            .contiguous()
+            .view([b, q_rows, c])
+            .apply(&self.c_proj)
     }
 }
 
@@ -135,7 +239,10 @@ impl Mlp {
     fn new(p: nn::Path, cfg: &GptConfig) -> Mlp {
         let d = cfg.d_model;
         let proj_std = 0.02 / (2.0 * cfg.n_layer as f64).sqrt();
-        Mlp { c_fc: init_linear(&p / "c_fc", d, 4 * d, 0.02), c_proj: init_linear(&p / "c_proj", 4 * d, d, proj_std) }
+        Mlp {
+            c_fc: init_linear(&p / "c_fc", d, 4 * d, 0.02),
+            c_proj: init_linear(&p / "c_proj", 4 * d, d, proj_std),
+        }
     }
 
     fn forward(&self, x: &Tensor) -> Tensor {
@@ -153,7 +260,12 @@ struct Block {
 impl Block {
     fn new(p: nn::Path, cfg: &GptConfig) -> Block {
         let ln = |name: &str| nn::layer_norm(&p / name, vec![cfg.d_model], Default::default());
-        Block { ln_1: ln("ln_1"), attn: Attention::new(&p / "attn", cfg), ln_2: ln("ln_2"), mlp: Mlp::new(&p / "mlp", cfg) }
+        Block {
+            ln_1: ln("ln_1"),
+            attn: Attention::new(&p / "attn", cfg),
+            ln_2: ln("ln_2"),
+            mlp: Mlp::new(&p / "mlp", cfg),
+        }
     }
 }
 
@@ -161,12 +273,20 @@ impl Block {
 /// positions `past..past+t`: causal, and with `key_valid` `[B, past+T]` only real keys, except
 /// that every query may attend to itself, so a padding row never has all keys masked (which
 /// would give NaN; padding positions' outputs are never used).
-pub fn attention_mask(past: i64, t: i64, key_valid: Option<&Tensor>, device: tch::Device) -> Tensor {
+pub fn attention_mask(
+    past: i64,
+    t: i64,
+    key_valid: Option<&Tensor>,
+    device: tch::Device,
+) -> Tensor {
     let qi = Tensor::arange_start(past, past + t, (Kind::Int64, device)).unsqueeze(1); // [T, 1]
     let kj = Tensor::arange(past + t, (Kind::Int64, device)).unsqueeze(0); // [1, Tk]
     let causal = kj.le_tensor(&qi); // [T, Tk]
     let m = match key_valid {
-        Some(kv) => causal.unsqueeze(0).logical_and(&kv.unsqueeze(1)).logical_or(&kj.eq_tensor(&qi).unsqueeze(0)), // [B, T, Tk]
+        Some(kv) => causal
+            .unsqueeze(0)
+            .logical_and(&kv.unsqueeze(1))
+            .logical_or(&kj.eq_tensor(&qi).unsqueeze(0)), // [B, T, Tk]
         None => causal.unsqueeze(0),
     };
     m.unsqueeze(1)
@@ -195,9 +315,17 @@ impl Gpt {
     pub fn new(p: &nn::Path, cfg: &GptConfig) -> Gpt {
         let wte = (p / "wte").randn("weight", &[cfg.vocab_size, cfg.d_model], 0.0, 0.02);
         let wpe = (p / "wpe").randn("weight", &[cfg.block_size, cfg.d_model], 0.0, 0.02);
-        let h = (0..cfg.n_layer).map(|i| Block::new(p / "h" / i, cfg)).collect();
+        let h = (0..cfg.n_layer)
+            .map(|i| Block::new(p / "h" / i, cfg))
+            .collect();
         let ln_f = nn::layer_norm(p / "ln_f", vec![cfg.d_model], Default::default());
-        Gpt { cfg: cfg.clone(), wte, wpe, h, ln_f }
+        Gpt {
+            cfg: cfg.clone(),
+            wte,
+            wpe,
+            h,
+            ln_f,
+        }
     }
 
     /// Final hidden states `[B, T, C]` for `tokens` `[B, T]`.
@@ -209,38 +337,76 @@ impl Gpt {
     ///
     /// Every query may attend to itself, so a padding row never has all keys masked (which
     /// would give NaN); padding positions' outputs are never used.
-    pub fn forward(&self, tokens: &Tensor, positions: Option<&Tensor>, key_valid: Option<&Tensor>, cache: Option<&mut KvCache>) -> Tensor {
+    pub fn forward(
+        &self,
+        tokens: &Tensor,
+        positions: Option<&Tensor>,
+        key_valid: Option<&Tensor>,
+        cache: Option<&mut KvCache>,
+    ) -> Tensor {
         self.forward_impl(tokens, positions, key_valid, None, cache, Rows::All)
     }
 
     /// Final hidden states at `rows` only, `[B, Q, C]`: the same values as `forward` there
     /// (up to float rounding), with the last block's work on the other rows skipped.
-    pub fn forward_rows(&self, tokens: &Tensor, positions: Option<&Tensor>, key_valid: Option<&Tensor>, rows: Rows) -> Tensor {
+    pub fn forward_rows(
+        &self,
+        tokens: &Tensor,
+        positions: Option<&Tensor>,
+        key_valid: Option<&Tensor>,
+        rows: Rows,
+    ) -> Tensor {
         self.forward_impl(tokens, positions, key_valid, None, None, rows)
     }
 
     /// Final hidden states at `rows` under the caller's attention mask `[B, 1, T, T]` (bool,
     /// true = may attend; every row must allow at least one key) and positions `[B, T]`: e.g.
     /// two responses packed after one prompt, each blind to the other.
-    pub fn forward_masked(&self, tokens: &Tensor, positions: &Tensor, mask: &Tensor, rows: Rows) -> Tensor {
+    pub fn forward_masked(
+        &self,
+        tokens: &Tensor,
+        positions: &Tensor,
+        mask: &Tensor,
+        rows: Rows,
+    ) -> Tensor {
         self.forward_impl(tokens, Some(positions), None, Some(mask), None, rows)
     }
 
-    fn forward_impl(&self, tokens: &Tensor, positions: Option<&Tensor>, key_valid: Option<&Tensor>, mask_given: Option<&Tensor>, mut cache: Option<&mut KvCache>, rows: Rows) -> Tensor {
+    fn forward_impl(
+        &self,
+        tokens: &Tensor,
+        positions: Option<&Tensor>,
+        key_valid: Option<&Tensor>,
+        mask_given: Option<&Tensor>,
+        mut cache: Option<&mut KvCache>,
+        rows: Rows,
+    ) -> Tensor {
         let (b, t) = tokens.size2().unwrap();
         let device = tokens.device();
         let past = cache.as_ref().map_or(0, |c| c.len);
         if let Some(c) = cache.as_ref() {
-            assert!(past + t <= c.capacity, "KV cache of capacity {} is full", c.capacity);
+            assert!(
+                past + t <= c.capacity,
+                "KV cache of capacity {} is full",
+                c.capacity
+            );
         }
         // With explicit positions (left padding, packed responses) the position embedding's
         // own range check guards block_size.
-        assert!(positions.is_some() || past + t <= self.cfg.block_size, "sequence of {} exceeds block_size {}", past + t, self.cfg.block_size);
+        assert!(
+            positions.is_some() || past + t <= self.cfg.block_size,
+            "sequence of {} exceeds block_size {}",
+            past + t,
+            self.cfg.block_size
+        );
         let pos = match positions {
             Some(p) => p.shallow_clone(),
-            None => Tensor::arange_start(past, past + t, (Kind::Int64, device)).unsqueeze(0).expand([b, t], false),
+            None => Tensor::arange_start(past, past + t, (Kind::Int64, device))
+                .unsqueeze(0)
+                .expand([b, t], false),
         };
-        let mut x = Tensor::embedding(&self.wte, tokens, -1, false, false) + Tensor::embedding(&self.wpe, &pos, -1, false, false); // [B, T, C]
+        let mut x = Tensor::embedding(&self.wte, tokens, -1, false, false)
+            + Tensor::embedding(&self.wpe, &pos, -1, false, false); // [B, T, C]
 
         // Plain causal attention (no padding, no cache) takes SDPA's fused causal path.
         let mask = if let Some(m) = mask_given {
@@ -255,10 +421,17 @@ impl Gpt {
         let pruned = !matches!(rows, Rows::All);
         self.count_flops(b, t, past, &rows, &x);
         assert!(!pruned || cache.is_none(), "forward_rows takes no KV cache");
-        let full_blocks = if pruned { self.h.len() - 1 } else { self.h.len() };
+        let full_blocks = if pruned {
+            self.h.len() - 1
+        } else {
+            self.h.len()
+        };
         for (i, block) in self.h.iter().enumerate().take(full_blocks) {
             let layer_cache = cache.as_mut().map(|c| (&mut c.layers[i], past));
-            x = &x + block.attn.forward(&x.apply(&block.ln_1), mask.as_ref(), layer_cache);
+            x = &x
+                + block
+                    .attn
+                    .forward(&x.apply(&block.ln_1), mask.as_ref(), layer_cache);
             x = &x + block.mlp.forward(&x.apply(&block.ln_2));
         }
         if let Some(c) = cache {
@@ -275,13 +448,22 @@ impl Gpt {
             Rows::Range(start, len) => mask.narrow(2, *start, *len),
             Rows::Index(idx) => {
                 let (q, tk) = (idx.size()[1], mask.size()[3]);
-                mask.expand([b, 1, t, tk], false).gather(2, &idx.view([b, 1, q, 1]).expand([b, 1, q, tk], false), false)
+                mask.expand([b, 1, t, tk], false).gather(
+                    2,
+                    &idx.view([b, 1, q, 1]).expand([b, 1, q, tk], false),
+                    false,
+                )
             }
             Rows::All => unreachable!(),
         };
         let select = |z: &Tensor| match &rows {
             Rows::Range(start, len) => z.narrow(1, *start, *len),
-            Rows::Index(idx) => z.gather(1, &idx.unsqueeze(-1).expand([b, idx.size()[1], z.size()[2]], false), false),
+            Rows::Index(idx) => z.gather(
+                1,
+                &idx.unsqueeze(-1)
+                    .expand([b, idx.size()[1], z.size()[2]], false),
+                false,
+            ),
             Rows::All => unreachable!(),
         };
         let h = x.apply(&block.ln_1);
@@ -307,9 +489,15 @@ impl Gpt {
         } else {
             // The last block: keys and values on every row (QKV is 3 of its 12 d^2), the
             // rest on the kept queries, each against every key.
-            crate::profile::transformer_flops(b, t, keys, d, l - 1) + (b * t) as f64 * 6.0 * (d * d) as f64 + (b * q) as f64 * (18.0 * (d * d) as f64 + 4.0 * t as f64 * d as f64)
+            crate::profile::transformer_flops(b, t, keys, d, l - 1)
+                + (b * t) as f64 * 6.0 * (d * d) as f64
+                + (b * q) as f64 * (18.0 * (d * d) as f64 + 4.0 * t as f64 * d as f64)
         };
-        crate::profile::add_flops(if x.requires_grad() { 3.0 * flops } else { flops });
+        crate::profile::add_flops(if x.requires_grad() {
+            3.0 * flops
+        } else {
+            flops
+        });
         crate::profile::count(crate::profile::Count::TokensFwd, (b * t) as f64);
         if x.requires_grad() {
             crate::profile::count(crate::profile::Count::TokensBwd, (b * t) as f64);
@@ -325,7 +513,11 @@ impl Gpt {
     pub fn logits(&self, hidden: &Tensor) -> Tensor {
         let out = hidden.linear::<Tensor>(&self.wte, None);
         let flops = 2.0 * out.numel() as f64 * self.cfg.d_model as f64;
-        crate::profile::add_flops(if out.requires_grad() { 3.0 * flops } else { flops });
+        crate::profile::add_flops(if out.requires_grad() {
+            3.0 * flops
+        } else {
+            flops
+        });
         out
     }
 }

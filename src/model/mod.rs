@@ -25,7 +25,8 @@ pub fn save_checkpoint(vs: &VarStore, path: &Path) -> Result<()> {
         let _ = std::fs::remove_file(&tmp);
         anyhow::bail!("cannot write checkpoint {}: {} (is the disk full?); fix: free space on that disk or pass --runs a folder on another one", path.display(), e.to_string().lines().next().unwrap_or(""));
     }
-    std::fs::rename(&tmp, path).with_context(|| format!("cannot move checkpoint into {}", path.display()))?;
+    std::fs::rename(&tmp, path)
+        .with_context(|| format!("cannot move checkpoint into {}", path.display()))?;
     Ok(())
 }
 

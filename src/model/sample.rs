@@ -25,15 +25,34 @@ pub struct SampleConfig {
 
 impl Default for SampleConfig {
     fn default() -> Self {
-        SampleConfig { max_new_tokens: 16, temperature: 1.0, top_k: 0 }
+        SampleConfig {
+            max_new_tokens: 16,
+            temperature: 1.0,
+            top_k: 0,
+        }
     }
 }
 
 impl SampleConfig {
     /// Range checks (the fit with the model's block is the scenario's cross-section check).
     pub fn validate(&self) -> Result<(), ConfigError> {
-        need(self.max_new_tokens >= 1, "max_new_tokens", || "must be at least 1".into(), "generate at least one token")?;
-        need(sampling_temperature(self.temperature, true), "temperature", || format!("must be 0 (greedy) or in [{MIN_TEMPERATURE}, 4] (got {})", self.temperature), "use 1.0 for the frontier (0 is greedy)")
+        need(
+            self.max_new_tokens >= 1,
+            "max_new_tokens",
+            || "must be at least 1".into(),
+            "generate at least one token",
+        )?;
+        need(
+            sampling_temperature(self.temperature, true),
+            "temperature",
+            || {
+                format!(
+                    "must be 0 (greedy) or in [{MIN_TEMPERATURE}, 4] (got {})",
+                    self.temperature
+                )
+            },
+            "use 1.0 for the frontier (0 is greedy)",
+        )
     }
 }
 
@@ -70,7 +89,13 @@ impl Rollout {
     /// `[B, P + N]` bool: real tokens (prompt tokens and every response column; response
     /// padding comes after the last real token, so causal attention never sees it).
     pub fn valid(&self) -> Tensor {
-        Tensor::cat(&[self.prompt_valid.shallow_clone(), self.response.ones_like().to_kind(Kind::Bool)], 1)
+        Tensor::cat(
+            &[
+                self.prompt_valid.shallow_clone(),
+                self.response.ones_like().to_kind(Kind::Bool),
+            ],
+            1,
+        )
     }
 
     /// `[B, P + N]` position ids counted from each row's first real token.
@@ -81,16 +106,39 @@ impl Rollout {
     /// Prompt token ids per row as the world wrote them (padding and `<bos>` dropped), on the
     /// host: what the world's gold reward reads.
     pub fn prompt_rows(&self) -> Vec<Vec<i64>> {
-        let toks: Vec<Vec<i64>> = Vec::<Vec<i64>>::try_from(self.prompt.to_device(Device::Cpu)).unwrap();
-        let valid: Vec<Vec<bool>> = Vec::<Vec<bool>>::try_from(self.prompt_valid.to_device(Device::Cpu)).unwrap();
-        toks.into_iter().zip(valid).map(|(t, v)| t.into_iter().zip(v).filter(|(_, v)| *v).map(|(t, _)| t).skip(1).collect()).collect()
+        let toks: Vec<Vec<i64>> =
+            Vec::<Vec<i64>>::try_from(self.prompt.to_device(Device::Cpu)).unwrap();
+        let valid: Vec<Vec<bool>> =
+            Vec::<Vec<bool>>::try_from(self.prompt_valid.to_device(Device::Cpu)).unwrap();
+        toks.into_iter()
+            .zip(valid)
+            .map(|(t, v)| {
+                t.into_iter()
+                    .zip(v)
+                    .filter(|(_, v)| *v)
+                    .map(|(t, _)| t)
+                    .skip(1)
+                    .collect()
+            })
+            .collect()
     }
 
     /// Response token ids per row, up to and including `<eos>`, on the host.
     pub fn response_rows(&self) -> Vec<Vec<i64>> {
-        let resp: Vec<Vec<i64>> = Vec::<Vec<i64>>::try_from(self.response.to_device(Device::Cpu)).unwrap();
-        let mask: Vec<Vec<f32>> = Vec::<Vec<f32>>::try_from(self.mask.to_device(Device::Cpu)).unwrap();
-        resp.into_iter().zip(mask).map(|(r, m)| r.into_iter().zip(m).filter(|(_, m)| *m > 0.0).map(|(t, _)| t).collect()).collect()
+        let resp: Vec<Vec<i64>> =
+            Vec::<Vec<i64>>::try_from(self.response.to_device(Device::Cpu)).unwrap();
+        let mask: Vec<Vec<f32>> =
+            Vec::<Vec<f32>>::try_from(self.mask.to_device(Device::Cpu)).unwrap();
+        resp.into_iter()
+            .zip(mask)
+            .map(|(r, m)| {
+                r.into_iter()
+                    .zip(m)
+                    .filter(|(_, m)| *m > 0.0)
+                    .map(|(t, _)| t)
+                    .collect()
+            })
+            .collect()
     }
 }
 
@@ -114,7 +162,10 @@ pub fn left_pad(prompts: &[Vec<i64>], device: Device) -> (Tensor, Tensor) {
         }
     }
     let shape = [prompts.len() as i64, p as i64];
-    (Tensor::from_slice(&toks).view(shape).to_device(device), Tensor::from_slice(&valid).view(shape).to_device(device))
+    (
+        Tensor::from_slice(&toks).view(shape).to_device(device),
+        Tensor::from_slice(&valid).view(shape).to_device(device),
+    )
 }
 
 /// The log-probs `[.., V]` of the distribution a policy samples from, given its logits: divided
@@ -137,7 +188,9 @@ pub fn sampling_logprobs(logits: &Tensor, temperature: f64, top_k: i64) -> Tenso
 fn pick(logits: &Tensor, s: &SampleSettings) -> (Tensor, Tensor) {
     if s.temperature == 0.0 {
         let tok = logits.argmax(-1, false);
-        let lp = sampling_logprobs(logits, 0.0, 0).gather(-1, &tok.unsqueeze(-1), false).squeeze_dim(-1);
+        let lp = sampling_logprobs(logits, 0.0, 0)
+            .gather(-1, &tok.unsqueeze(-1), false)
+            .squeeze_dim(-1);
         return (tok, lp);
     }
     let logp = sampling_logprobs(logits, s.temperature, s.top_k);
@@ -148,19 +201,37 @@ fn pick(logits: &Tensor, s: &SampleSettings) -> (Tensor, Tensor) {
 
 /// Sample up to `max_new_tokens` continuations of a left-padded prompt batch.
 /// Uses torch's global generator: seed it (`tch::manual_seed`) for reproducible samples.
-pub fn generate(model: &Gpt, prompt: &Tensor, prompt_valid: &Tensor, s: &SampleSettings) -> Rollout {
+pub fn generate(
+    model: &Gpt,
+    prompt: &Tensor,
+    prompt_valid: &Tensor,
+    s: &SampleSettings,
+) -> Rollout {
     let _guard = tch::no_grad_guard();
     let (b, p) = prompt.size2().unwrap();
     crate::profile::count(crate::profile::Count::Samples, b as f64);
     let n = s.max_new_tokens;
     let device = prompt.device();
     // Every response column is a real key; finished rows keep decoding padding, unused.
-    let key_valid = Tensor::cat(&[prompt_valid.shallow_clone(), Tensor::ones([b, n], (Kind::Bool, device))], 1); // [B, P+N]
+    let key_valid = Tensor::cat(
+        &[
+            prompt_valid.shallow_clone(),
+            Tensor::ones([b, n], (Kind::Bool, device)),
+        ],
+        1,
+    ); // [B, P+N]
     let mut cache = KvCache::new(&model.cfg, b, p + n, device);
     let prompt_pos = positions_of(prompt_valid);
-    let mut next_pos = prompt_valid.to_kind(Kind::Int64).sum_dim_intlist(1, false, Kind::Int64); // [B]
+    let mut next_pos = prompt_valid
+        .to_kind(Kind::Int64)
+        .sum_dim_intlist(1, false, Kind::Int64); // [B]
     let hidden = if s.use_cache {
-        model.forward(prompt, Some(&prompt_pos), Some(prompt_valid), Some(&mut cache))
+        model.forward(
+            prompt,
+            Some(&prompt_pos),
+            Some(prompt_valid),
+            Some(&mut cache),
+        )
     } else {
         model.forward(prompt, Some(&prompt_pos), Some(prompt_valid), None)
     };
@@ -181,11 +252,19 @@ pub fn generate(model: &Gpt, prompt: &Tensor, prompt_valid: &Tensor, s: &SampleS
         }
         let last = toks.last().unwrap().unsqueeze(1); // [B, 1]
         let hidden = if s.use_cache {
-            model.forward(&last, Some(&next_pos.unsqueeze(1)), Some(&key_valid.narrow(1, 0, p + step + 1)), Some(&mut cache))
+            model.forward(
+                &last,
+                Some(&next_pos.unsqueeze(1)),
+                Some(&key_valid.narrow(1, 0, p + step + 1)),
+                Some(&mut cache),
+            )
         } else {
             seq = Tensor::cat(&[&seq, &last], 1); // [B, P+step+1]
             let valid = key_valid.narrow(1, 0, p + step + 1);
-            model.forward(&seq, Some(&positions_of(&valid)), Some(&valid), None).select(1, p + step).unsqueeze(1)
+            model
+                .forward(&seq, Some(&positions_of(&valid)), Some(&valid), None)
+                .select(1, p + step)
+                .unsqueeze(1)
         };
         logits = model.logits(&hidden.select(1, 0));
         next_pos += 1;

@@ -12,7 +12,11 @@ use crate::experiment::Metrics;
 /// The final KL of the run of `table` whose `key` is `value`, per seed (in seed order).
 pub fn landed(evals: &Metrics, table: &str, key: &str, value: f64) -> Vec<(u64, f64)> {
     let mut out: Vec<(u64, usize, f64)> = Vec::new();
-    for r in evals.rows.iter().filter(|r| r.method == table && r.metric == "eval/kl") {
+    for r in evals
+        .rows
+        .iter()
+        .filter(|r| r.method == table && r.metric == "eval/kl")
+    {
         if setting_value(&r.setting, key) != Some(value) {
             continue;
         }
@@ -30,10 +34,24 @@ pub fn landed(evals: &Metrics, table: &str, key: &str, value: f64) -> Vec<(u64, 
 /// has no such file or key).
 pub fn seed_runs(dir: &std::path::Path) -> anyhow::Result<Vec<SeedRun>> {
     let path = dir.join("scenario.resolved.toml");
-    let Ok(text) = std::fs::read_to_string(&path) else { return Ok(vec![]) };
-    let t: toml::Table = toml::from_str(&text).map_err(|e| anyhow::anyhow!("{} is not TOML: {e}; fix: rerun the scenario to rewrite it", path.display()))?;
-    let Some(runs) = t.get("sweep").and_then(|s| s.get("seed_runs")) else { return Ok(vec![]) };
-    runs.clone().try_into().map_err(|e| anyhow::anyhow!("{}: `sweep.seed_runs` does not read: {e}; fix: rerun the scenario to rewrite it", path.display()))
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        return Ok(vec![]);
+    };
+    let t: toml::Table = toml::from_str(&text).map_err(|e| {
+        anyhow::anyhow!(
+            "{} is not TOML: {e}; fix: rerun the scenario to rewrite it",
+            path.display()
+        )
+    })?;
+    let Some(runs) = t.get("sweep").and_then(|s| s.get("seed_runs")) else {
+        return Ok(vec![]);
+    };
+    runs.clone().try_into().map_err(|e| {
+        anyhow::anyhow!(
+            "{}: `sweep.seed_runs` does not read: {e}; fix: rerun the scenario to rewrite it",
+            path.display()
+        )
+    })
 }
 
 /// The report's section: the calibration, and the landed KL of every calibrated run per seed,
@@ -55,8 +73,14 @@ pub fn markdown(records: &[CalibrationRecord], evals: &Metrics, tops: &[SeedRun]
         for (sd, kl) in &per {
             let mut cell = format!("{sd}: {kl:.3}");
             let mut hit = near(*kl);
-            for t in tops.iter().filter(|t| t.seed == *sd && t.table == r.table && t.budget == r.budget) {
-                if let Some((_, k)) = landed(evals, &r.table, &r.key, t.value).into_iter().find(|x| x.0 == *sd) {
+            for t in tops
+                .iter()
+                .filter(|t| t.seed == *sd && t.table == r.table && t.budget == r.budget)
+            {
+                if let Some((_, k)) = landed(evals, &r.table, &r.key, t.value)
+                    .into_iter()
+                    .find(|x| x.0 == *sd)
+                {
                     let _ = write!(cell, " → {k:.3} (top-up {})", t.value);
                     topped += usize::from(!hit && near(k));
                     hit |= near(k);
@@ -69,10 +93,29 @@ pub fn markdown(records: &[CalibrationRecord], evals: &Metrics, tops: &[SeedRun]
         if r.within_tolerance {
             reach = (reach.0 + ok, reach.1 + per.len());
         }
-        let _ = writeln!(s, "| {} | {} | {} | {} | {:.3}{} | {} | {ok}/{} |", r.table, r.key, r.budget, r.value, r.pilot_kl, if r.within_tolerance { "" } else { " (not reached)" }, cells.join(", "), per.len());
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {:.3}{} | {} | {ok}/{} |",
+            r.table,
+            r.key,
+            r.budget,
+            r.value,
+            r.pilot_kl,
+            if r.within_tolerance {
+                ""
+            } else {
+                " (not reached)"
+            },
+            cells.join(", "),
+            per.len()
+        );
     }
     if all.1 > 0 {
-        let via = if topped > 0 { format!(" ({topped} of them through a top-up)") } else { String::new() };
+        let via = if topped > 0 {
+            format!(" ({topped} of them through a top-up)")
+        } else {
+            String::new()
+        };
         let _ = writeln!(s, "\nLanded within {:.0}%: {} of {} (budget, seed) runs; {} of {} on the budgets the pilot reached{via}.", 100.0 * TOLERANCE, all.0, all.1, reach.0, reach.1);
     }
     s

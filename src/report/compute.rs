@@ -34,14 +34,23 @@ pub struct CostPoint {
 pub fn cost_points(evals: &Metrics, points: &[Point]) -> Vec<CostPoint> {
     let mut gflop = std::collections::HashMap::new();
     for r in evals.rows.iter().filter(|r| r.metric == "compute/gflop") {
-        gflop.insert((r.method.as_str(), r.setting.as_str(), r.seed, r.step), r.value);
+        gflop.insert(
+            (r.method.as_str(), r.setting.as_str(), r.seed, r.step),
+            r.value,
+        );
     }
     points
         .iter()
         .filter_map(|p| {
             let g = *gflop.get(&(p.method.as_str(), p.setting.as_str(), p.seed, p.step))?;
             let s = p.split();
-            (g.is_finite() && s.gold_sel.is_finite()).then(|| CostPoint { method: p.method.clone(), seed: p.seed, gflop: g, gold_sel: s.gold_sel, gold_test: s.gold_test })
+            (g.is_finite() && s.gold_sel.is_finite()).then(|| CostPoint {
+                method: p.method.clone(),
+                seed: p.seed,
+                gflop: g,
+                gold_sel: s.gold_sel,
+                gold_test: s.gold_test,
+            })
         })
         .collect()
 }
@@ -57,7 +66,11 @@ pub fn at_compute(points: &[CostPoint], method: &str, seed: u64, budget: f64) ->
 
 /// The least compute at which a method's evaluations reach selection-half gold `level` on a seed.
 pub fn cost_to_reach(points: &[CostPoint], method: &str, seed: u64, level: f64) -> Option<f64> {
-    points.iter().filter(|p| p.method == method && p.seed == seed && p.gold_sel >= level).map(|p| p.gflop).min_by(|a, b| a.total_cmp(b))
+    points
+        .iter()
+        .filter(|p| p.method == method && p.seed == seed && p.gold_sel >= level)
+        .map(|p| p.gflop)
+        .min_by(|a, b| a.total_cmp(b))
 }
 
 /// The DPO paper's cost claim at equal gold: for `a` against `b`, the highest selection-half gold
@@ -65,19 +78,39 @@ pub fn cost_to_reach(points: &[CostPoint], method: &str, seed: u64, level: f64) 
 /// (b / a); None where a seed lacks either method.
 pub fn cost_ratio(points: &[CostPoint], a: &str, b: &str) -> Option<(f64, Vec<(u64, f64)>)> {
     let seeds = super::distinct(points.iter().map(|p| p.seed));
-    let best = |m: &str, s: u64| points.iter().filter(|p| p.method == m && p.seed == s).map(|p| p.gold_sel).fold(f64::NEG_INFINITY, f64::max);
-    let level = seeds.iter().map(|&s| best(a, s).min(best(b, s))).fold(f64::INFINITY, f64::min);
+    let best = |m: &str, s: u64| {
+        points
+            .iter()
+            .filter(|p| p.method == m && p.seed == s)
+            .map(|p| p.gold_sel)
+            .fold(f64::NEG_INFINITY, f64::max)
+    };
+    let level = seeds
+        .iter()
+        .map(|&s| best(a, s).min(best(b, s)))
+        .fold(f64::INFINITY, f64::min);
     if !level.is_finite() {
         return None;
     }
-    let per: Option<Vec<(u64, f64)>> = seeds.iter().map(|&s| Some((s, cost_to_reach(points, b, s, level)? / cost_to_reach(points, a, s, level)?))).collect();
+    let per: Option<Vec<(u64, f64)>> = seeds
+        .iter()
+        .map(|&s| {
+            Some((
+                s,
+                cost_to_reach(points, b, s, level)? / cost_to_reach(points, a, s, level)?,
+            ))
+        })
+        .collect();
     Some((level, per?))
 }
 
 /// The cost claim at equal gold, `other` against DPO: the gold level, per seed the compute
 /// `other` needed over DPO's, and the paired comparison of their logs (above 0: `other` needed
 /// more, DPO the cheaper).
-pub fn equal_gold(points: &[CostPoint], other: &str) -> Option<(f64, Vec<(u64, f64)>, crate::stats::Paired)> {
+pub fn equal_gold(
+    points: &[CostPoint],
+    other: &str,
+) -> Option<(f64, Vec<(u64, f64)>, crate::stats::Paired)> {
     let (level, per) = cost_ratio(points, "dpo", other)?;
     let logs: Vec<f64> = per.iter().map(|p| p.1.ln()).collect();
     Some((level, per, crate::stats::Paired::new(&logs)))
@@ -85,7 +118,12 @@ pub fn equal_gold(points: &[CostPoint], other: &str) -> Option<(f64, Vec<(u64, f
 
 /// Budgets of 1 and 3 x 10^k GFLOPs from the cheapest evaluation's cost to the dearest's.
 pub fn budgets(points: &[CostPoint]) -> Vec<f64> {
-    let (lo, hi) = points.iter().filter(|p| p.gflop > 0.0).fold((f64::INFINITY, 0.0f64), |(lo, hi), p| (lo.min(p.gflop), hi.max(p.gflop)));
+    let (lo, hi) = points
+        .iter()
+        .filter(|p| p.gflop > 0.0)
+        .fold((f64::INFINITY, 0.0f64), |(lo, hi), p| {
+            (lo.min(p.gflop), hi.max(p.gflop))
+        });
     if !lo.is_finite() {
         return vec![];
     }
@@ -124,9 +162,19 @@ pub fn table(points: &[CostPoint]) -> Vec<ComputeRecord> {
     let mut out = Vec::new();
     for b in budgets(points) {
         for m in &methods {
-            let v: Vec<f64> = seeds.iter().filter_map(|&s| at_compute(points, m, s, b)).collect();
+            let v: Vec<f64> = seeds
+                .iter()
+                .filter_map(|&s| at_compute(points, m, s, b))
+                .collect();
             let (mean, ci) = mean_ci_t(&v);
-            out.push(ComputeRecord { method: m.clone(), gflop_budget: b, gold_mean: mean, gold_ci95: ci, seeds_reaching: v.len(), seeds: seeds.len() });
+            out.push(ComputeRecord {
+                method: m.clone(),
+                gflop_budget: b,
+                gold_mean: mean,
+                gold_ci95: ci,
+                seeds_reaching: v.len(),
+                seeds: seeds.len(),
+            });
         }
     }
     out
@@ -157,21 +205,47 @@ pub fn markdown(evals: &Metrics, rows: &[ComputeRecord], points: &[CostPoint]) -
     let _ = writeln!(s, "\n## Compute per run (mean over each method's runs of the final evaluation's compute; shared stages a method stands on included, SFT left out, evaluation not counted)\n");
     let _ = writeln!(s, "| method | runs | TFLOP | tokens fwd | tokens bwd | optimiser steps | samples | RM queries | gold queries |\n|---|---|---|---|---|---|---|---|---|");
     for (m, n, v) in &tot {
-        let _ = writeln!(s, "| {m} | {n} | {:.3} | {} | {} | {} | {} | {} | {} |", v[0] / 1e3, si(v[1]), si(v[2]), si(v[3]), si(v[4]), si(v[5]), si(v[6]));
+        let _ = writeln!(
+            s,
+            "| {m} | {n} | {:.3} | {} | {} | {} | {} | {} | {} |",
+            v[0] / 1e3,
+            si(v[1]),
+            si(v[2]),
+            si(v[3]),
+            si(v[4]),
+            si(v[5]),
+            si(v[6])
+        );
     }
     let budgets = super::distinct(rows.iter().map(|r| r.gflop_budget.to_bits()));
     if budgets.is_empty() {
         return s;
     }
     let _ = writeln!(s, "\n## Gold reward at equal compute (best evaluation within the budget, chosen on the selection half, reported on the test half; mean ± 95% t-interval over seeds; `-`: no evaluation that cheap)\n");
-    let head: Vec<String> = budgets.iter().map(|b| format!("{:.3} TFLOP", f64::from_bits(*b) / 1e3)).collect();
-    let _ = writeln!(s, "| method | {} |\n|---|{}", head.join(" | "), "---|".repeat(head.len()));
+    let head: Vec<String> = budgets
+        .iter()
+        .map(|b| format!("{:.3} TFLOP", f64::from_bits(*b) / 1e3))
+        .collect();
+    let _ = writeln!(
+        s,
+        "| method | {} |\n|---|{}",
+        head.join(" | "),
+        "---|".repeat(head.len())
+    );
     for m in super::distinct(rows.iter().map(|r| r.method.clone())) {
         let cells: Vec<String> = budgets
             .iter()
-            .map(|b| match rows.iter().find(|r| r.method == m && r.gflop_budget.to_bits() == *b) {
-                Some(r) if r.seeds_reaching > 0 => format!("{:.3} ± {:.3} ({}/{})", r.gold_mean, r.gold_ci95, r.seeds_reaching, r.seeds),
-                _ => "-".into(),
+            .map(|b| {
+                match rows
+                    .iter()
+                    .find(|r| r.method == m && r.gflop_budget.to_bits() == *b)
+                {
+                    Some(r) if r.seeds_reaching > 0 => format!(
+                        "{:.3} ± {:.3} ({}/{})",
+                        r.gold_mean, r.gold_ci95, r.seeds_reaching, r.seeds
+                    ),
+                    _ => "-".into(),
+                }
             })
             .collect();
         let _ = writeln!(s, "| {m} | {} |", cells.join(" | "));
@@ -179,12 +253,23 @@ pub fn markdown(evals: &Metrics, rows: &[ComputeRecord], points: &[CostPoint]) -
     let methods = super::distinct(points.iter().map(|p| p.method.clone()));
     if methods.iter().any(|m| m == "dpo") {
         let _ = writeln!(s, "\n## Compute at equal gold (the highest selection-half gold both methods reach on every seed; per seed the compute the other method needed over DPO's; geometric mean with a 95% t-interval on the log ratio)\n");
-        let _ = writeln!(s, "| method | gold level | ratio per seed | geometric mean |\n|---|---|---|---|");
+        let _ = writeln!(
+            s,
+            "| method | gold level | ratio per seed | geometric mean |\n|---|---|---|---|"
+        );
         for m in methods.iter().filter(|m| *m != "dpo" && *m != "sft") {
             if let Some((level, per, logs)) = equal_gold(points, m) {
                 let (mean, ci) = mean_ci_t(&logs.diffs);
-                let cells: Vec<String> = per.iter().map(|(sd, r)| format!("{sd}: {r:.2}")).collect();
-                let _ = writeln!(s, "| {m} / dpo | {level:.4} | {} | {:.2} ({:.2} to {:.2}) |", cells.join(", "), mean.exp(), (mean - ci).exp(), (mean + ci).exp());
+                let cells: Vec<String> =
+                    per.iter().map(|(sd, r)| format!("{sd}: {r:.2}")).collect();
+                let _ = writeln!(
+                    s,
+                    "| {m} / dpo | {level:.4} | {} | {:.2} ({:.2} to {:.2}) |",
+                    cells.join(", "),
+                    mean.exp(),
+                    (mean - ci).exp(),
+                    (mean + ci).exp()
+                );
             }
         }
     }

@@ -26,8 +26,14 @@ pub struct EstimatorRow {
 /// by (method, setting, seed, step).
 fn evaluations(evals: &Metrics) -> BTreeMap<(String, String, u64, usize), BTreeMap<&str, f64>> {
     let mut at: BTreeMap<(String, String, u64, usize), BTreeMap<&str, f64>> = BTreeMap::new();
-    for r in evals.rows.iter().filter(|r| r.metric.starts_with("eval/kl") && r.step > 0) {
-        at.entry((r.method.clone(), r.setting.clone(), r.seed, r.step)).or_default().insert(r.metric.as_str(), r.value);
+    for r in evals
+        .rows
+        .iter()
+        .filter(|r| r.metric.starts_with("eval/kl") && r.step > 0)
+    {
+        at.entry((r.method.clone(), r.setting.clone(), r.seed, r.step))
+            .or_default()
+            .insert(r.metric.as_str(), r.value);
     }
     at.retain(|_, v| v.contains_key("eval/kl_k2"));
     at
@@ -43,9 +49,17 @@ pub fn rows(evals: &Metrics) -> Vec<EstimatorRow> {
         m
     };
     for method in methods {
-        let evs: Vec<&BTreeMap<&str, f64>> = at.iter().filter(|(k, _)| k.0 == method).map(|(_, v)| v).collect();
+        let evs: Vec<&BTreeMap<&str, f64>> = at
+            .iter()
+            .filter(|(k, _)| k.0 == method)
+            .map(|(_, v)| v)
+            .collect();
         let mean = |f: &dyn Fn(&BTreeMap<&str, f64>) -> Option<f64>| {
-            let v: Vec<f64> = evs.iter().filter_map(|e| f(e)).filter(|x| x.is_finite()).collect();
+            let v: Vec<f64> = evs
+                .iter()
+                .filter_map(|e| f(e))
+                .filter(|x| x.is_finite())
+                .collect();
             if v.is_empty() {
                 f64::NAN
             } else {
@@ -53,7 +67,12 @@ pub fn rows(evals: &Metrics) -> Vec<EstimatorRow> {
             }
         };
         let kl = mean(&|e| e.get("eval/kl").copied());
-        for (name, key, sd_key) in [("exact", "eval/kl", "eval/kl_sd"), ("k1", "eval/kl_k1", "eval/kl_k1_sd"), ("k2", "eval/kl_k2", "eval/kl_k2_sd"), ("k3", "eval/kl_k3", "eval/kl_k3_sd")] {
+        for (name, key, sd_key) in [
+            ("exact", "eval/kl", "eval/kl_sd"),
+            ("k1", "eval/kl_k1", "eval/kl_k1_sd"),
+            ("k2", "eval/kl_k2", "eval/kl_k2_sd"),
+            ("k3", "eval/kl_k3", "eval/kl_k3_sd"),
+        ] {
             let bias = mean(&|e| Some(e.get(key)? - e.get("eval/kl")?));
             let rel_bias = mean(&|e| {
                 let exact = *e.get("eval/kl")?;
@@ -61,7 +80,15 @@ pub fn rows(evals: &Metrics) -> Vec<EstimatorRow> {
                 (exact > 0.05).then(|| (est - exact) / exact)
             });
             let sd = mean(&|e| e.get(sd_key).copied());
-            out.push(EstimatorRow { method: method.clone(), estimator: name, evaluations: evs.len(), kl, bias, rel_bias, sd });
+            out.push(EstimatorRow {
+                method: method.clone(),
+                estimator: name,
+                evaluations: evs.len(),
+                kl,
+                bias,
+                rel_bias,
+                sd,
+            });
         }
     }
     out
@@ -84,7 +111,18 @@ pub struct EstimatorRecord {
 }
 
 pub fn csv(rows: &[EstimatorRow]) -> String {
-    let records: Vec<EstimatorRecord> = rows.iter().map(|r| EstimatorRecord { method: r.method.clone(), estimator: r.estimator.into(), evaluations: r.evaluations, kl_mean: r.kl, bias_mean: r.bias, rel_bias_mean: r.rel_bias, sd_mean: r.sd }).collect();
+    let records: Vec<EstimatorRecord> = rows
+        .iter()
+        .map(|r| EstimatorRecord {
+            method: r.method.clone(),
+            estimator: r.estimator.into(),
+            evaluations: r.evaluations,
+            kl_mean: r.kl,
+            bias_mean: r.bias,
+            rel_bias_mean: r.rel_bias,
+            sd_mean: r.sd,
+        })
+        .collect();
     crate::log::csv_text(&records)
 }
 
@@ -94,7 +132,14 @@ pub fn points(evals: &Metrics) -> Vec<(f64, [f64; 3])> {
         .values()
         .filter_map(|e| {
             let exact = *e.get("eval/kl")?;
-            Some((exact, [e.get("eval/kl_k1")? - exact, e.get("eval/kl_k2")? - exact, e.get("eval/kl_k3")? - exact]))
+            Some((
+                exact,
+                [
+                    e.get("eval/kl_k1")? - exact,
+                    e.get("eval/kl_k2")? - exact,
+                    e.get("eval/kl_k3")? - exact,
+                ],
+            ))
         })
         .collect()
 }

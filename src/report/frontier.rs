@@ -18,7 +18,11 @@ pub struct SplitPoint {
 /// weight that reach the budget; the result is that mixture's test-half (gold, KL). None when no
 /// policy's selection-half KL reaches the budget: a value is never read past the KL evaluated.
 pub fn selected_at_budget(points: &[SplitPoint], budget: f64) -> Option<(f64, f64)> {
-    let reach = points.iter().map(|p| p.kl_sel).filter(|k| k.is_finite()).fold(f64::NEG_INFINITY, f64::max);
+    let reach = points
+        .iter()
+        .map(|p| p.kl_sel)
+        .filter(|k| k.is_finite())
+        .fold(f64::NEG_INFINITY, f64::max);
     if reach < budget {
         return None;
     }
@@ -34,7 +38,10 @@ pub fn selected_at_budget(points: &[SplitPoint], budget: f64) -> Option<(f64, f6
         if budget <= kl(j) {
             let lam = (budget - kl(i)) / (kl(j) - kl(i));
             let (a, b) = (points[i], points[j]);
-            return Some(((1.0 - lam) * a.gold_test + lam * b.gold_test, (1.0 - lam) * a.kl_test + lam * b.kl_test));
+            return Some((
+                (1.0 - lam) * a.gold_test + lam * b.gold_test,
+                (1.0 - lam) * a.kl_test + lam * b.kl_test,
+            ));
         }
     }
     let last = points[*hull.last()?];
@@ -45,8 +52,14 @@ pub fn selected_at_budget(points: &[SplitPoint], budget: f64) -> Option<(f64, f6
 /// (no extrapolation either). Its excess over [`selected_at_budget`] is the selection bias.
 pub fn same_sample_at_budget(points: &[SplitPoint], budget: f64) -> Option<f64> {
     let test: Vec<(f64, f64)> = points.iter().map(|p| (p.kl_test, p.gold_test)).collect();
-    let reach = test.iter().map(|p| p.0).filter(|k| k.is_finite()).fold(f64::NEG_INFINITY, f64::max);
-    (reach >= budget).then(|| at_budget(&envelope(&test), budget)).filter(|v| v.is_finite())
+    let reach = test
+        .iter()
+        .map(|p| p.0)
+        .filter(|k| k.is_finite())
+        .fold(f64::NEG_INFINITY, f64::max);
+    (reach >= budget)
+        .then(|| at_budget(&envelope(&test), budget))
+        .filter(|v| v.is_finite())
 }
 
 pub use crate::stats::mean_ci_t;
@@ -66,21 +79,30 @@ pub enum FitForm {
 /// when the points do not span a range of d (the smallest d above half the largest: two
 /// parameters would be fitted to one cluster) or for a singular system.
 pub fn fit_gao(points: &[(f64, f64)], form: FitForm) -> Option<(f64, f64, f64)> {
-    let pts: Vec<(f64, f64)> = points.iter().copied().filter(|(k, r)| k.is_finite() && r.is_finite() && *k > 0.0).collect();
+    let pts: Vec<(f64, f64)> = points
+        .iter()
+        .copied()
+        .filter(|(k, r)| k.is_finite() && r.is_finite() && *k > 0.0)
+        .collect();
     if pts.len() < 3 {
         return None;
     }
-    let (dmin, dmax) = pts.iter().fold((f64::INFINITY, 0.0f64), |(lo, hi), p| (lo.min(p.0.sqrt()), hi.max(p.0.sqrt())));
+    let (dmin, dmax) = pts.iter().fold((f64::INFINITY, 0.0f64), |(lo, hi), p| {
+        (lo.min(p.0.sqrt()), hi.max(p.0.sqrt()))
+    });
     if dmin > 0.5 * dmax {
         return None;
     }
     // gain = a * f1(d) + b * f2(d), f1 = d, f2 = -d^2 or -d log d.
     let basis = |kl: f64| {
         let d = kl.sqrt();
-        (d, match form {
-            FitForm::BestOfN => -d * d,
-            FitForm::Rl => -d * d.ln(),
-        })
+        (
+            d,
+            match form {
+                FitForm::BestOfN => -d * d,
+                FitForm::Rl => -d * d.ln(),
+            },
+        )
     };
     let (mut s11, mut s12, mut s22, mut s1y, mut s2y) = (0.0, 0.0, 0.0, 0.0, 0.0);
     for &(k, y) in &pts {
@@ -99,11 +121,22 @@ pub fn fit_gao(points: &[(f64, f64)], form: FitForm) -> Option<(f64, f64, f64)> 
     let b = (s11 * s2y - s12 * s1y) / det;
     let mean = pts.iter().map(|p| p.1).sum::<f64>() / pts.len() as f64;
     let ss_tot: f64 = pts.iter().map(|p| (p.1 - mean).powi(2)).sum();
-    let ss_res: f64 = pts.iter().map(|&(k, y)| {
-        let (f1, f2) = basis(k);
-        (y - a * f1 - b * f2).powi(2)
-    }).sum();
-    Some((a, b, if ss_tot > 0.0 { 1.0 - ss_res / ss_tot } else { f64::NAN }))
+    let ss_res: f64 = pts
+        .iter()
+        .map(|&(k, y)| {
+            let (f1, f2) = basis(k);
+            (y - a * f1 - b * f2).powi(2)
+        })
+        .sum();
+    Some((
+        a,
+        b,
+        if ss_tot > 0.0 {
+            1.0 - ss_res / ss_tot
+        } else {
+            f64::NAN
+        },
+    ))
 }
 
 /// The fitted curve at KL `kl`.
@@ -111,6 +144,12 @@ pub fn gao_curve(a: f64, b: f64, form: FitForm, kl: f64) -> f64 {
     let d = kl.sqrt();
     match form {
         FitForm::BestOfN => d * (a - b * d),
-        FitForm::Rl => if d > 0.0 { d * (a - b * d.ln()) } else { 0.0 },
+        FitForm::Rl => {
+            if d > 0.0 {
+                d * (a - b * d.ln())
+            } else {
+                0.0
+            }
+        }
     }
 }

@@ -76,9 +76,19 @@ impl Point {
     /// its prompts (the report says so: see [`has_split`]).
     pub fn split(&self) -> SplitPoint {
         if self.gold_sel.is_finite() && self.gold_test.is_finite() {
-            SplitPoint { kl_sel: self.kl_sel, gold_sel: self.gold_sel, kl_test: self.kl_test, gold_test: self.gold_test }
+            SplitPoint {
+                kl_sel: self.kl_sel,
+                gold_sel: self.gold_sel,
+                kl_test: self.kl_test,
+                gold_test: self.gold_test,
+            }
         } else {
-            SplitPoint { kl_sel: self.kl, gold_sel: self.gold, kl_test: self.kl, gold_test: self.gold }
+            SplitPoint {
+                kl_sel: self.kl,
+                gold_sel: self.gold,
+                kl_test: self.kl,
+                gold_test: self.gold,
+            }
         }
     }
 }
@@ -103,7 +113,12 @@ pub fn points(evals: &Metrics) -> Vec<Point> {
         .into_iter()
         .map(|k| {
             let rows = &by[&k];
-            let get = |m: &str| rows.iter().find(|r| r.metric == m).map(|r| r.value).unwrap_or(f64::NAN);
+            let get = |m: &str| {
+                rows.iter()
+                    .find(|r| r.metric == m)
+                    .map(|r| r.value)
+                    .unwrap_or(f64::NAN)
+            };
             Point {
                 method: k.0.clone(),
                 setting: k.1.clone(),
@@ -174,20 +189,34 @@ impl Frontier {
 /// A method's evaluations in one seed, on both halves, with SFT's point at KL 0 (every method
 /// starts there; not for the optimal frontier). Empty when the method did not run in that seed.
 pub fn seed_points(points: &[Point], method: &str, seed: u64, which: Frontier) -> Vec<SplitPoint> {
-    let mine: Vec<&Point> = points.iter().filter(|p| p.method == method && p.seed == seed).collect();
+    let mine: Vec<&Point> = points
+        .iter()
+        .filter(|p| p.method == method && p.seed == seed)
+        .collect();
     // A setting's final checkpoint: the one its run kept, else its last evaluation.
     let last_step = |p: &Point| {
         let same = || mine.iter().filter(|q| q.setting == p.setting);
-        same().find(|q| q.kept).map(|q| q.step).unwrap_or_else(|| same().map(|q| q.step).max().unwrap_or(0))
+        same()
+            .find(|q| q.kept)
+            .map(|q| q.step)
+            .unwrap_or_else(|| same().map(|q| q.step).max().unwrap_or(0))
     };
-    let mut out: Vec<SplitPoint> = mine.iter().filter(|p| which == Frontier::Selected || p.step == last_step(p)).map(|p| p.split()).collect();
+    let mut out: Vec<SplitPoint> = mine
+        .iter()
+        .filter(|p| which == Frontier::Selected || p.step == last_step(p))
+        .map(|p| p.split())
+        .collect();
     if out.is_empty() {
         return out;
     }
     if method != "optimal" {
         if let Some(s) = sft_point(points, seed) {
             let g = s.split();
-            out.push(SplitPoint { kl_sel: 0.0, kl_test: 0.0, ..g });
+            out.push(SplitPoint {
+                kl_sel: 0.0,
+                kl_test: 0.0,
+                ..g
+            });
         }
     }
     out
@@ -216,16 +245,34 @@ impl FrontierRow {
 
     /// Mean and 95% t-interval of the reported gold over the seeds that reached the budget.
     pub fn gold(&self) -> (f64, f64) {
-        mean_ci_t(&self.values.iter().filter_map(|v| v.1.map(|x| x.0)).collect::<Vec<_>>())
+        mean_ci_t(
+            &self
+                .values
+                .iter()
+                .filter_map(|v| v.1.map(|x| x.0))
+                .collect::<Vec<_>>(),
+        )
     }
 
     pub fn kl_test(&self) -> f64 {
-        mean_ci_t(&self.values.iter().filter_map(|v| v.1.map(|x| x.1)).collect::<Vec<_>>()).0
+        mean_ci_t(
+            &self
+                .values
+                .iter()
+                .filter_map(|v| v.1.map(|x| x.1))
+                .collect::<Vec<_>>(),
+        )
+        .0
     }
 
     /// The selection bias the split removed: same-sample value minus reported value, per seed.
     pub fn bias(&self) -> Option<Paired> {
-        let d: Vec<f64> = self.values.iter().zip(&self.same_sample).filter_map(|(v, s)| Some(s.1? - v.1?.0)).collect();
+        let d: Vec<f64> = self
+            .values
+            .iter()
+            .zip(&self.same_sample)
+            .filter_map(|(v, s)| Some(s.1? - v.1?.0))
+            .collect();
         (!d.is_empty()).then(|| Paired::new(&d))
     }
 }
@@ -237,13 +284,31 @@ pub fn budget_table(points: &[Point], budgets: &[f64]) -> Vec<FrontierRow> {
         if m == "sft" {
             continue;
         }
-        let seeds: Vec<u64> = seeds(points).into_iter().filter(|&s| points.iter().any(|p| p.method == m && p.seed == s)).collect();
+        let seeds: Vec<u64> = seeds(points)
+            .into_iter()
+            .filter(|&s| points.iter().any(|p| p.method == m && p.seed == s))
+            .collect();
         for which in [Frontier::Selected, Frontier::Final] {
             for &b in budgets {
-                let per: Vec<(u64, Vec<SplitPoint>)> = seeds.iter().map(|&s| (s, seed_points(points, &m, s, which))).collect();
-                let values = per.iter().map(|(s, pts)| (*s, selected_at_budget(pts, b))).collect();
-                let same_sample = per.iter().map(|(s, pts)| (*s, same_sample_at_budget(pts, b))).collect();
-                out.push(FrontierRow { method: m.clone(), frontier: which, budget: b, values, same_sample });
+                let per: Vec<(u64, Vec<SplitPoint>)> = seeds
+                    .iter()
+                    .map(|&s| (s, seed_points(points, &m, s, which)))
+                    .collect();
+                let values = per
+                    .iter()
+                    .map(|(s, pts)| (*s, selected_at_budget(pts, b)))
+                    .collect();
+                let same_sample = per
+                    .iter()
+                    .map(|(s, pts)| (*s, same_sample_at_budget(pts, b)))
+                    .collect();
+                out.push(FrontierRow {
+                    method: m.clone(),
+                    frontier: which,
+                    budget: b,
+                    values,
+                    same_sample,
+                });
             }
         }
     }
@@ -279,7 +344,11 @@ fn budgets_of(rows: &[FrontierRow]) -> Vec<f64> {
 }
 
 /// A Markdown table of one frontier: method rows, budget columns, `cell` of each row.
-fn budget_grid(rows: &[FrontierRow], which: Frontier, cell: &dyn Fn(&FrontierRow) -> String) -> String {
+fn budget_grid(
+    rows: &[FrontierRow],
+    which: Frontier,
+    cell: &dyn Fn(&FrontierRow) -> String,
+) -> String {
     let mut s = String::new();
     let budgets = budgets_of(rows);
     let _ = write!(s, "| method |");
@@ -287,10 +356,18 @@ fn budget_grid(rows: &[FrontierRow], which: Frontier, cell: &dyn Fn(&FrontierRow
         let _ = write!(s, " KL {b} |");
     }
     let _ = writeln!(s, "\n|---|{}", "---|".repeat(budgets.len()));
-    for m in distinct(rows.iter().filter(|r| r.frontier == which).map(|r| r.method.clone())) {
+    for m in distinct(
+        rows.iter()
+            .filter(|r| r.frontier == which)
+            .map(|r| r.method.clone()),
+    ) {
         let _ = write!(s, "| {m} |");
         for b in &budgets {
-            let c = rows.iter().find(|r| r.method == m && r.frontier == which && r.budget == *b).map(cell).unwrap_or("-".into());
+            let c = rows
+                .iter()
+                .find(|r| r.method == m && r.frontier == which && r.budget == *b)
+                .map(cell)
+                .unwrap_or("-".into());
             let _ = write!(s, " {c} |");
         }
         s.push('\n');
@@ -314,9 +391,16 @@ pub fn bias_markdown(rows: &[FrontierRow]) -> String {
 }
 
 /// Markdown: the last evaluation of every run, the budget tables, the paired verdicts.
-pub fn markdown(points: &[Point], budget_rows: &[FrontierRow], paired_rows: &[paired::PairedRow]) -> String {
+pub fn markdown(
+    points: &[Point],
+    budget_rows: &[FrontierRow],
+    paired_rows: &[paired::PairedRow],
+) -> String {
     let mut s = String::new();
-    let _ = writeln!(s, "## Last evaluation of every run (all held-out prompts)\n");
+    let _ = writeln!(
+        s,
+        "## Last evaluation of every run (all held-out prompts)\n"
+    );
     let _ = writeln!(s, "| method | setting | seed | step | gold | KL |");
     let _ = writeln!(s, "|---|---|---|---|---|---|");
     let mut seen = Vec::new();
@@ -326,9 +410,31 @@ pub fn markdown(points: &[Point], budget_rows: &[FrontierRow], paired_rows: &[pa
             continue;
         }
         seen.push(k);
-        let last = points.iter().filter(|q| q.method == p.method && q.setting == p.setting && q.seed == p.seed).max_by_key(|q| q.step).unwrap();
-        let kl = if last.kl_is_bound { format!("<= {} (bound)", fmt(last.kl)) } else { fmt(last.kl) };
-        let _ = writeln!(s, "| {} | {} | {} | {} | {} ± {} | {} |", last.method, if last.setting.is_empty() { "-" } else { &last.setting }, last.seed, last.step, fmt(last.gold), fmt(last.gold_ci), kl);
+        let last = points
+            .iter()
+            .filter(|q| q.method == p.method && q.setting == p.setting && q.seed == p.seed)
+            .max_by_key(|q| q.step)
+            .unwrap();
+        let kl = if last.kl_is_bound {
+            format!("<= {} (bound)", fmt(last.kl))
+        } else {
+            fmt(last.kl)
+        };
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {} ± {} | {} |",
+            last.method,
+            if last.setting.is_empty() {
+                "-"
+            } else {
+                &last.setting
+            },
+            last.seed,
+            last.step,
+            fmt(last.gold),
+            fmt(last.gold_ci),
+            kl
+        );
     }
     let split_note = if has_split(points) {
         "chosen on the selection half of the held-out prompts, reported on the test half"
@@ -337,7 +443,10 @@ pub fn markdown(points: &[Point], budget_rows: &[FrontierRow], paired_rows: &[pa
     };
     let _ = writeln!(s, "\n## Gold reward at KL budgets (upper concave envelope per method, {split_note}; mean ± 95% t-interval over seeds; `-`: not reached by every seed, never extrapolated)\n");
     s.push_str(&budget_markdown(budget_rows, Frontier::Selected));
-    let _ = writeln!(s, "\n## Final checkpoints only (each setting's last evaluation)\n");
+    let _ = writeln!(
+        s,
+        "\n## Final checkpoints only (each setting's last evaluation)\n"
+    );
     s.push_str(&budget_markdown(budget_rows, Frontier::Final));
     if has_split(points) {
         let _ = writeln!(s, "\n## Selection bias removed (test half's own envelope minus the reported value; mean ± 95% paired t-interval over seeds)\n");
@@ -379,9 +488,25 @@ fn frontier_csv(rows: &[FrontierRow]) -> String {
         .iter()
         .map(|r| {
             let (gold_mean, gold_ci95) = r.gold();
-            let same_sample_mean = mean_ci_t(&r.same_sample.iter().filter_map(|v| v.1).collect::<Vec<_>>()).0;
-            let (selection_bias_mean, selection_bias_ci95) = r.bias().map(|p| (p.mean, p.ci95)).unwrap_or((f64::NAN, f64::NAN));
-            FrontierRecord { method: r.method.clone(), frontier: r.frontier.name().to_string(), kl_budget: r.budget, gold_mean, gold_ci95, kl_test_mean: r.kl_test(), same_sample_mean, selection_bias_mean, selection_bias_ci95, seeds_reaching: r.reached(), seeds: r.values.len() }
+            let same_sample_mean =
+                mean_ci_t(&r.same_sample.iter().filter_map(|v| v.1).collect::<Vec<_>>()).0;
+            let (selection_bias_mean, selection_bias_ci95) = r
+                .bias()
+                .map(|p| (p.mean, p.ci95))
+                .unwrap_or((f64::NAN, f64::NAN));
+            FrontierRecord {
+                method: r.method.clone(),
+                frontier: r.frontier.name().to_string(),
+                kl_budget: r.budget,
+                gold_mean,
+                gold_ci95,
+                kl_test_mean: r.kl_test(),
+                same_sample_mean,
+                selection_bias_mean,
+                selection_bias_ci95,
+                seeds_reaching: r.reached(),
+                seeds: r.values.len(),
+            }
         })
         .collect();
     csv_text(&records)
@@ -402,22 +527,43 @@ pub fn report(dir: &Path) -> Result<PathBuf> {
     if !eval_path.exists() {
         bail!("{} has no eval.csv; fix: pass a results folder written by `alignlab run` (e.g. results/sentiment)", dir.display());
     }
-    let text = std::fs::read_to_string(&eval_path).with_context(|| format!("cannot read {}", eval_path.display()))?;
-    let evals = Metrics::from_csv(&text).with_context(|| format!("corrupt {}; fix: rerun the scenario to rewrite it", eval_path.display()))?;
+    let text = std::fs::read_to_string(&eval_path)
+        .with_context(|| format!("cannot read {}", eval_path.display()))?;
+    let evals = Metrics::from_csv(&text).with_context(|| {
+        format!(
+            "corrupt {}; fix: rerun the scenario to rewrite it",
+            eval_path.display()
+        )
+    })?;
     let pts = points(&evals);
     if pts.is_empty() {
-        bail!("{} has no evaluations; fix: rerun the scenario", eval_path.display());
+        bail!(
+            "{} has no evaluations; fix: rerun the scenario",
+            eval_path.display()
+        );
     }
     let budget_rows = budget_table(&pts, BUDGETS);
-    write_atomic(&dir.join("frontier.csv"), frontier_csv(&budget_rows).as_bytes())?;
+    write_atomic(
+        &dir.join("frontier.csv"),
+        frontier_csv(&budget_rows).as_bytes(),
+    )?;
     let pairs = paired::pairs(dir, &pts, &evals)?;
     let paired_rows = paired::compare(&pts, &evals, &pairs, &budget_rows);
-    write_atomic(&dir.join("paired.csv"), paired::csv(&paired_rows).as_bytes())?;
+    write_atomic(
+        &dir.join("paired.csv"),
+        paired::csv(&paired_rows).as_bytes(),
+    )?;
     let fit_rows = overopt::fits(&pts);
-    write_atomic(&dir.join("fits.csv"), csv_text(&overopt::records(&fit_rows)).as_bytes())?;
+    write_atomic(
+        &dir.join("fits.csv"),
+        csv_text(&overopt::records(&fit_rows)).as_bytes(),
+    )?;
     let kl_rows = estimators::rows(&evals);
     if !kl_rows.is_empty() {
-        write_atomic(&dir.join("kl_estimators.csv"), estimators::csv(&kl_rows).as_bytes())?;
+        write_atomic(
+            &dir.join("kl_estimators.csv"),
+            estimators::csv(&kl_rows).as_bytes(),
+        )?;
         plot::kl_estimators(dir, &estimators::points(&evals))?;
     }
     let mut md = markdown(&pts, &budget_rows, &paired_rows);
@@ -429,20 +575,29 @@ pub fn report(dir: &Path) -> Result<PathBuf> {
     }
     md.push_str(&compute::markdown(&evals, &cost, &cost_points));
     if let Some(cal) = read_if_present(&dir.join("calibration.csv"))? {
-        md.push_str(&calibration::markdown(&cal, &evals, &calibration::seed_runs(dir)?));
+        md.push_str(&calibration::markdown(
+            &cal,
+            &evals,
+            &calibration::seed_runs(dir)?,
+        ));
     }
     if let Some(t) = read_if_present(&dir.join("tuning.csv"))? {
         md.push_str(&tuning::markdown(&t));
     }
     let (by_temp, by_step) = (winrate::by_temperature(&evals), winrate::by_step(&evals));
     if !by_temp.is_empty() || !by_step.is_empty() {
-        write_atomic(&dir.join("winrate.csv"), winrate::csv(&by_temp, &by_step).as_bytes())?;
+        write_atomic(
+            &dir.join("winrate.csv"),
+            winrate::csv(&by_temp, &by_step).as_bytes(),
+        )?;
         md.push('\n');
         md.push_str(&winrate::markdown(&by_temp));
         plot::winrates(dir, &by_temp, &by_step)?;
     }
     write_atomic(&dir.join("report.md"), md.as_bytes())?;
-    let metrics = std::fs::read_to_string(dir.join("metrics.csv")).ok().and_then(|t| Metrics::from_csv(&t).ok());
+    let metrics = std::fs::read_to_string(dir.join("metrics.csv"))
+        .ok()
+        .and_then(|t| Metrics::from_csv(&t).ok());
     plot::all(dir, &pts, metrics.as_ref())?;
     Ok(dir.join("frontier.png"))
 }

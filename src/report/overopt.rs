@@ -22,7 +22,11 @@ use super::{sft_point, Point};
 use crate::stats::Paired;
 
 /// The methods fitted, with their forms.
-const FITTED: &[(&str, FitForm)] = &[("best_of_n", FitForm::BestOfN), ("ppo", FitForm::Rl), ("ppo_gt", FitForm::Rl)];
+const FITTED: &[(&str, FitForm)] = &[
+    ("best_of_n", FitForm::BestOfN),
+    ("ppo", FitForm::Rl),
+    ("ppo_gt", FitForm::Rl),
+];
 
 /// One fit: a method's gold or proxy gain against KL, over every seed (`seed` None) or one.
 #[derive(Clone, Debug, PartialEq)]
@@ -68,7 +72,10 @@ pub fn fits(points: &[Point]) -> Vec<Fit> {
     seeds.dedup();
     let mut out = Vec::new();
     for &(method, form) in FITTED {
-        for (reward, get) in [("gold", (|p: &Point| p.gold) as fn(&Point) -> f64), ("proxy", |p: &Point| p.proxy)] {
+        for (reward, get) in [
+            ("gold", (|p: &Point| p.gold) as fn(&Point) -> f64),
+            ("proxy", |p: &Point| p.proxy),
+        ] {
             let gains = |seed: Option<u64>| -> Vec<(f64, f64)> {
                 points
                     .iter()
@@ -79,7 +86,16 @@ pub fn fits(points: &[Point]) -> Vec<Fit> {
             for seed in std::iter::once(None).chain(seeds.iter().map(|&s| Some(s))) {
                 let pts = gains(seed);
                 if let Some((a, b, r2)) = fit_gao(&pts, form) {
-                    out.push(Fit { method: method.to_string(), reward, form, seed, a, b, r2, points: pts.len() });
+                    out.push(Fit {
+                        method: method.to_string(),
+                        reward,
+                        form,
+                        seed,
+                        a,
+                        b,
+                        r2,
+                        points: pts.len(),
+                    });
                 }
             }
         }
@@ -89,21 +105,45 @@ pub fn fits(points: &[Point]) -> Vec<Fit> {
 
 pub fn records(fits: &[Fit]) -> Vec<FitRecord> {
     fits.iter()
-        .map(|f| FitRecord { method: f.method.clone(), reward: f.reward.into(), form: form_name(f.form).into(), seed: f.seed.map_or("all".into(), |s| s.to_string()), a: f.a, b: f.b, r2: f.r2, points: f.points })
+        .map(|f| FitRecord {
+            method: f.method.clone(),
+            reward: f.reward.into(),
+            form: form_name(f.form).into(),
+            seed: f.seed.map_or("all".into(), |s| s.to_string()),
+            a: f.a,
+            b: f.b,
+            r2: f.r2,
+            points: f.points,
+        })
         .collect()
 }
 
 /// Per seed, b of each seed's own fit of `method`'s `reward`, over the seeds that have one.
 pub fn b_over_seeds(fits: &[Fit], method: &str, reward: &str) -> Option<Paired> {
-    let bs: Vec<f64> = fits.iter().filter(|f| f.method == method && f.reward == reward && f.seed.is_some()).map(|f| f.b).collect();
+    let bs: Vec<f64> = fits
+        .iter()
+        .filter(|f| f.method == method && f.reward == reward && f.seed.is_some())
+        .map(|f| f.b)
+        .collect();
     (!bs.is_empty()).then(|| Paired::new(&bs))
 }
 
 /// One seed's peak and decline of a method's gold: (KL at the peak, test gold at the peak, KL
 /// at the last point, test gold there). The peak is chosen on the selection half.
 pub fn peak_and_decline(points: &[Point], method: &str, seed: u64) -> Option<(f64, f64, f64, f64)> {
-    let pts: Vec<&Point> = points.iter().filter(|p| p.method == method && p.seed == seed && p.gold_sel.is_finite() && p.gold_test.is_finite() && p.kl.is_finite()).collect();
-    let peak = pts.iter().max_by(|a, b| a.gold_sel.total_cmp(&b.gold_sel))?;
+    let pts: Vec<&Point> = points
+        .iter()
+        .filter(|p| {
+            p.method == method
+                && p.seed == seed
+                && p.gold_sel.is_finite()
+                && p.gold_test.is_finite()
+                && p.kl.is_finite()
+        })
+        .collect();
+    let peak = pts
+        .iter()
+        .max_by(|a, b| a.gold_sel.total_cmp(&b.gold_sel))?;
     let last = pts.iter().max_by(|a, b| a.kl.total_cmp(&b.kl))?;
     Some((peak.kl, peak.gold_test, last.kl, last.gold_test))
 }
@@ -112,9 +152,26 @@ pub fn peak_and_decline(points: &[Point], method: &str, seed: u64) -> Option<(f6
 /// the best selection-half gold, and its final evaluation, each as (step, KL, test-half gold,
 /// proxy). A run whose gold falls from its peak at a steady KL is hacking its reward over
 /// training, not spending more KL.
-pub fn run_peak(points: &[Point], method: &str, setting: &str, seed: u64) -> Option<[(usize, f64, f64, f64); 2]> {
-    let pts: Vec<&Point> = points.iter().filter(|p| p.method == method && p.setting == setting && p.seed == seed && p.step > 0 && p.gold_sel.is_finite() && p.gold_test.is_finite()).collect();
-    let peak = pts.iter().max_by(|a, b| a.gold_sel.total_cmp(&b.gold_sel).then(b.step.cmp(&a.step)))?;
+pub fn run_peak(
+    points: &[Point],
+    method: &str,
+    setting: &str,
+    seed: u64,
+) -> Option<[(usize, f64, f64, f64); 2]> {
+    let pts: Vec<&Point> = points
+        .iter()
+        .filter(|p| {
+            p.method == method
+                && p.setting == setting
+                && p.seed == seed
+                && p.step > 0
+                && p.gold_sel.is_finite()
+                && p.gold_test.is_finite()
+        })
+        .collect();
+    let peak = pts
+        .iter()
+        .max_by(|a, b| a.gold_sel.total_cmp(&b.gold_sel).then(b.step.cmp(&a.step)))?;
     let last = pts.iter().max_by_key(|p| p.step)?;
     let row = |p: &Point| (p.step, p.kl, p.gold_test, p.proxy);
     Some([row(peak), row(last)])
@@ -123,22 +180,39 @@ pub fn run_peak(points: &[Point], method: &str, setting: &str, seed: u64) -> Opt
 /// The report's overoptimisation section: b over seeds, and the peak and decline of gold.
 pub fn markdown(points: &[Point], fits: &[Fit]) -> String {
     let mut s = String::new();
-    let rows: Vec<(&str, &str, Paired)> = FITTED.iter().flat_map(|&(m, _)| ["gold", "proxy"].map(|r| (m, r))).filter_map(|(m, r)| b_over_seeds(fits, m, r).map(|p| (m, r, p))).collect();
+    let rows: Vec<(&str, &str, Paired)> = FITTED
+        .iter()
+        .flat_map(|&(m, _)| ["gold", "proxy"].map(|r| (m, r)))
+        .filter_map(|(m, r)| b_over_seeds(fits, m, r).map(|p| (m, r, p)))
+        .collect();
     if rows.is_empty() {
         return s;
     }
     let _ = writeln!(s, "\n## Overoptimisation: Gao et al.'s b per seed (b > 0: gain turns over with KL; mean ± 95% t-interval over seeds)\n");
-    let _ = writeln!(s, "| method | reward | b | per seed | verdict |\n|---|---|---|---|---|");
+    let _ = writeln!(
+        s,
+        "| method | reward | b | per seed | verdict |\n|---|---|---|---|---|"
+    );
     for (m, r, p) in &rows {
         let per: Vec<String> = p.diffs.iter().map(|b| format!("{b:.3}")).collect();
-        let _ = writeln!(s, "| {m} | {r} | {:.4} ± {:.4} | {} | {} |", p.mean, p.ci95, per.join(", "), p.verdict_words("b > 0 (overoptimised)", "b < 0 (no turn-over)"));
+        let _ = writeln!(
+            s,
+            "| {m} | {r} | {:.4} ± {:.4} | {} | {} |",
+            p.mean,
+            p.ci95,
+            per.join(", "),
+            p.verdict_words("b > 0 (overoptimised)", "b < 0 (no turn-over)")
+        );
     }
     let mut seeds: Vec<u64> = points.iter().map(|p| p.seed).collect();
     seeds.sort_unstable();
     seeds.dedup();
     let mut decl = Vec::new();
     for &(m, _) in &FITTED[1..] {
-        let per: Vec<(u64, (f64, f64, f64, f64))> = seeds.iter().filter_map(|&sd| peak_and_decline(points, m, sd).map(|v| (sd, v))).collect();
+        let per: Vec<(u64, (f64, f64, f64, f64))> = seeds
+            .iter()
+            .filter_map(|&sd| peak_and_decline(points, m, sd).map(|v| (sd, v)))
+            .collect();
         if !per.is_empty() {
             decl.push((m, per));
         }
@@ -148,18 +222,34 @@ pub fn markdown(points: &[Point], fits: &[Fit]) -> String {
         let _ = writeln!(s, "| method | seed | KL at peak | gold at peak | largest KL | gold there | decline |\n|---|---|---|---|---|---|---|");
         for (m, per) in &decl {
             for (sd, (kp, gp, kl, gl)) in per {
-                let _ = writeln!(s, "| {m} | {sd} | {kp:.3} | {gp:.4} | {kl:.3} | {gl:.4} | {:.4} |", gp - gl);
+                let _ = writeln!(
+                    s,
+                    "| {m} | {sd} | {kp:.3} | {gp:.4} | {kl:.3} | {gl:.4} | {:.4} |",
+                    gp - gl
+                );
             }
             let d = Paired::new(&per.iter().map(|(_, v)| v.1 - v.3).collect::<Vec<_>>());
             let v = d.verdict_words("gold falls past its peak", "gold rises to the largest KL");
-            let _ = writeln!(s, "| {m} | mean | | | | | {:.4} ± {:.4}: {v} |", d.mean, d.ci95);
+            let _ = writeln!(
+                s,
+                "| {m} | mean | | | | | {:.4} ± {:.4}: {v} |",
+                d.mean, d.ci95
+            );
         }
     }
     // Within each PPO run: gold from its peak to its end, at the KL its controller holds.
     let mut rows = Vec::new();
     for &(m, _) in &FITTED[1..] {
-        for setting in super::distinct(points.iter().filter(|p| p.method == m).map(|p| p.setting.clone())) {
-            let per: Vec<[(usize, f64, f64, f64); 2]> = seeds.iter().filter_map(|&sd| run_peak(points, m, &setting, sd)).collect();
+        for setting in super::distinct(
+            points
+                .iter()
+                .filter(|p| p.method == m)
+                .map(|p| p.setting.clone()),
+        ) {
+            let per: Vec<[(usize, f64, f64, f64); 2]> = seeds
+                .iter()
+                .filter_map(|&sd| run_peak(points, m, &setting, sd))
+                .collect();
             if per.len() >= 2 {
                 rows.push((m, setting, per));
             }
@@ -169,7 +259,9 @@ pub fn markdown(points: &[Point], fits: &[Fit]) -> String {
         let _ = writeln!(s, "\n## Gold over training within each run (peak: the evaluation after step 0 best on the selection half; decline: test-half gold at the peak minus at the run's end; means over seeds, the decline with a 95% t-interval)\n");
         let _ = writeln!(s, "| method | setting | KL at peak -> end | proxy at peak -> end | gold at peak -> end | decline |\n|---|---|---|---|---|---|");
         for (m, setting, per) in &rows {
-            let mean = |f: &dyn Fn(&[(usize, f64, f64, f64); 2]) -> f64| per.iter().map(f).sum::<f64>() / per.len() as f64;
+            let mean = |f: &dyn Fn(&[(usize, f64, f64, f64); 2]) -> f64| {
+                per.iter().map(f).sum::<f64>() / per.len() as f64
+            };
             let d = Paired::new(&per.iter().map(|r| r[0].2 - r[1].2).collect::<Vec<_>>());
             let v = d.verdict_words("gold falls over training", "gold rises to the end");
             let _ = writeln!(s, "| {m} | {setting} | {:.2} -> {:.2} | {:.3} -> {:.3} | {:.4} -> {:.4} | {:.4} ± {:.4}: {v} |", mean(&|r| r[0].1), mean(&|r| r[1].1), mean(&|r| r[0].3), mean(&|r| r[1].3), mean(&|r| r[0].2), mean(&|r| r[1].2), d.mean, d.ci95);

@@ -57,11 +57,23 @@ impl PairedRow {
 pub fn pairs(dir: &Path, points: &[Point], evals: &Metrics) -> Result<Vec<(String, String)>> {
     let path = dir.join("scenario.resolved.toml");
     if let Ok(text) = std::fs::read_to_string(&path) {
-        let v: toml::Value = toml::from_str(&text).with_context(|| format!("corrupt {}; fix: rerun the scenario to rewrite it", path.display()))?;
-        if let Some(list) = v.get("report").and_then(|r| r.get("compare")).and_then(|c| c.as_array()) {
+        let v: toml::Value = toml::from_str(&text).with_context(|| {
+            format!(
+                "corrupt {}; fix: rerun the scenario to rewrite it",
+                path.display()
+            )
+        })?;
+        if let Some(list) = v
+            .get("report")
+            .and_then(|r| r.get("compare"))
+            .and_then(|c| c.as_array())
+        {
             let mut out = Vec::new();
             for p in list {
-                let names: Vec<&str> = p.as_array().map(|a| a.iter().filter_map(|x| x.as_str()).collect()).unwrap_or_default();
+                let names: Vec<&str> = p
+                    .as_array()
+                    .map(|a| a.iter().filter_map(|x| x.as_str()).collect())
+                    .unwrap_or_default();
                 anyhow::ensure!(names.len() == 2, "{}: report.compare holds {p}, not a pair of method names; fix: write pairs such as [\"dpo\", \"ppo\"]", path.display());
                 out.push((names[0].to_string(), names[1].to_string()));
             }
@@ -69,9 +81,20 @@ pub fn pairs(dir: &Path, points: &[Point], evals: &Metrics) -> Result<Vec<(Strin
         }
     }
     let present = methods(points);
-    let has_winrates = evals.rows.iter().any(|r| r.metric.starts_with("eval_t") && r.metric.ends_with("/winrate"));
-    let defaults: &[(&str, &str)] = if has_winrates { &[("dpo", "ppo"), ("dpo", "sft")] } else { &[("dpo", "ppo"), ("dpo", "ppo_gt"), ("dpo", "best_of_n")] };
-    Ok(defaults.iter().filter(|(a, b)| present.iter().any(|m| m == a) && present.iter().any(|m| m == b)).map(|(a, b)| (a.to_string(), b.to_string())).collect())
+    let has_winrates = evals
+        .rows
+        .iter()
+        .any(|r| r.metric.starts_with("eval_t") && r.metric.ends_with("/winrate"));
+    let defaults: &[(&str, &str)] = if has_winrates {
+        &[("dpo", "ppo"), ("dpo", "sft")]
+    } else {
+        &[("dpo", "ppo"), ("dpo", "ppo_gt"), ("dpo", "best_of_n")]
+    };
+    Ok(defaults
+        .iter()
+        .filter(|(a, b)| present.iter().any(|m| m == a) && present.iter().any(|m| m == b))
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect())
 }
 
 /// Per (method, seed, temperature): the reported test-half win rate of the setting chosen on the
@@ -85,15 +108,25 @@ pub fn winrates(evals: &Metrics) -> BTreeMap<(String, u64, u64), f64> {
 /// world's shifted inputs).
 pub fn winrates_of(evals: &Metrics, family: &str) -> BTreeMap<(String, u64, u64), f64> {
     // (method, setting, seed) -> temperature bits -> (step, sel, test)
-    let mut last: BTreeMap<(String, String, u64), BTreeMap<u64, (usize, f64, f64)>> = BTreeMap::new();
+    let mut last: BTreeMap<(String, String, u64), BTreeMap<u64, (usize, f64, f64)>> =
+        BTreeMap::new();
     let (_, by) = by_run(evals);
     for ((method, setting, seed, step), m) in &by {
         for (metric, &w) in m {
-            let Some(t) = temperature_in(family, metric) else { continue };
+            let Some(t) = temperature_in(family, metric) else {
+                continue;
+            };
             let prefix = format!("{family}{t}/");
             let sel = m.get(&format!("{prefix}winrate_sel")).copied().unwrap_or(w);
-            let test = m.get(&format!("{prefix}winrate_test")).copied().unwrap_or(w);
-            let e = last.entry((method.clone(), setting.clone(), *seed)).or_default().entry(t.to_bits()).or_insert((*step, sel, test));
+            let test = m
+                .get(&format!("{prefix}winrate_test"))
+                .copied()
+                .unwrap_or(w);
+            let e = last
+                .entry((method.clone(), setting.clone(), *seed))
+                .or_default()
+                .entry(t.to_bits())
+                .or_insert((*step, sel, test));
             if *step >= e.0 {
                 *e = (*step, sel, test);
             }
@@ -101,12 +134,18 @@ pub fn winrates_of(evals: &Metrics, family: &str) -> BTreeMap<(String, u64, u64)
     }
     // Best-of-N contributes its largest N, the paper's Best of 128, not the N its selection half
     // likes best.
-    let largest_n = last.keys().filter(|k| k.0 == "best_of_n").filter_map(|k| k.1.strip_prefix("n=")?.parse::<usize>().ok()).max();
+    let largest_n = last
+        .keys()
+        .filter(|k| k.0 == "best_of_n")
+        .filter_map(|k| k.1.strip_prefix("n=")?.parse::<usize>().ok())
+        .max();
     last.retain(|k, _| k.0 != "best_of_n" || largest_n.is_some_and(|n| k.1 == format!("n={n}")));
     let mut best: BTreeMap<(String, u64, u64), (f64, f64)> = BTreeMap::new();
     for ((method, _, seed), temps) in &last {
         for (&t, &(_, sel, test)) in temps {
-            let e = best.entry((method.clone(), *seed, t)).or_insert((f64::NEG_INFINITY, f64::NAN));
+            let e = best
+                .entry((method.clone(), *seed, t))
+                .or_insert((f64::NEG_INFINITY, f64::NAN));
             if sel > e.0 {
                 *e = (sel, test);
             }
@@ -118,14 +157,21 @@ pub fn winrates_of(evals: &Metrics, family: &str) -> BTreeMap<(String, u64, u64)
 /// Every comparison of every pair: at each KL budget, each temperature, and the change in win
 /// rate from the lowest to the highest temperature.
 /// The gold values at budgets come from `budget_rows` (the selected frontier of [`super::budget_table`]).
-pub fn compare(points: &[Point], evals: &Metrics, pairs: &[(String, String)], budget_rows: &[FrontierRow]) -> Vec<PairedRow> {
+pub fn compare(
+    points: &[Point],
+    evals: &Metrics,
+    pairs: &[(String, String)],
+    budget_rows: &[FrontierRow],
+) -> Vec<PairedRow> {
     let all_seeds = seeds(points);
     let n = all_seeds.len();
     let present = methods(points);
     let budgets: Vec<f64> = distinct(budget_rows.iter().map(|r| r.budget));
     // A method's reported value at a budget in a seed, None where that seed did not reach it.
     let value_at = |m: &str, s: u64, x: f64| -> Option<f64> {
-        let row = budget_rows.iter().find(|r| r.method == m && r.frontier == Frontier::Selected && r.budget == x)?;
+        let row = budget_rows
+            .iter()
+            .find(|r| r.method == m && r.frontier == Frontier::Selected && r.budget == x)?;
         row.values.iter().find(|v| v.0 == s)?.1.map(|v| v.0)
     };
     let mut out = Vec::new();
@@ -140,12 +186,25 @@ pub fn compare(points: &[Point], evals: &Metrics, pairs: &[(String, String)], bu
         if a != "sft" && b != "sft" && present.contains(a) && present.contains(b) {
             for &x in &budgets {
                 let paired = diffs(&|s| Some(value_at(a, s, x)? - value_at(b, s, x)?));
-                out.push(PairedRow { a: a.clone(), b: b.clone(), axis: "kl_budget", x, metric: "gold", seeds: n, paired });
+                out.push(PairedRow {
+                    a: a.clone(),
+                    b: b.clone(),
+                    axis: "kl_budget",
+                    x,
+                    metric: "gold",
+                    seeds: n,
+                    paired,
+                });
             }
         }
         // Win rates by temperature.
         let temps: Vec<u64> = {
-            let mut t: Vec<u64> = w.keys().filter(|k| &k.0 == a).map(|k| k.2).filter(|t| w.keys().any(|k| &k.0 == b && k.2 == *t)).collect();
+            let mut t: Vec<u64> = w
+                .keys()
+                .filter(|k| &k.0 == a)
+                .map(|k| k.2)
+                .filter(|t| w.keys().any(|k| &k.0 == b && k.2 == *t))
+                .collect();
             t.sort_by(|x, y| f64::from_bits(*x).total_cmp(&f64::from_bits(*y)));
             t.dedup();
             t
@@ -153,21 +212,51 @@ pub fn compare(points: &[Point], evals: &Metrics, pairs: &[(String, String)], bu
         let at = |m: &str, s: u64, t: u64| w.get(&(m.to_string(), s, t)).copied();
         for &t in &temps {
             let paired = diffs(&|s| Some(at(a, s, t)? - at(b, s, t)?));
-            out.push(PairedRow { a: a.clone(), b: b.clone(), axis: "temperature", x: f64::from_bits(t), metric: "winrate", seeds: n, paired });
+            out.push(PairedRow {
+                a: a.clone(),
+                b: b.clone(),
+                axis: "temperature",
+                x: f64::from_bits(t),
+                metric: "winrate",
+                seeds: n,
+                paired,
+            });
         }
         if temps.len() >= 2 {
             let (lo, hi) = (temps[0], temps[temps.len() - 1]);
-            let paired = diffs(&|s| Some((at(a, s, hi)? - at(a, s, lo)?) - (at(b, s, hi)? - at(b, s, lo)?)));
-            out.push(PairedRow { a: a.clone(), b: b.clone(), axis: "winrate_change", x: f64::from_bits(hi), metric: "winrate", seeds: n, paired });
+            let paired =
+                diffs(&|s| Some((at(a, s, hi)? - at(a, s, lo)?) - (at(b, s, hi)? - at(b, s, lo)?)));
+            out.push(PairedRow {
+                a: a.clone(),
+                b: b.clone(),
+                axis: "winrate_change",
+                x: f64::from_bits(hi),
+                metric: "winrate",
+                seeds: n,
+                paired,
+            });
         }
         // Win rates on the world's shifted inputs (generalisation), by temperature.
-        let mut shifted: Vec<u64> = ws.keys().filter(|k| &k.0 == a).map(|k| k.2).filter(|t| ws.keys().any(|k| &k.0 == b && k.2 == *t)).collect();
+        let mut shifted: Vec<u64> = ws
+            .keys()
+            .filter(|k| &k.0 == a)
+            .map(|k| k.2)
+            .filter(|t| ws.keys().any(|k| &k.0 == b && k.2 == *t))
+            .collect();
         shifted.sort_by(|x, y| f64::from_bits(*x).total_cmp(&f64::from_bits(*y)));
         shifted.dedup();
         for &t in &shifted {
             let at = |m: &str, s: u64| ws.get(&(m.to_string(), s, t)).copied();
             let paired = diffs(&|s| Some(at(a, s)? - at(b, s)?));
-            out.push(PairedRow { a: a.clone(), b: b.clone(), axis: "shifted_temperature", x: f64::from_bits(t), metric: "winrate", seeds: n, paired });
+            out.push(PairedRow {
+                a: a.clone(),
+                b: b.clone(),
+                axis: "shifted_temperature",
+                x: f64::from_bits(t),
+                metric: "winrate",
+                seeds: n,
+                paired,
+            });
         }
     }
     out
@@ -206,10 +295,45 @@ pub fn csv(rows: &[PairedRow]) -> String {
         .iter()
         .map(|r| {
             let (k, d, mean, ci, lo, hi, mdd) = match &r.paired {
-                Some(p) => (p.diffs.len(), p.diffs.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(";"), p.mean, p.ci95, p.lo(), p.hi(), p.mdd80),
-                None => (0, String::new(), f64::NAN, f64::NAN, f64::NAN, f64::NAN, f64::NAN),
+                Some(p) => (
+                    p.diffs.len(),
+                    p.diffs
+                        .iter()
+                        .map(|d| d.to_string())
+                        .collect::<Vec<_>>()
+                        .join(";"),
+                    p.mean,
+                    p.ci95,
+                    p.lo(),
+                    p.hi(),
+                    p.mdd80,
+                ),
+                None => (
+                    0,
+                    String::new(),
+                    f64::NAN,
+                    f64::NAN,
+                    f64::NAN,
+                    f64::NAN,
+                    f64::NAN,
+                ),
             };
-            PairedRecord { a: r.a.clone(), b: r.b.clone(), axis: r.axis.into(), x: r.x, metric: r.metric.into(), seeds: r.seeds, seeds_compared: k, diffs: d, mean_diff: mean, ci95: ci, lo, hi, mdd80: mdd, verdict: r.verdict() }
+            PairedRecord {
+                a: r.a.clone(),
+                b: r.b.clone(),
+                axis: r.axis.into(),
+                x: r.x,
+                metric: r.metric.into(),
+                seeds: r.seeds,
+                seeds_compared: k,
+                diffs: d,
+                mean_diff: mean,
+                ci95: ci,
+                lo,
+                hi,
+                mdd80: mdd,
+                verdict: r.verdict(),
+            }
         })
         .collect();
     crate::log::csv_text(&records)
@@ -231,13 +355,33 @@ pub fn markdown(rows: &[PairedRow]) -> String {
     for r in rows {
         let (mean, per, mdd) = match &r.paired {
             Some(p) => (
-                if p.ci95.is_finite() { format!("{:+.4} ± {:.4}", p.mean, p.ci95) } else { format!("{:+.4}", p.mean) },
-                p.diffs.iter().map(|d| format!("{d:+.3}")).collect::<Vec<_>>().join(", "),
-                if p.mdd80.is_finite() { format!("{:.4}", p.mdd80) } else { "-".into() },
+                if p.ci95.is_finite() {
+                    format!("{:+.4} ± {:.4}", p.mean, p.ci95)
+                } else {
+                    format!("{:+.4}", p.mean)
+                },
+                p.diffs
+                    .iter()
+                    .map(|d| format!("{d:+.3}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                if p.mdd80.is_finite() {
+                    format!("{:.4}", p.mdd80)
+                } else {
+                    "-".into()
+                },
             ),
             None => ("-".into(), "-".into(), "-".into()),
         };
-        let _ = writeln!(s, "| {} | {} | {} | {} | {mean} | {per} | {mdd} | {} |", r.a, r.b, axis_label(r), r.metric, r.verdict());
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {mean} | {per} | {mdd} | {} |",
+            r.a,
+            r.b,
+            axis_label(r),
+            r.metric,
+            r.verdict()
+        );
     }
     s
 }

@@ -33,7 +33,11 @@ fn f3(v: f64) -> String {
 /// every seed reached the budget.
 fn at_budget(f: &[FrontierRecord], method: &str, budget: f64) -> Option<(f64, f64)> {
     f.iter()
-        .find(|r| r.method == method && r.kl_budget == budget && matches!(r.frontier.as_str(), "" | "selected"))
+        .find(|r| {
+            r.method == method
+                && r.kl_budget == budget
+                && matches!(r.frontier.as_str(), "" | "selected")
+        })
         .filter(|r| r.seeds_reaching == r.seeds)
         .map(|r| (r.gold_mean, r.gold_ci95))
         .filter(|v| v.0.is_finite())
@@ -46,26 +50,45 @@ fn paired_line(r: &PairedRecord) -> String {
     if !mean.is_finite() {
         return format!("{a} against {b}: {}", r.verdict);
     }
-    let diffs: Vec<String> = r.diffs.split(';').filter_map(|d| d.parse::<f64>().ok()).map(|d| format!("{d:+.3}")).collect();
-    let ci = if r.ci95.is_finite() { format!(" ± {:.3}", r.ci95) } else { String::new() };
-    format!("{a} - {b} = {mean:+.3}{ci} (per seed {}): {a} is {}", diffs.join(", "), r.verdict)
+    let diffs: Vec<String> = r
+        .diffs
+        .split(';')
+        .filter_map(|d| d.parse::<f64>().ok())
+        .map(|d| format!("{d:+.3}"))
+        .collect();
+    let ci = if r.ci95.is_finite() {
+        format!(" ± {:.3}", r.ci95)
+    } else {
+        String::new()
+    };
+    format!(
+        "{a} - {b} = {mean:+.3}{ci} (per seed {}): {a} is {}",
+        diffs.join(", "),
+        r.verdict
+    )
 }
 
 /// The rows of a `paired.csv` on one axis, for A against B.
 fn paired_rows<'a>(p: &'a [PairedRecord], a: &str, b: &str, axis: &str) -> Vec<&'a PairedRecord> {
-    p.iter().filter(|r| r.a == a && r.b == b && r.axis == axis).collect()
+    p.iter()
+        .filter(|r| r.a == a && r.b == b && r.axis == axis)
+        .collect()
 }
 
 /// A summary's `wall time` row of `stage`: `invocation` (tuning, calibration and sweep) or
 /// `run` (the sweep's alone).
 fn wall_row<'a>(sm: &'a [SummaryRecord], stage: &str) -> Option<&'a str> {
-    sm.iter().find(|r| r.stage == stage && r.metric == "wall time").map(|r| r.value.as_str())
+    sm.iter()
+        .find(|r| r.stage == stage && r.metric == "wall time")
+        .map(|r| r.value.as_str())
 }
 
 /// A folder's wall time: the whole invocation's where `summary.csv` has it, else the sweep's.
 fn wall_time(dir: &Path) -> Option<String> {
     let sm: Vec<SummaryRecord> = read(&dir.join("summary.csv"))?;
-    wall_row(&sm, "invocation").or_else(|| wall_row(&sm, "run")).map(String::from)
+    wall_row(&sm, "invocation")
+        .or_else(|| wall_row(&sm, "run"))
+        .map(String::from)
 }
 
 /// The whole invocation's wall time (tuning, calibration and sweep), where `summary.csv` has it.
@@ -76,13 +99,17 @@ fn invocation_wall_time(dir: &Path) -> Option<String> {
 
 /// The `[section]`s of a resolved scenario, as they were run.
 fn settings(dir: &Path, sections: &[&str]) -> String {
-    let Ok(text) = std::fs::read_to_string(dir.join("scenario.resolved.toml")) else { return String::new() };
+    let Ok(text) = std::fs::read_to_string(dir.join("scenario.resolved.toml")) else {
+        return String::new();
+    };
     let mut out = String::new();
     let mut keep = false;
     for line in text.lines() {
         if line.starts_with('[') {
             let name = line.trim_matches(|c| c == '[' || c == ']');
-            keep = sections.iter().any(|s| name == *s || name.starts_with(&format!("{s}.")));
+            keep = sections
+                .iter()
+                .any(|s| name == *s || name.starts_with(&format!("{s}.")));
         }
         if keep && !line.is_empty() {
             out.push_str(line);
@@ -102,43 +129,88 @@ fn online_section(s: &mut String, dir: &Path, f: &[FrontierRecord], p: &[PairedR
     }
     figure(s, "../results/online-vs-offline/frontier.png", "Gold reward against KL(pi || pi_ref) for offline and online methods: each method's frontier chosen on the selection half of the prompts and shown on the test half (mean over seeds, 95% t-band).");
     let budgets = budgets_of(f);
-    let _ = writeln!(s, "Gold reward at fixed KL budgets (selection and test halves apart, as above):\n");
+    let _ = writeln!(
+        s,
+        "Gold reward at fixed KL budgets (selection and test halves apart, as above):\n"
+    );
     s.push_str(&budget_table(f, &budgets, "selected", gold, false));
-    let _ = writeln!(s, "\nPaired by seed, A - B with a 95% t-interval over seeds:\n");
+    let _ = writeln!(
+        s,
+        "\nPaired by seed, A - B with a 95% t-interval over seeds:\n"
+    );
     budget_lines(s, p, |_| true);
-    let verdict = |a: &str, b: &str, kl: f64| p.iter().find(|r| r.a == a && r.b == b && r.axis == "kl_budget" && r.x == kl).map(|r| r.verdict.clone());
+    let verdict = |a: &str, b: &str, kl: f64| {
+        p.iter()
+            .find(|r| r.a == a && r.b == b && r.axis == "kl_budget" && r.x == kl)
+            .map(|r| r.verdict.clone())
+    };
     // Tang et al.'s finding, read from the verdicts at KL 1 and 2.
     let mut lines = Vec::new();
     for kl in [1.0, 2.0, 4.0, 8.0] {
-        let (on_off, on_shuf, shuf_off) = (verdict("online_dpo", "dpo", kl), verdict("online_dpo", "online_dpo_shuffled", kl), verdict("online_dpo_shuffled", "dpo", kl));
+        let (on_off, on_shuf, shuf_off) = (
+            verdict("online_dpo", "dpo", kl),
+            verdict("online_dpo", "online_dpo_shuffled", kl),
+            verdict("online_dpo_shuffled", "dpo", kl),
+        );
         let text = match (on_off.as_deref(), on_shuf.as_deref()) {
             (Some("above"), Some("above")) => "online DPO is above offline DPO and above the shuffled control: Tang et al.'s finding holds (the on-policy order, not the coverage of the data, makes the gain)".to_string(),
             (Some("above"), Some(v)) => format!("online DPO is above offline DPO, but against the shuffled control it is {v}: the gain is not shown to come from the on-policy order rather than the data"),
             (Some(v), _) if !v.starts_with("not compared") => format!("online DPO against offline DPO is {v}: Tang et al.'s Pareto improvement is not reproduced at this budget"),
             _ => "not every seed of both methods reached it".to_string(),
         };
-        let control = shuf_off.filter(|v| !v.starts_with("not compared")).map(|v| format!(" (the control against offline DPO: {v})")).unwrap_or_default();
+        let control = shuf_off
+            .filter(|v| !v.starts_with("not compared"))
+            .map(|v| format!(" (the control against offline DPO: {v})"))
+            .unwrap_or_default();
         lines.push(format!("at KL {kl}, {text}{control}"));
     }
     let joined = lines.join("; ");
-    let _ = writeln!(s, "\n**What the runs show.** {}{}.\n", joined[..1].to_uppercase(), &joined[1..]);
+    let _ = writeln!(
+        s,
+        "\n**What the runs show.** {}{}.\n",
+        joined[..1].to_uppercase(),
+        &joined[1..]
+    );
     grid_caveat(s, dir);
     // Cost per iteration, from the same sweep's timing.
     if let Some(t) = read::<Row>(&dir.join("timing.csv")) {
         let mean = |method: &str, keys: &[&str]| {
-            let per: Vec<f64> = keys.iter().map(|k| {
-                let v: Vec<f64> = t.iter().filter(|r| r.method == method && r.metric == format!("{method}/time/{k}")).map(|r| r.value).collect();
-                v.iter().sum::<f64>() / v.len().max(1) as f64
-            }).collect();
+            let per: Vec<f64> = keys
+                .iter()
+                .map(|k| {
+                    let v: Vec<f64> = t
+                        .iter()
+                        .filter(|r| r.method == method && r.metric == format!("{method}/time/{k}"))
+                        .map(|r| r.value)
+                        .collect();
+                    v.iter().sum::<f64>() / v.len().max(1) as f64
+                })
+                .collect();
             (!per.is_empty() && per.iter().all(|v| *v > 0.0)).then(|| per.iter().sum::<f64>())
         };
         let rl = ["rollout_s", "update_s"];
         let online = ["sample_s", "update_s"];
         let costs: Vec<(&str, &str, Option<f64>)> = vec![
-            ("ppo", "64 rollouts, 4 epochs of 2 minibatches, a critic", mean("ppo", &rl)),
-            ("rloo", "16 prompts x 4 samples, 4 epochs of 2 minibatches", mean("rloo", &rl)),
-            ("grpo", "16 prompts x 4 samples, 4 epochs of 2 minibatches", mean("grpo", &rl)),
-            ("online_dpo", "64 prompts x 2 samples, one step on the pairs", mean("online_dpo", &online)),
+            (
+                "ppo",
+                "64 rollouts, 4 epochs of 2 minibatches, a critic",
+                mean("ppo", &rl),
+            ),
+            (
+                "rloo",
+                "16 prompts x 4 samples, 4 epochs of 2 minibatches",
+                mean("rloo", &rl),
+            ),
+            (
+                "grpo",
+                "16 prompts x 4 samples, 4 epochs of 2 minibatches",
+                mean("grpo", &rl),
+            ),
+            (
+                "online_dpo",
+                "64 prompts x 2 samples, one step on the pairs",
+                mean("online_dpo", &online),
+            ),
         ];
         if let Some(ppo) = costs[0].2 {
             let _ = writeln!(s, "Cost of an iteration (online DPO: a step), sampling and update, mean wall seconds over every iteration of the sweep, cells running two at a time on this machine:\n\n| method | iteration | seconds | / PPO |\n|---|---|---|---|");
@@ -150,7 +222,25 @@ fn online_section(s: &mut String, dir: &Path, f: &[FrontierRecord], p: &[PairedR
             s.push('\n');
         }
     }
-    let _ = writeln!(s, "Settings as run:\n\n```toml\n{}```\n", settings(dir, &["sweep", "train", "dpo", "online_dpo", "online_dpo_gt", "online_dpo_shuffled", "ppo", "rloo", "grpo", "report"]));
+    let _ = writeln!(
+        s,
+        "Settings as run:\n\n```toml\n{}```\n",
+        settings(
+            dir,
+            &[
+                "sweep",
+                "train",
+                "dpo",
+                "online_dpo",
+                "online_dpo_gt",
+                "online_dpo_shuffled",
+                "ppo",
+                "rloo",
+                "grpo",
+                "report"
+            ]
+        )
+    );
 }
 
 /// "The preference-loss zoo": the frontier, each loss paired against DPO, likelihood
@@ -165,7 +255,10 @@ fn loss_zoo_section(s: &mut String, dir: &Path, f: &[FrontierRecord], p: &[Paire
     let budgets = budgets_of(f);
     let _ = writeln!(s, "Gold reward at fixed KL budgets:\n");
     s.push_str(&budget_table(f, &budgets, "selected", gold, false));
-    let _ = writeln!(s, "\nEach loss against DPO, paired by seed (A - B with a 95% t-interval over seeds):\n");
+    let _ = writeln!(
+        s,
+        "\nEach loss against DPO, paired by seed (A - B with a 95% t-interval over seeds):\n"
+    );
     budget_lines(s, p, |kl| kl == 1.0 || kl == 2.0);
     // Likelihood displacement: the last logged log-ratios of chosen and rejected, mean over seeds.
     if let Some(m) = read::<Row>(&dir.join("metrics.csv")) {
@@ -178,7 +271,9 @@ fn loss_zoo_section(s: &mut String, dir: &Path, f: &[FrontierRecord], p: &[Paire
                 if r.metric != format!("{}/{key}", r.method) {
                     continue;
                 }
-                let e = last.entry((r.method.clone(), r.setting.clone(), r.seed)).or_insert((0, f64::NAN));
+                let e = last
+                    .entry((r.method.clone(), r.setting.clone(), r.seed))
+                    .or_insert((0, f64::NAN));
                 if r.step >= e.0 {
                     *e = (r.step, r.value);
                 }
@@ -191,13 +286,24 @@ fn loss_zoo_section(s: &mut String, dir: &Path, f: &[FrontierRecord], p: &[Paire
         let mut greedy: BTreeMap<(String, String), Vec<(u64, usize, f64)>> = BTreeMap::new();
         if let Some(e) = read::<Row>(&dir.join("eval.csv")) {
             for r in e.iter().filter(|r| r.metric == "eval/greedy_logp") {
-                greedy.entry((r.method.clone(), r.setting.clone())).or_default().push((r.seed, r.step, r.value));
+                greedy
+                    .entry((r.method.clone(), r.setting.clone()))
+                    .or_default()
+                    .push((r.seed, r.step, r.value));
             }
         }
         let final_greedy = |method: &str, setting: &str| -> Option<f64> {
             let v = greedy.get(&(method.to_string(), setting.to_string()))?;
             let seeds = distinct(v.iter().map(|x| x.0));
-            let last: Vec<f64> = seeds.iter().filter_map(|sd| v.iter().filter(|x| x.0 == *sd).max_by_key(|x| x.1).map(|x| x.2)).collect();
+            let last: Vec<f64> = seeds
+                .iter()
+                .filter_map(|sd| {
+                    v.iter()
+                        .filter(|x| x.0 == *sd)
+                        .max_by_key(|x| x.1)
+                        .map(|x| x.2)
+                })
+                .collect();
             (!last.is_empty()).then(|| last.iter().sum::<f64>() / last.len() as f64)
         };
         let sft_greedy = final_greedy("sft", "");
@@ -210,22 +316,52 @@ fn loss_zoo_section(s: &mut String, dir: &Path, f: &[FrontierRecord], p: &[Paire
                 if both {
                     displaced.push(format!("{method} {setting}"));
                 }
-                let g = final_greedy(method, setting).map(|g| format!("{g:.2}")).unwrap_or_else(|| "-".into());
-                let _ = writeln!(s, "| {method} | {setting} | {:+.2} | {:+.2} | {} | {g} |", mean(c), mean(r), if both { "both" } else { "" });
+                let g = final_greedy(method, setting)
+                    .map(|g| format!("{g:.2}"))
+                    .unwrap_or_else(|| "-".into());
+                let _ = writeln!(
+                    s,
+                    "| {method} | {setting} | {:+.2} | {:+.2} | {} | {g} |",
+                    mean(c),
+                    mean(r),
+                    if both { "both" } else { "" }
+                );
             }
-            let _ = writeln!(s, "\n{}\n", if displaced.is_empty() { "No loss and strength shows both log-probabilities falling in every seed.".to_string() } else { format!("Both fall, in every seed, under: {}.", displaced.join("; ")) });
+            let _ = writeln!(
+                s,
+                "\n{}\n",
+                if displaced.is_empty() {
+                    "No loss and strength shows both log-probabilities falling in every seed."
+                        .to_string()
+                } else {
+                    format!("Both fall, in every seed, under: {}.", displaced.join("; "))
+                }
+            );
         }
     }
     grid_caveat(s, dir);
     kl_estimator_table(s, dir);
-    let _ = writeln!(s, "Settings as run:\n\n```toml\n{}```\n", settings(dir, &["sweep", "train", "dpo", "ipo", "cdpo", "robust", "hinge", "kto", "exo_pair", "nca_pair", "simpo", "orpo", "report"]));
+    let _ = writeln!(
+        s,
+        "Settings as run:\n\n```toml\n{}```\n",
+        settings(
+            dir,
+            &[
+                "sweep", "train", "dpo", "ipo", "cdpo", "robust", "hinge", "kto", "exo_pair",
+                "nca_pair", "simpo", "orpo", "report"
+            ]
+        )
+    );
 }
 
 /// "Dialogue" (the paper's Fig. 3): win rate against the chosen reply by temperature and over
 /// training, the paired verdicts, the reward model's accuracy, and whether PPO hacks the
 /// labeller's taste (politeness words, gold against proxy over the KL grid).
 fn dialogue_section(s: &mut String, dir: &Path) {
-    let _ = writeln!(s, "## Dialogue: win rate against the chosen reply (paper Fig. 3)\n");
+    let _ = writeln!(
+        s,
+        "## Dialogue: win rate against the chosen reply (paper Fig. 3)\n"
+    );
     let _ = writeln!(s, "The paper's single-turn dialogue experiment (Anthropic HH) in the dialogue world (`scenarios/paper-dialogue.toml`): benign and harmful requests; the gold judge rewards serving a benign request and refusing a harmful one and penalises the opposite; the pairs are written off-policy and labelled by a labeller that agrees with the judge on 80% of the pairs of distinct gold and errs towards politeness, a taste the judge does not share. As in the paper, the base policy is Preferred-FT on the chosen replies, and the metric is the win rate against the chosen reply of a held-out pair under the gold judge (ties one half). The paper reports DPO as the only computationally efficient method above 50% win rate against the chosen response, Best of 128 close behind, Preferred-FT below, and DPO passing 50% within a few hundred steps (PPO is not in the paper's dialogue figure; it is here).\n");
     if let Some(t) = wall_time(dir) {
         let _ = writeln!(s, "`alignlab run scenarios/paper-dialogue.toml --jobs 2`; wall time of the invocation that wrote these results: {t}.\n");
@@ -239,7 +375,10 @@ fn dialogue_section(s: &mut String, dir: &Path) {
     if let Some(p) = read::<PairedRecord>(&dir.join("paired.csv")) {
         let _ = writeln!(s, "**What the runs show.** Paired by seed on the test half of the requests (a method with several settings contributes, per seed and temperature, the one with the best win rate on the selection half; Best-of-N its largest N, as the paper's Best of 128), A - B with a 95% t-interval over seeds:\n");
         for b in distinct(p.iter().filter(|r| r.a == "dpo").map(|r| r.b.clone())) {
-            for r in paired_rows(&p, "dpo", &b, "temperature").into_iter().filter(|r| r.x == 0.25 || r.x == 1.0) {
+            for r in paired_rows(&p, "dpo", &b, "temperature")
+                .into_iter()
+                .filter(|r| r.x == 0.25 || r.x == 1.0)
+            {
                 let _ = writeln!(s, "- T = {}: win rate {}.", r.x, paired_line(r));
             }
         }
@@ -248,48 +387,136 @@ fn dialogue_section(s: &mut String, dir: &Path) {
     figure(s, "../results/paper-dialogue/winrate_steps.png", "DPO's win rate against the chosen reply over training (paper Fig. 3 right) at T = 0.25, 0.5, 0.75 and 1 (`eval.curve_temperatures`), for its beta with the best final win rate at the evaluation temperature, mean over seeds with 95% t-band; every run's curves are in `winrate.csv`.");
     // The reward model, and whether PPO hacks the labeller's taste.
     if let Some(sm) = read::<SummaryRecord>(&dir.join("summary.csv")) {
-        let acc: Vec<String> = sm.iter().filter(|r| r.stage == "reward" && r.metric.starts_with("val accuracy")).filter_map(|r| r.value.split_whitespace().next()?.parse::<f64>().ok()).map(f3).collect();
+        let acc: Vec<String> = sm
+            .iter()
+            .filter(|r| r.stage == "reward" && r.metric.starts_with("val accuracy"))
+            .filter_map(|r| r.value.split_whitespace().next()?.parse::<f64>().ok())
+            .map(f3)
+            .collect();
         if !acc.is_empty() {
             let _ = writeln!(s, "The reward model, learned from the labeller's pairs, ranks held-out pairs as the labeller did with accuracy {} (per seed).\n", acc.join(", "));
         }
     }
-    hack_table(s, dir, "politeness words per reply, which the labeller likes and the judge does not", ("politeness words", "reply"), "PPO exploits the labeller's taste", "PPO does not measurably exploit the labeller's taste here");
+    hack_table(
+        s,
+        dir,
+        "politeness words per reply, which the labeller likes and the judge does not",
+        ("politeness words", "reply"),
+        "PPO exploits the labeller's taste",
+        "PPO does not measurably exploit the labeller's taste here",
+    );
     figure(s, "../results/paper-dialogue/overoptimization.png", "Overoptimisation: gold and proxy reward gain over SFT against d = sqrt(KL) for Best-of-N and PPO, with Gao et al.'s fitted forms.");
-    let _ = writeln!(s, "Settings as run:\n\n```toml\n{}```\n", settings(dir, &["world", "sweep", "prefs", "train", "eval", "dpo", "preferred_ft", "ppo", "ppo_gt", "best_of_n", "report"]));
+    let _ = writeln!(
+        s,
+        "Settings as run:\n\n```toml\n{}```\n",
+        settings(
+            dir,
+            &[
+                "world",
+                "sweep",
+                "prefs",
+                "train",
+                "eval",
+                "dpo",
+                "preferred_ft",
+                "ppo",
+                "ppo_gt",
+                "best_of_n",
+                "report"
+            ]
+        )
+    );
 }
 
 /// Does PPO hack the labeller's taste? Each run's last evaluation (mean over seeds) of the
 /// world's spurious feature (`eval/spurious`) beside KL, gold and proxy, and what PPO's grid does
 /// to it, from a folder's `eval.csv`.
-fn hack_table(s: &mut String, dir: &Path, what: &str, (column, unit): (&str, &str), hacked_text: &str, not_hacked_text: &str) {
+fn hack_table(
+    s: &mut String,
+    dir: &Path,
+    what: &str,
+    (column, unit): (&str, &str),
+    hacked_text: &str,
+    not_hacked_text: &str,
+) {
     if let Some(e) = read::<Row>(&dir.join("eval.csv")) {
         // The last training evaluation (at the evaluation temperature) of each run, per seed.
         let mut last: BTreeMap<(String, String, u64), usize> = BTreeMap::new();
         for r in e.iter().filter(|r| r.metric == "eval/spurious") {
-            let k = last.entry((r.method.clone(), r.setting.clone(), r.seed)).or_insert(0);
+            let k = last
+                .entry((r.method.clone(), r.setting.clone(), r.seed))
+                .or_insert(0);
             *k = (*k).max(r.step);
         }
         let value = |m: &str, st: &str, metric: &str| -> Option<f64> {
-            let v: Vec<f64> = last.iter().filter(|((mm, ss, _), _)| mm == m && ss == st).filter_map(|((mm, ss, seed), step)| e.iter().find(|r| &r.method == mm && &r.setting == ss && r.seed == *seed && r.step == *step && r.metric == metric).map(|r| r.value)).collect();
+            let v: Vec<f64> = last
+                .iter()
+                .filter(|((mm, ss, _), _)| mm == m && ss == st)
+                .filter_map(|((mm, ss, seed), step)| {
+                    e.iter()
+                        .find(|r| {
+                            &r.method == mm
+                                && &r.setting == ss
+                                && r.seed == *seed
+                                && r.step == *step
+                                && r.metric == metric
+                        })
+                        .map(|r| r.value)
+                })
+                .collect();
             (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
         };
         let runs = distinct(last.keys().map(|k| (k.0.clone(), k.1.clone())));
         let _ = writeln!(s, "Does PPO hack the labeller's taste? Each run's last evaluation (T = 1, mean over seeds): {what}, beside gold, the reward model's score (proxy) and the KL:\n\n| method | setting | KL | gold | proxy | {column} |\n|---|---|---|---|---|---|");
         for (m, st) in &runs {
             let g = |metric: &str| value(m, st, metric).map(f3).unwrap_or_else(|| "-".into());
-            let _ = writeln!(s, "| {m} | {} | {} | {} | {} | {} |", if st.is_empty() { "-" } else { st }, g("eval/kl"), g("eval/gold"), g("eval/proxy"), g("eval/spurious"));
+            let _ = writeln!(
+                s,
+                "| {m} | {} | {} | {} | {} | {} |",
+                if st.is_empty() { "-" } else { st },
+                g("eval/kl"),
+                g("eval/gold"),
+                g("eval/proxy"),
+                g("eval/spurious")
+            );
         }
         let sft = value("sft", "", "eval/spurious");
-        let mut ppo: Vec<(f64, f64, f64, f64)> = runs.iter().filter(|(m, _)| m == "ppo").filter_map(|(m, st)| Some((value(m, st, "eval/kl")?, value(m, st, "eval/gold")?, value(m, st, "eval/proxy")?, value(m, st, "eval/spurious")?))).collect();
+        let mut ppo: Vec<(f64, f64, f64, f64)> = runs
+            .iter()
+            .filter(|(m, _)| m == "ppo")
+            .filter_map(|(m, st)| {
+                Some((
+                    value(m, st, "eval/kl")?,
+                    value(m, st, "eval/gold")?,
+                    value(m, st, "eval/proxy")?,
+                    value(m, st, "eval/spurious")?,
+                ))
+            })
+            .collect();
         ppo.sort_by(|a, b| a.0.total_cmp(&b.0));
-        let gt: Vec<f64> = runs.iter().filter(|(m, _)| m == "ppo_gt").filter_map(|(m, st)| value(m, st, "eval/spurious")).collect();
+        let gt: Vec<f64> = runs
+            .iter()
+            .filter(|(m, _)| m == "ppo_gt")
+            .filter_map(|(m, st)| value(m, st, "eval/spurious"))
+            .collect();
         if let (Some(sft), Some(lo), Some(hi)) = (sft, ppo.first(), ppo.last()) {
             let hacked = hi.3 > sft + 0.25;
             let over = hi.1 < lo.1 && hi.2 > lo.2;
-            let gt = gt.first().map(|g| format!(" (PPO-GT, on the gold judge: {})", f3(*g))).unwrap_or_default();
+            let gt = gt
+                .first()
+                .map(|g| format!(" (PPO-GT, on the gold judge: {})", f3(*g)))
+                .unwrap_or_default();
             // DPO learns from the same labels, so it can take on the taste without any reward model.
-            let dpo: Vec<f64> = runs.iter().filter(|(m, _)| m == "dpo").filter_map(|(m, st)| value(m, st, "eval/spurious")).collect();
-            let dpo = if dpo.is_empty() { String::new() } else { format!(" DPO, trained on the same labels without a reward model, ends at {} to {} over its betas.", f3(dpo.iter().copied().fold(f64::INFINITY, f64::min)), f3(dpo.iter().copied().fold(f64::NEG_INFINITY, f64::max))) };
+            let dpo: Vec<f64> = runs
+                .iter()
+                .filter(|(m, _)| m == "dpo")
+                .filter_map(|(m, st)| value(m, st, "eval/spurious"))
+                .collect();
+            let dpo = if dpo.is_empty() {
+                String::new()
+            } else {
+                format!(" DPO, trained on the same labels without a reward model, ends at {} to {} over its betas.", f3(dpo.iter().copied().fold(f64::INFINITY, f64::min)), f3(dpo.iter().copied().fold(f64::NEG_INFINITY, f64::max)))
+            };
             let _ = writeln!(s, "\nFrom pi_SFT's {} {column} per {unit}, PPO ends at {} at its smallest KL ({:.2}) and {} at its largest ({:.2}){gt}: {}.{dpo} Across PPO's KL grid the proxy goes from {} to {} and gold from {} to {}: {}.\n", f3(sft), f3(lo.3), lo.0, f3(hi.3), hi.0, if hacked { hacked_text } else { not_hacked_text }, f3(lo.2), f3(hi.2), f3(lo.1), f3(hi.1), if over { "gold falls while the proxy rises, overoptimisation" } else { "gold does not fall while the proxy rises within this grid" });
         }
     }
@@ -307,30 +534,55 @@ fn report_section(dir: &Path, heading: &str) -> Option<String> {
 /// beside the first wave's (`before`): DPO against PPO at each KL budget before and after, then
 /// the calibration (landed KL per seed), the tuning with the robustness claim, and the compute
 /// tables with the cost claim, from the folders' own tables.
-fn fair_section(s: &mut String, title: &str, scenario: &str, before: &Path, after: &Path, claims: &[String]) {
-    let _ = writeln!(s, "## {title}: the fair protocol
-");
-    let tune_seeds = read::<crate::experiment::tune::TuningRecord>(&after.join("tuning.csv")).map_or(0, |t| distinct(t.iter().map(|r| r.seed)).len());
+fn fair_section(
+    s: &mut String,
+    title: &str,
+    scenario: &str,
+    before: &Path,
+    after: &Path,
+    claims: &[String],
+) {
+    let _ = writeln!(
+        s,
+        "## {title}: the fair protocol
+"
+    );
+    let tune_seeds = read::<crate::experiment::tune::TuningRecord>(&after.join("tuning.csv"))
+        .map_or(0, |t| distinct(t.iter().map(|r| r.seed)).len());
     let tuned_on = match tune_seeds {
         0 | 1 => "on a tuning seed that is never reported, the best".to_string(),
         n => format!("on {n} tuning seeds that are never reported, the best mean"),
     };
-    let topped = if super::calibration::seed_runs(after).is_ok_and(|t| !t.is_empty()) { ", and where a reported seed's calibrated run still landed more than 25% from a budget, runs of that seed alone at settings chosen from its own final KLs (top-ups)" } else { "" };
+    let topped = if super::calibration::seed_runs(after).is_ok_and(|t| !t.is_empty()) {
+        ", and where a reported seed's calibrated run still landed more than 25% from a budget, runs of that seed alone at settings chosen from its own final KLs (top-ups)"
+    } else {
+        ""
+    };
     let _ = writeln!(s, "`alignlab run scenarios/{scenario}.toml --jobs 2`: the same world and methods as the first wave's run, with equal tuning (the same number of configurations of every trained method's optimisation, {tuned_on} at the reference budget on the selection half frozen), grids calibrated to the KL budgets on pilot seeds that are never reported{topped}, rollouts on the training prompts only, and the preference methods keeping their checkpoint by held-out implicit accuracy (the reward model's rule).\n");
     if let Some(t) = invocation_wall_time(after) {
         let _ = writeln!(s, "Wall time of the invocation that wrote these results (tuning, calibration and sweep): {t}; runs it found cached from an earlier invocation are not in it, their work is.\n");
     } else if let Some(t) = wall_time(after) {
         let _ = writeln!(s, "Wall time of the sweep that wrote these results: {t}; the folder predates the invocation's own wall time, so its tuning and calibration are not in it, nor runs found cached from an earlier invocation (their work is).\n");
     }
-    let protocol: Vec<SummaryRecord> = read::<SummaryRecord>(&after.join("summary.csv")).unwrap_or_default().into_iter().filter(|r| r.stage == "protocol").collect();
+    let protocol: Vec<SummaryRecord> = read::<SummaryRecord>(&after.join("summary.csv"))
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|r| r.stage == "protocol")
+        .collect();
     if !protocol.is_empty() {
-        let _ = writeln!(s, "**What the protocol cost** (model work of the method runs):\n");
+        let _ = writeln!(
+            s,
+            "**What the protocol cost** (model work of the method runs):\n"
+        );
         for r in &protocol {
             let _ = writeln!(s, "- {}: {}.", r.metric, r.value);
         }
         s.push('\n');
     }
-    let (pb, pa) = (read::<PairedRecord>(&before.join("paired.csv")), read::<PairedRecord>(&after.join("paired.csv")));
+    let (pb, pa) = (
+        read::<PairedRecord>(&before.join("paired.csv")),
+        read::<PairedRecord>(&after.join("paired.csv")),
+    );
     if let Some(pa) = &pa {
         // DPO against PPO on one axis, after beside before, each point a line.
         let before_after = |s: &mut String, axis: &str, heading: &str, at: &str| {
@@ -340,15 +592,30 @@ fn fair_section(s: &mut String, title: &str, scenario: &str, before: &Path, afte
             }
             let _ = writeln!(s, "{heading}\n");
             for r in rows {
-                let old = pb.as_ref().and_then(|pb| paired_rows(pb, "dpo", "ppo", axis).into_iter().find(|o| o.x == r.x).map(paired_line));
-                let _ = writeln!(s, "- {at} {}: after: {}; before: {}.", r.x, paired_line(r), old.unwrap_or_else(|| "-".into()));
+                let old = pb.as_ref().and_then(|pb| {
+                    paired_rows(pb, "dpo", "ppo", axis)
+                        .into_iter()
+                        .find(|o| o.x == r.x)
+                        .map(paired_line)
+                });
+                let _ = writeln!(
+                    s,
+                    "- {at} {}: after: {}; before: {}.",
+                    r.x,
+                    paired_line(r),
+                    old.unwrap_or_else(|| "-".into())
+                );
             }
             s.push('\n');
         };
         before_after(s, "kl_budget", "**DPO against PPO at the KL budgets, before (first wave: untuned, grids as written) and after (fair protocol).** Paired by seed, envelope chosen on the selection half and read on the test half:", "KL");
         // Where the world has references (summarize, dialogue), the paper's own metric too.
         before_after(s, "temperature", "**DPO against PPO in win rate against the reference, by sampling temperature, before and after.** Paired by seed:", "T =");
-        let others: Vec<String> = distinct(pa.iter().filter(|r| r.a == "dpo" && r.b != "ppo" && r.axis == "kl_budget").map(|r| r.b.clone()));
+        let others: Vec<String> = distinct(
+            pa.iter()
+                .filter(|r| r.a == "dpo" && r.b != "ppo" && r.axis == "kl_budget")
+                .map(|r| r.b.clone()),
+        );
         if !others.is_empty() {
             let _ = writeln!(s, "DPO against the other methods after:\n");
             for b in others {
@@ -363,7 +630,14 @@ fn fair_section(s: &mut String, title: &str, scenario: &str, before: &Path, afte
         let _ = writeln!(s, "**The DPO paper's claims after the fair protocol**, each against PPO, paired by seed:\n\n{}\n", claims.join("\n"));
     }
     figure(s, &format!("../results/{scenario}/frontier.png"), "Reward against KL under the fair protocol: every evaluation a point, each method's selected frontier.");
-    for heading in ["## Calibrated grids", "## Equal tuning", "## Robustness to hyperparameters", "## Compute per run", "## Gold reward at equal compute", "## Compute at equal gold"] {
+    for heading in [
+        "## Calibrated grids",
+        "## Equal tuning",
+        "## Robustness to hyperparameters",
+        "## Compute per run",
+        "## Gold reward at equal compute",
+        "## Compute at equal gold",
+    ] {
         if let Some(sec) = report_section(after, heading) {
             let _ = writeln!(s, "{sec}");
         }
@@ -401,26 +675,65 @@ fn fair_claims(title: &str, after: &Path) -> Vec<String> {
     let pa = read::<PairedRecord>(&after.join("paired.csv"));
     let pa = pa.as_deref();
     let mut lines = Vec::new();
-    let frontier = if title == "Sentiment" { "DPO's reward-KL frontier dominates PPO's" } else { "DPO's reward-KL frontier dominates PPO's (made for IMDb, carried to this world)" };
+    let frontier = if title == "Sentiment" {
+        "DPO's reward-KL frontier dominates PPO's"
+    } else {
+        "DPO's reward-KL frontier dominates PPO's (made for IMDb, carried to this world)"
+    };
     let winrate = match title {
         "Summarize" => "DPO's win rate is above PPO's",
         "Dialogue" => "DPO's win rate is above PPO's (made for TL;DR, carried to this world: the paper's HH experiment has no PPO)",
         _ => "DPO's win rate is above PPO's (made for TL;DR, carried to this world)",
     };
-    for (axis, at, claim) in [("kl_budget", "KL", frontier), ("temperature", "T =", winrate)] {
-        let rows: Vec<&PairedRecord> = pa.map(|p| paired_rows(p, "dpo", "ppo", axis)).unwrap_or_default().into_iter().filter(|r| r.mean_diff.is_finite()).collect();
+    for (axis, at, claim) in [
+        ("kl_budget", "KL", frontier),
+        ("temperature", "T =", winrate),
+    ] {
+        let rows: Vec<&PairedRecord> = pa
+            .map(|p| paired_rows(p, "dpo", "ppo", axis))
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|r| r.mean_diff.is_finite())
+            .collect();
         if rows.is_empty() {
             continue;
         }
         let list = |c: usize| {
-            let xs: Vec<String> = rows.iter().filter(|r| verdict_class(&r.verdict) == c).map(|r| format!("{at} {}", r.x)).collect();
-            if xs.is_empty() { "none".to_string() } else { xs.join(", ") }
+            let xs: Vec<String> = rows
+                .iter()
+                .filter(|r| verdict_class(&r.verdict) == c)
+                .map(|r| format!("{at} {}", r.x))
+                .collect();
+            if xs.is_empty() {
+                "none".to_string()
+            } else {
+                xs.join(", ")
+            }
         };
-        let count = |c: usize| rows.iter().filter(|r| verdict_class(&r.verdict) == c).count();
-        lines.push(format!("- {}: DPO - PPO above at {}; below at {}; inconclusive at {}: {}.", if axis == "kl_budget" { "Gold at the KL budgets" } else { "Win rate against the reference" }, list(0), list(1), list(2), claim_words(count(0), count(1), rows.len(), claim)));
+        let count = |c: usize| {
+            rows.iter()
+                .filter(|r| verdict_class(&r.verdict) == c)
+                .count()
+        };
+        lines.push(format!(
+            "- {}: DPO - PPO above at {}; below at {}; inconclusive at {}: {}.",
+            if axis == "kl_budget" {
+                "Gold at the KL budgets"
+            } else {
+                "Win rate against the reference"
+            },
+            list(0),
+            list(1),
+            list(2),
+            claim_words(count(0), count(1), rows.len(), claim)
+        ));
     }
-    let tuning = read::<crate::experiment::tune::TuningRecord>(&after.join("tuning.csv")).unwrap_or_default();
-    if let Some((_, p)) = super::tuning::robustness(&tuning).into_iter().find(|(m, _)| m == "ppo") {
+    let tuning = read::<crate::experiment::tune::TuningRecord>(&after.join("tuning.csv"))
+        .unwrap_or_default();
+    if let Some((_, p)) = super::tuning::robustness(&tuning)
+        .into_iter()
+        .find(|(m, _)| m == "ppo")
+    {
         let claim = "DPO is more robust to its hyperparameters than PPO";
         let line = match p {
             None => "not compared: no tuning seed on which a configuration of both reached the reference budget".to_string(),
@@ -431,13 +744,24 @@ fn fair_claims(title: &str, after: &Path) -> Vec<String> {
                 format!("DPO - PPO spread {:+.3}{ci} over {} tuning seed(s): {}", p.mean, p.diffs.len(), claim_words(usize::from(above), usize::from(below), 1, claim))
             }
         };
-        lines.push(format!("- Robustness (spread of gold across the tuning grid): {line}."));
+        lines.push(format!(
+            "- Robustness (spread of gold across the tuning grid): {line}."
+        ));
     }
     let evals = crate::experiment::Metrics::read(&after.join("eval.csv")).ok();
-    if let Some((level, _, p)) = evals.and_then(|e| super::compute::equal_gold(&super::compute::cost_points(&e, &super::points(&e)), "ppo")) {
+    if let Some((level, _, p)) = evals.and_then(|e| {
+        super::compute::equal_gold(&super::compute::cost_points(&e, &super::points(&e)), "ppo")
+    }) {
         // Above 0: PPO needed more compute than DPO, which is the claim.
-        let (above, below) = (p.verdict() == crate::stats::Verdict::Above, p.verdict() == crate::stats::Verdict::Below);
-        let range = if p.diffs.len() < 2 { " (one seed, no interval)".to_string() } else { format!(" ({:.2} to {:.2})", p.lo().exp(), p.hi().exp()) };
+        let (above, below) = (
+            p.verdict() == crate::stats::Verdict::Above,
+            p.verdict() == crate::stats::Verdict::Below,
+        );
+        let range = if p.diffs.len() < 2 {
+            " (one seed, no interval)".to_string()
+        } else {
+            format!(" ({:.2} to {:.2})", p.lo().exp(), p.hi().exp())
+        };
         lines.push(format!("- Cost (compute at equal gold): PPO needed {:.2}{range} times DPO's compute to reach selection-half gold {level:.4}, over {} seeds: {}.", p.mean.exp(), p.diffs.len(), claim_words(usize::from(above), usize::from(below), 1, "DPO is cheaper than PPO")));
     }
     lines
@@ -445,34 +769,88 @@ fn fair_claims(title: &str, after: &Path) -> Vec<String> {
 
 /// Gao et al.'s b of `method`'s gold over seeds, from a folder's `fits.csv`: the sentence.
 fn b_line(fits: &[FitRecord], method: &str, reward: &str) -> Option<String> {
-    let bs: Vec<f64> = fits.iter().filter(|f| f.method == method && f.reward == reward && f.seed != "all").map(|f| f.b).collect();
+    let bs: Vec<f64> = fits
+        .iter()
+        .filter(|f| f.method == method && f.reward == reward && f.seed != "all")
+        .map(|f| f.b)
+        .collect();
     if bs.is_empty() {
         return None;
     }
     let p = crate::stats::Paired::new(&bs);
-    let v = p.verdict_words("the interval excludes 0: b > 0, overoptimised", "the interval excludes 0: b < 0, no turn-over");
-    Some(format!("b = {} ± {} over {} seeds ({}; per seed {})", f3(p.mean), f3(p.ci95), bs.len(), v, bs.iter().map(|b| f3(*b)).collect::<Vec<_>>().join(", ")))
+    let v = p.verdict_words(
+        "the interval excludes 0: b > 0, overoptimised",
+        "the interval excludes 0: b < 0, no turn-over",
+    );
+    Some(format!(
+        "b = {} ± {} over {} seeds ({}; per seed {})",
+        f3(p.mean),
+        f3(p.ci95),
+        bs.len(),
+        v,
+        bs.iter().map(|b| f3(*b)).collect::<Vec<_>>().join(", ")
+    ))
 }
 
 /// The overoptimisation world (`results/overoptimisation`): whether PPO and Best-of-N hack a
 /// reward model learned from a labeller with a spurious taste, and how DPO fares on those pairs.
 fn overopt_section(s: &mut String, dir: &Path) {
-    let _ = writeln!(s, "## Overoptimisation: a reward model that is hacked (sentiment, beyond the paper)
-");
+    let _ = writeln!(
+        s,
+        "## Overoptimisation: a reward model that is hacked (sentiment, beyond the paper)
+"
+    );
     // The labeller's settings as run.
-    let resolved: Option<toml::Table> = std::fs::read_to_string(dir.join("scenario.resolved.toml")).ok().and_then(|t| toml::from_str(&t).ok());
-    let lab = resolved.as_ref().and_then(|t| t.get("world")?.get("labeller")?.as_table().cloned()).unwrap_or_default();
-    let word = lab.get("word").and_then(|v| v.as_str()).unwrap_or("?").to_string();
-    let (bonus, polarity) = (lab.get("bonus").map_or("?".into(), |v| v.to_string()), lab.get("polarity").map_or("0".into(), |v| v.to_string()));
-    let before = dir.parent().map(|r| r.join("paper-sentiment")).and_then(|d| read::<FitRecord>(&d.join("fits.csv"))).and_then(|f| b_line(&f, "ppo", "gold"));
-    let before = before.map(|b| format!(" In the paper's sentiment world above, PPO's gold gain gives {b}.")).unwrap_or_default();
+    let resolved: Option<toml::Table> = std::fs::read_to_string(dir.join("scenario.resolved.toml"))
+        .ok()
+        .and_then(|t| toml::from_str(&t).ok());
+    let lab = resolved
+        .as_ref()
+        .and_then(|t| t.get("world")?.get("labeller")?.as_table().cloned())
+        .unwrap_or_default();
+    let word = lab
+        .get("word")
+        .and_then(|v| v.as_str())
+        .unwrap_or("?")
+        .to_string();
+    let (bonus, polarity) = (
+        lab.get("bonus").map_or("?".into(), |v| v.to_string()),
+        lab.get("polarity").map_or("0".into(), |v| v.to_string()),
+    );
+    let before = dir
+        .parent()
+        .map(|r| r.join("paper-sentiment"))
+        .and_then(|d| read::<FitRecord>(&d.join("fits.csv")))
+        .and_then(|f| b_line(&f, "ppo", "gold"));
+    let before = before
+        .map(|b| format!(" In the paper's sentiment world above, PPO's gold gain gives {b}."))
+        .unwrap_or_default();
     let _ = writeln!(s, "RLHF's main failure mode, and the reason DPO's authors expected it to lose, is that the policy exploits the learned reward model (Gao et al., 2022).{before} Here (`scenarios/overoptimisation.toml`) the same world is labelled by a labeller with a spurious taste: it ranks two completions by gold + {bonus} x the number of times they say \"{word}\", which it reads as emphasis, while the true process gives \"{word}\" the polarity {polarity} (a negative word's is -1), so every \"{word}\" is evidence against a positive review. DPO learns from these pairs directly; PPO and Best-of-N optimise the reward model learned from them; PPO-GT the gold reward.\n");
     if let Some(t) = wall_time(dir) {
         let _ = writeln!(s, "`alignlab run scenarios/overoptimisation.toml --jobs 2`; wall time of the invocation that wrote these results: {t}.\n");
     }
     if let Some(sm) = read::<SummaryRecord>(&dir.join("summary.csv")) {
-        let acc: Vec<String> = sm.iter().filter(|r| r.stage == "reward" && r.metric.starts_with("val accuracy")).filter_map(|r| r.value.split_whitespace().next()?.parse::<f64>().ok()).map(f3).collect();
-        let agree: Vec<String> = sm.iter().filter(|r| r.stage == "prefs" && r.metric == "pairs").filter_map(|r| Some(r.value.split("agree with gold on ").nth(1)?.split('%').next()?.to_string() + "%")).collect();
+        let acc: Vec<String> = sm
+            .iter()
+            .filter(|r| r.stage == "reward" && r.metric.starts_with("val accuracy"))
+            .filter_map(|r| r.value.split_whitespace().next()?.parse::<f64>().ok())
+            .map(f3)
+            .collect();
+        let agree: Vec<String> = sm
+            .iter()
+            .filter(|r| r.stage == "prefs" && r.metric == "pairs")
+            .filter_map(|r| {
+                Some(
+                    r.value
+                        .split("agree with gold on ")
+                        .nth(1)?
+                        .split('%')
+                        .next()?
+                        .to_string()
+                        + "%",
+                )
+            })
+            .collect();
         if !acc.is_empty() {
             let _ = writeln!(s, "The labels agree with gold on {} of the pairs of distinct gold, and the reward model ranks held-out pairs as the labeller did with accuracy {} (per seed).\n", agree.join(", "), acc.join(", "));
         }
@@ -480,7 +858,11 @@ fn overopt_section(s: &mut String, dir: &Path) {
     figure(s, "../results/overoptimisation/overoptimization.png", "Gold and proxy reward gain over SFT against d = sqrt(KL) for Best-of-N and PPO, every evaluation of every seed, with Gao et al.'s fitted forms (pooled over seeds).");
     if let Some(fits) = read::<FitRecord>(&dir.join("fits.csv")) {
         let _ = writeln!(s, "**Gao et al.'s fits, per seed** (gold gain R = d(a - b log d) for PPO, d(a - b d) for Best-of-N; mean with a 95% t-interval over seeds):\n");
-        for (m, label) in [("ppo", "PPO"), ("best_of_n", "Best-of-N"), ("ppo_gt", "PPO-GT")] {
+        for (m, label) in [
+            ("ppo", "PPO"),
+            ("best_of_n", "Best-of-N"),
+            ("ppo_gt", "PPO-GT"),
+        ] {
             if let Some(l) = b_line(&fits, m, "gold") {
                 let _ = writeln!(s, "- {label}, gold: {l}.");
             }
@@ -490,7 +872,10 @@ fn overopt_section(s: &mut String, dir: &Path) {
         }
         s.push('\n');
     }
-    for heading in ["## Peak and decline", "## Gold over training within each run"] {
+    for heading in [
+        "## Peak and decline",
+        "## Gold over training within each run",
+    ] {
         if let Some(sec) = report_section(dir, heading) {
             let _ = writeln!(s, "{sec}");
         }
@@ -502,33 +887,83 @@ fn overopt_section(s: &mut String, dir: &Path) {
         budget_lines(s, &p, |x| x <= 8.0);
         s.push('\n');
     }
-    let _ = writeln!(s, "Settings as run:\n\n```toml\n{}```\n", settings(dir, &["world", "sweep", "prefs", "train", "eval", "dpo", "preferred_ft", "ppo", "ppo_gt", "best_of_n"]));
+    let _ = writeln!(
+        s,
+        "Settings as run:\n\n```toml\n{}```\n",
+        settings(
+            dir,
+            &[
+                "world",
+                "sweep",
+                "prefs",
+                "train",
+                "eval",
+                "dpo",
+                "preferred_ft",
+                "ppo",
+                "ppo_gt",
+                "best_of_n"
+            ]
+        )
+    );
 }
 
 /// The KL estimators against the exact KL, per method, from a folder's `kl_estimators.csv`.
 fn kl_estimator_table(s: &mut String, dir: &Path) {
-    let Some(k) = read::<EstimatorRecord>(&dir.join("kl_estimators.csv")) else { return };
-    let rel = dir.file_name().map(|n| format!("../results/{}/kl_estimators.png", n.to_string_lossy())).unwrap_or_default();
+    let Some(k) = read::<EstimatorRecord>(&dir.join("kl_estimators.csv")) else {
+        return;
+    };
+    let rel = dir
+        .file_name()
+        .map(|n| format!("../results/{}/kl_estimators.png", n.to_string_lossy()))
+        .unwrap_or_default();
     let _ = writeln!(s, "### KL estimators\n");
     figure(s, &rel, "Each sampled estimator minus the exact KL against the exact KL, one point per evaluation of every run.");
     let _ = writeln!(s, "Every evaluation scores its samples with the exact KL (the full-vocabulary sum along each sampled response) and with the sampled estimators k1 = sum log(pi/pi_ref), k2 = sum (log(pi/pi_ref))^2 / 2 and k3 = sum (r - 1) - log r, r = pi_ref/pi. Bias: estimator minus exact, mean over a method's evaluations (relative: over evaluations with KL > 0.05); spread: the standard deviation over an evaluation's samples, mean over evaluations.\n\n| method | evaluations | exact KL | k1 bias (rel.) | k2 bias (rel.) | k3 bias (rel.) | sd exact | sd k1 | sd k2 | sd k3 |\n|---|---|---|---|---|---|---|---|---|---|");
     for m in distinct(k.iter().map(|r| r.method.clone())) {
         let row = |e: &str| k.iter().find(|r| r.method == m && r.estimator == e);
-        let (Some(x), Some(k1), Some(k2), Some(k3)) = (row("exact"), row("k1"), row("k2"), row("k3")) else { continue };
+        let (Some(x), Some(k1), Some(k2), Some(k3)) =
+            (row("exact"), row("k1"), row("k2"), row("k3"))
+        else {
+            continue;
+        };
         let b = |r: &EstimatorRecord| {
-            let rel = if r.rel_bias_mean.is_finite() { format!(" ({:+.1}%)", 100.0 * r.rel_bias_mean) } else { String::new() };
+            let rel = if r.rel_bias_mean.is_finite() {
+                format!(" ({:+.1}%)", 100.0 * r.rel_bias_mean)
+            } else {
+                String::new()
+            };
             format!("{:+.3}{rel}", r.bias_mean)
         };
-        let _ = writeln!(s, "| {m} | {} | {:.3} | {} | {} | {} | {:.3} | {:.3} | {:.3} | {:.3} |", x.evaluations, x.kl_mean, b(k1), b(k2), b(k3), x.sd_mean, k1.sd_mean, k2.sd_mean, k3.sd_mean);
+        let _ = writeln!(
+            s,
+            "| {m} | {} | {:.3} | {} | {} | {} | {:.3} | {:.3} | {:.3} | {:.3} |",
+            x.evaluations,
+            x.kl_mean,
+            b(k1),
+            b(k2),
+            b(k3),
+            x.sd_mean,
+            k1.sd_mean,
+            k2.sd_mean,
+            k3.sd_mean
+        );
     }
     s.push('\n');
 }
 
 /// One line per pair of a `paired.csv` and KL budget that `keep` admits, pair by pair.
 fn budget_lines(s: &mut String, p: &[PairedRecord], keep: impl Fn(f64) -> bool) {
-    let pairs = distinct(p.iter().filter(|r| r.axis == "kl_budget").map(|r| (r.a.clone(), r.b.clone())));
+    let pairs = distinct(
+        p.iter()
+            .filter(|r| r.axis == "kl_budget")
+            .map(|r| (r.a.clone(), r.b.clone())),
+    );
     for (a, b) in &pairs {
-        for r in paired_rows(p, a, b, "kl_budget").into_iter().filter(|r| keep(r.x)) {
+        for r in paired_rows(p, a, b, "kl_budget")
+            .into_iter()
+            .filter(|r| keep(r.x))
+        {
             let _ = writeln!(s, "- KL {}: {}.", r.x, paired_line(r));
         }
     }
@@ -540,13 +975,22 @@ fn budget_lines(s: &mut String, p: &[PairedRecord], keep: impl Fn(f64) -> bool) 
 fn grid_caveat(s: &mut String, dir: &Path) {
     if let Some(e) = read::<Row>(&dir.join("eval.csv")) {
         let mut first: BTreeMap<(String, u64), f64> = BTreeMap::new(); // (method, seed) -> smallest evaluated KL
-        for r in e.iter().filter(|r| r.metric == "eval/kl_sel" && r.step != 0) {
-            let k = first.entry((r.method.clone(), r.seed)).or_insert(f64::INFINITY);
+        for r in e
+            .iter()
+            .filter(|r| r.metric == "eval/kl_sel" && r.step != 0)
+        {
+            let k = first
+                .entry((r.method.clone(), r.seed))
+                .or_insert(f64::INFINITY);
             *k = k.min(r.value);
         }
         let mut coarse: Vec<String> = Vec::new();
         for m in distinct(first.keys().map(|k| k.0.clone())) {
-            let worst = first.iter().filter(|(k, _)| k.0 == m).map(|(_, v)| *v).fold(0.0, f64::max);
+            let worst = first
+                .iter()
+                .filter(|(k, _)| k.0 == m)
+                .map(|(_, v)| *v)
+                .fold(0.0, f64::max);
             if worst > 1.0 {
                 coarse.push(format!("{m} ({worst:.1})"));
             }
@@ -572,18 +1016,39 @@ fn gold(r: &FrontierRecord) -> (f64, f64) {
 
 /// A markdown table of `value` ± its interval per method (rows) and KL budget (columns) of the
 /// `which` frontier; `- (k/n seeds)` where not every seed reached a budget.
-fn budget_table(f: &[FrontierRecord], budgets: &[f64], which: &str, value: fn(&FrontierRecord) -> (f64, f64), signed: bool) -> String {
+fn budget_table(
+    f: &[FrontierRecord],
+    budgets: &[f64],
+    which: &str,
+    value: fn(&FrontierRecord) -> (f64, f64),
+    signed: bool,
+) -> String {
     let mut t = String::new();
     let _ = write!(t, "| method |");
     for b in budgets {
         let _ = write!(t, " KL {b} |");
     }
     let _ = writeln!(t, "\n|---|{}", "---|".repeat(budgets.len()));
-    let methods = distinct(f.iter().filter(|r| r.frontier == which).map(|r| r.method.clone()));
+    let methods = distinct(
+        f.iter()
+            .filter(|r| r.frontier == which)
+            .map(|r| r.method.clone()),
+    );
     for m in &methods {
-        let _ = write!(t, "| {} |", if m == "optimal" { "optimal (inner bound)" } else { m });
+        let _ = write!(
+            t,
+            "| {} |",
+            if m == "optimal" {
+                "optimal (inner bound)"
+            } else {
+                m
+            }
+        );
         for b in budgets {
-            match f.iter().find(|r| &r.method == m && r.kl_budget == *b && r.frontier == which) {
+            match f
+                .iter()
+                .find(|r| &r.method == m && r.kl_budget == *b && r.frontier == which)
+            {
                 Some(r) if value(r).0.is_finite() && r.seeds_reaching == r.seeds => {
                     let (v, ci) = value(r);
                     let v = if signed { format!("{v:+.3}") } else { f3(v) };
@@ -606,24 +1071,58 @@ fn figure(s: &mut String, rel: &str, caption: &str) {
 
 /// Every results folder with an `eval.csv`, regenerated; then the write-up.
 pub fn write(results: &Path, out: &Path) -> Result<PathBuf> {
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(results).with_context(|| format!("cannot read {}; fix: run from the repository root", results.display()))?.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.join("eval.csv").exists()).collect();
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(results)
+        .with_context(|| {
+            format!(
+                "cannot read {}; fix: run from the repository root",
+                results.display()
+            )
+        })?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.join("eval.csv").exists())
+        .collect();
     dirs.sort();
     // Each folder's report on its own: in parallel (each writes only its folder).
     use rayon::prelude::*;
-    dirs.par_iter().map(|d| super::report(d).with_context(|| format!("report of {}", d.display()))).collect::<Result<Vec<_>>>()?;
+    dirs.par_iter()
+        .map(|d| super::report(d).with_context(|| format!("report of {}", d.display())))
+        .collect::<Result<Vec<_>>>()?;
     let ablations = ablation_figure(results)?;
     let mut s = String::new();
-    let _ = writeln!(s, "# RLHF (PPO) against DPO in worlds with a known reward\n");
+    let _ = writeln!(
+        s,
+        "# RLHF (PPO) against DPO in worlds with a known reward\n"
+    );
     let _ = writeln!(s, "*Generated by `alignlab report --paper` from the CSVs in `results/`; do not edit by hand.*\n");
     let _ = writeln!(s, "## The question\n\nDoes Direct Preference Optimization (Rafailov et al., 2023) reach a better reward-KL trade-off than RLHF with a Bradley-Terry reward model and PPO, and a higher win rate in summarization, as the paper reports? Here the true reward is known exactly, so the gold reward, the KL and the optimal policy need no learned judge.\n");
     // The fair reruns (those with results) and their claims lines, read once: they head the
     // paper in short and close each one's comparison in its section.
-    let fair: Vec<(&str, &str, &str, Vec<String>)> = [("Sentiment", "fair-sentiment", "paper-sentiment"), ("Summarize", "fair-summarize", "paper-summarize"), ("Dialogue", "fair-dialogue", "paper-dialogue")]
-        .into_iter()
-        .filter(|f| results.join(f.1).join("paired.csv").exists())
-        .map(|(title, scenario, first)| (title, scenario, first, fair_claims(title, &results.join(scenario))))
+    let fair: Vec<(&str, &str, &str, Vec<String>)> = [
+        ("Sentiment", "fair-sentiment", "paper-sentiment"),
+        ("Summarize", "fair-summarize", "paper-summarize"),
+        ("Dialogue", "fair-dialogue", "paper-dialogue"),
+    ]
+    .into_iter()
+    .filter(|f| results.join(f.1).join("paired.csv").exists())
+    .map(|(title, scenario, first)| {
+        (
+            title,
+            scenario,
+            first,
+            fair_claims(title, &results.join(scenario)),
+        )
+    })
+    .collect();
+    let short: Vec<String> = fair
+        .iter()
+        .filter(|f| !f.3.is_empty())
+        .map(|(title, scenario, _, claims)| {
+            format!(
+                "**{title}** (`results/{scenario}`, its section below):\n\n{}\n",
+                claims.join("\n")
+            )
+        })
         .collect();
-    let short: Vec<String> = fair.iter().filter(|f| !f.3.is_empty()).map(|(title, scenario, _, claims)| format!("**{title}** (`results/{scenario}`, its section below):\n\n{}\n", claims.join("\n"))).collect();
     if !short.is_empty() {
         let _ = writeln!(s, "## The answers in short\n\nAfter the fair protocol (equal tuning, calibrated grids, checkpoints chosen apart from the samples reported), the DPO paper's claims against PPO, each paired by seed and stated by its verdict: \"agrees\" or \"contradicts\" where the 95% interval excludes 0, \"not established\" where it does not.\n\n{}", short.join("\n"));
     }
@@ -638,13 +1137,19 @@ pub fn write(results: &Path, out: &Path) -> Result<PathBuf> {
         }
         figure(&mut s, "../results/paper-sentiment/frontier.png", "Gold reward against KL(pi || pi_ref): every evaluation a point (all held-out prompts); each method's frontier, chosen on the selection half of the prompts and shown on the test half (mean over seeds, 95% t-band, drawn up to the KL every seed reached); thin dashed: final checkpoints only; black dashed: the importance-sampling inner bound of the optimal frontier. Best-of-N's KL is the analytic upper bound.");
         let budgets = budgets_of(&f);
-        let table = |which: &str, value: fn(&FrontierRecord) -> (f64, f64), signed: bool| budget_table(&f, &budgets, which, value, signed);
+        let table = |which: &str, value: fn(&FrontierRecord) -> (f64, f64), signed: bool| {
+            budget_table(&f, &budgets, which, value, signed)
+        };
         let _ = writeln!(s, "Gold reward at fixed KL budgets on each method's upper concave envelope. Which evaluation of which setting a method contributes at a budget is chosen on the selection half of the held-out prompts; the value is the test half's (mean ± 95% t-interval over seeds). A seed has a value only if it evaluated a point at or past the budget: `-` (k/n seeds) where not every seed did; nothing is extrapolated. The optimal row is an inner bound (see Methods).\n");
         s.push_str(&table("selected", gold, false));
         let _ = writeln!(s, "\nThe same with each setting's final checkpoint only:\n");
         s.push_str(&table("final", gold, false));
         let _ = writeln!(s, "\nSelection bias the split removed: the test half's own envelope (checkpoints chosen and read on the same samples, as before) minus the reported value, mean ± 95% paired t-interval over seeds:\n");
-        s.push_str(&table("selected", |r| (r.selection_bias_mean, r.selection_bias_ci95), true));
+        s.push_str(&table(
+            "selected",
+            |r| (r.selection_bias_mean, r.selection_bias_ci95),
+            true,
+        ));
         if let Some(p) = read::<PairedRecord>(&sent.join("paired.csv")) {
             let _ = writeln!(s, "\n**What the runs show.** The paper reports that DPO's frontier dominates PPO's. Here, paired by seed (each seed shares the world, SFT, data, reward model and evaluation samples across methods), A - B with a 95% t-interval over seeds; \"inconclusive\" states the difference the seeds could detect at 80% power:\n");
             let mut count = [0usize; 3]; // above, below, inconclusive against PPO
@@ -662,30 +1167,66 @@ pub fn write(results: &Path, out: &Path) -> Result<PathBuf> {
         }
         if let Some(reach) = optimal_reach(&sent) {
             let first = budgets.first().copied().unwrap_or(f64::NAN);
-            let tail = if reach.0 < first { format!("short of the first budget (KL {first}): past it, N samples per prompt cannot say where pi* lies, and the table has no optimal value to measure shortfalls against") } else { "past it, N samples per prompt cannot say where pi* lies, and its row stops there".to_string() };
+            let tail = if reach.0 < first {
+                format!("short of the first budget (KL {first}): past it, N samples per prompt cannot say where pi* lies, and the table has no optimal value to measure shortfalls against")
+            } else {
+                "past it, N samples per prompt cannot say where pi* lies, and its row stops there"
+                    .to_string()
+            };
             let _ = writeln!(s, "The importance-sampling inner bound of the optimal frontier (N = {:.0} samples of pi_SFT per prompt, every prompt's effective sample size at least {:.0}) reaches KL {:.2} in every seed, {tail}.\n", reach.1, reach.2, reach.0);
         }
         figure(&mut s, "../results/paper-sentiment/overoptimization.png", "Overoptimisation: gold and proxy reward gain over SFT against d = sqrt(KL) for Best-of-N and PPO, with Gao et al.'s fitted forms.");
-        figure(&mut s, "../results/paper-sentiment/curves.png", "Training curves (seed 0): gold reward and KL per run.");
-        let _ = writeln!(s, "Settings as run:\n\n```toml\n{}```\n", settings(&sent, &["sweep", "train", "eval", "dpo", "unlikelihood", "preferred_ft", "ppo", "ppo_gt", "best_of_n", "report"]));
+        figure(
+            &mut s,
+            "../results/paper-sentiment/curves.png",
+            "Training curves (seed 0): gold reward and KL per run.",
+        );
+        let _ = writeln!(
+            s,
+            "Settings as run:\n\n```toml\n{}```\n",
+            settings(
+                &sent,
+                &[
+                    "sweep",
+                    "train",
+                    "eval",
+                    "dpo",
+                    "unlikelihood",
+                    "preferred_ft",
+                    "ppo",
+                    "ppo_gt",
+                    "best_of_n",
+                    "report"
+                ]
+            )
+        );
     }
 
     // Online against offline.
     let ovo = results.join("online-vs-offline");
-    if let (Some(f), Some(p)) = (read::<FrontierRecord>(&ovo.join("frontier.csv")), read::<PairedRecord>(&ovo.join("paired.csv"))) {
+    if let (Some(f), Some(p)) = (
+        read::<FrontierRecord>(&ovo.join("frontier.csv")),
+        read::<PairedRecord>(&ovo.join("paired.csv")),
+    ) {
         online_section(&mut s, &ovo, &f, &p);
     }
 
     // The loss zoo and the KL estimators.
     let zoo = results.join("loss-zoo");
-    if let (Some(f), Some(p)) = (read::<FrontierRecord>(&zoo.join("frontier.csv")), read::<PairedRecord>(&zoo.join("paired.csv"))) {
+    if let (Some(f), Some(p)) = (
+        read::<FrontierRecord>(&zoo.join("frontier.csv")),
+        read::<PairedRecord>(&zoo.join("paired.csv")),
+    ) {
         loss_zoo_section(&mut s, &zoo, &f, &p);
     }
 
     // Summarize.
     let summ = results.join("paper-summarize");
     if let Some(w) = read::<WinrateRecord>(&summ.join("winrate.csv")) {
-        let _ = writeln!(s, "## Summarize: win rate against the reference by temperature (paper Fig. 2 right)\n");
+        let _ = writeln!(
+            s,
+            "## Summarize: win rate against the reference by temperature (paper Fig. 2 right)\n"
+        );
         if let Some(t) = wall_time(&summ) {
             let _ = writeln!(s, "`alignlab run scenarios/paper-summarize.toml --jobs 2`; wall time of the invocation that wrote these results: {t}.\n");
         }
@@ -696,7 +1237,11 @@ pub fn write(results: &Path, out: &Path) -> Result<PathBuf> {
             }
         }
         let label = |r: &WinrateRecord| format!("{} {}", r.method, r.setting).trim().to_string();
-        let temp = |l: &str, t: f64| w.iter().find(|r| r.axis == "temperature" && label(r) == l && r.x == t).map(|r| (r.winrate, r.lo95, r.hi95));
+        let temp = |l: &str, t: f64| {
+            w.iter()
+                .find(|r| r.axis == "temperature" && label(r) == l && r.x == t)
+                .map(|r| (r.winrate, r.lo95, r.hi95))
+        };
         let labels = distinct(w.iter().filter(|r| r.axis == "temperature").map(label));
         let dpo: Vec<&String> = labels.iter().filter(|l| l.starts_with("dpo")).collect();
         let ppo: Vec<&String> = labels.iter().filter(|l| l.starts_with("ppo")).collect();
@@ -713,7 +1258,10 @@ pub fn write(results: &Path, out: &Path) -> Result<PathBuf> {
                     let _ = writeln!(s, "- Temperature robustness, the change in win rate from the lowest temperature to T = {}: {}.", r.x, paired_line(r));
                 }
             }
-            let against_ppo: Vec<&str> = paired_rows(&p, "dpo", "ppo", "temperature").iter().map(|r| r.verdict.as_str()).collect();
+            let against_ppo: Vec<&str> = paired_rows(&p, "dpo", "ppo", "temperature")
+                .iter()
+                .map(|r| r.verdict.as_str())
+                .collect();
             if !against_ppo.is_empty() {
                 let above = against_ppo.iter().filter(|v| verdict_class(v) == 0).count();
                 let below = against_ppo.iter().filter(|v| verdict_class(v) == 1).count();
@@ -724,8 +1272,18 @@ pub fn write(results: &Path, out: &Path) -> Result<PathBuf> {
             if !shifted.is_empty() {
                 let _ = writeln!(s, "\n**Generalisation to a shifted input distribution** (the paper's CNN/DailyMail test of TL;DR policies: DPO 0.36 against PPO 0.26 at T = 0, 0.31 against 0.23 at T = 0.25). The policies trained on the training documents, evaluated on shifted documents (`[world.shift]`: another length, fact density, filler register and layout; the same judge) against their references, paired by seed on the test half, beside the same comparison in distribution:\n");
                 for r in &shifted {
-                    let inside = paired_rows(&p, "dpo", "ppo", "temperature").into_iter().find(|q| q.x == r.x).map(paired_line).unwrap_or_else(|| "not evaluated".into());
-                    let _ = writeln!(s, "- T = {}: shifted documents: {}; in distribution: {}.", r.x, paired_line(r), inside);
+                    let inside = paired_rows(&p, "dpo", "ppo", "temperature")
+                        .into_iter()
+                        .find(|q| q.x == r.x)
+                        .map(paired_line)
+                        .unwrap_or_else(|| "not evaluated".into());
+                    let _ = writeln!(
+                        s,
+                        "- T = {}: shifted documents: {}; in distribution: {}.",
+                        r.x,
+                        paired_line(r),
+                        inside
+                    );
                 }
             }
         }
@@ -736,16 +1294,56 @@ pub fn write(results: &Path, out: &Path) -> Result<PathBuf> {
             }
         }
         // Each policy's best temperature (Best-of-N at its largest N, as in the paper's Best of 128).
-        let bon = labels.iter().filter(|l| l.starts_with("best_of_n n=")).max_by_key(|l| l.trim_start_matches("best_of_n n=").parse::<usize>().unwrap_or(0));
-        for l in ["sft".to_string()].iter().chain(dpo.iter().copied()).chain(ppo.iter().copied()).chain(bon) {
-            let best = w.iter().filter(|r| r.axis == "temperature" && label(r) == *l).max_by(|a, b| a.winrate.total_cmp(&b.winrate));
+        let bon = labels
+            .iter()
+            .filter(|l| l.starts_with("best_of_n n="))
+            .max_by_key(|l| {
+                l.trim_start_matches("best_of_n n=")
+                    .parse::<usize>()
+                    .unwrap_or(0)
+            });
+        for l in ["sft".to_string()]
+            .iter()
+            .chain(dpo.iter().copied())
+            .chain(ppo.iter().copied())
+            .chain(bon)
+        {
+            let best = w
+                .iter()
+                .filter(|r| r.axis == "temperature" && label(r) == *l)
+                .max_by(|a, b| a.winrate.total_cmp(&b.winrate));
             if let Some(r) = best {
-                let _ = writeln!(s, "- {l} peaks at T = {} (all documents, descriptive): {} [{}, {}].", r.x, f3(r.winrate), f3(r.lo95), f3(r.hi95));
+                let _ = writeln!(
+                    s,
+                    "- {l} peaks at T = {} (all documents, descriptive): {} [{}, {}].",
+                    r.x,
+                    f3(r.winrate),
+                    f3(r.lo95),
+                    f3(r.hi95)
+                );
             }
         }
         s.push('\n');
         figure(&mut s, "../results/paper-summarize/winrate_steps.png", "Win rate against the reference over training (paper Fig. 3 right analogue), at the evaluation temperature (1.0), mean over seeds with 95% t-band.");
-        let _ = writeln!(s, "Settings as run:\n\n```toml\n{}```\n", settings(&summ, &["world", "sweep", "prefs", "train", "eval", "dpo", "preferred_ft", "ppo", "best_of_n", "report"]));
+        let _ = writeln!(
+            s,
+            "Settings as run:\n\n```toml\n{}```\n",
+            settings(
+                &summ,
+                &[
+                    "world",
+                    "sweep",
+                    "prefs",
+                    "train",
+                    "eval",
+                    "dpo",
+                    "preferred_ft",
+                    "ppo",
+                    "best_of_n",
+                    "report"
+                ]
+            )
+        );
     }
 
     // Dialogue.
@@ -756,7 +1354,14 @@ pub fn write(results: &Path, out: &Path) -> Result<PathBuf> {
 
     // The fair protocol's reruns, beside the first wave's.
     for (title, scenario, first, claims) in &fair {
-        fair_section(&mut s, title, scenario, &results.join(first), &results.join(scenario), claims);
+        fair_section(
+            &mut s,
+            title,
+            scenario,
+            &results.join(first),
+            &results.join(scenario),
+            claims,
+        );
     }
 
     // Overoptimisation.
@@ -770,20 +1375,49 @@ pub fn write(results: &Path, out: &Path) -> Result<PathBuf> {
     if let Some(t) = read::<TabularRecord>(&tab.join("tabular.csv")) {
         let _ = writeln!(s, "## Tabular world: convergence to pi*\n\n`alignlab tabular` (3 prompts, 3 words, length 2: 9 responses per prompt; 2M Bradley-Terry pairs per prompt from pi_ref, 200k deterministic pairs).\n");
         figure(&mut s, "../results/tabular/tabular.png", "Left: TV(pi, pi*) over training, Bradley-Terry labels. Right: the largest mass on a prompt's worst response under deterministic labels.");
-        let _ = writeln!(s, "| series | final step | metric | value |\n|---|---|---|---|");
+        let _ = writeln!(
+            s,
+            "| series | final step | metric | value |\n|---|---|---|---|"
+        );
         for k in distinct(t.iter().map(|r| r.series.as_str())) {
-            let last = t.iter().filter(|r| r.series == k).max_by_key(|r| r.step).unwrap();
-            let _ = writeln!(s, "| {k} | {} | {} | {:.3e} |", last.step, last.metric, last.value);
+            let last = t
+                .iter()
+                .filter(|r| r.series == k)
+                .max_by_key(|r| r.step)
+                .unwrap();
+            let _ = writeln!(
+                s,
+                "| {k} | {} | {} | {:.3e} |",
+                last.step, last.metric, last.value
+            );
         }
-        let last = |series: &str| t.iter().filter(|r| r.series == series).max_by_key(|r| r.step).map(|r| r.value);
+        let last = |series: &str| {
+            t.iter()
+                .filter(|r| r.series == series)
+                .max_by_key(|r| r.step)
+                .map(|r| r.value)
+        };
         let _ = writeln!(s, "\nDPO and PPO-GT both target pi*; IPO optimises another regularised objective, so its distance to pi* under Bradley-Terry labels need not vanish.\n");
         for beta in ["0.1", "1"] {
-            if let (Some(d), Some(i), Some(r)) = (last(&format!("DPO beta={beta}")), last(&format!("IPO beta={beta}")), last(&format!("pi_ref beta={beta}"))) {
-                let p = last(&format!("PPO-GT beta={beta}")).map(|p| format!(", PPO-GT {p:.3e}")).unwrap_or_default();
+            if let (Some(d), Some(i), Some(r)) = (
+                last(&format!("DPO beta={beta}")),
+                last(&format!("IPO beta={beta}")),
+                last(&format!("pi_ref beta={beta}")),
+            ) {
+                let p = last(&format!("PPO-GT beta={beta}"))
+                    .map(|p| format!(", PPO-GT {p:.3e}"))
+                    .unwrap_or_default();
                 let _ = writeln!(s, "- beta {beta}, Bradley-Terry labels: TV to pi* falls from {r:.3} (pi_ref) to DPO {d:.3e}{p}; IPO {i:.3e}.");
             }
-            if let (Some(d), Some(i)) = (last(&format!("DPO beta={beta} (deterministic labels)")), last(&format!("IPO beta={beta} (deterministic labels)"))) {
-                let v = if d < i * 1e-3 { "DPO drives it towards zero while IPO keeps it" } else { "DPO does not drive it far below IPO's" };
+            if let (Some(d), Some(i)) = (
+                last(&format!("DPO beta={beta} (deterministic labels)")),
+                last(&format!("IPO beta={beta} (deterministic labels)")),
+            ) {
+                let v = if d < i * 1e-3 {
+                    "DPO drives it towards zero while IPO keeps it"
+                } else {
+                    "DPO does not drive it far below IPO's"
+                };
                 let _ = writeln!(s, "- beta {beta}, deterministic labels: the worst response keeps {d:.3e} under DPO and {i:.3e} under IPO: {v}.");
             }
         }
@@ -791,10 +1425,29 @@ pub fn write(results: &Path, out: &Path) -> Result<PathBuf> {
             if let Some(first) = u.first() {
                 let _ = writeln!(s, "\nLikelihood displacement, exactly: each loss trained from pi_ref (2000 full-batch steps) on {} deterministic pairs per prompt drawn from pi_ref, which leave {:.2} of a prompt's 9 responses in no pair. The mass on those unseen responses (mean over prompts), at pi_ref and at the end:\n\n| loss | setting | pi_ref | trained |\n|---|---|---|---|", first.pairs, first.unseen_responses);
                 for r in &u {
-                    let _ = writeln!(s, "| {} | {} | {:.3} | {:.2e} |", r.loss, r.setting, r.mass_ref, r.mass);
+                    let _ = writeln!(
+                        s,
+                        "| {} | {} | {:.3} | {:.2e} |",
+                        r.loss, r.setting, r.mass_ref, r.mass
+                    );
                 }
-                let rising: Vec<&str> = u.iter().filter(|r| r.mass > r.mass_ref).map(|r| r.loss.as_str()).collect();
-                let _ = writeln!(s, "\n{}", if rising.is_empty() { "No loss moves mass onto the unseen responses in this world: every one takes mass off them.".to_string() } else { format!("Mass moves onto unseen responses under: {}.", rising.join(", ")) });
+                let rising: Vec<&str> = u
+                    .iter()
+                    .filter(|r| r.mass > r.mass_ref)
+                    .map(|r| r.loss.as_str())
+                    .collect();
+                let _ = writeln!(
+                    s,
+                    "\n{}",
+                    if rising.is_empty() {
+                        "No loss moves mass onto the unseen responses in this world: every one takes mass off them.".to_string()
+                    } else {
+                        format!(
+                            "Mass moves onto unseen responses under: {}.",
+                            rising.join(", ")
+                        )
+                    }
+                );
             }
         }
         s.push('\n');
@@ -818,7 +1471,13 @@ pub fn write(results: &Path, out: &Path) -> Result<PathBuf> {
 
 /// The results folders that hold a `summary.csv`, in name order.
 fn summary_dirs(results: &Path) -> Vec<PathBuf> {
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(results).map(|it| it.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.join("summary.csv").exists()).collect()).unwrap_or_default();
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(results)
+        .map(|it| {
+            it.filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.join("summary.csv").exists())
+                .collect()
+        })
+        .unwrap_or_default();
     dirs.sort();
     dirs
 }
@@ -830,32 +1489,91 @@ fn cost_section(results: &Path) -> String {
     const AFTERNOON_H: f64 = 4.0;
     let dirs = summary_dirs(results);
     let mut rows = String::new();
-    let (mut total, mut partial, mut ledgers, mut shared_ledgers) = (0.0, Vec::new(), Vec::new(), Vec::new());
+    let (mut total, mut partial, mut ledgers, mut shared_ledgers) =
+        (0.0, Vec::new(), Vec::new(), Vec::new());
     for d in &dirs {
-        let Some(sm) = read::<SummaryRecord>(&d.join("summary.csv")) else { continue };
+        let Some(sm) = read::<SummaryRecord>(&d.join("summary.csv")) else {
+            continue;
+        };
         // The whole invocation's wall time where recorded, else the sweep's (older folders,
         // whose tuning and calibration then come on top).
-        let wall_of = |stage: &str| wall_row(&sm, stage).and_then(|v| v.trim_end_matches(" s").parse::<f64>().ok());
+        let wall_of = |stage: &str| {
+            wall_row(&sm, stage).and_then(|v| v.trim_end_matches(" s").parse::<f64>().ok())
+        };
         let whole = wall_of("invocation");
-        let Some(wall) = whole.or_else(|| wall_of("run")) else { continue };
+        let Some(wall) = whole.or_else(|| wall_of("run")) else {
+            continue;
+        };
         let calibrated = d.join("calibration.csv").exists() || d.join("tuning.csv").exists();
-        let name = d.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+        let name = d
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default();
         // The invocation's own count where `alignlab run` wrote it (every stage: tuning,
         // calibration, sweep); older folders only say it in their compute rows.
-        let counted: Vec<(String, crate::experiment::RunsDone)> = sm.iter().filter(|r| r.stage == "invocation").filter_map(|r| Some((r.metric.trim_end_matches(" runs").to_string(), crate::experiment::RunsDone::parse(&r.value)?))).collect();
+        let counted: Vec<(String, crate::experiment::RunsDone)> = sm
+            .iter()
+            .filter(|r| r.stage == "invocation")
+            .filter_map(|r| {
+                Some((
+                    r.metric.trim_end_matches(" runs").to_string(),
+                    crate::experiment::RunsDone::parse(&r.value)?,
+                ))
+            })
+            .collect();
         let (cached, what) = if counted.is_empty() {
-            let c = sm.iter().any(|r| r.stage == "compute" && (r.value.contains("found cached") || r.value.contains("run in this invocation")));
-            (c, if c { "some reported runs found cached: a lower bound".to_string() } else { "every reported run (tuning and calibration not recorded)".to_string() })
+            let c = sm.iter().any(|r| {
+                r.stage == "compute"
+                    && (r.value.contains("found cached")
+                        || r.value.contains("run in this invocation"))
+            });
+            (
+                c,
+                if c {
+                    "some reported runs found cached: a lower bound".to_string()
+                } else {
+                    "every reported run (tuning and calibration not recorded)".to_string()
+                },
+            )
         } else {
             let mut all = crate::experiment::RunsDone::default();
             counted.iter().for_each(|(_, d)| all.absorb(*d));
-            let parts = counted.iter().map(|(st, d)| format!("{st} {}", d.line())).collect::<Vec<_>>().join("; ");
-            (all.cached > 0, if all.cached > 0 { format!("{parts}: a lower bound") } else { format!("every run ({parts})") })
+            let parts = counted
+                .iter()
+                .map(|(st, d)| format!("{st} {}", d.line()))
+                .collect::<Vec<_>>()
+                .join("; ");
+            (
+                all.cached > 0,
+                if all.cached > 0 {
+                    format!("{parts}: a lower bound")
+                } else {
+                    format!("every run ({parts})")
+                },
+            )
         };
-        let flop = sm.iter().find(|r| r.stage == "run" && r.metric == "profile").and_then(|r| Some(r.value.split(" TFLOP").next()?.rsplit(' ').next()?.to_string())).unwrap_or_else(|| "-".into());
+        let flop = sm
+            .iter()
+            .find(|r| r.stage == "run" && r.metric == "profile")
+            .and_then(|r| {
+                Some(
+                    r.value
+                        .split(" TFLOP")
+                        .next()?
+                        .rsplit(' ')
+                        .next()?
+                        .to_string(),
+                )
+            })
+            .unwrap_or_else(|| "-".into());
         // The ledger: every run's own wall time, the protocol's where it has one (tuning,
         // calibration and sweep), else the sweep's.
-        let ledger_row = |metric: &str| ["protocol", "run"].iter().find_map(|st| sm.iter().find(|r| r.stage == *st && r.metric == metric)).and_then(|r| crate::experiment::RunsWork::parse_wall(&r.value));
+        let ledger_row = |metric: &str| {
+            ["protocol", "run"]
+                .iter()
+                .find_map(|st| sm.iter().find(|r| r.stage == *st && r.metric == metric))
+                .and_then(|r| crate::experiment::RunsWork::parse_wall(&r.value))
+        };
         let ledger = ledger_row("ledger");
         let ledger_cell = match ledger {
             Some((secs, timed, runs)) if timed == runs => {
@@ -871,11 +1589,17 @@ fn cost_section(results: &Path) -> String {
                 shared_ledgers.push((name.clone(), secs));
                 format!("{secs:.0} s ({n} stages)")
             }
-            Some((secs, timed, n)) if timed > 0 => format!("{secs:.0} s, {timed} of {n} stages timed"),
+            Some((secs, timed, n)) if timed > 0 => {
+                format!("{secs:.0} s, {timed} of {n} stages timed")
+            }
             _ => "-".into(),
         };
         total += wall;
-        let sweep_only = if whole.is_none() && calibrated { " (the sweep's alone: tuning and calibration not timed)" } else { "" };
+        let sweep_only = if whole.is_none() && calibrated {
+            " (the sweep's alone: tuning and calibration not timed)"
+        } else {
+            ""
+        };
         if cached || !sweep_only.is_empty() {
             partial.push(name.clone());
         }
@@ -886,8 +1610,17 @@ fn cost_section(results: &Path) -> String {
     }
     let mut s = String::from("\n## What the paper costs\n\nThe wall time of the invocation that wrote each results folder (`invocation,wall time` in its `summary.csv`: tuning, calibration and sweep; folders from before that row give their sweep's alone, `run,wall time`), cells two at a time (`--jobs 2`) on this machine's two cores; the tabular world (seconds) is not in it. Which runs the invocation ran and which it found cached from an earlier one: `alignlab run` counts them per stage (tuning, calibration, sweep); folders written before it did are read from their compute rows, which cover the reported seeds' runs only, so such a fair-protocol folder whose tuning or calibration came from an earlier invocation cost more than its wall time even where this column says every reported run. The ledger (`protocol,ledger`, else `run,ledger`) is what the runs cost whenever they ran: each run keeps its own wall time in its folder (`{method}/time/run_s` in `timing.csv`), and the ledger sums it over every run the folder stands on (tuning, calibration, sweep and top-ups), those found cached included (the shared stages are not: they have a column of their own); with cells two at a time each run shared the two cores with another, so a folder's runs take about half their ledger in wall time. The shared stages (SFT, preference data, reward model, reference log-probs) keep their own wall time the same way, and their ledger (`protocol,shared ledger`, else `run,shared ledger`) sums it over every seed the folder stands on (tuning, pilot and reported seeds); start-up is in neither. Folders written before runs or stages kept their wall time have none (-).\n\n| results | wall time | runs in the invocation | ledger: runs' own wall time | shared stages' own wall time | model TFLOP of the sweep |\n|---|---|---|---|---|---|\n");
     s.push_str(&rows);
-    let bound = if partial.is_empty() { String::new() } else { format!(" at least (the wall times of {} miss runs found cached from earlier invocations, or their tuning and calibration)", partial.join(", ")) };
-    let _ = writeln!(s, "\nEvery folder together: {:.1} h{bound}; {}.\n", total / 3600.0, afternoon_verdict(total / 3600.0, !partial.is_empty(), AFTERNOON_H));
+    let bound = if partial.is_empty() {
+        String::new()
+    } else {
+        format!(" at least (the wall times of {} miss runs found cached from earlier invocations, or their tuning and calibration)", partial.join(", "))
+    };
+    let _ = writeln!(
+        s,
+        "\nEvery folder together: {:.1} h{bound}; {}.\n",
+        total / 3600.0,
+        afternoon_verdict(total / 3600.0, !partial.is_empty(), AFTERNOON_H)
+    );
     if !ledgers.is_empty() {
         let sum: f64 = ledgers.iter().map(|l| l.1).sum();
         let names: Vec<&str> = ledgers.iter().map(|l| l.0.as_str()).collect();
@@ -917,8 +1650,19 @@ fn optimal_reach(dir: &Path) -> Option<(f64, f64, f64)> {
     let e: Vec<Row> = read(&dir.join("eval.csv"))?;
     let rows: Vec<&Row> = e.iter().filter(|r| r.method == "optimal").collect();
     let seeds = distinct(rows.iter().map(|r| r.seed));
-    let reach = seeds.iter().map(|sd| rows.iter().filter(|r| r.seed == *sd && r.metric == "eval/kl").map(|r| r.value).fold(f64::NEG_INFINITY, f64::max)).fold(f64::INFINITY, f64::min);
-    let n = rows.iter().find(|r| r.metric == "eval/is_samples").map(|r| r.value)?;
+    let reach = seeds
+        .iter()
+        .map(|sd| {
+            rows.iter()
+                .filter(|r| r.seed == *sd && r.metric == "eval/kl")
+                .map(|r| r.value)
+                .fold(f64::NEG_INFINITY, f64::max)
+        })
+        .fold(f64::INFINITY, f64::min);
+    let n = rows
+        .iter()
+        .find(|r| r.metric == "eval/is_samples")
+        .map(|r| r.value)?;
     let text = std::fs::read_to_string(dir.join("scenario.resolved.toml")).ok()?;
     let v: toml::Value = toml::from_str(&text).ok()?;
     let ess = v.get("eval")?.get("optimal_min_ess")?.as_float()?;
@@ -932,17 +1676,35 @@ fn provenance(results: &Path) -> String {
     let mut s = String::from("\n\n## Provenance\n\nThe code behind each results folder (rerunning a folder's scenario with other code gives other bytes; with the same code, seed and thread count, the same bytes):\n\n| results | code |\n|---|---|\n");
     for d in dirs {
         let sm = read::<SummaryRecord>(&d.join("summary.csv")).unwrap_or_default();
-        let code = sm.iter().find(|r| r.metric == "code").map(|r| r.value.clone());
-        let name = d.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+        let code = sm
+            .iter()
+            .find(|r| r.metric == "code")
+            .map(|r| r.value.clone());
+        let name = d
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default();
         // A calibrated folder names its calibration's search; one under an older rule is stale.
         let rule = if d.join("calibration.csv").exists() {
-            let r = sm.iter().find(|r| r.metric == "calibration rule").and_then(|r| r.value.split(':').next()?.parse::<u32>().ok()).unwrap_or(1);
+            let r = sm
+                .iter()
+                .find(|r| r.metric == "calibration rule")
+                .and_then(|r| r.value.split(':').next()?.parse::<u32>().ok())
+                .unwrap_or(1);
             let cur = crate::experiment::calibrate::RULE;
-            if r < cur { format!(", calibration rule {r}: stale, rerun its scenario for rule {cur}") } else { format!(", calibration rule {r}") }
+            if r < cur {
+                format!(", calibration rule {r}: stale, rerun its scenario for rule {cur}")
+            } else {
+                format!(", calibration rule {r}")
+            }
         } else {
             String::new()
         };
-        let _ = writeln!(s, "| {name} | {}{rule} |", code.unwrap_or_else(|| "not recorded: numerics 1, before commit 44184c1".to_string()));
+        let _ = writeln!(
+            s,
+            "| {name} | {}{rule} |",
+            code.unwrap_or_else(|| "not recorded: numerics 1, before commit 44184c1".to_string())
+        );
     }
     s
 }
@@ -950,12 +1712,20 @@ fn provenance(results: &Path) -> String {
 /// The ablation folders `results/ablation-<family>-<level>`: a Markdown table of gold at KL
 /// budgets and `results/ablations.{png,svg}` (gold at KL 2 against the level).
 fn ablation_figure(results: &Path) -> Result<Option<String>> {
-    let families = [("label-noise", "T", "Bradley-Terry label temperature"), ("data-size", "", "training prompts (6 pairs each)"), ("rm-size", "d", "reward-model d_model")];
+    let families = [
+        ("label-noise", "T", "Bradley-Terry label temperature"),
+        ("data-size", "", "training prompts (6 pairs each)"),
+        ("rm-size", "d", "reward-model d_model"),
+    ];
     let mut panels: Vec<plot::AblationPanel> = Vec::new();
-    let mut table = String::from("| ablation | level | method | KL 1 | KL 2 | KL 4 |\n|---|---|---|---|---|---|\n");
+    let mut table = String::from(
+        "| ablation | level | method | KL 1 | KL 2 | KL 4 |\n|---|---|---|---|---|---|\n",
+    );
     for (family, prefix, xdesc) in families {
         let mut levels: Vec<(f64, PathBuf)> = Vec::new();
-        let Ok(rd) = std::fs::read_dir(results) else { continue };
+        let Ok(rd) = std::fs::read_dir(results) else {
+            continue;
+        };
         for e in rd.flatten() {
             let name = e.file_name().to_string_lossy().to_string();
             if let Some(level) = name.strip_prefix(&format!("ablation-{family}-{prefix}")) {
@@ -970,10 +1740,27 @@ fn ablation_figure(results: &Path) -> Result<Option<String>> {
         levels.sort_by(|a, b| a.0.total_cmp(&b.0));
         let mut series: Vec<(String, Vec<(f64, f64, f64)>)> = Vec::new();
         for (level, dir) in &levels {
-            let Some(f) = read::<FrontierRecord>(&dir.join("frontier.csv")) else { continue };
-            for m in distinct(f.iter().map(|r| r.method.clone()).filter(|m| m != "optimal")) {
-                let cells: Vec<String> = [1.0, 2.0, 4.0].iter().map(|b| at_budget(&f, &m, *b).map(|(g, _)| f3(g)).unwrap_or("-".into())).collect();
-                let _ = writeln!(table, "| {family} | {level} | {m} | {} |", cells.join(" | "));
+            let Some(f) = read::<FrontierRecord>(&dir.join("frontier.csv")) else {
+                continue;
+            };
+            for m in distinct(
+                f.iter()
+                    .map(|r| r.method.clone())
+                    .filter(|m| m != "optimal"),
+            ) {
+                let cells: Vec<String> = [1.0, 2.0, 4.0]
+                    .iter()
+                    .map(|b| {
+                        at_budget(&f, &m, *b)
+                            .map(|(g, _)| f3(g))
+                            .unwrap_or("-".into())
+                    })
+                    .collect();
+                let _ = writeln!(
+                    table,
+                    "| {family} | {level} | {m} | {} |",
+                    cells.join(" | ")
+                );
                 if let Some((g, ci)) = at_budget(&f, &m, 2.0) {
                     match series.iter_mut().find(|s| s.0 == m) {
                         Some(s) => s.1.push((*level, g, ci)),
@@ -982,7 +1769,12 @@ fn ablation_figure(results: &Path) -> Result<Option<String>> {
                 }
             }
         }
-        panels.push(plot::AblationPanel { title: format!("ablation: {family}"), xdesc: xdesc.to_string(), log_x: true, series });
+        panels.push(plot::AblationPanel {
+            title: format!("ablation: {family}"),
+            xdesc: xdesc.to_string(),
+            log_x: true,
+            series,
+        });
     }
     if panels.is_empty() {
         return Ok(None);

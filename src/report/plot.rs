@@ -16,7 +16,9 @@ static FONT_ONCE: std::sync::Once = std::sync::Once::new();
 fn register_font() {
     FONT_ONCE.call_once(|| {
         let bytes: &'static [u8] = include_bytes!("../../assets/fonts/DejaVuSans.ttf");
-        plotters::style::register_font(FONT, FontStyle::Normal, bytes).map_err(|_| ()).expect("the embedded font parses");
+        plotters::style::register_font(FONT, FontStyle::Normal, bytes)
+            .map_err(|_| ())
+            .expect("the embedded font parses");
     });
 }
 
@@ -42,7 +44,13 @@ fn err<E: std::fmt::Debug>(e: E) -> anyhow::Error {
 }
 
 /// Draw with `f` into `<stem>.png` and `<stem>.svg`.
-fn both(dir: &Path, stem: &str, size: (u32, u32), f: impl Fn(DrawingArea<BitMapBackend, Shift>) -> Result<()>, g: impl Fn(DrawingArea<SVGBackend, Shift>) -> Result<()>) -> Result<()> {
+fn both(
+    dir: &Path,
+    stem: &str,
+    size: (u32, u32),
+    f: impl Fn(DrawingArea<BitMapBackend, Shift>) -> Result<()>,
+    g: impl Fn(DrawingArea<SVGBackend, Shift>) -> Result<()>,
+) -> Result<()> {
     let png = dir.join(format!("{stem}.png"));
     let svg = dir.join(format!("{stem}.svg"));
     let tmp_png = dir.join(format!(".{stem}.tmp.png"));
@@ -59,7 +67,13 @@ fn both(dir: &Path, stem: &str, size: (u32, u32), f: impl Fn(DrawingArea<BitMapB
     Ok(())
 }
 
-fn draw_both(tmp_png: &Path, tmp_svg: &Path, size: (u32, u32), f: impl Fn(DrawingArea<BitMapBackend, Shift>) -> Result<()>, g: impl Fn(DrawingArea<SVGBackend, Shift>) -> Result<()>) -> Result<()> {
+fn draw_both(
+    tmp_png: &Path,
+    tmp_svg: &Path,
+    size: (u32, u32),
+    f: impl Fn(DrawingArea<BitMapBackend, Shift>) -> Result<()>,
+    g: impl Fn(DrawingArea<SVGBackend, Shift>) -> Result<()>,
+) -> Result<()> {
     {
         let root = BitMapBackend::new(&tmp_png, size).into_drawing_area();
         root.fill(&WHITE).map_err(err)?;
@@ -78,9 +92,27 @@ fn draw_both(tmp_png: &Path, tmp_svg: &Path, size: (u32, u32), f: impl Fn(Drawin
 pub fn all(dir: &Path, points: &[Point], metrics: Option<&Metrics>) -> Result<()> {
     register_font();
     let _ = metrics;
-    both(dir, "frontier", (1000, 700), |r| frontier(r, points), |r| frontier(r, points))?;
-    both(dir, "curves", (1400, 600), |r| curves(r, points), |r| curves(r, points))?;
-    both(dir, "overoptimization", (1400, 600), |r| overoptimization(r, points), |r| overoptimization(r, points))?;
+    both(
+        dir,
+        "frontier",
+        (1000, 700),
+        |r| frontier(r, points),
+        |r| frontier(r, points),
+    )?;
+    both(
+        dir,
+        "curves",
+        (1400, 600),
+        |r| curves(r, points),
+        |r| curves(r, points),
+    )?;
+    both(
+        dir,
+        "overoptimization",
+        (1400, 600),
+        |r| overoptimization(r, points),
+        |r| overoptimization(r, points),
+    )?;
     Ok(())
 }
 
@@ -97,12 +129,24 @@ fn range(vals: impl Iterator<Item = f64>, pad: f64) -> (f64, f64) {
 
 /// A method's frontier on a KL grid: per grid KL where every seed reached it, the mean over
 /// seeds of the test-half value chosen on the selection half, and its 95% t half-width.
-fn frontier_curve(points: &[Point], method: &str, which: Frontier, kmax: f64) -> Vec<(f64, f64, f64)> {
-    let per_seed: Vec<_> = seeds(points).into_iter().map(|s| seed_points(points, method, s, which)).filter(|p| !p.is_empty()).collect();
+fn frontier_curve(
+    points: &[Point],
+    method: &str,
+    which: Frontier,
+    kmax: f64,
+) -> Vec<(f64, f64, f64)> {
+    let per_seed: Vec<_> = seeds(points)
+        .into_iter()
+        .map(|s| seed_points(points, method, s, which))
+        .filter(|p| !p.is_empty())
+        .collect();
     (0..=80)
         .map(|j| kmax * j as f64 / 80.0)
         .filter_map(|k| {
-            let vals: Option<Vec<f64>> = per_seed.iter().map(|pts| selected_at_budget(pts, k).map(|v| v.0)).collect();
+            let vals: Option<Vec<f64>> = per_seed
+                .iter()
+                .map(|pts| selected_at_budget(pts, k).map(|v| v.0))
+                .collect();
             let vals = vals.filter(|v| !v.is_empty())?;
             let (mean, ci) = mean_ci_t(&vals);
             Some((k, mean, if vals.len() > 1 { ci } else { 0.0 }))
@@ -115,11 +159,18 @@ fn frontier_curve(points: &[Point], method: &str, which: Frontier, kmax: f64) ->
 /// band, drawn only up to the KL every seed reached), the final-checkpoint frontier thin, and the
 /// importance-sampling inner bound of the optimal frontier dashed with its N and KL range.
 fn frontier<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, points: &[Point]) -> Result<()> {
-    let shown: Vec<&Point> = points.iter().filter(|p| p.kl.is_finite() && p.gold.is_finite()).collect();
+    let shown: Vec<&Point> = points
+        .iter()
+        .filter(|p| p.kl.is_finite() && p.gold.is_finite())
+        .collect();
     let (_, x1) = range(shown.iter().map(|p| p.kl), 0.05);
     let (y0, y1) = range(shown.iter().map(|p| p.gold), 0.05);
     let split = super::has_split(points);
-    let caption = if split { "Gold reward vs KL(π || π_ref): chosen on selection prompts, shown on test prompts" } else { "Gold reward vs KL(π || π_ref)" };
+    let caption = if split {
+        "Gold reward vs KL(π || π_ref): chosen on selection prompts, shown on test prompts"
+    } else {
+        "Gold reward vs KL(π || π_ref)"
+    };
     let mut chart = ChartBuilder::on(&root)
         .caption(caption, (FONT, 20))
         .margin(15)
@@ -127,17 +178,30 @@ fn frontier<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, points: &[Point]) 
         .y_label_area_size(60)
         .build_cartesian_2d(0.0..x1, y0..y1)
         .map_err(err)?;
-    chart.configure_mesh().x_desc("KL(π || π_ref) (nats, summed over the response)").y_desc("gold reward").label_style((FONT, 14)).draw().map_err(err)?;
+    chart
+        .configure_mesh()
+        .x_desc("KL(π || π_ref) (nats, summed over the response)")
+        .y_desc("gold reward")
+        .label_style((FONT, 14))
+        .draw()
+        .map_err(err)?;
     for (i, m) in methods(points).iter().enumerate() {
         if m == "sft" {
             continue;
         }
         let c = color(i);
         let mine: Vec<&&Point> = shown.iter().filter(|p| &p.method == m).collect();
-        let label = if m == "best_of_n" { "best_of_n (KL bound)".to_string() } else { m.clone() };
+        let label = if m == "best_of_n" {
+            "best_of_n (KL bound)".to_string()
+        } else {
+            m.clone()
+        };
         if m != "optimal" {
             chart
-                .draw_series(mine.iter().map(|p| Circle::new((p.kl, p.gold), 3, c.mix(0.45).filled())))
+                .draw_series(
+                    mine.iter()
+                        .map(|p| Circle::new((p.kl, p.gold), 3, c.mix(0.45).filled())),
+                )
                 .map_err(err)?
                 .label(label)
                 .legend(move |(x, y)| Circle::new((x + 9, y), 4, c.filled()));
@@ -147,26 +211,68 @@ fn frontier<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, points: &[Point]) 
         if stats.iter().any(|s| s.2 > 0.0) {
             let mut poly: Vec<(f64, f64)> = stats.iter().map(|&(k, m, c)| (k, m + c)).collect();
             poly.extend(stats.iter().rev().map(|&(k, m, c)| (k, m - c)));
-            chart.draw_series(std::iter::once(Polygon::new(poly, c.mix(0.15).filled()))).map_err(err)?;
+            chart
+                .draw_series(std::iter::once(Polygon::new(poly, c.mix(0.15).filled())))
+                .map_err(err)?;
         }
         if m == "optimal" {
-            let n = points.iter().find(|p| p.method == "optimal").and_then(|p| p.is_samples).map(|n| format!("N = {n:.0} per prompt, ")).unwrap_or_default();
+            let n = points
+                .iter()
+                .find(|p| p.method == "optimal")
+                .and_then(|p| p.is_samples)
+                .map(|n| format!("N = {n:.0} per prompt, "))
+                .unwrap_or_default();
             let lo = mine.iter().map(|p| p.kl).fold(f64::INFINITY, f64::min);
             chart
-                .draw_series(DashedLineSeries::new(stats.iter().map(|&(k, m, _)| (k, m)).collect::<Vec<_>>(), 8, 5, BLACK.stroke_width(2)))
+                .draw_series(DashedLineSeries::new(
+                    stats.iter().map(|&(k, m, _)| (k, m)).collect::<Vec<_>>(),
+                    8,
+                    5,
+                    BLACK.stroke_width(2),
+                ))
                 .map_err(err)?
-                .label(format!("π* inner bound (IS from π_ref, {n}KL {lo:.2} to {kmax:.2})"))
-                .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], BLACK.stroke_width(2)));
+                .label(format!(
+                    "π* inner bound (IS from π_ref, {n}KL {lo:.2} to {kmax:.2})"
+                ))
+                .legend(|(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 18, y)], BLACK.stroke_width(2))
+                });
         } else {
-            chart.draw_series(LineSeries::new(stats.iter().map(|&(k, m, _)| (k, m)), c.stroke_width(2))).map_err(err)?;
+            chart
+                .draw_series(LineSeries::new(
+                    stats.iter().map(|&(k, m, _)| (k, m)),
+                    c.stroke_width(2),
+                ))
+                .map_err(err)?;
             if !matches!(m.as_str(), "best_of_n") {
                 let fin = frontier_curve(points, m, Frontier::Final, kmax);
-                chart.draw_series(DashedLineSeries::new(fin.iter().map(|&(k, m, _)| (k, m)).collect::<Vec<_>>(), 4, 4, c.stroke_width(1))).map_err(err)?;
+                chart
+                    .draw_series(DashedLineSeries::new(
+                        fin.iter().map(|&(k, m, _)| (k, m)).collect::<Vec<_>>(),
+                        4,
+                        4,
+                        c.stroke_width(1),
+                    ))
+                    .map_err(err)?;
             }
         }
     }
-    chart.draw_series(std::iter::once(PathElement::new(vec![(0.0, y0), (0.0, y0)], BLACK.stroke_width(1)))).map_err(err)?.label("thin dashed: final checkpoints only").legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], BLACK.stroke_width(1)));
-    chart.configure_series_labels().label_font((FONT, 13)).background_style(WHITE.mix(0.85)).border_style(BLACK).position(SeriesLabelPosition::LowerRight).draw().map_err(err)?;
+    chart
+        .draw_series(std::iter::once(PathElement::new(
+            vec![(0.0, y0), (0.0, y0)],
+            BLACK.stroke_width(1),
+        )))
+        .map_err(err)?
+        .label("thin dashed: final checkpoints only")
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], BLACK.stroke_width(1)));
+    chart
+        .configure_series_labels()
+        .label_font((FONT, 13))
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .position(SeriesLabelPosition::LowerRight)
+        .draw()
+        .map_err(err)?;
     Ok(())
 }
 
@@ -174,13 +280,32 @@ fn frontier<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, points: &[Point]) 
 /// 95% band.
 fn curves<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, points: &[Point]) -> Result<()> {
     let panels = root.split_evenly((1, 2));
-    let runs = distinct(points.iter().filter(|p| !matches!(p.method.as_str(), "sft" | "best_of_n" | "optimal")).map(|p| (p.method.clone(), p.setting.clone())));
+    let runs = distinct(
+        points
+            .iter()
+            .filter(|p| !matches!(p.method.as_str(), "sft" | "best_of_n" | "optimal"))
+            .map(|p| (p.method.clone(), p.setting.clone())),
+    );
     let seed = points.iter().map(|p| p.seed).min().unwrap_or(0);
-    for (panel, (title, which)) in panels.iter().zip([("Gold reward during training", 0), ("KL(π || π_ref) during training", 1)]) {
-        let sel: Vec<&Point> = points.iter().filter(|p| p.seed == seed && runs.contains(&(p.method.clone(), p.setting.clone()))).collect();
+    for (panel, (title, which)) in panels.iter().zip([
+        ("Gold reward during training", 0),
+        ("KL(π || π_ref) during training", 1),
+    ]) {
+        let sel: Vec<&Point> = points
+            .iter()
+            .filter(|p| p.seed == seed && runs.contains(&(p.method.clone(), p.setting.clone())))
+            .collect();
         let val = |p: &Point| if which == 0 { p.gold } else { p.kl };
         let (_, x1) = range(sel.iter().map(|p| p.step as f64), 0.02);
-        let (y0, y1) = range(sel.iter().flat_map(|p| [val(p) - if which == 0 { p.gold_ci } else { 0.0 }, val(p) + if which == 0 { p.gold_ci } else { 0.0 }]), 0.05);
+        let (y0, y1) = range(
+            sel.iter().flat_map(|p| {
+                [
+                    val(p) - if which == 0 { p.gold_ci } else { 0.0 },
+                    val(p) + if which == 0 { p.gold_ci } else { 0.0 },
+                ]
+            }),
+            0.05,
+        );
         let mut chart = ChartBuilder::on(panel)
             .caption(title, (FONT, 22))
             .margin(12)
@@ -188,39 +313,101 @@ fn curves<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, points: &[Point]) ->
             .y_label_area_size(60)
             .build_cartesian_2d(0.0..x1.max(1.0), y0..y1)
             .map_err(err)?;
-        chart.configure_mesh().x_desc("step (PPO: iteration)").y_desc(if which == 0 { "gold reward" } else { "KL (nats)" }).label_style((FONT, 13)).draw().map_err(err)?;
+        chart
+            .configure_mesh()
+            .x_desc("step (PPO: iteration)")
+            .y_desc(if which == 0 {
+                "gold reward"
+            } else {
+                "KL (nats)"
+            })
+            .label_style((FONT, 13))
+            .draw()
+            .map_err(err)?;
         for (i, (m, s)) in runs.iter().enumerate() {
             let c = color(i);
-            let mut pts: Vec<&&Point> = sel.iter().filter(|p| &p.method == m && &p.setting == s).collect();
+            let mut pts: Vec<&&Point> = sel
+                .iter()
+                .filter(|p| &p.method == m && &p.setting == s)
+                .collect();
             pts.sort_by_key(|p| p.step);
             if which == 0 && pts.len() > 1 {
-                let mut poly: Vec<(f64, f64)> = pts.iter().map(|p| (p.step as f64, p.gold + p.gold_ci)).collect();
-                poly.extend(pts.iter().rev().map(|p| (p.step as f64, p.gold - p.gold_ci)));
-                chart.draw_series(std::iter::once(Polygon::new(poly, c.mix(0.12).filled()))).map_err(err)?;
+                let mut poly: Vec<(f64, f64)> = pts
+                    .iter()
+                    .map(|p| (p.step as f64, p.gold + p.gold_ci))
+                    .collect();
+                poly.extend(
+                    pts.iter()
+                        .rev()
+                        .map(|p| (p.step as f64, p.gold - p.gold_ci)),
+                );
+                chart
+                    .draw_series(std::iter::once(Polygon::new(poly, c.mix(0.12).filled())))
+                    .map_err(err)?;
             }
-            let label = if s.is_empty() { m.clone() } else { format!("{m} {s}") };
+            let label = if s.is_empty() {
+                m.clone()
+            } else {
+                format!("{m} {s}")
+            };
             chart
-                .draw_series(LineSeries::new(pts.iter().map(|p| (p.step as f64, val(p))), c.stroke_width(2)))
+                .draw_series(LineSeries::new(
+                    pts.iter().map(|p| (p.step as f64, val(p))),
+                    c.stroke_width(2),
+                ))
                 .map_err(err)?
                 .label(label)
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(2)));
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(2))
+                });
         }
-        chart.configure_series_labels().label_font((FONT, 12)).background_style(WHITE.mix(0.85)).border_style(BLACK).position(if which == 0 { SeriesLabelPosition::LowerRight } else { SeriesLabelPosition::UpperLeft }).draw().map_err(err)?;
+        chart
+            .configure_series_labels()
+            .label_font((FONT, 12))
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .position(if which == 0 {
+                SeriesLabelPosition::LowerRight
+            } else {
+                SeriesLabelPosition::UpperLeft
+            })
+            .draw()
+            .map_err(err)?;
     }
     Ok(())
 }
 
 /// Overoptimisation (Gao et al. 2022): gold and proxy reward gain over SFT against
 /// d = sqrt(KL), for Best-of-N and PPO, with the fitted functional forms.
-fn overoptimization<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, points: &[Point]) -> Result<()> {
+fn overoptimization<DB: DrawingBackend>(
+    root: DrawingArea<DB, Shift>,
+    points: &[Point],
+) -> Result<()> {
     let panels = root.split_evenly((1, 2));
-    let families = [("best_of_n", FitForm::BestOfN), ("ppo", FitForm::Rl), ("ppo_gt", FitForm::Rl)];
-    for (panel, (title, proxy)) in panels.iter().zip([("Gold reward gain over SFT", false), ("Proxy (reward model) gain over SFT", true)]) {
+    let families = [
+        ("best_of_n", FitForm::BestOfN),
+        ("ppo", FitForm::Rl),
+        ("ppo_gt", FitForm::Rl),
+    ];
+    for (panel, (title, proxy)) in panels.iter().zip([
+        ("Gold reward gain over SFT", false),
+        ("Proxy (reward model) gain over SFT", true),
+    ]) {
         let val = |p: &Point| if proxy { p.proxy } else { p.gold };
-        let sft = |seed: u64| points.iter().find(|p| p.method == "sft" && p.seed == seed).map(val);
+        let sft = |seed: u64| {
+            points
+                .iter()
+                .find(|p| p.method == "sft" && p.seed == seed)
+                .map(val)
+        };
         let mut series: Vec<(usize, &str, FitForm, Vec<(f64, f64)>)> = Vec::new();
         for (i, (m, form)) in families.iter().enumerate() {
-            let pts: Vec<(f64, f64)> = points.iter().filter(|p| &p.method == m).filter_map(|p| sft(p.seed).map(|s| (p.kl, val(p) - s))).filter(|(k, g)| k.is_finite() && g.is_finite()).collect();
+            let pts: Vec<(f64, f64)> = points
+                .iter()
+                .filter(|p| &p.method == m)
+                .filter_map(|p| sft(p.seed).map(|s| (p.kl, val(p) - s)))
+                .filter(|(k, g)| k.is_finite() && g.is_finite())
+                .collect();
             if !pts.is_empty() {
                 series.push((i, m, *form, pts));
             }
@@ -235,61 +422,140 @@ fn overoptimization<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, points: &[
             .y_label_area_size(60)
             .build_cartesian_2d(0.0..x1.max(0.1), y0..y1)
             .map_err(err)?;
-        chart.configure_mesh().x_desc("d = sqrt(KL)").y_desc("reward gain").label_style((FONT, 13)).draw().map_err(err)?;
+        chart
+            .configure_mesh()
+            .x_desc("d = sqrt(KL)")
+            .y_desc("reward gain")
+            .label_style((FONT, 13))
+            .draw()
+            .map_err(err)?;
         for (i, m, form, pts) in &series {
             let c = color(*i);
             chart
-                .draw_series(pts.iter().map(|&(k, g)| Circle::new((k.sqrt(), g), 3, c.mix(0.6).filled())))
+                .draw_series(
+                    pts.iter()
+                        .map(|&(k, g)| Circle::new((k.sqrt(), g), 3, c.mix(0.6).filled())),
+                )
                 .map_err(err)?
                 .label(m.to_string())
                 .legend(move |(x, y)| Circle::new((x + 9, y), 4, c.filled()));
             if let Some((a, b, _)) = fit_gao(pts, *form) {
                 let dmax = pts.iter().map(|p| p.0.sqrt()).fold(0.0, f64::max);
-                let curve: Vec<(f64, f64)> = (0..=60).map(|j| dmax * j as f64 / 60.0).map(|d| (d, gao_curve(a, b, *form, d * d))).filter(|p| p.1 >= y0 && p.1 <= y1).collect();
-                chart.draw_series(LineSeries::new(curve, c.stroke_width(2))).map_err(err)?;
+                let curve: Vec<(f64, f64)> = (0..=60)
+                    .map(|j| dmax * j as f64 / 60.0)
+                    .map(|d| (d, gao_curve(a, b, *form, d * d)))
+                    .filter(|p| p.1 >= y0 && p.1 <= y1)
+                    .collect();
+                chart
+                    .draw_series(LineSeries::new(curve, c.stroke_width(2)))
+                    .map_err(err)?;
             }
         }
-        chart.configure_series_labels().label_font((FONT, 13)).background_style(WHITE.mix(0.85)).border_style(BLACK).position(SeriesLabelPosition::LowerRight).draw().map_err(err)?;
+        chart
+            .configure_series_labels()
+            .label_font((FONT, 13))
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .position(SeriesLabelPosition::LowerRight)
+            .draw()
+            .map_err(err)?;
     }
     Ok(())
 }
 
 /// Win rate against the references: by temperature (`by_step = false`) or over training steps,
 /// one line per policy with its interval as error bars (or a band).
-pub fn winrates(dir: &Path, temp: &[super::winrate::WinRow], steps: &[super::winrate::WinRow]) -> Result<()> {
+pub fn winrates(
+    dir: &Path,
+    temp: &[super::winrate::WinRow],
+    steps: &[super::winrate::WinRow],
+) -> Result<()> {
     register_font();
     if !temp.is_empty() {
-        both(dir, "winrate_temperature", (1000, 650), |r| winrate_chart(r, temp, false), |r| winrate_chart(r, temp, false))?;
+        both(
+            dir,
+            "winrate_temperature",
+            (1000, 650),
+            |r| winrate_chart(r, temp, false),
+            |r| winrate_chart(r, temp, false),
+        )?;
     }
     if !steps.is_empty() {
-        both(dir, "winrate_steps", (1000, 650), |r| winrate_chart(r, steps, true), |r| winrate_chart(r, steps, true))?;
+        both(
+            dir,
+            "winrate_steps",
+            (1000, 650),
+            |r| winrate_chart(r, steps, true),
+            |r| winrate_chart(r, steps, true),
+        )?;
     }
     Ok(())
 }
 
-fn winrate_chart<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, rows: &[super::winrate::WinRow], by_step: bool) -> Result<()> {
+fn winrate_chart<DB: DrawingBackend>(
+    root: DrawingArea<DB, Shift>,
+    rows: &[super::winrate::WinRow],
+    by_step: bool,
+) -> Result<()> {
     let labels = if by_step {
         let curves = rows.iter().any(|r| r.setting.contains("T="));
-        if curves && rows.iter().any(|r| r.method == "dpo" && r.setting.contains("T=")) {
+        if curves
+            && rows
+                .iter()
+                .any(|r| r.method == "dpo" && r.setting.contains("T="))
+        {
             // With curves at several temperatures: the paper's Fig. 3 right, DPO alone at each
             // temperature, its setting with the highest last win rate at the evaluation
             // temperature (the one that is not a curve).
-            let last = |setting: &str| rows.iter().filter(|r| r.method == "dpo" && r.setting == setting).max_by(|a, b| a.x.total_cmp(&b.x)).map_or(f64::NEG_INFINITY, |r| r.mean);
-            let best = distinct(rows.iter().filter(|r| r.method == "dpo" && !r.setting.contains("T=")).map(|r| r.setting.clone())).into_iter().max_by(|a, b| last(a).total_cmp(&last(b)));
-            distinct(rows.iter().filter(|r| r.method == "dpo" && best.as_ref().is_some_and(|b| r.setting.starts_with(&format!("{b} T=")))).map(|r| r.label()))
+            let last = |setting: &str| {
+                rows.iter()
+                    .filter(|r| r.method == "dpo" && r.setting == setting)
+                    .max_by(|a, b| a.x.total_cmp(&b.x))
+                    .map_or(f64::NEG_INFINITY, |r| r.mean)
+            };
+            let best = distinct(
+                rows.iter()
+                    .filter(|r| r.method == "dpo" && !r.setting.contains("T="))
+                    .map(|r| r.setting.clone()),
+            )
+            .into_iter()
+            .max_by(|a, b| last(a).total_cmp(&last(b)));
+            distinct(
+                rows.iter()
+                    .filter(|r| {
+                        r.method == "dpo"
+                            && best
+                                .as_ref()
+                                .is_some_and(|b| r.setting.starts_with(&format!("{b} T=")))
+                    })
+                    .map(|r| r.label()),
+            )
         } else {
-            distinct(rows.iter().filter(|r| !matches!(r.method.as_str(), "sft" | "best_of_n" | "optimal")).map(|r| r.label()))
+            distinct(
+                rows.iter()
+                    .filter(|r| !matches!(r.method.as_str(), "sft" | "best_of_n" | "optimal"))
+                    .map(|r| r.label()),
+            )
         }
     } else {
         super::winrate::shown(rows)
     };
-    let sel: Vec<&super::winrate::WinRow> = rows.iter().filter(|r| labels.contains(&r.label())).collect();
+    let sel: Vec<&super::winrate::WinRow> = rows
+        .iter()
+        .filter(|r| labels.contains(&r.label()))
+        .collect();
     let (x0, x1) = range(sel.iter().map(|r| r.x), 0.04);
     let (y0, y1) = range(sel.iter().flat_map(|r| [r.lo, r.hi, 0.5]), 0.05);
     let (title, xdesc) = if by_step {
-        ("Win rate against the reference over training", "step (DPO: batch of pairs; PPO: iteration)")
+        (
+            "Win rate against the reference over training",
+            "step (DPO: batch of pairs; PPO: iteration)",
+        )
     } else {
-        ("Win rate against the reference by sampling temperature", "sampling temperature")
+        (
+            "Win rate against the reference by sampling temperature",
+            "sampling temperature",
+        )
     };
     let mut chart = ChartBuilder::on(&root)
         .caption(title, (FONT, 22))
@@ -298,26 +564,57 @@ fn winrate_chart<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, rows: &[super
         .y_label_area_size(60)
         .build_cartesian_2d(x0..x1, y0.max(0.0)..y1.min(1.0))
         .map_err(err)?;
-    chart.configure_mesh().x_desc(xdesc).y_desc("win rate (ties count 1/2)").label_style((FONT, 14)).draw().map_err(err)?;
-    chart.draw_series(DashedLineSeries::new(vec![(x0, 0.5), (x1, 0.5)], 6, 4, BLACK.mix(0.5).stroke_width(1))).map_err(err)?;
+    chart
+        .configure_mesh()
+        .x_desc(xdesc)
+        .y_desc("win rate (ties count 1/2)")
+        .label_style((FONT, 14))
+        .draw()
+        .map_err(err)?;
+    chart
+        .draw_series(DashedLineSeries::new(
+            vec![(x0, 0.5), (x1, 0.5)],
+            6,
+            4,
+            BLACK.mix(0.5).stroke_width(1),
+        ))
+        .map_err(err)?;
     for (i, l) in labels.iter().enumerate() {
         let c = color(i);
-        let mut pts: Vec<&&super::winrate::WinRow> = sel.iter().filter(|r| &r.label() == l).collect();
+        let mut pts: Vec<&&super::winrate::WinRow> =
+            sel.iter().filter(|r| &r.label() == l).collect();
         pts.sort_by(|a, b| a.x.total_cmp(&b.x));
         if by_step && pts.len() > 1 {
             let mut poly: Vec<(f64, f64)> = pts.iter().map(|r| (r.x, r.hi)).collect();
             poly.extend(pts.iter().rev().map(|r| (r.x, r.lo)));
-            chart.draw_series(std::iter::once(Polygon::new(poly, c.mix(0.12).filled()))).map_err(err)?;
+            chart
+                .draw_series(std::iter::once(Polygon::new(poly, c.mix(0.12).filled())))
+                .map_err(err)?;
         } else {
-            chart.draw_series(pts.iter().map(|r| ErrorBar::new_vertical(r.x, r.lo, r.mean, r.hi, c.stroke_width(1), 8))).map_err(err)?;
+            chart
+                .draw_series(
+                    pts.iter().map(|r| {
+                        ErrorBar::new_vertical(r.x, r.lo, r.mean, r.hi, c.stroke_width(1), 8)
+                    }),
+                )
+                .map_err(err)?;
         }
         chart
-            .draw_series(LineSeries::new(pts.iter().map(|r| (r.x, r.mean)), c.stroke_width(2)).point_size(3))
+            .draw_series(
+                LineSeries::new(pts.iter().map(|r| (r.x, r.mean)), c.stroke_width(2)).point_size(3),
+            )
             .map_err(err)?
             .label(l.clone())
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(2)));
     }
-    chart.configure_series_labels().label_font((FONT, 13)).background_style(WHITE.mix(0.85)).border_style(BLACK).position(SeriesLabelPosition::LowerLeft).draw().map_err(err)?;
+    chart
+        .configure_series_labels()
+        .label_font((FONT, 13))
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .position(SeriesLabelPosition::LowerLeft)
+        .draw()
+        .map_err(err)?;
     Ok(())
 }
 
@@ -325,19 +622,43 @@ fn winrate_chart<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, rows: &[super
 /// the worst response's mass under deterministic labels (log scales).
 pub fn tabular(dir: &Path, rows: &[crate::experiment::tabular::TraceRow]) -> Result<()> {
     register_font();
-    both(dir, "tabular", (1400, 600), |r| tabular_chart(r, rows), |r| tabular_chart(r, rows))
+    both(
+        dir,
+        "tabular",
+        (1400, 600),
+        |r| tabular_chart(r, rows),
+        |r| tabular_chart(r, rows),
+    )
 }
 
-fn tabular_chart<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, rows: &[crate::experiment::tabular::TraceRow]) -> Result<()> {
+fn tabular_chart<DB: DrawingBackend>(
+    root: DrawingArea<DB, Shift>,
+    rows: &[crate::experiment::tabular::TraceRow],
+) -> Result<()> {
     let panels = root.split_evenly((1, 2));
     for (panel, (metric, title, ydesc)) in panels.iter().zip([
-        ("tv_to_optimal", "Bradley-Terry labels: distance to π*", "mean TV(π, π*) over prompts"),
-        ("worst_mass", "Deterministic labels: the worst response", "largest mass on a prompt's worst response"),
+        (
+            "tv_to_optimal",
+            "Bradley-Terry labels: distance to π*",
+            "mean TV(π, π*) over prompts",
+        ),
+        (
+            "worst_mass",
+            "Deterministic labels: the worst response",
+            "largest mass on a prompt's worst response",
+        ),
     ]) {
-        let sel: Vec<&crate::experiment::tabular::TraceRow> = rows.iter().filter(|r| r.metric == metric && r.method != "reference").collect();
+        let sel: Vec<&crate::experiment::tabular::TraceRow> = rows
+            .iter()
+            .filter(|r| r.metric == metric && r.method != "reference")
+            .collect();
         let x1 = sel.iter().map(|r| r.step as f64).fold(1.0, f64::max);
         let vals: Vec<f64> = sel.iter().map(|r| r.value.max(1e-300)).collect();
-        let lo = vals.iter().cloned().fold(f64::INFINITY, f64::min).max(1e-45);
+        let lo = vals
+            .iter()
+            .cloned()
+            .fold(f64::INFINITY, f64::min)
+            .max(1e-45);
         let hi = vals.iter().cloned().fold(0.0, f64::max).max(lo * 10.0);
         let mut chart = ChartBuilder::on(panel)
             .caption(title, (FONT, 22))
@@ -346,14 +667,38 @@ fn tabular_chart<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, rows: &[crate
             .y_label_area_size(70)
             .build_cartesian_2d(0.0..x1, (lo * 0.5..hi * 2.0).log_scale())
             .map_err(err)?;
-        chart.configure_mesh().x_desc("step (PPO-GT: iteration)").y_desc(ydesc).y_label_formatter(&|v| format!("{v:.0e}")).label_style((FONT, 13)).draw().map_err(err)?;
+        chart
+            .configure_mesh()
+            .x_desc("step (PPO-GT: iteration)")
+            .y_desc(ydesc)
+            .y_label_formatter(&|v| format!("{v:.0e}"))
+            .label_style((FONT, 13))
+            .draw()
+            .map_err(err)?;
         let series = distinct(sel.iter().map(|r| r.series.as_str()));
         for (i, s) in series.iter().enumerate() {
             let c = color(i);
-            let pts: Vec<(f64, f64)> = sel.iter().filter(|r| r.series == *s).map(|r| (r.step as f64, r.value.max(lo * 0.5))).collect();
-            chart.draw_series(LineSeries::new(pts, c.stroke_width(2))).map_err(err)?.label(s.to_string()).legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(2)));
+            let pts: Vec<(f64, f64)> = sel
+                .iter()
+                .filter(|r| r.series == *s)
+                .map(|r| (r.step as f64, r.value.max(lo * 0.5)))
+                .collect();
+            chart
+                .draw_series(LineSeries::new(pts, c.stroke_width(2)))
+                .map_err(err)?
+                .label(s.to_string())
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(2))
+                });
         }
-        chart.configure_series_labels().label_font((FONT, 12)).background_style(WHITE.mix(0.85)).border_style(BLACK).position(SeriesLabelPosition::LowerLeft).draw().map_err(err)?;
+        chart
+            .configure_series_labels()
+            .label_font((FONT, 12))
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .position(SeriesLabelPosition::LowerLeft)
+            .draw()
+            .map_err(err)?;
     }
     Ok(())
 }
@@ -370,13 +715,26 @@ pub struct AblationPanel {
 pub fn ablations(dir: &Path, panels: &[AblationPanel]) -> Result<()> {
     register_font();
     let w = 500 * panels.len() as u32;
-    both(dir, "ablations", (w.max(500), 500), |r| ablation_chart(r, panels), |r| ablation_chart(r, panels))
+    both(
+        dir,
+        "ablations",
+        (w.max(500), 500),
+        |r| ablation_chart(r, panels),
+        |r| ablation_chart(r, panels),
+    )
 }
 
-fn ablation_chart<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, panels: &[AblationPanel]) -> Result<()> {
+fn ablation_chart<DB: DrawingBackend>(
+    root: DrawingArea<DB, Shift>,
+    panels: &[AblationPanel],
+) -> Result<()> {
     let areas = root.split_evenly((1, panels.len()));
     for (area, p) in areas.iter().zip(panels) {
-        let xs: Vec<f64> = p.series.iter().flat_map(|s| s.1.iter().map(|q| q.0)).collect();
+        let xs: Vec<f64> = p
+            .series
+            .iter()
+            .flat_map(|s| s.1.iter().map(|q| q.0))
+            .collect();
         let (y0, y1) = range(p.series.iter().flat_map(|s| s.1.iter().map(|q| q.1)), 0.1);
         let lx = |x: f64| if p.log_x { x.ln() } else { x };
         let (x0, x1) = range(xs.iter().map(|&x| lx(x)), 0.08);
@@ -395,16 +753,35 @@ fn ablation_chart<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, panels: &[Ab
                 format!("{x:.2}")
             }
         };
-        chart.configure_mesh().x_desc(p.xdesc.as_str()).y_desc("gold reward at KL 2").x_label_formatter(&fmt_x).label_style((FONT, 12)).draw().map_err(err)?;
+        chart
+            .configure_mesh()
+            .x_desc(p.xdesc.as_str())
+            .y_desc("gold reward at KL 2")
+            .x_label_formatter(&fmt_x)
+            .label_style((FONT, 12))
+            .draw()
+            .map_err(err)?;
         for (i, (m, pts)) in p.series.iter().enumerate() {
             let c = color(i);
             chart
-                .draw_series(LineSeries::new(pts.iter().map(|q| (lx(q.0), q.1)), c.stroke_width(2)).point_size(4))
+                .draw_series(
+                    LineSeries::new(pts.iter().map(|q| (lx(q.0), q.1)), c.stroke_width(2))
+                        .point_size(4),
+                )
                 .map_err(err)?
                 .label(m.clone())
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(2)));
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(2))
+                });
         }
-        chart.configure_series_labels().label_font((FONT, 12)).background_style(WHITE.mix(0.85)).border_style(BLACK).position(SeriesLabelPosition::LowerRight).draw().map_err(err)?;
+        chart
+            .configure_series_labels()
+            .label_font((FONT, 12))
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .position(SeriesLabelPosition::LowerRight)
+            .draw()
+            .map_err(err)?;
     }
     Ok(())
 }
@@ -413,29 +790,60 @@ fn ablation_chart<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, panels: &[Ab
 /// one point per evaluation.
 pub fn kl_estimators(dir: &Path, points: &[(f64, [f64; 3])]) -> Result<()> {
     register_font();
-    both(dir, "kl_estimators", (800, 520), |r| kl_estimator_chart(r, points), |r| kl_estimator_chart(r, points))
+    both(
+        dir,
+        "kl_estimators",
+        (800, 520),
+        |r| kl_estimator_chart(r, points),
+        |r| kl_estimator_chart(r, points),
+    )
 }
 
-fn kl_estimator_chart<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, points: &[(f64, [f64; 3])]) -> Result<()> {
+fn kl_estimator_chart<DB: DrawingBackend>(
+    root: DrawingArea<DB, Shift>,
+    points: &[(f64, [f64; 3])],
+) -> Result<()> {
     let (x0, x1) = range(points.iter().map(|p| p.0), 0.05);
     let (y0, y1) = range(points.iter().flat_map(|p| p.1), 0.1);
     let mut chart = ChartBuilder::on(&root)
-        .caption("Sampled KL estimators minus the exact KL, per evaluation", (FONT, 20))
+        .caption(
+            "Sampled KL estimators minus the exact KL, per evaluation",
+            (FONT, 20),
+        )
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(60)
         .build_cartesian_2d(x0..x1, y0..y1)
         .map_err(err)?;
-    chart.configure_mesh().x_desc("exact KL(pi || pi_ref)").y_desc("estimator - exact").label_style((FONT, 12)).draw().map_err(err)?;
-    chart.draw_series(LineSeries::new([(x0, 0.0), (x1, 0.0)], BLACK.mix(0.5))).map_err(err)?;
+    chart
+        .configure_mesh()
+        .x_desc("exact KL(pi || pi_ref)")
+        .y_desc("estimator - exact")
+        .label_style((FONT, 12))
+        .draw()
+        .map_err(err)?;
+    chart
+        .draw_series(LineSeries::new([(x0, 0.0), (x1, 0.0)], BLACK.mix(0.5)))
+        .map_err(err)?;
     for (i, name) in ["k1", "k2", "k3"].iter().enumerate() {
         let c = color(i);
         chart
-            .draw_series(points.iter().map(|p| Circle::new((p.0, p.1[i]), 3, c.mix(0.6).filled())))
+            .draw_series(
+                points
+                    .iter()
+                    .map(|p| Circle::new((p.0, p.1[i]), 3, c.mix(0.6).filled())),
+            )
             .map_err(err)?
             .label(*name)
             .legend(move |(x, y)| Circle::new((x + 9, y), 4, c.filled()));
     }
-    chart.configure_series_labels().label_font((FONT, 12)).background_style(WHITE.mix(0.85)).border_style(BLACK).position(SeriesLabelPosition::UpperLeft).draw().map_err(err)?;
+    chart
+        .configure_series_labels()
+        .label_font((FONT, 12))
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .position(SeriesLabelPosition::UpperLeft)
+        .draw()
+        .map_err(err)?;
     Ok(())
 }

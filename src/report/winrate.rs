@@ -41,7 +41,11 @@ pub(super) fn temperature_of(metric: &str) -> Option<f64> {
 
 /// The temperature of a `{family}{T}/winrate` metric (`eval_t`, or `shift_t` on shifted inputs).
 pub(super) fn temperature_in(family: &str, metric: &str) -> Option<f64> {
-    metric.strip_prefix(family)?.strip_suffix("/winrate")?.parse().ok()
+    metric
+        .strip_prefix(family)?
+        .strip_suffix("/winrate")?
+        .parse()
+        .ok()
 }
 
 /// Mean and interval over seeds of per-seed (rate, lo, hi).
@@ -53,7 +57,15 @@ fn combine(method: &str, setting: &str, x: f64, per_seed: &[(f64, f64, f64)]) ->
         let (m, ci) = mean_ci_t(&v);
         (m, m - ci, m + ci)
     };
-    WinRow { method: method.into(), setting: setting.into(), x, mean, lo, hi, seeds: per_seed.len() }
+    WinRow {
+        method: method.into(),
+        setting: setting.into(),
+        x,
+        mean,
+        lo,
+        hi,
+        seeds: per_seed.len(),
+    }
 }
 
 type Key = (String, String, u64, usize);
@@ -76,13 +88,25 @@ pub(super) fn by_run(evals: &Metrics) -> (Vec<Key>, BTreeMap<Key, BTreeMap<Strin
 pub fn by_temperature(evals: &Metrics) -> Vec<WinRow> {
     let (order, map) = by_run(evals);
     // Per (method, setting): per temperature: per seed (the last step that has it).
-    let mut acc: Vec<((String, String), BTreeMap<u64, BTreeMap<u64, (usize, (f64, f64, f64))>>)> = Vec::new();
+    let mut acc: Vec<(
+        (String, String),
+        BTreeMap<u64, BTreeMap<u64, (usize, (f64, f64, f64))>>,
+    )> = Vec::new();
     for k in &order {
         let m = &map[k];
         for (metric, &w) in m {
-            let Some(t) = temperature_of(metric) else { continue };
+            let Some(t) = temperature_of(metric) else {
+                continue;
+            };
             let prefix = format!("eval_t{t}/");
-            let (lo, hi) = (m.get(&format!("{prefix}winrate_lo")).copied().unwrap_or(f64::NAN), m.get(&format!("{prefix}winrate_hi")).copied().unwrap_or(f64::NAN));
+            let (lo, hi) = (
+                m.get(&format!("{prefix}winrate_lo"))
+                    .copied()
+                    .unwrap_or(f64::NAN),
+                m.get(&format!("{prefix}winrate_hi"))
+                    .copied()
+                    .unwrap_or(f64::NAN),
+            );
             let id = (k.0.clone(), k.1.clone());
             let i = match acc.iter().position(|a| a.0 == id) {
                 Some(i) => i,
@@ -99,7 +123,15 @@ pub fn by_temperature(evals: &Metrics) -> Vec<WinRow> {
     }
     let mut out = Vec::new();
     for ((method, setting), temps) in acc {
-        let mut ts: Vec<(f64, Vec<(f64, f64, f64)>)> = temps.into_iter().map(|(t, seeds)| (f64::from_bits(t), seeds.into_values().map(|v| v.1).collect())).collect();
+        let mut ts: Vec<(f64, Vec<(f64, f64, f64)>)> = temps
+            .into_iter()
+            .map(|(t, seeds)| {
+                (
+                    f64::from_bits(t),
+                    seeds.into_values().map(|v| v.1).collect(),
+                )
+            })
+            .collect();
         ts.sort_by(|a, b| a.0.total_cmp(&b.0));
         for (t, per_seed) in ts {
             out.push(combine(&method, &setting, t, &per_seed));
@@ -116,27 +148,48 @@ pub fn by_step(evals: &Metrics) -> Vec<WinRow> {
     // (metric prefix, label suffix) of every win-rate curve: the evaluation temperature's and
     // each other temperature's (a run has a curve there only if it logged two steps or more).
     let mut curves = vec![("eval/".to_string(), String::new())];
-    let mut temps: Vec<f64> = order.iter().flat_map(|k| map[k].keys().filter_map(|m| temperature_of(m))).collect();
+    let mut temps: Vec<f64> = order
+        .iter()
+        .flat_map(|k| map[k].keys().filter_map(|m| temperature_of(m)))
+        .collect();
     temps.sort_by(|a, b| a.total_cmp(b));
     temps.dedup();
-    curves.extend(temps.iter().map(|t| (format!("eval_t{t}/"), format!("T={t}"))));
+    curves.extend(
+        temps
+            .iter()
+            .map(|t| (format!("eval_t{t}/"), format!("T={t}"))),
+    );
     let mut out = Vec::new();
     for (prefix, suffix) in &curves {
         let win = format!("{prefix}winrate");
-        let runs = distinct(order.iter().filter(|k| map[*k].contains_key(&win)).map(|k| (k.0.clone(), k.1.clone())));
+        let runs = distinct(
+            order
+                .iter()
+                .filter(|k| map[*k].contains_key(&win))
+                .map(|k| (k.0.clone(), k.1.clone())),
+        );
         for (method, setting) in runs {
             let mut steps: BTreeMap<usize, Vec<(f64, f64, f64)>> = BTreeMap::new();
             for k in order.iter().filter(|k| k.0 == method && k.1 == setting) {
                 let m = &map[k];
                 if let Some(&w) = m.get(&win) {
-                    steps.entry(k.3).or_default().push((w, m.get(&format!("{win}_lo")).copied().unwrap_or(f64::NAN), m.get(&format!("{win}_hi")).copied().unwrap_or(f64::NAN)));
+                    steps.entry(k.3).or_default().push((
+                        w,
+                        m.get(&format!("{win}_lo")).copied().unwrap_or(f64::NAN),
+                        m.get(&format!("{win}_hi")).copied().unwrap_or(f64::NAN),
+                    ));
                 }
             }
             // One point (a final evaluation only) is no curve.
             if !suffix.is_empty() && steps.len() < 2 {
                 continue;
             }
-            let label = [setting.as_str(), suffix.as_str()].iter().filter(|s| !s.is_empty()).copied().collect::<Vec<_>>().join(" ");
+            let label = [setting.as_str(), suffix.as_str()]
+                .iter()
+                .filter(|s| !s.is_empty())
+                .copied()
+                .collect::<Vec<_>>()
+                .join(" ");
             for (step, per_seed) in steps {
                 out.push(combine(&method, &label, step as f64, &per_seed));
             }
@@ -147,9 +200,17 @@ pub fn by_step(evals: &Metrics) -> Vec<WinRow> {
 
 /// The policies of the temperature figure: each run, and Best-of-N at its largest N only.
 pub fn shown(rows: &[WinRow]) -> Vec<String> {
-    let max_n = rows.iter().filter(|r| r.method == "best_of_n").filter_map(|r| r.setting.strip_prefix("n=")?.parse::<usize>().ok()).max();
+    let max_n = rows
+        .iter()
+        .filter(|r| r.method == "best_of_n")
+        .filter_map(|r| r.setting.strip_prefix("n=")?.parse::<usize>().ok())
+        .max();
     let largest = max_n.map(|n| format!("n={n}"));
-    distinct(rows.iter().filter(|r| r.method != "best_of_n" || Some(&r.setting) == largest.as_ref()).map(|r| r.label()))
+    distinct(
+        rows.iter()
+            .filter(|r| r.method != "best_of_n" || Some(&r.setting) == largest.as_ref())
+            .map(|r| r.label()),
+    )
 }
 
 /// `winrate.csv`.
@@ -174,7 +235,16 @@ pub fn csv(temp: &[WinRow], steps: &[WinRow]) -> String {
     let mut records = Vec::new();
     for (axis, rows) in [("temperature", temp), ("step", steps)] {
         for r in rows {
-            records.push(WinrateRecord { method: r.method.clone(), setting: r.setting.clone(), axis: axis.into(), x: r.x, winrate: r.mean, lo95: r.lo, hi95: r.hi, seeds: r.seeds });
+            records.push(WinrateRecord {
+                method: r.method.clone(),
+                setting: r.setting.clone(),
+                axis: axis.into(),
+                x: r.x,
+                winrate: r.mean,
+                lo95: r.lo,
+                hi95: r.hi,
+                seeds: r.seeds,
+            });
         }
     }
     crate::log::csv_text(&records)
@@ -186,8 +256,13 @@ pub fn markdown(temp: &[WinRow]) -> String {
     ts.sort_by(|a, b| a.total_cmp(b));
     ts.dedup();
     let seeds = temp.iter().map(|r| r.seeds).max().unwrap_or(0);
-    let how = if seeds > 1 { format!("mean over {seeds} seeds, 95% t-interval over seeds") } else { "95% Wilson interval over the evaluation samples".to_string() };
-    let mut s = format!("## Win rate against the references by sampling temperature ({how})\n\n| policy |");
+    let how = if seeds > 1 {
+        format!("mean over {seeds} seeds, 95% t-interval over seeds")
+    } else {
+        "95% Wilson interval over the evaluation samples".to_string()
+    };
+    let mut s =
+        format!("## Win rate against the references by sampling temperature ({how})\n\n| policy |");
     for t in &ts {
         let _ = write!(s, " T = {t} |");
     }

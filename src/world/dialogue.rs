@@ -60,7 +60,9 @@ const HARMFUL: &[(&str, [&str; 3])] = &[
     ("stalking", ["track", "follow", "spy"]),
     ("theft", ["lockpick", "fence", "burgle"]),
 ];
-const DETAILS: &[&str] = &["today", "quick", "simple", "for", "my", "friend", "tonight", "easy", "best", "small"];
+const DETAILS: &[&str] = &[
+    "today", "quick", "simple", "for", "my", "friend", "tonight", "easy", "best", "small",
+];
 const POLITE: &[&str] = &["please", "glad", "happy", "certainly", "thanks"];
 const FILLER: &[&str] = &["well", "so", "here", "it", "is", "ok"];
 const REFUSE: &[&str] = &["sorry", "cannot"];
@@ -129,19 +131,85 @@ impl Default for DialogueConfig {
 
 impl DialogueConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
-        need((1..=BENIGN.len()).contains(&self.n_benign), "n_benign", || format!("must be in 1..={} (got {})", BENIGN.len(), self.n_benign), "use e.g. 12")?;
-        need((1..=HARMFUL.len()).contains(&self.n_harmful), "n_harmful", || format!("must be in 1..={} (got {})", HARMFUL.len(), self.n_harmful), "use e.g. 6")?;
-        need((1..=3).contains(&self.content_per_intent), "content_per_intent", || format!("must be in 1..=3 (got {})", self.content_per_intent), "use e.g. 2")?;
-        for (key, v) in [("serve_reward", self.serve_reward), ("refusal_penalty", self.refusal_penalty), ("refuse_reward", self.refuse_reward), ("harm_penalty", self.harm_penalty), ("length_penalty", self.length_penalty), ("repeat_penalty", self.repeat_penalty)] {
-            need(v.is_finite() && v >= 0.0, key, || format!("must be finite and >= 0 (got {v})"), "use e.g. 0.5")?;
+        need(
+            (1..=BENIGN.len()).contains(&self.n_benign),
+            "n_benign",
+            || format!("must be in 1..={} (got {})", BENIGN.len(), self.n_benign),
+            "use e.g. 12",
+        )?;
+        need(
+            (1..=HARMFUL.len()).contains(&self.n_harmful),
+            "n_harmful",
+            || format!("must be in 1..={} (got {})", HARMFUL.len(), self.n_harmful),
+            "use e.g. 6",
+        )?;
+        need(
+            (1..=3).contains(&self.content_per_intent),
+            "content_per_intent",
+            || format!("must be in 1..=3 (got {})", self.content_per_intent),
+            "use e.g. 2",
+        )?;
+        for (key, v) in [
+            ("serve_reward", self.serve_reward),
+            ("refusal_penalty", self.refusal_penalty),
+            ("refuse_reward", self.refuse_reward),
+            ("harm_penalty", self.harm_penalty),
+            ("length_penalty", self.length_penalty),
+            ("repeat_penalty", self.repeat_penalty),
+        ] {
+            need(
+                v.is_finite() && v >= 0.0,
+                key,
+                || format!("must be finite and >= 0 (got {v})"),
+                "use e.g. 0.5",
+            )?;
         }
-        for (key, v) in [("writer_helpful", self.writer_helpful), ("writer_refuse", self.writer_refuse), ("writer_keep", self.writer_keep), ("writer_polite", self.writer_polite), ("labeller_agreement", self.labeller_agreement), ("harmful_fraction", self.harmful_fraction)] {
-            need((0.0..=1.0).contains(&v), key, || format!("is a probability, must be in [0, 1] (got {v})"), "use a probability such as 0.5")?;
+        for (key, v) in [
+            ("writer_helpful", self.writer_helpful),
+            ("writer_refuse", self.writer_refuse),
+            ("writer_keep", self.writer_keep),
+            ("writer_polite", self.writer_polite),
+            ("labeller_agreement", self.labeller_agreement),
+            ("harmful_fraction", self.harmful_fraction),
+        ] {
+            need(
+                (0.0..=1.0).contains(&v),
+                key,
+                || format!("is a probability, must be in [0, 1] (got {v})"),
+                "use a probability such as 0.5",
+            )?;
         }
-        need(self.writer_helpful + self.writer_refuse <= 1.0, "writer_refuse", || format!("writer_helpful + writer_refuse = {} is more than 1", self.writer_helpful + self.writer_refuse), "lower one of them")?;
-        need(self.labeller_agreement >= 0.5, "labeller_agreement", || format!("a labeller agreeing with gold on {} of the pairs prefers the worse reply more often than not", self.labeller_agreement), "use an agreement in [0.5, 1], e.g. 0.8")?;
-        for (key, n) in [("n_train", self.n_train), ("n_val", self.n_val), ("n_train_prompts", self.n_train_prompts), ("n_eval_prompts", self.n_eval_prompts)] {
-            need(n >= 1 && n <= MAX_COUNT, key, || format!("must be in 1..={MAX_COUNT} (got {n})"), "use e.g. 20000 requests for SFT and 256 for evaluation")?;
+        need(
+            self.writer_helpful + self.writer_refuse <= 1.0,
+            "writer_refuse",
+            || {
+                format!(
+                    "writer_helpful + writer_refuse = {} is more than 1",
+                    self.writer_helpful + self.writer_refuse
+                )
+            },
+            "lower one of them",
+        )?;
+        need(
+            self.labeller_agreement >= 0.5,
+            "labeller_agreement",
+            || {
+                format!("a labeller agreeing with gold on {} of the pairs prefers the worse reply more often than not", self.labeller_agreement)
+            },
+            "use an agreement in [0.5, 1], e.g. 0.8",
+        )?;
+        for (key, n) in [
+            ("n_train", self.n_train),
+            ("n_val", self.n_val),
+            ("n_train_prompts", self.n_train_prompts),
+            ("n_eval_prompts", self.n_eval_prompts),
+        ] {
+            need(
+                n >= 1 && n <= MAX_COUNT,
+                key,
+                || format!("must be in 1..={MAX_COUNT} (got {n})"),
+                "use e.g. 20000 requests for SFT and 256 for evaluation",
+            )?;
         }
         Ok(())
     }
@@ -149,7 +217,13 @@ impl DialogueConfig {
     /// The words: user, asst, intents, content, harmful content, details, politeness, filler,
     /// refusal.
     pub fn n_words(&self) -> usize {
-        2 + self.n_benign + self.n_harmful + self.content_per_intent * (self.n_benign + self.n_harmful) + DETAILS.len() + POLITE.len() + FILLER.len() + REFUSE.len()
+        2 + self.n_benign
+            + self.n_harmful
+            + self.content_per_intent * (self.n_benign + self.n_harmful)
+            + DETAILS.len()
+            + POLITE.len()
+            + FILLER.len()
+            + REFUSE.len()
     }
 
     /// The longest request (`user`, intent, 3 details, `asst`) and reply, in words.
@@ -189,18 +263,36 @@ pub struct DialogueWorld {
 impl DialogueWorld {
     pub fn new(cfg: &DialogueConfig, seed: u64) -> DialogueWorld {
         let mut words: Vec<String> = vec![USER.into(), ASST.into()];
-        let intents = BENIGN[..cfg.n_benign].iter().chain(&HARMFUL[..cfg.n_harmful]);
+        let intents = BENIGN[..cfg.n_benign]
+            .iter()
+            .chain(&HARMFUL[..cfg.n_harmful]);
         words.extend(intents.clone().map(|(name, _)| name.to_string()));
-        words.extend(intents.flat_map(|(_, content)| content[..cfg.content_per_intent].iter().map(|s| s.to_string())));
+        words.extend(intents.flat_map(|(_, content)| {
+            content[..cfg.content_per_intent]
+                .iter()
+                .map(|s| s.to_string())
+        }));
         for list in [DETAILS, POLITE, FILLER, REFUSE] {
             words.extend(list.iter().map(|s| s.to_string()));
         }
         let vocab = Vocab::new(words);
-        let id = |w: &str| vocab.words.iter().position(|x| x == w).expect("a word of the world") as i64;
+        let id = |w: &str| {
+            vocab
+                .words
+                .iter()
+                .position(|x| x == w)
+                .expect("a word of the world") as i64
+        };
         let n_intents = cfg.n_benign + cfg.n_harmful;
         let intents: Vec<i64> = (0..n_intents).map(|i| (N_SPECIAL + 2 + i) as i64).collect();
         let first_content = N_SPECIAL + 2 + n_intents;
-        let content = (0..n_intents).map(|i| (0..cfg.content_per_intent).map(|j| (first_content + i * cfg.content_per_intent + j) as i64).collect()).collect();
+        let content = (0..n_intents)
+            .map(|i| {
+                (0..cfg.content_per_intent)
+                    .map(|j| (first_content + i * cfg.content_per_intent + j) as i64)
+                    .collect()
+            })
+            .collect();
         let ids = |list: &[&str]| list.iter().map(|w| id(w)).collect::<Vec<i64>>();
         let mut w = DialogueWorld {
             cfg: cfg.clone(),
@@ -229,13 +321,20 @@ impl DialogueWorld {
             let p = ww.sample_request(r);
             let (a, b) = (ww.write_reply(&p, r), ww.write_reply(&p, r));
             let (ga, gb) = (ww.judge(&p, &a), ww.judge(&p, &b));
-            (ga != gb, ga != gb && ww.taste_prefers_first(&a, &b) == Some(ga < gb))
+            (
+                ga != gb,
+                ga != gb && ww.taste_prefers_first(&a, &b) == Some(ga < gb),
+            )
         });
         let distinct = pairs.iter().filter(|p| p.0).count();
         let tempting = pairs.iter().filter(|p| p.1).count();
         let tempting = tempting as f64 / distinct.max(1) as f64;
         let errors = 1.0 - cfg.labeller_agreement;
-        (w.taste_error, w.other_error) = if tempting >= errors { (errors / tempting.max(1e-12), 0.0) } else { (1.0, (errors - tempting) / (1.0 - tempting)) };
+        (w.taste_error, w.other_error) = if tempting >= errors {
+            (errors / tempting.max(1e-12), 0.0)
+        } else {
+            (1.0, (errors - tempting) / (1.0 - tempting))
+        };
         let example = |w: &DialogueWorld, rng: &mut Rng| {
             let p = w.sample_request(rng);
             let (a, b, first) = w.labelled_pair(&p, rng);
@@ -247,10 +346,20 @@ impl DialogueWorld {
         };
         // Every example from a stream of its own, in parallel.
         let ww = &w;
-        let train = super::drawn(seed, "dialogue/train", cfg.n_train, |r| with_eos(example(ww, r)));
-        let val = super::drawn(seed, "dialogue/val", cfg.n_val, |r| with_eos(example(ww, r)));
-        let train_prompts = super::drawn(seed, "dialogue/train_prompts", cfg.n_train_prompts, |r| ww.sample_request(r));
-        let eval: Vec<(Vec<i64>, Vec<i64>)> = super::drawn(seed, "dialogue/eval", cfg.n_eval_prompts, |r| example(ww, r));
+        let train = super::drawn(seed, "dialogue/train", cfg.n_train, |r| {
+            with_eos(example(ww, r))
+        });
+        let val = super::drawn(seed, "dialogue/val", cfg.n_val, |r| {
+            with_eos(example(ww, r))
+        });
+        let train_prompts =
+            super::drawn(seed, "dialogue/train_prompts", cfg.n_train_prompts, |r| {
+                ww.sample_request(r)
+            });
+        let eval: Vec<(Vec<i64>, Vec<i64>)> =
+            super::drawn(seed, "dialogue/eval", cfg.n_eval_prompts, |r| {
+                example(ww, r)
+            });
         (w.train, w.val, w.train_prompts) = (train, val, train_prompts);
         (w.eval_prompts, w.eval_references) = eval.into_iter().unzip();
         w
@@ -268,11 +377,17 @@ impl DialogueWorld {
 
     /// The intent of a request (its second word).
     pub fn intent_of(&self, prompt: &[i64]) -> Option<usize> {
-        prompt.get(1).and_then(|t| self.intents.iter().position(|i| i == t))
+        prompt
+            .get(1)
+            .and_then(|t| self.intents.iter().position(|i| i == t))
     }
 
     pub fn sample_request(&self, rng: &mut Rng) -> Vec<i64> {
-        let intent = if rng.bernoulli(self.cfg.harmful_fraction) { self.cfg.n_benign + rng.below(self.cfg.n_harmful) } else { rng.below(self.cfg.n_benign) };
+        let intent = if rng.bernoulli(self.cfg.harmful_fraction) {
+            self.cfg.n_benign + rng.below(self.cfg.n_harmful)
+        } else {
+            rng.below(self.cfg.n_benign)
+        };
         let mut p = vec![self.user, self.intents[intent]];
         for _ in 0..rng.range(1, 3) {
             p.push(self.details[rng.below(self.details.len())]);
@@ -293,7 +408,11 @@ impl DialogueWorld {
         let u = rng.uniform();
         if u < self.cfg.writer_helpful {
             // An answer: the intent's content words, each kept with writer_keep, in random order.
-            let mut words: Vec<i64> = self.content[intent].iter().copied().filter(|_| rng.bernoulli(self.cfg.writer_keep)).collect();
+            let mut words: Vec<i64> = self.content[intent]
+                .iter()
+                .copied()
+                .filter(|_| rng.bernoulli(self.cfg.writer_keep))
+                .collect();
             rng.shuffle(&mut words);
             if words.is_empty() || rng.bernoulli(0.3) {
                 words.insert(0, self.filler[rng.below(self.filler.len())]);
@@ -314,26 +433,39 @@ impl DialogueWorld {
         let words: Vec<i64> = reply.iter().copied().take_while(|&t| t != EOS).collect();
         let refused = words.iter().any(|t| self.refuse.contains(t));
         let distinct = |set: &[i64]| set.iter().filter(|t| words.contains(t)).count();
-        let harmful_words: usize = (self.cfg.n_benign..self.intents.len()).map(|i| distinct(&self.content[i])).sum();
+        let harmful_words: usize = (self.cfg.n_benign..self.intents.len())
+            .map(|i| distinct(&self.content[i]))
+            .sum();
         let core = match self.intent_of(prompt) {
             Some(i) if !self.is_harmful(i) => {
                 if refused {
                     -self.cfg.refusal_penalty
                 } else {
-                    self.cfg.serve_reward * distinct(&self.content[i]) as f64 / self.cfg.content_per_intent as f64 - self.cfg.harm_penalty * harmful_words as f64
+                    self.cfg.serve_reward * distinct(&self.content[i]) as f64
+                        / self.cfg.content_per_intent as f64
+                        - self.cfg.harm_penalty * harmful_words as f64
                 }
             }
             Some(_) if harmful_words > 0 => -self.cfg.harm_penalty * harmful_words as f64,
             Some(_) if refused => self.cfg.refuse_reward,
             _ => 0.0,
         };
-        let repeats = words.iter().enumerate().filter(|(i, t)| words[..*i].contains(t)).count();
-        core - self.cfg.length_penalty * words.len().saturating_sub(self.cfg.free_words) as f64 - self.cfg.repeat_penalty * repeats as f64
+        let repeats = words
+            .iter()
+            .enumerate()
+            .filter(|(i, t)| words[..*i].contains(t))
+            .count();
+        core - self.cfg.length_penalty * words.len().saturating_sub(self.cfg.free_words) as f64
+            - self.cfg.repeat_penalty * repeats as f64
     }
 
     /// Politeness words in a reply (up to `<eos>`).
     pub fn politeness(&self, reply: &[i64]) -> usize {
-        reply.iter().take_while(|&&t| t != EOS).filter(|t| self.polite.contains(t)).count()
+        reply
+            .iter()
+            .take_while(|&&t| t != EOS)
+            .filter(|t| self.polite.contains(t))
+            .count()
     }
 
     /// The labeller's taste: the reply with more politeness words, then the longer one; None
@@ -349,7 +481,13 @@ impl DialogueWorld {
 
     /// The labeller's choice between two replies to `prompt`: gold's, except for its errors
     /// (see the module's header); a gold tie goes to its taste, then to a coin.
-    pub fn labeller_prefers_first(&self, prompt: &[i64], a: &[i64], b: &[i64], rng: &mut Rng) -> bool {
+    pub fn labeller_prefers_first(
+        &self,
+        prompt: &[i64],
+        a: &[i64],
+        b: &[i64],
+        rng: &mut Rng,
+    ) -> bool {
         let (ga, gb) = (self.judge(prompt, a), self.judge(prompt, b));
         let taste = self.taste_prefers_first(a, b);
         if ga == gb {
@@ -357,7 +495,11 @@ impl DialogueWorld {
         }
         let gold_first = ga > gb;
         let tempting = taste == Some(!gold_first);
-        let err = if tempting { self.taste_error } else { self.other_error };
+        let err = if tempting {
+            self.taste_error
+        } else {
+            self.other_error
+        };
         gold_first != rng.bernoulli(err)
     }
 

@@ -127,7 +127,13 @@ pub trait TextWorld: Sync {
     fn offpolicy_completion(&self, prompt: &[i64], n: usize, rng: &mut Rng) -> Vec<i64>;
     /// The world's own labeller's choice between two responses to `prompt` (true: the first),
     /// where the world has one (`[prefs] labels = "world"`).
-    fn labeller_prefers_first(&self, _prompt: &[i64], _a: &[i64], _b: &[i64], _rng: &mut Rng) -> Option<bool> {
+    fn labeller_prefers_first(
+        &self,
+        _prompt: &[i64],
+        _a: &[i64],
+        _b: &[i64],
+        _rng: &mut Rng,
+    ) -> Option<bool> {
         None
     }
     /// Evaluation prompts from a shifted input distribution and a reference response for each
@@ -180,14 +186,26 @@ impl TextWorld for SentimentWorld {
         }
         out
     }
-    fn labeller_prefers_first(&self, prompt: &[i64], a: &[i64], b: &[i64], rng: &mut Rng) -> Option<bool> {
+    fn labeller_prefers_first(
+        &self,
+        prompt: &[i64],
+        a: &[i64],
+        b: &[i64],
+        rng: &mut Rng,
+    ) -> Option<bool> {
         SentimentWorld::labeller_prefers_first(self, prompt, a, b, rng)
     }
     fn spurious(&self, _prompt: &[i64], response: &[i64]) -> Option<f64> {
         self.spurious_count(response).map(|c| c as f64)
     }
     fn describe(&self) -> Vec<(String, String)> {
-        vec![("vocabulary".into(), format!("{} tokens", self.vocab.size())), ("reviews".into(), format!("{} train, {} val", self.train.len(), self.val.len()))]
+        vec![
+            ("vocabulary".into(), format!("{} tokens", self.vocab.size())),
+            (
+                "reviews".into(),
+                format!("{} train, {} val", self.train.len(), self.val.len()),
+            ),
+        ]
     }
 }
 
@@ -196,7 +214,11 @@ impl TextWorld for SummarizeWorld {
         &self.vocab
     }
     fn sft_examples(&self, val: bool) -> Vec<(Vec<i64>, Vec<i64>)> {
-        if val { self.val.clone() } else { self.train.clone() }
+        if val {
+            self.val.clone()
+        } else {
+            self.train.clone()
+        }
     }
     fn true_nll_per_token(&self) -> f64 {
         self.val_nll_per_token()
@@ -221,15 +243,35 @@ impl TextWorld for SummarizeWorld {
         Some(&self.eval_references)
     }
     fn shifted_eval(&self) -> Option<(&[Vec<i64>], &[Vec<i64>])> {
-        self.cfg.shift.as_ref().map(|_| (&self.shifted_prompts[..], &self.shifted_references[..]))
+        self.cfg
+            .shift
+            .as_ref()
+            .map(|_| (&self.shifted_prompts[..], &self.shifted_references[..]))
     }
     fn describe(&self) -> Vec<(String, String)> {
-        let mean_ref = self.eval_prompts.iter().zip(&self.eval_references).map(|(p, r)| self.judge(p, r)).sum::<f64>() / self.eval_prompts.len().max(1) as f64;
-        let mean_opt = self.eval_prompts.iter().map(|p| self.judge(p, &self.optimal_summary(p))).sum::<f64>() / self.eval_prompts.len().max(1) as f64;
+        let mean_ref = self
+            .eval_prompts
+            .iter()
+            .zip(&self.eval_references)
+            .map(|(p, r)| self.judge(p, r))
+            .sum::<f64>()
+            / self.eval_prompts.len().max(1) as f64;
+        let mean_opt = self
+            .eval_prompts
+            .iter()
+            .map(|p| self.judge(p, &self.optimal_summary(p)))
+            .sum::<f64>()
+            / self.eval_prompts.len().max(1) as f64;
         vec![
             ("vocabulary".into(), format!("{} tokens", self.vocab.size())),
-            ("documents".into(), format!("{} train, {} val", self.train.len(), self.val.len())),
-            ("gold of references (eval)".into(), format!("{mean_ref:.4} (optimal summaries {mean_opt:.4})")),
+            (
+                "documents".into(),
+                format!("{} train, {} val", self.train.len(), self.val.len()),
+            ),
+            (
+                "gold of references (eval)".into(),
+                format!("{mean_ref:.4} (optimal summaries {mean_opt:.4})"),
+            ),
         ]
     }
 }
@@ -239,7 +281,11 @@ impl TextWorld for DialogueWorld {
         &self.vocab
     }
     fn sft_examples(&self, val: bool) -> Vec<(Vec<i64>, Vec<i64>)> {
-        if val { self.val.clone() } else { self.train.clone() }
+        if val {
+            self.val.clone()
+        } else {
+            self.train.clone()
+        }
     }
     /// The chosen replies come from the labeller's choice between two writer drafts: their
     /// likelihood has no closed form here, so SFT's NLL has no floor to compare with.
@@ -263,8 +309,16 @@ impl TextWorld for DialogueWorld {
         }
         r
     }
-    fn labeller_prefers_first(&self, prompt: &[i64], a: &[i64], b: &[i64], rng: &mut Rng) -> Option<bool> {
-        Some(DialogueWorld::labeller_prefers_first(self, prompt, a, b, rng))
+    fn labeller_prefers_first(
+        &self,
+        prompt: &[i64],
+        a: &[i64],
+        b: &[i64],
+        rng: &mut Rng,
+    ) -> Option<bool> {
+        Some(DialogueWorld::labeller_prefers_first(
+            self, prompt, a, b, rng,
+        ))
     }
     fn spurious(&self, _prompt: &[i64], response: &[i64]) -> Option<f64> {
         Some(self.politeness(response) as f64)
@@ -273,11 +327,32 @@ impl TextWorld for DialogueWorld {
         Some(&self.eval_references)
     }
     fn describe(&self) -> Vec<(String, String)> {
-        let mean = |f: &dyn Fn(&Vec<i64>, &Vec<i64>) -> f64| self.eval_prompts.iter().zip(&self.eval_references).map(|(p, r)| f(p, r)).sum::<f64>() / self.eval_prompts.len().max(1) as f64;
+        let mean = |f: &dyn Fn(&Vec<i64>, &Vec<i64>) -> f64| {
+            self.eval_prompts
+                .iter()
+                .zip(&self.eval_references)
+                .map(|(p, r)| f(p, r))
+                .sum::<f64>()
+                / self.eval_prompts.len().max(1) as f64
+        };
         vec![
             ("vocabulary".into(), format!("{} tokens", self.vocab.size())),
-            ("requests".into(), format!("{} train, {} val (chosen replies for SFT)", self.train.len(), self.val.len())),
-            ("gold of references (eval)".into(), format!("{:.4} (optimal replies {:.4})", mean(&|p, r| self.judge(p, r)), mean(&|p, _| self.judge(p, &self.optimal_reply(p))))),
+            (
+                "requests".into(),
+                format!(
+                    "{} train, {} val (chosen replies for SFT)",
+                    self.train.len(),
+                    self.val.len()
+                ),
+            ),
+            (
+                "gold of references (eval)".into(),
+                format!(
+                    "{:.4} (optimal replies {:.4})",
+                    mean(&|p, r| self.judge(p, r)),
+                    mean(&|p, _| self.judge(p, &self.optimal_reply(p)))
+                ),
+            ),
         ]
     }
 }
@@ -292,7 +367,11 @@ pub struct Vocab {
 
 impl Vocab {
     pub fn new(word_list: Vec<String>) -> Vocab {
-        let mut words = vec!["<pad>".to_string(), "<bos>".to_string(), "<eos>".to_string()];
+        let mut words = vec![
+            "<pad>".to_string(),
+            "<bos>".to_string(),
+            "<eos>".to_string(),
+        ];
         words.extend(word_list);
         Vocab { words }
     }
@@ -338,10 +417,18 @@ pub(crate) fn names(list: &[&str], n: usize) -> Vec<String> {
 /// `n` draws of `f`, the i-th from the i-th independent stream of `derive_seed(seed, label)`,
 /// made in parallel: every document of a corpus has its own generator, so the corpus has the
 /// same bytes at any thread count.
-pub(crate) fn drawn<T: Send>(seed: u64, label: &str, n: usize, f: impl Fn(&mut Rng) -> T + Sync) -> Vec<T> {
+pub(crate) fn drawn<T: Send>(
+    seed: u64,
+    label: &str,
+    n: usize,
+    f: impl Fn(&mut Rng) -> T + Sync,
+) -> Vec<T> {
     use rayon::prelude::*;
     let base = crate::draw::derive_seed(seed, label);
-    (0..n).into_par_iter().map(|i| f(&mut Rng::stream(base, i as u64))).collect()
+    (0..n)
+        .into_par_iter()
+        .map(|i| f(&mut Rng::stream(base, i as u64)))
+        .collect()
 }
 
 pub(crate) fn logsumexp(xs: &[f64]) -> f64 {

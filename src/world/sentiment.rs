@@ -37,21 +37,106 @@ use serde::{Deserialize, Serialize};
 use crate::config::{need, ConfigError, MAX_COUNT};
 
 const POSITIVE: &[&str] = &[
-    "great", "superb", "wonderful", "brilliant", "moving", "charming", "delightful", "stunning",
-    "masterful", "touching", "gripping", "witty", "beautiful", "clever", "fresh", "powerful",
-    "heartfelt", "vivid", "elegant", "joyful", "hilarious", "compelling", "inspired", "flawless",
+    "great",
+    "superb",
+    "wonderful",
+    "brilliant",
+    "moving",
+    "charming",
+    "delightful",
+    "stunning",
+    "masterful",
+    "touching",
+    "gripping",
+    "witty",
+    "beautiful",
+    "clever",
+    "fresh",
+    "powerful",
+    "heartfelt",
+    "vivid",
+    "elegant",
+    "joyful",
+    "hilarious",
+    "compelling",
+    "inspired",
+    "flawless",
 ];
 const NEGATIVE: &[&str] = &[
-    "awful", "boring", "dull", "tedious", "clumsy", "bland", "painful", "messy", "lifeless",
-    "forgettable", "annoying", "shallow", "weak", "predictable", "stale", "pointless",
-    "confusing", "ugly", "lazy", "hollow", "dreadful", "silly", "cheap", "tiresome",
+    "awful",
+    "boring",
+    "dull",
+    "tedious",
+    "clumsy",
+    "bland",
+    "painful",
+    "messy",
+    "lifeless",
+    "forgettable",
+    "annoying",
+    "shallow",
+    "weak",
+    "predictable",
+    "stale",
+    "pointless",
+    "confusing",
+    "ugly",
+    "lazy",
+    "hollow",
+    "dreadful",
+    "silly",
+    "cheap",
+    "tiresome",
 ];
 const NEUTRAL: &[&str] = &[
-    "the", "film", "movie", "plot", "actor", "actress", "scene", "story", "director", "cast",
-    "ending", "script", "camera", "music", "and", "was", "is", "very", "quite", "but", "a", "it",
-    "with", "this", "its", "of", "in", "by", "as", "feels", "seems", "performance", "dialogue",
-    "score", "character", "pacing", "tone", "visuals", "runtime", "sequel", "premise", "twist",
-    "humor", "drama", "then", "also", "rather", "simply",
+    "the",
+    "film",
+    "movie",
+    "plot",
+    "actor",
+    "actress",
+    "scene",
+    "story",
+    "director",
+    "cast",
+    "ending",
+    "script",
+    "camera",
+    "music",
+    "and",
+    "was",
+    "is",
+    "very",
+    "quite",
+    "but",
+    "a",
+    "it",
+    "with",
+    "this",
+    "its",
+    "of",
+    "in",
+    "by",
+    "as",
+    "feels",
+    "seems",
+    "performance",
+    "dialogue",
+    "score",
+    "character",
+    "pacing",
+    "tone",
+    "visuals",
+    "runtime",
+    "sequel",
+    "premise",
+    "twist",
+    "humor",
+    "drama",
+    "then",
+    "also",
+    "rather",
+    "simply",
 ];
 
 /// Validated settings of the sentiment world (see the scenario's `[world]` table).
@@ -120,31 +205,164 @@ impl Default for SentimentConfig {
 impl SentimentConfig {
     /// Range and consistency checks; the first violation is returned.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        need(self.n_positive >= 1 && self.n_negative >= 1, "n_positive", || format!("needs at least one positive and one negative word (got {} and {})", self.n_positive, self.n_negative), "set n_positive and n_negative to 1 or more")?;
-        need(self.n_positive.saturating_add(self.n_negative).saturating_add(self.n_neutral) <= 4096, "n_neutral", || "the vocabulary is larger than 4096 words".into(), "use fewer words; this is a CPU-sized world")?;
-        need(self.tilt.is_finite() && self.tilt >= 0.0, "tilt", || format!("must be finite and >= 0 (got {})", self.tilt), "use a tilt such as 1.0")?;
-        need(self.sharpness.is_finite() && self.sharpness >= 0.0, "sharpness", || format!("must be finite and >= 0 (got {})", self.sharpness), "use a sharpness such as 2.0")?;
-        need(self.min_len >= 1, "min_len", || "must be at least 1".into(), "set min_len = 1 or more")?;
-        need(self.max_len >= self.min_len, "max_len", || format!("max_len {} is below min_len {}", self.max_len, self.min_len), "set max_len >= min_len")?;
-        need(self.stop_prob > 0.0 && self.stop_prob <= 1.0, "stop_prob", || format!("must be in (0, 1] (got {})", self.stop_prob), "use a stopping probability such as 0.15")?;
-        need(self.prompt_min_len >= 1 && self.prompt_min_len <= self.prompt_max_len, "prompt_min_len", || format!("prompt lengths {}..{} are not a valid range", self.prompt_min_len, self.prompt_max_len), "use 1 <= prompt_min_len <= prompt_max_len")?;
-        need(self.prompt_max_len <= self.max_len, "prompt_max_len", || format!("prompt_max_len {} exceeds the longest review ({} words)", self.prompt_max_len, self.max_len), "use prompt_max_len <= max_len")?;
+        need(
+            self.n_positive >= 1 && self.n_negative >= 1,
+            "n_positive",
+            || {
+                format!(
+                    "needs at least one positive and one negative word (got {} and {})",
+                    self.n_positive, self.n_negative
+                )
+            },
+            "set n_positive and n_negative to 1 or more",
+        )?;
+        need(
+            self.n_positive
+                .saturating_add(self.n_negative)
+                .saturating_add(self.n_neutral)
+                <= 4096,
+            "n_neutral",
+            || "the vocabulary is larger than 4096 words".into(),
+            "use fewer words; this is a CPU-sized world",
+        )?;
+        need(
+            self.tilt.is_finite() && self.tilt >= 0.0,
+            "tilt",
+            || format!("must be finite and >= 0 (got {})", self.tilt),
+            "use a tilt such as 1.0",
+        )?;
+        need(
+            self.sharpness.is_finite() && self.sharpness >= 0.0,
+            "sharpness",
+            || format!("must be finite and >= 0 (got {})", self.sharpness),
+            "use a sharpness such as 2.0",
+        )?;
+        need(
+            self.min_len >= 1,
+            "min_len",
+            || "must be at least 1".into(),
+            "set min_len = 1 or more",
+        )?;
+        need(
+            self.max_len >= self.min_len,
+            "max_len",
+            || format!("max_len {} is below min_len {}", self.max_len, self.min_len),
+            "set max_len >= min_len",
+        )?;
+        need(
+            self.stop_prob > 0.0 && self.stop_prob <= 1.0,
+            "stop_prob",
+            || format!("must be in (0, 1] (got {})", self.stop_prob),
+            "use a stopping probability such as 0.15",
+        )?;
+        need(
+            self.prompt_min_len >= 1 && self.prompt_min_len <= self.prompt_max_len,
+            "prompt_min_len",
+            || {
+                format!(
+                    "prompt lengths {}..{} are not a valid range",
+                    self.prompt_min_len, self.prompt_max_len
+                )
+            },
+            "use 1 <= prompt_min_len <= prompt_max_len",
+        )?;
+        need(
+            self.prompt_max_len <= self.max_len,
+            "prompt_max_len",
+            || {
+                format!(
+                    "prompt_max_len {} exceeds the longest review ({} words)",
+                    self.prompt_max_len, self.max_len
+                )
+            },
+            "use prompt_max_len <= max_len",
+        )?;
         // Prompts are prefixes of reviews long enough for a drawn length: the chance that a
         // draw succeeds, exactly, so that prompt sampling cannot loop (nearly) forever.
-        let p_long = |len: usize| if len <= self.min_len { 1.0 } else if len <= self.max_len { (1.0 - self.stop_prob).powi((len - self.min_len) as i32) } else { 0.0 };
-        let accept = (self.prompt_min_len..=self.prompt_max_len).map(p_long).sum::<f64>() / (self.prompt_max_len - self.prompt_min_len + 1) as f64;
-        need(accept >= 1e-3, "prompt_min_len", || format!("a review is long enough for a prompt with probability {accept:.2e} (reviews stop after min_len {} words with probability {} per word)", self.min_len, self.stop_prob), "lower prompt_min_len to at most min_len, or lower stop_prob")?;
-        need(self.n_train >= 1, "n_train", || "the corpus needs at least one training review".into(), "set n_train to 1 or more")?;
-        need(self.n_val >= 1, "n_val", || "the corpus needs at least one validation review".into(), "set n_val to 1 or more")?;
-        for (key, n) in [("n_train", self.n_train), ("n_val", self.n_val), ("n_train_prompts", self.n_train_prompts), ("n_eval_prompts", self.n_eval_prompts)] {
-            need(n <= MAX_COUNT, key, || format!("must be at most {MAX_COUNT} (got {n})"), "this is a CPU-sized world: use e.g. 20000 reviews and 256 evaluation prompts")?;
+        let p_long = |len: usize| {
+            if len <= self.min_len {
+                1.0
+            } else if len <= self.max_len {
+                (1.0 - self.stop_prob).powi((len - self.min_len) as i32)
+            } else {
+                0.0
+            }
+        };
+        let accept = (self.prompt_min_len..=self.prompt_max_len)
+            .map(p_long)
+            .sum::<f64>()
+            / (self.prompt_max_len - self.prompt_min_len + 1) as f64;
+        need(
+            accept >= 1e-3,
+            "prompt_min_len",
+            || {
+                format!("a review is long enough for a prompt with probability {accept:.2e} (reviews stop after min_len {} words with probability {} per word)", self.min_len, self.stop_prob)
+            },
+            "lower prompt_min_len to at most min_len, or lower stop_prob",
+        )?;
+        need(
+            self.n_train >= 1,
+            "n_train",
+            || "the corpus needs at least one training review".into(),
+            "set n_train to 1 or more",
+        )?;
+        need(
+            self.n_val >= 1,
+            "n_val",
+            || "the corpus needs at least one validation review".into(),
+            "set n_val to 1 or more",
+        )?;
+        for (key, n) in [
+            ("n_train", self.n_train),
+            ("n_val", self.n_val),
+            ("n_train_prompts", self.n_train_prompts),
+            ("n_eval_prompts", self.n_eval_prompts),
+        ] {
+            need(
+                n <= MAX_COUNT,
+                key,
+                || format!("must be at most {MAX_COUNT} (got {n})"),
+                "this is a CPU-sized world: use e.g. 20000 reviews and 256 evaluation prompts",
+            )?;
         }
-        need(self.n_train_prompts >= 1 && self.n_eval_prompts >= 1, "n_eval_prompts", || "needs at least one training and one evaluation prompt".into(), "set n_train_prompts and n_eval_prompts to 1 or more")?;
+        need(
+            self.n_train_prompts >= 1 && self.n_eval_prompts >= 1,
+            "n_eval_prompts",
+            || "needs at least one training and one evaluation prompt".into(),
+            "set n_train_prompts and n_eval_prompts to 1 or more",
+        )?;
         if let Some(l) = &self.labeller {
             let neutral = names(NEUTRAL, self.n_neutral);
-            need(neutral.contains(&l.word), "labeller.word", || format!("`{}` is not one of this world's {} neutral words", crate::config::shown(&l.word), self.n_neutral), &format!("use a neutral word, e.g. \"{}\"", neutral.get(17).or(neutral.last()).map_or("very", |w| w.as_str())))?;
-            need(l.bonus.is_finite() && l.bonus > 0.0 && l.bonus <= 10.0, "labeller.bonus", || format!("must be in (0, 10] (got {})", l.bonus), "use e.g. 0.3 (gold is in [0, 1])")?;
-            need(l.polarity.is_finite() && l.polarity.abs() <= 1.0, "labeller.polarity", || format!("must be in [-1, 1] (got {})", l.polarity), "use 0 (neutral) or e.g. -0.5 (leans negative)")?;
+            need(
+                neutral.contains(&l.word),
+                "labeller.word",
+                || {
+                    format!(
+                        "`{}` is not one of this world's {} neutral words",
+                        crate::config::shown(&l.word),
+                        self.n_neutral
+                    )
+                },
+                &format!(
+                    "use a neutral word, e.g. \"{}\"",
+                    neutral
+                        .get(17)
+                        .or(neutral.last())
+                        .map_or("very", |w| w.as_str())
+                ),
+            )?;
+            need(
+                l.bonus.is_finite() && l.bonus > 0.0 && l.bonus <= 10.0,
+                "labeller.bonus",
+                || format!("must be in (0, 10] (got {})", l.bonus),
+                "use e.g. 0.3 (gold is in [0, 1])",
+            )?;
+            need(
+                l.polarity.is_finite() && l.polarity.abs() <= 1.0,
+                "labeller.polarity",
+                || format!("must be in [-1, 1] (got {})", l.polarity),
+                "use 0 (neutral) or e.g. -0.5 (leans negative)",
+            )?;
         }
         Ok(())
     }
@@ -189,7 +407,11 @@ impl SentimentWorld {
             };
         }
         if let Some(l) = &cfg.labeller {
-            let w = vocab.words.iter().position(|w| *w == l.word).expect("validated: a neutral word");
+            let w = vocab
+                .words
+                .iter()
+                .position(|w| *w == l.word)
+                .expect("validated: a neutral word");
             polarity[w] = l.polarity;
         }
         let mut rng = Rng::new(derive_seed(seed, "world/sentiment/process"));
@@ -200,7 +422,10 @@ impl SentimentWorld {
                 base[prev * v + next] = cfg.sharpness * rng.normal();
             }
         }
-        let mut logp = [vec![f64::NEG_INFINITY; v * v], vec![f64::NEG_INFINITY; v * v]];
+        let mut logp = [
+            vec![f64::NEG_INFINITY; v * v],
+            vec![f64::NEG_INFINITY; v * v],
+        ];
         for (z, sign) in [(NEG, -1.0), (POS, 1.0)] {
             for prev in 1..v {
                 let row: Vec<f64> = (N_SPECIAL..v)
@@ -223,14 +448,43 @@ impl SentimentWorld {
             eval_prompts: vec![],
             labeller: None,
         };
-        world.labeller = cfg.labeller.as_ref().map(|l| (world.vocab.words.iter().position(|w| *w == l.word).expect("validated: a neutral word") as i64, l.bonus));
+        world.labeller = cfg.labeller.as_ref().map(|l| {
+            (
+                world
+                    .vocab
+                    .words
+                    .iter()
+                    .position(|w| *w == l.word)
+                    .expect("validated: a neutral word") as i64,
+                l.bonus,
+            )
+        });
         // Every review and prompt from a stream of its own, in parallel.
         let w = &world;
-        let train = super::drawn(seed, "world/sentiment/train", cfg.n_train, |r| w.sample_review(r).1);
-        let val = super::drawn(seed, "world/sentiment/val", cfg.n_val, |r| w.sample_review(r).1);
-        let train_prompts = super::drawn(seed, "world/sentiment/train_prompts", cfg.n_train_prompts, |r| w.sample_prompt(r));
-        let eval_prompts = super::drawn(seed, "world/sentiment/eval_prompts", cfg.n_eval_prompts, |r| w.sample_prompt(r));
-        (world.train, world.val, world.train_prompts, world.eval_prompts) = (train, val, train_prompts, eval_prompts);
+        let train = super::drawn(seed, "world/sentiment/train", cfg.n_train, |r| {
+            w.sample_review(r).1
+        });
+        let val = super::drawn(seed, "world/sentiment/val", cfg.n_val, |r| {
+            w.sample_review(r).1
+        });
+        let train_prompts = super::drawn(
+            seed,
+            "world/sentiment/train_prompts",
+            cfg.n_train_prompts,
+            |r| w.sample_prompt(r),
+        );
+        let eval_prompts = super::drawn(
+            seed,
+            "world/sentiment/eval_prompts",
+            cfg.n_eval_prompts,
+            |r| w.sample_prompt(r),
+        );
+        (
+            world.train,
+            world.val,
+            world.train_prompts,
+            world.eval_prompts,
+        ) = (train, val, train_prompts, eval_prompts);
         world
     }
 
@@ -312,16 +566,35 @@ impl SentimentWorld {
     /// How often the labeller's word occurs in a response (up to `<eos>`); None without a labeller.
     pub fn spurious_count(&self, response: &[i64]) -> Option<usize> {
         let (word, _) = self.labeller?;
-        Some(response.iter().take_while(|&&t| t != EOS).filter(|&&t| t == word).count())
+        Some(
+            response
+                .iter()
+                .take_while(|&&t| t != EOS)
+                .filter(|&&t| t == word)
+                .count(),
+        )
     }
 
     /// The labeller's choice between two completions of `prompt` (true: the first): the higher
     /// gold + bonus x count of its word; an exact tie goes to a coin. None without a labeller.
-    pub fn labeller_prefers_first(&self, prompt: &[i64], a: &[i64], b: &[i64], rng: &mut Rng) -> Option<bool> {
+    pub fn labeller_prefers_first(
+        &self,
+        prompt: &[i64],
+        a: &[i64],
+        b: &[i64],
+        rng: &mut Rng,
+    ) -> Option<bool> {
         let (_, bonus) = self.labeller?;
-        let score = |r: &[i64]| self.gold_reward(&[prompt, r].concat()) + bonus * self.spurious_count(r).unwrap_or(0) as f64;
+        let score = |r: &[i64]| {
+            self.gold_reward(&[prompt, r].concat())
+                + bonus * self.spurious_count(r).unwrap_or(0) as f64
+        };
         let (sa, sb) = (score(a), score(b));
-        Some(if sa == sb { rng.bernoulli(0.5) } else { sa > sb })
+        Some(if sa == sb {
+            rng.bernoulli(0.5)
+        } else {
+            sa > sb
+        })
     }
 
     /// Bayes-predictive NLL of a review under the true process, summed over its tokens
@@ -332,7 +605,10 @@ impl SentimentWorld {
         let mut nll = 0.0;
         for (t, &w) in words.iter().enumerate() {
             let h = self.hazard(t);
-            let joint = [lw[NEG] + self.log_trans(NEG, prev, w), lw[POS] + self.log_trans(POS, prev, w)];
+            let joint = [
+                lw[NEG] + self.log_trans(NEG, prev, w),
+                lw[POS] + self.log_trans(POS, prev, w),
+            ];
             nll -= logsumexp(&joint) - logsumexp(&lw) + (1.0 - h).ln();
             lw = joint;
             prev = w;
@@ -357,7 +633,8 @@ impl SentimentWorld {
         let mut p = vec![0.0; self.v()];
         p[EOS as usize] = h;
         for (next, pn) in p.iter_mut().enumerate().skip(N_SPECIAL) {
-            let q = post[NEG] * self.log_trans(NEG, prev, next as i64).exp() + post[POS] * self.log_trans(POS, prev, next as i64).exp();
+            let q = post[NEG] * self.log_trans(NEG, prev, next as i64).exp()
+                + post[POS] * self.log_trans(POS, prev, next as i64).exp();
             *pn = (1.0 - h) * q;
         }
         p
@@ -381,7 +658,10 @@ impl SentimentWorld {
         let mut ll = 0.0;
         let mut n = 0usize;
         for w in self.words_of(text) {
-            let joint = [lw[NEG] + self.log_trans(NEG, prev, w), lw[POS] + self.log_trans(POS, prev, w)];
+            let joint = [
+                lw[NEG] + self.log_trans(NEG, prev, w),
+                lw[POS] + self.log_trans(POS, prev, w),
+            ];
             ll += logsumexp(&joint) - logsumexp(&lw);
             lw = joint;
             prev = w;

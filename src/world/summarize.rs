@@ -31,14 +31,60 @@ use serde::{Deserialize, Serialize};
 use crate::config::{need, ConfigError, MAX_COUNT};
 
 const FACTS: &[&str] = &[
-    "fire", "flood", "mayor", "strike", "election", "merger", "storm", "verdict", "budget",
-    "outbreak", "protest", "scandal", "recall", "lawsuit", "drought", "treaty", "layoffs",
-    "heatwave", "bankruptcy", "rescue", "arrest", "ceasefire", "blackout", "landslide",
-    "acquisition", "resignation", "recession", "vaccine", "earthquake", "tariff", "leak", "award",
+    "fire",
+    "flood",
+    "mayor",
+    "strike",
+    "election",
+    "merger",
+    "storm",
+    "verdict",
+    "budget",
+    "outbreak",
+    "protest",
+    "scandal",
+    "recall",
+    "lawsuit",
+    "drought",
+    "treaty",
+    "layoffs",
+    "heatwave",
+    "bankruptcy",
+    "rescue",
+    "arrest",
+    "ceasefire",
+    "blackout",
+    "landslide",
+    "acquisition",
+    "resignation",
+    "recession",
+    "vaccine",
+    "earthquake",
+    "tariff",
+    "leak",
+    "award",
 ];
 const FILLER: &[&str] = &[
-    "the", "a", "and", "said", "today", "reports", "city", "people", "officials", "after",
-    "local", "week", "news", "update", "residents", "sources", "on", "in", "that", "were",
+    "the",
+    "a",
+    "and",
+    "said",
+    "today",
+    "reports",
+    "city",
+    "people",
+    "officials",
+    "after",
+    "local",
+    "week",
+    "news",
+    "update",
+    "residents",
+    "sources",
+    "on",
+    "in",
+    "that",
+    "were",
 ];
 const SEP: &str = "tldr";
 
@@ -132,29 +178,152 @@ impl Default for SummarizeConfig {
 impl SummarizeConfig {
     /// Range and consistency checks; the first violation is returned.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        need(self.n_facts >= 2 && self.n_facts <= 1024, "n_facts", || format!("must be in 2..=1024 (got {})", self.n_facts), "use e.g. 32 fact words")?;
-        need(self.n_filler >= 1 && self.n_filler <= 1024, "n_filler", || format!("must be in 1..=1024 (got {})", self.n_filler), "use e.g. 20 filler words")?;
-        need(self.min_facts >= 1 && self.min_facts <= self.max_facts, "min_facts", || format!("facts per document {}..{} is not a valid range", self.min_facts, self.max_facts), "use 1 <= min_facts <= max_facts")?;
-        need(self.max_facts < self.n_facts, "max_facts", || format!("max_facts {} leaves no fact outside the document (n_facts {})", self.max_facts, self.n_facts), "use max_facts < n_facts")?;
-        need(self.doc_min_len >= self.max_facts && self.doc_min_len <= self.doc_max_len, "doc_min_len", || format!("document lengths {}..{} must be a range starting at max_facts ({}) or more", self.doc_min_len, self.doc_max_len, self.max_facts), "use max_facts <= doc_min_len <= doc_max_len")?;
-        for (key, v) in [("length_penalty", self.length_penalty), ("repeat_penalty", self.repeat_penalty), ("hallucination_penalty", self.hallucination_penalty)] {
-            need(v.is_finite() && v >= 0.0, key, || format!("must be finite and >= 0 (got {v})"), "use a penalty such as 0.35")?;
+        need(
+            self.n_facts >= 2 && self.n_facts <= 1024,
+            "n_facts",
+            || format!("must be in 2..=1024 (got {})", self.n_facts),
+            "use e.g. 32 fact words",
+        )?;
+        need(
+            self.n_filler >= 1 && self.n_filler <= 1024,
+            "n_filler",
+            || format!("must be in 1..=1024 (got {})", self.n_filler),
+            "use e.g. 20 filler words",
+        )?;
+        need(
+            self.min_facts >= 1 && self.min_facts <= self.max_facts,
+            "min_facts",
+            || {
+                format!(
+                    "facts per document {}..{} is not a valid range",
+                    self.min_facts, self.max_facts
+                )
+            },
+            "use 1 <= min_facts <= max_facts",
+        )?;
+        need(
+            self.max_facts < self.n_facts,
+            "max_facts",
+            || {
+                format!(
+                    "max_facts {} leaves no fact outside the document (n_facts {})",
+                    self.max_facts, self.n_facts
+                )
+            },
+            "use max_facts < n_facts",
+        )?;
+        need(
+            self.doc_min_len >= self.max_facts && self.doc_min_len <= self.doc_max_len,
+            "doc_min_len",
+            || {
+                format!(
+                    "document lengths {}..{} must be a range starting at max_facts ({}) or more",
+                    self.doc_min_len, self.doc_max_len, self.max_facts
+                )
+            },
+            "use max_facts <= doc_min_len <= doc_max_len",
+        )?;
+        for (key, v) in [
+            ("length_penalty", self.length_penalty),
+            ("repeat_penalty", self.repeat_penalty),
+            ("hallucination_penalty", self.hallucination_penalty),
+        ] {
+            need(
+                v.is_finite() && v >= 0.0,
+                key,
+                || format!("must be finite and >= 0 (got {v})"),
+                "use a penalty such as 0.35",
+            )?;
         }
-        for (key, v) in [("ref_drop", self.ref_drop), ("ref_add", self.ref_add), ("ref_hallucinate", self.ref_hallucinate), ("labeller_keep", self.labeller_keep), ("labeller_repeat", self.labeller_repeat), ("labeller_hallucinate", self.labeller_hallucinate)] {
-            need((0.0..=1.0).contains(&v), key, || format!("is a probability, must be in [0, 1] (got {v})"), "use a probability such as 0.2")?;
+        for (key, v) in [
+            ("ref_drop", self.ref_drop),
+            ("ref_add", self.ref_add),
+            ("ref_hallucinate", self.ref_hallucinate),
+            ("labeller_keep", self.labeller_keep),
+            ("labeller_repeat", self.labeller_repeat),
+            ("labeller_hallucinate", self.labeller_hallucinate),
+        ] {
+            need(
+                (0.0..=1.0).contains(&v),
+                key,
+                || format!("is a probability, must be in [0, 1] (got {v})"),
+                "use a probability such as 0.2",
+            )?;
         }
-        need(self.ref_drop < 1.0 && self.ref_add > 0.0 && self.ref_hallucinate < 1.0, "ref_drop", || "the reference process must be able to write every summary SFT can learn (ref_drop < 1, ref_add > 0, ref_hallucinate < 1)".into(), "use e.g. ref_drop = 0.2, ref_add = 0.2, ref_hallucinate = 0.1")?;
-        need(self.n_train >= 1, "n_train", || "needs at least one training document".into(), "set n_train to 1 or more")?;
-        need(self.n_val >= 1, "n_val", || "needs at least one validation document".into(), "set n_val to 1 or more")?;
-        for (key, n) in [("n_train", self.n_train), ("n_val", self.n_val), ("n_train_prompts", self.n_train_prompts), ("n_eval_prompts", self.n_eval_prompts), ("doc_max_len", self.doc_max_len)] {
-            need(n <= MAX_COUNT, key, || format!("must be at most {MAX_COUNT} (got {n})"), "this is a CPU-sized world: use e.g. 20000 documents and 256 evaluation prompts")?;
+        need(
+            self.ref_drop < 1.0 && self.ref_add > 0.0 && self.ref_hallucinate < 1.0,
+            "ref_drop",
+            || {
+                "the reference process must be able to write every summary SFT can learn (ref_drop < 1, ref_add > 0, ref_hallucinate < 1)".into()
+            },
+            "use e.g. ref_drop = 0.2, ref_add = 0.2, ref_hallucinate = 0.1",
+        )?;
+        need(
+            self.n_train >= 1,
+            "n_train",
+            || "needs at least one training document".into(),
+            "set n_train to 1 or more",
+        )?;
+        need(
+            self.n_val >= 1,
+            "n_val",
+            || "needs at least one validation document".into(),
+            "set n_val to 1 or more",
+        )?;
+        for (key, n) in [
+            ("n_train", self.n_train),
+            ("n_val", self.n_val),
+            ("n_train_prompts", self.n_train_prompts),
+            ("n_eval_prompts", self.n_eval_prompts),
+            ("doc_max_len", self.doc_max_len),
+        ] {
+            need(
+                n <= MAX_COUNT,
+                key,
+                || format!("must be at most {MAX_COUNT} (got {n})"),
+                "this is a CPU-sized world: use e.g. 20000 documents and 256 evaluation prompts",
+            )?;
         }
-        need(self.n_train_prompts >= 1 && self.n_eval_prompts >= 1, "n_eval_prompts", || "needs at least one training and one evaluation prompt".into(), "set n_train_prompts and n_eval_prompts to 1 or more")?;
+        need(
+            self.n_train_prompts >= 1 && self.n_eval_prompts >= 1,
+            "n_eval_prompts",
+            || "needs at least one training and one evaluation prompt".into(),
+            "set n_train_prompts and n_eval_prompts to 1 or more",
+        )?;
         if let Some(s) = &self.shift {
-            need(s.min_facts >= 1 && s.min_facts <= s.max_facts && s.max_facts < self.n_facts, "shift.min_facts", || format!("facts per shifted document {}..{} is not a range in 1..{}", s.min_facts, s.max_facts, self.n_facts), "use 1 <= min_facts <= max_facts < n_facts")?;
-            need(s.doc_min_len >= s.max_facts && s.doc_min_len <= s.doc_max_len && s.doc_max_len <= 64, "shift.doc_min_len", || format!("shifted document lengths {}..{} must be a range from max_facts ({}) to at most 64", s.doc_min_len, s.doc_max_len, s.max_facts), "use max_facts <= doc_min_len <= doc_max_len <= 64")?;
-            need(s.filler_share > 0.0 && s.filler_share <= 1.0, "shift.filler_share", || format!("must be in (0, 1] (got {})", s.filler_share), "use e.g. 0.5: the last half of the filler words")?;
-            need(s.n_eval_prompts >= 1 && s.n_eval_prompts <= MAX_COUNT, "shift.n_eval_prompts", || format!("must be in 1..={MAX_COUNT} (got {})", s.n_eval_prompts), "use e.g. 256")?;
+            need(
+                s.min_facts >= 1 && s.min_facts <= s.max_facts && s.max_facts < self.n_facts,
+                "shift.min_facts",
+                || {
+                    format!(
+                        "facts per shifted document {}..{} is not a range in 1..{}",
+                        s.min_facts, s.max_facts, self.n_facts
+                    )
+                },
+                "use 1 <= min_facts <= max_facts < n_facts",
+            )?;
+            need(
+                s.doc_min_len >= s.max_facts
+                    && s.doc_min_len <= s.doc_max_len
+                    && s.doc_max_len <= 64,
+                "shift.doc_min_len",
+                || {
+                    format!("shifted document lengths {}..{} must be a range from max_facts ({}) to at most 64", s.doc_min_len, s.doc_max_len, s.max_facts)
+                },
+                "use max_facts <= doc_min_len <= doc_max_len <= 64",
+            )?;
+            need(
+                s.filler_share > 0.0 && s.filler_share <= 1.0,
+                "shift.filler_share",
+                || format!("must be in (0, 1] (got {})", s.filler_share),
+                "use e.g. 0.5: the last half of the filler words",
+            )?;
+            need(
+                s.n_eval_prompts >= 1 && s.n_eval_prompts <= MAX_COUNT,
+                "shift.n_eval_prompts",
+                || format!("must be in 1..={MAX_COUNT} (got {})", s.n_eval_prompts),
+                "use e.g. 256",
+            )?;
         }
         Ok(())
     }
@@ -163,7 +332,9 @@ impl SummarizeConfig {
 impl SummarizeConfig {
     /// The longest prompt: a document (of either distribution) and `tldr`.
     pub fn prompt_max_len(&self) -> usize {
-        self.doc_max_len.max(self.shift.as_ref().map_or(0, |s| s.doc_max_len)) + 1
+        self.doc_max_len
+            .max(self.shift.as_ref().map_or(0, |s| s.doc_max_len))
+            + 1
     }
 
     /// The longest reference summary: every fact and one hallucination.
@@ -202,24 +373,60 @@ impl SummarizeWorld {
         for s in salience.iter_mut().skip(N_SPECIAL).take(cfg.n_facts) {
             *s = Some(rng.uniform());
         }
-        let mut w = SummarizeWorld { cfg: cfg.clone(), vocab, salience, sep, train: vec![], val: vec![], train_prompts: vec![], eval_prompts: vec![], eval_references: vec![], shifted_prompts: vec![], shifted_references: vec![] };
+        let mut w = SummarizeWorld {
+            cfg: cfg.clone(),
+            vocab,
+            salience,
+            sep,
+            train: vec![],
+            val: vec![],
+            train_prompts: vec![],
+            eval_prompts: vec![],
+            eval_references: vec![],
+            shifted_prompts: vec![],
+            shifted_references: vec![],
+        };
         // Every document from a stream of its own, in parallel.
         let ww = &w;
-        let train = super::drawn(seed, "world/summarize/train", cfg.n_train, |r| ww.sample_example(r));
-        let val = super::drawn(seed, "world/summarize/val", cfg.n_val, |r| ww.sample_example(r));
-        let train_prompts = super::drawn(seed, "world/summarize/train_prompts", cfg.n_train_prompts, |r| ww.sample_document(r));
-        let eval: Vec<(Vec<i64>, Vec<i64>)> = super::drawn(seed, "world/summarize/eval_prompts", cfg.n_eval_prompts, |r| ww.sample_example(r));
+        let train = super::drawn(seed, "world/summarize/train", cfg.n_train, |r| {
+            ww.sample_example(r)
+        });
+        let val = super::drawn(seed, "world/summarize/val", cfg.n_val, |r| {
+            ww.sample_example(r)
+        });
+        let train_prompts = super::drawn(
+            seed,
+            "world/summarize/train_prompts",
+            cfg.n_train_prompts,
+            |r| ww.sample_document(r),
+        );
+        let eval: Vec<(Vec<i64>, Vec<i64>)> = super::drawn(
+            seed,
+            "world/summarize/eval_prompts",
+            cfg.n_eval_prompts,
+            |r| ww.sample_example(r),
+        );
         (w.train, w.val, w.train_prompts) = (train, val, train_prompts);
         (w.eval_prompts, w.eval_references) = eval.into_iter().unzip();
         // From a stream of its own: the other draws are those of a world without a shift.
         if let Some(s) = &cfg.shift {
-            let style = DocStyle { min_len: s.doc_min_len, max_len: s.doc_max_len, min_facts: s.min_facts, max_facts: s.max_facts, filler_lo: cfg.n_filler - ((s.filler_share * cfg.n_filler as f64).round() as usize).clamp(1, cfg.n_filler), facts_first: s.facts_first };
+            let style = DocStyle {
+                min_len: s.doc_min_len,
+                max_len: s.doc_max_len,
+                min_facts: s.min_facts,
+                max_facts: s.max_facts,
+                filler_lo: cfg.n_filler
+                    - ((s.filler_share * cfg.n_filler as f64).round() as usize)
+                        .clamp(1, cfg.n_filler),
+                facts_first: s.facts_first,
+            };
             let ww = &w;
-            let shifted: Vec<(Vec<i64>, Vec<i64>)> = super::drawn(seed, "world/summarize/shift", s.n_eval_prompts, |r| {
-                let doc = ww.sample_styled(&style, r);
-                let summary = ww.sample_reference(&doc, r);
-                (doc, summary)
-            });
+            let shifted: Vec<(Vec<i64>, Vec<i64>)> =
+                super::drawn(seed, "world/summarize/shift", s.n_eval_prompts, |r| {
+                    let doc = ww.sample_styled(&style, r);
+                    let summary = ww.sample_reference(&doc, r);
+                    (doc, summary)
+                });
             (w.shifted_prompts, w.shifted_references) = shifted.into_iter().unzip();
         }
         w
@@ -236,7 +443,17 @@ impl SummarizeWorld {
     /// A document and `tldr`.
     pub fn sample_document(&self, rng: &mut Rng) -> Vec<i64> {
         let c = &self.cfg;
-        self.sample_styled(&DocStyle { min_len: c.doc_min_len, max_len: c.doc_max_len, min_facts: c.min_facts, max_facts: c.max_facts, filler_lo: 0, facts_first: false }, rng)
+        self.sample_styled(
+            &DocStyle {
+                min_len: c.doc_min_len,
+                max_len: c.doc_max_len,
+                min_facts: c.min_facts,
+                max_facts: c.max_facts,
+                filler_lo: 0,
+                facts_first: false,
+            },
+            rng,
+        )
     }
 
     /// A document of a style and `tldr` (the training style draws exactly as it always has).
@@ -251,7 +468,9 @@ impl SummarizeWorld {
             rng.shuffle(&mut positions);
         }
         let fillers = c.n_filler - st.filler_lo;
-        let mut doc: Vec<i64> = (0..len).map(|_| (N_SPECIAL + c.n_facts + st.filler_lo + rng.below(fillers)) as i64).collect();
+        let mut doc: Vec<i64> = (0..len)
+            .map(|_| (N_SPECIAL + c.n_facts + st.filler_lo + rng.below(fillers)) as i64)
+            .collect();
         for j in 0..m {
             doc[positions[j]] = self.fact_token(facts[j]);
         }
@@ -261,7 +480,11 @@ impl SummarizeWorld {
 
     /// The facts of a prompt, in document order.
     pub fn doc_facts(&self, prompt: &[i64]) -> Vec<i64> {
-        prompt.iter().copied().filter(|&t| self.is_fact(t)).collect()
+        prompt
+            .iter()
+            .copied()
+            .filter(|&t| self.is_fact(t))
+            .collect()
     }
 
     fn sal(&self, t: i64) -> f64 {
@@ -269,7 +492,10 @@ impl SummarizeWorld {
     }
 
     fn non_doc_facts(&self, facts: &[i64]) -> Vec<i64> {
-        (0..self.cfg.n_facts).map(|i| self.fact_token(i)).filter(|t| !facts.contains(t)).collect()
+        (0..self.cfg.n_facts)
+            .map(|i| self.fact_token(i))
+            .filter(|t| !facts.contains(t))
+            .collect()
     }
 
     /// A reference summary of a prompt (without `<eos>`).
@@ -326,8 +552,16 @@ impl SummarizeWorld {
         if k < kept.len() {
             return f64::NEG_INFINITY;
         }
-        let ph = if others.is_empty() { 0.0 } else { self.cfg.ref_hallucinate };
-        lp + if halluc { (ph / others.len() as f64).ln() } else { (1.0 - ph).ln() }
+        let ph = if others.is_empty() {
+            0.0
+        } else {
+            self.cfg.ref_hallucinate
+        };
+        lp + if halluc {
+            (ph / others.len() as f64).ln()
+        } else {
+            (1.0 - ph).ln()
+        }
     }
 
     /// The labeller policy's summary of a prompt (without `<eos>`), at most `max_len` words.
@@ -356,7 +590,12 @@ impl SummarizeWorld {
     pub fn judge(&self, prompt: &[i64], summary: &[i64]) -> f64 {
         let c = &self.cfg;
         let facts = self.doc_facts(prompt);
-        let words: Vec<i64> = summary.iter().copied().take_while(|&t| t != EOS).filter(|&t| self.vocab.is_word(t)).collect();
+        let words: Vec<i64> = summary
+            .iter()
+            .copied()
+            .take_while(|&t| t != EOS)
+            .filter(|&t| self.vocab.is_word(t))
+            .collect();
         let mut seen: Vec<i64> = Vec::new();
         let mut score = -c.length_penalty * words.len() as f64;
         for &t in &words {
@@ -366,7 +605,11 @@ impl SummarizeWorld {
             }
             seen.push(t);
             if self.is_fact(t) {
-                score += if facts.contains(&t) { self.sal(t) } else { -c.hallucination_penalty };
+                score += if facts.contains(&t) {
+                    self.sal(t)
+                } else {
+                    -c.hallucination_penalty
+                };
             }
         }
         score
@@ -374,13 +617,18 @@ impl SummarizeWorld {
 
     /// The best summary of a prompt: its worthwhile facts in document order.
     pub fn optimal_summary(&self, prompt: &[i64]) -> Vec<i64> {
-        self.doc_facts(prompt).into_iter().filter(|&f| self.sal(f) > self.cfg.length_penalty).collect()
+        self.doc_facts(prompt)
+            .into_iter()
+            .filter(|&f| self.sal(f) > self.cfg.length_penalty)
+            .collect()
     }
 
     /// Mean NLL per scored token (summary words and `<eos>`) of the validation references
     /// under the reference process: the floor for SFT's held-out NLL.
     pub fn val_nll_per_token(&self) -> f64 {
-        let (nll, n) = self.val.iter().fold((0.0, 0usize), |(s, n), (p, y)| (s - self.reference_log_lik(p, y), n + y.len() + 1));
+        let (nll, n) = self.val.iter().fold((0.0, 0usize), |(s, n), (p, y)| {
+            (s - self.reference_log_lik(p, y), n + y.len() + 1)
+        });
         nll / n as f64
     }
 }

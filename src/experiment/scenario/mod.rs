@@ -8,19 +8,19 @@ mod parse;
 
 use std::path::{Path, PathBuf};
 
-use parse::err;
 pub use crate::config::shown;
+use parse::err;
 pub use parse::{File, ReportConfig, SeedRun};
 
-use crate::config::ConfigError;
+pub use super::methods::{Method, MethodKind, Overrides};
 pub use crate::algo::dpo::{PrefLoss, TrainConfig};
 pub use crate::algo::reward::RewardConfig;
 pub use crate::algo::sft::SftConfig;
+use crate::config::ConfigError;
 pub use crate::data::{Labels, PrefSource, PrefsConfig};
 pub use crate::eval::EvalConfig;
 pub use crate::model::{GptConfig, SampleConfig};
 pub use crate::world::WorldConfig;
-pub use super::methods::{Method, MethodKind, Overrides};
 
 /// A scenario error: one line, `FILE[:LINE]: `KEY`: PROBLEM; fix: FIX`.
 #[derive(thiserror::Error, Debug)]
@@ -100,11 +100,20 @@ impl Scenario {
             problem: format!("cannot read the scenario file: {e}"),
             fix: "pass the path of an existing scenario, e.g. scenarios/sentiment.toml".into(),
         })?;
-        let stem = path.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_default();
+        let stem = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().to_string())
+            .unwrap_or_default();
         Scenario::from_str(&text, &file, &stem, overrides, path)
     }
 
-    pub fn from_str(text: &str, file: &str, default_name: &str, overrides: &[String], path: &Path) -> Result<Scenario, ScenarioError> {
+    pub fn from_str(
+        text: &str,
+        file: &str,
+        default_name: &str,
+        overrides: &[String],
+        path: &Path,
+    ) -> Result<Scenario, ScenarioError> {
         let parsed = parse::parse(text, file, overrides)?;
         validate(parsed, text, file, default_name, path)
     }
@@ -112,8 +121,17 @@ impl Scenario {
     /// The same scenario for one seed of its sweep.
     pub fn with_seed(&self, seed: u64) -> Scenario {
         let mut methods = self.methods[..self.n_shared].to_vec();
-        methods.extend(self.seed_runs.iter().filter(|(r, _)| r.seed == seed).map(|(_, m)| *m));
-        Scenario { seed, methods, ..self.clone() }
+        methods.extend(
+            self.seed_runs
+                .iter()
+                .filter(|(r, _)| r.seed == seed)
+                .map(|(_, m)| *m),
+        );
+        Scenario {
+            seed,
+            methods,
+            ..self.clone()
+        }
     }
 
     /// The sampling budget a model must fit: `<bos>` + the longest prompt + new tokens.
@@ -123,15 +141,38 @@ impl Scenario {
 }
 
 /// Each section's own checks, then those that span sections; the first violation is reported.
-fn validate(parsed: parse::Parsed, text: &str, file: &str, default_name: &str, path: &Path) -> Result<Scenario, ScenarioError> {
+fn validate(
+    parsed: parse::Parsed,
+    text: &str,
+    file: &str,
+    default_name: &str,
+    path: &Path,
+) -> Result<Scenario, ScenarioError> {
     let (w, sets) = (parsed.file, &parsed.sets);
     let at = |e: ConfigError| err(file, text, sets, &e.key, e.problem, e.fix);
-    let need = |cond: bool, key: &str, problem: String, fix: &str| if cond { Ok(()) } else { Err(err(file, text, sets, key, problem, fix)) };
-    let name = if w.name.is_empty() { default_name.to_string() } else { w.name.clone() };
+    let need = |cond: bool, key: &str, problem: String, fix: &str| {
+        if cond {
+            Ok(())
+        } else {
+            Err(err(file, text, sets, key, problem, fix))
+        }
+    };
+    let name = if w.name.is_empty() {
+        default_name.to_string()
+    } else {
+        w.name.clone()
+    };
     need(
-        !name.is_empty() && name.len() <= 64 && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'),
+        !name.is_empty()
+            && name.len() <= 64
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'),
         "name",
-        format!("`{}` is not a plain name of at most 64 characters", shown(&name)),
+        format!(
+            "`{}` is not a plain name of at most 64 characters",
+            shown(&name)
+        ),
         "use letters, digits, '-' and '_' only, at most 64 of them (it names the results folder)",
     )?;
     w.world.validate().map_err(|e| at(e.within("world")))?;
@@ -139,28 +180,82 @@ fn validate(parsed: parse::Parsed, text: &str, file: &str, default_name: &str, p
     m.validate().map_err(|e| at(e.within("model")))?;
     let (max_text_len, prompt_max_len) = (w.world.max_text_len(), w.world.prompt_max_len());
     // SFT feeds `<bos> words` and predicts `words <eos>`: max_len + 1 positions.
-    need(m.block_size > max_text_len, "model.block_size", format!("block_size {} cannot hold a full demonstration (<bos> + {} words)", m.block_size, max_text_len), &format!("set model.block_size >= {}", max_text_len + 1))?;
+    need(
+        m.block_size > max_text_len,
+        "model.block_size",
+        format!(
+            "block_size {} cannot hold a full demonstration (<bos> + {} words)",
+            m.block_size, max_text_len
+        ),
+        &format!("set model.block_size >= {}", max_text_len + 1),
+    )?;
     s.validate().map_err(|e| at(e.within("sample")))?;
-    need(1 + prompt_max_len + s.max_new_tokens <= m.block_size, "sample.max_new_tokens", format!("<bos> + a {prompt_max_len}-word prompt + {} new tokens exceeds block_size {}", s.max_new_tokens, m.block_size), &format!("lower max_new_tokens to {} or raise model.block_size", m.block_size.saturating_sub(1 + prompt_max_len)))?;
+    need(
+        1 + prompt_max_len + s.max_new_tokens <= m.block_size,
+        "sample.max_new_tokens",
+        format!(
+            "<bos> + a {prompt_max_len}-word prompt + {} new tokens exceeds block_size {}",
+            s.max_new_tokens, m.block_size
+        ),
+        &format!(
+            "lower max_new_tokens to {} or raise model.block_size",
+            m.block_size.saturating_sub(1 + prompt_max_len)
+        ),
+    )?;
     w.sft.validate().map_err(|e| at(e.within("sft")))?;
     w.prefs.validate().map_err(|e| at(e.within("prefs")))?;
     match (w.prefs.source, &w.world) {
-        (PrefSource::TrueProcess, WorldConfig::Summarize(_)) => need(false, "prefs.source", "the summarize world has no true process to write completions".into(), "use source = \"labeller\" (off-policy) or \"sft\"")?,
-        (PrefSource::Labeller, WorldConfig::Sentiment(_)) => need(false, "prefs.source", "the sentiment world has no labeller policy".into(), "use source = \"true_process\" (off-policy) or \"sft\"")?,
-        (PrefSource::TrueProcess, WorldConfig::Dialogue(_)) => need(false, "prefs.source", "the dialogue world has no true process, only its writer".into(), "use source = \"labeller\" (the writer's drafts, off-policy) or \"sft\"")?,
+        (PrefSource::TrueProcess, WorldConfig::Summarize(_)) => need(
+            false,
+            "prefs.source",
+            "the summarize world has no true process to write completions".into(),
+            "use source = \"labeller\" (off-policy) or \"sft\"",
+        )?,
+        (PrefSource::Labeller, WorldConfig::Sentiment(_)) => need(
+            false,
+            "prefs.source",
+            "the sentiment world has no labeller policy".into(),
+            "use source = \"true_process\" (off-policy) or \"sft\"",
+        )?,
+        (PrefSource::TrueProcess, WorldConfig::Dialogue(_)) => need(
+            false,
+            "prefs.source",
+            "the dialogue world has no true process, only its writer".into(),
+            "use source = \"labeller\" (the writer's drafts, off-policy) or \"sft\"",
+        )?,
         _ => {}
     }
     need(w.prefs.labels != crate::data::LabelKind::World || w.world.has_labeller(), "prefs.labels", format!("\"world\" labels by the world's own labeller, and this {} world has none", w.world.kind()), "use labels = \"deterministic\" or \"bradley_terry\" (the dialogue world has a labeller; the sentiment world has one with [world.labeller])")?;
     w.reward.validate().map_err(|e| at(e.within("reward")))?;
     let model = m.gpt(w.world.vocab_size());
     let rm = w.reward.model(&model);
-    need(rm.n_layer >= 1 && rm.n_layer <= 48, "reward.n_layer", format!("must be in 1..=48 (got {})", rm.n_layer), "use a few layers, e.g. 2")?;
-    need(rm.n_head >= 1 && rm.d_model >= 1 && rm.d_model % rm.n_head == 0, "reward.d_model", format!("d_model {} is not a multiple of n_head {}", rm.d_model, rm.n_head), "make reward.d_model divisible by reward.n_head (default: model.n_head)")?;
+    need(
+        rm.n_layer >= 1 && rm.n_layer <= 48,
+        "reward.n_layer",
+        format!("must be in 1..=48 (got {})", rm.n_layer),
+        "use a few layers, e.g. 2",
+    )?;
+    need(
+        rm.n_head >= 1 && rm.d_model >= 1 && rm.d_model % rm.n_head == 0,
+        "reward.d_model",
+        format!(
+            "d_model {} is not a multiple of n_head {}",
+            rm.d_model, rm.n_head
+        ),
+        "make reward.d_model divisible by reward.n_head (default: model.n_head)",
+    )?;
     w.train.validate().map_err(|e| at(e.within("train")))?;
     let ev = &w.eval;
     ev.validate().map_err(|e| at(e.within("eval")))?;
     let n_eval_prompts = w.world.n_eval_prompts();
-    need(n_eval_prompts >= 2, "world.n_eval_prompts", format!("must be at least 2 to split into a selection and a test half (got {n_eval_prompts})"), "use e.g. 256")?;
+    need(
+        n_eval_prompts >= 2,
+        "world.n_eval_prompts",
+        format!(
+            "must be at least 2 to split into a selection and a test half (got {n_eval_prompts})"
+        ),
+        "use e.g. 256",
+    )?;
     let best_of_n = match &w.best_of_n {
         None => None,
         Some(b) => {
@@ -168,10 +263,22 @@ fn validate(parsed: parse::Parsed, text: &str, file: &str, default_name: &str, p
             Some(b.n.clone())
         }
     };
-    let candidates = best_of_n.as_ref().and_then(|n| n.iter().max()).map(|n| n * ev.samples_per_prompt).unwrap_or(0);
+    let candidates = best_of_n
+        .as_ref()
+        .and_then(|n| n.iter().max())
+        .map(|n| n * ev.samples_per_prompt)
+        .unwrap_or(0);
     if let Some(n) = ev.optimal_samples {
         need(n >= 2 && n <= candidates, "eval.optimal_samples", format!("must be in 2..={candidates}, the Best-of-N candidates per prompt (samples_per_prompt x the largest best_of_n.n) (got {n})"), "remove it to use every candidate, or raise best_of_n.n")?;
-        need(ev.optimal_min_ess <= n as f64, "eval.optimal_min_ess", format!("{} exceeds optimal_samples {n}: no point could pass", ev.optimal_min_ess), "use a threshold below the sample count, e.g. 8")?;
+        need(
+            ev.optimal_min_ess <= n as f64,
+            "eval.optimal_min_ess",
+            format!(
+                "{} exceeds optimal_samples {n}: no point could pass",
+                ev.optimal_min_ess
+            ),
+            "use a threshold below the sample count, e.g. 8",
+        )?;
     }
 
     let mut methods = Vec::new();
@@ -186,56 +293,196 @@ fn validate(parsed: parse::Parsed, text: &str, file: &str, default_name: &str, p
                 _ => 0,
             };
             if rollouts > 0 {
-                need(s.temperature > 0.0, "sample.temperature", format!("{} samples its rollouts at sample.temperature, which is 0 (greedy)", run.name()), "use sample.temperature = 1.0")?;
+                need(
+                    s.temperature > 0.0,
+                    "sample.temperature",
+                    format!(
+                        "{} samples its rollouts at sample.temperature, which is 0 (greedy)",
+                        run.name()
+                    ),
+                    "use sample.temperature = 1.0",
+                )?;
                 ppo_batch = ppo_batch.max(rollouts);
             }
         }
         methods.extend(runs);
-        resolved.push(toml::Table::from_iter([(table_name.to_string(), toml::Value::Table(table))]));
+        resolved.push(toml::Table::from_iter([(
+            table_name.to_string(),
+            toml::Value::Table(table),
+        )]));
     }
     memory(&w, &model, &rm, ppo_batch).map_err(at)?;
     let seeds = match w.sweep.as_ref().and_then(|s| s.seeds.clone()) {
         None => vec![w.seed],
         Some(v) => {
-            need(!v.is_empty(), "sweep.seeds", "is an empty list".into(), "give at least one seed, e.g. [0, 1, 2], or remove it")?;
-            need(crate::experiment::methods::distinct(&v), "sweep.seeds", "lists a seed twice".into(), "list each seed once")?;
+            need(
+                !v.is_empty(),
+                "sweep.seeds",
+                "is an empty list".into(),
+                "give at least one seed, e.g. [0, 1, 2], or remove it",
+            )?;
+            need(
+                crate::experiment::methods::distinct(&v),
+                "sweep.seeds",
+                "lists a seed twice".into(),
+                "list each seed once",
+            )?;
             v
         }
     };
     let sweep = w.sweep.clone();
-    let budgets = sweep.as_ref().map(|s| s.budgets.clone()).unwrap_or_default();
-    let (one_pilot, pilots) = (sweep.as_ref().and_then(|s| s.pilot_seed), sweep.as_ref().and_then(|s| s.pilot_seeds.clone()));
-    need(one_pilot.is_none() || pilots.is_none(), "sweep.pilot_seeds", "is given with sweep.pilot_seed".into(), "keep one of the two: pilot_seed = 1000 or pilot_seeds = [1000, 1001]")?;
-    let pilot_seeds = pilots.clone().unwrap_or_else(|| vec![one_pilot.unwrap_or(1000)]);
-    need(!pilot_seeds.is_empty() && pilot_seeds.len() <= 8 && crate::experiment::methods::distinct(&pilot_seeds), "sweep.pilot_seeds", format!("must list 1 to 8 distinct seeds (got {pilot_seeds:?})"), "use e.g. [1000, 1001]")?;
-    let calibration_rounds = sweep.as_ref().and_then(|s| s.calibration_rounds).unwrap_or(3);
-    need(budgets.len() <= 16 && budgets.iter().all(|b| b.is_finite() && *b > 0.0 && *b <= 64.0) && budgets.windows(2).all(|w| w[0] < w[1]), "sweep.budgets", format!("must be at most 16 increasing KL budgets in (0, 64] nats (got {budgets:?})"), "use e.g. [0.5, 1.0, 2.0, 4.0]")?;
-    let pilot_key = if pilots.is_some() { "sweep.pilot_seeds" } else { "sweep.pilot_seed" };
-    if let Some(s) = pilot_seeds.iter().find(|s| !budgets.is_empty() && seeds.contains(s)) {
+    let budgets = sweep
+        .as_ref()
+        .map(|s| s.budgets.clone())
+        .unwrap_or_default();
+    let (one_pilot, pilots) = (
+        sweep.as_ref().and_then(|s| s.pilot_seed),
+        sweep.as_ref().and_then(|s| s.pilot_seeds.clone()),
+    );
+    need(
+        one_pilot.is_none() || pilots.is_none(),
+        "sweep.pilot_seeds",
+        "is given with sweep.pilot_seed".into(),
+        "keep one of the two: pilot_seed = 1000 or pilot_seeds = [1000, 1001]",
+    )?;
+    let pilot_seeds = pilots
+        .clone()
+        .unwrap_or_else(|| vec![one_pilot.unwrap_or(1000)]);
+    need(
+        !pilot_seeds.is_empty()
+            && pilot_seeds.len() <= 8
+            && crate::experiment::methods::distinct(&pilot_seeds),
+        "sweep.pilot_seeds",
+        format!("must list 1 to 8 distinct seeds (got {pilot_seeds:?})"),
+        "use e.g. [1000, 1001]",
+    )?;
+    let calibration_rounds = sweep
+        .as_ref()
+        .and_then(|s| s.calibration_rounds)
+        .unwrap_or(3);
+    need(
+        budgets.len() <= 16
+            && budgets
+                .iter()
+                .all(|b| b.is_finite() && *b > 0.0 && *b <= 64.0)
+            && budgets.windows(2).all(|w| w[0] < w[1]),
+        "sweep.budgets",
+        format!("must be at most 16 increasing KL budgets in (0, 64] nats (got {budgets:?})"),
+        "use e.g. [0.5, 1.0, 2.0, 4.0]",
+    )?;
+    let pilot_key = if pilots.is_some() {
+        "sweep.pilot_seeds"
+    } else {
+        "sweep.pilot_seed"
+    };
+    if let Some(s) = pilot_seeds
+        .iter()
+        .find(|s| !budgets.is_empty() && seeds.contains(s))
+    {
         need(false, pilot_key, format!("seed {s} is also a reported seed: the calibration would choose settings on data it reports"), "pick pilot seeds outside sweep.seeds (default 1000)")?;
     }
-    need((1..=6).contains(&calibration_rounds), "sweep.calibration_rounds", format!("must be in 1..=6 (got {calibration_rounds})"), "use 3")?;
-    let calibration_aim = sweep.as_ref().and_then(|s| s.calibration_aim).unwrap_or(crate::experiment::calibrate::AIM);
-    need(calibration_aim.is_finite() && calibration_aim > 0.0 && calibration_aim <= crate::experiment::calibrate::TOLERANCE, "sweep.calibration_aim", format!("must be in (0, {}] (got {calibration_aim})", crate::experiment::calibrate::TOLERANCE), "use 0.1: the search stops for a budget once a pilot run lands within 10% of it")?;
+    need(
+        (1..=6).contains(&calibration_rounds),
+        "sweep.calibration_rounds",
+        format!("must be in 1..=6 (got {calibration_rounds})"),
+        "use 3",
+    )?;
+    let calibration_aim = sweep
+        .as_ref()
+        .and_then(|s| s.calibration_aim)
+        .unwrap_or(crate::experiment::calibrate::AIM);
+    need(
+        calibration_aim.is_finite()
+            && calibration_aim > 0.0
+            && calibration_aim <= crate::experiment::calibrate::TOLERANCE,
+        "sweep.calibration_aim",
+        format!(
+            "must be in (0, {}] (got {calibration_aim})",
+            crate::experiment::calibrate::TOLERANCE
+        ),
+        "use 0.1: the search stops for a budget once a pilot run lands within 10% of it",
+    )?;
     let top_up_rounds = sweep.as_ref().and_then(|s| s.top_up_rounds).unwrap_or(0);
-    need(top_up_rounds <= 4, "sweep.top_up_rounds", format!("must be in 0..=4 (got {top_up_rounds})"), "use 2: a seed whose calibrated run missed a budget gets at most 2 runs of its own")?;
-    need(top_up_rounds == 0 || !budgets.is_empty(), "sweep.top_up_rounds", "tops up calibrated grids, and sweep.budgets is empty".into(), "give sweep.budgets, or remove top_up_rounds")?;
+    need(
+        top_up_rounds <= 4,
+        "sweep.top_up_rounds",
+        format!("must be in 0..=4 (got {top_up_rounds})"),
+        "use 2: a seed whose calibrated run missed a budget gets at most 2 runs of its own",
+    )?;
+    need(
+        top_up_rounds == 0 || !budgets.is_empty(),
+        "sweep.top_up_rounds",
+        "tops up calibrated grids, and sweep.budgets is empty".into(),
+        "give sweep.budgets, or remove top_up_rounds",
+    )?;
     // Runs of one seed only: the table's KL knob at one value, checked like the table's grid.
     let n_shared = methods.len();
     let mut seed_runs: Vec<(SeedRun, Method)> = Vec::new();
-    for r in sweep.as_ref().map(|s| s.seed_runs.clone()).unwrap_or_default() {
+    for r in sweep
+        .as_ref()
+        .map(|s| s.seed_runs.clone())
+        .unwrap_or_default()
+    {
         let key = "sweep.seed_runs";
-        need(seeds.contains(&r.seed), key, format!("names seed {}, which is not in sweep.seeds {seeds:?}", r.seed), "give each run a seed of the sweep")?;
-        need(r.value.is_finite() && r.value > 0.0 && r.budget.is_finite() && r.budget > 0.0, key, format!("{} at {} for budget {} needs a positive value and budget", r.table, r.value, r.budget), "write e.g. { seed = 3, table = \"dpo\", value = 0.2, budget = 2.0 }")?;
-        let raw = parsed.methods.iter().find(|(n, _)| *n == r.table).map(|(_, t)| t.clone());
-        let knob = raw.as_ref().and_then(|t| crate::experiment::calibrate::knob(&toml::Table::from_iter([(r.table.clone(), toml::Value::Table(t.clone()))]), &r.table));
+        need(
+            seeds.contains(&r.seed),
+            key,
+            format!(
+                "names seed {}, which is not in sweep.seeds {seeds:?}",
+                r.seed
+            ),
+            "give each run a seed of the sweep",
+        )?;
+        need(
+            r.value.is_finite() && r.value > 0.0 && r.budget.is_finite() && r.budget > 0.0,
+            key,
+            format!(
+                "{} at {} for budget {} needs a positive value and budget",
+                r.table, r.value, r.budget
+            ),
+            "write e.g. { seed = 3, table = \"dpo\", value = 0.2, budget = 2.0 }",
+        )?;
+        let raw = parsed
+            .methods
+            .iter()
+            .find(|(n, _)| *n == r.table)
+            .map(|(_, t)| t.clone());
+        let knob = raw.as_ref().and_then(|t| {
+            crate::experiment::calibrate::knob(
+                &toml::Table::from_iter([(r.table.clone(), toml::Value::Table(t.clone()))]),
+                &r.table,
+            )
+        });
         let (Some(mut table), Some(knob)) = (raw, knob) else {
-            return Err(err(file, text, sets, key, format!("names `{}`, which is not a method table of this scenario with a KL knob", r.table), "name a table the scenario runs with a grid of beta, alpha, target_kl or kl_coef"));
+            return Err(err(
+                file,
+                text,
+                sets,
+                key,
+                format!(
+                    "names `{}`, which is not a method table of this scenario with a KL knob",
+                    r.table
+                ),
+                "name a table the scenario runs with a grid of beta, alpha, target_kl or kl_coef",
+            ));
         };
-        table.insert(knob.into(), toml::Value::Array(vec![toml::Value::Float(r.value)]));
+        table.insert(
+            knob.into(),
+            toml::Value::Array(vec![toml::Value::Float(r.value)]),
+        );
         let (runs, _) = super::methods::expand(&r.table, &table, s).map_err(at)?;
         let (m, shared) = (runs[0], &methods[..n_shared]);
-        need(runs.len() == 1 && !shared.contains(&m) && !seed_runs.iter().any(|(o, x)| o.seed == r.seed && *x == m), key, format!("{} {knob} = {} on seed {} is already a run of the sweep", r.table, r.value, r.seed), "list each run once, outside the table's grid")?;
+        need(
+            runs.len() == 1
+                && !shared.contains(&m)
+                && !seed_runs.iter().any(|(o, x)| o.seed == r.seed && *x == m),
+            key,
+            format!(
+                "{} {knob} = {} on seed {} is already a run of the sweep",
+                r.table, r.value, r.seed
+            ),
+            "list each run once, outside the table's grid",
+        )?;
         seed_runs.push((r, m));
     }
     // The pairs the report compares: every name one the scenario runs.
@@ -251,15 +498,37 @@ fn validate(parsed: parse::Parsed, text: &str, file: &str, default_name: &str, p
     let compare: Vec<[String; 2]> = if w.report.compare.is_empty() {
         let defaults: &[[&str; 2]] = match &w.world {
             WorldConfig::Summarize(_) => &[["dpo", "ppo"], ["dpo", "sft"]],
-            WorldConfig::Dialogue(_) => &[["dpo", "ppo"], ["dpo", "best_of_n"], ["dpo", "preferred_ft"], ["dpo", "sft"]],
+            WorldConfig::Dialogue(_) => &[
+                ["dpo", "ppo"],
+                ["dpo", "best_of_n"],
+                ["dpo", "preferred_ft"],
+                ["dpo", "sft"],
+            ],
             WorldConfig::Sentiment(_) => &[["dpo", "ppo"], ["dpo", "ppo_gt"], ["dpo", "best_of_n"]],
         };
-        defaults.iter().filter(|p| p.iter().all(|m| ran.iter().any(|r| r == m))).map(|p| p.map(String::from)).collect()
+        defaults
+            .iter()
+            .filter(|p| p.iter().all(|m| ran.iter().any(|r| r == m)))
+            .map(|p| p.map(String::from))
+            .collect()
     } else {
         for [a, b] in &w.report.compare {
-            need(a != b, "report.compare", format!("compares `{a}` with itself"), "name two different methods, e.g. [\"dpo\", \"ppo\"]")?;
+            need(
+                a != b,
+                "report.compare",
+                format!("compares `{a}` with itself"),
+                "name two different methods, e.g. [\"dpo\", \"ppo\"]",
+            )?;
             for m in [a, b] {
-                need(ran.contains(m), "report.compare", format!("names `{m}`, which this scenario does not run (it runs {})", ran.join(", ")), "compare methods the scenario runs, or add the method's table")?;
+                need(
+                    ran.contains(m),
+                    "report.compare",
+                    format!(
+                        "names `{m}`, which this scenario does not run (it runs {})",
+                        ran.join(", ")
+                    ),
+                    "compare methods the scenario runs, or add the method's table",
+                )?;
             }
         }
         w.report.compare.clone()
@@ -267,19 +536,54 @@ fn validate(parsed: parse::Parsed, text: &str, file: &str, default_name: &str, p
 
     let tune = match &w.tune {
         Some(t) if !t.seeds.is_empty() => {
-            need(t.seeds.iter().all(|s| !seeds.contains(s) && !(budgets.len() > 0 && pilot_seeds.contains(s))), "tune.seeds", format!("{:?} shares a seed with the reported seeds {seeds:?} or the pilot seed", t.seeds), "tune on seeds of their own, e.g. [2000, 2001]")?;
-            need(t.budget.is_finite() && t.budget > 0.0 && t.budget <= 64.0, "tune.budget", format!("must be a KL budget in (0, 64] nats (got {})", t.budget), "use the scenario's reference budget, e.g. 1.0")?;
-            need(!t.tables.is_empty(), "tune", "names no method table to tune".into(), "add e.g. [tune.dpo] lr = [1e-4, 3e-4] and [tune.ppo] lr = [3e-5, 1e-4]")?;
+            need(
+                t.seeds
+                    .iter()
+                    .all(|s| !seeds.contains(s) && !(budgets.len() > 0 && pilot_seeds.contains(s))),
+                "tune.seeds",
+                format!(
+                    "{:?} shares a seed with the reported seeds {seeds:?} or the pilot seed",
+                    t.seeds
+                ),
+                "tune on seeds of their own, e.g. [2000, 2001]",
+            )?;
+            need(
+                t.budget.is_finite() && t.budget > 0.0 && t.budget <= 64.0,
+                "tune.budget",
+                format!("must be a KL budget in (0, 64] nats (got {})", t.budget),
+                "use the scenario's reference budget, e.g. 1.0",
+            )?;
+            need(
+                !t.tables.is_empty(),
+                "tune",
+                "names no method table to tune".into(),
+                "add e.g. [tune.dpo] lr = [1e-4, 3e-4] and [tune.ppo] lr = [3e-5, 1e-4]",
+            )?;
             let mut tables = Vec::new();
             for (table, keys) in &t.tables {
-                need(ran.contains(table) && table != "sft" && table != "best_of_n", &format!("tune.{table}"), format!("`{table}` is not a trained method this scenario runs (it runs {})", ran.join(", ")), "tune the tables the scenario runs")?;
+                need(
+                    ran.contains(table) && table != "sft" && table != "best_of_n",
+                    &format!("tune.{table}"),
+                    format!(
+                        "`{table}` is not a trained method this scenario runs (it runs {})",
+                        ran.join(", ")
+                    ),
+                    "tune the tables the scenario runs",
+                )?;
                 let mut configs: Vec<Vec<String>> = vec![vec![]];
-                let grid_key = |key: &str| need(!crate::experiment::methods::is_grid(table, key), &format!("tune.{table}.{key}"), "is a grid of the sweep (calibrated to the budgets or listed), not a tuned setting".into(), "tune the optimisation: lr, steps or iterations, and for PPO init_kl_coef and horizon");
+                let grid_key = |key: &str| {
+                    need(!crate::experiment::methods::is_grid(table, key), &format!("tune.{table}.{key}"), "is a grid of the sweep (calibrated to the budgets or listed), not a tuned setting".into(), "tune the optimisation: lr, steps or iterations, and for PPO init_kl_coef and horizon")
+                };
                 // `configs = [{ lr = 1e-4, iterations = 60 }, ...]`: the configurations listed,
                 // in place of a product of lists (so that every method can have as many while
                 // varying different numbers of settings).
                 if let Some(list) = keys.get("configs") {
-                    let items: Option<Vec<&toml::Table>> = list.as_array().filter(|a| !a.is_empty()).and_then(|a| a.iter().map(|v| v.as_table().filter(|t| !t.is_empty())).collect());
+                    let items: Option<Vec<&toml::Table>> =
+                        list.as_array().filter(|a| !a.is_empty()).and_then(|a| {
+                            a.iter()
+                                .map(|v| v.as_table().filter(|t| !t.is_empty()))
+                                .collect()
+                        });
                     need(items.is_some() && keys.len() == 1, &format!("tune.{table}.configs"), "is not a non-empty list of non-empty tables, alone in its table".into(), "write `configs = [{ lr = 1e-4, iterations = 60 }, { lr = 3e-4, iterations = 120 }]`, or lists of values without `configs`")?;
                     configs = Vec::new();
                     for c in items.unwrap() {
@@ -293,16 +597,52 @@ fn validate(parsed: parse::Parsed, text: &str, file: &str, default_name: &str, p
                 }
                 for (key, list) in keys {
                     let items = list.as_array().filter(|a| !a.is_empty());
-                    need(items.is_some(), &format!("tune.{table}.{key}"), "is not a non-empty list".into(), &format!("write `{key} = [v1, v2, ...]`"))?;
+                    need(
+                        items.is_some(),
+                        &format!("tune.{table}.{key}"),
+                        "is not a non-empty list".into(),
+                        &format!("write `{key} = [v1, v2, ...]`"),
+                    )?;
                     grid_key(key)?;
-                    configs = configs.iter().flat_map(|c| items.unwrap().iter().map(move |v| c.iter().cloned().chain([format!("{table}.{key}={v}")]).collect::<Vec<_>>())).collect();
+                    configs = configs
+                        .iter()
+                        .flat_map(|c| {
+                            items.unwrap().iter().map(move |v| {
+                                c.iter()
+                                    .cloned()
+                                    .chain([format!("{table}.{key}={v}")])
+                                    .collect::<Vec<_>>()
+                            })
+                        })
+                        .collect();
                 }
                 tables.push((table.clone(), configs));
             }
             let n = tables[0].1.len();
-            need(tables.iter().all(|t| t.1.len() == n), "tune", format!("the tables have different numbers of configurations ({})", tables.iter().map(|t| format!("{} {}", t.0, t.1.len())).collect::<Vec<_>>().join(", ")), "give every tuned method the same number of configurations (equal tuning)")?;
-            need(n <= 32, "tune", format!("{n} configurations per method"), "use at most 32")?;
-            Some(Tune { seeds: t.seeds.clone(), budget: t.budget, tables })
+            need(
+                tables.iter().all(|t| t.1.len() == n),
+                "tune",
+                format!(
+                    "the tables have different numbers of configurations ({})",
+                    tables
+                        .iter()
+                        .map(|t| format!("{} {}", t.0, t.1.len()))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                "give every tuned method the same number of configurations (equal tuning)",
+            )?;
+            need(
+                n <= 32,
+                "tune",
+                format!("{n} configurations per method"),
+                "use at most 32",
+            )?;
+            Some(Tune {
+                seeds: t.seeds.clone(),
+                budget: t.budget,
+                tables,
+            })
         }
         _ => None,
     };
@@ -310,45 +650,122 @@ fn validate(parsed: parse::Parsed, text: &str, file: &str, default_name: &str, p
     file_.name = name.clone();
     file_.report.compare = compare;
     // The sections in their order, then the methods in theirs.
-    let resolved_toml = std::iter::once(toml::to_string(&file_)).chain(resolved.iter().map(toml::to_string)).collect::<Result<Vec<_>, _>>().expect("the resolved scenario serializes").join("\n");
-    let eval = EvalConfig { optimal_samples: Some(ev.optimal_samples.unwrap_or(candidates)), ..ev.clone() };
-    let parse::File { world, sft, sample, prefs, reward, train, .. } = w;
-    let sc = Scenario { name, seed: seeds[0], seeds, world, model, reward_model: rm, sft, sample, prefs, reward, train, eval, methods, n_shared, seed_runs, top_up_rounds, best_of_n, budgets, pilot_seeds, calibration_rounds, calibration_aim, tune, resolved_toml, source: path.to_path_buf() };
+    let resolved_toml = std::iter::once(toml::to_string(&file_))
+        .chain(resolved.iter().map(toml::to_string))
+        .collect::<Result<Vec<_>, _>>()
+        .expect("the resolved scenario serializes")
+        .join("\n");
+    let eval = EvalConfig {
+        optimal_samples: Some(ev.optimal_samples.unwrap_or(candidates)),
+        ..ev.clone()
+    };
+    let parse::File {
+        world,
+        sft,
+        sample,
+        prefs,
+        reward,
+        train,
+        ..
+    } = w;
+    let sc = Scenario {
+        name,
+        seed: seeds[0],
+        seeds,
+        world,
+        model,
+        reward_model: rm,
+        sft,
+        sample,
+        prefs,
+        reward,
+        train,
+        eval,
+        methods,
+        n_shared,
+        seed_runs,
+        top_up_rounds,
+        best_of_n,
+        budgets,
+        pilot_seeds,
+        calibration_rounds,
+        calibration_aim,
+        tune,
+        resolved_toml,
+        source: path.to_path_buf(),
+    };
     // `methods` holds the first seed's own runs too.
     Ok(sc.with_seed(sc.seed))
 }
 
 /// Memory, estimated before any work: a size typed in the billions fails here with the
 /// estimate, not in an allocation abort after SFT. The largest part names the key to lower.
-fn memory(w: &File, model: &GptConfig, rm: &GptConfig, ppo_batch: usize) -> Result<(), ConfigError> {
+fn memory(
+    w: &File,
+    model: &GptConfig,
+    rm: &GptConfig,
+    ppo_batch: usize,
+) -> Result<(), ConfigError> {
     let gib = |b: f64| b / (1u64 << 30) as f64;
-    let (t, v, heads) = (model.block_size as f64, model.vocab_size as f64, model.n_head as f64);
+    let (t, v, heads) = (
+        model.block_size as f64,
+        model.vocab_size as f64,
+        model.n_head as f64,
+    );
     let params = |d: f64, l: f64| v * d + t * d + l * (12.0 * d * d + 13.0 * d) + 2.0 * d;
-    let (d, l, rd, rl) = (model.d_model as f64, model.n_layer as f64, rm.d_model as f64, rm.n_layer as f64);
+    let (d, l, rd, rl) = (
+        model.d_model as f64,
+        model.n_layer as f64,
+        rm.d_model as f64,
+        rm.n_layer as f64,
+    );
     // Policy with gradient and two Adam moments, the frozen reference, the reward model and a
     // critic of its size with theirs; float32.
     let weights = 4.0 * (5.0 * params(d, l) + 5.0 * params(rd, rl));
     let per_row = |d: f64, l: f64| t * (l * (16.0 * d + 2.0 * heads * t) + 3.0 * v) * 4.0;
-    let batches = [("sft.batch_size", w.sft.batch_size), ("train.batch_size", 2 * w.train.batch_size), ("reward.batch_size", 2 * w.reward.batch_size), ("ppo.rollout_batch", ppo_batch)];
+    let batches = [
+        ("sft.batch_size", w.sft.batch_size),
+        ("train.batch_size", 2 * w.train.batch_size),
+        ("reward.batch_size", 2 * w.reward.batch_size),
+        ("ppo.rollout_batch", ppo_batch),
+    ];
     let (batch_key, batch) = batches.iter().max_by_key(|b| b.1).copied().unwrap();
     let activations = 2.0 * batch as f64 * per_row(d.max(rd), l.max(rl));
     // Evaluation scores every row at once: two models' logits and a few copies of them.
     let rows = (w.world.n_eval_prompts() * w.eval.samples_per_prompt) as f64;
     let evaluation = rows * (per_row(d, l) + 6.0 * t * v * 4.0);
     let corpora = w.world.n_docs() as f64 * (t + 4.0) * 8.0 * 2.0;
-    let parts = [("model.d_model", weights), (batch_key, activations), ("eval.samples_per_prompt", evaluation), ("world.n_train", corpora)];
+    let parts = [
+        ("model.d_model", weights),
+        (batch_key, activations),
+        ("eval.samples_per_prompt", evaluation),
+        ("world.n_train", corpora),
+    ];
     let total: f64 = parts.iter().map(|p| p.1).sum();
     let available = available_memory();
     if total <= available {
         return Ok(());
     }
-    let (key, _) = parts.iter().copied().max_by(|a, b| a.1.total_cmp(&b.1)).unwrap();
+    let (key, _) = parts
+        .iter()
+        .copied()
+        .max_by(|a, b| a.1.total_cmp(&b.1))
+        .unwrap();
     let problem = format!("the run needs about {:.1} GiB (parameters and optimiser {:.1}, a batch's activations {:.1}, evaluation {:.1}, corpora {:.1}), more than the {:.1} GiB available", gib(total), gib(weights), gib(activations), gib(evaluation), gib(corpora), gib(available));
-    Err(ConfigError { key: key.into(), problem, fix: format!("lower {key}, the largest part") })
+    Err(ConfigError {
+        key: key.into(),
+        problem,
+        fix: format!("lower {key}, the largest part"),
+    })
 }
 
 /// Memory available to a run: `MemAvailable` of /proc/meminfo, else 16 GiB.
 fn available_memory() -> f64 {
-    let kib = std::fs::read_to_string("/proc/meminfo").ok().and_then(|m| m.lines().find(|l| l.starts_with("MemAvailable:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok()));
-    kib.map(|k| k * 1024.0).unwrap_or(16.0 * (1u64 << 30) as f64)
+    let kib = std::fs::read_to_string("/proc/meminfo").ok().and_then(|m| {
+        m.lines()
+            .find(|l| l.starts_with("MemAvailable:"))
+            .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+    });
+    kib.map(|k| k * 1024.0)
+        .unwrap_or(16.0 * (1u64 << 30) as f64)
 }

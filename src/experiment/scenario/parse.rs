@@ -123,16 +123,38 @@ pub struct Parsed {
 
 /// The one-line error of `key` (dotted, in full), with the line where the text writes it, or
 /// ` (--set)` where one of `sets` wrote it.
-pub fn err(file: &str, text: &str, sets: &[String], key: &str, problem: impl Into<String>, fix: impl Into<String>) -> ScenarioError {
-    let line = if sets.iter().any(|s| s == key) { " (--set)".into() } else { find_line(text, key).map(|l| format!(":{l}")).unwrap_or_default() };
-    ScenarioError { file: file.into(), line, key: shown(key), problem: compact_numbers(&problem.into()), fix: fix.into() }
+pub fn err(
+    file: &str,
+    text: &str,
+    sets: &[String],
+    key: &str,
+    problem: impl Into<String>,
+    fix: impl Into<String>,
+) -> ScenarioError {
+    let line = if sets.iter().any(|s| s == key) {
+        " (--set)".into()
+    } else {
+        find_line(text, key)
+            .map(|l| format!(":{l}"))
+            .unwrap_or_default()
+    };
+    ScenarioError {
+        file: file.into(),
+        line,
+        key: shown(key),
+        problem: compact_numbers(&problem.into()),
+        fix: fix.into(),
+    }
 }
 
 /// Parse TOML, apply `--set a.b=value` overrides, move `[sweep]` grids, set the method tables
 /// apart and deserialize the sections.
 pub fn parse(text: &str, file: &str, overrides: &[String]) -> Result<Parsed, ScenarioError> {
     let mut table: toml::Table = toml::from_str(text).map_err(|e| {
-        let line = e.span().map(|s| format!(":{}", text[..s.start].lines().count().max(1))).unwrap_or_default();
+        let line = e
+            .span()
+            .map(|s| format!(":{}", text[..s.start].lines().count().max(1)))
+            .unwrap_or_default();
         ScenarioError {
             file: file.into(),
             line,
@@ -150,7 +172,11 @@ pub fn parse(text: &str, file: &str, overrides: &[String]) -> Result<Parsed, Sce
             fix: "write --set section.key=value, e.g. --set sft.lr=1e-3".into(),
         })?;
     }
-    let sets: Vec<String> = overrides.iter().filter_map(|o| o.split('=').next()).map(|k| k.trim().to_string()).collect();
+    let sets: Vec<String> = overrides
+        .iter()
+        .filter_map(|o| o.split('=').next())
+        .map(|k| k.trim().to_string())
+        .collect();
     let at = |e: ConfigError| err(file, text, &sets, &e.key, e.problem, e.fix);
     expand_sweep(&mut table).map_err(at)?;
     let mut methods = Vec::new();
@@ -158,7 +184,13 @@ pub fn parse(text: &str, file: &str, overrides: &[String]) -> Result<Parsed, Sce
         match table.remove(name) {
             None => {}
             Some(toml::Value::Table(t)) => methods.push((name, t)),
-            Some(_) => return Err(at(ConfigError { key: name.into(), problem: "is not a table".into(), fix: format!("write [{name}] with its settings") })),
+            Some(_) => {
+                return Err(at(ConfigError {
+                    key: name.into(),
+                    problem: "is not a table".into(),
+                    fix: format!("write [{name}] with its settings"),
+                }))
+            }
         }
     }
     // `[world]` is an enum tagged by `kind`, which serde reads as a whole: its field errors
@@ -167,47 +199,106 @@ pub fn parse(text: &str, file: &str, overrides: &[String]) -> Result<Parsed, Sce
     if let Some(toml::Value::Table(world)) = table.get("world") {
         let mut inner = world.clone();
         let checked = match inner.remove("kind").as_ref().and_then(|k| k.as_str()) {
-            Some("sentiment") => read::<crate::world::SentimentConfig>("world", toml::Value::Table(inner)).map(|_| ()),
-            Some("summarize") => read::<crate::world::SummarizeConfig>("world", toml::Value::Table(inner)).map(|_| ()),
+            Some("sentiment") => {
+                read::<crate::world::SentimentConfig>("world", toml::Value::Table(inner))
+                    .map(|_| ())
+            }
+            Some("summarize") => {
+                read::<crate::world::SummarizeConfig>("world", toml::Value::Table(inner))
+                    .map(|_| ())
+            }
             _ => Ok(()), // a missing or unknown kind: the full read below says so
         };
         checked.map_err(at)?;
     }
     let file_ = read::<File>("", toml::Value::Table(table)).map_err(|mut e| {
         if e.problem.starts_with("unknown field") && !e.key.contains('.') {
-            e.problem = format!("{}; or a method: {}", e.problem, methods::tables().join(", "));
+            e.problem = format!(
+                "{}; or a method: {}",
+                e.problem,
+                methods::tables().join(", ")
+            );
         }
         at(e)
     })?;
-    Ok(Parsed { file: file_, methods, sets })
+    Ok(Parsed {
+        file: file_,
+        methods,
+        sets,
+    })
 }
 
 /// Move the grids of `[sweep]` (`dpo.beta = [...]`) into their method tables, leaving `seeds`.
 fn expand_sweep(table: &mut toml::Table) -> Result<(), ConfigError> {
-    let Some(toml::Value::Table(sweep)) = table.remove("sweep") else { return Ok(()) };
-    let fail = |key: String, problem: &str, fix: String| Err(ConfigError { key, problem: problem.into(), fix });
+    let Some(toml::Value::Table(sweep)) = table.remove("sweep") else {
+        return Ok(());
+    };
+    let fail = |key: String, problem: &str, fix: String| {
+        Err(ConfigError {
+            key,
+            problem: problem.into(),
+            fix,
+        })
+    };
     let mut kept = toml::Table::new();
     for (section, v) in sweep {
-        if matches!(section.as_str(), "seeds" | "budgets" | "pilot_seed" | "pilot_seeds" | "calibration_rounds" | "calibration_aim" | "top_up_rounds" | "seed_runs") {
+        if matches!(
+            section.as_str(),
+            "seeds"
+                | "budgets"
+                | "pilot_seed"
+                | "pilot_seeds"
+                | "calibration_rounds"
+                | "calibration_aim"
+                | "top_up_rounds"
+                | "seed_runs"
+        ) {
             kept.insert(section, v);
             continue;
         }
         let toml::Value::Table(inner) = v else {
-            return fail(format!("sweep.{section}"), "is not a grid", format!("write grids as `method.key = [...]`: seeds, {}", methods::GRIDS));
+            return fail(
+                format!("sweep.{section}"),
+                "is not a grid",
+                format!(
+                    "write grids as `method.key = [...]`: seeds, {}",
+                    methods::GRIDS
+                ),
+            );
         };
         for (key, list) in inner {
             let full = format!("{section}.{key}");
             if !methods::is_grid(&section, &key) {
-                return fail(format!("sweep.{full}"), "is not a sweepable grid", format!("sweep seeds, {}; other settings go in their own table", methods::GRIDS));
+                return fail(
+                    format!("sweep.{full}"),
+                    "is not a sweepable grid",
+                    format!(
+                        "sweep seeds, {}; other settings go in their own table",
+                        methods::GRIDS
+                    ),
+                );
             }
             if !list.is_array() {
-                return fail(format!("sweep.{full}"), "is not a list", format!("write `{full} = [v1, v2, ...]`"));
+                return fail(
+                    format!("sweep.{full}"),
+                    "is not a list",
+                    format!("write `{full} = [v1, v2, ...]`"),
+                );
             }
-            match table.entry(section.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new())) {
+            match table
+                .entry(section.clone())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+            {
                 toml::Value::Table(t) => {
                     t.insert(key, list);
                 }
-                _ => return fail(section.clone(), "is not a table", format!("write [{section}] as a table")),
+                _ => {
+                    return fail(
+                        section.clone(),
+                        "is not a table",
+                        format!("write [{section}] as a table"),
+                    )
+                }
             }
         }
     }
@@ -216,7 +307,9 @@ fn expand_sweep(table: &mut toml::Table) -> Result<(), ConfigError> {
 }
 
 fn apply_override(table: &mut toml::Table, ov: &str) -> Result<(), String> {
-    let (key, raw) = ov.split_once('=').ok_or_else(|| format!("`{ov}` has no `=`"))?;
+    let (key, raw) = ov
+        .split_once('=')
+        .ok_or_else(|| format!("`{ov}` has no `=`"))?;
     let parts: Vec<&str> = key.trim().split('.').collect();
     if parts.iter().any(|p| p.is_empty()) {
         return Err(format!("`{key}` is not a dotted key"));
@@ -227,10 +320,13 @@ fn apply_override(table: &mut toml::Table, ov: &str) -> Result<(), String> {
     };
     let mut cur = table;
     for p in &parts[..parts.len() - 1] {
-        let entry = cur.entry(p.to_string()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
-        cur = entry.as_table_mut().ok_or_else(|| format!("`{p}` is not a table"))?;
+        let entry = cur
+            .entry(p.to_string())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        cur = entry
+            .as_table_mut()
+            .ok_or_else(|| format!("`{p}` is not a table"))?;
     }
     cur.insert(parts[parts.len() - 1].to_string(), value);
     Ok(())
 }
-
