@@ -21,7 +21,8 @@ use anyhow::Result;
 use tch::{nn, Kind, Tensor};
 
 use super::adam::Adam;
-use super::common::{check_finite, last_good, pair_logps, start_at, CkptParts, ResumeFrom};
+use super::common::pair_logps;
+use super::trainer::{check_finite, last_good, start_at, CkptParts, ResumeFrom};
 use crate::data::{PairBatch, PairTensors};
 use crate::draw::{derive_seed, Rng};
 use crate::log::Metrics;

@@ -14,7 +14,7 @@
 
 use tch::{Kind, Tensor};
 
-use super::pg::{on_tokens, PgConfig, Recipe};
+use super::pg_config::{on_tokens, PgConfig, Recipe};
 use super::rollout::Aggregate;
 
 /// (R_i - mean_g R) / (std_g R + 1e-4) over groups of `k` consecutive rows of `r` `[B]`, or

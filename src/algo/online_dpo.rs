@@ -21,8 +21,9 @@ use anyhow::Result;
 use tch::{nn, Tensor};
 
 use super::adam::Adam;
-use super::common::{copy_weights, pair_logps, start_at, CkptParts, ResumeFrom};
+use super::common::{copy_weights, pair_logps};
 use super::dpo::{pref_step, PrefLoss, TrainConfig};
+use super::trainer::{start_at, CkptParts, ResumeFrom};
 use crate::data::{Labels, Pair, PairTensors};
 use crate::draw::{derive_seed, Rng};
 use crate::log::Metrics;

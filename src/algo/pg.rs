@@ -20,218 +20,25 @@
 //!    `grad_clip`; a NaN or Inf stops the run naming the iteration.
 
 use anyhow::Result;
-use serde::{Deserialize, Serialize};
 use tch::{nn, Kind, Tensor};
 
 use super::adam::Adam;
-use super::common::{
-    check_finite, last_good, masked_mean, response_hidden, start_at, CkptParts, ResumeFrom,
-};
+use super::common::{masked_mean, response_hidden};
+pub use super::pg_config::{Estimator, PgConfig, Recipe};
 use super::ppo::{policy_loss_by, PpoContext};
-use super::rollout::{self, kl_per_token, Aggregate, KlEstimator, RunningStats};
-use crate::config::{need, ConfigError, MAX_BATCH, MAX_STEPS};
+use super::rollout::{self, kl_per_token, KlEstimator, RunningStats};
+use super::trainer::{check_finite, last_good, start_at, CkptParts, ResumeFrom};
 use crate::draw::{derive_seed, Rng};
 use crate::log::Metrics;
 use crate::model::{Gpt, SampleSettings};
 
-/// The three critic-free estimators.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Estimator {
-    Rloo,
-    ReinforcePp,
-    Grpo,
-}
-
-/// `[rloo]`, `[reinforce_pp]` and `[grpo]`: every setting of the loop, and the knobs of one
-/// method each (`baseline`: REINFORCE++; `scale_std`, `length_norm`: GRPO), which the other
-/// tables refuse.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct PgConfig {
-    pub iterations: usize,
-    pub prompts_per_iteration: usize,
-    /// Samples per prompt (RLOO's k, GRPO's G), at least 2.
-    pub group_size: usize,
-    pub ppo_epochs: usize,
-    /// Rollouts per minibatch.
-    pub minibatch_size: usize,
-    pub lr: f64,
-    pub clip_coef: f64,
-    pub grad_clip: f64,
-    /// k1 (RLOO's and REINFORCE++'s default) or k3 (GRPO's).
-    pub kl_estimator: Option<KlEstimator>,
-    pub missing_eos_penalty: f64,
-    pub eval_every: usize,
-    /// REINFORCE++ only: subtract the group's mean score first (the `baseline` variant).
-    pub baseline: Option<bool>,
-    /// GRPO only: divide by the group's std (false: Dr. GRPO).
-    pub scale_std: Option<bool>,
-    /// GRPO only: each response's token mean (false: Dr. GRPO's sum over the budget).
-    pub length_norm: Option<bool>,
-    /// The run's KL coefficient, from the table's `kl_coef` grid.
-    #[serde(skip_deserializing)]
-    pub kl_coef: f64,
-    /// `sample.temperature` and `sample.max_new_tokens`, not keys of the table.
-    #[serde(skip)]
-    pub temperature: f64,
-    #[serde(skip)]
-    pub max_new_tokens: usize,
-}
-
-impl Default for PgConfig {
-    fn default() -> Self {
-        PgConfig {
-            iterations: 100,
-            prompts_per_iteration: 16,
-            group_size: 4,
-            ppo_epochs: 4,
-            minibatch_size: 32,
-            lr: 1e-4,
-            clip_coef: 0.2,
-            grad_clip: 1.0,
-            kl_estimator: None,
-            missing_eos_penalty: 0.0,
-            eval_every: 25,
-            baseline: None,
-            scale_std: None,
-            length_norm: None,
-            kl_coef: 0.05,
-            temperature: 1.0,
-            max_new_tokens: 16,
-        }
+/// The method's choices, from its file.
+pub fn recipe(est: Estimator, cfg: &PgConfig) -> Recipe {
+    match est {
+        Estimator::Rloo => super::rloo::recipe(cfg),
+        Estimator::ReinforcePp => super::reinforce_pp::recipe(cfg),
+        Estimator::Grpo => super::grpo::recipe(cfg),
     }
-}
-
-impl PgConfig {
-    /// Fill in the method's own defaults, refusing a knob of another method.
-    pub fn for_estimator(mut self, est: Estimator) -> Result<PgConfig, ConfigError> {
-        let only = |set: bool, key: &str, owner: &str| {
-            need(
-                !set || owner == est.name(),
-                key,
-                || format!("applies to [{owner}] only"),
-                "remove it",
-            )
-        };
-        only(self.baseline.is_some(), "baseline", "reinforce_pp")?;
-        only(self.scale_std.is_some(), "scale_std", "grpo")?;
-        only(self.length_norm.is_some(), "length_norm", "grpo")?;
-        self.kl_estimator.get_or_insert(if est == Estimator::Grpo {
-            KlEstimator::K3
-        } else {
-            KlEstimator::K1
-        });
-        match est {
-            Estimator::ReinforcePp => {
-                self.baseline.get_or_insert(false);
-            }
-            Estimator::Grpo => {
-                self.scale_std.get_or_insert(true);
-                self.length_norm.get_or_insert(true);
-            }
-            Estimator::Rloo => {}
-        }
-        Ok(self)
-    }
-
-    /// Range checks; the first violation is returned.
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        need(
-            self.iterations >= 1 && self.iterations <= MAX_STEPS,
-            "iterations",
-            || format!("must be in 1..={MAX_STEPS} (got {})", self.iterations),
-            "use e.g. 100",
-        )?;
-        need(
-            self.group_size >= 2 && self.group_size <= 256,
-            "group_size",
-            || format!("must be in 2..=256 (got {})", self.group_size),
-            "use e.g. 4: a baseline needs two samples of a prompt",
-        )?;
-        let batch = self.prompts_per_iteration * self.group_size;
-        need(
-            self.prompts_per_iteration >= 1 && batch <= MAX_BATCH,
-            "prompts_per_iteration",
-            || {
-                format!("must be at least 1, with prompts_per_iteration x group_size at most {MAX_BATCH}")
-            },
-            "use e.g. 16",
-        )?;
-        need(
-            self.ppo_epochs >= 1 && self.ppo_epochs <= 1000,
-            "ppo_epochs",
-            || format!("must be in 1..=1000 (got {})", self.ppo_epochs),
-            "use 1 to 4",
-        )?;
-        need(
-            self.minibatch_size >= 1 && self.minibatch_size <= batch,
-            "minibatch_size",
-            || format!("must be in 1..=prompts_per_iteration x group_size ({batch})"),
-            "use e.g. 32",
-        )?;
-        need(
-            self.lr.is_finite() && (0.0..1.0).contains(&self.lr),
-            "lr",
-            || format!("must be in [0, 1) (got {})", self.lr),
-            "use e.g. 1e-4",
-        )?;
-        need(
-            self.clip_coef > 0.0 && self.clip_coef < 1.0,
-            "clip_coef",
-            || format!("must be in (0, 1) (got {})", self.clip_coef),
-            "use 0.2",
-        )?;
-        need(
-            self.grad_clip.is_finite() && self.grad_clip > 0.0,
-            "grad_clip",
-            || format!("must be finite and > 0 (got {})", self.grad_clip),
-            "use 1.0",
-        )?;
-        need(
-            self.missing_eos_penalty.is_finite() && self.missing_eos_penalty >= 0.0,
-            "missing_eos_penalty",
-            || format!("must be >= 0 (got {})", self.missing_eos_penalty),
-            "use 0 (off)",
-        )?;
-        need(
-            self.eval_every >= 1,
-            "eval_every",
-            || "must be at least 1".into(),
-            "evaluate every few dozen iterations",
-        )
-    }
-}
-
-impl Estimator {
-    /// Its scenario table.
-    pub fn name(self) -> &'static str {
-        match self {
-            Estimator::Rloo => "rloo",
-            Estimator::ReinforcePp => "reinforce_pp",
-            Estimator::Grpo => "grpo",
-        }
-    }
-
-    /// The method's choices, from its file.
-    pub fn recipe(self, cfg: &PgConfig) -> Recipe {
-        match self {
-            Estimator::Rloo => super::rloo::recipe(cfg),
-            Estimator::ReinforcePp => super::reinforce_pp::recipe(cfg),
-            Estimator::Grpo => super::grpo::recipe(cfg),
-        }
-    }
-}
-
-/// What a critic-free method decides: its advantages, whether its KL is a loss term, and how its
-/// per-token loss is aggregated.
-pub struct Recipe {
-    /// Advantages `[B, N]` from the shaped scores `[B]`, the per-token KL estimate `[B, N]`
-    /// (0 past the mask), the mask and the group size (rows of a group are consecutive).
-    pub advantages: Box<dyn Fn(&Tensor, &Tensor, &Tensor, usize) -> Tensor>,
-    /// The KL is `kl_coef` times its estimate in the loss (GRPO), not in the reward.
-    pub kl_in_loss: bool,
-    pub aggregate: Aggregate,
 }
 
 /// Train `policy` with a critic-free estimator. `on_eval(iteration, policy)` runs at 0, every
@@ -250,7 +57,7 @@ pub fn train(
     mut on_eval: impl FnMut(usize, &Gpt, &mut Metrics, &CkptParts) -> Result<()>,
     mut on_step: impl FnMut(usize, f64),
 ) -> Result<()> {
-    let recipe = est.recipe(cfg);
+    let recipe = recipe(est, cfg);
     let estimator = cfg.kl_estimator.unwrap_or(KlEstimator::K1);
     let mut opt = Adam::new(vs, cfg.lr, (0.9, 0.999), 0.0);
     let mut rng = Rng::new(derive_seed(seed, &format!("{name}/{setting}/prompts")));
@@ -425,15 +232,4 @@ pub fn train(
         }
     }
     Ok(())
-}
-
-/// Group means `[B]` of `x` `[B]` (groups of `k` consecutive rows), broadcast back to the rows.
-pub fn group_mean(x: &Tensor, k: usize) -> Tensor {
-    let g = x.view([-1, k as i64]);
-    g.mean_dim(1, true, Kind::Float).expand_as(&g).reshape([-1])
-}
-
-/// A per-sequence quantity `[B]` on every token `[B, N]`.
-pub fn on_tokens(x: &Tensor, mask: &Tensor) -> Tensor {
-    x.unsqueeze(1) * mask
 }

@@ -34,13 +34,14 @@ use anyhow::Result;
 use tch::{nn, Kind, Tensor};
 
 use super::adam::Adam;
-use super::common::{check_finite, last_good, masked_mean, response_hidden, CkptParts, ResumeFrom};
+use super::common::{masked_mean, response_hidden};
 use super::reward::RewardModel;
 use super::rollout;
 pub use super::rollout::{
     aggregate, kl_per_token, token_rewards, token_rewards_at, value_mask, Aggregate, KlEstimator,
     RunningStats, ScorePosition,
 };
+use super::trainer::{check_finite, last_good, CkptParts, ResumeFrom};
 use crate::config::{need, ConfigError, MAX_BATCH, MAX_STEPS};
 use crate::draw::{derive_seed, Rng};
 use crate::log::Metrics;

@@ -11,7 +11,7 @@
 
 use tch::Tensor;
 
-use super::pg::{group_mean, PgConfig, Recipe};
+use super::pg_config::{group_mean, PgConfig, Recipe};
 use super::ppo::{token_rewards, whiten};
 use super::rollout::Aggregate;
 

@@ -12,7 +12,8 @@
 use anyhow::Result;
 use tch::{nn, nn::OptimizerConfig, Kind, Tensor};
 
-use super::common::{check_finite, clip_grad_norm, concat_prompt_response};
+use super::common::{clip_grad_norm, concat_prompt_response};
+use super::trainer::check_finite;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{need, ConfigError, MAX_BATCH};

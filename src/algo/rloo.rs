@@ -13,7 +13,7 @@
 
 use tch::{Kind, Tensor};
 
-use super::pg::{on_tokens, PgConfig, Recipe};
+use super::pg_config::{on_tokens, PgConfig, Recipe};
 use super::rollout::Aggregate;
 
 /// A_i = R_i - mean_{j != i} R_j over groups of `k` consecutive rows of `r` `[B]`.

@@ -15,7 +15,8 @@
 use anyhow::Result;
 use tch::{nn, nn::OptimizerConfig, Device, Kind, Reduction, Tensor};
 
-use super::common::{check_finite, clip_grad_norm, warmup_cosine};
+use super::common::{clip_grad_norm, warmup_cosine};
+use super::trainer::check_finite;
 use crate::log::Metrics;
 use serde::{Deserialize, Serialize};
 

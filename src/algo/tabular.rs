@@ -306,7 +306,7 @@ impl TabularWorld {
         let table = vs.root().var_copy("table", reference);
         let mut opt = Adam::new(&vs, cfg.lr, (0.9, 0.999), 0.0);
         let mut rng = Rng::new(derive_seed(seed, &format!("world/tabular/{}", est.name())));
-        let recipe = est.recipe(cfg);
+        let recipe = super::pg::recipe(est, cfg);
         let estimator = cfg.kl_estimator.unwrap_or(KlEstimator::K1);
         let k = cfg.group_size;
         for _ in 0..cfg.iterations {

@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use tch::{nn, Tensor};
 
 use super::{key_of, progress, stage_hash, write_atomic, Metrics, RunOptions, Summary};
-use crate::algo::common::{copy_weights, CkptParts, ResumeFrom};
+use crate::algo::common::copy_weights;
+use crate::algo::trainer::{CkptParts, ResumeFrom};
 use crate::algo::{best_of_n, reward};
 use crate::data::{self, PairTensors, PrefData};
 use crate::draw::derive_seed;
