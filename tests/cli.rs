@@ -159,7 +159,7 @@ fn every_scenario_runs_tiny_and_writes_results() {
         }
         // The results say which code made them.
         let summary = std::fs::read_to_string(res.join("summary.csv")).unwrap();
-        let code = format!("numerics {}", alignlab::experiment::stages::NUMERICS);
+        let code = format!("numerics {}", alignlab::experiment::folders::NUMERICS);
         assert!(
             summary
                 .lines()

@@ -40,23 +40,17 @@
 //! beside the run they stand in for. Every seed still reports every calibrated run; a top-up
 //! adds a point to that seed's frontier, not a replacement.
 
+use super::folders;
 use anyhow::{Context, Result};
 
+pub use super::methods::knob;
 use super::scenario::{Scenario, SeedRun};
-use super::{methods, stages, Metrics, RunOptions};
-
-/// A budget counts as reached when a run lands within this relative distance of it.
-pub const TOLERANCE: f64 = 0.25;
-
-/// The default `[sweep] calibration_aim`: the search settles a budget at this relative distance.
-pub const AIM: f64 = 0.1;
+pub use super::scenario::{AIM, TOLERANCE};
+use super::{methods, Metrics, RunOptions};
 
 /// The version of the search: 1 settled a budget at 25% and let one run serve two budgets
 /// (the fair-protocol folders up to commit 745c076); 2 is the module's header.
 pub const RULE: u32 = 2;
-
-/// The knobs searched, in order of preference, where the table has them as a grid.
-const KNOBS: &[&str] = &["target_kl", "kl_coef", "beta", "alpha"];
 
 /// One calibrated setting: a table's knob value for a budget, and where it landed on the pilot.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -96,15 +90,6 @@ pub struct Calibration {
     pub records: Vec<CalibrationRecord>,
     /// The pilot runs' work.
     pub work: super::RunsWork,
-}
-
-/// The knob of a method table in a resolved scenario, if it has one.
-pub fn knob(resolved: &toml::Table, table: &str) -> Option<&'static str> {
-    let t = resolved.get(table)?.as_table()?;
-    KNOBS
-        .iter()
-        .copied()
-        .find(|k| t.contains_key(*k) && methods::is_grid(table, k))
 }
 
 /// Best-of-N's analytic KL bound.
@@ -372,7 +357,7 @@ pub fn calibrate(
                         )
                     })?);
                     work.add(&e);
-                    work.add_timing(&stages::run_timing(&pilot.with_seed(seed), m, opts));
+                    work.add_timing(&folders::run_timing(&pilot.with_seed(seed), m, opts));
                 }
                 k.runs.push((v, kls.iter().sum::<f64>() / kls.len() as f64));
             }
@@ -503,7 +488,7 @@ fn last_kl(e: &Metrics) -> Option<f64> {
 
 /// The final KL of a finished run (None: not finished, or no `eval/kl`).
 pub fn final_kl(sc: &Scenario, m: &methods::Method, opts: &RunOptions) -> Option<f64> {
-    last_kl(&Metrics::read(&stages::method_dir(sc, m, opts).join("eval.csv")).ok()?)
+    last_kl(&Metrics::read(&folders::method_dir(sc, m, opts).join("eval.csv")).ok()?)
 }
 
 /// One round of top-ups (see the module's header): the seed runs to add, from the finished runs
@@ -586,7 +571,7 @@ pub fn seed_runs_override(runs: &[SeedRun]) -> String {
 
 /// A pilot run's evaluations.
 fn pilot_evals(sc: &Scenario, m: &methods::Method, opts: &RunOptions) -> Result<Metrics> {
-    let path = stages::method_dir(sc, m, opts).join("eval.csv");
+    let path = folders::method_dir(sc, m, opts).join("eval.csv");
     Metrics::read(&path).with_context(|| {
         format!(
             "the pilot run {} {} left no {}",

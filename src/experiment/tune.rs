@@ -14,10 +14,11 @@
 //!   it reached (`reached` false). The configuration with the best mean score over the tuning
 //!   seeds is frozen for the sweep (ties: the first listed).
 
+use super::folders;
 use anyhow::{Context, Result};
 
 use super::scenario::Scenario;
-use super::{stages, Metrics, RunOptions};
+use super::{Metrics, RunOptions};
 use crate::stats::{at_budget, envelope};
 
 /// One configuration of one method on one tuning seed.
@@ -134,7 +135,7 @@ pub fn tune(
                 let s = tuning.with_seed(seed);
                 let mut pts = Vec::new();
                 for m in s.methods.iter().filter(|m| m.name() == *table) {
-                    let path = stages::method_dir(&s, m, opts).join("eval.csv");
+                    let path = folders::method_dir(&s, m, opts).join("eval.csv");
                     let e = Metrics::read(&path).with_context(|| {
                         format!(
                             "the tuning run {} {} left no {}",
@@ -144,7 +145,7 @@ pub fn tune(
                         )
                     })?;
                     work.add(&e);
-                    work.add_timing(&stages::run_timing(&s, m, opts));
+                    work.add_timing(&folders::run_timing(&s, m, opts));
                     let get = |step: usize, k: &str| {
                         e.rows
                             .iter()

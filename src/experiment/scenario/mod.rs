@@ -22,6 +22,14 @@ pub use crate::eval::EvalConfig;
 pub use crate::model::{GptConfig, SampleConfig};
 pub use crate::world::WorldConfig;
 
+/// A KL budget counts as reached when a run lands within this relative distance of it (the
+/// calibration and the top-ups read it; `sweep.calibration_aim` may not exceed it).
+pub const TOLERANCE: f64 = 0.25;
+
+/// The default `[sweep] calibration_aim`: the calibration settles a budget at this relative
+/// distance.
+pub const AIM: f64 = 0.1;
+
 /// A scenario error: one line, `FILE[:LINE]: `KEY`: PROBLEM; fix: FIX`.
 #[derive(thiserror::Error, Debug)]
 #[error("{file}{line}: `{key}`: {problem}; fix: {fix}")]
@@ -390,16 +398,11 @@ fn validate(
     let calibration_aim = sweep
         .as_ref()
         .and_then(|s| s.calibration_aim)
-        .unwrap_or(crate::experiment::calibrate::AIM);
+        .unwrap_or(AIM);
     need(
-        calibration_aim.is_finite()
-            && calibration_aim > 0.0
-            && calibration_aim <= crate::experiment::calibrate::TOLERANCE,
+        calibration_aim.is_finite() && calibration_aim > 0.0 && calibration_aim <= TOLERANCE,
         "sweep.calibration_aim",
-        format!(
-            "must be in (0, {}] (got {calibration_aim})",
-            crate::experiment::calibrate::TOLERANCE
-        ),
+        format!("must be in (0, {}] (got {calibration_aim})", TOLERANCE),
         "use 0.1: the search stops for a budget once a pilot run lands within 10% of it",
     )?;
     let top_up_rounds = sweep.as_ref().and_then(|s| s.top_up_rounds).unwrap_or(0);
@@ -448,7 +451,7 @@ fn validate(
             .find(|(n, _)| *n == r.table)
             .map(|(_, t)| t.clone());
         let knob = raw.as_ref().and_then(|t| {
-            crate::experiment::calibrate::knob(
+            super::methods::knob(
                 &toml::Table::from_iter([(r.table.clone(), toml::Value::Table(t.clone()))]),
                 &r.table,
             )

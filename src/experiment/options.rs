@@ -1,0 +1,33 @@
+//! Where a run writes, on what device, with how many jobs and threads.
+
+use std::path::PathBuf;
+use tch::Device;
+
+use super::progress::ProgressMode;
+
+#[derive(Clone)]
+pub struct RunOptions {
+    pub results_root: PathBuf,
+    pub runs_root: PathBuf,
+    pub device: Device,
+    /// How training progress is shown (see [`ProgressMode`]).
+    pub progress: ProgressMode,
+    /// Method runs at a time, as child processes (1: in this process).
+    pub jobs: usize,
+    /// Torch threads in all (divided among the jobs).
+    pub threads: usize,
+    /// Arguments that make `alignlab cell` see the same scenario: file, --set, --device, --runs.
+    pub cell_args: Vec<String>,
+}
+
+impl RunOptions {
+    /// The same options with `sets` appended to the cells' `--set` overrides (settings fixed by
+    /// the tuning or the calibration, or a pilot's grids).
+    pub fn with_sets(&self, sets: &[String]) -> RunOptions {
+        let mut o = self.clone();
+        for s in sets {
+            o.cell_args.extend(["--set".to_string(), s.clone()]);
+        }
+        o
+    }
+}

@@ -1,0 +1,296 @@
+//! A method run's context (see `train.rs`): the scenario, the shared stages, the evaluator and
+//! the resume folder, and the evaluation callback every trainer calls, which evaluates, logs the
+//! compute so far, keeps the best checkpoint and writes the resume state.
+
+use anyhow::Result;
+use std::path::PathBuf;
+use tch::nn;
+
+use super::folders::compute_rows;
+use super::options::RunOptions;
+use super::scenario::Scenario;
+use super::stages::{sft_evaluation, Shared};
+use crate::algo::trainer::{CkptParts, ResumeFrom};
+use crate::eval::Evaluator;
+use crate::log::Metrics;
+use crate::model::{self, Gpt};
+use crate::profile::{add_work, stage_work, Work, WORK};
+
+/// A method's resume folder: the state at its last evaluation, replaced atomically.
+pub(super) struct ResumeDir {
+    pub dir: PathBuf,
+}
+
+struct Resumed {
+    from: ResumeFrom,
+    metrics: Metrics,
+    evals: Metrics,
+}
+
+impl ResumeDir {
+    fn load(&self, stores: &mut [&mut nn::VarStore]) -> Result<Option<Resumed>> {
+        let state_path = self.dir.join("state.txt");
+        if !state_path.exists() {
+            return Ok(None);
+        }
+        eprintln!("resuming from {}", self.dir.display());
+        let bad = |what: &str| {
+            anyhow::anyhow!(
+                "corrupt resume state {} ({what}); fix: delete {} to restart this method",
+                state_path.display(),
+                self.dir.display()
+            )
+        };
+        let text = std::fs::read_to_string(&state_path)?;
+        let mut step = None;
+        let mut rng = [0u64; 7];
+        let mut extra = vec![];
+        let mut n_opts = 0;
+        for line in text.lines() {
+            let (k, v) = line
+                .split_once('=')
+                .ok_or_else(|| bad("a line without ="))?;
+            match k {
+                "step" => step = Some(v.parse::<usize>().map_err(|_| bad("step"))?),
+                "rng" => {
+                    let parts: Vec<u64> = v
+                        .split(',')
+                        .map(|x| x.parse::<u64>())
+                        .collect::<Result<_, _>>()
+                        .map_err(|_| bad("rng"))?;
+                    rng = parts.try_into().map_err(|_| bad("rng"))?;
+                }
+                "extra" => {
+                    extra = if v.is_empty() {
+                        vec![]
+                    } else {
+                        v.split(',')
+                            .map(|x| x.parse::<f64>())
+                            .collect::<Result<_, _>>()
+                            .map_err(|_| bad("extra"))?
+                    }
+                }
+                "opts" => n_opts = v.parse::<usize>().map_err(|_| bad("opts"))?,
+                _ => return Err(bad("an unknown key")),
+            }
+        }
+        for (i, vs) in stores.iter_mut().enumerate() {
+            model::load_checkpoint(vs, &self.dir.join(format!("weights{i}.safetensors")))?;
+        }
+        let metrics = Metrics::read(&self.dir.join("metrics.csv"))?;
+        let evals = Metrics::read(&self.dir.join("eval.csv"))?;
+        let opt_files = (0..n_opts)
+            .map(|i| self.dir.join(format!("opt{i}.safetensors")))
+            .collect();
+        Ok(Some(Resumed {
+            from: ResumeFrom {
+                step: step.ok_or_else(|| bad("no step"))?,
+                opt_files,
+                rng,
+                extra,
+            },
+            metrics,
+            evals,
+        }))
+    }
+
+    fn save(
+        &self,
+        step: usize,
+        parts: &CkptParts,
+        stores: &[&nn::VarStore],
+        metrics: &Metrics,
+        evals: &Metrics,
+    ) -> Result<()> {
+        let _p = crate::profile::span("checkpoint_io");
+        let tmp = self.dir.with_extension("partial");
+        let _ = std::fs::remove_dir_all(&tmp);
+        std::fs::create_dir_all(&tmp)?;
+        for (i, vs) in stores.iter().enumerate() {
+            model::save_checkpoint(vs, &tmp.join(format!("weights{i}.safetensors")))?;
+        }
+        for (i, o) in parts.opts.iter().enumerate() {
+            o.save(&tmp.join(format!("opt{i}.safetensors")))?;
+        }
+        std::fs::write(tmp.join("metrics.csv"), metrics.to_csv())?;
+        std::fs::write(tmp.join("eval.csv"), evals.to_csv())?;
+        let extra: Vec<String> = parts.extra.iter().map(|x| x.to_string()).collect();
+        let rng: Vec<String> = parts.rng.iter().map(|x| x.to_string()).collect();
+        std::fs::write(
+            tmp.join("state.txt"),
+            format!(
+                "step={step}\nrng={}\nextra={}\nopts={}\n",
+                rng.join(","),
+                extra.join(","),
+                parts.opts.len()
+            ),
+        )?;
+        let _ = std::fs::remove_dir_all(&self.dir);
+        std::fs::rename(&tmp, &self.dir)?;
+        Ok(())
+    }
+}
+
+impl ResumeDir {
+    /// Restore the weights into `stores` and the logs so far into `metrics` and `evals`;
+    /// returns where the trainer resumes, or None for a fresh start.
+    pub fn resume_into(
+        &self,
+        stores: &mut [&mut nn::VarStore],
+        metrics: &mut Metrics,
+        evals: &mut Metrics,
+    ) -> Result<Option<ResumeFrom>> {
+        Ok(self.load(stores)?.map(|r| {
+            *metrics = r.metrics;
+            *evals = r.evals;
+            r.from
+        }))
+    }
+}
+
+/// A trainer's evaluation callback: evaluate `policy` at `step` into `evals`, then, before the
+/// last step, checkpoint everything a resumed run needs.
+#[allow(clippy::too_many_arguments)]
+fn evaluate_and_checkpoint(
+    rows: Vec<(String, f64)>,
+    (name, setting, seed): (&str, &str, u64),
+    (step, total): (usize, usize),
+    resume: &ResumeDir,
+    parts: &CkptParts,
+    stores: &[&nn::VarStore],
+    metrics: &Metrics,
+    evals: &mut Metrics,
+) -> Result<()> {
+    for (k, v) in rows {
+        evals.push(name, setting, seed, step, &k, v);
+    }
+    if step > 0 && step < total {
+        resume.save(step, parts, stores, metrics, evals)?;
+        maybe_abort(name, step);
+    }
+    Ok(())
+}
+
+/// Test hook: `ALIGNLAB_ABORT_AT=<method>:<step>` aborts the process (as kill -9 would) right
+/// after that method's checkpoint at that step.
+fn maybe_abort(name: &str, step: usize) {
+    if let Ok(v) = std::env::var("ALIGNLAB_ABORT_AT") {
+        if v == format!("{name}:{step}") {
+            eprintln!("ALIGNLAB_ABORT_AT: aborting after {name} step {step}");
+            std::process::abort();
+        }
+    }
+}
+
+/// What a method's trainer works with (see `Method::train`): the scenario, the shared stages,
+/// its evaluator and resume folder, and the metrics and evaluations it writes.
+pub(super) struct Run<'a> {
+    pub sc: &'a Scenario,
+    pub s: &'a Shared<'a>,
+    pub opts: &'a RunOptions,
+    pub ev: Evaluator<'a>,
+    pub resume: ResumeDir,
+    pub name: String,
+    pub setting: String,
+    pub metrics: Metrics,
+    pub evals: Metrics,
+    /// The compute of the shared stages the method stands on.
+    pub deps: Work,
+    /// What this process adds its own compute to: `deps` in a fresh run, the compute logged at
+    /// the checkpoint in a resumed one (set at this process's first evaluation).
+    pub compute_base: std::cell::Cell<Option<Work>>,
+    /// Which checkpoint the run keeps (`[train] keep`), and where the best so far is written
+    /// (beside the resume folder, which each checkpoint replaces).
+    pub keep: crate::algo::dpo::Keep,
+    pub best: PathBuf,
+}
+
+impl Run<'_> {
+    /// The method's compute up to now: its shared stages, and its own work in the stage (the
+    /// FLOPs and counts of the stage's work phases; evaluation is not part of it). Deterministic,
+    /// and the same whether the run was resumed or not: a resumed process starts from the values
+    /// logged with the checkpoint it resumes.
+    fn compute_now(&self, step: usize, evals: &Metrics) -> Work {
+        let base = match self.compute_base.get() {
+            Some(b) => b,
+            None => {
+                let b = if step == 0 {
+                    self.deps
+                } else {
+                    let last = |k: &str| {
+                        evals
+                            .rows
+                            .iter()
+                            .rev()
+                            .find(|r| {
+                                r.method == self.name
+                                    && r.setting == self.setting
+                                    && r.metric == format!("compute/{k}")
+                            })
+                            .map_or(f64::NAN, |r| r.value)
+                    };
+                    let mut b = [0.0; WORK.len()];
+                    for (o, k) in b.iter_mut().zip(WORK) {
+                        *o = last(k);
+                    }
+                    b
+                };
+                self.compute_base.set(Some(b));
+                b
+            }
+        };
+        let mut out = base;
+        add_work(&mut out, &stage_work(&crate::profile::current()), 1.0);
+        out
+    }
+
+    /// The evaluation callback of a trainer: evaluate at `step` of `total`, then checkpoint.
+    pub fn on_eval(
+        &self,
+        step: usize,
+        total: usize,
+        policy: &Gpt,
+        parts: &CkptParts,
+        stores: &[&nn::VarStore],
+        metrics: &Metrics,
+        evals: &mut Metrics,
+    ) -> Result<()> {
+        // Step 0 is pi_SFT (a fresh start; a resumed run does not evaluate it again).
+        let mut rows = if step == 0 {
+            sft_evaluation(self.sc, self.s, &self.ev, self.opts)?
+        } else {
+            self.ev.evaluate(policy).0
+        };
+        for &t in &self.sc.eval.curve_temperatures {
+            rows.extend(self.ev.evaluate_at_temperature(policy, t));
+        }
+        rows.extend(compute_rows(&self.compute_now(step, evals)));
+        // A better checkpoint by the keep rule than every earlier evaluation (ties keep the
+        // earliest): its weights, for the end of the run.
+        if let Some(metric) = self.keep.metric() {
+            let before = evals
+                .rows
+                .iter()
+                .filter(|r| {
+                    r.method == self.name && r.setting == self.setting && r.metric == metric
+                })
+                .map(|r| r.value)
+                .fold(f64::NEG_INFINITY, f64::max);
+            if rows.iter().any(|(k, v)| k == metric && *v > before) {
+                let _p = crate::profile::span("checkpoint_io");
+                std::fs::create_dir_all(self.best.parent().expect("a run folder"))?;
+                model::save_checkpoint(stores[0], &self.best)?;
+            }
+        }
+        evaluate_and_checkpoint(
+            rows,
+            (&self.name, &self.setting, self.sc.seed),
+            (step, total),
+            &self.resume,
+            parts,
+            stores,
+            metrics,
+            evals,
+        )
+    }
+}
