@@ -377,7 +377,7 @@ fn fake_calibration(
     sets: &[&str],
     factor: fn(u64) -> f64,
 ) -> (alignlab::experiment::calibrate::Calibration, Vec<u64>) {
-    use alignlab::experiment::{calibrate::calibrate, stages, Metrics, ProgressMode, RunOptions};
+    use alignlab::experiment::{calibrate::calibrate, folders, Metrics, ProgressMode, RunOptions};
     use alignlab::scenario::Scenario;
     let root = std::env::temp_dir().join(format!("alignlab-pilots-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&root);
@@ -407,7 +407,7 @@ fn fake_calibration(
                 };
                 let mut e = Metrics::default();
                 e.push(&m.name(), &m.setting(), seed, 40, "eval/kl", kl);
-                let dir = stages::method_dir(&pilot.with_seed(seed), m, &opts);
+                let dir = folders::method_dir(&pilot.with_seed(seed), m, &opts);
                 std::fs::create_dir_all(&dir)?;
                 std::fs::write(dir.join("eval.csv"), e.to_csv())?;
                 seen.borrow_mut().push(seed);
@@ -685,7 +685,7 @@ fn a_top_up_is_proposed_only_for_a_miss_from_the_seeds_own_runs() {
 #[test]
 fn a_seed_whose_calibrated_run_missed_gets_a_run_of_its_own() {
     use alignlab::experiment::calibrate::{seed_runs_override, top_ups, CalibrationRecord};
-    use alignlab::experiment::{stages, Metrics, ProgressMode, RunOptions};
+    use alignlab::experiment::{folders, Metrics, ProgressMode, RunOptions};
     use alignlab::scenario::Scenario;
     let root = std::env::temp_dir().join(format!("alignlab-topup-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&root);
@@ -724,7 +724,7 @@ fn a_seed_whose_calibrated_run_missed_gets_a_run_of_its_own() {
             .unwrap();
         let mut e = Metrics::default();
         e.push("ppo", &m.setting(), seed, 60, "eval/kl", kl);
-        let dir = stages::method_dir(&s, m, &opts);
+        let dir = folders::method_dir(&s, m, &opts);
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("eval.csv"), e.to_csv()).unwrap();
     };

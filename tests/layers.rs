@@ -203,3 +203,218 @@ fn the_scanner_sees_every_form_of_path() {
         "from a folder's mod.rs, super:: is the crate root"
     );
 }
+
+/// The file a module path names: the longest prefix of `segs` that is a file under `src/`
+/// (`algo/dpo.rs` or `experiment/scenario/mod.rs`), if any.
+fn file_of(segs: &[String], files: &[String]) -> Option<String> {
+    (1..=segs.len()).rev().find_map(|k| {
+        let c = segs[..k].join("/");
+        [format!("{c}.rs"), format!("{c}/mod.rs")]
+            .into_iter()
+            .find(|f| files.contains(f))
+    })
+}
+
+/// The files a file's code names through `crate::` or `super::` paths (in `use` lines, groups
+/// and inline), tests after `#[cfg(test)]` and comments left out.
+fn file_edges(rel: &str, text: &str, files: &[String]) -> Vec<String> {
+    let code: String = text
+        .split("#[cfg(test)]")
+        .next()
+        .unwrap()
+        .lines()
+        .map(|l| l.split("//").next().unwrap())
+        .collect::<Vec<_>>()
+        .join("\n");
+    let mut own: Vec<String> = rel
+        .trim_end_matches(".rs")
+        .split('/')
+        .map(String::from)
+        .collect();
+    if matches!(own.last().map(String::as_str), Some("mod" | "lib" | "main")) {
+        own.pop();
+    }
+    let mut out = Vec::new();
+    let ident = |c: char| c.is_alphanumeric() || c == '_';
+    let mut i = 0;
+    while i < code.len() {
+        let rest = &code[i..];
+        let head = ["crate", "super"].into_iter().find(|h| {
+            rest.starts_with(h) && !code[..i].ends_with(ident) && rest[h.len()..].starts_with("::")
+        });
+        let Some(head) = head else {
+            i += rest.chars().next().unwrap().len_utf8();
+            continue;
+        };
+        // The path: segments joined by `::`, and a `{...}` group at its end.
+        let mut segs: Vec<String> = Vec::new();
+        let mut j = i + head.len();
+        let mut group = None;
+        while code[j..].starts_with("::") {
+            j += 2;
+            if code[j..].starts_with('{') {
+                let end = code[j..].find('}').map_or(code.len(), |e| j + e);
+                group = Some(code[j + 1..end].to_string());
+                j = end;
+                break;
+            }
+            let name: String = code[j..].chars().take_while(|c| ident(*c)).collect();
+            if name.is_empty() {
+                break;
+            }
+            j += name.len();
+            segs.push(name);
+        }
+        let mut base: Vec<String> = if head == "crate" {
+            vec![]
+        } else {
+            own[..own.len().saturating_sub(1)].to_vec()
+        };
+        if head == "super" {
+            while segs.first().is_some_and(|s| s == "super") {
+                base.pop();
+                segs.remove(0);
+            }
+        }
+        let mut paths = vec![segs.clone()];
+        if let Some(g) = group {
+            paths = g
+                .split(',')
+                .map(|p| p.trim().split("::").next().unwrap_or("").to_string())
+                .filter(|p| !p.is_empty())
+                .map(|p| segs.iter().cloned().chain([p]).collect())
+                .collect();
+        }
+        for p in paths {
+            let full: Vec<String> = base.iter().cloned().chain(p).collect();
+            if let Some(f) = file_of(&full, files).filter(|f| f != rel) {
+                out.push(f);
+            }
+        }
+        i = j.max(i + 1);
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// The cycles of a directed graph, one per strongly connected component of two or more nodes.
+fn cycles(edges: &BTreeMap<String, Vec<String>>) -> Vec<Vec<String>> {
+    // Kosaraju: finish order on the graph, then components on the reversed graph.
+    fn order(
+        n: &str,
+        e: &BTreeMap<String, Vec<String>>,
+        seen: &mut Vec<String>,
+        out: &mut Vec<String>,
+    ) {
+        if seen.iter().any(|s| s == n) {
+            return;
+        }
+        seen.push(n.to_string());
+        for m in e.get(n).into_iter().flatten() {
+            order(m, e, seen, out);
+        }
+        out.push(n.to_string());
+    }
+    let (mut seen, mut fin) = (Vec::new(), Vec::new());
+    for n in edges.keys() {
+        order(n, edges, &mut seen, &mut fin);
+    }
+    let mut rev: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (a, bs) in edges {
+        for b in bs {
+            rev.entry(b.clone()).or_default().push(a.clone());
+        }
+    }
+    let mut assigned: Vec<String> = Vec::new();
+    let mut out = Vec::new();
+    for n in fin.iter().rev() {
+        if assigned.contains(n) {
+            continue;
+        }
+        let mut comp = Vec::new();
+        order(n, &rev, &mut assigned, &mut comp);
+        if comp.len() > 1 {
+            comp.sort();
+            out.push(comp);
+        }
+    }
+    out
+}
+
+#[test]
+fn files_form_no_import_cycle() {
+    let mut paths = Vec::new();
+    rust_files(Path::new("src"), &mut paths);
+    let rel: Vec<String> = paths
+        .iter()
+        .map(|p| {
+            p.strip_prefix("src")
+                .unwrap()
+                .to_string_lossy()
+                .replace('\\', "/")
+        })
+        .collect();
+    let mut edges = BTreeMap::new();
+    for (p, r) in paths.iter().zip(&rel) {
+        edges.insert(
+            r.clone(),
+            file_edges(r, &std::fs::read_to_string(p).unwrap(), &rel),
+        );
+    }
+    let found = cycles(&edges);
+    let lines: Vec<String> = found.iter().map(|c| c.join(" <-> ")).collect();
+    assert!(found.is_empty(), "{} file-level import cycle(s) in src/ (a shared helper goes in its own file below both users):\n{}", found.len(), lines.join("\n"));
+}
+
+#[test]
+fn the_file_scanner_resolves_paths_and_finds_cycles() {
+    let files: Vec<String> = [
+        "algo/mod.rs",
+        "algo/dpo.rs",
+        "algo/adam.rs",
+        "experiment/scenario/mod.rs",
+        "experiment/scenario/parse.rs",
+        "experiment/methods.rs",
+        "log.rs",
+    ]
+    .map(String::from)
+    .to_vec();
+    assert_eq!(
+        file_edges(
+            "algo/dpo.rs",
+            "use super::adam::Adam;\nuse crate::log::{Metrics, Row};",
+            &files
+        ),
+        ["algo/adam.rs", "log.rs"]
+    );
+    assert_eq!(
+        file_edges(
+            "experiment/scenario/parse.rs",
+            "use super::super::methods;\nuse super::Scenario; // crate::algo::dpo",
+            &files
+        ),
+        ["experiment/methods.rs", "experiment/scenario/mod.rs"]
+    );
+    assert_eq!(
+        file_edges(
+            "experiment/scenario/mod.rs",
+            "pub use super::methods::{Method, Overrides};\nlet x = crate::algo::dpo::f();",
+            &files
+        ),
+        ["algo/dpo.rs", "experiment/methods.rs"]
+    );
+    let graph = |pairs: &[(&str, &str)]| {
+        let mut e: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for (a, b) in pairs {
+            e.entry(a.to_string()).or_default().push(b.to_string());
+            e.entry(b.to_string()).or_default();
+        }
+        e
+    };
+    assert!(cycles(&graph(&[("a", "b"), ("b", "c"), ("a", "c")])).is_empty());
+    assert_eq!(
+        cycles(&graph(&[("a", "b"), ("b", "c"), ("c", "a"), ("c", "d")])),
+        [["a", "b", "c"]]
+    );
+}

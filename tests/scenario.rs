@@ -353,7 +353,7 @@ fn summarize_world_settings_are_checked() {
 fn run_folder_keys_follow_the_evaluation_settings() {
     // The selection split and the importance-sampling settings change what an evaluation
     // writes, so they are part of a method's key; `optimal_samples` is filled in resolved.
-    use alignlab::experiment::key_of;
+    use alignlab::experiment::keys::key_of;
     let sc = load(GOOD, &["eval.every=50", "eval.samples_per_prompt=2"]).unwrap();
     assert_eq!(key_of(&sc.eval), "[v]\nevery = 50\nsamples_per_prompt = 2\ntemperatures = []\nselection_fraction = 0.5\noptimal_samples = 0\noptimal_min_ess = 8.0\n");
     let other = load(
@@ -374,7 +374,7 @@ fn run_folder_keys_follow_the_evaluation_settings() {
 /// setting a stage depends on changes its key, and nothing else does.
 #[test]
 fn cache_keys_follow_the_settings_they_depend_on() {
-    use alignlab::experiment::stages::{prefs_key, sft_key};
+    use alignlab::experiment::folders::{prefs_key, sft_key};
     let with_dpo = format!("{GOOD}\n[dpo]\nbeta = [0.1]\n");
     let base = load(&with_dpo, &[]).unwrap();
     assert!(

@@ -1670,7 +1670,7 @@ fn optimal_reach(dir: &Path) -> Option<(f64, f64, f64)> {
 }
 
 /// Which code produced each results folder (the `code` row of its summary.csv). Folders from
-/// before that row existed were made with numerics 1 (see `experiment::stages::NUMERICS`).
+/// before that row existed were made with numerics 1 (see `experiment::folders::NUMERICS`).
 fn provenance(results: &Path) -> String {
     let dirs = summary_dirs(results);
     let mut s = String::from("\n\n## Provenance\n\nThe code behind each results folder (rerunning a folder's scenario with other code gives other bytes; with the same code, seed and thread count, the same bytes):\n\n| results | code |\n|---|---|\n");
