@@ -8,8 +8,7 @@ use clap::{Parser, Subcommand};
 
 use alignlab::device::{self, DeviceChoice};
 use alignlab::experiment::{self, ProgressMode, RunOptions};
-use alignlab::scenario::{Scenario, WorldConfig};
-use alignlab::world::{SentimentWorld, SummarizeWorld};
+use alignlab::scenario::Scenario;
 
 #[derive(Parser)]
 #[command(name = "alignlab", version = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("ALIGNLAB_GIT_COMMIT"), ")"), about = "RLHF vs DPO in controlled worlds with a known gold reward")]
@@ -158,14 +157,6 @@ enum Cmd {
     },
 }
 
-/// "pilot seed 1000", or "pilot seeds [1000, 1001]".
-fn pilot_words(seeds: &[u64]) -> String {
-    match seeds {
-        [one] => format!("pilot seed {one}"),
-        _ => format!("pilot seeds {seeds:?}"),
-    }
-}
-
 fn setup(common: &Common) -> Result<tch::Device> {
     if let Some(t) = common.threads {
         anyhow::ensure!((1..=1024).contains(&t), "--threads {t} is not a thread count; fix: pass --threads 1 or more (or leave it out: all cores)");
@@ -198,99 +189,7 @@ fn run() -> Result<()> {
         }
         Cmd::World { file, show, set } => {
             let sc = Scenario::load(&file, &set)?;
-            let mut rng =
-                alignlab::draw::Rng::new(alignlab::draw::derive_seed(sc.seed, "world/show"));
-            match &sc.world {
-                WorldConfig::Sentiment(c) => {
-                    let w = SentimentWorld::new(c, sc.seed);
-                    println!("sentiment world: {} tokens, {} train / {} val reviews; true-process NLL {:.4} nats/token", w.vocab.size(), w.train.len(), w.val.len(), w.val_nll_per_token());
-                    println!("\nevaluation prompts:");
-                    for p in w.eval_prompts.iter().take(show) {
-                        println!("  gold {:.3}  | {}", w.gold_reward(p), w.vocab.render(p));
-                    }
-                    println!("\nreviews from the true process (z = latent sentiment):");
-                    for _ in 0..show {
-                        let (z, words) = w.sample_review(&mut rng);
-                        let z = if z == alignlab::world::sentiment::POS {
-                            "pos"
-                        } else {
-                            "neg"
-                        };
-                        println!(
-                            "  z={z} gold {:.3}  | {}",
-                            w.gold_reward(&words),
-                            w.vocab.render(&words)
-                        );
-                    }
-                }
-                WorldConfig::Summarize(c) => {
-                    let w = SummarizeWorld::new(c, sc.seed);
-                    println!("summarize world: {} tokens, {} train / {} val documents; reference-process NLL {:.4} nats/token", w.vocab.size(), w.train.len(), w.val.len(), w.val_nll_per_token());
-                    let facts: Vec<String> = (0..c.n_facts)
-                        .map(|i| {
-                            format!("{} {:.2}", w.vocab.words[3 + i], w.salience[3 + i].unwrap())
-                        })
-                        .collect();
-                    println!(
-                        "fact saliences (worth a mention above {}): {}",
-                        c.length_penalty,
-                        facts.join(", ")
-                    );
-                    println!("\nevaluation documents, reference summary, optimal summary and a labeller summary (gold judge):");
-                    for (p, r) in w.eval_prompts.iter().zip(&w.eval_references).take(show) {
-                        let o = w.optimal_summary(p);
-                        let l = w.labeller_summary(p, c.summary_max_len() + 1, &mut rng);
-                        println!("  {}", w.vocab.render(p));
-                        println!(
-                            "    reference {:+.3} | {}",
-                            w.judge(p, r),
-                            w.vocab.render(r)
-                        );
-                        println!(
-                            "    optimal   {:+.3} | {}",
-                            w.judge(p, &o),
-                            w.vocab.render(&o)
-                        );
-                        println!(
-                            "    labeller  {:+.3} | {}",
-                            w.judge(p, &l),
-                            w.vocab.render(&l)
-                        );
-                    }
-                }
-                WorldConfig::Dialogue(c) => {
-                    let w = alignlab::world::DialogueWorld::new(c, sc.seed);
-                    println!("dialogue world: {} tokens, {} benign and {} harmful intents, {} train / {} val requests with a chosen reply (SFT's data)", w.vocab.size(), c.n_benign, c.n_harmful, w.train.len(), w.val.len());
-                    let agree = (0..4000).filter_map(|_| {
-                        let p = w.sample_request(&mut rng);
-                        let (a, b, first) = w.labelled_pair(&p, &mut rng);
-                        let (ga, gb) = (w.judge(&p, &a), w.judge(&p, &b));
-                        (ga != gb).then_some(first == (ga > gb))
-                    });
-                    let v: Vec<bool> = agree.collect();
-                    println!("labeller: agrees with the gold judge on {:.3} of 4000 fresh pairs of distinct gold (configured {})", v.iter().filter(|x| **x).count() as f64 / v.len().max(1) as f64, c.labeller_agreement);
-                    println!("\nrequests with two writer drafts, the labeller's choice (*) and the gold judge:");
-                    for _ in 0..show {
-                        let p = w.sample_request(&mut rng);
-                        let (a, b, first) = w.labelled_pair(&p, &mut rng);
-                        println!("  {}", w.vocab.render(&p));
-                        for (r, chosen) in [(&a, first), (&b, !first)] {
-                            println!(
-                                "   {} {:+.3} | {}",
-                                if chosen { "*" } else { " " },
-                                w.judge(&p, r),
-                                w.vocab.render(r)
-                            );
-                        }
-                        let o = w.optimal_reply(&p);
-                        println!(
-                            "   optimal {:+.3} | {}",
-                            w.judge(&p, &o),
-                            w.vocab.render(&o)
-                        );
-                    }
-                }
-            }
+            print!("{}", experiment::show_world(&sc, show));
         }
         Cmd::Run {
             file,
@@ -301,22 +200,16 @@ fn run() -> Result<()> {
             quiet,
             json_progress,
         } => {
-            // The whole invocation's wall time: tuning and calibration included (`run,wall time`
-            // is the sweep's alone).
+            // The whole invocation's wall time: tuning and calibration included.
             let t_start = std::time::Instant::now();
-            let mut sc = Scenario::load(&file, &common.set)?;
+            let sc = Scenario::load(&file, &common.set)?;
             anyhow::ensure!(
                 jobs >= 1,
                 "--jobs must be at least 1; fix: pass --jobs 1 (in process) or more"
             );
             let device = setup(&common)?;
-            eprintln!(
-                "alignlab: scenario {} (seeds {:?}) on {:?}, {} threads, {jobs} job(s)",
-                sc.name,
-                sc.seeds,
-                device,
-                tch::get_num_threads()
-            );
+            let threads = tch::get_num_threads();
+            eprintln!("alignlab: scenario {} (seeds {:?}) on {device:?}, {threads} threads, {jobs} job(s)", sc.name, sc.seeds);
             let mut cell_args = vec![
                 file.display().to_string(),
                 "--runs".into(),
@@ -324,192 +217,29 @@ fn run() -> Result<()> {
                 "--device".into(),
                 common.device.to_string(),
             ];
-            for s in &common.set {
-                cell_args.push("--set".into());
-                cell_args.push(s.clone());
-            }
+            cell_args.extend(
+                common
+                    .set
+                    .iter()
+                    .flat_map(|s| ["--set".to_string(), s.clone()]),
+            );
+            let progress = ProgressMode::choose(quiet, json_progress);
             let opts = RunOptions {
                 results_root: results,
                 runs_root: runs,
                 device,
-                progress: ProgressMode::choose(quiet, json_progress),
+                progress,
                 jobs,
-                threads: tch::get_num_threads() as usize,
+                threads: threads as usize,
                 cell_args,
             };
-            // The settings fixed before the sweep: the tuned configurations, the calibrated grids.
-            let mut fixed: Vec<String> = Vec::new();
-            // What this invocation ran and found cached, per stage.
-            let (tune_done, cal_done) = (
-                std::cell::Cell::new(experiment::RunsDone::default()),
-                std::cell::Cell::new(experiment::RunsDone::default()),
-            );
-            let run_pilot =
-                |o: &RunOptions,
-                 pilot: &Scenario,
-                 tables: &[String],
-                 extra: &[String],
-                 count: &std::cell::Cell<experiment::RunsDone>| {
-                    let d = experiment::run_tables(pilot, &o.with_sets(extra), tables)?;
-                    let mut c = count.get();
-                    c.absorb(d);
-                    count.set(c);
-                    anyhow::Ok(())
-                };
-            // Equal tuning on the tuning seeds; every configuration is checked before any work.
-            let tuning = match &sc.tune {
-                None => None,
-                Some(t) => {
-                    for c in t.tables.iter().flat_map(|x| &x.1) {
-                        let sets: Vec<String> = common
-                            .set
-                            .iter()
-                            .chain(c)
-                            .cloned()
-                            .chain(["tune.seeds=[]".to_string()])
-                            .collect();
-                        Scenario::load(&file, &sets)?;
-                    }
-                    let load = |extra: &[String]| -> anyhow::Result<Scenario> {
-                        Ok(Scenario::load(
-                            &file,
-                            &common.set.iter().chain(extra).cloned().collect::<Vec<_>>(),
-                        )?)
-                    };
-                    let tuned = experiment::tune::tune(&sc, &opts, &load, &|p, t, e| {
-                        run_pilot(&opts, p, t, e, &tune_done)
-                    })?;
-                    eprintln!("tuned: {}", tuned.overrides.join(" "));
-                    fixed.extend(tuned.overrides.iter().cloned());
-                    sc = load(&fixed)?;
-                    Some(tuned)
-                }
-            };
-            // Budget-calibrated grids: searched on the pilot seed, then the sweep runs them.
-            let calibration = if sc.budgets.is_empty() {
-                None
-            } else {
-                let load = |extra: &[String]| -> anyhow::Result<Scenario> {
-                    Ok(Scenario::load(
-                        &file,
-                        &common
-                            .set
-                            .iter()
-                            .chain(&fixed)
-                            .chain(extra)
-                            .cloned()
-                            .collect::<Vec<_>>(),
-                    )?)
-                };
-                let o = opts.with_sets(&fixed);
-                let cal = experiment::calibrate::calibrate(&sc, &o, &load, &|p, t, e| {
-                    run_pilot(&o, p, t, e, &cal_done)
-                })?;
-                sc = load(&cal.overrides)?;
-                fixed.extend(cal.overrides.iter().cloned());
-                eprintln!("calibrated grids: {}", cal.overrides.join(" "));
-                Some(cal)
-            };
-            let opts = opts.with_sets(&fixed);
-            let load_fixed = |extra: &[String]| -> anyhow::Result<Scenario> {
-                Ok(Scenario::load(
-                    &file,
-                    &common
-                        .set
-                        .iter()
-                        .chain(&fixed)
-                        .chain(extra)
-                        .cloned()
-                        .collect::<Vec<_>>(),
-                )?)
-            };
-            let top_up = calibration.as_ref().map(|c| experiment::TopUp {
-                records: &c.records,
-                load: &load_fixed,
-            });
-            let mut summary = experiment::run(&sc, &opts, top_up)?;
-            // What the protocol cost: the tuning's and the calibration's runs beside the sweep's.
-            if tuning.is_some() || calibration.is_some() {
-                let out = opts.results_root.join(&sc.name);
-                let mut sweep = experiment::RunsWork::default();
-                sweep.add(&experiment::Metrics::read(&out.join("eval.csv"))?);
-                sweep.add_timing(&experiment::Metrics::read(&out.join("timing.csv"))?);
-                let mut total = sweep;
-                let mut all_seeds = sc.seeds.clone();
-                if let Some(t) = &tuning {
-                    let configs = alignlab::report::distinct(
-                        t.records
-                            .iter()
-                            .filter(|r| r.method == t.records[0].method)
-                            .map(|r| r.config.clone()),
-                    )
-                    .len();
-                    let tune_seeds = alignlab::report::distinct(t.records.iter().map(|r| r.seed));
-                    summary.add(
-                        "protocol",
-                        "tuning",
-                        format!(
-                            "{configs} configurations on tuning seed(s) {tune_seeds:?}, {}",
-                            t.work.line()
-                        ),
-                    );
-                    summary.add("invocation", "tuning runs", tune_done.get().line());
-                    total.absorb(&t.work);
-                    all_seeds.extend(tune_seeds);
-                }
-                if let Some(cal) = &calibration {
-                    summary.add(
-                        "protocol",
-                        "calibration",
-                        format!("{}, {}", pilot_words(&sc.pilot_seeds), cal.work.line()),
-                    );
-                    summary.add(
-                        "protocol",
-                        "calibration rule",
-                        format!(
-                            "{}: settled within {} of a budget, one run per budget",
-                            experiment::calibrate::RULE,
-                            sc.calibration_aim
-                        ),
-                    );
-                    summary.add("invocation", "calibration runs", cal_done.get().line());
-                    total.absorb(&cal.work);
-                    all_seeds.extend(&sc.pilot_seeds);
-                }
-                summary.add(
-                    "protocol",
-                    "sweep",
-                    format!("{} reported seed(s), {}", sc.seeds.len(), sweep.line()),
-                );
-                summary.add("protocol", "ledger", total.wall_line());
-                summary.add(
-                    "protocol",
-                    "shared ledger",
-                    experiment::Ledger::of_seeds(&sc, &opts, &all_seeds).line("stages"),
-                );
-                summary.add("protocol", "total", format!("{}, each run charged as in the compute table (its own work and the shared stages it stands on): {:.2} times the sweep's model FLOPs; SFT, preference data and reward model trained on {} seeds instead of {}", total.line(), total.work[0] / sweep.work[0], all_seeds.len(), sc.seeds.len()));
-            }
-            summary.add(
-                "invocation",
-                "wall time",
-                format!("{:.1} s", t_start.elapsed().as_secs_f64()),
-            );
-            experiment::write_atomic(
-                &opts.results_root.join(&sc.name).join("summary.csv"),
-                summary.to_csv().as_bytes(),
-            )?;
-            if let Some(cal) = &calibration {
-                let path = opts.results_root.join(&sc.name).join("calibration.csv");
-                experiment::write_atomic(&path, alignlab::log::csv_text(&cal.records).as_bytes())?;
-            }
-            if let Some(t) = &tuning {
-                let path = opts.results_root.join(&sc.name).join("tuning.csv");
-                experiment::write_atomic(&path, alignlab::log::csv_text(&t.records).as_bytes())?;
-            }
-            summary.print();
             let out = opts.results_root.join(&sc.name);
-            let plot = alignlab::report::report(&out)?;
-            println!("\nfrontier plot: {}", plot.display());
+            let summary = experiment::run_scenario(&file, &common.set, opts, t_start)?;
+            summary.print();
+            println!(
+                "\nfrontier plot: {}",
+                alignlab::report::report(&out)?.display()
+            );
             if !summary.failed.is_empty() {
                 anyhow::bail!("{} method run(s) failed (the others finished and are in the results):\n  {}\nfix: see each error above; rerunning the same command retries only these", summary.failed.len(), summary.failed.join("\n  "));
             }

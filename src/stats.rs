@@ -263,3 +263,14 @@ pub fn at_budget(env: &[(f64, f64)], budget: f64) -> f64 {
     }
     env[env.len() - 1].1
 }
+
+/// The distinct items, in order of first appearance.
+pub fn distinct<T: PartialEq>(items: impl IntoIterator<Item = T>) -> Vec<T> {
+    let mut out: Vec<T> = Vec::new();
+    for x in items {
+        if !out.contains(&x) {
+            out.push(x);
+        }
+    }
+    out
+}

@@ -84,3 +84,9 @@ pub fn prepare(sc: &Scenario, opts: &RunOptions) -> Result<()> {
         |_, _, _| Ok(()),
     )
 }
+
+/// `alignlab world`: the world of a scenario's seed, described with `show` prompts and texts.
+pub fn show_world(sc: &Scenario, show: usize) -> String {
+    let mut rng = crate::draw::Rng::new(crate::draw::derive_seed(sc.seed, "world/show"));
+    build_world(sc).show(show, &mut rng)
+}

@@ -1,5 +1,6 @@
 //! `alignlab run`'s sweep: every cell of every seed (with per-seed top-ups of a calibrated
-//! grid), then eval.csv, metrics.csv, timing.csv, summary.csv and the method table.
+//! grid), then eval.csv, metrics.csv and timing.csv, and the summary with the method table
+//! (written by the protocol, which adds its own rows).
 
 use super::{folders, method_stage};
 use anyhow::Result;
@@ -25,7 +26,7 @@ pub struct TopUp<'a> {
 /// `alignlab run`: every stage of every seed, then results, tables and a summary. With
 /// `jobs > 1` the method runs go to child processes first; either way a failing method run is
 /// reported and the others go on.
-pub fn run(sc: &Scenario, opts: &RunOptions, top_up: Option<TopUp>) -> Result<Summary> {
+pub fn run(sc: &Scenario, opts: &RunOptions, top_up: Option<TopUp>) -> Result<(Summary, RunsWork)> {
     let mut summary = Summary::default();
     let mut metrics = Metrics::default();
     let mut evals = Metrics::default();
@@ -194,7 +195,7 @@ pub fn run(sc: &Scenario, opts: &RunOptions, top_up: Option<TopUp>) -> Result<Su
     metrics.extend(profile);
     summary.add("run", "code", code_version());
     summary.add("run", "results", out.display().to_string());
-    write_results(&out, sc, &metrics, &summary)?;
+    write_results(&out, sc, &metrics)?;
     summary.table = method_table(&evals);
     summary.failed = failed
         .into_iter()
@@ -208,7 +209,7 @@ pub fn run(sc: &Scenario, opts: &RunOptions, top_up: Option<TopUp>) -> Result<Su
             format!("{label} (seed {seed}): {e}")
         })
         .collect();
-    Ok(summary)
+    Ok((summary, ledger))
 }
 
 /// The sweep's profile: this process's stages, the cells', and the sweep's totals (method
@@ -371,7 +372,7 @@ pub fn method_table(evals: &Metrics) -> Vec<Vec<String>> {
     table
 }
 
-fn write_results(out: &Path, sc: &Scenario, metrics: &Metrics, summary: &Summary) -> Result<()> {
+fn write_results(out: &Path, sc: &Scenario, metrics: &Metrics) -> Result<()> {
     write_atomic(
         &out.join("scenario.resolved.toml"),
         sc.resolved_toml.as_bytes(),
@@ -379,6 +380,5 @@ fn write_results(out: &Path, sc: &Scenario, metrics: &Metrics, summary: &Summary
     let (det, timing) = metrics.split_timing();
     write_atomic(&out.join("metrics.csv"), det.to_csv().as_bytes())?;
     write_atomic(&out.join("timing.csv"), timing.to_csv().as_bytes())?;
-    write_atomic(&out.join("summary.csv"), summary.to_csv().as_bytes())?;
     Ok(())
 }

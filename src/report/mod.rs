@@ -140,16 +140,7 @@ pub fn points(evals: &Metrics) -> Vec<Point> {
         .collect()
 }
 
-/// The distinct items, in order of first appearance.
-pub fn distinct<T: PartialEq>(items: impl IntoIterator<Item = T>) -> Vec<T> {
-    let mut out: Vec<T> = Vec::new();
-    for x in items {
-        if !out.contains(&x) {
-            out.push(x);
-        }
-    }
-    out
-}
+pub use crate::stats::distinct;
 
 /// Methods in order of first appearance.
 pub fn methods(points: &[Point]) -> Vec<String> {

@@ -31,7 +31,7 @@
 //! evaluation request has the chosen reply of one labelled pair as its reference: the headline
 //! metric is the win rate against it.
 
-use super::{Vocab, EOS, N_SPECIAL};
+use super::{TextWorld, Vocab, EOS, N_SPECIAL};
 use crate::config::{need, ConfigError, MAX_COUNT};
 use crate::draw::Rng;
 use serde::{Deserialize, Serialize};
@@ -517,5 +517,135 @@ impl DialogueWorld {
             Some(i) if !self.is_harmful(i) => self.content[i].clone(),
             _ => self.refuse.clone(),
         }
+    }
+}
+
+impl DialogueWorld {
+    /// What `alignlab world` prints: the world's size, `show` evaluation prompts and sampled
+    /// texts with their gold reward.
+    pub fn show(&self, show: usize, rng: &mut Rng) -> String {
+        use std::fmt::Write as _;
+        let mut out = String::new();
+        let _ = writeln!(out, "dialogue world: {} tokens, {} benign and {} harmful intents, {} train / {} val requests with a chosen reply (SFT's data)", self.vocab.size(), self.cfg.n_benign, self.cfg.n_harmful, self.train.len(), self.val.len());
+        let agree = (0..4000).filter_map(|_| {
+            let p = self.sample_request(rng);
+            let (a, b, first) = self.labelled_pair(&p, rng);
+            let (ga, gb) = (self.judge(&p, &a), self.judge(&p, &b));
+            (ga != gb).then_some(first == (ga > gb))
+        });
+        let v: Vec<bool> = agree.collect();
+        let _ = writeln!(out, "labeller: agrees with the gold judge on {:.3} of 4000 fresh pairs of distinct gold (configured {})", v.iter().filter(|x| **x).count() as f64 / v.len().max(1) as f64, self.cfg.labeller_agreement);
+        let _ = writeln!(
+            out,
+            "\nrequests with two writer drafts, the labeller's choice (*) and the gold judge:"
+        );
+        for _ in 0..show {
+            let p = self.sample_request(rng);
+            let (a, b, first) = self.labelled_pair(&p, rng);
+            let _ = writeln!(out, "  {}", self.vocab.render(&p));
+            for (r, chosen) in [(&a, first), (&b, !first)] {
+                let _ = writeln!(
+                    out,
+                    "   {} {:+.3} | {}",
+                    if chosen { "*" } else { " " },
+                    self.judge(&p, r),
+                    self.vocab.render(r)
+                );
+            }
+            let o = self.optimal_reply(&p);
+            let _ = writeln!(
+                out,
+                "   optimal {:+.3} | {}",
+                self.judge(&p, &o),
+                self.vocab.render(&o)
+            );
+        }
+
+        out
+    }
+}
+
+impl TextWorld for DialogueWorld {
+    fn show(&self, show: usize, rng: &mut Rng) -> String {
+        DialogueWorld::show(self, show, rng)
+    }
+
+    fn vocab(&self) -> &Vocab {
+        &self.vocab
+    }
+    fn sft_examples(&self, val: bool) -> Vec<(Vec<i64>, Vec<i64>)> {
+        if val {
+            self.val.clone()
+        } else {
+            self.train.clone()
+        }
+    }
+    /// The chosen replies come from the labeller's choice between two writer drafts: their
+    /// likelihood has no closed form here, so SFT's NLL has no floor to compare with.
+    fn true_nll_per_token(&self) -> f64 {
+        f64::NAN
+    }
+    fn train_prompts(&self) -> &[Vec<i64>] {
+        &self.train_prompts
+    }
+    fn eval_prompts(&self) -> &[Vec<i64>] {
+        &self.eval_prompts
+    }
+    fn gold(&self, prompt: &[i64], response: &[i64]) -> f64 {
+        self.judge(prompt, response)
+    }
+    fn offpolicy_completion(&self, prompt: &[i64], n: usize, rng: &mut Rng) -> Vec<i64> {
+        let mut r = self.write_reply(prompt, rng);
+        r.truncate(n);
+        if r.len() < n {
+            r.push(EOS);
+        }
+        r
+    }
+    fn labeller_prefers_first(
+        &self,
+        prompt: &[i64],
+        a: &[i64],
+        b: &[i64],
+        rng: &mut Rng,
+    ) -> Option<bool> {
+        Some(DialogueWorld::labeller_prefers_first(
+            self, prompt, a, b, rng,
+        ))
+    }
+    fn spurious(&self, _prompt: &[i64], response: &[i64]) -> Option<f64> {
+        Some(self.politeness(response) as f64)
+    }
+    fn eval_references(&self) -> Option<&[Vec<i64>]> {
+        Some(&self.eval_references)
+    }
+    fn describe(&self) -> Vec<(String, String)> {
+        let mean = |f: &dyn Fn(&Vec<i64>, &Vec<i64>) -> f64| {
+            self.eval_prompts
+                .iter()
+                .zip(&self.eval_references)
+                .map(|(p, r)| f(p, r))
+                .sum::<f64>()
+                / self.eval_prompts.len().max(1) as f64
+        };
+        vec![
+            ("vocabulary".into(), format!("{} tokens", self.vocab.size())),
+            (
+                "requests".into(),
+                format!(
+                    "{} train, {} val (chosen replies for SFT)",
+                    self.train.len(),
+                    self.val.len()
+                ),
+            ),
+            (
+                "gold of references (eval)".into(),
+                format!(
+                    "{:.4} (optimal replies {:.4})",
+                    mean(&|p, r| self.judge(p, r)),
+                    mean(&|p, _| self.judge(p, &self.optimal_reply(p)))
+                ),
+            ),
+        ]
     }
 }

@@ -30,7 +30,7 @@
 //! word carries no sentiment and a long enough completion has room for both it and the words
 //! that carry sentiment: gold need not fall.
 
-use super::{logsumexp, names, sigmoid, Vocab, EOS, N_SPECIAL};
+use super::{logsumexp, names, sigmoid, TextWorld, Vocab, EOS, N_SPECIAL};
 use crate::draw::{derive_seed, Rng};
 use serde::{Deserialize, Serialize};
 
@@ -672,5 +672,104 @@ impl SentimentWorld {
         } else {
             ll / n as f64
         }
+    }
+}
+
+impl SentimentWorld {
+    /// What `alignlab world` prints: the world's size, `show` evaluation prompts and sampled
+    /// texts with their gold reward.
+    pub fn show(&self, show: usize, rng: &mut Rng) -> String {
+        use std::fmt::Write as _;
+        let mut out = String::new();
+        let _ = writeln!(out, "sentiment world: {} tokens, {} train / {} val reviews; true-process NLL {:.4} nats/token", self.vocab.size(), self.train.len(), self.val.len(), self.val_nll_per_token());
+        let _ = writeln!(out, "\nevaluation prompts:");
+        for p in self.eval_prompts.iter().take(show) {
+            let _ = writeln!(
+                out,
+                "  gold {:.3}  | {}",
+                self.gold_reward(p),
+                self.vocab.render(p)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "\nreviews from the true process (z = latent sentiment):"
+        );
+        for _ in 0..show {
+            let (z, words) = self.sample_review(rng);
+            let z = if z == POS { "pos" } else { "neg" };
+            let _ = writeln!(
+                out,
+                "  z={z} gold {:.3}  | {}",
+                self.gold_reward(&words),
+                self.vocab.render(&words)
+            );
+        }
+
+        out
+    }
+}
+
+impl TextWorld for SentimentWorld {
+    fn show(&self, show: usize, rng: &mut Rng) -> String {
+        SentimentWorld::show(self, show, rng)
+    }
+
+    fn vocab(&self) -> &Vocab {
+        &self.vocab
+    }
+    fn sft_examples(&self, val: bool) -> Vec<(Vec<i64>, Vec<i64>)> {
+        let texts = if val { &self.val } else { &self.train };
+        texts.iter().map(|t| (vec![], t.clone())).collect()
+    }
+    fn true_nll_per_token(&self) -> f64 {
+        self.val_nll_per_token()
+    }
+    fn train_prompts(&self) -> &[Vec<i64>] {
+        &self.train_prompts
+    }
+    fn eval_prompts(&self) -> &[Vec<i64>] {
+        &self.eval_prompts
+    }
+    fn gold(&self, prompt: &[i64], response: &[i64]) -> f64 {
+        self.gold_reward(&[prompt, response].concat())
+    }
+    fn fluency(&self, prompt: &[i64], response: &[i64]) -> Option<f64> {
+        Some(SentimentWorld::fluency(self, &[prompt, response].concat()))
+    }
+    fn offpolicy_completion(&self, prompt: &[i64], n: usize, rng: &mut Rng) -> Vec<i64> {
+        let mut text = prompt.to_vec();
+        let mut out = Vec::new();
+        while out.len() < n {
+            let p = self.predictive_next(&text);
+            let t = rng.categorical(&p) as i64;
+            out.push(t);
+            if t == EOS {
+                break;
+            }
+            text.push(t);
+        }
+        out
+    }
+    fn labeller_prefers_first(
+        &self,
+        prompt: &[i64],
+        a: &[i64],
+        b: &[i64],
+        rng: &mut Rng,
+    ) -> Option<bool> {
+        SentimentWorld::labeller_prefers_first(self, prompt, a, b, rng)
+    }
+    fn spurious(&self, _prompt: &[i64], response: &[i64]) -> Option<f64> {
+        self.spurious_count(response).map(|c| c as f64)
+    }
+    fn describe(&self) -> Vec<(String, String)> {
+        vec![
+            ("vocabulary".into(), format!("{} tokens", self.vocab.size())),
+            (
+                "reviews".into(),
+                format!("{} train, {} val", self.train.len(), self.val.len()),
+            ),
+        ]
     }
 }

@@ -24,7 +24,7 @@
 //! with probability labeller_hallucinate. Label noise is Bradley-Terry (`[prefs] labels`).
 //! Headline metric: win rate against the reference summary under the gold judge.
 
-use super::{names, Vocab, EOS, N_SPECIAL};
+use super::{names, TextWorld, Vocab, EOS, N_SPECIAL};
 use crate::draw::{derive_seed, Rng};
 use serde::{Deserialize, Serialize};
 
@@ -630,5 +630,132 @@ impl SummarizeWorld {
             (s - self.reference_log_lik(p, y), n + y.len() + 1)
         });
         nll / n as f64
+    }
+}
+
+impl SummarizeWorld {
+    /// What `alignlab world` prints: the world's size, `show` evaluation prompts and sampled
+    /// texts with their gold reward.
+    pub fn show(&self, show: usize, rng: &mut Rng) -> String {
+        use std::fmt::Write as _;
+        let mut out = String::new();
+        let _ = writeln!(out, "summarize world: {} tokens, {} train / {} val documents; reference-process NLL {:.4} nats/token", self.vocab.size(), self.train.len(), self.val.len(), self.val_nll_per_token());
+        let facts: Vec<String> = (0..self.cfg.n_facts)
+            .map(|i| {
+                format!(
+                    "{} {:.2}",
+                    self.vocab.words[3 + i],
+                    self.salience[3 + i].unwrap()
+                )
+            })
+            .collect();
+        let _ = writeln!(
+            out,
+            "fact saliences (worth a mention above {}): {}",
+            self.cfg.length_penalty,
+            facts.join(", ")
+        );
+        let _ = writeln!(out, "\nevaluation documents, reference summary, optimal summary and a labeller summary (gold judge):");
+        for (p, r) in self
+            .eval_prompts
+            .iter()
+            .zip(&self.eval_references)
+            .take(show)
+        {
+            let o = self.optimal_summary(p);
+            let l = self.labeller_summary(p, self.cfg.summary_max_len() + 1, rng);
+            let _ = writeln!(out, "  {}", self.vocab.render(p));
+            let _ = writeln!(
+                out,
+                "    reference {:+.3} | {}",
+                self.judge(p, r),
+                self.vocab.render(r)
+            );
+            let _ = writeln!(
+                out,
+                "    optimal   {:+.3} | {}",
+                self.judge(p, &o),
+                self.vocab.render(&o)
+            );
+            let _ = writeln!(
+                out,
+                "    labeller  {:+.3} | {}",
+                self.judge(p, &l),
+                self.vocab.render(&l)
+            );
+        }
+
+        out
+    }
+}
+
+impl TextWorld for SummarizeWorld {
+    fn show(&self, show: usize, rng: &mut Rng) -> String {
+        SummarizeWorld::show(self, show, rng)
+    }
+
+    fn vocab(&self) -> &Vocab {
+        &self.vocab
+    }
+    fn sft_examples(&self, val: bool) -> Vec<(Vec<i64>, Vec<i64>)> {
+        if val {
+            self.val.clone()
+        } else {
+            self.train.clone()
+        }
+    }
+    fn true_nll_per_token(&self) -> f64 {
+        self.val_nll_per_token()
+    }
+    fn train_prompts(&self) -> &[Vec<i64>] {
+        &self.train_prompts
+    }
+    fn eval_prompts(&self) -> &[Vec<i64>] {
+        &self.eval_prompts
+    }
+    fn gold(&self, prompt: &[i64], response: &[i64]) -> f64 {
+        self.judge(prompt, response)
+    }
+    fn offpolicy_completion(&self, prompt: &[i64], n: usize, rng: &mut Rng) -> Vec<i64> {
+        let mut s = self.labeller_summary(prompt, n, rng);
+        if s.len() < n {
+            s.push(EOS);
+        }
+        s
+    }
+    fn eval_references(&self) -> Option<&[Vec<i64>]> {
+        Some(&self.eval_references)
+    }
+    fn shifted_eval(&self) -> Option<(&[Vec<i64>], &[Vec<i64>])> {
+        self.cfg
+            .shift
+            .as_ref()
+            .map(|_| (&self.shifted_prompts[..], &self.shifted_references[..]))
+    }
+    fn describe(&self) -> Vec<(String, String)> {
+        let mean_ref = self
+            .eval_prompts
+            .iter()
+            .zip(&self.eval_references)
+            .map(|(p, r)| self.judge(p, r))
+            .sum::<f64>()
+            / self.eval_prompts.len().max(1) as f64;
+        let mean_opt = self
+            .eval_prompts
+            .iter()
+            .map(|p| self.judge(p, &self.optimal_summary(p)))
+            .sum::<f64>()
+            / self.eval_prompts.len().max(1) as f64;
+        vec![
+            ("vocabulary".into(), format!("{} tokens", self.vocab.size())),
+            (
+                "documents".into(),
+                format!("{} train, {} val", self.train.len(), self.val.len()),
+            ),
+            (
+                "gold of references (eval)".into(),
+                format!("{mean_ref:.4} (optimal summaries {mean_opt:.4})"),
+            ),
+        ]
     }
 }
