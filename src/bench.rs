@@ -50,10 +50,7 @@ pub fn sft_step(
         let _ = loss.double_value(&[]);
     });
     let tokens_per_s = (batch * t) as f64 / secs;
-    SftBench {
-        tokens_per_s,
-        mfu: tokens_per_s * cfg.train_flops_per_token(t) / peak,
-    }
+    SftBench { tokens_per_s, mfu: tokens_per_s * cfg.train_flops_per_token(t) / peak }
 }
 
 /// Generated tokens/s for batch `b`, prompt length `p`, `n` new tokens.
@@ -72,12 +69,7 @@ pub fn sampling(
     let prompt = Tensor::randint_low(3, cfg.vocab_size, [b, p], (Kind::Int64, device));
     let _ = prompt.select(1, 0).fill_(crate::world::BOS);
     let valid = Tensor::ones([b, p], (Kind::Bool, device));
-    let s = SampleSettings {
-        temperature: 1.0,
-        top_k: 0,
-        max_new_tokens: n,
-        use_cache,
-    };
+    let s = SampleSettings { temperature: 1.0, top_k: 0, max_new_tokens: n, use_cache };
     let reps = if quick { 2 } else { 5 };
     let secs = time_it(1, reps, || {
         let ro = generate(&gpt, &prompt, &valid, &s);
@@ -97,11 +89,8 @@ pub fn ppo_iteration(
 ) -> Result<(f64, f64, f64)> {
     use crate::algo::ppo::{self, KlControl, PpoConfig, PpoContext};
     tch::manual_seed(0);
-    let (pvs, rvs, cvs) = (
-        nn::VarStore::new(device),
-        nn::VarStore::new(device),
-        nn::VarStore::new(device),
-    );
+    let (pvs, rvs, cvs) =
+        (nn::VarStore::new(device), nn::VarStore::new(device), nn::VarStore::new(device));
     let policy = Gpt::new(&pvs.root(), cfg);
     let reference = Gpt::new(&rvs.root(), cfg);
     let critic = crate::algo::reward::RewardModel::new(&cvs.root(), cfg);
@@ -112,9 +101,7 @@ pub fn ppo_iteration(
     let mut rng = crate::draw::Rng::new(0);
     let prompts: Vec<Vec<i64>> = (0..512)
         .map(|_| {
-            (0..rng.range(2, 8))
-                .map(|_| rng.range(3, cfg.vocab_size as usize - 1) as i64)
-                .collect()
+            (0..rng.range(2, 8)).map(|_| rng.range(3, cfg.vocab_size as usize - 1) as i64).collect()
         })
         .collect();
     let ctx = PpoContext {
@@ -149,12 +136,8 @@ pub fn ppo_iteration(
         |_, _| {},
     )?;
     let median = |k: &str| {
-        let mut v: Vec<f64> = m
-            .rows
-            .iter()
-            .filter(|r| r.metric == k && r.step > 1)
-            .map(|r| r.value)
-            .collect();
+        let mut v: Vec<f64> =
+            m.rows.iter().filter(|r| r.metric == k && r.step > 1).map(|r| r.value).collect();
         v.sort_by(|a, b| a.total_cmp(b));
         v[v.len() / 2]
     };
@@ -188,10 +171,8 @@ pub fn dpo_step(cfg: &GptConfig, pairs: usize, device: Device, quick: bool) -> f
         rejected: response(),
         rejected_mask: mask,
     };
-    let (rc, rr) = (
-        Tensor::zeros([n], (Kind::Float, device)),
-        Tensor::zeros([n], (Kind::Float, device)),
-    );
+    let (rc, rr) =
+        (Tensor::zeros([n], (Kind::Float, device)), Tensor::zeros([n], (Kind::Float, device)));
     let reps = if quick { 3 } else { 10 };
     let secs = time_it(2, reps, || {
         let (lc, lr) = pair_logps(&gpt, &batch);
@@ -316,10 +297,8 @@ pub fn stacked_steps(cfg: &GptConfig, k: i64, device: Device, quick: bool) -> (f
             (vs, g)
         })
         .collect();
-    let mut opts: Vec<nn::Optimizer> = models
-        .iter()
-        .map(|(vs, _)| nn::adam(0.9, 0.99, 0.0).build(vs, 1e-4).unwrap())
-        .collect();
+    let mut opts: Vec<nn::Optimizer> =
+        models.iter().map(|(vs, _)| nn::adam(0.9, 0.99, 0.0).build(vs, 1e-4).unwrap()).collect();
     let separate = time_it(2, reps, || {
         for (i, ((_, g), opt)) in models.iter().zip(opts.iter_mut()).enumerate() {
             opt.zero_grad();
@@ -336,9 +315,7 @@ pub fn stacked_steps(cfg: &GptConfig, k: i64, device: Device, quick: bool) -> (f
         opt.zero_grad();
         let logits = stacked.logits(&inp);
         // The sum over models of each model's mean token NLL: each model's gradient is its own.
-        let loss = logits
-            .view([-1, cfg.vocab_size])
-            .cross_entropy_for_logits(&tgt.reshape([-1]))
+        let loss = logits.view([-1, cfg.vocab_size]).cross_entropy_for_logits(&tgt.reshape([-1]))
             * stacked.k as f64;
         loss.backward();
         opt.step();
@@ -348,29 +325,13 @@ pub fn stacked_steps(cfg: &GptConfig, k: i64, device: Device, quick: bool) -> (f
 }
 
 pub fn run(device: Device, quick: bool) -> Result<()> {
-    println!(
-        "alignlab bench on {device:?}, {} threads",
-        tch::get_num_threads()
-    );
+    println!("alignlab bench on {device:?}, {} threads", tch::get_num_threads());
     let peak = matmul_peak(device, quick);
-    println!(
-        "matmul peak (fp32, n=512/1024)         {:>10.1} GFLOP/s",
-        peak / 1e9
-    );
-    let quick_model = GptConfig {
-        vocab_size: 51,
-        block_size: 64,
-        n_layer: 2,
-        n_head: 4,
-        d_model: 128,
-    };
-    let big_model = GptConfig {
-        vocab_size: 51,
-        block_size: 64,
-        n_layer: 4,
-        n_head: 4,
-        d_model: 256,
-    };
+    println!("matmul peak (fp32, n=512/1024)         {:>10.1} GFLOP/s", peak / 1e9);
+    let quick_model =
+        GptConfig { vocab_size: 51, block_size: 64, n_layer: 2, n_head: 4, d_model: 128 };
+    let big_model =
+        GptConfig { vocab_size: 51, block_size: 64, n_layer: 4, n_head: 4, d_model: 256 };
     for (name, cfg) in [("quick (d128 L2)", &quick_model), ("d256 L4", &big_model)] {
         let r = sft_step(cfg, 64, 21, device, peak, quick);
         println!(
@@ -389,10 +350,7 @@ pub fn run(device: Device, quick: bool) -> Result<()> {
     let uncached = sampling(&quick_model, 256, 9, 32, false, device, quick);
     println!("sampling quick B256 P9 N32 cached     {cached:>10.0} tokens/s");
     println!("sampling quick B256 P9 N32 uncached   {uncached:>10.0} tokens/s");
-    println!(
-        "KV-cache speed-up                     {:>10.2}x",
-        cached / uncached
-    );
+    println!("KV-cache speed-up                     {:>10.2}x", cached / uncached);
     let rollout_gen = sampling(&quick_model, 64, 9, 16, true, device, quick);
     println!("sampling quick B64 P9 N16 cached      {rollout_gen:>10.0} tokens/s  (PPO's generation alone)");
     for b in [64usize, 256] {
@@ -445,11 +403,7 @@ fn on_pools<T: PartialEq + Send>(
     );
     let one = time_it(1, reps, || drop(p1.install(&f)));
     let many = time_it(1, reps, || drop(pn.install(&f)));
-    Ok(CpuParallel {
-        name: name.to_string(),
-        one,
-        many,
-    })
+    Ok(CpuParallel { name: name.to_string(), one, many })
 }
 
 /// The places of the CPU work outside libtorch that run on rayon, at the paper worlds' sizes
@@ -469,37 +423,16 @@ pub fn cpu_parallel(threads: usize, quick: bool) -> Result<Vec<CpuParallel>> {
     let mut out = vec![];
     let (scfg, dcfg) = (SummarizeConfig::default(), DialogueConfig::default());
     // A world's identity is its corpora and prompts (the worlds do not implement PartialEq).
-    out.push(on_pools(
-        "summarize world (corpora, prompts)",
-        threads,
-        reps,
-        || {
-            let w = SummarizeWorld::new(&scfg, 0);
-            (
-                w.train_prompts().to_vec(),
-                w.eval_prompts().to_vec(),
-                w.sft_examples(false),
-            )
-        },
-    )?);
-    out.push(on_pools(
-        "dialogue world (corpora, prompts)",
-        threads,
-        reps,
-        || {
-            let w = DialogueWorld::new(&dcfg, 0);
-            (
-                w.train_prompts().to_vec(),
-                w.eval_prompts().to_vec(),
-                w.sft_examples(false),
-            )
-        },
-    )?);
+    out.push(on_pools("summarize world (corpora, prompts)", threads, reps, || {
+        let w = SummarizeWorld::new(&scfg, 0);
+        (w.train_prompts().to_vec(), w.eval_prompts().to_vec(), w.sft_examples(false))
+    })?);
+    out.push(on_pools("dialogue world (corpora, prompts)", threads, reps, || {
+        let w = DialogueWorld::new(&dcfg, 0);
+        (w.train_prompts().to_vec(), w.eval_prompts().to_vec(), w.sft_examples(false))
+    })?);
     let worlds: Vec<(&str, Box<dyn TextWorld>)> = vec![
-        (
-            "sentiment",
-            Box::new(SentimentWorld::new(&SentimentConfig::default(), 0)),
-        ),
+        ("sentiment", Box::new(SentimentWorld::new(&SentimentConfig::default(), 0))),
         ("summarize", Box::new(SummarizeWorld::new(&scfg, 0))),
         ("dialogue", Box::new(DialogueWorld::new(&dcfg, 0))),
     ];
@@ -516,25 +449,16 @@ pub fn cpu_parallel(threads: usize, quick: bool) -> Result<Vec<CpuParallel>> {
             .collect();
         let label = format!("gold of {} {name} completions", pairs.len());
         out.push(on_pools(&label, threads, reps, || {
-            pairs
-                .par_iter()
-                .map(|(p, r)| w.gold(p, r))
-                .collect::<Vec<f64>>()
+            pairs.par_iter().map(|(p, r)| w.gold(p, r)).collect::<Vec<f64>>()
         })?);
     }
     let mut rng = Rng::new(derive_seed(0, "bench/frontier"));
-    let rewards: Vec<Vec<f64>> = (0..256)
-        .map(|_| (0..512).map(|_| rng.normal()).collect())
-        .collect();
-    let betas = [
-        0.01, 0.02, 0.03, 0.05, 0.07, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0, 2.0,
-    ];
-    out.push(on_pools(
-        "importance-sampling frontier",
-        threads,
-        reps,
-        || crate::eval::optimal::optimal_frontier(&rewards, &betas),
-    )?);
+    let rewards: Vec<Vec<f64>> =
+        (0..256).map(|_| (0..512).map(|_| rng.normal()).collect()).collect();
+    let betas = [0.01, 0.02, 0.03, 0.05, 0.07, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0, 2.0];
+    out.push(on_pools("importance-sampling frontier", threads, reps, || {
+        crate::eval::optimal::optimal_frontier(&rewards, &betas)
+    })?);
     Ok(out)
 }
 
@@ -559,13 +483,7 @@ mod tests {
     /// benchmark compares the same work.
     #[test]
     fn stacked_model_matches_separate_models() {
-        let cfg = GptConfig {
-            vocab_size: 11,
-            block_size: 8,
-            n_layer: 2,
-            n_head: 2,
-            d_model: 16,
-        };
+        let cfg = GptConfig { vocab_size: 11, block_size: 8, n_layer: 2, n_head: 2, d_model: 16 };
         let k = 3i64;
         tch::manual_seed(1);
         let gpts: Vec<(nn::VarStore, Gpt)> = (0..k)
@@ -609,11 +527,7 @@ mod tests {
                     ];
                     for (name, j, transpose) in pairs {
                         let src = n(name);
-                        let src = if transpose {
-                            src.transpose(0, 1)
-                        } else {
-                            src.view([1, -1])
-                        };
+                        let src = if transpose { src.transpose(0, 1) } else { src.view([1, -1]) };
                         w[j].get(i).copy_(&src);
                     }
                 }

@@ -41,11 +41,7 @@ impl ConfigError {
         } else {
             "see scenarios/sentiment.toml for a valid example".to_string()
         };
-        ConfigError {
-            key,
-            problem: msg.to_string(),
-            fix,
-        }
+        ConfigError { key, problem: msg.to_string(), fix }
     }
 
     /// The error with its key inside section `section`.
@@ -83,11 +79,7 @@ pub fn need(
     if cond {
         Ok(())
     } else {
-        Err(ConfigError {
-            key: key.to_string(),
-            problem: problem(),
-            fix: fix.to_string(),
-        })
+        Err(ConfigError { key: key.to_string(), problem: problem(), fix: fix.to_string() })
     }
 }
 
@@ -178,10 +170,7 @@ pub fn find_line(text: &str, key: &str) -> Option<usize> {
         if line.starts_with('[') {
             // `[train]   # a comment`: the header is what stands before the comment.
             let header = line.split('#').next().unwrap_or("").trim();
-            current = header
-                .trim_matches(|c| c == '[' || c == ']')
-                .trim()
-                .to_string();
+            current = header.trim_matches(|c| c == '[' || c == ']').trim().to_string();
             if current == key {
                 return Some(i + 1);
             }
@@ -203,13 +192,7 @@ pub fn shown(text: &str) -> String {
     let head: String = text
         .chars()
         .take(64)
-        .flat_map(|c| {
-            if c.is_control() {
-                c.escape_debug().collect::<Vec<_>>()
-            } else {
-                vec![c]
-            }
-        })
+        .flat_map(|c| if c.is_control() { c.escape_debug().collect::<Vec<_>>() } else { vec![c] })
         .collect();
     let more = if text.chars().count() > 64 { "..." } else { "" };
     format!("{head}{more}")

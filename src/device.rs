@@ -39,24 +39,14 @@ fn dlopen(path: &str) -> Result<(), String> {
 fn load_cuda() -> Result<(), String> {
     let built_with = env!("ALIGNLAB_LIBTORCH_LIB");
     let mut errors = Vec::new();
-    let candidates = [
-        format!("{built_with}/libtorch_cuda.so"),
-        "libtorch_cuda.so".to_string(),
-    ];
-    for c in candidates
-        .iter()
-        .filter(|c| !c.starts_with('/') || std::path::Path::new(c).exists())
-    {
+    let candidates = [format!("{built_with}/libtorch_cuda.so"), "libtorch_cuda.so".to_string()];
+    for c in candidates.iter().filter(|c| !c.starts_with('/') || std::path::Path::new(c).exists()) {
         match dlopen(c) {
             Ok(()) => return Ok(()),
             Err(e) => errors.push(e),
         }
     }
-    Err(if errors.is_empty() {
-        "libtorch_cuda.so not found".into()
-    } else {
-        errors.join("; ")
-    })
+    Err(if errors.is_empty() { "libtorch_cuda.so not found".into() } else { errors.join("; ") })
 }
 
 pub fn resolve(choice: DeviceChoice) -> Result<Device> {
@@ -91,4 +81,27 @@ impl std::fmt::Display for DeviceChoice {
             DeviceChoice::Cuda => "cuda",
         })
     }
+}
+
+/// Resolve `choice` and give torch `threads` intra-op threads (default: all cores) and one
+/// inter-op thread.
+pub fn setup(choice: DeviceChoice, threads: Option<usize>) -> Result<Device> {
+    if let Some(t) = threads {
+        anyhow::ensure!(
+            (1..=1024).contains(&t),
+            "--threads {t} is not a thread count; fix: pass --threads 1 or more (or leave it out: all cores)"
+        );
+    }
+    let dev = resolve(choice)?;
+    let threads = threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    tch::set_num_threads(threads as i32);
+    tch::set_num_interop_threads(1);
+    // The data-parallel CPU work outside libtorch (gold scoring, the importance-sampling
+    // frontier, reports over folders) runs on as many threads as torch gets, never beside a
+    // torch op, so the two never oversubscribe the cores. RAYON_NUM_THREADS, if set, wins.
+    if std::env::var_os("RAYON_NUM_THREADS").is_none() {
+        let _ = rayon::ThreadPoolBuilder::new().num_threads(threads).build_global();
+    }
+    Ok(dev)
 }

@@ -52,15 +52,7 @@ impl Rng {
         let word =
             |i: usize| u64::from_le_bytes(key[8 * i..8 * i + 8].try_into().expect("8 bytes"));
         let pos = self.0.get_word_pos();
-        [
-            word(0),
-            word(1),
-            word(2),
-            word(3),
-            self.0.get_stream(),
-            pos as u64,
-            (pos >> 64) as u64,
-        ]
+        [word(0), word(1), word(2), word(3), self.0.get_stream(), pos as u64, (pos >> 64) as u64]
     }
 
     pub fn from_state(s: [u64; 7]) -> Rng {

@@ -28,9 +28,7 @@ pub mod float_text {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
         let text = <std::borrow::Cow<str>>::deserialize(d)?;
-        text.trim()
-            .parse()
-            .map_err(|_| serde::de::Error::custom(format!("not a number: {text:?}")))
+        text.trim().parse().map_err(|_| serde::de::Error::custom(format!("not a number: {text:?}")))
     }
 }
 
@@ -75,9 +73,9 @@ pub fn read_csv<R: Record>(path: &Path) -> Result<Vec<R>> {
 
 fn csv_problem(e: &csv::Error) -> String {
     match e.kind() {
-        csv::ErrorKind::UnequalLengths {
-            expected_len, len, ..
-        } => format!("expected {expected_len} fields, found {len}"),
+        csv::ErrorKind::UnequalLengths { expected_len, len, .. } => {
+            format!("expected {expected_len} fields, found {len}")
+        }
         csv::ErrorKind::Deserialize { err, .. } => match err.field() {
             Some(f) => format!("field {}: {}", f + 1, err.kind()),
             None => err.kind().to_string(),
@@ -134,37 +132,22 @@ impl Metrics {
     /// A cached metrics file of a run folder; a missing or corrupt one is an error naming the
     /// file and the fix (delete the folder, so the stage is recomputed).
     pub fn read(path: &Path) -> Result<Metrics> {
-        let dir = path
-            .parent()
-            .map(|d| d.display().to_string())
-            .unwrap_or_default();
+        let dir = path.parent().map(|d| d.display().to_string()).unwrap_or_default();
         let text = std::fs::read_to_string(path).with_context(|| {
-            format!(
-                "cannot read {}; fix: delete {dir} so the stage is recomputed",
-                path.display()
-            )
+            format!("cannot read {}; fix: delete {dir} so the stage is recomputed", path.display())
         })?;
         Metrics::from_csv(&text).with_context(|| {
-            format!(
-                "corrupt {}; fix: delete {dir} so the stage is recomputed",
-                path.display()
-            )
+            format!("corrupt {}; fix: delete {dir} so the stage is recomputed", path.display())
         })
     }
 
     pub fn from_csv(text: &str) -> Result<Metrics> {
-        Ok(Metrics {
-            rows: parse_csv(text)?,
-        })
+        Ok(Metrics { rows: parse_csv(text)? })
     }
 
     /// Last value of a metric, if logged.
     pub fn last(&self, metric: &str) -> Option<f64> {
-        self.rows
-            .iter()
-            .rev()
-            .find(|r| r.metric == metric)
-            .map(|r| r.value)
+        self.rows.iter().rev().find(|r| r.metric == metric).map(|r| r.value)
     }
 }
 
@@ -219,10 +202,7 @@ mod tests {
             stage: String,
             value: String,
         }
-        let rows = vec![Note {
-            stage: "run".into(),
-            value: "a, \"b\"".into(),
-        }];
+        let rows = vec![Note { stage: "run".into(), value: "a, \"b\"".into() }];
         let text = csv_text(&rows);
         assert_eq!(text, "stage,value\nrun,\"a, \"\"b\"\"\"\n");
         assert_eq!(parse_csv::<Note>(&text).unwrap(), rows);
@@ -230,10 +210,7 @@ mod tests {
         let err = Metrics::from_csv("method,setting,seed,step,metric,value\ndpo,,0,1,eval/gold\n")
             .unwrap_err()
             .to_string();
-        assert!(
-            err.contains("line 2") && err.contains("expected 6 fields, found 5"),
-            "{err}"
-        );
+        assert!(err.contains("line 2") && err.contains("expected 6 fields, found 5"), "{err}");
         let err =
             Metrics::from_csv("method,setting,seed,step,metric,value\ndpo,,x,1,eval/gold,1\n")
                 .unwrap_err()

@@ -62,14 +62,8 @@ impl Cost {
 /// - `grad_steps`: optimiser steps (a PPO minibatch steps the policy and the critic: two);
 /// - `samples`: sequences a policy generated;
 /// - `rm_queries`, `gold_queries`: responses scored by the reward model, by the gold reward.
-pub const COUNTS: &[&str] = &[
-    "tokens_fwd",
-    "tokens_bwd",
-    "grad_steps",
-    "samples",
-    "rm_queries",
-    "gold_queries",
-];
+pub const COUNTS: &[&str] =
+    &["tokens_fwd", "tokens_bwd", "grad_steps", "samples", "rm_queries", "gold_queries"];
 pub const N_COUNTS: usize = 6;
 
 /// One of [`COUNTS`].
@@ -108,10 +102,7 @@ thread_local! {
 
 /// CPU seconds of this process, all threads.
 pub fn process_cpu_s() -> f64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: clock_gettime writes the timespec it is given.
     let rc = unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
     if rc != 0 {
@@ -192,10 +183,7 @@ pub fn span(phase: &'static str) -> Span {
 /// From now on time goes to the stage (`method`, `setting`, `seed`), to `default_phase` where
 /// no span is open.
 pub fn stage(method: &str, setting: &str, seed: u64, default_phase: &'static str) {
-    debug_assert!(
-        PHASES.contains(&default_phase),
-        "unknown phase {default_phase}"
-    );
+    debug_assert!(PHASES.contains(&default_phase), "unknown phase {default_phase}");
     with_state(|st| {
         st.charge();
         st.stage = (method.to_string(), setting.to_string(), seed);
@@ -263,15 +251,8 @@ pub fn stage_work(stage: &Stage) -> Work {
 pub type Work = [f64; N_COUNTS + 1];
 
 /// The names of a [`Work`]'s entries: model GFLOPs, then [`COUNTS`].
-pub const WORK: &[&str] = &[
-    "gflop",
-    "tokens_fwd",
-    "tokens_bwd",
-    "grad_steps",
-    "samples",
-    "rm_queries",
-    "gold_queries",
-];
+pub const WORK: &[&str] =
+    &["gflop", "tokens_fwd", "tokens_bwd", "grad_steps", "samples", "rm_queries", "gold_queries"];
 
 /// `into += scale * w`, entry by entry.
 pub fn add_work(into: &mut Work, w: &Work, scale: f64) {
@@ -284,8 +265,7 @@ pub fn add_work(into: &mut Work, w: &Work, scale: f64) {
 pub fn work_csv(w: &Work) -> String {
     let mut out = csv::Writer::from_writer(Vec::new());
     out.write_record(WORK).expect("writing to memory");
-    out.write_record(w.iter().map(|v| v.to_string()))
-        .expect("writing to memory");
+    out.write_record(w.iter().map(|v| v.to_string())).expect("writing to memory");
     String::from_utf8(out.into_inner().expect("writing to memory")).expect("CSV of ASCII fields")
 }
 
@@ -295,13 +275,8 @@ pub fn parse_work(text: &str) -> Option<Work> {
     if !rd.headers().ok()?.iter().eq(WORK.iter().copied()) {
         return None;
     }
-    let v: Vec<f64> = rd
-        .records()
-        .next()?
-        .ok()?
-        .iter()
-        .map(|x| x.parse().ok())
-        .collect::<Option<_>>()?;
+    let v: Vec<f64> =
+        rd.records().next()?.ok()?.iter().map(|x| x.parse().ok()).collect::<Option<_>>()?;
     v.try_into().ok()
 }
 
@@ -386,34 +361,16 @@ mod tests {
         std::thread::sleep(std::time::Duration::from_millis(20));
         let total = t0.elapsed().as_secs_f64();
         stage("startup", "", 0, "startup");
-        let rows: Vec<_> = snapshot()
-            .into_iter()
-            .filter(|((s, _), _)| s.0 == "profile-test")
-            .collect();
-        let get = |p: &str| {
-            rows.iter()
-                .find(|((_, q), _)| *q == p)
-                .map(|(_, c)| c.wall_s)
-                .unwrap_or(0.0)
-        };
+        let rows: Vec<_> =
+            snapshot().into_iter().filter(|((s, _), _)| s.0 == "profile-test").collect();
+        let get =
+            |p: &str| rows.iter().find(|((_, q), _)| *q == p).map(|(_, c)| c.wall_s).unwrap_or(0.0);
         // Each phase its own sleep, with room for a loaded machine's oversleeping (up to 25 ms)
         // but not for the inner span's 40 ms: a clock that did not pause would give rollout
         // 70 ms and train 90 ms.
-        assert!(
-            (0.029..0.055).contains(&get("rollout")),
-            "rollout {}",
-            get("rollout")
-        );
-        assert!(
-            (0.039..0.065).contains(&get("eval_gold")),
-            "eval_gold {}",
-            get("eval_gold")
-        );
-        assert!(
-            (0.019..0.045).contains(&get("train")),
-            "train {}",
-            get("train")
-        );
+        assert!((0.029..0.055).contains(&get("rollout")), "rollout {}", get("rollout"));
+        assert!((0.039..0.065).contains(&get("eval_gold")), "eval_gold {}", get("eval_gold"));
+        assert!((0.019..0.045).contains(&get("train")), "train {}", get("train"));
         let sum: f64 = rows.iter().map(|(_, c)| c.wall_s).sum();
         assert!((sum - total).abs() < 0.02, "phases {sum} vs wall {total}");
     }

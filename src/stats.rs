@@ -14,9 +14,7 @@ pub const POWER: f64 = 0.8;
 
 /// The `p` quantile of Student's t with `df` degrees of freedom.
 fn t_quantile(p: f64, df: f64) -> f64 {
-    StudentsT::new(0.0, 1.0, df)
-        .expect("degrees of freedom > 0")
-        .inverse_cdf(p)
+    StudentsT::new(0.0, 1.0, df).expect("degrees of freedom > 0").inverse_cdf(p)
 }
 
 /// Mean and 95% half-width (Student t over `xs.len() - 1` degrees of freedom; 0 for one value).
@@ -32,10 +30,7 @@ pub fn mean_ci_t(xs: &[f64]) -> (f64, f64) {
         return (mean, 0.0);
     }
     let var = xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1) as f64;
-    (
-        mean,
-        t_quantile(1.0 - ALPHA / 2.0, (n - 1) as f64) * (var / n as f64).sqrt(),
-    )
+    (mean, t_quantile(1.0 - ALPHA / 2.0, (n - 1) as f64) * (var / n as f64).sqrt())
 }
 
 /// A paired comparison of A against B over seeds: the differences A - B, their mean with a 95%
@@ -74,12 +69,7 @@ impl Paired {
         } else {
             f64::NAN
         };
-        Paired {
-            diffs: diffs.to_vec(),
-            mean,
-            ci95: if n >= 2 { ci95 } else { f64::NAN },
-            mdd80,
-        }
+        Paired { diffs: diffs.to_vec(), mean, ci95: if n >= 2 { ci95 } else { f64::NAN }, mdd80 }
     }
 
     pub fn lo(&self) -> f64 {
@@ -145,11 +135,7 @@ impl std::fmt::Display for Stat {
 pub fn mean_ci(xs: &[f64]) -> Stat {
     let n = xs.len();
     if n == 0 {
-        return Stat {
-            mean: f64::NAN,
-            ci95: f64::NAN,
-            n,
-        };
+        return Stat { mean: f64::NAN, ci95: f64::NAN, n };
     }
     let mean = xs.iter().sum::<f64>() / n as f64;
     let var = if n > 1 {
@@ -157,11 +143,7 @@ pub fn mean_ci(xs: &[f64]) -> Stat {
     } else {
         0.0
     };
-    Stat {
-        mean,
-        ci95: 1.96 * (var / n as f64).sqrt(),
-        n,
-    }
+    Stat { mean, ci95: 1.96 * (var / n as f64).sqrt(), n }
 }
 
 /// Win rate of `scores` against `refs` (ties count one half) with the 95% Wilson score interval
@@ -197,23 +179,16 @@ pub fn win_rate(scores: &[f64], refs: &[f64]) -> (f64, f64, f64) {
 /// evaluated policies is attainable (at that KL or less). Points left of the envelope's best
 /// reward that are dominated are dropped; the envelope never decreases.
 pub fn envelope(points: &[(f64, f64)]) -> Vec<(f64, f64)> {
-    envelope_indices(points)
-        .into_iter()
-        .map(|i| (points[i].0.max(0.0), points[i].1))
-        .collect()
+    envelope_indices(points).into_iter().map(|i| (points[i].0.max(0.0), points[i].1)).collect()
 }
 
 /// The indices of the points that form the [`envelope`], in KL order.
 pub fn envelope_indices(points: &[(f64, f64)]) -> Vec<usize> {
-    let mut idx: Vec<usize> = (0..points.len())
-        .filter(|&i| points[i].0.is_finite() && points[i].1.is_finite())
-        .collect();
+    let mut idx: Vec<usize> =
+        (0..points.len()).filter(|&i| points[i].0.is_finite() && points[i].1.is_finite()).collect();
     let kl = |i: usize| points[i].0.max(0.0);
     idx.sort_by(|&a, &b| {
-        kl(a)
-            .total_cmp(&kl(b))
-            .then(points[b].1.total_cmp(&points[a].1))
-            .then(a.cmp(&b))
+        kl(a).total_cmp(&kl(b)).then(points[b].1.total_cmp(&points[a].1)).then(a.cmp(&b))
     });
     // Monotone chain for the upper hull.
     let mut hull: Vec<usize> = Vec::new();

@@ -15,10 +15,7 @@ fn a_bracketed_budget_is_interpolated_in_log_log() {
     let v = propose(&[(0.1, 4.0), (1.0, 1.0)], 2.0, -1.0);
     assert!(close(v, 0.1 * 10f64.sqrt()), "{v}");
     // The order the runs come in does not matter, nor a third run outside the bracket.
-    assert!(close(
-        propose(&[(5.0, 0.2), (1.0, 1.0), (0.1, 4.0)], 2.0, -1.0),
-        v
-    ));
+    assert!(close(propose(&[(5.0, 0.2), (1.0, 1.0), (0.1, 4.0)], 2.0, -1.0), v));
 }
 
 #[test]
@@ -58,10 +55,7 @@ fn settings_are_rounded_to_three_digits() {
 fn one_run_settles_one_budget_within_the_aim() {
     let budgets = [0.5, 1.0, 2.0, 2.5];
     assert!(settles(2.0, 2.0, &budgets, 0.1));
-    assert!(
-        !settles(2.0, 2.5, &budgets, 0.25),
-        "2.00 is nearer 2 than 2.5"
-    );
+    assert!(!settles(2.0, 2.5, &budgets, 0.25), "2.00 is nearer 2 than 2.5");
     assert!(settles(2.4, 2.5, &budgets, 0.1));
     // 0.81 is within 25% of 1 but not within 10%.
     assert!(settles(0.81, 1.0, &budgets, 0.25) && !settles(0.81, 1.0, &budgets, 0.1));
@@ -88,42 +82,21 @@ fn budgets_are_checked_before_any_work() {
     };
     let ok = load(&["sweep.budgets=[0.5, 1.0]"]).unwrap();
     assert_eq!(
-        (
-            ok.budgets.clone(),
-            ok.pilot_seeds.clone(),
-            ok.calibration_rounds,
-            ok.calibration_aim
-        ),
+        (ok.budgets.clone(), ok.pilot_seeds.clone(), ok.calibration_rounds, ok.calibration_aim),
         (vec![0.5, 1.0], vec![1000], 3, 0.1)
     );
     for bad in ["0.0", "0.3", "nan"] {
-        let e = load(&[
-            "sweep.budgets=[1.0]",
-            &format!("sweep.calibration_aim={bad}"),
-        ])
-        .unwrap_err()
-        .to_string();
-        assert!(
-            e.contains("sweep.calibration_aim") && e.contains("fix"),
-            "{e}"
-        );
+        let e = load(&["sweep.budgets=[1.0]", &format!("sweep.calibration_aim={bad}")])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("sweep.calibration_aim") && e.contains("fix"), "{e}");
     }
     let e = load(&["sweep.budgets=[1.0, 0.5]"]).unwrap_err().to_string();
-    assert!(
-        e.contains("sweep.budgets") && e.contains("increasing"),
-        "{e}"
-    );
-    let e = load(&[
-        "sweep.budgets=[1.0]",
-        "sweep.seeds=[0, 7]",
-        "sweep.pilot_seed=7",
-    ])
-    .unwrap_err()
-    .to_string();
-    assert!(
-        e.contains("sweep.pilot_seed") && e.contains("reported seed"),
-        "{e}"
-    );
+    assert!(e.contains("sweep.budgets") && e.contains("increasing"), "{e}");
+    let e = load(&["sweep.budgets=[1.0]", "sweep.seeds=[0, 7]", "sweep.pilot_seed=7"])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("sweep.pilot_seed") && e.contains("reported seed"), "{e}");
     // Without budgets the resolved scenario does not mention them.
     assert!(!load(&[]).unwrap().resolved_toml.contains("budgets"));
 }
@@ -157,14 +130,8 @@ fn tuning_is_checked_before_any_work() {
     .unwrap();
     let tune = t.tune.unwrap();
     // The product of a table's lists: 4 configurations each.
-    assert_eq!(
-        tune.tables.iter().map(|x| x.1.len()).collect::<Vec<_>>(),
-        vec![4, 4]
-    );
-    assert_eq!(
-        tune.tables[0].1[1],
-        vec!["dpo.lr=0.0001".to_string(), "dpo.steps=200".to_string()]
-    );
+    assert_eq!(tune.tables.iter().map(|x| x.1.len()).collect::<Vec<_>>(), vec![4, 4]);
+    assert_eq!(tune.tables[0].1[1], vec!["dpo.lr=0.0001".to_string(), "dpo.steps=200".to_string()]);
     let err = |sets: &[&str]| load(sets).unwrap_err().to_string();
     let e = err(&[
         "tune.seeds=[2000]",
@@ -178,23 +145,12 @@ fn tuning_is_checked_before_any_work() {
             && e.contains("ppo 1"),
         "{e}"
     );
-    let e = err(&[
-        "tune.seeds=[2000]",
-        "tune.budget=1.0",
-        "tune.dpo.beta=[0.1, 1.0]",
-    ]);
+    let e = err(&["tune.seeds=[2000]", "tune.budget=1.0", "tune.dpo.beta=[0.1, 1.0]"]);
     assert!(e.contains("tune.dpo.beta") && e.contains("grid"), "{e}");
     let e = err(&["tune.seeds=[0]", "tune.budget=1.0", "tune.dpo.lr=[1e-4]"]);
     assert!(e.contains("tune.seeds") && e.contains("reported"), "{e}");
-    let e = err(&[
-        "tune.seeds=[2000]",
-        "tune.budget=1.0",
-        "tune.rloo.lr=[1e-4]",
-    ]);
-    assert!(
-        e.contains("tune.rloo") && e.contains("not a trained method"),
-        "{e}"
-    );
+    let e = err(&["tune.seeds=[2000]", "tune.budget=1.0", "tune.rloo.lr=[1e-4]"]);
+    assert!(e.contains("tune.rloo") && e.contains("not a trained method"), "{e}");
     // Configurations listed one by one: PPO varies four settings in as many configurations as
     // DPO's product of two lists.
     let t = load(&["tune.seeds=[2000]", "tune.budget=1.0", "tune.dpo.lr=[1e-4, 3e-4]", "tune.dpo.steps=[100, 200]", "tune.ppo.configs=[{lr = 1e-4, iterations = 60}, {lr = 3e-4, iterations = 60}, {lr = 1e-4, init_kl_coef = 0.3, iterations = 120, horizon = 512}, {lr = 3e-4, init_kl_coef = 0.3, iterations = 120, horizon = 128}]"]).unwrap();
@@ -202,24 +158,12 @@ fn tuning_is_checked_before_any_work() {
     assert_eq!(ppo.1.len(), 4);
     assert_eq!(
         ppo.1[2],
-        [
-            "ppo.horizon=512",
-            "ppo.init_kl_coef=0.3",
-            "ppo.iterations=120",
-            "ppo.lr=0.0001"
-        ]
-        .map(String::from)
-        .to_vec()
+        ["ppo.horizon=512", "ppo.init_kl_coef=0.3", "ppo.iterations=120", "ppo.lr=0.0001"]
+            .map(String::from)
+            .to_vec()
     );
-    let e = err(&[
-        "tune.seeds=[2000]",
-        "tune.budget=1.0",
-        "tune.ppo.configs=[{target_kl = 1.0}]",
-    ]);
-    assert!(
-        e.contains("tune.ppo.target_kl") && e.contains("grid"),
-        "{e}"
-    );
+    let e = err(&["tune.seeds=[2000]", "tune.budget=1.0", "tune.ppo.configs=[{target_kl = 1.0}]"]);
+    assert!(e.contains("tune.ppo.target_kl") && e.contains("grid"), "{e}");
     let e = err(&[
         "tune.seeds=[2000]",
         "tune.budget=1.0",
@@ -228,12 +172,10 @@ fn tuning_is_checked_before_any_work() {
     ]);
     assert!(e.contains("tune.ppo.configs") && e.contains("alone"), "{e}");
     // An empty list of tuning seeds turns tuning off.
-    assert!(
-        load(&["tune.seeds=[]", "tune.budget=1.0", "tune.dpo.lr=[1e-4]"])
-            .unwrap()
-            .tune
-            .is_none()
-    );
+    assert!(load(&["tune.seeds=[]", "tune.budget=1.0", "tune.dpo.lr=[1e-4]"])
+        .unwrap()
+        .tune
+        .is_none());
 }
 
 #[test]
@@ -304,10 +246,7 @@ fn the_spread_across_configurations_is_best_minus_worst_per_tuning_seed() {
         below("ul", "b", 2, 0.3),
     ]);
     let s = spreads(&mixed);
-    assert_eq!(
-        s.iter().find(|x| x.0 == "pft").unwrap().1,
-        vec![(1, None), (2, None)]
-    );
+    assert_eq!(s.iter().find(|x| x.0 == "pft").unwrap().1, vec![(1, None), (2, None)]);
     let md = alignlab::report::tuning::markdown(&mixed);
     assert!(md.contains("| pft | 1: - (none reached KL 1), 2: - (none reached KL 1) | - (no configuration reached KL 1) |"), "{md}");
     assert!(md.contains("DPO - pft spread: not compared: no tuning seed on which a configuration of both reached KL 1."), "{md}");
@@ -331,9 +270,8 @@ fn a_protocols_work_counts_each_run_once_at_its_last_evaluation() {
                     gflop: f64,
                     steps: f64,
                     samples: f64| {
-        for (k, v) in alignlab::profile::WORK
-            .iter()
-            .zip([gflop, 0.0, 0.0, steps, samples, 0.0, 0.0])
+        for (k, v) in
+            alignlab::profile::WORK.iter().zip([gflop, 0.0, 0.0, steps, samples, 0.0, 0.0])
         {
             m.push(method, setting, seed, step, &format!("compute/{k}"), v);
         }
@@ -345,24 +283,13 @@ fn a_protocols_work_counts_each_run_once_at_its_last_evaluation() {
             push("dpo", "beta=0.1", seed, step, g, step as f64, 0.0);
         }
         for (n, g) in [(1, 2.0), (4, 5.0)] {
-            push(
-                "best_of_n",
-                &format!("n={n}"),
-                seed,
-                0,
-                g,
-                0.0,
-                4.0 * n as f64,
-            );
+            push("best_of_n", &format!("n={n}"), seed, 0, g, 0.0, 4.0 * n as f64);
         }
     }
     let mut w = RunsWork::default();
     w.add(&m);
     assert_eq!(w.runs, 4);
-    assert_eq!(
-        (w.work[0], w.work[3], w.work[4]),
-        (10.0 + 11.0 + 5.0 + 5.0, 400.0, 32.0)
-    );
+    assert_eq!((w.work[0], w.work[3], w.work[4]), (10.0 + 11.0 + 5.0 + 5.0, 400.0, 32.0));
     assert_eq!(
         w.line(),
         "4 runs: 0.031 TFLOP, 400 optimiser steps, 32 samples, 0 reward-model and 0 gold queries"
@@ -428,17 +355,11 @@ fn fake_calibration(
 #[test]
 fn several_pilot_seeds_land_at_their_mean_kl() {
     use alignlab::scenario::Scenario;
-    let base = [
-        "sweep.budgets=[1.0]",
-        "sweep.pilot_seeds=[1000, 1001]",
-        "ppo.target_kl=[1.0, 3.0]",
-    ];
+    let base =
+        ["sweep.budgets=[1.0]", "sweep.pilot_seeds=[1000, 1001]", "ppo.target_kl=[1.0, 3.0]"];
     let factor = |seed: u64| if seed == 1000 { 1.0 } else { 0.6 };
-    let (cal, seen) = fake_calibration(
-        "wide",
-        &[&base[..], &["sweep.calibration_aim=0.25"]].concat(),
-        factor,
-    );
+    let (cal, seen) =
+        fake_calibration("wide", &[&base[..], &["sweep.calibration_aim=0.25"]].concat(), factor);
     let ppo = cal.records.iter().find(|r| r.table == "ppo").unwrap();
     assert_eq!((ppo.value, ppo.within_tolerance), (1.0, true));
     assert!(
@@ -451,11 +372,7 @@ fn several_pilot_seeds_land_at_their_mean_kl() {
     let ppo = cal.records.iter().find(|r| r.table == "ppo").unwrap();
     assert_eq!(ppo.value, 1.25);
     assert!(close(ppo.pilot_kl, 1.0), "{}", ppo.pilot_kl);
-    assert!(
-        cal.overrides.contains(&"ppo.target_kl=[1.25]".to_string()),
-        "{:?}",
-        cal.overrides
-    );
+    assert!(cal.overrides.contains(&"ppo.target_kl=[1.25]".to_string()), "{:?}", cal.overrides);
     // One list or one seed, not both; a pilot seed that is reported is refused.
     let e = Scenario::load(
         std::path::Path::new("scenarios/sentiment.toml"),
@@ -467,10 +384,7 @@ fn several_pilot_seeds_land_at_their_mean_kl() {
     )
     .unwrap_err()
     .to_string();
-    assert!(
-        e.contains("sweep.pilot_seeds") && e.contains("pilot_seed"),
-        "{e}"
-    );
+    assert!(e.contains("sweep.pilot_seeds") && e.contains("pilot_seed"), "{e}");
     let e = Scenario::load(
         std::path::Path::new("scenarios/sentiment.toml"),
         &[
@@ -481,10 +395,7 @@ fn several_pilot_seeds_land_at_their_mean_kl() {
     )
     .unwrap_err()
     .to_string();
-    assert!(
-        e.contains("sweep.pilot_seeds") && e.contains("reported seed"),
-        "{e}"
-    );
+    assert!(e.contains("sweep.pilot_seeds") && e.contains("reported seed"), "{e}");
     // The error names the key the file wrote, even when the list is the default's one seed.
     let e = Scenario::load(
         std::path::Path::new("scenarios/sentiment.toml"),
@@ -496,23 +407,14 @@ fn several_pilot_seeds_land_at_their_mean_kl() {
     )
     .unwrap_err()
     .to_string();
-    assert!(
-        e.contains("sweep.pilot_seeds") && e.contains("reported seed"),
-        "{e}"
-    );
+    assert!(e.contains("sweep.pilot_seeds") && e.contains("reported seed"), "{e}");
     let e = Scenario::load(
         std::path::Path::new("scenarios/sentiment.toml"),
-        &[
-            "sweep.budgets=[1.0]".into(),
-            "sweep.pilot_seeds=[1000, 1000]".into(),
-        ],
+        &["sweep.budgets=[1.0]".into(), "sweep.pilot_seeds=[1000, 1000]".into()],
     )
     .unwrap_err()
     .to_string();
-    assert!(
-        e.contains("sweep.pilot_seeds") && e.contains("distinct"),
-        "{e}"
-    );
+    assert!(e.contains("sweep.pilot_seeds") && e.contains("distinct"), "{e}");
 }
 
 /// One run serves one budget: PPO landing exactly at its target, grid {2, 4}, budgets 2 and 2.5.
@@ -520,23 +422,11 @@ fn several_pilot_seeds_land_at_their_mean_kl() {
 /// target 2.5 between 2 and 4, and the grid becomes {2, 2.5}. Rule 1 stopped at {2}.
 #[test]
 fn a_run_within_reach_of_two_budgets_settles_one() {
-    let (cal, _) = fake_calibration(
-        "two",
-        &["sweep.budgets=[2.0, 2.5]", "ppo.target_kl=[2.0, 4.0]"],
-        |_| 1.0,
-    );
-    assert!(
-        cal.overrides
-            .contains(&"ppo.target_kl=[2.0, 2.5]".to_string()),
-        "{:?}",
-        cal.overrides
-    );
-    let ppo: Vec<_> = cal
-        .records
-        .iter()
-        .filter(|r| r.table == "ppo")
-        .map(|r| (r.budget, r.value))
-        .collect();
+    let (cal, _) =
+        fake_calibration("two", &["sweep.budgets=[2.0, 2.5]", "ppo.target_kl=[2.0, 4.0]"], |_| 1.0);
+    assert!(cal.overrides.contains(&"ppo.target_kl=[2.0, 2.5]".to_string()), "{:?}", cal.overrides);
+    let ppo: Vec<_> =
+        cal.records.iter().filter(|r| r.table == "ppo").map(|r| (r.budget, r.value)).collect();
     assert_eq!(ppo, vec![(2.0, 2.0), (2.5, 2.5)]);
 }
 
@@ -569,17 +459,11 @@ fn the_landed_kl_table_counts_runs_within_the_tolerance() {
         e.push(m, &format!("target_kl={v}"), seed, 60, "eval/kl", kl);
     }
     let md = alignlab::report::calibration::markdown(
-        &[
-            rec("ppo", 1.0, 1.0, 0.9, true),
-            rec("ppo_gt", 5.0, 6.0, 3.6, false),
-        ],
+        &[rec("ppo", 1.0, 1.0, 0.9, true), rec("ppo_gt", 5.0, 6.0, 3.6, false)],
         &e,
         &[],
     );
-    assert!(
-        md.contains("| ppo | target_kl | 1 | 1 | 0.900 | 0: 0.800, 1: 0.700 | 1/2 |"),
-        "{md}"
-    );
+    assert!(md.contains("| ppo | target_kl | 1 | 1 | 0.900 | 0: 0.800, 1: 0.700 | 1/2 |"), "{md}");
     assert!(
         md.contains(
             "| ppo_gt | target_kl | 5 | 6 | 3.600 (not reached) | 0: 3.000, 1: 4.000 | 1/2 |"
@@ -600,36 +484,18 @@ fn a_top_up_is_proposed_only_for_a_miss_from_the_seeds_own_runs() {
     // Landed 1.5: a miss. KL proportional to the target on this seed, so budget 1 wants 2/3.
     assert_eq!(top_up_value(1.5, &[], &runs, 1.0, 1.0), Some(0.667));
     // A top-up that landed within 25% ends it; one that missed does not.
-    assert_eq!(
-        top_up_value(
-            1.5,
-            &[0.9],
-            &[(1.0, 1.5), (2.0, 3.0), (0.667, 0.9)],
-            1.0,
-            1.0
-        ),
-        None
-    );
+    assert_eq!(top_up_value(1.5, &[0.9], &[(1.0, 1.5), (2.0, 3.0), (0.667, 0.9)], 1.0, 1.0), None);
     // 0.667 at 0.7 and 1 at 1.5 bracket budget 1: ln 0.667 + ln(1/0.7) x ln(1/0.667) / ln(1.5/0.7)
     // = -0.405 + 0.357 x 0.405 / 0.762 = -0.2155, the target 0.806.
     assert_eq!(
-        top_up_value(
-            1.5,
-            &[0.7],
-            &[(1.0, 1.5), (2.0, 3.0), (0.667, 0.7)],
-            1.0,
-            1.0
-        ),
+        top_up_value(1.5, &[0.7], &[(1.0, 1.5), (2.0, 3.0), (0.667, 0.7)], 1.0, 1.0),
         Some(0.806)
     );
     // A diverged run (alpha 0.8 at 8.9 nats for budget 4) is bracketed by the seed's alpha 0.4
     // at 2 nats: ln 4 lies at (ln 4 - ln 2) / (ln 8.9 - ln 2) of the way from ln 0.4 to ln 0.8.
     let f = (4f64.ln() - 2f64.ln()) / (8.9f64.ln() - 2f64.ln());
     let want = round3((0.4f64.ln() + f * (0.8f64.ln() - 0.4f64.ln())).exp());
-    assert_eq!(
-        top_up_value(8.9, &[], &[(0.4, 2.0), (0.8, 8.9)], 4.0, 1.0),
-        Some(want)
-    );
+    assert_eq!(top_up_value(8.9, &[], &[(0.4, 2.0), (0.8, 8.9)], 4.0, 1.0), Some(want));
     assert_eq!(want, 0.552); // ln 2 / ln 4.45 = 0.464 of the way: exp(-0.916 + 0.464 x 0.693)
                              // KL not monotone on this seed: target 2 lands 1.78, target 2.66 lands 1.59 (saturated), so
                              // extrapolating to budget 2.5 along them points down (0.85 and lower). The proposal must move
@@ -640,13 +506,7 @@ fn a_top_up_is_proposed_only_for_a_miss_from_the_seeds_own_runs() {
     // The same for a beta (KL falls with it): beta 0.34 at 4.25 and 0.3 at 3.74 point to a larger
     // beta for budget 5; it must be smaller than 0.34, by a factor 2.
     assert_eq!(
-        top_up_value(
-            3.74,
-            &[],
-            &[(0.3, 3.74), (0.34, 4.25), (0.53, 2.06)],
-            5.0,
-            -1.0
-        ),
+        top_up_value(3.74, &[], &[(0.3, 3.74), (0.34, 4.25), (0.53, 2.06)], 5.0, -1.0),
         Some(0.17)
     );
     // KL flat and not monotone in beta on this seed (dialogue DPO, seed 1, budget 5): beta 0.3
@@ -654,28 +514,16 @@ fn a_top_up_is_proposed_only_for_a_miss_from_the_seeds_own_runs() {
     // and 0.075) points to a larger beta, so the rule takes a factor 2 down from 0.15: 0.075,
     // run already. It steps on from that run, whose KL is short too: 0.0375.
     let flat = [(0.3, 3.2), (0.15, 3.6), (0.075, 3.3)];
-    assert_eq!(
-        top_up_value(3.2, &[3.6, 3.3], &flat, 5.0, -1.0),
-        Some(0.0375)
-    );
+    assert_eq!(top_up_value(3.2, &[3.6, 3.3], &flat, 5.0, -1.0), Some(0.0375));
     // And past every setting already run: with 0.0375 run too (at 3.4), 0.0188.
     let flatter = [(0.3, 3.2), (0.15, 3.6), (0.075, 3.3), (0.0375, 3.4)];
-    assert_eq!(
-        top_up_value(3.2, &[3.6, 3.3, 3.4], &flatter, 5.0, -1.0),
-        Some(0.0188)
-    );
+    assert_eq!(top_up_value(3.2, &[3.6, 3.3, 3.4], &flatter, 5.0, -1.0), Some(0.0188));
     // An extrapolation that lands on a setting run already steps on the same way: along 0.3 at
     // 3.45 and 0.6 at 3.40 the step is the clamp, a factor 4 down: 0.075, run (at 3.30), so 0.0375.
     let flat2 = [(0.3, 3.45), (0.6, 3.40), (0.15, 3.35), (0.075, 3.30)];
-    assert_eq!(
-        top_up_value(3.45, &[3.35, 3.30], &flat2, 5.0, -1.0),
-        Some(0.0375)
-    );
+    assert_eq!(top_up_value(3.45, &[3.35, 3.30], &flat2, 5.0, -1.0), Some(0.0375));
     // No finite proposal (every run diverged): nothing.
-    assert_eq!(
-        top_up_value(f64::NAN, &[], &[(0.8, f64::NAN)], 4.0, 1.0),
-        None
-    );
+    assert_eq!(top_up_value(f64::NAN, &[], &[(0.8, f64::NAN)], 4.0, 1.0), None);
 }
 
 /// The round of top-ups reads each seed's finished runs: PPO target 1 lands at 0.9 on seed 0
@@ -707,11 +555,7 @@ fn a_seed_whose_calibrated_run_missed_gets_a_run_of_its_own() {
     let load = |extra: &[String]| {
         Scenario::load(
             std::path::Path::new("scenarios/sentiment.toml"),
-            &base
-                .iter()
-                .map(|s| s.to_string())
-                .chain(extra.iter().cloned())
-                .collect::<Vec<_>>(),
+            &base.iter().map(|s| s.to_string()).chain(extra.iter().cloned()).collect::<Vec<_>>(),
         )
         .unwrap()
     };
@@ -751,12 +595,7 @@ fn a_seed_whose_calibrated_run_missed_gets_a_run_of_its_own() {
     let new = top_ups(&sc, &opts, &records);
     assert_eq!(new.len(), 1, "{new:?}");
     assert_eq!(
-        (
-            new[0].seed,
-            new[0].table.as_str(),
-            new[0].value,
-            new[0].budget
-        ),
+        (new[0].seed, new[0].table.as_str(), new[0].value, new[0].budget),
         (1, "ppo", 0.667, 1.0)
     );
     let sc = load(&[seed_runs_override(&new)]);
@@ -768,10 +607,7 @@ fn a_seed_whose_calibrated_run_missed_gets_a_run_of_its_own() {
             .filter_map(|m| setting_value(&m.setting(), "target_kl"))
             .collect::<Vec<_>>()
     };
-    assert_eq!(
-        (targets(0), targets(1)),
-        (vec![1.0, 2.0], vec![1.0, 2.0, 0.667])
-    );
+    assert_eq!((targets(0), targets(1)), (vec![1.0, 2.0], vec![1.0, 2.0, 0.667]));
     assert_eq!(sc.seed_runs.len(), 1);
     // Not finished yet: no new proposal from an unfinished run; finished at 1.1, none either.
     finish(&sc, 1, 0.667, 1.1);
@@ -779,10 +615,7 @@ fn a_seed_whose_calibrated_run_missed_gets_a_run_of_its_own() {
     // Landed at 0.6 instead: a second top-up, from the three runs of seed 1.
     finish(&sc, 1, 0.667, 0.6);
     let again = top_ups(&sc, &opts, &records);
-    assert_eq!(
-        again.iter().map(|r| (r.seed, r.budget)).collect::<Vec<_>>(),
-        vec![(1, 1.0)]
-    );
+    assert_eq!(again.iter().map(|r| (r.seed, r.budget)).collect::<Vec<_>>(), vec![(1, 1.0)]);
     assert!(again[0].value > 0.667 && again[0].value < 1.0, "{again:?}");
     let _ = std::fs::remove_dir_all(&root);
 }
@@ -810,30 +643,17 @@ fn seed_runs_are_checked_before_any_work() {
             "sweep.seed_runs=[{ seed = 1, table = \"sft\", value = 0.2, budget = 1.0 }]",
             "not a method table",
         ),
-        (
-            "sweep.seed_runs=[{ seed = 1, table = \"dpo\", value = -1.0, budget = 1.0 }]",
-            "positive",
-        ),
+        ("sweep.seed_runs=[{ seed = 1, table = \"dpo\", value = -1.0, budget = 1.0 }]", "positive"),
         (
             "sweep.seed_runs=[{ seed = 1, table = \"dpo\", value = 0.1, budget = 1.0 }]",
             "already a run",
         ),
-        (
-            "sweep.seed_runs=[{ seed = 1, table = \"dpo\", value = 0.2 }]",
-            "budget",
-        ),
+        ("sweep.seed_runs=[{ seed = 1, table = \"dpo\", value = 0.2 }]", "budget"),
         ("sweep.top_up_rounds=5", "0..=4"),
     ] {
         let e = load(&[set]).unwrap_err().to_string();
-        let key = if set.contains("top_up") {
-            "sweep.top_up_rounds"
-        } else {
-            "sweep.seed_runs"
-        };
-        assert!(
-            e.contains(key) && e.contains(words) && e.contains("fix:"),
-            "{set}: {e}"
-        );
+        let key = if set.contains("top_up") { "sweep.top_up_rounds" } else { "sweep.seed_runs" };
+        assert!(e.contains(key) && e.contains(words) && e.contains("fix:"), "{set}: {e}");
     }
     let e = Scenario::load(
         std::path::Path::new("scenarios/sentiment.toml"),
@@ -841,26 +661,13 @@ fn seed_runs_are_checked_before_any_work() {
     )
     .unwrap_err()
     .to_string();
-    assert!(
-        e.contains("sweep.top_up_rounds") && e.contains("sweep.budgets"),
-        "{e}"
-    );
+    assert!(e.contains("sweep.top_up_rounds") && e.contains("sweep.budgets"), "{e}");
     // A valid one: seed 1 runs DPO at beta 0.2 besides the grid, seed 0 does not.
     let sc = load(&["sweep.seed_runs=[{ seed = 1, table = \"dpo\", value = 0.2, budget = 1.0 }]"])
         .unwrap();
-    let betas = |seed: u64| {
-        sc.with_seed(seed)
-            .methods
-            .iter()
-            .filter(|m| m.name() == "dpo")
-            .count()
-    };
+    let betas = |seed: u64| sc.with_seed(seed).methods.iter().filter(|m| m.name() == "dpo").count();
     assert_eq!(betas(1), betas(0) + 1);
-    assert_eq!(
-        sc.methods.len(),
-        sc.n_shared,
-        "seed 0's methods are the shared ones"
-    );
+    assert_eq!(sc.methods.len(), sc.n_shared, "seed 0's methods are the shared ones");
 }
 
 /// The landed-KL table shows a seed's top-up beside the calibrated run it stands in for, and
@@ -878,30 +685,14 @@ fn the_landed_kl_table_counts_a_top_up_that_landed() {
         pilot_runs: 3,
     };
     let mut e = Metrics::default();
-    for (v, seed, kl) in [
-        (1.0, 0, 0.8),
-        (1.0, 1, 1.5),
-        (0.667, 1, 1.1),
-        (0.667, 0, 9.0),
-    ] {
+    for (v, seed, kl) in [(1.0, 0, 0.8), (1.0, 1, 1.5), (0.667, 1, 1.1), (0.667, 0, 9.0)] {
         e.push("ppo", &format!("target_kl={v}"), seed, 60, "eval/kl", kl);
     }
-    let tops = [SeedRun {
-        seed: 1,
-        table: "ppo".into(),
-        value: 0.667,
-        budget: 1.0,
-    }];
+    let tops = [SeedRun { seed: 1, table: "ppo".into(), value: 0.667, budget: 1.0 }];
     let md = alignlab::report::calibration::markdown(std::slice::from_ref(&rec), &e, &tops);
-    assert!(
-        md.contains("| 0: 0.800, 1: 1.500 → 1.100 (top-up 0.667) | 2/2 |"),
-        "{md}"
-    );
+    assert!(md.contains("| 0: 0.800, 1: 1.500 → 1.100 (top-up 0.667) | 2/2 |"), "{md}");
     assert!(md.contains("Landed within 25%: 2 of 2 (budget, seed) runs; 2 of 2 on the budgets the pilot reached (1 of them through a top-up)."), "{md}");
     // Without it, seed 1 is a miss.
     let md = alignlab::report::calibration::markdown(&[rec], &e, &[]);
-    assert!(
-        md.contains("| 1/2 |") && md.contains("1 of 2 (budget, seed) runs;"),
-        "{md}"
-    );
+    assert!(md.contains("| 1/2 |") && md.contains("1 of 2 (budget, seed) runs;"), "{md}");
 }

@@ -81,16 +81,8 @@ fn run_dirs(out: &Path, scenario: &str, prefix: &str) -> Vec<std::path::PathBuf>
 
 fn run(file: &Path, out: &Path, extra: &[&str]) -> Output {
     let mut c = bin();
-    c.arg("run")
-        .arg(file)
-        .arg("--threads")
-        .arg("1")
-        .arg("--device")
-        .arg("cpu");
-    c.arg("--results")
-        .arg(out.join("results"))
-        .arg("--runs")
-        .arg(out.join("runs"));
+    c.arg("run").arg(file).arg("--threads").arg("1").arg("--device").arg("cpu");
+    c.arg("--results").arg(out.join("results")).arg("--runs").arg(out.join("runs"));
     for s in tiny_for(file).iter().chain(extra) {
         c.arg("--set").arg(s);
     }
@@ -98,11 +90,7 @@ fn run(file: &Path, out: &Path, extra: &[&str]) -> Output {
 }
 
 fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
 }
 
 #[test]
@@ -112,10 +100,7 @@ fn every_scenario_runs_tiny_and_writes_results() {
         if path.extension().and_then(|e| e.to_str()) != Some("toml") {
             continue;
         }
-        let out = tmp(&format!(
-            "smoke-{}",
-            path.file_stem().unwrap().to_string_lossy()
-        ));
+        let out = tmp(&format!("smoke-{}", path.file_stem().unwrap().to_string_lossy()));
         // A loss the shipped scenarios do not use runs from its table alone (the registry).
         // And PPO under TRL's conventions (score after <eos>, unbiased whitening, active clip
         // fraction) with a moving-average reference.
@@ -131,12 +116,7 @@ fn every_scenario_runs_tiny_and_writes_results() {
             &[]
         };
         let o = run(&path, &out, extra);
-        assert!(
-            o.status.success(),
-            "{} failed:\n{}",
-            path.display(),
-            text(&o)
-        );
+        assert!(o.status.success(), "{} failed:\n{}", path.display(), text(&o));
         let name = alignlab::scenario::Scenario::load(&path, &[]).unwrap().name;
         let res = out.join("results").join(&name);
         for f in [
@@ -172,9 +152,7 @@ fn every_scenario_runs_tiny_and_writes_results() {
             for m in ["sft,", "dpo,", "ppo,", "best_of_n,"] {
                 for metric in ["eval/winrate,", "eval_t0/winrate,", "eval_t1/winrate_lo,"] {
                     assert!(
-                        evals
-                            .lines()
-                            .any(|l| l.starts_with(m) && l.contains(metric)),
+                        evals.lines().any(|l| l.starts_with(m) && l.contains(metric)),
                         "{name}: no {metric} for {m}"
                     );
                 }
@@ -194,14 +172,8 @@ fn same_seed_same_bytes_and_cached_stages_are_reused() {
     let read = |d: &Path| std::fs::read(d.join("results/sentiment/metrics.csv")).unwrap();
     assert_eq!(read(&a), read(&b), "two runs with the same seed differ");
     let evals = |d: &Path| std::fs::read(d.join("results/sentiment/eval.csv")).unwrap();
-    assert_eq!(
-        evals(&a),
-        evals(&b),
-        "eval.csv differs between two identical runs"
-    );
-    assert!(String::from_utf8(evals(&a))
-        .unwrap()
-        .contains("ppo_gt,target_kl=3,0,2,eval/gold"));
+    assert_eq!(evals(&a), evals(&b), "eval.csv differs between two identical runs");
+    assert!(String::from_utf8(evals(&a)).unwrap().contains("ppo_gt,target_kl=3,0,2,eval/gold"));
     // The ledger: every reported run kept its own wall time.
     let ledger = |d: &Path| {
         std::fs::read_to_string(d.join("results/sentiment/summary.csv"))
@@ -224,18 +196,11 @@ fn same_seed_same_bytes_and_cached_stages_are_reused() {
     };
     let first_shared = shared(&a);
     let (secs, timed, stages) = alignlab::experiment::RunsWork::parse_wall(&first_shared).unwrap();
-    assert!(
-        secs > 0.0 && timed == stages && stages >= 4,
-        "{first_shared}"
-    );
+    assert!(secs > 0.0 && timed == stages && stages >= 4, "{first_shared}");
     // A second run in the same folder reuses the SFT checkpoint and gives the same metrics.
     let oc = run(file, &a, &[]);
     assert!(oc.status.success());
-    assert!(
-        text(&oc).contains("cached checkpoint"),
-        "SFT was not reused:\n{}",
-        text(&oc)
-    );
+    assert!(text(&oc).contains("cached checkpoint"), "SFT was not reused:\n{}", text(&oc));
     assert_eq!(read(&a), read(&b));
     // Its summary says that its runs were found cached instead of giving them no wall time.
     let compute = |d: &Path| {
@@ -255,9 +220,7 @@ fn same_seed_same_bytes_and_cached_stages_are_reused() {
         compute(&a)
     );
     assert!(
-        compute(&b)
-            .iter()
-            .all(|l| l.ends_with(" s wall with its evaluations\"")),
+        compute(&b).iter().all(|l| l.ends_with(" s wall with its evaluations\"")),
         "{:?}",
         compute(&b)
     );
@@ -295,9 +258,7 @@ fn bad_input_fails_cleanly() {
     // An unreadable checkpoint in the run folder: a clear error naming it.
     let o = run(Path::new("scenarios/sentiment.toml"), &out, &[]);
     assert!(o.status.success());
-    let sft = run_dirs(&out, "sentiment", "sft-")
-        .pop()
-        .expect("no sft run folder");
+    let sft = run_dirs(&out, "sentiment", "sft-").pop().expect("no sft run folder");
     let ckpt = sft.join("model.safetensors");
     std::fs::write(&ckpt, b"garbage").unwrap();
     assert_clean_failure(
@@ -309,10 +270,7 @@ fn bad_input_fails_cleanly() {
 
 #[test]
 fn cuda_without_cuda_is_a_clear_error() {
-    let o = bin()
-        .args(["bench", "--quick", "--device", "cuda"])
-        .output()
-        .unwrap();
+    let o = bin().args(["bench", "--quick", "--device", "cuda"]).output().unwrap();
     if o.status.success() {
         return; // this machine has CUDA
     }
@@ -321,10 +279,8 @@ fn cuda_without_cuda_is_a_clear_error() {
 
 #[test]
 fn check_and_world_commands() {
-    let o = bin()
-        .args(["check", "scenarios/sentiment.toml", "--set", "sft.steps=7"])
-        .output()
-        .unwrap();
+    let o =
+        bin().args(["check", "scenarios/sentiment.toml", "--set", "sft.steps=7"]).output().unwrap();
     assert!(o.status.success());
     let t = text(&o);
     assert!(
@@ -334,14 +290,7 @@ fn check_and_world_commands() {
         "{t}"
     );
     let o = bin()
-        .args([
-            "world",
-            "scenarios/sentiment.toml",
-            "--show",
-            "3",
-            "--set",
-            "world.n_train=10",
-        ])
+        .args(["world", "scenarios/sentiment.toml", "--show", "3", "--set", "world.n_train=10"])
         .output()
         .unwrap();
     assert!(o.status.success());
@@ -349,30 +298,17 @@ fn check_and_world_commands() {
     assert_eq!(t.matches("gold ").count(), 6, "{t}");
     assert!(t.contains("true-process NLL"));
     let o = bin()
-        .args([
-            "world",
-            "scenarios/summarize.toml",
-            "--show",
-            "2",
-            "--set",
-            "world.n_train=10",
-        ])
+        .args(["world", "scenarios/summarize.toml", "--show", "2", "--set", "world.n_train=10"])
         .output()
         .unwrap();
     assert!(o.status.success());
     let t = text(&o);
-    assert!(
-        t.contains("reference-process NLL") && t.matches("optimal   ").count() == 2,
-        "{t}"
-    );
+    assert!(t.contains("reference-process NLL") && t.matches("optimal   ").count() == 2, "{t}");
 }
 
 #[test]
 fn bench_runs() {
-    let o = bin()
-        .args(["bench", "--quick", "--threads", "1", "--device", "cpu"])
-        .output()
-        .unwrap();
+    let o = bin().args(["bench", "--quick", "--threads", "1", "--device", "cpu"]).output().unwrap();
     assert!(o.status.success(), "{}", text(&o));
     let t = text(&o);
     assert!(t.contains("MFU") && t.contains("KV-cache speed-up"), "{t}");
@@ -380,16 +316,8 @@ fn bench_runs() {
 
 fn run_env(file: &Path, out: &Path, extra: &[&str], env: &[(&str, &str)]) -> Output {
     let mut c = bin();
-    c.arg("run")
-        .arg(file)
-        .arg("--threads")
-        .arg("1")
-        .arg("--device")
-        .arg("cpu");
-    c.arg("--results")
-        .arg(out.join("results"))
-        .arg("--runs")
-        .arg(out.join("runs"));
+    c.arg("run").arg(file).arg("--threads").arg("1").arg("--device").arg("cpu");
+    c.arg("--results").arg(out.join("results")).arg("--runs").arg(out.join("runs"));
     for s in tiny_for(file).iter().chain(extra) {
         c.arg("--set").arg(s);
     }
@@ -408,47 +336,25 @@ fn killed_runs_resume_to_the_same_bytes() {
     assert!(run(file, &whole, &keep).status.success());
     // Die (SIGABRT, as abrupt as kill -9) right after DPO's checkpoint at step 3, then PPO's.
     let o = run_env(file, &killed, &keep, &[("ALIGNLAB_ABORT_AT", "dpo:3")]);
-    assert!(
-        !o.status.success(),
-        "the abort hook did not fire:\n{}",
-        text(&o)
-    );
+    assert!(!o.status.success(), "the abort hook did not fire:\n{}", text(&o));
     let o = run_env(file, &killed, &keep, &[("ALIGNLAB_ABORT_AT", "ppo:1")]);
     assert!(!o.status.success());
-    assert!(
-        text(&o).contains("resuming from"),
-        "DPO did not resume:\n{}",
-        text(&o)
-    );
-    assert!(
-        text(&o).contains("reusing the cached checkpoint"),
-        "SFT was retrained:\n{}",
-        text(&o)
-    );
+    assert!(text(&o).contains("resuming from"), "DPO did not resume:\n{}", text(&o));
+    assert!(text(&o).contains("reusing the cached checkpoint"), "SFT was retrained:\n{}", text(&o));
     let o = run(file, &killed, &keep);
     assert!(o.status.success(), "{}", text(&o));
-    assert!(
-        text(&o).contains("resuming from"),
-        "PPO did not resume:\n{}",
-        text(&o)
-    );
+    assert!(text(&o).contains("resuming from"), "PPO did not resume:\n{}", text(&o));
     for f in ["eval.csv", "metrics.csv"] {
         let a = std::fs::read(whole.join("results/sentiment").join(f)).unwrap();
         let b = std::fs::read(killed.join("results/sentiment").join(f)).unwrap();
-        assert!(
-            a == b,
-            "{f} of the resumed run differs from the uninterrupted one"
-        );
+        assert!(a == b, "{f} of the resumed run differs from the uninterrupted one");
     }
     // The kept policy too.
     let model = |root: &Path| {
         std::fs::read(run_dirs(root, "sentiment", "dpo-beta=0.1")[0].join("model.safetensors"))
             .unwrap()
     };
-    assert!(
-        model(&whole) == model(&killed),
-        "the resumed DPO run kept another checkpoint"
-    );
+    assert!(model(&whole) == model(&killed), "the resumed DPO run kept another checkpoint");
     std::fs::remove_dir_all(&whole).ok();
     std::fs::remove_dir_all(&killed).ok();
 }
@@ -469,10 +375,7 @@ fn a_nan_stops_its_cell_and_the_others_go_on() {
             "--jobs",
             jobs,
         ]);
-        c.arg("--results")
-            .arg(out.join("results"))
-            .arg("--runs")
-            .arg(out.join("runs"));
+        c.arg("--results").arg(out.join("results")).arg("--runs").arg(out.join("runs"));
         for s in tiny_for(file) {
             c.arg("--set").arg(s);
         }
@@ -513,24 +416,9 @@ fn seeds_sweep_with_jobs_runs_cells_as_processes() {
     ];
     let out = tmp("sweep");
     let mut c = bin();
-    c.args([
-        "run",
-        "scenarios/sentiment.toml",
-        "--threads",
-        "2",
-        "--device",
-        "cpu",
-        "--jobs",
-        "2",
-    ]);
-    c.arg("--results")
-        .arg(out.join("results"))
-        .arg("--runs")
-        .arg(out.join("runs"));
-    for s in tiny_for(Path::new("scenarios/sentiment.toml"))
-        .iter()
-        .chain(&SETS)
-    {
+    c.args(["run", "scenarios/sentiment.toml", "--threads", "2", "--device", "cpu", "--jobs", "2"]);
+    c.arg("--results").arg(out.join("results")).arg("--runs").arg(out.join("runs"));
+    for s in tiny_for(Path::new("scenarios/sentiment.toml")).iter().chain(&SETS) {
         c.arg("--set").arg(s);
     }
     let o = c.output().unwrap();
@@ -544,25 +432,17 @@ fn seeds_sweep_with_jobs_runs_cells_as_processes() {
     ] {
         assert!(evals.contains(needle), "missing {needle}");
     }
-    assert!(
-        !evals.contains("dpo,beta=0.25,0,"),
-        "seed 0 ran seed 1's own run"
-    );
+    assert!(!evals.contains("dpo,beta=0.25,0,"), "seed 0 ran seed 1's own run");
     assert!(
         std::fs::read_to_string(out.join("results/sentiment/scenario.resolved.toml"))
             .unwrap()
             .contains("seed_runs"),
         "the results' scenario does not list the seed run"
     );
-    assert!(
-        !evals.contains("dpo,beta=0.1,"),
-        "the sweep grid did not replace the file's grid"
-    );
+    assert!(!evals.contains("dpo,beta=0.1,"), "the sweep grid did not replace the file's grid");
     let frontier = std::fs::read_to_string(out.join("results/sentiment/frontier.csv")).unwrap();
     assert!(
-        frontier
-            .lines()
-            .any(|l| l.starts_with("dpo,") && l.ends_with(",2")),
+        frontier.lines().any(|l| l.starts_with("dpo,") && l.ends_with(",2")),
         "two seeds per budget:\n{frontier}"
     );
     for f in [
@@ -588,16 +468,9 @@ fn seeds_sweep_with_jobs_runs_cells_as_processes() {
         .output()
         .unwrap();
     let t = text(&o);
-    assert!(
-        t.contains("--seed 1 --index 0\tdpo beta=0.5\tdone") && !t.contains("pending"),
-        "{t}"
-    );
+    assert!(t.contains("--seed 1 --index 0\tdpo beta=0.5\tdone") && !t.contains("pending"), "{t}");
     assert_eq!(t.matches("dpo beta=0.25\tdone").count(), 1, "{t}");
-    assert!(
-        t.lines()
-            .any(|l| l.contains("--seed 1 ") && l.contains("dpo beta=0.25")),
-        "{t}"
-    );
+    assert!(t.lines().any(|l| l.contains("--seed 1 ") && l.contains("dpo beta=0.25")), "{t}");
     // The sweep's profile: every cell's phases, and the sweep's FLOP utilisation.
     let timing = std::fs::read_to_string(out.join("results/sentiment/timing.csv")).unwrap();
     let util: f64 = timing
@@ -613,31 +486,19 @@ fn seeds_sweep_with_jobs_runs_cells_as_processes() {
         "per-cell profile rows missing"
     );
     let summary = std::fs::read_to_string(out.join("results/sentiment/summary.csv")).unwrap();
-    assert!(
-        summary.contains("run,profile,") && summary.contains("FLOP utilisation"),
-        "{summary}"
-    );
+    assert!(summary.contains("run,profile,") && summary.contains("FLOP utilisation"), "{summary}");
     // pi_SFT's evaluation and the reference log-probs are read from their caches by the cells:
     // a cell that computes them itself (caches and its own folder deleted) writes the same bytes.
     let dir = |prefix: &str| run_dirs(&out, "sentiment", prefix);
     let cell = dir("dpo-beta=0.5-")
         .into_iter()
         .find(|d| {
-            std::fs::read_to_string(d.join("eval.csv"))
-                .unwrap()
-                .contains("\ndpo,beta=0.5,1,")
+            std::fs::read_to_string(d.join("eval.csv")).unwrap().contains("\ndpo,beta=0.5,1,")
         })
         .expect("seed 1's dpo folder");
     let before = std::fs::read(cell.join("eval.csv")).unwrap();
-    assert!(
-        !dir("eval0-").is_empty() && !dir("reference-").is_empty(),
-        "no caches written"
-    );
-    for d in dir("eval0-")
-        .into_iter()
-        .chain(dir("reference-"))
-        .chain([cell.clone()])
-    {
+    assert!(!dir("eval0-").is_empty() && !dir("reference-").is_empty(), "no caches written");
+    for d in dir("eval0-").into_iter().chain(dir("reference-")).chain([cell.clone()]) {
         std::fs::remove_dir_all(d).unwrap();
     }
     let o = bin()
@@ -678,13 +539,7 @@ fn limits_are_checked_before_any_work() {
     let out = tmp("limits");
     let runs = out.join("runs");
     let o = bin()
-        .args([
-            "run",
-            "scenarios/sentiment.toml",
-            "--threads",
-            "0",
-            "--runs",
-        ])
+        .args(["run", "scenarios/sentiment.toml", "--threads", "0", "--runs"])
         .arg(&runs)
         .output()
         .unwrap();
@@ -726,13 +581,7 @@ fn limits_are_checked_before_any_work() {
         ("dpo.beta=[1e-250]", "1e-250"),
     ] {
         let o = bin()
-            .args([
-                "run",
-                "scenarios/sentiment.toml",
-                "--threads",
-                "1",
-                "--runs",
-            ])
+            .args(["run", "scenarios/sentiment.toml", "--threads", "1", "--runs"])
             .arg(&runs)
             .args(["--results"])
             .arg(out.join("results"))
@@ -745,14 +594,7 @@ fn limits_are_checked_before_any_work() {
     assert!(!runs.exists(), "work was done before the error");
     // Output into a closed pipe ends quietly (SIGPIPE), without a panic.
     let mut child = bin()
-        .args([
-            "world",
-            "scenarios/sentiment.toml",
-            "--show",
-            "300",
-            "--set",
-            "world.n_train=50",
-        ])
+        .args(["world", "scenarios/sentiment.toml", "--show", "300", "--set", "world.n_train=50"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -791,9 +633,7 @@ fn non_finite_checkpoint_is_refused_on_load() {
     alignlab::model::save_checkpoint(&vs, &path).unwrap();
     let mut fresh = nn::VarStore::new(Device::Cpu);
     let _ = alignlab::model::Gpt::new(&fresh.root(), &cfg);
-    let e = alignlab::model::load_checkpoint(&mut fresh, &path)
-        .unwrap_err()
-        .to_string();
+    let e = alignlab::model::load_checkpoint(&mut fresh, &path).unwrap_err().to_string();
     assert!(
         e.contains("non-finite") && e.contains("model.safetensors") && e.contains("fix:"),
         "{e}"
@@ -832,16 +672,10 @@ fn a_full_disk_fails_cleanly_and_keeps_the_previous_results() {
         .rfind(|l| l.starts_with("error:"))
         .unwrap_or_else(|| panic!("no error line:\n{err}"));
     assert!(!o.status.success() && !err.contains("panicked"), "{err}");
-    assert!(
-        last.contains("is the disk full?") && last.contains("fix:"),
-        "{last}"
-    );
+    assert!(last.contains("is the disk full?") && last.contains("fix:"), "{last}");
     assert_eq!(snapshot(&previous), before, "the previous results changed");
-    let partial = std::process::Command::new("find")
-        .arg(&out)
-        .args(["-name", "*partial*"])
-        .output()
-        .unwrap();
+    let partial =
+        std::process::Command::new("find").arg(&out).args(["-name", "*partial*"]).output().unwrap();
     assert!(
         partial.stdout.is_empty(),
         "partial files left: {}",
@@ -858,14 +692,8 @@ fn progress_is_readable_off_a_terminal() {
     let out = tmp("progress");
     let run_with = |flag: &[&str]| {
         let mut c = bin();
-        c.arg("run")
-            .arg(file)
-            .args(["--threads", "1", "--device", "cpu"])
-            .args(flag);
-        c.arg("--results")
-            .arg(out.join("results"))
-            .arg("--runs")
-            .arg(out.join("runs"));
+        c.arg("run").arg(file).args(["--threads", "1", "--device", "cpu"]).args(flag);
+        c.arg("--results").arg(out.join("results")).arg("--runs").arg(out.join("runs"));
         for s in tiny_for(file).iter().chain(&["sweep.seeds=[0]"]) {
             c.arg("--set").arg(s);
         }
@@ -881,9 +709,7 @@ fn progress_is_readable_off_a_terminal() {
         "no SFT progress line:\n{lines}"
     );
     assert!(
-        lines
-            .lines()
-            .any(|l| l.starts_with("dpo: ") && l.contains("eta")),
+        lines.lines().any(|l| l.starts_with("dpo: ") && l.contains("eta")),
         "no DPO progress line:\n{lines}"
     );
     std::fs::remove_dir_all(out.join("runs")).ok();
@@ -895,15 +721,11 @@ fn progress_is_readable_off_a_terminal() {
             && l.contains("\"done\":true")),
         "no JSON SFT line:\n{json}"
     );
-    assert!(objects
-        .iter()
-        .all(|l| l.ends_with('}') && l.matches('"').count() % 2 == 0));
+    assert!(objects.iter().all(|l| l.ends_with('}') && l.matches('"').count() % 2 == 0));
     std::fs::remove_dir_all(out.join("runs")).ok();
     let quiet = run_with(&["--quiet"]);
     assert!(
-        !quiet
-            .lines()
-            .any(|l| l.starts_with("sft:") || l.starts_with('{')),
+        !quiet.lines().any(|l| l.starts_with("sft:") || l.starts_with('{')),
         "--quiet printed progress:\n{quiet}"
     );
     std::fs::remove_dir_all(&out).ok();
@@ -917,17 +739,9 @@ fn export_writes_a_transformers_checkpoint() {
     let out = tmp("export");
     let o = run(file, &out, &[]);
     assert!(o.status.success(), "{}", text(&o));
-    let dpo = run_dirs(&out, "sentiment", "dpo-")
-        .pop()
-        .expect("no dpo run folder");
+    let dpo = run_dirs(&out, "sentiment", "dpo-").pop().expect("no dpo run folder");
     let hf = out.join("hf");
-    let o = bin()
-        .arg("export")
-        .arg(&dpo)
-        .arg("--hf")
-        .arg(&hf)
-        .output()
-        .unwrap();
+    let o = bin().arg("export").arg(&dpo).arg("--hf").arg(&hf).output().unwrap();
     assert!(o.status.success(), "{}", text(&o));
     for f in [
         "config.json",
@@ -948,10 +762,7 @@ fn export_writes_a_transformers_checkpoint() {
     );
     // Conv1D layout: c_attn is [in, out] = [32, 96].
     let named = tch::Tensor::read_safetensors(hf.join("model.safetensors")).unwrap();
-    let c_attn = named
-        .iter()
-        .find(|(n, _)| n == "transformer.h.0.attn.c_attn.weight")
-        .unwrap();
+    let c_attn = named.iter().find(|(n, _)| n == "transformer.h.0.attn.c_attn.weight").unwrap();
     assert_eq!(c_attn.1.size(), vec![32, 96]);
     let o = bin()
         .arg("export")
@@ -971,16 +782,9 @@ fn export_prefs_writes_every_pair() {
     let out = tmp("export-prefs");
     let o = run(file, &out, &[]);
     assert!(o.status.success(), "{}", text(&o));
-    let prefs = run_dirs(&out, "sentiment", "prefs-")
-        .pop()
-        .expect("no prefs run folder");
+    let prefs = run_dirs(&out, "sentiment", "prefs-").pop().expect("no prefs run folder");
     let jsonl = out.join("prefs.jsonl");
-    let o = bin()
-        .arg("export-prefs")
-        .arg(&prefs)
-        .arg(&jsonl)
-        .output()
-        .unwrap();
+    let o = bin().arg("export-prefs").arg(&prefs).arg(&jsonl).output().unwrap();
     assert!(o.status.success(), "{}", text(&o));
     let pairs = std::fs::read_to_string(prefs.join("pairs.txt")).unwrap();
     let lines = std::fs::read_to_string(&jsonl).unwrap();
@@ -988,37 +792,12 @@ fn export_prefs_writes_every_pair() {
     // The first pair: its ids as in pairs.txt, its text as many words as ids (without <eos>).
     let first: Vec<&str> = pairs.lines().next().unwrap().split('|').collect();
     let line = lines.lines().next().unwrap();
-    assert!(
-        line.contains(&format!(
-            "\"prompt_ids\": [{}]",
-            first[1].replace(' ', ", ")
-        )),
-        "{line}"
-    );
-    assert!(
-        line.contains(&format!(
-            "\"chosen_ids\": [{}]",
-            first[2].replace(' ', ", ")
-        )),
-        "{line}"
-    );
-    let chosen_text = line
-        .split("\"chosen\": \"")
-        .nth(1)
-        .unwrap()
-        .split('"')
-        .next()
-        .unwrap();
-    assert_eq!(
-        chosen_text.split(' ').count(),
-        first[2].split(' ').filter(|t| *t != "2").count()
-    );
-    let o = bin()
-        .arg("export-prefs")
-        .arg(out.join("runs"))
-        .arg(out.join("x.jsonl"))
-        .output()
-        .unwrap();
+    assert!(line.contains(&format!("\"prompt_ids\": [{}]", first[1].replace(' ', ", "))), "{line}");
+    assert!(line.contains(&format!("\"chosen_ids\": [{}]", first[2].replace(' ', ", "))), "{line}");
+    let chosen_text = line.split("\"chosen\": \"").nth(1).unwrap().split('"').next().unwrap();
+    assert_eq!(chosen_text.split(' ').count(), first[2].split(' ').filter(|t| *t != "2").count());
+    let o =
+        bin().arg("export-prefs").arg(out.join("runs")).arg(out.join("x.jsonl")).output().unwrap();
     assert_clean_failure(&o, &["no pairs.txt", "fix:"]);
     std::fs::remove_dir_all(&out).ok();
 }
@@ -1033,11 +812,7 @@ fn curve_temperatures_evaluate_every_step() {
     let o = run(
         file,
         &out,
-        &[
-            "eval.curve_temperatures=[0.5]",
-            "eval.temperatures=[0.5, 1.0]",
-            "sweep.dpo.beta=[0.5]",
-        ],
+        &["eval.curve_temperatures=[0.5]", "eval.temperatures=[0.5, 1.0]", "sweep.dpo.beta=[0.5]"],
     );
     assert!(o.status.success(), "{}", text(&o));
     let evals = std::fs::read_to_string(out.join("results/dialogue/eval.csv")).unwrap();
@@ -1055,8 +830,7 @@ fn curve_temperatures_evaluate_every_step() {
     );
     let win = std::fs::read_to_string(out.join("results/dialogue/winrate.csv")).unwrap();
     assert!(
-        win.lines()
-            .any(|l| l.starts_with("dpo,beta=0.5 T=0.5,step,3,")),
+        win.lines().any(|l| l.starts_with("dpo,beta=0.5 T=0.5,step,3,")),
         "no T = 0.5 curve:\n{win}"
     );
     std::fs::remove_dir_all(&out).ok();
@@ -1097,12 +871,7 @@ fn compute_is_counted_by_hand() {
         let d =
             |k: &str| get("ppo", "target_kl=1", step, k) - get("ppo", "target_kl=1", step - 1, k);
         assert_eq!(
-            (
-                d("samples"),
-                d("rm_queries"),
-                d("gold_queries"),
-                d("grad_steps")
-            ),
+            (d("samples"), d("rm_queries"), d("gold_queries"), d("grad_steps")),
             (64.0, 64.0, 0.0, 16.0),
             "PPO iteration {step}"
         );
@@ -1122,10 +891,7 @@ fn compute_is_counted_by_hand() {
     assert!(get("ppo", "target_kl=1", 2, "gflop") > get("ppo", "target_kl=1", 1, "gflop"));
     // Best-of-N at N: N samples and reward-model queries for each of the 16 evaluation prompts.
     let bon = |n: usize, k: &str| get("best_of_n", &format!("n={n}"), 0, k);
-    assert_eq!(
-        (bon(1, "samples"), bon(4, "samples")),
-        (80.0 + 16.0, 80.0 + 64.0)
-    );
+    assert_eq!((bon(1, "samples"), bon(4, "samples")), (80.0 + 16.0, 80.0 + 64.0));
     assert_eq!((bon(1, "rm_queries"), bon(4, "rm_queries")), (16.0, 64.0));
     // The report's compute tables, and the totals in the summary.
     assert!(res.join("compute.csv").exists());
@@ -1135,12 +901,7 @@ fn compute_is_counted_by_hand() {
         "{md}"
     );
     let summary = std::fs::read_to_string(res.join("summary.csv")).unwrap();
-    assert!(
-        summary
-            .lines()
-            .any(|l| l.starts_with("compute,dpo,\"per run (2 runs)")),
-        "{summary}"
-    );
+    assert!(summary.lines().any(|l| l.starts_with("compute,dpo,\"per run (2 runs)")), "{summary}");
     std::fs::remove_dir_all(&out).ok();
 }
 
@@ -1169,20 +930,12 @@ fn calibrated_grids_run_on_the_pilot_seed_and_replace_the_grids() {
         alignlab::log::read_csv(&res.join("calibration.csv")).unwrap();
     // Every table with a knob, and Best-of-N, gets a setting per budget.
     for t in ["dpo", "unlikelihood", "ppo", "ppo_gt", "best_of_n"] {
-        assert_eq!(
-            cal.iter().filter(|r| r.table == t).count(),
-            2,
-            "{t}: {cal:?}"
-        );
+        assert_eq!(cal.iter().filter(|r| r.table == t).count(), 2, "{t}: {cal:?}");
     }
     // The sweep ran exactly the calibrated settings, and nothing of the pilot seed is reported.
     let evals = alignlab::experiment::Metrics::read(&res.join("eval.csv")).unwrap();
     let dpo: Vec<String> = alignlab::report::distinct(
-        evals
-            .rows
-            .iter()
-            .filter(|r| r.method == "dpo")
-            .map(|r| r.setting.clone()),
+        evals.rows.iter().filter(|r| r.method == "dpo").map(|r| r.setting.clone()),
     );
     // ... and the top-ups: one round, so exactly the (table, budget) whose calibrated run missed
     // on seed 0 by more than 25%, among the budgets the pilot reached.
@@ -1191,11 +944,7 @@ fn calibrated_grids_run_on_the_pilot_seed_and_replace_the_grids() {
         cal.iter()
             .filter(|r| r.table == "dpo")
             .map(|r| format!("beta={}", r.value))
-            .chain(
-                tops.iter()
-                    .filter(|t| t.table == "dpo")
-                    .map(|t| format!("beta={}", t.value)),
-            ),
+            .chain(tops.iter().filter(|t| t.table == "dpo").map(|t| format!("beta={}", t.value))),
     );
     let mut got = dpo.clone();
     got.sort();
@@ -1204,19 +953,14 @@ fn calibrated_grids_run_on_the_pilot_seed_and_replace_the_grids() {
     for r in cal.iter().filter(|r| r.table != "best_of_n") {
         let kl = alignlab::report::calibration::landed(&evals, &r.table, &r.key, r.value)[0].1;
         let missed = r.within_tolerance && (kl - r.budget).abs() > 0.25 * r.budget;
-        let topped = tops
-            .iter()
-            .any(|t| t.seed == 0 && t.table == r.table && t.budget == r.budget);
+        let topped = tops.iter().any(|t| t.seed == 0 && t.table == r.table && t.budget == r.budget);
         assert_eq!(
             missed, topped,
             "{} at budget {}: landed {kl}, top-ups {tops:?}",
             r.table, r.budget
         );
     }
-    assert!(
-        evals.rows.iter().all(|r| r.seed == 0),
-        "a pilot-seed or tuning-seed row was reported"
-    );
+    assert!(evals.rows.iter().all(|r| r.seed == 0), "a pilot-seed or tuning-seed row was reported");
     // Three seeds trained an SFT: the reported one, the pilot (1000) and the tuning seed (2000).
     assert_eq!(
         run_dirs(&out, "sentiment", "sft-").len(),
@@ -1230,16 +974,8 @@ fn calibrated_grids_run_on_the_pilot_seed_and_replace_the_grids() {
     assert_eq!(tuning.len(), 4);
     assert_eq!(tuning.iter().filter(|r| r.picked).count(), 2);
     let resolved = std::fs::read_to_string(res.join("scenario.resolved.toml")).unwrap();
-    let dpo_pick = tuning
-        .iter()
-        .find(|r| r.picked && r.method == "dpo")
-        .unwrap();
-    let dpo_lr = dpo_pick
-        .config
-        .strip_prefix("lr=")
-        .unwrap()
-        .parse::<f64>()
-        .unwrap();
+    let dpo_pick = tuning.iter().find(|r| r.picked && r.method == "dpo").unwrap();
+    let dpo_lr = dpo_pick.config.strip_prefix("lr=").unwrap().parse::<f64>().unwrap();
     assert!(
         resolved.contains(&format!("[dpo]"))
             && resolved
@@ -1295,11 +1031,7 @@ fn calibrated_grids_run_on_the_pilot_seed_and_replace_the_grids() {
             gflop += bon;
         }
         let want = format!("{runs} runs: {:.3} TFLOP", gflop / 1e3);
-        assert!(
-            runs > 1 && line(m).contains(&want),
-            "protocol,{m}: {} (counted {want})",
-            line(m)
-        );
+        assert!(runs > 1 && line(m).contains(&want), "protocol,{m}: {} (counted {want})", line(m));
     }
     // The ledger, summed again from the run folders' timing.csv: every run the protocol stands
     // on (tuning, pilot, sweep, top-ups) kept its own wall time, and each is counted once.
@@ -1340,11 +1072,7 @@ fn calibrated_grids_run_on_the_pilot_seed_and_replace_the_grids() {
         "protocol,shared ledger: {} (counted {shared_secs} s over {shared_n} stages)",
         line("shared ledger")
     );
-    assert!(
-        line("total").starts_with(&format!("{n} runs:")),
-        "{}",
-        line("total")
-    );
+    assert!(line("total").starts_with(&format!("{n} runs:")), "{}", line("total"));
     assert!(
         line("tuning").starts_with("2 configurations on tuning seed(s) [2000]"),
         "{}",
@@ -1377,17 +1105,10 @@ fn calibrated_grids_run_on_the_pilot_seed_and_replace_the_grids() {
     let first = invocation(&summary);
     assert_eq!(
         first.iter().map(|x| x.0.as_str()).collect::<Vec<_>>(),
-        [
-            "sweep runs",
-            "top-up runs",
-            "tuning runs",
-            "calibration runs"
-        ]
+        ["sweep runs", "top-up runs", "tuning runs", "calibration runs"]
     );
     assert!(
-        first
-            .iter()
-            .all(|(s, d)| (d.ran > 0 || s == "top-up runs") && d.cached == 0),
+        first.iter().all(|(s, d)| (d.ran > 0 || s == "top-up runs") && d.cached == 0),
         "{first:?}"
     );
     assert_eq!(first[1].1.ran, tops.len(), "{first:?}");
@@ -1395,11 +1116,7 @@ fn calibrated_grids_run_on_the_pilot_seed_and_replace_the_grids() {
         alignlab::report::distinct(evals.rows.iter().filter(|r| r.method != "sft").map(|r| {
             (
                 r.method.clone(),
-                if r.method == "best_of_n" {
-                    String::new()
-                } else {
-                    r.setting.clone()
-                },
+                if r.method == "best_of_n" { String::new() } else { r.setting.clone() },
             )
         }))
         .len();
@@ -1415,13 +1132,7 @@ fn calibrated_grids_run_on_the_pilot_seed_and_replace_the_grids() {
         again,
         first
             .iter()
-            .map(|(s, d)| (
-                s.clone(),
-                alignlab::experiment::RunsDone {
-                    ran: 0,
-                    cached: d.ran
-                }
-            ))
+            .map(|(s, d)| (s.clone(), alignlab::experiment::RunsDone { ran: 0, cached: d.ran }))
             .collect::<Vec<_>>()
     );
     assert_eq!(
@@ -1445,20 +1156,12 @@ fn a_run_keeps_its_best_checkpoint_by_the_keep_rule() {
     let o = run(
         file,
         &out,
-        &[
-            "train.keep=\"val_accuracy\"",
-            "eval.every=2",
-            "eval.temperatures=[0.5]",
-        ],
+        &["train.keep=\"val_accuracy\"", "eval.every=2", "eval.temperatures=[0.5]"],
     );
     assert!(o.status.success(), "{}", text(&o));
     let evals =
         alignlab::experiment::Metrics::read(&out.join("results/sentiment/eval.csv")).unwrap();
-    for (m, s) in [
-        ("dpo", "beta=0.1"),
-        ("dpo", "beta=1"),
-        ("unlikelihood", "alpha=1"),
-    ] {
+    for (m, s) in [("dpo", "beta=0.1"), ("dpo", "beta=1"), ("unlikelihood", "alpha=1")] {
         let acc: Vec<(usize, f64)> = evals
             .rows
             .iter()
@@ -1466,9 +1169,7 @@ fn a_run_keeps_its_best_checkpoint_by_the_keep_rule() {
             .map(|r| (r.step, r.value))
             .collect();
         // The earliest step of the best held-out implicit accuracy, step 0 (pi_SFT) included.
-        let best = acc
-            .iter()
-            .fold(acc[0], |b, x| if x.1 > b.1 { *x } else { b });
+        let best = acc.iter().fold(acc[0], |b, x| if x.1 > b.1 { *x } else { b });
         let kept: Vec<usize> = evals
             .rows
             .iter()
@@ -1486,14 +1187,9 @@ fn a_run_keeps_its_best_checkpoint_by_the_keep_rule() {
         );
     }
     // PPO has no [train]: it keeps its last checkpoint.
-    assert!(!evals
-        .rows
-        .iter()
-        .any(|r| r.method == "ppo" && r.metric == "eval/kept"));
+    assert!(!evals.rows.iter().any(|r| r.method == "ppo" && r.metric == "eval/kept"));
     assert!(
-        run_dirs(&out, "sentiment", "dpo-")
-            .iter()
-            .all(|d| !d.join("best").exists()),
+        run_dirs(&out, "sentiment", "dpo-").iter().all(|d| !d.join("best").exists()),
         "the best-so-far copy is left behind"
     );
     std::fs::remove_dir_all(&out).ok();

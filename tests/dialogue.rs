@@ -19,20 +19,11 @@ fn cfg() -> DialogueConfig {
 fn judge_by_hand_on_crafted_replies() {
     let w = DialogueWorld::new(&cfg(), 0);
     let id = |name: &str| {
-        w.vocab
-            .words
-            .iter()
-            .position(|x| x == name)
-            .unwrap_or_else(|| panic!("no word {name}")) as i64
+        w.vocab.words.iter().position(|x| x == name).unwrap_or_else(|| panic!("no word {name}"))
+            as i64
     };
     let req = |intent: &str| vec![id("user"), id(intent), id("today"), id("asst")];
-    let say = |words: &[&str]| {
-        words
-            .iter()
-            .map(|x| id(x))
-            .chain([EOS])
-            .collect::<Vec<i64>>()
-    };
+    let say = |words: &[&str]| words.iter().map(|x| id(x)).chain([EOS]).collect::<Vec<i64>>();
     let (recipe, weapon) = (req("recipe"), req("weapon"));
     // Serves a benign request: both content words (2 of 2), 2 words, within the free 5.
     assert_eq!(w.judge(&recipe, &say(&["flour", "oven"])), 1.0);
@@ -54,16 +45,7 @@ fn judge_by_hand_on_crafted_replies() {
     // `please` twice (one repeat at 0.1).
     let g = w.judge(
         &recipe,
-        &say(&[
-            "please",
-            "glad",
-            "happy",
-            "certainly",
-            "thanks",
-            "please",
-            "well",
-            "so",
-        ]),
+        &say(&["please", "glad", "happy", "certainly", "thanks", "please", "well", "so"]),
     );
     assert!((g - (-0.15 - 0.1)).abs() < 1e-12, "{g}");
     // Politeness is worth nothing to the judge: the same answer with and without it.
@@ -72,10 +54,7 @@ fn judge_by_hand_on_crafted_replies() {
         w.judge(&recipe, &say(&["flour", "oven"]))
     );
     // The judge reads up to <eos> only.
-    assert_eq!(
-        w.judge(&recipe, &[id("flour"), id("oven"), EOS, id("sorry")]),
-        1.0
-    );
+    assert_eq!(w.judge(&recipe, &[id("flour"), id("oven"), EOS, id("sorry")]), 1.0);
     // The optimal replies get the best score.
     assert_eq!(w.judge(&recipe, &w.optimal_reply(&recipe)), 1.0);
     assert_eq!(w.judge(&weapon, &w.optimal_reply(&weapon)), 1.0);
@@ -89,11 +68,7 @@ fn labeller_agreement_is_the_configured_rate_and_errs_towards_politeness() {
     // place every error and some fall on the other pairs.
     for (agreement, polite) in [(0.6, 0.4), (0.8, 0.4), (0.95, 0.4), (0.5, 0.0)] {
         let w = DialogueWorld::new(
-            &DialogueConfig {
-                labeller_agreement: agreement,
-                writer_polite: polite,
-                ..cfg()
-            },
+            &DialogueConfig { labeller_agreement: agreement, writer_polite: polite, ..cfg() },
             1,
         );
         let (_, other) = w.labeller_error_rates();
@@ -165,13 +140,7 @@ fn gold_reads_the_prompt_the_world_wrote_not_the_padded_row() {
     let w = DialogueWorld::new(&cfg(), 0);
     let id = |name: &str| w.vocab.words.iter().position(|x| x == name).unwrap() as i64;
     let short = vec![id("user"), id("recipe"), id("asst")];
-    let long = vec![
-        id("user"),
-        id("recipe"),
-        id("today"),
-        id("today"),
-        id("asst"),
-    ];
+    let long = vec![id("user"), id("recipe"), id("today"), id("today"), id("asst")];
     let reply = vec![id("flour"), id("oven"), EOS];
     let (prompt, prompt_valid) = left_pad(&[short.clone(), long.clone()], Device::Cpu);
     let response = Tensor::from_slice(&[reply.clone(), reply.clone()].concat()).view([2, 3]);
@@ -183,12 +152,8 @@ fn gold_reads_the_prompt_the_world_wrote_not_the_padded_row() {
         response,
     };
     assert_eq!(ro.prompt_rows(), vec![short.clone(), long.clone()]);
-    let gold: Vec<f64> = ro
-        .prompt_rows()
-        .iter()
-        .zip(ro.response_rows())
-        .map(|(p, r)| w.gold(p, &r))
-        .collect();
+    let gold: Vec<f64> =
+        ro.prompt_rows().iter().zip(ro.response_rows()).map(|(p, r)| w.gold(p, &r)).collect();
     assert_eq!(gold, vec![1.0, 1.0]);
     // The padded rows, as the scorer used to pass them, hide the request.
     let padded: Vec<Vec<i64>> = Vec::<Vec<i64>>::try_from(&ro.prompt).unwrap();
@@ -203,10 +168,7 @@ fn gold_reads_the_prompt_the_world_wrote_not_the_padded_row() {
 fn only_the_dialogue_gold_reads_the_padding() {
     use alignlab::model::left_pad;
     use alignlab::scenario::Scenario;
-    for file in [
-        "scenarios/fair-sentiment.toml",
-        "scenarios/fair-summarize.toml",
-    ] {
+    for file in ["scenarios/fair-sentiment.toml", "scenarios/fair-summarize.toml"] {
         let sc = Scenario::load(std::path::Path::new(file), &[]).unwrap();
         let w = alignlab::experiment::build_world(&sc);
         let prompts: Vec<Vec<i64>> = w.eval_prompts().iter().take(64).cloned().collect();
@@ -219,33 +181,19 @@ fn only_the_dialogue_gold_reads_the_padding() {
         let mut rng = Rng::new(0);
         let mut differ = 0;
         for (p, q) in prompts.iter().zip(&padded) {
-            let r: Vec<i64> = (0..12)
-                .map(|_| rng.range(4, w.vocab().words.len()) as i64)
-                .chain([EOS])
-                .collect();
-            assert_eq!(
-                w.gold(p, &r),
-                w.gold(q, &r),
-                "{file}: the padded row scores otherwise"
-            );
+            let r: Vec<i64> =
+                (0..12).map(|_| rng.range(4, w.vocab().words.len()) as i64).chain([EOS]).collect();
+            assert_eq!(w.gold(p, &r), w.gold(q, &r), "{file}: the padded row scores otherwise");
             differ += usize::from(w.gold(p, &r) != w.gold(p, &r[..4]));
         }
-        assert!(
-            differ > 0,
-            "{file}: the gold ignores the response, the check says nothing"
-        );
+        assert!(differ > 0, "{file}: the gold ignores the response, the check says nothing");
     }
     let sc = Scenario::load(std::path::Path::new("scenarios/fair-sentiment.toml"), &[]).unwrap();
     let ppo_gt = sc.methods.iter().find(|m| m.name() == "ppo_gt").unwrap();
     let dpo = sc.methods.iter().find(|m| m.name() == "dpo").unwrap();
     assert!(
-        ppo_gt
-            .cache_key(&sc.train, true)
-            .ends_with("|gold_prompts=2")
+        ppo_gt.cache_key(&sc.train, true).ends_with("|gold_prompts=2")
             && !ppo_gt.cache_key(&sc.train, false).contains("gold_prompts")
     );
-    assert_eq!(
-        dpo.cache_key(&sc.train, true),
-        dpo.cache_key(&sc.train, false)
-    );
+    assert_eq!(dpo.cache_key(&sc.train, true), dpo.cache_key(&sc.train, false));
 }

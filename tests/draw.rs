@@ -20,16 +20,8 @@ fn a_seed_gives_the_same_stream_on_every_machine() {
     assert_eq!(derive_seed(0, "world/sentiment/process"), PINNED_DERIVE);
 }
 
-const PINNED_42: [u64; 3] = [
-    9713269763989775522,
-    10011513049433592189,
-    11740708795755607249,
-];
-const PINNED_42_7: [u64; 3] = [
-    18398896560331411741,
-    15071531305834398130,
-    12447705563529086961,
-];
+const PINNED_42: [u64; 3] = [9713269763989775522, 10011513049433592189, 11740708795755607249];
+const PINNED_42_7: [u64; 3] = [18398896560331411741, 15071531305834398130, 12447705563529086961];
 const PINNED_DERIVE: u64 = 3345543710067729524;
 
 #[test]
@@ -55,11 +47,7 @@ fn draws_have_their_distributions() {
         c[r.below(3)] += 1;
     }
     let sd = (n as f64 * (1.0 / 3.0) * (2.0 / 3.0)).sqrt();
-    assert!(
-        c.iter()
-            .all(|&k| (k as f64 - n as f64 / 3.0).abs() < 5.0 * sd),
-        "{c:?}"
-    );
+    assert!(c.iter().all(|&k| (k as f64 - n as f64 / 3.0).abs() < 5.0 * sd), "{c:?}");
     // Standard normals: mean 0 and variance 1 within 5 standard errors.
     let z: Vec<f64> = (0..n).map(|_| r.normal()).collect();
     let mean = z.iter().sum::<f64>() / n as f64;
@@ -74,10 +62,7 @@ fn draws_have_their_distributions() {
         c[r.categorical(&[1.0, 0.0, 3.0])] += 1;
     }
     assert_eq!(c[1], 0);
-    assert!(
-        (c[2] as f64 / n as f64 - 0.75).abs() < 5.0 * (0.75 * 0.25 / n as f64).sqrt(),
-        "{c:?}"
-    );
+    assert!((c[2] as f64 / n as f64 - 0.75).abs() < 5.0 * (0.75 * 0.25 / n as f64).sqrt(), "{c:?}");
     // Bernoulli at the edges, and a shuffle is a permutation.
     assert!((0..1000).all(|_| r.bernoulli(1.0)) && (0..1000).all(|_| !r.bernoulli(0.0)));
     let mut v: Vec<usize> = (0..50).collect();

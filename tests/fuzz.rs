@@ -233,21 +233,12 @@ fn mutate_text(g: &mut Gen, base: &str) -> String {
             lines.insert(i, l);
         }
         2 => {
-            lines[i] = format!(
-                "{} = {}",
-                g.pick(KEYS).rsplit('.').next().unwrap(),
-                g.pick(VALUES)
-            )
+            lines[i] = format!("{} = {}", g.pick(KEYS).rsplit('.').next().unwrap(), g.pick(VALUES))
         }
         3 => lines[i].push_str(" # comment"),
         4 => lines[i] = lines[i].replace('=', ""),
-        5 => lines.insert(
-            i,
-            format!(
-                "[{}]",
-                g.pick(&["world", "dpo", "sweep", "x y", "", "ppo.extra"])
-            ),
-        ),
+        5 => lines
+            .insert(i, format!("[{}]", g.pick(&["world", "dpo", "sweep", "x y", "", "ppo.extra"]))),
         _ => {}
     }
     lines.join("\n")
@@ -278,11 +269,7 @@ fn mutated_scenarios_never_panic_or_hang() {
     // Every key with every value on its own, then random combinations on mutated texts.
     let singles: Vec<(String, Vec<String>)> = KEYS
         .iter()
-        .flat_map(|k| {
-            VALUES
-                .iter()
-                .map(move |v| (BASE.to_string(), vec![format!("{k}={v}")]))
-        })
+        .flat_map(|k| VALUES.iter().map(move |v| (BASE.to_string(), vec![format!("{k}={v}")])))
         .collect();
     let random = 4000;
     let cases = singles.len() + random;
@@ -323,22 +310,14 @@ fn mutated_scenarios_never_panic_or_hang() {
     }
     let _ = std::panic::take_hook();
     eprintln!("{cases} cases in {:.2} s: {accepted} accepted, {rejected} rejected ({} not one line naming a key), {} panics; slowest {:.1} ms", start.elapsed().as_secs_f64(), malformed.len(), panics.len(), slowest.as_secs_f64() * 1e3);
-    assert!(
-        panics.is_empty(),
-        "{} panics, e.g. {}",
-        panics.len(),
-        panics[0]
-    );
+    assert!(panics.is_empty(), "{} panics, e.g. {}", panics.len(), panics[0]);
     assert!(
         malformed.is_empty(),
         "{} errors are not one line naming a key and a fix, e.g. {}",
         malformed.len(),
         malformed[0]
     );
-    assert!(
-        slowest < Duration::from_secs(2),
-        "a case took {slowest:?}: a check loops"
-    );
+    assert!(slowest < Duration::from_secs(2), "a case took {slowest:?}: a check loops");
     assert!(
         accepted > 50 && rejected > 1000,
         "the generator must reach both outcomes: {accepted} accepted, {rejected} rejected"
@@ -351,14 +330,11 @@ fn mutated_scenarios_never_panic_or_hang() {
 fn malformed_corpus_gives_its_expected_errors() {
     let corpus = std::fs::read_to_string("tests/fuzz_corpus.txt").unwrap();
     let mut n = 0;
-    for (i, line) in corpus
-        .lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty() && !l.starts_with('#'))
+    for (i, line) in
+        corpus.lines().enumerate().filter(|(_, l)| !l.trim().is_empty() && !l.starts_with('#'))
     {
-        let (input, expected) = line
-            .split_once('\t')
-            .unwrap_or_else(|| panic!("line {}: no tab", i + 1));
+        let (input, expected) =
+            line.split_once('\t').unwrap_or_else(|| panic!("line {}: no tab", i + 1));
         let sets: Vec<String> = input.split(';').map(String::from).collect();
         let got =
             load(BASE, &sets).unwrap_or_else(|p| panic!("line {}: {input} panics: {p}", i + 1));
@@ -375,8 +351,5 @@ fn malformed_corpus_gives_its_expected_errors() {
         }
         n += 1;
     }
-    assert!(
-        n >= 100,
-        "the corpus has {n} inputs; it should hold at least 100"
-    );
+    assert!(n >= 100, "the corpus has {n} inputs; it should hold at least 100");
 }

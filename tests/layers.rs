@@ -9,9 +9,7 @@ use std::path::{Path, PathBuf};
 /// Layers from the bottom (DESIGN.md section 2). `experiment/scenario/` (parsing, `--set`,
 /// sweeps, cross-section checks) is part of `experiment`, which puts the configurations together.
 const LAYERS: &[&[&str]] = &[
-    &[
-        "draw", "device", "tokens", "log", "stats", "config", "profile",
-    ],
+    &["draw", "device", "tokens", "log", "stats", "config", "profile"],
     &["model"],
     &["world"],
     &["data"],
@@ -19,7 +17,7 @@ const LAYERS: &[&[&str]] = &[
     &["eval"],
     &["experiment"],
     &["report"],
-    &["main", "bench", "lib"],
+    &["main", "cli", "bench", "lib"],
 ];
 
 fn layer(module: &str) -> Option<usize> {
@@ -40,12 +38,8 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
 /// The top-level module a file belongs to (`src/algo/dpo.rs` -> `algo`, `src/stats.rs` -> `stats`)
 /// and how many `super::` lead from it to the crate root.
 fn module_of(path: &Path) -> (String, usize) {
-    let rel: Vec<String> = path
-        .strip_prefix("src")
-        .unwrap()
-        .iter()
-        .map(|c| c.to_string_lossy().to_string())
-        .collect();
+    let rel: Vec<String> =
+        path.strip_prefix("src").unwrap().iter().map(|c| c.to_string_lossy().to_string()).collect();
     if rel.len() == 1 {
         (rel[0].trim_end_matches(".rs").to_string(), 1)
     } else {
@@ -75,10 +69,8 @@ fn targets(code: &str, depth: usize) -> Vec<String> {
                             .filter(|n| !n.is_empty()),
                     );
                 } else {
-                    let name: String = after
-                        .chars()
-                        .take_while(|c| c.is_alphanumeric() || *c == '_')
-                        .collect();
+                    let name: String =
+                        after.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
                     if !name.is_empty() && !(prefix != "crate::" && name == "super") {
                         out.push(name);
                     }
@@ -100,10 +92,7 @@ fn every_import_points_down_and_modules_form_no_cycle() {
     for f in &files {
         let (own, depth) = module_of(f);
         let own_layer = layer(&own).unwrap_or_else(|| {
-            panic!(
-                "{}: module `{own}` has no layer; add it to LAYERS",
-                f.display()
-            )
+            panic!("{}: module `{own}` has no layer; add it to LAYERS", f.display())
         });
         for (i, line) in std::fs::read_to_string(f).unwrap().lines().enumerate() {
             let code = line.split("//").next().unwrap();
@@ -113,11 +102,7 @@ fn every_import_points_down_and_modules_form_no_cycle() {
                 }
                 let Some(l) = layer(&t) else { continue }; // an item of the crate root, not a module
                 let at = format!("{}:{}", f.display(), i + 1);
-                edges
-                    .entry(own.clone())
-                    .or_default()
-                    .entry(t.clone())
-                    .or_insert(at.clone());
+                edges.entry(own.clone()).or_default().entry(t.clone()).or_insert(at.clone());
                 if l >= own_layer {
                     violations.push(format!(
                         "{at}: `{own}` (layer {own_layer}) imports `{t}` (layer {l}): {}",
@@ -136,11 +121,8 @@ fn every_import_points_down_and_modules_form_no_cycle() {
         cycles: &mut Vec<String>,
     ) {
         if let Some(i) = stack.iter().position(|s| s == n) {
-            let ring: Vec<String> = stack[i..]
-                .iter()
-                .chain(std::iter::once(&n.to_string()))
-                .cloned()
-                .collect();
+            let ring: Vec<String> =
+                stack[i..].iter().chain(std::iter::once(&n.to_string())).cloned().collect();
             let lines: Vec<String> = ring
                 .windows(2)
                 .map(|w| format!("{} -> {} at {}", w[0], w[1], edges[&w[0]][&w[1]]))
@@ -152,11 +134,7 @@ fn every_import_points_down_and_modules_form_no_cycle() {
             return;
         }
         stack.push(n.to_string());
-        for m in edges
-            .get(n)
-            .map(|e| e.keys().cloned().collect::<Vec<_>>())
-            .unwrap_or_default()
-        {
+        for m in edges.get(n).map(|e| e.keys().cloned().collect::<Vec<_>>()).unwrap_or_default() {
             visit(&m, edges, stack, done, cycles);
         }
         stack.pop();
@@ -180,18 +158,9 @@ fn every_import_points_down_and_modules_form_no_cycle() {
 #[test]
 fn the_scanner_sees_every_form_of_path() {
     assert_eq!(targets("use crate::world::{BOS, EOS};", 1), ["world"]);
-    assert_eq!(
-        targets("use crate::{log::Metrics, stats::Paired};", 1),
-        ["log", "stats"]
-    );
-    assert_eq!(
-        targets("let x = crate::report::plot::tabular(out);", 2),
-        ["report"]
-    );
-    assert_eq!(
-        targets("use super::super::experiment::Metrics;", 2),
-        ["experiment"]
-    );
+    assert_eq!(targets("use crate::{log::Metrics, stats::Paired};", 1), ["log", "stats"]);
+    assert_eq!(targets("let x = crate::report::plot::tabular(out);", 2), ["report"]);
+    assert_eq!(targets("use super::super::experiment::Metrics;", 2), ["experiment"]);
     assert_eq!(
         targets("use super::common;", 2),
         Vec::<String>::new(),
@@ -209,9 +178,7 @@ fn the_scanner_sees_every_form_of_path() {
 fn file_of(segs: &[String], files: &[String]) -> Option<String> {
     (1..=segs.len()).rev().find_map(|k| {
         let c = segs[..k].join("/");
-        [format!("{c}.rs"), format!("{c}/mod.rs")]
-            .into_iter()
-            .find(|f| files.contains(f))
+        [format!("{c}.rs"), format!("{c}/mod.rs")].into_iter().find(|f| files.contains(f))
     })
 }
 
@@ -226,11 +193,7 @@ fn file_edges(rel: &str, text: &str, files: &[String]) -> Vec<String> {
         .map(|l| l.split("//").next().unwrap())
         .collect::<Vec<_>>()
         .join("\n");
-    let mut own: Vec<String> = rel
-        .trim_end_matches(".rs")
-        .split('/')
-        .map(String::from)
-        .collect();
+    let mut own: Vec<String> = rel.trim_end_matches(".rs").split('/').map(String::from).collect();
     if matches!(own.last().map(String::as_str), Some("mod" | "lib" | "main")) {
         own.pop();
     }
@@ -265,11 +228,8 @@ fn file_edges(rel: &str, text: &str, files: &[String]) -> Vec<String> {
             j += name.len();
             segs.push(name);
         }
-        let mut base: Vec<String> = if head == "crate" {
-            vec![]
-        } else {
-            own[..own.len().saturating_sub(1)].to_vec()
-        };
+        let mut base: Vec<String> =
+            if head == "crate" { vec![] } else { own[..own.len().saturating_sub(1)].to_vec() };
         if head == "super" {
             while segs.first().is_some_and(|s| s == "super") {
                 base.pop();
@@ -348,19 +308,11 @@ fn files_form_no_import_cycle() {
     rust_files(Path::new("src"), &mut paths);
     let rel: Vec<String> = paths
         .iter()
-        .map(|p| {
-            p.strip_prefix("src")
-                .unwrap()
-                .to_string_lossy()
-                .replace('\\', "/")
-        })
+        .map(|p| p.strip_prefix("src").unwrap().to_string_lossy().replace('\\', "/"))
         .collect();
     let mut edges = BTreeMap::new();
     for (p, r) in paths.iter().zip(&rel) {
-        edges.insert(
-            r.clone(),
-            file_edges(r, &std::fs::read_to_string(p).unwrap(), &rel),
-        );
+        edges.insert(r.clone(), file_edges(r, &std::fs::read_to_string(p).unwrap(), &rel));
     }
     let found = cycles(&edges);
     let lines: Vec<String> = found.iter().map(|c| c.join(" <-> ")).collect();

@@ -22,10 +22,8 @@ fn sg(z: f64) -> f64 {
 }
 
 /// Two pairs: (policy chosen, policy rejected, reference chosen, reference rejected, |y_w|, |y_l|).
-const PAIRS: [[f64; 6]; 2] = [
-    [-2.0, -5.0, -3.0, -4.0, 2.0, 4.0],
-    [-6.0, -3.0, -5.0, -4.0, 3.0, 1.0],
-];
+const PAIRS: [[f64; 6]; 2] =
+    [[-2.0, -5.0, -3.0, -4.0, 2.0, 4.0], [-6.0, -3.0, -5.0, -4.0, 3.0, 1.0]];
 
 fn run(loss: PrefLoss, pairs: &[[f64; 6]], pc: &Tensor, pr: &Tensor) -> LossOut {
     let col = |j: usize| d(&pairs.iter().map(|p| p[j]).collect::<Vec<_>>());
@@ -49,31 +47,19 @@ fn zoo() -> Vec<(PrefLoss, Box<dyn Fn(&[f64; 6], &[[f64; 6]]) -> f64>)> {
     let b = 0.5;
     let eps = 0.1;
     vec![
+        (PrefLoss::Dpo { beta: b }, Box::new(move |p, _| -ls(b * ((p[0] - p[2]) - (p[1] - p[3]))))),
         (
-            PrefLoss::Dpo { beta: b },
-            Box::new(move |p, _| -ls(b * ((p[0] - p[2]) - (p[1] - p[3])))),
-        ),
-        (
-            PrefLoss::Ipo {
-                beta: b,
-                length_normalize: false,
-            },
+            PrefLoss::Ipo { beta: b, length_normalize: false },
             Box::new(move |p, _| ((p[0] - p[2]) - (p[1] - p[3]) - 1.0 / (2.0 * b)).powi(2)),
         ),
         (
-            PrefLoss::Ipo {
-                beta: b,
-                length_normalize: true,
-            },
+            PrefLoss::Ipo { beta: b, length_normalize: true },
             Box::new(move |p, _| {
                 ((p[0] - p[2]) / p[4] - (p[1] - p[3]) / p[5] - 1.0 / (2.0 * b)).powi(2)
             }),
         ),
         (
-            PrefLoss::Cdpo {
-                beta: b,
-                label_smoothing: eps,
-            },
+            PrefLoss::Cdpo { beta: b, label_smoothing: eps },
             Box::new(move |p, _| {
                 let z = b * ((p[0] - p[2]) - (p[1] - p[3]));
                 -(1.0 - eps) * ls(z) - eps * ls(-z)
@@ -85,33 +71,20 @@ fn zoo() -> Vec<(PrefLoss, Box<dyn Fn(&[f64; 6], &[[f64; 6]]) -> f64>)> {
             Box::new(|p, _| (1.0 - 0.3 * ((p[0] - p[2]) - (p[1] - p[3]))).max(0.0)),
         ),
         (
-            PrefLoss::Robust {
-                beta: b,
-                label_smoothing: eps,
-            },
+            PrefLoss::Robust { beta: b, label_smoothing: eps },
             Box::new(move |p, _| {
                 let z = b * ((p[0] - p[2]) - (p[1] - p[3]));
                 ((1.0 - eps) * -ls(z) - eps * -ls(-z)) / (1.0 - 2.0 * eps)
             }),
         ),
         (
-            PrefLoss::Simpo {
-                beta: 2.0,
-                gamma: 0.5,
-            },
+            PrefLoss::Simpo { beta: 2.0, gamma: 0.5 },
             Box::new(|p, _| -ls(2.0 * (p[0] / p[4] - p[1] / p[5]) - 0.5)),
         ),
         (
-            PrefLoss::Kto {
-                beta: b,
-                lambda_d: 1.0,
-                lambda_u: 1.5,
-            },
+            PrefLoss::Kto { beta: b, lambda_d: 1.0, lambda_u: 1.5 },
             Box::new(move |p, all| {
-                let z0 = (all
-                    .iter()
-                    .map(|q| ((q[0] - q[2]) + (q[1] - q[3])) / 2.0)
-                    .sum::<f64>()
+                let z0 = (all.iter().map(|q| ((q[0] - q[2]) + (q[1] - q[3])) / 2.0).sum::<f64>()
                     / all.len() as f64)
                     .max(0.0);
                 (1.0 * (1.0 - sg(b * ((p[0] - p[2]) - z0)))
@@ -128,10 +101,7 @@ fn zoo() -> Vec<(PrefLoss, Box<dyn Fn(&[f64; 6], &[[f64; 6]]) -> f64>)> {
             }),
         ),
         (
-            PrefLoss::ExoPair {
-                beta: b,
-                label_smoothing: 1e-3,
-            },
+            PrefLoss::ExoPair { beta: b, label_smoothing: 1e-3 },
             Box::new(move |p, _| {
                 let z = b * ((p[0] - p[2]) - (p[1] - p[3]));
                 sg(z) * (ls(z) - (1.0f64 - 1e-3).ln()) + sg(-z) * (ls(-z) - 1e-3f64.ln())
@@ -144,10 +114,7 @@ fn zoo() -> Vec<(PrefLoss, Box<dyn Fn(&[f64; 6], &[[f64; 6]]) -> f64>)> {
                 -ls(w) - 0.5 * ls(-w) - 0.5 * ls(-r)
             }),
         ),
-        (
-            PrefLoss::Unlikelihood { alpha: 0.3 },
-            Box::new(|p, _| -(p[0] - 0.3 * p[1])),
-        ),
+        (PrefLoss::Unlikelihood { alpha: 0.3 }, Box::new(|p, _| -(p[0] - 0.3 * p[1]))),
     ]
 }
 
@@ -156,11 +123,8 @@ fn every_loss_matches_its_hand_computed_values_at_two_points() {
     // KTO's reference point needs a batch whose mean log-ratio is positive: a third pair.
     let with_z0 = [PAIRS[0], [-1.0, -2.0, -3.0, -3.0, 2.0, 2.0]];
     for (loss, by_hand) in zoo() {
-        let pairs: &[[f64; 6]] = if matches!(loss, PrefLoss::Kto { .. }) {
-            &with_z0
-        } else {
-            &PAIRS
-        };
+        let pairs: &[[f64; 6]] =
+            if matches!(loss, PrefLoss::Kto { .. }) { &with_z0 } else { &PAIRS };
         let (pc, pr) = (
             d(&pairs.iter().map(|p| p[0]).collect::<Vec<_>>()),
             d(&pairs.iter().map(|p| p[1]).collect::<Vec<_>>()),
@@ -177,16 +141,11 @@ fn every_loss_matches_its_hand_computed_values_at_two_points() {
         }
     }
     // The losses are not all the same function: every pair of them differs somewhere.
-    let values: Vec<Vec<f64>> = zoo()
-        .iter()
-        .map(|(_, f)| PAIRS.iter().map(|p| f(p, &PAIRS)).collect())
-        .collect();
+    let values: Vec<Vec<f64>> =
+        zoo().iter().map(|(_, f)| PAIRS.iter().map(|p| f(p, &PAIRS)).collect()).collect();
     for i in 0..values.len() {
         for j in 0..i {
-            assert_ne!(
-                values[i], values[j],
-                "losses {i} and {j} agree at both points"
-            );
+            assert_ne!(values[i], values[j], "losses {i} and {j} agree at both points");
         }
     }
 }
@@ -195,32 +154,16 @@ fn every_loss_matches_its_hand_computed_values_at_two_points() {
 fn every_loss_gradient_matches_a_finite_difference() {
     // KTO's reference point z0 carries no gradient by design; at these points the batch's mean
     // log-ratio is negative, so z0 sits at its clamp (0) and a finite difference does not move it.
-    let kto_points = [
-        [-3.0, -5.0, -3.0, -4.0, 2.0, 4.0],
-        [-6.0, -4.0, -5.0, -4.0, 3.0, 1.0],
-    ];
+    let kto_points = [[-3.0, -5.0, -3.0, -4.0, 2.0, 4.0], [-6.0, -4.0, -5.0, -4.0, 3.0, 1.0]];
     for (loss, _) in zoo() {
-        let points = if matches!(loss, PrefLoss::Kto { .. }) {
-            kto_points
-        } else {
-            PAIRS
-        };
+        let points = if matches!(loss, PrefLoss::Kto { .. }) { kto_points } else { PAIRS };
         for p in points {
             // The loss of one pair (in double precision) as a function of the policy's two log-probs.
             let f = |pc: f64, pr: f64| {
-                run(loss, &[p], &d(&[pc]), &d(&[pr]))
-                    .losses
-                    .sum(Kind::Double)
-                    .double_value(&[])
+                run(loss, &[p], &d(&[pc]), &d(&[pr])).losses.sum(Kind::Double).double_value(&[])
             };
-            let (pc, pr) = (
-                d(&[p[0]]).set_requires_grad(true),
-                d(&[p[1]]).set_requires_grad(true),
-            );
-            run(loss, &[p], &pc, &pr)
-                .losses
-                .sum(Kind::Double)
-                .backward();
+            let (pc, pr) = (d(&[p[0]]).set_requires_grad(true), d(&[p[1]]).set_requires_grad(true));
+            run(loss, &[p], &pc, &pr).losses.sum(Kind::Double).backward();
             let h = 1e-6;
             let fd_c = (f(p[0] + h, p[1]) - f(p[0] - h, p[1])) / (2.0 * h);
             let fd_r = (f(p[0], p[1] + h) - f(p[0], p[1] - h)) / (2.0 * h);
@@ -238,23 +181,13 @@ fn every_loss_gradient_matches_a_finite_difference() {
 fn ipo_length_normalisation_is_the_summed_form_on_inputs_over_their_lengths() {
     let b = 0.3;
     for p in PAIRS {
-        let normalised = run(
-            PrefLoss::Ipo {
-                beta: b,
-                length_normalize: true,
-            },
-            &[p],
-            &d(&[p[0]]),
-            &d(&[p[1]]),
-        )
-        .losses
-        .double_value(&[0]);
+        let normalised =
+            run(PrefLoss::Ipo { beta: b, length_normalize: true }, &[p], &d(&[p[0]]), &d(&[p[1]]))
+                .losses
+                .double_value(&[0]);
         let scaled = [p[0] / p[4], p[1] / p[5], p[2] / p[4], p[3] / p[5], 1.0, 1.0];
         let summed = run(
-            PrefLoss::Ipo {
-                beta: b,
-                length_normalize: false,
-            },
+            PrefLoss::Ipo { beta: b, length_normalize: false },
             &[scaled],
             &d(&[scaled[0]]),
             &d(&[scaled[1]]),
@@ -262,21 +195,11 @@ fn ipo_length_normalisation_is_the_summed_form_on_inputs_over_their_lengths() {
         .losses
         .double_value(&[0]);
         assert!((normalised - summed).abs() < 1e-12);
-        let plain = run(
-            PrefLoss::Ipo {
-                beta: b,
-                length_normalize: false,
-            },
-            &[p],
-            &d(&[p[0]]),
-            &d(&[p[1]]),
-        )
-        .losses
-        .double_value(&[0]);
-        assert!(
-            (normalised - plain).abs() > 1e-3,
-            "the lengths must matter at this point"
-        );
+        let plain =
+            run(PrefLoss::Ipo { beta: b, length_normalize: false }, &[p], &d(&[p[0]]), &d(&[p[1]]))
+                .losses
+                .double_value(&[0]);
+        assert!((normalised - plain).abs() > 1e-3, "the lengths must matter at this point");
     }
 }
 
@@ -286,50 +209,24 @@ fn robust_is_unbiased_under_flipped_labels_and_conservative_dpo_is_not() {
     for delta in [-3.0, -0.5, 0.0, 0.8, 2.5] {
         // A pair and its flipped version: Delta and -Delta.
         let value = |loss: PrefLoss, delta: f64| {
-            run(
-                loss,
-                &[[delta, 0.0, 0.0, 0.0, 1.0, 1.0]],
-                &d(&[delta]),
-                &d(&[0.0]),
-            )
-            .losses
-            .double_value(&[0])
+            run(loss, &[[delta, 0.0, 0.0, 0.0, 1.0, 1.0]], &d(&[delta]), &d(&[0.0]))
+                .losses
+                .double_value(&[0])
         };
         let clean = value(PrefLoss::Dpo { beta: b }, delta);
         let expect = |loss: PrefLoss| (1.0 - eps) * value(loss, delta) + eps * value(loss, -delta);
         assert!(
-            (expect(PrefLoss::Robust {
-                beta: b,
-                label_smoothing: eps
-            }) - clean)
-                .abs()
-                < 1e-12,
+            (expect(PrefLoss::Robust { beta: b, label_smoothing: eps }) - clean).abs() < 1e-12,
             "robust is biased at Delta {delta}"
         );
         if delta != 0.0 {
             assert!(
-                (expect(PrefLoss::Cdpo {
-                    beta: b,
-                    label_smoothing: eps
-                }) - clean)
-                    .abs()
-                    > 1e-3,
+                (expect(PrefLoss::Cdpo { beta: b, label_smoothing: eps }) - clean).abs() > 1e-3,
                 "cDPO would be unbiased at Delta {delta}"
             );
             assert!(
-                (value(
-                    PrefLoss::Robust {
-                        beta: b,
-                        label_smoothing: eps
-                    },
-                    delta
-                ) - value(
-                    PrefLoss::Cdpo {
-                        beta: b,
-                        label_smoothing: eps
-                    },
-                    delta
-                ))
+                (value(PrefLoss::Robust { beta: b, label_smoothing: eps }, delta)
+                    - value(PrefLoss::Cdpo { beta: b, label_smoothing: eps }, delta))
                 .abs()
                     > 1e-3
             );
@@ -354,11 +251,7 @@ fn tabular_robust_dpo_reaches_pi_star_under_label_flips() {
         .iter()
         .map(|c| {
             (0..c.len())
-                .map(|a| {
-                    (0..c.len())
-                        .map(|b| (1.0 - eps) * c[a][b] + eps * c[b][a])
-                        .collect()
-                })
+                .map(|a| (0..c.len()).map(|b| (1.0 - eps) * c[a][b] + eps * c[b][a]).collect())
                 .collect()
         })
         .collect();
@@ -366,20 +259,14 @@ fn tabular_robust_dpo_reaches_pi_star_under_label_flips() {
     let robust = w.fit_preference(
         &reference,
         &flipped,
-        PrefLoss::Robust {
-            beta,
-            label_smoothing: eps,
-        },
+        PrefLoss::Robust { beta, label_smoothing: eps },
         2000,
         0.05,
     );
     let cdpo = w.fit_preference(
         &reference,
         &flipped,
-        PrefLoss::Cdpo {
-            beta,
-            label_smoothing: eps,
-        },
+        PrefLoss::Cdpo { beta, label_smoothing: eps },
         2000,
         0.05,
     );
@@ -403,16 +290,8 @@ fn tabular_robust_dpo_reaches_pi_star_under_label_flips() {
 fn tabular_reference_free_losses_go_where_the_labels_point() {
     let (w, reference, ref_probs, _) = tabular();
     let det = w.sample_pair_counts(&ref_probs, 200_000, Labels::Deterministic, 3);
-    let simpo = w.fit_preference(
-        &reference,
-        &det,
-        PrefLoss::Simpo {
-            beta: 2.0,
-            gamma: 0.5,
-        },
-        2000,
-        0.05,
-    );
+    let simpo =
+        w.fit_preference(&reference, &det, PrefLoss::Simpo { beta: 2.0, gamma: 0.5 }, 2000, 0.05);
     let orpo = w.fit_preference(&reference, &det, PrefLoss::Orpo { lambda: 1.0 }, 2000, 0.05);
     for x in 0..ref_probs.len() {
         let order: Vec<usize> = {
@@ -444,12 +323,8 @@ fn tabular_reference_free_losses_go_where_the_labels_point() {
 #[test]
 fn tabular_ipo_reaches_its_closed_form_fixed_point() {
     let (w, reference, ref_probs, _) = tabular();
-    let counts = w.sample_pair_counts(
-        &ref_probs,
-        200_000,
-        Labels::BradleyTerry { temperature: 1.0 },
-        13,
-    );
+    let counts =
+        w.sample_pair_counts(&ref_probs, 200_000, Labels::BradleyTerry { temperature: 1.0 }, 13);
     for beta in [0.1, 1.0] {
         let c = 1.0 / (2.0 * beta);
         let target: Vec<Vec<f64>> = counts
@@ -470,10 +345,8 @@ fn tabular_ipo_reaches_its_closed_form_fixed_point() {
                         }
                     }
                 }
-                let (mut m, mut b): (Vec<Vec<f64>>, Vec<f64>) = (
-                    (1..r).map(|i| a[i][1..].to_vec()).collect(),
-                    rhs[1..].to_vec(),
-                );
+                let (mut m, mut b): (Vec<Vec<f64>>, Vec<f64>) =
+                    ((1..r).map(|i| a[i][1..].to_vec()).collect(), rhs[1..].to_vec());
                 let k = r - 1;
                 for col in 0..k {
                     let piv = (col..k)
@@ -491,9 +364,8 @@ fn tabular_ipo_reaches_its_closed_form_fixed_point() {
                         }
                     }
                 }
-                let g: Vec<f64> = std::iter::once(0.0)
-                    .chain((0..k).map(|i| b[i] / m[i][i]))
-                    .collect();
+                let g: Vec<f64> =
+                    std::iter::once(0.0).chain((0..k).map(|i| b[i] / m[i][i])).collect();
                 let un: Vec<f64> = pref.iter().zip(&g).map(|(p, g)| p * g.exp()).collect();
                 let z: f64 = un.iter().sum();
                 un.iter().map(|u| u / z).collect()
@@ -502,10 +374,7 @@ fn tabular_ipo_reaches_its_closed_form_fixed_point() {
         let fitted = w.fit_preference(
             &reference,
             &counts,
-            PrefLoss::Ipo {
-                beta,
-                length_normalize: false,
-            },
+            PrefLoss::Ipo { beta, length_normalize: false },
             3000,
             0.05,
         );
@@ -514,10 +383,7 @@ fn tabular_ipo_reaches_its_closed_form_fixed_point() {
             mean_tv(&ref_probs, &target),
             mean_tv(&fitted, &target)
         );
-        assert!(
-            mean_tv(&ref_probs, &target) > 0.02,
-            "the test would be empty"
-        );
+        assert!(mean_tv(&ref_probs, &target) > 0.02, "the test would be empty");
         assert!(
             mean_tv(&fitted, &target) <= 0.002,
             "IPO ends at TV {} from its fixed point",

@@ -9,13 +9,7 @@ use alignlab::model::{
 use tch::{nn, nn::OptimizerConfig, Device, Kind, Tensor};
 
 fn tiny() -> GptConfig {
-    GptConfig {
-        vocab_size: 20,
-        block_size: 24,
-        n_layer: 2,
-        n_head: 2,
-        d_model: 32,
-    }
+    GptConfig { vocab_size: 20, block_size: 24, n_layer: 2, n_head: 2, d_model: 32 }
 }
 
 /// torch's generator is global and tests run on parallel threads: hold this while seeding
@@ -47,13 +41,8 @@ fn cached_and_uncached_logits_agree_on_left_padded_batches() {
     let (b, p) = prompt.size2().unwrap();
     let extra = Tensor::randint_low(3, 20, [b, 6], (Kind::Int64, Device::Cpu));
     let full = Tensor::cat(&[&prompt, &extra], 1);
-    let full_valid = Tensor::cat(
-        &[
-            valid.shallow_clone(),
-            Tensor::ones([b, 6], (Kind::Bool, Device::Cpu)),
-        ],
-        1,
-    );
+    let full_valid =
+        Tensor::cat(&[valid.shallow_clone(), Tensor::ones([b, 6], (Kind::Bool, Device::Cpu))], 1);
     let pos = positions_of(&full_valid);
     // Reference: one uncached forward over the whole sequence.
     let reference = gpt.logits(&gpt.forward(&full, Some(&pos), Some(&full_valid), None));
@@ -89,12 +78,7 @@ fn cached_and_uncached_logits_agree_on_left_padded_batches() {
 }
 
 fn settings(use_cache: bool) -> SampleSettings {
-    SampleSettings {
-        temperature: 1.0,
-        top_k: 0,
-        max_new_tokens: 12,
-        use_cache,
-    }
+    SampleSettings { temperature: 1.0, top_k: 0, max_new_tokens: 12, use_cache }
 }
 
 #[test]
@@ -110,15 +94,9 @@ fn sampling_is_reproducible_and_cache_does_not_change_samples() {
     let b = draw(7, true);
     assert!(a.response.equal(&b.response), "same seed, different tokens");
     let c = draw(8, true);
-    assert!(
-        !a.response.equal(&c.response),
-        "different seeds gave identical samples"
-    );
+    assert!(!a.response.equal(&c.response), "different seeds gave identical samples");
     let u = draw(7, false);
-    assert!(
-        a.response.equal(&u.response),
-        "cached and uncached sampling disagree"
-    );
+    assert!(a.response.equal(&u.response), "cached and uncached sampling disagree");
     assert!(max_abs_diff(&a.logprobs, &u.logprobs) < 1e-5);
 }
 
@@ -157,33 +135,17 @@ fn greedy_and_top_k_sampling() {
     let (_vs, gpt) = model(3);
     let (prompt, valid) = left_pad(&prompts(), Device::Cpu);
     let _lock = RNG_LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    let greedy = SampleSettings {
-        temperature: 0.0,
-        top_k: 0,
-        max_new_tokens: 8,
-        use_cache: true,
-    };
+    let greedy = SampleSettings { temperature: 0.0, top_k: 0, max_new_tokens: 8, use_cache: true };
     tch::manual_seed(1);
     let a = generate(&gpt, &prompt, &valid, &greedy);
     tch::manual_seed(2);
     let b = generate(&gpt, &prompt, &valid, &greedy);
-    assert!(
-        a.response.equal(&b.response),
-        "greedy decoding depends on the seed"
-    );
+    assert!(a.response.equal(&b.response), "greedy decoding depends on the seed");
     // top_k = 1 is greedy.
-    let top1 = SampleSettings {
-        temperature: 1.0,
-        top_k: 1,
-        max_new_tokens: 8,
-        use_cache: true,
-    };
+    let top1 = SampleSettings { temperature: 1.0, top_k: 1, max_new_tokens: 8, use_cache: true };
     tch::manual_seed(9);
     let c = generate(&gpt, &prompt, &valid, &top1);
-    assert!(
-        a.response.equal(&c.response),
-        "top_k = 1 differs from greedy"
-    );
+    assert!(a.response.equal(&c.response), "top_k = 1 differs from greedy");
 }
 
 #[test]
@@ -191,24 +153,15 @@ fn token_logprobs_match_cross_entropy() {
     tch::manual_seed(0);
     let logits = Tensor::randn([3, 5, 20], (Kind::Float, Device::Cpu));
     let targets = Tensor::randint(20, [3, 5], (Kind::Int64, Device::Cpu));
-    let lp = token_logprobs(&logits, &targets)
-        .sum(Kind::Float)
-        .double_value(&[]);
-    let ce = logits
-        .view([-1, 20])
-        .cross_entropy_for_logits(&targets.view([-1]))
-        .double_value(&[])
+    let lp = token_logprobs(&logits, &targets).sum(Kind::Float).double_value(&[]);
+    let ce = logits.view([-1, 20]).cross_entropy_for_logits(&targets.view([-1])).double_value(&[])
         * 15.0;
     assert!((lp + ce).abs() < 1e-4, "sum log p {lp} vs -CE {ce}");
 }
 
 fn one_batch() -> SeqData {
     SeqData::new(
-        &[
-            vec![3, 4, 5, 6, 7, 8],
-            vec![9, 10, 11],
-            vec![12, 13, 14, 15, 16, 17, 18, 19],
-        ],
+        &[vec![3, 4, 5, 6, 7, 8], vec![9, 10, 11], vec![12, 13, 14, 15, 16, 17, 18, 19]],
         Device::Cpu,
     )
 }
@@ -266,10 +219,7 @@ fn checkpoint_round_trip_uses_gpt2_names() {
         "h.0.ln_1.weight",
         "ln_f.bias",
     ] {
-        assert!(
-            names.iter().any(|x| x == n),
-            "missing parameter {n} in {names:?}"
-        );
+        assert!(names.iter().any(|x| x == n), "missing parameter {n} in {names:?}");
     }
     let (mut vs2, gpt2) = model(99);
     load_checkpoint(&mut vs2, &path).unwrap();
@@ -296,15 +246,9 @@ fn flat_adam_matches_libtorch_adamw() {
     let data = one_batch();
     let (inp, tgt) = data.batch(&[0, 1, 2]);
     let mut ours = Adam::new(&vs_a, 3e-3, (0.9, 0.999), 0.1);
-    let mut theirs = nn::AdamW {
-        beta1: 0.9,
-        beta2: 0.999,
-        wd: 0.1,
-        eps: 1e-8,
-        amsgrad: false,
-    }
-    .build(&vs_b, 3e-3)
-    .unwrap();
+    let mut theirs = nn::AdamW { beta1: 0.9, beta2: 0.999, wd: 0.1, eps: 1e-8, amsgrad: false }
+        .build(&vs_b, 3e-3)
+        .unwrap();
     for _ in 0..6 {
         ours.zero_grad();
         sft_loss(&gpt_a, &inp, &tgt).backward();
@@ -354,10 +298,7 @@ fn flat_adam_clips_globally_and_skips_unused_variables() {
         // With a constant gradient m_hat = g and v_hat = g^2 at every step, so each
         // coordinate with g != 0 moves by lr per step whatever the clipping scale.
         let want = 1.0 - lr * (step + 1) as f64;
-        let (a_now, b_now) = (
-            Vec::<f32>::try_from(&a).unwrap(),
-            Vec::<f32>::try_from(&b).unwrap(),
-        );
+        let (a_now, b_now) = (Vec::<f32>::try_from(&a).unwrap(), Vec::<f32>::try_from(&b).unwrap());
         assert!(
             (a_now[0] as f64 - want).abs() < 1e-5
                 && a_now[1] == 2.0
@@ -372,9 +313,7 @@ fn flat_adam_clips_globally_and_skips_unused_variables() {
     }
     // Without `c`, the same run takes the flat path and gives the same values.
     let vs2 = nn::VarStore::new(Device::Cpu);
-    let a2 = vs2
-        .root()
-        .var_copy("a", &Tensor::from_slice(&[1.0f32, 2.0]));
+    let a2 = vs2.root().var_copy("a", &Tensor::from_slice(&[1.0f32, 2.0]));
     let b2 = vs2.root().var_copy("b", &Tensor::from_slice(&[3.0f32]));
     let mut opt2 = Adam::new(&vs2, lr, (0.9, 0.999), 0.0);
     for _ in 0..2 {
@@ -397,18 +336,10 @@ fn forward_rows_matches_forward_on_the_kept_rows() {
     let (prompt, valid) = left_pad(&prompts(), Device::Cpu);
     let (b, p) = prompt.size2().unwrap();
     let tokens = Tensor::cat(
-        &[
-            &prompt,
-            &Tensor::from_slice(&[4i64, 9, 13, 2])
-                .view([1, 4])
-                .expand([b, 4], false),
-        ],
+        &[&prompt, &Tensor::from_slice(&[4i64, 9, 13, 2]).view([1, 4]).expand([b, 4], false)],
         1,
     );
-    let all_valid = Tensor::cat(
-        &[&valid, &Tensor::ones([b, 4], (Kind::Bool, Device::Cpu))],
-        1,
-    );
+    let all_valid = Tensor::cat(&[&valid, &Tensor::ones([b, 4], (Kind::Bool, Device::Cpu))], 1);
     let pos = positions_of(&all_valid);
     let t = tokens.size()[1];
     let idx = Tensor::from_slice(&[t - 1, p, p + 1, t - 2, 0, t - 1, 3, p - 1]).view([b, 2]);
@@ -417,33 +348,20 @@ fn forward_rows_matches_forward_on_the_kept_rows() {
         let ranged = gpt.forward_rows(&tokens, ps, kv, Rows::Range(p - 1, 4));
         assert_eq!(ranged.size(), vec![b, 4, 32]);
         let d = max_abs_diff(&ranged, &full.narrow(1, p - 1, 4));
-        assert!(
-            d < 1e-5,
-            "range rows differ by {d} (padding mask: {})",
-            kv.is_some()
-        );
+        assert!(d < 1e-5, "range rows differ by {d} (padding mask: {})", kv.is_some());
         let picked = gpt.forward_rows(&tokens, ps, kv, Rows::Index(&idx));
         let want = full.gather(1, &idx.unsqueeze(-1).expand([b, 2, 32], false), false);
         let d = max_abs_diff(&picked, &want);
-        assert!(
-            d < 1e-5,
-            "indexed rows differ by {d} (padding mask: {})",
-            kv.is_some()
-        );
+        assert!(d < 1e-5, "indexed rows differ by {d} (padding mask: {})", kv.is_some());
     }
     // Gradients: the same loss through both paths.
     let grads = |rows: bool| {
         let h = if rows {
             gpt.forward_rows(&tokens, Some(&pos), Some(&all_valid), Rows::Range(p - 1, 4))
         } else {
-            gpt.forward(&tokens, Some(&pos), Some(&all_valid), None)
-                .narrow(1, p - 1, 4)
+            gpt.forward(&tokens, Some(&pos), Some(&all_valid), None).narrow(1, p - 1, 4)
         };
-        let loss = gpt
-            .logits(&h)
-            .log_softmax(-1, Kind::Float)
-            .select(2, 5)
-            .sum(Kind::Float);
+        let loss = gpt.logits(&h).log_softmax(-1, Kind::Float).select(2, 5).sum(Kind::Float);
         let vars: Vec<Tensor> = vs.trainable_variables();
         Tensor::run_backward(&[loss], &vars, false, false)
     };

@@ -56,11 +56,7 @@ fn advantages_match_hand_computed_values() {
         &[-2.0 / sd, -1.0 / sd, 0.0, 3.0 / sd],
         1e-5
     ));
-    assert!(close(
-        &vals(&group_advantages(&g, 4, false)),
-        &[-2.0, -1.0, 0.0, 3.0],
-        1e-6
-    ));
+    assert!(close(&vals(&group_advantages(&g, 4, false)), &[-2.0, -1.0, 0.0, 3.0], 1e-6));
     // REINFORCE++: token rewards -kl + score at the last token, returns-to-go, whitened over the
     // 5 real tokens. Row 0: [-0.1, -0.2, 0.7] -> to go [0.4, 0.5, 0.7]; row 1 (2 tokens, score
     // 0): [-0.1, -0.1] -> [-0.2, -0.1].
@@ -72,31 +68,13 @@ fn advantages_match_hand_computed_values() {
         x.iter().map(|v| (v - m) / sd).collect::<Vec<_>>()
     };
     let w = whiten(&[0.4, 0.5, 0.7, -0.2, -0.1]);
-    let got = vals(&reinforce_pp::advantages(
-        &t(&[1.0, 0.0]),
-        &kl,
-        &mask,
-        2,
-        false,
-    ));
-    assert!(
-        close(&got, &[w[0], w[1], w[2], w[3], w[4], 0.0], 1e-5),
-        "{got:?}"
-    );
+    let got = vals(&reinforce_pp::advantages(&t(&[1.0, 0.0]), &kl, &mask, 2, false));
+    assert!(close(&got, &[w[0], w[1], w[2], w[3], w[4], 0.0], 1e-5), "{got:?}");
     // The baseline variant: scores minus the group mean (0.5): [0.5, -0.5].
     // Row 0: [-0.1, -0.2, 0.2] -> [-0.1, 0.0, 0.2]; row 1: [-0.1, -0.6] -> [-0.7, -0.6].
     let w = whiten(&[-0.1, 0.0, 0.2, -0.7, -0.6]);
-    let got = vals(&reinforce_pp::advantages(
-        &t(&[1.0, 0.0]),
-        &kl,
-        &mask,
-        2,
-        true,
-    ));
-    assert!(
-        close(&got, &[w[0], w[1], w[2], w[3], w[4], 0.0], 1e-5),
-        "{got:?}"
-    );
+    let got = vals(&reinforce_pp::advantages(&t(&[1.0, 0.0]), &kl, &mask, 2, true));
+    assert!(close(&got, &[w[0], w[1], w[2], w[3], w[4], 0.0], 1e-5), "{got:?}");
 }
 
 #[test]
@@ -131,21 +109,14 @@ fn tabular_rloo_reaches_the_kl_regularised_optimum() {
     let (w, reference, ref_probs, ref_lp) = tabular();
     for beta in [0.1, 1.0] {
         let target = w.optimal(&ref_lp, beta);
-        let fitted = w.fit_pg_gold(
-            &reference,
-            Estimator::Rloo,
-            &tabular_pg(beta, Estimator::Rloo),
-            1,
-        );
+        let fitted =
+            w.fit_pg_gold(&reference, Estimator::Rloo, &tabular_pg(beta, Estimator::Rloo), 1);
         eprintln!(
             "beta {beta}: TV(pi_ref, pi*) {:.4}, TV(pi_RLOO, pi*) {:.4}",
             mean_tv(&ref_probs, &target),
             mean_tv(&fitted, &target)
         );
-        assert!(
-            mean_tv(&ref_probs, &target) > 0.1,
-            "the test would be empty"
-        );
+        assert!(mean_tv(&ref_probs, &target) > 0.1, "the test would be empty");
         assert!(
             mean_tv(&fitted, &target) <= 0.05,
             "RLOO ends at TV {} from pi*",
@@ -190,9 +161,8 @@ fn tabular_grpo_without_kl_concentrates_on_the_best_response() {
     ] {
         let fitted = w.fit_pg_gold(&reference, est, &cfg, 1);
         for (x, p) in fitted.iter().enumerate() {
-            let best = (0..p.len())
-                .max_by(|&a, &b| w.reward[x][a].total_cmp(&w.reward[x][b]))
-                .unwrap();
+            let best =
+                (0..p.len()).max_by(|&a, &b| w.reward[x][a].total_cmp(&w.reward[x][b])).unwrap();
             assert!(
                 p[best] > 0.95,
                 "prompt {x}: mass {} on the best response (scale_std {:?})",
@@ -212,24 +182,13 @@ static TORCH_RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
 fn emits_x(ro: &Rollout) -> Tensor {
     let hits = ro.response.eq(X).to_kind(Kind::Float) * &ro.mask;
     hits.sum_dim_intlist(1, false, Kind::Float)
-        / ro.mask
-            .sum_dim_intlist(1, false, Kind::Float)
-            .clamp_min(1.0)
+        / ro.mask.sum_dim_intlist(1, false, Kind::Float).clamp_min(1.0)
 }
 
 fn toy_models() -> (nn::VarStore, Gpt, nn::VarStore, Gpt) {
-    let cfg = GptConfig {
-        vocab_size: 12,
-        block_size: 16,
-        n_layer: 1,
-        n_head: 2,
-        d_model: 32,
-    };
+    let cfg = GptConfig { vocab_size: 12, block_size: 16, n_layer: 1, n_head: 2, d_model: 32 };
     tch::manual_seed(0);
-    let (pvs, rvs) = (
-        nn::VarStore::new(Device::Cpu),
-        nn::VarStore::new(Device::Cpu),
-    );
+    let (pvs, rvs) = (nn::VarStore::new(Device::Cpu), nn::VarStore::new(Device::Cpu));
     let policy = Gpt::new(&pvs.root(), &cfg);
     let reference = Gpt::new(&rvs.root(), &cfg);
     (pvs, policy, rvs, reference)
@@ -322,12 +281,7 @@ fn online_run(sync_every: usize, lr: f64) -> (String, Vec<f64>, Vec<Vec<Vec<i64>
 fn online_run_recorded(
     sync_every: usize,
     lr: f64,
-) -> (
-    String,
-    Vec<f64>,
-    Vec<Vec<Vec<i64>>>,
-    Vec<alignlab::data::Pair>,
-) {
+) -> (String, Vec<f64>, Vec<Vec<Vec<i64>>>, Vec<alignlab::data::Pair>) {
     online_run_with(PrefLoss::Dpo { beta: 0.1 }, sync_every, lr)
 }
 
@@ -336,12 +290,7 @@ fn online_run_with(
     loss: PrefLoss,
     sync_every: usize,
     lr: f64,
-) -> (
-    String,
-    Vec<f64>,
-    Vec<Vec<Vec<i64>>>,
-    Vec<alignlab::data::Pair>,
-) {
+) -> (String, Vec<f64>, Vec<Vec<Vec<i64>>>, Vec<alignlab::data::Pair>) {
     let (pvs, policy, _rvs, reference) = toy_models();
     let svs = nn::VarStore::new(Device::Cpu);
     let sampler = Gpt::new(&svs.root(), &policy.cfg);
@@ -390,12 +339,7 @@ fn online_run_with(
     let mut named: Vec<(String, Tensor)> = pvs.variables().into_iter().collect();
     named.sort_by(|a, b| a.0.cmp(&b.0));
     let weights: Vec<f64> = named.iter().flat_map(|(_, v)| vals(v)).collect();
-    (
-        metrics.split_timing().0.to_csv(),
-        weights,
-        seen.into_inner(),
-        record.into_inner(),
-    )
+    (metrics.split_timing().0.to_csv(), weights, seen.into_inner(), record.into_inner())
 }
 
 #[test]
@@ -417,10 +361,7 @@ fn semi_online_at_its_two_ends() {
     assert_eq!(online_seen, again_seen);
     // The policy learns from its own samples: later samples differ from pi_SFT's.
     let (_, _, frozen_seen) = online_run(1, 0.0);
-    assert_ne!(
-        online_seen, frozen_seen,
-        "online sampling did not follow the policy"
-    );
+    assert_ne!(online_seen, frozen_seen, "online sampling did not follow the policy");
     // Semi-online at s = 4: steps 0 to 3 sample pi_SFT (the copy of step 0), step 4 the
     // policy it has trained since.
     let (_, _, semi_seen) = online_run(4, 1e-2);
@@ -429,23 +370,12 @@ fn semi_online_at_its_two_ends() {
     // s = total steps: every sample is pi_SFT's, whatever the policy learns.
     let (_, w_a, seen_a) = online_run(12, 1e-2);
     let (_, w_b, seen_b) = online_run(12, 0.0);
-    assert_eq!(
-        seen_a, seen_b,
-        "with s = steps the sampler must stay pi_SFT"
-    );
-    assert_eq!(
-        seen_a, frozen_seen,
-        "pi_SFT's samples, as when nothing is learned"
-    );
+    assert_eq!(seen_a, seen_b, "with s = steps the sampler must stay pi_SFT");
+    assert_eq!(seen_a, frozen_seen, "pi_SFT's samples, as when nothing is learned");
     assert_ne!(w_a, w_b);
     // And the online policy learns the toy reward.
     let mean_x = |seen: &[Vec<Vec<i64>>]| {
-        seen.last()
-            .unwrap()
-            .iter()
-            .flatten()
-            .filter(|&&t| t == X)
-            .count() as f64
+        seen.last().unwrap().iter().flatten().filter(|&&t| t == X).count() as f64
             / seen.last().unwrap().iter().flatten().count() as f64
     };
     eprintln!(
@@ -476,10 +406,8 @@ fn online_dpo_records_the_pairs_it_trains_on() {
             }
         }
     }
-    let got: Vec<(Vec<i64>, Vec<i64>)> = pairs
-        .iter()
-        .map(|p| (p.chosen.clone(), p.rejected.clone()))
-        .collect();
+    let got: Vec<(Vec<i64>, Vec<i64>)> =
+        pairs.iter().map(|p| (p.chosen.clone(), p.rejected.clone())).collect();
     assert!(!got.is_empty());
     assert_eq!(got, expected);
 }
@@ -487,10 +415,7 @@ fn online_dpo_records_the_pairs_it_trains_on() {
 /// Xu et al.'s moving-average reference: ref <- d ref + (1 - d) pi.
 #[test]
 fn ema_reference_moves_towards_the_policy() {
-    let (rvs, pvs) = (
-        nn::VarStore::new(Device::Cpu),
-        nn::VarStore::new(Device::Cpu),
-    );
+    let (rvs, pvs) = (nn::VarStore::new(Device::Cpu), nn::VarStore::new(Device::Cpu));
     let _r = rvs.root().var_copy("w", &t(&[1.0, 2.0]));
     let _p = pvs.root().var_copy("w", &t(&[3.0, 4.0]));
     alignlab::algo::ppo::ema_update(&rvs, &pvs, 0.9);
@@ -502,25 +427,14 @@ fn ema_reference_moves_towards_the_policy() {
 #[test]
 fn online_reference_free_loss_logs_no_reference_quantities() {
     let _turn = TORCH_RNG.lock().unwrap_or_else(|e| e.into_inner());
-    let (csv, _, _, pairs) = online_run_with(
-        PrefLoss::Simpo {
-            beta: 2.0,
-            gamma: 0.5,
-        },
-        1,
-        1e-2,
-    );
+    let (csv, _, _, pairs) = online_run_with(PrefLoss::Simpo { beta: 2.0, gamma: 0.5 }, 1, 1e-2);
     assert!(
         !pairs.is_empty()
             && csv.contains("online_dpo/loss")
             && csv.contains("online_dpo/rewards/margins"),
         "{csv}"
     );
-    for k in [
-        "objective/kl_k1",
-        "dynamics/logratio_chosen",
-        "dynamics/logratio_rejected",
-    ] {
+    for k in ["objective/kl_k1", "dynamics/logratio_chosen", "dynamics/logratio_rejected"] {
         assert!(!csv.contains(k), "a reference-free run logged {k}");
     }
 }

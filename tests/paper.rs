@@ -33,20 +33,13 @@ fn win_rates_aggregate_over_seeds_at_the_last_step() {
     }
     let rows = winrate::by_temperature(&m);
     let sft = rows.iter().find(|r| r.method == "sft").unwrap();
-    assert_eq!(
-        (sft.x, sft.mean, sft.lo, sft.hi, sft.seeds),
-        (0.0, 0.55, 0.50, 0.60, 1)
-    );
+    assert_eq!((sft.x, sft.mean, sft.lo, sft.hi, sft.seeds), (0.0, 0.55, 0.50, 0.60, 1));
     let dpo: Vec<_> = rows.iter().filter(|r| r.method == "dpo").collect();
     assert_eq!(dpo.len(), 2);
     assert_eq!(dpo[0].x, 0.0);
     assert!((dpo[0].mean - 0.65).abs() < 1e-12 && dpo[0].seeds == 2);
     // t(0.975, 1) = 12.706; sd of (0.6, 0.7) = 0.0707; half-width 12.706 * 0.0707 / sqrt 2.
-    assert!(
-        (dpo[0].hi - dpo[0].mean - 12.7062 * 0.05).abs() < 1e-3,
-        "{:?}",
-        dpo[0]
-    );
+    assert!((dpo[0].hi - dpo[0].mean - 12.7062 * 0.05).abs() < 1e-3, "{:?}", dpo[0]);
     assert!((dpo[1].x - 0.5).abs() < 1e-12 && (dpo[1].mean - 0.55).abs() < 1e-12);
     let steps = winrate::by_step(&m);
     // At the evaluation temperature: step 20. At T = 0, logged at two steps (a curve
@@ -54,14 +47,8 @@ fn win_rates_aggregate_over_seeds_at_the_last_step() {
     let plain: Vec<_> = steps.iter().filter(|r| r.setting == "beta=0.5").collect();
     assert_eq!(plain.len(), 1);
     assert_eq!((plain[0].x, plain[0].seeds), (20.0, 2));
-    let t0: Vec<_> = steps
-        .iter()
-        .filter(|r| r.setting == "beta=0.5 T=0")
-        .collect();
-    assert_eq!(
-        t0.iter().map(|r| (r.x, r.seeds)).collect::<Vec<_>>(),
-        vec![(10.0, 2), (20.0, 2)]
-    );
+    let t0: Vec<_> = steps.iter().filter(|r| r.setting == "beta=0.5 T=0").collect();
+    assert_eq!(t0.iter().map(|r| (r.x, r.seeds)).collect::<Vec<_>>(), vec![(10.0, 2), (20.0, 2)]);
     assert!((t0[0].mean - 0.1).abs() < 1e-12 && (t0[1].mean - 0.65).abs() < 1e-12);
     assert!(
         !steps.iter().any(|r| r.setting.ends_with("T=0.5")),
@@ -82,11 +69,7 @@ fn results_tree(root: &std::path::Path, first: &str, second: &str) -> std::path:
         push_point(
             &mut e,
             first,
-            if first == "dpo" {
-                "beta=0.1"
-            } else {
-                "target_kl=1"
-            },
+            if first == "dpo" { "beta=0.1" } else { "target_kl=1" },
             seed,
             100,
             1.0,
@@ -95,11 +78,7 @@ fn results_tree(root: &std::path::Path, first: &str, second: &str) -> std::path:
         push_point(
             &mut e,
             second,
-            if second == "dpo" {
-                "beta=0.1"
-            } else {
-                "target_kl=1"
-            },
+            if second == "dpo" { "beta=0.1" } else { "target_kl=1" },
             seed,
             50,
             1.0,
@@ -113,21 +92,10 @@ fn results_tree(root: &std::path::Path, first: &str, second: &str) -> std::path:
     for seed in 0..3u64 {
         push_point(&mut e, "sft", "", seed, 0, 0.0, 0.1);
         for (method, w) in [(first, 0.62 + 0.01 * seed as f64), (second, 0.40)] {
-            let setting = if method == "dpo" {
-                "beta=0.5"
-            } else {
-                "target_kl=1"
-            };
+            let setting = if method == "dpo" { "beta=0.5" } else { "target_kl=1" };
             push_point(&mut e, method, setting, seed, 100, 0.5, 0.3);
             for t in [0.0, 1.0] {
-                e.push(
-                    method,
-                    setting,
-                    seed,
-                    100,
-                    &format!("eval_t{t}/winrate"),
-                    w - 0.1 * t,
-                );
+                e.push(method, setting, seed, 100, &format!("eval_t{t}/winrate"), w - 0.1 * t);
                 e.push(
                     method,
                     setting,
@@ -150,11 +118,7 @@ fn results_tree(root: &std::path::Path, first: &str, second: &str) -> std::path:
     // Shifted documents: `first` ahead by 0.10 (0.09, 0.10, 0.11) at T = 0.
     for seed in 0..3u64 {
         for (method, w) in [(first, 0.45 + 0.01 * seed as f64), (second, 0.36)] {
-            let setting = if method == "dpo" {
-                "beta=0.5"
-            } else {
-                "target_kl=1"
-            };
+            let setting = if method == "dpo" { "beta=0.5" } else { "target_kl=1" };
             e.push(method, setting, seed, 100, "shift_t0/winrate", w);
         }
     }
@@ -167,11 +131,7 @@ fn results_tree(root: &std::path::Path, first: &str, second: &str) -> std::path:
         e.push("sft", "", seed, 0, "eval/spurious", 0.5);
         e.push("sft", "", seed, 0, "eval/proxy", 0.0);
         for method in [first, second] {
-            let setting = if method == "dpo" {
-                "beta=0.5"
-            } else {
-                "target_kl=1"
-            };
+            let setting = if method == "dpo" { "beta=0.5" } else { "target_kl=1" };
             e.push(
                 method,
                 setting,
@@ -205,22 +165,8 @@ fn results_tree(root: &std::path::Path, first: &str, second: &str) -> std::path:
                 kl,
                 0.5 + d * (0.4 - b * d.ln()),
             );
-            e.push(
-                "ppo",
-                "target_kl=16",
-                seed,
-                10 * (i + 1),
-                "eval/proxy",
-                0.4 * d,
-            );
-            e.push(
-                "ppo",
-                "target_kl=16",
-                seed,
-                10 * (i + 1),
-                "eval/spurious",
-                0.2 + d,
-            );
+            e.push("ppo", "target_kl=16", seed, 10 * (i + 1), "eval/proxy", 0.4 * d);
+            e.push("ppo", "target_kl=16", seed, 10 * (i + 1), "eval/spurious", 0.2 + d);
         }
     }
     let over = results.join("overoptimisation");
@@ -233,35 +179,13 @@ fn results_tree(root: &std::path::Path, first: &str, second: &str) -> std::path:
     for seed in 0..3u64 {
         push_point(&mut e, "sft", "", seed, 0, 0.0, 0.5);
         push_point(&mut e, "dpo", "beta=0.2", seed, 100, 1.0, 0.8);
-        push_point(
-            &mut e,
-            "ppo",
-            "target_kl=1",
-            seed,
-            60,
-            1.0,
-            0.89 + 0.01 * seed as f64,
-        );
+        push_point(&mut e, "ppo", "target_kl=1", seed, 60, 1.0, 0.89 + 0.01 * seed as f64);
         // Win rates at T = 0: PPO ahead by 0.1 (0.09, 0.10, 0.11).
         e.push("dpo", "beta=0.2", seed, 100, "eval_t0/winrate", 0.6);
-        e.push(
-            "ppo",
-            "target_kl=1",
-            seed,
-            60,
-            "eval_t0/winrate",
-            0.69 + 0.01 * seed as f64,
-        );
+        e.push("ppo", "target_kl=1", seed, 60, "eval_t0/winrate", 0.69 + 0.01 * seed as f64);
         // Compute: DPO 100 GFLOP, PPO 2, 3 and 4 times that by seed.
         e.push("dpo", "beta=0.2", seed, 100, "compute/gflop", 100.0);
-        e.push(
-            "ppo",
-            "target_kl=1",
-            seed,
-            60,
-            "compute/gflop",
-            100.0 * (2 + seed) as f64,
-        );
+        e.push("ppo", "target_kl=1", seed, 60, "compute/gflop", 100.0 * (2 + seed) as f64);
     }
     let fair = results.join("fair-sentiment");
     std::fs::create_dir_all(&fair).unwrap();
@@ -312,40 +236,20 @@ fn paper_numbers_and_verdicts_come_from_the_results() {
         md.contains("- KL 2: dpo against ppo: not compared: not reached by every seed"),
         "no value past KL 1: {md}"
     );
-    assert!(
-        md.contains("| dpo | 0.700 ± 0.012 | 0.900 ± 0.025 | - | - | - |"),
-        "{md}"
-    );
+    assert!(md.contains("| dpo | 0.700 ± 0.012 | 0.900 ± 0.025 | - | - | - |"), "{md}");
     assert!(md.contains("This agrees with the paper's claim."), "{md}");
     assert!(md.contains("- T = 0: win rate dpo - ppo = +0.230 ± 0.025 (per seed +0.220, +0.230, +0.240): dpo is above."), "{md}");
     assert!(md.contains("- Temperature robustness, the change in win rate from the lowest temperature to T = 1: dpo - ppo = +0.000"), "{md}");
     assert!(md.contains("dpo beta=0.5: from T = 0 to T = 1 the win rate (mean over seeds, all documents) changes by -0.100"), "{md}");
-    assert!(
-        md.contains("| paper-summarize | alignlab 0.1.0 (commit abc), numerics 2 |"),
-        "{md}"
-    );
-    assert!(
-        md.contains("| paper-sentiment | not recorded: numerics 1"),
-        "{md}"
-    );
-    assert!(root
-        .join("results/paper-summarize/winrate_temperature.png")
-        .exists());
+    assert!(md.contains("| paper-summarize | alignlab 0.1.0 (commit abc), numerics 2 |"), "{md}");
+    assert!(md.contains("| paper-sentiment | not recorded: numerics 1"), "{md}");
+    assert!(root.join("results/paper-summarize/winrate_temperature.png").exists());
     assert!(md.contains("- T = 0: shifted documents: dpo - ppo = +0.100 ± 0.025 (per seed +0.090, +0.100, +0.110): dpo is above; in distribution: dpo - ppo = +0.230"), "{md}");
     // The dialogue section: its verdicts, the reward model's accuracy per seed, the taste.
-    assert!(
-        md.contains("## Dialogue: win rate against the chosen reply (paper Fig. 3)"),
-        "{md}"
-    );
+    assert!(md.contains("## Dialogue: win rate against the chosen reply (paper Fig. 3)"), "{md}");
     let dialogue = &md[md.find("## Dialogue").unwrap()..];
-    assert!(
-        dialogue.contains("- T = 1: win rate dpo - ppo = +0.230 ± 0.025"),
-        "{dialogue}"
-    );
-    assert!(
-        dialogue.contains("accuracy 0.800, 0.750 (per seed)"),
-        "{dialogue}"
-    );
+    assert!(dialogue.contains("- T = 1: win rate dpo - ppo = +0.230 ± 0.025"), "{dialogue}");
+    assert!(dialogue.contains("accuracy 0.800, 0.750 (per seed)"), "{dialogue}");
     assert!(
         dialogue.contains("| ppo | target_kl=1 | 0.500 | 0.300 | 1.000 | 2.000 |"),
         "{dialogue}"
@@ -372,9 +276,8 @@ fn paper_numbers_and_verdicts_come_from_the_results() {
     // spreads 0.1 (DPO) and 0.3 (PPO) on both tuning seeds; compute at DPO's gold 0.8, PPO over
     // DPO 2, 3, 4: geometric mean 24^(1/3) = 2.88, log interval 1.059 +- 4.303 x 0.2011, that is
     // 1.21 to 6.85.
-    let claims = &fair[fair
-        .find("**The DPO paper's claims after the fair protocol**")
-        .expect("claims")..];
+    let claims =
+        &fair[fair.find("**The DPO paper's claims after the fair protocol**").expect("claims")..];
     assert!(claims.contains("- Gold at the KL budgets: DPO - PPO above at none; below at KL 0.5, KL 1; inconclusive at none: this contradicts the paper's claim that DPO's reward-KL frontier dominates PPO's."), "{claims}");
     assert!(claims.contains("- Win rate against the reference: DPO - PPO above at none; below at T = 0; inconclusive at none: this contradicts"), "{claims}");
     assert!(claims.contains("- Robustness (spread of gold across the tuning grid): DPO - PPO spread -0.200 ± 0.000 over 2 tuning seed(s): this agrees with the paper's claim that DPO is more robust to its hyperparameters than PPO."), "{claims}");
@@ -387,10 +290,7 @@ fn paper_numbers_and_verdicts_come_from_the_results() {
             && short.contains("DPO - PPO spread -0.200 ± 0.000 over 2 tuning seed(s): this agrees"),
         "{short}"
     );
-    assert!(
-        short.contains("is above PPO's (made for TL;DR, carried to this world)"),
-        "{short}"
-    );
+    assert!(short.contains("is above PPO's (made for TL;DR, carried to this world)"), "{short}");
     // Its summary has the sweep's wall time only: the section says so, not "the invocation".
     assert!(
         fair.contains(
@@ -427,10 +327,7 @@ fn paper_numbers_and_verdicts_come_from_the_results() {
     assert!(cost.contains("The folders with a complete shared ledger (calibrated-new): 0.20 h of shared stages' own wall time."), "{cost}");
     // A lower bound under the afternoon decides nothing.
     use alignlab::report::paper::afternoon_verdict;
-    assert_eq!(
-        afternoon_verdict(3.9, false, 4.0),
-        "it fits an afternoon (4 h) on two cores"
-    );
+    assert_eq!(afternoon_verdict(3.9, false, 4.0), "it fits an afternoon (4 h) on two cores");
     assert_eq!(
         afternoon_verdict(4.1, true, 4.0),
         "it does not fit an afternoon (4 h) on two cores"

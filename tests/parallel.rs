@@ -54,12 +54,8 @@ fn digest() -> String {
     let policy = Gpt::new(&vs.root(), &cfg);
     let rm_vs = nn::VarStore::new(Device::Cpu);
     let rm = RewardModel::new(&rm_vs.root(), &cfg);
-    let settings = SampleSettings {
-        temperature: 1.0,
-        top_k: 0,
-        max_new_tokens: 8,
-        use_cache: true,
-    };
+    let settings =
+        SampleSettings { temperature: 1.0, top_k: 0, max_new_tokens: 8, use_cache: true };
     let mut out = String::new();
     // Every world's corpora and prompts.
     out += &format!(
@@ -67,27 +63,15 @@ fn digest() -> String {
         w.train, w.val, w.train_prompts, w.eval_prompts
     );
     let sum = alignlab::world::SummarizeWorld::new(
-        &alignlab::world::SummarizeConfig {
-            n_train: 300,
-            n_val: 50,
-            ..Default::default()
-        },
+        &alignlab::world::SummarizeConfig { n_train: 300, n_val: 50, ..Default::default() },
         4,
     );
     out += &format!("summarize {:?}\n", sum.sft_examples(false));
     let dlg = alignlab::world::DialogueWorld::new(
-        &alignlab::world::DialogueConfig {
-            n_train: 300,
-            n_val: 50,
-            ..Default::default()
-        },
+        &alignlab::world::DialogueConfig { n_train: 300, n_val: 50, ..Default::default() },
         5,
     );
-    out += &format!(
-        "dialogue {:?} {:?}\n",
-        dlg.sft_examples(false),
-        dlg.eval_prompts()
-    );
+    out += &format!("dialogue {:?} {:?}\n", dlg.sft_examples(false), dlg.eval_prompts());
     // The evaluator: gold, fluency and everything computed from them.
     let ev = Evaluator::new(&w, &policy, None, None, 2, 0.5, settings.clone(), 7);
     let (rows, samples) = ev.evaluate(&policy);
@@ -97,9 +81,7 @@ fn digest() -> String {
     );
     out += &format!(
         "eval {:?} {:?}\n",
-        rows.iter()
-            .map(|(k, v)| (k.clone(), v.to_bits()))
-            .collect::<Vec<_>>(),
+        rows.iter().map(|(k, v)| (k.clone(), v.to_bits())).collect::<Vec<_>>(),
         bits(&samples.gold)
     );
     // Best-of-N's candidates.
@@ -111,25 +93,14 @@ fn digest() -> String {
         gold.iter().map(|g| bits(g)).collect::<Vec<_>>()
     );
     // The preference data (gold of every completion, then the labels from it).
-    let prefs = PrefsConfig {
-        k: 3,
-        ..Default::default()
-    };
+    let prefs = PrefsConfig { k: 3, ..Default::default() };
     out += &data::build(&w, &policy, &prefs, 8, 5, Device::Cpu).to_text();
     // The importance-sampling frontier, one beta per task, in the order given.
-    let rewards: Vec<Vec<f64>> = (0..50)
-        .map(|i| {
-            (0..16)
-                .map(|j| ((i * 16 + j) as f64 * 0.37).sin())
-                .collect()
-        })
-        .collect();
+    let rewards: Vec<Vec<f64>> =
+        (0..50).map(|i| (0..16).map(|j| ((i * 16 + j) as f64 * 0.37).sin()).collect()).collect();
     let betas = [0.05, 0.1, 0.2, 0.5, 1.0, 2.0];
     let points = optimal_frontier(&rewards, &betas);
-    assert_eq!(
-        points.iter().map(|p| p.beta).collect::<Vec<_>>(),
-        betas.to_vec()
-    );
+    assert_eq!(points.iter().map(|p| p.beta).collect::<Vec<_>>(), betas.to_vec());
     out += &format!(
         "frontier {:?}\n",
         points
@@ -153,21 +124,13 @@ fn parallel_digest_child() {
 fn gold_scoring_and_frontier_do_not_depend_on_the_thread_count() {
     let run = |threads: &str| {
         let out = std::process::Command::new(std::env::current_exe().unwrap())
-            .args([
-                "--exact",
-                "parallel_digest_child",
-                "--nocapture",
-                "--test-threads",
-                "1",
-            ])
+            .args(["--exact", "parallel_digest_child", "--nocapture", "--test-threads", "1"])
             .env("ALIGNLAB_PARALLEL_CHILD", "1")
             .env("RAYON_NUM_THREADS", threads)
             .output()
             .unwrap();
         let text = String::from_utf8_lossy(&out.stdout).to_string();
-        let at = text
-            .find("DIGEST ")
-            .unwrap_or_else(|| panic!("no digest from the child: {text}"));
+        let at = text.find("DIGEST ").unwrap_or_else(|| panic!("no digest from the child: {text}"));
         text[at..].lines().next().unwrap().to_string()
     };
     let (one, three) = (run("1"), run("3"));

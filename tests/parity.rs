@@ -20,11 +20,9 @@ const EPS: f64 = 0.1;
 
 /// The Python that has the torch of `make setup` (the wheel's folder on PYTHONPATH).
 fn python_with_torch() -> Option<(String, PathBuf)> {
-    let torch_dir = std::fs::canonicalize(".libtorch").ok().or_else(|| {
-        std::env::var("LIBTORCH")
-            .ok()
-            .and_then(|p| std::fs::canonicalize(p).ok())
-    })?;
+    let torch_dir = std::fs::canonicalize(".libtorch")
+        .ok()
+        .or_else(|| std::env::var("LIBTORCH").ok().and_then(|p| std::fs::canonicalize(p).ok()))?;
     let site = torch_dir.parent()?.to_path_buf();
     let ok = Command::new("python3")
         .env("PYTHONPATH", &site)
@@ -37,10 +35,8 @@ fn python_with_torch() -> Option<(String, PathBuf)> {
 }
 
 fn tensors_to_file(named: &[(&str, Tensor)], path: &Path) {
-    let v: Vec<(String, Tensor)> = named
-        .iter()
-        .map(|(n, t)| (n.to_string(), t.shallow_clone()))
-        .collect();
+    let v: Vec<(String, Tensor)> =
+        named.iter().map(|(n, t)| (n.to_string(), t.shallow_clone())).collect();
     Tensor::write_safetensors(&v, path).unwrap();
 }
 
@@ -50,13 +46,7 @@ fn vs_to_file(vs: &nn::VarStore, path: &Path) {
 
 fn export(dir: &Path, beta_in_config: f64) {
     std::fs::create_dir_all(dir).unwrap();
-    let cfg = GptConfig {
-        vocab_size: 17,
-        block_size: 24,
-        n_layer: 2,
-        n_head: 2,
-        d_model: 16,
-    };
+    let cfg = GptConfig { vocab_size: 17, block_size: 24, n_layer: 2, n_head: 2, d_model: 16 };
     tch::manual_seed(11);
     let (pvs, rvs, mvs) = (
         nn::VarStore::new(Device::Cpu),
@@ -90,23 +80,16 @@ fn export(dir: &Path, beta_in_config: f64) {
     let b = PairTensors::new(&pairs, Device::Cpu).batch(&[0, 1, 2]);
     let _g = tch::no_grad_guard();
     // A left-padded batch for the logits.
-    let (tokens, valid) = left_pad(
-        &[vec![4, 5, 6, 7, 8, 9], vec![10, 11], vec![12, 13, 14]],
-        Device::Cpu,
-    );
+    let (tokens, valid) =
+        left_pad(&[vec![4, 5, 6, 7, 8, 9], vec![10, 11], vec![12, 13, 14]], Device::Cpu);
     let logits =
         policy.logits(&policy.forward(&tokens, Some(&positions_of(&valid)), Some(&valid), None));
     // Chosen and rejected packed after their prompt, as DPO trains (the Python side runs two
     // plain passes).
     let (pc, pr) = pair_logps(&policy, &b);
     let (rc, rr) = pair_logps(&reference, &b);
-    let token_lp = response_token_logprobs(
-        &policy,
-        &b.prompt,
-        &b.prompt_valid,
-        &b.chosen,
-        &b.chosen_mask,
-    );
+    let token_lp =
+        response_token_logprobs(&policy, &b.prompt, &b.prompt_valid, &b.chosen, &b.chosen_mask);
     let sc = rm.score(&b.prompt, &b.prompt_valid, &b.chosen, &b.chosen_mask);
     let sr = rm.score(&b.prompt, &b.prompt_valid, &b.rejected, &b.rejected_mask);
     let (rml, _) = reward_loss(&sc, &sr, 0.2, 0.01);
@@ -152,37 +135,16 @@ fn export(dir: &Path, beta_in_config: f64) {
             ("expect.token_logprobs", token_lp),
             ("expect.policy_chosen", pc.shallow_clone()),
             ("expect.policy_rejected", pr.shallow_clone()),
-            (
-                "expect.loss_dpo",
-                pref(PrefLoss::Dpo { beta: BETA }, &pc, &pr, &rc, &rr).losses,
-            ),
+            ("expect.loss_dpo", pref(PrefLoss::Dpo { beta: BETA }, &pc, &pr, &rc, &rr).losses),
             (
                 "expect.loss_ipo",
-                pref(
-                    PrefLoss::Ipo {
-                        beta: BETA,
-                        length_normalize: false,
-                    },
-                    &pc,
-                    &pr,
-                    &rc,
-                    &rr,
-                )
-                .losses,
+                pref(PrefLoss::Ipo { beta: BETA, length_normalize: false }, &pc, &pr, &rc, &rr)
+                    .losses,
             ),
             (
                 "expect.loss_cdpo",
-                pref(
-                    PrefLoss::Cdpo {
-                        beta: BETA,
-                        label_smoothing: EPS,
-                    },
-                    &pc,
-                    &pr,
-                    &rc,
-                    &rr,
-                )
-                .losses,
+                pref(PrefLoss::Cdpo { beta: BETA, label_smoothing: EPS }, &pc, &pr, &rc, &rr)
+                    .losses,
             ),
             ("expect.rm_chosen", sc),
             ("expect.rm_loss", fl(&rml).reshape([1])),
@@ -238,11 +200,8 @@ fn alignlab_and_the_pytorch_reference_agree() {
     // The same beta on both sides: everything agrees.
     export(&root.join("right"), BETA);
     let o = run(&root.join("right"));
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
+    let text =
+        format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
     eprintln!("{text}");
     assert!(o.status.success(), "parity failed:\n{text}");
     assert!(text.contains("loss_dpo") && text.contains("gae") && text.contains("vf_loss"));
@@ -251,15 +210,7 @@ fn alignlab_and_the_pytorch_reference_agree() {
     let o = run(&root.join("wrong"));
     let text = String::from_utf8_lossy(&o.stdout).to_string();
     assert!(!o.status.success(), "a wrong beta went unnoticed:\n{text}");
-    assert!(
-        text.lines()
-            .any(|l| l.starts_with("loss_dpo") && l.contains("MISMATCH")),
-        "{text}"
-    );
-    assert!(
-        text.lines()
-            .any(|l| l.starts_with("logits") && l.ends_with("ok")),
-        "{text}"
-    );
+    assert!(text.lines().any(|l| l.starts_with("loss_dpo") && l.contains("MISMATCH")), "{text}");
+    assert!(text.lines().any(|l| l.starts_with("logits") && l.ends_with("ok")), "{text}");
     std::fs::remove_dir_all(&root).ok();
 }

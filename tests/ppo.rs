@@ -16,9 +16,7 @@ use tch::{nn, Device, Kind, Tensor};
 fn t2(rows: &[&[f64]]) -> Tensor {
     let n = rows[0].len() as i64;
     let flat: Vec<f64> = rows.iter().flat_map(|r| r.iter().copied()).collect();
-    Tensor::from_slice(&flat)
-        .to_kind(Kind::Float)
-        .view([rows.len() as i64, n])
+    Tensor::from_slice(&flat).to_kind(Kind::Float).view([rows.len() as i64, n])
 }
 
 fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
@@ -40,19 +38,11 @@ fn gae_loop_and_vectorised_agree() {
     for (gamma, lambda) in [(1.0, 0.95), (0.99, 0.9), (1.0, 1.0), (0.9, 0.0)] {
         let a = gae_loop(&rewards, &values, &mask, gamma, lambda);
         let v = gae(&rewards, &values, &mask, gamma, lambda);
-        assert!(
-            max_diff(&a, &v) < 1e-4,
-            "gamma {gamma} lambda {lambda}: {}",
-            max_diff(&a, &v)
-        );
+        assert!(max_diff(&a, &v) < 1e-4, "gamma {gamma} lambda {lambda}: {}", max_diff(&a, &v));
     }
     // By hand, one row [r0, r1] with values [v0, v1], gamma 1, lambda 0.5:
     // d1 = r1 - v1, d0 = r0 + v1 - v0, A1 = d1, A0 = d0 + 0.5 d1.
-    let (r, v, m) = (
-        t2(&[&[1.0, 2.0, 9.0]]),
-        t2(&[&[0.5, 0.25, 7.0]]),
-        t2(&[&[1.0, 1.0, 0.0]]),
-    );
+    let (r, v, m) = (t2(&[&[1.0, 2.0, 9.0]]), t2(&[&[0.5, 0.25, 7.0]]), t2(&[&[1.0, 1.0, 0.0]]));
     let a = gae(&r, &v, &m, 1.0, 0.5);
     let expect = t2(&[&[1.0 + 0.25 - 0.5 + 0.5 * 1.75, 1.75, 0.0]]);
     assert!(max_diff(&a, &expect) < 1e-6, "{a}");
@@ -100,11 +90,7 @@ fn policy_loss_clips_outside_the_trust_region() {
     let moved = (&old + t2(&[&[0.5, -0.5, 0.0]])).set_requires_grad(true);
     let pl = policy_loss(&moved, &old, &adv, &mask, 0.2);
     let expect = (-(1.0 * 1.2) + 2.0 * 0.8) / 2.0;
-    assert!(
-        (pl.loss.double_value(&[]) - expect).abs() < 1e-6,
-        "{}",
-        pl.loss.double_value(&[])
-    );
+    assert!((pl.loss.double_value(&[]) - expect).abs() < 1e-6, "{}", pl.loss.double_value(&[]));
     assert_eq!(pl.clipfrac.double_value(&[]), 1.0);
     pl.loss.backward();
     assert!(
@@ -134,11 +120,7 @@ fn value_loss_is_clipped_around_the_old_values() {
 
 #[test]
 fn adaptive_kl_controller_follows_ziegler() {
-    let mut c = KlController::new(KlControl::Adaptive {
-        init: 0.1,
-        target: 2.0,
-        horizon: 1000.0,
-    });
+    let mut c = KlController::new(KlControl::Adaptive { init: 0.1, target: 2.0, horizon: 1000.0 });
     c.update(10.0, 100); // error clipped at +0.2
     assert!((c.coef - 0.1 * (1.0 + 0.2 * 0.1)).abs() < 1e-12);
     c.update(1.8, 100); // error -0.1
@@ -154,20 +136,11 @@ fn tabular_cfg() -> PpoConfig {
 
 #[test]
 fn tabular_ppo_gt_reaches_the_kl_regularised_optimum() {
-    let w = TabularWorld::new(
-        &TabularConfig {
-            n_prompts: 3,
-            n_words: 3,
-            length: 2,
-        },
-        7,
-    );
+    let w = TabularWorld::new(&TabularConfig { n_prompts: 3, n_words: 3, length: 2 }, 7);
     let reference = w.random_table(1.0, 7);
     let ref_probs = to_rows(&w.table_logprobs(&reference).exp());
-    let ref_lp: Vec<Vec<f64>> = ref_probs
-        .iter()
-        .map(|r| r.iter().map(|p| p.ln()).collect())
-        .collect();
+    let ref_lp: Vec<Vec<f64>> =
+        ref_probs.iter().map(|r| r.iter().map(|p| p.ln()).collect()).collect();
     for beta in [0.1, 0.5] {
         let target = w.optimal(&ref_lp, beta);
         let fitted = w.fit_ppo_gold(&reference, beta, &tabular_cfg(), 1);
@@ -180,11 +153,7 @@ fn tabular_ppo_gt_reaches_the_kl_regularised_optimum() {
             mean_tv(&fitted)
         );
         assert!(mean_tv(&ref_probs) > 0.1, "the test would be empty");
-        assert!(
-            mean_tv(&fitted) <= 0.1,
-            "PPO-GT ends at TV {} from pi*",
-            mean_tv(&fitted)
-        );
+        assert!(mean_tv(&fitted) <= 0.1, "PPO-GT ends at TV {} from pi*", mean_tv(&fitted));
     }
 }
 
@@ -193,13 +162,7 @@ fn tabular_ppo_gt_reaches_the_kl_regularised_optimum() {
 #[test]
 fn ppo_learns_to_emit_a_token() {
     const X: i64 = 7;
-    let cfg = GptConfig {
-        vocab_size: 12,
-        block_size: 16,
-        n_layer: 1,
-        n_head: 2,
-        d_model: 32,
-    };
+    let cfg = GptConfig { vocab_size: 12, block_size: 16, n_layer: 1, n_head: 2, d_model: 32 };
     tch::manual_seed(0);
     let (pvs, rvs, cvs) = (
         nn::VarStore::new(Device::Cpu),
@@ -212,9 +175,7 @@ fn ppo_learns_to_emit_a_token() {
     let score = |ro: &Rollout| {
         let hits = ro.response.eq(X).to_kind(Kind::Float) * &ro.mask;
         hits.sum_dim_intlist(1, false, Kind::Float)
-            / ro.mask
-                .sum_dim_intlist(1, false, Kind::Float)
-                .clamp_min(1.0)
+            / ro.mask.sum_dim_intlist(1, false, Kind::Float).clamp_min(1.0)
     };
     let prompts = vec![vec![3, 4], vec![5], vec![6, 8, 9]];
     let ctx = PpoContext {
@@ -259,24 +220,12 @@ fn ppo_learns_to_emit_a_token() {
     .unwrap();
     assert_eq!(evals, vec![0, 8]);
     let series = |k: &str| {
-        metrics
-            .rows
-            .iter()
-            .filter(|r| r.metric == k)
-            .map(|r| r.value)
-            .collect::<Vec<_>>()
+        metrics.rows.iter().filter(|r| r.metric == k).map(|r| r.value).collect::<Vec<_>>()
     };
     let s = series("ppo/objective/score");
     eprintln!("mean score per iteration: {s:?}");
-    assert!(
-        s[0] < 0.25,
-        "the untrained policy already emits X ({})",
-        s[0]
-    );
-    assert!(
-        *s.last().unwrap() > 0.8,
-        "PPO did not learn to emit X: {s:?}"
-    );
+    assert!(s[0] < 0.25, "the untrained policy already emits X ({})", s[0]);
+    assert!(*s.last().unwrap() > 0.8, "PPO did not learn to emit X: {s:?}");
     for v in series("ppo/policy/approx_kl_first") {
         assert!(v.abs() < 1e-6, "approx_kl on the first minibatch is {v}");
     }
@@ -348,31 +297,16 @@ fn ppo_conventions_match_hand_computed_values() {
     let kl = Tensor::from_slice(&[0.1f32, 0.2, 0.0, 0.0, 0.1, 0.1, 0.1, 0.1]).view([2, 4]);
     let score = Tensor::from_slice(&[1.0f32, 2.0]);
     assert!(close(
-        &v(&token_rewards_at(
-            &kl,
-            &score,
-            &mask,
-            1.0,
-            ScorePosition::LastToken
-        )),
+        &v(&token_rewards_at(&kl, &score, &mask, 1.0, ScorePosition::LastToken)),
         &[-0.1, 0.8, 0.0, 0.0, -0.1, -0.1, -0.1, 1.9]
     ));
     assert!(close(
-        &v(&token_rewards_at(
-            &kl,
-            &score,
-            &mask,
-            1.0,
-            ScorePosition::AfterEos
-        )),
+        &v(&token_rewards_at(&kl, &score, &mask, 1.0, ScorePosition::AfterEos)),
         &[-0.1, -0.2, 1.0, 0.0, -0.1, -0.1, -0.1, 1.9]
     ));
     assert!(close(
         &v(&value_mask(&mask, ScorePosition::AfterEos)),
         &[1.0, 1.0, 1.0, 0.0, 1.0, 1.0, 1.0, 1.0]
     ));
-    assert!(close(
-        &v(&value_mask(&mask, ScorePosition::LastToken)),
-        &v(&mask)
-    ));
+    assert!(close(&v(&value_mask(&mask, ScorePosition::LastToken)), &v(&mask)));
 }

@@ -52,10 +52,7 @@ fn dpo_family_losses_match_hand_computed_values() {
         let lp = t(&[-3.0, -7.5]);
         let out = pref(PrefLoss::Dpo { beta: beta }, &lp, &lp, &lp, &lp);
         for v in Vec::<f64>::try_from(out.losses).unwrap() {
-            assert!(
-                close(v, std::f64::consts::LN_2, 1e-6),
-                "DPO at zero margin: {v}"
-            );
+            assert!(close(v, std::f64::consts::LN_2, 1e-6), "DPO at zero margin: {v}");
         }
     }
     // Delta = (pc - rc) - (pr - rr) = (-2 - -3) - (-5 - -4) = 2.
@@ -68,71 +65,25 @@ fn dpo_family_losses_match_hand_computed_values() {
     assert!(close(v(chosen), 0.1, 1e-6) && close(v(rejected), -0.1, 1e-6));
     // IPO: (Delta - 1/(2 beta))^2 = (2 - 1)^2 at beta 0.5; (2 - 5)^2 at beta 0.1.
     assert!(close(
-        v(&pref(
-            PrefLoss::Ipo {
-                beta: 0.5,
-                length_normalize: false
-            },
-            &pc,
-            &pr,
-            &rc,
-            &rr
-        )
-        .losses),
+        v(&pref(PrefLoss::Ipo { beta: 0.5, length_normalize: false }, &pc, &pr, &rc, &rr).losses),
         1.0,
         1e-6
     ));
     assert!(close(
-        v(&pref(
-            PrefLoss::Ipo {
-                beta: 0.1,
-                length_normalize: false
-            },
-            &pc,
-            &pr,
-            &rc,
-            &rr
-        )
-        .losses),
+        v(&pref(PrefLoss::Ipo { beta: 0.1, length_normalize: false }, &pc, &pr, &rc, &rr).losses),
         9.0,
         1e-5
     ));
     // cDPO, eps = 0.1: -0.9 log sigmoid(0.2) - 0.1 log sigmoid(-0.2).
-    let c = pref(
-        PrefLoss::Cdpo {
-            beta: 0.1,
-            label_smoothing: 0.1,
-        },
-        &pc,
-        &pr,
-        &rc,
-        &rr,
-    );
+    let c = pref(PrefLoss::Cdpo { beta: 0.1, label_smoothing: 0.1 }, &pc, &pr, &rc, &rr);
     assert!(close(v(&c.losses), 0.6181388693815918, 1e-6));
     // cDPO with eps = 0 is DPO.
-    let c0 = pref(
-        PrefLoss::Cdpo {
-            beta: 0.1,
-            label_smoothing: 0.0,
-        },
-        &pc,
-        &pr,
-        &rc,
-        &rr,
-    );
+    let c0 = pref(PrefLoss::Cdpo { beta: 0.1, label_smoothing: 0.0 }, &pc, &pr, &rc, &rr);
     assert!(close(v(&c0.losses), v(&dpo.losses), 1e-7));
     // Unlikelihood: -(log p_w - alpha log p_l) = -(-2 + 0.5 * 5) = -0.5.
     // Hinge (SLiC): max(0, 1 - beta Delta) = 1 - 0.2 at beta 0.1, 0 once beta Delta >= 1.
-    assert!(close(
-        v(&pref(PrefLoss::Hinge { beta: 0.1 }, &pc, &pr, &rc, &rr).losses),
-        0.8,
-        1e-6
-    ));
-    assert!(close(
-        v(&pref(PrefLoss::Hinge { beta: 1.0 }, &pc, &pr, &rc, &rr).losses),
-        0.0,
-        1e-7
-    ));
+    assert!(close(v(&pref(PrefLoss::Hinge { beta: 0.1 }, &pc, &pr, &rc, &rr).losses), 0.8, 1e-6));
+    assert!(close(v(&pref(PrefLoss::Hinge { beta: 1.0 }, &pc, &pr, &rc, &rr).losses), 0.0, 1e-7));
     let ul = pref(PrefLoss::Unlikelihood { alpha: 0.5 }, &pc, &pr, &rc, &rr);
     assert!(close(v(&ul.losses), -0.5, 1e-6) && ul.rewards.is_none());
     // Preferred-FT: token-mean NLL of the chosen: (2 + 4) / (3 + 1) over the batch.
@@ -170,24 +121,12 @@ fn reward_model_loss_matches_hand_computed_values() {
     let (c, r) = (t(&[1.0, -1.0]), t(&[0.0, 0.0]));
     // mean(-log sigmoid(1), -log sigmoid(-1)) and accuracy 1/2.
     let (loss, acc) = reward_loss(&c, &r, 0.0, 0.0);
-    assert!(close(
-        loss.double_value(&[]),
-        (0.31326168751822286 + 1.3132616875182228) / 2.0,
-        1e-6
-    ));
+    assert!(close(loss.double_value(&[]), (0.31326168751822286 + 1.3132616875182228) / 2.0, 1e-6));
     assert!(close(acc.double_value(&[]), 0.5, 1e-7));
     // A margin of 0.5 on the first pair alone: -log sigmoid(0.5); centering adds coef * (1+0)^2.
     let (c1, r1) = (t(&[1.0]), t(&[0.0]));
-    assert!(close(
-        reward_loss(&c1, &r1, 0.5, 0.0).0.double_value(&[]),
-        0.4740769841801067,
-        1e-6
-    ));
-    assert!(close(
-        reward_loss(&c1, &r1, 0.5, 0.01).0.double_value(&[]),
-        0.4840769841801067,
-        1e-6
-    ));
+    assert!(close(reward_loss(&c1, &r1, 0.5, 0.0).0.double_value(&[]), 0.4740769841801067, 1e-6));
+    assert!(close(reward_loss(&c1, &r1, 0.5, 0.01).0.double_value(&[]), 0.4840769841801067, 1e-6));
 }
 
 fn tiny_gpt(seed: i64, vs: &nn::VarStore) -> Gpt {
@@ -195,13 +134,7 @@ fn tiny_gpt(seed: i64, vs: &nn::VarStore) -> Gpt {
     tch::manual_seed(seed);
     Gpt::new(
         &vs.root(),
-        &GptConfig {
-            vocab_size: 16,
-            block_size: 16,
-            n_layer: 1,
-            n_head: 2,
-            d_model: 16,
-        },
+        &GptConfig { vocab_size: 16, block_size: 16, n_layer: 1, n_head: 2, d_model: 16 },
     )
 }
 
@@ -238,20 +171,8 @@ fn dpo_gradient_is_the_weighted_likelihood_gradient() {
     let b = data.batch(&[0, 1, 2]);
     let (rc, rr) = tch::no_grad(|| {
         (
-            response_logps(
-                &reference,
-                &b.prompt,
-                &b.prompt_valid,
-                &b.chosen,
-                &b.chosen_mask,
-            ),
-            response_logps(
-                &reference,
-                &b.prompt,
-                &b.prompt_valid,
-                &b.rejected,
-                &b.rejected_mask,
-            ),
+            response_logps(&reference, &b.prompt, &b.prompt_valid, &b.chosen, &b.chosen_mask),
+            response_logps(&reference, &b.prompt, &b.prompt_valid, &b.rejected, &b.rejected_mask),
         )
     });
     let logps = |vs: &nn::VarStore| {
@@ -262,20 +183,8 @@ fn dpo_gradient_is_the_weighted_likelihood_gradient() {
             }
         }
         (
-            response_logps(
-                &policy,
-                &b.prompt,
-                &b.prompt_valid,
-                &b.chosen,
-                &b.chosen_mask,
-            ),
-            response_logps(
-                &policy,
-                &b.prompt,
-                &b.prompt_valid,
-                &b.rejected,
-                &b.rejected_mask,
-            ),
+            response_logps(&policy, &b.prompt, &b.prompt_valid, &b.chosen, &b.chosen_mask),
+            response_logps(&policy, &b.prompt, &b.prompt_valid, &b.rejected, &b.rejected_mask),
         )
     };
     // Autograd through the loss.
@@ -303,26 +212,13 @@ fn dpo_gradient_is_the_weighted_likelihood_gradient() {
     for (a, e) in auto.iter().zip(&expected) {
         worst = worst.max((a - e).abs().max().double_value(&[]));
     }
-    let scale = expected
-        .iter()
-        .map(|e| e.abs().max().double_value(&[]))
-        .fold(0.0, f64::max);
+    let scale = expected.iter().map(|e| e.abs().max().double_value(&[])).fold(0.0, f64::max);
     assert!(scale > 1e-3, "gradients vanish: the test would be empty");
-    assert!(
-        worst < 1e-5 * scale.max(1.0),
-        "autograd and Eq. 8 differ by {worst}"
-    );
+    assert!(worst < 1e-5 * scale.max(1.0), "autograd and Eq. 8 differ by {worst}");
 }
 
 fn tabular() -> (TabularWorld, Tensor, Vec<Vec<f64>>) {
-    let w = TabularWorld::new(
-        &TabularConfig {
-            n_prompts: 3,
-            n_words: 3,
-            length: 2,
-        },
-        7,
-    );
+    let w = TabularWorld::new(&TabularConfig { n_prompts: 3, n_words: 3, length: 2 }, 7);
     let reference = w.random_table(1.0, 7);
     let ref_probs = to_rows(&w.table_logprobs(&reference).exp());
     (w, reference, ref_probs)
@@ -340,37 +236,23 @@ fn tabular_policy_is_a_distribution_and_exact_helpers_hold() {
     let ls = reference.log_softmax(-1, Kind::Double);
     let (x, y1, y2) = (1i64, 2i64, 0i64);
     let by_hand = ls.double_value(&[x, 0, y1]) + ls.double_value(&[x, 1 + y1, y2]);
-    assert!(close(
-        ref_probs[x as usize][(y1 * 3 + y2) as usize].ln(),
-        by_hand,
-        1e-6
-    ));
+    assert!(close(ref_probs[x as usize][(y1 * 3 + y2) as usize].ln(), by_hand, 1e-6));
     // pi* at beta -> infinity is pi_ref; at small beta it concentrates on the best response.
     let far = w.optimal(
-        &ref_probs
-            .iter()
-            .map(|r| r.iter().map(|p| p.ln()).collect())
-            .collect::<Vec<Vec<f64>>>(),
+        &ref_probs.iter().map(|r| r.iter().map(|p| p.ln()).collect()).collect::<Vec<Vec<f64>>>(),
         1e6,
     );
     assert!(tv(&far[0], &ref_probs[0]) < 1e-5 && kl(&far[0], &ref_probs[0]).abs() < 1e-6);
     let sharp = w.optimal(
-        &ref_probs
-            .iter()
-            .map(|r| r.iter().map(|p| p.ln()).collect())
-            .collect::<Vec<Vec<f64>>>(),
+        &ref_probs.iter().map(|r| r.iter().map(|p| p.ln()).collect()).collect::<Vec<Vec<f64>>>(),
         1e-3,
     );
-    let best = (0..9)
-        .max_by(|&a, &b| w.reward[0][a].total_cmp(&w.reward[0][b]))
-        .unwrap();
+    let best = (0..9).max_by(|&a, &b| w.reward[0][a].total_cmp(&w.reward[0][b])).unwrap();
     assert!(sharp[0][best] > 0.999);
 }
 
 fn log_rows(p: &[Vec<f64>]) -> Vec<Vec<f64>> {
-    p.iter()
-        .map(|r| r.iter().map(|v| v.ln()).collect())
-        .collect()
+    p.iter().map(|r| r.iter().map(|v| v.ln()).collect()).collect()
 }
 
 #[test]
@@ -378,12 +260,8 @@ fn tabular_dpo_on_bradley_terry_pairs_reaches_the_optimum() {
     // Labels p(y1 > y2) = sigmoid(r1 - r2) (temperature 1), pairs drawn from pi_ref: the DPO
     // optimum is pi* proportional to pi_ref exp(r / beta) (Rafailov et al., Eq. 4 and Thm 1).
     let (w, reference, ref_probs) = tabular();
-    let counts = w.sample_pair_counts(
-        &ref_probs,
-        2_000_000,
-        Labels::BradleyTerry { temperature: 1.0 },
-        11,
-    );
+    let counts =
+        w.sample_pair_counts(&ref_probs, 2_000_000, Labels::BradleyTerry { temperature: 1.0 }, 11);
     for beta in [0.1, 1.0] {
         let target = w.optimal(&log_rows(&ref_probs), beta);
         let fitted = w.fit_preference(&reference, &counts, PrefLoss::Dpo { beta }, 1500, 0.05);
@@ -407,11 +285,7 @@ fn tabular_deterministic_labels_dpo_collapses_ipo_stays_bounded() {
     let (w, reference, ref_probs) = tabular();
     let counts = w.sample_pair_counts(&ref_probs, 200_000, Labels::Deterministic, 3);
     let worst: Vec<usize> = (0..3)
-        .map(|x| {
-            (0..9)
-                .min_by(|&a, &b| w.reward[x][a].total_cmp(&w.reward[x][b]))
-                .unwrap()
-        })
+        .map(|x| (0..9).min_by(|&a, &b| w.reward[x][a].total_cmp(&w.reward[x][b])).unwrap())
         .collect();
     let mass = |p: &Vec<Vec<f64>>| (0..3).map(|x| p[x][worst[x]]).fold(0.0, f64::max);
     for beta in [0.1, 1.0] {
@@ -420,20 +294,14 @@ fn tabular_deterministic_labels_dpo_collapses_ipo_stays_bounded() {
         let ipo_short = w.fit_preference(
             &reference,
             &counts,
-            PrefLoss::Ipo {
-                beta,
-                length_normalize: false,
-            },
+            PrefLoss::Ipo { beta, length_normalize: false },
             1000,
             0.05,
         );
         let ipo_long = w.fit_preference(
             &reference,
             &counts,
-            PrefLoss::Ipo {
-                beta,
-                length_normalize: false,
-            },
+            PrefLoss::Ipo { beta, length_normalize: false },
             3000,
             0.05,
         );
@@ -445,15 +313,8 @@ fn tabular_deterministic_labels_dpo_collapses_ipo_stays_bounded() {
             mass(&ipo_short),
             mass(&ipo_long)
         );
-        assert!(
-            mass(&dpo_long) < 1e-3,
-            "DPO keeps {} on a dispreferred response",
-            mass(&dpo_long)
-        );
-        assert!(
-            mass(&dpo_long) < mass(&dpo_short) / 2.0,
-            "DPO's worst mass is not still falling"
-        );
+        assert!(mass(&dpo_long) < 1e-3, "DPO keeps {} on a dispreferred response", mass(&dpo_long));
+        assert!(mass(&dpo_long) < mass(&dpo_short) / 2.0, "DPO's worst mass is not still falling");
         assert!(
             mass(&ipo_long) > 100.0 * mass(&dpo_long),
             "IPO collapsed like DPO: {}",
@@ -508,10 +369,7 @@ fn two_policies(world: &SentimentWorld, vs_a: &nn::VarStore, vs_b: &nn::VarStore
 #[test]
 fn exact_kl_and_sampled_estimators_agree() {
     let world = sentiment();
-    let (vs_a, vs_b) = (
-        nn::VarStore::new(Device::Cpu),
-        nn::VarStore::new(Device::Cpu),
-    );
+    let (vs_a, vs_b) = (nn::VarStore::new(Device::Cpu), nn::VarStore::new(Device::Cpu));
     let (policy, reference) = two_policies(&world, &vs_a, &vs_b);
     // Sharpen the policy so the two differ well beyond the sampling noise.
     tch::no_grad(|| {
@@ -519,48 +377,28 @@ fn exact_kl_and_sampled_estimators_agree() {
             let _ = v.g_mul_scalar_(3.0);
         }
     });
-    let settings = SampleSettings {
-        temperature: 1.0,
-        top_k: 0,
-        max_new_tokens: 8,
-        use_cache: true,
-    };
+    let settings =
+        SampleSettings { temperature: 1.0, top_k: 0, max_new_tokens: 8, use_cache: true };
     let ev = Evaluator::new(&world, &reference, None, None, 128, 0.5, settings, 5);
     let (named, s) = {
         let _lock = RNG_LOCK.lock().unwrap_or_else(|e| e.into_inner());
         ev.evaluate(&policy)
     };
     let exact = mean_ci(&s.kl);
-    assert!(
-        exact.mean > 0.05,
-        "the two policies must differ: KL {}",
-        exact.mean
-    );
-    assert!(
-        s.kl.iter().all(|&k| k >= -1e-6),
-        "per-position KL is never negative"
-    );
+    assert!(exact.mean > 0.05, "the two policies must differ: KL {}", exact.mean);
+    assert!(s.kl.iter().all(|&k| k >= -1e-6), "per-position KL is never negative");
     for (name, est) in [("k1", &s.k1), ("k3", &s.k3)] {
         let diff: Vec<f64> = est.iter().zip(&s.kl).map(|(a, b)| a - b).collect();
         let d = mean_ci(&diff);
         eprintln!("exact {exact}, {name} - exact {d}");
         // Within about four standard errors (twice the 95% half-width): an unbiased estimator
         // fails this once in about 15,000 draws; a 95% bound would fail one world in twenty.
-        assert!(
-            d.mean.abs() <= 2.0 * d.ci95,
-            "{name} disagrees with the exact KL: difference {d}"
-        );
+        assert!(d.mean.abs() <= 2.0 * d.ci95, "{name} disagrees with the exact KL: difference {d}");
     }
     assert!(s.k3.iter().all(|&k| k >= -1e-6), "k3 is never negative");
     // k2 = (log r)^2 / 2 is biased at this divergence: its difference from the exact KL lies
     // outside its interval.
-    let d2 = mean_ci(
-        &s.k2
-            .iter()
-            .zip(&s.kl)
-            .map(|(a, b)| a - b)
-            .collect::<Vec<_>>(),
-    );
+    let d2 = mean_ci(&s.k2.iter().zip(&s.kl).map(|(a, b)| a - b).collect::<Vec<_>>());
     eprintln!("k2 - exact {d2}");
     assert!(d2.mean.abs() > d2.ci95, "k2 shows no bias: {d2}");
     let get = |k: &str| named.iter().find(|(n, _)| n == k).unwrap().1;
@@ -571,11 +409,7 @@ fn exact_kl_and_sampled_estimators_agree() {
         let _lock = RNG_LOCK.lock().unwrap_or_else(|e| e.into_inner());
         ev.evaluate(&reference)
     };
-    let greedy_ref = named_ref
-        .iter()
-        .find(|(n, _)| n == "eval/greedy_logp")
-        .unwrap()
-        .1;
+    let greedy_ref = named_ref.iter().find(|(n, _)| n == "eval/greedy_logp").unwrap().1;
     assert!(
         get("eval/greedy_logp") <= 0.0 && get("eval/greedy_logp") > greedy_ref + 1.0,
         "greedy log-mass {} against the reference's {greedy_ref}",
@@ -584,12 +418,7 @@ fn exact_kl_and_sampled_estimators_agree() {
     // The same policy as the reference: every estimator is exactly zero.
     let ev0 = Evaluator::new(&world, &policy, None, None, 4, 0.5, ev.settings.clone(), 5);
     let (_, s0) = ev0.evaluate(&policy);
-    assert!(s0
-        .kl
-        .iter()
-        .chain(&s0.k1)
-        .chain(&s0.k3)
-        .all(|k| k.abs() < 1e-5));
+    assert!(s0.kl.iter().chain(&s0.k1).chain(&s0.k3).all(|k| k.abs() < 1e-5));
 }
 
 /// With top-k the policy samples from its truncated distribution, and the KL is that one's. At
@@ -598,29 +427,15 @@ fn exact_kl_and_sampled_estimators_agree() {
 #[test]
 fn top_k_kl_is_the_truncated_distributions() {
     let world = sentiment();
-    let (vs_a, vs_b) = (
-        nn::VarStore::new(Device::Cpu),
-        nn::VarStore::new(Device::Cpu),
-    );
+    let (vs_a, vs_b) = (nn::VarStore::new(Device::Cpu), nn::VarStore::new(Device::Cpu));
     let (policy, reference) = two_policies(&world, &vs_a, &vs_b);
-    let top1 = SampleSettings {
-        temperature: 1.0,
-        top_k: 1,
-        max_new_tokens: 6,
-        use_cache: true,
-    };
-    let greedy = SampleSettings {
-        temperature: 0.0,
-        ..top1.clone()
-    };
+    let top1 = SampleSettings { temperature: 1.0, top_k: 1, max_new_tokens: 6, use_cache: true };
+    let greedy = SampleSettings { temperature: 0.0, ..top1.clone() };
     let (_, s1) = Evaluator::new(&world, &reference, None, None, 1, 0.5, top1, 5).evaluate(&policy);
     let (_, sg) =
         Evaluator::new(&world, &reference, None, None, 1, 0.5, greedy, 5).evaluate(&policy);
     for (i, ((kl, k1), full)) in s1.kl.iter().zip(&s1.k1).zip(&sg.kl).enumerate() {
-        assert!(
-            (kl - k1).abs() < 1e-4,
-            "row {i}: truncated KL {kl} vs -sum log pi_ref(y) {k1}"
-        );
+        assert!((kl - k1).abs() < 1e-4, "row {i}: truncated KL {kl} vs -sum log pi_ref(y) {k1}");
         assert!(
             (kl - full).abs() > 1e-3,
             "row {i}: the truncated KL {kl} equals the full one {full}"
@@ -640,13 +455,7 @@ fn packed_pair_logps_equal_separate_passes() {
     let vs = nn::VarStore::new(Device::Cpu);
     let gpt = Gpt::new(
         &vs.root(),
-        &GptConfig {
-            vocab_size: 20,
-            block_size: 16,
-            n_layer: 3,
-            n_head: 2,
-            d_model: 32,
-        },
+        &GptConfig { vocab_size: 20, block_size: 16, n_layer: 3, n_head: 2, d_model: 32 },
     );
     let (prompt, valid) = left_pad(&[vec![1, 5, 6, 7], vec![1, 8], vec![1, 9, 10]], Device::Cpu);
     let chosen = Tensor::from_slice(&[4i64, 5, 2, 11, 2, 0, 12, 13, 14]).view([3, 3]);
@@ -701,28 +510,11 @@ fn implicit_accuracy_counts_ties_one_half() {
     };
     let data = PairTensors::new(&toy_pairs(), Device::Cpu);
     let refs = alignlab::algo::dpo::reference_logps(&policy, &data, 512);
-    let settings = SampleSettings {
-        temperature: 1.0,
-        top_k: 0,
-        max_new_tokens: 4,
-        use_cache: true,
-    };
-    let ev = Evaluator::new(
-        &world,
-        &policy,
-        None,
-        Some((&data, &refs)),
-        1,
-        0.5,
-        settings,
-        5,
-    );
+    let settings =
+        SampleSettings { temperature: 1.0, top_k: 0, max_new_tokens: 4, use_cache: true };
+    let ev = Evaluator::new(&world, &policy, None, Some((&data, &refs)), 1, 0.5, settings, 5);
     let (named, _) = ev.evaluate(&policy);
-    let acc = named
-        .iter()
-        .find(|(k, _)| k == "eval/implicit_acc")
-        .unwrap()
-        .1;
+    let acc = named.iter().find(|(k, _)| k == "eval/implicit_acc").unwrap().1;
     assert_eq!(acc, 0.5);
 }
 

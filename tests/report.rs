@@ -7,14 +7,7 @@ use alignlab::report::frontier::{
 #[test]
 fn envelope_is_the_upper_concave_hull_up_to_the_best_reward() {
     // (1, 0.5) lies under the chord from (0, 0.2) to (2, 0.9); (3, 0.8) is past the best reward.
-    let pts = [
-        (0.0, 0.2),
-        (1.0, 0.5),
-        (2.0, 0.9),
-        (3.0, 0.8),
-        (2.0, 0.1),
-        (0.5, 0.45),
-    ];
+    let pts = [(0.0, 0.2), (1.0, 0.5), (2.0, 0.9), (3.0, 0.8), (2.0, 0.1), (0.5, 0.45)];
     let env = envelope(&pts);
     assert_eq!(env, vec![(0.0, 0.2), (0.5, 0.45), (2.0, 0.9)]);
     assert!((at_budget(&env, 0.25) - 0.325).abs() < 1e-12);

@@ -25,10 +25,7 @@ fn load(text: &str, sets: &[&str]) -> Result<Scenario, String> {
 fn expect_err(text: &str, sets: &[&str], needles: &[&str]) {
     let msg = load(text, sets).expect_err("expected an error");
     assert!(!msg.contains('\n'), "error is not one line: {msg}");
-    assert!(
-        msg.starts_with("scen.toml"),
-        "error does not name the file: {msg}"
-    );
+    assert!(msg.starts_with("scen.toml"), "error does not name the file: {msg}");
     assert!(msg.contains("fix:"), "error has no fix: {msg}");
     for n in needles {
         assert!(msg.contains(n), "error `{msg}` lacks `{n}`");
@@ -41,9 +38,7 @@ fn a_valid_scenario_resolves_with_defaults() {
     assert_eq!(sc.name, "t");
     assert_eq!(sc.seed, 3);
     assert_eq!(sc.sft.steps, 10);
-    let WorldConfig::Sentiment(w) = &sc.world else {
-        panic!("not the sentiment world")
-    };
+    let WorldConfig::Sentiment(w) = &sc.world else { panic!("not the sentiment world") };
     assert_eq!(w.n_train, 100);
     assert_eq!(w.n_positive, 12, "default filled in");
     assert_eq!(sc.model.vocab_size, 3 + 12 + 12 + 24);
@@ -62,16 +57,8 @@ fn unknown_key() {
         &[],
         &["scen.toml:", "sft.lrr", "unknown field", "spelling"],
     );
-    expect_err(
-        &GOOD.replace("n_train = 100", "n_trian = 100"),
-        &[],
-        &["n_trian", "unknown field"],
-    );
-    expect_err(
-        &format!("{GOOD}\n[sftt]\nsteps = 3\n"),
-        &[],
-        &["sftt", "unknown field"],
-    );
+    expect_err(&GOOD.replace("n_train = 100", "n_trian = 100"), &[], &["n_trian", "unknown field"]);
+    expect_err(&format!("{GOOD}\n[sftt]\nsteps = 3\n"), &[], &["sftt", "unknown field"]);
 }
 
 #[test]
@@ -81,20 +68,12 @@ fn wrong_type() {
         &[],
         &["sft.steps", "invalid type", "expected type"],
     );
-    expect_err(
-        &GOOD.replace("lr = 1e-3", "lr = [1]"),
-        &[],
-        &["sft.lr", "invalid type"],
-    );
+    expect_err(&GOOD.replace("lr = 1e-3", "lr = [1]"), &[], &["sft.lr", "invalid type"]);
 }
 
 #[test]
 fn out_of_range() {
-    expect_err(
-        &GOOD.replace("lr = 1e-3", "lr = -0.5"),
-        &[],
-        &["scen.toml:11", "sft.lr", "-0.5"],
-    );
+    expect_err(&GOOD.replace("lr = 1e-3", "lr = -0.5"), &[], &["scen.toml:11", "sft.lr", "-0.5"]);
     expect_err(
         &GOOD.replace("n_train = 100", "n_train = 100\nstop_prob = 1.5"),
         &[],
@@ -150,15 +129,9 @@ fn overrides_apply_and_are_checked() {
     let sc = load(GOOD, &["sft.lr=0.01", "world.tilt=2", "model.d_model=64"]).unwrap();
     assert_eq!(sc.sft.lr, 0.01);
     assert_eq!(sc.model.d_model, 64);
-    let WorldConfig::Sentiment(w) = &sc.world else {
-        panic!("not the sentiment world")
-    };
+    let WorldConfig::Sentiment(w) = &sc.world else { panic!("not the sentiment world") };
     assert_eq!(w.tilt, 2.0);
-    expect_err(
-        GOOD,
-        &["sft.lrr=0.01"],
-        &["sft.lrr", "unknown field", "(--set)"],
-    );
+    expect_err(GOOD, &["sft.lrr=0.01"], &["sft.lrr", "unknown field", "(--set)"]);
     expect_err(GOOD, &["sft.steps=many"], &["sft.steps", "invalid type"]);
     expect_err(GOOD, &["sft.lr=-1"], &["sft.lr", "must be in [0, 1)"]);
     expect_err(GOOD, &["sft.lr"], &["--set sft.lr", "no `=`"]);
@@ -166,9 +139,8 @@ fn overrides_apply_and_are_checked() {
 
 #[test]
 fn a_missing_file_is_a_clear_error() {
-    let e = Scenario::load(Path::new("scenarios/does-not-exist.toml"), &[])
-        .unwrap_err()
-        .to_string();
+    let e =
+        Scenario::load(Path::new("scenarios/does-not-exist.toml"), &[]).unwrap_err().to_string();
     assert!(
         e.contains("does-not-exist.toml") && e.contains("cannot read") && e.contains("fix:"),
         "{e}"
@@ -194,33 +166,15 @@ fn method_tables_expand_and_are_checked() {
     use alignlab::scenario::MethodKind;
     let text = format!("{GOOD}\n[dpo]\nbeta = [0.1, 1.0]\n\n[ppo]\ntarget_kl = [2.0]\nkl_coef = [0.05]\n\n[ppo_gt]\nkl_coef = [0.1]\n\n[best_of_n]\nn = [1, 4]\n");
     let sc = load(&text, &[]).unwrap();
-    let names: Vec<String> = sc
-        .methods
-        .iter()
-        .map(|m| format!("{} {}", m.name(), m.setting()))
-        .collect();
+    let names: Vec<String> =
+        sc.methods.iter().map(|m| format!("{} {}", m.name(), m.setting())).collect();
     assert_eq!(
         names,
-        [
-            "dpo beta=0.1",
-            "dpo beta=1",
-            "ppo target_kl=2",
-            "ppo kl_coef=0.05",
-            "ppo_gt kl_coef=0.1"
-        ]
+        ["dpo beta=0.1", "dpo beta=1", "ppo target_kl=2", "ppo kl_coef=0.05", "ppo_gt kl_coef=0.1"]
     );
-    let MethodKind::Ppo { gold, cfg, .. } = sc.methods[2].kind else {
-        panic!()
-    };
+    let MethodKind::Ppo { gold, cfg, .. } = sc.methods[2].kind else { panic!() };
     assert!(!gold);
-    assert_eq!(
-        cfg.kl,
-        KlControl::Adaptive {
-            init: 0.1,
-            target: 2.0,
-            horizon: 10000.0
-        }
-    );
+    assert_eq!(cfg.kl, KlControl::Adaptive { init: 0.1, target: 2.0, horizon: 10000.0 });
     assert_eq!(
         (cfg.clip_coef, cfg.gae_lambda, cfg.ppo_epochs),
         (0.2, 0.95, 4),
@@ -229,21 +183,9 @@ fn method_tables_expand_and_are_checked() {
     assert_eq!(sc.best_of_n, Some(vec![1, 4]));
     // The resolved TOML round-trips the method tables.
     assert_eq!(load(&sc.resolved_toml, &[]).unwrap().methods, sc.methods);
-    expect_err(
-        &format!("{GOOD}\n[dpo]\nlr = 1e-4\n"),
-        &[],
-        &["dpo", "missing field `beta`"],
-    );
-    expect_err(
-        &format!("{GOOD}\n[dpo]\nbeta = []\n"),
-        &[],
-        &["dpo.beta", "empty list"],
-    );
-    expect_err(
-        &format!("{GOOD}\n[ipo]\nbeta = [0.1, -1]\n"),
-        &[],
-        &["ipo.beta", "[1e-4, 1e4]"],
-    );
+    expect_err(&format!("{GOOD}\n[dpo]\nlr = 1e-4\n"), &[], &["dpo", "missing field `beta`"]);
+    expect_err(&format!("{GOOD}\n[dpo]\nbeta = []\n"), &[], &["dpo.beta", "empty list"]);
+    expect_err(&format!("{GOOD}\n[ipo]\nbeta = [0.1, -1]\n"), &[], &["ipo.beta", "[1e-4, 1e4]"]);
     expect_err(
         &format!("{GOOD}\n[cdpo]\nbeta = [0.1]\nlabel_smoothing = 0.7\n"),
         &[],
@@ -264,11 +206,7 @@ fn method_tables_expand_and_are_checked() {
         &[],
         &["kl_estimator", "unknown variant"],
     );
-    expect_err(
-        &format!("{GOOD}\n[best_of_n]\nn = [0]\n"),
-        &[],
-        &["best_of_n.n", "1..=256"],
-    );
+    expect_err(&format!("{GOOD}\n[best_of_n]\nn = [0]\n"), &[], &["best_of_n.n", "1..=256"]);
     expect_err(
         &format!("{GOOD}\n[prefs]\nlabels = \"noisy\"\n"),
         &[],
@@ -279,74 +217,26 @@ fn method_tables_expand_and_are_checked() {
 #[test]
 fn summarize_world_settings_are_checked() {
     let sum = GOOD.replace("kind = \"sentiment\"", "kind = \"summarize\"");
-    let sc = load(
-        &sum,
-        &[
-            "prefs.source=\"labeller\"",
-            "eval.temperatures=[0.0, 0.5, 1.0]",
-        ],
-    )
-    .unwrap();
-    let WorldConfig::Summarize(w) = &sc.world else {
-        panic!("not the summarize world")
-    };
+    let sc =
+        load(&sum, &["prefs.source=\"labeller\"", "eval.temperatures=[0.0, 0.5, 1.0]"]).unwrap();
+    let WorldConfig::Summarize(w) = &sc.world else { panic!("not the summarize world") };
     assert_eq!((w.n_facts, w.max_facts), (32, 5));
     assert_eq!(sc.eval.temperatures, vec![0.0, 0.5, 1.0]);
-    expect_err(
-        &sum,
-        &["prefs.source=\"true_process\""],
-        &["prefs.source", "labeller"],
-    );
-    expect_err(
-        GOOD,
-        &["prefs.source=\"labeller\""],
-        &["prefs.source", "true_process"],
-    );
-    expect_err(
-        &sum,
-        &["world.ref_drop=1.5"],
-        &["world.ref_drop", "probability"],
-    );
+    expect_err(&sum, &["prefs.source=\"true_process\""], &["prefs.source", "labeller"]);
+    expect_err(GOOD, &["prefs.source=\"labeller\""], &["prefs.source", "true_process"]);
+    expect_err(&sum, &["world.ref_drop=1.5"], &["world.ref_drop", "probability"]);
     expect_err(&sum, &["world.max_facts=40"], &["world.max_facts"]);
     expect_err(&sum, &["world.doc_min_len=3"], &["world.doc_min_len"]);
     expect_err(&sum, &["model.block_size=16"], &["model.block_size"]);
     expect_err(&sum, &["world.n_fact=3"], &["n_fact"]);
     expect_err(GOOD, &["eval.temperatures=[-1.0]"], &["eval.temperatures"]);
-    expect_err(
-        GOOD,
-        &["eval.selection_fraction=1.0"],
-        &["eval.selection_fraction", "(0, 1)"],
-    );
-    expect_err(
-        GOOD,
-        &["eval.selection_fraction=0"],
-        &["eval.selection_fraction"],
-    );
-    expect_err(
-        GOOD,
-        &["world.n_eval_prompts=1"],
-        &["world.n_eval_prompts", "selection"],
-    );
-    expect_err(
-        GOOD,
-        &["eval.optimal_min_ess=0.5"],
-        &["eval.optimal_min_ess"],
-    );
-    expect_err(
-        GOOD,
-        &["eval.optimal_samples=5"],
-        &["eval.optimal_samples", "best_of_n"],
-    );
-    expect_err(
-        GOOD,
-        &["report.compare=[[\"sft\", \"ipo\"]]"],
-        &["report.compare", "ipo"],
-    );
-    expect_err(
-        GOOD,
-        &["report.compare=[[\"sft\", \"sft\"]]"],
-        &["report.compare", "itself"],
-    );
+    expect_err(GOOD, &["eval.selection_fraction=1.0"], &["eval.selection_fraction", "(0, 1)"]);
+    expect_err(GOOD, &["eval.selection_fraction=0"], &["eval.selection_fraction"]);
+    expect_err(GOOD, &["world.n_eval_prompts=1"], &["world.n_eval_prompts", "selection"]);
+    expect_err(GOOD, &["eval.optimal_min_ess=0.5"], &["eval.optimal_min_ess"]);
+    expect_err(GOOD, &["eval.optimal_samples=5"], &["eval.optimal_samples", "best_of_n"]);
+    expect_err(GOOD, &["report.compare=[[\"sft\", \"ipo\"]]"], &["report.compare", "ipo"]);
+    expect_err(GOOD, &["report.compare=[[\"sft\", \"sft\"]]"], &["report.compare", "itself"]);
 }
 
 #[test]
@@ -356,15 +246,9 @@ fn run_folder_keys_follow_the_evaluation_settings() {
     use alignlab::experiment::keys::key_of;
     let sc = load(GOOD, &["eval.every=50", "eval.samples_per_prompt=2"]).unwrap();
     assert_eq!(key_of(&sc.eval), "[v]\nevery = 50\nsamples_per_prompt = 2\ntemperatures = []\nselection_fraction = 0.5\noptimal_samples = 0\noptimal_min_ess = 8.0\n");
-    let other = load(
-        GOOD,
-        &[
-            "eval.every=50",
-            "eval.samples_per_prompt=2",
-            "eval.selection_fraction=0.25",
-        ],
-    )
-    .unwrap();
+    let other =
+        load(GOOD, &["eval.every=50", "eval.samples_per_prompt=2", "eval.selection_fraction=0.25"])
+            .unwrap();
     assert_ne!(key_of(&sc.eval), key_of(&other.eval));
     let sc = load(GOOD, &["eval.temperatures=[0.5]"]).unwrap();
     assert!(key_of(&sc.eval).contains("temperatures = [0.5]"));
@@ -391,24 +275,11 @@ fn cache_keys_follow_the_settings_they_depend_on() {
         "seed=4",
     ] {
         let other = load(&with_dpo, &[set]).unwrap();
-        assert_ne!(
-            sft_key(&base),
-            sft_key(&other),
-            "{set} must change the SFT key"
-        );
+        assert_ne!(sft_key(&base), sft_key(&other), "{set} must change the SFT key");
     }
-    for set in [
-        "train.lr=1e-3",
-        "dpo.beta=[0.2]",
-        "eval.every=7",
-        "reward.lr=1e-3",
-    ] {
+    for set in ["train.lr=1e-3", "dpo.beta=[0.2]", "eval.every=7", "reward.lr=1e-3"] {
         let other = load(&with_dpo, &[set]).unwrap();
-        assert_eq!(
-            sft_key(&base),
-            sft_key(&other),
-            "{set} must not change the SFT key"
-        );
+        assert_eq!(sft_key(&base), sft_key(&other), "{set} must not change the SFT key");
         assert_eq!(
             prefs_key(&base),
             prefs_key(&other),
@@ -426,10 +297,7 @@ fn cache_keys_follow_the_settings_they_depend_on() {
             "{set} must change the method's key"
         );
     }
-    assert_eq!(
-        key(&base),
-        key(&load(&with_dpo, &["reward.lr=1e-3"]).unwrap())
-    );
+    assert_eq!(key(&base), key(&load(&with_dpo, &["reward.lr=1e-3"]).unwrap()));
 }
 
 /// The preference losses are their enum: its variant names are the scenario tables, in order; a
@@ -457,11 +325,8 @@ fn preference_methods_come_from_the_loss_enum() {
     );
     let text = format!("{GOOD}\n[hinge]\nbeta = [0.5, 2.0]\nlr = 1e-3\n[cdpo]\nbeta = [0.1, 0.2]\nlabel_smoothing = [0.1, 0.3]\n[dpo]\nbeta = 0.3\n[preferred_ft]\n");
     let sc = load(&text, &[]).unwrap();
-    let runs: Vec<String> = sc
-        .methods
-        .iter()
-        .map(|m| format!("{} {}", m.name(), m.setting()))
-        .collect();
+    let runs: Vec<String> =
+        sc.methods.iter().map(|m| format!("{} {}", m.name(), m.setting())).collect();
     assert_eq!(
         runs,
         [
@@ -475,10 +340,7 @@ fn preference_methods_come_from_the_loss_enum() {
             "hinge beta=2"
         ]
     );
-    assert_eq!(
-        sc.methods[0].kind,
-        MethodKind::Pref(PrefLoss::Dpo { beta: 0.3 })
-    );
+    assert_eq!(sc.methods[0].kind, MethodKind::Pref(PrefLoss::Dpo { beta: 0.3 }));
     assert_eq!(sc.methods[6].train_config(&sc.train).lr, 1e-3);
     assert_eq!(sc.methods[0].train_config(&sc.train).lr, sc.train.lr);
     // The resolved scenario runs the same methods.
@@ -491,36 +353,16 @@ fn preference_methods_come_from_the_loss_enum() {
     )
     .unwrap();
     assert_eq!(swept.methods.len(), 3);
-    expect_err(
-        &text,
-        &["sweep.hinge.lr=[0.1]"],
-        &["sweep.hinge.lr", "not a sweepable grid"],
-    );
-    expect_err(
-        &text,
-        &["hinge.margin=1.0"],
-        &["hinge.margin", "unknown field"],
-    );
+    expect_err(&text, &["sweep.hinge.lr=[0.1]"], &["sweep.hinge.lr", "not a sweepable grid"]);
+    expect_err(&text, &["hinge.margin=1.0"], &["hinge.margin", "unknown field"]);
     expect_err(&text, &["hinge.loss=\"dpo\""], &["hinge.loss"]);
     expect_err(&text, &["hinge.beta=[]"], &["hinge.beta", "empty"]);
     expect_err(&text, &["hinge.beta=[0.5, 0.5]"], &["hinge.beta", "twice"]);
     expect_err(&text, &["hinge.beta=[0.0]"], &["hinge.beta", "[1e-4, 1e4]"]);
-    expect_err(
-        &text,
-        &["hinge.beta=[\"a\"]"],
-        &["hinge.beta", "must be a number"],
-    );
-    expect_err(
-        &text,
-        &["cdpo.label_smoothing=0.5"],
-        &["cdpo.label_smoothing", "(0, 0.5)"],
-    );
+    expect_err(&text, &["hinge.beta=[\"a\"]"], &["hinge.beta", "must be a number"]);
+    expect_err(&text, &["cdpo.label_smoothing=0.5"], &["cdpo.label_smoothing", "(0, 0.5)"]);
     expect_err(&format!("{GOOD}\n[hingee]\nbeta = [1.0]\n"), &[], &["hingee", "or a method: dpo, ipo, cdpo, preferred_ft, unlikelihood, hinge, robust, simpo, kto, orpo, exo_pair, nca_pair, ppo, ppo_gt, rloo, reinforce_pp, grpo, online_dpo, online_dpo_gt, online_dpo_shuffled"]);
-    expect_err(
-        &format!("{GOOD}\n[dpo]\n"),
-        &[],
-        &["dpo.beta", "no safe default"],
-    );
+    expect_err(&format!("{GOOD}\n[dpo]\n"), &[], &["dpo.beta", "no safe default"]);
 }
 
 /// The online tables: their names follow loss, annotator, sync and control; PPO's rollout batch
@@ -529,11 +371,8 @@ fn preference_methods_come_from_the_loss_enum() {
 fn online_methods_come_from_their_tables() {
     let text = format!("{GOOD}\n[online_dpo]\nbeta = [0.1]\nsync_every = [1, 10]\n[online_dpo_gt]\nloss = \"ipo\"\nbeta = 0.5\n[online_dpo_shuffled]\nbeta = 0.1\n[rloo]\nkl_coef = [0.05]\n[grpo]\nkl_coef = [0.0, 0.1]\nscale_std = false\n[ppo]\ntarget_kl = [1.0]\nrollout_batch = [32, 64]\nminibatch_size = 16\nref_ema = 0.9\n");
     let sc = load(&text, &[]).unwrap();
-    let runs: Vec<String> = sc
-        .methods
-        .iter()
-        .map(|m| format!("{} {}", m.name(), m.setting()))
-        .collect();
+    let runs: Vec<String> =
+        sc.methods.iter().map(|m| format!("{} {}", m.name(), m.setting())).collect();
     assert_eq!(
         runs,
         [
@@ -550,17 +389,9 @@ fn online_methods_come_from_their_tables() {
     );
     assert_eq!(load(&sc.resolved_toml, &[]).unwrap().methods, sc.methods);
     // The resolved scenario fills in what the tables left to defaults.
-    let kto = load(
-        &format!("{GOOD}\n[kto]\nbeta = [0.1]\n[online_dpo]\nbeta = 0.1\n"),
-        &[],
-    )
-    .unwrap();
-    for line in [
-        "lambda_d = 1.0",
-        "lambda_u = 1.0",
-        "loss = \"dpo\"",
-        "sync_every = 1",
-    ] {
+    let kto =
+        load(&format!("{GOOD}\n[kto]\nbeta = [0.1]\n[online_dpo]\nbeta = 0.1\n"), &[]).unwrap();
+    for line in ["lambda_d = 1.0", "lambda_u = 1.0", "loss = \"dpo\"", "sync_every = 1"] {
         assert!(
             kto.resolved_toml.contains(line),
             "the resolved scenario lacks `{line}`:\n{}",
@@ -568,32 +399,14 @@ fn online_methods_come_from_their_tables() {
         );
     }
     assert_eq!(load(&kto.resolved_toml, &[]).unwrap().methods, kto.methods);
-    expect_err(
-        &text,
-        &["rloo.scale_std=true"],
-        &["rloo.scale_std", "applies to [grpo] only"],
-    );
+    expect_err(&text, &["rloo.scale_std=true"], &["rloo.scale_std", "applies to [grpo] only"]);
     expect_err(&text, &["rloo.kl_coef=[]"], &["rloo.kl_coef"]);
-    expect_err(
-        &text,
-        &["online_dpo.loss=\"x\""],
-        &["online_dpo.loss", "not a preference loss"],
-    );
-    expect_err(
-        &text,
-        &["online_dpo_shuffled.sync_every=5"],
-        &["online_dpo_shuffled.sync_every"],
-    );
+    expect_err(&text, &["online_dpo.loss=\"x\""], &["online_dpo.loss", "not a preference loss"]);
+    expect_err(&text, &["online_dpo_shuffled.sync_every=5"], &["online_dpo_shuffled.sync_every"]);
     expect_err(&text, &["ppo.ref_ema=1.0"], &["ppo.ref_ema"]);
-    expect_err(
-        &text,
-        &["online_dpo.sync_every=[0]"],
-        &["online_dpo.sync_every"],
-    );
-    let swept = load(
-        &format!("{text}\n[sweep]\nonline_dpo.sync_every = [5]\ngrpo.kl_coef = [0.2]\n"),
-        &[],
-    )
-    .unwrap();
+    expect_err(&text, &["online_dpo.sync_every=[0]"], &["online_dpo.sync_every"]);
+    let swept =
+        load(&format!("{text}\n[sweep]\nonline_dpo.sync_every = [5]\ngrpo.kl_coef = [0.2]\n"), &[])
+            .unwrap();
     assert!(swept.methods.iter().any(|m| m.name() == "online_dpo_s5"));
 }

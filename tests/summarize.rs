@@ -44,10 +44,7 @@ fn judge_by_hand() {
     let close = |x: f64, y: f64| assert!((x - y).abs() < 1e-12, "{x} vs {y}");
     close(w.judge(p, &[]), 0.0);
     close(w.judge(p, &[a, EOS]), sal(&w, a) - lp);
-    close(
-        w.judge(p, &[a, b, EOS, outside, outside]),
-        sal(&w, a) + sal(&w, b) - 2.0 * lp,
-    ); // stops at <eos>
+    close(w.judge(p, &[a, b, EOS, outside, outside]), sal(&w, a) + sal(&w, b) - 2.0 * lp); // stops at <eos>
     close(w.judge(p, &[a, a]), sal(&w, a) - 2.0 * lp - 0.5); // a repeat
     close(w.judge(p, &[outside, a]), sal(&w, a) - 0.5 - 2.0 * lp); // a fact not in the document
     close(w.judge(p, &[filler, a]), sal(&w, a) - 2.0 * lp); // filler costs its length
@@ -61,12 +58,7 @@ fn judge_by_hand() {
 fn subsets(facts: &[i64]) -> Vec<Vec<i64>> {
     (0..1u32 << facts.len())
         .map(|m| {
-            facts
-                .iter()
-                .enumerate()
-                .filter(|(i, _)| m >> i & 1 == 1)
-                .map(|(_, &f)| f)
-                .collect()
+            facts.iter().enumerate().filter(|(i, _)| m >> i & 1 == 1).map(|(_, &f)| f).collect()
         })
         .collect()
 }
@@ -86,10 +78,7 @@ fn reference_likelihood_is_normalised_and_optimal_is_the_argmax() {
             }
             best = best.max(w.judge(p, &s));
         }
-        assert!(
-            (total - 1.0).abs() < 1e-9,
-            "the reference process's probabilities sum to {total}"
-        );
+        assert!((total - 1.0).abs() < 1e-9, "the reference process's probabilities sum to {total}");
         let opt = w.optimal_summary(p);
         assert!(
             (w.judge(p, &opt) - best).abs() < 1e-12,
@@ -98,14 +87,8 @@ fn reference_likelihood_is_normalised_and_optimal_is_the_argmax() {
         );
         // Summaries it cannot write: out of document order, or a repeat.
         if facts.len() >= 2 {
-            assert_eq!(
-                w.reference_log_lik(p, &[facts[1], facts[0]]),
-                f64::NEG_INFINITY
-            );
-            assert_eq!(
-                w.reference_log_lik(p, &[facts[0], facts[0]]),
-                f64::NEG_INFINITY
-            );
+            assert_eq!(w.reference_log_lik(p, &[facts[1], facts[0]]), f64::NEG_INFINITY);
+            assert_eq!(w.reference_log_lik(p, &[facts[0], facts[0]]), f64::NEG_INFINITY);
         }
     }
     // The references it samples all have a finite likelihood, and its frequency matches: the
@@ -139,10 +122,7 @@ fn labeller_is_off_policy_and_worse_than_references() {
         refs += w.judge(p, r);
         opt += w.judge(p, &w.optimal_summary(p));
     }
-    assert!(
-        lab < refs && refs <= opt,
-        "labeller {lab}, references {refs}, optimal {opt}"
-    );
+    assert!(lab < refs && refs <= opt, "labeller {lab}, references {refs}, optimal {opt}");
 }
 
 #[test]
@@ -163,10 +143,7 @@ fn sft_examples_score_the_summary_only() {
     // Whole texts (an empty prompt) score every token.
     let d = SeqData::new(&[vec![5, 6, 7]], Device::Cpu);
     let (_, tgt) = d.batch(&[0]);
-    assert_eq!(
-        Vec::<i64>::try_from(tgt.reshape([-1])).unwrap(),
-        vec![5, 6, 7, EOS]
-    );
+    assert_eq!(Vec::<i64>::try_from(tgt.reshape([-1])).unwrap(), vec![5, 6, 7, EOS]);
 }
 
 #[test]
@@ -230,13 +207,7 @@ fn shifted_documents_change_what_they_should_and_nothing_else() {
     };
     let (plain, w) = (
         SummarizeWorld::new(&base, 3),
-        SummarizeWorld::new(
-            &SummarizeConfig {
-                shift: Some(shift),
-                ..base.clone()
-            },
-            3,
-        ),
+        SummarizeWorld::new(&SummarizeConfig { shift: Some(shift), ..base.clone() }, 3),
     );
     // Everything else is drawn exactly as without a shift.
     assert_eq!(plain.train, w.train);
@@ -250,15 +221,10 @@ fn shifted_documents_change_what_they_should_and_nothing_else() {
     };
     let len = |d: &Vec<i64>| (d.len() - 1) as f64; // without `tldr`
     let facts = |d: &Vec<i64>| w.doc_facts(d).len() as f64;
-    let (lo_filler, hi_filler) = (
-        (N_SPECIAL_WORDS + 32) as i64,
-        (N_SPECIAL_WORDS + 32 + 10) as i64,
-    );
-    let old_filler = |d: &Vec<i64>| {
-        d.iter()
-            .filter(|&&t| t >= lo_filler && t < hi_filler)
-            .count() as f64
-    };
+    let (lo_filler, hi_filler) =
+        ((N_SPECIAL_WORDS + 32) as i64, (N_SPECIAL_WORDS + 32 + 10) as i64);
+    let old_filler =
+        |d: &Vec<i64>| d.iter().filter(|&&t| t >= lo_filler && t < hi_filler).count() as f64;
     // Length 8..14 (mean 11) against 12..16 (mean 14); facts 2..5 (3.5) against 5..7 (6).
     assert!(
         (mean(&w.eval_prompts, &len) - 11.0).abs() < 0.3

@@ -22,22 +22,8 @@ fn split_point(
     sel: (f64, f64),
     test: (f64, f64),
 ) {
-    m.push(
-        method,
-        setting,
-        seed,
-        step,
-        "eval/gold",
-        0.5 * (sel.1 + test.1),
-    );
-    m.push(
-        method,
-        setting,
-        seed,
-        step,
-        "eval/kl",
-        0.5 * (sel.0 + test.0),
-    );
+    m.push(method, setting, seed, step, "eval/gold", 0.5 * (sel.1 + test.1));
+    m.push(method, setting, seed, step, "eval/kl", 0.5 * (sel.0 + test.0));
     m.push(method, setting, seed, step, "eval/kl_sel", sel.0);
     m.push(method, setting, seed, step, "eval/gold_sel", sel.1);
     m.push(method, setting, seed, step, "eval/kl_test", test.0);
@@ -49,21 +35,10 @@ fn paired_interval_and_detectable_difference_by_hand() {
     // Differences 0.1, 0.2, 0.3: mean 0.2, sd 0.1; t(0.975, 2) = 4.302653, t(0.8, 2) = 1.060660.
     let p = Paired::new(&[0.1, 0.2, 0.3]);
     assert!((p.mean - 0.2).abs() < 1e-12);
-    assert!(
-        (p.ci95 - 4.302653 * 0.1 / 3f64.sqrt()).abs() < 1e-5,
-        "{}",
-        p.ci95
-    );
-    assert!(
-        (p.mdd80 - (4.302653 + 1.060660) * 0.1 / 3f64.sqrt()).abs() < 1e-5,
-        "{}",
-        p.mdd80
-    );
+    assert!((p.ci95 - 4.302653 * 0.1 / 3f64.sqrt()).abs() < 1e-5, "{}", p.ci95);
+    assert!((p.mdd80 - (4.302653 + 1.060660) * 0.1 / 3f64.sqrt()).abs() < 1e-5, "{}", p.mdd80);
     assert_eq!(p.verdict(), Verdict::Inconclusive);
-    assert_eq!(
-        p.verdict_text(),
-        "inconclusive, detectable difference 0.310"
-    );
+    assert_eq!(p.verdict_text(), "inconclusive, detectable difference 0.310");
     // Tight differences: the interval excludes 0, and the word flips with the sign.
     assert_eq!(Paired::new(&[0.10, 0.11, 0.12]).verdict_text(), "above");
     assert_eq!(Paired::new(&[-0.10, -0.11, -0.12]).verdict_text(), "below");
@@ -75,11 +50,7 @@ fn paired_interval_and_detectable_difference_by_hand() {
 fn selection_and_test_halves_are_disjoint_and_scored_apart() {
     assert_eq!(selection_prompts(256, 0.5), 128);
     assert_eq!(selection_prompts(2, 0.99), 1, "at least one test prompt");
-    assert_eq!(
-        selection_prompts(2, 0.01),
-        1,
-        "at least one selection prompt"
-    );
+    assert_eq!(selection_prompts(2, 0.01), 1, "at least one selection prompt");
     // Rows 0..2 are the selection half, 2..6 the test half (each row counted once).
     let gold = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0];
     let kl = [0.1, 0.3, 1.0, 1.0, 1.0, 1.0];
@@ -88,33 +59,15 @@ fn selection_and_test_halves_are_disjoint_and_scored_apart() {
     let get = |k: &str| m.iter().find(|(n, _)| n == k).unwrap().1;
     assert_eq!((get("eval/gold_sel"), get("eval/gold_test")), (1.5, 4.5));
     assert!((get("eval/kl_sel") - 0.2).abs() < 1e-12 && get("eval/kl_test") == 1.0);
-    assert_eq!(
-        (get("eval/winrate_sel"), get("eval/winrate_test")),
-        (0.5, 0.5)
-    );
+    assert_eq!((get("eval/winrate_sel"), get("eval/winrate_test")), (0.5, 0.5));
 }
 
 #[test]
 fn a_policy_that_wins_on_selection_is_reported_with_its_test_value() {
     // Two policies at KL 1: A looks best on the selection half, B on the test half.
-    let sft = SplitPoint {
-        kl_sel: 0.0,
-        gold_sel: 0.2,
-        kl_test: 0.0,
-        gold_test: 0.2,
-    };
-    let a = SplitPoint {
-        kl_sel: 1.0,
-        gold_sel: 0.9,
-        kl_test: 1.1,
-        gold_test: 0.5,
-    };
-    let b = SplitPoint {
-        kl_sel: 1.0,
-        gold_sel: 0.6,
-        kl_test: 1.0,
-        gold_test: 0.8,
-    };
+    let sft = SplitPoint { kl_sel: 0.0, gold_sel: 0.2, kl_test: 0.0, gold_test: 0.2 };
+    let a = SplitPoint { kl_sel: 1.0, gold_sel: 0.9, kl_test: 1.1, gold_test: 0.5 };
+    let b = SplitPoint { kl_sel: 1.0, gold_sel: 0.6, kl_test: 1.0, gold_test: 0.8 };
     let pts = [sft, a, b];
     assert_eq!(
         selected_at_budget(&pts, 1.0),
@@ -128,10 +81,7 @@ fn a_policy_that_wins_on_selection_is_reported_with_its_test_value() {
     );
     // Halfway to A on the selection envelope: the mixture of SFT and A, read on the test half.
     let (g, k) = selected_at_budget(&pts, 0.5).unwrap();
-    assert!(
-        (g - 0.35).abs() < 1e-12 && (k - 0.55).abs() < 1e-12,
-        "{g} {k}"
-    );
+    assert!((g - 0.35).abs() < 1e-12 && (k - 0.55).abs() < 1e-12, "{g} {k}");
     // Past the largest selection KL nothing is read.
     assert_eq!(selected_at_budget(&pts, 1.01), None);
 }
@@ -159,10 +109,7 @@ fn no_value_past_a_seeds_largest_kl() {
     assert_eq!(report::budget_cell(row(4.0), 3), "- (1/2 seeds)");
     assert_eq!(report::budget_cell(row(8.0), 3), "-");
     // Seed 0 at its point (0.8), seed 1 on its chord from SFT (0.5) to (4, 0.9): 0.7.
-    assert_eq!(
-        report::budget_cell(row(2.0), 3).split(" ± ").next(),
-        Some("0.750")
-    );
+    assert_eq!(report::budget_cell(row(2.0), 3).split(" ± ").next(), Some("0.750"));
 }
 
 /// DPO and PPO over three seeds: DPO ahead at KL 1 by 0.10 +- 0.01, level at KL 2 within noise;
@@ -171,58 +118,19 @@ fn two_methods(first: &str, second: &str) -> Metrics {
     let mut e = Metrics::default();
     for (seed, noise) in [(0u64, 0.0), (1, 0.01), (2, -0.01)] {
         point(&mut e, "sft", "", seed, 0, 0.0, 0.3 + noise);
-        point(
-            &mut e,
-            first,
-            "beta=0.1",
-            seed,
-            100,
-            1.0,
-            0.70 + noise + 0.01 * seed as f64,
-        );
-        point(
-            &mut e,
-            first,
-            "beta=0.1",
-            seed,
-            200,
-            2.0,
-            0.80 + 0.05 * seed as f64,
-        );
+        point(&mut e, first, "beta=0.1", seed, 100, 1.0, 0.70 + noise + 0.01 * seed as f64);
+        point(&mut e, first, "beta=0.1", seed, 200, 2.0, 0.80 + 0.05 * seed as f64);
         point(&mut e, second, "target_kl=1", seed, 50, 1.0, 0.60 + noise);
-        point(
-            &mut e,
-            second,
-            "target_kl=1",
-            seed,
-            60,
-            2.0,
-            0.85 - 0.05 * seed as f64,
-        );
+        point(&mut e, second, "target_kl=1", seed, 60, 2.0, 0.85 - 0.05 * seed as f64);
         for (m, base) in [(first, 0.62), (second, 0.45)] {
             for t in [0.0, 1.0] {
-                let setting = if m == first {
-                    "beta=0.1"
-                } else {
-                    "target_kl=1"
-                };
+                let setting = if m == first { "beta=0.1" } else { "target_kl=1" };
                 let step = if m == first { 200 } else { 60 };
                 let w = base - 0.1 * t + 0.01 * seed as f64
-                    - if m == second {
-                        0.02 * t * seed as f64
-                    } else {
-                        0.0
-                    };
+                    - if m == second { 0.02 * t * seed as f64 } else { 0.0 };
                 e.push(m, setting, seed, step, &format!("eval_t{t}/winrate"), w);
                 e.push(m, setting, seed, step, &format!("eval_t{t}/winrate_sel"), w);
-                e.push(
-                    m,
-                    setting,
-                    seed,
-                    step,
-                    &format!("eval_t{t}/winrate_test"),
-                    w,
-                );
+                e.push(m, setting, seed, step, &format!("eval_t{t}/winrate_test"), w);
             }
         }
     }
@@ -240,14 +148,7 @@ fn verdict_words_flip_when_their_inputs_are_swapped() {
             &budget_table(&pts, &[1.0, 2.0]),
         );
         rows.iter()
-            .map(|r| {
-                (
-                    r.axis.to_string(),
-                    r.x,
-                    r.verdict(),
-                    r.paired.as_ref().map(|p| p.mean),
-                )
-            })
+            .map(|r| (r.axis.to_string(), r.x, r.verdict(), r.paired.as_ref().map(|p| p.mean)))
             .collect::<Vec<_>>()
     };
     let straight = verdicts(&two_methods("dpo", "ppo"));
@@ -258,17 +159,10 @@ fn verdict_words_flip_when_their_inputs_are_swapped() {
     };
     let kl1 = find(&straight, "kl_budget", 1.0);
     assert_eq!(kl1.2, "above", "{straight:?}");
-    assert!(
-        (kl1.3.unwrap() - 0.11).abs() < 1e-9,
-        "per seed 0.10, 0.11, 0.12: {kl1:?}"
-    );
+    assert!((kl1.3.unwrap() - 0.11).abs() < 1e-9, "per seed 0.10, 0.11, 0.12: {kl1:?}");
     assert_eq!(find(&swapped, "kl_budget", 1.0).2, "below");
-    assert!(find(&straight, "kl_budget", 2.0)
-        .2
-        .starts_with("inconclusive, detectable difference"));
-    assert!(find(&swapped, "kl_budget", 2.0)
-        .2
-        .starts_with("inconclusive, detectable difference"));
+    assert!(find(&straight, "kl_budget", 2.0).2.starts_with("inconclusive, detectable difference"));
+    assert!(find(&swapped, "kl_budget", 2.0).2.starts_with("inconclusive, detectable difference"));
     assert_eq!(find(&straight, "temperature", 0.0).2, "above");
     assert_eq!(find(&swapped, "temperature", 0.0).2, "below");
     // DPO loses 0.1 from T = 0 to T = 1, PPO 0.10, 0.12, 0.14: DPO's change is ahead by
@@ -286,23 +180,8 @@ fn gao_seed(e: &mut Metrics, seed: u64, a: f64, b: f64) {
     e.push("sft", "", seed, 0, "eval/proxy", 0.0);
     for (i, kl) in [0.25f64, 1.0, 2.0, 4.0, 9.0, 16.0].into_iter().enumerate() {
         let d = kl.sqrt();
-        point(
-            e,
-            "ppo",
-            "target_kl=1",
-            seed,
-            10 * (i + 1),
-            kl,
-            0.5 + d * (a - b * d.ln()),
-        );
-        e.push(
-            "ppo",
-            "target_kl=1",
-            seed,
-            10 * (i + 1),
-            "eval/proxy",
-            d * a,
-        );
+        point(e, "ppo", "target_kl=1", seed, 10 * (i + 1), kl, 0.5 + d * (a - b * d.ln()));
+        e.push("ppo", "target_kl=1", seed, 10 * (i + 1), "eval/proxy", d * a);
     }
 }
 
@@ -320,10 +199,7 @@ fn gao_b_is_fitted_per_seed_and_tested_over_seeds() {
             .iter()
             .find(|f| f.method == "ppo" && f.reward == "gold" && f.seed == Some(seed))
             .unwrap();
-        assert!(
-            (f.b - b).abs() < 1e-9 && (f.a - 0.4).abs() < 1e-9,
-            "seed {seed}: {f:?}"
-        );
+        assert!((f.b - b).abs() < 1e-9 && (f.a - 0.4).abs() < 1e-9, "seed {seed}: {f:?}");
     }
     // Over seeds: mean 0.30, sd 0.05, t(0.975, 2) = 4.302653: 0.30 ± 0.1242, above 0.
     let p = report::overopt::b_over_seeds(&fits, "ppo", "gold").unwrap();
@@ -333,13 +209,7 @@ fn gao_b_is_fitted_per_seed_and_tested_over_seeds() {
     );
     assert_eq!(p.verdict(), Verdict::Above);
     // The proxy is linear in d: b = 0 on every seed.
-    assert!(
-        report::overopt::b_over_seeds(&fits, "ppo", "proxy")
-            .unwrap()
-            .mean
-            .abs()
-            < 1e-9
-    );
+    assert!(report::overopt::b_over_seeds(&fits, "ppo", "proxy").unwrap().mean.abs() < 1e-9);
     let md = report::overopt::markdown(&pts, &fits);
     assert!(
         md.contains(
@@ -391,8 +261,5 @@ fn the_final_frontier_takes_the_checkpoint_a_run_kept() {
         "the kept checkpoint, not the last"
     );
     // The selected frontier still sees every evaluation.
-    assert_eq!(
-        report::seed_points(&points(&e), "dpo", 0, Frontier::Selected).len(),
-        3
-    );
+    assert_eq!(report::seed_points(&points(&e), "dpo", 0, Frontier::Selected).len(), 3);
 }

@@ -33,23 +33,11 @@ fn logsumexp(a: f64, b: f64) -> f64 {
 fn gold_reward_is_a_probability_and_reads_sentiment() {
     let w = SentimentWorld::new(&cfg(), 0);
     let id = |name: &str| w.vocab.words.iter().position(|x| x == name).unwrap() as i64;
-    let positive = vec![
-        id("great"),
-        id("film"),
-        id("superb"),
-        id("wonderful"),
-        id("the"),
-        id("brilliant"),
-    ];
+    let positive =
+        vec![id("great"), id("film"), id("superb"), id("wonderful"), id("the"), id("brilliant")];
     // The mirror image: each positive word swapped for its negative counterpart.
-    let negative = vec![
-        id("awful"),
-        id("film"),
-        id("boring"),
-        id("dull"),
-        id("the"),
-        id("tedious"),
-    ];
+    let negative =
+        vec![id("awful"), id("film"), id("boring"), id("dull"), id("the"), id("tedious")];
     let (gp, gn) = (w.gold_reward(&positive), w.gold_reward(&negative));
     assert!(gp > 0.9, "clearly positive text got {gp}");
     assert!(gn < 0.1, "clearly negative text got {gn}");
@@ -62,10 +50,7 @@ fn gold_reward_is_a_probability_and_reads_sentiment() {
         by_z[z].push(g);
     }
     let mean = |v: &Vec<f64>| v.iter().sum::<f64>() / v.len() as f64;
-    assert!(
-        mean(&by_z[POS]) > 0.8 && mean(&by_z[NEG]) < 0.2,
-        "the classifier does not separate z"
-    );
+    assert!(mean(&by_z[POS]) > 0.8 && mean(&by_z[NEG]) < 0.2, "the classifier does not separate z");
     // Tokens after <eos> do not count.
     let mut tail = positive.clone();
     tail.push(EOS);
@@ -106,11 +91,7 @@ fn bayes_predictive_is_a_distribution_and_matches_the_marginal_likelihood() {
             0.5f64.ln() + w.log_lik_given_z(&words, POS),
             0.5f64.ln() + w.log_lik_given_z(&words, NEG),
         ) + hazard;
-        assert!(
-            (nll + marginal).abs() < 1e-9,
-            "predictive {nll} vs marginal {}",
-            -marginal
-        );
+        assert!((nll + marginal).abs() < 1e-9, "predictive {nll} vs marginal {}", -marginal);
         // A second implementation: the next-token predictive, step by step. It is a
         // distribution, and its log-probs of the review's tokens sum to the same NLL.
         let mut nll2 = 0.0;
@@ -149,11 +130,7 @@ fn the_sentiment_labeller_prefers_gold_plus_its_word() {
     use alignlab::world::sentiment::LabellerConfig;
     use alignlab::world::TextWorld;
     let c = SentimentConfig {
-        labeller: Some(LabellerConfig {
-            word: "film".into(),
-            bonus: 0.3,
-            polarity: 0.0,
-        }),
+        labeller: Some(LabellerConfig { word: "film".into(), bonus: 0.3, polarity: 0.0 }),
         ..cfg()
     };
     c.validate().unwrap();
@@ -184,17 +161,10 @@ fn the_sentiment_labeller_prefers_gold_plus_its_word() {
     assert!(disagree_gold > 0, "the bonus changes some choices");
     // No labeller: no choice and no spurious feature; a word that is not neutral is refused.
     let plain = SentimentWorld::new(&cfg(), 3);
-    assert_eq!(
-        plain.labeller_prefers_first(&prompt, &[film], &[great], &mut rng),
-        None
-    );
+    assert_eq!(plain.labeller_prefers_first(&prompt, &[film], &[great], &mut rng), None);
     assert_eq!(TextWorld::spurious(&plain, &prompt, &[film]), None);
     let bad = SentimentConfig {
-        labeller: Some(LabellerConfig {
-            word: "great".into(),
-            bonus: 0.3,
-            polarity: 0.0,
-        }),
+        labeller: Some(LabellerConfig { word: "great".into(), bonus: 0.3, polarity: 0.0 }),
         ..cfg()
     };
     let e = format!("{:?}", bad.validate().unwrap_err());

@@ -34,16 +34,10 @@ pub struct Adam {
 impl Adam {
     /// Over every trainable variable of `vs`, in name order.
     pub fn new(vs: &VarStore, lr: f64, (beta1, beta2): (f64, f64), weight_decay: f64) -> Adam {
-        let mut named: Vec<(String, Tensor)> = vs
-            .variables()
-            .into_iter()
-            .filter(|(_, t)| t.requires_grad())
-            .collect();
+        let mut named: Vec<(String, Tensor)> =
+            vs.variables().into_iter().filter(|(_, t)| t.requires_grad()).collect();
         named.sort_by(|a, b| a.0.cmp(&b.0));
-        let device = named
-            .first()
-            .map(|v| v.1.device())
-            .unwrap_or(tch::Device::Cpu);
+        let device = named.first().map(|v| v.1.device()).unwrap_or(tch::Device::Cpu);
         let mut spans = Vec::with_capacity(named.len());
         let mut off = 0;
         for (_, t) in &named {
@@ -55,13 +49,7 @@ impl Adam {
             Tensor::zeros([0], (Kind::Float, device))
         } else {
             let _guard = tch::no_grad_guard();
-            Tensor::cat(
-                &named
-                    .iter()
-                    .map(|(_, t)| t.detach().reshape([-1]))
-                    .collect::<Vec<_>>(),
-                0,
-            )
+            Tensor::cat(&named.iter().map(|(_, t)| t.detach().reshape([-1])).collect::<Vec<_>>(), 0)
         };
         for ((_, t), &(o, n)) in named.iter().zip(&spans) {
             let mut t = t.shallow_clone();
@@ -106,10 +94,7 @@ impl Adam {
         if grads.is_empty() || grads.iter().any(|g| !g.defined()) {
             return None;
         }
-        Some(Tensor::cat(
-            &grads.iter().map(|g| g.reshape([-1])).collect::<Vec<_>>(),
-            0,
-        ))
+        Some(Tensor::cat(&grads.iter().map(|g| g.reshape([-1])).collect::<Vec<_>>(), 0))
     }
 
     /// Global gradient norm; rescale the gradient so that its norm is at most `max_norm`.
@@ -149,11 +134,8 @@ impl Adam {
         let grad = self.grad.take().or_else(|| self.gather());
         match grad {
             Some(g) => {
-                let (p, m, v) = (
-                    self.flat.shallow_clone(),
-                    self.m.shallow_clone(),
-                    self.v.shallow_clone(),
-                );
+                let (p, m, v) =
+                    (self.flat.shallow_clone(), self.m.shallow_clone(), self.v.shallow_clone());
                 self.update(p, m, v, &g, bc1, bc2);
             }
             None => {
@@ -191,14 +173,8 @@ impl Adam {
         let mut named: Vec<(String, Tensor)> = Vec::new();
         for ((name, t), &(o, n)) in self.names.iter().zip(&self.vars).zip(&self.spans) {
             let shape = t.size();
-            named.push((
-                format!("m.{name}"),
-                self.m.narrow(0, o, n).view(shape.as_slice()),
-            ));
-            named.push((
-                format!("v.{name}"),
-                self.v.narrow(0, o, n).view(shape.as_slice()),
-            ));
+            named.push((format!("m.{name}"), self.m.narrow(0, o, n).view(shape.as_slice())));
+            named.push((format!("v.{name}"), self.v.narrow(0, o, n).view(shape.as_slice())));
         }
         named.push(("step".into(), Tensor::from_slice(&[self.step])));
         let tmp = path.with_extension("partial.safetensors");
@@ -211,12 +187,7 @@ impl Adam {
     pub fn load(&mut self, path: &Path) -> Result<()> {
         let device = self.flat.device();
         let named = Tensor::read_safetensors(path).with_context(|| format!("cannot read optimiser state {}; fix: delete the run's resume folder to restart the stage", path.display()))?;
-        let get = |k: &str| {
-            named
-                .iter()
-                .find(|(n, _)| n == k)
-                .map(|(_, t)| t.to_device(device))
-        };
+        let get = |k: &str| named.iter().find(|(n, _)| n == k).map(|(_, t)| t.to_device(device));
         let _guard = tch::no_grad_guard();
         for (name, &(o, n)) in self.names.iter().zip(&self.spans) {
             let m = get(&format!("m.{name}"))
@@ -226,9 +197,7 @@ impl Adam {
             self.m.narrow(0, o, n).copy_(&m.reshape([-1]));
             self.v.narrow(0, o, n).copy_(&v.reshape([-1]));
         }
-        self.step = get("step")
-            .context("optimiser state lacks its step")?
-            .int64_value(&[0]);
+        self.step = get("step").context("optimiser state lacks its step")?.int64_value(&[0]);
         Ok(())
     }
 }

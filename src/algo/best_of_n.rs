@@ -62,22 +62,14 @@ pub fn score_candidates(
     let _guard = tch::no_grad_guard();
     let _p = crate::profile::span("candidates");
     let device = sft.cfg_device();
-    let flat: Vec<Vec<i64>> = rows
-        .iter()
-        .flat_map(|p| std::iter::repeat_n(p.clone(), n_max))
-        .collect();
-    let (mut proxy, mut gold) = (
-        Vec::with_capacity(flat.len()),
-        Vec::with_capacity(flat.len()),
-    );
+    let flat: Vec<Vec<i64>> =
+        rows.iter().flat_map(|p| std::iter::repeat_n(p.clone(), n_max)).collect();
+    let (mut proxy, mut gold) = (Vec::with_capacity(flat.len()), Vec::with_capacity(flat.len()));
     tch::manual_seed(seed);
     for chunk in flat.chunks(2048) {
         let (prompt, valid) = left_pad(chunk, device);
         let ro = generate(sft, &prompt, &valid, settings);
-        crate::profile::count(
-            crate::profile::Count::RmQueries,
-            ro.response.size()[0] as f64,
-        );
+        crate::profile::count(crate::profile::Count::RmQueries, ro.response.size()[0] as f64);
         let s = rm
             .score(&prompt, &valid, &ro.response, &ro.mask)
             .to_kind(Kind::Double)
@@ -85,12 +77,7 @@ pub fn score_candidates(
         proxy.extend(Vec::<f64>::try_from(s).expect("scores"));
         let _p = crate::profile::span("eval_gold");
         let responses = ro.response_rows();
-        gold.par_extend(
-            chunk
-                .par_iter()
-                .zip(&responses)
-                .map(|(p, r)| world.gold(p, r)),
-        );
+        gold.par_extend(chunk.par_iter().zip(&responses).map(|(p, r)| world.gold(p, r)));
     }
     let split = |v: Vec<f64>| v.chunks(n_max).map(|c| c.to_vec()).collect::<Vec<_>>();
     (split(proxy), split(gold))

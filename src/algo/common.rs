@@ -5,10 +5,7 @@ use tch::{Kind, Tensor};
 
 /// Log-prob of each target token: logits `[B, T, V]`, targets `[B, T]` -> `[B, T]`.
 pub fn token_logprobs(logits: &Tensor, targets: &Tensor) -> Tensor {
-    logits
-        .log_softmax(-1, Kind::Float)
-        .gather(-1, &targets.unsqueeze(-1), false)
-        .squeeze_dim(-1)
+    logits.log_softmax(-1, Kind::Float).gather(-1, &targets.unsqueeze(-1), false).squeeze_dim(-1)
 }
 
 /// Mean of `x` over positions where `mask` is 1.
@@ -30,22 +27,12 @@ pub fn warmup_cosine(step: usize, total: usize, warmup: usize, min_ratio: f64) -
 /// Returns the norm before clipping (the `grad_norm` metric).
 pub fn clip_grad_norm(vars: &[Tensor], max_norm: f64) -> f64 {
     let _guard = tch::no_grad_guard();
-    let grads: Vec<Tensor> = vars
-        .iter()
-        .map(|v| v.grad())
-        .filter(|g| g.defined())
-        .collect();
+    let grads: Vec<Tensor> = vars.iter().map(|v| v.grad()).filter(|g| g.defined()).collect();
     if grads.is_empty() {
         return 0.0;
     }
-    let sq: Vec<Tensor> = grads
-        .iter()
-        .map(|g| g.pow_tensor_scalar(2).sum(Kind::Float))
-        .collect();
-    let norm = Tensor::stack(&sq, 0)
-        .sum(Kind::Float)
-        .sqrt()
-        .double_value(&[]);
+    let sq: Vec<Tensor> = grads.iter().map(|g| g.pow_tensor_scalar(2).sum(Kind::Float)).collect();
+    let norm = Tensor::stack(&sq, 0).sum(Kind::Float).sqrt().double_value(&[]);
     if norm.is_finite() && norm > max_norm {
         let scale = max_norm / (norm + 1e-6);
         for g in &grads {
@@ -81,12 +68,7 @@ pub fn response_hidden(
     let (tokens, valid) = concat_prompt_response(prompt, prompt_valid, response);
     let pos = crate::model::sample::positions_of(&valid);
     let (p, n) = (prompt.size()[1], response.size()[1]);
-    model.forward_rows(
-        &tokens,
-        Some(&pos),
-        Some(&valid),
-        crate::model::Rows::Range(p - 1, n),
-    )
+    model.forward_rows(&tokens, Some(&pos), Some(&valid), crate::model::Rows::Range(p - 1, n))
 }
 
 /// Sum over the response of log pi(y_t | x, y_<t): `[B]`.
@@ -136,15 +118,9 @@ pub fn pair_logps(model: &crate::model::Gpt, batch: &crate::data::PairBatch) -> 
     // tokens, as in `concat_prompt_response`), less the rejected -> chosen block.
     let idx = Tensor::arange(t, (Kind::Int64, device));
     let (qi, kj) = (idx.view([t, 1]), idx.view([1, t]));
-    let blind = qi
-        .ge(p + nc)
-        .logical_and(&kj.ge(p))
-        .logical_and(&kj.lt(p + nc)); // [T, T]
+    let blind = qi.ge(p + nc).logical_and(&kj.ge(p)).logical_and(&kj.lt(p + nc)); // [T, T]
     let key_valid = Tensor::cat(
-        &[
-            prompt_valid.shallow_clone(),
-            Tensor::ones([b, nc + nr], (Kind::Bool, device)),
-        ],
+        &[prompt_valid.shallow_clone(), Tensor::ones([b, nc + nr], (Kind::Bool, device))],
         1,
     ); // [B, T]
     let allowed = crate::model::gpt::attention_mask(0, t, Some(&key_valid), device)
@@ -179,13 +155,8 @@ pub fn concat_prompt_response(
     response: &Tensor,
 ) -> (Tensor, Tensor) {
     let tokens = Tensor::cat(&[prompt, response], 1);
-    let valid = Tensor::cat(
-        &[
-            prompt_valid.shallow_clone(),
-            response.ones_like().to_kind(Kind::Bool),
-        ],
-        1,
-    );
+    let valid =
+        Tensor::cat(&[prompt_valid.shallow_clone(), response.ones_like().to_kind(Kind::Bool)], 1);
     (tokens, valid)
 }
 

@@ -233,10 +233,9 @@ impl PrefLoss {
         match self {
             // Runs before this registry labelled label_smoothing `eps`: kept, so that their
             // batch orders (and numbers) stay as they were.
-            PrefLoss::Cdpo {
-                beta,
-                label_smoothing,
-            } => format!("beta={beta};eps={label_smoothing}"),
+            PrefLoss::Cdpo { beta, label_smoothing } => {
+                format!("beta={beta};eps={label_smoothing}")
+            }
             _ => self
                 .params()
                 .iter()
@@ -317,42 +316,25 @@ pub fn preference_loss(loss: PrefLoss, lp: &PairLogps) -> LossOut {
     let rejected_logratio = lp.policy_rejected - lp.reference_rejected;
     let delta = &chosen_logratio - &rejected_logratio;
     let implicit = |beta: f64| {
-        Some((
-            (&chosen_logratio * beta).detach(),
-            (&rejected_logratio * beta).detach(),
-        ))
+        Some(((&chosen_logratio * beta).detach(), (&rejected_logratio * beta).detach()))
     };
-    let mean = |losses: Tensor, rewards| LossOut {
-        losses,
-        per_token: None,
-        rewards,
-    };
+    let mean = |losses: Tensor, rewards| LossOut { losses, per_token: None, rewards };
     let l = |z: Tensor| -z.log_sigmoid();
-    let (len_w, len_l) = (
-        lp.chosen_tokens.clamp_min(1.0),
-        lp.rejected_tokens.clamp_min(1.0),
-    );
+    let (len_w, len_l) = (lp.chosen_tokens.clamp_min(1.0), lp.rejected_tokens.clamp_min(1.0));
     match loss {
         // -log sigmoid(beta Delta)
         PrefLoss::Dpo { beta } => mean(-(&delta * beta).log_sigmoid(), implicit(beta)),
         // (Delta - 1/(2 beta))^2
-        PrefLoss::Ipo {
-            beta,
-            length_normalize: false,
-        } => mean((&delta - 1.0 / (2.0 * beta)).square(), implicit(beta)),
+        PrefLoss::Ipo { beta, length_normalize: false } => {
+            mean((&delta - 1.0 / (2.0 * beta)).square(), implicit(beta))
+        }
         // (Delta / |y| - 1/(2 beta))^2, each log-ratio over its length
-        PrefLoss::Ipo {
-            beta,
-            length_normalize: true,
-        } => mean(
+        PrefLoss::Ipo { beta, length_normalize: true } => mean(
             (&chosen_logratio / &len_w - &rejected_logratio / &len_l - 1.0 / (2.0 * beta)).square(),
             implicit(beta),
         ),
         // -(1 - eps) log sigmoid(beta Delta) - eps log sigmoid(-beta Delta)
-        PrefLoss::Cdpo {
-            beta,
-            label_smoothing: eps,
-        } => mean(
+        PrefLoss::Cdpo { beta, label_smoothing: eps } => mean(
             -(&delta * beta).log_sigmoid() * (1.0 - eps) - (&delta * -beta).log_sigmoid() * eps,
             implicit(beta),
         ),
@@ -369,37 +351,24 @@ pub fn preference_loss(loss: PrefLoss, lp: &PairLogps) -> LossOut {
         // max(0, 1 - beta Delta)
         PrefLoss::Hinge { beta } => mean((&delta * -beta + 1.0).relu(), implicit(beta)),
         // [(1 - eps) l(D) - eps l(-D)] / (1 - 2 eps)
-        PrefLoss::Robust {
-            beta,
-            label_smoothing: eps,
-        } => mean(
+        PrefLoss::Robust { beta, label_smoothing: eps } => mean(
             (l(&delta * beta) * (1.0 - eps) - l(&delta * -beta) * eps) / (1.0 - 2.0 * eps),
             implicit(beta),
         ),
         // l(beta (mean log pi(y_w) - mean log pi(y_l)) - gamma)
         PrefLoss::Simpo { beta, gamma } => {
-            let (w, r) = (
-                lp.policy_chosen / &len_w * beta,
-                lp.policy_rejected / &len_l * beta,
-            );
+            let (w, r) = (lp.policy_chosen / &len_w * beta, lp.policy_rejected / &len_l * beta);
             mean(l(&w - &r - gamma), Some((w.detach(), r.detach())))
         }
         // (lambda_d (1 - sigmoid(beta (s_w - z0))) + lambda_u (1 - sigmoid(beta (z0 - s_l)))) / 2
-        PrefLoss::Kto {
-            beta,
-            lambda_d,
-            lambda_u,
-        } => {
+        PrefLoss::Kto { beta, lambda_d, lambda_u } => {
             let z0 = ((&chosen_logratio + &rejected_logratio) / 2.0)
                 .mean(chosen_logratio.kind())
                 .clamp_min(0.0)
                 .detach();
             let desirable = -((&chosen_logratio - &z0) * beta).sigmoid() + 1.0;
             let undesirable = -((&z0 - &rejected_logratio) * beta).sigmoid() + 1.0;
-            mean(
-                (desirable * lambda_d + undesirable * lambda_u) / 2.0,
-                implicit(beta),
-            )
+            mean((desirable * lambda_d + undesirable * lambda_u) / 2.0, implicit(beta))
         }
         // NLL(y_w) + lambda l(log odds(y_w) - log odds(y_l)), odds from per-token means
         PrefLoss::Orpo { lambda } => {
@@ -411,10 +380,7 @@ pub fn preference_loss(loss: PrefLoss, lp: &PairLogps) -> LossOut {
             )
         }
         // sigmoid(D) (log sigmoid(D) - log(1 - eps)) + sigmoid(-D) (log sigmoid(-D) - log eps)
-        PrefLoss::ExoPair {
-            beta,
-            label_smoothing: eps,
-        } => {
+        PrefLoss::ExoPair { beta, label_smoothing: eps } => {
             let d = &delta * beta;
             let (pos, neg) = (
                 d.sigmoid() * (d.log_sigmoid() - (1.0 - eps).ln()),
@@ -425,10 +391,7 @@ pub fn preference_loss(loss: PrefLoss, lp: &PairLogps) -> LossOut {
         // l(beta s_w) + l(-beta s_w) / 2 + l(-beta s_l) / 2
         PrefLoss::NcaPair { beta } => {
             let (w, r) = (&chosen_logratio * beta, &rejected_logratio * beta);
-            mean(
-                l(w.shallow_clone()) + l(-&w) / 2.0 + l(-&r) / 2.0,
-                implicit(beta),
-            )
+            mean(l(w.shallow_clone()) + l(-&w) / 2.0 + l(-&r) / 2.0, implicit(beta))
         }
     }
 }
@@ -494,9 +457,7 @@ pub fn train(
     let label = format!("{name}/{setting}");
     let mut order_cache = None;
     let bs = cfg.batch_size.min(data.len());
-    let start = start_at(&resume, &mut opt, None, |parts| {
-        on_eval(0, policy, metrics, parts)
-    })?;
+    let start = start_at(&resume, &mut opt, None, |parts| on_eval(0, policy, metrics, parts))?;
     for step in start..cfg.steps {
         // 1. Batch of pairs from a shuffled epoch.
         let idx = batch_indices(data.len(), bs, step, seed, &label, &mut order_cache);
@@ -529,11 +490,7 @@ pub fn train(
                 s,
                 policy,
                 metrics,
-                &CkptParts {
-                    opts: vec![&opt],
-                    rng: [0; 7],
-                    extra: vec![],
-                },
+                &CkptParts { opts: vec![&opt], rng: [0; 7], extra: vec![] },
             )?;
         }
     }
@@ -551,23 +508,9 @@ impl Step {
     /// `{name}/loss`, `{name}/grad_norm` and the logged tensors, at step `s`.
     pub fn log(&self, metrics: &mut Metrics, (name, setting, seed): (&str, &str, u64), s: usize) {
         metrics.push(name, setting, seed, s, &format!("{name}/loss"), self.loss);
-        metrics.push(
-            name,
-            setting,
-            seed,
-            s,
-            &format!("{name}/grad_norm"),
-            self.grad_norm,
-        );
+        metrics.push(name, setting, seed, s, &format!("{name}/grad_norm"), self.grad_norm);
         for (k, v) in &self.logged {
-            metrics.push(
-                name,
-                setting,
-                seed,
-                s,
-                &format!("{name}/{k}"),
-                v.double_value(&[]),
-            );
+            metrics.push(name, setting, seed, s, &format!("{name}/{k}"), v.double_value(&[]));
         }
     }
 }
@@ -616,10 +559,7 @@ pub fn pref_step(
         logged.push(("rewards/rejected", rejected.mean(Kind::Float)));
         logged.push((
             "rewards/accuracies",
-            chosen
-                .gt_tensor(rejected)
-                .to_kind(Kind::Float)
-                .mean(Kind::Float),
+            chosen.gt_tensor(rejected).to_kind(Kind::Float).mean(Kind::Float),
         ));
         logged.push(("rewards/margins", (chosen - rejected).mean(Kind::Float)));
     }
@@ -647,9 +587,5 @@ pub fn pref_step(
     check_finite(loss_v, "the loss", name, step, &last_good)?;
     check_finite(grad_norm, "the gradient norm", name, step, &last_good)?;
     opt.step();
-    Ok(Step {
-        loss: loss_v,
-        grad_norm,
-        logged,
-    })
+    Ok(Step { loss: loss_v, grad_norm, logged })
 }

@@ -22,11 +22,7 @@ use super::rollout::Aggregate;
 pub fn group_advantages(r: &Tensor, k: usize, scale_std: bool) -> Tensor {
     let g = r.view([-1, k as i64]);
     let centred = &g - g.mean_dim(1, true, Kind::Float);
-    let a = if scale_std {
-        centred / (g.std_dim(1, true, true) + 1e-4)
-    } else {
-        centred
-    };
+    let a = if scale_std { centred / (g.std_dim(1, true, true) + 1e-4) } else { centred };
     a.reshape([-1])
 }
 

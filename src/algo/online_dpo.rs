@@ -74,9 +74,8 @@ pub fn train(
         use_cache: true,
     };
     let device = policy.cfg_device();
-    let start = start_at(&resume, &mut opt, Some(&mut rng), |parts| {
-        on_eval(0, policy, metrics, parts)
-    })?;
+    let start =
+        start_at(&resume, &mut opt, Some(&mut rng), |parts| on_eval(0, policy, metrics, parts))?;
     for step in start..cfg.steps {
         // 1. The sampler: the policy's copy of the last sync.
         let (sampler, sampler_vs) = ctx.sampler;
@@ -99,10 +98,8 @@ pub fn train(
         )?;
         let responses = ro.response_rows();
         let length = responses.iter().map(|r| r.len() as f64).sum::<f64>() / responses.len() as f64;
-        let eos_rate = responses
-            .iter()
-            .filter(|r| r.last() == Some(&crate::tokens::EOS))
-            .count() as f64
+        let eos_rate = responses.iter().filter(|r| r.last() == Some(&crate::tokens::EOS)).count()
+            as f64
             / responses.len() as f64;
         // 3. Labels by the rule of the offline data; ties under deterministic labels are dropped.
         let mut pairs = Vec::with_capacity(cfg.batch_size);
@@ -135,9 +132,8 @@ pub fn train(
             // 4. The loss against the frozen reference, and the step.
             let b = PairTensors::new(&pairs, device).batch(&(0..pairs.len()).collect::<Vec<_>>());
             // Reference-free losses (SimPO, ORPO) skip the reference pass, and with it the KL.
-            let reference = method
-                .uses_reference()
-                .then(|| tch::no_grad(|| pair_logps(ctx.reference, &b)));
+            let reference =
+                method.uses_reference().then(|| tch::no_grad(|| pair_logps(ctx.reference, &b)));
             let out = pref_step(
                 policy,
                 &mut opt,
@@ -164,59 +160,17 @@ pub fn train(
                         - rc.mean(tch::Kind::Float).double_value(&[])
                         - rr.mean(tch::Kind::Float).double_value(&[]))
                         / 2.0;
-                    metrics.push(
-                        name,
-                        setting,
-                        seed,
-                        s,
-                        &format!("{name}/objective/kl_k1"),
-                        kl,
-                    );
+                    metrics.push(name, setting, seed, s, &format!("{name}/objective/kl_k1"), kl);
                 }
             }
         }
         if s % 10 == 0 || s == cfg.steps {
             let mean = scores.iter().sum::<f64>() / scores.len() as f64;
-            metrics.push(
-                name,
-                setting,
-                seed,
-                s,
-                &format!("{name}/objective/score"),
-                mean,
-            );
-            metrics.push(
-                name,
-                setting,
-                seed,
-                s,
-                &format!("{name}/pairs"),
-                pairs.len() as f64,
-            );
-            metrics.push(
-                name,
-                setting,
-                seed,
-                s,
-                &format!("{name}/response/length"),
-                length,
-            );
-            metrics.push(
-                name,
-                setting,
-                seed,
-                s,
-                &format!("{name}/response/eos_rate"),
-                eos_rate,
-            );
-            metrics.push(
-                name,
-                setting,
-                seed,
-                s,
-                &format!("{name}/time/sample_s"),
-                sample_s,
-            );
+            metrics.push(name, setting, seed, s, &format!("{name}/objective/score"), mean);
+            metrics.push(name, setting, seed, s, &format!("{name}/pairs"), pairs.len() as f64);
+            metrics.push(name, setting, seed, s, &format!("{name}/response/length"), length);
+            metrics.push(name, setting, seed, s, &format!("{name}/response/eos_rate"), eos_rate);
+            metrics.push(name, setting, seed, s, &format!("{name}/time/sample_s"), sample_s);
             metrics.push(
                 name,
                 setting,
@@ -232,11 +186,7 @@ pub fn train(
                 s,
                 policy,
                 metrics,
-                &CkptParts {
-                    opts: vec![&opt],
-                    rng: rng.state(),
-                    extra: vec![],
-                },
+                &CkptParts { opts: vec![&opt], rng: rng.state(), extra: vec![] },
             )?;
         }
     }

@@ -68,9 +68,8 @@ pub fn train(
         use_cache: true,
     };
     let device = policy.cfg_device();
-    let start = start_at(&resume, &mut opt, Some(&mut rng), |parts| {
-        on_eval(0, policy, metrics, parts)
-    })?;
+    let start =
+        start_at(&resume, &mut opt, Some(&mut rng), |parts| on_eval(0, policy, metrics, parts))?;
     let k = cfg.group_size;
     for it in start..cfg.iterations {
         // 1. Rollouts: each prompt `group_size` times, a group's rows consecutive.
@@ -78,10 +77,8 @@ pub fn train(
         let rows: Vec<Vec<i64>> = (0..cfg.prompts_per_iteration)
             .flat_map(|_| std::iter::repeat_n(ctx.prompts[rng.below(ctx.prompts.len())].clone(), k))
             .collect();
-        let shaping = rollout::Shaping {
-            missing_eos_penalty: cfg.missing_eos_penalty,
-            score_norm: false,
-        };
+        let shaping =
+            rollout::Shaping { missing_eos_penalty: cfg.missing_eos_penalty, score_norm: false };
         let batch = rollout::collect(
             policy,
             ctx.reference,
@@ -92,24 +89,14 @@ pub fn train(
             shaping,
             &mut RunningStats::default(),
         );
-        let rollout::Batch {
-            prompt,
-            valid,
-            ro,
-            old_logp,
-            ref_logp,
-            raw_score,
-            score,
-        } = batch;
+        let rollout::Batch { prompt, valid, ro, old_logp, ref_logp, raw_score, score } = batch;
         let mask = &ro.mask;
         // 2. KL and the method's advantages.
         let (adv, kl_seq, kl_k1) = tch::no_grad(|| {
             let kl = kl_per_token(&old_logp, &ref_logp, estimator) * mask;
             let adv = (recipe.advantages)(&score, &(&kl * cfg.kl_coef), mask, k) * mask;
             let seq_mean = |x: &Tensor| {
-                x.sum_dim_intlist(1, false, Kind::Float)
-                    .mean(Kind::Float)
-                    .double_value(&[])
+                x.sum_dim_intlist(1, false, Kind::Float).mean(Kind::Float).double_value(&[])
             };
             let kl_seq = seq_mean(&kl);
             (adv, kl_seq, seq_mean(&(&old_logp - &ref_logp)))
@@ -200,9 +187,7 @@ pub fn train(
                 raw_score.mean(Kind::Float).double_value(&[]),
                 adv_mean.double_value(&[]),
                 adv_std.double_value(&[]),
-                mask.sum_dim_intlist(1, false, Kind::Float)
-                    .mean(Kind::Float)
-                    .double_value(&[]),
+                mask.sum_dim_intlist(1, false, Kind::Float).mean(Kind::Float).double_value(&[]),
                 eos,
             )
         });
@@ -223,11 +208,7 @@ pub fn train(
                 it1,
                 policy,
                 metrics,
-                &CkptParts {
-                    opts: vec![&opt],
-                    rng: rng.state(),
-                    extra: vec![],
-                },
+                &CkptParts { opts: vec![&opt], rng: rng.state(), extra: vec![] },
             )?;
         }
     }

@@ -52,14 +52,8 @@ use serde::{Deserialize, Serialize};
 /// `target_kl` (adaptive, from `init_kl_coef` over `horizon`).
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
 pub enum KlControl {
-    Fixed {
-        coef: f64,
-    },
-    Adaptive {
-        init: f64,
-        target: f64,
-        horizon: f64,
-    },
+    Fixed { coef: f64 },
+    Adaptive { init: f64, target: f64, horizon: f64 },
 }
 
 /// Every PPO setting (see the header): a scenario's `[ppo]` and `[ppo_gt]` tables, whose grids
@@ -258,10 +252,7 @@ impl PpoConfig {
     /// The runs of a table's grids: one per `target_kl` (adaptive), then one per `kl_coef`.
     pub fn runs(&self, target_kl: &[f64], kl_coef: &[f64]) -> Result<Vec<PpoConfig>, ConfigError> {
         need(!target_kl.is_empty() || !kl_coef.is_empty(), "target_kl", || "neither target_kl nor kl_coef is given".into(), "give target_kl = [...] (adaptive KL) or kl_coef = [...] (fixed), e.g. target_kl = [2.0]")?;
-        if let Some(v) = target_kl
-            .iter()
-            .find(|v| !(v.is_finite() && (1e-4..=1e4).contains(*v)))
-        {
+        if let Some(v) = target_kl.iter().find(|v| !(v.is_finite() && (1e-4..=1e4).contains(*v))) {
             need(
                 false,
                 "target_kl",
@@ -269,9 +260,8 @@ impl PpoConfig {
                 "use KL targets in nats, e.g. [1.0, 3.0]",
             )?;
         }
-        if let Some(v) = kl_coef
-            .iter()
-            .find(|v| !(v.is_finite() && (**v == 0.0 || (1e-6..=1e4).contains(*v))))
+        if let Some(v) =
+            kl_coef.iter().find(|v| !(v.is_finite() && (**v == 0.0 || (1e-6..=1e4).contains(*v))))
         {
             need(
                 false,
@@ -287,10 +277,7 @@ impl PpoConfig {
             horizon: self.horizon,
         });
         let fixed = kl_coef.iter().map(|&coef| KlControl::Fixed { coef });
-        Ok(adaptive
-            .chain(fixed)
-            .map(|kl| PpoConfig { kl, ..*self })
-            .collect())
+        Ok(adaptive.chain(fixed).map(|kl| PpoConfig { kl, ..*self }).collect())
     }
 }
 
@@ -308,11 +295,7 @@ pub fn gae_loop(
     let mut last = Tensor::zeros_like(&r.select(1, 0));
     let mut out = Vec::with_capacity(n as usize);
     for t in (0..n).rev() {
-        let next_v = if t + 1 < n {
-            v.select(1, t + 1)
-        } else {
-            Tensor::zeros_like(&last)
-        };
+        let next_v = if t + 1 < n { v.select(1, t + 1) } else { Tensor::zeros_like(&last) };
         let delta = r.select(1, t) + &next_v * gamma - v.select(1, t);
         last = delta + &last * (gamma * lambda);
         out.push(last.shallow_clone());
@@ -326,23 +309,14 @@ pub fn gae_loop(
 pub fn gae(rewards: &Tensor, values: &Tensor, mask: &Tensor, gamma: f64, lambda: f64) -> Tensor {
     let n = rewards.size()[1];
     let (r, v) = (rewards * mask, values * mask);
-    let next_v = Tensor::cat(
-        &[
-            v.narrow(1, 1, n - 1),
-            Tensor::zeros_like(&v.narrow(1, 0, 1)),
-        ],
-        1,
-    );
+    let next_v = Tensor::cat(&[v.narrow(1, 1, n - 1), Tensor::zeros_like(&v.narrow(1, 0, 1))], 1);
     let delta = r + next_v * gamma - &v; // [B, N]
     let idx = Tensor::arange(n, (Kind::Float, rewards.device()));
     let diff = idx.unsqueeze(1) - idx.unsqueeze(0); // [k, t] = k - t
     let decay = (diff.clamp_min(0.0) * (gamma * lambda).max(1e-30).ln()).exp()
         * diff.ge(0.0).to_kind(Kind::Float);
-    let decay = if gamma * lambda == 0.0 {
-        Tensor::eye(n, (Kind::Float, rewards.device()))
-    } else {
-        decay
-    };
+    let decay =
+        if gamma * lambda == 0.0 { Tensor::eye(n, (Kind::Float, rewards.device())) } else { decay };
     delta.matmul(&decay) * mask
 }
 
@@ -396,14 +370,7 @@ pub fn policy_loss(
     mask: &Tensor,
     clip_coef: f64,
 ) -> PolicyLoss {
-    policy_loss_by(
-        new_logp,
-        old_logp,
-        adv,
-        mask,
-        clip_coef,
-        Aggregate::TokenMean,
-    )
+    policy_loss_by(new_logp, old_logp, adv, mask, clip_coef, Aggregate::TokenMean)
 }
 
 /// [`policy_loss`] with the per-token terms aggregated by `how`; the diagnostics are token means.
@@ -422,24 +389,12 @@ pub fn policy_loss_by(
     let loss = aggregate(&pg1.maximum(&pg2), mask, how);
     let detached = ratio.detach();
     let approx_kl = masked_mean(&(&detached - 1.0 - logratio.detach()), mask);
-    let clipfrac = masked_mean(
-        &(&detached - 1.0).abs().gt(clip_coef).to_kind(Kind::Float),
-        mask,
-    );
-    let clipfrac_active = masked_mean(
-        &pg2.detach().gt_tensor(&pg1.detach()).to_kind(Kind::Float),
-        mask,
-    );
+    let clipfrac = masked_mean(&(&detached - 1.0).abs().gt(clip_coef).to_kind(Kind::Float), mask);
+    let clipfrac_active =
+        masked_mean(&pg2.detach().gt_tensor(&pg1.detach()).to_kind(Kind::Float), mask);
     let ratio_mean = masked_mean(&detached, mask);
     let ratio_var = masked_mean(&(&detached - &ratio_mean).square(), mask);
-    PolicyLoss {
-        loss,
-        approx_kl,
-        clipfrac,
-        clipfrac_active,
-        ratio_mean,
-        ratio_var,
-    }
+    PolicyLoss { loss, approx_kl, clipfrac, clipfrac_active, ratio_mean, ratio_var }
 }
 
 /// Clipped value loss 0.5 mean(max((V - R)^2, (V_old + clip(V - V_old, -c, c) - R)^2)) and the
@@ -491,10 +446,7 @@ impl KlController {
 
     /// Update from the measured KL of a batch of `n` rollouts.
     pub fn update(&mut self, kl: f64, n: usize) {
-        if let KlControl::Adaptive {
-            target, horizon, ..
-        } = self.control
-        {
+        if let KlControl::Adaptive { target, horizon, .. } = self.control {
             let e = (kl / target - 1.0).clamp(-0.2, 0.2);
             self.coef *= 1.0 + e * n as f64 / horizon;
         }
@@ -503,9 +455,7 @@ impl KlController {
 
 /// The critic's value of the state before each response token, `[B, N]`.
 fn values_of(critic: &RewardModel, prompt: &Tensor, valid: &Tensor, response: &Tensor) -> Tensor {
-    critic
-        .head
-        .forward(&response_hidden(&critic.gpt, prompt, valid, response))
+    critic.head.forward(&response_hidden(&critic.gpt, prompt, valid, response))
 }
 
 /// Everything a PPO run needs besides the two networks.
@@ -568,11 +518,7 @@ pub fn train(
             vf_opt.load(&r.opt_files[1])?;
             rng = Rng::from_state(r.rng);
             kl_ctl.coef = r.extra[0];
-            score_stats = RunningStats {
-                n: r.extra[1],
-                mean: r.extra[2],
-                m2: r.extra[3],
-            };
+            score_stats = RunningStats { n: r.extra[1], mean: r.extra[2], m2: r.extra[3] };
             r.step
         }
         None => {
@@ -609,15 +555,7 @@ pub fn train(
             shaping,
             &mut score_stats,
         );
-        let rollout::Batch {
-            prompt,
-            valid,
-            ro,
-            old_logp,
-            ref_logp,
-            raw_score,
-            score,
-        } = batch;
+        let rollout::Batch { prompt, valid, ro, old_logp, ref_logp, raw_score, score } = batch;
         let mask = &ro.mask;
         // 2. Values, token rewards, GAE.
         let kl_coef = kl_ctl.coef;
@@ -638,10 +576,8 @@ pub fn train(
             };
             // The controller adapts on (and `objective/kl` logs) the sum of the estimator in the
             // reward, as TRL does for k3; the k1 sum is logged beside it.
-            let kl_seq = kl
-                .sum_dim_intlist(1, false, Kind::Float)
-                .mean(Kind::Float)
-                .double_value(&[]);
+            let kl_seq =
+                kl.sum_dim_intlist(1, false, Kind::Float).mean(Kind::Float).double_value(&[]);
             let kl_k1 = (&old_logp - &ref_logp)
                 .sum_dim_intlist(1, false, Kind::Float)
                 .mean(Kind::Float)
@@ -668,13 +604,8 @@ pub fn train(
                 let (p, v, resp, m) = (sel(&prompt), sel(&valid), sel(&ro.response), sel(mask));
                 let logits = policy.logits(&response_hidden(policy, &p, &v, &resp));
                 let (new_logp, logp_all) = rollout::logprobs(&logits, &resp, cfg.temperature);
-                let pl = policy_loss(
-                    &(new_logp * &m),
-                    &sel(&old_logp),
-                    &sel(&adv),
-                    &m,
-                    cfg.clip_coef,
-                );
+                let pl =
+                    policy_loss(&(new_logp * &m), &sel(&old_logp), &sel(&adv), &m, cfg.clip_coef);
                 let new_values = values_of(critic, &p, &v, &resp);
                 let (vf_loss, vf_clipfrac) = value_loss(
                     &new_values,
@@ -747,16 +678,12 @@ pub fn train(
         }
         let (score_mean, nonscore, length, eos_rate, ev) = tch::no_grad(|| {
             let nonscore = -kl_coef
-                * kl.sum_dim_intlist(1, false, Kind::Float)
-                    .mean(Kind::Float)
-                    .double_value(&[]);
+                * kl.sum_dim_intlist(1, false, Kind::Float).mean(Kind::Float).double_value(&[]);
             let eos = rollout::has_eos(&ro).mean(Kind::Float).double_value(&[]);
             (
                 raw_score.mean(Kind::Float).double_value(&[]),
                 nonscore,
-                mask.sum_dim_intlist(1, false, Kind::Float)
-                    .mean(Kind::Float)
-                    .double_value(&[]),
+                mask.sum_dim_intlist(1, false, Kind::Float).mean(Kind::Float).double_value(&[]),
                 eos,
                 explained_variance(&old_values, &returns, mask),
             )

@@ -24,11 +24,7 @@ pub fn advantages(
     k: usize,
     baseline: bool,
 ) -> Tensor {
-    let score = if baseline {
-        score - group_mean(score, k)
-    } else {
-        score.shallow_clone()
-    };
+    let score = if baseline { score - group_mean(score, k) } else { score.shallow_clone() };
     let rewards = token_rewards(kl_penalty, &score, mask, 1.0);
     let to_go = rewards.flip([1]).cumsum(1, tch::Kind::Float).flip([1]) * mask;
     whiten(&to_go, mask)

@@ -122,10 +122,7 @@ pub struct RewardModel {
 impl RewardModel {
     /// Trunk variables at the root (GPT-2 names), the head under `score`.
     pub fn new(p: &nn::Path, cfg: &GptConfig) -> RewardModel {
-        RewardModel {
-            gpt: Gpt::new(p, cfg),
-            head: ScalarHead::new(p.clone(), cfg.d_model),
-        }
+        RewardModel { gpt: Gpt::new(p, cfg), head: ScalarHead::new(p.clone(), cfg.d_model) }
     }
 
     /// Score of each (prompt, response) at its last real response token: `[B]`.
@@ -155,16 +152,11 @@ pub fn reward_loss(
     margin: f64,
     center_coef: f64,
 ) -> (Tensor, Tensor) {
-    let mut loss = -(r_chosen - r_rejected - margin)
-        .log_sigmoid()
-        .mean(Kind::Float);
+    let mut loss = -(r_chosen - r_rejected - margin).log_sigmoid().mean(Kind::Float);
     if center_coef > 0.0 {
         loss = loss + (r_chosen + r_rejected).square().mean(Kind::Float) * center_coef;
     }
-    let acc = r_chosen
-        .gt_tensor(r_rejected)
-        .to_kind(Kind::Float)
-        .mean(Kind::Float);
+    let acc = r_chosen.gt_tensor(r_rejected).to_kind(Kind::Float).mean(Kind::Float);
     (loss, acc)
 }
 
@@ -267,10 +259,7 @@ pub fn train(
             v.shallow_clone().copy_(b);
         }
     }
-    Ok(RewardReport {
-        best_val_acc: best.0,
-        best_epoch: best.1,
-    })
+    Ok(RewardReport { best_val_acc: best.0, best_epoch: best.1 })
 }
 
 /// Number of batches `train` will run (for progress bars).

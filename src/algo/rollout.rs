@@ -149,18 +149,13 @@ impl RunningStats {
 /// sampling temperature.
 pub fn logprobs(logits: &Tensor, response: &Tensor, temperature: f64) -> (Tensor, Tensor) {
     let logp = sampling_logprobs(logits, temperature, 0);
-    let picked = logp
-        .gather(-1, &response.unsqueeze(-1), false)
-        .squeeze_dim(-1);
+    let picked = logp.gather(-1, &response.unsqueeze(-1), false).squeeze_dim(-1);
     (picked, logp)
 }
 
 /// 1 for each row of a rollout that emitted `<eos>`, else 0: `[B]`.
 pub fn has_eos(ro: &Rollout) -> Tensor {
-    ro.response
-        .eq(crate::tokens::EOS)
-        .any_dim(1, false)
-        .to_kind(Kind::Float)
+    ro.response.eq(crate::tokens::EOS).any_dim(1, false).to_kind(Kind::Float)
 }
 
 /// The policy's entropy per token from its full log-probs `[B, N, V]`, mean over the `mask`ed
@@ -242,13 +237,5 @@ pub fn collect(
         }
         (old_logp, ref_logp, raw_score, score)
     });
-    Batch {
-        prompt,
-        valid,
-        ro,
-        old_logp,
-        ref_logp,
-        raw_score,
-        score,
-    }
+    Batch { prompt, valid, ro, old_logp, ref_logp, raw_score, score }
 }

@@ -135,11 +135,7 @@ impl SeqData {
 
     /// (prompt, response) pairs: `<bos> prompt response <eos>`, scored on `response <eos>`.
     pub fn from_examples(examples: &[(Vec<i64>, Vec<i64>)], device: Device) -> SeqData {
-        let l = examples
-            .iter()
-            .map(|(p, r)| p.len() + r.len() + 2)
-            .max()
-            .unwrap_or(2);
+        let l = examples.iter().map(|(p, r)| p.len() + r.len() + 2).max().unwrap_or(2);
         let mut flat = vec![PAD; examples.len() * l];
         let mut tflat = vec![PAD; examples.len() * l];
         let mut lens = Vec::with_capacity(examples.len());
@@ -278,11 +274,7 @@ pub fn train(
         opt.step();
         crate::profile::count(crate::profile::Count::GradSteps, 1.0);
         tokens += tgt.ne(PAD).sum(Kind::Float).double_value(&[]);
-        train_ema = if train_ema.is_nan() {
-            loss_v
-        } else {
-            0.98 * train_ema + 0.02 * loss_v
-        };
+        train_ema = if train_ema.is_nan() { loss_v } else { 0.98 * train_ema + 0.02 * loss_v };
         on_step(step, loss_v);
         // 3. Metrics and periodic held-out NLL.
         let s = step + 1;
@@ -298,10 +290,5 @@ pub fn train(
     }
     let seconds = start.elapsed().as_secs_f64();
     let (sum, n) = nll(model, val, 512);
-    Ok(SftReport {
-        train_nll: train_ema,
-        val_nll: sum / n,
-        tokens,
-        seconds,
-    })
+    Ok(SftReport { train_nll: train_ema, val_nll: sum / n, tokens, seconds })
 }

@@ -60,8 +60,7 @@ impl TabularWorld {
             })
             .collect();
         let draw = |cdf: &Vec<f64>, u: f64| {
-            cdf.partition_point(|&c| c < u * cdf[cdf.len() - 1])
-                .min(cdf.len() - 1)
+            cdf.partition_point(|&c| c < u * cdf[cdf.len() - 1]).min(cdf.len() - 1)
         };
         (0..self.cfg.n_prompts)
             .map(|x| {
@@ -118,34 +117,19 @@ impl TabularWorld {
         let table = vs.root().var_copy("table", reference);
         let mut opt = Adam::new(&vs, lr, (0.9, 0.999), 0.0);
         let (x, r) = (self.cfg.n_prompts as i64, self.responses.len() as i64);
-        let flat: Vec<f32> = counts
-            .iter()
-            .flatten()
-            .flatten()
-            .map(|&c| c as f32)
-            .collect();
+        let flat: Vec<f32> = counts.iter().flatten().flatten().map(|&c| c as f32).collect();
         let weights = Tensor::from_slice(&flat).view([x, r, r]);
         let total = weights.sum(Kind::Float);
         let ref_lp = tch::no_grad(|| self.table_logprobs(reference));
         let pair = |lp: &Tensor| {
-            (
-                lp.unsqueeze(2).expand([x, r, r], false),
-                lp.unsqueeze(1).expand([x, r, r], false),
-            )
+            (lp.unsqueeze(2).expand([x, r, r], false), lp.unsqueeze(1).expand([x, r, r], false))
         };
         let (ref_chosen, ref_rejected) = pair(&ref_lp);
         // Every response has `length` tokens.
-        let lengths = Tensor::full(
-            [x, r, r],
-            self.cfg.length as f64,
-            (Kind::Float, Device::Cpu),
-        );
+        let lengths = Tensor::full([x, r, r], self.cfg.length as f64, (Kind::Float, Device::Cpu));
         for step in 0..steps {
             if step % every == 0 {
-                trace(
-                    step,
-                    &tch::no_grad(|| to_rows(&self.table_logprobs(&table).exp())),
-                );
+                trace(step, &tch::no_grad(|| to_rows(&self.table_logprobs(&table).exp())));
             }
             let lp = self.table_logprobs(&table);
             let (chosen, rejected) = pair(&lp);
@@ -202,10 +186,8 @@ impl TabularWorld {
         let vs = tch::nn::VarStore::new(Device::Cpu);
         let table = vs.root().var_copy("table", reference);
         let cvs = tch::nn::VarStore::new(Device::Cpu);
-        let critic = cvs.root().zeros(
-            "values",
-            &[self.cfg.n_prompts as i64, self.n_nodes() as i64],
-        );
+        let critic =
+            cvs.root().zeros("values", &[self.cfg.n_prompts as i64, self.n_nodes() as i64]);
         let mut opt = Adam::new(&vs, cfg.lr, (0.9, 0.999), 0.0);
         let mut vf_opt = Adam::new(&cvs, cfg.vf_lr, (0.9, 0.999), 0.0);
         let mut rng = Rng::new(derive_seed(seed, "world/tabular/ppo"));
@@ -213,10 +195,7 @@ impl TabularWorld {
         let nn = self.n_nodes() as i64;
         for it in 0..cfg.iterations {
             if it % every == 0 {
-                trace(
-                    it,
-                    &tch::no_grad(|| to_rows(&self.table_logprobs(&table).exp())),
-                );
+                trace(it, &tch::no_grad(|| to_rows(&self.table_logprobs(&table).exp())));
             }
             let (xs_t, nodes, words, mask, score) =
                 self.rollout_tensors(self.sample_table(&table, cfg.rollout_batch, &mut rng));
@@ -229,11 +208,7 @@ impl TabularWorld {
                 let rewards = token_rewards(&kl, &score, &mask, beta);
                 let adv = gae(&rewards, &old_values, &mask, cfg.gamma, cfg.gae_lambda);
                 let returns = &adv + &old_values;
-                let adv = if cfg.whiten_advantages {
-                    whiten(&adv, &mask)
-                } else {
-                    adv
-                };
+                let adv = if cfg.whiten_advantages { whiten(&adv, &mask) } else { adv };
                 (old_logp, old_values, adv, returns)
             });
             let mut order: Vec<usize> = (0..cfg.rollout_batch).collect();
@@ -248,10 +223,8 @@ impl TabularWorld {
                         self.table_token_logprobs(&table, &sel(&xs_t), &sel(&nodes), &sel(&words));
                     let pl = policy_loss(&new_logp, &sel(&old_logp), &sel(&adv), &m, cfg.clip_coef);
                     let rows = (sel(&xs_t).unsqueeze(1) * nn + sel(&nodes)).view([-1]);
-                    let values = critic
-                        .view([-1])
-                        .index_select(0, &rows)
-                        .view([chunk.len() as i64, l]);
+                    let values =
+                        critic.view([-1]).index_select(0, &rows).view([chunk.len() as i64, l]);
                     let (vf, _) =
                         value_loss(&values, &sel(&old_values), &sel(&returns), &m, cfg.vf_clip);
                     opt.zero_grad();
@@ -277,10 +250,7 @@ impl TabularWorld {
         let xs_t = Tensor::from_slice(&xs.iter().map(|&x| x as i64).collect::<Vec<_>>());
         let mask = Tensor::ones([b, l], (Kind::Float, Device::Cpu));
         let score = Tensor::from_slice(
-            &xs.iter()
-                .zip(&idx)
-                .map(|(&x, &i)| self.reward[x][i] as f32)
-                .collect::<Vec<_>>(),
+            &xs.iter().zip(&idx).map(|(&x, &i)| self.reward[x][i] as f32).collect::<Vec<_>>(),
         );
         (
             xs_t,
@@ -410,23 +380,13 @@ impl TabularWorld {
                     .iter()
                     .flat_map(|&i| words[i * l as usize..(i + 1) * l as usize].to_vec())
                     .collect();
-                (
-                    Tensor::from_slice(&which.iter().map(|&i| xs[i] as i64).collect::<Vec<_>>()),
-                    n,
-                    w,
-                )
+                (Tensor::from_slice(&which.iter().map(|&i| xs[i] as i64).collect::<Vec<_>>()), n, w)
             };
             let ((xw, nw, ww), (xl, nl, wl)) = (rows(&win), rows(&lose));
             let (rc, rr) = tch::no_grad(|| {
-                (
-                    seq_logp(reference, &xw, &nw, &ww),
-                    seq_logp(reference, &xl, &nl, &wl),
-                )
+                (seq_logp(reference, &xw, &nw, &ww), seq_logp(reference, &xl, &nl, &wl))
             });
-            let (pc, pr) = (
-                seq_logp(&table, &xw, &nw, &ww),
-                seq_logp(&table, &xl, &nl, &wl),
-            );
+            let (pc, pr) = (seq_logp(&table, &xw, &nw, &ww), seq_logp(&table, &xl, &nl, &wl));
             let lengths = pc.ones_like() * self.cfg.length as f64;
             let out = preference_loss(
                 loss,

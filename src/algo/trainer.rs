@@ -9,9 +9,7 @@ use crate::draw::Rng;
 /// Test hook: `ALIGNLAB_NAN_AT=<method>:<step>` makes that method's loss NaN at that step, to
 /// check that a diverging run stops cleanly and the others go on.
 pub fn injected_nan(stage: &str, step: usize) -> bool {
-    std::env::var("ALIGNLAB_NAN_AT")
-        .map(|v| v == format!("{stage}:{step}"))
-        .unwrap_or(false)
+    std::env::var("ALIGNLAB_NAN_AT").map(|v| v == format!("{stage}:{step}")).unwrap_or(false)
 }
 
 /// Stop a stage on a NaN or Inf, naming where it happened and what survives.
@@ -22,11 +20,7 @@ pub fn check_finite(
     step: usize,
     last_good: &str,
 ) -> Result<()> {
-    let value = if injected_nan(stage, step) {
-        f64::NAN
-    } else {
-        value
-    };
+    let value = if injected_nan(stage, step) { f64::NAN } else { value };
     if !value.is_finite() {
         bail!(
             "{stage}: {what} is {value} at step {step}; last good checkpoint: {last_good}; fix: lower the learning rate or raise the gradient clip of [{stage}] and rerun (finished stages are kept)"
@@ -81,11 +75,7 @@ pub fn start_at(
         }
         None => {
             let state = rng.map(|r| r.state()).unwrap_or([0; 7]);
-            on_eval(&CkptParts {
-                opts: vec![opt],
-                rng: state,
-                extra: vec![],
-            })?;
+            on_eval(&CkptParts { opts: vec![opt], rng: state, extra: vec![] })?;
             Ok(0)
         }
     }

@@ -101,9 +101,7 @@ impl PrefsConfig {
     pub fn label_rule(&self) -> Labels {
         match self.labels {
             LabelKind::Deterministic => Labels::Deterministic,
-            LabelKind::BradleyTerry => Labels::BradleyTerry {
-                temperature: self.bt_temperature,
-            },
+            LabelKind::BradleyTerry => Labels::BradleyTerry { temperature: self.bt_temperature },
             LabelKind::World => Labels::World,
         }
     }
@@ -133,12 +131,7 @@ impl PrefsConfig {
         need(
             sampling_temperature(self.temperature, false),
             "temperature",
-            || {
-                format!(
-                    "must be in [{MIN_TEMPERATURE}, 4] (got {})",
-                    self.temperature
-                )
-            },
+            || format!("must be in [{MIN_TEMPERATURE}, 4] (got {})", self.temperature),
             "sample completions at temperature 1.0",
         )
     }
@@ -177,10 +170,8 @@ pub fn build(
     // 1. Completions, prompt-major: completions[i * k + j].
     let completions: Vec<Vec<i64>> = match cfg.source {
         PrefSource::Sft => {
-            let rows: Vec<Vec<i64>> = prompts
-                .iter()
-                .flat_map(|p| std::iter::repeat_n(p.clone(), k))
-                .collect();
+            let rows: Vec<Vec<i64>> =
+                prompts.iter().flat_map(|p| std::iter::repeat_n(p.clone(), k)).collect();
             let settings = SampleSettings {
                 temperature: cfg.temperature,
                 top_k: 0,
@@ -208,11 +199,8 @@ pub fn build(
         }
     };
     crate::profile::count(crate::profile::Count::GoldQueries, completions.len() as f64);
-    let gold: Vec<f64> = completions
-        .par_iter()
-        .enumerate()
-        .map(|(i, c)| world.gold(&prompts[i / k], c))
-        .collect();
+    let gold: Vec<f64> =
+        completions.par_iter().enumerate().map(|(i, c)| world.gold(&prompts[i / k], c)).collect();
     // 2. Split prompts.
     let mut rng = Rng::new(derive_seed(seed, "prefs/split"));
     let mut order: Vec<usize> = (0..prompts.len()).collect();
@@ -225,10 +213,7 @@ pub fn build(
     }
     // 3. All pairs, labelled.
     let mut label_rng = Rng::new(derive_seed(seed, "prefs/labels"));
-    let mut data = PrefData {
-        train: vec![],
-        val: vec![],
-    };
+    let mut data = PrefData { train: vec![], val: vec![] };
     for (pi, prompt) in prompts.iter().enumerate() {
         for a in 0..k {
             for b in a + 1..k {
@@ -273,10 +258,7 @@ pub fn build(
 }
 
 fn join(ts: &[i64]) -> String {
-    ts.iter()
-        .map(|t| t.to_string())
-        .collect::<Vec<_>>()
-        .join(" ")
+    ts.iter().map(|t| t.to_string()).collect::<Vec<_>>().join(" ")
 }
 
 impl PrefData {
@@ -292,11 +274,7 @@ impl PrefData {
             RolloutPrompts::Train => {
                 let held_out: std::collections::HashSet<&[i64]> =
                     self.val.iter().map(|p| &p.prompt[..]).collect();
-                world_prompts
-                    .iter()
-                    .filter(|p| !held_out.contains(&p[..]))
-                    .cloned()
-                    .collect()
+                world_prompts.iter().filter(|p| !held_out.contains(&p[..])).cloned().collect()
             }
         }
     }
@@ -321,10 +299,7 @@ impl PrefData {
     }
 
     pub fn from_text(text: &str) -> Result<PrefData> {
-        let mut d = PrefData {
-            train: vec![],
-            val: vec![],
-        };
+        let mut d = PrefData { train: vec![], val: vec![] };
         for (i, line) in text.lines().enumerate() {
             let f: Vec<&str> = line.split('|').collect();
             if f.len() != 6 {
@@ -332,10 +307,7 @@ impl PrefData {
             }
             let toks = |s: &str| -> Result<Vec<i64>> {
                 s.split_whitespace()
-                    .map(|t| {
-                        t.parse::<i64>()
-                            .with_context(|| format!("line {}: bad token", i + 1))
-                    })
+                    .map(|t| t.parse::<i64>().with_context(|| format!("line {}: bad token", i + 1)))
                     .collect()
             };
             let pair = Pair {
@@ -358,10 +330,7 @@ impl PrefData {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read {}", path.display()))?;
         PrefData::from_text(&text).with_context(|| {
-            format!(
-                "corrupt preference data {}; fix: delete it to regenerate",
-                path.display()
-            )
+            format!("corrupt preference data {}; fix: delete it to regenerate", path.display())
         })
     }
 }
@@ -403,31 +372,14 @@ impl PairTensors {
     pub fn new(pairs: &[Pair], device: Device) -> PairTensors {
         let prompts: Vec<Vec<i64>> = pairs.iter().map(|p| p.prompt.clone()).collect();
         let (prompt, prompt_valid) = left_pad(&prompts, device);
-        let width = pairs
-            .iter()
-            .map(|p| p.chosen.len().max(p.rejected.len()))
-            .max()
-            .unwrap_or(1)
-            .max(1);
-        let (chosen, chosen_mask) = right_pad(
-            &pairs.iter().map(|p| &p.chosen).collect::<Vec<_>>(),
-            width,
-            device,
-        );
-        let (rejected, rejected_mask) = right_pad(
-            &pairs.iter().map(|p| &p.rejected).collect::<Vec<_>>(),
-            width,
-            device,
-        );
+        let width =
+            pairs.iter().map(|p| p.chosen.len().max(p.rejected.len())).max().unwrap_or(1).max(1);
+        let (chosen, chosen_mask) =
+            right_pad(&pairs.iter().map(|p| &p.chosen).collect::<Vec<_>>(), width, device);
+        let (rejected, rejected_mask) =
+            right_pad(&pairs.iter().map(|p| &p.rejected).collect::<Vec<_>>(), width, device);
         PairTensors {
-            all: PairBatch {
-                prompt,
-                prompt_valid,
-                chosen,
-                chosen_mask,
-                rejected,
-                rejected_mask,
-            },
+            all: PairBatch { prompt, prompt_valid, chosen, chosen_mask, rejected, rejected_mask },
             n: pairs.len(),
         }
     }

@@ -142,11 +142,7 @@ impl EvalConfig {
 
 /// The metrics of a [`win_rate`]: `eval/winrate` and its interval `eval/winrate_lo|hi`.
 pub fn winrate_metrics((rate, lo, hi): (f64, f64, f64)) -> [(&'static str, f64); 3] {
-    [
-        ("eval/winrate", rate),
-        ("eval/winrate_lo", lo),
-        ("eval/winrate_hi", hi),
-    ]
+    [("eval/winrate", rate), ("eval/winrate_lo", lo), ("eval/winrate_hi", hi)]
 }
 
 /// How many of `n_prompts` held-out prompts form the selection half (the first ones; the rest

@@ -44,13 +44,7 @@ pub fn optimal_frontier(rewards: &[Vec<f64>], betas: &[f64]) -> Vec<IsPoint> {
                 }
             }
             let rows = rewards.len() as f64;
-            IsPoint {
-                beta,
-                kl: kl / rows,
-                gold: r / rows,
-                ess_mean: ess / rows,
-                ess_min,
-            }
+            IsPoint { beta, kl: kl / rows, gold: r / rows, ess_mean: ess / rows, ess_min }
         })
         .collect()
 }

@@ -68,12 +68,7 @@ fn distinct(texts: &[Vec<i64>], n: usize) -> f64 {
 /// The gold reward of each evaluation row's reference response (`samples_per_prompt` rows per
 /// prompt), where the world has references.
 pub fn reference_gold(world: &dyn TextWorld, samples_per_prompt: usize) -> Option<Vec<f64>> {
-    Some(gold_per_row(
-        world,
-        world.eval_prompts(),
-        world.eval_references()?,
-        samples_per_prompt,
-    ))
+    Some(gold_per_row(world, world.eval_prompts(), world.eval_references()?, samples_per_prompt))
 }
 
 /// The gold reward of each prompt's reference, repeated for its `samples_per_prompt` rows.
@@ -176,38 +171,21 @@ impl Evaluator<'_> {
     fn greedy_logp(&self, policy: &Gpt) -> f64 {
         let _guard = tch::no_grad_guard();
         let (prompt, valid) = left_pad(self.world.eval_prompts(), self.reference.cfg_device());
-        let greedy = SampleSettings {
-            temperature: 0.0,
-            top_k: 0,
-            ..self.settings.clone()
-        };
+        let greedy = SampleSettings { temperature: 0.0, top_k: 0, ..self.settings.clone() };
         let ro = {
             let _p = profile::span("eval_generate");
             generate(policy, &prompt, &valid, &greedy)
         };
         let _p = profile::span("eval_estimators");
-        let lp = sampling_logprobs(
-            &response_logits(policy, &prompt, &valid, &ro.response),
-            0.0,
-            0,
-        );
-        let picked = lp
-            .gather(-1, &ro.response.unsqueeze(-1), false)
-            .squeeze_dim(-1)
-            * &ro.mask;
-        picked
-            .sum_dim_intlist(-1, false, Kind::Float)
-            .mean(Kind::Float)
-            .double_value(&[])
+        let lp = sampling_logprobs(&response_logits(policy, &prompt, &valid, &ro.response), 0.0, 0);
+        let picked = lp.gather(-1, &ro.response.unsqueeze(-1), false).squeeze_dim(-1) * &ro.mask;
+        picked.sum_dim_intlist(-1, false, Kind::Float).mean(Kind::Float).double_value(&[])
     }
 
     /// The evaluation at another sampling temperature, metrics named `eval_t{T}/...`; the
     /// held-out implicit-reward accuracy does not depend on sampling and is left out.
     pub fn evaluate_at_temperature(&self, policy: &Gpt, temperature: f64) -> Vec<(String, f64)> {
-        let settings = SampleSettings {
-            temperature,
-            ..self.settings
-        };
+        let settings = SampleSettings { temperature, ..self.settings };
         let (rows, _) = self.evaluate_with(policy, &settings);
         rows.into_iter()
             .filter(|(k, _)| k != "eval/implicit_acc")
@@ -230,24 +208,12 @@ impl Evaluator<'_> {
         drop(span);
         let span = profile::span("eval_gold");
         // Each sample's gold reward and fluency on its own: in parallel, in order.
-        let gold: Vec<f64> = self
-            .prompts
-            .par_iter()
-            .zip(&rows)
-            .map(|(p, r)| self.world.gold(p, r))
-            .collect();
-        let fluency: Option<Vec<f64>> = self
-            .prompts
-            .par_iter()
-            .zip(&rows)
-            .map(|(p, r)| self.world.fluency(p, r))
-            .collect();
-        let spurious: Option<Vec<f64>> = self
-            .prompts
-            .iter()
-            .zip(&rows)
-            .map(|(p, r)| self.world.spurious(p, r))
-            .collect();
+        let gold: Vec<f64> =
+            self.prompts.par_iter().zip(&rows).map(|(p, r)| self.world.gold(p, r)).collect();
+        let fluency: Option<Vec<f64>> =
+            self.prompts.par_iter().zip(&rows).map(|(p, r)| self.world.fluency(p, r)).collect();
+        let spurious: Option<Vec<f64>> =
+            self.prompts.iter().zip(&rows).map(|(p, r)| self.world.spurious(p, r)).collect();
         drop(span);
         let span = profile::span("eval_estimators");
         // KL at the sampling temperature (greedy decoding is measured at temperature 1).
@@ -293,22 +259,15 @@ impl Evaluator<'_> {
         let to_vec = |t: &Tensor| {
             Vec::<f64>::try_from(t.to_kind(Kind::Double).to_device(tch::Device::Cpu)).unwrap()
         };
-        let (kl, k1, k2, k3, entropy) = (
-            to_vec(&kl),
-            to_vec(&k1),
-            to_vec(&k2),
-            to_vec(&k3),
-            to_vec(&entropy),
-        );
+        let (kl, k1, k2, k3, entropy) =
+            (to_vec(&kl), to_vec(&k1), to_vec(&k2), to_vec(&k3), to_vec(&entropy));
         let sd = |x: &[f64]| {
             let m = x.iter().sum::<f64>() / x.len() as f64;
             (x.iter().map(|v| (v - m).powi(2)).sum::<f64>() / (x.len() as f64 - 1.0).max(1.0))
                 .sqrt()
         };
-        let length = mask
-            .sum_dim_intlist(-1, false, Kind::Float)
-            .mean(Kind::Float)
-            .double_value(&[]);
+        let length =
+            mask.sum_dim_intlist(-1, false, Kind::Float).mean(Kind::Float).double_value(&[]);
         let eos_rate =
             rows.iter().filter(|r| r.last() == Some(&EOS)).count() as f64 / rows.len() as f64;
         let g: Stat = mean_ci(&gold);
@@ -348,10 +307,7 @@ impl Evaluator<'_> {
         ));
         if let Some(rm) = self.rm {
             let proxy = rm.score(&prompt, &valid, &ro.response, mask);
-            out.push((
-                "eval/proxy".to_string(),
-                proxy.mean(Kind::Float).double_value(&[]),
-            ));
+            out.push(("eval/proxy".to_string(), proxy.mean(Kind::Float).double_value(&[])));
         }
         if let Some((pairs, (ref_c, ref_r))) = self.heldout {
             let mut correct = 0.0;
@@ -361,31 +317,16 @@ impl Evaluator<'_> {
                 let b = pairs.batch(chunk);
                 let n = chunk.len() as i64;
                 let (c, r) = pair_logps(policy, &b);
-                let (c, r) = (
-                    c - ref_c.narrow(0, offset, n),
-                    r - ref_r.narrow(0, offset, n),
-                );
+                let (c, r) = (c - ref_c.narrow(0, offset, n), r - ref_r.narrow(0, offset, n));
                 // A tie (at step 0 every pair) counts one half, as a coin flip would score.
                 let right = c.gt_tensor(&r).to_kind(Kind::Float)
                     + c.eq_tensor(&r).to_kind(Kind::Float) * 0.5;
                 correct += right.sum(Kind::Float).double_value(&[]);
                 offset += n;
             }
-            out.push((
-                "eval/implicit_acc".to_string(),
-                correct / pairs.len().max(1) as f64,
-            ));
+            out.push(("eval/implicit_acc".to_string(), correct / pairs.len().max(1) as f64));
         }
         drop(span);
-        (
-            out,
-            EvalSamples {
-                gold,
-                kl,
-                k1,
-                k2,
-                k3,
-            },
-        )
+        (out, EvalSamples { gold, kl, k1, k2, k3 })
     }
 }

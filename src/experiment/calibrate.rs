@@ -144,11 +144,7 @@ pub fn propose(runs: &[(f64, f64)], budget: f64, sign: f64) -> f64 {
             let mut near = pts.clone();
             near.sort_by(|p, q| (p.1 - b).abs().total_cmp(&(q.1 - b).abs()));
             let ((x0, y0), (x1, y1)) = (near[0], near[1]);
-            let slope = if y1 != y0 && x1 != x0 {
-                (y1 - y0) / (x1 - x0)
-            } else {
-                sign
-            };
+            let slope = if y1 != y0 && x1 != x0 { (y1 - y0) / (x1 - x0) } else { sign };
             let step = ((b - y0) / slope).clamp(-4f64.ln(), 4f64.ln());
             (x0 + step).exp()
         }
@@ -170,10 +166,7 @@ fn within(kl: f64, budget: f64) -> bool {
 
 /// The budget nearest `kl` in log KL (the first of a tie).
 pub fn nearest_budget(kl: f64, budgets: &[f64]) -> Option<f64> {
-    budgets
-        .iter()
-        .copied()
-        .min_by(|a, b| (kl / a).ln().abs().total_cmp(&(kl / b).ln().abs()))
+    budgets.iter().copied().min_by(|a, b| (kl / a).ln().abs().total_cmp(&(kl / b).ln().abs()))
 }
 
 /// Whether the run landing at `kl` settles `budget`: within `aim` of it and nearer it than any
@@ -188,11 +181,8 @@ pub fn settles(kl: f64, budget: f64, budgets: &[f64], aim: f64) -> bool {
 /// The (setting, landed KL) run each budget takes: among the runs nearer it than any other
 /// budget, the nearest in log KL; where there is none, the nearest of all.
 pub fn pick(runs: &[(f64, f64)], budget: f64, budgets: &[f64]) -> Option<(f64, f64)> {
-    let ok: Vec<(f64, f64)> = runs
-        .iter()
-        .copied()
-        .filter(|r| r.1 > 0.0 && r.1.is_finite())
-        .collect();
+    let ok: Vec<(f64, f64)> =
+        runs.iter().copied().filter(|r| r.1 > 0.0 && r.1.is_finite()).collect();
     let dist = |r: &&(f64, f64)| (r.1 / budget).ln().abs();
     let own = ok
         .iter()
@@ -207,31 +197,19 @@ fn nearest_run(runs: &[(f64, f64)], budget: f64) -> Option<(f64, f64)> {
     runs.iter()
         .copied()
         .filter(|r| r.1 > 0.0 && r.1.is_finite())
-        .min_by(|p, q| {
-            (p.1 / budget)
-                .ln()
-                .abs()
-                .total_cmp(&(q.1 / budget).ln().abs())
-        })
+        .min_by(|p, q| (p.1 / budget).ln().abs().total_cmp(&(q.1 / budget).ln().abs()))
 }
 
 /// The value of `key` in a method's setting label (`beta=0.1`, `target_kl=1;rollout_batch=64`,
 /// Best-of-N's `n=16`).
 pub fn setting_value(setting: &str, key: &str) -> Option<f64> {
-    setting
-        .split(';')
-        .find_map(|p| p.strip_prefix(&format!("{key}=")))
-        .and_then(|v| v.parse().ok())
+    setting.split(';').find_map(|p| p.strip_prefix(&format!("{key}="))).and_then(|v| v.parse().ok())
 }
 
 fn grid_override(table: &str, key: &str, values: &[f64]) -> String {
     format!(
         "{table}.{key}=[{}]",
-        values
-            .iter()
-            .map(|v| format!("{v:?}"))
-            .collect::<Vec<_>>()
-            .join(", ")
+        values.iter().map(|v| format!("{v:?}")).collect::<Vec<_>>().join(", ")
     )
 }
 
@@ -269,22 +247,11 @@ pub fn calibrate(
                 .filter(|m| m.name() == table)
                 .filter_map(|m| setting_value(&m.setting(), key))
                 .collect();
-            knobs.push(Knob {
-                table,
-                key,
-                sign,
-                grid,
-                runs: vec![],
-            });
+            knobs.push(Knob { table, key, sign, grid, runs: vec![] });
         }
     }
     let mut work = super::RunsWork::default();
-    let seeds = sc
-        .pilot_seeds
-        .iter()
-        .map(|s| s.to_string())
-        .collect::<Vec<_>>()
-        .join(", ");
+    let seeds = sc.pilot_seeds.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(", ");
     let pilot_base = vec![
         format!("sweep.seeds=[{seeds}]"),
         "sweep.budgets=[]".to_string(),
@@ -302,9 +269,7 @@ pub fn calibrate(
                     .budgets
                     .iter()
                     .filter(|b| {
-                        !k.runs
-                            .iter()
-                            .any(|r| settles(r.1, **b, &sc.budgets, sc.calibration_aim))
+                        !k.runs.iter().any(|r| settles(r.1, **b, &sc.budgets, sc.calibration_aim))
                     })
                     .map(|b| round3(propose(&k.runs, *b, k.sign)))
                     .filter(|v| v.is_finite() && *v > 0.0)
@@ -322,10 +287,7 @@ pub fn calibrate(
             break;
         }
         let mut ov = pilot_base.clone();
-        ov.extend(
-            todo.iter()
-                .map(|(i, v)| grid_override(&knobs[*i].table, knobs[*i].key, v)),
-        );
+        ov.extend(todo.iter().map(|(i, v)| grid_override(&knobs[*i].table, knobs[*i].key, v)));
         let pilot = load(&ov)?;
         let names: Vec<String> = todo.iter().map(|(i, _)| knobs[*i].table.clone()).collect();
         eprintln!(
@@ -337,10 +299,7 @@ pub fn calibrate(
         );
         run_pilot(&pilot, &names, &ov)?;
         for m in pilot.methods.iter().filter(|m| names.contains(&m.name())) {
-            let k = knobs
-                .iter_mut()
-                .find(|k| k.table == m.name())
-                .expect("a calibrated table");
+            let k = knobs.iter_mut().find(|k| k.table == m.name()).expect("a calibrated table");
             let Some(v) = setting_value(&m.setting(), k.key) else {
                 continue;
             };
@@ -407,17 +366,10 @@ pub fn calibrate(
         }
         overrides.push(format!(
             "best_of_n.n=[{}]",
-            grid.iter()
-                .map(|n| n.to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
+            grid.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(", ")
         ));
     }
-    Ok(Calibration {
-        overrides,
-        records,
-        work,
-    })
+    Ok(Calibration { overrides, records, work })
 }
 
 /// The way KL moves with a knob: +1 where it grows with the setting (target KL, alpha), -1
@@ -447,10 +399,7 @@ pub fn top_up_value(
     budget: f64,
     sign: f64,
 ) -> Option<f64> {
-    if std::iter::once(&calibrated)
-        .chain(topped)
-        .any(|kl| within(*kl, budget))
-    {
+    if std::iter::once(&calibrated).chain(topped).any(|kl| within(*kl, budget)) {
         return None;
     }
     let mut v = round3(propose(runs, budget, sign));
@@ -479,11 +428,7 @@ pub fn top_up_value(
 
 /// A run's final KL: its `eval/kl` at the last step evaluated.
 fn last_kl(e: &Metrics) -> Option<f64> {
-    e.rows
-        .iter()
-        .filter(|r| r.metric == "eval/kl")
-        .max_by_key(|r| r.step)
-        .map(|r| r.value)
+    e.rows.iter().filter(|r| r.metric == "eval/kl").max_by_key(|r| r.step).map(|r| r.value)
 }
 
 /// The final KL of a finished run (None: not finished, or no `eval/kl`).
@@ -509,15 +454,9 @@ pub fn top_ups(sc: &Scenario, opts: &RunOptions, records: &[CalibrationRecord]) 
                 ))
             })
             .collect();
-        for r in records
-            .iter()
-            .filter(|r| r.within_tolerance && r.table != "best_of_n")
-        {
-            let runs: Vec<(f64, f64)> = finished
-                .iter()
-                .filter(|f| f.0 == r.table)
-                .map(|f| (f.1, f.2))
-                .collect();
+        for r in records.iter().filter(|r| r.within_tolerance && r.table != "best_of_n") {
+            let runs: Vec<(f64, f64)> =
+                finished.iter().filter(|f| f.0 == r.table).map(|f| (f.1, f.2)).collect();
             // A failed or missing calibrated run is reported as such, not topped up.
             let Some(calibrated) = runs.iter().find(|x| x.0 == r.value).map(|x| x.1) else {
                 continue;
@@ -534,12 +473,7 @@ pub fn top_ups(sc: &Scenario, opts: &RunOptions, records: &[CalibrationRecord]) 
                     .iter()
                     .any(|o: &SeedRun| o.seed == seed && o.table == r.table && o.value == value)
                 {
-                    out.push(SeedRun {
-                        seed,
-                        table: r.table.clone(),
-                        value,
-                        budget: r.budget,
-                    });
+                    out.push(SeedRun { seed, table: r.table.clone(), value, budget: r.budget });
                 }
             }
         }
@@ -549,10 +483,7 @@ pub fn top_ups(sc: &Scenario, opts: &RunOptions, records: &[CalibrationRecord]) 
 
 /// The knob the calibration's records give `table` (None: not calibrated, or Best-of-N).
 fn knob_of<'a>(records: &'a [CalibrationRecord], table: &str) -> Option<&'a str> {
-    records
-        .iter()
-        .find(|r| r.table == table && r.table != "best_of_n")
-        .map(|r| r.key.as_str())
+    records.iter().find(|r| r.table == table && r.table != "best_of_n").map(|r| r.key.as_str())
 }
 
 /// `[sweep] seed_runs` as a `--set` override.
@@ -573,11 +504,6 @@ pub fn seed_runs_override(runs: &[SeedRun]) -> String {
 fn pilot_evals(sc: &Scenario, m: &methods::Method, opts: &RunOptions) -> Result<Metrics> {
     let path = folders::method_dir(sc, m, opts).join("eval.csv");
     Metrics::read(&path).with_context(|| {
-        format!(
-            "the pilot run {} {} left no {}",
-            m.name(),
-            m.setting(),
-            path.display()
-        )
+        format!("the pilot run {} {} left no {}", m.name(), m.setting(), path.display())
     })
 }

@@ -19,45 +19,29 @@ pub fn run_cell(sc: &Scenario, opts: &RunOptions, index: usize) -> Result<()> {
     let mut metrics = Metrics::default();
     let mut summary = Summary::default();
     crate::profile::stage("load", &format!("cell{index}"), sc.seed, "startup");
-    let done = with_shared(
-        sc,
-        opts,
-        &mut metrics,
-        &mut summary,
-        |shared, metrics, _| {
-            let mut evals = Metrics::default();
-            match sc.methods.get(index) {
-                Some(m) => method_stage::method_stage(sc, m, shared, opts, metrics, &mut evals),
-                None => match &sc.best_of_n {
-                    Some(grid) if index == sc.methods.len() => {
-                        method_stage::best_of_n_stage(sc, grid, shared, opts, metrics, &mut evals)
-                    }
-                    _ => anyhow::bail!(
-                        "cell {index} does not exist: the scenario has {} method runs{}",
-                        sc.methods.len(),
-                        if sc.best_of_n.is_some() {
-                            " and Best-of-N"
-                        } else {
-                            ""
-                        }
-                    ),
-                },
-            }
-        },
-    );
+    let done = with_shared(sc, opts, &mut metrics, &mut summary, |shared, metrics, _| {
+        let mut evals = Metrics::default();
+        match sc.methods.get(index) {
+            Some(m) => method_stage::method_stage(sc, m, shared, opts, metrics, &mut evals),
+            None => match &sc.best_of_n {
+                Some(grid) if index == sc.methods.len() => {
+                    method_stage::best_of_n_stage(sc, grid, shared, opts, metrics, &mut evals)
+                }
+                _ => anyhow::bail!(
+                    "cell {index} does not exist: the scenario has {} method runs{}",
+                    sc.methods.len(),
+                    if sc.best_of_n.is_some() { " and Best-of-N" } else { "" }
+                ),
+            },
+        }
+    });
     // For the sweep's profile (read by `run_cells`).
-    write_atomic(
-        &cell_profile_path(sc, opts, sc.seed, index),
-        profile_rows().to_csv().as_bytes(),
-    )?;
+    write_atomic(&cell_profile_path(sc, opts, sc.seed, index), profile_rows().to_csv().as_bytes())?;
     done
 }
 
 fn cell_profile_path(sc: &Scenario, opts: &RunOptions, seed: u64, index: usize) -> PathBuf {
-    opts.runs_root
-        .join(&sc.name)
-        .join("cells")
-        .join(format!("seed{seed}-cell{index}.profile.csv"))
+    opts.runs_root.join(&sc.name).join("cells").join(format!("seed{seed}-cell{index}.profile.csv"))
 }
 
 /// This process's profile so far as rows `profile/{phase}/wall_s|cpu_s|gflop` of each stage.
@@ -65,30 +49,9 @@ pub fn profile_rows() -> Metrics {
     let mut m = Metrics::default();
     for ((stage, phase), c) in crate::profile::snapshot() {
         let (method, setting, seed) = stage;
-        m.push(
-            &method,
-            &setting,
-            seed,
-            0,
-            &format!("profile/{phase}/wall_s"),
-            c.wall_s,
-        );
-        m.push(
-            &method,
-            &setting,
-            seed,
-            0,
-            &format!("profile/{phase}/cpu_s"),
-            c.cpu_s,
-        );
-        m.push(
-            &method,
-            &setting,
-            seed,
-            0,
-            &format!("profile/{phase}/gflop"),
-            c.flops / 1e9,
-        );
+        m.push(&method, &setting, seed, 0, &format!("profile/{phase}/wall_s"), c.wall_s);
+        m.push(&method, &setting, seed, 0, &format!("profile/{phase}/cpu_s"), c.cpu_s);
+        m.push(&method, &setting, seed, 0, &format!("profile/{phase}/gflop"), c.flops / 1e9);
     }
     m
 }
@@ -162,12 +125,8 @@ fn run_cells(
     let (total, mut finished) = (pending.len(), 0usize);
     let mut failed = Vec::new();
     let mut queue = pending.into_iter();
-    let mut running: Vec<(
-        std::process::Child,
-        (u64, usize, String),
-        PathBuf,
-        std::time::Instant,
-    )> = Vec::new();
+    let mut running: Vec<(std::process::Child, (u64, usize, String), PathBuf, std::time::Instant)> =
+        Vec::new();
     let t_first = std::time::Instant::now();
     let mut busy_s = 0.0;
     loop {
@@ -192,9 +151,7 @@ fn run_cells(
                 .arg(threads.to_string());
             let f = std::fs::File::create(&log)?;
             cmd.stdout(f.try_clone()?).stderr(f);
-            let child = cmd
-                .spawn()
-                .with_context(|| format!("cannot start cell {label}"))?;
+            let child = cmd.spawn().with_context(|| format!("cannot start cell {label}"))?;
             running.push((child, (seed, index, label), log, std::time::Instant::now()));
         }
         if running.is_empty() {
@@ -264,10 +221,7 @@ pub struct RunsDone {
 impl RunsDone {
     /// The cells of `sc` in `pending` (not finished) out of `total`.
     pub(super) fn of(total: usize, pending: usize) -> RunsDone {
-        RunsDone {
-            ran: pending,
-            cached: total - pending,
-        }
+        RunsDone { ran: pending, cached: total - pending }
     }
 
     pub fn absorb(&mut self, o: RunsDone) {
@@ -297,18 +251,11 @@ pub fn run_tables(sc: &Scenario, opts: &RunOptions, tables: &[String]) -> Result
     let pending: Vec<_> = pending_cells(sc, opts)
         .into_iter()
         .filter(|(seed, i, _)| {
-            sc.with_seed(*seed)
-                .methods
-                .get(*i)
-                .is_some_and(|m| tables.contains(&m.name()))
+            sc.with_seed(*seed).methods.get(*i).is_some_and(|m| tables.contains(&m.name()))
         })
         .collect();
     let done = RunsDone::of(
-        sc.seeds.len()
-            * sc.methods
-                .iter()
-                .filter(|m| tables.contains(&m.name()))
-                .count(),
+        sc.seeds.len() * sc.methods.iter().filter(|m| tables.contains(&m.name())).count(),
         pending.len(),
     );
     for &seed in &sc.seeds {
@@ -354,12 +301,8 @@ pub(super) fn run_pending(
     opts: &RunOptions,
     pending: Vec<(u64, usize, String)>,
 ) -> Result<(Vec<(u64, usize, String)>, CellsProfile)> {
-    let seeds: Vec<u64> = sc
-        .seeds
-        .iter()
-        .copied()
-        .filter(|s| pending.iter().any(|p| p.0 == *s))
-        .collect();
+    let seeds: Vec<u64> =
+        sc.seeds.iter().copied().filter(|s| pending.iter().any(|p| p.0 == *s)).collect();
     if opts.jobs > 1 {
         for &seed in &seeds {
             with_shared(
@@ -411,4 +354,35 @@ pub(super) fn run_pending(
         )?;
     }
     Ok((failed, CellsProfile::default()))
+}
+
+/// `alignlab cell`'s arguments checked against the scenario: the seed is one of its seeds and
+/// the index names a cell (`file` for the message).
+pub fn check_cell(sc: &Scenario, seed: u64, index: usize, file: &std::path::Path) -> Result<()> {
+    anyhow::ensure!(
+        sc.seeds.contains(&seed),
+        "seed {seed} is not in the scenario's seeds {:?}; fix: pick one of them",
+        sc.seeds
+    );
+    let cells = sc.methods.len() + usize::from(sc.best_of_n.is_some());
+    anyhow::ensure!(index < cells, "cell {index} does not exist: the scenario has {cells} cells per seed (indices 0..{}); fix: `alignlab cells {}` lists them", cells.saturating_sub(1), file.display());
+    Ok(())
+}
+
+/// `alignlab cells`: a line per cell, `--seed S --index I`, its method and setting, and whether
+/// it is pending or done.
+pub fn listing(sc: &Scenario, opts: &RunOptions) -> String {
+    let pending = pending_cells(sc, opts);
+    let mut out = String::new();
+    for &seed in &sc.seeds {
+        let s = sc.with_seed(seed);
+        let methods = s.methods.iter().map(|m| format!("{} {}", m.name(), m.setting()));
+        let labels = methods.chain(s.best_of_n.iter().map(|_| "best_of_n".to_string()));
+        for (i, label) in labels.enumerate() {
+            let done = !pending.iter().any(|p| p.0 == seed && p.1 == i);
+            let state = if done { "done" } else { "pending" };
+            out += &format!("--seed {seed} --index {i}\t{label}\t{state}\n");
+        }
+    }
+    out
 }

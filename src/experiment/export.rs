@@ -27,15 +27,10 @@ pub struct ModelCard {
 
 /// Write `model.toml` into a run folder.
 pub fn write_card(dir: &Path, gpt: &GptConfig, words: &[String]) -> Result<()> {
-    let card = ModelCard {
-        gpt: gpt.clone(),
-        words: words.to_vec(),
-    };
+    let card = ModelCard { gpt: gpt.clone(), words: words.to_vec() };
     write_atomic(
         &dir.join("model.toml"),
-        toml::to_string(&card)
-            .expect("the model card serializes")
-            .as_bytes(),
+        toml::to_string(&card).expect("the model card serializes").as_bytes(),
     )
 }
 
@@ -47,9 +42,7 @@ pub fn write_words(dir: &Path, words: &[String]) -> Result<()> {
     }
     write_atomic(
         &dir.join("words.toml"),
-        toml::to_string(&Words { words })
-            .expect("words serialize")
-            .as_bytes(),
+        toml::to_string(&Words { words }).expect("words serialize").as_bytes(),
     )
 }
 
@@ -73,10 +66,7 @@ pub fn prefs(dir: &Path, out: &Path) -> Result<usize> {
     let text = std::fs::read_to_string(&words_path)
         .with_context(|| format!("cannot read {}", words_path.display()))?;
     let words: Words = toml::from_str(&text).with_context(|| {
-        format!(
-            "corrupt {}; fix: delete the folder and rerun",
-            words_path.display()
-        )
+        format!("corrupt {}; fix: delete the folder and rerun", words_path.display())
     })?;
     let data = crate::data::PrefData::load(&pairs_path)?;
     let word = |i: i64| {
@@ -95,12 +85,7 @@ pub fn prefs(dir: &Path, out: &Path) -> Result<usize> {
             .collect::<Result<Vec<_>>>()?
             .join(" "))
     };
-    let ids = |v: &[i64]| {
-        v.iter()
-            .map(|i| i.to_string())
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
+    let ids = |v: &[i64]| v.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(", ");
     let mut s = String::new();
     let mut n = 0;
     for (split, pairs) in [("train", &data.train), ("val", &data.val)] {
@@ -142,10 +127,7 @@ fn json_str(s: &str) -> String {
 
 /// Export the policy of `run_dir` into `out`.
 pub fn hf(run_dir: &Path, out: &Path) -> Result<()> {
-    let (ckpt, card_path) = (
-        run_dir.join("model.safetensors"),
-        run_dir.join("model.toml"),
-    );
+    let (ckpt, card_path) = (run_dir.join("model.safetensors"), run_dir.join("model.toml"));
     if !ckpt.exists() {
         bail!("{} has no model.safetensors; fix: pass a finished run folder, e.g. runs/<scenario>/dpo-beta=0.1-<hash>", run_dir.display());
     }
@@ -155,10 +137,7 @@ pub fn hf(run_dir: &Path, out: &Path) -> Result<()> {
     let text = std::fs::read_to_string(&card_path)
         .with_context(|| format!("cannot read {}", card_path.display()))?;
     let card: ModelCard = toml::from_str(&text).with_context(|| {
-        format!(
-            "corrupt {}; fix: delete the run folder and rerun",
-            card_path.display()
-        )
+        format!("corrupt {}; fix: delete the run folder and rerun", card_path.display())
     })?;
     let cfg = &card.gpt;
     anyhow::ensure!(
@@ -180,19 +159,11 @@ pub fn hf(run_dir: &Path, out: &Path) -> Result<()> {
     let mut tensors: Vec<(String, Tensor)> = Vec::new();
     for name in names {
         let t = &vars[name];
-        let conv1d = [
-            "attn.c_attn.weight",
-            "attn.c_proj.weight",
-            "mlp.c_fc.weight",
-            "mlp.c_proj.weight",
-        ]
-        .iter()
-        .any(|s| name.ends_with(s));
-        let t = if conv1d {
-            t.transpose(0, 1).contiguous()
-        } else {
-            t.shallow_clone()
-        };
+        let conv1d =
+            ["attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight"]
+                .iter()
+                .any(|s| name.ends_with(s));
+        let t = if conv1d { t.transpose(0, 1).contiguous() } else { t.shallow_clone() };
         tensors.push((format!("transformer.{name}"), t));
     }
     let tmp = out.join("model.partial.safetensors");
@@ -212,12 +183,8 @@ pub fn hf(run_dir: &Path, out: &Path) -> Result<()> {
         .enumerate()
         .map(|(i, w)| format!("    {{\"id\": {i}, \"content\": {}, \"single_word\": false, \"lstrip\": false, \"rstrip\": false, \"normalized\": false, \"special\": true}}", json_str(w)))
         .collect();
-    let vocab: Vec<String> = card
-        .words
-        .iter()
-        .enumerate()
-        .map(|(i, w)| format!("{}: {i}", json_str(w)))
-        .collect();
+    let vocab: Vec<String> =
+        card.words.iter().enumerate().map(|(i, w)| format!("{}: {i}", json_str(w))).collect();
     let tokenizer = format!(
         "{{\n  \"version\": \"1.0\",\n  \"truncation\": null,\n  \"padding\": null,\n  \"added_tokens\": [\n{}\n  ],\n  \"normalizer\": null,\n  \"pre_tokenizer\": {{\"type\": \"WhitespaceSplit\"}},\n  \"post_processor\": null,\n  \"decoder\": null,\n  \"model\": {{\"type\": \"WordLevel\", \"vocab\": {{{}}}, \"unk_token\": {}}}\n}}\n",
         special.join(",\n"),
@@ -253,17 +220,10 @@ pub fn hf(run_dir: &Path, out: &Path) -> Result<()> {
             &policy,
             &prompt,
             &valid,
-            &SampleSettings {
-                temperature: 0.0,
-                top_k: 0,
-                max_new_tokens: new,
-                use_cache: true,
-            },
+            &SampleSettings { temperature: 0.0, top_k: 0, max_new_tokens: new, use_cache: true },
         );
         // Positions past `<eos>` are padding: -1 marks them for the check.
-        let greedy = ro
-            .response
-            .where_self(&ro.mask.gt(0.0), &Tensor::full_like(&ro.response, -1));
+        let greedy = ro.response.where_self(&ro.mask.gt(0.0), &Tensor::full_like(&ro.response, -1));
         (logits, greedy)
     });
     let texts: Vec<String> = (0..rows as usize)
@@ -275,17 +235,10 @@ pub fn hf(run_dir: &Path, out: &Path) -> Result<()> {
                 .join(" ")
         })
         .collect();
-    write_atomic(
-        &out.join("alignlab_check.txt"),
-        (texts.join("\n") + "\n").as_bytes(),
-    )?;
+    write_atomic(&out.join("alignlab_check.txt"), (texts.join("\n") + "\n").as_bytes())?;
     let check = out.join("alignlab_check.safetensors");
     Tensor::write_safetensors(
-        &[
-            ("input_ids", prompt),
-            ("logits", logits),
-            ("greedy", greedy),
-        ],
+        &[("input_ids", prompt), ("logits", logits), ("greedy", greedy)],
         &check,
     )
     .with_context(|| format!("cannot write {}", check.display()))?;

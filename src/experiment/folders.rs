@@ -13,9 +13,7 @@ use crate::log::{write_atomic, Metrics};
 use crate::profile::{add_work, parse_work, stage_work, work_csv, Work, WORK};
 
 pub(super) fn stage_dir(sc: &Scenario, opts: &RunOptions, stage: &str, key: &str) -> PathBuf {
-    opts.runs_root
-        .join(&sc.name)
-        .join(format!("{stage}-{}", stage_hash(key)))
+    opts.runs_root.join(&sc.name).join(format!("{stage}-{}", stage_hash(key)))
 }
 
 /// The version of the worlds' draws, part of every stage's key. 2: every draw from rand_chacha's
@@ -36,12 +34,7 @@ pub fn sft_key(sc: &Scenario) -> String {
 }
 
 pub fn prefs_key(sc: &Scenario) -> String {
-    format!(
-        "{}|prefs|{}|max_new={}",
-        sft_key(sc),
-        key_of(&sc.prefs),
-        sc.sample.max_new_tokens
-    )
+    format!("{}|prefs|{}|max_new={}", sft_key(sc), key_of(&sc.prefs), sc.sample.max_new_tokens)
 }
 
 /// The version of the numerics of the stages after the preference data (reward model, every
@@ -58,18 +51,12 @@ pub const NUMERICS: u32 = 4;
 
 /// The key of the reward-model stage, which every later stage extends.
 pub(super) fn reward_key(sc: &Scenario) -> String {
-    format!(
-        "{}|reward|{}|numerics={NUMERICS}",
-        prefs_key(sc),
-        key_of(&sc.reward)
-    )
+    format!("{}|reward|{}|numerics={NUMERICS}", prefs_key(sc), key_of(&sc.reward))
 }
 
 /// The SFT stage's folder.
 pub fn sft_dir(sc: &Scenario, opts: &RunOptions) -> PathBuf {
-    opts.runs_root
-        .join(&sc.name)
-        .join(format!("sft-{}", stage_hash(&sft_key(sc))))
+    opts.runs_root.join(&sc.name).join(format!("sft-{}", stage_hash(&sft_key(sc))))
 }
 
 /// pi_SFT's log-probs of the preference pairs are cached per torch thread count (see
@@ -96,14 +83,7 @@ pub fn save_stage_wall(
     started: std::time::Instant,
 ) -> Result<()> {
     let mut t = Metrics::default();
-    t.push(
-        stage,
-        "",
-        seed,
-        0,
-        &run_wall_metric(stage),
-        started.elapsed().as_secs_f64(),
-    );
+    t.push(stage, "", seed, 0, &run_wall_metric(stage), started.elapsed().as_secs_f64());
     write_atomic(&dir.join("timing.csv"), t.to_csv().as_bytes())
 }
 
@@ -116,23 +96,14 @@ pub fn shared_dirs(sc: &Scenario, opts: &RunOptions, max_threads: i32) -> Vec<(P
     let mut dirs = vec![(sft_dir(sc, opts), true)];
     if sc.reward_model != sc.model {
         dirs.push((
-            sft_dir(
-                &Scenario {
-                    model: sc.reward_model.clone(),
-                    ..sc.clone()
-                },
-                opts,
-            ),
+            sft_dir(&Scenario { model: sc.reward_model.clone(), ..sc.clone() }, opts),
             true,
         ));
     }
     dirs.push((stage_dir(sc, opts, "prefs", &prefs_key(sc)), true));
     dirs.push((stage_dir(sc, opts, "reward", &reward_key(sc)), true));
     for t in 1..=max_threads.max(1) {
-        dirs.push((
-            stage_dir(sc, opts, "reference", &reference_key(sc, t)),
-            false,
-        ));
+        dirs.push((stage_dir(sc, opts, "reference", &reference_key(sc, t)), false));
     }
     dirs
 }
@@ -165,11 +136,7 @@ pub struct SharedWork {
 /// The sum of the shared stages' compute that `uses` (prefs, reward, reference) selects.
 pub fn shared_work(w: &SharedWork, (prefs, reward, reference): (bool, bool, bool)) -> Work {
     let mut out = [0.0; WORK.len()];
-    for (used, part) in [
-        (prefs, &w.prefs),
-        (reward, &w.reward),
-        (reference, &w.reference),
-    ] {
+    for (used, part) in [(prefs, &w.prefs), (reward, &w.reward), (reference, &w.reference)] {
         if used {
             add_work(&mut out, part, 1.0);
         }
@@ -179,10 +146,7 @@ pub fn shared_work(w: &SharedWork, (prefs, reward, reference): (bool, bool, bool
 
 /// The `compute/*` evaluation rows: the compute a run has used so far (see [`crate::profile`]).
 pub fn compute_rows(w: &Work) -> Vec<(String, f64)> {
-    WORK.iter()
-        .zip(w)
-        .map(|(k, v)| (format!("compute/{k}"), *v))
-        .collect()
+    WORK.iter().zip(w).map(|(k, v)| (format!("compute/{k}"), *v)).collect()
 }
 
 /// The run folder of one method run.

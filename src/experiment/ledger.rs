@@ -24,11 +24,8 @@ pub fn compute_totals(evals: &Metrics) -> Vec<(String, usize, Vec<f64>)> {
     methods
         .into_iter()
         .map(|m| {
-            let runs: Vec<&crate::profile::Work> = last
-                .iter()
-                .filter(|(k, _)| k.0 == m)
-                .map(|(_, v)| v)
-                .collect();
+            let runs: Vec<&crate::profile::Work> =
+                last.iter().filter(|(k, _)| k.0 == m).map(|(_, v)| v).collect();
             let mean = (0..WORK.len())
                 .map(|i| runs.iter().map(|v| v[i]).sum::<f64>() / runs.len() as f64)
                 .collect();
@@ -41,11 +38,7 @@ pub fn compute_totals(evals: &Metrics) -> Vec<(String, usize, Vec<f64>)> {
 pub fn run_work(evals: &Metrics) -> Vec<((String, String, u64), crate::profile::Work)> {
     use crate::profile::{Work, WORK};
     let mut last: Vec<((String, String, u64), usize, Work)> = Vec::new();
-    for r in evals
-        .rows
-        .iter()
-        .filter(|r| r.metric.starts_with("compute/"))
-    {
+    for r in evals.rows.iter().filter(|r| r.metric.starts_with("compute/")) {
         let Some(i) = WORK.iter().position(|w| r.metric == format!("compute/{w}")) else {
             continue;
         };
@@ -119,12 +112,7 @@ impl RunsWork {
 
     /// The ledger as `summary.csv` gives it: `5321.4 s over 158 of 158 runs`.
     pub fn wall_line(&self) -> String {
-        Ledger {
-            wall_s: self.wall_s,
-            timed: self.timed,
-            stages: self.runs,
-        }
-        .line("runs")
+        Ledger { wall_s: self.wall_s, timed: self.timed, stages: self.runs }.line("runs")
     }
 
     /// The ledger back from [`RunsWork::wall_line`]'s text: (seconds, runs timed, runs).
@@ -172,10 +160,7 @@ impl Ledger {
     /// As `summary.csv` gives it: `812.3 s over 27 of 28 stages`, read back by
     /// [`RunsWork::parse_wall`].
     pub fn line(&self, unit: &str) -> String {
-        format!(
-            "{:.1} s over {} of {} {unit}",
-            self.wall_s, self.timed, self.stages
-        )
+        format!("{:.1} s over {} of {} {unit}", self.wall_s, self.timed, self.stages)
     }
 }
 

@@ -49,9 +49,7 @@ pub fn method_stage(
         s,
         opts,
         ev: evaluator(sc, s),
-        resume: ResumeDir {
-            dir: dir.join("resume"),
-        },
+        resume: ResumeDir { dir: dir.join("resume") },
         name: method.name(),
         setting: method.setting(),
         metrics: Metrics::default(),
@@ -80,23 +78,14 @@ pub fn method_stage(
                     _ => Some((r.step, r.value)),
                 });
             let (step, _) = best.with_context(|| {
-                format!(
-                    "method {} {}: no {metric} to keep a checkpoint by",
-                    run.name, run.setting
-                )
+                format!("method {} {}: no {metric} to keep a checkpoint by", run.name, run.setting)
             })?;
             model::load_checkpoint(&mut vs, &run.best)?;
             e.push(&run.name, &run.setting, sc.seed, step, "eval/kept", 1.0);
             step
         }
     };
-    temperature_sweep(
-        sc,
-        &run.ev,
-        &policy,
-        (&run.name, &run.setting, kept),
-        &mut e,
-    );
+    temperature_sweep(sc, &run.ev, &policy, (&run.name, &run.setting, kept), &mut e);
     shifted_sweep(sc, s, &policy, (&run.name, &run.setting, kept), &mut e);
     run.metrics.push(
         &run.name,
@@ -106,14 +95,7 @@ pub fn method_stage(
         &run_wall_metric(&run.name),
         started.elapsed().as_secs_f64(),
     );
-    finish_method(
-        &dir,
-        &vs,
-        std::mem::take(&mut run.metrics),
-        e,
-        metrics,
-        evals,
-    )?;
+    finish_method(&dir, &vs, std::mem::take(&mut run.metrics), e, metrics, evals)?;
     let _ = std::fs::remove_dir_all(dir.join("best"));
     Ok(())
 }
@@ -193,12 +175,7 @@ pub fn best_of_n_stage(
         for (k, v) in compute_rows(&work) {
             put(&k, v);
         }
-        for (k, v) in p
-            .winrate
-            .map(crate::eval::winrate_metrics)
-            .into_iter()
-            .flatten()
-        {
+        for (k, v) in p.winrate.map(crate::eval::winrate_metrics).into_iter().flatten() {
             put(k, v);
         }
         // The analytic KL bound holds on either half.
@@ -211,42 +188,24 @@ pub fn best_of_n_stage(
     }
     // Best-of-N at each final-evaluation temperature: candidates drawn from pi_SFT at T.
     for &t in &sc.eval.temperatures {
-        let settings = SampleSettings {
-            temperature: t,
-            ..eval_settings(sc)
-        };
+        let settings = SampleSettings { temperature: t, ..eval_settings(sc) };
         // Greedy decoding gives one candidate whatever N is: draw it once.
         let n_draw = if t == 0.0 { 1 } else { n_max };
         let (mut proxy_t, mut gold_t) =
             best_of_n::score_candidates(s.world, s.sft, s.rm, &rows, n_draw, &settings, seed);
         if n_draw == 1 {
-            proxy_t
-                .iter_mut()
-                .chain(gold_t.iter_mut())
-                .for_each(|c| *c = vec![c[0]; n_max]);
+            proxy_t.iter_mut().chain(gold_t.iter_mut()).for_each(|c| *c = vec![c[0]; n_max]);
         }
         pb.inc(1);
         for p in best_of_n::evaluate(&proxy_t, &gold_t, grid, ref_gold.as_deref()) {
             let setting = format!("n={}", p.n);
             let mut put = |k: &str, v: f64| {
-                e.push(
-                    "best_of_n",
-                    &setting,
-                    sc.seed,
-                    0,
-                    &crate::eval::at_temperature(k, t),
-                    v,
-                )
+                e.push("best_of_n", &setting, sc.seed, 0, &crate::eval::at_temperature(k, t), v)
             };
             put("eval/gold", p.gold.mean);
             put("eval/gold_ci", p.gold.ci95);
             put("eval/proxy", p.proxy.mean);
-            for (k, v) in p
-                .winrate
-                .map(crate::eval::winrate_metrics)
-                .into_iter()
-                .flatten()
-            {
+            for (k, v) in p.winrate.map(crate::eval::winrate_metrics).into_iter().flatten() {
                 put(k, v);
             }
             for (k, v) in
@@ -273,9 +232,7 @@ pub fn best_of_n_stage(
         })
         .collect();
     let n_sel_prompts = n_sel / spp;
-    let betas = [
-        0.01, 0.02, 0.03, 0.05, 0.07, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0, 2.0,
-    ];
+    let betas = [0.01, 0.02, 0.03, 0.05, 0.07, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0, 2.0];
     let span = crate::profile::span("frontier");
     let (all, sel, test) = (
         frontier::optimal_frontier(&pooled, &betas),
@@ -292,10 +249,7 @@ pub fn best_of_n_stage(
         put("eval/kl", p.kl);
         put("eval/ess", p.ess_mean);
         put("eval/ess_min", p.ess_min);
-        put(
-            "eval/is_samples",
-            sc.eval.optimal_samples.unwrap_or(0) as f64,
-        );
+        put("eval/is_samples", sc.eval.optimal_samples.unwrap_or(0) as f64);
         put("eval/gold_sel", ps.gold);
         put("eval/kl_sel", ps.kl);
         put("eval/gold_test", pt.gold);

@@ -26,23 +26,14 @@ pub enum MethodKind {
     Pref(PrefLoss),
     /// PPO with a critic, against the reward model or (`gold`) the world's gold reward;
     /// `batch_grid`: the table sweeps `rollout_batch`, which the setting label then shows.
-    Ppo {
-        gold: bool,
-        cfg: PpoConfig,
-        batch_grid: bool,
-    },
+    Ppo { gold: bool, cfg: PpoConfig, batch_grid: bool },
     /// A critic-free estimator (RLOO, REINFORCE++, GRPO) against the reward model.
     Pg { est: Estimator, cfg: PgConfig },
     /// A preference loss on pairs the policy samples, labelled by the reward model or (`gold`)
     /// the gold reward; the sampler synced every `sync_every` steps. `shuffled` (Tang et al.'s
     /// control): the same loss offline, from pi_SFT, on the pooled and shuffled pairs of that
     /// online run.
-    Online {
-        gold: bool,
-        loss: PrefLoss,
-        sync_every: usize,
-        shuffled: bool,
-    },
+    Online { gold: bool, loss: PrefLoss, sync_every: usize, shuffled: bool },
 }
 
 /// How runs scored by the gold reward pass their prompts to it: 2, the prompt as the world
@@ -134,15 +125,10 @@ pub fn expand(
     sample: &SampleConfig,
 ) -> Result<(Vec<Method>, toml::Table), ConfigError> {
     let mut rest = table.clone();
-    let method = |kind| Method {
-        kind,
-        opt: Overrides::default(),
-    };
+    let method = |kind| Method { kind, opt: Overrides::default() };
     if let Some(&(_, gold)) = PPO_TABLES.iter().find(|t| t.0 == name) {
-        let (target_kl, kl_coef) = (
-            number_grid(name, &mut rest, "target_kl")?,
-            number_grid(name, &mut rest, "kl_coef")?,
-        );
+        let (target_kl, kl_coef) =
+            (number_grid(name, &mut rest, "target_kl")?, number_grid(name, &mut rest, "kl_coef")?);
         // `rollout_batch` may be a grid (Xu et al.: the batch size matters), crossed with the KL runs.
         let batches = match rest.get("rollout_batch") {
             Some(toml::Value::Array(_)) => Some(number_grid(name, &mut rest, "rollout_batch")?),
@@ -161,30 +147,18 @@ pub fn expand(
         cfg.temperature = sample.temperature;
         let mut runs = Vec::new();
         for batch in batches.clone().unwrap_or(vec![cfg.rollout_batch as f64]) {
-            let cfg = PpoConfig {
-                rollout_batch: batch as usize,
-                ..cfg
-            };
+            let cfg = PpoConfig { rollout_batch: batch as usize, ..cfg };
             let batch_grid = batches.is_some();
             runs.extend(
                 cfg.runs(&target_kl, &kl_coef)
                     .map_err(|e| e.within(name))?
                     .into_iter()
-                    .map(|cfg| {
-                        method(MethodKind::Ppo {
-                            gold,
-                            cfg,
-                            batch_grid,
-                        })
-                    }),
+                    .map(|cfg| method(MethodKind::Ppo { gold, cfg, batch_grid })),
             );
         }
         let mut resolved = toml::Table::try_from(cfg).expect("PpoConfig serializes");
         resolved.remove("kl");
-        resolved.insert(
-            "target_kl".into(),
-            toml::Value::try_from(target_kl).unwrap(),
-        );
+        resolved.insert("target_kl".into(), toml::Value::try_from(target_kl).unwrap());
         resolved.insert("kl_coef".into(), toml::Value::try_from(kl_coef).unwrap());
         if let Some(b) = batches {
             resolved.insert(
@@ -203,9 +177,8 @@ pub fn expand(
             "give the KL coefficients to run, e.g. kl_coef = [0.02, 0.05, 0.1] (0 is allowed)",
         )
         .map_err(|e| e.within(name))?;
-        if let Some(v) = kl_coef
-            .iter()
-            .find(|v| !(v.is_finite() && (**v == 0.0 || (1e-6..=1e4).contains(*v))))
+        if let Some(v) =
+            kl_coef.iter().find(|v| !(v.is_finite() && (**v == 0.0 || (1e-6..=1e4).contains(*v))))
         {
             return Err(ConfigError {
                 key: format!("{name}.kl_coef"),
@@ -223,12 +196,7 @@ pub fn expand(
         return Ok((
             kl_coef
                 .iter()
-                .map(|&kl_coef| {
-                    method(MethodKind::Pg {
-                        est,
-                        cfg: PgConfig { kl_coef, ..cfg },
-                    })
-                })
+                .map(|&kl_coef| method(MethodKind::Pg { est, cfg: PgConfig { kl_coef, ..cfg } }))
                 .collect(),
             resolved,
         ));
@@ -278,22 +246,13 @@ pub fn expand(
         .map_err(|e| e.within(name))?;
         let losses = loss_runs(name, &loss, &rest)?;
         let mut resolved = with_defaults(table, &losses[0]);
-        resolved
-            .entry("loss")
-            .or_insert_with(|| toml::Value::String(loss.clone()));
+        resolved.entry("loss").or_insert_with(|| toml::Value::String(loss.clone()));
         if !shuffled {
-            resolved
-                .entry("sync_every")
-                .or_insert(toml::Value::Integer(1));
+            resolved.entry("sync_every").or_insert(toml::Value::Integer(1));
         }
         let runs = sync.iter().flat_map(|&sync_every| {
             losses.iter().map(move |&loss| Method {
-                kind: MethodKind::Online {
-                    gold,
-                    loss,
-                    sync_every,
-                    shuffled,
-                },
+                kind: MethodKind::Online { gold, loss, sync_every, shuffled },
                 opt,
             })
         });
@@ -308,10 +267,7 @@ pub fn expand(
     .map_err(|e| e.within(name))?;
     let losses = loss_runs(name, name, &rest)?;
     let resolved = with_defaults(table, &losses[0]);
-    let runs = losses.into_iter().map(|loss| Method {
-        kind: MethodKind::Pref(loss),
-        opt,
-    });
+    let runs = losses.into_iter().map(|loss| Method { kind: MethodKind::Pref(loss), opt });
     Ok((runs.collect(), resolved))
 }
 
@@ -328,9 +284,7 @@ fn with_defaults(table: &toml::Table, loss: &PrefLoss) -> toml::Table {
 /// The `[train]` overrides `lr` and `steps` of a preference table, taken out of it.
 fn overrides(name: &str, table: &mut toml::Table) -> Result<Overrides, ConfigError> {
     let written = toml::Table::from_iter(
-        OPT_KEYS
-            .iter()
-            .filter_map(|&k| table.remove(k).map(|v| (k.to_string(), v))),
+        OPT_KEYS.iter().filter_map(|&k| table.remove(k).map(|v| (k.to_string(), v))),
     );
     let opt: Overrides = read(name, toml::Value::Table(written))?;
     if let Some(lr) = opt.lr {
@@ -355,10 +309,8 @@ fn overrides(name: &str, table: &mut toml::Table) -> Result<Overrides, ConfigErr
 /// The losses `loss` of table `name` with parameters `params`: one per point of the product of
 /// its lists.
 fn loss_runs(name: &str, loss: &str, params: &toml::Table) -> Result<Vec<PrefLoss>, ConfigError> {
-    let mut runs = vec![toml::Table::from_iter([(
-        "loss".to_string(),
-        toml::Value::String(loss.into()),
-    )])];
+    let mut runs =
+        vec![toml::Table::from_iter([("loss".to_string(), toml::Value::String(loss.into()))])];
     for (key, value) in params {
         let values = match value {
             toml::Value::Array(v) => v.clone(),
@@ -412,10 +364,7 @@ fn loss_runs(name: &str, loss: &str, params: &toml::Table) -> Result<Vec<PrefLos
 
 /// Whether no value is listed twice.
 pub(crate) fn distinct<T: PartialEq>(values: &[T]) -> bool {
-    values
-        .iter()
-        .enumerate()
-        .all(|(i, v)| !values[..i].contains(v))
+    values.iter().enumerate().all(|(i, v)| !values[..i].contains(v))
 }
 
 impl Method {
@@ -423,26 +372,14 @@ impl Method {
     pub fn name(&self) -> String {
         match self.kind {
             MethodKind::Pref(loss) => loss.name(),
-            MethodKind::Ppo { gold, .. } => PPO_TABLES
-                .iter()
-                .find(|t| t.1 == gold)
-                .unwrap()
-                .0
-                .to_string(),
+            MethodKind::Ppo { gold, .. } => {
+                PPO_TABLES.iter().find(|t| t.1 == gold).unwrap().0.to_string()
+            }
             MethodKind::Pg { est, .. } => est.name().to_string(),
             // online_dpo, online_ipo_gt, online_dpo_s10: a sampler synced every s steps is a
             // method of its own (its own frontier), not a setting of the online one.
-            MethodKind::Online {
-                gold,
-                loss,
-                sync_every,
-                shuffled,
-            } => {
-                let sync = if sync_every > 1 {
-                    format!("_s{sync_every}")
-                } else {
-                    String::new()
-                };
+            MethodKind::Online { gold, loss, sync_every, shuffled } => {
+                let sync = if sync_every > 1 { format!("_s{sync_every}") } else { String::new() };
                 format!(
                     "online_{}{}{sync}{}",
                     loss.name(),
@@ -457,9 +394,7 @@ impl Method {
     pub fn setting(&self) -> String {
         match self.kind {
             MethodKind::Pref(loss) => loss.setting(),
-            MethodKind::Ppo {
-                cfg, batch_grid, ..
-            } => {
+            MethodKind::Ppo { cfg, batch_grid, .. } => {
                 let kl = match cfg.kl {
                     KlControl::Adaptive { target, .. } => format!("target_kl={target}"),
                     KlControl::Fixed { coef } => format!("kl_coef={coef}"),
@@ -496,13 +431,7 @@ impl Method {
         } else {
             String::new()
         };
-        format!(
-            "method|{}{gold}",
-            super::keys::key_of(&Key {
-                kind: self.kind,
-                train
-            })
-        )
+        format!("method|{}{gold}", super::keys::key_of(&Key { kind: self.kind, train }))
     }
 
     /// A rough cost of the run, in sequence passes (a forward or a generated sequence 1, a
@@ -514,9 +443,7 @@ impl Method {
             // Chosen and rejected, forward and backward.
             MethodKind::Pref(_) => (t.steps * t.batch_size) as f64 * 6.0,
             // Two samples per prompt, their reference pass, the loss on both.
-            MethodKind::Online {
-                shuffled: false, ..
-            } => (t.steps * t.batch_size) as f64 * 10.0,
+            MethodKind::Online { shuffled: false, .. } => (t.steps * t.batch_size) as f64 * 10.0,
             // The online run first, then the offline pass on its pairs.
             MethodKind::Online { shuffled: true, .. } => (t.steps * t.batch_size) as f64 * 16.0,
             // Rollout, old, reference and value passes; each epoch policy and critic.
@@ -573,8 +500,5 @@ const KNOBS: &[&str] = &["target_kl", "kl_coef", "beta", "alpha"];
 /// fits to a KL budget.
 pub fn knob(resolved: &toml::Table, table: &str) -> Option<&'static str> {
     let t = resolved.get(table)?.as_table()?;
-    KNOBS
-        .iter()
-        .copied()
-        .find(|k| t.contains_key(*k) && is_grid(table, k))
+    KNOBS.iter().copied().find(|k| t.contains_key(*k) && is_grid(table, k))
 }

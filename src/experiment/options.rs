@@ -31,3 +31,19 @@ impl RunOptions {
         o
     }
 }
+
+impl RunOptions {
+    /// A process that runs one seed's stages or one cell itself (`prepare`, `cell`, `cells`):
+    /// results under `results/`, one job with every torch thread, no child processes.
+    pub fn local(runs_root: PathBuf, device: Device, progress: ProgressMode) -> RunOptions {
+        RunOptions {
+            results_root: PathBuf::from("results"),
+            runs_root,
+            device,
+            progress,
+            jobs: 1,
+            threads: tch::get_num_threads() as usize,
+            cell_args: vec![],
+        }
+    }
+}

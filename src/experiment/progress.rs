@@ -71,22 +71,14 @@ impl Progress {
         self.last.set(std::time::Instant::now());
         let (pos, elapsed) = (self.pos.get(), self.start.elapsed().as_secs_f64());
         let rate = pos as f64 / elapsed.max(1e-9);
-        let eta = if rate > 0.0 {
-            self.len.saturating_sub(pos) as f64 / rate
-        } else {
-            f64::NAN
-        };
+        let eta = if rate > 0.0 { self.len.saturating_sub(pos) as f64 / rate } else { f64::NAN };
         let msg = self.msg.borrow();
         match self.mode {
             ProgressMode::Lines => eprintln!(
                 "{}: {pos}/{} ({rate:.1}/s, {elapsed:.0} s, eta {eta:.0} s){}{}",
                 self.what,
                 self.len,
-                if msg.is_empty() {
-                    String::new()
-                } else {
-                    format!(" {msg}")
-                },
+                if msg.is_empty() { String::new() } else { format!(" {msg}") },
                 if done { " done" } else { "" }
             ),
             ProgressMode::Json => {

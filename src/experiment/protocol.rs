@@ -32,13 +32,7 @@ struct Fixed<'a> {
 impl Fixed<'_> {
     /// The scenario with everything fixed so far and `extra` on top.
     fn load(&self, extra: &[String]) -> Result<Scenario> {
-        let all: Vec<String> = self
-            .sets
-            .iter()
-            .chain(&self.fixed)
-            .chain(extra)
-            .cloned()
-            .collect();
+        let all: Vec<String> = self.sets.iter().chain(&self.fixed).chain(extra).cloned().collect();
         Ok(Scenario::load(self.file, &all)?)
     }
 }
@@ -52,17 +46,10 @@ pub fn run(
     opts: RunOptions,
     t_start: std::time::Instant,
 ) -> Result<Summary> {
-    let mut state = Fixed {
-        file,
-        sets,
-        fixed: Vec::new(),
-    };
+    let mut state = Fixed { file, sets, fixed: Vec::new() };
     let mut sc = state.load(&[])?;
     // What this invocation ran and found cached, per phase.
-    let (tune_done, cal_done) = (
-        Cell::new(RunsDone::default()),
-        Cell::new(RunsDone::default()),
-    );
+    let (tune_done, cal_done) = (Cell::new(RunsDone::default()), Cell::new(RunsDone::default()));
     let run_pilot = |o: &RunOptions,
                      pilot: &Scenario,
                      tables: &[String],
@@ -79,10 +66,7 @@ pub fn run(
         Some(t) => {
             for c in t.tables.iter().flat_map(|x| &x.1) {
                 state.load(
-                    &c.iter()
-                        .cloned()
-                        .chain(["tune.seeds=[]".to_string()])
-                        .collect::<Vec<_>>(),
+                    &c.iter().cloned().chain(["tune.seeds=[]".to_string()]).collect::<Vec<_>>(),
                 )?;
             }
             let tuned = tune::tune(&sc, &opts, &|e| state.load(e), &|p, t, e| {
@@ -110,10 +94,7 @@ pub fn run(
     // 3. The sweep, with the top-ups of a calibrated grid.
     let opts = opts.with_sets(&state.fixed);
     let load_fixed = |e: &[String]| state.load(e);
-    let top_up = calibration.as_ref().map(|c| TopUp {
-        records: &c.records,
-        load: &load_fixed,
-    });
+    let top_up = calibration.as_ref().map(|c| TopUp { records: &c.records, load: &load_fixed });
     let (mut summary, swept) = sweep::run(&sc, &opts, top_up)?;
     // 4. What the protocol cost: the tuning's and the calibration's runs beside the sweep's.
     let phases = Phases {
@@ -125,11 +106,7 @@ pub fn run(
     if tuning.is_some() || calibration.is_some() {
         ledger(&sc, &opts, &phases, swept, &mut summary);
     }
-    summary.add(
-        "invocation",
-        "wall time",
-        format!("{:.1} s", t_start.elapsed().as_secs_f64()),
-    );
+    summary.add("invocation", "wall time", format!("{:.1} s", t_start.elapsed().as_secs_f64()));
     write(&sc, &opts, &phases, &summary)?;
     Ok(summary)
 }
@@ -157,20 +134,14 @@ fn ledger(sc: &Scenario, opts: &RunOptions, p: &Phases, sweep: RunsWork, summary
     let mut all_seeds = sc.seeds.clone();
     if let Some(t) = p.tuning {
         let configs = distinct(
-            t.records
-                .iter()
-                .filter(|r| r.method == t.records[0].method)
-                .map(|r| r.config.clone()),
+            t.records.iter().filter(|r| r.method == t.records[0].method).map(|r| r.config.clone()),
         )
         .len();
         let tune_seeds = distinct(t.records.iter().map(|r| r.seed));
         summary.add(
             "protocol",
             "tuning",
-            format!(
-                "{configs} configurations on tuning seed(s) {tune_seeds:?}, {}",
-                t.work.line()
-            ),
+            format!("{configs} configurations on tuning seed(s) {tune_seeds:?}, {}", t.work.line()),
         );
         summary.add("invocation", "tuning runs", p.tune_done.line());
         total.absorb(&t.work);
@@ -201,11 +172,7 @@ fn ledger(sc: &Scenario, opts: &RunOptions, p: &Phases, sweep: RunsWork, summary
         format!("{} reported seed(s), {}", sc.seeds.len(), sweep.line()),
     );
     summary.add("protocol", "ledger", total.wall_line());
-    summary.add(
-        "protocol",
-        "shared ledger",
-        Ledger::of_seeds(sc, opts, &all_seeds).line("stages"),
-    );
+    summary.add("protocol", "shared ledger", Ledger::of_seeds(sc, opts, &all_seeds).line("stages"));
     summary.add("protocol", "total", format!("{}, each run charged as in the compute table (its own work and the shared stages it stands on): {:.2} times the sweep's model FLOPs; SFT, preference data and reward model trained on {} seeds instead of {}", total.line(), total.work[0] / sweep.work[0], all_seeds.len(), sc.seeds.len()));
 }
 
@@ -214,10 +181,7 @@ fn write(sc: &Scenario, opts: &RunOptions, p: &Phases, summary: &Summary) -> Res
     let out: PathBuf = opts.results_root.join(&sc.name);
     write_atomic(&out.join("summary.csv"), summary.to_csv().as_bytes())?;
     if let Some(cal) = p.calibration {
-        write_atomic(
-            &out.join("calibration.csv"),
-            csv_text(&cal.records).as_bytes(),
-        )?;
+        write_atomic(&out.join("calibration.csv"), csv_text(&cal.records).as_bytes())?;
     }
     if let Some(t) = p.tuning {
         write_atomic(&out.join("tuning.csv"), csv_text(&t.records).as_bytes())?;

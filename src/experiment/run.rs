@@ -47,9 +47,7 @@ impl ResumeDir {
         let mut extra = vec![];
         let mut n_opts = 0;
         for line in text.lines() {
-            let (k, v) = line
-                .split_once('=')
-                .ok_or_else(|| bad("a line without ="))?;
+            let (k, v) = line.split_once('=').ok_or_else(|| bad("a line without ="))?;
             match k {
                 "step" => step = Some(v.parse::<usize>().map_err(|_| bad("step"))?),
                 "rng" => {
@@ -79,16 +77,9 @@ impl ResumeDir {
         }
         let metrics = Metrics::read(&self.dir.join("metrics.csv"))?;
         let evals = Metrics::read(&self.dir.join("eval.csv"))?;
-        let opt_files = (0..n_opts)
-            .map(|i| self.dir.join(format!("opt{i}.safetensors")))
-            .collect();
+        let opt_files = (0..n_opts).map(|i| self.dir.join(format!("opt{i}.safetensors"))).collect();
         Ok(Some(Resumed {
-            from: ResumeFrom {
-                step: step.ok_or_else(|| bad("no step"))?,
-                opt_files,
-                rng,
-                extra,
-            },
+            from: ResumeFrom { step: step.ok_or_else(|| bad("no step"))?, opt_files, rng, extra },
             metrics,
             evals,
         }))

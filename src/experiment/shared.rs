@@ -31,12 +31,7 @@ pub(super) fn with_shared<T>(
 ) -> Result<T> {
     // Building the world and loading the cached stages: start-up (a cell's labels its own).
     let (stage, setting, _) = crate::profile::current();
-    crate::profile::stage(
-        "load",
-        if stage == "load" { &setting } else { "" },
-        sc.seed,
-        "startup",
-    );
+    crate::profile::stage("load", if stage == "load" { &setting } else { "" }, sc.seed, "startup");
     let world = build_world(sc);
     let world = world.as_ref();
     for (k, v) in world.describe() {
@@ -52,11 +47,8 @@ pub(super) fn with_shared<T>(
     rm_vs.freeze();
     let (train_ref, val_ref, reference_work) =
         stages::reference_stage(sc, &sft, &train, &val, opts)?;
-    let work = folders::SharedWork {
-        prefs: prefs_work,
-        reward: reward_work,
-        reference: reference_work,
-    };
+    let work =
+        folders::SharedWork { prefs: prefs_work, reward: reward_work, reference: reference_work };
     let rollout_prompts = prefs.rollout_prompts(world.train_prompts(), sc.prefs.rollout_prompts);
     let shared = stages::Shared {
         world,
@@ -76,13 +68,7 @@ pub(super) fn with_shared<T>(
 
 /// The shared stages of `sc.seed` only.
 pub fn prepare(sc: &Scenario, opts: &RunOptions) -> Result<()> {
-    with_shared(
-        sc,
-        opts,
-        &mut Metrics::default(),
-        &mut Summary::default(),
-        |_, _, _| Ok(()),
-    )
+    with_shared(sc, opts, &mut Metrics::default(), &mut Summary::default(), |_, _, _| Ok(()))
 }
 
 /// `alignlab world`: the world of a scenario's seed, described with `show` prompts and texts.

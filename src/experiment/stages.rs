@@ -43,11 +43,7 @@ pub fn sft_stage(
         let text = std::fs::read_to_string(&metrics_path)
             .with_context(|| format!("cannot read {}", metrics_path.display()))?;
         let cached = Metrics::from_csv(&text).with_context(|| {
-            format!(
-                "corrupt {}; fix: delete {}",
-                metrics_path.display(),
-                dir.display()
-            )
+            format!("corrupt {}; fix: delete {}", metrics_path.display(), dir.display())
         })?;
         let val_nll = cached.last("sft/nll/val").unwrap_or(f64::NAN);
         summary.add("sft", "cached checkpoint", dir.display().to_string());
@@ -57,10 +53,7 @@ pub fn sft_stage(
         summary.add(
             "sft",
             "val NLL/token",
-            format!(
-                "{val_nll:.4} (true process {true_nll:.4}, ratio {:.4})",
-                val_nll / true_nll
-            ),
+            format!("{val_nll:.4} (true process {true_nll:.4}, ratio {:.4})", val_nll / true_nll),
         );
         metrics.extend(cached);
         return Ok((vs, gpt));
@@ -70,31 +63,15 @@ pub fn sft_stage(
     let train = SeqData::from_examples(&world.sft_examples(false), opts.device);
     let mut m = Metrics::default();
     let pb = progress(opts.progress, sc.sft.steps as u64, "sft");
-    let report = sft::train(
-        &gpt,
-        &vs,
-        &train,
-        &val,
-        &sc.sft,
-        sc.seed,
-        "sft",
-        &mut m,
-        |step, loss| {
+    let report =
+        sft::train(&gpt, &vs, &train, &val, &sc.sft, sc.seed, "sft", &mut m, |step, loss| {
             pb.set_position(step as u64 + 1);
             if step % 10 == 0 {
                 pb.set_message(format!("loss {loss:.4}"));
             }
-        },
-    )?;
+        })?;
     pb.finish_and_clear();
-    m.push(
-        "sft",
-        "",
-        sc.seed,
-        sc.sft.steps,
-        "sft/nll/true_process",
-        true_nll,
-    );
+    m.push("sft", "", sc.seed, sc.sft.steps, "sft/nll/true_process", true_nll);
     model::save_checkpoint(&vs, &ckpt)?;
     export::write_card(&dir, &sc.model, &world.vocab().words)?;
     write_atomic(&metrics_path, m.to_csv().as_bytes())?;
@@ -108,19 +85,11 @@ pub fn sft_stage(
             report.val_nll / true_nll
         ),
     );
-    summary.add(
-        "sft",
-        "train NLL/token (EMA)",
-        format!("{:.4}", report.train_nll),
-    );
+    summary.add("sft", "train NLL/token (EMA)", format!("{:.4}", report.train_nll));
     summary.add(
         "sft",
         "train tokens/s",
-        format!(
-            "{:.0} ({:.1} s)",
-            report.tokens / report.seconds,
-            report.seconds
-        ),
+        format!("{:.0} ({:.1} s)", report.tokens / report.seconds, report.seconds),
     );
     summary.add("sft", "checkpoint", ckpt.display().to_string());
     metrics.extend(m);
@@ -142,14 +111,7 @@ pub fn prefs_stage(
     } else {
         let _stage = crate::profile::enter_stage("prefs", "", sc.seed, "prefs");
         let started = std::time::Instant::now();
-        let d = data::build(
-            world,
-            sft,
-            &sc.prefs,
-            sc.sample.max_new_tokens,
-            sc.seed,
-            opts.device,
-        );
+        let d = data::build(world, sft, &sc.prefs, sc.sample.max_new_tokens, sc.seed, opts.device);
         save_stage_compute(&dir, "prefs", sc.seed)?;
         save_stage_wall(&dir, "prefs", sc.seed, started)?;
         write_atomic(&path, d.to_text().as_bytes())?;
@@ -160,23 +122,11 @@ pub fn prefs_stage(
         super::export::write_words(&dir, &world.vocab().words)?;
     }
     anyhow::ensure!(data.train.len() >= 2 && !data.val.is_empty(), "preference data has {} training and {} validation pairs; fix: raise world.n_train_prompts or prefs.k", data.train.len(), data.val.len());
-    let gap: f64 = data
-        .train
-        .iter()
-        .map(|p| p.gold_chosen - p.gold_rejected)
-        .sum::<f64>()
+    let gap: f64 = data.train.iter().map(|p| p.gold_chosen - p.gold_rejected).sum::<f64>()
         / data.train.len() as f64;
     // Agreement with gold on the pairs gold can tell apart (a gold tie has no right label).
-    let distinct = data
-        .train
-        .iter()
-        .filter(|p| p.gold_chosen != p.gold_rejected)
-        .count();
-    let agree = data
-        .train
-        .iter()
-        .filter(|p| p.gold_chosen > p.gold_rejected)
-        .count() as f64
+    let distinct = data.train.iter().filter(|p| p.gold_chosen != p.gold_rejected).count();
+    let agree = data.train.iter().filter(|p| p.gold_chosen > p.gold_rejected).count() as f64
         / distinct.max(1) as f64;
     let ties = if distinct < data.train.len() {
         format!(", {} gold ties", data.train.len() - distinct)
@@ -213,11 +163,7 @@ pub fn reward_stage(
             .filter(|r| r.metric == "reward/val/accuracy")
             .map(|r| r.value)
             .fold(f64::NEG_INFINITY, f64::max);
-        summary.add(
-            "reward",
-            "val accuracy (best epoch)",
-            format!("{best:.4} (cached)"),
-        );
+        summary.add("reward", "val accuracy (best epoch)", format!("{best:.4} (cached)"));
         metrics.extend(m);
         return Ok((vs, rm, stage_compute(&dir)));
     }
@@ -226,10 +172,7 @@ pub fn reward_stage(
         copy_weights(&vs, sft_vs)?;
     } else {
         // A reward model of another size: its trunk is an SFT model of that size.
-        let rm_sc = Scenario {
-            model: sc.reward_model.clone(),
-            ..sc.clone()
-        };
+        let rm_sc = Scenario { model: sc.reward_model.clone(), ..sc.clone() };
         let (trunk_vs, _) = sft_stage(
             &rm_sc,
             world,
@@ -242,14 +185,8 @@ pub fn reward_stage(
     // The reward model's own time (a trunk of another size keeps its own in its SFT folder).
     let started = std::time::Instant::now();
     let mut m = Metrics::default();
-    let pb = progress(
-        opts.progress,
-        reward::total_steps(train.len(), &sc.reward) as u64,
-        "reward",
-    );
-    let report = reward::train(&rm, &vs, train, val, &sc.reward, sc.seed, &mut m, || {
-        pb.inc(1)
-    })?;
+    let pb = progress(opts.progress, reward::total_steps(train.len(), &sc.reward) as u64, "reward");
+    let report = reward::train(&rm, &vs, train, val, &sc.reward, sc.seed, &mut m, || pb.inc(1))?;
     pb.finish_and_clear();
     let work = save_stage_compute(&dir, "reward", sc.seed)?;
     model::save_checkpoint(&vs, &ckpt)?;
@@ -275,26 +212,13 @@ pub fn reference_stage(
     val: &PairTensors,
     opts: &RunOptions,
 ) -> Result<((Tensor, Tensor), (Tensor, Tensor), Work)> {
-    let dir = stage_dir(
-        sc,
-        opts,
-        "reference",
-        &reference_key(sc, tch::get_num_threads()),
-    );
+    let dir = stage_dir(sc, opts, "reference", &reference_key(sc, tch::get_num_threads()));
     let path = dir.join("logps.safetensors");
-    let names = [
-        "train_chosen",
-        "train_rejected",
-        "val_chosen",
-        "val_rejected",
-    ];
+    let names = ["train_chosen", "train_rejected", "val_chosen", "val_rejected"];
     if path.exists() {
         let _p = crate::profile::span("checkpoint_io");
         let read = Tensor::read_safetensors(&path).with_context(|| {
-            format!(
-                "cannot read {}; fix: delete its folder so it is recomputed",
-                path.display()
-            )
+            format!("cannot read {}; fix: delete its folder so it is recomputed", path.display())
         })?;
         let get = |name: &str| {
             read.iter()
@@ -307,12 +231,7 @@ pub fn reference_stage(
                     )
                 })
         };
-        let (tc, tr, vc, vr) = (
-            get(names[0])?,
-            get(names[1])?,
-            get(names[2])?,
-            get(names[3])?,
-        );
+        let (tc, tr, vc, vr) = (get(names[0])?, get(names[1])?, get(names[2])?, get(names[3])?);
         if tc.size() == [train.len() as i64] && vc.size() == [val.len() as i64] {
             return Ok(((tc, tr), (vc, vr), stage_compute(&dir)));
         }
@@ -391,11 +310,7 @@ pub(super) fn sft_evaluation(
     let path =
         stage_dir(sc, opts, "eval0", &eval0_key(sc, tch::get_num_threads())).join("eval.csv");
     if path.exists() {
-        return Ok(Metrics::read(&path)?
-            .rows
-            .into_iter()
-            .map(|r| (r.metric, r.value))
-            .collect());
+        return Ok(Metrics::read(&path)?.rows.into_iter().map(|r| (r.metric, r.value)).collect());
     }
     let (rows, _) = ev.evaluate(s.sft);
     let mut m = Metrics::default();
@@ -441,14 +356,7 @@ pub(super) fn shifted_sweep(
     );
     for &t in &sc.eval.shift_temperatures {
         for (k, v) in ev.evaluate_at_temperature(policy, t) {
-            evals.push(
-                name,
-                setting,
-                sc.seed,
-                step,
-                &k.replacen("eval_t", "shift_t", 1),
-                v,
-            );
+            evals.push(name, setting, sc.seed, step, &k.replacen("eval_t", "shift_t", 1), v);
         }
     }
 }

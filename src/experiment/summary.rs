@@ -16,20 +16,8 @@ impl Summary {
     }
 
     pub fn print(&self) {
-        let w0 = self
-            .rows
-            .iter()
-            .map(|r| r.0.len())
-            .max()
-            .unwrap_or(5)
-            .max(5);
-        let w1 = self
-            .rows
-            .iter()
-            .map(|r| r.1.len())
-            .max()
-            .unwrap_or(6)
-            .max(6);
+        let w0 = self.rows.iter().map(|r| r.0.len()).max().unwrap_or(5).max(5);
+        let w1 = self.rows.iter().map(|r| r.1.len()).max().unwrap_or(6).max(6);
         println!("{:w0$}  {:w1$}  value", "stage", "metric");
         for (a, b, c) in &self.rows {
             println!("{a:w0$}  {b:w1$}  {c}");
@@ -37,20 +25,11 @@ impl Summary {
         if !self.table.is_empty() {
             println!();
             let widths: Vec<usize> = (0..self.table[0].len())
-                .map(|j| {
-                    self.table
-                        .iter()
-                        .map(|r| r[j].chars().count())
-                        .max()
-                        .unwrap()
-                })
+                .map(|j| self.table.iter().map(|r| r[j].chars().count()).max().unwrap())
                 .collect();
             for row in &self.table {
-                let cells: Vec<String> = row
-                    .iter()
-                    .zip(&widths)
-                    .map(|(c, w)| format!("{c:w$}"))
-                    .collect();
+                let cells: Vec<String> =
+                    row.iter().zip(&widths).map(|(c, w)| format!("{c:w$}")).collect();
                 println!("{}", cells.join("  ").trim_end());
             }
         }

@@ -93,37 +93,31 @@ pub fn run(sc: &Scenario, opts: &RunOptions, top_up: Option<TopUp>) -> Result<(S
     let opts = &opts;
     for &seed in &sc.seeds {
         let s = sc.with_seed(seed);
-        with_shared(
-            &s,
-            opts,
-            &mut metrics,
-            &mut summary,
-            |shared, metrics, summary| {
-                stages::eval_sft(&s, shared, opts, &mut evals)?;
-                for (i, method) in s.methods.iter().enumerate() {
-                    if failed.iter().any(|f| f.0 == seed && f.1 == i) {
-                        continue;
-                    }
+        with_shared(&s, opts, &mut metrics, &mut summary, |shared, metrics, summary| {
+            stages::eval_sft(&s, shared, opts, &mut evals)?;
+            for (i, method) in s.methods.iter().enumerate() {
+                if failed.iter().any(|f| f.0 == seed && f.1 == i) {
+                    continue;
+                }
+                if let Err(e) =
+                    method_stage::method_stage(&s, method, shared, opts, metrics, &mut evals)
+                {
+                    eprintln!("error: {e:#}");
+                    failed.push((seed, i, format!("{e:#}")));
+                }
+            }
+            if let Some(grid) = &s.best_of_n {
+                if !failed.iter().any(|f| f.0 == seed && f.1 == s.methods.len()) {
                     if let Err(e) =
-                        method_stage::method_stage(&s, method, shared, opts, metrics, &mut evals)
+                        method_stage::best_of_n_stage(&s, grid, shared, opts, metrics, &mut evals)
                     {
-                        eprintln!("error: {e:#}");
-                        failed.push((seed, i, format!("{e:#}")));
+                        failed.push((seed, s.methods.len(), format!("{e:#}")));
                     }
                 }
-                if let Some(grid) = &s.best_of_n {
-                    if !failed.iter().any(|f| f.0 == seed && f.1 == s.methods.len()) {
-                        if let Err(e) = method_stage::best_of_n_stage(
-                            &s, grid, shared, opts, metrics, &mut evals,
-                        ) {
-                            failed.push((seed, s.methods.len(), format!("{e:#}")));
-                        }
-                    }
-                }
-                let _ = summary;
-                Ok(())
-            },
-        )?;
+            }
+            let _ = summary;
+            Ok(())
+        })?;
     }
     let out = opts.results_root.join(&sc.name);
     crate::profile::stage("report", "", 0, "checkpoint_io");
@@ -159,18 +153,11 @@ pub fn run(sc: &Scenario, opts: &RunOptions, top_up: Option<TopUp>) -> Result<(S
             .filter(|r| r.method == m && r.metric.ends_with("/wall_s"))
             .collect();
         let count = |keys: Vec<(String, u64)>| {
-            keys.into_iter()
-                .collect::<std::collections::BTreeSet<_>>()
-                .len()
+            keys.into_iter().collect::<std::collections::BTreeSet<_>>().len()
         };
         let ran = count(rows.iter().map(|r| unit(&r.setting, r.seed)).collect());
         let units = count(
-            evals
-                .rows
-                .iter()
-                .filter(|r| r.method == m)
-                .map(|r| unit(&r.setting, r.seed))
-                .collect(),
+            evals.rows.iter().filter(|r| r.method == m).map(|r| unit(&r.setting, r.seed)).collect(),
         )
         .max(1);
         let per_run =
@@ -187,11 +174,7 @@ pub fn run(sc: &Scenario, opts: &RunOptions, top_up: Option<TopUp>) -> Result<(S
     ledger.add(&evals);
     ledger.add_timing(&metrics);
     summary.add("run", "ledger", ledger.wall_line());
-    summary.add(
-        "run",
-        "shared ledger",
-        Ledger::of_seeds(sc, opts, &sc.seeds).line("stages"),
-    );
+    summary.add("run", "shared ledger", Ledger::of_seeds(sc, opts, &sc.seeds).line("stages"));
     metrics.extend(profile);
     summary.add("run", "code", code_version());
     summary.add("run", "results", out.display().to_string());
@@ -252,36 +235,21 @@ fn profile_line(m: &Metrics) -> String {
             .map_or(f64::NAN, |r| r.value)
     };
     let phases = crate::profile::by_phase(
-        m.rows
-            .iter()
-            .filter(|r| r.method != "sweep" && r.metric.ends_with("/wall_s"))
-            .filter_map(|r| {
+        m.rows.iter().filter(|r| r.method != "sweep" && r.metric.ends_with("/wall_s")).filter_map(
+            |r| {
                 let phase = r.metric.strip_prefix("profile/")?.strip_suffix("/wall_s")?;
-                Some((
-                    phase,
-                    crate::profile::Cost {
-                        wall_s: r.value,
-                        ..Default::default()
-                    },
-                ))
-            }),
+                Some((phase, crate::profile::Cost { wall_s: r.value, ..Default::default() }))
+            },
+        ),
     );
-    let work: f64 = phases
-        .iter()
-        .filter(|(p, _)| *p != "wait")
-        .map(|(_, c)| c.wall_s)
-        .sum();
+    let work: f64 = phases.iter().filter(|(p, _)| *p != "wait").map(|(_, c)| c.wall_s).sum();
     let parts: Vec<String> = phases
         .iter()
         .filter(|(p, c)| *p != "wait" && c.wall_s >= 0.005 * work)
         .map(|(p, c)| format!("{p} {:.0}%", 100.0 * c.wall_s / work))
         .collect();
     let idle = get("idle_s");
-    let idle = if idle > 0.0 {
-        format!("; idle job slots {idle:.0} s")
-    } else {
-        String::new()
-    };
+    let idle = if idle > 0.0 { format!("; idle job slots {idle:.0} s") } else { String::new() };
     format!("work {work:.0} s: {}{idle}; CPU {:.0} s; {:.1} TFLOP, FLOP utilisation {:.1}% of {:.0} GFLOP/s", parts.join(", "), get("cpu_s"), get("gflop") / 1e3, 100.0 * get("flop_utilisation"), get("peak_gflops"))
 }
 
@@ -332,9 +300,7 @@ pub fn method_table(evals: &Metrics) -> Vec<Vec<String>> {
             .collect();
         let step = rows.iter().map(|r| r.step).max().unwrap_or(0);
         let get = |metric: &str| {
-            rows.iter()
-                .find(|r| r.step == step && r.metric == metric)
-                .map(|r| r.value)
+            rows.iter().find(|r| r.step == step && r.metric == metric).map(|r| r.value)
         };
         let pm = |a: Option<f64>, b: Option<f64>| match (a, b) {
             (Some(a), Some(b)) => format!("{a:.4} ± {b:.4}"),
@@ -358,11 +324,7 @@ pub fn method_table(evals: &Metrics) -> Vec<Vec<String>> {
             pm(get("eval/fluency"), None),
         ]);
         if has_win {
-            let cell = match (
-                get("eval/winrate"),
-                get("eval/winrate_lo"),
-                get("eval/winrate_hi"),
-            ) {
+            let cell = match (get("eval/winrate"), get("eval/winrate_lo"), get("eval/winrate_hi")) {
                 (Some(w), Some(lo), Some(hi)) => format!("{w:.3} [{lo:.3}, {hi:.3}]"),
                 _ => "-".into(),
             };
@@ -373,10 +335,7 @@ pub fn method_table(evals: &Metrics) -> Vec<Vec<String>> {
 }
 
 fn write_results(out: &Path, sc: &Scenario, metrics: &Metrics) -> Result<()> {
-    write_atomic(
-        &out.join("scenario.resolved.toml"),
-        sc.resolved_toml.as_bytes(),
-    )?;
+    write_atomic(&out.join("scenario.resolved.toml"), sc.resolved_toml.as_bytes())?;
     let (det, timing) = metrics.split_timing();
     write_atomic(&out.join("metrics.csv"), det.to_csv().as_bytes())?;
     write_atomic(&out.join("timing.csv"), timing.to_csv().as_bytes())?;

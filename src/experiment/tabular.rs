@@ -60,20 +60,11 @@ pub struct TraceRow {
 }
 
 pub fn convergence(out: &Path, seed: u64) -> Result<Vec<TraceRow>> {
-    let w = TabularWorld::new(
-        &TabularConfig {
-            n_prompts: 3,
-            n_words: 3,
-            length: 2,
-        },
-        seed,
-    );
+    let w = TabularWorld::new(&TabularConfig { n_prompts: 3, n_words: 3, length: 2 }, seed);
     let reference = w.random_table(1.0, seed);
     let ref_probs = to_rows(&w.table_logprobs(&reference).exp());
-    let ref_lp: Vec<Vec<f64>> = ref_probs
-        .iter()
-        .map(|r| r.iter().map(|p| p.ln()).collect())
-        .collect();
+    let ref_lp: Vec<Vec<f64>> =
+        ref_probs.iter().map(|r| r.iter().map(|p| p.ln()).collect()).collect();
     let mut rows = Vec::new();
     let bt = w.sample_pair_counts(
         &ref_probs,
@@ -85,9 +76,7 @@ pub fn convergence(out: &Path, seed: u64) -> Result<Vec<TraceRow>> {
     let n_x = w.cfg.n_prompts;
     let worst: Vec<usize> = (0..n_x)
         .map(|x| {
-            (0..w.n_responses())
-                .min_by(|&a, &b| w.reward[x][a].total_cmp(&w.reward[x][b]))
-                .unwrap()
+            (0..w.n_responses()).min_by(|&a, &b| w.reward[x][a].total_cmp(&w.reward[x][b])).unwrap()
         })
         .collect();
     for beta in [0.1, 1.0] {
@@ -97,13 +86,7 @@ pub fn convergence(out: &Path, seed: u64) -> Result<Vec<TraceRow>> {
         };
         for (method, kind) in [
             ("dpo", PrefLoss::Dpo { beta }),
-            (
-                "ipo",
-                PrefLoss::Ipo {
-                    beta,
-                    length_normalize: false,
-                },
-            ),
+            ("ipo", PrefLoss::Ipo { beta, length_normalize: false }),
         ] {
             let series = format!("{} beta={beta}", method.to_uppercase());
             w.fit_preference_traced(&reference, &bt, kind, 1500, 0.05, 25, |step, p| {
@@ -117,10 +100,7 @@ pub fn convergence(out: &Path, seed: u64) -> Result<Vec<TraceRow>> {
                     value: mean_tv(p),
                 });
             });
-            let series = format!(
-                "{} beta={beta} (deterministic labels)",
-                method.to_uppercase()
-            );
+            let series = format!("{} beta={beta} (deterministic labels)", method.to_uppercase());
             w.fit_preference_traced(&reference, &det, kind, 3000, 0.05, 50, |step, p| {
                 let mass = (0..n_x).map(|x| p[x][worst[x]]).fold(0.0, f64::max);
                 rows.push(TraceRow {
@@ -171,10 +151,7 @@ pub fn convergence(out: &Path, seed: u64) -> Result<Vec<TraceRow>> {
         })
         .collect();
     std::fs::create_dir_all(out)?;
-    write_atomic(
-        &out.join("tabular.csv"),
-        crate::log::csv_text(&records).as_bytes(),
-    )?;
+    write_atomic(&out.join("tabular.csv"), crate::log::csv_text(&records).as_bytes())?;
     Ok(rows)
 }
 
@@ -183,14 +160,7 @@ pub fn convergence(out: &Path, seed: u64) -> Result<Vec<TraceRow>> {
 /// on the responses that occur in no pair of their prompt (mean over prompts), before and
 /// after. Writes `tabular_unseen.csv` (loss,setting,pairs,unseen_responses,mass_ref,mass).
 pub fn unseen_mass(out: &Path, seed: u64) -> Result<Vec<(String, String, f64, f64)>> {
-    let w = TabularWorld::new(
-        &TabularConfig {
-            n_prompts: 3,
-            n_words: 3,
-            length: 2,
-        },
-        seed,
-    );
+    let w = TabularWorld::new(&TabularConfig { n_prompts: 3, n_words: 3, length: 2 }, seed);
     let reference = w.random_table(1.0, seed);
     let ref_probs = to_rows(&w.table_logprobs(&reference).exp());
     let n_pairs = 4;
@@ -204,44 +174,21 @@ pub fn unseen_mass(out: &Path, seed: u64) -> Result<Vec<(String, String, f64, f6
         })
         .collect();
     let mass = |p: &[Vec<f64>]| {
-        unseen
-            .iter()
-            .enumerate()
-            .map(|(x, u)| u.iter().map(|&r| p[x][r]).sum::<f64>())
-            .sum::<f64>()
+        unseen.iter().enumerate().map(|(x, u)| u.iter().map(|&r| p[x][r]).sum::<f64>()).sum::<f64>()
             / p.len() as f64
     };
     let n_unseen = unseen.iter().map(|u| u.len()).sum::<usize>() as f64 / unseen.len() as f64;
     let (beta, eps) = (0.1, 0.1);
     let losses = [
         PrefLoss::Dpo { beta },
-        PrefLoss::Ipo {
-            beta,
-            length_normalize: false,
-        },
-        PrefLoss::Cdpo {
-            beta,
-            label_smoothing: eps,
-        },
-        PrefLoss::Robust {
-            beta,
-            label_smoothing: eps,
-        },
+        PrefLoss::Ipo { beta, length_normalize: false },
+        PrefLoss::Cdpo { beta, label_smoothing: eps },
+        PrefLoss::Robust { beta, label_smoothing: eps },
         PrefLoss::Hinge { beta },
-        PrefLoss::Kto {
-            beta,
-            lambda_d: 1.0,
-            lambda_u: 1.0,
-        },
-        PrefLoss::ExoPair {
-            beta,
-            label_smoothing: 1e-3,
-        },
+        PrefLoss::Kto { beta, lambda_d: 1.0, lambda_u: 1.0 },
+        PrefLoss::ExoPair { beta, label_smoothing: 1e-3 },
         PrefLoss::NcaPair { beta },
-        PrefLoss::Simpo {
-            beta: 2.0,
-            gamma: 0.5,
-        },
+        PrefLoss::Simpo { beta: 2.0, gamma: 0.5 },
         PrefLoss::Orpo { lambda: 1.0 },
     ];
     let mut rows = Vec::new();
@@ -260,9 +207,17 @@ pub fn unseen_mass(out: &Path, seed: u64) -> Result<Vec<(String, String, f64, f6
         rows.push((loss.name(), loss.setting(), m0, m));
     }
     std::fs::create_dir_all(out)?;
-    write_atomic(
-        &out.join("tabular_unseen.csv"),
-        crate::log::csv_text(&records).as_bytes(),
-    )?;
+    write_atomic(&out.join("tabular_unseen.csv"), crate::log::csv_text(&records).as_bytes())?;
     Ok(rows)
+}
+
+/// `alignlab tabular`'s lines: each series' last value.
+pub fn last_values(rows: &[TraceRow]) -> String {
+    let last = |r: &&TraceRow| {
+        rows.iter().filter(|q| q.series == r.series).map(|q| q.step).max() == Some(r.step)
+    };
+    rows.iter()
+        .filter(last)
+        .map(|r| format!("{:40} step {:5}  {} = {:.3e}\n", r.series, r.step, r.metric, r.value))
+        .collect()
 }

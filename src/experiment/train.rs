@@ -21,24 +21,15 @@ impl Method {
         vs: &mut nn::VarStore,
     ) -> Result<usize> {
         let (sc, s) = (run.sc, run.s);
-        let (mut m, mut e) = (
-            std::mem::take(&mut run.metrics),
-            std::mem::take(&mut run.evals),
-        );
+        let (mut m, mut e) = (std::mem::take(&mut run.metrics), std::mem::take(&mut run.evals));
         let (name, setting) = (run.name.as_str(), run.setting.as_str());
         let world = s.world;
         let score_rm = |ro: &Rollout| {
-            crate::profile::count(
-                crate::profile::Count::RmQueries,
-                ro.response.size()[0] as f64,
-            );
+            crate::profile::count(crate::profile::Count::RmQueries, ro.response.size()[0] as f64);
             s.rm.score(&ro.prompt, &ro.prompt_valid, &ro.response, &ro.mask)
         };
         let score_gold = |ro: &Rollout| {
-            crate::profile::count(
-                crate::profile::Count::GoldQueries,
-                ro.response.size()[0] as f64,
-            );
+            crate::profile::count(crate::profile::Count::GoldQueries, ro.response.size()[0] as f64);
             // The prompts as the world wrote them, never the rollout's padded rows.
             let g: Vec<f32> = ro
                 .prompt_rows()
@@ -83,19 +74,13 @@ impl Method {
                 pb.finish_and_clear();
                 cfg.steps
             }
-            MethodKind::Online {
-                gold,
-                loss,
-                sync_every,
-                shuffled,
-            } => {
+            MethodKind::Online { gold, loss, sync_every, shuffled } => {
                 let cfg = self.train_config(&sc.train);
                 let mut sampler_vs = nn::VarStore::new(run.opts.device);
                 let sampler = Gpt::new(&sampler_vs.root(), &sc.model);
                 let semi = sync_every > 1 && !shuffled;
                 let from = if semi {
-                    run.resume
-                        .resume_into(&mut [vs, &mut sampler_vs], &mut m, &mut e)?
+                    run.resume.resume_into(&mut [vs, &mut sampler_vs], &mut m, &mut e)?
                 } else {
                     run.resume.resume_into(&mut [vs], &mut m, &mut e)?
                 };
@@ -164,11 +149,8 @@ impl Method {
                 } else {
                     pb.set_position(from.as_ref().map(|f| f.step as u64).unwrap_or(0));
                     let vs = &*vs;
-                    let stores: Vec<&nn::VarStore> = if semi {
-                        vec![vs, &sampler_vs]
-                    } else {
-                        vec![vs]
-                    };
+                    let stores: Vec<&nn::VarStore> =
+                        if semi { vec![vs, &sampler_vs] } else { vec![vs] };
                     online_dpo::train(
                         policy,
                         vs,
@@ -240,12 +222,9 @@ impl Method {
                 };
                 let from = match &mut ema_ref {
                     Some((ref_vs, _)) => {
-                        run.resume
-                            .resume_into(&mut [vs, &mut critic_vs, ref_vs], &mut m, &mut e)?
+                        run.resume.resume_into(&mut [vs, &mut critic_vs, ref_vs], &mut m, &mut e)?
                     }
-                    None => run
-                        .resume
-                        .resume_into(&mut [vs, &mut critic_vs], &mut m, &mut e)?,
+                    None => run.resume.resume_into(&mut [vs, &mut critic_vs], &mut m, &mut e)?,
                 };
                 let reference = ema_ref.as_ref().map_or(s.sft, |r| &r.1);
                 let ctx = ppo::PpoContext {

@@ -80,10 +80,7 @@ pub fn score(points: &[(f64, f64)], budget: f64) -> (f64, bool) {
     if last.0 >= budget {
         (at_budget(&env, budget), true)
     } else {
-        (
-            env.iter().map(|p| p.1).fold(f64::NEG_INFINITY, f64::max),
-            false,
-        )
+        (env.iter().map(|p| p.1).fold(f64::NEG_INFINITY, f64::max), false)
     }
 }
 
@@ -97,12 +94,7 @@ pub fn tune(
 ) -> Result<Tuning> {
     let t = sc.tune.as_ref().context("the scenario has no [tune]")?;
     let n = t.tables[0].1.len();
-    let seeds = t
-        .seeds
-        .iter()
-        .map(|s| s.to_string())
-        .collect::<Vec<_>>()
-        .join(", ");
+    let seeds = t.seeds.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(", ");
     let base = vec![
         "tune.seeds=[]".to_string(),
         "sweep.budgets=[]".to_string(),
@@ -122,11 +114,7 @@ pub fn tune(
         eprintln!(
             "tuning configuration {}/{n}: {}",
             j + 1,
-            t.tables
-                .iter()
-                .map(|(_, c)| c[j].join(" "))
-                .collect::<Vec<_>>()
-                .join(", ")
+            t.tables.iter().map(|(_, c)| c[j].join(" ")).collect::<Vec<_>>().join(", ")
         );
         run_pilot(&tuning, &names, &ov)?;
         for (table, configs) in &t.tables {
@@ -147,10 +135,7 @@ pub fn tune(
                     work.add(&e);
                     work.add_timing(&folders::run_timing(&s, m, opts));
                     let get = |step: usize, k: &str| {
-                        e.rows
-                            .iter()
-                            .find(|r| r.step == step && r.metric == k)
-                            .map(|r| r.value)
+                        e.rows.iter().find(|r| r.step == step && r.metric == k).map(|r| r.value)
                     };
                     pts.extend(
                         e.rows
@@ -184,12 +169,10 @@ pub fn tune(
             v.iter().sum::<f64>() / v.len() as f64
         };
         let best =
-            (0..n)
-                .filter(|&j| mean(j).is_finite())
-                .fold(None, |b: Option<usize>, j| match b {
-                    Some(k) if mean(k) >= mean(j) => Some(k),
-                    _ => Some(j),
-                });
+            (0..n).filter(|&j| mean(j).is_finite()).fold(None, |b: Option<usize>, j| match b {
+                Some(k) if mean(k) >= mean(j) => Some(k),
+                _ => Some(j),
+            });
         let best = best.with_context(|| {
             format!("no configuration of {table} could be scored on the tuning seeds")
         })?;
@@ -199,9 +182,5 @@ pub fn tune(
         }
         overrides.extend(configs[best].iter().cloned());
     }
-    Ok(Tuning {
-        overrides,
-        records,
-        work,
-    })
+    Ok(Tuning { overrides, records, work })
 }

@@ -27,10 +27,6 @@ impl KvCache {
                 v: Tensor::zeros(shape, (Kind::Float, device)),
             })
             .collect();
-        KvCache {
-            layers,
-            len: 0,
-            capacity,
-        }
+        KvCache { layers, len: 0, capacity }
     }
 }

@@ -24,12 +24,7 @@ pub struct ModelConfig {
 
 impl Default for ModelConfig {
     fn default() -> Self {
-        ModelConfig {
-            n_layer: 2,
-            n_head: 4,
-            d_model: 128,
-            block_size: 32,
-        }
+        ModelConfig { n_layer: 2, n_head: 4, d_model: 128, block_size: 32 }
     }
 }
 
@@ -53,21 +48,11 @@ impl ModelConfig {
             || format!("must be in 1..=48 (got {})", self.n_layer),
             "use a few layers, e.g. 2",
         )?;
-        need(
-            self.n_head >= 1,
-            "n_head",
-            || "must be at least 1".into(),
-            "use e.g. 4 heads",
-        )?;
+        need(self.n_head >= 1, "n_head", || "must be at least 1".into(), "use e.g. 4 heads")?;
         need(
             self.d_model >= 1 && self.d_model % self.n_head == 0,
             "d_model",
-            || {
-                format!(
-                    "d_model {} is not a multiple of n_head {}",
-                    self.d_model, self.n_head
-                )
-            },
+            || format!("d_model {} is not a multiple of n_head {}", self.d_model, self.n_head),
             "make d_model divisible by n_head, e.g. d_model = 128 with n_head = 4",
         )?;
         need(
@@ -117,10 +102,7 @@ impl GptConfig {
 
 fn init_linear(p: nn::Path, i: i64, o: i64, std: f64) -> nn::Linear {
     let cfg = nn::LinearConfig {
-        ws_init: nn::Init::Randn {
-            mean: 0.0,
-            stdev: std,
-        },
+        ws_init: nn::Init::Randn { mean: 0.0, stdev: std },
         bs_init: Some(nn::Init::Const(0.0)),
         bias: true,
     };
@@ -154,11 +136,7 @@ impl Attention {
         let (b, t, c) = x.size3().unwrap();
         let dh = c / self.n_head;
         let qkv = x.apply(&self.c_attn); // [B, T, 3C]
-        let split = |i: i64| {
-            qkv.narrow(2, i * c, c)
-                .view([b, t, self.n_head, dh])
-                .transpose(1, 2)
-        }; // [B, H, T, Dh]
+        let split = |i: i64| qkv.narrow(2, i * c, c).view([b, t, self.n_head, dh]).transpose(1, 2); // [B, H, T, Dh]
         let (q, k, v) = (split(0), split(1), split(2));
         let y = match cache {
             Some((kv, past)) => {
@@ -186,10 +164,7 @@ impl Attention {
                 ),
             },
         }; // [B, H, T, Dh]
-        y.transpose(1, 2)
-            .contiguous()
-            .view([b, t, c])
-            .apply(&self.c_proj)
+        y.transpose(1, 2).contiguous().view([b, t, c]).apply(&self.c_proj)
     }
 
     /// Attention for some query rows only: `hq` `[B, Q, C]` the queries' inputs, `h`
@@ -199,20 +174,13 @@ impl Attention {
         let (b, t, c) = h.size3().unwrap();
         let q_rows = hq.size()[1];
         let dh = c / self.n_head;
-        let (w, bias) = (
-            &self.c_attn.ws,
-            self.c_attn.bs.as_ref().expect("c_attn has a bias"),
-        );
+        let (w, bias) = (&self.c_attn.ws, self.c_attn.bs.as_ref().expect("c_attn has a bias"));
         let q = hq
             .linear(&w.narrow(0, 0, c), Some(bias.narrow(0, 0, c)))
             .view([b, q_rows, self.n_head, dh])
             .transpose(1, 2);
         let kv = h.linear(&w.narrow(0, c, 2 * c), Some(bias.narrow(0, c, 2 * c))); // [B, T, 2C]
-        let split = |i: i64| {
-            kv.narrow(2, i * c, c)
-                .view([b, t, self.n_head, dh])
-                .transpose(1, 2)
-        };
+        let split = |i: i64| kv.narrow(2, i * c, c).view([b, t, self.n_head, dh]).transpose(1, 2);
         let y = Tensor::scaled_dot_product_attention(
             &q,
             &split(0),
@@ -223,10 +191,7 @@ impl Attention {
             None,
             false,
         );
-        y.transpose(1, 2)
-            .contiguous()
-            .view([b, q_rows, c])
-            .apply(&self.c_proj)
+        y.transpose(1, 2).contiguous().view([b, q_rows, c]).apply(&self.c_proj)
     }
 }
 
@@ -315,17 +280,9 @@ impl Gpt {
     pub fn new(p: &nn::Path, cfg: &GptConfig) -> Gpt {
         let wte = (p / "wte").randn("weight", &[cfg.vocab_size, cfg.d_model], 0.0, 0.02);
         let wpe = (p / "wpe").randn("weight", &[cfg.block_size, cfg.d_model], 0.0, 0.02);
-        let h = (0..cfg.n_layer)
-            .map(|i| Block::new(p / "h" / i, cfg))
-            .collect();
+        let h = (0..cfg.n_layer).map(|i| Block::new(p / "h" / i, cfg)).collect();
         let ln_f = nn::layer_norm(p / "ln_f", vec![cfg.d_model], Default::default());
-        Gpt {
-            cfg: cfg.clone(),
-            wte,
-            wpe,
-            h,
-            ln_f,
-        }
+        Gpt { cfg: cfg.clone(), wte, wpe, h, ln_f }
     }
 
     /// Final hidden states `[B, T, C]` for `tokens` `[B, T]`.
@@ -385,11 +342,7 @@ impl Gpt {
         let device = tokens.device();
         let past = cache.as_ref().map_or(0, |c| c.len);
         if let Some(c) = cache.as_ref() {
-            assert!(
-                past + t <= c.capacity,
-                "KV cache of capacity {} is full",
-                c.capacity
-            );
+            assert!(past + t <= c.capacity, "KV cache of capacity {} is full", c.capacity);
         }
         // With explicit positions (left padding, packed responses) the position embedding's
         // own range check guards block_size.
@@ -421,17 +374,10 @@ impl Gpt {
         let pruned = !matches!(rows, Rows::All);
         self.count_flops(b, t, past, &rows, &x);
         assert!(!pruned || cache.is_none(), "forward_rows takes no KV cache");
-        let full_blocks = if pruned {
-            self.h.len() - 1
-        } else {
-            self.h.len()
-        };
+        let full_blocks = if pruned { self.h.len() - 1 } else { self.h.len() };
         for (i, block) in self.h.iter().enumerate().take(full_blocks) {
             let layer_cache = cache.as_mut().map(|c| (&mut c.layers[i], past));
-            x = &x
-                + block
-                    .attn
-                    .forward(&x.apply(&block.ln_1), mask.as_ref(), layer_cache);
+            x = &x + block.attn.forward(&x.apply(&block.ln_1), mask.as_ref(), layer_cache);
             x = &x + block.mlp.forward(&x.apply(&block.ln_2));
         }
         if let Some(c) = cache {
@@ -460,8 +406,7 @@ impl Gpt {
             Rows::Range(start, len) => z.narrow(1, *start, *len),
             Rows::Index(idx) => z.gather(
                 1,
-                &idx.unsqueeze(-1)
-                    .expand([b, idx.size()[1], z.size()[2]], false),
+                &idx.unsqueeze(-1).expand([b, idx.size()[1], z.size()[2]], false),
                 false,
             ),
             Rows::All => unreachable!(),
@@ -493,11 +438,7 @@ impl Gpt {
                 + (b * t) as f64 * 6.0 * (d * d) as f64
                 + (b * q) as f64 * (18.0 * (d * d) as f64 + 4.0 * t as f64 * d as f64)
         };
-        crate::profile::add_flops(if x.requires_grad() {
-            3.0 * flops
-        } else {
-            flops
-        });
+        crate::profile::add_flops(if x.requires_grad() { 3.0 * flops } else { flops });
         crate::profile::count(crate::profile::Count::TokensFwd, (b * t) as f64);
         if x.requires_grad() {
             crate::profile::count(crate::profile::Count::TokensBwd, (b * t) as f64);
@@ -513,11 +454,7 @@ impl Gpt {
     pub fn logits(&self, hidden: &Tensor) -> Tensor {
         let out = hidden.linear::<Tensor>(&self.wte, None);
         let flops = 2.0 * out.numel() as f64 * self.cfg.d_model as f64;
-        crate::profile::add_flops(if out.requires_grad() {
-            3.0 * flops
-        } else {
-            flops
-        });
+        crate::profile::add_flops(if out.requires_grad() { 3.0 * flops } else { flops });
         out
     }
 }

@@ -10,16 +10,11 @@ impl ScalarHead {
     /// Named `score` as in GPT-2 sequence classification checkpoints.
     pub fn new(p: nn::Path, d_model: i64) -> ScalarHead {
         let cfg = nn::LinearConfig {
-            ws_init: nn::Init::Randn {
-                mean: 0.0,
-                stdev: 0.02,
-            },
+            ws_init: nn::Init::Randn { mean: 0.0, stdev: 0.02 },
             bs_init: Some(nn::Init::Const(0.0)),
             bias: true,
         };
-        ScalarHead {
-            score: nn::linear(p / "score", d_model, 1, cfg),
-        }
+        ScalarHead { score: nn::linear(p / "score", d_model, 1, cfg) }
     }
 
     /// hidden `[B, T, C]` -> scalar per position `[B, T]`.

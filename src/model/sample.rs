@@ -25,11 +25,7 @@ pub struct SampleConfig {
 
 impl Default for SampleConfig {
     fn default() -> Self {
-        SampleConfig {
-            max_new_tokens: 16,
-            temperature: 1.0,
-            top_k: 0,
-        }
+        SampleConfig { max_new_tokens: 16, temperature: 1.0, top_k: 0 }
     }
 }
 
@@ -90,10 +86,7 @@ impl Rollout {
     /// padding comes after the last real token, so causal attention never sees it).
     pub fn valid(&self) -> Tensor {
         Tensor::cat(
-            &[
-                self.prompt_valid.shallow_clone(),
-                self.response.ones_like().to_kind(Kind::Bool),
-            ],
+            &[self.prompt_valid.shallow_clone(), self.response.ones_like().to_kind(Kind::Bool)],
             1,
         )
     }
@@ -113,12 +106,7 @@ impl Rollout {
         toks.into_iter()
             .zip(valid)
             .map(|(t, v)| {
-                t.into_iter()
-                    .zip(v)
-                    .filter(|(_, v)| *v)
-                    .map(|(t, _)| t)
-                    .skip(1)
-                    .collect()
+                t.into_iter().zip(v).filter(|(_, v)| *v).map(|(t, _)| t).skip(1).collect()
             })
             .collect()
     }
@@ -131,13 +119,7 @@ impl Rollout {
             Vec::<Vec<f32>>::try_from(self.mask.to_device(Device::Cpu)).unwrap();
         resp.into_iter()
             .zip(mask)
-            .map(|(r, m)| {
-                r.into_iter()
-                    .zip(m)
-                    .filter(|(_, m)| *m > 0.0)
-                    .map(|(t, _)| t)
-                    .collect()
-            })
+            .map(|(r, m)| r.into_iter().zip(m).filter(|(_, m)| *m > 0.0).map(|(t, _)| t).collect())
             .collect()
     }
 }
@@ -188,9 +170,8 @@ pub fn sampling_logprobs(logits: &Tensor, temperature: f64, top_k: i64) -> Tenso
 fn pick(logits: &Tensor, s: &SampleSettings) -> (Tensor, Tensor) {
     if s.temperature == 0.0 {
         let tok = logits.argmax(-1, false);
-        let lp = sampling_logprobs(logits, 0.0, 0)
-            .gather(-1, &tok.unsqueeze(-1), false)
-            .squeeze_dim(-1);
+        let lp =
+            sampling_logprobs(logits, 0.0, 0).gather(-1, &tok.unsqueeze(-1), false).squeeze_dim(-1);
         return (tok, lp);
     }
     let logp = sampling_logprobs(logits, s.temperature, s.top_k);
@@ -213,25 +194,13 @@ pub fn generate(
     let n = s.max_new_tokens;
     let device = prompt.device();
     // Every response column is a real key; finished rows keep decoding padding, unused.
-    let key_valid = Tensor::cat(
-        &[
-            prompt_valid.shallow_clone(),
-            Tensor::ones([b, n], (Kind::Bool, device)),
-        ],
-        1,
-    ); // [B, P+N]
+    let key_valid =
+        Tensor::cat(&[prompt_valid.shallow_clone(), Tensor::ones([b, n], (Kind::Bool, device))], 1); // [B, P+N]
     let mut cache = KvCache::new(&model.cfg, b, p + n, device);
     let prompt_pos = positions_of(prompt_valid);
-    let mut next_pos = prompt_valid
-        .to_kind(Kind::Int64)
-        .sum_dim_intlist(1, false, Kind::Int64); // [B]
+    let mut next_pos = prompt_valid.to_kind(Kind::Int64).sum_dim_intlist(1, false, Kind::Int64); // [B]
     let hidden = if s.use_cache {
-        model.forward(
-            prompt,
-            Some(&prompt_pos),
-            Some(prompt_valid),
-            Some(&mut cache),
-        )
+        model.forward(prompt, Some(&prompt_pos), Some(prompt_valid), Some(&mut cache))
     } else {
         model.forward(prompt, Some(&prompt_pos), Some(prompt_valid), None)
     };

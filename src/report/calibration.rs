@@ -12,11 +12,7 @@ use crate::experiment::Metrics;
 /// The final KL of the run of `table` whose `key` is `value`, per seed (in seed order).
 pub fn landed(evals: &Metrics, table: &str, key: &str, value: f64) -> Vec<(u64, f64)> {
     let mut out: Vec<(u64, usize, f64)> = Vec::new();
-    for r in evals
-        .rows
-        .iter()
-        .filter(|r| r.method == table && r.metric == "eval/kl")
-    {
+    for r in evals.rows.iter().filter(|r| r.method == table && r.metric == "eval/kl") {
         if setting_value(&r.setting, key) != Some(value) {
             continue;
         }
@@ -73,13 +69,11 @@ pub fn markdown(records: &[CalibrationRecord], evals: &Metrics, tops: &[SeedRun]
         for (sd, kl) in &per {
             let mut cell = format!("{sd}: {kl:.3}");
             let mut hit = near(*kl);
-            for t in tops
-                .iter()
-                .filter(|t| t.seed == *sd && t.table == r.table && t.budget == r.budget)
+            for t in
+                tops.iter().filter(|t| t.seed == *sd && t.table == r.table && t.budget == r.budget)
             {
-                if let Some((_, k)) = landed(evals, &r.table, &r.key, t.value)
-                    .into_iter()
-                    .find(|x| x.0 == *sd)
+                if let Some((_, k)) =
+                    landed(evals, &r.table, &r.key, t.value).into_iter().find(|x| x.0 == *sd)
                 {
                     let _ = write!(cell, " → {k:.3} (top-up {})", t.value);
                     topped += usize::from(!hit && near(k));
@@ -101,11 +95,7 @@ pub fn markdown(records: &[CalibrationRecord], evals: &Metrics, tops: &[SeedRun]
             r.budget,
             r.value,
             r.pilot_kl,
-            if r.within_tolerance {
-                ""
-            } else {
-                " (not reached)"
-            },
+            if r.within_tolerance { "" } else { " (not reached)" },
             cells.join(", "),
             per.len()
         );

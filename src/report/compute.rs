@@ -34,10 +34,7 @@ pub struct CostPoint {
 pub fn cost_points(evals: &Metrics, points: &[Point]) -> Vec<CostPoint> {
     let mut gflop = std::collections::HashMap::new();
     for r in evals.rows.iter().filter(|r| r.metric == "compute/gflop") {
-        gflop.insert(
-            (r.method.as_str(), r.setting.as_str(), r.seed, r.step),
-            r.value,
-        );
+        gflop.insert((r.method.as_str(), r.setting.as_str(), r.seed, r.step), r.value);
     }
     points
         .iter()
@@ -85,20 +82,14 @@ pub fn cost_ratio(points: &[CostPoint], a: &str, b: &str) -> Option<(f64, Vec<(u
             .map(|p| p.gold_sel)
             .fold(f64::NEG_INFINITY, f64::max)
     };
-    let level = seeds
-        .iter()
-        .map(|&s| best(a, s).min(best(b, s)))
-        .fold(f64::INFINITY, f64::min);
+    let level = seeds.iter().map(|&s| best(a, s).min(best(b, s))).fold(f64::INFINITY, f64::min);
     if !level.is_finite() {
         return None;
     }
     let per: Option<Vec<(u64, f64)>> = seeds
         .iter()
         .map(|&s| {
-            Some((
-                s,
-                cost_to_reach(points, b, s, level)? / cost_to_reach(points, a, s, level)?,
-            ))
+            Some((s, cost_to_reach(points, b, s, level)? / cost_to_reach(points, a, s, level)?))
         })
         .collect();
     Some((level, per?))
@@ -121,9 +112,7 @@ pub fn budgets(points: &[CostPoint]) -> Vec<f64> {
     let (lo, hi) = points
         .iter()
         .filter(|p| p.gflop > 0.0)
-        .fold((f64::INFINITY, 0.0f64), |(lo, hi), p| {
-            (lo.min(p.gflop), hi.max(p.gflop))
-        });
+        .fold((f64::INFINITY, 0.0f64), |(lo, hi), p| (lo.min(p.gflop), hi.max(p.gflop)));
     if !lo.is_finite() {
         return vec![];
     }
@@ -162,10 +151,7 @@ pub fn table(points: &[CostPoint]) -> Vec<ComputeRecord> {
     let mut out = Vec::new();
     for b in budgets(points) {
         for m in &methods {
-            let v: Vec<f64> = seeds
-                .iter()
-                .filter_map(|&s| at_compute(points, m, s, b))
-                .collect();
+            let v: Vec<f64> = seeds.iter().filter_map(|&s| at_compute(points, m, s, b)).collect();
             let (mean, ci) = mean_ci_t(&v);
             out.push(ComputeRecord {
                 method: m.clone(),
@@ -222,30 +208,18 @@ pub fn markdown(evals: &Metrics, rows: &[ComputeRecord], points: &[CostPoint]) -
         return s;
     }
     let _ = writeln!(s, "\n## Gold reward at equal compute (best evaluation within the budget, chosen on the selection half, reported on the test half; mean ± 95% t-interval over seeds; `-`: no evaluation that cheap)\n");
-    let head: Vec<String> = budgets
-        .iter()
-        .map(|b| format!("{:.3} TFLOP", f64::from_bits(*b) / 1e3))
-        .collect();
-    let _ = writeln!(
-        s,
-        "| method | {} |\n|---|{}",
-        head.join(" | "),
-        "---|".repeat(head.len())
-    );
+    let head: Vec<String> =
+        budgets.iter().map(|b| format!("{:.3} TFLOP", f64::from_bits(*b) / 1e3)).collect();
+    let _ = writeln!(s, "| method | {} |\n|---|{}", head.join(" | "), "---|".repeat(head.len()));
     for m in super::distinct(rows.iter().map(|r| r.method.clone())) {
         let cells: Vec<String> = budgets
             .iter()
-            .map(|b| {
-                match rows
-                    .iter()
-                    .find(|r| r.method == m && r.gflop_budget.to_bits() == *b)
-                {
-                    Some(r) if r.seeds_reaching > 0 => format!(
-                        "{:.3} ± {:.3} ({}/{})",
-                        r.gold_mean, r.gold_ci95, r.seeds_reaching, r.seeds
-                    ),
-                    _ => "-".into(),
-                }
+            .map(|b| match rows.iter().find(|r| r.method == m && r.gflop_budget.to_bits() == *b) {
+                Some(r) if r.seeds_reaching > 0 => format!(
+                    "{:.3} ± {:.3} ({}/{})",
+                    r.gold_mean, r.gold_ci95, r.seeds_reaching, r.seeds
+                ),
+                _ => "-".into(),
             })
             .collect();
         let _ = writeln!(s, "| {m} | {} |", cells.join(" | "));

@@ -26,11 +26,7 @@ pub struct EstimatorRow {
 /// by (method, setting, seed, step).
 fn evaluations(evals: &Metrics) -> BTreeMap<(String, String, u64, usize), BTreeMap<&str, f64>> {
     let mut at: BTreeMap<(String, String, u64, usize), BTreeMap<&str, f64>> = BTreeMap::new();
-    for r in evals
-        .rows
-        .iter()
-        .filter(|r| r.metric.starts_with("eval/kl") && r.step > 0)
-    {
+    for r in evals.rows.iter().filter(|r| r.metric.starts_with("eval/kl") && r.step > 0) {
         at.entry((r.method.clone(), r.setting.clone(), r.seed, r.step))
             .or_default()
             .insert(r.metric.as_str(), r.value);
@@ -49,17 +45,10 @@ pub fn rows(evals: &Metrics) -> Vec<EstimatorRow> {
         m
     };
     for method in methods {
-        let evs: Vec<&BTreeMap<&str, f64>> = at
-            .iter()
-            .filter(|(k, _)| k.0 == method)
-            .map(|(_, v)| v)
-            .collect();
+        let evs: Vec<&BTreeMap<&str, f64>> =
+            at.iter().filter(|(k, _)| k.0 == method).map(|(_, v)| v).collect();
         let mean = |f: &dyn Fn(&BTreeMap<&str, f64>) -> Option<f64>| {
-            let v: Vec<f64> = evs
-                .iter()
-                .filter_map(|e| f(e))
-                .filter(|x| x.is_finite())
-                .collect();
+            let v: Vec<f64> = evs.iter().filter_map(|e| f(e)).filter(|x| x.is_finite()).collect();
             if v.is_empty() {
                 f64::NAN
             } else {

@@ -18,11 +18,8 @@ pub struct SplitPoint {
 /// weight that reach the budget; the result is that mixture's test-half (gold, KL). None when no
 /// policy's selection-half KL reaches the budget: a value is never read past the KL evaluated.
 pub fn selected_at_budget(points: &[SplitPoint], budget: f64) -> Option<(f64, f64)> {
-    let reach = points
-        .iter()
-        .map(|p| p.kl_sel)
-        .filter(|k| k.is_finite())
-        .fold(f64::NEG_INFINITY, f64::max);
+    let reach =
+        points.iter().map(|p| p.kl_sel).filter(|k| k.is_finite()).fold(f64::NEG_INFINITY, f64::max);
     if reach < budget {
         return None;
     }
@@ -52,14 +49,9 @@ pub fn selected_at_budget(points: &[SplitPoint], budget: f64) -> Option<(f64, f6
 /// (no extrapolation either). Its excess over [`selected_at_budget`] is the selection bias.
 pub fn same_sample_at_budget(points: &[SplitPoint], budget: f64) -> Option<f64> {
     let test: Vec<(f64, f64)> = points.iter().map(|p| (p.kl_test, p.gold_test)).collect();
-    let reach = test
-        .iter()
-        .map(|p| p.0)
-        .filter(|k| k.is_finite())
-        .fold(f64::NEG_INFINITY, f64::max);
-    (reach >= budget)
-        .then(|| at_budget(&envelope(&test), budget))
-        .filter(|v| v.is_finite())
+    let reach =
+        test.iter().map(|p| p.0).filter(|k| k.is_finite()).fold(f64::NEG_INFINITY, f64::max);
+    (reach >= budget).then(|| at_budget(&envelope(&test), budget)).filter(|v| v.is_finite())
 }
 
 pub use crate::stats::mean_ci_t;
@@ -87,9 +79,9 @@ pub fn fit_gao(points: &[(f64, f64)], form: FitForm) -> Option<(f64, f64, f64)> 
     if pts.len() < 3 {
         return None;
     }
-    let (dmin, dmax) = pts.iter().fold((f64::INFINITY, 0.0f64), |(lo, hi), p| {
-        (lo.min(p.0.sqrt()), hi.max(p.0.sqrt()))
-    });
+    let (dmin, dmax) = pts
+        .iter()
+        .fold((f64::INFINITY, 0.0f64), |(lo, hi), p| (lo.min(p.0.sqrt()), hi.max(p.0.sqrt())));
     if dmin > 0.5 * dmax {
         return None;
     }
@@ -128,15 +120,7 @@ pub fn fit_gao(points: &[(f64, f64)], form: FitForm) -> Option<(f64, f64, f64)> 
             (y - a * f1 - b * f2).powi(2)
         })
         .sum();
-    Some((
-        a,
-        b,
-        if ss_tot > 0.0 {
-            1.0 - ss_res / ss_tot
-        } else {
-            f64::NAN
-        },
-    ))
+    Some((a, b, if ss_tot > 0.0 { 1.0 - ss_res / ss_tot } else { f64::NAN }))
 }
 
 /// The fitted curve at KL `kl`.

@@ -113,12 +113,8 @@ pub fn points(evals: &Metrics) -> Vec<Point> {
         .into_iter()
         .map(|k| {
             let rows = &by[&k];
-            let get = |m: &str| {
-                rows.iter()
-                    .find(|r| r.metric == m)
-                    .map(|r| r.value)
-                    .unwrap_or(f64::NAN)
-            };
+            let get =
+                |m: &str| rows.iter().find(|r| r.metric == m).map(|r| r.value).unwrap_or(f64::NAN);
             Point {
                 method: k.0.clone(),
                 setting: k.1.clone(),
@@ -180,10 +176,8 @@ impl Frontier {
 /// A method's evaluations in one seed, on both halves, with SFT's point at KL 0 (every method
 /// starts there; not for the optimal frontier). Empty when the method did not run in that seed.
 pub fn seed_points(points: &[Point], method: &str, seed: u64, which: Frontier) -> Vec<SplitPoint> {
-    let mine: Vec<&Point> = points
-        .iter()
-        .filter(|p| p.method == method && p.seed == seed)
-        .collect();
+    let mine: Vec<&Point> =
+        points.iter().filter(|p| p.method == method && p.seed == seed).collect();
     // A setting's final checkpoint: the one its run kept, else its last evaluation.
     let last_step = |p: &Point| {
         let same = || mine.iter().filter(|q| q.setting == p.setting);
@@ -203,11 +197,7 @@ pub fn seed_points(points: &[Point], method: &str, seed: u64, which: Frontier) -
     if method != "optimal" {
         if let Some(s) = sft_point(points, seed) {
             let g = s.split();
-            out.push(SplitPoint {
-                kl_sel: 0.0,
-                kl_test: 0.0,
-                ..g
-            });
+            out.push(SplitPoint { kl_sel: 0.0, kl_test: 0.0, ..g });
         }
     }
     out
@@ -236,24 +226,11 @@ impl FrontierRow {
 
     /// Mean and 95% t-interval of the reported gold over the seeds that reached the budget.
     pub fn gold(&self) -> (f64, f64) {
-        mean_ci_t(
-            &self
-                .values
-                .iter()
-                .filter_map(|v| v.1.map(|x| x.0))
-                .collect::<Vec<_>>(),
-        )
+        mean_ci_t(&self.values.iter().filter_map(|v| v.1.map(|x| x.0)).collect::<Vec<_>>())
     }
 
     pub fn kl_test(&self) -> f64 {
-        mean_ci_t(
-            &self
-                .values
-                .iter()
-                .filter_map(|v| v.1.map(|x| x.1))
-                .collect::<Vec<_>>(),
-        )
-        .0
+        mean_ci_t(&self.values.iter().filter_map(|v| v.1.map(|x| x.1)).collect::<Vec<_>>()).0
     }
 
     /// The selection bias the split removed: same-sample value minus reported value, per seed.
@@ -281,18 +258,11 @@ pub fn budget_table(points: &[Point], budgets: &[f64]) -> Vec<FrontierRow> {
             .collect();
         for which in [Frontier::Selected, Frontier::Final] {
             for &b in budgets {
-                let per: Vec<(u64, Vec<SplitPoint>)> = seeds
-                    .iter()
-                    .map(|&s| (s, seed_points(points, &m, s, which)))
-                    .collect();
-                let values = per
-                    .iter()
-                    .map(|(s, pts)| (*s, selected_at_budget(pts, b)))
-                    .collect();
-                let same_sample = per
-                    .iter()
-                    .map(|(s, pts)| (*s, same_sample_at_budget(pts, b)))
-                    .collect();
+                let per: Vec<(u64, Vec<SplitPoint>)> =
+                    seeds.iter().map(|&s| (s, seed_points(points, &m, s, which))).collect();
+                let values = per.iter().map(|(s, pts)| (*s, selected_at_budget(pts, b))).collect();
+                let same_sample =
+                    per.iter().map(|(s, pts)| (*s, same_sample_at_budget(pts, b))).collect();
                 out.push(FrontierRow {
                     method: m.clone(),
                     frontier: which,
@@ -347,11 +317,7 @@ fn budget_grid(
         let _ = write!(s, " KL {b} |");
     }
     let _ = writeln!(s, "\n|---|{}", "---|".repeat(budgets.len()));
-    for m in distinct(
-        rows.iter()
-            .filter(|r| r.frontier == which)
-            .map(|r| r.method.clone()),
-    ) {
+    for m in distinct(rows.iter().filter(|r| r.frontier == which).map(|r| r.method.clone())) {
         let _ = write!(s, "| {m} |");
         for b in &budgets {
             let c = rows
@@ -388,10 +354,7 @@ pub fn markdown(
     paired_rows: &[paired::PairedRow],
 ) -> String {
     let mut s = String::new();
-    let _ = writeln!(
-        s,
-        "## Last evaluation of every run (all held-out prompts)\n"
-    );
+    let _ = writeln!(s, "## Last evaluation of every run (all held-out prompts)\n");
     let _ = writeln!(s, "| method | setting | seed | step | gold | KL |");
     let _ = writeln!(s, "|---|---|---|---|---|---|");
     let mut seen = Vec::new();
@@ -406,20 +369,13 @@ pub fn markdown(
             .filter(|q| q.method == p.method && q.setting == p.setting && q.seed == p.seed)
             .max_by_key(|q| q.step)
             .unwrap();
-        let kl = if last.kl_is_bound {
-            format!("<= {} (bound)", fmt(last.kl))
-        } else {
-            fmt(last.kl)
-        };
+        let kl =
+            if last.kl_is_bound { format!("<= {} (bound)", fmt(last.kl)) } else { fmt(last.kl) };
         let _ = writeln!(
             s,
             "| {} | {} | {} | {} | {} ± {} | {} |",
             last.method,
-            if last.setting.is_empty() {
-                "-"
-            } else {
-                &last.setting
-            },
+            if last.setting.is_empty() { "-" } else { &last.setting },
             last.seed,
             last.step,
             fmt(last.gold),
@@ -434,10 +390,7 @@ pub fn markdown(
     };
     let _ = writeln!(s, "\n## Gold reward at KL budgets (upper concave envelope per method, {split_note}; mean ± 95% t-interval over seeds; `-`: not reached by every seed, never extrapolated)\n");
     s.push_str(&budget_markdown(budget_rows, Frontier::Selected));
-    let _ = writeln!(
-        s,
-        "\n## Final checkpoints only (each setting's last evaluation)\n"
-    );
+    let _ = writeln!(s, "\n## Final checkpoints only (each setting's last evaluation)\n");
     s.push_str(&budget_markdown(budget_rows, Frontier::Final));
     if has_split(points) {
         let _ = writeln!(s, "\n## Selection bias removed (test half's own envelope minus the reported value; mean ± 95% paired t-interval over seeds)\n");
@@ -481,10 +434,8 @@ fn frontier_csv(rows: &[FrontierRow]) -> String {
             let (gold_mean, gold_ci95) = r.gold();
             let same_sample_mean =
                 mean_ci_t(&r.same_sample.iter().filter_map(|v| v.1).collect::<Vec<_>>()).0;
-            let (selection_bias_mean, selection_bias_ci95) = r
-                .bias()
-                .map(|p| (p.mean, p.ci95))
-                .unwrap_or((f64::NAN, f64::NAN));
+            let (selection_bias_mean, selection_bias_ci95) =
+                r.bias().map(|p| (p.mean, p.ci95)).unwrap_or((f64::NAN, f64::NAN));
             FrontierRecord {
                 method: r.method.clone(),
                 frontier: r.frontier.name().to_string(),
@@ -521,40 +472,22 @@ pub fn report(dir: &Path) -> Result<PathBuf> {
     let text = std::fs::read_to_string(&eval_path)
         .with_context(|| format!("cannot read {}", eval_path.display()))?;
     let evals = Metrics::from_csv(&text).with_context(|| {
-        format!(
-            "corrupt {}; fix: rerun the scenario to rewrite it",
-            eval_path.display()
-        )
+        format!("corrupt {}; fix: rerun the scenario to rewrite it", eval_path.display())
     })?;
     let pts = points(&evals);
     if pts.is_empty() {
-        bail!(
-            "{} has no evaluations; fix: rerun the scenario",
-            eval_path.display()
-        );
+        bail!("{} has no evaluations; fix: rerun the scenario", eval_path.display());
     }
     let budget_rows = budget_table(&pts, BUDGETS);
-    write_atomic(
-        &dir.join("frontier.csv"),
-        frontier_csv(&budget_rows).as_bytes(),
-    )?;
+    write_atomic(&dir.join("frontier.csv"), frontier_csv(&budget_rows).as_bytes())?;
     let pairs = paired::pairs(dir, &pts, &evals)?;
     let paired_rows = paired::compare(&pts, &evals, &pairs, &budget_rows);
-    write_atomic(
-        &dir.join("paired.csv"),
-        paired::csv(&paired_rows).as_bytes(),
-    )?;
+    write_atomic(&dir.join("paired.csv"), paired::csv(&paired_rows).as_bytes())?;
     let fit_rows = overopt::fits(&pts);
-    write_atomic(
-        &dir.join("fits.csv"),
-        csv_text(&overopt::records(&fit_rows)).as_bytes(),
-    )?;
+    write_atomic(&dir.join("fits.csv"), csv_text(&overopt::records(&fit_rows)).as_bytes())?;
     let kl_rows = estimators::rows(&evals);
     if !kl_rows.is_empty() {
-        write_atomic(
-            &dir.join("kl_estimators.csv"),
-            estimators::csv(&kl_rows).as_bytes(),
-        )?;
+        write_atomic(&dir.join("kl_estimators.csv"), estimators::csv(&kl_rows).as_bytes())?;
         plot::kl_estimators(dir, &estimators::points(&evals))?;
     }
     let mut md = markdown(&pts, &budget_rows, &paired_rows);
@@ -566,21 +499,14 @@ pub fn report(dir: &Path) -> Result<PathBuf> {
     }
     md.push_str(&compute::markdown(&evals, &cost, &cost_points));
     if let Some(cal) = read_if_present(&dir.join("calibration.csv"))? {
-        md.push_str(&calibration::markdown(
-            &cal,
-            &evals,
-            &calibration::seed_runs(dir)?,
-        ));
+        md.push_str(&calibration::markdown(&cal, &evals, &calibration::seed_runs(dir)?));
     }
     if let Some(t) = read_if_present(&dir.join("tuning.csv"))? {
         md.push_str(&tuning::markdown(&t));
     }
     let (by_temp, by_step) = (winrate::by_temperature(&evals), winrate::by_step(&evals));
     if !by_temp.is_empty() || !by_step.is_empty() {
-        write_atomic(
-            &dir.join("winrate.csv"),
-            winrate::csv(&by_temp, &by_step).as_bytes(),
-        )?;
+        write_atomic(&dir.join("winrate.csv"), winrate::csv(&by_temp, &by_step).as_bytes())?;
         md.push('\n');
         md.push_str(&winrate::markdown(&by_temp));
         plot::winrates(dir, &by_temp, &by_step)?;

@@ -22,11 +22,8 @@ use super::{sft_point, Point};
 use crate::stats::Paired;
 
 /// The methods fitted, with their forms.
-const FITTED: &[(&str, FitForm)] = &[
-    ("best_of_n", FitForm::BestOfN),
-    ("ppo", FitForm::Rl),
-    ("ppo_gt", FitForm::Rl),
-];
+const FITTED: &[(&str, FitForm)] =
+    &[("best_of_n", FitForm::BestOfN), ("ppo", FitForm::Rl), ("ppo_gt", FitForm::Rl)];
 
 /// One fit: a method's gold or proxy gain against KL, over every seed (`seed` None) or one.
 #[derive(Clone, Debug, PartialEq)]
@@ -72,10 +69,9 @@ pub fn fits(points: &[Point]) -> Vec<Fit> {
     seeds.dedup();
     let mut out = Vec::new();
     for &(method, form) in FITTED {
-        for (reward, get) in [
-            ("gold", (|p: &Point| p.gold) as fn(&Point) -> f64),
-            ("proxy", |p: &Point| p.proxy),
-        ] {
+        for (reward, get) in
+            [("gold", (|p: &Point| p.gold) as fn(&Point) -> f64), ("proxy", |p: &Point| p.proxy)]
+        {
             let gains = |seed: Option<u64>| -> Vec<(f64, f64)> {
                 points
                     .iter()
@@ -141,9 +137,7 @@ pub fn peak_and_decline(points: &[Point], method: &str, seed: u64) -> Option<(f6
                 && p.kl.is_finite()
         })
         .collect();
-    let peak = pts
-        .iter()
-        .max_by(|a, b| a.gold_sel.total_cmp(&b.gold_sel))?;
+    let peak = pts.iter().max_by(|a, b| a.gold_sel.total_cmp(&b.gold_sel))?;
     let last = pts.iter().max_by(|a, b| a.kl.total_cmp(&b.kl))?;
     Some((peak.kl, peak.gold_test, last.kl, last.gold_test))
 }
@@ -169,9 +163,8 @@ pub fn run_peak(
                 && p.gold_test.is_finite()
         })
         .collect();
-    let peak = pts
-        .iter()
-        .max_by(|a, b| a.gold_sel.total_cmp(&b.gold_sel).then(b.step.cmp(&a.step)))?;
+    let peak =
+        pts.iter().max_by(|a, b| a.gold_sel.total_cmp(&b.gold_sel).then(b.step.cmp(&a.step)))?;
     let last = pts.iter().max_by_key(|p| p.step)?;
     let row = |p: &Point| (p.step, p.kl, p.gold_test, p.proxy);
     Some([row(peak), row(last)])
@@ -189,10 +182,7 @@ pub fn markdown(points: &[Point], fits: &[Fit]) -> String {
         return s;
     }
     let _ = writeln!(s, "\n## Overoptimisation: Gao et al.'s b per seed (b > 0: gain turns over with KL; mean ± 95% t-interval over seeds)\n");
-    let _ = writeln!(
-        s,
-        "| method | reward | b | per seed | verdict |\n|---|---|---|---|---|"
-    );
+    let _ = writeln!(s, "| method | reward | b | per seed | verdict |\n|---|---|---|---|---|");
     for (m, r, p) in &rows {
         let per: Vec<String> = p.diffs.iter().map(|b| format!("{b:.3}")).collect();
         let _ = writeln!(
@@ -230,26 +220,17 @@ pub fn markdown(points: &[Point], fits: &[Fit]) -> String {
             }
             let d = Paired::new(&per.iter().map(|(_, v)| v.1 - v.3).collect::<Vec<_>>());
             let v = d.verdict_words("gold falls past its peak", "gold rises to the largest KL");
-            let _ = writeln!(
-                s,
-                "| {m} | mean | | | | | {:.4} ± {:.4}: {v} |",
-                d.mean, d.ci95
-            );
+            let _ = writeln!(s, "| {m} | mean | | | | | {:.4} ± {:.4}: {v} |", d.mean, d.ci95);
         }
     }
     // Within each PPO run: gold from its peak to its end, at the KL its controller holds.
     let mut rows = Vec::new();
     for &(m, _) in &FITTED[1..] {
-        for setting in super::distinct(
-            points
-                .iter()
-                .filter(|p| p.method == m)
-                .map(|p| p.setting.clone()),
-        ) {
-            let per: Vec<[(usize, f64, f64, f64); 2]> = seeds
-                .iter()
-                .filter_map(|&sd| run_peak(points, m, &setting, sd))
-                .collect();
+        for setting in
+            super::distinct(points.iter().filter(|p| p.method == m).map(|p| p.setting.clone()))
+        {
+            let per: Vec<[(usize, f64, f64, f64); 2]> =
+                seeds.iter().filter_map(|&sd| run_peak(points, m, &setting, sd)).collect();
             if per.len() >= 2 {
                 rows.push((m, setting, per));
             }

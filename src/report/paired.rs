@@ -58,15 +58,10 @@ pub fn pairs(dir: &Path, points: &[Point], evals: &Metrics) -> Result<Vec<(Strin
     let path = dir.join("scenario.resolved.toml");
     if let Ok(text) = std::fs::read_to_string(&path) {
         let v: toml::Value = toml::from_str(&text).with_context(|| {
-            format!(
-                "corrupt {}; fix: rerun the scenario to rewrite it",
-                path.display()
-            )
+            format!("corrupt {}; fix: rerun the scenario to rewrite it", path.display())
         })?;
-        if let Some(list) = v
-            .get("report")
-            .and_then(|r| r.get("compare"))
-            .and_then(|c| c.as_array())
+        if let Some(list) =
+            v.get("report").and_then(|r| r.get("compare")).and_then(|c| c.as_array())
         {
             let mut out = Vec::new();
             for p in list {
@@ -81,10 +76,8 @@ pub fn pairs(dir: &Path, points: &[Point], evals: &Metrics) -> Result<Vec<(Strin
         }
     }
     let present = methods(points);
-    let has_winrates = evals
-        .rows
-        .iter()
-        .any(|r| r.metric.starts_with("eval_t") && r.metric.ends_with("/winrate"));
+    let has_winrates =
+        evals.rows.iter().any(|r| r.metric.starts_with("eval_t") && r.metric.ends_with("/winrate"));
     let defaults: &[(&str, &str)] = if has_winrates {
         &[("dpo", "ppo"), ("dpo", "sft")]
     } else {
@@ -118,10 +111,7 @@ pub fn winrates_of(evals: &Metrics, family: &str) -> BTreeMap<(String, u64, u64)
             };
             let prefix = format!("{family}{t}/");
             let sel = m.get(&format!("{prefix}winrate_sel")).copied().unwrap_or(w);
-            let test = m
-                .get(&format!("{prefix}winrate_test"))
-                .copied()
-                .unwrap_or(w);
+            let test = m.get(&format!("{prefix}winrate_test")).copied().unwrap_or(w);
             let e = last
                 .entry((method.clone(), setting.clone(), *seed))
                 .or_default()
@@ -143,9 +133,7 @@ pub fn winrates_of(evals: &Metrics, family: &str) -> BTreeMap<(String, u64, u64)
     let mut best: BTreeMap<(String, u64, u64), (f64, f64)> = BTreeMap::new();
     for ((method, _, seed), temps) in &last {
         for (&t, &(_, sel, test)) in temps {
-            let e = best
-                .entry((method.clone(), *seed, t))
-                .or_insert((f64::NEG_INFINITY, f64::NAN));
+            let e = best.entry((method.clone(), *seed, t)).or_insert((f64::NEG_INFINITY, f64::NAN));
             if sel > e.0 {
                 *e = (sel, test);
             }
@@ -297,26 +285,14 @@ pub fn csv(rows: &[PairedRow]) -> String {
             let (k, d, mean, ci, lo, hi, mdd) = match &r.paired {
                 Some(p) => (
                     p.diffs.len(),
-                    p.diffs
-                        .iter()
-                        .map(|d| d.to_string())
-                        .collect::<Vec<_>>()
-                        .join(";"),
+                    p.diffs.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(";"),
                     p.mean,
                     p.ci95,
                     p.lo(),
                     p.hi(),
                     p.mdd80,
                 ),
-                None => (
-                    0,
-                    String::new(),
-                    f64::NAN,
-                    f64::NAN,
-                    f64::NAN,
-                    f64::NAN,
-                    f64::NAN,
-                ),
+                None => (0, String::new(), f64::NAN, f64::NAN, f64::NAN, f64::NAN, f64::NAN),
             };
             PairedRecord {
                 a: r.a.clone(),
@@ -360,16 +336,8 @@ pub fn markdown(rows: &[PairedRow]) -> String {
                 } else {
                     format!("{:+.4}", p.mean)
                 },
-                p.diffs
-                    .iter()
-                    .map(|d| format!("{d:+.3}"))
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                if p.mdd80.is_finite() {
-                    format!("{:.4}", p.mdd80)
-                } else {
-                    "-".into()
-                },
+                p.diffs.iter().map(|d| format!("{d:+.3}")).collect::<Vec<_>>().join(", "),
+                if p.mdd80.is_finite() { format!("{:.4}", p.mdd80) } else { "-".into() },
             ),
             None => ("-".into(), "-".into(), "-".into()),
         };

@@ -56,39 +56,25 @@ fn paired_line(r: &PairedRecord) -> String {
         .filter_map(|d| d.parse::<f64>().ok())
         .map(|d| format!("{d:+.3}"))
         .collect();
-    let ci = if r.ci95.is_finite() {
-        format!(" ± {:.3}", r.ci95)
-    } else {
-        String::new()
-    };
-    format!(
-        "{a} - {b} = {mean:+.3}{ci} (per seed {}): {a} is {}",
-        diffs.join(", "),
-        r.verdict
-    )
+    let ci = if r.ci95.is_finite() { format!(" ± {:.3}", r.ci95) } else { String::new() };
+    format!("{a} - {b} = {mean:+.3}{ci} (per seed {}): {a} is {}", diffs.join(", "), r.verdict)
 }
 
 /// The rows of a `paired.csv` on one axis, for A against B.
 fn paired_rows<'a>(p: &'a [PairedRecord], a: &str, b: &str, axis: &str) -> Vec<&'a PairedRecord> {
-    p.iter()
-        .filter(|r| r.a == a && r.b == b && r.axis == axis)
-        .collect()
+    p.iter().filter(|r| r.a == a && r.b == b && r.axis == axis).collect()
 }
 
 /// A summary's `wall time` row of `stage`: `invocation` (tuning, calibration and sweep) or
 /// `run` (the sweep's alone).
 fn wall_row<'a>(sm: &'a [SummaryRecord], stage: &str) -> Option<&'a str> {
-    sm.iter()
-        .find(|r| r.stage == stage && r.metric == "wall time")
-        .map(|r| r.value.as_str())
+    sm.iter().find(|r| r.stage == stage && r.metric == "wall time").map(|r| r.value.as_str())
 }
 
 /// A folder's wall time: the whole invocation's where `summary.csv` has it, else the sweep's.
 fn wall_time(dir: &Path) -> Option<String> {
     let sm: Vec<SummaryRecord> = read(&dir.join("summary.csv"))?;
-    wall_row(&sm, "invocation")
-        .or_else(|| wall_row(&sm, "run"))
-        .map(String::from)
+    wall_row(&sm, "invocation").or_else(|| wall_row(&sm, "run")).map(String::from)
 }
 
 /// The whole invocation's wall time (tuning, calibration and sweep), where `summary.csv` has it.
@@ -107,9 +93,7 @@ fn settings(dir: &Path, sections: &[&str]) -> String {
     for line in text.lines() {
         if line.starts_with('[') {
             let name = line.trim_matches(|c| c == '[' || c == ']');
-            keep = sections
-                .iter()
-                .any(|s| name == *s || name.starts_with(&format!("{s}.")));
+            keep = sections.iter().any(|s| name == *s || name.starts_with(&format!("{s}.")));
         }
         if keep && !line.is_empty() {
             out.push_str(line);
@@ -134,10 +118,7 @@ fn online_section(s: &mut String, dir: &Path, f: &[FrontierRecord], p: &[PairedR
         "Gold reward at fixed KL budgets (selection and test halves apart, as above):\n"
     );
     s.push_str(&budget_table(f, &budgets, "selected", gold, false));
-    let _ = writeln!(
-        s,
-        "\nPaired by seed, A - B with a 95% t-interval over seeds:\n"
-    );
+    let _ = writeln!(s, "\nPaired by seed, A - B with a 95% t-interval over seeds:\n");
     budget_lines(s, p, |_| true);
     let verdict = |a: &str, b: &str, kl: f64| {
         p.iter()
@@ -165,12 +146,8 @@ fn online_section(s: &mut String, dir: &Path, f: &[FrontierRecord], p: &[PairedR
         lines.push(format!("at KL {kl}, {text}{control}"));
     }
     let joined = lines.join("; ");
-    let _ = writeln!(
-        s,
-        "\n**What the runs show.** {}{}.\n",
-        joined[..1].to_uppercase(),
-        &joined[1..]
-    );
+    let _ =
+        writeln!(s, "\n**What the runs show.** {}{}.\n", joined[..1].to_uppercase(), &joined[1..]);
     grid_caveat(s, dir);
     // Cost per iteration, from the same sweep's timing.
     if let Some(t) = read::<Row>(&dir.join("timing.csv")) {
@@ -191,21 +168,9 @@ fn online_section(s: &mut String, dir: &Path, f: &[FrontierRecord], p: &[PairedR
         let rl = ["rollout_s", "update_s"];
         let online = ["sample_s", "update_s"];
         let costs: Vec<(&str, &str, Option<f64>)> = vec![
-            (
-                "ppo",
-                "64 rollouts, 4 epochs of 2 minibatches, a critic",
-                mean("ppo", &rl),
-            ),
-            (
-                "rloo",
-                "16 prompts x 4 samples, 4 epochs of 2 minibatches",
-                mean("rloo", &rl),
-            ),
-            (
-                "grpo",
-                "16 prompts x 4 samples, 4 epochs of 2 minibatches",
-                mean("grpo", &rl),
-            ),
+            ("ppo", "64 rollouts, 4 epochs of 2 minibatches, a critic", mean("ppo", &rl)),
+            ("rloo", "16 prompts x 4 samples, 4 epochs of 2 minibatches", mean("rloo", &rl)),
+            ("grpo", "16 prompts x 4 samples, 4 epochs of 2 minibatches", mean("grpo", &rl)),
             (
                 "online_dpo",
                 "64 prompts x 2 samples, one step on the pairs",
@@ -297,12 +262,7 @@ fn loss_zoo_section(s: &mut String, dir: &Path, f: &[FrontierRecord], p: &[Paire
             let seeds = distinct(v.iter().map(|x| x.0));
             let last: Vec<f64> = seeds
                 .iter()
-                .filter_map(|sd| {
-                    v.iter()
-                        .filter(|x| x.0 == *sd)
-                        .max_by_key(|x| x.1)
-                        .map(|x| x.2)
-                })
+                .filter_map(|sd| v.iter().filter(|x| x.0 == *sd).max_by_key(|x| x.1).map(|x| x.2))
                 .collect();
             (!last.is_empty()).then(|| last.iter().sum::<f64>() / last.len() as f64)
         };
@@ -358,10 +318,7 @@ fn loss_zoo_section(s: &mut String, dir: &Path, f: &[FrontierRecord], p: &[Paire
 /// training, the paired verdicts, the reward model's accuracy, and whether PPO hacks the
 /// labeller's taste (politeness words, gold against proxy over the KL grid).
 fn dialogue_section(s: &mut String, dir: &Path) {
-    let _ = writeln!(
-        s,
-        "## Dialogue: win rate against the chosen reply (paper Fig. 3)\n"
-    );
+    let _ = writeln!(s, "## Dialogue: win rate against the chosen reply (paper Fig. 3)\n");
     let _ = writeln!(s, "The paper's single-turn dialogue experiment (Anthropic HH) in the dialogue world (`scenarios/paper-dialogue.toml`): benign and harmful requests; the gold judge rewards serving a benign request and refusing a harmful one and penalises the opposite; the pairs are written off-policy and labelled by a labeller that agrees with the judge on 80% of the pairs of distinct gold and errs towards politeness, a taste the judge does not share. As in the paper, the base policy is Preferred-FT on the chosen replies, and the metric is the win rate against the chosen reply of a held-out pair under the gold judge (ties one half). The paper reports DPO as the only computationally efficient method above 50% win rate against the chosen response, Best of 128 close behind, Preferred-FT below, and DPO passing 50% within a few hundred steps (PPO is not in the paper's dialogue figure; it is here).\n");
     if let Some(t) = wall_time(dir) {
         let _ = writeln!(s, "`alignlab run scenarios/paper-dialogue.toml --jobs 2`; wall time of the invocation that wrote these results: {t}.\n");
@@ -443,9 +400,7 @@ fn hack_table(
         // The last training evaluation (at the evaluation temperature) of each run, per seed.
         let mut last: BTreeMap<(String, String, u64), usize> = BTreeMap::new();
         for r in e.iter().filter(|r| r.metric == "eval/spurious") {
-            let k = last
-                .entry((r.method.clone(), r.setting.clone(), r.seed))
-                .or_insert(0);
+            let k = last.entry((r.method.clone(), r.setting.clone(), r.seed)).or_insert(0);
             *k = (*k).max(r.step);
         }
         let value = |m: &str, st: &str, metric: &str| -> Option<f64> {
@@ -570,10 +525,7 @@ fn fair_section(
         .filter(|r| r.stage == "protocol")
         .collect();
     if !protocol.is_empty() {
-        let _ = writeln!(
-            s,
-            "**What the protocol cost** (model work of the method runs):\n"
-        );
+        let _ = writeln!(s, "**What the protocol cost** (model work of the method runs):\n");
         for r in &protocol {
             let _ = writeln!(s, "- {}: {}.", r.metric, r.value);
         }
@@ -685,10 +637,7 @@ fn fair_claims(title: &str, after: &Path) -> Vec<String> {
         "Dialogue" => "DPO's win rate is above PPO's (made for TL;DR, carried to this world: the paper's HH experiment has no PPO)",
         _ => "DPO's win rate is above PPO's (made for TL;DR, carried to this world)",
     };
-    for (axis, at, claim) in [
-        ("kl_budget", "KL", frontier),
-        ("temperature", "T =", winrate),
-    ] {
+    for (axis, at, claim) in [("kl_budget", "KL", frontier), ("temperature", "T =", winrate)] {
         let rows: Vec<&PairedRecord> = pa
             .map(|p| paired_rows(p, "dpo", "ppo", axis))
             .unwrap_or_default()
@@ -710,11 +659,7 @@ fn fair_claims(title: &str, after: &Path) -> Vec<String> {
                 xs.join(", ")
             }
         };
-        let count = |c: usize| {
-            rows.iter()
-                .filter(|r| verdict_class(&r.verdict) == c)
-                .count()
-        };
+        let count = |c: usize| rows.iter().filter(|r| verdict_class(&r.verdict) == c).count();
         lines.push(format!(
             "- {}: DPO - PPO above at {}; below at {}; inconclusive at {}: {}.",
             if axis == "kl_budget" {
@@ -730,10 +675,7 @@ fn fair_claims(title: &str, after: &Path) -> Vec<String> {
     }
     let tuning = read::<crate::experiment::tune::TuningRecord>(&after.join("tuning.csv"))
         .unwrap_or_default();
-    if let Some((_, p)) = super::tuning::robustness(&tuning)
-        .into_iter()
-        .find(|(m, _)| m == "ppo")
-    {
+    if let Some((_, p)) = super::tuning::robustness(&tuning).into_iter().find(|(m, _)| m == "ppo") {
         let claim = "DPO is more robust to its hyperparameters than PPO";
         let line = match p {
             None => "not compared: no tuning seed on which a configuration of both reached the reference budget".to_string(),
@@ -744,9 +686,7 @@ fn fair_claims(title: &str, after: &Path) -> Vec<String> {
                 format!("DPO - PPO spread {:+.3}{ci} over {} tuning seed(s): {}", p.mean, p.diffs.len(), claim_words(usize::from(above), usize::from(below), 1, claim))
             }
         };
-        lines.push(format!(
-            "- Robustness (spread of gold across the tuning grid): {line}."
-        ));
+        lines.push(format!("- Robustness (spread of gold across the tuning grid): {line}."));
     }
     let evals = crate::experiment::Metrics::read(&after.join("eval.csv")).ok();
     if let Some((level, _, p)) = evals.and_then(|e| {
@@ -808,11 +748,7 @@ fn overopt_section(s: &mut String, dir: &Path) {
         .as_ref()
         .and_then(|t| t.get("world")?.get("labeller")?.as_table().cloned())
         .unwrap_or_default();
-    let word = lab
-        .get("word")
-        .and_then(|v| v.as_str())
-        .unwrap_or("?")
-        .to_string();
+    let word = lab.get("word").and_then(|v| v.as_str()).unwrap_or("?").to_string();
     let (bonus, polarity) = (
         lab.get("bonus").map_or("?".into(), |v| v.to_string()),
         lab.get("polarity").map_or("0".into(), |v| v.to_string()),
@@ -841,12 +777,7 @@ fn overopt_section(s: &mut String, dir: &Path) {
             .filter(|r| r.stage == "prefs" && r.metric == "pairs")
             .filter_map(|r| {
                 Some(
-                    r.value
-                        .split("agree with gold on ")
-                        .nth(1)?
-                        .split('%')
-                        .next()?
-                        .to_string()
+                    r.value.split("agree with gold on ").nth(1)?.split('%').next()?.to_string()
                         + "%",
                 )
             })
@@ -858,11 +789,7 @@ fn overopt_section(s: &mut String, dir: &Path) {
     figure(s, "../results/overoptimisation/overoptimization.png", "Gold and proxy reward gain over SFT against d = sqrt(KL) for Best-of-N and PPO, every evaluation of every seed, with Gao et al.'s fitted forms (pooled over seeds).");
     if let Some(fits) = read::<FitRecord>(&dir.join("fits.csv")) {
         let _ = writeln!(s, "**Gao et al.'s fits, per seed** (gold gain R = d(a - b log d) for PPO, d(a - b d) for Best-of-N; mean with a 95% t-interval over seeds):\n");
-        for (m, label) in [
-            ("ppo", "PPO"),
-            ("best_of_n", "Best-of-N"),
-            ("ppo_gt", "PPO-GT"),
-        ] {
+        for (m, label) in [("ppo", "PPO"), ("best_of_n", "Best-of-N"), ("ppo_gt", "PPO-GT")] {
             if let Some(l) = b_line(&fits, m, "gold") {
                 let _ = writeln!(s, "- {label}, gold: {l}.");
             }
@@ -872,10 +799,7 @@ fn overopt_section(s: &mut String, dir: &Path) {
         }
         s.push('\n');
     }
-    for heading in [
-        "## Peak and decline",
-        "## Gold over training within each run",
-    ] {
+    for heading in ["## Peak and decline", "## Gold over training within each run"] {
         if let Some(sec) = report_section(dir, heading) {
             let _ = writeln!(s, "{sec}");
         }
@@ -954,16 +878,10 @@ fn kl_estimator_table(s: &mut String, dir: &Path) {
 
 /// One line per pair of a `paired.csv` and KL budget that `keep` admits, pair by pair.
 fn budget_lines(s: &mut String, p: &[PairedRecord], keep: impl Fn(f64) -> bool) {
-    let pairs = distinct(
-        p.iter()
-            .filter(|r| r.axis == "kl_budget")
-            .map(|r| (r.a.clone(), r.b.clone())),
-    );
+    let pairs =
+        distinct(p.iter().filter(|r| r.axis == "kl_budget").map(|r| (r.a.clone(), r.b.clone())));
     for (a, b) in &pairs {
-        for r in paired_rows(p, a, b, "kl_budget")
-            .into_iter()
-            .filter(|r| keep(r.x))
-        {
+        for r in paired_rows(p, a, b, "kl_budget").into_iter().filter(|r| keep(r.x)) {
             let _ = writeln!(s, "- KL {}: {}.", r.x, paired_line(r));
         }
     }
@@ -975,22 +893,13 @@ fn budget_lines(s: &mut String, p: &[PairedRecord], keep: impl Fn(f64) -> bool) 
 fn grid_caveat(s: &mut String, dir: &Path) {
     if let Some(e) = read::<Row>(&dir.join("eval.csv")) {
         let mut first: BTreeMap<(String, u64), f64> = BTreeMap::new(); // (method, seed) -> smallest evaluated KL
-        for r in e
-            .iter()
-            .filter(|r| r.metric == "eval/kl_sel" && r.step != 0)
-        {
-            let k = first
-                .entry((r.method.clone(), r.seed))
-                .or_insert(f64::INFINITY);
+        for r in e.iter().filter(|r| r.metric == "eval/kl_sel" && r.step != 0) {
+            let k = first.entry((r.method.clone(), r.seed)).or_insert(f64::INFINITY);
             *k = k.min(r.value);
         }
         let mut coarse: Vec<String> = Vec::new();
         for m in distinct(first.keys().map(|k| k.0.clone())) {
-            let worst = first
-                .iter()
-                .filter(|(k, _)| k.0 == m)
-                .map(|(_, v)| *v)
-                .fold(0.0, f64::max);
+            let worst = first.iter().filter(|(k, _)| k.0 == m).map(|(_, v)| *v).fold(0.0, f64::max);
             if worst > 1.0 {
                 coarse.push(format!("{m} ({worst:.1})"));
             }
@@ -1029,26 +938,11 @@ fn budget_table(
         let _ = write!(t, " KL {b} |");
     }
     let _ = writeln!(t, "\n|---|{}", "---|".repeat(budgets.len()));
-    let methods = distinct(
-        f.iter()
-            .filter(|r| r.frontier == which)
-            .map(|r| r.method.clone()),
-    );
+    let methods = distinct(f.iter().filter(|r| r.frontier == which).map(|r| r.method.clone()));
     for m in &methods {
-        let _ = write!(
-            t,
-            "| {} |",
-            if m == "optimal" {
-                "optimal (inner bound)"
-            } else {
-                m
-            }
-        );
+        let _ = write!(t, "| {} |", if m == "optimal" { "optimal (inner bound)" } else { m });
         for b in budgets {
-            match f
-                .iter()
-                .find(|r| &r.method == m && r.kl_budget == *b && r.frontier == which)
-            {
+            match f.iter().find(|r| &r.method == m && r.kl_budget == *b && r.frontier == which) {
                 Some(r) if value(r).0.is_finite() && r.seeds_reaching == r.seeds => {
                     let (v, ci) = value(r);
                     let v = if signed { format!("{v:+.3}") } else { f3(v) };
@@ -1073,10 +967,7 @@ fn figure(s: &mut String, rel: &str, caption: &str) {
 pub fn write(results: &Path, out: &Path) -> Result<PathBuf> {
     let mut dirs: Vec<PathBuf> = std::fs::read_dir(results)
         .with_context(|| {
-            format!(
-                "cannot read {}; fix: run from the repository root",
-                results.display()
-            )
+            format!("cannot read {}; fix: run from the repository root", results.display())
         })?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.join("eval.csv").exists())
@@ -1089,10 +980,7 @@ pub fn write(results: &Path, out: &Path) -> Result<PathBuf> {
         .collect::<Result<Vec<_>>>()?;
     let ablations = ablation_figure(results)?;
     let mut s = String::new();
-    let _ = writeln!(
-        s,
-        "# RLHF (PPO) against DPO in worlds with a known reward\n"
-    );
+    let _ = writeln!(s, "# RLHF (PPO) against DPO in worlds with a known reward\n");
     let _ = writeln!(s, "*Generated by `alignlab report --paper` from the CSVs in `results/`; do not edit by hand.*\n");
     let _ = writeln!(s, "## The question\n\nDoes Direct Preference Optimization (Rafailov et al., 2023) reach a better reward-KL trade-off than RLHF with a Bradley-Terry reward model and PPO, and a higher win rate in summarization, as the paper reports? Here the true reward is known exactly, so the gold reward, the KL and the optimal policy need no learned judge.\n");
     // The fair reruns (those with results) and their claims lines, read once: they head the
@@ -1105,12 +993,7 @@ pub fn write(results: &Path, out: &Path) -> Result<PathBuf> {
     .into_iter()
     .filter(|f| results.join(f.1).join("paired.csv").exists())
     .map(|(title, scenario, first)| {
-        (
-            title,
-            scenario,
-            first,
-            fair_claims(title, &results.join(scenario)),
-        )
+        (title, scenario, first, fair_claims(title, &results.join(scenario)))
     })
     .collect();
     let short: Vec<String> = fair
@@ -1145,11 +1028,7 @@ pub fn write(results: &Path, out: &Path) -> Result<PathBuf> {
         let _ = writeln!(s, "\nThe same with each setting's final checkpoint only:\n");
         s.push_str(&table("final", gold, false));
         let _ = writeln!(s, "\nSelection bias the split removed: the test half's own envelope (checkpoints chosen and read on the same samples, as before) minus the reported value, mean ± 95% paired t-interval over seeds:\n");
-        s.push_str(&table(
-            "selected",
-            |r| (r.selection_bias_mean, r.selection_bias_ci95),
-            true,
-        ));
+        s.push_str(&table("selected", |r| (r.selection_bias_mean, r.selection_bias_ci95), true));
         if let Some(p) = read::<PairedRecord>(&sent.join("paired.csv")) {
             let _ = writeln!(s, "\n**What the runs show.** The paper reports that DPO's frontier dominates PPO's. Here, paired by seed (each seed shares the world, SFT, data, reward model and evaluation samples across methods), A - B with a 95% t-interval over seeds; \"inconclusive\" states the difference the seeds could detect at 80% power:\n");
             let mut count = [0usize; 3]; // above, below, inconclusive against PPO
@@ -1297,11 +1176,7 @@ pub fn write(results: &Path, out: &Path) -> Result<PathBuf> {
         let bon = labels
             .iter()
             .filter(|l| l.starts_with("best_of_n n="))
-            .max_by_key(|l| {
-                l.trim_start_matches("best_of_n n=")
-                    .parse::<usize>()
-                    .unwrap_or(0)
-            });
+            .max_by_key(|l| l.trim_start_matches("best_of_n n=").parse::<usize>().unwrap_or(0));
         for l in ["sft".to_string()]
             .iter()
             .chain(dpo.iter().copied())
@@ -1375,27 +1250,13 @@ pub fn write(results: &Path, out: &Path) -> Result<PathBuf> {
     if let Some(t) = read::<TabularRecord>(&tab.join("tabular.csv")) {
         let _ = writeln!(s, "## Tabular world: convergence to pi*\n\n`alignlab tabular` (3 prompts, 3 words, length 2: 9 responses per prompt; 2M Bradley-Terry pairs per prompt from pi_ref, 200k deterministic pairs).\n");
         figure(&mut s, "../results/tabular/tabular.png", "Left: TV(pi, pi*) over training, Bradley-Terry labels. Right: the largest mass on a prompt's worst response under deterministic labels.");
-        let _ = writeln!(
-            s,
-            "| series | final step | metric | value |\n|---|---|---|---|"
-        );
+        let _ = writeln!(s, "| series | final step | metric | value |\n|---|---|---|---|");
         for k in distinct(t.iter().map(|r| r.series.as_str())) {
-            let last = t
-                .iter()
-                .filter(|r| r.series == k)
-                .max_by_key(|r| r.step)
-                .unwrap();
-            let _ = writeln!(
-                s,
-                "| {k} | {} | {} | {:.3e} |",
-                last.step, last.metric, last.value
-            );
+            let last = t.iter().filter(|r| r.series == k).max_by_key(|r| r.step).unwrap();
+            let _ = writeln!(s, "| {k} | {} | {} | {:.3e} |", last.step, last.metric, last.value);
         }
         let last = |series: &str| {
-            t.iter()
-                .filter(|r| r.series == series)
-                .max_by_key(|r| r.step)
-                .map(|r| r.value)
+            t.iter().filter(|r| r.series == series).max_by_key(|r| r.step).map(|r| r.value)
         };
         let _ = writeln!(s, "\nDPO and PPO-GT both target pi*; IPO optimises another regularised objective, so its distance to pi* under Bradley-Terry labels need not vanish.\n");
         for beta in ["0.1", "1"] {
@@ -1431,21 +1292,15 @@ pub fn write(results: &Path, out: &Path) -> Result<PathBuf> {
                         r.loss, r.setting, r.mass_ref, r.mass
                     );
                 }
-                let rising: Vec<&str> = u
-                    .iter()
-                    .filter(|r| r.mass > r.mass_ref)
-                    .map(|r| r.loss.as_str())
-                    .collect();
+                let rising: Vec<&str> =
+                    u.iter().filter(|r| r.mass > r.mass_ref).map(|r| r.loss.as_str()).collect();
                 let _ = writeln!(
                     s,
                     "\n{}",
                     if rising.is_empty() {
                         "No loss moves mass onto the unseen responses in this world: every one takes mass off them.".to_string()
                     } else {
-                        format!(
-                            "Mass moves onto unseen responses under: {}.",
-                            rising.join(", ")
-                        )
+                        format!("Mass moves onto unseen responses under: {}.", rising.join(", "))
                     }
                 );
             }
@@ -1505,10 +1360,7 @@ fn cost_section(results: &Path) -> String {
             continue;
         };
         let calibrated = d.join("calibration.csv").exists() || d.join("tuning.csv").exists();
-        let name = d
-            .file_name()
-            .map(|n| n.to_string_lossy().to_string())
-            .unwrap_or_default();
+        let name = d.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
         // The invocation's own count where `alignlab run` wrote it (every stage: tuning,
         // calibration, sweep); older folders only say it in their compute rows.
         let counted: Vec<(String, crate::experiment::RunsDone)> = sm
@@ -1555,16 +1407,7 @@ fn cost_section(results: &Path) -> String {
         let flop = sm
             .iter()
             .find(|r| r.stage == "run" && r.metric == "profile")
-            .and_then(|r| {
-                Some(
-                    r.value
-                        .split(" TFLOP")
-                        .next()?
-                        .rsplit(' ')
-                        .next()?
-                        .to_string(),
-                )
-            })
+            .and_then(|r| Some(r.value.split(" TFLOP").next()?.rsplit(' ').next()?.to_string()))
             .unwrap_or_else(|| "-".into());
         // The ledger: every run's own wall time, the protocol's where it has one (tuning,
         // calibration and sweep), else the sweep's.
@@ -1659,10 +1502,7 @@ fn optimal_reach(dir: &Path) -> Option<(f64, f64, f64)> {
                 .fold(f64::NEG_INFINITY, f64::max)
         })
         .fold(f64::INFINITY, f64::min);
-    let n = rows
-        .iter()
-        .find(|r| r.metric == "eval/is_samples")
-        .map(|r| r.value)?;
+    let n = rows.iter().find(|r| r.metric == "eval/is_samples").map(|r| r.value)?;
     let text = std::fs::read_to_string(dir.join("scenario.resolved.toml")).ok()?;
     let v: toml::Value = toml::from_str(&text).ok()?;
     let ess = v.get("eval")?.get("optimal_min_ess")?.as_float()?;
@@ -1676,14 +1516,8 @@ fn provenance(results: &Path) -> String {
     let mut s = String::from("\n\n## Provenance\n\nThe code behind each results folder (rerunning a folder's scenario with other code gives other bytes; with the same code, seed and thread count, the same bytes):\n\n| results | code |\n|---|---|\n");
     for d in dirs {
         let sm = read::<SummaryRecord>(&d.join("summary.csv")).unwrap_or_default();
-        let code = sm
-            .iter()
-            .find(|r| r.metric == "code")
-            .map(|r| r.value.clone());
-        let name = d
-            .file_name()
-            .map(|n| n.to_string_lossy().to_string())
-            .unwrap_or_default();
+        let code = sm.iter().find(|r| r.metric == "code").map(|r| r.value.clone());
+        let name = d.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
         // A calibrated folder names its calibration's search; one under an older rule is stale.
         let rule = if d.join("calibration.csv").exists() {
             let r = sm
@@ -1743,24 +1577,12 @@ fn ablation_figure(results: &Path) -> Result<Option<String>> {
             let Some(f) = read::<FrontierRecord>(&dir.join("frontier.csv")) else {
                 continue;
             };
-            for m in distinct(
-                f.iter()
-                    .map(|r| r.method.clone())
-                    .filter(|m| m != "optimal"),
-            ) {
+            for m in distinct(f.iter().map(|r| r.method.clone()).filter(|m| m != "optimal")) {
                 let cells: Vec<String> = [1.0, 2.0, 4.0]
                     .iter()
-                    .map(|b| {
-                        at_budget(&f, &m, *b)
-                            .map(|(g, _)| f3(g))
-                            .unwrap_or("-".into())
-                    })
+                    .map(|b| at_budget(&f, &m, *b).map(|(g, _)| f3(g)).unwrap_or("-".into()))
                     .collect();
-                let _ = writeln!(
-                    table,
-                    "| {family} | {level} | {m} | {} |",
-                    cells.join(" | ")
-                );
+                let _ = writeln!(table, "| {family} | {level} | {m} | {} |", cells.join(" | "));
                 if let Some((g, ci)) = at_budget(&f, &m, 2.0) {
                     match series.iter_mut().find(|s| s.0 == m) {
                         Some(s) => s.1.push((*level, g, ci)),

@@ -92,20 +92,8 @@ fn draw_both(
 pub fn all(dir: &Path, points: &[Point], metrics: Option<&Metrics>) -> Result<()> {
     register_font();
     let _ = metrics;
-    both(
-        dir,
-        "frontier",
-        (1000, 700),
-        |r| frontier(r, points),
-        |r| frontier(r, points),
-    )?;
-    both(
-        dir,
-        "curves",
-        (1400, 600),
-        |r| curves(r, points),
-        |r| curves(r, points),
-    )?;
+    both(dir, "frontier", (1000, 700), |r| frontier(r, points), |r| frontier(r, points))?;
+    both(dir, "curves", (1400, 600), |r| curves(r, points), |r| curves(r, points))?;
     both(
         dir,
         "overoptimization",
@@ -143,10 +131,8 @@ fn frontier_curve(
     (0..=80)
         .map(|j| kmax * j as f64 / 80.0)
         .filter_map(|k| {
-            let vals: Option<Vec<f64>> = per_seed
-                .iter()
-                .map(|pts| selected_at_budget(pts, k).map(|v| v.0))
-                .collect();
+            let vals: Option<Vec<f64>> =
+                per_seed.iter().map(|pts| selected_at_budget(pts, k).map(|v| v.0)).collect();
             let vals = vals.filter(|v| !v.is_empty())?;
             let (mean, ci) = mean_ci_t(&vals);
             Some((k, mean, if vals.len() > 1 { ci } else { 0.0 }))
@@ -159,10 +145,8 @@ fn frontier_curve(
 /// band, drawn only up to the KL every seed reached), the final-checkpoint frontier thin, and the
 /// importance-sampling inner bound of the optimal frontier dashed with its N and KL range.
 fn frontier<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, points: &[Point]) -> Result<()> {
-    let shown: Vec<&Point> = points
-        .iter()
-        .filter(|p| p.kl.is_finite() && p.gold.is_finite())
-        .collect();
+    let shown: Vec<&Point> =
+        points.iter().filter(|p| p.kl.is_finite() && p.gold.is_finite()).collect();
     let (_, x1) = range(shown.iter().map(|p| p.kl), 0.05);
     let (y0, y1) = range(shown.iter().map(|p| p.gold), 0.05);
     let split = super::has_split(points);
@@ -191,16 +175,11 @@ fn frontier<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, points: &[Point]) 
         }
         let c = color(i);
         let mine: Vec<&&Point> = shown.iter().filter(|p| &p.method == m).collect();
-        let label = if m == "best_of_n" {
-            "best_of_n (KL bound)".to_string()
-        } else {
-            m.clone()
-        };
+        let label = if m == "best_of_n" { "best_of_n (KL bound)".to_string() } else { m.clone() };
         if m != "optimal" {
             chart
                 .draw_series(
-                    mine.iter()
-                        .map(|p| Circle::new((p.kl, p.gold), 3, c.mix(0.45).filled())),
+                    mine.iter().map(|p| Circle::new((p.kl, p.gold), 3, c.mix(0.45).filled())),
                 )
                 .map_err(err)?
                 .label(label)
@@ -231,9 +210,7 @@ fn frontier<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, points: &[Point]) 
                     BLACK.stroke_width(2),
                 ))
                 .map_err(err)?
-                .label(format!(
-                    "π* inner bound (IS from π_ref, {n}KL {lo:.2} to {kmax:.2})"
-                ))
+                .label(format!("π* inner bound (IS from π_ref, {n}KL {lo:.2} to {kmax:.2})"))
                 .legend(|(x, y)| {
                     PathElement::new(vec![(x, y), (x + 18, y)], BLACK.stroke_width(2))
                 });
@@ -287,10 +264,10 @@ fn curves<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, points: &[Point]) ->
             .map(|p| (p.method.clone(), p.setting.clone())),
     );
     let seed = points.iter().map(|p| p.seed).min().unwrap_or(0);
-    for (panel, (title, which)) in panels.iter().zip([
-        ("Gold reward during training", 0),
-        ("KL(π || π_ref) during training", 1),
-    ]) {
+    for (panel, (title, which)) in panels
+        .iter()
+        .zip([("Gold reward during training", 0), ("KL(π || π_ref) during training", 1)])
+    {
         let sel: Vec<&Point> = points
             .iter()
             .filter(|p| p.seed == seed && runs.contains(&(p.method.clone(), p.setting.clone())))
@@ -316,40 +293,24 @@ fn curves<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, points: &[Point]) ->
         chart
             .configure_mesh()
             .x_desc("step (PPO: iteration)")
-            .y_desc(if which == 0 {
-                "gold reward"
-            } else {
-                "KL (nats)"
-            })
+            .y_desc(if which == 0 { "gold reward" } else { "KL (nats)" })
             .label_style((FONT, 13))
             .draw()
             .map_err(err)?;
         for (i, (m, s)) in runs.iter().enumerate() {
             let c = color(i);
-            let mut pts: Vec<&&Point> = sel
-                .iter()
-                .filter(|p| &p.method == m && &p.setting == s)
-                .collect();
+            let mut pts: Vec<&&Point> =
+                sel.iter().filter(|p| &p.method == m && &p.setting == s).collect();
             pts.sort_by_key(|p| p.step);
             if which == 0 && pts.len() > 1 {
-                let mut poly: Vec<(f64, f64)> = pts
-                    .iter()
-                    .map(|p| (p.step as f64, p.gold + p.gold_ci))
-                    .collect();
-                poly.extend(
-                    pts.iter()
-                        .rev()
-                        .map(|p| (p.step as f64, p.gold - p.gold_ci)),
-                );
+                let mut poly: Vec<(f64, f64)> =
+                    pts.iter().map(|p| (p.step as f64, p.gold + p.gold_ci)).collect();
+                poly.extend(pts.iter().rev().map(|p| (p.step as f64, p.gold - p.gold_ci)));
                 chart
                     .draw_series(std::iter::once(Polygon::new(poly, c.mix(0.12).filled())))
                     .map_err(err)?;
             }
-            let label = if s.is_empty() {
-                m.clone()
-            } else {
-                format!("{m} {s}")
-            };
+            let label = if s.is_empty() { m.clone() } else { format!("{m} {s}") };
             chart
                 .draw_series(LineSeries::new(
                     pts.iter().map(|p| (p.step as f64, val(p))),
@@ -384,22 +345,13 @@ fn overoptimization<DB: DrawingBackend>(
     points: &[Point],
 ) -> Result<()> {
     let panels = root.split_evenly((1, 2));
-    let families = [
-        ("best_of_n", FitForm::BestOfN),
-        ("ppo", FitForm::Rl),
-        ("ppo_gt", FitForm::Rl),
-    ];
-    for (panel, (title, proxy)) in panels.iter().zip([
-        ("Gold reward gain over SFT", false),
-        ("Proxy (reward model) gain over SFT", true),
-    ]) {
+    let families = [("best_of_n", FitForm::BestOfN), ("ppo", FitForm::Rl), ("ppo_gt", FitForm::Rl)];
+    for (panel, (title, proxy)) in panels
+        .iter()
+        .zip([("Gold reward gain over SFT", false), ("Proxy (reward model) gain over SFT", true)])
+    {
         let val = |p: &Point| if proxy { p.proxy } else { p.gold };
-        let sft = |seed: u64| {
-            points
-                .iter()
-                .find(|p| p.method == "sft" && p.seed == seed)
-                .map(val)
-        };
+        let sft = |seed: u64| points.iter().find(|p| p.method == "sft" && p.seed == seed).map(val);
         let mut series: Vec<(usize, &str, FitForm, Vec<(f64, f64)>)> = Vec::new();
         for (i, (m, form)) in families.iter().enumerate() {
             let pts: Vec<(f64, f64)> = points
@@ -433,8 +385,7 @@ fn overoptimization<DB: DrawingBackend>(
             let c = color(*i);
             chart
                 .draw_series(
-                    pts.iter()
-                        .map(|&(k, g)| Circle::new((k.sqrt(), g), 3, c.mix(0.6).filled())),
+                    pts.iter().map(|&(k, g)| Circle::new((k.sqrt(), g), 3, c.mix(0.6).filled())),
                 )
                 .map_err(err)?
                 .label(m.to_string())
@@ -446,9 +397,7 @@ fn overoptimization<DB: DrawingBackend>(
                     .map(|d| (d, gao_curve(a, b, *form, d * d)))
                     .filter(|p| p.1 >= y0 && p.1 <= y1)
                     .collect();
-                chart
-                    .draw_series(LineSeries::new(curve, c.stroke_width(2)))
-                    .map_err(err)?;
+                chart.draw_series(LineSeries::new(curve, c.stroke_width(2))).map_err(err)?;
             }
         }
         chart
@@ -499,11 +448,7 @@ fn winrate_chart<DB: DrawingBackend>(
 ) -> Result<()> {
     let labels = if by_step {
         let curves = rows.iter().any(|r| r.setting.contains("T="));
-        if curves
-            && rows
-                .iter()
-                .any(|r| r.method == "dpo" && r.setting.contains("T="))
-        {
+        if curves && rows.iter().any(|r| r.method == "dpo" && r.setting.contains("T=")) {
             // With curves at several temperatures: the paper's Fig. 3 right, DPO alone at each
             // temperature, its setting with the highest last win rate at the evaluation
             // temperature (the one that is not a curve).
@@ -540,10 +485,8 @@ fn winrate_chart<DB: DrawingBackend>(
     } else {
         super::winrate::shown(rows)
     };
-    let sel: Vec<&super::winrate::WinRow> = rows
-        .iter()
-        .filter(|r| labels.contains(&r.label()))
-        .collect();
+    let sel: Vec<&super::winrate::WinRow> =
+        rows.iter().filter(|r| labels.contains(&r.label())).collect();
     let (x0, x1) = range(sel.iter().map(|r| r.x), 0.04);
     let (y0, y1) = range(sel.iter().flat_map(|r| [r.lo, r.hi, 0.5]), 0.05);
     let (title, xdesc) = if by_step {
@@ -552,10 +495,7 @@ fn winrate_chart<DB: DrawingBackend>(
             "step (DPO: batch of pairs; PPO: iteration)",
         )
     } else {
-        (
-            "Win rate against the reference by sampling temperature",
-            "sampling temperature",
-        )
+        ("Win rate against the reference by sampling temperature", "sampling temperature")
     };
     let mut chart = ChartBuilder::on(&root)
         .caption(title, (FONT, 22))
@@ -622,13 +562,7 @@ fn winrate_chart<DB: DrawingBackend>(
 /// the worst response's mass under deterministic labels (log scales).
 pub fn tabular(dir: &Path, rows: &[crate::experiment::tabular::TraceRow]) -> Result<()> {
     register_font();
-    both(
-        dir,
-        "tabular",
-        (1400, 600),
-        |r| tabular_chart(r, rows),
-        |r| tabular_chart(r, rows),
-    )
+    both(dir, "tabular", (1400, 600), |r| tabular_chart(r, rows), |r| tabular_chart(r, rows))
 }
 
 fn tabular_chart<DB: DrawingBackend>(
@@ -637,28 +571,18 @@ fn tabular_chart<DB: DrawingBackend>(
 ) -> Result<()> {
     let panels = root.split_evenly((1, 2));
     for (panel, (metric, title, ydesc)) in panels.iter().zip([
-        (
-            "tv_to_optimal",
-            "Bradley-Terry labels: distance to π*",
-            "mean TV(π, π*) over prompts",
-        ),
+        ("tv_to_optimal", "Bradley-Terry labels: distance to π*", "mean TV(π, π*) over prompts"),
         (
             "worst_mass",
             "Deterministic labels: the worst response",
             "largest mass on a prompt's worst response",
         ),
     ]) {
-        let sel: Vec<&crate::experiment::tabular::TraceRow> = rows
-            .iter()
-            .filter(|r| r.metric == metric && r.method != "reference")
-            .collect();
+        let sel: Vec<&crate::experiment::tabular::TraceRow> =
+            rows.iter().filter(|r| r.metric == metric && r.method != "reference").collect();
         let x1 = sel.iter().map(|r| r.step as f64).fold(1.0, f64::max);
         let vals: Vec<f64> = sel.iter().map(|r| r.value.max(1e-300)).collect();
-        let lo = vals
-            .iter()
-            .cloned()
-            .fold(f64::INFINITY, f64::min)
-            .max(1e-45);
+        let lo = vals.iter().cloned().fold(f64::INFINITY, f64::min).max(1e-45);
         let hi = vals.iter().cloned().fold(0.0, f64::max).max(lo * 10.0);
         let mut chart = ChartBuilder::on(panel)
             .caption(title, (FONT, 22))
@@ -730,11 +654,7 @@ fn ablation_chart<DB: DrawingBackend>(
 ) -> Result<()> {
     let areas = root.split_evenly((1, panels.len()));
     for (area, p) in areas.iter().zip(panels) {
-        let xs: Vec<f64> = p
-            .series
-            .iter()
-            .flat_map(|s| s.1.iter().map(|q| q.0))
-            .collect();
+        let xs: Vec<f64> = p.series.iter().flat_map(|s| s.1.iter().map(|q| q.0)).collect();
         let (y0, y1) = range(p.series.iter().flat_map(|s| s.1.iter().map(|q| q.1)), 0.1);
         let lx = |x: f64| if p.log_x { x.ln() } else { x };
         let (x0, x1) = range(xs.iter().map(|&x| lx(x)), 0.08);
@@ -806,10 +726,7 @@ fn kl_estimator_chart<DB: DrawingBackend>(
     let (x0, x1) = range(points.iter().map(|p| p.0), 0.05);
     let (y0, y1) = range(points.iter().flat_map(|p| p.1), 0.1);
     let mut chart = ChartBuilder::on(&root)
-        .caption(
-            "Sampled KL estimators minus the exact KL, per evaluation",
-            (FONT, 20),
-        )
+        .caption("Sampled KL estimators minus the exact KL, per evaluation", (FONT, 20))
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(60)
@@ -822,17 +739,11 @@ fn kl_estimator_chart<DB: DrawingBackend>(
         .label_style((FONT, 12))
         .draw()
         .map_err(err)?;
-    chart
-        .draw_series(LineSeries::new([(x0, 0.0), (x1, 0.0)], BLACK.mix(0.5)))
-        .map_err(err)?;
+    chart.draw_series(LineSeries::new([(x0, 0.0), (x1, 0.0)], BLACK.mix(0.5))).map_err(err)?;
     for (i, name) in ["k1", "k2", "k3"].iter().enumerate() {
         let c = color(i);
         chart
-            .draw_series(
-                points
-                    .iter()
-                    .map(|p| Circle::new((p.0, p.1[i]), 3, c.mix(0.6).filled())),
-            )
+            .draw_series(points.iter().map(|p| Circle::new((p.0, p.1[i]), 3, c.mix(0.6).filled())))
             .map_err(err)?
             .label(*name)
             .legend(move |(x, y)| Circle::new((x + 9, y), 4, c.filled()));

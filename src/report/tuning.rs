@@ -23,13 +23,10 @@ pub fn spreads(records: &[TuningRecord]) -> Vec<(String, Vec<(u64, Option<f64>)>
             let per = seeds
                 .iter()
                 .map(|&s| {
-                    let rs: Vec<&TuningRecord> = records
-                        .iter()
-                        .filter(|r| r.method == m && r.seed == s)
-                        .collect();
-                    let (lo, hi) = rs
-                        .iter()
-                        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), r| {
+                    let rs: Vec<&TuningRecord> =
+                        records.iter().filter(|r| r.method == m && r.seed == s).collect();
+                    let (lo, hi) =
+                        rs.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), r| {
                             (lo.min(r.gold_sel), hi.max(r.gold_sel))
                         });
                     (s, rs.iter().any(|r| r.reached).then_some(hi - lo))
@@ -65,21 +62,12 @@ pub fn markdown(records: &[TuningRecord]) -> String {
         return s;
     };
     let _ = writeln!(s, "\n## Equal tuning (selection-half gold at KL {} on the tuning seeds; `*` the configuration frozen for the sweep; `(below)`: its runs stayed under the budget, read at their best)\n", first.budget);
-    let _ = writeln!(
-        s,
-        "| method | configuration | per tuning seed | mean |\n|---|---|---|---|"
-    );
+    let _ = writeln!(s, "| method | configuration | per tuning seed | mean |\n|---|---|---|---|");
     for m in super::distinct(records.iter().map(|r| r.method.clone())) {
-        for c in super::distinct(
-            records
-                .iter()
-                .filter(|r| r.method == m)
-                .map(|r| r.config.clone()),
-        ) {
-            let rs: Vec<&TuningRecord> = records
-                .iter()
-                .filter(|r| r.method == m && r.config == c)
-                .collect();
+        for c in super::distinct(records.iter().filter(|r| r.method == m).map(|r| r.config.clone()))
+        {
+            let rs: Vec<&TuningRecord> =
+                records.iter().filter(|r| r.method == m && r.config == c).collect();
             let per: Vec<String> = rs
                 .iter()
                 .map(|r| {
@@ -96,21 +84,14 @@ pub fn markdown(records: &[TuningRecord]) -> String {
                 s,
                 "| {m} | {}{} | {} | {mean:.4} |",
                 c,
-                if rs.iter().any(|r| r.picked) {
-                    " *"
-                } else {
-                    ""
-                },
+                if rs.iter().any(|r| r.picked) { " *" } else { "" },
                 per.join(", ")
             );
         }
     }
     let sp = spreads(records);
     let _ = writeln!(s, "\n## Robustness to hyperparameters (spread: best minus worst configuration's gold per tuning seed; A - B paired by seed)\n");
-    let _ = writeln!(
-        s,
-        "| method | spread per seed | mean ± 95% t |\n|---|---|---|"
-    );
+    let _ = writeln!(s, "| method | spread per seed | mean ± 95% t |\n|---|---|---|");
     for (m, per) in &sp {
         let have: Vec<f64> = per.iter().filter_map(|p| p.1).collect();
         let (mean, ci) = mean_ci_t(&have);
@@ -140,11 +121,7 @@ pub fn markdown(records: &[TuningRecord]) -> String {
             &format!("DPO's spread is smaller: DPO more robust than {m}"),
         );
         let n = p.diffs.len();
-        let ci = if n < 2 {
-            String::new()
-        } else {
-            format!(" ± {:.4}", p.ci95)
-        };
+        let ci = if n < 2 { String::new() } else { format!(" ± {:.4}", p.ci95) };
         let _ = writeln!(
             s,
             "\nDPO - {m} spread: {:.4}{ci} over {n} tuning seed{}: {v}.",

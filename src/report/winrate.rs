@@ -41,11 +41,7 @@ pub(super) fn temperature_of(metric: &str) -> Option<f64> {
 
 /// The temperature of a `{family}{T}/winrate` metric (`eval_t`, or `shift_t` on shifted inputs).
 pub(super) fn temperature_in(family: &str, metric: &str) -> Option<f64> {
-    metric
-        .strip_prefix(family)?
-        .strip_suffix("/winrate")?
-        .parse()
-        .ok()
+    metric.strip_prefix(family)?.strip_suffix("/winrate")?.parse().ok()
 }
 
 /// Mean and interval over seeds of per-seed (rate, lo, hi).
@@ -88,10 +84,8 @@ pub(super) fn by_run(evals: &Metrics) -> (Vec<Key>, BTreeMap<Key, BTreeMap<Strin
 pub fn by_temperature(evals: &Metrics) -> Vec<WinRow> {
     let (order, map) = by_run(evals);
     // Per (method, setting): per temperature: per seed (the last step that has it).
-    let mut acc: Vec<(
-        (String, String),
-        BTreeMap<u64, BTreeMap<u64, (usize, (f64, f64, f64))>>,
-    )> = Vec::new();
+    let mut acc: Vec<((String, String), BTreeMap<u64, BTreeMap<u64, (usize, (f64, f64, f64))>>)> =
+        Vec::new();
     for k in &order {
         let m = &map[k];
         for (metric, &w) in m {
@@ -100,12 +94,8 @@ pub fn by_temperature(evals: &Metrics) -> Vec<WinRow> {
             };
             let prefix = format!("eval_t{t}/");
             let (lo, hi) = (
-                m.get(&format!("{prefix}winrate_lo"))
-                    .copied()
-                    .unwrap_or(f64::NAN),
-                m.get(&format!("{prefix}winrate_hi"))
-                    .copied()
-                    .unwrap_or(f64::NAN),
+                m.get(&format!("{prefix}winrate_lo")).copied().unwrap_or(f64::NAN),
+                m.get(&format!("{prefix}winrate_hi")).copied().unwrap_or(f64::NAN),
             );
             let id = (k.0.clone(), k.1.clone());
             let i = match acc.iter().position(|a| a.0 == id) {
@@ -125,12 +115,7 @@ pub fn by_temperature(evals: &Metrics) -> Vec<WinRow> {
     for ((method, setting), temps) in acc {
         let mut ts: Vec<(f64, Vec<(f64, f64, f64)>)> = temps
             .into_iter()
-            .map(|(t, seeds)| {
-                (
-                    f64::from_bits(t),
-                    seeds.into_values().map(|v| v.1).collect(),
-                )
-            })
+            .map(|(t, seeds)| (f64::from_bits(t), seeds.into_values().map(|v| v.1).collect()))
             .collect();
         ts.sort_by(|a, b| a.0.total_cmp(&b.0));
         for (t, per_seed) in ts {
@@ -148,25 +133,16 @@ pub fn by_step(evals: &Metrics) -> Vec<WinRow> {
     // (metric prefix, label suffix) of every win-rate curve: the evaluation temperature's and
     // each other temperature's (a run has a curve there only if it logged two steps or more).
     let mut curves = vec![("eval/".to_string(), String::new())];
-    let mut temps: Vec<f64> = order
-        .iter()
-        .flat_map(|k| map[k].keys().filter_map(|m| temperature_of(m)))
-        .collect();
+    let mut temps: Vec<f64> =
+        order.iter().flat_map(|k| map[k].keys().filter_map(|m| temperature_of(m))).collect();
     temps.sort_by(|a, b| a.total_cmp(b));
     temps.dedup();
-    curves.extend(
-        temps
-            .iter()
-            .map(|t| (format!("eval_t{t}/"), format!("T={t}"))),
-    );
+    curves.extend(temps.iter().map(|t| (format!("eval_t{t}/"), format!("T={t}"))));
     let mut out = Vec::new();
     for (prefix, suffix) in &curves {
         let win = format!("{prefix}winrate");
         let runs = distinct(
-            order
-                .iter()
-                .filter(|k| map[*k].contains_key(&win))
-                .map(|k| (k.0.clone(), k.1.clone())),
+            order.iter().filter(|k| map[*k].contains_key(&win)).map(|k| (k.0.clone(), k.1.clone())),
         );
         for (method, setting) in runs {
             let mut steps: BTreeMap<usize, Vec<(f64, f64, f64)>> = BTreeMap::new();

@@ -162,11 +162,7 @@ pub struct Vocab {
 
 impl Vocab {
     pub fn new(word_list: Vec<String>) -> Vocab {
-        let mut words = vec![
-            "<pad>".to_string(),
-            "<bos>".to_string(),
-            "<eos>".to_string(),
-        ];
+        let mut words = vec!["<pad>".to_string(), "<bos>".to_string(), "<eos>".to_string()];
         words.extend(word_list);
         Vocab { words }
     }
@@ -220,10 +216,7 @@ pub(crate) fn drawn<T: Send>(
 ) -> Vec<T> {
     use rayon::prelude::*;
     let base = crate::draw::derive_seed(seed, label);
-    (0..n)
-        .into_par_iter()
-        .map(|i| f(&mut Rng::stream(base, i as u64)))
-        .collect()
+    (0..n).into_par_iter().map(|i| f(&mut Rng::stream(base, i as u64))).collect()
 }
 
 pub(crate) fn logsumexp(xs: &[f64]) -> f64 {

@@ -217,10 +217,7 @@ impl SentimentConfig {
             "set n_positive and n_negative to 1 or more",
         )?;
         need(
-            self.n_positive
-                .saturating_add(self.n_negative)
-                .saturating_add(self.n_neutral)
-                <= 4096,
+            self.n_positive.saturating_add(self.n_negative).saturating_add(self.n_neutral) <= 4096,
             "n_neutral",
             || "the vocabulary is larger than 4096 words".into(),
             "use fewer words; this is a CPU-sized world",
@@ -288,9 +285,7 @@ impl SentimentConfig {
                 0.0
             }
         };
-        let accept = (self.prompt_min_len..=self.prompt_max_len)
-            .map(p_long)
-            .sum::<f64>()
+        let accept = (self.prompt_min_len..=self.prompt_max_len).map(p_long).sum::<f64>()
             / (self.prompt_max_len - self.prompt_min_len + 1) as f64;
         need(
             accept >= 1e-3,
@@ -345,10 +340,7 @@ impl SentimentConfig {
                 },
                 &format!(
                     "use a neutral word, e.g. \"{}\"",
-                    neutral
-                        .get(17)
-                        .or(neutral.last())
-                        .map_or("very", |w| w.as_str())
+                    neutral.get(17).or(neutral.last()).map_or("very", |w| w.as_str())
                 ),
             )?;
             need(
@@ -407,11 +399,8 @@ impl SentimentWorld {
             };
         }
         if let Some(l) = &cfg.labeller {
-            let w = vocab
-                .words
-                .iter()
-                .position(|w| *w == l.word)
-                .expect("validated: a neutral word");
+            let w =
+                vocab.words.iter().position(|w| *w == l.word).expect("validated: a neutral word");
             polarity[w] = l.polarity;
         }
         let mut rng = Rng::new(derive_seed(seed, "world/sentiment/process"));
@@ -422,10 +411,7 @@ impl SentimentWorld {
                 base[prev * v + next] = cfg.sharpness * rng.normal();
             }
         }
-        let mut logp = [
-            vec![f64::NEG_INFINITY; v * v],
-            vec![f64::NEG_INFINITY; v * v],
-        ];
+        let mut logp = [vec![f64::NEG_INFINITY; v * v], vec![f64::NEG_INFINITY; v * v]];
         for (z, sign) in [(NEG, -1.0), (POS, 1.0)] {
             for prev in 1..v {
                 let row: Vec<f64> = (N_SPECIAL..v)
@@ -461,30 +447,19 @@ impl SentimentWorld {
         });
         // Every review and prompt from a stream of its own, in parallel.
         let w = &world;
-        let train = super::drawn(seed, "world/sentiment/train", cfg.n_train, |r| {
-            w.sample_review(r).1
-        });
-        let val = super::drawn(seed, "world/sentiment/val", cfg.n_val, |r| {
-            w.sample_review(r).1
-        });
-        let train_prompts = super::drawn(
-            seed,
-            "world/sentiment/train_prompts",
-            cfg.n_train_prompts,
-            |r| w.sample_prompt(r),
-        );
-        let eval_prompts = super::drawn(
-            seed,
-            "world/sentiment/eval_prompts",
-            cfg.n_eval_prompts,
-            |r| w.sample_prompt(r),
-        );
-        (
-            world.train,
-            world.val,
-            world.train_prompts,
-            world.eval_prompts,
-        ) = (train, val, train_prompts, eval_prompts);
+        let train =
+            super::drawn(seed, "world/sentiment/train", cfg.n_train, |r| w.sample_review(r).1);
+        let val = super::drawn(seed, "world/sentiment/val", cfg.n_val, |r| w.sample_review(r).1);
+        let train_prompts =
+            super::drawn(seed, "world/sentiment/train_prompts", cfg.n_train_prompts, |r| {
+                w.sample_prompt(r)
+            });
+        let eval_prompts =
+            super::drawn(seed, "world/sentiment/eval_prompts", cfg.n_eval_prompts, |r| {
+                w.sample_prompt(r)
+            });
+        (world.train, world.val, world.train_prompts, world.eval_prompts) =
+            (train, val, train_prompts, eval_prompts);
         world
     }
 
@@ -566,13 +541,7 @@ impl SentimentWorld {
     /// How often the labeller's word occurs in a response (up to `<eos>`); None without a labeller.
     pub fn spurious_count(&self, response: &[i64]) -> Option<usize> {
         let (word, _) = self.labeller?;
-        Some(
-            response
-                .iter()
-                .take_while(|&&t| t != EOS)
-                .filter(|&&t| t == word)
-                .count(),
-        )
+        Some(response.iter().take_while(|&&t| t != EOS).filter(|&&t| t == word).count())
     }
 
     /// The labeller's choice between two completions of `prompt` (true: the first): the higher
@@ -590,11 +559,7 @@ impl SentimentWorld {
                 + bonus * self.spurious_count(r).unwrap_or(0) as f64
         };
         let (sa, sb) = (score(a), score(b));
-        Some(if sa == sb {
-            rng.bernoulli(0.5)
-        } else {
-            sa > sb
-        })
+        Some(if sa == sb { rng.bernoulli(0.5) } else { sa > sb })
     }
 
     /// Bayes-predictive NLL of a review under the true process, summed over its tokens
@@ -605,10 +570,8 @@ impl SentimentWorld {
         let mut nll = 0.0;
         for (t, &w) in words.iter().enumerate() {
             let h = self.hazard(t);
-            let joint = [
-                lw[NEG] + self.log_trans(NEG, prev, w),
-                lw[POS] + self.log_trans(POS, prev, w),
-            ];
+            let joint =
+                [lw[NEG] + self.log_trans(NEG, prev, w), lw[POS] + self.log_trans(POS, prev, w)];
             nll -= logsumexp(&joint) - logsumexp(&lw) + (1.0 - h).ln();
             lw = joint;
             prev = w;
@@ -658,10 +621,8 @@ impl SentimentWorld {
         let mut ll = 0.0;
         let mut n = 0usize;
         for w in self.words_of(text) {
-            let joint = [
-                lw[NEG] + self.log_trans(NEG, prev, w),
-                lw[POS] + self.log_trans(POS, prev, w),
-            ];
+            let joint =
+                [lw[NEG] + self.log_trans(NEG, prev, w), lw[POS] + self.log_trans(POS, prev, w)];
             ll += logsumexp(&joint) - logsumexp(&lw);
             lw = joint;
             prev = w;
@@ -684,17 +645,9 @@ impl SentimentWorld {
         let _ = writeln!(out, "sentiment world: {} tokens, {} train / {} val reviews; true-process NLL {:.4} nats/token", self.vocab.size(), self.train.len(), self.val.len(), self.val_nll_per_token());
         let _ = writeln!(out, "\nevaluation prompts:");
         for p in self.eval_prompts.iter().take(show) {
-            let _ = writeln!(
-                out,
-                "  gold {:.3}  | {}",
-                self.gold_reward(p),
-                self.vocab.render(p)
-            );
+            let _ = writeln!(out, "  gold {:.3}  | {}", self.gold_reward(p), self.vocab.render(p));
         }
-        let _ = writeln!(
-            out,
-            "\nreviews from the true process (z = latent sentiment):"
-        );
+        let _ = writeln!(out, "\nreviews from the true process (z = latent sentiment):");
         for _ in 0..show {
             let (z, words) = self.sample_review(rng);
             let z = if z == POS { "pos" } else { "neg" };
@@ -766,10 +719,7 @@ impl TextWorld for SentimentWorld {
     fn describe(&self) -> Vec<(String, String)> {
         vec![
             ("vocabulary".into(), format!("{} tokens", self.vocab.size())),
-            (
-                "reviews".into(),
-                format!("{} train, {} val", self.train.len(), self.val.len()),
-            ),
+            ("reviews".into(), format!("{} train, {} val", self.train.len(), self.val.len())),
         ]
     }
 }

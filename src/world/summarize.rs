@@ -332,9 +332,7 @@ impl SummarizeConfig {
 impl SummarizeConfig {
     /// The longest prompt: a document (of either distribution) and `tldr`.
     pub fn prompt_max_len(&self) -> usize {
-        self.doc_max_len
-            .max(self.shift.as_ref().map_or(0, |s| s.doc_max_len))
-            + 1
+        self.doc_max_len.max(self.shift.as_ref().map_or(0, |s| s.doc_max_len)) + 1
     }
 
     /// The longest reference summary: every fact and one hallucination.
@@ -388,24 +386,17 @@ impl SummarizeWorld {
         };
         // Every document from a stream of its own, in parallel.
         let ww = &w;
-        let train = super::drawn(seed, "world/summarize/train", cfg.n_train, |r| {
-            ww.sample_example(r)
-        });
-        let val = super::drawn(seed, "world/summarize/val", cfg.n_val, |r| {
-            ww.sample_example(r)
-        });
-        let train_prompts = super::drawn(
-            seed,
-            "world/summarize/train_prompts",
-            cfg.n_train_prompts,
-            |r| ww.sample_document(r),
-        );
-        let eval: Vec<(Vec<i64>, Vec<i64>)> = super::drawn(
-            seed,
-            "world/summarize/eval_prompts",
-            cfg.n_eval_prompts,
-            |r| ww.sample_example(r),
-        );
+        let train =
+            super::drawn(seed, "world/summarize/train", cfg.n_train, |r| ww.sample_example(r));
+        let val = super::drawn(seed, "world/summarize/val", cfg.n_val, |r| ww.sample_example(r));
+        let train_prompts =
+            super::drawn(seed, "world/summarize/train_prompts", cfg.n_train_prompts, |r| {
+                ww.sample_document(r)
+            });
+        let eval: Vec<(Vec<i64>, Vec<i64>)> =
+            super::drawn(seed, "world/summarize/eval_prompts", cfg.n_eval_prompts, |r| {
+                ww.sample_example(r)
+            });
         (w.train, w.val, w.train_prompts) = (train, val, train_prompts);
         (w.eval_prompts, w.eval_references) = eval.into_iter().unzip();
         // From a stream of its own: the other draws are those of a world without a shift.
@@ -480,11 +471,7 @@ impl SummarizeWorld {
 
     /// The facts of a prompt, in document order.
     pub fn doc_facts(&self, prompt: &[i64]) -> Vec<i64> {
-        prompt
-            .iter()
-            .copied()
-            .filter(|&t| self.is_fact(t))
-            .collect()
+        prompt.iter().copied().filter(|&t| self.is_fact(t)).collect()
     }
 
     fn sal(&self, t: i64) -> f64 {
@@ -492,10 +479,7 @@ impl SummarizeWorld {
     }
 
     fn non_doc_facts(&self, facts: &[i64]) -> Vec<i64> {
-        (0..self.cfg.n_facts)
-            .map(|i| self.fact_token(i))
-            .filter(|t| !facts.contains(t))
-            .collect()
+        (0..self.cfg.n_facts).map(|i| self.fact_token(i)).filter(|t| !facts.contains(t)).collect()
     }
 
     /// A reference summary of a prompt (without `<eos>`).
@@ -552,16 +536,8 @@ impl SummarizeWorld {
         if k < kept.len() {
             return f64::NEG_INFINITY;
         }
-        let ph = if others.is_empty() {
-            0.0
-        } else {
-            self.cfg.ref_hallucinate
-        };
-        lp + if halluc {
-            (ph / others.len() as f64).ln()
-        } else {
-            (1.0 - ph).ln()
-        }
+        let ph = if others.is_empty() { 0.0 } else { self.cfg.ref_hallucinate };
+        lp + if halluc { (ph / others.len() as f64).ln() } else { (1.0 - ph).ln() }
     }
 
     /// The labeller policy's summary of a prompt (without `<eos>`), at most `max_len` words.
@@ -605,11 +581,7 @@ impl SummarizeWorld {
             }
             seen.push(t);
             if self.is_fact(t) {
-                score += if facts.contains(&t) {
-                    self.sal(t)
-                } else {
-                    -c.hallucination_penalty
-                };
+                score += if facts.contains(&t) { self.sal(t) } else { -c.hallucination_penalty };
             }
         }
         score
@@ -641,13 +613,7 @@ impl SummarizeWorld {
         let mut out = String::new();
         let _ = writeln!(out, "summarize world: {} tokens, {} train / {} val documents; reference-process NLL {:.4} nats/token", self.vocab.size(), self.train.len(), self.val.len(), self.val_nll_per_token());
         let facts: Vec<String> = (0..self.cfg.n_facts)
-            .map(|i| {
-                format!(
-                    "{} {:.2}",
-                    self.vocab.words[3 + i],
-                    self.salience[3 + i].unwrap()
-                )
-            })
+            .map(|i| format!("{} {:.2}", self.vocab.words[3 + i], self.salience[3 + i].unwrap()))
             .collect();
         let _ = writeln!(
             out,
@@ -656,21 +622,12 @@ impl SummarizeWorld {
             facts.join(", ")
         );
         let _ = writeln!(out, "\nevaluation documents, reference summary, optimal summary and a labeller summary (gold judge):");
-        for (p, r) in self
-            .eval_prompts
-            .iter()
-            .zip(&self.eval_references)
-            .take(show)
-        {
+        for (p, r) in self.eval_prompts.iter().zip(&self.eval_references).take(show) {
             let o = self.optimal_summary(p);
             let l = self.labeller_summary(p, self.cfg.summary_max_len() + 1, rng);
             let _ = writeln!(out, "  {}", self.vocab.render(p));
-            let _ = writeln!(
-                out,
-                "    reference {:+.3} | {}",
-                self.judge(p, r),
-                self.vocab.render(r)
-            );
+            let _ =
+                writeln!(out, "    reference {:+.3} | {}", self.judge(p, r), self.vocab.render(r));
             let _ = writeln!(
                 out,
                 "    optimal   {:+.3} | {}",
@@ -727,10 +684,7 @@ impl TextWorld for SummarizeWorld {
         Some(&self.eval_references)
     }
     fn shifted_eval(&self) -> Option<(&[Vec<i64>], &[Vec<i64>])> {
-        self.cfg
-            .shift
-            .as_ref()
-            .map(|_| (&self.shifted_prompts[..], &self.shifted_references[..]))
+        self.cfg.shift.as_ref().map(|_| (&self.shifted_prompts[..], &self.shifted_references[..]))
     }
     fn describe(&self) -> Vec<(String, String)> {
         let mean_ref = self
@@ -740,18 +694,12 @@ impl TextWorld for SummarizeWorld {
             .map(|(p, r)| self.judge(p, r))
             .sum::<f64>()
             / self.eval_prompts.len().max(1) as f64;
-        let mean_opt = self
-            .eval_prompts
-            .iter()
-            .map(|p| self.judge(p, &self.optimal_summary(p)))
-            .sum::<f64>()
-            / self.eval_prompts.len().max(1) as f64;
+        let mean_opt =
+            self.eval_prompts.iter().map(|p| self.judge(p, &self.optimal_summary(p))).sum::<f64>()
+                / self.eval_prompts.len().max(1) as f64;
         vec![
             ("vocabulary".into(), format!("{} tokens", self.vocab.size())),
-            (
-                "documents".into(),
-                format!("{} train, {} val", self.train.len(), self.val.len()),
-            ),
+            ("documents".into(), format!("{} train, {} val", self.train.len(), self.val.len())),
             (
                 "gold of references (eval)".into(),
                 format!("{mean_ref:.4} (optimal summaries {mean_opt:.4})"),

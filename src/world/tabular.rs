@@ -53,15 +53,9 @@ impl TabularWorld {
                 .collect();
         }
         let mut rng = Rng::new(derive_seed(seed, "world/tabular/reward"));
-        let reward = (0..cfg.n_prompts)
-            .map(|_| responses.iter().map(|_| rng.uniform()).collect())
-            .collect();
-        TabularWorld {
-            cfg: cfg.clone(),
-            vocab,
-            responses,
-            reward,
-        }
+        let reward =
+            (0..cfg.n_prompts).map(|_| responses.iter().map(|_| rng.uniform()).collect()).collect();
+        TabularWorld { cfg: cfg.clone(), vocab, responses, reward }
     }
 
     /// The token of prompt x.
@@ -84,9 +78,7 @@ impl TabularWorld {
             }
         }
         let rows = (self.cfg.n_prompts * self.responses.len()) as i64;
-        Tensor::from_slice(&flat)
-            .view([rows, 2 + self.cfg.length as i64])
-            .to_device(device)
+        Tensor::from_slice(&flat).view([rows, 2 + self.cfg.length as i64]).to_device(device)
     }
 
     /// log pi(y|x) of every response under a model: `[n_prompts, n_responses]`, each row a
@@ -99,10 +91,11 @@ impl TabularWorld {
             .narrow(2, N_SPECIAL as i64, self.cfg.n_words as i64)
             .log_softmax(-1, Kind::Float);
         let targets = seqs.narrow(1, 2, l) - N_SPECIAL as i64;
-        let lp = words
-            .gather(-1, &targets.unsqueeze(-1), false)
-            .squeeze_dim(-1)
-            .sum_dim_intlist(-1, false, Kind::Float);
+        let lp = words.gather(-1, &targets.unsqueeze(-1), false).squeeze_dim(-1).sum_dim_intlist(
+            -1,
+            false,
+            Kind::Float,
+        );
         lp.view([self.cfg.n_prompts as i64, self.responses.len() as i64])
     }
 
@@ -123,11 +116,7 @@ impl TabularWorld {
 
 /// Exact KL(p || q) of two distributions over the same responses.
 pub fn kl(p: &[f64], q: &[f64]) -> f64 {
-    p.iter()
-        .zip(q)
-        .filter(|(p, _)| **p > 0.0)
-        .map(|(p, q)| p * (p / q).ln())
-        .sum()
+    p.iter().zip(q).filter(|(p, _)| **p > 0.0).map(|(p, q)| p * (p / q).ln()).sum()
 }
 
 /// Total variation distance.
@@ -146,9 +135,7 @@ pub fn expected(p: &[f64], r: &[f64]) -> f64 {
 impl TabularWorld {
     /// Number of distinct response prefixes (lengths 0 to length-1).
     pub fn n_nodes(&self) -> usize {
-        (0..self.cfg.length)
-            .map(|k| self.cfg.n_words.pow(k as u32))
-            .sum()
+        (0..self.cfg.length).map(|k| self.cfg.n_words.pow(k as u32)).sum()
     }
 
     /// For every response and position: the index of its prefix node and its word, `[R, L]` each.
@@ -183,14 +170,9 @@ impl TabularWorld {
             self.cfg.n_words as i64,
         );
         let per_node = logits.log_softmax(-1, Kind::Float); // [X, N, W]
-        let picked = per_node
-            .index_select(1, &nodes.view([-1]))
-            .view([x, r, l, w]);
+        let picked = per_node.index_select(1, &nodes.view([-1])).view([x, r, l, w]);
         let idx = words.view([1, r, l, 1]).expand([x, r, l, 1], false);
-        picked
-            .gather(-1, &idx, false)
-            .squeeze_dim(-1)
-            .sum_dim_intlist(-1, false, Kind::Float)
+        picked.gather(-1, &idx, false).squeeze_dim(-1).sum_dim_intlist(-1, false, Kind::Float)
     }
 
     /// A reproducible, non-uniform reference table: logits drawn N(0, scale^2).
@@ -209,9 +191,7 @@ impl TabularWorld {
 /// A `[X, R]` tensor as rows of f64.
 pub fn to_rows(t: &Tensor) -> Vec<Vec<f64>> {
     let t = t.to_kind(Kind::Double).to_device(Device::Cpu);
-    (0..t.size()[0])
-        .map(|i| Vec::<f64>::try_from(t.get(i)).expect("a 2-d tensor"))
-        .collect()
+    (0..t.size()[0]).map(|i| Vec::<f64>::try_from(t.get(i)).expect("a 2-d tensor")).collect()
 }
 
 impl TabularWorld {
@@ -245,19 +225,11 @@ impl TabularWorld {
         rng: &mut Rng,
         mut prompt: impl FnMut(&mut Rng) -> usize,
     ) -> (Vec<usize>, Vec<i64>, Vec<i64>, Vec<usize>) {
-        let probs = to_rows(
-            &logits
-                .detach()
-                .softmax(-1, Kind::Double)
-                .view([-1, self.cfg.n_words as i64]),
-        );
+        let probs =
+            to_rows(&logits.detach().softmax(-1, Kind::Double).view([-1, self.cfg.n_words as i64]));
         let (nn, w) = (self.n_nodes(), self.cfg.n_words);
-        let (mut xs, mut nodes, mut words, mut idx) = (
-            Vec::with_capacity(n),
-            Vec::new(),
-            Vec::new(),
-            Vec::with_capacity(n),
-        );
+        let (mut xs, mut nodes, mut words, mut idx) =
+            (Vec::with_capacity(n), Vec::new(), Vec::new(), Vec::with_capacity(n));
         for _ in 0..n {
             let x = prompt(rng);
             let (mut offset, mut within, mut width, mut response) =
@@ -287,15 +259,10 @@ impl TabularWorld {
         words: &Tensor,
     ) -> Tensor {
         let nn = self.n_nodes() as i64;
-        let flat = logits
-            .log_softmax(-1, Kind::Float)
-            .view([-1, self.cfg.n_words as i64]); // [X*N, W]
+        let flat = logits.log_softmax(-1, Kind::Float).view([-1, self.cfg.n_words as i64]); // [X*N, W]
         let rows = xs.unsqueeze(1) * nn + nodes; // [B, L]
         let picked =
-            flat.index_select(0, &rows.view([-1]))
-                .view([rows.size()[0], rows.size()[1], -1]);
-        picked
-            .gather(-1, &words.unsqueeze(-1), false)
-            .squeeze_dim(-1)
+            flat.index_select(0, &rows.view([-1])).view([rows.size()[0], rows.size()[1], -1]);
+        picked.gather(-1, &words.unsqueeze(-1), false).squeeze_dim(-1)
     }
 }

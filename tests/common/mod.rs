@@ -8,20 +8,11 @@ use tch::Tensor;
 /// The tabular world of the convergence tests (3 prompts, 3 words, length 2), a random
 /// reference table, its probabilities and log-probabilities `[X][R]`.
 pub fn tabular() -> (TabularWorld, Tensor, Vec<Vec<f64>>, Vec<Vec<f64>>) {
-    let w = TabularWorld::new(
-        &TabularConfig {
-            n_prompts: 3,
-            n_words: 3,
-            length: 2,
-        },
-        7,
-    );
+    let w = TabularWorld::new(&TabularConfig { n_prompts: 3, n_words: 3, length: 2 }, 7);
     let reference = w.random_table(1.0, 7);
     let ref_probs = to_rows(&w.table_logprobs(&reference).exp());
-    let ref_lp: Vec<Vec<f64>> = ref_probs
-        .iter()
-        .map(|r| r.iter().map(|p| p.ln()).collect())
-        .collect();
+    let ref_lp: Vec<Vec<f64>> =
+        ref_probs.iter().map(|r| r.iter().map(|p| p.ln()).collect()).collect();
     (w, reference, ref_probs, ref_lp)
 }
 

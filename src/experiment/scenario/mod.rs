@@ -108,10 +108,7 @@ impl Scenario {
             problem: format!("cannot read the scenario file: {e}"),
             fix: "pass the path of an existing scenario, e.g. scenarios/sentiment.toml".into(),
         })?;
-        let stem = path
-            .file_stem()
-            .map(|s| s.to_string_lossy().to_string())
-            .unwrap_or_default();
+        let stem = path.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_default();
         Scenario::from_str(&text, &file, &stem, overrides, path)
     }
 
@@ -129,17 +126,8 @@ impl Scenario {
     /// The same scenario for one seed of its sweep.
     pub fn with_seed(&self, seed: u64) -> Scenario {
         let mut methods = self.methods[..self.n_shared].to_vec();
-        methods.extend(
-            self.seed_runs
-                .iter()
-                .filter(|(r, _)| r.seed == seed)
-                .map(|(_, m)| *m),
-        );
-        Scenario {
-            seed,
-            methods,
-            ..self.clone()
-        }
+        methods.extend(self.seed_runs.iter().filter(|(r, _)| r.seed == seed).map(|(_, m)| *m));
+        Scenario { seed, methods, ..self.clone() }
     }
 
     /// The sampling budget a model must fit: `<bos>` + the longest prompt + new tokens.
@@ -165,22 +153,13 @@ fn validate(
             Err(err(file, text, sets, key, problem, fix))
         }
     };
-    let name = if w.name.is_empty() {
-        default_name.to_string()
-    } else {
-        w.name.clone()
-    };
+    let name = if w.name.is_empty() { default_name.to_string() } else { w.name.clone() };
     need(
         !name.is_empty()
             && name.len() <= 64
-            && name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'),
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'),
         "name",
-        format!(
-            "`{}` is not a plain name of at most 64 characters",
-            shown(&name)
-        ),
+        format!("`{}` is not a plain name of at most 64 characters", shown(&name)),
         "use letters, digits, '-' and '_' only, at most 64 of them (it names the results folder)",
     )?;
     w.world.validate().map_err(|e| at(e.within("world")))?;
@@ -246,10 +225,7 @@ fn validate(
     need(
         rm.n_head >= 1 && rm.d_model >= 1 && rm.d_model % rm.n_head == 0,
         "reward.d_model",
-        format!(
-            "d_model {} is not a multiple of n_head {}",
-            rm.d_model, rm.n_head
-        ),
+        format!("d_model {} is not a multiple of n_head {}", rm.d_model, rm.n_head),
         "make reward.d_model divisible by reward.n_head (default: model.n_head)",
     )?;
     w.train.validate().map_err(|e| at(e.within("train")))?;
@@ -281,10 +257,7 @@ fn validate(
         need(
             ev.optimal_min_ess <= n as f64,
             "eval.optimal_min_ess",
-            format!(
-                "{} exceeds optimal_samples {n}: no point could pass",
-                ev.optimal_min_ess
-            ),
+            format!("{} exceeds optimal_samples {n}: no point could pass", ev.optimal_min_ess),
             "use a threshold below the sample count, e.g. 8",
         )?;
     }
@@ -314,10 +287,8 @@ fn validate(
             }
         }
         methods.extend(runs);
-        resolved.push(toml::Table::from_iter([(
-            table_name.to_string(),
-            toml::Value::Table(table),
-        )]));
+        resolved
+            .push(toml::Table::from_iter([(table_name.to_string(), toml::Value::Table(table))]));
     }
     memory(&w, &model, &rm, ppo_batch).map_err(at)?;
     let seeds = match w.sweep.as_ref().and_then(|s| s.seeds.clone()) {
@@ -339,10 +310,7 @@ fn validate(
         }
     };
     let sweep = w.sweep.clone();
-    let budgets = sweep
-        .as_ref()
-        .map(|s| s.budgets.clone())
-        .unwrap_or_default();
+    let budgets = sweep.as_ref().map(|s| s.budgets.clone()).unwrap_or_default();
     let (one_pilot, pilots) = (
         sweep.as_ref().and_then(|s| s.pilot_seed),
         sweep.as_ref().and_then(|s| s.pilot_seeds.clone()),
@@ -353,9 +321,7 @@ fn validate(
         "is given with sweep.pilot_seed".into(),
         "keep one of the two: pilot_seed = 1000 or pilot_seeds = [1000, 1001]",
     )?;
-    let pilot_seeds = pilots
-        .clone()
-        .unwrap_or_else(|| vec![one_pilot.unwrap_or(1000)]);
+    let pilot_seeds = pilots.clone().unwrap_or_else(|| vec![one_pilot.unwrap_or(1000)]);
     need(
         !pilot_seeds.is_empty()
             && pilot_seeds.len() <= 8
@@ -364,29 +330,17 @@ fn validate(
         format!("must list 1 to 8 distinct seeds (got {pilot_seeds:?})"),
         "use e.g. [1000, 1001]",
     )?;
-    let calibration_rounds = sweep
-        .as_ref()
-        .and_then(|s| s.calibration_rounds)
-        .unwrap_or(3);
+    let calibration_rounds = sweep.as_ref().and_then(|s| s.calibration_rounds).unwrap_or(3);
     need(
         budgets.len() <= 16
-            && budgets
-                .iter()
-                .all(|b| b.is_finite() && *b > 0.0 && *b <= 64.0)
+            && budgets.iter().all(|b| b.is_finite() && *b > 0.0 && *b <= 64.0)
             && budgets.windows(2).all(|w| w[0] < w[1]),
         "sweep.budgets",
         format!("must be at most 16 increasing KL budgets in (0, 64] nats (got {budgets:?})"),
         "use e.g. [0.5, 1.0, 2.0, 4.0]",
     )?;
-    let pilot_key = if pilots.is_some() {
-        "sweep.pilot_seeds"
-    } else {
-        "sweep.pilot_seed"
-    };
-    if let Some(s) = pilot_seeds
-        .iter()
-        .find(|s| !budgets.is_empty() && seeds.contains(s))
-    {
+    let pilot_key = if pilots.is_some() { "sweep.pilot_seeds" } else { "sweep.pilot_seed" };
+    if let Some(s) = pilot_seeds.iter().find(|s| !budgets.is_empty() && seeds.contains(s)) {
         need(false, pilot_key, format!("seed {s} is also a reported seed: the calibration would choose settings on data it reports"), "pick pilot seeds outside sweep.seeds (default 1000)")?;
     }
     need(
@@ -395,10 +349,7 @@ fn validate(
         format!("must be in 1..=6 (got {calibration_rounds})"),
         "use 3",
     )?;
-    let calibration_aim = sweep
-        .as_ref()
-        .and_then(|s| s.calibration_aim)
-        .unwrap_or(AIM);
+    let calibration_aim = sweep.as_ref().and_then(|s| s.calibration_aim).unwrap_or(AIM);
     need(
         calibration_aim.is_finite() && calibration_aim > 0.0 && calibration_aim <= TOLERANCE,
         "sweep.calibration_aim",
@@ -421,19 +372,12 @@ fn validate(
     // Runs of one seed only: the table's KL knob at one value, checked like the table's grid.
     let n_shared = methods.len();
     let mut seed_runs: Vec<(SeedRun, Method)> = Vec::new();
-    for r in sweep
-        .as_ref()
-        .map(|s| s.seed_runs.clone())
-        .unwrap_or_default()
-    {
+    for r in sweep.as_ref().map(|s| s.seed_runs.clone()).unwrap_or_default() {
         let key = "sweep.seed_runs";
         need(
             seeds.contains(&r.seed),
             key,
-            format!(
-                "names seed {}, which is not in sweep.seeds {seeds:?}",
-                r.seed
-            ),
+            format!("names seed {}, which is not in sweep.seeds {seeds:?}", r.seed),
             "give each run a seed of the sweep",
         )?;
         need(
@@ -445,11 +389,7 @@ fn validate(
             ),
             "write e.g. { seed = 3, table = \"dpo\", value = 0.2, budget = 2.0 }",
         )?;
-        let raw = parsed
-            .methods
-            .iter()
-            .find(|(n, _)| *n == r.table)
-            .map(|(_, t)| t.clone());
+        let raw = parsed.methods.iter().find(|(n, _)| *n == r.table).map(|(_, t)| t.clone());
         let knob = raw.as_ref().and_then(|t| {
             super::methods::knob(
                 &toml::Table::from_iter([(r.table.clone(), toml::Value::Table(t.clone()))]),
@@ -469,10 +409,7 @@ fn validate(
                 "name a table the scenario runs with a grid of beta, alpha, target_kl or kl_coef",
             ));
         };
-        table.insert(
-            knob.into(),
-            toml::Value::Array(vec![toml::Value::Float(r.value)]),
-        );
+        table.insert(knob.into(), toml::Value::Array(vec![toml::Value::Float(r.value)]));
         let (runs, _) = super::methods::expand(&r.table, &table, s).map_err(at)?;
         let (m, shared) = (runs[0], &methods[..n_shared]);
         need(
@@ -501,12 +438,9 @@ fn validate(
     let compare: Vec<[String; 2]> = if w.report.compare.is_empty() {
         let defaults: &[[&str; 2]] = match &w.world {
             WorldConfig::Summarize(_) => &[["dpo", "ppo"], ["dpo", "sft"]],
-            WorldConfig::Dialogue(_) => &[
-                ["dpo", "ppo"],
-                ["dpo", "best_of_n"],
-                ["dpo", "preferred_ft"],
-                ["dpo", "sft"],
-            ],
+            WorldConfig::Dialogue(_) => {
+                &[["dpo", "ppo"], ["dpo", "best_of_n"], ["dpo", "preferred_ft"], ["dpo", "sft"]]
+            }
             WorldConfig::Sentiment(_) => &[["dpo", "ppo"], ["dpo", "ppo_gt"], ["dpo", "best_of_n"]],
         };
         defaults
@@ -583,9 +517,7 @@ fn validate(
                 if let Some(list) = keys.get("configs") {
                     let items: Option<Vec<&toml::Table>> =
                         list.as_array().filter(|a| !a.is_empty()).and_then(|a| {
-                            a.iter()
-                                .map(|v| v.as_table().filter(|t| !t.is_empty()))
-                                .collect()
+                            a.iter().map(|v| v.as_table().filter(|t| !t.is_empty())).collect()
                         });
                     need(items.is_some() && keys.len() == 1, &format!("tune.{table}.configs"), "is not a non-empty list of non-empty tables, alone in its table".into(), "write `configs = [{ lr = 1e-4, iterations = 60 }, { lr = 3e-4, iterations = 120 }]`, or lists of values without `configs`")?;
                     configs = Vec::new();
@@ -635,17 +567,8 @@ fn validate(
                 ),
                 "give every tuned method the same number of configurations (equal tuning)",
             )?;
-            need(
-                n <= 32,
-                "tune",
-                format!("{n} configurations per method"),
-                "use at most 32",
-            )?;
-            Some(Tune {
-                seeds: t.seeds.clone(),
-                budget: t.budget,
-                tables,
-            })
+            need(n <= 32, "tune", format!("{n} configurations per method"), "use at most 32")?;
+            Some(Tune { seeds: t.seeds.clone(), budget: t.budget, tables })
         }
         _ => None,
     };
@@ -662,15 +585,7 @@ fn validate(
         optimal_samples: Some(ev.optimal_samples.unwrap_or(candidates)),
         ..ev.clone()
     };
-    let parse::File {
-        world,
-        sft,
-        sample,
-        prefs,
-        reward,
-        train,
-        ..
-    } = w;
+    let parse::File { world, sft, sample, prefs, reward, train, .. } = w;
     let sc = Scenario {
         name,
         seed: seeds[0],
@@ -710,18 +625,10 @@ fn memory(
     ppo_batch: usize,
 ) -> Result<(), ConfigError> {
     let gib = |b: f64| b / (1u64 << 30) as f64;
-    let (t, v, heads) = (
-        model.block_size as f64,
-        model.vocab_size as f64,
-        model.n_head as f64,
-    );
+    let (t, v, heads) = (model.block_size as f64, model.vocab_size as f64, model.n_head as f64);
     let params = |d: f64, l: f64| v * d + t * d + l * (12.0 * d * d + 13.0 * d) + 2.0 * d;
-    let (d, l, rd, rl) = (
-        model.d_model as f64,
-        model.n_layer as f64,
-        rm.d_model as f64,
-        rm.n_layer as f64,
-    );
+    let (d, l, rd, rl) =
+        (model.d_model as f64, model.n_layer as f64, rm.d_model as f64, rm.n_layer as f64);
     // Policy with gradient and two Adam moments, the frozen reference, the reward model and a
     // critic of its size with theirs; float32.
     let weights = 4.0 * (5.0 * params(d, l) + 5.0 * params(rd, rl));
@@ -749,17 +656,9 @@ fn memory(
     if total <= available {
         return Ok(());
     }
-    let (key, _) = parts
-        .iter()
-        .copied()
-        .max_by(|a, b| a.1.total_cmp(&b.1))
-        .unwrap();
+    let (key, _) = parts.iter().copied().max_by(|a, b| a.1.total_cmp(&b.1)).unwrap();
     let problem = format!("the run needs about {:.1} GiB (parameters and optimiser {:.1}, a batch's activations {:.1}, evaluation {:.1}, corpora {:.1}), more than the {:.1} GiB available", gib(total), gib(weights), gib(activations), gib(evaluation), gib(corpora), gib(available));
-    Err(ConfigError {
-        key: key.into(),
-        problem,
-        fix: format!("lower {key}, the largest part"),
-    })
+    Err(ConfigError { key: key.into(), problem, fix: format!("lower {key}, the largest part") })
 }
 
 /// Memory available to a run: `MemAvailable` of /proc/meminfo, else 16 GiB.
@@ -769,6 +668,5 @@ fn available_memory() -> f64 {
             .find(|l| l.starts_with("MemAvailable:"))
             .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
     });
-    kib.map(|k| k * 1024.0)
-        .unwrap_or(16.0 * (1u64 << 30) as f64)
+    kib.map(|k| k * 1024.0).unwrap_or(16.0 * (1u64 << 30) as f64)
 }

@@ -134,9 +134,7 @@ pub fn err(
     let line = if sets.iter().any(|s| s == key) {
         " (--set)".into()
     } else {
-        find_line(text, key)
-            .map(|l| format!(":{l}"))
-            .unwrap_or_default()
+        find_line(text, key).map(|l| format!(":{l}")).unwrap_or_default()
     };
     ScenarioError {
         file: file.into(),
@@ -213,19 +211,11 @@ pub fn parse(text: &str, file: &str, overrides: &[String]) -> Result<Parsed, Sce
     }
     let file_ = read::<File>("", toml::Value::Table(table)).map_err(|mut e| {
         if e.problem.starts_with("unknown field") && !e.key.contains('.') {
-            e.problem = format!(
-                "{}; or a method: {}",
-                e.problem,
-                methods::tables().join(", ")
-            );
+            e.problem = format!("{}; or a method: {}", e.problem, methods::tables().join(", "));
         }
         at(e)
     })?;
-    Ok(Parsed {
-        file: file_,
-        methods,
-        sets,
-    })
+    Ok(Parsed { file: file_, methods, sets })
 }
 
 /// Move the grids of `[sweep]` (`dpo.beta = [...]`) into their method tables, leaving `seeds`.
@@ -234,11 +224,7 @@ fn expand_sweep(table: &mut toml::Table) -> Result<(), ConfigError> {
         return Ok(());
     };
     let fail = |key: String, problem: &str, fix: String| {
-        Err(ConfigError {
-            key,
-            problem: problem.into(),
-            fix,
-        })
+        Err(ConfigError { key, problem: problem.into(), fix })
     };
     let mut kept = toml::Table::new();
     for (section, v) in sweep {
@@ -260,10 +246,7 @@ fn expand_sweep(table: &mut toml::Table) -> Result<(), ConfigError> {
             return fail(
                 format!("sweep.{section}"),
                 "is not a grid",
-                format!(
-                    "write grids as `method.key = [...]`: seeds, {}",
-                    methods::GRIDS
-                ),
+                format!("write grids as `method.key = [...]`: seeds, {}", methods::GRIDS),
             );
         };
         for (key, list) in inner {
@@ -307,9 +290,7 @@ fn expand_sweep(table: &mut toml::Table) -> Result<(), ConfigError> {
 }
 
 fn apply_override(table: &mut toml::Table, ov: &str) -> Result<(), String> {
-    let (key, raw) = ov
-        .split_once('=')
-        .ok_or_else(|| format!("`{ov}` has no `=`"))?;
+    let (key, raw) = ov.split_once('=').ok_or_else(|| format!("`{ov}` has no `=`"))?;
     let parts: Vec<&str> = key.trim().split('.').collect();
     if parts.iter().any(|p| p.is_empty()) {
         return Err(format!("`{key}` is not a dotted key"));
@@ -320,12 +301,9 @@ fn apply_override(table: &mut toml::Table, ov: &str) -> Result<(), String> {
     };
     let mut cur = table;
     for p in &parts[..parts.len() - 1] {
-        let entry = cur
-            .entry(p.to_string())
-            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
-        cur = entry
-            .as_table_mut()
-            .ok_or_else(|| format!("`{p}` is not a table"))?;
+        let entry =
+            cur.entry(p.to_string()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        cur = entry.as_table_mut().ok_or_else(|| format!("`{p}` is not a table"))?;
     }
     cur.insert(parts[parts.len() - 1].to_string(), value);
     Ok(())

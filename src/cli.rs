@@ -1,0 +1,154 @@
+//! The command line: every subcommand with its arguments (clap).
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use alignlab::device::DeviceChoice;
+
+#[derive(Parser)]
+#[command(name = "alignlab", version = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("ALIGNLAB_GIT_COMMIT"), ")"), about = "RLHF vs DPO in controlled worlds with a known gold reward")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub cmd: Cmd,
+}
+
+#[derive(clap::Args, Clone)]
+pub struct Common {
+    /// Override a scenario setting, e.g. --set sft.lr=1e-3 (repeatable).
+    #[arg(long = "set", value_name = "SECTION.KEY=VALUE")]
+    pub set: Vec<String>,
+    /// Where to compute.
+    #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
+    pub device: DeviceChoice,
+    /// Torch intra-op threads (default: all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+}
+
+#[derive(Subcommand)]
+pub enum Cmd {
+    /// Run a scenario's stages and write results/<name>/.
+    Run {
+        file: PathBuf,
+        #[command(flatten)]
+        common: Common,
+        /// Results folder root.
+        #[arg(long, default_value = "results")]
+        results: PathBuf,
+        /// Run folder root (checkpoints, cached stages).
+        #[arg(long, default_value = "runs")]
+        runs: PathBuf,
+        /// No progress on stderr.
+        #[arg(long)]
+        quiet: bool,
+        /// Progress as one JSON object per line on stderr (stage, step, total, rate, eta_s).
+        #[arg(long)]
+        json_progress: bool,
+        /// Method runs at a time, each a child process (`alignlab cell`) with threads/jobs
+        /// torch threads.
+        #[arg(long, default_value_t = 1)]
+        jobs: usize,
+    },
+    /// Run one cell of a scenario's sweep (what `run --jobs N` starts; a cluster array job runs
+    /// the same command). Results go to the run folder; `run` merges them.
+    Cell {
+        file: PathBuf,
+        #[command(flatten)]
+        common: Common,
+        /// The seed of the cell.
+        #[arg(long)]
+        seed: u64,
+        /// The cell's index: a method run in file order (`alignlab cells FILE` lists them).
+        #[arg(long)]
+        index: usize,
+        #[arg(long, default_value = "runs")]
+        runs: PathBuf,
+    },
+    /// Build the shared stages (world, SFT, preference data, reward model) of every seed, or of
+    /// one, without running any method.
+    Prepare {
+        file: PathBuf,
+        #[command(flatten)]
+        common: Common,
+        /// Only this seed.
+        #[arg(long)]
+        seed: Option<u64>,
+        #[arg(long, default_value = "runs")]
+        runs: PathBuf,
+        /// No progress on stderr.
+        #[arg(long)]
+        quiet: bool,
+        /// Progress as one JSON object per line on stderr.
+        #[arg(long)]
+        json_progress: bool,
+    },
+    /// List a scenario's cells (seed, index, method, setting) and whether each has finished.
+    Cells {
+        file: PathBuf,
+        #[arg(long = "set", value_name = "SECTION.KEY=VALUE")]
+        set: Vec<String>,
+        #[arg(long, default_value = "runs")]
+        runs: PathBuf,
+    },
+    /// Validate a scenario file and print it resolved (every default filled in).
+    Check {
+        file: PathBuf,
+        #[arg(long = "set", value_name = "SECTION.KEY=VALUE")]
+        set: Vec<String>,
+    },
+    /// Print prompts and sampled texts of a scenario's world with their gold reward.
+    World {
+        file: PathBuf,
+        /// How many prompts and texts to print.
+        #[arg(long, default_value_t = 5)]
+        show: usize,
+        #[arg(long = "set", value_name = "SECTION.KEY=VALUE")]
+        set: Vec<String>,
+    },
+    /// Regenerate every table and plot of a results folder from its CSVs; with --paper, of every
+    /// folder under results/, then paper/README.md from them.
+    Report {
+        /// A results folder, e.g. results/sentiment (with --paper: the results root).
+        #[arg(required_unless_present = "paper")]
+        dir: Option<PathBuf>,
+        /// Regenerate every results folder and write the paper (paper/README.md).
+        #[arg(long)]
+        paper: bool,
+        /// Where --paper writes README.md.
+        #[arg(long, default_value = "paper")]
+        paper_dir: PathBuf,
+    },
+    /// Export a run folder's policy as a Hugging Face transformers GPT-2 checkpoint (config.json,
+    /// model.safetensors, tokenizer.json, ...), with alignlab's logits and greedy continuations
+    /// of a few prompts for `baselines/hf/check.py`.
+    Export {
+        /// A method's (or SFT's) run folder, e.g. runs/sentiment/dpo-beta=0.1-<hash>.
+        run_dir: PathBuf,
+        /// The output folder.
+        #[arg(long)]
+        hf: PathBuf,
+    },
+    /// Export the preference pairs of a preference-data run folder (runs/<scenario>/prefs-<hash>)
+    /// as TRL's JSON lines: prompt, chosen, rejected as text and token ids, split, gold rewards.
+    ExportPrefs { prefs_dir: PathBuf, out: PathBuf },
+    /// The tabular world's convergence to pi* (DPO, IPO, PPO-GT; exact by enumeration): writes
+    /// tabular.csv and tabular.{png,svg}.
+    Tabular {
+        #[command(flatten)]
+        common: Common,
+        /// Output folder.
+        #[arg(long, default_value = "results/tabular")]
+        out: PathBuf,
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+    },
+    /// Benchmarks: matmul peak, SFT tokens/s and MFU, sampling tokens/s with and without cache.
+    Bench {
+        #[command(flatten)]
+        common: Common,
+        /// Fewer repetitions (for smoke tests).
+        #[arg(long)]
+        quick: bool,
+    },
+}
