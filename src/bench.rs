@@ -11,6 +11,7 @@
 //!   dialogue worlds, gold scoring, the importance-sampling frontier): seconds on a pool of one
 //!   thread against one of `--threads`, each result checked equal between the two.
 
+use crate::algo::trainer::Trainer;
 use anyhow::Result;
 use tch::{nn, nn::OptimizerConfig, Device, Kind, Tensor};
 
@@ -120,21 +121,9 @@ pub fn ppo_iteration(
         eval_every: usize::MAX,
         ..PpoConfig::default()
     };
-    let mut m = crate::experiment::Metrics::default();
-    ppo::train(
-        &policy,
-        &pvs,
-        &critic,
-        &cvs,
-        &ctx,
-        &pcfg,
-        0,
-        ("ppo", "bench"),
-        &mut m,
-        None,
-        |_, _, _, _| Ok(()),
-        |_, _| {},
-    )?;
+    let mut t = Trainer::new("ppo", "bench", 0, pcfg.eval_every).in_iterations();
+    ppo::train(&policy, &pvs, (&critic, &cvs), &ctx, &pcfg, &mut t)?;
+    let m = t.metrics;
     let median = |k: &str| {
         let mut v: Vec<f64> =
             m.rows.iter().filter(|r| r.metric == k && r.step > 1).map(|r| r.value).collect();

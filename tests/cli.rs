@@ -314,19 +314,6 @@ fn bench_runs() {
     assert!(t.contains("MFU") && t.contains("KV-cache speed-up"), "{t}");
 }
 
-fn run_env(file: &Path, out: &Path, extra: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut c = bin();
-    c.arg("run").arg(file).arg("--threads").arg("1").arg("--device").arg("cpu");
-    c.arg("--results").arg(out.join("results")).arg("--runs").arg(out.join("runs"));
-    for s in tiny_for(file).iter().chain(extra) {
-        c.arg("--set").arg(s);
-    }
-    for (k, v) in env {
-        c.env(k, v);
-    }
-    c.output().unwrap()
-}
-
 #[test]
 fn killed_runs_resume_to_the_same_bytes() {
     let file = Path::new("scenarios/sentiment.toml");
@@ -335,9 +322,11 @@ fn killed_runs_resume_to_the_same_bytes() {
     let keep = ["train.keep=\"val_accuracy\""];
     assert!(run(file, &whole, &keep).status.success());
     // Die (SIGABRT, as abrupt as kill -9) right after DPO's checkpoint at step 3, then PPO's.
-    let o = run_env(file, &killed, &keep, &[("ALIGNLAB_ABORT_AT", "dpo:3")]);
+    // The faults are a typed setting of the scenario (`[faults]`), in no cache key.
+    let abort_at = |at: &str| format!("faults.abort_at={at}");
+    let o = run(file, &killed, &[keep[0], &abort_at("{ method = \"dpo\", step = 3 }")]);
     assert!(!o.status.success(), "the abort hook did not fire:\n{}", text(&o));
-    let o = run_env(file, &killed, &keep, &[("ALIGNLAB_ABORT_AT", "ppo:1")]);
+    let o = run(file, &killed, &[keep[0], &abort_at("{ method = \"ppo\", step = 1 }")]);
     assert!(!o.status.success());
     assert!(text(&o).contains("resuming from"), "DPO did not resume:\n{}", text(&o));
     assert!(text(&o).contains("reusing the cached checkpoint"), "SFT was retrained:\n{}", text(&o));
@@ -379,7 +368,7 @@ fn a_nan_stops_its_cell_and_the_others_go_on() {
         for s in tiny_for(file) {
             c.arg("--set").arg(s);
         }
-        c.env("ALIGNLAB_NAN_AT", "unlikelihood:4");
+        c.arg("--set").arg("faults.nan_at={ method = \"unlikelihood\", step = 4 }");
         let o = c.output().unwrap();
         let t = text(&o);
         assert!(!o.status.success(), "a NaN must fail the run:\n{t}");

@@ -10,8 +10,8 @@ use alignlab::algo::pg::{self, Estimator, PgConfig};
 use alignlab::algo::ppo::{aggregate, Aggregate, PpoContext};
 use alignlab::algo::reinforce_pp;
 use alignlab::algo::rloo::loo_advantages;
+use alignlab::algo::trainer::Trainer;
 use alignlab::data::Labels;
-use alignlab::log::Metrics;
 use alignlab::model::{Gpt, GptConfig, Rollout};
 use common::{mean_tv, tabular};
 use std::cell::RefCell;
@@ -222,21 +222,9 @@ fn critic_free_methods_learn_to_emit_a_token() {
         }
         .for_estimator(est)
         .unwrap();
-        let mut metrics = Metrics::default();
-        pg::train(
-            &policy,
-            &pvs,
-            &ctx,
-            est,
-            &cfg,
-            0,
-            (est.name(), "toy"),
-            &mut metrics,
-            None,
-            |_, _, _, _| Ok(()),
-            |_, _| {},
-        )
-        .unwrap();
+        let mut t = Trainer::new(est.name(), "toy", 0, cfg.eval_every).in_iterations();
+        pg::train(&policy, &pvs, &ctx, est, &cfg, &mut t).unwrap();
+        let metrics = t.metrics;
         let series = |k: &str| {
             metrics
                 .rows
@@ -320,22 +308,9 @@ fn online_run_with(
         grad_clip: 10.0,
         ..Default::default()
     };
-    let mut metrics = Metrics::default();
-    online_dpo::train(
-        &policy,
-        &pvs,
-        &ctx,
-        loss,
-        &cfg,
-        6,
-        0,
-        ("online_dpo", "toy"),
-        &mut metrics,
-        None,
-        |_, _, _, _| Ok(()),
-        |_| {},
-    )
-    .unwrap();
+    let mut t = Trainer::new("online_dpo", "toy", 0, 6);
+    online_dpo::train(&policy, &pvs, &ctx, loss, &cfg, &mut t).unwrap();
+    let metrics = t.metrics;
     let mut named: Vec<(String, Tensor)> = pvs.variables().into_iter().collect();
     named.sort_by(|a, b| a.0.cmp(&b.0));
     let weights: Vec<f64> = named.iter().flat_map(|(_, v)| vals(v)).collect();

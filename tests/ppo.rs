@@ -7,7 +7,7 @@ use alignlab::algo::ppo::{
     KlEstimator, PpoConfig, PpoContext,
 };
 use alignlab::algo::reward::RewardModel;
-use alignlab::experiment::Metrics;
+use alignlab::algo::trainer::Trainer;
 use alignlab::model::{Gpt, GptConfig, Rollout};
 use alignlab::world::tabular::{to_rows, tv};
 use alignlab::world::{TabularConfig, TabularWorld};
@@ -198,27 +198,15 @@ fn ppo_learns_to_emit_a_token() {
         eval_every: 8,
         ..tabular_cfg()
     };
-    let mut metrics = Metrics::default();
-    let mut evals = vec![];
-    ppo::train(
-        &policy,
-        &pvs,
-        &critic,
-        &cvs,
-        &ctx,
-        &pcfg,
-        0,
-        ("ppo", "toy"),
-        &mut metrics,
-        None,
-        |it, _, _, _| {
-            evals.push(it);
+    let evals = std::cell::RefCell::new(vec![]);
+    let mut t =
+        Trainer::new("ppo", "toy", 0, pcfg.eval_every).in_iterations().on_eval(|it, _, _, _| {
+            evals.borrow_mut().push(it);
             Ok(())
-        },
-        |_, _| {},
-    )
-    .unwrap();
-    assert_eq!(evals, vec![0, 8]);
+        });
+    ppo::train(&policy, &pvs, (&critic, &cvs), &ctx, &pcfg, &mut t).unwrap();
+    let metrics = t.metrics;
+    assert_eq!(*evals.borrow(), vec![0, 8]);
     let series = |k: &str| {
         metrics.rows.iter().filter(|r| r.metric == k).map(|r| r.value).collect::<Vec<_>>()
     };

@@ -22,10 +22,9 @@ use tch::{nn, Kind, Tensor};
 
 use super::adam::Adam;
 use super::common::pair_logps;
-use super::trainer::{check_finite, last_good, start_at, CkptParts, ResumeFrom};
+use super::trainer::{CkptParts, Trainer};
 use crate::data::{PairBatch, PairTensors};
 use crate::draw::{derive_seed, Rng};
-use crate::log::Metrics;
 use crate::model::Gpt;
 use serde::{Deserialize, Serialize};
 
@@ -434,10 +433,8 @@ pub fn batch_indices(
         .collect()
 }
 
-/// Train a policy with one of the preference methods. `on_eval(step, policy, metrics, parts)`
-/// runs at step 0, every `eval_every` steps and at the end, with the state a checkpoint needs;
-/// `resume` restarts from such a checkpoint (the caller has restored the weights).
-#[allow(clippy::too_many_arguments)]
+/// Train a policy with one of the preference methods, from `t`'s resume point (the caller has
+/// restored the weights); `t` evaluates at step 0, every `eval_every` steps and at the end.
 pub fn train(
     policy: &Gpt,
     vs: &nn::VarStore,
@@ -445,22 +442,16 @@ pub fn train(
     reference: &(Tensor, Tensor),
     method: PrefLoss,
     cfg: &TrainConfig,
-    eval_every: usize,
-    seed: u64,
-    (name, setting): (&str, &str),
-    metrics: &mut Metrics,
-    resume: Option<ResumeFrom>,
-    mut on_eval: impl FnMut(usize, &Gpt, &mut Metrics, &CkptParts) -> Result<()>,
-    mut on_step: impl FnMut(usize),
+    t: &mut Trainer,
 ) -> Result<()> {
     let mut opt = Adam::new(vs, cfg.lr, (0.9, 0.999), 0.0);
-    let label = format!("{name}/{setting}");
+    let label = format!("{}/{}", t.name, t.setting);
     let mut order_cache = None;
     let bs = cfg.batch_size.min(data.len());
-    let start = start_at(&resume, &mut opt, None, |parts| on_eval(0, policy, metrics, parts))?;
+    let start = t.start(policy, &mut opt, None)?;
     for step in start..cfg.steps {
         // 1. Batch of pairs from a shuffled epoch.
-        let idx = batch_indices(data.len(), bs, step, seed, &label, &mut order_cache);
+        let idx = batch_indices(data.len(), bs, step, t.seed, &label, &mut order_cache);
         let b = data.batch(&idx);
         // 2. Reference log-probs of the batch, from the cache.
         let (rc, rr) = reference;
@@ -469,29 +460,14 @@ pub fn train(
         let (reference_chosen, reference_rejected) =
             (rc.index_select(0, &index), rr.index_select(0, &index));
         // 3. The loss and the step.
-        let out = pref_step(
-            policy,
-            &mut opt,
-            &b,
-            Some((&reference_chosen, &reference_rejected)),
-            method,
-            cfg,
-            step,
-            eval_every,
-            name,
-        )?;
-        on_step(step);
+        let reference = Some((&reference_chosen, &reference_rejected));
+        let out = pref_step(policy, &mut opt, &b, reference, method, cfg, t)?;
         let s = step + 1;
         if s % 10 == 0 || s == cfg.steps {
-            out.log(metrics, (name, setting, seed), s);
+            out.log(t, s);
         }
-        if s % eval_every == 0 || s == cfg.steps {
-            on_eval(
-                s,
-                policy,
-                metrics,
-                &CkptParts { opts: vec![&opt], rng: [0; 7], extra: vec![] },
-            )?;
+        if t.step_done(cfg.steps, out.loss) {
+            t.evaluate(s, policy, &CkptParts { opts: vec![&opt], rng: [0; 7], extra: vec![] })?;
         }
     }
     Ok(())
@@ -506,20 +482,20 @@ pub struct Step {
 
 impl Step {
     /// `{name}/loss`, `{name}/grad_norm` and the logged tensors, at step `s`.
-    pub fn log(&self, metrics: &mut Metrics, (name, setting, seed): (&str, &str, u64), s: usize) {
-        metrics.push(name, setting, seed, s, &format!("{name}/loss"), self.loss);
-        metrics.push(name, setting, seed, s, &format!("{name}/grad_norm"), self.grad_norm);
+    pub fn log(&self, t: &mut Trainer, s: usize) {
+        let name = t.name.clone();
+        t.log(s, &format!("{name}/loss"), self.loss);
+        t.log(s, &format!("{name}/grad_norm"), self.grad_norm);
         for (k, v) in &self.logged {
-            metrics.push(name, setting, seed, s, &format!("{name}/{k}"), v.double_value(&[]));
+            t.log(s, &format!("{name}/{k}"), v.double_value(&[]));
         }
     }
 }
 
-/// Step `step` of a preference loss on batch `b`, given the reference's log-probs of its pairs
+/// The trainer's current step of a preference loss on batch `b`, given the reference's log-probs of its pairs
 /// (`None` for a reference-free loss, whose caller skipped the reference pass): the policy's
 /// log-probs of chosen and rejected in one forward pass (the prompt once), the loss, warm-up,
 /// clipping, a NaN guard and the Adam step.
-#[allow(clippy::too_many_arguments)]
 pub fn pref_step(
     policy: &Gpt,
     opt: &mut Adam,
@@ -527,10 +503,9 @@ pub fn pref_step(
     reference: Option<(&Tensor, &Tensor)>,
     method: PrefLoss,
     cfg: &TrainConfig,
-    step: usize,
-    eval_every: usize,
-    name: &str,
+    t: &Trainer,
 ) -> Result<Step> {
+    let step = t.step;
     anyhow::ensure!(
         reference.is_some() || !method.uses_reference(),
         "{} needs the reference's log-probs",
@@ -583,9 +558,8 @@ pub fn pref_step(
     loss.backward();
     let grad_norm = opt.clip_grad_norm(cfg.grad_clip);
     let loss_v = loss.double_value(&[]);
-    let last_good = last_good(step, eval_every, "step");
-    check_finite(loss_v, "the loss", name, step, &last_good)?;
-    check_finite(grad_norm, "the gradient norm", name, step, &last_good)?;
+    t.check_finite(loss_v, "the loss")?;
+    t.check_finite(grad_norm, "the gradient norm")?;
     opt.step();
     Ok(Step { loss: loss_v, grad_norm, logged })
 }

@@ -23,10 +23,9 @@ use tch::{nn, Tensor};
 use super::adam::Adam;
 use super::common::{copy_weights, pair_logps};
 use super::dpo::{pref_step, PrefLoss, TrainConfig};
-use super::trainer::{start_at, CkptParts, ResumeFrom};
+use super::trainer::{CkptParts, Trainer};
 use crate::data::{Labels, Pair, PairTensors};
 use crate::draw::{derive_seed, Rng};
-use crate::log::Metrics;
 use crate::model::{generate, left_pad, Gpt, Rollout, SampleSettings};
 
 /// Everything an online DPO run needs besides its policy.
@@ -47,25 +46,19 @@ pub struct OnlineContext<'a> {
     pub record: Option<&'a std::cell::RefCell<Vec<Pair>>>,
 }
 
-/// Train `policy` on pairs it samples. `on_eval(step, policy)` runs at 0, every `eval_every`
-/// steps and at the end.
-#[allow(clippy::too_many_arguments)]
+/// Train `policy` on pairs it samples; `t` evaluates at step 0, every `eval_every` steps and at
+/// the end.
 pub fn train(
     policy: &Gpt,
     vs: &nn::VarStore,
     ctx: &OnlineContext,
     method: PrefLoss,
     cfg: &TrainConfig,
-    eval_every: usize,
-    seed: u64,
-    (name, setting): (&str, &str),
-    metrics: &mut Metrics,
-    resume: Option<ResumeFrom>,
-    mut on_eval: impl FnMut(usize, &Gpt, &mut Metrics, &CkptParts) -> Result<()>,
-    mut on_step: impl FnMut(usize),
+    t: &mut Trainer,
 ) -> Result<()> {
     let mut opt = Adam::new(vs, cfg.lr, (0.9, 0.999), 0.0);
-    let label = format!("{name}/{setting}");
+    let (name, seed) = (t.name.clone(), t.seed);
+    let label = format!("{name}/{}", t.setting);
     let mut rng = Rng::new(derive_seed(seed, &format!("{label}/prompts")));
     let settings = SampleSettings {
         temperature: ctx.temperature,
@@ -74,8 +67,7 @@ pub fn train(
         use_cache: true,
     };
     let device = policy.cfg_device();
-    let start =
-        start_at(&resume, &mut opt, Some(&mut rng), |parts| on_eval(0, policy, metrics, parts))?;
+    let start = t.start(policy, &mut opt, Some(&mut rng))?;
     for step in start..cfg.steps {
         // 1. The sampler: the policy's copy of the last sync.
         let (sampler, sampler_vs) = ctx.sampler;
@@ -134,19 +126,10 @@ pub fn train(
             // Reference-free losses (SimPO, ORPO) skip the reference pass, and with it the KL.
             let reference =
                 method.uses_reference().then(|| tch::no_grad(|| pair_logps(ctx.reference, &b)));
-            let out = pref_step(
-                policy,
-                &mut opt,
-                &b,
-                reference.as_ref().map(|(c, r)| (c, r)),
-                method,
-                cfg,
-                step,
-                eval_every,
-                name,
-            )?;
+            let reference_logps = reference.as_ref().map(|(c, r)| (c, r));
+            let out = pref_step(policy, &mut opt, &b, reference_logps, method, cfg, t)?;
             if s % 10 == 0 || s == cfg.steps {
-                out.log(metrics, (name, setting, seed), s);
+                out.log(t, s);
                 if let Some((rc, rr)) = &reference {
                     // k1 estimate of KL(pi || pi_ref) on the step's pairs (sampled at prefs.temperature).
                     let logp = |k: &str| {
@@ -160,32 +143,23 @@ pub fn train(
                         - rc.mean(tch::Kind::Float).double_value(&[])
                         - rr.mean(tch::Kind::Float).double_value(&[]))
                         / 2.0;
-                    metrics.push(name, setting, seed, s, &format!("{name}/objective/kl_k1"), kl);
+                    t.log(s, &format!("{name}/objective/kl_k1"), kl);
                 }
             }
         }
         if s % 10 == 0 || s == cfg.steps {
             let mean = scores.iter().sum::<f64>() / scores.len() as f64;
-            metrics.push(name, setting, seed, s, &format!("{name}/objective/score"), mean);
-            metrics.push(name, setting, seed, s, &format!("{name}/pairs"), pairs.len() as f64);
-            metrics.push(name, setting, seed, s, &format!("{name}/response/length"), length);
-            metrics.push(name, setting, seed, s, &format!("{name}/response/eos_rate"), eos_rate);
-            metrics.push(name, setting, seed, s, &format!("{name}/time/sample_s"), sample_s);
-            metrics.push(
-                name,
-                setting,
-                seed,
-                s,
-                &format!("{name}/time/update_s"),
-                t_update.elapsed().as_secs_f64(),
-            );
+            t.log(s, &format!("{name}/objective/score"), mean);
+            t.log(s, &format!("{name}/pairs"), pairs.len() as f64);
+            t.log(s, &format!("{name}/response/length"), length);
+            t.log(s, &format!("{name}/response/eos_rate"), eos_rate);
+            t.log(s, &format!("{name}/time/sample_s"), sample_s);
+            t.log(s, &format!("{name}/time/update_s"), t_update.elapsed().as_secs_f64());
         }
-        on_step(step);
-        if s % eval_every == 0 || s == cfg.steps {
-            on_eval(
+        if t.step_done(cfg.steps, f64::NAN) {
+            t.evaluate(
                 s,
                 policy,
-                metrics,
                 &CkptParts { opts: vec![&opt], rng: rng.state(), extra: vec![] },
             )?;
         }

@@ -27,9 +27,8 @@ use super::common::{masked_mean, response_hidden};
 pub use super::pg_config::{Estimator, PgConfig, Recipe};
 use super::ppo::{policy_loss_by, PpoContext};
 use super::rollout::{self, kl_per_token, KlEstimator, RunningStats};
-use super::trainer::{check_finite, last_good, start_at, CkptParts, ResumeFrom};
+use super::trainer::{CkptParts, Trainer};
 use crate::draw::{derive_seed, Rng};
-use crate::log::Metrics;
 use crate::model::{Gpt, SampleSettings};
 
 /// The method's choices, from its file.
@@ -41,22 +40,17 @@ pub fn recipe(est: Estimator, cfg: &PgConfig) -> Recipe {
     }
 }
 
-/// Train `policy` with a critic-free estimator. `on_eval(iteration, policy)` runs at 0, every
-/// `eval_every` iterations and at the end; `on_step` after each iteration with the KL.
-#[allow(clippy::too_many_arguments)]
+/// Train `policy` with a critic-free estimator; `t` evaluates at iteration 0, every
+/// `eval_every` iterations and at the end, and reports each iteration's KL as progress.
 pub fn train(
     policy: &Gpt,
     vs: &nn::VarStore,
     ctx: &PpoContext,
     est: Estimator,
     cfg: &PgConfig,
-    seed: u64,
-    (name, setting): (&str, &str),
-    metrics: &mut Metrics,
-    resume: Option<ResumeFrom>,
-    mut on_eval: impl FnMut(usize, &Gpt, &mut Metrics, &CkptParts) -> Result<()>,
-    mut on_step: impl FnMut(usize, f64),
+    t: &mut Trainer,
 ) -> Result<()> {
+    let (name, setting, seed) = (t.name.clone(), t.setting.clone(), t.seed);
     let recipe = recipe(est, cfg);
     let estimator = cfg.kl_estimator.unwrap_or(KlEstimator::K1);
     let mut opt = Adam::new(vs, cfg.lr, (0.9, 0.999), 0.0);
@@ -68,8 +62,7 @@ pub fn train(
         use_cache: true,
     };
     let device = policy.cfg_device();
-    let start =
-        start_at(&resume, &mut opt, Some(&mut rng), |parts| on_eval(0, policy, metrics, parts))?;
+    let start = t.start(policy, &mut opt, Some(&mut rng))?;
     let k = cfg.group_size;
     for it in start..cfg.iterations {
         // 1. Rollouts: each prompt `group_size` times, a group's rows consecutive.
@@ -141,9 +134,8 @@ pub fn train(
                 loss.backward();
                 let gn = opt.clip_grad_norm(cfg.grad_clip);
                 let loss_v = loss.double_value(&[]);
-                let last_good = last_good(it, cfg.eval_every, "iteration");
-                check_finite(loss_v, "the loss", name, it, &last_good)?;
-                check_finite(gn, "the gradient norm", name, it, &last_good)?;
+                t.check_finite(loss_v, "the loss")?;
+                t.check_finite(gn, "the gradient norm")?;
                 opt.step();
                 let entropy = rollout::mean_entropy(&logp_all, &m);
                 let vals = [
@@ -164,9 +156,7 @@ pub fn train(
         let update_s = t_update.elapsed().as_secs_f64();
         // 4. Metrics.
         let it1 = it + 1;
-        let push = |m: &mut Metrics, k: &str, v: f64| {
-            m.push(name, setting, seed, it1, &format!("{name}/{k}"), v)
-        };
+        let push = |t: &mut Trainer, k: &str, v: f64| t.log(it1, &format!("{name}/{k}"), v);
         let names = [
             "loss/policy",
             "policy/approx_kl",
@@ -177,7 +167,7 @@ pub fn train(
             "grad_norm",
         ];
         for (key, s) in names.iter().zip(stats) {
-            push(metrics, key, s / count);
+            push(t, key, s / count);
         }
         let (score_mean, adv_mean, adv_std, length, eos_rate) = tch::no_grad(|| {
             let eos = rollout::has_eos(&ro).mean(Kind::Float).double_value(&[]);
@@ -191,23 +181,21 @@ pub fn train(
                 eos,
             )
         });
-        push(metrics, "objective/kl", kl_seq);
-        push(metrics, "objective/kl_k1", kl_k1);
-        push(metrics, "objective/kl_coef", cfg.kl_coef);
-        push(metrics, "objective/score", score_mean);
-        push(metrics, "objective/non_score_reward", -cfg.kl_coef * kl_seq);
-        push(metrics, "advantage/mean", adv_mean);
-        push(metrics, "advantage/std", adv_std);
-        push(metrics, "response/length", length);
-        push(metrics, "response/eos_rate", eos_rate);
-        push(metrics, "time/rollout_s", rollout_s);
-        push(metrics, "time/update_s", update_s);
-        on_step(it, kl_seq);
-        if it1 % cfg.eval_every == 0 || it1 == cfg.iterations {
-            on_eval(
+        push(t, "objective/kl", kl_seq);
+        push(t, "objective/kl_k1", kl_k1);
+        push(t, "objective/kl_coef", cfg.kl_coef);
+        push(t, "objective/score", score_mean);
+        push(t, "objective/non_score_reward", -cfg.kl_coef * kl_seq);
+        push(t, "advantage/mean", adv_mean);
+        push(t, "advantage/std", adv_std);
+        push(t, "response/length", length);
+        push(t, "response/eos_rate", eos_rate);
+        push(t, "time/rollout_s", rollout_s);
+        push(t, "time/update_s", update_s);
+        if t.step_done(cfg.iterations, kl_seq) {
+            t.evaluate(
                 it1,
                 policy,
-                metrics,
                 &CkptParts { opts: vec![&opt], rng: rng.state(), extra: vec![] },
             )?;
         }

@@ -41,10 +41,9 @@ pub use super::rollout::{
     aggregate, kl_per_token, token_rewards, token_rewards_at, value_mask, Aggregate, KlEstimator,
     RunningStats, ScorePosition,
 };
-use super::trainer::{check_finite, last_good, CkptParts, ResumeFrom};
+use super::trainer::{CkptParts, Trainer};
 use crate::config::{need, ConfigError, MAX_BATCH, MAX_STEPS};
 use crate::draw::{derive_seed, Rng};
-use crate::log::Metrics;
 use crate::model::{Gpt, Rollout, SampleSettings};
 use serde::{Deserialize, Serialize};
 
@@ -481,23 +480,17 @@ pub fn ema_update(reference: &nn::VarStore, policy: &nn::VarStore, decay: f64) {
     }
 }
 
-/// Train `policy` (and `critic`) with PPO. `on_eval(iteration, policy)` runs at 0, every
-/// `eval_every` iterations and at the end; `on_step` after each iteration.
-#[allow(clippy::too_many_arguments)]
+/// Train `policy` (and `critic`) with PPO; `t` evaluates at iteration 0, every `eval_every`
+/// iterations and at the end, and reports each iteration's KL as progress.
 pub fn train(
     policy: &Gpt,
     policy_vs: &nn::VarStore,
-    critic: &RewardModel,
-    critic_vs: &nn::VarStore,
+    (critic, critic_vs): (&RewardModel, &nn::VarStore),
     ctx: &PpoContext,
     cfg: &PpoConfig,
-    seed: u64,
-    (name, setting): (&str, &str),
-    metrics: &mut Metrics,
-    resume: Option<ResumeFrom>,
-    mut on_eval: impl FnMut(usize, &Gpt, &mut Metrics, &CkptParts) -> Result<()>,
-    mut on_step: impl FnMut(usize, f64),
+    t: &mut Trainer,
 ) -> Result<()> {
+    let (name, setting, seed) = (t.name.clone(), t.setting.clone(), t.seed);
     let mut opt = Adam::new(policy_vs, cfg.lr, (0.9, 0.999), 0.0);
     let mut vf_opt = Adam::new(critic_vs, cfg.vf_lr, (0.9, 0.999), 0.0);
     let mut rng = Rng::new(derive_seed(seed, &format!("{name}/{setting}/prompts")));
@@ -512,7 +505,7 @@ pub fn train(
     let device = policy.cfg_device();
     // The scalars a checkpoint carries besides the optimisers: KL coefficient, score statistics.
     let scalars = |kl: &KlController, st: &RunningStats| vec![kl.coef, st.n, st.mean, st.m2];
-    let start = match &resume {
+    let start = match t.resume.take() {
         Some(r) => {
             opt.load(&r.opt_files[0])?;
             vf_opt.load(&r.opt_files[1])?;
@@ -522,10 +515,9 @@ pub fn train(
             r.step
         }
         None => {
-            on_eval(
+            t.evaluate(
                 0,
                 policy,
-                metrics,
                 &CkptParts {
                     opts: vec![&opt, &vf_opt],
                     rng: rng.state(),
@@ -535,6 +527,7 @@ pub fn train(
             0
         }
     };
+    t.start_at(start);
     for it in start..cfg.iterations {
         // 1. Rollouts.
         let t_rollout = std::time::Instant::now();
@@ -621,9 +614,8 @@ pub fn train(
                 let gn = opt.clip_grad_norm(cfg.grad_clip);
                 let vgn = vf_opt.clip_grad_norm(cfg.grad_clip);
                 let loss_v = loss.double_value(&[]);
-                let last_good = last_good(it, cfg.eval_every, "iteration");
-                check_finite(loss_v, "the PPO loss", name, it, &last_good)?;
-                check_finite(gn + vgn, "the gradient norm", name, it, &last_good)?;
+                t.check_finite(loss_v, "the PPO loss")?;
+                t.check_finite(gn + vgn, "the gradient norm")?;
                 opt.step();
                 vf_opt.step();
                 let entropy = rollout::mean_entropy(&logp_all, &m);
@@ -659,9 +651,7 @@ pub fn train(
             ema_update(reference_vs, policy_vs, cfg.ref_ema);
         }
         let it1 = it + 1;
-        let push = |m: &mut Metrics, k: &str, v: f64| {
-            m.push(name, setting, seed, it1, &format!("{name}/{k}"), v)
-        };
+        let push = |t: &mut Trainer, k: &str, v: f64| t.log(it1, &format!("{name}/{k}"), v);
         let names = [
             "loss/policy",
             "loss/value",
@@ -674,7 +664,7 @@ pub fn train(
             "grad_norm",
         ];
         for (k, s) in names.iter().zip(stats) {
-            push(metrics, k, s / count);
+            push(t, k, s / count);
         }
         let (score_mean, nonscore, length, eos_rate, ev) = tch::no_grad(|| {
             let nonscore = -kl_coef
@@ -688,24 +678,22 @@ pub fn train(
                 explained_variance(&old_values, &returns, mask),
             )
         });
-        push(metrics, "policy/approx_kl_first", first_approx_kl);
-        push(metrics, "objective/kl", kl_seq);
-        push(metrics, "objective/kl_k1", kl_k1);
-        push(metrics, "objective/kl_coef", kl_coef);
-        push(metrics, "objective/score", score_mean);
-        push(metrics, "objective/non_score_reward", nonscore);
-        push(metrics, "value/explained_variance", ev);
-        push(metrics, "response/length", length);
-        push(metrics, "response/eos_rate", eos_rate);
-        push(metrics, "time/rollout_s", rollout_s);
-        push(metrics, "time/update_s", update_s);
-        push(metrics, "time/rollout_tokens", generated);
-        on_step(it, kl_seq);
-        if it1 % cfg.eval_every == 0 || it1 == cfg.iterations {
-            on_eval(
+        push(t, "policy/approx_kl_first", first_approx_kl);
+        push(t, "objective/kl", kl_seq);
+        push(t, "objective/kl_k1", kl_k1);
+        push(t, "objective/kl_coef", kl_coef);
+        push(t, "objective/score", score_mean);
+        push(t, "objective/non_score_reward", nonscore);
+        push(t, "value/explained_variance", ev);
+        push(t, "response/length", length);
+        push(t, "response/eos_rate", eos_rate);
+        push(t, "time/rollout_s", rollout_s);
+        push(t, "time/update_s", update_s);
+        push(t, "time/rollout_tokens", generated);
+        if t.step_done(cfg.iterations, kl_seq) {
+            t.evaluate(
                 it1,
                 policy,
-                metrics,
                 &CkptParts {
                     opts: vec![&opt, &vf_opt],
                     rng: rng.state(),

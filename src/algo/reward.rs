@@ -13,13 +13,12 @@ use anyhow::Result;
 use tch::{nn, nn::OptimizerConfig, Kind, Tensor};
 
 use super::common::{clip_grad_norm, concat_prompt_response};
-use super::trainer::check_finite;
+use super::trainer::Trainer;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{need, ConfigError, MAX_BATCH};
 use crate::data::PairTensors;
 use crate::draw::{derive_seed, Rng};
-use crate::log::Metrics;
 use crate::model::{sample::positions_of, Gpt, GptConfig, Rows, ScalarHead};
 
 /// `[reward]`: Bradley-Terry reward model training.
@@ -198,16 +197,16 @@ pub fn train(
     train: &PairTensors,
     val: &PairTensors,
     cfg: &RewardConfig,
-    seed: u64,
-    metrics: &mut Metrics,
-    mut on_step: impl FnMut(),
+    t: &mut Trainer,
 ) -> Result<RewardReport> {
+    let seed = t.seed;
+    let total = total_steps(train.len(), cfg);
     let mut opt = nn::adamw(0.9, 0.999, 0.0).build(vs, cfg.lr)?;
     let vars = vs.trainable_variables();
     let mut rng = Rng::new(derive_seed(seed, "reward/order"));
     let (acc0, loss0) = evaluate(rm, val, cfg);
-    metrics.push("reward", "", seed, 0, "reward/val/accuracy", acc0);
-    metrics.push("reward", "", seed, 0, "reward/val/loss", loss0);
+    t.log(0, "reward/val/accuracy", acc0);
+    t.log(0, "reward/val/loss", loss0);
     let mut best: (f64, usize, Vec<Tensor>) = (f64::NEG_INFINITY, 0, vec![]);
     let mut step = 0;
     for epoch in 1..=cfg.epochs {
@@ -220,34 +219,21 @@ pub fn train(
             loss.backward();
             let grad_norm = clip_grad_norm(&vars, cfg.grad_clip);
             let loss_v = loss.double_value(&[]);
-            check_finite(
-                loss_v,
-                "the loss",
-                "reward",
-                step,
-                "the SFT checkpoint (the reward model restarts from it)",
-            )?;
+            t.check_finite(loss_v, "the loss")?;
             opt.step();
             crate::profile::count(crate::profile::Count::GradSteps, 1.0);
             step += 1;
-            on_step();
+            t.step_done(total, loss_v);
             if step % 10 == 0 {
-                metrics.push("reward", "", seed, step, "reward/loss/train", loss_v);
-                metrics.push(
-                    "reward",
-                    "",
-                    seed,
-                    step,
-                    "reward/accuracy/train",
-                    acc.double_value(&[]),
-                );
-                metrics.push("reward", "", seed, step, "reward/grad_norm", grad_norm);
+                t.log(step, "reward/loss/train", loss_v);
+                t.log(step, "reward/accuracy/train", acc.double_value(&[]));
+                t.log(step, "reward/grad_norm", grad_norm);
             }
         }
         let (acc, loss) = evaluate(rm, val, cfg);
-        metrics.push("reward", "", seed, step, "reward/val/accuracy", acc);
-        metrics.push("reward", "", seed, step, "reward/val/loss", loss);
-        metrics.push("reward", "", seed, step, "reward/epoch", epoch as f64);
+        t.log(step, "reward/val/accuracy", acc);
+        t.log(step, "reward/val/loss", loss);
+        t.log(step, "reward/epoch", epoch as f64);
         if acc > best.0 {
             let _guard = tch::no_grad_guard();
             best = (acc, epoch, vars.iter().map(|v| v.copy()).collect());

@@ -16,8 +16,7 @@ use anyhow::Result;
 use tch::{nn, nn::OptimizerConfig, Device, Kind, Reduction, Tensor};
 
 use super::common::{clip_grad_norm, warmup_cosine};
-use super::trainer::check_finite;
-use crate::log::Metrics;
+use super::trainer::Trainer;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{need, ConfigError, MAX_BATCH, MAX_STEPS};
@@ -224,11 +223,9 @@ pub fn train(
     train: &SeqData,
     val: &SeqData,
     cfg: &SftConfig,
-    seed: u64,
-    label: &str,
-    metrics: &mut Metrics,
-    mut on_step: impl FnMut(usize, f64),
+    t: &mut Trainer,
 ) -> Result<SftReport> {
+    let (label, seed) = (t.name.clone(), t.seed);
     let mut opt = nn::adamw(0.9, 0.99, cfg.weight_decay).build(vs, cfg.lr)?;
     let vars = vs.trainable_variables();
     let mut rng = Rng::new(derive_seed(seed, &format!("{label}/order")));
@@ -257,35 +254,23 @@ pub fn train(
         loss.backward();
         let grad_norm = clip_grad_norm(&vars, cfg.grad_clip);
         let loss_v = loss.double_value(&[]);
-        check_finite(
-            loss_v,
-            "the loss",
-            label,
-            step,
-            "none (this stage saves its checkpoint at the end)",
-        )?;
-        check_finite(
-            grad_norm,
-            "the gradient norm",
-            label,
-            step,
-            "none (this stage saves its checkpoint at the end)",
-        )?;
+        t.check_finite(loss_v, "the loss")?;
+        t.check_finite(grad_norm, "the gradient norm")?;
         opt.step();
         crate::profile::count(crate::profile::Count::GradSteps, 1.0);
         tokens += tgt.ne(PAD).sum(Kind::Float).double_value(&[]);
         train_ema = if train_ema.is_nan() { loss_v } else { 0.98 * train_ema + 0.02 * loss_v };
-        on_step(step, loss_v);
-        // 3. Metrics and periodic held-out NLL.
+        // 3. Metrics and periodic held-out NLL (`t` counts the steps in `cfg.eval_every`).
         let s = step + 1;
+        let evaluate = t.step_done(cfg.steps, loss_v);
         if s % 10 == 0 || s == cfg.steps {
-            metrics.push(label, "", seed, s, &format!("{label}/loss/train"), loss_v);
-            metrics.push(label, "", seed, s, &format!("{label}/grad_norm"), grad_norm);
-            metrics.push(label, "", seed, s, &format!("{label}/lr"), lr);
+            t.log(s, &format!("{label}/loss/train"), loss_v);
+            t.log(s, &format!("{label}/grad_norm"), grad_norm);
+            t.log(s, &format!("{label}/lr"), lr);
         }
-        if s % cfg.eval_every == 0 || s == cfg.steps {
+        if evaluate {
             let (sum, n) = nll(model, val, 512);
-            metrics.push(label, "", seed, s, &format!("{label}/nll/val"), sum / n);
+            t.log(s, &format!("{label}/nll/val"), sum / n);
         }
     }
     let seconds = start.elapsed().as_secs_f64();

@@ -53,17 +53,18 @@ pub fn method_stage(
         name: method.name(),
         setting: method.setting(),
         metrics: Metrics::default(),
-        evals: Metrics::default(),
+        evals: Default::default(),
         deps: shared_work(&s.work, method.uses_shared()),
         compute_base: Default::default(),
         keep: method.keep(&sc.train),
         best: dir.join("best").join("policy.safetensors"),
     };
-    let last = method
-        .train(&mut run, &policy, &mut vs)
+    let (last, metrics_logged) = method
+        .train(&run, &policy, &mut vs)
         .with_context(|| format!("method {} {}", run.name, run.setting))?;
+    run.metrics = metrics_logged;
     super::export::write_card(&dir, &sc.model, &s.world.vocab().words)?;
-    let mut e = std::mem::take(&mut run.evals);
+    let mut e = run.evals.take();
     // The kept checkpoint: the last, or the best evaluation by the keep rule, marked
     // `eval/kept` at its step; the final-only evaluations and the saved model are its.
     let kept = match run.keep.metric() {

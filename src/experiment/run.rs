@@ -10,7 +10,10 @@ use super::folders::compute_rows;
 use super::options::RunOptions;
 use super::scenario::Scenario;
 use super::stages::{sft_evaluation, Shared};
-use crate::algo::trainer::{CkptParts, ResumeFrom};
+use std::cell::RefCell;
+
+use super::progress::Progress;
+use crate::algo::trainer::{CkptParts, ResumeFrom, Trainer};
 use crate::eval::Evaluator;
 use crate::log::Metrics;
 use crate::model::{self, Gpt};
@@ -139,40 +142,6 @@ impl ResumeDir {
     }
 }
 
-/// A trainer's evaluation callback: evaluate `policy` at `step` into `evals`, then, before the
-/// last step, checkpoint everything a resumed run needs.
-#[allow(clippy::too_many_arguments)]
-fn evaluate_and_checkpoint(
-    rows: Vec<(String, f64)>,
-    (name, setting, seed): (&str, &str, u64),
-    (step, total): (usize, usize),
-    resume: &ResumeDir,
-    parts: &CkptParts,
-    stores: &[&nn::VarStore],
-    metrics: &Metrics,
-    evals: &mut Metrics,
-) -> Result<()> {
-    for (k, v) in rows {
-        evals.push(name, setting, seed, step, &k, v);
-    }
-    if step > 0 && step < total {
-        resume.save(step, parts, stores, metrics, evals)?;
-        maybe_abort(name, step);
-    }
-    Ok(())
-}
-
-/// Test hook: `ALIGNLAB_ABORT_AT=<method>:<step>` aborts the process (as kill -9 would) right
-/// after that method's checkpoint at that step.
-fn maybe_abort(name: &str, step: usize) {
-    if let Ok(v) = std::env::var("ALIGNLAB_ABORT_AT") {
-        if v == format!("{name}:{step}") {
-            eprintln!("ALIGNLAB_ABORT_AT: aborting after {name} step {step}");
-            std::process::abort();
-        }
-    }
-}
-
 /// What a method's trainer works with (see `Method::train`): the scenario, the shared stages,
 /// its evaluator and resume folder, and the metrics and evaluations it writes.
 pub(super) struct Run<'a> {
@@ -184,7 +153,8 @@ pub(super) struct Run<'a> {
     pub name: String,
     pub setting: String,
     pub metrics: Metrics,
-    pub evals: Metrics,
+    /// The evaluations so far, written by the trainer's evaluation callback.
+    pub evals: RefCell<Metrics>,
     /// The compute of the shared stages the method stands on.
     pub deps: Work,
     /// What this process adds its own compute to: `deps` in a fresh run, the compute logged at
@@ -235,16 +205,47 @@ impl Run<'_> {
         out
     }
 
-    /// The evaluation callback of a trainer: evaluate at `step` of `total`, then checkpoint.
-    pub fn on_eval(
+    /// Restore the weights into `stores` (the policy first) and the evaluations so far from the
+    /// run's resume folder; returns where the trainer resumes (None: a fresh start) and the
+    /// metrics logged so far.
+    pub fn resume_into(
         &self,
-        step: usize,
-        total: usize,
+        stores: &mut [&mut nn::VarStore],
+    ) -> Result<(Option<ResumeFrom>, Metrics)> {
+        let (mut metrics, mut evals) = (Metrics::default(), Metrics::default());
+        let from = self.resume.resume_into(stores, &mut metrics, &mut evals)?;
+        *self.evals.borrow_mut() = evals;
+        Ok((from, metrics))
+    }
+
+    /// The trainer of this run: at `resumed` (from [`Run::resume_into`]), its progress on `pb`
+    /// over `total` steps, evaluating and checkpointing `stores` every `eval_every` steps.
+    pub fn trainer<'b>(
+        &'b self,
+        stores: &'b [&'b nn::VarStore],
+        (total, eval_every): (usize, usize),
+        resumed: (Option<ResumeFrom>, Metrics),
+        pb: &'b Progress,
+    ) -> Trainer<'b> {
+        pb.set_position(resumed.0.as_ref().map_or(0, |f| f.step as u64));
+        Trainer::new(&self.name, &self.setting, self.sc.seed, eval_every)
+            .resuming(resumed.0, resumed.1)
+            .with_faults(self.sc.faults.clone())
+            .on_eval(move |step, policy, metrics, parts| {
+                self.on_eval((step, total), policy, parts, stores, metrics)
+            })
+            .on_step(|_, _| pb.inc(1))
+    }
+
+    /// The evaluation callback of a trainer: evaluate at `step` of `total` into the run's
+    /// evaluations, then, before the last step, checkpoint everything a resumed run needs.
+    fn on_eval(
+        &self,
+        (step, total): (usize, usize),
         policy: &Gpt,
         parts: &CkptParts,
         stores: &[&nn::VarStore],
         metrics: &Metrics,
-        evals: &mut Metrics,
     ) -> Result<()> {
         // Step 0 is pi_SFT (a fresh start; a resumed run does not evaluate it again).
         let mut rows = if step == 0 {
@@ -255,7 +256,8 @@ impl Run<'_> {
         for &t in &self.sc.eval.curve_temperatures {
             rows.extend(self.ev.evaluate_at_temperature(policy, t));
         }
-        rows.extend(compute_rows(&self.compute_now(step, evals)));
+        let mut evals = self.evals.borrow_mut();
+        rows.extend(compute_rows(&self.compute_now(step, &evals)));
         // A better checkpoint by the keep rule than every earlier evaluation (ties keep the
         // earliest): its weights, for the end of the run.
         if let Some(metric) = self.keep.metric() {
@@ -273,15 +275,13 @@ impl Run<'_> {
                 model::save_checkpoint(stores[0], &self.best)?;
             }
         }
-        evaluate_and_checkpoint(
-            rows,
-            (&self.name, &self.setting, self.sc.seed),
-            (step, total),
-            &self.resume,
-            parts,
-            stores,
-            metrics,
-            evals,
-        )
+        for (k, v) in rows {
+            evals.push(&self.name, &self.setting, self.sc.seed, step, &k, v);
+        }
+        if step > 0 && step < total {
+            self.resume.save(step, parts, stores, metrics, &evals)?;
+            self.sc.faults.abort_if_due(&self.name, step);
+        }
+        Ok(())
     }
 }

@@ -14,6 +14,7 @@ use super::summary::Summary;
 use crate::algo::common::copy_weights;
 use crate::algo::reward;
 use crate::algo::sft::{self, SeqData};
+use crate::algo::trainer::Trainer;
 use crate::data::{self, PairTensors, PrefData};
 use crate::draw::derive_seed;
 use crate::eval::Evaluator;
@@ -61,15 +62,18 @@ pub fn sft_stage(
     let _stage = crate::profile::enter_stage("sft", "", sc.seed, "train");
     let started = std::time::Instant::now();
     let train = SeqData::from_examples(&world.sft_examples(false), opts.device);
-    let mut m = Metrics::default();
     let pb = progress(opts.progress, sc.sft.steps as u64, "sft");
-    let report =
-        sft::train(&gpt, &vs, &train, &val, &sc.sft, sc.seed, "sft", &mut m, |step, loss| {
+    let mut t = Trainer::new("sft", "", sc.seed, sc.sft.eval_every)
+        .without_resume("none (this stage saves its checkpoint at the end)")
+        .with_faults(sc.faults.clone())
+        .on_step(|step, loss| {
             pb.set_position(step as u64 + 1);
             if step % 10 == 0 {
                 pb.set_message(format!("loss {loss:.4}"));
             }
-        })?;
+        });
+    let report = sft::train(&gpt, &vs, &train, &val, &sc.sft, &mut t)?;
+    let mut m = t.metrics;
     pb.finish_and_clear();
     m.push("sft", "", sc.seed, sc.sft.steps, "sft/nll/true_process", true_nll);
     model::save_checkpoint(&vs, &ckpt)?;
@@ -184,9 +188,13 @@ pub fn reward_stage(
     }
     // The reward model's own time (a trunk of another size keeps its own in its SFT folder).
     let started = std::time::Instant::now();
-    let mut m = Metrics::default();
     let pb = progress(opts.progress, reward::total_steps(train.len(), &sc.reward) as u64, "reward");
-    let report = reward::train(&rm, &vs, train, val, &sc.reward, sc.seed, &mut m, || pb.inc(1))?;
+    let mut t = Trainer::new("reward", "", sc.seed, 1)
+        .without_resume("the SFT checkpoint (the reward model restarts from it)")
+        .with_faults(sc.faults.clone())
+        .on_step(|_, _| pb.inc(1));
+    let report = reward::train(&rm, &vs, train, val, &sc.reward, &mut t)?;
+    let m = t.metrics;
     pb.finish_and_clear();
     let work = save_stage_compute(&dir, "reward", sc.seed)?;
     model::save_checkpoint(&vs, &ckpt)?;

@@ -5,23 +5,25 @@ use anyhow::Result;
 use tch::{nn, Tensor};
 
 use super::methods::{Method, MethodKind};
-use super::progress::progress;
+use super::progress::{progress, Progress};
 use super::run::Run;
 use crate::algo::common::copy_weights;
+use crate::algo::trainer::Trainer;
 use crate::algo::{dpo, online_dpo, pg, ppo, reward};
+use crate::log::Metrics;
 use crate::model::{Gpt, Rollout};
 
 impl Method {
     /// Train `policy` (pi_SFT's copy, in `vs`) from the run's resume folder, evaluating and
-    /// checkpointing as it goes, into `run.metrics` and `run.evals`; returns the last step.
+    /// checkpointing as it goes into `run.evals`; returns the last step and the metrics logged.
     pub(super) fn train(
         &self,
-        run: &mut Run,
+        run: &Run,
         policy: &Gpt,
         vs: &mut nn::VarStore,
-    ) -> Result<usize> {
+    ) -> Result<(usize, Metrics)> {
         let (sc, s) = (run.sc, run.s);
-        let (mut m, mut e) = (std::mem::take(&mut run.metrics), std::mem::take(&mut run.evals));
+        let metrics;
         let (name, setting) = (run.name.as_str(), run.setting.as_str());
         let world = s.world;
         let score_rm = |ro: &Rollout| {
@@ -49,28 +51,14 @@ impl Method {
         let last = match self.kind {
             MethodKind::Pref(loss) => {
                 let cfg = self.train_config(&sc.train);
-                let from = run.resume.resume_into(&mut [vs], &mut m, &mut e)?;
+                let resumed = run.resume_into(&mut [vs])?;
                 let pb = progress(run.opts.progress, cfg.steps as u64, name);
                 pb.set_message(setting.to_string());
-                pb.set_position(from.as_ref().map(|f| f.step as u64).unwrap_or(0));
                 let vs = &*vs;
-                dpo::train(
-                    policy,
-                    vs,
-                    s.train,
-                    s.train_ref,
-                    loss,
-                    &cfg,
-                    sc.eval.every,
-                    sc.seed,
-                    (name, setting),
-                    &mut m,
-                    from,
-                    |step, pol, m, parts| {
-                        run.on_eval(step, cfg.steps, pol, parts, &[vs], m, &mut e)
-                    },
-                    |_| pb.inc(1),
-                )?;
+                let stores = [vs];
+                let mut t = run.trainer(&stores, (cfg.steps, sc.eval.every), resumed, &pb);
+                dpo::train(policy, vs, s.train, s.train_ref, loss, &cfg, &mut t)?;
+                metrics = t.metrics;
                 pb.finish_and_clear();
                 cfg.steps
             }
@@ -79,16 +67,13 @@ impl Method {
                 let mut sampler_vs = nn::VarStore::new(run.opts.device);
                 let sampler = Gpt::new(&sampler_vs.root(), &sc.model);
                 let semi = sync_every > 1 && !shuffled;
-                let from = if semi {
-                    run.resume.resume_into(&mut [vs, &mut sampler_vs], &mut m, &mut e)?
+                let resumed = if semi {
+                    run.resume_into(&mut [vs, &mut sampler_vs])?
                 } else {
-                    run.resume.resume_into(&mut [vs], &mut m, &mut e)?
+                    run.resume_into(&mut [vs])?
                 };
-                let pb = progress(
-                    run.opts.progress,
-                    cfg.steps as u64 * if shuffled { 2 } else { 1 },
-                    name,
-                );
+                let total = cfg.steps as u64 * if shuffled { 2 } else { 1 };
+                let pb = progress(run.opts.progress, total, name);
                 pb.set_message(setting.to_string());
                 let record = std::cell::RefCell::new(Vec::new());
                 let ctx = online_dpo::OnlineContext {
@@ -102,6 +87,7 @@ impl Method {
                     sync_every,
                     record: shuffled.then_some(&record),
                 };
+                let vs = &*vs;
                 if shuffled {
                     // 1. The online run, replayed in full (it is deterministic, so a resumed cell
                     // gets the same pairs), its pairs kept and its policy dropped.
@@ -109,70 +95,30 @@ impl Method {
                     let online = Gpt::new(&online_vs.root(), &sc.model);
                     copy_weights(&online_vs, s.sft_vs)?;
                     let online_name = format!("online_{}", loss.name());
-                    online_dpo::train(
-                        &online,
-                        &online_vs,
-                        &ctx,
-                        loss,
-                        &cfg,
-                        sc.eval.every,
-                        sc.seed,
-                        (&online_name, setting),
-                        &mut crate::log::Metrics::default(),
-                        None,
-                        |_, _, _, _| Ok(()),
-                        |_| pb.inc(1),
-                    )?;
+                    let mut replay = Trainer::new(&online_name, setting, sc.seed, sc.eval.every)
+                        .with_faults(sc.faults.clone())
+                        .on_step(|_, _| pb.inc(1));
+                    online_dpo::train(&online, &online_vs, &ctx, loss, &cfg, &mut replay)?;
                     // 2. The same loss offline from pi_SFT on those pairs, in a shuffled order.
                     let pairs = record.into_inner();
                     let data = crate::data::PairTensors::new(&pairs, run.opts.device);
                     let reference = dpo::reference_logps(s.sft, &data, 512);
-                    pb.set_position(from.as_ref().map(|f| f.step as u64).unwrap_or(0));
-                    let vs = &*vs;
-                    dpo::train(
-                        policy,
-                        vs,
-                        &data,
-                        &reference,
-                        loss,
-                        &cfg,
-                        sc.eval.every,
-                        sc.seed,
-                        (name, setting),
-                        &mut m,
-                        from,
-                        |step, pol, m, parts| {
-                            run.on_eval(step, cfg.steps, pol, parts, &[vs], m, &mut e)
-                        },
-                        |_| pb.inc(1),
-                    )?;
+                    let stores = [vs];
+                    let mut t = run.trainer(&stores, (cfg.steps, sc.eval.every), resumed, &pb);
+                    dpo::train(policy, vs, &data, &reference, loss, &cfg, &mut t)?;
+                    metrics = t.metrics;
                 } else {
-                    pb.set_position(from.as_ref().map(|f| f.step as u64).unwrap_or(0));
-                    let vs = &*vs;
                     let stores: Vec<&nn::VarStore> =
                         if semi { vec![vs, &sampler_vs] } else { vec![vs] };
-                    online_dpo::train(
-                        policy,
-                        vs,
-                        &ctx,
-                        loss,
-                        &cfg,
-                        sc.eval.every,
-                        sc.seed,
-                        (name, setting),
-                        &mut m,
-                        from,
-                        |step, pol, m, parts| {
-                            run.on_eval(step, cfg.steps, pol, parts, &stores, m, &mut e)
-                        },
-                        |_| pb.inc(1),
-                    )?;
+                    let mut t = run.trainer(&stores, (cfg.steps, sc.eval.every), resumed, &pb);
+                    online_dpo::train(policy, vs, &ctx, loss, &cfg, &mut t)?;
+                    metrics = t.metrics;
                 }
                 pb.finish_and_clear();
                 cfg.steps
             }
             MethodKind::Pg { est, cfg } => {
-                let from = run.resume.resume_into(&mut [vs], &mut m, &mut e)?;
+                let resumed = run.resume_into(&mut [vs])?;
                 let ctx = ppo::PpoContext {
                     reference: s.sft,
                     prompts: s.rollout_prompts,
@@ -181,27 +127,14 @@ impl Method {
                     ema_reference: None,
                 };
                 let pb = progress(run.opts.progress, cfg.iterations as u64, name);
-                pb.set_position(from.as_ref().map(|f| f.step as u64).unwrap_or(0));
                 let vs = &*vs;
-                let on_iteration = |_, kl: f64| {
-                    pb.inc(1);
-                    pb.set_message(format!("{setting} KL {kl:.2}"));
-                };
-                pg::train(
-                    policy,
-                    vs,
-                    &ctx,
-                    est,
-                    &cfg,
-                    sc.seed,
-                    (name, setting),
-                    &mut m,
-                    from,
-                    |step, pol, m, parts| {
-                        run.on_eval(step, cfg.iterations, pol, parts, &[vs], m, &mut e)
-                    },
-                    on_iteration,
-                )?;
+                let stores = [vs];
+                let mut t = run
+                    .trainer(&stores, (cfg.iterations, cfg.eval_every), resumed, &pb)
+                    .in_iterations()
+                    .on_step(|_, kl| show_kl(&pb, setting, kl));
+                pg::train(policy, vs, &ctx, est, &cfg, &mut t)?;
+                metrics = t.metrics;
                 pb.finish_and_clear();
                 cfg.iterations
             }
@@ -220,11 +153,9 @@ impl Method {
                     }
                     false => None,
                 };
-                let from = match &mut ema_ref {
-                    Some((ref_vs, _)) => {
-                        run.resume.resume_into(&mut [vs, &mut critic_vs, ref_vs], &mut m, &mut e)?
-                    }
-                    None => run.resume.resume_into(&mut [vs, &mut critic_vs], &mut m, &mut e)?,
+                let resumed = match &mut ema_ref {
+                    Some((ref_vs, _)) => run.resume_into(&mut [vs, &mut critic_vs, ref_vs])?,
+                    None => run.resume_into(&mut [vs, &mut critic_vs])?,
                 };
                 let reference = ema_ref.as_ref().map_or(s.sft, |r| &r.1);
                 let ctx = ppo::PpoContext {
@@ -235,37 +166,27 @@ impl Method {
                     ema_reference: ema_ref.as_ref().map(|r| &r.0),
                 };
                 let pb = progress(run.opts.progress, cfg.iterations as u64, name);
-                pb.set_position(from.as_ref().map(|f| f.step as u64).unwrap_or(0));
                 let vs = &*vs;
                 let stores: Vec<&nn::VarStore> = std::iter::once(vs)
                     .chain([&critic_vs])
                     .chain(ema_ref.as_ref().map(|r| &r.0))
                     .collect();
-                let on_iteration = |_, kl: f64| {
-                    pb.inc(1);
-                    pb.set_message(format!("{setting} KL {kl:.2}"));
-                };
-                ppo::train(
-                    policy,
-                    vs,
-                    &critic,
-                    &critic_vs,
-                    &ctx,
-                    &cfg,
-                    sc.seed,
-                    (name, setting),
-                    &mut m,
-                    from,
-                    |step, pol, m, parts| {
-                        run.on_eval(step, cfg.iterations, pol, parts, &stores, m, &mut e)
-                    },
-                    on_iteration,
-                )?;
+                let mut t = run
+                    .trainer(&stores, (cfg.iterations, cfg.eval_every), resumed, &pb)
+                    .in_iterations()
+                    .on_step(|_, kl| show_kl(&pb, setting, kl));
+                ppo::train(policy, vs, (&critic, &critic_vs), &ctx, &cfg, &mut t)?;
+                metrics = t.metrics;
                 pb.finish_and_clear();
                 cfg.iterations
             }
         };
-        (run.metrics, run.evals) = (m, e);
-        Ok(last)
+        Ok((last, metrics))
     }
+}
+
+/// An iteration of PPO or a policy-gradient method done: progress, with its KL.
+fn show_kl(pb: &Progress, setting: &str, kl: f64) {
+    pb.inc(1);
+    pb.set_message(format!("{setting} KL {kl:.2}"));
 }

@@ -16,6 +16,7 @@ pub use super::methods::{Method, MethodKind, Overrides};
 pub use crate::algo::dpo::{PrefLoss, TrainConfig};
 pub use crate::algo::reward::RewardConfig;
 pub use crate::algo::sft::SftConfig;
+pub use crate::algo::trainer::Faults;
 use crate::config::ConfigError;
 pub use crate::data::{Labels, PrefSource, PrefsConfig};
 pub use crate::eval::EvalConfig;
@@ -86,6 +87,8 @@ pub struct Scenario {
     /// The resolved scenario as TOML (every default filled in), written next to the results.
     pub resolved_toml: String,
     pub source: PathBuf,
+    /// `[faults]`: failures injected on purpose (tests only; part of no cache key).
+    pub faults: Faults,
 }
 
 /// Equal tuning, as validated: the tuning seeds, the reference budget, and per method table its
@@ -585,7 +588,7 @@ fn validate(
         optimal_samples: Some(ev.optimal_samples.unwrap_or(candidates)),
         ..ev.clone()
     };
-    let parse::File { world, sft, sample, prefs, reward, train, .. } = w;
+    let parse::File { world, sft, sample, prefs, reward, train, faults, .. } = w;
     let sc = Scenario {
         name,
         seed: seeds[0],
@@ -611,6 +614,7 @@ fn validate(
         tune,
         resolved_toml,
         source: path.to_path_buf(),
+        faults,
     };
     // `methods` holds the first seed's own runs too.
     Ok(sc.with_seed(sc.seed))

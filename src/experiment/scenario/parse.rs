@@ -8,6 +8,7 @@ use crate::algo::best_of_n::BestOfNConfig;
 use crate::algo::dpo::TrainConfig;
 use crate::algo::reward::RewardConfig;
 use crate::algo::sft::SftConfig;
+use crate::algo::trainer::Faults;
 use crate::config::{compact_numbers, find_line, read, shown, ConfigError};
 use crate::data::PrefsConfig;
 use crate::eval::EvalConfig;
@@ -48,6 +49,9 @@ pub struct File {
     /// Equal tuning (see `experiment::tune`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tune: Option<TuneFile>,
+    /// `[faults]`: failures injected on purpose, for tests only.
+    #[serde(default, skip_serializing_if = "Faults::is_none")]
+    pub faults: Faults,
 }
 
 /// `[tune]`: tuning seeds, the reference budget, and per method table a grid of its settings
