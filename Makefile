@@ -7,7 +7,7 @@ CARGO ?= cargo
 
 JOBS ?= 2
 
-.PHONY: setup build run test bench bench-compare clean-runs sweep ablations report paper tabular baselines hf-check gpu-check test-slurm
+.PHONY: setup build run test lint bench bench-compare clean-runs sweep ablations report paper tabular baselines hf-check gpu-check test-slurm
 
 # Install libtorch (the PyPI torch==2.11.0 wheel) once per machine, then link it as .libtorch.
 # A LIBTORCH set by the user is respected: nothing is installed and .libtorch is not touched.
@@ -65,6 +65,11 @@ tabular: build
 
 test: setup
 	$(CARGO) test --release
+
+# Formatting (rustfmt.toml) and every clippy lint as an error, on the code and the tests.
+lint: setup
+	$(CARGO) fmt --check
+	$(CARGO) clippy --release --all-targets -- -D warnings
 
 bench: build
 	./target/release/alignlab bench

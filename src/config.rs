@@ -65,7 +65,7 @@ pub fn read<T: serde::de::DeserializeOwned>(
         } else {
             format!("{section}.{path}")
         };
-        ConfigError::from_serde(&path, &e.inner().message().to_string())
+        ConfigError::from_serde(&path, e.inner().message())
     })
 }
 

@@ -966,7 +966,7 @@ fn calibrated_grids_run_on_the_pilot_seed_and_replace_the_grids() {
     let dpo_pick = tuning.iter().find(|r| r.picked && r.method == "dpo").unwrap();
     let dpo_lr = dpo_pick.config.strip_prefix("lr=").unwrap().parse::<f64>().unwrap();
     assert!(
-        resolved.contains(&format!("[dpo]"))
+        resolved.contains("[dpo]")
             && resolved
                 .split("[dpo]")
                 .nth(1)

@@ -282,7 +282,7 @@ fn mutated_scenarios_never_panic_or_hang() {
         let (text, sets) = match singles.get(case) {
             Some(single) => single.clone(),
             None => {
-                let base = if g.next() % 4 == 0 {
+                let base = if g.next().is_multiple_of(4) {
                     format!("{BASE}\n{SUMMARIZE}").replacen("[world]\nkind = \"sentiment\"\nn_train = 200\nn_val = 50\nn_train_prompts = 20\nn_eval_prompts = 16\n", "", 1)
                 } else {
                     BASE.to_string()

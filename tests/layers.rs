@@ -71,7 +71,7 @@ fn targets(code: &str, depth: usize) -> Vec<String> {
                 } else {
                     let name: String =
                         after.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
-                    if !name.is_empty() && !(prefix != "crate::" && name == "super") {
+                    if !name.is_empty() && (prefix == "crate::" || name != "super") {
                         out.push(name);
                     }
                 }

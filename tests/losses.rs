@@ -41,9 +41,12 @@ fn run(loss: PrefLoss, pairs: &[[f64; 6]], pc: &Tensor, pr: &Tensor) -> LossOut 
     )
 }
 
+/// A per-pair loss by hand: (pc, pr, rc, rr, |y_w|, |y_l|) and the batch -> the loss.
+type ByHand = Box<dyn Fn(&[f64; 6], &[[f64; 6]]) -> f64>;
+
 /// Every loss with its parameters, and the per-pair loss computed by hand from
 /// (pc, pr, rc, rr, |y_w|, |y_l|) and the batch (KTO's reference point).
-fn zoo() -> Vec<(PrefLoss, Box<dyn Fn(&[f64; 6], &[[f64; 6]]) -> f64>)> {
+fn zoo() -> Vec<(PrefLoss, ByHand)> {
     let b = 0.5;
     let eps = 0.1;
     vec![
@@ -357,8 +360,9 @@ fn tabular_ipo_reaches_its_closed_form_fixed_point() {
                     for row in 0..k {
                         if row != col {
                             let f = m[row][col] / m[col][col];
-                            for j in col..k {
-                                m[row][j] -= f * m[col][j];
+                            let pivot = m[col].clone();
+                            for (x, p) in m[row][col..k].iter_mut().zip(&pivot[col..k]) {
+                                *x -= f * p;
                             }
                             b[row] -= f * b[col];
                         }

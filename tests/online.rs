@@ -265,20 +265,16 @@ fn online_run(sync_every: usize, lr: f64) -> (String, Vec<f64>, Vec<Vec<Vec<i64>
     (csv, weights, seen)
 }
 
+/// An online run's metrics CSV, final weights, the prompts each step saw, and its pairs.
+type Recorded = (String, Vec<f64>, Vec<Vec<Vec<i64>>>, Vec<alignlab::data::Pair>);
+
 /// [`online_run`], with the pairs it trained on.
-fn online_run_recorded(
-    sync_every: usize,
-    lr: f64,
-) -> (String, Vec<f64>, Vec<Vec<Vec<i64>>>, Vec<alignlab::data::Pair>) {
+fn online_run_recorded(sync_every: usize, lr: f64) -> Recorded {
     online_run_with(PrefLoss::Dpo { beta: 0.1 }, sync_every, lr)
 }
 
 /// [`online_run_recorded`] with another loss.
-fn online_run_with(
-    loss: PrefLoss,
-    sync_every: usize,
-    lr: f64,
-) -> (String, Vec<f64>, Vec<Vec<Vec<i64>>>, Vec<alignlab::data::Pair>) {
+fn online_run_with(loss: PrefLoss, sync_every: usize, lr: f64) -> Recorded {
     let (pvs, policy, _rvs, reference) = toy_models();
     let svs = nn::VarStore::new(Device::Cpu);
     let sampler = Gpt::new(&svs.root(), &policy.cfg);

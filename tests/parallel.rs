@@ -73,7 +73,7 @@ fn digest() -> String {
     );
     out += &format!("dialogue {:?} {:?}\n", dlg.sft_examples(false), dlg.eval_prompts());
     // The evaluator: gold, fluency and everything computed from them.
-    let ev = Evaluator::new(&w, &policy, None, None, 2, 0.5, settings.clone(), 7);
+    let ev = Evaluator::new(&w, &policy, None, None, (2, 0.5), settings.clone(), 7);
     let (rows, samples) = ev.evaluate(&policy);
     assert!(
         samples.gold.iter().any(|g| *g != samples.gold[0]),

@@ -50,7 +50,7 @@ fn dpo_family_losses_match_hand_computed_values() {
     // Policy equal to the reference: every log-ratio is 0, the loss is ln 2 for any beta.
     for beta in [0.1, 1.0, 5.0] {
         let lp = t(&[-3.0, -7.5]);
-        let out = pref(PrefLoss::Dpo { beta: beta }, &lp, &lp, &lp, &lp);
+        let out = pref(PrefLoss::Dpo { beta }, &lp, &lp, &lp, &lp);
         for v in Vec::<f64>::try_from(out.losses).unwrap() {
             assert!(close(v, std::f64::consts::LN_2, 1e-6), "DPO at zero margin: {v}");
         }
@@ -189,7 +189,7 @@ fn dpo_gradient_is_the_weighted_likelihood_gradient() {
     };
     // Autograd through the loss.
     let (pc, pr) = logps(&vs);
-    let out = pref(PrefLoss::Dpo { beta: beta }, &pc, &pr, &rc, &rr);
+    let out = pref(PrefLoss::Dpo { beta }, &pc, &pr, &rc, &rr);
     out.batch_loss().backward();
     let auto = grads(&vs);
     let (chosen, rejected) = out.rewards.as_ref().unwrap();
@@ -379,7 +379,7 @@ fn exact_kl_and_sampled_estimators_agree() {
     });
     let settings =
         SampleSettings { temperature: 1.0, top_k: 0, max_new_tokens: 8, use_cache: true };
-    let ev = Evaluator::new(&world, &reference, None, None, 128, 0.5, settings, 5);
+    let ev = Evaluator::new(&world, &reference, None, None, (128, 0.5), settings, 5);
     let (named, s) = {
         let _lock = RNG_LOCK.lock().unwrap_or_else(|e| e.into_inner());
         ev.evaluate(&policy)
@@ -416,7 +416,7 @@ fn exact_kl_and_sampled_estimators_agree() {
         get("eval/greedy_logp")
     );
     // The same policy as the reference: every estimator is exactly zero.
-    let ev0 = Evaluator::new(&world, &policy, None, None, 4, 0.5, ev.settings.clone(), 5);
+    let ev0 = Evaluator::new(&world, &policy, None, None, (4, 0.5), ev.settings.clone(), 5);
     let (_, s0) = ev0.evaluate(&policy);
     assert!(s0.kl.iter().chain(&s0.k1).chain(&s0.k3).all(|k| k.abs() < 1e-5));
 }
@@ -431,9 +431,10 @@ fn top_k_kl_is_the_truncated_distributions() {
     let (policy, reference) = two_policies(&world, &vs_a, &vs_b);
     let top1 = SampleSettings { temperature: 1.0, top_k: 1, max_new_tokens: 6, use_cache: true };
     let greedy = SampleSettings { temperature: 0.0, ..top1.clone() };
-    let (_, s1) = Evaluator::new(&world, &reference, None, None, 1, 0.5, top1, 5).evaluate(&policy);
+    let (_, s1) =
+        Evaluator::new(&world, &reference, None, None, (1, 0.5), top1, 5).evaluate(&policy);
     let (_, sg) =
-        Evaluator::new(&world, &reference, None, None, 1, 0.5, greedy, 5).evaluate(&policy);
+        Evaluator::new(&world, &reference, None, None, (1, 0.5), greedy, 5).evaluate(&policy);
     for (i, ((kl, k1), full)) in s1.kl.iter().zip(&s1.k1).zip(&sg.kl).enumerate() {
         assert!((kl - k1).abs() < 1e-4, "row {i}: truncated KL {kl} vs -sum log pi_ref(y) {k1}");
         assert!(
@@ -512,7 +513,7 @@ fn implicit_accuracy_counts_ties_one_half() {
     let refs = alignlab::algo::dpo::reference_logps(&policy, &data, 512);
     let settings =
         SampleSettings { temperature: 1.0, top_k: 0, max_new_tokens: 4, use_cache: true };
-    let ev = Evaluator::new(&world, &policy, None, Some((&data, &refs)), 1, 0.5, settings, 5);
+    let ev = Evaluator::new(&world, &policy, None, Some((&data, &refs)), (1, 0.5), settings, 5);
     let (named, _) = ev.evaluate(&policy);
     let acc = named.iter().find(|(k, _)| k == "eval/implicit_acc").unwrap().1;
     assert_eq!(acc, 0.5);

@@ -188,12 +188,16 @@ impl Estimator {
     }
 }
 
+/// A method's advantages `[B, N]` from the shaped scores `[B]`, the per-token KL estimate
+/// `[B, N]`, the mask and the group size.
+pub type Advantages = Box<dyn Fn(&Tensor, &Tensor, &Tensor, usize) -> Tensor>;
+
 /// What a critic-free method decides: its advantages, whether its KL is a loss term, and how its
 /// per-token loss is aggregated.
 pub struct Recipe {
     /// Advantages `[B, N]` from the shaped scores `[B]`, the per-token KL estimate `[B, N]`
     /// (0 past the mask), the mask and the group size (rows of a group are consecutive).
-    pub advantages: Box<dyn Fn(&Tensor, &Tensor, &Tensor, usize) -> Tensor>,
+    pub advantages: Advantages,
     /// The KL is `kl_coef` times its estimate in the loss (GRPO), not in the reward.
     pub kl_in_loss: bool,
     pub aggregate: Aggregate,

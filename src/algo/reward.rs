@@ -151,10 +151,12 @@ pub fn reward_loss(
     margin: f64,
     center_coef: f64,
 ) -> (Tensor, Tensor) {
-    let mut loss = -(r_chosen - r_rejected - margin).log_sigmoid().mean(Kind::Float);
-    if center_coef > 0.0 {
-        loss = loss + (r_chosen + r_rejected).square().mean(Kind::Float) * center_coef;
-    }
+    let bt = -(r_chosen - r_rejected - margin).log_sigmoid().mean(Kind::Float);
+    let loss = if center_coef > 0.0 {
+        bt + (r_chosen + r_rejected).square().mean(Kind::Float) * center_coef
+    } else {
+        bt
+    };
     let acc = r_chosen.gt_tensor(r_rejected).to_kind(Kind::Float).mean(Kind::Float);
     (loss, acc)
 }

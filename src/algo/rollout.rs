@@ -224,10 +224,11 @@ pub fn collect(
         let old_logp = old_logp * mask;
         let ref_logp = ref_logp * mask;
         let raw_score = score_fn(&ro).to_kind(Kind::Float).to_device(device);
-        let mut score = raw_score.shallow_clone();
-        if shaping.missing_eos_penalty != 0.0 {
-            score = score - (1.0 - has_eos(&ro)) * shaping.missing_eos_penalty;
-        }
+        let mut score = if shaping.missing_eos_penalty != 0.0 {
+            &raw_score - (1.0 - has_eos(&ro)) * shaping.missing_eos_penalty
+        } else {
+            raw_score.shallow_clone()
+        };
         if shaping.score_norm {
             stats.update(
                 &Vec::<f64>::try_from(score.to_kind(Kind::Double).to_device(tch::Device::Cpu))

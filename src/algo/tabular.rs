@@ -302,7 +302,7 @@ impl TabularWorld {
                     let m = sel(&mask);
                     let new_logp =
                         self.table_token_logprobs(&table, &sel(&xs_t), &sel(&nodes), &sel(&words));
-                    let mut loss = policy_loss_by(
+                    let pg_loss = policy_loss_by(
                         &new_logp,
                         &sel(&old_logp),
                         &sel(&adv),
@@ -311,14 +311,12 @@ impl TabularWorld {
                         recipe.aggregate,
                     )
                     .loss;
-                    if recipe.kl_in_loss {
-                        loss = loss
-                            + aggregate(
-                                &kl_per_token(&new_logp, &sel(&ref_logp), estimator),
-                                &m,
-                                recipe.aggregate,
-                            ) * cfg.kl_coef;
-                    }
+                    let loss = if recipe.kl_in_loss {
+                        let kl = kl_per_token(&new_logp, &sel(&ref_logp), estimator);
+                        pg_loss + aggregate(&kl, &m, recipe.aggregate) * cfg.kl_coef
+                    } else {
+                        pg_loss
+                    };
                     opt.zero_grad();
                     loss.backward();
                     opt.step();

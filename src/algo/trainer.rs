@@ -226,7 +226,7 @@ impl<'a> Trainer<'a> {
     pub fn step_done(&mut self, total: usize, value: f64) -> bool {
         (self.on_step)(self.step, value);
         self.step += 1;
-        self.step % self.eval_every == 0 || self.step == total
+        self.step.is_multiple_of(self.eval_every) || self.step == total
     }
 
     /// Stop on a NaN or Inf in `value` (`what`: "the loss") at the current step, naming the

@@ -100,8 +100,7 @@ impl Evaluator<'_> {
         reference: &'a Gpt,
         rm: Option<&'a RewardModel>,
         heldout: Option<(&'a PairTensors, &'a (Tensor, Tensor))>,
-        samples_per_prompt: usize,
-        selection_fraction: f64,
+        (samples_per_prompt, selection_fraction): (usize, f64),
         settings: SampleSettings,
         seed: i64,
     ) -> Evaluator<'a> {

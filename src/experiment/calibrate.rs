@@ -40,6 +40,7 @@
 //! beside the run they stand in for. Every seed still reports every calibrated run; a top-up
 //! adds a point to that seed's frontier, not a replacement.
 
+use super::cells::PilotRunner;
 use super::folders;
 use anyhow::{Context, Result};
 
@@ -220,7 +221,7 @@ pub fn calibrate(
     sc: &Scenario,
     opts: &RunOptions,
     load: &dyn Fn(&[String]) -> Result<Scenario>,
-    run_pilot: &dyn Fn(&Scenario, &[String], &[String]) -> Result<()>,
+    run_pilot: PilotRunner,
 ) -> Result<Calibration> {
     let resolved: toml::Table =
         toml::from_str(&sc.resolved_toml).context("the resolved scenario is TOML")?;

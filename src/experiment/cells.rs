@@ -4,6 +4,8 @@
 use super::{folders, method_stage};
 use anyhow::{Context, Result};
 use std::path::PathBuf;
+use std::process::Child;
+use std::time::Instant;
 
 use super::options::RunOptions;
 use super::progress::ProgressMode;
@@ -11,6 +13,13 @@ use super::scenario::Scenario;
 use super::shared::with_shared;
 use super::summary::Summary;
 use crate::log::{write_atomic, Metrics};
+
+/// A cell: (seed, index in the seed's cells, label or, for a failed one, its error).
+pub type Cell = (u64, usize, String);
+
+/// Runs a pilot scenario's tables with extra overrides: `(pilot, tables, overrides)` (the
+/// tuning's and the calibration's runs, counted by the protocol).
+pub type PilotRunner<'a> = &'a dyn Fn(&Scenario, &[String], &[String]) -> Result<()>;
 
 /// One cell of a sweep: a method run (index into `sc.methods`) or, at index
 /// `sc.methods.len()`, Best-of-N, for `sc.seed`. The shared stages are reused from the run
@@ -67,7 +76,7 @@ pub(super) struct CellsProfile {
 /// The cells of a sweep that have not finished: (seed, index, label), in the order a sweep
 /// starts them: the costliest first (by [`Method::cost`]; ties in file order), so that no
 /// long cell starts last and leaves the other job slots idle at the end.
-pub fn pending_cells(sc: &Scenario, opts: &RunOptions) -> Vec<(u64, usize, String)> {
+pub fn pending_cells(sc: &Scenario, opts: &RunOptions) -> Vec<Cell> {
     let mut out = Vec::new();
     for &seed in &sc.seeds {
         let s = sc.with_seed(seed);
@@ -101,8 +110,8 @@ pub fn pending_cells(sc: &Scenario, opts: &RunOptions) -> Vec<(u64, usize, Strin
 fn run_cells(
     sc: &Scenario,
     opts: &RunOptions,
-    pending: Vec<(u64, usize, String)>,
-) -> Result<(Vec<(u64, usize, String)>, CellsProfile)> {
+    pending: Vec<Cell>,
+) -> Result<(Vec<Cell>, CellsProfile)> {
     let mut prof = CellsProfile::default();
     if pending.is_empty() {
         return Ok((vec![], prof));
@@ -125,8 +134,7 @@ fn run_cells(
     let (total, mut finished) = (pending.len(), 0usize);
     let mut failed = Vec::new();
     let mut queue = pending.into_iter();
-    let mut running: Vec<(std::process::Child, (u64, usize, String), PathBuf, std::time::Instant)> =
-        Vec::new();
+    let mut running: Vec<(Child, Cell, PathBuf, Instant)> = Vec::new();
     let t_first = std::time::Instant::now();
     let mut busy_s = 0.0;
     loop {
@@ -194,8 +202,7 @@ fn run_cells(
                     let text = std::fs::read_to_string(&log).unwrap_or_default();
                     let tail: String = text
                         .lines()
-                        .filter(|l| l.starts_with("error"))
-                        .last()
+                        .rfind(|l| l.starts_with("error"))
                         .unwrap_or("(no error line)")
                         .to_string();
                     eprintln!("  FAILED: {} ({}); log: {}", cell.2, tail, log.display());
@@ -299,8 +306,8 @@ pub fn run_tables(sc: &Scenario, opts: &RunOptions, tables: &[String]) -> Result
 pub(super) fn run_pending(
     sc: &Scenario,
     opts: &RunOptions,
-    pending: Vec<(u64, usize, String)>,
-) -> Result<(Vec<(u64, usize, String)>, CellsProfile)> {
+    pending: Vec<Cell>,
+) -> Result<(Vec<Cell>, CellsProfile)> {
     let seeds: Vec<u64> =
         sc.seeds.iter().copied().filter(|s| pending.iter().any(|p| p.0 == *s)).collect();
     if opts.jobs > 1 {

@@ -43,7 +43,7 @@ pub(super) fn with_shared<T>(
     let train = crate::data::PairTensors::new(&prefs.train, opts.device);
     let val = crate::data::PairTensors::new(&prefs.val, opts.device);
     let (mut rm_vs, rm, reward_work) =
-        stages::reward_stage(sc, world, &sft_vs, &train, &val, opts, metrics, summary)?;
+        stages::reward_stage(sc, world, &sft_vs, (&train, &val), opts, metrics, summary)?;
     rm_vs.freeze();
     let (train_ref, val_ref, reference_work) =
         stages::reference_stage(sc, &sft, &train, &val, opts)?;

@@ -141,13 +141,15 @@ pub fn prefs_stage(
     Ok((data, stage_compute(&dir)))
 }
 
+/// The reference log-probs of a split's pairs: (chosen, rejected), `[N]` each.
+pub type RefLogps = (Tensor, Tensor);
+
 /// The Bradley-Terry reward model, initialised from pi_SFT, cached; with the compute it took.
 pub fn reward_stage(
     sc: &Scenario,
     world: &dyn TextWorld,
     sft_vs: &nn::VarStore,
-    train: &PairTensors,
-    val: &PairTensors,
+    (train, val): (&PairTensors, &PairTensors),
     opts: &RunOptions,
     metrics: &mut Metrics,
     summary: &mut Summary,
@@ -219,7 +221,7 @@ pub fn reference_stage(
     train: &PairTensors,
     val: &PairTensors,
     opts: &RunOptions,
-) -> Result<((Tensor, Tensor), (Tensor, Tensor), Work)> {
+) -> Result<(RefLogps, RefLogps, Work)> {
     let dir = stage_dir(sc, opts, "reference", &reference_key(sc, tch::get_num_threads()));
     let path = dir.join("logps.safetensors");
     let names = ["train_chosen", "train_rejected", "val_chosen", "val_rejected"];
@@ -299,8 +301,7 @@ pub fn evaluator<'a>(sc: &Scenario, s: &Shared<'a>) -> Evaluator<'a> {
         s.sft,
         Some(s.rm),
         Some((s.val, s.val_ref)),
-        sc.eval.samples_per_prompt,
-        sc.eval.selection_fraction,
+        (sc.eval.samples_per_prompt, sc.eval.selection_fraction),
         eval_settings(sc),
         derive_seed(sc.seed, "eval/sampling") as i64,
     )

@@ -7,7 +7,7 @@ use anyhow::Result;
 use std::path::Path;
 
 use super::calibrate;
-use super::cells::{pending_cells, profile_rows, run_pending, CellsProfile, RunsDone};
+use super::cells::{pending_cells, profile_rows, run_pending, Cell, CellsProfile, RunsDone};
 use super::ledger::{compute_totals, Ledger, RunsWork};
 use super::options::RunOptions;
 use super::scenario::{self, Scenario};
@@ -31,7 +31,7 @@ pub fn run(sc: &Scenario, opts: &RunOptions, top_up: Option<TopUp>) -> Result<(S
     let mut metrics = Metrics::default();
     let mut evals = Metrics::default();
     let t0 = std::time::Instant::now();
-    let mut failed: Vec<(u64, usize, String)> = Vec::new();
+    let mut failed: Vec<Cell> = Vec::new();
     let mut cells = CellsProfile::default();
     let (mut sc, mut opts) = (sc.clone(), opts.clone());
     let top_up = top_up.filter(|_| sc.top_up_rounds > 0);

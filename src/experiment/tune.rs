@@ -14,6 +14,7 @@
 //!   it reached (`reached` false). The configuration with the best mean score over the tuning
 //!   seeds is frozen for the sweep (ties: the first listed).
 
+use super::cells::PilotRunner;
 use super::folders;
 use anyhow::{Context, Result};
 
@@ -90,7 +91,7 @@ pub fn tune(
     sc: &Scenario,
     opts: &RunOptions,
     load: &dyn Fn(&[String]) -> Result<Scenario>,
-    run_pilot: &dyn Fn(&Scenario, &[String], &[String]) -> Result<()>,
+    run_pilot: PilotRunner,
 ) -> Result<Tuning> {
     let t = sc.tune.as_ref().context("the scenario has no [tune]")?;
     let n = t.tables[0].1.len();

@@ -50,7 +50,7 @@ impl ModelConfig {
         )?;
         need(self.n_head >= 1, "n_head", || "must be at least 1".into(), "use e.g. 4 heads")?;
         need(
-            self.d_model >= 1 && self.d_model % self.n_head == 0,
+            self.d_model >= 1 && self.d_model.is_multiple_of(self.n_head),
             "d_model",
             || format!("d_model {} is not a multiple of n_head {}", self.d_model, self.n_head),
             "make d_model divisible by n_head, e.g. d_model = 128 with n_head = 4",
@@ -364,10 +364,9 @@ impl Gpt {
         // Plain causal attention (no padding, no cache) takes SDPA's fused causal path.
         let mask = if let Some(m) = mask_given {
             Some(m.shallow_clone())
-        } else if key_valid.is_none() && past == 0 {
+        } else if key_valid.is_none() && (past == 0 || t == 1) {
+            // Causal without padding, or one new query, which sees every earlier key.
             None
-        } else if key_valid.is_none() && t == 1 {
-            None // one new query sees every earlier key
         } else {
             Some(attention_mask(past, t, key_valid, device))
         };

@@ -182,6 +182,8 @@ fn pick(logits: &Tensor, s: &SampleSettings) -> (Tensor, Tensor) {
 
 /// Sample up to `max_new_tokens` continuations of a left-padded prompt batch.
 /// Uses torch's global generator: seed it (`tch::manual_seed`) for reproducible samples.
+// `next_pos` is the batch's next positions, a tensor that steps with the loop, not a counter.
+#[allow(clippy::explicit_counter_loop)]
 pub fn generate(
     model: &Gpt,
     prompt: &Tensor,

@@ -95,13 +95,13 @@ pub fn cost_ratio(points: &[CostPoint], a: &str, b: &str) -> Option<(f64, Vec<(u
     Some((level, per?))
 }
 
+/// The cost claim: the gold level, per seed the compute ratio, and the paired comparison.
+pub type CostClaim = (f64, Vec<(u64, f64)>, crate::stats::Paired);
+
 /// The cost claim at equal gold, `other` against DPO: the gold level, per seed the compute
 /// `other` needed over DPO's, and the paired comparison of their logs (above 0: `other` needed
 /// more, DPO the cheaper).
-pub fn equal_gold(
-    points: &[CostPoint],
-    other: &str,
-) -> Option<(f64, Vec<(u64, f64)>, crate::stats::Paired)> {
+pub fn equal_gold(points: &[CostPoint], other: &str) -> Option<CostClaim> {
     let (level, per) = cost_ratio(points, "dpo", other)?;
     let logs: Vec<f64> = per.iter().map(|p| p.1.ln()).collect();
     Some((level, per, crate::stats::Paired::new(&logs)))

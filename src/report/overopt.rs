@@ -240,9 +240,8 @@ pub fn markdown(points: &[Point], fits: &[Fit]) -> String {
         let _ = writeln!(s, "\n## Gold over training within each run (peak: the evaluation after step 0 best on the selection half; decline: test-half gold at the peak minus at the run's end; means over seeds, the decline with a 95% t-interval)\n");
         let _ = writeln!(s, "| method | setting | KL at peak -> end | proxy at peak -> end | gold at peak -> end | decline |\n|---|---|---|---|---|---|");
         for (m, setting, per) in &rows {
-            let mean = |f: &dyn Fn(&[(usize, f64, f64, f64); 2]) -> f64| {
-                per.iter().map(f).sum::<f64>() / per.len() as f64
-            };
+            let mean =
+                |f: &dyn Fn(&PeakEnd) -> f64| per.iter().map(f).sum::<f64>() / per.len() as f64;
             let d = Paired::new(&per.iter().map(|r| r[0].2 - r[1].2).collect::<Vec<_>>());
             let v = d.verdict_words("gold falls over training", "gold rises to the end");
             let _ = writeln!(s, "| {m} | {setting} | {:.2} -> {:.2} | {:.3} -> {:.3} | {:.4} -> {:.4} | {:.4} ± {:.4}: {v} |", mean(&|r| r[0].1), mean(&|r| r[1].1), mean(&|r| r[0].3), mean(&|r| r[1].3), mean(&|r| r[0].2), mean(&|r| r[1].2), d.mean, d.ci95);
@@ -250,3 +249,6 @@ pub fn markdown(points: &[Point], fits: &[Fit]) -> String {
     }
     s
 }
+
+/// A run at its peak and at its end: (step, KL, proxy, gold) each.
+type PeakEnd = [(usize, f64, f64, f64); 2];

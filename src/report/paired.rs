@@ -97,12 +97,14 @@ pub fn winrates(evals: &Metrics) -> BTreeMap<(String, u64, u64), f64> {
     winrates_of(evals, "eval_t")
 }
 
+/// Per temperature (its bits): the step, selection-half and test-half win rates.
+type ByTemperature = BTreeMap<u64, (usize, f64, f64)>;
+
 /// [`winrates`] of a metric family: `eval_t` (the evaluation prompts) or `shift_t` (the
 /// world's shifted inputs).
 pub fn winrates_of(evals: &Metrics, family: &str) -> BTreeMap<(String, u64, u64), f64> {
     // (method, setting, seed) -> temperature bits -> (step, sel, test)
-    let mut last: BTreeMap<(String, String, u64), BTreeMap<u64, (usize, f64, f64)>> =
-        BTreeMap::new();
+    let mut last: BTreeMap<(String, String, u64), ByTemperature> = BTreeMap::new();
     let (_, by) = by_run(evals);
     for ((method, setting, seed, step), m) in &by {
         for (metric, &w) in m {

@@ -248,7 +248,7 @@ fn loss_zoo_section(s: &mut String, dir: &Path, f: &[FrontierRecord], p: &[Paire
             }
         }
         // Squeezing: the final evaluation's log-mass on the greedy response, mean over seeds.
-        let mut greedy: BTreeMap<(String, String), Vec<(u64, usize, f64)>> = BTreeMap::new();
+        let mut greedy: BTreeMap<(String, String), Vec<SeedStepValue>> = BTreeMap::new();
         if let Some(e) = read::<Row>(&dir.join("eval.csv")) {
             for r in e.iter().filter(|r| r.metric == "eval/greedy_logp") {
                 greedy
@@ -1572,7 +1572,7 @@ fn ablation_figure(results: &Path) -> Result<Option<String>> {
             continue;
         }
         levels.sort_by(|a, b| a.0.total_cmp(&b.0));
-        let mut series: Vec<(String, Vec<(f64, f64, f64)>)> = Vec::new();
+        let mut series: Vec<(String, Vec<super::plot::LevelPoint>)> = Vec::new();
         for (level, dir) in &levels {
             let Some(f) = read::<FrontierRecord>(&dir.join("frontier.csv")) else {
                 continue;
@@ -1604,3 +1604,6 @@ fn ablation_figure(results: &Path) -> Result<Option<String>> {
     plot::ablations(results, &panels)?;
     Ok(Some(table))
 }
+
+/// (seed, step, value).
+type SeedStepValue = (u64, usize, f64);

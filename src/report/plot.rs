@@ -352,7 +352,7 @@ fn overoptimization<DB: DrawingBackend>(
     {
         let val = |p: &Point| if proxy { p.proxy } else { p.gold };
         let sft = |seed: u64| points.iter().find(|p| p.method == "sft" && p.seed == seed).map(val);
-        let mut series: Vec<(usize, &str, FitForm, Vec<(f64, f64)>)> = Vec::new();
+        let mut series: Vec<(usize, &str, FitForm, Curve)> = Vec::new();
         for (i, (m, form)) in families.iter().enumerate() {
             let pts: Vec<(f64, f64)> = points
                 .iter()
@@ -627,12 +627,17 @@ fn tabular_chart<DB: DrawingBackend>(
     Ok(())
 }
 
+/// An ablation point: (level, gold at the budget, ci).
+pub type LevelPoint = (f64, f64, f64);
+/// A curve's (x, y) points.
+type Curve = Vec<(f64, f64)>;
+
 /// One panel of the ablation figure: per method, (level, gold at the budget, ci) points.
 pub struct AblationPanel {
     pub title: String,
     pub xdesc: String,
     pub log_x: bool,
-    pub series: Vec<(String, Vec<(f64, f64, f64)>)>,
+    pub series: Vec<(String, Vec<LevelPoint>)>,
 }
 
 /// `ablations.{png,svg}`: one panel per ablation family.

@@ -9,11 +9,14 @@ use std::fmt::Write as _;
 use crate::experiment::tune::TuningRecord;
 use crate::stats::{mean_ci_t, Paired};
 
+/// Per tuning seed, a method's spread at the reference budget (None: not reached).
+pub type SeedSpreads = Vec<(u64, Option<f64>)>;
+
 /// Per method, per tuning seed (in seed order): best minus worst gold across its configurations
 /// at the reference budget; `None` on a seed where none of them reached the budget (their
 /// values are then each run's best below it, and their spread is not one at the budget: a
 /// method that never moves far enough would look perfectly robust).
-pub fn spreads(records: &[TuningRecord]) -> Vec<(String, Vec<(u64, Option<f64>)>)> {
+pub fn spreads(records: &[TuningRecord]) -> Vec<(String, SeedSpreads)> {
     let methods = super::distinct(records.iter().map(|r| r.method.clone()));
     let mut seeds = super::distinct(records.iter().map(|r| r.seed));
     seeds.sort_unstable();

@@ -81,11 +81,15 @@ pub(super) fn by_run(evals: &Metrics) -> (Vec<Key>, BTreeMap<Key, BTreeMap<Strin
 }
 
 /// Win rate against the references at each final-evaluation temperature, per policy.
+/// Per seed: the step and its (win rate, lower, upper).
+type PerSeed = BTreeMap<u64, (usize, Triple)>;
+/// A win rate with its interval: (value, lower, upper).
+type Triple = (f64, f64, f64);
+
 pub fn by_temperature(evals: &Metrics) -> Vec<WinRow> {
     let (order, map) = by_run(evals);
     // Per (method, setting): per temperature: per seed (the last step that has it).
-    let mut acc: Vec<((String, String), BTreeMap<u64, BTreeMap<u64, (usize, (f64, f64, f64))>>)> =
-        Vec::new();
+    let mut acc: Vec<((String, String), BTreeMap<u64, PerSeed>)> = Vec::new();
     for k in &order {
         let m = &map[k];
         for (metric, &w) in m {
@@ -113,7 +117,7 @@ pub fn by_temperature(evals: &Metrics) -> Vec<WinRow> {
     }
     let mut out = Vec::new();
     for ((method, setting), temps) in acc {
-        let mut ts: Vec<(f64, Vec<(f64, f64, f64)>)> = temps
+        let mut ts: Vec<(f64, Vec<Triple>)> = temps
             .into_iter()
             .map(|(t, seeds)| (f64::from_bits(t), seeds.into_values().map(|v| v.1).collect()))
             .collect();

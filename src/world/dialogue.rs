@@ -204,7 +204,7 @@ impl DialogueConfig {
             ("n_eval_prompts", self.n_eval_prompts),
         ] {
             need(
-                n >= 1 && n <= MAX_COUNT,
+                (1..=MAX_COUNT).contains(&n),
                 key,
                 || format!("must be in 1..={MAX_COUNT} (got {n})"),
                 "use e.g. 20000 requests for SFT and 256 for evaluation",

@@ -100,6 +100,9 @@ impl WorldConfig {
 
 /// What the pipeline needs of a text world (sentiment, summarize): its data, its prompts and
 /// its gold reward. A response is the tokens after the prompt, `<eos>` included when emitted.
+/// Token sequences (prompts, texts) of a world.
+pub type Texts<'a> = &'a [Vec<i64>];
+
 pub trait TextWorld: Sync {
     fn vocab(&self) -> &Vocab;
     /// What `alignlab world` prints: the world's size, `show` evaluation prompts and sampled
@@ -141,7 +144,7 @@ pub trait TextWorld: Sync {
     }
     /// Evaluation prompts from a shifted input distribution and a reference response for each
     /// (the same judge), where the world has a shift: generalisation.
-    fn shifted_eval(&self) -> Option<(&[Vec<i64>], &[Vec<i64>])> {
+    fn shifted_eval(&self) -> Option<(Texts<'_>, Texts<'_>)> {
         None
     }
     /// One reference response per evaluation prompt, for win rates, where the world has them.

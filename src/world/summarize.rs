@@ -24,7 +24,7 @@
 //! with probability labeller_hallucinate. Label noise is Bradley-Terry (`[prefs] labels`).
 //! Headline metric: win rate against the reference summary under the gold judge.
 
-use super::{names, TextWorld, Vocab, EOS, N_SPECIAL};
+use super::{names, TextWorld, Texts, Vocab, EOS, N_SPECIAL};
 use crate::draw::{derive_seed, Rng};
 use serde::{Deserialize, Serialize};
 
@@ -683,7 +683,7 @@ impl TextWorld for SummarizeWorld {
     fn eval_references(&self) -> Option<&[Vec<i64>]> {
         Some(&self.eval_references)
     }
-    fn shifted_eval(&self) -> Option<(&[Vec<i64>], &[Vec<i64>])> {
+    fn shifted_eval(&self) -> Option<(Texts<'_>, Texts<'_>)> {
         self.cfg.shift.as_ref().map(|_| (&self.shifted_prompts[..], &self.shifted_references[..]))
     }
     fn describe(&self) -> Vec<(String, String)> {

@@ -477,9 +477,9 @@ fn validate(
     let tune = match &w.tune {
         Some(t) if !t.seeds.is_empty() => {
             need(
-                t.seeds
-                    .iter()
-                    .all(|s| !seeds.contains(s) && !(budgets.len() > 0 && pilot_seeds.contains(s))),
+                t.seeds.iter().all(|s| {
+                    !seeds.contains(s) && (budgets.is_empty() || !pilot_seeds.contains(s))
+                }),
                 "tune.seeds",
                 format!(
                     "{:?} shares a seed with the reported seeds {seeds:?} or the pilot seed",
