@@ -77,7 +77,7 @@ bench: build
 # A sweep on a real Slurm (not part of `make test`; installs Debian's slurm-wlm and munge if
 # missing, so run it as root): a single-node slurmctld + slurmd on localhost, a tiny scenario's
 # shared stages as a job and its cells as an array with a dependency (scripts/slurm/submit.sh,
-# the script the README's Slurm section uses), merged, and eval.csv and metrics.csv checked byte
+# the script docs/running.md's Slurm section uses), merged, and eval.csv and metrics.csv checked byte
 # for byte against `alignlab run --jobs 2`; the daemons stopped (scripts/slurm-check.sh).
 test-slurm: build
 	scripts/slurm-check.sh ./target/release/alignlab

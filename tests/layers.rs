@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-/// Layers from the bottom (DESIGN.md section 2). `experiment/scenario/` (parsing, `--set`,
+/// Layers from the bottom (the README, "Where things are"). `experiment/scenario/` (parsing, `--set`,
 /// sweeps, cross-section checks) is part of `experiment`, which puts the configurations together.
 const LAYERS: &[&[&str]] = &[
     &["draw", "device", "tokens", "log", "stats", "config", "profile"],

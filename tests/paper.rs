@@ -87,6 +87,8 @@ fn results_tree(root: &std::path::Path, first: &str, second: &str) -> std::path:
     }
     let dir = results.join("paper-sentiment");
     std::fs::create_dir_all(&dir).unwrap();
+    // Every results folder holds its resolved scenario, which names its world.
+    std::fs::write(dir.join("scenario.resolved.toml"), "[world]\nkind = \"sentiment\"\n").unwrap();
     std::fs::write(dir.join("eval.csv"), e.to_csv()).unwrap();
     let mut e = Metrics::default();
     for seed in 0..3u64 {
@@ -124,6 +126,8 @@ fn results_tree(root: &std::path::Path, first: &str, second: &str) -> std::path:
     }
     let dir = results.join("paper-summarize");
     std::fs::create_dir_all(&dir).unwrap();
+    // Every results folder holds its resolved scenario, which names its world.
+    std::fs::write(dir.join("scenario.resolved.toml"), "[world]\nkind = \"summarize\"\n").unwrap();
     std::fs::write(dir.join("eval.csv"), e.to_csv()).unwrap();
     // The dialogue folder: the same win rates; politeness 0.5 words per reply for pi_SFT and
     // 2 for PPO (which hacks the labeller's taste), 0.5 for DPO; proxy rising with KL.
@@ -145,6 +149,8 @@ fn results_tree(root: &std::path::Path, first: &str, second: &str) -> std::path:
     }
     let dlg = results.join("paper-dialogue");
     std::fs::create_dir_all(&dlg).unwrap();
+    // Every results folder holds its resolved scenario, which names its world.
+    std::fs::write(dlg.join("scenario.resolved.toml"), "[world]\nkind = \"dialogue\"\n").unwrap();
     std::fs::write(dlg.join("eval.csv"), e.to_csv()).unwrap();
     std::fs::write(dlg.join("summary.csv"), "stage,metric,value\nreward,val accuracy (best epoch),0.8000 (epoch 2)\nreward,val accuracy (best epoch),0.7500 (cached)\n").unwrap();
     // The overoptimisation folder: PPO's gold along Gao's RL form with b 0.30, 0.25, 0.35 per
@@ -192,7 +198,7 @@ fn results_tree(root: &std::path::Path, first: &str, second: &str) -> std::path:
     std::fs::write(fair.join("eval.csv"), e.to_csv()).unwrap();
     std::fs::write(fair.join("tuning.csv"), "method,config,seed,gold_sel,budget,reached,picked\ndpo,lr=0.0001,2000,0.7,1,true,false\ndpo,lr=0.0003,2000,0.8,1,true,true\nppo,lr=0.0001,2000,0.9,1,true,true\nppo,lr=0.0003,2000,0.6,1,true,false\ndpo,lr=0.0001,2001,0.7,1,true,false\ndpo,lr=0.0003,2001,0.8,1,true,true\nppo,lr=0.0001,2001,0.9,1,true,true\nppo,lr=0.0003,2001,0.6,1,true,false\n").unwrap();
     // Tuned on two seeds, and one seed topped up.
-    std::fs::write(fair.join("scenario.resolved.toml"), "[sweep]\nseeds = [0, 1, 2]\nseed_runs = [{ seed = 1, table = \"ppo\", value = 0.8, budget = 1.0 }]\n").unwrap();
+    std::fs::write(fair.join("scenario.resolved.toml"), "[world]\nkind = \"sentiment\"\n\n[sweep]\nseeds = [0, 1, 2]\nseed_runs = [{ seed = 1, table = \"ppo\", value = 0.8, budget = 1.0 }]\n").unwrap();
     // Its invocation found some runs cached from an earlier one: its wall time is a lower bound.
     std::fs::write(fair.join("summary.csv"), "stage,metric,value\nrun,wall time,14400.0 s\nrun,profile,\"work 2 s: train 100%; CPU 2 s; 110.0 TFLOP, FLOP utilisation 50.0% of 200 GFLOP/s\"\ncompute,ppo,\"per run (5 runs): 1.000 TFLOP; found cached, no wall time in this invocation\"\n").unwrap();
     // One folder records its code, the other predates the record.
@@ -214,7 +220,9 @@ fn results_tree(root: &std::path::Path, first: &str, second: &str) -> std::path:
     ] {
         let d = results.join(name);
         std::fs::create_dir_all(&d).unwrap();
-        std::fs::write(d.join("summary.csv"), format!("stage,metric,value\nrun,code,\"alignlab 0.1.0 (commit def), numerics 4\"\n{rows}")).unwrap();
+        // Made with this code's numerics.
+        let numerics = alignlab::experiment::folders::NUMERICS;
+        std::fs::write(d.join("summary.csv"), format!("stage,metric,value\nrun,code,\"alignlab 0.1.0 (commit def), numerics {numerics}\"\n{rows}")).unwrap();
         std::fs::write(d.join("calibration.csv"), "table,key,budget,value,pilot_kl,within_tolerance,pilot_runs\n").unwrap();
     }
     results
@@ -241,7 +249,9 @@ fn paper_numbers_and_verdicts_come_from_the_results() {
     assert!(md.contains("- T = 0: win rate dpo - ppo = +0.230 ± 0.025 (per seed +0.220, +0.230, +0.240): dpo is above."), "{md}");
     assert!(md.contains("- Temperature robustness, the change in win rate from the lowest temperature to T = 1: dpo - ppo = +0.000"), "{md}");
     assert!(md.contains("dpo beta=0.5: from T = 0 to T = 1 the win rate (mean over seeds, all documents) changes by -0.100"), "{md}");
-    assert!(md.contains("| paper-summarize | alignlab 0.1.0 (commit abc), numerics 2 |"), "{md}");
+    // Provenance: a folder made with older numerics than this code's is marked stale.
+    let cur = alignlab::experiment::folders::NUMERICS;
+    assert!(md.contains(&format!("| paper-summarize | alignlab 0.1.0 (commit abc), numerics 2; stale: numerics 2, this code's are {cur}: rerun its scenario |")), "{md}");
     assert!(md.contains("| paper-sentiment | not recorded: numerics 1"), "{md}");
     assert!(root.join("results/paper-summarize/winrate_temperature.png").exists());
     assert!(md.contains("- T = 0: shifted documents: dpo - ppo = +0.100 ± 0.025 (per seed +0.090, +0.100, +0.110): dpo is above; in distribution: dpo - ppo = +0.230"), "{md}");
@@ -334,13 +344,14 @@ fn paper_numbers_and_verdicts_come_from_the_results() {
     );
     assert!(afternoon_verdict(3.9, true, 4.0).contains("do not say whether"));
     // Provenance: the calibration rule, and a folder under an older one marked stale.
+    let cur = alignlab::experiment::folders::NUMERICS;
     assert!(
-        md.contains(
-            "| calibrated-new | alignlab 0.1.0 (commit def), numerics 4, calibration rule 2 |"
-        ),
+        md.contains(&format!(
+            "| calibrated-new | alignlab 0.1.0 (commit def), numerics {cur}, calibration rule 2 |"
+        )),
         "{md}"
     );
-    assert!(md.contains("| calibrated-old | alignlab 0.1.0 (commit def), numerics 4, calibration rule 1: stale, rerun its scenario for rule 2 |"), "{md}");
+    assert!(md.contains(&format!("| calibrated-old | alignlab 0.1.0 (commit def), numerics {cur}, calibration rule 1: stale, rerun its scenario for rule 2 |")), "{md}");
     // The same numbers with the methods swapped: every verdict word flips.
     let results = results_tree(&root, "ppo", "dpo");
     let md = std::fs::read_to_string(

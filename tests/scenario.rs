@@ -331,10 +331,10 @@ fn preference_methods_come_from_the_loss_enum() {
         runs,
         [
             "dpo beta=0.3",
-            "cdpo beta=0.1;eps=0.1",
-            "cdpo beta=0.1;eps=0.3",
-            "cdpo beta=0.2;eps=0.1",
-            "cdpo beta=0.2;eps=0.3",
+            "cdpo beta=0.1;label_smoothing=0.1",
+            "cdpo beta=0.1;label_smoothing=0.3",
+            "cdpo beta=0.2;label_smoothing=0.1",
+            "cdpo beta=0.2;label_smoothing=0.3",
             "preferred_ft ",
             "hinge beta=0.5",
             "hinge beta=2"

@@ -229,19 +229,7 @@ impl PrefLoss {
                 .map(|f| f.to_string())
                 .unwrap_or_else(|| v.to_string())
         };
-        match self {
-            // Runs before this registry labelled label_smoothing `eps`: kept, so that their
-            // batch orders (and numbers) stay as they were.
-            PrefLoss::Cdpo { beta, label_smoothing } => {
-                format!("beta={beta};eps={label_smoothing}")
-            }
-            _ => self
-                .params()
-                .iter()
-                .map(|(k, v)| format!("{k}={}", shown(v)))
-                .collect::<Vec<_>>()
-                .join(";"),
-        }
+        self.params().iter().map(|(k, v)| format!("{k}={}", shown(v))).collect::<Vec<_>>().join(";")
     }
 
     /// Range checks: a flip rate in (0, 0.5), a margin >= 0, every other number in [1e-4, 1e4].
@@ -445,7 +433,7 @@ pub fn train(
     t: &mut Trainer,
 ) -> Result<()> {
     let mut opt = Adam::new(vs, cfg.lr, (0.9, 0.999), 0.0);
-    let label = format!("{}/{}", t.name, t.setting);
+    let label = t.stream.clone();
     let mut order_cache = None;
     let bs = cfg.batch_size.min(data.len());
     let start = t.start(policy, &mut opt, None)?;

@@ -58,7 +58,7 @@ pub fn train(
 ) -> Result<()> {
     let mut opt = Adam::new(vs, cfg.lr, (0.9, 0.999), 0.0);
     let (name, seed) = (t.name.clone(), t.seed);
-    let label = format!("{name}/{}", t.setting);
+    let label = t.stream.clone();
     let mut rng = Rng::new(derive_seed(seed, &format!("{label}/prompts")));
     let settings = SampleSettings {
         temperature: ctx.temperature,

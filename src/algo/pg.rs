@@ -50,11 +50,11 @@ pub fn train(
     cfg: &PgConfig,
     t: &mut Trainer,
 ) -> Result<()> {
-    let (name, setting, seed) = (t.name.clone(), t.setting.clone(), t.seed);
+    let (name, seed) = (t.name.clone(), t.seed);
     let recipe = recipe(est, cfg);
     let estimator = cfg.kl_estimator.unwrap_or(KlEstimator::K1);
     let mut opt = Adam::new(vs, cfg.lr, (0.9, 0.999), 0.0);
-    let mut rng = Rng::new(derive_seed(seed, &format!("{name}/{setting}/prompts")));
+    let mut rng = Rng::new(derive_seed(seed, &format!("{}/prompts", t.stream)));
     let settings = SampleSettings {
         temperature: cfg.temperature,
         top_k: 0,
@@ -77,7 +77,7 @@ pub fn train(
             ctx.reference,
             &rows,
             &settings,
-            derive_seed(seed, &format!("{name}/{setting}/rollout/{it}")) as i64,
+            derive_seed(seed, &format!("{}/rollout/{it}", t.stream)) as i64,
             ctx.score,
             shaping,
             &mut RunningStats::default(),

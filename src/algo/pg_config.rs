@@ -23,19 +23,27 @@ pub enum Estimator {
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PgConfig {
+    /// Rollout-and-update iterations.
     pub iterations: usize,
+    /// Training prompts per iteration, each sampled `group_size` times.
     pub prompts_per_iteration: usize,
     /// Samples per prompt (RLOO's k, GRPO's G), at least 2.
     pub group_size: usize,
+    /// Passes over each iteration's rollouts.
     pub ppo_epochs: usize,
     /// Rollouts per minibatch.
     pub minibatch_size: usize,
+    /// Adam learning rate.
     pub lr: f64,
+    /// The ratio clip, 1 +- clip_coef.
     pub clip_coef: f64,
+    /// Gradient-norm clip.
     pub grad_clip: f64,
     /// k1 (RLOO's and REINFORCE++'s default) or k3 (GRPO's).
     pub kl_estimator: Option<KlEstimator>,
+    /// Subtracted from the score of a response that never emits `<eos>` (0: off).
     pub missing_eos_penalty: f64,
+    /// Evaluate every this many iterations.
     pub eval_every: usize,
     /// REINFORCE++ only: subtract the group's mean score first (the `baseline` variant).
     pub baseline: Option<bool>,

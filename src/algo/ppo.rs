@@ -1,5 +1,5 @@
 //! PPO with a learned critic for RLHF (Schulman et al. 2017; Ziegler et al. 2019, arXiv
-//! 1909.08593; Stiennon et al. 2020; Ouyang et al. 2022), the recipe of REFERENCE.md, with the
+//! 1909.08593; Stiennon et al. 2020; Ouyang et al. 2022), the recipe of TRL and CleanRL, with the
 //! math visible in the order it runs (CleanRL style).
 //!
 //! Implementation details (setting in `[ppo]` / `[ppo_gt]`):
@@ -60,19 +60,31 @@ pub enum KlControl {
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PpoConfig {
+    /// Rollout-and-update iterations.
     pub iterations: usize,
+    /// Rollouts per iteration.
     pub rollout_batch: usize,
+    /// Rollouts per minibatch.
     pub minibatch_size: usize,
+    /// Passes over each iteration's rollouts.
     pub ppo_epochs: usize,
+    /// The policy's Adam learning rate.
     pub lr: f64,
+    /// The critic's Adam learning rate.
     pub vf_lr: f64,
+    /// The ratio clip, 1 +- clip_coef.
     pub clip_coef: f64,
+    /// The value clip around the old values.
     pub vf_clip: f64,
+    /// Weight of the value loss.
     pub vf_coef: f64,
+    /// Discount.
     pub gamma: f64,
+    /// GAE lambda.
     pub gae_lambda: f64,
     /// The adaptive controller's start and horizon (rollouts), for each `target_kl`.
     pub init_kl_coef: f64,
+    /// The adaptive KL controller's horizon, in rollouts (Ziegler et al.).
     pub horizon: f64,
     /// The KL penalty's reference as an exponential moving average of the policy, updated
     /// after each iteration: ref <- ref_ema ref + (1 - ref_ema) pi (Xu et al. 2024); 0 keeps
@@ -81,9 +93,13 @@ pub struct PpoConfig {
     /// The run's KL control, set from the grids (never a key of the table).
     #[serde(skip_deserializing)]
     pub kl: KlControl,
+    /// The per-token KL in the reward: `"k1"` (log-ratio, TRL's default) or `"k3"`.
     pub kl_estimator: KlEstimator,
+    /// Subtracted from the score of a response that never emits `<eos>` (0: off).
     pub missing_eos_penalty: f64,
+    /// Whiten the scores with running statistics (for the reward model's unbounded logits).
     pub score_norm: bool,
+    /// Whiten the advantages per minibatch.
     pub whiten_advantages: bool,
     /// Where the score goes: `"last_token"` (the default) or `"after_eos"` (TRL's).
     pub score_position: ScorePosition,
@@ -91,11 +107,13 @@ pub struct PpoConfig {
     pub whiten_unbiased: bool,
     /// `policy/clipfrac` as `"ratio"` (CleanRL's, the default) or `"active"` (TRL's).
     pub clipfrac: ClipFrac,
+    /// Gradient-norm clip.
     pub grad_clip: f64,
     /// The rollouts' sampling temperature: `sample.temperature`, not a key of the table (the
     /// method's cache key holds `[sample]`).
     #[serde(skip)]
     pub temperature: f64,
+    /// Evaluate every this many iterations.
     pub eval_every: usize,
 }
 
@@ -105,7 +123,7 @@ impl Default for KlControl {
     }
 }
 
-/// The established recipe (REFERENCE.md: TRL's and CleanRL's defaults); a scenario must still
+/// The established recipe (TRL's and CleanRL's defaults); a scenario must still
 /// give its KL control (`target_kl` or `kl_coef`), which has no honest default: this one is a
 /// fixed 0.1.
 impl Default for PpoConfig {
@@ -490,10 +508,10 @@ pub fn train(
     cfg: &PpoConfig,
     t: &mut Trainer,
 ) -> Result<()> {
-    let (name, setting, seed) = (t.name.clone(), t.setting.clone(), t.seed);
+    let (name, seed) = (t.name.clone(), t.seed);
     let mut opt = Adam::new(policy_vs, cfg.lr, (0.9, 0.999), 0.0);
     let mut vf_opt = Adam::new(critic_vs, cfg.vf_lr, (0.9, 0.999), 0.0);
-    let mut rng = Rng::new(derive_seed(seed, &format!("{name}/{setting}/prompts")));
+    let mut rng = Rng::new(derive_seed(seed, &format!("{}/prompts", t.stream)));
     let mut kl_ctl = KlController::new(cfg.kl);
     let mut score_stats = RunningStats::default();
     let settings = SampleSettings {
@@ -543,7 +561,7 @@ pub fn train(
             ctx.reference,
             &rows,
             &settings,
-            derive_seed(seed, &format!("{name}/{setting}/rollout/{it}")) as i64,
+            derive_seed(seed, &format!("{}/rollout/{it}", t.stream)) as i64,
             ctx.score,
             shaping,
             &mut score_stats,

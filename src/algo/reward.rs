@@ -25,21 +25,27 @@ use crate::model::{sample::positions_of, Gpt, GptConfig, Rows, ScalarHead};
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RewardConfig {
+    /// Passes over the training pairs; the best validation epoch is kept.
     pub epochs: usize,
+    /// Pairs per step.
     pub batch_size: usize,
+    /// AdamW learning rate.
     pub lr: f64,
     /// Loss -log sigmoid(r_w - r_l - margin).
     pub margin: f64,
     /// Adds center_coef * mean((r_w + r_l)^2), keeping rewards centred.
     pub center_coef: f64,
+    /// Gradient-norm clip.
     pub grad_clip: f64,
     /// The reward model's (and so PPO's critic's) size; each absent one is `[model]`'s. A
     /// different size gets its trunk from an SFT model of that size trained on the same
     /// reviews (its own cached SFT stage).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub n_layer: Option<usize>,
+    /// The reward model's own width (default: `[model]`'s; then it is trained on its own SFT trunk).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub d_model: Option<usize>,
+    /// The reward model's own heads (default: `[model]`'s).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub n_head: Option<usize>,
 }

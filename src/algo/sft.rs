@@ -228,7 +228,7 @@ pub fn train(
     let (label, seed) = (t.name.clone(), t.seed);
     let mut opt = nn::adamw(0.9, 0.99, cfg.weight_decay).build(vs, cfg.lr)?;
     let vars = vs.trainable_variables();
-    let mut rng = Rng::new(derive_seed(seed, &format!("{label}/order")));
+    let mut rng = Rng::new(derive_seed(seed, &format!("{}/order", t.stream)));
     let mut order: Vec<usize> = (0..train.len()).collect();
     let mut cursor = order.len();
     let start = std::time::Instant::now();

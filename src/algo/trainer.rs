@@ -107,8 +107,13 @@ pub type OnStep<'a> = Box<dyn FnMut(usize, f64) + 'a>;
 pub struct Trainer<'a> {
     /// The method's name in tables (`dpo`, `ppo`): metric keys and messages.
     pub name: String,
-    /// Its setting label (`beta=0.1`): the metrics' setting column.
+    /// Its setting label (`beta=0.1`): the metrics' setting column, never a seed.
     pub setting: String,
+    /// What the run's random streams (batch order, prompts, samples) derive from, with the
+    /// seed: the method's typed identity (its table and grid values serialised; see
+    /// `Method::stream_key`), so that no display label's format moves a seed. Default: the
+    /// name.
+    pub stream: String,
     pub seed: u64,
     /// Evaluate after every this many steps (and at step 0 and the last).
     pub eval_every: usize,
@@ -135,6 +140,7 @@ impl<'a> Trainer<'a> {
         Trainer {
             name: name.to_string(),
             setting: setting.to_string(),
+            stream: name.to_string(),
             seed,
             eval_every: eval_every.max(1),
             unit: "step",
@@ -167,6 +173,12 @@ impl<'a> Trainer<'a> {
     pub fn resuming(mut self, from: Option<ResumeFrom>, metrics: Metrics) -> Self {
         self.resume = from;
         self.metrics = metrics;
+        self
+    }
+
+    /// Draw the run's random streams from `stream` (see [`Trainer::stream`]).
+    pub fn with_stream(mut self, stream: String) -> Self {
+        self.stream = stream;
         self
     }
 

@@ -70,7 +70,9 @@ pub enum Labels {
 pub struct PrefsConfig {
     /// Completions per prompt; all k(k-1)/2 pairs are used.
     pub k: usize,
+    /// Who writes the completions: `"sft"` (pi_SFT, on-policy, the paper's sentiment setting), `"true_process"` or `"labeller"` (off-policy, where the world has one).
     pub source: PrefSource,
+    /// How a pair is labelled: `"deterministic"` (the higher gold wins, the paper's), `"bradley_terry"` (noisy at `bt_temperature`) or `"world"` (the world's own labeller).
     pub labels: LabelKind,
     /// The Bradley-Terry labels' temperature (rewards are in [0, 1]).
     pub bt_temperature: f64,

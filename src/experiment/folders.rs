@@ -47,7 +47,10 @@ pub fn prefs_key(sc: &Scenario) -> String {
 /// adapts its KL coefficient on the k3 sum, the importance-sampling frontier pools a prompt's
 /// candidates and filters on every prompt's effective sample size. 4: the worlds, data orders
 /// and labels draw from ChaCha12 ([`WORLDS`] 2), and every evaluation carries its compute.
-pub const NUMERICS: u32 = 4;
+/// 5: a method's random streams (batch order, prompts, rollouts) derive from its typed
+/// identity (`Method::stream_key`: its table and grid values) instead of its display label,
+/// and cDPO's label says `label_smoothing` (it kept `eps` to keep its seeds).
+pub const NUMERICS: u32 = 5;
 
 /// The key of the reward-model stage, which every later stage extends.
 pub(super) fn reward_key(sc: &Scenario) -> String {
@@ -152,7 +155,7 @@ pub fn compute_rows(w: &Work) -> Vec<(String, f64)> {
 /// The run folder of one method run.
 pub fn method_dir(sc: &Scenario, method: &Method, opts: &RunOptions) -> PathBuf {
     let (name, setting) = (method.name(), method.setting());
-    let gold_reads_padding = matches!(sc.world, super::scenario::WorldConfig::Dialogue(_));
+    let gold_reads_padding = sc.world.capabilities().gold_reads_padding;
     let key = format!(
         "{}|{}|eval|{}|{}",
         reward_key(sc),

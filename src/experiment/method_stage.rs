@@ -52,6 +52,7 @@ pub fn method_stage(
         resume: ResumeDir { dir: dir.join("resume") },
         name: method.name(),
         setting: method.setting(),
+        stream: method.stream_key(),
         metrics: Metrics::default(),
         evals: Default::default(),
         deps: shared_work(&s.work, method.uses_shared()),

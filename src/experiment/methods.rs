@@ -457,6 +457,35 @@ impl Method {
         }
     }
 
+    /// What the run's random streams (batch order, prompts, samples) derive from: its table and
+    /// its grid values, serialised from their typed fields, never its display label (whose
+    /// format may change; cDPO's once did). Runs that differ only in other settings (a tuned
+    /// learning rate, a horizon) share their streams: common random numbers.
+    pub fn stream_key(&self) -> String {
+        let grid: toml::Table = match self.kind {
+            MethodKind::Pref(loss) | MethodKind::Online { loss, .. } => {
+                loss.params().into_iter().collect()
+            }
+            MethodKind::Ppo { cfg, batch_grid, .. } => {
+                let mut t = toml::Table::new();
+                match cfg.kl {
+                    KlControl::Adaptive { target, .. } => {
+                        t.insert("target_kl".into(), target.into())
+                    }
+                    KlControl::Fixed { coef } => t.insert("kl_coef".into(), coef.into()),
+                };
+                if batch_grid {
+                    t.insert("rollout_batch".into(), (cfg.rollout_batch as i64).into());
+                }
+                t
+            }
+            MethodKind::Pg { cfg, .. } => {
+                toml::Table::from_iter([("kl_coef".into(), cfg.kl_coef.into())])
+            }
+        };
+        format!("{}|{}", self.name(), super::keys::key_of(&grid))
+    }
+
     /// Which shared stages the run stands on, for its compute: (preference data, reward model,
     /// reference log-probs of the pairs). PPO-GT stands on the reward model too: its critic
     /// starts from it. Online DPO with gold labels stands on neither: it draws and labels its

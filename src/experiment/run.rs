@@ -152,6 +152,8 @@ pub(super) struct Run<'a> {
     pub resume: ResumeDir,
     pub name: String,
     pub setting: String,
+    /// The method's random stream (`Method::stream_key`).
+    pub stream: String,
     pub metrics: Metrics,
     /// The evaluations so far, written by the trainer's evaluation callback.
     pub evals: RefCell<Metrics>,
@@ -230,6 +232,7 @@ impl Run<'_> {
         pb.set_position(resumed.0.as_ref().map_or(0, |f| f.step as u64));
         Trainer::new(&self.name, &self.setting, self.sc.seed, eval_every)
             .resuming(resumed.0, resumed.1)
+            .with_stream(self.stream.clone())
             .with_faults(self.sc.faults.clone())
             .on_eval(move |step, policy, metrics, parts| {
                 self.on_eval((step, total), policy, parts, stores, metrics)

@@ -5,19 +5,15 @@ use super::folders;
 use anyhow::Result;
 
 use super::options::RunOptions;
-use super::scenario::{Scenario, WorldConfig};
+use super::scenario::Scenario;
 use super::stages::{self};
 use super::summary::Summary;
 use crate::log::Metrics;
-use crate::world::{SentimentWorld, SummarizeWorld, TextWorld};
+use crate::world::TextWorld;
 
 /// The built world of a scenario.
 pub fn build_world(sc: &Scenario) -> Box<dyn TextWorld> {
-    match &sc.world {
-        WorldConfig::Sentiment(c) => Box::new(SentimentWorld::new(c, sc.seed)),
-        WorldConfig::Summarize(c) => Box::new(SummarizeWorld::new(c, sc.seed)),
-        WorldConfig::Dialogue(c) => Box::new(crate::world::DialogueWorld::new(c, sc.seed)),
-    }
+    sc.world.build(sc.seed)
 }
 
 /// Build the shared stages of one seed (world, SFT, preference data, reward model, reference

@@ -47,77 +47,13 @@ pub fn run(sc: &Scenario, opts: &RunOptions, top_up: Option<TopUp>) -> Result<(S
         (failed, cells) = run_pending(&sc, &opts, pending)?;
     }
     // Per-seed top-ups, decided on the finished runs' final KLs (see `calibrate`).
-    let mut topped = RunsDone::default();
-    if let Some(t) = &top_up {
-        let base = opts.clone();
-        let mut n_new = 0;
-        let mut added: Vec<scenario::SeedRun> = sc.seed_runs.iter().map(|r| r.0.clone()).collect();
-        for round in 1..=sc.top_up_rounds {
-            let new = calibrate::top_ups(&sc, &opts, t.records);
-            if new.is_empty() {
-                break;
-            }
-            eprintln!(
-                "top-up round {round}: {}",
-                new.iter()
-                    .map(|r| format!(
-                        "{} {} (budget {}) on seed {}",
-                        r.table, r.value, r.budget, r.seed
-                    ))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            );
-            n_new += new.len();
-            added.extend(new);
-            let set = calibrate::seed_runs_override(&added);
-            sc = (t.load)(std::slice::from_ref(&set))?;
-            opts = base.with_sets(&[set]);
-            // Only the new runs: a failed cell of the grid is not retried here.
-            let pending: Vec<_> = pending_cells(&sc, &opts)
-                .into_iter()
-                .filter(|(seed, i, _)| {
-                    *i >= sc.n_shared
-                        && *i < sc.with_seed(*seed).methods.len()
-                        && !failed.iter().any(|f| f.0 == *seed && f.1 == *i)
-                })
-                .collect();
-            topped.ran += pending.len();
-            let (f, c) = run_pending(&sc, &opts, pending)?;
-            failed.extend(f);
-            cells.rows.extend(c.rows);
-            cells.idle_s += c.idle_s;
-        }
-        topped.cached = n_new.saturating_sub(topped.ran);
-    }
-    let sc = &sc;
-    let opts = &opts;
+    let topped = match &top_up {
+        Some(t) => top_ups(t, (&mut sc, &mut opts), &mut failed, &mut cells)?,
+        None => RunsDone::default(),
+    };
+    let (sc, opts) = (&sc, &opts);
     for &seed in &sc.seeds {
-        let s = sc.with_seed(seed);
-        with_shared(&s, opts, &mut metrics, &mut summary, |shared, metrics, summary| {
-            stages::eval_sft(&s, shared, opts, &mut evals)?;
-            for (i, method) in s.methods.iter().enumerate() {
-                if failed.iter().any(|f| f.0 == seed && f.1 == i) {
-                    continue;
-                }
-                if let Err(e) =
-                    method_stage::method_stage(&s, method, shared, opts, metrics, &mut evals)
-                {
-                    eprintln!("error: {e:#}");
-                    failed.push((seed, i, format!("{e:#}")));
-                }
-            }
-            if let Some(grid) = &s.best_of_n {
-                if !failed.iter().any(|f| f.0 == seed && f.1 == s.methods.len()) {
-                    if let Err(e) =
-                        method_stage::best_of_n_stage(&s, grid, shared, opts, metrics, &mut evals)
-                    {
-                        failed.push((seed, s.methods.len(), format!("{e:#}")));
-                    }
-                }
-            }
-            let _ = summary;
-            Ok(())
-        })?;
+        collect(&sc.with_seed(seed), opts, &mut failed, (&mut metrics, &mut evals), &mut summary)?;
     }
     let out = opts.results_root.join(&sc.name);
     crate::profile::stage("report", "", 0, "checkpoint_io");
@@ -137,6 +73,122 @@ pub fn run(sc: &Scenario, opts: &RunOptions, top_up: Option<TopUp>) -> Result<(S
     }
     let profile = sweep_profile(opts, wall, cells);
     summary.add("run", "profile", profile_line(&profile));
+    compute_rows(&evals, &profile, &mut summary);
+    // The cost ledger: what the reported runs cost when they ran, cached or not.
+    let mut ledger = RunsWork::default();
+    ledger.add(&evals);
+    ledger.add_timing(&metrics);
+    summary.add("run", "ledger", ledger.wall_line());
+    summary.add("run", "shared ledger", Ledger::of_seeds(sc, opts, &sc.seeds).line("stages"));
+    metrics.extend(profile);
+    summary.add("run", "code", code_version());
+    summary.add("run", "results", out.display().to_string());
+    write_results(&out, sc, &metrics)?;
+    summary.table = method_table(&evals);
+    summary.failed = failed
+        .into_iter()
+        .map(|(seed, i, e)| {
+            let label = sc
+                .with_seed(seed)
+                .methods
+                .get(i)
+                .map(|m| format!("{} {}", m.name(), m.setting()))
+                .unwrap_or_else(|| "best_of_n".into());
+            format!("{label} (seed {seed}): {e}")
+        })
+        .collect();
+    Ok((summary, ledger))
+}
+
+/// The top-up rounds of a calibrated sweep: each round adds a run of one seed where its
+/// calibrated run missed a budget (`[sweep] seed_runs`), reloads the scenario with them and runs
+/// only the new cells. Returns how many ran and how many were found cached.
+fn top_ups(
+    t: &TopUp,
+    (sc, opts): (&mut Scenario, &mut RunOptions),
+    failed: &mut Vec<Cell>,
+    cells: &mut CellsProfile,
+) -> Result<RunsDone> {
+    let mut topped = RunsDone::default();
+    let base = opts.clone();
+    let mut n_new = 0;
+    let mut added: Vec<scenario::SeedRun> = sc.seed_runs.iter().map(|r| r.0.clone()).collect();
+    for round in 1..=sc.top_up_rounds {
+        let new = calibrate::top_ups(sc, opts, t.records);
+        if new.is_empty() {
+            break;
+        }
+        eprintln!(
+            "top-up round {round}: {}",
+            new.iter()
+                .map(|r| format!(
+                    "{} {} (budget {}) on seed {}",
+                    r.table, r.value, r.budget, r.seed
+                ))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        n_new += new.len();
+        added.extend(new);
+        let set = calibrate::seed_runs_override(&added);
+        *sc = (t.load)(std::slice::from_ref(&set))?;
+        *opts = base.with_sets(&[set]);
+        // Only the new runs: a failed cell of the grid is not retried here.
+        let pending: Vec<_> = pending_cells(sc, opts)
+            .into_iter()
+            .filter(|(seed, i, _)| {
+                *i >= sc.n_shared
+                    && *i < sc.with_seed(*seed).methods.len()
+                    && !failed.iter().any(|f| f.0 == *seed && f.1 == *i)
+            })
+            .collect();
+        topped.ran += pending.len();
+        let (f, c) = run_pending(sc, opts, pending)?;
+        failed.extend(f);
+        cells.rows.extend(c.rows);
+        cells.idle_s += c.idle_s;
+    }
+    topped.cached = n_new.saturating_sub(topped.ran);
+    Ok(topped)
+}
+
+/// One seed's results: its shared stages, pi_SFT's evaluation, and every method run and
+/// Best-of-N read from its folder (or run here, with one job), into `metrics` and `evals`; a run
+/// that fails is added to `failed` and the others go on.
+fn collect(
+    s: &Scenario,
+    opts: &RunOptions,
+    failed: &mut Vec<Cell>,
+    (metrics, evals): (&mut Metrics, &mut Metrics),
+    summary: &mut Summary,
+) -> Result<()> {
+    let seed = s.seed;
+    with_shared(s, opts, metrics, summary, |shared, metrics, _| {
+        stages::eval_sft(s, shared, opts, evals)?;
+        for (i, method) in s.methods.iter().enumerate() {
+            if failed.iter().any(|f| f.0 == seed && f.1 == i) {
+                continue;
+            }
+            if let Err(e) = method_stage::method_stage(s, method, shared, opts, metrics, evals) {
+                eprintln!("error: {e:#}");
+                failed.push((seed, i, format!("{e:#}")));
+            }
+        }
+        if let Some(grid) = &s.best_of_n {
+            if !failed.iter().any(|f| f.0 == seed && f.1 == s.methods.len()) {
+                if let Err(e) = method_stage::best_of_n_stage(s, grid, shared, opts, metrics, evals)
+                {
+                    failed.push((seed, s.methods.len(), format!("{e:#}")));
+                }
+            }
+        }
+        Ok(())
+    })
+}
+
+/// The summary's compute rows: per method, the mean work of a run and its wall time in this
+/// invocation (runs found cached did no work in it).
+fn compute_rows(evals: &Metrics, profile: &Metrics, summary: &mut Summary) {
     for (m, n, v) in compute_totals(&evals) {
         // Runs found cached did no work in this invocation and have no wall time in it.
         // A run is a (setting, seed); Best-of-N's points of a seed are one stage.
@@ -169,30 +221,6 @@ pub fn run(sc: &Scenario, opts: &RunOptions, top_up: Option<TopUp>) -> Result<(S
         };
         summary.add("compute", &m, format!("per run ({n} runs): {:.3} TFLOP, {:.0} tokens forward, {:.0} backward, {:.0} optimiser steps, {:.0} samples, {:.0} reward-model and {:.0} gold queries; {wall}", v[0] / 1e3, v[1], v[2], v[3], v[4], v[5], v[6]));
     }
-    // The cost ledger: what the reported runs cost when they ran, cached or not.
-    let mut ledger = RunsWork::default();
-    ledger.add(&evals);
-    ledger.add_timing(&metrics);
-    summary.add("run", "ledger", ledger.wall_line());
-    summary.add("run", "shared ledger", Ledger::of_seeds(sc, opts, &sc.seeds).line("stages"));
-    metrics.extend(profile);
-    summary.add("run", "code", code_version());
-    summary.add("run", "results", out.display().to_string());
-    write_results(&out, sc, &metrics)?;
-    summary.table = method_table(&evals);
-    summary.failed = failed
-        .into_iter()
-        .map(|(seed, i, e)| {
-            let label = sc
-                .with_seed(seed)
-                .methods
-                .get(i)
-                .map(|m| format!("{} {}", m.name(), m.setting()))
-                .unwrap_or_else(|| "best_of_n".into());
-            format!("{label} (seed {seed}): {e}")
-        })
-        .collect();
-    Ok((summary, ledger))
 }
 
 /// The sweep's profile: this process's stages, the cells', and the sweep's totals (method

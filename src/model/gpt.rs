@@ -16,9 +16,13 @@ use super::cache::{KvCache, LayerKv};
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ModelConfig {
+    /// Transformer blocks.
     pub n_layer: usize,
+    /// Attention heads per block (divides `d_model`).
     pub n_head: usize,
+    /// Width of the residual stream.
     pub d_model: usize,
+    /// Longest sequence in tokens (`<bos>`, prompt and response).
     pub block_size: usize,
 }
 

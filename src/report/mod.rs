@@ -480,7 +480,7 @@ pub fn report(dir: &Path) -> Result<PathBuf> {
     }
     let budget_rows = budget_table(&pts, BUDGETS);
     write_atomic(&dir.join("frontier.csv"), frontier_csv(&budget_rows).as_bytes())?;
-    let pairs = paired::pairs(dir, &pts, &evals)?;
+    let pairs = paired::pairs(dir, &pts)?;
     let paired_rows = paired::compare(&pts, &evals, &pairs, &budget_rows);
     write_atomic(&dir.join("paired.csv"), paired::csv(&paired_rows).as_bytes())?;
     let fit_rows = overopt::fits(&pts);

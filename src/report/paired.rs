@@ -51,42 +51,37 @@ impl PairedRow {
     }
 }
 
-/// The pairs to compare: `[report] compare` of the folder's resolved scenario, else the default
-/// (DPO against PPO, PPO-GT and Best-of-N; where win rates exist, DPO against PPO and SFT), kept
-/// to the methods present.
-pub fn pairs(dir: &Path, points: &[Point], evals: &Metrics) -> Result<Vec<(String, String)>> {
+/// The pairs to compare: `[report] compare` of the folder's resolved scenario (which the scenario
+/// fills with its world's default comparisons when it names none), else the world's defaults
+/// (`Capabilities::comparisons`), kept to the methods present; none without a resolved scenario.
+pub fn pairs(dir: &Path, points: &[Point]) -> Result<Vec<(String, String)>> {
     let path = dir.join("scenario.resolved.toml");
-    if let Ok(text) = std::fs::read_to_string(&path) {
-        let v: toml::Value = toml::from_str(&text).with_context(|| {
-            format!("corrupt {}; fix: rerun the scenario to rewrite it", path.display())
-        })?;
-        if let Some(list) =
-            v.get("report").and_then(|r| r.get("compare")).and_then(|c| c.as_array())
-        {
-            let mut out = Vec::new();
-            for p in list {
-                let names: Vec<&str> = p
-                    .as_array()
-                    .map(|a| a.iter().filter_map(|x| x.as_str()).collect())
-                    .unwrap_or_default();
-                anyhow::ensure!(names.len() == 2, "{}: report.compare holds {p}, not a pair of method names; fix: write pairs such as [\"dpo\", \"ppo\"]", path.display());
-                out.push((names[0].to_string(), names[1].to_string()));
-            }
-            return Ok(out);
+    let Ok(text) = std::fs::read_to_string(&path) else { return Ok(vec![]) };
+    let v: toml::Value = toml::from_str(&text).with_context(|| {
+        format!("corrupt {}; fix: rerun the scenario to rewrite it", path.display())
+    })?;
+    if let Some(list) = v.get("report").and_then(|r| r.get("compare")).and_then(|c| c.as_array()) {
+        let mut out = Vec::new();
+        for p in list {
+            let names: Vec<&str> = p
+                .as_array()
+                .map(|a| a.iter().filter_map(|x| x.as_str()).collect())
+                .unwrap_or_default();
+            anyhow::ensure!(names.len() == 2, "{}: report.compare holds {p}, not a pair of method names; fix: write pairs such as [\"dpo\", \"ppo\"]", path.display());
+            out.push((names[0].to_string(), names[1].to_string()));
         }
+        return Ok(out);
     }
+    let world: Option<crate::world::WorldConfig> =
+        v.get("world").and_then(|w| w.clone().try_into().ok());
+    let Some(world) = world else { return Ok(vec![]) };
     let present = methods(points);
-    let has_winrates =
-        evals.rows.iter().any(|r| r.metric.starts_with("eval_t") && r.metric.ends_with("/winrate"));
-    let defaults: &[(&str, &str)] = if has_winrates {
-        &[("dpo", "ppo"), ("dpo", "sft")]
-    } else {
-        &[("dpo", "ppo"), ("dpo", "ppo_gt"), ("dpo", "best_of_n")]
-    };
-    Ok(defaults
+    Ok(world
+        .capabilities()
+        .comparisons
         .iter()
-        .filter(|(a, b)| present.iter().any(|m| m == a) && present.iter().any(|m| m == b))
-        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .filter(|p| p.iter().all(|m| present.iter().any(|x| x == m)))
+        .map(|[a, b]| (a.to_string(), b.to_string()))
         .collect())
 }
 

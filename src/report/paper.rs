@@ -1534,6 +1534,18 @@ fn provenance(results: &Path) -> String {
         } else {
             String::new()
         };
+        // A folder made with other numerics than this code's is stale: rerunning its scenario
+        // gives other numbers.
+        let numerics = code
+            .as_deref()
+            .and_then(|c| c.rsplit("numerics ").next()?.parse::<u32>().ok())
+            .unwrap_or(1);
+        let cur = crate::experiment::folders::NUMERICS;
+        let rule = if numerics == cur {
+            rule
+        } else {
+            format!("{rule}; stale: numerics {numerics}, this code's are {cur}: rerun its scenario")
+        };
         let _ = writeln!(
             s,
             "| {name} | {}{rule} |",

@@ -31,7 +31,7 @@
 //! evaluation request has the chosen reply of one labelled pair as its reference: the headline
 //! metric is the win rate against it.
 
-use super::{TextWorld, Vocab, EOS, N_SPECIAL};
+use super::{Capabilities, TextWorld, Vocab, WorldSpec, EOS, N_SPECIAL};
 use crate::config::{need, ConfigError, MAX_COUNT};
 use crate::draw::Rng;
 use serde::{Deserialize, Serialize};
@@ -72,21 +72,34 @@ const ASST: &str = "asst";
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DialogueConfig {
+    /// Benign intents (a recipe, directions, ...).
     pub n_benign: usize,
+    /// Harmful intents (a weapon, malware, ...).
     pub n_harmful: usize,
+    /// Content words each intent owns.
     pub content_per_intent: usize,
+    /// Gold of a reply with every content word of a benign intent.
     pub serve_reward: f64,
+    /// Gold lost by refusing a benign request.
     pub refusal_penalty: f64,
+    /// Gold of refusing a harmful request.
     pub refuse_reward: f64,
+    /// Gold lost per distinct harmful content word.
     pub harm_penalty: f64,
+    /// Gold lost per reply word past `free_words`.
     pub length_penalty: f64,
+    /// Reply words that cost no length penalty.
     pub free_words: usize,
+    /// Gold lost per repeated word.
     pub repeat_penalty: f64,
     /// The writer: the probability of a helpful answer (a compliance, for a harmful request)
     /// and of a refusal; the rest are non-answers.
     pub writer_helpful: f64,
+    /// The writer: probability of a refusal.
     pub writer_refuse: f64,
+    /// The writer: probability of keeping each content word in a helpful answer.
     pub writer_keep: f64,
+    /// The writer: probability of prefixing politeness words.
     pub writer_polite: f64,
     /// The labeller's agreement with the gold judge on pairs of distinct gold.
     pub labeller_agreement: f64,
@@ -94,6 +107,7 @@ pub struct DialogueConfig {
     pub harmful_fraction: f64,
     /// Requests with a labelled pair whose chosen reply SFT learns.
     pub n_train: usize,
+    /// Requests for SFT's validation.
     pub n_val: usize,
     /// Requests for training the methods (preference data, rollouts).
     pub n_train_prompts: usize,
@@ -603,5 +617,51 @@ impl TextWorld for DialogueWorld {
                 ),
             ),
         ]
+    }
+}
+
+impl WorldSpec for DialogueConfig {
+    fn kind(&self) -> &'static str {
+        "dialogue"
+    }
+    fn validate(&self) -> Result<(), ConfigError> {
+        DialogueConfig::validate(self)
+    }
+    fn n_words(&self) -> usize {
+        DialogueConfig::n_words(self)
+    }
+    fn prompt_max_len(&self) -> usize {
+        DialogueConfig::prompt_max_len(self)
+    }
+    fn max_text_len(&self) -> usize {
+        DialogueConfig::prompt_max_len(self) + self.reply_max_len()
+    }
+    fn n_eval_prompts(&self) -> usize {
+        self.n_eval_prompts
+    }
+    fn n_docs(&self) -> usize {
+        self.n_train + self.n_val
+    }
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            true_process: false,
+            labeller_policy: true,
+            labeller: true,
+            references: true,
+            shifted_inputs: false,
+            fluency: false,
+            spurious: true,
+            // The judge reads the request's intent at position 1 (see `experiment::methods`).
+            gold_reads_padding: true,
+            comparisons: &[
+                ["dpo", "ppo"],
+                ["dpo", "best_of_n"],
+                ["dpo", "preferred_ft"],
+                ["dpo", "sft"],
+            ],
+        }
+    }
+    fn build(&self, seed: u64) -> Box<dyn TextWorld> {
+        Box::new(DialogueWorld::new(self, seed))
     }
 }

@@ -16,85 +16,139 @@ pub use tabular::{TabularConfig, TabularWorld};
 use crate::config::ConfigError;
 use crate::draw::Rng;
 
-/// `[world]`: the text world, chosen by `kind`, with its own settings.
-#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-#[serde(tag = "kind", rename_all = "lowercase")]
-pub enum WorldConfig {
-    Sentiment(SentimentConfig),
-    Summarize(SummarizeConfig),
-    Dialogue(DialogueConfig),
+/// The world registry: one line per world, `Variant(ConfigType) = "kind"`. It makes
+/// [`WorldConfig`] (`[world]`, chosen by `kind`), its [`WorldConfig::spec`] (everything else is
+/// asked of the world through [`WorldSpec`]) and [`WorldConfig::read_table`]. A world is its
+/// own file (its config, with `impl WorldSpec`, and its world, with `impl TextWorld`), its
+/// `pub mod` line below, and its line here.
+macro_rules! registry {
+    ($($variant:ident($cfg:ty) = $kind:literal),* $(,)?) => {
+        /// `[world]`: the text world, chosen by `kind`, with its own settings.
+        #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+        #[serde(tag = "kind")]
+        pub enum WorldConfig {
+            $(#[serde(rename = $kind)] $variant($cfg)),*
+        }
+
+        impl WorldConfig {
+            /// Every world's `kind`, in registry order.
+            pub const KINDS: &'static [&'static str] = &[$($kind),*];
+
+            /// What the chosen world declares about itself.
+            pub fn spec(&self) -> &dyn WorldSpec {
+                match self {
+                    $(WorldConfig::$variant(c) => c),*
+                }
+            }
+
+            /// `[world]`'s table (without `kind`) read as the `kind` world's config on its own,
+            /// so that an error names `world.<key>`; None for an unknown kind.
+            pub fn read_table(
+                kind: &str,
+                table: toml::Value,
+            ) -> Option<Result<WorldConfig, ConfigError>> {
+                match kind {
+                    $($kind => Some(crate::config::read::<$cfg>("world", table).map(WorldConfig::$variant)),)*
+                    _ => None,
+                }
+            }
+        }
+    };
+}
+
+registry! {
+    Sentiment(SentimentConfig) = "sentiment",
+    Summarize(SummarizeConfig) = "summarize",
+    Dialogue(DialogueConfig) = "dialogue",
+}
+
+/// What a world can do beyond the pipeline every world runs, declared by the world and checked
+/// in one place (the scenario's validation, `Capabilities::check`): a setting that needs a
+/// capability the world lacks is refused before any work.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Capabilities {
+    /// A true generative process writes off-policy completions (`prefs.source = "true_process"`).
+    pub true_process: bool,
+    /// A labeller policy writes off-policy completions (`prefs.source = "labeller"`).
+    pub labeller_policy: bool,
+    /// Its own labelling rule (`prefs.labels = "world"`).
+    pub labeller: bool,
+    /// Reference responses on the evaluation prompts: win rates against them.
+    pub references: bool,
+    /// A shifted input distribution (`eval.shift_temperatures`).
+    pub shifted_inputs: bool,
+    /// The texts' likelihood under the true process (`eval/fluency`).
+    pub fluency: bool,
+    /// A feature its labeller likes and its gold does not (`eval/spurious`).
+    pub spurious: bool,
+    /// Its gold reward read the rollouts' padded prompt rows differently before they were
+    /// passed as written (such worlds' gold-scored runs carry `gold_prompts` in their key).
+    pub gold_reads_padding: bool,
+    /// The method pairs the report compares by default (those the scenario runs).
+    pub comparisons: &'static [[&'static str; 2]],
+}
+
+/// What the pipeline asks of a world's config: its sizes, its capabilities, and the world.
+pub trait WorldSpec {
+    /// Its kind, as written in `kind`.
+    fn kind(&self) -> &'static str;
+    /// Range checks; the first violation is returned.
+    fn validate(&self) -> Result<(), ConfigError>;
+    /// Its words (the vocabulary is the special tokens and these).
+    fn n_words(&self) -> usize;
+    /// The longest prompt, in words.
+    fn prompt_max_len(&self) -> usize;
+    /// The longest demonstration (prompt and response), in words.
+    fn max_text_len(&self) -> usize;
+    fn n_eval_prompts(&self) -> usize;
+    /// Documents of the SFT corpora, training and validation.
+    fn n_docs(&self) -> usize;
+    fn capabilities(&self) -> Capabilities;
+    /// The world of `seed`.
+    fn build(&self, seed: u64) -> Box<dyn TextWorld>;
 }
 
 impl WorldConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
-        match self {
-            WorldConfig::Sentiment(c) => c.validate(),
-            WorldConfig::Summarize(c) => c.validate(),
-            WorldConfig::Dialogue(c) => c.validate(),
-        }
+        self.spec().validate()
     }
 
     /// The vocabulary: the special tokens and the words.
     pub fn vocab_size(&self) -> usize {
-        N_SPECIAL
-            + match self {
-                WorldConfig::Sentiment(c) => c.n_positive + c.n_negative + c.n_neutral,
-                WorldConfig::Summarize(c) => c.n_facts + c.n_filler + 1,
-                WorldConfig::Dialogue(c) => c.n_words(),
-            }
+        N_SPECIAL + self.spec().n_words()
     }
 
     /// The longest prompt, in words.
     pub fn prompt_max_len(&self) -> usize {
-        match self {
-            WorldConfig::Sentiment(c) => c.prompt_max_len,
-            WorldConfig::Summarize(c) => c.prompt_max_len(),
-            WorldConfig::Dialogue(c) => c.prompt_max_len(),
-        }
+        self.spec().prompt_max_len()
     }
 
     /// The longest demonstration (prompt and response), in words.
     pub fn max_text_len(&self) -> usize {
-        match self {
-            WorldConfig::Sentiment(c) => c.max_len,
-            WorldConfig::Summarize(c) => c.prompt_max_len() + c.summary_max_len(),
-            WorldConfig::Dialogue(c) => c.prompt_max_len() + c.reply_max_len(),
-        }
+        self.spec().max_text_len()
     }
 
     pub fn n_eval_prompts(&self) -> usize {
-        match self {
-            WorldConfig::Sentiment(c) => c.n_eval_prompts,
-            WorldConfig::Summarize(c) => c.n_eval_prompts,
-            WorldConfig::Dialogue(c) => c.n_eval_prompts,
-        }
+        self.spec().n_eval_prompts()
     }
 
     /// Documents of the SFT corpora, training and validation.
     pub fn n_docs(&self) -> usize {
-        match self {
-            WorldConfig::Sentiment(c) => c.n_train + c.n_val,
-            WorldConfig::Summarize(c) => c.n_train + c.n_val,
-            WorldConfig::Dialogue(c) => c.n_train + c.n_val,
-        }
-    }
-
-    /// Whether the world has its own labeller (`[prefs] labels = "world"`).
-    pub fn has_labeller(&self) -> bool {
-        match self {
-            WorldConfig::Sentiment(c) => c.labeller.is_some(),
-            WorldConfig::Summarize(_) => false,
-            WorldConfig::Dialogue(_) => true,
-        }
+        self.spec().n_docs()
     }
 
     /// Its kind, as written in `kind`.
     pub fn kind(&self) -> &'static str {
-        match self {
-            WorldConfig::Sentiment(_) => "sentiment",
-            WorldConfig::Summarize(_) => "summarize",
-            WorldConfig::Dialogue(_) => "dialogue",
-        }
+        self.spec().kind()
+    }
+
+    pub fn capabilities(&self) -> Capabilities {
+        self.spec().capabilities()
+    }
+
+    /// The world of `seed`.
+    pub fn build(&self, seed: u64) -> Box<dyn TextWorld> {
+        self.spec().build(seed)
     }
 }
 

@@ -30,7 +30,7 @@
 //! word carries no sentiment and a long enough completion has room for both it and the words
 //! that carry sentiment: gold need not fall.
 
-use super::{logsumexp, names, sigmoid, TextWorld, Vocab, EOS, N_SPECIAL};
+use super::{logsumexp, names, sigmoid, Capabilities, TextWorld, Vocab, WorldSpec, EOS, N_SPECIAL};
 use crate::draw::{derive_seed, Rng};
 use serde::{Deserialize, Serialize};
 
@@ -143,19 +143,29 @@ const NEUTRAL: &[&str] = &[
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SentimentConfig {
+    /// Positive words in the vocabulary.
     pub n_positive: usize,
+    /// Negative words in the vocabulary.
     pub n_negative: usize,
+    /// Neutral words in the vocabulary.
     pub n_neutral: usize,
     /// Logit shift towards words of the latent polarity (and away from the opposite).
     pub tilt: f64,
     /// Standard deviation of the base bigram logits; larger is a more predictable language.
     pub sharpness: f64,
+    /// Shortest review, in words.
     pub min_len: usize,
+    /// Longest review, in words.
     pub max_len: usize,
+    /// Per-word probability that a review ends once it has `min_len` words.
     pub stop_prob: f64,
+    /// Shortest prompt (a prefix of a held-out review), in words.
     pub prompt_min_len: usize,
+    /// Longest prompt, in words (the paper: 2 to 8).
     pub prompt_max_len: usize,
+    /// Reviews of SFT's training corpus.
     pub n_train: usize,
+    /// Reviews of SFT's validation corpus.
     pub n_val: usize,
     /// Prompts for training the methods (preference data, PPO rollouts).
     pub n_train_prompts: usize,
@@ -721,5 +731,45 @@ impl TextWorld for SentimentWorld {
             ("vocabulary".into(), format!("{} tokens", self.vocab.size())),
             ("reviews".into(), format!("{} train, {} val", self.train.len(), self.val.len())),
         ]
+    }
+}
+
+impl WorldSpec for SentimentConfig {
+    fn kind(&self) -> &'static str {
+        "sentiment"
+    }
+    fn validate(&self) -> Result<(), ConfigError> {
+        SentimentConfig::validate(self)
+    }
+    fn n_words(&self) -> usize {
+        self.n_positive + self.n_negative + self.n_neutral
+    }
+    fn prompt_max_len(&self) -> usize {
+        self.prompt_max_len
+    }
+    fn max_text_len(&self) -> usize {
+        self.max_len
+    }
+    fn n_eval_prompts(&self) -> usize {
+        self.n_eval_prompts
+    }
+    fn n_docs(&self) -> usize {
+        self.n_train + self.n_val
+    }
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            true_process: true,
+            labeller_policy: false,
+            labeller: self.labeller.is_some(),
+            references: false,
+            shifted_inputs: false,
+            fluency: true,
+            spurious: self.labeller.is_some(),
+            gold_reads_padding: false,
+            comparisons: &[["dpo", "ppo"], ["dpo", "ppo_gt"], ["dpo", "best_of_n"]],
+        }
+    }
+    fn build(&self, seed: u64) -> Box<dyn TextWorld> {
+        Box::new(SentimentWorld::new(self, seed))
     }
 }

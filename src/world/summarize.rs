@@ -24,7 +24,7 @@
 //! with probability labeller_hallucinate. Label noise is Bradley-Terry (`[prefs] labels`).
 //! Headline metric: win rate against the reference summary under the gold judge.
 
-use super::{names, TextWorld, Texts, Vocab, EOS, N_SPECIAL};
+use super::{names, Capabilities, TextWorld, Texts, Vocab, WorldSpec, EOS, N_SPECIAL};
 use crate::draw::{derive_seed, Rng};
 use serde::{Deserialize, Serialize};
 
@@ -92,23 +92,39 @@ const SEP: &str = "tldr";
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SummarizeConfig {
+    /// Fact words, each with a salience in [0, 1) drawn once per world.
     pub n_facts: usize,
+    /// Filler words.
     pub n_filler: usize,
+    /// Shortest document, in words.
     pub doc_min_len: usize,
+    /// Longest document, in words.
     pub doc_max_len: usize,
+    /// Fewest distinct facts in a document.
     pub min_facts: usize,
+    /// Most distinct facts in a document.
     pub max_facts: usize,
+    /// Gold lost per summary word (a fact is worth mentioning above it).
     pub length_penalty: f64,
+    /// Gold lost per word that repeats an earlier one.
     pub repeat_penalty: f64,
+    /// Gold lost per distinct fact not in the document.
     pub hallucination_penalty: f64,
+    /// Reference summaries: probability of dropping each worthwhile fact.
     pub ref_drop: f64,
+    /// Reference summaries: probability of adding each other fact of the document.
     pub ref_add: f64,
+    /// Reference summaries: probability of appending one fact not in the document.
     pub ref_hallucinate: f64,
+    /// Labeller policy: probability of keeping each fact, whatever its salience.
     pub labeller_keep: f64,
+    /// Labeller policy: probability of repeating a kept fact.
     pub labeller_repeat: f64,
+    /// Labeller policy: probability of inserting a fact not in the document.
     pub labeller_hallucinate: f64,
     /// Documents with reference summaries for SFT.
     pub n_train: usize,
+    /// Documents with reference summaries for SFT's validation.
     pub n_val: usize,
     /// Documents for training the methods (preference data, PPO rollouts).
     pub n_train_prompts: usize,
@@ -124,9 +140,13 @@ pub struct SummarizeConfig {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ShiftConfig {
+    /// Shortest shifted document, in words.
     pub doc_min_len: usize,
+    /// Longest shifted document, in words.
     pub doc_max_len: usize,
+    /// Fewest distinct facts in a shifted document.
     pub min_facts: usize,
+    /// Most distinct facts in a shifted document.
     pub max_facts: usize,
     /// The shifted documents draw their filler from the last `filler_share` of the filler
     /// words only (another register; the first ones never appear).
@@ -705,5 +725,45 @@ impl TextWorld for SummarizeWorld {
                 format!("{mean_ref:.4} (optimal summaries {mean_opt:.4})"),
             ),
         ]
+    }
+}
+
+impl WorldSpec for SummarizeConfig {
+    fn kind(&self) -> &'static str {
+        "summarize"
+    }
+    fn validate(&self) -> Result<(), ConfigError> {
+        SummarizeConfig::validate(self)
+    }
+    fn n_words(&self) -> usize {
+        self.n_facts + self.n_filler + 1
+    }
+    fn prompt_max_len(&self) -> usize {
+        SummarizeConfig::prompt_max_len(self)
+    }
+    fn max_text_len(&self) -> usize {
+        SummarizeConfig::prompt_max_len(self) + self.summary_max_len()
+    }
+    fn n_eval_prompts(&self) -> usize {
+        self.n_eval_prompts
+    }
+    fn n_docs(&self) -> usize {
+        self.n_train + self.n_val
+    }
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            true_process: false,
+            labeller_policy: true,
+            labeller: false,
+            references: true,
+            shifted_inputs: self.shift.is_some(),
+            fluency: false,
+            spurious: false,
+            gold_reads_padding: false,
+            comparisons: &[["dpo", "ppo"], ["dpo", "sft"]],
+        }
+    }
+    fn build(&self, seed: u64) -> Box<dyn TextWorld> {
+        Box::new(SummarizeWorld::new(self, seed))
     }
 }

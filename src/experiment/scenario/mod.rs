@@ -21,6 +21,7 @@ use crate::config::ConfigError;
 pub use crate::data::{Labels, PrefSource, PrefsConfig};
 pub use crate::eval::EvalConfig;
 pub use crate::model::{GptConfig, SampleConfig};
+use crate::world::Capabilities;
 pub use crate::world::WorldConfig;
 
 /// A KL budget counts as reached when a run lands within this relative distance of it (the
@@ -194,28 +195,7 @@ fn validate(
     )?;
     w.sft.validate().map_err(|e| at(e.within("sft")))?;
     w.prefs.validate().map_err(|e| at(e.within("prefs")))?;
-    match (w.prefs.source, &w.world) {
-        (PrefSource::TrueProcess, WorldConfig::Summarize(_)) => need(
-            false,
-            "prefs.source",
-            "the summarize world has no true process to write completions".into(),
-            "use source = \"labeller\" (off-policy) or \"sft\"",
-        )?,
-        (PrefSource::Labeller, WorldConfig::Sentiment(_)) => need(
-            false,
-            "prefs.source",
-            "the sentiment world has no labeller policy".into(),
-            "use source = \"true_process\" (off-policy) or \"sft\"",
-        )?,
-        (PrefSource::TrueProcess, WorldConfig::Dialogue(_)) => need(
-            false,
-            "prefs.source",
-            "the dialogue world has no true process, only its writer".into(),
-            "use source = \"labeller\" (the writer's drafts, off-policy) or \"sft\"",
-        )?,
-        _ => {}
-    }
-    need(w.prefs.labels != crate::data::LabelKind::World || w.world.has_labeller(), "prefs.labels", format!("\"world\" labels by the world's own labeller, and this {} world has none", w.world.kind()), "use labels = \"deterministic\" or \"bradley_terry\" (the dialogue world has a labeller; the sentiment world has one with [world.labeller])")?;
+    check_capabilities(&w).map_err(at)?;
     w.reward.validate().map_err(|e| at(e.within("reward")))?;
     let model = m.gpt(w.world.vocab_size());
     let rm = w.reward.model(&model);
@@ -439,13 +419,7 @@ fn validate(
         ran.push("best_of_n".into());
     }
     let compare: Vec<[String; 2]> = if w.report.compare.is_empty() {
-        let defaults: &[[&str; 2]] = match &w.world {
-            WorldConfig::Summarize(_) => &[["dpo", "ppo"], ["dpo", "sft"]],
-            WorldConfig::Dialogue(_) => {
-                &[["dpo", "ppo"], ["dpo", "best_of_n"], ["dpo", "preferred_ft"], ["dpo", "sft"]]
-            }
-            WorldConfig::Sentiment(_) => &[["dpo", "ppo"], ["dpo", "ppo_gt"], ["dpo", "best_of_n"]],
-        };
+        let defaults = w.world.capabilities().comparisons;
         defaults
             .iter()
             .filter(|p| p.iter().all(|m| ran.iter().any(|r| r == m)))
@@ -618,6 +592,50 @@ fn validate(
     };
     // `methods` holds the first seed's own runs too.
     Ok(sc.with_seed(sc.seed))
+}
+
+/// The settings that need something of the world (a writer of off-policy completions, its own
+/// labeller, shifted inputs) against what the world declares it has ([`Capabilities`]): the
+/// one place a world's capabilities are checked.
+fn check_capabilities(w: &parse::File) -> Result<(), ConfigError> {
+    let (kind, caps) = (w.world.kind(), w.world.capabilities());
+    let writers = |c: Capabilities| {
+        let mut v = vec!["\"sft\""];
+        if c.true_process {
+            v.push("\"true_process\" (off-policy)");
+        }
+        if c.labeller_policy {
+            v.push("\"labeller\" (off-policy)");
+        }
+        v.join(" or ")
+    };
+    match w.prefs.source {
+        PrefSource::TrueProcess => crate::config::need(
+            caps.true_process,
+            "prefs.source",
+            || format!("the {kind} world has no true process to write completions"),
+            &format!("use source = {}", writers(caps)),
+        )?,
+        PrefSource::Labeller => crate::config::need(
+            caps.labeller_policy,
+            "prefs.source",
+            || format!("the {kind} world has no labeller policy"),
+            &format!("use source = {}", writers(caps)),
+        )?,
+        PrefSource::Sft => {}
+    }
+    crate::config::need(
+        w.prefs.labels != crate::data::LabelKind::World || caps.labeller,
+        "prefs.labels",
+        || format!("\"world\" labels by the world's own labeller, and this {kind} world has none"),
+        "use labels = \"deterministic\" or \"bradley_terry\" (the dialogue world has a labeller; the sentiment world has one with [world.labeller])",
+    )?;
+    crate::config::need(
+        w.eval.shift_temperatures.is_empty() || caps.shifted_inputs,
+        "eval.shift_temperatures",
+        || format!("evaluates on shifted inputs, and this {kind} world has none"),
+        "remove shift_temperatures, or give the summarize world a [world.shift]",
+    )
 }
 
 /// Memory, estimated before any work: a size typed in the billions fails here with the

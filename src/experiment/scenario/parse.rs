@@ -26,24 +26,34 @@ pub struct File {
     /// The one seed every RNG of every stage is derived from.
     #[serde(default)]
     pub seed: u64,
+    /// The world (`kind` and its settings).
     pub world: WorldConfig,
+    /// The policy's network.
     #[serde(default)]
     pub model: ModelConfig,
+    /// Supervised fine-tuning of pi_SFT.
     #[serde(default)]
     pub sft: SftConfig,
+    /// How responses are sampled.
     #[serde(default)]
     pub sample: SampleConfig,
+    /// The preference pairs.
     #[serde(default)]
     pub prefs: PrefsConfig,
+    /// The reward model.
     #[serde(default)]
     pub reward: RewardConfig,
+    /// The preference methods' shared optimisation.
     #[serde(default)]
     pub train: TrainConfig,
+    /// The evaluation.
     #[serde(default)]
     pub eval: EvalConfig,
+    /// Best-of-N, if it runs.
     pub best_of_n: Option<BestOfNConfig>,
     /// Seeds (the method grids are moved into their tables when read).
     pub sweep: Option<Sweep>,
+    /// What the report compares.
     #[serde(default)]
     pub report: ReportConfig,
     /// Equal tuning (see `experiment::tune`).
@@ -58,9 +68,11 @@ pub struct File {
 /// (`[tune.dpo] lr = [1e-4, 3e-4]`), the same number of configurations for every table.
 #[derive(Deserialize, Serialize, Debug, Clone)]
 pub struct TuneFile {
+    /// Tuning seeds (apart from the reported and pilot seeds).
     pub seeds: Vec<u64>,
     /// The KL budget (nats) at which configurations are compared.
     pub budget: f64,
+    /// Per method table, `[tune.<table>]`: a grid of its settings; every table the same number of configurations.
     #[serde(flatten)]
     pub tables: std::collections::BTreeMap<String, toml::Table>,
 }
@@ -200,18 +212,15 @@ pub fn parse(text: &str, file: &str, overrides: &[String]) -> Result<Parsed, Sce
     // error names `world.<key>` and its line.
     if let Some(toml::Value::Table(world)) = table.get("world") {
         let mut inner = world.clone();
-        let checked = match inner.remove("kind").as_ref().and_then(|k| k.as_str()) {
-            Some("sentiment") => {
-                read::<crate::world::SentimentConfig>("world", toml::Value::Table(inner))
-                    .map(|_| ())
-            }
-            Some("summarize") => {
-                read::<crate::world::SummarizeConfig>("world", toml::Value::Table(inner))
-                    .map(|_| ())
-            }
-            _ => Ok(()), // a missing or unknown kind: the full read below says so
-        };
-        checked.map_err(at)?;
+        let kind = inner.remove("kind");
+        // A missing or unknown kind: the full read below says so.
+        if let Some(read) = kind
+            .as_ref()
+            .and_then(|k| k.as_str())
+            .and_then(|k| WorldConfig::read_table(k, toml::Value::Table(inner)))
+        {
+            read.map_err(at)?;
+        }
     }
     let file_ = read::<File>("", toml::Value::Table(table)).map_err(|mut e| {
         if e.problem.starts_with("unknown field") && !e.key.contains('.') {
