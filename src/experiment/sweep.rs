@@ -189,7 +189,7 @@ fn collect(
 /// The summary's compute rows: per method, the mean work of a run and its wall time in this
 /// invocation (runs found cached did no work in it).
 fn compute_rows(evals: &Metrics, profile: &Metrics, summary: &mut Summary) {
-    for (m, n, v) in compute_totals(&evals) {
+    for (m, n, v) in compute_totals(evals) {
         // Runs found cached did no work in this invocation and have no wall time in it.
         // A run is a (setting, seed); Best-of-N's points of a seed are one stage.
         let unit = |setting: &str, seed: u64| {
