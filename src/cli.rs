@@ -29,27 +29,7 @@ pub struct Common {
 #[derive(Subcommand)]
 pub enum Cmd {
     /// Run a scenario's stages and write results/<name>/.
-    Run {
-        file: PathBuf,
-        #[command(flatten)]
-        common: Common,
-        /// Results folder root.
-        #[arg(long, default_value = "results")]
-        results: PathBuf,
-        /// Run folder root (checkpoints, cached stages).
-        #[arg(long, default_value = "runs")]
-        runs: PathBuf,
-        /// No progress on stderr.
-        #[arg(long)]
-        quiet: bool,
-        /// Progress as one JSON object per line on stderr (stage, step, total, rate, eta_s).
-        #[arg(long)]
-        json_progress: bool,
-        /// Method runs at a time, each a child process (`alignlab cell`) with threads/jobs
-        /// torch threads.
-        #[arg(long, default_value_t = 1)]
-        jobs: usize,
-    },
+    Run(RunArgs),
     /// Run one cell of a scenario's sweep (what `run --jobs N` starts; a cluster array job runs
     /// the same command). Results go to the run folder; `run` merges them.
     Cell {
@@ -151,4 +131,29 @@ pub enum Cmd {
         #[arg(long)]
         quick: bool,
     },
+}
+
+/// `alignlab run`'s arguments.
+#[derive(clap::Args)]
+pub struct RunArgs {
+    /// The scenario file.
+    pub file: PathBuf,
+    #[command(flatten)]
+    pub common: Common,
+    /// Results folder root.
+    #[arg(long, default_value = "results")]
+    pub results: PathBuf,
+    /// Run folder root (checkpoints, cached stages).
+    #[arg(long, default_value = "runs")]
+    pub runs: PathBuf,
+    /// No progress on stderr.
+    #[arg(long)]
+    pub quiet: bool,
+    /// Progress as one JSON object per line on stderr (stage, step, total, rate, eta_s).
+    #[arg(long)]
+    pub json_progress: bool,
+    /// Method runs at a time, each a child process (`alignlab cell`) with threads/jobs
+    /// torch threads.
+    #[arg(long, default_value_t = 1)]
+    pub jobs: usize,
 }

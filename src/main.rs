@@ -7,7 +7,7 @@ use anyhow::Result;
 use clap::Parser;
 
 mod cli;
-use cli::{Cli, Cmd, Common};
+use cli::{Cli, Cmd, Common, RunArgs};
 
 use alignlab::device;
 use alignlab::experiment::{self, ProgressMode, RunOptions};
@@ -29,43 +29,7 @@ fn run() -> Result<()> {
             let sc = Scenario::load(&file, &set)?;
             print!("{}", experiment::show_world(&sc, show));
         }
-        Cmd::Run { file, common, results, runs, jobs, quiet, json_progress } => {
-            // The whole invocation's wall time: tuning and calibration included.
-            let t_start = std::time::Instant::now();
-            let sc = Scenario::load(&file, &common.set)?;
-            anyhow::ensure!(
-                jobs >= 1,
-                "--jobs must be at least 1; fix: pass --jobs 1 (in process) or more"
-            );
-            let device = setup(&common)?;
-            let threads = tch::get_num_threads();
-            eprintln!("alignlab: scenario {} (seeds {:?}) on {device:?}, {threads} threads, {jobs} job(s)", sc.name, sc.seeds);
-            let mut cell_args = vec![
-                file.display().to_string(),
-                "--runs".into(),
-                runs.display().to_string(),
-                "--device".into(),
-                common.device.to_string(),
-            ];
-            cell_args.extend(common.set.iter().flat_map(|s| ["--set".to_string(), s.clone()]));
-            let progress = ProgressMode::choose(quiet, json_progress);
-            let opts = RunOptions {
-                results_root: results,
-                runs_root: runs,
-                device,
-                progress,
-                jobs,
-                threads: threads as usize,
-                cell_args,
-            };
-            let out = opts.results_root.join(&sc.name);
-            let summary = experiment::run_scenario(&file, &common.set, opts, t_start)?;
-            summary.print();
-            println!("\nfrontier plot: {}", alignlab::report::report(&out)?.display());
-            if !summary.failed.is_empty() {
-                anyhow::bail!("{} method run(s) failed (the others finished and are in the results):\n  {}\nfix: see each error above; rerunning the same command retries only these", summary.failed.len(), summary.failed.join("\n  "));
-            }
-        }
+        Cmd::Run(args) => run_command(args)?,
         Cmd::Cell { file, common, seed, index, runs } => {
             let sc = Scenario::load(&file, &common.set)?.with_seed(seed);
             // Before any stage runs: a wrong seed or index must not cost an SFT.
@@ -123,12 +87,51 @@ fn run() -> Result<()> {
     Ok(())
 }
 
+/// `alignlab run`: the scenario's protocol, its summary printed, its report and plots.
+fn run_command(args: RunArgs) -> Result<()> {
+    let RunArgs { file, common, results, runs, jobs, quiet, json_progress } = args;
+    // The whole invocation's wall time: tuning and calibration included.
+    let t_start = std::time::Instant::now();
+    let sc = Scenario::load(&file, &common.set)?;
+    anyhow::ensure!(
+        jobs >= 1,
+        "--jobs must be at least 1; fix: pass --jobs 1 (in process) or more"
+    );
+    let device = setup(&common)?;
+    let threads = tch::get_num_threads();
+    eprintln!(
+        "alignlab: scenario {} (seeds {:?}) on {device:?}, {threads} threads, {jobs} job(s)",
+        sc.name, sc.seeds
+    );
+    // What makes `alignlab cell` see the same scenario: file, --runs, --device, the --sets.
+    let (file_arg, runs_arg) = (file.display().to_string(), runs.display().to_string());
+    let mut cell_args = vec![file_arg, "--runs".into(), runs_arg, "--device".into()];
+    cell_args.push(common.device.to_string());
+    cell_args.extend(common.set.iter().flat_map(|s| ["--set".to_string(), s.clone()]));
+    let progress = ProgressMode::choose(quiet, json_progress);
+    let opts = RunOptions {
+        results_root: results,
+        runs_root: runs,
+        device,
+        progress,
+        jobs,
+        threads: threads as usize,
+        cell_args,
+    };
+    let out = opts.results_root.join(&sc.name);
+    let summary = experiment::run_scenario(&file, &common.set, opts, t_start)?;
+    summary.print();
+    println!("\nfrontier plot: {}", alignlab::report::report(&out)?.display());
+    if !summary.failed.is_empty() {
+        anyhow::bail!("{} method run(s) failed (the others finished and are in the results):\n  {}\nfix: see each error above; rerunning the same command retries only these", summary.failed.len(), summary.failed.join("\n  "));
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
-    // Output piped into `head` ends quietly when the reader goes away, as in other command-line
-    // tools, instead of panicking on a broken pipe.
-    // SAFETY: restoring the default disposition of SIGPIPE before any thread starts.
-    // A file-size limit (`ulimit -f`) makes writes fail with an error, like a full disk, instead
-    // of killing the process with SIGXFSZ before it can say what happened.
+    // SAFETY: signal dispositions set before any thread starts. Output piped into `head` ends
+    // quietly (SIGPIPE's default, not a panic on a broken pipe); a file-size limit makes writes
+    // fail with an error, like a full disk (SIGXFSZ ignored), instead of killing the process.
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
         libc::signal(libc::SIGXFSZ, libc::SIG_IGN);

@@ -11,6 +11,14 @@
 //! head): 2 per weight per token in the matmuls plus attention's scores and mixing, and twice
 //! that again for the backward pass when the output requires a gradient (the estimate of
 //! nanoGPT and Kaplan et al.: forward 2N, backward 4N per token).
+//!
+//! How the profiler is used, in one place: it is a thread-local instrument, written one way.
+//! The model, the algorithms and the evaluator only *record* into it ([`span`], [`add_flops`],
+//! [`count`]), and nothing they compute ever reads it back, so no number a run produces
+//! depends on it. Only `experiment` *reads* it: to charge each run its compute
+//! ([`stage_work`], the `compute/*` evaluation rows) and to write the profile of a sweep
+//! ([`snapshot`]). It is not passed down as an argument because every layer below
+//! `experiment` would then carry a parameter it never reads.
 
 use std::cell::RefCell;
 use std::time::Instant;

@@ -4,6 +4,7 @@
 use alignlab::experiment::calibrate::{
     best_of_n_for, best_of_n_kl, pick, propose, round3, setting_value, settles,
 };
+use alignlab::scenario::Override;
 
 fn close(a: f64, b: f64) -> bool {
     (a - b).abs() < 1e-9 * b.abs().max(1.0)
@@ -131,7 +132,8 @@ fn tuning_is_checked_before_any_work() {
     let tune = t.tune.unwrap();
     // The product of a table's lists: 4 configurations each.
     assert_eq!(tune.tables.iter().map(|x| x.1.len()).collect::<Vec<_>>(), vec![4, 4]);
-    assert_eq!(tune.tables[0].1[1], vec!["dpo.lr=0.0001".to_string(), "dpo.steps=200".to_string()]);
+    let args = |c: &[Override]| c.iter().map(Override::to_arg).collect::<Vec<_>>();
+    assert_eq!(args(&tune.tables[0].1[1]), ["dpo.lr=0.0001", "dpo.steps=200"]);
     let err = |sets: &[&str]| load(sets).unwrap_err().to_string();
     let e = err(&[
         "tune.seeds=[2000]",
@@ -157,10 +159,8 @@ fn tuning_is_checked_before_any_work() {
     let ppo = &t.tune.unwrap().tables[1];
     assert_eq!(ppo.1.len(), 4);
     assert_eq!(
-        ppo.1[2],
-        ["ppo.horizon=512", "ppo.init_kl_coef=0.3", "ppo.iterations=120", "ppo.lr=0.0001"]
-            .map(String::from)
-            .to_vec()
+        ppo.1[2].iter().map(Override::to_arg).collect::<Vec<_>>(),
+        ["ppo.horizon=512", "ppo.init_kl_coef=0.3", "ppo.iterations=120", "ppo.lr=0.0001"].to_vec()
     );
     let e = err(&["tune.seeds=[2000]", "tune.budget=1.0", "tune.ppo.configs=[{target_kl = 1.0}]"]);
     assert!(e.contains("tune.ppo.target_kl") && e.contains("grid"), "{e}");
@@ -317,15 +317,15 @@ fn fake_calibration(
         threads: 1,
         cell_args: vec![],
     };
-    let load = |extra: &[String]| {
+    let load = |extra: &[Override]| {
         let mut all: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
-        all.extend(extra.iter().cloned());
+        all.extend(extra.iter().map(Override::to_arg));
         Scenario::load(std::path::Path::new("scenarios/sentiment.toml"), &all)
             .map_err(anyhow::Error::from)
     };
     let sc = load(&[]).unwrap();
     let seen = std::cell::RefCell::new(Vec::new());
-    let run_pilot = |pilot: &Scenario, tables: &[String], _: &[String]| -> anyhow::Result<()> {
+    let run_pilot = |pilot: &Scenario, tables: &[String], _: &[Override]| -> anyhow::Result<()> {
         for m in pilot.methods.iter().filter(|m| tables.contains(&m.name())) {
             for &seed in &pilot.seeds {
                 let kl = match setting_value(&m.setting(), "target_kl") {
@@ -372,7 +372,11 @@ fn several_pilot_seeds_land_at_their_mean_kl() {
     let ppo = cal.records.iter().find(|r| r.table == "ppo").unwrap();
     assert_eq!(ppo.value, 1.25);
     assert!(close(ppo.pilot_kl, 1.0), "{}", ppo.pilot_kl);
-    assert!(cal.overrides.contains(&"ppo.target_kl=[1.25]".to_string()), "{:?}", cal.overrides);
+    assert!(
+        cal.overrides.iter().any(|o| o.to_arg() == "ppo.target_kl=[1.25]"),
+        "{:?}",
+        cal.overrides
+    );
     // One list or one seed, not both; a pilot seed that is reported is refused.
     let e = Scenario::load(
         std::path::Path::new("scenarios/sentiment.toml"),
@@ -424,7 +428,11 @@ fn several_pilot_seeds_land_at_their_mean_kl() {
 fn a_run_within_reach_of_two_budgets_settles_one() {
     let (cal, _) =
         fake_calibration("two", &["sweep.budgets=[2.0, 2.5]", "ppo.target_kl=[2.0, 4.0]"], |_| 1.0);
-    assert!(cal.overrides.contains(&"ppo.target_kl=[2.0, 2.5]".to_string()), "{:?}", cal.overrides);
+    assert!(
+        cal.overrides.iter().any(|o| o.to_arg() == "ppo.target_kl=[2.0, 2.5]"),
+        "{:?}",
+        cal.overrides
+    );
     let ppo: Vec<_> =
         cal.records.iter().filter(|r| r.table == "ppo").map(|r| (r.budget, r.value)).collect();
     assert_eq!(ppo, vec![(2.0, 2.0), (2.5, 2.5)]);
@@ -552,10 +560,14 @@ fn a_seed_whose_calibrated_run_missed_gets_a_run_of_its_own() {
         "ppo.target_kl=[1.0, 2.0]",
         "sweep.top_up_rounds=2",
     ];
-    let load = |extra: &[String]| {
+    let load = |extra: &[Override]| {
         Scenario::load(
             std::path::Path::new("scenarios/sentiment.toml"),
-            &base.iter().map(|s| s.to_string()).chain(extra.iter().cloned()).collect::<Vec<_>>(),
+            &base
+                .iter()
+                .map(|s| s.to_string())
+                .chain(extra.iter().map(Override::to_arg))
+                .collect::<Vec<_>>(),
         )
         .unwrap()
     };

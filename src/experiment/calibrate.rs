@@ -45,7 +45,7 @@ use super::folders;
 use anyhow::{Context, Result};
 
 pub use super::methods::knob;
-use super::scenario::{Scenario, SeedRun};
+use super::scenario::{Override, Scenario, SeedRun};
 pub use super::scenario::{AIM, TOLERANCE};
 use super::{methods, Metrics, RunOptions};
 
@@ -85,9 +85,9 @@ impl Default for CalibrationRecord {
     }
 }
 
-/// The calibrated grids as `--set` overrides, and the table of what each budget got.
+/// The calibrated grids as overrides, and the table of what each budget got.
 pub struct Calibration {
-    pub overrides: Vec<String>,
+    pub overrides: Vec<Override>,
     pub records: Vec<CalibrationRecord>,
     /// The pilot runs' work.
     pub work: super::RunsWork,
@@ -201,17 +201,15 @@ fn nearest_run(runs: &[(f64, f64)], budget: f64) -> Option<(f64, f64)> {
         .min_by(|p, q| (p.1 / budget).ln().abs().total_cmp(&(q.1 / budget).ln().abs()))
 }
 
-/// The value of `key` in a method's setting label (`beta=0.1`, `target_kl=1;rollout_batch=64`,
-/// Best-of-N's `n=16`).
+/// The value of `key` in a method's setting label as `eval.csv` writes it (`beta=0.1`,
+/// `target_kl=1;rollout_batch=64`, Best-of-N's `n=16`): for the report, which has the CSVs
+/// only. A running scenario reads its methods' values typed (`Method::grid_value`).
 pub fn setting_value(setting: &str, key: &str) -> Option<f64> {
     setting.split(';').find_map(|p| p.strip_prefix(&format!("{key}="))).and_then(|v| v.parse().ok())
 }
 
-fn grid_override(table: &str, key: &str, values: &[f64]) -> String {
-    format!(
-        "{table}.{key}=[{}]",
-        values.iter().map(|v| format!("{v:?}")).collect::<Vec<_>>().join(", ")
-    )
+fn grid_override(table: &str, key: &str, values: &[f64]) -> Override {
+    Override::floats(&format!("{table}.{key}"), values)
 }
 
 /// Calibrate `sc`'s grids to its budgets (see the module's header). `load` reads the scenario
@@ -220,7 +218,7 @@ fn grid_override(table: &str, key: &str, values: &[f64]) -> String {
 pub fn calibrate(
     sc: &Scenario,
     opts: &RunOptions,
-    load: &dyn Fn(&[String]) -> Result<Scenario>,
+    load: &dyn Fn(&[Override]) -> Result<Scenario>,
     run_pilot: PilotRunner,
 ) -> Result<Calibration> {
     let resolved: toml::Table =
@@ -246,18 +244,20 @@ pub fn calibrate(
                 .methods
                 .iter()
                 .filter(|m| m.name() == table)
-                .filter_map(|m| setting_value(&m.setting(), key))
+                .filter_map(|m| m.grid_value(key))
                 .collect();
             knobs.push(Knob { table, key, sign, grid, runs: vec![] });
         }
     }
     let mut work = super::RunsWork::default();
-    let seeds = sc.pilot_seeds.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(", ");
     let pilot_base = vec![
-        format!("sweep.seeds=[{seeds}]"),
-        "sweep.budgets=[]".to_string(),
-        "sweep.seed_runs=[]".to_string(),
-        "sweep.top_up_rounds=0".to_string(),
+        Override::ints(
+            "sweep.seeds",
+            &sc.pilot_seeds.iter().map(|&s| s as i64).collect::<Vec<_>>(),
+        ),
+        Override::new("sweep.budgets", toml::Value::Array(vec![])),
+        Override::new("sweep.seed_runs", toml::Value::Array(vec![])),
+        Override::new("sweep.top_up_rounds", 0),
     ];
     for round in 0..=sc.calibration_rounds {
         // This round's settings: round 0 the grids, then proposals for the budgets not reached.
@@ -301,7 +301,7 @@ pub fn calibrate(
         run_pilot(&pilot, &names, &ov)?;
         for m in pilot.methods.iter().filter(|m| names.contains(&m.name())) {
             let k = knobs.iter_mut().find(|k| k.table == m.name()).expect("a calibrated table");
-            let Some(v) = setting_value(&m.setting(), k.key) else {
+            let Some(v) = m.grid_value(k.key) else {
                 continue;
             };
             if !k.runs.iter().any(|r| r.0 == v) {
@@ -365,9 +365,9 @@ pub fn calibrate(
                 grid.push(n);
             }
         }
-        overrides.push(format!(
-            "best_of_n.n=[{}]",
-            grid.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(", ")
+        overrides.push(Override::ints(
+            "best_of_n.n",
+            &grid.iter().map(|&n| n as i64).collect::<Vec<_>>(),
         ));
     }
     Ok(Calibration { overrides, records, work })
@@ -450,7 +450,7 @@ pub fn top_ups(sc: &Scenario, opts: &RunOptions, records: &[CalibrationRecord]) 
             .filter_map(|m| {
                 Some((
                     m.name(),
-                    setting_value(&m.setting(), knob_of(records, &m.name())?)?,
+                    m.grid_value(knob_of(records, &m.name())?)?,
                     final_kl(&s, m, opts)?,
                 ))
             })
@@ -487,18 +487,10 @@ fn knob_of<'a>(records: &'a [CalibrationRecord], table: &str) -> Option<&'a str>
     records.iter().find(|r| r.table == table && r.table != "best_of_n").map(|r| r.key.as_str())
 }
 
-/// `[sweep] seed_runs` as a `--set` override.
-pub fn seed_runs_override(runs: &[SeedRun]) -> String {
-    let items: Vec<String> = runs
-        .iter()
-        .map(|r| {
-            format!(
-                "{{ seed = {}, table = \"{}\", value = {:?}, budget = {:?} }}",
-                r.seed, r.table, r.value, r.budget
-            )
-        })
-        .collect();
-    format!("sweep.seed_runs=[{}]", items.join(", "))
+/// `[sweep] seed_runs` as an override.
+pub fn seed_runs_override(runs: &[SeedRun]) -> Override {
+    let items = runs.iter().map(|r| toml::Value::try_from(r).expect("a seed run serializes"));
+    Override::new("sweep.seed_runs", items.collect::<Vec<_>>())
 }
 
 /// A pilot run's evaluations.

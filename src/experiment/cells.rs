@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use super::options::RunOptions;
 use super::progress::ProgressMode;
-use super::scenario::Scenario;
+use super::scenario::{Override, Scenario};
 use super::shared::with_shared;
 use super::summary::Summary;
 use crate::log::{write_atomic, Metrics};
@@ -19,7 +19,7 @@ pub type Cell = (u64, usize, String);
 
 /// Runs a pilot scenario's tables with extra overrides: `(pilot, tables, overrides)` (the
 /// tuning's and the calibration's runs, counted by the protocol).
-pub type PilotRunner<'a> = &'a dyn Fn(&Scenario, &[String], &[String]) -> Result<()>;
+pub type PilotRunner<'a> = &'a dyn Fn(&Scenario, &[String], &[Override]) -> Result<()>;
 
 /// One cell of a sweep: a method run (index into `sc.methods`) or, at index
 /// `sc.methods.len()`, Best-of-N, for `sc.seed`. The shared stages are reused from the run

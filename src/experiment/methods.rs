@@ -462,7 +462,19 @@ impl Method {
     /// format may change; cDPO's once did). Runs that differ only in other settings (a tuned
     /// learning rate, a horizon) share their streams: common random numbers.
     pub fn stream_key(&self) -> String {
-        let grid: toml::Table = match self.kind {
+        format!("{}|{}", self.name(), super::keys::key_of(&self.grid()))
+    }
+
+    /// The run's value of the grid `key` (`beta`, `target_kl`, `kl_coef`), as typed.
+    pub fn grid_value(&self, key: &str) -> Option<f64> {
+        let v = self.grid().remove(key)?;
+        v.as_float().or(v.as_integer().map(|i| i as f64))
+    }
+
+    /// The run's grid values: its loss's parameters, PPO's KL target or coefficient (and its
+    /// rollout batch where that is a grid), a critic-free method's KL coefficient.
+    fn grid(&self) -> toml::Table {
+        match self.kind {
             MethodKind::Pref(loss) | MethodKind::Online { loss, .. } => {
                 loss.params().into_iter().collect()
             }
@@ -482,8 +494,7 @@ impl Method {
             MethodKind::Pg { cfg, .. } => {
                 toml::Table::from_iter([("kl_coef".into(), cfg.kl_coef.into())])
             }
-        };
-        format!("{}|{}", self.name(), super::keys::key_of(&grid))
+        }
     }
 
     /// Which shared stages the run stands on, for its compute: (preference data, reward model,

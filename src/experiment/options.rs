@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use tch::Device;
 
 use super::progress::ProgressMode;
+use super::scenario::Override;
 
 #[derive(Clone)]
 pub struct RunOptions {
@@ -21,12 +22,13 @@ pub struct RunOptions {
 }
 
 impl RunOptions {
-    /// The same options with `sets` appended to the cells' `--set` overrides (settings fixed by
-    /// the tuning or the calibration, or a pilot's grids).
-    pub fn with_sets(&self, sets: &[String]) -> RunOptions {
+    /// The same options with `overrides` appended to the cells' command line (settings fixed
+    /// by the tuning or the calibration, or a pilot's grids), as `--set` arguments: the one
+    /// place a typed override becomes text, at the boundary of a child process.
+    pub fn with_overrides(&self, overrides: &[Override]) -> RunOptions {
         let mut o = self.clone();
-        for s in sets {
-            o.cell_args.extend(["--set".to_string(), s.clone()]);
+        for ov in overrides {
+            o.cell_args.extend(["--set".to_string(), ov.to_arg()]);
         }
         o
     }

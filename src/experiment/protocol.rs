@@ -3,8 +3,10 @@
 //! with its per-seed top-ups, then the cost ledger of every run the result stands on, and the
 //! summary, tables and plots.
 //!
-//! Each phase fixes settings for the next as overrides of the scenario file; the scenario is
-//! loaded once per phase with them, and the sweep's cells (child processes) get the same ones.
+//! Each phase fixes settings for the next as typed overrides of the scenario file (the tuned
+//! configurations, the calibrated grids, the top-ups' seed runs); the scenario is loaded once
+//! per phase with them, and the sweep's cells (child processes) get the same ones on their
+//! command line.
 
 use anyhow::Result;
 use std::cell::Cell;
@@ -14,7 +16,7 @@ use super::calibrate::{self, Calibration};
 use super::cells::{run_tables, RunsDone};
 use super::ledger::{Ledger, RunsWork};
 use super::options::RunOptions;
-use super::scenario::Scenario;
+use super::scenario::{parse_sets, Override, Scenario};
 use super::summary::Summary;
 use super::sweep::{self, TopUp};
 use super::tune::{self, Tuning};
@@ -25,16 +27,22 @@ use crate::stats::distinct;
 /// (the tuned configurations, then the calibrated grids).
 struct Fixed<'a> {
     file: &'a std::path::Path,
-    sets: &'a [String],
-    fixed: Vec<String>,
+    sets: Vec<Override>,
+    fixed: Vec<Override>,
 }
 
 impl Fixed<'_> {
     /// The scenario with everything fixed so far and `extra` on top.
-    fn load(&self, extra: &[String]) -> Result<Scenario> {
-        let all: Vec<String> = self.sets.iter().chain(&self.fixed).chain(extra).cloned().collect();
-        Ok(Scenario::load(self.file, &all)?)
+    fn load(&self, extra: &[Override]) -> Result<Scenario> {
+        let all: Vec<Override> =
+            self.sets.iter().chain(&self.fixed).chain(extra).cloned().collect();
+        Ok(Scenario::load_with(self.file, &all)?)
     }
+}
+
+/// Overrides as a `--set` would write them, for messages.
+fn args(overrides: &[Override]) -> String {
+    overrides.iter().map(Override::to_arg).collect::<Vec<_>>().join(" ")
 }
 
 /// Run the scenario in `file` with `sets` (the command line's `--set`s) under `opts`; writes
@@ -46,6 +54,7 @@ pub fn run(
     opts: RunOptions,
     t_start: std::time::Instant,
 ) -> Result<Summary> {
+    let sets = parse_sets(&file.display().to_string(), sets)?;
     let mut state = Fixed { file, sets, fixed: Vec::new() };
     let mut sc = state.load(&[])?;
     // What this invocation ran and found cached, per phase.
@@ -53,10 +62,10 @@ pub fn run(
     let run_pilot = |o: &RunOptions,
                      pilot: &Scenario,
                      tables: &[String],
-                     extra: &[String],
+                     extra: &[Override],
                      count: &Cell<RunsDone>| {
         let mut c = count.get();
-        c.absorb(run_tables(pilot, &o.with_sets(extra), tables)?);
+        c.absorb(run_tables(pilot, &o.with_overrides(extra), tables)?);
         count.set(c);
         anyhow::Ok(())
     };
@@ -65,14 +74,13 @@ pub fn run(
         None => None,
         Some(t) => {
             for c in t.tables.iter().flat_map(|x| &x.1) {
-                state.load(
-                    &c.iter().cloned().chain(["tune.seeds=[]".to_string()]).collect::<Vec<_>>(),
-                )?;
+                let no_tuning = Override::new("tune.seeds", toml::Value::Array(vec![]));
+                state.load(&c.iter().cloned().chain([no_tuning]).collect::<Vec<_>>())?;
             }
             let tuned = tune::tune(&sc, &opts, &|e| state.load(e), &|p, t, e| {
                 run_pilot(&opts, p, t, e, &tune_done)
             })?;
-            eprintln!("tuned: {}", tuned.overrides.join(" "));
+            eprintln!("tuned: {}", args(&tuned.overrides));
             state.fixed.extend(tuned.overrides.iter().cloned());
             sc = state.load(&[])?;
             Some(tuned)
@@ -82,18 +90,18 @@ pub fn run(
     let calibration = if sc.budgets.is_empty() {
         None
     } else {
-        let o = opts.with_sets(&state.fixed);
+        let o = opts.with_overrides(&state.fixed);
         let cal = calibrate::calibrate(&sc, &o, &|e| state.load(e), &|p, t, e| {
             run_pilot(&o, p, t, e, &cal_done)
         })?;
-        eprintln!("calibrated grids: {}", cal.overrides.join(" "));
+        eprintln!("calibrated grids: {}", args(&cal.overrides));
         state.fixed.extend(cal.overrides.iter().cloned());
         sc = state.load(&[])?;
         Some(cal)
     };
     // 3. The sweep, with the top-ups of a calibrated grid.
-    let opts = opts.with_sets(&state.fixed);
-    let load_fixed = |e: &[String]| state.load(e);
+    let opts = opts.with_overrides(&state.fixed);
+    let load_fixed = |e: &[Override]| state.load(e);
     let top_up = calibration.as_ref().map(|c| TopUp { records: &c.records, load: &load_fixed });
     let (mut summary, swept) = sweep::run(&sc, &opts, top_up)?;
     // 4. What the protocol cost: the tuning's and the calibration's runs beside the sweep's.

@@ -10,7 +10,7 @@ use super::calibrate;
 use super::cells::{pending_cells, profile_rows, run_pending, Cell, CellsProfile, RunsDone};
 use super::ledger::{compute_totals, Ledger, RunsWork};
 use super::options::RunOptions;
-use super::scenario::{self, Scenario};
+use super::scenario::{self, Override, Scenario};
 use super::shared::with_shared;
 use super::stages;
 use super::summary::Summary;
@@ -20,7 +20,7 @@ use crate::log::{write_atomic, Metrics, Row};
 /// scenario with extra overrides (`[sweep] seed_runs`).
 pub struct TopUp<'a> {
     pub records: &'a [calibrate::CalibrationRecord],
-    pub load: &'a dyn Fn(&[String]) -> Result<Scenario>,
+    pub load: &'a dyn Fn(&[Override]) -> Result<Scenario>,
 }
 
 /// `alignlab run`: every stage of every seed, then results, tables and a summary. With
@@ -132,7 +132,7 @@ fn top_ups(
         added.extend(new);
         let set = calibrate::seed_runs_override(&added);
         *sc = (t.load)(std::slice::from_ref(&set))?;
-        *opts = base.with_sets(&[set]);
+        *opts = base.with_overrides(&[set]);
         // Only the new runs: a failed cell of the grid is not retried here.
         let pending: Vec<_> = pending_cells(sc, opts)
             .into_iter()

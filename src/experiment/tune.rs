@@ -18,7 +18,7 @@ use super::cells::PilotRunner;
 use super::folders;
 use anyhow::{Context, Result};
 
-use super::scenario::Scenario;
+use super::scenario::{Override, Scenario};
 use super::{Metrics, RunOptions};
 use crate::stats::{at_budget, envelope};
 
@@ -54,21 +54,33 @@ impl Default for TuningRecord {
     }
 }
 
-/// The frozen configurations as `--set` overrides, and every configuration's scores.
+/// The frozen configurations as overrides, and every configuration's scores.
 pub struct Tuning {
-    pub overrides: Vec<String>,
+    pub overrides: Vec<Override>,
     pub records: Vec<TuningRecord>,
     /// The tuning runs' work (every configuration on every tuning seed).
     pub work: super::RunsWork,
 }
 
 /// A configuration as `tuning.csv` names it: its settings, `key=value` joined by spaces.
-fn label(overrides: &[String]) -> String {
+fn label(overrides: &[Override]) -> String {
     overrides
         .iter()
-        .map(|s| s.split_once('.').map_or(s.as_str(), |x| x.1))
+        .map(|o| format!("{}={}", o.key.split_once('.').map_or(o.key.as_str(), |x| x.1), o.value))
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// The overrides that make a scenario a pilot on `seeds`: those seeds only, no calibration, no
+/// seed runs, no top-ups, no tuning of its own.
+pub fn pilot_overrides(seeds: &[u64]) -> Vec<Override> {
+    vec![
+        Override::new("tune.seeds", toml::Value::Array(vec![])),
+        Override::new("sweep.budgets", toml::Value::Array(vec![])),
+        Override::new("sweep.seed_runs", toml::Value::Array(vec![])),
+        Override::new("sweep.top_up_rounds", 0),
+        Override::ints("sweep.seeds", &seeds.iter().map(|&s| s as i64).collect::<Vec<_>>()),
+    ]
 }
 
 /// The selection-half envelope of (KL, gold) points at `budget`; past the largest KL reached,
@@ -90,19 +102,12 @@ pub fn score(points: &[(f64, f64)], budget: f64) -> (f64, bool) {
 pub fn tune(
     sc: &Scenario,
     opts: &RunOptions,
-    load: &dyn Fn(&[String]) -> Result<Scenario>,
+    load: &dyn Fn(&[Override]) -> Result<Scenario>,
     run_pilot: PilotRunner,
 ) -> Result<Tuning> {
     let t = sc.tune.as_ref().context("the scenario has no [tune]")?;
     let n = t.tables[0].1.len();
-    let seeds = t.seeds.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(", ");
-    let base = vec![
-        "tune.seeds=[]".to_string(),
-        "sweep.budgets=[]".to_string(),
-        "sweep.seed_runs=[]".to_string(),
-        "sweep.top_up_rounds=0".to_string(),
-        format!("sweep.seeds=[{seeds}]"),
-    ];
+    let base = pilot_overrides(&t.seeds);
     let names: Vec<String> = t.tables.iter().map(|x| x.0.clone()).collect();
     let mut records = Vec::new();
     let mut work = super::RunsWork::default();
@@ -115,7 +120,11 @@ pub fn tune(
         eprintln!(
             "tuning configuration {}/{n}: {}",
             j + 1,
-            t.tables.iter().map(|(_, c)| c[j].join(" ")).collect::<Vec<_>>().join(", ")
+            t.tables
+                .iter()
+                .map(|(_, c)| c[j].iter().map(Override::to_arg).collect::<Vec<_>>().join(" "))
+                .collect::<Vec<_>>()
+                .join(", ")
         );
         run_pilot(&tuning, &names, &ov)?;
         for (table, configs) in &t.tables {

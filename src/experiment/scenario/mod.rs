@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 pub use crate::config::shown;
 use parse::err;
-pub use parse::{File, ReportConfig, SeedRun};
+pub use parse::{File, Override, ReportConfig, SeedRun};
 
 pub use super::methods::{Method, MethodKind, Overrides};
 pub use crate::algo::dpo::{PrefLoss, TrainConfig};
@@ -93,17 +93,23 @@ pub struct Scenario {
 }
 
 /// Equal tuning, as validated: the tuning seeds, the reference budget, and per method table its
-/// configurations, each a list of `--set` overrides (`dpo.lr=0.0001`).
+/// configurations, each a list of overrides (`dpo.lr = 0.0001`).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Tune {
     pub seeds: Vec<u64>,
     pub budget: f64,
-    pub tables: Vec<(String, Vec<Vec<String>>)>,
+    pub tables: Vec<(String, Vec<Vec<Override>>)>,
 }
 
 impl Scenario {
+    /// Read, override (`--set` strings, as the command line gives them) and validate a
+    /// scenario file.
+    pub fn load(path: &Path, sets: &[String]) -> Result<Scenario, ScenarioError> {
+        Scenario::load_with(path, &parse_sets(&path.display().to_string(), sets)?)
+    }
+
     /// Read, override and validate a scenario file.
-    pub fn load(path: &Path, overrides: &[String]) -> Result<Scenario, ScenarioError> {
+    pub fn load_with(path: &Path, overrides: &[Override]) -> Result<Scenario, ScenarioError> {
         let file = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|e| ScenarioError {
             file: file.clone(),
@@ -113,17 +119,19 @@ impl Scenario {
             fix: "pass the path of an existing scenario, e.g. scenarios/sentiment.toml".into(),
         })?;
         let stem = path.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_default();
-        Scenario::from_str(&text, &file, &stem, overrides, path)
+        let parsed = parse::parse(&text, &file, overrides)?;
+        validate(parsed, &text, &file, &stem, path)
     }
 
+    /// A scenario from its text, with `--set` strings.
     pub fn from_str(
         text: &str,
         file: &str,
         default_name: &str,
-        overrides: &[String],
+        sets: &[String],
         path: &Path,
     ) -> Result<Scenario, ScenarioError> {
-        let parsed = parse::parse(text, file, overrides)?;
+        let parsed = parse::parse(text, file, &parse_sets(file, sets)?)?;
         validate(parsed, text, file, default_name, path)
     }
 
@@ -138,6 +146,21 @@ impl Scenario {
     pub fn max_prompt_len(&self) -> usize {
         self.world.prompt_max_len()
     }
+}
+
+/// `--set` strings read into overrides; the first that is not `key=value` is the error.
+pub fn parse_sets(file: &str, sets: &[String]) -> Result<Vec<Override>, ScenarioError> {
+    sets.iter()
+        .map(|ov| {
+            Override::parse(ov).map_err(|problem| ScenarioError {
+                file: file.into(),
+                line: String::new(),
+                key: shown(&format!("--set {ov}")),
+                problem: crate::config::compact_numbers(&problem),
+                fix: "write --set section.key=value, e.g. --set sft.lr=1e-3".into(),
+            })
+        })
+        .collect()
 }
 
 /// Each section's own checks, then those that span sections; the first violation is reported.
@@ -484,7 +507,7 @@ fn validate(
                     ),
                     "tune the tables the scenario runs",
                 )?;
-                let mut configs: Vec<Vec<String>> = vec![vec![]];
+                let mut configs: Vec<Vec<Override>> = vec![vec![]];
                 let grid_key = |key: &str| {
                     need(!crate::experiment::methods::is_grid(table, key), &format!("tune.{table}.{key}"), "is a grid of the sweep (calibrated to the budgets or listed), not a tuned setting".into(), "tune the optimisation: lr, steps or iterations, and for PPO init_kl_coef and horizon")
                 };
@@ -502,7 +525,11 @@ fn validate(
                         for key in c.keys() {
                             grid_key(key)?;
                         }
-                        configs.push(c.iter().map(|(k, v)| format!("{table}.{k}={v}")).collect());
+                        configs.push(
+                            c.iter()
+                                .map(|(k, v)| Override::new(&format!("{table}.{k}"), v.clone()))
+                                .collect(),
+                        );
                     }
                     tables.push((table.clone(), configs));
                     continue;
@@ -522,7 +549,7 @@ fn validate(
                             items.unwrap().iter().map(move |v| {
                                 c.iter()
                                     .cloned()
-                                    .chain([format!("{table}.{key}={v}")])
+                                    .chain([Override::new(&format!("{table}.{key}"), v.clone())])
                                     .collect::<Vec<_>>()
                             })
                         })

@@ -163,7 +163,7 @@ pub fn err(
 
 /// Parse TOML, apply `--set a.b=value` overrides, move `[sweep]` grids, set the method tables
 /// apart and deserialize the sections.
-pub fn parse(text: &str, file: &str, overrides: &[String]) -> Result<Parsed, ScenarioError> {
+pub fn parse(text: &str, file: &str, overrides: &[Override]) -> Result<Parsed, ScenarioError> {
     let mut table: toml::Table = toml::from_str(text).map_err(|e| {
         let line = e
             .span()
@@ -181,16 +181,12 @@ pub fn parse(text: &str, file: &str, overrides: &[String]) -> Result<Parsed, Sce
         apply_override(&mut table, ov).map_err(|problem| ScenarioError {
             file: file.into(),
             line: String::new(),
-            key: shown(&format!("--set {ov}")),
+            key: shown(&format!("--set {}", ov.to_arg())),
             problem: compact_numbers(&problem),
             fix: "write --set section.key=value, e.g. --set sft.lr=1e-3".into(),
         })?;
     }
-    let sets: Vec<String> = overrides
-        .iter()
-        .filter_map(|o| o.split('=').next())
-        .map(|k| k.trim().to_string())
-        .collect();
+    let sets: Vec<String> = overrides.iter().map(|o| o.key.clone()).collect();
     let at = |e: ConfigError| err(file, text, &sets, &e.key, e.problem, e.fix);
     expand_sweep(&mut table).map_err(at)?;
     let mut methods = Vec::new();
@@ -302,16 +298,56 @@ fn expand_sweep(table: &mut toml::Table) -> Result<(), ConfigError> {
     Ok(())
 }
 
-fn apply_override(table: &mut toml::Table, ov: &str) -> Result<(), String> {
-    let (key, raw) = ov.split_once('=').ok_or_else(|| format!("`{ov}` has no `=`"))?;
-    let parts: Vec<&str> = key.trim().split('.').collect();
-    if parts.iter().any(|p| p.is_empty()) {
-        return Err(format!("`{key}` is not a dotted key"));
+/// A setting replaced: a dotted key (`sft.lr`, `sweep.seeds`) and its value. `--set key=value`
+/// is read into one at the command line; the protocol's phases (tuning, calibration, top-ups)
+/// make them typed, and write them back as `--set` only for a cell's command line.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Override {
+    pub key: String,
+    pub value: toml::Value,
+}
+
+impl Override {
+    pub fn new(key: &str, value: impl Into<toml::Value>) -> Override {
+        Override { key: key.to_string(), value: value.into() }
     }
-    let value: toml::Value = match toml::from_str::<toml::Table>(&format!("x = {raw}")) {
-        Ok(mut t) => t.remove("x").unwrap(),
-        Err(_) => toml::Value::String(raw.trim().to_string()),
-    };
+
+    /// `key=value` as `--set` takes it: the value is TOML, or else a bare string.
+    pub fn parse(ov: &str) -> Result<Override, String> {
+        let (key, raw) = ov.split_once('=').ok_or_else(|| format!("`{ov}` has no `=`"))?;
+        let key = key.trim();
+        if key.split('.').any(|p| p.is_empty()) {
+            return Err(format!("`{key}` is not a dotted key"));
+        }
+        let value: toml::Value = match toml::from_str::<toml::Table>(&format!("x = {raw}")) {
+            Ok(mut t) => t.remove("x").unwrap(),
+            Err(_) => toml::Value::String(raw.trim().to_string()),
+        };
+        Ok(Override { key: key.to_string(), value })
+    }
+
+    /// The `--set` argument that gives the same override (for a cell's command line).
+    pub fn to_arg(&self) -> String {
+        format!("{}={}", self.key, self.value)
+    }
+
+    /// A list of numbers at `key` (a grid), each written as a TOML float.
+    pub fn floats(key: &str, values: &[f64]) -> Override {
+        Override::new(key, values.iter().map(|v| toml::Value::Float(*v)).collect::<Vec<_>>())
+    }
+
+    /// A list of integers at `key`.
+    pub fn ints<T: Copy + Into<i64>>(key: &str, values: &[T]) -> Override {
+        Override::new(
+            key,
+            values.iter().map(|v| toml::Value::Integer((*v).into())).collect::<Vec<_>>(),
+        )
+    }
+}
+
+fn apply_override(table: &mut toml::Table, ov: &Override) -> Result<(), String> {
+    let parts: Vec<&str> = ov.key.split('.').collect();
+    let value = ov.value.clone();
     let mut cur = table;
     for p in &parts[..parts.len() - 1] {
         let entry =
