@@ -410,3 +410,55 @@ fn online_methods_come_from_their_tables() {
             .unwrap();
     assert!(swept.methods.iter().any(|m| m.name() == "online_dpo_s5"));
 }
+
+#[test]
+fn a_world_declares_its_capabilities_and_the_scenario_checks_them_once() {
+    use alignlab::world::WorldConfig;
+    // What each world declares.
+    let caps = |text: &str| load(text, &[]).unwrap().world.capabilities();
+    let sentiment = caps(GOOD);
+    assert!(sentiment.true_process && !sentiment.labeller_policy && !sentiment.references);
+    assert!(!sentiment.labeller, "the sentiment world has a labeller only with [world.labeller]");
+    let dialogue = GOOD.replace("kind = \"sentiment\"", "kind = \"dialogue\"");
+    let dialogue_text = dialogue.split("\n[world]").next().unwrap().to_string()
+        + "\n[world]\nkind = \"dialogue\"\n[prefs]\nsource = \"labeller\"\n";
+    let d = caps(&dialogue_text);
+    assert!(d.labeller_policy && d.labeller && d.references && d.gold_reads_padding);
+    assert_eq!(WorldConfig::KINDS, ["sentiment", "summarize", "dialogue"]);
+    // A setting that needs a capability the world lacks: refused, naming the key.
+    expect_err(
+        GOOD,
+        &["prefs.source=\"labeller\""],
+        &["prefs.source", "sentiment world has no labeller policy", "\"true_process\""],
+    );
+    expect_err(GOOD, &["prefs.labels=\"world\""], &["prefs.labels", "has none"]);
+    expect_err(
+        GOOD,
+        &["eval.shift_temperatures=[0.0]"],
+        &["eval.shift_temperatures", "sentiment world has none"],
+    );
+    // The registry reads a world's table on its own: a wrong key names `world.<key>`, for the
+    // dialogue world too (it had no such read before the registry).
+    let e = load(&format!("{dialogue_text}"), &["world.n_benig=3"]).unwrap_err();
+    assert!(e.contains("world.n_benig") && e.contains("unknown field"), "{e}");
+}
+
+#[test]
+fn overrides_are_typed_and_written_back_as_the_same_set() {
+    use alignlab::scenario::Override;
+    let o = Override::parse("ppo.target_kl=[1.0, 2.5]").unwrap();
+    assert_eq!(o.key, "ppo.target_kl");
+    assert_eq!(o.value, toml::Value::Array(vec![1.0.into(), 2.5.into()]));
+    assert_eq!(Override::parse(&o.to_arg()).unwrap(), o, "to_arg does not read back");
+    assert_eq!(Override::floats("dpo.beta", &[1.0, 0.25]).to_arg(), "dpo.beta=[1.0, 0.25]");
+    assert_eq!(
+        Override::parse("name=plain words").unwrap().value,
+        toml::Value::String("plain words".into())
+    );
+    assert!(Override::parse("no_equals").is_err() && Override::parse("a..b=1").is_err());
+    // Typed and string overrides give the same scenario.
+    let path = std::path::Path::new("scenarios/sentiment.toml");
+    let typed = Scenario::load_with(path, &[Override::floats("dpo.beta", &[0.3])]).unwrap();
+    let text = Scenario::load(path, &["dpo.beta=[0.3]".to_string()]).unwrap();
+    assert_eq!(typed.resolved_toml, text.resolved_toml);
+}
