@@ -439,7 +439,7 @@ fn a_world_declares_its_capabilities_and_the_scenario_checks_them_once() {
     );
     // The registry reads a world's table on its own: a wrong key names `world.<key>`, for the
     // dialogue world too (it had no such read before the registry).
-    let e = load(&format!("{dialogue_text}"), &["world.n_benig=3"]).unwrap_err();
+    let e = load(&dialogue_text, &["world.n_benig=3"]).unwrap_err();
     assert!(e.contains("world.n_benig") && e.contains("unknown field"), "{e}");
 }
 
