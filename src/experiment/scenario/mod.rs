@@ -163,6 +163,38 @@ pub fn parse_sets(file: &str, sets: &[String]) -> Result<Vec<Override>, Scenario
         .collect()
 }
 
+/// Where a check's error points: the file, its text (for the line of a key) and the keys
+/// `--set` wrote.
+struct Check<'a> {
+    file: &'a str,
+    text: &'a str,
+    sets: &'a [String],
+}
+
+impl Check<'_> {
+    fn at(&self, e: ConfigError) -> ScenarioError {
+        err(self.file, self.text, self.sets, &e.key, e.problem, e.fix)
+    }
+
+    fn need(&self, cond: bool, key: &str, problem: String, fix: &str) -> Result<(), ScenarioError> {
+        if cond {
+            Ok(())
+        } else {
+            Err(err(self.file, self.text, self.sets, key, problem, fix))
+        }
+    }
+}
+
+/// What `[sweep]` decides besides the grids: the seeds, the calibration and the top-ups.
+struct SweepPlan {
+    seeds: Vec<u64>,
+    budgets: Vec<f64>,
+    pilot_seeds: Vec<u64>,
+    calibration_rounds: usize,
+    calibration_aim: f64,
+    top_up_rounds: usize,
+}
+
 /// Each section's own checks, then those that span sections; the first violation is reported.
 fn validate(
     parsed: parse::Parsed,
@@ -172,14 +204,83 @@ fn validate(
     path: &Path,
 ) -> Result<Scenario, ScenarioError> {
     let (w, sets) = (parsed.file, &parsed.sets);
-    let at = |e: ConfigError| err(file, text, sets, &e.key, e.problem, e.fix);
-    let need = |cond: bool, key: &str, problem: String, fix: &str| {
-        if cond {
-            Ok(())
-        } else {
-            Err(err(file, text, sets, key, problem, fix))
-        }
+    let c = Check { file, text, sets };
+    let (name, model, rm) = sections(&c, &w, default_name)?;
+    let (best_of_n, candidates) = best_of_n_grid(&c, &w)?;
+    let (methods, resolved, ppo_batch) = method_runs(&c, &parsed.methods, &w.sample)?;
+    memory(&w, &model, &rm, ppo_batch).map_err(|e| c.at(e))?;
+    let plan = sweep_plan(&c, &w)?;
+    // Runs of one seed only: the table's KL knob at one value, checked like the table's grid.
+    let n_shared = methods.len();
+    let seed_runs = seed_runs(&c, &parsed.methods, &w, &plan.seeds, &methods)?;
+    // The names the scenario runs, which the report may compare and the tuning may tune.
+    let names = methods.iter().map(|m: &Method| m.name());
+    let bon = best_of_n.as_ref().map(|_| "best_of_n".to_string());
+    let ran = crate::stats::distinct(std::iter::once("sft".to_string()).chain(names).chain(bon));
+    let compare = comparisons(&c, &w, &ran)?;
+    let tune = tuning(&c, &w, &plan, &ran)?;
+    let mut file_ = w.clone();
+    file_.name = name.clone();
+    file_.report.compare = compare;
+    // The sections in their order, then the methods in theirs.
+    let resolved_toml = std::iter::once(toml::to_string(&file_))
+        .chain(resolved.iter().map(toml::to_string))
+        .collect::<Result<Vec<_>, _>>()
+        .expect("the resolved scenario serializes")
+        .join("\n");
+    let eval = EvalConfig {
+        optimal_samples: Some(w.eval.optimal_samples.unwrap_or(candidates)),
+        ..w.eval.clone()
     };
+    let parse::File { world, sft, sample, prefs, reward, train, faults, .. } = w;
+    let SweepPlan {
+        seeds,
+        budgets,
+        pilot_seeds,
+        calibration_rounds,
+        calibration_aim,
+        top_up_rounds,
+    } = plan;
+    let sc = Scenario {
+        name,
+        seed: seeds[0],
+        seeds,
+        world,
+        model,
+        reward_model: rm,
+        sft,
+        sample,
+        prefs,
+        reward,
+        train,
+        eval,
+        methods,
+        n_shared,
+        seed_runs,
+        top_up_rounds,
+        best_of_n,
+        budgets,
+        pilot_seeds,
+        calibration_rounds,
+        calibration_aim,
+        tune,
+        resolved_toml,
+        source: path.to_path_buf(),
+        faults,
+    };
+    // `methods` holds the first seed's own runs too.
+    Ok(sc.with_seed(sc.seed))
+}
+
+/// The sections' own checks, the model's fit to the world, and the reward model's shape:
+/// the scenario's name, the policy's network and the reward model's.
+fn sections(
+    c: &Check,
+    w: &parse::File,
+    default_name: &str,
+) -> Result<(String, GptConfig, GptConfig), ScenarioError> {
+    let at = |e: ConfigError| c.at(e);
+    let need = |cond: bool, key: &str, problem: String, fix: &str| c.need(cond, key, problem, fix);
     let name = if w.name.is_empty() { default_name.to_string() } else { w.name.clone() };
     need(
         !name.is_empty()
@@ -218,7 +319,7 @@ fn validate(
     )?;
     w.sft.validate().map_err(|e| at(e.within("sft")))?;
     w.prefs.validate().map_err(|e| at(e.within("prefs")))?;
-    check_capabilities(&w).map_err(at)?;
+    check_capabilities(w).map_err(at)?;
     w.reward.validate().map_err(|e| at(e.within("reward")))?;
     let model = m.gpt(w.world.vocab_size());
     let rm = w.reward.model(&model);
@@ -246,6 +347,18 @@ fn validate(
         ),
         "use e.g. 256",
     )?;
+    Ok((name, model, rm))
+}
+
+/// Best-of-N's grid, if it runs, and its candidates per prompt (the importance-sampling
+/// frontier's samples).
+fn best_of_n_grid(
+    c: &Check,
+    w: &parse::File,
+) -> Result<(Option<Vec<usize>>, usize), ScenarioError> {
+    let at = |e: ConfigError| c.at(e);
+    let need = |cond: bool, key: &str, problem: String, fix: &str| c.need(cond, key, problem, fix);
+    let ev = &w.eval;
     let best_of_n = match &w.best_of_n {
         None => None,
         Some(b) => {
@@ -267,11 +380,22 @@ fn validate(
             "use a threshold below the sample count, e.g. 8",
         )?;
     }
+    Ok((best_of_n, candidates))
+}
 
+/// Every method run of the method tables, each table resolved, and the largest rollout batch
+/// of an online method.
+fn method_runs(
+    c: &Check,
+    tables: &[(&'static str, toml::Table)],
+    s: &SampleConfig,
+) -> Result<(Vec<Method>, Vec<toml::Table>, usize), ScenarioError> {
+    let at = |e: ConfigError| c.at(e);
+    let need = |cond: bool, key: &str, problem: String, fix: &str| c.need(cond, key, problem, fix);
     let mut methods = Vec::new();
     let mut resolved = Vec::new();
     let mut ppo_batch = 0;
-    for (table_name, table) in &parsed.methods {
+    for (table_name, table) in tables {
         let (runs, table) = super::methods::expand(table_name, table, s).map_err(at)?;
         for run in &runs {
             let rollouts = match run.kind {
@@ -296,8 +420,13 @@ fn validate(
         resolved
             .push(toml::Table::from_iter([(table_name.to_string(), toml::Value::Table(table))]));
     }
-    memory(&w, &model, &rm, ppo_batch).map_err(at)?;
-    let seeds = match w.sweep.as_ref().and_then(|s| s.seeds.clone()) {
+    Ok((methods, resolved, ppo_batch))
+}
+
+/// `[sweep] seeds`: every pipeline's seed (default: the scenario's `seed`), each once.
+fn sweep_seeds(c: &Check, w: &parse::File) -> Result<Vec<u64>, ScenarioError> {
+    let need = |cond: bool, key: &str, problem: String, fix: &str| c.need(cond, key, problem, fix);
+    Ok(match w.sweep.as_ref().and_then(|s| s.seeds.clone()) {
         None => vec![w.seed],
         Some(v) => {
             need(
@@ -314,7 +443,13 @@ fn validate(
             )?;
             v
         }
-    };
+    })
+}
+
+/// `[sweep]`'s seeds, KL budgets, pilot seeds, calibration and top-ups.
+fn sweep_plan(c: &Check, w: &parse::File) -> Result<SweepPlan, ScenarioError> {
+    let need = |cond: bool, key: &str, problem: String, fix: &str| c.need(cond, key, problem, fix);
+    let seeds = sweep_seeds(c, w)?;
     let sweep = w.sweep.clone();
     let budgets = sweep.as_ref().map(|s| s.budgets.clone()).unwrap_or_default();
     let (one_pilot, pilots) = (
@@ -375,8 +510,27 @@ fn validate(
         "tops up calibrated grids, and sweep.budgets is empty".into(),
         "give sweep.budgets, or remove top_up_rounds",
     )?;
-    // Runs of one seed only: the table's KL knob at one value, checked like the table's grid.
-    let n_shared = methods.len();
+    Ok(SweepPlan {
+        seeds,
+        budgets,
+        pilot_seeds,
+        calibration_rounds,
+        calibration_aim,
+        top_up_rounds,
+    })
+}
+
+/// `[sweep] seed_runs`: runs of one seed only, each a table's KL knob at one value.
+fn seed_runs(
+    c: &Check,
+    tables: &[(&'static str, toml::Table)],
+    w: &parse::File,
+    seeds: &[u64],
+    methods: &[Method],
+) -> Result<Vec<(SeedRun, Method)>, ScenarioError> {
+    let at = |e: ConfigError| c.at(e);
+    let need = |cond: bool, key: &str, problem: String, fix: &str| c.need(cond, key, problem, fix);
+    let (sweep, s, n_shared) = (&w.sweep, &w.sample, methods.len());
     let mut seed_runs: Vec<(SeedRun, Method)> = Vec::new();
     for r in sweep.as_ref().map(|s| s.seed_runs.clone()).unwrap_or_default() {
         let key = "sweep.seed_runs";
@@ -395,7 +549,7 @@ fn validate(
             ),
             "write e.g. { seed = 3, table = \"dpo\", value = 0.2, budget = 2.0 }",
         )?;
-        let raw = parsed.methods.iter().find(|(n, _)| *n == r.table).map(|(_, t)| t.clone());
+        let raw = tables.iter().find(|(n, _)| *n == r.table).map(|(_, t)| t.clone());
         let knob = raw.as_ref().and_then(|t| {
             super::methods::knob(
                 &toml::Table::from_iter([(r.table.clone(), toml::Value::Table(t.clone()))]),
@@ -404,9 +558,9 @@ fn validate(
         });
         let (Some(mut table), Some(knob)) = (raw, knob) else {
             return Err(err(
-                file,
-                text,
-                sets,
+                c.file,
+                c.text,
+                c.sets,
                 key,
                 format!(
                     "names `{}`, which is not a method table of this scenario with a KL knob",
@@ -431,16 +585,17 @@ fn validate(
         )?;
         seed_runs.push((r, m));
     }
-    // The pairs the report compares: every name one the scenario runs.
-    let mut ran: Vec<String> = vec!["sft".into()];
-    for m in methods.iter().map(|m: &Method| m.name()) {
-        if !ran.contains(&m) {
-            ran.push(m);
-        }
-    }
-    if best_of_n.is_some() {
-        ran.push("best_of_n".into());
-    }
+    Ok(seed_runs)
+}
+
+/// The pairs the report compares: `[report] compare`, each a pair of names the scenario runs
+/// (`ran`), or the world's defaults among them.
+fn comparisons(
+    c: &Check,
+    w: &parse::File,
+    ran: &[String],
+) -> Result<Vec<[String; 2]>, ScenarioError> {
+    let need = |cond: bool, key: &str, problem: String, fix: &str| c.need(cond, key, problem, fix);
     let compare: Vec<[String; 2]> = if w.report.compare.is_empty() {
         let defaults = w.world.capabilities().comparisons;
         defaults
@@ -470,7 +625,19 @@ fn validate(
         }
         w.report.compare.clone()
     };
+    Ok(compare)
+}
 
+/// `[tune]`: the tuning seeds (apart from the reported and the pilot seeds), its budget, and
+/// per tuned table its configurations, the same number for each.
+fn tuning(
+    c: &Check,
+    w: &parse::File,
+    plan: &SweepPlan,
+    ran: &[String],
+) -> Result<Option<Tune>, ScenarioError> {
+    let need = |cond: bool, key: &str, problem: String, fix: &str| c.need(cond, key, problem, fix);
+    let (seeds, budgets, pilot_seeds) = (&plan.seeds, &plan.budgets, &plan.pilot_seeds);
     let tune = match &w.tune {
         Some(t) if !t.seeds.is_empty() => {
             need(
@@ -498,64 +665,7 @@ fn validate(
             )?;
             let mut tables = Vec::new();
             for (table, keys) in &t.tables {
-                need(
-                    ran.contains(table) && table != "sft" && table != "best_of_n",
-                    &format!("tune.{table}"),
-                    format!(
-                        "`{table}` is not a trained method this scenario runs (it runs {})",
-                        ran.join(", ")
-                    ),
-                    "tune the tables the scenario runs",
-                )?;
-                let mut configs: Vec<Vec<Override>> = vec![vec![]];
-                let grid_key = |key: &str| {
-                    need(!crate::experiment::methods::is_grid(table, key), &format!("tune.{table}.{key}"), "is a grid of the sweep (calibrated to the budgets or listed), not a tuned setting".into(), "tune the optimisation: lr, steps or iterations, and for PPO init_kl_coef and horizon")
-                };
-                // `configs = [{ lr = 1e-4, iterations = 60 }, ...]`: the configurations listed,
-                // in place of a product of lists (so that every method can have as many while
-                // varying different numbers of settings).
-                if let Some(list) = keys.get("configs") {
-                    let items: Option<Vec<&toml::Table>> =
-                        list.as_array().filter(|a| !a.is_empty()).and_then(|a| {
-                            a.iter().map(|v| v.as_table().filter(|t| !t.is_empty())).collect()
-                        });
-                    need(items.is_some() && keys.len() == 1, &format!("tune.{table}.configs"), "is not a non-empty list of non-empty tables, alone in its table".into(), "write `configs = [{ lr = 1e-4, iterations = 60 }, { lr = 3e-4, iterations = 120 }]`, or lists of values without `configs`")?;
-                    configs = Vec::new();
-                    for c in items.unwrap() {
-                        for key in c.keys() {
-                            grid_key(key)?;
-                        }
-                        configs.push(
-                            c.iter()
-                                .map(|(k, v)| Override::new(&format!("{table}.{k}"), v.clone()))
-                                .collect(),
-                        );
-                    }
-                    tables.push((table.clone(), configs));
-                    continue;
-                }
-                for (key, list) in keys {
-                    let items = list.as_array().filter(|a| !a.is_empty());
-                    need(
-                        items.is_some(),
-                        &format!("tune.{table}.{key}"),
-                        "is not a non-empty list".into(),
-                        &format!("write `{key} = [v1, v2, ...]`"),
-                    )?;
-                    grid_key(key)?;
-                    configs = configs
-                        .iter()
-                        .flat_map(|c| {
-                            items.unwrap().iter().map(move |v| {
-                                c.iter()
-                                    .cloned()
-                                    .chain([Override::new(&format!("{table}.{key}"), v.clone())])
-                                    .collect::<Vec<_>>()
-                            })
-                        })
-                        .collect();
-                }
-                tables.push((table.clone(), configs));
+                tables.push((table.clone(), table_configs(c, table, keys, ran)?));
             }
             let n = tables[0].1.len();
             need(
@@ -576,49 +686,79 @@ fn validate(
         }
         _ => None,
     };
-    let mut file_ = w.clone();
-    file_.name = name.clone();
-    file_.report.compare = compare;
-    // The sections in their order, then the methods in theirs.
-    let resolved_toml = std::iter::once(toml::to_string(&file_))
-        .chain(resolved.iter().map(toml::to_string))
-        .collect::<Result<Vec<_>, _>>()
-        .expect("the resolved scenario serializes")
-        .join("\n");
-    let eval = EvalConfig {
-        optimal_samples: Some(ev.optimal_samples.unwrap_or(candidates)),
-        ..ev.clone()
+    Ok(tune)
+}
+
+/// A tuned table's configurations: `configs = [{...}, ...]` as listed, or the product of its
+/// lists, each a list of overrides; a key that is a grid of the sweep is refused.
+fn table_configs(
+    c: &Check,
+    table: &str,
+    keys: &toml::Table,
+    ran: &[String],
+) -> Result<Vec<Vec<Override>>, ScenarioError> {
+    let need = |cond: bool, key: &str, problem: String, fix: &str| c.need(cond, key, problem, fix);
+    need(
+        ran.iter().any(|r| r == table) && table != "sft" && table != "best_of_n",
+        &format!("tune.{table}"),
+        format!(
+            "`{table}` is not a trained method this scenario runs (it runs {})",
+            ran.join(", ")
+        ),
+        "tune the tables the scenario runs",
+    )?;
+    let mut configs: Vec<Vec<Override>> = vec![vec![]];
+    let grid_key = |key: &str| {
+        need(
+            !crate::experiment::methods::is_grid(table, key),
+            &format!("tune.{table}.{key}"),
+            "is a grid of the sweep (calibrated to the budgets or listed), not a tuned setting"
+                .into(),
+            "tune the optimisation: lr, steps or iterations, and for PPO init_kl_coef and horizon",
+        )
     };
-    let parse::File { world, sft, sample, prefs, reward, train, faults, .. } = w;
-    let sc = Scenario {
-        name,
-        seed: seeds[0],
-        seeds,
-        world,
-        model,
-        reward_model: rm,
-        sft,
-        sample,
-        prefs,
-        reward,
-        train,
-        eval,
-        methods,
-        n_shared,
-        seed_runs,
-        top_up_rounds,
-        best_of_n,
-        budgets,
-        pilot_seeds,
-        calibration_rounds,
-        calibration_aim,
-        tune,
-        resolved_toml,
-        source: path.to_path_buf(),
-        faults,
-    };
-    // `methods` holds the first seed's own runs too.
-    Ok(sc.with_seed(sc.seed))
+    // `configs = [{ lr = 1e-4, iterations = 60 }, ...]`: the configurations listed,
+    // in place of a product of lists (so that every method can have as many while
+    // varying different numbers of settings).
+    if let Some(list) = keys.get("configs") {
+        let items: Option<Vec<&toml::Table>> = list
+            .as_array()
+            .filter(|a| !a.is_empty())
+            .and_then(|a| a.iter().map(|v| v.as_table().filter(|t| !t.is_empty())).collect());
+        need(items.is_some() && keys.len() == 1, &format!("tune.{table}.configs"), "is not a non-empty list of non-empty tables, alone in its table".into(), "write `configs = [{ lr = 1e-4, iterations = 60 }, { lr = 3e-4, iterations = 120 }]`, or lists of values without `configs`")?;
+        configs = Vec::new();
+        for c in items.unwrap() {
+            for key in c.keys() {
+                grid_key(key)?;
+            }
+            configs.push(
+                c.iter().map(|(k, v)| Override::new(&format!("{table}.{k}"), v.clone())).collect(),
+            );
+        }
+        return Ok(configs);
+    }
+    for (key, list) in keys {
+        let items = list.as_array().filter(|a| !a.is_empty());
+        need(
+            items.is_some(),
+            &format!("tune.{table}.{key}"),
+            "is not a non-empty list".into(),
+            &format!("write `{key} = [v1, v2, ...]`"),
+        )?;
+        grid_key(key)?;
+        configs = configs
+            .iter()
+            .flat_map(|c| {
+                items.unwrap().iter().map(move |v| {
+                    c.iter()
+                        .cloned()
+                        .chain([Override::new(&format!("{table}.{key}"), v.clone())])
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+    }
+    Ok(configs)
 }
 
 /// The settings that need something of the world (a writer of off-policy completions, its own
