@@ -161,6 +161,13 @@ impl Default for PpoConfig {
 impl PpoConfig {
     /// Range checks; the first violation is returned.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.check_kl_and_optimiser()?;
+        self.check_rollouts()?;
+        Ok(())
+    }
+
+    /// The KL controller, the learning rates and the clips.
+    fn check_kl_and_optimiser(&self) -> Result<(), ConfigError> {
         let unit = |v: f64| v.is_finite() && (0.0..1.0).contains(&v);
         need(
             self.init_kl_coef.is_finite() && self.init_kl_coef > 0.0 && self.init_kl_coef <= 1e4,
@@ -216,6 +223,11 @@ impl PpoConfig {
             || format!("must be in [0, 1) (got {})", self.vf_lr),
             "use e.g. 1e-4",
         )?;
+        Ok(())
+    }
+
+    /// The rollouts, minibatches, epochs and evaluation cadence.
+    fn check_rollouts(&self) -> Result<(), ConfigError> {
         need(
             self.clip_coef > 0.0 && self.clip_coef < 1.0,
             "clip_coef",
@@ -263,7 +275,8 @@ impl PpoConfig {
             "eval_every",
             || "must be at least 1".into(),
             "evaluate every few dozen iterations",
-        )
+        )?;
+        Ok(())
     }
 
     /// The runs of a table's grids: one per `target_kl` (adaptive), then one per `kl_coef`.

@@ -144,6 +144,13 @@ impl Default for DialogueConfig {
 
 impl DialogueConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.check_judge()?;
+        self.check_writer()?;
+        Ok(())
+    }
+
+    /// The intents and the gold judge's rewards and penalties.
+    fn check_judge(&self) -> Result<(), ConfigError> {
         need(
             (1..=BENIGN.len()).contains(&self.n_benign),
             "n_benign",
@@ -192,6 +199,11 @@ impl DialogueConfig {
                 "use a probability such as 0.5",
             )?;
         }
+        Ok(())
+    }
+
+    /// The writer, the labeller and the request counts.
+    fn check_writer(&self) -> Result<(), ConfigError> {
         need(
             self.writer_helpful + self.writer_refuse <= 1.0,
             "writer_refuse",

@@ -215,6 +215,14 @@ impl Default for SentimentConfig {
 impl SentimentConfig {
     /// Range and consistency checks; the first violation is returned.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.check_lengths()?;
+        self.check_prompts()?;
+        self.check_labeller()?;
+        Ok(())
+    }
+
+    /// The vocabulary, the review lengths and the prompt lengths.
+    fn check_lengths(&self) -> Result<(), ConfigError> {
         need(
             self.n_positive >= 1 && self.n_negative >= 1,
             "n_positive",
@@ -284,6 +292,11 @@ impl SentimentConfig {
             },
             "use prompt_max_len <= max_len",
         )?;
+        Ok(())
+    }
+
+    /// The prompts: drawable in reasonable time, and enough of them.
+    fn check_prompts(&self) -> Result<(), ConfigError> {
         // Prompts are prefixes of reviews long enough for a drawn length: the chance that a
         // draw succeeds, exactly, so that prompt sampling cannot loop (nearly) forever.
         let p_long = |len: usize| {
@@ -336,6 +349,11 @@ impl SentimentConfig {
             || "needs at least one training and one evaluation prompt".into(),
             "set n_train_prompts and n_eval_prompts to 1 or more",
         )?;
+        Ok(())
+    }
+
+    /// `[world.labeller]`: a neutral word of this world, a bonus and a polarity in range.
+    fn check_labeller(&self) -> Result<(), ConfigError> {
         if let Some(l) = &self.labeller {
             let neutral = names(NEUTRAL, self.n_neutral);
             need(

@@ -198,6 +198,14 @@ impl Default for SummarizeConfig {
 impl SummarizeConfig {
     /// Range and consistency checks; the first violation is returned.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.check_sizes()?;
+        self.check_rates()?;
+        self.check_counts()?;
+        Ok(())
+    }
+
+    /// The vocabulary, the document lengths and the facts per document.
+    fn check_sizes(&self) -> Result<(), ConfigError> {
         need(
             self.n_facts >= 2 && self.n_facts <= 1024,
             "n_facts",
@@ -243,6 +251,11 @@ impl SummarizeConfig {
             },
             "use max_facts <= doc_min_len <= doc_max_len",
         )?;
+        Ok(())
+    }
+
+    /// The judge's penalties and the reference and labeller processes' probabilities.
+    fn check_rates(&self) -> Result<(), ConfigError> {
         for (key, v) in [
             ("length_penalty", self.length_penalty),
             ("repeat_penalty", self.repeat_penalty),
@@ -290,6 +303,11 @@ impl SummarizeConfig {
             || "needs at least one validation document".into(),
             "set n_val to 1 or more",
         )?;
+        Ok(())
+    }
+
+    /// The corpora and prompt counts, and `[world.shift]`.
+    fn check_counts(&self) -> Result<(), ConfigError> {
         for (key, n) in [
             ("n_train", self.n_train),
             ("n_val", self.n_val),
