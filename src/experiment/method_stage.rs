@@ -7,7 +7,7 @@ use tch::nn;
 use super::folders::compute_rows;
 use super::folders::{best_of_n_dir, cached_timing, method_dir, run_wall_metric, shared_work};
 use super::options::RunOptions;
-use super::progress::progress;
+use super::progress::{progress, Progress};
 use super::run::{ResumeDir, Run};
 use super::scenario::{Method, Scenario};
 use super::stages::{eval_settings, evaluator, shifted_sweep, temperature_sweep, Shared};
@@ -188,76 +188,10 @@ pub fn best_of_n_stage(
             put(&k, v);
         }
     }
-    // Best-of-N at each final-evaluation temperature: candidates drawn from pi_SFT at T.
-    for &t in &sc.eval.temperatures {
-        let settings = SampleSettings { temperature: t, ..eval_settings(sc) };
-        // Greedy decoding gives one candidate whatever N is: draw it once.
-        let n_draw = if t == 0.0 { 1 } else { n_max };
-        let (mut proxy_t, mut gold_t) =
-            best_of_n::score_candidates(s.world, s.sft, s.rm, &rows, n_draw, &settings, seed);
-        if n_draw == 1 {
-            proxy_t.iter_mut().chain(gold_t.iter_mut()).for_each(|c| *c = vec![c[0]; n_max]);
-        }
-        pb.inc(1);
-        for p in best_of_n::evaluate(&proxy_t, &gold_t, grid, ref_gold.as_deref()) {
-            let setting = format!("n={}", p.n);
-            let mut put = |k: &str, v: f64| {
-                e.push("best_of_n", &setting, sc.seed, 0, &crate::eval::at_temperature(k, t), v)
-            };
-            put("eval/gold", p.gold.mean);
-            put("eval/gold_ci", p.gold.ci95);
-            put("eval/proxy", p.proxy.mean);
-            for (k, v) in p.winrate.map(crate::eval::winrate_metrics).into_iter().flatten() {
-                put(k, v);
-            }
-            for (k, v) in
-                crate::eval::split_metrics(n_sel, &p.picked_gold, None, ref_gold.as_deref())
-            {
-                put(&k, v);
-            }
-        }
-    }
+    let bon = Bon { sc, s, grid, rows: &rows, seed, n_sel, ref_gold: ref_gold.as_deref() };
+    at_temperatures(&bon, &pb, &mut e);
     pb.finish_and_clear();
-    // An inner bound of the optimal frontier: pi* proportional to pi_SFT exp(r / beta) on the
-    // first `optimal_samples` candidates of each prompt (its rows pooled), by self-normalised
-    // importance sampling of the gold reward; a beta is kept while every prompt's effective
-    // sample size is at least `optimal_min_ess` (past that the point reflects the sample).
-    let spp = sc.eval.samples_per_prompt;
-    let pooled: Vec<Vec<f64>> = gold
-        .chunks(spp)
-        .map(|rows| {
-            rows.iter()
-                .flatten()
-                .copied()
-                .take(sc.eval.optimal_samples.unwrap_or(usize::MAX))
-                .collect()
-        })
-        .collect();
-    let n_sel_prompts = n_sel / spp;
-    let betas = [0.01, 0.02, 0.03, 0.05, 0.07, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0, 2.0];
-    let span = crate::profile::span("frontier");
-    let (all, sel, test) = (
-        frontier::optimal_frontier(&pooled, &betas),
-        frontier::optimal_frontier(&pooled[..n_sel_prompts], &betas),
-        frontier::optimal_frontier(&pooled[n_sel_prompts..], &betas),
-    );
-    for ((p, ps), pt) in all.iter().zip(&sel).zip(&test) {
-        if p.ess_min < sc.eval.optimal_min_ess {
-            continue;
-        }
-        let setting = format!("beta={}", p.beta);
-        let mut put = |k: &str, v: f64| e.push("optimal", &setting, sc.seed, 0, k, v);
-        put("eval/gold", p.gold);
-        put("eval/kl", p.kl);
-        put("eval/ess", p.ess_mean);
-        put("eval/ess_min", p.ess_min);
-        put("eval/is_samples", sc.eval.optimal_samples.unwrap_or(0) as f64);
-        put("eval/gold_sel", ps.gold);
-        put("eval/kl_sel", ps.kl);
-        put("eval/gold_test", pt.gold);
-        put("eval/kl_test", pt.kl);
-    }
-    drop(span);
+    optimal_points(&bon, &gold, &mut e);
     let mut timing = Metrics::default();
     timing.push(
         "best_of_n",
@@ -272,4 +206,94 @@ pub fn best_of_n_stage(
     metrics.extend(timing);
     evals.extend(e);
     Ok(())
+}
+
+/// What Best-of-N's evaluations share: the scenario, the shared stages, the grid of N, the
+/// evaluation rows (each prompt `samples_per_prompt` times), the sampling seed, the selection
+/// half's rows and the references' gold per row (where the world has references).
+struct Bon<'a> {
+    sc: &'a Scenario,
+    s: &'a Shared<'a>,
+    grid: &'a [usize],
+    rows: &'a [Vec<i64>],
+    seed: i64,
+    n_sel: usize,
+    ref_gold: Option<&'a [f64]>,
+}
+
+/// Best-of-N at each final-evaluation temperature: candidates drawn from pi_SFT at T.
+fn at_temperatures(b: &Bon, pb: &Progress, e: &mut Metrics) {
+    let n_max = *b.grid.iter().max().expect("a non-empty grid");
+    for &t in &b.sc.eval.temperatures {
+        let settings = SampleSettings { temperature: t, ..eval_settings(b.sc) };
+        // Greedy decoding gives one candidate whatever N is: draw it once.
+        let n_draw = if t == 0.0 { 1 } else { n_max };
+        let (mut proxy_t, mut gold_t) = best_of_n::score_candidates(
+            b.s.world, b.s.sft, b.s.rm, b.rows, n_draw, &settings, b.seed,
+        );
+        if n_draw == 1 {
+            proxy_t.iter_mut().chain(gold_t.iter_mut()).for_each(|c| *c = vec![c[0]; n_max]);
+        }
+        pb.inc(1);
+        for p in best_of_n::evaluate(&proxy_t, &gold_t, b.grid, b.ref_gold) {
+            let setting = format!("n={}", p.n);
+            let mut put = |k: &str, v: f64| {
+                e.push("best_of_n", &setting, b.sc.seed, 0, &crate::eval::at_temperature(k, t), v)
+            };
+            put("eval/gold", p.gold.mean);
+            put("eval/gold_ci", p.gold.ci95);
+            put("eval/proxy", p.proxy.mean);
+            for (k, v) in p.winrate.map(crate::eval::winrate_metrics).into_iter().flatten() {
+                put(k, v);
+            }
+            for (k, v) in crate::eval::split_metrics(b.n_sel, &p.picked_gold, None, b.ref_gold) {
+                put(&k, v);
+            }
+        }
+    }
+}
+
+/// An inner bound of the optimal frontier from the candidates' gold (see below), each beta
+/// a point, on all prompts and on each half.
+fn optimal_points(b: &Bon, gold: &[Vec<f64>], e: &mut Metrics) {
+    // An inner bound of the optimal frontier: pi* proportional to pi_SFT exp(r / beta) on the
+    // first `optimal_samples` candidates of each prompt (its rows pooled), by self-normalised
+    // importance sampling of the gold reward; a beta is kept while every prompt's effective
+    // sample size is at least `optimal_min_ess` (past that the point reflects the sample).
+    let spp = b.sc.eval.samples_per_prompt;
+    let pooled: Vec<Vec<f64>> = gold
+        .chunks(spp)
+        .map(|rows| {
+            rows.iter()
+                .flatten()
+                .copied()
+                .take(b.sc.eval.optimal_samples.unwrap_or(usize::MAX))
+                .collect()
+        })
+        .collect();
+    let n_sel_prompts = b.n_sel / spp;
+    let betas = [0.01, 0.02, 0.03, 0.05, 0.07, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0, 2.0];
+    let span = crate::profile::span("frontier");
+    let (all, sel, test) = (
+        frontier::optimal_frontier(&pooled, &betas),
+        frontier::optimal_frontier(&pooled[..n_sel_prompts], &betas),
+        frontier::optimal_frontier(&pooled[n_sel_prompts..], &betas),
+    );
+    for ((p, ps), pt) in all.iter().zip(&sel).zip(&test) {
+        if p.ess_min < b.sc.eval.optimal_min_ess {
+            continue;
+        }
+        let setting = format!("beta={}", p.beta);
+        let mut put = |k: &str, v: f64| e.push("optimal", &setting, b.sc.seed, 0, k, v);
+        put("eval/gold", p.gold);
+        put("eval/kl", p.kl);
+        put("eval/ess", p.ess_mean);
+        put("eval/ess_min", p.ess_min);
+        put("eval/is_samples", b.sc.eval.optimal_samples.unwrap_or(0) as f64);
+        put("eval/gold_sel", ps.gold);
+        put("eval/kl_sel", ps.kl);
+        put("eval/gold_test", pt.gold);
+        put("eval/kl_test", pt.kl);
+    }
+    drop(span);
 }
