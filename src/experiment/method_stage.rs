@@ -18,7 +18,7 @@ use crate::eval::optimal as frontier;
 use crate::log::{write_atomic, Metrics};
 use crate::model::SampleSettings;
 use crate::model::{self, Gpt};
-use crate::profile::{add_work, stage_work};
+use crate::profile::{add_work, stage_work, Work};
 
 /// Train and evaluate one method from pi_SFT; cached by its settings. Checkpoints at every
 /// evaluation; a killed run resumes from the last one. The training itself is the registry's
@@ -161,34 +161,8 @@ pub fn best_of_n_stage(
         crate::eval::selection_prompts(s.world.eval_prompts().len(), sc.eval.selection_fraction)
             * sc.eval.samples_per_prompt;
     let mut e = Metrics::default();
-    for p in best_of_n::evaluate(&proxy, &gold, grid, ref_gold.as_deref()) {
-        let setting = format!("n={}", p.n);
-        let mut put = |k: &str, v: f64| e.push("best_of_n", &setting, sc.seed, 0, k, v);
-        put("eval/gold", p.gold.mean);
-        put("eval/gold_ci", p.gold.ci95);
-        put("eval/kl", p.kl_bound);
-        put("eval/kl_is_bound", 1.0);
-        put("eval/proxy", p.proxy.mean);
-        put("eval/gold_oracle", p.gold_oracle.mean);
-        put("eval/gold_oracle_ci", p.gold_oracle.ci95);
-        let share = p.n as f64 / n_max as f64;
-        let mut work = deps;
-        add_work(&mut work, &candidates, share);
-        for (k, v) in compute_rows(&work) {
-            put(&k, v);
-        }
-        for (k, v) in p.winrate.map(crate::eval::winrate_metrics).into_iter().flatten() {
-            put(k, v);
-        }
-        // The analytic KL bound holds on either half.
-        let kl = vec![p.kl_bound; p.picked_gold.len()];
-        for (k, v) in
-            crate::eval::split_metrics(n_sel, &p.picked_gold, Some(&kl), ref_gold.as_deref())
-        {
-            put(&k, v);
-        }
-    }
     let bon = Bon { sc, s, grid, rows: &rows, seed, n_sel, ref_gold: ref_gold.as_deref() };
+    points(&bon, (&proxy, &gold), (&deps, &candidates), &mut e);
     at_temperatures(&bon, &pb, &mut e);
     pb.finish_and_clear();
     optimal_points(&bon, &gold, &mut e);
@@ -206,6 +180,43 @@ pub fn best_of_n_stage(
     metrics.extend(timing);
     evals.extend(e);
     Ok(())
+}
+
+/// Best-of-N's points at the evaluation temperature: per N, the gold and proxy of the picked
+/// candidates, the analytic KL bound, the compute (the shared stages `deps` and N of the
+/// `n_max` candidates), win rates and the two halves.
+fn points(
+    b: &Bon,
+    (proxy, gold): (&[Vec<f64>], &[Vec<f64>]),
+    (deps, candidates): (&Work, &Work),
+    e: &mut Metrics,
+) {
+    let n_max = *b.grid.iter().max().expect("a non-empty grid");
+    for p in best_of_n::evaluate(proxy, gold, b.grid, b.ref_gold) {
+        let setting = format!("n={}", p.n);
+        let mut put = |k: &str, v: f64| e.push("best_of_n", &setting, b.sc.seed, 0, k, v);
+        put("eval/gold", p.gold.mean);
+        put("eval/gold_ci", p.gold.ci95);
+        put("eval/kl", p.kl_bound);
+        put("eval/kl_is_bound", 1.0);
+        put("eval/proxy", p.proxy.mean);
+        put("eval/gold_oracle", p.gold_oracle.mean);
+        put("eval/gold_oracle_ci", p.gold_oracle.ci95);
+        let share = p.n as f64 / n_max as f64;
+        let mut work = *deps;
+        add_work(&mut work, candidates, share);
+        for (k, v) in compute_rows(&work) {
+            put(&k, v);
+        }
+        for (k, v) in p.winrate.map(crate::eval::winrate_metrics).into_iter().flatten() {
+            put(k, v);
+        }
+        // The analytic KL bound holds on either half.
+        let kl = vec![p.kl_bound; p.picked_gold.len()];
+        for (k, v) in crate::eval::split_metrics(b.n_sel, &p.picked_gold, Some(&kl), b.ref_gold) {
+            put(&k, v);
+        }
+    }
 }
 
 /// What Best-of-N's evaluations share: the scenario, the shared stages, the grid of N, the
