@@ -10,7 +10,7 @@ use std::time::Instant;
 use super::options::RunOptions;
 use super::progress::ProgressMode;
 use super::scenario::{Override, Scenario};
-use super::shared::with_shared;
+use super::shared::{with_shared, with_stages};
 use super::summary::Summary;
 use crate::log::{write_atomic, Metrics};
 
@@ -267,28 +267,15 @@ pub fn run_tables(sc: &Scenario, opts: &RunOptions, tables: &[String]) -> Result
     );
     for &seed in &sc.seeds {
         let s = sc.with_seed(seed);
-        with_shared(
-            &s,
-            opts,
-            &mut Metrics::default(),
-            &mut Summary::default(),
-            |shared, metrics, _| {
-                if opts.jobs > 1 {
-                    return Ok(());
-                }
-                for m in s.methods.iter().filter(|m| tables.contains(&m.name())) {
-                    method_stage::method_stage(
-                        &s,
-                        m,
-                        shared,
-                        opts,
-                        metrics,
-                        &mut Metrics::default(),
-                    )?;
-                }
-                Ok(())
-            },
-        )?;
+        with_stages(&s, opts, |shared, metrics| {
+            if opts.jobs > 1 {
+                return Ok(());
+            }
+            for m in s.methods.iter().filter(|m| tables.contains(&m.name())) {
+                method_stage::method_stage(&s, m, shared, opts, metrics, &mut Metrics::default())?;
+            }
+            Ok(())
+        })?;
     }
     if opts.jobs > 1 {
         let _wait = crate::profile::enter_stage("cells", "", 0, "wait");
@@ -312,13 +299,7 @@ pub(super) fn run_pending(
         sc.seeds.iter().copied().filter(|s| pending.iter().any(|p| p.0 == *s)).collect();
     if opts.jobs > 1 {
         for &seed in &seeds {
-            with_shared(
-                &sc.with_seed(seed),
-                opts,
-                &mut Metrics::default(),
-                &mut Summary::default(),
-                |_, _, _| Ok(()),
-            )?;
+            with_stages(&sc.with_seed(seed), opts, |_, _| Ok(()))?;
         }
         let _wait = crate::profile::enter_stage("cells", "", 0, "wait");
         return run_cells(sc, opts, pending);
@@ -326,39 +307,33 @@ pub(super) fn run_pending(
     let mut failed = Vec::new();
     for seed in seeds {
         let s = sc.with_seed(seed);
-        with_shared(
-            &s,
-            opts,
-            &mut Metrics::default(),
-            &mut Summary::default(),
-            |shared, metrics, _| {
-                for (_, i, label) in pending.iter().filter(|p| p.0 == seed) {
-                    let done = match s.methods.get(*i) {
-                        Some(m) => method_stage::method_stage(
-                            &s,
-                            m,
-                            shared,
-                            opts,
-                            metrics,
-                            &mut Metrics::default(),
-                        ),
-                        None => method_stage::best_of_n_stage(
-                            &s,
-                            s.best_of_n.as_ref().expect("a Best-of-N cell"),
-                            shared,
-                            opts,
-                            metrics,
-                            &mut Metrics::default(),
-                        ),
-                    };
-                    if let Err(e) = done {
-                        eprintln!("error: {label}: {e:#}");
-                        failed.push((seed, *i, format!("{e:#}")));
-                    }
+        with_stages(&s, opts, |shared, metrics| {
+            for (_, i, label) in pending.iter().filter(|p| p.0 == seed) {
+                let done = match s.methods.get(*i) {
+                    Some(m) => method_stage::method_stage(
+                        &s,
+                        m,
+                        shared,
+                        opts,
+                        metrics,
+                        &mut Metrics::default(),
+                    ),
+                    None => method_stage::best_of_n_stage(
+                        &s,
+                        s.best_of_n.as_ref().expect("a Best-of-N cell"),
+                        shared,
+                        opts,
+                        metrics,
+                        &mut Metrics::default(),
+                    ),
+                };
+                if let Err(e) = done {
+                    eprintln!("error: {label}: {e:#}");
+                    failed.push((seed, *i, format!("{e:#}")));
                 }
-                Ok(())
-            },
-        )?;
+            }
+            Ok(())
+        })?;
     }
     Ok((failed, CellsProfile::default()))
 }

@@ -6,7 +6,7 @@ use anyhow::Result;
 
 use super::options::RunOptions;
 use super::scenario::Scenario;
-use super::stages::{self};
+use super::stages::{self, Shared};
 use super::summary::Summary;
 use crate::log::Metrics;
 use crate::world::TextWorld;
@@ -64,7 +64,17 @@ pub(super) fn with_shared<T>(
 
 /// The shared stages of `sc.seed` only.
 pub fn prepare(sc: &Scenario, opts: &RunOptions) -> Result<()> {
-    with_shared(sc, opts, &mut Metrics::default(), &mut Summary::default(), |_, _, _| Ok(()))
+    with_stages(sc, opts, |_, _| Ok(()))
+}
+
+/// [`with_shared`] for a process that keeps neither the stages' logs nor their summary (a
+/// pilot's runs, a sweep's cells, `prepare`): `f` gets the stages and a log it may write.
+pub(super) fn with_stages<T>(
+    sc: &Scenario,
+    opts: &RunOptions,
+    f: impl FnOnce(&Shared, &mut Metrics) -> Result<T>,
+) -> Result<T> {
+    with_shared(sc, opts, &mut Metrics::default(), &mut Summary::default(), |s, m, _| f(s, m))
 }
 
 /// `alignlab world`: the world of a scenario's seed, described with `show` prompts and texts.

@@ -233,18 +233,10 @@ fn validate(
         ..w.eval.clone()
     };
     let parse::File { world, sft, sample, prefs, reward, train, faults, .. } = w;
-    let SweepPlan {
-        seeds,
-        budgets,
-        pilot_seeds,
-        calibration_rounds,
-        calibration_aim,
-        top_up_rounds,
-    } = plan;
     let sc = Scenario {
         name,
-        seed: seeds[0],
-        seeds,
+        seed: plan.seeds[0],
+        seeds: plan.seeds,
         world,
         model,
         reward_model: rm,
@@ -257,12 +249,12 @@ fn validate(
         methods,
         n_shared,
         seed_runs,
-        top_up_rounds,
+        top_up_rounds: plan.top_up_rounds,
         best_of_n,
-        budgets,
-        pilot_seeds,
-        calibration_rounds,
-        calibration_aim,
+        budgets: plan.budgets,
+        pilot_seeds: plan.pilot_seeds,
+        calibration_rounds: plan.calibration_rounds,
+        calibration_aim: plan.calibration_aim,
         tune,
         resolved_toml,
         source: path.to_path_buf(),
