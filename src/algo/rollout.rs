@@ -192,14 +192,13 @@ pub struct Batch {
     pub score: Tensor,
 }
 
-/// Sample one completion per row of `rows` (torch's generator seeded with `seed`) and score it.
-#[allow(clippy::too_many_arguments)]
+/// Sample one completion per row of `rows` with `settings` (torch's generator seeded with
+/// `seed`) and score it.
 pub fn collect(
     policy: &Gpt,
     reference: &Gpt,
     rows: &[Vec<i64>],
-    settings: &SampleSettings,
-    seed: i64,
+    (settings, seed): (&SampleSettings, i64),
     score_fn: &dyn Fn(&Rollout) -> Tensor,
     shaping: Shaping,
     stats: &mut RunningStats,

@@ -215,8 +215,7 @@ pub struct SftReport {
 }
 
 /// Train `model` (whose variables live in `vs`) on `train`; evaluate on `val`.
-/// `label` names the run in the metrics (`sft`, `preferred_ft`, ...).
-#[allow(clippy::too_many_arguments)]
+/// `t` names the run in the metrics (`sft`, `preferred_ft`, ...).
 pub fn train(
     model: &Gpt,
     vs: &nn::VarStore,

@@ -97,19 +97,17 @@ impl TabularWorld {
         steps: usize,
         lr: f64,
     ) -> Vec<Vec<f64>> {
-        self.fit_preference_traced(reference, counts, loss, steps, lr, usize::MAX, |_, _| {})
+        self.fit_preference_traced(reference, counts, loss, (steps, lr), usize::MAX, |_, _| {})
     }
 
     /// [`TabularWorld::fit_preference`], calling `trace(step, probabilities)` every `every`
     /// steps (and at step 0).
-    #[allow(clippy::too_many_arguments)]
     pub fn fit_preference_traced(
         &self,
         reference: &Tensor,
         counts: &[Vec<Vec<f64>>],
         loss: PrefLoss,
-        steps: usize,
-        lr: f64,
+        (steps, lr): (usize, f64),
         every: usize,
         mut trace: impl FnMut(usize, &[Vec<f64>]),
     ) -> Vec<Vec<f64>> {

@@ -89,7 +89,7 @@ pub fn convergence(out: &Path, seed: u64) -> Result<Vec<TraceRow>> {
             ("ipo", PrefLoss::Ipo { beta, length_normalize: false }),
         ] {
             let series = format!("{} beta={beta}", method.to_uppercase());
-            w.fit_preference_traced(&reference, &bt, kind, 1500, 0.05, 25, |step, p| {
+            w.fit_preference_traced(&reference, &bt, kind, (1500, 0.05), 25, |step, p| {
                 rows.push(TraceRow {
                     series: series.clone(),
                     method,
@@ -101,7 +101,7 @@ pub fn convergence(out: &Path, seed: u64) -> Result<Vec<TraceRow>> {
                 });
             });
             let series = format!("{} beta={beta} (deterministic labels)", method.to_uppercase());
-            w.fit_preference_traced(&reference, &det, kind, 3000, 0.05, 50, |step, p| {
+            w.fit_preference_traced(&reference, &det, kind, (3000, 0.05), 50, |step, p| {
                 let mass = (0..n_x).map(|x| p[x][worst[x]]).fold(0.0, f64::max);
                 rows.push(TraceRow {
                     series: series.clone(),
