@@ -221,17 +221,55 @@ pub fn calibrate(
     load: &dyn Fn(&[Override]) -> Result<Scenario>,
     run_pilot: PilotRunner,
 ) -> Result<Calibration> {
+    let mut knobs = knobs_of(sc)?;
+    let mut work = super::RunsWork::default();
+    let pilot_base = vec![
+        Override::ints(
+            "sweep.seeds",
+            &sc.pilot_seeds.iter().map(|&s| s as i64).collect::<Vec<_>>(),
+        ),
+        Override::new("sweep.budgets", toml::Value::Array(vec![])),
+        Override::new("sweep.seed_runs", toml::Value::Array(vec![])),
+        Override::new("sweep.top_up_rounds", 0),
+    ];
+    for round in 0..=sc.calibration_rounds {
+        // This round's settings: round 0 the grids, then proposals for the budgets not reached.
+        let todo = proposals(sc, &knobs, round);
+        if todo.is_empty() {
+            break;
+        }
+        let mut ov = pilot_base.clone();
+        ov.extend(todo.iter().map(|(i, v)| grid_override(&knobs[*i].table, knobs[*i].key, v)));
+        let pilot = load(&ov)?;
+        let names: Vec<String> = todo.iter().map(|(i, _)| knobs[*i].table.clone()).collect();
+        eprintln!(
+            "calibration round {round}: {}",
+            todo.iter()
+                .map(|(i, v)| format!("{} {v:?}", knobs[*i].table))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        run_pilot(&pilot, &names, &ov)?;
+        landings(sc, &pilot, &names, &mut knobs, opts, &mut work)?;
+    }
+    let (records, overrides) = grids(sc, &knobs);
+    Ok(Calibration { overrides, records, work })
+}
+
+/// A calibrated table: its knob, the way KL moves with it (for a first step from a single
+/// run), its own grid (round 0) and the (setting, landed KL) of its pilot runs.
+struct Knob {
+    table: String,
+    key: &'static str,
+    sign: f64,
+    grid: Vec<f64>,
+    runs: Vec<(f64, f64)>,
+}
+
+/// Every table of `sc` with a KL knob among its grids, each once.
+fn knobs_of(sc: &Scenario) -> Result<Vec<Knob>> {
     let resolved: toml::Table =
         toml::from_str(&sc.resolved_toml).context("the resolved scenario is TOML")?;
-    // Each calibrated table: its knob, the way KL moves with it (for a first step from a single
-    // run), its own grid (round 0) and the (setting, landed KL) of its pilot runs.
-    struct Knob {
-        table: String,
-        key: &'static str,
-        sign: f64,
-        grid: Vec<f64>,
-        runs: Vec<(f64, f64)>,
-    }
     let mut knobs: Vec<Knob> = Vec::new();
     for m in &sc.methods {
         let table = m.name();
@@ -249,84 +287,79 @@ pub fn calibrate(
             knobs.push(Knob { table, key, sign, grid, runs: vec![] });
         }
     }
-    let mut work = super::RunsWork::default();
-    let pilot_base = vec![
-        Override::ints(
-            "sweep.seeds",
-            &sc.pilot_seeds.iter().map(|&s| s as i64).collect::<Vec<_>>(),
-        ),
-        Override::new("sweep.budgets", toml::Value::Array(vec![])),
-        Override::new("sweep.seed_runs", toml::Value::Array(vec![])),
-        Override::new("sweep.top_up_rounds", 0),
-    ];
-    for round in 0..=sc.calibration_rounds {
-        // This round's settings: round 0 the grids, then proposals for the budgets not reached.
-        let mut todo: Vec<(usize, Vec<f64>)> = Vec::new();
-        for (i, k) in knobs.iter().enumerate() {
-            let vals: Vec<f64> = if round == 0 {
-                k.grid.clone()
-            } else {
-                let mut v: Vec<f64> = sc
-                    .budgets
-                    .iter()
-                    .filter(|b| {
-                        !k.runs.iter().any(|r| settles(r.1, **b, &sc.budgets, sc.calibration_aim))
-                    })
-                    .map(|b| round3(propose(&k.runs, *b, k.sign)))
-                    .filter(|v| v.is_finite() && *v > 0.0)
-                    .collect();
-                v.sort_by(|a, b| a.total_cmp(b));
-                v.dedup();
-                v.retain(|x| !k.runs.iter().any(|r| r.0 == *x));
-                v
-            };
-            if !vals.is_empty() {
-                todo.push((i, vals));
-            }
-        }
-        if todo.is_empty() {
-            break;
-        }
-        let mut ov = pilot_base.clone();
-        ov.extend(todo.iter().map(|(i, v)| grid_override(&knobs[*i].table, knobs[*i].key, v)));
-        let pilot = load(&ov)?;
-        let names: Vec<String> = todo.iter().map(|(i, _)| knobs[*i].table.clone()).collect();
-        eprintln!(
-            "calibration round {round}: {}",
-            todo.iter()
-                .map(|(i, v)| format!("{} {v:?}", knobs[*i].table))
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-        run_pilot(&pilot, &names, &ov)?;
-        for m in pilot.methods.iter().filter(|m| names.contains(&m.name())) {
-            let k = knobs.iter_mut().find(|k| k.table == m.name()).expect("a calibrated table");
-            let Some(v) = m.grid_value(k.key) else {
-                continue;
-            };
-            if !k.runs.iter().any(|r| r.0 == v) {
-                // Where a setting lands: its final KL, the mean over the pilot seeds.
-                let mut kls = Vec::new();
-                for &seed in &sc.pilot_seeds {
-                    let e = pilot_evals(&pilot.with_seed(seed), m, opts)?;
-                    kls.push(last_kl(&e).with_context(|| {
-                        format!(
-                            "the pilot run {} {} (seed {seed}) has no eval/kl",
-                            m.name(),
-                            m.setting()
-                        )
-                    })?);
-                    work.add(&e);
-                    work.add_timing(&folders::run_timing(&pilot.with_seed(seed), m, opts));
-                }
-                k.runs.push((v, kls.iter().sum::<f64>() / kls.len() as f64));
-            }
+    Ok(knobs)
+}
+
+/// A round's settings per knob (index, values): round 0 the grids, then proposals for the
+/// budgets no run has settled yet, each value once and not run before.
+fn proposals(sc: &Scenario, knobs: &[Knob], round: usize) -> Vec<(usize, Vec<f64>)> {
+    let mut todo: Vec<(usize, Vec<f64>)> = Vec::new();
+    for (i, k) in knobs.iter().enumerate() {
+        let vals: Vec<f64> = if round == 0 {
+            k.grid.clone()
+        } else {
+            let mut v: Vec<f64> = sc
+                .budgets
+                .iter()
+                .filter(|b| {
+                    !k.runs.iter().any(|r| settles(r.1, **b, &sc.budgets, sc.calibration_aim))
+                })
+                .map(|b| round3(propose(&k.runs, *b, k.sign)))
+                .filter(|v| v.is_finite() && *v > 0.0)
+                .collect();
+            v.sort_by(|a, b| a.total_cmp(b));
+            v.dedup();
+            v.retain(|x| !k.runs.iter().any(|r| r.0 == *x));
+            v
+        };
+        if !vals.is_empty() {
+            todo.push((i, vals));
         }
     }
-    // Each budget's run (`pick`); the grids.
+    todo
+}
+
+/// Where each new pilot run of the round landed: its final KL, the mean over the pilot seeds;
+/// the runs' work goes into `work`.
+fn landings(
+    sc: &Scenario,
+    pilot: &Scenario,
+    names: &[String],
+    knobs: &mut [Knob],
+    opts: &RunOptions,
+    work: &mut super::RunsWork,
+) -> Result<()> {
+    for m in pilot.methods.iter().filter(|m| names.contains(&m.name())) {
+        let k = knobs.iter_mut().find(|k| k.table == m.name()).expect("a calibrated table");
+        let Some(v) = m.grid_value(k.key) else {
+            continue;
+        };
+        if !k.runs.iter().any(|r| r.0 == v) {
+            // Where a setting lands: its final KL, the mean over the pilot seeds.
+            let mut kls = Vec::new();
+            for &seed in &sc.pilot_seeds {
+                let e = pilot_evals(&pilot.with_seed(seed), m, opts)?;
+                kls.push(last_kl(&e).with_context(|| {
+                    format!(
+                        "the pilot run {} {} (seed {seed}) has no eval/kl",
+                        m.name(),
+                        m.setting()
+                    )
+                })?);
+                work.add(&e);
+                work.add_timing(&folders::run_timing(&pilot.with_seed(seed), m, opts));
+            }
+            k.runs.push((v, kls.iter().sum::<f64>() / kls.len() as f64));
+        }
+    }
+    Ok(())
+}
+
+/// Each budget's run (`pick`) and the calibrated grids; Best-of-N's N per budget, analytic.
+fn grids(sc: &Scenario, knobs: &[Knob]) -> (Vec<CalibrationRecord>, Vec<Override>) {
     let mut records = Vec::new();
     let mut overrides = Vec::new();
-    for k in &knobs {
+    for k in knobs {
         let mut grid: Vec<f64> = Vec::new();
         for &b in &sc.budgets {
             if let Some((v, kl)) = pick(&k.runs, b, &sc.budgets) {
@@ -370,7 +403,7 @@ pub fn calibrate(
             &grid.iter().map(|&n| n as i64).collect::<Vec<_>>(),
         ));
     }
-    Ok(Calibration { overrides, records, work })
+    (records, overrides)
 }
 
 /// The way KL moves with a knob: +1 where it grows with the setting (target KL, alpha), -1
