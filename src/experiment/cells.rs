@@ -142,25 +142,7 @@ fn run_cells(
             let Some((seed, index, label)) = queue.next() else {
                 break;
             };
-            let log = opts
-                .runs_root
-                .join(&sc.name)
-                .join("cells")
-                .join(format!("seed{seed}-cell{index}.log"));
-            std::fs::create_dir_all(log.parent().unwrap())?;
-            let mut cmd = std::process::Command::new(&exe);
-            cmd.arg("cell")
-                .args(&opts.cell_args)
-                .arg("--seed")
-                .arg(seed.to_string())
-                .arg("--index")
-                .arg(index.to_string())
-                .arg("--threads")
-                .arg(threads.to_string());
-            let f = std::fs::File::create(&log)?;
-            cmd.stdout(f.try_clone()?).stderr(f);
-            let child = cmd.spawn().with_context(|| format!("cannot start cell {label}"))?;
-            running.push((child, (seed, index, label), log, std::time::Instant::now()));
+            running.push(spawn_cell(sc, opts, (&exe, threads), (seed, index, label))?);
         }
         if running.is_empty() {
             break;
@@ -175,23 +157,7 @@ fn run_cells(
                 busy_s += wall;
                 // The cell's own profile, and what it cost before its first line ran (exec,
                 // loading libtorch): its wall time here less the time it accounted for.
-                if let Ok(m) = Metrics::read(&cell_profile_path(sc, opts, cell.0, cell.1)) {
-                    let accounted: f64 = m
-                        .rows
-                        .iter()
-                        .filter(|r| r.metric.ends_with("/wall_s"))
-                        .map(|r| r.value)
-                        .sum();
-                    prof.rows.push(
-                        "load",
-                        &format!("cell{}", cell.1),
-                        cell.0,
-                        0,
-                        "profile/exec/wall_s",
-                        (wall - accounted).max(0.0),
-                    );
-                    prof.rows.extend(m);
-                }
+                absorb_profile(sc, opts, &cell, wall, &mut prof);
                 if status.success() {
                     match opts.progress {
                         ProgressMode::Json => eprintln!("{{\"cell\":\"{}\",\"done\":true,\"finished\":{finished},\"total\":{total}}}", cell.2.replace('"', "\\\"")),
@@ -215,6 +181,55 @@ fn run_cells(
     }
     prof.idle_s = (opts.jobs as f64 * t_first.elapsed().as_secs_f64() - busy_s).max(0.0);
     Ok((failed, prof))
+}
+
+/// Start `cell` as a child process (`alignlab cell ... --threads T`), its output to its log.
+fn spawn_cell(
+    sc: &Scenario,
+    opts: &RunOptions,
+    (exe, threads): (&std::path::Path, usize),
+    (seed, index, label): Cell,
+) -> Result<(Child, Cell, PathBuf, Instant)> {
+    let log =
+        opts.runs_root.join(&sc.name).join("cells").join(format!("seed{seed}-cell{index}.log"));
+    std::fs::create_dir_all(log.parent().unwrap())?;
+    let mut cmd = std::process::Command::new(exe);
+    cmd.arg("cell")
+        .args(&opts.cell_args)
+        .arg("--seed")
+        .arg(seed.to_string())
+        .arg("--index")
+        .arg(index.to_string())
+        .arg("--threads")
+        .arg(threads.to_string());
+    let f = std::fs::File::create(&log)?;
+    cmd.stdout(f.try_clone()?).stderr(f);
+    let child = cmd.spawn().with_context(|| format!("cannot start cell {label}"))?;
+    Ok((child, (seed, index, label), log, Instant::now()))
+}
+
+/// Add a finished cell's profile to the sweep's, with the time it spent before its first line
+/// ran (exec, loading libtorch): its wall time `wall` less the time it accounted for.
+fn absorb_profile(
+    sc: &Scenario,
+    opts: &RunOptions,
+    cell: &Cell,
+    wall: f64,
+    prof: &mut CellsProfile,
+) {
+    if let Ok(m) = Metrics::read(&cell_profile_path(sc, opts, cell.0, cell.1)) {
+        let accounted: f64 =
+            m.rows.iter().filter(|r| r.metric.ends_with("/wall_s")).map(|r| r.value).sum();
+        prof.rows.push(
+            "load",
+            &format!("cell{}", cell.1),
+            cell.0,
+            0,
+            "profile/exec/wall_s",
+            (wall - accounted).max(0.0),
+        );
+        prof.rows.extend(m);
+    }
 }
 
 /// How many method runs (cells: a Best-of-N seed is one) an invocation ran and how many it found
