@@ -119,144 +119,17 @@ fn number_grid(name: &str, table: &mut toml::Table, key: &str) -> Result<Vec<f64
 /// The runs of method table `name` as written, and the table resolved (every default filled in).
 /// PPO and the critic-free methods sample their rollouts with `[sample]`. Errors name the key
 /// in full (`dpo.beta`).
-pub fn expand(
-    name: &str,
-    table: &toml::Table,
-    sample: &SampleConfig,
-) -> Result<(Vec<Method>, toml::Table), ConfigError> {
+pub fn expand(name: &str, table: &toml::Table, sample: &SampleConfig) -> Expanded {
     let mut rest = table.clone();
-    let method = |kind| Method { kind, opt: Overrides::default() };
     if let Some(&(_, gold)) = PPO_TABLES.iter().find(|t| t.0 == name) {
-        let (target_kl, kl_coef) =
-            (number_grid(name, &mut rest, "target_kl")?, number_grid(name, &mut rest, "kl_coef")?);
-        // `rollout_batch` may be a grid (Xu et al.: the batch size matters), crossed with the KL runs.
-        let batches = match rest.get("rollout_batch") {
-            Some(toml::Value::Array(_)) => Some(number_grid(name, &mut rest, "rollout_batch")?),
-            _ => None,
-        };
-        need(
-            batches
-                .as_ref()
-                .is_none_or(|b| !b.is_empty() && b.iter().all(|v| v.fract() == 0.0 && *v >= 0.0)),
-            "rollout_batch",
-            || "must be a whole number or a list of them".into(),
-            "use e.g. [64, 256]",
-        )
-        .map_err(|e| e.within(name))?;
-        let mut cfg: PpoConfig = read(name, toml::Value::Table(rest))?;
-        cfg.temperature = sample.temperature;
-        let mut runs = Vec::new();
-        for batch in batches.clone().unwrap_or(vec![cfg.rollout_batch as f64]) {
-            let cfg = PpoConfig { rollout_batch: batch as usize, ..cfg };
-            let batch_grid = batches.is_some();
-            runs.extend(
-                cfg.runs(&target_kl, &kl_coef)
-                    .map_err(|e| e.within(name))?
-                    .into_iter()
-                    .map(|cfg| method(MethodKind::Ppo { gold, cfg, batch_grid })),
-            );
-        }
-        let mut resolved = toml::Table::try_from(cfg).expect("PpoConfig serializes");
-        resolved.remove("kl");
-        resolved.insert("target_kl".into(), toml::Value::try_from(target_kl).unwrap());
-        resolved.insert("kl_coef".into(), toml::Value::try_from(kl_coef).unwrap());
-        if let Some(b) = batches {
-            resolved.insert(
-                "rollout_batch".into(),
-                toml::Value::try_from(b.iter().map(|&v| v as i64).collect::<Vec<_>>()).unwrap(),
-            );
-        }
-        return Ok((runs, resolved));
+        return expand_ppo(name, gold, rest, sample);
     }
     if let Some(&est) = PG_TABLES.iter().find(|e| e.name() == name) {
-        let kl_coef = number_grid(name, &mut rest, "kl_coef")?;
-        need(
-            !kl_coef.is_empty(),
-            "kl_coef",
-            || "is missing or empty".into(),
-            "give the KL coefficients to run, e.g. kl_coef = [0.02, 0.05, 0.1] (0 is allowed)",
-        )
-        .map_err(|e| e.within(name))?;
-        if let Some(v) =
-            kl_coef.iter().find(|v| !(v.is_finite() && (**v == 0.0 || (1e-6..=1e4).contains(*v))))
-        {
-            return Err(ConfigError {
-                key: format!("{name}.kl_coef"),
-                problem: format!("every coefficient must be 0 or in [1e-6, 1e4] (got {v})"),
-                fix: "use e.g. [0.02, 0.05]".into(),
-            });
-        }
-        let mut cfg = read::<PgConfig>(name, toml::Value::Table(rest))?
-            .for_estimator(est)
-            .map_err(|e| e.within(name))?;
-        cfg.validate().map_err(|e| e.within(name))?;
-        (cfg.temperature, cfg.max_new_tokens) = (sample.temperature, sample.max_new_tokens);
-        let mut resolved = toml::Table::try_from(cfg).expect("PgConfig serializes");
-        resolved.insert("kl_coef".into(), toml::Value::try_from(&kl_coef).unwrap());
-        return Ok((
-            kl_coef
-                .iter()
-                .map(|&kl_coef| method(MethodKind::Pg { est, cfg: PgConfig { kl_coef, ..cfg } }))
-                .collect(),
-            resolved,
-        ));
+        return expand_pg(name, est, rest, sample);
     }
     let opt = overrides(name, &mut rest)?;
     if let Some(&(_, gold, shuffled)) = ONLINE_TABLES.iter().find(|t| t.0 == name) {
-        need(
-            !(shuffled && rest.contains_key("sync_every")),
-            "sync_every",
-            || "does not apply: the control replays the online run (sync_every = 1)".into(),
-            "remove it",
-        )
-        .map_err(|e| e.within(name))?;
-        let loss: String = rest
-            .remove("loss")
-            .map(|v| read(&format!("{name}.loss"), v))
-            .transpose()?
-            .unwrap_or_else(|| "dpo".into());
-        need(
-            PrefLoss::names().contains(&loss.as_str()),
-            "loss",
-            || {
-                format!(
-                    "`{}` is not a preference loss (one of {})",
-                    crate::config::shown(&loss),
-                    PrefLoss::names().join(", ")
-                )
-            },
-            "use e.g. loss = \"dpo\" or \"ipo\"",
-        )
-        .map_err(|e| e.within(name))?;
-        let sync: Vec<usize> = match rest.remove("sync_every") {
-            None => vec![1],
-            Some(toml::Value::Array(v)) => {
-                read(&format!("{name}.sync_every"), toml::Value::Array(v))?
-            }
-            Some(v) => vec![read(&format!("{name}.sync_every"), v)?],
-        };
-        need(
-            !sync.is_empty()
-                && distinct(&sync)
-                && sync.iter().all(|&s| (1..=MAX_STEPS).contains(&s)),
-            "sync_every",
-            || format!("must be distinct steps in 1..={MAX_STEPS} (got {sync:?})"),
-            "use 1 (online) or e.g. [10, 50] (semi-online)",
-        )
-        .map_err(|e| e.within(name))?;
-        let losses = loss_runs(name, &loss, &rest)?;
-        let mut resolved = with_defaults(table, &losses[0]);
-        resolved.entry("loss").or_insert_with(|| toml::Value::String(loss.clone()));
-        if !shuffled {
-            resolved.entry("sync_every").or_insert(toml::Value::Integer(1));
-        }
-        let runs = sync.iter().flat_map(|&sync_every| {
-            losses.iter().map(move |&loss| Method {
-                kind: MethodKind::Online { gold, loss, sync_every, shuffled },
-                opt,
-            })
-        });
-        return Ok((runs.collect(), resolved));
+        return expand_online((name, table), (gold, shuffled), rest, opt);
     }
     need(
         !rest.contains_key("loss"),
@@ -268,6 +141,149 @@ pub fn expand(
     let losses = loss_runs(name, name, &rest)?;
     let resolved = with_defaults(table, &losses[0]);
     let runs = losses.into_iter().map(|loss| Method { kind: MethodKind::Pref(loss), opt });
+    Ok((runs.collect(), resolved))
+}
+/// The runs of a method table, and the table resolved.
+type Expanded = Result<(Vec<Method>, toml::Table), ConfigError>;
+
+/// A PPO table (`gold`: `[ppo_gt]`): one run per target KL or coefficient, crossed with the
+/// rollout batches where `rollout_batch` is a grid.
+fn expand_ppo(name: &str, gold: bool, mut rest: toml::Table, sample: &SampleConfig) -> Expanded {
+    let method = |kind| Method { kind, opt: Overrides::default() };
+    let (target_kl, kl_coef) =
+        (number_grid(name, &mut rest, "target_kl")?, number_grid(name, &mut rest, "kl_coef")?);
+    // `rollout_batch` may be a grid (Xu et al.: the batch size matters), crossed with the KL runs.
+    let batches = match rest.get("rollout_batch") {
+        Some(toml::Value::Array(_)) => Some(number_grid(name, &mut rest, "rollout_batch")?),
+        _ => None,
+    };
+    need(
+        batches
+            .as_ref()
+            .is_none_or(|b| !b.is_empty() && b.iter().all(|v| v.fract() == 0.0 && *v >= 0.0)),
+        "rollout_batch",
+        || "must be a whole number or a list of them".into(),
+        "use e.g. [64, 256]",
+    )
+    .map_err(|e| e.within(name))?;
+    let mut cfg: PpoConfig = read(name, toml::Value::Table(rest))?;
+    cfg.temperature = sample.temperature;
+    let mut runs = Vec::new();
+    for batch in batches.clone().unwrap_or(vec![cfg.rollout_batch as f64]) {
+        let cfg = PpoConfig { rollout_batch: batch as usize, ..cfg };
+        let batch_grid = batches.is_some();
+        runs.extend(
+            cfg.runs(&target_kl, &kl_coef)
+                .map_err(|e| e.within(name))?
+                .into_iter()
+                .map(|cfg| method(MethodKind::Ppo { gold, cfg, batch_grid })),
+        );
+    }
+    let mut resolved = toml::Table::try_from(cfg).expect("PpoConfig serializes");
+    resolved.remove("kl");
+    resolved.insert("target_kl".into(), toml::Value::try_from(target_kl).unwrap());
+    resolved.insert("kl_coef".into(), toml::Value::try_from(kl_coef).unwrap());
+    if let Some(b) = batches {
+        resolved.insert(
+            "rollout_batch".into(),
+            toml::Value::try_from(b.iter().map(|&v| v as i64).collect::<Vec<_>>()).unwrap(),
+        );
+    }
+    Ok((runs, resolved))
+}
+
+/// A critic-free table: one run per KL coefficient.
+fn expand_pg(name: &str, est: Estimator, mut rest: toml::Table, sample: &SampleConfig) -> Expanded {
+    let method = |kind| Method { kind, opt: Overrides::default() };
+    let kl_coef = number_grid(name, &mut rest, "kl_coef")?;
+    need(
+        !kl_coef.is_empty(),
+        "kl_coef",
+        || "is missing or empty".into(),
+        "give the KL coefficients to run, e.g. kl_coef = [0.02, 0.05, 0.1] (0 is allowed)",
+    )
+    .map_err(|e| e.within(name))?;
+    if let Some(v) =
+        kl_coef.iter().find(|v| !(v.is_finite() && (**v == 0.0 || (1e-6..=1e4).contains(*v))))
+    {
+        return Err(ConfigError {
+            key: format!("{name}.kl_coef"),
+            problem: format!("every coefficient must be 0 or in [1e-6, 1e4] (got {v})"),
+            fix: "use e.g. [0.02, 0.05]".into(),
+        });
+    }
+    let mut cfg = read::<PgConfig>(name, toml::Value::Table(rest))?
+        .for_estimator(est)
+        .map_err(|e| e.within(name))?;
+    cfg.validate().map_err(|e| e.within(name))?;
+    (cfg.temperature, cfg.max_new_tokens) = (sample.temperature, sample.max_new_tokens);
+    let mut resolved = toml::Table::try_from(cfg).expect("PgConfig serializes");
+    resolved.insert("kl_coef".into(), toml::Value::try_from(&kl_coef).unwrap());
+    Ok((
+        kl_coef
+            .iter()
+            .map(|&kl_coef| method(MethodKind::Pg { est, cfg: PgConfig { kl_coef, ..cfg } }))
+            .collect(),
+        resolved,
+    ))
+}
+
+/// An online preference table: its loss's runs, each at every `sync_every`.
+fn expand_online(
+    (name, table): (&str, &toml::Table),
+    (gold, shuffled): (bool, bool),
+    mut rest: toml::Table,
+    opt: Overrides,
+) -> Expanded {
+    need(
+        !(shuffled && rest.contains_key("sync_every")),
+        "sync_every",
+        || "does not apply: the control replays the online run (sync_every = 1)".into(),
+        "remove it",
+    )
+    .map_err(|e| e.within(name))?;
+    let loss: String = rest
+        .remove("loss")
+        .map(|v| read(&format!("{name}.loss"), v))
+        .transpose()?
+        .unwrap_or_else(|| "dpo".into());
+    need(
+        PrefLoss::names().contains(&loss.as_str()),
+        "loss",
+        || {
+            format!(
+                "`{}` is not a preference loss (one of {})",
+                crate::config::shown(&loss),
+                PrefLoss::names().join(", ")
+            )
+        },
+        "use e.g. loss = \"dpo\" or \"ipo\"",
+    )
+    .map_err(|e| e.within(name))?;
+    let sync: Vec<usize> = match rest.remove("sync_every") {
+        None => vec![1],
+        Some(toml::Value::Array(v)) => read(&format!("{name}.sync_every"), toml::Value::Array(v))?,
+        Some(v) => vec![read(&format!("{name}.sync_every"), v)?],
+    };
+    need(
+        !sync.is_empty() && distinct(&sync) && sync.iter().all(|&s| (1..=MAX_STEPS).contains(&s)),
+        "sync_every",
+        || format!("must be distinct steps in 1..={MAX_STEPS} (got {sync:?})"),
+        "use 1 (online) or e.g. [10, 50] (semi-online)",
+    )
+    .map_err(|e| e.within(name))?;
+    let losses = loss_runs(name, &loss, &rest)?;
+    let mut resolved = with_defaults(table, &losses[0]);
+    resolved.entry("loss").or_insert_with(|| toml::Value::String(loss.clone()));
+    if !shuffled {
+        resolved.entry("sync_every").or_insert(toml::Value::Integer(1));
+    }
+    let runs = sync.iter().flat_map(|&sync_every| {
+        losses.iter().map(move |&loss| Method {
+            kind: MethodKind::Online { gold, loss, sync_every, shuffled },
+            opt,
+        })
+    });
     Ok((runs.collect(), resolved))
 }
 
