@@ -131,29 +131,7 @@ pub fn tune(
             let config = label(&configs[j]);
             for &seed in &t.seeds {
                 let s = tuning.with_seed(seed);
-                let mut pts = Vec::new();
-                for m in s.methods.iter().filter(|m| m.name() == *table) {
-                    let path = folders::method_dir(&s, m, opts).join("eval.csv");
-                    let e = Metrics::read(&path).with_context(|| {
-                        format!(
-                            "the tuning run {} {} left no {}",
-                            m.name(),
-                            m.setting(),
-                            path.display()
-                        )
-                    })?;
-                    work.add(&e);
-                    work.add_timing(&folders::run_timing(&s, m, opts));
-                    let get = |step: usize, k: &str| {
-                        e.rows.iter().find(|r| r.step == step && r.metric == k).map(|r| r.value)
-                    };
-                    pts.extend(
-                        e.rows
-                            .iter()
-                            .filter(|r| r.metric == "eval/kl_sel")
-                            .filter_map(|r| Some((r.value, get(r.step, "eval/gold_sel")?))),
-                    );
-                }
+                let pts = selection_points(&s, table, opts, &mut work)?;
                 let (gold_sel, reached) = score(&pts, t.budget);
                 records.push(TuningRecord {
                     method: table.clone(),
@@ -193,4 +171,33 @@ pub fn tune(
         overrides.extend(configs[best].iter().cloned());
     }
     Ok(Tuning { overrides, records, work })
+}
+
+/// A tuning run's (KL, gold) points on the selection half of the prompts, every evaluation of
+/// every run of `table` on this seed; their work goes into `work`.
+fn selection_points(
+    s: &Scenario,
+    table: &str,
+    opts: &RunOptions,
+    work: &mut super::RunsWork,
+) -> Result<Vec<(f64, f64)>> {
+    let mut pts = Vec::new();
+    for m in s.methods.iter().filter(|m| m.name() == table) {
+        let path = folders::method_dir(s, m, opts).join("eval.csv");
+        let e = Metrics::read(&path).with_context(|| {
+            format!("the tuning run {} {} left no {}", m.name(), m.setting(), path.display())
+        })?;
+        work.add(&e);
+        work.add_timing(&folders::run_timing(s, m, opts));
+        let get = |step: usize, k: &str| {
+            e.rows.iter().find(|r| r.step == step && r.metric == k).map(|r| r.value)
+        };
+        pts.extend(
+            e.rows
+                .iter()
+                .filter(|r| r.metric == "eval/kl_sel")
+                .filter_map(|r| Some((r.value, get(r.step, "eval/gold_sel")?))),
+        );
+    }
+    Ok(pts)
 }
