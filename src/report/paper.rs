@@ -1172,7 +1172,7 @@ fn summarize_section(results: &Path, s: &mut String) -> Result<()> {
                 let _ = writeln!(s, "{}", md[i..].replacen("## ", "### ", 1));
             }
         }
-        let label = |r: &WinrateRecord| format!("{} {}", r.method, r.setting).trim().to_string();
+        let label = winrate_label;
         let temp = |l: &str, t: f64| {
             w.iter()
                 .find(|r| r.axis == "temperature" && label(r) == l && r.x == t)
@@ -1183,45 +1183,7 @@ fn summarize_section(results: &Path, s: &mut String) -> Result<()> {
         let ppo: Vec<&String> = labels.iter().filter(|l| l.starts_with("ppo")).collect();
         let _ = writeln!(s, "**What the runs show.** The paper reports DPO at about 61% at temperature 0 against PPO's 57% at its best, and PPO degrading at high temperature while DPO is more robust. Here, paired by seed on the test half of the documents (a method with several settings contributes, per seed and temperature, the one with the best win rate on the selection half), A - B with a 95% t-interval over seeds:\n");
         if let Some(p) = read::<PairedRecord>(&summ.join("paired.csv")) {
-            for b in distinct(p.iter().filter(|r| r.a == "dpo").map(|r| r.b.clone())) {
-                for r in paired_rows(&p, "dpo", &b, "temperature") {
-                    let t = r.x;
-                    if t == 0.0 || t == 1.0 {
-                        let _ = writeln!(s, "- T = {t}: win rate {}.", paired_line(r));
-                    }
-                }
-                for r in paired_rows(&p, "dpo", &b, "winrate_change") {
-                    let _ = writeln!(s, "- Temperature robustness, the change in win rate from the lowest temperature to T = {}: {}.", r.x, paired_line(r));
-                }
-            }
-            let against_ppo: Vec<&str> = paired_rows(&p, "dpo", "ppo", "temperature")
-                .iter()
-                .map(|r| r.verdict.as_str())
-                .collect();
-            if !against_ppo.is_empty() {
-                let above = against_ppo.iter().filter(|v| verdict_class(v) == 0).count();
-                let below = against_ppo.iter().filter(|v| verdict_class(v) == 1).count();
-                let _ = writeln!(s, "- Against PPO over all {} temperatures: above at {above}, below at {below}, inconclusive at {}. {}", against_ppo.len(), against_ppo.len() - above - below, if above == against_ppo.len() { "This agrees with the paper's claim." } else if below > 0 { "The paper's claim is contradicted where DPO is below." } else { "The paper's claim that DPO wins is not established here: the seeds cannot tell the two apart at the differences stated." });
-            }
-            // Generalisation: the same policies on the shifted documents.
-            let shifted = paired_rows(&p, "dpo", "ppo", "shifted_temperature");
-            if !shifted.is_empty() {
-                let _ = writeln!(s, "\n**Generalisation to a shifted input distribution** (the paper's CNN/DailyMail test of TL;DR policies: DPO 0.36 against PPO 0.26 at T = 0, 0.31 against 0.23 at T = 0.25). The policies trained on the training documents, evaluated on shifted documents (`[world.shift]`: another length, fact density, filler register and layout; the same judge) against their references, paired by seed on the test half, beside the same comparison in distribution:\n");
-                for r in &shifted {
-                    let inside = paired_rows(&p, "dpo", "ppo", "temperature")
-                        .into_iter()
-                        .find(|q| q.x == r.x)
-                        .map(paired_line)
-                        .unwrap_or_else(|| "not evaluated".into());
-                    let _ = writeln!(
-                        s,
-                        "- T = {}: shifted documents: {}; in distribution: {}.",
-                        r.x,
-                        paired_line(r),
-                        inside
-                    );
-                }
-            }
+            summarize_verdicts(&p, s);
         }
         let drop = |l: &str| Some(temp(l, 1.0)?.0 - temp(l, 0.0)?.0);
         for l in dpo.iter().chain(ppo.iter()) {
@@ -1229,32 +1191,7 @@ fn summarize_section(results: &Path, s: &mut String) -> Result<()> {
                 let _ = writeln!(s, "- {l}: from T = 0 to T = 1 the win rate (mean over seeds, all documents) changes by {d:+.3}.");
             }
         }
-        // Each policy's best temperature (Best-of-N at its largest N, as in the paper's Best of 128).
-        let bon = labels
-            .iter()
-            .filter(|l| l.starts_with("best_of_n n="))
-            .max_by_key(|l| l.trim_start_matches("best_of_n n=").parse::<usize>().unwrap_or(0));
-        for l in ["sft".to_string()]
-            .iter()
-            .chain(dpo.iter().copied())
-            .chain(ppo.iter().copied())
-            .chain(bon)
-        {
-            let best = w
-                .iter()
-                .filter(|r| r.axis == "temperature" && label(r) == *l)
-                .max_by(|a, b| a.winrate.total_cmp(&b.winrate));
-            if let Some(r) = best {
-                let _ = writeln!(
-                    s,
-                    "- {l} peaks at T = {} (all documents, descriptive): {} [{}, {}].",
-                    r.x,
-                    f3(r.winrate),
-                    f3(r.lo95),
-                    f3(r.hi95)
-                );
-            }
-        }
+        best_temperatures(&w, (&labels, &dpo, &ppo), s);
         s.push('\n');
         figure(s, "../results/paper-summarize/winrate_steps.png", "Win rate against the reference over training (paper Fig. 3 right analogue), at the evaluation temperature (1.0), mean over seeds with 95% t-band.");
         let _ = writeln!(
@@ -1279,6 +1216,81 @@ fn summarize_section(results: &Path, s: &mut String) -> Result<()> {
     }
 
     Ok(())
+}
+
+/// Each policy's best temperature, descriptive (Best-of-N at its largest N, as in the paper's
+/// Best of 128): SFT, the DPO and PPO settings of `labels`.
+fn best_temperatures(
+    w: &[WinrateRecord],
+    (labels, dpo, ppo): (&[String], &[&String], &[&String]),
+    s: &mut String,
+) {
+    let label = winrate_label;
+    // Each policy's best temperature (Best-of-N at its largest N, as in the paper's Best of 128).
+    let bon = labels
+        .iter()
+        .filter(|l| l.starts_with("best_of_n n="))
+        .max_by_key(|l| l.trim_start_matches("best_of_n n=").parse::<usize>().unwrap_or(0));
+    for l in
+        ["sft".to_string()].iter().chain(dpo.iter().copied()).chain(ppo.iter().copied()).chain(bon)
+    {
+        let best = w
+            .iter()
+            .filter(|r| r.axis == "temperature" && label(r) == *l)
+            .max_by(|a, b| a.winrate.total_cmp(&b.winrate));
+        if let Some(r) = best {
+            let _ = writeln!(
+                s,
+                "- {l} peaks at T = {} (all documents, descriptive): {} [{}, {}].",
+                r.x,
+                f3(r.winrate),
+                f3(r.lo95),
+                f3(r.hi95)
+            );
+        }
+    }
+}
+
+/// The summarization verdicts: DPO against each method by temperature and the change in win
+/// rate across temperatures, a tally against PPO, and generalisation to the shifted inputs.
+fn summarize_verdicts(p: &[PairedRecord], s: &mut String) {
+    for b in distinct(p.iter().filter(|r| r.a == "dpo").map(|r| r.b.clone())) {
+        for r in paired_rows(p, "dpo", &b, "temperature") {
+            let t = r.x;
+            if t == 0.0 || t == 1.0 {
+                let _ = writeln!(s, "- T = {t}: win rate {}.", paired_line(r));
+            }
+        }
+        for r in paired_rows(p, "dpo", &b, "winrate_change") {
+            let _ = writeln!(s, "- Temperature robustness, the change in win rate from the lowest temperature to T = {}: {}.", r.x, paired_line(r));
+        }
+    }
+    let against_ppo: Vec<&str> =
+        paired_rows(p, "dpo", "ppo", "temperature").iter().map(|r| r.verdict.as_str()).collect();
+    if !against_ppo.is_empty() {
+        let above = against_ppo.iter().filter(|v| verdict_class(v) == 0).count();
+        let below = against_ppo.iter().filter(|v| verdict_class(v) == 1).count();
+        let _ = writeln!(s, "- Against PPO over all {} temperatures: above at {above}, below at {below}, inconclusive at {}. {}", against_ppo.len(), against_ppo.len() - above - below, if above == against_ppo.len() { "This agrees with the paper's claim." } else if below > 0 { "The paper's claim is contradicted where DPO is below." } else { "The paper's claim that DPO wins is not established here: the seeds cannot tell the two apart at the differences stated." });
+    }
+    // Generalisation: the same policies on the shifted documents.
+    let shifted = paired_rows(p, "dpo", "ppo", "shifted_temperature");
+    if !shifted.is_empty() {
+        let _ = writeln!(s, "\n**Generalisation to a shifted input distribution** (the paper's CNN/DailyMail test of TL;DR policies: DPO 0.36 against PPO 0.26 at T = 0, 0.31 against 0.23 at T = 0.25). The policies trained on the training documents, evaluated on shifted documents (`[world.shift]`: another length, fact density, filler register and layout; the same judge) against their references, paired by seed on the test half, beside the same comparison in distribution:\n");
+        for r in &shifted {
+            let inside = paired_rows(p, "dpo", "ppo", "temperature")
+                .into_iter()
+                .find(|q| q.x == r.x)
+                .map(paired_line)
+                .unwrap_or_else(|| "not evaluated".into());
+            let _ = writeln!(
+                s,
+                "- T = {}: shifted documents: {}; in distribution: {}.",
+                r.x,
+                paired_line(r),
+                inside
+            );
+        }
+    }
 }
 
 /// The tabular world: convergence to pi*, exact.
@@ -1644,3 +1656,8 @@ fn ablation_figure(results: &Path) -> Result<Option<String>> {
 
 /// (seed, step, value).
 type SeedStepValue = (u64, usize, f64);
+
+/// A win-rate row's run as the paper names it: `dpo beta=0.5`, `sft`.
+fn winrate_label(r: &WinrateRecord) -> String {
+    format!("{} {}", r.method, r.setting).trim().to_string()
+}
