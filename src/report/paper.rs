@@ -149,6 +149,30 @@ fn online_section(s: &mut String, dir: &Path, f: &[FrontierRecord], p: &[PairedR
     let _ =
         writeln!(s, "\n**What the runs show.** {}{}.\n", joined[..1].to_uppercase(), &joined[1..]);
     grid_caveat(s, dir);
+    online_cost(s, dir);
+    let _ = writeln!(
+        s,
+        "Settings as run:\n\n```toml\n{}```\n",
+        settings(
+            dir,
+            &[
+                "sweep",
+                "train",
+                "dpo",
+                "online_dpo",
+                "online_dpo_gt",
+                "online_dpo_shuffled",
+                "ppo",
+                "rloo",
+                "grpo",
+                "report"
+            ]
+        )
+    );
+}
+
+/// What an online iteration costs beside an offline step, from the same sweep's timing.
+fn online_cost(s: &mut String, dir: &Path) {
     // Cost per iteration, from the same sweep's timing.
     if let Some(t) = read::<Row>(&dir.join("timing.csv")) {
         let mean = |method: &str, keys: &[&str]| {
@@ -187,25 +211,6 @@ fn online_section(s: &mut String, dir: &Path, f: &[FrontierRecord], p: &[PairedR
             s.push('\n');
         }
     }
-    let _ = writeln!(
-        s,
-        "Settings as run:\n\n```toml\n{}```\n",
-        settings(
-            dir,
-            &[
-                "sweep",
-                "train",
-                "dpo",
-                "online_dpo",
-                "online_dpo_gt",
-                "online_dpo_shuffled",
-                "ppo",
-                "rloo",
-                "grpo",
-                "report"
-            ]
-        )
-    );
 }
 
 /// "The preference-loss zoo": the frontier, each loss paired against DPO, likelihood
@@ -225,6 +230,24 @@ fn loss_zoo_section(s: &mut String, dir: &Path, f: &[FrontierRecord], p: &[Paire
         "\nEach loss against DPO, paired by seed (A - B with a 95% t-interval over seeds):\n"
     );
     budget_lines(s, p, |kl| kl == 1.0 || kl == 2.0);
+    displacement_table(s, dir);
+    grid_caveat(s, dir);
+    kl_estimator_table(s, dir);
+    let _ = writeln!(
+        s,
+        "Settings as run:\n\n```toml\n{}```\n",
+        settings(
+            dir,
+            &[
+                "sweep", "train", "dpo", "ipo", "cdpo", "robust", "hinge", "kto", "exo_pair",
+                "nca_pair", "simpo", "orpo", "report"
+            ]
+        )
+    );
+}
+
+/// The loss zoo's likelihood displacement: each loss's last logged log-ratios of chosen and rejected, mean over seeds.
+fn displacement_table(s: &mut String, dir: &Path) {
     // Likelihood displacement: the last logged log-ratios of chosen and rejected, mean over seeds.
     if let Some(m) = read::<Row>(&dir.join("metrics.csv")) {
         let mut last: BTreeMap<(String, String, u64), (usize, f64)> = BTreeMap::new(); // (method, setting, seed) per metric
@@ -299,19 +322,6 @@ fn loss_zoo_section(s: &mut String, dir: &Path, f: &[FrontierRecord], p: &[Paire
             );
         }
     }
-    grid_caveat(s, dir);
-    kl_estimator_table(s, dir);
-    let _ = writeln!(
-        s,
-        "Settings as run:\n\n```toml\n{}```\n",
-        settings(
-            dir,
-            &[
-                "sweep", "train", "dpo", "ipo", "cdpo", "robust", "hinge", "kto", "exo_pair",
-                "nca_pair", "simpo", "orpo", "report"
-            ]
-        )
-    );
 }
 
 /// "Dialogue" (the paper's Fig. 3): win rate against the chosen reply by temperature and over
