@@ -1011,48 +1011,29 @@ pub fn write(results: &Path, out: &Path) -> Result<PathBuf> {
 
     sentiment_section(results, &mut s)?;
     // Online against offline.
-    let ovo = results.join("online-vs-offline");
-    if let (Some(f), Some(p)) = (
-        read::<FrontierRecord>(&ovo.join("frontier.csv")),
-        read::<PairedRecord>(&ovo.join("paired.csv")),
-    ) {
+    if let Some((ovo, f, p)) = frontier_folder(results, "online-vs-offline") {
         online_section(&mut s, &ovo, &f, &p);
     }
-
     // The loss zoo and the KL estimators.
-    let zoo = results.join("loss-zoo");
-    if let (Some(f), Some(p)) = (
-        read::<FrontierRecord>(&zoo.join("frontier.csv")),
-        read::<PairedRecord>(&zoo.join("paired.csv")),
-    ) {
+    if let Some((zoo, f, p)) = frontier_folder(results, "loss-zoo") {
         loss_zoo_section(&mut s, &zoo, &f, &p);
     }
-
     summarize_section(results, &mut s)?;
     // Dialogue.
     let dlg = results.join("paper-dialogue");
     if dlg.join("winrate.csv").exists() {
         dialogue_section(&mut s, &dlg);
     }
-
     // The fair protocol's reruns, beside the first wave's.
     for (title, scenario, first, claims) in &fair {
-        fair_section(
-            &mut s,
-            title,
-            scenario,
-            &results.join(first),
-            &results.join(scenario),
-            claims,
-        );
+        let (before, after) = (results.join(first), results.join(scenario));
+        fair_section(&mut s, title, scenario, &before, &after, claims);
     }
-
     // Overoptimisation.
     let over = results.join("overoptimisation");
     if over.join("fits.csv").exists() {
         overopt_section(&mut s, &over);
     }
-
     tabular_section(results, &mut s)?;
     // Ablations.
     if let Some(table) = ablations {
@@ -1670,4 +1651,15 @@ type SeedStepValue = (u64, usize, f64);
 /// A win-rate row's run as the paper names it: `dpo beta=0.5`, `sft`.
 fn winrate_label(r: &WinrateRecord) -> String {
     format!("{} {}", r.method, r.setting).trim().to_string()
+}
+
+/// A results folder with its frontier and paired tables, where it has both.
+fn frontier_folder(
+    results: &Path,
+    name: &str,
+) -> Option<(PathBuf, Vec<FrontierRecord>, Vec<PairedRecord>)> {
+    let dir = results.join(name);
+    let f = read::<FrontierRecord>(&dir.join("frontier.csv"))?;
+    let p = read::<PairedRecord>(&dir.join("paired.csv"))?;
+    Some((dir, f, p))
 }
