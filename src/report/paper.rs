@@ -546,47 +546,10 @@ fn fair_section(
         read::<PairedRecord>(&after.join("paired.csv")),
     );
     if let Some(pa) = &pa {
-        // DPO against PPO on one axis, after beside before, each point a line.
-        let before_after = |s: &mut String, axis: &str, heading: &str, at: &str| {
-            let rows = paired_rows(pa, "dpo", "ppo", axis);
-            if rows.is_empty() {
-                return;
-            }
-            let _ = writeln!(s, "{heading}\n");
-            for r in rows {
-                let old = pb.as_ref().and_then(|pb| {
-                    paired_rows(pb, "dpo", "ppo", axis)
-                        .into_iter()
-                        .find(|o| o.x == r.x)
-                        .map(paired_line)
-                });
-                let _ = writeln!(
-                    s,
-                    "- {at} {}: after: {}; before: {}.",
-                    r.x,
-                    paired_line(r),
-                    old.unwrap_or_else(|| "-".into())
-                );
-            }
-            s.push('\n');
-        };
-        before_after(s, "kl_budget", "**DPO against PPO at the KL budgets, before (first wave: untuned, grids as written) and after (fair protocol).** Paired by seed, envelope chosen on the selection half and read on the test half:", "KL");
+        before_after(s, (pa, pb.as_deref()), "kl_budget", "**DPO against PPO at the KL budgets, before (first wave: untuned, grids as written) and after (fair protocol).** Paired by seed, envelope chosen on the selection half and read on the test half:", "KL");
         // Where the world has references (summarize, dialogue), the paper's own metric too.
-        before_after(s, "temperature", "**DPO against PPO in win rate against the reference, by sampling temperature, before and after.** Paired by seed:", "T =");
-        let others: Vec<String> = distinct(
-            pa.iter()
-                .filter(|r| r.a == "dpo" && r.b != "ppo" && r.axis == "kl_budget")
-                .map(|r| r.b.clone()),
-        );
-        if !others.is_empty() {
-            let _ = writeln!(s, "DPO against the other methods after:\n");
-            for b in others {
-                for r in paired_rows(pa, "dpo", &b, "kl_budget") {
-                    let _ = writeln!(s, "- KL {}: {}.", r.x, paired_line(r));
-                }
-            }
-            s.push('\n');
-        }
+        before_after(s, (pa, pb.as_deref()), "temperature", "**DPO against PPO in win rate against the reference, by sampling temperature, before and after.** Paired by seed:", "T =");
+        others_after(s, pa);
     }
     if !claims.is_empty() {
         let _ = writeln!(s, "**The DPO paper's claims after the fair protocol**, each against PPO, paired by seed:\n\n{}\n", claims.join("\n"));
@@ -603,6 +566,53 @@ fn fair_section(
         if let Some(sec) = report_section(after, heading) {
             let _ = writeln!(s, "{sec}");
         }
+    }
+}
+
+/// DPO against PPO on one `axis` after the fair protocol (`pa`), each point a line beside its
+/// value before it (`pb`, the first wave), under `heading`.
+fn before_after(
+    s: &mut String,
+    (pa, pb): (&[PairedRecord], Option<&[PairedRecord]>),
+    axis: &str,
+    heading: &str,
+    at: &str,
+) {
+    let rows = paired_rows(pa, "dpo", "ppo", axis);
+    if rows.is_empty() {
+        return;
+    }
+    let _ = writeln!(s, "{heading}\n");
+    for r in rows {
+        let old = pb.and_then(|pb| {
+            paired_rows(pb, "dpo", "ppo", axis).into_iter().find(|o| o.x == r.x).map(paired_line)
+        });
+        let _ = writeln!(
+            s,
+            "- {at} {}: after: {}; before: {}.",
+            r.x,
+            paired_line(r),
+            old.unwrap_or_else(|| "-".into())
+        );
+    }
+    s.push('\n');
+}
+
+/// DPO against the methods other than PPO after the fair protocol, at the KL budgets.
+fn others_after(s: &mut String, pa: &[PairedRecord]) {
+    let others: Vec<String> = distinct(
+        pa.iter()
+            .filter(|r| r.a == "dpo" && r.b != "ppo" && r.axis == "kl_budget")
+            .map(|r| r.b.clone()),
+    );
+    if !others.is_empty() {
+        let _ = writeln!(s, "DPO against the other methods after:\n");
+        for b in others {
+            for r in paired_rows(pa, "dpo", &b, "kl_budget") {
+                let _ = writeln!(s, "- KL {}: {}.", r.x, paired_line(r));
+            }
+        }
+        s.push('\n');
     }
 }
 
