@@ -785,27 +785,7 @@ fn overopt_section(s: &mut String, dir: &Path) {
     if let Some(t) = wall_time(dir) {
         let _ = writeln!(s, "`alignlab run scenarios/overoptimisation.toml --jobs 2`; wall time of the invocation that wrote these results: {t}.\n");
     }
-    if let Some(sm) = read::<SummaryRecord>(&dir.join("summary.csv")) {
-        let acc: Vec<String> = sm
-            .iter()
-            .filter(|r| r.stage == "reward" && r.metric.starts_with("val accuracy"))
-            .filter_map(|r| r.value.split_whitespace().next()?.parse::<f64>().ok())
-            .map(f3)
-            .collect();
-        let agree: Vec<String> = sm
-            .iter()
-            .filter(|r| r.stage == "prefs" && r.metric == "pairs")
-            .filter_map(|r| {
-                Some(
-                    r.value.split("agree with gold on ").nth(1)?.split('%').next()?.to_string()
-                        + "%",
-                )
-            })
-            .collect();
-        if !acc.is_empty() {
-            let _ = writeln!(s, "The labels agree with gold on {} of the pairs of distinct gold, and the reward model ranks held-out pairs as the labeller did with accuracy {} (per seed).\n", agree.join(", "), acc.join(", "));
-        }
-    }
+    labeller_accuracy(s, dir);
     figure(s, "../results/overoptimisation/overoptimization.png", "Gold and proxy reward gain over SFT against d = sqrt(KL) for Best-of-N and PPO, every evaluation of every seed, with Gao et al.'s fitted forms (pooled over seeds).");
     if let Some(fits) = read::<FitRecord>(&dir.join("fits.csv")) {
         let _ = writeln!(s, "**Gao et al.'s fits, per seed** (gold gain R = d(a - b log d) for PPO, d(a - b d) for Best-of-N; mean with a 95% t-interval over seeds):\n");
@@ -850,6 +830,32 @@ fn overopt_section(s: &mut String, dir: &Path) {
             ]
         )
     );
+}
+
+/// The overoptimisation world's reward model: its validation accuracy on the labeller's pairs
+/// and how often the labeller agrees with gold, per seed, from the summary.
+fn labeller_accuracy(s: &mut String, dir: &Path) {
+    if let Some(sm) = read::<SummaryRecord>(&dir.join("summary.csv")) {
+        let acc: Vec<String> = sm
+            .iter()
+            .filter(|r| r.stage == "reward" && r.metric.starts_with("val accuracy"))
+            .filter_map(|r| r.value.split_whitespace().next()?.parse::<f64>().ok())
+            .map(f3)
+            .collect();
+        let agree: Vec<String> = sm
+            .iter()
+            .filter(|r| r.stage == "prefs" && r.metric == "pairs")
+            .filter_map(|r| {
+                Some(
+                    r.value.split("agree with gold on ").nth(1)?.split('%').next()?.to_string()
+                        + "%",
+                )
+            })
+            .collect();
+        if !acc.is_empty() {
+            let _ = writeln!(s, "The labels agree with gold on {} of the pairs of distinct gold, and the reward model ranks held-out pairs as the labeller did with accuracy {} (per seed).\n", agree.join(", "), acc.join(", "));
+        }
+    }
 }
 
 /// The KL estimators against the exact KL, per method, from a folder's `kl_estimators.csv`.
