@@ -40,11 +40,6 @@ impl Fixed<'_> {
     }
 }
 
-/// Overrides as a `--set` would write them, for messages.
-fn args(overrides: &[Override]) -> String {
-    overrides.iter().map(Override::to_arg).collect::<Vec<_>>().join(" ")
-}
-
 /// Run the scenario in `file` with `sets` (the command line's `--set`s) under `opts`; writes
 /// `results/<name>/` and returns the summary (printed by the caller). `t_start`: when the
 /// invocation began, for its wall time.
@@ -80,7 +75,7 @@ pub fn run(
             let tuned = tune::tune(&sc, &opts, &|e| state.load(e), &|p, t, e| {
                 run_pilot(&opts, p, t, e, &tune_done)
             })?;
-            eprintln!("tuned: {}", args(&tuned.overrides));
+            eprintln!("tuned: {}", Override::args(&tuned.overrides));
             state.fixed.extend(tuned.overrides.iter().cloned());
             sc = state.load(&[])?;
             Some(tuned)
@@ -94,7 +89,7 @@ pub fn run(
         let cal = calibrate::calibrate(&sc, &o, &|e| state.load(e), &|p, t, e| {
             run_pilot(&o, p, t, e, &cal_done)
         })?;
-        eprintln!("calibrated grids: {}", args(&cal.overrides));
+        eprintln!("calibrated grids: {}", Override::args(&cal.overrides));
         state.fixed.extend(cal.overrides.iter().cloned());
         sc = state.load(&[])?;
         Some(cal)

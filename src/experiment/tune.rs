@@ -120,11 +120,7 @@ pub fn tune(
         eprintln!(
             "tuning configuration {}/{n}: {}",
             j + 1,
-            t.tables
-                .iter()
-                .map(|(_, c)| c[j].iter().map(Override::to_arg).collect::<Vec<_>>().join(" "))
-                .collect::<Vec<_>>()
-                .join(", ")
+            t.tables.iter().map(|(_, c)| Override::args(&c[j])).collect::<Vec<_>>().join(", ")
         );
         run_pilot(&tuning, &names, &ov)?;
         for (table, configs) in &t.tables {

@@ -331,6 +331,11 @@ impl Override {
         format!("{}={}", self.key, self.value)
     }
 
+    /// Overrides as `--set` would write them, space-separated (for messages).
+    pub fn args(overrides: &[Override]) -> String {
+        overrides.iter().map(Override::to_arg).collect::<Vec<_>>().join(" ")
+    }
+
     /// A list of numbers at `key` (a grid), each written as a TOML float.
     pub fn floats(key: &str, values: &[f64]) -> Override {
         Override::new(key, values.iter().map(|v| toml::Value::Float(*v)).collect::<Vec<_>>())
