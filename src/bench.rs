@@ -414,11 +414,11 @@ pub fn cpu_parallel(threads: usize, quick: bool) -> Result<Vec<CpuParallel>> {
     // A world's identity is its corpora and prompts (the worlds do not implement PartialEq).
     out.push(on_pools("summarize world (corpora, prompts)", threads, reps, || {
         let w = SummarizeWorld::new(&scfg, 0);
-        (w.train_prompts().to_vec(), w.eval_prompts().to_vec(), w.sft_examples(false))
+        (w.train_prompts().to_vec(), w.eval_prompts().to_vec(), w.sft_examples(false).to_vec())
     })?);
     out.push(on_pools("dialogue world (corpora, prompts)", threads, reps, || {
         let w = DialogueWorld::new(&dcfg, 0);
-        (w.train_prompts().to_vec(), w.eval_prompts().to_vec(), w.sft_examples(false))
+        (w.train_prompts().to_vec(), w.eval_prompts().to_vec(), w.sft_examples(false).to_vec())
     })?);
     let worlds: Vec<(&str, Box<dyn TextWorld>)> = vec![
         ("sentiment", Box::new(SentimentWorld::new(&SentimentConfig::default(), 0))),

@@ -83,6 +83,41 @@ pub fn need(
     }
 }
 
+/// `key` finite and > 0.
+pub fn positive(key: &str, v: f64, fix: &str) -> Result<(), ConfigError> {
+    need(v.is_finite() && v > 0.0, key, || format!("must be finite and > 0 (got {v})"), fix)
+}
+
+/// `key` finite and >= 0.
+pub fn non_negative(key: &str, v: f64, fix: &str) -> Result<(), ConfigError> {
+    need(v.is_finite() && v >= 0.0, key, || format!("must be finite and >= 0 (got {v})"), fix)
+}
+
+/// `key` in [0, 1].
+pub fn in_unit(key: &str, v: f64, fix: &str) -> Result<(), ConfigError> {
+    need((0.0..=1.0).contains(&v), key, || format!("must be in [0, 1] (got {v})"), fix)
+}
+
+/// `key` a learning rate: in [0, 1).
+pub fn learning_rate(key: &str, v: f64, fix: &str) -> Result<(), ConfigError> {
+    need((0.0..1.0).contains(&v), key, || format!("must be in [0, 1) (got {v})"), fix)
+}
+
+/// `key` a count in `lo..=hi`.
+pub fn in_range(key: &str, v: usize, lo: usize, hi: usize, fix: &str) -> Result<(), ConfigError> {
+    need((lo..=hi).contains(&v), key, || format!("must be in {lo}..={hi} (got {v})"), fix)
+}
+
+/// Each `(key, count)` in `1..=MAX_COUNT`: a world's corpus and prompt counts.
+pub fn counts(values: &[(&str, usize)], fix: &str) -> Result<(), ConfigError> {
+    values.iter().try_for_each(|&(key, n)| in_range(key, n, 1, MAX_COUNT, fix))
+}
+
+/// `key` a count of at least 1.
+pub fn at_least_one(key: &str, v: usize, fix: &str) -> Result<(), ConfigError> {
+    need(v >= 1, key, || "must be at least 1".into(), fix)
+}
+
 /// The variant names of an enum that serde reads tagged by `tag` (`#[serde(tag = "...")]`),
 /// in declaration order: the registry of a family (the preference losses) is its enum, and
 /// nothing keeps a second list. Read from the error serde raises for an unknown variant.

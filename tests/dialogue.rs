@@ -19,8 +19,12 @@ fn cfg() -> DialogueConfig {
 fn judge_by_hand_on_crafted_replies() {
     let w = DialogueWorld::new(&cfg(), 0);
     let id = |name: &str| {
-        w.vocab.words.iter().position(|x| x == name).unwrap_or_else(|| panic!("no word {name}"))
-            as i64
+        w.corpus
+            .vocab
+            .words
+            .iter()
+            .position(|x| x == name)
+            .unwrap_or_else(|| panic!("no word {name}")) as i64
     };
     let req = |intent: &str| vec![id("user"), id(intent), id("today"), id("asst")];
     let say = |words: &[&str]| words.iter().map(|x| id(x)).chain([EOS]).collect::<Vec<i64>>();
@@ -116,12 +120,12 @@ fn the_world_is_a_function_of_its_seed() {
         DialogueWorld::new(&cfg(), 5),
         DialogueWorld::new(&cfg(), 6),
     );
-    assert_eq!(a.train, b.train);
-    assert_eq!(a.eval_prompts, b.eval_prompts);
+    assert_eq!(a.corpus.train, b.corpus.train);
+    assert_eq!(a.corpus.eval_prompts, b.corpus.eval_prompts);
     assert_eq!(a.eval_references, b.eval_references);
-    assert_ne!(a.train, c.train);
+    assert_ne!(a.corpus.train, c.corpus.train);
     // SFT's data are the chosen replies, each ending in <eos>; requests are user ... asst.
-    let asst = a.vocab.words.iter().position(|x| x == "asst").unwrap() as i64;
+    let asst = a.corpus.vocab.words.iter().position(|x| x == "asst").unwrap() as i64;
     assert!(a
         .sft_examples(false)
         .iter()
@@ -138,7 +142,7 @@ fn gold_reads_the_prompt_the_world_wrote_not_the_padded_row() {
     use alignlab::model::{left_pad, Rollout};
     use tch::{Device, Kind, Tensor};
     let w = DialogueWorld::new(&cfg(), 0);
-    let id = |name: &str| w.vocab.words.iter().position(|x| x == name).unwrap() as i64;
+    let id = |name: &str| w.corpus.vocab.words.iter().position(|x| x == name).unwrap() as i64;
     let short = vec![id("user"), id("recipe"), id("asst")];
     let long = vec![id("user"), id("recipe"), id("today"), id("today"), id("asst")];
     let reply = vec![id("flour"), id("oven"), EOS];

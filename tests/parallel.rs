@@ -60,7 +60,7 @@ fn digest() -> String {
     // Every world's corpora and prompts.
     out += &format!(
         "sentiment {:?} {:?} {:?} {:?}\n",
-        w.train, w.val, w.train_prompts, w.eval_prompts
+        w.corpus.train, w.corpus.val, w.corpus.train_prompts, w.corpus.eval_prompts
     );
     let sum = alignlab::world::SummarizeWorld::new(
         &alignlab::world::SummarizeConfig { n_train: 300, n_val: 50, ..Default::default() },

@@ -353,7 +353,7 @@ fn sentiment() -> SentimentWorld {
 /// Two different random models over the world's vocabulary (seeds 3 and 4).
 fn two_policies(world: &SentimentWorld, vs_a: &nn::VarStore, vs_b: &nn::VarStore) -> (Gpt, Gpt) {
     let cfg = GptConfig {
-        vocab_size: world.vocab.size() as i64,
+        vocab_size: world.corpus.vocab.size() as i64,
         block_size: 24,
         n_layer: 1,
         n_head: 2,
@@ -497,7 +497,7 @@ fn packed_pair_logps_equal_separate_passes() {
 fn implicit_accuracy_counts_ties_one_half() {
     let world = sentiment();
     let cfg = GptConfig {
-        vocab_size: world.vocab.size() as i64,
+        vocab_size: world.corpus.vocab.size() as i64,
         block_size: 24,
         n_layer: 1,
         n_head: 2,

@@ -34,7 +34,7 @@ fn sal(w: &SummarizeWorld, t: i64) -> f64 {
 #[test]
 fn judge_by_hand() {
     let w = world();
-    let p = &w.eval_prompts[0];
+    let p = &w.corpus.eval_prompts[0];
     let facts = w.doc_facts(p);
     assert!(facts.len() >= 2 && *p.last().unwrap() == w.sep);
     let (a, b) = (facts[0], facts[1]);
@@ -66,7 +66,7 @@ fn subsets(facts: &[i64]) -> Vec<Vec<i64>> {
 #[test]
 fn reference_likelihood_is_normalised_and_optimal_is_the_argmax() {
     let w = world();
-    for p in w.eval_prompts.iter().take(10) {
+    for p in w.corpus.eval_prompts.iter().take(10) {
         let facts = w.doc_facts(p);
         let outside: Vec<i64> = (3..15).filter(|t| !facts.contains(t)).collect();
         let mut total = 0.0;
@@ -93,7 +93,7 @@ fn reference_likelihood_is_normalised_and_optimal_is_the_argmax() {
     }
     // The references it samples all have a finite likelihood, and its frequency matches: the
     // probability of the optimal summary, estimated from 20000 draws.
-    let p = &w.eval_prompts[0];
+    let p = &w.corpus.eval_prompts[0];
     let opt = w.optimal_summary(p);
     let mut rng = Rng::new(3);
     let n = 20000;
@@ -115,7 +115,7 @@ fn labeller_is_off_policy_and_worse_than_references() {
     let w = world();
     let mut rng = Rng::new(5);
     let (mut lab, mut refs, mut opt) = (0.0, 0.0, 0.0);
-    for (p, r) in w.eval_prompts.iter().zip(&w.eval_references) {
+    for (p, r) in w.corpus.eval_prompts.iter().zip(&w.eval_references) {
         let l = w.offpolicy_completion(p, 8, &mut rng);
         assert!(l.len() <= 8);
         lab += w.judge(p, &l);
@@ -171,10 +171,10 @@ fn the_world_is_a_function_of_its_seed() {
         SummarizeWorld::new(&cfg(), 8),
     );
     assert_eq!(
-        (&a.train, &a.eval_prompts, &a.eval_references, &a.salience),
-        (&b.train, &b.eval_prompts, &b.eval_references, &b.salience)
+        (&a.corpus.train, &a.corpus.eval_prompts, &a.eval_references, &a.salience),
+        (&b.corpus.train, &b.corpus.eval_prompts, &b.eval_references, &b.salience)
     );
-    assert_ne!(a.eval_prompts, c.eval_prompts);
+    assert_ne!(a.corpus.eval_prompts, c.corpus.eval_prompts);
 }
 
 /// The shifted documents differ from the training documents in what the shift changes
@@ -210,8 +210,8 @@ fn shifted_documents_change_what_they_should_and_nothing_else() {
         SummarizeWorld::new(&SummarizeConfig { shift: Some(shift), ..base.clone() }, 3),
     );
     // Everything else is drawn exactly as without a shift.
-    assert_eq!(plain.train, w.train);
-    assert_eq!(plain.eval_prompts, w.eval_prompts);
+    assert_eq!(plain.corpus.train, w.corpus.train);
+    assert_eq!(plain.corpus.eval_prompts, w.corpus.eval_prompts);
     assert_eq!(plain.eval_references, w.eval_references);
     assert!(plain.shifted_eval().is_none());
     let (prompts, refs) = w.shifted_eval().unwrap();
@@ -227,15 +227,15 @@ fn shifted_documents_change_what_they_should_and_nothing_else() {
         |d: &Vec<i64>| d.iter().filter(|&&t| t >= lo_filler && t < hi_filler).count() as f64;
     // Length 8..14 (mean 11) against 12..16 (mean 14); facts 2..5 (3.5) against 5..7 (6).
     assert!(
-        (mean(&w.eval_prompts, &len) - 11.0).abs() < 0.3
+        (mean(&w.corpus.eval_prompts, &len) - 11.0).abs() < 0.3
             && (mean(prompts, &len) - 14.0).abs() < 0.3
     );
     assert!(
-        (mean(&w.eval_prompts, &facts) - 3.5).abs() < 0.2
+        (mean(&w.corpus.eval_prompts, &facts) - 3.5).abs() < 0.2
             && (mean(prompts, &facts) - 6.0).abs() < 0.2
     );
     // The first half of the filler words never appears in the shifted documents.
-    assert!(mean(&w.eval_prompts, &old_filler) > 2.0 && mean(prompts, &old_filler) == 0.0);
+    assert!(mean(&w.corpus.eval_prompts, &old_filler) > 2.0 && mean(prompts, &old_filler) == 0.0);
     // Facts first: every shifted document opens with its facts.
     assert!(prompts.iter().all(|d| {
         let n = w.doc_facts(d).len();

@@ -32,7 +32,7 @@ fn logsumexp(a: f64, b: f64) -> f64 {
 #[test]
 fn gold_reward_is_a_probability_and_reads_sentiment() {
     let w = SentimentWorld::new(&cfg(), 0);
-    let id = |name: &str| w.vocab.words.iter().position(|x| x == name).unwrap() as i64;
+    let id = |name: &str| w.corpus.vocab.words.iter().position(|x| x == name).unwrap() as i64;
     let positive =
         vec![id("great"), id("film"), id("superb"), id("wonderful"), id("the"), id("brilliant")];
     // The mirror image: each positive word swapped for its negative counterpart.
@@ -76,7 +76,7 @@ fn gold_reward_is_the_exact_posterior() {
 fn bayes_predictive_is_a_distribution_and_matches_the_marginal_likelihood() {
     let w = SentimentWorld::new(&cfg(), 2);
     let mut rng = Rng::new(9);
-    let v = w.vocab.size() as i64;
+    let v = w.corpus.vocab.size() as i64;
     for _ in 0..10 {
         let (_, words) = w.sample_review(&mut rng);
         // Chain rule: the summed predictive NLL is -log sum_z 1/2 p(words, length | z).
@@ -112,16 +112,18 @@ fn the_world_is_deterministic_from_its_seed() {
     let a = SentimentWorld::new(&cfg(), 11);
     let b = SentimentWorld::new(&cfg(), 11);
     let c = SentimentWorld::new(&cfg(), 12);
-    assert_eq!(a.train, b.train);
-    assert_eq!(a.eval_prompts, b.eval_prompts);
-    assert_ne!(a.train, c.train);
-    for p in a.eval_prompts.iter().chain(&a.train_prompts) {
+    assert_eq!(a.corpus.train, b.corpus.train);
+    assert_eq!(a.corpus.eval_prompts, b.corpus.eval_prompts);
+    assert_ne!(a.corpus.train, c.corpus.train);
+    for p in a.corpus.eval_prompts.iter().chain(&a.corpus.train_prompts) {
         assert!((2..=8).contains(&p.len()), "prompt of {} words", p.len());
     }
-    for r in &a.train {
+    for (_, r) in &a.corpus.train {
         assert!((4..=10).contains(&r.len()), "review of {} words", r.len());
     }
-    assert!(a.val_nll_per_token() > 0.5 && a.val_nll_per_token() < (a.vocab.size() as f64).ln());
+    assert!(
+        a.val_nll_per_token() > 0.5 && a.val_nll_per_token() < (a.corpus.vocab.size() as f64).ln()
+    );
 }
 
 #[test]
@@ -135,15 +137,15 @@ fn the_sentiment_labeller_prefers_gold_plus_its_word() {
     };
     c.validate().unwrap();
     let w = SentimentWorld::new(&c, 3);
-    let film = w.vocab.words.iter().position(|x| x == "film").unwrap() as i64;
-    let great = w.vocab.words.iter().position(|x| x == "great").unwrap() as i64;
-    let prompt = w.eval_prompts[0].clone();
+    let film = w.corpus.vocab.words.iter().position(|x| x == "film").unwrap() as i64;
+    let great = w.corpus.vocab.words.iter().position(|x| x == "great").unwrap() as i64;
+    let prompt = w.corpus.eval_prompts[0].clone();
     let mut rng = Rng::new(1);
     // Its count stops at <eos>, and it is the world's spurious feature.
     assert_eq!(w.spurious_count(&[film, great, film, EOS, film]), Some(2));
     assert_eq!(TextWorld::spurious(&w, &prompt, &[film, film]), Some(2.0));
     // Brute force over pairs of short completions: the choice is gold + 0.3 x count.
-    let words: Vec<i64> = (3..w.vocab.size() as i64).collect();
+    let words: Vec<i64> = (3..w.corpus.vocab.size() as i64).collect();
     let mut disagree_gold = 0;
     for &x in &words {
         for &y in &words {

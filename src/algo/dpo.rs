@@ -28,7 +28,7 @@ use crate::draw::{derive_seed, Rng};
 use crate::model::Gpt;
 use serde::{Deserialize, Serialize};
 
-use crate::config::{need, ConfigError, MAX_BATCH, MAX_STEPS};
+use crate::config::{in_range, learning_rate, need, positive, ConfigError, MAX_BATCH, MAX_STEPS};
 
 /// Optimisation shared by the preference methods (DPO family, Preferred-FT, Unlikelihood):
 /// `[train]`, which a method's table may override (`lr`, `steps`).
@@ -96,36 +96,16 @@ impl Default for TrainConfig {
 impl TrainConfig {
     /// Range checks; the first violation is returned.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        need(
-            self.steps >= 1 && self.steps <= MAX_STEPS,
-            "steps",
-            || format!("must be in 1..={MAX_STEPS} (got {})", self.steps),
-            "use e.g. 400",
-        )?;
-        need(
-            self.batch_size >= 1 && self.batch_size <= MAX_BATCH,
-            "batch_size",
-            || format!("must be in 1..={MAX_BATCH} (got {})", self.batch_size),
-            "use 64 (as in the paper)",
-        )?;
+        in_range("steps", self.steps, 1, MAX_STEPS, "use e.g. 400")?;
+        in_range("batch_size", self.batch_size, 1, MAX_BATCH, "use 64 (as in the paper)")?;
         need(
             self.warmup_steps <= MAX_STEPS,
             "warmup_steps",
             || format!("must be at most {MAX_STEPS} (got {})", self.warmup_steps),
             "use e.g. 50",
         )?;
-        need(
-            self.lr.is_finite() && self.lr >= 0.0 && self.lr < 1.0,
-            "lr",
-            || format!("must be in [0, 1) (got {})", self.lr),
-            "use e.g. 1e-4",
-        )?;
-        need(
-            self.grad_clip.is_finite() && self.grad_clip > 0.0,
-            "grad_clip",
-            || format!("must be finite and > 0 (got {})", self.grad_clip),
-            "use 10 (the DPO reference code)",
-        )
+        learning_rate("lr", self.lr, "use e.g. 1e-4")?;
+        positive("grad_clip", self.grad_clip, "use 10 (the DPO reference code)")
     }
 }
 

@@ -6,7 +6,10 @@ use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
 use super::rollout::{Aggregate, KlEstimator};
-use crate::config::{need, ConfigError, MAX_BATCH, MAX_STEPS};
+use crate::config::{
+    at_least_one, in_range, learning_rate, need, non_negative, positive, ConfigError, MAX_BATCH,
+    MAX_STEPS,
+};
 
 /// The three critic-free estimators.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
@@ -119,16 +122,12 @@ impl PgConfig {
 
     /// Range checks; the first violation is returned.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        need(
-            self.iterations >= 1 && self.iterations <= MAX_STEPS,
-            "iterations",
-            || format!("must be in 1..={MAX_STEPS} (got {})", self.iterations),
-            "use e.g. 100",
-        )?;
-        need(
-            self.group_size >= 2 && self.group_size <= 256,
+        in_range("iterations", self.iterations, 1, MAX_STEPS, "use e.g. 100")?;
+        in_range(
             "group_size",
-            || format!("must be in 2..=256 (got {})", self.group_size),
+            self.group_size,
+            2,
+            256,
             "use e.g. 4: a baseline needs two samples of a prompt",
         )?;
         let batch = self.prompts_per_iteration * self.group_size;
@@ -140,48 +139,23 @@ impl PgConfig {
             },
             "use e.g. 16",
         )?;
-        need(
-            self.ppo_epochs >= 1 && self.ppo_epochs <= 1000,
-            "ppo_epochs",
-            || format!("must be in 1..=1000 (got {})", self.ppo_epochs),
-            "use 1 to 4",
-        )?;
+        in_range("ppo_epochs", self.ppo_epochs, 1, 1000, "use 1 to 4")?;
         need(
             self.minibatch_size >= 1 && self.minibatch_size <= batch,
             "minibatch_size",
             || format!("must be in 1..=prompts_per_iteration x group_size ({batch})"),
             "use e.g. 32",
         )?;
-        need(
-            self.lr.is_finite() && (0.0..1.0).contains(&self.lr),
-            "lr",
-            || format!("must be in [0, 1) (got {})", self.lr),
-            "use e.g. 1e-4",
-        )?;
+        learning_rate("lr", self.lr, "use e.g. 1e-4")?;
         need(
             self.clip_coef > 0.0 && self.clip_coef < 1.0,
             "clip_coef",
             || format!("must be in (0, 1) (got {})", self.clip_coef),
             "use 0.2",
         )?;
-        need(
-            self.grad_clip.is_finite() && self.grad_clip > 0.0,
-            "grad_clip",
-            || format!("must be finite and > 0 (got {})", self.grad_clip),
-            "use 1.0",
-        )?;
-        need(
-            self.missing_eos_penalty.is_finite() && self.missing_eos_penalty >= 0.0,
-            "missing_eos_penalty",
-            || format!("must be >= 0 (got {})", self.missing_eos_penalty),
-            "use 0 (off)",
-        )?;
-        need(
-            self.eval_every >= 1,
-            "eval_every",
-            || "must be at least 1".into(),
-            "evaluate every few dozen iterations",
-        )
+        positive("grad_clip", self.grad_clip, "use 1.0")?;
+        non_negative("missing_eos_penalty", self.missing_eos_penalty, "use 0 (off)")?;
+        at_least_one("eval_every", self.eval_every, "evaluate every few dozen iterations")
     }
 }
 

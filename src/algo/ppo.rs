@@ -42,7 +42,10 @@ pub use super::rollout::{
     RunningStats, ScorePosition,
 };
 use super::trainer::{CkptParts, Trainer};
-use crate::config::{need, ConfigError, MAX_BATCH, MAX_STEPS};
+use crate::config::{
+    at_least_one, in_range, in_unit, learning_rate, need, non_negative, positive, ConfigError,
+    MAX_BATCH, MAX_STEPS,
+};
 use crate::draw::{derive_seed, Rng};
 use crate::model::{Gpt, Rollout, SampleSettings};
 use serde::{Deserialize, Serialize};
@@ -168,61 +171,30 @@ impl PpoConfig {
 
     /// The KL controller, the learning rates and the clips.
     fn check_kl_and_optimiser(&self) -> Result<(), ConfigError> {
-        let unit = |v: f64| v.is_finite() && (0.0..1.0).contains(&v);
         need(
             self.init_kl_coef.is_finite() && self.init_kl_coef > 0.0 && self.init_kl_coef <= 1e4,
             "init_kl_coef",
             || format!("must be in (0, 1e4] (got {})", self.init_kl_coef),
             "use e.g. 0.1",
         )?;
-        need(
-            self.ref_ema.is_finite() && (0.0..1.0).contains(&self.ref_ema),
-            "ref_ema",
-            || format!("must be in [0, 1) (got {})", self.ref_ema),
-            "use 0 (off) or e.g. 0.99",
-        )?;
+        learning_rate("ref_ema", self.ref_ema, "use 0 (off) or e.g. 0.99")?;
         need(
             self.horizon.is_finite() && self.horizon >= 1.0,
             "horizon",
             || format!("must be >= 1 (got {})", self.horizon),
             "use e.g. 10000 (rollouts)",
         )?;
-        need(
-            self.iterations >= 1 && self.iterations <= MAX_STEPS,
-            "iterations",
-            || format!("must be in 1..={MAX_STEPS} (got {})", self.iterations),
-            "use e.g. 100",
-        )?;
-        need(
-            self.rollout_batch >= 2 && self.rollout_batch <= MAX_BATCH,
-            "rollout_batch",
-            || format!("must be in 2..={MAX_BATCH} (got {})", self.rollout_batch),
-            "use e.g. 128",
-        )?;
-        need(
-            self.ppo_epochs >= 1 && self.ppo_epochs <= 1000,
-            "ppo_epochs",
-            || format!("must be in 1..=1000 (got {})", self.ppo_epochs),
-            "use 4",
-        )?;
+        in_range("iterations", self.iterations, 1, MAX_STEPS, "use e.g. 100")?;
+        in_range("rollout_batch", self.rollout_batch, 2, MAX_BATCH, "use e.g. 128")?;
+        in_range("ppo_epochs", self.ppo_epochs, 1, 1000, "use 4")?;
         need(
             self.minibatch_size >= 1 && self.minibatch_size <= self.rollout_batch,
             "minibatch_size",
             || format!("must be in 1..=rollout_batch ({})", self.rollout_batch),
             "use e.g. rollout_batch / 4",
         )?;
-        need(
-            unit(self.lr),
-            "lr",
-            || format!("must be in [0, 1) (got {})", self.lr),
-            "use e.g. 1e-4",
-        )?;
-        need(
-            unit(self.vf_lr),
-            "vf_lr",
-            || format!("must be in [0, 1) (got {})", self.vf_lr),
-            "use e.g. 1e-4",
-        )?;
+        learning_rate("lr", self.lr, "use e.g. 1e-4")?;
+        learning_rate("vf_lr", self.vf_lr, "use e.g. 1e-4")?;
         Ok(())
     }
 
@@ -234,48 +206,13 @@ impl PpoConfig {
             || format!("must be in (0, 1) (got {})", self.clip_coef),
             "use 0.2",
         )?;
-        need(
-            self.vf_clip > 0.0 && self.vf_clip.is_finite(),
-            "vf_clip",
-            || format!("must be > 0 (got {})", self.vf_clip),
-            "use 0.2",
-        )?;
-        need(
-            self.vf_coef >= 0.0 && self.vf_coef.is_finite(),
-            "vf_coef",
-            || format!("must be >= 0 (got {})", self.vf_coef),
-            "use 0.1",
-        )?;
-        need(
-            (0.0..=1.0).contains(&self.gamma),
-            "gamma",
-            || format!("must be in [0, 1] (got {})", self.gamma),
-            "use 1.0",
-        )?;
-        need(
-            (0.0..=1.0).contains(&self.gae_lambda),
-            "gae_lambda",
-            || format!("must be in [0, 1] (got {})", self.gae_lambda),
-            "use 0.95",
-        )?;
-        need(
-            self.missing_eos_penalty.is_finite() && self.missing_eos_penalty >= 0.0,
-            "missing_eos_penalty",
-            || format!("must be >= 0 (got {})", self.missing_eos_penalty),
-            "use 0 (off) or e.g. 1.0",
-        )?;
-        need(
-            self.grad_clip.is_finite() && self.grad_clip > 0.0,
-            "grad_clip",
-            || format!("must be finite and > 0 (got {})", self.grad_clip),
-            "use 1.0",
-        )?;
-        need(
-            self.eval_every >= 1,
-            "eval_every",
-            || "must be at least 1".into(),
-            "evaluate every few dozen iterations",
-        )?;
+        positive("vf_clip", self.vf_clip, "use 0.2")?;
+        non_negative("vf_coef", self.vf_coef, "use 0.1")?;
+        in_unit("gamma", self.gamma, "use 1.0")?;
+        in_unit("gae_lambda", self.gae_lambda, "use 0.95")?;
+        non_negative("missing_eos_penalty", self.missing_eos_penalty, "use 0 (off) or e.g. 1.0")?;
+        positive("grad_clip", self.grad_clip, "use 1.0")?;
+        at_least_one("eval_every", self.eval_every, "evaluate every few dozen iterations")?;
         Ok(())
     }
 

@@ -16,7 +16,9 @@ use super::common::{clip_grad_norm, concat_prompt_response};
 use super::trainer::Trainer;
 use serde::{Deserialize, Serialize};
 
-use crate::config::{need, ConfigError, MAX_BATCH};
+use crate::config::{
+    in_range, learning_rate, need, non_negative, positive, ConfigError, MAX_BATCH,
+};
 use crate::data::PairTensors;
 use crate::draw::{derive_seed, Rng};
 use crate::model::{sample::positions_of, Gpt, GptConfig, Rows, ScalarHead};
@@ -86,36 +88,16 @@ impl RewardConfig {
             || format!("must be in 1..=10000 (got {})", self.epochs),
             "use 3 epochs (as in the paper)",
         )?;
-        need(
-            self.batch_size >= 1 && self.batch_size <= MAX_BATCH,
-            "batch_size",
-            || format!("must be in 1..={MAX_BATCH} (got {})", self.batch_size),
-            "use e.g. 64",
-        )?;
-        need(
-            self.lr.is_finite() && self.lr >= 0.0 && self.lr < 1.0,
-            "lr",
-            || format!("must be in [0, 1) (got {})", self.lr),
-            "use e.g. 3e-4",
-        )?;
+        in_range("batch_size", self.batch_size, 1, MAX_BATCH, "use e.g. 64")?;
+        learning_rate("lr", self.lr, "use e.g. 3e-4")?;
         need(
             self.margin.is_finite(),
             "margin",
             || format!("must be finite (got {})", self.margin),
             "use margin = 0",
         )?;
-        need(
-            self.center_coef.is_finite() && self.center_coef >= 0.0,
-            "center_coef",
-            || format!("must be finite and >= 0 (got {})", self.center_coef),
-            "use center_coef = 0 (or e.g. 0.01)",
-        )?;
-        need(
-            self.grad_clip.is_finite() && self.grad_clip > 0.0,
-            "grad_clip",
-            || format!("must be finite and > 0 (got {})", self.grad_clip),
-            "use e.g. 1.0",
-        )
+        non_negative("center_coef", self.center_coef, "use center_coef = 0 (or e.g. 0.01)")?;
+        positive("grad_clip", self.grad_clip, "use e.g. 1.0")
     }
 }
 

@@ -19,7 +19,10 @@ use super::common::{clip_grad_norm, warmup_cosine};
 use super::trainer::Trainer;
 use serde::{Deserialize, Serialize};
 
-use crate::config::{need, ConfigError, MAX_BATCH, MAX_STEPS};
+use crate::config::{
+    at_least_one, in_range, in_unit, learning_rate, need, non_negative, positive, ConfigError,
+    MAX_BATCH, MAX_STEPS,
+};
 use crate::draw::{derive_seed, Rng};
 use crate::model::Gpt;
 use crate::world::{BOS, EOS, PAD};
@@ -64,54 +67,19 @@ impl Default for SftConfig {
 impl SftConfig {
     /// Range checks; the first violation is returned.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        need(
-            self.steps >= 1 && self.steps <= MAX_STEPS,
-            "steps",
-            || format!("must be in 1..={MAX_STEPS} (got {})", self.steps),
-            "train for some steps, e.g. 1500",
-        )?;
-        need(
-            self.batch_size >= 1 && self.batch_size <= MAX_BATCH,
-            "batch_size",
-            || format!("must be in 1..={MAX_BATCH} (got {})", self.batch_size),
-            "use e.g. 64",
-        )?;
+        in_range("steps", self.steps, 1, MAX_STEPS, "train for some steps, e.g. 1500")?;
+        in_range("batch_size", self.batch_size, 1, MAX_BATCH, "use e.g. 64")?;
         need(
             self.warmup_steps <= MAX_STEPS,
             "warmup_steps",
             || format!("must be at most {MAX_STEPS} (got {})", self.warmup_steps),
             "use e.g. 100",
         )?;
-        need(
-            self.lr.is_finite() && self.lr >= 0.0 && self.lr < 1.0,
-            "lr",
-            || format!("must be in [0, 1) (got {})", self.lr),
-            "use a learning rate such as 2e-3",
-        )?;
-        need(
-            (0.0..=1.0).contains(&self.min_lr_ratio),
-            "min_lr_ratio",
-            || format!("must be in [0, 1] (got {})", self.min_lr_ratio),
-            "use e.g. 0.1",
-        )?;
-        need(
-            self.weight_decay.is_finite() && self.weight_decay >= 0.0,
-            "weight_decay",
-            || format!("must be >= 0 (got {})", self.weight_decay),
-            "use 0 or a small value such as 0.01",
-        )?;
-        need(
-            self.grad_clip.is_finite() && self.grad_clip > 0.0,
-            "grad_clip",
-            || format!("must be finite and > 0 (got {})", self.grad_clip),
-            "use e.g. 1.0",
-        )?;
-        need(
-            self.eval_every >= 1,
-            "eval_every",
-            || "must be at least 1".into(),
-            "evaluate every few hundred steps",
-        )
+        learning_rate("lr", self.lr, "use a learning rate such as 2e-3")?;
+        in_unit("min_lr_ratio", self.min_lr_ratio, "use e.g. 0.1")?;
+        non_negative("weight_decay", self.weight_decay, "use 0 or a small value such as 0.01")?;
+        positive("grad_clip", self.grad_clip, "use e.g. 1.0")?;
+        at_least_one("eval_every", self.eval_every, "evaluate every few hundred steps")
     }
 }
 

@@ -13,7 +13,7 @@ use tch::{Device, Kind, Tensor};
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{need, sampling_temperature, ConfigError, MIN_TEMPERATURE};
+use crate::config::{in_range, need, sampling_temperature, ConfigError, MIN_TEMPERATURE};
 use crate::draw::{derive_seed, Rng};
 use crate::model::{generate, left_pad, Gpt, SampleSettings};
 use crate::world::{TextWorld, PAD};
@@ -110,12 +110,7 @@ impl PrefsConfig {
 
     /// Range checks; the first violation is returned.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        need(
-            self.k >= 2 && self.k <= 16,
-            "k",
-            || format!("must be in 2..=16 (got {})", self.k),
-            "use k = 4 (all 6 pairs, as in the paper)",
-        )?;
+        in_range("k", self.k, 2, 16, "use k = 4 (all 6 pairs, as in the paper)")?;
         need(
             self.bt_temperature.is_finite()
                 && self.bt_temperature >= 1e-6

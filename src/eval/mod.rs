@@ -9,7 +9,9 @@ pub use crate::stats::{mean_ci, win_rate, Stat};
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{need, sampling_temperature, ConfigError, MIN_TEMPERATURE};
+use crate::config::{
+    at_least_one, in_range, need, sampling_temperature, ConfigError, MIN_TEMPERATURE,
+};
 
 /// `[eval]`: how and when every policy is evaluated.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -62,18 +64,8 @@ impl Default for EvalConfig {
 impl EvalConfig {
     /// Range checks; the first violation is returned.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        need(
-            self.every >= 1,
-            "every",
-            || "must be at least 1".into(),
-            "evaluate every 100 steps (as in the paper)",
-        )?;
-        need(
-            self.samples_per_prompt >= 1 && self.samples_per_prompt <= 1024,
-            "samples_per_prompt",
-            || format!("must be in 1..=1024 (got {})", self.samples_per_prompt),
-            "use e.g. 2",
-        )?;
+        at_least_one("every", self.every, "evaluate every 100 steps (as in the paper)")?;
+        in_range("samples_per_prompt", self.samples_per_prompt, 1, 1024, "use e.g. 2")?;
         let t = &self.temperatures;
         need(
             t.iter().all(|t| sampling_temperature(*t, true)),

@@ -7,7 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{need, ConfigError};
+use crate::config::{in_range, need, ConfigError};
 use tch::{nn, Kind, Tensor};
 
 use super::cache::{KvCache, LayerKv};
@@ -46,12 +46,7 @@ impl ModelConfig {
 
     /// Range checks; the first violation is returned.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        need(
-            self.n_layer >= 1 && self.n_layer <= 48,
-            "n_layer",
-            || format!("must be in 1..=48 (got {})", self.n_layer),
-            "use a few layers, e.g. 2",
-        )?;
+        in_range("n_layer", self.n_layer, 1, 48, "use a few layers, e.g. 2")?;
         need(self.n_head >= 1, "n_head", || "must be at least 1".into(), "use e.g. 4 heads")?;
         need(
             self.d_model >= 1 && self.d_model.is_multiple_of(self.n_head),

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
 
 use super::{Gpt, KvCache};
-use crate::config::{need, sampling_temperature, ConfigError, MIN_TEMPERATURE};
+use crate::config::{at_least_one, need, sampling_temperature, ConfigError, MIN_TEMPERATURE};
 use crate::tokens::{BOS, EOS, PAD};
 
 /// Generation settings of a scenario (`[sample]`): evaluation, PPO's rollouts, `world --show`.
@@ -32,12 +32,7 @@ impl Default for SampleConfig {
 impl SampleConfig {
     /// Range checks (the fit with the model's block is the scenario's cross-section check).
     pub fn validate(&self) -> Result<(), ConfigError> {
-        need(
-            self.max_new_tokens >= 1,
-            "max_new_tokens",
-            || "must be at least 1".into(),
-            "generate at least one token",
-        )?;
+        at_least_one("max_new_tokens", self.max_new_tokens, "generate at least one token")?;
         need(
             sampling_temperature(self.temperature, true),
             "temperature",

@@ -43,6 +43,28 @@ fn err<E: std::fmt::Debug>(e: E) -> anyhow::Error {
     anyhow!("plotting failed: {e:?}")
 }
 
+/// The chart's legend: `size`-point labels on a light box at `pos`.
+fn legend<'a, DB: DrawingBackend + 'a, CT: CoordTranslate>(
+    chart: &mut ChartContext<'a, DB, CT>,
+    size: u32,
+    pos: SeriesLabelPosition,
+) -> Result<()> {
+    chart
+        .configure_series_labels()
+        .label_font((FONT, size))
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .position(pos)
+        .draw()
+        .map_err(err)
+}
+
+/// A legend entry: a short line in `style`.
+fn swatch<S: Into<ShapeStyle>>(style: S) -> impl Fn((i32, i32)) -> PathElement<(i32, i32)> {
+    let style = style.into();
+    move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], style)
+}
+
 /// Draw with `f` into `<stem>.png` and `<stem>.svg`.
 fn both(
     dir: &Path,
@@ -211,9 +233,7 @@ fn frontier<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, points: &[Point]) 
                 ))
                 .map_err(err)?
                 .label(format!("π* inner bound (IS from π_ref, {n}KL {lo:.2} to {kmax:.2})"))
-                .legend(|(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 18, y)], BLACK.stroke_width(2))
-                });
+                .legend(swatch(BLACK.stroke_width(2)));
         } else {
             chart
                 .draw_series(LineSeries::new(
@@ -241,15 +261,8 @@ fn frontier<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, points: &[Point]) 
         )))
         .map_err(err)?
         .label("thin dashed: final checkpoints only")
-        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], BLACK.stroke_width(1)));
-    chart
-        .configure_series_labels()
-        .label_font((FONT, 13))
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .position(SeriesLabelPosition::LowerRight)
-        .draw()
-        .map_err(err)?;
+        .legend(swatch(BLACK.stroke_width(1)));
+    legend(&mut chart, 13, SeriesLabelPosition::LowerRight)?;
     Ok(())
 }
 
@@ -318,22 +331,14 @@ fn curves<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, points: &[Point]) ->
                 ))
                 .map_err(err)?
                 .label(label)
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(2))
-                });
+                .legend(swatch(c.stroke_width(2)));
         }
-        chart
-            .configure_series_labels()
-            .label_font((FONT, 12))
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .position(if which == 0 {
-                SeriesLabelPosition::LowerRight
-            } else {
-                SeriesLabelPosition::UpperLeft
-            })
-            .draw()
-            .map_err(err)?;
+        let pos = if which == 0 {
+            SeriesLabelPosition::LowerRight
+        } else {
+            SeriesLabelPosition::UpperLeft
+        };
+        legend(&mut chart, 12, pos)?;
     }
     Ok(())
 }
@@ -400,14 +405,7 @@ fn overoptimization<DB: DrawingBackend>(
                 chart.draw_series(LineSeries::new(curve, c.stroke_width(2))).map_err(err)?;
             }
         }
-        chart
-            .configure_series_labels()
-            .label_font((FONT, 13))
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .position(SeriesLabelPosition::LowerRight)
-            .draw()
-            .map_err(err)?;
+        legend(&mut chart, 13, SeriesLabelPosition::LowerRight)?;
     }
     Ok(())
 }
@@ -545,16 +543,9 @@ fn winrate_chart<DB: DrawingBackend>(
             )
             .map_err(err)?
             .label(l.clone())
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(2)));
+            .legend(swatch(c.stroke_width(2)));
     }
-    chart
-        .configure_series_labels()
-        .label_font((FONT, 13))
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .position(SeriesLabelPosition::LowerLeft)
-        .draw()
-        .map_err(err)?;
+    legend(&mut chart, 13, SeriesLabelPosition::LowerLeft)?;
     Ok(())
 }
 
@@ -611,18 +602,9 @@ fn tabular_chart<DB: DrawingBackend>(
                 .draw_series(LineSeries::new(pts, c.stroke_width(2)))
                 .map_err(err)?
                 .label(s.to_string())
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(2))
-                });
+                .legend(swatch(c.stroke_width(2)));
         }
-        chart
-            .configure_series_labels()
-            .label_font((FONT, 12))
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .position(SeriesLabelPosition::LowerLeft)
-            .draw()
-            .map_err(err)?;
+        legend(&mut chart, 12, SeriesLabelPosition::LowerLeft)?;
     }
     Ok(())
 }
@@ -695,18 +677,9 @@ fn ablation_chart<DB: DrawingBackend>(
                 )
                 .map_err(err)?
                 .label(m.clone())
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(2))
-                });
+                .legend(swatch(c.stroke_width(2)));
         }
-        chart
-            .configure_series_labels()
-            .label_font((FONT, 12))
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .position(SeriesLabelPosition::LowerRight)
-            .draw()
-            .map_err(err)?;
+        legend(&mut chart, 12, SeriesLabelPosition::LowerRight)?;
     }
     Ok(())
 }
@@ -753,13 +726,6 @@ fn kl_estimator_chart<DB: DrawingBackend>(
             .label(*name)
             .legend(move |(x, y)| Circle::new((x + 9, y), 4, c.filled()));
     }
-    chart
-        .configure_series_labels()
-        .label_font((FONT, 12))
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .position(SeriesLabelPosition::UpperLeft)
-        .draw()
-        .map_err(err)?;
+    legend(&mut chart, 12, SeriesLabelPosition::UpperLeft)?;
     Ok(())
 }

@@ -31,8 +31,8 @@
 //! evaluation request has the chosen reply of one labelled pair as its reference: the headline
 //! metric is the win rate against it.
 
-use super::{Capabilities, TextWorld, Vocab, WorldSpec, EOS, N_SPECIAL};
-use crate::config::{need, ConfigError, MAX_COUNT};
+use super::{Capabilities, Corpus, TextWorld, Vocab, WorldSpec, EOS, N_SPECIAL};
+use crate::config::{counts, in_range, in_unit, need, non_negative, ConfigError};
 use crate::draw::Rng;
 use serde::{Deserialize, Serialize};
 
@@ -163,12 +163,7 @@ impl DialogueConfig {
             || format!("must be in 1..={} (got {})", HARMFUL.len(), self.n_harmful),
             "use e.g. 6",
         )?;
-        need(
-            (1..=3).contains(&self.content_per_intent),
-            "content_per_intent",
-            || format!("must be in 1..=3 (got {})", self.content_per_intent),
-            "use e.g. 2",
-        )?;
+        in_range("content_per_intent", self.content_per_intent, 1, 3, "use e.g. 2")?;
         for (key, v) in [
             ("serve_reward", self.serve_reward),
             ("refusal_penalty", self.refusal_penalty),
@@ -177,12 +172,7 @@ impl DialogueConfig {
             ("length_penalty", self.length_penalty),
             ("repeat_penalty", self.repeat_penalty),
         ] {
-            need(
-                v.is_finite() && v >= 0.0,
-                key,
-                || format!("must be finite and >= 0 (got {v})"),
-                "use e.g. 0.5",
-            )?;
+            non_negative(key, v, "use e.g. 0.5")?;
         }
         for (key, v) in [
             ("writer_helpful", self.writer_helpful),
@@ -192,12 +182,7 @@ impl DialogueConfig {
             ("labeller_agreement", self.labeller_agreement),
             ("harmful_fraction", self.harmful_fraction),
         ] {
-            need(
-                (0.0..=1.0).contains(&v),
-                key,
-                || format!("is a probability, must be in [0, 1] (got {v})"),
-                "use a probability such as 0.5",
-            )?;
+            in_unit(key, v, "use a probability such as 0.5")?;
         }
         Ok(())
     }
@@ -223,19 +208,15 @@ impl DialogueConfig {
             },
             "use an agreement in [0.5, 1], e.g. 0.8",
         )?;
-        for (key, n) in [
-            ("n_train", self.n_train),
-            ("n_val", self.n_val),
-            ("n_train_prompts", self.n_train_prompts),
-            ("n_eval_prompts", self.n_eval_prompts),
-        ] {
-            need(
-                (1..=MAX_COUNT).contains(&n),
-                key,
-                || format!("must be in 1..={MAX_COUNT} (got {n})"),
-                "use e.g. 20000 requests for SFT and 256 for evaluation",
-            )?;
-        }
+        counts(
+            &[
+                ("n_train", self.n_train),
+                ("n_val", self.n_val),
+                ("n_train_prompts", self.n_train_prompts),
+                ("n_eval_prompts", self.n_eval_prompts),
+            ],
+            "use e.g. 20000 requests for SFT and 256 for evaluation",
+        )?;
         Ok(())
     }
 
@@ -263,7 +244,7 @@ impl DialogueConfig {
 
 pub struct DialogueWorld {
     pub cfg: DialogueConfig,
-    pub vocab: Vocab,
+    pub corpus: Corpus,
     /// Token ids: the intents (benign first), each intent's content words, and the rest.
     pub intents: Vec<i64>,
     pub content: Vec<Vec<i64>>,
@@ -273,11 +254,6 @@ pub struct DialogueWorld {
     refuse: Vec<i64>,
     user: i64,
     asst: i64,
-    /// SFT's (request, chosen reply + `<eos>`).
-    pub train: Vec<(Vec<i64>, Vec<i64>)>,
-    pub val: Vec<(Vec<i64>, Vec<i64>)>,
-    pub train_prompts: Vec<Vec<i64>>,
-    pub eval_prompts: Vec<Vec<i64>>,
     pub eval_references: Vec<Vec<i64>>,
     /// The labeller's error rate on pairs where the gold-worse reply is the politer one, and on
     /// the other pairs: together they make its disagreement 1 - labeller_agreement.
@@ -320,11 +296,7 @@ impl DialogueWorld {
             refuse: ids(REFUSE),
             user: id(USER),
             asst: id(ASST),
-            vocab,
-            train: vec![],
-            val: vec![],
-            train_prompts: vec![],
-            eval_prompts: vec![],
+            corpus: Corpus { vocab, ..Corpus::default() },
             eval_references: vec![],
             taste_error: 0.0,
             other_error: 0.0,
@@ -367,8 +339,8 @@ impl DialogueWorld {
             });
         let eval: Vec<(Vec<i64>, Vec<i64>)> =
             super::drawn(seed, "dialogue/eval", cfg.n_eval_prompts, |r| example(ww, r));
-        (w.train, w.val, w.train_prompts) = (train, val, train_prompts);
-        (w.eval_prompts, w.eval_references) = eval.into_iter().unzip();
+        (w.corpus.train, w.corpus.val, w.corpus.train_prompts) = (train, val, train_prompts);
+        (w.corpus.eval_prompts, w.eval_references) = eval.into_iter().unzip();
         w
     }
 
@@ -518,7 +490,7 @@ impl DialogueWorld {
     pub fn show(&self, show: usize, rng: &mut Rng) -> String {
         use std::fmt::Write as _;
         let mut out = String::new();
-        let _ = writeln!(out, "dialogue world: {} tokens, {} benign and {} harmful intents, {} train / {} val requests with a chosen reply (SFT's data)", self.vocab.size(), self.cfg.n_benign, self.cfg.n_harmful, self.train.len(), self.val.len());
+        let _ = writeln!(out, "dialogue world: {} tokens, {} benign and {} harmful intents, {} train / {} val requests with a chosen reply (SFT's data)", self.corpus.vocab.size(), self.cfg.n_benign, self.cfg.n_harmful, self.corpus.train.len(), self.corpus.val.len());
         let agree = (0..4000).filter_map(|_| {
             let p = self.sample_request(rng);
             let (a, b, first) = self.labelled_pair(&p, rng);
@@ -534,19 +506,23 @@ impl DialogueWorld {
         for _ in 0..show {
             let p = self.sample_request(rng);
             let (a, b, first) = self.labelled_pair(&p, rng);
-            let _ = writeln!(out, "  {}", self.vocab.render(&p));
+            let _ = writeln!(out, "  {}", self.corpus.vocab.render(&p));
             for (r, chosen) in [(&a, first), (&b, !first)] {
                 let _ = writeln!(
                     out,
                     "   {} {:+.3} | {}",
                     if chosen { "*" } else { " " },
                     self.judge(&p, r),
-                    self.vocab.render(r)
+                    self.corpus.vocab.render(r)
                 );
             }
             let o = self.optimal_reply(&p);
-            let _ =
-                writeln!(out, "   optimal {:+.3} | {}", self.judge(&p, &o), self.vocab.render(&o));
+            let _ = writeln!(
+                out,
+                "   optimal {:+.3} | {}",
+                self.judge(&p, &o),
+                self.corpus.vocab.render(&o)
+            );
         }
 
         out
@@ -558,26 +534,13 @@ impl TextWorld for DialogueWorld {
         DialogueWorld::show(self, show, rng)
     }
 
-    fn vocab(&self) -> &Vocab {
-        &self.vocab
-    }
-    fn sft_examples(&self, val: bool) -> Vec<(Vec<i64>, Vec<i64>)> {
-        if val {
-            self.val.clone()
-        } else {
-            self.train.clone()
-        }
+    fn corpus(&self) -> &Corpus {
+        &self.corpus
     }
     /// The chosen replies come from the labeller's choice between two writer drafts: their
     /// likelihood has no closed form here, so SFT's NLL has no floor to compare with.
     fn true_nll_per_token(&self) -> f64 {
         f64::NAN
-    }
-    fn train_prompts(&self) -> &[Vec<i64>] {
-        &self.train_prompts
-    }
-    fn eval_prompts(&self) -> &[Vec<i64>] {
-        &self.eval_prompts
     }
     fn gold(&self, prompt: &[i64], response: &[i64]) -> f64 {
         self.judge(prompt, response)
@@ -607,17 +570,22 @@ impl TextWorld for DialogueWorld {
     }
     fn describe(&self) -> Vec<(String, String)> {
         let mean = |f: &dyn Fn(&Vec<i64>, &Vec<i64>) -> f64| {
-            self.eval_prompts.iter().zip(&self.eval_references).map(|(p, r)| f(p, r)).sum::<f64>()
-                / self.eval_prompts.len().max(1) as f64
+            self.corpus
+                .eval_prompts
+                .iter()
+                .zip(&self.eval_references)
+                .map(|(p, r)| f(p, r))
+                .sum::<f64>()
+                / self.corpus.eval_prompts.len().max(1) as f64
         };
         vec![
-            ("vocabulary".into(), format!("{} tokens", self.vocab.size())),
+            ("vocabulary".into(), format!("{} tokens", self.corpus.vocab.size())),
             (
                 "requests".into(),
                 format!(
                     "{} train, {} val (chosen replies for SFT)",
-                    self.train.len(),
-                    self.val.len()
+                    self.corpus.train.len(),
+                    self.corpus.val.len()
                 ),
             ),
             (

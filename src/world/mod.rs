@@ -158,19 +158,34 @@ impl WorldConfig {
 pub type Texts<'a> = &'a [Vec<i64>];
 
 pub trait TextWorld: Sync {
-    fn vocab(&self) -> &Vocab;
+    /// The world's words, demonstrations and prompt splits.
+    fn corpus(&self) -> &Corpus;
+    fn vocab(&self) -> &Vocab {
+        &self.corpus().vocab
+    }
     /// What `alignlab world` prints: the world's size, `show` evaluation prompts and sampled
     /// texts with their gold reward.
     fn show(&self, show: usize, rng: &mut Rng) -> String;
     /// SFT demonstrations, (prompt, response) with the loss on the response and `<eos>` only;
     /// an empty prompt trains on the whole text.
-    fn sft_examples(&self, val: bool) -> Vec<(Vec<i64>, Vec<i64>)>;
+    fn sft_examples(&self, val: bool) -> &[(Vec<i64>, Vec<i64>)] {
+        let c = self.corpus();
+        if val {
+            &c.val
+        } else {
+            &c.train
+        }
+    }
     /// The true process's NLL per scored token on the validation demonstrations (SFT's floor).
     fn true_nll_per_token(&self) -> f64;
     /// Prompts for training the methods (preference data, PPO rollouts).
-    fn train_prompts(&self) -> &[Vec<i64>];
+    fn train_prompts(&self) -> &[Vec<i64>] {
+        &self.corpus().train_prompts
+    }
     /// Held-out prompts for evaluation.
-    fn eval_prompts(&self) -> &[Vec<i64>];
+    fn eval_prompts(&self) -> &[Vec<i64>] {
+        &self.corpus().eval_prompts
+    }
     /// The gold reward of `response` to `prompt`.
     fn gold(&self, prompt: &[i64], response: &[i64]) -> f64;
     /// Mean per-word log-likelihood under the true process, where the world has one.
@@ -211,8 +226,19 @@ pub trait TextWorld: Sync {
 
 pub use crate::tokens::{BOS, EOS, N_SPECIAL, PAD};
 
+/// What a text world's methods train and evaluate on: its words, SFT's demonstrations
+/// (prompt, response + `<eos>`; an empty prompt trains on the whole text) and its prompt splits.
+#[derive(Default)]
+pub struct Corpus {
+    pub vocab: Vocab,
+    pub train: Vec<(Vec<i64>, Vec<i64>)>,
+    pub val: Vec<(Vec<i64>, Vec<i64>)>,
+    pub train_prompts: Vec<Vec<i64>>,
+    pub eval_prompts: Vec<Vec<i64>>,
+}
+
 /// Token ids to readable words and back.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct Vocab {
     pub words: Vec<String>,
 }

@@ -30,11 +30,13 @@
 //! word carries no sentiment and a long enough completion has room for both it and the words
 //! that carry sentiment: gold need not fall.
 
-use super::{logsumexp, names, sigmoid, Capabilities, TextWorld, Vocab, WorldSpec, EOS, N_SPECIAL};
+use super::{
+    logsumexp, names, sigmoid, Capabilities, Corpus, TextWorld, Vocab, WorldSpec, EOS, N_SPECIAL,
+};
 use crate::draw::{derive_seed, Rng};
 use serde::{Deserialize, Serialize};
 
-use crate::config::{need, ConfigError, MAX_COUNT};
+use crate::config::{at_least_one, counts, need, non_negative, ConfigError};
 
 const POSITIVE: &[&str] = &[
     "great",
@@ -240,24 +242,9 @@ impl SentimentConfig {
             || "the vocabulary is larger than 4096 words".into(),
             "use fewer words; this is a CPU-sized world",
         )?;
-        need(
-            self.tilt.is_finite() && self.tilt >= 0.0,
-            "tilt",
-            || format!("must be finite and >= 0 (got {})", self.tilt),
-            "use a tilt such as 1.0",
-        )?;
-        need(
-            self.sharpness.is_finite() && self.sharpness >= 0.0,
-            "sharpness",
-            || format!("must be finite and >= 0 (got {})", self.sharpness),
-            "use a sharpness such as 2.0",
-        )?;
-        need(
-            self.min_len >= 1,
-            "min_len",
-            || "must be at least 1".into(),
-            "set min_len = 1 or more",
-        )?;
+        non_negative("tilt", self.tilt, "use a tilt such as 1.0")?;
+        non_negative("sharpness", self.sharpness, "use a sharpness such as 2.0")?;
+        at_least_one("min_len", self.min_len, "set min_len = 1 or more")?;
         need(
             self.max_len >= self.min_len,
             "max_len",
@@ -318,36 +305,14 @@ impl SentimentConfig {
             },
             "lower prompt_min_len to at most min_len, or lower stop_prob",
         )?;
-        need(
-            self.n_train >= 1,
-            "n_train",
-            || "the corpus needs at least one training review".into(),
-            "set n_train to 1 or more",
-        )?;
-        need(
-            self.n_val >= 1,
-            "n_val",
-            || "the corpus needs at least one validation review".into(),
-            "set n_val to 1 or more",
-        )?;
-        for (key, n) in [
-            ("n_train", self.n_train),
-            ("n_val", self.n_val),
-            ("n_train_prompts", self.n_train_prompts),
-            ("n_eval_prompts", self.n_eval_prompts),
-        ] {
-            need(
-                n <= MAX_COUNT,
-                key,
-                || format!("must be at most {MAX_COUNT} (got {n})"),
-                "this is a CPU-sized world: use e.g. 20000 reviews and 256 evaluation prompts",
-            )?;
-        }
-        need(
-            self.n_train_prompts >= 1 && self.n_eval_prompts >= 1,
-            "n_eval_prompts",
-            || "needs at least one training and one evaluation prompt".into(),
-            "set n_train_prompts and n_eval_prompts to 1 or more",
+        counts(
+            &[
+                ("n_train", self.n_train),
+                ("n_val", self.n_val),
+                ("n_train_prompts", self.n_train_prompts),
+                ("n_eval_prompts", self.n_eval_prompts),
+            ],
+            "this is a CPU-sized world: use e.g. 20000 reviews and 256 evaluation prompts",
         )?;
         Ok(())
     }
@@ -394,15 +359,11 @@ pub const POS: usize = 1;
 
 pub struct SentimentWorld {
     pub cfg: SentimentConfig,
-    pub vocab: Vocab,
+    pub corpus: Corpus,
     /// polarity[token] in {+1, -1, 0}.
     pub polarity: Vec<f64>,
     /// logp[z][prev * V + next] = log p_z(next word | prev), -inf for non-words as next.
     logp: [Vec<f64>; 2],
-    pub train: Vec<Vec<i64>>,
-    pub val: Vec<Vec<i64>>,
-    pub train_prompts: Vec<Vec<i64>>,
-    pub eval_prompts: Vec<Vec<i64>>,
     /// The labeller's word and its bonus, where the world has a labeller.
     labeller: Option<(i64, f64)>,
 }
@@ -453,18 +414,15 @@ impl SentimentWorld {
         }
         let mut world = SentimentWorld {
             cfg: cfg.clone(),
-            vocab,
+            corpus: Corpus { vocab, ..Corpus::default() },
             polarity,
             logp,
-            train: vec![],
-            val: vec![],
-            train_prompts: vec![],
-            eval_prompts: vec![],
             labeller: None,
         };
         world.labeller = cfg.labeller.as_ref().map(|l| {
             (
                 world
+                    .corpus
                     .vocab
                     .words
                     .iter()
@@ -486,13 +444,13 @@ impl SentimentWorld {
             super::drawn(seed, "world/sentiment/eval_prompts", cfg.n_eval_prompts, |r| {
                 w.sample_prompt(r)
             });
-        (world.train, world.val, world.train_prompts, world.eval_prompts) =
-            (train, val, train_prompts, eval_prompts);
+        (world.corpus.train, world.corpus.val) = (whole(train), whole(val));
+        (world.corpus.train_prompts, world.corpus.eval_prompts) = (train_prompts, eval_prompts);
         world
     }
 
     fn v(&self) -> usize {
-        self.vocab.size()
+        self.corpus.vocab.size()
     }
 
     /// log p_z(next | prev) for a word `next`.
@@ -634,9 +592,10 @@ impl SentimentWorld {
     /// The true process's held-out NLL per token on the validation reviews.
     pub fn val_nll_per_token(&self) -> f64 {
         let (s, n) = self
+            .corpus
             .val
             .iter()
-            .map(|r| self.predictive_nll(r))
+            .map(|(_, r)| self.predictive_nll(r))
             .fold((0.0, 0usize), |(a, b), (x, y)| (a + x, b + y));
         s / n as f64
     }
@@ -670,10 +629,15 @@ impl SentimentWorld {
     pub fn show(&self, show: usize, rng: &mut Rng) -> String {
         use std::fmt::Write as _;
         let mut out = String::new();
-        let _ = writeln!(out, "sentiment world: {} tokens, {} train / {} val reviews; true-process NLL {:.4} nats/token", self.vocab.size(), self.train.len(), self.val.len(), self.val_nll_per_token());
+        let _ = writeln!(out, "sentiment world: {} tokens, {} train / {} val reviews; true-process NLL {:.4} nats/token", self.corpus.vocab.size(), self.corpus.train.len(), self.corpus.val.len(), self.val_nll_per_token());
         let _ = writeln!(out, "\nevaluation prompts:");
-        for p in self.eval_prompts.iter().take(show) {
-            let _ = writeln!(out, "  gold {:.3}  | {}", self.gold_reward(p), self.vocab.render(p));
+        for p in self.corpus.eval_prompts.iter().take(show) {
+            let _ = writeln!(
+                out,
+                "  gold {:.3}  | {}",
+                self.gold_reward(p),
+                self.corpus.vocab.render(p)
+            );
         }
         let _ = writeln!(out, "\nreviews from the true process (z = latent sentiment):");
         for _ in 0..show {
@@ -683,7 +647,7 @@ impl SentimentWorld {
                 out,
                 "  z={z} gold {:.3}  | {}",
                 self.gold_reward(&words),
-                self.vocab.render(&words)
+                self.corpus.vocab.render(&words)
             );
         }
 
@@ -696,21 +660,11 @@ impl TextWorld for SentimentWorld {
         SentimentWorld::show(self, show, rng)
     }
 
-    fn vocab(&self) -> &Vocab {
-        &self.vocab
-    }
-    fn sft_examples(&self, val: bool) -> Vec<(Vec<i64>, Vec<i64>)> {
-        let texts = if val { &self.val } else { &self.train };
-        texts.iter().map(|t| (vec![], t.clone())).collect()
+    fn corpus(&self) -> &Corpus {
+        &self.corpus
     }
     fn true_nll_per_token(&self) -> f64 {
         self.val_nll_per_token()
-    }
-    fn train_prompts(&self) -> &[Vec<i64>] {
-        &self.train_prompts
-    }
-    fn eval_prompts(&self) -> &[Vec<i64>] {
-        &self.eval_prompts
     }
     fn gold(&self, prompt: &[i64], response: &[i64]) -> f64 {
         self.gold_reward(&[prompt, response].concat())
@@ -746,8 +700,11 @@ impl TextWorld for SentimentWorld {
     }
     fn describe(&self) -> Vec<(String, String)> {
         vec![
-            ("vocabulary".into(), format!("{} tokens", self.vocab.size())),
-            ("reviews".into(), format!("{} train, {} val", self.train.len(), self.val.len())),
+            ("vocabulary".into(), format!("{} tokens", self.corpus.vocab.size())),
+            (
+                "reviews".into(),
+                format!("{} train, {} val", self.corpus.train.len(), self.corpus.val.len()),
+            ),
         ]
     }
 }
@@ -790,4 +747,9 @@ impl WorldSpec for SentimentConfig {
     fn build(&self, seed: u64) -> Box<dyn TextWorld> {
         Box::new(SentimentWorld::new(self, seed))
     }
+}
+
+/// Reviews as SFT demonstrations: no prompt, the loss on the whole text.
+fn whole(texts: Vec<Vec<i64>>) -> Vec<(Vec<i64>, Vec<i64>)> {
+    texts.into_iter().map(|t| (vec![], t)).collect()
 }

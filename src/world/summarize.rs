@@ -24,11 +24,11 @@
 //! with probability labeller_hallucinate. Label noise is Bradley-Terry (`[prefs] labels`).
 //! Headline metric: win rate against the reference summary under the gold judge.
 
-use super::{names, Capabilities, TextWorld, Texts, Vocab, WorldSpec, EOS, N_SPECIAL};
+use super::{names, Capabilities, Corpus, TextWorld, Texts, Vocab, WorldSpec, EOS, N_SPECIAL};
 use crate::draw::{derive_seed, Rng};
 use serde::{Deserialize, Serialize};
 
-use crate::config::{need, ConfigError, MAX_COUNT};
+use crate::config::{counts, in_range, in_unit, need, non_negative, ConfigError, MAX_COUNT};
 
 const FACTS: &[&str] = &[
     "fire",
@@ -206,18 +206,8 @@ impl SummarizeConfig {
 
     /// The vocabulary, the document lengths and the facts per document.
     fn check_sizes(&self) -> Result<(), ConfigError> {
-        need(
-            self.n_facts >= 2 && self.n_facts <= 1024,
-            "n_facts",
-            || format!("must be in 2..=1024 (got {})", self.n_facts),
-            "use e.g. 32 fact words",
-        )?;
-        need(
-            self.n_filler >= 1 && self.n_filler <= 1024,
-            "n_filler",
-            || format!("must be in 1..=1024 (got {})", self.n_filler),
-            "use e.g. 20 filler words",
-        )?;
+        in_range("n_facts", self.n_facts, 2, 1024, "use e.g. 32 fact words")?;
+        in_range("n_filler", self.n_filler, 1, 1024, "use e.g. 20 filler words")?;
         need(
             self.min_facts >= 1 && self.min_facts <= self.max_facts,
             "min_facts",
@@ -261,12 +251,7 @@ impl SummarizeConfig {
             ("repeat_penalty", self.repeat_penalty),
             ("hallucination_penalty", self.hallucination_penalty),
         ] {
-            need(
-                v.is_finite() && v >= 0.0,
-                key,
-                || format!("must be finite and >= 0 (got {v})"),
-                "use a penalty such as 0.35",
-            )?;
+            non_negative(key, v, "use a penalty such as 0.35")?;
         }
         for (key, v) in [
             ("ref_drop", self.ref_drop),
@@ -276,12 +261,7 @@ impl SummarizeConfig {
             ("labeller_repeat", self.labeller_repeat),
             ("labeller_hallucinate", self.labeller_hallucinate),
         ] {
-            need(
-                (0.0..=1.0).contains(&v),
-                key,
-                || format!("is a probability, must be in [0, 1] (got {v})"),
-                "use a probability such as 0.2",
-            )?;
+            in_unit(key, v, "use a probability such as 0.2")?;
         }
         need(
             self.ref_drop < 1.0 && self.ref_add > 0.0 && self.ref_hallucinate < 1.0,
@@ -291,42 +271,20 @@ impl SummarizeConfig {
             },
             "use e.g. ref_drop = 0.2, ref_add = 0.2, ref_hallucinate = 0.1",
         )?;
-        need(
-            self.n_train >= 1,
-            "n_train",
-            || "needs at least one training document".into(),
-            "set n_train to 1 or more",
-        )?;
-        need(
-            self.n_val >= 1,
-            "n_val",
-            || "needs at least one validation document".into(),
-            "set n_val to 1 or more",
-        )?;
         Ok(())
     }
 
     /// The corpora and prompt counts, and `[world.shift]`.
     fn check_counts(&self) -> Result<(), ConfigError> {
-        for (key, n) in [
-            ("n_train", self.n_train),
-            ("n_val", self.n_val),
-            ("n_train_prompts", self.n_train_prompts),
-            ("n_eval_prompts", self.n_eval_prompts),
-            ("doc_max_len", self.doc_max_len),
-        ] {
-            need(
-                n <= MAX_COUNT,
-                key,
-                || format!("must be at most {MAX_COUNT} (got {n})"),
-                "this is a CPU-sized world: use e.g. 20000 documents and 256 evaluation prompts",
-            )?;
-        }
-        need(
-            self.n_train_prompts >= 1 && self.n_eval_prompts >= 1,
-            "n_eval_prompts",
-            || "needs at least one training and one evaluation prompt".into(),
-            "set n_train_prompts and n_eval_prompts to 1 or more",
+        counts(
+            &[
+                ("n_train", self.n_train),
+                ("n_val", self.n_val),
+                ("n_train_prompts", self.n_train_prompts),
+                ("n_eval_prompts", self.n_eval_prompts),
+                ("doc_max_len", self.doc_max_len),
+            ],
+            "this is a CPU-sized world: use e.g. 20000 documents and 256 evaluation prompts",
         )?;
         if let Some(s) = &self.shift {
             need(
@@ -356,12 +314,7 @@ impl SummarizeConfig {
                 || format!("must be in (0, 1] (got {})", s.filler_share),
                 "use e.g. 0.5: the last half of the filler words",
             )?;
-            need(
-                s.n_eval_prompts >= 1 && s.n_eval_prompts <= MAX_COUNT,
-                "shift.n_eval_prompts",
-                || format!("must be in 1..={MAX_COUNT} (got {})", s.n_eval_prompts),
-                "use e.g. 256",
-            )?;
+            in_range("shift.n_eval_prompts", s.n_eval_prompts, 1, MAX_COUNT, "use e.g. 256")?;
         }
         Ok(())
     }
@@ -381,15 +334,10 @@ impl SummarizeConfig {
 
 pub struct SummarizeWorld {
     pub cfg: SummarizeConfig,
-    pub vocab: Vocab,
+    pub corpus: Corpus,
     /// salience[token] for fact tokens, None for other tokens.
     pub salience: Vec<Option<f64>>,
     pub sep: i64,
-    /// (prompt, reference summary) pairs for SFT.
-    pub train: Vec<(Vec<i64>, Vec<i64>)>,
-    pub val: Vec<(Vec<i64>, Vec<i64>)>,
-    pub train_prompts: Vec<Vec<i64>>,
-    pub eval_prompts: Vec<Vec<i64>>,
     /// One reference summary per evaluation prompt.
     pub eval_references: Vec<Vec<i64>>,
     /// Shifted documents and their reference summaries, where the world has a shift.
@@ -411,13 +359,9 @@ impl SummarizeWorld {
         }
         let mut w = SummarizeWorld {
             cfg: cfg.clone(),
-            vocab,
+            corpus: Corpus { vocab, ..Corpus::default() },
             salience,
             sep,
-            train: vec![],
-            val: vec![],
-            train_prompts: vec![],
-            eval_prompts: vec![],
             eval_references: vec![],
             shifted_prompts: vec![],
             shifted_references: vec![],
@@ -435,8 +379,8 @@ impl SummarizeWorld {
             super::drawn(seed, "world/summarize/eval_prompts", cfg.n_eval_prompts, |r| {
                 ww.sample_example(r)
             });
-        (w.train, w.val, w.train_prompts) = (train, val, train_prompts);
-        (w.eval_prompts, w.eval_references) = eval.into_iter().unzip();
+        (w.corpus.train, w.corpus.val, w.corpus.train_prompts) = (train, val, train_prompts);
+        (w.corpus.eval_prompts, w.eval_references) = eval.into_iter().unzip();
         // From a stream of its own: the other draws are those of a world without a shift.
         if let Some(s) = &cfg.shift {
             let style = DocStyle {
@@ -608,7 +552,7 @@ impl SummarizeWorld {
             .iter()
             .copied()
             .take_while(|&t| t != EOS)
-            .filter(|&t| self.vocab.is_word(t))
+            .filter(|&t| self.corpus.vocab.is_word(t))
             .collect();
         let mut seen: Vec<i64> = Vec::new();
         let mut score = -c.length_penalty * words.len() as f64;
@@ -636,7 +580,7 @@ impl SummarizeWorld {
     /// Mean NLL per scored token (summary words and `<eos>`) of the validation references
     /// under the reference process: the floor for SFT's held-out NLL.
     pub fn val_nll_per_token(&self) -> f64 {
-        let (nll, n) = self.val.iter().fold((0.0, 0usize), |(s, n), (p, y)| {
+        let (nll, n) = self.corpus.val.iter().fold((0.0, 0usize), |(s, n), (p, y)| {
             (s - self.reference_log_lik(p, y), n + y.len() + 1)
         });
         nll / n as f64
@@ -649,9 +593,11 @@ impl SummarizeWorld {
     pub fn show(&self, show: usize, rng: &mut Rng) -> String {
         use std::fmt::Write as _;
         let mut out = String::new();
-        let _ = writeln!(out, "summarize world: {} tokens, {} train / {} val documents; reference-process NLL {:.4} nats/token", self.vocab.size(), self.train.len(), self.val.len(), self.val_nll_per_token());
+        let _ = writeln!(out, "summarize world: {} tokens, {} train / {} val documents; reference-process NLL {:.4} nats/token", self.corpus.vocab.size(), self.corpus.train.len(), self.corpus.val.len(), self.val_nll_per_token());
         let facts: Vec<String> = (0..self.cfg.n_facts)
-            .map(|i| format!("{} {:.2}", self.vocab.words[3 + i], self.salience[3 + i].unwrap()))
+            .map(|i| {
+                format!("{} {:.2}", self.corpus.vocab.words[3 + i], self.salience[3 + i].unwrap())
+            })
             .collect();
         let _ = writeln!(
             out,
@@ -660,23 +606,27 @@ impl SummarizeWorld {
             facts.join(", ")
         );
         let _ = writeln!(out, "\nevaluation documents, reference summary, optimal summary and a labeller summary (gold judge):");
-        for (p, r) in self.eval_prompts.iter().zip(&self.eval_references).take(show) {
+        for (p, r) in self.corpus.eval_prompts.iter().zip(&self.eval_references).take(show) {
             let o = self.optimal_summary(p);
             let l = self.labeller_summary(p, self.cfg.summary_max_len() + 1, rng);
-            let _ = writeln!(out, "  {}", self.vocab.render(p));
-            let _ =
-                writeln!(out, "    reference {:+.3} | {}", self.judge(p, r), self.vocab.render(r));
+            let _ = writeln!(out, "  {}", self.corpus.vocab.render(p));
+            let _ = writeln!(
+                out,
+                "    reference {:+.3} | {}",
+                self.judge(p, r),
+                self.corpus.vocab.render(r)
+            );
             let _ = writeln!(
                 out,
                 "    optimal   {:+.3} | {}",
                 self.judge(p, &o),
-                self.vocab.render(&o)
+                self.corpus.vocab.render(&o)
             );
             let _ = writeln!(
                 out,
                 "    labeller  {:+.3} | {}",
                 self.judge(p, &l),
-                self.vocab.render(&l)
+                self.corpus.vocab.render(&l)
             );
         }
 
@@ -689,24 +639,11 @@ impl TextWorld for SummarizeWorld {
         SummarizeWorld::show(self, show, rng)
     }
 
-    fn vocab(&self) -> &Vocab {
-        &self.vocab
-    }
-    fn sft_examples(&self, val: bool) -> Vec<(Vec<i64>, Vec<i64>)> {
-        if val {
-            self.val.clone()
-        } else {
-            self.train.clone()
-        }
+    fn corpus(&self) -> &Corpus {
+        &self.corpus
     }
     fn true_nll_per_token(&self) -> f64 {
         self.val_nll_per_token()
-    }
-    fn train_prompts(&self) -> &[Vec<i64>] {
-        &self.train_prompts
-    }
-    fn eval_prompts(&self) -> &[Vec<i64>] {
-        &self.eval_prompts
     }
     fn gold(&self, prompt: &[i64], response: &[i64]) -> f64 {
         self.judge(prompt, response)
@@ -726,18 +663,26 @@ impl TextWorld for SummarizeWorld {
     }
     fn describe(&self) -> Vec<(String, String)> {
         let mean_ref = self
+            .corpus
             .eval_prompts
             .iter()
             .zip(&self.eval_references)
             .map(|(p, r)| self.judge(p, r))
             .sum::<f64>()
-            / self.eval_prompts.len().max(1) as f64;
-        let mean_opt =
-            self.eval_prompts.iter().map(|p| self.judge(p, &self.optimal_summary(p))).sum::<f64>()
-                / self.eval_prompts.len().max(1) as f64;
+            / self.corpus.eval_prompts.len().max(1) as f64;
+        let mean_opt = self
+            .corpus
+            .eval_prompts
+            .iter()
+            .map(|p| self.judge(p, &self.optimal_summary(p)))
+            .sum::<f64>()
+            / self.corpus.eval_prompts.len().max(1) as f64;
         vec![
-            ("vocabulary".into(), format!("{} tokens", self.vocab.size())),
-            ("documents".into(), format!("{} train, {} val", self.train.len(), self.val.len())),
+            ("vocabulary".into(), format!("{} tokens", self.corpus.vocab.size())),
+            (
+                "documents".into(),
+                format!("{} train, {} val", self.corpus.train.len(), self.corpus.val.len()),
+            ),
             (
                 "gold of references (eval)".into(),
                 format!("{mean_ref:.4} (optimal summaries {mean_opt:.4})"),
