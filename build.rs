@@ -33,13 +33,7 @@ fn main() {
     let commit = match git(&["rev-parse", "--short=12", "HEAD"]) {
         Some(c) => {
             let dirty = git(&[
-                "status",
-                "--porcelain",
-                "--untracked-files=no",
-                "--",
-                ".",
-                ":!results",
-                ":!paper",
+                "status", "--porcelain", "--untracked-files=no", "--", ".", ":!results", ":!paper",
             ])
             .is_some_and(|s| !s.is_empty());
             format!("{c}{}", if dirty { "-dirty" } else { "" })

@@ -98,6 +98,11 @@ pub fn in_unit(key: &str, v: f64, fix: &str) -> Result<(), ConfigError> {
     need((0.0..=1.0).contains(&v), key, || format!("must be in [0, 1] (got {v})"), fix)
 }
 
+/// `key` in (0, 1).
+pub fn in_open_unit(key: &str, v: f64, fix: &str) -> Result<(), ConfigError> {
+    need(v > 0.0 && v < 1.0, key, || format!("must be in (0, 1) (got {v})"), fix)
+}
+
 /// `key` a learning rate: in [0, 1).
 pub fn learning_rate(key: &str, v: f64, fix: &str) -> Result<(), ConfigError> {
     need((0.0..1.0).contains(&v), key, || format!("must be in [0, 1) (got {v})"), fix)

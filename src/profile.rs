@@ -25,18 +25,8 @@ use std::time::Instant;
 
 /// The phases time is split into, in the order tables show them.
 pub const PHASES: &[&str] = &[
-    "exec",
-    "startup",
-    "train",
-    "rollout",
-    "prefs",
-    "eval_generate",
-    "eval_reference",
-    "eval_gold",
-    "eval_estimators",
-    "candidates",
-    "frontier",
-    "checkpoint_io",
+    "exec", "startup", "train", "rollout", "prefs", "eval_generate", "eval_reference", "eval_gold",
+    "eval_estimators", "candidates", "frontier", "checkpoint_io",
     // A sweep's coordinating process waiting for its cells (their own phases are counted in
     // them).
     "wait",

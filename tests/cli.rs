@@ -120,11 +120,7 @@ fn every_scenario_runs_tiny_and_writes_results() {
         let name = alignlab::scenario::Scenario::load(&path, &[]).unwrap().name;
         let res = out.join("results").join(&name);
         for f in [
-            "scenario.resolved.toml",
-            "metrics.csv",
-            "summary.csv",
-            "eval.csv",
-            "frontier.png",
+            "scenario.resolved.toml", "metrics.csv", "summary.csv", "eval.csv", "frontier.png",
             "frontier.csv",
         ] {
             assert!(res.join(f).exists(), "{} did not write {f}", path.display());
@@ -435,11 +431,7 @@ fn seeds_sweep_with_jobs_runs_cells_as_processes() {
         "two seeds per budget:\n{frontier}"
     );
     for f in [
-        "frontier.png",
-        "frontier.svg",
-        "curves.png",
-        "overoptimization.svg",
-        "fits.csv",
+        "frontier.png", "frontier.svg", "curves.png", "overoptimization.svg", "fits.csv",
         "report.md",
     ] {
         assert!(out.join("results/sentiment").join(f).exists(), "no {f}");

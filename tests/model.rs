@@ -212,12 +212,8 @@ fn checkpoint_round_trip_uses_gpt2_names() {
     save_checkpoint(&vs, &path).unwrap();
     let names: Vec<String> = vs.variables().into_keys().collect();
     for n in [
-        "wte.weight",
-        "wpe.weight",
-        "h.0.attn.c_attn.weight",
-        "h.1.mlp.c_proj.bias",
-        "h.0.ln_1.weight",
-        "ln_f.bias",
+        "wte.weight", "wpe.weight", "h.0.attn.c_attn.weight", "h.1.mlp.c_proj.bias",
+        "h.0.ln_1.weight", "ln_f.bias",
     ] {
         assert!(names.iter().any(|x| x == n), "missing parameter {n} in {names:?}");
     }

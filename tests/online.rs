@@ -241,17 +241,9 @@ fn critic_free_methods_learn_to_emit_a_token() {
             est.name()
         );
         for k in [
-            "loss/policy",
-            "policy/approx_kl",
-            "policy/clipfrac",
-            "policy/entropy",
-            "policy/ratio_mean",
-            "objective/kl",
-            "objective/kl_k1",
-            "advantage/mean",
-            "advantage/std",
-            "response/length",
-            "response/eos_rate",
+            "loss/policy", "policy/approx_kl", "policy/clipfrac", "policy/entropy",
+            "policy/ratio_mean", "objective/kl", "objective/kl_k1", "advantage/mean",
+            "advantage/std", "response/length", "response/eos_rate",
         ] {
             assert_eq!(series(k).len(), 12, "{k} is not logged every iteration");
         }

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use alignlab::algo::common::{pair_logps, response_token_logprobs};
+use alignlab::algo::common::{pair_logps, response_hidden, token_logprobs};
 use alignlab::algo::dpo::{preference_loss, PairLogps};
 use alignlab::algo::ppo::{gae, policy_loss, value_loss};
 use alignlab::algo::reward::{reward_loss, RewardModel};
@@ -88,8 +88,8 @@ fn export(dir: &Path, beta_in_config: f64) {
     // plain passes).
     let (pc, pr) = pair_logps(&policy, &b);
     let (rc, rr) = pair_logps(&reference, &b);
-    let token_lp =
-        response_token_logprobs(&policy, &b.prompt, &b.prompt_valid, &b.chosen, &b.chosen_mask);
+    let hidden = response_hidden(&policy, &b.prompt, &b.prompt_valid, &b.chosen);
+    let token_lp = token_logprobs(&policy.logits(&hidden), &b.chosen) * &b.chosen_mask;
     let sc = rm.score(&b.prompt, &b.prompt_valid, &b.chosen, &b.chosen_mask);
     let sr = rm.score(&b.prompt, &b.prompt_valid, &b.rejected, &b.rejected_mask);
     let (rml, _) = reward_loss(&sc, &sr, 0.2, 0.01);

@@ -267,11 +267,7 @@ fn cache_keys_follow_the_settings_they_depend_on() {
         sft_key(&base)
     );
     for set in [
-        "world.tilt=1.5",
-        "world.n_train=101",
-        "model.d_model=64",
-        "sft.lr=1e-2",
-        "sft.steps=11",
+        "world.tilt=1.5", "world.n_train=101", "model.d_model=64", "sft.lr=1e-2", "sft.steps=11",
         "seed=4",
     ] {
         let other = load(&with_dpo, &[set]).unwrap();
@@ -309,18 +305,8 @@ fn preference_methods_come_from_the_loss_enum() {
     assert_eq!(
         PrefLoss::names(),
         [
-            "dpo",
-            "ipo",
-            "cdpo",
-            "preferred_ft",
-            "unlikelihood",
-            "hinge",
-            "robust",
-            "simpo",
-            "kto",
-            "orpo",
-            "exo_pair",
-            "nca_pair"
+            "dpo", "ipo", "cdpo", "preferred_ft", "unlikelihood", "hinge", "robust", "simpo",
+            "kto", "orpo", "exo_pair", "nca_pair"
         ]
     );
     let text = format!("{GOOD}\n[hinge]\nbeta = [0.5, 2.0]\nlr = 1e-3\n[cdpo]\nbeta = [0.1, 0.2]\nlabel_smoothing = [0.1, 0.3]\n[dpo]\nbeta = 0.3\n[preferred_ft]\n");

@@ -42,20 +42,6 @@ pub fn clip_grad_norm(vars: &[Tensor], max_norm: f64) -> f64 {
     norm
 }
 
-/// Log-prob of each response token given its prompt: `[B, N]` (masked positions are 0).
-/// `prompt` `[B, P]` left-padded with `prompt_valid`; `response` `[B, N]` right-padded with
-/// `mask` (float). One forward pass over the concatenation.
-pub fn response_token_logprobs(
-    model: &crate::model::Gpt,
-    prompt: &Tensor,
-    prompt_valid: &Tensor,
-    response: &Tensor,
-    mask: &Tensor,
-) -> Tensor {
-    let logits = model.logits(&response_hidden(model, prompt, prompt_valid, response)); // [B, N, V]
-    token_logprobs(&logits, response) * mask
-}
-
 /// Final hidden states `[B, N, C]` of the positions that predict the response tokens (the last
 /// prompt position and every response position but the last): one forward pass over prompt +
 /// response whose last block runs on those rows only.
@@ -71,7 +57,9 @@ pub fn response_hidden(
     model.forward_rows(&tokens, Some(&pos), Some(&valid), crate::model::Rows::Range(p - 1, n))
 }
 
-/// Sum over the response of log pi(y_t | x, y_<t): `[B]`.
+/// Sum over the response of log pi(y_t | x, y_<t): `[B]`. `prompt` `[B, P]` left-padded with
+/// `prompt_valid`; `response` `[B, N]` right-padded with `mask` (float). One forward pass over
+/// the concatenation.
 pub fn response_logps(
     model: &crate::model::Gpt,
     prompt: &Tensor,
@@ -79,11 +67,8 @@ pub fn response_logps(
     response: &Tensor,
     mask: &Tensor,
 ) -> Tensor {
-    response_token_logprobs(model, prompt, prompt_valid, response, mask).sum_dim_intlist(
-        -1,
-        false,
-        Kind::Float,
-    )
+    let logits = model.logits(&response_hidden(model, prompt, prompt_valid, response)); // [B, N, V]
+    (token_logprobs(&logits, response) * mask).sum_dim_intlist(-1, false, Kind::Float)
 }
 
 /// Sums over the response of log pi(y_t | x, y_<t) for two responses to each prompt, `[B]`
@@ -177,4 +162,9 @@ pub fn copy_weights(dst: &tch::nn::VarStore, src: &tch::nn::VarStore) -> Result<
         }
     }
     Ok(())
+}
+
+/// Row indices as an index tensor.
+pub fn rows_index(rows: &[usize]) -> Tensor {
+    Tensor::from_slice(&rows.iter().map(|&i| i as i64).collect::<Vec<_>>())
 }

@@ -21,7 +21,7 @@ use anyhow::Result;
 use tch::{nn, Kind, Tensor};
 
 use super::adam::Adam;
-use super::common::pair_logps;
+use super::common::{pair_logps, rows_index};
 use super::trainer::{CkptParts, Trainer};
 use crate::data::{PairBatch, PairTensors};
 use crate::draw::{derive_seed, Rng};
@@ -423,8 +423,7 @@ pub fn train(
         let b = data.batch(&idx);
         // 2. Reference log-probs of the batch, from the cache.
         let (rc, rr) = reference;
-        let index = Tensor::from_slice(&idx.iter().map(|&i| i as i64).collect::<Vec<_>>())
-            .to_device(rc.device());
+        let index = rows_index(&idx).to_device(rc.device());
         let (reference_chosen, reference_rejected) =
             (rc.index_select(0, &index), rr.index_select(0, &index));
         // 3. The loss and the step.

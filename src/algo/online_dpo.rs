@@ -22,7 +22,7 @@ use tch::{nn, Tensor};
 
 use super::adam::Adam;
 use super::common::{copy_weights, pair_logps};
-use super::dpo::{pref_step, PrefLoss, TrainConfig};
+use super::dpo::{pref_step, PrefLoss, Step, TrainConfig};
 use super::trainer::{CkptParts, Trainer};
 use crate::data::{Labels, Pair, PairTensors};
 use crate::draw::{derive_seed, Rng};
@@ -57,112 +57,126 @@ pub fn train(
     t: &mut Trainer,
 ) -> Result<()> {
     let mut opt = Adam::new(vs, cfg.lr, (0.9, 0.999), 0.0);
-    let (name, seed) = (t.name.clone(), t.seed);
-    let label = t.stream.clone();
-    let mut rng = Rng::new(derive_seed(seed, &format!("{label}/prompts")));
+    let mut rng = Rng::new(derive_seed(t.seed, &format!("{}/prompts", t.stream)));
+    let start = t.start(policy, &mut opt, Some(&mut rng))?;
+    for step in start..cfg.steps {
+        // 1. The sampler: the policy's copy of the last sync.
+        if step % ctx.sync_every == 0 {
+            copy_weights(ctx.sampler.1, vs)?;
+        }
+        let t_sample = std::time::Instant::now();
+        let span = crate::profile::span("rollout");
+        let sample_seed = derive_seed(t.seed, &format!("{}/sample/{step}", t.stream)) as i64;
+        let sampled = sample_pairs(ctx, cfg.batch_size, sample_seed, &mut rng)?;
+        drop(span);
+        let sample_s = t_sample.elapsed().as_secs_f64();
+        let t_update = std::time::Instant::now();
+        let s = step + 1;
+        let logs = s % 10 == 0 || s == cfg.steps;
+        let pairs = &sampled.pairs;
+        if let Some(record) = ctx.record {
+            record.borrow_mut().extend(pairs.iter().cloned());
+        }
+        if !pairs.is_empty() {
+            // 4. The loss against the frozen reference, and the step.
+            let b = PairTensors::new(pairs, policy.cfg_device())
+                .batch(&(0..pairs.len()).collect::<Vec<_>>());
+            // Reference-free losses (SimPO, ORPO) skip the reference pass, and with it the KL.
+            let reference =
+                method.uses_reference().then(|| tch::no_grad(|| pair_logps(ctx.reference, &b)));
+            let reference_logps = reference.as_ref().map(|(c, r)| (c, r));
+            let out = pref_step(policy, &mut opt, &b, reference_logps, method, cfg, t)?;
+            if logs {
+                out.log(t, s);
+                if let Some((rc, rr)) = &reference {
+                    t.log(s, &format!("{}/objective/kl_k1", t.name), kl_k1(&out, rc, rr));
+                }
+            }
+        }
+        if logs {
+            let values = [
+                ("objective/score", sampled.score_mean),
+                ("pairs", pairs.len() as f64),
+                ("response/length", sampled.length),
+                ("response/eos_rate", sampled.eos_rate),
+                ("time/sample_s", sample_s),
+                ("time/update_s", t_update.elapsed().as_secs_f64()),
+            ];
+            for (key, v) in values {
+                t.log(s, &format!("{}/{key}", t.name), v);
+            }
+        }
+        if t.step_done(cfg.steps, f64::NAN) {
+            let parts = CkptParts { opts: vec![&opt], rng: rng.state(), extra: vec![] };
+            t.evaluate(s, policy, &parts)?;
+        }
+    }
+    Ok(())
+}
+
+/// A step's labelled pairs and what is logged of its samples.
+struct Sampled {
+    pairs: Vec<Pair>,
+    score_mean: f64,
+    length: f64,
+    eos_rate: f64,
+}
+
+/// 2. Two samples of each of `n` prompts from the sampler (drawn with `seed`), scored by the
+/// annotator. 3. Labels by the rule of the offline data; ties under deterministic labels are
+/// dropped.
+fn sample_pairs(ctx: &OnlineContext, n: usize, seed: i64, rng: &mut Rng) -> Result<Sampled> {
+    let sampler = ctx.sampler.0;
+    let rows: Vec<Vec<i64>> = (0..n)
+        .flat_map(|_| std::iter::repeat_n(ctx.prompts[rng.below(ctx.prompts.len())].clone(), 2))
+        .collect();
+    let (prompt, valid) = left_pad(&rows, sampler.cfg_device());
     let settings = SampleSettings {
         temperature: ctx.temperature,
         top_k: 0,
         max_new_tokens: ctx.max_new_tokens,
         use_cache: true,
     };
-    let device = policy.cfg_device();
-    let start = t.start(policy, &mut opt, Some(&mut rng))?;
-    for step in start..cfg.steps {
-        // 1. The sampler: the policy's copy of the last sync.
-        let (sampler, sampler_vs) = ctx.sampler;
-        if step % ctx.sync_every == 0 {
-            copy_weights(sampler_vs, vs)?;
-        }
-        // 2. Two samples of each prompt, scored by the annotator.
-        let t_sample = std::time::Instant::now();
-        let span = crate::profile::span("rollout");
-        let rows: Vec<Vec<i64>> = (0..cfg.batch_size)
-            .flat_map(|_| std::iter::repeat_n(ctx.prompts[rng.below(ctx.prompts.len())].clone(), 2))
-            .collect();
-        let (prompt, valid) = left_pad(&rows, device);
-        tch::manual_seed(derive_seed(seed, &format!("{label}/sample/{step}")) as i64);
-        let ro = tch::no_grad(|| generate(sampler, &prompt, &valid, &settings));
-        let scores: Vec<f64> = Vec::try_from(
-            tch::no_grad(|| (ctx.score)(&ro))
-                .to_kind(tch::Kind::Double)
-                .to_device(tch::Device::Cpu),
-        )?;
-        let responses = ro.response_rows();
-        let length = responses.iter().map(|r| r.len() as f64).sum::<f64>() / responses.len() as f64;
-        let eos_rate = responses.iter().filter(|r| r.last() == Some(&crate::tokens::EOS)).count()
-            as f64
-            / responses.len() as f64;
-        // 3. Labels by the rule of the offline data; ties under deterministic labels are dropped.
-        let mut pairs = Vec::with_capacity(cfg.batch_size);
-        for i in 0..cfg.batch_size {
-            let (a, b) = (2 * i, 2 * i + 1);
-            let a_wins = match ctx.labels {
-                Labels::Deterministic | Labels::World if scores[a] == scores[b] => continue,
-                Labels::Deterministic | Labels::World => scores[a] > scores[b],
-                Labels::BradleyTerry { temperature } => {
-                    rng.bernoulli(1.0 / (1.0 + (-(scores[a] - scores[b]) / temperature).exp()))
-                }
-            };
-            let (w, l) = if a_wins { (a, b) } else { (b, a) };
-            pairs.push(Pair {
-                prompt: rows[a].clone(),
-                chosen: responses[w].clone(),
-                rejected: responses[l].clone(),
-                gold_chosen: scores[w],
-                gold_rejected: scores[l],
-            });
-        }
-        drop(span);
-        let sample_s = t_sample.elapsed().as_secs_f64();
-        let t_update = std::time::Instant::now();
-        let s = step + 1;
-        if let Some(record) = ctx.record {
-            record.borrow_mut().extend(pairs.iter().cloned());
-        }
-        if !pairs.is_empty() {
-            // 4. The loss against the frozen reference, and the step.
-            let b = PairTensors::new(&pairs, device).batch(&(0..pairs.len()).collect::<Vec<_>>());
-            // Reference-free losses (SimPO, ORPO) skip the reference pass, and with it the KL.
-            let reference =
-                method.uses_reference().then(|| tch::no_grad(|| pair_logps(ctx.reference, &b)));
-            let reference_logps = reference.as_ref().map(|(c, r)| (c, r));
-            let out = pref_step(policy, &mut opt, &b, reference_logps, method, cfg, t)?;
-            if s % 10 == 0 || s == cfg.steps {
-                out.log(t, s);
-                if let Some((rc, rr)) = &reference {
-                    // k1 estimate of KL(pi || pi_ref) on the step's pairs (sampled at prefs.temperature).
-                    let logp = |k: &str| {
-                        out.logged
-                            .iter()
-                            .find(|l| l.0 == k)
-                            .map(|l| l.1.double_value(&[]))
-                            .unwrap_or(f64::NAN)
-                    };
-                    let kl = (logp("logps/chosen") + logp("logps/rejected")
-                        - rc.mean(tch::Kind::Float).double_value(&[])
-                        - rr.mean(tch::Kind::Float).double_value(&[]))
-                        / 2.0;
-                    t.log(s, &format!("{name}/objective/kl_k1"), kl);
-                }
+    tch::manual_seed(seed);
+    let ro = tch::no_grad(|| generate(sampler, &prompt, &valid, &settings));
+    let scores: Vec<f64> = Vec::try_from(
+        tch::no_grad(|| (ctx.score)(&ro)).to_kind(tch::Kind::Double).to_device(tch::Device::Cpu),
+    )?;
+    let responses = ro.response_rows();
+    let count = responses.len() as f64;
+    let length = responses.iter().map(|r| r.len() as f64).sum::<f64>() / count;
+    let eos = responses.iter().filter(|r| r.last() == Some(&crate::tokens::EOS)).count();
+    let mut pairs = Vec::with_capacity(n);
+    for i in 0..n {
+        let (a, b) = (2 * i, 2 * i + 1);
+        let a_wins = match ctx.labels {
+            Labels::Deterministic | Labels::World if scores[a] == scores[b] => continue,
+            Labels::Deterministic | Labels::World => scores[a] > scores[b],
+            Labels::BradleyTerry { temperature } => {
+                rng.bernoulli(1.0 / (1.0 + (-(scores[a] - scores[b]) / temperature).exp()))
             }
-        }
-        if s % 10 == 0 || s == cfg.steps {
-            let mean = scores.iter().sum::<f64>() / scores.len() as f64;
-            t.log(s, &format!("{name}/objective/score"), mean);
-            t.log(s, &format!("{name}/pairs"), pairs.len() as f64);
-            t.log(s, &format!("{name}/response/length"), length);
-            t.log(s, &format!("{name}/response/eos_rate"), eos_rate);
-            t.log(s, &format!("{name}/time/sample_s"), sample_s);
-            t.log(s, &format!("{name}/time/update_s"), t_update.elapsed().as_secs_f64());
-        }
-        if t.step_done(cfg.steps, f64::NAN) {
-            t.evaluate(
-                s,
-                policy,
-                &CkptParts { opts: vec![&opt], rng: rng.state(), extra: vec![] },
-            )?;
-        }
+        };
+        let (w, l) = if a_wins { (a, b) } else { (b, a) };
+        pairs.push(Pair {
+            prompt: rows[a].clone(),
+            chosen: responses[w].clone(),
+            rejected: responses[l].clone(),
+            gold_chosen: scores[w],
+            gold_rejected: scores[l],
+        });
     }
-    Ok(())
+    let score_mean = scores.iter().sum::<f64>() / scores.len() as f64;
+    Ok(Sampled { pairs, score_mean, length, eos_rate: eos as f64 / count })
+}
+
+/// The k1 estimate of KL(pi || pi_ref) on a step's pairs (sampled at `prefs.temperature`): the
+/// policy's mean log-probs (logged by the step) minus the reference's `rc`, `rr`.
+fn kl_k1(out: &Step, rc: &Tensor, rr: &Tensor) -> f64 {
+    let logp = |k: &str| {
+        out.logged.iter().find(|l| l.0 == k).map(|l| l.1.double_value(&[])).unwrap_or(f64::NAN)
+    };
+    (logp("logps/chosen") + logp("logps/rejected")
+        - rc.mean(tch::Kind::Float).double_value(&[])
+        - rr.mean(tch::Kind::Float).double_value(&[]))
+        / 2.0
 }

@@ -7,8 +7,8 @@ use tch::{Kind, Tensor};
 
 use super::rollout::{Aggregate, KlEstimator};
 use crate::config::{
-    at_least_one, in_range, learning_rate, need, non_negative, positive, ConfigError, MAX_BATCH,
-    MAX_STEPS,
+    at_least_one, in_open_unit, in_range, learning_rate, need, non_negative, positive, ConfigError,
+    MAX_BATCH, MAX_STEPS,
 };
 
 /// The three critic-free estimators.
@@ -147,12 +147,7 @@ impl PgConfig {
             "use e.g. 32",
         )?;
         learning_rate("lr", self.lr, "use e.g. 1e-4")?;
-        need(
-            self.clip_coef > 0.0 && self.clip_coef < 1.0,
-            "clip_coef",
-            || format!("must be in (0, 1) (got {})", self.clip_coef),
-            "use 0.2",
-        )?;
+        in_open_unit("clip_coef", self.clip_coef, "use 0.2")?;
         positive("grad_clip", self.grad_clip, "use 1.0")?;
         non_negative("missing_eos_penalty", self.missing_eos_penalty, "use 0 (off)")?;
         at_least_one("eval_every", self.eval_every, "evaluate every few dozen iterations")

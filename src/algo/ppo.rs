@@ -36,15 +36,15 @@ use tch::{nn, Kind, Tensor};
 use super::adam::Adam;
 use super::common::{masked_mean, response_hidden};
 use super::reward::RewardModel;
-use super::rollout;
+use super::rollout::{self, minibatches, seq_mean};
 pub use super::rollout::{
     aggregate, kl_per_token, token_rewards, token_rewards_at, value_mask, Aggregate, KlEstimator,
     RunningStats, ScorePosition,
 };
-use super::trainer::{CkptParts, Trainer};
+use super::trainer::{CkptParts, Means, Trainer};
 use crate::config::{
-    at_least_one, in_range, in_unit, learning_rate, need, non_negative, positive, ConfigError,
-    MAX_BATCH, MAX_STEPS,
+    at_least_one, in_open_unit, in_range, in_unit, learning_rate, need, non_negative, positive,
+    ConfigError, MAX_BATCH, MAX_STEPS,
 };
 use crate::draw::{derive_seed, Rng};
 use crate::model::{Gpt, Rollout, SampleSettings};
@@ -200,12 +200,7 @@ impl PpoConfig {
 
     /// The rollouts, minibatches, epochs and evaluation cadence.
     fn check_rollouts(&self) -> Result<(), ConfigError> {
-        need(
-            self.clip_coef > 0.0 && self.clip_coef < 1.0,
-            "clip_coef",
-            || format!("must be in (0, 1) (got {})", self.clip_coef),
-            "use 0.2",
-        )?;
+        in_open_unit("clip_coef", self.clip_coef, "use 0.2")?;
         positive("vf_clip", self.vf_clip, "use 0.2")?;
         non_negative("vf_coef", self.vf_coef, "use 0.1")?;
         in_unit("gamma", self.gamma, "use 1.0")?;
@@ -458,19 +453,11 @@ pub fn train(
     cfg: &PpoConfig,
     t: &mut Trainer,
 ) -> Result<()> {
-    let (name, seed) = (t.name.clone(), t.seed);
     let mut opt = Adam::new(policy_vs, cfg.lr, (0.9, 0.999), 0.0);
     let mut vf_opt = Adam::new(critic_vs, cfg.vf_lr, (0.9, 0.999), 0.0);
-    let mut rng = Rng::new(derive_seed(seed, &format!("{}/prompts", t.stream)));
+    let mut rng = Rng::new(derive_seed(t.seed, &format!("{}/prompts", t.stream)));
     let mut kl_ctl = KlController::new(cfg.kl);
     let mut score_stats = RunningStats::default();
-    let settings = SampleSettings {
-        temperature: cfg.temperature,
-        top_k: 0,
-        max_new_tokens: ctx.max_new_tokens,
-        use_cache: true,
-    };
-    let device = policy.cfg_device();
     // The scalars a checkpoint carries besides the optimisers: KL coefficient, score statistics.
     let scalars = |kl: &KlController, st: &RunningStats| vec![kl.coef, st.n, st.mean, st.m2];
     let start = match t.resume.take() {
@@ -483,191 +470,205 @@ pub fn train(
             r.step
         }
         None => {
-            t.evaluate(
-                0,
-                policy,
-                &CkptParts {
-                    opts: vec![&opt, &vf_opt],
-                    rng: rng.state(),
-                    extra: scalars(&kl_ctl, &score_stats),
-                },
-            )?;
+            let extra = scalars(&kl_ctl, &score_stats);
+            let parts = CkptParts { opts: vec![&opt, &vf_opt], rng: rng.state(), extra };
+            t.evaluate(0, policy, &parts)?;
             0
         }
     };
     t.start_at(start);
     for it in start..cfg.iterations {
-        // 1. Rollouts.
         let t_rollout = std::time::Instant::now();
         let rows: Vec<Vec<i64>> = (0..cfg.rollout_batch)
             .map(|_| ctx.prompts[rng.range(0, ctx.prompts.len() - 1)].clone())
             .collect();
-        let shaping = rollout::Shaping {
-            missing_eos_penalty: cfg.missing_eos_penalty,
-            score_norm: cfg.score_norm,
-        };
-        let batch = rollout::collect(
-            policy,
-            ctx.reference,
-            &rows,
-            (&settings, derive_seed(seed, &format!("{}/rollout/{it}", t.stream)) as i64),
-            ctx.score,
-            shaping,
-            &mut score_stats,
-        );
-        let rollout::Batch { prompt, valid, ro, old_logp, ref_logp, raw_score, score } = batch;
-        let mask = &ro.mask;
-        // 2. Values, token rewards, GAE.
-        let kl_coef = kl_ctl.coef;
-        // The critic's positions: the response's, and with `after_eos` the score's one after it.
-        let vmask = value_mask(mask, cfg.score_position);
-        let (old_values, kl, adv, returns, (kl_seq, kl_k1)) = tch::no_grad(|| {
-            let old_values = values_of(critic, &prompt, &valid, &ro.response) * &vmask;
-            let kl = kl_per_token(&old_logp, &ref_logp, cfg.kl_estimator) * mask;
-            let rewards = token_rewards_at(&kl, &score, mask, kl_coef, cfg.score_position);
-            let adv = gae(&rewards, &old_values, &vmask, cfg.gamma, cfg.gae_lambda);
-            let returns = &adv + &old_values;
-            let adv = if cfg.whiten_advantages {
-                whiten_with(&adv, mask, cfg.whiten_unbiased)
-            } else if cfg.score_position == ScorePosition::LastToken {
-                adv
-            } else {
-                adv * mask
-            };
-            // The controller adapts on (and `objective/kl` logs) the sum of the estimator in the
-            // reward, as TRL does for k3; the k1 sum is logged beside it.
-            let kl_seq =
-                kl.sum_dim_intlist(1, false, Kind::Float).mean(Kind::Float).double_value(&[]);
-            let kl_k1 = (&old_logp - &ref_logp)
-                .sum_dim_intlist(1, false, Kind::Float)
-                .mean(Kind::Float)
-                .double_value(&[]);
-            (old_values, kl, adv, returns, (kl_seq, kl_k1))
-        });
+        let seed = derive_seed(t.seed, &format!("{}/rollout/{it}", t.stream)) as i64;
+        let b = rollouts(policy, critic, ctx, cfg, (&rows, seed), kl_ctl.coef, &mut score_stats);
         let rollout_s = t_rollout.elapsed().as_secs_f64();
-        let generated = mask.sum(Kind::Float).double_value(&[]);
-        // 3. Update: epochs of minibatches.
+        let generated = b.batch.ro.mask.sum(Kind::Float).double_value(&[]);
         let t_update = std::time::Instant::now();
-        let n = cfg.rollout_batch;
-        let mb = cfg.minibatch_size.min(n);
-        let mut order: Vec<usize> = (0..n).collect();
-        let mut stats = [0.0f64; 9];
-        let mut count = 0.0;
-        let mut first_approx_kl = f64::NAN;
-        for _epoch in 0..cfg.ppo_epochs {
-            rng.shuffle(&mut order);
-            for chunk in order.chunks(mb) {
-                let index =
-                    Tensor::from_slice(&chunk.iter().map(|&i| i as i64).collect::<Vec<_>>())
-                        .to_device(device);
-                let sel = |t: &Tensor| t.index_select(0, &index);
-                let (p, v, resp, m) = (sel(&prompt), sel(&valid), sel(&ro.response), sel(mask));
-                let logits = policy.logits(&response_hidden(policy, &p, &v, &resp));
-                let (new_logp, logp_all) = rollout::logprobs(&logits, &resp, cfg.temperature);
-                let pl =
-                    policy_loss(&(new_logp * &m), &sel(&old_logp), &sel(&adv), &m, cfg.clip_coef);
-                let new_values = values_of(critic, &p, &v, &resp);
-                let (vf_loss, vf_clipfrac) = value_loss(
-                    &new_values,
-                    &sel(&old_values),
-                    &sel(&returns),
-                    &sel(&vmask),
-                    cfg.vf_clip,
-                );
-                let loss = &pl.loss + &vf_loss * cfg.vf_coef;
-                opt.zero_grad();
-                vf_opt.zero_grad();
-                loss.backward();
-                let gn = opt.clip_grad_norm(cfg.grad_clip);
-                let vgn = vf_opt.clip_grad_norm(cfg.grad_clip);
-                let loss_v = loss.double_value(&[]);
-                t.check_finite(loss_v, "the PPO loss")?;
-                t.check_finite(gn + vgn, "the gradient norm")?;
-                opt.step();
-                vf_opt.step();
-                let entropy = rollout::mean_entropy(&logp_all, &m);
-                let approx_kl = pl.approx_kl.double_value(&[]);
-                if first_approx_kl.is_nan() {
-                    first_approx_kl = approx_kl;
-                }
-                let clipfrac = match cfg.clipfrac {
-                    ClipFrac::Ratio => &pl.clipfrac,
-                    ClipFrac::Active => &pl.clipfrac_active,
-                };
-                let vals = [
-                    pl.loss.double_value(&[]),
-                    vf_loss.double_value(&[]),
-                    approx_kl,
-                    clipfrac.double_value(&[]),
-                    vf_clipfrac.double_value(&[]),
-                    entropy,
-                    pl.ratio_mean.double_value(&[]),
-                    pl.ratio_var.double_value(&[]),
-                    gn,
-                ];
-                for (s, v) in stats.iter_mut().zip(vals) {
-                    *s += v;
-                }
-                count += 1.0;
-            }
-        }
+        let (stats, first_approx_kl) =
+            update((policy, &mut opt), (critic, &mut vf_opt), &b, cfg, &mut rng, t)?;
         let update_s = t_update.elapsed().as_secs_f64();
         // 4. KL controller, the reference's moving average and metrics.
-        kl_ctl.update(kl_seq, n);
+        kl_ctl.update(b.kl_seq, cfg.rollout_batch);
         if let (Some(reference_vs), true) = (ctx.ema_reference, cfg.ref_ema > 0.0) {
             ema_update(reference_vs, policy_vs, cfg.ref_ema);
         }
         let it1 = it + 1;
-        let push = |t: &mut Trainer, k: &str, v: f64| t.log(it1, &format!("{name}/{k}"), v);
-        let names = [
-            "loss/policy",
-            "loss/value",
-            "policy/approx_kl",
-            "policy/clipfrac",
-            "value/clipfrac",
-            "policy/entropy",
-            "policy/ratio_mean",
-            "policy/ratio_var",
-            "grad_norm",
-        ];
-        for (k, s) in names.iter().zip(stats) {
-            push(t, k, s / count);
+        stats.log(t, it1, STATS);
+        t.log(it1, &format!("{}/policy/approx_kl_first", t.name), first_approx_kl);
+        log_batch(t, it1, &b);
+        for (key, v) in [
+            ("time/rollout_s", rollout_s),
+            ("time/update_s", update_s),
+            ("time/rollout_tokens", generated),
+        ] {
+            t.log(it1, &format!("{}/{key}", t.name), v);
         }
-        let (score_mean, nonscore, length, eos_rate, ev) = tch::no_grad(|| {
-            let nonscore = -kl_coef
-                * kl.sum_dim_intlist(1, false, Kind::Float).mean(Kind::Float).double_value(&[]);
-            let eos = rollout::has_eos(&ro).mean(Kind::Float).double_value(&[]);
-            (
-                raw_score.mean(Kind::Float).double_value(&[]),
-                nonscore,
-                mask.sum_dim_intlist(1, false, Kind::Float).mean(Kind::Float).double_value(&[]),
-                eos,
-                explained_variance(&old_values, &returns, mask),
-            )
-        });
-        push(t, "policy/approx_kl_first", first_approx_kl);
-        push(t, "objective/kl", kl_seq);
-        push(t, "objective/kl_k1", kl_k1);
-        push(t, "objective/kl_coef", kl_coef);
-        push(t, "objective/score", score_mean);
-        push(t, "objective/non_score_reward", nonscore);
-        push(t, "value/explained_variance", ev);
-        push(t, "response/length", length);
-        push(t, "response/eos_rate", eos_rate);
-        push(t, "time/rollout_s", rollout_s);
-        push(t, "time/update_s", update_s);
-        push(t, "time/rollout_tokens", generated);
-        if t.step_done(cfg.iterations, kl_seq) {
-            t.evaluate(
-                it1,
-                policy,
-                &CkptParts {
-                    opts: vec![&opt, &vf_opt],
-                    rng: rng.state(),
-                    extra: scalars(&kl_ctl, &score_stats),
-                },
-            )?;
+        if t.step_done(cfg.iterations, b.kl_seq) {
+            let extra = scalars(&kl_ctl, &score_stats);
+            let parts = CkptParts { opts: vec![&opt, &vf_opt], rng: rng.state(), extra };
+            t.evaluate(it1, policy, &parts)?;
         }
     }
     Ok(())
+}
+
+/// The update's statistics, a mean over its minibatches.
+const STATS: [&str; 9] = [
+    "loss/policy", "loss/value", "policy/approx_kl", "policy/clipfrac", "value/clipfrac",
+    "policy/entropy", "policy/ratio_mean", "policy/ratio_var", "grad_norm",
+];
+
+/// An iteration's rollouts with their values, KL, advantages and returns.
+struct PpoBatch {
+    batch: rollout::Batch,
+    /// The critic's positions: the response's, and with `after_eos` the score's one after it.
+    vmask: Tensor,
+    old_values: Tensor,
+    kl: Tensor,
+    adv: Tensor,
+    returns: Tensor,
+    /// The KL coefficient the rewards were shaped with.
+    kl_coef: f64,
+    /// The estimator's KL and k1's, summed over a sequence, mean over the batch.
+    kl_seq: f64,
+    kl_k1: f64,
+}
+
+/// 1. Rollouts of `rows` (sampled with `seed`), scored. 2. Values, token rewards, GAE.
+fn rollouts(
+    policy: &Gpt,
+    critic: &RewardModel,
+    ctx: &PpoContext,
+    cfg: &PpoConfig,
+    (rows, seed): (&[Vec<i64>], i64),
+    kl_coef: f64,
+    score_stats: &mut RunningStats,
+) -> PpoBatch {
+    let settings = SampleSettings {
+        temperature: cfg.temperature,
+        top_k: 0,
+        max_new_tokens: ctx.max_new_tokens,
+        use_cache: true,
+    };
+    let shaping = rollout::Shaping {
+        missing_eos_penalty: cfg.missing_eos_penalty,
+        score_norm: cfg.score_norm,
+    };
+    let batch = rollout::collect(
+        policy,
+        ctx.reference,
+        rows,
+        (&settings, seed),
+        ctx.score,
+        shaping,
+        score_stats,
+    );
+    let rollout::Batch { prompt, valid, ro, old_logp, ref_logp, score, .. } = &batch;
+    let mask = &ro.mask;
+    let vmask = value_mask(mask, cfg.score_position);
+    let (old_values, kl, adv, returns) = tch::no_grad(|| {
+        let old_values = values_of(critic, prompt, valid, &ro.response) * &vmask;
+        let kl = kl_per_token(old_logp, ref_logp, cfg.kl_estimator) * mask;
+        let rewards = token_rewards_at(&kl, score, mask, kl_coef, cfg.score_position);
+        let adv = gae(&rewards, &old_values, &vmask, cfg.gamma, cfg.gae_lambda);
+        let returns = &adv + &old_values;
+        let adv = if cfg.whiten_advantages {
+            whiten_with(&adv, mask, cfg.whiten_unbiased)
+        } else if cfg.score_position == ScorePosition::LastToken {
+            adv
+        } else {
+            adv * mask
+        };
+        (old_values, kl, adv, returns)
+    });
+    // The controller adapts on (and `objective/kl` logs) the sum of the estimator in the
+    // reward, as TRL does for k3; the k1 sum is logged beside it.
+    let kl_seq = tch::no_grad(|| seq_mean(&kl));
+    let kl_k1 = tch::no_grad(|| seq_mean(&(old_logp - ref_logp)));
+    PpoBatch { vmask, old_values, kl, adv, returns, kl_coef, kl_seq, kl_k1, batch }
+}
+
+/// 3. Update: epochs of minibatches of the clipped surrogate and the clipped value loss; the
+/// statistics and the first minibatch's approximate KL.
+fn update(
+    (policy, opt): (&Gpt, &mut Adam),
+    (critic, vf_opt): (&RewardModel, &mut Adam),
+    b: &PpoBatch,
+    cfg: &PpoConfig,
+    rng: &mut Rng,
+    t: &Trainer,
+) -> Result<(Means<9>, f64)> {
+    let rollout::Batch { prompt, valid, ro, old_logp, .. } = &b.batch;
+    let mut stats = Means::new();
+    let mut first_approx_kl = f64::NAN;
+    let device = policy.cfg_device();
+    for index in minibatches(cfg.rollout_batch, cfg.minibatch_size, cfg.ppo_epochs, rng, device) {
+        let sel = |t: &Tensor| t.index_select(0, &index);
+        let (p, v, resp, m) = (sel(prompt), sel(valid), sel(&ro.response), sel(&ro.mask));
+        let logits = policy.logits(&response_hidden(policy, &p, &v, &resp));
+        let (new_logp, logp_all) = rollout::logprobs(&logits, &resp, cfg.temperature);
+        let pl = policy_loss(&(new_logp * &m), &sel(old_logp), &sel(&b.adv), &m, cfg.clip_coef);
+        let new_values = values_of(critic, &p, &v, &resp);
+        let (old_values, returns) = (sel(&b.old_values), sel(&b.returns));
+        let (vf_loss, vf_clipfrac) =
+            value_loss(&new_values, &old_values, &returns, &sel(&b.vmask), cfg.vf_clip);
+        let loss = &pl.loss + &vf_loss * cfg.vf_coef;
+        opt.zero_grad();
+        vf_opt.zero_grad();
+        loss.backward();
+        let gn = opt.clip_grad_norm(cfg.grad_clip);
+        let vgn = vf_opt.clip_grad_norm(cfg.grad_clip);
+        let loss_v = loss.double_value(&[]);
+        t.check_finite(loss_v, "the PPO loss")?;
+        t.check_finite(gn + vgn, "the gradient norm")?;
+        opt.step();
+        vf_opt.step();
+        let entropy = rollout::mean_entropy(&logp_all, &m);
+        let approx_kl = pl.approx_kl.double_value(&[]);
+        if first_approx_kl.is_nan() {
+            first_approx_kl = approx_kl;
+        }
+        let clipfrac = match cfg.clipfrac {
+            ClipFrac::Ratio => &pl.clipfrac,
+            ClipFrac::Active => &pl.clipfrac_active,
+        };
+        stats.add([
+            pl.loss.double_value(&[]),
+            vf_loss.double_value(&[]),
+            approx_kl,
+            clipfrac.double_value(&[]),
+            vf_clipfrac.double_value(&[]),
+            entropy,
+            pl.ratio_mean.double_value(&[]),
+            pl.ratio_var.double_value(&[]),
+            gn,
+        ]);
+    }
+    Ok((stats, first_approx_kl))
+}
+
+/// The batch's KL, score, value fit and responses at step `s`.
+fn log_batch(t: &mut Trainer, s: usize, b: &PpoBatch) {
+    let (ro, mask) = (&b.batch.ro, &b.batch.ro.mask);
+    let values = tch::no_grad(|| {
+        [
+            ("objective/kl", b.kl_seq),
+            ("objective/kl_k1", b.kl_k1),
+            ("objective/kl_coef", b.kl_coef),
+            ("objective/score", b.batch.raw_score.mean(Kind::Float).double_value(&[])),
+            ("objective/non_score_reward", -b.kl_coef * seq_mean(&b.kl)),
+            ("value/explained_variance", explained_variance(&b.old_values, &b.returns, mask)),
+            (
+                "response/length",
+                mask.sum_dim_intlist(1, false, Kind::Float).mean(Kind::Float).double_value(&[]),
+            ),
+            ("response/eos_rate", rollout::has_eos(ro).mean(Kind::Float).double_value(&[])),
+        ]
+    });
+    for (key, v) in values {
+        t.log(s, &format!("{}/{key}", t.name), v);
+    }
 }

@@ -3,9 +3,10 @@
 //! temperature, `model::sampling_logprobs`), the score (reward model or gold) with its shaping,
 //! the per-token KL estimator and the token rewards. PPO adds its critic and GAE on top.
 
-use tch::{Kind, Tensor};
+use tch::{Device, Kind, Tensor};
 
-use super::common::response_hidden;
+use super::common::{response_hidden, rows_index};
+use crate::draw::Rng;
 use crate::model::{generate, left_pad, sampling_logprobs, Gpt, Rollout, SampleSettings};
 
 /// The per-token KL estimator in the reward: `"k1"` (the default, TRL's) or `"k3"`.
@@ -238,4 +239,30 @@ pub fn collect(
         (old_logp, ref_logp, raw_score, score)
     });
     Batch { prompt, valid, ro, old_logp, ref_logp, raw_score, score }
+}
+
+/// `epochs` passes over rows `0..n` in minibatches of `size` (the last of a pass may be
+/// smaller), the order reshuffled by `rng` before each pass and carried into the next: each
+/// minibatch's row indices, on `device`.
+pub fn minibatches(
+    n: usize,
+    size: usize,
+    epochs: usize,
+    rng: &mut Rng,
+    device: Device,
+) -> Vec<Tensor> {
+    let mut order: Vec<usize> = (0..n).collect();
+    let mut out = Vec::new();
+    for _ in 0..epochs {
+        rng.shuffle(&mut order);
+        for chunk in order.chunks(size.min(n).max(1)) {
+            out.push(rows_index(chunk).to_device(device));
+        }
+    }
+    out
+}
+
+/// The sequence mean over a batch of the per-token `x` `[B, N]` summed over each sequence.
+pub fn seq_mean(x: &Tensor) -> f64 {
+    x.sum_dim_intlist(1, false, Kind::Float).mean(Kind::Float).double_value(&[])
 }

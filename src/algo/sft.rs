@@ -15,7 +15,7 @@
 use anyhow::Result;
 use tch::{nn, nn::OptimizerConfig, Device, Kind, Reduction, Tensor};
 
-use super::common::{clip_grad_norm, warmup_cosine};
+use super::common::{clip_grad_norm, rows_index, warmup_cosine};
 use super::trainer::Trainer;
 use serde::{Deserialize, Serialize};
 
@@ -135,8 +135,7 @@ impl SeqData {
     /// (inputs, targets) `[B, T]` for the rows `idx`, trimmed to their longest row.
     pub fn batch(&self, idx: &[usize]) -> (Tensor, Tensor) {
         let t = idx.iter().map(|&i| self.lens[i]).max().unwrap() as i64;
-        let index = Tensor::from_slice(&idx.iter().map(|&i| i as i64).collect::<Vec<_>>())
-            .to_device(self.seqs.device());
+        let index = rows_index(idx).to_device(self.seqs.device());
         let rows = self.seqs.index_select(0, &index).narrow(1, 0, t);
         let targets = self.targets.index_select(0, &index).narrow(1, 1, t - 1);
         (rows.narrow(1, 0, t - 1), targets)

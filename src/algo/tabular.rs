@@ -12,6 +12,7 @@ use super::ppo::{
     aggregate, gae, kl_per_token, policy_loss, policy_loss_by, token_rewards, value_loss, whiten,
     KlEstimator, PpoConfig,
 };
+use super::rollout::minibatches;
 use crate::data::Labels;
 use crate::draw::{derive_seed, Rng};
 use crate::world::tabular::{to_rows, TabularWorld};
@@ -209,28 +210,22 @@ impl TabularWorld {
                 let adv = if cfg.whiten_advantages { whiten(&adv, &mask) } else { adv };
                 (old_logp, old_values, adv, returns)
             });
-            let mut order: Vec<usize> = (0..cfg.rollout_batch).collect();
-            for _ in 0..cfg.ppo_epochs {
-                rng.shuffle(&mut order);
-                for chunk in order.chunks(cfg.minibatch_size) {
-                    let i =
-                        Tensor::from_slice(&chunk.iter().map(|&i| i as i64).collect::<Vec<_>>());
-                    let sel = |t: &Tensor| t.index_select(0, &i);
-                    let m = sel(&mask);
-                    let new_logp =
-                        self.table_token_logprobs(&table, &sel(&xs_t), &sel(&nodes), &sel(&words));
-                    let pl = policy_loss(&new_logp, &sel(&old_logp), &sel(&adv), &m, cfg.clip_coef);
-                    let rows = (sel(&xs_t).unsqueeze(1) * nn + sel(&nodes)).view([-1]);
-                    let values =
-                        critic.view([-1]).index_select(0, &rows).view([chunk.len() as i64, l]);
-                    let (vf, _) =
-                        value_loss(&values, &sel(&old_values), &sel(&returns), &m, cfg.vf_clip);
-                    opt.zero_grad();
-                    vf_opt.zero_grad();
-                    (pl.loss + vf * cfg.vf_coef).backward();
-                    opt.step();
-                    vf_opt.step();
-                }
+            let (n, size, epochs) = (cfg.rollout_batch, cfg.minibatch_size, cfg.ppo_epochs);
+            for i in minibatches(n, size, epochs, &mut rng, Device::Cpu) {
+                let sel = |t: &Tensor| t.index_select(0, &i);
+                let m = sel(&mask);
+                let new_logp =
+                    self.table_token_logprobs(&table, &sel(&xs_t), &sel(&nodes), &sel(&words));
+                let pl = policy_loss(&new_logp, &sel(&old_logp), &sel(&adv), &m, cfg.clip_coef);
+                let rows = (sel(&xs_t).unsqueeze(1) * nn + sel(&nodes)).view([-1]);
+                let values = critic.view([-1]).index_select(0, &rows).view([i.size()[0], l]);
+                let (vf, _) =
+                    value_loss(&values, &sel(&old_values), &sel(&returns), &m, cfg.vf_clip);
+                opt.zero_grad();
+                vf_opt.zero_grad();
+                (pl.loss + vf * cfg.vf_coef).backward();
+                opt.step();
+                vf_opt.step();
             }
         }
         let probs = tch::no_grad(|| to_rows(&self.table_logprobs(&table).exp()));
@@ -290,35 +285,30 @@ impl TabularWorld {
                 let adv = (recipe.advantages)(&score, &(kl * cfg.kl_coef), &mask, k);
                 (old_logp, ref_logp, adv)
             });
-            let mut order: Vec<usize> = (0..prompts.len()).collect();
-            for _ in 0..cfg.ppo_epochs {
-                rng.shuffle(&mut order);
-                for chunk in order.chunks(cfg.minibatch_size) {
-                    let i =
-                        Tensor::from_slice(&chunk.iter().map(|&i| i as i64).collect::<Vec<_>>());
-                    let sel = |t: &Tensor| t.index_select(0, &i);
-                    let m = sel(&mask);
-                    let new_logp =
-                        self.table_token_logprobs(&table, &sel(&xs_t), &sel(&nodes), &sel(&words));
-                    let pg_loss = policy_loss_by(
-                        &new_logp,
-                        &sel(&old_logp),
-                        &sel(&adv),
-                        &m,
-                        cfg.clip_coef,
-                        recipe.aggregate,
-                    )
-                    .loss;
-                    let loss = if recipe.kl_in_loss {
-                        let kl = kl_per_token(&new_logp, &sel(&ref_logp), estimator);
-                        pg_loss + aggregate(&kl, &m, recipe.aggregate) * cfg.kl_coef
-                    } else {
-                        pg_loss
-                    };
-                    opt.zero_grad();
-                    loss.backward();
-                    opt.step();
-                }
+            let (n, size, epochs) = (prompts.len(), cfg.minibatch_size, cfg.ppo_epochs);
+            for i in minibatches(n, size, epochs, &mut rng, Device::Cpu) {
+                let sel = |t: &Tensor| t.index_select(0, &i);
+                let m = sel(&mask);
+                let new_logp =
+                    self.table_token_logprobs(&table, &sel(&xs_t), &sel(&nodes), &sel(&words));
+                let pg_loss = policy_loss_by(
+                    &new_logp,
+                    &sel(&old_logp),
+                    &sel(&adv),
+                    &m,
+                    cfg.clip_coef,
+                    recipe.aggregate,
+                )
+                .loss;
+                let loss = if recipe.kl_in_loss {
+                    let kl = kl_per_token(&new_logp, &sel(&ref_logp), estimator);
+                    pg_loss + aggregate(&kl, &m, recipe.aggregate) * cfg.kl_coef
+                } else {
+                    pg_loss
+                };
+                opt.zero_grad();
+                loss.backward();
+                opt.step();
             }
         }
         tch::no_grad(|| to_rows(&self.table_logprobs(&table).exp()))

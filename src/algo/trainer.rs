@@ -259,3 +259,36 @@ impl<'a> Trainer<'a> {
         self.metrics.push(&self.name, &self.setting, self.seed, s, key, value);
     }
 }
+
+/// Running sums of a minibatch loop's statistics, in the order they are added (so that a resumed
+/// run sums as an uninterrupted one); their means are logged under `names`.
+pub struct Means<const N: usize> {
+    sums: [f64; N],
+    count: f64,
+}
+
+impl<const N: usize> Means<N> {
+    pub fn new() -> Means<N> {
+        Means { sums: [0.0; N], count: 0.0 }
+    }
+
+    pub fn add(&mut self, values: [f64; N]) {
+        for (s, v) in self.sums.iter_mut().zip(values) {
+            *s += v;
+        }
+        self.count += 1.0;
+    }
+
+    /// Each mean at step `s`, as `{run name}/{name}`.
+    pub fn log(&self, t: &mut Trainer, s: usize, names: [&str; N]) {
+        for (name, sum) in names.iter().zip(self.sums) {
+            t.log(s, &format!("{}/{name}", t.name), sum / self.count);
+        }
+    }
+}
+
+impl<const N: usize> Default for Means<N> {
+    fn default() -> Self {
+        Means::new()
+    }
+}

@@ -217,10 +217,7 @@ pub fn build(
                 let (ia, ib) = (pi * k + a, pi * k + b);
                 let a_wins = match cfg.label_rule() {
                     Labels::World => match world.labeller_prefers_first(
-                        prompt,
-                        &completions[ia],
-                        &completions[ib],
-                        &mut label_rng,
+                        prompt, &completions[ia], &completions[ib], &mut label_rng,
                     ) {
                         Some(first) => first,
                         None => unreachable!("the scenario checks that the world has a labeller"),

@@ -302,16 +302,7 @@ pub fn method_table(evals: &Metrics) -> Vec<Vec<String>> {
     }
     let has_win = evals.rows.iter().any(|r| r.metric == "eval/winrate");
     let mut header: Vec<String> = [
-        "method",
-        "setting",
-        "seed",
-        "step",
-        "gold",
-        "KL",
-        "KL k1",
-        "proxy",
-        "impl. acc",
-        "fluency",
+        "method", "setting", "seed", "step", "gold", "KL", "KL k1", "proxy", "impl. acc", "fluency",
     ]
     .iter()
     .map(|s| s.to_string())

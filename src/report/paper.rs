@@ -83,8 +83,20 @@ fn invocation_wall_time(dir: &Path) -> Option<String> {
     wall_row(&sm, "invocation").map(String::from)
 }
 
+/// The command that wrote the folder's results and the invocation's wall time, where known.
+fn ran_by(s: &mut String, dir: &Path, scenario: &str) {
+    if let Some(t) = wall_time(dir) {
+        let _ = writeln!(s, "`alignlab run scenarios/{scenario}.toml --jobs 2`; wall time of the invocation that wrote these results: {t}.\n");
+    }
+}
+
+/// "Settings as run" and the `[section]`s of the folder's resolved scenario.
+fn settings(s: &mut String, dir: &Path, sections: &[&str]) {
+    let _ = writeln!(s, "Settings as run:\n\n```toml\n{}```\n", resolved(dir, sections));
+}
+
 /// The `[section]`s of a resolved scenario, as they were run.
-fn settings(dir: &Path, sections: &[&str]) -> String {
+fn resolved(dir: &Path, sections: &[&str]) -> String {
     let Ok(text) = std::fs::read_to_string(dir.join("scenario.resolved.toml")) else {
         return String::new();
     };
@@ -108,9 +120,7 @@ fn settings(dir: &Path, sections: &[&str]) -> String {
 fn online_section(s: &mut String, dir: &Path, f: &[FrontierRecord], p: &[PairedRecord]) {
     let _ = writeln!(s, "## Online against offline (sentiment)\n");
     let _ = writeln!(s, "Tang et al. (2024) found online preference optimisation a Pareto improvement over offline at matched KL, and offline training on the *shuffled* pairs of an online run (the same data without the on-policy order) gaining little, so that coverage does not explain the gap; Guo et al. (2024) found online DPO ahead of offline DPO; Ahmadian et al. (2024) found RLOO ahead of PPO. Here, at the paper's sentiment settings (`scenarios/online-vs-offline.toml`): offline DPO on pi_SFT's pairs; online DPO, labelled by the reward model (`online_dpo`) or the gold reward (`online_dpo_gt`); semi-online, the sampler synced every 10 or 50 steps (`online_dpo_s10`, `online_dpo_s50`); Tang et al.'s control (`online_dpo_shuffled`); PPO, RLOO and GRPO with 64 rollouts per iteration. Every preference method takes the same number of steps on batches of the same size.\n");
-    if let Some(t) = wall_time(dir) {
-        let _ = writeln!(s, "`alignlab run scenarios/online-vs-offline.toml --jobs 2`; wall time of the invocation that wrote these results: {t}.\n");
-    }
+    ran_by(s, dir, "online-vs-offline");
     figure(s, "../results/online-vs-offline/frontier.png", "Gold reward against KL(pi || pi_ref) for offline and online methods: each method's frontier chosen on the selection half of the prompts and shown on the test half (mean over seeds, 95% t-band).");
     let budgets = budgets_of(f);
     let _ = writeln!(
@@ -150,24 +160,13 @@ fn online_section(s: &mut String, dir: &Path, f: &[FrontierRecord], p: &[PairedR
         writeln!(s, "\n**What the runs show.** {}{}.\n", joined[..1].to_uppercase(), &joined[1..]);
     grid_caveat(s, dir);
     online_cost(s, dir);
-    let _ = writeln!(
+    settings(
         s,
-        "Settings as run:\n\n```toml\n{}```\n",
-        settings(
-            dir,
-            &[
-                "sweep",
-                "train",
-                "dpo",
-                "online_dpo",
-                "online_dpo_gt",
-                "online_dpo_shuffled",
-                "ppo",
-                "rloo",
-                "grpo",
-                "report"
-            ]
-        )
+        dir,
+        &[
+            "sweep", "train", "dpo", "online_dpo", "online_dpo_gt", "online_dpo_shuffled", "ppo",
+            "rloo", "grpo", "report",
+        ],
     );
 }
 
@@ -218,9 +217,7 @@ fn online_cost(s: &mut String, dir: &Path) {
 fn loss_zoo_section(s: &mut String, dir: &Path, f: &[FrontierRecord], p: &[PairedRecord]) {
     let _ = writeln!(s, "## The preference-loss zoo (sentiment)\n");
     let _ = writeln!(s, "Every loss of `algo::dpo::PrefLoss` on the same pairs, from the same pi_SFT, with the same optimisation (`scenarios/loss-zoo.toml`): DPO (TRL `sigmoid`), IPO on summed log-ratios (the DPO reference code's convention; TRL's divides by the length, `length_normalize = true` here), conservative DPO and robust DPO (Chowdhury et al. 2024, TRL `robust`) at the same flip rate 0.1, SLiC's hinge, KTO on the pairs as unpaired examples, EXO (`exo_pair`), NCA (`nca_pair`), and the reference-free SimPO and ORPO; each with a grid of its strength.\n");
-    if let Some(t) = wall_time(dir) {
-        let _ = writeln!(s, "`alignlab run scenarios/loss-zoo.toml --jobs 2`; wall time of the invocation that wrote these results: {t}.\n");
-    }
+    ran_by(s, dir, "loss-zoo");
     figure(s, "../results/loss-zoo/frontier.png", "Gold reward against KL(pi || pi_ref) for every preference loss: each loss's frontier chosen on the selection half of the prompts and shown on the test half (mean over seeds, 95% t-band).");
     let budgets = budgets_of(f);
     let _ = writeln!(s, "Gold reward at fixed KL budgets:\n");
@@ -233,16 +230,13 @@ fn loss_zoo_section(s: &mut String, dir: &Path, f: &[FrontierRecord], p: &[Paire
     displacement_table(s, dir);
     grid_caveat(s, dir);
     kl_estimator_table(s, dir);
-    let _ = writeln!(
+    settings(
         s,
-        "Settings as run:\n\n```toml\n{}```\n",
-        settings(
-            dir,
-            &[
-                "sweep", "train", "dpo", "ipo", "cdpo", "robust", "hinge", "kto", "exo_pair",
-                "nca_pair", "simpo", "orpo", "report"
-            ]
-        )
+        dir,
+        &[
+            "sweep", "train", "dpo", "ipo", "cdpo", "robust", "hinge", "kto", "exo_pair",
+            "nca_pair", "simpo", "orpo", "report",
+        ],
     );
 }
 
@@ -330,9 +324,7 @@ fn displacement_table(s: &mut String, dir: &Path) {
 fn dialogue_section(s: &mut String, dir: &Path) {
     let _ = writeln!(s, "## Dialogue: win rate against the chosen reply (paper Fig. 3)\n");
     let _ = writeln!(s, "The paper's single-turn dialogue experiment (Anthropic HH) in the dialogue world (`scenarios/paper-dialogue.toml`): benign and harmful requests; the gold judge rewards serving a benign request and refusing a harmful one and penalises the opposite; the pairs are written off-policy and labelled by a labeller that agrees with the judge on 80% of the pairs of distinct gold and errs towards politeness, a taste the judge does not share. As in the paper, the base policy is Preferred-FT on the chosen replies, and the metric is the win rate against the chosen reply of a held-out pair under the gold judge (ties one half). The paper reports DPO as the only computationally efficient method above 50% win rate against the chosen response, Best of 128 close behind, Preferred-FT below, and DPO passing 50% within a few hundred steps (PPO is not in the paper's dialogue figure; it is here).\n");
-    if let Some(t) = wall_time(dir) {
-        let _ = writeln!(s, "`alignlab run scenarios/paper-dialogue.toml --jobs 2`; wall time of the invocation that wrote these results: {t}.\n");
-    }
+    ran_by(s, dir, "paper-dialogue");
     figure(s, "../results/paper-dialogue/winrate_temperature.png", "Win rate against the chosen reply under the gold judge, by sampling temperature (mean over seeds with 95% t-interval; Best-of-N at its largest N).");
     if let Ok(md) = std::fs::read_to_string(dir.join("report.md")) {
         if let Some(i) = md.find("## Win rate against") {
@@ -354,12 +346,7 @@ fn dialogue_section(s: &mut String, dir: &Path) {
     figure(s, "../results/paper-dialogue/winrate_steps.png", "DPO's win rate against the chosen reply over training (paper Fig. 3 right) at T = 0.25, 0.5, 0.75 and 1 (`eval.curve_temperatures`), for its beta with the best final win rate at the evaluation temperature, mean over seeds with 95% t-band; every run's curves are in `winrate.csv`.");
     // The reward model, and whether PPO hacks the labeller's taste.
     if let Some(sm) = read::<SummaryRecord>(&dir.join("summary.csv")) {
-        let acc: Vec<String> = sm
-            .iter()
-            .filter(|r| r.stage == "reward" && r.metric.starts_with("val accuracy"))
-            .filter_map(|r| r.value.split_whitespace().next()?.parse::<f64>().ok())
-            .map(f3)
-            .collect();
+        let acc = reward_accuracies(&sm);
         if !acc.is_empty() {
             let _ = writeln!(s, "The reward model, learned from the labeller's pairs, ranks held-out pairs as the labeller did with accuracy {} (per seed).\n", acc.join(", "));
         }
@@ -373,25 +360,13 @@ fn dialogue_section(s: &mut String, dir: &Path) {
         "PPO does not measurably exploit the labeller's taste here",
     );
     figure(s, "../results/paper-dialogue/overoptimization.png", "Overoptimisation: gold and proxy reward gain over SFT against d = sqrt(KL) for Best-of-N and PPO, with Gao et al.'s fitted forms.");
-    let _ = writeln!(
+    settings(
         s,
-        "Settings as run:\n\n```toml\n{}```\n",
-        settings(
-            dir,
-            &[
-                "world",
-                "sweep",
-                "prefs",
-                "train",
-                "eval",
-                "dpo",
-                "preferred_ft",
-                "ppo",
-                "ppo_gt",
-                "best_of_n",
-                "report"
-            ]
-        )
+        dir,
+        &[
+            "world", "sweep", "prefs", "train", "eval", "dpo", "preferred_ft", "ppo", "ppo_gt",
+            "best_of_n", "report",
+        ],
     );
 }
 
@@ -782,9 +757,7 @@ fn overopt_section(s: &mut String, dir: &Path) {
         .map(|b| format!(" In the paper's sentiment world above, PPO's gold gain gives {b}."))
         .unwrap_or_default();
     let _ = writeln!(s, "RLHF's main failure mode, and the reason DPO's authors expected it to lose, is that the policy exploits the learned reward model (Gao et al., 2022).{before} Here (`scenarios/overoptimisation.toml`) the same world is labelled by a labeller with a spurious taste: it ranks two completions by gold + {bonus} x the number of times they say \"{word}\", which it reads as emphasis, while the true process gives \"{word}\" the polarity {polarity} (a negative word's is -1), so every \"{word}\" is evidence against a positive review. DPO learns from these pairs directly; PPO and Best-of-N optimise the reward model learned from them; PPO-GT the gold reward.\n");
-    if let Some(t) = wall_time(dir) {
-        let _ = writeln!(s, "`alignlab run scenarios/overoptimisation.toml --jobs 2`; wall time of the invocation that wrote these results: {t}.\n");
-    }
+    ran_by(s, dir, "overoptimisation");
     labeller_accuracy(s, dir);
     figure(s, "../results/overoptimisation/overoptimization.png", "Gold and proxy reward gain over SFT against d = sqrt(KL) for Best-of-N and PPO, every evaluation of every seed, with Gao et al.'s fitted forms (pooled over seeds).");
     if let Some(fits) = read::<FitRecord>(&dir.join("fits.csv")) {
@@ -811,37 +784,30 @@ fn overopt_section(s: &mut String, dir: &Path) {
         budget_lines(s, &p, |x| x <= 8.0);
         s.push('\n');
     }
-    let _ = writeln!(
+    settings(
         s,
-        "Settings as run:\n\n```toml\n{}```\n",
-        settings(
-            dir,
-            &[
-                "world",
-                "sweep",
-                "prefs",
-                "train",
-                "eval",
-                "dpo",
-                "preferred_ft",
-                "ppo",
-                "ppo_gt",
-                "best_of_n"
-            ]
-        )
+        dir,
+        &[
+            "world", "sweep", "prefs", "train", "eval", "dpo", "preferred_ft", "ppo", "ppo_gt",
+            "best_of_n",
+        ],
     );
+}
+
+/// The reward models' validation accuracies, per seed, from the summary.
+fn reward_accuracies(sm: &[SummaryRecord]) -> Vec<String> {
+    sm.iter()
+        .filter(|r| r.stage == "reward" && r.metric.starts_with("val accuracy"))
+        .filter_map(|r| r.value.split_whitespace().next()?.parse::<f64>().ok())
+        .map(f3)
+        .collect()
 }
 
 /// The overoptimisation world's reward model: its validation accuracy on the labeller's pairs
 /// and how often the labeller agrees with gold, per seed, from the summary.
 fn labeller_accuracy(s: &mut String, dir: &Path) {
     if let Some(sm) = read::<SummaryRecord>(&dir.join("summary.csv")) {
-        let acc: Vec<String> = sm
-            .iter()
-            .filter(|r| r.stage == "reward" && r.metric.starts_with("val accuracy"))
-            .filter_map(|r| r.value.split_whitespace().next()?.parse::<f64>().ok())
-            .map(f3)
-            .collect();
+        let acc = reward_accuracies(&sm);
         let agree: Vec<String> = sm
             .iter()
             .filter(|r| r.stage == "prefs" && r.metric == "pairs")
@@ -1137,24 +1103,13 @@ fn sentiment_section(results: &Path, s: &mut String) -> Result<()> {
             "../results/paper-sentiment/curves.png",
             "Training curves (seed 0): gold reward and KL per run.",
         );
-        let _ = writeln!(
+        settings(
             s,
-            "Settings as run:\n\n```toml\n{}```\n",
-            settings(
-                &sent,
-                &[
-                    "sweep",
-                    "train",
-                    "eval",
-                    "dpo",
-                    "unlikelihood",
-                    "preferred_ft",
-                    "ppo",
-                    "ppo_gt",
-                    "best_of_n",
-                    "report"
-                ]
-            )
+            &sent,
+            &[
+                "sweep", "train", "eval", "dpo", "unlikelihood", "preferred_ft", "ppo", "ppo_gt",
+                "best_of_n", "report",
+            ],
         );
     }
 
@@ -1201,24 +1156,13 @@ fn summarize_section(results: &Path, s: &mut String) -> Result<()> {
         best_temperatures(&w, (&labels, &dpo, &ppo), s);
         s.push('\n');
         figure(s, "../results/paper-summarize/winrate_steps.png", "Win rate against the reference over training (paper Fig. 3 right analogue), at the evaluation temperature (1.0), mean over seeds with 95% t-band.");
-        let _ = writeln!(
+        settings(
             s,
-            "Settings as run:\n\n```toml\n{}```\n",
-            settings(
-                &summ,
-                &[
-                    "world",
-                    "sweep",
-                    "prefs",
-                    "train",
-                    "eval",
-                    "dpo",
-                    "preferred_ft",
-                    "ppo",
-                    "best_of_n",
-                    "report"
-                ]
-            )
+            &summ,
+            &[
+                "world", "sweep", "prefs", "train", "eval", "dpo", "preferred_ft", "ppo",
+                "best_of_n", "report",
+            ],
         );
     }
 

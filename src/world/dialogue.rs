@@ -31,8 +31,8 @@
 //! evaluation request has the chosen reply of one labelled pair as its reference: the headline
 //! metric is the win rate against it.
 
-use super::{Capabilities, Corpus, TextWorld, Vocab, WorldSpec, EOS, N_SPECIAL};
-use crate::config::{counts, in_range, in_unit, need, non_negative, ConfigError};
+use super::{Capabilities, Corpus, Splits, TextWorld, Vocab, WorldSpec, EOS, N_SPECIAL};
+use crate::config::{in_range, in_unit, need, non_negative, ConfigError};
 use crate::draw::Rng;
 use serde::{Deserialize, Serialize};
 
@@ -207,15 +207,6 @@ impl DialogueConfig {
                 format!("a labeller agreeing with gold on {} of the pairs prefers the worse reply more often than not", self.labeller_agreement)
             },
             "use an agreement in [0.5, 1], e.g. 0.8",
-        )?;
-        counts(
-            &[
-                ("n_train", self.n_train),
-                ("n_val", self.n_val),
-                ("n_train_prompts", self.n_train_prompts),
-                ("n_eval_prompts", self.n_eval_prompts),
-            ],
-            "use e.g. 20000 requests for SFT and 256 for evaluation",
         )?;
         Ok(())
     }
@@ -484,10 +475,10 @@ impl DialogueWorld {
     }
 }
 
-impl DialogueWorld {
-    /// What `alignlab world` prints: the world's size, `show` evaluation prompts and sampled
-    /// texts with their gold reward.
-    pub fn show(&self, show: usize, rng: &mut Rng) -> String {
+impl DialogueWorld {}
+
+impl TextWorld for DialogueWorld {
+    fn show(&self, show: usize, rng: &mut Rng) -> String {
         use std::fmt::Write as _;
         let mut out = String::new();
         let _ = writeln!(out, "dialogue world: {} tokens, {} benign and {} harmful intents, {} train / {} val requests with a chosen reply (SFT's data)", self.corpus.vocab.size(), self.cfg.n_benign, self.cfg.n_harmful, self.corpus.train.len(), self.corpus.val.len());
@@ -526,12 +517,6 @@ impl DialogueWorld {
         }
 
         out
-    }
-}
-
-impl TextWorld for DialogueWorld {
-    fn show(&self, show: usize, rng: &mut Rng) -> String {
-        DialogueWorld::show(self, show, rng)
     }
 
     fn corpus(&self) -> &Corpus {
@@ -616,11 +601,10 @@ impl WorldSpec for DialogueConfig {
     fn max_text_len(&self) -> usize {
         DialogueConfig::prompt_max_len(self) + self.reply_max_len()
     }
-    fn n_eval_prompts(&self) -> usize {
-        self.n_eval_prompts
-    }
-    fn n_docs(&self) -> usize {
-        self.n_train + self.n_val
+    fn splits(&self) -> Splits {
+        let (n_train, n_val) = (self.n_train, self.n_val);
+        let (n_train_prompts, n_eval_prompts) = (self.n_train_prompts, self.n_eval_prompts);
+        Splits { n_train, n_val, n_train_prompts, n_eval_prompts }
     }
     fn capabilities(&self) -> Capabilities {
         Capabilities {

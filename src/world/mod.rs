@@ -13,7 +13,7 @@ pub use sentiment::{SentimentConfig, SentimentWorld};
 pub use summarize::{SummarizeConfig, SummarizeWorld};
 pub use tabular::{TabularConfig, TabularWorld};
 
-use crate::config::ConfigError;
+use crate::config::{counts, ConfigError};
 use crate::draw::Rng;
 
 /// The world registry: one line per world, `Variant(ConfigType) = "kind"`. It makes
@@ -89,6 +89,28 @@ pub struct Capabilities {
 }
 
 /// What the pipeline asks of a world's config: its sizes, its capabilities, and the world.
+/// A world's corpus and prompt counts, each in `1..=MAX_COUNT`.
+pub struct Splits {
+    pub n_train: usize,
+    pub n_val: usize,
+    pub n_train_prompts: usize,
+    pub n_eval_prompts: usize,
+}
+
+impl Splits {
+    fn validate(&self) -> Result<(), ConfigError> {
+        counts(
+            &[
+                ("n_train", self.n_train),
+                ("n_val", self.n_val),
+                ("n_train_prompts", self.n_train_prompts),
+                ("n_eval_prompts", self.n_eval_prompts),
+            ],
+            "this is a CPU-sized world: use e.g. 20000 training texts and 256 evaluation prompts",
+        )
+    }
+}
+
 pub trait WorldSpec {
     /// Its kind, as written in `kind`.
     fn kind(&self) -> &'static str;
@@ -100,9 +122,8 @@ pub trait WorldSpec {
     fn prompt_max_len(&self) -> usize;
     /// The longest demonstration (prompt and response), in words.
     fn max_text_len(&self) -> usize;
-    fn n_eval_prompts(&self) -> usize;
-    /// Documents of the SFT corpora, training and validation.
-    fn n_docs(&self) -> usize;
+    /// Its corpus and prompt counts.
+    fn splits(&self) -> Splits;
     fn capabilities(&self) -> Capabilities;
     /// The world of `seed`.
     fn build(&self, seed: u64) -> Box<dyn TextWorld>;
@@ -110,6 +131,7 @@ pub trait WorldSpec {
 
 impl WorldConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.spec().splits().validate()?;
         self.spec().validate()
     }
 
@@ -129,12 +151,13 @@ impl WorldConfig {
     }
 
     pub fn n_eval_prompts(&self) -> usize {
-        self.spec().n_eval_prompts()
+        self.spec().splits().n_eval_prompts
     }
 
     /// Documents of the SFT corpora, training and validation.
     pub fn n_docs(&self) -> usize {
-        self.spec().n_docs()
+        let s = self.spec().splits();
+        s.n_train + s.n_val
     }
 
     /// Its kind, as written in `kind`.

@@ -31,114 +31,30 @@
 //! that carry sentiment: gold need not fall.
 
 use super::{
-    logsumexp, names, sigmoid, Capabilities, Corpus, TextWorld, Vocab, WorldSpec, EOS, N_SPECIAL,
+    logsumexp, names, sigmoid, Capabilities, Corpus, Splits, TextWorld, Vocab, WorldSpec, EOS,
+    N_SPECIAL,
 };
 use crate::draw::{derive_seed, Rng};
 use serde::{Deserialize, Serialize};
 
-use crate::config::{at_least_one, counts, need, non_negative, ConfigError};
+use crate::config::{at_least_one, need, non_negative, ConfigError};
 
 const POSITIVE: &[&str] = &[
-    "great",
-    "superb",
-    "wonderful",
-    "brilliant",
-    "moving",
-    "charming",
-    "delightful",
-    "stunning",
-    "masterful",
-    "touching",
-    "gripping",
-    "witty",
-    "beautiful",
-    "clever",
-    "fresh",
-    "powerful",
-    "heartfelt",
-    "vivid",
-    "elegant",
-    "joyful",
-    "hilarious",
-    "compelling",
-    "inspired",
-    "flawless",
+    "great", "superb", "wonderful", "brilliant", "moving", "charming", "delightful", "stunning",
+    "masterful", "touching", "gripping", "witty", "beautiful", "clever", "fresh", "powerful",
+    "heartfelt", "vivid", "elegant", "joyful", "hilarious", "compelling", "inspired", "flawless",
 ];
 const NEGATIVE: &[&str] = &[
-    "awful",
-    "boring",
-    "dull",
-    "tedious",
-    "clumsy",
-    "bland",
-    "painful",
-    "messy",
-    "lifeless",
-    "forgettable",
-    "annoying",
-    "shallow",
-    "weak",
-    "predictable",
-    "stale",
-    "pointless",
-    "confusing",
-    "ugly",
-    "lazy",
-    "hollow",
-    "dreadful",
-    "silly",
-    "cheap",
-    "tiresome",
+    "awful", "boring", "dull", "tedious", "clumsy", "bland", "painful", "messy", "lifeless",
+    "forgettable", "annoying", "shallow", "weak", "predictable", "stale", "pointless", "confusing",
+    "ugly", "lazy", "hollow", "dreadful", "silly", "cheap", "tiresome",
 ];
 const NEUTRAL: &[&str] = &[
-    "the",
-    "film",
-    "movie",
-    "plot",
-    "actor",
-    "actress",
-    "scene",
-    "story",
-    "director",
-    "cast",
-    "ending",
-    "script",
-    "camera",
-    "music",
-    "and",
-    "was",
-    "is",
-    "very",
-    "quite",
-    "but",
-    "a",
-    "it",
-    "with",
-    "this",
-    "its",
-    "of",
-    "in",
-    "by",
-    "as",
-    "feels",
-    "seems",
-    "performance",
-    "dialogue",
-    "score",
-    "character",
-    "pacing",
-    "tone",
-    "visuals",
-    "runtime",
-    "sequel",
-    "premise",
-    "twist",
-    "humor",
-    "drama",
-    "then",
-    "also",
-    "rather",
-    "simply",
+    "the", "film", "movie", "plot", "actor", "actress", "scene", "story", "director", "cast",
+    "ending", "script", "camera", "music", "and", "was", "is", "very", "quite", "but", "a", "it",
+    "with", "this", "its", "of", "in", "by", "as", "feels", "seems", "performance", "dialogue",
+    "score", "character", "pacing", "tone", "visuals", "runtime", "sequel", "premise", "twist",
+    "humor", "drama", "then", "also", "rather", "simply",
 ];
 
 /// Validated settings of the sentiment world (see the scenario's `[world]` table).
@@ -304,15 +220,6 @@ impl SentimentConfig {
                 format!("a review is long enough for a prompt with probability {accept:.2e} (reviews stop after min_len {} words with probability {} per word)", self.min_len, self.stop_prob)
             },
             "lower prompt_min_len to at most min_len, or lower stop_prob",
-        )?;
-        counts(
-            &[
-                ("n_train", self.n_train),
-                ("n_val", self.n_val),
-                ("n_train_prompts", self.n_train_prompts),
-                ("n_eval_prompts", self.n_eval_prompts),
-            ],
-            "this is a CPU-sized world: use e.g. 20000 reviews and 256 evaluation prompts",
         )?;
         Ok(())
     }
@@ -530,24 +437,6 @@ impl SentimentWorld {
         Some(response.iter().take_while(|&&t| t != EOS).filter(|&&t| t == word).count())
     }
 
-    /// The labeller's choice between two completions of `prompt` (true: the first): the higher
-    /// gold + bonus x count of its word; an exact tie goes to a coin. None without a labeller.
-    pub fn labeller_prefers_first(
-        &self,
-        prompt: &[i64],
-        a: &[i64],
-        b: &[i64],
-        rng: &mut Rng,
-    ) -> Option<bool> {
-        let (_, bonus) = self.labeller?;
-        let score = |r: &[i64]| {
-            self.gold_reward(&[prompt, r].concat())
-                + bonus * self.spurious_count(r).unwrap_or(0) as f64
-        };
-        let (sa, sb) = (score(a), score(b));
-        Some(if sa == sb { rng.bernoulli(0.5) } else { sa > sb })
-    }
-
     /// Bayes-predictive NLL of a review under the true process, summed over its tokens
     /// (every word and the final `<eos>`); returns (sum of NLL, number of tokens).
     pub fn predictive_nll(&self, words: &[i64]) -> (f64, usize) {
@@ -589,17 +478,6 @@ impl SentimentWorld {
         p
     }
 
-    /// The true process's held-out NLL per token on the validation reviews.
-    pub fn val_nll_per_token(&self) -> f64 {
-        let (s, n) = self
-            .corpus
-            .val
-            .iter()
-            .map(|(_, r)| self.predictive_nll(r))
-            .fold((0.0, 0usize), |(a, b), (x, y)| (a + x, b + y));
-        s / n as f64
-    }
-
     /// Fluency: mean per-word log-likelihood of a text under the true process (Bayes
     /// predictive, transitions only). Non-word tokens are skipped.
     pub fn fluency(&self, text: &[i64]) -> f64 {
@@ -623,13 +501,11 @@ impl SentimentWorld {
     }
 }
 
-impl SentimentWorld {
-    /// What `alignlab world` prints: the world's size, `show` evaluation prompts and sampled
-    /// texts with their gold reward.
-    pub fn show(&self, show: usize, rng: &mut Rng) -> String {
+impl TextWorld for SentimentWorld {
+    fn show(&self, show: usize, rng: &mut Rng) -> String {
         use std::fmt::Write as _;
         let mut out = String::new();
-        let _ = writeln!(out, "sentiment world: {} tokens, {} train / {} val reviews; true-process NLL {:.4} nats/token", self.corpus.vocab.size(), self.corpus.train.len(), self.corpus.val.len(), self.val_nll_per_token());
+        let _ = writeln!(out, "sentiment world: {} tokens, {} train / {} val reviews; true-process NLL {:.4} nats/token", self.corpus.vocab.size(), self.corpus.train.len(), self.corpus.val.len(), self.true_nll_per_token());
         let _ = writeln!(out, "\nevaluation prompts:");
         for p in self.corpus.eval_prompts.iter().take(show) {
             let _ = writeln!(
@@ -653,18 +529,18 @@ impl SentimentWorld {
 
         out
     }
-}
-
-impl TextWorld for SentimentWorld {
-    fn show(&self, show: usize, rng: &mut Rng) -> String {
-        SentimentWorld::show(self, show, rng)
-    }
 
     fn corpus(&self) -> &Corpus {
         &self.corpus
     }
     fn true_nll_per_token(&self) -> f64 {
-        self.val_nll_per_token()
+        let (s, n) = self
+            .corpus
+            .val
+            .iter()
+            .map(|(_, r)| self.predictive_nll(r))
+            .fold((0.0, 0usize), |(a, b), (x, y)| (a + x, b + y));
+        s / n as f64
     }
     fn gold(&self, prompt: &[i64], response: &[i64]) -> f64 {
         self.gold_reward(&[prompt, response].concat())
@@ -693,7 +569,13 @@ impl TextWorld for SentimentWorld {
         b: &[i64],
         rng: &mut Rng,
     ) -> Option<bool> {
-        SentimentWorld::labeller_prefers_first(self, prompt, a, b, rng)
+        let (_, bonus) = self.labeller?;
+        let score = |r: &[i64]| {
+            self.gold_reward(&[prompt, r].concat())
+                + bonus * self.spurious_count(r).unwrap_or(0) as f64
+        };
+        let (sa, sb) = (score(a), score(b));
+        Some(if sa == sb { rng.bernoulli(0.5) } else { sa > sb })
     }
     fn spurious(&self, _prompt: &[i64], response: &[i64]) -> Option<f64> {
         self.spurious_count(response).map(|c| c as f64)
@@ -725,11 +607,10 @@ impl WorldSpec for SentimentConfig {
     fn max_text_len(&self) -> usize {
         self.max_len
     }
-    fn n_eval_prompts(&self) -> usize {
-        self.n_eval_prompts
-    }
-    fn n_docs(&self) -> usize {
-        self.n_train + self.n_val
+    fn splits(&self) -> Splits {
+        let (n_train, n_val) = (self.n_train, self.n_val);
+        let (n_train_prompts, n_eval_prompts) = (self.n_train_prompts, self.n_eval_prompts);
+        Splits { n_train, n_val, n_train_prompts, n_eval_prompts }
     }
     fn capabilities(&self) -> Capabilities {
         Capabilities {
