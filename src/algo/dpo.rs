@@ -328,15 +328,10 @@ pub fn preference_loss(loss: PrefLoss, lp: &PairLogps) -> LossOut {
             mean(l(&w - &r - gamma), Some((w.detach(), r.detach())))
         }
         // (lambda_d (1 - sigmoid(beta (s_w - z0))) + lambda_u (1 - sigmoid(beta (z0 - s_l)))) / 2
-        PrefLoss::Kto { beta, lambda_d, lambda_u } => {
-            let z0 = ((&chosen_logratio + &rejected_logratio) / 2.0)
-                .mean(chosen_logratio.kind())
-                .clamp_min(0.0)
-                .detach();
-            let desirable = -((&chosen_logratio - &z0) * beta).sigmoid() + 1.0;
-            let undesirable = -((&z0 - &rejected_logratio) * beta).sigmoid() + 1.0;
-            mean((desirable * lambda_d + undesirable * lambda_u) / 2.0, implicit(beta))
-        }
+        PrefLoss::Kto { beta, lambda_d, lambda_u } => mean(
+            kto(&chosen_logratio, &rejected_logratio, beta, (lambda_d, lambda_u)),
+            implicit(beta),
+        ),
         // NLL(y_w) + lambda l(log odds(y_w) - log odds(y_l)), odds from per-token means
         PrefLoss::Orpo { lambda } => {
             let (m_w, m_l) = (lp.policy_chosen / &len_w, lp.policy_rejected / &len_l);
@@ -348,12 +343,7 @@ pub fn preference_loss(loss: PrefLoss, lp: &PairLogps) -> LossOut {
         }
         // sigmoid(D) (log sigmoid(D) - log(1 - eps)) + sigmoid(-D) (log sigmoid(-D) - log eps)
         PrefLoss::ExoPair { beta, label_smoothing: eps } => {
-            let d = &delta * beta;
-            let (pos, neg) = (
-                d.sigmoid() * (d.log_sigmoid() - (1.0 - eps).ln()),
-                (-&d).sigmoid() * ((-&d).log_sigmoid() - eps.ln()),
-            );
-            mean(pos + neg, implicit(beta))
+            mean(exo_pair(&(&delta * beta), eps), implicit(beta))
         }
         // l(beta s_w) + l(-beta s_w) / 2 + l(-beta s_l) / 2
         PrefLoss::NcaPair { beta } => {
@@ -361,6 +351,23 @@ pub fn preference_loss(loss: PrefLoss, lp: &PairLogps) -> LossOut {
             mean(l(w.shallow_clone()) + l(-&w) / 2.0 + l(-&r) / 2.0, implicit(beta))
         }
     }
+}
+
+/// KTO on the pairs as unpaired examples: the reference point z0 is the batch's mean log-ratio
+/// (at least 0, without gradient); each side's loss is 1 - sigmoid of its distance from it.
+fn kto(chosen: &Tensor, rejected: &Tensor, beta: f64, (lambda_d, lambda_u): (f64, f64)) -> Tensor {
+    let z0 = ((chosen + rejected) / 2.0).mean(chosen.kind()).clamp_min(0.0).detach();
+    let desirable = -((chosen - &z0) * beta).sigmoid() + 1.0;
+    let undesirable = -((&z0 - rejected) * beta).sigmoid() + 1.0;
+    (desirable * lambda_d + undesirable * lambda_u) / 2.0
+}
+
+/// EXO on a pair, `d` = beta Delta: the reverse KL from the model's label distribution
+/// (sigmoid(d), sigmoid(-d)) to the smoothed labels (1 - eps, eps).
+fn exo_pair(d: &Tensor, eps: f64) -> Tensor {
+    let pos = d.sigmoid() * (d.log_sigmoid() - (1.0 - eps).ln());
+    let neg = (-d).sigmoid() * ((-d).log_sigmoid() - eps.ln());
+    pos + neg
 }
 
 /// Reference log-probs of every pair, `([N], [N])`, computed once without gradients.

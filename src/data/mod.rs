@@ -165,49 +165,12 @@ pub fn build(
     let prompts = world.train_prompts();
     let k = cfg.k;
     // 1. Completions, prompt-major: completions[i * k + j].
-    let completions: Vec<Vec<i64>> = match cfg.source {
-        PrefSource::Sft => {
-            let rows: Vec<Vec<i64>> =
-                prompts.iter().flat_map(|p| std::iter::repeat_n(p.clone(), k)).collect();
-            let settings = SampleSettings {
-                temperature: cfg.temperature,
-                top_k: 0,
-                max_new_tokens: max_new_tokens as i64,
-                use_cache: true,
-            };
-            tch::manual_seed(derive_seed(seed, "prefs/sampling") as i64);
-            let mut out = Vec::with_capacity(rows.len());
-            for chunk in rows.chunks(1024) {
-                let (prompt, valid) = left_pad(chunk, device);
-                out.extend(generate(sft, &prompt, &valid, &settings).response_rows());
-            }
-            out
-        }
-        PrefSource::TrueProcess | PrefSource::Labeller => {
-            let mut rng = Rng::new(derive_seed(seed, "prefs/true_process"));
-            prompts
-                .iter()
-                .flat_map(|p| {
-                    (0..k)
-                        .map(|_| world.offpolicy_completion(p, max_new_tokens, &mut rng))
-                        .collect::<Vec<_>>()
-                })
-                .collect()
-        }
-    };
+    let completions = completions(world, sft, cfg, max_new_tokens, (seed, device));
     crate::profile::count(crate::profile::Count::GoldQueries, completions.len() as f64);
     let gold: Vec<f64> =
         completions.par_iter().enumerate().map(|(i, c)| world.gold(&prompts[i / k], c)).collect();
     // 2. Split prompts.
-    let mut rng = Rng::new(derive_seed(seed, "prefs/split"));
-    let mut order: Vec<usize> = (0..prompts.len()).collect();
-    rng.shuffle(&mut order);
-    let n_val = ((prompts.len() as f64 * cfg.val_fraction).round() as usize)
-        .clamp(1, prompts.len().saturating_sub(1).max(1));
-    let mut is_val = vec![false; prompts.len()];
-    for &i in &order[..n_val] {
-        is_val[i] = true;
-    }
+    let is_val = validation_prompts(prompts.len(), cfg.val_fraction, seed);
     // 3. All pairs, labelled.
     let mut label_rng = Rng::new(derive_seed(seed, "prefs/labels"));
     let mut data = PrefData { train: vec![], val: vec![] };
@@ -249,6 +212,63 @@ pub fn build(
         }
     }
     data
+}
+
+/// `cfg.k` completions of each training prompt, prompt-major (`[i * k + j]`): sampled from
+/// pi_SFT, or drawn off-policy from the world.
+fn completions(
+    world: &dyn TextWorld,
+    sft: &Gpt,
+    cfg: &PrefsConfig,
+    max_new_tokens: usize,
+    (seed, device): (u64, Device),
+) -> Vec<Vec<i64>> {
+    let prompts = world.train_prompts();
+    let k = cfg.k;
+    match cfg.source {
+        PrefSource::Sft => {
+            let rows: Vec<Vec<i64>> =
+                prompts.iter().flat_map(|p| std::iter::repeat_n(p.clone(), k)).collect();
+            let settings = SampleSettings {
+                temperature: cfg.temperature,
+                top_k: 0,
+                max_new_tokens: max_new_tokens as i64,
+                use_cache: true,
+            };
+            tch::manual_seed(derive_seed(seed, "prefs/sampling") as i64);
+            let mut out = Vec::with_capacity(rows.len());
+            for chunk in rows.chunks(1024) {
+                let (prompt, valid) = left_pad(chunk, device);
+                out.extend(generate(sft, &prompt, &valid, &settings).response_rows());
+            }
+            out
+        }
+        PrefSource::TrueProcess | PrefSource::Labeller => {
+            let mut rng = Rng::new(derive_seed(seed, "prefs/true_process"));
+            prompts
+                .iter()
+                .flat_map(|p| {
+                    (0..k)
+                        .map(|_| world.offpolicy_completion(p, max_new_tokens, &mut rng))
+                        .collect::<Vec<_>>()
+                })
+                .collect()
+        }
+    }
+}
+
+/// Which of `n` prompts hold validation pairs: a seeded `fraction` of them, at least one and,
+/// with two or more prompts, at least one left for training.
+fn validation_prompts(n: usize, fraction: f64, seed: u64) -> Vec<bool> {
+    let mut rng = Rng::new(derive_seed(seed, "prefs/split"));
+    let mut order: Vec<usize> = (0..n).collect();
+    rng.shuffle(&mut order);
+    let n_val = ((n as f64 * fraction).round() as usize).clamp(1, n.saturating_sub(1).max(1));
+    let mut is_val = vec![false; n];
+    for &i in &order[..n_val] {
+        is_val[i] = true;
+    }
+    is_val
 }
 
 fn join(ts: &[i64]) -> String {

@@ -215,56 +215,9 @@ impl Evaluator<'_> {
             self.prompts.iter().zip(&rows).map(|(p, r)| self.world.spurious(p, r)).collect();
         drop(span);
         let span = profile::span("eval_estimators");
-        // KL at the sampling temperature (greedy decoding is measured at temperature 1).
-        // With top-k the policy samples from its truncated distribution: that one's KL is
-        // measured (tokens outside the top k have probability 0 and contribute nothing).
-        let lp = sampling_logprobs(
-            &response_logits(policy, &prompt, &valid, &ro.response),
-            settings.temperature,
-            settings.top_k,
-        ); // [B, N, V]
-        let lq = {
-            let _p = profile::span("eval_reference");
-            sampling_logprobs(
-                &response_logits(self.reference, &prompt, &valid, &ro.response),
-                settings.temperature,
-                0,
-            )
-        };
+        let Estimates { kl, k1, k2, k3, entropy } =
+            estimates(policy, self.reference, (&prompt, &valid), &ro.response, settings, &ro.mask);
         let mask = &ro.mask;
-        let p = lp.exp();
-        // 0 * log 0 = 0: tokens outside a top-k support contribute nothing (without truncation
-        // every log-prob is finite and there is nothing to zero).
-        let truncated = settings.temperature > 0.0 && settings.top_k > 0;
-        let outside_zero = |t: Tensor| {
-            if truncated {
-                t.nan_to_num(0.0, 0.0, 0.0)
-            } else {
-                t
-            }
-        };
-        let per_pos_kl = outside_zero(&p * (&lp - &lq)).sum_dim_intlist(-1, false, Kind::Float); // [B, N]
-        let kl = (per_pos_kl * mask).sum_dim_intlist(-1, false, Kind::Float);
-        let idx = ro.response.unsqueeze(-1);
-        let logratio =
-            lp.gather(-1, &idx, false).squeeze_dim(-1) - lq.gather(-1, &idx, false).squeeze_dim(-1); // log pi/pi_ref
-        let k1 = (&logratio * mask).sum_dim_intlist(-1, false, Kind::Float);
-        let r = (-&logratio).exp();
-        let k3 = ((&r - 1.0 - (-&logratio)) * mask).sum_dim_intlist(-1, false, Kind::Float);
-        // k2 = (log r)^2 / 2 per token: low variance, biased (Schulman's note on KL estimators).
-        let k2 = (logratio.square() * 0.5 * mask).sum_dim_intlist(-1, false, Kind::Float);
-        let entropy = ((-outside_zero(&p * &lp).sum_dim_intlist(-1, false, Kind::Float)) * mask)
-            .sum_dim_intlist(-1, false, Kind::Float);
-        let to_vec = |t: &Tensor| {
-            Vec::<f64>::try_from(t.to_kind(Kind::Double).to_device(tch::Device::Cpu)).unwrap()
-        };
-        let (kl, k1, k2, k3, entropy) =
-            (to_vec(&kl), to_vec(&k1), to_vec(&k2), to_vec(&k3), to_vec(&entropy));
-        let sd = |x: &[f64]| {
-            let m = x.iter().sum::<f64>() / x.len() as f64;
-            (x.iter().map(|v| (v - m).powi(2)).sum::<f64>() / (x.len() as f64 - 1.0).max(1.0))
-                .sqrt()
-        };
         let length =
             mask.sum_dim_intlist(-1, false, Kind::Float).mean(Kind::Float).double_value(&[]);
         let eos_rate =
@@ -308,24 +261,103 @@ impl Evaluator<'_> {
             let proxy = rm.score(&prompt, &valid, &ro.response, mask);
             out.push(("eval/proxy".to_string(), proxy.mean(Kind::Float).double_value(&[])));
         }
-        if let Some((pairs, (ref_c, ref_r))) = self.heldout {
-            let mut correct = 0.0;
-            let idx: Vec<usize> = (0..pairs.len()).collect();
-            let mut offset = 0;
-            for chunk in idx.chunks(512) {
-                let b = pairs.batch(chunk);
-                let n = chunk.len() as i64;
-                let (c, r) = pair_logps(policy, &b);
-                let (c, r) = (c - ref_c.narrow(0, offset, n), r - ref_r.narrow(0, offset, n));
-                // A tie (at step 0 every pair) counts one half, as a coin flip would score.
-                let right = c.gt_tensor(&r).to_kind(Kind::Float)
-                    + c.eq_tensor(&r).to_kind(Kind::Float) * 0.5;
-                correct += right.sum(Kind::Float).double_value(&[]);
-                offset += n;
-            }
-            out.push(("eval/implicit_acc".to_string(), correct / pairs.len().max(1) as f64));
+        if let Some((pairs, reference)) = self.heldout {
+            out.push((
+                "eval/implicit_acc".to_string(),
+                implicit_accuracy(policy, pairs, reference),
+            ));
         }
         drop(span);
         (out, EvalSamples { gold, kl, k1, k2, k3 })
     }
+}
+
+/// Each sample's exact KL(pi || pi_ref), its k1, k2 and k3 estimates and the policy's entropy,
+/// summed over the response.
+struct Estimates {
+    kl: Vec<f64>,
+    k1: Vec<f64>,
+    k2: Vec<f64>,
+    k3: Vec<f64>,
+    entropy: Vec<f64>,
+}
+
+/// The [`Estimates`] of `response` to the left-padded `prompt`, at the sampling temperature
+/// (greedy decoding is measured at temperature 1). With top-k the policy samples from its
+/// truncated distribution: that one's KL is measured (tokens outside the top k have
+/// probability 0 and contribute nothing).
+fn estimates(
+    policy: &Gpt,
+    reference: &Gpt,
+    (prompt, valid): (&Tensor, &Tensor),
+    response: &Tensor,
+    settings: &SampleSettings,
+    mask: &Tensor,
+) -> Estimates {
+    let lp = sampling_logprobs(
+        &response_logits(policy, prompt, valid, response),
+        settings.temperature,
+        settings.top_k,
+    ); // [B, N, V]
+    let lq = {
+        let _p = profile::span("eval_reference");
+        sampling_logprobs(
+            &response_logits(reference, prompt, valid, response),
+            settings.temperature,
+            0,
+        )
+    };
+    let p = lp.exp();
+    // 0 * log 0 = 0: tokens outside a top-k support contribute nothing (without truncation
+    // every log-prob is finite and there is nothing to zero).
+    let truncated = settings.temperature > 0.0 && settings.top_k > 0;
+    let outside_zero = |t: Tensor| if truncated { t.nan_to_num(0.0, 0.0, 0.0) } else { t };
+    let sum = |t: Tensor| t.sum_dim_intlist(-1, false, Kind::Float);
+    let per_pos_kl = sum(outside_zero(&p * (&lp - &lq))); // [B, N]
+    let kl = sum(per_pos_kl * mask);
+    let idx = response.unsqueeze(-1);
+    let logratio =
+        lp.gather(-1, &idx, false).squeeze_dim(-1) - lq.gather(-1, &idx, false).squeeze_dim(-1); // log pi/pi_ref
+    let k1 = sum(&logratio * mask);
+    let r = (-&logratio).exp();
+    let k3 = sum((&r - 1.0 - (-&logratio)) * mask);
+    // k2 = (log r)^2 / 2 per token: low variance, biased (Schulman's note on KL estimators).
+    let k2 = sum(logratio.square() * 0.5 * mask);
+    let entropy = sum((-sum(outside_zero(&p * &lp))) * mask);
+    let to_vec = |t: &Tensor| {
+        Vec::<f64>::try_from(t.to_kind(Kind::Double).to_device(tch::Device::Cpu)).unwrap()
+    };
+    Estimates {
+        kl: to_vec(&kl),
+        k1: to_vec(&k1),
+        k2: to_vec(&k2),
+        k3: to_vec(&k3),
+        entropy: to_vec(&entropy),
+    }
+}
+
+/// The share of held-out pairs whose implicit reward (the policy's log-ratio to the
+/// reference's, `reference` holding the reference's log-probs) ranks chosen above rejected.
+fn implicit_accuracy(policy: &Gpt, pairs: &PairTensors, (ref_c, ref_r): &(Tensor, Tensor)) -> f64 {
+    let mut correct = 0.0;
+    let idx: Vec<usize> = (0..pairs.len()).collect();
+    let mut offset = 0;
+    for chunk in idx.chunks(512) {
+        let b = pairs.batch(chunk);
+        let n = chunk.len() as i64;
+        let (c, r) = pair_logps(policy, &b);
+        let (c, r) = (c - ref_c.narrow(0, offset, n), r - ref_r.narrow(0, offset, n));
+        // A tie (at step 0 every pair) counts one half, as a coin flip would score.
+        let right =
+            c.gt_tensor(&r).to_kind(Kind::Float) + c.eq_tensor(&r).to_kind(Kind::Float) * 0.5;
+        correct += right.sum(Kind::Float).double_value(&[]);
+        offset += n;
+    }
+    correct / pairs.len().max(1) as f64
+}
+
+/// The sample standard deviation of `x` (n - 1 in the denominator, at least 1).
+fn sd(x: &[f64]) -> f64 {
+    let m = x.iter().sum::<f64>() / x.len() as f64;
+    (x.iter().map(|v| (v - m).powi(2)).sum::<f64>() / (x.len() as f64 - 1.0).max(1.0)).sqrt()
 }

@@ -127,6 +127,18 @@ fn json_str(s: &str) -> String {
 
 /// Export the policy of `run_dir` into `out`.
 pub fn hf(run_dir: &Path, out: &Path) -> Result<()> {
+    let (ckpt, card) = read_card(run_dir)?;
+    let mut vs = nn::VarStore::new(Device::Cpu);
+    let policy = Gpt::new(&vs.root(), &card.gpt);
+    model::load_checkpoint(&mut vs, &ckpt)?;
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    write_weights(&vs, out)?;
+    write_config(&card, out)?;
+    write_check(&policy, &card, out)
+}
+
+/// A run folder's checkpoint and its model card, checked against each other.
+fn read_card(run_dir: &Path) -> Result<(std::path::PathBuf, ModelCard)> {
     let (ckpt, card_path) = (run_dir.join("model.safetensors"), run_dir.join("model.toml"));
     if !ckpt.exists() {
         bail!("{} has no model.safetensors; fix: pass a finished run folder, e.g. runs/<scenario>/dpo-beta=0.1-<hash>", run_dir.display());
@@ -147,12 +159,11 @@ pub fn hf(run_dir: &Path, out: &Path) -> Result<()> {
         card.words.len(),
         cfg.vocab_size
     );
-    let mut vs = nn::VarStore::new(Device::Cpu);
-    let policy = Gpt::new(&vs.root(), cfg);
-    model::load_checkpoint(&mut vs, &ckpt)?;
-    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    Ok((ckpt, card))
+}
 
-    // Weights, GPT-2's names; Conv1D weights transposed.
+/// The weights under GPT-2's names, Conv1D weights transposed.
+fn write_weights(vs: &nn::VarStore, out: &Path) -> Result<()> {
     let vars = vs.variables();
     let mut names: Vec<&String> = vars.keys().collect();
     names.sort();
@@ -171,6 +182,12 @@ pub fn hf(run_dir: &Path, out: &Path) -> Result<()> {
         .with_context(|| format!("cannot write {}", tmp.display()))?;
     std::fs::rename(&tmp, out.join("model.safetensors"))?;
 
+    Ok(())
+}
+
+/// `config.json`, `generation_config.json` and the tokenizer's files.
+fn write_config(card: &ModelCard, out: &Path) -> Result<()> {
+    let cfg = &card.gpt;
     let config = format!(
         "{{\n  \"architectures\": [\"GPT2LMHeadModel\"],\n  \"model_type\": \"gpt2\",\n  \"vocab_size\": {},\n  \"n_positions\": {},\n  \"n_embd\": {},\n  \"n_layer\": {},\n  \"n_head\": {},\n  \"n_inner\": null,\n  \"activation_function\": \"gelu_new\",\n  \"layer_norm_epsilon\": 1e-05,\n  \"resid_pdrop\": 0.0,\n  \"embd_pdrop\": 0.0,\n  \"attn_pdrop\": 0.0,\n  \"initializer_range\": 0.02,\n  \"scale_attn_weights\": true,\n  \"tie_word_embeddings\": true,\n  \"bos_token_id\": {BOS},\n  \"eos_token_id\": {EOS},\n  \"pad_token_id\": {PAD},\n  \"torch_dtype\": \"float32\"\n}}\n",
         cfg.vocab_size, cfg.block_size, cfg.d_model, cfg.n_layer, cfg.n_head
@@ -202,7 +219,12 @@ pub fn hf(run_dir: &Path, out: &Path) -> Result<()> {
     );
     write_atomic(&out.join("tokenizer_config.json"), tok_config.as_bytes())?;
 
-    // What transformers must reproduce: logits of a few prompts and greedy continuations.
+    Ok(())
+}
+
+/// What transformers must reproduce: logits of a few prompts and greedy continuations.
+fn write_check(policy: &Gpt, card: &ModelCard, out: &Path) -> Result<()> {
+    let cfg = &card.gpt;
     let n_words = cfg.vocab_size - N_SPECIAL as i64;
     let (rows, len) = (3i64, 5i64);
     let ids: Vec<i64> = (0..rows)
@@ -217,7 +239,7 @@ pub fn hf(run_dir: &Path, out: &Path) -> Result<()> {
     let (logits, greedy) = tch::no_grad(|| {
         let logits = policy.logits(&policy.forward(&prompt, None, None, None));
         let ro = generate(
-            &policy,
+            policy,
             &prompt,
             &valid,
             &SampleSettings { temperature: 0.0, top_k: 0, max_new_tokens: new, use_cache: true },

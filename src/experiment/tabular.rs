@@ -59,6 +59,34 @@ pub struct TraceRow {
     pub value: f64,
 }
 
+/// A point of a traced series: its name, (method, labels, metric), beta and (step, value).
+fn trace(
+    series: &str,
+    (method, labels, metric): (&'static str, &'static str, &'static str),
+    beta: f64,
+    (step, value): (usize, f64),
+) -> TraceRow {
+    TraceRow { series: series.to_string(), method, beta, labels, step, metric, value }
+}
+
+/// `tabular.csv`: every traced point.
+fn write_trace(out: &Path, rows: &[TraceRow]) -> Result<()> {
+    let records: Vec<TabularRecord> = rows
+        .iter()
+        .map(|r| TabularRecord {
+            series: r.series.clone(),
+            method: r.method.into(),
+            beta: r.beta,
+            labels: r.labels.into(),
+            step: r.step,
+            metric: r.metric.into(),
+            value: r.value,
+        })
+        .collect();
+    std::fs::create_dir_all(out)?;
+    write_atomic(&out.join("tabular.csv"), crate::log::csv_text(&records).as_bytes())
+}
+
 pub fn convergence(out: &Path, seed: u64) -> Result<Vec<TraceRow>> {
     let w = TabularWorld::new(&TabularConfig { n_prompts: 3, n_words: 3, length: 2 }, seed);
     let reference = w.random_table(1.0, seed);
@@ -90,68 +118,43 @@ pub fn convergence(out: &Path, seed: u64) -> Result<Vec<TraceRow>> {
         ] {
             let series = format!("{} beta={beta}", method.to_uppercase());
             w.fit_preference_traced(&reference, &bt, kind, (1500, 0.05), 25, |step, p| {
-                rows.push(TraceRow {
-                    series: series.clone(),
-                    method,
+                rows.push(trace(
+                    &series,
+                    (method, "bradley_terry", "tv_to_optimal"),
                     beta,
-                    labels: "bradley_terry",
-                    step,
-                    metric: "tv_to_optimal",
-                    value: mean_tv(p),
-                });
+                    (step, mean_tv(p)),
+                ));
             });
             let series = format!("{} beta={beta} (deterministic labels)", method.to_uppercase());
             w.fit_preference_traced(&reference, &det, kind, (3000, 0.05), 50, |step, p| {
                 let mass = (0..n_x).map(|x| p[x][worst[x]]).fold(0.0, f64::max);
-                rows.push(TraceRow {
-                    series: series.clone(),
-                    method,
+                rows.push(trace(
+                    &series,
+                    (method, "deterministic", "worst_mass"),
                     beta,
-                    labels: "deterministic",
-                    step,
-                    metric: "worst_mass",
-                    value: mass,
-                });
+                    (step, mass),
+                ));
             });
         }
         let mut cfg = TabularWorld::ppo_config();
         cfg.kl = KlControl::Fixed { coef: beta };
         let series = format!("PPO-GT beta={beta}");
         w.fit_ppo_gold_traced(&reference, beta, &cfg, seed, 10, |step, p| {
-            rows.push(TraceRow {
-                series: series.clone(),
-                method: "ppo_gt",
+            rows.push(trace(
+                &series,
+                ("ppo_gt", "gold", "tv_to_optimal"),
                 beta,
-                labels: "gold",
-                step,
-                metric: "tv_to_optimal",
-                value: mean_tv(p),
-            });
+                (step, mean_tv(p)),
+            ));
         });
-        rows.push(TraceRow {
-            series: format!("pi_ref beta={beta}"),
-            method: "reference",
+        rows.push(trace(
+            &format!("pi_ref beta={beta}"),
+            ("reference", "-", "tv_to_optimal"),
             beta,
-            labels: "-",
-            step: 0,
-            metric: "tv_to_optimal",
-            value: mean_tv(&ref_probs),
-        });
+            (0, mean_tv(&ref_probs)),
+        ));
     }
-    let records: Vec<TabularRecord> = rows
-        .iter()
-        .map(|r| TabularRecord {
-            series: r.series.clone(),
-            method: r.method.into(),
-            beta: r.beta,
-            labels: r.labels.into(),
-            step: r.step,
-            metric: r.metric.into(),
-            value: r.value,
-        })
-        .collect();
-    std::fs::create_dir_all(out)?;
-    write_atomic(&out.join("tabular.csv"), crate::log::csv_text(&records).as_bytes())?;
+    write_trace(out, &rows)?;
     Ok(rows)
 }
 

@@ -384,11 +384,18 @@ impl Gpt {
         if !pruned {
             return x.apply(&self.ln_f);
         }
-        // The last block on the kept rows: their attention-mask rows (without a mask, the
-        // causal mask written out), their queries against every key, their MLP.
+        self.last_block_on_rows(&x, mask, &rows)
+    }
+
+    /// The last block on the kept `rows` of `x` (the output of the blocks before it): their
+    /// attention-mask rows (without a mask, the causal mask written out), their queries
+    /// against every key, their MLP; then the final layer norm.
+    fn last_block_on_rows(&self, x: &Tensor, mask: Option<Tensor>, rows: &Rows) -> Tensor {
+        let (b, t) = (x.size()[0], x.size()[1]);
+        let device = x.device();
         let block = self.h.last().expect("at least one block");
         let mask = mask.unwrap_or_else(|| attention_mask(0, t, None, device));
-        let mask = match &rows {
+        let mask = match rows {
             Rows::Range(start, len) => mask.narrow(2, *start, *len),
             Rows::Index(idx) => {
                 let (q, tk) = (idx.size()[1], mask.size()[3]);
@@ -400,7 +407,7 @@ impl Gpt {
             }
             Rows::All => unreachable!(),
         };
-        let select = |z: &Tensor| match &rows {
+        let select = |z: &Tensor| match rows {
             Rows::Range(start, len) => z.narrow(1, *start, *len),
             Rows::Index(idx) => z.gather(
                 1,
@@ -410,7 +417,7 @@ impl Gpt {
             Rows::All => unreachable!(),
         };
         let h = x.apply(&block.ln_1);
-        let xq = select(&x) + block.attn.forward_rows(&select(&h), &h, &mask);
+        let xq = select(x) + block.attn.forward_rows(&select(&h), &h, &mask);
         let xq = &xq + block.mlp.forward(&xq.apply(&block.ln_2));
         xq.apply(&self.ln_f)
     }

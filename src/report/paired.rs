@@ -139,6 +139,19 @@ pub fn winrates_of(evals: &Metrics, family: &str) -> BTreeMap<(String, u64, u64)
     best.into_iter().map(|(k, v)| (k, v.1)).collect()
 }
 
+/// The temperatures (as bits) at which both `a` and `b` have a win rate, in increasing order.
+fn common_temperatures<V>(w: &BTreeMap<(String, u64, u64), V>, a: &str, b: &str) -> Vec<u64> {
+    let mut t: Vec<u64> = w
+        .keys()
+        .filter(|k| k.0 == a)
+        .map(|k| k.2)
+        .filter(|t| w.keys().any(|k| k.0 == b && k.2 == *t))
+        .collect();
+    t.sort_by(|x, y| f64::from_bits(*x).total_cmp(&f64::from_bits(*y)));
+    t.dedup();
+    t
+}
+
 /// Every comparison of every pair: at each KL budget, each temperature, and the change in win
 /// rate from the lowest to the highest temperature.
 /// The gold values at budgets come from `budget_rows` (the selected frontier of [`super::budget_table`]).
@@ -167,81 +180,40 @@ pub fn compare(
         d.filter(|d| !d.is_empty()).map(|d| Paired::new(&d))
     };
     for (a, b) in pairs {
+        let row = |axis, x, metric, paired| PairedRow {
+            a: a.clone(),
+            b: b.clone(),
+            axis,
+            x,
+            metric,
+            seeds: n,
+            paired,
+        };
         // Gold at KL budgets (SFT has no frontier; methods without evaluations are skipped).
         if a != "sft" && b != "sft" && present.contains(a) && present.contains(b) {
             for &x in &budgets {
                 let paired = diffs(&|s| Some(value_at(a, s, x)? - value_at(b, s, x)?));
-                out.push(PairedRow {
-                    a: a.clone(),
-                    b: b.clone(),
-                    axis: "kl_budget",
-                    x,
-                    metric: "gold",
-                    seeds: n,
-                    paired,
-                });
+                out.push(row("kl_budget", x, "gold", paired));
             }
         }
         // Win rates by temperature.
-        let temps: Vec<u64> = {
-            let mut t: Vec<u64> = w
-                .keys()
-                .filter(|k| &k.0 == a)
-                .map(|k| k.2)
-                .filter(|t| w.keys().any(|k| &k.0 == b && k.2 == *t))
-                .collect();
-            t.sort_by(|x, y| f64::from_bits(*x).total_cmp(&f64::from_bits(*y)));
-            t.dedup();
-            t
-        };
+        let temps = common_temperatures(&w, a, b);
         let at = |m: &str, s: u64, t: u64| w.get(&(m.to_string(), s, t)).copied();
         for &t in &temps {
             let paired = diffs(&|s| Some(at(a, s, t)? - at(b, s, t)?));
-            out.push(PairedRow {
-                a: a.clone(),
-                b: b.clone(),
-                axis: "temperature",
-                x: f64::from_bits(t),
-                metric: "winrate",
-                seeds: n,
-                paired,
-            });
+            out.push(row("temperature", f64::from_bits(t), "winrate", paired));
         }
         if temps.len() >= 2 {
             let (lo, hi) = (temps[0], temps[temps.len() - 1]);
             let paired =
                 diffs(&|s| Some((at(a, s, hi)? - at(a, s, lo)?) - (at(b, s, hi)? - at(b, s, lo)?)));
-            out.push(PairedRow {
-                a: a.clone(),
-                b: b.clone(),
-                axis: "winrate_change",
-                x: f64::from_bits(hi),
-                metric: "winrate",
-                seeds: n,
-                paired,
-            });
+            out.push(row("winrate_change", f64::from_bits(hi), "winrate", paired));
         }
         // Win rates on the world's shifted inputs (generalisation), by temperature.
-        let mut shifted: Vec<u64> = ws
-            .keys()
-            .filter(|k| &k.0 == a)
-            .map(|k| k.2)
-            .filter(|t| ws.keys().any(|k| &k.0 == b && k.2 == *t))
-            .collect();
-        shifted.sort_by(|x, y| f64::from_bits(*x).total_cmp(&f64::from_bits(*y)));
-        shifted.dedup();
-        for &t in &shifted {
+        for &t in &common_temperatures(&ws, a, b) {
             let at = |m: &str, s: u64| ws.get(&(m.to_string(), s, t)).copied();
             let paired = diffs(&|s| Some(at(a, s)? - at(b, s)?));
-            out.push(PairedRow {
-                a: a.clone(),
-                b: b.clone(),
-                axis: "shifted_temperature",
-                x: f64::from_bits(t),
-                metric: "winrate",
-                seeds: n,
-                paired,
-            });
+            out.push(row("shifted_temperature", f64::from_bits(t), "winrate", paired));
         }
     }
     out

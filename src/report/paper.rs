@@ -373,6 +373,46 @@ fn dialogue_section(s: &mut String, dir: &Path) {
 /// Does PPO hack the labeller's taste? Each run's last evaluation (mean over seeds) of the
 /// world's spurious feature (`eval/spurious`) beside KL, gold and proxy, and what PPO's grid does
 /// to it, from a folder's `eval.csv`.
+/// The last training evaluation (at the evaluation temperature) of each run, per seed: the
+/// last step with `eval/spurious`.
+struct LastEvals<'a> {
+    e: &'a [Row],
+    last: BTreeMap<(String, String, u64), usize>,
+}
+
+impl<'a> LastEvals<'a> {
+    fn new(e: &'a [Row]) -> LastEvals<'a> {
+        let mut last: BTreeMap<(String, String, u64), usize> = BTreeMap::new();
+        for r in e.iter().filter(|r| r.metric == "eval/spurious") {
+            let k = last.entry((r.method.clone(), r.setting.clone(), r.seed)).or_insert(0);
+            *k = (*k).max(r.step);
+        }
+        LastEvals { e, last }
+    }
+
+    /// `metric` of method `m` at setting `st` at its last evaluation, mean over seeds.
+    fn value(&self, m: &str, st: &str, metric: &str) -> Option<f64> {
+        let v: Vec<f64> = self
+            .last
+            .iter()
+            .filter(|((mm, ss, _), _)| mm == m && ss == st)
+            .filter_map(|((mm, ss, seed), step)| {
+                self.e
+                    .iter()
+                    .find(|r| {
+                        &r.method == mm
+                            && &r.setting == ss
+                            && r.seed == *seed
+                            && r.step == *step
+                            && r.metric == metric
+                    })
+                    .map(|r| r.value)
+            })
+            .collect();
+        (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
+    }
+}
+
 fn hack_table(
     s: &mut String,
     dir: &Path,
@@ -382,31 +422,9 @@ fn hack_table(
     not_hacked_text: &str,
 ) {
     if let Some(e) = read::<Row>(&dir.join("eval.csv")) {
-        // The last training evaluation (at the evaluation temperature) of each run, per seed.
-        let mut last: BTreeMap<(String, String, u64), usize> = BTreeMap::new();
-        for r in e.iter().filter(|r| r.metric == "eval/spurious") {
-            let k = last.entry((r.method.clone(), r.setting.clone(), r.seed)).or_insert(0);
-            *k = (*k).max(r.step);
-        }
-        let value = |m: &str, st: &str, metric: &str| -> Option<f64> {
-            let v: Vec<f64> = last
-                .iter()
-                .filter(|((mm, ss, _), _)| mm == m && ss == st)
-                .filter_map(|((mm, ss, seed), step)| {
-                    e.iter()
-                        .find(|r| {
-                            &r.method == mm
-                                && &r.setting == ss
-                                && r.seed == *seed
-                                && r.step == *step
-                                && r.metric == metric
-                        })
-                        .map(|r| r.value)
-                })
-                .collect();
-            (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
-        };
-        let runs = distinct(last.keys().map(|k| (k.0.clone(), k.1.clone())));
+        let lastev = LastEvals::new(&e);
+        let value = |m: &str, st: &str, metric: &str| lastev.value(m, st, metric);
+        let runs = distinct(lastev.last.keys().map(|k| (k.0.clone(), k.1.clone())));
         let _ = writeln!(s, "Does PPO hack the labeller's taste? Each run's last evaluation (T = 1, mean over seeds): {what}, beside gold, the reward model's score (proxy) and the KL:\n\n| method | setting | KL | gold | proxy | {column} |\n|---|---|---|---|---|---|");
         for (m, st) in &runs {
             let g = |metric: &str| value(m, st, metric).map(f3).unwrap_or_else(|| "-".into());
@@ -618,6 +636,36 @@ fn claim_words(above: usize, below: usize, n: usize, claim: &str) -> String {
 /// has references), robustness (the tuning spreads) and cost (compute at equal gold).
 /// The frontier claim was made for IMDb (sentiment) and the win-rate claim against PPO for
 /// TL;DR (summarize; the paper's HH experiment has no PPO): elsewhere each says it is carried.
+/// DPO - PPO along `axis` (its values written `at` x): where above, below and inconclusive, and
+/// what that says of `claim`.
+fn axis_claim(rows: &[&PairedRecord], (axis, at): (&str, &str), claim: &str) -> String {
+    let list = |c: usize| {
+        let xs: Vec<String> = rows
+            .iter()
+            .filter(|r| verdict_class(&r.verdict) == c)
+            .map(|r| format!("{at} {}", r.x))
+            .collect();
+        if xs.is_empty() {
+            "none".to_string()
+        } else {
+            xs.join(", ")
+        }
+    };
+    let count = |c: usize| rows.iter().filter(|r| verdict_class(&r.verdict) == c).count();
+    format!(
+        "- {}: DPO - PPO above at {}; below at {}; inconclusive at {}: {}.",
+        if axis == "kl_budget" {
+            "Gold at the KL budgets"
+        } else {
+            "Win rate against the reference"
+        },
+        list(0),
+        list(1),
+        list(2),
+        claim_words(count(0), count(1), rows.len(), claim)
+    )
+}
+
 fn fair_claims(title: &str, after: &Path) -> Vec<String> {
     let pa = read::<PairedRecord>(&after.join("paired.csv"));
     let pa = pa.as_deref();
@@ -642,31 +690,7 @@ fn fair_claims(title: &str, after: &Path) -> Vec<String> {
         if rows.is_empty() {
             continue;
         }
-        let list = |c: usize| {
-            let xs: Vec<String> = rows
-                .iter()
-                .filter(|r| verdict_class(&r.verdict) == c)
-                .map(|r| format!("{at} {}", r.x))
-                .collect();
-            if xs.is_empty() {
-                "none".to_string()
-            } else {
-                xs.join(", ")
-            }
-        };
-        let count = |c: usize| rows.iter().filter(|r| verdict_class(&r.verdict) == c).count();
-        lines.push(format!(
-            "- {}: DPO - PPO above at {}; below at {}; inconclusive at {}: {}.",
-            if axis == "kl_budget" {
-                "Gold at the KL budgets"
-            } else {
-                "Win rate against the reference"
-            },
-            list(0),
-            list(1),
-            list(2),
-            claim_words(count(0), count(1), rows.len(), claim)
-        ));
+        lines.push(axis_claim(&rows, (axis, at), claim));
     }
     let tuning = read::<crate::experiment::tune::TuningRecord>(&after.join("tuning.csv"))
         .unwrap_or_default();
@@ -1349,82 +1373,14 @@ fn cost_section(results: &Path) -> String {
         };
         let calibrated = d.join("calibration.csv").exists() || d.join("tuning.csv").exists();
         let name = d.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
-        // The invocation's own count where `alignlab run` wrote it (every stage: tuning,
-        // calibration, sweep); older folders only say it in their compute rows.
-        let counted: Vec<(String, crate::experiment::RunsDone)> = sm
-            .iter()
-            .filter(|r| r.stage == "invocation")
-            .filter_map(|r| {
-                Some((
-                    r.metric.trim_end_matches(" runs").to_string(),
-                    crate::experiment::RunsDone::parse(&r.value)?,
-                ))
-            })
-            .collect();
-        let (cached, what) = if counted.is_empty() {
-            let c = sm.iter().any(|r| {
-                r.stage == "compute"
-                    && (r.value.contains("found cached")
-                        || r.value.contains("run in this invocation"))
-            });
-            (
-                c,
-                if c {
-                    "some reported runs found cached: a lower bound".to_string()
-                } else {
-                    "every reported run (tuning and calibration not recorded)".to_string()
-                },
-            )
-        } else {
-            let mut all = crate::experiment::RunsDone::default();
-            counted.iter().for_each(|(_, d)| all.absorb(*d));
-            let parts = counted
-                .iter()
-                .map(|(st, d)| format!("{st} {}", d.line()))
-                .collect::<Vec<_>>()
-                .join("; ");
-            (
-                all.cached > 0,
-                if all.cached > 0 {
-                    format!("{parts}: a lower bound")
-                } else {
-                    format!("every run ({parts})")
-                },
-            )
-        };
+        let (cached, what) = invocation_runs(&sm);
         let flop = sm
             .iter()
             .find(|r| r.stage == "run" && r.metric == "profile")
             .and_then(|r| Some(r.value.split(" TFLOP").next()?.rsplit(' ').next()?.to_string()))
             .unwrap_or_else(|| "-".into());
-        // The ledger: every run's own wall time, the protocol's where it has one (tuning,
-        // calibration and sweep), else the sweep's.
-        let ledger_row = |metric: &str| {
-            ["protocol", "run"]
-                .iter()
-                .find_map(|st| sm.iter().find(|r| r.stage == *st && r.metric == metric))
-                .and_then(|r| crate::experiment::RunsWork::parse_wall(&r.value))
-        };
-        let ledger = ledger_row("ledger");
-        let ledger_cell = match ledger {
-            Some((secs, timed, runs)) if timed == runs => {
-                ledgers.push((name.clone(), secs));
-                format!("{secs:.0} s ({:.2} h)", secs / 3600.0)
-            }
-            Some((secs, timed, runs)) => format!("{secs:.0} s, {timed} of {runs} runs timed"),
-            None => "-".into(),
-        };
-        // The shared stages' part, where every stage folder kept its time.
-        let shared_cell = match ledger_row("shared ledger") {
-            Some((secs, timed, n)) if timed == n => {
-                shared_ledgers.push((name.clone(), secs));
-                format!("{secs:.0} s ({n} stages)")
-            }
-            Some((secs, timed, n)) if timed > 0 => {
-                format!("{secs:.0} s, {timed} of {n} stages timed")
-            }
-            _ => "-".into(),
-        };
+        let (ledger_cell, shared_cell) =
+            ledger_cells(&sm, &name, (&mut ledgers, &mut shared_ledgers));
         total += wall;
         let sweep_only = if whole.is_none() && calibrated {
             " (the sweep's alone: tuning and calibration not timed)"
@@ -1463,6 +1419,90 @@ fn cost_section(results: &Path) -> String {
         let _ = writeln!(s, "The folders with a complete shared ledger ({}): {:.2} h of shared stages' own wall time.\n", names.join(", "), sum / 3600.0);
     }
     s
+}
+
+/// Whether some of a folder's runs were found cached from an earlier invocation, and which runs
+/// its invocation ran: the invocation's own count where `alignlab run` wrote it (every stage:
+/// tuning, calibration, sweep); older folders only say it in their compute rows.
+fn invocation_runs(sm: &[SummaryRecord]) -> (bool, String) {
+    let counted: Vec<(String, crate::experiment::RunsDone)> = sm
+        .iter()
+        .filter(|r| r.stage == "invocation")
+        .filter_map(|r| {
+            Some((
+                r.metric.trim_end_matches(" runs").to_string(),
+                crate::experiment::RunsDone::parse(&r.value)?,
+            ))
+        })
+        .collect();
+    if counted.is_empty() {
+        let c = sm.iter().any(|r| {
+            r.stage == "compute"
+                && (r.value.contains("found cached") || r.value.contains("run in this invocation"))
+        });
+        (
+            c,
+            if c {
+                "some reported runs found cached: a lower bound".to_string()
+            } else {
+                "every reported run (tuning and calibration not recorded)".to_string()
+            },
+        )
+    } else {
+        let mut all = crate::experiment::RunsDone::default();
+        counted.iter().for_each(|(_, d)| all.absorb(*d));
+        let parts = counted
+            .iter()
+            .map(|(st, d)| format!("{st} {}", d.line()))
+            .collect::<Vec<_>>()
+            .join("; ");
+        (
+            all.cached > 0,
+            if all.cached > 0 {
+                format!("{parts}: a lower bound")
+            } else {
+                format!("every run ({parts})")
+            },
+        )
+    }
+}
+
+/// A folder's ledger cell and shared stages' cell; a complete one is added to `ledgers` or
+/// `shared_ledgers` as (folder, seconds).
+fn ledger_cells(
+    sm: &[SummaryRecord],
+    name: &str,
+    (ledgers, shared_ledgers): (&mut Vec<(String, f64)>, &mut Vec<(String, f64)>),
+) -> (String, String) {
+    // The ledger: every run's own wall time, the protocol's where it has one (tuning,
+    // calibration and sweep), else the sweep's.
+    let ledger_row = |metric: &str| {
+        ["protocol", "run"]
+            .iter()
+            .find_map(|st| sm.iter().find(|r| r.stage == *st && r.metric == metric))
+            .and_then(|r| crate::experiment::RunsWork::parse_wall(&r.value))
+    };
+    let ledger = ledger_row("ledger");
+    let ledger_cell = match ledger {
+        Some((secs, timed, runs)) if timed == runs => {
+            ledgers.push((name.to_string(), secs));
+            format!("{secs:.0} s ({:.2} h)", secs / 3600.0)
+        }
+        Some((secs, timed, runs)) => format!("{secs:.0} s, {timed} of {runs} runs timed"),
+        None => "-".into(),
+    };
+    // The shared stages' part, where every stage folder kept its time.
+    let shared_cell = match ledger_row("shared ledger") {
+        Some((secs, timed, n)) if timed == n => {
+            shared_ledgers.push((name.to_string(), secs));
+            format!("{secs:.0} s ({n} stages)")
+        }
+        Some((secs, timed, n)) if timed > 0 => {
+            format!("{secs:.0} s, {timed} of {n} stages timed")
+        }
+        _ => "-".into(),
+    };
+    (ledger_cell, shared_cell)
 }
 
 /// Whether `hours` of wall time fit an afternoon of `afternoon` hours, when the figure is a lower

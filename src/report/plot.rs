@@ -59,6 +59,50 @@ fn legend<'a, DB: DrawingBackend + 'a, CT: CoordTranslate>(
         .map_err(err)
 }
 
+/// The optimal policy's inner bound, dashed: its importance-sampling estimate from pi_ref with
+/// `n` samples per prompt, over the KL range `lo..hi` it covers.
+fn optimal_curve<'a, DB: DrawingBackend + 'a, CT: CoordTranslate<From = (f64, f64)>>(
+    chart: &mut ChartContext<'a, DB, CT>,
+    stats: &[(f64, f64, f64)],
+    n: Option<f64>,
+    (lo, hi): (f64, f64),
+) -> Result<()> {
+    let n = n.map(|n| format!("N = {n:.0} per prompt, ")).unwrap_or_default();
+    let line: Vec<(f64, f64)> = stats.iter().map(|&(k, m, _)| (k, m)).collect();
+    chart
+        .draw_series(DashedLineSeries::new(line, 8, 5, BLACK.stroke_width(2)))
+        .map_err(err)?
+        .label(format!("π* inner bound (IS from π_ref, {n}KL {lo:.2} to {hi:.2})"))
+        .legend(swatch(BLACK.stroke_width(2)));
+    Ok(())
+}
+
+/// A legend entry with no data: `text` beside a thin black line (drawn as a point at `at`).
+fn legend_note<'a, DB: DrawingBackend + 'a, CT: CoordTranslate<From = (f64, f64)>>(
+    chart: &mut ChartContext<'a, DB, CT>,
+    at: (f64, f64),
+    text: &str,
+) -> Result<()> {
+    chart
+        .draw_series(std::iter::once(PathElement::new(vec![at, at], BLACK.stroke_width(1))))
+        .map_err(err)?
+        .label(text)
+        .legend(swatch(BLACK.stroke_width(1)));
+    Ok(())
+}
+
+/// A shaded band from `lo` to `hi` over `x`, for `(x, lo, hi)` in order of `x`.
+fn band<'a, DB: DrawingBackend + 'a, CT: CoordTranslate<From = (f64, f64)>>(
+    chart: &mut ChartContext<'a, DB, CT>,
+    pts: &[(f64, f64, f64)],
+    style: ShapeStyle,
+) -> Result<()> {
+    let mut poly: Vec<(f64, f64)> = pts.iter().map(|&(x, _, hi)| (x, hi)).collect();
+    poly.extend(pts.iter().rev().map(|&(x, lo, _)| (x, lo)));
+    chart.draw_series(std::iter::once(Polygon::new(poly, style))).map_err(err)?;
+    Ok(())
+}
+
 /// A legend entry: a short line in `style`.
 fn swatch<S: Into<ShapeStyle>>(style: S) -> impl Fn((i32, i32)) -> PathElement<(i32, i32)> {
     let style = style.into();
@@ -210,30 +254,13 @@ fn frontier<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, points: &[Point]) 
         let kmax = mine.iter().map(|p| p.kl).fold(0.0, f64::max);
         let stats = frontier_curve(points, m, Frontier::Selected, kmax);
         if stats.iter().any(|s| s.2 > 0.0) {
-            let mut poly: Vec<(f64, f64)> = stats.iter().map(|&(k, m, c)| (k, m + c)).collect();
-            poly.extend(stats.iter().rev().map(|&(k, m, c)| (k, m - c)));
-            chart
-                .draw_series(std::iter::once(Polygon::new(poly, c.mix(0.15).filled())))
-                .map_err(err)?;
+            let pts: Vec<_> = stats.iter().map(|&(k, m, c)| (k, m - c, m + c)).collect();
+            band(&mut chart, &pts, c.mix(0.15).filled())?;
         }
         if m == "optimal" {
-            let n = points
-                .iter()
-                .find(|p| p.method == "optimal")
-                .and_then(|p| p.is_samples)
-                .map(|n| format!("N = {n:.0} per prompt, "))
-                .unwrap_or_default();
+            let n = points.iter().find(|p| p.method == "optimal").and_then(|p| p.is_samples);
             let lo = mine.iter().map(|p| p.kl).fold(f64::INFINITY, f64::min);
-            chart
-                .draw_series(DashedLineSeries::new(
-                    stats.iter().map(|&(k, m, _)| (k, m)).collect::<Vec<_>>(),
-                    8,
-                    5,
-                    BLACK.stroke_width(2),
-                ))
-                .map_err(err)?
-                .label(format!("π* inner bound (IS from π_ref, {n}KL {lo:.2} to {kmax:.2})"))
-                .legend(swatch(BLACK.stroke_width(2)));
+            optimal_curve(&mut chart, &stats, n, (lo, kmax))?;
         } else {
             chart
                 .draw_series(LineSeries::new(
@@ -254,14 +281,7 @@ fn frontier<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, points: &[Point]) 
             }
         }
     }
-    chart
-        .draw_series(std::iter::once(PathElement::new(
-            vec![(0.0, y0), (0.0, y0)],
-            BLACK.stroke_width(1),
-        )))
-        .map_err(err)?
-        .label("thin dashed: final checkpoints only")
-        .legend(swatch(BLACK.stroke_width(1)));
+    legend_note(&mut chart, (0.0, y0), "thin dashed: final checkpoints only")?;
     legend(&mut chart, 13, SeriesLabelPosition::LowerRight)?;
     Ok(())
 }
@@ -316,12 +336,11 @@ fn curves<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, points: &[Point]) ->
                 sel.iter().filter(|p| &p.method == m && &p.setting == s).collect();
             pts.sort_by_key(|p| p.step);
             if which == 0 && pts.len() > 1 {
-                let mut poly: Vec<(f64, f64)> =
-                    pts.iter().map(|p| (p.step as f64, p.gold + p.gold_ci)).collect();
-                poly.extend(pts.iter().rev().map(|p| (p.step as f64, p.gold - p.gold_ci)));
-                chart
-                    .draw_series(std::iter::once(Polygon::new(poly, c.mix(0.12).filled())))
-                    .map_err(err)?;
+                let pts: Vec<_> = pts
+                    .iter()
+                    .map(|p| (p.step as f64, p.gold - p.gold_ci, p.gold + p.gold_ci))
+                    .collect();
+                band(&mut chart, &pts, c.mix(0.12).filled())?;
             }
             let label = if s.is_empty() { m.clone() } else { format!("{m} {s}") };
             chart
@@ -439,50 +458,52 @@ pub fn winrates(
     Ok(())
 }
 
+/// The series of the win rate over training: with curves at several temperatures, the paper's
+/// Fig. 3 right (DPO alone at each temperature, its setting with the highest last win rate at
+/// the evaluation temperature, the one that is not a curve); else every method but SFT,
+/// Best-of-N and the optimum.
+fn labels_by_step(rows: &[super::winrate::WinRow]) -> Vec<String> {
+    let curves = rows.iter().any(|r| r.setting.contains("T="));
+    if curves && rows.iter().any(|r| r.method == "dpo" && r.setting.contains("T=")) {
+        // With curves at several temperatures: the paper's Fig. 3 right, DPO alone at each
+        // temperature, its setting with the highest last win rate at the evaluation
+        // temperature (the one that is not a curve).
+        let last = |setting: &str| {
+            rows.iter()
+                .filter(|r| r.method == "dpo" && r.setting == setting)
+                .max_by(|a, b| a.x.total_cmp(&b.x))
+                .map_or(f64::NEG_INFINITY, |r| r.mean)
+        };
+        let best = distinct(
+            rows.iter()
+                .filter(|r| r.method == "dpo" && !r.setting.contains("T="))
+                .map(|r| r.setting.clone()),
+        )
+        .into_iter()
+        .max_by(|a, b| last(a).total_cmp(&last(b)));
+        distinct(
+            rows.iter()
+                .filter(|r| {
+                    r.method == "dpo"
+                        && best.as_ref().is_some_and(|b| r.setting.starts_with(&format!("{b} T=")))
+                })
+                .map(|r| r.label()),
+        )
+    } else {
+        distinct(
+            rows.iter()
+                .filter(|r| !matches!(r.method.as_str(), "sft" | "best_of_n" | "optimal"))
+                .map(|r| r.label()),
+        )
+    }
+}
+
 fn winrate_chart<DB: DrawingBackend>(
     root: DrawingArea<DB, Shift>,
     rows: &[super::winrate::WinRow],
     by_step: bool,
 ) -> Result<()> {
-    let labels = if by_step {
-        let curves = rows.iter().any(|r| r.setting.contains("T="));
-        if curves && rows.iter().any(|r| r.method == "dpo" && r.setting.contains("T=")) {
-            // With curves at several temperatures: the paper's Fig. 3 right, DPO alone at each
-            // temperature, its setting with the highest last win rate at the evaluation
-            // temperature (the one that is not a curve).
-            let last = |setting: &str| {
-                rows.iter()
-                    .filter(|r| r.method == "dpo" && r.setting == setting)
-                    .max_by(|a, b| a.x.total_cmp(&b.x))
-                    .map_or(f64::NEG_INFINITY, |r| r.mean)
-            };
-            let best = distinct(
-                rows.iter()
-                    .filter(|r| r.method == "dpo" && !r.setting.contains("T="))
-                    .map(|r| r.setting.clone()),
-            )
-            .into_iter()
-            .max_by(|a, b| last(a).total_cmp(&last(b)));
-            distinct(
-                rows.iter()
-                    .filter(|r| {
-                        r.method == "dpo"
-                            && best
-                                .as_ref()
-                                .is_some_and(|b| r.setting.starts_with(&format!("{b} T=")))
-                    })
-                    .map(|r| r.label()),
-            )
-        } else {
-            distinct(
-                rows.iter()
-                    .filter(|r| !matches!(r.method.as_str(), "sft" | "best_of_n" | "optimal"))
-                    .map(|r| r.label()),
-            )
-        }
-    } else {
-        super::winrate::shown(rows)
-    };
+    let labels = if by_step { labels_by_step(rows) } else { super::winrate::shown(rows) };
     let sel: Vec<&super::winrate::WinRow> =
         rows.iter().filter(|r| labels.contains(&r.label())).collect();
     let (x0, x1) = range(sel.iter().map(|r| r.x), 0.04);
@@ -523,11 +544,8 @@ fn winrate_chart<DB: DrawingBackend>(
             sel.iter().filter(|r| &r.label() == l).collect();
         pts.sort_by(|a, b| a.x.total_cmp(&b.x));
         if by_step && pts.len() > 1 {
-            let mut poly: Vec<(f64, f64)> = pts.iter().map(|r| (r.x, r.hi)).collect();
-            poly.extend(pts.iter().rev().map(|r| (r.x, r.lo)));
-            chart
-                .draw_series(std::iter::once(Polygon::new(poly, c.mix(0.12).filled())))
-                .map_err(err)?;
+            let band_pts: Vec<_> = pts.iter().map(|r| (r.x, r.lo, r.hi)).collect();
+            band(&mut chart, &band_pts, c.mix(0.12).filled())?;
         } else {
             chart
                 .draw_series(

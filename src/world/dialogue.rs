@@ -292,25 +292,7 @@ impl DialogueWorld {
             taste_error: 0.0,
             other_error: 0.0,
         };
-        // The labeller's error rates, from the share of distinct-gold pairs where the politer
-        // reply is the gold-worse one (estimated on 20000 writer pairs of a stream of its own).
-        let ww = &w;
-        // Per pair: (gold can tell them apart, and the politer is the gold-worse one).
-        let pairs = super::drawn(seed, "dialogue/calibration", 20_000, |r| {
-            let p = ww.sample_request(r);
-            let (a, b) = (ww.write_reply(&p, r), ww.write_reply(&p, r));
-            let (ga, gb) = (ww.judge(&p, &a), ww.judge(&p, &b));
-            (ga != gb, ga != gb && ww.taste_prefers_first(&a, &b) == Some(ga < gb))
-        });
-        let distinct = pairs.iter().filter(|p| p.0).count();
-        let tempting = pairs.iter().filter(|p| p.1).count();
-        let tempting = tempting as f64 / distinct.max(1) as f64;
-        let errors = 1.0 - cfg.labeller_agreement;
-        (w.taste_error, w.other_error) = if tempting >= errors {
-            (errors / tempting.max(1e-12), 0.0)
-        } else {
-            (1.0, (errors - tempting) / (1.0 - tempting))
-        };
+        (w.taste_error, w.other_error) = w.labeller_errors(seed);
         let example = |w: &DialogueWorld, rng: &mut Rng| {
             let p = w.sample_request(rng);
             let (a, b, first) = w.labelled_pair(&p, rng);
@@ -333,6 +315,29 @@ impl DialogueWorld {
         (w.corpus.train, w.corpus.val, w.corpus.train_prompts) = (train, val, train_prompts);
         (w.corpus.eval_prompts, w.eval_references) = eval.into_iter().unzip();
         w
+    }
+
+    /// The labeller's error rates (on tempting pairs, on the others) that make it agree with
+    /// gold on `labeller_agreement` of the distinct-gold pairs, from the share of those pairs
+    /// where the politer reply is the gold-worse one (estimated on 20000 writer pairs of a
+    /// stream of its own).
+    fn labeller_errors(&self, seed: u64) -> (f64, f64) {
+        // Per pair: (gold can tell them apart, and the politer is the gold-worse one).
+        let pairs = super::drawn(seed, "dialogue/calibration", 20_000, |r| {
+            let p = self.sample_request(r);
+            let (a, b) = (self.write_reply(&p, r), self.write_reply(&p, r));
+            let (ga, gb) = (self.judge(&p, &a), self.judge(&p, &b));
+            (ga != gb, ga != gb && self.taste_prefers_first(&a, &b) == Some(ga < gb))
+        });
+        let distinct = pairs.iter().filter(|p| p.0).count();
+        let tempting = pairs.iter().filter(|p| p.1).count();
+        let tempting = tempting as f64 / distinct.max(1) as f64;
+        let errors = 1.0 - self.cfg.labeller_agreement;
+        if tempting >= errors {
+            (errors / tempting.max(1e-12), 0.0)
+        } else {
+            (1.0, (errors - tempting) / (1.0 - tempting))
+        }
     }
 
     /// The labeller's error rates: on pairs whose gold-worse reply is the politer one, and on
