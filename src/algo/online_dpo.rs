@@ -122,9 +122,9 @@ struct Sampled {
     eos_rate: f64,
 }
 
-/// 2. Two samples of each of `n` prompts from the sampler (drawn with `seed`), scored by the
-/// annotator. 3. Labels by the rule of the offline data; ties under deterministic labels are
-/// dropped.
+/// Steps 2 and 3: two samples of each of `n` prompts from the sampler (drawn with `seed`),
+/// scored by the annotator, and labels by the rule of the offline data (ties under
+/// deterministic labels are dropped).
 fn sample_pairs(ctx: &OnlineContext, n: usize, seed: i64, rng: &mut Rng) -> Result<Sampled> {
     let sampler = ctx.sampler.0;
     let rows: Vec<Vec<i64>> = (0..n)

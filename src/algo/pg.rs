@@ -90,8 +90,8 @@ struct PgBatch {
     kl_k1: f64,
 }
 
-/// 1. Rollouts: `prompts_per_iteration` prompts, each `group_size` times, a group's rows
-/// consecutive. 2. KL and the method's advantages.
+/// Steps 1 and 2: rollouts of `prompts_per_iteration` prompts, each `group_size` times (a
+/// group's rows consecutive), with their KL and the method's advantages.
 fn rollouts(
     policy: &Gpt,
     ctx: &PpoContext,

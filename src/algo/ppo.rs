@@ -591,8 +591,8 @@ fn rollouts(
     PpoBatch { vmask, old_values, kl, adv, returns, kl_coef, kl_seq, kl_k1, batch }
 }
 
-/// 3. Update: epochs of minibatches of the clipped surrogate and the clipped value loss; the
-/// statistics and the first minibatch's approximate KL.
+/// Step 3, the update: epochs of minibatches of the clipped surrogate and the clipped value
+/// loss; the statistics and the first minibatch's approximate KL.
 fn update(
     (policy, opt): (&Gpt, &mut Adam),
     (critic, vf_opt): (&RewardModel, &mut Adam),

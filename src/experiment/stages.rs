@@ -37,7 +37,7 @@ pub fn sft_stage(
     let mut vs = nn::VarStore::new(opts.device);
     tch::manual_seed(derive_seed(sc.seed, "sft/init") as i64);
     let gpt = Gpt::new(&vs.root(), &sc.model);
-    let val = SeqData::from_examples(&world.sft_examples(true), opts.device);
+    let val = SeqData::from_examples(world.sft_examples(true), opts.device);
     let true_nll = world.true_nll_per_token();
     if ckpt.exists() && metrics_path.exists() {
         model::load_checkpoint(&mut vs, &ckpt)?;
@@ -61,7 +61,7 @@ pub fn sft_stage(
     }
     let _stage = crate::profile::enter_stage("sft", "", sc.seed, "train");
     let started = std::time::Instant::now();
-    let train = SeqData::from_examples(&world.sft_examples(false), opts.device);
+    let train = SeqData::from_examples(world.sft_examples(false), opts.device);
     let pb = progress(opts.progress, sc.sft.steps as u64, "sft");
     let mut t = Trainer::new("sft", "", sc.seed, sc.sft.eval_every)
         .without_resume("none (this stage saves its checkpoint at the end)")

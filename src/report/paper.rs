@@ -1467,12 +1467,15 @@ fn invocation_runs(sm: &[SummaryRecord]) -> (bool, String) {
     }
 }
 
+/// Complete ledgers: (folder, seconds).
+type Ledgers = Vec<(String, f64)>;
+
 /// A folder's ledger cell and shared stages' cell; a complete one is added to `ledgers` or
 /// `shared_ledgers` as (folder, seconds).
 fn ledger_cells(
     sm: &[SummaryRecord],
     name: &str,
-    (ledgers, shared_ledgers): (&mut Vec<(String, f64)>, &mut Vec<(String, f64)>),
+    (ledgers, shared_ledgers): (&mut Ledgers, &mut Ledgers),
 ) -> (String, String) {
     // The ledger: every run's own wall time, the protocol's where it has one (tuning,
     // calibration and sweep), else the sweep's.
