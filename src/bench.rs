@@ -317,24 +317,18 @@ pub fn run(device: Device, quick: bool) -> Result<()> {
     println!("alignlab bench on {device:?}, {} threads", tch::get_num_threads());
     let peak = matmul_peak(device, quick);
     println!("matmul peak (fp32, n=512/1024)         {:>10.1} GFLOP/s", peak / 1e9);
-    let quick_model =
-        GptConfig { vocab_size: 51, block_size: 64, n_layer: 2, n_head: 4, d_model: 128 };
-    let big_model =
-        GptConfig { vocab_size: 51, block_size: 64, n_layer: 4, n_head: 4, d_model: 256 };
-    for (name, cfg) in [("quick (d128 L2)", &quick_model), ("d256 L4", &big_model)] {
-        let r = sft_step(cfg, 64, 21, device, peak, quick);
-        println!(
-            "sft step {name:16} B64 T21       {:>10.0} tokens/s  MFU {:5.1}%",
-            r.tokens_per_s,
-            100.0 * r.mfu
-        );
-    }
-    for (name, cfg) in [("quick (d128 L2)", &quick_model), ("d256 L4", &big_model)] {
-        println!(
-            "dpo step {name:16} B64 pairs P9 N16 {:>10.1} pairs/s",
-            dpo_step(cfg, 64, device, quick)
-        );
-    }
+    let peak16 = crate::profile::matmul_peak_of(Kind::BFloat16, device, quick);
+    println!("matmul peak (bf16, n=512/1024)         {:>10.1} GFLOP/s", peak16 / 1e9);
+    let quick_model = GptConfig {
+        vocab_size: 51,
+        block_size: 64,
+        n_layer: 2,
+        n_head: 4,
+        d_model: 128,
+        precision: Default::default(),
+    };
+    let big_model = GptConfig { n_layer: 4, d_model: 256, ..quick_model.clone() };
+    precision_rows(&quick_model, &big_model, (peak, peak16), device, quick);
     let cached = sampling(&quick_model, 256, 9, 32, true, device, quick);
     let uncached = sampling(&quick_model, 256, 9, 32, false, device, quick);
     println!("sampling quick B256 P9 N32 cached     {cached:>10.0} tokens/s");
@@ -366,6 +360,73 @@ pub fn run(device: Device, quick: bool) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// The SFT and DPO steps and sampling in fp32 and in bf16, each against the matmul peak of its
+/// precision, and the bf16/fp32 ratio of each; then a GPT-2-small-shaped SFT step (d768, 12
+/// layers, vocabulary 50257, batch 8 x 128) in both.
+fn precision_rows(
+    quick_model: &GptConfig,
+    big_model: &GptConfig,
+    (peak, peak16): (f64, f64),
+    device: Device,
+    quick: bool,
+) {
+    use crate::model::gpt::Precision;
+    let both = |cfg: &GptConfig| {
+        [Precision::Fp32, Precision::Bf16].map(|precision| GptConfig { precision, ..cfg.clone() })
+    };
+    let name = |p: Precision| if p.is_fp32() { "fp32" } else { "bf16" };
+    for (model, cfg) in [("quick (d128 L2)", quick_model), ("d256 L4", big_model)] {
+        let r = both(cfg).map(|c| {
+            let pk = if c.precision.is_fp32() { peak } else { peak16 };
+            (c.precision, sft_step(&c, 64, 21, device, pk, quick))
+        });
+        for (p, b) in &r {
+            println!(
+                "sft step {model:16} B64 T21 {} {:>10.0} tokens/s  MFU {:5.1}% of the {} peak",
+                name(*p),
+                b.tokens_per_s,
+                100.0 * b.mfu,
+                name(*p)
+            );
+        }
+        println!(
+            "sft step {model:16} bf16 / fp32       {:>10.2}x",
+            r[1].1.tokens_per_s / r[0].1.tokens_per_s
+        );
+    }
+    for (model, cfg) in [("quick (d128 L2)", quick_model), ("d256 L4", big_model)] {
+        let r = both(cfg).map(|c| dpo_step(&c, 64, device, quick));
+        println!("dpo step {model:16} B64 pairs P9 N16 fp32 {:>10.1} pairs/s, bf16 {:>10.1} pairs/s: {:.2}x", r[0], r[1], r[1] / r[0]);
+    }
+    for (model, cfg) in [("quick (d128 L2)", quick_model), ("d256 L4", big_model)] {
+        let r = both(cfg).map(|c| sampling(&c, 256, 9, 32, true, device, quick));
+        println!("sampling {model:16} B256 P9 N32 cached fp32 {:>10.0} tokens/s, bf16 {:>10.0} tokens/s: {:.2}x", r[0], r[1], r[1] / r[0]);
+    }
+    if quick {
+        println!("sft step GPT-2 small (d768 L12)       (left out of --quick)");
+        return;
+    }
+    let gpt2 = GptConfig {
+        vocab_size: 50257,
+        block_size: 1024,
+        n_layer: 12,
+        n_head: 12,
+        d_model: 768,
+        precision: Default::default(),
+    };
+    let r = both(&gpt2).map(|c| {
+        let pk = if c.precision.is_fp32() { peak } else { peak16 };
+        sft_step(&c, 8, 128, device, pk, true)
+    });
+    for (p, b) in [Precision::Fp32, Precision::Bf16].iter().zip(&r) {
+        println!("sft step GPT-2 small (d768 L12) B8 T128 {} {:>8.0} tokens/s  MFU {:5.1}% of the {} peak", name(*p), b.tokens_per_s, 100.0 * b.mfu, name(*p));
+    }
+    println!(
+        "sft step GPT-2 small bf16 / fp32      {:>10.2}x",
+        r[1].tokens_per_s / r[0].tokens_per_s
+    );
 }
 
 /// One place of the CPU work that runs on rayon, timed on a pool of one thread and on a pool
@@ -472,7 +533,14 @@ mod tests {
     /// benchmark compares the same work.
     #[test]
     fn stacked_model_matches_separate_models() {
-        let cfg = GptConfig { vocab_size: 11, block_size: 8, n_layer: 2, n_head: 2, d_model: 16 };
+        let cfg = GptConfig {
+            vocab_size: 11,
+            block_size: 8,
+            n_layer: 2,
+            n_head: 2,
+            d_model: 16,
+            precision: Default::default(),
+        };
         let k = 3i64;
         tch::manual_seed(1);
         let gpts: Vec<(nn::VarStore, Gpt)> = (0..k)

@@ -13,17 +13,45 @@ pub struct Cli {
     pub cmd: Cmd,
 }
 
+/// A scenario's settings as given on the command line.
 #[derive(clap::Args, Clone)]
-pub struct Common {
+pub struct Settings {
     /// Override a scenario setting, e.g. --set sft.lr=1e-3 (repeatable).
     #[arg(long = "set", value_name = "SECTION.KEY=VALUE")]
     pub set: Vec<String>,
+    /// What the matrix products run in, as `--set model.precision=...`: fp32, or bf16 on the
+    /// CPU's AMX/AVX512-BF16 units or a GPU's tensor cores.
+    #[arg(long, value_name = "fp32|bf16")]
+    pub precision: Option<String>,
+}
+
+impl Settings {
+    /// The `--set` overrides, `--precision` last.
+    pub fn sets(&self) -> Vec<String> {
+        let mut sets = self.set.clone();
+        if let Some(p) = &self.precision {
+            sets.push(format!("model.precision={}", toml::Value::String(p.clone())));
+        }
+        sets
+    }
+}
+
+#[derive(clap::Args, Clone)]
+pub struct Common {
+    #[command(flatten)]
+    pub settings: Settings,
     /// Where to compute.
     #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
     pub device: DeviceChoice,
     /// Torch intra-op threads (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,
+}
+
+impl Common {
+    pub fn sets(&self) -> Vec<String> {
+        self.settings.sets()
+    }
 }
 
 #[derive(Subcommand)]
@@ -74,8 +102,8 @@ pub enum Cmd {
     /// Validate a scenario file and print it resolved (every default filled in).
     Check {
         file: PathBuf,
-        #[arg(long = "set", value_name = "SECTION.KEY=VALUE")]
-        set: Vec<String>,
+        #[command(flatten)]
+        settings: Settings,
     },
     /// Print prompts and sampled texts of a scenario's world with their gold reward.
     World {
@@ -83,8 +111,8 @@ pub enum Cmd {
         /// How many prompts and texts to print.
         #[arg(long, default_value_t = 5)]
         show: usize,
-        #[arg(long = "set", value_name = "SECTION.KEY=VALUE")]
-        set: Vec<String>,
+        #[command(flatten)]
+        settings: Settings,
     },
     /// Regenerate every table and plot of a results folder from its CSVs; with --paper, of every
     /// folder under results/, then paper/README.md from them.

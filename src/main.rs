@@ -21,24 +21,24 @@ fn setup(common: &Common) -> Result<tch::Device> {
 fn run() -> Result<()> {
     let cli = Cli::parse();
     match cli.cmd {
-        Cmd::Check { file, set } => {
-            let sc = Scenario::load(&file, &set)?;
+        Cmd::Check { file, settings } => {
+            let sc = Scenario::load(&file, &settings.sets())?;
             print!("{}", sc.resolved_toml);
         }
-        Cmd::World { file, show, set } => {
-            let sc = Scenario::load(&file, &set)?;
+        Cmd::World { file, show, settings } => {
+            let sc = Scenario::load(&file, &settings.sets())?;
             print!("{}", experiment::show_world(&sc, show));
         }
         Cmd::Run(args) => run_command(args)?,
         Cmd::Cell { file, common, seed, index, runs } => {
-            let sc = Scenario::load(&file, &common.set)?.with_seed(seed);
+            let sc = Scenario::load(&file, &common.sets())?.with_seed(seed);
             // Before any stage runs: a wrong seed or index must not cost an SFT.
             experiment::cells::check_cell(&sc, seed, index, &file)?;
             let opts = RunOptions::local(runs, setup(&common)?, ProgressMode::Quiet);
             experiment::run_cell(&sc, &opts, index)?;
         }
         Cmd::Prepare { file, common, seed, runs, quiet, json_progress } => {
-            let sc = Scenario::load(&file, &common.set)?;
+            let sc = Scenario::load(&file, &common.sets())?;
             let progress = ProgressMode::choose(quiet, json_progress);
             let opts = RunOptions::local(runs, setup(&common)?, progress);
             for s in sc.seeds.iter().filter(|s| seed.is_none_or(|x| x == **s)) {
@@ -92,7 +92,7 @@ fn run_command(args: RunArgs) -> Result<()> {
     let RunArgs { file, common, results, runs, jobs, quiet, json_progress } = args;
     // The whole invocation's wall time: tuning and calibration included.
     let t_start = std::time::Instant::now();
-    let sc = Scenario::load(&file, &common.set)?;
+    let sc = Scenario::load(&file, &common.sets())?;
     anyhow::ensure!(
         jobs >= 1,
         "--jobs must be at least 1; fix: pass --jobs 1 (in process) or more"
@@ -107,7 +107,7 @@ fn run_command(args: RunArgs) -> Result<()> {
     let (file_arg, runs_arg) = (file.display().to_string(), runs.display().to_string());
     let mut cell_args = vec![file_arg, "--runs".into(), runs_arg, "--device".into()];
     cell_args.push(common.device.to_string());
-    cell_args.extend(common.set.iter().flat_map(|s| ["--set".to_string(), s.clone()]));
+    cell_args.extend(common.sets().into_iter().flat_map(|s| ["--set".to_string(), s]));
     let progress = ProgressMode::choose(quiet, json_progress);
     let opts = RunOptions {
         results_root: results,
@@ -119,7 +119,7 @@ fn run_command(args: RunArgs) -> Result<()> {
         cell_args,
     };
     let out = opts.results_root.join(&sc.name);
-    let summary = experiment::run_scenario(&file, &common.set, opts, t_start)?;
+    let summary = experiment::run_scenario(&file, &common.sets(), opts, t_start)?;
     summary.print();
     println!("\nfrontier plot: {}", alignlab::report::report(&out)?.display());
     if !summary.failed.is_empty() {

@@ -314,12 +314,18 @@ pub fn time_it(warmup: usize, reps: usize, mut f: impl FnMut()) -> f64 {
 /// Best fp32 matmul throughput in FLOP/s on the current torch threads: square matmuls of
 /// n = 512 and 1024, the yardstick of FLOP utilisation.
 pub fn matmul_peak(device: tch::Device, quick: bool) -> f64 {
+    matmul_peak_of(tch::Kind::Float, device, quick)
+}
+
+/// Best matmul throughput in FLOP/s with elements of `kind` (float or bfloat16): the yardstick
+/// of FLOP utilisation in that precision.
+pub fn matmul_peak_of(kind: tch::Kind, device: tch::Device, quick: bool) -> f64 {
     use tch::{Kind, Tensor};
     let _guard = tch::no_grad_guard();
     let mut best: f64 = 0.0;
     for n in [512i64, 1024] {
-        let a = Tensor::randn([n, n], (Kind::Float, device));
-        let b = Tensor::randn([n, n], (Kind::Float, device));
+        let a = Tensor::randn([n, n], (kind, device));
+        let b = Tensor::randn([n, n], (kind, device));
         let reps = if quick { 3 } else { 10 };
         let t = time_it(2, reps, || {
             let _ = a.matmul(&b).sum(Kind::Float).double_value(&[]);

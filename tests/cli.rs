@@ -603,6 +603,7 @@ fn non_finite_checkpoint_is_refused_on_load() {
         n_layer: 1,
         n_head: 1,
         d_model: 4,
+        precision: Default::default(),
     };
     let vs = nn::VarStore::new(Device::Cpu);
     let _ = alignlab::model::Gpt::new(&vs.root(), &cfg);
@@ -1173,5 +1174,38 @@ fn a_run_keeps_its_best_checkpoint_by_the_keep_rule() {
         run_dirs(&out, "sentiment", "dpo-").iter().all(|d| !d.join("best").exists()),
         "the best-so-far copy is left behind"
     );
+    std::fs::remove_dir_all(&out).ok();
+}
+
+#[test]
+fn precision_is_a_setting_and_a_flag_and_bf16_runs_end_to_end() {
+    // A precision that is not one of the two: one line naming the key and the choices.
+    let o =
+        bin().args(["check", "scenarios/sentiment.toml", "--precision", "fp16"]).output().unwrap();
+    assert_clean_failure(&o, &["model.precision", "fp16", "fp32", "bf16", "fix:"]);
+    let o = bin()
+        .args(["check", "scenarios/sentiment.toml", "--set", "model.precision=\"half\""])
+        .output()
+        .unwrap();
+    assert_clean_failure(&o, &["model.precision", "fp32", "bf16"]);
+    // The flag is the setting.
+    let o = bin().args(["check", "scenarios/sentiment.toml", "--precision", "bf16"]).output();
+    let t = text(&o.unwrap());
+    if alignlab::model::gpt::cpu_bf16_units().is_none() {
+        assert!(t.contains("emulated"), "{t}");
+        return; // a CPU without bf16 units refuses bf16 unless asked; nothing more to run here
+    }
+    assert!(t.contains("precision = \"bf16\""), "{t}");
+    // A tiny bf16 run: every stage runs, and the summary says what ran on which units.
+    let out = tmp("bf16");
+    let o = run(Path::new("scenarios/sentiment.toml"), &out, &["model.precision=\"bf16\""]);
+    assert!(o.status.success(), "{}", text(&o));
+    let summary =
+        std::fs::read_to_string(out.join("results/sentiment/summary.csv")).unwrap_or_default();
+    assert!(summary.contains("run,precision,bf16 on the CPU's"), "{summary}");
+    // Its run folders are not fp32's: the precision is part of every stage's key.
+    let o32 = run(Path::new("scenarios/sentiment.toml"), &out, &[]);
+    assert!(o32.status.success(), "{}", text(&o32));
+    assert_eq!(run_dirs(&out, "sentiment", "sft-").len(), 2, "fp32 reused bf16's SFT folder");
     std::fs::remove_dir_all(&out).ok();
 }

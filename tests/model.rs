@@ -9,7 +9,14 @@ use alignlab::model::{
 use tch::{nn, nn::OptimizerConfig, Device, Kind, Tensor};
 
 fn tiny() -> GptConfig {
-    GptConfig { vocab_size: 20, block_size: 24, n_layer: 2, n_head: 2, d_model: 32 }
+    GptConfig {
+        vocab_size: 20,
+        block_size: 24,
+        n_layer: 2,
+        n_head: 2,
+        d_model: 32,
+        precision: Default::default(),
+    }
 }
 
 /// torch's generator is global and tests run on parallel threads: hold this while seeding

@@ -47,6 +47,7 @@ fn digest() -> String {
         n_layer: 1,
         n_head: 2,
         d_model: 16,
+        precision: Default::default(),
     };
     tch::set_num_threads(1);
     tch::manual_seed(0);

@@ -46,7 +46,14 @@ fn vs_to_file(vs: &nn::VarStore, path: &Path) {
 
 fn export(dir: &Path, beta_in_config: f64) {
     std::fs::create_dir_all(dir).unwrap();
-    let cfg = GptConfig { vocab_size: 17, block_size: 24, n_layer: 2, n_head: 2, d_model: 16 };
+    let cfg = GptConfig {
+        vocab_size: 17,
+        block_size: 24,
+        n_layer: 2,
+        n_head: 2,
+        d_model: 16,
+        precision: Default::default(),
+    };
     tch::manual_seed(11);
     let (pvs, rvs, mvs) = (
         nn::VarStore::new(Device::Cpu),

@@ -134,7 +134,14 @@ fn tiny_gpt(seed: i64, vs: &nn::VarStore) -> Gpt {
     tch::manual_seed(seed);
     Gpt::new(
         &vs.root(),
-        &GptConfig { vocab_size: 16, block_size: 16, n_layer: 1, n_head: 2, d_model: 16 },
+        &GptConfig {
+            vocab_size: 16,
+            block_size: 16,
+            n_layer: 1,
+            n_head: 2,
+            d_model: 16,
+            precision: Default::default(),
+        },
     )
 }
 
@@ -358,6 +365,7 @@ fn two_policies(world: &SentimentWorld, vs_a: &nn::VarStore, vs_b: &nn::VarStore
         n_layer: 1,
         n_head: 2,
         d_model: 16,
+        precision: Default::default(),
     };
     let _lock = RNG_LOCK.lock().unwrap_or_else(|e| e.into_inner());
     tch::manual_seed(3);
@@ -456,7 +464,14 @@ fn packed_pair_logps_equal_separate_passes() {
     let vs = nn::VarStore::new(Device::Cpu);
     let gpt = Gpt::new(
         &vs.root(),
-        &GptConfig { vocab_size: 20, block_size: 16, n_layer: 3, n_head: 2, d_model: 32 },
+        &GptConfig {
+            vocab_size: 20,
+            block_size: 16,
+            n_layer: 3,
+            n_head: 2,
+            d_model: 32,
+            precision: Default::default(),
+        },
     );
     let (prompt, valid) = left_pad(&[vec![1, 5, 6, 7], vec![1, 8], vec![1, 9, 10]], Device::Cpu);
     let chosen = Tensor::from_slice(&[4i64, 5, 2, 11, 2, 0, 12, 13, 14]).view([3, 3]);
@@ -502,6 +517,7 @@ fn implicit_accuracy_counts_ties_one_half() {
         n_layer: 1,
         n_head: 2,
         d_model: 16,
+        precision: Default::default(),
     };
     let vs = nn::VarStore::new(Device::Cpu);
     let policy = {

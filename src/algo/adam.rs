@@ -154,6 +154,8 @@ impl Adam {
                 }
             }
         }
+        // The variables are views of `flat`: their own version counters do not see the step.
+        crate::model::gpt::weights_changed();
     }
 
     fn update(&self, mut p: Tensor, mut m: Tensor, mut v: Tensor, g: &Tensor, bc1: f64, bc2: f64) {

@@ -71,7 +71,8 @@ pub fn run(sc: &Scenario, opts: &RunOptions, top_up: Option<TopUp>) -> Result<(S
             .len();
         summary.add("protocol", "top-ups", format!("{} run(s) of one seed for {misses} (method, budget, seed) whose calibrated run landed more than {:.0}% from the budget; at most {} round(s), chosen on the seed's final KLs only", sc.seed_runs.len(), 100.0 * calibrate::TOLERANCE, sc.top_up_rounds));
     }
-    let profile = sweep_profile(opts, wall, cells);
+    let profile = sweep_profile(opts, wall, cells, sc.model.precision.kind());
+    summary.add("run", "precision", precision_line(sc.model.precision, opts.device));
     summary.add("run", "profile", profile_line(&profile));
     compute_rows(&evals, &profile, &mut summary);
     // The cost ledger: what the reported runs cost when they ran, cached or not.
@@ -223,10 +224,23 @@ fn compute_rows(evals: &Metrics, profile: &Metrics, summary: &mut Summary) {
     }
 }
 
+/// What the matrix products ran in, and on which units.
+fn precision_line(p: crate::model::gpt::Precision, device: tch::Device) -> String {
+    if p.is_fp32() {
+        return "fp32".into();
+    }
+    match (device, crate::model::gpt::cpu_bf16_units()) {
+        (tch::Device::Cpu, Some(units)) => format!("bf16 on the CPU's {units} units"),
+        (tch::Device::Cpu, None) => "bf16, emulated (the CPU has no bfloat16 units)".into(),
+        _ => "bf16 on the GPU".into(),
+    }
+}
+
 /// The sweep's profile: this process's stages, the cells', and the sweep's totals (method
 /// `sweep`): wall and CPU time, idle job slots, model FLOPs, the matmul peak measured now, and
-/// the FLOP utilisation (FLOPs / (wall x peak)).
-fn sweep_profile(opts: &RunOptions, wall: f64, cells: CellsProfile) -> Metrics {
+/// the FLOP utilisation (FLOPs / (wall x peak)), the peak that of the matrix products' element
+/// type `kind`.
+fn sweep_profile(opts: &RunOptions, wall: f64, cells: CellsProfile, kind: tch::Kind) -> Metrics {
     let mut m = profile_rows();
     m.extend(cells.rows);
     let sum = |suffix: &str| {
@@ -237,7 +251,7 @@ fn sweep_profile(opts: &RunOptions, wall: f64, cells: CellsProfile) -> Metrics {
             .sum::<f64>()
     };
     let (cpu, gflop) = (sum("/cpu_s"), sum("/gflop"));
-    let peak = crate::profile::matmul_peak(opts.device, true) / 1e9;
+    let peak = crate::profile::matmul_peak_of(kind, opts.device, true) / 1e9;
     for (k, v) in [
         ("wall_s", wall),
         ("cpu_s", cpu),

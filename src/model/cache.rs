@@ -1,10 +1,11 @@
 //! KV cache for incremental decoding. The model is immutable; the cache is passed in as `&mut`.
 
-use tch::{Device, Kind, Tensor};
+use tch::{Device, Tensor};
 
 use super::GptConfig;
 
-/// One layer's preallocated keys and values, `[B, H, capacity, D_head]`.
+/// One layer's preallocated keys and values, `[B, H, capacity, D_head]`, in the precision of
+/// the model's matrix products.
 pub struct LayerKv {
     pub k: Tensor,
     pub v: Tensor,
@@ -23,8 +24,8 @@ impl KvCache {
         let shape = [batch, cfg.n_head, capacity, d_head];
         let layers = (0..cfg.n_layer)
             .map(|_| LayerKv {
-                k: Tensor::zeros(shape, (Kind::Float, device)),
-                v: Tensor::zeros(shape, (Kind::Float, device)),
+                k: Tensor::zeros(shape, (cfg.precision.kind(), device)),
+                v: Tensor::zeros(shape, (cfg.precision.kind(), device)),
             })
             .collect();
         KvCache { layers, len: 0, capacity }

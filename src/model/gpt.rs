@@ -8,9 +8,57 @@
 use serde::{Deserialize, Serialize};
 
 use crate::config::{in_range, need, ConfigError};
+use std::sync::atomic::{AtomicU64, Ordering};
 use tch::{nn, Kind, Tensor};
 
 use super::cache::{KvCache, LayerKv};
+
+/// What the matrix products of a model run in. Master weights, optimiser state, layer norms,
+/// softmax and log-softmax, log-probabilities, losses, the exact KL and the scalar heads are
+/// float32 in both.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// Everything in float32.
+    #[default]
+    Fp32,
+    /// The linear layers, attention and the LM head in bfloat16 (the CPU's AMX or AVX512-BF16
+    /// units, a GPU's tensor cores), from bfloat16 copies of the float32 weights; the residual
+    /// stream stays float32 and the logits are upcast before any softmax.
+    Bf16,
+}
+
+impl Precision {
+    pub fn is_fp32(&self) -> bool {
+        *self == Precision::Fp32
+    }
+
+    /// The element type of the matrix products.
+    pub fn kind(self) -> Kind {
+        match self {
+            Precision::Fp32 => Kind::Float,
+            Precision::Bf16 => Kind::BFloat16,
+        }
+    }
+}
+
+/// The CPU's bfloat16 matrix units, where it has them (`amx_bf16` or `avx512_bf16` in
+/// `/proc/cpuinfo`).
+pub fn cpu_bf16_units() -> Option<&'static str> {
+    let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let flags: Vec<&str> = info
+        .lines()
+        .find(|l| l.starts_with("flags"))
+        .map(|l| l.split_whitespace().collect())
+        .unwrap_or_default();
+    if flags.contains(&"amx_bf16") {
+        Some("AMX-BF16")
+    } else if flags.contains(&"avx512_bf16") {
+        Some("AVX512-BF16")
+    } else {
+        None
+    }
+}
 
 /// `[model]`: the policy's size (its vocabulary is the world's).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -24,11 +72,23 @@ pub struct ModelConfig {
     pub d_model: usize,
     /// Longest sequence in tokens (`<bos>`, prompt and response).
     pub block_size: usize,
+    /// What the matrix products run in: "fp32", or "bf16" (linear layers, attention and the LM
+    /// head in bfloat16 from copies of the float32 weights; everything else float32).
+    pub precision: Precision,
+    /// Run "bf16" on a CPU without bfloat16 units, where it is emulated and slower than fp32.
+    pub emulated_bf16: bool,
 }
 
 impl Default for ModelConfig {
     fn default() -> Self {
-        ModelConfig { n_layer: 2, n_head: 4, d_model: 128, block_size: 32 }
+        ModelConfig {
+            n_layer: 2,
+            n_head: 4,
+            d_model: 128,
+            block_size: 32,
+            precision: Precision::Fp32,
+            emulated_bf16: false,
+        }
     }
 }
 
@@ -41,6 +101,7 @@ impl ModelConfig {
             n_layer: self.n_layer as i64,
             n_head: self.n_head as i64,
             d_model: self.d_model as i64,
+            precision: self.precision,
         }
     }
 
@@ -70,6 +131,17 @@ impl ModelConfig {
             "block_size",
             || format!("must be at most 4096 (got {})", self.block_size),
             "use a block just long enough for prompt + response, e.g. 32",
+        )?;
+        need(
+            self.precision.is_fp32()
+                || self.emulated_bf16
+                || tch::Cuda::is_available()
+                || cpu_bf16_units().is_some(),
+            "precision",
+            || {
+                "bf16 on a CPU without bfloat16 units (no amx_bf16 or avx512_bf16 in /proc/cpuinfo) is emulated, slower than fp32".into()
+            },
+            "use precision = \"fp32\", or set emulated_bf16 = true to run it anyway",
         )
     }
 }
@@ -81,6 +153,9 @@ pub struct GptConfig {
     pub n_layer: i64,
     pub n_head: i64,
     pub d_model: i64,
+    /// Left out of the text when fp32, so that fp32 cache keys and model cards read as before.
+    #[serde(default, skip_serializing_if = "Precision::is_fp32")]
+    pub precision: Precision,
 }
 
 impl GptConfig {
@@ -108,6 +183,79 @@ fn init_linear(p: nn::Path, i: i64, o: i64, std: f64) -> nn::Linear {
     nn::linear(p, i, o, cfg)
 }
 
+/// A linear layer's weight and bias as a pass multiplies by them: the float32 masters, or
+/// bfloat16 copies (cast inside the graph when the pass carries a gradient, so that the
+/// gradient reaches the masters in float32; cached between optimiser steps otherwise).
+struct Lin {
+    w: Tensor,
+    b: Tensor,
+}
+
+impl Lin {
+    fn of(l: &nn::Linear) -> Lin {
+        Lin {
+            w: l.ws.shallow_clone(),
+            b: l.bs.as_ref().expect("every linear layer has a bias").shallow_clone(),
+        }
+    }
+
+    fn cast(&self, kind: Kind) -> Lin {
+        Lin { w: self.w.to_kind(kind), b: self.b.to_kind(kind) }
+    }
+
+    fn apply(&self, x: &Tensor) -> Tensor {
+        x.linear(&self.w, Some(&self.b))
+    }
+}
+
+/// One block's four linear layers as a pass multiplies by them.
+struct BlockMats {
+    c_attn: Lin,
+    attn_proj: Lin,
+    c_fc: Lin,
+    mlp_proj: Lin,
+}
+
+impl BlockMats {
+    fn of(block: &Block) -> BlockMats {
+        BlockMats {
+            c_attn: Lin::of(&block.attn.c_attn),
+            attn_proj: Lin::of(&block.attn.c_proj),
+            c_fc: Lin::of(&block.mlp.c_fc),
+            mlp_proj: Lin::of(&block.mlp.c_proj),
+        }
+    }
+
+    fn cast(&self, kind: Kind) -> BlockMats {
+        BlockMats {
+            c_attn: self.c_attn.cast(kind),
+            attn_proj: self.attn_proj.cast(kind),
+            c_fc: self.c_fc.cast(kind),
+            mlp_proj: self.mlp_proj.cast(kind),
+        }
+    }
+
+    fn all(&self) -> [&Tensor; 8] {
+        let l = [&self.c_attn, &self.attn_proj, &self.c_fc, &self.mlp_proj];
+        [&l[0].w, &l[0].b, &l[1].w, &l[1].b, &l[2].w, &l[2].b, &l[3].w, &l[3].b]
+    }
+}
+
+/// Every matrix of a pass: the blocks' and the tied embedding as the LM head.
+struct Mats {
+    blocks: Vec<BlockMats>,
+    head: Tensor,
+}
+
+impl Mats {
+    fn cast(&self, kind: Kind) -> Mats {
+        Mats {
+            blocks: self.blocks.iter().map(|b| b.cast(kind)).collect(),
+            head: self.head.to_kind(kind),
+        }
+    }
+}
+
 struct Attention {
     c_attn: nn::Linear,
     c_proj: nn::Linear,
@@ -128,13 +276,14 @@ impl Attention {
     /// x `[B, T, C]`; `mask` is `None` for plain causal attention without a cache.
     fn forward(
         &self,
+        m: &BlockMats,
         x: &Tensor,
         mask: Option<&Tensor>,
         cache: Option<(&mut LayerKv, i64)>,
     ) -> Tensor {
         let (b, t, c) = x.size3().unwrap();
         let dh = c / self.n_head;
-        let qkv = x.apply(&self.c_attn); // [B, T, 3C]
+        let qkv = m.c_attn.apply(x); // [B, T, 3C]
         let split = |i: i64| qkv.narrow(2, i * c, c).view([b, t, self.n_head, dh]).transpose(1, 2); // [B, H, T, Dh]
         let (q, k, v) = (split(0), split(1), split(2));
         let y = match cache {
@@ -163,17 +312,17 @@ impl Attention {
                 ),
             },
         }; // [B, H, T, Dh]
-        y.transpose(1, 2).contiguous().view([b, t, c]).apply(&self.c_proj)
+        m.attn_proj.apply(&y.transpose(1, 2).contiguous().view([b, t, c]))
     }
 
     /// Attention for some query rows only: `hq` `[B, Q, C]` the queries' inputs, `h`
     /// `[B, T, C]` every position's (keys and values), `mask` `[B|1, 1, Q, T]`. The query
     /// projection runs on the Q rows, the key/value projection on all T.
-    fn forward_rows(&self, hq: &Tensor, h: &Tensor, mask: &Tensor) -> Tensor {
+    fn forward_rows(&self, m: &BlockMats, hq: &Tensor, h: &Tensor, mask: &Tensor) -> Tensor {
         let (b, t, c) = h.size3().unwrap();
         let q_rows = hq.size()[1];
         let dh = c / self.n_head;
-        let (w, bias) = (&self.c_attn.ws, self.c_attn.bs.as_ref().expect("c_attn has a bias"));
+        let (w, bias) = (&m.c_attn.w, &m.c_attn.b);
         let q = hq
             .linear(&w.narrow(0, 0, c), Some(bias.narrow(0, 0, c)))
             .view([b, q_rows, self.n_head, dh])
@@ -190,7 +339,7 @@ impl Attention {
             None,
             false,
         );
-        y.transpose(1, 2).contiguous().view([b, q_rows, c]).apply(&self.c_proj)
+        m.attn_proj.apply(&y.transpose(1, 2).contiguous().view([b, q_rows, c]))
     }
 }
 
@@ -209,8 +358,8 @@ impl Mlp {
         }
     }
 
-    fn forward(&self, x: &Tensor) -> Tensor {
-        x.apply(&self.c_fc).gelu("tanh").apply(&self.c_proj)
+    fn forward(m: &BlockMats, x: &Tensor) -> Tensor {
+        m.mlp_proj.apply(&m.c_fc.apply(x).gelu("tanh"))
     }
 }
 
@@ -273,6 +422,10 @@ pub struct Gpt {
     wpe: Tensor,
     h: Vec<Block>,
     ln_f: nn::LayerNorm,
+    /// In bf16, the bfloat16 copies of the matrices that passes without a gradient use, with the
+    /// masters' versions they were taken at (an optimiser step, a load or a copy into the
+    /// masters changes a version, and the copies are taken again).
+    half: std::cell::RefCell<Option<(Vec<i64>, Mats)>>,
 }
 
 impl Gpt {
@@ -281,7 +434,57 @@ impl Gpt {
         let wpe = (p / "wpe").randn("weight", &[cfg.block_size, cfg.d_model], 0.0, 0.02);
         let h = (0..cfg.n_layer).map(|i| Block::new(p / "h" / i, cfg)).collect();
         let ln_f = nn::layer_norm(p / "ln_f", vec![cfg.d_model], Default::default());
-        Gpt { cfg: cfg.clone(), wte, wpe, h, ln_f }
+        Gpt { cfg: cfg.clone(), wte, wpe, h, ln_f, half: Default::default() }
+    }
+
+    /// The float32 masters of every matrix.
+    fn masters(&self) -> Mats {
+        Mats { blocks: self.h.iter().map(BlockMats::of).collect(), head: self.wte.shallow_clone() }
+    }
+
+    /// The matrices this pass multiplies by: the masters in fp32; in bf16, copies cast inside
+    /// the graph when `grad` (the pass will be differentiated), else the cached copies, taken
+    /// again when a master changed since.
+    fn mats(&self, grad: bool) -> Mats {
+        let kind = self.cfg.precision.kind();
+        if kind == Kind::Float {
+            return self.masters();
+        }
+        let masters = self.masters();
+        if grad {
+            return masters.cast(kind);
+        }
+        let versions: Vec<i64> = masters
+            .blocks
+            .iter()
+            .flat_map(|b| b.all().map(|t| t.internal_version()))
+            .chain([masters.head.internal_version(), WEIGHTS_EPOCH.load(Ordering::Relaxed) as i64])
+            .collect();
+        let mut half = self.half.borrow_mut();
+        if half.as_ref().is_none_or(|(v, _)| *v != versions) {
+            let copies = tch::no_grad(|| masters.cast(kind));
+            *half = Some((versions, copies));
+        }
+        let (_, m) = half.as_ref().expect("just filled");
+        Mats {
+            blocks: m
+                .blocks
+                .iter()
+                .map(|b| BlockMats {
+                    c_attn: Lin { w: b.c_attn.w.shallow_clone(), b: b.c_attn.b.shallow_clone() },
+                    attn_proj: Lin {
+                        w: b.attn_proj.w.shallow_clone(),
+                        b: b.attn_proj.b.shallow_clone(),
+                    },
+                    c_fc: Lin { w: b.c_fc.w.shallow_clone(), b: b.c_fc.b.shallow_clone() },
+                    mlp_proj: Lin {
+                        w: b.mlp_proj.w.shallow_clone(),
+                        b: b.mlp_proj.b.shallow_clone(),
+                    },
+                })
+                .collect(),
+            head: m.head.shallow_clone(),
+        }
     }
 
     /// Final hidden states `[B, T, C]` for `tokens` `[B, T]`.
@@ -373,10 +576,13 @@ impl Gpt {
         self.count_flops(b, t, past, &rows, &x);
         assert!(!pruned || cache.is_none(), "forward_rows takes no KV cache");
         let full_blocks = if pruned { self.h.len() - 1 } else { self.h.len() };
-        for (i, block) in self.h.iter().enumerate().take(full_blocks) {
+        let mats = self.mats(x.requires_grad());
+        let kind = self.cfg.precision.kind();
+        for (i, (block, m)) in self.h.iter().zip(&mats.blocks).enumerate().take(full_blocks) {
             let layer_cache = cache.as_mut().map(|c| (&mut c.layers[i], past));
-            x = &x + block.attn.forward(&x.apply(&block.ln_1), mask.as_ref(), layer_cache);
-            x = &x + block.mlp.forward(&x.apply(&block.ln_2));
+            let h = low(&x.apply(&block.ln_1), kind);
+            x = &x + high(&block.attn.forward(m, &h, mask.as_ref(), layer_cache));
+            x = &x + high(&Mlp::forward(m, &low(&x.apply(&block.ln_2), kind)));
         }
         if let Some(c) = cache {
             c.len = past + t;
@@ -384,13 +590,20 @@ impl Gpt {
         if !pruned {
             return x.apply(&self.ln_f);
         }
-        self.last_block_on_rows(&x, mask, &rows)
+        self.last_block_on_rows(&x, mats.blocks.last().expect("at least one block"), mask, &rows)
     }
 
     /// The last block on the kept `rows` of `x` (the output of the blocks before it): their
     /// attention-mask rows (without a mask, the causal mask written out), their queries
     /// against every key, their MLP; then the final layer norm.
-    fn last_block_on_rows(&self, x: &Tensor, mask: Option<Tensor>, rows: &Rows) -> Tensor {
+    fn last_block_on_rows(
+        &self,
+        x: &Tensor,
+        m: &BlockMats,
+        mask: Option<Tensor>,
+        rows: &Rows,
+    ) -> Tensor {
+        let kind = self.cfg.precision.kind();
         let (b, t) = (x.size()[0], x.size()[1]);
         let device = x.device();
         let block = self.h.last().expect("at least one block");
@@ -416,9 +629,9 @@ impl Gpt {
             ),
             Rows::All => unreachable!(),
         };
-        let h = x.apply(&block.ln_1);
-        let xq = select(x) + block.attn.forward_rows(&select(&h), &h, &mask);
-        let xq = &xq + block.mlp.forward(&xq.apply(&block.ln_2));
+        let h = low(&x.apply(&block.ln_1), kind);
+        let xq = select(x) + high(&block.attn.forward_rows(m, &select(&h), &h, &mask));
+        let xq = &xq + high(&Mlp::forward(m, &low(&xq.apply(&block.ln_2), kind)));
         xq.apply(&self.ln_f)
     }
 
@@ -457,9 +670,44 @@ impl Gpt {
 
     /// LM head with the tied embedding: hidden `[.., C]` -> logits `[.., V]`.
     pub fn logits(&self, hidden: &Tensor) -> Tensor {
-        let out = hidden.linear::<Tensor>(&self.wte, None);
+        let out = if self.cfg.precision.is_fp32() {
+            hidden.linear::<Tensor>(&self.wte, None)
+        } else {
+            let kind = self.cfg.precision.kind();
+            let head =
+                if hidden.requires_grad() { self.wte.to_kind(kind) } else { self.mats(false).head };
+            high(&low(hidden, kind).linear::<Tensor>(&head, None))
+        };
         let flops = 2.0 * out.numel() as f64 * self.cfg.d_model as f64;
         crate::profile::add_flops(if out.requires_grad() { 3.0 * flops } else { flops });
         out
+    }
+}
+
+/// Counts the writes to weights that their own version counters do not see: an optimiser
+/// that holds the weights as views of one flat buffer updates the buffer.
+static WEIGHTS_EPOCH: AtomicU64 = AtomicU64::new(0);
+
+/// Weights were written where their version counters do not see it: every model's bf16
+/// copies are taken again before their next use.
+pub fn weights_changed() {
+    WEIGHTS_EPOCH.fetch_add(1, Ordering::Relaxed);
+}
+
+/// `x` in the precision of the matrix products (no copy in fp32).
+fn low(x: &Tensor, kind: Kind) -> Tensor {
+    if x.kind() == kind {
+        x.shallow_clone()
+    } else {
+        x.to_kind(kind)
+    }
+}
+
+/// `x` back in float32 (no copy when it is).
+fn high(x: &Tensor) -> Tensor {
+    if x.kind() == Kind::Float {
+        x.shallow_clone()
+    } else {
+        x.to_kind(Kind::Float)
     }
 }
