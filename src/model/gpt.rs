@@ -292,25 +292,10 @@ impl Attention {
                 kv.v.narrow(2, past, t).copy_(&v);
                 let k_all = kv.k.narrow(2, 0, past + t); // [B, H, past+T, Dh]
                 let v_all = kv.v.narrow(2, 0, past + t);
-                Tensor::scaled_dot_product_attention(
-                    &q, &k_all, &v_all, mask, 0.0, false, None, false,
-                )
+                attend(&q, &k_all, &v_all, mask, false)
             }
-            None => match mask {
-                Some(m) => Tensor::scaled_dot_product_attention(
-                    &q,
-                    &k,
-                    &v,
-                    Some(m),
-                    0.0,
-                    false,
-                    None,
-                    false,
-                ),
-                None => Tensor::scaled_dot_product_attention::<Tensor>(
-                    &q, &k, &v, None, 0.0, true, None, false,
-                ),
-            },
+            // Plain causal attention without padding or cache.
+            None => attend(&q, &k, &v, mask, mask.is_none()),
         }; // [B, H, T, Dh]
         m.attn_proj.apply(&y.transpose(1, 2).contiguous().view([b, t, c]))
     }
@@ -329,18 +314,34 @@ impl Attention {
             .transpose(1, 2);
         let kv = h.linear(&w.narrow(0, c, 2 * c), Some(bias.narrow(0, c, 2 * c))); // [B, T, 2C]
         let split = |i: i64| kv.narrow(2, i * c, c).view([b, t, self.n_head, dh]).transpose(1, 2);
-        let y = Tensor::scaled_dot_product_attention(
-            &q,
-            &split(0),
-            &split(1),
-            Some(mask),
-            0.0,
-            false,
-            None,
-            false,
-        );
+        let y = attend(&q, &split(0), &split(1), Some(mask), false);
         m.attn_proj.apply(&y.transpose(1, 2).contiguous().view([b, q_rows, c]))
     }
+}
+
+/// Scaled dot-product attention of `q` `[B, H, Tq, Dh]` on `k`, `v` `[B, H, Tk, Dh]` under
+/// `mask` (bool, true = may attend) or, with `causal`, the causal mask. Float32 inputs, and a
+/// single query (a decoding step), take SDPA's fused kernels. Bfloat16 inputs otherwise take
+/// the products in bf16 and the softmax in fp32: on the CPU, SDPA's bf16 flash kernel is slower
+/// than this at short sequences (its backward above all).
+fn attend(q: &Tensor, k: &Tensor, v: &Tensor, mask: Option<&Tensor>, causal: bool) -> Tensor {
+    let (tq, tk) = (q.size()[2], k.size()[2]);
+    // One query (a decoding step on the KV cache): SDPA is the faster in bf16 too.
+    if q.kind() == Kind::Float || tq == 1 {
+        return Tensor::scaled_dot_product_attention(q, k, v, mask, 0.0, causal, None, false);
+    }
+    let scale = 1.0 / (q.size()[3] as f64).sqrt();
+    let scores = q.matmul(&k.transpose(-2, -1)).to_kind(Kind::Float) * scale; // [B, H, Tq, Tk]
+    let scores = match mask {
+        Some(m) => scores.masked_fill(&m.logical_not(), f64::NEG_INFINITY),
+        None if causal => {
+            let opts = (Kind::Bool, q.device());
+            let future = Tensor::ones([tq, tk], opts).triu(1);
+            scores.masked_fill(&future, f64::NEG_INFINITY)
+        }
+        None => scores,
+    };
+    scores.softmax(-1, Kind::Float).to_kind(q.kind()).matmul(v)
 }
 
 struct Mlp {
