@@ -94,8 +94,8 @@ pub enum Cmd {
     /// List a scenario's cells (seed, index, method, setting) and whether each has finished.
     Cells {
         file: PathBuf,
-        #[arg(long = "set", value_name = "SECTION.KEY=VALUE")]
-        set: Vec<String>,
+        #[command(flatten)]
+        settings: Settings,
         #[arg(long, default_value = "runs")]
         runs: PathBuf,
     },
@@ -126,6 +126,22 @@ pub enum Cmd {
         /// Where --paper writes README.md.
         #[arg(long, default_value = "paper")]
         paper_dir: PathBuf,
+    },
+    /// Compare two results folders of one scenario (e.g. fp32 and bf16) paired by seed: gold at
+    /// each KL budget and win rate at each temperature, each tested for equivalence (two
+    /// one-sided tests), and the drift of exact KL and implicit accuracy. Writes
+    /// equivalence.{csv,md} into B.
+    Equivalence {
+        /// The baseline results folder, e.g. results/paper-sentiment.
+        a: PathBuf,
+        /// The results folder compared with it, e.g. results/paper-sentiment-bf16.
+        b: PathBuf,
+        /// Equivalence margin of gold reward.
+        #[arg(long, default_value_t = alignlab::report::equivalence::GOLD_MARGIN)]
+        gold_margin: f64,
+        /// Equivalence margin of win rate.
+        #[arg(long, default_value_t = alignlab::report::equivalence::WINRATE_MARGIN)]
+        winrate_margin: f64,
     },
     /// Export a run folder's policy as a Hugging Face transformers GPT-2 checkpoint (config.json,
     /// model.safetensors, tokenizer.json, ...), with alignlab's logits and greedy continuations

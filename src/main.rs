@@ -1,4 +1,4 @@
-//! The alignlab binary: `run`, `check`, `world`, `bench`.
+//! The alignlab binary: parse the command line (`cli`) and call.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -46,8 +46,8 @@ fn run() -> Result<()> {
                 println!("seed {s}: shared stages ready");
             }
         }
-        Cmd::Cells { file, set, runs } => {
-            let sc = Scenario::load(&file, &set)?;
+        Cmd::Cells { file, settings, runs } => {
+            let sc = Scenario::load(&file, &settings.sets())?;
             let opts = RunOptions::local(runs, tch::Device::Cpu, ProgressMode::Quiet);
             print!("{}", experiment::cells::listing(&sc, &opts));
         }
@@ -62,6 +62,9 @@ fn run() -> Result<()> {
             println!("frontier plot: {}", plot.display());
         }
         Cmd::Report { dir: None, .. } => unreachable!("clap requires DIR without --paper"),
+        Cmd::Equivalence { a, b, gold_margin: g, winrate_margin: w } => {
+            print!("{}", alignlab::report::equivalence::run(&a, &b, (g, w))?)
+        }
         Cmd::Export { run_dir, hf } => {
             experiment::export::hf(&run_dir, &hf)?;
             println!("written: {} (config.json, model.safetensors, tokenizer.json, tokenizer_config.json, generation_config.json, alignlab_check.safetensors)", hf.display());
@@ -79,10 +82,7 @@ fn run() -> Result<()> {
             let files = "tabular.csv, tabular_unseen.csv, tabular.png, tabular.svg";
             println!("written: {}/{files}", out.display());
         }
-        Cmd::Bench { common, quick } => {
-            let device = setup(&common)?;
-            alignlab::bench::run(device, quick)?;
-        }
+        Cmd::Bench { common, quick } => alignlab::bench::run(setup(&common)?, quick)?,
     }
     Ok(())
 }

@@ -118,6 +118,48 @@ impl Paired {
     }
 }
 
+/// What two one-sided tests (TOST) at level [`ALPHA`] say of paired differences against an
+/// equivalence margin.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Equivalence {
+    /// The 90% t-interval lies inside (-margin, margin): both one-sided tests reject.
+    Equivalent,
+    /// The 90% t-interval lies wholly past the margin on one side.
+    Different,
+    /// Neither (or fewer than two seeds).
+    Inconclusive,
+}
+
+impl Equivalence {
+    pub fn name(self) -> &'static str {
+        match self {
+            Equivalence::Equivalent => "equivalent",
+            Equivalence::Different => "different",
+            Equivalence::Inconclusive => "inconclusive",
+        }
+    }
+}
+
+/// TOST of `diffs` (finite, paired by seed) against `margin`: the mean, the 90% t-interval's
+/// half-width (the interval of two one-sided 5% tests) and the verdict.
+pub fn tost(diffs: &[f64], margin: f64) -> (f64, f64, Equivalence) {
+    let n = diffs.len();
+    let mean = diffs.iter().sum::<f64>() / n.max(1) as f64;
+    if n < 2 {
+        return (mean, f64::NAN, Equivalence::Inconclusive);
+    }
+    let sd = (diffs.iter().map(|d| (d - mean).powi(2)).sum::<f64>() / (n - 1) as f64).sqrt();
+    let hw = t_quantile(1.0 - ALPHA, (n - 1) as f64) * sd / (n as f64).sqrt();
+    let verdict = if mean - hw > -margin && mean + hw < margin {
+        Equivalence::Equivalent
+    } else if mean - hw >= margin || mean + hw <= -margin {
+        Equivalence::Different
+    } else {
+        Equivalence::Inconclusive
+    };
+    (mean, hw, verdict)
+}
+
 /// A mean with a 95% normal-approximation confidence half-width.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Stat {

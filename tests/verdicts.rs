@@ -263,3 +263,46 @@ fn the_final_frontier_takes_the_checkpoint_a_run_kept() {
     // The selected frontier still sees every evaluation.
     assert_eq!(report::seed_points(&points(&e), "dpo", 0, Frontier::Selected).len(), 3);
 }
+
+#[test]
+fn tost_by_hand() {
+    use alignlab::stats::{tost, Equivalence};
+    // 0.01, -0.01, 0, 0.005, -0.005: mean 0, sd sqrt(6.25e-5); t(0.95, 4) = 2.131847.
+    let (mean, hw, v) = tost(&[0.01, -0.01, 0.0, 0.005, -0.005], 0.02);
+    assert!(mean.abs() < 1e-15);
+    assert!((hw - 2.131847 * 6.25e-5f64.sqrt() / 5f64.sqrt()).abs() < 1e-7, "{hw}");
+    assert_eq!(v, Equivalence::Equivalent);
+    // The same spread around 0.015: the interval (0.0075, 0.0225) crosses the margin.
+    let shifted: Vec<f64> = [0.01, -0.01, 0.0, 0.005, -0.005].iter().map(|d| d + 0.015).collect();
+    assert_eq!(tost(&shifted, 0.02).2, Equivalence::Inconclusive);
+    // Wholly past the margin: different; too wide: inconclusive; one seed: no interval.
+    assert_eq!(tost(&[0.05, 0.06, 0.055], 0.02).2, Equivalence::Different);
+    assert_eq!(tost(&[-0.05, -0.06, -0.055], 0.02).2, Equivalence::Different);
+    assert_eq!(tost(&[0.0, 0.04, -0.04], 0.02).2, Equivalence::Inconclusive);
+    assert_eq!(tost(&[0.0], 0.02).2, Equivalence::Inconclusive);
+}
+
+#[test]
+fn equivalence_pairs_two_folders_by_seed_at_each_budget() {
+    use alignlab::report::equivalence::compare;
+    // A: dpo reaches gold 1.0 (seed 0) and 2.0 (seed 1) at KL 1; B: the same plus 0.001 and
+    // 0.003, so B - A is 0.001 and 0.003: mean 0.002, 90% half-width t(0.95, 1) 0.001 = 0.0063.
+    let (mut a, mut b) = (Metrics::default(), Metrics::default());
+    for (seed, g) in [(0u64, 1.0), (1, 2.0)] {
+        point(&mut a, "dpo", "beta=0.1", seed, 10, 1.0, g);
+        point(&mut b, "dpo", "beta=0.1", seed, 10, 1.0, g + 0.001 + 0.002 * seed as f64);
+        a.push("dpo", "beta=0.1", seed, 10, "eval/implicit_acc", 0.6);
+        b.push("dpo", "beta=0.1", seed, 10, "eval/implicit_acc", 0.65);
+    }
+    let rows = compare(&a, &b, (0.02, 0.03));
+    let at1 = rows.iter().find(|r| r.axis == "kl_budget" && r.x == 1.0).expect("budget 1");
+    assert_eq!(at1.seeds, 2);
+    assert!((at1.mean_diff - 0.002).abs() < 1e-12, "{}", at1.mean_diff);
+    assert!((at1.half_width - 6.313752 * 0.001).abs() < 1e-5, "{}", at1.half_width);
+    assert_eq!(at1.verdict, "equivalent");
+    // A budget past the KL the runs reached has no row: nothing is read past it.
+    assert!(!rows.iter().any(|r| r.axis == "kl_budget" && r.x > 1.0));
+    let acc = rows.iter().find(|r| r.metric == "eval/implicit_acc").expect("drift");
+    assert!((acc.mean_diff - 0.05).abs() < 1e-12);
+    assert_eq!(acc.verdict, "-");
+}

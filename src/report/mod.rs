@@ -25,6 +25,7 @@
 
 pub mod calibration;
 pub mod compute;
+pub mod equivalence;
 pub mod estimators;
 pub mod frontier;
 pub mod overopt;
