@@ -93,6 +93,33 @@ fn text(o: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
 }
 
+/// What the report computes with reads the same from a folder's typed `numbers.csv` as from the
+/// text of its `summary.csv` (the reader of folders written before `numbers.csv`).
+fn numbers_agree(res: &Path) {
+    use alignlab::report::numbers::Numbers;
+    let typed = Numbers::of(res).unwrap();
+    assert!(matches!(typed, Numbers::Typed(_)), "{}: no numbers.csv", res.display());
+    let text = Numbers::Text(alignlab::log::read_csv(&res.join("summary.csv")).unwrap());
+    let one = |x: Option<f64>| x.map(|w| format!("{w:.1}"));
+    for part in ["invocation", "run"] {
+        assert_eq!(one(typed.wall_s(part)), one(text.wall_s(part)), "{part} wall");
+        assert!(typed.wall_s(part).is_some());
+    }
+    assert_eq!(typed.runs_done(), text.runs_done());
+    assert!(!typed.runs_done().is_empty());
+    for what in ["ledger", "shared"] {
+        let l = |n: &Numbers| n.ledger(what).map(|(s, t, o)| (format!("{s:.1}"), t, o));
+        assert_eq!(l(&typed), l(&text), "{what}");
+        assert!(l(&typed).is_some());
+    }
+    assert_eq!(typed.tflop(), text.tflop());
+    let four = |v: Vec<f64>| v.iter().map(|a| format!("{a:.4}")).collect::<Vec<_>>();
+    assert_eq!(four(typed.reward_accuracies()), four(text.reward_accuracies()));
+    assert_eq!(typed.label_agreements(), text.label_agreements());
+    assert_eq!(typed.numerics(), text.numerics());
+    assert_eq!(typed.calibration_rule(), text.calibration_rule());
+}
+
 #[test]
 fn every_scenario_runs_tiny_and_writes_results() {
     for entry in std::fs::read_dir("scenarios").unwrap() {
@@ -142,6 +169,7 @@ fn every_scenario_runs_tiny_and_writes_results() {
                 .any(|l| l.starts_with("run,code,") && l.contains("(commit ") && l.contains(&code)),
             "{name}: no code row in summary.csv:\n{summary}"
         );
+        numbers_agree(&res);
         if name.contains("summarize") {
             // Win rates at every step and at each final temperature, for every policy.
             let evals = std::fs::read_to_string(res.join("eval.csv")).unwrap();

@@ -251,6 +251,12 @@ impl RunsDone {
         self.cached += o.cached;
     }
 
+    /// Its numbers in `summary` under `runs:<stage>`.
+    pub fn numbers(&self, summary: &mut super::Summary, stage: &str) {
+        summary.number(&format!("runs:{stage}"), "ran", self.ran as f64);
+        summary.number(&format!("runs:{stage}"), "cached", self.cached as f64);
+    }
+
     /// As `summary.csv` gives it: `12 run, 3 found cached`.
     pub fn line(&self) -> String {
         format!("{} run, {} found cached", self.ran, self.cached)

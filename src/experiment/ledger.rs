@@ -115,6 +115,11 @@ impl RunsWork {
         Ledger { wall_s: self.wall_s, timed: self.timed, stages: self.runs }.line("runs")
     }
 
+    /// The ledger as a [`Ledger`] of runs.
+    pub fn wall_ledger(&self) -> Ledger {
+        Ledger { wall_s: self.wall_s, timed: self.timed, stages: self.runs }
+    }
+
     /// The ledger back from [`RunsWork::wall_line`]'s text: (seconds, runs timed, runs).
     pub fn parse_wall(text: &str) -> Option<(f64, usize, usize)> {
         let (s, rest) = text.split_once(" s over ")?;
@@ -155,6 +160,13 @@ impl Ledger {
         self.wall_s += other.wall_s;
         self.timed += other.timed;
         self.stages += other.stages;
+    }
+
+    /// Its numbers in `summary` under `part`: `{what}_s`, `{what}_timed`, `{what}_of`.
+    pub fn numbers(&self, summary: &mut super::Summary, part: &str, what: &str) {
+        summary.number(part, &format!("{what}_s"), self.wall_s);
+        summary.number(part, &format!("{what}_timed"), self.timed as f64);
+        summary.number(part, &format!("{what}_of"), self.stages as f64);
     }
 
     /// As `summary.csv` gives it: `812.3 s over 27 of 28 stages`, read back by

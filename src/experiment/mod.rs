@@ -44,5 +44,5 @@ pub use options::RunOptions;
 pub use progress::ProgressMode;
 pub use protocol::run as run_scenario;
 pub use shared::{build_world, prepare, show_world};
-pub use summary::{Summary, SummaryRecord};
+pub use summary::{NumberRecord, Summary, SummaryRecord};
 pub use sweep::{run, TopUp};

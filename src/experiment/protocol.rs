@@ -109,7 +109,9 @@ pub fn run(
     if tuning.is_some() || calibration.is_some() {
         ledger(&sc, &opts, &phases, swept, &mut summary);
     }
-    summary.add("invocation", "wall time", format!("{:.1} s", t_start.elapsed().as_secs_f64()));
+    let wall = t_start.elapsed().as_secs_f64();
+    summary.add("invocation", "wall time", format!("{wall:.1} s"));
+    summary.number("invocation", "wall_s", wall);
     write(&sc, &opts, &phases, &summary)?;
     Ok(summary)
 }
@@ -147,6 +149,7 @@ fn ledger(sc: &Scenario, opts: &RunOptions, p: &Phases, sweep: RunsWork, summary
             format!("{configs} configurations on tuning seed(s) {tune_seeds:?}, {}", t.work.line()),
         );
         summary.add("invocation", "tuning runs", p.tune_done.line());
+        p.tune_done.numbers(summary, "tuning");
         total.absorb(&t.work);
         all_seeds.extend(tune_seeds);
     }
@@ -166,6 +169,8 @@ fn ledger(sc: &Scenario, opts: &RunOptions, p: &Phases, sweep: RunsWork, summary
             ),
         );
         summary.add("invocation", "calibration runs", p.cal_done.line());
+        p.cal_done.numbers(summary, "calibration");
+        summary.number("protocol", "calibration_rule", calibrate::RULE as f64);
         total.absorb(&cal.work);
         all_seeds.extend(&sc.pilot_seeds);
     }
@@ -175,7 +180,10 @@ fn ledger(sc: &Scenario, opts: &RunOptions, p: &Phases, sweep: RunsWork, summary
         format!("{} reported seed(s), {}", sc.seeds.len(), sweep.line()),
     );
     summary.add("protocol", "ledger", total.wall_line());
-    summary.add("protocol", "shared ledger", Ledger::of_seeds(sc, opts, &all_seeds).line("stages"));
+    total.wall_ledger().numbers(summary, "protocol", "ledger");
+    let shared = Ledger::of_seeds(sc, opts, &all_seeds);
+    summary.add("protocol", "shared ledger", shared.line("stages"));
+    shared.numbers(summary, "protocol", "shared");
     summary.add("protocol", "total", format!("{}, each run charged as in the compute table (its own work and the shared stages it stands on): {:.2} times the sweep's model FLOPs; SFT, preference data and reward model trained on {} seeds instead of {}", total.line(), total.work[0] / sweep.work[0], all_seeds.len(), sc.seeds.len()));
 }
 
@@ -183,6 +191,7 @@ fn ledger(sc: &Scenario, opts: &RunOptions, p: &Phases, sweep: RunsWork, summary
 fn write(sc: &Scenario, opts: &RunOptions, p: &Phases, summary: &Summary) -> Result<()> {
     let out: PathBuf = opts.results_root.join(&sc.name);
     write_atomic(&out.join("summary.csv"), summary.to_csv().as_bytes())?;
+    write_atomic(&out.join("numbers.csv"), summary.numbers_csv().as_bytes())?;
     if let Some(cal) = p.calibration {
         write_atomic(&out.join("calibration.csv"), csv_text(&cal.records).as_bytes())?;
     }

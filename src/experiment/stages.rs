@@ -137,6 +137,7 @@ pub fn prefs_stage(
     } else {
         String::new()
     };
+    summary.number("prefs", "label_agreement_pct", 100.0 * agree);
     summary.add("prefs", "pairs", format!("{} train, {} val (mean gold gap {gap:.3}, labels agree with gold on {:.1}% of the pairs of distinct gold{ties})", data.train.len(), data.val.len(), 100.0 * agree));
     Ok((data, stage_compute(&dir)))
 }
@@ -170,6 +171,7 @@ pub fn reward_stage(
             .map(|r| r.value)
             .fold(f64::NEG_INFINITY, f64::max);
         summary.add("reward", "val accuracy (best epoch)", format!("{best:.4} (cached)"));
+        summary.number("reward", "val_accuracy", best);
         metrics.extend(m);
         return Ok((vs, rm, stage_compute(&dir)));
     }
@@ -207,6 +209,7 @@ pub fn reward_stage(
         "val accuracy (best epoch)",
         format!("{:.4} (epoch {})", report.best_val_acc, report.best_epoch),
     );
+    summary.number("reward", "val_accuracy", report.best_val_acc);
     metrics.extend(m);
     Ok((vs, rm, work))
 }

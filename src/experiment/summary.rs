@@ -8,11 +8,23 @@ pub struct Summary {
     pub table: Vec<Vec<String>>,
     /// Method runs that failed (the others finished).
     pub failed: Vec<String>,
+    /// What the report computes with, typed (`numbers.csv`); the rows above are for people.
+    pub numbers: Vec<NumberRecord>,
 }
 
 impl Summary {
     pub fn add(&mut self, stage: &str, metric: &str, value: String) {
         self.rows.push((stage.into(), metric.into(), value));
+    }
+
+    /// A number the report reads: `part` (`invocation`, `run`, `protocol`, `runs:<stage>`,
+    /// `reward`, `prefs`), its `quantity` and its value.
+    pub fn number(&mut self, part: &str, quantity: &str, value: f64) {
+        self.numbers.push(NumberRecord { part: part.into(), quantity: quantity.into(), value });
+    }
+
+    pub fn numbers_csv(&self) -> String {
+        crate::log::csv_text(&self.numbers)
     }
 
     pub fn print(&self) {
@@ -47,6 +59,15 @@ impl Summary {
             .collect();
         crate::log::csv_text(&rows)
     }
+}
+
+/// One row of `numbers.csv`: a number of the run's summary, typed (see [`Summary::number`]).
+/// Reward accuracies and label agreements have one row per seed, in seed order.
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+pub struct NumberRecord {
+    pub part: String,
+    pub quantity: String,
+    pub value: f64,
 }
 
 /// One row of `summary.csv`: a stage, what was measured, and its value as text.

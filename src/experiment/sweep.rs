@@ -60,9 +60,12 @@ pub fn run(sc: &Scenario, opts: &RunOptions, top_up: Option<TopUp>) -> Result<(S
     write_atomic(&out.join("eval.csv"), evals.to_csv().as_bytes())?;
     let wall = t0.elapsed().as_secs_f64();
     summary.add("run", "wall time", format!("{wall:.1} s"));
+    summary.number("run", "wall_s", wall);
     summary.add("invocation", "sweep runs", done.line());
+    done.numbers(&mut summary, "sweep");
     if top_up.is_some() {
         summary.add("invocation", "top-up runs", topped.line());
+        topped.numbers(&mut summary, "top-up");
         let misses = sc
             .seed_runs
             .iter()
@@ -74,15 +77,22 @@ pub fn run(sc: &Scenario, opts: &RunOptions, top_up: Option<TopUp>) -> Result<(S
     let profile = sweep_profile(opts, wall, cells, sc.model.precision.kind());
     summary.add("run", "precision", precision_line(sc.model.precision, opts.device));
     summary.add("run", "profile", profile_line(&profile));
+    let gflop =
+        profile.rows.iter().find(|r| r.method == "sweep" && r.metric == "profile/sweep/gflop");
+    summary.number("run", "tflop", gflop.map_or(f64::NAN, |r| r.value / 1e3));
     compute_rows(&evals, &profile, &mut summary);
     // The cost ledger: what the reported runs cost when they ran, cached or not.
     let mut ledger = RunsWork::default();
     ledger.add(&evals);
     ledger.add_timing(&metrics);
     summary.add("run", "ledger", ledger.wall_line());
-    summary.add("run", "shared ledger", Ledger::of_seeds(sc, opts, &sc.seeds).line("stages"));
+    ledger.wall_ledger().numbers(&mut summary, "run", "ledger");
+    let shared = Ledger::of_seeds(sc, opts, &sc.seeds);
+    summary.add("run", "shared ledger", shared.line("stages"));
+    shared.numbers(&mut summary, "run", "shared");
     metrics.extend(profile);
     summary.add("run", "code", code_version());
+    summary.number("run", "numerics", folders::NUMERICS as f64);
     summary.add("run", "results", out.display().to_string());
     write_results(&out, sc, &metrics)?;
     summary.table = method_table(&evals);

@@ -28,6 +28,7 @@ pub mod compute;
 pub mod equivalence;
 pub mod estimators;
 pub mod frontier;
+pub mod numbers;
 pub mod overopt;
 pub mod paired;
 pub mod paper;

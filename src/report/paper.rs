@@ -13,6 +13,7 @@ use crate::experiment::tabular::{TabularRecord, UnseenRecord};
 use crate::experiment::{write_atomic, Row, SummaryRecord};
 use crate::log::Record;
 use crate::report::estimators::EstimatorRecord;
+use crate::report::numbers::Numbers;
 use crate::report::overopt::FitRecord;
 use crate::report::winrate::WinrateRecord;
 
@@ -65,22 +66,15 @@ fn paired_rows<'a>(p: &'a [PairedRecord], a: &str, b: &str, axis: &str) -> Vec<&
     p.iter().filter(|r| r.a == a && r.b == b && r.axis == axis).collect()
 }
 
-/// A summary's `wall time` row of `stage`: `invocation` (tuning, calibration and sweep) or
-/// `run` (the sweep's alone).
-fn wall_row<'a>(sm: &'a [SummaryRecord], stage: &str) -> Option<&'a str> {
-    sm.iter().find(|r| r.stage == stage && r.metric == "wall time").map(|r| r.value.as_str())
-}
-
-/// A folder's wall time: the whole invocation's where `summary.csv` has it, else the sweep's.
+/// A folder's wall time: the whole invocation's where the summary has it, else the sweep's.
 fn wall_time(dir: &Path) -> Option<String> {
-    let sm: Vec<SummaryRecord> = read(&dir.join("summary.csv"))?;
-    wall_row(&sm, "invocation").or_else(|| wall_row(&sm, "run")).map(String::from)
+    let n = Numbers::of(dir)?;
+    n.wall_s("invocation").or_else(|| n.wall_s("run")).map(|w| format!("{w:.1} s"))
 }
 
-/// The whole invocation's wall time (tuning, calibration and sweep), where `summary.csv` has it.
+/// The whole invocation's wall time (tuning, calibration and sweep), where the summary has it.
 fn invocation_wall_time(dir: &Path) -> Option<String> {
-    let sm: Vec<SummaryRecord> = read(&dir.join("summary.csv"))?;
-    wall_row(&sm, "invocation").map(String::from)
+    Numbers::of(dir)?.wall_s("invocation").map(|w| format!("{w:.1} s"))
 }
 
 /// The command that wrote the folder's results and the invocation's wall time, where known.
@@ -345,8 +339,8 @@ fn dialogue_section(s: &mut String, dir: &Path) {
     }
     figure(s, "../results/paper-dialogue/winrate_steps.png", "DPO's win rate against the chosen reply over training (paper Fig. 3 right) at T = 0.25, 0.5, 0.75 and 1 (`eval.curve_temperatures`), for its beta with the best final win rate at the evaluation temperature, mean over seeds with 95% t-band; every run's curves are in `winrate.csv`.");
     // The reward model, and whether PPO hacks the labeller's taste.
-    if let Some(sm) = read::<SummaryRecord>(&dir.join("summary.csv")) {
-        let acc = reward_accuracies(&sm);
+    if let Some(n) = Numbers::of(dir) {
+        let acc: Vec<String> = n.reward_accuracies().into_iter().map(f3).collect();
         if !acc.is_empty() {
             let _ = writeln!(s, "The reward model, learned from the labeller's pairs, ranks held-out pairs as the labeller did with accuracy {} (per seed).\n", acc.join(", "));
         }
@@ -818,30 +812,12 @@ fn overopt_section(s: &mut String, dir: &Path) {
     );
 }
 
-/// The reward models' validation accuracies, per seed, from the summary.
-fn reward_accuracies(sm: &[SummaryRecord]) -> Vec<String> {
-    sm.iter()
-        .filter(|r| r.stage == "reward" && r.metric.starts_with("val accuracy"))
-        .filter_map(|r| r.value.split_whitespace().next()?.parse::<f64>().ok())
-        .map(f3)
-        .collect()
-}
-
 /// The overoptimisation world's reward model: its validation accuracy on the labeller's pairs
 /// and how often the labeller agrees with gold, per seed, from the summary.
 fn labeller_accuracy(s: &mut String, dir: &Path) {
-    if let Some(sm) = read::<SummaryRecord>(&dir.join("summary.csv")) {
-        let acc = reward_accuracies(&sm);
-        let agree: Vec<String> = sm
-            .iter()
-            .filter(|r| r.stage == "prefs" && r.metric == "pairs")
-            .filter_map(|r| {
-                Some(
-                    r.value.split("agree with gold on ").nth(1)?.split('%').next()?.to_string()
-                        + "%",
-                )
-            })
-            .collect();
+    if let Some(n) = Numbers::of(dir) {
+        let acc: Vec<String> = n.reward_accuracies().into_iter().map(f3).collect();
+        let agree = n.label_agreements();
         if !acc.is_empty() {
             let _ = writeln!(s, "The labels agree with gold on {} of the pairs of distinct gold, and the reward model ranks held-out pairs as the labeller did with accuracy {} (per seed).\n", agree.join(", "), acc.join(", "));
         }
@@ -1359,28 +1335,21 @@ fn cost_section(results: &Path) -> String {
     let (mut total, mut partial, mut ledgers, mut shared_ledgers) =
         (0.0, Vec::new(), Vec::new(), Vec::new());
     for d in &dirs {
-        let Some(sm) = read::<SummaryRecord>(&d.join("summary.csv")) else {
+        let Some(n) = Numbers::of(d) else {
             continue;
         };
         // The whole invocation's wall time where recorded, else the sweep's (older folders,
         // whose tuning and calibration then come on top).
-        let wall_of = |stage: &str| {
-            wall_row(&sm, stage).and_then(|v| v.trim_end_matches(" s").parse::<f64>().ok())
-        };
-        let whole = wall_of("invocation");
-        let Some(wall) = whole.or_else(|| wall_of("run")) else {
+        let whole = n.wall_s("invocation");
+        let Some(wall) = whole.or_else(|| n.wall_s("run")) else {
             continue;
         };
         let calibrated = d.join("calibration.csv").exists() || d.join("tuning.csv").exists();
         let name = d.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
-        let (cached, what) = invocation_runs(&sm);
-        let flop = sm
-            .iter()
-            .find(|r| r.stage == "run" && r.metric == "profile")
-            .and_then(|r| Some(r.value.split(" TFLOP").next()?.rsplit(' ').next()?.to_string()))
-            .unwrap_or_else(|| "-".into());
+        let (cached, what) = invocation_runs(&n);
+        let flop = n.tflop().unwrap_or_else(|| "-".into());
         let (ledger_cell, shared_cell) =
-            ledger_cells(&sm, &name, (&mut ledgers, &mut shared_ledgers));
+            ledger_cells(&n, &name, (&mut ledgers, &mut shared_ledgers));
         total += wall;
         let sweep_only = if whole.is_none() && calibrated {
             " (the sweep's alone: tuning and calibration not timed)"
@@ -1424,22 +1393,10 @@ fn cost_section(results: &Path) -> String {
 /// Whether some of a folder's runs were found cached from an earlier invocation, and which runs
 /// its invocation ran: the invocation's own count where `alignlab run` wrote it (every stage:
 /// tuning, calibration, sweep); older folders only say it in their compute rows.
-fn invocation_runs(sm: &[SummaryRecord]) -> (bool, String) {
-    let counted: Vec<(String, crate::experiment::RunsDone)> = sm
-        .iter()
-        .filter(|r| r.stage == "invocation")
-        .filter_map(|r| {
-            Some((
-                r.metric.trim_end_matches(" runs").to_string(),
-                crate::experiment::RunsDone::parse(&r.value)?,
-            ))
-        })
-        .collect();
+fn invocation_runs(n: &Numbers) -> (bool, String) {
+    let counted = n.runs_done();
     if counted.is_empty() {
-        let c = sm.iter().any(|r| {
-            r.stage == "compute"
-                && (r.value.contains("found cached") || r.value.contains("run in this invocation"))
-        });
+        let c = n.compute_rows_mention_cached();
         (
             c,
             if c {
@@ -1473,19 +1430,13 @@ type Ledgers = Vec<(String, f64)>;
 /// A folder's ledger cell and shared stages' cell; a complete one is added to `ledgers` or
 /// `shared_ledgers` as (folder, seconds).
 fn ledger_cells(
-    sm: &[SummaryRecord],
+    n: &Numbers,
     name: &str,
     (ledgers, shared_ledgers): (&mut Ledgers, &mut Ledgers),
 ) -> (String, String) {
     // The ledger: every run's own wall time, the protocol's where it has one (tuning,
     // calibration and sweep), else the sweep's.
-    let ledger_row = |metric: &str| {
-        ["protocol", "run"]
-            .iter()
-            .find_map(|st| sm.iter().find(|r| r.stage == *st && r.metric == metric))
-            .and_then(|r| crate::experiment::RunsWork::parse_wall(&r.value))
-    };
-    let ledger = ledger_row("ledger");
+    let ledger = n.ledger("ledger");
     let ledger_cell = match ledger {
         Some((secs, timed, runs)) if timed == runs => {
             ledgers.push((name.to_string(), secs));
@@ -1495,7 +1446,7 @@ fn ledger_cells(
         None => "-".into(),
     };
     // The shared stages' part, where every stage folder kept its time.
-    let shared_cell = match ledger_row("shared ledger") {
+    let shared_cell = match n.ledger("shared") {
         Some((secs, timed, n)) if timed == n => {
             shared_ledgers.push((name.to_string(), secs));
             format!("{secs:.0} s ({n} stages)")
@@ -1549,13 +1500,10 @@ fn provenance(results: &Path) -> String {
         let sm = read::<SummaryRecord>(&d.join("summary.csv")).unwrap_or_default();
         let code = sm.iter().find(|r| r.metric == "code").map(|r| r.value.clone());
         let name = d.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+        let n = Numbers::of(&d);
         // A calibrated folder names its calibration's search; one under an older rule is stale.
         let rule = if d.join("calibration.csv").exists() {
-            let r = sm
-                .iter()
-                .find(|r| r.metric == "calibration rule")
-                .and_then(|r| r.value.split(':').next()?.parse::<u32>().ok())
-                .unwrap_or(1);
+            let r = n.as_ref().map_or(1, |n| n.calibration_rule());
             let cur = crate::experiment::calibrate::RULE;
             if r < cur {
                 format!(", calibration rule {r}: stale, rerun its scenario for rule {cur}")
@@ -1567,10 +1515,7 @@ fn provenance(results: &Path) -> String {
         };
         // A folder made with other numerics than this code's is stale: rerunning its scenario
         // gives other numbers.
-        let numerics = code
-            .as_deref()
-            .and_then(|c| c.rsplit("numerics ").next()?.parse::<u32>().ok())
-            .unwrap_or(1);
+        let numerics = n.as_ref().map_or(1, |n| n.numerics());
         let cur = crate::experiment::folders::NUMERICS;
         let rule = if numerics == cur {
             rule
