@@ -64,15 +64,7 @@ pub fn run(sc: &Scenario, opts: &RunOptions, top_up: Option<TopUp>) -> Result<(S
     summary.add("invocation", "sweep runs", done.line());
     done.numbers(&mut summary, "sweep");
     if top_up.is_some() {
-        summary.add("invocation", "top-up runs", topped.line());
-        topped.numbers(&mut summary, "top-up");
-        let misses = sc
-            .seed_runs
-            .iter()
-            .map(|(r, _)| (r.table.clone(), r.seed, r.budget.to_bits()))
-            .collect::<std::collections::BTreeSet<_>>()
-            .len();
-        summary.add("protocol", "top-ups", format!("{} run(s) of one seed for {misses} (method, budget, seed) whose calibrated run landed more than {:.0}% from the budget; at most {} round(s), chosen on the seed's final KLs only", sc.seed_runs.len(), 100.0 * calibrate::TOLERANCE, sc.top_up_rounds));
+        top_up_rows(sc, topped, &mut summary);
     }
     let profile = sweep_profile(opts, wall, cells, sc.model.precision.kind());
     summary.add("run", "precision", precision_line(sc.model.precision, opts.device));
@@ -109,6 +101,19 @@ pub fn run(sc: &Scenario, opts: &RunOptions, top_up: Option<TopUp>) -> Result<(S
         })
         .collect();
     Ok((summary, ledger))
+}
+
+/// The top-ups' runs and what they were for.
+fn top_up_rows(sc: &Scenario, topped: RunsDone, summary: &mut Summary) {
+    summary.add("invocation", "top-up runs", topped.line());
+    topped.numbers(summary, "top-up");
+    let misses = sc
+        .seed_runs
+        .iter()
+        .map(|(r, _)| (r.table.clone(), r.seed, r.budget.to_bits()))
+        .collect::<std::collections::BTreeSet<_>>()
+        .len();
+    summary.add("protocol", "top-ups", format!("{} run(s) of one seed for {misses} (method, budget, seed) whose calibrated run landed more than {:.0}% from the budget; at most {} round(s), chosen on the seed's final KLs only", sc.seed_runs.len(), 100.0 * calibrate::TOLERANCE, sc.top_up_rounds));
 }
 
 /// The top-up rounds of a calibrated sweep: each round adds a run of one seed where its
