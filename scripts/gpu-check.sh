@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The GPU path, checked on a machine with CUDA (`make gpu-check`, or this script by hand on a
-# CUDA machine that has a built binary): `alignlab bench --device cuda`, then the quick
-# scenario with `--device cuda` (the same run as `make run`), each with its wall time.
+# CUDA machine that has a built binary): `alignlab bench --device cuda` (every row in fp32 and
+# bf16), then the quick scenario with `--device cuda` (the same run as `make run`) in fp32 and
+# in bf16, each with its wall time, and `alignlab equivalence` of the two.
 #
 # Usage: scripts/gpu-check.sh [ALIGNLAB_BINARY] [OUT_DIR]
 #
@@ -44,7 +45,10 @@ start=$(date +%s%N)
 "$BIN" bench --device cuda --quick | tee "$OUT/bench.txt"
 echo "bench wall $(( ($(date +%s%N) - start) / 1000000 )) ms" | tee -a "$OUT/bench.txt"
 
-echo "== the quick scenario, --device cuda"
-start=$(date +%s%N)
-"$BIN" run scenarios/sentiment.toml --device cuda --quiet --runs "$OUT/runs" --results "$OUT/results" | tee "$OUT/run.txt"
-echo "run wall $(( ($(date +%s%N) - start) / 1000000 )) ms" | tee -a "$OUT/run.txt"
+for p in fp32 bf16; do
+    echo "== the quick scenario, --device cuda --precision $p"
+    start=$(date +%s%N)
+    "$BIN" run scenarios/sentiment.toml --device cuda --precision "$p" --quiet --runs "$OUT/runs" --results "$OUT/results-$p" | tee "$OUT/run-$p.txt"
+    echo "run wall $(( ($(date +%s%N) - start) / 1000000 )) ms" | tee -a "$OUT/run-$p.txt"
+done
+"$BIN" equivalence "$OUT/results-fp32/sentiment" "$OUT/results-bf16/sentiment" | tee "$OUT/equivalence.txt"
