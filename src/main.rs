@@ -99,16 +99,13 @@ fn run_command(args: RunArgs) -> Result<()> {
     );
     let device = setup(&common)?;
     let threads = tch::get_num_threads();
-    eprintln!(
-        "alignlab: scenario {} (seeds {:?}) on {device:?}, {threads} threads, {jobs} job(s)",
-        sc.name, sc.seeds
-    );
+    let progress = ProgressMode::choose(quiet, json_progress);
+    progress.header(&sc.name, &sc.seeds, (&format!("{device:?}"), threads, jobs));
     // What makes `alignlab cell` see the same scenario: file, --runs, --device, the --sets.
     let (file_arg, runs_arg) = (file.display().to_string(), runs.display().to_string());
     let mut cell_args = vec![file_arg, "--runs".into(), runs_arg, "--device".into()];
     cell_args.push(common.device.to_string());
     cell_args.extend(common.sets().into_iter().flat_map(|s| ["--set".to_string(), s]));
-    let progress = ProgressMode::choose(quiet, json_progress);
     let opts = RunOptions {
         results_root: results,
         runs_root: runs,

@@ -16,6 +16,26 @@ pub enum ProgressMode {
 }
 
 impl ProgressMode {
+    /// The invocation's first line: the scenario, its seeds, the device, threads and jobs; a
+    /// JSON object with `--json-progress`, nothing with `--quiet`.
+    pub fn header(
+        self,
+        scenario: &str,
+        seeds: &[u64],
+        (device, threads, jobs): (&str, i32, usize),
+    ) {
+        match self {
+            ProgressMode::Quiet => {}
+            ProgressMode::Json => {
+                let name = scenario.replace('\\', "\\\\").replace('"', "\\\"");
+                eprintln!("{{\"scenario\":\"{name}\",\"seeds\":{seeds:?},\"device\":\"{device}\",\"threads\":{threads},\"jobs\":{jobs}}}");
+            }
+            ProgressMode::Bar | ProgressMode::Lines => eprintln!(
+                "alignlab: scenario {scenario} (seeds {seeds:?}) on {device}, {threads} threads, {jobs} job(s)"
+            ),
+        }
+    }
+
     /// `--quiet`, `--json-progress`, else a bar on a terminal and lines elsewhere.
     pub fn choose(quiet: bool, json: bool) -> ProgressMode {
         use std::io::IsTerminal;
