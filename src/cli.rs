@@ -61,6 +61,7 @@ pub enum Cmd {
     /// Run one cell of a scenario's sweep (what `run --jobs N` starts; a cluster array job runs
     /// the same command). Results go to the run folder; `run` merges them.
     Cell {
+        /// The scenario file, e.g. scenarios/sentiment.toml.
         file: PathBuf,
         #[command(flatten)]
         common: Common,
@@ -76,6 +77,7 @@ pub enum Cmd {
     /// Build the shared stages (world, SFT, preference data, reward model) of every seed, or of
     /// one, without running any method.
     Prepare {
+        /// The scenario file, e.g. scenarios/sentiment.toml.
         file: PathBuf,
         #[command(flatten)]
         common: Common,
@@ -93,6 +95,7 @@ pub enum Cmd {
     },
     /// List a scenario's cells (seed, index, method, setting) and whether each has finished.
     Cells {
+        /// The scenario file, e.g. scenarios/sentiment.toml.
         file: PathBuf,
         #[command(flatten)]
         settings: Settings,
@@ -101,12 +104,14 @@ pub enum Cmd {
     },
     /// Validate a scenario file and print it resolved (every default filled in).
     Check {
+        /// The scenario file, e.g. scenarios/sentiment.toml.
         file: PathBuf,
         #[command(flatten)]
         settings: Settings,
     },
     /// Print prompts and sampled texts of a scenario's world with their gold reward.
     World {
+        /// The scenario file, e.g. scenarios/sentiment.toml.
         file: PathBuf,
         /// How many prompts and texts to print.
         #[arg(long, default_value_t = 5)]
@@ -155,7 +160,12 @@ pub enum Cmd {
     },
     /// Export the preference pairs of a preference-data run folder (runs/<scenario>/prefs-<hash>)
     /// as TRL's JSON lines: prompt, chosen, rejected as text and token ids, split, gold rewards.
-    ExportPrefs { prefs_dir: PathBuf, out: PathBuf },
+    ExportPrefs {
+        /// A preference-data run folder, e.g. runs/sentiment/prefs-<hash>.
+        prefs_dir: PathBuf,
+        /// The JSON-lines file to write, e.g. prefs.jsonl.
+        out: PathBuf,
+    },
     /// The tabular world's convergence to pi* (DPO, IPO, PPO-GT; exact by enumeration): writes
     /// tabular.csv and tabular.{png,svg}.
     Tabular {
@@ -167,7 +177,9 @@ pub enum Cmd {
         #[arg(long, default_value_t = 7)]
         seed: u64,
     },
-    /// Benchmarks: matmul peak, SFT tokens/s and MFU, sampling tokens/s with and without cache.
+    /// Benchmarks: fp32 and bf16 matmul peaks; SFT and DPO steps and cached sampling in fp32 and
+    /// bf16 (quick and d256 sizes, and a GPT-2-small SFT step without --quick); sampling with and
+    /// without the KV cache; PPO iterations; stacked policies; the rayon CPU work.
     Bench {
         #[command(flatten)]
         common: Common,

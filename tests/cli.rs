@@ -1237,3 +1237,34 @@ fn precision_is_a_setting_and_a_flag_and_bf16_runs_end_to_end() {
     assert_eq!(run_dirs(&out, "sentiment", "sft-").len(), 2, "fp32 reused bf16's SFT folder");
     std::fs::remove_dir_all(&out).ok();
 }
+
+/// Every argument and option of every subcommand says what it is in `-h`.
+#[test]
+fn every_argument_has_help() {
+    let top = text(&bin().arg("-h").output().unwrap());
+    let commands: Vec<String> = top
+        .lines()
+        .skip_while(|l| !l.starts_with("Commands:"))
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .filter_map(|l| l.split_whitespace().next().map(String::from))
+        .filter(|c| c != "help")
+        .collect();
+    assert!(commands.len() >= 10, "{top}");
+    for c in &commands {
+        let help = text(&bin().args([c.as_str(), "-h"]).output().unwrap());
+        let mut in_args = false;
+        for l in help.lines() {
+            if l.starts_with("Arguments:") || l.starts_with("Options:") {
+                in_args = true;
+                continue;
+            }
+            if in_args && l.starts_with("  ") && !l.starts_with("   ") {
+                // `  --name <V>  What it is`: the spec, two spaces, a description.
+                let spec_end = l.trim_start().find("  ").map(|i| i + 2);
+                let described = spec_end.is_some_and(|i| !l[i..].trim().is_empty());
+                assert!(described, "`alignlab {c}`: `{}` has no help", l.trim());
+            }
+        }
+    }
+}
