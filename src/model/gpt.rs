@@ -199,8 +199,8 @@ impl Lin {
         }
     }
 
-    fn cast(&self, kind: Kind) -> Lin {
-        Lin { w: self.w.to_kind(kind), b: self.b.to_kind(kind) }
+    fn map(&self, f: impl Fn(&Tensor) -> Tensor) -> Lin {
+        Lin { w: f(&self.w), b: f(&self.b) }
     }
 
     fn apply(&self, x: &Tensor) -> Tensor {
@@ -226,12 +226,13 @@ impl BlockMats {
         }
     }
 
-    fn cast(&self, kind: Kind) -> BlockMats {
+    /// `f` of every weight and bias: a cast, or a shallow copy of cached casts.
+    fn map(&self, f: impl Fn(&Tensor) -> Tensor) -> BlockMats {
         BlockMats {
-            c_attn: self.c_attn.cast(kind),
-            attn_proj: self.attn_proj.cast(kind),
-            c_fc: self.c_fc.cast(kind),
-            mlp_proj: self.mlp_proj.cast(kind),
+            c_attn: self.c_attn.map(&f),
+            attn_proj: self.attn_proj.map(&f),
+            c_fc: self.c_fc.map(&f),
+            mlp_proj: self.mlp_proj.map(&f),
         }
     }
 
@@ -241,19 +242,13 @@ impl BlockMats {
     }
 }
 
-/// Every matrix of a pass: the blocks' and the tied embedding as the LM head.
-struct Mats {
+/// In bf16, the bfloat16 copies of every matrix (the blocks' and the tied embedding as the LM
+/// head) that passes without a gradient use.
+struct HalfCopies {
+    /// The masters' versions (and the weights epoch) the copies were taken at.
+    versions: Vec<i64>,
     blocks: Vec<BlockMats>,
     head: Tensor,
-}
-
-impl Mats {
-    fn cast(&self, kind: Kind) -> Mats {
-        Mats {
-            blocks: self.blocks.iter().map(|b| b.cast(kind)).collect(),
-            head: self.head.to_kind(kind),
-        }
-    }
 }
 
 struct Attention {
@@ -426,7 +421,7 @@ pub struct Gpt {
     /// In bf16, the bfloat16 copies of the matrices that passes without a gradient use, with the
     /// masters' versions they were taken at (an optimiser step, a load or a copy into the
     /// masters changes a version, and the copies are taken again).
-    half: std::cell::RefCell<Option<(Vec<i64>, Mats)>>,
+    half: std::cell::RefCell<Option<HalfCopies>>,
 }
 
 impl Gpt {
@@ -438,54 +433,45 @@ impl Gpt {
         Gpt { cfg: cfg.clone(), wte, wpe, h, ln_f, half: Default::default() }
     }
 
-    /// The float32 masters of every matrix.
-    fn masters(&self) -> Mats {
-        Mats { blocks: self.h.iter().map(BlockMats::of).collect(), head: self.wte.shallow_clone() }
+    /// The blocks' matrices this pass multiplies by: the masters in fp32; in bf16, copies cast
+    /// inside the graph when `grad` (the pass will be differentiated), else the cached copies.
+    fn block_mats(&self, grad: bool) -> Vec<BlockMats> {
+        let masters = self.h.iter().map(BlockMats::of);
+        match self.cfg.precision.kind() {
+            Kind::Float => masters.collect(),
+            kind if grad => masters.map(|m| m.map(|t| t.to_kind(kind))).collect(),
+            _ => self.half_copies().blocks.iter().map(|b| b.map(Tensor::shallow_clone)).collect(),
+        }
     }
 
-    /// The matrices this pass multiplies by: the masters in fp32; in bf16, copies cast inside
-    /// the graph when `grad` (the pass will be differentiated), else the cached copies, taken
-    /// again when a master changed since.
-    fn mats(&self, grad: bool) -> Mats {
+    /// The LM head (the tied embedding) as [`Gpt::block_mats`] gives the blocks'.
+    fn head(&self, grad: bool) -> Tensor {
+        match self.cfg.precision.kind() {
+            Kind::Float => self.wte.shallow_clone(),
+            kind if grad => self.wte.to_kind(kind),
+            _ => self.half_copies().head.shallow_clone(),
+        }
+    }
+
+    /// The cached bf16 copies, taken again when a master changed since they were taken (an
+    /// optimiser step, a load or a copy into the masters changes a version or the epoch).
+    fn half_copies(&self) -> std::cell::Ref<'_, HalfCopies> {
         let kind = self.cfg.precision.kind();
-        if kind == Kind::Float {
-            return self.masters();
-        }
-        let masters = self.masters();
-        if grad {
-            return masters.cast(kind);
-        }
+        let masters: Vec<BlockMats> = self.h.iter().map(BlockMats::of).collect();
         let versions: Vec<i64> = masters
-            .blocks
             .iter()
             .flat_map(|b| b.all().map(|t| t.internal_version()))
-            .chain([masters.head.internal_version(), WEIGHTS_EPOCH.load(Ordering::Relaxed) as i64])
+            .chain([self.wte.internal_version(), WEIGHTS_EPOCH.load(Ordering::Relaxed) as i64])
             .collect();
-        let mut half = self.half.borrow_mut();
-        if half.as_ref().is_none_or(|(v, _)| *v != versions) {
-            let copies = tch::no_grad(|| masters.cast(kind));
-            *half = Some((versions, copies));
+        if self.half.borrow().as_ref().is_none_or(|h| h.versions != versions) {
+            let copies = tch::no_grad(|| HalfCopies {
+                versions,
+                blocks: masters.iter().map(|m| m.map(|t| t.to_kind(kind))).collect(),
+                head: self.wte.to_kind(kind),
+            });
+            *self.half.borrow_mut() = Some(copies);
         }
-        let (_, m) = half.as_ref().expect("just filled");
-        Mats {
-            blocks: m
-                .blocks
-                .iter()
-                .map(|b| BlockMats {
-                    c_attn: Lin { w: b.c_attn.w.shallow_clone(), b: b.c_attn.b.shallow_clone() },
-                    attn_proj: Lin {
-                        w: b.attn_proj.w.shallow_clone(),
-                        b: b.attn_proj.b.shallow_clone(),
-                    },
-                    c_fc: Lin { w: b.c_fc.w.shallow_clone(), b: b.c_fc.b.shallow_clone() },
-                    mlp_proj: Lin {
-                        w: b.mlp_proj.w.shallow_clone(),
-                        b: b.mlp_proj.b.shallow_clone(),
-                    },
-                })
-                .collect(),
-            head: m.head.shallow_clone(),
-        }
+        std::cell::Ref::map(self.half.borrow(), |h| h.as_ref().expect("just filled"))
     }
 
     /// Final hidden states `[B, T, C]` for `tokens` `[B, T]`.
@@ -577,9 +563,9 @@ impl Gpt {
         self.count_flops(b, t, past, &rows, &x);
         assert!(!pruned || cache.is_none(), "forward_rows takes no KV cache");
         let full_blocks = if pruned { self.h.len() - 1 } else { self.h.len() };
-        let mats = self.mats(x.requires_grad());
+        let mats = self.block_mats(x.requires_grad());
         let kind = self.cfg.precision.kind();
-        for (i, (block, m)) in self.h.iter().zip(&mats.blocks).enumerate().take(full_blocks) {
+        for (i, (block, m)) in self.h.iter().zip(&mats).enumerate().take(full_blocks) {
             let layer_cache = cache.as_mut().map(|c| (&mut c.layers[i], past));
             let h = low(&x.apply(&block.ln_1), kind);
             x = &x + high(&block.attn.forward(m, &h, mask.as_ref(), layer_cache));
@@ -591,7 +577,7 @@ impl Gpt {
         if !pruned {
             return x.apply(&self.ln_f);
         }
-        self.last_block_on_rows(&x, mats.blocks.last().expect("at least one block"), mask, &rows)
+        self.last_block_on_rows(&x, mats.last().expect("at least one block"), mask, &rows)
     }
 
     /// The last block on the kept `rows` of `x` (the output of the blocks before it): their
@@ -674,10 +660,8 @@ impl Gpt {
         let out = if self.cfg.precision.is_fp32() {
             hidden.linear::<Tensor>(&self.wte, None)
         } else {
-            let kind = self.cfg.precision.kind();
-            let head =
-                if hidden.requires_grad() { self.wte.to_kind(kind) } else { self.mats(false).head };
-            high(&low(hidden, kind).linear::<Tensor>(&head, None))
+            let head = self.head(hidden.requires_grad());
+            high(&low(hidden, self.cfg.precision.kind()).linear::<Tensor>(&head, None))
         };
         let flops = 2.0 * out.numel() as f64 * self.cfg.d_model as f64;
         crate::profile::add_flops(if out.requires_grad() { 3.0 * flops } else { flops });
