@@ -112,7 +112,7 @@ impl RunsWork {
 
     /// The ledger as `summary.csv` gives it: `5321.4 s over 158 of 158 runs`.
     pub fn wall_line(&self) -> String {
-        Ledger { wall_s: self.wall_s, timed: self.timed, stages: self.runs }.line("runs")
+        self.wall_ledger().line("runs")
     }
 
     /// The ledger as a [`Ledger`] of runs.
