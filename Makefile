@@ -7,7 +7,7 @@ CARGO ?= cargo
 
 JOBS ?= 2
 
-.PHONY: setup build run test lint bench bench-compare clean-runs sweep ablations report paper tabular baselines hf-check gpu-check test-slurm
+.PHONY: setup build run test lint bench bench-compare clean-runs sweep ablations report paper tabular baselines hf-check gpu-check test-slurm fixtures
 
 # Install libtorch (the PyPI torch==2.11.0 wheel) once per machine, then link it as .libtorch.
 # A LIBTORCH set by the user is respected: nothing is installed and .libtorch is not touched.
@@ -112,3 +112,10 @@ hf-check: build
 
 clean-runs:
 	rm -rf runs
+
+# Tiny random GPT-2, Pythia, Llama 3 and Qwen2 checkpoints and a tiny tokenizer, with the logits,
+# greedy continuations and token ids transformers and tokenizers give (scripts/fixtures.py, in
+# the venv of `make baselines`); committed under tests/fixtures/, which tests/hf.rs reads. Not
+# part of `make test`.
+fixtures: baselines
+	"$(TRL_VENV)/bin/python" -W ignore scripts/fixtures.py tests/fixtures

@@ -326,6 +326,8 @@ pub fn run(device: Device, quick: bool) -> Result<()> {
         n_head: 4,
         d_model: 128,
         precision: Default::default(),
+        arch: None,
+        init: None,
     };
     let big_model = GptConfig { n_layer: 4, d_model: 256, ..quick_model.clone() };
     precision_rows(&quick_model, &big_model, (peak, peak16), device, quick);
@@ -415,6 +417,8 @@ fn precision_rows(
         n_head: 12,
         d_model: 768,
         precision: Default::default(),
+        arch: None,
+        init: None,
     };
     let r = both(&gpt2).map(|c| {
         let pk = if c.precision.is_fp32() { peak } else { peak16 };
@@ -540,6 +544,8 @@ mod tests {
             n_head: 2,
             d_model: 16,
             precision: Default::default(),
+            arch: None,
+            init: None,
         };
         let k = 3i64;
         tch::manual_seed(1);

@@ -632,6 +632,8 @@ fn non_finite_checkpoint_is_refused_on_load() {
         n_head: 1,
         d_model: 4,
         precision: Default::default(),
+        arch: None,
+        init: None,
     };
     let vs = nn::VarStore::new(Device::Cpu);
     let _ = alignlab::model::Gpt::new(&vs.root(), &cfg);

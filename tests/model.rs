@@ -16,6 +16,8 @@ fn tiny() -> GptConfig {
         n_head: 2,
         d_model: 32,
         precision: Default::default(),
+        arch: None,
+        init: None,
     }
 }
 

@@ -193,6 +193,8 @@ fn toy_models() -> (nn::VarStore, Gpt, nn::VarStore, Gpt) {
         n_head: 2,
         d_model: 32,
         precision: Default::default(),
+        arch: None,
+        init: None,
     };
     tch::manual_seed(0);
     let (pvs, rvs) = (nn::VarStore::new(Device::Cpu), nn::VarStore::new(Device::Cpu));

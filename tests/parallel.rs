@@ -48,6 +48,8 @@ fn digest() -> String {
         n_head: 2,
         d_model: 16,
         precision: Default::default(),
+        arch: None,
+        init: None,
     };
     tch::set_num_threads(1);
     tch::manual_seed(0);

@@ -53,6 +53,8 @@ fn export(dir: &Path, beta_in_config: f64) {
         n_head: 2,
         d_model: 16,
         precision: Default::default(),
+        arch: None,
+        init: None,
     };
     tch::manual_seed(11);
     let (pvs, rvs, mvs) = (

@@ -169,6 +169,8 @@ fn ppo_learns_to_emit_a_token() {
         n_head: 2,
         d_model: 32,
         precision: Default::default(),
+        arch: None,
+        init: None,
     };
     tch::manual_seed(0);
     let (pvs, rvs, cvs) = (

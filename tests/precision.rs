@@ -11,7 +11,16 @@ use alignlab::model::{generate, left_pad, Gpt, GptConfig, SampleSettings};
 use tch::{nn, Device, Kind, Tensor};
 
 fn cfg(precision: Precision) -> GptConfig {
-    GptConfig { vocab_size: 23, block_size: 24, n_layer: 2, n_head: 2, d_model: 32, precision }
+    GptConfig {
+        vocab_size: 23,
+        block_size: 24,
+        n_layer: 2,
+        n_head: 2,
+        d_model: 32,
+        precision,
+        arch: None,
+        init: None,
+    }
 }
 
 static RNG_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());

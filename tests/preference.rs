@@ -141,6 +141,8 @@ fn tiny_gpt(seed: i64, vs: &nn::VarStore) -> Gpt {
             n_head: 2,
             d_model: 16,
             precision: Default::default(),
+            arch: None,
+            init: None,
         },
     )
 }
@@ -366,6 +368,8 @@ fn two_policies(world: &SentimentWorld, vs_a: &nn::VarStore, vs_b: &nn::VarStore
         n_head: 2,
         d_model: 16,
         precision: Default::default(),
+        arch: None,
+        init: None,
     };
     let _lock = RNG_LOCK.lock().unwrap_or_else(|e| e.into_inner());
     tch::manual_seed(3);
@@ -471,6 +475,8 @@ fn packed_pair_logps_equal_separate_passes() {
             n_head: 2,
             d_model: 32,
             precision: Default::default(),
+            arch: None,
+            init: None,
         },
     );
     let (prompt, valid) = left_pad(&[vec![1, 5, 6, 7], vec![1, 8], vec![1, 9, 10]], Device::Cpu);
@@ -518,6 +524,8 @@ fn implicit_accuracy_counts_ties_one_half() {
         n_head: 2,
         d_model: 16,
         precision: Default::default(),
+        arch: None,
+        init: None,
     };
     let vs = nn::VarStore::new(Device::Cpu);
     let policy = {

@@ -4,7 +4,7 @@ use tch::{Device, Tensor};
 
 use super::GptConfig;
 
-/// One layer's preallocated keys and values, `[B, H, capacity, D_head]`, in the precision of
+/// One layer's preallocated keys and values, `[B, H_kv, capacity, D_head]`, in the precision of
 /// the model's matrix products.
 pub struct LayerKv {
     pub k: Tensor,
@@ -20,8 +20,8 @@ pub struct KvCache {
 
 impl KvCache {
     pub fn new(cfg: &GptConfig, batch: i64, capacity: i64, device: Device) -> KvCache {
-        let d_head = cfg.d_model / cfg.n_head;
-        let shape = [batch, cfg.n_head, capacity, d_head];
+        let arch = cfg.arch();
+        let shape = [batch, arch.n_kv_head, capacity, arch.head_dim];
         let layers = (0..cfg.n_layer)
             .map(|_| LayerKv {
                 k: Tensor::zeros(shape, (cfg.precision.kind(), device)),

@@ -1,8 +1,12 @@
 //! Models: a GPT with its hidden states exposed, a scalar head, the KV cache, sampling.
 
+pub mod arch;
 pub mod cache;
+pub mod config;
 pub mod gpt;
 pub mod heads;
+pub mod hf;
+mod layers;
 pub mod sample;
 
 pub use cache::KvCache;

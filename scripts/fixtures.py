@@ -1,0 +1,156 @@
+"""Tiny random Hugging Face checkpoints and a tiny tokenizer for alignlab's parity tests.
+
+Run by `make fixtures` (with the venv of `make baselines`); writes tests/fixtures/. Each model
+folder is what `huggingface-cli download` gives (config.json, model.safetensors) plus
+`expected.safetensors`: fixed input ids, the logits transformers computes on them in float32,
+and a greedy continuation transformers generates with its cache. Some configs are rewritten
+in transformers 4's layout (`rope_theta`, `rope_scaling`, `rotary_pct`, `torch_dtype`), as
+most published checkpoints carry it, and some weights are stored in fp16 or bf16, as published
+checkpoints are; the expected values come from transformers reading those very files.
+"""
+
+import json
+import os
+import random
+import sys
+
+import torch
+from safetensors.torch import save_file
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+import transformers
+from transformers import (AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel, GPTNeoXConfig,
+                          GPTNeoXForCausalLM, LlamaConfig, LlamaForCausalLM, Qwen2Config,
+                          Qwen2ForCausalLM)
+
+OUT = sys.argv[1] if len(sys.argv) > 1 else "tests/fixtures"
+VOCAB = 320
+WORDS = ("the a movie film was is great terrible plot actor scene I it not very good bad "
+         "story loved hated boring funny , . ! ? and but of to in").split()
+
+
+def corpus(n, rng):
+    """Sentences of the words above, with digits, capitals and punctuation mixed in."""
+    lines = []
+    for _ in range(n):
+        k = rng.randint(3, 14)
+        words = [rng.choice(WORDS) for _ in range(k)]
+        if rng.random() < 0.3:
+            words.append(str(rng.randint(0, 2000)))
+        if rng.random() < 0.3:
+            words[0] = words[0].capitalize()
+        lines.append(" ".join(words))
+    return lines
+
+
+def tokenizer(rng):
+    """A byte-level BPE (GPT-2's scheme) with `<|endoftext|>` as BOS, EOS and padding."""
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=VOCAB, special_tokens=["<|endoftext|>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+                                  show_progress=False)
+    tok.train_from_iterator(corpus(2000, rng), trainer)
+    return tok
+
+
+def strings(rng):
+    """300 strings: sentences, unicode, whitespace runs, empty, very long."""
+    out = ["", " ", "  ", "\n", "\t\t x", "a", "The movie was great!", "  leading spaces",
+           "trailing spaces   ", "multiple   inner    spaces", "line\nbreaks\n\nhere",
+           "ünïcödé wörds", "日本語のテキスト", "emoji 🙂🎬 mixed", "Ελληνικά και English",
+           "tabs\tand\tmore\ttabs", "\u00a0non-breaking\u00a0space", "zero\u200bwidth",
+           "numbers 1234567890 3.14159", "don't won't I'm it's", "<|endoftext|>",
+           "text with <|endoftext|> inside", "\r\nwindows\r\nlines", "a" * 500,
+           " ".join(corpus(60, rng))]
+    out += corpus(300 - len(out), rng)
+    return out
+
+
+def expected(model, vocab, rng_seed):
+    """Fixed ids, transformers' float32 logits on them, and a cached greedy continuation."""
+    g = torch.Generator().manual_seed(rng_seed)
+    ids = torch.randint(1, vocab, (2, 12), generator=g)
+    prompt = torch.randint(1, vocab, (1, 5), generator=g)
+    with torch.no_grad():
+        logits = model(ids).logits.float()
+        out = model.generate(prompt, max_new_tokens=12, do_sample=False, use_cache=True,
+                             eos_token_id=None, pad_token_id=0,
+                             attention_mask=torch.ones_like(prompt))
+    return {"ids": ids, "logits": logits.contiguous(), "prompt": prompt,
+            "greedy": out[:, prompt.shape[1]:].contiguous()}
+
+
+def to_v4(path, rename, drop=()):
+    """Rewrite a saved config.json in transformers 4's layout."""
+    cfg = json.load(open(path))
+    rope = cfg.pop("rope_parameters", None) or {}
+    for k in drop:
+        cfg.pop(k, None)
+    cfg.update(rename(rope))
+    cfg["torch_dtype"] = cfg.pop("dtype", "float32")
+    cfg["transformers_version"] = "4.46.0"
+    json.dump(cfg, open(path, "w"), indent=2, sort_keys=True)
+
+
+def save(name, model, dtype, v4=None, seed=0):
+    d = os.path.join(OUT, name)
+    os.makedirs(d, exist_ok=True)
+    model.to(dtype).save_pretrained(d)
+    if v4:
+        to_v4(os.path.join(d, "config.json"), v4)
+    # The expected values come from transformers reading the files written, in float32.
+    back = AutoModelForCausalLM.from_pretrained(d, dtype=torch.float32).eval()
+    save_file(expected(back, model.config.vocab_size, seed), os.path.join(d, "expected.safetensors"))
+    for f in ("generation_config.json",):
+        if os.path.exists(os.path.join(d, f)):
+            os.remove(os.path.join(d, f))
+    print(f"{d}: {sum(os.path.getsize(os.path.join(d, f)) for f in os.listdir(d))} bytes")
+
+
+def main():
+    torch.manual_seed(0)
+    rng = random.Random(0)
+    os.makedirs(OUT, exist_ok=True)
+    tok = tokenizer(rng)
+    tdir = os.path.join(OUT, "tokenizer")
+    os.makedirs(tdir, exist_ok=True)
+    tok.save(os.path.join(tdir, "tokenizer.json"))
+    cases = [{"text": s, "ids": tok.encode(s).ids} for s in strings(rng)]
+    json.dump(cases, open(os.path.join(tdir, "cases.json"), "w"), ensure_ascii=False, indent=0)
+
+    common = dict(vocab_size=VOCAB, bos_token_id=0, eos_token_id=0, pad_token_id=0)
+    # GPT-2 (the paper's IMDb policy): learned positions, tied head, Conv1D layouts; fp32.
+    gpt2 = GPT2LMHeadModel(GPT2Config(n_embd=32, n_layer=2, n_head=4, n_positions=64,
+                                      **common)).eval()
+    save("gpt2", gpt2, torch.float32)
+    # Pythia (GPT-NeoX): rotary on half of each head, parallel residual, untied head; stored
+    # in fp16 with a transformers 4 config, as Pythia's checkpoints are.
+    neox = GPTNeoXForCausalLM(GPTNeoXConfig(hidden_size=32, num_hidden_layers=2,
+                                            num_attention_heads=4, intermediate_size=64,
+                                            max_position_embeddings=64, rotary_pct=0.5,
+                                            **common)).eval()
+    save("pythia", neox, torch.float16, v4=lambda r: {
+        "rotary_pct": r.get("partial_rotary_factor", 1.0), "rotary_emb_base": r["rope_theta"]})
+    # Llama 3: grouped-query attention, llama3 RoPE scaling, untied head; bf16 weights and a
+    # transformers 4 config (rope_theta, rope_scaling).
+    llama = LlamaForCausalLM(LlamaConfig(
+        hidden_size=32, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+        intermediate_size=48, max_position_embeddings=64, rope_theta=500000.0,
+        rope_scaling={"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
+                      "high_freq_factor": 4.0, "original_max_position_embeddings": 16},
+        **common)).eval()
+    save("llama", llama, torch.bfloat16, v4=lambda r: {
+        "rope_theta": r.pop("rope_theta"), "rope_scaling": r})
+    # Qwen2.5: q/k/v biases, tied embeddings, linear RoPE scaling; transformers 5's config.
+    qwen = Qwen2ForCausalLM(Qwen2Config(
+        hidden_size=32, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=1,
+        intermediate_size=48, max_position_embeddings=64, tie_word_embeddings=True,
+        rope_parameters={"rope_type": "linear", "factor": 2.0, "rope_theta": 1000000.0},
+        **common)).eval()
+    save("qwen2", qwen, torch.float32)
+    print(f"transformers {transformers.__version__}")
+
+
+if __name__ == "__main__":
+    main()
