@@ -8,13 +8,13 @@ import sys
 
 import torch
 from safetensors.torch import load_file
-from transformers import GPT2LMHeadModel, PreTrainedTokenizerFast
+from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
 
 
 def main(path):
     check = load_file(f"{path}/alignlab_check.safetensors")
     ids, want_logits, want_greedy = check["input_ids"], check["logits"], check["greedy"]
-    model = GPT2LMHeadModel.from_pretrained(path).eval()
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
     tok = PreTrainedTokenizerFast.from_pretrained(path)
     failures = []
     with torch.no_grad():

@@ -1,13 +1,12 @@
-//! `alignlab export RUN_DIR --hf OUT`: a trained policy as a Hugging Face `transformers` GPT-2
-//! checkpoint. The architecture is GPT-2's (pre-LayerNorm, learned positions, tied head, tanh
-//! GELU = `gelu_new`, LayerNorm eps 1e-5), so only names and layouts change: tch's `Linear`
-//! stores `[out, in]`, GPT-2's `Conv1D` `[in, out]`.
+//! `alignlab export RUN_DIR --hf OUT`: a trained policy as a Hugging Face `transformers`
+//! checkpoint of its family: alignlab's own GPT and a GPT-2 checkpoint's as GPT-2
+//! (`GPT2LMHeadModel`), a Pythia checkpoint's as GPT-NeoX, a Llama-family checkpoint's as
+//! Llama or Qwen2. Only names and layouts change (`model::hf::layout`).
 //!
-//! Writes `config.json` (a `GPT2Config`), `model.safetensors` (GPT-2 names, the head tied to
-//! `wte`), `tokenizer.json` (a WordLevel tokenizer of the world's words, split on whitespace),
-//! `tokenizer_config.json`, `generation_config.json`, and `alignlab_check.safetensors`: a few
-//! prompts with alignlab's own logits and greedy continuations, which `baselines/hf/check.py`
-//! compares against `transformers`.
+//! Writes `config.json`, `model.safetensors`, `tokenizer.json` (a WordLevel tokenizer of the
+//! world's words, split on whitespace), `tokenizer_config.json`, `generation_config.json`, and
+//! `alignlab_check.safetensors`: a few prompts with alignlab's own logits and greedy
+//! continuations, which `baselines/hf/check.py` compares against `transformers`.
 
 use anyhow::{bail, Context, Result};
 use std::fmt::Write as _;
@@ -132,7 +131,7 @@ pub fn hf(run_dir: &Path, out: &Path) -> Result<()> {
     let policy = Gpt::new(&vs.root(), &card.gpt);
     model::load_checkpoint(&mut vs, &ckpt)?;
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
-    write_weights(&vs, out)?;
+    write_weights(&vs, &card.gpt, out)?;
     write_config(&card, out)?;
     write_check(&policy, &card, out)
 }
@@ -162,36 +161,23 @@ fn read_card(run_dir: &Path) -> Result<(std::path::PathBuf, ModelCard)> {
     Ok((ckpt, card))
 }
 
-/// The weights under GPT-2's names, Conv1D weights transposed.
-fn write_weights(vs: &nn::VarStore, out: &Path) -> Result<()> {
-    let vars = vs.variables();
-    let mut names: Vec<&String> = vars.keys().collect();
-    names.sort();
-    let mut tensors: Vec<(String, Tensor)> = Vec::new();
-    for name in names {
-        let t = &vars[name];
-        let conv1d =
-            ["attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight"]
-                .iter()
-                .any(|s| name.ends_with(s));
-        let t = if conv1d { t.transpose(0, 1).contiguous() } else { t.shallow_clone() };
-        tensors.push((format!("transformer.{name}"), t));
-    }
+/// The weights under the checkpoint family's names and layouts (GPT-2's Conv1D transposed,
+/// the Llama family's q/k/v and gate/up apart, GPT-NeoX's q/k/v interleaved by head).
+fn write_weights(vs: &nn::VarStore, cfg: &GptConfig, out: &Path) -> Result<()> {
+    let vars: std::collections::BTreeMap<String, Tensor> = vs.variables().into_iter().collect();
+    let tensors =
+        model::hf::tensors_out(cfg, &vars).map_err(|e| anyhow::anyhow!("the model {e}"))?;
     let tmp = out.join("model.partial.safetensors");
     Tensor::write_safetensors(&tensors, &tmp)
         .with_context(|| format!("cannot write {}", tmp.display()))?;
     std::fs::rename(&tmp, out.join("model.safetensors"))?;
-
     Ok(())
 }
 
 /// `config.json`, `generation_config.json` and the tokenizer's files.
 fn write_config(card: &ModelCard, out: &Path) -> Result<()> {
     let cfg = &card.gpt;
-    let config = format!(
-        "{{\n  \"architectures\": [\"GPT2LMHeadModel\"],\n  \"model_type\": \"gpt2\",\n  \"vocab_size\": {},\n  \"n_positions\": {},\n  \"n_embd\": {},\n  \"n_layer\": {},\n  \"n_head\": {},\n  \"n_inner\": null,\n  \"activation_function\": \"gelu_new\",\n  \"layer_norm_epsilon\": 1e-05,\n  \"resid_pdrop\": 0.0,\n  \"embd_pdrop\": 0.0,\n  \"attn_pdrop\": 0.0,\n  \"initializer_range\": 0.02,\n  \"scale_attn_weights\": true,\n  \"tie_word_embeddings\": true,\n  \"bos_token_id\": {BOS},\n  \"eos_token_id\": {EOS},\n  \"pad_token_id\": {PAD},\n  \"torch_dtype\": \"float32\"\n}}\n",
-        cfg.vocab_size, cfg.block_size, cfg.d_model, cfg.n_layer, cfg.n_head
-    );
+    let config = model::hf::config_json(cfg, BOS, EOS, PAD);
     write_atomic(&out.join("config.json"), config.as_bytes())?;
     write_atomic(&out.join("generation_config.json"), format!("{{\n  \"bos_token_id\": {BOS},\n  \"eos_token_id\": {EOS},\n  \"pad_token_id\": {PAD}\n}}\n").as_bytes())?;
     // A WordLevel tokenizer: the world's words split on whitespace; the three special tokens.

@@ -59,6 +59,12 @@ pub fn sft_stage(
         metrics.extend(cached);
         return Ok((vs, gpt));
     }
+    if let Some(init) = &sc.model.init {
+        // The scenario's check opened this folder; it is read again here, where the weights go.
+        let ck = model::hf::open(&init.dir)?;
+        let vars: std::collections::BTreeMap<String, Tensor> = vs.variables().into_iter().collect();
+        model::hf::load(&ck, &sc.model, &vars, "")?;
+    }
     let _stage = crate::profile::enter_stage("sft", "", sc.seed, "train");
     let started = std::time::Instant::now();
     let train = SeqData::from_examples(world.sft_examples(false), opts.device);

@@ -25,6 +25,7 @@ pub enum Mlp {
     /// The exact (erf) GELU: GPT-NeoX's `gelu`.
     Gelu,
     /// The Llama family's gated SiLU.
+    #[serde(rename = "swiglu")]
     SwiGlu,
 }
 

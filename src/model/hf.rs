@@ -448,8 +448,8 @@ pub enum Layout {
     Same,
     /// GPT-2's Conv1D `[in, out]`.
     Transposed,
-    /// Rows of the sources, one after another (fused q/k/v, gate/up).
-    Cat,
+    /// Rows of the sources, one after another (fused q/k/v, gate/up), with each one's rows.
+    Cat(Vec<i64>),
     /// GPT-NeoX's fused q/k/v, rows ordered head by head `[H, 3, Dh]`; here `[3, H, Dh]`.
     NeoxQkv {
         heads: i64,
@@ -535,13 +535,15 @@ pub fn layout(cfg: &GptConfig) -> Vec<Part> {
                 let (h, t) = (format!("h.{i}"), format!("model.layers.{i}"));
                 norm(&mut parts, &format!("{h}.ln_1"), &format!("{t}.input_layernorm"));
                 norm(&mut parts, &format!("{h}.ln_2"), &format!("{t}.post_attention_layernorm"));
-                let cat = |name: String, srcs: &[&str], p: &str| Part {
+                let cat = |name: String, srcs: &[(&str, i64)], p: &str| Part {
                     name,
-                    sources: srcs.iter().map(|s| format!("{t}.{s}.{p}")).collect(),
-                    layout: Layout::Cat,
+                    sources: srcs.iter().map(|(s, _)| format!("{t}.{s}.{p}")).collect(),
+                    layout: Layout::Cat(srcs.iter().map(|(_, rows)| *rows).collect()),
                 };
-                let qkv = ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"];
-                let fc = ["mlp.gate_proj", "mlp.up_proj"];
+                let (q, kv) = (cfg.n_head * a.head_dim, a.n_kv_head * a.head_dim);
+                let qkv =
+                    [("self_attn.q_proj", q), ("self_attn.k_proj", kv), ("self_attn.v_proj", kv)];
+                let fc = [("mlp.gate_proj", a.d_ff), ("mlp.up_proj", a.d_ff)];
                 for (p, on) in [("weight", true), ("bias", a.qkv_bias)] {
                     if on {
                         parts.push(cat(format!("{h}.attn.c_attn.{p}"), &qkv, p));
@@ -606,12 +608,27 @@ pub fn read_tensors(ck: &Checkpoint) -> Result<BTreeMap<String, Tensor>, HfError
     Ok(all)
 }
 
+/// The checkpoint's tensors of one alignlab tensor: [`assemble`] inverted.
+pub fn disassemble(part: &Part, t: &Tensor) -> Vec<Tensor> {
+    match &part.layout {
+        Layout::Same => vec![t.shallow_clone()],
+        Layout::Transposed => vec![t.transpose(0, 1).contiguous()],
+        Layout::Cat(rows) => t.split_with_sizes(rows.as_slice(), 0),
+        Layout::NeoxQkv { heads } => {
+            let rest: Vec<i64> = t.size()[1..].to_vec();
+            let dh = t.size()[0] / (3 * heads);
+            let shape: Vec<i64> = [3, *heads, dh].into_iter().chain(rest.iter().copied()).collect();
+            vec![t.view(shape.as_slice()).transpose(0, 1).contiguous().view(t.size().as_slice())]
+        }
+    }
+}
+
 /// Build one alignlab tensor from the checkpoint's.
 fn assemble(part: &Part, found: &[&Tensor]) -> Tensor {
     match part.layout {
         Layout::Same => found[0].shallow_clone(),
         Layout::Transposed => found[0].transpose(0, 1).contiguous(),
-        Layout::Cat => Tensor::cat(found, 0),
+        Layout::Cat(_) => Tensor::cat(found, 0),
         Layout::NeoxQkv { heads } => {
             let t = found[0];
             let rest: Vec<i64> = t.size()[1..].to_vec();
@@ -665,4 +682,81 @@ pub fn load(
     }
     super::gpt::weights_changed();
     Ok(())
+}
+
+/// `cfg`'s tensors under the checkpoint family's names and layouts, from alignlab's `vars`.
+pub fn tensors_out(
+    cfg: &GptConfig,
+    vars: &BTreeMap<String, Tensor>,
+) -> Result<Vec<(String, Tensor)>, String> {
+    let mut out = vec![];
+    for part in layout(cfg) {
+        let t = vars.get(&part.name).ok_or_else(|| format!("has no tensor `{}`", part.name))?;
+        out.extend(part.sources.iter().cloned().zip(disassemble(&part, t)));
+    }
+    Ok(out)
+}
+
+/// `cfg`'s `config.json` in transformers 4's layout (`rope_theta`, `rope_scaling`,
+/// `torch_dtype`), which transformers 5 reads too.
+pub fn config_json(cfg: &GptConfig, bos: i64, eos: i64, pad: i64) -> String {
+    use serde_json::json;
+    let a = cfg.arch();
+    let act = match a.mlp {
+        Mlp::GeluTanh => "gelu_new",
+        Mlp::Gelu => "gelu",
+        Mlp::SwiGlu => "silu",
+    };
+    let rope = a.rope.clone();
+    let scaling = match rope.as_ref().map(|r| &r.scaling) {
+        Some(RopeScaling::Linear { factor }) => json!({"rope_type": "linear", "factor": factor}),
+        Some(RopeScaling::Llama3 { factor, low_freq_factor, high_freq_factor, original_max }) => {
+            json!({
+                "rope_type": "llama3", "factor": factor, "low_freq_factor": low_freq_factor,
+                "high_freq_factor": high_freq_factor, "original_max_position_embeddings": original_max,
+            })
+        }
+        _ => Value::Null,
+    };
+    let theta = rope.as_ref().map_or(10000.0, |r| r.theta);
+    let mut v = match a.family {
+        Family::Gpt2 => json!({
+            "architectures": ["GPT2LMHeadModel"], "model_type": "gpt2",
+            "n_positions": cfg.block_size, "n_embd": cfg.d_model, "n_layer": cfg.n_layer,
+            "n_head": cfg.n_head, "n_inner": a.d_ff, "activation_function": act,
+            "layer_norm_epsilon": a.norm_eps, "resid_pdrop": 0.0, "embd_pdrop": 0.0,
+            "attn_pdrop": 0.0, "initializer_range": 0.02, "scale_attn_weights": true,
+        }),
+        Family::GptNeox => json!({
+            "architectures": ["GPTNeoXForCausalLM"], "model_type": "gpt_neox",
+            "hidden_size": cfg.d_model, "num_hidden_layers": cfg.n_layer,
+            "num_attention_heads": cfg.n_head, "intermediate_size": a.d_ff, "hidden_act": act,
+            "layer_norm_eps": a.norm_eps, "max_position_embeddings": cfg.block_size,
+            "rotary_pct": rope.as_ref().map_or(1.0, |r| r.dims as f64 / a.head_dim as f64),
+            "rotary_emb_base": theta, "rope_scaling": scaling,
+            "use_parallel_residual": a.parallel_residual, "attention_bias": a.qkv_bias,
+            "hidden_dropout": 0.0, "attention_dropout": 0.0,
+        }),
+        Family::Llama => {
+            // Llama's `attention_bias` puts a bias on q, k, v and o; Qwen2 has it on q, k, v.
+            let qwen = a.qkv_bias && !a.out_bias;
+            json!({
+                "architectures": [if qwen { "Qwen2ForCausalLM" } else { "LlamaForCausalLM" }],
+                "model_type": if qwen { "qwen2" } else { "llama" },
+                "hidden_size": cfg.d_model, "intermediate_size": a.d_ff,
+                "num_hidden_layers": cfg.n_layer, "num_attention_heads": cfg.n_head,
+                "num_key_value_heads": a.n_kv_head, "head_dim": a.head_dim, "hidden_act": act,
+                "rms_norm_eps": a.norm_eps, "max_position_embeddings": cfg.block_size,
+                "rope_theta": theta, "rope_scaling": scaling, "attention_bias": a.out_bias,
+                "mlp_bias": a.mlp_bias, "attention_dropout": 0.0, "use_sliding_window": false,
+            })
+        }
+    };
+    let common = json!({
+        "vocab_size": cfg.vocab_size, "tie_word_embeddings": a.tied, "bos_token_id": bos,
+        "eos_token_id": eos, "pad_token_id": pad, "torch_dtype": "float32",
+    });
+    let map = v.as_object_mut().expect("an object");
+    map.extend(common.as_object().expect("an object").clone());
+    serde_json::to_string_pretty(&v).expect("JSON serializes") + "\n"
 }

@@ -313,7 +313,24 @@ fn sections(
     w.prefs.validate().map_err(|e| at(e.within("prefs")))?;
     check_capabilities(w).map_err(at)?;
     w.reward.validate().map_err(|e| at(e.within("reward")))?;
-    let model = m.gpt(w.world.vocab_size());
+    let model = if m.init.is_empty() {
+        m.gpt(w.world.vocab_size())
+    } else {
+        let (vocab, block) = (w.world.vocab_size() as i64, m.block_size as i64);
+        crate::model::hf::open(std::path::Path::new(&m.init))
+            .and_then(|ck| crate::model::hf::network(&ck, vocab, block, m.precision))
+            .map_err(|e| {
+                let problem = format!("{}: {}", e.file.display(), e.problem);
+                c.at(ConfigError { key: "model.init".into(), problem, fix: e.fix })
+            })?
+    };
+    let r = &w.reward;
+    need(
+        m.init.is_empty() || (r.n_layer, r.d_model, r.n_head) == (None, None, None),
+        "reward.d_model",
+        "a reward model of its own size cannot start from model.init's checkpoint".into(),
+        "remove reward.n_layer, reward.d_model and reward.n_head (the reward model starts from pi_SFT)",
+    )?;
     let rm = w.reward.model(&model);
     need(
         rm.n_layer >= 1 && rm.n_layer <= 48,
