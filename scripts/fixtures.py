@@ -16,9 +16,10 @@ import sys
 
 import torch
 from safetensors.torch import save_file
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from tokenizers import (Tokenizer, decoders, models, normalizers, pre_tokenizers, processors,
+                        trainers)
 import transformers
-from transformers import (AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel, GPTNeoXConfig,
+from transformers import (AutoModelForCausalLM, PreTrainedTokenizerFast, GPT2Config, GPT2LMHeadModel, GPTNeoXConfig,
                           GPTNeoXForCausalLM, LlamaConfig, LlamaForCausalLM, Qwen2Config,
                           Qwen2ForCausalLM)
 
@@ -42,8 +43,9 @@ def corpus(n, rng):
     return lines
 
 
-def tokenizer(rng):
-    """A byte-level BPE (GPT-2's scheme) with `<|endoftext|>` as BOS, EOS and padding."""
+def bytelevel(rng):
+    """GPT-2's scheme (and Llama 3's and Qwen2's): byte-level BPE, `<|endoftext|>` as BOS,
+    EOS and padding, nothing added by the post-processor."""
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
@@ -51,7 +53,61 @@ def tokenizer(rng):
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
                                   show_progress=False)
     tok.train_from_iterator(corpus(2000, rng), trainer)
-    return tok
+    return tok, {"bos_token": "<|endoftext|>", "eos_token": "<|endoftext|>",
+                 "pad_token": "<|endoftext|>"}
+
+
+def metaspace(rng):
+    """SentencePiece's scheme (Llama 2, Mistral): BPE over `▁`-marked words with byte
+    fallback, `<s>` prepended by the post-processor."""
+    tok = Tokenizer(models.BPE(byte_fallback=True, unk_token="<unk>"))
+    tok.normalizer = normalizers.Sequence([normalizers.Prepend("▁"),
+                                           normalizers.Replace(" ", "▁")])
+    tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="never")
+    tok.decoder = decoders.Sequence([decoders.Replace("▁", " "), decoders.ByteFallback(),
+                                     decoders.Fuse(), decoders.Strip(" ", 1, 0)])
+    specials = ["<unk>", "<s>", "</s>"] + [f"<0x{b:02X}>" for b in range(256)]
+    trainer = trainers.BpeTrainer(vocab_size=VOCAB + 64, special_tokens=specials,
+                                  show_progress=False)
+    tok.train_from_iterator(corpus(2000, rng), trainer)
+    tok.post_processor = processors.TemplateProcessing(
+        single="<s> $A", special_tokens=[("<s>", tok.token_to_id("<s>"))])
+    return tok, {"bos_token": "<s>", "eos_token": "</s>", "pad_token": "<unk>"}
+
+
+def wordpiece(rng):
+    """BERT's scheme (the encoder classifiers): lower-cased WordPiece, [CLS] ... [SEP]."""
+    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.decoder = decoders.WordPiece()
+    trainer = trainers.WordPieceTrainer(
+        vocab_size=VOCAB, special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"],
+        show_progress=False)
+    tok.train_from_iterator(corpus(2000, rng), trainer)
+    tok.post_processor = processors.BertProcessing(
+        ("[SEP]", tok.token_to_id("[SEP]")), ("[CLS]", tok.token_to_id("[CLS]")))
+    return tok, {"cls_token": "[CLS]", "sep_token": "[SEP]", "pad_token": "[PAD]",
+                 "unk_token": "[UNK]"}
+
+
+def save_tokenizer(name, made, texts):
+    """tokenizer.json, tokenizer_config.json, and cases.json: each string's ids without and
+    with the special tokens as transformers' fast tokenizer gives them, and its decoding."""
+    tok, specials = made
+    d = os.path.join(OUT, "tokenizers", name)
+    os.makedirs(d, exist_ok=True)
+    tok.save(os.path.join(d, "tokenizer.json"))
+    json.dump({"tokenizer_class": "PreTrainedTokenizerFast", **specials},
+              open(os.path.join(d, "tokenizer_config.json"), "w"), indent=2)
+    fast = PreTrainedTokenizerFast.from_pretrained(d)
+    cases = []
+    for t in texts:
+        ids = fast(t, add_special_tokens=False)["input_ids"]
+        cases.append({"text": t, "ids": ids,
+                      "ids_special": fast(t, add_special_tokens=True)["input_ids"],
+                      "decoded": fast.decode(ids, skip_special_tokens=True)})
+    json.dump(cases, open(os.path.join(d, "cases.json"), "w"), ensure_ascii=False)
 
 
 def strings(rng):
@@ -112,13 +168,10 @@ def main():
     torch.manual_seed(0)
     rng = random.Random(0)
     os.makedirs(OUT, exist_ok=True)
-    tok = tokenizer(rng)
-    tdir = os.path.join(OUT, "tokenizer")
-    os.makedirs(tdir, exist_ok=True)
-    tok.save(os.path.join(tdir, "tokenizer.json"))
-    cases = [{"text": s, "ids": tok.encode(s).ids} for s in strings(rng)]
-    json.dump(cases, open(os.path.join(tdir, "cases.json"), "w"), ensure_ascii=False, indent=0)
-
+    texts = strings(rng)
+    for name, make in [("bytelevel", bytelevel), ("metaspace", metaspace),
+                       ("wordpiece", wordpiece)]:
+        save_tokenizer(name, make(random.Random(1)), texts)
     common = dict(vocab_size=VOCAB, bos_token_id=0, eos_token_id=0, pad_token_id=0)
     # GPT-2 (the paper's IMDb policy): learned positions, tied head, Conv1D layouts; fp32.
     gpt2 = GPT2LMHeadModel(GPT2Config(n_embd=32, n_layer=2, n_head=4, n_positions=64,

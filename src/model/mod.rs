@@ -2,12 +2,14 @@
 
 pub mod arch;
 pub mod cache;
+pub mod checkpoint;
 pub mod config;
 pub mod gpt;
 pub mod heads;
 pub mod hf;
 mod layers;
 pub mod sample;
+pub mod tokenizer;
 
 pub use cache::KvCache;
 pub use gpt::{Gpt, GptConfig, ModelConfig, Rows};
