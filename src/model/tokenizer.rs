@@ -39,7 +39,7 @@ impl Tokenizer {
             if let Some(name) = named {
                 return inner.token_to_id(&name).map(i64::from);
             }
-            let id = config.as_ref().and_then(|c| c.get(&format!("{key}_id")))?;
+            let id = config.as_ref().and_then(|c| c.get(format!("{key}_id")))?;
             id.as_i64().or_else(|| id.as_array()?.first()?.as_i64())
         };
         Ok(Tokenizer {
