@@ -171,3 +171,21 @@ fn export_round_trips_each_family() {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
+
+/// `GptConfig::var_shapes` (what the checks and the memory estimate use without allocating a
+/// model) lists exactly the variables `Gpt::new` creates, for each family and alignlab's own.
+#[test]
+fn var_shapes_are_the_models_variables() {
+    let mut cfgs: Vec<_> =
+        ["gpt2", "pythia", "llama", "qwen2"].map(|n| hf::open(&fixture(n)).unwrap().gpt).into();
+    cfgs.push(alignlab::model::ModelConfig::default().gpt(40));
+    for cfg in cfgs {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let _gpt = Gpt::new(&vs.root(), &cfg);
+        let made: BTreeMap<String, Vec<i64>> =
+            vs.variables().into_iter().map(|(k, t)| (k, t.size())).collect();
+        let listed: BTreeMap<String, Vec<i64>> = cfg.var_shapes().into_iter().collect();
+        assert_eq!(made, listed, "{:?}", cfg.arch().family);
+        assert_eq!(cfg.n_params(), made.values().map(|s| s.iter().product::<i64>()).sum::<i64>());
+    }
+}

@@ -8,7 +8,7 @@ use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 
 use super::arch::{Arch, Family, Mlp, Rope, RopeScaling};
-use super::config::{GptConfig, Init, Precision};
+use super::config::{GptConfig, Precision};
 
 /// A checkpoint problem: the file, what is wrong, and what to do.
 #[derive(Debug)]
@@ -399,38 +399,30 @@ pub fn fingerprint(ck: &Checkpoint) -> Result<String, HfError> {
     Ok(h.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect())
 }
 
-/// The network a scenario runs from this checkpoint: its architecture and sizes, the world's
-/// vocabulary (the first `vocab` rows of its embedding) and the scenario's block.
-pub fn network(
-    ck: &Checkpoint,
-    vocab: i64,
-    block: i64,
-    precision: Precision,
-) -> Result<GptConfig, HfError> {
-    let config = ck.dir.join("config.json");
-    if vocab > ck.gpt.vocab_size {
-        return Err(err(
-            &config,
-            format!(
-                "the embedding holds {} tokens, fewer than the world's {vocab}",
-                ck.gpt.vocab_size
-            ),
-            "use a checkpoint with a larger vocabulary",
-        ));
+/// The tensors a safetensors file holds, with their shapes, from its header alone.
+pub fn header_shapes(path: &Path) -> Result<Vec<(String, Vec<i64>)>, HfError> {
+    use std::io::Read;
+    let bad =
+        |why: String| err(path, format!("is not a safetensors file ({why})"), "download it again");
+    let mut f = std::fs::File::open(path).map_err(|e| bad(e.to_string()))?;
+    let len = f.metadata().map_err(|e| bad(e.to_string()))?.len();
+    let mut n = [0u8; 8];
+    f.read_exact(&mut n).map_err(|e| bad(e.to_string()))?;
+    let header_len = u64::from_le_bytes(n);
+    if header_len > len.saturating_sub(8) || header_len > 100 << 20 {
+        return Err(bad(format!("a header of {header_len} bytes in a file of {len}")));
     }
-    if block > ck.gpt.block_size {
-        return Err(err(
-            &config,
-            format!("positions reach {}, fewer than model.block_size = {block}", ck.gpt.block_size),
-            format!("set model.block_size <= {}", ck.gpt.block_size),
-        ));
+    let mut header = vec![0u8; header_len as usize];
+    f.read_exact(&mut header).map_err(|e| bad(e.to_string()))?;
+    let v: Value = serde_json::from_slice(&header).map_err(|e| bad(e.to_string()))?;
+    let map = v.as_object().ok_or_else(|| bad("its header is not an object".into()))?;
+    let mut out = vec![];
+    for (name, t) in map.iter().filter(|(k, _)| *k != "__metadata__") {
+        let shape = t
+            .get("shape")
+            .and_then(Value::as_array)
+            .and_then(|s| s.iter().map(|d| d.as_i64()).collect::<Option<Vec<i64>>>());
+        out.push((name.clone(), shape.ok_or_else(|| bad(format!("`{name}` has no shape")))?));
     }
-    let init = Init { fingerprint: fingerprint(ck)?, dir: ck.dir.clone() };
-    Ok(GptConfig {
-        vocab_size: vocab,
-        block_size: block,
-        precision,
-        init: Some(init),
-        ..ck.gpt.clone()
-    })
+    Ok(out)
 }

@@ -198,6 +198,44 @@ impl GptConfig {
         self.vocab_size * d + positions + self.n_layer * (matmul + biases + 2 * norm) + norm + head
     }
 
+    /// Every variable of the network (alignlab's names, see `gpt`) with its shape, as
+    /// `Gpt::new` creates them: for checks and estimates that must not allocate the model.
+    pub fn var_shapes(&self) -> Vec<(String, Vec<i64>)> {
+        let (a, d, v) = (self.arch(), self.d_model, self.vocab_size);
+        let mut out = vec![("wte.weight".to_string(), vec![v, d])];
+        if a.rope.is_none() {
+            out.push(("wpe.weight".into(), vec![self.block_size, d]));
+        }
+        let norm = |out: &mut Vec<(String, Vec<i64>)>, name: &str| {
+            out.push((format!("{name}.weight"), vec![d]));
+            if !a.rms_norm {
+                out.push((format!("{name}.bias"), vec![d]));
+            }
+        };
+        let width = self.n_head * a.head_dim;
+        for i in 0..self.n_layer {
+            norm(&mut out, &format!("h.{i}.ln_1"));
+            norm(&mut out, &format!("h.{i}.ln_2"));
+            let linears = [
+                ("attn.c_attn", a.qkv_rows(self.n_head), d, a.qkv_bias),
+                ("attn.c_proj", d, width, a.out_bias),
+                ("mlp.c_fc", a.fc_rows(), d, a.mlp_bias),
+                ("mlp.c_proj", d, a.d_ff, a.mlp_bias),
+            ];
+            for (name, rows, cols, bias) in linears {
+                out.push((format!("h.{i}.{name}.weight"), vec![rows, cols]));
+                if bias {
+                    out.push((format!("h.{i}.{name}.bias"), vec![rows]));
+                }
+            }
+        }
+        norm(&mut out, "ln_f");
+        if !a.tied {
+            out.push(("lm_head.weight".into(), vec![v, d]));
+        }
+        out
+    }
+
     /// Forward+backward FLOPs per trained token at context length `t` (nanoGPT's estimate:
     /// 6 per weight in the matmuls, including the LM head, plus attention scores).
     pub fn train_flops_per_token(&self, t: i64) -> f64 {

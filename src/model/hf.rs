@@ -14,7 +14,45 @@ use super::checkpoint::err;
 pub use super::checkpoint::*;
 
 use super::arch::{Family, Mlp, RopeScaling};
-use super::config::GptConfig;
+use super::config::{GptConfig, Init, Precision};
+
+/// The network a scenario runs from this checkpoint: its architecture and sizes, the world's
+/// vocabulary (the first `vocab` rows of its embedding) and the scenario's block.
+pub fn network(
+    ck: &Checkpoint,
+    vocab: i64,
+    block: i64,
+    precision: Precision,
+) -> Result<GptConfig, HfError> {
+    let config = ck.dir.join("config.json");
+    if vocab > ck.gpt.vocab_size {
+        return Err(err(
+            &config,
+            format!(
+                "the embedding holds {} tokens, fewer than the world's {vocab}",
+                ck.gpt.vocab_size
+            ),
+            "use a checkpoint with a larger vocabulary",
+        ));
+    }
+    if block > ck.gpt.block_size {
+        return Err(err(
+            &config,
+            format!("positions reach {}, fewer than model.block_size = {block}", ck.gpt.block_size),
+            format!("set model.block_size <= {}", ck.gpt.block_size),
+        ));
+    }
+    let init = Init { fingerprint: fingerprint(ck)?, dir: ck.dir.clone() };
+    let cfg = GptConfig {
+        vocab_size: vocab,
+        block_size: block,
+        precision,
+        init: Some(init),
+        ..ck.gpt.clone()
+    };
+    check(ck, &cfg)?;
+    Ok(cfg)
+}
 
 /// How an alignlab tensor is made of a checkpoint's.
 #[derive(Clone, Debug)]
@@ -150,6 +188,91 @@ pub fn layout(cfg: &GptConfig) -> Vec<Part> {
     parts
 }
 
+/// A checkpoint tensor's name as [`layout`] gives it: published GPT-2 checkpoints name the
+/// trunk without the `transformer.` prefix that transformers writes.
+fn canonical(family: Family, name: String) -> String {
+    let bare = !name.starts_with("transformer.") && name != "lm_head.weight";
+    if family == Family::Gpt2 && bare && !name.starts_with("score.") {
+        format!("transformer.{name}")
+    } else {
+        name
+    }
+}
+
+/// The shape an alignlab tensor is given by the checkpoint's of `shapes` under `part`.
+fn assembled_shape(part: &Part, shapes: &[&Vec<i64>]) -> Vec<i64> {
+    let mut s = shapes[0].clone();
+    match part.layout {
+        Layout::Transposed => s.reverse(),
+        Layout::Cat(_) => s[0] = shapes.iter().map(|s| s[0]).sum(),
+        Layout::Same | Layout::NeoxQkv { .. } => {}
+    }
+    s
+}
+
+/// Before any work: every tensor `cfg`'s network needs is in the checkpoint's weight files,
+/// with the shape config.json implies (the embedding and position table at least as large as
+/// the scenario's vocabulary and block), read from the files' headers alone.
+pub fn check(ck: &Checkpoint, cfg: &GptConfig) -> Result<(), HfError> {
+    let family = cfg.arch().family;
+    let mut shapes = BTreeMap::new();
+    for path in &ck.files {
+        for (name, shape) in header_shapes(path)? {
+            shapes.insert(canonical(family, name), shape);
+        }
+    }
+    let want: BTreeMap<String, Vec<i64>> = cfg.var_shapes().into_iter().collect();
+    let file = ck.files.first().cloned().unwrap_or_else(|| ck.dir.clone());
+    for part in layout(cfg) {
+        let found: Vec<&Vec<i64>> = part
+            .sources
+            .iter()
+            .map(|s| shapes.get(s).ok_or_else(|| missing(&file, s)))
+            .collect::<Result<_, _>>()?;
+        if let Layout::Cat(rows) = &part.layout {
+            // Each source on its own, so that the error names the one that is wrong.
+            for ((src, shape), r) in part.sources.iter().zip(&found).zip(rows) {
+                let want: Vec<i64> =
+                    [*r].into_iter().chain(want[&part.name][1..].to_vec()).collect();
+                if **shape != want {
+                    let one = Part {
+                        name: part.name.clone(),
+                        sources: vec![src.clone()],
+                        layout: Layout::Same,
+                    };
+                    return Err(wrong_shape(&file, &one, shape, &want));
+                }
+            }
+        }
+        let mut got = assembled_shape(&part, &found);
+        let need = &want[&part.name];
+        if matches!(part.name.as_str(), "wte.weight" | "lm_head.weight" | "wpe.weight") {
+            got[0] = got[0].min(need[0]);
+        }
+        if &got != need {
+            return Err(wrong_shape(&file, &part, &got, need));
+        }
+    }
+    Ok(())
+}
+
+fn missing(file: &std::path::Path, name: &str) -> HfError {
+    err(
+        file,
+        format!("has no tensor `{name}`"),
+        "use the weights this config.json came with (a full checkpoint, not an adapter)",
+    )
+}
+
+fn wrong_shape(file: &std::path::Path, part: &Part, got: &[i64], want: &[i64]) -> HfError {
+    let names = part.sources.join("` + `");
+    err(
+        file,
+        format!("tensor `{names}` has shape {got:?} where config.json asks for {want:?}"),
+        "use the weights this config.json came with",
+    )
+}
+
 /// Read every tensor of the checkpoint's weight files, in float32.
 pub fn read_tensors(ck: &Checkpoint) -> Result<BTreeMap<String, Tensor>, HfError> {
     let mut all = BTreeMap::new();
@@ -165,17 +288,7 @@ pub fn read_tensors(ck: &Checkpoint) -> Result<BTreeMap<String, Tensor>, HfError
             )
         })?;
         for (name, t) in tensors {
-            // Published GPT-2 checkpoints name the trunk without the `transformer.` prefix.
-            let name = match ck.gpt.arch().family {
-                Family::Gpt2
-                    if !name.starts_with("transformer.")
-                        && name != "lm_head.weight"
-                        && name != "score.weight" =>
-                {
-                    format!("transformer.{name}")
-                }
-                _ => name,
-            };
+            let name = canonical(ck.gpt.arch().family, name);
             all.insert(name, t.to_kind(Kind::Float));
         }
     }
@@ -232,7 +345,7 @@ pub fn load(
         let found: Vec<&Tensor> = part
             .sources
             .iter()
-            .map(|s| tensors.get(s).ok_or_else(|| err(&file, format!("has no tensor `{s}`"), "use the weights this config.json came with (a full checkpoint, not an adapter)")))
+            .map(|s| tensors.get(s).ok_or_else(|| missing(&file, s)))
             .collect::<Result<_, _>>()?;
         let mut t = assemble(&part, &found);
         if matches!(part.name.as_str(), "wte.weight" | "lm_head.weight") {
@@ -241,16 +354,7 @@ pub fn load(
             t = t.narrow(0, 0, cfg.block_size.min(t.size()[0]));
         }
         if t.size() != var.size() {
-            return Err(err(
-                &file,
-                format!(
-                    "tensor `{}` gives shape {:?} where config.json asks for {:?}",
-                    part.sources.join("` + `"),
-                    t.size(),
-                    var.size()
-                ),
-                "use the weights this config.json came with",
-            ));
+            return Err(wrong_shape(&file, &part, &t.size(), &var.size()));
         }
         tch::no_grad(|| var.shallow_clone().copy_(&t));
     }

@@ -332,14 +332,15 @@ fn sections(
         "remove reward.n_layer, reward.d_model and reward.n_head (the reward model starts from pi_SFT)",
     )?;
     let rm = w.reward.model(&model);
+    // A checkpoint's reward model is its own size (checked against its weights above).
     need(
-        rm.n_layer >= 1 && rm.n_layer <= 48,
+        model.init.is_some() || rm.n_layer >= 1 && rm.n_layer <= 48,
         "reward.n_layer",
         format!("must be in 1..=48 (got {})", rm.n_layer),
         "use a few layers, e.g. 2",
     )?;
     need(
-        rm.n_head >= 1 && rm.d_model >= 1 && rm.d_model % rm.n_head == 0,
+        model.init.is_some() || rm.n_head >= 1 && rm.d_model >= 1 && rm.d_model % rm.n_head == 0,
         "reward.d_model",
         format!("d_model {} is not a multiple of n_head {}", rm.d_model, rm.n_head),
         "make reward.d_model divisible by reward.n_head (default: model.n_head)",
@@ -824,13 +825,15 @@ fn memory(
 ) -> Result<(), ConfigError> {
     let gib = |b: f64| b / (1u64 << 30) as f64;
     let (t, v, heads) = (model.block_size as f64, model.vocab_size as f64, model.n_head as f64);
-    let params = |d: f64, l: f64| v * d + t * d + l * (12.0 * d * d + 13.0 * d) + 2.0 * d;
     let (d, l, rd, rl) =
         (model.d_model as f64, model.n_layer as f64, rm.d_model as f64, rm.n_layer as f64);
     // Policy with gradient and two Adam moments, the frozen reference, the reward model and a
     // critic of its size with theirs; float32.
-    let weights = 4.0 * (5.0 * params(d, l) + 5.0 * params(rd, rl));
-    let per_row = |d: f64, l: f64| t * (l * (16.0 * d + 2.0 * heads * t) + 3.0 * v) * 4.0;
+    let weights = 4.0 * (5.0 * model.n_params() as f64 + 5.0 * rm.n_params() as f64);
+    // Activations kept per token and layer: about 8 d plus the MLP's hidden (4 d in alignlab's
+    // own GPT), and the attention scores.
+    let fc = model.arch().fc_rows().max(rm.arch().fc_rows()) as f64;
+    let per_row = |d: f64, l: f64| t * (l * (8.0 * d + 2.0 * fc + 2.0 * heads * t) + 3.0 * v) * 4.0;
     let batches = [
         ("sft.batch_size", w.sft.batch_size),
         ("train.batch_size", 2 * w.train.batch_size),
@@ -843,8 +846,9 @@ fn memory(
     let rows = (w.world.n_eval_prompts() * w.eval.samples_per_prompt) as f64;
     let evaluation = rows * (per_row(d, l) + 6.0 * t * v * 4.0);
     let corpora = w.world.n_docs() as f64 * (t + 4.0) * 8.0 * 2.0;
+    let weights_key = if model.init.is_some() { "model.init" } else { "model.d_model" };
     let parts = [
-        ("model.d_model", weights),
+        (weights_key, weights),
         (batch_key, activations),
         ("eval.samples_per_prompt", evaluation),
         ("world.n_train", corpora),
@@ -856,7 +860,12 @@ fn memory(
     }
     let (key, _) = parts.iter().copied().max_by(|a, b| a.1.total_cmp(&b.1)).unwrap();
     let problem = format!("the run needs about {:.1} GiB (parameters and optimiser {:.1}, a batch's activations {:.1}, evaluation {:.1}, corpora {:.1}), more than the {:.1} GiB available", gib(total), gib(weights), gib(activations), gib(evaluation), gib(corpora), gib(available));
-    Err(ConfigError { key: key.into(), problem, fix: format!("lower {key}, the largest part") })
+    let fix = if key == "model.init" {
+        "use a smaller checkpoint, or run on a machine with more memory".to_string()
+    } else {
+        format!("lower {key}, the largest part")
+    };
+    Err(ConfigError { key: key.into(), problem, fix })
 }
 
 /// Memory available to a run: `MemAvailable` of /proc/meminfo, else 16 GiB.

@@ -1,0 +1,223 @@
+//! `[model] init`: a scenario run from a Hugging Face checkpoint end to end (SFT, preference
+//! data, reward model, DPO, PPO with a critic, PPO-GT, Best-of-N, the evaluation, export), and
+//! the checkpoint problems a user meets, each a one-line error before any work.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use alignlab::model::hf;
+use tch::Tensor;
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("alignlab-init-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+const TINY: &[&str] = &[
+    "sft.steps=20",
+    "world.n_train=200",
+    "world.n_val=40",
+    "world.n_train_prompts=16",
+    "world.n_eval_prompts=8",
+    "train.steps=4",
+    "reward.epochs=1",
+    "eval.every=2",
+    "eval.samples_per_prompt=1",
+    "ppo.iterations=2",
+    "ppo.eval_every=1",
+    "ppo_gt.iterations=2",
+    "ppo_gt.eval_every=1",
+    "best_of_n.n=[1,2]",
+    "sweep.seeds=[0]",
+];
+
+fn run(out: &Path, init: &Path, extra: &[&str]) -> Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_alignlab"));
+    c.args(["run", "scenarios/sentiment.toml", "--quiet", "--threads", "1"]);
+    c.arg("--results").arg(out.join("results")).arg("--runs").arg(out.join("runs"));
+    c.arg("--set").arg(format!("model.init={}", init.display()));
+    for s in TINY.iter().chain(extra) {
+        c.arg("--set").arg(s);
+    }
+    c.output().unwrap()
+}
+
+fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+/// A short run from a Llama-family and from a GPT-2 checkpoint: every method trains and is
+/// evaluated (finite gold reward and KL at every evaluation), and the DPO policy exports back
+/// as a checkpoint of the same family.
+#[test]
+fn dpo_and_ppo_run_from_llama_and_gpt2_checkpoints() {
+    for name in ["llama", "gpt2"] {
+        let out = tmp(name);
+        let o = run(&out, &fixture(name), &[]);
+        assert!(o.status.success(), "{name}:\n{}", text(&o));
+        let eval = std::fs::read_to_string(out.join("results/sentiment/eval.csv")).unwrap();
+        // Long format: method,setting,seed,step,metric,value.
+        let mut seen = BTreeMap::new();
+        for line in eval.lines().skip(1) {
+            let f: Vec<&str> = line.split(',').collect();
+            if f[4] == "eval/gold" || f[4] == "eval/kl" {
+                let v: f64 = f[5].parse().unwrap();
+                assert!(v.is_finite(), "{name}: {line}");
+                *seen.entry(f[0].to_string()).or_insert(0) += 1;
+            }
+        }
+        for m in ["sft", "dpo", "ppo", "ppo_gt", "best_of_n"] {
+            assert!(seen.contains_key(m), "{name}: no evaluation of {m} in {seen:?}");
+        }
+        let runs = out.join("runs/sentiment");
+        let dpo = std::fs::read_dir(&runs)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.file_name().unwrap().to_string_lossy().starts_with("dpo-"))
+            .unwrap();
+        let hf_out = out.join("hf");
+        let o = Command::new(env!("CARGO_BIN_EXE_alignlab"))
+            .arg("export")
+            .arg(&dpo)
+            .arg("--hf")
+            .arg(&hf_out)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{name}: export\n{}", text(&o));
+        let back = hf::open(&hf_out).unwrap();
+        let original = hf::open(&fixture(name)).unwrap();
+        assert_eq!(back.gpt.arch().family, original.gpt.arch().family);
+        assert_eq!(back.gpt.vocab_size, 51, "{name}: the world's vocabulary is exported");
+        std::fs::remove_dir_all(&out).ok();
+    }
+}
+
+/// A copy of a fixture whose weights file is `tensors` and whose config.json is `config`.
+fn broken(name: &str, config: &str, tensors: Vec<(String, Tensor)>) -> PathBuf {
+    let d = tmp(&format!("ck-{name}"));
+    std::fs::create_dir_all(&d).unwrap();
+    std::fs::write(d.join("config.json"), config).unwrap();
+    Tensor::write_safetensors(&tensors, d.join("model.safetensors")).unwrap();
+    d
+}
+
+fn llama_tensors() -> Vec<(String, Tensor)> {
+    Tensor::read_safetensors(fixture("llama/model.safetensors")).unwrap()
+}
+
+fn llama_config() -> String {
+    std::fs::read_to_string(fixture("llama/config.json")).unwrap()
+}
+
+/// Fails with one line holding every needle, and writes neither results nor runs.
+fn fails_before_work(init: &Path, needles: &[&str]) {
+    let out = tmp("bad");
+    let o = run(&out, init, &[]);
+    let t = text(&o);
+    assert!(!o.status.success(), "expected failure:\n{t}");
+    assert!(!t.contains("panicked"), "panic instead of an error:\n{t}");
+    assert_eq!(t.trim().lines().count(), 1, "not one line:\n{t}");
+    for n in needles {
+        assert!(t.contains(n), "`{n}` missing from:\n{t}");
+    }
+    assert!(!out.join("results").exists() && !out.join("runs").exists(), "work was done:\n{t}");
+}
+
+#[test]
+fn bad_checkpoints_fail_in_one_line_before_any_work() {
+    let empty = tmp("ck-empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    fails_before_work(&empty, &["model.init", "config.json: does not exist", "fix:"]);
+    fails_before_work(&tmp("ck-nowhere"), &["model.init", "is not a folder", "fix:"]);
+
+    let t5 = broken("t5", &llama_config().replace("\"llama\"", "\"t5\""), llama_tensors());
+    fails_before_work(
+        &t5,
+        &["model_type `t5` is not supported", "gpt2, gpt_neox, llama, qwen2, mistral"],
+    );
+
+    let mut fewer = llama_tensors();
+    fewer.retain(|(n, _)| n != "model.layers.1.self_attn.k_proj.weight");
+    let missing = broken("missing", &llama_config(), fewer);
+    fails_before_work(
+        &missing,
+        &["has no tensor `model.layers.1.self_attn.k_proj.weight`", "fix:"],
+    );
+
+    let mut reshaped = llama_tensors();
+    for (n, t) in reshaped.iter_mut() {
+        if n == "model.layers.0.mlp.up_proj.weight" {
+            *t = t.narrow(0, 0, 40);
+        }
+    }
+    let wrong = broken("shape", &llama_config(), reshaped);
+    fails_before_work(&wrong, &["tensor `model.layers.0.mlp.up_proj.weight` has shape [40, 32] where config.json asks for [48, 32]", "fix:"]);
+
+    let small = broken(
+        "vocab",
+        &llama_config().replace("\"vocab_size\": 320", "\"vocab_size\": 40"),
+        llama_tensors(),
+    );
+    fails_before_work(&small, &["embedding holds 40 tokens, fewer than the world's 51", "fix:"]);
+
+    // A checkpoint far too large for this machine: its header alone says so.
+    let huge = llama_config()
+        .replace("\"hidden_size\": 32", "\"hidden_size\": 16384")
+        .replace("\"intermediate_size\": 48", "\"intermediate_size\": 53248")
+        .replace("\"num_hidden_layers\": 2", "\"num_hidden_layers\": 126")
+        .replace("\"head_dim\": 8", "\"head_dim\": 128")
+        .replace("\"num_attention_heads\": 4", "\"num_attention_heads\": 128")
+        .replace("\"num_key_value_heads\": 2", "\"num_key_value_heads\": 8");
+    let d = tmp("ck-huge");
+    std::fs::create_dir_all(&d).unwrap();
+    std::fs::write(d.join("config.json"), &huge).unwrap();
+    let header = header_only(&d, &huge);
+    std::fs::write(d.join("model.safetensors"), header).unwrap();
+    fails_before_work(&d, &["model.init", "GiB", "more than the", "use a smaller checkpoint"]);
+    for dir in [empty, t5, missing, wrong, small, d, tmp("bad")] {
+        std::fs::remove_dir_all(dir).ok();
+    }
+}
+
+/// A safetensors file with the header of the network `config` describes and no data: enough
+/// for every check that reads headers only.
+fn header_only(dir: &Path, config: &str) -> Vec<u8> {
+    std::fs::write(dir.join("config.json"), config).unwrap();
+    std::fs::write(dir.join("model.safetensors"), b"").ok();
+    let mut cfg = {
+        // Parse the config through the loader, with a stub weights file so `open` succeeds.
+        let stub = Tensor::zeros([1], (tch::Kind::Float, tch::Device::Cpu));
+        Tensor::write_safetensors(&[("stub", &stub)], dir.join("model.safetensors")).unwrap();
+        hf::open(dir).unwrap().gpt
+    };
+    cfg.init = None;
+    let mut offset = 0i64;
+    let mut entries = vec![];
+    for part in hf::layout(&cfg) {
+        let shapes: BTreeMap<String, Vec<i64>> = cfg.var_shapes().into_iter().collect();
+        let shape = &shapes[&part.name];
+        for (i, src) in part.sources.iter().enumerate() {
+            let s = match &part.layout {
+                hf::Layout::Cat(rows) => [vec![rows[i]], shape[1..].to_vec()].concat(),
+                hf::Layout::Transposed => shape.iter().rev().copied().collect(),
+                _ => shape.clone(),
+            };
+            let n: i64 = s.iter().product::<i64>() * 2;
+            entries.push(format!(
+                "\"{src}\":{{\"dtype\":\"BF16\",\"shape\":{s:?},\"data_offsets\":[{offset},{}]}}",
+                offset + n
+            ));
+            offset += n;
+        }
+    }
+    let header = format!("{{{}}}", entries.join(","));
+    let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+    bytes.extend(header.as_bytes());
+    bytes
+}
