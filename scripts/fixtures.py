@@ -19,7 +19,10 @@ from safetensors.torch import save_file
 from tokenizers import (Tokenizer, decoders, models, normalizers, pre_tokenizers, processors,
                         trainers)
 import transformers
-from transformers import (AutoModelForCausalLM, PreTrainedTokenizerFast, GPT2Config, GPT2LMHeadModel, GPTNeoXConfig,
+from transformers import (AutoModelForCausalLM, AutoModelForSequenceClassification,
+                          BertConfig, BertForSequenceClassification, DistilBertConfig,
+                          DistilBertForSequenceClassification, RobertaConfig,
+                          RobertaForSequenceClassification, PreTrainedTokenizerFast, GPT2Config, GPT2LMHeadModel, GPTNeoXConfig,
                           GPTNeoXForCausalLM, LlamaConfig, LlamaForCausalLM, Qwen2Config,
                           Qwen2ForCausalLM)
 
@@ -89,6 +92,51 @@ def wordpiece(rng):
         ("[SEP]", tok.token_to_id("[SEP]")), ("[CLS]", tok.token_to_id("[CLS]")))
     return tok, {"cls_token": "[CLS]", "sep_token": "[SEP]", "pad_token": "[PAD]",
                  "unk_token": "[UNK]"}
+
+
+def roberta_bpe(rng):
+    """RoBERTa's scheme: byte-level BPE, `<s> ... </s>`, `<pad>` = 1 (its positions count from
+    the padding id)."""
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=VOCAB, special_tokens=["<s>", "<pad>", "</s>", "<unk>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+                                  show_progress=False)
+    tok.train_from_iterator(corpus(2000, rng), trainer)
+    tok.post_processor = processors.RobertaProcessing(("</s>", 2), ("<s>", 0))
+    return tok, {"bos_token": "<s>", "eos_token": "</s>", "cls_token": "<s>", "sep_token": "</s>",
+                 "pad_token": "<pad>", "unk_token": "<unk>"}
+
+
+CLASSIFIER_TEXTS = ["the movie was great", "terrible plot and a boring actor", "",
+                    "I loved it ! ! !", "not very good , but funny", "ünïcödé 🙂 text",
+                    " ".join(["a very long review"] * 40)]
+
+
+def save_classifier(name, model, made):
+    """A `*ForSequenceClassification` checkpoint with its tokenizer, and the logits
+    transformers gives on a padded batch of texts (truncated to the model's positions)."""
+    d = os.path.join(OUT, name)
+    os.makedirs(d, exist_ok=True)
+    model.save_pretrained(d)
+    tok, specials = made
+    tok.save(os.path.join(d, "tokenizer.json"))
+    json.dump({"tokenizer_class": "PreTrainedTokenizerFast", "model_max_length": 64, **specials},
+              open(os.path.join(d, "tokenizer_config.json"), "w"), indent=2)
+    fast = PreTrainedTokenizerFast.from_pretrained(d)
+    back = AutoModelForSequenceClassification.from_pretrained(d, dtype=torch.float32).eval()
+    batch = fast(CLASSIFIER_TEXTS, padding=True, truncation=True, max_length=64,
+                 return_tensors="pt")
+    with torch.no_grad():
+        logits = back(**{k: v for k, v in batch.items() if k != "token_type_ids"}).logits
+    save_file({"logits": logits.contiguous(), "input_ids": batch["input_ids"].contiguous()},
+              os.path.join(d, "expected.safetensors"))
+    json.dump(CLASSIFIER_TEXTS, open(os.path.join(d, "texts.json"), "w"), ensure_ascii=False)
+    for f in ("generation_config.json",):
+        if os.path.exists(os.path.join(d, f)):
+            os.remove(os.path.join(d, f))
+    print(f"{d}: {sum(os.path.getsize(os.path.join(d, f)) for f in os.listdir(d))} bytes")
 
 
 def save_tokenizer(name, made, texts):
@@ -202,6 +250,23 @@ def main():
         rope_parameters={"rope_type": "linear", "factor": 2.0, "rope_theta": 1000000.0},
         **common)).eval()
     save("qwen2", qwen, torch.float32)
+    # Encoder classifiers as reward models: BERT and DistilBERT with a WordPiece tokenizer,
+    # RoBERTa with its byte-level BPE; two labels named as sentiment classifiers name them.
+    labels = dict(num_labels=2, id2label={0: "NEGATIVE", 1: "POSITIVE"},
+                  label2id={"NEGATIVE": 0, "POSITIVE": 1})
+    wp = wordpiece(random.Random(1))
+    torch.manual_seed(1)
+    save_classifier("bert-classifier", BertForSequenceClassification(BertConfig(
+        vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+        intermediate_size=64, max_position_embeddings=64, pad_token_id=0, **labels)).eval(), wp)
+    save_classifier("distilbert-classifier", DistilBertForSequenceClassification(DistilBertConfig(
+        vocab_size=VOCAB, dim=32, n_layers=2, n_heads=4, hidden_dim=64,
+        max_position_embeddings=64, pad_token_id=0, **labels)).eval(), wp)
+    rb = roberta_bpe(random.Random(1))
+    save_classifier("roberta-classifier", RobertaForSequenceClassification(RobertaConfig(
+        vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+        intermediate_size=64, max_position_embeddings=66, pad_token_id=1, bos_token_id=0,
+        eos_token_id=2, type_vocab_size=1, **labels)).eval(), rb)
     print(f"transformers {transformers.__version__}")
 
 

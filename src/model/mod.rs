@@ -4,6 +4,7 @@ pub mod arch;
 pub mod cache;
 pub mod checkpoint;
 pub mod config;
+pub mod encoder;
 pub mod gpt;
 pub mod heads;
 pub mod hf;
