@@ -92,8 +92,11 @@ gpu-check: build
 # With TRL too when `make baselines` has installed it.
 TRL_VENV := $(ALIGNLAB_CACHE)/trl-1.12.0
 ROUNDS ?= 2
+# Then the real sizes (GPT-2 small's DPO step and generation in fp32 and bf16 against TRL's,
+# a Qwen2.5-0.5B-shaped DPO step, PPO with four GPT-2-small-shaped models; minutes).
 bench-compare: build
 	cd baselines/reference && PYTHONPATH="$$(dirname "$$(readlink -f ../../.libtorch)")" python3 -W ignore::UserWarning bench.py --alignlab ../../target/release/alignlab --threads 2 --rounds $(ROUNDS) $$([ -x "$(TRL_VENV)/bin/python" ] && echo --trl "$(TRL_VENV)/bin/python")
+	python3 baselines/compare_real.py --alignlab target/release/alignlab --threads 2 $$([ -x "$(TRL_VENV)/bin/python" ] && echo --trl "$(TRL_VENV)/bin/python")
 
 # TRL (pinned, baselines/trl/requirements.txt) in a venv that reuses the torch of `make setup`;
 # not part of `make test`.

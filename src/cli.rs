@@ -186,6 +186,11 @@ pub enum Cmd {
         /// Fewer repetitions (for smoke tests).
         #[arg(long)]
         quick: bool,
+        /// Only the steps at real checkpoints' sizes (random weights): GPT-2 small's DPO step
+        /// and generation in fp32 and bf16, a Qwen2.5-0.5B-shaped DPO step, PPO with four
+        /// GPT-2-small-shaped models; with peak memory. Minutes.
+        #[arg(long)]
+        real: bool,
     },
 }
 

@@ -82,7 +82,8 @@ fn run() -> Result<()> {
             let files = "tabular.csv, tabular_unseen.csv, tabular.png, tabular.svg";
             println!("written: {}/{files}", out.display());
         }
-        Cmd::Bench { common, quick } => alignlab::bench::run(setup(&common)?, quick)?,
+        Cmd::Bench { common, quick, real: false } => alignlab::bench::run(setup(&common)?, quick)?,
+        Cmd::Bench { common, real: true, .. } => alignlab::bench::real::run(setup(&common)?)?,
     }
     Ok(())
 }

@@ -634,6 +634,7 @@ fn non_finite_checkpoint_is_refused_on_load() {
         precision: Default::default(),
         arch: None,
         init: None,
+        suppress: vec![],
     };
     let vs = nn::VarStore::new(Device::Cpu);
     let _ = alignlab::model::Gpt::new(&vs.root(), &cfg);

@@ -136,7 +136,7 @@ fn keys_md() -> String {
     s += &section(
         "`[model]`",
         "The policy's network (and, unless `[reward]` overrides it, the reward model's)",
-        "src/model/gpt.rs",
+        "src/model/config.rs",
         "ModelConfig",
         value(&ModelConfig::default()),
     );

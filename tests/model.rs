@@ -18,6 +18,7 @@ fn tiny() -> GptConfig {
         precision: Default::default(),
         arch: None,
         init: None,
+        suppress: vec![],
     }
 }
 
@@ -374,4 +375,34 @@ fn forward_rows_matches_forward_on_the_kept_rows() {
         let d = max_abs_diff(a, b);
         assert!(d < 1e-5, "gradients differ by {d}");
     }
+}
+
+/// The tokens a model never emits (`suppress`: the world's `<pad>` and `<bos>`) are never
+/// sampled, and every other token keeps its probability relative to the rest: the
+/// distribution is the raw one renormalised without them. Without suppression the same
+/// untrained model samples them.
+#[test]
+fn suppressed_tokens_are_never_sampled() {
+    let _store = nn::VarStore::new(Device::Cpu);
+    let gpt = {
+        let _lock = RNG_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        tch::manual_seed(3);
+        Gpt::new(&_store.root(), &GptConfig { suppress: vec![0, 1], ..tiny() })
+    };
+    let (prompt, valid) = left_pad(&vec![vec![1i64, 5, 6]; 64], Device::Cpu);
+    let count = |g: &Gpt| {
+        let _lock = RNG_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        tch::manual_seed(0);
+        let ro = tch::no_grad(|| generate(g, &prompt, &valid, &settings(true)));
+        let special = ro.response.le(1).logical_and(&ro.mask.gt(0.0));
+        special.sum(Kind::Int64).int64_value(&[])
+    };
+    let (_vs2, plain) = model(3);
+    assert!(count(&plain) > 0, "the unsuppressed model should sample <pad> or <bos> here");
+    assert_eq!(count(&gpt), 0);
+    let h = tch::no_grad(|| gpt.forward(&prompt, None, None, None));
+    let (lp, raw) = (gpt.logits(&h).log_softmax(-1, Kind::Float), gpt.raw_logits(&h));
+    assert!(lp.narrow(2, 0, 2).max().double_value(&[]) < -1e8);
+    let renorm = raw.narrow(2, 2, 18).log_softmax(-1, Kind::Float);
+    assert!(max_abs_diff(&lp.narrow(2, 2, 18), &renorm) < 1e-5);
 }

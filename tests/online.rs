@@ -195,6 +195,7 @@ fn toy_models() -> (nn::VarStore, Gpt, nn::VarStore, Gpt) {
         precision: Default::default(),
         arch: None,
         init: None,
+        suppress: vec![],
     };
     tch::manual_seed(0);
     let (pvs, rvs) = (nn::VarStore::new(Device::Cpu), nn::VarStore::new(Device::Cpu));

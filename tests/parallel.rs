@@ -50,6 +50,7 @@ fn digest() -> String {
         precision: Default::default(),
         arch: None,
         init: None,
+        suppress: vec![],
     };
     tch::set_num_threads(1);
     tch::manual_seed(0);

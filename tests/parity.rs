@@ -55,6 +55,7 @@ fn export(dir: &Path, beta_in_config: f64) {
         precision: Default::default(),
         arch: None,
         init: None,
+        suppress: vec![],
     };
     tch::manual_seed(11);
     let (pvs, rvs, mvs) = (

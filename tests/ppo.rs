@@ -171,6 +171,7 @@ fn ppo_learns_to_emit_a_token() {
         precision: Default::default(),
         arch: None,
         init: None,
+        suppress: vec![],
     };
     tch::manual_seed(0);
     let (pvs, rvs, cvs) = (

@@ -20,6 +20,7 @@ fn cfg(precision: Precision) -> GptConfig {
         precision,
         arch: None,
         init: None,
+        suppress: vec![],
     }
 }
 

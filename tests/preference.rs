@@ -143,6 +143,7 @@ fn tiny_gpt(seed: i64, vs: &nn::VarStore) -> Gpt {
             precision: Default::default(),
             arch: None,
             init: None,
+            suppress: vec![],
         },
     )
 }
@@ -370,6 +371,7 @@ fn two_policies(world: &SentimentWorld, vs_a: &nn::VarStore, vs_b: &nn::VarStore
         precision: Default::default(),
         arch: None,
         init: None,
+        suppress: vec![],
     };
     let _lock = RNG_LOCK.lock().unwrap_or_else(|e| e.into_inner());
     tch::manual_seed(3);
@@ -477,6 +479,7 @@ fn packed_pair_logps_equal_separate_passes() {
             precision: Default::default(),
             arch: None,
             init: None,
+            suppress: vec![],
         },
     );
     let (prompt, valid) = left_pad(&[vec![1, 5, 6, 7], vec![1, 8], vec![1, 9, 10]], Device::Cpu);
@@ -526,6 +529,7 @@ fn implicit_accuracy_counts_ties_one_half() {
         precision: Default::default(),
         arch: None,
         init: None,
+        suppress: vec![],
     };
     let vs = nn::VarStore::new(Device::Cpu);
     let policy = {

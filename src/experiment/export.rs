@@ -179,7 +179,13 @@ fn write_config(card: &ModelCard, out: &Path) -> Result<()> {
     let cfg = &card.gpt;
     let config = model::hf::config_json(cfg, BOS, EOS, PAD);
     write_atomic(&out.join("config.json"), config.as_bytes())?;
-    write_atomic(&out.join("generation_config.json"), format!("{{\n  \"bos_token_id\": {BOS},\n  \"eos_token_id\": {EOS},\n  \"pad_token_id\": {PAD}\n}}\n").as_bytes())?;
+    // The tokens alignlab never samples (padding, `<bos>`) are suppressed in generation too.
+    let suppress: Vec<String> = cfg.suppress.iter().map(i64::to_string).collect();
+    let generation = format!(
+        "{{\n  \"bos_token_id\": {BOS},\n  \"eos_token_id\": {EOS},\n  \"pad_token_id\": {PAD},\n  \"suppress_tokens\": [{}]\n}}\n",
+        suppress.join(", ")
+    );
+    write_atomic(&out.join("generation_config.json"), generation.as_bytes())?;
     // A WordLevel tokenizer: the world's words split on whitespace; the three special tokens.
     let special: Vec<String> = card.words[..N_SPECIAL]
         .iter()
@@ -223,7 +229,8 @@ fn write_check(policy: &Gpt, card: &ModelCard, out: &Path) -> Result<()> {
     let valid = prompt.ones_like().to_kind(Kind::Bool);
     let new = (cfg.block_size - len).clamp(0, 12);
     let (logits, greedy) = tch::no_grad(|| {
-        let logits = policy.logits(&policy.forward(&prompt, None, None, None));
+        // The model's own logits (transformers knows nothing of the suppression).
+        let logits = policy.raw_logits(&policy.forward(&prompt, None, None, None));
         let ro = generate(
             policy,
             &prompt,

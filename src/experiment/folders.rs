@@ -49,8 +49,10 @@ pub fn prefs_key(sc: &Scenario) -> String {
 /// and labels draw from ChaCha12 ([`WORLDS`] 2), and every evaluation carries its compute.
 /// 5: a method's random streams (batch order, prompts, rollouts) derive from its typed
 /// identity (`Method::stream_key`: its table and grid values) instead of its display label,
-/// and cDPO's label says `label_smoothing` (it kept `eps` to keep its seeds).
-pub const NUMERICS: u32 = 5;
+/// and cDPO's label says `label_smoothing` (it kept `eps` to keep its seeds). 6: the model
+/// never emits `<pad>` or `<bos>` (their logits held at -1e9 in sampling, log-probs, KL and
+/// entropy; `GptConfig::suppress`), which changes SFT's keys too.
+pub const NUMERICS: u32 = 6;
 
 /// The key of the reward-model stage, which every later stage extends.
 pub(super) fn reward_key(sc: &Scenario) -> String {

@@ -23,6 +23,17 @@ use crate::model::{self, Gpt, SampleSettings};
 use crate::profile::Work;
 use crate::world::TextWorld;
 
+/// pi_SFT starts from `[model] init`'s checkpoint where there is one (the scenario's check
+/// opened the folder; it is read again here, where the weights go).
+fn load_init(sc: &Scenario, vs: &nn::VarStore) -> Result<()> {
+    if let Some(init) = &sc.model.init {
+        let ck = model::hf::open(&init.dir)?;
+        let vars: std::collections::BTreeMap<String, Tensor> = vs.variables().into_iter().collect();
+        model::hf::load(&ck, &sc.model, &vars, "")?;
+    }
+    Ok(())
+}
+
 /// SFT stage: train pi_SFT or reuse the cached checkpoint. Returns the model's VarStore.
 pub fn sft_stage(
     sc: &Scenario,
@@ -59,12 +70,7 @@ pub fn sft_stage(
         metrics.extend(cached);
         return Ok((vs, gpt));
     }
-    if let Some(init) = &sc.model.init {
-        // The scenario's check opened this folder; it is read again here, where the weights go.
-        let ck = model::hf::open(&init.dir)?;
-        let vars: std::collections::BTreeMap<String, Tensor> = vs.variables().into_iter().collect();
-        model::hf::load(&ck, &sc.model, &vars, "")?;
-    }
+    load_init(sc, &vs)?;
     let _stage = crate::profile::enter_stage("sft", "", sc.seed, "train");
     let started = std::time::Instant::now();
     let train = SeqData::from_examples(world.sft_examples(false), opts.device);

@@ -155,6 +155,7 @@ fn sizes(vocab: i64, block: i64, layers: i64, heads: i64, d: i64, arch: Arch) ->
         precision: Precision::Fp32,
         arch: Some(arch),
         init: None,
+        suppress: vec![],
     }
 }
 

@@ -107,6 +107,7 @@ impl ModelConfig {
             precision: self.precision,
             arch: None,
             init: None,
+            suppress: vec![crate::tokens::PAD, crate::tokens::BOS],
         }
     }
 
@@ -167,6 +168,11 @@ pub struct GptConfig {
     /// The checkpoint the weights start from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub init: Option<Init>,
+    /// Tokens the model never emits (the world's padding and `<bos>`): their logits are held
+    /// at -1e9, so they are never sampled and get no probability in any log-prob, KL or
+    /// entropy, as generation elsewhere masks them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub suppress: Vec<i64>,
 }
 
 /// A checkpoint folder the weights start from: its fingerprint (see `hf::fingerprint`) goes

@@ -73,72 +73,18 @@ impl Classifier {
             err(&file, format!("is not JSON ({e})"), "download the checkpoint again")
         })?;
         let int = |k: &str| v.get(k).and_then(Value::as_i64);
-        let need = |k: &str| {
-            int(k).ok_or_else(|| {
-                err(&file, format!("has no `{k}`"), "use the config.json the checkpoint came with")
-            })
-        };
-        let (kind, prefix, n_layer, n_head, eps) = match v
-            .get("model_type")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-        {
-            "bert" => (
-                Kind3::Bert,
-                "bert",
-                need("num_hidden_layers")?,
-                need("num_attention_heads")?,
-                v.get("layer_norm_eps").and_then(Value::as_f64).unwrap_or(1e-12),
-            ),
-            "roberta" => (
-                Kind3::Roberta,
-                "roberta",
-                need("num_hidden_layers")?,
-                need("num_attention_heads")?,
-                v.get("layer_norm_eps").and_then(Value::as_f64).unwrap_or(1e-5),
-            ),
-            "distilbert" => {
-                (Kind3::DistilBert, "distilbert", need("n_layers")?, need("n_heads")?, 1e-12)
-            }
-            other => return Err(err(
-                &file,
-                format!("model_type `{other}` is not a supported encoder classifier"),
-                format!(
-                    "use one of: {SUPPORTED} (decoder reward models go in as model checkpoints)"
-                ),
-            )),
-        };
-        let act = v
-            .get("hidden_act")
-            .or_else(|| v.get("activation"))
-            .and_then(Value::as_str)
-            .unwrap_or("gelu");
-        if act != "gelu" {
-            return Err(err(&file, format!("activation `{act}` is not supported"), "use a classifier with the exact GELU (`gelu`), as BERT, RoBERTa and DistilBERT have"));
-        }
+        let (kind, prefix, n_layer, n_head, eps) = shape_of(&v, &file)?;
         let labels = label_names(&v);
-        let label_i = labels
-            .iter()
-            .position(|l| l == label)
-            .or_else(|| label.parse::<usize>().ok().filter(|&i| i < labels.len()))
-            .ok_or_else(|| {
-                err(
-                    &file,
-                    format!(
-                        "has no label `{label}` (its labels: {})",
-                        labels
-                            .iter()
-                            .enumerate()
-                            .map(|(i, l)| format!("{i} = {l}"))
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ),
-                    "name one of its labels, or give its index",
-                )
-            })?;
+        let label_i = label_index(&labels, label, &file)?;
         let tokenizer = Tokenizer::open(dir)?;
         let pad = int("pad_token_id").or(tokenizer.pad).unwrap_or(0);
-        let positions = need("max_position_embeddings")?;
+        let positions = int("max_position_embeddings").ok_or_else(|| {
+            err(
+                &file,
+                "has no `max_position_embeddings`",
+                "use the config.json the checkpoint came with",
+            )
+        })?;
         // RoBERTa's positions start after the padding id.
         let max_len = if kind == Kind3::Roberta { positions - pad - 1 } else { positions };
         let weights = dir.join("model.safetensors");
@@ -370,6 +316,70 @@ impl Classifier {
         }
         out
     }
+}
+
+/// The encoder's kind, weight prefix, layers, heads and LayerNorm epsilon from its config.
+fn shape_of(v: &Value, file: &Path) -> Result<(Kind3, &'static str, i64, i64, f64), HfError> {
+    let need = |k: &str| {
+        v.get(k).and_then(Value::as_i64).ok_or_else(|| {
+            err(file, format!("has no `{k}`"), "use the config.json the checkpoint came with")
+        })
+    };
+    let eps = |default: f64| v.get("layer_norm_eps").and_then(Value::as_f64).unwrap_or(default);
+    let shape = match v.get("model_type").and_then(Value::as_str).unwrap_or("") {
+        "bert" => (
+            Kind3::Bert,
+            "bert",
+            need("num_hidden_layers")?,
+            need("num_attention_heads")?,
+            eps(1e-12),
+        ),
+        "roberta" => (
+            Kind3::Roberta,
+            "roberta",
+            need("num_hidden_layers")?,
+            need("num_attention_heads")?,
+            eps(1e-5),
+        ),
+        "distilbert" => {
+            (Kind3::DistilBert, "distilbert", need("n_layers")?, need("n_heads")?, 1e-12)
+        }
+        other => {
+            return Err(err(
+                file,
+                format!("model_type `{other}` is not a supported encoder classifier"),
+                format!(
+                    "use one of: {SUPPORTED} (decoder reward models go in as model checkpoints)"
+                ),
+            ))
+        }
+    };
+    let act = v.get("hidden_act").or_else(|| v.get("activation")).and_then(Value::as_str);
+    match act.unwrap_or("gelu") {
+        "gelu" => Ok(shape),
+        act => Err(err(
+            file,
+            format!("activation `{act}` is not supported"),
+            "use a classifier with the exact GELU (`gelu`), as BERT, RoBERTa and DistilBERT have",
+        )),
+    }
+}
+
+/// The index of `label`, a name among `labels` or an index.
+fn label_index(labels: &[String], label: &str, file: &Path) -> Result<usize, HfError> {
+    labels
+        .iter()
+        .position(|l| l == label)
+        .or_else(|| label.parse::<usize>().ok().filter(|&i| i < labels.len()))
+        .ok_or_else(|| {
+            let all: Vec<String> =
+                labels.iter().enumerate().map(|(i, l)| format!("{i} = {l}")).collect();
+            err(
+                file,
+                format!("has no label `{label}` (its labels: {})", all.join(", ")),
+                "name one of its labels, or give its index",
+            )
+        })
 }
 
 /// `id2label`'s names by index (`LABEL_i` where a config has none).

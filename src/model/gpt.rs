@@ -351,8 +351,20 @@ impl Gpt {
         self.wte.device()
     }
 
-    /// The LM head (the tied embedding or a separate head): hidden `[.., C]` -> logits `[.., V]`.
+    /// The LM head's logits with the tokens the model never emits (`cfg.suppress`) held at
+    /// -1e9: what sampling, log-probs, the KL and the entropy use. Finite, so that a
+    /// log-prob read at a padding position and multiplied by its zero mask stays 0.
     pub fn logits(&self, hidden: &Tensor) -> Tensor {
+        let out = self.raw_logits(hidden);
+        if self.cfg.suppress.is_empty() {
+            return out;
+        }
+        let idx = Tensor::from_slice(&self.cfg.suppress).to_device(out.device());
+        out.index_fill(-1, &idx, -1e9)
+    }
+
+    /// The LM head (the tied embedding or a separate head), nothing suppressed: hidden `[.., C]` -> logits `[.., V]`.
+    pub fn raw_logits(&self, hidden: &Tensor) -> Tensor {
         let out = if self.cfg.precision.is_fp32() {
             hidden.linear::<Tensor>(self.head_master(), None)
         } else {

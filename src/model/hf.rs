@@ -13,7 +13,7 @@ use tch::{Kind, Tensor};
 use super::checkpoint::err;
 pub use super::checkpoint::*;
 
-use super::arch::{Family, Mlp, RopeScaling};
+use super::arch::{Arch, Family, Mlp, RopeScaling};
 use super::config::{GptConfig, Init, Precision};
 
 /// The network a scenario runs from this checkpoint: its architecture and sizes, the world's
@@ -48,6 +48,7 @@ pub fn network(
         block_size: block,
         precision,
         init: Some(init),
+        suppress: vec![crate::tokens::PAD, crate::tokens::BOS],
         ..ck.gpt.clone()
     };
     check(ck, &cfg)?;
@@ -80,112 +81,129 @@ pub struct Part {
 /// the checkpoint family's names (GPT-2's with the `transformer.` prefix).
 pub fn layout(cfg: &GptConfig) -> Vec<Part> {
     let a = cfg.arch();
-    let one = |name: String, src: String, layout: Layout| Part { name, sources: vec![src], layout };
-    let same = |name: &str, src: &str| one(name.into(), src.into(), Layout::Same);
-    let mut parts = vec![];
-    let norm = |parts: &mut Vec<Part>, name: &str, src: &str| {
-        parts.push(same(&format!("{name}.weight"), &format!("{src}.weight")));
-        if !a.rms_norm {
-            parts.push(same(&format!("{name}.bias"), &format!("{src}.bias")));
-        }
+    let mut p = Parts { rms: a.rms_norm, v: vec![] };
+    let (emb, layers, norms, final_norm, head) = match a.family {
+        Family::Gpt2 => (
+            "transformer.wte.weight",
+            "transformer.h",
+            ["ln_1", "ln_2"],
+            "transformer.ln_f",
+            "lm_head.weight",
+        ),
+        Family::GptNeox => (
+            "gpt_neox.embed_in.weight",
+            "gpt_neox.layers",
+            ["input_layernorm", "post_attention_layernorm"],
+            "gpt_neox.final_layer_norm",
+            "embed_out.weight",
+        ),
+        Family::Llama => (
+            "model.embed_tokens.weight",
+            "model.layers",
+            ["input_layernorm", "post_attention_layernorm"],
+            "model.norm",
+            "lm_head.weight",
+        ),
     };
-    match a.family {
-        Family::Gpt2 => {
-            parts.push(same("wte.weight", "transformer.wte.weight"));
-            parts.push(same("wpe.weight", "transformer.wpe.weight"));
-            for i in 0..cfg.n_layer {
-                let (h, t) = (format!("h.{i}"), format!("transformer.h.{i}"));
-                norm(&mut parts, &format!("{h}.ln_1"), &format!("{t}.ln_1"));
-                norm(&mut parts, &format!("{h}.ln_2"), &format!("{t}.ln_2"));
+    p.same("wte.weight", emb);
+    if a.rope.is_none() {
+        p.same("wpe.weight", "transformer.wpe.weight");
+    }
+    for i in 0..cfg.n_layer {
+        let (h, t) = (format!("h.{i}"), format!("{layers}.{i}"));
+        p.norm(&format!("{h}.ln_1"), &format!("{t}.{}", norms[0]));
+        p.norm(&format!("{h}.ln_2"), &format!("{t}.{}", norms[1]));
+        match a.family {
+            Family::Gpt2 => {
                 for lin in ["attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj"] {
-                    parts.push(one(
-                        format!("{h}.{lin}.weight"),
-                        format!("{t}.{lin}.weight"),
+                    p.one(
+                        &format!("{h}.{lin}.weight"),
+                        &format!("{t}.{lin}.weight"),
                         Layout::Transposed,
-                    ));
-                    parts.push(same(&format!("{h}.{lin}.bias"), &format!("{t}.{lin}.bias")));
+                    );
+                    p.same(&format!("{h}.{lin}.bias"), &format!("{t}.{lin}.bias"));
                 }
             }
-            norm(&mut parts, "ln_f", "transformer.ln_f");
-            if !a.tied {
-                parts.push(same("lm_head.weight", "lm_head.weight"));
-            }
-        }
-        Family::GptNeox => {
-            parts.push(same("wte.weight", "gpt_neox.embed_in.weight"));
-            for i in 0..cfg.n_layer {
-                let (h, t) = (format!("h.{i}"), format!("gpt_neox.layers.{i}"));
-                norm(&mut parts, &format!("{h}.ln_1"), &format!("{t}.input_layernorm"));
-                norm(&mut parts, &format!("{h}.ln_2"), &format!("{t}.post_attention_layernorm"));
-                let qkv = Layout::NeoxQkv { heads: cfg.n_head };
-                for p in ["weight", "bias"].into_iter().filter(|p| *p == "weight" || a.qkv_bias) {
-                    parts.push(one(
-                        format!("{h}.attn.c_attn.{p}"),
-                        format!("{t}.attention.query_key_value.{p}"),
-                        qkv.clone(),
-                    ));
-                }
-                for (lin, src, bias) in [
-                    ("attn.c_proj", "attention.dense", a.out_bias),
-                    ("mlp.c_fc", "mlp.dense_h_to_4h", a.mlp_bias),
-                    ("mlp.c_proj", "mlp.dense_4h_to_h", a.mlp_bias),
-                ] {
-                    parts.push(same(&format!("{h}.{lin}.weight"), &format!("{t}.{src}.weight")));
-                    if bias {
-                        parts.push(same(&format!("{h}.{lin}.bias"), &format!("{t}.{src}.bias")));
-                    }
-                }
-            }
-            norm(&mut parts, "ln_f", "gpt_neox.final_layer_norm");
-            if !a.tied {
-                parts.push(same("lm_head.weight", "embed_out.weight"));
-            }
-        }
-        Family::Llama => {
-            parts.push(same("wte.weight", "model.embed_tokens.weight"));
-            for i in 0..cfg.n_layer {
-                let (h, t) = (format!("h.{i}"), format!("model.layers.{i}"));
-                norm(&mut parts, &format!("{h}.ln_1"), &format!("{t}.input_layernorm"));
-                norm(&mut parts, &format!("{h}.ln_2"), &format!("{t}.post_attention_layernorm"));
-                let cat = |name: String, srcs: &[(&str, i64)], p: &str| Part {
-                    name,
-                    sources: srcs.iter().map(|(s, _)| format!("{t}.{s}.{p}")).collect(),
-                    layout: Layout::Cat(srcs.iter().map(|(_, rows)| *rows).collect()),
-                };
-                let (q, kv) = (cfg.n_head * a.head_dim, a.n_kv_head * a.head_dim);
-                let qkv =
-                    [("self_attn.q_proj", q), ("self_attn.k_proj", kv), ("self_attn.v_proj", kv)];
-                let fc = [("mlp.gate_proj", a.d_ff), ("mlp.up_proj", a.d_ff)];
-                for (p, on) in [("weight", true), ("bias", a.qkv_bias)] {
-                    if on {
-                        parts.push(cat(format!("{h}.attn.c_attn.{p}"), &qkv, p));
-                    }
-                }
-                for (p, on) in [("weight", true), ("bias", a.mlp_bias)] {
-                    if on {
-                        parts.push(cat(format!("{h}.mlp.c_fc.{p}"), &fc, p));
-                        parts.push(same(
-                            &format!("{h}.mlp.c_proj.{p}"),
-                            &format!("{t}.mlp.down_proj.{p}"),
-                        ));
-                    }
-                }
-                for (p, on) in [("weight", true), ("bias", a.out_bias)] {
-                    if on {
-                        parts.push(same(
-                            &format!("{h}.attn.c_proj.{p}"),
-                            &format!("{t}.self_attn.o_proj.{p}"),
-                        ));
-                    }
-                }
-            }
-            norm(&mut parts, "ln_f", "model.norm");
-            if !a.tied {
-                parts.push(same("lm_head.weight", "lm_head.weight"));
-            }
+            Family::GptNeox => neox_block(&mut p, &h, &t, cfg.n_head, &a),
+            Family::Llama => llama_block(&mut p, &h, &t, cfg.n_head, &a),
         }
     }
-    parts
+    p.norm("ln_f", final_norm);
+    if !a.tied {
+        p.same("lm_head.weight", head);
+    }
+    p.v
+}
+
+/// [`layout`]'s list as it is built.
+struct Parts {
+    rms: bool,
+    v: Vec<Part>,
+}
+
+impl Parts {
+    fn one(&mut self, name: &str, src: &str, layout: Layout) {
+        self.v.push(Part { name: name.into(), sources: vec![src.into()], layout });
+    }
+
+    fn same(&mut self, name: &str, src: &str) {
+        self.one(name, src, Layout::Same);
+    }
+
+    /// A norm's weight, and its bias unless it is an RMSNorm.
+    fn norm(&mut self, name: &str, src: &str) {
+        self.same(&format!("{name}.weight"), &format!("{src}.weight"));
+        if !self.rms {
+            self.same(&format!("{name}.bias"), &format!("{src}.bias"));
+        }
+    }
+
+    /// A linear layer's weight, and its bias when it has one.
+    fn linear(&mut self, name: &str, src: &str, bias: bool) {
+        self.same(&format!("{name}.weight"), &format!("{src}.weight"));
+        if bias {
+            self.same(&format!("{name}.bias"), &format!("{src}.bias"));
+        }
+    }
+
+    /// Rows of `srcs` (each with its row count) fused into one tensor.
+    fn cat(&mut self, name: &str, srcs: &[(String, i64)]) {
+        let sources = srcs.iter().map(|(s, _)| s.clone()).collect();
+        let rows = srcs.iter().map(|(_, r)| *r).collect();
+        self.v.push(Part { name: name.into(), sources, layout: Layout::Cat(rows) });
+    }
+}
+
+/// GPT-NeoX's block: q/k/v interleaved by head, `dense`, `dense_h_to_4h`, `dense_4h_to_h`.
+fn neox_block(p: &mut Parts, h: &str, t: &str, heads: i64, a: &Arch) {
+    let qkv = format!("{t}.attention.query_key_value");
+    p.one(&format!("{h}.attn.c_attn.weight"), &format!("{qkv}.weight"), Layout::NeoxQkv { heads });
+    if a.qkv_bias {
+        p.one(&format!("{h}.attn.c_attn.bias"), &format!("{qkv}.bias"), Layout::NeoxQkv { heads });
+    }
+    p.linear(&format!("{h}.attn.c_proj"), &format!("{t}.attention.dense"), a.out_bias);
+    p.linear(&format!("{h}.mlp.c_fc"), &format!("{t}.mlp.dense_h_to_4h"), a.mlp_bias);
+    p.linear(&format!("{h}.mlp.c_proj"), &format!("{t}.mlp.dense_4h_to_h"), a.mlp_bias);
+}
+
+/// The Llama family's block: q, k, v fused here, as are gate and up; o and down as they are.
+fn llama_block(p: &mut Parts, h: &str, t: &str, heads: i64, a: &Arch) {
+    let (q, kv) = (heads * a.head_dim, a.n_kv_head * a.head_dim);
+    let fused = |names: &[(&str, i64)], suffix: &str| -> Vec<(String, i64)> {
+        names.iter().map(|(n, r)| (format!("{t}.{n}.{suffix}"), *r)).collect()
+    };
+    let qkv = [("self_attn.q_proj", q), ("self_attn.k_proj", kv), ("self_attn.v_proj", kv)];
+    let fc = [("mlp.gate_proj", a.d_ff), ("mlp.up_proj", a.d_ff)];
+    p.cat(&format!("{h}.attn.c_attn.weight"), &fused(&qkv, "weight"));
+    if a.qkv_bias {
+        p.cat(&format!("{h}.attn.c_attn.bias"), &fused(&qkv, "bias"));
+    }
+    p.linear(&format!("{h}.attn.c_proj"), &format!("{t}.self_attn.o_proj"), a.out_bias);
+    p.cat(&format!("{h}.mlp.c_fc.weight"), &fused(&fc, "weight"));
+    if a.mlp_bias {
+        p.cat(&format!("{h}.mlp.c_fc.bias"), &fused(&fc, "bias"));
+    }
+    p.linear(&format!("{h}.mlp.c_proj"), &format!("{t}.mlp.down_proj"), a.mlp_bias);
 }
 
 /// A checkpoint tensor's name as [`layout`] gives it: published GPT-2 checkpoints name the

@@ -264,6 +264,29 @@ fn validate(
     Ok(sc.with_seed(sc.seed))
 }
 
+/// The policy's network: `[model]`'s sizes over the world's vocabulary, or `init`'s
+/// checkpoint (opened and checked against its weights' headers here, before any work).
+fn network(c: &Check, w: &parse::File) -> Result<GptConfig, ScenarioError> {
+    let m = &w.model;
+    if m.init.is_empty() {
+        return Ok(m.gpt(w.world.vocab_size()));
+    }
+    let r = &w.reward;
+    c.need(
+        (r.n_layer, r.d_model, r.n_head) == (None, None, None),
+        "reward.d_model",
+        "a reward model of its own size cannot start from model.init's checkpoint".into(),
+        "remove reward.n_layer, reward.d_model and reward.n_head (the reward model starts from pi_SFT)",
+    )?;
+    let (vocab, block) = (w.world.vocab_size() as i64, m.block_size as i64);
+    crate::model::hf::open(std::path::Path::new(&m.init))
+        .and_then(|ck| crate::model::hf::network(&ck, vocab, block, m.precision))
+        .map_err(|e| {
+            let problem = format!("{}: {}", e.file.display(), e.problem);
+            c.at(ConfigError { key: "model.init".into(), problem, fix: e.fix })
+        })
+}
+
 /// The sections' own checks, the model's fit to the world, and the reward model's shape:
 /// the scenario's name, the policy's network and the reward model's.
 fn sections(
@@ -313,24 +336,7 @@ fn sections(
     w.prefs.validate().map_err(|e| at(e.within("prefs")))?;
     check_capabilities(w).map_err(at)?;
     w.reward.validate().map_err(|e| at(e.within("reward")))?;
-    let model = if m.init.is_empty() {
-        m.gpt(w.world.vocab_size())
-    } else {
-        let (vocab, block) = (w.world.vocab_size() as i64, m.block_size as i64);
-        crate::model::hf::open(std::path::Path::new(&m.init))
-            .and_then(|ck| crate::model::hf::network(&ck, vocab, block, m.precision))
-            .map_err(|e| {
-                let problem = format!("{}: {}", e.file.display(), e.problem);
-                c.at(ConfigError { key: "model.init".into(), problem, fix: e.fix })
-            })?
-    };
-    let r = &w.reward;
-    need(
-        m.init.is_empty() || (r.n_layer, r.d_model, r.n_head) == (None, None, None),
-        "reward.d_model",
-        "a reward model of its own size cannot start from model.init's checkpoint".into(),
-        "remove reward.n_layer, reward.d_model and reward.n_head (the reward model starts from pi_SFT)",
-    )?;
+    let model = network(c, w)?;
     let rm = w.reward.model(&model);
     // A checkpoint's reward model is its own size (checked against its weights above).
     need(

@@ -11,6 +11,8 @@
 //!   dialogue worlds, gold scoring, the importance-sampling frontier): seconds on a pool of one
 //!   thread against one of `--threads`, each result checked equal between the two.
 
+pub mod real;
+
 use crate::algo::trainer::Trainer;
 use anyhow::Result;
 use tch::{nn, nn::OptimizerConfig, Device, Kind, Tensor};
@@ -141,6 +143,18 @@ pub fn ppo_iteration(
 /// DPO steps (policy forward and backward on chosen and rejected packed after their shared
 /// prompt, reference log-probs cached, Adam) on random pairs: pairs/s.
 pub fn dpo_step(cfg: &GptConfig, pairs: usize, device: Device, quick: bool) -> f64 {
+    dpo_step_of(cfg, pairs, (9, 16), device, if quick { 3 } else { 10 })
+}
+
+/// [`dpo_step`] with prompts and responses of `(p, n)` tokens, timed over `reps` steps after
+/// two untimed ones.
+pub fn dpo_step_of(
+    cfg: &GptConfig,
+    pairs: usize,
+    (p, r): (i64, i64),
+    device: Device,
+    reps: usize,
+) -> f64 {
     use crate::algo::common::pair_logps;
     use crate::algo::dpo::{preference_loss, PairLogps, PrefLoss};
     tch::manual_seed(0);
@@ -148,10 +162,10 @@ pub fn dpo_step(cfg: &GptConfig, pairs: usize, device: Device, quick: bool) -> f
     let gpt = Gpt::new(&vs.root(), cfg);
     let mut opt = crate::algo::adam::Adam::new(&vs, 1e-4, (0.9, 0.999), 0.0);
     let n = pairs as i64;
-    let prompt = Tensor::randint_low(3, cfg.vocab_size, [n, 9], (Kind::Int64, device));
+    let prompt = Tensor::randint_low(3, cfg.vocab_size, [n, p], (Kind::Int64, device));
     let _ = prompt.select(1, 0).fill_(crate::world::BOS);
-    let response = || Tensor::randint_low(3, cfg.vocab_size, [n, 16], (Kind::Int64, device));
-    let mask = Tensor::ones([n, 16], (Kind::Float, device));
+    let response = || Tensor::randint_low(3, cfg.vocab_size, [n, r], (Kind::Int64, device));
+    let mask = Tensor::ones([n, r], (Kind::Float, device));
     let batch = crate::data::PairBatch {
         prompt_valid: prompt.ones_like().to_kind(Kind::Bool),
         prompt,
@@ -162,7 +176,6 @@ pub fn dpo_step(cfg: &GptConfig, pairs: usize, device: Device, quick: bool) -> f
     };
     let (rc, rr) =
         (Tensor::zeros([n], (Kind::Float, device)), Tensor::zeros([n], (Kind::Float, device)));
-    let reps = if quick { 3 } else { 10 };
     let secs = time_it(2, reps, || {
         let (lc, lr) = pair_logps(&gpt, &batch);
         let tokens = batch.chosen_mask.sum_dim_intlist(1, false, Kind::Float);
@@ -328,6 +341,7 @@ pub fn run(device: Device, quick: bool) -> Result<()> {
         precision: Default::default(),
         arch: None,
         init: None,
+        suppress: vec![],
     };
     let big_model = GptConfig { n_layer: 4, d_model: 256, ..quick_model.clone() };
     precision_rows(&quick_model, &big_model, (peak, peak16), device, quick);
@@ -419,6 +433,7 @@ fn precision_rows(
         precision: Default::default(),
         arch: None,
         init: None,
+        suppress: vec![],
     };
     let r = both(&gpt2).map(|c| {
         let pk = if c.precision.is_fp32() { peak } else { peak16 };
@@ -546,6 +561,7 @@ mod tests {
             precision: Default::default(),
             arch: None,
             init: None,
+            suppress: vec![],
         };
         let k = 3i64;
         tch::manual_seed(1);
