@@ -23,7 +23,8 @@ from transformers import (AutoModelForCausalLM, AutoModelForSequenceClassificati
                           BertConfig, BertForSequenceClassification, DistilBertConfig,
                           DistilBertForSequenceClassification, RobertaConfig,
                           RobertaForSequenceClassification, PreTrainedTokenizerFast, GPT2Config, GPT2LMHeadModel, GPTNeoXConfig,
-                          GPTNeoXForCausalLM, LlamaConfig, LlamaForCausalLM, Qwen2Config,
+                          GPTNeoXForCausalLM, LlamaConfig, LlamaForCausalLM,
+                          LlamaForSequenceClassification, Qwen2Config,
                           Qwen2ForCausalLM)
 
 OUT = sys.argv[1] if len(sys.argv) > 1 else "tests/fixtures"
@@ -250,6 +251,21 @@ def main():
         rope_parameters={"rope_type": "linear", "factor": 2.0, "rope_theta": 1000000.0},
         **common)).eval()
     save("qwen2", qwen, torch.float32)
+    # A decoder reward model (LlamaForSequenceClassification, one output, `score.weight`):
+    # transformers' score of each row at its last token.
+    rm = LlamaForSequenceClassification(LlamaConfig(
+        hidden_size=32, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+        intermediate_size=48, max_position_embeddings=64, num_labels=1, **common)).eval()
+    d = os.path.join(OUT, "llama-rm")
+    os.makedirs(d, exist_ok=True)
+    rm.save_pretrained(d)
+    back = AutoModelForSequenceClassification.from_pretrained(d, dtype=torch.float32).eval()
+    ids = torch.randint(1, VOCAB, (3, 10), generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        scores = back(ids).logits[:, 0].contiguous()
+    save_file({"ids": ids, "scores": scores}, os.path.join(d, "expected.safetensors"))
+    print(f"{d}: {sum(os.path.getsize(os.path.join(d, f)) for f in os.listdir(d))} bytes")
+
     # Encoder classifiers as reward models: BERT and DistilBERT with a WordPiece tokenizer,
     # RoBERTa with its byte-level BPE; two labels named as sentiment classifiers name them.
     labels = dict(num_labels=2, id2label={0: "NEGATIVE", 1: "POSITIVE"},

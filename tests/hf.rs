@@ -189,3 +189,26 @@ fn var_shapes_are_the_models_variables() {
         assert_eq!(cfg.n_params(), made.values().map(|s| s.iter().product::<i64>()).sum::<i64>());
     }
 }
+
+/// A decoder reward model (`LlamaForSequenceClassification`, one output): its trunk and its
+/// `score` head loaded into alignlab's reward model give transformers' score at the last
+/// token of each row.
+#[test]
+fn a_sequence_classification_checkpoint_scores_as_transformers() {
+    let dir = fixture("llama-rm");
+    let mut ck = hf::open(&dir).unwrap();
+    assert_eq!(ck.num_labels, Some(1));
+    ck.gpt.arch.as_mut().unwrap().tied = true; // its LM head is not used
+    let vs = nn::VarStore::new(Device::Cpu);
+    let rm = alignlab::algo::reward::RewardModel::new(&vs.root(), &ck.gpt);
+    let vars: BTreeMap<String, Tensor> = vs.variables().into_iter().collect();
+    hf::load(&ck, &ck.gpt, &vars, "").unwrap();
+    assert!(hf::load_score(&ck, &vars).unwrap());
+    let e = expected(&dir);
+    let h = tch::no_grad(|| rm.gpt.forward(&e["ids"], None, None, None));
+    let scores = tch::no_grad(|| rm.head.forward(&h)).select(1, -1);
+    assert!(max_diff(&scores, &e["scores"]) < 1e-5, "{scores} vs {}", e["scores"]);
+    // A causal LM has no score head: the reward model keeps its new one.
+    let lm = hf::open(&fixture("llama")).unwrap();
+    assert!(!hf::load_score(&lm, &vars).unwrap());
+}

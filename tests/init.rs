@@ -221,3 +221,32 @@ fn header_only(dir: &Path, config: &str) -> Vec<u8> {
     bytes.extend(header.as_bytes());
     bytes
 }
+
+/// `reward.init`: the reward model (and the critic) start from a decoder reward-model
+/// checkpoint with its score head, the policy from alignlab's own GPT; the run completes and
+/// says where the reward model came from.
+#[test]
+fn the_reward_model_starts_from_its_own_checkpoint() {
+    let out = tmp("rm");
+    let mut c = Command::new(env!("CARGO_BIN_EXE_alignlab"));
+    c.args(["run", "scenarios/sentiment.toml", "--quiet", "--threads", "1"]);
+    c.arg("--results").arg(out.join("results")).arg("--runs").arg(out.join("runs"));
+    c.arg("--set").arg(format!("reward.init={}", fixture("llama-rm").display()));
+    for s in TINY.iter().chain(&["model.d_model=32", "model.n_layer=1"]) {
+        c.arg("--set").arg(s);
+    }
+    let o = c.output().unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let summary = std::fs::read_to_string(out.join("results/sentiment/summary.csv")).unwrap();
+    assert!(
+        summary.contains("initialised from") && summary.contains("with its score head"),
+        "{summary}"
+    );
+    // No SFT trunk of the reward model's size was trained: one SFT folder, the policy's.
+    let sft = std::fs::read_dir(out.join("runs/sentiment"))
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().starts_with("sft-"))
+        .count();
+    assert_eq!(sft, 1);
+    std::fs::remove_dir_all(&out).ok();
+}

@@ -50,6 +50,12 @@ pub struct RewardConfig {
     /// The reward model's own heads (default: `[model]`'s).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub n_head: Option<usize>,
+    /// A Hugging Face decoder checkpoint folder the reward model (and so the critic) starts
+    /// from instead of pi_SFT: a `*ForSequenceClassification` one brings its one-output
+    /// `score` head, a causal LM gets a new head; then trained on the preference pairs as
+    /// usual. Its architecture and sizes come from its config.json. "" for none.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub init: String,
 }
 
 impl Default for RewardConfig {
@@ -64,6 +70,7 @@ impl Default for RewardConfig {
             n_layer: None,
             d_model: None,
             n_head: None,
+            init: String::new(),
         }
     }
 }

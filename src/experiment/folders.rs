@@ -54,9 +54,18 @@ pub fn prefs_key(sc: &Scenario) -> String {
 /// entropy; `GptConfig::suppress`), which changes SFT's keys too.
 pub const NUMERICS: u32 = 6;
 
-/// The key of the reward-model stage, which every later stage extends.
+/// The key of the reward-model stage, which every later stage extends (with `reward.init`,
+/// its checkpoint's fingerprint).
 pub(super) fn reward_key(sc: &Scenario) -> String {
-    format!("{}|reward|{}|numerics={NUMERICS}", prefs_key(sc), key_of(&sc.reward))
+    let init = own_reward_checkpoint(sc).map(|i| format!("|init={}", i.fingerprint));
+    let init = init.unwrap_or_default();
+    format!("{}|reward|{}{init}|numerics={NUMERICS}", prefs_key(sc), key_of(&sc.reward))
+}
+
+/// `reward.init`'s checkpoint, where the reward model starts from one of its own rather than
+/// from pi_SFT (or an SFT trunk of its size).
+pub fn own_reward_checkpoint(sc: &Scenario) -> Option<&crate::model::config::Init> {
+    sc.reward_model.init.as_ref().filter(|_| sc.reward_model.init != sc.model.init)
 }
 
 /// The SFT stage's folder.
@@ -99,7 +108,7 @@ pub fn save_stage_wall(
 /// evaluation is not here: the first run that needed it computed it inside its own time.
 pub fn shared_dirs(sc: &Scenario, opts: &RunOptions, max_threads: i32) -> Vec<(PathBuf, bool)> {
     let mut dirs = vec![(sft_dir(sc, opts), true)];
-    if sc.reward_model != sc.model {
+    if sc.reward_model != sc.model && own_reward_checkpoint(sc).is_none() {
         dirs.push((
             sft_dir(&Scenario { model: sc.reward_model.clone(), ..sc.clone() }, opts),
             true,

@@ -188,7 +188,21 @@ pub fn reward_stage(
         return Ok((vs, rm, stage_compute(&dir)));
     }
     let _stage = crate::profile::enter_stage("reward", "", sc.seed, "train");
-    if sc.reward_model == sc.model {
+    if let Some(init) = folders::own_reward_checkpoint(sc) {
+        let ck = model::hf::open(&init.dir)?;
+        let vars: std::collections::BTreeMap<String, Tensor> = vs.variables().into_iter().collect();
+        model::hf::load(&ck, &sc.reward_model, &vars, "")?;
+        let head = model::hf::load_score(&ck, &vars)?;
+        summary.add(
+            "reward",
+            "initialised from",
+            format!(
+                "{} ({})",
+                init.dir.display(),
+                if head { "with its score head" } else { "a new head" }
+            ),
+        );
+    } else if sc.reward_model == sc.model {
         copy_weights(&vs, sft_vs)?;
     } else {
         // A reward model of another size: its trunk is an SFT model of that size.

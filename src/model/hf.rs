@@ -456,3 +456,29 @@ pub fn config_json(cfg: &GptConfig, bos: i64, eos: i64, pad: i64) -> String {
     map.extend(common.as_object().expect("an object").clone());
     serde_json::to_string_pretty(&v).expect("JSON serializes") + "\n"
 }
+
+/// A `*ForSequenceClassification` checkpoint's one-output `score` head into `vars`'
+/// `score.weight` (its bias, which such heads lack, set to 0); false where the checkpoint
+/// has none (a causal LM: the head stays new).
+pub fn load_score(ck: &Checkpoint, vars: &BTreeMap<String, Tensor>) -> Result<bool, HfError> {
+    let tensors = read_tensors(ck)?;
+    let Some(score) = tensors.get("score.weight") else { return Ok(false) };
+    let file = ck.files.first().cloned().unwrap_or_else(|| ck.dir.clone());
+    let (w, b) = (&vars["score.weight"], &vars["score.bias"]);
+    if score.size() != w.size() {
+        return Err(err(
+            &file,
+            format!(
+                "its `score.weight` has shape {:?}; a reward model has one output of {:?}",
+                score.size(),
+                w.size()
+            ),
+            "use a reward-model checkpoint (num_labels = 1), or a causal LM for a new head",
+        ));
+    }
+    tch::no_grad(|| {
+        w.shallow_clone().copy_(score);
+        let _ = b.shallow_clone().zero_();
+    });
+    Ok(true)
+}

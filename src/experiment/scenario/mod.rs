@@ -267,23 +267,59 @@ fn validate(
 /// The policy's network: `[model]`'s sizes over the world's vocabulary, or `init`'s
 /// checkpoint (opened and checked against its weights' headers here, before any work).
 fn network(c: &Check, w: &parse::File) -> Result<GptConfig, ScenarioError> {
-    let m = &w.model;
-    if m.init.is_empty() {
-        return Ok(m.gpt(w.world.vocab_size()));
+    if w.model.init.is_empty() {
+        return Ok(w.model.gpt(w.world.vocab_size()));
     }
+    no_reward_sizes(c, w, "a reward model of its own size cannot start from model.init's checkpoint (it starts from pi_SFT)")?;
+    from_checkpoint(c, w, "model.init", &w.model.init, true)
+}
+
+/// The reward model's network: the policy's with `[reward]`'s sizes, or `reward.init`'s
+/// checkpoint (its LM head, unused, left out).
+fn reward_network(
+    c: &Check,
+    w: &parse::File,
+    model: &GptConfig,
+) -> Result<GptConfig, ScenarioError> {
+    if w.reward.init.is_empty() {
+        return Ok(w.reward.model(model));
+    }
+    no_reward_sizes(c, w, "reward.init's checkpoint gives the reward model its size")?;
+    from_checkpoint(c, w, "reward.init", &w.reward.init, false)
+}
+
+fn no_reward_sizes(c: &Check, w: &parse::File, problem: &str) -> Result<(), ScenarioError> {
     let r = &w.reward;
     c.need(
         (r.n_layer, r.d_model, r.n_head) == (None, None, None),
         "reward.d_model",
-        "a reward model of its own size cannot start from model.init's checkpoint".into(),
-        "remove reward.n_layer, reward.d_model and reward.n_head (the reward model starts from pi_SFT)",
-    )?;
-    let (vocab, block) = (w.world.vocab_size() as i64, m.block_size as i64);
-    crate::model::hf::open(std::path::Path::new(&m.init))
-        .and_then(|ck| crate::model::hf::network(&ck, vocab, block, m.precision))
+        problem.into(),
+        "remove reward.n_layer, reward.d_model and reward.n_head",
+    )
+}
+
+/// The network of the checkpoint in `dir` (the scenario's `key`) over the world's vocabulary
+/// and `[model]`'s block and precision; `lm_head`: whether its LM head is needed.
+fn from_checkpoint(
+    c: &Check,
+    w: &parse::File,
+    key: &str,
+    dir: &str,
+    lm_head: bool,
+) -> Result<GptConfig, ScenarioError> {
+    use crate::model::hf;
+    let (vocab, block) = (w.world.vocab_size() as i64, w.model.block_size as i64);
+    hf::open(std::path::Path::new(dir))
+        .map(|mut ck| {
+            if !lm_head {
+                ck.gpt.arch.as_mut().expect("a checkpoint's architecture").tied = true;
+            }
+            ck
+        })
+        .and_then(|ck| hf::network(&ck, vocab, block, w.model.precision))
         .map_err(|e| {
             let problem = format!("{}: {}", e.file.display(), e.problem);
-            c.at(ConfigError { key: "model.init".into(), problem, fix: e.fix })
+            c.at(ConfigError { key: key.into(), problem, fix: e.fix })
         })
 }
 
@@ -337,7 +373,7 @@ fn sections(
     check_capabilities(w).map_err(at)?;
     w.reward.validate().map_err(|e| at(e.within("reward")))?;
     let model = network(c, w)?;
-    let rm = w.reward.model(&model);
+    let rm = reward_network(c, w, &model)?;
     // A checkpoint's reward model is its own size (checked against its weights above).
     need(
         model.init.is_some() || rm.n_layer >= 1 && rm.n_layer <= 48,
