@@ -157,6 +157,47 @@ pub fn prefs_stage(
 /// The reference log-probs of a split's pairs: (chosen, rejected), `[N]` each.
 pub type RefLogps = (Tensor, Tensor);
 
+/// The reward model's starting weights: `reward.init`'s checkpoint, pi_SFT, or an SFT model
+/// of the reward model's own size.
+fn init_reward(
+    sc: &Scenario,
+    world: &dyn TextWorld,
+    sft_vs: &nn::VarStore,
+    vs: &nn::VarStore,
+    opts: &RunOptions,
+    summary: &mut Summary,
+) -> Result<()> {
+    if let Some(init) = folders::own_reward_checkpoint(sc) {
+        let ck = model::hf::open(&init.dir)?;
+        let vars: std::collections::BTreeMap<String, Tensor> = vs.variables().into_iter().collect();
+        model::hf::load(&ck, &sc.reward_model, &vars, "")?;
+        let head = model::hf::load_score(&ck, &vars)?;
+        summary.add(
+            "reward",
+            "initialised from",
+            format!(
+                "{} ({})",
+                init.dir.display(),
+                if head { "with its score head" } else { "a new head" }
+            ),
+        );
+    } else if sc.reward_model == sc.model {
+        copy_weights(vs, sft_vs)?;
+    } else {
+        // A reward model of another size: its trunk is an SFT model of that size.
+        let rm_sc = Scenario { model: sc.reward_model.clone(), ..sc.clone() };
+        let (trunk_vs, _) = sft_stage(
+            &rm_sc,
+            world,
+            opts,
+            &mut Metrics::default(),
+            &mut super::Summary::default(),
+        )?;
+        copy_weights(vs, &trunk_vs)?;
+    }
+    Ok(())
+}
+
 /// The Bradley-Terry reward model, initialised from pi_SFT, cached; with the compute it took.
 pub fn reward_stage(
     sc: &Scenario,
@@ -188,34 +229,7 @@ pub fn reward_stage(
         return Ok((vs, rm, stage_compute(&dir)));
     }
     let _stage = crate::profile::enter_stage("reward", "", sc.seed, "train");
-    if let Some(init) = folders::own_reward_checkpoint(sc) {
-        let ck = model::hf::open(&init.dir)?;
-        let vars: std::collections::BTreeMap<String, Tensor> = vs.variables().into_iter().collect();
-        model::hf::load(&ck, &sc.reward_model, &vars, "")?;
-        let head = model::hf::load_score(&ck, &vars)?;
-        summary.add(
-            "reward",
-            "initialised from",
-            format!(
-                "{} ({})",
-                init.dir.display(),
-                if head { "with its score head" } else { "a new head" }
-            ),
-        );
-    } else if sc.reward_model == sc.model {
-        copy_weights(&vs, sft_vs)?;
-    } else {
-        // A reward model of another size: its trunk is an SFT model of that size.
-        let rm_sc = Scenario { model: sc.reward_model.clone(), ..sc.clone() };
-        let (trunk_vs, _) = sft_stage(
-            &rm_sc,
-            world,
-            opts,
-            &mut Metrics::default(),
-            &mut super::Summary::default(),
-        )?;
-        copy_weights(&vs, &trunk_vs)?;
-    }
+    init_reward(sc, world, sft_vs, &vs, opts, summary)?;
     // The reward model's own time (a trunk of another size keeps its own in its SFT folder).
     let started = std::time::Instant::now();
     let pb = progress(opts.progress, reward::total_steps(train.len(), &sc.reward) as u64, "reward");
