@@ -625,17 +625,7 @@ fn non_finite_checkpoint_is_refused_on_load() {
     let out = tmp("nan-ckpt");
     std::fs::create_dir_all(&out).unwrap();
     let path = out.join("model.safetensors");
-    let cfg = alignlab::model::GptConfig {
-        vocab_size: 8,
-        block_size: 8,
-        n_layer: 1,
-        n_head: 1,
-        d_model: 4,
-        precision: Default::default(),
-        arch: None,
-        init: None,
-        suppress: vec![],
-    };
+    let cfg = alignlab::model::GptConfig::sized(8, 8, 1, 1, 4);
     let vs = nn::VarStore::new(Device::Cpu);
     let _ = alignlab::model::Gpt::new(&vs.root(), &cfg);
     tch::no_grad(|| {

@@ -9,17 +9,7 @@ use alignlab::model::{
 use tch::{nn, nn::OptimizerConfig, Device, Kind, Tensor};
 
 fn tiny() -> GptConfig {
-    GptConfig {
-        vocab_size: 20,
-        block_size: 24,
-        n_layer: 2,
-        n_head: 2,
-        d_model: 32,
-        precision: Default::default(),
-        arch: None,
-        init: None,
-        suppress: vec![],
-    }
+    GptConfig::sized(20, 24, 2, 2, 32)
 }
 
 /// torch's generator is global and tests run on parallel threads: hold this while seeding

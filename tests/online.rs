@@ -186,17 +186,7 @@ fn emits_x(ro: &Rollout) -> Tensor {
 }
 
 fn toy_models() -> (nn::VarStore, Gpt, nn::VarStore, Gpt) {
-    let cfg = GptConfig {
-        vocab_size: 12,
-        block_size: 16,
-        n_layer: 1,
-        n_head: 2,
-        d_model: 32,
-        precision: Default::default(),
-        arch: None,
-        init: None,
-        suppress: vec![],
-    };
+    let cfg = GptConfig::sized(12, 16, 1, 2, 32);
     tch::manual_seed(0);
     let (pvs, rvs) = (nn::VarStore::new(Device::Cpu), nn::VarStore::new(Device::Cpu));
     let policy = Gpt::new(&pvs.root(), &cfg);

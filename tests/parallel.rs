@@ -41,17 +41,7 @@ fn bits(v: &[f64]) -> Vec<u64> {
 /// RAYON_NUM_THREADS threads).
 fn digest() -> String {
     let w = world();
-    let cfg = GptConfig {
-        vocab_size: w.vocab().size() as i64,
-        block_size: 32,
-        n_layer: 1,
-        n_head: 2,
-        d_model: 16,
-        precision: Default::default(),
-        arch: None,
-        init: None,
-        suppress: vec![],
-    };
+    let cfg = GptConfig::sized(w.vocab().size() as i64, 32, 1, 2, 16);
     tch::set_num_threads(1);
     tch::manual_seed(0);
     let vs = nn::VarStore::new(Device::Cpu);

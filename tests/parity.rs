@@ -46,17 +46,7 @@ fn vs_to_file(vs: &nn::VarStore, path: &Path) {
 
 fn export(dir: &Path, beta_in_config: f64) {
     std::fs::create_dir_all(dir).unwrap();
-    let cfg = GptConfig {
-        vocab_size: 17,
-        block_size: 24,
-        n_layer: 2,
-        n_head: 2,
-        d_model: 16,
-        precision: Default::default(),
-        arch: None,
-        init: None,
-        suppress: vec![],
-    };
+    let cfg = GptConfig::sized(17, 24, 2, 2, 16);
     tch::manual_seed(11);
     let (pvs, rvs, mvs) = (
         nn::VarStore::new(Device::Cpu),

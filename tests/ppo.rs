@@ -162,17 +162,7 @@ fn tabular_ppo_gt_reaches_the_kl_regularised_optimum() {
 #[test]
 fn ppo_learns_to_emit_a_token() {
     const X: i64 = 7;
-    let cfg = GptConfig {
-        vocab_size: 12,
-        block_size: 16,
-        n_layer: 1,
-        n_head: 2,
-        d_model: 32,
-        precision: Default::default(),
-        arch: None,
-        init: None,
-        suppress: vec![],
-    };
+    let cfg = GptConfig::sized(12, 16, 1, 2, 32);
     tch::manual_seed(0);
     let (pvs, rvs, cvs) = (
         nn::VarStore::new(Device::Cpu),

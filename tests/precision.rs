@@ -11,17 +11,7 @@ use alignlab::model::{generate, left_pad, Gpt, GptConfig, SampleSettings};
 use tch::{nn, Device, Kind, Tensor};
 
 fn cfg(precision: Precision) -> GptConfig {
-    GptConfig {
-        vocab_size: 23,
-        block_size: 24,
-        n_layer: 2,
-        n_head: 2,
-        d_model: 32,
-        precision,
-        arch: None,
-        init: None,
-        suppress: vec![],
-    }
+    GptConfig { precision, ..GptConfig::sized(23, 24, 2, 2, 32) }
 }
 
 static RNG_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());

@@ -132,20 +132,7 @@ fn reward_model_loss_matches_hand_computed_values() {
 fn tiny_gpt(seed: i64, vs: &nn::VarStore) -> Gpt {
     let _lock = RNG_LOCK.lock().unwrap_or_else(|e| e.into_inner());
     tch::manual_seed(seed);
-    Gpt::new(
-        &vs.root(),
-        &GptConfig {
-            vocab_size: 16,
-            block_size: 16,
-            n_layer: 1,
-            n_head: 2,
-            d_model: 16,
-            precision: Default::default(),
-            arch: None,
-            init: None,
-            suppress: vec![],
-        },
-    )
+    Gpt::new(&vs.root(), &GptConfig::sized(16, 16, 1, 2, 16))
 }
 
 fn toy_pairs() -> Vec<Pair> {
@@ -362,17 +349,7 @@ fn sentiment() -> SentimentWorld {
 
 /// Two different random models over the world's vocabulary (seeds 3 and 4).
 fn two_policies(world: &SentimentWorld, vs_a: &nn::VarStore, vs_b: &nn::VarStore) -> (Gpt, Gpt) {
-    let cfg = GptConfig {
-        vocab_size: world.corpus.vocab.size() as i64,
-        block_size: 24,
-        n_layer: 1,
-        n_head: 2,
-        d_model: 16,
-        precision: Default::default(),
-        arch: None,
-        init: None,
-        suppress: vec![],
-    };
+    let cfg = GptConfig::sized(world.corpus.vocab.size() as i64, 24, 1, 2, 16);
     let _lock = RNG_LOCK.lock().unwrap_or_else(|e| e.into_inner());
     tch::manual_seed(3);
     let p = Gpt::new(&vs_a.root(), &cfg);
@@ -468,20 +445,7 @@ fn packed_pair_logps_equal_separate_passes() {
     let _g = RNG_LOCK.lock().unwrap_or_else(|e| e.into_inner());
     tch::manual_seed(3);
     let vs = nn::VarStore::new(Device::Cpu);
-    let gpt = Gpt::new(
-        &vs.root(),
-        &GptConfig {
-            vocab_size: 20,
-            block_size: 16,
-            n_layer: 3,
-            n_head: 2,
-            d_model: 32,
-            precision: Default::default(),
-            arch: None,
-            init: None,
-            suppress: vec![],
-        },
-    );
+    let gpt = Gpt::new(&vs.root(), &GptConfig::sized(20, 16, 3, 2, 32));
     let (prompt, valid) = left_pad(&[vec![1, 5, 6, 7], vec![1, 8], vec![1, 9, 10]], Device::Cpu);
     let chosen = Tensor::from_slice(&[4i64, 5, 2, 11, 2, 0, 12, 13, 14]).view([3, 3]);
     let chosen_mask = chosen.ne(0).to_kind(Kind::Float);
@@ -520,17 +484,7 @@ fn packed_pair_logps_equal_separate_passes() {
 #[test]
 fn implicit_accuracy_counts_ties_one_half() {
     let world = sentiment();
-    let cfg = GptConfig {
-        vocab_size: world.corpus.vocab.size() as i64,
-        block_size: 24,
-        n_layer: 1,
-        n_head: 2,
-        d_model: 16,
-        precision: Default::default(),
-        arch: None,
-        init: None,
-        suppress: vec![],
-    };
+    let cfg = GptConfig::sized(world.corpus.vocab.size() as i64, 24, 1, 2, 16);
     let vs = nn::VarStore::new(Device::Cpu);
     let policy = {
         let _lock = RNG_LOCK.lock().unwrap_or_else(|e| e.into_inner());

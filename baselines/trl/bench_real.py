@@ -23,22 +23,13 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import torch
 from datasets import Dataset
-from tokenizers import Tokenizer, models, pre_tokenizers
-from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast, TrainerCallback
+from transformers import GPT2Config, GPT2LMHeadModel
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_trl import StepTimer, median, tokenizer  # noqa: E402
 
 VOCAB = 50257
 WORDS = [f"w{i}" for i in range(3, VOCAB)]
-
-
-def tokenizer():
-    vocab = {"<pad>": 0, "<bos>": 1, "<eos>": 2}
-    vocab.update({w: i for i, w in enumerate(WORDS, start=3)})
-    tok = Tokenizer(models.WordLevel(vocab, unk_token="<pad>"))
-    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    t = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<bos>", eos_token="<eos>",
-                                pad_token="<pad>", unk_token="<pad>")
-    t.padding_side = "left"
-    return t
 
 
 def lm():
@@ -50,22 +41,6 @@ def lm():
 
 def text(g, n):
     return " ".join(WORDS[int(i)] for i in torch.randint(0, len(WORDS), (n,), generator=g))
-
-
-class StepTimer(TrainerCallback):
-    def __init__(self):
-        self.begin, self.times = None, []
-
-    def on_step_begin(self, args, state, control, **kw):
-        self.begin = time.perf_counter()
-
-    def on_step_end(self, args, state, control, **kw):
-        self.times.append(time.perf_counter() - self.begin)
-
-
-def median(xs, skip):
-    xs = sorted(xs[skip:]) or sorted(xs)
-    return xs[len(xs) // 2]
 
 
 def dpo_step(bf16, steps=5, pairs=8):
@@ -87,7 +62,7 @@ def dpo_step(bf16, steps=5, pairs=8):
                          loss_type=["sigmoid"], precompute_ref_log_probs=True, max_length=128,
                          lr_scheduler_type="constant", max_grad_norm=10.0)
         tr = DPOTrainer(model=lm(), ref_model=lm(), args=args, train_dataset=ds,
-                        processing_class=tokenizer(), callbacks=[timer])
+                        processing_class=tokenizer(WORDS), callbacks=[timer])
         tr.train()
     return pairs / median(timer.times, 2)
 

@@ -35,9 +35,10 @@ VOCAB = 51  # <pad> <bos> <eos> and 48 words, as alignlab's quick sentiment worl
 WORDS = [f"w{i}" for i in range(3, VOCAB)]
 
 
-def tokenizer():
+def tokenizer(words=WORDS):
+    """A word-level tokenizer: `<pad>`, `<bos>`, `<eos>`, then `words` (each one token)."""
     vocab = {"<pad>": 0, "<bos>": 1, "<eos>": 2}
-    vocab.update({w: i for i, w in enumerate(WORDS, start=3)})
+    vocab.update({w: i for i, w in enumerate(words, start=3)})
     tok = Tokenizer(models.WordLevel(vocab, unk_token="<pad>"))
     tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     t = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>", unk_token="<pad>")

@@ -332,17 +332,7 @@ pub fn run(device: Device, quick: bool) -> Result<()> {
     println!("matmul peak (fp32, n=512/1024)         {:>10.1} GFLOP/s", peak / 1e9);
     let peak16 = crate::profile::matmul_peak_of(Kind::BFloat16, device, quick);
     println!("matmul peak (bf16, n=512/1024)         {:>10.1} GFLOP/s", peak16 / 1e9);
-    let quick_model = GptConfig {
-        vocab_size: 51,
-        block_size: 64,
-        n_layer: 2,
-        n_head: 4,
-        d_model: 128,
-        precision: Default::default(),
-        arch: None,
-        init: None,
-        suppress: vec![],
-    };
+    let quick_model = GptConfig::sized(51, 64, 2, 4, 128);
     let big_model = GptConfig { n_layer: 4, d_model: 256, ..quick_model.clone() };
     precision_rows(&quick_model, &big_model, (peak, peak16), device, quick);
     let cached = sampling(&quick_model, 256, 9, 32, true, device, quick);
@@ -424,17 +414,7 @@ fn precision_rows(
         println!("sft step GPT-2 small (d768 L12)       (left out of --quick)");
         return;
     }
-    let gpt2 = GptConfig {
-        vocab_size: 50257,
-        block_size: 1024,
-        n_layer: 12,
-        n_head: 12,
-        d_model: 768,
-        precision: Default::default(),
-        arch: None,
-        init: None,
-        suppress: vec![],
-    };
+    let gpt2 = real::gpt2_small(Precision::Fp32);
     let r = both(&gpt2).map(|c| {
         let pk = if c.precision.is_fp32() { peak } else { peak16 };
         sft_step(&c, 8, 128, device, pk, true)
@@ -552,17 +532,7 @@ mod tests {
     /// benchmark compares the same work.
     #[test]
     fn stacked_model_matches_separate_models() {
-        let cfg = GptConfig {
-            vocab_size: 11,
-            block_size: 8,
-            n_layer: 2,
-            n_head: 2,
-            d_model: 16,
-            precision: Default::default(),
-            arch: None,
-            init: None,
-            suppress: vec![],
-        };
+        let cfg = GptConfig::sized(11, 8, 2, 2, 16);
         let k = 3i64;
         tch::manual_seed(1);
         let gpts: Vec<(nn::VarStore, Gpt)> = (0..k)

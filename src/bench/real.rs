@@ -14,17 +14,7 @@ use crate::model::GptConfig;
 
 /// GPT-2 small: d768, 12 layers, 12 heads, 50257 tokens, 1024 positions.
 pub fn gpt2_small(precision: Precision) -> GptConfig {
-    GptConfig {
-        vocab_size: 50257,
-        block_size: 1024,
-        n_layer: 12,
-        n_head: 12,
-        d_model: 768,
-        precision,
-        arch: None,
-        init: None,
-        suppress: vec![],
-    }
+    GptConfig { precision, ..GptConfig::sized(50257, 1024, 12, 12, 768) }
 }
 
 /// Qwen2.5-0.5B's shapes: d896, 24 layers, 14 query and 2 key/value heads of 64, SwiGLU of
@@ -45,17 +35,7 @@ pub fn qwen25_05b(precision: Precision) -> GptConfig {
         out_bias: false,
         mlp_bias: false,
     };
-    GptConfig {
-        vocab_size: 151936,
-        block_size: 32768,
-        n_layer: 24,
-        n_head: 14,
-        d_model: 896,
-        precision,
-        arch: Some(arch),
-        init: None,
-        suppress: vec![],
-    }
+    GptConfig { precision, arch: Some(arch), ..GptConfig::sized(151936, 32768, 24, 14, 896) }
 }
 
 /// The process's peak resident memory in GiB (`VmHWM`), and a reset of it (writing 5 to

@@ -186,6 +186,27 @@ pub struct Init {
 }
 
 impl GptConfig {
+    /// alignlab's own GPT at these sizes, in fp32, nothing suppressed.
+    pub fn sized(
+        vocab_size: i64,
+        block_size: i64,
+        n_layer: i64,
+        n_head: i64,
+        d_model: i64,
+    ) -> Self {
+        GptConfig {
+            vocab_size,
+            block_size,
+            n_layer,
+            n_head,
+            d_model,
+            precision: Precision::Fp32,
+            arch: None,
+            init: None,
+            suppress: vec![],
+        }
+    }
+
     /// The architecture: the checkpoint's, or alignlab's own GPT at these sizes.
     pub fn arch(&self) -> Arch {
         self.arch.clone().unwrap_or_else(|| Arch::native(self.d_model, self.n_head))
