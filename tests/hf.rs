@@ -212,3 +212,33 @@ fn a_sequence_classification_checkpoint_scores_as_transformers() {
     let lm = hf::open(&fixture("llama")).unwrap();
     assert!(!hf::load_score(&lm, &vars).unwrap());
 }
+
+/// A checkpoint in shards (`model.safetensors.index.json` naming two files) loads as the
+/// single file does.
+#[test]
+fn sharded_checkpoints_load_as_one_file() {
+    let dir = std::env::temp_dir().join(format!("alignlab-hf-shards-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(fixture("llama/config.json"), dir.join("config.json")).unwrap();
+    let all = Tensor::read_safetensors(fixture("llama/model.safetensors")).unwrap();
+    let (a, b): (Vec<_>, Vec<_>) = all.into_iter().partition(|(n, _)| n.contains("layers.0"));
+    let mut map = vec![];
+    for (file, part) in
+        [("model-00001-of-00002.safetensors", a), ("model-00002-of-00002.safetensors", b)]
+    {
+        Tensor::write_safetensors(&part, dir.join(file)).unwrap();
+        map.extend(part.iter().map(|(n, _)| format!("\"{n}\": \"{file}\"")));
+    }
+    let index = format!("{{\"metadata\": {{}}, \"weight_map\": {{{}}}}}", map.join(", "));
+    std::fs::write(dir.join("model.safetensors.index.json"), index).unwrap();
+    let ck = hf::open(&dir).unwrap();
+    assert_eq!(ck.files.len(), 2);
+    let vs = nn::VarStore::new(Device::Cpu);
+    let gpt = Gpt::new(&vs.root(), &ck.gpt);
+    let vars: BTreeMap<String, Tensor> = vs.variables().into_iter().collect();
+    hf::load(&ck, &ck.gpt, &vars, "").unwrap();
+    let e = expected(&fixture("llama"));
+    let got = tch::no_grad(|| gpt.logits(&gpt.forward(&e["ids"], None, None, None)));
+    assert!(max_diff(&got, &e["logits"]) <= 1e-5);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
