@@ -93,6 +93,28 @@ pub enum Cmd {
         #[arg(long)]
         json_progress: bool,
     },
+    /// Evaluate a policy trained elsewhere (Hugging Face format over the world's vocabulary,
+    /// e.g. TRL's output from an `alignlab export --hf` policy) on the scenario's evaluation:
+    /// gold, exact KL to pi_SFT, proxy, win rate; pi_SFT beside it. E.g.
+    /// `alignlab eval scenarios/sentiment.toml --policy trl-out`.
+    Eval {
+        /// The scenario file whose world, pi_SFT and evaluation the policy is measured in.
+        file: PathBuf,
+        #[command(flatten)]
+        common: Common,
+        /// The policy's folder (config.json and model.safetensors).
+        #[arg(long)]
+        policy: PathBuf,
+        /// The scenario's seed whose pi_SFT and evaluation prompts are used (default: its first).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Run folder root (the scenario's cached stages, computed where missing).
+        #[arg(long, default_value = "runs")]
+        runs: PathBuf,
+        /// Also write the `metric,policy,sft` table to this CSV file.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// List a scenario's cells (seed, index, method, setting) and whether each has finished.
     Cells {
         /// The scenario file, e.g. scenarios/sentiment.toml.

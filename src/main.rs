@@ -46,6 +46,11 @@ fn run() -> Result<()> {
                 println!("seed {s}: shared stages ready");
             }
         }
+        Cmd::Eval { file, common, policy, seed, runs, out } => {
+            let sc = Scenario::load(&file, &common.sets())?;
+            let opts = RunOptions::local(runs, setup(&common)?, ProgressMode::Quiet);
+            experiment::eval_policy::command(&sc, seed, &opts, &policy, out.as_deref())?;
+        }
         Cmd::Cells { file, settings, runs } => {
             let sc = Scenario::load(&file, &settings.sets())?;
             let opts = RunOptions::local(runs, tch::Device::Cpu, ProgressMode::Quiet);
@@ -82,8 +87,7 @@ fn run() -> Result<()> {
             let files = "tabular.csv, tabular_unseen.csv, tabular.png, tabular.svg";
             println!("written: {}/{files}", out.display());
         }
-        Cmd::Bench { common, quick, real: false } => alignlab::bench::run(setup(&common)?, quick)?,
-        Cmd::Bench { common, real: true, .. } => alignlab::bench::real::run(setup(&common)?)?,
+        Cmd::Bench { common, quick, real } => alignlab::bench::run(setup(&common)?, quick, real)?,
     }
     Ok(())
 }

@@ -250,3 +250,63 @@ fn the_reward_model_starts_from_its_own_checkpoint() {
     assert_eq!(sft, 1);
     std::fs::remove_dir_all(&out).ok();
 }
+
+/// `alignlab eval --policy`: pi_SFT exported to Hugging Face format and evaluated as a policy
+/// from elsewhere gives pi_SFT's own evaluation, metric for metric and to the last digit (the
+/// same weights, prompts and sampling seed; the KL to itself 0); a policy over another
+/// vocabulary is refused in one line.
+#[test]
+fn an_exported_policy_evaluates_as_the_run_evaluated_it() {
+    let out = tmp("eval");
+    let args = |c: &mut Command| {
+        c.arg("--runs").arg(out.join("runs"));
+        for s in TINY.iter().chain(&["model.d_model=32", "model.n_layer=1"]) {
+            c.arg("--set").arg(s);
+        }
+    };
+    let mut c = Command::new(env!("CARGO_BIN_EXE_alignlab"));
+    c.args(["prepare", "scenarios/sentiment.toml", "--quiet", "--threads", "1"]);
+    args(&mut c);
+    let o = c.output().unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let sft = std::fs::read_dir(out.join("runs/sentiment"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.file_name().unwrap().to_string_lossy().starts_with("sft-"))
+        .unwrap();
+    let hf_dir = out.join("hf");
+    let o = Command::new(env!("CARGO_BIN_EXE_alignlab"))
+        .arg("export")
+        .arg(&sft)
+        .arg("--hf")
+        .arg(&hf_dir)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let eval = |policy: &Path| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_alignlab"));
+        c.args(["eval", "scenarios/sentiment.toml", "--threads", "1", "--policy"]).arg(policy);
+        args(&mut c);
+        c.output().unwrap()
+    };
+    let o = eval(&hf_dir);
+    assert!(o.status.success(), "{}", text(&o));
+    let table = String::from_utf8_lossy(&o.stdout).to_string();
+    let mut n = 0;
+    for line in table.lines().skip(1) {
+        let f: Vec<&str> = line.split(',').collect();
+        if f[0].starts_with("eval/") && !f[2].is_empty() {
+            assert_eq!(f[1], f[2], "{line}");
+            n += 1;
+        }
+    }
+    assert!(n >= 5 && table.contains("eval/gold,") && table.contains("eval/kl,0,"), "{table}");
+    let o = eval(&fixture("llama"));
+    assert!(
+        !o.status.success()
+            && text(&o).contains("the policy's vocabulary has 320 tokens, the world's 51; fix:"),
+        "{}",
+        text(&o)
+    );
+    std::fs::remove_dir_all(&out).ok();
+}

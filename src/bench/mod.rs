@@ -326,7 +326,11 @@ pub fn stacked_steps(cfg: &GptConfig, k: i64, device: Device, quick: bool) -> (f
     (separate, together)
 }
 
-pub fn run(device: Device, quick: bool) -> Result<()> {
+/// `alignlab bench`: every row, or with `real` only those at real checkpoints' sizes.
+pub fn run(device: Device, quick: bool, real: bool) -> Result<()> {
+    if real {
+        return real::run(device);
+    }
     println!("alignlab bench on {device:?}, {} threads", tch::get_num_threads());
     let peak = matmul_peak(device, quick);
     println!("matmul peak (fp32, n=512/1024)         {:>10.1} GFLOP/s", peak / 1e9);

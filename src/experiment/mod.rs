@@ -18,6 +18,7 @@
 
 pub mod calibrate;
 pub mod cells;
+pub mod eval_policy;
 pub mod export;
 pub mod folders;
 pub mod keys;

@@ -69,7 +69,7 @@ pub fn prepare(sc: &Scenario, opts: &RunOptions) -> Result<()> {
 
 /// [`with_shared`] for a process that keeps neither the stages' logs nor their summary (a
 /// pilot's runs, a sweep's cells, `prepare`): `f` gets the stages and a log it may write.
-pub(super) fn with_stages<T>(
+pub(crate) fn with_stages<T>(
     sc: &Scenario,
     opts: &RunOptions,
     f: impl FnOnce(&Shared, &mut Metrics) -> Result<T>,
