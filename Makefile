@@ -7,7 +7,7 @@ CARGO ?= cargo
 
 JOBS ?= 2
 
-.PHONY: setup build run test lint bench bench-compare clean-runs sweep ablations report paper tabular baselines hf-check gpu-check test-slurm fixtures
+.PHONY: trl-roundtrip setup build run test lint bench bench-compare clean-runs sweep ablations report paper tabular baselines hf-check gpu-check test-slurm fixtures
 
 # Install libtorch (the PyPI torch==2.11.0 wheel) once per machine, then link it as .libtorch.
 # A LIBTORCH set by the user is respected: nothing is installed and .libtorch is not touched.
@@ -105,13 +105,17 @@ baselines: setup
 	$(MAKE) hf-check
 
 # A policy trained by a tiny sentiment run, exported with `alignlab export --hf` and loaded by
-# transformers (GPT2LMHeadModel, PreTrainedTokenizerFast): logits within 1e-5, greedy
-# continuations token for token, the tokenizer's ids of the prompts (baselines/hf/check.py).
+# transformers (AutoModelForCausalLM, PreTrainedTokenizerFast): logits within 1e-5, greedy
+# continuations token for token, the tokenizer's ids of the prompts (baselines/hf/check.py);
+# then every exported preference pair re-tokenised as TRL does gives alignlab's ids
+# (baselines/hf/check_prefs.py).
 HF_TINY := --set sft.steps=30 --set world.n_train=300 --set world.n_val=50 --set world.n_train_prompts=20 --set world.n_eval_prompts=16 --set model.d_model=32 --set model.n_layer=1 --set train.steps=6 --set reward.epochs=1 --set eval.every=3 --set ppo.iterations=2 --set sweep.seeds=[0] --set best_of_n.n=[1,4]
 hf-check: build
 	@d=$$(mktemp -d) && ./target/release/alignlab run scenarios/sentiment.toml --quiet --threads 2 --results $$d/results --runs $$d/runs $(HF_TINY) > /dev/null \
 	&& ./target/release/alignlab export "$$(ls -d $$d/runs/sentiment/dpo-* | head -1)" --hf $$d/hf \
-	&& "$(TRL_VENV)/bin/python" -W ignore baselines/hf/check.py $$d/hf; s=$$?; rm -rf $$d; exit $$s
+	&& "$(TRL_VENV)/bin/python" -W ignore baselines/hf/check.py $$d/hf \
+	&& ./target/release/alignlab export-prefs "$$(ls -d $$d/runs/sentiment/prefs-* | head -1)" $$d/prefs.jsonl > /dev/null \
+	&& "$(TRL_VENV)/bin/python" -W ignore baselines/hf/check_prefs.py $$d/hf $$d/prefs.jsonl; s=$$?; rm -rf $$d; exit $$s
 
 clean-runs:
 	rm -rf runs
@@ -122,3 +126,17 @@ clean-runs:
 # part of `make test`.
 fixtures: baselines
 	"$(TRL_VENV)/bin/python" -W ignore scripts/fixtures.py tests/fixtures
+
+# TRL both ways (not part of `make test`; needs `make baselines`): a tiny sentiment run; its
+# pi_SFT and preference pairs exported; TRL's DPOTrainer trains the exported pi_SFT on the
+# exported pairs (baselines/trl/roundtrip.py); `alignlab eval --policy` measures TRL's policy
+# with the world's exact gold and KL, beside pi_SFT; alignlab's own DPO of the run is printed
+# below it for comparison (its last evaluation).
+RT_TINY := --set train.lr=1e-4 --set train.warmup_steps=0 --set sft.steps=200 --set world.n_train=1000 --set world.n_val=100 --set world.n_train_prompts=100 --set world.n_eval_prompts=64 --set model.d_model=64 --set model.n_layer=2 --set train.steps=40 --set train.batch_size=16 --set reward.epochs=1 --set eval.every=20 --set ppo.iterations=2 --set sweep.seeds=[0] --set best_of_n.n=[1,4]
+trl-roundtrip: build
+	@d=$$(mktemp -d) && ./target/release/alignlab run scenarios/sentiment.toml --quiet --threads 2 --results $$d/results --runs $$d/runs $(RT_TINY) > /dev/null \
+	&& ./target/release/alignlab export "$$(ls -d $$d/runs/sentiment/sft-* | head -1)" --hf $$d/sft > /dev/null \
+	&& ./target/release/alignlab export-prefs "$$(ls -d $$d/runs/sentiment/prefs-* | head -1)" $$d/prefs.jsonl > /dev/null \
+	&& "$(TRL_VENV)/bin/python" -W ignore baselines/trl/roundtrip.py $$d/sft $$d/prefs.jsonl $$d/trl --steps 40 --batch 16 --beta 0.1 --lr 1e-4 2>/dev/null | tail -1 \
+	&& ./target/release/alignlab eval scenarios/sentiment.toml --policy $$d/trl --threads 2 --runs $$d/runs $(RT_TINY) | grep -E "^metric|^eval/(gold|kl|proxy|implicit_acc)," \
+	&& echo "alignlab's own DPO (beta 0.1), last evaluation:" && grep -E "^dpo,beta=0.1,0,40,eval/(gold|kl)," $$d/results/sentiment/eval.csv; s=$$?; rm -rf $$d; exit $$s

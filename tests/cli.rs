@@ -795,10 +795,47 @@ fn export_prefs_writes_every_pair() {
     // The first pair: its ids as in pairs.txt, its text as many words as ids (without <eos>).
     let first: Vec<&str> = pairs.lines().next().unwrap().split('|').collect();
     let line = lines.lines().next().unwrap();
-    assert!(line.contains(&format!("\"prompt_ids\": [{}]", first[1].replace(' ', ", "))), "{line}");
+    assert!(
+        line.contains(&format!("\"prompt_ids\": [1, {}]", first[1].replace(' ', ", "))),
+        "{line}"
+    );
     assert!(line.contains(&format!("\"chosen_ids\": [{}]", first[2].replace(' ', ", "))), "{line}");
     let chosen_text = line.split("\"chosen\": \"").nth(1).unwrap().split('"').next().unwrap();
-    assert_eq!(chosen_text.split(' ').count(), first[2].split(' ').filter(|t| *t != "2").count());
+    let words = first[2].split(' ').filter(|t| *t != "2").count();
+    assert_eq!(chosen_text.split_whitespace().count(), words);
+    // Every row as TRL tokenises it with the exported tokenizer (the tokenizers library that
+    // transformers' fast tokenizers run): tokenizer(prompt) and tokenizer(prompt + chosen +
+    // "<eos>") give alignlab's prompt ids and prompt + chosen ids; no word merges at the
+    // boundary.
+    let sft = run_dirs(&out, "sentiment", "sft-").pop().expect("no sft run folder");
+    let hf = out.join("hf");
+    let o = bin().arg("export").arg(&sft).arg("--hf").arg(&hf).output().unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let tok = alignlab::model::tokenizer::Tokenizer::open(&hf).unwrap();
+    for line in lines.lines() {
+        let row: serde_json::Value = serde_json::from_str(line).unwrap();
+        let ids = |k: &str| -> Vec<i64> {
+            row[k].as_array().unwrap().iter().map(|v| v.as_i64().unwrap()).collect()
+        };
+        let (prompt, chosen, rejected) = (
+            row["prompt"].as_str().unwrap(),
+            row["chosen"].as_str().unwrap(),
+            row["rejected"].as_str().unwrap(),
+        );
+        assert_eq!(tok.encode_with(prompt, true), ids("prompt_ids"), "{line}");
+        for (text, key) in [(chosen, "chosen"), (rejected, "rejected")] {
+            let joined = tok.encode_with(&format!("{prompt}{text}<eos>"), true);
+            // A response cut without <eos>: TRL's ends with the <eos> it appends.
+            let cut = row[format!("{key}_truncated")].as_bool().unwrap();
+            let eos = if cut { vec![2] } else { vec![] };
+            assert_eq!(cut, ids(&format!("{key}_ids")).last() != Some(&2), "{line}");
+            assert_eq!(
+                joined,
+                [ids("prompt_ids"), ids(&format!("{key}_ids")), eos].concat(),
+                "{line}"
+            );
+        }
+    }
     let o =
         bin().arg("export-prefs").arg(out.join("runs")).arg(out.join("x.jsonl")).output().unwrap();
     assert_clean_failure(&o, &["no pairs.txt", "fix:"]);

@@ -119,7 +119,9 @@ def prefs_dataset(path, n):
     if top >= VOCAB:
         sys.exit(f"{path}: token id {top} is past this script's vocabulary of {VOCAB}; fix: export a world with at most {VOCAB} tokens (the sentiment world)")
     pick = [rows[i % len(rows)] for i in range(n)]
-    return Dataset.from_dict({"prompt": [ids(r["prompt_ids"]) for r in pick], "chosen": [ids(r["chosen_ids"]) for r in pick], "rejected": [ids(r["rejected_ids"]) for r in pick]})
+    # The prompt ids start with <bos> (written as the word, this tokenizer adds none); the
+    # responses start with a space, since TRL joins prompt and response as strings.
+    return Dataset.from_dict({"prompt": [ids(r["prompt_ids"]) for r in pick], "chosen": [" " + ids(r["chosen_ids"]) for r in pick], "rejected": [" " + ids(r["rejected_ids"]) for r in pick]})
 
 
 def dpo_step(d, layers, steps, prefs=None):

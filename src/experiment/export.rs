@@ -48,8 +48,12 @@ pub fn write_words(dir: &Path, words: &[String]) -> Result<()> {
 /// `alignlab export-prefs PREFS_DIR OUT.jsonl`: the pairs of a preference-data run folder
 /// (`runs/<scenario>/prefs-<hash>`, the pairs every method of that seed trained on) in TRL's
 /// format: one JSON object per line with `prompt`, `chosen`, `rejected` as text (words split by
-/// spaces, without the final `<eos>`, which TRL appends itself), the same as token ids (with
-/// `<eos>`), the split (`train` or `val`) and the gold rewards.
+/// spaces; each response with a leading space, since TRL joins prompt and response as strings;
+/// without the final `<eos>`, which TRL appends itself), the same as the token ids alignlab
+/// trains on (the prompt's with `<bos>`, which the exported tokenizer adds; the responses' with
+/// `<eos>`), the split (`train` or `val`), the gold rewards, and whether each response was cut
+/// at the length limit without `<eos>` (TRL appends `<eos>` to every response, so its ids of a
+/// truncated one end with an `<eos>` alignlab's do not).
 pub fn prefs(dir: &Path, out: &Path) -> Result<usize> {
     let (pairs_path, words_path) = (dir.join("pairs.txt"), dir.join("words.toml"));
     if !pairs_path.exists() {
@@ -91,15 +95,17 @@ pub fn prefs(dir: &Path, out: &Path) -> Result<usize> {
         for p in pairs {
             let _ = writeln!(
                 s,
-                "{{\"prompt\": {}, \"chosen\": {}, \"rejected\": {}, \"prompt_ids\": [{}], \"chosen_ids\": [{}], \"rejected_ids\": [{}], \"split\": \"{split}\", \"gold_chosen\": {}, \"gold_rejected\": {}}}",
+                "{{\"prompt\": {}, \"chosen\": {}, \"rejected\": {}, \"prompt_ids\": [{}], \"chosen_ids\": [{}], \"rejected_ids\": [{}], \"split\": \"{split}\", \"gold_chosen\": {}, \"gold_rejected\": {}, \"chosen_truncated\": {}, \"rejected_truncated\": {}}}",
                 json_str(&as_text(&p.prompt)?),
-                json_str(&as_text(&p.chosen)?),
-                json_str(&as_text(&p.rejected)?),
-                ids(&p.prompt),
+                json_str(&format!(" {}", as_text(&p.chosen)?)),
+                json_str(&format!(" {}", as_text(&p.rejected)?)),
+                ids(&[&[BOS], p.prompt.as_slice()].concat()),
                 ids(&p.chosen),
                 ids(&p.rejected),
                 p.gold_chosen,
-                p.gold_rejected
+                p.gold_rejected,
+                p.chosen.last() != Some(&EOS),
+                p.rejected.last() != Some(&EOS)
             );
             n += 1;
         }
@@ -195,8 +201,9 @@ fn write_config(card: &ModelCard, out: &Path) -> Result<()> {
     let vocab: Vec<String> =
         card.words.iter().enumerate().map(|(i, w)| format!("{}: {i}", json_str(w))).collect();
     let tokenizer = format!(
-        "{{\n  \"version\": \"1.0\",\n  \"truncation\": null,\n  \"padding\": null,\n  \"added_tokens\": [\n{}\n  ],\n  \"normalizer\": null,\n  \"pre_tokenizer\": {{\"type\": \"WhitespaceSplit\"}},\n  \"post_processor\": null,\n  \"decoder\": null,\n  \"model\": {{\"type\": \"WordLevel\", \"vocab\": {{{}}}, \"unk_token\": {}}}\n}}\n",
+        "{{\n  \"version\": \"1.0\",\n  \"truncation\": null,\n  \"padding\": null,\n  \"added_tokens\": [\n{}\n  ],\n  \"normalizer\": null,\n  \"pre_tokenizer\": {{\"type\": \"WhitespaceSplit\"}},\n  \"post_processor\": {},\n  \"decoder\": null,\n  \"model\": {{\"type\": \"WordLevel\", \"vocab\": {{{}}}, \"unk_token\": {}}}\n}}\n",
         special.join(",\n"),
+        bos_processor(&card.words[BOS as usize]),
         vocab.join(", "),
         json_str(&card.words[PAD as usize])
     );
@@ -212,6 +219,15 @@ fn write_config(card: &ModelCard, out: &Path) -> Result<()> {
     write_atomic(&out.join("tokenizer_config.json"), tok_config.as_bytes())?;
 
     Ok(())
+}
+
+/// The tokenizer's post-processor: `<bos>` before the text, as alignlab feeds every sequence
+/// (so `tokenizer(prompt)` gives alignlab's prompt ids, and TRL's prompt + completion too).
+fn bos_processor(bos: &str) -> String {
+    let b = json_str(bos);
+    format!(
+        "{{\"type\": \"TemplateProcessing\", \"single\": [{{\"SpecialToken\": {{\"id\": {b}, \"type_id\": 0}}}}, {{\"Sequence\": {{\"id\": \"A\", \"type_id\": 0}}}}], \"pair\": [{{\"SpecialToken\": {{\"id\": {b}, \"type_id\": 0}}}}, {{\"Sequence\": {{\"id\": \"A\", \"type_id\": 0}}}}, {{\"Sequence\": {{\"id\": \"B\", \"type_id\": 0}}}}], \"special_tokens\": {{{b}: {{\"id\": {b}, \"ids\": [{BOS}], \"tokens\": [{b}]}}}}}}"
+    )
 }
 
 /// What transformers must reproduce: logits of a few prompts and greedy continuations.
