@@ -308,5 +308,39 @@ fn an_exported_policy_evaluates_as_the_run_evaluated_it() {
         "{}",
         text(&o)
     );
+    reward_model_exports(&out);
     std::fs::remove_dir_all(&out).ok();
+}
+
+/// The reward-model folder of `out`'s run exports as a `GPT2ForSequenceClassification` (its
+/// score's bias carried by the final LayerNorm's), which, read back, scores the check's
+/// sequences as alignlab's reward model did.
+fn reward_model_exports(out: &Path) {
+    let rm_dir = std::fs::read_dir(out.join("runs/sentiment"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.file_name().unwrap().to_string_lossy().starts_with("reward-"))
+        .unwrap();
+    let hf_rm = out.join("hf-rm");
+    let mut c = Command::new(env!("CARGO_BIN_EXE_alignlab"));
+    let o = c.arg("export").arg(&rm_dir).arg("--hf").arg(&hf_rm).output().unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let mut ck = hf::open(&hf_rm).unwrap();
+    assert_eq!(ck.num_labels, Some(1));
+    ck.gpt.arch.as_mut().unwrap().tied = true;
+    let vs = tch::nn::VarStore::new(tch::Device::Cpu);
+    let rm = alignlab::algo::reward::RewardModel::new(&vs.root(), &ck.gpt);
+    let vars: BTreeMap<String, Tensor> = vs.variables().into_iter().collect();
+    hf::load(&ck, &ck.gpt, &vars, "").unwrap();
+    assert!(hf::load_score(&ck, &vars).unwrap());
+    let check: BTreeMap<String, Tensor> =
+        Tensor::read_safetensors(hf_rm.join("alignlab_check.safetensors"))
+            .unwrap()
+            .into_iter()
+            .collect();
+    let ids = &check["input_ids"];
+    let h = tch::no_grad(|| rm.gpt.forward(ids, None, None, None));
+    let scores = tch::no_grad(|| rm.head.forward(&h)).select(1, -1);
+    let diff = (&scores - &check["scores"]).abs().max().double_value(&[]);
+    assert!(diff < 1e-6, "reward model export: scores differ by {diff}");
 }

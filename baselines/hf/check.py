@@ -11,7 +11,29 @@ from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
 
 
+def main_reward_model(path):
+    """A reward model's export: transformers' score (its one output at the last token) equals
+    alignlab's within 1e-5."""
+    from transformers import AutoModelForSequenceClassification
+
+    check = load_file(f"{path}/alignlab_check.safetensors")
+    model = AutoModelForSequenceClassification.from_pretrained(path, dtype=torch.float32).eval()
+    with torch.no_grad():
+        scores = model(input_ids=check["input_ids"]).logits[:, 0]
+    diff = (scores - check["scores"]).abs().max().item()
+    print(f"reward model scores: max |transformers - alignlab| = {diff:.3e}")
+    if diff > 1e-5:
+        print("FAILED: scores differ")
+        return 1
+    print("ok: transformers reproduces alignlab's reward model")
+    return 0
+
+
 def main(path):
+    import json
+
+    if json.load(open(f"{path}/config.json"))["architectures"][0].endswith("ForSequenceClassification"):
+        return main_reward_model(path)
     check = load_file(f"{path}/alignlab_check.safetensors")
     ids, want_logits, want_greedy = check["input_ids"], check["logits"], check["greedy"]
     model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()

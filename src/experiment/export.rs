@@ -13,25 +13,12 @@ use std::fmt::Write as _;
 use std::path::Path;
 use tch::{nn, Device, Kind, Tensor};
 
+pub use super::export_files::{read_card, write_card, write_tokenizer, ModelCard};
+
+use super::export_files::json_str;
 use super::write_atomic;
 use crate::model::{self, generate, Gpt, GptConfig, SampleSettings};
 use crate::tokens::{BOS, EOS, N_SPECIAL, PAD};
-
-/// What a run folder records beside `model.safetensors`: the network and the vocabulary.
-#[derive(serde::Serialize, serde::Deserialize)]
-pub struct ModelCard {
-    pub gpt: GptConfig,
-    pub words: Vec<String>,
-}
-
-/// Write `model.toml` into a run folder.
-pub fn write_card(dir: &Path, gpt: &GptConfig, words: &[String]) -> Result<()> {
-    let card = ModelCard { gpt: gpt.clone(), words: words.to_vec() };
-    write_atomic(
-        &dir.join("model.toml"),
-        toml::to_string(&card).expect("the model card serializes").as_bytes(),
-    )
-}
 
 /// Write `words.toml` (the vocabulary, by id) into a preference-data folder.
 pub fn write_words(dir: &Path, words: &[String]) -> Result<()> {
@@ -114,25 +101,14 @@ pub fn prefs(dir: &Path, out: &Path) -> Result<usize> {
     Ok(n)
 }
 
-fn json_str(s: &str) -> String {
-    let mut out = String::from("\"");
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if c.is_control() => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
-/// Export the policy of `run_dir` into `out`.
+/// Export the policy of `run_dir` into `out` (a reward model's folder: the reward model, see
+/// `export_rm`).
 pub fn hf(run_dir: &Path, out: &Path) -> Result<()> {
     let (ckpt, card) = read_card(run_dir)?;
+    let names = model::hf::header_shapes(&ckpt)?;
+    if names.iter().any(|(n, _)| n == "score.weight") {
+        return super::export_rm::reward_model(&ckpt, &card, out);
+    }
     let mut vs = nn::VarStore::new(Device::Cpu);
     let policy = Gpt::new(&vs.root(), &card.gpt);
     model::load_checkpoint(&mut vs, &ckpt)?;
@@ -140,31 +116,6 @@ pub fn hf(run_dir: &Path, out: &Path) -> Result<()> {
     write_weights(&vs, &card.gpt, out)?;
     write_config(&card, out)?;
     write_check(&policy, &card, out)
-}
-
-/// A run folder's checkpoint and its model card, checked against each other.
-fn read_card(run_dir: &Path) -> Result<(std::path::PathBuf, ModelCard)> {
-    let (ckpt, card_path) = (run_dir.join("model.safetensors"), run_dir.join("model.toml"));
-    if !ckpt.exists() {
-        bail!("{} has no model.safetensors; fix: pass a finished run folder, e.g. runs/<scenario>/dpo-beta=0.1-<hash>", run_dir.display());
-    }
-    if !card_path.exists() {
-        bail!("{} has no model.toml (run folders record it since this export exists); fix: rerun the scenario so the stage is written again", run_dir.display());
-    }
-    let text = std::fs::read_to_string(&card_path)
-        .with_context(|| format!("cannot read {}", card_path.display()))?;
-    let card: ModelCard = toml::from_str(&text).with_context(|| {
-        format!("corrupt {}; fix: delete the run folder and rerun", card_path.display())
-    })?;
-    let cfg = &card.gpt;
-    anyhow::ensure!(
-        card.words.len() as i64 == cfg.vocab_size,
-        "{}: {} words for a vocabulary of {}; fix: delete the run folder and rerun",
-        card_path.display(),
-        card.words.len(),
-        cfg.vocab_size
-    );
-    Ok((ckpt, card))
 }
 
 /// The weights under the checkpoint family's names and layouts (GPT-2's Conv1D transposed,
@@ -182,52 +133,9 @@ fn write_weights(vs: &nn::VarStore, cfg: &GptConfig, out: &Path) -> Result<()> {
 
 /// `config.json`, `generation_config.json` and the tokenizer's files.
 fn write_config(card: &ModelCard, out: &Path) -> Result<()> {
-    let cfg = &card.gpt;
-    let config = model::hf::config_json(cfg, BOS, EOS, PAD);
+    let config = model::hf::config_json(&card.gpt, BOS, EOS, PAD);
     write_atomic(&out.join("config.json"), config.as_bytes())?;
-    // The tokens alignlab never samples (padding, `<bos>`) are suppressed in generation too.
-    let suppress: Vec<String> = cfg.suppress.iter().map(i64::to_string).collect();
-    let generation = format!(
-        "{{\n  \"bos_token_id\": {BOS},\n  \"eos_token_id\": {EOS},\n  \"pad_token_id\": {PAD},\n  \"suppress_tokens\": [{}]\n}}\n",
-        suppress.join(", ")
-    );
-    write_atomic(&out.join("generation_config.json"), generation.as_bytes())?;
-    // A WordLevel tokenizer: the world's words split on whitespace; the three special tokens.
-    let special: Vec<String> = card.words[..N_SPECIAL]
-        .iter()
-        .enumerate()
-        .map(|(i, w)| format!("    {{\"id\": {i}, \"content\": {}, \"single_word\": false, \"lstrip\": false, \"rstrip\": false, \"normalized\": false, \"special\": true}}", json_str(w)))
-        .collect();
-    let vocab: Vec<String> =
-        card.words.iter().enumerate().map(|(i, w)| format!("{}: {i}", json_str(w))).collect();
-    let tokenizer = format!(
-        "{{\n  \"version\": \"1.0\",\n  \"truncation\": null,\n  \"padding\": null,\n  \"added_tokens\": [\n{}\n  ],\n  \"normalizer\": null,\n  \"pre_tokenizer\": {{\"type\": \"WhitespaceSplit\"}},\n  \"post_processor\": {},\n  \"decoder\": null,\n  \"model\": {{\"type\": \"WordLevel\", \"vocab\": {{{}}}, \"unk_token\": {}}}\n}}\n",
-        special.join(",\n"),
-        bos_processor(&card.words[BOS as usize]),
-        vocab.join(", "),
-        json_str(&card.words[PAD as usize])
-    );
-    write_atomic(&out.join("tokenizer.json"), tokenizer.as_bytes())?;
-    let tok_config = format!(
-        "{{\n  \"tokenizer_class\": \"PreTrainedTokenizerFast\",\n  \"bos_token\": {},\n  \"eos_token\": {},\n  \"pad_token\": {},\n  \"unk_token\": {},\n  \"model_max_length\": {}\n}}\n",
-        json_str(&card.words[BOS as usize]),
-        json_str(&card.words[EOS as usize]),
-        json_str(&card.words[PAD as usize]),
-        json_str(&card.words[PAD as usize]),
-        cfg.block_size
-    );
-    write_atomic(&out.join("tokenizer_config.json"), tok_config.as_bytes())?;
-
-    Ok(())
-}
-
-/// The tokenizer's post-processor: `<bos>` before the text, as alignlab feeds every sequence
-/// (so `tokenizer(prompt)` gives alignlab's prompt ids, and TRL's prompt + completion too).
-fn bos_processor(bos: &str) -> String {
-    let b = json_str(bos);
-    format!(
-        "{{\"type\": \"TemplateProcessing\", \"single\": [{{\"SpecialToken\": {{\"id\": {b}, \"type_id\": 0}}}}, {{\"Sequence\": {{\"id\": \"A\", \"type_id\": 0}}}}], \"pair\": [{{\"SpecialToken\": {{\"id\": {b}, \"type_id\": 0}}}}, {{\"Sequence\": {{\"id\": \"A\", \"type_id\": 0}}}}, {{\"Sequence\": {{\"id\": \"B\", \"type_id\": 0}}}}], \"special_tokens\": {{{b}: {{\"id\": {b}, \"ids\": [{BOS}], \"tokens\": [{b}]}}}}}}"
-    )
+    write_tokenizer(card, out)
 }
 
 /// What transformers must reproduce: logits of a few prompts and greedy continuations.

@@ -20,6 +20,8 @@ pub mod calibrate;
 pub mod cells;
 pub mod eval_policy;
 pub mod export;
+pub mod export_files;
+pub mod export_rm;
 pub mod folders;
 pub mod keys;
 pub mod ledger;

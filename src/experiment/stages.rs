@@ -242,6 +242,7 @@ pub fn reward_stage(
     pb.finish_and_clear();
     let work = save_stage_compute(&dir, "reward", sc.seed)?;
     model::save_checkpoint(&vs, &ckpt)?;
+    export::write_card(&dir, &sc.reward_model, &world.vocab().words)?;
     save_stage_wall(&dir, "reward", sc.seed, started)?;
     write_atomic(&metrics_path, m.to_csv().as_bytes())?;
     summary.add(
