@@ -15,10 +15,10 @@ use tch::{nn, Device, Kind, Tensor};
 
 pub use super::export_files::{read_card, write_card, write_tokenizer, ModelCard};
 
-use super::export_files::json_str;
+use super::export_files::{check_ids, json_str};
 use super::write_atomic;
 use crate::model::{self, generate, Gpt, GptConfig, SampleSettings};
-use crate::tokens::{BOS, EOS, N_SPECIAL, PAD};
+use crate::tokens::{BOS, EOS, PAD};
 
 /// Write `words.toml` (the vocabulary, by id) into a preference-data folder.
 pub fn write_words(dir: &Path, words: &[String]) -> Result<()> {
@@ -141,14 +141,8 @@ fn write_config(card: &ModelCard, out: &Path) -> Result<()> {
 /// What transformers must reproduce: logits of a few prompts and greedy continuations.
 fn write_check(policy: &Gpt, card: &ModelCard, out: &Path) -> Result<()> {
     let cfg = &card.gpt;
-    let n_words = cfg.vocab_size - N_SPECIAL as i64;
     let (rows, len) = (3i64, 5i64);
-    let ids: Vec<i64> = (0..rows)
-        .flat_map(|r| {
-            std::iter::once(BOS)
-                .chain((1..len).map(move |j| N_SPECIAL as i64 + (r * 7 + j * 3) % n_words))
-        })
-        .collect();
+    let ids = check_ids(cfg.vocab_size, rows, len, (7, 3));
     let prompt = Tensor::from_slice(&ids).view([rows, len]);
     let valid = prompt.ones_like().to_kind(Kind::Bool);
     let new = (cfg.block_size - len).clamp(0, 12);

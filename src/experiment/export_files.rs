@@ -114,3 +114,15 @@ pub(super) fn json_str(s: &str) -> String {
     out.push('"');
     out
 }
+
+/// `rows` fixed sequences of `len` tokens for an export's check: `<bos>`, then words
+/// `(r * a + j * b) mod` the world's word count (`(a, b)` varies the pattern).
+pub(super) fn check_ids(vocab: i64, rows: i64, len: i64, (a, b): (i64, i64)) -> Vec<i64> {
+    let n_words = vocab - N_SPECIAL as i64;
+    (0..rows)
+        .flat_map(|r| {
+            std::iter::once(BOS)
+                .chain((1..len).map(move |j| N_SPECIAL as i64 + (r * a + j * b) % n_words))
+        })
+        .collect()
+}

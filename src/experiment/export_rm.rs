@@ -15,7 +15,7 @@ use super::export_files::{write_tokenizer, ModelCard};
 use super::write_atomic;
 use crate::algo::reward::RewardModel;
 use crate::model::{self, arch::Family};
-use crate::tokens::{BOS, EOS, N_SPECIAL, PAD};
+use crate::tokens::{BOS, EOS, PAD};
 
 pub fn reward_model(ckpt: &Path, card: &ModelCard, out: &Path) -> Result<()> {
     // The LM head is not part of a reward model.
@@ -73,14 +73,8 @@ fn write_config(cfg: &model::GptConfig, out: &Path) -> Result<()> {
 
 /// What transformers must reproduce: alignlab's scores of a few sequences at their last token.
 fn write_check(rm: &RewardModel, cfg: &model::GptConfig, out: &Path) -> Result<()> {
-    let n_words = cfg.vocab_size - N_SPECIAL as i64;
     let (rows, len) = (3i64, 9i64);
-    let ids: Vec<i64> = (0..rows)
-        .flat_map(|r| {
-            std::iter::once(BOS)
-                .chain((1..len).map(move |j| N_SPECIAL as i64 + (r * 5 + j * 7) % n_words))
-        })
-        .collect();
+    let ids = super::export_files::check_ids(cfg.vocab_size, rows, len, (5, 7));
     let input = Tensor::from_slice(&ids).view([rows, len]);
     let scores = tch::no_grad(|| {
         rm.head.forward(&rm.gpt.forward(&input, None, None, None)).select(1, len - 1).contiguous()
