@@ -170,9 +170,10 @@ pub enum Cmd {
         #[arg(long, default_value_t = alignlab::report::equivalence::WINRATE_MARGIN)]
         winrate_margin: f64,
     },
-    /// Export a run folder's policy as a Hugging Face transformers GPT-2 checkpoint (config.json,
-    /// model.safetensors, tokenizer.json, ...), with alignlab's logits and greedy continuations
-    /// of a few prompts for `baselines/hf/check.py`.
+    /// Export a run folder's policy as a Hugging Face transformers checkpoint of its family
+    /// (GPT-2, GPT-NeoX, Llama or Qwen2: config.json, model.safetensors, tokenizer.json, ...),
+    /// or a reward-model folder as its *ForSequenceClassification, with alignlab's outputs on a
+    /// few inputs for `baselines/hf/check.py`. E.g. `alignlab export runs/sentiment/dpo-... --hf out`.
     Export {
         /// A method's (or SFT's) run folder, e.g. runs/sentiment/dpo-beta=0.1-<hash>.
         run_dir: PathBuf,
