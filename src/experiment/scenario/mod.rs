@@ -376,13 +376,13 @@ fn sections(
     let rm = reward_network(c, w, &model)?;
     // A checkpoint's reward model is its own size (checked against its weights above).
     need(
-        model.init.is_some() || rm.n_layer >= 1 && rm.n_layer <= 48,
+        rm.init.is_some() || rm.n_layer >= 1 && rm.n_layer <= 48,
         "reward.n_layer",
         format!("must be in 1..=48 (got {})", rm.n_layer),
         "use a few layers, e.g. 2",
     )?;
     need(
-        model.init.is_some() || rm.n_head >= 1 && rm.d_model >= 1 && rm.d_model % rm.n_head == 0,
+        rm.init.is_some() || rm.n_head >= 1 && rm.d_model >= 1 && rm.d_model % rm.n_head == 0,
         "reward.d_model",
         format!("d_model {} is not a multiple of n_head {}", rm.d_model, rm.n_head),
         "make reward.d_model divisible by reward.n_head (default: model.n_head)",
