@@ -202,15 +202,15 @@ fn a_sequence_classification_checkpoint_scores_as_transformers() {
     let vs = nn::VarStore::new(Device::Cpu);
     let rm = alignlab::algo::reward::RewardModel::new(&vs.root(), &ck.gpt);
     let vars: BTreeMap<String, Tensor> = vs.variables().into_iter().collect();
-    hf::load(&ck, &ck.gpt, &vars, "").unwrap();
-    assert!(hf::load_score(&ck, &vars).unwrap());
+    assert!(hf::load(&ck, &ck.gpt, &vars, "").unwrap(), "the score head was not loaded");
     let e = expected(&dir);
     let h = tch::no_grad(|| rm.gpt.forward(&e["ids"], None, None, None));
     let scores = tch::no_grad(|| rm.head.forward(&h)).select(1, -1);
     assert!(max_diff(&scores, &e["scores"]) < 1e-5, "{scores} vs {}", e["scores"]);
-    // A causal LM has no score head: the reward model keeps its new one.
+    // A causal LM (the same trunk's shapes) has no score head: the reward model keeps its new
+    // one.
     let lm = hf::open(&fixture("llama")).unwrap();
-    assert!(!hf::load_score(&lm, &vars).unwrap());
+    assert!(!hf::load(&lm, &ck.gpt, &vars, "").unwrap());
 }
 
 /// A checkpoint in shards (`model.safetensors.index.json` naming two files) loads as the

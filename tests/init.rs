@@ -48,6 +48,22 @@ fn run(out: &Path, init: &Path, extra: &[&str]) -> Output {
     c.output().unwrap()
 }
 
+/// The run folders of the sentiment scenario under `out` whose names start with `prefix`.
+fn run_dirs(out: &Path, prefix: &str) -> Vec<PathBuf> {
+    std::fs::read_dir(out.join("runs/sentiment"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with(prefix))
+        .collect()
+}
+
+/// `alignlab export RUN --hf TO`, which must succeed.
+fn export(run: &Path, to: &Path) {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_alignlab"));
+    let o = c.arg("export").arg(run).arg("--hf").arg(to).output().unwrap();
+    assert!(o.status.success(), "export of {}:\n{}", run.display(), text(&o));
+}
+
 fn text(o: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
 }
@@ -75,21 +91,8 @@ fn dpo_and_ppo_run_from_llama_and_gpt2_checkpoints() {
         for m in ["sft", "dpo", "ppo", "ppo_gt", "best_of_n"] {
             assert!(seen.contains_key(m), "{name}: no evaluation of {m} in {seen:?}");
         }
-        let runs = out.join("runs/sentiment");
-        let dpo = std::fs::read_dir(&runs)
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .find(|p| p.file_name().unwrap().to_string_lossy().starts_with("dpo-"))
-            .unwrap();
         let hf_out = out.join("hf");
-        let o = Command::new(env!("CARGO_BIN_EXE_alignlab"))
-            .arg("export")
-            .arg(&dpo)
-            .arg("--hf")
-            .arg(&hf_out)
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "{name}: export\n{}", text(&o));
+        export(&run_dirs(&out, "dpo-")[0], &hf_out);
         let back = hf::open(&hf_out).unwrap();
         let original = hf::open(&fixture(name)).unwrap();
         assert_eq!(back.gpt.arch().family, original.gpt.arch().family);
@@ -176,7 +179,6 @@ fn bad_checkpoints_fail_in_one_line_before_any_work() {
         .replace("\"num_key_value_heads\": 2", "\"num_key_value_heads\": 8");
     let d = tmp("ck-huge");
     std::fs::create_dir_all(&d).unwrap();
-    std::fs::write(d.join("config.json"), &huge).unwrap();
     let header = header_only(&d, &huge);
     std::fs::write(d.join("model.safetensors"), header).unwrap();
     fails_before_work(&d, &["model.init", "GiB", "more than the", "use a smaller checkpoint"]);
@@ -189,18 +191,14 @@ fn bad_checkpoints_fail_in_one_line_before_any_work() {
 /// for every check that reads headers only.
 fn header_only(dir: &Path, config: &str) -> Vec<u8> {
     std::fs::write(dir.join("config.json"), config).unwrap();
-    std::fs::write(dir.join("model.safetensors"), b"").ok();
-    let mut cfg = {
-        // Parse the config through the loader, with a stub weights file so `open` succeeds.
-        let stub = Tensor::zeros([1], (tch::Kind::Float, tch::Device::Cpu));
-        Tensor::write_safetensors(&[("stub", &stub)], dir.join("model.safetensors")).unwrap();
-        hf::open(dir).unwrap().gpt
-    };
-    cfg.init = None;
+    // Parse the config through the loader, with a stub weights file so `open` succeeds.
+    let stub = Tensor::zeros([1], (tch::Kind::Float, tch::Device::Cpu));
+    Tensor::write_safetensors(&[("stub", &stub)], dir.join("model.safetensors")).unwrap();
+    let cfg = hf::open(dir).unwrap().gpt;
+    let shapes: BTreeMap<String, Vec<i64>> = cfg.var_shapes().into_iter().collect();
     let mut offset = 0i64;
     let mut entries = vec![];
     for part in hf::layout(&cfg) {
-        let shapes: BTreeMap<String, Vec<i64>> = cfg.var_shapes().into_iter().collect();
         let shape = &shapes[&part.name];
         for (i, src) in part.sources.iter().enumerate() {
             let s = match &part.layout {
@@ -243,11 +241,7 @@ fn the_reward_model_starts_from_its_own_checkpoint() {
         "{summary}"
     );
     // No SFT trunk of the reward model's size was trained: one SFT folder, the policy's.
-    let sft = std::fs::read_dir(out.join("runs/sentiment"))
-        .unwrap()
-        .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().starts_with("sft-"))
-        .count();
-    assert_eq!(sft, 1);
+    assert_eq!(run_dirs(&out, "sft-").len(), 1);
     std::fs::remove_dir_all(&out).ok();
 }
 
@@ -269,20 +263,8 @@ fn an_exported_policy_evaluates_as_the_run_evaluated_it() {
     args(&mut c);
     let o = c.output().unwrap();
     assert!(o.status.success(), "{}", text(&o));
-    let sft = std::fs::read_dir(out.join("runs/sentiment"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.file_name().unwrap().to_string_lossy().starts_with("sft-"))
-        .unwrap();
     let hf_dir = out.join("hf");
-    let o = Command::new(env!("CARGO_BIN_EXE_alignlab"))
-        .arg("export")
-        .arg(&sft)
-        .arg("--hf")
-        .arg(&hf_dir)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", text(&o));
+    export(&run_dirs(&out, "sft-")[0], &hf_dir);
     let eval = |policy: &Path| {
         let mut c = Command::new(env!("CARGO_BIN_EXE_alignlab"));
         c.args(["eval", "scenarios/sentiment.toml", "--threads", "1", "--policy"]).arg(policy);
@@ -316,23 +298,15 @@ fn an_exported_policy_evaluates_as_the_run_evaluated_it() {
 /// score's bias carried by the final LayerNorm's), which, read back, scores the check's
 /// sequences as alignlab's reward model did.
 fn reward_model_exports(out: &Path) {
-    let rm_dir = std::fs::read_dir(out.join("runs/sentiment"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.file_name().unwrap().to_string_lossy().starts_with("reward-"))
-        .unwrap();
     let hf_rm = out.join("hf-rm");
-    let mut c = Command::new(env!("CARGO_BIN_EXE_alignlab"));
-    let o = c.arg("export").arg(&rm_dir).arg("--hf").arg(&hf_rm).output().unwrap();
-    assert!(o.status.success(), "{}", text(&o));
+    export(&run_dirs(out, "reward-")[0], &hf_rm);
     let mut ck = hf::open(&hf_rm).unwrap();
     assert_eq!(ck.num_labels, Some(1));
     ck.gpt.arch.as_mut().unwrap().tied = true;
     let vs = tch::nn::VarStore::new(tch::Device::Cpu);
     let rm = alignlab::algo::reward::RewardModel::new(&vs.root(), &ck.gpt);
     let vars: BTreeMap<String, Tensor> = vs.variables().into_iter().collect();
-    hf::load(&ck, &ck.gpt, &vars, "").unwrap();
-    assert!(hf::load_score(&ck, &vars).unwrap());
+    assert!(hf::load(&ck, &ck.gpt, &vars, "").unwrap(), "the score head was not loaded");
     let check: BTreeMap<String, Tensor> =
         Tensor::read_safetensors(hf_rm.join("alignlab_check.safetensors"))
             .unwrap()

@@ -52,7 +52,7 @@ pub fn reward_model(ckpt: &Path, card: &ModelCard, out: &Path) -> Result<()> {
         .with_context(|| format!("cannot write {}", tmp.display()))?;
     std::fs::rename(&tmp, out.join("model.safetensors"))?;
     write_config(&cfg, out)?;
-    write_tokenizer(&ModelCard { gpt: cfg.clone(), words: card.words.clone() }, out)?;
+    write_tokenizer(card, out)?;
     write_check(&rm, &cfg, out)
 }
 

@@ -23,15 +23,25 @@ use crate::model::{self, Gpt, SampleSettings};
 use crate::profile::Work;
 use crate::world::TextWorld;
 
-/// pi_SFT starts from `[model] init`'s checkpoint where there is one (the scenario's check
-/// opened the folder; it is read again here, where the weights go).
+/// pi_SFT starts from `[model] init`'s checkpoint where there is one.
 fn load_init(sc: &Scenario, vs: &nn::VarStore) -> Result<()> {
     if let Some(init) = &sc.model.init {
-        let ck = model::hf::open(&init.dir)?;
-        let vars: std::collections::BTreeMap<String, Tensor> = vs.variables().into_iter().collect();
-        model::hf::load(&ck, &sc.model, &vars, "")?;
+        load_checkpoint_into(&init.dir, &sc.model, vs)?;
     }
     Ok(())
+}
+
+/// The Hugging Face checkpoint in `dir` into `vs`, a network of `cfg` (the scenario's check
+/// opened the folder; it is read again here, where the weights go); whether a reward model's
+/// score head came from it.
+pub(super) fn load_checkpoint_into(
+    dir: &std::path::Path,
+    cfg: &crate::model::GptConfig,
+    vs: &nn::VarStore,
+) -> Result<bool> {
+    let ck = model::hf::open(dir)?;
+    let vars: std::collections::BTreeMap<String, Tensor> = vs.variables().into_iter().collect();
+    Ok(model::hf::load(&ck, cfg, &vars, "")?)
 }
 
 /// SFT stage: train pi_SFT or reuse the cached checkpoint. Returns the model's VarStore.
@@ -168,10 +178,7 @@ fn init_reward(
     summary: &mut Summary,
 ) -> Result<()> {
     if let Some(init) = folders::own_reward_checkpoint(sc) {
-        let ck = model::hf::open(&init.dir)?;
-        let vars: std::collections::BTreeMap<String, Tensor> = vs.variables().into_iter().collect();
-        model::hf::load(&ck, &sc.reward_model, &vars, "")?;
-        let head = model::hf::load_score(&ck, &vars)?;
+        let head = load_checkpoint_into(&init.dir, &sc.reward_model, vs)?;
         summary.add(
             "reward",
             "initialised from",

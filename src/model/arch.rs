@@ -160,13 +160,12 @@ impl Rope {
     }
 
     /// `x` `[B, H, T, Dh]` rotated on its first `dims` dimensions by `cos` and `sin`
-    /// `[B, 1, T, dims]`.
+    /// `[B, 1, T, dims]` (of `x`'s element type).
     pub fn apply(&self, x: &Tensor, cos: &Tensor, sin: &Tensor) -> Tensor {
         let dh = x.size()[3];
         let (rot, pass) = (x.narrow(3, 0, self.dims), x.narrow(3, self.dims, dh - self.dims));
         let half = self.dims / 2;
         let rotated = Tensor::cat(&[&rot.narrow(3, half, half).neg(), &rot.narrow(3, 0, half)], 3);
-        let (cos, sin) = (cos.to_kind(x.kind()), sin.to_kind(x.kind()));
         let out = &rot * cos + rotated * sin;
         if self.dims == dh {
             out

@@ -8,7 +8,7 @@ use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 
 use super::arch::{Arch, Family, Mlp, Rope, RopeScaling};
-use super::config::{GptConfig, Precision};
+use super::config::GptConfig;
 
 /// A checkpoint problem: the file, what is wrong, and what to do.
 #[derive(Debug)]
@@ -39,12 +39,16 @@ pub struct Checkpoint {
     pub dir: PathBuf,
     /// The network at the checkpoint's own vocabulary and position range.
     pub gpt: GptConfig,
-    pub bos: Option<i64>,
-    pub eos: Vec<i64>,
-    pub pad: Option<i64>,
     /// `num_labels` of a `*ForSequenceClassification` checkpoint.
     pub num_labels: Option<i64>,
     pub files: Vec<PathBuf>,
+}
+
+impl Checkpoint {
+    /// The weight file an error about a tensor names (the first shard).
+    pub fn weights_file(&self) -> PathBuf {
+        self.files.first().cloned().unwrap_or_else(|| self.dir.clone())
+    }
 }
 
 /// `config.json`'s value of `key`, as an integer, float, bool or string.
@@ -91,21 +95,24 @@ impl Cfg<'_> {
     }
 }
 
+/// `dir`'s `config.json`, parsed; `missing` is the fix where there is none.
+pub(super) fn read_config(dir: &Path, missing: &str) -> Result<(PathBuf, Value), HfError> {
+    let file = dir.join("config.json");
+    let text = std::fs::read_to_string(&file).map_err(|_| err(&file, "does not exist", missing))?;
+    let v = serde_json::from_str(&text)
+        .map_err(|e| err(&file, format!("is not JSON ({e})"), "download the checkpoint again"))?;
+    Ok((file, v))
+}
+
 /// Read `dir`'s `config.json` and find its weight files.
 pub fn open(dir: &Path) -> Result<Checkpoint, HfError> {
-    let file = dir.join("config.json");
     if !dir.is_dir() {
         return Err(err(dir, "is not a folder", "pass the folder `huggingface-cli download` wrote (it holds config.json and model.safetensors)"));
     }
-    let text = std::fs::read_to_string(&file).map_err(|_| {
-        err(
-            &file,
-            "does not exist",
-            "pass a Hugging Face model folder (config.json beside model.safetensors)",
-        )
-    })?;
-    let v: Value = serde_json::from_str(&text)
-        .map_err(|e| err(&file, format!("is not JSON ({e})"), "download the checkpoint again"))?;
+    let (file, v) = read_config(
+        dir,
+        "pass a Hugging Face model folder (config.json beside model.safetensors)",
+    )?;
     let c = Cfg { v: &v, file: &file };
     let model_type = c.str("model_type").unwrap_or("");
     let gpt = match model_type {
@@ -120,13 +127,6 @@ pub fn open(dir: &Path) -> Result<Checkpoint, HfError> {
             ))
         }
     };
-    let ids = |key: &str| -> Vec<i64> {
-        match v.get(key) {
-            Some(Value::Array(a)) => a.iter().filter_map(Value::as_i64).collect(),
-            Some(x) => x.as_i64().into_iter().collect(),
-            None => vec![],
-        }
-    };
     let labels = match v.get("id2label") {
         Some(Value::Object(m)) => Some(m.len() as i64),
         _ => c.opt_int("num_labels")?,
@@ -137,26 +137,13 @@ pub fn open(dir: &Path) -> Result<Checkpoint, HfError> {
     Ok(Checkpoint {
         dir: dir.to_path_buf(),
         files: weight_files(dir)?,
-        bos: ids("bos_token_id").first().copied(),
-        eos: ids("eos_token_id"),
-        pad: ids("pad_token_id").first().copied(),
         num_labels: if classifier { labels.or(Some(2)) } else { None },
         gpt,
     })
 }
 
 fn sizes(vocab: i64, block: i64, layers: i64, heads: i64, d: i64, arch: Arch) -> GptConfig {
-    GptConfig {
-        vocab_size: vocab,
-        block_size: block,
-        n_layer: layers,
-        n_head: heads,
-        d_model: d,
-        precision: Precision::Fp32,
-        arch: Some(arch),
-        init: None,
-        suppress: vec![],
-    }
+    GptConfig { arch: Some(arch), ..GptConfig::sized(vocab, block, layers, heads, d) }
 }
 
 fn gpt2(c: &Cfg) -> Result<GptConfig, HfError> {
@@ -379,13 +366,8 @@ pub fn fingerprint(ck: &Checkpoint) -> Result<String, HfError> {
                 "check its permissions, or download it again",
             )
         };
-        let mut f = std::fs::File::open(path).map_err(io)?;
-        let len = f.metadata().map_err(io)?.len();
-        let mut n = [0u8; 8];
-        f.read_exact(&mut n).map_err(io)?;
-        let header_len = u64::from_le_bytes(n).min(len.saturating_sub(8));
-        let mut header = vec![0u8; header_len as usize];
-        f.read_exact(&mut header).map_err(io)?;
+        let (mut f, len, header) = read_header(path)?;
+        let header_len = header.len() as u64;
         h.update(len.to_le_bytes());
         h.update(&header);
         let data = len - 8 - header_len;
@@ -400,8 +382,9 @@ pub fn fingerprint(ck: &Checkpoint) -> Result<String, HfError> {
     Ok(h.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect())
 }
 
-/// The tensors a safetensors file holds, with their shapes, from its header alone.
-pub fn header_shapes(path: &Path) -> Result<Vec<(String, Vec<i64>)>, HfError> {
+/// A safetensors file opened after its header: the file, its length and the header's bytes
+/// (a JSON object of names, dtypes, shapes and offsets).
+fn read_header(path: &Path) -> Result<(std::fs::File, u64, Vec<u8>), HfError> {
     use std::io::Read;
     let bad =
         |why: String| err(path, format!("is not a safetensors file ({why})"), "download it again");
@@ -415,6 +398,14 @@ pub fn header_shapes(path: &Path) -> Result<Vec<(String, Vec<i64>)>, HfError> {
     }
     let mut header = vec![0u8; header_len as usize];
     f.read_exact(&mut header).map_err(|e| bad(e.to_string()))?;
+    Ok((f, len, header))
+}
+
+/// The tensors a safetensors file holds, with their shapes, from its header alone.
+pub fn header_shapes(path: &Path) -> Result<Vec<(String, Vec<i64>)>, HfError> {
+    let bad =
+        |why: String| err(path, format!("is not a safetensors file ({why})"), "download it again");
+    let (_, _, header) = read_header(path)?;
     let v: Value = serde_json::from_slice(&header).map_err(|e| bad(e.to_string()))?;
     let map = v.as_object().ok_or_else(|| bad("its header is not an object".into()))?;
     let mut out = vec![];
@@ -426,4 +417,12 @@ pub fn header_shapes(path: &Path) -> Result<Vec<(String, Vec<i64>)>, HfError> {
         out.push((name.clone(), shape.ok_or_else(|| bad(format!("`{name}` has no shape")))?));
     }
     Ok(out)
+}
+
+/// Every tensor of a safetensors file, as stored (fp32, fp16 or bf16).
+pub(super) fn read_safetensors(path: &Path) -> Result<Vec<(String, tch::Tensor)>, HfError> {
+    tch::Tensor::read_safetensors(path).map_err(|e| {
+        let why = e.to_string().lines().next().unwrap_or("").to_string();
+        err(path, format!("cannot be read as safetensors ({why})"), "download it again")
+    })
 }

@@ -212,17 +212,9 @@ impl GptConfig {
         self.arch.clone().unwrap_or_else(|| Arch::native(self.d_model, self.n_head))
     }
 
-    /// Parameters, counting a tied embedding once.
+    /// Parameters, counting a tied embedding once: the sizes of [`GptConfig::var_shapes`].
     pub fn n_params(&self) -> i64 {
-        let (d, a) = (self.d_model, self.arch());
-        let (matmul, _) = a.block_matmul_weights(d, self.n_head);
-        let norm = if a.rms_norm { d } else { 2 * d };
-        let biases = i64::from(a.qkv_bias) * a.qkv_rows(self.n_head)
-            + i64::from(a.out_bias) * d
-            + i64::from(a.mlp_bias) * (a.fc_rows() + d);
-        let positions = if a.rope.is_none() { self.block_size * d } else { 0 };
-        let head = if a.tied { 0 } else { self.vocab_size * d };
-        self.vocab_size * d + positions + self.n_layer * (matmul + biases + 2 * norm) + norm + head
+        self.var_shapes().iter().map(|(_, s)| s.iter().product::<i64>()).sum()
     }
 
     /// Every variable of the network (alignlab's names, see `gpt`) with its shape, as

@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use tch::{Device, Kind, Tensor};
 
-use super::checkpoint::{err, header_shapes, HfError};
+use super::checkpoint::{err, read_config, read_safetensors, HfError};
 use super::tokenizer::Tokenizer;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -65,13 +65,10 @@ impl Classifier {
         reward: RewardOf,
         device: Device,
     ) -> Result<Classifier, HfError> {
-        let file = dir.join("config.json");
-        let text = std::fs::read_to_string(&file).map_err(|_| {
-            err(&file, "does not exist", "pass a Hugging Face classifier folder (config.json beside model.safetensors and tokenizer.json)")
-        })?;
-        let v: Value = serde_json::from_str(&text).map_err(|e| {
-            err(&file, format!("is not JSON ({e})"), "download the checkpoint again")
-        })?;
+        let (file, v) = read_config(
+            dir,
+            "pass a Hugging Face classifier folder (config.json beside model.safetensors and tokenizer.json)",
+        )?;
         let int = |k: &str| v.get(k).and_then(Value::as_i64);
         let (kind, prefix, n_layer, n_head, eps) = shape_of(&v, &file)?;
         let labels = label_names(&v);
@@ -88,15 +85,7 @@ impl Classifier {
         // RoBERTa's positions start after the padding id.
         let max_len = if kind == Kind3::Roberta { positions - pad - 1 } else { positions };
         let weights = dir.join("model.safetensors");
-        header_shapes(&weights)?;
-        let w: BTreeMap<String, Tensor> = Tensor::read_safetensors(&weights)
-            .map_err(|e| {
-                err(
-                    &weights,
-                    format!("cannot be read ({})", e.to_string().lines().next().unwrap_or("")),
-                    "download it again",
-                )
-            })?
+        let w: BTreeMap<String, Tensor> = read_safetensors(&weights)?
             .into_iter()
             .map(|(k, t)| (k, t.to_kind(Kind::Float).to_device(device)))
             .collect();

@@ -218,7 +218,8 @@ impl Gpt {
             (Some(wpe), _) => (tok + Tensor::embedding(wpe, &pos, -1, false, false), None),
             (None, Some(rope)) => {
                 let (cos, sin) = rope.cos_sin(&pos);
-                (tok, Some(Rotary { rope, cos, sin }))
+                let kind = self.cfg.precision.kind();
+                (tok, Some(Rotary { rope, cos: low(&cos, kind), sin: low(&sin, kind) }))
             }
             (None, None) => unreachable!("a model has learned or rotary positions"),
         };

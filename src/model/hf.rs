@@ -10,8 +10,8 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 use tch::{Kind, Tensor};
 
-use super::checkpoint::err;
 pub use super::checkpoint::*;
+use super::checkpoint::{err, read_safetensors};
 
 use super::arch::{Arch, Family, Mlp, RopeScaling};
 use super::config::{GptConfig, Init, Precision};
@@ -240,7 +240,7 @@ pub fn check(ck: &Checkpoint, cfg: &GptConfig) -> Result<(), HfError> {
         }
     }
     let want: BTreeMap<String, Vec<i64>> = cfg.var_shapes().into_iter().collect();
-    let file = ck.files.first().cloned().unwrap_or_else(|| ck.dir.clone());
+    let file = ck.weights_file();
     for part in layout(cfg) {
         let found: Vec<&Vec<i64>> = part
             .sources
@@ -264,7 +264,7 @@ pub fn check(ck: &Checkpoint, cfg: &GptConfig) -> Result<(), HfError> {
         }
         let mut got = assembled_shape(&part, &found);
         let need = &want[&part.name];
-        if matches!(part.name.as_str(), "wte.weight" | "lm_head.weight" | "wpe.weight") {
+        if cut_to_rows(&part.name) {
             got[0] = got[0].min(need[0]);
         }
         if &got != need {
@@ -272,6 +272,12 @@ pub fn check(ck: &Checkpoint, cfg: &GptConfig) -> Result<(), HfError> {
         }
     }
     Ok(())
+}
+
+/// The tensors a scenario takes the first rows of: the embedding and LM head (the world's
+/// vocabulary) and the position table (its block).
+fn cut_to_rows(name: &str) -> bool {
+    matches!(name, "wte.weight" | "lm_head.weight" | "wpe.weight")
 }
 
 fn missing(file: &std::path::Path, name: &str) -> HfError {
@@ -295,17 +301,7 @@ fn wrong_shape(file: &std::path::Path, part: &Part, got: &[i64], want: &[i64]) -
 pub fn read_tensors(ck: &Checkpoint) -> Result<BTreeMap<String, Tensor>, HfError> {
     let mut all = BTreeMap::new();
     for path in &ck.files {
-        let tensors = Tensor::read_safetensors(path).map_err(|e| {
-            err(
-                path,
-                format!(
-                    "cannot be read as safetensors ({})",
-                    e.to_string().lines().next().unwrap_or("")
-                ),
-                "download it again",
-            )
-        })?;
-        for (name, t) in tensors {
+        for (name, t) in read_safetensors(path)? {
             let name = canonical(ck.gpt.arch().family, name);
             all.insert(name, t.to_kind(Kind::Float));
         }
@@ -348,15 +344,18 @@ fn assemble(part: &Part, found: &[&Tensor]) -> Tensor {
 /// The checkpoint's tensors for each of `vars` (alignlab's names under `prefix`, e.g. "" for
 /// a policy), in `cfg`'s layout; the embedding and LM head cut to `cfg`'s vocabulary and the
 /// position table to its block. A missing tensor or one of the wrong shape is an error that
-/// names it.
+/// names it. Where `vars` has a reward model's `score` head and the checkpoint is a
+/// `*ForSequenceClassification` one with one output, its `score.weight` goes there (the bias,
+/// which such heads lack, set to 0): the result says whether it did (a causal LM's reward
+/// model keeps its new head).
 pub fn load(
     ck: &Checkpoint,
     cfg: &GptConfig,
     vars: &BTreeMap<String, Tensor>,
     prefix: &str,
-) -> Result<(), HfError> {
+) -> Result<bool, HfError> {
     let tensors = read_tensors(ck)?;
-    let file = ck.files.first().cloned().unwrap_or_else(|| ck.dir.clone());
+    let file = ck.weights_file();
     for part in layout(cfg) {
         let name = format!("{prefix}{}", part.name);
         let Some(var) = vars.get(&name) else { continue };
@@ -366,10 +365,8 @@ pub fn load(
             .map(|s| tensors.get(s).ok_or_else(|| missing(&file, s)))
             .collect::<Result<_, _>>()?;
         let mut t = assemble(&part, &found);
-        if matches!(part.name.as_str(), "wte.weight" | "lm_head.weight") {
-            t = t.narrow(0, 0, cfg.vocab_size.min(t.size()[0]));
-        } else if part.name == "wpe.weight" {
-            t = t.narrow(0, 0, cfg.block_size.min(t.size()[0]));
+        if cut_to_rows(&part.name) {
+            t = t.narrow(0, 0, var.size()[0].min(t.size()[0]));
         }
         if t.size() != var.size() {
             return Err(wrong_shape(&file, &part, &t.size(), &var.size()));
@@ -377,7 +374,12 @@ pub fn load(
         tch::no_grad(|| var.shallow_clone().copy_(&t));
     }
     super::gpt::weights_changed();
-    Ok(())
+    let head =
+        (vars.get(&format!("{prefix}score.weight")), vars.get(&format!("{prefix}score.bias")));
+    match (head, tensors.get("score.weight")) {
+        ((Some(w), Some(b)), Some(score)) => load_score(&file, score, w, b).map(|()| true),
+        _ => Ok(false),
+    }
 }
 
 /// `cfg`'s tensors under the checkpoint family's names and layouts, from alignlab's `vars`.
@@ -457,17 +459,17 @@ pub fn config_json(cfg: &GptConfig, bos: i64, eos: i64, pad: i64) -> String {
     serde_json::to_string_pretty(&v).expect("JSON serializes") + "\n"
 }
 
-/// A `*ForSequenceClassification` checkpoint's one-output `score` head into `vars`'
-/// `score.weight` (its bias, which such heads lack, set to 0); false where the checkpoint
-/// has none (a causal LM: the head stays new).
-pub fn load_score(ck: &Checkpoint, vars: &BTreeMap<String, Tensor>) -> Result<bool, HfError> {
-    let tensors = read_tensors(ck)?;
-    let Some(score) = tensors.get("score.weight") else { return Ok(false) };
-    let file = ck.files.first().cloned().unwrap_or_else(|| ck.dir.clone());
-    let (w, b) = (&vars["score.weight"], &vars["score.bias"]);
+/// A `*ForSequenceClassification` checkpoint's one-output `score` head into a reward model's
+/// `w` and `b` (0: such heads have no bias).
+fn load_score(
+    file: &std::path::Path,
+    score: &Tensor,
+    w: &Tensor,
+    b: &Tensor,
+) -> Result<(), HfError> {
     if score.size() != w.size() {
         return Err(err(
-            &file,
+            file,
             format!(
                 "its `score.weight` has shape {:?}; a reward model has one output of {:?}",
                 score.size(),
@@ -480,5 +482,5 @@ pub fn load_score(ck: &Checkpoint, vars: &BTreeMap<String, Tensor>) -> Result<bo
         w.shallow_clone().copy_(score);
         let _ = b.shallow_clone().zero_();
     });
-    Ok(true)
+    Ok(())
 }

@@ -107,7 +107,8 @@ impl Norm {
     }
 }
 
-/// Rotary positions' `cos` and `sin` `[B, T, dims]` of one pass, with the rotation.
+/// Rotary positions' `cos` and `sin` `[B, T, dims]` of one pass, in the precision of the
+/// matrix products (cast once per pass, not per layer), with the rotation.
 pub(super) struct Rotary<'a> {
     pub rope: &'a Rope,
     pub cos: Tensor,
@@ -115,8 +116,9 @@ pub(super) struct Rotary<'a> {
 }
 
 impl Rotary<'_> {
-    fn apply(&self, x: &Tensor, cos: &Tensor, sin: &Tensor) -> Tensor {
-        self.rope.apply(x, &cos.unsqueeze(1), &sin.unsqueeze(1))
+    /// `x` `[B, H, T, Dh]` rotated at this pass's positions.
+    fn apply(&self, x: &Tensor) -> Tensor {
+        self.rope.apply(x, &self.cos.unsqueeze(1), &self.sin.unsqueeze(1))
     }
 }
 
@@ -174,8 +176,8 @@ impl Attention {
         let mut k = self.heads(&qkv.narrow(2, q_w, kv_w), self.n_kv_head);
         let v = self.heads(&qkv.narrow(2, q_w + kv_w, kv_w), self.n_kv_head);
         if let Some(r) = rotary {
-            q = r.apply(&q, &r.cos, &r.sin);
-            k = r.apply(&k, &r.cos, &r.sin);
+            q = r.apply(&q);
+            k = r.apply(&k);
         }
         let y = match cache {
             Some((kv, past)) => {
@@ -211,8 +213,8 @@ impl Attention {
         let mut k = self.heads(&kv.narrow(2, 0, kv_w), self.n_kv_head);
         let v = self.heads(&kv.narrow(2, kv_w, kv_w), self.n_kv_head);
         if let Some((rq, r)) = rotary {
-            q = rq.apply(&q, &rq.cos, &rq.sin);
-            k = r.apply(&k, &r.cos, &r.sin);
+            q = rq.apply(&q);
+            k = r.apply(&k);
         }
         let y = attend(&q, &self.shared(k), &self.shared(v), Some(mask), false);
         m.attn_proj.apply(&y.transpose(1, 2).contiguous().view([b, q_rows, q_w]))
