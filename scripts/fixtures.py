@@ -213,7 +213,38 @@ def save(name, model, dtype, v4=None, seed=0):
     print(f"{d}: {sum(os.path.getsize(os.path.join(d, f)) for f in os.listdir(d))} bytes")
 
 
+POSITIVE = "great good loved funny".split()
+NEGATIVE = "terrible bad hated boring".split()
+
+
+def preference_rows(n, rng):
+    """TRL's standard preference rows: a 2 to 5 word prompt of the words above, a chosen reply
+    with a positive word and a rejected one with a negative word (a sentiment task's pairs)."""
+    neutral = [w for w in WORDS if w not in POSITIVE + NEGATIVE and w not in ",.!?"]
+    rows = []
+    for _ in range(n):
+        prompt = " ".join(rng.choice(neutral) for _ in range(rng.randint(2, 5)))
+        def reply(mood):
+            words = [rng.choice(neutral) for _ in range(rng.randint(2, 6))]
+            words.insert(rng.randint(0, len(words)), rng.choice(mood))
+            return " " + " ".join(words) + rng.choice([" .", " !", ""])
+        rows.append({"prompt": prompt, "chosen": reply(POSITIVE), "rejected": reply(NEGATIVE)})
+    return rows
+
+
+def dataset(out):
+    """tests/fixtures/data: 200 preference rows as JSON lines, for the dataset world's run."""
+    d = os.path.join(out, "data")
+    os.makedirs(d, exist_ok=True)
+    rows = preference_rows(200, random.Random(3))
+    with open(os.path.join(d, "prefs.jsonl"), "w") as f:
+        for r in rows:
+            f.write(json.dumps(r) + "\n")
+    print(f"{d}/prefs.jsonl: {len(rows)} rows")
+
+
 def main():
+    dataset(OUT)
     torch.manual_seed(0)
     rng = random.Random(0)
     os.makedirs(OUT, exist_ok=True)

@@ -9,7 +9,6 @@
 //! 3. KL: the analytic log N - (N - 1) / N, an upper bound on KL(pi_BoN || pi_SFT) (Beirami et
 //!    al. 2024), logged as `eval/kl` with `eval/kl_is_bound` = 1.
 
-use rayon::prelude::*;
 use tch::Kind;
 
 use super::reward::RewardModel;
@@ -77,7 +76,9 @@ pub fn score_candidates(
         proxy.extend(Vec::<f64>::try_from(s).expect("scores"));
         let _p = crate::profile::span("eval_gold");
         let responses = ro.response_rows();
-        gold.par_extend(chunk.par_iter().zip(&responses).map(|(p, r)| world.gold(p, r)));
+        let items: Vec<(&[i64], &[i64])> =
+            chunk.iter().zip(&responses).map(|(p, r)| (&p[..], &r[..])).collect();
+        gold.extend(world.gold_batch(&items));
     }
     let split = |v: Vec<f64>| v.chunks(n_max).map(|c| c.to_vec()).collect::<Vec<_>>();
     (split(proxy), split(gold))

@@ -6,7 +6,6 @@
 //! is by prompt, so no validation prompt is seen in training.
 
 use anyhow::{bail, Context, Result};
-use rayon::prelude::*;
 use std::fmt::Write as _;
 use std::path::Path;
 use tch::{Device, Kind, Tensor};
@@ -28,6 +27,9 @@ pub enum PrefSource {
     TrueProcess,
     /// Off-policy, summarize world: summaries from the world's labeller policy (as in TL;DR).
     Labeller,
+    /// The dataset world's own pairs, labelled by the file (`labels = "world"`) or relabelled
+    /// by the gold judge.
+    Dataset,
 }
 
 /// How a pair is labelled, as written in `[prefs] labels`.
@@ -162,13 +164,17 @@ pub fn build(
     seed: u64,
     device: Device,
 ) -> PrefData {
+    if let (PrefSource::Dataset, Some(pairs)) = (cfg.source, world.file_pairs()) {
+        return file_pairs(world, pairs, cfg, seed);
+    }
     let prompts = world.train_prompts();
     let k = cfg.k;
     // 1. Completions, prompt-major: completions[i * k + j].
     let completions = completions(world, sft, cfg, max_new_tokens, (seed, device));
     crate::profile::count(crate::profile::Count::GoldQueries, completions.len() as f64);
-    let gold: Vec<f64> =
-        completions.par_iter().enumerate().map(|(i, c)| world.gold(&prompts[i / k], c)).collect();
+    let items: Vec<(&[i64], &[i64])> =
+        completions.iter().enumerate().map(|(i, c)| (&prompts[i / k][..], &c[..])).collect();
+    let gold = world.gold_batch(&items);
     // 2. Split prompts.
     let is_val = validation_prompts(prompts.len(), cfg.val_fraction, seed);
     // 3. All pairs, labelled.
@@ -214,6 +220,54 @@ pub fn build(
     data
 }
 
+/// The world's own pairs, split by prompt as sampled ones are; labelled by the file
+/// (`labels = "world"`) or by the gold judge.
+fn file_pairs(
+    world: &dyn TextWorld,
+    pairs: &[[Vec<i64>; 3]],
+    cfg: &PrefsConfig,
+    seed: u64,
+) -> PrefData {
+    let mut index = std::collections::HashMap::new();
+    for [p, _, _] in pairs {
+        let n = index.len();
+        index.entry(p).or_insert(n);
+    }
+    let items: Vec<(&[i64], &[i64])> =
+        pairs.iter().flat_map(|[p, c, r]| [(&p[..], &c[..]), (&p[..], &r[..])]).collect();
+    crate::profile::count(crate::profile::Count::GoldQueries, items.len() as f64);
+    let gold = world.gold_batch(&items);
+    let is_val = validation_prompts(index.len(), cfg.val_fraction, seed);
+    let mut label_rng = Rng::new(derive_seed(seed, "prefs/labels"));
+    let mut data = PrefData { train: vec![], val: vec![] };
+    for (i, [p, c, r]) in pairs.iter().enumerate() {
+        let (gc, gr) = (gold[2 * i], gold[2 * i + 1]);
+        let keep = match cfg.label_rule() {
+            Labels::World => true,
+            Labels::Deterministic if gc == gr => continue,
+            Labels::Deterministic => gc > gr,
+            Labels::BradleyTerry { temperature } => {
+                label_rng.bernoulli(sigmoid((gc - gr) / temperature))
+            }
+        };
+        let (chosen, rejected, gold_chosen, gold_rejected) =
+            if keep { (c, r, gc, gr) } else { (r, c, gr, gc) };
+        let pair = Pair {
+            prompt: p.clone(),
+            chosen: chosen.clone(),
+            rejected: rejected.clone(),
+            gold_chosen,
+            gold_rejected,
+        };
+        if is_val[index[p]] {
+            data.val.push(pair);
+        } else {
+            data.train.push(pair);
+        }
+    }
+    data
+}
+
 /// `cfg.k` completions of each training prompt, prompt-major (`[i * k + j]`): sampled from
 /// pi_SFT, or drawn off-policy from the world.
 fn completions(
@@ -243,7 +297,7 @@ fn completions(
             }
             out
         }
-        PrefSource::TrueProcess | PrefSource::Labeller => {
+        PrefSource::TrueProcess | PrefSource::Labeller | PrefSource::Dataset => {
             let mut rng = Rng::new(derive_seed(seed, "prefs/true_process"));
             prompts
                 .iter()

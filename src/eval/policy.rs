@@ -78,10 +78,12 @@ fn gold_per_row(
     refs: &[Vec<i64>],
     samples_per_prompt: usize,
 ) -> Vec<f64> {
-    prompts
-        .iter()
-        .zip(refs)
-        .flat_map(|(p, r)| std::iter::repeat_n(world.gold(p, r), samples_per_prompt))
+    let items: Vec<(&[i64], &[i64])> =
+        prompts.iter().zip(refs).map(|(p, r)| (&p[..], &r[..])).collect();
+    world
+        .gold_batch(&items)
+        .into_iter()
+        .flat_map(|g| std::iter::repeat_n(g, samples_per_prompt))
         .collect()
 }
 
@@ -207,8 +209,9 @@ impl Evaluator<'_> {
         drop(span);
         let span = profile::span("eval_gold");
         // Each sample's gold reward and fluency on its own: in parallel, in order.
-        let gold: Vec<f64> =
-            self.prompts.par_iter().zip(&rows).map(|(p, r)| self.world.gold(p, r)).collect();
+        let items: Vec<(&[i64], &[i64])> =
+            self.prompts.iter().zip(&rows).map(|(p, r)| (&p[..], &r[..])).collect();
+        let gold = self.world.gold_batch(&items);
         let fluency: Option<Vec<f64>> =
             self.prompts.par_iter().zip(&rows).map(|(p, r)| self.world.fluency(p, r)).collect();
         let spurious: Option<Vec<f64>> =

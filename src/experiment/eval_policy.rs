@@ -31,7 +31,14 @@ pub fn eval_policy(
         sc.model.vocab_size
     );
     // The world's vocabulary and the scenario's block, as a scenario with `init` reads it.
-    let cfg = hf::network(&ck, sc.model.vocab_size, sc.model.block_size, sc.model.precision)?;
+    let mut cfg = hf::network(
+        &ck,
+        sc.model.vocab_size,
+        sc.model.block_size,
+        sc.model.precision,
+        sc.model.special_rows,
+    )?;
+    cfg.suppress.clone_from(&sc.model.suppress);
     with_stages(sc, opts, |s, _| {
         let vs = nn::VarStore::new(opts.device);
         let policy = Gpt::new(&vs.root(), &cfg);

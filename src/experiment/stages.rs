@@ -72,11 +72,7 @@ pub fn sft_stage(
         if opts.progress != ProgressMode::Quiet {
             eprintln!("sft: reusing the cached checkpoint in {}", dir.display());
         }
-        summary.add(
-            "sft",
-            "val NLL/token",
-            format!("{val_nll:.4} (true process {true_nll:.4}, ratio {:.4})", val_nll / true_nll),
-        );
+        summary.add("sft", "val NLL/token", val_nll_line(val_nll, true_nll));
         metrics.extend(cached);
         return Ok((vs, gpt));
     }
@@ -97,20 +93,14 @@ pub fn sft_stage(
     let report = sft::train(&gpt, &vs, &train, &val, &sc.sft, &mut t)?;
     let mut m = t.metrics;
     pb.finish_and_clear();
-    m.push("sft", "", sc.seed, sc.sft.steps, "sft/nll/true_process", true_nll);
+    if true_nll.is_finite() {
+        m.push("sft", "", sc.seed, sc.sft.steps, "sft/nll/true_process", true_nll);
+    }
     model::save_checkpoint(&vs, &ckpt)?;
     export::write_card(&dir, &sc.model, &world.vocab().words)?;
     write_atomic(&metrics_path, m.to_csv().as_bytes())?;
     folders::save_stage_wall(&dir, "sft", sc.seed, started)?;
-    summary.add(
-        "sft",
-        "val NLL/token",
-        format!(
-            "{:.4} (true process {true_nll:.4}, ratio {:.4})",
-            report.val_nll,
-            report.val_nll / true_nll
-        ),
-    );
+    summary.add("sft", "val NLL/token", val_nll_line(report.val_nll, true_nll));
     summary.add("sft", "train NLL/token (EMA)", format!("{:.4}", report.train_nll));
     summary.add(
         "sft",
@@ -445,5 +435,14 @@ pub(super) fn temperature_sweep(
         for (k, v) in ev.evaluate_at_temperature(policy, t) {
             evals.push(name, setting, sc.seed, step, &k, v);
         }
+    }
+}
+
+/// SFT's validation NLL beside the true process's, where the world has one (a dataset does not).
+fn val_nll_line(val_nll: f64, true_nll: f64) -> String {
+    if true_nll.is_finite() {
+        format!("{val_nll:.4} (true process {true_nll:.4}, ratio {:.4})", val_nll / true_nll)
+    } else {
+        format!("{val_nll:.4} (no true process in this world)")
     }
 }

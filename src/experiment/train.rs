@@ -41,12 +41,10 @@ fn scorer<'a>(run: &'a Run, gold: bool) -> Box<dyn Fn(&Rollout) -> Tensor + 'a> 
     if gold {
         Box::new(move |ro: &Rollout| {
             crate::profile::count(crate::profile::Count::GoldQueries, ro.response.size()[0] as f64);
-            let g: Vec<f32> = ro
-                .prompt_rows()
-                .iter()
-                .zip(ro.response_rows())
-                .map(|(p, r)| s.world.gold(p, &r) as f32)
-                .collect();
+            let (prompts, responses) = (ro.prompt_rows(), ro.response_rows());
+            let items: Vec<(&[i64], &[i64])> =
+                prompts.iter().zip(&responses).map(|(p, r)| (&p[..], &r[..])).collect();
+            let g: Vec<f32> = s.world.gold_batch(&items).into_iter().map(|g| g as f32).collect();
             Tensor::from_slice(&g)
         })
     } else {

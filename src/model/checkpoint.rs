@@ -351,14 +351,18 @@ fn weight_files(dir: &Path) -> Result<Vec<PathBuf>, HfError> {
 /// over its data. A changed tensor almost surely changes a header or a sampled chunk; the
 /// weights are not read in full (a 3 GB checkpoint would take seconds at every start).
 pub fn fingerprint(ck: &Checkpoint) -> Result<String, HfError> {
+    fingerprint_of(&ck.dir.join("config.json"), &ck.files)
+}
+
+/// [`fingerprint`] of a config file and safetensors files.
+pub fn fingerprint_of(config: &Path, files: &[PathBuf]) -> Result<String, HfError> {
     use std::io::{Read, Seek, SeekFrom};
     let mut h = Sha256::new();
-    let config = ck.dir.join("config.json");
     h.update(
-        std::fs::read(&config)
-            .map_err(|e| err(&config, format!("cannot be read ({e})"), "check its permissions"))?,
+        std::fs::read(config)
+            .map_err(|e| err(config, format!("cannot be read ({e})"), "check its permissions"))?,
     );
-    for path in &ck.files {
+    for path in files {
         let io = |e: std::io::Error| {
             err(
                 path,

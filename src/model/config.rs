@@ -108,6 +108,7 @@ impl ModelConfig {
             arch: None,
             init: None,
             suppress: vec![crate::tokens::PAD, crate::tokens::BOS],
+            special_rows: None,
         }
     }
 
@@ -173,6 +174,11 @@ pub struct GptConfig {
     /// entropy, as generation elsewhere masks them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub suppress: Vec<i64>,
+    /// A checkpoint's embedding and LM-head rows under a world whose ids are its tokenizer's
+    /// shifted by 3: rows 0, 1, 2 (`<pad>`, `<bos>`, `<eos>`) from these checkpoint rows,
+    /// row i >= 3 from checkpoint row i - 3. None: row i from row i.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub special_rows: Option<[i64; 3]>,
 }
 
 /// A checkpoint folder the weights start from: its fingerprint (see `hf::fingerprint`) goes
@@ -204,6 +210,7 @@ impl GptConfig {
             arch: None,
             init: None,
             suppress: vec![],
+            special_rows: None,
         }
     }
 

@@ -17,15 +17,18 @@ use super::arch::{Arch, Family, Mlp, RopeScaling};
 use super::config::{GptConfig, Init, Precision};
 
 /// The network a scenario runs from this checkpoint: its architecture and sizes, the world's
-/// vocabulary (the first `vocab` rows of its embedding) and the scenario's block.
+/// vocabulary (the first `vocab` rows of its embedding, or, with `special_rows`, those three
+/// rows and the first `vocab - 3`: see `GptConfig::special_rows`) and the scenario's block.
 pub fn network(
     ck: &Checkpoint,
     vocab: i64,
     block: i64,
     precision: Precision,
+    special_rows: Option<[i64; 3]>,
 ) -> Result<GptConfig, HfError> {
     let config = ck.dir.join("config.json");
-    if vocab > ck.gpt.vocab_size {
+    let shift = if special_rows.is_some() { crate::tokens::N_SPECIAL as i64 } else { 0 };
+    if vocab > ck.gpt.vocab_size + shift {
         return Err(err(
             &config,
             format!(
@@ -49,6 +52,7 @@ pub fn network(
         precision,
         init: Some(init),
         suppress: vec![crate::tokens::PAD, crate::tokens::BOS],
+        special_rows,
         ..ck.gpt.clone()
     };
     check(ck, &cfg)?;
@@ -265,13 +269,32 @@ pub fn check(ck: &Checkpoint, cfg: &GptConfig) -> Result<(), HfError> {
         let mut got = assembled_shape(&part, &found);
         let need = &want[&part.name];
         if cut_to_rows(&part.name) {
-            got[0] = got[0].min(need[0]);
+            got[0] = (got[0] + shifted(cfg, &part.name)).min(need[0]);
         }
         if &got != need {
             return Err(wrong_shape(&file, &part, &got, need));
         }
     }
     Ok(())
+}
+
+/// Rows a shifted vocabulary adds in front of tensor `name` (see `GptConfig::special_rows`).
+fn shifted(cfg: &GptConfig, name: &str) -> i64 {
+    match (cfg.special_rows, name) {
+        (Some(_), "wte.weight" | "lm_head.weight") => crate::tokens::N_SPECIAL as i64,
+        _ => 0,
+    }
+}
+
+/// `t`'s rows under `cfg`'s vocabulary: the three special rows first where it is shifted.
+fn rows_of(cfg: &GptConfig, name: &str, t: Tensor) -> Tensor {
+    match cfg.special_rows {
+        Some(rows) if shifted(cfg, name) > 0 => {
+            let index = Tensor::from_slice(&rows);
+            Tensor::cat(&[t.index_select(0, &index), t], 0)
+        }
+        _ => t,
+    }
 }
 
 /// The tensors a scenario takes the first rows of: the embedding and LM head (the world's
@@ -364,7 +387,7 @@ pub fn load(
             .iter()
             .map(|s| tensors.get(s).ok_or_else(|| missing(&file, s)))
             .collect::<Result<_, _>>()?;
-        let mut t = assemble(&part, &found);
+        let mut t = rows_of(cfg, &part.name, assemble(&part, &found));
         if cut_to_rows(&part.name) {
             t = t.narrow(0, 0, var.size()[0].min(t.size()[0]));
         }

@@ -14,6 +14,7 @@ pub struct Tokenizer {
     pub bos: Option<i64>,
     pub eos: Option<i64>,
     pub pad: Option<i64>,
+    pub unk: Option<i64>,
 }
 
 impl Tokenizer {
@@ -46,6 +47,7 @@ impl Tokenizer {
             bos: special("bos_token"),
             eos: special("eos_token"),
             pad: special("pad_token"),
+            unk: special("unk_token"),
             inner,
         })
     }
@@ -71,6 +73,29 @@ impl Tokenizer {
         self.inner.decode(&ids, true).unwrap_or_default()
     }
 
+    /// The ids of its special tokens (added tokens marked special: `<|endoftext|>`, `<s>`...).
+    pub fn special_ids(&self) -> Vec<i64> {
+        let mut ids: Vec<i64> = self
+            .inner
+            .get_added_tokens_decoder()
+            .iter()
+            .filter(|(_, t)| t.special)
+            .map(|(&id, _)| i64::from(id))
+            .collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    /// The token of `id` as the vocabulary writes it (`Ġthe`), or "" for an unknown id.
+    pub fn id_to_token(&self, id: i64) -> String {
+        u32::try_from(id).ok().and_then(|i| self.inner.id_to_token(i)).unwrap_or_default()
+    }
+
+    /// One more than its largest id: the rows an embedding needs for it.
+    pub fn rows(&self) -> i64 {
+        self.inner.get_vocab(true).values().copied().max().map_or(0, |m| i64::from(m) + 1)
+    }
+
     /// Tokens the tokenizer can produce (its vocabulary with the added tokens).
     pub fn vocab_size(&self) -> i64 {
         self.inner.get_vocab_size(true) as i64
@@ -78,8 +103,7 @@ impl Tokenizer {
 
     /// The tokenizer's ids all index a row of an embedding of `rows`.
     pub fn check_fits(&self, dir: &Path, rows: i64) -> Result<(), HfError> {
-        let top =
-            self.inner.get_vocab(true).values().copied().max().map_or(0, |m| i64::from(m) + 1);
+        let top = self.rows();
         if top > rows {
             return Err(err(
                 &dir.join("tokenizer.json"),

@@ -615,6 +615,7 @@ impl WorldSpec for DialogueConfig {
         Capabilities {
             true_process: false,
             labeller_policy: true,
+            file_pairs: false,
             labeller: true,
             references: true,
             shifted_inputs: false,

@@ -3,11 +3,14 @@
 //! Every world shares the token layout of [`Vocab`]: `<pad>`, `<bos>`, `<eos>`, then words.
 //! A text is a sequence of word tokens; a model sees `<bos> text <eos>`.
 
+pub mod dataset;
+pub mod dataset_read;
 pub mod dialogue;
 pub mod sentiment;
 pub mod summarize;
 pub mod tabular;
 
+pub use dataset::{DatasetConfig, DatasetWorld};
 pub use dialogue::{DialogueConfig, DialogueWorld};
 pub use sentiment::{SentimentConfig, SentimentWorld};
 pub use summarize::{SummarizeConfig, SummarizeWorld};
@@ -60,6 +63,7 @@ registry! {
     Sentiment(SentimentConfig) = "sentiment",
     Summarize(SummarizeConfig) = "summarize",
     Dialogue(DialogueConfig) = "dialogue",
+    Dataset(DatasetConfig) = "dataset",
 }
 
 /// What a world can do beyond the pipeline every world runs, declared by the world and checked
@@ -73,6 +77,8 @@ pub struct Capabilities {
     pub labeller_policy: bool,
     /// Its own labelling rule (`prefs.labels = "world"`).
     pub labeller: bool,
+    /// Preference pairs of its own, labelled (`prefs.source = "dataset"`).
+    pub file_pairs: bool,
     /// Reference responses on the evaluation prompts: win rates against them.
     pub references: bool,
     /// A shifted input distribution (`eval.shift_temperatures`).
@@ -125,6 +131,16 @@ pub trait WorldSpec {
     /// Its corpus and prompt counts.
     fn splits(&self) -> Splits;
     fn capabilities(&self) -> Capabilities;
+    /// Tokens of its vocabulary a policy must never emit, beyond `<pad>` and `<bos>` (a real
+    /// tokenizer's own special tokens).
+    fn suppressed(&self) -> Vec<i64> {
+        vec![]
+    }
+    /// Where a checkpoint's embedding rows are shifted under the world's ids: the checkpoint
+    /// rows `<pad>`, `<bos>` and `<eos>` take, the rest following from row 3 (None: unshifted).
+    fn checkpoint_rows(&self) -> Option<[i64; 3]> {
+        None
+    }
     /// The world of `seed`.
     fn build(&self, seed: u64) -> Box<dyn TextWorld>;
 }
@@ -199,7 +215,8 @@ pub trait TextWorld: Sync {
             &c.train
         }
     }
-    /// The true process's NLL per scored token on the validation demonstrations (SFT's floor).
+    /// The true process's NLL per scored token on the validation demonstrations (SFT's floor);
+    /// NaN where the world has no true process (a dataset).
     fn true_nll_per_token(&self) -> f64;
     /// Prompts for training the methods (preference data, PPO rollouts).
     fn train_prompts(&self) -> &[Vec<i64>] {
@@ -211,6 +228,17 @@ pub trait TextWorld: Sync {
     }
     /// The gold reward of `response` to `prompt`.
     fn gold(&self, prompt: &[i64], response: &[i64]) -> f64;
+    /// The gold reward of each (prompt, response), computed together (a judge model scores
+    /// them in batches; the exact worlds in parallel).
+    fn gold_batch(&self, items: &[(&[i64], &[i64])]) -> Vec<f64> {
+        use rayon::prelude::*;
+        items.par_iter().map(|(p, r)| self.gold(p, r)).collect()
+    }
+    /// Labelled preference pairs of the world's own (a dataset's): (prompt, chosen, rejected),
+    /// responses ending in `<eos>`.
+    fn file_pairs(&self) -> Option<&[[Vec<i64>; 3]]> {
+        None
+    }
     /// Mean per-word log-likelihood under the true process, where the world has one.
     fn fluency(&self, _prompt: &[i64], _response: &[i64]) -> Option<f64> {
         None
@@ -264,13 +292,33 @@ pub struct Corpus {
 #[derive(Clone, Debug, Default)]
 pub struct Vocab {
     pub words: Vec<String>,
+    /// A real tokenizer's decoder, and the shift of its ids under the world's.
+    decoder: Option<Decoder>,
+}
+
+#[derive(Clone)]
+struct Decoder(std::sync::Arc<crate::model::tokenizer::Tokenizer>, i64);
+
+impl std::fmt::Debug for Decoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Decoder(offset {})", self.1)
+    }
 }
 
 impl Vocab {
     pub fn new(word_list: Vec<String>) -> Vocab {
         let mut words = vec!["<pad>".to_string(), "<bos>".to_string(), "<eos>".to_string()];
         words.extend(word_list);
-        Vocab { words }
+        Vocab { words, decoder: None }
+    }
+
+    /// A real tokenizer's vocabulary (its tokens from id `offset` on): texts are decoded by it.
+    pub fn with_decoder(
+        word_list: Vec<String>,
+        tokenizer: std::sync::Arc<crate::model::tokenizer::Tokenizer>,
+        offset: i64,
+    ) -> Vocab {
+        Vocab { decoder: Some(Decoder(tokenizer, offset)), ..Vocab::new(word_list) }
     }
 
     pub fn size(&self) -> usize {
@@ -281,8 +329,18 @@ impl Vocab {
         t >= N_SPECIAL as i64 && (t as usize) < self.words.len()
     }
 
-    /// Render tokens as text; stops at the first `<eos>`, skips `<pad>` and `<bos>`.
+    /// Render tokens as text; stops at the first `<eos>`, skips `<pad>` and `<bos>`. A real
+    /// tokenizer's text is its decoding, without the `<eos>` marker.
     pub fn render(&self, tokens: &[i64]) -> String {
+        if let Some(Decoder(tok, offset)) = &self.decoder {
+            let ids: Vec<i64> = tokens
+                .iter()
+                .take_while(|&&t| t != EOS)
+                .filter(|&&t| self.is_word(t))
+                .map(|t| t - offset)
+                .collect();
+            return tok.decode(&ids);
+        }
         let mut out = Vec::new();
         for &t in tokens {
             if t == EOS {

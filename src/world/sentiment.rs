@@ -616,6 +616,7 @@ impl WorldSpec for SentimentConfig {
         Capabilities {
             true_process: true,
             labeller_policy: false,
+            file_pairs: false,
             labeller: self.labeller.is_some(),
             references: false,
             shifted_inputs: false,

@@ -649,6 +649,7 @@ impl WorldSpec for SummarizeConfig {
         Capabilities {
             true_process: false,
             labeller_policy: true,
+            file_pairs: false,
             labeller: false,
             references: true,
             shifted_inputs: self.shift.is_some(),

@@ -267,11 +267,14 @@ fn validate(
 /// The policy's network: `[model]`'s sizes over the world's vocabulary, or `init`'s
 /// checkpoint (opened and checked against its weights' headers here, before any work).
 fn network(c: &Check, w: &parse::File) -> Result<GptConfig, ScenarioError> {
-    if w.model.init.is_empty() {
-        return Ok(w.model.gpt(w.world.vocab_size()));
-    }
-    no_reward_sizes(c, w, "a reward model of its own size cannot start from model.init's checkpoint (it starts from pi_SFT)")?;
-    from_checkpoint(c, w, "model.init", &w.model.init, true)
+    let mut cfg = if w.model.init.is_empty() {
+        w.model.gpt(w.world.vocab_size())
+    } else {
+        no_reward_sizes(c, w, "a reward model of its own size cannot start from model.init's checkpoint (it starts from pi_SFT)")?;
+        from_checkpoint(c, w, "model.init", &w.model.init, true)?
+    };
+    cfg.suppress.extend(w.world.spec().suppressed());
+    Ok(cfg)
 }
 
 /// The reward model's network: the policy's with `[reward]`'s sizes, or `reward.init`'s
@@ -316,7 +319,9 @@ fn from_checkpoint(
             }
             ck
         })
-        .and_then(|ck| hf::network(&ck, vocab, block, w.model.precision))
+        .and_then(|ck| {
+            hf::network(&ck, vocab, block, w.model.precision, w.world.spec().checkpoint_rows())
+        })
         .map_err(|e| {
             let problem = format!("{}: {}", e.file.display(), e.problem);
             c.at(ConfigError { key: key.into(), problem, fix: e.fix })
@@ -841,13 +846,21 @@ fn check_capabilities(w: &parse::File) -> Result<(), ConfigError> {
             || format!("the {kind} world has no labeller policy"),
             &format!("use source = {}", writers(caps)),
         )?,
+        PrefSource::Dataset => crate::config::need(
+            caps.file_pairs,
+            "prefs.source",
+            || format!("the {kind} world has no preference pairs of its own"),
+            &format!("use source = {}, or a dataset world with pairs (format \"preference\", \"hh\" or \"tldr\")", writers(caps)),
+        )?,
         PrefSource::Sft => {}
     }
     crate::config::need(
-        w.prefs.labels != crate::data::LabelKind::World || caps.labeller,
+        w.prefs.labels != crate::data::LabelKind::World
+            || caps.labeller
+            || w.prefs.source == PrefSource::Dataset,
         "prefs.labels",
         || format!("\"world\" labels by the world's own labeller, and this {kind} world has none"),
-        "use labels = \"deterministic\" or \"bradley_terry\" (the dialogue world has a labeller; the sentiment world has one with [world.labeller])",
+        "use labels = \"deterministic\" or \"bradley_terry\" (the dialogue world has a labeller; the sentiment world has one with [world.labeller]; a dataset's own labels are source = \"dataset\")",
     )?;
     crate::config::need(
         w.eval.shift_temperatures.is_empty() || caps.shifted_inputs,

@@ -1,0 +1,673 @@
+//! The dataset world: prompts, demonstrations, preference pairs and reference responses from
+//! local files (see `dataset_read` for the formats), tokenized by a checkpoint's own tokenizer,
+//! judged by a reward classifier given as a folder (the gold model).
+//!
+//! Token layout. alignlab's pipeline keeps `<pad>`, `<bos>`, `<eos>` at 0, 1, 2. A tokenizer
+//! that already has them there (one `export --hf` wrote) is used as it is; any other's ids are
+//! shifted by 3, the three specials taking rows of its own (`<pad>` from its pad or EOS token,
+//! `<bos>` from its BOS or EOS token, `<eos>` from its EOS token: see `checkpoint_rows`), and its
+//! own special tokens are never emitted. A checkpoint's distribution over the other tokens is
+//! unchanged by the shift.
+//!
+//! Splits: a test file, or a seeded fraction of the rows (`split_seed`, not the run's seed: every
+//! seed of a study is evaluated on the same prompts). SFT trains on the training rows' prompt and
+//! chosen (or only) response; the methods train on the training rows' prompts; evaluation uses
+//! the test rows' prompts, with the first test row's chosen response of each as its reference.
+//! In the `text` format (IMDb reviews) a prompt is the first 2 to 8 tokens of a review, as in the
+//! DPO paper, and SFT trains on whole reviews.
+//!
+//! Gold: a classifier folder (`[world.gold]`) scores the decoded text, prompt and response
+//! (or the response alone), in batches.
+
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use super::dataset_read::{read, Columns, Format, Row};
+use super::{Capabilities, Corpus, Splits, TextWorld, Vocab, WorldSpec, EOS, N_SPECIAL};
+use crate::config::{need, ConfigError};
+use crate::draw::{derive_seed, Rng};
+use crate::model::encoder::{Classifier, RewardOf};
+use crate::model::tokenizer::{Template, Tokenizer};
+
+/// What to do with a row longer than `max_prompt_tokens` or `max_response_tokens`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Overlong {
+    /// Keep the prompt's last tokens and the response's first (TRL's truncation), counted in
+    /// the run summary.
+    Truncate,
+    /// Refuse the dataset, naming the row.
+    Refuse,
+}
+
+/// What the gold classifier reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reads {
+    /// The prompt and the response as one text (the DPO paper's IMDb judge reads the review).
+    Full,
+    /// The response alone.
+    Response,
+}
+
+/// `[world.gold]`: the gold judge, a `*ForSequenceClassification` encoder folder.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GoldConfig {
+    /// The classifier's folder (config.json, model.safetensors, tokenizer.json).
+    pub init: String,
+    /// The label whose score is the reward: a name of `id2label` or an index.
+    #[serde(default = "default_label")]
+    pub label: String,
+    /// The reward: `"logit"`, `"log_prob"` or `"prob"` of the label (the DPO paper: prob).
+    #[serde(default = "default_reward_of")]
+    pub reward: RewardOf,
+    /// Texts per classifier batch.
+    #[serde(default = "default_batch")]
+    pub batch: usize,
+    /// `"full"` (prompt and response) or `"response"`.
+    #[serde(default = "default_reads")]
+    pub reads: Reads,
+}
+
+fn default_label() -> String {
+    "1".into()
+}
+fn default_reward_of() -> RewardOf {
+    RewardOf::Prob
+}
+fn default_batch() -> usize {
+    64
+}
+fn default_reads() -> Reads {
+    Reads::Full
+}
+
+/// Validated settings of the dataset world (the scenario's `[world]` table, `kind = "dataset"`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatasetConfig {
+    /// The tokenizer's folder (tokenizer.json, tokenizer_config.json): the policy's.
+    pub tokenizer: String,
+    /// The rows' layout: `"preference"`, `"prompt_completion"`, `"text"`, `"hh"` or `"tldr"`.
+    pub format: Format,
+    /// The training rows, JSON lines.
+    pub train: String,
+    /// The test rows; empty: a seeded `test_fraction` of the training file.
+    pub test: String,
+    /// The fraction of the rows held out for evaluation when there is no test file.
+    pub test_fraction: f64,
+    /// The fraction of the training rows SFT validates on.
+    pub sft_val_fraction: f64,
+    /// The seed of the splits and of the `text` format's prompt lengths.
+    pub split_seed: u64,
+    /// At most this many rows of each file, in file order (0: all).
+    pub max_rows: usize,
+    /// The prompt template: `{prompt}` marks where the row's prompt goes.
+    pub template: String,
+    /// Where each field is found in a row.
+    pub columns: Columns,
+    /// The longest prompt, in tokens (the template included).
+    pub max_prompt_tokens: usize,
+    /// The longest response, in tokens.
+    pub max_response_tokens: usize,
+    /// A longer row: `"truncate"` (counted) or `"refuse"`.
+    pub overlong: Overlong,
+    /// The `text` format's shortest prompt, in tokens.
+    pub prompt_min_tokens: usize,
+    /// The `text` format's longest prompt, in tokens (the paper: 2 to 8).
+    pub prompt_max_tokens: usize,
+    /// At most this many evaluation prompts (0: every test prompt).
+    pub n_eval_prompts: usize,
+    /// The gold judge.
+    pub gold: Option<GoldConfig>,
+    /// The files' SHA-256 (data, tokenizer, judge), which alignlab writes into the resolved
+    /// scenario and the cache keys; a value given here must match the files.
+    pub fingerprint: Fingerprint,
+}
+
+impl Default for DatasetConfig {
+    fn default() -> Self {
+        DatasetConfig {
+            tokenizer: String::new(),
+            format: Format::Preference,
+            train: String::new(),
+            test: String::new(),
+            test_fraction: 0.1,
+            sft_val_fraction: 0.05,
+            split_seed: 0,
+            max_rows: 0,
+            template: "{prompt}".into(),
+            columns: Columns::default(),
+            max_prompt_tokens: 64,
+            max_response_tokens: 64,
+            overlong: Overlong::Truncate,
+            prompt_min_tokens: 2,
+            prompt_max_tokens: 8,
+            n_eval_prompts: 0,
+            gold: None,
+            fingerprint: Fingerprint::default(),
+        }
+    }
+}
+
+/// The fingerprint as written in the scenario, and the files read once per configuration
+/// (shared by its clones): written out, it is the files' own once they are read.
+#[derive(Clone, Default)]
+pub struct Fingerprint {
+    claimed: String,
+    data: Arc<OnceLock<Result<Arc<Data>, ConfigError>>>,
+}
+
+impl Fingerprint {
+    fn value(&self) -> &str {
+        match self.data.get() {
+            Some(Ok(d)) => &d.fingerprint,
+            _ => &self.claimed,
+        }
+    }
+}
+
+impl PartialEq for Fingerprint {
+    fn eq(&self, other: &Fingerprint) -> bool {
+        self.value() == other.value()
+    }
+}
+
+impl std::fmt::Debug for Fingerprint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", self.value())
+    }
+}
+
+impl Serialize for Fingerprint {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.value())
+    }
+}
+
+impl<'de> Deserialize<'de> for Fingerprint {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(Fingerprint { claimed: String::deserialize(d)?, ..Fingerprint::default() })
+    }
+}
+
+/// A dataset read, tokenized and split.
+pub struct Data {
+    corpus: Corpus,
+    /// The training rows' pairs: (prompt, chosen, rejected), responses ending in `<eos>`.
+    pairs: Vec<[Vec<i64>; 3]>,
+    references: Vec<Vec<i64>>,
+    tokenizer: Arc<Tokenizer>,
+    offset: i64,
+    gold: Option<(Mutex<Classifier>, usize, Reads)>,
+    truncated: usize,
+    fingerprint: String,
+    prompt_max_len: usize,
+    max_text_len: usize,
+}
+
+impl DatasetConfig {
+    fn data(&self) -> Result<Arc<Data>, ConfigError> {
+        self.fingerprint.data.get_or_init(|| self.load().map(Arc::new)).clone()
+    }
+
+    /// Range checks, then the files read and checked (every problem before any work).
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let frac = |key: &str, v: f64, fix: &str| {
+            need(v > 0.0 && v < 1.0, key, || format!("must be in (0, 1) (got {v})"), fix)
+        };
+        frac("test_fraction", self.test_fraction, "use e.g. 0.1")?;
+        frac("sft_val_fraction", self.sft_val_fraction, "use e.g. 0.05")?;
+        need(
+            self.max_prompt_tokens >= 1 && self.max_response_tokens >= 1,
+            "max_prompt_tokens",
+            || "max_prompt_tokens and max_response_tokens must be at least 1".into(),
+            "use e.g. 64 and 64",
+        )?;
+        need(
+            self.prompt_min_tokens >= 1 && self.prompt_min_tokens <= self.prompt_max_tokens,
+            "prompt_min_tokens",
+            || {
+                format!(
+                    "{}..{} is not a range of prompt lengths",
+                    self.prompt_min_tokens, self.prompt_max_tokens
+                )
+            },
+            "use 1 <= prompt_min_tokens <= prompt_max_tokens (the paper: 2 and 8)",
+        )?;
+        Template::new(&self.template).map_err(|p| ConfigError {
+            key: "template".into(),
+            problem: p,
+            fix: "write {prompt} once where the row's prompt goes, e.g. \"Human: {prompt}\\n\\nAssistant:\"".into(),
+        })?;
+        let data = self.data()?;
+        let claimed = &self.fingerprint.claimed;
+        need(
+            claimed.is_empty() || *claimed == data.fingerprint,
+            "fingerprint",
+            || format!("the files' fingerprint is {} now, not {claimed}", data.fingerprint),
+            "the data changed since this scenario was written: remove `fingerprint`, or restore the files",
+        )
+    }
+
+    fn load(&self) -> Result<Data, ConfigError> {
+        let fail = |key: &str, problem: String, fix: &str| ConfigError {
+            key: key.into(),
+            problem,
+            fix: fix.into(),
+        };
+        need(!self.tokenizer.is_empty(), "tokenizer", || "is not set".into(), "name the policy's tokenizer folder (tokenizer.json), e.g. the checkpoint's")?;
+        need(!self.train.is_empty(), "train", || "is not set".into(), "name the training rows' JSON-lines file")?;
+        let tok_dir = expand(&self.tokenizer, "tokenizer")?;
+        let tokenizer = Tokenizer::open(&tok_dir)
+            .map_err(|e| fail("tokenizer", format!("{}: {}", e.file.display(), e.problem), &e.fix))?;
+        let read_file = |key: &str, path: &str| -> Result<(PathBuf, Vec<Row>), ConfigError> {
+            let file = expand(path, key)?;
+            let mut rows = read(&file, self.format, &self.columns)
+                .map_err(|e| fail(key, e.problem, &e.fix))?;
+            if self.max_rows > 0 {
+                rows.truncate(self.max_rows);
+            }
+            Ok((file, rows))
+        };
+        let (train_file, mut train) = read_file("train", &self.train)?;
+        let mut files = vec![train_file.clone()];
+        let test = if self.test.is_empty() {
+            split_off(&mut train, self.test_fraction, derive_seed(self.split_seed, "world/dataset/test"))
+        } else {
+            let (f, rows) = read_file("test", &self.test)?;
+            files.push(f);
+            rows
+        };
+        let gold = match &self.gold {
+            None => None,
+            Some(g) => Some(open_gold(g, &tokenizer)?),
+        };
+        let fingerprint = fingerprint(&files, &tok_dir, self.gold.as_ref())?;
+        let enc = RowEncoder::new(self, tokenizer, &train_file)?;
+        enc.build(train, test, gold, fingerprint)
+    }
+
+    fn loaded(&self) -> Arc<Data> {
+        self.data().expect("the scenario validated the dataset world")
+    }
+}
+
+/// `${NAME}` in a path replaced by the environment variable (the data folder: `${ALIGNLAB_DATA}`).
+pub fn expand(path: &str, key: &str) -> Result<PathBuf, ConfigError> {
+    let mut out = String::new();
+    let mut rest = path;
+    while let Some(i) = rest.find("${") {
+        let end = rest[i..].find('}').map(|j| i + j).ok_or_else(|| ConfigError {
+            key: key.into(),
+            problem: format!("{path:?} opens `${{` without closing it"),
+            fix: "write ${NAME}".into(),
+        })?;
+        let name = &rest[i + 2..end];
+        let value = std::env::var(name).map_err(|_| ConfigError {
+            key: key.into(),
+            problem: format!("{path:?} names ${{{name}}}, which is not set"),
+            fix: format!("export {name}=<the folder that holds the downloads>"),
+        })?;
+        out.push_str(&rest[..i]);
+        out.push_str(&value);
+        rest = &rest[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(PathBuf::from(out))
+}
+
+/// A seeded `fraction` of `rows` (at least one, and at least one left), removed and returned in
+/// file order.
+fn split_off(rows: &mut Vec<Row>, fraction: f64, seed: u64) -> Vec<Row> {
+    let n = rows.len();
+    let k = ((n as f64 * fraction).round() as usize).clamp(1.min(n), n.saturating_sub(1));
+    let mut order: Vec<usize> = (0..n).collect();
+    Rng::new(seed).shuffle(&mut order);
+    let mut chosen = vec![false; n];
+    order[..k].iter().for_each(|&i| chosen[i] = true);
+    let (mut keep, mut out) = (vec![], vec![]);
+    for (row, c) in std::mem::take(rows).into_iter().zip(chosen) {
+        if c {
+            out.push(row);
+        } else {
+            keep.push(row);
+        }
+    }
+    *rows = keep;
+    out
+}
+
+fn open_gold(
+    g: &GoldConfig,
+    policy: &Tokenizer,
+) -> Result<(Mutex<Classifier>, usize, Reads), ConfigError> {
+    let dir = expand(&g.init, "gold.init")?;
+    let c = Classifier::open(&dir, &g.label, g.reward, tch::Device::Cpu).map_err(|e| ConfigError {
+        key: "gold.init".into(),
+        problem: format!("{}: {}", e.file.display(), e.problem),
+        fix: e.fix,
+    })?;
+    // The judge reads the policy's decoded text: a sample of its vocabulary must come out of
+    // the judge's tokenizer as something other than unknown tokens.
+    let sample = policy.decode(&(0..policy.rows().min(512)).collect::<Vec<_>>());
+    let ids = c.tokenizer.encode(&sample);
+    let unk = c.tokenizer.unk;
+    need(
+        !sample.trim().is_empty() && ids.iter().any(|&i| Some(i) != unk),
+        "gold.init",
+        || format!("{}: its tokenizer reads the policy's text as unknown tokens only", dir.display()),
+        "use a judge whose tokenizer covers the policy's language",
+    )?;
+    need(g.batch >= 1, "gold.batch", || "must be at least 1".into(), "use e.g. 64")?;
+    Ok((Mutex::new(c), g.batch, g.reads))
+}
+
+/// SHA-256 of the data files, the tokenizer and the judge.
+fn fingerprint(
+    files: &[PathBuf],
+    tok_dir: &Path,
+    gold: Option<&GoldConfig>,
+) -> Result<String, ConfigError> {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    let mut all: Vec<PathBuf> = files.to_vec();
+    all.push(tok_dir.join("tokenizer.json"));
+    for f in &all {
+        h.update(std::fs::read(f).unwrap_or_default());
+    }
+    if let Some(g) = gold {
+        let dir = expand(&g.init, "gold.init")?;
+        let weights = vec![dir.join("model.safetensors")];
+        let fp = crate::model::checkpoint::fingerprint_of(&dir.join("config.json"), &weights)
+            .map_err(|e| ConfigError {
+                key: "gold.init".into(),
+                problem: format!("{}: {}", e.file.display(), e.problem),
+                fix: e.fix,
+            })?;
+        h.update(fp.as_bytes());
+    }
+    Ok(h.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect())
+}
+
+/// Rows to token ids: the template, the shift to alignlab's layout, the length limits.
+struct RowEncoder<'a> {
+    cfg: &'a DatasetConfig,
+    tokenizer: Tokenizer,
+    template: Template,
+    offset: i64,
+    file: PathBuf,
+    truncated: std::cell::Cell<usize>,
+}
+
+impl<'a> RowEncoder<'a> {
+    fn new(cfg: &'a DatasetConfig, tokenizer: Tokenizer, file: &Path) -> Result<Self, ConfigError> {
+        let native = (tokenizer.pad, tokenizer.bos, tokenizer.eos) == (Some(0), Some(1), Some(2));
+        need(
+            native || tokenizer.eos.is_some(),
+            "tokenizer",
+            || "the tokenizer names no eos_token (in tokenizer_config.json or config.json)".into(),
+            "use the checkpoint's tokenizer folder, with its tokenizer_config.json",
+        )?;
+        Ok(RowEncoder {
+            cfg,
+            template: Template::new(&cfg.template).expect("validated"),
+            offset: if native { 0 } else { N_SPECIAL as i64 },
+            tokenizer,
+            file: file.to_path_buf(),
+            truncated: std::cell::Cell::new(0),
+        })
+    }
+
+    fn ids(&self, text: &str) -> Vec<i64> {
+        self.tokenizer.encode(text).into_iter().map(|i| i + self.offset).collect()
+    }
+
+    /// `ids` cut to `max` (from the front: a prompt keeps its end), or refused.
+    fn limit(&self, mut ids: Vec<i64>, max: usize, front: bool, what: &str, line: usize) -> Result<Vec<i64>, ConfigError> {
+        if ids.len() <= max {
+            return Ok(ids);
+        }
+        if self.cfg.overlong == Overlong::Refuse {
+            return Err(ConfigError {
+                key: "overlong".into(),
+                problem: format!("{} line {line}: the {what} has {} tokens, more than {max}", self.file.display(), ids.len()),
+                fix: format!("raise max_{what}_tokens, or set overlong = \"truncate\""),
+            });
+        }
+        self.truncated.set(self.truncated.get() + 1);
+        if front {
+            ids.drain(..ids.len() - max);
+        } else {
+            ids.truncate(max);
+        }
+        Ok(ids)
+    }
+
+    /// A row as (prompt, chosen, rejected) ids, responses without `<eos>`.
+    fn row(&self, r: &Row, rng: &mut Rng) -> Result<(Vec<i64>, Vec<i64>, Option<Vec<i64>>), ConfigError> {
+        let c = self.cfg;
+        if c.format == Format::Text {
+            let text = self.limit(self.ids(&r.chosen), c.max_prompt_tokens + c.max_response_tokens, false, "response", r.line)?;
+            need(text.len() > c.prompt_min_tokens, "train", || format!("{} line {}: the text has {} tokens, too few for a {}-token prompt and a response", self.file.display(), r.line, text.len(), c.prompt_min_tokens), "drop the row, or lower prompt_min_tokens")?;
+            let n = rng.range(c.prompt_min_tokens, c.prompt_max_tokens).min(text.len() - 1);
+            return Ok((text[..n].to_vec(), text[n..].to_vec(), None));
+        }
+        let prompt = self.limit(self.ids(&self.template.apply(&r.prompt)), c.max_prompt_tokens, true, "prompt", r.line)?;
+        let chosen = self.limit(self.ids(&r.chosen), c.max_response_tokens, false, "response", r.line)?;
+        let rejected = match &r.rejected {
+            Some(t) => Some(self.limit(self.ids(t), c.max_response_tokens, false, "response", r.line)?),
+            None => None,
+        };
+        let empty = prompt.is_empty() || chosen.is_empty() || rejected.as_ref().is_some_and(Vec::is_empty);
+        need(!empty, "train", || format!("{} line {}: a prompt or response has no tokens", self.file.display(), r.line), "drop the row")?;
+        Ok((prompt, chosen, rejected))
+    }
+
+    fn build(
+        self,
+        train: Vec<Row>,
+        test: Vec<Row>,
+        gold: Option<(Mutex<Classifier>, usize, Reads)>,
+        fingerprint: String,
+    ) -> Result<Data, ConfigError> {
+        let c = self.cfg;
+        let mut rng = Rng::new(derive_seed(c.split_seed, "world/dataset/prompts"));
+        let mut encode = |rows: &[Row]| -> Result<Vec<_>, ConfigError> {
+            rows.iter().map(|r| self.row(r, &mut rng)).collect()
+        };
+        let (train, test) = (encode(&train)?, encode(&test)?);
+        let eos = |mut r: Vec<i64>| {
+            r.push(EOS);
+            r
+        };
+        let pairs: Vec<[Vec<i64>; 3]> = train
+            .iter()
+            .filter_map(|(p, ch, rj)| Some([p.clone(), eos(ch.clone()), eos(rj.clone()?)]))
+            .collect();
+        let demos: Vec<(Vec<i64>, Vec<i64>)> = train
+            .iter()
+            .map(|(p, ch, _)| if c.format == Format::Text { (vec![], [p.clone(), ch.clone()].concat()) } else { (p.clone(), ch.clone()) })
+            .collect();
+        let mut sft_train: Vec<usize> = (0..demos.len()).collect();
+        let n_val = ((demos.len() as f64 * c.sft_val_fraction).round() as usize).clamp(1, demos.len().max(2) - 1);
+        Rng::new(derive_seed(c.split_seed, "world/dataset/sft_val")).shuffle(&mut sft_train);
+        let val_idx: Vec<usize> = { let mut v = sft_train.split_off(demos.len() - n_val.min(demos.len())); v.sort_unstable(); v };
+        sft_train.sort_unstable();
+        // Prompts: distinct, in file order; each evaluation prompt's reference is its first row's.
+        let train_prompts = distinct(train.iter().map(|(p, _, _)| p.clone()));
+        let mut eval = vec![];
+        let mut seen = std::collections::HashSet::new();
+        for (p, ch, _) in &test {
+            if seen.insert(p.clone()) {
+                eval.push((p.clone(), eos(ch.clone())));
+            }
+        }
+        if c.n_eval_prompts > 0 {
+            eval.truncate(c.n_eval_prompts);
+        }
+        let prompt_max_len = train.iter().chain(&test).map(|(p, _, _)| p.len()).max().unwrap_or(0);
+        let max_text_len = demos.iter().map(|(p, r)| p.len() + r.len()).max().unwrap_or(0)
+            .max(prompt_max_len + c.max_response_tokens.min(
+                train.iter().map(|(_, ch, rj)| ch.len().max(rj.as_ref().map_or(0, Vec::len))).max().unwrap_or(0)));
+        let tokenizer = Arc::new(self.tokenizer);
+        let rows = N_SPECIAL as i64 * (self.offset > 0) as i64 + tokenizer.rows().max(N_SPECIAL as i64);
+        let vocab = Vocab::with_decoder(
+            (N_SPECIAL as i64..rows).map(|i| tokenizer.id_to_token(i - self.offset)).collect(),
+            tokenizer.clone(),
+            self.offset,
+        );
+        let corpus = Corpus {
+            vocab,
+            train: sft_train.iter().map(|&i| demos[i].clone()).collect(),
+            val: val_idx.iter().map(|&i| demos[i].clone()).collect(),
+            train_prompts,
+            eval_prompts: eval.iter().map(|(p, _)| p.clone()).collect(),
+        };
+        Ok(Data {
+            corpus,
+            pairs,
+            references: eval.into_iter().map(|(_, r)| r).collect(),
+            tokenizer,
+            offset: self.offset,
+            gold,
+            truncated: self.truncated.get(),
+            fingerprint,
+            prompt_max_len,
+            max_text_len,
+        })
+    }
+}
+
+fn distinct(items: impl Iterator<Item = Vec<i64>>) -> Vec<Vec<i64>> {
+    let mut seen = std::collections::HashSet::new();
+    items.filter(|p| seen.insert(p.clone())).collect()
+}
+
+impl WorldSpec for DatasetConfig {
+    fn kind(&self) -> &'static str {
+        "dataset"
+    }
+    fn validate(&self) -> Result<(), ConfigError> {
+        DatasetConfig::validate(self)
+    }
+    fn n_words(&self) -> usize {
+        self.data().map_or(0, |d| d.corpus.vocab.size() - N_SPECIAL)
+    }
+    fn prompt_max_len(&self) -> usize {
+        self.data().map_or(0, |d| d.prompt_max_len)
+    }
+    fn max_text_len(&self) -> usize {
+        self.data().map_or(0, |d| d.max_text_len)
+    }
+    fn splits(&self) -> Splits {
+        self.data().map_or(Splits { n_train: 1, n_val: 1, n_train_prompts: 1, n_eval_prompts: 1 }, |d| Splits {
+            n_train: d.corpus.train.len(),
+            n_val: d.corpus.val.len(),
+            n_train_prompts: d.corpus.train_prompts.len(),
+            n_eval_prompts: d.corpus.eval_prompts.len(),
+        })
+    }
+    fn capabilities(&self) -> Capabilities {
+        let data = self.data().ok();
+        Capabilities {
+            true_process: false,
+            labeller_policy: false,
+            labeller: false,
+            file_pairs: data.as_ref().is_some_and(|d| !d.pairs.is_empty()),
+            references: data.as_ref().is_some_and(|d| !d.references.is_empty()),
+            shifted_inputs: false,
+            fluency: false,
+            spurious: false,
+            gold_reads_padding: false,
+            comparisons: &[["dpo", "ppo"], ["dpo", "sft"]],
+        }
+    }
+    fn suppressed(&self) -> Vec<i64> {
+        self.data().map_or(vec![], |d| {
+            d.tokenizer.special_ids().into_iter().map(|i| i + d.offset).filter(|&i| i >= N_SPECIAL as i64).collect()
+        })
+    }
+    fn checkpoint_rows(&self) -> Option<[i64; 3]> {
+        let d = self.data().ok()?;
+        let t = &d.tokenizer;
+        let eos = t.eos?;
+        (d.offset > 0).then(|| [t.pad.unwrap_or(eos), t.bos.unwrap_or(eos), eos])
+    }
+    fn build(&self, _seed: u64) -> Box<dyn TextWorld> {
+        Box::new(DatasetWorld { data: self.loaded() })
+    }
+}
+
+/// The world over a loaded dataset.
+pub struct DatasetWorld {
+    data: Arc<Data>,
+}
+
+impl DatasetWorld {
+    /// The training rows' pairs: (prompt, chosen, rejected), responses ending in `<eos>`.
+    pub fn pairs(&self) -> &[[Vec<i64>; 3]] {
+        &self.data.pairs
+    }
+}
+
+impl TextWorld for DatasetWorld {
+    fn corpus(&self) -> &Corpus {
+        &self.data.corpus
+    }
+    fn show(&self, show: usize, _rng: &mut Rng) -> String {
+        use std::fmt::Write as _;
+        let (d, v) = (&self.data, &self.data.corpus.vocab);
+        let mut out = format!(
+            "dataset world: {} tokens, {} train / {} val demonstrations, {} pairs, {} training and {} evaluation prompts\n",
+            v.size(), d.corpus.train.len(), d.corpus.val.len(), d.pairs.len(), d.corpus.train_prompts.len(), d.corpus.eval_prompts.len()
+        );
+        for (i, p) in d.corpus.eval_prompts.iter().take(show).enumerate() {
+            let _ = writeln!(out, "  prompt: {:?}", v.render(p));
+            if let Some(r) = d.references.get(i) {
+                let _ = writeln!(out, "    reference {:+.3} | {:?}", self.gold(p, r), v.render(r));
+            }
+        }
+        out
+    }
+    fn true_nll_per_token(&self) -> f64 {
+        f64::NAN
+    }
+    fn gold(&self, prompt: &[i64], response: &[i64]) -> f64 {
+        self.gold_batch(&[(prompt, response)])[0]
+    }
+    fn gold_batch(&self, items: &[(&[i64], &[i64])]) -> Vec<f64> {
+        let Some((judge, batch, reads)) = &self.data.gold else {
+            return vec![f64::NAN; items.len()];
+        };
+        let v = &self.data.corpus.vocab;
+        let texts: Vec<String> = items
+            .iter()
+            .map(|(p, r)| match reads {
+                Reads::Full => v.render(&[p, *r].concat()),
+                Reads::Response => v.render(r),
+            })
+            .collect();
+        judge.lock().expect("the judge's lock").score(&texts, *batch, tch::Device::Cpu)
+    }
+    fn offpolicy_completion(&self, _prompt: &[i64], _n: usize, _rng: &mut Rng) -> Vec<i64> {
+        unreachable!("the dataset world has no off-policy writer; the scenario refuses one")
+    }
+    fn eval_references(&self) -> Option<&[Vec<i64>]> {
+        (!self.data.references.is_empty()).then_some(&self.data.references[..])
+    }
+    fn file_pairs(&self) -> Option<&[[Vec<i64>; 3]]> {
+        Some(&self.data.pairs)
+    }
+    fn describe(&self) -> Vec<(String, String)> {
+        let d = &self.data;
+        vec![
+            ("world/dataset/fingerprint".into(), d.fingerprint.clone()),
+            ("world/dataset/pairs".into(), d.pairs.len().to_string()),
+            ("world/dataset/truncated_rows".into(), d.truncated.to_string()),
+            ("world/dataset/token_offset".into(), d.offset.to_string()),
+        ]
+    }
+}

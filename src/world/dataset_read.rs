@@ -1,0 +1,221 @@
+//! The dataset world's files: JSON lines (one object per line) read into rows of text, in the
+//! formats preference data comes in. Each row is a prompt, a demonstration (the chosen or only
+//! response) and, where the format has one, a rejected response:
+//!
+//! - `preference`: TRL's standard preference rows, `prompt` / `chosen` / `rejected`.
+//! - `prompt_completion`: TRL's prompt-completion rows, `prompt` / `completion`.
+//! - `text`: TRL's language-modelling rows, `text` (IMDb reviews: the world cuts prompts from it).
+//! - `hh`: Anthropic HH's raw rows, two full dialogues `chosen` / `rejected`, split at the last
+//!   `"\n\nAssistant:"`; the text up to it (included) must be the same in both.
+//! - `tldr`: the TL;DR comparisons, a post (`info.post`), two `summaries` (objects with `text`)
+//!   and a `choice` (0 or 1).
+//!
+//! Columns are named by dotted paths (`info.post`) and can be renamed in the scenario. Every
+//! problem is one error naming the file, the line and the column.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::path::Path;
+
+/// The layout of a dataset's rows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Format {
+    Preference,
+    PromptCompletion,
+    Text,
+    Hh,
+    Tldr,
+}
+
+/// `[world.columns]`: where each field is found in a row (dotted paths into the JSON object);
+/// an empty name is the format's default.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Columns {
+    pub prompt: String,
+    pub chosen: String,
+    pub rejected: String,
+    pub completion: String,
+    pub text: String,
+    pub summaries: String,
+    pub choice: String,
+}
+
+impl Columns {
+    fn get<'a>(&'a self, field: &str, format: Format) -> &'a str {
+        let (set, default) = match field {
+            "prompt" => (&self.prompt, if format == Format::Tldr { "info.post" } else { "prompt" }),
+            "chosen" => (&self.chosen, "chosen"),
+            "rejected" => (&self.rejected, "rejected"),
+            "completion" => (&self.completion, "completion"),
+            "text" => (&self.text, "text"),
+            "summaries" => (&self.summaries, "summaries"),
+            _ => (&self.choice, "choice"),
+        };
+        if set.is_empty() {
+            default
+        } else {
+            set
+        }
+    }
+}
+
+/// One row: its prompt (empty in the `text` format), its demonstration and, for a pair, the
+/// rejected response; the line it came from.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Row {
+    pub line: usize,
+    pub prompt: String,
+    pub chosen: String,
+    pub rejected: Option<String>,
+}
+
+/// A problem with one row: file, line, column and what to do.
+#[derive(Debug)]
+pub struct DataError {
+    pub problem: String,
+    pub fix: String,
+}
+
+fn bad(file: &Path, line: usize, column: &str, problem: &str, fix: &str) -> DataError {
+    let at = if column.is_empty() { String::new() } else { format!(", column `{column}`") };
+    DataError {
+        problem: format!("{} line {line}{at}: {problem}", file.display()),
+        fix: fix.to_string(),
+    }
+}
+
+/// The rows of `file` in `format`.
+pub fn read(file: &Path, format: Format, columns: &Columns) -> Result<Vec<Row>, DataError> {
+    let bytes = std::fs::read(file).map_err(|e| DataError {
+        problem: format!("{} cannot be read ({e})", file.display()),
+        fix: "give the path of a JSON-lines file (one JSON object per line)".into(),
+    })?;
+    let mut rows = vec![];
+    for (i, raw) in bytes.split(|&b| b == b'\n').enumerate() {
+        let line = i + 1;
+        let text = std::str::from_utf8(raw).map_err(|e| {
+            bad(file, line, "", &format!("is not UTF-8 ({e})"), "save the file as UTF-8")
+        })?;
+        if text.trim().is_empty() {
+            continue;
+        }
+        let v: Value = serde_json::from_str(text).map_err(|e| {
+            bad(file, line, "", &format!("is not JSON ({e})"), "write one JSON object per line")
+        })?;
+        rows.push(row(&v, format, columns, (file, line))?);
+    }
+    if rows.is_empty() {
+        return Err(bad(file, 1, "", "the file has no rows", "give a file with at least one row"));
+    }
+    Ok(rows)
+}
+
+/// The value at a dotted path of `v`.
+fn at<'a>(v: &'a Value, path: &str) -> Option<&'a Value> {
+    path.split('.').try_fold(v, |v, key| v.get(key))
+}
+
+fn row(
+    v: &Value,
+    format: Format,
+    columns: &Columns,
+    (file, line): (&Path, usize),
+) -> Result<Row, DataError> {
+    let field = |name: &str| -> Result<String, DataError> {
+        let col = columns.get(name, format);
+        match at(v, col) {
+            None => Err(bad(file, line, col, "is missing", &format!("name the column that holds the {name} with world.columns.{name}"))),
+            Some(Value::String(s)) if s.trim().is_empty() => {
+                Err(bad(file, line, col, "is empty", "drop the row or fill it in"))
+            }
+            Some(Value::String(s)) => Ok(s.clone()),
+            Some(other) => Err(bad(
+                file,
+                line,
+                col,
+                &format!("is {} where text is expected", kind_of(other)),
+                &format!("name a text column with world.columns.{name}"),
+            )),
+        }
+    };
+    let make = |prompt, chosen, rejected| Row { line, prompt, chosen, rejected };
+    Ok(match format {
+        Format::Preference => make(field("prompt")?, field("chosen")?, Some(field("rejected")?)),
+        Format::PromptCompletion => make(field("prompt")?, field("completion")?, None),
+        Format::Text => make(String::new(), field("text")?, None),
+        Format::Hh => {
+            let (c, r) = (field("chosen")?, field("rejected")?);
+            let (prompt, chosen, rejected) = split_dialogues(&c, &r).map_err(|p| {
+                bad(file, line, columns.get("chosen", format), &p, "give Anthropic HH's raw rows (two full dialogues ending with an Assistant turn)")
+            })?;
+            make(prompt, chosen, Some(rejected))
+        }
+        Format::Tldr => {
+            let post = field("prompt")?;
+            let (chosen, rejected) = tldr_pair(v, columns, (file, line))?;
+            make(post, chosen, Some(rejected))
+        }
+    })
+}
+
+fn kind_of(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "text",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// The marker HH's dialogues give the assistant's turns with.
+pub const ASSISTANT: &str = "\n\nAssistant:";
+
+/// An HH row's two dialogues as (prompt, chosen reply, rejected reply): the prompt is the
+/// chosen dialogue up to its last `"\n\nAssistant:"` (included), and the rejected dialogue
+/// must start with it.
+pub fn split_dialogues(chosen: &str, rejected: &str) -> Result<(String, String, String), String> {
+    let cut = chosen.rfind(ASSISTANT).ok_or("the chosen dialogue has no \"\\n\\nAssistant:\" turn")?
+        + ASSISTANT.len();
+    let prompt = &chosen[..cut];
+    let Some(rest) = rejected.strip_prefix(prompt) else {
+        return Err("the two dialogues differ before the chosen one's last Assistant turn".into());
+    };
+    let (c, r) = (&chosen[cut..], rest);
+    if c.trim().is_empty() || r.trim().is_empty() {
+        return Err("a final Assistant reply is empty".into());
+    }
+    Ok((prompt.to_string(), c.to_string(), r.to_string()))
+}
+
+/// A TL;DR comparison's (chosen, rejected) summaries: `summaries[choice]` and the other.
+fn tldr_pair(
+    v: &Value,
+    columns: &Columns,
+    (file, line): (&Path, usize),
+) -> Result<(String, String), DataError> {
+    let (scol, ccol) = (columns.get("summaries", Format::Tldr), columns.get("choice", Format::Tldr));
+    let fix = "give the TL;DR comparisons' rows: `summaries` a list of two objects with `text`, `choice` 0 or 1";
+    let texts: Vec<&str> = match at(v, scol).and_then(Value::as_array) {
+        Some(list) => list
+            .iter()
+            .map(|s| s.get("text").and_then(Value::as_str).or_else(|| s.as_str()))
+            .collect::<Option<_>>()
+            .ok_or_else(|| bad(file, line, scol, "holds a summary without `text`", fix))?,
+        None => return Err(bad(file, line, scol, "is missing or not a list", fix)),
+    };
+    if texts.len() != 2 {
+        return Err(bad(file, line, scol, &format!("holds {} summaries, not 2", texts.len()), fix));
+    }
+    let choice = match at(v, ccol).and_then(Value::as_u64) {
+        Some(c @ 0..=1) => c as usize,
+        _ => return Err(bad(file, line, ccol, "is missing or not 0 or 1", fix)),
+    };
+    if texts.iter().any(|t| t.trim().is_empty()) {
+        return Err(bad(file, line, scol, "holds an empty summary", "drop the row"));
+    }
+    Ok((texts[choice].to_string(), texts[1 - choice].to_string()))
+}
