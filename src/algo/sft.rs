@@ -67,7 +67,8 @@ impl Default for SftConfig {
 impl SftConfig {
     /// Range checks; the first violation is returned.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        in_range("steps", self.steps, 1, MAX_STEPS, "train for some steps, e.g. 1500")?;
+        // 0: pi_SFT is the starting checkpoint itself (the scenario allows it with model.init).
+        in_range("steps", self.steps, 0, MAX_STEPS, "train for some steps, e.g. 1500")?;
         in_range("batch_size", self.batch_size, 1, MAX_BATCH, "use e.g. 64")?;
         need(
             self.warmup_steps <= MAX_STEPS,
@@ -241,5 +242,8 @@ pub fn train(
     }
     let seconds = start.elapsed().as_secs_f64();
     let (sum, n) = nll(model, val, 512);
+    if cfg.steps == 0 {
+        t.log(0, &format!("{label}/nll/val"), sum / n);
+    }
     Ok(SftReport { train_nll: train_ema, val_nll: sum / n, tokens, seconds })
 }

@@ -224,23 +224,26 @@ pub fn build(
 /// (`labels = "world"`) or by the gold judge.
 fn file_pairs(
     world: &dyn TextWorld,
-    pairs: &[[Vec<i64>; 3]],
+    pairs: &[crate::world::FilePair],
     cfg: &PrefsConfig,
     seed: u64,
 ) -> PrefData {
     let mut index = std::collections::HashMap::new();
-    for [p, _, _] in pairs {
+    for f in pairs {
         let n = index.len();
-        index.entry(p).or_insert(n);
+        index.entry(&f.prompt).or_insert(n);
     }
-    let items: Vec<(&[i64], &[i64])> =
-        pairs.iter().flat_map(|[p, c, r]| [(&p[..], &c[..]), (&p[..], &r[..])]).collect();
+    let items: Vec<(&[i64], &[i64])> = pairs
+        .iter()
+        .flat_map(|f| [(&f.prompt[..], &f.chosen[..]), (&f.prompt[..], &f.rejected[..])])
+        .collect();
     crate::profile::count(crate::profile::Count::GoldQueries, items.len() as f64);
     let gold = world.gold_batch(&items);
     let is_val = validation_prompts(index.len(), cfg.val_fraction, seed);
     let mut label_rng = Rng::new(derive_seed(seed, "prefs/labels"));
     let mut data = PrefData { train: vec![], val: vec![] };
-    for (i, [p, c, r]) in pairs.iter().enumerate() {
+    for (i, f) in pairs.iter().enumerate() {
+        let (p, c, r) = (&f.prompt, &f.chosen, &f.rejected);
         let (gc, gr) = (gold[2 * i], gold[2 * i + 1]);
         let keep = match cfg.label_rule() {
             Labels::World => true,
@@ -259,7 +262,7 @@ fn file_pairs(
             gold_chosen,
             gold_rejected,
         };
-        if is_val[index[p]] {
+        if f.val.unwrap_or(is_val[index[p]]) {
             data.val.push(pair);
         } else {
             data.train.push(pair);

@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use super::dataset_read::{read, Columns, Format, Row};
-use super::{Capabilities, Corpus, Splits, TextWorld, Vocab, WorldSpec, EOS, N_SPECIAL};
+use super::{Capabilities, Corpus, FilePair, Splits, TextWorld, Vocab, WorldSpec, EOS, N_SPECIAL};
 use crate::config::{need, ConfigError};
 use crate::draw::{derive_seed, Rng};
 use crate::model::encoder::{Classifier, RewardOf};
@@ -114,6 +114,8 @@ pub struct DatasetConfig {
     pub max_response_tokens: usize,
     /// A longer row: `"truncate"` (counted) or `"refuse"`.
     pub overlong: Overlong,
+    /// Keep an empty response as one that ends at once (`<eos>` alone) instead of refusing it.
+    pub empty_responses: bool,
     /// The `text` format's shortest prompt, in tokens.
     pub prompt_min_tokens: usize,
     /// The `text` format's longest prompt, in tokens (the paper: 2 to 8).
@@ -143,6 +145,7 @@ impl Default for DatasetConfig {
             max_prompt_tokens: 64,
             max_response_tokens: 64,
             overlong: Overlong::Truncate,
+            empty_responses: false,
             prompt_min_tokens: 2,
             prompt_max_tokens: 8,
             n_eval_prompts: 0,
@@ -196,8 +199,8 @@ impl<'de> Deserialize<'de> for Fingerprint {
 /// A dataset read, tokenized and split.
 pub struct Data {
     corpus: Corpus,
-    /// The training rows' pairs: (prompt, chosen, rejected), responses ending in `<eos>`.
-    pairs: Vec<[Vec<i64>; 3]>,
+    /// The training rows' pairs.
+    pairs: Vec<FilePair>,
     references: Vec<Vec<i64>>,
     tokenizer: Arc<Tokenizer>,
     offset: i64,
@@ -237,12 +240,21 @@ impl DatasetConfig {
             },
             "use 1 <= prompt_min_tokens <= prompt_max_tokens (the paper: 2 and 8)",
         )?;
-        Template::new(&self.template).map_err(|p| ConfigError {
-            key: "template".into(),
-            problem: p,
-            fix: "write {prompt} once where the row's prompt goes, e.g. \"Human: {prompt}\\n\\nAssistant:\"".into(),
-        })?;
         let data = self.data()?;
+        let c = &data.corpus;
+        need(
+            c.train.len() >= 1 && c.val.len() >= 1 && !c.eval_prompts.is_empty(),
+            "train",
+            || {
+                format!(
+                    "the rows give {} SFT training and {} validation demonstrations and {} evaluation prompts; each needs at least one",
+                    c.train.len(),
+                    c.val.len(),
+                    c.eval_prompts.len()
+                )
+            },
+            "give more rows (a few hundred at least), or a test file",
+        )?;
         let claimed = &self.fingerprint.claimed;
         need(
             claimed.is_empty() || *claimed == data.fingerprint,
@@ -258,6 +270,11 @@ impl DatasetConfig {
             problem,
             fix: fix.into(),
         };
+        let template = Template::new(&self.template).map_err(|p| ConfigError {
+            key: "template".into(),
+            problem: p,
+            fix: "write {prompt} once where the row's prompt goes, e.g. \"Human: {prompt}\\n\\nAssistant:\"".into(),
+        })?;
         need(!self.tokenizer.is_empty(), "tokenizer", || "is not set".into(), "name the policy's tokenizer folder (tokenizer.json), e.g. the checkpoint's")?;
         need(!self.train.is_empty(), "train", || "is not set".into(), "name the training rows' JSON-lines file")?;
         let tok_dir = expand(&self.tokenizer, "tokenizer")?;
@@ -265,7 +282,8 @@ impl DatasetConfig {
             .map_err(|e| fail("tokenizer", format!("{}: {}", e.file.display(), e.problem), &e.fix))?;
         let read_file = |key: &str, path: &str| -> Result<(PathBuf, Vec<Row>), ConfigError> {
             let file = expand(path, key)?;
-            let mut rows = read(&file, self.format, &self.columns)
+            let columns = Columns { empty_responses: self.empty_responses, ..self.columns.clone() };
+            let mut rows = read(&file, self.format, &columns)
                 .map_err(|e| fail(key, e.problem, &e.fix))?;
             if self.max_rows > 0 {
                 rows.truncate(self.max_rows);
@@ -286,7 +304,7 @@ impl DatasetConfig {
             Some(g) => Some(open_gold(g, &tokenizer)?),
         };
         let fingerprint = fingerprint(&files, &tok_dir, self.gold.as_ref())?;
-        let enc = RowEncoder::new(self, tokenizer, &train_file)?;
+        let enc = RowEncoder::new(self, tokenizer, template, &train_file)?;
         enc.build(train, test, gold, fingerprint)
     }
 
@@ -403,7 +421,12 @@ struct RowEncoder<'a> {
 }
 
 impl<'a> RowEncoder<'a> {
-    fn new(cfg: &'a DatasetConfig, tokenizer: Tokenizer, file: &Path) -> Result<Self, ConfigError> {
+    fn new(
+        cfg: &'a DatasetConfig,
+        tokenizer: Tokenizer,
+        template: Template,
+        file: &Path,
+    ) -> Result<Self, ConfigError> {
         let native = (tokenizer.pad, tokenizer.bos, tokenizer.eos) == (Some(0), Some(1), Some(2));
         need(
             native || tokenizer.eos.is_some(),
@@ -413,7 +436,7 @@ impl<'a> RowEncoder<'a> {
         )?;
         Ok(RowEncoder {
             cfg,
-            template: Template::new(&cfg.template).expect("validated"),
+            template,
             offset: if native { 0 } else { N_SPECIAL as i64 },
             tokenizer,
             file: file.to_path_buf(),
@@ -461,7 +484,8 @@ impl<'a> RowEncoder<'a> {
             Some(t) => Some(self.limit(self.ids(t), c.max_response_tokens, false, "response", r.line)?),
             None => None,
         };
-        let empty = prompt.is_empty() || chosen.is_empty() || rejected.as_ref().is_some_and(Vec::is_empty);
+        let empty = prompt.is_empty()
+            || !c.empty_responses && (chosen.is_empty() || rejected.as_ref().is_some_and(Vec::is_empty));
         need(!empty, "train", || format!("{} line {}: a prompt or response has no tokens", self.file.display(), r.line), "drop the row")?;
         Ok((prompt, chosen, rejected))
     }
@@ -478,15 +502,25 @@ impl<'a> RowEncoder<'a> {
         let mut encode = |rows: &[Row]| -> Result<Vec<_>, ConfigError> {
             rows.iter().map(|r| self.row(r, &mut rng)).collect()
         };
-        let (train, test) = (encode(&train)?, encode(&test)?);
+        let (train_ids, test) = (encode(&train)?, encode(&test)?);
         let eos = |mut r: Vec<i64>| {
             r.push(EOS);
             r
         };
-        let pairs: Vec<[Vec<i64>; 3]> = train
+        let ended = |r: Vec<i64>, cut: bool| if cut { r } else { eos(r) };
+        let pairs: Vec<FilePair> = train
             .iter()
-            .filter_map(|(p, ch, rj)| Some([p.clone(), eos(ch.clone()), eos(rj.clone()?)]))
+            .zip(&train_ids)
+            .filter_map(|(row, (p, ch, rj))| {
+                Some(FilePair {
+                    prompt: p.clone(),
+                    chosen: ended(ch.clone(), row.cut[0]),
+                    rejected: ended(rj.clone()?, row.cut[1]),
+                    val: row.val,
+                })
+            })
             .collect();
+        let train = train_ids;
         let demos: Vec<(Vec<i64>, Vec<i64>)> = train
             .iter()
             .map(|(p, ch, _)| if c.format == Format::Text { (vec![], [p.clone(), ch.clone()].concat()) } else { (p.clone(), ch.clone()) })
@@ -607,8 +641,8 @@ pub struct DatasetWorld {
 }
 
 impl DatasetWorld {
-    /// The training rows' pairs: (prompt, chosen, rejected), responses ending in `<eos>`.
-    pub fn pairs(&self) -> &[[Vec<i64>; 3]] {
+    /// The training rows' pairs.
+    pub fn pairs(&self) -> &[FilePair] {
         &self.data.pairs
     }
 }
@@ -658,7 +692,7 @@ impl TextWorld for DatasetWorld {
     fn eval_references(&self) -> Option<&[Vec<i64>]> {
         (!self.data.references.is_empty()).then_some(&self.data.references[..])
     }
-    fn file_pairs(&self) -> Option<&[[Vec<i64>; 3]]> {
+    fn file_pairs(&self) -> Option<&[FilePair]> {
         Some(&self.data.pairs)
     }
     fn describe(&self) -> Vec<(String, String)> {

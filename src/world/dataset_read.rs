@@ -40,6 +40,13 @@ pub struct Columns {
     pub text: String,
     pub summaries: String,
     pub choice: String,
+    /// Whether an empty response is kept (as a response that ends at once, `<eos>` alone:
+    /// alignlab's own exports hold such samples of pi_SFT) rather than refused.
+    #[serde(skip)]
+    pub empty_responses: bool,
+    /// A column naming each row's split, `"train"` or `"val"`, for the preference pairs (as
+    /// `export-prefs` writes it); empty: a seeded fraction of the prompts is held out.
+    pub split: String,
 }
 
 impl Columns {
@@ -69,6 +76,11 @@ pub struct Row {
     pub prompt: String,
     pub chosen: String,
     pub rejected: Option<String>,
+    /// The row's split, where `columns.split` names a column: true for `"val"`.
+    pub val: Option<bool>,
+    /// The responses were cut at a length limit (`chosen_truncated`, `rejected_truncated`, as
+    /// `export-prefs` marks them): no `<eos>` is appended to them.
+    pub cut: [bool; 2],
 }
 
 /// A problem with one row: file, line, column and what to do.
@@ -127,8 +139,10 @@ fn row(
         let col = columns.get(name, format);
         match at(v, col) {
             None => Err(bad(file, line, col, "is missing", &format!("name the column that holds the {name} with world.columns.{name}"))),
-            Some(Value::String(s)) if s.trim().is_empty() => {
-                Err(bad(file, line, col, "is empty", "drop the row or fill it in"))
+            Some(Value::String(s))
+                if s.trim().is_empty() && !(columns.empty_responses && name != "prompt") =>
+            {
+                Err(bad(file, line, col, "is empty", "drop the row or fill it in (or set world.empty_responses = true to keep empty responses)"))
             }
             Some(Value::String(s)) => Ok(s.clone()),
             Some(other) => Err(bad(
@@ -140,7 +154,17 @@ fn row(
             )),
         }
     };
-    let make = |prompt, chosen, rejected| Row { line, prompt, chosen, rejected };
+    let val = match columns.split.as_str() {
+        "" => None,
+        col => match at(v, col).and_then(Value::as_str) {
+            Some("train") => Some(false),
+            Some("val") => Some(true),
+            _ => return Err(bad(file, line, col, "is not \"train\" or \"val\"", "name each row's split, or leave world.columns.split empty")),
+        },
+    };
+    let cut = ["chosen_truncated", "rejected_truncated"]
+        .map(|k| v.get(k).and_then(Value::as_bool).unwrap_or(false));
+    let make = |prompt, chosen, rejected| Row { line, prompt, chosen, rejected, val, cut };
     Ok(match format {
         Format::Preference => make(field("prompt")?, field("chosen")?, Some(field("rejected")?)),
         Format::PromptCompletion => make(field("prompt")?, field("completion")?, None),

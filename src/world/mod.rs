@@ -147,8 +147,8 @@ pub trait WorldSpec {
 
 impl WorldConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
-        self.spec().splits().validate()?;
-        self.spec().validate()
+        self.spec().validate()?;
+        self.spec().splits().validate()
     }
 
     /// The vocabulary: the special tokens and the words.
@@ -234,9 +234,8 @@ pub trait TextWorld: Sync {
         use rayon::prelude::*;
         items.par_iter().map(|(p, r)| self.gold(p, r)).collect()
     }
-    /// Labelled preference pairs of the world's own (a dataset's): (prompt, chosen, rejected),
-    /// responses ending in `<eos>`.
-    fn file_pairs(&self) -> Option<&[[Vec<i64>; 3]]> {
+    /// Labelled preference pairs of the world's own (a dataset's).
+    fn file_pairs(&self) -> Option<&[FilePair]> {
         None
     }
     /// Mean per-word log-likelihood under the true process, where the world has one.
@@ -276,6 +275,16 @@ pub trait TextWorld: Sync {
 }
 
 pub use crate::tokens::{BOS, EOS, N_SPECIAL, PAD};
+
+/// A labelled pair of a dataset: responses end in `<eos>` unless the row marks them cut at a
+/// length limit; `val`: the split the row names, where it names one.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FilePair {
+    pub prompt: Vec<i64>,
+    pub chosen: Vec<i64>,
+    pub rejected: Vec<i64>,
+    pub val: Option<bool>,
+}
 
 /// What a text world's methods train and evaluate on: its words, SFT's demonstrations
 /// (prompt, response + `<eos>`; an empty prompt trains on the whole text) and its prompt splits.

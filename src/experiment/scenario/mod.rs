@@ -374,6 +374,12 @@ fn sections(
         ),
     )?;
     w.sft.validate().map_err(|e| at(e.within("sft")))?;
+    need(
+        w.sft.steps > 0 || !w.model.init.is_empty(),
+        "sft.steps",
+        "0 steps leave pi_SFT at random weights".into(),
+        "train for some steps, e.g. 1500; 0 is for a model.init checkpoint that is already fine-tuned",
+    )?;
     w.prefs.validate().map_err(|e| at(e.within("prefs")))?;
     check_capabilities(w).map_err(at)?;
     w.reward.validate().map_err(|e| at(e.within("reward")))?;

@@ -1,0 +1,253 @@
+//! The dataset world: rows read in each format, a run on committed fixtures (tiny random GPT-2,
+//! tiny random RoBERTa judge, 200 JSON lines), the sentiment world's pairs exported and trained
+//! on again with the same DPO losses, and each bad input a one-line error before any work.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use alignlab::world::dataset_read::{read, split_dialogues, Columns, Format};
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("alignlab-dataset-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+fn alignlab(args: &[&str], out: &Path) -> Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_alignlab"));
+    c.args(args).args(["--quiet", "--threads", "1"]);
+    c.arg("--results").arg(out.join("results")).arg("--runs").arg(out.join("runs"));
+    c.output().unwrap()
+}
+
+fn write(path: &Path, lines: &[&str]) {
+    std::fs::write(path, lines.join("\n")).unwrap();
+}
+
+#[test]
+fn rows_are_read_in_each_format() {
+    let d = tmp("formats");
+    let cols = Columns::default();
+    let f = d.join("hh.jsonl");
+    write(&f, &[r#"{"chosen": "\n\nHuman: hi\n\nAssistant: hello\n\nHuman: how?\n\nAssistant: well", "rejected": "\n\nHuman: hi\n\nAssistant: hello\n\nHuman: how?\n\nAssistant: go away"}"#]);
+    let rows = read(&f, Format::Hh, &cols).unwrap();
+    // The prompt ends at the last Assistant turn, both replies after it.
+    assert_eq!(rows[0].prompt, "\n\nHuman: hi\n\nAssistant: hello\n\nHuman: how?\n\nAssistant:");
+    assert_eq!(rows[0].chosen, " well");
+    assert_eq!(rows[0].rejected.as_deref(), Some(" go away"));
+    assert!(split_dialogues("\n\nHuman: a\n\nAssistant: b", "\n\nHuman: c\n\nAssistant: d").is_err());
+    let f = d.join("tldr.jsonl");
+    write(&f, &[r#"{"info": {"post": "my post"}, "summaries": [{"text": " first"}, {"text": " second"}], "choice": 1}"#]);
+    let rows = read(&f, Format::Tldr, &cols).unwrap();
+    assert_eq!((rows[0].prompt.as_str(), rows[0].chosen.as_str()), ("my post", " second"));
+    assert_eq!(rows[0].rejected.as_deref(), Some(" first"));
+    let f = d.join("pc.jsonl");
+    write(&f, &[r#"{"q": {"text": "a question"}, "completion": " an answer"}"#, ""]);
+    let renamed = Columns { prompt: "q.text".into(), ..Columns::default() };
+    let rows = read(&f, Format::PromptCompletion, &renamed).unwrap();
+    assert_eq!((rows[0].prompt.as_str(), rows[0].rejected.is_none()), ("a question", true));
+}
+
+/// A dataset scenario under `d` with `world` as its `[world]` lines (before `[world.gold]`).
+fn scenario(d: &Path, world: &str, rest: &str) -> PathBuf {
+    let f = d.join("s.toml");
+    let text = format!(
+        "name = \"ds\"\n[world]\nkind = \"dataset\"\ntokenizer = \"tests/fixtures/tokenizers/bytelevel\"\n{world}\n[world.gold]\ninit = \"tests/fixtures/roberta-classifier\"\nlabel = \"POSITIVE\"\n[model]\ninit = \"tests/fixtures/gpt2\"\nblock_size = 32\n[sft]\nsteps = 4\n[sample]\nmax_new_tokens = 8\n[prefs]\nsource = \"dataset\"\nlabels = \"world\"\n[train]\nsteps = 2\nbatch_size = 8\n[dpo]\nbeta = [0.1]\n{rest}"
+    );
+    std::fs::write(&f, text).unwrap();
+    f
+}
+
+fn fails_before_work(d: &Path, world: &str, rest: &str, needles: &[&str]) {
+    let f = scenario(d, world, rest);
+    let o = alignlab(&["run", f.to_str().unwrap()], d);
+    let t = text(&o);
+    assert!(!o.status.success(), "{world}: succeeded:\n{t}");
+    assert_eq!(t.trim().lines().count(), 1, "{world}: not one line:\n{t}");
+    for n in needles {
+        assert!(t.contains(n), "{world}: {t:?} lacks {n:?}");
+    }
+    assert!(!d.join("runs").exists() && !d.join("results").exists(), "{world}: work was done");
+}
+
+#[test]
+fn bad_data_fails_in_one_line_before_any_work() {
+    let d = tmp("bad");
+    let f = d.join("rows.jsonl");
+    let path = f.display().to_string();
+    let world = format!("train = \"{path}\"");
+    let good = r#"{"prompt": "the movie", "chosen": " was great", "rejected": " was bad"}"#;
+    let cases: Vec<(Vec<u8>, &str, Vec<&str>)> = vec![
+        (format!("{good}\n{{\"prompt\": \"a\", \"chosen\": \" b\"}}").into_bytes(), "", vec!["line 2, column `rejected`: is missing", "world.columns.rejected"]),
+        (format!("{good}\n{{\"prompt\": \"a\", \"chosen\": \"  \", \"rejected\": \" c\"}}").into_bytes(), "", vec!["line 2, column `chosen`: is empty"]),
+        ([good.as_bytes(), b"\n{\"prompt\": \"\xff\"}"].concat(), "", vec!["line 2: is not UTF-8"]),
+        (format!("{good}\nnot json").into_bytes(), "", vec!["line 2: is not JSON"]),
+        (format!("{good}\n{{\"prompt\": 3, \"chosen\": \" b\", \"rejected\": \" c\"}}").into_bytes(), "", vec!["line 2, column `prompt`: is a number where text is expected"]),
+        (format!("{good}\n{good}").into_bytes(), "overlong = \"refuse\"\nmax_response_tokens = 1", vec!["the response has", "more than 1", "overlong = \"truncate\""]),
+        (format!("{good}\n{good}").into_bytes(), "template = \"Q:\"", vec!["world.template", "has no {prompt}"]),
+        (format!("{good}\n{good}\n{good}\n{good}\n{good}").into_bytes(), "format = \"prompt_completion\"\ncolumns.completion = \"chosen\"", vec!["prefs.source", "has no preference pairs of its own"]),
+    ];
+    for (bytes, extra, needles) in cases {
+        std::fs::write(&f, bytes).unwrap();
+        fails_before_work(&d, &format!("{world}\n{extra}"), "", &needles);
+    }
+    std::fs::write(&f, format!("{good}\n{good}")).unwrap();
+    fails_before_work(&d, &world, "", &["world.train", "0 SFT training", "give more rows"]);
+    std::fs::write(&f, [good; 5].join("\n")).unwrap();
+    fails_before_work(&d, "train = \"${ALIGNLAB_NO_SUCH_VAR}/x.jsonl\"", "", &["world.train", "${ALIGNLAB_NO_SUCH_VAR}", "is not set", "export ALIGNLAB_NO_SUCH_VAR="]);
+    fails_before_work(&d, &format!("{world}\nfingerprint = \"0123\""), "", &["world.fingerprint", "not 0123"]);
+    // A judge whose tokenizer reads nothing of the policy's text: a vocabulary of unknowns.
+    let judge = d.join("judge");
+    std::fs::create_dir_all(&judge).unwrap();
+    let src = Path::new("tests/fixtures/roberta-classifier");
+    for f in ["config.json", "model.safetensors", "tokenizer_config.json"] {
+        std::fs::copy(src.join(f), judge.join(f)).unwrap();
+    }
+    let mut tok: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(src.join("tokenizer.json")).unwrap()).unwrap();
+    tok["model"]["vocab"] = serde_json::json!({"<s>": 0, "<pad>": 1, "</s>": 2, "<unk>": 3});
+    tok["model"]["merges"] = serde_json::json!([]);
+    tok["model"]["unk_token"] = serde_json::json!("<unk>");
+    tok["pre_tokenizer"] = serde_json::Value::Null;
+    std::fs::write(judge.join("tokenizer.json"), tok.to_string()).unwrap();
+    let s = scenario(&d, &world, "").display().to_string();
+    let patched = std::fs::read_to_string(&s).unwrap().replace("tests/fixtures/roberta-classifier", &judge.display().to_string());
+    std::fs::write(&s, patched).unwrap();
+    let o = alignlab(&["run", &s], &d);
+    assert!(!o.status.success() && text(&o).contains("world.gold.init") && text(&o).contains("unknown tokens"), "{}", text(&o));
+}
+
+/// SFT, the file's pairs, reward model, DPO, PPO (critic), PPO-GT and Best-of-N on the committed
+/// fixture, each evaluated with a finite gold reward (the judge) and KL, and the report written.
+#[test]
+fn a_dataset_scenario_runs_end_to_end() {
+    let d = tmp("run");
+    let o = alignlab(&["run", "tests/fixtures/data/dataset.toml"], &d);
+    assert!(o.status.success(), "{}", text(&o));
+    let csv = std::fs::read_to_string(d.join("results/dataset/eval.csv")).unwrap();
+    for m in ["sft", "dpo", "ppo", "ppo_gt", "best_of_n"] {
+        let rows: Vec<&str> = csv.lines().filter(|l| l.starts_with(&format!("{m},"))).collect();
+        let gold: Vec<f64> = rows
+            .iter()
+            .filter(|l| l.split(',').nth(4) == Some("eval/gold"))
+            .map(|l| l.split(',').nth(5).unwrap().parse().unwrap())
+            .collect();
+        assert!(!gold.is_empty() && gold.iter().all(|g| (0.0..=1.0).contains(g)), "{m}: {gold:?}");
+    }
+    assert!(d.join("results/dataset/report.md").exists());
+    let summary = std::fs::read_to_string(d.join("results/dataset/summary.csv")).unwrap();
+    assert!(summary.contains("world/dataset/fingerprint"), "{summary}");
+    // The resolved scenario pins the files' fingerprint, and runs again as written.
+    let resolved = d.join("results/dataset/scenario.resolved.toml");
+    let r = std::fs::read_to_string(&resolved).unwrap();
+    assert!(r.lines().any(|l| l.starts_with("fingerprint = \"") && l.len() > 20), "{r}");
+    let o = Command::new(env!("CARGO_BIN_EXE_alignlab")).arg("check").arg(&resolved).output().unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+}
+
+/// The sentiment world's pairs, exported with `export-prefs` and read back by the dataset world
+/// with the exported SFT policy's tokenizer, give alignlab's own token ids, and DPO from the
+/// exported SFT policy on them logs the same loss at every logged step.
+#[test]
+fn exported_pairs_train_dpo_to_the_same_losses() {
+    let d = tmp("roundtrip");
+    let tiny = [
+        "sft.steps=20", "world.n_train=200", "world.n_val=40", "world.n_train_prompts=16",
+        "world.n_eval_prompts=8", "train.steps=30", "train.batch_size=16", "reward.epochs=1",
+        "eval.every=30", "eval.samples_per_prompt=1", "ppo.iterations=1", "ppo_gt.iterations=1",
+        "best_of_n.n=[1]", "sweep.seeds=[0]", "dpo.beta=[0.1]",
+    ];
+    let mut args = vec!["run", "scenarios/sentiment.toml"];
+    for s in &tiny {
+        args.extend(["--set", s]);
+    }
+    let o = alignlab(&args, &d);
+    assert!(o.status.success(), "{}", text(&o));
+    let dirs = |prefix: &str| -> PathBuf {
+        std::fs::read_dir(d.join("runs/sentiment"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.file_name().unwrap().to_string_lossy().starts_with(prefix))
+            .unwrap()
+    };
+    let jsonl = d.join("prefs.jsonl");
+    let exe = env!("CARGO_BIN_EXE_alignlab");
+    let o = Command::new(exe).arg("export-prefs").arg(dirs("prefs-")).arg(&jsonl).output().unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let hf = d.join("sft-hf");
+    let o = Command::new(exe).arg("export").arg(dirs("sft-")).arg("--hf").arg(&hf).output().unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let s = d.join("ds.toml");
+    let (j, h) = (jsonl.display(), hf.display());
+    std::fs::write(&s, format!(r#"name = "roundtrip"
+[world]
+kind = "dataset"
+tokenizer = "{h}"
+train = "{j}"
+test = "{j}"
+columns.split = "split"
+empty_responses = true
+max_prompt_tokens = 16
+max_response_tokens = 16
+[world.gold]
+init = "tests/fixtures/roberta-classifier"
+[model]
+init = "{h}"
+block_size = 32
+[sft]
+steps = 0
+[sample]
+max_new_tokens = 16
+[prefs]
+source = "dataset"
+labels = "world"
+[train]
+steps = 30
+batch_size = 16
+lr = 3e-4
+warmup_steps = 50
+grad_clip = 10.0
+[eval]
+every = 30
+samples_per_prompt = 1
+[dpo]
+beta = [0.1]
+"#)).unwrap();
+    let o = alignlab(&["run", s.to_str().unwrap()], &d);
+    assert!(o.status.success(), "{}", text(&o));
+    // The pairs: identical ids, in the same order.
+    let ours = alignlab::data::PrefData::load(&dirs("prefs-").join("pairs.txt")).unwrap();
+    let back_dir = std::fs::read_dir(d.join("runs/roundtrip")).unwrap().map(|e| e.unwrap().path()).find(|p| p.file_name().unwrap().to_string_lossy().starts_with("prefs-")).unwrap();
+    let back = alignlab::data::PrefData::load(&back_dir.join("pairs.txt")).unwrap();
+    assert!(!ours.train.is_empty() && !ours.val.is_empty());
+    for (a, b) in ours.train.iter().chain(&ours.val).zip(back.train.iter().chain(&back.val)) {
+        assert_eq!((&a.prompt, &a.chosen, &a.rejected), (&b.prompt, &b.chosen, &b.rejected));
+    }
+    assert_eq!((ours.train.len(), ours.val.len()), (back.train.len(), back.val.len()));
+    // The DPO losses at every logged step.
+    let losses = |dir: &Path| -> Vec<(String, f64)> {
+        let run = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).find(|p| p.file_name().unwrap().to_string_lossy().starts_with("dpo-")).unwrap();
+        std::fs::read_to_string(run.join("metrics.csv"))
+            .unwrap()
+            .lines()
+            .filter(|l| l.contains(",dpo/loss,"))
+            .map(|l| {
+                let f: Vec<&str> = l.split(',').collect();
+                (f[3].to_string(), f[5].parse().unwrap())
+            })
+            .collect()
+    };
+    let (a, b) = (losses(&d.join("runs/sentiment")), losses(&d.join("runs/roundtrip")));
+    assert_eq!(a.len(), 3, "{a:?}");
+    let worst = a.iter().zip(&b).map(|(x, y)| {
+        assert_eq!(x.0, y.0);
+        (x.1 - y.1).abs()
+    }).fold(0.0, f64::max);
+    eprintln!("DPO loss at steps {:?}: largest difference {worst:e}", a.iter().map(|x| &x.0).collect::<Vec<_>>());
+    assert_eq!(a.len(), b.len());
+    assert!(worst == 0.0, "{a:?} vs {b:?}");
+}
