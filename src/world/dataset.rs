@@ -611,6 +611,7 @@ impl WorldSpec for DatasetConfig {
             labeller_policy: false,
             labeller: false,
             file_pairs: data.as_ref().is_some_and(|d| !d.pairs.is_empty()),
+            gold: self.gold.is_some(),
             references: data.as_ref().is_some_and(|d| !d.references.is_empty()),
             shifted_inputs: false,
             fluency: false,
@@ -702,6 +703,14 @@ impl TextWorld for DatasetWorld {
             ("world/dataset/pairs".into(), d.pairs.len().to_string()),
             ("world/dataset/truncated_rows".into(), d.truncated.to_string()),
             ("world/dataset/token_offset".into(), d.offset.to_string()),
+            (
+                "world/dataset/gold".into(),
+                if d.gold.is_some() {
+                    "the [world.gold] judge".into()
+                } else {
+                    "absent (no [world.gold]): gold columns are empty; read the proxy, implicit accuracy and held-out label accuracy".into()
+                },
+            ),
         ]
     }
 }

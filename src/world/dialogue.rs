@@ -616,6 +616,7 @@ impl WorldSpec for DialogueConfig {
             true_process: false,
             labeller_policy: true,
             file_pairs: false,
+            gold: true,
             labeller: true,
             references: true,
             shifted_inputs: false,

@@ -79,6 +79,8 @@ pub struct Capabilities {
     pub labeller: bool,
     /// Preference pairs of its own, labelled (`prefs.source = "dataset"`).
     pub file_pairs: bool,
+    /// A gold reward (every world but a dataset without a `[world.gold]` judge).
+    pub gold: bool,
     /// Reference responses on the evaluation prompts: win rates against them.
     pub references: bool,
     /// A shifted input distribution (`eval.shift_temperatures`).

@@ -617,6 +617,7 @@ impl WorldSpec for SentimentConfig {
             true_process: true,
             labeller_policy: false,
             file_pairs: false,
+            gold: true,
             labeller: self.labeller.is_some(),
             references: false,
             shifted_inputs: false,

@@ -650,6 +650,7 @@ impl WorldSpec for SummarizeConfig {
             true_process: false,
             labeller_policy: true,
             file_pairs: false,
+            gold: true,
             labeller: false,
             references: true,
             shifted_inputs: self.shift.is_some(),

@@ -208,6 +208,12 @@ fn validate(
     let (name, model, rm) = sections(&c, &w, default_name)?;
     let (best_of_n, candidates) = best_of_n_grid(&c, &w)?;
     let (methods, resolved, ppo_batch) = method_runs(&c, &parsed.methods, &w.sample)?;
+    c.need(
+        w.world.capabilities().gold || !parsed.methods.iter().any(|(n, _)| *n == "ppo_gt"),
+        "ppo_gt",
+        format!("PPO-GT trains on the gold reward, and this {} world has no gold reward", w.world.kind()),
+        "remove [ppo_gt], or give the dataset world a judge ([world.gold] init = \"<classifier folder>\")",
+    )?;
     memory(&w, &model, &rm, ppo_batch).map_err(|e| c.at(e))?;
     let plan = sweep_plan(&c, &w)?;
     // Runs of one seed only: the table's KL knob at one value, checked like the table's grid.
@@ -829,6 +835,17 @@ fn table_configs(
 /// one place a world's capabilities are checked.
 fn check_capabilities(w: &parse::File) -> Result<(), ConfigError> {
     let (kind, caps) = (w.world.kind(), w.world.capabilities());
+    if !caps.gold {
+        let gold_fix = "give the dataset world a judge ([world.gold] init = \"<classifier folder>\")";
+        let needs_gold = |on: bool, key: &str, why: &str| {
+            crate::config::need(on, key, || format!("{why}, and this {kind} world has no gold reward"), gold_fix)
+        };
+        needs_gold(
+            w.prefs.source == PrefSource::Dataset && w.prefs.labels == crate::data::LabelKind::World,
+            "prefs.labels",
+            "pairs sampled from pi_SFT or relabelled need the gold reward to label them",
+        )?;
+    }
     let writers = |c: Capabilities| {
         let mut v = vec!["\"sft\""];
         if c.true_process {
