@@ -90,7 +90,7 @@ fn bad_data_fails_in_one_line_before_any_work() {
         (format!("{good}\n{{\"prompt\": 3, \"chosen\": \" b\", \"rejected\": \" c\"}}").into_bytes(), "", vec!["line 2, column `prompt`: is a number where text is expected"]),
         (format!("{good}\n{good}").into_bytes(), "overlong = \"refuse\"\nmax_response_tokens = 1", vec!["the response has", "more than 1", "overlong = \"truncate\""]),
         (format!("{good}\n{good}").into_bytes(), "template = \"Q:\"", vec!["world.template", "has no {prompt}"]),
-        (format!("{good}\n{good}\n{good}\n{good}\n{good}").into_bytes(), "format = \"prompt_completion\"\ncolumns.completion = \"chosen\"", vec!["prefs.source", "has no preference pairs of its own"]),
+        ((0..40).map(|i| good.replace("the movie", &format!("the movie {i}"))).collect::<Vec<_>>().join("\n").into_bytes(), "format = \"prompt_completion\"\ncolumns.completion = \"chosen\"", vec!["prefs.source", "has no preference pairs of its own"]),
     ];
     for (bytes, extra, needles) in cases {
         std::fs::write(&f, bytes).unwrap();
@@ -98,9 +98,19 @@ fn bad_data_fails_in_one_line_before_any_work() {
     }
     std::fs::write(&f, format!("{good}\n{good}")).unwrap();
     fails_before_work(&d, &world, "", &["world.train", "0 SFT training", "give more rows"]);
-    std::fs::write(&f, [good; 5].join("\n")).unwrap();
+    let rows: Vec<String> = (0..40).map(|i| good.replace("the movie", &format!("the movie {i}"))).collect();
+    std::fs::write(&f, rows.join("\n")).unwrap();
     fails_before_work(&d, "train = \"${ALIGNLAB_NO_SUCH_VAR}/x.jsonl\"", "", &["world.train", "${ALIGNLAB_NO_SUCH_VAR}", "is not set", "export ALIGNLAB_NO_SUCH_VAR="]);
     fails_before_work(&d, &format!("{world}\nfingerprint = \"0123\""), "", &["world.fingerprint", "not 0123"]);
+    // Without a judge: no PPO-GT, no labels from gold.
+    let s = scenario(&d, &world, "[ppo_gt]\ntarget_kl = [1.0]\niterations = 1\n");
+    let no_gold = std::fs::read_to_string(&s).unwrap().replace("[world.gold]\ninit = \"tests/fixtures/roberta-classifier\"\nlabel = \"POSITIVE\"\n", "");
+    std::fs::write(&s, &no_gold).unwrap();
+    let o = alignlab(&["run", s.to_str().unwrap()], &d);
+    assert!(!o.status.success() && text(&o).contains("`ppo_gt`: PPO-GT trains on the gold reward, and this dataset world has no gold reward"), "{}", text(&o));
+    std::fs::write(&s, no_gold.replace("[ppo_gt]\ntarget_kl = [1.0]\niterations = 1\n", "").replace("labels = \"world\"", "labels = \"deterministic\"")).unwrap();
+    let o = alignlab(&["run", s.to_str().unwrap()], &d);
+    assert!(!o.status.success() && text(&o).contains("`prefs.labels`") && text(&o).contains("no gold reward"), "{}", text(&o));
     // A judge whose tokenizer reads nothing of the policy's text: a vocabulary of unknowns.
     let judge = d.join("judge");
     std::fs::create_dir_all(&judge).unwrap();

@@ -243,11 +243,11 @@ impl DatasetConfig {
         let data = self.data()?;
         let c = &data.corpus;
         need(
-            c.train.len() >= 1 && c.val.len() >= 1 && !c.eval_prompts.is_empty(),
+            !c.train.is_empty() && !c.val.is_empty() && c.eval_prompts.len() >= 2,
             "train",
             || {
                 format!(
-                    "the rows give {} SFT training and {} validation demonstrations and {} evaluation prompts; each needs at least one",
+                    "the rows give {} SFT training and {} validation demonstrations and {} distinct evaluation prompts; it takes at least 1, 1 and 2",
                     c.train.len(),
                     c.val.len(),
                     c.eval_prompts.len()
