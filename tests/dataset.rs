@@ -261,3 +261,41 @@ beta = [0.1]
     assert_eq!(a.len(), b.len());
     assert!(worst == 0.0, "{a:?} vs {b:?}");
 }
+
+/// A decoder reward model (the Llama-family fixture, `LlamaForSequenceClassification` with one
+/// output) as the judge: its scores of fixed ids equal transformers', and it judges a dataset.
+#[test]
+fn a_decoder_reward_model_judges_as_transformers_scores() {
+    let d = tmp("decoder-judge");
+    let judge = d.join("judge");
+    std::fs::create_dir_all(&judge).unwrap();
+    for f in ["config.json", "model.safetensors"] {
+        std::fs::copy(Path::new("tests/fixtures/llama-rm").join(f), judge.join(f)).unwrap();
+    }
+    for f in ["tokenizer.json", "tokenizer_config.json"] {
+        std::fs::copy(Path::new("tests/fixtures/tokenizers/bytelevel").join(f), judge.join(f)).unwrap();
+    }
+    let j = alignlab::model::judge::DecoderJudge::open(&judge, tch::Device::Cpu).unwrap();
+    let expected =
+        tch::Tensor::read_safetensors("tests/fixtures/llama-rm/expected.safetensors").unwrap();
+    let get = |k: &str| expected.iter().find(|(n, _)| n == k).unwrap().1.shallow_clone();
+    let ids: Vec<Vec<i64>> = Vec::<Vec<i64>>::try_from(get("ids")).unwrap();
+    let want = Vec::<f64>::try_from(get("scores").to_kind(tch::Kind::Double)).unwrap();
+    // Rows of different lengths in one batch: each read at its own last token.
+    let rows = vec![ids[0].clone(), ids[1][..6].to_vec(), ids[2].clone()];
+    let got = j.score_ids(&rows);
+    for (g, w) in [(got[0], want[0]), (got[2], want[2])] {
+        assert!((g - w).abs() < 1e-5, "{g} vs transformers {w}");
+    }
+    let alone = j.score_ids(&rows[1..2]);
+    assert!((got[1] - alone[0]).abs() < 1e-5, "padding changed a score: {} vs {}", got[1], alone[0]);
+    // As a dataset world's gold.
+    let s = d.join("s.toml");
+    let text = std::fs::read_to_string("tests/fixtures/data/dataset.toml").unwrap();
+    let text = text
+        .replace("init = \"tests/fixtures/roberta-classifier\"\nlabel = \"POSITIVE\"\nreward = \"prob\"", &format!("init = \"{}\"", judge.display()));
+    std::fs::write(&s, text).unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_alignlab")).arg("world").arg(&s).output().unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("reference"), "{}", text(&o));
+}

@@ -8,6 +8,7 @@ pub mod encoder;
 pub mod gpt;
 pub mod heads;
 pub mod hf;
+pub mod judge;
 mod layers;
 pub mod sample;
 pub mod tokenizer;

@@ -28,6 +28,7 @@ use super::{Capabilities, Corpus, FilePair, Splits, TextWorld, Vocab, WorldSpec,
 use crate::config::{need, ConfigError};
 use crate::draw::{derive_seed, Rng};
 use crate::model::encoder::{Classifier, RewardOf};
+use crate::model::judge::DecoderJudge;
 use crate::model::tokenizer::{Template, Tokenizer};
 
 /// What to do with a row longer than `max_prompt_tokens` or `max_response_tokens`.
@@ -51,16 +52,19 @@ pub enum Reads {
     Response,
 }
 
-/// `[world.gold]`: the gold judge, a `*ForSequenceClassification` encoder folder.
+/// `[world.gold]`: the gold judge, a `*ForSequenceClassification` folder: an encoder classifier
+/// (BERT, RoBERTa, DistilBERT; the label's logit, log-probability or probability) or a decoder
+/// reward model with one output (GPT-2, GPT-NeoX, the Llama family; its score).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GoldConfig {
     /// The classifier's folder (config.json, model.safetensors, tokenizer.json).
     pub init: String,
-    /// The label whose score is the reward: a name of `id2label` or an index.
+    /// An encoder's label whose score is the reward: a name of `id2label` or an index.
     #[serde(default = "default_label")]
     pub label: String,
-    /// The reward: `"logit"`, `"log_prob"` or `"prob"` of the label (the DPO paper: prob).
+    /// An encoder's reward: `"logit"`, `"log_prob"` or `"prob"` of the label (the DPO paper:
+    /// prob).
     #[serde(default = "default_reward_of")]
     pub reward: RewardOf,
     /// Texts per classifier batch.
@@ -204,7 +208,7 @@ pub struct Data {
     references: Vec<Vec<i64>>,
     tokenizer: Arc<Tokenizer>,
     offset: i64,
-    gold: Option<(Mutex<Classifier>, usize, Reads)>,
+    gold: Option<(Mutex<Judge>, usize, Reads)>,
     truncated: usize,
     fingerprint: String,
     prompt_max_len: usize,
@@ -358,21 +362,53 @@ fn split_off(rows: &mut Vec<Row>, fraction: f64, seed: u64) -> Vec<Row> {
     out
 }
 
+/// The gold judge: an encoder classifier or a decoder reward model.
+enum Judge {
+    Encoder(Classifier),
+    Decoder(DecoderJudge),
+}
+
+impl Judge {
+    fn tokenizer(&self) -> &Tokenizer {
+        match self {
+            Judge::Encoder(c) => &c.tokenizer,
+            Judge::Decoder(d) => &d.tokenizer,
+        }
+    }
+
+    fn score(&self, texts: &[String], batch: usize) -> Vec<f64> {
+        match self {
+            Judge::Encoder(c) => c.score(texts, batch, tch::Device::Cpu),
+            Judge::Decoder(d) => d.score(texts, batch),
+        }
+    }
+}
+
 fn open_gold(
     g: &GoldConfig,
     policy: &Tokenizer,
-) -> Result<(Mutex<Classifier>, usize, Reads), ConfigError> {
+) -> Result<(Mutex<Judge>, usize, Reads), ConfigError> {
     let dir = expand(&g.init, "gold.init")?;
-    let c = Classifier::open(&dir, &g.label, g.reward, tch::Device::Cpu).map_err(|e| ConfigError {
+    let fail = |e: crate::model::checkpoint::HfError| ConfigError {
         key: "gold.init".into(),
         problem: format!("{}: {}", e.file.display(), e.problem),
         fix: e.fix,
-    })?;
+    };
+    let model_type = std::fs::read_to_string(dir.join("config.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .and_then(|v| v.get("model_type").and_then(|m| m.as_str()).map(String::from))
+        .unwrap_or_default();
+    let judge = if ["bert", "roberta", "distilbert"].contains(&model_type.as_str()) {
+        Judge::Encoder(Classifier::open(&dir, &g.label, g.reward, tch::Device::Cpu).map_err(fail)?)
+    } else {
+        Judge::Decoder(DecoderJudge::open(&dir, tch::Device::Cpu).map_err(fail)?)
+    };
     // The judge reads the policy's decoded text: a sample of its vocabulary must come out of
     // the judge's tokenizer as something other than unknown tokens.
     let sample = policy.decode(&(0..policy.rows().min(512)).collect::<Vec<_>>());
-    let ids = c.tokenizer.encode(&sample);
-    let unk = c.tokenizer.unk;
+    let ids = judge.tokenizer().encode(&sample);
+    let unk = judge.tokenizer().unk;
     need(
         !sample.trim().is_empty() && ids.iter().any(|&i| Some(i) != unk),
         "gold.init",
@@ -380,7 +416,7 @@ fn open_gold(
         "use a judge whose tokenizer covers the policy's language",
     )?;
     need(g.batch >= 1, "gold.batch", || "must be at least 1".into(), "use e.g. 64")?;
-    Ok((Mutex::new(c), g.batch, g.reads))
+    Ok((Mutex::new(judge), g.batch, g.reads))
 }
 
 /// SHA-256 of the data files, the tokenizer and the judge.
@@ -398,7 +434,10 @@ fn fingerprint(
     }
     if let Some(g) = gold {
         let dir = expand(&g.init, "gold.init")?;
-        let weights = vec![dir.join("model.safetensors")];
+        let weights = match crate::model::hf::open(&dir) {
+            Ok(ck) => ck.files,
+            Err(_) => vec![dir.join("model.safetensors")],
+        };
         let fp = crate::model::checkpoint::fingerprint_of(&dir.join("config.json"), &weights)
             .map_err(|e| ConfigError {
                 key: "gold.init".into(),
@@ -494,7 +533,7 @@ impl<'a> RowEncoder<'a> {
         self,
         train: Vec<Row>,
         test: Vec<Row>,
-        gold: Option<(Mutex<Classifier>, usize, Reads)>,
+        gold: Option<(Mutex<Judge>, usize, Reads)>,
         fingerprint: String,
     ) -> Result<Data, ConfigError> {
         let c = self.cfg;
@@ -685,7 +724,7 @@ impl TextWorld for DatasetWorld {
                 Reads::Response => v.render(r),
             })
             .collect();
-        judge.lock().expect("the judge's lock").score(&texts, *batch, tch::Device::Cpu)
+        judge.lock().expect("the judge's lock").score(&texts, *batch)
     }
     fn offpolicy_completion(&self, _prompt: &[i64], _n: usize, _rng: &mut Rng) -> Vec<i64> {
         unreachable!("the dataset world has no off-policy writer; the scenario refuses one")
