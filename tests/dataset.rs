@@ -291,10 +291,10 @@ fn a_decoder_reward_model_judges_as_transformers_scores() {
     assert!((got[1] - alone[0]).abs() < 1e-5, "padding changed a score: {} vs {}", got[1], alone[0]);
     // As a dataset world's gold.
     let s = d.join("s.toml");
-    let text = std::fs::read_to_string("tests/fixtures/data/dataset.toml").unwrap();
-    let text = text
+    let toml = std::fs::read_to_string("tests/fixtures/data/dataset.toml").unwrap();
+    let toml = toml
         .replace("init = \"tests/fixtures/roberta-classifier\"\nlabel = \"POSITIVE\"\nreward = \"prob\"", &format!("init = \"{}\"", judge.display()));
-    std::fs::write(&s, text).unwrap();
+    std::fs::write(&s, toml).unwrap();
     let o = Command::new(env!("CARGO_BIN_EXE_alignlab")).arg("world").arg(&s).output().unwrap();
     assert!(o.status.success(), "{}", text(&o));
     assert!(text(&o).contains("reference"), "{}", text(&o));
