@@ -232,15 +232,73 @@ def preference_rows(n, rng):
     return rows
 
 
+def review_rows(n, rng):
+    """IMDb-style rows (`text`, `label`): 8 to 20 words, positive or negative ones mixed in."""
+    neutral = [w for w in WORDS if w not in POSITIVE + NEGATIVE]
+    rows = []
+    for _ in range(n):
+        label = rng.randint(0, 1)
+        mood = POSITIVE if label else NEGATIVE
+        words = [rng.choice(mood if rng.random() < 0.25 else neutral)
+                 for _ in range(rng.randint(8, 20))]
+        rows.append({"text": " ".join(words), "label": label})
+    return rows
+
+
 def dataset(out):
-    """tests/fixtures/data: 200 preference rows as JSON lines, for the dataset world's run."""
+    """tests/fixtures/data: 200 preference rows and 200 IMDb-style reviews as JSON lines, for
+    the dataset world's runs."""
     d = os.path.join(out, "data")
     os.makedirs(d, exist_ok=True)
-    rows = preference_rows(200, random.Random(3))
-    with open(os.path.join(d, "prefs.jsonl"), "w") as f:
-        for r in rows:
-            f.write(json.dumps(r) + "\n")
-    print(f"{d}/prefs.jsonl: {len(rows)} rows")
+    prefs = preference_rows(200, random.Random(3))
+    # The same pairs as Anthropic HH's raw rows and as TL;DR comparisons.
+    hh = [{"chosen": f"\n\nHuman: {r['prompt']}\n\nAssistant:{r['chosen']}",
+           "rejected": f"\n\nHuman: {r['prompt']}\n\nAssistant:{r['rejected']}"} for r in prefs]
+    pick = random.Random(5)
+    tldr = []
+    for r in prefs:
+        choice = pick.randint(0, 1)
+        pair = [r["chosen"], r["rejected"]] if choice == 0 else [r["rejected"], r["chosen"]]
+        tldr.append({"info": {"post": r["prompt"]}, "summaries": [{"text": t} for t in pair],
+                     "choice": choice})
+    for name, rows in [("prefs.jsonl", prefs), ("imdb.jsonl", review_rows(200, random.Random(4))),
+                       ("hh.jsonl", hh), ("tldr.jsonl", tldr)]:
+        with open(os.path.join(d, name), "w") as f:
+            for r in rows:
+                f.write(json.dumps(r) + "\n")
+        print(f"{d}/{name}: {len(rows)} rows")
+    real_layout(out)
+
+
+def real_layout(out):
+    """tests/fixtures/real: the folder layout scenarios/real-*.toml expect under
+    ${ALIGNLAB_DATA}, made of the fixtures by relative symlinks (tiny random models, the
+    byte-level tokenizer, 200-row data), so that the real scenarios run in `make test`."""
+    root = os.path.join(out, "real")
+    tok = ["tokenizers/bytelevel/tokenizer.json", "tokenizers/bytelevel/tokenizer_config.json"]
+    model = lambda name: [f"{name}/config.json", f"{name}/model.safetensors"] + tok
+    layout = {
+        "gpt2-large": model("gpt2"),
+        "pythia-2.8b": model("pythia"), "pythia-410m": model("pythia"),
+        "pythia-1.4b-deduped": model("pythia"),
+        "gpt2-large-helpful-reward_model": model("llama-rm"), "tldr-gold-rm": model("llama-rm"),
+        "sentiment-roberta-large-english": [f"roberta-classifier/{f}" for f in (
+            "config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json")],
+        "imdb": [("data/imdb.jsonl", "train.jsonl"), ("data/imdb.jsonl", "test.jsonl")],
+        "hh-rlhf/helpful-base": [("data/hh.jsonl", "train.jsonl"), ("data/hh.jsonl", "test.jsonl")],
+        "summarize_from_feedback/comparisons": [("data/tldr.jsonl", "train.jsonl"),
+                                                ("data/tldr.jsonl", "validation.jsonl")],
+    }
+    for folder, files in layout.items():
+        d = os.path.join(root, folder)
+        os.makedirs(d, exist_ok=True)
+        for f in files:
+            src, name = f if isinstance(f, tuple) else (f, os.path.basename(f))
+            link = os.path.join(d, name)
+            if os.path.lexists(link):
+                os.remove(link)
+            os.symlink(os.path.relpath(os.path.join(out, src), d), link)
+    print(f"{root}: {len(layout)} folders of links")
 
 
 def main():

@@ -237,3 +237,28 @@ pub fn shown(text: &str) -> String {
     let more = if text.chars().count() > 64 { "..." } else { "" };
     format!("{head}{more}")
 }
+
+/// `${NAME}` in a path replaced by the environment variable (the data folder of the real
+/// scenarios: `${ALIGNLAB_DATA}`); an unset variable is an error naming `key`.
+pub fn expand_path(path: &str, key: &str) -> Result<std::path::PathBuf, ConfigError> {
+    let mut out = String::new();
+    let mut rest = path;
+    while let Some(i) = rest.find("${") {
+        let end = rest[i..].find('}').map(|j| i + j).ok_or_else(|| ConfigError {
+            key: key.into(),
+            problem: format!("{path:?} opens `${{` without closing it"),
+            fix: "write ${NAME}".into(),
+        })?;
+        let name = &rest[i + 2..end];
+        let value = std::env::var(name).map_err(|_| ConfigError {
+            key: key.into(),
+            problem: format!("{path:?} names ${{{name}}}, which is not set"),
+            fix: format!("export {name}=<the folder that holds the downloads>"),
+        })?;
+        out.push_str(&rest[..i]);
+        out.push_str(&value);
+        rest = &rest[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(std::path::PathBuf::from(out))
+}

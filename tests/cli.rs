@@ -127,6 +127,10 @@ fn every_scenario_runs_tiny_and_writes_results() {
         if path.extension().and_then(|e| e.to_str()) != Some("toml") {
             continue;
         }
+        // The real-data scenarios need ${ALIGNLAB_DATA}: tests/dataset.rs runs them on fixtures.
+        if std::fs::read_to_string(&path).unwrap().contains("kind = \"dataset\"") {
+            continue;
+        }
         let out = tmp(&format!("smoke-{}", path.file_stem().unwrap().to_string_lossy()));
         // A loss the shipped scenarios do not use runs from its table alone (the registry).
         // And PPO under TRL's conventions (score after <eos>, unbiased whitening, active clip

@@ -299,3 +299,44 @@ fn a_decoder_reward_model_judges_as_transformers_scores() {
     assert!(o.status.success(), "{}", text(&o));
     assert!(text(&o).contains("reference"), "{}", text(&o));
 }
+
+/// scenarios/real-{imdb,hh,tldr}.toml with `${ALIGNLAB_DATA}` at tests/fixtures/real (the
+/// folder layout they name, made of the fixtures) and tiny sizes: every method of each runs.
+#[test]
+fn the_real_scenarios_run_on_the_fixtures() {
+    for name in ["real-imdb", "real-hh", "real-tldr"] {
+        let d = tmp(name);
+        let f = format!("scenarios/{name}.toml");
+        let toml = std::fs::read_to_string(&f).unwrap();
+        let mut sets = vec![
+            "model.block_size=64", "world.max_prompt_tokens=16", "world.max_response_tokens=16",
+            "sample.max_new_tokens=16", "world.n_eval_prompts=8", "world.max_rows=60",
+            "sft.steps=4", "sft.eval_every=2", "sft.batch_size=8", "train.steps=4",
+            "train.warmup_steps=1", "train.batch_size=8", "reward.epochs=1", "reward.batch_size=8",
+            "eval.every=2", "eval.samples_per_prompt=1", "ppo.iterations=2", "ppo.eval_every=1",
+            "ppo.rollout_batch=8", "ppo.minibatch_size=4", "best_of_n.n=[1,2]", "sweep.seeds=[0]",
+        ];
+        if toml.contains("[ppo_gt]") {
+            sets.extend(["ppo_gt.iterations=2", "ppo_gt.eval_every=1", "ppo_gt.rollout_batch=8", "ppo_gt.minibatch_size=4"]);
+        }
+        if toml.contains("\nk = ") {
+            sets.push("prefs.k=2");
+        }
+        let mut c = Command::new(env!("CARGO_BIN_EXE_alignlab"));
+        c.args(["run", &f, "--quiet", "--threads", "1"]).env("ALIGNLAB_DATA", "tests/fixtures/real");
+        c.arg("--results").arg(d.join("results")).arg("--runs").arg(d.join("runs"));
+        for s in &sets {
+            c.args(["--set", s]);
+        }
+        let o = c.output().unwrap();
+        assert!(o.status.success(), "{name}:\n{}", text(&o));
+        let csv = std::fs::read_to_string(d.join("results").join(name).join("eval.csv")).unwrap();
+        for section in ["dpo", "ppo", "best_of_n", "preferred_ft"] {
+            assert!(csv.lines().any(|l| l.starts_with(&format!("{section},")) && l.contains(",eval/gold,")), "{name}: no {section} evaluation");
+        }
+        // Without the variable: one line naming it.
+        let o = Command::new(env!("CARGO_BIN_EXE_alignlab")).args(["check", &f]).env_remove("ALIGNLAB_DATA").output().unwrap();
+        assert!(!o.status.success() && text(&o).contains("${ALIGNLAB_DATA}") && text(&o).contains("is not set"), "{}", text(&o));
+    }
+}
+

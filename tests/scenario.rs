@@ -152,7 +152,9 @@ fn every_shipped_scenario_validates() {
     let mut n = 0;
     for entry in std::fs::read_dir("scenarios").unwrap() {
         let path = entry.unwrap().path();
-        if path.extension().and_then(|e| e.to_str()) == Some("toml") {
+        // The real-data scenarios need ${ALIGNLAB_DATA}: tests/dataset.rs runs them on fixtures.
+        let real = std::fs::read_to_string(&path).unwrap().contains("kind = \"dataset\"");
+        if path.extension().and_then(|e| e.to_str()) == Some("toml") && !real {
             Scenario::load(&path, &[]).unwrap_or_else(|e| panic!("{e}"));
             n += 1;
         }

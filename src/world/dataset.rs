@@ -25,7 +25,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use super::dataset_read::{read, Columns, Format, Row};
 use super::{Capabilities, Corpus, FilePair, Splits, TextWorld, Vocab, WorldSpec, EOS, N_SPECIAL};
-use crate::config::{need, ConfigError};
+use crate::config::{expand_path as expand, need, ConfigError};
 use crate::draw::{derive_seed, Rng};
 use crate::model::encoder::{Classifier, RewardOf};
 use crate::model::judge::DecoderJudge;
@@ -315,30 +315,6 @@ impl DatasetConfig {
     fn loaded(&self) -> Arc<Data> {
         self.data().expect("the scenario validated the dataset world")
     }
-}
-
-/// `${NAME}` in a path replaced by the environment variable (the data folder: `${ALIGNLAB_DATA}`).
-pub fn expand(path: &str, key: &str) -> Result<PathBuf, ConfigError> {
-    let mut out = String::new();
-    let mut rest = path;
-    while let Some(i) = rest.find("${") {
-        let end = rest[i..].find('}').map(|j| i + j).ok_or_else(|| ConfigError {
-            key: key.into(),
-            problem: format!("{path:?} opens `${{` without closing it"),
-            fix: "write ${NAME}".into(),
-        })?;
-        let name = &rest[i + 2..end];
-        let value = std::env::var(name).map_err(|_| ConfigError {
-            key: key.into(),
-            problem: format!("{path:?} names ${{{name}}}, which is not set"),
-            fix: format!("export {name}=<the folder that holds the downloads>"),
-        })?;
-        out.push_str(&rest[..i]);
-        out.push_str(&value);
-        rest = &rest[end + 1..];
-    }
-    out.push_str(rest);
-    Ok(PathBuf::from(out))
 }
 
 /// A seeded `fraction` of `rows` (at least one, and at least one left), removed and returned in

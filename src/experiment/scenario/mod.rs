@@ -318,7 +318,8 @@ fn from_checkpoint(
 ) -> Result<GptConfig, ScenarioError> {
     use crate::model::hf;
     let (vocab, block) = (w.world.vocab_size() as i64, w.model.block_size as i64);
-    hf::open(std::path::Path::new(dir))
+    let dir = crate::config::expand_path(dir, key).map_err(|e| c.at(e))?;
+    hf::open(&dir)
         .map(|mut ck| {
             if !lm_head {
                 ck.gpt.arch.as_mut().expect("a checkpoint's architecture").tied = true;
