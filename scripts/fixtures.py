@@ -267,6 +267,16 @@ def dataset(out):
             for r in rows:
                 f.write(json.dumps(r) + "\n")
         print(f"{d}/{name}: {len(rows)} rows")
+    # The preference rows as Parquet, snappy-compressed (the datasets library's default), with
+    # a nested column and an integer column beside them.
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    table = pa.table({"prompt": [r["prompt"] for r in prefs],
+                      "meta": [{"chosen": r["chosen"]} for r in prefs],
+                      "rejected": [r["rejected"] for r in prefs],
+                      "score": list(range(len(prefs)))})
+    pq.write_table(table, os.path.join(d, "prefs.parquet"), compression="snappy")
+    print(f"{d}/prefs.parquet: {table.num_rows} rows")
     real_layout(out)
 
 

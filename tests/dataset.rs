@@ -51,6 +51,17 @@ fn rows_are_read_in_each_format() {
     let renamed = Columns { prompt: "q.text".into(), ..Columns::default() };
     let rows = read(&f, Format::PromptCompletion, &renamed).unwrap();
     assert_eq!((rows[0].prompt.as_str(), rows[0].rejected.is_none()), ("a question", true));
+    // Parquet (snappy, a nested column) reads as the same rows as the JSON lines it was made of.
+    let json = read(Path::new("tests/fixtures/data/prefs.jsonl"), Format::Preference, &cols).unwrap();
+    let nested = Columns { chosen: "meta.chosen".into(), ..Columns::default() };
+    let parquet = read(Path::new("tests/fixtures/data/prefs.parquet"), Format::Preference, &nested).unwrap();
+    assert_eq!(json.len(), 200);
+    for (a, b) in json.iter().zip(&parquet) {
+        assert_eq!((&a.prompt, &a.chosen, &a.rejected), (&b.prompt, &b.chosen, &b.rejected));
+    }
+    let wrong = Columns { prompt: "score".into(), ..nested };
+    let e = read(Path::new("tests/fixtures/data/prefs.parquet"), Format::Preference, &wrong).unwrap_err();
+    assert!(e.problem.ends_with("prefs.parquet row 1, column `score`: is a number where text is expected"), "{}", e.problem);
 }
 
 /// A dataset scenario under `d` with `world` as its `[world]` lines (before `[world.gold]`).

@@ -109,6 +109,9 @@ pub fn hf(run_dir: &Path, out: &Path) -> Result<()> {
     if names.iter().any(|(n, _)| n == "score.weight") {
         return super::export_rm::reward_model(&ckpt, &card, out);
     }
+    if card.gpt.special_rows.is_some() {
+        bail!("{}: a policy trained on a dataset world whose tokenizer ids are shifted under alignlab's <pad>/<bos>/<eos> cannot be exported to Hugging Face's layout yet; fix: use its weights in model.safetensors (rows 0-2 are <pad>, <bos>, <eos>, row i >= 3 is the tokenizer's id i - 3), or train on a dataset whose tokenizer has them at 0, 1, 2", run_dir.display());
+    }
     let mut vs = nn::VarStore::new(Device::Cpu);
     let policy = Gpt::new(&vs.root(), &card.gpt);
     model::load_checkpoint(&mut vs, &ckpt)?;

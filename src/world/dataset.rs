@@ -96,7 +96,7 @@ pub struct DatasetConfig {
     pub tokenizer: String,
     /// The rows' layout: `"preference"`, `"prompt_completion"`, `"text"`, `"hh"` or `"tldr"`.
     pub format: Format,
-    /// The training rows, JSON lines.
+    /// The training rows: JSON lines, or Parquet (a `.parquet` file).
     pub train: String,
     /// The test rows; empty: a seeded `test_fraction` of the training file.
     pub test: String,
@@ -280,7 +280,7 @@ impl DatasetConfig {
             fix: "write {prompt} once where the row's prompt goes, e.g. \"Human: {prompt}\\n\\nAssistant:\"".into(),
         })?;
         need(!self.tokenizer.is_empty(), "tokenizer", || "is not set".into(), "name the policy's tokenizer folder (tokenizer.json), e.g. the checkpoint's")?;
-        need(!self.train.is_empty(), "train", || "is not set".into(), "name the training rows' JSON-lines file")?;
+        need(!self.train.is_empty(), "train", || "is not set".into(), "name the training rows' file (JSON lines or .parquet)")?;
         let tok_dir = expand(&self.tokenizer, "tokenizer")?;
         let tokenizer = Tokenizer::open(&tok_dir)
             .map_err(|e| fail("tokenizer", format!("{}: {}", e.file.display(), e.problem), &e.fix))?;
@@ -295,7 +295,7 @@ impl DatasetConfig {
             Ok((file, rows))
         };
         let (train_file, mut train) = read_file("train", &self.train)?;
-        let mut files = vec![train_file.clone()];
+        let mut files = vec![train_file];
         let test = if self.test.is_empty() {
             split_off(&mut train, self.test_fraction, derive_seed(self.split_seed, "world/dataset/test"))
         } else {
@@ -308,7 +308,7 @@ impl DatasetConfig {
             Some(g) => Some(open_gold(g, &tokenizer)?),
         };
         let fingerprint = fingerprint(&files, &tok_dir, self.gold.as_ref())?;
-        let enc = RowEncoder::new(self, tokenizer, template, &train_file)?;
+        let enc = RowEncoder::new(self, tokenizer, template)?;
         enc.build(train, test, gold, fingerprint)
     }
 
@@ -431,7 +431,6 @@ struct RowEncoder<'a> {
     tokenizer: Tokenizer,
     template: Template,
     offset: i64,
-    file: PathBuf,
     truncated: std::cell::Cell<usize>,
 }
 
@@ -440,7 +439,6 @@ impl<'a> RowEncoder<'a> {
         cfg: &'a DatasetConfig,
         tokenizer: Tokenizer,
         template: Template,
-        file: &Path,
     ) -> Result<Self, ConfigError> {
         let native = (tokenizer.pad, tokenizer.bos, tokenizer.eos) == (Some(0), Some(1), Some(2));
         need(
@@ -454,7 +452,6 @@ impl<'a> RowEncoder<'a> {
             template,
             offset: if native { 0 } else { N_SPECIAL as i64 },
             tokenizer,
-            file: file.to_path_buf(),
             truncated: std::cell::Cell::new(0),
         })
     }
@@ -464,14 +461,14 @@ impl<'a> RowEncoder<'a> {
     }
 
     /// `ids` cut to `max` (from the front: a prompt keeps its end), or refused.
-    fn limit(&self, mut ids: Vec<i64>, max: usize, front: bool, what: &str, line: usize) -> Result<Vec<i64>, ConfigError> {
+    fn limit(&self, mut ids: Vec<i64>, max: usize, front: bool, what: &str, line: &str) -> Result<Vec<i64>, ConfigError> {
         if ids.len() <= max {
             return Ok(ids);
         }
         if self.cfg.overlong == Overlong::Refuse {
             return Err(ConfigError {
                 key: "overlong".into(),
-                problem: format!("{} line {line}: the {what} has {} tokens, more than {max}", self.file.display(), ids.len()),
+                problem: format!("{line}: the {what} has {} tokens, more than {max}", ids.len()),
                 fix: format!("raise max_{what}_tokens, or set overlong = \"truncate\""),
             });
         }
@@ -488,20 +485,20 @@ impl<'a> RowEncoder<'a> {
     fn row(&self, r: &Row, rng: &mut Rng) -> Result<(Vec<i64>, Vec<i64>, Option<Vec<i64>>), ConfigError> {
         let c = self.cfg;
         if c.format == Format::Text {
-            let text = self.limit(self.ids(&r.chosen), c.max_prompt_tokens + c.max_response_tokens, false, "response", r.line)?;
-            need(text.len() > c.prompt_min_tokens, "train", || format!("{} line {}: the text has {} tokens, too few for a {}-token prompt and a response", self.file.display(), r.line, text.len(), c.prompt_min_tokens), "drop the row, or lower prompt_min_tokens")?;
+            let text = self.limit(self.ids(&r.chosen), c.max_prompt_tokens + c.max_response_tokens, false, "response", &r.at)?;
+            need(text.len() > c.prompt_min_tokens, "train", || format!("{}: the text has {} tokens, too few for a {}-token prompt and a response", r.at, text.len(), c.prompt_min_tokens), "drop the row, or lower prompt_min_tokens")?;
             let n = rng.range(c.prompt_min_tokens, c.prompt_max_tokens).min(text.len() - 1);
             return Ok((text[..n].to_vec(), text[n..].to_vec(), None));
         }
-        let prompt = self.limit(self.ids(&self.template.apply(&r.prompt)), c.max_prompt_tokens, true, "prompt", r.line)?;
-        let chosen = self.limit(self.ids(&r.chosen), c.max_response_tokens, false, "response", r.line)?;
+        let prompt = self.limit(self.ids(&self.template.apply(&r.prompt)), c.max_prompt_tokens, true, "prompt", &r.at)?;
+        let chosen = self.limit(self.ids(&r.chosen), c.max_response_tokens, false, "response", &r.at)?;
         let rejected = match &r.rejected {
-            Some(t) => Some(self.limit(self.ids(t), c.max_response_tokens, false, "response", r.line)?),
+            Some(t) => Some(self.limit(self.ids(t), c.max_response_tokens, false, "response", &r.at)?),
             None => None,
         };
         let empty = prompt.is_empty()
             || !c.empty_responses && (chosen.is_empty() || rejected.as_ref().is_some_and(Vec::is_empty));
-        need(!empty, "train", || format!("{} line {}: a prompt or response has no tokens", self.file.display(), r.line), "drop the row")?;
+        need(!empty, "train", || format!("{}: a prompt or response has no tokens", r.at), "drop the row")?;
         Ok((prompt, chosen, rejected))
     }
 

@@ -1,5 +1,6 @@
-//! The dataset world's files: JSON lines (one object per line) read into rows of text, in the
-//! formats preference data comes in. Each row is a prompt, a demonstration (the chosen or only
+//! The dataset world's files: JSON lines (one object per line) or Parquet (`.parquet`, with
+//! the default `parquet` cargo feature) read into rows of text, in the formats preference data
+//! comes in. Each row is a prompt, a demonstration (the chosen or only
 //! response) and, where the format has one, a rejected response:
 //!
 //! - `preference`: TRL's standard preference rows, `prompt` / `chosen` / `rejected`.
@@ -11,7 +12,7 @@
 //!   and a `choice` (0 or 1).
 //!
 //! Columns are named by dotted paths (`info.post`) and can be renamed in the scenario. Every
-//! problem is one error naming the file, the line and the column.
+//! problem is one error naming the file, the line (a Parquet file: the row) and the column.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -72,7 +73,8 @@ impl Columns {
 /// rejected response; the line it came from.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Row {
-    pub line: usize,
+    /// Where it came from: the file and `line 12` (JSON lines) or `row 12` (Parquet).
+    pub at: String,
     pub prompt: String,
     pub chosen: String,
     pub rejected: Option<String>,
@@ -90,38 +92,78 @@ pub struct DataError {
     pub fix: String,
 }
 
-fn bad(file: &Path, line: usize, column: &str, problem: &str, fix: &str) -> DataError {
-    let at = if column.is_empty() { String::new() } else { format!(", column `{column}`") };
+fn bad(file: &Path, at: &str, column: &str, problem: &str, fix: &str) -> DataError {
+    let col = if column.is_empty() { String::new() } else { format!(", column `{column}`") };
+    DataError { problem: format!("{} {at}{col}: {problem}", file.display()), fix: fix.to_string() }
+}
+
+/// The rows of `file` in `format`: Parquet where the name ends in `.parquet`, else JSON lines.
+pub fn read(file: &Path, format: Format, columns: &Columns) -> Result<Vec<Row>, DataError> {
+    let values = if file.extension().is_some_and(|e| e == "parquet") {
+        parquet_values(file)?
+    } else {
+        json_lines(file)?
+    };
+    let rows = values
+        .iter()
+        .map(|(at, v)| row(v, format, columns, (file, at)))
+        .collect::<Result<Vec<_>, _>>()?;
+    if rows.is_empty() {
+        return Err(bad(file, "line 1", "", "the file has no rows", "give a file with at least one row"));
+    }
+    Ok(rows)
+}
+
+fn unreadable(file: &Path, e: impl std::fmt::Display) -> DataError {
     DataError {
-        problem: format!("{} line {line}{at}: {problem}", file.display()),
-        fix: fix.to_string(),
+        problem: format!("{} cannot be read ({e})", file.display()),
+        fix: "give the path of a JSON-lines file (one JSON object per line) or a .parquet file".into(),
     }
 }
 
-/// The rows of `file` in `format`.
-pub fn read(file: &Path, format: Format, columns: &Columns) -> Result<Vec<Row>, DataError> {
-    let bytes = std::fs::read(file).map_err(|e| DataError {
-        problem: format!("{} cannot be read ({e})", file.display()),
-        fix: "give the path of a JSON-lines file (one JSON object per line)".into(),
-    })?;
-    let mut rows = vec![];
+/// Each non-blank line's JSON object, with its line number.
+fn json_lines(file: &Path) -> Result<Vec<(String, Value)>, DataError> {
+    let bytes = std::fs::read(file).map_err(|e| unreadable(file, e))?;
+    let mut out = vec![];
     for (i, raw) in bytes.split(|&b| b == b'\n').enumerate() {
-        let line = i + 1;
+        let at = format!("line {}", i + 1);
         let text = std::str::from_utf8(raw).map_err(|e| {
-            bad(file, line, "", &format!("is not UTF-8 ({e})"), "save the file as UTF-8")
+            bad(file, &at, "", &format!("is not UTF-8 ({e})"), "save the file as UTF-8")
         })?;
         if text.trim().is_empty() {
             continue;
         }
         let v: Value = serde_json::from_str(text).map_err(|e| {
-            bad(file, line, "", &format!("is not JSON ({e})"), "write one JSON object per line")
+            bad(file, &at, "", &format!("is not JSON ({e})"), "write one JSON object per line")
         })?;
-        rows.push(row(&v, format, columns, (file, line))?);
+        out.push((at, v));
     }
-    if rows.is_empty() {
-        return Err(bad(file, 1, "", "the file has no rows", "give a file with at least one row"));
+    Ok(out)
+}
+
+/// Each row of a Parquet file as a JSON object (nested columns as nested objects and lists).
+#[cfg(feature = "parquet")]
+fn parquet_values(file: &Path) -> Result<Vec<(String, Value)>, DataError> {
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    let f = std::fs::File::open(file).map_err(|e| unreadable(file, e))?;
+    let not_parquet = |e: parquet::errors::ParquetError| DataError {
+        problem: format!("{} is not a Parquet file this build reads ({e})", file.display()),
+        fix: "give an uncompressed or snappy-compressed Parquet file (the datasets library's default), or JSON lines".into(),
+    };
+    let reader = SerializedFileReader::new(f).map_err(not_parquet)?;
+    let mut out = vec![];
+    for (i, row) in reader.get_row_iter(None).map_err(not_parquet)?.enumerate() {
+        out.push((format!("row {}", i + 1), row.map_err(not_parquet)?.to_json_value()));
     }
-    Ok(rows)
+    Ok(out)
+}
+
+#[cfg(not(feature = "parquet"))]
+fn parquet_values(file: &Path) -> Result<Vec<(String, Value)>, DataError> {
+    Err(DataError {
+        problem: format!("{} is Parquet, and this build reads JSON lines only", file.display()),
+        fix: "build with the default features (the `parquet` feature), or write the rows as JSON lines".into(),
+    })
 }
 
 /// The value at a dotted path of `v`.
@@ -133,7 +175,7 @@ fn row(
     v: &Value,
     format: Format,
     columns: &Columns,
-    (file, line): (&Path, usize),
+    (file, line): (&Path, &str),
 ) -> Result<Row, DataError> {
     let field = |name: &str| -> Result<String, DataError> {
         let col = columns.get(name, format);
@@ -164,7 +206,7 @@ fn row(
     };
     let cut = ["chosen_truncated", "rejected_truncated"]
         .map(|k| v.get(k).and_then(Value::as_bool).unwrap_or(false));
-    let make = |prompt, chosen, rejected| Row { line, prompt, chosen, rejected, val, cut };
+    let make = |prompt, chosen, rejected| Row { at: format!("{} {line}", file.display()), prompt, chosen, rejected, val, cut };
     Ok(match format {
         Format::Preference => make(field("prompt")?, field("chosen")?, Some(field("rejected")?)),
         Format::PromptCompletion => make(field("prompt")?, field("completion")?, None),
@@ -219,7 +261,7 @@ pub fn split_dialogues(chosen: &str, rejected: &str) -> Result<(String, String, 
 fn tldr_pair(
     v: &Value,
     columns: &Columns,
-    (file, line): (&Path, usize),
+    (file, line): (&Path, &str),
 ) -> Result<(String, String), DataError> {
     let (scol, ccol) = (columns.get("summaries", Format::Tldr), columns.get("choice", Format::Tldr));
     let fix = "give the TL;DR comparisons' rows: `summaries` a list of two objects with `text`, `choice` 0 or 1";
