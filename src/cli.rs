@@ -114,6 +114,11 @@ pub enum Cmd {
         /// Also write the `metric,policy,sft` table to this CSV file.
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Place the policy on this results folder's frontier plot (the scenario's, e.g.
+        /// results/sentiment): a row of its external.csv (named by the policy's folder), and the
+        /// folder's report and plots drawn again.
+        #[arg(long)]
+        frontier: Option<PathBuf>,
     },
     /// List a scenario's cells (seed, index, method, setting) and whether each has finished.
     Cells {

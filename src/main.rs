@@ -46,10 +46,11 @@ fn run() -> Result<()> {
                 println!("seed {s}: shared stages ready");
             }
         }
-        Cmd::Eval { file, common, policy, seed, runs, out } => {
+        Cmd::Eval { file, common, policy, seed, runs, out, frontier } => {
             let sc = Scenario::load(&file, &common.sets())?;
             let opts = RunOptions::local(runs, setup(&common)?, ProgressMode::Quiet);
-            experiment::eval_policy::command(&sc, seed, &opts, &policy, out.as_deref())?;
+            experiment::eval_policy::command(&sc, seed, &opts, &policy, (&out, &frontier))?;
+            frontier.map(|d| alignlab::report::report(&d)).transpose()?;
         }
         Cmd::Cells { file, settings, runs } => {
             let sc = Scenario::load(&file, &settings.sets())?;
@@ -84,8 +85,7 @@ fn run() -> Result<()> {
             alignlab::report::plot::tabular(&out, &rows)?;
             experiment::tabular::unseen_mass(&out, seed)?;
             print!("{}", experiment::tabular::last_values(&rows));
-            let files = "tabular.csv, tabular_unseen.csv, tabular.png, tabular.svg";
-            println!("written: {}/{files}", out.display());
+            println!("written: {}/tabular{{.csv,_unseen.csv,.png,.svg}}", out.display());
         }
         Cmd::Bench { common, quick, real } => alignlab::bench::run(setup(&common)?, quick, real)?,
     }
@@ -107,9 +107,9 @@ fn run_command(args: RunArgs) -> Result<()> {
     let progress = ProgressMode::choose(quiet, json_progress);
     progress.header(&sc.name, &sc.seeds, (&format!("{device:?}"), threads, jobs));
     // What makes `alignlab cell` see the same scenario: file, --runs, --device, the --sets.
-    let (file_arg, runs_arg) = (file.display().to_string(), runs.display().to_string());
-    let mut cell_args = vec![file_arg, "--runs".into(), runs_arg, "--device".into()];
-    cell_args.push(common.device.to_string());
+    let mut cell_args =
+        vec![file.display().to_string(), "--runs".into(), runs.display().to_string()];
+    cell_args.extend(["--device".into(), common.device.to_string()]);
     cell_args.extend(common.sets().into_iter().flat_map(|s| ["--set".to_string(), s]));
     let opts = RunOptions {
         results_root: results,

@@ -34,15 +34,27 @@ fn rows_are_read_in_each_format() {
     let d = tmp("formats");
     let cols = Columns::default();
     let f = d.join("hh.jsonl");
-    write(&f, &[r#"{"chosen": "\n\nHuman: hi\n\nAssistant: hello\n\nHuman: how?\n\nAssistant: well", "rejected": "\n\nHuman: hi\n\nAssistant: hello\n\nHuman: how?\n\nAssistant: go away"}"#]);
+    write(
+        &f,
+        &[
+            r#"{"chosen": "\n\nHuman: hi\n\nAssistant: hello\n\nHuman: how?\n\nAssistant: well", "rejected": "\n\nHuman: hi\n\nAssistant: hello\n\nHuman: how?\n\nAssistant: go away"}"#,
+        ],
+    );
     let rows = read(&f, Format::Hh, &cols).unwrap();
     // The prompt ends at the last Assistant turn, both replies after it.
     assert_eq!(rows[0].prompt, "\n\nHuman: hi\n\nAssistant: hello\n\nHuman: how?\n\nAssistant:");
     assert_eq!(rows[0].chosen, " well");
     assert_eq!(rows[0].rejected.as_deref(), Some(" go away"));
-    assert!(split_dialogues("\n\nHuman: a\n\nAssistant: b", "\n\nHuman: c\n\nAssistant: d").is_err());
+    assert!(
+        split_dialogues("\n\nHuman: a\n\nAssistant: b", "\n\nHuman: c\n\nAssistant: d").is_err()
+    );
     let f = d.join("tldr.jsonl");
-    write(&f, &[r#"{"info": {"post": "my post"}, "summaries": [{"text": " first"}, {"text": " second"}], "choice": 1}"#]);
+    write(
+        &f,
+        &[
+            r#"{"info": {"post": "my post"}, "summaries": [{"text": " first"}, {"text": " second"}], "choice": 1}"#,
+        ],
+    );
     let rows = read(&f, Format::Tldr, &cols).unwrap();
     assert_eq!((rows[0].prompt.as_str(), rows[0].chosen.as_str()), ("my post", " second"));
     assert_eq!(rows[0].rejected.as_deref(), Some(" first"));
@@ -52,16 +64,24 @@ fn rows_are_read_in_each_format() {
     let rows = read(&f, Format::PromptCompletion, &renamed).unwrap();
     assert_eq!((rows[0].prompt.as_str(), rows[0].rejected.is_none()), ("a question", true));
     // Parquet (snappy, a nested column) reads as the same rows as the JSON lines it was made of.
-    let json = read(Path::new("tests/fixtures/data/prefs.jsonl"), Format::Preference, &cols).unwrap();
+    let json =
+        read(Path::new("tests/fixtures/data/prefs.jsonl"), Format::Preference, &cols).unwrap();
     let nested = Columns { chosen: "meta.chosen".into(), ..Columns::default() };
-    let parquet = read(Path::new("tests/fixtures/data/prefs.parquet"), Format::Preference, &nested).unwrap();
+    let parquet =
+        read(Path::new("tests/fixtures/data/prefs.parquet"), Format::Preference, &nested).unwrap();
     assert_eq!(json.len(), 200);
     for (a, b) in json.iter().zip(&parquet) {
         assert_eq!((&a.prompt, &a.chosen, &a.rejected), (&b.prompt, &b.chosen, &b.rejected));
     }
     let wrong = Columns { prompt: "score".into(), ..nested };
-    let e = read(Path::new("tests/fixtures/data/prefs.parquet"), Format::Preference, &wrong).unwrap_err();
-    assert!(e.problem.ends_with("prefs.parquet row 1, column `score`: is a number where text is expected"), "{}", e.problem);
+    let e = read(Path::new("tests/fixtures/data/prefs.parquet"), Format::Preference, &wrong)
+        .unwrap_err();
+    assert!(
+        e.problem
+            .ends_with("prefs.parquet row 1, column `score`: is a number where text is expected"),
+        "{}",
+        e.problem
+    );
 }
 
 /// A dataset scenario under `d` with `world` as its `[world]` lines (before `[world.gold]`).
@@ -94,14 +114,44 @@ fn bad_data_fails_in_one_line_before_any_work() {
     let world = format!("train = \"{path}\"");
     let good = r#"{"prompt": "the movie", "chosen": " was great", "rejected": " was bad"}"#;
     let cases: Vec<(Vec<u8>, &str, Vec<&str>)> = vec![
-        (format!("{good}\n{{\"prompt\": \"a\", \"chosen\": \" b\"}}").into_bytes(), "", vec!["line 2, column `rejected`: is missing", "world.columns.rejected"]),
-        (format!("{good}\n{{\"prompt\": \"a\", \"chosen\": \"  \", \"rejected\": \" c\"}}").into_bytes(), "", vec!["line 2, column `chosen`: is empty"]),
+        (
+            format!("{good}\n{{\"prompt\": \"a\", \"chosen\": \" b\"}}").into_bytes(),
+            "",
+            vec!["line 2, column `rejected`: is missing", "world.columns.rejected"],
+        ),
+        (
+            format!("{good}\n{{\"prompt\": \"a\", \"chosen\": \"  \", \"rejected\": \" c\"}}")
+                .into_bytes(),
+            "",
+            vec!["line 2, column `chosen`: is empty"],
+        ),
         ([good.as_bytes(), b"\n{\"prompt\": \"\xff\"}"].concat(), "", vec!["line 2: is not UTF-8"]),
         (format!("{good}\nnot json").into_bytes(), "", vec!["line 2: is not JSON"]),
-        (format!("{good}\n{{\"prompt\": 3, \"chosen\": \" b\", \"rejected\": \" c\"}}").into_bytes(), "", vec!["line 2, column `prompt`: is a number where text is expected"]),
-        (format!("{good}\n{good}").into_bytes(), "overlong = \"refuse\"\nmax_response_tokens = 1", vec!["the response has", "more than 1", "overlong = \"truncate\""]),
-        (format!("{good}\n{good}").into_bytes(), "template = \"Q:\"", vec!["world.template", "has no {prompt}"]),
-        ((0..40).map(|i| good.replace("the movie", &format!("the movie {i}"))).collect::<Vec<_>>().join("\n").into_bytes(), "format = \"prompt_completion\"\ncolumns.completion = \"chosen\"", vec!["prefs.source", "has no preference pairs of its own"]),
+        (
+            format!("{good}\n{{\"prompt\": 3, \"chosen\": \" b\", \"rejected\": \" c\"}}")
+                .into_bytes(),
+            "",
+            vec!["line 2, column `prompt`: is a number where text is expected"],
+        ),
+        (
+            format!("{good}\n{good}").into_bytes(),
+            "overlong = \"refuse\"\nmax_response_tokens = 1",
+            vec!["the response has", "more than 1", "overlong = \"truncate\""],
+        ),
+        (
+            format!("{good}\n{good}").into_bytes(),
+            "template = \"Q:\"",
+            vec!["world.template", "has no {prompt}"],
+        ),
+        (
+            (0..40)
+                .map(|i| good.replace("the movie", &format!("the movie {i}")))
+                .collect::<Vec<_>>()
+                .join("\n")
+                .into_bytes(),
+            "format = \"prompt_completion\"\ncolumns.completion = \"chosen\"",
+            vec!["prefs.source", "has no preference pairs of its own"],
+        ),
     ];
     for (bytes, extra, needles) in cases {
         std::fs::write(&f, bytes).unwrap();
@@ -109,19 +159,45 @@ fn bad_data_fails_in_one_line_before_any_work() {
     }
     std::fs::write(&f, format!("{good}\n{good}")).unwrap();
     fails_before_work(&d, &world, "", &["world.train", "0 SFT training", "give more rows"]);
-    let rows: Vec<String> = (0..40).map(|i| good.replace("the movie", &format!("the movie {i}"))).collect();
+    let rows: Vec<String> =
+        (0..40).map(|i| good.replace("the movie", &format!("the movie {i}"))).collect();
     std::fs::write(&f, rows.join("\n")).unwrap();
-    fails_before_work(&d, "train = \"${ALIGNLAB_NO_SUCH_VAR}/x.jsonl\"", "", &["world.train", "${ALIGNLAB_NO_SUCH_VAR}", "is not set", "export ALIGNLAB_NO_SUCH_VAR="]);
-    fails_before_work(&d, &format!("{world}\nfingerprint = \"0123\""), "", &["world.fingerprint", "not 0123"]);
+    fails_before_work(
+        &d,
+        "train = \"${ALIGNLAB_NO_SUCH_VAR}/x.jsonl\"",
+        "",
+        &["world.train", "${ALIGNLAB_NO_SUCH_VAR}", "is not set", "export ALIGNLAB_NO_SUCH_VAR="],
+    );
+    fails_before_work(
+        &d,
+        &format!("{world}\nfingerprint = \"0123\""),
+        "",
+        &["world.fingerprint", "not 0123"],
+    );
     // Without a judge: no PPO-GT, no labels from gold.
     let s = scenario(&d, &world, "[ppo_gt]\ntarget_kl = [1.0]\niterations = 1\n");
-    let no_gold = std::fs::read_to_string(&s).unwrap().replace("[world.gold]\ninit = \"tests/fixtures/roberta-classifier\"\nlabel = \"POSITIVE\"\n", "");
+    let no_gold = std::fs::read_to_string(&s).unwrap().replace(
+        "[world.gold]\ninit = \"tests/fixtures/roberta-classifier\"\nlabel = \"POSITIVE\"\n",
+        "",
+    );
     std::fs::write(&s, &no_gold).unwrap();
     let o = alignlab(&["run", s.to_str().unwrap()], &d);
     assert!(!o.status.success() && text(&o).contains("`ppo_gt`: PPO-GT trains on the gold reward, and this dataset world has no gold reward"), "{}", text(&o));
-    std::fs::write(&s, no_gold.replace("[ppo_gt]\ntarget_kl = [1.0]\niterations = 1\n", "").replace("labels = \"world\"", "labels = \"deterministic\"")).unwrap();
+    std::fs::write(
+        &s,
+        no_gold
+            .replace("[ppo_gt]\ntarget_kl = [1.0]\niterations = 1\n", "")
+            .replace("labels = \"world\"", "labels = \"deterministic\""),
+    )
+    .unwrap();
     let o = alignlab(&["run", s.to_str().unwrap()], &d);
-    assert!(!o.status.success() && text(&o).contains("`prefs.labels`") && text(&o).contains("no gold reward"), "{}", text(&o));
+    assert!(
+        !o.status.success()
+            && text(&o).contains("`prefs.labels`")
+            && text(&o).contains("no gold reward"),
+        "{}",
+        text(&o)
+    );
     // A judge whose tokenizer reads nothing of the policy's text: a vocabulary of unknowns.
     let judge = d.join("judge");
     std::fs::create_dir_all(&judge).unwrap();
@@ -129,17 +205,27 @@ fn bad_data_fails_in_one_line_before_any_work() {
     for f in ["config.json", "model.safetensors", "tokenizer_config.json"] {
         std::fs::copy(src.join(f), judge.join(f)).unwrap();
     }
-    let mut tok: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(src.join("tokenizer.json")).unwrap()).unwrap();
+    let mut tok: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(src.join("tokenizer.json")).unwrap())
+            .unwrap();
     tok["model"]["vocab"] = serde_json::json!({"<s>": 0, "<pad>": 1, "</s>": 2, "<unk>": 3});
     tok["model"]["merges"] = serde_json::json!([]);
     tok["model"]["unk_token"] = serde_json::json!("<unk>");
     tok["pre_tokenizer"] = serde_json::Value::Null;
     std::fs::write(judge.join("tokenizer.json"), tok.to_string()).unwrap();
     let s = scenario(&d, &world, "").display().to_string();
-    let patched = std::fs::read_to_string(&s).unwrap().replace("tests/fixtures/roberta-classifier", &judge.display().to_string());
+    let patched = std::fs::read_to_string(&s)
+        .unwrap()
+        .replace("tests/fixtures/roberta-classifier", &judge.display().to_string());
     std::fs::write(&s, patched).unwrap();
     let o = alignlab(&["run", &s], &d);
-    assert!(!o.status.success() && text(&o).contains("world.gold.init") && text(&o).contains("unknown tokens"), "{}", text(&o));
+    assert!(
+        !o.status.success()
+            && text(&o).contains("world.gold.init")
+            && text(&o).contains("unknown tokens"),
+        "{}",
+        text(&o)
+    );
 }
 
 /// SFT, the file's pairs, reward model, DPO, PPO (critic), PPO-GT and Best-of-N on the committed
@@ -166,8 +252,29 @@ fn a_dataset_scenario_runs_end_to_end() {
     let resolved = d.join("results/dataset/scenario.resolved.toml");
     let r = std::fs::read_to_string(&resolved).unwrap();
     assert!(r.lines().any(|l| l.starts_with("fingerprint = \"") && l.len() > 20), "{r}");
-    let o = Command::new(env!("CARGO_BIN_EXE_alignlab")).arg("check").arg(&resolved).output().unwrap();
+    let o =
+        Command::new(env!("CARGO_BIN_EXE_alignlab")).arg("check").arg(&resolved).output().unwrap();
     assert!(o.status.success(), "{}", text(&o));
+    // A policy trained elsewhere, in the tokenizer's own layout (the unshifted fixture GPT-2),
+    // evaluated on the world's judge and exact KL, and placed on the frontier plot.
+    let res = d.join("results/dataset");
+    let mut c = Command::new(env!("CARGO_BIN_EXE_alignlab"));
+    c.args([
+        "eval",
+        "tests/fixtures/data/dataset.toml",
+        "--threads",
+        "1",
+        "--policy",
+        "tests/fixtures/real/gpt2-large",
+    ]);
+    let o = c.arg("--runs").arg(d.join("runs")).arg("--frontier").arg(&res).output().unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let ext = alignlab::report::external(&res).unwrap();
+    assert_eq!(ext.len(), 1, "{ext:?}");
+    assert!(
+        ext[0].name == "gpt2-large" && ext[0].kl > 0.0 && (0.0..=1.0).contains(&ext[0].gold),
+        "{ext:?}"
+    );
 }
 
 /// The sentiment world's pairs, exported with `export-prefs` and read back by the dataset world
@@ -177,10 +284,21 @@ fn a_dataset_scenario_runs_end_to_end() {
 fn exported_pairs_train_dpo_to_the_same_losses() {
     let d = tmp("roundtrip");
     let tiny = [
-        "sft.steps=20", "world.n_train=200", "world.n_val=40", "world.n_train_prompts=16",
-        "world.n_eval_prompts=8", "train.steps=30", "train.batch_size=16", "reward.epochs=1",
-        "eval.every=30", "eval.samples_per_prompt=1", "ppo.iterations=1", "ppo_gt.iterations=1",
-        "best_of_n.n=[1]", "sweep.seeds=[0]", "dpo.beta=[0.1]",
+        "sft.steps=20",
+        "world.n_train=200",
+        "world.n_val=40",
+        "world.n_train_prompts=16",
+        "world.n_eval_prompts=8",
+        "train.steps=30",
+        "train.batch_size=16",
+        "reward.epochs=1",
+        "eval.every=30",
+        "eval.samples_per_prompt=1",
+        "ppo.iterations=1",
+        "ppo_gt.iterations=1",
+        "best_of_n.n=[1]",
+        "sweep.seeds=[0]",
+        "dpo.beta=[0.1]",
     ];
     let mut args = vec!["run", "scenarios/sentiment.toml"];
     for s in &tiny {
@@ -200,11 +318,15 @@ fn exported_pairs_train_dpo_to_the_same_losses() {
     let o = Command::new(exe).arg("export-prefs").arg(dirs("prefs-")).arg(&jsonl).output().unwrap();
     assert!(o.status.success(), "{}", text(&o));
     let hf = d.join("sft-hf");
-    let o = Command::new(exe).arg("export").arg(dirs("sft-")).arg("--hf").arg(&hf).output().unwrap();
+    let o =
+        Command::new(exe).arg("export").arg(dirs("sft-")).arg("--hf").arg(&hf).output().unwrap();
     assert!(o.status.success(), "{}", text(&o));
     let s = d.join("ds.toml");
     let (j, h) = (jsonl.display(), hf.display());
-    std::fs::write(&s, format!(r#"name = "roundtrip"
+    std::fs::write(
+        &s,
+        format!(
+            r#"name = "roundtrip"
 [world]
 kind = "dataset"
 tokenizer = "{h}"
@@ -237,12 +359,19 @@ every = 30
 samples_per_prompt = 1
 [dpo]
 beta = [0.1]
-"#)).unwrap();
+"#
+        ),
+    )
+    .unwrap();
     let o = alignlab(&["run", s.to_str().unwrap()], &d);
     assert!(o.status.success(), "{}", text(&o));
     // The pairs: identical ids, in the same order.
     let ours = alignlab::data::PrefData::load(&dirs("prefs-").join("pairs.txt")).unwrap();
-    let back_dir = std::fs::read_dir(d.join("runs/roundtrip")).unwrap().map(|e| e.unwrap().path()).find(|p| p.file_name().unwrap().to_string_lossy().starts_with("prefs-")).unwrap();
+    let back_dir = std::fs::read_dir(d.join("runs/roundtrip"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.file_name().unwrap().to_string_lossy().starts_with("prefs-"))
+        .unwrap();
     let back = alignlab::data::PrefData::load(&back_dir.join("pairs.txt")).unwrap();
     assert!(!ours.train.is_empty() && !ours.val.is_empty());
     for (a, b) in ours.train.iter().chain(&ours.val).zip(back.train.iter().chain(&back.val)) {
@@ -251,7 +380,11 @@ beta = [0.1]
     assert_eq!((ours.train.len(), ours.val.len()), (back.train.len(), back.val.len()));
     // The DPO losses at every logged step.
     let losses = |dir: &Path| -> Vec<(String, f64)> {
-        let run = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).find(|p| p.file_name().unwrap().to_string_lossy().starts_with("dpo-")).unwrap();
+        let run = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.file_name().unwrap().to_string_lossy().starts_with("dpo-"))
+            .unwrap();
         std::fs::read_to_string(run.join("metrics.csv"))
             .unwrap()
             .lines()
@@ -264,11 +397,18 @@ beta = [0.1]
     };
     let (a, b) = (losses(&d.join("runs/sentiment")), losses(&d.join("runs/roundtrip")));
     assert_eq!(a.len(), 3, "{a:?}");
-    let worst = a.iter().zip(&b).map(|(x, y)| {
-        assert_eq!(x.0, y.0);
-        (x.1 - y.1).abs()
-    }).fold(0.0, f64::max);
-    eprintln!("DPO loss at steps {:?}: largest difference {worst:e}", a.iter().map(|x| &x.0).collect::<Vec<_>>());
+    let worst = a
+        .iter()
+        .zip(&b)
+        .map(|(x, y)| {
+            assert_eq!(x.0, y.0);
+            (x.1 - y.1).abs()
+        })
+        .fold(0.0, f64::max);
+    eprintln!(
+        "DPO loss at steps {:?}: largest difference {worst:e}",
+        a.iter().map(|x| &x.0).collect::<Vec<_>>()
+    );
     assert_eq!(a.len(), b.len());
     assert!(worst == 0.0, "{a:?} vs {b:?}");
 }
@@ -284,7 +424,8 @@ fn a_decoder_reward_model_judges_as_transformers_scores() {
         std::fs::copy(Path::new("tests/fixtures/llama-rm").join(f), judge.join(f)).unwrap();
     }
     for f in ["tokenizer.json", "tokenizer_config.json"] {
-        std::fs::copy(Path::new("tests/fixtures/tokenizers/bytelevel").join(f), judge.join(f)).unwrap();
+        std::fs::copy(Path::new("tests/fixtures/tokenizers/bytelevel").join(f), judge.join(f))
+            .unwrap();
     }
     let j = alignlab::model::judge::DecoderJudge::open(&judge, tch::Device::Cpu).unwrap();
     let expected =
@@ -299,12 +440,19 @@ fn a_decoder_reward_model_judges_as_transformers_scores() {
         assert!((g - w).abs() < 1e-5, "{g} vs transformers {w}");
     }
     let alone = j.score_ids(&rows[1..2]);
-    assert!((got[1] - alone[0]).abs() < 1e-5, "padding changed a score: {} vs {}", got[1], alone[0]);
+    assert!(
+        (got[1] - alone[0]).abs() < 1e-5,
+        "padding changed a score: {} vs {}",
+        got[1],
+        alone[0]
+    );
     // As a dataset world's gold.
     let s = d.join("s.toml");
     let toml = std::fs::read_to_string("tests/fixtures/data/dataset.toml").unwrap();
-    let toml = toml
-        .replace("init = \"tests/fixtures/roberta-classifier\"\nlabel = \"POSITIVE\"\nreward = \"prob\"", &format!("init = \"{}\"", judge.display()));
+    let toml = toml.replace(
+        "init = \"tests/fixtures/roberta-classifier\"\nlabel = \"POSITIVE\"\nreward = \"prob\"",
+        &format!("init = \"{}\"", judge.display()),
+    );
     std::fs::write(&s, toml).unwrap();
     let o = Command::new(env!("CARGO_BIN_EXE_alignlab")).arg("world").arg(&s).output().unwrap();
     assert!(o.status.success(), "{}", text(&o));
@@ -320,21 +468,43 @@ fn the_real_scenarios_run_on_the_fixtures() {
         let f = format!("scenarios/{name}.toml");
         let toml = std::fs::read_to_string(&f).unwrap();
         let mut sets = vec![
-            "model.block_size=64", "world.max_prompt_tokens=16", "world.max_response_tokens=16",
-            "sample.max_new_tokens=16", "world.n_eval_prompts=8", "world.max_rows=60",
-            "sft.steps=4", "sft.eval_every=2", "sft.batch_size=8", "train.steps=4",
-            "train.warmup_steps=1", "train.batch_size=8", "reward.epochs=1", "reward.batch_size=8",
-            "eval.every=2", "eval.samples_per_prompt=1", "ppo.iterations=2", "ppo.eval_every=1",
-            "ppo.rollout_batch=8", "ppo.minibatch_size=4", "best_of_n.n=[1,2]", "sweep.seeds=[0]",
+            "model.block_size=64",
+            "world.max_prompt_tokens=16",
+            "world.max_response_tokens=16",
+            "sample.max_new_tokens=16",
+            "world.n_eval_prompts=8",
+            "world.max_rows=60",
+            "sft.steps=4",
+            "sft.eval_every=2",
+            "sft.batch_size=8",
+            "train.steps=4",
+            "train.warmup_steps=1",
+            "train.batch_size=8",
+            "reward.epochs=1",
+            "reward.batch_size=8",
+            "eval.every=2",
+            "eval.samples_per_prompt=1",
+            "ppo.iterations=2",
+            "ppo.eval_every=1",
+            "ppo.rollout_batch=8",
+            "ppo.minibatch_size=4",
+            "best_of_n.n=[1,2]",
+            "sweep.seeds=[0]",
         ];
         if toml.contains("[ppo_gt]") {
-            sets.extend(["ppo_gt.iterations=2", "ppo_gt.eval_every=1", "ppo_gt.rollout_batch=8", "ppo_gt.minibatch_size=4"]);
+            sets.extend([
+                "ppo_gt.iterations=2",
+                "ppo_gt.eval_every=1",
+                "ppo_gt.rollout_batch=8",
+                "ppo_gt.minibatch_size=4",
+            ]);
         }
         if toml.contains("\nk = ") {
             sets.push("prefs.k=2");
         }
         let mut c = Command::new(env!("CARGO_BIN_EXE_alignlab"));
-        c.args(["run", &f, "--quiet", "--threads", "1"]).env("ALIGNLAB_DATA", "tests/fixtures/real");
+        c.args(["run", &f, "--quiet", "--threads", "1"])
+            .env("ALIGNLAB_DATA", "tests/fixtures/real");
         c.arg("--results").arg(d.join("results")).arg("--runs").arg(d.join("runs"));
         for s in &sets {
             c.args(["--set", s]);
@@ -343,11 +513,24 @@ fn the_real_scenarios_run_on_the_fixtures() {
         assert!(o.status.success(), "{name}:\n{}", text(&o));
         let csv = std::fs::read_to_string(d.join("results").join(name).join("eval.csv")).unwrap();
         for section in ["dpo", "ppo", "best_of_n", "preferred_ft"] {
-            assert!(csv.lines().any(|l| l.starts_with(&format!("{section},")) && l.contains(",eval/gold,")), "{name}: no {section} evaluation");
+            assert!(
+                csv.lines()
+                    .any(|l| l.starts_with(&format!("{section},")) && l.contains(",eval/gold,")),
+                "{name}: no {section} evaluation"
+            );
         }
         // Without the variable: one line naming it.
-        let o = Command::new(env!("CARGO_BIN_EXE_alignlab")).args(["check", &f]).env_remove("ALIGNLAB_DATA").output().unwrap();
-        assert!(!o.status.success() && text(&o).contains("${ALIGNLAB_DATA}") && text(&o).contains("is not set"), "{}", text(&o));
+        let o = Command::new(env!("CARGO_BIN_EXE_alignlab"))
+            .args(["check", &f])
+            .env_remove("ALIGNLAB_DATA")
+            .output()
+            .unwrap();
+        assert!(
+            !o.status.success()
+                && text(&o).contains("${ALIGNLAB_DATA}")
+                && text(&o).contains("is not set"),
+            "{}",
+            text(&o)
+        );
     }
 }
-

@@ -23,8 +23,14 @@ pub fn eval_policy(
     dir: &Path,
 ) -> Result<Vec<(String, f64, Option<f64>)>> {
     let ck = hf::open(dir)?;
+    // A dataset world with shifted ids reads the tokenizer's rows of any checkpoint of it
+    // (its embedding may have spare rows); elsewhere the vocabularies must be the world's.
+    let fits = match sc.model.special_rows {
+        Some(_) => ck.gpt.vocab_size + crate::tokens::N_SPECIAL as i64 >= sc.model.vocab_size,
+        None => ck.gpt.vocab_size == sc.model.vocab_size,
+    };
     anyhow::ensure!(
-        ck.gpt.vocab_size == sc.model.vocab_size,
+        fits,
         "{}: the policy's vocabulary has {} tokens, the world's {}; fix: evaluate a policy over the world's vocabulary (one `alignlab export --hf` wrote, then trained anywhere)",
         dir.join("config.json").display(),
         ck.gpt.vocab_size,
@@ -32,11 +38,7 @@ pub fn eval_policy(
     );
     // The world's vocabulary and the scenario's block, as a scenario with `init` reads it.
     let mut cfg = hf::network(
-        &ck,
-        sc.model.vocab_size,
-        sc.model.block_size,
-        sc.model.precision,
-        sc.model.special_rows,
+        &ck, sc.model.vocab_size, sc.model.block_size, sc.model.precision, sc.model.special_rows,
     )?;
     cfg.suppress.clone_from(&sc.model.suppress);
     with_stages(sc, opts, |s, _| {
@@ -52,15 +54,29 @@ pub fn eval_policy(
 }
 
 /// The command: evaluate at `seed` (default: the scenario's first), print `metric,policy,sft`
-/// and write it to `out` where given.
+/// and write it to `out` where given; with `frontier`, a results folder, record the policy in
+/// its `external.csv` (the report draws those on the frontier plot).
 pub fn command(
     sc: &Scenario,
     seed: Option<u64>,
     opts: &RunOptions,
     dir: &Path,
-    out: Option<&Path>,
+    (out, frontier): (&Option<std::path::PathBuf>, &Option<std::path::PathBuf>),
 ) -> Result<()> {
-    let rows = eval_policy(&sc.with_seed(seed.unwrap_or(sc.seed)), opts, dir)?;
+    let (out, frontier) = (out.as_deref(), frontier.as_deref());
+    if let Some(f) = frontier {
+        anyhow::ensure!(
+            f.join("eval.csv").exists(),
+            "{} has no eval.csv; fix: pass the scenario's results folder (e.g. results/{}) after running it",
+            f.display(),
+            sc.name
+        );
+    }
+    let seed = seed.unwrap_or(sc.seed);
+    let rows = eval_policy(&sc.with_seed(seed), opts, dir)?;
+    if let Some(f) = frontier {
+        record(f, dir, seed, &rows)?;
+    }
     let mut text = String::from("metric,policy,sft\n");
     for (k, v, s) in &rows {
         let s = s.map_or(String::new(), |s| s.to_string());
@@ -72,4 +88,34 @@ pub fn command(
             .with_context(|| format!("cannot write {}", out.display()))?;
     }
     Ok(())
+}
+
+/// The columns of a results folder's `external.csv`: policies evaluated with `--frontier`.
+pub const EXTERNAL_COLUMNS: &str = "policy,seed,kl,gold,gold_ci,winrate";
+
+/// The policy of folder `dir` at `seed` as a row of `frontier/external.csv`, replacing its
+/// earlier row.
+fn record(
+    frontier: &Path,
+    dir: &Path,
+    seed: u64,
+    rows: &[(String, f64, Option<f64>)],
+) -> Result<()> {
+    let get = |k: &str| rows.iter().find(|(n, _, _)| n == k).map_or(f64::NAN, |r| r.1);
+    let name = dir.file_name().map_or("policy".into(), |n| n.to_string_lossy().replace(',', "_"));
+    let path = frontier.join("external.csv");
+    let old = std::fs::read_to_string(&path).unwrap_or_default();
+    let mut lines: Vec<String> = old
+        .lines()
+        .skip(1)
+        .filter(|l| !l.starts_with(&format!("{name},{seed},")))
+        .map(String::from)
+        .collect();
+    let (kl, gold, ci, win) =
+        (get("eval/kl"), get("eval/gold"), get("eval/gold_ci"), get("eval/winrate"));
+    lines.push(format!("{name},{seed},{kl},{gold},{ci},{win}"));
+    lines.sort();
+    let text = format!("{EXTERNAL_COLUMNS}\n{}\n", lines.join("\n"));
+    crate::log::write_atomic(&path, text.as_bytes())
+        .with_context(|| format!("cannot write {}", path.display()))
 }

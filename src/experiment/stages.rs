@@ -151,7 +151,15 @@ pub fn prefs_stage(
     };
     summary.number("prefs", "label_agreement_pct", 100.0 * agree);
     if gap.is_nan() {
-        summary.add("prefs", "pairs", format!("{} train, {} val (no gold reward to compare the labels with)", data.train.len(), data.val.len()));
+        summary.add(
+            "prefs",
+            "pairs",
+            format!(
+                "{} train, {} val (no gold reward to compare the labels with)",
+                data.train.len(),
+                data.val.len()
+            ),
+        );
     } else {
         summary.add("prefs", "pairs", format!("{} train, {} val (mean gold gap {gap:.3}, labels agree with gold on {:.1}% of the pairs of distinct gold{ties})", data.train.len(), data.val.len(), 100.0 * agree));
     }

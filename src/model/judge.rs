@@ -36,7 +36,8 @@ impl DecoderJudge {
             ));
         }
         ck.gpt.arch.as_mut().expect("a checkpoint's architecture").tied = true;
-        let cfg = super::hf::network(&ck, ck.gpt.vocab_size, ck.gpt.block_size, Precision::Fp32, None)?;
+        let cfg =
+            super::hf::network(&ck, ck.gpt.vocab_size, ck.gpt.block_size, Precision::Fp32, None)?;
         let tokenizer = Tokenizer::open(dir)?;
         tokenizer.check_fits(dir, cfg.vocab_size)?;
         let vs = nn::VarStore::new(device);
@@ -44,7 +45,11 @@ impl DecoderJudge {
         let head = ScalarHead::new(vs.root(), cfg.d_model);
         let vars: BTreeMap<String, Tensor> = vs.variables().into_iter().collect();
         if !super::hf::load(&ck, &cfg, &vars, "")? {
-            return Err(err(&config, "has no `score.weight`", "give the reward model's full checkpoint"));
+            return Err(err(
+                &config,
+                "has no `score.weight`",
+                "give the reward model's full checkpoint",
+            ));
         }
         Ok(DecoderJudge { _vs: vs, gpt, head, tokenizer, block: cfg.block_size, device })
     }

@@ -155,10 +155,16 @@ fn draw_both(
     Ok(())
 }
 
-pub fn all(dir: &Path, points: &[Point], metrics: Option<&Metrics>) -> Result<()> {
+pub fn all(
+    dir: &Path,
+    points: &[Point],
+    external: &[super::External],
+    metrics: Option<&Metrics>,
+) -> Result<()> {
     register_font();
     let _ = metrics;
-    both(dir, "frontier", (1000, 700), |r| frontier(r, points), |r| frontier(r, points))?;
+    let (p, e) = (points, external);
+    both(dir, "frontier", (1000, 700), |r| frontier(r, p, e), |r| frontier(r, p, e))?;
     both(dir, "curves", (1400, 600), |r| curves(r, points), |r| curves(r, points))?;
     both(
         dir,
@@ -210,11 +216,23 @@ fn frontier_curve(
 /// frontier (chosen on the selection half, the test half's value; mean over seeds with a 95%
 /// band, drawn only up to the KL every seed reached), the final-checkpoint frontier thin, and the
 /// importance-sampling inner bound of the optimal frontier dashed with its N and KL range.
-fn frontier<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, points: &[Point]) -> Result<()> {
+fn frontier<DB: DrawingBackend>(
+    root: DrawingArea<DB, Shift>,
+    points: &[Point],
+    external: &[super::External],
+) -> Result<()> {
     let shown: Vec<&Point> =
         points.iter().filter(|p| p.kl.is_finite() && p.gold.is_finite()).collect();
-    let (_, x1) = range(shown.iter().map(|p| p.kl), 0.05);
-    let (y0, y1) = range(shown.iter().map(|p| p.gold), 0.05);
+    let ext: Vec<&super::External> =
+        external.iter().filter(|e| e.kl.is_finite() && e.gold.is_finite()).collect();
+    let (_, x1) = range(shown.iter().map(|p| p.kl).chain(ext.iter().map(|e| e.kl)), 0.05);
+    let (y0, y1) = range(
+        shown
+            .iter()
+            .map(|p| p.gold)
+            .chain(ext.iter().flat_map(|e| [e.gold - e.gold_ci, e.gold + e.gold_ci])),
+        0.05,
+    );
     let split = super::has_split(points);
     let caption = if split {
         "Gold reward vs KL(π || π_ref): chosen on selection prompts, shown on test prompts"
@@ -280,6 +298,18 @@ fn frontier<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, points: &[Point]) 
                     .map_err(err)?;
             }
         }
+    }
+    // Policies trained elsewhere (`alignlab eval --frontier`): black crosses with their 95% bars.
+    for e in &ext {
+        let (lo, hi) = (e.gold - e.gold_ci, e.gold + e.gold_ci);
+        chart
+            .draw_series([ErrorBar::new_vertical(e.kl, lo, e.gold, hi, BLACK.stroke_width(1), 8)])
+            .map_err(err)?;
+        chart
+            .draw_series([Cross::new((e.kl, e.gold), 7, BLACK.stroke_width(2))])
+            .map_err(err)?
+            .label(format!("{} (external, seed {})", e.name, e.seed))
+            .legend(|(x, y)| Cross::new((x + 9, y), 5, BLACK.stroke_width(2)));
     }
     legend_note(&mut chart, (0.0, y0), "thin dashed: final checkpoints only")?;
     legend(&mut chart, 13, SeriesLabelPosition::LowerRight)?;

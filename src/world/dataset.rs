@@ -279,16 +279,27 @@ impl DatasetConfig {
             problem: p,
             fix: "write {prompt} once where the row's prompt goes, e.g. \"Human: {prompt}\\n\\nAssistant:\"".into(),
         })?;
-        need(!self.tokenizer.is_empty(), "tokenizer", || "is not set".into(), "name the policy's tokenizer folder (tokenizer.json), e.g. the checkpoint's")?;
-        need(!self.train.is_empty(), "train", || "is not set".into(), "name the training rows' file (JSON lines or .parquet)")?;
+        need(
+            !self.tokenizer.is_empty(),
+            "tokenizer",
+            || "is not set".into(),
+            "name the policy's tokenizer folder (tokenizer.json), e.g. the checkpoint's",
+        )?;
+        need(
+            !self.train.is_empty(),
+            "train",
+            || "is not set".into(),
+            "name the training rows' file (JSON lines or .parquet)",
+        )?;
         let tok_dir = expand(&self.tokenizer, "tokenizer")?;
-        let tokenizer = Tokenizer::open(&tok_dir)
-            .map_err(|e| fail("tokenizer", format!("{}: {}", e.file.display(), e.problem), &e.fix))?;
+        let tokenizer = Tokenizer::open(&tok_dir).map_err(|e| {
+            fail("tokenizer", format!("{}: {}", e.file.display(), e.problem), &e.fix)
+        })?;
         let read_file = |key: &str, path: &str| -> Result<(PathBuf, Vec<Row>), ConfigError> {
             let file = expand(path, key)?;
             let columns = Columns { empty_responses: self.empty_responses, ..self.columns.clone() };
-            let mut rows = read(&file, self.format, &columns)
-                .map_err(|e| fail(key, e.problem, &e.fix))?;
+            let mut rows =
+                read(&file, self.format, &columns).map_err(|e| fail(key, e.problem, &e.fix))?;
             if self.max_rows > 0 {
                 rows.truncate(self.max_rows);
             }
@@ -297,7 +308,11 @@ impl DatasetConfig {
         let (train_file, mut train) = read_file("train", &self.train)?;
         let mut files = vec![train_file];
         let test = if self.test.is_empty() {
-            split_off(&mut train, self.test_fraction, derive_seed(self.split_seed, "world/dataset/test"))
+            split_off(
+                &mut train,
+                self.test_fraction,
+                derive_seed(self.split_seed, "world/dataset/test"),
+            )
         } else {
             let (f, rows) = read_file("test", &self.test)?;
             files.push(f);
@@ -388,7 +403,12 @@ fn open_gold(
     need(
         !sample.trim().is_empty() && ids.iter().any(|&i| Some(i) != unk),
         "gold.init",
-        || format!("{}: its tokenizer reads the policy's text as unknown tokens only", dir.display()),
+        || {
+            format!(
+                "{}: its tokenizer reads the policy's text as unknown tokens only",
+                dir.display()
+            )
+        },
         "use a judge whose tokenizer covers the policy's language",
     )?;
     need(g.batch >= 1, "gold.batch", || "must be at least 1".into(), "use e.g. 64")?;
@@ -461,7 +481,14 @@ impl<'a> RowEncoder<'a> {
     }
 
     /// `ids` cut to `max` (from the front: a prompt keeps its end), or refused.
-    fn limit(&self, mut ids: Vec<i64>, max: usize, front: bool, what: &str, line: &str) -> Result<Vec<i64>, ConfigError> {
+    fn limit(
+        &self,
+        mut ids: Vec<i64>,
+        max: usize,
+        front: bool,
+        what: &str,
+        line: &str,
+    ) -> Result<Vec<i64>, ConfigError> {
         if ids.len() <= max {
             return Ok(ids);
         }
@@ -482,23 +509,60 @@ impl<'a> RowEncoder<'a> {
     }
 
     /// A row as (prompt, chosen, rejected) ids, responses without `<eos>`.
-    fn row(&self, r: &Row, rng: &mut Rng) -> Result<(Vec<i64>, Vec<i64>, Option<Vec<i64>>), ConfigError> {
+    fn row(
+        &self,
+        r: &Row,
+        rng: &mut Rng,
+    ) -> Result<(Vec<i64>, Vec<i64>, Option<Vec<i64>>), ConfigError> {
         let c = self.cfg;
         if c.format == Format::Text {
-            let text = self.limit(self.ids(&r.chosen), c.max_prompt_tokens + c.max_response_tokens, false, "response", &r.at)?;
-            need(text.len() > c.prompt_min_tokens, "train", || format!("{}: the text has {} tokens, too few for a {}-token prompt and a response", r.at, text.len(), c.prompt_min_tokens), "drop the row, or lower prompt_min_tokens")?;
+            let text = self.limit(
+                self.ids(&r.chosen),
+                c.max_prompt_tokens + c.max_response_tokens,
+                false,
+                "response",
+                &r.at,
+            )?;
+            need(
+                text.len() > c.prompt_min_tokens,
+                "train",
+                || {
+                    format!(
+                        "{}: the text has {} tokens, too few for a {}-token prompt and a response",
+                        r.at,
+                        text.len(),
+                        c.prompt_min_tokens
+                    )
+                },
+                "drop the row, or lower prompt_min_tokens",
+            )?;
             let n = rng.range(c.prompt_min_tokens, c.prompt_max_tokens).min(text.len() - 1);
             return Ok((text[..n].to_vec(), text[n..].to_vec(), None));
         }
-        let prompt = self.limit(self.ids(&self.template.apply(&r.prompt)), c.max_prompt_tokens, true, "prompt", &r.at)?;
-        let chosen = self.limit(self.ids(&r.chosen), c.max_response_tokens, false, "response", &r.at)?;
+        let prompt = self.limit(
+            self.ids(&self.template.apply(&r.prompt)),
+            c.max_prompt_tokens,
+            true,
+            "prompt",
+            &r.at,
+        )?;
+        let chosen =
+            self.limit(self.ids(&r.chosen), c.max_response_tokens, false, "response", &r.at)?;
         let rejected = match &r.rejected {
-            Some(t) => Some(self.limit(self.ids(t), c.max_response_tokens, false, "response", &r.at)?),
+            Some(t) => {
+                Some(self.limit(self.ids(t), c.max_response_tokens, false, "response", &r.at)?)
+            }
             None => None,
         };
         let empty = prompt.is_empty()
-            || !c.empty_responses && (chosen.is_empty() || rejected.as_ref().is_some_and(Vec::is_empty));
-        need(!empty, "train", || format!("{}: a prompt or response has no tokens", r.at), "drop the row")?;
+            || !c.empty_responses
+                && (chosen.is_empty() || rejected.as_ref().is_some_and(Vec::is_empty));
+        need(
+            !empty,
+            "train",
+            || format!("{}: a prompt or response has no tokens", r.at),
+            "drop the row",
+        )?;
         Ok((prompt, chosen, rejected))
     }
 
@@ -535,12 +599,23 @@ impl<'a> RowEncoder<'a> {
         let train = train_ids;
         let demos: Vec<(Vec<i64>, Vec<i64>)> = train
             .iter()
-            .map(|(p, ch, _)| if c.format == Format::Text { (vec![], [p.clone(), ch.clone()].concat()) } else { (p.clone(), ch.clone()) })
+            .map(|(p, ch, _)| {
+                if c.format == Format::Text {
+                    (vec![], [p.clone(), ch.clone()].concat())
+                } else {
+                    (p.clone(), ch.clone())
+                }
+            })
             .collect();
         let mut sft_train: Vec<usize> = (0..demos.len()).collect();
-        let n_val = ((demos.len() as f64 * c.sft_val_fraction).round() as usize).clamp(1, demos.len().max(2) - 1);
+        let n_val = ((demos.len() as f64 * c.sft_val_fraction).round() as usize)
+            .clamp(1, demos.len().max(2) - 1);
         Rng::new(derive_seed(c.split_seed, "world/dataset/sft_val")).shuffle(&mut sft_train);
-        let val_idx: Vec<usize> = { let mut v = sft_train.split_off(demos.len() - n_val.min(demos.len())); v.sort_unstable(); v };
+        let val_idx: Vec<usize> = {
+            let mut v = sft_train.split_off(demos.len() - n_val.min(demos.len()));
+            v.sort_unstable();
+            v
+        };
         sft_train.sort_unstable();
         // Prompts: distinct, in file order; each evaluation prompt's reference is its first row's.
         let train_prompts = distinct(train.iter().map(|(p, _, _)| p.clone()));
@@ -555,11 +630,19 @@ impl<'a> RowEncoder<'a> {
             eval.truncate(c.n_eval_prompts);
         }
         let prompt_max_len = train.iter().chain(&test).map(|(p, _, _)| p.len()).max().unwrap_or(0);
-        let max_text_len = demos.iter().map(|(p, r)| p.len() + r.len()).max().unwrap_or(0)
-            .max(prompt_max_len + c.max_response_tokens.min(
-                train.iter().map(|(_, ch, rj)| ch.len().max(rj.as_ref().map_or(0, Vec::len))).max().unwrap_or(0)));
+        let max_text_len = demos.iter().map(|(p, r)| p.len() + r.len()).max().unwrap_or(0).max(
+            prompt_max_len
+                + c.max_response_tokens.min(
+                    train
+                        .iter()
+                        .map(|(_, ch, rj)| ch.len().max(rj.as_ref().map_or(0, Vec::len)))
+                        .max()
+                        .unwrap_or(0),
+                ),
+        );
         let tokenizer = Arc::new(self.tokenizer);
-        let rows = N_SPECIAL as i64 * (self.offset > 0) as i64 + tokenizer.rows().max(N_SPECIAL as i64);
+        let rows =
+            N_SPECIAL as i64 * (self.offset > 0) as i64 + tokenizer.rows().max(N_SPECIAL as i64);
         let vocab = Vocab::with_decoder(
             (N_SPECIAL as i64..rows).map(|i| tokenizer.id_to_token(i - self.offset)).collect(),
             tokenizer.clone(),
@@ -609,12 +692,15 @@ impl WorldSpec for DatasetConfig {
         self.data().map_or(0, |d| d.max_text_len)
     }
     fn splits(&self) -> Splits {
-        self.data().map_or(Splits { n_train: 1, n_val: 1, n_train_prompts: 1, n_eval_prompts: 1 }, |d| Splits {
-            n_train: d.corpus.train.len(),
-            n_val: d.corpus.val.len(),
-            n_train_prompts: d.corpus.train_prompts.len(),
-            n_eval_prompts: d.corpus.eval_prompts.len(),
-        })
+        self.data().map_or(
+            Splits { n_train: 1, n_val: 1, n_train_prompts: 1, n_eval_prompts: 1 },
+            |d| Splits {
+                n_train: d.corpus.train.len(),
+                n_val: d.corpus.val.len(),
+                n_train_prompts: d.corpus.train_prompts.len(),
+                n_eval_prompts: d.corpus.eval_prompts.len(),
+            },
+        )
     }
     fn capabilities(&self) -> Capabilities {
         let data = self.data().ok();
@@ -634,7 +720,12 @@ impl WorldSpec for DatasetConfig {
     }
     fn suppressed(&self) -> Vec<i64> {
         self.data().map_or(vec![], |d| {
-            d.tokenizer.special_ids().into_iter().map(|i| i + d.offset).filter(|&i| i >= N_SPECIAL as i64).collect()
+            d.tokenizer
+                .special_ids()
+                .into_iter()
+                .map(|i| i + d.offset)
+                .filter(|&i| i >= N_SPECIAL as i64)
+                .collect()
         })
     }
     fn checkpoint_rows(&self) -> Option<[i64; 3]> {

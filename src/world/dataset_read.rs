@@ -109,7 +109,13 @@ pub fn read(file: &Path, format: Format, columns: &Columns) -> Result<Vec<Row>, 
         .map(|(at, v)| row(v, format, columns, (file, at)))
         .collect::<Result<Vec<_>, _>>()?;
     if rows.is_empty() {
-        return Err(bad(file, "line 1", "", "the file has no rows", "give a file with at least one row"));
+        return Err(bad(
+            file,
+            "line 1",
+            "",
+            "the file has no rows",
+            "give a file with at least one row",
+        ));
     }
     Ok(rows)
 }
@@ -117,7 +123,8 @@ pub fn read(file: &Path, format: Format, columns: &Columns) -> Result<Vec<Row>, 
 fn unreadable(file: &Path, e: impl std::fmt::Display) -> DataError {
     DataError {
         problem: format!("{} cannot be read ({e})", file.display()),
-        fix: "give the path of a JSON-lines file (one JSON object per line) or a .parquet file".into(),
+        fix: "give the path of a JSON-lines file (one JSON object per line) or a .parquet file"
+            .into(),
     }
 }
 
@@ -146,9 +153,11 @@ fn json_lines(file: &Path) -> Result<Vec<(String, Value)>, DataError> {
 fn parquet_values(file: &Path) -> Result<Vec<(String, Value)>, DataError> {
     use parquet::file::reader::{FileReader, SerializedFileReader};
     let f = std::fs::File::open(file).map_err(|e| unreadable(file, e))?;
-    let not_parquet = |e: parquet::errors::ParquetError| DataError {
+    let not_parquet = |e: parquet::errors::ParquetError| {
+        DataError {
         problem: format!("{} is not a Parquet file this build reads ({e})", file.display()),
         fix: "give an uncompressed or snappy-compressed Parquet file (the datasets library's default), or JSON lines".into(),
+    }
     };
     let reader = SerializedFileReader::new(f).map_err(not_parquet)?;
     let mut out = vec![];
@@ -201,12 +210,27 @@ fn row(
         col => match at(v, col).and_then(Value::as_str) {
             Some("train") => Some(false),
             Some("val") => Some(true),
-            _ => return Err(bad(file, line, col, "is not \"train\" or \"val\"", "name each row's split, or leave world.columns.split empty")),
+            _ => {
+                return Err(bad(
+                    file,
+                    line,
+                    col,
+                    "is not \"train\" or \"val\"",
+                    "name each row's split, or leave world.columns.split empty",
+                ))
+            }
         },
     };
     let cut = ["chosen_truncated", "rejected_truncated"]
         .map(|k| v.get(k).and_then(Value::as_bool).unwrap_or(false));
-    let make = |prompt, chosen, rejected| Row { at: format!("{} {line}", file.display()), prompt, chosen, rejected, val, cut };
+    let make = |prompt, chosen, rejected| Row {
+        at: format!("{} {line}", file.display()),
+        prompt,
+        chosen,
+        rejected,
+        val,
+        cut,
+    };
     Ok(match format {
         Format::Preference => make(field("prompt")?, field("chosen")?, Some(field("rejected")?)),
         Format::PromptCompletion => make(field("prompt")?, field("completion")?, None),
@@ -244,8 +268,9 @@ pub const ASSISTANT: &str = "\n\nAssistant:";
 /// chosen dialogue up to its last `"\n\nAssistant:"` (included), and the rejected dialogue
 /// must start with it.
 pub fn split_dialogues(chosen: &str, rejected: &str) -> Result<(String, String, String), String> {
-    let cut = chosen.rfind(ASSISTANT).ok_or("the chosen dialogue has no \"\\n\\nAssistant:\" turn")?
-        + ASSISTANT.len();
+    let cut =
+        chosen.rfind(ASSISTANT).ok_or("the chosen dialogue has no \"\\n\\nAssistant:\" turn")?
+            + ASSISTANT.len();
     let prompt = &chosen[..cut];
     let Some(rest) = rejected.strip_prefix(prompt) else {
         return Err("the two dialogues differ before the chosen one's last Assistant turn".into());
@@ -263,7 +288,8 @@ fn tldr_pair(
     columns: &Columns,
     (file, line): (&Path, &str),
 ) -> Result<(String, String), DataError> {
-    let (scol, ccol) = (columns.get("summaries", Format::Tldr), columns.get("choice", Format::Tldr));
+    let (scol, ccol) =
+        (columns.get("summaries", Format::Tldr), columns.get("choice", Format::Tldr));
     let fix = "give the TL;DR comparisons' rows: `summaries` a list of two objects with `text`, `choice` 0 or 1";
     let texts: Vec<&str> = match at(v, scol).and_then(Value::as_array) {
         Some(list) => list

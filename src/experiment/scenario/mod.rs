@@ -837,12 +837,19 @@ fn table_configs(
 fn check_capabilities(w: &parse::File) -> Result<(), ConfigError> {
     let (kind, caps) = (w.world.kind(), w.world.capabilities());
     if !caps.gold {
-        let gold_fix = "give the dataset world a judge ([world.gold] init = \"<classifier folder>\")";
+        let gold_fix =
+            "give the dataset world a judge ([world.gold] init = \"<classifier folder>\")";
         let needs_gold = |on: bool, key: &str, why: &str| {
-            crate::config::need(on, key, || format!("{why}, and this {kind} world has no gold reward"), gold_fix)
+            crate::config::need(
+                on,
+                key,
+                || format!("{why}, and this {kind} world has no gold reward"),
+                gold_fix,
+            )
         };
         needs_gold(
-            w.prefs.source == PrefSource::Dataset && w.prefs.labels == crate::data::LabelKind::World,
+            w.prefs.source == PrefSource::Dataset
+                && w.prefs.labels == crate::data::LabelKind::World,
             "prefs.labels",
             "pairs sampled from pi_SFT or relabelled need the gold reward to label them",
         )?;
