@@ -355,8 +355,8 @@ fn split_off(rows: &mut Vec<Row>, fraction: f64, seed: u64) -> Vec<Row> {
 
 /// The gold judge: an encoder classifier or a decoder reward model.
 enum Judge {
-    Encoder(Classifier),
-    Decoder(DecoderJudge),
+    Encoder(Box<Classifier>),
+    Decoder(Box<DecoderJudge>),
 }
 
 impl Judge {
@@ -391,9 +391,11 @@ fn open_gold(
         .and_then(|v| v.get("model_type").and_then(|m| m.as_str()).map(String::from))
         .unwrap_or_default();
     let judge = if ["bert", "roberta", "distilbert"].contains(&model_type.as_str()) {
-        Judge::Encoder(Classifier::open(&dir, &g.label, g.reward, tch::Device::Cpu).map_err(fail)?)
+        Judge::Encoder(Box::new(
+            Classifier::open(&dir, &g.label, g.reward, tch::Device::Cpu).map_err(fail)?,
+        ))
     } else {
-        Judge::Decoder(DecoderJudge::open(&dir, tch::Device::Cpu).map_err(fail)?)
+        Judge::Decoder(Box::new(DecoderJudge::open(&dir, tch::Device::Cpu).map_err(fail)?))
     };
     // The judge reads the policy's decoded text: a sample of its vocabulary must come out of
     // the judge's tokenizer as something other than unknown tokens.
@@ -444,6 +446,9 @@ fn fingerprint(
     }
     Ok(h.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect())
 }
+
+/// A row's (prompt, chosen, rejected) ids.
+type RowIds = (Vec<i64>, Vec<i64>, Option<Vec<i64>>);
 
 /// Rows to token ids: the template, the shift to alignlab's layout, the length limits.
 struct RowEncoder<'a> {
@@ -509,11 +514,7 @@ impl<'a> RowEncoder<'a> {
     }
 
     /// A row as (prompt, chosen, rejected) ids, responses without `<eos>`.
-    fn row(
-        &self,
-        r: &Row,
-        rng: &mut Rng,
-    ) -> Result<(Vec<i64>, Vec<i64>, Option<Vec<i64>>), ConfigError> {
+    fn row(&self, r: &Row, rng: &mut Rng) -> Result<RowIds, ConfigError> {
         let c = self.cfg;
         if c.format == Format::Text {
             let text = self.limit(
