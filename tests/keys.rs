@@ -14,7 +14,7 @@ use alignlab::algo::sft::SftConfig;
 use alignlab::data::PrefsConfig;
 use alignlab::eval::EvalConfig;
 use alignlab::model::{ModelConfig, SampleConfig};
-use alignlab::world::{DialogueConfig, SentimentConfig, SummarizeConfig};
+use alignlab::world::{DatasetConfig, DialogueConfig, SentimentConfig, SummarizeConfig};
 
 /// A field of a config struct as its source declares it.
 struct Field {
@@ -132,6 +132,27 @@ fn keys_md() -> String {
         "src/world/dialogue.rs",
         "DialogueConfig",
         value(&DialogueConfig::default()),
+    );
+    s += &section(
+        "`[world]` kind = \"dataset\"",
+        "Prompts, demonstrations and pairs from files, a real tokenizer, a judge model as gold (docs/datasets.md)",
+        "src/world/dataset.rs",
+        "DatasetConfig",
+        value(&DatasetConfig::default()),
+    );
+    s += &section(
+        "`[world.columns]` (dataset)",
+        "Where each field is found in a row (dotted paths); empty: the format's default",
+        "src/world/dataset_read.rs",
+        "Columns",
+        None,
+    );
+    s += &section(
+        "`[world.gold]` (dataset)",
+        "The gold judge: an encoder classifier or a decoder reward model folder",
+        "src/world/dataset.rs",
+        "GoldConfig",
+        None,
     );
     s += &section(
         "`[model]`",

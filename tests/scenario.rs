@@ -412,7 +412,7 @@ fn a_world_declares_its_capabilities_and_the_scenario_checks_them_once() {
         + "\n[world]\nkind = \"dialogue\"\n[prefs]\nsource = \"labeller\"\n";
     let d = caps(&dialogue_text);
     assert!(d.labeller_policy && d.labeller && d.references && d.gold_reads_padding);
-    assert_eq!(WorldConfig::KINDS, ["sentiment", "summarize", "dialogue"]);
+    assert_eq!(WorldConfig::KINDS, ["sentiment", "summarize", "dialogue", "dataset"]);
     // A setting that needs a capability the world lacks: refused, naming the key.
     expect_err(
         GOOD,

@@ -223,16 +223,7 @@ fn frontier<DB: DrawingBackend>(
 ) -> Result<()> {
     let shown: Vec<&Point> =
         points.iter().filter(|p| p.kl.is_finite() && p.gold.is_finite()).collect();
-    let ext: Vec<&super::External> =
-        external.iter().filter(|e| e.kl.is_finite() && e.gold.is_finite()).collect();
-    let (_, x1) = range(shown.iter().map(|p| p.kl).chain(ext.iter().map(|e| e.kl)), 0.05);
-    let (y0, y1) = range(
-        shown
-            .iter()
-            .map(|p| p.gold)
-            .chain(ext.iter().flat_map(|e| [e.gold - e.gold_ci, e.gold + e.gold_ci])),
-        0.05,
-    );
+    let (x1, (y0, y1)) = frontier_ranges(&shown, external);
     let split = super::has_split(points);
     let caption = if split {
         "Gold reward vs KL(π || π_ref): chosen on selection prompts, shown on test prompts"
@@ -299,8 +290,30 @@ fn frontier<DB: DrawingBackend>(
             }
         }
     }
-    // Policies trained elsewhere (`alignlab eval --frontier`): black crosses with their 95% bars.
-    for e in &ext {
+    external_points(&mut chart, external)?;
+    legend_note(&mut chart, (0.0, y0), "thin dashed: final checkpoints only")?;
+    legend(&mut chart, 13, SeriesLabelPosition::LowerRight)?;
+    Ok(())
+}
+
+fn shown_external(ext: &[super::External]) -> Vec<&super::External> {
+    ext.iter().filter(|e| e.kl.is_finite() && e.gold.is_finite()).collect()
+}
+
+/// The frontier plot's KL maximum and gold range: every point and every external policy's bar.
+fn frontier_ranges(shown: &[&Point], ext: &[super::External]) -> (f64, (f64, f64)) {
+    let ext = shown_external(ext);
+    let (_, x1) = range(shown.iter().map(|p| p.kl).chain(ext.iter().map(|e| e.kl)), 0.05);
+    let bars = ext.iter().flat_map(|e| [e.gold - e.gold_ci, e.gold + e.gold_ci]);
+    (x1, range(shown.iter().map(|p| p.gold).chain(bars), 0.05))
+}
+
+/// Policies trained elsewhere (`alignlab eval --frontier`): black crosses with their 95% bars.
+fn external_points<'a, DB: DrawingBackend + 'a, CT: CoordTranslate<From = (f64, f64)>>(
+    chart: &mut ChartContext<'a, DB, CT>,
+    ext: &[super::External],
+) -> Result<()> {
+    for e in shown_external(ext) {
         let (lo, hi) = (e.gold - e.gold_ci, e.gold + e.gold_ci);
         chart
             .draw_series([ErrorBar::new_vertical(e.kl, lo, e.gold, hi, BLACK.stroke_width(1), 8)])
@@ -311,8 +324,6 @@ fn frontier<DB: DrawingBackend>(
             .label(format!("{} (external, seed {})", e.name, e.seed))
             .legend(|(x, y)| Cross::new((x + 9, y), 5, BLACK.stroke_width(2)));
     }
-    legend_note(&mut chart, (0.0, y0), "thin dashed: final checkpoints only")?;
-    legend(&mut chart, 13, SeriesLabelPosition::LowerRight)?;
     Ok(())
 }
 

@@ -58,7 +58,7 @@ pub enum Reads {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GoldConfig {
-    /// The classifier's folder (config.json, model.safetensors, tokenizer.json).
+    /// The judge's folder (config.json, the weights, tokenizer.json).
     pub init: String,
     /// An encoder's label whose score is the reward: a name of `id2label` or an index.
     #[serde(default = "default_label")]
@@ -67,7 +67,7 @@ pub struct GoldConfig {
     /// prob).
     #[serde(default = "default_reward_of")]
     pub reward: RewardOf,
-    /// Texts per classifier batch.
+    /// Texts per judge batch.
     #[serde(default = "default_batch")]
     pub batch: usize,
     /// `"full"` (prompt and response) or `"response"`.
@@ -580,67 +580,24 @@ impl<'a> RowEncoder<'a> {
             rows.iter().map(|r| self.row(r, &mut rng)).collect()
         };
         let (train_ids, test) = (encode(&train)?, encode(&test)?);
-        let eos = |mut r: Vec<i64>| {
-            r.push(EOS);
-            r
-        };
-        let ended = |r: Vec<i64>, cut: bool| if cut { r } else { eos(r) };
-        let pairs: Vec<FilePair> = train
+        let pairs = file_pairs(&train, &train_ids);
+        let demos: Vec<(Vec<i64>, Vec<i64>)> = train_ids
             .iter()
-            .zip(&train_ids)
-            .filter_map(|(row, (p, ch, rj))| {
-                Some(FilePair {
-                    prompt: p.clone(),
-                    chosen: ended(ch.clone(), row.cut[0]),
-                    rejected: ended(rj.clone()?, row.cut[1]),
-                    val: row.val,
-                })
+            .map(|(p, ch, _)| match c.format {
+                Format::Text => (vec![], [p.clone(), ch.clone()].concat()),
+                _ => (p.clone(), ch.clone()),
             })
             .collect();
-        let train = train_ids;
-        let demos: Vec<(Vec<i64>, Vec<i64>)> = train
-            .iter()
-            .map(|(p, ch, _)| {
-                if c.format == Format::Text {
-                    (vec![], [p.clone(), ch.clone()].concat())
-                } else {
-                    (p.clone(), ch.clone())
-                }
-            })
-            .collect();
-        let mut sft_train: Vec<usize> = (0..demos.len()).collect();
-        let n_val = ((demos.len() as f64 * c.sft_val_fraction).round() as usize)
-            .clamp(1, demos.len().max(2) - 1);
-        Rng::new(derive_seed(c.split_seed, "world/dataset/sft_val")).shuffle(&mut sft_train);
-        let val_idx: Vec<usize> = {
-            let mut v = sft_train.split_off(demos.len() - n_val.min(demos.len()));
-            v.sort_unstable();
-            v
-        };
-        sft_train.sort_unstable();
-        // Prompts: distinct, in file order; each evaluation prompt's reference is its first row's.
-        let train_prompts = distinct(train.iter().map(|(p, _, _)| p.clone()));
-        let mut eval = vec![];
-        let mut seen = std::collections::HashSet::new();
-        for (p, ch, _) in &test {
-            if seen.insert(p.clone()) {
-                eval.push((p.clone(), eos(ch.clone())));
-            }
-        }
-        if c.n_eval_prompts > 0 {
-            eval.truncate(c.n_eval_prompts);
-        }
-        let prompt_max_len = train.iter().chain(&test).map(|(p, _, _)| p.len()).max().unwrap_or(0);
-        let max_text_len = demos.iter().map(|(p, r)| p.len() + r.len()).max().unwrap_or(0).max(
-            prompt_max_len
-                + c.max_response_tokens.min(
-                    train
-                        .iter()
-                        .map(|(_, ch, rj)| ch.len().max(rj.as_ref().map_or(0, Vec::len)))
-                        .max()
-                        .unwrap_or(0),
-                ),
-        );
+        let (sft_train, sft_val) = sft_split(demos.len(), c.sft_val_fraction, c.split_seed);
+        let eval = eval_prompts(&test, c.n_eval_prompts);
+        let prompt_max_len = train_ids.iter().chain(&test).map(|(p, _, _)| p.len()).max();
+        let prompt_max_len = prompt_max_len.unwrap_or(0);
+        let longest_response =
+            train_ids.iter().map(|(_, ch, rj)| ch.len().max(rj.as_ref().map_or(0, Vec::len)));
+        let max_text_len =
+            demos.iter().map(|(p, r)| p.len() + r.len()).max().unwrap_or(0).max(
+                prompt_max_len + c.max_response_tokens.min(longest_response.max().unwrap_or(0)),
+            );
         let tokenizer = Arc::new(self.tokenizer);
         let rows =
             N_SPECIAL as i64 * (self.offset > 0) as i64 + tokenizer.rows().max(N_SPECIAL as i64);
@@ -652,8 +609,9 @@ impl<'a> RowEncoder<'a> {
         let corpus = Corpus {
             vocab,
             train: sft_train.iter().map(|&i| demos[i].clone()).collect(),
-            val: val_idx.iter().map(|&i| demos[i].clone()).collect(),
-            train_prompts,
+            val: sft_val.iter().map(|&i| demos[i].clone()).collect(),
+            // Distinct, in file order.
+            train_prompts: distinct(train_ids.iter().map(|(p, _, _)| p.clone())),
             eval_prompts: eval.iter().map(|(p, _)| p.clone()).collect(),
         };
         Ok(Data {
@@ -669,6 +627,54 @@ impl<'a> RowEncoder<'a> {
             max_text_len,
         })
     }
+}
+
+fn with_eos(mut r: Vec<i64>) -> Vec<i64> {
+    r.push(EOS);
+    r
+}
+
+/// The rows' pairs, each response ending in `<eos>` unless the row marks it cut.
+fn file_pairs(rows: &[Row], ids: &[RowIds]) -> Vec<FilePair> {
+    let ended = |r: &Vec<i64>, cut: bool| if cut { r.clone() } else { with_eos(r.clone()) };
+    rows.iter()
+        .zip(ids)
+        .filter_map(|(row, (p, ch, rj))| {
+            Some(FilePair {
+                prompt: p.clone(),
+                chosen: ended(ch, row.cut[0]),
+                rejected: ended(rj.as_ref()?, row.cut[1]),
+                val: row.val,
+            })
+        })
+        .collect()
+}
+
+/// SFT's training and validation demonstrations: a seeded `fraction` (at least one, and one
+/// left where there are two) held out; each in file order.
+fn sft_split(n: usize, fraction: f64, seed: u64) -> (Vec<usize>, Vec<usize>) {
+    let n_val = ((n as f64 * fraction).round() as usize).clamp(1, n.max(2) - 1).min(n);
+    let mut order: Vec<usize> = (0..n).collect();
+    Rng::new(derive_seed(seed, "world/dataset/sft_val")).shuffle(&mut order);
+    let mut val = order.split_off(n - n_val);
+    val.sort_unstable();
+    order.sort_unstable();
+    (order, val)
+}
+
+/// The test rows' distinct prompts in file order (at most `n`; 0: all), each with its first
+/// row's chosen response as the reference.
+fn eval_prompts(test: &[RowIds], n: usize) -> Vec<(Vec<i64>, Vec<i64>)> {
+    let mut seen = std::collections::HashSet::new();
+    let mut eval: Vec<(Vec<i64>, Vec<i64>)> = test
+        .iter()
+        .filter(|(p, _, _)| seen.insert(p.clone()))
+        .map(|(p, ch, _)| (p.clone(), with_eos(ch.clone())))
+        .collect();
+    if n > 0 {
+        eval.truncate(n);
+    }
+    eval
 }
 
 fn distinct(items: impl Iterator<Item = Vec<i64>>) -> Vec<Vec<i64>> {

@@ -34,12 +34,19 @@ pub enum Format {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Columns {
+    /// The prompt (default `prompt`; `tldr`: `info.post`).
     pub prompt: String,
+    /// The chosen response (`preference`), or the chosen dialogue (`hh`) (default `chosen`).
     pub chosen: String,
+    /// The rejected response or dialogue (default `rejected`).
     pub rejected: String,
+    /// The completion of `prompt_completion` rows (default `completion`).
     pub completion: String,
+    /// The text of `text` rows (default `text`).
     pub text: String,
+    /// The TL;DR comparisons' list of two summaries, objects with `text` (default `summaries`).
     pub summaries: String,
+    /// The TL;DR comparisons' choice, 0 or 1 (default `choice`).
     pub choice: String,
     /// Whether an empty response is kept (as a response that ends at once, `<eos>` alone:
     /// alignlab's own exports hold such samples of pi_SFT) rather than refused.

@@ -270,6 +270,16 @@ fn validate(
     Ok(sc.with_seed(sc.seed))
 }
 
+/// `sft.steps = 0` keeps pi_SFT at the starting weights: only a checkpoint's.
+fn sft_from_init(c: &Check, w: &parse::File) -> Result<(), ScenarioError> {
+    c.need(
+        w.sft.steps > 0 || !w.model.init.is_empty(),
+        "sft.steps",
+        "0 steps leave pi_SFT at random weights".into(),
+        "train for some steps, e.g. 1500; 0 is for a model.init checkpoint that is already fine-tuned",
+    )
+}
+
 /// The policy's network: `[model]`'s sizes over the world's vocabulary, or `init`'s
 /// checkpoint (opened and checked against its weights' headers here, before any work).
 fn network(c: &Check, w: &parse::File) -> Result<GptConfig, ScenarioError> {
@@ -381,12 +391,7 @@ fn sections(
         ),
     )?;
     w.sft.validate().map_err(|e| at(e.within("sft")))?;
-    need(
-        w.sft.steps > 0 || !w.model.init.is_empty(),
-        "sft.steps",
-        "0 steps leave pi_SFT at random weights".into(),
-        "train for some steps, e.g. 1500; 0 is for a model.init checkpoint that is already fine-tuned",
-    )?;
+    sft_from_init(c, w)?;
     w.prefs.validate().map_err(|e| at(e.within("prefs")))?;
     check_capabilities(w).map_err(at)?;
     w.reward.validate().map_err(|e| at(e.within("reward")))?;
