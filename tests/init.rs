@@ -182,6 +182,15 @@ fn bad_checkpoints_fail_in_one_line_before_any_work() {
     let header = header_only(&d, &huge);
     std::fs::write(d.join("model.safetensors"), header).unwrap();
     fails_before_work(&d, &["model.init", "GiB", "more than the", "use a smaller checkpoint"]);
+    // The same checkpoint as the reward model of a small policy: the estimate names reward.init.
+    let out = tmp("huge-rm");
+    let mut c = Command::new(env!("CARGO_BIN_EXE_alignlab"));
+    c.args(["run", "scenarios/sentiment.toml", "--quiet", "--threads", "1"]);
+    c.arg("--results").arg(out.join("results")).arg("--runs").arg(out.join("runs"));
+    let o = c.arg("--set").arg(format!("reward.init={}", d.display())).output().unwrap();
+    let t = text(&o);
+    assert!(!o.status.success() && t.contains("`reward.init`") && t.contains("GiB"), "{t}");
+    assert!(t.contains("use a smaller checkpoint") && !out.join("runs").exists(), "{t}");
     for dir in [empty, t5, missing, wrong, small, d, tmp("bad")] {
         std::fs::remove_dir_all(dir).ok();
     }
@@ -243,6 +252,25 @@ fn the_reward_model_starts_from_its_own_checkpoint() {
     // No SFT trunk of the reward model's size was trained: one SFT folder, the policy's.
     assert_eq!(run_dirs(&out, "sft-").len(), 1);
     std::fs::remove_dir_all(&out).ok();
+    // A classifier of two labels: refused in one line before any work.
+    let two = tmp("rm-two-labels");
+    std::fs::create_dir_all(&two).unwrap();
+    std::fs::copy(fixture("llama-rm/model.safetensors"), two.join("model.safetensors")).unwrap();
+    let config = std::fs::read_to_string(fixture("llama-rm/config.json")).unwrap();
+    let mut v: serde_json::Value = serde_json::from_str(&config).unwrap();
+    v["id2label"] = serde_json::json!({"0": "NEG", "1": "POS"});
+    v["label2id"] = serde_json::json!({"NEG": 0, "POS": 1});
+    std::fs::write(two.join("config.json"), v.to_string()).unwrap();
+    let mut c = Command::new(env!("CARGO_BIN_EXE_alignlab"));
+    c.args(["run", "scenarios/sentiment.toml", "--quiet", "--threads", "1"]);
+    c.arg("--results").arg(out.join("results")).arg("--runs").arg(out.join("runs"));
+    c.arg("--set").arg(format!("reward.init={}", two.display()));
+    let o = c.output().unwrap();
+    let t = text(&o);
+    assert!(!o.status.success() && t.trim().lines().count() == 1, "{t}");
+    assert!(t.contains("reward.init") && t.contains("is a classifier with 2 labels"), "{t}");
+    assert!(!out.join("runs").exists(), "work was done");
+    std::fs::remove_dir_all(&two).ok();
 }
 
 /// `alignlab eval --policy`: pi_SFT exported to Hugging Face format and evaluated as a policy

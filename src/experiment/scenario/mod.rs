@@ -330,11 +330,19 @@ fn from_checkpoint(
     let (vocab, block) = (w.world.vocab_size() as i64, w.model.block_size as i64);
     let dir = crate::config::expand_path(dir, key).map_err(|e| c.at(e))?;
     hf::open(&dir)
-        .map(|mut ck| {
+        .and_then(|mut ck| {
             if !lm_head {
                 ck.gpt.arch.as_mut().expect("a checkpoint's architecture").tied = true;
             }
-            ck
+            // A classifier of several labels has no one score to start a reward model from.
+            match ck.num_labels {
+                Some(n) if n != 1 && !lm_head => Err(hf::HfError {
+                    file: dir.join("config.json"),
+                    problem: format!("is a classifier with {n} labels; a reward model has one output"),
+                    fix: "use a reward-model checkpoint (num_labels = 1), or a causal LM for a new head".into(),
+                }),
+                _ => Ok(ck),
+            }
         })
         .and_then(|ck| {
             hf::network(&ck, vocab, block, w.model.precision, w.world.spec().checkpoint_rows())
@@ -937,12 +945,18 @@ fn memory(
     let rows = (w.world.n_eval_prompts() * w.eval.samples_per_prompt) as f64;
     let evaluation = rows * (per_row(d, l) + 6.0 * t * v * 4.0);
     let corpora = w.world.n_docs() as f64 * (t + 4.0) * 8.0 * 2.0;
-    let weights_key = if model.init.is_some() { "model.init" } else { "model.d_model" };
+    // The largest network names the key: a reward.init checkpoint may outweigh the policy.
+    let weights_key = match (model.init.is_some(), rm.init.is_some()) {
+        (_, true) if rm.n_params() > model.n_params() => "reward.init",
+        (true, _) => "model.init",
+        _ => "model.d_model",
+    };
+    let corpora_key = if w.world.kind() == "dataset" { "world.max_rows" } else { "world.n_train" };
     let parts = [
         (weights_key, weights),
         (batch_key, activations),
         ("eval.samples_per_prompt", evaluation),
-        ("world.n_train", corpora),
+        (corpora_key, corpora),
     ];
     let total: f64 = parts.iter().map(|p| p.1).sum();
     let available = available_memory();
@@ -951,7 +965,7 @@ fn memory(
     }
     let (key, _) = parts.iter().copied().max_by(|a, b| a.1.total_cmp(&b.1)).unwrap();
     let problem = format!("the run needs about {:.1} GiB (parameters and optimiser {:.1}, a batch's activations {:.1}, evaluation {:.1}, corpora {:.1}), more than the {:.1} GiB available", gib(total), gib(weights), gib(activations), gib(evaluation), gib(corpora), gib(available));
-    let fix = if key == "model.init" {
+    let fix = if key.ends_with(".init") {
         "use a smaller checkpoint, or run on a machine with more memory".to_string()
     } else {
         format!("lower {key}, the largest part")
