@@ -411,6 +411,19 @@ beta = [0.1]
     );
     assert_eq!(a.len(), b.len());
     assert!(worst == 0.0, "{a:?} vs {b:?}");
+    // Every step, not only the logged ones: the final weights are the same bytes.
+    let weights = |dir: &Path| {
+        let run = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.file_name().unwrap().to_string_lossy().starts_with("dpo-"))
+            .unwrap();
+        std::fs::read(run.join("model.safetensors")).unwrap()
+    };
+    assert!(
+        weights(&d.join("runs/sentiment")) == weights(&d.join("runs/roundtrip")),
+        "the DPO policies differ"
+    );
 }
 
 /// A decoder reward model (the Llama-family fixture, `LlamaForSequenceClassification` with one

@@ -137,7 +137,17 @@ pub fn prefs_stage(
     if !dir.join("words.toml").exists() {
         super::export::write_words(&dir, &world.vocab().words)?;
     }
-    anyhow::ensure!(data.train.len() >= 2 && !data.val.is_empty(), "preference data has {} training and {} validation pairs; fix: raise world.n_train_prompts or prefs.k", data.train.len(), data.val.len());
+    let fix = if world.file_pairs().is_some() {
+        "give more rows (or keep the file's labels, labels = \"world\": the judge's ties are dropped)"
+    } else {
+        "raise world.n_train_prompts or prefs.k"
+    };
+    anyhow::ensure!(
+        data.train.len() >= 2 && !data.val.is_empty(),
+        "preference data has {} training and {} validation pairs; fix: {fix}",
+        data.train.len(),
+        data.val.len()
+    );
     let gap: f64 = data.train.iter().map(|p| p.gold_chosen - p.gold_rejected).sum::<f64>()
         / data.train.len() as f64;
     // Agreement with gold on the pairs gold can tell apart (a gold tie has no right label).
