@@ -267,6 +267,11 @@ def dataset(out):
             for r in rows:
                 f.write(json.dumps(r) + "\n")
         print(f"{d}/{name}: {len(rows)} rows")
+    # HH's rows gzipped, as Anthropic/hh-rlhf ships them (no timestamp: the same bytes each run).
+    import gzip
+    with open(os.path.join(d, "hh.jsonl"), "rb") as f, open(os.path.join(d, "hh.jsonl.gz"), "wb") as g:
+        with gzip.GzipFile(fileobj=g, mode="wb", mtime=0, filename="") as z:
+            z.write(f.read())
     # The preference rows as Parquet, snappy-compressed (the datasets library's default), with
     # a nested column and an integer column beside them.
     import pyarrow as pa
@@ -277,6 +282,11 @@ def dataset(out):
                       "score": list(range(len(prefs)))})
     pq.write_table(table, os.path.join(d, "prefs.parquet"), compression="snappy")
     print(f"{d}/prefs.parquet: {table.num_rows} rows")
+    # The reviews as the hub ships stanfordnlp/imdb: Parquet with `text` and `label`.
+    reviews = [json.loads(l) for l in open(os.path.join(d, "imdb.jsonl"))]
+    pq.write_table(pa.table({"text": [r["text"] for r in reviews],
+                             "label": [r["label"] for r in reviews]}),
+                   os.path.join(d, "imdb.parquet"), compression="snappy")
     real_layout(out)
 
 
@@ -294,8 +304,10 @@ def real_layout(out):
         "gpt2-large-helpful-reward_model": model("llama-rm"), "tldr-gold-rm": model("llama-rm"),
         "sentiment-roberta-large-english": [f"roberta-classifier/{f}" for f in (
             "config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json")],
-        "imdb": [("data/imdb.jsonl", "train.jsonl"), ("data/imdb.jsonl", "test.jsonl")],
-        "hh-rlhf/helpful-base": [("data/hh.jsonl", "train.jsonl"), ("data/hh.jsonl", "test.jsonl")],
+        "imdb/plain_text": [("data/imdb.parquet", "train-00000-of-00001.parquet"),
+                            ("data/imdb.parquet", "test-00000-of-00001.parquet")],
+        "hh-rlhf/helpful-base": [("data/hh.jsonl.gz", "train.jsonl.gz"),
+                                 ("data/hh.jsonl.gz", "test.jsonl.gz")],
         "summarize_from_feedback/comparisons": [("data/tldr.jsonl", "train.jsonl"),
                                                 ("data/tldr.jsonl", "validation.jsonl")],
     }

@@ -83,6 +83,15 @@ impl std::fmt::Display for DeviceChoice {
     }
 }
 
+/// The device `setup` chose, for what is built before it (a dataset world's judge, loaded when
+/// the scenario is read, moves there when it first scores).
+static RUN_DEVICE: std::sync::Mutex<Option<Device>> = std::sync::Mutex::new(None);
+
+/// The run's device: `setup`'s choice, the CPU before it.
+pub fn current() -> Device {
+    RUN_DEVICE.lock().unwrap_or_else(|e| e.into_inner()).unwrap_or(Device::Cpu)
+}
+
 /// Resolve `choice` and give torch `threads` intra-op threads (default: all cores) and one
 /// inter-op thread.
 pub fn setup(choice: DeviceChoice, threads: Option<usize>) -> Result<Device> {
@@ -93,6 +102,7 @@ pub fn setup(choice: DeviceChoice, threads: Option<usize>) -> Result<Device> {
         );
     }
     let dev = resolve(choice)?;
+    *RUN_DEVICE.lock().unwrap_or_else(|e| e.into_inner()) = Some(dev);
     let threads = threads
         .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
     tch::set_num_threads(threads as i32);

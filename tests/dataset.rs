@@ -73,6 +73,13 @@ fn rows_are_read_in_each_format() {
     for (a, b) in json.iter().zip(&parquet) {
         assert_eq!((&a.prompt, &a.chosen, &a.rejected), (&b.prompt, &b.chosen, &b.rejected));
     }
+    // Gzipped JSON lines (as Anthropic HH ships them) read as the plain file.
+    let hh = read(Path::new("tests/fixtures/data/hh.jsonl"), Format::Hh, &cols).unwrap();
+    let gz = read(Path::new("tests/fixtures/data/hh.jsonl.gz"), Format::Hh, &cols).unwrap();
+    assert_eq!(hh.len(), 200);
+    for (a, b) in hh.iter().zip(&gz) {
+        assert_eq!((&a.prompt, &a.chosen, &a.rejected), (&b.prompt, &b.chosen, &b.rejected));
+    }
     let wrong = Columns { prompt: "score".into(), ..nested };
     let e = read(Path::new("tests/fixtures/data/prefs.parquet"), Format::Preference, &wrong)
         .unwrap_err();

@@ -287,6 +287,18 @@ impl Classifier {
         )
     }
 
+    /// Its weights moved to `device`.
+    pub fn to_device(&mut self, device: Device) {
+        for t in self.w.values_mut() {
+            *t = t.to_device(device);
+        }
+    }
+
+    /// The device its weights are on.
+    pub fn device(&self) -> Device {
+        self.w.values().next().map_or(Device::Cpu, Tensor::device)
+    }
+
     /// The reward of each text: the chosen label's logit, log-probability or probability.
     pub fn score(&self, texts: &[String], batch: usize, device: Device) -> Vec<f64> {
         let mut out = Vec::with_capacity(texts.len());

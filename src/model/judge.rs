@@ -15,7 +15,7 @@ use super::tokenizer::Tokenizer;
 
 /// A decoder reward model with its tokenizer, scoring text.
 pub struct DecoderJudge {
-    _vs: nn::VarStore,
+    vs: nn::VarStore,
     gpt: Gpt,
     head: ScalarHead,
     pub tokenizer: Tokenizer,
@@ -51,7 +51,18 @@ impl DecoderJudge {
                 "give the reward model's full checkpoint",
             ));
         }
-        Ok(DecoderJudge { _vs: vs, gpt, head, tokenizer, block: cfg.block_size, device })
+        Ok(DecoderJudge { vs, gpt, head, tokenizer, block: cfg.block_size, device })
+    }
+
+    /// Its weights moved to `device`.
+    pub fn to_device(&mut self, device: Device) {
+        self.vs.set_device(device);
+        self.device = device;
+    }
+
+    /// The device its weights are on.
+    pub fn device(&self) -> Device {
+        self.device
     }
 
     /// The score of each text, in batches of `batch`, read at its last token (texts longer than

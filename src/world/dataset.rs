@@ -17,7 +17,7 @@
 //! DPO paper, and SFT trains on whole reviews.
 //!
 //! Gold: a classifier folder (`[world.gold]`) scores the decoded text, prompt and response
-//! (or the response alone), in batches.
+//! (or the response alone), in batches, on the run's device.
 
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -367,10 +367,23 @@ impl Judge {
         }
     }
 
-    fn score(&self, texts: &[String], batch: usize) -> Vec<f64> {
+    /// Scores on the run's device (the judge is read before the device is chosen, on the CPU,
+    /// and moves there on its first batch).
+    fn score(&mut self, texts: &[String], batch: usize) -> Vec<f64> {
+        let device = crate::device::current();
         match self {
-            Judge::Encoder(c) => c.score(texts, batch, tch::Device::Cpu),
-            Judge::Decoder(d) => d.score(texts, batch),
+            Judge::Encoder(c) => {
+                if c.device() != device {
+                    c.to_device(device);
+                }
+                c.score(texts, batch, device)
+            }
+            Judge::Decoder(d) => {
+                if d.device() != device {
+                    d.to_device(device);
+                }
+                d.score(texts, batch)
+            }
         }
     }
 }

@@ -1,5 +1,6 @@
-//! The dataset world's files: JSON lines (one object per line) or Parquet (`.parquet`, with
-//! the default `parquet` cargo feature) read into rows of text, in the formats preference data
+//! The dataset world's files: JSON lines (one object per line, gzipped where the name ends in
+//! `.gz`) or Parquet (`.parquet`, with the default `parquet` cargo feature) read into rows of
+//! text, in the formats preference data
 //! comes in. Each row is a prompt, a demonstration (the chosen or only
 //! response) and, where the format has one, a rejected response:
 //!
@@ -135,9 +136,18 @@ fn unreadable(file: &Path, e: impl std::fmt::Display) -> DataError {
     }
 }
 
-/// Each non-blank line's JSON object, with its line number.
+/// Each non-blank line's JSON object, with its line number; a `.gz` file is gunzipped first
+/// (Anthropic HH's files are `train.jsonl.gz`).
 fn json_lines(file: &Path) -> Result<Vec<(String, Value)>, DataError> {
-    let bytes = std::fs::read(file).map_err(|e| unreadable(file, e))?;
+    let mut bytes = std::fs::read(file).map_err(|e| unreadable(file, e))?;
+    if file.extension().is_some_and(|e| e == "gz") {
+        use std::io::Read;
+        let mut out = vec![];
+        flate2::read::GzDecoder::new(&bytes[..])
+            .read_to_end(&mut out)
+            .map_err(|e| unreadable(file, format!("not gzip: {e}")))?;
+        bytes = out;
+    }
     let mut out = vec![];
     for (i, raw) in bytes.split(|&b| b == b'\n').enumerate() {
         let at = format!("line {}", i + 1);
