@@ -554,3 +554,31 @@ fn the_real_scenarios_run_on_the_fixtures() {
         );
     }
 }
+
+/// The file's pairs relabelled by the judge (`labels = "deterministic"`): every pair's chosen
+/// response has the higher gold and ties are dropped; with the file's own labels
+/// (`labels = "world"`) the random judge disagrees with some of them.
+#[test]
+fn the_judge_relabels_the_files_pairs() {
+    let pairs = |labels: &str| {
+        let d = tmp(&format!("relabel-{labels}"));
+        let set = format!("prefs.labels=\"{labels}\"");
+        let mut c = Command::new(env!("CARGO_BIN_EXE_alignlab"));
+        c.args(["prepare", "tests/fixtures/data/dataset.toml", "--set", &set, "--quiet"]);
+        let o = c.args(["--threads", "1", "--runs"]).arg(d.join("runs")).output().unwrap();
+        assert!(o.status.success(), "{}", text(&o));
+        let dir = std::fs::read_dir(d.join("runs/dataset"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.file_name().unwrap().to_string_lossy().starts_with("prefs-"))
+            .unwrap();
+        let data = alignlab::data::PrefData::load(&dir.join("pairs.txt")).unwrap();
+        data.train.into_iter().chain(data.val).collect::<Vec<_>>()
+    };
+    let judged = pairs("deterministic");
+    assert!(!judged.is_empty() && judged.iter().all(|p| p.gold_chosen > p.gold_rejected));
+    let filed = pairs("world");
+    assert_eq!(filed.len(), 180);
+    let against = filed.iter().filter(|p| p.gold_chosen < p.gold_rejected).count();
+    assert!(against > 0 && judged.len() <= filed.len(), "{against} of {}", filed.len());
+}
