@@ -278,6 +278,38 @@ fn a_dataset_scenario_runs_end_to_end() {
     assert!(o.status.success(), "{}", text(&o));
     let ext = alignlab::report::external(&res).unwrap();
     assert_eq!(ext.len(), 1, "{ext:?}");
+    // The DPO policy exported to Hugging Face's layout (the tokenizer's own ids, the three
+    // specials added after them) and read back: the run's own last KL, to the last digit.
+    let dpo = std::fs::read_dir(d.join("runs/dataset"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.file_name().unwrap().to_string_lossy().starts_with("dpo-"))
+        .unwrap();
+    let hf = d.join("dpo-hf");
+    let o = Command::new(env!("CARGO_BIN_EXE_alignlab"))
+        .arg("export")
+        .arg(&dpo)
+        .arg("--hf")
+        .arg(&hf)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let config = std::fs::read_to_string(hf.join("config.json")).unwrap();
+    assert!(config.contains("alignlab_special_rows"), "{config}");
+    let mut c = Command::new(env!("CARGO_BIN_EXE_alignlab"));
+    c.args(["eval", "tests/fixtures/data/dataset.toml", "--threads", "1", "--policy"]).arg(&hf);
+    let o = c.arg("--runs").arg(d.join("runs")).output().unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let kl_back = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("eval/kl,").map(|r| r.split(',').next().unwrap().to_string()))
+        .unwrap();
+    let last = csv.lines().rfind(|l| l.starts_with("dpo,") && l.contains(",eval/kl,")).unwrap();
+    assert_eq!(
+        last.rsplit(',').next().unwrap(),
+        kl_back,
+        "the export read back is not the run's policy"
+    );
     assert!(
         ext[0].name == "gpt2-large" && ext[0].kl > 0.0 && (0.0..=1.0).contains(&ext[0].gold),
         "{ext:?}"

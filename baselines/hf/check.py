@@ -58,7 +58,10 @@ def main(path):
             print(f"row {r}: alignlab {mine}\n       transformers {theirs}")
             if mine != theirs:
                 failures.append(f"greedy continuation of row {r} differs")
-    texts = open(f"{path}/alignlab_check.txt").read().splitlines()
+    # A dataset world's export (a real tokenizer) records no text: random ids need not be what
+    # a BPE gives for their decoding.
+    import os
+    texts = open(f"{path}/alignlab_check.txt").read().splitlines() if os.path.exists(f"{path}/alignlab_check.txt") else []
     for r, text in enumerate(texts):
         got = [tok.bos_token_id] + tok(text, add_special_tokens=False)["input_ids"]
         if got != ids[r].tolist():

@@ -23,6 +23,13 @@ pub fn eval_policy(
     dir: &Path,
 ) -> Result<Vec<(String, f64, Option<f64>)>> {
     let ck = hf::open(dir)?;
+    // An alignlab export of a shifted vocabulary says where its three specials are.
+    let rows: Option<[i64; 3]> = std::fs::read_to_string(dir.join("config.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .and_then(|v| serde_json::from_value(v.get("alignlab_special_rows")?.clone()).ok());
+    let special_rows =
+        if sc.model.special_rows.is_some() { rows.or(sc.model.special_rows) } else { None };
     // A dataset world with shifted ids reads the tokenizer's rows of any checkpoint of it
     // (its embedding may have spare rows); elsewhere the vocabularies must be the world's.
     let fits = match sc.model.special_rows {
@@ -38,7 +45,7 @@ pub fn eval_policy(
     );
     // The world's vocabulary and the scenario's block, as a scenario with `init` reads it.
     let mut cfg = hf::network(
-        &ck, sc.model.vocab_size, sc.model.block_size, sc.model.precision, sc.model.special_rows,
+        &ck, sc.model.vocab_size, sc.model.block_size, sc.model.precision, special_rows,
     )?;
     cfg.suppress.clone_from(&sc.model.suppress);
     with_stages(sc, opts, |s, _| {

@@ -14,6 +14,7 @@ use std::path::Path;
 use tch::{nn, Device, Kind, Tensor};
 
 pub use super::export_files::{read_card, write_card, write_tokenizer, ModelCard};
+use super::export_shifted as shifted;
 
 use super::export_files::{check_ids, json_str};
 use super::write_atomic;
@@ -109,15 +110,16 @@ pub fn hf(run_dir: &Path, out: &Path) -> Result<()> {
     if names.iter().any(|(n, _)| n == "score.weight") {
         return super::export_rm::reward_model(&ckpt, &card, out);
     }
-    if card.gpt.special_rows.is_some() {
-        bail!("{}: a policy trained on a dataset world whose tokenizer ids are shifted under alignlab's <pad>/<bos>/<eos> cannot be exported to Hugging Face's layout yet; fix: use its weights in model.safetensors (rows 0-2 are <pad>, <bos>, <eos>, row i >= 3 is the tokenizer's id i - 3), or train on a dataset whose tokenizer has them at 0, 1, 2", run_dir.display());
-    }
     let mut vs = nn::VarStore::new(Device::Cpu);
     let policy = Gpt::new(&vs.root(), &card.gpt);
     model::load_checkpoint(&mut vs, &ckpt)?;
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     write_weights(&vs, &card.gpt, out)?;
-    write_config(&card, out)?;
+    if card.gpt.special_rows.is_some() {
+        super::export_shifted::write_files(run_dir, &card, out)?;
+    } else {
+        write_config(&card, out)?;
+    }
     write_check(&policy, &card, out)
 }
 
@@ -162,6 +164,22 @@ fn write_check(policy: &Gpt, card: &ModelCard, out: &Path) -> Result<()> {
         let greedy = ro.response.where_self(&ro.mask.gt(0.0), &Tensor::full_like(&ro.response, -1));
         (logits, greedy)
     });
+    let check = out.join("alignlab_check.safetensors");
+    if cfg.special_rows.is_some() {
+        // In the tokenizer's ids, logits in its order; no text (a BPE's text need not give
+        // back ids drawn at random).
+        let (prompt, greedy) = (
+            shifted::ids_to_hf(&prompt, cfg.vocab_size),
+            shifted::ids_to_hf(&greedy, cfg.vocab_size),
+        );
+        let order = Tensor::from_slice(&shifted::order(cfg.vocab_size));
+        let logits = logits.index_select(-1, &order);
+        return Tensor::write_safetensors(
+            &[("input_ids", prompt), ("logits", logits), ("greedy", greedy)],
+            &check,
+        )
+        .with_context(|| format!("cannot write {}", check.display()));
+    }
     let texts: Vec<String> = (0..rows as usize)
         .map(|r| {
             ids[r * len as usize + 1..(r + 1) * len as usize]
@@ -172,7 +190,6 @@ fn write_check(policy: &Gpt, card: &ModelCard, out: &Path) -> Result<()> {
         })
         .collect();
     write_atomic(&out.join("alignlab_check.txt"), (texts.join("\n") + "\n").as_bytes())?;
-    let check = out.join("alignlab_check.safetensors");
     Tensor::write_safetensors(
         &[("input_ids", prompt), ("logits", logits), ("greedy", greedy)],
         &check,

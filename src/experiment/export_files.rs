@@ -17,9 +17,13 @@ pub struct ModelCard {
     pub words: Vec<String>,
 }
 
-/// Write `model.toml` into a run folder.
-pub fn write_card(dir: &Path, gpt: &GptConfig, words: &[String]) -> Result<()> {
-    let card = ModelCard { gpt: gpt.clone(), words: words.to_vec() };
+/// Write `model.toml` into a run folder, and a real tokenizer's `tokenizer.json` where the
+/// world has one (a dataset world's: what its export writes).
+pub fn write_card(dir: &Path, gpt: &GptConfig, vocab: &crate::world::Vocab) -> Result<()> {
+    let card = ModelCard { gpt: gpt.clone(), words: vocab.words.clone() };
+    if let Some(t) = vocab.tokenizer() {
+        write_atomic(&dir.join("tokenizer.json"), t.json().as_bytes())?;
+    }
     write_atomic(
         &dir.join("model.toml"),
         toml::to_string(&card).expect("the model card serializes").as_bytes(),

@@ -64,7 +64,7 @@ pub fn method_stage(
         .train(&run, &policy, &mut vs)
         .with_context(|| format!("method {} {}", run.name, run.setting))?;
     run.metrics = metrics_logged;
-    super::export::write_card(&dir, &sc.model, &s.world.vocab().words)?;
+    super::export::write_card(&dir, &sc.model, s.world.vocab())?;
     let mut e = run.evals.take();
     // The kept checkpoint: the last, or the best evaluation by the keep rule, marked
     // `eval/kept` at its step; the final-only evaluations and the saved model are its.

@@ -22,6 +22,7 @@ pub mod eval_policy;
 pub mod export;
 pub mod export_files;
 pub mod export_rm;
+pub mod export_shifted;
 pub mod folders;
 pub mod keys;
 pub mod ledger;

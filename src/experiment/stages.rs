@@ -97,7 +97,7 @@ pub fn sft_stage(
         m.push("sft", "", sc.seed, sc.sft.steps, "sft/nll/true_process", true_nll);
     }
     model::save_checkpoint(&vs, &ckpt)?;
-    export::write_card(&dir, &sc.model, &world.vocab().words)?;
+    export::write_card(&dir, &sc.model, world.vocab())?;
     write_atomic(&metrics_path, m.to_csv().as_bytes())?;
     folders::save_stage_wall(&dir, "sft", sc.seed, started)?;
     summary.add("sft", "val NLL/token", val_nll_line(report.val_nll, true_nll));
@@ -261,7 +261,7 @@ pub fn reward_stage(
     pb.finish_and_clear();
     let work = save_stage_compute(&dir, "reward", sc.seed)?;
     model::save_checkpoint(&vs, &ckpt)?;
-    export::write_card(&dir, &sc.reward_model, &world.vocab().words)?;
+    export::write_card(&dir, &sc.reward_model, world.vocab())?;
     save_stage_wall(&dir, "reward", sc.seed, started)?;
     write_atomic(&metrics_path, m.to_csv().as_bytes())?;
     summary.add(

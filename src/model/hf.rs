@@ -413,7 +413,12 @@ pub fn tensors_out(
     let mut out = vec![];
     for part in layout(cfg) {
         let t = vars.get(&part.name).ok_or_else(|| format!("has no tensor `{}`", part.name))?;
-        out.extend(part.sources.iter().cloned().zip(disassemble(&part, t)));
+        // A shifted vocabulary goes out in the tokenizer's order, the three specials last.
+        let t = match shifted(cfg, &part.name) {
+            0 => t.shallow_clone(),
+            n => Tensor::cat(&[t.narrow(0, n, t.size()[0] - n), t.narrow(0, 0, n)], 0),
+        };
+        out.extend(part.sources.iter().cloned().zip(disassemble(&part, &t)));
     }
     Ok(out)
 }

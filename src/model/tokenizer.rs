@@ -96,6 +96,21 @@ impl Tokenizer {
         self.inner.get_vocab(true).values().copied().max().map_or(0, |m| i64::from(m) + 1)
     }
 
+    /// Its `tokenizer.json`.
+    pub fn json(&self) -> String {
+        self.inner.to_string(false).expect("a loaded tokenizer serializes")
+    }
+
+    /// Its `tokenizer.json` with `names` added as special tokens after its ids, and their ids.
+    pub fn json_with_specials(&self, names: &[&str]) -> (String, Vec<i64>) {
+        let mut t = self.inner.clone();
+        let added: Vec<tokenizers::AddedToken> =
+            names.iter().map(|n| tokenizers::AddedToken::from(n.to_string(), true)).collect();
+        let _ = t.add_special_tokens(added);
+        let ids = names.iter().map(|n| t.token_to_id(n).map_or(-1, i64::from)).collect();
+        (t.to_string(false).expect("a loaded tokenizer serializes"), ids)
+    }
+
     /// Tokens the tokenizer can produce (its vocabulary with the added tokens).
     pub fn vocab_size(&self) -> i64 {
         self.inner.get_vocab_size(true) as i64

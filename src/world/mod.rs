@@ -338,6 +338,11 @@ impl Vocab {
         self.words.len()
     }
 
+    /// The real tokenizer behind the words, where there is one (a dataset world's).
+    pub fn tokenizer(&self) -> Option<&crate::model::tokenizer::Tokenizer> {
+        self.decoder.as_ref().map(|d| d.0.as_ref())
+    }
+
     pub fn is_word(&self, t: i64) -> bool {
         t >= N_SPECIAL as i64 && (t as usize) < self.words.len()
     }
