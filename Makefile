@@ -109,7 +109,8 @@ baselines: setup
 # continuations token for token, the tokenizer's ids of the prompts (baselines/hf/check.py);
 # then every exported preference pair re-tokenised as TRL does gives alignlab's ids
 # (baselines/hf/check_prefs.py); then the reward model, exported as a
-# GPT2ForSequenceClassification, scores as alignlab's within 1e-5.
+# GPT2ForSequenceClassification, scores as alignlab's within 1e-5; then the dataset fixture's DPO
+# policy, exported in its tokenizer's ids with the three specials added, gives the same logits.
 HF_TINY := --set sft.steps=30 --set world.n_train=300 --set world.n_val=50 --set world.n_train_prompts=20 --set world.n_eval_prompts=16 --set model.d_model=32 --set model.n_layer=1 --set train.steps=6 --set reward.epochs=1 --set eval.every=3 --set ppo.iterations=2 --set sweep.seeds=[0] --set best_of_n.n=[1,4]
 hf-check: build
 	@d=$$(mktemp -d) && ./target/release/alignlab run scenarios/sentiment.toml --quiet --threads 2 --results $$d/results --runs $$d/runs $(HF_TINY) > /dev/null \
@@ -118,7 +119,10 @@ hf-check: build
 	&& ./target/release/alignlab export-prefs "$$(ls -d $$d/runs/sentiment/prefs-* | head -1)" $$d/prefs.jsonl > /dev/null \
 	&& "$(TRL_VENV)/bin/python" -W ignore baselines/hf/check_prefs.py $$d/hf $$d/prefs.jsonl \
 	&& ./target/release/alignlab export "$$(ls -d $$d/runs/sentiment/reward-* | head -1)" --hf $$d/rm > /dev/null \
-	&& "$(TRL_VENV)/bin/python" -W ignore baselines/hf/check.py $$d/rm; s=$$?; rm -rf $$d; exit $$s
+	&& "$(TRL_VENV)/bin/python" -W ignore baselines/hf/check.py $$d/rm \
+	&& ./target/release/alignlab run tests/fixtures/data/dataset.toml --quiet --threads 2 --results $$d/results --runs $$d/runs > /dev/null \
+	&& ./target/release/alignlab export "$$(ls -d $$d/runs/dataset/dpo-* | head -1)" --hf $$d/ds > /dev/null \
+	&& "$(TRL_VENV)/bin/python" -W ignore baselines/hf/check.py $$d/ds; s=$$?; rm -rf $$d; exit $$s
 
 clean-runs:
 	rm -rf runs
