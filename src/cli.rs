@@ -71,6 +71,7 @@ pub enum Cmd {
         /// The cell's index: a method run in file order (`alignlab cells FILE` lists them).
         #[arg(long)]
         index: usize,
+        /// Run folder root (checkpoints, cached stages).
         #[arg(long, default_value = "runs")]
         runs: PathBuf,
     },
@@ -84,6 +85,7 @@ pub enum Cmd {
         /// Only this seed.
         #[arg(long)]
         seed: Option<u64>,
+        /// Run folder root (checkpoints, cached stages).
         #[arg(long, default_value = "runs")]
         runs: PathBuf,
         /// No progress on stderr.
@@ -126,6 +128,7 @@ pub enum Cmd {
         file: PathBuf,
         #[command(flatten)]
         settings: Settings,
+        /// Run folder root (checkpoints, cached stages).
         #[arg(long, default_value = "runs")]
         runs: PathBuf,
     },
