@@ -614,3 +614,15 @@ fn the_judge_relabels_the_files_pairs() {
     let against = filed.iter().filter(|p| p.gold_chosen < p.gold_rejected).count();
     assert!(against > 0 && judged.len() <= filed.len(), "{against} of {}", filed.len());
 }
+
+/// The memory estimate counts the judge: its weights' bytes, as held (fp32).
+#[test]
+fn the_judge_is_counted_in_the_memory_estimate() {
+    let sc = alignlab::scenario::Scenario::load(Path::new("tests/fixtures/data/dataset.toml"), &[])
+        .unwrap();
+    let tensors =
+        tch::Tensor::read_safetensors("tests/fixtures/roberta-classifier/model.safetensors")
+            .unwrap();
+    let want: i64 = tensors.iter().map(|(_, t)| t.numel() as i64 * 4).sum();
+    assert_eq!(sc.world.spec().resident_bytes(), want as f64);
+}

@@ -294,6 +294,11 @@ impl Classifier {
         }
     }
 
+    /// Its weights' bytes.
+    pub fn bytes(&self) -> f64 {
+        self.w.values().map(|t| (t.numel() * t.kind().elt_size_in_bytes()) as f64).sum()
+    }
+
     /// The device its weights are on.
     pub fn device(&self) -> Device {
         self.w.values().next().map_or(Device::Cpu, Tensor::device)

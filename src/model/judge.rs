@@ -60,6 +60,12 @@ impl DecoderJudge {
         self.device = device;
     }
 
+    /// Its weights' bytes.
+    pub fn bytes(&self) -> f64 {
+        let vars = self.vs.variables();
+        vars.values().map(|t| (t.numel() * t.kind().elt_size_in_bytes()) as f64).sum()
+    }
+
     /// The device its weights are on.
     pub fn device(&self) -> Device {
         self.device

@@ -360,6 +360,14 @@ enum Judge {
 }
 
 impl Judge {
+    /// Its weights' bytes.
+    fn bytes(&self) -> f64 {
+        match self {
+            Judge::Encoder(c) => c.bytes(),
+            Judge::Decoder(d) => d.bytes(),
+        }
+    }
+
     fn tokenizer(&self) -> &Tokenizer {
         match self {
             Judge::Encoder(c) => &c.tokenizer,
@@ -747,6 +755,11 @@ impl WorldSpec for DatasetConfig {
                 .filter(|&i| i >= N_SPECIAL as i64)
                 .collect()
         })
+    }
+    fn resident_bytes(&self) -> f64 {
+        let Ok(d) = self.data() else { return 0.0 };
+        let bytes = d.gold.as_ref().map(|(judge, _, _)| judge.lock().map_or(0.0, |j| j.bytes()));
+        bytes.unwrap_or(0.0)
     }
     fn checkpoint_rows(&self) -> Option<[i64; 3]> {
         let d = self.data().ok()?;

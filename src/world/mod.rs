@@ -145,6 +145,10 @@ pub trait WorldSpec {
     fn checkpoint_rows(&self) -> Option<[i64; 3]> {
         None
     }
+    /// Bytes the world holds in memory beyond its corpus (a dataset's judge model).
+    fn resident_bytes(&self) -> f64 {
+        0.0
+    }
     /// The world of `seed`.
     fn build(&self, seed: u64) -> Box<dyn TextWorld>;
 }

@@ -952,11 +952,14 @@ fn memory(
         _ => "model.d_model",
     };
     let corpora_key = if w.world.kind() == "dataset" { "world.max_rows" } else { "world.n_train" };
+    // A dataset world's judge, held (in fp32) for the whole run.
+    let judge = w.world.spec().resident_bytes();
     let parts = [
         (weights_key, weights),
         (batch_key, activations),
         ("eval.samples_per_prompt", evaluation),
         (corpora_key, corpora),
+        ("world.gold.init", judge),
     ];
     let total: f64 = parts.iter().map(|p| p.1).sum();
     let available = available_memory();
@@ -964,7 +967,7 @@ fn memory(
         return Ok(());
     }
     let (key, _) = parts.iter().copied().max_by(|a, b| a.1.total_cmp(&b.1)).unwrap();
-    let problem = format!("the run needs about {:.1} GiB (parameters and optimiser {:.1}, a batch's activations {:.1}, evaluation {:.1}, corpora {:.1}), more than the {:.1} GiB available", gib(total), gib(weights), gib(activations), gib(evaluation), gib(corpora), gib(available));
+    let problem = format!("the run needs about {:.1} GiB (parameters and optimiser {:.1}, a batch's activations {:.1}, evaluation {:.1}, corpora {:.1}, gold judge {:.1}), more than the {:.1} GiB available", gib(total), gib(weights), gib(activations), gib(evaluation), gib(corpora), gib(judge), gib(available));
     let fix = if key.ends_with(".init") {
         "use a smaller checkpoint, or run on a machine with more memory".to_string()
     } else {
