@@ -25,6 +25,15 @@ fn alignlab(args: &[&str], out: &Path) -> Output {
     c.output().unwrap()
 }
 
+/// The run folder under `root` whose name starts with `prefix` (e.g. `dpo-`).
+fn run_dir(root: &Path, prefix: &str) -> PathBuf {
+    std::fs::read_dir(root)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.file_name().unwrap().to_string_lossy().starts_with(prefix))
+        .unwrap_or_else(|| panic!("no {prefix}* under {}", root.display()))
+}
+
 fn write(path: &Path, lines: &[&str]) {
     std::fs::write(path, lines.join("\n")).unwrap();
 }
@@ -280,11 +289,7 @@ fn a_dataset_scenario_runs_end_to_end() {
     assert_eq!(ext.len(), 1, "{ext:?}");
     // The DPO policy exported to Hugging Face's layout (the tokenizer's own ids, the three
     // specials added after them) and read back: the run's own last KL, to the last digit.
-    let dpo = std::fs::read_dir(d.join("runs/dataset"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.file_name().unwrap().to_string_lossy().starts_with("dpo-"))
-        .unwrap();
+    let dpo = run_dir(&d.join("runs/dataset"), "dpo-");
     let hf = d.join("dpo-hf");
     let o = Command::new(env!("CARGO_BIN_EXE_alignlab"))
         .arg("export")
@@ -345,13 +350,7 @@ fn exported_pairs_train_dpo_to_the_same_losses() {
     }
     let o = alignlab(&args, &d);
     assert!(o.status.success(), "{}", text(&o));
-    let dirs = |prefix: &str| -> PathBuf {
-        std::fs::read_dir(d.join("runs/sentiment"))
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .find(|p| p.file_name().unwrap().to_string_lossy().starts_with(prefix))
-            .unwrap()
-    };
+    let dirs = |prefix: &str| -> PathBuf { run_dir(&d.join("runs/sentiment"), prefix) };
     let jsonl = d.join("prefs.jsonl");
     let exe = env!("CARGO_BIN_EXE_alignlab");
     let o = Command::new(exe).arg("export-prefs").arg(dirs("prefs-")).arg(&jsonl).output().unwrap();
@@ -406,11 +405,7 @@ beta = [0.1]
     assert!(o.status.success(), "{}", text(&o));
     // The pairs: identical ids, in the same order.
     let ours = alignlab::data::PrefData::load(&dirs("prefs-").join("pairs.txt")).unwrap();
-    let back_dir = std::fs::read_dir(d.join("runs/roundtrip"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.file_name().unwrap().to_string_lossy().starts_with("prefs-"))
-        .unwrap();
+    let back_dir = run_dir(&d.join("runs/roundtrip"), "prefs-");
     let back = alignlab::data::PrefData::load(&back_dir.join("pairs.txt")).unwrap();
     assert!(!ours.train.is_empty() && !ours.val.is_empty());
     for (a, b) in ours.train.iter().chain(&ours.val).zip(back.train.iter().chain(&back.val)) {
@@ -419,11 +414,7 @@ beta = [0.1]
     assert_eq!((ours.train.len(), ours.val.len()), (back.train.len(), back.val.len()));
     // The DPO losses at every logged step.
     let losses = |dir: &Path| -> Vec<(String, f64)> {
-        let run = std::fs::read_dir(dir)
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .find(|p| p.file_name().unwrap().to_string_lossy().starts_with("dpo-"))
-            .unwrap();
+        let run = run_dir(dir, "dpo-");
         std::fs::read_to_string(run.join("metrics.csv"))
             .unwrap()
             .lines()
@@ -452,11 +443,7 @@ beta = [0.1]
     assert!(worst == 0.0, "{a:?} vs {b:?}");
     // Every step, not only the logged ones: the final weights are the same bytes.
     let weights = |dir: &Path| {
-        let run = std::fs::read_dir(dir)
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .find(|p| p.file_name().unwrap().to_string_lossy().starts_with("dpo-"))
-            .unwrap();
+        let run = run_dir(dir, "dpo-");
         std::fs::read(run.join("model.safetensors")).unwrap()
     };
     assert!(
@@ -599,11 +586,7 @@ fn the_judge_relabels_the_files_pairs() {
         c.args(["prepare", "tests/fixtures/data/dataset.toml", "--set", &set, "--quiet"]);
         let o = c.args(["--threads", "1", "--runs"]).arg(d.join("runs")).output().unwrap();
         assert!(o.status.success(), "{}", text(&o));
-        let dir = std::fs::read_dir(d.join("runs/dataset"))
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .find(|p| p.file_name().unwrap().to_string_lossy().starts_with("prefs-"))
-            .unwrap();
+        let dir = run_dir(&d.join("runs/dataset"), "prefs-");
         let data = alignlab::data::PrefData::load(&dir.join("pairs.txt")).unwrap();
         data.train.into_iter().chain(data.val).collect::<Vec<_>>()
     };
