@@ -49,7 +49,7 @@ fn rows_are_read_in_each_format() {
             r#"{"chosen": "\n\nHuman: hi\n\nAssistant: hello\n\nHuman: how?\n\nAssistant: well", "rejected": "\n\nHuman: hi\n\nAssistant: hello\n\nHuman: how?\n\nAssistant: go away"}"#,
         ],
     );
-    let rows = read(&f, Format::Hh, &cols).unwrap();
+    let rows = read(&f, Format::Hh, &cols, false).unwrap().0;
     // The prompt ends at the last Assistant turn, both replies after it.
     assert_eq!(rows[0].prompt, "\n\nHuman: hi\n\nAssistant: hello\n\nHuman: how?\n\nAssistant:");
     assert_eq!(rows[0].chosen, " well");
@@ -64,33 +64,37 @@ fn rows_are_read_in_each_format() {
             r#"{"info": {"post": "my post"}, "summaries": [{"text": " first"}, {"text": " second"}], "choice": 1}"#,
         ],
     );
-    let rows = read(&f, Format::Tldr, &cols).unwrap();
+    let rows = read(&f, Format::Tldr, &cols, false).unwrap().0;
     assert_eq!((rows[0].prompt.as_str(), rows[0].chosen.as_str()), ("my post", " second"));
     assert_eq!(rows[0].rejected.as_deref(), Some(" first"));
     let f = d.join("pc.jsonl");
     write(&f, &[r#"{"q": {"text": "a question"}, "completion": " an answer"}"#, ""]);
     let renamed = Columns { prompt: "q.text".into(), ..Columns::default() };
-    let rows = read(&f, Format::PromptCompletion, &renamed).unwrap();
+    let rows = read(&f, Format::PromptCompletion, &renamed, false).unwrap().0;
     assert_eq!((rows[0].prompt.as_str(), rows[0].rejected.is_none()), ("a question", true));
     // Parquet (snappy, a nested column) reads as the same rows as the JSON lines it was made of.
-    let json =
-        read(Path::new("tests/fixtures/data/prefs.jsonl"), Format::Preference, &cols).unwrap();
+    let json = read(Path::new("tests/fixtures/data/prefs.jsonl"), Format::Preference, &cols, false)
+        .unwrap()
+        .0;
     let nested = Columns { chosen: "meta.chosen".into(), ..Columns::default() };
     let parquet =
-        read(Path::new("tests/fixtures/data/prefs.parquet"), Format::Preference, &nested).unwrap();
+        read(Path::new("tests/fixtures/data/prefs.parquet"), Format::Preference, &nested, false)
+            .unwrap()
+            .0;
     assert_eq!(json.len(), 200);
     for (a, b) in json.iter().zip(&parquet) {
         assert_eq!((&a.prompt, &a.chosen, &a.rejected), (&b.prompt, &b.chosen, &b.rejected));
     }
     // Gzipped JSON lines (as Anthropic HH ships them) read as the plain file.
-    let hh = read(Path::new("tests/fixtures/data/hh.jsonl"), Format::Hh, &cols).unwrap();
-    let gz = read(Path::new("tests/fixtures/data/hh.jsonl.gz"), Format::Hh, &cols).unwrap();
+    let hh = read(Path::new("tests/fixtures/data/hh.jsonl"), Format::Hh, &cols, false).unwrap().0;
+    let gz =
+        read(Path::new("tests/fixtures/data/hh.jsonl.gz"), Format::Hh, &cols, false).unwrap().0;
     assert_eq!(hh.len(), 200);
     for (a, b) in hh.iter().zip(&gz) {
         assert_eq!((&a.prompt, &a.chosen, &a.rejected), (&b.prompt, &b.chosen, &b.rejected));
     }
     let wrong = Columns { prompt: "score".into(), ..nested };
-    let e = read(Path::new("tests/fixtures/data/prefs.parquet"), Format::Preference, &wrong)
+    let e = read(Path::new("tests/fixtures/data/prefs.parquet"), Format::Preference, &wrong, false)
         .unwrap_err();
     assert!(
         e.problem
@@ -316,7 +320,7 @@ fn a_dataset_scenario_runs_end_to_end() {
         "the export read back is not the run's policy"
     );
     assert!(
-        ext[0].name == "gpt2-large" && ext[0].kl > 0.0 && (0.0..=1.0).contains(&ext[0].gold),
+        ext[0].policy == "gpt2-large" && ext[0].kl > 0.0 && (0.0..=1.0).contains(&ext[0].gold),
         "{ext:?}"
     );
 }

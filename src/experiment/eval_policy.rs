@@ -24,12 +24,7 @@ pub fn eval_policy(
 ) -> Result<Vec<(String, f64, Option<f64>)>> {
     let ck = hf::open(dir)?;
     // An alignlab export of a shifted vocabulary says where its three specials are.
-    let rows: Option<[i64; 3]> = std::fs::read_to_string(dir.join("config.json"))
-        .ok()
-        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-        .and_then(|v| serde_json::from_value(v.get("alignlab_special_rows")?.clone()).ok());
-    let special_rows =
-        if sc.model.special_rows.is_some() { rows.or(sc.model.special_rows) } else { None };
+    let special_rows = sc.model.special_rows.map(|r| ck.alignlab_special_rows.unwrap_or(r));
     // A dataset world with shifted ids reads the tokenizer's rows of any checkpoint of it
     // (its embedding may have spare rows); elsewhere the vocabularies must be the world's.
     let fits = match sc.model.special_rows {
@@ -97,11 +92,25 @@ pub fn command(
     Ok(())
 }
 
-/// The columns of a results folder's `external.csv`: policies evaluated with `--frontier`.
-pub const EXTERNAL_COLUMNS: &str = "policy,seed,kl,gold,gold_ci,winrate";
+/// A row of a results folder's `external.csv`: a policy trained elsewhere, evaluated with
+/// `--frontier` (the report draws it on the frontier plot, with its 95% interval).
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct External {
+    /// The policy's folder name.
+    pub policy: String,
+    pub seed: u64,
+    #[serde(with = "crate::log::float_text")]
+    pub kl: f64,
+    #[serde(with = "crate::log::float_text")]
+    pub gold: f64,
+    #[serde(with = "crate::log::float_text")]
+    pub gold_ci: f64,
+    #[serde(with = "crate::log::float_text")]
+    pub winrate: f64,
+}
 
 /// The policy of folder `dir` at `seed` as a row of `frontier/external.csv`, replacing its
-/// earlier row.
+/// earlier row; rows sorted by policy and seed.
 fn record(
     frontier: &Path,
     dir: &Path,
@@ -109,20 +118,13 @@ fn record(
     rows: &[(String, f64, Option<f64>)],
 ) -> Result<()> {
     let get = |k: &str| rows.iter().find(|(n, _, _)| n == k).map_or(f64::NAN, |r| r.1);
-    let name = dir.file_name().map_or("policy".into(), |n| n.to_string_lossy().replace(',', "_"));
+    let policy = dir.file_name().map_or("policy".into(), |n| n.to_string_lossy().to_string());
     let path = frontier.join("external.csv");
-    let old = std::fs::read_to_string(&path).unwrap_or_default();
-    let mut lines: Vec<String> = old
-        .lines()
-        .skip(1)
-        .filter(|l| !l.starts_with(&format!("{name},{seed},")))
-        .map(String::from)
-        .collect();
-    let (kl, gold, ci, win) =
-        (get("eval/kl"), get("eval/gold"), get("eval/gold_ci"), get("eval/winrate"));
-    lines.push(format!("{name},{seed},{kl},{gold},{ci},{win}"));
-    lines.sort();
-    let text = format!("{EXTERNAL_COLUMNS}\n{}\n", lines.join("\n"));
-    crate::log::write_atomic(&path, text.as_bytes())
+    let mut all: Vec<External> = if path.exists() { crate::log::read_csv(&path)? } else { vec![] };
+    all.retain(|e| (e.policy.as_str(), e.seed) != (policy.as_str(), seed));
+    let (kl, gold, gold_ci) = (get("eval/kl"), get("eval/gold"), get("eval/gold_ci"));
+    all.push(External { policy, seed, kl, gold, gold_ci, winrate: get("eval/winrate") });
+    all.sort_by(|a, b| (&a.policy, a.seed).cmp(&(&b.policy, b.seed)));
+    crate::log::write_atomic(&path, crate::log::csv_text(&all).as_bytes())
         .with_context(|| format!("cannot write {}", path.display()))
 }

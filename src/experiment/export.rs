@@ -164,36 +164,29 @@ fn write_check(policy: &Gpt, card: &ModelCard, out: &Path) -> Result<()> {
         let greedy = ro.response.where_self(&ro.mask.gt(0.0), &Tensor::full_like(&ro.response, -1));
         (logits, greedy)
     });
-    let check = out.join("alignlab_check.safetensors");
-    if cfg.special_rows.is_some() {
+    let (prompt, logits, greedy) = if cfg.special_rows.is_some() {
         // In the tokenizer's ids, logits in its order; no text (a BPE's text need not give
         // back ids drawn at random).
-        let (prompt, greedy) = (
-            shifted::ids_to_hf(&prompt, cfg.vocab_size),
-            shifted::ids_to_hf(&greedy, cfg.vocab_size),
-        );
         let order = Tensor::from_slice(&shifted::order(cfg.vocab_size));
-        let logits = logits.index_select(-1, &order);
-        return Tensor::write_safetensors(
-            &[("input_ids", prompt), ("logits", logits), ("greedy", greedy)],
-            &check,
-        )
-        .with_context(|| format!("cannot write {}", check.display()));
-    }
-    let texts: Vec<String> = (0..rows as usize)
-        .map(|r| {
-            ids[r * len as usize + 1..(r + 1) * len as usize]
-                .iter()
-                .map(|&i| card.words[i as usize].clone())
-                .collect::<Vec<_>>()
-                .join(" ")
-        })
-        .collect();
-    write_atomic(&out.join("alignlab_check.txt"), (texts.join("\n") + "\n").as_bytes())?;
+        let to_hf = |t: &Tensor| shifted::ids_to_hf(t, cfg.vocab_size);
+        (to_hf(&prompt), logits.index_select(-1, &order), to_hf(&greedy))
+    } else {
+        let texts: Vec<String> = (0..rows as usize)
+            .map(|r| {
+                ids[r * len as usize + 1..(r + 1) * len as usize]
+                    .iter()
+                    .map(|&i| card.words[i as usize].clone())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .collect();
+        write_atomic(&out.join("alignlab_check.txt"), (texts.join("\n") + "\n").as_bytes())?;
+        (prompt, logits, greedy)
+    };
+    let check = out.join("alignlab_check.safetensors");
     Tensor::write_safetensors(
         &[("input_ids", prompt), ("logits", logits), ("greedy", greedy)],
         &check,
     )
-    .with_context(|| format!("cannot write {}", check.display()))?;
-    Ok(())
+    .with_context(|| format!("cannot write {}", check.display()))
 }

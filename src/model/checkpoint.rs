@@ -26,6 +26,17 @@ impl std::fmt::Display for HfError {
 
 impl std::error::Error for HfError {}
 
+impl HfError {
+    /// The scenario's error at `key`: the file and its problem, and the fix.
+    pub fn at(self, key: &str) -> crate::config::ConfigError {
+        crate::config::ConfigError {
+            key: key.into(),
+            problem: format!("{}: {}", self.file.display(), self.problem),
+            fix: self.fix,
+        }
+    }
+}
+
 pub(super) fn err(file: &Path, problem: impl Into<String>, fix: impl Into<String>) -> HfError {
     HfError { file: file.to_path_buf(), problem: problem.into(), fix: fix.into() }
 }
@@ -42,6 +53,9 @@ pub struct Checkpoint {
     /// `num_labels` of a `*ForSequenceClassification` checkpoint.
     pub num_labels: Option<i64>,
     pub files: Vec<PathBuf>,
+    /// Where an alignlab export of a shifted vocabulary put `<pad>`, `<bos>`, `<eos>`
+    /// (`alignlab_special_rows`, see `experiment::export_shifted`).
+    pub alignlab_special_rows: Option<[i64; 3]>,
 }
 
 impl Checkpoint {
@@ -138,6 +152,9 @@ pub fn open(dir: &Path) -> Result<Checkpoint, HfError> {
         dir: dir.to_path_buf(),
         files: weight_files(dir)?,
         num_labels: if classifier { labels.or(Some(2)) } else { None },
+        alignlab_special_rows: v
+            .get("alignlab_special_rows")
+            .and_then(|r| serde_json::from_value(r.clone()).ok()),
         gpt,
     })
 }

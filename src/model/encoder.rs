@@ -56,6 +56,14 @@ pub struct Classifier {
 /// The supported encoder `model_type`s.
 pub const SUPPORTED: &str = "bert, roberta, distilbert";
 
+/// Whether `dir`'s `config.json` names one of the supported encoders as its `model_type`.
+pub fn is_encoder(dir: &Path) -> bool {
+    let model_type = read_config(dir, "")
+        .ok()
+        .and_then(|(_, v)| v.get("model_type").and_then(Value::as_str).map(String::from));
+    model_type.is_some_and(|t| SUPPORTED.split(", ").any(|s| s == t))
+}
+
 impl Classifier {
     /// `dir` (config.json, model.safetensors, tokenizer.json); `label` a label's name in
     /// `id2label` or its index.
@@ -273,18 +281,7 @@ impl Classifier {
                 ids
             })
             .collect();
-        let t = rows.iter().map(Vec::len).max().unwrap_or(1).max(1);
-        let mut flat = vec![self.pad; rows.len() * t];
-        let mut valid = vec![false; rows.len() * t];
-        for (r, ids) in rows.iter().enumerate() {
-            flat[r * t..r * t + ids.len()].copy_from_slice(ids);
-            valid[r * t..r * t + ids.len()].iter_mut().for_each(|v| *v = true);
-        }
-        let shape = [rows.len() as i64, t as i64];
-        (
-            Tensor::from_slice(&flat).view(shape).to_device(device),
-            Tensor::from_slice(&valid).view(shape).to_device(device),
-        )
+        super::sample::right_pad(&rows, self.pad, device)
     }
 
     /// Its weights moved to `device`.

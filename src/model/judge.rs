@@ -21,6 +21,8 @@ pub struct DecoderJudge {
     pub tokenizer: Tokenizer,
     block: i64,
     device: Device,
+    /// Its weight files.
+    pub files: Vec<std::path::PathBuf>,
 }
 
 impl DecoderJudge {
@@ -51,7 +53,8 @@ impl DecoderJudge {
                 "give the reward model's full checkpoint",
             ));
         }
-        Ok(DecoderJudge { vs, gpt, head, tokenizer, block: cfg.block_size, device })
+        let files = ck.files.clone();
+        Ok(DecoderJudge { vs, gpt, head, tokenizer, block: cfg.block_size, device, files })
     }
 
     /// Its weights moved to `device`.
@@ -94,18 +97,8 @@ impl DecoderJudge {
 
     /// The score of each row of token ids (non-empty, within the positions), at its last token.
     pub fn score_ids(&self, rows: &[Vec<i64>]) -> Vec<f64> {
-        let t = rows.iter().map(Vec::len).max().unwrap_or(1);
-        let mut flat = vec![self.pad(); rows.len() * t];
-        let mut valid = vec![false; rows.len() * t];
-        let mut last = Vec::with_capacity(rows.len());
-        for (r, ids) in rows.iter().enumerate() {
-            flat[r * t..r * t + ids.len()].copy_from_slice(ids);
-            valid[r * t..r * t + ids.len()].iter_mut().for_each(|v| *v = true);
-            last.push(ids.len() as i64 - 1);
-        }
-        let shape = [rows.len() as i64, t as i64];
-        let tokens = Tensor::from_slice(&flat).view(shape).to_device(self.device);
-        let valid = Tensor::from_slice(&valid).view(shape).to_device(self.device);
+        let (tokens, valid) = super::sample::right_pad(rows, self.pad(), self.device);
+        let last: Vec<i64> = rows.iter().map(|ids| ids.len() as i64 - 1).collect();
         let last = Tensor::from_slice(&last).view([-1, 1]).to_device(self.device);
         let s = tch::no_grad(|| {
             let h = self.gpt.forward_rows(&tokens, None, Some(&valid), Rows::Index(&last));

@@ -145,6 +145,23 @@ pub fn left_pad(prompts: &[Vec<i64>], device: Device) -> (Tensor, Tensor) {
     )
 }
 
+/// Rows of ids padded on the right with `pad` to the longest (at least 1): `[B, T]` and the
+/// real tokens' mask, as encoders and reward models read whole texts.
+pub fn right_pad(rows: &[Vec<i64>], pad: i64, device: Device) -> (Tensor, Tensor) {
+    let t = rows.iter().map(Vec::len).max().unwrap_or(1).max(1);
+    let mut flat = vec![pad; rows.len() * t];
+    let mut valid = vec![false; rows.len() * t];
+    for (r, ids) in rows.iter().enumerate() {
+        flat[r * t..r * t + ids.len()].copy_from_slice(ids);
+        valid[r * t..r * t + ids.len()].iter_mut().for_each(|v| *v = true);
+    }
+    let shape = [rows.len() as i64, t as i64];
+    (
+        Tensor::from_slice(&flat).view(shape).to_device(device),
+        Tensor::from_slice(&valid).view(shape).to_device(device),
+    )
+}
+
 /// The log-probs `[.., V]` of the distribution a policy samples from, given its logits: divided
 /// by `temperature` (0, greedy decoding, is measured at temperature 1) and, with `top_k` > 0,
 /// truncated to the k most likely tokens (the others get -inf). The one place where sampling,

@@ -521,37 +521,17 @@ pub fn report(dir: &Path) -> Result<PathBuf> {
     Ok(dir.join("frontier.png"))
 }
 
-/// A policy trained elsewhere and evaluated with `alignlab eval --frontier` (the folder's
-/// `external.csv`): drawn on the frontier plot as a point with its 95% interval.
-#[derive(Clone, Debug, PartialEq)]
-pub struct External {
-    pub name: String,
-    pub seed: u64,
-    pub kl: f64,
-    pub gold: f64,
-    pub gold_ci: f64,
-}
+pub use crate::experiment::eval_policy::External;
 
-/// The rows of `dir/external.csv`, if any.
+/// The rows of `dir/external.csv` (policies evaluated with `alignlab eval --frontier`), if any.
 pub fn external(dir: &Path) -> Result<Vec<External>> {
     let path = dir.join("external.csv");
-    let Some(text) = std::fs::read_to_string(&path).ok() else { return Ok(vec![]) };
-    let bad = || {
-        anyhow::anyhow!("corrupt {}; fix: delete it and evaluate the policies again with alignlab eval --frontier", path.display())
-    };
-    text.lines()
-        .skip(1)
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| {
-            let f: Vec<&str> = l.split(',').collect();
-            let num = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).ok_or_else(bad);
-            Ok(External {
-                name: f[0].to_string(),
-                seed: f.get(1).and_then(|v| v.parse().ok()).ok_or_else(bad)?,
-                kl: num(2)?,
-                gold: num(3)?,
-                gold_ci: num(4)?,
-            })
-        })
-        .collect()
+    if !path.exists() {
+        return Ok(vec![]);
+    }
+    crate::log::read_csv(&path).map_err(|e| {
+        anyhow::anyhow!(
+            "{e:#}; fix: delete it and evaluate the policies again with alignlab eval --frontier"
+        )
+    })
 }

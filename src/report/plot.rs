@@ -321,7 +321,7 @@ fn external_points<'a, DB: DrawingBackend + 'a, CT: CoordTranslate<From = (f64, 
         chart
             .draw_series([Cross::new((e.kl, e.gold), 7, BLACK.stroke_width(2))])
             .map_err(err)?
-            .label(format!("{} (external, seed {})", e.name, e.seed))
+            .label(format!("{} (external, seed {})", e.policy, e.seed))
             .legend(|(x, y)| Cross::new((x + 9, y), 5, BLACK.stroke_width(2)));
     }
     Ok(())

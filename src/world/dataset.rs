@@ -20,7 +20,7 @@
 //! (or the response alone), in batches, on the run's device.
 
 use serde::{Deserialize, Serialize};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use super::dataset_read::{read, Columns, Format, Row};
@@ -292,21 +292,19 @@ impl DatasetConfig {
             "name the training rows' file (JSON lines or .parquet)",
         )?;
         let tok_dir = expand(&self.tokenizer, "tokenizer")?;
-        let tokenizer = Tokenizer::open(&tok_dir).map_err(|e| {
-            fail("tokenizer", format!("{}: {}", e.file.display(), e.problem), &e.fix)
-        })?;
-        let read_file = |key: &str, path: &str| -> Result<(PathBuf, Vec<Row>), ConfigError> {
+        let tokenizer = Tokenizer::open(&tok_dir).map_err(|e| e.at("tokenizer"))?;
+        // Each file's rows and the SHA-256 of its bytes, read once.
+        let read_file = |key: &str, path: &str| -> Result<(String, Vec<Row>), ConfigError> {
             let file = expand(path, key)?;
-            let columns = Columns { empty_responses: self.empty_responses, ..self.columns.clone() };
-            let mut rows =
-                read(&file, self.format, &columns).map_err(|e| fail(key, e.problem, &e.fix))?;
+            let (mut rows, sha256) = read(&file, self.format, &self.columns, self.empty_responses)
+                .map_err(|e| fail(key, e.problem, &e.fix))?;
             if self.max_rows > 0 {
                 rows.truncate(self.max_rows);
             }
-            Ok((file, rows))
+            Ok((sha256, rows))
         };
-        let (train_file, mut train) = read_file("train", &self.train)?;
-        let mut files = vec![train_file];
+        let (train_sha, mut train) = read_file("train", &self.train)?;
+        let mut files = vec![train_sha];
         let test = if self.test.is_empty() {
             split_off(
                 &mut train,
@@ -318,11 +316,10 @@ impl DatasetConfig {
             files.push(f);
             rows
         };
-        let gold = match &self.gold {
-            None => None,
-            Some(g) => Some(open_gold(g, &tokenizer)?),
-        };
-        let fingerprint = fingerprint(&files, &tok_dir, self.gold.as_ref())?;
+        let gold = self.gold.as_ref().map(|g| open_gold(g, &tokenizer)).transpose()?;
+        let judge_fp = gold.as_ref().map(|(_, _, _, fp)| fp.as_str());
+        let fingerprint = fingerprint(&files, &tok_dir, judge_fp);
+        let gold = gold.map(|(judge, batch, reads, _)| (judge, batch, reads));
         let enc = RowEncoder::new(self, tokenizer, template)?;
         enc.build(train, test, gold, fingerprint)
     }
@@ -396,22 +393,14 @@ impl Judge {
     }
 }
 
+/// The judge, its batch and what it reads, and its fingerprint (see `checkpoint::fingerprint`).
 fn open_gold(
     g: &GoldConfig,
     policy: &Tokenizer,
-) -> Result<(Mutex<Judge>, usize, Reads), ConfigError> {
+) -> Result<(Mutex<Judge>, usize, Reads, String), ConfigError> {
     let dir = expand(&g.init, "gold.init")?;
-    let fail = |e: crate::model::checkpoint::HfError| ConfigError {
-        key: "gold.init".into(),
-        problem: format!("{}: {}", e.file.display(), e.problem),
-        fix: e.fix,
-    };
-    let model_type = std::fs::read_to_string(dir.join("config.json"))
-        .ok()
-        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-        .and_then(|v| v.get("model_type").and_then(|m| m.as_str()).map(String::from))
-        .unwrap_or_default();
-    let judge = if ["bert", "roberta", "distilbert"].contains(&model_type.as_str()) {
+    let fail = |e: crate::model::checkpoint::HfError| e.at("gold.init");
+    let judge = if crate::model::encoder::is_encoder(&dir) {
         Judge::Encoder(Box::new(
             Classifier::open(&dir, &g.label, g.reward, tch::Device::Cpu).map_err(fail)?,
         ))
@@ -435,37 +424,27 @@ fn open_gold(
         "use a judge whose tokenizer covers the policy's language",
     )?;
     need(g.batch >= 1, "gold.batch", || "must be at least 1".into(), "use e.g. 64")?;
-    Ok((Mutex::new(judge), g.batch, g.reads))
+    let weights = match &judge {
+        Judge::Encoder(_) => vec![dir.join("model.safetensors")],
+        Judge::Decoder(d) => d.files.clone(),
+    };
+    let fp = crate::model::checkpoint::fingerprint_of(&dir.join("config.json"), &weights)
+        .map_err(fail)?;
+    Ok((Mutex::new(judge), g.batch, g.reads, fp))
 }
 
-/// SHA-256 of the data files, the tokenizer and the judge.
-fn fingerprint(
-    files: &[PathBuf],
-    tok_dir: &Path,
-    gold: Option<&GoldConfig>,
-) -> Result<String, ConfigError> {
+/// SHA-256 over the data files' digests, the tokenizer and the judge's fingerprint.
+fn fingerprint(files: &[String], tok_dir: &Path, judge: Option<&str>) -> String {
     use sha2::{Digest, Sha256};
     let mut h = Sha256::new();
-    let mut all: Vec<PathBuf> = files.to_vec();
-    all.push(tok_dir.join("tokenizer.json"));
-    for f in &all {
-        h.update(std::fs::read(f).unwrap_or_default());
+    for f in files {
+        h.update(f.as_bytes());
     }
-    if let Some(g) = gold {
-        let dir = expand(&g.init, "gold.init")?;
-        let weights = match crate::model::hf::open(&dir) {
-            Ok(ck) => ck.files,
-            Err(_) => vec![dir.join("model.safetensors")],
-        };
-        let fp = crate::model::checkpoint::fingerprint_of(&dir.join("config.json"), &weights)
-            .map_err(|e| ConfigError {
-                key: "gold.init".into(),
-                problem: format!("{}: {}", e.file.display(), e.problem),
-                fix: e.fix,
-            })?;
+    h.update(std::fs::read(tok_dir.join("tokenizer.json")).unwrap_or_default());
+    if let Some(fp) = judge {
         h.update(fp.as_bytes());
     }
-    Ok(h.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect())
+    h.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect()
 }
 
 /// A row's (prompt, chosen, rejected) ids.

@@ -49,10 +49,6 @@ pub struct Columns {
     pub summaries: String,
     /// The TL;DR comparisons' choice, 0 or 1 (default `choice`).
     pub choice: String,
-    /// Whether an empty response is kept (as a response that ends at once, `<eos>` alone:
-    /// alignlab's own exports hold such samples of pi_SFT) rather than refused.
-    #[serde(skip)]
-    pub empty_responses: bool,
     /// A column naming each row's split, `"train"` or `"val"`, for the preference pairs (as
     /// `export-prefs` writes it); empty: a seeded fraction of the prompts is held out.
     pub split: String,
@@ -105,16 +101,27 @@ fn bad(file: &Path, at: &str, column: &str, problem: &str, fix: &str) -> DataErr
     DataError { problem: format!("{} {at}{col}: {problem}", file.display()), fix: fix.to_string() }
 }
 
-/// The rows of `file` in `format`: Parquet where the name ends in `.parquet`, else JSON lines.
-pub fn read(file: &Path, format: Format, columns: &Columns) -> Result<Vec<Row>, DataError> {
+/// The rows of `file` in `format` (Parquet where the name ends in `.parquet`, else JSON lines)
+/// and the SHA-256 of the file's bytes, read once. With `empty_responses` an empty response is
+/// kept (one that ends at once, `<eos>` alone: alignlab's own exports hold such samples of
+/// pi_SFT) rather than refused.
+pub fn read(
+    file: &Path,
+    format: Format,
+    columns: &Columns,
+    empty_responses: bool,
+) -> Result<(Vec<Row>, String), DataError> {
+    use sha2::{Digest, Sha256};
+    let bytes = std::fs::read(file).map_err(|e| unreadable(file, e))?;
+    let sha256 = Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
     let values = if file.extension().is_some_and(|e| e == "parquet") {
-        parquet_values(file)?
+        parquet_values(file, bytes)?
     } else {
-        json_lines(file)?
+        json_lines(file, bytes)?
     };
     let rows = values
         .iter()
-        .map(|(at, v)| row(v, format, columns, (file, at)))
+        .map(|(at, v)| row(v, format, (columns, empty_responses), (file, at)))
         .collect::<Result<Vec<_>, _>>()?;
     if rows.is_empty() {
         return Err(bad(
@@ -125,7 +132,7 @@ pub fn read(file: &Path, format: Format, columns: &Columns) -> Result<Vec<Row>, 
             "give a file with at least one row",
         ));
     }
-    Ok(rows)
+    Ok((rows, sha256))
 }
 
 fn unreadable(file: &Path, e: impl std::fmt::Display) -> DataError {
@@ -138,8 +145,7 @@ fn unreadable(file: &Path, e: impl std::fmt::Display) -> DataError {
 
 /// Each non-blank line's JSON object, with its line number; a `.gz` file is gunzipped first
 /// (Anthropic HH's files are `train.jsonl.gz`).
-fn json_lines(file: &Path) -> Result<Vec<(String, Value)>, DataError> {
-    let mut bytes = std::fs::read(file).map_err(|e| unreadable(file, e))?;
+fn json_lines(file: &Path, mut bytes: Vec<u8>) -> Result<Vec<(String, Value)>, DataError> {
     if file.extension().is_some_and(|e| e == "gz") {
         use std::io::Read;
         let mut out = vec![];
@@ -167,16 +173,15 @@ fn json_lines(file: &Path) -> Result<Vec<(String, Value)>, DataError> {
 
 /// Each row of a Parquet file as a JSON object (nested columns as nested objects and lists).
 #[cfg(feature = "parquet")]
-fn parquet_values(file: &Path) -> Result<Vec<(String, Value)>, DataError> {
+fn parquet_values(file: &Path, bytes: Vec<u8>) -> Result<Vec<(String, Value)>, DataError> {
     use parquet::file::reader::{FileReader, SerializedFileReader};
-    let f = std::fs::File::open(file).map_err(|e| unreadable(file, e))?;
     let not_parquet = |e: parquet::errors::ParquetError| {
         DataError {
         problem: format!("{} is not a Parquet file this build reads ({e})", file.display()),
         fix: "give an uncompressed or snappy-compressed Parquet file (the datasets library's default), or JSON lines".into(),
     }
     };
-    let reader = SerializedFileReader::new(f).map_err(not_parquet)?;
+    let reader = SerializedFileReader::new(bytes::Bytes::from(bytes)).map_err(not_parquet)?;
     let mut out = vec![];
     for (i, row) in reader.get_row_iter(None).map_err(not_parquet)?.enumerate() {
         out.push((format!("row {}", i + 1), row.map_err(not_parquet)?.to_json_value()));
@@ -185,7 +190,7 @@ fn parquet_values(file: &Path) -> Result<Vec<(String, Value)>, DataError> {
 }
 
 #[cfg(not(feature = "parquet"))]
-fn parquet_values(file: &Path) -> Result<Vec<(String, Value)>, DataError> {
+fn parquet_values(file: &Path, _bytes: Vec<u8>) -> Result<Vec<(String, Value)>, DataError> {
     Err(DataError {
         problem: format!("{} is Parquet, and this build reads JSON lines only", file.display()),
         fix: "build with the default features (the `parquet` feature), or write the rows as JSON lines".into(),
@@ -200,7 +205,7 @@ fn at<'a>(v: &'a Value, path: &str) -> Option<&'a Value> {
 fn row(
     v: &Value,
     format: Format,
-    columns: &Columns,
+    (columns, empty_responses): (&Columns, bool),
     (file, line): (&Path, &str),
 ) -> Result<Row, DataError> {
     let field = |name: &str| -> Result<String, DataError> {
@@ -208,7 +213,7 @@ fn row(
         match at(v, col) {
             None => Err(bad(file, line, col, "is missing", &format!("name the column that holds the {name} with world.columns.{name}"))),
             Some(Value::String(s))
-                if s.trim().is_empty() && !(columns.empty_responses && name != "prompt") =>
+                if s.trim().is_empty() && !(empty_responses && name != "prompt") =>
             {
                 Err(bad(file, line, col, "is empty", "drop the row or fill it in (or set world.empty_responses = true to keep empty responses)"))
             }

@@ -347,10 +347,7 @@ fn from_checkpoint(
         .and_then(|ck| {
             hf::network(&ck, vocab, block, w.model.precision, w.world.spec().checkpoint_rows())
         })
-        .map_err(|e| {
-            let problem = format!("{}: {}", e.file.display(), e.problem);
-            c.at(ConfigError { key: key.into(), problem, fix: e.fix })
-        })
+        .map_err(|e| c.at(e.at(key)))
 }
 
 /// The sections' own checks, the model's fit to the world, and the reward model's shape:
