@@ -85,7 +85,7 @@ fn run() -> Result<()> {
             alignlab::report::plot::tabular(&out, &rows)?;
             experiment::tabular::unseen_mass(&out, seed)?;
             print!("{}", experiment::tabular::last_values(&rows));
-            println!("written: {}/tabular{{.csv,_unseen.csv,.png,.svg}}", out.display());
+            println!("written: {}/tabular{{.csv,_world.csv,_unseen.csv,.png,.svg}}", out.display());
         }
         Cmd::Bench { common, quick, real } => alignlab::bench::run(setup(&common)?, quick, real)?,
     }

@@ -691,15 +691,18 @@ fn a_full_disk_fails_cleanly_and_keeps_the_previous_results() {
     let _ = std::fs::remove_dir_all(&out);
 }
 
-/// Progress when stderr is not a terminal: lines with the stage, step, rate and ETA; one JSON
-/// object per line with `--json-progress`; nothing with `--quiet`.
+/// Progress when stderr is not a terminal: lines with the seed, cell, step, rate and ETA, the
+/// whole run's ETA once a cell has finished, each cell's wall time with `--jobs`; one JSON
+/// object per line with `--json-progress` (scenario, seed, cell, stage on every stage line);
+/// nothing with `--quiet`.
 #[test]
 fn progress_is_readable_off_a_terminal() {
     let file = Path::new("scenarios/sentiment.toml");
     let out = tmp("progress");
     let run_with = |flag: &[&str]| {
+        std::fs::remove_dir_all(out.join("runs")).ok();
         let mut c = bin();
-        c.arg("run").arg(file).args(["--threads", "1", "--device", "cpu"]).args(flag);
+        c.arg("run").arg(file).args(["--threads", "2", "--device", "cpu"]).args(flag);
         c.arg("--results").arg(out.join("results")).arg("--runs").arg(out.join("runs"));
         for s in tiny_for(file).iter().chain(&["sweep.seeds=[0]"]) {
             c.arg("--set").arg(s);
@@ -709,30 +712,59 @@ fn progress_is_readable_off_a_terminal() {
         String::from_utf8_lossy(&o.stderr).to_string()
     };
     let lines = run_with(&[]);
+    let has = |text: &str, f: &dyn Fn(&str) -> bool| text.lines().any(f);
     assert!(
-        lines
-            .lines()
-            .any(|l| l.starts_with("sft: 30/30 (") && l.contains("/s") && l.ends_with("done")),
+        has(&lines, &|l| l.starts_with("sft seed 0: 30/30 in ")
+            && l.contains("/s")
+            && l.ends_with("done")),
         "no SFT progress line:\n{lines}"
     );
     assert!(
-        lines.lines().any(|l| l.starts_with("dpo: ") && l.contains("eta")),
+        has(&lines, &|l| l.starts_with("dpo beta=") && l.contains("seed 0: ")),
         "no DPO progress line:\n{lines}"
     );
-    std::fs::remove_dir_all(out.join("runs")).ok();
-    let json = run_with(&["--json-progress"]);
-    let objects: Vec<&str> = json.lines().filter(|l| l.starts_with('{')).collect();
+    // After the first method run the whole run's ETA is known.
+    assert!(has(&lines, &|l| l.contains("run eta ")), "no run ETA:\n{lines}");
+    let jobs = run_with(&["--jobs", "2"]);
     assert!(
-        objects.iter().any(|l| l.contains("\"stage\":\"sft\"")
-            && l.contains("\"step\":30")
-            && l.contains("\"done\":true")),
-        "no JSON SFT line:\n{json}"
+        has(&jobs, &|l| l.starts_with("  done: dpo beta=")
+            && l.contains(" seed 0 in ")
+            && l.contains(" so far, eta ")),
+        "no cell line with its wall time and the run's ETA:\n{jobs}"
     );
-    assert!(objects.iter().all(|l| l.ends_with('}') && l.matches('"').count() % 2 == 0));
-    // Every line is a JSON object, the first (the scenario, seeds, device) too.
-    assert!(json.lines().all(|l| l.starts_with('{')), "a line that is not JSON:\n{json}");
-    assert!(json.lines().next().is_some_and(|l| l.contains("\"scenario\":\"sentiment\"")));
-    std::fs::remove_dir_all(out.join("runs")).ok();
+    for flags in [&["--json-progress"][..], &["--json-progress", "--jobs", "2"]] {
+        let json = run_with(flags);
+        let objects: Vec<serde_json::Value> = json
+            .lines()
+            .map(|l| {
+                serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}\n{json}"))
+            })
+            .collect();
+        assert!(objects.iter().all(|o| o["scenario"] == "sentiment"), "{json}");
+        assert!(objects[0]["seeds"] == serde_json::json!([0]), "{json}");
+        let stages: Vec<&serde_json::Value> =
+            objects.iter().filter(|o| o.get("step").is_some()).collect();
+        assert!(
+            stages
+                .iter()
+                .all(|o| o["seed"] == 0 && o["cell"].is_string() && o["stage"].is_string()),
+            "{json}"
+        );
+        assert!(
+            stages.iter().any(|o| o["stage"] == "sft" && o["step"] == 30 && o["done"] == true),
+            "no JSON SFT line:\n{json}"
+        );
+        if flags.len() > 1 {
+            let cells: Vec<_> = objects.iter().filter(|o| o["stage"] == "cell").collect();
+            assert!(!cells.is_empty(), "no cell lines:\n{json}");
+            assert!(
+                cells.iter().all(|o| o["wall_s"].as_f64().is_some_and(|w| w > 0.0)
+                    && o["run_eta_s"].is_number()
+                    && o["seed"] == 0),
+                "{json}"
+            );
+        }
+    }
     let quiet = run_with(&["--quiet"]);
     assert!(quiet.is_empty(), "--quiet printed:\n{quiet}");
     std::fs::remove_dir_all(&out).ok();
@@ -799,12 +831,14 @@ fn export_prefs_writes_every_pair() {
     // The first pair: its ids as in pairs.txt, its text as many words as ids (without <eos>).
     let first: Vec<&str> = pairs.lines().next().unwrap().split('|').collect();
     let line = lines.lines().next().unwrap();
-    assert!(
-        line.contains(&format!("\"prompt_ids\": [1, {}]", first[1].replace(' ', ", "))),
-        "{line}"
-    );
-    assert!(line.contains(&format!("\"chosen_ids\": [{}]", first[2].replace(' ', ", "))), "{line}");
-    let chosen_text = line.split("\"chosen\": \"").nth(1).unwrap().split('"').next().unwrap();
+    let row: serde_json::Value = serde_json::from_str(line).unwrap();
+    let ids_of = |text: &str| -> Vec<serde_json::Value> {
+        text.split(' ').map(|t| t.parse::<i64>().unwrap().into()).collect()
+    };
+    assert_eq!(row["prompt_ids"].as_array().unwrap()[1..], ids_of(first[1]), "{line}");
+    assert_eq!(row["prompt_ids"][0], 1, "{line}");
+    assert_eq!(row["chosen_ids"].as_array().unwrap()[..], ids_of(first[2]), "{line}");
+    let chosen_text = row["chosen"].as_str().unwrap();
     let words = first[2].split(' ').filter(|t| *t != "2").count();
     assert_eq!(chosen_text.split_whitespace().count(), words);
     // Every row as TRL tokenises it with the exported tokenizer (the tokenizers library that
@@ -1301,4 +1335,38 @@ fn every_argument_has_help() {
             }
         }
     }
+}
+
+/// `alignlab tabular` writes the world it used: pi* recomputed from its rewards and pi_ref's
+/// probabilities equals its pi* columns, and pi_ref's mean TV to that pi* equals the traced
+/// `pi_ref` series of tabular.csv.
+#[test]
+fn tabular_writes_its_world() {
+    use alignlab::experiment::tabular::{TabularRecord, WorldRecord};
+    let out = tmp("tabular");
+    let o = bin().arg("tabular").arg("--out").arg(&out).args(["--threads", "2"]).output().unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let world: Vec<WorldRecord> = alignlab::log::read_csv(&out.join("tabular_world.csv")).unwrap();
+    let traced: Vec<TabularRecord> = alignlab::log::read_csv(&out.join("tabular.csv")).unwrap();
+    let prompts = world.iter().map(|r| r.prompt).max().unwrap() + 1;
+    assert!(prompts > 1 && world.len().is_multiple_of(prompts) && world.len() / prompts > 2);
+    for (beta, column) in [(0.1, 0), (1.0, 1)] {
+        let mut tv_sum = 0.0;
+        for x in 0..prompts {
+            let rows: Vec<&WorldRecord> = world.iter().filter(|r| r.prompt == x).collect();
+            let given = |r: &WorldRecord| [r.pi_star_beta_0_1, r.pi_star_beta_1][column];
+            let w: Vec<f64> = rows.iter().map(|r| r.ref_prob * (r.reward / beta).exp()).collect();
+            let z: f64 = w.iter().sum();
+            let ref_total: f64 = rows.iter().map(|r| r.ref_prob).sum();
+            assert!((ref_total - 1.0).abs() < 1e-5, "pi_ref of prompt {x} sums to {ref_total}");
+            for (r, wi) in rows.iter().zip(&w) {
+                assert!((wi / z - given(r)).abs() < 1e-12, "pi* at beta {beta}: {r:?}");
+            }
+            tv_sum += rows.iter().map(|r| (r.ref_prob - given(r)).abs()).sum::<f64>() / 2.0;
+        }
+        let series = format!("pi_ref beta={beta}");
+        let traced = traced.iter().find(|r| r.series == series).expect("the pi_ref series");
+        assert!((tv_sum / prompts as f64 - traced.value).abs() < 1e-12, "{series}");
+    }
+    std::fs::remove_dir_all(&out).ok();
 }

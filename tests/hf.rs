@@ -163,7 +163,8 @@ fn export_round_trips_each_family() {
         assert!(missing.is_empty(), "{name}: not exported: {missing:?}");
         let dir = std::env::temp_dir().join(format!("alignlab-hf-{name}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("config.json"), hf::config_json(&ck.gpt, 0, 0, 0)).unwrap();
+        std::fs::write(dir.join("config.json"), hf::config_json(&ck.gpt, 0, 0, 0).to_string())
+            .unwrap();
         let vals: Vec<(String, Tensor)> = out.into_iter().collect();
         Tensor::write_safetensors(&vals, dir.join("model.safetensors")).unwrap();
         let back = hf::open(&dir).unwrap();

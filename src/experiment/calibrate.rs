@@ -242,13 +242,14 @@ pub fn calibrate(
         ov.extend(todo.iter().map(|(i, v)| grid_override(&knobs[*i].table, knobs[*i].key, v)));
         let pilot = load(&ov)?;
         let names: Vec<String> = todo.iter().map(|(i, _)| knobs[*i].table.clone()).collect();
-        eprintln!(
+        let note = format!(
             "calibration round {round}: {}",
             todo.iter()
                 .map(|(i, v)| format!("{} {v:?}", knobs[*i].table))
                 .collect::<Vec<_>>()
                 .join(", ")
         );
+        opts.progress.note(&sc.name, None, &note);
         run_pilot(&pilot, &names, &ov)?;
         landings(sc, &pilot, &names, &mut knobs, opts, &mut work)?;
     }

@@ -8,7 +8,7 @@ use std::process::Child;
 use std::time::Instant;
 
 use super::options::RunOptions;
-use super::progress::ProgressMode;
+use super::progress::{cell_line, Tag};
 use super::scenario::{Override, Scenario};
 use super::shared::{with_shared, with_stages};
 use super::summary::Summary;
@@ -82,27 +82,35 @@ pub fn pending_cells(sc: &Scenario, opts: &RunOptions) -> Vec<Cell> {
         let s = sc.with_seed(seed);
         for (i, m) in s.methods.iter().enumerate() {
             if !folders::method_done(&s, m, opts) {
-                out.push((
-                    m.cost(&s.train),
-                    (seed, i, format!("{} {} seed {seed}", m.name(), m.setting())),
-                ));
+                let label = format!("{} {} seed {seed}", m.name(), m.setting());
+                out.push((cell_cost(&s, i), (seed, i, label)));
             }
         }
         if let Some(grid) = &s.best_of_n {
             if !folders::best_of_n_done(&s, grid, opts) {
-                // Every candidate generated and scored, at each temperature.
-                let n = s.world.n_eval_prompts()
-                    * s.eval.samples_per_prompt
-                    * grid.iter().max().copied().unwrap_or(1);
-                out.push((
-                    n as f64 * 2.0 * (1 + s.eval.temperatures.len()) as f64,
-                    (seed, s.methods.len(), format!("best_of_n seed {seed}")),
-                ));
+                let n = s.methods.len();
+                out.push((cell_cost(&s, n), (seed, n, format!("best_of_n seed {seed}"))));
             }
         }
     }
+    // A stable sort: ties keep the file's order.
     out.sort_by(|a, b| b.0.total_cmp(&a.0));
     out.into_iter().map(|(_, cell)| cell).collect()
+}
+
+/// A cell of seed `sc.seed`'s estimated work ([`Method::cost`]'s units): a method run's, or
+/// Best-of-N's (every
+/// candidate generated and scored, at each temperature).
+pub fn cell_cost(sc: &Scenario, index: usize) -> f64 {
+    match sc.methods.get(index) {
+        Some(m) => m.cost(&sc.train),
+        None => {
+            let n = sc.world.n_eval_prompts()
+                * sc.eval.samples_per_prompt
+                * sc.best_of_n.iter().flatten().max().copied().unwrap_or(1);
+            n as f64 * 2.0 * (1 + sc.eval.temperatures.len()) as f64
+        }
+    }
 }
 
 /// Run the pending cells as child processes (`alignlab cell ...`), `jobs` at a time. Returns
@@ -124,14 +132,15 @@ fn run_cells(
         .or_else(|| std::env::args().next().map(PathBuf::from))
         .context("cannot find the alignlab binary to run cells")?;
     let threads = (opts.threads / opts.jobs).max(1);
-    if opts.progress != ProgressMode::Quiet {
-        eprintln!(
-            "alignlab: {} cells, {} at a time, {threads} torch threads each",
-            pending.len(),
-            opts.jobs
-        );
-    }
+    let note = format!(
+        "alignlab: {} cells, {} at a time, {threads} torch threads each",
+        pending.len(),
+        opts.jobs
+    );
+    opts.progress.note(&sc.name, None, &note);
     let (total, mut finished) = (pending.len(), 0usize);
+    let cost = |c: &Cell| cell_cost(&sc.with_seed(c.0), c.1);
+    super::progress::start_run_clock(pending.iter().map(cost).sum());
     let mut failed = Vec::new();
     let mut queue = pending.into_iter();
     let mut running: Vec<(Child, Cell, PathBuf, Instant)> = Vec::new();
@@ -158,12 +167,15 @@ fn run_cells(
                 // The cell's own profile, and what it cost before its first line ran (exec,
                 // loading libtorch): its wall time here less the time it accounted for.
                 absorb_profile(sc, opts, &cell, wall, &mut prof);
+                super::progress::cell_finished(cost(&cell));
+                let tag = Tag {
+                    scenario: sc.name.clone(),
+                    seed: cell.0,
+                    cell: cell.2.trim_end_matches(&format!(" seed {}", cell.0)).to_string(),
+                    stage: "cell".into(),
+                };
                 if status.success() {
-                    match opts.progress {
-                        ProgressMode::Json => eprintln!("{{\"cell\":\"{}\",\"done\":true,\"finished\":{finished},\"total\":{total}}}", cell.2.replace('"', "\\\"")),
-                        ProgressMode::Quiet => {}
-                        _ => eprintln!("  done: {} ({finished}/{total})", cell.2),
-                    }
+                    cell_line(opts.progress, &tag, wall, (finished, total));
                 } else {
                     let text = std::fs::read_to_string(&log).unwrap_or_default();
                     let tail: String = text
@@ -348,9 +360,12 @@ pub(super) fn run_pending(
                         &mut Metrics::default(),
                     ),
                 };
-                if let Err(e) = done {
-                    eprintln!("error: {label}: {e:#}");
-                    failed.push((seed, *i, format!("{e:#}")));
+                match done {
+                    Ok(()) => _ = super::progress::cell_finished(cell_cost(&s, *i)),
+                    Err(e) => {
+                        eprintln!("error: {label}: {e:#}");
+                        failed.push((seed, *i, format!("{e:#}")));
+                    }
                 }
             }
             Ok(())

@@ -9,14 +9,13 @@
 //! continuations, which `baselines/hf/check.py` compares against `transformers`.
 
 use anyhow::{bail, Context, Result};
-use std::fmt::Write as _;
 use std::path::Path;
 use tch::{nn, Device, Kind, Tensor};
 
 pub use super::export_files::{read_card, write_card, write_tokenizer, ModelCard};
 use super::export_shifted as shifted;
 
-use super::export_files::{check_ids, json_str};
+use super::export_files::check_ids;
 use super::write_atomic;
 use crate::model::{self, generate, Gpt, GptConfig, SampleSettings};
 use crate::tokens::{BOS, EOS, PAD};
@@ -43,6 +42,21 @@ pub fn write_words(dir: &Path, words: &[String]) -> Result<()> {
 /// at the length limit without `<eos>` (TRL appends `<eos>` to every response, so its ids of a
 /// truncated one end with an `<eos>` alignlab's do not).
 pub fn prefs(dir: &Path, out: &Path) -> Result<usize> {
+    /// One line of the file.
+    #[derive(serde::Serialize)]
+    struct PrefRow<'a> {
+        prompt: String,
+        chosen: String,
+        rejected: String,
+        prompt_ids: Vec<i64>,
+        chosen_ids: &'a [i64],
+        rejected_ids: &'a [i64],
+        split: &'a str,
+        gold_chosen: f64,
+        gold_rejected: f64,
+        chosen_truncated: bool,
+        rejected_truncated: bool,
+    }
     let (pairs_path, words_path) = (dir.join("pairs.txt"), dir.join("words.toml"));
     if !pairs_path.exists() {
         bail!("{} has no pairs.txt; fix: pass a preference-data run folder, e.g. runs/<scenario>/prefs-<hash>", dir.display());
@@ -76,25 +90,24 @@ pub fn prefs(dir: &Path, out: &Path) -> Result<usize> {
             .collect::<Result<Vec<_>>>()?
             .join(" "))
     };
-    let ids = |v: &[i64]| v.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(", ");
     let mut s = String::new();
     let mut n = 0;
     for (split, pairs) in [("train", &data.train), ("val", &data.val)] {
         for p in pairs {
-            let _ = writeln!(
-                s,
-                "{{\"prompt\": {}, \"chosen\": {}, \"rejected\": {}, \"prompt_ids\": [{}], \"chosen_ids\": [{}], \"rejected_ids\": [{}], \"split\": \"{split}\", \"gold_chosen\": {}, \"gold_rejected\": {}, \"chosen_truncated\": {}, \"rejected_truncated\": {}}}",
-                json_str(&as_text(&p.prompt)?),
-                json_str(&format!(" {}", as_text(&p.chosen)?)),
-                json_str(&format!(" {}", as_text(&p.rejected)?)),
-                ids(&[&[BOS], p.prompt.as_slice()].concat()),
-                ids(&p.chosen),
-                ids(&p.rejected),
-                p.gold_chosen,
-                p.gold_rejected,
-                p.chosen.last() != Some(&EOS),
-                p.rejected.last() != Some(&EOS)
-            );
+            let row = PrefRow {
+                prompt: as_text(&p.prompt)?,
+                chosen: format!(" {}", as_text(&p.chosen)?),
+                rejected: format!(" {}", as_text(&p.rejected)?),
+                prompt_ids: [&[BOS], p.prompt.as_slice()].concat(),
+                chosen_ids: &p.chosen,
+                rejected_ids: &p.rejected,
+                split,
+                gold_chosen: p.gold_chosen,
+                gold_rejected: p.gold_rejected,
+                chosen_truncated: p.chosen.last() != Some(&EOS),
+                rejected_truncated: p.rejected.last() != Some(&EOS),
+            };
+            s += &(serde_json::to_string(&row)? + "\n");
             n += 1;
         }
     }
@@ -139,7 +152,7 @@ fn write_weights(vs: &nn::VarStore, cfg: &GptConfig, out: &Path) -> Result<()> {
 /// `config.json`, `generation_config.json` and the tokenizer's files.
 fn write_config(card: &ModelCard, out: &Path) -> Result<()> {
     let config = model::hf::config_json(&card.gpt, BOS, EOS, PAD);
-    write_atomic(&out.join("config.json"), config.as_bytes())?;
+    super::export_files::write_json(&out.join("config.json"), &config)?;
     write_tokenizer(card, out)
 }
 

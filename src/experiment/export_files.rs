@@ -3,7 +3,7 @@
 //! its post-processor), `generation_config.json`.
 
 use anyhow::{bail, Context, Result};
-use std::fmt::Write as _;
+use serde_json::{json, Value};
 use std::path::Path;
 
 use super::write_atomic;
@@ -55,68 +55,85 @@ pub fn read_card(run_dir: &Path) -> Result<(std::path::PathBuf, ModelCard)> {
     Ok((ckpt, card))
 }
 
+/// `generation_config.json`: the special tokens, and those generation must never emit.
+#[derive(serde::Serialize)]
+pub(super) struct GenerationConfig {
+    pub bos_token_id: i64,
+    pub eos_token_id: i64,
+    pub pad_token_id: i64,
+    pub suppress_tokens: Vec<i64>,
+}
+
+/// `tokenizer_config.json`: the tokenizer's class, its special tokens and its length.
+#[derive(serde::Serialize)]
+pub(super) struct TokenizerConfig<'a> {
+    pub tokenizer_class: &'static str,
+    pub bos_token: &'a str,
+    pub eos_token: &'a str,
+    pub pad_token: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unk_token: Option<&'a str>,
+    pub model_max_length: i64,
+}
+
+/// Write `value` to `path` as pretty JSON with a final newline.
+pub(super) fn write_json(path: &Path, value: &impl serde::Serialize) -> Result<()> {
+    let text = serde_json::to_string_pretty(value).context("JSON serializes")? + "\n";
+    write_atomic(path, text.as_bytes())
+}
+
 /// `generation_config.json`, `tokenizer.json` and `tokenizer_config.json`.
 pub fn write_tokenizer(card: &ModelCard, out: &Path) -> Result<()> {
     let cfg = &card.gpt;
     // The tokens alignlab never samples (padding, `<bos>`) are suppressed in generation too.
-    let suppress: Vec<String> = cfg.suppress.iter().map(i64::to_string).collect();
-    let generation = format!(
-        "{{\n  \"bos_token_id\": {BOS},\n  \"eos_token_id\": {EOS},\n  \"pad_token_id\": {PAD},\n  \"suppress_tokens\": [{}]\n}}\n",
-        suppress.join(", ")
-    );
-    write_atomic(&out.join("generation_config.json"), generation.as_bytes())?;
+    let generation = GenerationConfig {
+        bos_token_id: BOS,
+        eos_token_id: EOS,
+        pad_token_id: PAD,
+        suppress_tokens: cfg.suppress.clone(),
+    };
+    write_json(&out.join("generation_config.json"), &generation)?;
     // A WordLevel tokenizer: the world's words split on whitespace; the three special tokens.
-    let special: Vec<String> = card.words[..N_SPECIAL]
+    let special: Vec<Value> = card.words[..N_SPECIAL]
         .iter()
         .enumerate()
-        .map(|(i, w)| format!("    {{\"id\": {i}, \"content\": {}, \"single_word\": false, \"lstrip\": false, \"rstrip\": false, \"normalized\": false, \"special\": true}}", json_str(w)))
+        .map(|(i, w)| {
+            json!({"id": i, "content": w, "single_word": false, "lstrip": false,
+                   "rstrip": false, "normalized": false, "special": true})
+        })
         .collect();
-    let vocab: Vec<String> =
-        card.words.iter().enumerate().map(|(i, w)| format!("{}: {i}", json_str(w))).collect();
-    let tokenizer = format!(
-        "{{\n  \"version\": \"1.0\",\n  \"truncation\": null,\n  \"padding\": null,\n  \"added_tokens\": [\n{}\n  ],\n  \"normalizer\": null,\n  \"pre_tokenizer\": {{\"type\": \"WhitespaceSplit\"}},\n  \"post_processor\": {},\n  \"decoder\": null,\n  \"model\": {{\"type\": \"WordLevel\", \"vocab\": {{{}}}, \"unk_token\": {}}}\n}}\n",
-        special.join(",\n"),
-        bos_processor(&card.words[BOS as usize]),
-        vocab.join(", "),
-        json_str(&card.words[PAD as usize])
-    );
-    write_atomic(&out.join("tokenizer.json"), tokenizer.as_bytes())?;
-    let tok_config = format!(
-        "{{\n  \"tokenizer_class\": \"PreTrainedTokenizerFast\",\n  \"bos_token\": {},\n  \"eos_token\": {},\n  \"pad_token\": {},\n  \"unk_token\": {},\n  \"model_max_length\": {}\n}}\n",
-        json_str(&card.words[BOS as usize]),
-        json_str(&card.words[EOS as usize]),
-        json_str(&card.words[PAD as usize]),
-        json_str(&card.words[PAD as usize]),
-        cfg.block_size
-    );
-    write_atomic(&out.join("tokenizer_config.json"), tok_config.as_bytes())?;
-
-    Ok(())
+    let vocab: serde_json::Map<String, Value> =
+        card.words.iter().enumerate().map(|(i, w)| (w.clone(), json!(i))).collect();
+    let pad = &card.words[PAD as usize];
+    let tokenizer = json!({
+        "version": "1.0", "truncation": null, "padding": null, "added_tokens": special,
+        "normalizer": null, "pre_tokenizer": {"type": "WhitespaceSplit"},
+        "post_processor": bos_processor(&card.words[BOS as usize]), "decoder": null,
+        "model": {"type": "WordLevel", "vocab": vocab, "unk_token": pad},
+    });
+    write_json(&out.join("tokenizer.json"), &tokenizer)?;
+    let tok_config = TokenizerConfig {
+        tokenizer_class: "PreTrainedTokenizerFast",
+        bos_token: &card.words[BOS as usize],
+        eos_token: &card.words[EOS as usize],
+        pad_token: pad,
+        unk_token: Some(pad),
+        model_max_length: cfg.block_size,
+    };
+    write_json(&out.join("tokenizer_config.json"), &tok_config)
 }
 
 /// The tokenizer's post-processor: `<bos>` before the text, as alignlab feeds every sequence
 /// (so `tokenizer(prompt)` gives alignlab's prompt ids, and TRL's prompt + completion too).
-fn bos_processor(bos: &str) -> String {
-    let b = json_str(bos);
-    format!(
-        "{{\"type\": \"TemplateProcessing\", \"single\": [{{\"SpecialToken\": {{\"id\": {b}, \"type_id\": 0}}}}, {{\"Sequence\": {{\"id\": \"A\", \"type_id\": 0}}}}], \"pair\": [{{\"SpecialToken\": {{\"id\": {b}, \"type_id\": 0}}}}, {{\"Sequence\": {{\"id\": \"A\", \"type_id\": 0}}}}, {{\"Sequence\": {{\"id\": \"B\", \"type_id\": 0}}}}], \"special_tokens\": {{{b}: {{\"id\": {b}, \"ids\": [{BOS}], \"tokens\": [{b}]}}}}}}"
-    )
-}
-
-pub(super) fn json_str(s: &str) -> String {
-    let mut out = String::from("\"");
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if c.is_control() => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
+fn bos_processor(bos: &str) -> Value {
+    let special = json!({"SpecialToken": {"id": bos, "type_id": 0}});
+    let seq = |id: &str| json!({"Sequence": {"id": id, "type_id": 0}});
+    json!({
+        "type": "TemplateProcessing",
+        "single": [special, seq("A")],
+        "pair": [special, seq("A"), seq("B")],
+        "special_tokens": {bos: {"id": bos, "ids": [BOS], "tokens": [bos]}},
+    })
 }
 
 /// `rows` fixed sequences of `len` tokens for an export's check: `<bos>`, then words

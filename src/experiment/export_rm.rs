@@ -12,7 +12,6 @@ use std::path::Path;
 use tch::{nn, Device, Kind, Tensor};
 
 use super::export_files::{write_tokenizer, ModelCard};
-use super::write_atomic;
 use crate::algo::reward::RewardModel;
 use crate::model::{self, arch::Family};
 use crate::tokens::{BOS, EOS, PAD};
@@ -58,8 +57,7 @@ pub fn reward_model(ckpt: &Path, card: &ModelCard, out: &Path) -> Result<()> {
 
 /// `config.json`: the family's `*ForSequenceClassification` with one label.
 fn write_config(cfg: &model::GptConfig, out: &Path) -> Result<()> {
-    let mut v: serde_json::Value =
-        serde_json::from_str(&model::hf::config_json(cfg, BOS, EOS, PAD))?;
+    let mut v = model::hf::config_json(cfg, BOS, EOS, PAD);
     let lm = v["architectures"][0].as_str().unwrap_or("").to_string();
     let cls = lm
         .replace("LMHeadModel", "ForSequenceClassification")
@@ -68,7 +66,7 @@ fn write_config(cfg: &model::GptConfig, out: &Path) -> Result<()> {
     v["num_labels"] = serde_json::json!(1);
     v["id2label"] = serde_json::json!({"0": "LABEL_0"});
     v["label2id"] = serde_json::json!({"LABEL_0": 0});
-    write_atomic(&out.join("config.json"), (serde_json::to_string_pretty(&v)? + "\n").as_bytes())
+    super::export_files::write_json(&out.join("config.json"), &v)
 }
 
 /// What transformers must reproduce: alignlab's scores of a few sequences at their last token.

@@ -6,10 +6,10 @@
 //! records the three ids (`alignlab_special_rows`), by which `alignlab eval --policy` reads the
 //! export back into the world.
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use std::path::Path;
 
-use super::export_files::{json_str, ModelCard};
+use super::export_files::{write_json, GenerationConfig, ModelCard, TokenizerConfig};
 use super::write_atomic;
 use crate::model::tokenizer::Tokenizer;
 use crate::tokens::N_SPECIAL;
@@ -52,21 +52,24 @@ pub fn write_files(run_dir: &Path, card: &ModelCard, out: &Path) -> Result<()> {
     anyhow::ensure!(ids == want, "{}: the tokenizer's ids are not contiguous (the added tokens got {ids:?}, not {want:?}); fix: export from a dataset whose tokenizer has no gaps", run_dir.display());
     write_atomic(&out.join("tokenizer.json"), json.as_bytes())?;
     let [pad, bos, eos] = [want[0], want[1], want[2]];
-    let mut config: serde_json::Value =
-        serde_json::from_str(&crate::model::hf::config_json(cfg, bos, eos, pad))
-            .context("config.json is JSON")?;
+    let mut config = crate::model::hf::config_json(cfg, bos, eos, pad);
     config["alignlab_special_rows"] = serde_json::json!(want);
-    write_atomic(&out.join("config.json"), format!("{config:#}\n").as_bytes())?;
-    let suppress: Vec<String> = cfg.suppress.iter().map(|&w| hf_id(w, v).to_string()).collect();
-    let generation = format!(
-        "{{\n  \"bos_token_id\": {bos},\n  \"eos_token_id\": {eos},\n  \"pad_token_id\": {pad},\n  \"suppress_tokens\": [{}]\n}}\n",
-        suppress.join(", ")
-    );
-    write_atomic(&out.join("generation_config.json"), generation.as_bytes())?;
-    let [p, b, e] = NAMES.map(json_str);
-    let tok_config = format!(
-        "{{\n  \"tokenizer_class\": \"PreTrainedTokenizerFast\",\n  \"bos_token\": {b},\n  \"eos_token\": {e},\n  \"pad_token\": {p},\n  \"model_max_length\": {}\n}}\n",
-        cfg.block_size
-    );
-    write_atomic(&out.join("tokenizer_config.json"), tok_config.as_bytes())
+    write_json(&out.join("config.json"), &config)?;
+    let generation = GenerationConfig {
+        bos_token_id: bos,
+        eos_token_id: eos,
+        pad_token_id: pad,
+        suppress_tokens: cfg.suppress.iter().map(|&w| hf_id(w, v)).collect(),
+    };
+    write_json(&out.join("generation_config.json"), &generation)?;
+    let [p, b, e] = NAMES;
+    let tok_config = TokenizerConfig {
+        tokenizer_class: "PreTrainedTokenizerFast",
+        bos_token: b,
+        eos_token: e,
+        pad_token: p,
+        unk_token: None,
+        model_max_length: cfg.block_size,
+    };
+    write_json(&out.join("tokenizer_config.json"), &tok_config)
 }

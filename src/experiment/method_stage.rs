@@ -7,7 +7,7 @@ use tch::nn;
 use super::folders::compute_rows;
 use super::folders::{best_of_n_dir, cached_timing, method_dir, run_wall_metric, shared_work};
 use super::options::RunOptions;
-use super::progress::{progress, Progress};
+use super::progress::{progress, Progress, Tag};
 use super::run::{ResumeDir, Run};
 use super::scenario::{Method, Scenario};
 use super::stages::{eval_settings, evaluator, shifted_sweep, temperature_sweep, Shared};
@@ -147,7 +147,7 @@ pub fn best_of_n_stage(
         .collect();
     let ref_gold = crate::eval::policy::reference_gold(s.world, sc.eval.samples_per_prompt);
     let n_max = *grid.iter().max().expect("a non-empty grid");
-    let pb = progress(opts.progress, 1 + sc.eval.temperatures.len() as u64, "bon");
+    let pb = progress(opts.progress, 1 + sc.eval.temperatures.len() as u64, Tag::stage(sc, "bon"));
     pb.set_message(format!("{} candidates", rows.len() * n_max));
     let seed = derive_seed(sc.seed, "best_of_n/sampling") as i64;
     let (proxy, gold) =

@@ -27,12 +27,38 @@ impl ProgressMode {
         match self {
             ProgressMode::Quiet => {}
             ProgressMode::Json => {
-                let name = scenario.replace('\\', "\\\\").replace('"', "\\\"");
-                eprintln!("{{\"scenario\":\"{name}\",\"seeds\":{seeds:?},\"device\":\"{device}\",\"threads\":{threads},\"jobs\":{jobs}}}");
+                #[derive(serde::Serialize)]
+                struct Header<'a> {
+                    scenario: &'a str,
+                    seeds: &'a [u64],
+                    device: &'a str,
+                    threads: i32,
+                    jobs: usize,
+                }
+                json_line(&Header { scenario, seeds, device, threads, jobs });
             }
             ProgressMode::Bar | ProgressMode::Lines => eprintln!(
                 "alignlab: scenario {scenario} (seeds {seeds:?}) on {device}, {threads} threads, {jobs} job(s)"
             ),
+        }
+    }
+
+    /// A note between stages (a cached stage reused, how the cells run): a line, a JSON object
+    /// with the scenario and seed, or nothing.
+    pub fn note(self, scenario: &str, seed: Option<u64>, message: &str) {
+        match self {
+            ProgressMode::Quiet => {}
+            ProgressMode::Json => {
+                #[derive(serde::Serialize)]
+                struct Note<'a> {
+                    scenario: &'a str,
+                    seed: Option<u64>,
+                    stage: &'a str,
+                    message: &'a str,
+                }
+                json_line(&Note { scenario, seed, stage: "note", message });
+            }
+            ProgressMode::Bar | ProgressMode::Lines => eprintln!("{message}"),
         }
     }
 
@@ -48,11 +74,133 @@ impl ProgressMode {
     }
 }
 
+/// Write `value` to stderr as one line of JSON.
+fn json_line(value: &impl serde::Serialize) {
+    eprintln!("{}", serde_json::to_string(value).expect("a progress line serializes"));
+}
+
+/// A float for a JSON line: three decimals, or null where it is not finite.
+fn rounded(v: f64) -> Option<f64> {
+    v.is_finite().then(|| (v * 1e3).round() / 1e3)
+}
+
+/// What a progress line is about: the scenario, the seed, the cell (a method run's name and
+/// setting, or a shared stage's name) and the stage (`sft`, `reward`, the method, `bon`).
+pub(crate) struct Tag {
+    pub scenario: String,
+    pub seed: u64,
+    pub cell: String,
+    pub stage: String,
+}
+
+impl Tag {
+    /// A stage of `sc`'s seed that is a cell of its own (`sft`, `reward`, `bon`).
+    pub fn stage(sc: &super::scenario::Scenario, stage: &str) -> Tag {
+        Tag { scenario: sc.name.clone(), seed: sc.seed, cell: stage.into(), stage: stage.into() }
+    }
+}
+
+/// The whole run's clock: the estimated work of its pending cells (`Method::cost`'s units) and
+/// the work finished, for an ETA that the finished cells' pace extrapolates.
+struct RunClock {
+    start: std::time::Instant,
+    total: f64,
+    done: f64,
+}
+
+static RUN_CLOCK: std::sync::Mutex<Option<RunClock>> = std::sync::Mutex::new(None);
+
+/// Start the run's clock over cells of `total` estimated work (nothing to time when zero).
+pub(crate) fn start_run_clock(total: f64) {
+    let clock =
+        (total > 0.0).then(|| RunClock { start: std::time::Instant::now(), total, done: 0.0 });
+    *RUN_CLOCK.lock().unwrap_or_else(|e| e.into_inner()) = clock;
+}
+
+/// A cell of estimated work `cost` finished; returns the run's elapsed seconds and its ETA.
+pub(crate) fn cell_finished(cost: f64) -> Option<(f64, f64)> {
+    let mut clock = RUN_CLOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let c = clock.as_mut()?;
+    c.done = (c.done + cost).min(c.total);
+    drop(clock);
+    run_eta()
+}
+
+/// The run's elapsed seconds and ETA: its remaining work at the pace of the work finished so
+/// far (none before the first cell finishes).
+pub(crate) fn run_eta() -> Option<(f64, f64)> {
+    let clock = RUN_CLOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let c = clock.as_ref()?;
+    let elapsed = c.start.elapsed().as_secs_f64();
+    (c.done > 0.0).then(|| (elapsed, elapsed * (c.total - c.done) / c.done))
+}
+
+/// Seconds as the progress lines show them: `42 s`, `3.5 min`, `2.1 h`.
+pub(crate) fn duration(s: f64) -> String {
+    match s {
+        s if !s.is_finite() => "?".into(),
+        s if s < 120.0 => format!("{s:.0} s"),
+        s if s < 7200.0 => format!("{:.1} min", s / 60.0),
+        s => format!("{:.1} h", s / 3600.0),
+    }
+}
+
+/// A cell finished, as `--jobs` reports it: its wall time, the count, the run's ETA.
+pub(crate) fn cell_line(
+    mode: ProgressMode,
+    tag: &Tag,
+    wall_s: f64,
+    (finished, total): (usize, usize),
+) {
+    let run = run_eta();
+    match mode {
+        ProgressMode::Quiet => {}
+        ProgressMode::Json => {
+            #[derive(serde::Serialize)]
+            struct CellLine<'a> {
+                scenario: &'a str,
+                seed: u64,
+                cell: &'a str,
+                stage: &'a str,
+                done: bool,
+                wall_s: Option<f64>,
+                finished: usize,
+                total: usize,
+                run_elapsed_s: Option<f64>,
+                run_eta_s: Option<f64>,
+            }
+            json_line(&CellLine {
+                scenario: &tag.scenario,
+                seed: tag.seed,
+                cell: &tag.cell,
+                stage: "cell",
+                done: true,
+                wall_s: rounded(wall_s),
+                finished,
+                total,
+                run_elapsed_s: run.and_then(|r| rounded(r.0)),
+                run_eta_s: run.and_then(|r| rounded(r.1)),
+            });
+        }
+        ProgressMode::Bar | ProgressMode::Lines => eprintln!(
+            "  done: {} seed {} in {} ({finished}/{total}{})",
+            tag.cell,
+            tag.seed,
+            duration(wall_s),
+            run.map_or(String::new(), |(e, eta)| format!(
+                "; run {} so far, eta {}",
+                duration(e),
+                duration(eta)
+            ))
+        ),
+    }
+}
+
 /// A stage's progress: a bar, or lines every few seconds, or nothing.
 pub(crate) struct Progress {
     mode: ProgressMode,
     bar: indicatif::ProgressBar,
-    what: String,
+    tag: Tag,
     len: u64,
     pos: std::cell::Cell<u64>,
     msg: std::cell::RefCell<String>,
@@ -81,53 +229,95 @@ impl Progress {
         *self.msg.borrow_mut() = msg;
     }
 
+    /// The stage's end: its bar cleared and a summary line kept in its place (a bar), a last
+    /// line (lines, JSON).
     pub fn finish_and_clear(&self) {
         self.bar.finish_and_clear();
         self.line(true);
     }
 
-    /// One line: stage, step, rate and ETA (text or JSON).
+    /// One line: stage, step, rate and ETA, the run's ETA where known (text or JSON).
     fn line(&self, done: bool) {
         self.last.set(std::time::Instant::now());
         let (pos, elapsed) = (self.pos.get(), self.start.elapsed().as_secs_f64());
         let rate = pos as f64 / elapsed.max(1e-9);
         let eta = if rate > 0.0 { self.len.saturating_sub(pos) as f64 / rate } else { f64::NAN };
+        let run = run_eta();
         let msg = self.msg.borrow();
+        let tag = &self.tag;
         match self.mode {
-            ProgressMode::Lines => eprintln!(
-                "{}: {pos}/{} ({rate:.1}/s, {elapsed:.0} s, eta {eta:.0} s){}{}",
-                self.what,
-                self.len,
-                if msg.is_empty() { String::new() } else { format!(" {msg}") },
-                if done { " done" } else { "" }
-            ),
-            ProgressMode::Json => {
-                let esc = |t: &str| t.replace('\\', "\\\\").replace('"', "\\\"");
-                let num = |v: f64| {
-                    if v.is_finite() {
-                        format!("{v:.3}")
-                    } else {
-                        "null".into()
-                    }
-                };
-                eprintln!("{{\"stage\":\"{}\",\"step\":{pos},\"total\":{},\"rate\":{},\"elapsed_s\":{},\"eta_s\":{},\"message\":\"{}\",\"done\":{done}}}", esc(&self.what), self.len, num(rate), num(elapsed), num(eta), esc(&msg));
+            ProgressMode::Lines | ProgressMode::Bar if done || self.mode == ProgressMode::Lines => {
+                let run = run.map_or(String::new(), |(_, e)| format!(", run eta {}", duration(e)));
+                let msg = if msg.is_empty() || done { String::new() } else { format!(" {msg}") };
+                if done {
+                    eprintln!(
+                        "{} seed {}: {pos}/{} in {} ({rate:.1}/s{run}) done",
+                        tag.cell,
+                        tag.seed,
+                        self.len,
+                        duration(elapsed)
+                    );
+                } else {
+                    eprintln!(
+                        "{} seed {}: {pos}/{} ({rate:.1}/s, {}, eta {}{run}){msg}",
+                        tag.cell,
+                        tag.seed,
+                        self.len,
+                        duration(elapsed),
+                        duration(eta)
+                    );
+                }
             }
-            ProgressMode::Bar | ProgressMode::Quiet => {}
+            ProgressMode::Json => {
+                #[derive(serde::Serialize)]
+                struct StageLine<'a> {
+                    scenario: &'a str,
+                    seed: u64,
+                    cell: &'a str,
+                    stage: &'a str,
+                    step: u64,
+                    total: u64,
+                    rate: Option<f64>,
+                    elapsed_s: Option<f64>,
+                    eta_s: Option<f64>,
+                    run_eta_s: Option<f64>,
+                    message: &'a str,
+                    done: bool,
+                }
+                json_line(&StageLine {
+                    scenario: &tag.scenario,
+                    seed: tag.seed,
+                    cell: &tag.cell,
+                    stage: &tag.stage,
+                    step: pos,
+                    total: self.len,
+                    rate: rounded(rate),
+                    elapsed_s: rounded(elapsed),
+                    eta_s: rounded(eta),
+                    run_eta_s: run.and_then(|r| rounded(r.1)),
+                    message: &msg,
+                    done,
+                });
+            }
+            _ => {}
         }
     }
 }
 
-pub(crate) fn progress(mode: ProgressMode, len: u64, what: &str) -> Progress {
+/// A stage's progress over `len` steps, shown as `mode` says.
+pub(crate) fn progress(mode: ProgressMode, len: u64, tag: Tag) -> Progress {
     let bar = if mode == ProgressMode::Bar {
         let pb = indicatif::ProgressBar::new(len);
+        // `wide_msg` takes what the line has left and is cut there: a long message (PPO's)
+        // does not wrap the bar onto a second line.
         pb.set_style(
             indicatif::ProgressStyle::with_template(
-                "{prefix:>6} [{bar:30}] {pos}/{len} {elapsed_precise} eta {eta} {msg}",
+                "{prefix:>6} [{bar:30}] {pos}/{len} {elapsed_precise} eta {eta} {wide_msg}",
             )
             .unwrap()
             .progress_chars("=> "),
         );
-        pb.set_prefix(what.to_string());
+        pb.set_prefix(tag.stage.clone());
         pb
     } else {
         indicatif::ProgressBar::hidden()
@@ -136,7 +326,7 @@ pub(crate) fn progress(mode: ProgressMode, len: u64, what: &str) -> Progress {
     Progress {
         mode,
         bar,
-        what: what.to_string(),
+        tag,
         len,
         pos: std::cell::Cell::new(0),
         msg: std::cell::RefCell::new(String::new()),

@@ -75,7 +75,8 @@ pub fn run(
             let tuned = tune::tune(&sc, &opts, &|e| state.load(e), &|p, t, e| {
                 run_pilot(&opts, p, t, e, &tune_done)
             })?;
-            eprintln!("tuned: {}", Override::args(&tuned.overrides));
+            let note = format!("tuned: {}", Override::args(&tuned.overrides));
+            opts.progress.note(&sc.name, None, &note);
             state.fixed.extend(tuned.overrides.iter().cloned());
             sc = state.load(&[])?;
             Some(tuned)
@@ -89,7 +90,8 @@ pub fn run(
         let cal = calibrate::calibrate(&sc, &o, &|e| state.load(e), &|p, t, e| {
             run_pilot(&o, p, t, e, &cal_done)
         })?;
-        eprintln!("calibrated grids: {}", Override::args(&cal.overrides));
+        let note = format!("calibrated grids: {}", Override::args(&cal.overrides));
+        opts.progress.note(&sc.name, None, &note);
         state.fixed.extend(cal.overrides.iter().cloned());
         sc = state.load(&[])?;
         Some(cal)

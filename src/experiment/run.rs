@@ -36,7 +36,6 @@ impl ResumeDir {
         if !state_path.exists() {
             return Ok(None);
         }
-        eprintln!("resuming from {}", self.dir.display());
         let bad = |what: &str| {
             anyhow::anyhow!(
                 "corrupt resume state {} ({what}); fix: delete {} to restart this method",
@@ -216,8 +215,25 @@ impl Run<'_> {
     ) -> Result<(Option<ResumeFrom>, Metrics)> {
         let (mut metrics, mut evals) = (Metrics::default(), Metrics::default());
         let from = self.resume.resume_into(stores, &mut metrics, &mut evals)?;
+        if from.is_some() {
+            let note = format!("resuming from {}", self.resume.dir.display());
+            self.opts.progress.note(&self.sc.name, Some(self.sc.seed), &note);
+        }
         *self.evals.borrow_mut() = evals;
         Ok((from, metrics))
+    }
+
+    /// This run's progress over `len` steps, its setting as the message.
+    pub fn progress(&self, len: u64) -> Progress {
+        let tag = super::progress::Tag {
+            scenario: self.sc.name.clone(),
+            seed: self.sc.seed,
+            cell: format!("{} {}", self.name, self.setting),
+            stage: self.name.clone(),
+        };
+        let pb = super::progress::progress(self.opts.progress, len, tag);
+        pb.set_message(self.setting.clone());
+        pb
     }
 
     /// The trainer of this run: at `resumed` (from [`Run::resume_into`]), its progress on `pb`

@@ -8,7 +8,7 @@ use tch::{nn, Tensor};
 use super::export;
 use super::folders::{self, *};
 use super::options::RunOptions;
-use super::progress::{progress, ProgressMode};
+use super::progress::{progress, Tag};
 use super::scenario::Scenario;
 use super::summary::Summary;
 use crate::algo::common::copy_weights;
@@ -69,9 +69,8 @@ pub fn sft_stage(
         })?;
         let val_nll = cached.last("sft/nll/val").unwrap_or(f64::NAN);
         summary.add("sft", "cached checkpoint", dir.display().to_string());
-        if opts.progress != ProgressMode::Quiet {
-            eprintln!("sft: reusing the cached checkpoint in {}", dir.display());
-        }
+        let note = format!("sft: reusing the cached checkpoint in {}", dir.display());
+        opts.progress.note(&sc.name, Some(sc.seed), &note);
         summary.add("sft", "val NLL/token", val_nll_line(val_nll, true_nll));
         metrics.extend(cached);
         return Ok((vs, gpt));
@@ -80,7 +79,7 @@ pub fn sft_stage(
     let _stage = crate::profile::enter_stage("sft", "", sc.seed, "train");
     let started = std::time::Instant::now();
     let train = SeqData::from_examples(world.sft_examples(false), opts.device);
-    let pb = progress(opts.progress, sc.sft.steps as u64, "sft");
+    let pb = progress(opts.progress, sc.sft.steps as u64, Tag::stage(sc, "sft"));
     let mut t = Trainer::new("sft", "", sc.seed, sc.sft.eval_every)
         .without_resume("none (this stage saves its checkpoint at the end)")
         .with_faults(sc.faults.clone())
@@ -251,7 +250,11 @@ pub fn reward_stage(
     init_reward(sc, world, sft_vs, &vs, opts, summary)?;
     // The reward model's own time (a trunk of another size keeps its own in its SFT folder).
     let started = std::time::Instant::now();
-    let pb = progress(opts.progress, reward::total_steps(train.len(), &sc.reward) as u64, "reward");
+    let pb = progress(
+        opts.progress,
+        reward::total_steps(train.len(), &sc.reward) as u64,
+        Tag::stage(sc, "reward"),
+    );
     let mut t = Trainer::new("reward", "", sc.seed, 1)
         .without_resume("the SFT checkpoint (the reward model restarts from it)")
         .with_faults(sc.faults.clone())

@@ -43,6 +43,10 @@ pub fn run(sc: &Scenario, opts: &RunOptions, top_up: Option<TopUp>) -> Result<(S
         .map(|&s| sc.with_seed(s).methods.len() + usize::from(sc.best_of_n.is_some()))
         .sum();
     let done = RunsDone::of(total, pending.len());
+    // The run's ETA over the pending cells' estimated work (`run_cells` restarts it over its own).
+    super::progress::start_run_clock(
+        pending.iter().map(|c| super::cells::cell_cost(&sc.with_seed(c.0), c.1)).sum(),
+    );
     if opts.jobs > 1 || top_up.is_some() {
         (failed, cells) = run_pending(&sc, &opts, pending)?;
     }
@@ -134,7 +138,7 @@ fn top_ups(
         if new.is_empty() {
             break;
         }
-        eprintln!(
+        let note = format!(
             "top-up round {round}: {}",
             new.iter()
                 .map(|r| format!(
@@ -144,6 +148,7 @@ fn top_ups(
                 .collect::<Vec<_>>()
                 .join(", ")
         );
+        opts.progress.note(&sc.name, None, &note);
         n_new += new.len();
         added.extend(new);
         let set = calibrate::seed_runs_override(&added);
@@ -185,9 +190,12 @@ fn collect(
             if failed.iter().any(|f| f.0 == seed && f.1 == i) {
                 continue;
             }
+            let pending = !folders::method_done(s, method, opts);
             if let Err(e) = method_stage::method_stage(s, method, shared, opts, metrics, evals) {
                 eprintln!("error: {e:#}");
                 failed.push((seed, i, format!("{e:#}")));
+            } else if pending {
+                super::progress::cell_finished(super::cells::cell_cost(s, i));
             }
         }
         if let Some(grid) = &s.best_of_n {

@@ -7,7 +7,9 @@
 //!   regularised optimum, so its TV to pi* need not vanish.
 //! - Deterministic labels (200k pairs): DPO drives the worst response's mass to zero, IPO keeps it.
 //!
-//! Writes `tabular.csv` (series,method,beta,labels,step,metric,value) into the output folder;
+//! Writes `tabular.csv` (series,method,beta,labels,step,metric,value) and the world itself,
+//! `tabular_world.csv` (prompt,response,text,reward,ref_prob,pi_star_beta=0.1,pi_star_beta=1),
+//! into the output folder;
 //! `alignlab tabular` then draws `tabular.{png,svg}` from the rows (`report::plot::tabular`).
 
 use anyhow::Result;
@@ -45,6 +47,50 @@ pub struct UnseenRecord {
     pub mass_ref: f64,
     #[serde(with = "crate::log::float_text")]
     pub mass: f64,
+}
+
+/// One row of `tabular_world.csv`: a response of a prompt, its reward, its probability under
+/// pi_ref and under pi* = pi_ref exp(r / beta) / Z at the two betas the study uses.
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+pub struct WorldRecord {
+    pub prompt: usize,
+    pub response: usize,
+    /// The response's words, space-separated.
+    pub text: String,
+    #[serde(with = "crate::log::float_text")]
+    pub reward: f64,
+    #[serde(with = "crate::log::float_text")]
+    pub ref_prob: f64,
+    #[serde(rename = "pi_star_beta=0.1", with = "crate::log::float_text")]
+    pub pi_star_beta_0_1: f64,
+    #[serde(rename = "pi_star_beta=1", with = "crate::log::float_text")]
+    pub pi_star_beta_1: f64,
+}
+
+/// `tabular_world.csv`: the world the study ran in, every (prompt, response) with its reward,
+/// pi_ref's probability and pi*'s at beta 0.1 and 1, so that pi*, the KL and the limits can be
+/// recomputed outside alignlab.
+fn write_world(out: &Path, w: &TabularWorld, ref_probs: &[Vec<f64>]) -> Result<()> {
+    let ref_lp: Vec<Vec<f64>> =
+        ref_probs.iter().map(|r| r.iter().map(|p| p.ln()).collect()).collect();
+    let (low, high) = (w.optimal(&ref_lp, 0.1), w.optimal(&ref_lp, 1.0));
+    let mut records = Vec::new();
+    for (x, probs) in ref_probs.iter().enumerate() {
+        for (r, &p) in probs.iter().enumerate() {
+            let words = w.responses[r].iter().map(|&t| w.vocab.words[t as usize].as_str());
+            records.push(WorldRecord {
+                prompt: x,
+                response: r,
+                text: words.collect::<Vec<_>>().join(" "),
+                reward: w.reward[x][r],
+                ref_prob: p,
+                pi_star_beta_0_1: low[x][r],
+                pi_star_beta_1: high[x][r],
+            });
+        }
+    }
+    std::fs::create_dir_all(out)?;
+    write_atomic(&out.join("tabular_world.csv"), crate::log::csv_text(&records).as_bytes())
 }
 
 /// One traced value.
@@ -91,6 +137,7 @@ pub fn convergence(out: &Path, seed: u64) -> Result<Vec<TraceRow>> {
     let w = TabularWorld::new(&TabularConfig { n_prompts: 3, n_words: 3, length: 2 }, seed);
     let reference = w.random_table(1.0, seed);
     let ref_probs = to_rows(&w.table_logprobs(&reference).exp());
+    write_world(out, &w, &ref_probs)?;
     let ref_lp: Vec<Vec<f64>> =
         ref_probs.iter().map(|r| r.iter().map(|p| p.ln()).collect()).collect();
     let mut rows = Vec::new();

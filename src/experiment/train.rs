@@ -5,7 +5,7 @@ use anyhow::Result;
 use tch::{nn, Tensor};
 
 use super::methods::{Method, MethodKind};
-use super::progress::{progress, Progress};
+use super::progress::Progress;
 use super::run::Run;
 use crate::algo::common::copy_weights;
 use crate::algo::dpo::{PrefLoss, TrainConfig};
@@ -65,8 +65,7 @@ fn pref(
 ) -> Trained {
     let (sc, s) = (run.sc, run.s);
     let resumed = run.resume_into(&mut [vs])?;
-    let pb = progress(run.opts.progress, cfg.steps as u64, &run.name);
-    pb.set_message(run.setting.clone());
+    let pb = run.progress(cfg.steps as u64);
     let vs = &*vs;
     let stores = [vs];
     let mut t = run.trainer(&stores, (cfg.steps, sc.eval.every), resumed, &pb);
@@ -92,9 +91,7 @@ fn online(method: &Method, run: &Run, policy: &Gpt, vs: &mut nn::VarStore) -> Tr
     } else {
         run.resume_into(&mut [vs])?
     };
-    let pb =
-        progress(run.opts.progress, cfg.steps as u64 * if shuffled { 2 } else { 1 }, &run.name);
-    pb.set_message(run.setting.clone());
+    let pb = run.progress(cfg.steps as u64 * if shuffled { 2 } else { 1 });
     let record = std::cell::RefCell::new(Vec::new());
     let score = scorer(run, gold);
     let ctx = online_dpo::OnlineContext {
@@ -158,7 +155,7 @@ fn critic_free(
         score: &*score,
         ema_reference: None,
     };
-    let pb = progress(run.opts.progress, cfg.iterations as u64, &run.name);
+    let pb = run.progress(cfg.iterations as u64);
     let vs = &*vs;
     let stores = [vs];
     let mut t = run
@@ -205,7 +202,7 @@ fn with_critic(
         score: &*score,
         ema_reference: ema_ref.as_ref().map(|r| &r.0),
     };
-    let pb = progress(run.opts.progress, cfg.iterations as u64, &run.name);
+    let pb = run.progress(cfg.iterations as u64);
     let vs = &*vs;
     let stores: Vec<&nn::VarStore> =
         std::iter::once(vs).chain([&critic_vs]).chain(ema_ref.as_ref().map(|r| &r.0)).collect();

@@ -117,11 +117,12 @@ pub fn tune(
             ov.extend(configs[j].iter().cloned());
         }
         let tuning = load(&ov)?;
-        eprintln!(
+        let note = format!(
             "tuning configuration {}/{n}: {}",
             j + 1,
             t.tables.iter().map(|(_, c)| Override::args(&c[j])).collect::<Vec<_>>().join(", ")
         );
+        opts.progress.note(&sc.name, None, &note);
         run_pilot(&tuning, &names, &ov)?;
         for (table, configs) in &t.tables {
             let config = label(&configs[j]);

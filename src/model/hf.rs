@@ -425,7 +425,7 @@ pub fn tensors_out(
 
 /// `cfg`'s `config.json` in transformers 4's layout (`rope_theta`, `rope_scaling`,
 /// `torch_dtype`), which transformers 5 reads too.
-pub fn config_json(cfg: &GptConfig, bos: i64, eos: i64, pad: i64) -> String {
+pub fn config_json(cfg: &GptConfig, bos: i64, eos: i64, pad: i64) -> Value {
     use serde_json::json;
     let a = cfg.arch();
     let act = match a.mlp {
@@ -484,7 +484,7 @@ pub fn config_json(cfg: &GptConfig, bos: i64, eos: i64, pad: i64) -> String {
     });
     let map = v.as_object_mut().expect("an object");
     map.extend(common.as_object().expect("an object").clone());
-    serde_json::to_string_pretty(&v).expect("JSON serializes") + "\n"
+    v
 }
 
 /// A `*ForSequenceClassification` checkpoint's one-output `score` head into a reward model's
