@@ -7,7 +7,7 @@ CARGO ?= cargo
 
 JOBS ?= 2
 
-.PHONY: trl-roundtrip setup build run test lint bench bench-compare clean-runs sweep ablations report paper tabular baselines hf-check gpu-check test-slurm fixtures
+.PHONY: trl-roundtrip setup build run test lint bench bench-compare clean-runs sweep ablations report paper tabular baselines hf-check gpu-check test-slurm kill-check fixtures
 
 # Install libtorch (the PyPI torch==2.11.0 wheel) once per machine, then link it as .libtorch.
 # A LIBTORCH set by the user is respected: nothing is installed and .libtorch is not touched.
@@ -81,6 +81,18 @@ bench: build
 # for byte against `alignlab run --jobs 2`; the daemons stopped (scripts/slurm-check.sh).
 test-slurm: build
 	scripts/slurm-check.sh ./target/release/alignlab
+
+# Resume under kill -9 (not part of `make test`; about a minute): a small two-seed sentiment
+# sweep with --jobs 2, its whole process group killed at 3 random moments and resumed; every
+# results file compared byte for byte with an uninterrupted run's (scripts/kill-check.sh;
+# KILL_SEED picks the moments).
+KILL_SETS = --set sft.steps=60 --set world.n_train=300 --set world.n_val=50 \
+	--set world.n_train_prompts=20 --set world.n_eval_prompts=16 --set model.d_model=32 \
+	--set model.n_layer=1 --set train.steps=40 --set eval.every=5 --set eval.samples_per_prompt=1 \
+	--set ppo.iterations=12 --set ppo.eval_every=2 --set ppo_gt.iterations=12 \
+	--set ppo_gt.eval_every=2 --set 'best_of_n.n=[1,4]' --set 'sweep.seeds=[0,1]'
+kill-check: build
+	scripts/kill-check.sh ./target/release/alignlab scenarios/sentiment.toml $(KILL_SETS)
 
 # The GPU path, on a machine with CUDA: `alignlab bench --device cuda` and the quick scenario
 # with `--device cuda`, their outputs and wall times in gpu-check/ (scripts/gpu-check.sh; a

@@ -31,7 +31,9 @@ cleanup() {
     for f in slurmd slurmctld; do
         [ -f "$WORK/$f.pid" ] && kill "$(cat "$WORK/$f.pid")" 2>/dev/null || true
     done
-    [ -n "${MUNGE_STARTED:-}" ] && pkill -x munged 2>/dev/null || true
+    # Only the munged this script started, by the process id it wrote: a munged the user
+    # already ran (or one started meanwhile) is left alone.
+    [ -n "${MUNGE_STARTED:-}" ] && [ -s "$WORK/munge/munged.pid" ] && kill "$(cat "$WORK/munge/munged.pid")" 2>/dev/null || true
     [ -n "${PASSED:-}" ] && rm -rf "$WORK"
     true
 }
@@ -45,7 +47,11 @@ if ! pgrep -x munged >/dev/null; then
     chmod 400 /etc/munge/munge.key
     mkdir -p /run/munge /var/log/munge /var/lib/munge
     chown munge:munge /run/munge /var/log/munge /var/lib/munge 2>/dev/null || true
-    runuser -u munge -- /usr/sbin/munged 2>/dev/null || /usr/sbin/munged --force
+    # Its process id in $WORK (munged's --pid-file), so that cleanup stops this one only.
+    chmod 711 "$WORK"
+    mkdir -p "$WORK/munge" && chown munge:munge "$WORK/munge" 2>/dev/null || true
+    runuser -u munge -- /usr/sbin/munged --pid-file="$WORK/munge/munged.pid" 2>/dev/null \
+        || /usr/sbin/munged --force --pid-file="$WORK/munge/munged.pid"
     MUNGE_STARTED=1
 fi
 

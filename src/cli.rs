@@ -46,11 +46,36 @@ pub struct Common {
     /// Torch intra-op threads (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// A finished stage in runs/ that cannot be read (a truncated or corrupt file): `recompute`
+    /// moves its folder aside (`<folder>.corrupt-<k>`) with a warning and computes it again;
+    /// `refuse` stops with the error. E.g. --on-corrupt refuse.
+    #[arg(long, value_enum, default_value_t = OnCorrupt::Recompute)]
+    pub on_corrupt: OnCorrupt,
+}
+
+/// What a finished stage that cannot be read does (`--on-corrupt`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum OnCorrupt {
+    Recompute,
+    Refuse,
 }
 
 impl Common {
     pub fn sets(&self) -> Vec<String> {
         self.settings.sets()
+    }
+
+    /// Resolve the device, set the thread counts (see [`alignlab::device::setup`]) and the
+    /// corrupt-stage rule.
+    pub fn setup(&self) -> anyhow::Result<tch::Device> {
+        alignlab::experiment::set_refuse_corrupt(self.on_corrupt == OnCorrupt::Refuse);
+        alignlab::device::setup(self.device, self.threads)
+    }
+
+    /// The device and the corrupt-stage rule as a cell's command line repeats them.
+    pub fn cell_flags(&self) -> Vec<String> {
+        let corrupt = if self.on_corrupt == OnCorrupt::Refuse { "refuse" } else { "recompute" };
+        vec!["--device".into(), self.device.to_string(), "--on-corrupt".into(), corrupt.into()]
     }
 }
 

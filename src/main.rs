@@ -7,16 +7,10 @@ use anyhow::Result;
 use clap::Parser;
 
 mod cli;
-use cli::{Cli, Cmd, Common, RunArgs};
+use cli::{Cli, Cmd, RunArgs};
 
-use alignlab::device;
 use alignlab::experiment::{self, ProgressMode, RunOptions};
 use alignlab::scenario::Scenario;
-
-/// Resolve the device and set the thread counts (see [`device::setup`]).
-fn setup(common: &Common) -> Result<tch::Device> {
-    device::setup(common.device, common.threads)
-}
 
 fn run() -> Result<()> {
     let cli = Cli::parse();
@@ -34,13 +28,13 @@ fn run() -> Result<()> {
             let sc = Scenario::load(&file, &common.sets())?.with_seed(seed);
             // Before any stage runs: a wrong seed or index must not cost an SFT.
             experiment::cells::check_cell(&sc, seed, index, &file)?;
-            let opts = RunOptions::local(runs, setup(&common)?, ProgressMode::Quiet);
+            let opts = RunOptions::local(runs, common.setup()?, ProgressMode::Quiet);
             experiment::run_cell(&sc, &opts, index)?;
         }
         Cmd::Prepare { file, common, seed, runs, quiet, json_progress } => {
             let sc = Scenario::load(&file, &common.sets())?;
             let progress = ProgressMode::choose(quiet, json_progress);
-            let opts = RunOptions::local(runs, setup(&common)?, progress);
+            let opts = RunOptions::local(runs, common.setup()?, progress);
             for s in sc.seeds.iter().filter(|s| seed.is_none_or(|x| x == **s)) {
                 experiment::prepare(&sc.with_seed(*s), &opts)?;
                 println!("seed {s}: shared stages ready");
@@ -48,7 +42,7 @@ fn run() -> Result<()> {
         }
         Cmd::Eval { file, common, policy, seed, runs, out, frontier } => {
             let sc = Scenario::load(&file, &common.sets())?;
-            let opts = RunOptions::local(runs, setup(&common)?, ProgressMode::Quiet);
+            let opts = RunOptions::local(runs, common.setup()?, ProgressMode::Quiet);
             experiment::eval_policy::command(&sc, seed, &opts, &policy, (&out, &frontier))?;
             frontier.map(|d| alignlab::report::report(&d)).transpose()?;
         }
@@ -80,14 +74,14 @@ fn run() -> Result<()> {
             println!("written: {} ({n} pairs)", out.display());
         }
         Cmd::Tabular { common, out, seed } => {
-            setup(&common)?;
+            common.setup()?;
             let rows = experiment::tabular::convergence(&out, seed)?;
             alignlab::report::plot::tabular(&out, &rows)?;
             experiment::tabular::unseen_mass(&out, seed)?;
             print!("{}", experiment::tabular::last_values(&rows));
             println!("written: {}/tabular{{.csv,_world.csv,_unseen.csv,.png,.svg}}", out.display());
         }
-        Cmd::Bench { common, quick, real } => alignlab::bench::run(setup(&common)?, quick, real)?,
+        Cmd::Bench { common, quick, real } => alignlab::bench::run(common.setup()?, quick, real)?,
     }
     Ok(())
 }
@@ -102,14 +96,14 @@ fn run_command(args: RunArgs) -> Result<()> {
         jobs >= 1,
         "--jobs must be at least 1; fix: pass --jobs 1 (in process) or more"
     );
-    let device = setup(&common)?;
+    let device = common.setup()?;
     let threads = tch::get_num_threads();
     let progress = ProgressMode::choose(quiet, json_progress);
     progress.header(&sc.name, &sc.seeds, (&format!("{device:?}"), threads, jobs));
     // What makes `alignlab cell` see the same scenario: file, --runs, --device, the --sets.
     let mut cell_args =
         vec![file.display().to_string(), "--runs".into(), runs.display().to_string()];
-    cell_args.extend(["--device".into(), common.device.to_string()]);
+    cell_args.extend(common.cell_flags());
     cell_args.extend(common.sets().into_iter().flat_map(|s| ["--set".to_string(), s]));
     let opts = RunOptions {
         results_root: results,

@@ -220,7 +220,23 @@ pub fn enter_stage(
 
 /// Count model FLOPs against the current (stage, phase).
 pub fn add_flops(flops: f64) {
-    with_state(|st| st.slot().flops += flops);
+    with_state(|st| st.slot().flops += quantize(flops));
+}
+
+/// FLOPs are counted in multiples of 2^10 (each count rounded, an error under 512 FLOPs on
+/// counts of millions). Every count and every sum of counts is then a float held exactly, up to
+/// 2^63 FLOPs, so a total does not depend on the order it was added in: a run resumed from a
+/// checkpoint sums to the same bytes as the uninterrupted one.
+const FLOP_QUANTUM: f64 = 1024.0;
+
+fn quantize(flops: f64) -> f64 {
+    (flops / FLOP_QUANTUM).round() * FLOP_QUANTUM
+}
+
+/// `a + b` of two GFLOP values, exactly: each back to its FLOPs (a multiple of 2^10, which its
+/// GFLOP value gives back exactly up to 2^60, about 1.2e18 FLOPs), added, divided once.
+pub fn add_gflop(a: f64, b: f64) -> f64 {
+    (quantize(a * 1e9) + quantize(b * 1e9)) / 1e9
 }
 
 /// Count `n` of `what` against the current (stage, phase).
@@ -232,16 +248,19 @@ pub fn count(what: Count, n: f64) {
 /// `[gflop, tokens_fwd, tokens_bwd, grad_steps, samples, rm_queries, gold_queries]`.
 pub fn stage_work(stage: &Stage) -> Work {
     let mut out = [0.0; N_COUNTS + 1];
+    let mut flops = 0.0;
     with_state(|st| {
         for ((s, phase), c) in &st.totals {
             if s == stage && WORK_PHASES.contains(phase) {
-                out[0] += c.flops / 1e9;
+                flops += c.flops;
                 for (o, v) in out[1..].iter_mut().zip(&c.counts) {
                     *o += v;
                 }
             }
         }
     });
+    // Multiples of 2^10 added exactly, divided once.
+    out[0] = flops / 1e9;
     out
 }
 
@@ -252,9 +271,11 @@ pub type Work = [f64; N_COUNTS + 1];
 pub const WORK: &[&str] =
     &["gflop", "tokens_fwd", "tokens_bwd", "grad_steps", "samples", "rm_queries", "gold_queries"];
 
-/// `into += scale * w`, entry by entry.
+/// `into += scale * w`, entry by entry; the GFLOPs through [`add_gflop`], so that sums of
+/// compute are exact and independent of their order (the counts are integers, exact already).
 pub fn add_work(into: &mut Work, w: &Work, scale: f64) {
-    for (o, v) in into.iter_mut().zip(w) {
+    into[0] = add_gflop(into[0], scale * w[0]);
+    for (o, v) in into[1..].iter_mut().zip(&w[1..]) {
         *o += scale * v;
     }
 }
@@ -387,6 +408,37 @@ mod tests {
         assert_eq!(parse_work(&text), Some(w));
         assert_eq!(parse_work(&text.replace("gflop", "flop")), None);
         assert_eq!(parse_work("gflop,tokens_fwd,tokens_bwd,grad_steps,samples,rm_queries,gold_queries\n1,2,x,4,5,6,7\n"), None);
+    }
+
+    /// A resumed run's compute (the total logged at its checkpoint, then its own counts after)
+    /// equals the uninterrupted run's to the bit, where plain float sums differ in the last
+    /// digit (92.06349696 against 92.06349696000001 was seen).
+    #[test]
+    fn compute_sums_do_not_depend_on_where_a_run_resumed() {
+        let counts: Vec<f64> =
+            (0..200).map(|i| 1.0e7 * (1.0 + (i as f64 * 0.37).sin().abs()) + 0.3).collect();
+        let deps = 0.123456789;
+        let plain = |cut: usize| {
+            let before: f64 = counts[..cut].iter().sum::<f64>() / 1e9;
+            deps + before + counts[cut..].iter().sum::<f64>() / 1e9
+        };
+        assert!((1..200).any(|cut| plain(cut) != plain(0)), "the plain sums agree: no test");
+        let exact = |cut: usize| {
+            let sum = |c: &[f64]| c.iter().map(|&f| quantize(f)).sum::<f64>() / 1e9;
+            let mut w: Work = [deps, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0];
+            add_work(&mut w, &[sum(&counts[..cut]), 0.0, 0.0, 0.0, 0.0, 0.0, 0.0], 1.0);
+            // The checkpoint's value read back from its CSV text, then the rest added.
+            let logged: f64 = w[0].to_string().parse().unwrap();
+            add_gflop(logged, sum(&counts[cut..]))
+        };
+        for cut in 0..200 {
+            assert_eq!(exact(cut).to_bits(), exact(0).to_bits(), "resumed at {cut}");
+        }
+        // A GFLOP value gives its FLOPs back exactly up to 2^60 (a run of 1e18 FLOPs).
+        for k in [1u64, 977, 123_456_789, 1 << 40, (1 << 50) - 3] {
+            let flops = (k * 1024) as f64;
+            assert_eq!(quantize(flops / 1e9 * 1e9), flops, "{flops}");
+        }
     }
 
     #[test]

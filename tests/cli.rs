@@ -1370,3 +1370,87 @@ fn tabular_writes_its_world() {
     }
     std::fs::remove_dir_all(&out).ok();
 }
+
+/// Two invocations of one scenario on one `runs/` at once: both finish, no stage or method run
+/// is trained by both (each stage's progress ends in exactly one of them; the other waits on
+/// its lock and reads it), and both write the results of a single run.
+#[test]
+fn two_invocations_on_one_runs_folder_train_each_cell_once() {
+    let file = Path::new("scenarios/sentiment.toml");
+    let (single, shared) = (tmp("lock-single"), tmp("lock-shared"));
+    assert!(run(file, &single, &[]).status.success());
+    let start = |results: &str| {
+        let mut c = bin();
+        c.arg("run").arg(file).args(["--threads", "1", "--device", "cpu", "--json-progress"]);
+        c.arg("--results").arg(shared.join(results)).arg("--runs").arg(shared.join("runs"));
+        for s in tiny_for(file) {
+            c.arg("--set").arg(s);
+        }
+        c.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+        c.spawn().unwrap()
+    };
+    let (a, b) = (start("results-a"), start("results-b"));
+    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+    assert!(a.status.success() && b.status.success(), "{}\n{}", text(&a), text(&b));
+    let mut trained = std::collections::BTreeMap::<String, usize>::new();
+    for o in [&a, &b] {
+        for line in String::from_utf8_lossy(&o.stderr).lines() {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            if v["done"] == true && v.get("step").is_some() {
+                *trained.entry(format!("{} seed {}", v["cell"], v["seed"])).or_default() += 1;
+            }
+        }
+    }
+    assert!(trained.len() >= 7, "{trained:?}");
+    assert!(trained.values().all(|&n| n == 1), "trained twice: {trained:?}");
+    let want = std::fs::read(single.join("results/sentiment/eval.csv")).unwrap();
+    for r in ["results-a", "results-b"] {
+        let got = std::fs::read(shared.join(r).join("sentiment/eval.csv")).unwrap();
+        assert!(got == want, "{r}'s eval.csv differs from a single run's");
+    }
+    std::fs::remove_dir_all(&single).ok();
+    std::fs::remove_dir_all(&shared).ok();
+}
+
+/// A finished stage that cannot be read (a truncated checkpoint, a garbled CSV) is moved aside
+/// with a warning naming it and computed again, to the same results; `--on-corrupt refuse`
+/// stops with one error line naming it instead.
+#[test]
+fn a_corrupt_cached_stage_is_moved_aside_and_recomputed() {
+    let file = Path::new("scenarios/sentiment.toml");
+    let out = tmp("corrupt");
+    assert!(run(file, &out, &[]).status.success());
+    let want = std::fs::read(out.join("results/sentiment/eval.csv")).unwrap();
+    let sft = run_dirs(&out, "sentiment", "sft-").pop().unwrap();
+    let dpo = run_dirs(&out, "sentiment", "dpo-beta=0.1").pop().unwrap();
+    let corrupt = || {
+        let ckpt = sft.join("model.safetensors");
+        let bytes = std::fs::read(&ckpt).unwrap();
+        std::fs::write(&ckpt, &bytes[..bytes.len() / 2]).unwrap();
+        std::fs::write(dpo.join("eval.csv"), "method,setting\n\"unterminated\n").unwrap();
+    };
+    corrupt();
+    let mut refuse = bin();
+    refuse.arg("run").arg(file).args(["--threads", "1", "--on-corrupt", "refuse"]);
+    refuse.arg("--results").arg(out.join("results")).arg("--runs").arg(out.join("runs"));
+    for s in tiny_for(file) {
+        refuse.arg("--set").arg(s);
+    }
+    let o = refuse.output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr).to_string();
+    assert!(!o.status.success(), "--on-corrupt refuse went on:\n{err}");
+    let last = err.lines().rfind(|l| l.starts_with("error")).unwrap_or_default();
+    assert!(last.contains(&sft.display().to_string()) && last.contains("fix:"), "{err}");
+    let o = run(file, &out, &[]);
+    assert!(o.status.success(), "{}", text(&o));
+    for dir in [&sft, &dpo] {
+        let note = format!("warning: {} could not be read", dir.display());
+        assert!(text(&o).contains(&note), "no warning for {}:\n{}", dir.display(), text(&o));
+        let aside =
+            dir.with_file_name(format!("{}.corrupt-1", dir.file_name().unwrap().to_string_lossy()));
+        assert!(aside.is_dir(), "{} not kept aside", dir.display());
+    }
+    let got = std::fs::read(out.join("results/sentiment/eval.csv")).unwrap();
+    assert!(got == want, "the recomputed stages give other results");
+    std::fs::remove_dir_all(&out).ok();
+}

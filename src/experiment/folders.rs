@@ -2,8 +2,8 @@
 //! depends on, so a stage whose settings did not change is reused; which of them a run has
 //! finished, and the wall time and compute each keeps.
 
-use anyhow::Result;
-use std::path::PathBuf;
+use anyhow::{Context, Result};
+use std::path::{Path, PathBuf};
 
 use super::keys::{key_of, stage_hash};
 use super::methods::Method;
@@ -120,6 +120,102 @@ pub fn shared_dirs(sc: &Scenario, opts: &RunOptions, max_threads: i32) -> Vec<(P
         dirs.push((stage_dir(sc, opts, "reference", &reference_key(sc, t)), false));
     }
     dirs
+}
+
+/// Hold the lock of a stage's or run's folder `dir` while it is computed or read: a second
+/// invocation on the same `runs/` waits for a stage another holds (and says so), then finds it
+/// finished and reads it, so no stage is trained twice and none by two processes at once. The
+/// lock is the operating system's (`flock` on `runs/<scenario>/locks/<folder>.lock`), released
+/// when its holder ends, killed or not; the lock files stay, empty.
+pub(super) fn lock_stage(sc: &Scenario, opts: &RunOptions, dir: &Path) -> Result<std::fs::File> {
+    let locks = opts.runs_root.join(&sc.name).join("locks");
+    std::fs::create_dir_all(&locks).with_context(|| {
+        format!("cannot create {}; fix: check the permissions of --runs", locks.display())
+    })?;
+    let name = dir.file_name().map_or_else(|| "stage".into(), |n| n.to_string_lossy().to_string());
+    let path = locks.join(format!("{name}.lock"));
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("cannot open the lock {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let note = format!(
+                "waiting: another alignlab invocation holds {name} (its lock {}); this one reads it when that one is done",
+                path.display()
+            );
+            opts.progress.note(&sc.name, Some(sc.seed), &note);
+            file.lock().with_context(|| format!("cannot lock {}", path.display()))?;
+        }
+        Err(std::fs::TryLockError::Error(e)) => {
+            return Err(e).with_context(|| format!("cannot lock {}", path.display()))
+        }
+    }
+    Ok(file)
+}
+
+/// `--on-corrupt refuse`: a finished stage that cannot be read stops the run with its error
+/// instead of being moved aside and recomputed.
+static REFUSE_CORRUPT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// What a finished stage that cannot be read does: `refuse` stops the run, else it is moved
+/// aside and recomputed (the default). Set once per process, from the command line.
+pub fn set_refuse_corrupt(refuse: bool) {
+    REFUSE_CORRUPT.store(refuse, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// A finished stage's folder `dir` read back with `read`, or None where it is not finished
+/// (`finished` false). A folder that cannot be read (a corrupt or truncated file) is moved aside
+/// to `<folder>.corrupt-<k>` with a warning naming what was wrong, and None returned, so the
+/// caller computes the stage again; with `--on-corrupt refuse` its error stops the run.
+pub(super) fn read_finished<T>(
+    sc: &Scenario,
+    opts: &RunOptions,
+    dir: &Path,
+    finished: bool,
+    read: impl FnOnce() -> Result<T>,
+) -> Result<Option<T>> {
+    if !finished {
+        return Ok(None);
+    }
+    let e = match read() {
+        Ok(v) => return Ok(Some(v)),
+        Err(e) => e,
+    };
+    if REFUSE_CORRUPT.load(std::sync::atomic::Ordering::Relaxed) {
+        return Err(e.context(format!(
+            "{} cannot be read (--on-corrupt refuse); fix: delete it, or leave out --on-corrupt refuse to have it moved aside and recomputed",
+            dir.display()
+        )));
+    }
+    let aside = move_aside(dir)?;
+    let note = format!(
+        "warning: {} could not be read ({e:#}); moved aside to {} and computed again",
+        dir.display(),
+        aside.display()
+    );
+    // A warning: printed under --quiet too; a JSON object with --json-progress.
+    match opts.progress {
+        super::progress::ProgressMode::Json => opts.progress.note(&sc.name, Some(sc.seed), &note),
+        _ => eprintln!("{note}"),
+    }
+    Ok(None)
+}
+
+/// Move `dir` to the first free `<dir>.corrupt-<k>`; returns where it went.
+pub(super) fn move_aside(dir: &Path) -> Result<PathBuf> {
+    let name = dir.file_name().map_or_else(|| "stage".into(), |n| n.to_string_lossy().to_string());
+    let aside = (1..)
+        .map(|k| dir.with_file_name(format!("{name}.corrupt-{k}")))
+        .find(|p| !p.exists())
+        .expect("a free name");
+    std::fs::rename(dir, &aside).with_context(|| {
+        format!("cannot move the unreadable {} aside; fix: delete it", dir.display())
+    })?;
+    Ok(aside)
 }
 
 /// A cached stage's compute (its folder's `compute.csv`); NaN where the folder predates it.

@@ -5,7 +5,8 @@ use anyhow::{Context, Result};
 use tch::nn;
 
 use super::folders::compute_rows;
-use super::folders::{best_of_n_dir, cached_timing, method_dir, run_wall_metric, shared_work};
+use super::folders::{best_of_n_dir, cached_timing, method_dir, read_finished};
+use super::folders::{run_wall_metric, shared_work};
 use super::options::RunOptions;
 use super::progress::{progress, Progress, Tag};
 use super::run::{ResumeDir, Run};
@@ -32,11 +33,17 @@ pub fn method_stage(
     evals: &mut Metrics,
 ) -> Result<()> {
     let dir = method_dir(sc, method, opts);
+    let _lock = super::folders::lock_stage(sc, opts, &dir)?;
     let (metrics_path, eval_path) = (dir.join("metrics.csv"), dir.join("eval.csv"));
-    if metrics_path.exists() && eval_path.exists() {
-        metrics.extend(Metrics::read(&metrics_path)?);
-        metrics.extend(cached_timing(&dir)?);
-        evals.extend(Metrics::read(&eval_path)?);
+    let finished = metrics_path.exists() && eval_path.exists();
+    let cached = read_finished(sc, opts, &dir, finished, || {
+        let mut m = Metrics::read(&metrics_path)?;
+        m.extend(cached_timing(&dir)?);
+        Ok((m, Metrics::read(&eval_path)?))
+    })?;
+    if let Some((m, e)) = cached {
+        metrics.extend(m);
+        evals.extend(e);
         return Ok(());
     }
     let _stage = crate::profile::enter_stage(&method.name(), &method.setting(), sc.seed, "train");
@@ -131,10 +138,14 @@ pub fn best_of_n_stage(
     evals: &mut Metrics,
 ) -> Result<()> {
     let dir = best_of_n_dir(sc, grid, opts);
+    let _lock = super::folders::lock_stage(sc, opts, &dir)?;
     let eval_path = dir.join("eval.csv");
-    if eval_path.exists() {
-        evals.extend(Metrics::read(&eval_path)?);
-        metrics.extend(cached_timing(&dir)?);
+    let cached = read_finished(sc, opts, &dir, eval_path.exists(), || {
+        Ok((Metrics::read(&eval_path)?, cached_timing(&dir)?))
+    })?;
+    if let Some((e, m)) = cached {
+        evals.extend(e);
+        metrics.extend(m);
         return Ok(());
     }
     let _stage = crate::profile::enter_stage("best_of_n", "", sc.seed, "candidates");

@@ -43,6 +43,7 @@ pub mod tune;
 
 pub use crate::log::{write_atomic, Metrics, Row};
 pub use cells::{pending_cells, run_cell, run_tables, RunsDone};
+pub use folders::set_refuse_corrupt;
 pub use ledger::{compute_totals, run_work, Ledger, RunsWork};
 pub use options::RunOptions;
 pub use progress::ProgressMode;

@@ -53,20 +53,24 @@ pub fn sft_stage(
     summary: &mut Summary,
 ) -> Result<(nn::VarStore, Gpt)> {
     let dir = folders::sft_dir(sc, opts);
+    let _lock = folders::lock_stage(sc, opts, &dir)?;
     let ckpt = dir.join("model.safetensors");
     let metrics_path = dir.join("metrics.csv");
-    let mut vs = nn::VarStore::new(opts.device);
-    tch::manual_seed(derive_seed(sc.seed, "sft/init") as i64);
-    let gpt = Gpt::new(&vs.root(), &sc.model);
+    let fresh = || {
+        let vs = nn::VarStore::new(opts.device);
+        tch::manual_seed(derive_seed(sc.seed, "sft/init") as i64);
+        let gpt = Gpt::new(&vs.root(), &sc.model);
+        (vs, gpt)
+    };
+    let (mut vs, mut gpt) = fresh();
     let val = SeqData::from_examples(world.sft_examples(true), opts.device);
     let true_nll = world.true_nll_per_token();
-    if ckpt.exists() && metrics_path.exists() {
+    let finished = ckpt.exists() && metrics_path.exists();
+    let cached = read_finished(sc, opts, &dir, finished, || {
         model::load_checkpoint(&mut vs, &ckpt)?;
-        let text = std::fs::read_to_string(&metrics_path)
-            .with_context(|| format!("cannot read {}", metrics_path.display()))?;
-        let cached = Metrics::from_csv(&text).with_context(|| {
-            format!("corrupt {}; fix: delete {}", metrics_path.display(), dir.display())
-        })?;
+        Metrics::read(&metrics_path)
+    })?;
+    if let Some(cached) = cached {
         let val_nll = cached.last("sft/nll/val").unwrap_or(f64::NAN);
         summary.add("sft", "cached checkpoint", dir.display().to_string());
         let note = format!("sft: reusing the cached checkpoint in {}", dir.display());
@@ -74,6 +78,10 @@ pub fn sft_stage(
         summary.add("sft", "val NLL/token", val_nll_line(val_nll, true_nll));
         metrics.extend(cached);
         return Ok((vs, gpt));
+    }
+    if finished {
+        // Moved aside: a fresh start (the failed read may have filled some weights).
+        (vs, gpt) = fresh();
     }
     load_init(sc, &vs)?;
     let _stage = crate::profile::enter_stage("sft", "", sc.seed, "train");
@@ -120,9 +128,11 @@ pub fn prefs_stage(
     summary: &mut Summary,
 ) -> Result<(PrefData, Work)> {
     let dir = stage_dir(sc, opts, "prefs", &prefs_key(sc));
+    let _lock = folders::lock_stage(sc, opts, &dir)?;
     let path = dir.join("pairs.txt");
-    let data = if path.exists() {
-        PrefData::load(&path)?
+    let cached = read_finished(sc, opts, &dir, path.exists(), || PrefData::load(&path))?;
+    let data = if let Some(d) = cached {
+        d
     } else {
         let _stage = crate::profile::enter_stage("prefs", "", sc.seed, "prefs");
         let started = std::time::Instant::now();
@@ -227,14 +237,22 @@ pub fn reward_stage(
     summary: &mut Summary,
 ) -> Result<(nn::VarStore, reward::RewardModel, Work)> {
     let dir = stage_dir(sc, opts, "reward", &reward_key(sc));
+    let _lock = folders::lock_stage(sc, opts, &dir)?;
     let ckpt = dir.join("model.safetensors");
     let metrics_path = dir.join("metrics.csv");
-    let mut vs = nn::VarStore::new(opts.device);
-    tch::manual_seed(derive_seed(sc.seed, "reward/init") as i64);
-    let rm = reward::RewardModel::new(&vs.root(), &sc.reward_model);
-    if ckpt.exists() && metrics_path.exists() {
+    let fresh = || {
+        let vs = nn::VarStore::new(opts.device);
+        tch::manual_seed(derive_seed(sc.seed, "reward/init") as i64);
+        let rm = reward::RewardModel::new(&vs.root(), &sc.reward_model);
+        (vs, rm)
+    };
+    let (mut vs, mut rm) = fresh();
+    let finished = ckpt.exists() && metrics_path.exists();
+    let cached = read_finished(sc, opts, &dir, finished, || {
         model::load_checkpoint(&mut vs, &ckpt)?;
-        let m = Metrics::read(&metrics_path)?;
+        Metrics::read(&metrics_path)
+    })?;
+    if let Some(m) = cached {
         let best = m
             .rows
             .iter()
@@ -245,6 +263,9 @@ pub fn reward_stage(
         summary.number("reward", "val_accuracy", best);
         metrics.extend(m);
         return Ok((vs, rm, stage_compute(&dir)));
+    }
+    if finished {
+        (vs, rm) = fresh();
     }
     let _stage = crate::profile::enter_stage("reward", "", sc.seed, "train");
     init_reward(sc, world, sft_vs, &vs, opts, summary)?;
@@ -289,28 +310,33 @@ pub fn reference_stage(
     opts: &RunOptions,
 ) -> Result<(RefLogps, RefLogps, Work)> {
     let dir = stage_dir(sc, opts, "reference", &reference_key(sc, tch::get_num_threads()));
+    let _lock = folders::lock_stage(sc, opts, &dir)?;
     let path = dir.join("logps.safetensors");
     let names = ["train_chosen", "train_rejected", "val_chosen", "val_rejected"];
-    if path.exists() {
+    let cached = read_finished(sc, opts, &dir, path.exists(), || {
         let _p = crate::profile::span("checkpoint_io");
-        let read = Tensor::read_safetensors(&path).with_context(|| {
-            format!("cannot read {}; fix: delete its folder so it is recomputed", path.display())
-        })?;
+        let read = Tensor::read_safetensors(&path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
         let get = |name: &str| {
             read.iter()
                 .find(|(n, _)| n == name)
                 .map(|(_, t)| t.to_device(opts.device))
-                .with_context(|| {
-                    format!(
-                        "{} lacks {name}; fix: delete its folder so it is recomputed",
-                        path.display()
-                    )
-                })
+                .with_context(|| format!("{} lacks {name}", path.display()))
         };
         let (tc, tr, vc, vr) = (get(names[0])?, get(names[1])?, get(names[2])?, get(names[3])?);
-        if tc.size() == [train.len() as i64] && vc.size() == [val.len() as i64] {
-            return Ok(((tc, tr), (vc, vr), stage_compute(&dir)));
-        }
+        anyhow::ensure!(
+            tc.size() == [train.len() as i64] && vc.size() == [val.len() as i64],
+            "{} holds {:?} and {:?} log-probs for {} and {} pairs",
+            path.display(),
+            tc.size(),
+            vc.size(),
+            train.len(),
+            val.len()
+        );
+        Ok(((tc, tr), (vc, vr)))
+    })?;
+    if let Some((t, v)) = cached {
+        return Ok((t, v, stage_compute(&dir)));
     }
     let stage = crate::profile::enter_stage("reference", "", sc.seed, "train");
     let started = std::time::Instant::now();
@@ -382,10 +408,11 @@ pub(super) fn sft_evaluation(
     ev: &Evaluator,
     opts: &RunOptions,
 ) -> Result<Vec<(String, f64)>> {
-    let path =
-        stage_dir(sc, opts, "eval0", &eval0_key(sc, tch::get_num_threads())).join("eval.csv");
-    if path.exists() {
-        return Ok(Metrics::read(&path)?.rows.into_iter().map(|r| (r.metric, r.value)).collect());
+    let dir = stage_dir(sc, opts, "eval0", &eval0_key(sc, tch::get_num_threads()));
+    let _lock = folders::lock_stage(sc, opts, &dir)?;
+    let path = dir.join("eval.csv");
+    if let Some(m) = read_finished(sc, opts, &dir, path.exists(), || Metrics::read(&path))? {
+        return Ok(m.rows.into_iter().map(|r| (r.metric, r.value)).collect());
     }
     let (rows, _) = ev.evaluate(s.sft);
     let mut m = Metrics::default();

@@ -19,6 +19,7 @@
 //!   gold across them compared between methods (see [`tuning`]);
 //! - `compute.csv`: gold at equal compute per method (see [`compute`]), where the runs log it;
 //! - `report.md`: the final-evaluation table, the budget tables and the paired verdicts;
+//!   `report.tex`: its tables in LaTeX (booktabs), see [`latex`];
 //! - `frontier.{png,svg}`, `curves.{png,svg}`, `overoptimization.{png,svg}`;
 //! - where the world has reference responses: `winrate.csv`, `winrate_temperature.{png,svg}`
 //!   and `winrate_steps.{png,svg}` (see [`winrate`]).
@@ -28,6 +29,7 @@ pub mod compute;
 pub mod equivalence;
 pub mod estimators;
 pub mod frontier;
+pub mod latex;
 pub mod numbers;
 pub mod overopt;
 pub mod paired;
@@ -514,6 +516,7 @@ pub fn report(dir: &Path) -> Result<PathBuf> {
         plot::winrates(dir, &by_temp, &by_step)?;
     }
     write_atomic(&dir.join("report.md"), md.as_bytes())?;
+    write_atomic(&dir.join("report.tex"), latex::tables(&md, "report").as_bytes())?;
     let metrics = std::fs::read_to_string(dir.join("metrics.csv"))
         .ok()
         .and_then(|t| Metrics::from_csv(&t).ok());

@@ -1030,6 +1030,7 @@ pub fn write(results: &Path, out: &Path) -> Result<PathBuf> {
     let path = out.join("README.md");
     std::fs::create_dir_all(out)?;
     write_atomic(&path, s.as_bytes())?;
+    write_atomic(&out.join("tables.tex"), super::latex::tables(&s, "paper").as_bytes())?;
     Ok(path)
 }
 
