@@ -7,7 +7,7 @@ CARGO ?= cargo
 
 JOBS ?= 2
 
-.PHONY: trl-roundtrip setup build run test lint bench bench-compare clean-runs sweep ablations report paper tabular baselines hf-check gpu-check test-slurm kill-check fixtures
+.PHONY: trl-roundtrip setup build run test lint bench bench-compare clean-runs sweep ablations report paper tabular baselines hf-check gpu-check test-slurm kill-check tensorboard-check fixtures
 
 # Install libtorch (the PyPI torch==2.11.0 wheel) once per machine, then link it as .libtorch.
 # A LIBTORCH set by the user is respected: nothing is installed and .libtorch is not touched.
@@ -121,7 +121,8 @@ baselines: setup
 # continuations token for token, the tokenizer's ids of the prompts (baselines/hf/check.py);
 # then every exported preference pair re-tokenised as TRL does gives alignlab's ids
 # (baselines/hf/check_prefs.py); then the reward model, exported as a
-# GPT2ForSequenceClassification, scores as alignlab's within 1e-5; then the dataset fixture's DPO
+# GPT2ForSequenceClassification, scores as alignlab's within 1e-5, and so does a PPO run's critic;
+# then the dataset fixture's DPO
 # policy, exported in its tokenizer's ids with the three specials added, gives the same logits.
 HF_TINY := --set sft.steps=30 --set world.n_train=300 --set world.n_val=50 --set world.n_train_prompts=20 --set world.n_eval_prompts=16 --set model.d_model=32 --set model.n_layer=1 --set train.steps=6 --set reward.epochs=1 --set eval.every=3 --set ppo.iterations=2 --set sweep.seeds=[0] --set best_of_n.n=[1,4]
 hf-check: build
@@ -132,9 +133,18 @@ hf-check: build
 	&& "$(TRL_VENV)/bin/python" -W ignore baselines/hf/check_prefs.py $$d/hf $$d/prefs.jsonl \
 	&& ./target/release/alignlab export "$$(ls -d $$d/runs/sentiment/reward-* | head -1)" --hf $$d/rm > /dev/null \
 	&& "$(TRL_VENV)/bin/python" -W ignore baselines/hf/check.py $$d/rm \
+	&& ./target/release/alignlab export "$$(ls -d $$d/runs/sentiment/ppo-*/critic | head -1)" --hf $$d/critic > /dev/null \
+	&& "$(TRL_VENV)/bin/python" -W ignore baselines/hf/check.py $$d/critic \
 	&& ./target/release/alignlab run tests/fixtures/data/dataset.toml --quiet --threads 2 --results $$d/results --runs $$d/runs > /dev/null \
 	&& ./target/release/alignlab export "$$(ls -d $$d/runs/dataset/dpo-* | head -1)" --hf $$d/ds > /dev/null \
 	&& "$(TRL_VENV)/bin/python" -W ignore baselines/hf/check.py $$d/ds; s=$$?; rm -rf $$d; exit $$s
+
+# alignlab run --tensorboard on a tiny sentiment sweep; TensorBoard's own reader
+# (EventAccumulator, in the TRL venv of `make baselines`) reads every row of metrics.csv and
+# eval.csv back from the event files, step and float32 value equal (baselines/tensorboard/check.py).
+tensorboard-check: build
+	@d=$$(mktemp -d) && ./target/release/alignlab run scenarios/sentiment.toml --quiet --threads 2 --results $$d/results --runs $$d/runs --tensorboard $$d/tb $(HF_TINY) > /dev/null \
+	&& "$(TRL_VENV)/bin/python" -W ignore baselines/tensorboard/check.py $$d/results/sentiment $$d/tb/sentiment; s=$$?; rm -rf $$d; exit $$s
 
 clean-runs:
 	rm -rf runs

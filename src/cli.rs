@@ -187,6 +187,17 @@ pub enum Cmd {
         #[arg(long, default_value = "paper")]
         paper_dir: PathBuf,
     },
+    /// A results folder's metrics.csv and eval.csv as TensorBoard event files, one TensorBoard
+    /// run per method run (<method>/<setting>/seed<k>), training metrics as train/<name>,
+    /// evaluations as eval/<name>. E.g. `alignlab tensorboard results/sentiment`, then
+    /// `tensorboard --logdir tensorboard/sentiment`.
+    Tensorboard {
+        /// The results folder, e.g. results/sentiment.
+        dir: PathBuf,
+        /// Where the event files go (default: tensorboard/<the folder's name>).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Compare two results folders of one scenario (e.g. fp32 and bf16) paired by seed: gold at
     /// each KL budget and win rate at each temperature, each tested for equivalence (two
     /// one-sided tests), and the drift of exact KL and implicit accuracy. Writes
@@ -273,4 +284,8 @@ pub struct RunArgs {
     /// torch threads.
     #[arg(long, default_value_t = 1)]
     pub jobs: usize,
+    /// Also write the run's metrics.csv and eval.csv as TensorBoard event files under
+    /// DIR/<scenario>/ (see `alignlab tensorboard`), e.g. --tensorboard tensorboard.
+    #[arg(long, value_name = "DIR")]
+    pub tensorboard: Option<PathBuf>,
 }

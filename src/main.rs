@@ -75,11 +75,10 @@ fn run() -> Result<()> {
         }
         Cmd::Tabular { common, out, seed } => {
             common.setup()?;
-            let rows = experiment::tabular::convergence(&out, seed)?;
-            alignlab::report::plot::tabular(&out, &rows)?;
-            experiment::tabular::unseen_mass(&out, seed)?;
-            print!("{}", experiment::tabular::last_values(&rows));
-            println!("written: {}/tabular{{.csv,_world.csv,_unseen.csv,.png,.svg}}", out.display());
+            print!("{}", alignlab::report::plot::tabular_command(&out, seed)?);
+        }
+        Cmd::Tensorboard { dir, out } => {
+            println!("{}", alignlab::report::tensorboard::command(&dir, out)?)
         }
         Cmd::Bench { common, quick, real } => alignlab::bench::run(common.setup()?, quick, real)?,
     }
@@ -88,7 +87,7 @@ fn run() -> Result<()> {
 
 /// `alignlab run`: the scenario's protocol, its summary printed, its report and plots.
 fn run_command(args: RunArgs) -> Result<()> {
-    let RunArgs { file, common, results, runs, jobs, quiet, json_progress } = args;
+    let RunArgs { file, common, results, runs, jobs, quiet, json_progress, tensorboard } = args;
     // The whole invocation's wall time: tuning and calibration included.
     let t_start = std::time::Instant::now();
     let sc = Scenario::load(&file, &common.sets())?;
@@ -118,6 +117,9 @@ fn run_command(args: RunArgs) -> Result<()> {
     let summary = experiment::run_scenario(&file, &common.sets(), opts, t_start)?;
     summary.print();
     println!("\nfrontier plot: {}", alignlab::report::report(&out)?.display());
+    tensorboard
+        .map(|tb| alignlab::report::tensorboard::write(&out, &tb.join(&sc.name)))
+        .transpose()?;
     if !summary.failed.is_empty() {
         anyhow::bail!("{} method run(s) failed (the others finished and are in the results):\n  {}\nfix: see each error above; rerunning the same command retries only these", summary.failed.len(), summary.failed.join("\n  "));
     }

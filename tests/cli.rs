@@ -1454,3 +1454,68 @@ fn a_corrupt_cached_stage_is_moved_aside_and_recomputed() {
     assert!(got == want, "the recomputed stages give other results");
     std::fs::remove_dir_all(&out).ok();
 }
+
+/// `alignlab tensorboard`: one event file per method run of the folder, each record's CRCs
+/// right, as many scalars as CSV rows, the same bytes when written again (`make
+/// tensorboard-check` reads them back with TensorBoard itself).
+#[test]
+fn tensorboard_event_files_hold_every_row() {
+    let file = Path::new("scenarios/sentiment.toml");
+    let out = tmp("tensorboard");
+    assert!(run(file, &out, &[]).status.success());
+    let results = out.join("results/sentiment");
+    let write = |to: &str| {
+        let o = bin().arg("tensorboard").arg(&results).arg("--out").arg(out.join(to)).output();
+        let o = o.unwrap();
+        assert!(o.status.success(), "{}", text(&o));
+        let mut find = std::process::Command::new("find");
+        find.arg(out.join(to)).args(["-type", "f"]);
+        let mut files: Vec<String> = String::from_utf8(find.output().unwrap().stdout)
+            .unwrap()
+            .lines()
+            .map(String::from)
+            .collect();
+        files.sort();
+        files
+    };
+    let files = write("tb");
+    let rows: Vec<alignlab::log::Row> = ["metrics.csv", "eval.csv"]
+        .iter()
+        .flat_map(|f| alignlab::log::Metrics::read(&results.join(f)).unwrap().rows)
+        .collect();
+    let runs: std::collections::BTreeSet<_> =
+        rows.iter().map(|r| (r.method.clone(), r.setting.clone(), r.seed)).collect();
+    assert_eq!(files.len(), runs.len(), "{files:?}");
+    // Records: length, masked CRC-32C of it, data, masked CRC-32C of the data.
+    let crc = |data: &[u8]| {
+        let mut c = !0u32;
+        for &b in data {
+            c ^= b as u32;
+            for _ in 0..8 {
+                c = if c & 1 == 1 { (c >> 1) ^ 0x82f6_3b78 } else { c >> 1 };
+            }
+        }
+        (!c).rotate_right(15).wrapping_add(0xa282_ead8)
+    };
+    let mut events = 0;
+    for f in &files {
+        let bytes = std::fs::read(f).unwrap();
+        let mut at = 0;
+        while at < bytes.len() {
+            let len = u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap()) as usize;
+            let word = |i: usize| u32::from_le_bytes(bytes[i..i + 4].try_into().unwrap());
+            assert_eq!(word(at + 8), crc(&bytes[at..at + 8]), "{f}: length CRC");
+            let data = &bytes[at + 12..at + 12 + len];
+            assert_eq!(word(at + 12 + len), crc(data), "{f}: data CRC");
+            at += len + 16;
+            events += 1;
+        }
+    }
+    // One file-version event per file, one scalar per row.
+    assert_eq!(events, rows.len() + files.len());
+    let again = write("tb2");
+    for (a, b) in files.iter().zip(&again) {
+        assert_eq!(std::fs::read(a).unwrap(), std::fs::read(b).unwrap(), "{a}");
+    }
+    std::fs::remove_dir_all(&out).ok();
+}

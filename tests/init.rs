@@ -97,6 +97,20 @@ fn dpo_and_ppo_run_from_llama_and_gpt2_checkpoints() {
         let original = hf::open(&fixture(name)).unwrap();
         assert_eq!(back.gpt.arch().family, original.gpt.arch().family);
         assert_eq!(back.gpt.vocab_size, 51, "{name}: the world's vocabulary is exported");
+        if name == "gpt2" {
+            // The PPO run's critic (a GPT-2 trunk with a value head) exports as a scorer too.
+            let ppo = run_dirs(&out, "ppo-").into_iter().find(|d| d.join("critic").is_dir());
+            let critic = ppo.expect("a PPO run folder with its critic").join("critic");
+            scorer_exports(&critic, &out.join("hf-critic"));
+            // The trained critic, not the reward model it started from.
+            let weights = |d: &Path| {
+                let t = Tensor::read_safetensors(d.join("model.safetensors")).unwrap();
+                t.into_iter().collect::<BTreeMap<String, Tensor>>()
+            };
+            let (c, rm) = (weights(&critic), weights(&run_dirs(&out, "reward-")[0]));
+            assert_eq!(c.keys().collect::<Vec<_>>(), rm.keys().collect::<Vec<_>>());
+            assert!(c.iter().any(|(k, t)| !t.equal(&rm[k])), "the critic is the reward model");
+        }
         std::fs::remove_dir_all(&out).ok();
     }
 }
@@ -322,13 +336,17 @@ fn an_exported_policy_evaluates_as_the_run_evaluated_it() {
     std::fs::remove_dir_all(&out).ok();
 }
 
-/// The reward-model folder of `out`'s run exports as a `GPT2ForSequenceClassification` (its
-/// score's bias carried by the final LayerNorm's), which, read back, scores the check's
-/// sequences as alignlab's reward model did.
+/// The reward-model folder of `out`'s run exports as a scorer (see [`scorer_exports`]).
 fn reward_model_exports(out: &Path) {
-    let hf_rm = out.join("hf-rm");
-    export(&run_dirs(out, "reward-")[0], &hf_rm);
-    let mut ck = hf::open(&hf_rm).unwrap();
+    scorer_exports(&run_dirs(out, "reward-")[0], &out.join("hf-rm"));
+}
+
+/// A reward model's or a critic's folder `dir` exports as a `GPT2ForSequenceClassification`
+/// (the score's bias carried by the final LayerNorm's), which, read back, scores the check's
+/// sequences as alignlab's model did.
+fn scorer_exports(dir: &Path, hf_rm: &Path) {
+    export(dir, hf_rm);
+    let mut ck = hf::open(hf_rm).unwrap();
     assert_eq!(ck.num_labels, Some(1));
     ck.gpt.arch.as_mut().unwrap().tied = true;
     let vs = tch::nn::VarStore::new(tch::Device::Cpu);
@@ -344,5 +362,5 @@ fn reward_model_exports(out: &Path) {
     let h = tch::no_grad(|| rm.gpt.forward(ids, None, None, None));
     let scores = tch::no_grad(|| rm.head.forward(&h)).select(1, -1);
     let diff = (&scores - &check["scores"]).abs().max().double_value(&[]);
-    assert!(diff < 1e-6, "reward model export: scores differ by {diff}");
+    assert!(diff < 1e-6, "{}: scores differ by {diff}", dir.display());
 }

@@ -34,10 +34,10 @@ pub fn write_card(dir: &Path, gpt: &GptConfig, vocab: &crate::world::Vocab) -> R
 pub fn read_card(run_dir: &Path) -> Result<(std::path::PathBuf, ModelCard)> {
     let (ckpt, card_path) = (run_dir.join("model.safetensors"), run_dir.join("model.toml"));
     if !ckpt.exists() {
-        bail!("{} has no model.safetensors; fix: pass a finished run folder, e.g. runs/<scenario>/dpo-beta=0.1-<hash>", run_dir.display());
+        bail!("{} has no model.safetensors, so it holds no finished model; fix: pass a finished method run's folder (runs/<scenario>/dpo-beta=0.1-<hash>), a reward model's (runs/<scenario>/reward-<hash>) or a PPO run's critic (runs/<scenario>/ppo-<...>/critic)", run_dir.display());
     }
     if !card_path.exists() {
-        bail!("{} has no model.toml (run folders record it since this export exists); fix: rerun the scenario so the stage is written again", run_dir.display());
+        bail!("{} has a model.safetensors but no model.toml (the network and vocabulary an export needs), so it was written by an alignlab older than the export; fix: move the folder away and rerun its scenario (a folder that exists is read from the cache, not written again)", run_dir.display());
     }
     let text = std::fs::read_to_string(&card_path)
         .with_context(|| format!("cannot read {}", card_path.display()))?;

@@ -212,6 +212,12 @@ fn with_critic(
         .on_step(|_, kl| show_kl(&pb, &run.setting, kl));
     ppo::train(policy, vs, (&critic, &critic_vs), &ctx, cfg, &mut t)?;
     pb.finish_and_clear();
+    // The critic at the end of training, in the run folder's `critic/` with its model card, so
+    // that `alignlab export` writes it as a reward model is written.
+    let critic_dir = run.resume.dir.with_file_name("critic");
+    std::fs::create_dir_all(&critic_dir)?;
+    crate::model::save_checkpoint(&critic_vs, &critic_dir.join("model.safetensors"))?;
+    super::export::write_card(&critic_dir, &sc.reward_model, s.world.vocab())?;
     Ok((cfg.iterations, t.metrics))
 }
 

@@ -608,6 +608,20 @@ fn winrate_chart<DB: DrawingBackend>(
     Ok(())
 }
 
+/// `alignlab tabular`: the tabular world's runs traced into `out` (tabular.csv, the world's
+/// tabular_world.csv, the plot, tabular_unseen.csv); returns the lines to print.
+pub fn tabular_command(out: &Path, seed: u64) -> Result<String> {
+    use crate::experiment::tabular;
+    let rows = tabular::convergence(out, seed)?;
+    self::tabular(out, &rows)?;
+    tabular::unseen_mass(out, seed)?;
+    Ok(format!(
+        "{}written: {}/tabular{{.csv,_world.csv,_unseen.csv,.png,.svg}}\n",
+        tabular::last_values(&rows),
+        out.display()
+    ))
+}
+
 /// The tabular world's convergence: TV(pi, pi*) against step under Bradley-Terry labels, and
 /// the worst response's mass under deterministic labels (log scales).
 pub fn tabular(dir: &Path, rows: &[crate::experiment::tabular::TraceRow]) -> Result<()> {
