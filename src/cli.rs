@@ -82,9 +82,15 @@ impl Common {
 #[derive(Subcommand)]
 pub enum Cmd {
     /// Run a scenario's stages and write results/<name>/.
+    #[command(
+        after_help = "Example:\n  alignlab run scenarios/sentiment.toml --jobs 2\n  alignlab run scenarios/paper-sentiment.toml --set sweep.seeds=[0,1] --precision bf16 --tensorboard tensorboard"
+    )]
     Run(RunArgs),
     /// Run one cell of a scenario's sweep (what `run --jobs N` starts; a cluster array job runs
     /// the same command). Results go to the run folder; `run` merges them.
+    #[command(
+        after_help = "Example:\n  alignlab cell scenarios/paper-sentiment.toml --seed 0 --index 3 --threads 1"
+    )]
     Cell {
         /// The scenario file, e.g. scenarios/sentiment.toml.
         file: PathBuf,
@@ -102,6 +108,7 @@ pub enum Cmd {
     },
     /// Build the shared stages (world, SFT, preference data, reward model) of every seed, or of
     /// one, without running any method.
+    #[command(after_help = "Example:\n  alignlab prepare scenarios/paper-sentiment.toml --seed 0")]
     Prepare {
         /// The scenario file, e.g. scenarios/sentiment.toml.
         file: PathBuf,
@@ -124,6 +131,9 @@ pub enum Cmd {
     /// e.g. TRL's output from an `alignlab export --hf` policy) on the scenario's evaluation:
     /// gold, exact KL to pi_SFT, proxy, win rate; pi_SFT beside it. E.g.
     /// `alignlab eval scenarios/sentiment.toml --policy trl-out`.
+    #[command(
+        after_help = "Example:\n  alignlab eval scenarios/sentiment.toml --policy trl-out --frontier results/sentiment"
+    )]
     Eval {
         /// The scenario file whose world, pi_SFT and evaluation the policy is measured in.
         file: PathBuf,
@@ -148,6 +158,7 @@ pub enum Cmd {
         frontier: Option<PathBuf>,
     },
     /// List a scenario's cells (seed, index, method, setting) and whether each has finished.
+    #[command(after_help = "Example:\n  alignlab cells scenarios/paper-sentiment.toml")]
     Cells {
         /// The scenario file, e.g. scenarios/sentiment.toml.
         file: PathBuf,
@@ -158,6 +169,9 @@ pub enum Cmd {
         runs: PathBuf,
     },
     /// Validate a scenario file and print it resolved (every default filled in).
+    #[command(
+        after_help = "Example:\n  alignlab check scenarios/sentiment.toml --set dpo.beta=[0.05,0.1]"
+    )]
     Check {
         /// The scenario file, e.g. scenarios/sentiment.toml.
         file: PathBuf,
@@ -165,6 +179,7 @@ pub enum Cmd {
         settings: Settings,
     },
     /// Print prompts and sampled texts of a scenario's world with their gold reward.
+    #[command(after_help = "Example:\n  alignlab world scenarios/summarize.toml --show 5")]
     World {
         /// The scenario file, e.g. scenarios/sentiment.toml.
         file: PathBuf,
@@ -176,6 +191,9 @@ pub enum Cmd {
     },
     /// Regenerate every table and plot of a results folder from its CSVs; with --paper, of every
     /// folder under results/, then paper/README.md from them.
+    #[command(
+        after_help = "Example:\n  alignlab report results/sentiment\n  alignlab report --paper"
+    )]
     Report {
         /// A results folder, e.g. results/sentiment (with --paper: the results root).
         #[arg(required_unless_present = "paper")]
@@ -191,6 +209,9 @@ pub enum Cmd {
     /// run per method run (<method>/<setting>/seed<k>), training metrics as train/<name>,
     /// evaluations as eval/<name>. E.g. `alignlab tensorboard results/sentiment`, then
     /// `tensorboard --logdir tensorboard/sentiment`.
+    #[command(
+        after_help = "Example:\n  alignlab tensorboard results/sentiment && tensorboard --logdir tensorboard/sentiment"
+    )]
     Tensorboard {
         /// The results folder, e.g. results/sentiment.
         dir: PathBuf,
@@ -202,6 +223,9 @@ pub enum Cmd {
     /// each KL budget and win rate at each temperature, each tested for equivalence (two
     /// one-sided tests), and the drift of exact KL and implicit accuracy. Writes
     /// equivalence.{csv,md} into B.
+    #[command(
+        after_help = "Example:\n  alignlab equivalence results/paper-sentiment results/paper-sentiment-bf16"
+    )]
     Equivalence {
         /// The baseline results folder, e.g. results/paper-sentiment.
         a: PathBuf,
@@ -216,10 +240,14 @@ pub enum Cmd {
     },
     /// Export a run folder's policy as a Hugging Face transformers checkpoint of its family
     /// (GPT-2, GPT-NeoX, Llama or Qwen2: config.json, model.safetensors, tokenizer.json, ...),
-    /// or a reward-model folder as its *ForSequenceClassification, with alignlab's outputs on a
-    /// few inputs for `baselines/hf/check.py`. E.g. `alignlab export runs/sentiment/dpo-... --hf out`.
+    /// or a reward-model folder or a PPO run's critic/ as its *ForSequenceClassification, with
+    /// alignlab's outputs on a few inputs for `baselines/hf/check.py`.
+    #[command(
+        after_help = "Example:\n  alignlab export runs/sentiment/dpo-beta=0.1-<hash> --hf dpo-hf\n  alignlab export runs/sentiment/ppo-target_kl=3-<hash>/critic --hf critic-hf"
+    )]
     Export {
-        /// A method's (or SFT's) run folder, e.g. runs/sentiment/dpo-beta=0.1-<hash>.
+        /// A method's (or SFT's) run folder, e.g. runs/sentiment/dpo-beta=0.1-<hash>; a reward
+        /// model's (reward-<hash>); a PPO run's critic (ppo-<...>/critic).
         run_dir: PathBuf,
         /// The output folder.
         #[arg(long)]
@@ -227,6 +255,9 @@ pub enum Cmd {
     },
     /// Export the preference pairs of a preference-data run folder (runs/<scenario>/prefs-<hash>)
     /// as TRL's JSON lines: prompt, chosen, rejected as text and token ids, split, gold rewards.
+    #[command(
+        after_help = "Example:\n  alignlab export-prefs runs/sentiment/prefs-<hash> prefs.jsonl"
+    )]
     ExportPrefs {
         /// A preference-data run folder, e.g. runs/sentiment/prefs-<hash>.
         prefs_dir: PathBuf,
@@ -235,18 +266,23 @@ pub enum Cmd {
     },
     /// The tabular world's convergence to pi* (DPO, IPO, PPO-GT; exact by enumeration): writes
     /// tabular.csv and tabular.{png,svg}.
+    #[command(after_help = "Example:\n  alignlab tabular --out results/tabular --seed 7")]
     Tabular {
         #[command(flatten)]
         common: Common,
         /// Output folder.
         #[arg(long, default_value = "results/tabular")]
         out: PathBuf,
+        /// The world's and the runs' seed.
         #[arg(long, default_value_t = 7)]
         seed: u64,
     },
-    /// Benchmarks: fp32 and bf16 matmul peaks; SFT and DPO steps and cached sampling in fp32 and
-    /// bf16 (quick and d256 sizes, and a GPT-2-small SFT step without --quick); sampling with and
-    /// without the KV cache; PPO iterations; stacked policies; the rayon CPU work.
+    /// Benchmarks: the fp32 and bf16 matmul peaks; the SFT step, the DPO step and sampling with
+    /// the KV cache, each in fp32 and bf16 (quick and d256 sizes), and a GPT-2-small-shaped SFT
+    /// step (not with --quick); sampling at batch 256 with and without the KV cache; PPO's
+    /// generation alone; a PPO iteration; stacked policies; the rayon CPU work. With --real, the
+    /// real sizes instead (docs/benchmarks.md lists the same).
+    #[command(after_help = "Example:\n  alignlab bench --threads 2\n  alignlab bench --real")]
     Bench {
         #[command(flatten)]
         common: Common,

@@ -1306,7 +1306,8 @@ fn precision_is_a_setting_and_a_flag_and_bf16_runs_end_to_end() {
     std::fs::remove_dir_all(&out).ok();
 }
 
-/// Every argument and option of every subcommand says what it is in `-h`.
+/// Every argument and option of every subcommand says what it is in `-h`, every subcommand
+/// shows an example, and `bench -h` and docs/benchmarks.md name every benchmark.
 #[test]
 fn every_argument_has_help() {
     let top = text(&bin().arg("-h").output().unwrap());
@@ -1321,11 +1322,23 @@ fn every_argument_has_help() {
     assert!(commands.len() >= 10, "{top}");
     for c in &commands {
         let help = text(&bin().args([c.as_str(), "-h"]).output().unwrap());
+        assert!(help.contains("Example:\n  alignlab "), "`alignlab {c} -h` shows no example");
+        if c == "bench" {
+            let docs = std::fs::read_to_string("docs/benchmarks.md").unwrap().to_lowercase();
+            let flat = |t: &str| t.split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase();
+            for m in alignlab::bench::MEASURES {
+                assert!(flat(&help).contains(&m.to_lowercase()), "bench -h lacks {m}");
+                assert!(flat(&docs).contains(&m.to_lowercase()), "benchmarks.md lacks {m}");
+            }
+        }
         let mut in_args = false;
         for l in help.lines() {
             if l.starts_with("Arguments:") || l.starts_with("Options:") {
                 in_args = true;
                 continue;
+            }
+            if l.starts_with("Example:") {
+                break;
             }
             if in_args && l.starts_with("  ") && !l.starts_with("   ") {
                 // `  --name <V>  What it is`: the spec, two spaces, a description.

@@ -327,6 +327,21 @@ pub fn stacked_steps(cfg: &GptConfig, k: i64, device: Device, quick: bool) -> (f
 }
 
 /// `alignlab bench`: every row, or with `real` only those at real checkpoints' sizes.
+/// What `alignlab bench` measures: `bench --help` and docs/benchmarks.md name each (a test
+/// checks both).
+pub const MEASURES: &[&str] = &[
+    "matmul peaks",
+    "SFT step",
+    "DPO step",
+    "sampling with the KV cache",
+    "GPT-2-small-shaped SFT step",
+    "sampling at batch 256 with and without the KV cache",
+    "PPO's generation alone",
+    "PPO iteration",
+    "stacked policies",
+    "rayon",
+];
+
 pub fn run(device: Device, quick: bool, real: bool) -> Result<()> {
     if real {
         return real::run(device);
