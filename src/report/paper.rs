@@ -1580,8 +1580,11 @@ fn ablation_figure(results: &Path) -> Result<Option<String>> {
                 }
             }
         }
+        // One seed per level has no interval: the title says so.
+        let one_seed = series.iter().flat_map(|s| &s.1).all(|q| q.2.is_nan() || q.2 <= 0.0);
+        let mark = if one_seed { " (one seed each, no interval)" } else { "" };
         panels.push(plot::AblationPanel {
-            title: format!("ablation: {family}"),
+            title: format!("ablation: {family}{mark}"),
             xdesc: xdesc.to_string(),
             log_x: true,
             series,

@@ -39,6 +39,90 @@ fn color(i: usize) -> RGBColor {
     PALETTE[i % PALETTE.len()]
 }
 
+/// How a series' line is drawn: the palette's ten colours first solid, then dashed, then
+/// dotted, so that up to 30 series stay apart.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Dash {
+    Solid,
+    Dashed,
+    Dotted,
+}
+
+/// A series' colour and line.
+#[derive(Clone, Copy, Debug)]
+struct Look {
+    color: RGBColor,
+    dash: Dash,
+}
+
+fn look(i: usize) -> Look {
+    let dash = [Dash::Solid, Dash::Dashed, Dash::Dotted][(i / PALETTE.len()) % 3];
+    Look { color: color(i), dash }
+}
+
+/// Draw `pts` as a line in `look`, `width` pixels wide.
+fn draw_line<'a, DB: DrawingBackend + 'a, CT: CoordTranslate<From = (f64, f64)>>(
+    chart: &mut ChartContext<'a, DB, CT>,
+    pts: Vec<(f64, f64)>,
+    look: Look,
+    width: u32,
+) -> Result<()> {
+    let style = look.color.stroke_width(width);
+    match look.dash {
+        Dash::Solid => chart.draw_series(LineSeries::new(pts, style)).map(|_| ()),
+        Dash::Dashed => chart.draw_series(DashedLineSeries::new(pts, 8, 5, style)).map(|_| ()),
+        Dash::Dotted => chart.draw_series(DashedLineSeries::new(pts, 2, 4, style)).map(|_| ()),
+    }
+    .map_err(err)
+}
+
+/// A legend entry's mark.
+#[derive(Clone, Copy, Debug)]
+enum Mark {
+    Line(Look, u32),
+    Dot(RGBColor),
+    Cross,
+}
+
+/// A legend drawn beside the data, in an area of its own: an optional title, then one entry
+/// per line (its mark, then its label), `size`-point text.
+fn side_legend<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    title: &str,
+    entries: &[(String, Mark)],
+    size: u32,
+) -> Result<()> {
+    let mut y = 8i32;
+    let font = (FONT, size).into_font();
+    if !title.is_empty() {
+        area.draw(&Text::new(title.to_string(), (6, y), font.clone())).map_err(err)?;
+        y += size as i32 + 8;
+    }
+    for (label, mark) in entries {
+        let cy = y + size as i32 / 2;
+        match *mark {
+            Mark::Line(l, w) => {
+                let style = l.color.stroke_width(w);
+                let segments: Vec<(i32, i32)> = match l.dash {
+                    Dash::Solid => vec![(8, 34)],
+                    Dash::Dashed => vec![(8, 16), (21, 29)],
+                    Dash::Dotted => vec![(8, 10), (14, 16), (20, 22), (26, 28), (32, 34)],
+                };
+                for (a, b) in segments {
+                    area.draw(&PathElement::new(vec![(a, cy), (b, cy)], style)).map_err(err)?;
+                }
+            }
+            Mark::Dot(c) => area.draw(&Circle::new((21, cy), 4, c.filled())).map_err(err)?,
+            Mark::Cross => {
+                area.draw(&Cross::new((21, cy), 5, BLACK.stroke_width(2))).map_err(err)?
+            }
+        }
+        area.draw(&Text::new(label.clone(), (42, y), font.clone())).map_err(err)?;
+        y += size as i32 + 6;
+    }
+    Ok(())
+}
+
 fn err<E: std::fmt::Debug>(e: E) -> anyhow::Error {
     anyhow!("plotting failed: {e:?}")
 }
@@ -66,29 +150,11 @@ fn optimal_curve<'a, DB: DrawingBackend + 'a, CT: CoordTranslate<From = (f64, f6
     stats: &[(f64, f64, f64)],
     n: Option<f64>,
     (lo, hi): (f64, f64),
-) -> Result<()> {
-    let n = n.map(|n| format!("N = {n:.0} per prompt, ")).unwrap_or_default();
+) -> Result<String> {
+    let n = n.map(|n| format!("N {n:.0}, ")).unwrap_or_default();
     let line: Vec<(f64, f64)> = stats.iter().map(|&(k, m, _)| (k, m)).collect();
-    chart
-        .draw_series(DashedLineSeries::new(line, 8, 5, BLACK.stroke_width(2)))
-        .map_err(err)?
-        .label(format!("π* inner bound (IS from π_ref, {n}KL {lo:.2} to {hi:.2})"))
-        .legend(swatch(BLACK.stroke_width(2)));
-    Ok(())
-}
-
-/// A legend entry with no data: `text` beside a thin black line (drawn as a point at `at`).
-fn legend_note<'a, DB: DrawingBackend + 'a, CT: CoordTranslate<From = (f64, f64)>>(
-    chart: &mut ChartContext<'a, DB, CT>,
-    at: (f64, f64),
-    text: &str,
-) -> Result<()> {
-    chart
-        .draw_series(std::iter::once(PathElement::new(vec![at, at], BLACK.stroke_width(1))))
-        .map_err(err)?
-        .label(text)
-        .legend(swatch(BLACK.stroke_width(1)));
-    Ok(())
+    chart.draw_series(DashedLineSeries::new(line, 8, 5, BLACK.stroke_width(2))).map_err(err)?;
+    Ok(format!("π* inner bound ({n}KL {lo:.2}-{hi:.2})"))
 }
 
 /// A shaded band from `lo` to `hi` over `x`, for `(x, lo, hi)` in order of `x`.
@@ -164,8 +230,17 @@ pub fn all(
     register_font();
     let _ = metrics;
     let (p, e) = (points, external);
-    both(dir, "frontier", (1000, 700), |r| frontier(r, p, e), |r| frontier(r, p, e))?;
-    both(dir, "curves", (1400, 600), |r| curves(r, points), |r| curves(r, points))?;
+    both(dir, "frontier", (1300, 700), |r| frontier(r, p, e), |r| frontier(r, p, e))?;
+    let banded = banded_methods(points).len();
+    if banded > MAX_BANDS {
+        let size = (CURVE_COLUMNS as u32 * 400, 40 + banded.div_ceil(CURVE_COLUMNS) as u32 * 330);
+        both(dir, "frontier_panels", size, |r| frontier_panels(r, p), |r| frontier_panels(r, p))?;
+    } else {
+        let _ = std::fs::remove_file(dir.join("frontier_panels.png"));
+        let _ = std::fs::remove_file(dir.join("frontier_panels.svg"));
+    }
+    let size = curves_size(points);
+    both(dir, "curves", size, |r| curves(r, points), |r| curves(r, points))?;
     both(
         dir,
         "overoptimization",
@@ -212,10 +287,25 @@ fn frontier_curve(
         .collect()
 }
 
+/// Methods whose frontier has a band (several seeds) beyond which one figure's bands would
+/// cover each other: the frontier is then drawn without bands, and `frontier_panels` shows each
+/// method's band in a panel of its own.
+const MAX_BANDS: usize = 4;
+
+/// The methods of the frontier plot whose frontier has a seed band.
+fn banded_methods(points: &[Point]) -> Vec<String> {
+    if seeds(points).len() < 2 {
+        return vec![];
+    }
+    methods(points).into_iter().filter(|m| !matches!(m.as_str(), "sft" | "optimal")).collect()
+}
+
 /// Gold reward against KL: every evaluation a point (all held-out prompts), each method's
 /// frontier (chosen on the selection half, the test half's value; mean over seeds with a 95%
 /// band, drawn only up to the KL every seed reached), the final-checkpoint frontier thin, and the
-/// importance-sampling inner bound of the optimal frontier dashed with its N and KL range.
+/// importance-sampling inner bound of the optimal frontier dashed with its N and KL range. The
+/// legend stands beside the data; with more than [`MAX_BANDS`] banded methods the bands are
+/// left to `frontier_panels`.
 fn frontier<DB: DrawingBackend>(
     root: DrawingArea<DB, Shift>,
     points: &[Point],
@@ -224,14 +314,16 @@ fn frontier<DB: DrawingBackend>(
     let shown: Vec<&Point> =
         points.iter().filter(|p| p.kl.is_finite() && p.gold.is_finite()).collect();
     let (x1, (y0, y1)) = frontier_ranges(&shown, external);
+    let (area, legend_area) = root.split_horizontally(root.dim_in_pixel().0 - 300);
     let split = super::has_split(points);
+    let one_seed = if seeds(points).len() == 1 { " (one seed)" } else { "" };
     let caption = if split {
-        "Gold reward vs KL(π || π_ref): chosen on selection prompts, shown on test prompts"
+        format!("Gold reward vs KL(π || π_ref): chosen on selection prompts, shown on test prompts{one_seed}")
     } else {
-        "Gold reward vs KL(π || π_ref)"
+        format!("Gold reward vs KL(π || π_ref){one_seed}")
     };
-    let mut chart = ChartBuilder::on(&root)
-        .caption(caption, (FONT, 20))
+    let mut chart = ChartBuilder::on(&area)
+        .caption(caption, (FONT, 18))
         .margin(15)
         .x_label_area_size(45)
         .y_label_area_size(60)
@@ -244,55 +336,96 @@ fn frontier<DB: DrawingBackend>(
         .label_style((FONT, 14))
         .draw()
         .map_err(err)?;
+    let bands = banded_methods(points).len() <= MAX_BANDS;
+    let mut entries = Vec::new();
     for (i, m) in methods(points).iter().enumerate() {
         if m == "sft" {
             continue;
         }
-        let c = color(i);
+        let l = look(i);
         let mine: Vec<&&Point> = shown.iter().filter(|p| &p.method == m).collect();
         let label = if m == "best_of_n" { "best_of_n (KL bound)".to_string() } else { m.clone() };
         if m != "optimal" {
+            let c = l.color;
             chart
                 .draw_series(
                     mine.iter().map(|p| Circle::new((p.kl, p.gold), 3, c.mix(0.45).filled())),
                 )
-                .map_err(err)?
-                .label(label)
-                .legend(move |(x, y)| Circle::new((x + 9, y), 4, c.filled()));
+                .map_err(err)?;
+            entries.push((label, Mark::Line(l, 2)));
         }
         let kmax = mine.iter().map(|p| p.kl).fold(0.0, f64::max);
         let stats = frontier_curve(points, m, Frontier::Selected, kmax);
-        if stats.iter().any(|s| s.2 > 0.0) {
+        if bands && stats.iter().any(|s| s.2 > 0.0) {
             let pts: Vec<_> = stats.iter().map(|&(k, m, c)| (k, m - c, m + c)).collect();
-            band(&mut chart, &pts, c.mix(0.15).filled())?;
+            band(&mut chart, &pts, l.color.mix(0.15).filled())?;
         }
         if m == "optimal" {
             let n = points.iter().find(|p| p.method == "optimal").and_then(|p| p.is_samples);
             let lo = mine.iter().map(|p| p.kl).fold(f64::INFINITY, f64::min);
-            optimal_curve(&mut chart, &stats, n, (lo, kmax))?;
+            let label = optimal_curve(&mut chart, &stats, n, (lo, kmax))?;
+            entries.push((label, Mark::Line(Look { color: BLACK, dash: Dash::Dashed }, 2)));
         } else {
-            chart
-                .draw_series(LineSeries::new(
-                    stats.iter().map(|&(k, m, _)| (k, m)),
-                    c.stroke_width(2),
-                ))
-                .map_err(err)?;
+            draw_line(&mut chart, stats.iter().map(|&(k, m, _)| (k, m)).collect(), l, 2)?;
             if !matches!(m.as_str(), "best_of_n") {
                 let fin = frontier_curve(points, m, Frontier::Final, kmax);
-                chart
-                    .draw_series(DashedLineSeries::new(
-                        fin.iter().map(|&(k, m, _)| (k, m)).collect::<Vec<_>>(),
-                        4,
-                        4,
-                        c.stroke_width(1),
-                    ))
-                    .map_err(err)?;
+                let thin = Look { dash: Dash::Dotted, ..l };
+                draw_line(&mut chart, fin.iter().map(|&(k, m, _)| (k, m)).collect(), thin, 1)?;
             }
         }
     }
-    external_points(&mut chart, external)?;
-    legend_note(&mut chart, (0.0, y0), "thin dashed: final checkpoints only")?;
-    legend(&mut chart, 13, SeriesLabelPosition::LowerRight)?;
+    entries.extend(external_points(&mut chart, external)?);
+    let thin = Look { color: BLACK, dash: Dash::Dotted };
+    entries.push(("thin dotted: final checkpoints only".into(), Mark::Line(thin, 1)));
+    entries.push(("dots: every evaluation".into(), Mark::Dot(RGBColor(150, 150, 150))));
+    let title = if bands { "" } else { "seed bands: frontier_panels.png" };
+    side_legend(&legend_area, title, &entries, 13)
+}
+
+/// `frontier_panels`: where the frontier plot leaves its bands out (more than [`MAX_BANDS`]
+/// banded methods), one panel per method with its frontier and 95% seed band, the other
+/// methods' frontiers thin and grey behind it, on common axes.
+fn frontier_panels<DB: DrawingBackend>(
+    root: DrawingArea<DB, Shift>,
+    points: &[Point],
+) -> Result<()> {
+    let ms: Vec<String> =
+        methods(points).into_iter().filter(|m| !matches!(m.as_str(), "sft" | "optimal")).collect();
+    let shown: Vec<&Point> =
+        points.iter().filter(|p| p.kl.is_finite() && p.gold.is_finite()).collect();
+    let (x1, (y0, y1)) = frontier_ranges(&shown, &[]);
+    let curve = |m: &str| {
+        let kmax = shown.iter().filter(|p| p.method == m).map(|p| p.kl).fold(0.0, f64::max);
+        frontier_curve(points, m, Frontier::Selected, kmax)
+    };
+    let curves: Vec<Vec<(f64, f64, f64)>> = ms.iter().map(|m| curve(m)).collect();
+    let title = format!(
+        "Frontier of each method: mean over {} seeds, 95% t band (grey: the other methods)",
+        seeds(points).len()
+    );
+    let root = root.titled(&title, (FONT, 18)).map_err(err)?;
+    let cols = ms.len().min(CURVE_COLUMNS);
+    let cells = root.split_evenly((ms.len().div_ceil(CURVE_COLUMNS), cols));
+    for (k, (cell, m)) in cells.iter().zip(&ms).enumerate() {
+        let mut chart = ChartBuilder::on(cell)
+            .caption(m, (FONT, 15))
+            .margin(8)
+            .x_label_area_size(34)
+            .y_label_area_size(48)
+            .build_cartesian_2d(0.0..x1, y0..y1)
+            .map_err(err)?;
+        chart.configure_mesh().x_desc("KL (nats)").label_style((FONT, 11)).draw().map_err(err)?;
+        for (_, c) in curves.iter().enumerate().filter(|(j, _)| *j != k) {
+            let grey = Look { color: RGBColor(195, 195, 195), dash: Dash::Solid };
+            draw_line(&mut chart, c.iter().map(|&(x, m, _)| (x, m)).collect(), grey, 1)?;
+        }
+        let l = look(methods(points).iter().position(|x| x == m).unwrap_or(k));
+        let pts: Vec<_> = curves[k].iter().map(|&(x, m, h)| (x, m - h, m + h)).collect();
+        if pts.len() > 1 {
+            band(&mut chart, &pts, l.color.mix(0.2).filled())?;
+        }
+        draw_line(&mut chart, curves[k].iter().map(|&(x, m, _)| (x, m)).collect(), l, 2)?;
+    }
     Ok(())
 }
 
@@ -308,97 +441,171 @@ fn frontier_ranges(shown: &[&Point], ext: &[super::External]) -> (f64, (f64, f64
     (x1, range(shown.iter().map(|p| p.gold).chain(bars), 0.05))
 }
 
-/// Policies trained elsewhere (`alignlab eval --frontier`): black crosses with their 95% bars.
+/// Policies trained elsewhere (`alignlab eval --frontier`): black crosses with their 95% bars;
+/// returns their legend entries.
 fn external_points<'a, DB: DrawingBackend + 'a, CT: CoordTranslate<From = (f64, f64)>>(
     chart: &mut ChartContext<'a, DB, CT>,
     ext: &[super::External],
-) -> Result<()> {
+) -> Result<Vec<(String, Mark)>> {
+    let mut entries = Vec::new();
     for e in shown_external(ext) {
         let (lo, hi) = (e.gold - e.gold_ci, e.gold + e.gold_ci);
         chart
             .draw_series([ErrorBar::new_vertical(e.kl, lo, e.gold, hi, BLACK.stroke_width(1), 8)])
             .map_err(err)?;
-        chart
-            .draw_series([Cross::new((e.kl, e.gold), 7, BLACK.stroke_width(2))])
-            .map_err(err)?
-            .label(format!("{} (external, seed {})", e.policy, e.seed))
-            .legend(|(x, y)| Cross::new((x + 9, y), 5, BLACK.stroke_width(2)));
+        chart.draw_series([Cross::new((e.kl, e.gold), 7, BLACK.stroke_width(2))]).map_err(err)?;
+        entries.push((format!("{} (external, seed {})", e.policy, e.seed), Mark::Cross));
+    }
+    Ok(entries)
+}
+
+/// The unit of a method's training axis: PPO, PPO-GT and the critic-free methods count
+/// iterations (a rollout and its updates), the others optimiser steps.
+fn step_unit(method: &str) -> &'static str {
+    match method {
+        "ppo" | "ppo_gt" | "rloo" | "grpo" | "reinforce_pp" => "iteration",
+        _ => "optimiser step",
+    }
+}
+
+/// The training runs of `points`, by method: (method, its settings in file order).
+fn training_runs(points: &[Point]) -> Vec<(String, Vec<String>)> {
+    let trained = |m: &str| !matches!(m, "sft" | "best_of_n" | "optimal");
+    methods(points)
+        .into_iter()
+        .filter(|m| trained(m))
+        .map(|m| {
+            let settings =
+                distinct(points.iter().filter(|p| p.method == m).map(|p| p.setting.clone()));
+            (m, settings)
+        })
+        .collect()
+}
+
+/// A run's curve of `val` over steps: the mean over the seeds that evaluated each step with its
+/// 95% t band over them; with one seed, `within` (an interval over the evaluation prompts)
+/// or no band.
+fn run_curve(
+    points: &[Point],
+    (method, setting): (&str, &str),
+    val: &dyn Fn(&Point) -> f64,
+    within: &dyn Fn(&Point) -> f64,
+) -> Vec<(f64, f64, f64)> {
+    let mine: Vec<&Point> =
+        points.iter().filter(|p| p.method == method && p.setting == setting).collect();
+    let mut steps: Vec<usize> = mine.iter().map(|p| p.step).collect();
+    steps.sort();
+    steps.dedup();
+    steps
+        .into_iter()
+        .filter_map(|step| {
+            let at: Vec<&&Point> = mine.iter().filter(|p| p.step == step).collect();
+            let mut by_seed: Vec<(u64, f64, f64)> =
+                at.iter().map(|p| (p.seed, val(p), within(p))).collect();
+            by_seed.dedup_by_key(|v| v.0);
+            let vals: Vec<f64> = by_seed.iter().map(|v| v.1).filter(|v| v.is_finite()).collect();
+            match vals.len() {
+                0 => None,
+                1 => Some((step as f64, vals[0], by_seed[0].2)),
+                _ => {
+                    let (mean, ci) = mean_ci_t(&vals);
+                    Some((step as f64, mean, ci))
+                }
+            }
+        })
+        .collect()
+}
+
+/// Panels per row of the training curves.
+const CURVE_COLUMNS: usize = 4;
+
+/// The size of `curves.{png,svg}`: a column of two panels (gold over KL) per method, up to
+/// four a row, and a legend under each.
+fn curves_size(points: &[Point]) -> (u32, u32) {
+    let runs = training_runs(points);
+    let n = runs.len().max(1);
+    let cols = n.min(CURVE_COLUMNS) as u32;
+    let rows = n.div_ceil(CURVE_COLUMNS) as u32;
+    let longest = runs.iter().map(|r| r.1.len()).max().unwrap_or(1) as u32;
+    (cols * 430, 50 + rows * (2 * 270 + curves_legend_height(longest)))
+}
+
+fn curves_legend_height(entries: u32) -> u32 {
+    16 + 19 * entries
+}
+
+/// Training curves, small multiples: per method, gold reward and KL against its own training
+/// axis (steps or iterations), one line per setting (mean over seeds with a 95% t band over
+/// them; one seed: gold's 95% interval over the evaluation prompts, no band on KL), its
+/// settings' legend under the panels.
+fn curves<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, points: &[Point]) -> Result<()> {
+    let runs = training_runs(points);
+    let n_seeds = seeds(points).len();
+    let title = if n_seeds > 1 {
+        format!("Training curves: mean over {n_seeds} seeds, 95% t band over seeds")
+    } else {
+        "Training curves: ONE SEED (gold band: 95% interval over the evaluation prompts; KL: none)"
+            .to_string()
+    };
+    let root = root.titled(&title, (FONT, 20)).map_err(err)?;
+    if runs.is_empty() {
+        return Ok(());
+    }
+    let cols = runs.len().min(CURVE_COLUMNS);
+    let rows = runs.len().div_ceil(CURVE_COLUMNS);
+    let longest = runs.iter().map(|r| r.1.len()).max().unwrap_or(1) as u32;
+    let cells = root.split_evenly((rows, cols));
+    for (cell, (m, settings)) in cells.iter().zip(&runs) {
+        let h = cell.dim_in_pixel().1;
+        let (charts, legend_area) = cell.split_vertically(h - curves_legend_height(longest));
+        let halves = charts.split_evenly((2, 1));
+        for (panel, gold) in halves.iter().zip([true, false]) {
+            curve_panel(panel, points, (m, settings), gold, n_seeds)?;
+        }
+        let entries: Vec<(String, Mark)> = settings
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                let label = if s.is_empty() { m.clone() } else { format!("{m} {s}") };
+                (label, Mark::Line(look(i), 2))
+            })
+            .collect();
+        side_legend(&legend_area, "", &entries, 12)?;
     }
     Ok(())
 }
 
-/// Training curves: gold reward and KL against step for every run (first seed), gold with its
-/// 95% band.
-fn curves<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, points: &[Point]) -> Result<()> {
-    let panels = root.split_evenly((1, 2));
-    let runs = distinct(
-        points
-            .iter()
-            .filter(|p| !matches!(p.method.as_str(), "sft" | "best_of_n" | "optimal"))
-            .map(|p| (p.method.clone(), p.setting.clone())),
-    );
-    let seed = points.iter().map(|p| p.seed).min().unwrap_or(0);
-    for (panel, (title, which)) in panels
-        .iter()
-        .zip([("Gold reward during training", 0), ("KL(π || π_ref) during training", 1)])
-    {
-        let sel: Vec<&Point> = points
-            .iter()
-            .filter(|p| p.seed == seed && runs.contains(&(p.method.clone(), p.setting.clone())))
-            .collect();
-        let val = |p: &Point| if which == 0 { p.gold } else { p.kl };
-        let (_, x1) = range(sel.iter().map(|p| p.step as f64), 0.02);
-        let (y0, y1) = range(
-            sel.iter().flat_map(|p| {
-                [
-                    val(p) - if which == 0 { p.gold_ci } else { 0.0 },
-                    val(p) + if which == 0 { p.gold_ci } else { 0.0 },
-                ]
-            }),
-            0.05,
-        );
-        let mut chart = ChartBuilder::on(panel)
-            .caption(title, (FONT, 22))
-            .margin(12)
-            .x_label_area_size(40)
-            .y_label_area_size(60)
-            .build_cartesian_2d(0.0..x1.max(1.0), y0..y1)
-            .map_err(err)?;
-        chart
-            .configure_mesh()
-            .x_desc("step (PPO: iteration)")
-            .y_desc(if which == 0 { "gold reward" } else { "KL (nats)" })
-            .label_style((FONT, 13))
-            .draw()
-            .map_err(err)?;
-        for (i, (m, s)) in runs.iter().enumerate() {
-            let c = color(i);
-            let mut pts: Vec<&&Point> =
-                sel.iter().filter(|p| &p.method == m && &p.setting == s).collect();
-            pts.sort_by_key(|p| p.step);
-            if which == 0 && pts.len() > 1 {
-                let pts: Vec<_> = pts
-                    .iter()
-                    .map(|p| (p.step as f64, p.gold - p.gold_ci, p.gold + p.gold_ci))
-                    .collect();
-                band(&mut chart, &pts, c.mix(0.12).filled())?;
-            }
-            let label = if s.is_empty() { m.clone() } else { format!("{m} {s}") };
-            chart
-                .draw_series(LineSeries::new(
-                    pts.iter().map(|p| (p.step as f64, val(p))),
-                    c.stroke_width(2),
-                ))
-                .map_err(err)?
-                .label(label)
-                .legend(swatch(c.stroke_width(2)));
+/// One training-curve panel: `method`'s settings' gold (or KL) against its training axis.
+fn curve_panel<DB: DrawingBackend>(
+    panel: &DrawingArea<DB, Shift>,
+    points: &[Point],
+    (method, settings): (&str, &[String]),
+    gold: bool,
+    n_seeds: usize,
+) -> Result<()> {
+    let val = |p: &Point| if gold { p.gold } else { p.kl };
+    let within = |p: &Point| if gold && n_seeds == 1 { p.gold_ci } else { 0.0 };
+    let curves: Vec<Vec<(f64, f64, f64)>> =
+        settings.iter().map(|s| run_curve(points, (method, s), &val, &within)).collect();
+    let all = curves.iter().flatten();
+    let (_, x1) = range(all.clone().map(|c| c.0), 0.02);
+    let (y0, y1) = range(all.flat_map(|c| [c.1 - c.2, c.1 + c.2]), 0.05);
+    let what = if gold { "gold reward" } else { "KL(π || π_ref), nats" };
+    let mut chart = ChartBuilder::on(panel)
+        .caption(format!("{method}: {what}"), (FONT, 15))
+        .margin(8)
+        .x_label_area_size(34)
+        .y_label_area_size(52)
+        .build_cartesian_2d(0.0..x1.max(1.0), y0..y1)
+        .map_err(err)?;
+    chart.configure_mesh().x_desc(step_unit(method)).label_style((FONT, 11)).draw().map_err(err)?;
+    for (i, c) in curves.iter().enumerate() {
+        let l = look(i);
+        if c.len() > 1 && c.iter().any(|p| p.2 > 0.0) {
+            let pts: Vec<_> = c.iter().map(|&(x, m, h)| (x, m - h, m + h)).collect();
+            band(&mut chart, &pts, l.color.mix(0.12).filled())?;
         }
-        let pos = if which == 0 {
-            SeriesLabelPosition::LowerRight
-        } else {
-            SeriesLabelPosition::UpperLeft
-        };
-        legend(&mut chart, 12, pos)?;
+        draw_line(&mut chart, c.iter().map(|&(x, m, _)| (x, m)).collect(), l, 2)?;
     }
     Ok(())
 }
@@ -634,50 +841,69 @@ fn tabular_chart<DB: DrawingBackend>(
     rows: &[crate::experiment::tabular::TraceRow],
 ) -> Result<()> {
     let panels = root.split_evenly((1, 2));
-    for (panel, (metric, title, ydesc)) in panels.iter().zip([
-        ("tv_to_optimal", "Bradley-Terry labels: distance to π*", "mean TV(π, π*) over prompts"),
+    for (panel, (metric, title, ydesc, xdesc)) in panels.iter().zip([
+        (
+            "tv_to_optimal",
+            "Bradley-Terry labels: distance to π*",
+            "mean TV(π, π*) over prompts",
+            "step (DPO, IPO: full-batch step; PPO-GT: iteration)",
+        ),
         (
             "worst_mass",
             "Deterministic labels: the worst response",
             "largest mass on a prompt's worst response",
+            "full-batch step (DPO, IPO)",
         ),
     ]) {
+        let (area, legend_area) = panel.split_vertically(panel.dim_in_pixel().1 - 120);
         let sel: Vec<&crate::experiment::tabular::TraceRow> =
             rows.iter().filter(|r| r.metric == metric && r.method != "reference").collect();
         let x1 = sel.iter().map(|r| r.step as f64).fold(1.0, f64::max);
         let vals: Vec<f64> = sel.iter().map(|r| r.value.max(1e-300)).collect();
         let lo = vals.iter().cloned().fold(f64::INFINITY, f64::min).max(1e-45);
         let hi = vals.iter().cloned().fold(0.0, f64::max).max(lo * 10.0);
-        let mut chart = ChartBuilder::on(panel)
-            .caption(title, (FONT, 22))
+        // log10 of the value on a linear axis, labelled as powers of ten: ticks all the way
+        // down (plotters' log axis stops labelling decades short of a 40-decade range).
+        let (l0, l1) = ((lo * 0.5).log10(), (hi * 2.0).log10());
+        let mut chart = ChartBuilder::on(&area)
+            .caption(title, (FONT, 20))
             .margin(12)
             .x_label_area_size(40)
             .y_label_area_size(70)
-            .build_cartesian_2d(0.0..x1, (lo * 0.5..hi * 2.0).log_scale())
+            .build_cartesian_2d(0.0..x1, l0..l1)
             .map_err(err)?;
         chart
             .configure_mesh()
-            .x_desc("step (PPO-GT: iteration)")
+            .x_desc(xdesc)
             .y_desc(ydesc)
-            .y_label_formatter(&|v| format!("{v:.0e}"))
+            .y_labels(12)
+            .y_label_formatter(&|v| {
+                // Decades only: a tick between two is left unlabelled.
+                if (v - v.round()).abs() < 1e-9 {
+                    format!("1e{v:.0}")
+                } else {
+                    String::new()
+                }
+            })
             .label_style((FONT, 13))
             .draw()
             .map_err(err)?;
         let series = distinct(sel.iter().map(|r| r.series.as_str()));
+        let mut entries = Vec::new();
         for (i, s) in series.iter().enumerate() {
-            let c = color(i);
+            let l = look(i);
             let pts: Vec<(f64, f64)> = sel
                 .iter()
                 .filter(|r| r.series == *s)
-                .map(|r| (r.step as f64, r.value.max(lo * 0.5)))
+                .map(|r| (r.step as f64, r.value.max(lo * 0.5).log10()))
                 .collect();
-            chart
-                .draw_series(LineSeries::new(pts, c.stroke_width(2)))
-                .map_err(err)?
-                .label(s.to_string())
-                .legend(swatch(c.stroke_width(2)));
+            chart.draw_series(LineSeries::new(pts, l.color.stroke_width(2))).map_err(err)?;
+            entries.push((s.to_string(), Mark::Line(l, 2)));
         }
-        legend(&mut chart, 12, SeriesLabelPosition::LowerLeft)?;
+        let cols = legend_area.split_evenly((1, 2));
+        let half = entries.len().div_ceil(2);
+        side_legend(&cols[0], "", &entries[..half], 12)?;
+        side_legend(&cols[1], "", &entries[half..], 12)?;
     }
     Ok(())
 }
@@ -702,7 +928,7 @@ pub fn ablations(dir: &Path, panels: &[AblationPanel]) -> Result<()> {
     both(
         dir,
         "ablations",
-        (w.max(500), 500),
+        (w.max(500), 560),
         |r| ablation_chart(r, panels),
         |r| ablation_chart(r, panels),
     )
@@ -713,12 +939,13 @@ fn ablation_chart<DB: DrawingBackend>(
     panels: &[AblationPanel],
 ) -> Result<()> {
     let areas = root.split_evenly((1, panels.len()));
-    for (area, p) in areas.iter().zip(panels) {
+    for (panel, p) in areas.iter().zip(panels) {
+        let (area, legend_area) = panel.split_vertically(panel.dim_in_pixel().1 - 90);
         let xs: Vec<f64> = p.series.iter().flat_map(|s| s.1.iter().map(|q| q.0)).collect();
         let (y0, y1) = range(p.series.iter().flat_map(|s| s.1.iter().map(|q| q.1)), 0.1);
         let lx = |x: f64| if p.log_x { x.ln() } else { x };
         let (x0, x1) = range(xs.iter().map(|&x| lx(x)), 0.08);
-        let mut chart = ChartBuilder::on(area)
+        let mut chart = ChartBuilder::on(&area)
             .caption(&p.title, (FONT, 20))
             .margin(12)
             .x_label_area_size(40)
@@ -741,18 +968,18 @@ fn ablation_chart<DB: DrawingBackend>(
             .label_style((FONT, 12))
             .draw()
             .map_err(err)?;
+        let mut entries = Vec::new();
         for (i, (m, pts)) in p.series.iter().enumerate() {
-            let c = color(i);
+            let l = look(i);
             chart
                 .draw_series(
-                    LineSeries::new(pts.iter().map(|q| (lx(q.0), q.1)), c.stroke_width(2))
+                    LineSeries::new(pts.iter().map(|q| (lx(q.0), q.1)), l.color.stroke_width(2))
                         .point_size(4),
                 )
-                .map_err(err)?
-                .label(m.clone())
-                .legend(swatch(c.stroke_width(2)));
+                .map_err(err)?;
+            entries.push((m.clone(), Mark::Line(l, 2)));
         }
-        legend(&mut chart, 12, SeriesLabelPosition::LowerRight)?;
+        side_legend(&legend_area, "", &entries, 12)?;
     }
     Ok(())
 }

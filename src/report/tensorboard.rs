@@ -164,10 +164,11 @@ mod tests {
 
     #[test]
     fn an_event_by_hand() {
-        // step 3, tag "a", value 1.0: wall_time 0, step 3, summary { value { tag "a", 1.0 } }.
+        // step 3, tag "a", value 1.0: wall_time 0, step 3, summary (10 bytes) { value (8 bytes)
+        // { tag "a", simple_value 1.0 } }.
         let e = event(3, Body::Scalar("a", 1.0));
         let want = [
-            0x09, 0, 0, 0, 0, 0, 0, 0, 0, 0x10, 3, 0x2a, 9, 0x0a, 7, 0x0a, 1, b'a', 0x15, 0, 0,
+            0x09, 0, 0, 0, 0, 0, 0, 0, 0, 0x10, 3, 0x2a, 10, 0x0a, 8, 0x0a, 1, b'a', 0x15, 0, 0,
             0x80, 0x3f,
         ];
         assert_eq!(e, want);
