@@ -202,7 +202,11 @@ impl Run<'_> {
             }
         };
         let mut out = base;
-        add_work(&mut out, &stage_work(&crate::profile::current()), 1.0);
+        let own = stage_work(&crate::profile::current());
+        add_work(&mut out, &own, 1.0);
+        // The FLOPs exactly (see `profile::add_gflop`): a resumed run, whose base is the value
+        // logged at its checkpoint, sums to the uninterrupted run's bits.
+        out[0] = crate::profile::add_gflop(base[0], own[0]);
         out
     }
 
