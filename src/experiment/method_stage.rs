@@ -73,27 +73,7 @@ pub fn method_stage(
     run.metrics = metrics_logged;
     super::export::write_card(&dir, &sc.model, s.world.vocab())?;
     let mut e = run.evals.take();
-    // The kept checkpoint: the last, or the best evaluation by the keep rule, marked
-    // `eval/kept` at its step; the final-only evaluations and the saved model are its.
-    let kept = match run.keep.metric() {
-        None => last,
-        Some(metric) => {
-            let best = e
-                .rows
-                .iter()
-                .filter(|r| r.method == run.name && r.setting == run.setting && r.metric == metric)
-                .fold(None, |b: Option<(usize, f64)>, r| match b {
-                    Some((_, v)) if v >= r.value => b,
-                    _ => Some((r.step, r.value)),
-                });
-            let (step, _) = best.with_context(|| {
-                format!("method {} {}: no {metric} to keep a checkpoint by", run.name, run.setting)
-            })?;
-            model::load_checkpoint(&mut vs, &run.best)?;
-            e.push(&run.name, &run.setting, sc.seed, step, "eval/kept", 1.0);
-            step
-        }
-    };
+    let kept = kept_checkpoint(&run, last, &mut vs, &mut e)?;
     temperature_sweep(sc, &run.ev, &policy, (&run.name, &run.setting, kept), &mut e);
     shifted_sweep(sc, s, &policy, (&run.name, &run.setting, kept), &mut e);
     run.metrics.push(
@@ -107,6 +87,34 @@ pub fn method_stage(
     finish_method(&dir, &vs, std::mem::take(&mut run.metrics), e, metrics, evals)?;
     let _ = std::fs::remove_dir_all(dir.join("best"));
     Ok(())
+}
+
+/// The kept checkpoint's step: the last, or the best evaluation by the keep rule (its weights
+/// loaded into `vs`, marked `eval/kept` at its step in `e`); the final-only evaluations and the
+/// saved model are its.
+fn kept_checkpoint(
+    run: &Run,
+    last: usize,
+    vs: &mut nn::VarStore,
+    e: &mut Metrics,
+) -> Result<usize> {
+    let Some(metric) = run.keep.metric() else {
+        return Ok(last);
+    };
+    let best = e
+        .rows
+        .iter()
+        .filter(|r| r.method == run.name && r.setting == run.setting && r.metric == metric)
+        .fold(None, |b: Option<(usize, f64)>, r| match b {
+            Some((_, v)) if v >= r.value => b,
+            _ => Some((r.step, r.value)),
+        });
+    let (step, _) = best.with_context(|| {
+        format!("method {} {}: no {metric} to keep a checkpoint by", run.name, run.setting)
+    })?;
+    model::load_checkpoint(vs, &run.best)?;
+    e.push(&run.name, &run.setting, run.sc.seed, step, "eval/kept", 1.0);
+    Ok(step)
 }
 
 fn finish_method(
