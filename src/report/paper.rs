@@ -1062,7 +1062,7 @@ fn sentiment_section(results: &Path, s: &mut String) -> Result<()> {
         if let Some(t) = wall_time(&sent) {
             let _ = writeln!(s, "`alignlab run scenarios/paper-sentiment.toml --jobs 2`; wall time of the invocation that wrote these results: {t} (a rerun that finds every cell cached only merges, in seconds).\n");
         }
-        figure(s, "../results/paper-sentiment/frontier.png", "Gold reward against KL(pi || pi_ref): every evaluation a point (all held-out prompts); each method's frontier, chosen on the selection half of the prompts and shown on the test half (mean over seeds, 95% t-band, drawn up to the KL every seed reached); thin dashed: final checkpoints only; black dashed: the importance-sampling inner bound of the optimal frontier. Best-of-N's KL is the analytic upper bound.");
+        figure(s, "../results/paper-sentiment/frontier.png", "Gold reward against KL(pi || pi_ref): every evaluation a point (all held-out prompts); each method's frontier, chosen on the selection half of the prompts and shown on the test half (mean over seeds, drawn up to the KL every seed reached; the 95% t-bands here, or in frontier_panels.png where more than four would overlap); thin dotted: final checkpoints only; black dashed: the importance-sampling inner bound of the optimal frontier. Best-of-N's KL is the analytic upper bound.");
         let budgets = budgets_of(&f);
         let table = |which: &str, value: fn(&FrontierRecord) -> (f64, f64), signed: bool| {
             budget_table(&f, &budgets, which, value, signed)
@@ -1102,7 +1102,7 @@ fn sentiment_section(results: &Path, s: &mut String) -> Result<()> {
         figure(
             s,
             "../results/paper-sentiment/curves.png",
-            "Training curves (seed 0): gold reward and KL per run.",
+            "Training curves: per method, gold reward and KL against its own training axis, one line per setting, mean over seeds with 95% t-bands.",
         );
         settings(
             s,
