@@ -305,4 +305,23 @@ fn equivalence_pairs_two_folders_by_seed_at_each_budget() {
     let acc = rows.iter().find(|r| r.metric == "eval/implicit_acc").expect("drift");
     assert!((acc.mean_diff - 0.05).abs() < 1e-12);
     assert_eq!(acc.verdict, "-");
+    // `alignlab equivalence` on two folders adds the reward model's validation accuracy at
+    // its last epoch (metrics.csv): B - A = 0.01 and 0.03 per seed, mean 0.02.
+    let root = std::env::temp_dir().join(format!("alignlab-equiv-{}", std::process::id()));
+    let (da, db) = (root.join("a"), root.join("b"));
+    for (dir, evals, extra) in [(&da, &a, 0.0), (&db, &b, 0.01)] {
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::write(dir.join("eval.csv"), evals.to_csv()).unwrap();
+        let mut m = Metrics::default();
+        for seed in [0u64, 1] {
+            m.push("reward", "", seed, 0, "reward/val/accuracy", 0.5);
+            let last = 0.8 + extra * (1.0 + 2.0 * seed as f64);
+            m.push("reward", "", seed, 84, "reward/val/accuracy", last);
+        }
+        std::fs::write(dir.join("metrics.csv"), m.to_csv()).unwrap();
+    }
+    alignlab::report::equivalence::run(&da, &db, (0.02, 0.03)).unwrap();
+    let md = std::fs::read_to_string(db.join("equivalence.md")).unwrap();
+    assert!(md.contains("| reward | drift | - | reward/val/accuracy | 2 | +0.0200 |"), "{md}");
+    std::fs::remove_dir_all(&root).ok();
 }

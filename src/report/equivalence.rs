@@ -162,7 +162,12 @@ pub fn markdown(rows: &[EquivalenceRecord], (a, b): (&str, &str)) -> String {
 /// Compare the results folders `a` and `b`; write `equivalence.csv` and `equivalence.md` into
 /// `b` and return the markdown.
 pub fn run(a: &Path, b: &Path, margins: (f64, f64)) -> Result<String> {
-    let rows = compare(&read(a)?, &read(b)?, margins);
+    let mut rows = compare(&read(a)?, &read(b)?, margins);
+    // The reward model's validation accuracy at its last epoch, per seed (metrics.csv).
+    let metrics = |d: &Path| Metrics::read(&d.join("metrics.csv")).ok();
+    if let (Some(ma), Some(mb)) = (metrics(a), metrics(b)) {
+        rows.extend(drift(&ma, &mb, "reward/val/accuracy"));
+    }
     anyhow::ensure!(!rows.is_empty(), "{} and {} share no method, budget or temperature; fix: pass two results folders of the same scenario", a.display(), b.display());
     write_atomic(&b.join("equivalence.csv"), crate::log::csv_text(&rows).as_bytes())?;
     let md = markdown(&rows, (&a.display().to_string(), &b.display().to_string()));
