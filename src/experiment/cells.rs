@@ -82,14 +82,15 @@ pub fn pending_cells(sc: &Scenario, opts: &RunOptions) -> Vec<Cell> {
         let s = sc.with_seed(seed);
         for (i, m) in s.methods.iter().enumerate() {
             if !folders::method_done(&s, m, opts) {
-                let label = format!("{} {} seed {seed}", m.name(), m.setting());
+                let label = format!("{} seed {seed}", cell_name(&s, i));
                 out.push((cell_cost(&s, i), (seed, i, label)));
             }
         }
         if let Some(grid) = &s.best_of_n {
             if !folders::best_of_n_done(&s, grid, opts) {
                 let n = s.methods.len();
-                out.push((cell_cost(&s, n), (seed, n, format!("best_of_n seed {seed}"))));
+                let label = format!("{} seed {seed}", cell_name(&s, n));
+                out.push((cell_cost(&s, n), (seed, n, label)));
             }
         }
     }
@@ -98,9 +99,21 @@ pub fn pending_cells(sc: &Scenario, opts: &RunOptions) -> Vec<Cell> {
     out.into_iter().map(|(_, cell)| cell).collect()
 }
 
+/// A cell of seed `sc.seed` by name: a method run's name and setting, or `best_of_n`.
+pub fn cell_name(sc: &Scenario, index: usize) -> String {
+    match sc.methods.get(index) {
+        Some(m) => format!("{} {}", m.name(), m.setting()),
+        None => "best_of_n".into(),
+    }
+}
+
+/// The estimated work of `cells` (see [`cell_cost`]), for the run's clock.
+pub(super) fn cells_cost(sc: &Scenario, cells: &[Cell]) -> f64 {
+    cells.iter().map(|c| cell_cost(&sc.with_seed(c.0), c.1)).sum()
+}
+
 /// A cell of seed `sc.seed`'s estimated work ([`Method::cost`]'s units): a method run's, or
-/// Best-of-N's (every
-/// candidate generated and scored, at each temperature).
+/// Best-of-N's (every candidate generated and scored, at each temperature).
 pub fn cell_cost(sc: &Scenario, index: usize) -> f64 {
     match sc.methods.get(index) {
         Some(m) => m.cost(&sc.train),
@@ -139,8 +152,7 @@ fn run_cells(
     );
     opts.progress.note(&sc.name, None, &note);
     let (total, mut finished) = (pending.len(), 0usize);
-    let cost = |c: &Cell| cell_cost(&sc.with_seed(c.0), c.1);
-    super::progress::start_run_clock(pending.iter().map(cost).sum());
+    super::progress::start_run_clock(cells_cost(sc, &pending));
     let mut failed = Vec::new();
     let mut queue = pending.into_iter();
     let mut running: Vec<(Child, Cell, PathBuf, Instant)> = Vec::new();
@@ -167,11 +179,12 @@ fn run_cells(
                 // The cell's own profile, and what it cost before its first line ran (exec,
                 // loading libtorch): its wall time here less the time it accounted for.
                 absorb_profile(sc, opts, &cell, wall, &mut prof);
-                super::progress::cell_finished(cost(&cell));
+                let s = sc.with_seed(cell.0);
+                super::progress::cell_finished(cell_cost(&s, cell.1));
                 let tag = Tag {
                     scenario: sc.name.clone(),
                     seed: cell.0,
-                    cell: cell.2.trim_end_matches(&format!(" seed {}", cell.0)).to_string(),
+                    cell: cell_name(&s, cell.1),
                     stage: "cell".into(),
                 };
                 if status.success() {

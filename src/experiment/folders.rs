@@ -132,7 +132,7 @@ pub(super) fn lock_stage(sc: &Scenario, opts: &RunOptions, dir: &Path) -> Result
     std::fs::create_dir_all(&locks).with_context(|| {
         format!("cannot create {}; fix: check the permissions of --runs", locks.display())
     })?;
-    let name = dir.file_name().map_or_else(|| "stage".into(), |n| n.to_string_lossy().to_string());
+    let name = folder_name(dir);
     let path = locks.join(format!("{name}.lock"));
     let file = std::fs::OpenOptions::new()
         .create(true)
@@ -205,9 +205,14 @@ pub(super) fn read_finished<T>(
     Ok(None)
 }
 
+/// The last component of a stage's folder, as its lock and its moved-aside copy are named.
+fn folder_name(dir: &Path) -> String {
+    dir.file_name().map_or_else(|| "stage".into(), |n| n.to_string_lossy().to_string())
+}
+
 /// Move `dir` to the first free `<dir>.corrupt-<k>`; returns where it went.
 pub(super) fn move_aside(dir: &Path) -> Result<PathBuf> {
-    let name = dir.file_name().map_or_else(|| "stage".into(), |n| n.to_string_lossy().to_string());
+    let name = folder_name(dir);
     let aside = (1..)
         .map(|k| dir.with_file_name(format!("{name}.corrupt-{k}")))
         .find(|p| !p.exists())

@@ -245,8 +245,10 @@ impl Progress {
         let run = run_eta();
         let msg = self.msg.borrow();
         let tag = &self.tag;
+        // A bar shows itself while it runs, and leaves a text line when it ends.
+        let text = self.mode == ProgressMode::Lines || (self.mode == ProgressMode::Bar && done);
         match self.mode {
-            ProgressMode::Lines | ProgressMode::Bar if done || self.mode == ProgressMode::Lines => {
+            ProgressMode::Lines | ProgressMode::Bar if text => {
                 let run = run.map_or(String::new(), |(_, e)| format!(", run eta {}", duration(e)));
                 let msg = if msg.is_empty() || done { String::new() } else { format!(" {msg}") };
                 if done {

@@ -44,9 +44,7 @@ pub fn run(sc: &Scenario, opts: &RunOptions, top_up: Option<TopUp>) -> Result<(S
         .sum();
     let done = RunsDone::of(total, pending.len());
     // The run's ETA over the pending cells' estimated work (`run_cells` restarts it over its own).
-    super::progress::start_run_clock(
-        pending.iter().map(|c| super::cells::cell_cost(&sc.with_seed(c.0), c.1)).sum(),
-    );
+    super::progress::start_run_clock(super::cells::cells_cost(&sc, &pending));
     if opts.jobs > 1 || top_up.is_some() {
         (failed, cells) = run_pending(&sc, &opts, pending)?;
     }
@@ -95,12 +93,7 @@ pub fn run(sc: &Scenario, opts: &RunOptions, top_up: Option<TopUp>) -> Result<(S
     summary.failed = failed
         .into_iter()
         .map(|(seed, i, e)| {
-            let label = sc
-                .with_seed(seed)
-                .methods
-                .get(i)
-                .map(|m| format!("{} {}", m.name(), m.setting()))
-                .unwrap_or_else(|| "best_of_n".into());
+            let label = super::cells::cell_name(&sc.with_seed(seed), i);
             format!("{label} (seed {seed}): {e}")
         })
         .collect();

@@ -70,10 +70,12 @@ pub struct WorldRecord {
 /// `tabular_world.csv`: the world the study ran in, every (prompt, response) with its reward,
 /// pi_ref's probability and pi*'s at beta 0.1 and 1, so that pi*, the KL and the limits can be
 /// recomputed outside alignlab.
-fn write_world(out: &Path, w: &TabularWorld, ref_probs: &[Vec<f64>]) -> Result<()> {
-    let ref_lp: Vec<Vec<f64>> =
-        ref_probs.iter().map(|r| r.iter().map(|p| p.ln()).collect()).collect();
-    let (low, high) = (w.optimal(&ref_lp, 0.1), w.optimal(&ref_lp, 1.0));
+fn write_world(
+    out: &Path,
+    w: &TabularWorld,
+    (ref_probs, ref_lp): (&[Vec<f64>], &[Vec<f64>]),
+) -> Result<()> {
+    let (low, high) = (w.optimal(ref_lp, 0.1), w.optimal(ref_lp, 1.0));
     let mut records = Vec::new();
     for (x, probs) in ref_probs.iter().enumerate() {
         for (r, &p) in probs.iter().enumerate() {
@@ -137,9 +139,9 @@ pub fn convergence(out: &Path, seed: u64) -> Result<Vec<TraceRow>> {
     let w = TabularWorld::new(&TabularConfig { n_prompts: 3, n_words: 3, length: 2 }, seed);
     let reference = w.random_table(1.0, seed);
     let ref_probs = to_rows(&w.table_logprobs(&reference).exp());
-    write_world(out, &w, &ref_probs)?;
     let ref_lp: Vec<Vec<f64>> =
         ref_probs.iter().map(|r| r.iter().map(|p| p.ln()).collect()).collect();
+    write_world(out, &w, (&ref_probs, &ref_lp))?;
     let mut rows = Vec::new();
     let bt = w.sample_pair_counts(
         &ref_probs,
