@@ -194,6 +194,13 @@ fn bad_data_fails_in_one_line_before_any_work() {
         "",
         &["world.fingerprint", "not 0123"],
     );
+    // A proxy classifier's label that it does not have.
+    fails_before_work(
+        &d,
+        &world,
+        "[reward.classifier]\ninit = \"tests/fixtures/roberta-classifier\"\nlabel = \"HAPPY\"\n",
+        &["reward.classifier.init", "HAPPY"],
+    );
     // Without a judge: no PPO-GT, no labels from gold.
     let s = scenario(&d, &world, "[ppo_gt]\ntarget_kl = [1.0]\niterations = 1\n");
     let no_gold = std::fs::read_to_string(&s).unwrap().replace(
@@ -612,4 +619,55 @@ fn the_judge_is_counted_in_the_memory_estimate() {
             .unwrap();
     let want: i64 = tensors.iter().map(|(_, t)| t.numel() as i64 * 4).sum();
     assert_eq!(sc.world.spec().resident_bytes(), want as f64);
+}
+
+/// A classifier as PPO's proxy reward (`[reward.classifier]`, TRL's sentiment example): with
+/// the gold judge itself as the proxy, every evaluation's proxy equals its gold (both read the
+/// same decoded text), Best-of-N's picked proxy equals the picked gold, and the proxy's logged
+/// accuracy is the share of validation pairs whose chosen response the judge scores higher.
+#[test]
+fn a_classifier_is_the_proxy_reward() {
+    let d = tmp("proxy");
+    let f = d.join("proxy.toml");
+    let base = std::fs::read_to_string("tests/fixtures/data/dataset.toml").unwrap();
+    let proxy = "\n[reward.classifier]\ninit = \"tests/fixtures/roberta-classifier\"\nlabel = \"POSITIVE\"\nreward = \"prob\"\n";
+    std::fs::write(&f, base + proxy).unwrap();
+    let o = alignlab(&["run", f.to_str().unwrap()], &d);
+    assert!(o.status.success(), "{}", text(&o));
+    let csv = std::fs::read_to_string(d.join("results/dataset/eval.csv")).unwrap();
+    let value = |m: &str, step: &str, metric: &str| -> Option<f64> {
+        csv.lines()
+            .map(|l| l.split(',').collect::<Vec<_>>())
+            .find(|c| c[0] == m && c[3] == step && c[4] == metric)
+            .map(|c| c[5].parse().unwrap())
+    };
+    let mut compared = 0;
+    for l in csv.lines().filter(|l| l.contains(",eval/proxy,")) {
+        let c: Vec<&str> = l.split(',').collect();
+        let gold = csv
+            .lines()
+            .map(|l| l.split(',').collect::<Vec<_>>())
+            .find(|g| g[..4] == c[..4] && g[4] == "eval/gold")
+            .map(|g| g[5].parse::<f64>().unwrap())
+            .unwrap();
+        let proxy: f64 = c[5].parse().unwrap();
+        assert!((proxy - gold).abs() < 1e-6, "{l}: gold {gold}");
+        compared += 1;
+    }
+    assert!(compared >= 4, "{compared} evaluations with a proxy");
+    assert!(value("ppo", "1", "eval/proxy").is_some(), "PPO was not evaluated");
+    // The reward stage trained nothing: its accuracy is the judge's agreement with the labels.
+    let rm = run_dir(&d.join("runs/dataset"), "reward-");
+    let m = std::fs::read_to_string(rm.join("metrics.csv")).unwrap();
+    assert!(!m.contains("reward/loss/train"), "{m}");
+    let acc: f64 = m
+        .lines()
+        .find(|l| l.contains(",reward/val/accuracy,"))
+        .map(|l| l.rsplit(',').next().unwrap().parse().unwrap())
+        .unwrap();
+    let prefs = run_dir(&d.join("runs/dataset"), "prefs-");
+    let val = alignlab::data::PrefData::load(&prefs.join("pairs.txt")).unwrap().val;
+    let agree = val.iter().filter(|p| p.gold_chosen > p.gold_rejected).count();
+    assert!(!val.is_empty());
+    assert!((acc - agree as f64 / val.len() as f64).abs() < 1e-9, "{acc} vs {agree}/{}", val.len());
 }

@@ -150,8 +150,8 @@ fn keys_md() -> String {
     s += &section(
         "`[world.gold]` (dataset)",
         "The gold judge: an encoder classifier or a decoder reward model folder",
-        "src/world/dataset.rs",
-        "GoldConfig",
+        "src/model/judge.rs",
+        "JudgeConfig",
         None,
     );
     s += &section(
@@ -188,6 +188,13 @@ fn keys_md() -> String {
         "src/algo/reward.rs",
         "RewardConfig",
         value(&RewardConfig::default()),
+    );
+    s += &section(
+        "`[reward.classifier]`",
+        "A frozen judge as the proxy reward instead of a trained reward model (same keys as `[world.gold]`)",
+        "src/model/judge.rs",
+        "JudgeConfig",
+        None,
     );
     s += &section("`[train]`", "The optimisation every offline and online preference method shares (a method's table may override `lr` and `steps`)", "src/algo/dpo.rs", "TrainConfig", value(&TrainConfig::default()));
     s += &section(

@@ -4,7 +4,7 @@
 //! pool of one thread and in one of three.
 
 use alignlab::algo::best_of_n::score_candidates;
-use alignlab::algo::reward::RewardModel;
+use alignlab::algo::reward::{Proxy, RewardModel};
 use alignlab::data::{self, PrefsConfig};
 use alignlab::eval::optimal::optimal_frontier;
 use alignlab::eval::Evaluator;
@@ -80,7 +80,8 @@ fn digest() -> String {
     );
     // Best-of-N's candidates.
     let prompts: Vec<Vec<i64>> = w.eval_prompts().to_vec();
-    let (proxy, gold) = score_candidates(&w, &policy, &rm, &prompts, 4, &settings, 11);
+    let (proxy, gold) =
+        score_candidates(&w, &policy, Proxy::Trained(&rm), &prompts, 4, &settings, 11);
     out += &format!(
         "bon {:?} {:?}\n",
         proxy.iter().map(|g| bits(g)).collect::<Vec<_>>(),

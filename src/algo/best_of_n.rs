@@ -11,7 +11,7 @@
 
 use tch::Kind;
 
-use super::reward::RewardModel;
+use super::reward::Proxy;
 use crate::model::{generate, left_pad, Gpt, SampleSettings};
 use crate::stats::{mean_ci, win_rate, Stat};
 use crate::world::TextWorld;
@@ -52,7 +52,7 @@ pub struct BonPoint {
 pub fn score_candidates(
     world: &dyn TextWorld,
     sft: &Gpt,
-    rm: &RewardModel,
+    scorer: Proxy,
     rows: &[Vec<i64>],
     n_max: usize,
     settings: &SampleSettings,
@@ -69,10 +69,7 @@ pub fn score_candidates(
         let (prompt, valid) = left_pad(chunk, device);
         let ro = generate(sft, &prompt, &valid, settings);
         crate::profile::count(crate::profile::Count::RmQueries, ro.response.size()[0] as f64);
-        let s = rm
-            .score(&prompt, &valid, &ro.response, &ro.mask)
-            .to_kind(Kind::Double)
-            .to_device(tch::Device::Cpu);
+        let s = scorer.score(&ro).to_kind(Kind::Double).to_device(tch::Device::Cpu);
         proxy.extend(Vec::<f64>::try_from(s).expect("scores"));
         let _p = crate::profile::span("eval_gold");
         let responses = ro.response_rows();

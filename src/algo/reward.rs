@@ -8,6 +8,12 @@
 //! 3. AdamW (betas 0.9, 0.999), constant `lr`, gradient-norm clip `grad_clip`.
 //! 4. `epochs` passes over the shuffled training pairs (3 in the paper); validation accuracy
 //!    after each epoch; the best-validation weights are kept.
+//!
+//! Or a frozen judge as the proxy (`[reward.classifier]`, TRL's sentiment example: a DistilBERT
+//! IMDb classifier as PPO's reward): nothing is trained; the methods optimise the judge's score
+//! of the decoded text ([`Proxy`]), its agreement with the validation labels is logged as the
+//! reward model's accuracy, and PPO's critic starts from the reward model's starting weights
+//! (pi_SFT's trunk with a new head) as it would otherwise start from the trained one.
 
 use anyhow::Result;
 use tch::{nn, nn::OptimizerConfig, Kind, Tensor};
@@ -19,9 +25,11 @@ use serde::{Deserialize, Serialize};
 use crate::config::{
     in_range, learning_rate, need, non_negative, positive, ConfigError, MAX_BATCH,
 };
-use crate::data::PairTensors;
+use crate::data::{Pair, PairTensors};
 use crate::draw::{derive_seed, Rng};
-use crate::model::{sample::positions_of, Gpt, GptConfig, Rows, ScalarHead};
+use crate::model::judge::{JudgeConfig, TextJudge};
+use crate::model::{sample::positions_of, Gpt, GptConfig, Rollout, Rows, ScalarHead};
+use crate::world::Vocab;
 
 /// `[reward]`: Bradley-Terry reward model training.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -56,6 +64,12 @@ pub struct RewardConfig {
     /// usual. Its architecture and sizes come from its config.json. "" for none.
     #[serde(skip_serializing_if = "String::is_empty")]
     pub init: String,
+    /// A frozen judge as the proxy reward instead of a trained reward model: an encoder
+    /// classifier (BERT, RoBERTa, DistilBERT) or a decoder reward model folder, with the keys
+    /// of `[world.gold]` (`init`, `label`, `reward`, `batch`, `reads`). The critic still starts
+    /// from the reward model's starting weights (pi_SFT's, or `init`'s).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub classifier: Option<JudgeConfig>,
 }
 
 impl Default for RewardConfig {
@@ -71,6 +85,7 @@ impl Default for RewardConfig {
             d_model: None,
             n_head: None,
             init: String::new(),
+            classifier: None,
         }
     }
 }
@@ -137,6 +152,44 @@ impl RewardModel {
         ); // [B, 1, C]
         self.head.forward(&hidden).squeeze_dim(1)
     }
+}
+
+/// The proxy reward the methods optimise: the reward model trained here, or a frozen judge
+/// reading the decoded text (`[reward.classifier]`).
+#[derive(Clone, Copy)]
+pub enum Proxy<'a> {
+    Trained(&'a RewardModel),
+    Frozen(&'a TextJudge, &'a Vocab),
+}
+
+impl Proxy<'_> {
+    /// The score of each row of a sampled batch: `[B]`, on the batch's device.
+    pub fn score(&self, ro: &Rollout) -> Tensor {
+        match self {
+            Proxy::Trained(rm) => rm.score(&ro.prompt, &ro.prompt_valid, &ro.response, &ro.mask),
+            Proxy::Frozen(judge, vocab) => {
+                let (prompts, responses) = (ro.prompt_rows(), ro.response_rows());
+                let items: Vec<(&[i64], &[i64])> =
+                    prompts.iter().zip(&responses).map(|(p, r)| (&p[..], &r[..])).collect();
+                let s = judge.score(&items, &|t| vocab.render(t));
+                let s: Vec<f32> = s.into_iter().map(|x| x as f32).collect();
+                Tensor::from_slice(&s).to_device(ro.response.device())
+            }
+        }
+    }
+}
+
+/// A frozen judge's accuracy and Bradley-Terry loss on labelled pairs (how well the proxy
+/// agrees with the labels; ties count as errors, as the trained model's do).
+pub fn judge_accuracy(judge: &TextJudge, vocab: &Vocab, pairs: &[Pair]) -> (f64, f64) {
+    let items: Vec<(&[i64], &[i64])> = pairs
+        .iter()
+        .flat_map(|p| [(&p.prompt[..], &p.chosen[..]), (&p.prompt[..], &p.rejected[..])])
+        .collect();
+    let s = judge.score(&items, &|t| vocab.render(t));
+    let (c, r): (Vec<f64>, Vec<f64>) = s.chunks(2).map(|x| (x[0], x[1])).unzip();
+    let (loss, acc) = reward_loss(&Tensor::from_slice(&c), &Tensor::from_slice(&r), 0.0, 0.0);
+    (acc.double_value(&[]), loss.double_value(&[]))
 }
 
 /// Bradley-Terry loss and accuracy from chosen and rejected scores `[B]`.

@@ -22,7 +22,7 @@ use tch::{Kind, Tensor};
 
 use super::{mean_ci, win_rate, winrate_metrics, Stat};
 use crate::algo::common::{pair_logps, response_hidden};
-use crate::algo::reward::RewardModel;
+use crate::algo::reward::Proxy;
 use crate::data::PairTensors;
 use crate::model::{generate, left_pad, sampling_logprobs, Gpt, SampleSettings};
 use crate::profile;
@@ -31,7 +31,8 @@ use crate::world::{TextWorld, EOS};
 pub struct Evaluator<'a> {
     pub world: &'a dyn TextWorld,
     pub reference: &'a Gpt,
-    pub rm: Option<&'a RewardModel>,
+    /// The proxy reward, where there is one (`eval/proxy`).
+    pub proxy: Option<Proxy<'a>>,
     /// Held-out pairs and their reference log-probs, for the implicit-reward accuracy.
     pub heldout: Option<(&'a PairTensors, &'a (Tensor, Tensor))>,
     pub prompts: Vec<Vec<i64>>,
@@ -100,7 +101,7 @@ impl Evaluator<'_> {
     pub fn new<'a>(
         world: &'a dyn TextWorld,
         reference: &'a Gpt,
-        rm: Option<&'a RewardModel>,
+        proxy: Option<Proxy<'a>>,
         heldout: Option<(&'a PairTensors, &'a (Tensor, Tensor))>,
         (samples_per_prompt, selection_fraction): (usize, f64),
         settings: SampleSettings,
@@ -109,7 +110,7 @@ impl Evaluator<'_> {
         let ev = Evaluator {
             world,
             reference,
-            rm,
+            proxy,
             heldout,
             prompts: vec![],
             ref_gold: None,
@@ -260,8 +261,8 @@ impl Evaluator<'_> {
             Some(&kl),
             self.ref_gold.as_deref(),
         ));
-        if let Some(rm) = self.rm {
-            let proxy = rm.score(&prompt, &valid, &ro.response, mask);
+        if let Some(p) = self.proxy {
+            let proxy = p.score(&ro);
             out.push(("eval/proxy".to_string(), proxy.mean(Kind::Float).double_value(&[])));
         }
         if let Some((pairs, reference)) = self.heldout {

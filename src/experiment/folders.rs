@@ -59,7 +59,14 @@ pub const NUMERICS: u32 = 6;
 pub(super) fn reward_key(sc: &Scenario) -> String {
     let init = own_reward_checkpoint(sc).map(|i| format!("|init={}", i.fingerprint));
     let init = init.unwrap_or_default();
-    format!("{}|reward|{}{init}|numerics={NUMERICS}", prefs_key(sc), key_of(&sc.reward))
+    // A frozen proxy classifier's fingerprint (its folder was opened when the scenario was
+    // checked).
+    let judge = sc.reward.classifier.as_ref().map(|c| {
+        let j = c.opened().expect("the scenario's check opened [reward.classifier]");
+        format!("|classifier={}", j.fingerprint)
+    });
+    let judge = judge.unwrap_or_default();
+    format!("{}|reward|{}{init}{judge}|numerics={NUMERICS}", prefs_key(sc), key_of(&sc.reward))
 }
 
 /// `reward.init`'s checkpoint, where the reward model starts from one of its own rather than

@@ -169,8 +169,15 @@ pub fn best_of_n_stage(
     let pb = progress(opts.progress, 1 + sc.eval.temperatures.len() as u64, Tag::stage(sc, "bon"));
     pb.set_message(format!("{} candidates", rows.len() * n_max));
     let seed = derive_seed(sc.seed, "best_of_n/sampling") as i64;
-    let (proxy, gold) =
-        best_of_n::score_candidates(s.world, s.sft, s.rm, &rows, n_max, &eval_settings(sc), seed);
+    let (proxy, gold) = best_of_n::score_candidates(
+        s.world,
+        s.sft,
+        s.proxy,
+        &rows,
+        n_max,
+        &eval_settings(sc),
+        seed,
+    );
     // Its compute at N: the preference data and the reward model, and N of the n_max candidates
     // drawn and scored per row.
     let candidates = stage_work(&("best_of_n".to_string(), String::new(), sc.seed));
@@ -259,7 +266,7 @@ fn at_temperatures(b: &Bon, pb: &Progress, e: &mut Metrics) {
         // Greedy decoding gives one candidate whatever N is: draw it once.
         let n_draw = if t == 0.0 { 1 } else { n_max };
         let (mut proxy_t, mut gold_t) = best_of_n::score_candidates(
-            b.s.world, b.s.sft, b.s.rm, b.rows, n_draw, &settings, b.seed,
+            b.s.world, b.s.sft, b.s.proxy, b.rows, n_draw, &settings, b.seed,
         );
         if n_draw == 1 {
             proxy_t.iter_mut().chain(gold_t.iter_mut()).for_each(|c| *c = vec![c[0]; n_max]);

@@ -38,21 +38,33 @@ pub(super) fn with_shared<T>(
     let (prefs, prefs_work) = stages::prefs_stage(sc, world, &sft, opts, summary)?;
     let train = crate::data::PairTensors::new(&prefs.train, opts.device);
     let val = crate::data::PairTensors::new(&prefs.val, opts.device);
-    let (mut rm_vs, rm, reward_work) =
-        stages::reward_stage(sc, world, &sft_vs, (&train, &val), opts, metrics, summary)?;
+    let (mut rm_vs, rm, reward_work) = stages::reward_stage(
+        sc,
+        world,
+        &sft_vs,
+        (&train, &val, &prefs.val),
+        opts,
+        metrics,
+        summary,
+    )?;
     rm_vs.freeze();
     let (train_ref, val_ref, reference_work) =
         stages::reference_stage(sc, &sft, &train, &val, opts)?;
     let work =
         folders::SharedWork { prefs: prefs_work, reward: reward_work, reference: reference_work };
     let rollout_prompts = prefs.rollout_prompts(world.train_prompts(), sc.prefs.rollout_prompts);
+    let judge = stages::proxy_judge(sc, world)?;
+    let proxy = match &judge {
+        Some(j) => crate::algo::reward::Proxy::Frozen(j, world.vocab()),
+        None => crate::algo::reward::Proxy::Trained(&rm),
+    };
     let shared = stages::Shared {
         world,
         rollout_prompts: &rollout_prompts,
         sft_vs: &sft_vs,
         sft: &sft,
-        rm: &rm,
         rm_vs: &rm_vs,
+        proxy,
         train: &train,
         train_ref: &train_ref,
         val: &val,

@@ -231,7 +231,7 @@ pub fn reward_stage(
     sc: &Scenario,
     world: &dyn TextWorld,
     sft_vs: &nn::VarStore,
-    (train, val): (&PairTensors, &PairTensors),
+    (train, val, val_pairs): (&PairTensors, &PairTensors, &[data::Pair]),
     opts: &RunOptions,
     metrics: &mut Metrics,
     summary: &mut Summary,
@@ -271,31 +271,61 @@ pub fn reward_stage(
     init_reward(sc, world, sft_vs, &vs, opts, summary)?;
     // The reward model's own time (a trunk of another size keeps its own in its SFT folder).
     let started = std::time::Instant::now();
-    let pb = progress(
-        opts.progress,
-        reward::total_steps(train.len(), &sc.reward) as u64,
-        Tag::stage(sc, "reward"),
-    );
-    let mut t = Trainer::new("reward", "", sc.seed, 1)
-        .without_resume("the SFT checkpoint (the reward model restarts from it)")
-        .with_faults(sc.faults.clone())
-        .on_step(|_, _| pb.inc(1));
-    let report = reward::train(&rm, &vs, train, val, &sc.reward, &mut t)?;
-    let m = t.metrics;
-    pb.finish_and_clear();
+    let (m, (acc, epoch)) = match &sc.reward.classifier {
+        Some(c) => {
+            summary.add("reward", "proxy", format!("the frozen judge {} (nothing trained; the critic starts from the reward model's starting weights)", c.init));
+            frozen_proxy(sc, world, val_pairs)?
+        }
+        None => {
+            let pb = progress(
+                opts.progress,
+                reward::total_steps(train.len(), &sc.reward) as u64,
+                Tag::stage(sc, "reward"),
+            );
+            let mut t = Trainer::new("reward", "", sc.seed, 1)
+                .without_resume("the SFT checkpoint (the reward model restarts from it)")
+                .with_faults(sc.faults.clone())
+                .on_step(|_, _| pb.inc(1));
+            let report = reward::train(&rm, &vs, train, val, &sc.reward, &mut t)?;
+            pb.finish_and_clear();
+            (t.metrics, (report.best_val_acc, report.best_epoch))
+        }
+    };
     let work = save_stage_compute(&dir, "reward", sc.seed)?;
     model::save_checkpoint(&vs, &ckpt)?;
     export::write_card(&dir, &sc.reward_model, world.vocab())?;
     save_stage_wall(&dir, "reward", sc.seed, started)?;
     write_atomic(&metrics_path, m.to_csv().as_bytes())?;
-    summary.add(
-        "reward",
-        "val accuracy (best epoch)",
-        format!("{:.4} (epoch {})", report.best_val_acc, report.best_epoch),
-    );
-    summary.number("reward", "val_accuracy", report.best_val_acc);
+    summary.add("reward", "val accuracy (best epoch)", format!("{acc:.4} (epoch {epoch})"));
+    summary.number("reward", "val_accuracy", acc);
     metrics.extend(m);
     Ok((vs, rm, work))
+}
+
+/// `[reward.classifier]`'s judge, where there is one (opened when the scenario was checked;
+/// shared by the configuration's copies).
+pub(super) fn proxy_judge(
+    sc: &Scenario,
+    world: &dyn TextWorld,
+) -> Result<Option<std::sync::Arc<crate::model::judge::TextJudge>>> {
+    let Some(c) = &sc.reward.classifier else { return Ok(None) };
+    let judge = c.open("reward.classifier", &crate::world::text_sample(world.vocab()));
+    Ok(Some(judge.map_err(|e| anyhow::anyhow!("{}: {} (fix: {})", e.key, e.problem, e.fix))?))
+}
+
+/// `[reward.classifier]`: nothing to train; the frozen judge's accuracy and loss on the
+/// validation pairs, logged as the reward model's at epoch 0.
+fn frozen_proxy(
+    sc: &Scenario,
+    world: &dyn TextWorld,
+    val_pairs: &[data::Pair],
+) -> Result<(Metrics, (f64, usize))> {
+    let judge = proxy_judge(sc, world)?.expect("a [reward.classifier]");
+    let (acc, loss) = reward::judge_accuracy(&judge, world.vocab(), val_pairs);
+    let mut m = Metrics::default();
+    m.push("reward", "", sc.seed, 0, "reward/val/accuracy", acc);
+    m.push("reward", "", sc.seed, 0, "reward/val/loss", loss);
+    Ok((m, (acc, 0)))
 }
 
 /// pi_SFT's log-probs of every preference pair's chosen and rejected response (DPO's
@@ -368,8 +398,11 @@ pub struct Shared<'a> {
     pub rollout_prompts: &'a [Vec<i64>],
     pub sft_vs: &'a nn::VarStore,
     pub sft: &'a Gpt,
-    pub rm: &'a reward::RewardModel,
+    /// The reward model's weights (trained, or its starting weights beside a frozen
+    /// `[reward.classifier]`): PPO's critic starts from them.
     pub rm_vs: &'a nn::VarStore,
+    /// What the methods optimise: the trained reward model or the frozen judge.
+    pub proxy: reward::Proxy<'a>,
     pub train: &'a PairTensors,
     pub train_ref: &'a (Tensor, Tensor),
     pub val: &'a PairTensors,
@@ -391,7 +424,7 @@ pub fn evaluator<'a>(sc: &Scenario, s: &Shared<'a>) -> Evaluator<'a> {
     Evaluator::new(
         s.world,
         s.sft,
-        Some(s.rm),
+        Some(s.proxy),
         Some((s.val, s.val_ref)),
         (sc.eval.samples_per_prompt, sc.eval.selection_fraction),
         eval_settings(sc),

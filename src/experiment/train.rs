@@ -34,7 +34,8 @@ impl Method {
     }
 }
 
-/// How a rollout is scored: by the reward model, or (`gold`) by the world's gold reward on the
+/// How a rollout is scored: by the proxy (the reward model or a frozen judge), or (`gold`) by
+/// the world's gold reward on the
 /// prompts as the world wrote them, never the rollout's padded rows.
 fn scorer<'a>(run: &'a Run, gold: bool) -> Box<dyn Fn(&Rollout) -> Tensor + 'a> {
     let s = run.s;
@@ -50,7 +51,7 @@ fn scorer<'a>(run: &'a Run, gold: bool) -> Box<dyn Fn(&Rollout) -> Tensor + 'a> 
     } else {
         Box::new(move |ro: &Rollout| {
             crate::profile::count(crate::profile::Count::RmQueries, ro.response.size()[0] as f64);
-            s.rm.score(&ro.prompt, &ro.prompt_valid, &ro.response, &ro.mask)
+            s.proxy.score(ro)
         })
     }
 }

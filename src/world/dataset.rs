@@ -21,14 +21,13 @@
 
 use serde::{Deserialize, Serialize};
 use std::path::Path;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 
 use super::dataset_read::{read, Columns, Format, Row};
 use super::{Capabilities, Corpus, FilePair, Splits, TextWorld, Vocab, WorldSpec, EOS, N_SPECIAL};
 use crate::config::{expand_path as expand, need, ConfigError};
 use crate::draw::{derive_seed, Rng};
-use crate::model::encoder::{Classifier, RewardOf};
-use crate::model::judge::DecoderJudge;
+use crate::model::judge::{JudgeConfig, TextJudge};
 use crate::model::tokenizer::{Template, Tokenizer};
 
 /// What to do with a row longer than `max_prompt_tokens` or `max_response_tokens`.
@@ -40,52 +39,6 @@ pub enum Overlong {
     Truncate,
     /// Refuse the dataset, naming the row.
     Refuse,
-}
-
-/// What the gold classifier reads.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Reads {
-    /// The prompt and the response as one text (the DPO paper's IMDb judge reads the review).
-    Full,
-    /// The response alone.
-    Response,
-}
-
-/// `[world.gold]`: the gold judge, a `*ForSequenceClassification` folder: an encoder classifier
-/// (BERT, RoBERTa, DistilBERT; the label's logit, log-probability or probability) or a decoder
-/// reward model with one output (GPT-2, GPT-NeoX, the Llama family; its score).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct GoldConfig {
-    /// The judge's folder (config.json, the weights, tokenizer.json).
-    pub init: String,
-    /// An encoder's label whose score is the reward: a name of `id2label` or an index.
-    #[serde(default = "default_label")]
-    pub label: String,
-    /// An encoder's reward: `"logit"`, `"log_prob"` or `"prob"` of the label (the DPO paper:
-    /// prob).
-    #[serde(default = "default_reward_of")]
-    pub reward: RewardOf,
-    /// Texts per judge batch.
-    #[serde(default = "default_batch")]
-    pub batch: usize,
-    /// `"full"` (prompt and response) or `"response"`.
-    #[serde(default = "default_reads")]
-    pub reads: Reads,
-}
-
-fn default_label() -> String {
-    "1".into()
-}
-fn default_reward_of() -> RewardOf {
-    RewardOf::Prob
-}
-fn default_batch() -> usize {
-    64
-}
-fn default_reads() -> Reads {
-    Reads::Full
 }
 
 /// Validated settings of the dataset world (the scenario's `[world]` table, `kind = "dataset"`).
@@ -127,7 +80,7 @@ pub struct DatasetConfig {
     /// At most this many evaluation prompts (0: every test prompt).
     pub n_eval_prompts: usize,
     /// The gold judge.
-    pub gold: Option<GoldConfig>,
+    pub gold: Option<JudgeConfig>,
     /// The files' SHA-256 (data, tokenizer, judge), which alignlab writes into the resolved
     /// scenario and the cache keys; a value given here must match the files.
     pub fingerprint: Fingerprint,
@@ -208,7 +161,7 @@ pub struct Data {
     references: Vec<Vec<i64>>,
     tokenizer: Arc<Tokenizer>,
     offset: i64,
-    gold: Option<(Mutex<Judge>, usize, Reads)>,
+    gold: Option<Arc<TextJudge>>,
     truncated: usize,
     fingerprint: String,
     prompt_max_len: usize,
@@ -316,10 +269,11 @@ impl DatasetConfig {
             files.push(f);
             rows
         };
-        let gold = self.gold.as_ref().map(|g| open_gold(g, &tokenizer)).transpose()?;
-        let judge_fp = gold.as_ref().map(|(_, _, _, fp)| fp.as_str());
-        let fingerprint = fingerprint(&files, &tok_dir, judge_fp);
-        let gold = gold.map(|(judge, batch, reads, _)| (judge, batch, reads));
+        // The judge reads the policy's decoded text.
+        let sample = tokenizer.decode(&(0..tokenizer.rows().min(512)).collect::<Vec<_>>());
+        let gold = self.gold.as_ref().map(|g| g.open("gold", &sample)).transpose()?;
+        let fingerprint =
+            fingerprint(&files, &tok_dir, gold.as_ref().map(|g| g.fingerprint.as_str()));
         let enc = RowEncoder::new(self, tokenizer, template)?;
         enc.build(train, test, gold, fingerprint)
     }
@@ -348,89 +302,6 @@ fn split_off(rows: &mut Vec<Row>, fraction: f64, seed: u64) -> Vec<Row> {
     }
     *rows = keep;
     out
-}
-
-/// The gold judge: an encoder classifier or a decoder reward model.
-enum Judge {
-    Encoder(Box<Classifier>),
-    Decoder(Box<DecoderJudge>),
-}
-
-impl Judge {
-    /// Its weights' bytes.
-    fn bytes(&self) -> f64 {
-        match self {
-            Judge::Encoder(c) => c.bytes(),
-            Judge::Decoder(d) => d.bytes(),
-        }
-    }
-
-    fn tokenizer(&self) -> &Tokenizer {
-        match self {
-            Judge::Encoder(c) => &c.tokenizer,
-            Judge::Decoder(d) => &d.tokenizer,
-        }
-    }
-
-    /// Scores on the run's device (the judge is read before the device is chosen, on the CPU,
-    /// and moves there on its first batch).
-    fn score(&mut self, texts: &[String], batch: usize) -> Vec<f64> {
-        let device = crate::device::current();
-        match self {
-            Judge::Encoder(c) => {
-                if c.device() != device {
-                    c.to_device(device);
-                }
-                c.score(texts, batch, device)
-            }
-            Judge::Decoder(d) => {
-                if d.device() != device {
-                    d.to_device(device);
-                }
-                d.score(texts, batch)
-            }
-        }
-    }
-}
-
-/// The judge, its batch and what it reads, and its fingerprint (see `checkpoint::fingerprint`).
-fn open_gold(
-    g: &GoldConfig,
-    policy: &Tokenizer,
-) -> Result<(Mutex<Judge>, usize, Reads, String), ConfigError> {
-    let dir = expand(&g.init, "gold.init")?;
-    let fail = |e: crate::model::checkpoint::HfError| e.at("gold.init");
-    let judge = if crate::model::encoder::is_encoder(&dir) {
-        Judge::Encoder(Box::new(
-            Classifier::open(&dir, &g.label, g.reward, tch::Device::Cpu).map_err(fail)?,
-        ))
-    } else {
-        Judge::Decoder(Box::new(DecoderJudge::open(&dir, tch::Device::Cpu).map_err(fail)?))
-    };
-    // The judge reads the policy's decoded text: a sample of its vocabulary must come out of
-    // the judge's tokenizer as something other than unknown tokens.
-    let sample = policy.decode(&(0..policy.rows().min(512)).collect::<Vec<_>>());
-    let ids = judge.tokenizer().encode(&sample);
-    let unk = judge.tokenizer().unk;
-    need(
-        !sample.trim().is_empty() && ids.iter().any(|&i| Some(i) != unk),
-        "gold.init",
-        || {
-            format!(
-                "{}: its tokenizer reads the policy's text as unknown tokens only",
-                dir.display()
-            )
-        },
-        "use a judge whose tokenizer covers the policy's language",
-    )?;
-    need(g.batch >= 1, "gold.batch", || "must be at least 1".into(), "use e.g. 64")?;
-    let weights = match &judge {
-        Judge::Encoder(_) => vec![dir.join("model.safetensors")],
-        Judge::Decoder(d) => d.files.clone(),
-    };
-    let fp = crate::model::checkpoint::fingerprint_of(&dir.join("config.json"), &weights)
-        .map_err(fail)?;
-    Ok((Mutex::new(judge), g.batch, g.reads, fp))
 }
 
 /// SHA-256 over the data files' digests, the tokenizer and the judge's fingerprint.
@@ -571,7 +442,7 @@ impl<'a> RowEncoder<'a> {
         self,
         train: Vec<Row>,
         test: Vec<Row>,
-        gold: Option<(Mutex<Judge>, usize, Reads)>,
+        gold: Option<Arc<TextJudge>>,
         fingerprint: String,
     ) -> Result<Data, ConfigError> {
         let c = self.cfg;
@@ -737,8 +608,7 @@ impl WorldSpec for DatasetConfig {
     }
     fn resident_bytes(&self) -> f64 {
         let Ok(d) = self.data() else { return 0.0 };
-        let bytes = d.gold.as_ref().map(|(judge, _, _)| judge.lock().map_or(0.0, |j| j.bytes()));
-        bytes.unwrap_or(0.0)
+        d.gold.as_ref().map_or(0.0, |g| g.bytes)
     }
     fn checkpoint_rows(&self) -> Option<[i64; 3]> {
         let d = self.data().ok()?;
@@ -789,18 +659,11 @@ impl TextWorld for DatasetWorld {
         self.gold_batch(&[(prompt, response)])[0]
     }
     fn gold_batch(&self, items: &[(&[i64], &[i64])]) -> Vec<f64> {
-        let Some((judge, batch, reads)) = &self.data.gold else {
+        let Some(judge) = &self.data.gold else {
             return vec![f64::NAN; items.len()];
         };
         let v = &self.data.corpus.vocab;
-        let texts: Vec<String> = items
-            .iter()
-            .map(|(p, r)| match reads {
-                Reads::Full => v.render(&[p, *r].concat()),
-                Reads::Response => v.render(r),
-            })
-            .collect();
-        judge.lock().expect("the judge's lock").score(&texts, *batch)
+        judge.score(items, &|t| v.render(t))
     }
     fn offpolicy_completion(&self, _prompt: &[i64], _n: usize, _rng: &mut Rng) -> Vec<i64> {
         unreachable!("the dataset world has no off-policy writer; the scenario refuses one")

@@ -153,6 +153,13 @@ pub trait WorldSpec {
     fn build(&self, seed: u64) -> Box<dyn TextWorld>;
 }
 
+/// Some of a vocabulary as text (its first 512 words), as a judge reads the policy's: a
+/// judge's tokenizer is checked on it.
+pub fn text_sample(vocab: &Vocab) -> String {
+    let end = vocab.size().min(N_SPECIAL + 512) as i64;
+    vocab.render(&(N_SPECIAL as i64..end).collect::<Vec<_>>())
+}
+
 impl WorldConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.spec().validate()?;

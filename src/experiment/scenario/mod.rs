@@ -214,7 +214,8 @@ fn validate(
         format!("PPO-GT trains on the gold reward, and this {} world has no gold reward", w.world.kind()),
         "remove [ppo_gt], or give the dataset world a judge ([world.gold] init = \"<classifier folder>\")",
     )?;
-    memory(&w, &model, &rm, ppo_batch).map_err(|e| c.at(e))?;
+    let proxy = proxy_classifier(&w).map_err(|e| c.at(e))?;
+    memory(&w, (&model, &rm), ppo_batch, proxy).map_err(|e| c.at(e))?;
     let plan = sweep_plan(&c, &w)?;
     // Runs of one seed only: the table's KL knob at one value, checked like the table's grid.
     let n_shared = methods.len();
@@ -911,13 +912,21 @@ fn check_capabilities(w: &parse::File) -> Result<(), ConfigError> {
     )
 }
 
+/// `[reward.classifier]`'s judge opened and checked on the world's text (kept for the run):
+/// its weights' bytes, 0 without one.
+fn proxy_classifier(w: &File) -> Result<f64, ConfigError> {
+    let Some(c) = &w.reward.classifier else { return Ok(0.0) };
+    let sample = crate::world::text_sample(w.world.build(0).vocab());
+    Ok(c.open("reward.classifier", &sample)?.bytes)
+}
+
 /// Memory, estimated before any work: a size typed in the billions fails here with the
 /// estimate, not in an allocation abort after SFT. The largest part names the key to lower.
 fn memory(
     w: &File,
-    model: &GptConfig,
-    rm: &GptConfig,
+    (model, rm): (&GptConfig, &GptConfig),
     ppo_batch: usize,
+    proxy: f64,
 ) -> Result<(), ConfigError> {
     let gib = |b: f64| b / (1u64 << 30) as f64;
     let (t, v, heads) = (model.block_size as f64, model.vocab_size as f64, model.n_head as f64);
@@ -957,6 +966,7 @@ fn memory(
         ("eval.samples_per_prompt", evaluation),
         (corpora_key, corpora),
         ("world.gold.init", judge),
+        ("reward.classifier.init", proxy),
     ];
     let total: f64 = parts.iter().map(|p| p.1).sum();
     let available = available_memory();
@@ -964,7 +974,7 @@ fn memory(
         return Ok(());
     }
     let (key, _) = parts.iter().copied().max_by(|a, b| a.1.total_cmp(&b.1)).unwrap();
-    let problem = format!("the run needs about {:.1} GiB (parameters and optimiser {:.1}, a batch's activations {:.1}, evaluation {:.1}, corpora {:.1}, gold judge {:.1}), more than the {:.1} GiB available", gib(total), gib(weights), gib(activations), gib(evaluation), gib(corpora), gib(judge), gib(available));
+    let problem = format!("the run needs about {:.1} GiB (parameters and optimiser {:.1}, a batch's activations {:.1}, evaluation {:.1}, corpora {:.1}, gold judge {:.1}, proxy classifier {:.1}), more than the {:.1} GiB available", gib(total), gib(weights), gib(activations), gib(evaluation), gib(corpora), gib(judge), gib(proxy), gib(available));
     let fix = if key.ends_with(".init") {
         "use a smaller checkpoint, or run on a machine with more memory".to_string()
     } else {
