@@ -92,6 +92,24 @@ impl Paired {
         }
     }
 
+    /// The two-sided p-value of the paired t-test of mean 0 (NaN with fewer than two seeds;
+    /// with no spread, 0 for a non-zero mean and 1 for a zero one). It is below [`ALPHA`]
+    /// exactly when the 95% interval excludes 0.
+    pub fn p_value(&self) -> f64 {
+        let n = self.diffs.len();
+        if n < 2 {
+            return f64::NAN;
+        }
+        let sd = (self.diffs.iter().map(|d| (d - self.mean).powi(2)).sum::<f64>() / (n - 1) as f64)
+            .sqrt();
+        if sd == 0.0 {
+            return if self.mean == 0.0 { 1.0 } else { 0.0 };
+        }
+        let t = self.mean.abs() / (sd / (n as f64).sqrt());
+        let dist = StudentsT::new(0.0, 1.0, (n - 1) as f64).expect("degrees of freedom > 0");
+        (2.0 * (1.0 - dist.cdf(t))).clamp(0.0, 1.0)
+    }
+
     /// `above` or `below` where the interval excludes 0 on that side, else
     /// [`Paired::verdict_text`]'s "inconclusive, detectable difference d": the verdict in the
     /// words of what is compared.
@@ -116,6 +134,38 @@ impl Paired {
             }
         }
     }
+}
+
+/// Holm's step-down adjustment of a family's p-values (family-wise error at the level one
+/// reads them at): sorted ascending, the k-th (from 0) becomes max over j <= k of
+/// min(1, (m - j) p_(j)). NaN p-values (no test) are left out of the family and stay NaN.
+pub fn holm(ps: &[f64]) -> Vec<f64> {
+    let mut order: Vec<usize> = (0..ps.len()).filter(|&i| ps[i].is_finite()).collect();
+    order.sort_by(|&a, &b| ps[a].total_cmp(&ps[b]));
+    let m = order.len();
+    let mut out = vec![f64::NAN; ps.len()];
+    let mut running = 0.0f64;
+    for (k, &i) in order.iter().enumerate() {
+        running = running.max(((m - k) as f64 * ps[i]).min(1.0));
+        out[i] = running;
+    }
+    out
+}
+
+/// Benjamini and Hochberg's step-up adjustment (false discovery rate): sorted ascending, the
+/// k-th of m (from 1) becomes min over j >= k of min(1, m p_(j) / j). NaN p-values are left
+/// out and stay NaN.
+pub fn benjamini_hochberg(ps: &[f64]) -> Vec<f64> {
+    let mut order: Vec<usize> = (0..ps.len()).filter(|&i| ps[i].is_finite()).collect();
+    order.sort_by(|&a, &b| ps[a].total_cmp(&ps[b]));
+    let m = order.len();
+    let mut out = vec![f64::NAN; ps.len()];
+    let mut running = 1.0f64;
+    for (k, &i) in order.iter().enumerate().rev() {
+        running = running.min((m as f64 * ps[i] / (k + 1) as f64).min(1.0));
+        out[i] = running;
+    }
+    out
 }
 
 /// What two one-sided tests (TOST) at level [`ALPHA`] say of paired differences against an

@@ -325,3 +325,52 @@ fn equivalence_pairs_two_folders_by_seed_at_each_budget() {
     assert!(md.contains("| reward | drift | - | reward/val/accuracy | 2 | +0.0200 |"), "{md}");
     std::fs::remove_dir_all(&root).ok();
 }
+
+/// Holm and Benjamini-Hochberg adjustments by hand; the paired t-test's p-value from the closed
+/// form of Student's t with 2 degrees of freedom, F(t) = 1/2 + t / (2 sqrt(t^2 + 2)).
+#[test]
+fn p_values_and_their_adjustments_by_hand() {
+    use alignlab::stats::{benjamini_hochberg, holm};
+    let close = |a: &[f64], b: &[f64]| {
+        a.len() == b.len()
+            && a.iter().zip(b).all(|(x, y)| (x.is_nan() && y.is_nan()) || (x - y).abs() < 1e-12)
+    };
+    // Sorted 0.005, 0.01, 0.03, 0.04: Holm 4p, 3p, 2p, p made monotone: 0.02, 0.03, 0.06, 0.06.
+    let ps = [0.01, f64::NAN, 0.04, 0.03, 0.005];
+    let h = holm(&ps);
+    assert!(close(&h, &[0.03, f64::NAN, 0.06, 0.06, 0.02]), "{h:?}");
+    // BH: m p / rank = 0.02, 0.02, 0.04, 0.04, minimum from the top: the same.
+    let q = benjamini_hochberg(&ps);
+    assert!(close(&q, &[0.02, f64::NAN, 0.04, 0.04, 0.02]), "{q:?}");
+    // BH's step-up: a larger p early can be pulled down by a later rank.
+    let q = benjamini_hochberg(&[0.04, 0.045, 0.046]);
+    assert!(close(&q, &[0.046, 0.046, 0.046]), "{q:?}");
+    let p2 = |t: f64| 1.0 - t / (t * t + 2.0).sqrt();
+    // Differences 0.1, 0.2, 0.3: mean 0.2, sd 0.1, t = 2 sqrt 3.
+    let p = Paired::new(&[0.1, 0.2, 0.3]);
+    assert!((p.p_value() - p2(2.0 * 3f64.sqrt())).abs() < 1e-9, "{}", p.p_value());
+    assert!(p.p_value() > 0.05 && p.verdict() == Verdict::Inconclusive);
+    assert!(Paired::new(&[0.5]).p_value().is_nan());
+    // In the comparisons, each pair's budgets are one family: DPO - PPO at KL 1 (0.10, 0.11,
+    // 0.12: t = 0.11 / (0.01 / sqrt 3)) and KL 2 (-0.05, 0.05, 0.15: t = 0.05 / (0.1 / sqrt 3));
+    // Holm doubles the smaller and keeps the larger.
+    let e = two_methods("dpo", "ppo");
+    let pts = points(&e);
+    let rows = paired::compare(
+        &pts,
+        &e,
+        &[("dpo".into(), "ppo".into())],
+        &budget_table(&pts, &[1.0, 2.0]),
+    );
+    let at = |axis: &str, x: f64| rows.iter().find(|r| r.axis == axis && r.x == x).unwrap();
+    let (p1, p2v) = (p2(0.11 / (0.01 / 3f64.sqrt())), p2(0.05 / (0.1 / 3f64.sqrt())));
+    assert!((at("kl_budget", 1.0).p_value() - p1).abs() < 1e-9);
+    assert!((at("kl_budget", 1.0).p_holm - 2.0 * p1).abs() < 1e-9);
+    assert!((at("kl_budget", 2.0).p_holm - p2v).abs() < 1e-9);
+    assert_eq!(at("kl_budget", 1.0).verdict_adjusted(), "above");
+    assert!(at("kl_budget", 2.0).verdict_adjusted().starts_with("inconclusive"));
+    // The temperature-robustness claim is a family of one: its adjusted p is its own.
+    let change = at("winrate_change", 1.0);
+    assert_eq!(change.p_holm, change.p_value());
+    assert_eq!(change.family(), "dpo|ppo|winrate_change");
+}

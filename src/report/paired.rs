@@ -14,6 +14,13 @@
 //! Each comparison: the per-seed differences, their mean with a 95% t-interval over seeds, the
 //! difference detectable at 80% power, and the verdict "above", "below" or "inconclusive,
 //! detectable difference d" ([`crate::stats::Paired`]).
+//!
+//! Multiplicity: a claim is a family, the comparisons of one pair on one axis (DPO against PPO
+//! at every KL budget is one family; at every temperature another). Each row carries its
+//! paired t-test's p-value and Holm's adjustment within its family, and an adjusted verdict
+//! ("above" or "below" where the adjusted p is below 0.05, else "inconclusive"): a claim is
+//! judged on the adjusted verdicts only. The paper adjusts every test it reports once more,
+//! across the paper, by Benjamini and Hochberg.
 
 use anyhow::{Context, Result};
 use std::collections::BTreeMap;
@@ -40,6 +47,9 @@ pub struct PairedRow {
     pub seeds: usize,
     /// The comparison, where every seed has a value for both methods.
     pub paired: Option<Paired>,
+    /// Its p-value adjusted by Holm within its family ([`PairedRow::family`]); NaN where not
+    /// compared or with one seed.
+    pub p_holm: f64,
 }
 
 impl PairedRow {
@@ -47,6 +57,46 @@ impl PairedRow {
         match &self.paired {
             Some(p) => p.verdict_text(),
             None => "not compared: not reached by every seed of both methods".into(),
+        }
+    }
+
+    /// The claim it belongs to: `A|B|axis`.
+    pub fn family(&self) -> String {
+        format!("{}|{}|{}", self.a, self.b, self.axis)
+    }
+
+    /// The raw p-value (NaN where not compared).
+    pub fn p_value(&self) -> f64 {
+        self.paired.as_ref().map_or(f64::NAN, Paired::p_value)
+    }
+
+    /// The verdict after Holm's adjustment within the family.
+    pub fn verdict_adjusted(&self) -> String {
+        adjusted_verdict(self.paired.as_ref(), self.p_holm)
+    }
+}
+
+/// "above" or "below" where the adjusted p-value is below the test level, else
+/// "inconclusive" (with its adjusted p); "not compared" without a comparison.
+pub fn adjusted_verdict(paired: Option<&Paired>, p_adj: f64) -> String {
+    match paired {
+        None => "not compared".into(),
+        Some(p) if p_adj < crate::stats::ALPHA => {
+            if p.mean > 0.0 { "above" } else { "below" }.into()
+        }
+        Some(_) if p_adj.is_finite() => format!("inconclusive (adjusted p {p_adj:.3})"),
+        Some(_) => "inconclusive".into(),
+    }
+}
+
+/// Holm's adjustment of each row's p-value within its family.
+fn adjust(rows: &mut [PairedRow]) {
+    let families = distinct(rows.iter().map(PairedRow::family));
+    for f in families {
+        let idx: Vec<usize> = (0..rows.len()).filter(|&i| rows[i].family() == f).collect();
+        let ps: Vec<f64> = idx.iter().map(|&i| rows[i].p_value()).collect();
+        for (&i, p) in idx.iter().zip(crate::stats::holm(&ps)) {
+            rows[i].p_holm = p;
         }
     }
 }
@@ -188,6 +238,7 @@ pub fn compare(
             metric,
             seeds: n,
             paired,
+            p_holm: f64::NAN,
         };
         // Gold at KL budgets (SFT has no frontier; methods without evaluations are skipped).
         if a != "sft" && b != "sft" && present.contains(a) && present.contains(b) {
@@ -216,6 +267,7 @@ pub fn compare(
             out.push(row("shifted_temperature", f64::from_bits(t), "winrate", paired));
         }
     }
+    adjust(&mut out);
     out
 }
 
@@ -244,7 +296,23 @@ pub struct PairedRecord {
     pub hi: f64,
     #[serde(with = "crate::log::float_text")]
     pub mdd80: f64,
+    /// The raw verdict (the 95% interval).
     pub verdict: String,
+    /// The claim: `A|B|axis`.
+    #[serde(default)]
+    pub family: String,
+    /// The paired t-test's p-value, and Holm's within the family.
+    #[serde(default = "nan", with = "crate::log::float_text")]
+    pub p: f64,
+    #[serde(default = "nan", with = "crate::log::float_text")]
+    pub p_holm: f64,
+    /// The verdict after Holm's adjustment: what a claim is judged on.
+    #[serde(default)]
+    pub verdict_adjusted: String,
+}
+
+fn nan() -> f64 {
+    f64::NAN
 }
 
 pub fn csv(rows: &[PairedRow]) -> String {
@@ -278,6 +346,10 @@ pub fn csv(rows: &[PairedRow]) -> String {
                 hi,
                 mdd80: mdd,
                 verdict: r.verdict(),
+                family: r.family(),
+                p: r.p_value(),
+                p_holm: r.p_holm,
+                verdict_adjusted: r.verdict_adjusted(),
             }
         })
         .collect();
@@ -296,7 +368,7 @@ pub fn axis_label(r: &PairedRow) -> String {
 
 /// The paired table in Markdown.
 pub fn markdown(rows: &[PairedRow]) -> String {
-    let mut s = String::from("## Paired comparisons (A - B per seed; mean ± 95% t-interval over seeds; detectable difference at 80% power)\n\n| A | B | at | metric | A - B | per seed | detectable | verdict |\n|---|---|---|---|---|---|---|---|\n");
+    let mut s = String::from("## Paired comparisons (A - B per seed; mean ± 95% t-interval over seeds; detectable difference at 80% power; p of the paired t-test, Holm-adjusted within each pair's axis, whose verdict a claim is judged on)\n\n| A | B | at | metric | A - B | per seed | detectable | verdict | p (Holm) | adjusted verdict |\n|---|---|---|---|---|---|---|---|---|---|\n");
     for r in rows {
         let (mean, per, mdd) = match &r.paired {
             Some(p) => (
@@ -310,14 +382,19 @@ pub fn markdown(rows: &[PairedRow]) -> String {
             ),
             None => ("-".into(), "-".into(), "-".into()),
         };
+        let p = match (r.p_value(), r.p_holm) {
+            (p, h) if p.is_finite() && h.is_finite() => format!("{p:.3} ({h:.3})"),
+            _ => "-".into(),
+        };
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {} | {mean} | {per} | {mdd} | {} |",
+            "| {} | {} | {} | {} | {mean} | {per} | {mdd} | {} | {p} | {} |",
             r.a,
             r.b,
             axis_label(r),
             r.metric,
-            r.verdict()
+            r.verdict(),
+            r.verdict_adjusted()
         );
     }
     s

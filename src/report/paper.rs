@@ -58,7 +58,16 @@ fn paired_line(r: &PairedRecord) -> String {
         .map(|d| format!("{d:+.3}"))
         .collect();
     let ci = if r.ci95.is_finite() { format!(" ± {:.3}", r.ci95) } else { String::new() };
-    format!("{a} - {b} = {mean:+.3}{ci} (per seed {}): {a} is {}", diffs.join(", "), r.verdict)
+    let adjusted = if r.verdict_adjusted.is_empty() || r.verdict_adjusted == r.verdict {
+        String::new()
+    } else {
+        format!("; after Holm's adjustment within the claim: {}", r.verdict_adjusted)
+    };
+    format!(
+        "{a} - {b} = {mean:+.3}{ci} (per seed {}): {a} is {}{adjusted}",
+        diffs.join(", "),
+        r.verdict
+    )
 }
 
 /// The rows of a `paired.csv` on one axis, for A against B.
@@ -621,7 +630,7 @@ fn claim_words(above: usize, below: usize, n: usize, claim: &str) -> String {
         (a, 0) if a == n => format!("this agrees with the paper's claim that {claim}"),
         (0, b) if b > 0 => format!("this contradicts the paper's claim that {claim}"),
         (_, b) if b > 0 => format!("this contradicts the paper's claim that {claim} where DPO is below, and agrees with it where DPO is above"),
-        _ => format!("the paper's claim that {claim} is not established here: the 95% interval does not exclude 0"),
+        _ => format!("the paper's claim that {claim} is not established here: the adjusted test does not exclude 0"),
     }
 }
 
@@ -633,10 +642,10 @@ fn claim_words(above: usize, below: usize, n: usize, claim: &str) -> String {
 /// DPO - PPO along `axis` (its values written `at` x): where above, below and inconclusive, and
 /// what that says of `claim`.
 fn axis_claim(rows: &[&PairedRecord], (axis, at): (&str, &str), claim: &str) -> String {
-    let list = |c: usize| {
+    let list = |c: usize, raw: bool| {
         let xs: Vec<String> = rows
             .iter()
-            .filter(|r| verdict_class(&r.verdict) == c)
+            .filter(|r| verdict_class(if raw { &r.verdict } else { &r.verdict_adjusted }) == c)
             .map(|r| format!("{at} {}", r.x))
             .collect();
         if xs.is_empty() {
@@ -645,17 +654,25 @@ fn axis_claim(rows: &[&PairedRecord], (axis, at): (&str, &str), claim: &str) -> 
             xs.join(", ")
         }
     };
-    let count = |c: usize| rows.iter().filter(|r| verdict_class(&r.verdict) == c).count();
+    let count = |c: usize| rows.iter().filter(|r| verdict_class(&r.verdict_adjusted) == c).count();
+    let raw = (list(0, true), list(1, true));
+    let unadjusted = if raw != (list(0, false), list(1, false)) {
+        format!(" (before the adjustment: above at {}; below at {})", raw.0, raw.1)
+    } else {
+        String::new()
+    };
     format!(
-        "- {}: DPO - PPO above at {}; below at {}; inconclusive at {}: {}.",
+        "- {}: DPO - PPO, Holm-adjusted over the {} {}, above at {}; below at {}; inconclusive at {}{unadjusted}: {}.",
         if axis == "kl_budget" {
             "Gold at the KL budgets"
         } else {
             "Win rate against the reference"
         },
-        list(0),
-        list(1),
-        list(2),
+        rows.len(),
+        if axis == "kl_budget" { "budgets" } else { "temperatures" },
+        list(0, false),
+        list(1, false),
+        list(2, false),
         claim_words(count(0), count(1), rows.len(), claim)
     )
 }
@@ -987,7 +1004,7 @@ pub fn write(results: &Path, out: &Path) -> Result<PathBuf> {
         })
         .collect();
     if !short.is_empty() {
-        let _ = writeln!(s, "## The answers in short\n\nAfter the fair protocol (equal tuning, calibrated grids, checkpoints chosen apart from the samples reported), the DPO paper's claims against PPO, each paired by seed and stated by its verdict: \"agrees\" or \"contradicts\" where the 95% interval excludes 0, \"not established\" where it does not.\n\n{}", short.join("\n"));
+        let _ = writeln!(s, "## The answers in short\n\nAfter the fair protocol (equal tuning, calibrated grids, checkpoints chosen apart from the samples reported), the DPO paper's claims against PPO, each paired by seed and stated by its verdict: \"agrees\" or \"contradicts\" where the test excludes 0 after Holm's adjustment within the claim (the budgets of one world are one claim, its temperatures another), \"not established\" where it does not; the unadjusted verdicts are given where they differ.\n\n{}", short.join("\n"));
     }
     let _ = writeln!(s, "## The worlds\n\n- **sentiment** (IMDb analogue): reviews from a bigram language tilted by a latent sentiment; the gold reward is the exact Bayes posterior p(positive | text); prompts are 2 to 8 word prefixes.\n- **summarize** (TL;DR analogue): documents hold 2 to 5 fact words among filler; each fact has a salience. The gold judge scores the salience of the document's facts a summary mentions minus penalties for length, repetition and facts not in the document. SFT learns from noisy near-optimal reference summaries; preference pairs come off-policy from a separate labeller with Bradley-Terry label noise. The metric is the win rate against the reference summary (ties count one half).\n- **tabular**: every response enumerable, so pi* proportional to pi_ref exp(r / beta), KL and TV are exact.\n");
 
@@ -1024,14 +1041,55 @@ pub fn write(results: &Path, out: &Path) -> Result<PathBuf> {
         s.push_str(&table);
         s.push('\n');
     }
+    s.push_str(&multiplicity_section(results));
     s.push_str(&cost_section(results));
-    let _ = writeln!(s, "## Methods and definitions\n\n- KL(pi || pi_ref): the sum over a sampled response's positions of the exact full-vocabulary KL between the two next-token distributions, at the sampling temperature; Best-of-N reports the analytic bound log N - (N-1)/N.\n- Optimal frontier, an inner bound: pi* proportional to pi_ref exp(r / beta) restricted to N samples of pi_SFT per prompt (the Best-of-N candidates of the prompt, `eval.optimal_samples`), by self-normalised importance sampling; the reweighted sample is a policy, so its point is attainable, but its KL cannot pass log N and pi* proper lies above it. A beta is kept only while every prompt's effective sample size is at least `eval.optimal_min_ess`.\n- Selection and report apart: the held-out prompts are split (`eval.selection_fraction`, half by default); per seed, a method's upper concave envelope (SFT's point included) is built on the selection half, and at a budget the two evaluations (or one) it interpolates and their mixture weight are taken to the test half, whose value is reported. A seed has a value at a budget only if it evaluated a point at or past it (selection-half KL).\n- Paired comparisons: per seed, A - B; mean with a 95% t-interval over seeds and the smallest difference a two-sided 5% test detects with 80% power, (t_0.975 + t_0.8) s / sqrt(n). \"above\" or \"below\" when the interval excludes 0, else \"inconclusive\" with that difference. Never from the overlap of unpaired intervals.\n- Win rate: P(gold(y) > gold(y_ref)) with ties one half; in the figure and its table, one seed: 95% Wilson interval over the samples; several seeds: 95% t-interval over seeds.\n- Every run's exact settings are in `results/<scenario>/scenario.resolved.toml`.");
+    let _ = writeln!(s, "## Methods and definitions\n\n- KL(pi || pi_ref): the sum over a sampled response's positions of the exact full-vocabulary KL between the two next-token distributions, at the sampling temperature; Best-of-N reports the analytic bound log N - (N-1)/N.\n- Optimal frontier, an inner bound: pi* proportional to pi_ref exp(r / beta) restricted to N samples of pi_SFT per prompt (the Best-of-N candidates of the prompt, `eval.optimal_samples`), by self-normalised importance sampling; the reweighted sample is a policy, so its point is attainable, but its KL cannot pass log N and pi* proper lies above it. A beta is kept only while every prompt's effective sample size is at least `eval.optimal_min_ess`.\n- Selection and report apart: the held-out prompts are split (`eval.selection_fraction`, half by default); per seed, a method's upper concave envelope (SFT's point included) is built on the selection half, and at a budget the two evaluations (or one) it interpolates and their mixture weight are taken to the test half, whose value is reported. A seed has a value at a budget only if it evaluated a point at or past it (selection-half KL).\n- Paired comparisons: per seed, A - B; mean with a 95% t-interval over seeds and the smallest difference a two-sided 5% test detects with 80% power, (t_0.975 + t_0.8) s / sqrt(n). \"above\" or \"below\" when the interval excludes 0, else \"inconclusive\" with that difference. Never from the overlap of unpaired intervals. Each also has the paired t-test's two-sided p-value and its Holm adjustment within its claim (one pair of methods on one axis of one folder: all its budgets, or all its temperatures), from which its adjusted verdict comes; claims are judged on adjusted verdicts only, and the Multiplicity section adjusts every test once more across the paper (Benjamini-Hochberg).\n- Win rate: P(gold(y) > gold(y_ref)) with ties one half; in the figure and its table, one seed: 95% Wilson interval over the samples; several seeds: 95% t-interval over seeds.\n- Every run's exact settings are in `results/<scenario>/scenario.resolved.toml`.");
     s.push_str(&provenance(results));
     let path = out.join("README.md");
     std::fs::create_dir_all(out)?;
     write_atomic(&path, s.as_bytes())?;
     write_atomic(&out.join("tables.tex"), super::latex::tables(&s, "paper").as_bytes())?;
     Ok(path)
+}
+
+/// Every paired test the paper reports (each folder's `paired.csv`), counted raw, after Holm
+/// within each claim, and after Benjamini and Hochberg across the paper.
+fn multiplicity_section(results: &Path) -> String {
+    let mut tests: Vec<(String, PairedRecord)> = Vec::new();
+    for d in summary_dirs(results) {
+        let name = d.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+        for r in read::<PairedRecord>(&d.join("paired.csv")).unwrap_or_default() {
+            if r.p.is_finite() {
+                tests.push((name.clone(), r));
+            }
+        }
+    }
+    if tests.is_empty() {
+        return String::new();
+    }
+    let ps: Vec<f64> = tests.iter().map(|t| t.1.p).collect();
+    let bh = crate::stats::benjamini_hochberg(&ps);
+    let alpha = crate::stats::ALPHA;
+    let raw = ps.iter().filter(|&&p| p < alpha).count();
+    let holm = tests.iter().filter(|t| t.1.p_holm < alpha).count();
+    let fdr = bh.iter().filter(|&&q| q < alpha).count();
+    let families = crate::stats::distinct(tests.iter().map(|t| (t.0.clone(), t.1.family.clone())));
+    let mut s = format!("## Multiplicity\n\nThe paper reports {} paired tests (every `paired.csv` row with at least two seeds, in {} claims: a pair of methods on one axis of one folder). At the 5% level, {raw} are significant unadjusted, {holm} after Holm's adjustment within their claim (what every verdict on a claim above rests on) and {fdr} after Benjamini and Hochberg's adjustment across the whole paper (false discovery rate 5%). Per folder:\n\n| folder | tests | claims | unadjusted | Holm within claim | BH across the paper |\n|---|---|---|---|---|---|\n", tests.len(), families.len());
+    for name in crate::stats::distinct(tests.iter().map(|t| t.0.clone())) {
+        let idx: Vec<usize> = (0..tests.len()).filter(|&i| tests[i].0 == name).collect();
+        let count = |f: &dyn Fn(usize) -> bool| idx.iter().filter(|&&i| f(i)).count();
+        let claims = crate::stats::distinct(idx.iter().map(|&i| tests[i].1.family.clone())).len();
+        let _ = writeln!(
+            s,
+            "| {name} | {} | {claims} | {} | {} | {} |",
+            idx.len(),
+            count(&|i| ps[i] < alpha),
+            count(&|i| tests[i].1.p_holm < alpha),
+            count(&|i| bh[i] < alpha)
+        );
+    }
+    s.push('\n');
+    s
 }
 
 /// A fair rerun: its title, results folder, the first wave's folder and its claims lines.
@@ -1080,13 +1138,13 @@ fn sentiment_section(results: &Path, s: &mut String) -> Result<()> {
                 for r in paired_rows(&p, "dpo", &b, "kl_budget") {
                     let _ = writeln!(s, "- KL {}: {}.", r.x, paired_line(r));
                     if b == "ppo" && r.mean_diff.is_finite() {
-                        let v = r.verdict.as_str();
+                        let v = r.verdict_adjusted.as_str();
                         count[verdict_class(v)] += 1;
                     }
                 }
             }
             let compared: usize = count.iter().sum();
-            let _ = writeln!(s, "\nAgainst PPO, of the {compared} budgets every seed of both reached, DPO is above at {}, below at {} and inconclusive at {}. {}\n", count[0], count[1], count[2], if count[0] == compared && compared > 0 { "This agrees with the paper's claim that DPO dominates PPO." } else { "The paper's claim that DPO dominates PPO is not reproduced in this world." });
+            let _ = writeln!(s, "\nAgainst PPO, of the {compared} budgets every seed of both reached, after Holm's adjustment over them, DPO is above at {}, below at {} and inconclusive at {}. {}\n", count[0], count[1], count[2], if count[0] == compared && compared > 0 { "This agrees with the paper's claim that DPO dominates PPO." } else { "The paper's claim that DPO dominates PPO is not reproduced in this world." });
         }
         if let Some(reach) = optimal_reach(&sent) {
             let first = budgets.first().copied().unwrap_or(f64::NAN);
@@ -1217,12 +1275,14 @@ fn summarize_verdicts(p: &[PairedRecord], s: &mut String) {
             let _ = writeln!(s, "- Temperature robustness, the change in win rate from the lowest temperature to T = {}: {}.", r.x, paired_line(r));
         }
     }
-    let against_ppo: Vec<&str> =
-        paired_rows(p, "dpo", "ppo", "temperature").iter().map(|r| r.verdict.as_str()).collect();
+    let against_ppo: Vec<&str> = paired_rows(p, "dpo", "ppo", "temperature")
+        .iter()
+        .map(|r| r.verdict_adjusted.as_str())
+        .collect();
     if !against_ppo.is_empty() {
         let above = against_ppo.iter().filter(|v| verdict_class(v) == 0).count();
         let below = against_ppo.iter().filter(|v| verdict_class(v) == 1).count();
-        let _ = writeln!(s, "- Against PPO over all {} temperatures: above at {above}, below at {below}, inconclusive at {}. {}", against_ppo.len(), against_ppo.len() - above - below, if above == against_ppo.len() { "This agrees with the paper's claim." } else if below > 0 { "The paper's claim is contradicted where DPO is below." } else { "The paper's claim that DPO wins is not established here: the seeds cannot tell the two apart at the differences stated." });
+        let _ = writeln!(s, "- Against PPO over all {} temperatures, Holm-adjusted over them: above at {above}, below at {below}, inconclusive at {}. {}", against_ppo.len(), against_ppo.len() - above - below, if above == against_ppo.len() { "This agrees with the paper's claim." } else if below > 0 { "The paper's claim is contradicted where DPO is below." } else { "The paper's claim that DPO wins is not established here: the seeds cannot tell the two apart at the differences stated." });
     }
     // Generalisation: the same policies on the shifted documents.
     let shifted = paired_rows(p, "dpo", "ppo", "shifted_temperature");
