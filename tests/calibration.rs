@@ -333,7 +333,8 @@ fn fake_calibration(
                     _ => 40.0,
                 };
                 let mut e = Metrics::default();
-                e.push(&m.name(), &m.setting(), seed, 40, "eval/kl", kl);
+                e.push(&m.name(), &m.setting(), seed, 40, "eval/kl_sel", kl);
+                e.push(&m.name(), &m.setting(), seed, 40, "eval/kl", 2.0 * kl);
                 let dir = folders::method_dir(&pilot.with_seed(seed), m, &opts);
                 std::fs::create_dir_all(&dir)?;
                 std::fs::write(dir.join("eval.csv"), e.to_csv())?;
@@ -534,7 +535,8 @@ fn a_top_up_is_proposed_only_for_a_miss_from_the_seeds_own_runs() {
     assert_eq!(top_up_value(f64::NAN, &[], &[(0.8, f64::NAN)], 4.0, 1.0), None);
 }
 
-/// The round of top-ups reads each seed's finished runs: PPO target 1 lands at 0.9 on seed 0
+/// The round of top-ups reads each seed's finished runs on the selection half of the held-out
+/// prompts only (their test half is three times as far): PPO target 1 lands at 0.9 on seed 0
 /// (in) and at 1.5 on seed 1 (out), so seed 1 alone gets target 0.667; a budget the pilot did
 /// not reach, and Best-of-N, get none. With that run listed in `[sweep] seed_runs`, seed 1 runs
 /// it and seed 0 does not, and once it lands within 25% the next round adds nothing.
@@ -578,8 +580,11 @@ fn a_seed_whose_calibrated_run_missed_gets_a_run_of_its_own() {
             .iter()
             .find(|m| m.name() == "ppo" && setting_value(&m.setting(), "target_kl") == Some(target))
             .unwrap();
+        // The selection half at `kl`; the test half, which calibration must not read, far off.
         let mut e = Metrics::default();
-        e.push("ppo", &m.setting(), seed, 60, "eval/kl", kl);
+        e.push("ppo", &m.setting(), seed, 60, "eval/kl_sel", kl);
+        e.push("ppo", &m.setting(), seed, 60, "eval/kl_test", 3.0 * kl);
+        e.push("ppo", &m.setting(), seed, 60, "eval/kl", 2.0 * kl);
         let dir = folders::method_dir(&s, m, &opts);
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("eval.csv"), e.to_csv()).unwrap();

@@ -374,3 +374,36 @@ fn p_values_and_their_adjustments_by_hand() {
     assert_eq!(change.p_holm, change.p_value());
     assert_eq!(change.family(), "dpo|ppo|winrate_change");
 }
+
+/// A folder is reported at the default budgets and its scenario's calibrated ones; greedy
+/// Best-of-N (SFT's greedy response) is not compared at T = 0, where it would repeat the
+/// comparison with SFT; PPO-GT is among dialogue's default comparisons.
+#[test]
+fn budgets_comparisons_and_no_duplicated_test() {
+    let d = std::env::temp_dir().join(format!("alignlab-budgets-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    std::fs::write(d.join("scenario.resolved.toml"), "[sweep]\nbudgets = [0.25, 2.5, 8.0]\n")
+        .unwrap();
+    assert_eq!(report::folder_budgets(&d), vec![0.25, 0.5, 1.0, 2.0, 2.5, 4.0, 8.0]);
+    let _ = std::fs::remove_dir_all(&d);
+    let mut e = two_methods("dpo", "best_of_n");
+    for r in e.rows.iter_mut().filter(|r| r.method == "best_of_n") {
+        r.setting = "n=4".into();
+    }
+    let pts = points(&e);
+    let rows = paired::compare(
+        &pts,
+        &e,
+        &[("dpo".into(), "best_of_n".into())],
+        &budget_table(&pts, &[1.0]),
+    );
+    let temps: Vec<f64> = rows.iter().filter(|r| r.axis == "temperature").map(|r| r.x).collect();
+    assert_eq!(temps, vec![1.0], "{rows:?}");
+    let sc = alignlab::scenario::Scenario::load(
+        std::path::Path::new("scenarios/paper-dialogue.toml"),
+        &[],
+    )
+    .unwrap();
+    let compare = &sc.resolved_toml;
+    assert!(compare.contains("[\"dpo\", \"ppo_gt\"]"), "{compare}");
+}

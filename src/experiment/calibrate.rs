@@ -342,7 +342,7 @@ fn landings(
                 let e = pilot_evals(&pilot.with_seed(seed), m, opts)?;
                 kls.push(last_kl(&e).with_context(|| {
                     format!(
-                        "the pilot run {} {} (seed {seed}) has no eval/kl",
+                        "the pilot run {} {} (seed {seed}) has no eval/kl_sel",
                         m.name(),
                         m.setting()
                     )
@@ -461,12 +461,13 @@ pub fn top_up_value(
     (v.is_finite() && v > 0.0 && !runs.iter().any(|r| r.0 == v)).then_some(v)
 }
 
-/// A run's final KL: its `eval/kl` at the last step evaluated.
+/// A run's final KL on the selection half of the held-out prompts (`eval/kl_sel` at the last
+/// step evaluated): calibration and top-ups never read the test half, which the report reads.
 fn last_kl(e: &Metrics) -> Option<f64> {
-    e.rows.iter().filter(|r| r.metric == "eval/kl").max_by_key(|r| r.step).map(|r| r.value)
+    e.rows.iter().filter(|r| r.metric == "eval/kl_sel").max_by_key(|r| r.step).map(|r| r.value)
 }
 
-/// The final KL of a finished run (None: not finished, or no `eval/kl`).
+/// The final KL of a finished run (None: not finished, or no `eval/kl_sel`).
 pub fn final_kl(sc: &Scenario, m: &methods::Method, opts: &RunOptions) -> Option<f64> {
     last_kl(&Metrics::read(&folders::method_dir(sc, m, opts).join("eval.csv")).ok()?)
 }

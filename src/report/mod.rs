@@ -49,8 +49,25 @@ use crate::log::csv_text;
 use crate::stats::Paired;
 use frontier::{mean_ci_t, same_sample_at_budget, selected_at_budget, SplitPoint};
 
-/// KL budgets (nats) of the frontier table.
+/// KL budgets (nats) of the frontier table, beside a scenario's own (`[sweep] budgets`).
 pub const BUDGETS: &[f64] = &[0.5, 1.0, 2.0, 4.0, 8.0];
+
+/// The budgets a folder is reported at: [`BUDGETS`] and the ones its scenario calibrated its
+/// grids to (`[sweep] budgets` of `scenario.resolved.toml`), in order.
+pub fn folder_budgets(dir: &Path) -> Vec<f64> {
+    let own: Vec<f64> = std::fs::read_to_string(dir.join("scenario.resolved.toml"))
+        .ok()
+        .and_then(|t| toml::from_str::<toml::Value>(&t).ok())
+        .and_then(|v| v.get("sweep")?.get("budgets")?.as_array().cloned())
+        .map(|a| {
+            a.iter().filter_map(|x| x.as_float().or(x.as_integer().map(|i| i as f64))).collect()
+        })
+        .unwrap_or_default();
+    let mut b: Vec<f64> = BUDGETS.iter().copied().chain(own).filter(|b| b.is_finite()).collect();
+    b.sort_by(f64::total_cmp);
+    b.dedup();
+    b
+}
 
 /// One evaluation: a policy at a step of a run.
 #[derive(Clone, Debug)]
@@ -483,7 +500,7 @@ pub fn report(dir: &Path) -> Result<PathBuf> {
     if pts.is_empty() {
         bail!("{} has no evaluations; fix: rerun the scenario", eval_path.display());
     }
-    let budget_rows = budget_table(&pts, BUDGETS);
+    let budget_rows = budget_table(&pts, &folder_budgets(dir));
     write_atomic(&dir.join("frontier.csv"), frontier_csv(&budget_rows).as_bytes())?;
     let pairs = paired::pairs(dir, &pts)?;
     let paired_rows = paired::compare(&pts, &evals, &pairs, &budget_rows);

@@ -247,8 +247,11 @@ pub fn compare(
                 out.push(row("kl_budget", x, "gold", paired));
             }
         }
-        // Win rates by temperature.
-        let temps = common_temperatures(&w, a, b);
+        // Win rates by temperature. Greedy Best-of-N is pi_SFT's greedy response N times over:
+        // at T = 0 it would repeat the comparison with SFT, so it is left out there.
+        let bon = a == "best_of_n" || b == "best_of_n";
+        let mut temps = common_temperatures(&w, a, b);
+        temps.retain(|&t| !(bon && f64::from_bits(t) == 0.0));
         let at = |m: &str, s: u64, t: u64| w.get(&(m.to_string(), s, t)).copied();
         for &t in &temps {
             let paired = diffs(&|s| Some(at(a, s, t)? - at(b, s, t)?));

@@ -593,7 +593,7 @@ impl WorldSpec for DatasetConfig {
             fluency: false,
             spurious: false,
             gold_reads_padding: false,
-            comparisons: &[["dpo", "ppo"], ["dpo", "sft"]],
+            comparisons: &[["dpo", "ppo"], ["dpo", "ppo_gt"], ["dpo", "sft"]],
         }
     }
     fn suppressed(&self) -> Vec<i64> {

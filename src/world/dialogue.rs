@@ -626,6 +626,7 @@ impl WorldSpec for DialogueConfig {
             gold_reads_padding: true,
             comparisons: &[
                 ["dpo", "ppo"],
+                ["dpo", "ppo_gt"],
                 ["dpo", "best_of_n"],
                 ["dpo", "preferred_ft"],
                 ["dpo", "sft"],

@@ -657,7 +657,7 @@ impl WorldSpec for SummarizeConfig {
             fluency: false,
             spurious: false,
             gold_reads_padding: false,
-            comparisons: &[["dpo", "ppo"], ["dpo", "sft"]],
+            comparisons: &[["dpo", "ppo"], ["dpo", "ppo_gt"], ["dpo", "sft"]],
         }
     }
     fn build(&self, seed: u64) -> Box<dyn TextWorld> {

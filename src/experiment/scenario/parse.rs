@@ -125,7 +125,8 @@ pub struct SeedRun {
 pub struct ReportConfig {
     /// Pairs of methods compared paired by seed, A against B: at each KL budget (gold reward)
     /// and each evaluation temperature (win rate). Default: DPO against PPO, PPO-GT and
-    /// Best-of-N; in the summarize world, DPO against PPO and SFT (those the scenario runs).
+    /// Best-of-N; in the summarize and dataset worlds, DPO against PPO, PPO-GT and SFT; in
+    /// dialogue, against PPO, PPO-GT, Best-of-N, Preferred-FT and SFT (those the scenario runs).
     pub compare: Vec<[String; 2]>,
 }
 
