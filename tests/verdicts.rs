@@ -407,3 +407,34 @@ fn budgets_comparisons_and_no_duplicated_test() {
     let compare = &sc.resolved_toml;
     assert!(compare.contains("[\"dpo\", \"ppo_gt\"]"), "{compare}");
 }
+
+/// Where each seed's fitted gain turns over, by hand (the RL form d(a - b log d) peaks at
+/// d* = exp(a / b - 1)), and the pooled b's seed-bootstrap interval: reproducible, and inside
+/// the seeds' own b for noise-free seeds of one a.
+#[test]
+fn the_turnover_and_the_bootstrap_interval_of_b() {
+    let mut e = Metrics::default();
+    for (seed, b) in [(0, 0.30), (1, 0.25), (2, 0.35)] {
+        gao_seed(&mut e, seed, 0.4, b);
+    }
+    let pts = points(&e);
+    let fits = report::overopt::fits(&pts);
+    for (seed, b) in [(0u64, 0.30f64), (1, 0.25), (2, 0.35)] {
+        let f = fits
+            .iter()
+            .find(|f| f.method == "ppo" && f.reward == "gold" && f.seed == Some(seed))
+            .unwrap();
+        let want = ((0.4 / b - 1.0) * 2.0).exp();
+        let got = report::overopt::turnover_kl(f).unwrap();
+        assert!((got - want).abs() < 1e-6 * want, "seed {seed}: {got} against {want}");
+    }
+    let (lo, hi) = report::overopt::b_bootstrap(&pts, "ppo", "gold", 500).unwrap();
+    assert!(lo >= 0.25 - 1e-6 && hi <= 0.35 + 1e-6 && lo < hi, "{lo} {hi}");
+    assert_eq!(report::overopt::b_bootstrap(&pts, "ppo", "gold", 500), Some((lo, hi)));
+    // A seed whose gain keeps rising (b < 0) has no turn-over.
+    let mut e = Metrics::default();
+    gao_seed(&mut e, 0, 0.4, -0.1);
+    let fits = report::overopt::fits(&points(&e));
+    let f = fits.iter().find(|f| f.reward == "gold" && f.seed == Some(0)).unwrap();
+    assert_eq!(report::overopt::turnover_kl(f), None);
+}

@@ -124,6 +124,57 @@ pub fn b_over_seeds(fits: &[Fit], method: &str, reward: &str) -> Option<Paired> 
     (!bs.is_empty()).then(|| Paired::new(&bs))
 }
 
+/// The KL where a fit's gain turns over (its maximum in d = sqrt(KL)), where b > 0: Best-of-N's
+/// d(a - b d) peaks at d* = a / (2b), the RL form d(a - b log d) at d* = exp(a / b - 1); KL* =
+/// d*^2. None where b <= 0 (the fitted gain never turns over).
+pub fn turnover_kl(f: &Fit) -> Option<f64> {
+    if f.b <= 0.0 || !f.b.is_finite() {
+        return None;
+    }
+    let d = match f.form {
+        FitForm::BestOfN => f.a / (2.0 * f.b),
+        FitForm::Rl => (f.a / f.b - 1.0).exp(),
+    };
+    (d > 0.0).then_some(d * d)
+}
+
+/// A 95% percentile interval of the pooled fit's b over `n` bootstrap resamples of the seeds
+/// (seeds drawn with replacement, each bringing all its evaluations; a fixed generator, so the
+/// interval is reproducible), where at least half the resamples can be fitted.
+pub fn b_bootstrap(points: &[Point], method: &str, reward: &str, n: usize) -> Option<(f64, f64)> {
+    let form = FITTED.iter().find(|f| f.0 == method)?.1;
+    let get = |p: &Point| if reward == "gold" { p.gold } else { p.proxy };
+    let seeds = super::distinct(points.iter().filter(|p| p.method == method).map(|p| p.seed));
+    let per_seed: Vec<Vec<(f64, f64)>> = seeds
+        .iter()
+        .map(|&sd| {
+            points
+                .iter()
+                .filter(|p| p.method == method && p.seed == sd)
+                .filter_map(|p| sft_point(points, sd).map(|s| (p.kl, get(p) - get(s))))
+                .collect()
+        })
+        .collect();
+    if per_seed.len() < 2 {
+        return None;
+    }
+    let mut rng = crate::draw::Rng::new(crate::draw::derive_seed(0, "report/b_bootstrap"));
+    let mut bs: Vec<f64> = (0..n)
+        .filter_map(|_| {
+            let pts: Vec<(f64, f64)> = (0..per_seed.len())
+                .flat_map(|_| per_seed[rng.below(per_seed.len())].iter().copied())
+                .collect();
+            fit_gao(&pts, form).map(|f| f.1)
+        })
+        .collect();
+    if bs.len() * 2 < n {
+        return None;
+    }
+    bs.sort_by(f64::total_cmp);
+    let q = |p: f64| bs[((p * (bs.len() - 1) as f64).round() as usize).min(bs.len() - 1)];
+    Some((q(0.025), q(0.975)))
+}
+
 /// One seed's peak and decline of a method's gold: (KL at the peak, test gold at the peak, KL
 /// at the last point, test gold there). The peak is chosen on the selection half.
 pub fn peak_and_decline(points: &[Point], method: &str, seed: u64) -> Option<(f64, f64, f64, f64)> {
@@ -181,17 +232,57 @@ pub fn markdown(points: &[Point], fits: &[Fit]) -> String {
     if rows.is_empty() {
         return s;
     }
-    let _ = writeln!(s, "\n## Overoptimisation: Gao et al.'s b per seed (b > 0: gain turns over with KL; mean ± 95% t-interval over seeds)\n");
-    let _ = writeln!(s, "| method | reward | b | per seed | verdict |\n|---|---|---|---|---|");
+    let _ = writeln!(s, "\n## Overoptimisation: Gao et al.'s b per seed (b > 0: the fitted gain turns over with KL; mean ± 95% t-interval over seeds; the pooled fit's b with a 95% bootstrap interval over seeds; where each seed's fit turns over, KL*, against the largest KL it evaluated)\n");
+    let _ = writeln!(s, "| method | reward | b | per seed | pooled b (bootstrap 95%) | KL* per seed | turn-over inside the evaluated KL | verdict |\n|---|---|---|---|---|---|---|---|");
     for (m, r, p) in &rows {
         let per: Vec<String> = p.diffs.iter().map(|b| format!("{b:.3}")).collect();
+        let pooled = fits.iter().find(|f| f.method == *m && f.reward == *r && f.seed.is_none());
+        let boot = match (pooled, b_bootstrap(points, m, r, 2000)) {
+            (Some(f), Some((lo, hi))) => format!("{:.4} ({lo:.4} to {hi:.4})", f.b),
+            (Some(f), None) => format!("{:.4}", f.b),
+            _ => "-".into(),
+        };
+        let seed_fits: Vec<&Fit> =
+            fits.iter().filter(|f| f.method == *m && f.reward == *r && f.seed.is_some()).collect();
+        let largest = |sd: u64| {
+            points
+                .iter()
+                .filter(|q| q.method == *m && q.seed == sd)
+                .map(|q| q.kl)
+                .fold(f64::NEG_INFINITY, f64::max)
+        };
+        let stars: Vec<String> = seed_fits
+            .iter()
+            .map(|f| {
+                turnover_kl(f).map_or("none".into(), |k| {
+                    if k < 1e4 {
+                        format!("{k:.2}")
+                    } else {
+                        format!("{k:.1e}")
+                    }
+                })
+            })
+            .collect();
+        let inside = seed_fits
+            .iter()
+            .filter(|f| turnover_kl(f).is_some_and(|k| k <= largest(f.seed.unwrap())))
+            .count();
+        // For the proxy a turn-over is the fit's curvature, not overoptimisation (which is gold
+        // falling while the proxy rises).
+        let words = if *r == "gold" {
+            ("b > 0 (overoptimised)", "b < 0 (no turn-over)")
+        } else {
+            ("b > 0 (the proxy's gain curves down)", "b < 0 (the proxy's gain curves up)")
+        };
         let _ = writeln!(
             s,
-            "| {m} | {r} | {:.4} ± {:.4} | {} | {} |",
+            "| {m} | {r} | {:.4} ± {:.4} | {} | {boot} | {} | {inside} of {} | {} |",
             p.mean,
             p.ci95,
             per.join(", "),
-            p.verdict_words("b > 0 (overoptimised)", "b < 0 (no turn-over)")
+            stars.join(", "),
+            seed_fits.len(),
+            p.verdict_words(words.0, words.1)
         );
     }
     let mut seeds: Vec<u64> = points.iter().map(|p| p.seed).collect();

@@ -748,10 +748,18 @@ fn b_line(fits: &[FitRecord], method: &str, reward: &str) -> Option<String> {
         return None;
     }
     let p = crate::stats::Paired::new(&bs);
-    let v = p.verdict_words(
-        "the interval excludes 0: b > 0, overoptimised",
-        "the interval excludes 0: b < 0, no turn-over",
-    );
+    // The proxy's b is the curvature of its gain, not overoptimisation.
+    let v = if reward == "gold" {
+        p.verdict_words(
+            "the interval excludes 0: b > 0, overoptimised",
+            "the interval excludes 0: b < 0, no turn-over",
+        )
+    } else {
+        p.verdict_words(
+            "the interval excludes 0: b > 0, the proxy's gain curves down",
+            "the interval excludes 0: b < 0, the proxy's gain curves up",
+        )
+    };
     Some(format!(
         "b = {} ± {} over {} seeds ({}; per seed {})",
         f3(p.mean),
