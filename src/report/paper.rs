@@ -1049,6 +1049,7 @@ pub fn write(results: &Path, out: &Path) -> Result<PathBuf> {
         s.push_str(&table);
         s.push('\n');
     }
+    s.push_str(&precision_section(results));
     s.push_str(&multiplicity_section(results));
     s.push_str(&cost_section(results));
     let _ = writeln!(s, "## Methods and definitions\n\n- KL(pi || pi_ref): the sum over a sampled response's positions of the exact full-vocabulary KL between the two next-token distributions, at the sampling temperature; Best-of-N reports the analytic bound log N - (N-1)/N.\n- Optimal frontier, an inner bound: pi* proportional to pi_ref exp(r / beta) restricted to N samples of pi_SFT per prompt (the Best-of-N candidates of the prompt, `eval.optimal_samples`), by self-normalised importance sampling; the reweighted sample is a policy, so its point is attainable, but its KL cannot pass log N and pi* proper lies above it. A beta is kept only while every prompt's effective sample size is at least `eval.optimal_min_ess`.\n- Selection and report apart: the held-out prompts are split (`eval.selection_fraction`, half by default); per seed, a method's upper concave envelope (SFT's point included) is built on the selection half, and at a budget the two evaluations (or one) it interpolates and their mixture weight are taken to the test half, whose value is reported. A seed has a value at a budget only if it evaluated a point at or past it (selection-half KL).\n- Paired comparisons: per seed, A - B; mean with a 95% t-interval over seeds and the smallest difference a two-sided 5% test detects with 80% power, (t_0.975 + t_0.8) s / sqrt(n). \"above\" or \"below\" when the interval excludes 0, else \"inconclusive\" with that difference. Never from the overlap of unpaired intervals. Each also has the paired t-test's two-sided p-value and its Holm adjustment within its claim (one pair of methods on one axis of one folder: all its budgets, or all its temperatures), from which its adjusted verdict comes; claims are judged on adjusted verdicts only, and the Multiplicity section adjusts every test once more across the paper (Benjamini-Hochberg).\n- Win rate: P(gold(y) > gold(y_ref)) with ties one half; in the figure and its table, one seed: 95% Wilson interval over the samples; several seeds: 95% t-interval over seeds.\n- Every run's exact settings are in `results/<scenario>/scenario.resolved.toml`.");
@@ -1060,11 +1061,39 @@ pub fn write(results: &Path, out: &Path) -> Result<PathBuf> {
     Ok(path)
 }
 
+/// The precision study: each bf16 rerun against its fp32 folder (`equivalence.csv`, written
+/// by `alignlab equivalence`), counted by verdict, with the rule that decides the default.
+fn precision_section(results: &Path) -> String {
+    use super::equivalence::EquivalenceRecord;
+    let (mut rows, mut all_equivalent) = (Vec::new(), true);
+    for d in summary_dirs(results) {
+        let Some(recs) = read::<EquivalenceRecord>(&d.join("equivalence.csv")) else { continue };
+        let tested: Vec<&EquivalenceRecord> = recs.iter().filter(|r| r.axis != "drift").collect();
+        let count = |v: &str| tested.iter().filter(|r| r.verdict == v).count();
+        all_equivalent &= count("equivalent") == tested.len();
+        let largest = tested.iter().map(|r| r.mean_diff.abs()).fold(0.0f64, f64::max);
+        let name = d.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+        rows.push(format!(
+            "| [{name}](../results/{name}/equivalence.md) | {} | {} | {} | {} | {largest:.4} |",
+            tested.len(),
+            count("equivalent"),
+            count("inconclusive"),
+            count("different")
+        ));
+    }
+    if rows.is_empty() {
+        return String::new();
+    }
+    format!("## Precision: bf16 against fp32\n\nExperiments of the paper rerun with `--precision bf16` (the matrix products in bf16, master weights, optimiser state, softmax, log-probabilities, losses and the exact KL in fp32), against the fp32 folders, paired by seed: the gold at each KL budget (margin 0.02) and the win rate at each temperature (margin 0.03), each by two one-sided tests at 5%; each folder's `equivalence.md` has every row and the drifts of exact KL, implicit accuracy and the reward model's validation accuracy. bf16 becomes the default only if every verdict says equivalent: {}\n\n| bf16 folder | tests | equivalent | inconclusive | different | largest mean difference |\n|---|---|---|---|---|---|\n{}\n\n", if all_equivalent { "every one does, so bf16 qualifies as the default where the hardware has bf16 units." } else { "not every one does (an inconclusive verdict is one whose interval the seeds cannot bound inside the margin), so fp32 stays the default." }, rows.join("\n"))
+}
+
 /// Every paired test the paper reports (each folder's `paired.csv`), counted raw, after Holm
 /// within each claim, and after Benjamini and Hochberg across the paper.
 fn multiplicity_section(results: &Path) -> String {
     let mut tests: Vec<(String, PairedRecord)> = Vec::new();
-    for d in summary_dirs(results) {
+    // A folder compared with another for precision (`equivalence.csv`) repeats that one's
+    // claims: it is not another test of them.
+    for d in summary_dirs(results).into_iter().filter(|d| !d.join("equivalence.csv").exists()) {
         let name = d.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
         for r in read::<PairedRecord>(&d.join("paired.csv")).unwrap_or_default() {
             if r.p.is_finite() {
@@ -1082,7 +1111,7 @@ fn multiplicity_section(results: &Path) -> String {
     let holm = tests.iter().filter(|t| t.1.p_holm < alpha).count();
     let fdr = bh.iter().filter(|&&q| q < alpha).count();
     let families = crate::stats::distinct(tests.iter().map(|t| (t.0.clone(), t.1.family.clone())));
-    let mut s = format!("## Multiplicity\n\nThe paper reports {} paired tests (every `paired.csv` row with at least two seeds, in {} claims: a pair of methods on one axis of one folder). At the 5% level, {raw} are significant unadjusted, {holm} after Holm's adjustment within their claim (what every verdict on a claim above rests on) and {fdr} after Benjamini and Hochberg's adjustment across the whole paper (false discovery rate 5%). Per folder:\n\n| folder | tests | claims | unadjusted | Holm within claim | BH across the paper |\n|---|---|---|---|---|---|\n", tests.len(), families.len());
+    let mut s = format!("## Multiplicity\n\nThe paper reports {} paired tests (every `paired.csv` row with at least two seeds, in {} claims: a pair of methods on one axis of one folder; the bf16 reruns of the precision study left out, as repeats). At the 5% level, {raw} are significant unadjusted, {holm} after Holm's adjustment within their claim (what every verdict on a claim above rests on) and {fdr} after Benjamini and Hochberg's adjustment across the whole paper (false discovery rate 5%). Per folder:\n\n| folder | tests | claims | unadjusted | Holm within claim | BH across the paper |\n|---|---|---|---|---|---|\n", tests.len(), families.len());
     for name in crate::stats::distinct(tests.iter().map(|t| t.0.clone())) {
         let idx: Vec<usize> = (0..tests.len()).filter(|&i| tests[i].0 == name).collect();
         let count = |f: &dyn Fn(usize) -> bool| idx.iter().filter(|&&i| f(i)).count();
