@@ -264,7 +264,11 @@ fn losses() -> String {
         // The variant's fields: on this line, or on the lines up to its closing brace.
         let mut fields_text = rest.to_string();
         while !fields_text.contains('}') {
-            fields_text += lines.next().unwrap_or("}");
+            // A field's attributes (`#[serde(...)]`, whose commas are not fields) are skipped.
+            let next = lines.next().unwrap_or("}");
+            if !next.starts_with("#[") {
+                fields_text += next;
+            }
         }
         let params: Vec<String> = fields_text
             .split(',')

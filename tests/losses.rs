@@ -37,6 +37,7 @@ fn run(loss: PrefLoss, pairs: &[[f64; 6]], pc: &Tensor, pr: &Tensor) -> LossOut 
             reference_rejected: &rr,
             chosen_tokens: &lw,
             rejected_tokens: &ll,
+            chosen_prompt: None,
         },
     )
 }
@@ -96,7 +97,7 @@ fn zoo() -> Vec<(PrefLoss, ByHand)> {
             }),
         ),
         (
-            PrefLoss::Orpo { lambda: 0.2 },
+            PrefLoss::Orpo { lambda: 0.2, nll: Default::default() },
             Box::new(|p, _| {
                 let (mw, ml) = (p[0] / p[4], p[1] / p[5]);
                 let odds = |m: f64| m - (1.0 - m.exp()).ln();
@@ -295,7 +296,13 @@ fn tabular_reference_free_losses_go_where_the_labels_point() {
     let det = w.sample_pair_counts(&ref_probs, 200_000, Labels::Deterministic, 3);
     let simpo =
         w.fit_preference(&reference, &det, PrefLoss::Simpo { beta: 2.0, gamma: 0.5 }, 2000, 0.05);
-    let orpo = w.fit_preference(&reference, &det, PrefLoss::Orpo { lambda: 1.0 }, 2000, 0.05);
+    let orpo = w.fit_preference(
+        &reference,
+        &det,
+        PrefLoss::Orpo { lambda: 1.0, nll: Default::default() },
+        2000,
+        0.05,
+    );
     for x in 0..ref_probs.len() {
         let order: Vec<usize> = {
             let mut o: Vec<usize> = (0..ref_probs[x].len()).collect();

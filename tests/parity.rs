@@ -179,6 +179,7 @@ fn pref(
             reference_rejected: rr,
             chosen_tokens: &tokens,
             rejected_tokens: &tokens,
+            chosen_prompt: None,
         },
     )
 }

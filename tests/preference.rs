@@ -31,6 +31,7 @@ fn pref(
             reference_rejected: rr,
             chosen_tokens: &tokens,
             rejected_tokens: &tokens,
+            chosen_prompt: None,
         },
     )
 }
@@ -97,6 +98,7 @@ fn dpo_family_losses_match_hand_computed_values() {
             reference_rejected: &pc2,
             chosen_tokens: &tokens,
             rejected_tokens: &tokens,
+            chosen_prompt: None,
         },
     );
     assert!(close(ft.batch_loss().double_value(&[]), 1.5, 1e-6));
@@ -477,6 +479,48 @@ fn packed_pair_logps_equal_separate_passes() {
     for (a, b) in g_packed.iter().zip(&g_sep) {
         assert!(diff(a, b) < 1e-5, "gradients differ by {}", diff(a, b));
     }
+    // With the prompt (TRL's ORPO NLL): the same responses, and each prompt's own log-prob
+    // after `<bos>`, as a separate pass scores the prompt as a response to `<bos>` alone.
+    let (qc, qr, (ps, pn)) = alignlab::algo::common::pair_logps_with_prompt(&gpt, &batch);
+    assert!(diff(&qc, &pc) < 1e-5 && diff(&qr, &pr) < 1e-5);
+    let (bos, bos_valid) = left_pad(&[vec![], vec![], vec![]], Device::Cpu);
+    let as_response = Tensor::from_slice(&[1i64, 5, 6, 7, 1, 8, 0, 0, 1, 9, 10, 0]).view([3, 4]);
+    let as_mask = as_response.ne(0).to_kind(Kind::Float);
+    let sp = response_logps(&gpt, &bos, &bos_valid, &as_response, &as_mask);
+    assert!(diff(&ps, &sp) < 1e-5, "prompt {ps:?} vs separate {sp:?}");
+    assert_eq!(Vec::<f64>::try_from(pn).unwrap(), vec![4.0, 2.0, 3.0]);
+}
+
+/// ORPO's NLL conventions on one batch by hand: chosen sums -2 and -3 over 2 and 3 tokens,
+/// prompts -1 and -4 over 1 and 2: alignlab's per-pair token mean is 1 on average; TRL's one
+/// token mean over prompts and responses is 10 / 8; the odds-ratio term is the same in both.
+#[test]
+fn orpo_nll_conventions_by_hand() {
+    use alignlab::algo::dpo::OrpoNll;
+    let (pc, pr) = (t(&[-2.0, -3.0]), t(&[-4.0, -6.0]));
+    let (ntok, psum, pcount) = (t(&[2.0, 3.0]), t(&[-1.0, -4.0]), t(&[1.0, 2.0]));
+    let loss = |nll: OrpoNll| {
+        preference_loss(
+            PrefLoss::Orpo { lambda: 0.5, nll },
+            &PairLogps {
+                policy_chosen: &pc,
+                policy_rejected: &pr,
+                reference_chosen: &pc,
+                reference_rejected: &pr,
+                chosen_tokens: &ntok,
+                rejected_tokens: &ntok,
+                chosen_prompt: Some((&psum, &pcount)),
+            },
+        )
+        .batch_loss()
+        .double_value(&[])
+    };
+    let (ours, trl) = (loss(OrpoNll::Response), loss(OrpoNll::Sequence));
+    assert!(close(trl - ours, 1.25 - 1.0, 1e-6), "{trl} - {ours}");
+    // The setting is named only when it is not the default.
+    let l = PrefLoss::Orpo { lambda: 0.5, nll: OrpoNll::Sequence };
+    assert_eq!(l.setting(), "lambda=0.5;nll=sequence");
+    assert_eq!(PrefLoss::Orpo { lambda: 0.5, nll: OrpoNll::Response }.setting(), "lambda=0.5");
 }
 
 /// At step 0 the policy is the reference: every held-out pair's log-ratios tie, and a tie counts

@@ -187,6 +187,13 @@ fn method_tables_expand_and_are_checked() {
     assert_eq!(load(&sc.resolved_toml, &[]).unwrap().methods, sc.methods);
     expect_err(&format!("{GOOD}\n[dpo]\nlr = 1e-4\n"), &[], &["dpo", "missing field `beta`"]);
     expect_err(&format!("{GOOD}\n[dpo]\nbeta = []\n"), &[], &["dpo.beta", "empty list"]);
+    expect_err(
+        &format!("{GOOD}\n[orpo]\nlambda = [0.1]\nnll = \"tokens\"\n"),
+        &[],
+        &["orpo.nll", "unknown variant `tokens`", "`response` or `sequence`"],
+    );
+    let orpo = load(&format!("{GOOD}\n[orpo]\nlambda = [0.1]\nnll = \"sequence\"\n"), &[]).unwrap();
+    assert_eq!(orpo.methods[0].setting(), "lambda=0.1;nll=sequence");
     expect_err(&format!("{GOOD}\n[ipo]\nbeta = [0.1, -1]\n"), &[], &["ipo.beta", "[1e-4, 1e4]"]);
     expect_err(
         &format!("{GOOD}\n[cdpo]\nbeta = [0.1]\nlabel_smoothing = 0.7\n"),

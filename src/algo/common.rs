@@ -77,6 +77,26 @@ pub fn response_logps(
 /// the prompt, so each response sees exactly what it sees after its prompt alone
 /// (`response_logps`), while the prompt is computed once instead of twice.
 pub fn pair_logps(model: &crate::model::Gpt, batch: &crate::data::PairBatch) -> (Tensor, Tensor) {
+    let (chosen, rejected, _) = pair_logps_rows(model, batch, false);
+    (chosen, rejected)
+}
+
+/// [`pair_logps`] and, from the same forward pass, the prompt's own log-probability under the
+/// model: (its sum over the real prompt tokens after `<bos>`, their count), `[B]` each (TRL's
+/// ORPO takes its NLL over the prompt and the chosen response).
+pub fn pair_logps_with_prompt(
+    model: &crate::model::Gpt,
+    batch: &crate::data::PairBatch,
+) -> (Tensor, Tensor, (Tensor, Tensor)) {
+    let (chosen, rejected, prompt) = pair_logps_rows(model, batch, true);
+    (chosen, rejected, prompt.expect("asked for the prompt"))
+}
+
+fn pair_logps_rows(
+    model: &crate::model::Gpt,
+    batch: &crate::data::PairBatch,
+    with_prompt: bool,
+) -> (Tensor, Tensor, Option<(Tensor, Tensor)>) {
     let crate::data::PairBatch {
         prompt,
         prompt_valid,
@@ -122,14 +142,27 @@ pub fn pair_logps(model: &crate::model::Gpt, batch: &crate::data::PairBatch) -> 
         0,
     )
     .to_device(device);
-    let rows = rows.unsqueeze(0).expand([b, nc + nr], false);
-    let hidden = model.forward_masked(&tokens, &pos, &allowed, crate::model::Rows::Index(&rows)); // [B, Nc+Nr, C]
-    let lp = token_logprobs(&model.logits(&hidden), &Tensor::cat(&[chosen, rejected], 1))
-        * Tensor::cat(&[chosen_mask, rejected_mask], 1);
-    (
-        lp.narrow(1, 0, nc).sum_dim_intlist(-1, false, Kind::Float),
-        lp.narrow(1, nc, nr).sum_dim_intlist(-1, false, Kind::Float),
-    )
+    // With the prompt: rows 0..P-2 predict prompt tokens 1..P-1, counted where both are real
+    // (left padding: the first real token, `<bos>`, is predicted by nothing).
+    let (rows, targets, weights) = if with_prompt {
+        let prompt_rows = Tensor::arange(p - 1, (Kind::Int64, device));
+        let both = prompt_valid.narrow(1, 0, p - 1).logical_and(&prompt_valid.narrow(1, 1, p - 1));
+        (
+            Tensor::cat(&[prompt_rows, rows], 0),
+            Tensor::cat(&[&prompt.narrow(1, 1, p - 1), chosen, rejected], 1),
+            Tensor::cat(&[&both.to_kind(Kind::Float), chosen_mask, rejected_mask], 1),
+        )
+    } else {
+        (rows, Tensor::cat(&[chosen, rejected], 1), Tensor::cat(&[chosen_mask, rejected_mask], 1))
+    };
+    let np = if with_prompt { p - 1 } else { 0 };
+    let rows = rows.unsqueeze(0).expand([b, np + nc + nr], false);
+    let hidden = model.forward_masked(&tokens, &pos, &allowed, crate::model::Rows::Index(&rows)); // [B, Np+Nc+Nr, C]
+    let lp = token_logprobs(&model.logits(&hidden), &targets) * &weights;
+    let sum = |from: i64, n: i64| lp.narrow(1, from, n).sum_dim_intlist(-1, false, Kind::Float);
+    let prompt_part = with_prompt
+        .then(|| (sum(0, np), weights.narrow(1, 0, np).sum_dim_intlist(-1, false, Kind::Float)));
+    (sum(np, nc), sum(np + nc, nr), prompt_part)
 }
 
 /// `[B, P + N]` tokens and validity of a left-padded prompt followed by a right-padded

@@ -157,8 +157,14 @@ pub enum PrefLoss {
     },
     /// ORPO, NLL(y_w) + lambda l(log odds(y_w) - log odds(y_l)) with odds(y) = p / (1 - p) and p
     /// the per-token mean probability exp(log pi(y) / |y|); no reference (Hong et al. 2024;
-    /// TRL's ORPO, whose `beta` is lambda). The NLL is each chosen response's token mean.
-    Orpo { lambda: f64 },
+    /// TRL's ORPO, whose `beta` is lambda). Where the NLL is taken is `nll`: by default each
+    /// chosen response's token mean, averaged over pairs (alignlab's); `"sequence"` is TRL's
+    /// ORPOTrainer, one token mean over the batch's chosen sequences, prompt tokens included.
+    Orpo {
+        lambda: f64,
+        #[serde(default, skip_serializing_if = "OrpoNll::is_default")]
+        nll: OrpoNll,
+    },
     /// EXO, sigmoid(D) (log sigmoid(D) - log(1 - eps)) + sigmoid(-D) (log sigmoid(-D) - log eps)
     /// (Ji et al. 2024; TRL `exo_pair`, eps = `label_smoothing`, 1e-3 there by default).
     ExoPair { beta: f64, label_smoothing: f64 },
@@ -168,6 +174,24 @@ pub enum PrefLoss {
 
 fn one() -> f64 {
     1.0
+}
+
+/// Where ORPO's NLL term is taken.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OrpoNll {
+    /// Each chosen response's token mean, averaged over the pairs (alignlab's default).
+    #[default]
+    Response,
+    /// One token mean over the batch's chosen sequences, prompt and response (TRL's
+    /// ORPOTrainer: its cross-entropy over every non-padding token after the first).
+    Sequence,
+}
+
+impl OrpoNll {
+    fn is_default(&self) -> bool {
+        *self == OrpoNll::Response
+    }
 }
 
 impl PrefLoss {
@@ -207,6 +231,7 @@ impl PrefLoss {
             v.as_float()
                 .or(v.as_integer().map(|i| i as f64))
                 .map(|f| f.to_string())
+                .or(v.as_str().map(String::from))
                 .unwrap_or_else(|| v.to_string())
         };
         self.params().iter().map(|(k, v)| format!("{k}={}", shown(v))).collect::<Vec<_>>().join(";")
@@ -244,7 +269,8 @@ impl PrefLoss {
 }
 
 /// Summed response log-probs `[B]` of a batch of pairs under the policy and the reference, and
-/// the chosen responses' token counts.
+/// the chosen responses' token counts; with ORPO's `nll = "sequence"`, the policy's log-prob of
+/// each prompt (sum, token count).
 pub struct PairLogps<'a> {
     pub policy_chosen: &'a Tensor,
     pub policy_rejected: &'a Tensor,
@@ -252,6 +278,7 @@ pub struct PairLogps<'a> {
     pub reference_rejected: &'a Tensor,
     pub chosen_tokens: &'a Tensor,
     pub rejected_tokens: &'a Tensor,
+    pub chosen_prompt: Option<(&'a Tensor, &'a Tensor)>,
 }
 
 /// A preference loss on a batch.
@@ -333,11 +360,25 @@ pub fn preference_loss(loss: PrefLoss, lp: &PairLogps) -> LossOut {
             implicit(beta),
         ),
         // NLL(y_w) + lambda l(log odds(y_w) - log odds(y_l)), odds from per-token means
-        PrefLoss::Orpo { lambda } => {
+        PrefLoss::Orpo { lambda, nll } => {
             let (m_w, m_l) = (lp.policy_chosen / &len_w, lp.policy_rejected / &len_l);
             let log_odds = |m: &Tensor| m - (-m.exp()).log1p();
+            let nll = match (nll, lp.chosen_prompt) {
+                (OrpoNll::Response, _) => -&m_w,
+                // -sum(prompt + chosen) / total tokens, spread over the pairs so that their
+                // mean is the batch's token mean.
+                (OrpoNll::Sequence, Some((sum, count))) => {
+                    let total = (count + lp.chosen_tokens).sum(Kind::Float).clamp_min(1.0);
+                    -(sum + lp.policy_chosen) * (m_w.size()[0] as f64) / total.detach()
+                }
+                (OrpoNll::Sequence, None) => {
+                    panic!(
+                        "ORPO's sequence NLL needs the prompt's log-probs (pair_logps_with_prompt)"
+                    )
+                }
+            };
             mean(
-                -&m_w + l(log_odds(&m_w) - log_odds(&m_l)) * lambda,
+                nll + l(log_odds(&m_w) - log_odds(&m_l)) * lambda,
                 Some((m_w.detach() * lambda, m_l.detach() * lambda)),
             )
         }
@@ -485,7 +526,14 @@ pub fn pref_step(
         "{} needs the reference's log-probs",
         method.name()
     );
-    let (policy_chosen, policy_rejected) = pair_logps(policy, b);
+    let sequence_nll = matches!(method, PrefLoss::Orpo { nll: OrpoNll::Sequence, .. });
+    let (policy_chosen, policy_rejected, prompt) = if sequence_nll {
+        let (c, r, p) = super::common::pair_logps_with_prompt(policy, b);
+        (c, r, Some(p))
+    } else {
+        let (c, r) = pair_logps(policy, b);
+        (c, r, None)
+    };
     // A reference-free loss reads no reference log-probs: zeros stand in for them.
     let zeros = policy_chosen.zeros_like().detach();
     let (reference_chosen, reference_rejected) = reference.unwrap_or((&zeros, &zeros));
@@ -500,6 +548,7 @@ pub fn pref_step(
             reference_rejected,
             chosen_tokens: &chosen_tokens,
             rejected_tokens: &rejected_tokens,
+            chosen_prompt: prompt.as_ref().map(|(s, n)| (s, n)),
         },
     );
     let mut logged: Vec<(&'static str, Tensor)> = vec![];

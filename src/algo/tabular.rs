@@ -141,6 +141,7 @@ impl TabularWorld {
                     reference_rejected: &ref_rejected,
                     chosen_tokens: &lengths,
                     rejected_tokens: &lengths,
+                    chosen_prompt: None,
                 },
             );
             assert!(
@@ -383,6 +384,7 @@ impl TabularWorld {
                     reference_rejected: &rr,
                     chosen_tokens: &lengths,
                     rejected_tokens: &lengths,
+                    chosen_prompt: None,
                 },
             );
             opt.zero_grad();

@@ -186,6 +186,7 @@ pub fn dpo_step_of(
             reference_rejected: &rr,
             chosen_tokens: &tokens,
             rejected_tokens: &tokens,
+            chosen_prompt: None,
         };
         let loss = preference_loss(PrefLoss::Dpo { beta: 0.1 }, &lp).batch_loss();
         opt.zero_grad();

@@ -365,6 +365,14 @@ fn loss_runs(name: &str, loss: &str, params: &toml::Table) -> Result<Vec<PrefLos
             .iter()
             .find(|(k, v)| *k != "loss" && !(v.is_float() || v.is_integer()))
         {
+            // A word (ORPO's `nll`): serde names the choices.
+            Some((key, v)) if e.key == name && e.problem.contains("unknown variant") => {
+                ConfigError {
+                    key: format!("{name}.{key}"),
+                    problem: format!("{} (got {v})", e.problem),
+                    fix: "write one of the values it lists".into(),
+                }
+            }
             Some((key, v)) if e.key == name => ConfigError {
                 key: format!("{name}.{key}"),
                 problem: format!("must be a number (got {v})"),

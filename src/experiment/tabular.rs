@@ -241,7 +241,7 @@ pub fn unseen_mass(out: &Path, seed: u64) -> Result<Vec<(String, String, f64, f6
         PrefLoss::ExoPair { beta, label_smoothing: 1e-3 },
         PrefLoss::NcaPair { beta },
         PrefLoss::Simpo { beta: 2.0, gamma: 0.5 },
-        PrefLoss::Orpo { lambda: 1.0 },
+        PrefLoss::Orpo { lambda: 1.0, nll: Default::default() },
     ];
     let mut rows = Vec::new();
     let mut records = Vec::new();
