@@ -288,8 +288,8 @@ fn paper_numbers_and_verdicts_come_from_the_results() {
     // 1.21 to 6.85.
     let claims =
         &fair[fair.find("**The DPO paper's claims after the fair protocol**").expect("claims")..];
-    assert!(claims.contains("- Gold at the KL budgets: DPO - PPO above at none; below at KL 0.5, KL 1; inconclusive at none: this contradicts the paper's claim that DPO's reward-KL frontier dominates PPO's."), "{claims}");
-    assert!(claims.contains("- Win rate against the reference: DPO - PPO above at none; below at T = 0; inconclusive at none: this contradicts"), "{claims}");
+    assert!(claims.contains("- Gold at the KL budgets: DPO - PPO, Holm-adjusted over the 2 budgets, above at none; below at KL 0.5, KL 1; inconclusive at none: this contradicts the paper's claim that DPO's reward-KL frontier dominates PPO's."), "{claims}");
+    assert!(claims.contains("- Win rate against the reference: DPO - PPO, Holm-adjusted over the 1 temperature, above at none; below at T = 0; inconclusive at none: this contradicts"), "{claims}");
     assert!(claims.contains("- Robustness (spread of gold across the tuning grid): DPO - PPO spread -0.200 ± 0.000 over 2 tuning seed(s): this agrees with the paper's claim that DPO is more robust to its hyperparameters than PPO."), "{claims}");
     assert!(claims.contains("- Cost (compute at equal gold): PPO needed 2.88 (1.21 to 6.85) times DPO's compute to reach selection-half gold 0.8000, over 3 seeds: this agrees with the paper's claim that DPO is cheaper than PPO."), "{claims}");
     // The same lines head the paper, before the worlds.

@@ -213,7 +213,7 @@ fn gao_b_is_fitted_per_seed_and_tested_over_seeds() {
     let md = report::overopt::markdown(&pts, &fits);
     assert!(
         md.contains(
-            "| ppo | gold | 0.3000 ± 0.1242 | 0.300, 0.250, 0.350 | b > 0 (overoptimised) |"
+            "| ppo | gold | 0.3000 ± 0.1242 | 0.300, 0.250, 0.350 | 0.3000 (0.2500 to 0.3500) | 1.95, 3.32, 1.33 | 3 of 3 | b > 0 (overoptimised) |"
         ),
         "{md}"
     );
@@ -437,4 +437,32 @@ fn the_turnover_and_the_bootstrap_interval_of_b() {
     let fits = report::overopt::fits(&points(&e));
     let f = fits.iter().find(|f| f.reward == "gold" && f.seed == Some(0)).unwrap();
     assert_eq!(report::overopt::turnover_kl(f), None);
+}
+
+/// The final-checkpoint frontier beside the selected one: DPO's final checkpoint is at KL 2
+/// (0.80 + 0.05 s), PPO's too (0.85 - 0.05 s), so at KL 1 each is on its chord from SFT and
+/// DPO - PPO = (-0.05 + 0.1 s) / 2 per seed: -0.025, 0.025, 0.075, inconclusive, where the
+/// selected frontier (DPO's step-100 checkpoint at KL 1) says above: KL 1 is flagged, KL 2 (the
+/// same checkpoints on both frontiers) is not.
+#[test]
+fn a_verdict_that_rests_on_checkpoint_density_is_flagged() {
+    let e = two_methods("dpo", "ppo");
+    let pts = points(&e);
+    let rows = paired::compare(
+        &pts,
+        &e,
+        &[("dpo".into(), "ppo".into())],
+        &budget_table(&pts, &[1.0, 2.0]),
+    );
+    let fin = rows.iter().find(|r| r.axis == "kl_budget_final" && r.x == 1.0).unwrap();
+    let p = fin.paired.as_ref().unwrap();
+    for (d, want) in p.diffs.iter().zip([-0.025, 0.025, 0.075]) {
+        assert!((d - want).abs() < 1e-9, "{:?}", p.diffs);
+    }
+    assert!(fin.verdict_adjusted().starts_with("inconclusive"));
+    assert_eq!(paired::density_flags(&rows), vec![("dpo".to_string(), "ppo".to_string(), 1.0)]);
+    let csv = paired::csv(&rows);
+    let flagged: Vec<&str> = csv.lines().filter(|l| l.ends_with(",true")).collect();
+    assert_eq!(flagged.len(), 1, "{csv}");
+    assert!(flagged[0].starts_with("dpo,ppo,kl_budget,1,"), "{}", flagged[0]);
 }

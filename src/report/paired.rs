@@ -4,6 +4,10 @@
 //! - `kl_budget`: the test-half gold reward of each method's selected frontier at each budget
 //!   (read from the budget table); compared only where every seed of both methods reached the
 //!   budget.
+//! - `kl_budget_final`: the same on the final-checkpoint frontier (each run's kept or last
+//!   checkpoint only), which does not depend on how densely a method was evaluated: a method
+//!   evaluated more often offers the selected frontier more checkpoints to choose from. A budget
+//!   whose adjusted verdict differs between the two frontiers is flagged.
 //! - `temperature`: the test-half win rate against the references at each final-evaluation
 //!   temperature. A method with several settings contributes, per seed and temperature, the
 //!   setting with the best selection-half win rate; the win rates of A and B in a seed are on the
@@ -74,6 +78,24 @@ impl PairedRow {
     pub fn verdict_adjusted(&self) -> String {
         adjusted_verdict(self.paired.as_ref(), self.p_holm)
     }
+}
+
+/// The budgets of `kl_budget` rows whose adjusted verdict differs from the same pair's at that
+/// budget on the final-checkpoint frontier (both compared): (A, B, budget).
+pub fn density_flags(rows: &[PairedRow]) -> Vec<(String, String, f64)> {
+    let class = |v: &str| if v == "above" || v == "below" { v.to_string() } else { "-".into() };
+    rows.iter()
+        .filter(|r| r.axis == "kl_budget" && r.paired.is_some())
+        .filter(|r| {
+            rows.iter().any(|f| {
+                f.axis == "kl_budget_final"
+                    && (&f.a, &f.b, f.x) == (&r.a, &r.b, r.x)
+                    && f.paired.is_some()
+                    && class(&f.verdict_adjusted()) != class(&r.verdict_adjusted())
+            })
+        })
+        .map(|r| (r.a.clone(), r.b.clone(), r.x))
+        .collect()
 }
 
 /// "above" or "below" where the adjusted p-value is below the test level, else
@@ -215,13 +237,14 @@ pub fn compare(
     let n = all_seeds.len();
     let present = methods(points);
     let budgets: Vec<f64> = distinct(budget_rows.iter().map(|r| r.budget));
-    // A method's reported value at a budget in a seed, None where that seed did not reach it.
-    let value_at = |m: &str, s: u64, x: f64| -> Option<f64> {
-        let row = budget_rows
-            .iter()
-            .find(|r| r.method == m && r.frontier == Frontier::Selected && r.budget == x)?;
+    // A method's reported value at a budget in a seed on a frontier, None where that seed did
+    // not reach it.
+    let value_on = |f: Frontier, m: &str, s: u64, x: f64| -> Option<f64> {
+        let row = budget_rows.iter().find(|r| r.method == m && r.frontier == f && r.budget == x)?;
         row.values.iter().find(|v| v.0 == s)?.1.map(|v| v.0)
     };
+    let value_at = |m: &str, s: u64, x: f64| value_on(Frontier::Selected, m, s, x);
+    let final_at = |m: &str, s: u64, x: f64| value_on(Frontier::Final, m, s, x);
     let mut out = Vec::new();
     let w = winrates(evals);
     let ws = winrates_of(evals, "shift_t");
@@ -245,6 +268,10 @@ pub fn compare(
             for &x in &budgets {
                 let paired = diffs(&|s| Some(value_at(a, s, x)? - value_at(b, s, x)?));
                 out.push(row("kl_budget", x, "gold", paired));
+            }
+            for &x in &budgets {
+                let paired = diffs(&|s| Some(final_at(a, s, x)? - final_at(b, s, x)?));
+                out.push(row("kl_budget_final", x, "gold", paired));
             }
         }
         // Win rates by temperature. Greedy Best-of-N is pi_SFT's greedy response N times over:
@@ -312,6 +339,9 @@ pub struct PairedRecord {
     /// The verdict after Holm's adjustment: what a claim is judged on.
     #[serde(default)]
     pub verdict_adjusted: String,
+    /// A `kl_budget` row whose adjusted verdict differs on the final-checkpoint frontier.
+    #[serde(default)]
+    pub differs_on_final: bool,
 }
 
 fn nan() -> f64 {
@@ -319,6 +349,7 @@ fn nan() -> f64 {
 }
 
 pub fn csv(rows: &[PairedRow]) -> String {
+    let flags = density_flags(rows);
     let records: Vec<PairedRecord> = rows
         .iter()
         .map(|r| {
@@ -353,6 +384,8 @@ pub fn csv(rows: &[PairedRow]) -> String {
                 p: r.p_value(),
                 p_holm: r.p_holm,
                 verdict_adjusted: r.verdict_adjusted(),
+                differs_on_final: r.axis == "kl_budget"
+                    && flags.contains(&(r.a.clone(), r.b.clone(), r.x)),
             }
         })
         .collect();
@@ -363,6 +396,7 @@ pub fn csv(rows: &[PairedRow]) -> String {
 pub fn axis_label(r: &PairedRow) -> String {
     match r.axis {
         "kl_budget" => format!("KL {}", r.x),
+        "kl_budget_final" => format!("KL {}, final checkpoints", r.x),
         "temperature" => format!("T = {}", r.x),
         "shifted_temperature" => format!("shifted inputs, T = {}", r.x),
         _ => format!("change to T = {}", r.x),
@@ -371,6 +405,7 @@ pub fn axis_label(r: &PairedRow) -> String {
 
 /// The paired table in Markdown.
 pub fn markdown(rows: &[PairedRow]) -> String {
+    let flags = density_flags(rows);
     let mut s = String::from("## Paired comparisons (A - B per seed; mean ± 95% t-interval over seeds; detectable difference at 80% power; p of the paired t-test, Holm-adjusted within each pair's axis, whose verdict a claim is judged on)\n\n| A | B | at | metric | A - B | per seed | detectable | verdict | p (Holm) | adjusted verdict |\n|---|---|---|---|---|---|---|---|---|---|\n");
     for r in rows {
         let (mean, per, mdd) = match &r.paired {
@@ -389,9 +424,14 @@ pub fn markdown(rows: &[PairedRow]) -> String {
             (p, h) if p.is_finite() && h.is_finite() => format!("{p:.3} ({h:.3})"),
             _ => "-".into(),
         };
+        let flag = if r.axis == "kl_budget" && flags.contains(&(r.a.clone(), r.b.clone(), r.x)) {
+            " (differs on final checkpoints)"
+        } else {
+            ""
+        };
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {} | {mean} | {per} | {mdd} | {} | {p} | {} |",
+            "| {} | {} | {} | {} | {mean} | {per} | {mdd} | {} | {p} | {}{flag} |",
             r.a,
             r.b,
             axis_label(r),

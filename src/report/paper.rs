@@ -656,20 +656,36 @@ fn axis_claim(rows: &[&PairedRecord], (axis, at): (&str, &str), claim: &str) -> 
     };
     let count = |c: usize| rows.iter().filter(|r| verdict_class(&r.verdict_adjusted) == c).count();
     let raw = (list(0, true), list(1, true));
+    // Budgets whose verdict differs on the final-checkpoint frontier (evaluation density).
+    let flagged: Vec<String> =
+        rows.iter().filter(|r| r.differs_on_final).map(|r| format!("{at} {}", r.x)).collect();
+    let density = if flagged.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "; flagged: the final-checkpoint frontier gives another verdict at {}",
+            flagged.join(", ")
+        )
+    };
     let unadjusted = if raw != (list(0, false), list(1, false)) {
         format!(" (before the adjustment: above at {}; below at {})", raw.0, raw.1)
     } else {
         String::new()
     };
     format!(
-        "- {}: DPO - PPO, Holm-adjusted over the {} {}, above at {}; below at {}; inconclusive at {}{unadjusted}: {}.",
+        "- {}: DPO - PPO, Holm-adjusted over the {} {}, above at {}; below at {}; inconclusive at {}{unadjusted}{density}: {}.",
         if axis == "kl_budget" {
             "Gold at the KL budgets"
         } else {
             "Win rate against the reference"
         },
         rows.len(),
-        if axis == "kl_budget" { "budgets" } else { "temperatures" },
+        match (axis == "kl_budget", rows.len() == 1) {
+            (true, true) => "budget",
+            (true, false) => "budgets",
+            (false, true) => "temperature",
+            (false, false) => "temperatures",
+        },
         list(0, false),
         list(1, false),
         list(2, false),
@@ -1014,7 +1030,7 @@ pub fn write(results: &Path, out: &Path) -> Result<PathBuf> {
     if !short.is_empty() {
         let _ = writeln!(s, "## The answers in short\n\nAfter the fair protocol (equal tuning, calibrated grids, checkpoints chosen apart from the samples reported), the DPO paper's claims against PPO, each paired by seed and stated by its verdict: \"agrees\" or \"contradicts\" where the test excludes 0 after Holm's adjustment within the claim (the budgets of one world are one claim, its temperatures another), \"not established\" where it does not; the unadjusted verdicts are given where they differ.\n\n{}", short.join("\n"));
     }
-    let _ = writeln!(s, "## The worlds\n\n- **sentiment** (IMDb analogue): reviews from a bigram language tilted by a latent sentiment; the gold reward is the exact Bayes posterior p(positive | text); prompts are 2 to 8 word prefixes.\n- **summarize** (TL;DR analogue): documents hold 2 to 5 fact words among filler; each fact has a salience. The gold judge scores the salience of the document's facts a summary mentions minus penalties for length, repetition and facts not in the document. SFT learns from noisy near-optimal reference summaries; preference pairs come off-policy from a separate labeller with Bradley-Terry label noise. The metric is the win rate against the reference summary (ties count one half).\n- **tabular**: every response enumerable, so pi* proportional to pi_ref exp(r / beta), KL and TV are exact.\n");
+    let _ = writeln!(s, "## The worlds\n\n- **sentiment** (IMDb analogue): reviews from a bigram language tilted by a latent sentiment; the gold reward is the exact Bayes posterior p(positive | text); prompts are 2 to 8 word prefixes.\n- **summarize** (TL;DR analogue): documents hold 2 to 5 fact words among filler; each fact has a salience. The gold judge scores the salience of the document's facts a summary mentions minus penalties for length, repetition and facts not in the document. SFT learns from noisy near-optimal reference summaries; preference pairs come off-policy from a separate labeller with Bradley-Terry label noise. The metric is the win rate against the reference summary (ties count one half).\n- **dialogue** (Anthropic HH analogue): benign and harmful requests; the gold judge rewards serving a benign request and refusing a harmful one; pairs written off-policy and labelled by a labeller that agrees with the judge on most pairs and errs towards politeness, a taste the judge does not share; the metric is the win rate against the chosen reply of a held-out pair.\n- **shifted inputs** (the paper's CNN/DailyMail test of TL;DR policies): summarize's policies evaluated on documents of another length, fact density, filler register and layout (`[world.shift]`), judged by the same gold.\n- **tabular**: every response enumerable, so pi* proportional to pi_ref exp(r / beta), KL and TV are exact.\n- **overoptimisation**: sentiment with a labeller whose taste the gold does not share, so the reward model can be hacked.\n");
 
     sentiment_section(results, &mut s)?;
     // Online against offline.
@@ -1054,6 +1070,7 @@ pub fn write(results: &Path, out: &Path) -> Result<PathBuf> {
     s.push_str(&cost_section(results));
     let _ = writeln!(s, "## Methods and definitions\n\n- KL(pi || pi_ref): the sum over a sampled response's positions of the exact full-vocabulary KL between the two next-token distributions, at the sampling temperature; Best-of-N reports the analytic bound log N - (N-1)/N.\n- Optimal frontier, an inner bound: pi* proportional to pi_ref exp(r / beta) restricted to N samples of pi_SFT per prompt (the Best-of-N candidates of the prompt, `eval.optimal_samples`), by self-normalised importance sampling; the reweighted sample is a policy, so its point is attainable, but its KL cannot pass log N and pi* proper lies above it. A beta is kept only while every prompt's effective sample size is at least `eval.optimal_min_ess`.\n- Selection and report apart: the held-out prompts are split (`eval.selection_fraction`, half by default); per seed, a method's upper concave envelope (SFT's point included) is built on the selection half, and at a budget the two evaluations (or one) it interpolates and their mixture weight are taken to the test half, whose value is reported. A seed has a value at a budget only if it evaluated a point at or past it (selection-half KL).\n- Paired comparisons: per seed, A - B; mean with a 95% t-interval over seeds and the smallest difference a two-sided 5% test detects with 80% power, (t_0.975 + t_0.8) s / sqrt(n). \"above\" or \"below\" when the interval excludes 0, else \"inconclusive\" with that difference. Never from the overlap of unpaired intervals. Each also has the paired t-test's two-sided p-value and its Holm adjustment within its claim (one pair of methods on one axis of one folder: all its budgets, or all its temperatures), from which its adjusted verdict comes; claims are judged on adjusted verdicts only, and the Multiplicity section adjusts every test once more across the paper (Benjamini-Hochberg).\n- Win rate: P(gold(y) > gold(y_ref)) with ties one half; in the figure and its table, one seed: 95% Wilson interval over the samples; several seeds: 95% t-interval over seeds.\n- Every run's exact settings are in `results/<scenario>/scenario.resolved.toml`.");
     s.push_str(&provenance(results));
+    let s = with_contents(&s);
     let path = out.join("README.md");
     std::fs::create_dir_all(out)?;
     write_atomic(&path, s.as_bytes())?;
@@ -1096,7 +1113,9 @@ fn multiplicity_section(results: &Path) -> String {
     for d in summary_dirs(results).into_iter().filter(|d| !d.join("equivalence.csv").exists()) {
         let name = d.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
         for r in read::<PairedRecord>(&d.join("paired.csv")).unwrap_or_default() {
-            if r.p.is_finite() {
+            // The final-checkpoint frontier re-tests a budget claim (a sensitivity check on
+            // evaluation density), not a claim of its own.
+            if r.p.is_finite() && r.axis != "kl_budget_final" {
                 tests.push((name.clone(), r));
             }
         }
@@ -1111,7 +1130,7 @@ fn multiplicity_section(results: &Path) -> String {
     let holm = tests.iter().filter(|t| t.1.p_holm < alpha).count();
     let fdr = bh.iter().filter(|&&q| q < alpha).count();
     let families = crate::stats::distinct(tests.iter().map(|t| (t.0.clone(), t.1.family.clone())));
-    let mut s = format!("## Multiplicity\n\nThe paper reports {} paired tests (every `paired.csv` row with at least two seeds, in {} claims: a pair of methods on one axis of one folder; the bf16 reruns of the precision study left out, as repeats). At the 5% level, {raw} are significant unadjusted, {holm} after Holm's adjustment within their claim (what every verdict on a claim above rests on) and {fdr} after Benjamini and Hochberg's adjustment across the whole paper (false discovery rate 5%). Per folder:\n\n| folder | tests | claims | unadjusted | Holm within claim | BH across the paper |\n|---|---|---|---|---|---|\n", tests.len(), families.len());
+    let mut s = format!("## Multiplicity\n\nThe paper reports {} paired tests (every `paired.csv` row with at least two seeds, in {} claims: a pair of methods on one axis of one folder; the bf16 reruns of the precision study left out, as repeats, and so are the final-checkpoint frontier's re-tests of the budgets). At the 5% level, {raw} are significant unadjusted, {holm} after Holm's adjustment within their claim (what every verdict on a claim above rests on) and {fdr} after Benjamini and Hochberg's adjustment across the whole paper (false discovery rate 5%). Per folder:\n\n| folder | tests | claims | unadjusted | Holm within claim | BH across the paper |\n|---|---|---|---|---|---|\n", tests.len(), families.len());
     for name in crate::stats::distinct(tests.iter().map(|t| t.0.clone())) {
         let idx: Vec<usize> = (0..tests.len()).filter(|&i| tests[i].0 == name).collect();
         let count = |f: &dyn Fn(usize) -> bool| idx.iter().filter(|&&i| f(i)).count();
@@ -1127,6 +1146,25 @@ fn multiplicity_section(results: &Path) -> String {
     }
     s.push('\n');
     s
+}
+
+/// The paper with a contents list (every `## ` section, linked by GitHub's anchors) before
+/// its first section.
+fn with_contents(paper: &str) -> String {
+    let anchor = |h: &str| -> String {
+        h.to_lowercase()
+            .chars()
+            .filter(|c| c.is_alphanumeric() || *c == ' ' || *c == '-' || *c == '_')
+            .map(|c| if c == ' ' { '-' } else { c })
+            .collect()
+    };
+    let heads: Vec<&str> = paper.lines().filter_map(|l| l.strip_prefix("## ")).collect();
+    let Some(first) = paper.find("\n## ") else { return paper.to_string() };
+    let mut list = String::from("\n## Contents\n\n");
+    for h in heads {
+        let _ = writeln!(list, "- [{h}](#{})", anchor(h));
+    }
+    format!("{}{list}{}", &paper[..first], &paper[first..])
 }
 
 /// A fair rerun: its title, results folder, the first wave's folder and its claims lines.
