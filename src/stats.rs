@@ -136,12 +136,18 @@ impl Paired {
     }
 }
 
+/// The indices of the finite p-values, by ascending value.
+fn ascending_finite(ps: &[f64]) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..ps.len()).filter(|&i| ps[i].is_finite()).collect();
+    order.sort_by(|&a, &b| ps[a].total_cmp(&ps[b]));
+    order
+}
+
 /// Holm's step-down adjustment of a family's p-values (family-wise error at the level one
 /// reads them at): sorted ascending, the k-th (from 0) becomes max over j <= k of
 /// min(1, (m - j) p_(j)). NaN p-values (no test) are left out of the family and stay NaN.
 pub fn holm(ps: &[f64]) -> Vec<f64> {
-    let mut order: Vec<usize> = (0..ps.len()).filter(|&i| ps[i].is_finite()).collect();
-    order.sort_by(|&a, &b| ps[a].total_cmp(&ps[b]));
+    let order = ascending_finite(ps);
     let m = order.len();
     let mut out = vec![f64::NAN; ps.len()];
     let mut running = 0.0f64;
@@ -156,8 +162,7 @@ pub fn holm(ps: &[f64]) -> Vec<f64> {
 /// k-th of m (from 1) becomes min over j >= k of min(1, m p_(j) / j). NaN p-values are left
 /// out and stay NaN.
 pub fn benjamini_hochberg(ps: &[f64]) -> Vec<f64> {
-    let mut order: Vec<usize> = (0..ps.len()).filter(|&i| ps[i].is_finite()).collect();
-    order.sort_by(|&a, &b| ps[a].total_cmp(&ps[b]));
+    let order = ascending_finite(ps);
     let m = order.len();
     let mut out = vec![f64::NAN; ps.len()];
     let mut running = 1.0f64;

@@ -137,16 +137,16 @@ fn two_methods(first: &str, second: &str) -> Metrics {
     e
 }
 
+/// DPO against PPO at KL 1 and 2 and at every temperature.
+fn dpo_against_ppo(e: &Metrics) -> Vec<paired::PairedRow> {
+    let pts = points(e);
+    paired::compare(&pts, e, &[("dpo".into(), "ppo".into())], &budget_table(&pts, &[1.0, 2.0]))
+}
+
 #[test]
 fn verdict_words_flip_when_their_inputs_are_swapped() {
     let verdicts = |e: &Metrics| {
-        let pts = points(e);
-        let rows = paired::compare(
-            &pts,
-            e,
-            &[("dpo".into(), "ppo".into())],
-            &budget_table(&pts, &[1.0, 2.0]),
-        );
+        let rows = dpo_against_ppo(e);
         rows.iter()
             .map(|r| (r.axis.to_string(), r.x, r.verdict(), r.paired.as_ref().map(|p| p.mean)))
             .collect::<Vec<_>>()
@@ -185,14 +185,20 @@ fn gao_seed(e: &mut Metrics, seed: u64, a: f64, b: f64) {
     }
 }
 
-#[test]
-fn gao_b_is_fitted_per_seed_and_tested_over_seeds() {
+/// Three seeds of Gao's RL form, a = 0.4 and b = 0.30, 0.25, 0.35: their points and fits.
+fn three_gao_seeds() -> (Vec<report::Point>, Vec<report::overopt::Fit>) {
     let mut e = Metrics::default();
     for (seed, b) in [(0, 0.30), (1, 0.25), (2, 0.35)] {
         gao_seed(&mut e, seed, 0.4, b);
     }
     let pts = points(&e);
     let fits = report::overopt::fits(&pts);
+    (pts, fits)
+}
+
+#[test]
+fn gao_b_is_fitted_per_seed_and_tested_over_seeds() {
+    let (pts, fits) = three_gao_seeds();
     // Each seed's own fit recovers its b exactly (noise-free points of the fitted form).
     for (seed, b) in [(0u64, 0.30), (1, 0.25), (2, 0.35)] {
         let f = fits
@@ -200,6 +206,10 @@ fn gao_b_is_fitted_per_seed_and_tested_over_seeds() {
             .find(|f| f.method == "ppo" && f.reward == "gold" && f.seed == Some(seed))
             .unwrap();
         assert!((f.b - b).abs() < 1e-9 && (f.a - 0.4).abs() < 1e-9, "seed {seed}: {f:?}");
+        // Where it turns over: the RL form d(a - b log d) peaks at d* = exp(a / b - 1).
+        let want = ((0.4 / b - 1.0) * 2.0).exp();
+        let got = report::overopt::turnover_kl(f).unwrap();
+        assert!((got - want).abs() < 1e-6 * want, "seed {seed}: {got} against {want}");
     }
     // Over seeds: mean 0.30, sd 0.05, t(0.975, 2) = 4.302653: 0.30 ± 0.1242, above 0.
     let p = report::overopt::b_over_seeds(&fits, "ppo", "gold").unwrap();
@@ -355,13 +365,7 @@ fn p_values_and_their_adjustments_by_hand() {
     // 0.12: t = 0.11 / (0.01 / sqrt 3)) and KL 2 (-0.05, 0.05, 0.15: t = 0.05 / (0.1 / sqrt 3));
     // Holm doubles the smaller and keeps the larger.
     let e = two_methods("dpo", "ppo");
-    let pts = points(&e);
-    let rows = paired::compare(
-        &pts,
-        &e,
-        &[("dpo".into(), "ppo".into())],
-        &budget_table(&pts, &[1.0, 2.0]),
-    );
+    let rows = dpo_against_ppo(&e);
     let at = |axis: &str, x: f64| rows.iter().find(|r| r.axis == axis && r.x == x).unwrap();
     let (p1, p2v) = (p2(0.11 / (0.01 / 3f64.sqrt())), p2(0.05 / (0.1 / 3f64.sqrt())));
     assert!((at("kl_budget", 1.0).p_value() - p1).abs() < 1e-9);
@@ -408,26 +412,11 @@ fn budgets_comparisons_and_no_duplicated_test() {
     assert!(compare.contains("[\"dpo\", \"ppo_gt\"]"), "{compare}");
 }
 
-/// Where each seed's fitted gain turns over, by hand (the RL form d(a - b log d) peaks at
-/// d* = exp(a / b - 1)), and the pooled b's seed-bootstrap interval: reproducible, and inside
-/// the seeds' own b for noise-free seeds of one a.
+/// The pooled b's seed-bootstrap interval: reproducible, and inside the seeds' own b for
+/// noise-free seeds of one a; a seed whose gain keeps rising has no turn-over.
 #[test]
-fn the_turnover_and_the_bootstrap_interval_of_b() {
-    let mut e = Metrics::default();
-    for (seed, b) in [(0, 0.30), (1, 0.25), (2, 0.35)] {
-        gao_seed(&mut e, seed, 0.4, b);
-    }
-    let pts = points(&e);
-    let fits = report::overopt::fits(&pts);
-    for (seed, b) in [(0u64, 0.30f64), (1, 0.25), (2, 0.35)] {
-        let f = fits
-            .iter()
-            .find(|f| f.method == "ppo" && f.reward == "gold" && f.seed == Some(seed))
-            .unwrap();
-        let want = ((0.4 / b - 1.0) * 2.0).exp();
-        let got = report::overopt::turnover_kl(f).unwrap();
-        assert!((got - want).abs() < 1e-6 * want, "seed {seed}: {got} against {want}");
-    }
+fn the_bootstrap_interval_of_b_and_no_turnover() {
+    let (pts, _) = three_gao_seeds();
     let (lo, hi) = report::overopt::b_bootstrap(&pts, "ppo", "gold", 500).unwrap();
     assert!(lo >= 0.25 - 1e-6 && hi <= 0.35 + 1e-6 && lo < hi, "{lo} {hi}");
     assert_eq!(report::overopt::b_bootstrap(&pts, "ppo", "gold", 500), Some((lo, hi)));
@@ -447,13 +436,7 @@ fn the_turnover_and_the_bootstrap_interval_of_b() {
 #[test]
 fn a_verdict_that_rests_on_checkpoint_density_is_flagged() {
     let e = two_methods("dpo", "ppo");
-    let pts = points(&e);
-    let rows = paired::compare(
-        &pts,
-        &e,
-        &[("dpo".into(), "ppo".into())],
-        &budget_table(&pts, &[1.0, 2.0]),
-    );
+    let rows = dpo_against_ppo(&e);
     let fin = rows.iter().find(|r| r.axis == "kl_budget_final" && r.x == 1.0).unwrap();
     let p = fin.paired.as_ref().unwrap();
     for (d, want) in p.diffs.iter().zip([-0.025, 0.025, 0.075]) {
