@@ -363,22 +363,8 @@ pub fn preference_loss(loss: PrefLoss, lp: &PairLogps) -> LossOut {
         PrefLoss::Orpo { lambda, nll } => {
             let (m_w, m_l) = (lp.policy_chosen / &len_w, lp.policy_rejected / &len_l);
             let log_odds = |m: &Tensor| m - (-m.exp()).log1p();
-            let nll = match (nll, lp.chosen_prompt) {
-                (OrpoNll::Response, _) => -&m_w,
-                // -sum(prompt + chosen) / total tokens, spread over the pairs so that their
-                // mean is the batch's token mean.
-                (OrpoNll::Sequence, Some((sum, count))) => {
-                    let total = (count + lp.chosen_tokens).sum(Kind::Float).clamp_min(1.0);
-                    -(sum + lp.policy_chosen) * (m_w.size()[0] as f64) / total.detach()
-                }
-                (OrpoNll::Sequence, None) => {
-                    panic!(
-                        "ORPO's sequence NLL needs the prompt's log-probs (pair_logps_with_prompt)"
-                    )
-                }
-            };
             mean(
-                nll + l(log_odds(&m_w) - log_odds(&m_l)) * lambda,
+                orpo_nll(lp, &m_w, nll) + l(log_odds(&m_w) - log_odds(&m_l)) * lambda,
                 Some((m_w.detach() * lambda, m_l.detach() * lambda)),
             )
         }
@@ -390,6 +376,22 @@ pub fn preference_loss(loss: PrefLoss, lp: &PairLogps) -> LossOut {
         PrefLoss::NcaPair { beta } => {
             let (w, r) = (&chosen_logratio * beta, &rejected_logratio * beta);
             mean(l(w.shallow_clone()) + l(-&w) / 2.0 + l(-&r) / 2.0, implicit(beta))
+        }
+    }
+}
+
+/// ORPO's NLL per pair `[B]`, whose mean is the batch's: minus the chosen response's token mean
+/// `m_w` (alignlab's), or TRL's one token mean over the batch's chosen prompts and responses,
+/// -sum(prompt + chosen) / total tokens, spread over the pairs.
+fn orpo_nll(lp: &PairLogps, m_w: &Tensor, nll: OrpoNll) -> Tensor {
+    match (nll, lp.chosen_prompt) {
+        (OrpoNll::Response, _) => -m_w,
+        (OrpoNll::Sequence, Some((sum, count))) => {
+            let total = (count + lp.chosen_tokens).sum(Kind::Float).clamp_min(1.0);
+            -(sum + lp.policy_chosen) * (m_w.size()[0] as f64) / total.detach()
+        }
+        (OrpoNll::Sequence, None) => {
+            panic!("ORPO's sequence NLL needs the prompt's log-probs (pair_logps_with_prompt)")
         }
     }
 }

@@ -221,20 +221,13 @@ pub fn run_peak(
     Some([row(peak), row(last)])
 }
 
-/// The report's overoptimisation section: b over seeds, and the peak and decline of gold.
-pub fn markdown(points: &[Point], fits: &[Fit]) -> String {
+/// The table of b over seeds: per method and reward, b's mean and interval, the pooled b with
+/// its bootstrap interval, each seed's turn-over and how many lie inside the evaluated KL.
+fn b_table(points: &[Point], fits: &[Fit], rows: &[(&str, &str, Paired)]) -> String {
     let mut s = String::new();
-    let rows: Vec<(&str, &str, Paired)> = FITTED
-        .iter()
-        .flat_map(|&(m, _)| ["gold", "proxy"].map(|r| (m, r)))
-        .filter_map(|(m, r)| b_over_seeds(fits, m, r).map(|p| (m, r, p)))
-        .collect();
-    if rows.is_empty() {
-        return s;
-    }
     let _ = writeln!(s, "\n## Overoptimisation: Gao et al.'s b per seed (b > 0: the fitted gain turns over with KL; mean ± 95% t-interval over seeds; the pooled fit's b with a 95% bootstrap interval over seeds; where each seed's fit turns over, KL*, against the largest KL it evaluated)\n");
     let _ = writeln!(s, "| method | reward | b | per seed | pooled b (bootstrap 95%) | KL* per seed | turn-over inside the evaluated KL | verdict |\n|---|---|---|---|---|---|---|---|");
-    for (m, r, p) in &rows {
+    for (m, r, p) in rows {
         let per: Vec<String> = p.diffs.iter().map(|b| format!("{b:.3}")).collect();
         let pooled = fits.iter().find(|f| f.method == *m && f.reward == *r && f.seed.is_none());
         let boot = match (pooled, b_bootstrap(points, m, r, 2000)) {
@@ -285,6 +278,21 @@ pub fn markdown(points: &[Point], fits: &[Fit]) -> String {
             p.verdict_words(words.0, words.1)
         );
     }
+    s
+}
+
+/// The report's overoptimisation section: b over seeds, and the peak and decline of gold.
+pub fn markdown(points: &[Point], fits: &[Fit]) -> String {
+    let mut s = String::new();
+    let rows: Vec<(&str, &str, Paired)> = FITTED
+        .iter()
+        .flat_map(|&(m, _)| ["gold", "proxy"].map(|r| (m, r)))
+        .filter_map(|(m, r)| b_over_seeds(fits, m, r).map(|p| (m, r, p)))
+        .collect();
+    if rows.is_empty() {
+        return s;
+    }
+    s.push_str(&b_table(points, fits, &rows));
     let mut seeds: Vec<u64> = points.iter().map(|p| p.seed).collect();
     seeds.sort_unstable();
     seeds.dedup();
