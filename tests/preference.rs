@@ -125,6 +125,14 @@ fn reward_model_loss_matches_hand_computed_values() {
     let (loss, acc) = reward_loss(&c, &r, 0.0, 0.0);
     assert!(close(loss.double_value(&[]), (0.31326168751822286 + 1.3132616875182228) / 2.0, 1e-6));
     assert!(close(acc.double_value(&[]), 0.5, 1e-7));
+    // One tie rule for every accuracy over pairs: a tie counts one half (1, 1/2, 0 here).
+    let (_, acc) = reward_loss(&t(&[1.0, 0.0, -1.0]), &t(&[0.0, 0.0, 0.0]), 0.0, 0.0);
+    assert!(close(acc.double_value(&[]), 0.5, 1e-7), "{}", acc.double_value(&[]));
+    let lp = t(&[-3.0, -2.0]);
+    let out = pref(PrefLoss::Dpo { beta: 0.1 }, &lp, &lp, &lp, &lp);
+    let (c, r) = out.rewards.unwrap();
+    let right = alignlab::algo::common::pair_right(&c, &r);
+    assert_eq!(Vec::<f64>::try_from(right).unwrap(), vec![0.5, 0.5]);
     // A margin of 0.5 on the first pair alone: -log sigmoid(0.5); centering adds coef * (1+0)^2.
     let (c1, r1) = (t(&[1.0]), t(&[0.0]));
     assert!(close(reward_loss(&c1, &r1, 0.5, 0.0).0.double_value(&[]), 0.4740769841801067, 1e-6));

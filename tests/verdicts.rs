@@ -449,3 +449,60 @@ fn a_verdict_that_rests_on_checkpoint_density_is_flagged() {
     assert_eq!(flagged.len(), 1, "{csv}");
     assert!(flagged[0].starts_with("dpo,ppo,kl_budget,1,"), "{}", flagged[0]);
 }
+
+/// Cost as a curve, by hand: DPO's shared stages cost 10 GFLOP, PPO's 60 (1 + 0.1 s) on seed s;
+/// both reach gold 0.74 at their first step (DPO 20, PPO 80 (1 + 0.1 s)) and 0.95 at the second
+/// (30 against 120 (1 + 0.1 s)); pi_SFT's gold is 0.5. At every level from 25% to 100% of the
+/// way, PPO over DPO is 4 (1 + 0.1 s) in all compute, a ratio the Holm-adjusted test puts
+/// above 1, and 2 then 3 (1 + 0.1 s) in own work; Best-of-N, without a step-0 row, has no
+/// own-work curve.
+#[test]
+fn cost_as_a_curve_by_hand() {
+    use alignlab::report::compute::{cost_curve, curve_tests, CostPoint};
+    let mut pts = Vec::new();
+    let mut add = |method: &str, seed: u64, step: usize, gflop: f64, shared: f64, gold: f64| {
+        pts.push(CostPoint {
+            method: method.into(),
+            seed,
+            step,
+            gflop,
+            own_gflop: gflop - shared,
+            gold_sel: gold,
+            gold_test: gold,
+        });
+    };
+    for s in 0..3u64 {
+        let k = 1.0 + 0.1 * s as f64;
+        for (step, g, gold) in [(0, 10.0, 0.5), (1, 20.0, 0.74), (2, 30.0, 0.95)] {
+            add("dpo", s, step, g, 10.0, gold);
+        }
+        for (step, g, gold) in [(0, 60.0, 0.5), (1, 80.0, 0.74), (2, 120.0, 0.95)] {
+            add("ppo", s, step, g * k, 60.0 * k, gold);
+        }
+        add("best_of_n", s, 4, 50.0, f64::NAN, 0.95);
+    }
+    let curve = cost_curve(&pts, "ppo");
+    assert_eq!(
+        curve.iter().map(|c| c.fraction).collect::<Vec<_>>(),
+        vec![0.25, 0.5, 0.75, 0.9, 1.0]
+    );
+    assert!((curve[0].level - 0.6125).abs() < 1e-12 && (curve[4].level - 0.95).abs() < 1e-12);
+    for c in &curve {
+        // Own work: 20 (1 + 0.1 s) against 10 at the first step, 60 (1 + 0.1 s) against 20 at
+        // the second.
+        let own = if c.level < 0.74 { 2.0 } else { 3.0 };
+        for (side, per, r) in [("all", &c.total, 4.0), ("own", &c.own, own)] {
+            let got: Vec<f64> = per.iter().map(|x| x.1).collect();
+            assert_eq!(got.len(), 3, "{side} at {}: {per:?}", c.fraction);
+            for (g, s) in got.iter().zip(0..3) {
+                assert!((g - r * (1.0 + 0.1 * s as f64)).abs() < 1e-9, "{side}: {got:?}");
+            }
+        }
+    }
+    for t in curve_tests(&curve) {
+        let (p, adj) = &t[0];
+        assert!(p.as_ref().unwrap().mean > 0.0 && *adj < 0.05, "{adj}");
+    }
+    let bon = cost_curve(&pts, "best_of_n");
+    assert!(!bon.is_empty() && bon.iter().all(|c| c.own.is_empty() && c.total.len() == 3));
+}

@@ -23,6 +23,15 @@ pub fn warmup_cosine(step: usize, total: usize, warmup: usize, min_ratio: f64) -
     min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos())
 }
 
+/// Per pair, 1 where the chosen score is above the rejected one, one half on a tie (a coin
+/// flip's score), 0 below: `[B]`. Every accuracy over pairs uses it (the reward model's, DPO's
+/// implicit rewards', a frozen proxy's, the held-out implicit accuracy); TRL's
+/// `rewards/accuracies` counts a tie as wrong.
+pub fn pair_right(chosen: &Tensor, rejected: &Tensor) -> Tensor {
+    chosen.gt_tensor(rejected).to_kind(Kind::Float)
+        + chosen.eq_tensor(rejected).to_kind(Kind::Float) * 0.5
+}
+
 /// Global gradient norm over `vars`, then rescale gradients so the norm is at most `max_norm`.
 /// Returns the norm before clipping (the `grad_norm` metric).
 pub fn clip_grad_norm(vars: &[Tensor], max_norm: f64) -> f64 {

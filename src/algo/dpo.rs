@@ -559,7 +559,7 @@ pub fn pref_step(
         logged.push(("rewards/rejected", rejected.mean(Kind::Float)));
         logged.push((
             "rewards/accuracies",
-            chosen.gt_tensor(rejected).to_kind(Kind::Float).mean(Kind::Float),
+            super::common::pair_right(chosen, rejected).mean(Kind::Float),
         ));
         logged.push(("rewards/margins", (chosen - rejected).mean(Kind::Float)));
     }

@@ -180,7 +180,7 @@ impl Proxy<'_> {
 }
 
 /// A frozen judge's accuracy and Bradley-Terry loss on labelled pairs (how well the proxy
-/// agrees with the labels; ties count as errors, as the trained model's do).
+/// agrees with the labels; a tie counts one half, as every accuracy over pairs does).
 pub fn judge_accuracy(judge: &TextJudge, vocab: &Vocab, pairs: &[Pair]) -> (f64, f64) {
     let items: Vec<(&[i64], &[i64])> = pairs
         .iter()
@@ -205,7 +205,7 @@ pub fn reward_loss(
     } else {
         bt
     };
-    let acc = r_chosen.gt_tensor(r_rejected).to_kind(Kind::Float).mean(Kind::Float);
+    let acc = super::common::pair_right(r_chosen, r_rejected).mean(Kind::Float);
     (loss, acc)
 }
 

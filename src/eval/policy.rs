@@ -352,8 +352,7 @@ fn implicit_accuracy(policy: &Gpt, pairs: &PairTensors, (ref_c, ref_r): &(Tensor
         let (c, r) = pair_logps(policy, &b);
         let (c, r) = (c - ref_c.narrow(0, offset, n), r - ref_r.narrow(0, offset, n));
         // A tie (at step 0 every pair) counts one half, as a coin flip would score.
-        let right =
-            c.gt_tensor(&r).to_kind(Kind::Float) + c.eq_tensor(&r).to_kind(Kind::Float) * 0.5;
+        let right = crate::algo::common::pair_right(&c, &r);
         correct += right.sum(Kind::Float).double_value(&[]);
         offset += n;
     }

@@ -51,8 +51,10 @@ pub fn prefs_key(sc: &Scenario) -> String {
 /// identity (`Method::stream_key`: its table and grid values) instead of its display label,
 /// and cDPO's label says `label_smoothing` (it kept `eps` to keep its seeds). 6: the model
 /// never emits `<pad>` or `<bos>` (their logits held at -1e9 in sampling, log-probs, KL and
-/// entropy; `GptConfig::suppress`), which changes SFT's keys too.
-pub const NUMERICS: u32 = 6;
+/// entropy; `GptConfig::suppress`), which changes SFT's keys too. 7: one tie rule for every
+/// accuracy over pairs (a tie counts one half: `dpo/rewards/accuracies`, the reward model's
+/// accuracies, which choose its best epoch), as `eval/implicit_acc` already counted.
+pub const NUMERICS: u32 = 7;
 
 /// The key of the reward-model stage, which every later stage extends (with `reward.init`,
 /// its checkpoint's fingerprint).

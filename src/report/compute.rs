@@ -24,7 +24,11 @@ use crate::stats::mean_ci_t;
 pub struct CostPoint {
     pub method: String,
     pub seed: u64,
+    pub step: usize,
     pub gflop: f64,
+    /// The run's own work: its compute less its step-0 row's (the shared stages it stands on);
+    /// NaN where the run has no step-0 row (Best-of-N).
+    pub own_gflop: f64,
     pub gold_sel: f64,
     pub gold_test: f64,
 }
@@ -40,11 +44,14 @@ pub fn cost_points(evals: &Metrics, points: &[Point]) -> Vec<CostPoint> {
         .iter()
         .filter_map(|p| {
             let g = *gflop.get(&(p.method.as_str(), p.setting.as_str(), p.seed, p.step))?;
+            let shared = gflop.get(&(p.method.as_str(), p.setting.as_str(), p.seed, 0));
             let s = p.split();
             (g.is_finite() && s.gold_sel.is_finite()).then(|| CostPoint {
                 method: p.method.clone(),
                 seed: p.seed,
+                step: p.step,
                 gflop: g,
+                own_gflop: shared.map_or(f64::NAN, |s| g - s),
                 gold_sel: s.gold_sel,
                 gold_test: s.gold_test,
             })
@@ -93,6 +100,104 @@ pub fn cost_ratio(points: &[CostPoint], a: &str, b: &str) -> Option<(f64, Vec<(u
         })
         .collect();
     Some((level, per?))
+}
+
+/// The fractions of the way from pi_SFT's gold to the common maximum at which the cost is
+/// compared.
+pub const COST_FRACTIONS: &[f64] = &[0.25, 0.5, 0.75, 0.9, 1.0];
+
+/// One level of the cost curve of another method against DPO: per seed, the compute the other
+/// needed to reach the level over DPO's, all of it (shared stages included) and its own work.
+#[derive(Clone, Debug)]
+pub struct CostLevel {
+    pub fraction: f64,
+    pub level: f64,
+    pub total: Vec<(u64, f64)>,
+    pub own: Vec<(u64, f64)>,
+}
+
+/// The cost curve of `other` against DPO: at each fraction f of [`COST_FRACTIONS`], the
+/// selection-half gold L0 + f (L1 - L0), L0 pi_SFT's (DPO's step-0 evaluations, mean over
+/// seeds) and L1 the highest gold both methods reach on every seed; a level some seed of either
+/// method does not reach has no ratio there.
+pub fn cost_curve(points: &[CostPoint], other: &str) -> Vec<CostLevel> {
+    let Some((top, _)) = cost_ratio(points, "dpo", other) else { return vec![] };
+    let sft: Vec<f64> =
+        points.iter().filter(|p| p.method == "dpo" && p.step == 0).map(|p| p.gold_sel).collect();
+    if sft.is_empty() {
+        return vec![];
+    }
+    let base = sft.iter().sum::<f64>() / sft.len() as f64;
+    // Both must gain on pi_SFT for there to be a way from it.
+    if top <= base {
+        return vec![];
+    }
+    let seeds = super::distinct(points.iter().map(|p| p.seed));
+    let own_reach = |m: &str, s: u64, level: f64| {
+        points
+            .iter()
+            .filter(|p| p.method == m && p.seed == s && p.gold_sel >= level)
+            .map(|p| p.own_gflop)
+            .filter(|g| g.is_finite() && *g > 0.0)
+            .min_by(|a, b| a.total_cmp(b))
+    };
+    COST_FRACTIONS
+        .iter()
+        .map(|&f| {
+            let level = base + f * (top - base);
+            let ratio = |get: &dyn Fn(&str, u64) -> Option<f64>| -> Vec<(u64, f64)> {
+                let per: Option<Vec<(u64, f64)>> =
+                    seeds.iter().map(|&s| Some((s, get(other, s)? / get("dpo", s)?))).collect();
+                per.unwrap_or_default()
+            };
+            CostLevel {
+                fraction: f,
+                level,
+                total: ratio(&|m, s| cost_to_reach(points, m, s, level)),
+                own: ratio(&|m, s| own_reach(m, s, level)),
+            }
+        })
+        .collect()
+}
+
+/// The curve's comparisons of log ratios, Holm-adjusted over its levels (one claim): per
+/// level, the paired comparison and its adjusted p, for all compute and for own work.
+pub fn curve_tests(curve: &[CostLevel]) -> Vec<[(Option<crate::stats::Paired>, f64); 2]> {
+    let test = |r: &[(u64, f64)]| {
+        (r.len() >= 2)
+            .then(|| crate::stats::Paired::new(&r.iter().map(|x| x.1.ln()).collect::<Vec<_>>()))
+    };
+    let sides: Vec<[Option<crate::stats::Paired>; 2]> =
+        curve.iter().map(|c| [test(&c.total), test(&c.own)]).collect();
+    let adjusted: Vec<Vec<f64>> = (0..2)
+        .map(|k| {
+            let ps: Vec<f64> =
+                sides.iter().map(|s| s[k].as_ref().map_or(f64::NAN, |p| p.p_value())).collect();
+            crate::stats::holm(&ps)
+        })
+        .collect();
+    sides
+        .into_iter()
+        .enumerate()
+        .map(|(i, [t, o])| [(t, adjusted[0][i]), (o, adjusted[1][i])])
+        .collect()
+}
+
+/// A cost ratio's cell: geometric mean with its 95% interval and the adjusted verdict against a
+/// ratio of 1.
+fn ratio_cell((p, adj): &(Option<crate::stats::Paired>, f64)) -> String {
+    let Some(p) = p else { return "-".into() };
+    let verdict = match (*adj < crate::stats::ALPHA, p.mean > 0.0) {
+        (true, true) => "DPO cheaper",
+        (true, false) => "DPO dearer",
+        (false, _) => "interval includes 1",
+    };
+    format!(
+        "{:.2} ({:.2} to {:.2}; Holm p {adj:.3}: {verdict})",
+        p.mean.exp(),
+        p.lo().exp(),
+        p.hi().exp()
+    )
 }
 
 /// The cost claim: the gold level, per seed the compute ratio, and the paired comparison.
@@ -246,6 +351,31 @@ pub fn markdown(evals: &Metrics, rows: &[ComputeRecord], points: &[CostPoint]) -
                 );
             }
         }
+        s.push_str(&curve_table(points, &methods));
+    }
+    s
+}
+
+/// The cost curves of every method against DPO, as a Markdown section (empty without one).
+fn curve_table(points: &[CostPoint], methods: &[String]) -> String {
+    let mut curves = String::new();
+    for m in methods.iter().filter(|m| *m != "dpo" && *m != "sft") {
+        let curve = cost_curve(points, m);
+        for (c, t) in curve.iter().zip(curve_tests(&curve)) {
+            let _ = writeln!(
+                curves,
+                "| {m} / dpo | {:.0}% | {:.4} | {} | {} |",
+                100.0 * c.fraction,
+                c.level,
+                ratio_cell(&t[0]),
+                ratio_cell(&t[1])
+            );
+        }
+    }
+    let mut s = String::new();
+    if !curves.is_empty() {
+        let _ = writeln!(s, "\n## Cost as a curve (the compute another method needed over DPO's to reach each selection-half gold level, 25% to 100% of the way from pi_SFT's gold to the highest both reach on every seed; all compute, and each run's own work without the shared stages it stands on (reward model, preference data, reference log-probs); geometric mean over seeds with a 95% t-interval, Holm-adjusted over the levels, a ratio against 1)\n");
+        let _ = writeln!(s, "| method | of the way | gold level | all compute | own work |\n|---|---|---|---|---|\n{curves}");
     }
     s
 }
