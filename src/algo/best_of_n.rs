@@ -73,8 +73,7 @@ pub fn score_candidates(
         proxy.extend(Vec::<f64>::try_from(s).expect("scores"));
         let _p = crate::profile::span("eval_gold");
         let responses = ro.response_rows();
-        let items: Vec<(&[i64], &[i64])> =
-            chunk.iter().zip(&responses).map(|(p, r)| (&p[..], &r[..])).collect();
+        let items: Vec<(&[i64], &[i64])> = crate::model::sample::row_pairs(chunk, &responses);
         gold.extend(world.gold_batch(&items));
     }
     let split = |v: Vec<f64>| v.chunks(n_max).map(|c| c.to_vec()).collect::<Vec<_>>();

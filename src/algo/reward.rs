@@ -168,12 +168,7 @@ impl Proxy<'_> {
         match self {
             Proxy::Trained(rm) => rm.score(&ro.prompt, &ro.prompt_valid, &ro.response, &ro.mask),
             Proxy::Frozen(judge, vocab) => {
-                let (prompts, responses) = (ro.prompt_rows(), ro.response_rows());
-                let items: Vec<(&[i64], &[i64])> =
-                    prompts.iter().zip(&responses).map(|(p, r)| (&p[..], &r[..])).collect();
-                let s = judge.score(&items, &|t| vocab.render(t));
-                let s: Vec<f32> = s.into_iter().map(|x| x as f32).collect();
-                Tensor::from_slice(&s).to_device(ro.response.device())
+                ro.score_rows(|items| judge.score(items, &|t| vocab.render(t)))
             }
         }
     }

@@ -79,8 +79,7 @@ fn gold_per_row(
     refs: &[Vec<i64>],
     samples_per_prompt: usize,
 ) -> Vec<f64> {
-    let items: Vec<(&[i64], &[i64])> =
-        prompts.iter().zip(refs).map(|(p, r)| (&p[..], &r[..])).collect();
+    let items = crate::model::sample::row_pairs(prompts, refs);
     world
         .gold_batch(&items)
         .into_iter()
@@ -210,8 +209,7 @@ impl Evaluator<'_> {
         drop(span);
         let span = profile::span("eval_gold");
         // Each sample's gold reward and fluency on its own: in parallel, in order.
-        let items: Vec<(&[i64], &[i64])> =
-            self.prompts.iter().zip(&rows).map(|(p, r)| (&p[..], &r[..])).collect();
+        let items = crate::model::sample::row_pairs(&self.prompts, &rows);
         let gold = self.world.gold_batch(&items);
         let fluency: Option<Vec<f64>> =
             self.prompts.par_iter().zip(&rows).map(|(p, r)| self.world.fluency(p, r)).collect();

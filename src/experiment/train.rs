@@ -42,11 +42,7 @@ fn scorer<'a>(run: &'a Run, gold: bool) -> Box<dyn Fn(&Rollout) -> Tensor + 'a> 
     if gold {
         Box::new(move |ro: &Rollout| {
             crate::profile::count(crate::profile::Count::GoldQueries, ro.response.size()[0] as f64);
-            let (prompts, responses) = (ro.prompt_rows(), ro.response_rows());
-            let items: Vec<(&[i64], &[i64])> =
-                prompts.iter().zip(&responses).map(|(p, r)| (&p[..], &r[..])).collect();
-            let g: Vec<f32> = s.world.gold_batch(&items).into_iter().map(|g| g as f32).collect();
-            Tensor::from_slice(&g)
+            ro.score_rows(|items| s.world.gold_batch(items))
         })
     } else {
         Box::new(move |ro: &Rollout| {

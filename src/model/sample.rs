@@ -119,6 +119,25 @@ impl Rollout {
     }
 }
 
+impl Rollout {
+    /// `f` of every row's (prompt as written, response), as a `[B]` float tensor on the
+    /// rollout's device: how a gold reward or a judge scores a sampled batch.
+    pub fn score_rows(&self, f: impl FnOnce(&[(&[i64], &[i64])]) -> Vec<f64>) -> Tensor {
+        let (prompts, responses) = (self.prompt_rows(), self.response_rows());
+        let s: Vec<f32> =
+            f(&row_pairs(&prompts, &responses)).into_iter().map(|x| x as f32).collect();
+        Tensor::from_slice(&s).to_device(self.response.device())
+    }
+}
+
+/// Each (prompt, response) of two lists of rows, as the slices a gold reward or a judge reads.
+pub fn row_pairs<'a>(
+    prompts: &'a [Vec<i64>],
+    responses: &'a [Vec<i64>],
+) -> Vec<(&'a [i64], &'a [i64])> {
+    prompts.iter().zip(responses).map(|(p, r)| (&p[..], &r[..])).collect()
+}
+
 /// Position ids from a validity mask `[B, T]`: 0 at each row's first real token.
 pub fn positions_of(valid: &Tensor) -> Tensor {
     (valid.to_kind(Kind::Int64).cumsum(1, Kind::Int64) - 1).clamp_min(0)
