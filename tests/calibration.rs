@@ -125,15 +125,16 @@ fn tuning_is_checked_before_any_work() {
         "tune.seeds=[2000]",
         "tune.budget=1.0",
         "tune.dpo.lr=[1e-4, 3e-4]",
-        "tune.dpo.steps=[100, 200]",
-        "tune.ppo.lr=[1e-5, 3e-5, 1e-4, 3e-4]",
+        "tune.dpo.batch_size=[32, 64]",
+        "tune.ppo.lr=[1e-5, 1e-4]",
+        "tune.ppo.ppo_epochs=[2, 4]",
     ])
     .unwrap();
     let tune = t.tune.unwrap();
     // The product of a table's lists: 4 configurations each.
     assert_eq!(tune.tables.iter().map(|x| x.1.len()).collect::<Vec<_>>(), vec![4, 4]);
     let args = |c: &[Override]| c.iter().map(Override::to_arg).collect::<Vec<_>>();
-    assert_eq!(args(&tune.tables[0].1[1]), ["dpo.lr=0.0001", "dpo.steps=200"]);
+    assert_eq!(args(&tune.tables[0].1[1]), ["dpo.batch_size=32", "dpo.lr=0.0003"]);
     let err = |sets: &[&str]| load(sets).unwrap_err().to_string();
     let e = err(&[
         "tune.seeds=[2000]",
@@ -147,20 +148,46 @@ fn tuning_is_checked_before_any_work() {
             && e.contains("ppo 1"),
         "{e}"
     );
+    // As many configurations, but one table varies one setting at 4 points and the other two
+    // settings at 2: their spreads would not compare.
+    let e = err(&[
+        "tune.seeds=[2000]",
+        "tune.budget=1.0",
+        "tune.dpo.lr=[1e-4, 3e-4]",
+        "tune.dpo.batch_size=[32, 64]",
+        "tune.ppo.lr=[1e-5, 3e-5, 1e-4, 3e-4]",
+    ]);
+    assert!(e.contains("different numbers of settings") && e.contains("dpo 2 x 2, ppo 4"), "{e}");
+    // A length is nested: the shorter run is the first part of the longer.
+    let e = err(&["tune.seeds=[2000]", "tune.budget=1.0", "tune.dpo.steps=[100, 200]"]);
+    assert!(e.contains("tune.dpo.steps") && e.contains("nests"), "{e}");
     let e = err(&["tune.seeds=[2000]", "tune.budget=1.0", "tune.dpo.beta=[0.1, 1.0]"]);
     assert!(e.contains("tune.dpo.beta") && e.contains("grid"), "{e}");
     let e = err(&["tune.seeds=[0]", "tune.budget=1.0", "tune.dpo.lr=[1e-4]"]);
     assert!(e.contains("tune.seeds") && e.contains("reported"), "{e}");
     let e = err(&["tune.seeds=[2000]", "tune.budget=1.0", "tune.rloo.lr=[1e-4]"]);
     assert!(e.contains("tune.rloo") && e.contains("not a trained method"), "{e}");
-    // Configurations listed one by one: PPO varies four settings in as many configurations as
-    // DPO's product of two lists.
-    let t = load(&["tune.seeds=[2000]", "tune.budget=1.0", "tune.dpo.lr=[1e-4, 3e-4]", "tune.dpo.steps=[100, 200]", "tune.ppo.configs=[{lr = 1e-4, iterations = 60}, {lr = 3e-4, iterations = 60}, {lr = 1e-4, init_kl_coef = 0.3, iterations = 120, horizon = 512}, {lr = 3e-4, init_kl_coef = 0.3, iterations = 120, horizon = 128}]"]).unwrap();
+    // Configurations listed one by one count as the grid they span: the full 2 x 2 product
+    // is DPO's shape; four settings varied in four configurations are not.
+    let listed = "tune.ppo.configs=[{lr = 1e-4, ppo_epochs = 2}, {lr = 3e-4, ppo_epochs = 2}, {lr = 1e-4, ppo_epochs = 4}, {lr = 3e-4, ppo_epochs = 4}]";
+    let t = load(&[
+        "tune.seeds=[2000]",
+        "tune.budget=1.0",
+        "tune.dpo.lr=[1e-4, 3e-4]",
+        "tune.dpo.batch_size=[32, 64]",
+        listed,
+    ])
+    .unwrap();
     let ppo = &t.tune.unwrap().tables[1];
     assert_eq!(ppo.1.len(), 4);
-    assert_eq!(
-        ppo.1[2].iter().map(Override::to_arg).collect::<Vec<_>>(),
-        ["ppo.horizon=512", "ppo.init_kl_coef=0.3", "ppo.iterations=120", "ppo.lr=0.0001"].to_vec()
+    assert_eq!(args(&ppo.1[2]), ["ppo.lr=0.0001", "ppo.ppo_epochs=4"].to_vec());
+    let e = err(&["tune.seeds=[2000]", "tune.budget=1.0", "tune.dpo.lr=[1e-4, 3e-4]", "tune.dpo.batch_size=[32, 64]", "tune.ppo.configs=[{lr = 1e-4, init_kl_coef = 0.1}, {lr = 3e-4, init_kl_coef = 0.1}, {lr = 1e-4, init_kl_coef = 0.3, horizon = 512}, {lr = 3e-4, init_kl_coef = 0.3, horizon = 128}]"]);
+    assert!(e.contains("different numbers of settings"), "{e}");
+    let e = err(&["tune.seeds=[2000]", "tune.budget=1.0", "tune.dpo.lr=[1e-4, 3e-4]", "tune.dpo.batch_size=[32, 64]", "tune.ppo.configs=[{lr = 1e-4, ppo_epochs = 2}, {lr = 3e-4, ppo_epochs = 4}, {lr = 1e-4, ppo_epochs = 4}, {lr = 1e-4, ppo_epochs = 4}]"]);
+    assert!(
+        e.contains("different numbers of settings")
+            && e.contains("ppo 2 x 2, not each combination once"),
+        "{e}"
     );
     let e = err(&["tune.seeds=[2000]", "tune.budget=1.0", "tune.ppo.configs=[{target_kl = 1.0}]"]);
     assert!(e.contains("tune.ppo.target_kl") && e.contains("grid"), "{e}");
@@ -168,7 +195,7 @@ fn tuning_is_checked_before_any_work() {
         "tune.seeds=[2000]",
         "tune.budget=1.0",
         "tune.ppo.configs=[{lr = 1e-4}]",
-        "tune.ppo.iterations=[60]",
+        "tune.ppo.ppo_epochs=[2]",
     ]);
     assert!(e.contains("tune.ppo.configs") && e.contains("alone"), "{e}");
     // An empty list of tuning seeds turns tuning off.

@@ -59,6 +59,10 @@ fn tiny_for(file: &Path) -> Vec<&'static str> {
     if text.contains("[sweep]") {
         v.push("sweep.seeds=[0]"); // one seed is enough for a smoke run
     }
+    // Evenly spaced evaluations: 2 points of the tiny lengths (6 steps, 2 iterations).
+    if text.contains("\ncheckpoints = ") {
+        v.push("eval.checkpoints=2");
+    }
     // Tuning would run its own lengths (hundreds of steps); the tuned tiny sweep is
     // `calibrated_grids_run_on_the_pilot_seed_and_replace_the_grids`. One calibration round.
     if text.contains("[tune]") {
@@ -892,6 +896,37 @@ fn export_prefs_writes_every_pair() {
 /// `eval.curve_temperatures` repeats every training evaluation at each temperature: the rows
 /// are there at every step, once each (also at the last step, which the final temperature sweep
 /// would otherwise evaluate again), and the report draws them as win-rate curves.
+#[test]
+fn eval_checkpoints_give_every_run_as_many_evaluations() {
+    let out = tmp("checkpoints");
+    let file = Path::new("scenarios/sentiment.toml");
+    // DPO's 6 steps and PPO's 4 iterations, each at 2 evenly spaced points after step 0.
+    let set = ["eval.checkpoints=2", "ppo.iterations=4", "ppo_gt.iterations=4"];
+    let o = run(file, &out, &set);
+    assert!(o.status.success(), "{}", text(&o));
+    let evals =
+        alignlab::experiment::Metrics::read(&out.join("results/sentiment/eval.csv")).unwrap();
+    let steps = |m: &str| {
+        let mut s: Vec<usize> = evals
+            .rows
+            .iter()
+            .filter(|r| r.method == m && r.metric == "eval/gold")
+            .map(|r| r.step)
+            .collect();
+        s.sort_unstable();
+        s.dedup();
+        s
+    };
+    assert_eq!(steps("dpo"), [0, 3, 6]);
+    assert_eq!(steps("ppo"), [0, 2, 4]);
+    assert_eq!(steps("ppo_gt"), [0, 2, 4]);
+    // A length it does not divide is refused before any work, naming the method.
+    let o = run(file, &out.join("bad"), &["eval.checkpoints=4"]);
+    assert_clean_failure(&o, &["eval.checkpoints", "does not divide", "dpo"]);
+    assert!(!out.join("bad/runs").exists());
+    std::fs::remove_dir_all(&out).ok();
+}
+
 #[test]
 fn curve_temperatures_evaluate_every_step() {
     let out = tmp("curves");

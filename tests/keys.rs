@@ -196,7 +196,7 @@ fn keys_md() -> String {
         "JudgeConfig",
         None,
     );
-    s += &section("`[train]`", "The optimisation every offline and online preference method shares (a method's table may override `lr` and `steps`)", "src/algo/dpo.rs", "TrainConfig", value(&TrainConfig::default()));
+    s += &section("`[train]`", "The optimisation every offline and online preference method shares (a method's table may override `lr`, `steps` and `batch_size`)", "src/algo/dpo.rs", "TrainConfig", value(&TrainConfig::default()));
     s += &section(
         "`[eval]`",
         "The evaluation every policy gets",
@@ -219,7 +219,7 @@ fn keys_md() -> String {
         "PgConfig",
         value(&PgConfig::default()),
     );
-    s += "## Preference losses: `[dpo]`, `[ipo]`, `[cdpo]`, ...\n\nOne table per loss, named after it, holding the loss's parameters (a list is a grid: one run per value; several lists give their product) and optionally `lr` and `steps` overriding `[train]`. The online tables (`[online_dpo]`, `[online_dpo_gt]`, `[online_dpo_shuffled]`) hold a loss's parameters plus `loss` (default `\"dpo\"`) and `sync_every` (default 1). The losses and their parameters, from `PrefLoss` in `src/algo/dpo.rs`:\n\n| table | parameters | meaning |\n|---|---|---|\n";
+    s += "## Preference losses: `[dpo]`, `[ipo]`, `[cdpo]`, ...\n\nOne table per loss, named after it, holding the loss's parameters (a list is a grid: one run per value; several lists give their product) and optionally `lr`, `steps` and `batch_size` overriding `[train]`. The online tables (`[online_dpo]`, `[online_dpo_gt]`, `[online_dpo_shuffled]`) hold a loss's parameters plus `loss` (default `\"dpo\"`) and `sync_every` (default 1). The losses and their parameters, from `PrefLoss` in `src/algo/dpo.rs`:\n\n| table | parameters | meaning |\n|---|---|---|\n";
     s += &losses();
     s += "\n";
     s += &section(

@@ -223,10 +223,15 @@ fn gao_b_is_fitted_per_seed_and_tested_over_seeds() {
     let md = report::overopt::markdown(&pts, &fits);
     assert!(
         md.contains(
-            "| ppo | gold | 0.3000 ± 0.1242 | 0.300, 0.250, 0.350 | 0.3000 (0.2500 to 0.3500) | 1.95, 3.32, 1.33 | 3 of 3 | b > 0 (overoptimised) |"
+            "| ppo | gold | 0.3000 ± 0.1242 | 0.300, 0.250, 0.350 | 0.3000 (0.2500 to 0.3500) | 1.95, 3.32, 1.33 | 3 of 3 | b > 0 (overoptimised: the turn-over inside the evaluated KL in most seeds) |"
         ),
         "{md}"
     );
+    // The same fits, evaluated only to KL 1: every turn-over lies past the KL reached, so b > 0
+    // is curvature, not a located overoptimisation.
+    let low: Vec<_> = pts.iter().filter(|p| p.kl <= 1.0).cloned().collect();
+    let md = report::overopt::markdown(&low, &fits);
+    assert!(md.contains("| 0 of 3 | b > 0 (the fitted gain curves down, but its turn-over lies past the evaluated KL in most seeds: not located) |"), "{md}");
     // A seed whose gold keeps rising (b < 0) pulls the verdict to inconclusive.
     let mut e2 = Metrics::default();
     for (seed, b) in [(0, 0.30), (1, 0.25), (2, 0.35), (3, -0.9)] {

@@ -31,7 +31,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::{in_range, learning_rate, need, positive, ConfigError, MAX_BATCH, MAX_STEPS};
 
 /// Optimisation shared by the preference methods (DPO family, Preferred-FT, Unlikelihood):
-/// `[train]`, which a method's table may override (`lr`, `steps`).
+/// `[train]`, which a method's table may override (`lr`, `steps`, `batch_size`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TrainConfig {
@@ -111,7 +111,7 @@ impl TrainConfig {
 
 /// The offline preference losses. Each is a method of its own: a scenario table named after it
 /// (`[dpo]`, `[ipo]`, ...), whose keys are the variant's fields (a list is a grid: one run per
-/// value) beside the `[train]` overrides `lr` and `steps`. The variant names are the registry:
+/// value) beside the `[train]` overrides `lr`, `steps` and `batch_size`. The variant names are the registry:
 /// adding a loss that needs only log-probs is one variant here and its arm in
 /// [`preference_loss`]. TRL's `loss_type` name is given where it has one. Delta is the
 /// difference of the summed log-ratios, D = beta Delta, l(z) = -log sigmoid(z).

@@ -19,6 +19,13 @@ use crate::config::{
 pub struct EvalConfig {
     /// Evaluate every this many steps (and at the end).
     pub every: usize,
+    /// Evaluate every trained run at this many evenly spaced points after step 0 (every
+    /// `length / checkpoints` steps or iterations), in place of `every` and each
+    /// policy-gradient table's `eval_every`: every method then offers the selected frontier the
+    /// same number of candidate checkpoints per run, whatever its length (equal density per
+    /// run, not per unit of compute). Absent: `every` and `eval_every` as written.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checkpoints: Option<usize>,
     /// Samples per evaluation prompt.
     pub samples_per_prompt: usize,
     /// Sampling temperatures of the final evaluation of every policy (SFT, each method's last
@@ -50,6 +57,7 @@ impl Default for EvalConfig {
     fn default() -> Self {
         EvalConfig {
             every: 100,
+            checkpoints: None,
             samples_per_prompt: 2,
             temperatures: vec![],
             curve_temperatures: vec![],
@@ -62,9 +70,17 @@ impl Default for EvalConfig {
 }
 
 impl EvalConfig {
+    /// The evaluation interval of a run of `length` steps whose own setting is `every`.
+    pub fn interval(&self, length: usize, every: usize) -> usize {
+        self.checkpoints.map_or(every, |n| (length / n).max(1))
+    }
+
     /// Range checks; the first violation is returned.
     pub fn validate(&self) -> Result<(), ConfigError> {
         at_least_one("every", self.every, "evaluate every 100 steps (as in the paper)")?;
+        if let Some(n) = self.checkpoints {
+            in_range("checkpoints", n, 1, 1000, "use e.g. 10")?;
+        }
         in_range("samples_per_prompt", self.samples_per_prompt, 1, 1024, "use e.g. 2")?;
         let t = &self.temperatures;
         need(

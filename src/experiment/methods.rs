@@ -4,7 +4,7 @@
 //!
 //! The offline preference methods are the variants of [`PrefLoss`]: a scenario table named after
 //! one (`[dpo]`, `[ipo]`, ...) holds its parameters (a list is a grid, one run per value; several
-//! lists give their product) and the `[train]` overrides `lr` and `steps`. Adding such a loss
+//! lists give their product) and the `[train]` overrides `lr`, `steps` and `batch_size`. Adding such a loss
 //! touches only `algo/dpo.rs`. The online methods: PPO against the reward model (`[ppo]`) or the
 //! gold reward (`[ppo_gt]`), grids `target_kl`, `kl_coef` and `rollout_batch`; the critic-free
 //! `[rloo]`, `[reinforce_pp]`, `[grpo]`, grid `kl_coef`; online DPO (`[online_dpo]`,
@@ -60,7 +60,7 @@ const ONLINE_TABLES: [(&str, bool, bool); 3] = [
     ("online_dpo_shuffled", false, true),
 ];
 /// Keys of a preference table that are not its loss's parameters.
-const OPT_KEYS: [&str; 2] = ["lr", "steps"];
+const OPT_KEYS: [&str; 3] = ["lr", "steps", "batch_size"];
 
 /// Per-method overrides of `[train]`, the keys of a preference table besides its loss's.
 #[derive(Clone, Copy, Debug, PartialEq, Default, Deserialize)]
@@ -68,6 +68,7 @@ const OPT_KEYS: [&str; 2] = ["lr", "steps"];
 pub struct Overrides {
     pub lr: Option<f64>,
     pub steps: Option<usize>,
+    pub batch_size: Option<usize>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -297,7 +298,7 @@ fn with_defaults(table: &toml::Table, loss: &PrefLoss) -> toml::Table {
     resolved
 }
 
-/// The `[train]` overrides `lr` and `steps` of a preference table, taken out of it.
+/// The `[train]` overrides `lr`, `steps` and `batch_size` of a preference table, taken out of it.
 fn overrides(name: &str, table: &mut toml::Table) -> Result<Overrides, ConfigError> {
     let written = toml::Table::from_iter(
         OPT_KEYS.iter().filter_map(|&k| table.remove(k).map(|v| (k.to_string(), v))),
@@ -317,6 +318,13 @@ fn overrides(name: &str, table: &mut toml::Table) -> Result<Overrides, ConfigErr
         "steps",
         || format!("must be in 1..={MAX_STEPS}"),
         "remove it to use train.steps",
+    )
+    .map_err(|e| e.within(name))?;
+    need(
+        !opt.batch_size.is_some_and(|b| b == 0 || b > 4096),
+        "batch_size",
+        || "must be in 1..=4096".into(),
+        "remove it to use train.batch_size",
     )
     .map_err(|e| e.within(name))?;
     Ok(opt)
@@ -458,6 +466,15 @@ impl Method {
         format!("method|{}{gold}", super::keys::key_of(&Key { kind: self.kind, train }))
     }
 
+    /// The run's length: its steps, or its iterations (PPO and the critic-free methods).
+    pub fn length(&self, base: &TrainConfig) -> usize {
+        match &self.kind {
+            MethodKind::Pref(_) | MethodKind::Online { .. } => self.train_config(base).steps,
+            MethodKind::Ppo { cfg, .. } => cfg.iterations,
+            MethodKind::Pg { cfg, .. } => cfg.iterations,
+        }
+    }
+
     /// A rough cost of the run, in sequence passes (a forward or a generated sequence 1, a
     /// backward 2), to start a sweep's longest cells first. It orders work only: no result
     /// depends on it.
@@ -552,6 +569,9 @@ impl Method {
         }
         if let Some(steps) = self.opt.steps {
             t.steps = steps;
+        }
+        if let Some(b) = self.opt.batch_size {
+            t.batch_size = b;
         }
         t
     }

@@ -241,7 +241,8 @@ impl Run<'_> {
     }
 
     /// The trainer of this run: at `resumed` (from [`Run::resume_into`]), its progress on `pb`
-    /// over `total` steps, evaluating and checkpointing `stores` every `eval_every` steps.
+    /// over `total` steps, evaluating and checkpointing `stores` every `eval_every` steps (or
+    /// at `eval.checkpoints` evenly spaced points).
     pub fn trainer<'b>(
         &'b self,
         stores: &'b [&'b nn::VarStore],
@@ -250,6 +251,7 @@ impl Run<'_> {
         pb: &'b Progress,
     ) -> Trainer<'b> {
         pb.set_position(resumed.0.as_ref().map_or(0, |f| f.step as u64));
+        let eval_every = self.sc.eval.interval(total, eval_every);
         Trainer::new(&self.name, &self.setting, self.sc.seed, eval_every)
             .resuming(resumed.0, resumed.1)
             .with_stream(self.stream.clone())

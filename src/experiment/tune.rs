@@ -1,11 +1,13 @@
-//! Equal tuning (`[tune]`): every trained method gets the same number of configurations of its
+//! Equal tuning (`[tune]`): every trained method gets a grid of the same shape over its
 //! optimisation settings, run on tuning seeds that are never reported, and keeps the one with
 //! the best gold at the reference budget.
 //!
-//! - `[tune.<method>]` lists settings of the method's table (`lr`, `steps`; for PPO also
-//!   `iterations`, `init_kl_coef`, `horizon`, ...); their product is its configurations, and
-//!   every tuned table must have as many (the scenario refuses otherwise). The KL knob is not
-//!   tuned: it is the sweep's grid (calibrated with `[sweep] budgets`, or as written).
+//! - `[tune.<method>]` lists settings of the method's table (`lr`, `batch_size`; for PPO also
+//!   `ppo_epochs`, `init_kl_coef`, `horizon`, ...); their product is its configurations, and
+//!   every tuned table must vary as many settings with as many values each (the scenario
+//!   refuses otherwise). The KL knob is not tuned: it is the sweep's grid (calibrated with
+//!   `[sweep] budgets`, or as written); nor is the length (`steps`, `iterations`), whose
+//!   configurations would nest.
 //! - Configuration j of every table runs together, with the table's whole grid, on every
 //!   tuning seed (cells, cached like any other).
 //! - A configuration's score on a seed is the upper concave envelope of its runs' evaluations

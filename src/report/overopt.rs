@@ -262,8 +262,15 @@ fn b_table(points: &[Point], fits: &[Fit], rows: &[(&str, &str, Paired)]) -> Str
             .count();
         // For the proxy a turn-over is the fit's curvature, not overoptimisation (which is gold
         // falling while the proxy rises).
-        let words = if *r == "gold" {
-            ("b > 0 (overoptimised)", "b < 0 (no turn-over)")
+        // Gold's b > 0 is overoptimisation only where the fitted curve turns over inside the
+        // KL evaluated, in most seeds; else the fit's curvature, extrapolated.
+        let words = if *r == "gold" && 2 * inside > seed_fits.len() {
+            (
+                "b > 0 (overoptimised: the turn-over inside the evaluated KL in most seeds)",
+                "b < 0 (no turn-over)",
+            )
+        } else if *r == "gold" {
+            ("b > 0 (the fitted gain curves down, but its turn-over lies past the evaluated KL in most seeds: not located)", "b < 0 (no turn-over)")
         } else {
             ("b > 0 (the proxy's gain curves down)", "b < 0 (the proxy's gain curves up)")
         };
@@ -319,7 +326,9 @@ pub fn markdown(points: &[Point], fits: &[Fit]) -> String {
             }
             let d = Paired::new(&per.iter().map(|(_, v)| v.1 - v.3).collect::<Vec<_>>());
             let v = d.verdict_words("gold falls past its peak", "gold rises to the largest KL");
-            let _ = writeln!(s, "| {m} | mean | | | | | {:.4} ± {:.4}: {v} |", d.mean, d.ci95);
+            // A peak inside the evaluated range: at a KL below the largest the seed reached.
+            let inside = per.iter().filter(|(_, v)| v.0 < v.2).count();
+            let _ = writeln!(s, "| {m} | mean | | | | | {:.4} ± {:.4}: {v}; the peak inside the evaluated KL (below the largest) in {inside} of {} seeds |", d.mean, d.ci95, per.len());
         }
     }
     // Within each PPO run: gold from its peak to its end, at the KL its controller holds.

@@ -693,6 +693,34 @@ fn axis_claim(rows: &[&PairedRecord], (axis, at): (&str, &str), claim: &str) -> 
     )
 }
 
+/// The paper's robustness to the sampling temperature (its TL;DR figure: PPO's win rate falls
+/// at high temperature, DPO's less): DPO's change in win rate from the lowest temperature to the
+/// highest minus PPO's, above 0 where DPO degrades less, a family of its own.
+fn temperature_claim(p: &[PairedRecord], title: &str) -> Option<String> {
+    let r = paired_rows(p, "dpo", "ppo", "winrate_change")
+        .into_iter()
+        .find(|r| r.mean_diff.is_finite())?;
+    let claim = if title == "Summarize" {
+        "DPO's win rate degrades less with the sampling temperature than PPO's"
+    } else {
+        "DPO's win rate degrades less with the sampling temperature than PPO's (made for TL;DR, carried to this world)"
+    };
+    let c = verdict_class(&r.verdict_adjusted);
+    let ci = if r.seeds_compared < 2 {
+        " (one seed, no interval)".to_string()
+    } else {
+        format!(" ± {:.3}", r.ci95)
+    };
+    Some(format!(
+        "- Robustness to the sampling temperature (win rate at the highest temperature minus at the lowest, DPO's change minus PPO's, up to T = {}): {:+.3}{ci} over {} seeds, {}: {}.",
+        r.x,
+        r.mean_diff,
+        r.seeds_compared,
+        r.verdict_adjusted,
+        claim_words(usize::from(c == 0), usize::from(c == 1), 1, claim)
+    ))
+}
+
 fn fair_claims(title: &str, after: &Path) -> Vec<String> {
     let pa = read::<PairedRecord>(&after.join("paired.csv"));
     let pa = pa.as_deref();
@@ -718,6 +746,9 @@ fn fair_claims(title: &str, after: &Path) -> Vec<String> {
             continue;
         }
         lines.push(axis_claim(&rows, (axis, at), claim));
+    }
+    if let Some(line) = pa.and_then(|p| temperature_claim(p, title)) {
+        lines.push(line);
     }
     let tuning = read::<crate::experiment::tune::TuningRecord>(&after.join("tuning.csv"))
         .unwrap_or_default();
@@ -767,7 +798,7 @@ fn b_line(fits: &[FitRecord], method: &str, reward: &str) -> Option<String> {
     // The proxy's b is the curvature of its gain, not overoptimisation.
     let v = if reward == "gold" {
         p.verdict_words(
-            "the interval excludes 0: b > 0, overoptimised",
+            "the interval excludes 0: b > 0, the fitted gain curves down (a turn-over only where KL* lies inside the evaluated KL: the table below)",
             "the interval excludes 0: b < 0, no turn-over",
         )
     } else {
@@ -831,7 +862,11 @@ fn overopt_section(s: &mut String, dir: &Path) {
         }
         s.push('\n');
     }
-    for heading in ["## Peak and decline", "## Gold over training within each run"] {
+    for heading in [
+        "## Overoptimisation: Gao et al.'s b per seed",
+        "## Peak and decline",
+        "## Gold over training within each run",
+    ] {
         if let Some(sec) = report_section(dir, heading) {
             let _ = writeln!(s, "{sec}");
         }
@@ -1059,8 +1094,10 @@ pub fn write(results: &Path, out: &Path) -> Result<PathBuf> {
     }
     tabular_section(results, &mut s)?;
     // Ablations.
-    if let Some(table) = ablations {
-        let _ = writeln!(s, "## Ablations (sentiment, one seed each)\n\n`make ablations`. Gold reward at KL budgets on each method's envelope (chosen on the selection half of the prompts, reported on the test half; `-`: the run did not reach the budget):\n");
+    if let Some((table, seeds)) = ablations {
+        let each =
+            if seeds == 1 { "one seed each".to_string() } else { format!("{seeds} seeds each") };
+        let _ = writeln!(s, "## Ablations (sentiment, {each})\n\n`make ablations`. Gold reward at KL budgets on each method's envelope, mean ± 95% interval over seeds (chosen on the selection half of the prompts, reported on the test half; `-`: some seed's runs did not reach the budget):\n");
         figure(&mut s, "../results/ablations.png", "Gold reward at KL 2 against the ablated setting: label noise (Bradley-Terry temperature), preference-data size (training prompts, 6 pairs each), reward-model size (d_model).");
         s.push_str(&table);
         s.push('\n');
@@ -1667,15 +1704,26 @@ fn provenance(results: &Path) -> String {
     s
 }
 
+/// A mean with its 95% half-width where it has one (one seed: the mean alone).
+fn pm(g: f64, ci: f64) -> String {
+    if ci.is_finite() && ci > 0.0 {
+        format!("{} ± {}", f3(g), f3(ci))
+    } else {
+        f3(g)
+    }
+}
+
 /// The ablation folders `results/ablation-<family>-<level>`: a Markdown table of gold at KL
-/// budgets and `results/ablations.{png,svg}` (gold at KL 2 against the level).
-fn ablation_figure(results: &Path) -> Result<Option<String>> {
+/// budgets with 95% intervals over seeds, the most seeds behind a level, and
+/// `results/ablations.{png,svg}` (gold at KL 2 against the level, with the intervals).
+fn ablation_figure(results: &Path) -> Result<Option<(String, usize)>> {
     let families = [
         ("label-noise", "T", "Bradley-Terry label temperature"),
         ("data-size", "", "training prompts (6 pairs each)"),
         ("rm-size", "d", "reward-model d_model"),
     ];
     let mut panels: Vec<plot::AblationPanel> = Vec::new();
+    let mut seeds = 0;
     let mut table = String::from(
         "| ablation | level | method | KL 1 | KL 2 | KL 4 |\n|---|---|---|---|---|---|\n",
     );
@@ -1701,10 +1749,11 @@ fn ablation_figure(results: &Path) -> Result<Option<String>> {
             let Some(f) = read::<FrontierRecord>(&dir.join("frontier.csv")) else {
                 continue;
             };
+            seeds = seeds.max(f.iter().map(|r| r.seeds).max().unwrap_or(0));
             for m in distinct(f.iter().map(|r| r.method.clone()).filter(|m| m != "optimal")) {
                 let cells: Vec<String> = [1.0, 2.0, 4.0]
                     .iter()
-                    .map(|b| at_budget(&f, &m, *b).map(|(g, _)| f3(g)).unwrap_or("-".into()))
+                    .map(|b| at_budget(&f, &m, *b).map(|(g, ci)| pm(g, ci)).unwrap_or("-".into()))
                     .collect();
                 let _ = writeln!(table, "| {family} | {level} | {m} | {} |", cells.join(" | "));
                 if let Some((g, ci)) = at_budget(&f, &m, 2.0) {
@@ -1729,7 +1778,7 @@ fn ablation_figure(results: &Path) -> Result<Option<String>> {
         return Ok(None);
     }
     plot::ablations(results, &panels)?;
-    Ok(Some(table))
+    Ok(Some((table, seeds)))
 }
 
 /// (seed, step, value).

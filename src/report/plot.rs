@@ -913,7 +913,8 @@ pub type LevelPoint = (f64, f64, f64);
 /// A curve's (x, y) points.
 type Curve = Vec<(f64, f64)>;
 
-/// One panel of the ablation figure: per method, (level, gold at the budget, ci) points.
+/// One panel of the ablation figure: per method, (level, gold at the budget, ci) points, each
+/// drawn with its 95% interval over seeds where it has one.
 pub struct AblationPanel {
     pub title: String,
     pub xdesc: String,
@@ -942,7 +943,12 @@ fn ablation_chart<DB: DrawingBackend>(
     for (panel, p) in areas.iter().zip(panels) {
         let (area, legend_area) = panel.split_vertically(panel.dim_in_pixel().1 - 90);
         let xs: Vec<f64> = p.series.iter().flat_map(|s| s.1.iter().map(|q| q.0)).collect();
-        let (y0, y1) = range(p.series.iter().flat_map(|s| s.1.iter().map(|q| q.1)), 0.1);
+        // The axis holds every interval: (gold - ci, gold + ci) where a point has one.
+        let ends = p.series.iter().flat_map(|s| s.1.iter()).flat_map(|q| {
+            let ci = if q.2.is_finite() { q.2 } else { 0.0 };
+            [q.1 - ci, q.1 + ci]
+        });
+        let (y0, y1) = range(ends, 0.1);
         let lx = |x: f64| if p.log_x { x.ln() } else { x };
         let (x0, x1) = range(xs.iter().map(|&x| lx(x)), 0.08);
         let mut chart = ChartBuilder::on(&area)
@@ -977,6 +983,17 @@ fn ablation_chart<DB: DrawingBackend>(
                         .point_size(4),
                 )
                 .map_err(err)?;
+            let bars = pts.iter().filter(|q| q.2.is_finite() && q.2 > 0.0).map(|q| {
+                ErrorBar::new_vertical(
+                    lx(q.0),
+                    q.1 - q.2,
+                    q.1,
+                    q.1 + q.2,
+                    l.color.stroke_width(1),
+                    8,
+                )
+            });
+            chart.draw_series(bars).map_err(err)?;
             entries.push((m.clone(), Mark::Line(l, 2)));
         }
         side_legend(&legend_area, "", &entries, 12)?;

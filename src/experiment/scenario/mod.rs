@@ -214,6 +214,7 @@ fn validate(
         format!("PPO-GT trains on the gold reward, and this {} world has no gold reward", w.world.kind()),
         "remove [ppo_gt], or give the dataset world a judge ([world.gold] init = \"<classifier folder>\")",
     )?;
+    even_checkpoints(&c, &w, &methods)?;
     let proxy = proxy_classifier(&w).map_err(|e| c.at(e))?;
     memory(&w, (&model, &rm), ppo_batch, proxy).map_err(|e| c.at(e))?;
     let plan = sweep_plan(&c, &w)?;
@@ -462,6 +463,22 @@ fn best_of_n_grid(
         )?;
     }
     Ok((best_of_n, candidates))
+}
+
+/// With `eval.checkpoints`, every run's length a multiple of it, so that every run offers the
+/// selected frontier the same number of evaluated checkpoints.
+fn even_checkpoints(c: &Check, w: &parse::File, methods: &[Method]) -> Result<(), ScenarioError> {
+    let Some(n) = w.eval.checkpoints else { return Ok(()) };
+    for m in methods {
+        let len = m.length(&w.train);
+        c.need(
+            len % n == 0,
+            "eval.checkpoints",
+            format!("{n} does not divide {}'s length, {len} steps or iterations: its runs would get another number of checkpoints than the others", m.name()),
+            "make every method's steps (iterations) a multiple of eval.checkpoints, or remove it",
+        )?;
+    }
+    Ok(())
 }
 
 /// Every method run of the method tables, each table resolved, and the largest rollout batch
@@ -763,11 +780,57 @@ fn tuning(
                 "give every tuned method the same number of configurations (equal tuning)",
             )?;
             need(n <= 32, "tune", format!("{n} configurations per method"), "use at most 32")?;
+            let shapes: Vec<(String, Vec<usize>)> =
+                tables.iter().map(|(t, configs)| (t.clone(), grid_shape(configs))).collect();
+            need(
+                shapes.iter().all(|s| s.1 == shapes[0].1),
+                "tune",
+                format!(
+                    "the tables vary different numbers of settings or points per setting ({}): their robustness spreads would not compare",
+                    shapes.iter().map(|(t, s)| format!("{t} {}", shape_text(s))).collect::<Vec<_>>().join(", ")
+                ),
+                "vary the same number of settings with as many values each in every table, e.g. lr x one own setting, two values each",
+            )?;
             Some(Tune { seeds: t.seeds.clone(), budget: t.budget, tables })
         }
         _ => None,
     };
     Ok(tune)
+}
+
+/// The points per setting a table's configurations vary, in descending order, with
+/// `usize::MAX` last where they are not the full product of those values, each once.
+fn grid_shape(configs: &[Vec<Override>]) -> Vec<usize> {
+    let mut values: Vec<(String, Vec<String>)> = Vec::new();
+    for ov in configs.iter().flatten() {
+        let v = ov.value.to_string();
+        match values.iter_mut().find(|(k, _)| *k == ov.key) {
+            Some((_, vs)) if !vs.contains(&v) => vs.push(v),
+            Some(_) => {}
+            None => values.push((ov.key.clone(), vec![v])),
+        }
+    }
+    let mut shape: Vec<usize> = values.iter().map(|(_, v)| v.len()).filter(|&n| n > 1).collect();
+    shape.sort_unstable_by(|a, b| b.cmp(a));
+    let mut distinct: Vec<String> = configs.iter().map(|c| Override::args(c)).collect();
+    distinct.sort_unstable();
+    distinct.dedup();
+    if shape.iter().product::<usize>() != configs.len() || distinct.len() != configs.len() {
+        shape.push(usize::MAX);
+    }
+    shape
+}
+
+/// A grid shape as `2 x 2`, `2 x 2, not each combination once`, or `one point`.
+fn shape_text(shape: &[usize]) -> String {
+    let dims: Vec<String> =
+        shape.iter().filter(|&&n| n != usize::MAX).map(|n| n.to_string()).collect();
+    let dims = if dims.is_empty() { "one point".to_string() } else { dims.join(" x ") };
+    if shape.last() == Some(&usize::MAX) {
+        format!("{dims}, not each combination once")
+    } else {
+        dims
+    }
 }
 
 /// A tuned table's configurations: `configs = [{...}, ...]` as listed, or the product of its
@@ -795,7 +858,13 @@ fn table_configs(
             &format!("tune.{table}.{key}"),
             "is a grid of the sweep (calibrated to the budgets or listed), not a tuned setting"
                 .into(),
-            "tune the optimisation: lr, steps or iterations, and for PPO init_kl_coef and horizon",
+            "tune the optimisation: lr, and e.g. batch_size, or for PPO ppo_epochs",
+        )?;
+        need(
+            key != "steps" && key != "iterations",
+            &format!("tune.{table}.{key}"),
+            "nests its configurations: the learning rate does not depend on the length, so a shorter run is the first part of a longer one, and every run's checkpoints along the way already offer it".into(),
+            "tune another setting (e.g. batch_size, or for PPO ppo_epochs), or set the length in the method's table",
         )
     };
     // `configs = [{ lr = 1e-4, iterations = 60 }, ...]`: the configurations listed,
