@@ -49,9 +49,14 @@ pub fn run(
     opts: RunOptions,
     t_start: std::time::Instant,
 ) -> Result<Summary> {
+    let given = sets;
     let sets = parse_sets(&file.display().to_string(), sets)?;
     let mut state = Fixed { file, sets, fixed: Vec::new() };
     let mut sc = state.load(&[])?;
+    // What the results were made from: the file and its overrides as given, and the key of the
+    // scenario they resolve to (which a later check resolves again with the code of the day).
+    let origin = origin_line(file, given);
+    let origin_key = super::keys::stage_hash(&sc.resolved_toml);
     // What this invocation ran and found cached, per phase.
     let (tune_done, cal_done) = (Cell::new(RunsDone::default()), Cell::new(RunsDone::default()));
     let run_pilot = |o: &RunOptions,
@@ -111,11 +116,24 @@ pub fn run(
     if tuning.is_some() || calibration.is_some() {
         ledger(&sc, &opts, &phases, swept, &mut summary);
     }
+    summary.add("run", "scenario", origin);
+    summary.add("run", "scenario key", origin_key);
     let wall = t_start.elapsed().as_secs_f64();
     summary.add("invocation", "wall time", format!("{wall:.1} s"));
     summary.number("invocation", "wall_s", wall);
     write(&sc, &opts, &phases, &summary)?;
     Ok(summary)
+}
+
+/// The scenario file and its `--set`s as one line: `scenarios/x.toml --set a=1 --set b=[0, 1]`
+/// (what [`crate::report::provenance`] reads back).
+pub fn origin_line(file: &std::path::Path, sets: &[String]) -> String {
+    let mut line = file.display().to_string();
+    for s in sets {
+        line.push_str(" --set ");
+        line.push_str(s);
+    }
+    line
 }
 
 /// What the phases before the sweep produced and ran.

@@ -35,6 +35,7 @@ pub mod overopt;
 pub mod paired;
 pub mod paper;
 pub mod plot;
+pub mod provenance;
 pub mod tensorboard;
 pub mod tuning;
 pub mod winrate;

@@ -1664,40 +1664,27 @@ fn optimal_reach(dir: &Path) -> Option<(f64, f64, f64)> {
     reach.is_finite().then_some((reach, n, ess))
 }
 
-/// Which code produced each results folder (the `code` row of its summary.csv). Folders from
-/// before that row existed were made with numerics 1 (see `experiment::folders::NUMERICS`).
+/// Which code produced each results folder (the `code` row of its summary.csv), and whether
+/// today's code and scenario files would make it again ([`super::provenance::stale`]). Folders
+/// from before that row existed were made with numerics 1 (see `experiment::folders::NUMERICS`).
 fn provenance(results: &Path) -> String {
-    let dirs = summary_dirs(results);
-    let mut s = String::from("\n\n## Provenance\n\nThe code behind each results folder (rerunning a folder's scenario with other code gives other bytes; with the same code, seed and thread count, the same bytes):\n\n| results | code |\n|---|---|\n");
-    for d in dirs {
+    let mut s = String::from("\n\n## Provenance\n\nThe code behind each results folder (rerunning a folder's scenario with other code gives other bytes; with the same code, seed and thread count, the same bytes), and whether this code and the scenario files would make it again (stale: its numerics, calibration rule or resolved scenario differ from today's):\n\n| results | code |\n|---|---|\n");
+    for (name, stale) in super::provenance::check(results) {
+        let d = results.join(&name);
         let sm = read::<SummaryRecord>(&d.join("summary.csv")).unwrap_or_default();
         let code = sm.iter().find(|r| r.metric == "code").map(|r| r.value.clone());
-        let name = d.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
-        let n = Numbers::of(&d);
-        // A calibrated folder names its calibration's search; one under an older rule is stale.
+        // A calibrated folder names its calibration's search.
         let rule = if d.join("calibration.csv").exists() {
-            let r = n.as_ref().map_or(1, |n| n.calibration_rule());
-            let cur = crate::experiment::calibrate::RULE;
-            if r < cur {
-                format!(", calibration rule {r}: stale, rerun its scenario for rule {cur}")
-            } else {
-                format!(", calibration rule {r}")
-            }
+            let r = Numbers::of(&d).as_ref().map_or(1, |n| n.calibration_rule());
+            format!(", calibration rule {r}")
         } else {
             String::new()
         };
-        // A folder made with other numerics than this code's is stale: rerunning its scenario
-        // gives other numbers.
-        let numerics = n.as_ref().map_or(1, |n| n.numerics());
-        let cur = crate::experiment::folders::NUMERICS;
-        let rule = if numerics == cur {
-            rule
-        } else {
-            format!("{rule}; stale: numerics {numerics}, this code's are {cur}: rerun its scenario")
-        };
+        let stale =
+            stale.map(|why| format!("; stale: {why}: rerun its scenario")).unwrap_or_default();
         let _ = writeln!(
             s,
-            "| {name} | {}{rule} |",
+            "| {name} | {}{rule}{stale} |",
             code.unwrap_or_else(|| "not recorded: numerics 1, before commit 44184c1".to_string())
         );
     }
