@@ -897,6 +897,42 @@ fn export_prefs_writes_every_pair() {
 /// are there at every step, once each (also at the last step, which the final temperature sweep
 /// would otherwise evaluate again), and the report draws them as win-rate curves.
 #[test]
+fn a_folder_is_stale_when_its_scenario_or_numerics_change() {
+    use alignlab::report::provenance::{parse_origin, stale};
+    let out = tmp("provenance");
+    std::fs::create_dir_all(&out).unwrap();
+    let file = out.join("quick.toml");
+    std::fs::copy("scenarios/sentiment.toml", &file).unwrap();
+    let o = run(&file, &out, &["sweep.dpo.beta=[0.5]", "sweep.seeds=[0, 1]"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let res = out.join("results/sentiment");
+    // The file and its --sets as given, read back whole (a value with a space included).
+    let rows: Vec<alignlab::experiment::summary::SummaryRecord> =
+        alignlab::log::read_csv(&res.join("summary.csv")).unwrap();
+    let origin = &rows.iter().find(|r| r.metric == "scenario").unwrap().value;
+    let (f, sets) = parse_origin(origin);
+    assert_eq!(f, file);
+    assert!(sets.contains(&"sweep.seeds=[0, 1]".to_string()), "{sets:?}");
+    assert_eq!(stale(&res), None);
+    // A setting changed in the file: the folder no longer is what the file makes.
+    let text0 = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(&file, text0.replace("max_new_tokens = 16", "max_new_tokens = 15")).unwrap();
+    let why = stale(&res).expect("stale after the file changed");
+    assert!(why.contains("resolves to another scenario"), "{why}");
+    // A comment changed only: the same scenario.
+    std::fs::write(&file, format!("# a note\n{text0}")).unwrap();
+    assert_eq!(stale(&res), None);
+    // Older numerics.
+    let numbers = std::fs::read_to_string(res.join("numbers.csv")).unwrap();
+    let cur = alignlab::experiment::folders::NUMERICS;
+    let older = numbers.replace(&format!("run,numerics,{cur}.0\n"), "run,numerics,1.0\n");
+    assert_ne!(older, numbers, "{numbers}");
+    std::fs::write(res.join("numbers.csv"), older).unwrap();
+    assert!(stale(&res).unwrap().starts_with("numerics 1"));
+    std::fs::remove_dir_all(&out).ok();
+}
+
+#[test]
 fn eval_checkpoints_give_every_run_as_many_evaluations() {
     let out = tmp("checkpoints");
     let file = Path::new("scenarios/sentiment.toml");
