@@ -298,6 +298,17 @@ fn paper_numbers_and_verdicts_come_from_the_results() {
     assert!(claims.contains("- Robustness to the sampling temperature (win rate at the highest temperature minus at the lowest, DPO's change minus PPO's, up to T = 1): +0.130 ± 0.025 over 3 seeds, above: this agrees with the paper's claim that DPO's win rate degrades less with the sampling temperature than PPO's (made for TL;DR, carried to this world)."), "{claims}");
     assert!(claims.contains("- Robustness (spread of gold across the tuning grid): DPO - PPO spread -0.200 ± 0.000 over 2 tuning seed(s): this agrees with the paper's claim that DPO is more robust to its hyperparameters than PPO."), "{claims}");
     assert!(claims.contains("- Cost (compute at equal gold): PPO needed 2.88 (1.21 to 6.85) times DPO's compute to reach selection-half gold 0.8000, over 3 seeds: this agrees with the paper's claim that DPO is cheaper than PPO."), "{claims}");
+    // The answers as one table, a row per claim, a column per world.
+    assert!(md.contains("| claim | Sentiment |\n|---|---|\n| Frontier: gold at the KL budgets | contradicts: KL 0.5"), "{md}");
+    assert!(md.contains("| Win rate against the reference | contradicts: T = 0 -0.100 ± 0.025; T = 1 +0.030 ± 0.050 |"), "{md}");
+    assert!(
+        md.contains("| Robustness to the sampling temperature | agrees: +0.130 ± 0.025 |"),
+        "{md}"
+    );
+    assert!(
+        md.contains("| Cost: compute at equal gold | agrees: PPO / DPO 2.88 (1.21 to 6.85) |"),
+        "{md}"
+    );
     // The same lines head the paper, before the worlds.
     let short = &md[md.find("## The answers in short").expect("short answers")
         ..md.find("## The worlds").unwrap()];
@@ -353,11 +364,11 @@ fn paper_numbers_and_verdicts_come_from_the_results() {
     let cur = alignlab::experiment::folders::NUMERICS;
     assert!(
         md.contains(&format!(
-            "| calibrated-new | alignlab 0.1.0 (commit def), numerics {cur}, calibration rule 2 |"
+            "| calibrated-new | alignlab 0.1.0 (commit def), numerics {cur}, calibration rule 2; stale: its scenario is not recorded (made before the `scenario` row): rerun its scenario |"
         )),
         "{md}"
     );
-    assert!(md.contains(&format!("| calibrated-old | alignlab 0.1.0 (commit def), numerics {cur}, calibration rule 1: stale, rerun its scenario for rule 2 |")), "{md}");
+    assert!(md.contains(&format!("| calibrated-old | alignlab 0.1.0 (commit def), numerics {cur}, calibration rule 1; stale: calibration rule 1, this code's is 2: rerun its scenario |")), "{md}");
     // The same numbers with the methods swapped: every verdict word flips.
     let results = results_tree(&root, "ppo", "dpo");
     let md = std::fs::read_to_string(

@@ -501,7 +501,7 @@ fn fair_section(
     scenario: &str,
     before: &Path,
     after: &Path,
-    claims: &[String],
+    claims: &[Claim],
 ) {
     let _ = writeln!(
         s,
@@ -548,7 +548,8 @@ fn fair_section(
         others_after(s, pa);
     }
     if !claims.is_empty() {
-        let _ = writeln!(s, "**The DPO paper's claims after the fair protocol**, each against PPO, paired by seed:\n\n{}\n", claims.join("\n"));
+        let lines: Vec<&str> = claims.iter().map(|c| c.line.as_str()).collect();
+        let _ = writeln!(s, "**The DPO paper's claims after the fair protocol**, each against PPO, paired by seed:\n\n{}\n", lines.join("\n"));
     }
     figure(s, &format!("../results/{scenario}/frontier.png"), "Reward against KL under the fair protocol: every evaluation a point, each method's selected frontier.");
     for heading in [
@@ -625,6 +626,24 @@ fn verdict_class(v: &str) -> usize {
 
 /// Where a verdict agrees with a claim made of A against B, from the paired comparisons: every
 /// one above agrees, any below contradicts, otherwise the seeds do not establish it.
+/// One claim of the paper in one world: its row of the short answers' table, the cell there
+/// (the verdict word, then the effect with its interval), and its sentence.
+pub struct Claim {
+    pub row: &'static str,
+    pub cell: String,
+    pub line: String,
+}
+
+/// The word of [`claim_words`]: agrees, contradicts, mixed or not established.
+fn verdict_word(above: usize, below: usize, n: usize) -> &'static str {
+    match (above, below) {
+        (a, 0) if a == n => "agrees",
+        (0, b) if b > 0 => "contradicts",
+        (_, b) if b > 0 => "mixed",
+        _ => "not established",
+    }
+}
+
 fn claim_words(above: usize, below: usize, n: usize, claim: &str) -> String {
     match (above, below) {
         (a, 0) if a == n => format!("this agrees with the paper's claim that {claim}"),
@@ -641,7 +660,7 @@ fn claim_words(above: usize, below: usize, n: usize, claim: &str) -> String {
 /// TL;DR (summarize; the paper's HH experiment has no PPO): elsewhere each says it is carried.
 /// DPO - PPO along `axis` (its values written `at` x): where above, below and inconclusive, and
 /// what that says of `claim`.
-fn axis_claim(rows: &[&PairedRecord], (axis, at): (&str, &str), claim: &str) -> String {
+fn axis_claim(rows: &[&PairedRecord], (axis, at): (&str, &str), claim: &str) -> Claim {
     let list = |c: usize, raw: bool| {
         let xs: Vec<String> = rows
             .iter()
@@ -672,7 +691,12 @@ fn axis_claim(rows: &[&PairedRecord], (axis, at): (&str, &str), claim: &str) -> 
     } else {
         String::new()
     };
-    format!(
+    let effects: Vec<String> =
+        rows.iter().map(|r| format!("{at} {} {:+.3} ± {:.3}", r.x, r.mean_diff, r.ci95)).collect();
+    let flag = if flagged.is_empty() { "" } else { " (flagged)" };
+    let cell =
+        format!("{}{flag}: {}", verdict_word(count(0), count(1), rows.len()), effects.join("; "));
+    let line = format!(
         "- {}: DPO - PPO, Holm-adjusted over the {} {}, above at {}; below at {}; inconclusive at {}{unadjusted}{density}: {}.",
         if axis == "kl_budget" {
             "Gold at the KL budgets"
@@ -690,13 +714,19 @@ fn axis_claim(rows: &[&PairedRecord], (axis, at): (&str, &str), claim: &str) -> 
         list(1, false),
         list(2, false),
         claim_words(count(0), count(1), rows.len(), claim)
-    )
+    );
+    let row = if axis == "kl_budget" {
+        "Frontier: gold at the KL budgets"
+    } else {
+        "Win rate against the reference"
+    };
+    Claim { row, cell, line }
 }
 
 /// The paper's robustness to the sampling temperature (its TL;DR figure: PPO's win rate falls
 /// at high temperature, DPO's less): DPO's change in win rate from the lowest temperature to the
 /// highest minus PPO's, above 0 where DPO degrades less, a family of its own.
-fn temperature_claim(p: &[PairedRecord], title: &str) -> Option<String> {
+fn temperature_claim(p: &[PairedRecord], title: &str) -> Option<Claim> {
     let r = paired_rows(p, "dpo", "ppo", "winrate_change")
         .into_iter()
         .find(|r| r.mean_diff.is_finite())?;
@@ -711,17 +741,20 @@ fn temperature_claim(p: &[PairedRecord], title: &str) -> Option<String> {
     } else {
         format!(" ± {:.3}", r.ci95)
     };
-    Some(format!(
+    let (above, below) = (usize::from(c == 0), usize::from(c == 1));
+    let line = format!(
         "- Robustness to the sampling temperature (win rate at the highest temperature minus at the lowest, DPO's change minus PPO's, up to T = {}): {:+.3}{ci} over {} seeds, {}: {}.",
         r.x,
         r.mean_diff,
         r.seeds_compared,
         r.verdict_adjusted,
-        claim_words(usize::from(c == 0), usize::from(c == 1), 1, claim)
-    ))
+        claim_words(above, below, 1, claim)
+    );
+    let cell = format!("{}: {:+.3}{ci}", verdict_word(above, below, 1), r.mean_diff);
+    Some(Claim { row: "Robustness to the sampling temperature", cell, line })
 }
 
-fn fair_claims(title: &str, after: &Path) -> Vec<String> {
+fn fair_claims(title: &str, after: &Path) -> Vec<Claim> {
     let pa = read::<PairedRecord>(&after.join("paired.csv"));
     let pa = pa.as_deref();
     let mut lines = Vec::new();
@@ -754,7 +787,7 @@ fn fair_claims(title: &str, after: &Path) -> Vec<String> {
         .unwrap_or_default();
     if let Some((_, p)) = super::tuning::robustness(&tuning).into_iter().find(|(m, _)| m == "ppo") {
         let claim = "DPO is more robust to its hyperparameters than PPO";
-        let line = match p {
+        let line = match &p {
             None => "not compared: no tuning seed on which a configuration of both reached the reference budget".to_string(),
             Some(p) => {
                 // Below 0: DPO's spread is the smaller, which is the claim.
@@ -763,7 +796,28 @@ fn fair_claims(title: &str, after: &Path) -> Vec<String> {
                 format!("DPO - PPO spread {:+.3}{ci} over {} tuning seed(s): {}", p.mean, p.diffs.len(), claim_words(usize::from(above), usize::from(below), 1, claim))
             }
         };
-        lines.push(format!("- Robustness (spread of gold across the tuning grid): {line}."));
+        let cell = match p {
+            None => "not compared".to_string(),
+            Some(p) => {
+                let (above, below) = (
+                    p.verdict() == crate::stats::Verdict::Below,
+                    p.verdict() == crate::stats::Verdict::Above,
+                );
+                let ci =
+                    if p.diffs.len() < 2 { String::new() } else { format!(" ± {:.3}", p.ci95) };
+                format!(
+                    "{}: spread {:+.3}{ci}",
+                    verdict_word(usize::from(above), usize::from(below), 1),
+                    p.mean
+                )
+            }
+        };
+        let row = "Robustness to the hyperparameters";
+        lines.push(Claim {
+            row,
+            cell,
+            line: format!("- Robustness (spread of gold across the tuning grid): {line}."),
+        });
     }
     let evals = crate::experiment::Metrics::read(&after.join("eval.csv")).ok();
     if let Some((level, _, p)) = evals.and_then(|e| {
@@ -779,7 +833,13 @@ fn fair_claims(title: &str, after: &Path) -> Vec<String> {
         } else {
             format!(" ({:.2} to {:.2})", p.lo().exp(), p.hi().exp())
         };
-        lines.push(format!("- Cost (compute at equal gold): PPO needed {:.2}{range} times DPO's compute to reach selection-half gold {level:.4}, over {} seeds: {}.", p.mean.exp(), p.diffs.len(), claim_words(usize::from(above), usize::from(below), 1, "DPO is cheaper than PPO")));
+        let line = format!("- Cost (compute at equal gold): PPO needed {:.2}{range} times DPO's compute to reach selection-half gold {level:.4}, over {} seeds: {}.", p.mean.exp(), p.diffs.len(), claim_words(usize::from(above), usize::from(below), 1, "DPO is cheaper than PPO"));
+        let cell = format!(
+            "{}: PPO / DPO {:.2}{range}",
+            verdict_word(usize::from(above), usize::from(below), 1),
+            p.mean.exp()
+        );
+        lines.push(Claim { row: "Cost: compute at equal gold", cell, line });
     }
     lines
 }
@@ -1056,14 +1116,15 @@ pub fn write(results: &Path, out: &Path) -> Result<PathBuf> {
         .iter()
         .filter(|f| !f.3.is_empty())
         .map(|(title, scenario, _, claims)| {
+            let lines: Vec<&str> = claims.iter().map(|c| c.line.as_str()).collect();
             format!(
                 "**{title}** (`results/{scenario}`, its section below):\n\n{}\n",
-                claims.join("\n")
+                lines.join("\n")
             )
         })
         .collect();
     if !short.is_empty() {
-        let _ = writeln!(s, "## The answers in short\n\nAfter the fair protocol (equal tuning, calibrated grids, checkpoints chosen apart from the samples reported), the DPO paper's claims against PPO, each paired by seed and stated by its verdict: \"agrees\" or \"contradicts\" where the test excludes 0 after Holm's adjustment within the claim (the budgets of one world are one claim, its temperatures another), \"not established\" where it does not; the unadjusted verdicts are given where they differ.\n\n{}", short.join("\n"));
+        let _ = writeln!(s, "## The answers in short\n\nAfter the fair protocol (equal tuning, calibrated grids, checkpoints chosen apart from the samples reported), the DPO paper's claims against PPO, each paired by seed and stated by its verdict: \"agrees\" or \"contradicts\" where the test excludes 0 after Holm's adjustment within the claim (the budgets of one world are one claim, its temperatures another), \"not established\" where it does not; the unadjusted verdicts are given where they differ. The table: each claim (row) in each world (column), DPO - PPO with its 95% interval (KL budgets and temperatures each; the hyperparameter spread DPO's minus PPO's, below 0 for the claim; cost PPO's compute over DPO's, above 1 for the claim); \"flagged\": a budget whose verdict differs on the final-checkpoint frontier; \"mixed\": above somewhere, below elsewhere.\n\n{}\n{}", answers_table(&fair), short.join("\n"));
     }
     let _ = writeln!(s, "## The worlds\n\n- **sentiment** (IMDb analogue): reviews from a bigram language tilted by a latent sentiment; the gold reward is the exact Bayes posterior p(positive | text); prompts are 2 to 8 word prefixes.\n- **summarize** (TL;DR analogue): documents hold 2 to 5 fact words among filler; each fact has a salience. The gold judge scores the salience of the document's facts a summary mentions minus penalties for length, repetition and facts not in the document. SFT learns from noisy near-optimal reference summaries; preference pairs come off-policy from a separate labeller with Bradley-Terry label noise. The metric is the win rate against the reference summary (ties count one half).\n- **dialogue** (Anthropic HH analogue): benign and harmful requests; the gold judge rewards serving a benign request and refusing a harmful one; pairs written off-policy and labelled by a labeller that agrees with the judge on most pairs and errs towards politeness, a taste the judge does not share; the metric is the win rate against the chosen reply of a held-out pair.\n- **shifted inputs** (the paper's CNN/DailyMail test of TL;DR policies): summarize's policies evaluated on documents of another length, fact density, filler register and layout (`[world.shift]`), judged by the same gold.\n- **tabular**: every response enumerable, so pi* proportional to pi_ref exp(r / beta), KL and TV are exact.\n- **overoptimisation**: sentiment with a labeller whose taste the gold does not share, so the reward model can be hacked.\n");
 
@@ -1204,8 +1265,32 @@ fn with_contents(paper: &str) -> String {
     format!("{}{list}{}", &paper[..first], &paper[first..])
 }
 
+/// The short answers as one table: a row per claim, a column per world with a fair rerun.
+fn answers_table(fair: &[FairRerun]) -> String {
+    let worlds: Vec<&FairRerun> = fair.iter().filter(|f| !f.3.is_empty()).collect();
+    let mut rows: Vec<&'static str> = Vec::new();
+    for c in worlds.iter().flat_map(|f| &f.3) {
+        if !rows.contains(&c.row) {
+            rows.push(c.row);
+        }
+    }
+    let mut t = format!(
+        "| claim | {} |\n|---|{}\n",
+        worlds.iter().map(|f| f.0).collect::<Vec<_>>().join(" | "),
+        "---|".repeat(worlds.len())
+    );
+    for row in rows {
+        let cells: Vec<String> = worlds
+            .iter()
+            .map(|f| f.3.iter().find(|c| c.row == row).map_or("-".to_string(), |c| c.cell.clone()))
+            .collect();
+        let _ = writeln!(t, "| {row} | {} |", cells.join(" | "));
+    }
+    t
+}
+
 /// A fair rerun: its title, results folder, the first wave's folder and its claims lines.
-type FairRerun = (&'static str, &'static str, &'static str, Vec<String>);
+type FairRerun = (&'static str, &'static str, &'static str, Vec<Claim>);
 
 /// The fair reruns with results, read once: their claims head the paper in short and close
 /// each one's comparison in its section.
