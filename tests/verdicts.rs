@@ -511,3 +511,41 @@ fn cost_as_a_curve_by_hand() {
     let bon = cost_curve(&pts, "best_of_n");
     assert!(!bon.is_empty() && bon.iter().all(|c| c.own.is_empty() && c.total.len() == 3));
 }
+
+#[test]
+fn a_perturbed_rerun_counts_the_adjusted_verdicts_that_moved() {
+    use alignlab::report::paired::{moved_verdicts, PairedRecord};
+    let row = |x: f64, seeds: usize, verdict: &str, mean: f64| PairedRecord {
+        a: "dpo".into(),
+        b: "ppo".into(),
+        axis: "kl_budget".into(),
+        x,
+        metric: "gold".into(),
+        seeds,
+        seeds_compared: seeds,
+        mean_diff: mean,
+        ci95: 0.02,
+        verdict_adjusted: verdict.into(),
+        ..Default::default()
+    };
+    let a = [
+        row(0.5, 5, "above", 0.030),
+        row(1.0, 5, "inconclusive (adjusted p 0.100)", 0.010),
+        row(2.0, 5, "below", -0.027),
+        row(4.0, 1, "above", 0.050),
+    ];
+    let b = [
+        row(0.5, 5, "above", 0.031),
+        // Another p, the same verdict: not moved.
+        row(1.0, 5, "inconclusive (adjusted p 0.200)", 0.008),
+        row(2.0, 5, "inconclusive (adjusted p 0.070)", -0.024),
+        // One seed in either: not compared.
+        row(4.0, 1, "below", -0.050),
+    ];
+    let (n, moved) = moved_verdicts(&a, &b);
+    assert_eq!(n, 3);
+    assert_eq!(
+        moved,
+        ["dpo - ppo at kl_budget 2: below (-0.027 ± 0.020) -> inconclusive (adjusted p 0.070) (-0.024 ± 0.020)"]
+    );
+}

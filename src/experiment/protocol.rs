@@ -118,6 +118,13 @@ pub fn run(
     }
     summary.add("run", "scenario", origin);
     summary.add("run", "scenario key", origin_key);
+    // The threads each run had: byte-identity holds at the same count, on the same CPU type.
+    let per_run = (opts.threads / opts.jobs.max(1)).max(1);
+    summary.add(
+        "run",
+        "threads",
+        format!("{per_run} torch threads per run, {} at a time", opts.jobs.max(1)),
+    );
     let wall = t_start.elapsed().as_secs_f64();
     summary.add("invocation", "wall time", format!("{wall:.1} s"));
     summary.number("invocation", "wall_s", wall);
@@ -125,7 +132,7 @@ pub fn run(
     Ok(summary)
 }
 
-/// The scenario file and its `--set`s as one line: `scenarios/x.toml --set a=1 --set b=[0, 1]`
+/// The scenario file and its `--set`s as one line: `scenarios/sentiment.toml --set a=1 --set b=[0, 1]`
 /// (what [`crate::report::provenance`] reads back).
 pub fn origin_line(file: &std::path::Path, sets: &[String]) -> String {
     let mut line = file.display().to_string();

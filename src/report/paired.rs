@@ -442,3 +442,42 @@ pub fn markdown(rows: &[PairedRow]) -> String {
     }
     s
 }
+
+/// A folder's adjusted verdicts against a rerun of the same scenario under a perturbation
+/// (another thread count or CPU kernels: float noise, nothing else): the comparisons both
+/// have with at least two seeds, and those whose adjusted verdict moved, described.
+pub fn moved_verdicts(a: &[PairedRecord], b: &[PairedRecord]) -> (usize, Vec<String>) {
+    let mut compared = 0;
+    let mut moved = Vec::new();
+    for r in a.iter().filter(|r| r.seeds_compared >= 2) {
+        let Some(q) = b.iter().find(|q| {
+            (&q.a, &q.b, &q.axis, &q.metric) == (&r.a, &r.b, &r.axis, &r.metric)
+                && q.x == r.x
+                && q.seeds_compared >= 2
+        }) else {
+            continue;
+        };
+        compared += 1;
+        // The verdict, not its words: an inconclusive one names its p, which noise moves.
+        let class = |v: &str| match v {
+            "above" | "below" => v.to_string(),
+            _ => "inconclusive".to_string(),
+        };
+        if class(&q.verdict_adjusted) != class(&r.verdict_adjusted) {
+            moved.push(format!(
+                "{} - {} at {} {}: {} ({:+.3} ± {:.3}) -> {} ({:+.3} ± {:.3})",
+                r.a,
+                r.b,
+                r.axis,
+                r.x,
+                r.verdict_adjusted,
+                r.mean_diff,
+                r.ci95,
+                q.verdict_adjusted,
+                q.mean_diff,
+                q.ci95
+            ));
+        }
+    }
+    (compared, moved)
+}

@@ -1165,6 +1165,7 @@ pub fn write(results: &Path, out: &Path) -> Result<PathBuf> {
     }
     s.push_str(&precision_section(results));
     s.push_str(&multiplicity_section(results));
+    s.push_str(&stability_section(results).unwrap_or_default());
     s.push_str(&cost_section(results));
     let _ = writeln!(s, "## Methods and definitions\n\n- KL(pi || pi_ref): the sum over a sampled response's positions of the exact full-vocabulary KL between the two next-token distributions, at the sampling temperature; Best-of-N reports the analytic bound log N - (N-1)/N.\n- Optimal frontier, an inner bound: pi* proportional to pi_ref exp(r / beta) restricted to N samples of pi_SFT per prompt (the Best-of-N candidates of the prompt, `eval.optimal_samples`), by self-normalised importance sampling; the reweighted sample is a policy, so its point is attainable, but its KL cannot pass log N and pi* proper lies above it. A beta is kept only while every prompt's effective sample size is at least `eval.optimal_min_ess`.\n- Selection and report apart: the held-out prompts are split (`eval.selection_fraction`, half by default); per seed, a method's upper concave envelope (SFT's point included) is built on the selection half, and at a budget the two evaluations (or one) it interpolates and their mixture weight are taken to the test half, whose value is reported. A seed has a value at a budget only if it evaluated a point at or past it (selection-half KL).\n- Paired comparisons: per seed, A - B; mean with a 95% t-interval over seeds and the smallest difference a two-sided 5% test detects with 80% power, (t_0.975 + t_0.8) s / sqrt(n). \"above\" or \"below\" when the interval excludes 0, else \"inconclusive\" with that difference. Never from the overlap of unpaired intervals. Each also has the paired t-test's two-sided p-value and its Holm adjustment within its claim (one pair of methods on one axis of one folder: all its budgets, or all its temperatures), from which its adjusted verdict comes; claims are judged on adjusted verdicts only, and the Multiplicity section adjusts every test once more across the paper (Benjamini-Hochberg).\n- Win rate: P(gold(y) > gold(y_ref)) with ties one half; in the figure and its table, one seed: 95% Wilson interval over the samples; several seeds: 95% t-interval over seeds.\n- Every run's exact settings are in `results/<scenario>/scenario.resolved.toml`.");
     s.push_str(&provenance(results));
@@ -1206,9 +1207,13 @@ fn precision_section(results: &Path) -> String {
 /// within each claim, and after Benjamini and Hochberg across the paper.
 fn multiplicity_section(results: &Path) -> String {
     let mut tests: Vec<(String, PairedRecord)> = Vec::new();
-    // A folder compared with another for precision (`equivalence.csv`) repeats that one's
-    // claims: it is not another test of them.
-    for d in summary_dirs(results).into_iter().filter(|d| !d.join("equivalence.csv").exists()) {
+    // A folder compared with another for precision (`equivalence.csv`) or rerun under float
+    // noise (`-perturbed`) repeats that one's claims: it is not another test of them.
+    let repeat = |d: &Path| {
+        d.join("equivalence.csv").exists()
+            || d.file_name().is_some_and(|n| n.to_string_lossy().ends_with("-perturbed"))
+    };
+    for d in summary_dirs(results).into_iter().filter(|d| !repeat(d)) {
         let name = d.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
         for r in read::<PairedRecord>(&d.join("paired.csv")).unwrap_or_default() {
             // The final-checkpoint frontier re-tests a budget claim (a sensitivity check on
@@ -1263,6 +1268,41 @@ fn with_contents(paper: &str) -> String {
         let _ = writeln!(list, "- [{h}](#{})", anchor(h));
     }
     format!("{}{list}{}", &paper[..first], &paper[first..])
+}
+
+/// Each folder beside its rerun under float noise (`results/<name>-perturbed`: the same
+/// scenario with another thread count per run): how many adjusted verdicts moved.
+fn stability_section(results: &Path) -> Option<String> {
+    let mut rows = Vec::new();
+    for d in summary_dirs(results) {
+        let name = d.file_name()?.to_string_lossy().to_string();
+        let Some(base) = name.strip_suffix("-perturbed") else { continue };
+        let (Some(a), Some(b)) = (
+            read::<PairedRecord>(&results.join(base).join("paired.csv")),
+            read::<PairedRecord>(&d.join("paired.csv")),
+        ) else {
+            continue;
+        };
+        let threads = |dir: &Path| {
+            read::<SummaryRecord>(&dir.join("summary.csv"))
+                .unwrap_or_default()
+                .into_iter()
+                .find(|r| r.stage == "run" && r.metric == "threads")
+                .map_or("not recorded".to_string(), |r| r.value)
+        };
+        let (n, moved) = super::paired::moved_verdicts(&a, &b);
+        let which = if moved.is_empty() { "none".to_string() } else { moved.join("; ") };
+        rows.push(format!(
+            "| {base} | {} | {} | {n} | {} | {which} |",
+            threads(&results.join(base)),
+            threads(&d),
+            moved.len()
+        ));
+    }
+    if rows.is_empty() {
+        return None;
+    }
+    Some(format!("## Stability under float noise\n\nA byte-identical rerun needs the same scenario, seeds, thread count, CPU type and libtorch build; elsewhere the same scenario gives the same distribution of results, not the same numbers. Each folder below was rerun with another thread count per run (other reduction orders in the matrix products: float noise and nothing else), and its adjusted verdicts (above, below or inconclusive, every comparison with at least two seeds) compared:\n\n| folder | threads | rerun's threads | adjusted verdicts | moved | which |\n|---|---|---|---|---|---|\n{}\n", rows.join("\n")))
 }
 
 /// The short answers as one table: a row per claim, a column per world with a fair rerun.

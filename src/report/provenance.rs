@@ -43,7 +43,7 @@ pub fn stale(dir: &Path) -> Option<String> {
     }
 }
 
-/// The file and the `--set`s of a `run,scenario` row (`scenarios/x.toml --set a=1 ...`).
+/// The file and the `--set`s of a `run,scenario` row (`scenarios/sentiment.toml --set a=1 ...`).
 pub fn parse_origin(line: &str) -> (PathBuf, Vec<String>) {
     let mut parts = line.split(" --set ");
     let file = PathBuf::from(parts.next().unwrap_or_default());
