@@ -7,7 +7,7 @@ CARGO ?= cargo
 
 JOBS ?= 2
 
-.PHONY: trl-roundtrip setup build run test lint bench bench-compare clean-runs sweep ablations report paper tabular baselines hf-check gpu-check test-slurm kill-check tensorboard-check fixtures
+.PHONY: trl-roundtrip setup build run test lint bench bench-compare clean-runs sweep ablations report paper paper-bf16 paper-perturbed tabular baselines hf-check gpu-check test-slurm kill-check tensorboard-check fixtures
 
 # Install libtorch (the PyPI torch==2.11.0 wheel) once per machine, then link it as .libtorch.
 # A LIBTORCH set by the user is respected: nothing is installed and .libtorch is not touched.
@@ -57,7 +57,24 @@ paper: build tabular ablations
 	./target/release/alignlab run scenarios/fair-sentiment.toml --jobs $(JOBS)
 	./target/release/alignlab run scenarios/fair-summarize.toml --jobs $(JOBS)
 	./target/release/alignlab run scenarios/fair-dialogue.toml --jobs $(JOBS)
+	$(MAKE) paper-bf16 paper-perturbed
 	./target/release/alignlab report --paper
+
+# The precision study: the paper's sentiment and summarize runs again in bf16, each compared with
+# its fp32 folder by two one-sided tests (equivalence.{csv,md} in the bf16 folder).
+paper-bf16: build
+	for s in paper-sentiment paper-summarize; do \
+		./target/release/alignlab run scenarios/$$s.toml --jobs $(JOBS) --precision bf16 --set name=$$s-bf16 && \
+		./target/release/alignlab equivalence results/$$s results/$$s-bf16 || exit 1; \
+	done
+
+# Float noise: the fair experiments again with every run on two torch threads, one at a time
+# (their folders ran two at a time on one thread each): other summation orders, nothing else.
+# The paper counts the adjusted verdicts that moved (its "Stability under float noise").
+paper-perturbed: build
+	for s in fair-sentiment fair-summarize fair-dialogue; do \
+		./target/release/alignlab run scenarios/$$s.toml --jobs 1 --threads 2 --set name=$$s-perturbed || exit 1; \
+	done
 
 # The tabular world's convergence to pi* (seconds).
 tabular: build
