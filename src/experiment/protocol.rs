@@ -53,8 +53,7 @@ pub fn run(
     let sets = parse_sets(&file.display().to_string(), sets)?;
     let mut state = Fixed { file, sets, fixed: Vec::new() };
     let mut sc = state.load(&[])?;
-    // What the results were made from: the file and its overrides as given, and the key of the
-    // scenario they resolve to (which a later check resolves again with the code of the day).
+    // What the results were made from (a later check resolves it again with the day's code).
     let origin = origin_line(file, given);
     let origin_key = super::keys::stage_hash(&sc.resolved_toml);
     // What this invocation ran and found cached, per phase.
@@ -116,20 +115,26 @@ pub fn run(
     if tuning.is_some() || calibration.is_some() {
         ledger(&sc, &opts, &phases, swept, &mut summary);
     }
-    summary.add("run", "scenario", origin);
-    summary.add("run", "scenario key", origin_key);
-    // The threads each run had: byte-identity holds at the same count, on the same CPU type.
-    let per_run = (opts.threads / opts.jobs.max(1)).max(1);
-    summary.add(
-        "run",
-        "threads",
-        format!("{per_run} torch threads per run, {} at a time", opts.jobs.max(1)),
-    );
+    origin_rows(&mut summary, (origin, origin_key), &opts);
     let wall = t_start.elapsed().as_secs_f64();
     summary.add("invocation", "wall time", format!("{wall:.1} s"));
     summary.number("invocation", "wall_s", wall);
     write(&sc, &opts, &phases, &summary)?;
     Ok(summary)
+}
+
+/// What a folder was made from and how: its scenario (file, `--set`s, resolved key) and the
+/// threads each run had (byte-identity holds at the same count, on the same CPU type).
+fn origin_rows(summary: &mut Summary, (origin, key): (String, String), opts: &RunOptions) {
+    summary.add("run", "scenario", origin);
+    summary.add("run", "scenario key", key);
+    let per_run = (opts.threads / opts.jobs.max(1)).max(1);
+    let at_a_time = opts.jobs.max(1);
+    summary.add(
+        "run",
+        "threads",
+        format!("{per_run} torch threads per run, {at_a_time} at a time"),
+    );
 }
 
 /// The scenario file and its `--set`s as one line: `scenarios/sentiment.toml --set a=1 --set b=[0, 1]`

@@ -754,6 +754,48 @@ fn temperature_claim(p: &[PairedRecord], title: &str) -> Option<Claim> {
     Some(Claim { row: "Robustness to the sampling temperature", cell, line })
 }
 
+/// The robustness claim: the spread of gold across the tuning grid, DPO's minus PPO's, paired
+/// by tuning seed (below 0 where DPO's is the smaller, which is the claim).
+fn robustness_claim(after: &Path) -> Option<Claim> {
+    let tuning = read::<crate::experiment::tune::TuningRecord>(&after.join("tuning.csv"))
+        .unwrap_or_default();
+    let (_, p) = super::tuning::robustness(&tuning).into_iter().find(|(m, _)| m == "ppo")?;
+    {
+        let claim = "DPO is more robust to its hyperparameters than PPO";
+        let line = match &p {
+            None => "not compared: no tuning seed on which a configuration of both reached the reference budget".to_string(),
+            Some(p) => {
+                // Below 0: DPO's spread is the smaller, which is the claim.
+                let (above, below) = (p.verdict() == crate::stats::Verdict::Below, p.verdict() == crate::stats::Verdict::Above);
+                let ci = if p.diffs.len() < 2 { " (one seed, no interval)".to_string() } else { format!(" ± {:.3}", p.ci95) };
+                format!("DPO - PPO spread {:+.3}{ci} over {} tuning seed(s): {}", p.mean, p.diffs.len(), claim_words(usize::from(above), usize::from(below), 1, claim))
+            }
+        };
+        let cell = match p {
+            None => "not compared".to_string(),
+            Some(p) => {
+                let (above, below) = (
+                    p.verdict() == crate::stats::Verdict::Below,
+                    p.verdict() == crate::stats::Verdict::Above,
+                );
+                let ci =
+                    if p.diffs.len() < 2 { String::new() } else { format!(" ± {:.3}", p.ci95) };
+                format!(
+                    "{}: spread {:+.3}{ci}",
+                    verdict_word(usize::from(above), usize::from(below), 1),
+                    p.mean
+                )
+            }
+        };
+        let row = "Robustness to the hyperparameters";
+        Some(Claim {
+            row,
+            cell,
+            line: format!("- Robustness (spread of gold across the tuning grid): {line}."),
+        })
+    }
+}
+
 fn fair_claims(title: &str, after: &Path) -> Vec<Claim> {
     let pa = read::<PairedRecord>(&after.join("paired.csv"));
     let pa = pa.as_deref();
@@ -783,42 +825,7 @@ fn fair_claims(title: &str, after: &Path) -> Vec<Claim> {
     if let Some(line) = pa.and_then(|p| temperature_claim(p, title)) {
         lines.push(line);
     }
-    let tuning = read::<crate::experiment::tune::TuningRecord>(&after.join("tuning.csv"))
-        .unwrap_or_default();
-    if let Some((_, p)) = super::tuning::robustness(&tuning).into_iter().find(|(m, _)| m == "ppo") {
-        let claim = "DPO is more robust to its hyperparameters than PPO";
-        let line = match &p {
-            None => "not compared: no tuning seed on which a configuration of both reached the reference budget".to_string(),
-            Some(p) => {
-                // Below 0: DPO's spread is the smaller, which is the claim.
-                let (above, below) = (p.verdict() == crate::stats::Verdict::Below, p.verdict() == crate::stats::Verdict::Above);
-                let ci = if p.diffs.len() < 2 { " (one seed, no interval)".to_string() } else { format!(" ± {:.3}", p.ci95) };
-                format!("DPO - PPO spread {:+.3}{ci} over {} tuning seed(s): {}", p.mean, p.diffs.len(), claim_words(usize::from(above), usize::from(below), 1, claim))
-            }
-        };
-        let cell = match p {
-            None => "not compared".to_string(),
-            Some(p) => {
-                let (above, below) = (
-                    p.verdict() == crate::stats::Verdict::Below,
-                    p.verdict() == crate::stats::Verdict::Above,
-                );
-                let ci =
-                    if p.diffs.len() < 2 { String::new() } else { format!(" ± {:.3}", p.ci95) };
-                format!(
-                    "{}: spread {:+.3}{ci}",
-                    verdict_word(usize::from(above), usize::from(below), 1),
-                    p.mean
-                )
-            }
-        };
-        let row = "Robustness to the hyperparameters";
-        lines.push(Claim {
-            row,
-            cell,
-            line: format!("- Robustness (spread of gold across the tuning grid): {line}."),
-        });
-    }
+    lines.extend(robustness_claim(after));
     let evals = crate::experiment::Metrics::read(&after.join("eval.csv")).ok();
     if let Some((level, _, p)) = evals.and_then(|e| {
         super::compute::equal_gold(&super::compute::cost_points(&e, &super::points(&e)), "ppo")
@@ -1156,12 +1163,7 @@ pub fn write(results: &Path, out: &Path) -> Result<PathBuf> {
     tabular_section(results, &mut s)?;
     // Ablations.
     if let Some((table, seeds)) = ablations {
-        let each =
-            if seeds == 1 { "one seed each".to_string() } else { format!("{seeds} seeds each") };
-        let _ = writeln!(s, "## Ablations (sentiment, {each})\n\n`make ablations`. Gold reward at KL budgets on each method's envelope, mean ± 95% interval over seeds (chosen on the selection half of the prompts, reported on the test half; `-`: some seed's runs did not reach the budget):\n");
-        figure(&mut s, "../results/ablations.png", "Gold reward at KL 2 against the ablated setting: label noise (Bradley-Terry temperature), preference-data size (training prompts, 6 pairs each), reward-model size (d_model).");
-        s.push_str(&table);
-        s.push('\n');
+        ablations_section(&mut s, &table, seeds);
     }
     s.push_str(&precision_section(results));
     s.push_str(&multiplicity_section(results));
@@ -1814,6 +1816,15 @@ fn provenance(results: &Path) -> String {
         );
     }
     s
+}
+
+/// The ablations' section: their table and figure, over `seeds` seeds each.
+fn ablations_section(s: &mut String, table: &str, seeds: usize) {
+    let each = if seeds == 1 { "one seed each".to_string() } else { format!("{seeds} seeds each") };
+    let _ = writeln!(s, "## Ablations (sentiment, {each})\n\n`make ablations`. Gold reward at KL budgets on each method's envelope, mean ± 95% interval over seeds (chosen on the selection half of the prompts, reported on the test half; `-`: some seed's runs did not reach the budget):\n");
+    figure(s, "../results/ablations.png", "Gold reward at KL 2 against the ablated setting: label noise (Bradley-Terry temperature), preference-data size (training prompts, 6 pairs each), reward-model size (d_model).");
+    s.push_str(table);
+    s.push('\n');
 }
 
 /// A mean with its 95% half-width where it has one (one seed: the mean alone).
