@@ -15,6 +15,7 @@ use crate::log::Record;
 use crate::report::estimators::EstimatorRecord;
 use crate::report::numbers::Numbers;
 use crate::report::overopt::FitRecord;
+use crate::report::provenance::summary_dirs;
 use crate::report::winrate::WinrateRecord;
 
 /// A results file's records, if it is there and reads (a report skips what a folder lacks).
@@ -1610,19 +1611,6 @@ fn tabular_section(results: &Path, s: &mut String) -> Result<()> {
     }
 
     Ok(())
-}
-
-/// The results folders that hold a `summary.csv`, in name order.
-fn summary_dirs(results: &Path) -> Vec<PathBuf> {
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(results)
-        .map(|it| {
-            it.filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.join("summary.csv").exists())
-                .collect()
-        })
-        .unwrap_or_default();
-    dirs.sort();
-    dirs
 }
 
 /// What the paper costs: per results folder, the wall time of the invocation that wrote it and

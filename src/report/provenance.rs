@@ -50,8 +50,8 @@ pub fn parse_origin(line: &str) -> (PathBuf, Vec<String>) {
     (file, parts.map(str::to_string).collect())
 }
 
-/// Every results folder under `results` (one with a `summary.csv`) and why it is stale, if it is.
-pub fn check(results: &Path) -> Vec<(String, Option<String>)> {
+/// The results folders under `results` (those with a `summary.csv`), sorted.
+pub fn summary_dirs(results: &Path) -> Vec<PathBuf> {
     let mut dirs: Vec<PathBuf> = std::fs::read_dir(results)
         .map(|it| {
             it.filter_map(|e| e.ok().map(|e| e.path()))
@@ -60,7 +60,13 @@ pub fn check(results: &Path) -> Vec<(String, Option<String>)> {
         })
         .unwrap_or_default();
     dirs.sort();
-    dirs.iter()
+    dirs
+}
+
+/// Every results folder under `results` and why it is stale, if it is.
+pub fn check(results: &Path) -> Vec<(String, Option<String>)> {
+    summary_dirs(results)
+        .iter()
         .map(|d| {
             let name = d.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
             (name, stale(d))
