@@ -68,12 +68,15 @@ paper-bf16: build
 		./target/release/alignlab equivalence results/$$s results/$$s-bf16 || exit 1; \
 	done
 
-# Float noise: the fair experiments again with every run on two torch threads, one at a time
-# (their folders ran two at a time on one thread each): other summation orders, nothing else.
-# The paper counts the adjusted verdicts that moved (its "Stability under float noise").
+# Float noise: each fair experiment's sweep again, from its folder's resolved scenario (the tuned
+# settings, the calibrated grids and the top-ups as they ran, so no tuning, calibration or new
+# top-up), with every run on two torch threads, one at a time (the folders ran two at a time on
+# one thread each): other summation orders, nothing else. The paper counts the adjusted
+# verdicts that moved (its "Stability under float noise").
 paper-perturbed: build
 	for s in fair-sentiment fair-summarize fair-dialogue; do \
-		./target/release/alignlab run scenarios/$$s.toml --jobs 1 --threads 2 --set name=$$s-perturbed || exit 1; \
+		./target/release/alignlab run results/$$s/scenario.resolved.toml --jobs 1 --threads 2 \
+			--set name=$$s-perturbed --set 'tune.seeds=[]' --set sweep.calibrate=false --set sweep.top_up_rounds=0 || exit 1; \
 	done
 
 # The tabular world's convergence to pi* (seconds).

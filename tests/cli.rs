@@ -933,6 +933,32 @@ fn a_folder_is_stale_when_its_scenario_or_numerics_change() {
 }
 
 #[test]
+fn grids_already_calibrated_run_as_written() {
+    // `sweep.calibrate = false`: the budgets name the report's, and nothing runs on the pilot
+    // seed (what a rerun of a folder's resolved scenario under float noise uses).
+    let out = tmp("no-calibration");
+    let file = Path::new("scenarios/sentiment.toml");
+    let set = ["sweep.budgets=[0.01, 0.03]", "sweep.calibrate=false", "sweep.dpo.beta=[0.5]"];
+    let o = run(file, &out, &set);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(!text(&o).contains("calibration round"), "{}", text(&o));
+    let res = out.join("results/sentiment");
+    assert!(!res.join("calibration.csv").exists());
+    let evals = std::fs::read_to_string(res.join("eval.csv")).unwrap();
+    assert!(evals.contains("\ndpo,beta=0.5,0,"), "the grid as written");
+    let paired = std::fs::read_to_string(res.join("paired.csv")).unwrap();
+    assert!(paired.contains(",kl_budget,0.03,"), "the budgets are the report's:\n{paired}");
+    // Top-ups need a calibration.
+    let o = run(
+        file,
+        &out.join("bad"),
+        &["sweep.budgets=[0.01]", "sweep.calibrate=false", "sweep.top_up_rounds=1"],
+    );
+    assert_clean_failure(&o, &["sweep.top_up_rounds", "calibrate is false"]);
+    std::fs::remove_dir_all(&out).ok();
+}
+
+#[test]
 fn eval_checkpoints_give_every_run_as_many_evaluations() {
     let out = tmp("checkpoints");
     let file = Path::new("scenarios/sentiment.toml");

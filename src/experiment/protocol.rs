@@ -87,7 +87,7 @@ pub fn run(
         }
     };
     // 2. Budget-calibrated grids: searched on the pilot seeds, then the sweep runs them.
-    let calibration = if sc.budgets.is_empty() {
+    let calibration = if sc.budgets.is_empty() || !sc.calibrate {
         None
     } else {
         let o = opts.with_overrides(&state.fixed);

@@ -72,6 +72,9 @@ pub struct Scenario {
     pub seed_runs: Vec<(SeedRun, Method)>,
     /// `[sweep] top_up_rounds`: per-seed top-ups after the sweep (0: none).
     pub top_up_rounds: usize,
+    /// `[sweep] calibrate`: whether the grids are calibrated to the budgets (false: they are
+    /// already, and the budgets only name the report's).
+    pub calibrate: bool,
     /// Best-of-N's grid of N, if it runs.
     pub best_of_n: Option<Vec<usize>>,
     /// `[sweep] budgets`: the KL budgets the grids are calibrated to (empty: no calibration).
@@ -193,6 +196,7 @@ struct SweepPlan {
     calibration_rounds: usize,
     calibration_aim: f64,
     top_up_rounds: usize,
+    calibrate: bool,
 }
 
 /// Each section's own checks, then those that span sections; the first violation is reported.
@@ -258,6 +262,7 @@ fn validate(
         n_shared,
         seed_runs,
         top_up_rounds: plan.top_up_rounds,
+        calibrate: plan.calibrate,
         best_of_n,
         budgets: plan.budgets,
         pilot_seeds: plan.pilot_seeds,
@@ -608,6 +613,13 @@ fn sweep_plan(c: &Check, w: &parse::File) -> Result<SweepPlan, ScenarioError> {
         "tops up calibrated grids, and sweep.budgets is empty".into(),
         "give sweep.budgets, or remove top_up_rounds",
     )?;
+    let calibrate = sweep.as_ref().and_then(|s| s.calibrate).unwrap_or(true);
+    need(
+        calibrate || top_up_rounds == 0,
+        "sweep.top_up_rounds",
+        "tops up a calibration, and sweep.calibrate is false".into(),
+        "set sweep.top_up_rounds = 0 (the folder's own top-ups are its seed_runs)",
+    )?;
     Ok(SweepPlan {
         seeds,
         budgets,
@@ -615,6 +627,7 @@ fn sweep_plan(c: &Check, w: &parse::File) -> Result<SweepPlan, ScenarioError> {
         calibration_rounds,
         calibration_aim,
         top_up_rounds,
+        calibrate,
     })
 }
 

@@ -102,6 +102,12 @@ pub struct Sweep {
     /// `experiment::calibrate::top_ups`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub top_up_rounds: Option<usize>,
+    /// Whether the grids are calibrated to the budgets (default true). False: the grids run as
+    /// written, already calibrated (a results folder's `scenario.resolved.toml`, whose seed
+    /// runs are its top-ups), and the budgets only name the report's; no pilot runs, no
+    /// top-ups. What a rerun of a folder's sweep under float noise uses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calibrate: Option<bool>,
     /// Runs of one seed only (the top-ups `alignlab run` adds; they may be written by hand).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub seed_runs: Vec<SeedRun>,
@@ -247,6 +253,7 @@ fn expand_sweep(table: &mut toml::Table) -> Result<(), ConfigError> {
                 | "calibration_rounds"
                 | "calibration_aim"
                 | "top_up_rounds"
+                | "calibrate"
                 | "seed_runs"
         ) {
             kept.insert(section, v);
