@@ -898,7 +898,8 @@ fn export_prefs_writes_every_pair() {
 /// would otherwise evaluate again), and the report draws them as win-rate curves.
 #[test]
 fn a_folder_is_stale_when_its_scenario_or_numerics_change() {
-    use alignlab::report::provenance::{parse_origin, stale};
+    use alignlab::experiment::protocol::parse_origin;
+    use alignlab::report::provenance::stale;
     let out = tmp("provenance");
     std::fs::create_dir_all(&out).unwrap();
     let file = out.join("quick.toml");

@@ -144,7 +144,7 @@ fn run_cells(
         .filter(|p| p.exists())
         .or_else(|| std::env::args().next().map(PathBuf::from))
         .context("cannot find the alignlab binary to run cells")?;
-    let threads = (opts.threads / opts.jobs).max(1);
+    let threads = opts.threads_per_run();
     let note = format!(
         "alignlab: {} cells, {} at a time, {threads} torch threads each",
         pending.len(),

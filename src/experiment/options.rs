@@ -32,6 +32,11 @@ impl RunOptions {
         }
         o
     }
+
+    /// Torch threads each method run gets: the threads divided among the jobs.
+    pub fn threads_per_run(&self) -> usize {
+        (self.threads / self.jobs.max(1)).max(1)
+    }
 }
 
 impl RunOptions {

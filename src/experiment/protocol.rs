@@ -128,8 +128,7 @@ pub fn run(
 fn origin_rows(summary: &mut Summary, (origin, key): (String, String), opts: &RunOptions) {
     summary.add("run", "scenario", origin);
     summary.add("run", "scenario key", key);
-    let per_run = (opts.threads / opts.jobs.max(1)).max(1);
-    let at_a_time = opts.jobs.max(1);
+    let (per_run, at_a_time) = (opts.threads_per_run(), opts.jobs.max(1));
     summary.add(
         "run",
         "threads",
@@ -138,7 +137,7 @@ fn origin_rows(summary: &mut Summary, (origin, key): (String, String), opts: &Ru
 }
 
 /// The scenario file and its `--set`s as one line: `scenarios/sentiment.toml --set a=1 --set b=[0, 1]`
-/// (what [`crate::report::provenance`] reads back).
+/// (what [`parse_origin`] reads back).
 pub fn origin_line(file: &std::path::Path, sets: &[String]) -> String {
     let mut line = file.display().to_string();
     for s in sets {
@@ -146,6 +145,13 @@ pub fn origin_line(file: &std::path::Path, sets: &[String]) -> String {
         line.push_str(s);
     }
     line
+}
+
+/// The file and the `--set`s of an [`origin_line`] (a folder's `run,scenario` row).
+pub fn parse_origin(line: &str) -> (PathBuf, Vec<String>) {
+    let mut parts = line.split(" --set ");
+    let file = PathBuf::from(parts.next().unwrap_or_default());
+    (file, parts.map(str::to_string).collect())
 }
 
 /// What the phases before the sweep produced and ran.

@@ -83,7 +83,6 @@ impl PairedRow {
 /// The budgets of `kl_budget` rows whose adjusted verdict differs from the same pair's at that
 /// budget on the final-checkpoint frontier (both compared): (A, B, budget).
 pub fn density_flags(rows: &[PairedRow]) -> Vec<(String, String, f64)> {
-    let class = |v: &str| if v == "above" || v == "below" { v.to_string() } else { "-".into() };
     rows.iter()
         .filter(|r| r.axis == "kl_budget" && r.paired.is_some())
         .filter(|r| {
@@ -91,11 +90,21 @@ pub fn density_flags(rows: &[PairedRow]) -> Vec<(String, String, f64)> {
                 f.axis == "kl_budget_final"
                     && (&f.a, &f.b, f.x) == (&r.a, &r.b, r.x)
                     && f.paired.is_some()
-                    && class(&f.verdict_adjusted()) != class(&r.verdict_adjusted())
+                    && verdict_class(&f.verdict_adjusted()) != verdict_class(&r.verdict_adjusted())
             })
         })
         .map(|r| (r.a.clone(), r.b.clone(), r.x))
         .collect()
+}
+
+/// A verdict without its words: "above", "below" or "inconclusive" (whose words name its p,
+/// which moves with the samples while the verdict stays).
+pub fn verdict_class(v: &str) -> &'static str {
+    match v {
+        "above" => "above",
+        "below" => "below",
+        _ => "inconclusive",
+    }
 }
 
 /// "above" or "below" where the adjusted p-value is below the test level, else
@@ -458,12 +467,7 @@ pub fn moved_verdicts(a: &[PairedRecord], b: &[PairedRecord]) -> (usize, Vec<Str
             continue;
         };
         compared += 1;
-        // The verdict, not its words: an inconclusive one names its p, which noise moves.
-        let class = |v: &str| match v {
-            "above" | "below" => v.to_string(),
-            _ => "inconclusive".to_string(),
-        };
-        if class(&q.verdict_adjusted) != class(&r.verdict_adjusted) {
+        if verdict_class(&q.verdict_adjusted) != verdict_class(&r.verdict_adjusted) {
             moved.push(format!(
                 "{} - {} at {} {}: {} ({:+.3} ± {:.3}) -> {} ({:+.3} ± {:.3})",
                 r.a,

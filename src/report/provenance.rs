@@ -7,6 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::experiment::keys::stage_hash;
+use crate::experiment::protocol::parse_origin;
 use crate::experiment::summary::SummaryRecord;
 use crate::scenario::Scenario;
 
@@ -41,13 +42,6 @@ pub fn stale(dir: &Path) -> Option<String> {
         }
         Ok(_) => None,
     }
-}
-
-/// The file and the `--set`s of a `run,scenario` row (`scenarios/sentiment.toml --set a=1 ...`).
-pub fn parse_origin(line: &str) -> (PathBuf, Vec<String>) {
-    let mut parts = line.split(" --set ");
-    let file = PathBuf::from(parts.next().unwrap_or_default());
-    (file, parts.map(str::to_string).collect())
 }
 
 /// The results folders under `results` (those with a `summary.csv`), sorted.
